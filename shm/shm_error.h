@@ -1,0 +1,84 @@
+/*
+ * shm_error: the one error table of shmex.
+ *
+ * Every function that can fail returns 0 or a negative error.  Values in
+ * [-4095, -1] are negated errno values (system calls); values at or below
+ * SHMEX_ERR_BASE are shmex's own, generated from SHMEX_ERRNO_MAP so that the
+ * enum, the names and the messages can never drift apart (libuv UV_ERRNO_MAP).
+ * Reject reasons the matcher sends to gateways over the reply rings are
+ * errors from this table, so both sides agree on their meaning.
+ *
+ * "Ring full" and "ring empty" are results, not errors (see shm_ring.h).
+ */
+#ifndef SHMEX_SHM_ERROR_H
+#define SHMEX_SHM_ERROR_H
+
+#include <stdbool.h>
+
+#define SHMEX_ERR_BASE (-10000)
+
+/* X(NAME, message): messages are what a client or an operator reads. */
+#define SHMEX_ERRNO_MAP(X)                                                     \
+	X(EBADMAGIC, "wrong magic number: not a shmex region")                 \
+	X(EBADVERSION, "layout version mismatch")                              \
+	X(EBADLAYOUT, "layout signature mismatch (built with other struct sizes)") \
+	X(ETOOSHORT, "region is shorter than its header requires")             \
+	X(ENOTREADY, "region is not ready (creator still initialising, or died)") \
+	X(EBADKIND, "region is of another kind")                               \
+	X(EBADNAME, "invalid instance or region name")                         \
+	X(ESTALE, "left over from a crashed run (creator is gone)")            \
+	X(EINUSE, "in use by a running exchange")                              \
+	X(ERINGCORRUPT, "ring indexes are corrupted")                          \
+	X(EBADMSG, "malformed message")                                        \
+	X(EBADINDEX, "index out of range in shared memory")                    \
+	X(EBUSY, "Exchange busy, try again")                                   \
+	X(ETIMEDOUT, "timed out")                                              \
+	X(ENOREADERSLOT, "reader table full")                                  \
+	X(ENOACCOUNT, "Account does not exist")                                \
+	X(EACCOUNTEXISTS, "Account already exists")                            \
+	X(EACCOUNTSFULL, "Account table full")                                 \
+	X(EBADACCOUNT, "Invalid account id")                                   \
+	X(ENOSYMBOL, "Symbol does not exist")                                  \
+	X(EBADSYMBOL, "Invalid symbol")                                        \
+	X(ESYMBOLSFULL, "Symbol table full")                                   \
+	X(EWRONGSHARD, "Symbol does not belong to this shard")                 \
+	X(EBADAMOUNT, "Invalid amount")                                        \
+	X(EBADPRICE, "Invalid limit price")                                    \
+	X(EBADBALANCE, "Invalid balance")                                      \
+	X(EOVERFLOW, "Numeric overflow")                                       \
+	X(ENOFUNDS, "Insufficient funds")                                      \
+	X(ENOSHARES, "Insufficient shares")                                    \
+	X(EBOOKFULL, "Book full")                                              \
+	X(ENOORDER, "Order does not exist")                                    \
+	X(ENOTOWNER, "Order belongs to another account")                       \
+	X(ENOTOPEN, "Order has nothing open")                                  \
+	X(EBADTIF, "Invalid time in force")                                    \
+	X(EFOKKILLED, "Fill-or-kill order could not be filled")                \
+	X(ESELFTRADE, "Self-trade prevented")                                  \
+	X(EBADREQUEST, "Malformed request")                                    \
+	X(ETOOBIG, "Request too large")                                        \
+	X(EUNKNOWNELEM, "Unknown element")                                     \
+	X(EINTERNAL, "Internal error")
+
+enum shmex_err_index {
+#define SHMEX_ERR_INDEX_(name, msg) SHMEX_ERRIDX_##name,
+	SHMEX_ERRNO_MAP(SHMEX_ERR_INDEX_)
+#undef SHMEX_ERR_INDEX_
+	SHMEX_ERRIDX_COUNT_
+};
+
+enum shmex_err {
+#define SHMEX_ERR_ENUM_(name, msg) SHMEX_##name = SHMEX_ERR_BASE - SHMEX_ERRIDX_##name,
+	SHMEX_ERRNO_MAP(SHMEX_ERR_ENUM_)
+#undef SHMEX_ERR_ENUM_
+	SHMEX_ERR_LAST_ = SHMEX_ERR_BASE - SHMEX_ERRIDX_COUNT_ + 1
+};
+
+/* Message for any error this project returns (shmex's own or -errno). */
+const char *shmex_strerror(int err);
+/* Symbolic name ("SHMEX_ENOFUNDS", "ENOENT"), for logs and tests. */
+const char *shmex_errname(int err);
+/* True when err is one of shmex's own codes (validates reply-ring fields). */
+bool shmex_err_is_valid(int err);
+
+#endif

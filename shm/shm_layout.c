@@ -1,0 +1,35 @@
+/*
+ * shm_layout: the layout signature of every struct that lives in shared
+ * memory.  Add each new shared struct (and any offset that readers depend
+ * on) to the list below; two builds that disagree on any of these refuse to
+ * attach to each other's regions (SHMEX_EBADLAYOUT).
+ */
+#include "shm/shm_region.h"
+#include "shm/shm_layout_list.h"
+
+#include <stddef.h>
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	/* FNV-1a over the 8 bytes of v. */
+	for (int i = 0; i < 8; i++) {
+		h ^= (v >> (8 * i)) & 0xff;
+		h *= UINT64_C(0x100000001b3);
+	}
+	return h;
+}
+
+uint64_t shm_layout_signature(void)
+{
+	static uint64_t sig;
+	if (sig)
+		return sig;
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	h = mix(h, SHM_CACHE_LINE);
+	h = mix(h, SHM_LAYOUT_VERSION);
+#define SHM_LAYOUT_ENTRY_(value) h = mix(h, (uint64_t)(value));
+	SHM_LAYOUT_LIST(SHM_LAYOUT_ENTRY_)
+#undef SHM_LAYOUT_ENTRY_
+	sig = h;
+	return sig;
+}

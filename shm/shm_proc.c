@@ -1,0 +1,69 @@
+/*
+ * shm_proc: process identity from /proc (see shm_proc.h).
+ */
+#include "shm/shm_proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int shm_proc_start_time(pid_t pid, uint64_t *start)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	int saved = errno;
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? -saved : -ESRCH;
+	buf[n] = '\0';
+	/* The command name (field 2) may hold spaces and parentheses: skip
+	 * to the last ')' and count fields from there (field 3 follows). */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -EINVAL;
+	p++;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -EINVAL;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(p + 1, &end, 10);
+	if (errno || end == p + 1)
+		return -EINVAL;
+	*start = v;
+	return 0;
+}
+
+uint64_t shm_proc_self_start(void)
+{
+	static pid_t cached_pid;
+	static uint64_t cached_start;
+	pid_t me = getpid();
+	if (cached_pid != me) {
+		uint64_t s = 0;
+		if (shm_proc_start_time(me, &s) != 0)
+			s = 0;
+		cached_start = s;
+		cached_pid = me;
+	}
+	return cached_start;
+}
+
+bool shm_proc_alive(pid_t pid, uint64_t start)
+{
+	if (pid <= 0)
+		return false;
+	uint64_t now;
+	if (shm_proc_start_time(pid, &now) != 0)
+		return false;
+	return now == start;
+}

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Runs each check test program given as an argument, shows its progress and
+# prints one closing line "N passed, N failed" over all of them.
+# Exit status: 0 when every test passed.
+passed=0
+failed=0
+bad_progs=""
+for prog in "$@"; do
+	name=$(basename "$prog")
+	start=$(date +%s)
+	out=$("$prog" 2>&1)
+	rc=$?
+	secs=$(( $(date +%s) - start ))
+	line=$(printf '%s\n' "$out" | grep -E '^[0-9]+%: Checks: ' | tail -n 1)
+	if [ -n "$line" ]; then
+		n=$(echo "$line" | sed -E 's/.*Checks: ([0-9]+).*/\1/')
+		f=$(echo "$line" | sed -E 's/.*Failures: ([0-9]+).*/\1/')
+		e=$(echo "$line" | sed -E 's/.*Errors: ([0-9]+).*/\1/')
+		passed=$((passed + n - f - e))
+		failed=$((failed + f + e))
+	else
+		failed=$((failed + 1))
+	fi
+	if [ $rc -ne 0 ] || [ -z "$line" ]; then
+		bad_progs="$bad_progs $name"
+		printf '%s\n' "$out"
+	fi
+	printf '%-28s %s (%ss)\n' "$name" "${line:-no check summary (exit $rc)}" "$secs"
+done
+leftover=$(ls /dev/shm 2>/dev/null | grep '^shmex\.test' || true)
+if [ -n "$leftover" ]; then
+	echo "run-tests: shared-memory objects left behind in /dev/shm:" $leftover
+	failed=$((failed + 1))
+fi
+[ -n "$bad_progs" ] && echo "failing:$bad_progs"
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,43 @@
+/*
+ * Helpers shared by the check suites.
+ *
+ * Each test file defines one suite named after its module and ends with
+ * SHMEX_TEST_MAIN(shm_region_suite).  check forks per test, so a crash
+ * fails one test, not the run.  Shared-memory names are unique per test
+ * (test_instance), and test_cleanup_instance removes whatever an instance
+ * left in /dev/shm.
+ */
+#ifndef SHMEX_TESTS_SHMEX_TEST_H
+#define SHMEX_TESTS_SHMEX_TEST_H
+
+#include <check.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+/* Writes a fresh instance name "test-<pid>-<n>" into buf (>= 40 bytes). */
+void test_instance(char *buf, size_t len);
+/* Removes every /dev/shm object of the instance; returns how many. */
+int test_cleanup_instance(const char *instance);
+/* Count of /dev/shm objects of the instance. */
+int test_count_objects(const char *instance);
+/* Path of a built program ($SHMEX_BIN_DIR/name, default build/bin/name). */
+const char *test_bin(const char *name);
+/* Path inside the conformance data ($SHMEX_CONFORMANCE_DIR). */
+const char *test_conformance(const char *relpath);
+/* Waits for pid up to timeout_ms; returns its wait status, or -1 on timeout
+ * (the child is then killed with SIGKILL and reaped). */
+int test_wait_pid(pid_t pid, int timeout_ms);
+/* Monotonic time in nanoseconds. */
+unsigned long long test_now_ns(void);
+
+#define SHMEX_TEST_MAIN(suite_fn)                                              \
+	int main(void)                                                         \
+	{                                                                      \
+		SRunner *sr = srunner_create(suite_fn());                      \
+		srunner_run_all(sr, CK_NORMAL);                                \
+		int failed = srunner_ntests_failed(sr);                        \
+		srunner_free(sr);                                              \
+		return failed ? EXIT_FAILURE : EXIT_SUCCESS;                   \
+	}
+
+#endif

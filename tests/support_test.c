@@ -1,0 +1,100 @@
+/*
+ * Helpers shared by the check suites (see shmex_test.h).
+ */
+#include "tests/shmex_test.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+void test_instance(char *buf, size_t len)
+{
+	static unsigned counter;
+	snprintf(buf, len, "test-%d-%u", (int)getpid(), counter++);
+}
+
+static int walk_instance(const char *instance, int do_unlink)
+{
+	char prefix[128];
+	snprintf(prefix, sizeof(prefix), "shmex.%s.", instance);
+	size_t plen = strlen(prefix);
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return 0;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, plen) != 0)
+			continue;
+		n++;
+		if (do_unlink) {
+			char path[512];
+			snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+			unlink(path);
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+int test_cleanup_instance(const char *instance)
+{
+	return walk_instance(instance, 1);
+}
+
+int test_count_objects(const char *instance)
+{
+	return walk_instance(instance, 0);
+}
+
+const char *test_bin(const char *name)
+{
+	static char path[8][512];
+	static int next;
+	const char *dir = getenv("SHMEX_BIN_DIR");
+	char *p = path[next++ % 8];
+	snprintf(p, sizeof(path[0]), "%s/%s", dir ? dir : "build/bin", name);
+	return p;
+}
+
+const char *test_conformance(const char *relpath)
+{
+	static char path[8][512];
+	static int next;
+	const char *dir = getenv("SHMEX_CONFORMANCE_DIR");
+	char *p = path[next++ % 8];
+	snprintf(p, sizeof(path[0]), "%s/%s", dir ? dir : "../shared/conformance",
+		 relpath);
+	return p;
+}
+
+unsigned long long test_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+int test_wait_pid(pid_t pid, int timeout_ms)
+{
+	unsigned long long deadline = test_now_ns() + timeout_ms * 1000000ull;
+	int status;
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return status;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (test_now_ns() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -1;
+		}
+		usleep(1000);
+	}
+}

@@ -7,9 +7,11 @@
 #define SHMEX_SHM_LAYOUT_LIST_H
 
 #include "shm/shm_region.h"
+#include "shm/shm_msg.h"
 
 #define SHM_LAYOUT_LIST(X)                                                     \
 	X(sizeof(struct shm_region_hdr_sh))                                    \
-	X(offsetof(struct shm_region_hdr_sh, state))
+	X(offsetof(struct shm_region_hdr_sh, state))                           \
+	X(sizeof(struct shm_msg))
 
 #endif

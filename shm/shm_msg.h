@@ -1,0 +1,111 @@
+/*
+ * shm_msg: the fixed-size message that travels on every ring, and the maps
+ * every process uses to route (symbol -> shard, order id -> shard,
+ * account id -> home shard).
+ *
+ * One message is one cache line.  Gateways write requests on their
+ * (gateway, shard) ring; the shard's matcher answers on the (shard, gateway)
+ * ring with the same req_id.  The consumer copies a message out of the ring
+ * once and validates every field of the copy (shm_msg_validate_request) before
+ * acting on it: a buggy or hostile producer gets a reject, never a crash.
+ */
+#ifndef SHMEX_SHM_MSG_H
+#define SHMEX_SHM_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/shm_atomic.h"
+
+#define SHM_SYMBOL_MAX 15 /* characters; [A-Za-z0-9]+ */
+
+enum shm_msg_type {
+	SHM_MSG_NONE = 0,
+	/* Requests (gateway -> matcher). */
+	SHM_MSG_CREATE_ACCOUNT = 1, /* account, cash = initial balance */
+	SHM_MSG_ADD_SHARES = 2,     /* account, symbol, qty (creates symbol) */
+	SHM_MSG_ORDER = 3,          /* account, symbol, side, tif, price, qty */
+	SHM_MSG_CANCEL = 4,         /* account, order_id */
+	SHM_MSG_MODIFY = 5,         /* account, order_id, price, qty (new open) */
+	SHM_MSG_REQUEST_LAST_ = SHM_MSG_MODIFY,
+	/* Reply (matcher -> gateway): type = SHM_MSG_REPLY, req_type says to
+	 * what; status 0 or a shmex error (shm_error.h). */
+	SHM_MSG_REPLY = 16,
+};
+
+enum shm_side { SHM_SIDE_BUY = 0, SHM_SIDE_SELL = 1 };
+enum shm_tif { SHM_TIF_GTC = 0, SHM_TIF_IOC = 1, SHM_TIF_FOK = 2 };
+
+struct shm_msg {
+	uint8_t type;     /* enum shm_msg_type */
+	uint8_t side;     /* enum shm_side (ORDER) */
+	uint8_t tif;      /* enum shm_tif (ORDER) */
+	uint8_t req_type; /* REPLY: the request's type */
+	int32_t status;   /* REPLY: 0 or a shmex error */
+	uint64_t req_id;  /* chosen by the gateway, echoed in the reply */
+	uint64_t account; /* account id */
+	uint64_t order_id;/* CANCEL/MODIFY; REPLY to ORDER: the new id */
+	int64_t price;    /* limit (PRICE scale); CREATE_ACCOUNT: balance (CASH) */
+	int64_t qty;      /* amount > 0 (QTY scale); REPLY: shares affected */
+	union {
+		char symbol[16];  /* requests: NUL-padded, SHM_SYMBOL_MAX */
+		struct {
+			uint64_t time_ns; /* REPLY: event time */
+			uint64_t seq;     /* REPLY: shard event sequence */
+		} r;
+	} u;
+};
+_Static_assert(sizeof(struct shm_msg) == SHM_CACHE_LINE, "one message = one cache line");
+_Static_assert(offsetof(struct shm_msg, u) == 48, "message layout");
+
+/* Symbol validity: 1..SHM_SYMBOL_MAX of [A-Za-z0-9]. */
+bool shm_symbol_valid(const char *sym, size_t len);
+/* Copies a valid symbol NUL-padded into dst[16]; false when invalid. */
+bool shm_symbol_pack(char dst[16], const char *sym, size_t len);
+/* Length of a packed symbol, or 0 when the 16 bytes are not a valid
+ * NUL-padded symbol (validation of ring/shm contents). */
+size_t shm_symbol_unpack_len(const char src[16]);
+
+/* Shard that owns a symbol: FNV-1a of its bytes mod nshards. */
+uint32_t shm_shard_of_symbol(const char *sym, size_t len, uint32_t nshards);
+/* Home shard of an account (where CREATE_ACCOUNT is applied). */
+static inline uint32_t shm_shard_of_account(uint64_t account, uint32_t nshards)
+{
+	return (uint32_t)(account % nshards);
+}
+
+/*
+ * Order ids are unique across all shards and say which shard owns them and
+ * where the record lives:  id = (gen * cap + slot) * nshards + shard + 1,
+ * with cap the shard's order-record capacity and gen how many times the
+ * slot was reused.  So the first orders of shard 0 of 2 are 1, 3, 5, ...
+ * Ids never repeat while gen fits (2^40 reuses of a slot).
+ */
+static inline uint32_t shm_shard_of_order(uint64_t id, uint32_t nshards)
+{
+	return (uint32_t)((id - 1) % nshards);
+}
+static inline uint64_t shm_order_id_make(uint32_t shard, uint32_t nshards,
+					 uint64_t slot, uint64_t gen,
+					 uint64_t cap)
+{
+	return (gen * cap + slot) * nshards + shard + 1;
+}
+static inline uint64_t shm_order_slot(uint64_t id, uint32_t nshards,
+				      uint64_t cap)
+{
+	return ((id - 1) / nshards) % cap;
+}
+
+/* Validates a request copied out of a ring: type, side, tif, ranges,
+ * symbol; `shard`/`nshards` check that the symbol (or order id, or account
+ * for CREATE_ACCOUNT) belongs to this shard.  Returns 0 or the shmex error to
+ * put in the reject reply. */
+int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard,
+			     uint32_t nshards) __attribute__((warn_unused_result));
+
+/* Validates a reply copied out of a reply ring (type, req_type, status). */
+int shm_msg_validate_reply(const struct shm_msg *m) __attribute__((warn_unused_result));
+
+#endif

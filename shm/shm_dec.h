@@ -7,8 +7,9 @@
  *   cash (balances)   SHM_CASH_DIGITS  = 8 fractional digits  (x 10^8)
  * so amount x price is exactly representable as cash (4 + 4 = 8 digits).
  * Each is an int64_t; the range of cash is therefore +-92,233,720,368.
- * Text with more fractional digits than the scale, values out of range, or
- * anything but [+-]digits[.digits] is rejected, never rounded.
+ * Text with more significant fractional digits than the scale, values out of
+ * range, or anything but [+-]digits[.digits] is rejected, never rounded
+ * (".5" and "5." are accepted; see shm_dec.c and docs/protocol.md).
  * Multiplication uses 128-bit intermediates and reports overflow.
  */
 #ifndef SHMEX_SHM_DEC_H
@@ -27,8 +28,10 @@
 /* Parses len bytes of text (no terminator needed) with the given number of
  * fractional digits.  Accepts an optional sign, digits, and an optional '.'
  * followed by at most `digits` digits; at least one digit overall.  No
- * spaces, exponents, hex, or "inf".  Returns 0, -EINVAL (syntax or too many
- * fractional digits) or SHMEX_EOVERFLOW (out of int64 range). */
+ * spaces, exponents, hex, or "inf".  Extra fractional digits are accepted
+ * only when they are zeros (exact, nothing is rounded).  Returns 0, -EINVAL
+ * (syntax, non-zero digit beyond the scale, digits outside 0..18) or
+ * SHMEX_EOVERFLOW (out of int64 range). */
 int shm_dec_parse(const char *s, size_t len, int digits, int64_t *out)
 	__attribute__((warn_unused_result));
 

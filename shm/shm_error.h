@@ -34,6 +34,7 @@
 	X(EBUSY, "Exchange busy, try again")                                   \
 	X(ETIMEDOUT, "timed out")                                              \
 	X(ENOREADERSLOT, "reader table full")                                  \
+	X(ESLOTLOST, "reader slot was reclaimed; re-register and retry")      \
 	X(ENOACCOUNT, "Account does not exist")                                \
 	X(EACCOUNTEXISTS, "Account already exists")                            \
 	X(EACCOUNTSFULL, "Account table full")                                 \
@@ -58,7 +59,16 @@
 	X(EBADREQUEST, "Malformed request")                                    \
 	X(ETOOBIG, "Request too large")                                        \
 	X(EUNKNOWNELEM, "Unknown element")                                     \
-	X(EINTERNAL, "Internal error")
+	X(EINTERNAL, "Internal error")                                         \
+	X(EBADLENGTH, "Invalid request length line")                           \
+	X(ELENGTHDIGITS, "Request length has too many digits")                 \
+	X(EBADXML, "Malformed XML")                                            \
+	X(ENODTD, "DTDs and entity declarations are not allowed")              \
+	X(ETOODEEP, "Request nested too deeply")                               \
+	X(ETOOMANY, "Too many elements in request")                            \
+	X(ETOOLONG, "Attribute or text too long")                              \
+	X(EBADORDERID, "Invalid order id")                                     \
+	X(EPOSITIONSFULL, "Position table full")
 
 enum shmex_err_index {
 #define SHMEX_ERR_INDEX_(name, msg) SHMEX_ERRIDX_##name,

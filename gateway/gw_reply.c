@@ -1,0 +1,400 @@
+/*
+ * gw_reply: <results> documents for ECE 568 replies (see gw_reply.h).
+ *
+ * Shape: an append-only byte buffer with a sticky error, so a caller builds
+ * a reply of many children without checking each step and learns about a
+ * failure once, at gw_reply_finish.  The first GW_REPLY_LINE_RESERVE bytes
+ * of the buffer are kept free: when replies are framed, the length line is
+ * written right before the document once its size is known, without moving
+ * the document.  "<results>" is written lazily with the first child so an
+ * empty reply can be "<results/>".
+ *
+ * Invariants: RESERVE <= len <= cap; len - RESERVE <= max unless err is
+ * set; nest is 0 or 1 (inside <status> or <canceled id>).
+ *
+ * Limits: a document of at most `max` bytes (default 64 MiB; a query of an
+ * order with many fills is the largest reply); beyond it the reply fails
+ * with SHMEX_ETOOBIG and the caller sends gw_reply_error_doc instead.
+ */
+#include "gateway/gw_reply.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shm/shm_dec.h"
+#include "shm/shm_error.h"
+
+#define RESERVE GW_REPLY_LINE_RESERVE
+
+static const char xml_decl[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+
+void gw_reply_init(struct gw_reply *r, size_t max, bool framed)
+{
+	memset(r, 0, sizeof(*r));
+	r->max = max ? max : GW_REPLY_MAX_DEFAULT;
+	r->framed = framed;
+	r->len = RESERVE;
+}
+
+void gw_reply_free(struct gw_reply *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+	r->cap = 0;
+	r->len = RESERVE;
+}
+
+static void put(struct gw_reply *r, const char *s, size_t n)
+{
+	if (r->err)
+		return;
+	if (r->len - RESERVE + n > r->max) {
+		r->err = SHMEX_ETOOBIG;
+		return;
+	}
+	if (r->len + n > r->cap) {
+		size_t cap = r->cap ? r->cap : 1024;
+		while (cap < r->len + n)
+			cap *= 2;
+		char *nb = realloc(r->buf, cap);
+		if (nb == NULL) {
+			r->err = -ENOMEM;
+			return;
+		}
+		r->buf = nb;
+		r->cap = cap;
+	}
+	memcpy(r->buf + r->len, s, n);
+	r->len += n;
+}
+
+static void puts_(struct gw_reply *r, const char *s)
+{
+	put(r, s, strlen(s));
+}
+
+/* The replacement of one byte, or NULL when it is written as is.  In
+ * attributes tab, LF and CR become character references so that a client's
+ * attribute normalisation cannot change them.  Other control bytes cannot
+ * be written in XML 1.0 at all and become '?'. */
+static const char *esc_of(unsigned char c, bool attr)
+{
+	switch (c) {
+	case '&':
+		return "&amp;";
+	case '<':
+		return "&lt;";
+	case '>':
+		return "&gt;";
+	case '"':
+		return "&quot;";
+	case '\'':
+		return "&apos;";
+	case '\t':
+		return attr ? "&#9;" : NULL;
+	case '\n':
+		return attr ? "&#10;" : NULL;
+	case '\r':
+		return "&#13;";
+	default:
+		return c < 0x20 ? "?" : NULL;
+	}
+}
+
+static void put_esc(struct gw_reply *r, const char *s, size_t n, bool attr)
+{
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *rep = esc_of((unsigned char)s[i], attr);
+		if (rep == NULL)
+			continue;
+		put(r, s + start, i - start);
+		puts_(r, rep);
+		start = i + 1;
+	}
+	put(r, s + start, n - start);
+}
+
+static void put_attr(struct gw_reply *r, const char *name, struct gw_str v)
+{
+	if (v.p == NULL)
+		return;
+	put(r, " ", 1);
+	puts_(r, name);
+	put(r, "=\"", 2);
+	put_esc(r, v.p, v.len, true);
+	put(r, "\"", 1);
+}
+
+static void put_attr_dec(struct gw_reply *r, const char *name, int64_t v,
+			 int digits)
+{
+	char num[32];
+	int n = shm_dec_format(num, sizeof(num), v, digits);
+	if (n < 0) {
+		if (!r->err)
+			r->err = SHMEX_EINTERNAL;
+		return;
+	}
+	struct gw_str s = {num, (size_t)n};
+	put_attr(r, name, s);
+}
+
+static void put_attr_u64(struct gw_reply *r, const char *name, uint64_t v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%" PRIu64, v);
+	struct gw_str s = {num, (size_t)n};
+	put_attr(r, name, s);
+}
+
+/* Opens a child line: "<results>" if needed and the indentation. */
+static void child(struct gw_reply *r, const char *tag)
+{
+	if (!r->open) {
+		puts_(r, "<results>\n");
+		r->open = true;
+	}
+	puts_(r, r->nest ? "    <" : "  <");
+	puts_(r, tag);
+}
+
+void gw_reply_begin(struct gw_reply *r)
+{
+	if (r->cap > GW_REPLY_KEEP_BUF) {
+		free(r->buf);
+		r->buf = NULL;
+		r->cap = 0;
+	}
+	r->len = RESERVE;
+	r->open = false;
+	r->nest = 0;
+	r->err = 0;
+	puts_(r, xml_decl);
+}
+
+int gw_reply_finish(struct gw_reply *r, const char **out, size_t *len)
+{
+	if (r->nest && !r->err)
+		r->err = SHMEX_EINTERNAL;
+	if (r->open)
+		puts_(r, "</results>\n");
+	else
+		puts_(r, "<results/>\n");
+	if (r->err)
+		return r->err;
+
+	size_t start = RESERVE;
+	if (r->framed) {
+		char line[RESERVE];
+		int n = snprintf(line, sizeof(line), "%zu\n", r->len - RESERVE);
+		start = RESERVE - (size_t)n;
+		memcpy(r->buf + start, line, (size_t)n);
+	}
+	*out = r->buf + start;
+	*len = r->len - start;
+	return 0;
+}
+
+static void reply_error(struct gw_reply *r, const char *const *names,
+			const struct gw_str *values, size_t n, int err,
+			const char *detail, struct gw_str elem)
+{
+	child(r, "error");
+	for (size_t i = 0; i < n; i++)
+		put_attr(r, names[i], values[i]);
+	put(r, ">", 1);
+	const char *msg = shmex_strerror(err);
+	put_esc(r, msg, strlen(msg), false);
+	if (detail) {
+		puts_(r, ": ");
+		put_esc(r, detail, strlen(detail), false);
+	}
+	if (elem.p) {
+		puts_(r, ": &lt;");
+		put_esc(r, elem.p, elem.len, false);
+		puts_(r, "&gt;");
+	}
+	puts_(r, "</error>\n");
+}
+
+void gw_reply_error(struct gw_reply *r, const char *const *names,
+		    const struct gw_str *values, size_t n, int err,
+		    const char *detail)
+{
+	struct gw_str none = {NULL, 0};
+	reply_error(r, names, values, n, err, detail, none);
+}
+
+void gw_reply_error_doc(struct gw_reply *r, int err, const char *detail,
+			const char **out, size_t *len)
+{
+	gw_reply_begin(r);
+	gw_reply_error(r, NULL, NULL, 0, err, detail);
+	if (gw_reply_finish(r, out, len) == 0)
+		return;
+	/* Even the short document failed (out of memory): a constant one. */
+	static const char plain[] =
+	    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	    "<results>\n  <error>Internal error</error>\n</results>\n";
+	static const char framed[] =
+	    "92\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+	    "<results>\n  <error>Internal error</error>\n</results>\n";
+	_Static_assert(sizeof(plain) - 1 == 92, "framed fallback length");
+	*out = r->framed ? framed : plain;
+	*len = r->framed ? sizeof(framed) - 1 : sizeof(plain) - 1;
+}
+
+void gw_reply_created(struct gw_reply *r, struct gw_str id)
+{
+	child(r, "created");
+	put_attr(r, "id", id);
+	puts_(r, "/>\n");
+}
+
+void gw_reply_created_sym(struct gw_reply *r, struct gw_str sym,
+			  struct gw_str id)
+{
+	child(r, "created");
+	put_attr(r, "sym", sym);
+	put_attr(r, "id", id);
+	puts_(r, "/>\n");
+}
+
+void gw_reply_opened(struct gw_reply *r, struct gw_str sym,
+		     struct gw_str amount, struct gw_str limit,
+		     uint64_t order_id)
+{
+	child(r, "opened");
+	put_attr(r, "sym", sym);
+	put_attr(r, "amount", amount);
+	put_attr(r, "limit", limit);
+	put_attr_u64(r, "id", order_id);
+	puts_(r, "/>\n");
+}
+
+static void group_begin(struct gw_reply *r, const char *tag, struct gw_str id)
+{
+	if (r->nest && !r->err)
+		r->err = SHMEX_EINTERNAL;
+	child(r, tag);
+	put_attr(r, "id", id);
+	puts_(r, ">\n");
+	r->nest = 1;
+}
+
+static void group_end(struct gw_reply *r, const char *tag)
+{
+	if (!r->nest && !r->err)
+		r->err = SHMEX_EINTERNAL;
+	r->nest = 0;
+	puts_(r, "  </");
+	puts_(r, tag);
+	puts_(r, ">\n");
+}
+
+void gw_reply_status_begin(struct gw_reply *r, struct gw_str id)
+{
+	group_begin(r, "status", id);
+}
+
+void gw_reply_status_end(struct gw_reply *r)
+{
+	group_end(r, "status");
+}
+
+void gw_reply_cancel_begin(struct gw_reply *r, struct gw_str id)
+{
+	group_begin(r, "canceled", id);
+}
+
+void gw_reply_cancel_end(struct gw_reply *r)
+{
+	group_end(r, "canceled");
+}
+
+void gw_reply_open(struct gw_reply *r, int64_t shares)
+{
+	child(r, "open");
+	put_attr_dec(r, "shares", shares, SHM_QTY_DIGITS);
+	puts_(r, "/>\n");
+}
+
+void gw_reply_canceled_part(struct gw_reply *r, int64_t shares, uint64_t time)
+{
+	child(r, "canceled");
+	put_attr_dec(r, "shares", shares, SHM_QTY_DIGITS);
+	put_attr_u64(r, "time", time);
+	puts_(r, "/>\n");
+}
+
+void gw_reply_executed(struct gw_reply *r, int64_t shares, int64_t price,
+		       uint64_t time)
+{
+	child(r, "executed");
+	put_attr_dec(r, "shares", shares, SHM_QTY_DIGITS);
+	put_attr_dec(r, "price", price, SHM_PRICE_DIGITS);
+	put_attr_u64(r, "time", time);
+	puts_(r, "/>\n");
+}
+
+void gw_reply_item_error(struct gw_reply *r, const struct gw_xml_req *req,
+			 const struct gw_item *it, int err, const char *why)
+{
+	static const char *const n_id[] = {"id"};
+	static const char *const n_sym_id[] = {"sym", "id"};
+	static const char *const n_order[] = {"sym", "amount", "limit"};
+	struct gw_str v[3];
+	struct gw_str none = {NULL, 0};
+
+	if (err == 0) {
+		err = it->err;
+		why = it->why;
+	}
+	if (err == 0)
+		err = SHMEX_EINTERNAL;
+	switch (it->kind) {
+	case GW_ITEM_ACCOUNT:
+	case GW_ITEM_QUERY:
+	case GW_ITEM_CANCEL:
+		v[0] = gw_xml_text(req, it->id);
+		reply_error(r, n_id, v, 1, err, why, none);
+		break;
+	case GW_ITEM_SYMBOL:
+		v[0] = gw_xml_text(req, it->sym);
+		v[1] = gw_xml_text(req, it->id);
+		reply_error(r, n_sym_id, v, 2, err, why, none);
+		break;
+	case GW_ITEM_ORDER:
+		v[0] = gw_xml_text(req, it->sym);
+		v[1] = gw_xml_text(req, it->amount);
+		v[2] = gw_xml_text(req, it->limit_t);
+		reply_error(r, n_order, v, 3, err, why, none);
+		break;
+	default:
+		reply_error(r, NULL, NULL, 0, err, why,
+			    gw_xml_text(req, it->name));
+		break;
+	}
+}
+
+void gw_reply_item_created(struct gw_reply *r, const struct gw_xml_req *req,
+			   const struct gw_item *it)
+{
+	if (it->kind == GW_ITEM_SYMBOL)
+		gw_reply_created_sym(r, gw_xml_text(req, it->sym),
+				     gw_xml_text(req, it->id));
+	else
+		gw_reply_created(r, gw_xml_text(req, it->id));
+}
+
+void gw_reply_item_opened(struct gw_reply *r, const struct gw_xml_req *req,
+			  const struct gw_item *it, uint64_t order_id)
+{
+	gw_reply_opened(r, gw_xml_text(req, it->sym),
+			gw_xml_text(req, it->amount),
+			gw_xml_text(req, it->limit_t), order_id);
+}

@@ -47,6 +47,7 @@ enum shm_region_kind {
 	SHM_KIND_BOOK = 4,
 	SHM_KIND_ACCOUNTS = 5,
 	SHM_KIND_READERS = 6,
+	SHM_KIND_POSITIONS = 7,
 };
 
 enum shm_region_state {

@@ -67,7 +67,8 @@ bool shm_symbol_pack(char dst[16], const char *sym, size_t len);
  * NUL-padded symbol (validation of ring/shm contents). */
 size_t shm_symbol_unpack_len(const char src[16]);
 
-/* Shard that owns a symbol: FNV-1a of its bytes mod nshards. */
+/* Shard that owns a symbol: FNV-1a of its bytes, mixed (murmur3 fmix32),
+ * mod nshards. */
 uint32_t shm_shard_of_symbol(const char *sym, size_t len, uint32_t nshards);
 /* Home shard of an account (where CREATE_ACCOUNT is applied). */
 static inline uint32_t shm_shard_of_account(uint64_t account, uint32_t nshards)

@@ -1,0 +1,324 @@
+/*
+ * shm_instance: creation, attachment and addressing of an exchange's
+ * control and rings regions (see shm_instance.h for the layout).
+ *
+ * Why this shape: every process of an exchange needs the same few facts
+ * (how many shards and gateways, where ring (g, s) is, which doorbell to
+ * ring) and must not be able to disagree on them, so they are written once
+ * by the creator into the control region and every attacher validates them
+ * against the regions' own headers before computing a single address.  All
+ * rings sit in one region so that a gateway or matcher maps them with one
+ * mmap; rings are addressed by index, never by pointer.
+ *
+ * Creation order: rings region first (laid out and published), control
+ * region last, so an attacher that finds a ready control region also finds
+ * ready rings.  Any failure unlinks what was created.
+ *
+ * Invariants: the configuration never changes after creation; ring i
+ * starts at body + i * ring_bytes, 128-byte aligned; shard_db[s] serves
+ * the request rings (*, s); gateway_db[g] serves the reply rings (*, g).
+ *
+ * Limits: at most 64 shards and 64 gateways (fixed arrays keep the control
+ * layout independent of the configuration); the rings region may not
+ * exceed SHM_INSTANCE_RINGS_BYTES_MAX.
+ */
+#include "shm/shm_instance.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shm/shm_error.h"
+#include "shm/shm_proc.h"
+
+static int fail(struct shm_instance *h, int err, const char *what)
+{
+	snprintf(h->err, sizeof(h->err), "%s: %s", what, shmex_strerror(err));
+	return err;
+}
+
+static int fail_region(struct shm_instance *h, int err,
+		       const struct shm_region *r)
+{
+	snprintf(h->err, sizeof(h->err), "%s", r->err);
+	return err;
+}
+
+/* Bytes of the rings region's body, or 0 when out of limits. */
+static uint64_t rings_body_bytes(uint32_t nshards, uint32_t ngateways,
+				 size_t ring_bytes)
+{
+	uint64_t n = 2ull * nshards * ngateways * ring_bytes;
+	return n > SHM_INSTANCE_RINGS_BYTES_MAX ? 0 : n;
+}
+
+static bool counts_ok(uint32_t nshards, uint32_t ngateways)
+{
+	return nshards >= 1 && nshards <= SHM_INSTANCE_SHARDS_MAX &&
+	       ngateways >= 1 && ngateways <= SHM_INSTANCE_GATEWAYS_MAX;
+}
+
+static void *ring_mem(const struct shm_instance *h, uint64_t idx)
+{
+	return (char *)shm_region_body(&h->rings) + idx * h->ring_bytes;
+}
+
+int shm_instance_create(const char *instance,
+			const struct shm_instance_cfg *cfg,
+			struct shm_instance *h)
+{
+	memset(h, 0, sizeof(*h));
+	uint32_t cap = cfg->ring_capacity ? cfg->ring_capacity
+					  : SHM_INSTANCE_RING_CAPACITY_DEFAULT;
+	size_t ring_bytes = shm_ring_bytes(cap);
+	if (!counts_ok(cfg->nshards, cfg->ngateways) || ring_bytes == 0)
+		return fail(h, -EINVAL, "instance configuration");
+	uint64_t body =
+	    rings_body_bytes(cfg->nshards, cfg->ngateways, ring_bytes);
+	if (body == 0)
+		return fail(h, -EINVAL,
+			    "instance configuration (rings too big)");
+	mode_t mode = cfg->mode ? cfg->mode : 0660;
+	uint64_t nrings = 2ull * cfg->nshards * cfg->ngateways;
+	uint64_t caps[4] = {cfg->nshards, cfg->ngateways, cap, nrings};
+
+	int rc =
+	    shm_region_create(&h->rings, instance, SHM_INSTANCE_REGION_RINGS,
+			      SHM_KIND_RINGS, (size_t)body, caps, 4, mode);
+	if (rc)
+		return fail_region(h, rc, &h->rings);
+	h->nshards = cfg->nshards;
+	h->ngateways = cfg->ngateways;
+	h->ring_capacity = cap;
+	h->ring_bytes = ring_bytes;
+	for (uint64_t i = 0; i < nrings; i++) {
+		rc = shm_ring_init(ring_mem(h, i), ring_bytes, cap);
+		if (rc) {
+			fail(h, rc, "ring init");
+			goto out_unlink_rings;
+		}
+	}
+	shm_region_publish(&h->rings);
+
+	rc = shm_region_create(&h->control, instance,
+			       SHM_INSTANCE_REGION_CONTROL, SHM_KIND_CONTROL,
+			       sizeof(struct shm_control_sh), caps, 3, mode);
+	if (rc) {
+		fail_region(h, rc, &h->control);
+		goto out_unlink_rings;
+	}
+	struct shm_control_sh *ctl = shm_region_body(&h->control);
+	/* The body is zero-filled: member slots empty, stopping 0,
+	 * doorbells idle.  Only the configuration needs writing. */
+	ctl->nshards = cfg->nshards;
+	ctl->ngateways = cfg->ngateways;
+	ctl->ring_capacity = cap;
+	ctl->ring_bytes = ring_bytes;
+	memcpy(ctl->limits, cfg->limits, sizeof(ctl->limits));
+	for (uint32_t i = 0; i < SHM_INSTANCE_SHARDS_MAX; i++)
+		shm_doorbell_init(&ctl->shard_db[i].db);
+	for (uint32_t i = 0; i < SHM_INSTANCE_GATEWAYS_MAX; i++)
+		shm_doorbell_init(&ctl->gateway_db[i].db);
+	shm_region_publish(&h->control);
+	h->ctl = ctl;
+	h->role = SHM_ROLE_SUPERVISOR;
+	return 0;
+
+out_unlink_rings:
+	shm_region_detach(&h->rings);
+	/* The name was ours a moment ago; nothing to do if it is gone. */
+	(void)shm_region_unlink(instance, SHM_INSTANCE_REGION_RINGS);
+	h->ctl = NULL;
+	return rc;
+}
+
+/* Checks the control body against both region headers; fills h's copies. */
+static int validate(struct shm_instance *h)
+{
+	if (shm_region_body_size(&h->control) < sizeof(struct shm_control_sh))
+		return fail(h, SHMEX_ETOOSHORT, "control region");
+	const struct shm_control_sh *ctl = shm_region_body(&h->control);
+	const struct shm_region_hdr_sh *ch = shm_region_hdr(&h->control);
+	const struct shm_region_hdr_sh *rh = shm_region_hdr(&h->rings);
+	/* Plain loads: immutable after the regions' R0, acquired by A0. */
+	uint32_t ns = ctl->nshards, ng = ctl->ngateways;
+	uint32_t cap = ctl->ring_capacity;
+	size_t ring_bytes = shm_ring_bytes(cap);
+	if (!counts_ok(ns, ng) || ring_bytes == 0 ||
+	    ctl->ring_bytes != ring_bytes)
+		return fail(h, SHMEX_EBADLAYOUT, "control configuration");
+	uint64_t body = rings_body_bytes(ns, ng, ring_bytes);
+	uint64_t nrings = 2ull * ns * ng;
+	if (body == 0 || ch->capacity[0] != ns || ch->capacity[1] != ng ||
+	    ch->capacity[2] != cap || rh->capacity[0] != ns ||
+	    rh->capacity[1] != ng || rh->capacity[2] != cap ||
+	    rh->capacity[3] != nrings)
+		return fail(h, SHMEX_EBADLAYOUT,
+			    "control and rings regions disagree");
+	if (shm_region_body_size(&h->rings) < body)
+		return fail(h, SHMEX_ETOOSHORT, "rings region");
+	h->nshards = ns;
+	h->ngateways = ng;
+	h->ring_capacity = cap;
+	h->ring_bytes = ring_bytes;
+	return 0;
+}
+
+static struct shm_instance_member_sh *
+member(struct shm_instance *h, enum shm_instance_role role, uint32_t index)
+{
+	if (!h->ctl)
+		return NULL;
+	if (role == SHM_ROLE_GATEWAY && index < h->ngateways)
+		return &h->ctl->gateways[index];
+	if (role == SHM_ROLE_MATCHER && index < h->nshards)
+		return &h->ctl->shards[index];
+	return NULL;
+}
+
+int shm_instance_attach(const char *instance, enum shm_instance_role role,
+			uint32_t index, struct shm_instance *h)
+{
+	memset(h, 0, sizeof(*h));
+	if (role != SHM_ROLE_SUPERVISOR && role != SHM_ROLE_GATEWAY &&
+	    role != SHM_ROLE_MATCHER && role != SHM_ROLE_OBSERVER)
+		return fail(h, -EINVAL, "instance role");
+	enum shm_attach_mode mode =
+	    role == SHM_ROLE_OBSERVER ? SHM_RDONLY : SHM_RDWR;
+	int rc = shm_region_attach(&h->control, instance,
+				   SHM_INSTANCE_REGION_CONTROL,
+				   SHM_KIND_CONTROL, mode);
+	if (rc)
+		return fail_region(h, rc, &h->control);
+	rc = shm_region_attach(&h->rings, instance, SHM_INSTANCE_REGION_RINGS,
+			       SHM_KIND_RINGS, mode);
+	if (rc) {
+		fail_region(h, rc, &h->rings);
+		goto out_detach_control;
+	}
+	rc = validate(h);
+	if (rc)
+		goto out_detach_rings;
+	h->ctl = shm_region_body(&h->control);
+	h->role = role;
+	h->index = index;
+	if (role == SHM_ROLE_GATEWAY || role == SHM_ROLE_MATCHER) {
+		struct shm_instance_member_sh *m = member(h, role, index);
+		if (!m) {
+			rc = fail(h, SHMEX_EBADINDEX, "instance role index");
+			goto out_detach_rings;
+		}
+		/* Relaxed: published by INS3 below. */
+		store_relaxed(&m->start, shm_proc_self_start());
+		/* INS3: the pid says "start is valid"; pairs with INS4. */
+		store_release(&m->pid, (int32_t)getpid());
+	}
+	return 0;
+
+out_detach_rings:
+	shm_region_detach(&h->rings);
+out_detach_control:
+	shm_region_detach(&h->control);
+	h->ctl = NULL;
+	return rc;
+}
+
+void shm_instance_detach(struct shm_instance *h)
+{
+	struct shm_instance_member_sh *m = member(h, h->role, h->index);
+	/* INS3 (detach): only the slot's own process clears it.  A
+	 * read-only observer never gets here (member() is NULL for it). */
+	if (m && h->control.writable &&
+	    load_relaxed(&m->pid) == (int32_t)getpid())
+		store_release(&m->pid, 0);
+	h->ctl = NULL;
+	shm_region_detach(&h->rings);
+	shm_region_detach(&h->control);
+}
+
+int shm_instance_unlink(const char *instance)
+{
+	int rc1 = shm_region_unlink(instance, SHM_INSTANCE_REGION_CONTROL);
+	int rc2 = shm_region_unlink(instance, SHM_INSTANCE_REGION_RINGS);
+	if (rc1 == 0 || rc2 == 0) {
+		if (rc1 && rc1 != -ENOENT)
+			return rc1;
+		if (rc2 && rc2 != -ENOENT)
+			return rc2;
+		return 0;
+	}
+	return rc1 != -ENOENT ? rc1 : rc2;
+}
+
+int shm_instance_request_ring(struct shm_instance *h, uint32_t g, uint32_t s,
+			      struct shm_ring *out)
+{
+	if (!h->ctl || g >= h->ngateways || s >= h->nshards)
+		return SHMEX_EBADINDEX;
+	uint64_t idx = (uint64_t)g * h->nshards + s;
+	return shm_ring_attach(out, ring_mem(h, idx), h->ring_bytes,
+			       &h->ctl->shard_db[s].db);
+}
+
+int shm_instance_reply_ring(struct shm_instance *h, uint32_t s, uint32_t g,
+			    struct shm_ring *out)
+{
+	if (!h->ctl || g >= h->ngateways || s >= h->nshards)
+		return SHMEX_EBADINDEX;
+	uint64_t idx = (uint64_t)h->ngateways * h->nshards +
+		       (uint64_t)s * h->ngateways + g;
+	return shm_ring_attach(out, ring_mem(h, idx), h->ring_bytes,
+			       &h->ctl->gateway_db[g].db);
+}
+
+struct shm_doorbell_sh *shm_instance_shard_doorbell(struct shm_instance *h,
+						    uint32_t s)
+{
+	if (!h->ctl || s >= h->nshards)
+		return NULL;
+	return &h->ctl->shard_db[s].db;
+}
+
+struct shm_doorbell_sh *shm_instance_gateway_doorbell(struct shm_instance *h,
+						      uint32_t g)
+{
+	if (!h->ctl || g >= h->ngateways)
+		return NULL;
+	return &h->ctl->gateway_db[g].db;
+}
+
+void shm_instance_set_stopping(struct shm_instance *h)
+{
+	if (!h->ctl || !h->control.writable)
+		return;
+	/* INS1: pairs with INS2 in every process's loop. */
+	store_release(&h->ctl->stopping, 1u);
+	/* Each ring's DB4 fence orders INS1 before the `sleeping` load. */
+	for (uint32_t s = 0; s < h->nshards; s++)
+		shm_doorbell_ring(&h->ctl->shard_db[s].db);
+	for (uint32_t g = 0; g < h->ngateways; g++)
+		shm_doorbell_ring(&h->ctl->gateway_db[g].db);
+}
+
+bool shm_instance_stopping(const struct shm_instance *h)
+{
+	/* INS2: pairs with INS1. */
+	return h->ctl && load_acquire(&h->ctl->stopping) != 0;
+}
+
+void shm_instance_member(const struct shm_instance *h,
+			 enum shm_instance_role role, uint32_t index,
+			 int32_t *pid, uint64_t *start)
+{
+	*pid = 0;
+	*start = 0;
+	const struct shm_instance_member_sh *m =
+	    member((struct shm_instance *)h, role, index);
+	if (!m)
+		return;
+	/* INS4: pairs with INS3; start is at least as new as pid. */
+	*pid = load_acquire(&m->pid);
+	/* Relaxed: ordered after INS4. */
+	*start = load_relaxed(&m->start);
+}

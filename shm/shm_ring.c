@@ -1,0 +1,312 @@
+/*
+ * shm_ring: the SPSC message ring between gateways and matchers (see
+ * shm_ring.h for the layout and the contract).
+ *
+ * Why this shape (Lamport's ring as DPDK and Aeron refine it):
+ *  - head and tail live on lines of their own, each in its own 128-byte
+ *    pair, so the producer's stores never invalidate the consumer's line
+ *    and vice versa (Intel's adjacent-line prefetcher moves lines in pairs).
+ *  - each side keeps a private copy of the other side's index and reads the
+ *    shared one only when its copy says "full" (producer) or "not enough"
+ *    (consumer), so the common case touches only lines the caller owns plus
+ *    the slots.
+ *  - a batch costs one release store of the index, one full fence and one
+ *    load of the doorbell's `sleeping` flag; a system call happens only when
+ *    the consumer sleeps (shm_doorbell.c).
+ *  - slots are copied with memcpy in at most two runs (before and after the
+ *    wrap point).
+ *
+ * Invariants, for well-behaved peers: cons_tail <= head, prod_head - tail
+ * <= capacity, both indexes only grow.  Each side checks the other's index
+ * against these before using it and reports SHMEX_ERINGCORRUPT instead of
+ * following a bad one.  The handle's capacity and mask were validated at
+ * attach and are never re-read from shared memory.
+ *
+ * Limits: a hostile producer can still scribble on slots the consumer is
+ * copying (the copy may be torn); that is why the consumer validates every
+ * field of the copy, not of the slot.  After a corruption report the ring
+ * stays unusable until it is re-initialised with nobody attached.
+ */
+#include "shm/shm_ring.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "shm/shm_error.h"
+
+_Static_assert(sizeof(struct shm_msg) == SHM_CACHE_LINE, "slot = one line");
+
+static bool capacity_ok(uint32_t cap)
+{
+	return cap >= SHM_RING_CAPACITY_MIN && cap <= SHM_RING_CAPACITY_MAX &&
+	       (cap & (cap - 1)) == 0;
+}
+
+size_t shm_ring_bytes(uint32_t capacity)
+{
+	if (!capacity_ok(capacity))
+		return 0;
+	/* 384 + 64 * capacity, capacity >= 2: a multiple of 128. */
+	return sizeof(struct shm_ring_sh) +
+	       (size_t)capacity * sizeof(struct shm_msg);
+}
+
+int shm_ring_init(void *mem, size_t bytes, uint32_t capacity)
+{
+	size_t need = shm_ring_bytes(capacity);
+	if (!mem || need == 0 || bytes < need ||
+	    ((uintptr_t)mem & (SHM_CACHE_LINE - 1)))
+		return -EINVAL;
+	struct shm_ring_sh *sh = mem;
+	memset(sh, 0, sizeof(*sh));
+	sh->hdr.magic = SHM_RING_MAGIC;
+	sh->hdr.capacity = capacity;
+	sh->hdr.mask = capacity - 1;
+	sh->hdr.msg_size = sizeof(struct shm_msg);
+	sh->hdr.slots_offset = (uint32_t)offsetof(struct shm_ring_sh, slots);
+	sh->hdr.bytes = need;
+	shm_doorbell_init(&sh->db);
+	/* The slots need no initialisation: none is readable until head
+	 * passes it.  Publication of all of this to other processes is the
+	 * enclosing region's R0. */
+	return 0;
+}
+
+/*
+ * Reads a consistent (head, tail) pair even while both peers run: tail,
+ * head, tail again; when tail did not move, the head read in between was
+ * within [tail, tail + capacity] for a well-behaved pair.  False when the
+ * pair is inconsistent (or tail kept moving for every try).
+ */
+static bool read_indexes(const struct shm_ring_sh *sh, uint32_t capacity,
+			 uint64_t *head, uint64_t *tail)
+{
+	for (int i = 0; i < 100; i++) {
+		/* RNG4/RNG2 (attach): acquire both indexes so that the
+		 * slots after tail and before head are seen as their owners
+		 * left them; pair with RNG3 and RNG1. */
+		uint64_t t = load_acquire(&sh->cons.tail);
+		uint64_t h = load_acquire(&sh->prod.head);
+		/* RNG4 again: the re-read that proves t was current. */
+		if (load_acquire(&sh->cons.tail) != t)
+			continue;
+		*head = h;
+		*tail = t;
+		return h - t <= capacity;
+	}
+	return false;
+}
+
+int shm_ring_attach(struct shm_ring *r, void *mem, size_t bytes,
+		    struct shm_doorbell_sh *db)
+{
+	if (!r || !mem || ((uintptr_t)mem & (SHM_CACHE_LINE - 1)))
+		return -EINVAL;
+	memset(r, 0, sizeof(*r));
+	if (bytes < sizeof(struct shm_ring_sh))
+		return SHMEX_ETOOSHORT;
+	struct shm_ring_sh *sh = mem;
+	/* Plain loads: the header is immutable and was published by the
+	 * enclosing region's R0, which our caller acquired (A0). */
+	struct shm_ring_hdr_sh hdr = sh->hdr;
+	if (hdr.magic != SHM_RING_MAGIC)
+		return SHMEX_EBADMAGIC;
+	if (!capacity_ok(hdr.capacity) || hdr.mask != hdr.capacity - 1 ||
+	    hdr.msg_size != sizeof(struct shm_msg) ||
+	    hdr.slots_offset != offsetof(struct shm_ring_sh, slots) ||
+	    hdr.bytes != shm_ring_bytes(hdr.capacity))
+		return SHMEX_EBADLAYOUT;
+	if (hdr.bytes > bytes)
+		return SHMEX_ETOOSHORT;
+
+	uint64_t head, tail;
+	if (!read_indexes(sh, hdr.capacity, &head, &tail))
+		return SHMEX_ERINGCORRUPT;
+
+	r->sh = sh;
+	r->slots = sh->slots;
+	r->db = db ? db : &sh->db;
+	r->capacity = hdr.capacity;
+	r->mask = hdr.mask;
+	r->spin_ns = SHM_DOORBELL_SPIN_NS_DEFAULT;
+	r->prod_head = head;
+	r->prod_tail_cache = tail;
+	r->cons_tail = tail;
+	r->cons_head_cache = head;
+	return 0;
+}
+
+/* Relaxed increment of a counter that only the caller's side writes. */
+static inline void stat_inc(uint64_t *c)
+{
+	store_relaxed(c, load_relaxed(c) + 1);
+}
+
+/* Producer: free slots, refreshing the cached tail when fewer than `want`
+ * seem free.  Returns the count, or SHMEX_ERINGCORRUPT (as a negative
+ * int64) when the shared tail is inconsistent. */
+static int64_t prod_free(struct shm_ring *r, unsigned want)
+{
+	uint64_t room = r->capacity - (r->prod_head - r->prod_tail_cache);
+	if (room >= want)
+		return (int64_t)room;
+	/* RNG4: the consumer copied slots [old tail, t) out before its
+	 * release (RNG3); after this acquire we may overwrite them. */
+	uint64_t t = load_acquire(&r->sh->cons.tail);
+	if (r->prod_head - t > r->capacity ||
+	    (int64_t)(t - r->prod_tail_cache) < 0) {
+		stat_inc(&r->sh->prod.corrupt);
+		return SHMEX_ERINGCORRUPT;
+	}
+	r->prod_tail_cache = t;
+	return (int64_t)(r->capacity - (r->prod_head - t));
+}
+
+static void prod_publish(struct shm_ring *r, unsigned k)
+{
+	r->prod_head += k;
+	/* RNG1: publishes the k slots written before it; pairs with RNG2
+	 * in the consumer (and with the attach of a later producer). */
+	store_release(&r->sh->prod.head, r->prod_head);
+	stat_inc(&r->sh->prod.batches);
+	/* DB4 inside: fence, then wake only a sleeping consumer. */
+	shm_doorbell_ring(r->db);
+}
+
+int shm_ring_enqueue_batch(struct shm_ring *r, const struct shm_msg *msgs,
+			   unsigned n, unsigned *done)
+{
+	*done = 0;
+	if (r->claimed)
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	int64_t room = prod_free(r, n);
+	if (room < 0)
+		return (int)room;
+	unsigned k = (uint64_t)room < n ? (unsigned)room : n;
+	if (k < n)
+		stat_inc(&r->sh->prod.full);
+	if (k == 0)
+		return 0;
+	uint32_t idx = (uint32_t)r->prod_head & r->mask;
+	unsigned first = r->capacity - idx;
+	if (first > k)
+		first = k;
+	memcpy(&r->slots[idx], msgs, (size_t)first * sizeof(*msgs));
+	if (k > first)
+		memcpy(&r->slots[0], msgs + first,
+		       (size_t)(k - first) * sizeof(*msgs));
+	prod_publish(r, k);
+	*done = k;
+	return 0;
+}
+
+int shm_ring_claim(struct shm_ring *r, unsigned n, struct shm_msg **slots,
+		   unsigned *got)
+{
+	*got = 0;
+	*slots = NULL;
+	if (r->claimed)
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	int64_t room = prod_free(r, n);
+	if (room < 0)
+		return (int)room;
+	unsigned k = (uint64_t)room < n ? (unsigned)room : n;
+	if (k < n)
+		stat_inc(&r->sh->prod.full);
+	uint32_t idx = (uint32_t)r->prod_head & r->mask;
+	if (k > r->capacity - idx)
+		k = r->capacity - idx; /* contiguous run only */
+	if (k == 0)
+		return 0;
+	r->claimed = k;
+	*slots = &r->slots[idx];
+	*got = k;
+	return 0;
+}
+
+void shm_ring_publish(struct shm_ring *r, unsigned count)
+{
+	if (count > r->claimed)
+		count = r->claimed;
+	r->claimed = 0;
+	if (count)
+		prod_publish(r, count);
+}
+
+int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out,
+			   unsigned max, unsigned *got)
+{
+	*got = 0;
+	if (max == 0)
+		return 0;
+	uint64_t avail = r->cons_head_cache - r->cons_tail;
+	if (avail < max) {
+		/* RNG2: the producer wrote slots [tail, h) before its
+		 * release (RNG1); after this acquire we may read them. */
+		uint64_t h = load_acquire(&r->sh->prod.head);
+		if (h - r->cons_tail > r->capacity ||
+		    (int64_t)(h - r->cons_head_cache) < 0) {
+			stat_inc(&r->sh->cons.corrupt);
+			return SHMEX_ERINGCORRUPT;
+		}
+		r->cons_head_cache = h;
+		avail = h - r->cons_tail;
+	}
+	if (avail == 0)
+		return 0;
+	unsigned k = avail < max ? (unsigned)avail : max;
+	uint32_t idx = (uint32_t)r->cons_tail & r->mask;
+	unsigned first = r->capacity - idx;
+	if (first > k)
+		first = k;
+	memcpy(out, &r->slots[idx], (size_t)first * sizeof(*out));
+	if (k > first)
+		memcpy(out + first, &r->slots[0],
+		       (size_t)(k - first) * sizeof(*out));
+	r->cons_tail += k;
+	/* RNG3: our copies of the k slots are complete before the producer
+	 * can see them free; pairs with RNG4. */
+	store_release(&r->sh->cons.tail, r->cons_tail);
+	stat_inc(&r->sh->cons.batches);
+	*got = k;
+	return 0;
+}
+
+bool shm_ring_readable(const struct shm_ring *r)
+{
+	/* RNG2 (predicate): acquire so that a true answer also makes the
+	 * slots visible; the dequeue re-reads head anyway. */
+	return r->cons_head_cache != r->cons_tail ||
+	       load_acquire(&r->sh->prod.head) != r->cons_tail;
+}
+
+static bool ring_ready(void *arg)
+{
+	return shm_ring_readable(arg);
+}
+
+int shm_ring_wait(struct shm_ring *r, int timeout_ms)
+{
+	return shm_doorbell_wait(r->db, ring_ready, r, r->spin_ns, timeout_ms);
+}
+
+void shm_ring_stats(const struct shm_ring *r, struct shm_ring_stats *st)
+{
+	const struct shm_ring_sh *sh = r->sh;
+	memset(st, 0, sizeof(*st));
+	st->corrupt_now = !read_indexes(sh, r->capacity, &st->head, &st->tail);
+	st->capacity = r->capacity;
+	uint64_t d = st->head - st->tail;
+	st->depth = d > r->capacity ? r->capacity : (uint32_t)d;
+	/* Relaxed: counters for humans, no ordering needed. */
+	st->full = load_relaxed(&sh->prod.full);
+	st->enq_batches = load_relaxed(&sh->prod.batches);
+	st->deq_batches = load_relaxed(&sh->cons.batches);
+	st->corrupt =
+	    load_relaxed(&sh->prod.corrupt) + load_relaxed(&sh->cons.corrupt);
+	shm_doorbell_stats(r->db, &st->db);
+}

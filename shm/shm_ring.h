@@ -1,0 +1,223 @@
+/*
+ * shm_ring: a single-producer single-consumer ring of 64-byte messages
+ * (struct shm_msg) in shared memory, for processes that do not trust each
+ * other.
+ *
+ * A ring is a block of memory inside some region (the instance's "rings"
+ * region, or any other): shm_ring_init() lays it out once, then a producer
+ * and a consumer each shm_ring_attach() a private handle (struct shm_ring)
+ * to it, possibly at different addresses in different processes.  The
+ * layout (docs/ring.md has the byte diagram):
+ *
+ *   offset   0  header line: magic, capacity, mask (immutable after init)
+ *   offset  64  producer line: head               (W: producer only)
+ *   offset 128  doorbell line (used when no external doorbell is given)
+ *   offset 256  consumer line: tail               (W: consumer only)
+ *   offset 384  capacity slots of 64 bytes each
+ *
+ * head and tail are free-running 64-bit message counts (never wrap in
+ * practice); slot i holds message number n with n & mask == i; the ring
+ * holds head - tail messages, 0 <= head - tail <= capacity.
+ *
+ * Trust: each side validates what the other side wrote before following
+ * it.  The consumer refuses a head that went backwards or is more than
+ * capacity ahead of its own tail, the producer a tail that went backwards
+ * or passed its head; both return SHMEX_ERINGCORRUPT and touch nothing.
+ * capacity and mask come from the handle (validated once at attach), never
+ * again from shared memory.  The messages themselves are copied out once
+ * and the caller validates the copy (shm_msg_validate_request/_reply).
+ *
+ * Back-pressure: "full" and "empty" are results, not errors: enqueue
+ * reports how many messages it took (*done < n means the ring was full)
+ * and dequeue how many it gave (*got == 0 means empty).  Nothing is ever
+ * dropped or overwritten.
+ *
+ * Concurrency: at most one producer and one consumer per ring at a time,
+ * in any processes.  Producer calls (enqueue_batch, claim, publish) may run
+ * concurrently with consumer calls (dequeue_batch, readable, wait);
+ * shm_ring_stats may run anywhere, including on a read-only mapping.  A
+ * producer that dies at any instant leaves only whole published messages
+ * behind; a new producer attaches and continues from the published head.
+ */
+#ifndef SHMEX_SHM_RING_H
+#define SHMEX_SHM_RING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/shm_atomic.h"
+#include "shm/shm_doorbell.h"
+#include "shm/shm_msg.h"
+
+#define SHM_RING_MAGIC UINT64_C(0x31474e4952584d53) /* "SMXRING1" */
+#define SHM_RING_CAPACITY_MIN 2u
+#define SHM_RING_CAPACITY_MAX (1u << 20)
+
+/* Line 0.  W: shm_ring_init, before the enclosing region is published
+ * (region R0); R: shm_ring_attach only, after region A0.  Immutable. */
+struct shm_ring_hdr_sh {
+	uint64_t magic;        /* SHM_RING_MAGIC */
+	uint32_t capacity;     /* slots, a power of two */
+	uint32_t mask;         /* capacity - 1 */
+	uint32_t msg_size;     /* sizeof(struct shm_msg) */
+	uint32_t slots_offset; /* offsetof(struct shm_ring_sh, slots) */
+	uint64_t bytes;        /* shm_ring_bytes(capacity) */
+	uint64_t reserved[4];
+} shm_aligned;
+
+/* Line 1: written only by the producer. */
+struct shm_ring_prod_sh {
+	/* Messages published so far.  W: producer, release [RNG1] after
+	 * the slots are written; R: consumer, acquire [RNG2] before reading
+	 * slots.  Only grows. */
+	uint64_t head;
+	/* Statistics.  W: producer only, relaxed (single writer); R: any,
+	 * relaxed.  full: enqueue calls that could not take all they were
+	 * given; batches: publications; corrupt: bad tails seen. */
+	uint64_t full;
+	uint64_t batches;
+	uint64_t corrupt;
+	uint64_t reserved[4];
+} shm_aligned;
+
+/* Lines 4-5: written only by the consumer (its own 128-byte pair, away
+ * from the producer's line and from the adjacent-line prefetcher). */
+struct shm_ring_cons_sh {
+	/* Messages consumed so far.  W: consumer, release [RNG3] after the
+	 * slots are copied out; R: producer, acquire [RNG4] before reusing
+	 * slots.  Only grows. */
+	uint64_t tail;
+	/* Statistics.  W: consumer only, relaxed; R: any, relaxed.
+	 * batches: non-empty dequeues; corrupt: bad heads seen. */
+	uint64_t batches;
+	uint64_t corrupt;
+	uint64_t reserved[5];
+} shm_aligned;
+
+struct shm_ring_sh {
+	struct shm_ring_hdr_sh hdr;   /*   0 */
+	struct shm_ring_prod_sh prod; /*  64 */
+	struct shm_doorbell_sh db;    /* 128: the ring's own doorbell */
+	uint8_t pad_db[SHM_CACHE_LINE];
+	struct shm_ring_cons_sh cons; /* 256 */
+	uint8_t pad_cons[SHM_CACHE_LINE];
+	struct shm_msg slots[];       /* 384 */
+} shm_aligned;
+_Static_assert(offsetof(struct shm_ring_sh, prod) == 64, "ring layout");
+_Static_assert(offsetof(struct shm_ring_sh, db) == 128, "ring layout");
+_Static_assert(offsetof(struct shm_ring_sh, cons) == 256, "ring layout");
+_Static_assert(offsetof(struct shm_ring_sh, slots) == 384, "ring layout");
+_Static_assert(sizeof(struct shm_ring_sh) == 384, "ring header size");
+
+/* Per-process handle (never in shared memory).  Producer fields are used
+ * only by the producer, consumer fields only by the consumer. */
+struct shm_ring {
+	struct shm_ring_sh *sh;
+	struct shm_msg *slots;
+	struct shm_doorbell_sh *db; /* rung by the producer, slept on by
+				     * the consumer */
+	uint32_t capacity;          /* validated copy of hdr.capacity */
+	uint32_t mask;
+	uint32_t spin_ns;           /* shm_ring_wait spin phase */
+	uint32_t claimed;           /* producer: slots claimed, unpublished */
+	/* Producer: next message number to publish, and the last tail it
+	 * read (free space is at least capacity - (head - tail_cache)). */
+	uint64_t prod_head;
+	uint64_t prod_tail_cache;
+	/* Consumer: next message number to read, and the last head it read
+	 * (at least head_cache - tail messages are ready). */
+	uint64_t cons_tail;
+	uint64_t cons_head_cache;
+};
+
+struct shm_ring_stats {
+	uint64_t head, tail;   /* a consistent snapshot (see corrupt_now) */
+	uint32_t capacity;
+	uint32_t depth;        /* head - tail, clamped to capacity */
+	bool corrupt_now;      /* head/tail inconsistent (or never stable) */
+	uint64_t full;         /* producer's enqueue calls that hit "full" */
+	uint64_t enq_batches;
+	uint64_t deq_batches;
+	uint64_t corrupt;      /* corruption detections, both sides */
+	struct shm_doorbell_stats db;
+};
+
+/* Bytes a ring of `capacity` slots occupies (a multiple of 128), or 0 when
+ * capacity is not a power of two in [SHM_RING_CAPACITY_MIN, _MAX]. */
+size_t shm_ring_bytes(uint32_t capacity);
+
+/* Lays out an empty ring in mem (64-byte aligned, at least
+ * shm_ring_bytes(capacity) bytes, nobody attached yet).  -EINVAL on a bad
+ * capacity, alignment or size. */
+int shm_ring_init(void *mem, size_t bytes, uint32_t capacity)
+	__attribute__((warn_unused_result));
+
+/*
+ * Validates the ring at mem (at most `bytes` long) and fills the handle.
+ * db: the doorbell the producer rings and the consumer sleeps on; NULL
+ * means the ring's own.  Writes nothing to shared memory, so a read-only
+ * mapping may be attached for shm_ring_stats.  Errors: -EINVAL (bad
+ * arguments or alignment), SHMEX_EBADMAGIC, SHMEX_ETOOSHORT (bytes smaller
+ * than the ring claims), SHMEX_EBADLAYOUT (capacity, mask, message size or
+ * slot offset inconsistent), SHMEX_ERINGCORRUPT (head/tail inconsistent).
+ */
+int shm_ring_attach(struct shm_ring *r, void *mem, size_t bytes,
+		    struct shm_doorbell_sh *db)
+	__attribute__((warn_unused_result));
+
+/*
+ * Producer: copies up to n messages into the ring, publishes them with one
+ * release store of head [RNG1] and rings the doorbell once.  *done gets how
+ * many were taken (0..n; fewer than n means the ring is full: wait or
+ * reject, nothing was dropped).  Returns 0, SHMEX_ERINGCORRUPT when the
+ * consumer's tail is inconsistent (nothing written), or -EINVAL while a
+ * claim is outstanding.
+ */
+int shm_ring_enqueue_batch(struct shm_ring *r, const struct shm_msg *msgs,
+			   unsigned n, unsigned *done)
+	__attribute__((warn_unused_result));
+
+/*
+ * Producer, zero-copy: claims up to n free slots that are contiguous in
+ * memory (fewer at the wrap point or when nearly full; *got == 0 when
+ * full) and points *slots at the first.  The caller fills them and calls
+ * shm_ring_publish.  Only one claim at a time.  Errors as enqueue.
+ */
+int shm_ring_claim(struct shm_ring *r, unsigned n, struct shm_msg **slots,
+		   unsigned *got) __attribute__((warn_unused_result));
+
+/* Producer: publishes the first `count` claimed slots (count <= *got of
+ * the claim; the rest are released unpublished) and rings the doorbell
+ * when count > 0. */
+void shm_ring_publish(struct shm_ring *r, unsigned count);
+
+/*
+ * Consumer: copies up to max messages out into out[] and releases their
+ * slots with one release store of tail [RNG3].  *got == 0 means empty.
+ * Returns 0, or SHMEX_ERINGCORRUPT when head is inconsistent with the
+ * consumer's tail or went backwards (nothing consumed; the bad head is
+ * never followed).  The copies are what the caller validates.
+ */
+int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out,
+			   unsigned max, unsigned *got)
+	__attribute__((warn_unused_result));
+
+/* Consumer: true when the producer published messages not consumed yet
+ * (or head is corrupt, which the next dequeue reports).  Reads head
+ * afresh; usable as a doorbell predicate. */
+bool shm_ring_readable(const struct shm_ring *r);
+
+/*
+ * Consumer with a single input ring: waits until it is readable, spinning
+ * r->spin_ns first and then sleeping on r->db (see shm_doorbell_wait for
+ * timeout_ms and results: 0, SHMEX_ETIMEDOUT, -EINTR).
+ */
+int shm_ring_wait(struct shm_ring *r, int timeout_ms)
+	__attribute__((warn_unused_result));
+
+/* Relaxed snapshot of indexes and counters (any side, or a read-only
+ * observer). */
+void shm_ring_stats(const struct shm_ring *r, struct shm_ring_stats *st);
+
+#endif

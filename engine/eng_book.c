@@ -1,0 +1,1369 @@
+/*
+ * eng_book: the pure matching core of one shard (contract in eng_book.h,
+ * shared layout and reader protocol in shm/shm_book.h, rules in
+ * docs/matching.md).
+ *
+ * Shape.  The book is split in two:
+ *
+ *  - what readers need lives in the shared area (shm_book.h): per symbol a
+ *    best-to-worst singly linked list of price levels per side, per level a
+ *    FIFO queue of order records, per order a list of fill records, all
+ *    addressed by uint32 index;
+ *  - what only the writer needs lives in this handle: per symbol side a
+ *    sorted array of (key, level) with the BEST price at the END, so the
+ *    touch is a[n-1], a sweep pops from the end, and inserting or removing
+ *    a level near the touch moves only a few entries (QuantCup-style
+ *    integer arrays; a search looks at the last few entries first, then
+ *    bisects); free stacks and retirement FIFOs (with the retire epochs) of
+ *    the pools; the first fill indexes of every order slot; a hash of
+ *    symbol names.
+ *
+ * Memory behaviour.  Order records are recycled oldest-DONE-first, so in
+ * steady state every new order takes the coldest record of the pool; the
+ * record two steps ahead in the done FIFO is prefetched, and its fills are
+ * freed from the private index array instead of by walking its cold fill
+ * list.  Events are built field by field (a zeroing initializer of the
+ * 144-byte event compiles to `rep stos`, measurably slower).
+ *
+ * Keys: bids use key = price, asks key = -price, so for both sides
+ * "ascending key" means "worse to better" and one code path serves both.
+ * Prices are > 0, so the negation never overflows.
+ *
+ * Invariants (eng_book_check verifies all of them):
+ *  - side array a[0..n) strictly ascending; level a[i].next == a[i-1]
+ *    (a[0].next == NIL) and sym.head[side] == a[n-1] (NIL when n == 0);
+ *  - a LIVE level holds >= 1 order, except transiently inside a request;
+ *    its qty/count are the sums over its queue;
+ *  - every LIVE order rests in exactly one queue between requests; a
+ *    record satisfies open + executed + cancelled == amount between
+ *    requests; executed is the sum of its fills;
+ *  - the book is never crossed between requests;
+ *  - pools: every level is FREE (free stack or never used), LIVE or
+ *    RETIRED (in the retirement FIFO); every order slot is FREE (free
+ *    stack or never used), LIVE, or DONE (in the done FIFO); every fill is
+ *    free or owned by exactly one non-FREE order, and the first
+ *    ORDER_FILLS of an order's fills are mirrored in ofills[slot].
+ *
+ * Shared-memory writes.  Each request that changes a symbol runs inside
+ * that symbol's seqcount window [BK3]..[BK4]; every field readers read is
+ * written with store_relaxed inside the window (the window orders them),
+ * every link with store_release [BK1] after the node it names is fully
+ * written.  Recycling a DONE order record also opens the window of the
+ * record's old symbol.
+ *
+ * Capacity.  Every request checks, before it changes anything, that it can
+ * complete: an order record, 2 fill records per maker it could touch, and
+ * a level if its remainder may rest at a new price (unless it will surely
+ * fill completely).  So pools never run out mid-match and a full pool is a
+ * per-request SHMEX_EBOOKFULL.
+ *
+ * Limits: quantities and prices are int64 > 0; per-side open totals are
+ * checked for overflow (the level totals are bounded by them); traded
+ * volume saturates.  Capacities <= 2^30 each.
+ */
+#include "engine/eng_book.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "shm/shm_error.h"
+#include "shm/shm_msg.h"
+
+#define NIL SHM_BOOK_NIL
+
+/* Inside a seqcount window: relaxed, ordered for readers by BK3/BK4. */
+#define SET(lv, v) store_relaxed(&(lv), (v))
+
+struct eng_px {
+	int64_t key;  /* bids: price; asks: -price; ascending = better */
+	uint32_t lvl; /* level index */
+	uint32_t pad;
+};
+
+struct eng_side {
+	struct eng_px *a; /* a[0] worst ... a[n-1] best */
+	uint32_t n;
+};
+
+struct eng_sym {
+	struct eng_side side[2];
+	void *map; /* both sides' arrays, MAP_NORESERVE */
+	size_t map_len;
+};
+
+/* FIFO ring of indexes in retirement order, with each one's retire epoch
+ * (a private copy: checking the oldest entry touches no shared memory). */
+struct eng_ring {
+	uint32_t *v;
+	uint64_t *epoch;
+	uint32_t head;
+	uint32_t count;
+	uint32_t cap;
+};
+
+#define ORDER_FILLS 4
+
+struct eng_book {
+	struct shm_book_view v;
+	struct shm_book_hdr_sh *hdr;
+	eng_event_fn fn;
+	void *ctx;
+	uint32_t stp;
+	uint32_t nsymbols;
+	struct eng_sym *syms;
+	uint32_t *sym_hash; /* symbol index + 1, 0 = empty */
+	uint32_t sym_hash_mask;
+
+	uint32_t *lvl_free;
+	uint32_t lvl_nfree;
+	uint32_t lvl_unused; /* never-used watermark */
+	struct eng_ring lvl_retired;
+
+	uint32_t *ord_free;
+	uint32_t ord_nfree;
+	uint32_t ord_unused;
+	struct eng_ring ord_done;
+
+	uint32_t *fill_free;     /* stack of free fill records */
+	uint32_t fill_nfree;
+	uint32_t fill_unused;
+	/* The first ORDER_FILLS fill indexes of each order slot: recycling an
+	 * order frees them without walking its (cold) fill list. */
+	uint32_t (*ofills)[ORDER_FILLS];
+
+	uint32_t levels_live;
+	uint32_t orders_live;
+	uint64_t safe_epoch;
+	uint64_t events;
+	uint64_t orders_created;
+	uint64_t rejects_full;
+
+	const struct eng_req *req; /* the request being applied */
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+
+static inline int64_t side_key(unsigned side, int64_t price)
+{
+	return side == SHM_SIDE_BUY ? price : -price;
+}
+
+/* True when a resting price px on the opposite side trades with a taker of
+ * side `side` and limit `limit`. */
+static inline bool crosses(unsigned side, int64_t limit, int64_t px)
+{
+	return side == SHM_SIDE_BUY ? px <= limit : px >= limit;
+}
+
+static inline void ring_push(struct eng_ring *r, uint32_t x, uint64_t epoch)
+{
+	uint32_t at = r->head + r->count;
+	if (at >= r->cap)
+		at -= r->cap;
+	r->v[at] = x;
+	r->epoch[at] = epoch;
+	r->count++;
+}
+
+/* The k-th oldest entry (k < count). */
+static inline uint32_t ring_at(const struct eng_ring *r, uint32_t k)
+{
+	uint32_t at = r->head + k;
+	if (at >= r->cap)
+		at -= r->cap;
+	return r->v[at];
+}
+
+static inline uint32_t ring_pop(struct eng_ring *r)
+{
+	uint32_t x = r->v[r->head];
+	if (++r->head == r->cap)
+		r->head = 0;
+	r->count--;
+	return x;
+}
+
+/* First position whose key is >= key (n when none).  Looks at the best
+ * few entries first: most prices are near the touch. */
+static uint32_t side_lower_bound(const struct eng_side *s, int64_t key)
+{
+	uint32_t hi = s->n;
+	for (int i = 0; i < 8 && hi > 0; i++) {
+		if (s->a[hi - 1].key < key)
+			return hi;
+		hi--;
+	}
+	uint32_t lo = 0;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->a[mid].key < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Level index at (side, price) of a symbol, or NIL; *pos gets the
+ * position (or the insertion point). */
+static uint32_t level_find(const struct eng_sym *p, unsigned side, int64_t price,
+			   uint32_t *pos)
+{
+	const struct eng_side *s = &p->side[side];
+	int64_t key = side_key(side, price);
+	uint32_t i = side_lower_bound(s, key);
+	*pos = i;
+	if (i < s->n && s->a[i].key == key)
+		return s->a[i].lvl;
+	return NIL;
+}
+
+/* Seqcount window of a symbol. */
+static inline void seq_begin(struct shm_book_sym_sh *s)
+{
+	store_relaxed(&s->seq, s->seq + 1);
+	/* [BK3] orders the odd seq before every store of the window; pairs
+	 * with the readers' fence [BK6]. */
+	fence_release();
+}
+
+static inline void seq_end(struct shm_book_sym_sh *s)
+{
+	/* [BK4] publishes the window's stores with the even seq; pairs with
+	 * the readers' acquire load [BK5]. */
+	store_release(&s->seq, s->seq + 1);
+}
+
+/* Every field of an event, assigned one by one: a zeroing initializer of
+ * this 144-byte struct compiles to `rep stos`, measurably slow here. */
+static inline void ev_init(struct eng_event *ev, uint8_t type)
+{
+	ev->type = type;
+	ev->side = 0;
+	ev->tif = 0;
+	ev->reason = 0;
+	ev->err = 0;
+	ev->sym = 0;
+	ev->pad0 = 0;
+	ev->event = 0;
+	ev->seq = 0;
+	ev->time_ns = 0;
+	ev->order_id = 0;
+	ev->account = 0;
+	ev->price = 0;
+	ev->qty = 0;
+	ev->maker_id = 0;
+	ev->maker_account = 0;
+	ev->maker_price = 0;
+	ev->taker_price = 0;
+	ev->maker_open = 0;
+	ev->taker_open = 0;
+	ev->old_price = 0;
+	ev->old_qty = 0;
+}
+
+static void emit(struct eng_book *b, struct eng_event *ev)
+{
+	ev->event = ++b->events;
+	ev->seq = b->req->seq;
+	ev->time_ns = b->req->time_ns;
+	if (b->fn)
+		b->fn(b->ctx, ev);
+}
+
+/* Statistics in the shared header: relaxed, informative only. */
+static void stats_publish(struct eng_book *b)
+{
+	struct shm_book_hdr_sh *h = b->hdr;
+	store_relaxed(&h->events, b->events);
+	store_relaxed(&h->last_seq, b->req->seq);
+	store_relaxed(&h->last_time_ns, b->req->time_ns);
+	store_relaxed(&h->levels_live, b->levels_live);
+	store_relaxed(&h->orders_live, b->orders_live);
+	store_relaxed(&h->orders_used, b->ord_unused);
+	store_relaxed(&h->fills_used, b->fill_unused - b->fill_nfree);
+	store_relaxed(&h->orders_created, b->orders_created);
+	store_relaxed(&h->rejects_full, b->rejects_full);
+}
+
+static int reject(struct eng_book *b, enum eng_req_type what, int err)
+{
+	const struct eng_req *r = b->req;
+	struct eng_event ev;
+	ev_init(&ev, ENG_EV_REJECT);
+	ev.reason = (uint8_t)what;
+	ev.err = err;
+	ev.sym = r->sym;
+	ev.side = r->side;
+	ev.tif = r->tif;
+	ev.order_id = r->order_id;
+	ev.account = r->account;
+	ev.price = r->price;
+	ev.qty = r->qty;
+	if (err == SHMEX_EBOOKFULL)
+		b->rejects_full++;
+	emit(b, &ev);
+	stats_publish(b);
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* Pools                                                               */
+
+static uint32_t levels_reclaim(struct eng_book *b, uint64_t safe)
+{
+	uint32_t n = 0;
+	while (b->lvl_retired.count) {
+		if (!(b->lvl_retired.epoch[b->lvl_retired.head] < safe))
+			break;
+		uint32_t li = ring_pop(&b->lvl_retired);
+		struct shm_book_level_sh *l = &b->v.levels[li];
+		SET(l->state, SHM_BOOK_LEVEL_FREE);
+		b->lvl_free[b->lvl_nfree++] = li;
+		n++;
+	}
+	return n;
+}
+
+static bool level_available(const struct eng_book *b)
+{
+	if (b->lvl_nfree || b->lvl_unused < b->v.cap_levels)
+		return true;
+	return b->lvl_retired.count &&
+	       b->lvl_retired.epoch[b->lvl_retired.head] < b->safe_epoch;
+}
+
+static uint32_t level_alloc(struct eng_book *b)
+{
+	if (!b->lvl_nfree)
+		levels_reclaim(b, b->safe_epoch);
+	if (b->lvl_nfree)
+		return b->lvl_free[--b->lvl_nfree];
+	if (b->lvl_unused < b->v.cap_levels)
+		return b->lvl_unused++;
+	return NIL;
+}
+
+static inline uint32_t fills_free(const struct eng_book *b)
+{
+	return b->fill_nfree + (b->v.cap_fills - b->fill_unused);
+}
+
+static bool done_head_eligible(const struct eng_book *b)
+{
+	return b->ord_done.count && b->ord_done.epoch[b->ord_done.head] < b->safe_epoch;
+}
+
+/* Takes the oldest DONE order out of the book: frees its fills, makes the
+ * record FREE (id 0) inside the window of its symbol.  The caller checked
+ * done_head_eligible. */
+static uint32_t order_recycle(struct eng_book *b)
+{
+	uint32_t oi = ring_pop(&b->ord_done);
+	/* The done FIFO walks the whole order pool, coldest record first:
+	 * prefetch the record after next (and its private fill indexes), so
+	 * it is in cache when its turn comes. */
+	if (b->ord_done.count > 1) {
+		uint32_t n2 = ring_at(&b->ord_done, 1);
+		__builtin_prefetch(&b->v.orders[n2], 1, 0);
+		__builtin_prefetch((char *)&b->v.orders[n2] + 64, 1, 0);
+		__builtin_prefetch(&b->ofills[n2], 1, 0);
+	}
+	struct shm_book_order_sh *o = &b->v.orders[oi];
+	struct shm_book_sym_sh *s = &b->v.symbols[o->sym];
+	seq_begin(s);
+	uint32_t n = o->nfills;
+	for (uint32_t k = 0; k < n && k < ORDER_FILLS; k++)
+		b->fill_free[b->fill_nfree++] = b->ofills[oi][k];
+	if (n > ORDER_FILLS) {
+		/* Rare: walk the rest of the list from the last known one. */
+		uint32_t fi = b->v.fills[b->ofills[oi][ORDER_FILLS - 1]].next;
+		for (uint32_t k = ORDER_FILLS; k < n && fi != NIL; k++) {
+			b->fill_free[b->fill_nfree++] = fi;
+			fi = b->v.fills[fi].next;
+		}
+	}
+	SET(o->state, SHM_BOOK_ORDER_FREE);
+	SET(o->id, 0);
+	SET(o->nfills, 0);
+	SET(o->fill_tail, NIL);
+	store_release(&o->fill_head, NIL); /* [BK1] */
+	seq_end(s);
+	return oi;
+}
+
+/* Makes sure `need` fill records are free, recycling old DONE orders (into
+ * the order free stack) when it must. */
+static int fills_ensure(struct eng_book *b, uint64_t need)
+{
+	while (fills_free(b) < need) {
+		if (!done_head_eligible(b))
+			return SHMEX_EBOOKFULL;
+		b->ord_free[b->ord_nfree++] = order_recycle(b);
+	}
+	return 0;
+}
+
+static bool order_available(const struct eng_book *b)
+{
+	return b->ord_nfree || b->ord_unused < b->v.cap_orders ||
+	       done_head_eligible(b);
+}
+
+/* A slot for a new order (order_available said yes); *used says whether
+ * the slot held an order before (gen + 1). */
+static uint32_t order_alloc(struct eng_book *b, bool *used)
+{
+	*used = true;
+	if (b->ord_nfree)
+		return b->ord_free[--b->ord_nfree];
+	if (b->ord_unused < b->v.cap_orders) {
+		*used = false;
+		return b->ord_unused++;
+	}
+	return order_recycle(b);
+}
+
+static void fill_append(struct eng_book *b, struct shm_book_order_sh *o,
+			int64_t qty, int64_t px, uint64_t counterparty,
+			uint64_t evno, uint8_t maker)
+{
+	uint32_t fi = b->fill_nfree ? b->fill_free[--b->fill_nfree] : b->fill_unused++;
+	struct shm_book_fill_sh *f = &b->v.fills[fi];
+	SET(f->qty, qty);
+	SET(f->price, px);
+	SET(f->time_ns, b->req->time_ns);
+	SET(f->counterparty, counterparty);
+	SET(f->event, evno);
+	SET(f->order_id, o->id);
+	SET(f->maker, maker);
+	SET(f->next, NIL);
+	/* [BK1] the fill is complete before it is linked. */
+	if (o->fill_tail == NIL)
+		store_release(&o->fill_head, fi);
+	else
+		store_release(&b->v.fills[o->fill_tail].next, fi);
+	uint32_t n = o->nfills;
+	if (n < ORDER_FILLS)
+		b->ofills[o - b->v.orders][n] = fi;
+	SET(o->fill_tail, fi);
+	SET(o->nfills, n + 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Levels and queues                                                   */
+
+/* Creates a level at (side, price) at insertion point pos and links it. */
+static uint32_t level_insert(struct eng_book *b, uint32_t symi,
+			     struct shm_book_sym_sh *s, struct eng_sym *p,
+			     unsigned side, int64_t price, uint32_t pos)
+{
+	struct eng_side *sd = &p->side[side];
+	uint32_t li = level_alloc(b); /* checked available by the caller */
+	struct shm_book_level_sh *l = &b->v.levels[li];
+	SET(l->price, price);
+	SET(l->qty, 0);
+	SET(l->count, 0);
+	SET(l->head, NIL);
+	SET(l->tail, NIL);
+	SET(l->sym, symi);
+	SET(l->side, (uint8_t)side);
+	SET(l->state, SHM_BOOK_LEVEL_LIVE);
+	SET(l->retire_epoch, 0);
+	SET(l->next, pos > 0 ? sd->a[pos - 1].lvl : NIL);
+	/* [BK1] link after the level is complete. */
+	if (pos < sd->n)
+		store_release(&b->v.levels[sd->a[pos].lvl].next, li);
+	else
+		store_release(&s->head[side], li);
+	memmove(&sd->a[pos + 1], &sd->a[pos], (size_t)(sd->n - pos) * sizeof(sd->a[0]));
+	sd->a[pos].key = side_key(side, price);
+	sd->a[pos].lvl = li;
+	sd->n++;
+	SET(s->nlevels[side], sd->n);
+	b->levels_live++;
+	return li;
+}
+
+/* Unlinks the (empty) level at position pos and retires it. */
+static void level_unlink(struct eng_book *b, struct shm_book_sym_sh *s,
+			 struct eng_sym *p, unsigned side, uint32_t pos)
+{
+	struct eng_side *sd = &p->side[side];
+	uint32_t li = sd->a[pos].lvl;
+	struct shm_book_level_sh *l = &b->v.levels[li];
+	/* [BK1] the successor is already published; l->next stays intact. */
+	if (pos + 1 < sd->n)
+		store_release(&b->v.levels[sd->a[pos + 1].lvl].next, l->next);
+	else
+		store_release(&s->head[side], l->next);
+	memmove(&sd->a[pos], &sd->a[pos + 1], (size_t)(sd->n - pos - 1) * sizeof(sd->a[0]));
+	sd->n--;
+	SET(s->nlevels[side], sd->n);
+	SET(l->state, SHM_BOOK_LEVEL_RETIRED);
+	SET(l->retire_epoch, b->req->epoch);
+	ring_push(&b->lvl_retired, li, b->req->epoch);
+	b->levels_live--;
+}
+
+/* Appends order oi at the back of level li's queue. */
+static void queue_append(struct eng_book *b, struct shm_book_sym_sh *s,
+			 uint32_t li, struct shm_book_order_sh *o, uint32_t oi)
+{
+	struct shm_book_level_sh *l = &b->v.levels[li];
+	SET(o->level, li);
+	SET(o->next, NIL);
+	SET(o->prev, l->tail);
+	/* [BK1] the order record is complete before it is linked. */
+	if (l->tail == NIL)
+		store_release(&l->head, oi);
+	else
+		store_release(&b->v.orders[l->tail].next, oi);
+	SET(l->tail, oi);
+	SET(l->count, l->count + 1);
+	SET(l->qty, l->qty + o->open);
+	SET(s->norders[o->side], s->norders[o->side] + 1);
+	SET(s->open_qty[o->side], s->open_qty[o->side] + o->open);
+}
+
+/* Removes order o from its level's queue (the level stays linked even when
+ * it becomes empty; the caller decides).  o->next stays intact. */
+static void queue_remove(struct eng_book *b, struct shm_book_sym_sh *s,
+			 struct shm_book_order_sh *o)
+{
+	struct shm_book_level_sh *l = &b->v.levels[o->level];
+	/* [BK1] o->next is already published (or NIL). */
+	if (o->prev == NIL)
+		store_release(&l->head, o->next);
+	else
+		store_release(&b->v.orders[o->prev].next, o->next);
+	if (o->next == NIL)
+		SET(l->tail, o->prev);
+	else
+		SET(b->v.orders[o->next].prev, o->prev);
+	SET(l->count, l->count - 1);
+	SET(l->qty, l->qty - o->open);
+	SET(s->norders[o->side], s->norders[o->side] - 1);
+	SET(s->open_qty[o->side], s->open_qty[o->side] - o->open);
+	SET(o->level, NIL);
+	SET(o->prev, NIL);
+}
+
+/* Takes a resting order off the book; retires its level if it empties. */
+static void order_unrest(struct eng_book *b, struct shm_book_sym_sh *s,
+			 struct eng_sym *p, struct shm_book_order_sh *o)
+{
+	struct shm_book_level_sh *l = &b->v.levels[o->level];
+	queue_remove(b, s, o);
+	if (l->count == 0) {
+		uint32_t pos;
+		(void)level_find(p, o->side, l->price, &pos); /* it is there */
+		level_unlink(b, s, p, o->side, pos);
+	}
+}
+
+/* Puts a live order (open > 0) at the back of its price level. */
+static void order_rest(struct eng_book *b, uint32_t symi, struct shm_book_sym_sh *s,
+		       struct eng_sym *p, struct shm_book_order_sh *o, uint32_t oi)
+{
+	uint32_t pos;
+	uint32_t li = level_find(p, o->side, o->price, &pos);
+	if (li == NIL)
+		li = level_insert(b, symi, s, p, o->side, o->price, pos);
+	queue_append(b, s, li, o, oi);
+}
+
+static void order_done(struct eng_book *b, struct shm_book_order_sh *o,
+		       uint32_t oi, uint8_t reason)
+{
+	SET(o->state, SHM_BOOK_ORDER_DONE);
+	SET(o->done_reason, reason);
+	SET(o->retire_epoch, b->req->epoch);
+	ring_push(&b->ord_done, oi, b->req->epoch);
+	b->orders_live--;
+}
+
+/* Cancels the open part of a live order that is not resting, or has just
+ * been taken off the book, and emits the CANCEL event. */
+static void order_cancel_open(struct eng_book *b, struct shm_book_order_sh *o,
+			      uint32_t oi, uint8_t reason)
+{
+	int64_t q = o->open;
+	SET(o->cancelled, o->cancelled + q);
+	SET(o->open, 0);
+	SET(o->cancel_time_ns, b->req->time_ns);
+	order_done(b, o, oi, reason);
+	struct eng_event ev;
+	ev_init(&ev, ENG_EV_CANCEL);
+	ev.reason = reason;
+	ev.sym = o->sym;
+	ev.side = o->side;
+	ev.tif = o->tif;
+	ev.order_id = o->id;
+	ev.account = o->account;
+	ev.price = o->price;
+	ev.qty = q;
+	emit(b, &ev);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pre-checks (no side effects)                                         */
+
+/*
+ * True when an order (side, limit, qty, account) would surely fill
+ * completely against the current opposite side, given the STP mode.
+ */
+static bool fills_completely(const struct eng_book *b, const struct eng_sym *p,
+			     unsigned side, int64_t limit, int64_t qty,
+			     uint64_t account)
+{
+	const struct eng_side *os = &p->side[!side];
+	int64_t need = qty;
+	for (uint32_t i = os->n; i-- > 0;) {
+		const struct shm_book_level_sh *l = &b->v.levels[os->a[i].lvl];
+		if (!crosses(side, limit, l->price))
+			return false;
+		if (b->stp == SHM_BOOK_STP_NONE) {
+			if (l->qty >= need)
+				return true;
+			need -= l->qty;
+			continue;
+		}
+		for (uint32_t oi = l->head; oi != NIL; oi = b->v.orders[oi].next) {
+			const struct shm_book_order_sh *m = &b->v.orders[oi];
+			if (m->account == account) {
+				if (b->stp == SHM_BOOK_STP_CANCEL_OLDEST)
+					continue; /* cancelled, not traded */
+				return false; /* the taker would be cancelled */
+			}
+			if (m->open >= need)
+				return true;
+			need -= m->open;
+		}
+	}
+	return false;
+}
+
+/* Upper bound of the resting orders a taker can touch. */
+static uint64_t makers_bound(const struct eng_book *b, const struct eng_sym *p,
+			     unsigned side, int64_t limit, int64_t qty)
+{
+	const struct eng_side *os = &p->side[!side];
+	uint64_t n = 0;
+	int64_t left = qty;
+	for (uint32_t i = os->n; i-- > 0;) {
+		const struct shm_book_level_sh *l = &b->v.levels[os->a[i].lvl];
+		if (!crosses(side, limit, l->price))
+			break;
+		n += l->count;
+		if (b->stp == SHM_BOOK_STP_NONE) {
+			if (l->qty >= left)
+				break;
+			left -= l->qty;
+		}
+	}
+	return n;
+}
+
+/*
+ * Everything a taker (new order, or a re-queued modify) needs before it
+ * may change the book: fill records for every maker it may touch, and a
+ * level if its remainder may rest at a price that has none.  May recycle
+ * DONE orders to free fill records.
+ */
+static int taker_precheck(struct eng_book *b, const struct shm_book_sym_sh *s,
+			  const struct eng_sym *p, unsigned side, int64_t limit,
+			  int64_t qty, uint64_t account, bool may_rest)
+{
+	uint64_t opp = s->norders[!side];
+	if (fills_free(b) < 2 * opp) {
+		int rc = fills_ensure(b, 2 * makers_bound(b, p, side, limit, qty));
+		if (rc)
+			return rc;
+	}
+	if (may_rest && !level_available(b)) {
+		uint32_t pos;
+		if (level_find(p, side, limit, &pos) == NIL &&
+		    !fills_completely(b, p, side, limit, qty, account))
+			return SHMEX_EBOOKFULL;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Matching                                                            */
+
+static void trade(struct eng_book *b, struct shm_book_sym_sh *s,
+		  struct shm_book_level_sh *l, struct shm_book_order_sh *t,
+		  struct shm_book_order_sh *m, int64_t x)
+{
+	int64_t px = l->price;
+	uint64_t evno = b->events + 1;
+	SET(m->open, m->open - x);
+	SET(m->executed, m->executed + x);
+	SET(t->open, t->open - x);
+	SET(t->executed, t->executed + x);
+	SET(l->qty, l->qty - x);
+	SET(s->open_qty[m->side], s->open_qty[m->side] - x);
+	SET(s->last_price, px);
+	SET(s->last_qty, x);
+	SET(s->last_time_ns, b->req->time_ns);
+	SET(s->trades, s->trades + 1);
+	SET(s->volume, s->volume > INT64_MAX - x ? INT64_MAX : s->volume + x);
+	fill_append(b, m, x, px, t->id, evno, 1);
+	fill_append(b, t, x, px, m->id, evno, 0);
+
+	struct eng_event ev;
+	ev_init(&ev, ENG_EV_FILL);
+	ev.sym = t->sym;
+	ev.side = t->side;
+	ev.tif = t->tif;
+	ev.order_id = t->id;
+	ev.account = t->account;
+	ev.price = px;
+	ev.qty = x;
+	ev.maker_id = m->id;
+	ev.maker_account = m->account;
+	ev.maker_price = m->price;
+	ev.taker_price = t->price;
+	ev.maker_open = m->open;
+	ev.taker_open = t->open;
+	emit(b, &ev);
+}
+
+/*
+ * Matches live order t against the opposite side while it crosses.
+ * Returns true when self-trade prevention stopped it (its remainder must
+ * then be cancelled, not rested).
+ */
+static bool match(struct eng_book *b, struct shm_book_sym_sh *s, struct eng_sym *p,
+		  struct shm_book_order_sh *t)
+{
+	unsigned opp = !t->side;
+	struct eng_side *os = &p->side[opp];
+	bool stopped = false;
+	while (t->open > 0 && os->n > 0 && !stopped) {
+		uint32_t li = os->a[os->n - 1].lvl;
+		struct shm_book_level_sh *l = &b->v.levels[li];
+		if (!crosses(t->side, t->price, l->price))
+			break;
+		while (t->open > 0 && l->head != NIL) {
+			uint32_t mi = l->head;
+			struct shm_book_order_sh *m = &b->v.orders[mi];
+			if (b->stp != SHM_BOOK_STP_NONE && m->account == t->account) {
+				if (b->stp != SHM_BOOK_STP_CANCEL_NEWEST) {
+					queue_remove(b, s, m);
+					order_cancel_open(b, m, mi, SHM_BOOK_DONE_STP);
+				}
+				if (b->stp != SHM_BOOK_STP_CANCEL_OLDEST) {
+					stopped = true;
+					break;
+				}
+				continue;
+			}
+			int64_t x = t->open < m->open ? t->open : m->open;
+			trade(b, s, l, t, m, x);
+			if (m->open == 0) {
+				/* The head leaves with its quantity already
+				 * traded out of the level. */
+				queue_remove(b, s, m);
+				order_done(b, m, mi, SHM_BOOK_DONE_FILLED);
+			}
+		}
+		if (l->count == 0)
+			level_unlink(b, s, p, opp, os->n - 1);
+	}
+	return stopped;
+}
+
+/* After matching: rest, cancel or complete the taker. */
+static void taker_finish(struct eng_book *b, uint32_t symi, struct shm_book_sym_sh *s,
+			 struct eng_sym *p, struct shm_book_order_sh *t, uint32_t ti,
+			 bool stopped)
+{
+	if (t->open == 0) {
+		order_done(b, t, ti, SHM_BOOK_DONE_FILLED);
+		return;
+	}
+	if (stopped) {
+		order_cancel_open(b, t, ti, SHM_BOOK_DONE_STP);
+		return;
+	}
+	switch (t->tif) {
+	case SHM_TIF_GTC:
+		order_rest(b, symi, s, p, t, ti);
+		break;
+	case SHM_TIF_IOC:
+		order_cancel_open(b, t, ti, SHM_BOOK_DONE_IOC);
+		break;
+	default:
+		order_cancel_open(b, t, ti, SHM_BOOK_DONE_FOK);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+
+int eng_book_submit(struct eng_book *b, const struct eng_req *r, uint64_t *id)
+{
+	*id = 0;
+	b->req = r;
+	int err = 0;
+	if (r->sym >= b->nsymbols)
+		err = SHMEX_ENOSYMBOL;
+	else if (r->side > SHM_SIDE_SELL)
+		err = SHMEX_EBADREQUEST;
+	else if (r->tif > SHM_TIF_FOK)
+		err = SHMEX_EBADTIF;
+	else if (r->qty <= 0)
+		err = SHMEX_EBADAMOUNT;
+	else if (r->price <= 0)
+		err = SHMEX_EBADPRICE;
+	if (err)
+		return reject(b, ENG_REQ_NEW, err);
+
+	uint32_t symi = r->sym;
+	struct shm_book_sym_sh *s = &b->v.symbols[symi];
+	struct eng_sym *p = &b->syms[symi];
+	unsigned side = r->side;
+	bool may_rest = r->tif == SHM_TIF_GTC;
+	if (may_rest && s->open_qty[side] > INT64_MAX - r->qty)
+		return reject(b, ENG_REQ_NEW, SHMEX_EOVERFLOW);
+	bool kill = r->tif == SHM_TIF_FOK &&
+		    !fills_completely(b, p, side, r->price, r->qty, r->account);
+	if (!kill) {
+		err = taker_precheck(b, s, p, side, r->price, r->qty, r->account,
+				     may_rest);
+		if (err)
+			return reject(b, ENG_REQ_NEW, err);
+	}
+	if (!order_available(b))
+		return reject(b, ENG_REQ_NEW, SHMEX_EBOOKFULL);
+
+	bool used;
+	uint32_t oi = order_alloc(b, &used);
+	struct shm_book_order_sh *o = &b->v.orders[oi];
+	uint64_t gen = used ? o->gen + 1 : 0;
+	uint64_t oid = shm_order_id_make(b->v.shard, b->v.nshards, oi, gen,
+					 b->v.cap_orders);
+
+	seq_begin(s);
+	SET(o->id, oid);
+	SET(o->account, r->account);
+	SET(o->price, r->price);
+	SET(o->amount, r->qty);
+	SET(o->open, r->qty);
+	SET(o->executed, 0);
+	SET(o->cancelled, 0);
+	SET(o->time_ns, r->time_ns);
+	SET(o->cancel_time_ns, 0);
+	SET(o->gen, gen);
+	SET(o->retire_epoch, 0);
+	SET(o->sym, symi);
+	SET(o->side, (uint8_t)side);
+	SET(o->tif, r->tif);
+	SET(o->state, SHM_BOOK_ORDER_LIVE);
+	SET(o->done_reason, SHM_BOOK_DONE_NONE);
+	SET(o->level, NIL);
+	SET(o->next, NIL);
+	SET(o->prev, NIL);
+	SET(o->fill_tail, NIL);
+	SET(o->nfills, 0);
+	store_release(&o->fill_head, NIL); /* [BK1] (empty list) */
+	b->orders_live++;
+	b->orders_created++;
+
+	struct eng_event ev;
+	ev_init(&ev, ENG_EV_ACCEPT);
+	ev.sym = symi;
+	ev.side = (uint8_t)side;
+	ev.tif = r->tif;
+	ev.order_id = oid;
+	ev.account = r->account;
+	ev.price = r->price;
+	ev.qty = r->qty;
+	emit(b, &ev);
+
+	if (kill) {
+		order_cancel_open(b, o, oi, SHM_BOOK_DONE_FOK);
+	} else {
+		bool stopped = match(b, s, p, o);
+		taker_finish(b, symi, s, p, o, oi, stopped);
+	}
+	seq_end(s);
+	stats_publish(b);
+	*id = oid;
+	return 0;
+}
+
+/* Finds a live order of `account` by id. */
+static int order_lookup(const struct eng_book *b, uint64_t id, uint64_t account,
+			uint32_t *slot)
+{
+	if (id == 0 || shm_shard_of_order(id, b->v.nshards) != b->v.shard)
+		return SHMEX_ENOORDER;
+	uint32_t oi = (uint32_t)shm_order_slot(id, b->v.nshards, b->v.cap_orders);
+	const struct shm_book_order_sh *o = &b->v.orders[oi];
+	if (o->id != id || o->state == SHM_BOOK_ORDER_FREE)
+		return SHMEX_ENOORDER;
+	if (o->account != account)
+		return SHMEX_ENOTOWNER;
+	if (o->state != SHM_BOOK_ORDER_LIVE)
+		return SHMEX_ENOTOPEN;
+	*slot = oi;
+	return 0;
+}
+
+int eng_book_cancel(struct eng_book *b, const struct eng_req *r)
+{
+	b->req = r;
+	uint32_t oi;
+	int err = order_lookup(b, r->order_id, r->account, &oi);
+	if (err)
+		return reject(b, ENG_REQ_CANCEL, err);
+	struct shm_book_order_sh *o = &b->v.orders[oi];
+	struct shm_book_sym_sh *s = &b->v.symbols[o->sym];
+	struct eng_sym *p = &b->syms[o->sym];
+	seq_begin(s);
+	order_unrest(b, s, p, o);
+	order_cancel_open(b, o, oi, SHM_BOOK_DONE_CANCEL);
+	seq_end(s);
+	stats_publish(b);
+	return 0;
+}
+
+int eng_book_modify(struct eng_book *b, const struct eng_req *r)
+{
+	b->req = r;
+	uint32_t oi;
+	int err = order_lookup(b, r->order_id, r->account, &oi);
+	if (!err && r->price <= 0)
+		err = SHMEX_EBADPRICE;
+	if (!err && r->qty < 0)
+		err = SHMEX_EBADAMOUNT;
+	if (err)
+		return reject(b, ENG_REQ_MODIFY, err);
+	struct shm_book_order_sh *o = &b->v.orders[oi];
+	uint32_t symi = o->sym;
+	struct shm_book_sym_sh *s = &b->v.symbols[symi];
+	struct eng_sym *p = &b->syms[symi];
+	unsigned side = o->side;
+
+	if (r->qty == 0) {
+		seq_begin(s);
+		order_unrest(b, s, p, o);
+		order_cancel_open(b, o, oi, SHM_BOOK_DONE_MODIFY);
+		seq_end(s);
+		stats_publish(b);
+		return 0;
+	}
+
+	bool same_px = r->price == o->price;
+	bool keep = same_px && r->qty <= o->open;
+	if (!keep) {
+		/* The order leaves the book with o->open and comes back with
+		 * r->qty: the side total must hold the difference, and the
+		 * amount executed + r->qty must fit. */
+		if (s->open_qty[side] - o->open > INT64_MAX - r->qty ||
+		    o->executed > INT64_MAX - r->qty)
+			return reject(b, ENG_REQ_MODIFY, SHMEX_EOVERFLOW);
+		if (!same_px) {
+			err = taker_precheck(b, s, p, side, r->price, r->qty,
+					     o->account, true);
+			if (err)
+				return reject(b, ENG_REQ_MODIFY, err);
+		}
+	}
+
+	struct eng_event ev;
+	ev_init(&ev, ENG_EV_MODIFY);
+	ev.sym = symi;
+	ev.side = (uint8_t)side;
+	ev.tif = o->tif;
+	ev.order_id = o->id;
+	ev.account = o->account;
+	ev.price = r->price;
+	ev.qty = r->qty;
+	ev.old_price = o->price;
+	ev.old_qty = o->open;
+
+	seq_begin(s);
+	if (keep) {
+		/* Pure size reduction (or no change): keeps its place. */
+		int64_t d = o->open - r->qty;
+		struct shm_book_level_sh *l = &b->v.levels[o->level];
+		SET(o->open, r->qty);
+		SET(o->amount, o->amount - d);
+		SET(l->qty, l->qty - d);
+		SET(s->open_qty[side], s->open_qty[side] - d);
+		emit(b, &ev);
+	} else if (same_px) {
+		/* Size increase: back of the same level; it cannot cross (it
+		 * rested at this price), and the level stays linked. */
+		uint32_t li = o->level;
+		queue_remove(b, s, o);
+		SET(o->open, r->qty);
+		SET(o->amount, o->executed + o->cancelled + r->qty);
+		SET(o->time_ns, r->time_ns);
+		queue_append(b, s, li, o, oi);
+		emit(b, &ev);
+	} else {
+		/* New price: leaves the book, then comes back as a taker. */
+		order_unrest(b, s, p, o);
+		SET(o->price, r->price);
+		SET(o->open, r->qty);
+		SET(o->amount, o->executed + o->cancelled + r->qty);
+		SET(o->time_ns, r->time_ns);
+		emit(b, &ev);
+		bool stopped = match(b, s, p, o);
+		taker_finish(b, symi, s, p, o, oi, stopped);
+	}
+	seq_end(s);
+	stats_publish(b);
+	return 0;
+}
+
+uint32_t eng_book_reclaim(struct eng_book *b, uint64_t safe_epoch)
+{
+	b->safe_epoch = safe_epoch;
+	store_relaxed(&b->hdr->safe_epoch, safe_epoch);
+	return levels_reclaim(b, safe_epoch);
+}
+
+/* ------------------------------------------------------------------ */
+/* Symbols                                                             */
+
+static uint32_t sym_hash(const char name[16])
+{
+	uint32_t h = 2166136261u;
+	for (int i = 0; i < 16 && name[i]; i++) {
+		h ^= (unsigned char)name[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+/* Slot of the hash where the name is, or the empty slot where it goes. */
+static uint32_t sym_slot(const struct eng_book *b, const char name[16])
+{
+	uint32_t i = sym_hash(name) & b->sym_hash_mask;
+	for (;;) {
+		uint32_t e = b->sym_hash[i];
+		if (e == 0 || memcmp(b->v.symbols[e - 1].name, name, 16) == 0)
+			return i;
+		i = (i + 1) & b->sym_hash_mask;
+	}
+}
+
+int eng_book_symbol_find(const struct eng_book *b, const char *name, size_t len,
+			 uint32_t *idx)
+{
+	char packed[16];
+	if (!shm_symbol_pack(packed, name, len))
+		return SHMEX_EBADSYMBOL;
+	uint32_t e = b->sym_hash[sym_slot(b, packed)];
+	if (e == 0)
+		return SHMEX_ENOSYMBOL;
+	*idx = e - 1;
+	return 0;
+}
+
+int eng_book_symbol_add(struct eng_book *b, const char *name, size_t len,
+			uint32_t *idx)
+{
+	char packed[16];
+	if (!shm_symbol_pack(packed, name, len))
+		return SHMEX_EBADSYMBOL;
+	uint32_t slot = sym_slot(b, packed);
+	if (b->sym_hash[slot]) {
+		*idx = b->sym_hash[slot] - 1;
+		return 0;
+	}
+	if (b->nsymbols >= b->v.cap_symbols)
+		return SHMEX_ESYMBOLSFULL;
+	uint32_t n = b->nsymbols;
+	struct eng_sym *p = &b->syms[n];
+	size_t per = (size_t)b->v.cap_levels * sizeof(struct eng_px);
+	p->map_len = 2 * per;
+	p->map = mmap(NULL, p->map_len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->map == MAP_FAILED) {
+		p->map = NULL;
+		return -ENOMEM;
+	}
+	p->side[0].a = p->map;
+	p->side[1].a = (struct eng_px *)((char *)p->map + per);
+	p->side[0].n = p->side[1].n = 0;
+
+	struct shm_book_sym_sh *s = &b->v.symbols[n];
+	/* Not yet visible (index >= nsymbols): plain initialisation, then
+	 * published by BK7. */
+	SET(s->seq, 0);
+	memcpy(s->name, packed, 16);
+	SET(s->head[0], NIL);
+	SET(s->head[1], NIL);
+	SET(s->index, n);
+	b->sym_hash[slot] = n + 1;
+	b->nsymbols = n + 1;
+	/* [BK7] the entry is complete before readers may index it; pairs
+	 * with the readers' acquire load of nsymbols [BK8]. */
+	store_release(&b->hdr->nsymbols, n + 1);
+	*idx = n;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Life cycle                                                          */
+
+size_t eng_book_bytes(const struct eng_book_cfg *cfg)
+{
+	if (cfg->nshards == 0 || cfg->shard >= cfg->nshards ||
+	    cfg->stp_mode > SHM_BOOK_STP_CANCEL_BOTH)
+		return 0;
+	return shm_book_body_bytes(&cfg->caps);
+}
+
+int eng_book_init(struct eng_book **out, void *mem, size_t len,
+		  const struct eng_book_cfg *cfg, eng_event_fn fn, void *ctx)
+{
+	*out = NULL;
+	size_t need = eng_book_bytes(cfg);
+	if (need == 0 || len < need || ((uintptr_t)mem % SHM_CACHE_LINE) != 0)
+		return -EINVAL;
+	memset(mem, 0, need);
+	if (shm_book_layout(mem, &cfg->caps, cfg->shard, cfg->nshards,
+			    cfg->stp_mode) != 0)
+		return -EINVAL;
+	struct eng_book *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	if (shm_book_view_init(&b->v, mem, need) != 0)
+		goto out_free;
+	b->hdr = b->v.hdr;
+	b->fn = fn;
+	b->ctx = ctx;
+	b->stp = cfg->stp_mode;
+	uint32_t hs = 16;
+	while (hs < 2 * cfg->caps.symbols)
+		hs <<= 1;
+	b->sym_hash_mask = hs - 1;
+	b->sym_hash = calloc(hs, sizeof(uint32_t));
+	b->syms = calloc(cfg->caps.symbols, sizeof(struct eng_sym));
+	b->lvl_free = calloc(cfg->caps.levels, sizeof(uint32_t));
+	b->lvl_retired.v = calloc(cfg->caps.levels, sizeof(uint32_t));
+	b->lvl_retired.epoch = calloc(cfg->caps.levels, sizeof(uint64_t));
+	b->ord_free = calloc(cfg->caps.orders, sizeof(uint32_t));
+	b->ord_done.v = calloc(cfg->caps.orders, sizeof(uint32_t));
+	b->ord_done.epoch = calloc(cfg->caps.orders, sizeof(uint64_t));
+	b->ofills = calloc(cfg->caps.orders, sizeof(*b->ofills));
+	b->fill_free = calloc(cfg->caps.fills, sizeof(uint32_t));
+	if (!b->sym_hash || !b->syms || !b->lvl_free || !b->lvl_retired.v ||
+	    !b->lvl_retired.epoch || !b->ord_free || !b->ord_done.v ||
+	    !b->ord_done.epoch || !b->ofills || !b->fill_free) {
+		eng_book_destroy(b);
+		return -ENOMEM;
+	}
+	b->lvl_retired.cap = cfg->caps.levels;
+	b->ord_done.cap = cfg->caps.orders;
+	*out = b;
+	return 0;
+
+out_free:
+	free(b);
+	return -EINVAL;
+}
+
+void eng_book_destroy(struct eng_book *b)
+{
+	if (!b)
+		return;
+	if (b->syms) {
+		for (uint32_t i = 0; i < b->nsymbols; i++)
+			if (b->syms[i].map)
+				munmap(b->syms[i].map, b->syms[i].map_len);
+	}
+	free(b->syms);
+	free(b->sym_hash);
+	free(b->lvl_free);
+	free(b->lvl_retired.v);
+	free(b->lvl_retired.epoch);
+	free(b->ord_free);
+	free(b->ord_done.v);
+	free(b->ord_done.epoch);
+	free(b->ofills);
+	free(b->fill_free);
+	free(b);
+}
+
+void eng_book_set_callback(struct eng_book *b, eng_event_fn fn, void *ctx)
+{
+	b->fn = fn;
+	b->ctx = ctx;
+}
+
+const struct shm_book_view *eng_book_view(const struct eng_book *b)
+{
+	return &b->v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Inspection                                                          */
+
+size_t eng_book_depth(const struct eng_book *b, uint32_t sym, unsigned side,
+		      struct eng_book_level_info *out, size_t max)
+{
+	if (sym >= b->nsymbols || side > 1)
+		return 0;
+	const struct eng_side *sd = &b->syms[sym].side[side];
+	size_t k = 0;
+	for (uint32_t i = sd->n; i-- > 0 && k < max;) {
+		const struct shm_book_level_sh *l = &b->v.levels[sd->a[i].lvl];
+		out[k].price = l->price;
+		out[k].qty = l->qty;
+		out[k].count = l->count;
+		k++;
+	}
+	return k;
+}
+
+const struct shm_book_order_sh *eng_book_order(const struct eng_book *b, uint64_t id)
+{
+	if (id == 0 || shm_shard_of_order(id, b->v.nshards) != b->v.shard)
+		return NULL;
+	uint32_t oi = (uint32_t)shm_order_slot(id, b->v.nshards, b->v.cap_orders);
+	const struct shm_book_order_sh *o = &b->v.orders[oi];
+	if (o->id != id || o->state == SHM_BOOK_ORDER_FREE)
+		return NULL;
+	return o;
+}
+
+void eng_book_stats(const struct eng_book *b, struct eng_book_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->levels_live = b->levels_live;
+	st->levels_retired = b->lvl_retired.count;
+	st->levels_free = b->lvl_nfree + (b->v.cap_levels - b->lvl_unused);
+	st->orders_live = b->orders_live;
+	st->orders_done = b->ord_done.count;
+	st->orders_free = b->ord_nfree;
+	st->orders_unused = b->v.cap_orders - b->ord_unused;
+	st->fills_used = b->fill_unused - b->fill_nfree;
+	st->fills_free = fills_free(b);
+	st->events = b->events;
+}
+
+#define CHECK(cond, ...)                                                       \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			snprintf(why, len, __VA_ARGS__);                       \
+			return SHMEX_EINTERNAL;                                \
+		}                                                              \
+	} while (0)
+
+static int check_side(const struct eng_book *b, uint32_t si, unsigned side,
+		      uint64_t *live, char *why, size_t len)
+{
+	const struct shm_book_sym_sh *s = &b->v.symbols[si];
+	const struct eng_side *sd = &b->syms[si].side[side];
+	int64_t total = 0;
+	uint32_t norders = 0;
+	CHECK(s->nlevels[side] == sd->n, "sym %u side %u: nlevels", si, side);
+	CHECK(s->head[side] == (sd->n ? sd->a[sd->n - 1].lvl : NIL),
+	      "sym %u side %u: head", si, side);
+	for (uint32_t i = 0; i < sd->n; i++) {
+		uint32_t li = sd->a[i].lvl;
+		CHECK(li < b->v.cap_levels, "level index");
+		const struct shm_book_level_sh *l = &b->v.levels[li];
+		CHECK(i == 0 || sd->a[i - 1].key < sd->a[i].key, "sym %u side %u: order", si, side);
+		CHECK(l->state == SHM_BOOK_LEVEL_LIVE, "level %u not live", li);
+		CHECK(l->sym == si && l->side == side, "level %u sym/side", li);
+		CHECK(side_key(side, l->price) == sd->a[i].key, "level %u key", li);
+		CHECK(l->next == (i ? sd->a[i - 1].lvl : NIL), "level %u next", li);
+		CHECK(l->count > 0, "level %u empty", li);
+		int64_t q = 0;
+		uint32_t c = 0, prev = NIL;
+		for (uint32_t oi = l->head; oi != NIL; oi = b->v.orders[oi].next) {
+			CHECK(oi < b->v.cap_orders && c <= b->v.cap_orders, "queue index");
+			const struct shm_book_order_sh *o = &b->v.orders[oi];
+			CHECK(o->state == SHM_BOOK_ORDER_LIVE, "order %u not live", oi);
+			CHECK(o->level == li && o->prev == prev, "order %u links", oi);
+			CHECK(o->price == l->price && o->side == side && o->sym == si,
+			      "order %u price/side", oi);
+			CHECK(o->open > 0, "order %u open", oi);
+			q += o->open;
+			c++;
+			prev = oi;
+		}
+		CHECK(l->tail == prev, "level %u tail", li);
+		CHECK(l->qty == q && l->count == c, "level %u aggregates", li);
+		total += q;
+		norders += c;
+	}
+	CHECK(s->open_qty[side] == total, "sym %u side %u open_qty", si, side);
+	CHECK(s->norders[side] == norders, "sym %u side %u norders", si, side);
+	*live += norders;
+	return 0;
+}
+
+int eng_book_check(const struct eng_book *b, char *why, size_t len)
+{
+	uint64_t live = 0;
+	for (uint32_t si = 0; si < b->nsymbols; si++) {
+		for (unsigned side = 0; side < 2; side++) {
+			int rc = check_side(b, si, side, &live, why, len);
+			if (rc)
+				return rc;
+		}
+		const struct eng_side *bid = &b->syms[si].side[0];
+		const struct eng_side *ask = &b->syms[si].side[1];
+		if (bid->n && ask->n)
+			CHECK(-ask->a[ask->n - 1].key > bid->a[bid->n - 1].key,
+			      "sym %u crossed", si);
+	}
+	CHECK(live == b->orders_live, "orders_live %u vs %llu resting",
+	      b->orders_live, (unsigned long long)live);
+	uint32_t nlive = 0, ndone = 0, nfree = 0;
+	uint64_t fills = 0;
+	for (uint32_t oi = 0; oi < b->ord_unused; oi++) {
+		const struct shm_book_order_sh *o = &b->v.orders[oi];
+		if (o->state == SHM_BOOK_ORDER_FREE) {
+			nfree++;
+			continue;
+		}
+		nlive += o->state == SHM_BOOK_ORDER_LIVE;
+		ndone += o->state == SHM_BOOK_ORDER_DONE;
+		CHECK(o->open + o->executed + o->cancelled == o->amount,
+		      "order %u quantities", oi);
+		CHECK(o->open >= 0 && o->executed >= 0 && o->cancelled >= 0,
+		      "order %u negative", oi);
+		CHECK((o->state == SHM_BOOK_ORDER_LIVE) == (o->open > 0),
+		      "order %u state vs open", oi);
+		int64_t ex = 0;
+		uint32_t k = 0, fi = o->fill_head, last = NIL;
+		for (; fi != NIL && k <= o->nfills; k++) {
+			CHECK(fi < b->v.cap_fills, "fill index");
+			const struct shm_book_fill_sh *f = &b->v.fills[fi];
+			CHECK(f->order_id == o->id && f->qty > 0, "fill %u owner", fi);
+			CHECK(k >= ORDER_FILLS || b->ofills[oi][k] == fi, "order %u ofills", oi);
+			ex += f->qty;
+			last = fi;
+			fi = f->next;
+		}
+		CHECK(k == o->nfills && fi == NIL && last == o->fill_tail,
+		      "order %u fill list", oi);
+		CHECK(ex == o->executed, "order %u executed vs fills", oi);
+		fills += k;
+	}
+	CHECK(nlive == b->orders_live, "live count");
+	CHECK(ndone == b->ord_done.count, "done count %u vs %u", ndone, b->ord_done.count);
+	CHECK(nfree == b->ord_nfree, "free order count");
+	CHECK(fills == (uint64_t)(b->fill_unused - b->fill_nfree), "fill accounting");
+	CHECK(b->levels_live + b->lvl_retired.count + b->lvl_nfree == b->lvl_unused,
+	      "level accounting");
+	return 0;
+}

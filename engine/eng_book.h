@@ -1,0 +1,230 @@
+/*
+ * eng_book: the pure matching core of one shard.
+ *
+ * Book + request in, events out.  No I/O, no clock reads, no allocation
+ * after eng_book_init and eng_book_symbol_add: time, the request sequence
+ * number and the reader epoch are fields of the request, so a recorded flow
+ * replays to byte-identical events.
+ *
+ * The book lives in a caller-provided memory area of eng_book_bytes(cfg)
+ * bytes laid out as shm/shm_book.h: the body of a SHM_KIND_BOOK region (the
+ * matcher; readers in other processes walk it concurrently) or plain memory
+ * (shmex-replay, tests, benchmarks).  The writer's private acceleration
+ * structures (a sorted price array per symbol side, free lists, the
+ * retirement queues, the symbol hash) live in the handle, in this process.
+ *
+ * Concurrency: every function here is called by one thread, the shard's
+ * single writer.  Readers in any process may run at the same time (see the
+ * contract in shm/shm_book.h); the writer never waits for them.
+ *
+ * Rules (docs/matching.md has the full list):
+ *  - limit orders, price-time priority, execution at the resting order's
+ *    price; a partly filled order keeps its place;
+ *  - GTC rests, IOC cancels its remainder, FOK fills completely or is killed
+ *    without any trade (accept event, then one cancel event);
+ *  - cancel cancels the open part; modify sets a new limit and a new OPEN
+ *    quantity: a pure size reduction keeps priority, anything else
+ *    re-queues at the back (and trades if it crosses); modify to 0 cancels;
+ *  - self-trades are allowed unless the book's stp_mode says otherwise.
+ *
+ * Every request either applies completely or is rejected before anything
+ * visible changes (a rejection may still recycle old DONE order records to
+ * make room, which only shortens how long they stay queryable).
+ */
+#ifndef SHMEX_ENGINE_ENG_BOOK_H
+#define SHMEX_ENGINE_ENG_BOOK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/shm_book.h"
+
+struct eng_book;
+
+struct eng_book_cfg {
+	struct shm_book_caps caps; /* symbols, levels, orders, fills */
+	uint32_t shard;            /* this shard (order id scheme) */
+	uint32_t nshards;          /* >= 1 */
+	uint32_t stp_mode;         /* enum shm_book_stp */
+};
+
+enum eng_ev_type {
+	ENG_EV_ACCEPT = 0, /* a new order got an id (IOC and FOK too) */
+	ENG_EV_FILL = 1,   /* one trade, in match order */
+	ENG_EV_CANCEL = 2, /* an order's open part was cancelled */
+	ENG_EV_MODIFY = 3, /* a modify was applied (before its own fills) */
+	ENG_EV_REJECT = 4, /* a request was rejected; nothing changed */
+};
+
+enum eng_req_type {
+	ENG_REQ_NEW = 1,
+	ENG_REQ_CANCEL = 2,
+	ENG_REQ_MODIFY = 3,
+};
+
+/*
+ * One event.  Fields not listed for a type are zero.
+ *
+ *   ACCEPT  order_id, account, sym, side, tif, price = limit, qty = amount
+ *   FILL    order_id/account/side/taker_price/taker_open: the incoming
+ *           (taker) order; maker_*: the resting order (side = !side);
+ *           price = execution price (= maker_price), qty = traded
+ *   CANCEL  order_id, account, sym, side, tif, price = the order's limit,
+ *           qty = the open quantity cancelled (what its reservation still
+ *           holds), reason = enum shm_book_done_reason (CANCEL, IOC, FOK,
+ *           STP, MODIFY)
+ *   MODIFY  order_id, account, sym, side, price/qty = new limit and new
+ *           open quantity, old_price/old_qty = limit and open before
+ *   REJECT  reason = enum eng_req_type, err = the shmex error, order_id =
+ *           the target of a cancel/modify, other fields from the request
+ *
+ * For accounts: a FILL settles qty at price for both sides (a buyer
+ * reserved qty x its own limit); a CANCEL releases qty (x price for a
+ * buy); a MODIFY re-reserves old_qty x old_price -> qty x price.
+ */
+struct eng_event {
+	uint8_t type;          /* enum eng_ev_type */
+	uint8_t side;          /* enum shm_side of order_id */
+	uint8_t tif;           /* enum shm_tif of order_id */
+	uint8_t reason;        /* see above */
+	int32_t err;           /* REJECT: shmex error */
+	uint32_t sym;          /* symbol index */
+	uint32_t pad0;
+	uint64_t event;        /* per-shard event sequence number, from 1 */
+	uint64_t seq;          /* the request's seq */
+	uint64_t time_ns;      /* the request's time */
+	uint64_t order_id;
+	uint64_t account;
+	int64_t price;
+	int64_t qty;
+	/* FILL */
+	uint64_t maker_id;
+	uint64_t maker_account;
+	int64_t maker_price;   /* maker's limit */
+	int64_t taker_price;   /* taker's limit */
+	int64_t maker_open;    /* maker's open quantity after the fill */
+	int64_t taker_open;    /* taker's open quantity after the fill */
+	/* MODIFY */
+	int64_t old_price;
+	int64_t old_qty;
+};
+
+/* Called synchronously for every event, in order; must not call back into
+ * the book. */
+typedef void (*eng_event_fn)(void *ctx, const struct eng_event *ev);
+
+/* One request.  Inputs only: the core reads no clock. */
+struct eng_req {
+	uint64_t seq;        /* request sequence number (echoed in events) */
+	uint64_t time_ns;    /* request time (stored in records and events) */
+	uint64_t epoch;      /* current reader epoch: the retire tag */
+	uint64_t account;    /* the requester (owner check on cancel/modify) */
+	uint64_t order_id;   /* CANCEL, MODIFY: the target */
+	int64_t price;       /* NEW, MODIFY: limit, > 0 */
+	int64_t qty;         /* NEW: amount > 0; MODIFY: new open qty >= 0 */
+	uint32_t sym;        /* NEW: symbol index */
+	uint8_t side;        /* NEW: enum shm_side */
+	uint8_t tif;         /* NEW: enum shm_tif */
+	uint8_t pad[2];
+};
+
+/* Bytes of memory the book needs (0 when cfg is invalid). */
+size_t eng_book_bytes(const struct eng_book_cfg *cfg);
+
+/*
+ * Lays the book out in mem (len >= eng_book_bytes, 64-byte aligned; it is
+ * zeroed here) and allocates the private structures.  fn may be NULL.
+ * Returns 0, -EINVAL (bad cfg, short or misaligned memory) or -ENOMEM.
+ */
+int eng_book_init(struct eng_book **out, void *mem, size_t len,
+		  const struct eng_book_cfg *cfg, eng_event_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
+
+/* Frees the private structures; the memory area is left as it is. */
+void eng_book_destroy(struct eng_book *b);
+
+/* Replaces the event callback. */
+void eng_book_set_callback(struct eng_book *b, eng_event_fn fn, void *ctx);
+
+/* The shared view (geometry and pools) of the book. */
+const struct shm_book_view *eng_book_view(const struct eng_book *b);
+
+/*
+ * Adds a symbol (or finds it when it exists) and returns its index.
+ * SHMEX_EBADSYMBOL for an invalid name, SHMEX_ESYMBOLSFULL, -ENOMEM.
+ * Allocates the symbol's private price arrays: call it off the hot path.
+ */
+int eng_book_symbol_add(struct eng_book *b, const char *name, size_t len,
+			uint32_t *idx) __attribute__((warn_unused_result));
+/* SHMEX_ENOSYMBOL when the symbol does not exist. */
+int eng_book_symbol_find(const struct eng_book *b, const char *name, size_t len,
+			 uint32_t *idx) __attribute__((warn_unused_result));
+
+/*
+ * New order.  On acceptance returns 0 and its id (also when an IOC or FOK
+ * order ends up cancelled: the events say so).  Rejections (nothing
+ * changed, a REJECT event is emitted): SHMEX_ENOSYMBOL, SHMEX_EBADREQUEST
+ * (side), SHMEX_EBADTIF, SHMEX_EBADAMOUNT (qty <= 0), SHMEX_EBADPRICE
+ * (price <= 0), SHMEX_EOVERFLOW (the side's open total would overflow),
+ * SHMEX_EBOOKFULL (no order record, fill records or level available).
+ */
+int eng_book_submit(struct eng_book *b, const struct eng_req *r, uint64_t *id)
+	__attribute__((warn_unused_result));
+
+/*
+ * Cancels the open part of r->order_id.  SHMEX_ENOORDER (no such order:
+ * never issued, other shard, or its record was recycled), SHMEX_ENOTOWNER
+ * (r->account is not the owner), SHMEX_ENOTOPEN (filled or cancelled).
+ */
+int eng_book_cancel(struct eng_book *b, const struct eng_req *r)
+	__attribute__((warn_unused_result));
+
+/*
+ * Modifies r->order_id to limit r->price and open quantity r->qty.
+ * Errors as eng_book_cancel, plus SHMEX_EBADPRICE, SHMEX_EBADAMOUNT
+ * (qty < 0), SHMEX_EOVERFLOW, SHMEX_EBOOKFULL.
+ */
+int eng_book_modify(struct eng_book *b, const struct eng_req *r)
+	__attribute__((warn_unused_result));
+
+/*
+ * Tells the book the oldest epoch any reader may still be reading
+ * (shm_readers_safe_epoch, or UINT64_MAX without readers): retired levels
+ * with retire epoch < safe_epoch return to the free pool now; DONE order
+ * records whose retire epoch < safe_epoch become recyclable (lazily, when
+ * a new order needs a slot).  Returns the number of levels freed.
+ */
+uint32_t eng_book_reclaim(struct eng_book *b, uint64_t safe_epoch);
+
+/* Writer-side inspection (tests, replay; not for other processes). */
+struct eng_book_level_info {
+	int64_t price;
+	int64_t qty;
+	uint32_t count;
+};
+/* Up to max levels of one side, best first; returns how many. */
+size_t eng_book_depth(const struct eng_book *b, uint32_t sym, unsigned side,
+		      struct eng_book_level_info *out, size_t max);
+/* The order record of id, or NULL when the id is not (or no longer) in
+ * the book. */
+const struct shm_book_order_sh *eng_book_order(const struct eng_book *b,
+					       uint64_t id);
+
+struct eng_book_stats {
+	uint32_t levels_live, levels_retired, levels_free;
+	uint32_t orders_live, orders_done, orders_free, orders_unused;
+	uint32_t fills_used, fills_free;
+	uint64_t events;
+};
+void eng_book_stats(const struct eng_book *b, struct eng_book_stats *st);
+
+/*
+ * Checks every invariant of the book (list order, aggregates, counts,
+ * open + executed + cancelled == amount, pool accounting).  Slow: tests
+ * only.  Returns 0 or SHMEX_EINTERNAL, with what failed in why[].
+ */
+int eng_book_check(const struct eng_book *b, char *why, size_t len)
+	__attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,1090 @@
+/*
+ * eng_replay: the conformance adapter around the matching core (contract
+ * in eng_replay.h; the rule differences it bridges in docs/matching.md).
+ *
+ * Translation.  The batteries name orders with client ids that may be
+ * reused once the order is dead; shmex issues its own ids.  The adapter
+ * keeps client id -> shmex id (a growing open-addressing hash, entries
+ * overwritten on reuse) and shmex slot -> client id (an array indexed by
+ * the order record slot, set when the core accepts the order).  A cancel or
+ * modify of a client id never seen is answered by the adapter itself (4/5
+ * line); every other request goes to the core, whose REJECT events give
+ * the 4/5 lines.  All orders belong to account 1 on symbol "X"; the
+ * message seq is the request's seq and its time; the reader epoch is 0
+ * and the safe epoch UINT64_MAX (no readers), so retired nodes are reused
+ * at once.
+ *
+ * Lines of one message are buffered and stable-sorted by type before they
+ * go out (the core emits a MODIFY before that modify's trades; the
+ * batteries sort trades first).  Numbers are rendered by hand: the 2M
+ * message workload produces ~2.2M lines.
+ *
+ * Limits: the line buffer grows without bound within one message (a sweep
+ * of the whole book); everything else is sized at open.
+ */
+#include "engine/eng_replay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <lzma.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/eng_sha256.h"
+#include "shm/shm_error.h"
+#include "shm/shm_msg.h"
+
+#define REPLAY_ACCOUNT 1
+
+struct line_ref {
+	uint32_t off;
+	uint32_t len;
+	uint8_t type;
+};
+
+struct eng_replay {
+	struct eng_replay_cfg cfg;
+	void *mem;
+	struct eng_book *book;
+	uint32_t sym;
+	uint32_t nshards, cap_orders;
+
+	/* client id -> shmex id; key slot empty when val == 0 */
+	uint64_t *map_key;
+	uint64_t *map_val;
+	size_t map_mask;
+	size_t map_used;
+	uint64_t *cid_of_slot;
+
+	/* current message */
+	const struct eng_replay_msg *msg;
+	char *buf;
+	size_t buf_len, buf_cap;
+	struct line_ref *lines;
+	size_t nlines, lines_cap;
+	bool oom;
+
+	bool any_line;
+	uint64_t counts[6];
+	uint64_t rejected;
+	struct eng_sha256 sha;
+};
+
+void eng_replay_cfg_default(struct eng_replay_cfg *cfg, bool small)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->caps.symbols = 1;
+	if (small) {
+		cfg->caps.levels = 1u << 13;
+		cfg->caps.orders = 1u << 14;
+		cfg->caps.fills = 1u << 15;
+	} else {
+		cfg->caps.levels = 1u << 16;
+		cfg->caps.orders = 1u << 18;
+		cfg->caps.fills = 1u << 18;
+	}
+	cfg->stp_mode = SHM_BOOK_STP_NONE;
+	cfg->format = true;
+	cfg->sha256 = true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Client id map                                                       */
+
+static inline size_t map_hash(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= UINT64_C(0xff51afd7ed558ccd);
+	k ^= k >> 33;
+	return (size_t)k;
+}
+
+static int map_alloc(struct eng_replay *r, size_t cap)
+{
+	r->map_key = calloc(cap, sizeof(uint64_t));
+	r->map_val = calloc(cap, sizeof(uint64_t));
+	if (!r->map_key || !r->map_val)
+		return -ENOMEM;
+	r->map_mask = cap - 1;
+	r->map_used = 0;
+	return 0;
+}
+
+static uint64_t map_get(const struct eng_replay *r, uint64_t k)
+{
+	size_t i = map_hash(k) & r->map_mask;
+	while (r->map_val[i]) {
+		if (r->map_key[i] == k)
+			return r->map_val[i];
+		i = (i + 1) & r->map_mask;
+	}
+	return 0;
+}
+
+static void map_put_nogrow(struct eng_replay *r, uint64_t k, uint64_t v)
+{
+	size_t i = map_hash(k) & r->map_mask;
+	while (r->map_val[i]) {
+		if (r->map_key[i] == k) {
+			r->map_val[i] = v;
+			return;
+		}
+		i = (i + 1) & r->map_mask;
+	}
+	r->map_key[i] = k;
+	r->map_val[i] = v;
+	r->map_used++;
+}
+
+static int map_put(struct eng_replay *r, uint64_t k, uint64_t v)
+{
+	if (2 * (r->map_used + 1) > r->map_mask + 1) {
+		uint64_t *ok = r->map_key, *ov = r->map_val;
+		size_t ocap = r->map_mask + 1;
+		if (map_alloc(r, 2 * ocap) != 0) {
+			free(r->map_key);
+			free(r->map_val);
+			r->map_key = ok;
+			r->map_val = ov;
+			r->map_mask = ocap - 1;
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < ocap; i++)
+			if (ov[i])
+				map_put_nogrow(r, ok[i], ov[i]);
+		free(ok);
+		free(ov);
+	}
+	map_put_nogrow(r, k, v);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Lines                                                               */
+
+static char *fmt_u64(char *p, uint64_t v)
+{
+	char tmp[24];
+	int n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+static char *fmt_i64(char *p, int64_t v)
+{
+	if (v < 0) {
+		*p++ = '-';
+		return fmt_u64(p, (uint64_t)0 - (uint64_t)v);
+	}
+	return fmt_u64(p, (uint64_t)v);
+}
+
+/* Room for one more line of up to 160 bytes. */
+static char *line_begin(struct eng_replay *r)
+{
+	if (r->buf_len + 160 > r->buf_cap) {
+		size_t cap = r->buf_cap ? 2 * r->buf_cap : 4096;
+		char *nb = realloc(r->buf, cap);
+		if (!nb) {
+			r->oom = true;
+			return NULL;
+		}
+		r->buf = nb;
+		r->buf_cap = cap;
+	}
+	if (r->nlines == r->lines_cap) {
+		size_t cap = r->lines_cap ? 2 * r->lines_cap : 64;
+		struct line_ref *nl = realloc(r->lines, cap * sizeof(*nl));
+		if (!nl) {
+			r->oom = true;
+			return NULL;
+		}
+		r->lines = nl;
+		r->lines_cap = cap;
+	}
+	return r->buf + r->buf_len;
+}
+
+static void line_end(struct eng_replay *r, unsigned type, char *end)
+{
+	char *start = r->buf + r->buf_len;
+	struct line_ref *l = &r->lines[r->nlines++];
+	l->off = (uint32_t)r->buf_len;
+	l->len = (uint32_t)(end - start);
+	l->type = (uint8_t)type;
+	r->buf_len += l->len;
+}
+
+/* Emits one line: counts it, and when formatting: renders it with the
+ * given fields (comma separated, first the type). */
+static void line_add(struct eng_replay *r, unsigned type, int n, const int64_t *f)
+{
+	r->counts[type]++;
+	if (!r->cfg.format)
+		return;
+	char *p = line_begin(r);
+	if (!p)
+		return;
+	*p++ = (char)('0' + type);
+	for (int i = 0; i < n; i++) {
+		*p++ = ',';
+		p = fmt_i64(p, f[i]);
+	}
+	line_end(r, type, p);
+}
+
+/* Sends the message's lines out in canonical (type) order. */
+static void lines_flush(struct eng_replay *r)
+{
+	if (!r->nlines)
+		return;
+	for (unsigned t = 0; t < 6; t++) {
+		for (size_t i = 0; i < r->nlines; i++) {
+			const struct line_ref *l = &r->lines[i];
+			if (l->type != t)
+				continue;
+			const char *s = r->buf + l->off;
+			if (r->cfg.sha256) {
+				if (r->any_line)
+					eng_sha256_update(&r->sha, "\n", 1);
+				eng_sha256_update(&r->sha, s, l->len);
+			}
+			r->any_line = true;
+			if (r->cfg.line)
+				r->cfg.line(r->cfg.ctx, s, l->len);
+		}
+	}
+	r->nlines = 0;
+	r->buf_len = 0;
+}
+
+static uint64_t cid_of(const struct eng_replay *r, uint64_t id)
+{
+	return r->cid_of_slot[shm_order_slot(id, r->nshards, r->cap_orders)];
+}
+
+static void on_event(void *ctx, const struct eng_event *ev)
+{
+	struct eng_replay *r = ctx;
+	const struct eng_replay_msg *m = r->msg;
+	int64_t f[5];
+	switch (ev->type) {
+	case ENG_EV_ACCEPT:
+		r->cid_of_slot[shm_order_slot(ev->order_id, r->nshards,
+					      r->cap_orders)] = m->order_id;
+		f[0] = (int64_t)m->seq;
+		f[1] = ev->side;
+		f[2] = (int64_t)m->order_id;
+		f[3] = ev->price;
+		f[4] = ev->qty;
+		line_add(r, 0, 5, f);
+		break;
+	case ENG_EV_FILL:
+		f[0] = (int64_t)m->seq;
+		f[1] = ev->price;
+		f[2] = ev->qty;
+		f[3] = (int64_t)cid_of(r, ev->maker_id);
+		f[4] = (int64_t)cid_of(r, ev->order_id);
+		line_add(r, 1, 5, f);
+		break;
+	case ENG_EV_CANCEL:
+		f[0] = (int64_t)m->seq;
+		f[1] = ev->side;
+		f[2] = (int64_t)cid_of(r, ev->order_id);
+		f[3] = ev->price;
+		line_add(r, 2, 4, f);
+		break;
+	case ENG_EV_MODIFY:
+		f[0] = (int64_t)m->seq;
+		f[1] = ev->side;
+		f[2] = (int64_t)cid_of(r, ev->order_id);
+		f[3] = ev->price;
+		f[4] = ev->qty;
+		line_add(r, 3, 5, f);
+		break;
+	case ENG_EV_REJECT:
+		f[0] = (int64_t)m->seq;
+		f[1] = (int64_t)m->order_id;
+		if (ev->reason == ENG_REQ_CANCEL)
+			line_add(r, 4, 2, f);
+		else if (ev->reason == ENG_REQ_MODIFY)
+			line_add(r, 5, 2, f);
+		else
+			r->rejected++;
+		break;
+	default:
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Adapter                                                             */
+
+int eng_replay_open(struct eng_replay **out, const struct eng_replay_cfg *cfg)
+{
+	*out = NULL;
+	struct eng_replay *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->cfg = *cfg;
+	if (!r->cfg.format)
+		r->cfg.sha256 = false, r->cfg.line = NULL;
+	struct eng_book_cfg bc = {.caps = cfg->caps, .shard = 0, .nshards = 1,
+				  .stp_mode = cfg->stp_mode};
+	size_t bytes = eng_book_bytes(&bc);
+	int rc = -EINVAL;
+	if (!bytes)
+		goto out_free;
+	bytes = (bytes + SHM_CACHE_LINE - 1) & ~(size_t)(SHM_CACHE_LINE - 1);
+	rc = -ENOMEM;
+	r->mem = aligned_alloc(SHM_CACHE_LINE, bytes);
+	if (!r->mem)
+		goto out_free;
+	rc = eng_book_init(&r->book, r->mem, bytes, &bc, on_event, r);
+	if (rc)
+		goto out_mem;
+	rc = eng_book_symbol_add(r->book, "X", 1, &r->sym);
+	if (rc)
+		goto out_book;
+	eng_book_reclaim(r->book, UINT64_MAX);
+	r->nshards = 1;
+	r->cap_orders = cfg->caps.orders;
+	rc = -ENOMEM;
+	r->cid_of_slot = calloc(cfg->caps.orders, sizeof(uint64_t));
+	if (!r->cid_of_slot)
+		goto out_book;
+	if (map_alloc(r, 1u << 12) != 0)
+		goto out_map;
+	eng_sha256_init(&r->sha);
+	*out = r;
+	return 0;
+
+out_map:
+	free(r->map_key);
+	free(r->map_val);
+	free(r->cid_of_slot);
+out_book:
+	eng_book_destroy(r->book);
+out_mem:
+	free(r->mem);
+out_free:
+	free(r);
+	return rc;
+}
+
+void eng_replay_close(struct eng_replay *r)
+{
+	if (!r)
+		return;
+	eng_book_destroy(r->book);
+	free(r->mem);
+	free(r->map_key);
+	free(r->map_val);
+	free(r->cid_of_slot);
+	free(r->buf);
+	free(r->lines);
+	free(r);
+}
+
+int eng_replay_apply(struct eng_replay *r, const struct eng_replay_msg *m)
+{
+	struct eng_req q;
+	memset(&q, 0, sizeof(q));
+	q.seq = m->seq;
+	q.time_ns = m->seq;
+	q.epoch = 0;
+	q.account = REPLAY_ACCOUNT;
+	q.sym = r->sym;
+	q.side = m->side;
+	q.tif = m->tif;
+	q.price = m->price;
+	q.qty = m->qty;
+	r->msg = m;
+	int rc = 0;
+	uint64_t id;
+	int64_t f[2] = {(int64_t)m->seq, (int64_t)m->order_id};
+	switch (m->type) {
+	case ENG_REPLAY_NEW:
+		if (eng_book_submit(r->book, &q, &id) == 0)
+			rc = map_put(r, m->order_id, id);
+		break;
+	case ENG_REPLAY_CANCEL:
+	case ENG_REPLAY_MODIFY:
+		q.order_id = map_get(r, m->order_id);
+		if (q.order_id == 0) {
+			/* Never seen: the batteries' "not resting". */
+			line_add(r, m->type == ENG_REPLAY_CANCEL ? 4 : 5, 2, f);
+			break;
+		}
+		/* The core's REJECT event renders the 4/5 line. */
+		if (m->type == ENG_REPLAY_CANCEL)
+			(void)!eng_book_cancel(r->book, &q);
+		else
+			(void)!eng_book_modify(r->book, &q);
+		break;
+	default:
+		r->rejected++;
+		break;
+	}
+	lines_flush(r);
+	r->msg = NULL;
+	if (r->oom)
+		return -ENOMEM;
+	return rc;
+}
+
+void eng_replay_counts(const struct eng_replay *r, uint64_t counts[6])
+{
+	memcpy(counts, r->counts, sizeof(r->counts));
+}
+
+uint64_t eng_replay_rejected(const struct eng_replay *r)
+{
+	return r->rejected;
+}
+
+void eng_replay_sha256_hex(struct eng_replay *r, char out[65])
+{
+	uint8_t d[32];
+	eng_sha256_final(&r->sha, d);
+	eng_sha256_hex(d, out);
+}
+
+struct eng_book *eng_replay_book(struct eng_replay *r)
+{
+	return r->book;
+}
+
+/* ------------------------------------------------------------------ */
+/* Book state                                                          */
+
+static int64_t depth_at(struct eng_replay *r, unsigned side, int64_t price)
+{
+	const struct shm_book_view *v = eng_book_view(r->book);
+	size_t n = v->cap_levels;
+	struct eng_book_level_info *all = malloc(n * sizeof(*all));
+	int64_t q = 0;
+	if (!all)
+		return -1;
+	size_t k = eng_book_depth(r->book, r->sym, side, all, n);
+	for (size_t i = 0; i < k; i++)
+		if (all[i].price == price)
+			q = all[i].qty;
+	free(all);
+	return q;
+}
+
+static int side_check(struct eng_replay *r, unsigned side, size_t nwant,
+		      int64_t (*want)[2], char *why, size_t len)
+{
+	const struct shm_book_view *v = eng_book_view(r->book);
+	struct eng_book_level_info *got = malloc(v->cap_levels * sizeof(*got));
+	if (!got) {
+		snprintf(why, len, "out of memory");
+		return -1;
+	}
+	size_t n = eng_book_depth(r->book, r->sym, side, got, v->cap_levels);
+	int rc = 0;
+	if (n != nwant) {
+		snprintf(why, len, "%s: %zu levels, expected %zu", side ? "asks" : "bids",
+			 n, nwant);
+		rc = -1;
+	}
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (got[i].price != want[i][0] || got[i].qty != want[i][1]) {
+			snprintf(why, len, "%s[%zu] = [%lld, %lld], expected [%lld, %lld]",
+				 side ? "asks" : "bids", i, (long long)got[i].price,
+				 (long long)got[i].qty, (long long)want[i][0],
+				 (long long)want[i][1]);
+			rc = -1;
+		}
+	}
+	free(got);
+	return rc;
+}
+
+int eng_replay_state_check(struct eng_replay *r, const struct eng_replay_state *want,
+			   char *why, size_t len)
+{
+	struct eng_book_level_info top;
+	bool has_bid = eng_book_depth(r->book, r->sym, 0, &top, 1) == 1;
+	int64_t bid = has_bid ? top.price : 0;
+	bool has_ask = eng_book_depth(r->book, r->sym, 1, &top, 1) == 1;
+	int64_t ask = has_ask ? top.price : 0;
+	if (has_bid != want->has_best_bid || (has_bid && bid != want->best_bid)) {
+		snprintf(why, len, "best_bid %s%lld, expected %s%lld", has_bid ? "" : "null/",
+			 (long long)bid, want->has_best_bid ? "" : "null/",
+			 (long long)want->best_bid);
+		return -1;
+	}
+	if (has_ask != want->has_best_ask || (has_ask && ask != want->best_ask)) {
+		snprintf(why, len, "best_ask %s%lld, expected %s%lld", has_ask ? "" : "null/",
+			 (long long)ask, want->has_best_ask ? "" : "null/",
+			 (long long)want->best_ask);
+		return -1;
+	}
+	if (side_check(r, 0, want->nbids, want->bids, why, len) ||
+	    side_check(r, 1, want->nasks, want->asks, why, len))
+		return -1;
+	if (want->has_probe) {
+		unsigned side = want->probe[1] == 1;
+		int64_t d = depth_at(r, side, want->probe[0]);
+		if (d != want->probe[2]) {
+			snprintf(why, len, "probe [%lld, %lld]: depth %lld, expected %lld",
+				 (long long)want->probe[0], (long long)want->probe[1],
+				 (long long)d, (long long)want->probe[2]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Running a case                                                      */
+
+struct case_sink {
+	const struct eng_replay_case *c;
+	const struct eng_replay_cfg *user;
+	size_t n;
+	bool mismatch;
+	char *why;
+	size_t why_len;
+};
+
+static void case_line(void *ctx, const char *s, size_t len)
+{
+	struct case_sink *k = ctx;
+	if (!k->mismatch) {
+		if (k->n >= k->c->nreports) {
+			snprintf(k->why, k->why_len, "extra line %zu: %.*s", k->n,
+				 (int)len, s);
+			k->mismatch = true;
+		} else if (strlen(k->c->reports[k->n]) != len ||
+			   memcmp(k->c->reports[k->n], s, len) != 0) {
+			snprintf(k->why, k->why_len, "line %zu: got %.*s, expected %s",
+				 k->n, (int)len, s, k->c->reports[k->n]);
+			k->mismatch = true;
+		}
+	}
+	k->n++;
+	if (k->user->line)
+		k->user->line(k->user->ctx, s, len);
+}
+
+int eng_replay_case_run(const struct eng_replay_case *c,
+			const struct eng_replay_cfg *cfg,
+			struct eng_replay_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	struct case_sink k = {.c = c, .user = cfg, .why = res->why,
+			      .why_len = sizeof(res->why)};
+	struct eng_replay_cfg rc = *cfg;
+	rc.format = true;
+	rc.sha256 = true;
+	rc.line = case_line;
+	rc.ctx = &k;
+	struct eng_replay *r;
+	int err = eng_replay_open(&r, &rc);
+	if (err)
+		return err;
+	res->states_ok = true;
+	char why[256];
+	for (size_t i = 0; i < c->nmsgs; i++) {
+		err = eng_replay_apply(r, &c->msgs[i]);
+		if (err)
+			goto out;
+		for (size_t j = 0; j < c->nstates; j++) {
+			const struct eng_replay_state *st = &c->states[j];
+			bool due = st->has_after_seq ? st->after_seq == c->msgs[i].seq
+						     : i + 1 == c->nmsgs;
+			if (!due)
+				continue;
+			res->nstates_checked++;
+			if (res->states_ok && eng_replay_state_check(r, st, why, sizeof(why))) {
+				res->states_ok = false;
+				if (!k.mismatch)
+					snprintf(res->why, sizeof(res->why),
+						 "state after seq %llu: %s",
+						 (unsigned long long)c->msgs[i].seq, why);
+			}
+		}
+	}
+	res->nlines = k.n;
+	res->reports_ok = !k.mismatch && k.n == c->nreports;
+	if (!k.mismatch && k.n != c->nreports)
+		snprintf(res->why, sizeof(res->why), "%zu lines, expected %zu", k.n,
+			 c->nreports);
+	eng_replay_sha256_hex(r, res->sha256);
+	res->sha_ok = c->sha256[0] == '\0' || strcmp(res->sha256, c->sha256) == 0;
+	if (res->reports_ok && res->states_ok && !res->sha_ok)
+		snprintf(res->why, sizeof(res->why), "sha256 %s, expected %s",
+			 res->sha256, c->sha256);
+	if (res->nstates_checked != c->nstates && res->states_ok) {
+		res->states_ok = false;
+		snprintf(res->why, sizeof(res->why), "%zu of %zu states not reached",
+			 c->nstates - res->nstates_checked, c->nstates);
+	}
+	res->pass = res->reports_ok && res->sha_ok && res->states_ok;
+out:
+	eng_replay_close(r);
+	return err;
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON batteries                                                      */
+
+static bool js_int(const json_t *o, const char *key, int64_t *v)
+{
+	const json_t *x = json_object_get(o, key);
+	if (!json_is_integer(x))
+		return false;
+	*v = json_integer_value(x);
+	return true;
+}
+
+static int load_msg(const json_t *j, struct eng_replay_msg *m)
+{
+	int64_t seq, type, id, side, qty, px, ioc = 0;
+	if (!json_is_object(j) || !js_int(j, "seq", &seq) || !js_int(j, "type", &type) ||
+	    !js_int(j, "order_id", &id) || !js_int(j, "side", &side) ||
+	    !js_int(j, "qty", &qty) || !js_int(j, "price_ticks", &px))
+		return -1;
+	(void)js_int(j, "ioc", &ioc);
+	if (seq < 0 || type < 0 || type > 2 || id < 0 || side < 0 || side > 1 ||
+	    ioc < 0 || ioc > 1)
+		return -1;
+	memset(m, 0, sizeof(*m));
+	m->seq = (uint64_t)seq;
+	m->type = (uint8_t)type;
+	m->order_id = (uint64_t)id;
+	m->side = (uint8_t)side;
+	m->qty = qty;
+	m->price = px;
+	m->tif = ioc ? SHM_TIF_IOC : SHM_TIF_GTC;
+	const char *tif = json_string_value(json_object_get(j, "tif"));
+	if (tif) {
+		if (!strcmp(tif, "GTC"))
+			m->tif = SHM_TIF_GTC;
+		else if (!strcmp(tif, "IOC"))
+			m->tif = SHM_TIF_IOC;
+		else if (!strcmp(tif, "FOK"))
+			m->tif = SHM_TIF_FOK;
+		else
+			return -1;
+	}
+	return 0;
+}
+
+static int load_levels(const json_t *a, size_t *n, int64_t (**out)[2])
+{
+	*n = 0;
+	*out = NULL;
+	if (!json_is_array(a))
+		return -1;
+	size_t k = json_array_size(a);
+	if (!k)
+		return 0;
+	int64_t(*v)[2] = calloc(k, sizeof(*v));
+	if (!v)
+		return -1;
+	for (size_t i = 0; i < k; i++) {
+		const json_t *e = json_array_get(a, i);
+		if (!json_is_array(e) || json_array_size(e) != 2 ||
+		    !json_is_integer(json_array_get(e, 0)) ||
+		    !json_is_integer(json_array_get(e, 1))) {
+			free(v);
+			return -1;
+		}
+		v[i][0] = json_integer_value(json_array_get(e, 0));
+		v[i][1] = json_integer_value(json_array_get(e, 1));
+	}
+	*n = k;
+	*out = v;
+	return 0;
+}
+
+static int load_state(const json_t *j, struct eng_replay_state *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (!json_is_object(j))
+		return -1;
+	int64_t v;
+	if (js_int(j, "after_seq", &v)) {
+		s->has_after_seq = true;
+		s->after_seq = (uint64_t)v;
+	}
+	const json_t *bb = json_object_get(j, "best_bid");
+	const json_t *ba = json_object_get(j, "best_ask");
+	if (json_is_integer(bb)) {
+		s->has_best_bid = true;
+		s->best_bid = json_integer_value(bb);
+	} else if (!json_is_null(bb)) {
+		return -1;
+	}
+	if (json_is_integer(ba)) {
+		s->has_best_ask = true;
+		s->best_ask = json_integer_value(ba);
+	} else if (!json_is_null(ba)) {
+		return -1;
+	}
+	if (load_levels(json_object_get(j, "bids"), &s->nbids, &s->bids) ||
+	    load_levels(json_object_get(j, "asks"), &s->nasks, &s->asks))
+		return -1;
+	const json_t *p = json_object_get(j, "probe");
+	if (p) {
+		if (!json_is_array(p) || json_array_size(p) != 3)
+			return -1;
+		for (int i = 0; i < 3; i++) {
+			if (!json_is_integer(json_array_get(p, (size_t)i)))
+				return -1;
+			s->probe[i] = json_integer_value(json_array_get(p, (size_t)i));
+		}
+		s->has_probe = true;
+	}
+	return 0;
+}
+
+static void case_free(struct eng_replay_case *c)
+{
+	free(c->name);
+	free(c->msgs);
+	for (size_t i = 0; i < c->nreports; i++)
+		free(c->reports[i]);
+	free(c->reports);
+	for (size_t i = 0; i < c->nstates; i++) {
+		free(c->states[i].bids);
+		free(c->states[i].asks);
+	}
+	free(c->states);
+}
+
+void eng_replay_battery_free(struct eng_replay_battery *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->ncases; i++)
+		case_free(&b->cases[i]);
+	free(b->cases);
+	free(b->format);
+	free(b);
+}
+
+static int load_case(const json_t *j, struct eng_replay_case *c, char *err, size_t len)
+{
+	const char *name = json_string_value(json_object_get(j, "name"));
+	const json_t *msgs = json_object_get(j, "messages");
+	const json_t *reps = json_object_get(j, "expected_reports");
+	const json_t *sts = json_object_get(j, "expected_state");
+	const char *sha = json_string_value(json_object_get(j, "expected_sha256"));
+	if (!name || !json_is_array(msgs) || !json_is_array(reps)) {
+		snprintf(err, len, "case without name, messages or expected_reports");
+		return -1;
+	}
+	c->name = strdup(name);
+	c->nmsgs = json_array_size(msgs);
+	c->msgs = calloc(c->nmsgs ? c->nmsgs : 1, sizeof(*c->msgs));
+	c->reports = calloc(json_array_size(reps) + 1, sizeof(char *));
+	if (!c->name || !c->msgs || !c->reports) {
+		snprintf(err, len, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < c->nmsgs; i++) {
+		if (load_msg(json_array_get(msgs, i), &c->msgs[i])) {
+			snprintf(err, len, "case %s: bad message %zu", name, i);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < json_array_size(reps); i++) {
+		const char *s = json_string_value(json_array_get(reps, i));
+		if (!s) {
+			snprintf(err, len, "case %s: bad report %zu", name, i);
+			return -1;
+		}
+		c->reports[i] = strdup(s);
+		if (!c->reports[i]) {
+			snprintf(err, len, "out of memory");
+			return -1;
+		}
+		c->nreports = i + 1;
+	}
+	if (sha) {
+		if (strlen(sha) != 64) {
+			snprintf(err, len, "case %s: bad expected_sha256", name);
+			return -1;
+		}
+		memcpy(c->sha256, sha, 65);
+	}
+	if (sts) {
+		if (!json_is_array(sts)) {
+			snprintf(err, len, "case %s: bad expected_state", name);
+			return -1;
+		}
+		c->states = calloc(json_array_size(sts) + 1, sizeof(*c->states));
+		if (!c->states) {
+			snprintf(err, len, "out of memory");
+			return -1;
+		}
+		for (size_t i = 0; i < json_array_size(sts); i++) {
+			c->nstates = i + 1;
+			if (load_state(json_array_get(sts, i), &c->states[i])) {
+				snprintf(err, len, "case %s: bad state %zu", name, i);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+int eng_replay_battery_load(const char *path, struct eng_replay_battery **out,
+			    char *err, size_t errlen)
+{
+	*out = NULL;
+	json_error_t je;
+	json_t *root = json_load_file(path, 0, &je);
+	if (!root) {
+		snprintf(err, errlen, "%s:%d: %s", path, je.line, je.text);
+		return -EINVAL;
+	}
+	int rc = -EINVAL;
+	struct eng_replay_battery *b = calloc(1, sizeof(*b));
+	const json_t *cases = json_object_get(root, "cases");
+	if (!b) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto out_root;
+	}
+	if (!json_is_array(cases)) {
+		snprintf(err, errlen, "%s: no \"cases\" array", path);
+		goto out_battery;
+	}
+	const char *fmt = json_string_value(json_object_get(root, "format"));
+	b->format = strdup(fmt ? fmt : "");
+	b->cases = calloc(json_array_size(cases) + 1, sizeof(*b->cases));
+	if (!b->format || !b->cases) {
+		snprintf(err, errlen, "out of memory");
+		goto out_battery;
+	}
+	for (size_t i = 0; i < json_array_size(cases); i++) {
+		b->ncases = i + 1;
+		if (load_case(json_array_get(cases, i), &b->cases[i], err, errlen))
+			goto out_battery;
+	}
+	json_decref(root);
+	*out = b;
+	return 0;
+
+out_battery:
+	eng_replay_battery_free(b);
+out_root:
+	json_decref(root);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* MEBW_001 workloads                                                  */
+
+#define WL_HDR 16
+#define WL_REC 40
+#define WL_IN 65536
+#define WL_OUT (WL_REC * 4096)
+
+struct eng_replay_wl {
+	int fd;
+	bool xz;
+	bool in_eof;
+	lzma_stream lz;
+	uint8_t in[WL_IN];
+	uint8_t out[WL_OUT];
+	size_t out_pos, out_len;  /* unread bytes are out[out_pos, out_len) */
+	uint32_t count, done;
+};
+
+/* Refills out[] so that at least `want` unread bytes are there, unless
+ * the input ends.  Returns 0 or -EIO (read error, corrupt stream). */
+static int wl_fill(struct eng_replay_wl *w, size_t want)
+{
+	if (w->out_len - w->out_pos >= want)
+		return 0;
+	memmove(w->out, w->out + w->out_pos, w->out_len - w->out_pos);
+	w->out_len -= w->out_pos;
+	w->out_pos = 0;
+	while (w->out_len < want) {
+		if (!w->xz) {
+			ssize_t n = read(w->fd, w->out + w->out_len, WL_OUT - w->out_len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return -EIO;
+			if (n == 0)
+				return 0;
+			w->out_len += (size_t)n;
+			continue;
+		}
+		if (w->lz.avail_in == 0 && !w->in_eof) {
+			ssize_t n = read(w->fd, w->in, WL_IN);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return -EIO;
+			w->in_eof = n == 0;
+			w->lz.next_in = w->in;
+			w->lz.avail_in = (size_t)n;
+		}
+		w->lz.next_out = w->out + w->out_len;
+		w->lz.avail_out = WL_OUT - w->out_len;
+		lzma_ret ret = lzma_code(&w->lz, w->in_eof ? LZMA_FINISH : LZMA_RUN);
+		w->out_len = WL_OUT - w->lz.avail_out;
+		if (ret == LZMA_STREAM_END)
+			return 0;
+		if (ret != LZMA_OK)
+			return -EIO;
+		if (w->in_eof && w->lz.avail_in == 0 && w->lz.avail_out != 0)
+			return -EIO; /* truncated .xz */
+	}
+	return 0;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+int eng_replay_wl_open(struct eng_replay_wl **out, const char *path, char *err,
+		       size_t errlen)
+{
+	*out = NULL;
+	struct eng_replay_wl *w = calloc(1, sizeof(*w));
+	if (!w) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	int rc;
+	w->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (w->fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out_free;
+	}
+	size_t plen = strlen(path);
+	w->xz = plen > 3 && !strcmp(path + plen - 3, ".xz");
+	if (w->xz) {
+		lzma_stream init = LZMA_STREAM_INIT;
+		w->lz = init;
+		if (lzma_stream_decoder(&w->lz, UINT64_MAX, 0) != LZMA_OK) {
+			rc = -ENOMEM;
+			snprintf(err, errlen, "%s: cannot start the xz decoder", path);
+			goto out_close;
+		}
+	}
+	rc = wl_fill(w, WL_HDR);
+	if (rc || w->out_len < WL_HDR) {
+		rc = rc ? rc : -EINVAL;
+		snprintf(err, errlen, "%s: cannot read the header%s", path,
+			 w->xz ? " (corrupt .xz?)" : "");
+		goto out_lzma;
+	}
+	if (le64(w->out) != ENG_REPLAY_WL_MAGIC || le32(w->out + 8) != 1) {
+		rc = -EINVAL;
+		snprintf(err, errlen, "%s: not a MEBW_001 version 1 workload", path);
+		goto out_lzma;
+	}
+	w->count = le32(w->out + 12);
+	w->out_pos = WL_HDR;
+	*out = w;
+	return 0;
+
+out_lzma:
+	if (w->xz)
+		lzma_end(&w->lz);
+out_close:
+	close(w->fd);
+out_free:
+	free(w);
+	return rc;
+}
+
+uint32_t eng_replay_wl_count(const struct eng_replay_wl *w)
+{
+	return w->count;
+}
+
+int eng_replay_wl_next(struct eng_replay_wl *w, struct eng_replay_msg *m)
+{
+	if (w->done == w->count)
+		return 0;
+	int rc = wl_fill(w, WL_REC);
+	if (rc)
+		return rc;
+	if (w->out_len - w->out_pos < WL_REC)
+		return -EIO; /* truncated: fewer records than announced */
+	const uint8_t *p = w->out + w->out_pos;
+	w->out_pos += WL_REC;
+	w->done++;
+	if (p[0] > 2 || p[1] > 1 || p[2] > 1)
+		return -EINVAL;
+	memset(m, 0, sizeof(*m));
+	m->type = p[0];
+	m->side = p[1];
+	m->tif = p[2] ? SHM_TIF_IOC : SHM_TIF_GTC;
+	m->qty = le32(p + 4);
+	m->seq = le64(p + 8);
+	m->order_id = le64(p + 16);
+	m->price = (int64_t)le64(p + 24);
+	return 1;
+}
+
+void eng_replay_wl_close(struct eng_replay_wl *w)
+{
+	if (!w)
+		return;
+	if (w->xz)
+		lzma_end(&w->lz);
+	close(w->fd);
+	free(w);
+}
+
+int eng_replay_wl_load(const char *path, struct eng_replay_msg **msgs, size_t *n,
+		       char *err, size_t errlen)
+{
+	*msgs = NULL;
+	*n = 0;
+	struct eng_replay_wl *w;
+	int rc = eng_replay_wl_open(&w, path, err, errlen);
+	if (rc)
+		return rc;
+	struct eng_replay_msg *v = malloc(((size_t)w->count + 1) * sizeof(*v));
+	if (!v) {
+		eng_replay_wl_close(w);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	size_t k = 0;
+	while ((rc = eng_replay_wl_next(w, &v[k])) == 1)
+		k++;
+	eng_replay_wl_close(w);
+	if (rc < 0) {
+		free(v);
+		snprintf(err, errlen, "%s: bad or truncated record %zu", path, k);
+		return rc;
+	}
+	*msgs = v;
+	*n = k;
+	return 0;
+}

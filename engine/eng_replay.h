@@ -1,0 +1,166 @@
+/*
+ * eng_replay: drives recorded order flow through the real matching core
+ * (eng_book) and renders the canonical report lines of the external
+ * conformance batteries (conformance/README.md):
+ *
+ *   0,seq,side,order_id,price,qty          order accepted
+ *   1,seq,price,qty,maker_id,taker_id      trade (maker's price)
+ *   2,seq,side,order_id,price              cancel / IOC-FOK remainder
+ *   3,seq,side,order_id,new_price,new_qty  modify done
+ *   4,seq,order_id                         cancel rejected
+ *   5,seq,order_id                         modify rejected
+ *
+ * one per event, stable-sorted by (seq, type).  The adapter is where the
+ * batteries' contract meets shmex's: client order ids (reusable once the
+ * order is dead) are translated to shmex ids and back, all orders belong
+ * to one account on one symbol, the message's seq is the request's seq
+ * and time, and the core's events (modify before its own trades) are
+ * re-ordered by type per message.  See docs/matching.md.
+ *
+ * Inputs: JSON batteries (jansson) and MEBW_001 workload files, plain or
+ * .xz (liblzma, streamed: never decompressed to disk).
+ *
+ * Single-threaded; nothing here is shared between processes.
+ */
+#ifndef SHMEX_ENGINE_ENG_REPLAY_H
+#define SHMEX_ENGINE_ENG_REPLAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/eng_book.h"
+
+enum eng_replay_type {
+	ENG_REPLAY_NEW = 0,
+	ENG_REPLAY_CANCEL = 1,
+	ENG_REPLAY_MODIFY = 2,
+};
+
+/* One message of the batteries' flow. */
+struct eng_replay_msg {
+	uint64_t seq;
+	uint64_t order_id; /* the client's id */
+	int64_t price;     /* ticks */
+	int64_t qty;       /* NEW: amount; MODIFY: new open quantity */
+	uint8_t type;      /* enum eng_replay_type */
+	uint8_t side;      /* 0 buy, 1 sell */
+	uint8_t tif;       /* enum shm_tif */
+	uint8_t pad[5];
+};
+
+/* Report line sink: one call per line, in canonical order, no newline. */
+typedef void (*eng_replay_line_fn)(void *ctx, const char *line, size_t len);
+
+struct eng_replay_cfg {
+	struct shm_book_caps caps;
+	uint32_t stp_mode;
+	bool format;             /* render lines (else only count them) */
+	bool sha256;             /* hash the lines joined by '\n' */
+	eng_replay_line_fn line; /* may be NULL */
+	void *ctx;
+};
+
+/* Defaults: caps sized for the 1M-order workload (small = false) or for
+ * the short JSON cases (small = true); format and sha256 on. */
+void eng_replay_cfg_default(struct eng_replay_cfg *cfg, bool small);
+
+struct eng_replay;
+
+int eng_replay_open(struct eng_replay **out, const struct eng_replay_cfg *cfg)
+	__attribute__((warn_unused_result));
+void eng_replay_close(struct eng_replay *r);
+
+/* Applies one message and emits its report lines.  Returns 0; -ENOMEM
+ * when the line buffer cannot grow.  A NEW that the core rejects (book
+ * full, bad quantity or price) has no line in the batteries' contract: it
+ * is counted (eng_replay_rejected) and otherwise ignored. */
+int eng_replay_apply(struct eng_replay *r, const struct eng_replay_msg *m)
+	__attribute__((warn_unused_result));
+
+/* Report lines so far per type 0..5. */
+void eng_replay_counts(const struct eng_replay *r, uint64_t counts[6]);
+/* NEW messages the core rejected. */
+uint64_t eng_replay_rejected(const struct eng_replay *r);
+/* SHA-256 of the lines so far (cfg.sha256); may be called once. */
+void eng_replay_sha256_hex(struct eng_replay *r, char out[65]);
+struct eng_book *eng_replay_book(struct eng_replay *r);
+
+/* ---- JSON batteries ---- */
+
+/* Expected book state after one message (or after the last one). */
+struct eng_replay_state {
+	bool has_after_seq;      /* else: after the case's last message */
+	uint64_t after_seq;
+	bool has_best_bid, has_best_ask; /* null -> false */
+	int64_t best_bid, best_ask;
+	size_t nbids, nasks;
+	int64_t (*bids)[2];      /* [price, aggregate qty], best first */
+	int64_t (*asks)[2];
+	bool has_probe;
+	int64_t probe[3];        /* price, side, depth at that price */
+};
+
+struct eng_replay_case {
+	char *name;
+	size_t nmsgs;
+	struct eng_replay_msg *msgs;
+	size_t nreports;
+	char **reports;
+	char sha256[65];         /* expected, "" when absent */
+	size_t nstates;
+	struct eng_replay_state *states;
+};
+
+struct eng_replay_battery {
+	char *format;
+	size_t ncases;
+	struct eng_replay_case *cases;
+};
+
+/* Loads and validates a battery file; err gets the reason on failure. */
+int eng_replay_battery_load(const char *path, struct eng_replay_battery **out,
+			    char *err, size_t errlen) __attribute__((warn_unused_result));
+void eng_replay_battery_free(struct eng_replay_battery *b);
+
+/* Compares the book with an expected state; 0 or -1 with why[]. */
+int eng_replay_state_check(struct eng_replay *r, const struct eng_replay_state *want,
+			   char *why, size_t len);
+
+struct eng_replay_result {
+	bool pass;               /* reports, hash and every state match */
+	bool reports_ok, sha_ok, states_ok;
+	size_t nlines;           /* lines produced */
+	size_t nstates_checked;
+	char sha256[65];         /* of the produced lines */
+	char why[512];           /* first difference */
+};
+
+/* Runs one case on a fresh book (cfg: caps, stp_mode; its sink is also
+ * called when set) and checks it against everything it expects. */
+int eng_replay_case_run(const struct eng_replay_case *c,
+			const struct eng_replay_cfg *cfg,
+			struct eng_replay_result *res) __attribute__((warn_unused_result));
+
+/* ---- MEBW_001 workloads ---- */
+
+#define ENG_REPLAY_WL_MAGIC UINT64_C(0x4D4542575F303031)
+
+struct eng_replay_wl;
+
+/* Opens a workload (.xz decompressed on the fly); checks the header. */
+int eng_replay_wl_open(struct eng_replay_wl **out, const char *path,
+		       char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Record count announced by the header. */
+uint32_t eng_replay_wl_count(const struct eng_replay_wl *w);
+/* Next message: 1, 0 at the end, or a negative error (truncated file,
+ * corrupt stream, bad record: type/side/ioc out of range). */
+int eng_replay_wl_next(struct eng_replay_wl *w, struct eng_replay_msg *m)
+	__attribute__((warn_unused_result));
+void eng_replay_wl_close(struct eng_replay_wl *w);
+
+/* Reads a whole workload into memory (*msgs malloc'd). */
+int eng_replay_wl_load(const char *path, struct eng_replay_msg **msgs, size_t *n,
+		       char *err, size_t errlen) __attribute__((warn_unused_result));
+
+#endif

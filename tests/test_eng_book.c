@@ -1,0 +1,1197 @@
+/*
+ * eng_book_suite: the pure matching core.
+ *
+ * Rules (the ECE 568 handout example, price-time priority, partial fills,
+ * cancels, IOC, FOK boundaries, modify priority, self-trade prevention),
+ * capacities (book full and recovery after reclaim, retired nodes never
+ * reused before their grace period), order status sums, a differential
+ * test against the naive reference book (tests/support_refbook.c) over
+ * >= 100,000 random requests, and a reader PROCESS taking seqcount
+ * snapshots of a book in a real shared-memory region while the writer
+ * trades.
+ */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine/eng_book.h"
+#include "shm/shm_book.h"
+#include "shm/shm_dec.h"
+#include "shm/shm_error.h"
+#include "shm/shm_msg.h"
+#include "shm/shm_region.h"
+#include "tests/refbook.h"
+#include "tests/shmex_test.h"
+
+/* ------------------------------------------------------------------ */
+/* Fixture                                                             */
+
+struct evlog {
+	struct eng_event *ev;
+	size_t n, cap;
+};
+
+static void log_event(void *ctx, const struct eng_event *ev)
+{
+	struct evlog *l = ctx;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 256;
+		l->ev = realloc(l->ev, l->cap * sizeof(*l->ev));
+		ck_assert_ptr_nonnull(l->ev);
+	}
+	l->ev[l->n++] = *ev;
+}
+
+struct fx {
+	void *mem;
+	struct eng_book *b;
+	struct evlog log;
+	uint32_t sym;
+	uint64_t seq;
+	uint64_t epoch;
+};
+
+static void fx_open(struct fx *f, uint32_t levels, uint32_t orders, uint32_t fills,
+		    uint32_t stp)
+{
+	memset(f, 0, sizeof(*f));
+	struct eng_book_cfg cfg = {
+		.caps = {.symbols = 4, .levels = levels, .orders = orders, .fills = fills},
+		.shard = 0,
+		.nshards = 1,
+		.stp_mode = stp,
+	};
+	size_t bytes = eng_book_bytes(&cfg);
+	ck_assert_uint_gt(bytes, 0);
+	f->mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	ck_assert_ptr_nonnull(f->mem);
+	ck_assert_int_eq(eng_book_init(&f->b, f->mem, bytes, &cfg, log_event, &f->log), 0);
+	ck_assert_int_eq(eng_book_symbol_add(f->b, "X", 1, &f->sym), 0);
+	eng_book_reclaim(f->b, UINT64_MAX);
+}
+
+static void fx_close(struct fx *f)
+{
+	char why[256];
+	int rc = eng_book_check(f->b, why, sizeof(why));
+	ck_assert_msg(rc == 0, "book invariant: %s", why);
+	eng_book_destroy(f->b);
+	free(f->mem);
+	free(f->log.ev);
+}
+
+static void fx_check(struct fx *f)
+{
+	char why[256];
+	int rc = eng_book_check(f->b, why, sizeof(why));
+	ck_assert_msg(rc == 0, "book invariant: %s", why);
+}
+
+static struct eng_req req(struct fx *f)
+{
+	struct eng_req r;
+	memset(&r, 0, sizeof(r));
+	r.seq = ++f->seq;
+	r.time_ns = 1000 * f->seq;
+	r.epoch = f->epoch;
+	r.account = 1;
+	r.sym = f->sym;
+	return r;
+}
+
+static int submit_acct(struct fx *f, uint64_t account, unsigned side, int64_t px,
+		       int64_t qty, unsigned tif, uint64_t *id)
+{
+	struct eng_req r = req(f);
+	r.account = account;
+	r.side = (uint8_t)side;
+	r.price = px;
+	r.qty = qty;
+	r.tif = (uint8_t)tif;
+	return eng_book_submit(f->b, &r, id);
+}
+
+static uint64_t order(struct fx *f, unsigned side, int64_t px, int64_t qty, unsigned tif)
+{
+	uint64_t id;
+	ck_assert_int_eq(submit_acct(f, 1, side, px, qty, tif, &id), 0);
+	ck_assert_uint_ne(id, 0);
+	return id;
+}
+
+static int cancel(struct fx *f, uint64_t id)
+{
+	struct eng_req r = req(f);
+	r.order_id = id;
+	return eng_book_cancel(f->b, &r);
+}
+
+static int modify(struct fx *f, uint64_t id, int64_t px, int64_t qty)
+{
+	struct eng_req r = req(f);
+	r.order_id = id;
+	r.price = px;
+	r.qty = qty;
+	return eng_book_modify(f->b, &r);
+}
+
+/* Events of one type from index `from` on. */
+static size_t count_type(const struct fx *f, size_t from, unsigned type)
+{
+	size_t n = 0;
+	for (size_t i = from; i < f->log.n; i++)
+		n += f->log.ev[i].type == type;
+	return n;
+}
+
+static const struct eng_event *nth_type(const struct fx *f, size_t from, unsigned type,
+					size_t k)
+{
+	for (size_t i = from; i < f->log.n; i++)
+		if (f->log.ev[i].type == type && k-- == 0)
+			return &f->log.ev[i];
+	ck_abort_msg("no event %u #%zu", type, k);
+	return NULL;
+}
+
+static const struct shm_book_order_sh *rec(const struct fx *f, uint64_t id)
+{
+	const struct shm_book_order_sh *o = eng_book_order(f->b, id);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_int_eq(o->open + o->executed + o->cancelled, o->amount);
+	return o;
+}
+
+static size_t depth(const struct fx *f, unsigned side, struct eng_book_level_info *out,
+		    size_t max)
+{
+	return eng_book_depth(f->b, f->sym, side, out, max);
+}
+
+/* The i-th fill record of an order. */
+static const struct shm_book_fill_sh *fill_of(const struct fx *f, uint64_t id, uint32_t k)
+{
+	const struct shm_book_view *v = eng_book_view(f->b);
+	const struct shm_book_order_sh *o = rec(f, id);
+	uint32_t fi = o->fill_head;
+	while (k--) {
+		ck_assert_ptr_nonnull(shm_book_fill_at(v, fi));
+		fi = shm_book_fill_at(v, fi)->next;
+	}
+	const struct shm_book_fill_sh *fl = shm_book_fill_at(v, fi);
+	ck_assert_ptr_nonnull(fl);
+	return fl;
+}
+
+#define P(x) ((int64_t)(x) * SHM_PRICE_ONE)
+#define Q(x) ((int64_t)(x) * SHM_QTY_ONE)
+
+/* ------------------------------------------------------------------ */
+/* Rules                                                               */
+
+START_TEST(handout_example)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	uint64_t o1 = order(&f, SHM_SIDE_BUY, P(125), Q(300), SHM_TIF_GTC);
+	uint64_t o2 = order(&f, SHM_SIDE_SELL, P(130), Q(100), SHM_TIF_GTC);
+	uint64_t o3 = order(&f, SHM_SIDE_BUY, P(127), Q(200), SHM_TIF_GTC);
+	uint64_t o4 = order(&f, SHM_SIDE_SELL, P(128), Q(500), SHM_TIF_GTC);
+	uint64_t o5 = order(&f, SHM_SIDE_SELL, P(140), Q(200), SHM_TIF_GTC);
+	uint64_t o6 = order(&f, SHM_SIDE_BUY, P(125), Q(400), SHM_TIF_GTC);
+	(void)o2, (void)o4, (void)o5;
+	ck_assert_uint_eq(count_type(&f, 0, ENG_EV_FILL), 0);
+	size_t mark = f.log.n;
+	uint64_t o7 = order(&f, SHM_SIDE_SELL, P(124), Q(400), SHM_TIF_GTC);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 2);
+	const struct eng_event *a = nth_type(&f, mark, ENG_EV_FILL, 0);
+	const struct eng_event *b = nth_type(&f, mark, ENG_EV_FILL, 1);
+	ck_assert_uint_eq(a->maker_id, o3);
+	ck_assert_int_eq(a->price, P(127));
+	ck_assert_int_eq(a->qty, Q(200));
+	ck_assert_uint_eq(b->maker_id, o1);
+	ck_assert_int_eq(b->price, P(125));
+	ck_assert_int_eq(b->qty, Q(200));
+	ck_assert_uint_eq(a->order_id, o7);
+	/* Order 7: two executions, nothing open. */
+	const struct shm_book_order_sh *r7 = rec(&f, o7);
+	ck_assert_int_eq(r7->open, 0);
+	ck_assert_int_eq(r7->executed, Q(400));
+	ck_assert_uint_eq(r7->state, SHM_BOOK_ORDER_DONE);
+	ck_assert_uint_eq(r7->nfills, 2);
+	ck_assert_int_eq(fill_of(&f, o7, 0)->price, P(127));
+	ck_assert_uint_eq(fill_of(&f, o7, 0)->counterparty, o3);
+	ck_assert_int_eq(fill_of(&f, o7, 1)->price, P(125));
+	ck_assert_uint_eq(fill_of(&f, o7, 1)->counterparty, o1);
+	/* Order 1 keeps 100 open and its priority over order 6. */
+	ck_assert_int_eq(rec(&f, o1)->open, Q(100));
+	mark = f.log.n;
+	order(&f, SHM_SIDE_SELL, P(125), Q(100), SHM_TIF_GTC);
+	ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id, o1);
+	ck_assert_int_eq(rec(&f, o6)->open, Q(400));
+	ck_assert_uint_eq(rec(&f, o1)->state, SHM_BOOK_ORDER_DONE);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(price_time_priority)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	uint64_t s1 = order(&f, SHM_SIDE_SELL, 102, 5, SHM_TIF_GTC);
+	uint64_t s2 = order(&f, SHM_SIDE_SELL, 101, 5, SHM_TIF_GTC);
+	uint64_t s3 = order(&f, SHM_SIDE_SELL, 101, 5, SHM_TIF_GTC);
+	uint64_t s4 = order(&f, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC);
+	struct eng_book_level_info lv[8];
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 8), 3);
+	ck_assert_int_eq(lv[0].price, 100);
+	ck_assert_int_eq(lv[1].price, 101);
+	ck_assert_int_eq(lv[1].qty, 10);
+	ck_assert_uint_eq(lv[1].count, 2);
+	ck_assert_int_eq(lv[2].price, 102);
+	size_t mark = f.log.n;
+	uint64_t t = order(&f, SHM_SIDE_BUY, 200, 18, SHM_TIF_GTC);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 4);
+	uint64_t want[4] = {s4, s2, s3, s1};
+	int64_t px[4] = {100, 101, 101, 102};
+	int64_t q[4] = {5, 5, 5, 3};
+	for (int i = 0; i < 4; i++) {
+		const struct eng_event *e = nth_type(&f, mark, ENG_EV_FILL, (size_t)i);
+		ck_assert_uint_eq(e->maker_id, want[i]);
+		ck_assert_int_eq(e->price, px[i]); /* the maker's price, not 200 */
+		ck_assert_int_eq(e->qty, q[i]);
+		ck_assert_int_eq(e->taker_price, 200);
+	}
+	ck_assert_int_eq(rec(&f, t)->open, 0);
+	ck_assert_int_eq(rec(&f, s1)->open, 2);
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 8), 1);
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_BUY, lv, 8), 0);
+	/* Sell side symmetric: the highest bid first. */
+	uint64_t b1 = order(&f, SHM_SIDE_BUY, 90, 5, SHM_TIF_GTC);
+	uint64_t b2 = order(&f, SHM_SIDE_BUY, 95, 5, SHM_TIF_GTC);
+	mark = f.log.n;
+	order(&f, SHM_SIDE_SELL, 80, 7, SHM_TIF_GTC);
+	ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id, b2);
+	ck_assert_int_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->price, 95);
+	ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 1)->maker_id, b1);
+	ck_assert_int_eq(nth_type(&f, mark, ENG_EV_FILL, 1)->price, 90);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(partial_fills_keep_priority)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	uint64_t a = order(&f, SHM_SIDE_BUY, 100, 10, SHM_TIF_GTC);
+	uint64_t b = order(&f, SHM_SIDE_BUY, 100, 10, SHM_TIF_GTC);
+	order(&f, SHM_SIDE_SELL, 100, 4, SHM_TIF_GTC);
+	order(&f, SHM_SIDE_SELL, 100, 3, SHM_TIF_GTC);
+	const struct shm_book_order_sh *ra = rec(&f, a);
+	ck_assert_int_eq(ra->open, 3);
+	ck_assert_int_eq(ra->executed, 7);
+	ck_assert_uint_eq(ra->nfills, 2);
+	ck_assert_uint_eq(ra->state, SHM_BOOK_ORDER_LIVE);
+	ck_assert_int_eq(rec(&f, b)->executed, 0);
+	size_t mark = f.log.n;
+	order(&f, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC);
+	ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id, a);
+	ck_assert_int_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->qty, 3);
+	ck_assert_int_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_open, 0);
+	ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 1)->maker_id, b);
+	ck_assert_int_eq(nth_type(&f, mark, ENG_EV_FILL, 1)->qty, 2);
+	ck_assert_int_eq(nth_type(&f, mark, ENG_EV_FILL, 1)->maker_open, 8);
+	ck_assert_int_eq(nth_type(&f, mark, ENG_EV_FILL, 1)->taker_open, 0);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(cancel_after_partial_fill)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	uint64_t a = order(&f, SHM_SIDE_SELL, 100, 10, SHM_TIF_GTC);
+	order(&f, SHM_SIDE_BUY, 100, 6, SHM_TIF_GTC);
+	size_t mark = f.log.n;
+	ck_assert_int_eq(cancel(&f, a), 0);
+	const struct eng_event *e = nth_type(&f, mark, ENG_EV_CANCEL, 0);
+	ck_assert_int_eq(e->qty, 4);
+	ck_assert_int_eq(e->price, 100);
+	ck_assert_uint_eq(e->reason, SHM_BOOK_DONE_CANCEL);
+	const struct shm_book_order_sh *r = rec(&f, a);
+	ck_assert_int_eq(r->cancelled, 4);
+	ck_assert_int_eq(r->executed, 6);
+	ck_assert_int_eq(r->open, 0);
+	ck_assert_uint_eq(r->cancel_time_ns, 1000 * f.seq);
+	ck_assert_uint_eq(r->done_reason, SHM_BOOK_DONE_CANCEL);
+	struct eng_book_level_info lv[2];
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 2), 0);
+	/* The refund is never applied twice. */
+	mark = f.log.n;
+	ck_assert_int_eq(cancel(&f, a), SHMEX_ENOTOPEN);
+	ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_REJECT, 0)->err, SHMEX_ENOTOPEN);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_CANCEL), 0);
+	/* Unknown and foreign ids. */
+	ck_assert_int_eq(cancel(&f, 0), SHMEX_ENOORDER);
+	ck_assert_int_eq(cancel(&f, a + 1000), SHMEX_ENOORDER);
+	uint64_t b = order(&f, SHM_SIDE_SELL, 100, 10, SHM_TIF_GTC);
+	struct eng_req r2 = req(&f);
+	r2.order_id = b;
+	r2.account = 2;
+	ck_assert_int_eq(eng_book_cancel(f.b, &r2), SHMEX_ENOTOWNER);
+	ck_assert_int_eq(rec(&f, b)->open, 10);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(ioc_remainder_never_rests)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	order(&f, SHM_SIDE_SELL, 100, 10, SHM_TIF_GTC);
+	size_t mark = f.log.n;
+	uint64_t t = order(&f, SHM_SIDE_BUY, 100, 15, SHM_TIF_IOC);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_ACCEPT), 1);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 1);
+	const struct eng_event *c = nth_type(&f, mark, ENG_EV_CANCEL, 0);
+	ck_assert_uint_eq(c->order_id, t);
+	ck_assert_int_eq(c->qty, 5);
+	ck_assert_uint_eq(c->reason, SHM_BOOK_DONE_IOC);
+	struct eng_book_level_info lv[2];
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_BUY, lv, 2), 0);
+	/* Fully filled IOC: no cancel event. */
+	order(&f, SHM_SIDE_SELL, 100, 10, SHM_TIF_GTC);
+	mark = f.log.n;
+	order(&f, SHM_SIDE_BUY, 100, 10, SHM_TIF_IOC);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_CANCEL), 0);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(fok_exact_boundary)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	order(&f, SHM_SIDE_SELL, 100, 10, SHM_TIF_GTC);
+	order(&f, SHM_SIDE_SELL, 101, 10, SHM_TIF_GTC);
+	order(&f, SHM_SIDE_SELL, 103, 10, SHM_TIF_GTC);
+	/* One short (21 available up to 102 with 20): killed, no trade. */
+	size_t mark = f.log.n;
+	uint64_t k = order(&f, SHM_SIDE_BUY, 102, 21, SHM_TIF_FOK);
+	ck_assert_uint_eq(f.log.n - mark, 2);
+	ck_assert_uint_eq(f.log.ev[mark].type, ENG_EV_ACCEPT);
+	ck_assert_uint_eq(f.log.ev[mark + 1].type, ENG_EV_CANCEL);
+	ck_assert_uint_eq(f.log.ev[mark + 1].reason, SHM_BOOK_DONE_FOK);
+	ck_assert_int_eq(f.log.ev[mark + 1].qty, 21);
+	ck_assert_int_eq(rec(&f, k)->cancelled, 21);
+	struct eng_book_level_info lv[4];
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 4), 3);
+	ck_assert_int_eq(lv[0].qty + lv[1].qty + lv[2].qty, 30);
+	/* Exactly enough across two levels: fills completely. */
+	mark = f.log.n;
+	uint64_t g = order(&f, SHM_SIDE_BUY, 102, 20, SHM_TIF_FOK);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 2);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_CANCEL), 0);
+	ck_assert_int_eq(rec(&f, g)->executed, 20);
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 4), 1);
+	ck_assert_int_eq(lv[0].price, 103);
+	/* Sell side: one short is killed, exact is filled. */
+	order(&f, SHM_SIDE_BUY, 90, 5, SHM_TIF_GTC);
+	order(&f, SHM_SIDE_BUY, 89, 5, SHM_TIF_GTC);
+	mark = f.log.n;
+	order(&f, SHM_SIDE_SELL, 89, 11, SHM_TIF_FOK);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 0);
+	mark = f.log.n;
+	order(&f, SHM_SIDE_SELL, 89, 10, SHM_TIF_FOK);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 2);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(modify_priority_rules)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	uint64_t a = order(&f, SHM_SIDE_BUY, 100, 10, SHM_TIF_GTC);
+	uint64_t b = order(&f, SHM_SIDE_BUY, 100, 10, SHM_TIF_GTC);
+	/* Pure size reduction keeps priority. */
+	size_t mark = f.log.n;
+	ck_assert_int_eq(modify(&f, a, 100, 6), 0);
+	const struct eng_event *m = nth_type(&f, mark, ENG_EV_MODIFY, 0);
+	ck_assert_int_eq(m->old_qty, 10);
+	ck_assert_int_eq(m->qty, 6);
+	ck_assert_int_eq(rec(&f, a)->amount, 6);
+	mark = f.log.n;
+	order(&f, SHM_SIDE_SELL, 100, 1, SHM_TIF_GTC);
+	ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id, a);
+	/* Size increase loses it (a: 5 open -> 8, back of the queue). */
+	ck_assert_int_eq(modify(&f, a, 100, 8), 0);
+	ck_assert_int_eq(rec(&f, a)->amount, 9); /* 1 executed + 8 open */
+	mark = f.log.n;
+	order(&f, SHM_SIDE_SELL, 100, 1, SHM_TIF_GTC);
+	ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id, b);
+	/* Price change loses it, and trades when it crosses, at the maker's
+	 * price; the modify event comes before its own trades. */
+	uint64_t s = order(&f, SHM_SIDE_SELL, 105, 4, SHM_TIF_GTC);
+	mark = f.log.n;
+	ck_assert_int_eq(modify(&f, a, 110, 8), 0);
+	ck_assert_uint_eq(f.log.ev[mark].type, ENG_EV_MODIFY);
+	ck_assert_uint_eq(f.log.ev[mark + 1].type, ENG_EV_FILL);
+	ck_assert_uint_eq(f.log.ev[mark + 1].maker_id, s);
+	ck_assert_int_eq(f.log.ev[mark + 1].price, 105);
+	ck_assert_int_eq(f.log.ev[mark + 1].qty, 4);
+	const struct shm_book_order_sh *ra = rec(&f, a);
+	ck_assert_int_eq(ra->open, 4);
+	ck_assert_int_eq(ra->executed, 5);
+	ck_assert_int_eq(ra->price, 110);
+	struct eng_book_level_info lv[4];
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_BUY, lv, 4), 2);
+	ck_assert_int_eq(lv[0].price, 110);
+	ck_assert_int_eq(lv[0].qty, 4);
+	/* Modify to zero cancels the open part. */
+	mark = f.log.n;
+	ck_assert_int_eq(modify(&f, a, 110, 0), 0);
+	const struct eng_event *c = nth_type(&f, mark, ENG_EV_CANCEL, 0);
+	ck_assert_uint_eq(c->reason, SHM_BOOK_DONE_MODIFY);
+	ck_assert_int_eq(c->qty, 4);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_MODIFY), 0);
+	ck_assert_int_eq(rec(&f, a)->cancelled, 4);
+	/* Stale and bad modifies. */
+	ck_assert_int_eq(modify(&f, a, 110, 5), SHMEX_ENOTOPEN);
+	ck_assert_int_eq(modify(&f, b, 0, 5), SHMEX_EBADPRICE);
+	ck_assert_int_eq(modify(&f, b, 100, -1), SHMEX_EBADAMOUNT);
+	ck_assert_int_eq(modify(&f, 12345, 100, 1), SHMEX_ENOORDER);
+	ck_assert_int_eq(rec(&f, b)->open, 9);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(self_trade_prevention)
+{
+	uint32_t modes[] = {SHM_BOOK_STP_NONE, SHM_BOOK_STP_CANCEL_NEWEST,
+			    SHM_BOOK_STP_CANCEL_OLDEST, SHM_BOOK_STP_CANCEL_BOTH};
+	for (int i = 0; i < 4; i++) {
+		struct fx f;
+		fx_open(&f, 64, 64, 256, modes[i]);
+		uint64_t own, other, t;
+		ck_assert_int_eq(submit_acct(&f, 7, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC, &own), 0);
+		ck_assert_int_eq(submit_acct(&f, 8, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC, &other), 0);
+		size_t mark = f.log.n;
+		ck_assert_int_eq(submit_acct(&f, 7, SHM_SIDE_BUY, 100, 8, SHM_TIF_GTC, &t), 0);
+		const struct shm_book_order_sh *ro = rec(&f, own), *rt = rec(&f, t);
+		switch (modes[i]) {
+		case SHM_BOOK_STP_NONE: /* self-trade allowed */
+			ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id, own);
+			ck_assert_int_eq(rt->executed, 8);
+			break;
+		case SHM_BOOK_STP_CANCEL_NEWEST:
+			ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 0);
+			ck_assert_int_eq(rt->cancelled, 8);
+			ck_assert_uint_eq(rt->done_reason, SHM_BOOK_DONE_STP);
+			ck_assert_int_eq(ro->open, 5);
+			break;
+		case SHM_BOOK_STP_CANCEL_OLDEST:
+			ck_assert_int_eq(ro->cancelled, 5);
+			ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id, other);
+			ck_assert_int_eq(rt->executed, 5);
+			ck_assert_int_eq(rt->open, 3); /* rests */
+			break;
+		default:
+			ck_assert_int_eq(ro->cancelled, 5);
+			ck_assert_int_eq(rt->cancelled, 8);
+			ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 0);
+			ck_assert_int_eq(rec(&f, other)->open, 5);
+			break;
+		}
+		fx_close(&f);
+	}
+}
+END_TEST
+
+START_TEST(bad_requests_change_nothing)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	order(&f, SHM_SIDE_SELL, 100, 10, SHM_TIF_GTC);
+	uint64_t id = 99;
+	struct eng_req r = req(&f);
+	r.side = SHM_SIDE_BUY;
+	r.price = 100;
+	r.qty = 0;
+	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EBADAMOUNT);
+	ck_assert_uint_eq(id, 0);
+	r.qty = 1;
+	r.price = 0;
+	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EBADPRICE);
+	r.price = 100;
+	r.tif = 3;
+	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EBADTIF);
+	r.tif = 0;
+	r.side = 2;
+	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EBADREQUEST);
+	r.side = 0;
+	r.sym = 3;
+	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_ENOSYMBOL);
+	/* Overflow of the side's open total. */
+	r.sym = f.sym;
+	r.side = SHM_SIDE_SELL;
+	r.price = 200;
+	r.qty = INT64_MAX - 5;
+	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EOVERFLOW);
+	ck_assert_uint_eq(count_type(&f, 0, ENG_EV_REJECT), 6);
+	ck_assert_uint_eq(count_type(&f, 0, ENG_EV_ACCEPT), 1);
+	struct eng_book_level_info lv[2];
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 2), 1);
+	ck_assert_int_eq(lv[0].qty, 10);
+	/* Event numbers run from 1 without gaps, rejects included. */
+	for (size_t i = 0; i < f.log.n; i++)
+		ck_assert_uint_eq(f.log.ev[i].event, i + 1);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(symbols_and_ids)
+{
+	struct fx f;
+	memset(&f, 0, sizeof(f));
+	struct eng_book_cfg cfg = {.caps = {2, 16, 8, 32}, .shard = 2, .nshards = 3};
+	size_t bytes = eng_book_bytes(&cfg);
+	f.mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	ck_assert_int_eq(eng_book_init(&f.b, f.mem, bytes, &cfg, log_event, &f.log), 0);
+	eng_book_reclaim(f.b, UINT64_MAX);
+	uint32_t a, b, c;
+	ck_assert_int_eq(eng_book_symbol_add(f.b, "SPY", 3, &a), 0);
+	ck_assert_int_eq(eng_book_symbol_add(f.b, "BTC", 3, &b), 0);
+	ck_assert_int_eq(eng_book_symbol_add(f.b, "SPY", 3, &c), 0);
+	ck_assert_uint_eq(c, a);
+	ck_assert_int_eq(eng_book_symbol_add(f.b, "ETH", 3, &c), SHMEX_ESYMBOLSFULL);
+	ck_assert_int_eq(eng_book_symbol_add(f.b, "A-B", 3, &c), SHMEX_EBADSYMBOL);
+	ck_assert_int_eq(eng_book_symbol_find(f.b, "BTC", 3, &c), 0);
+	ck_assert_uint_eq(c, b);
+	ck_assert_int_eq(eng_book_symbol_find(f.b, "ETH", 3, &c), SHMEX_ENOSYMBOL);
+	const struct shm_book_view *v = eng_book_view(f.b);
+	ck_assert_uint_eq(load_acquire(&v->hdr->nsymbols), 2);
+	ck_assert_mem_eq(shm_book_sym_at(v, b)->name, "BTC\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+	/* Symbols are separate books. */
+	f.sym = a;
+	uint64_t x = order(&f, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC);
+	f.sym = b;
+	size_t mark = f.log.n;
+	order(&f, SHM_SIDE_BUY, 100, 5, SHM_TIF_GTC);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 0);
+	/* Ids follow the scheme of shm_msg.h and name their shard and slot. */
+	ck_assert_uint_eq(x, shm_order_id_make(2, 3, 0, 0, 8));
+	ck_assert_uint_eq(shm_shard_of_order(x, 3), 2);
+	ck_assert_int_eq(cancel(&f, x + 1), SHMEX_ENOORDER); /* another shard's id */
+	fx_close(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Capacity                                                            */
+
+START_TEST(order_pool_full_then_recycled_after_reclaim)
+{
+	struct fx f;
+	fx_open(&f, 16, 4, 64, SHM_BOOK_STP_NONE);
+	eng_book_reclaim(f.b, 0); /* readers everywhere: nothing reclaimable */
+	f.epoch = 5;
+	uint64_t id[4];
+	for (int i = 0; i < 4; i++)
+		id[i] = order(&f, SHM_SIDE_BUY, 100 - i, 1, SHM_TIF_GTC);
+	uint64_t x;
+	size_t mark = f.log.n;
+	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 90, 1, SHM_TIF_GTC, &x),
+			 SHMEX_EBOOKFULL);
+	ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_REJECT, 0)->err, SHMEX_EBOOKFULL);
+	ck_assert_uint_eq(load_relaxed(&eng_book_view(f.b)->hdr->rejects_full), 1);
+	/* Done but not past the grace period: still full, and still
+	 * queryable. */
+	ck_assert_int_eq(cancel(&f, id[0]), 0);
+	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 90, 1, SHM_TIF_GTC, &x),
+			 SHMEX_EBOOKFULL);
+	eng_book_reclaim(f.b, 5); /* epoch 5 is still being read */
+	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 90, 1, SHM_TIF_GTC, &x),
+			 SHMEX_EBOOKFULL);
+	ck_assert_int_eq(rec(&f, id[0])->cancelled, 1);
+	eng_book_reclaim(f.b, 6);
+	uint64_t y = order(&f, SHM_SIDE_BUY, 90, 1, SHM_TIF_GTC);
+	/* The slot of id[0] was reused with a new generation: new id, the
+	 * old one is gone. */
+	ck_assert_uint_eq(y, shm_order_id_make(0, 1, 0, 1, 4));
+	ck_assert_ptr_null(eng_book_order(f.b, id[0]));
+	ck_assert_int_eq(cancel(&f, id[0]), SHMEX_ENOORDER);
+	/* The oldest done order goes first. */
+	ck_assert_int_eq(cancel(&f, id[2]), 0);
+	ck_assert_int_eq(cancel(&f, id[1]), 0);
+	order(&f, SHM_SIDE_BUY, 91, 1, SHM_TIF_GTC);
+	ck_assert_ptr_null(eng_book_order(f.b, id[2]));
+	ck_assert_ptr_nonnull(eng_book_order(f.b, id[1]));
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(level_pool_full_then_recovered)
+{
+	struct fx f;
+	fx_open(&f, 3, 64, 256, SHM_BOOK_STP_NONE);
+	eng_book_reclaim(f.b, 0);
+	f.epoch = 10;
+	uint64_t a = order(&f, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC);
+	order(&f, SHM_SIDE_SELL, 101, 5, SHM_TIF_GTC);
+	order(&f, SHM_SIDE_BUY, 90, 5, SHM_TIF_GTC);
+	uint64_t x;
+	/* A fourth price that would rest: book full. */
+	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 91, 5, SHM_TIF_GTC, &x),
+			 SHMEX_EBOOKFULL);
+	/* An existing price is fine, and so is an order that fills
+	 * completely, or an IOC. */
+	order(&f, SHM_SIDE_BUY, 90, 5, SHM_TIF_GTC);
+	order(&f, SHM_SIDE_BUY, 100, 3, SHM_TIF_GTC);
+	order(&f, SHM_SIDE_BUY, 95, 5, SHM_TIF_IOC);
+	/* Emptying a level retires it; it is reusable only after the
+	 * grace period of its retire epoch. */
+	const struct shm_book_view *v = eng_book_view(f.b);
+	uint32_t li = rec(&f, a)->level;
+	ck_assert_int_eq(cancel(&f, a), 0);
+	ck_assert_uint_eq(v->levels[li].state, SHM_BOOK_LEVEL_RETIRED);
+	ck_assert_uint_eq(v->levels[li].retire_epoch, 10);
+	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 91, 5, SHM_TIF_GTC, &x),
+			 SHMEX_EBOOKFULL);
+	ck_assert_uint_eq(eng_book_reclaim(f.b, 10), 0);
+	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 91, 5, SHM_TIF_GTC, &x),
+			 SHMEX_EBOOKFULL);
+	ck_assert_uint_eq(eng_book_reclaim(f.b, 11), 1);
+	ck_assert_uint_eq(v->levels[li].state, SHM_BOOK_LEVEL_FREE);
+	x = order(&f, SHM_SIDE_BUY, 91, 5, SHM_TIF_GTC);
+	ck_assert_uint_eq(rec(&f, x)->level, li);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(retired_level_not_reused_before_reclaim)
+{
+	struct fx f;
+	fx_open(&f, 8, 64, 256, SHM_BOOK_STP_NONE);
+	eng_book_reclaim(f.b, 0);
+	const struct shm_book_view *v = eng_book_view(f.b);
+	f.epoch = 3;
+	uint64_t a = order(&f, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC);
+	uint64_t b = order(&f, SHM_SIDE_SELL, 101, 5, SHM_TIF_GTC);
+	uint32_t la = rec(&f, a)->level, lb = rec(&f, b)->level;
+	/* A sweep retires level a (best) and leaves it pointing at b. */
+	order(&f, SHM_SIDE_BUY, 100, 5, SHM_TIF_GTC);
+	ck_assert_uint_eq(v->levels[la].state, SHM_BOOK_LEVEL_RETIRED);
+	ck_assert_uint_eq(v->levels[la].next, lb);
+	ck_assert_uint_eq(v->symbols[f.sym].head[SHM_SIDE_SELL], lb);
+	/* The done order a keeps its queue link too. */
+	ck_assert_uint_eq(rec(&f, a)->next, SHM_BOOK_NIL);
+	for (int i = 0; i < 6; i++) {
+		uint64_t x = order(&f, SHM_SIDE_BUY, 50 + i, 1, SHM_TIF_GTC);
+		ck_assert_uint_ne(rec(&f, x)->level, la);
+	}
+	ck_assert_uint_eq(v->levels[la].state, SHM_BOOK_LEVEL_RETIRED);
+	ck_assert_uint_eq(v->levels[la].price, 100);
+	eng_book_reclaim(f.b, 4);
+	uint64_t y = order(&f, SHM_SIDE_BUY, 40, 1, SHM_TIF_GTC);
+	ck_assert_uint_eq(rec(&f, y)->level, la);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(fill_pool_checked_before_matching)
+{
+	struct fx f;
+	/* 8 fill records: a taker may touch at most 4 makers. */
+	fx_open(&f, 16, 64, 8, SHM_BOOK_STP_NONE);
+	eng_book_reclaim(f.b, 0);
+	for (int i = 0; i < 6; i++)
+		order(&f, SHM_SIDE_SELL, 100 + i, 1, SHM_TIF_GTC);
+	uint64_t x;
+	size_t mark = f.log.n;
+	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 200, 5, SHM_TIF_GTC, &x),
+			 SHMEX_EBOOKFULL);
+	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 0);
+	struct eng_book_level_info lv[8];
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 8), 6);
+	/* Touching 4 makers fits exactly. */
+	order(&f, SHM_SIDE_BUY, 200, 4, SHM_TIF_GTC);
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 8), 2);
+	/* Now every fill is owned; recycling done orders frees them once
+	 * their grace period is over. */
+	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 200, 1, SHM_TIF_GTC, &x),
+			 SHMEX_EBOOKFULL);
+	eng_book_reclaim(f.b, 1);
+	order(&f, SHM_SIDE_BUY, 200, 2, SHM_TIF_GTC);
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 8), 0);
+	fx_close(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Differential test against the reference book                        */
+
+struct rng {
+	uint64_t s;
+};
+
+static uint64_t rnd(struct rng *r)
+{
+	r->s ^= r->s << 13;
+	r->s ^= r->s >> 7;
+	r->s ^= r->s << 17;
+	return r->s;
+}
+
+static uint64_t below(struct rng *r, uint64_t n)
+{
+	return rnd(r) % n;
+}
+
+static void ev_compare(const struct eng_event *a, const struct eng_event *b, uint64_t n)
+{
+	struct eng_event x = *a, y = *b;
+	x.event = y.event = 0; /* numbering differs after dropped requests */
+	if (memcmp(&x, &y, sizeof(x)) == 0)
+		return;
+	ck_abort_msg("request %llu: core event type %u id %llu px %lld qty %lld maker %llu "
+		     "reason %u err %d / ref type %u id %llu px %lld qty %lld maker %llu "
+		     "reason %u err %d",
+		     (unsigned long long)n, a->type, (unsigned long long)a->order_id,
+		     (long long)a->price, (long long)a->qty,
+		     (unsigned long long)a->maker_id, a->reason, a->err, b->type,
+		     (unsigned long long)b->order_id, (long long)b->price,
+		     (long long)b->qty, (unsigned long long)b->maker_id, b->reason,
+		     b->err);
+}
+
+static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
+			 uint32_t cap_fills, uint32_t cap_levels, uint64_t seed)
+{
+	struct fx f;
+	fx_open(&f, cap_levels, cap_orders, cap_fills, stp);
+	uint32_t sym2;
+	ck_assert_int_eq(eng_book_symbol_add(f.b, "Y", 1, &sym2), 0);
+	struct evlog ref = {0};
+	struct refbook *rb = refbook_new(2, stp, log_event, &ref);
+	struct rng g = {seed};
+	uint64_t *ids = malloc(sizeof(uint64_t) * (nreq + 1));
+	size_t nids = 0, dropped = 0, skipped = 0, trades = 0;
+	for (uint32_t n = 0; n < nreq; n++) {
+		struct eng_req r = req(&f);
+		r.sym = below(&g, 4) ? f.sym : sym2;
+		r.account = 1 + below(&g, 3);
+		r.side = (uint8_t)below(&g, 2);
+		int64_t mid = 1000;
+		r.price = mid + (r.side ? 1 : -1) * (int64_t)below(&g, 12) -
+			  (r.side ? 4 : -4);
+		r.qty = 1 + (int64_t)below(&g, 40);
+		unsigned what = (unsigned)below(&g, 100);
+		size_t core_from = f.log.n, ref_from = ref.n;
+		int rc, rr;
+		if (what < 42) {
+			r.tif = what < 30 ? SHM_TIF_GTC : what < 38 ? SHM_TIF_IOC : SHM_TIF_FOK;
+			if (below(&g, 200) == 0)
+				r.qty = 0; /* a bad one now and then */
+			uint64_t id;
+			rc = eng_book_submit(f.b, &r, &id);
+			if (rc == SHMEX_EBOOKFULL) {
+				f.log.n = core_from; /* not the reference's business */
+				dropped++;
+				continue;
+			}
+			rr = refbook_submit(rb, &r, id);
+			if (rc == 0)
+				ids[nids++] = id;
+		} else {
+			/* Mostly live orders (a few tries), else a dead one. */
+			r.order_id = nids ? ids[below(&g, nids)] : 1;
+			for (int t = 0; t < 6 && nids; t++) {
+				const struct shm_book_order_sh *o =
+					eng_book_order(f.b, r.order_id);
+				if (o && o->state == SHM_BOOK_ORDER_LIVE)
+					break;
+				r.order_id = ids[below(&g, nids)];
+			}
+			if (below(&g, 50) == 0)
+				r.order_id = rnd(&g) | 1;
+			/* A record recycled by the core is gone there but merely
+			 * done in the reference: not comparable. */
+			if (eng_book_order(f.b, r.order_id) == NULL &&
+			    refbook_has(rb, r.order_id)) {
+				skipped++;
+				continue;
+			}
+			if (what < 78) {
+				rc = eng_book_cancel(f.b, &r);
+				rr = refbook_cancel(rb, &r);
+			} else {
+				r.price = mid + (int64_t)below(&g, 24) - 12;
+				r.qty = (int64_t)below(&g, 50);
+				rc = eng_book_modify(f.b, &r);
+				if (rc == SHMEX_EBOOKFULL) {
+					f.log.n = core_from;
+					dropped++;
+					continue;
+				}
+				rr = refbook_modify(rb, &r);
+			}
+		}
+		ck_assert_msg(rc == rr, "request %u: core %d, reference %d", n, rc, rr);
+		ck_assert_msg(f.log.n - core_from == ref.n - ref_from,
+			      "request %u: %zu events vs %zu", n, f.log.n - core_from,
+			      ref.n - ref_from);
+		for (size_t k = 0; k < f.log.n - core_from; k++) {
+			ev_compare(&f.log.ev[core_from + k], &ref.ev[ref_from + k], n);
+			trades += f.log.ev[core_from + k].type == ENG_EV_FILL;
+		}
+		f.log.n = 0;
+		ref.n = 0;
+		if (n % 5000 == 0 || n + 1 == nreq) {
+			fx_check(&f);
+			for (uint32_t s = 0; s < 2; s++) {
+				for (unsigned side = 0; side < 2; side++) {
+					struct eng_book_level_info a[64], b[64];
+					uint32_t si = s ? sym2 : f.sym;
+					size_t na = eng_book_depth(f.b, si, side, a, 64);
+					size_t nb = refbook_depth(rb, si, side, b, 64);
+					ck_assert_uint_eq(na, nb);
+					for (size_t k = 0; k < na; k++) {
+						ck_assert_int_eq(a[k].price, b[k].price);
+						ck_assert_int_eq(a[k].qty, b[k].qty);
+						ck_assert_uint_eq(a[k].count, b[k].count);
+					}
+				}
+			}
+		}
+	}
+	/* The flow must have exercised matching, and (with small pools)
+	 * recycling. */
+	ck_assert_uint_gt(trades, nreq / 50);
+	if (cap_orders < nreq / 4) {
+		struct eng_book_stats st;
+		eng_book_stats(f.b, &st);
+		ck_assert_uint_eq(st.orders_unused, 0);
+	}
+	fprintf(stderr, "differential stp %u: %u requests, %zu trades, %zu resting at the "
+		"end, %zu dropped (book full), %zu skipped (recycled)\n", stp, nreq, trades,
+		refbook_live(rb), dropped, skipped);
+	refbook_free(rb);
+	free(ref.ev);
+	free(ids);
+	fx_close(&f);
+}
+
+START_TEST(differential_vs_reference)
+{
+	differential(SHM_BOOK_STP_NONE, 120000, 1u << 18, 1u << 19, 1u << 12, 0x9e3779b97f4a7c15ull);
+}
+END_TEST
+
+START_TEST(differential_small_pools_recycling)
+{
+	differential(SHM_BOOK_STP_NONE, 60000, 1536, 1u << 12, 512, 0x1234567ull);
+}
+END_TEST
+
+START_TEST(differential_stp_modes)
+{
+	differential(SHM_BOOK_STP_CANCEL_NEWEST, 25000, 1u << 16, 1u << 17, 1u << 12, 11);
+	differential(SHM_BOOK_STP_CANCEL_OLDEST, 25000, 1u << 16, 1u << 17, 1u << 12, 12);
+	differential(SHM_BOOK_STP_CANCEL_BOTH, 25000, 1u << 16, 1u << 17, 1u << 12, 13);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* A reader process and the seqcount                                    */
+
+/* Reader side of the protocol in shm_book.h.  Returns 1 for a consistent
+ * snapshot that passed every check, 0 for a snapshot that changed under
+ * us (retry), -1 for a consistent snapshot that is wrong. */
+static int reader_snapshot(const struct shm_book_view *v, uint32_t sym, char *why,
+			   size_t len)
+{
+	const struct shm_book_sym_sh *s = shm_book_sym_at(v, sym);
+	uint64_t s1 = load_acquire(&s->seq); /* [BK5] */
+	if (s1 & 1)
+		return 0;
+	int verdict = 1;
+	int64_t best[2] = {0, 0};
+	for (unsigned side = 0; side < 2 && verdict == 1; side++) {
+		uint32_t li = load_acquire(&s->head[side]); /* [BK2] */
+		int64_t last = 0;
+		uint32_t steps = 0;
+		while (li != SHM_BOOK_NIL && verdict == 1) {
+			const struct shm_book_level_sh *l = shm_book_level_at(v, li);
+			if (!l || ++steps > v->cap_levels) {
+				verdict = -1;
+				snprintf(why, len, "bad level index %u", li);
+				break;
+			}
+			int64_t px = load_relaxed(&l->price);
+			int64_t q = load_relaxed(&l->qty);
+			uint32_t cnt = load_relaxed(&l->count);
+			if (steps > 1 && (side ? px <= last : px >= last)) {
+				verdict = -1;
+				snprintf(why, len, "levels out of order");
+			}
+			if (steps == 1)
+				best[side] = px;
+			last = px;
+			int64_t sum = 0;
+			uint32_t n = 0;
+			for (uint32_t oi = load_acquire(&l->head); oi != SHM_BOOK_NIL;) {
+				const struct shm_book_order_sh *o = shm_book_order_at(v, oi);
+				if (!o || ++n > v->cap_orders) {
+					verdict = -1;
+					snprintf(why, len, "bad order index");
+					break;
+				}
+				sum += load_relaxed(&o->open);
+				if (load_relaxed(&o->price) != px) {
+					verdict = -1;
+					snprintf(why, len, "order price != level price");
+				}
+				oi = load_acquire(&o->next);
+			}
+			if (verdict == 1 && (sum != q || n != cnt || cnt == 0)) {
+				verdict = -1;
+				snprintf(why, len, "level %u: qty %lld/%lld count %u/%u", li,
+					 (long long)sum, (long long)q, n, cnt);
+			}
+			li = load_acquire(&l->next);
+		}
+	}
+	if (verdict == 1 && best[0] && best[1] && best[0] >= best[1]) {
+		verdict = -1;
+		snprintf(why, len, "crossed book %lld/%lld", (long long)best[0],
+			 (long long)best[1]);
+	}
+	/* An order status: open + executed + cancelled == amount, and the
+	 * fills add up to executed. */
+	for (uint32_t oi = 0; oi < 4 && verdict == 1; oi++) {
+		const struct shm_book_order_sh *o = shm_book_order_at(v, (uint32_t)(s1 / 2 + oi * 97) % v->cap_orders);
+		if (load_relaxed(&o->sym) != sym || load_relaxed(&o->state) == SHM_BOOK_ORDER_FREE)
+			continue;
+		uint64_t id = load_relaxed(&o->id);
+		int64_t am = load_relaxed(&o->amount), op = load_relaxed(&o->open);
+		int64_t ex = load_relaxed(&o->executed), ca = load_relaxed(&o->cancelled);
+		if (op + ex + ca != am) {
+			verdict = -1;
+			snprintf(why, len, "order status sums");
+		}
+		int64_t fsum = 0;
+		uint32_t k = 0, nf = load_relaxed(&o->nfills);
+		for (uint32_t fi = load_acquire(&o->fill_head); fi != SHM_BOOK_NIL && k <= nf; k++) {
+			const struct shm_book_fill_sh *fl = shm_book_fill_at(v, fi);
+			if (!fl) {
+				verdict = -1;
+				snprintf(why, len, "bad fill index");
+				break;
+			}
+			if (load_relaxed(&fl->order_id) != id) {
+				verdict = -1;
+				snprintf(why, len, "fill of another order");
+			}
+			fsum += load_relaxed(&fl->qty);
+			fi = load_acquire(&fl->next);
+		}
+		if (verdict == 1 && (k != nf || fsum != ex)) {
+			verdict = -1;
+			snprintf(why, len, "fills %u/%u sum %lld/%lld", k, nf,
+				 (long long)fsum, (long long)ex);
+		}
+	}
+	fence_acquire(); /* [BK6] */
+	if (load_relaxed(&s->seq) != s1)
+		return 0;
+	return verdict;
+}
+
+static int reader_main(const char *instance, unsigned long long until_ns)
+{
+	struct shm_region r;
+	memset(&r, 0, sizeof(r));
+	if (shm_region_attach(&r, instance, "book.0", SHM_KIND_BOOK, SHM_RDONLY) != 0)
+		return 10;
+	struct shm_book_view v;
+	if (shm_book_view_init(&v, shm_region_body(&r), shm_region_body_size(&r)) != 0)
+		return 11;
+	unsigned long ok = 0, retry = 0;
+	char why[160];
+	while (test_now_ns() < until_ns) {
+		if (load_acquire(&v.hdr->nsymbols) < 1) /* [BK8] */
+			continue;
+		int rc = reader_snapshot(&v, 0, why, sizeof(why));
+		if (rc < 0) {
+			fprintf(stderr, "reader: inconsistent snapshot: %s\n", why);
+			return 1;
+		}
+		ok += rc == 1;
+		retry += rc == 0;
+	}
+	shm_region_detach(&r);
+	fprintf(stderr, "reader: %lu consistent snapshots, %lu retries\n", ok, retry);
+	return ok > 0 ? 0 : 2;
+}
+
+START_TEST(reader_process_sees_consistent_snapshots)
+{
+	char inst[48];
+	test_instance(inst, sizeof(inst));
+	struct eng_book_cfg cfg = {.caps = {1, 256, 2048, 1u << 14}, .shard = 0, .nshards = 1};
+	size_t bytes = eng_book_bytes(&cfg);
+	uint64_t caps[6] = {1, 256, 2048, 1u << 14, 0, 1};
+	struct shm_region reg;
+	memset(&reg, 0, sizeof(reg));
+	ck_assert_int_eq(shm_region_create(&reg, inst, "book.0", SHM_KIND_BOOK, bytes, caps, 6,
+					   0600), 0);
+	struct eng_book *b;
+	ck_assert_int_eq(eng_book_init(&b, shm_region_body(&reg), shm_region_body_size(&reg),
+				       &cfg, NULL, NULL), 0);
+	uint32_t sym;
+	ck_assert_int_eq(eng_book_symbol_add(b, "X", 1, &sym), 0);
+	eng_book_reclaim(b, UINT64_MAX); /* harshest: immediate reuse */
+	shm_region_publish(&reg);
+	unsigned long long until = test_now_ns() + 1500000000ull;
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(reader_main(inst, until));
+	struct rng g = {42};
+	uint64_t ids[4096];
+	size_t nids = 0;
+	uint64_t n = 0;
+	while (test_now_ns() < until + 100000000ull) {
+		struct eng_req r;
+		memset(&r, 0, sizeof(r));
+		r.seq = ++n;
+		r.time_ns = n;
+		r.account = 1;
+		r.sym = sym;
+		r.side = (uint8_t)below(&g, 2);
+		r.price = 1000 + (r.side ? 1 : -1) * (int64_t)below(&g, 20) - (r.side ? 3 : -3);
+		r.qty = 1 + (int64_t)below(&g, 20);
+		unsigned what = (unsigned)below(&g, 10);
+		uint64_t id;
+		if (what < 5 || !nids) {
+			r.tif = below(&g, 5) ? SHM_TIF_GTC : SHM_TIF_IOC;
+			if (eng_book_submit(b, &r, &id) == 0)
+				ids[nids++ % 4096] = id;
+		} else if (what < 8) {
+			r.order_id = ids[below(&g, nids < 4096 ? nids : 4096)];
+			(void)!eng_book_cancel(b, &r);
+		} else {
+			r.order_id = ids[below(&g, nids < 4096 ? nids : 4096)];
+			(void)!eng_book_modify(b, &r);
+		}
+	}
+	int st = test_wait_pid(pid, 10000);
+	char why[256];
+	int chk = eng_book_check(b, why, sizeof(why));
+	eng_book_destroy(b);
+	shm_region_detach(&reg);
+	ck_assert_int_eq(shm_region_unlink(inst, "book.0"), 0);
+	test_cleanup_instance(inst);
+	ck_assert_msg(chk == 0, "%s", why);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "reader failed (status %d)", st);
+	ck_assert_uint_gt(n, 1000);
+}
+END_TEST
+
+START_TEST(seqcount_even_between_requests)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	const struct shm_book_sym_sh *s = shm_book_sym_at(eng_book_view(f.b), f.sym);
+	uint64_t s0 = s->seq;
+	ck_assert_uint_eq(s0 & 1, 0);
+	uint64_t a = order(&f, SHM_SIDE_BUY, 100, 1, SHM_TIF_GTC);
+	ck_assert_uint_eq(s->seq, s0 + 2);
+	ck_assert_int_eq(cancel(&f, a), 0);
+	ck_assert_uint_eq(s->seq, s0 + 4);
+	/* A rejected request changes nothing, the seqcount included. */
+	ck_assert_int_eq(cancel(&f, a), SHMEX_ENOTOPEN);
+	ck_assert_uint_eq(s->seq, s0 + 4);
+	fx_close(&f);
+}
+END_TEST
+
+START_TEST(layout_validation)
+{
+	struct shm_book_caps caps = {2, 8, 16, 32};
+	size_t bytes = shm_book_body_bytes(&caps);
+	ck_assert_uint_eq(bytes, 256 + 2 * 128 + 8 * 64 + 16 * 128 + 32 * 64);
+	char *mem = aligned_alloc(64, bytes);
+	struct shm_book_hdr_sh *h = (struct shm_book_hdr_sh *)mem;
+	memset(mem, 0, bytes);
+	ck_assert_int_eq(shm_book_layout(h, &caps, 1, 2, 0), 0);
+	struct shm_book_view v;
+	ck_assert_int_eq(shm_book_view_init(&v, mem, bytes), 0);
+	ck_assert_ptr_null(shm_book_order_at(&v, 16));
+	ck_assert_ptr_null(shm_book_level_at(&v, SHM_BOOK_NIL));
+	ck_assert_ptr_nonnull(shm_book_fill_at(&v, 31));
+	ck_assert_int_eq(shm_book_view_init(&v, mem, bytes - 1), SHMEX_ETOOSHORT);
+	h->off_orders += 64;
+	ck_assert_int_eq(shm_book_validate(mem, bytes), SHMEX_EBADLAYOUT);
+	h->off_orders -= 64;
+	h->cap_fills = 1u << 31;
+	ck_assert_int_eq(shm_book_validate(mem, bytes), SHMEX_EBADLAYOUT);
+	h->cap_fills = 32;
+	h->magic ^= 1;
+	ck_assert_int_eq(shm_book_validate(mem, bytes), SHMEX_EBADLAYOUT);
+	h->magic ^= 1;
+	h->shard = 2;
+	ck_assert_int_eq(shm_book_validate(mem, bytes), SHMEX_EBADLAYOUT);
+	caps.orders = 0;
+	ck_assert_int_eq(shm_book_layout(h, &caps, 0, 1, 0), -EINVAL);
+	free(mem);
+}
+END_TEST
+
+static Suite *eng_book_suite(void)
+{
+	Suite *s = suite_create("eng_book");
+	TCase *tc = tcase_create("rules");
+	tcase_add_test(tc, handout_example);
+	tcase_add_test(tc, price_time_priority);
+	tcase_add_test(tc, partial_fills_keep_priority);
+	tcase_add_test(tc, cancel_after_partial_fill);
+	tcase_add_test(tc, ioc_remainder_never_rests);
+	tcase_add_test(tc, fok_exact_boundary);
+	tcase_add_test(tc, modify_priority_rules);
+	tcase_add_test(tc, self_trade_prevention);
+	tcase_add_test(tc, bad_requests_change_nothing);
+	tcase_add_test(tc, symbols_and_ids);
+	tcase_add_test(tc, seqcount_even_between_requests);
+	tcase_add_test(tc, layout_validation);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("capacity");
+	tcase_add_test(tc, order_pool_full_then_recycled_after_reclaim);
+	tcase_add_test(tc, level_pool_full_then_recovered);
+	tcase_add_test(tc, retired_level_not_reused_before_reclaim);
+	tcase_add_test(tc, fill_pool_checked_before_matching);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("differential");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, differential_vs_reference);
+	tcase_add_test(tc, differential_small_pools_recycling);
+	tcase_add_test(tc, differential_stp_modes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("readers");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, reader_process_sees_consistent_snapshots);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+SHMEX_TEST_MAIN(eng_book_suite)

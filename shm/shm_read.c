@@ -1,0 +1,550 @@
+/*
+ * shm_read: consistent, bounds-checked reads of a shard's book from another
+ * process (contract in shm_read.h).
+ *
+ * Shape.  Every public read is one call of run(): enter a read-side section
+ * of the shard's reader table (RCU: nothing reachable is reused while we
+ * are inside), then try a snapshot function up to max_retries times.  A
+ * snapshot function reads the symbol's seqcount with acquire [BK5], loads
+ * what it needs (links with acquire [BK2], everything else relaxed), checks
+ * the seqcount again after an acquire fence [BK6] and returns SNAP_RETRY
+ * when it moved.  Only a stable snapshot is validated for corruption: an
+ * impossible value seen while the seqcount was moving is just a torn read
+ * and is retried, the same value in a stable snapshot is SHMEX_EBADINDEX.
+ * After leave, a reader slot that was taken from us (SHMEX_ESLOTLOST)
+ * voids the result: the handle re-registers and reads once more.
+ *
+ * Invariants checked on every stable snapshot: indexes below their pool's
+ * capacity, lists no longer than their pool, levels strictly sorted (bids
+ * descending, asks ascending: this also rules out cycles), each level live,
+ * of this symbol and side, with positive quantity and count, a top of book
+ * that is not crossed, an order whose open + executed + cancelled equals
+ * its amount and whose fills are its own and add up to executed.
+ *
+ * Limits.  A writer preempted inside its window, or dead there, makes
+ * reads of that symbol SHMEX_EBUSY until it moves on (the reader yields
+ * every 16 tries).  The handle holds one reader slot for its lifetime.
+ */
+#include "shm/shm_read.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "shm/shm_error.h"
+#include "shm/shm_msg.h"
+#include "shm/shm_readers_inline.h"
+
+/* A snapshot function's "the seqcount moved, try again". */
+#define SNAP_RETRY 1
+
+typedef int (*snap_fn)(struct shm_read *rd, void *arg);
+
+/* --- open / close ----------------------------------------------------------- */
+
+int shm_read_open(struct shm_read *rd, const char *instance, unsigned shard)
+{
+	char name[32];
+	memset(rd, 0, sizeof(*rd));
+	rd->shard = shard;
+	rd->max_retries = SHM_READ_RETRIES_DEFAULT;
+	snprintf(name, sizeof(name), "book.%u", shard);
+	int rc = shm_region_attach(&rd->book, instance, name, SHM_KIND_BOOK,
+				   SHM_RDONLY);
+	if (rc) {
+		snprintf(rd->err, sizeof(rd->err), "%s", rd->book.err);
+		return rc;
+	}
+	rc = shm_book_view_init(&rd->view, shm_region_body(&rd->book),
+				shm_region_body_size(&rd->book));
+	if (rc == 0 && rd->view.shard != shard)
+		rc = SHMEX_EBADLAYOUT;
+	if (rc) {
+		snprintf(rd->err, sizeof(rd->err), "book %s: %s", rd->book.name,
+			 shmex_strerror(rc));
+		goto out_book;
+	}
+	rc = shm_readers_attach(&rd->table, instance, shard, SHM_READERS_READER);
+	if (rc) {
+		/* The region error names the object; else say which. */
+		if (rd->table.region.err[0])
+			memcpy(rd->err, rd->table.region.err, sizeof(rd->err));
+		else
+			snprintf(rd->err, sizeof(rd->err), "reader table of shard %u: %s",
+				 shard, shmex_strerror(rc));
+		goto out_book;
+	}
+	rc = shm_readers_register(&rd->table, &rd->reader);
+	if (rc) {
+		snprintf(rd->err, sizeof(rd->err), "reader table of shard %u: %s",
+			 shard, shmex_strerror(rc));
+		goto out_table;
+	}
+	rd->registered = true;
+	return 0;
+
+out_table:
+	shm_readers_detach(&rd->table);
+out_book:
+	shm_region_detach(&rd->book);
+	return rc;
+}
+
+void shm_read_close(struct shm_read *rd)
+{
+	if (rd->registered)
+		(void)!shm_readers_unregister(&rd->reader);
+	rd->registered = false;
+	shm_readers_detach(&rd->table);
+	shm_region_detach(&rd->book);
+	memset(&rd->view, 0, sizeof(rd->view));
+}
+
+/* --- the section and retry loop ---------------------------------------------- */
+
+/* Takes a new slot after ours was taken from us. */
+static int reregister(struct shm_read *rd)
+{
+	rd->lost++;
+	if (rd->registered)
+		(void)!shm_readers_unregister(&rd->reader);
+	rd->registered = false;
+	int rc = shm_readers_register(&rd->table, &rd->reader);
+	if (rc == 0)
+		rd->registered = true;
+	return rc;
+}
+
+static int section_enter(struct shm_read *rd)
+{
+	if (!rd->registered && reregister(rd) != 0)
+		return SHMEX_EBUSY;
+	int rc = shm_readers_enter_inline(&rd->reader);
+	if (rc == SHMEX_ESLOTLOST) {
+		if (reregister(rd) != 0)
+			return SHMEX_EBUSY;
+		rc = shm_readers_enter_inline(&rd->reader);
+	}
+	return rc ? SHMEX_EBUSY : 0;
+}
+
+static int run(struct shm_read *rd, snap_fn fn, void *arg)
+{
+	unsigned tries = rd->max_retries ? rd->max_retries : 1;
+	rd->reads++;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (section_enter(rd) != 0)
+			break;
+		int res = SNAP_RETRY;
+		for (unsigned t = 0; t < tries && res == SNAP_RETRY; t++) {
+			if (t) {
+				rd->retries++;
+				if (t % 16 == 0)
+					sched_yield();
+				else
+					cpu_relax();
+			}
+			res = fn(rd, arg);
+		}
+		if (shm_readers_leave_inline(&rd->reader) == 0) {
+			if (res == SNAP_RETRY) {
+				rd->busy++;
+				return SHMEX_EBUSY;
+			}
+			return res;
+		}
+		/* The slot was taken during the section: what we read may
+		 * be inconsistent.  Read again with a new slot. */
+		if (reregister(rd) != 0)
+			break;
+	}
+	rd->busy++;
+	return SHMEX_EBUSY;
+}
+
+/* --- snapshot helpers ---------------------------------------------------------- */
+
+static bool snap_begin(const struct shm_book_sym_sh *s, uint64_t *s1)
+{
+	/* BK5: acquire; pairs with the matcher's BK4 (window closed). */
+	*s1 = load_acquire(&s->seq);
+	return (*s1 & 1) == 0;
+}
+
+static bool snap_stable(const struct shm_book_sym_sh *s, uint64_t s1)
+{
+	/* BK6: acquire fence; pairs with the matcher's BK3 (a window
+	 * opened after our loads is seen as a changed seq). */
+	fence_acquire();
+	return load_relaxed(&s->seq) == s1;
+}
+
+/* What to answer when something impossible was seen: a torn read if the
+ * snapshot moved, corruption if it did not. */
+static int bad(const struct shm_book_sym_sh *s, uint64_t s1)
+{
+	return snap_stable(s, s1) ? SHMEX_EBADINDEX : SNAP_RETRY;
+}
+
+uint32_t shm_read_nsymbols(const struct shm_read *rd)
+{
+	/* BK8: acquire; pairs with BK7 (entries below it are written). */
+	uint32_t n = load_acquire(&rd->view.hdr->nsymbols);
+	return n < rd->view.cap_symbols ? n : rd->view.cap_symbols;
+}
+
+static const struct shm_book_sym_sh *symbol(const struct shm_read *rd, uint32_t sym)
+{
+	return sym < shm_read_nsymbols(rd) ? shm_book_sym_at(&rd->view, sym) : NULL;
+}
+
+/* One level of a side list, read relaxed (its price is immutable while it
+ * is live; qty and count are covered by the seqcount).  False when the
+ * record is impossible for (sym, side). */
+static bool level_read(const struct shm_book_level_sh *l, uint32_t sym,
+		       unsigned side, struct shm_read_level *out)
+{
+	out->price = load_relaxed(&l->price);
+	out->qty = load_relaxed(&l->qty);
+	out->count = load_relaxed(&l->count);
+	return load_relaxed(&l->state) == SHM_BOOK_LEVEL_LIVE &&
+	       load_relaxed(&l->sym) == sym && load_relaxed(&l->side) == side &&
+	       out->price > 0 && out->qty > 0 && out->count > 0;
+}
+
+/* --- symbols ------------------------------------------------------------------- */
+
+int shm_read_symbol_find(struct shm_read *rd, const char *name, size_t len,
+			 uint32_t *sym)
+{
+	char packed[16];
+	if (!shm_symbol_pack(packed, name, len))
+		return SHMEX_EBADSYMBOL;
+	uint32_t n = shm_read_nsymbols(rd);
+	for (uint32_t i = 0; i < n; i++) {
+		/* Immutable after BK7, which BK8 made visible. */
+		if (memcmp(rd->view.symbols[i].name, packed, sizeof(packed)) == 0) {
+			*sym = i;
+			return 0;
+		}
+	}
+	return SHMEX_ENOSYMBOL;
+}
+
+int shm_read_symbol_name(struct shm_read *rd, uint32_t sym, char out[16])
+{
+	const struct shm_book_sym_sh *s = symbol(rd, sym);
+	if (!s)
+		return SHMEX_ENOSYMBOL;
+	memcpy(out, s->name, 16);
+	size_t len = shm_symbol_unpack_len(out);
+	if (len > SHM_SYMBOL_MAX || !shm_symbol_valid(out, len)) {
+		out[0] = '\0';
+		return SHMEX_EBADINDEX;
+	}
+	memset(out + len, 0, 16 - len);
+	return 0;
+}
+
+/* --- top of book ------------------------------------------------------------------ */
+
+struct top_arg {
+	uint32_t sym;
+	const struct shm_book_sym_sh *s;
+	struct shm_read_top *out;
+};
+
+static int top_snap(struct shm_read *rd, void *p)
+{
+	struct top_arg *a = p;
+	const struct shm_book_sym_sh *s = a->s;
+	struct shm_read_top t;
+	struct shm_read_level best[2];
+	bool has[2], ok = true;
+	uint64_t s1;
+	if (!snap_begin(s, &s1))
+		return SNAP_RETRY;
+	memset(&t, 0, sizeof(t));
+	for (unsigned side = 0; side < 2; side++) {
+		/* BK2: acquire; pairs with BK1 (the level is initialised). */
+		uint32_t h = load_acquire(&s->head[side]);
+		has[side] = h != SHM_BOOK_NIL;
+		t.nlevels[side] = load_relaxed(&s->nlevels[side]);
+		t.norders[side] = load_relaxed(&s->norders[side]);
+		t.open_qty[side] = load_relaxed(&s->open_qty[side]);
+		if (!has[side]) {
+			ok = ok && t.nlevels[side] == 0;
+			continue;
+		}
+		const struct shm_book_level_sh *l = shm_book_level_at(&rd->view, h);
+		ok = ok && l && level_read(l, a->sym, side, &best[side]) &&
+		     t.nlevels[side] > 0;
+	}
+	t.last_price = load_relaxed(&s->last_price);
+	t.last_qty = load_relaxed(&s->last_qty);
+	t.last_time_ns = load_relaxed(&s->last_time_ns);
+	t.trades = load_relaxed(&s->trades);
+	t.volume = load_relaxed(&s->volume);
+	if (!ok)
+		return bad(s, s1);
+	if (!snap_stable(s, s1))
+		return SNAP_RETRY;
+	/* Stable: an impossible state now means corruption. */
+	if (has[0] && has[1] && best[0].price >= best[1].price)
+		return SHMEX_EBADINDEX; /* crossed book */
+	t.has_bid = has[0];
+	t.has_ask = has[1];
+	if (has[0]) {
+		t.bid_price = best[0].price;
+		t.bid_qty = best[0].qty;
+		t.bid_orders = best[0].count;
+	}
+	if (has[1]) {
+		t.ask_price = best[1].price;
+		t.ask_qty = best[1].qty;
+		t.ask_orders = best[1].count;
+	}
+	t.seq = s1;
+	*a->out = t;
+	return 0;
+}
+
+int shm_read_top(struct shm_read *rd, uint32_t sym, struct shm_read_top *out)
+{
+	struct top_arg a = {sym, symbol(rd, sym), out};
+	if (!a.s)
+		return SHMEX_ENOSYMBOL;
+	return run(rd, top_snap, &a);
+}
+
+/* --- depth -------------------------------------------------------------------------- */
+
+struct depth_arg {
+	uint32_t sym;
+	const struct shm_book_sym_sh *s;
+	struct shm_read_depth *d;
+};
+
+/* Walks one side into out[0..max); returns false on an impossible list. */
+static bool side_walk(const struct shm_read *rd, const struct shm_book_sym_sh *s,
+		      uint32_t sym, unsigned side, struct shm_read_level *out,
+		      size_t max, size_t *n, bool *more)
+{
+	/* BK2: acquire; pairs with BK1. */
+	uint32_t i = load_acquire(&s->head[side]);
+	size_t k = 0;
+	*more = false;
+	while (i != SHM_BOOK_NIL) {
+		if (k == max) {
+			*more = true;
+			break;
+		}
+		const struct shm_book_level_sh *l = shm_book_level_at(&rd->view, i);
+		if (!l || k >= rd->view.cap_levels ||
+		    !level_read(l, sym, side, &out[k]))
+			return false;
+		/* Strictly worse than the previous level: sorted, no cycle. */
+		if (k > 0 && (side == SHM_SIDE_BUY ? out[k].price >= out[k - 1].price
+						   : out[k].price <= out[k - 1].price))
+			return false;
+		k++;
+		i = load_acquire(&l->next); /* BK2 */
+	}
+	*n = k;
+	return true;
+}
+
+static int depth_snap(struct shm_read *rd, void *p)
+{
+	struct depth_arg *a = p;
+	struct shm_read_depth *d = a->d;
+	uint64_t s1;
+	if (!snap_begin(a->s, &s1))
+		return SNAP_RETRY;
+	size_t nb = 0, na = 0;
+	bool mb = false, ma = false;
+	if (!side_walk(rd, a->s, a->sym, SHM_SIDE_BUY, d->bids, d->max, &nb, &mb) ||
+	    !side_walk(rd, a->s, a->sym, SHM_SIDE_SELL, d->asks, d->max, &na, &ma))
+		return bad(a->s, s1);
+	if (!snap_stable(a->s, s1))
+		return SNAP_RETRY;
+	if (nb > 0 && na > 0 && d->bids[0].price >= d->asks[0].price)
+		return SHMEX_EBADINDEX; /* crossed book */
+	d->nbids = nb;
+	d->nasks = na;
+	d->more_bids = mb;
+	d->more_asks = ma;
+	d->seq = s1;
+	return 0;
+}
+
+int shm_read_depth(struct shm_read *rd, uint32_t sym, struct shm_read_depth *d)
+{
+	struct depth_arg a = {sym, symbol(rd, sym), d};
+	d->nbids = d->nasks = 0;
+	d->more_bids = d->more_asks = false;
+	if (!a.s)
+		return SHMEX_ENOSYMBOL;
+	if (d->max > 0 && (!d->bids || !d->asks))
+		return -EINVAL;
+	return run(rd, depth_snap, &a);
+}
+
+/* --- order status --------------------------------------------------------------------- */
+
+struct order_arg {
+	uint64_t id;
+	const struct shm_book_order_sh *o;
+	struct shm_read_order *out;
+	struct shm_read_fill *fills;
+	size_t max_fills;
+	size_t *nfills;
+};
+
+/* a + b + c == want, without overflow, all >= 0. */
+static bool sums_to(int64_t a, int64_t b, int64_t c, int64_t want)
+{
+	int64_t ab, abc;
+	if (a < 0 || b < 0 || c < 0)
+		return false;
+	if (__builtin_add_overflow(a, b, &ab) || __builtin_add_overflow(ab, c, &abc))
+		return false;
+	return abc == want;
+}
+
+static int order_snap(struct shm_read *rd, void *p)
+{
+	struct order_arg *a = p;
+	const struct shm_book_order_sh *o = a->o;
+	struct shm_read_order r;
+	/* Relaxed: which seqcount covers the record; re-checked below. */
+	uint32_t symi = load_relaxed(&o->sym);
+	const struct shm_book_sym_sh *s = symbol(rd, symi);
+	if (!s) {
+		/* A record that is not (or no longer) our order may hold
+		 * anything; ours must name a real symbol: beyond the table it
+		 * is corrupt, beyond the published count it may be a symbol
+		 * whose publication [BK7] we have not seen yet. */
+		if (load_relaxed(&o->id) != a->id ||
+		    load_relaxed(&o->state) == SHM_BOOK_ORDER_FREE)
+			return SHMEX_ENOORDER;
+		return symi < rd->view.cap_symbols ? SNAP_RETRY : SHMEX_EBADINDEX;
+	}
+	uint64_t s1;
+	if (!snap_begin(s, &s1))
+		return SNAP_RETRY;
+	memset(&r, 0, sizeof(r));
+	r.id = load_relaxed(&o->id);
+	r.state = load_relaxed(&o->state);
+	bool mine = r.id == a->id && r.state != SHM_BOOK_ORDER_FREE;
+	size_t copied = 0;
+	bool ok = true;
+	int64_t sum = 0;
+	uint32_t walked = 0;
+	if (mine) {
+		r.account = load_relaxed(&o->account);
+		r.sym = symi;
+		r.side = load_relaxed(&o->side);
+		r.tif = load_relaxed(&o->tif);
+		r.done_reason = load_relaxed(&o->done_reason);
+		r.price = load_relaxed(&o->price);
+		r.amount = load_relaxed(&o->amount);
+		r.open = load_relaxed(&o->open);
+		r.executed = load_relaxed(&o->executed);
+		r.cancelled = load_relaxed(&o->cancelled);
+		r.time_ns = load_relaxed(&o->time_ns);
+		r.cancel_time_ns = load_relaxed(&o->cancel_time_ns);
+		r.nfills = load_relaxed(&o->nfills);
+		/* BK2: acquire of each link; pairs with BK1. */
+		uint32_t f = load_acquire(&o->fill_head);
+		while (f != SHM_BOOK_NIL) {
+			const struct shm_book_fill_sh *fl = shm_book_fill_at(&rd->view, f);
+			if (!fl || walked >= rd->view.cap_fills) {
+				ok = false;
+				break;
+			}
+			int64_t q = load_relaxed(&fl->qty);
+			if (q <= 0 || load_relaxed(&fl->order_id) != a->id ||
+			    __builtin_add_overflow(sum, q, &sum)) {
+				ok = false;
+				break;
+			}
+			if (copied < a->max_fills) {
+				struct shm_read_fill *x = &a->fills[copied++];
+				x->qty = q;
+				x->price = load_relaxed(&fl->price);
+				x->time_ns = load_relaxed(&fl->time_ns);
+				x->counterparty = load_relaxed(&fl->counterparty);
+				x->event = load_relaxed(&fl->event);
+				x->maker = load_relaxed(&fl->maker) != 0;
+			}
+			walked++;
+			f = load_acquire(&fl->next);
+		}
+	}
+	if (!ok)
+		return bad(s, s1);
+	if (!snap_stable(s, s1) || load_relaxed(&o->sym) != symi)
+		return SNAP_RETRY;
+	if (!mine)
+		return SHMEX_ENOORDER;
+	/* Stable: check what a status promises. */
+	if ((r.state != SHM_BOOK_ORDER_LIVE && r.state != SHM_BOOK_ORDER_DONE) ||
+	    r.side > SHM_SIDE_SELL || r.tif > SHM_TIF_FOK ||
+	    r.done_reason > SHM_BOOK_DONE_MODIFY || r.amount <= 0 ||
+	    r.price <= 0 || !sums_to(r.open, r.executed, r.cancelled, r.amount) ||
+	    sum != r.executed || walked != r.nfills ||
+	    (r.state == SHM_BOOK_ORDER_LIVE) != (r.open > 0))
+		return SHMEX_EBADINDEX;
+	*a->out = r;
+	*a->nfills = copied;
+	return 0;
+}
+
+int shm_read_order(struct shm_read *rd, uint64_t id, struct shm_read_order *o,
+		   struct shm_read_fill *fills, size_t max_fills, size_t *nfills)
+{
+	const struct shm_book_view *v = &rd->view;
+	*nfills = 0;
+	if (max_fills > 0 && !fills)
+		return -EINVAL;
+	if (id == 0)
+		return SHMEX_ENOORDER;
+	if (shm_shard_of_order(id, v->nshards) != v->shard)
+		return SHMEX_EWRONGSHARD;
+	uint64_t slot = shm_order_slot(id, v->nshards, v->cap_orders);
+	struct order_arg a = {id, shm_book_order_at(v, (uint32_t)slot), o, fills,
+			      max_fills, nfills};
+	if (!a.o)
+		return SHMEX_EBADINDEX;
+	return run(rd, order_snap, &a);
+}
+
+/* --- statistics ------------------------------------------------------------------------- */
+
+void shm_read_stats(struct shm_read *rd, struct shm_read_shard_stats *st)
+{
+	const struct shm_book_view *v = &rd->view;
+	const struct shm_book_hdr_sh *h = v->hdr;
+	memset(st, 0, sizeof(*st));
+	st->shard = v->shard;
+	st->nshards = v->nshards;
+	st->cap_symbols = v->cap_symbols;
+	st->cap_levels = v->cap_levels;
+	st->cap_orders = v->cap_orders;
+	st->cap_fills = v->cap_fills;
+	st->nsymbols = shm_read_nsymbols(rd);
+	/* Relaxed: statistics (shm_book.h), informative only. */
+	st->levels_live = load_relaxed(&h->levels_live);
+	st->orders_live = load_relaxed(&h->orders_live);
+	st->orders_used = load_relaxed(&h->orders_used);
+	st->fills_used = load_relaxed(&h->fills_used);
+	st->events = load_relaxed(&h->events);
+	st->last_seq = load_relaxed(&h->last_seq);
+	st->last_time_ns = load_relaxed(&h->last_time_ns);
+	st->orders_created = load_relaxed(&h->orders_created);
+	st->rejects_full = load_relaxed(&h->rejects_full);
+	st->book_safe_epoch = load_relaxed(&h->safe_epoch);
+	shm_readers_stats(&rd->table, &st->readers);
+}

@@ -1,0 +1,173 @@
+/*
+ * shm_read: the read-side API over a shard's book, for processes other than
+ * the matcher (gateways, shmex-query, stress checkers).
+ *
+ * A handle maps the shard's book region read-only (the kernel then
+ * guarantees the reader cannot corrupt it), attaches the shard's reader
+ * table and registers one reader slot (shm_readers.h).  Every read runs
+ * inside one read-side section, so no node it reaches is reused under it
+ * (RCU, [RD1]-[RD7]), and inside a seqcount snapshot of the symbol
+ * concerned ([BK5]/[BK6], shm_book.h), so what it returns is one state of
+ * the book: a depth snapshot never mixes two states of a level, an order's
+ * open + executed + cancelled equals its amount.  A snapshot that keeps
+ * changing is retried a bounded number of times, then SHMEX_EBUSY.
+ *
+ * Everything read from the region is checked before use: every index
+ * against its pool's capacity, every walk against the pool's size, every
+ * enum against its range, and the invariants of a stable snapshot (sorted
+ * levels, positive aggregates, quantities that add up).  A corrupted region
+ * gives SHMEX_EBADINDEX, never a crash or an endless loop.
+ *
+ * Concurrency: a handle belongs to one thread (it holds one reader slot);
+ * open one handle per thread and per shard.  Any number of handles in any
+ * number of processes read while the matcher writes; none of them ever
+ * blocks the matcher.
+ */
+#ifndef SHMEX_SHM_READ_H
+#define SHMEX_SHM_READ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/shm_book.h"
+#include "shm/shm_readers.h"
+#include "shm/shm_region.h"
+
+/* Snapshot attempts per read before SHMEX_EBUSY (a writer preempted inside
+ * its window keeps the seqcount odd; the reader yields between tries). */
+#define SHM_READ_RETRIES_DEFAULT 256u
+
+struct shm_read {
+	struct shm_region book;       /* book.<shard>, PROT_READ */
+	struct shm_book_view view;    /* validated geometry */
+	struct shm_readers table;     /* readers.<shard>, reader role */
+	struct shm_reader reader;     /* our slot */
+	bool registered;
+	unsigned shard;
+	unsigned max_retries;         /* settable; >= 1 */
+	/* Counters of this handle. */
+	uint64_t reads;               /* reads attempted */
+	uint64_t retries;             /* snapshots that changed and were redone */
+	uint64_t busy;                /* reads answered SHMEX_EBUSY */
+	uint64_t lost;                /* reader slots lost and re-registered */
+	char err[192];                /* after a failed open: what and why */
+};
+
+/* Best level of each side and the symbol's trade statistics. */
+struct shm_read_top {
+	bool has_bid, has_ask;
+	int64_t bid_price, bid_qty;   /* best bid level: price, open qty */
+	uint32_t bid_orders;          /* orders in it */
+	int64_t ask_price, ask_qty;
+	uint32_t ask_orders;
+	uint32_t nlevels[2];          /* live levels per side (shm_side) */
+	uint32_t norders[2];          /* resting orders per side */
+	int64_t open_qty[2];          /* resting quantity per side */
+	int64_t last_price, last_qty; /* last trade, 0 before the first */
+	uint64_t last_time_ns;
+	uint64_t trades;
+	int64_t volume;
+	uint64_t seq;                 /* the symbol's seqcount of the snapshot */
+};
+
+struct shm_read_level {
+	int64_t price;
+	int64_t qty;                  /* open quantity at this price */
+	uint32_t count;               /* orders at this price */
+};
+
+/* Depth of both sides of one symbol, best first, from one snapshot. */
+struct shm_read_depth {
+	struct shm_read_level *bids;  /* caller's arrays of max entries each */
+	struct shm_read_level *asks;
+	size_t max;
+	size_t nbids, nasks;          /* out: levels returned */
+	bool more_bids, more_asks;    /* out: the book has more levels */
+	uint64_t seq;                 /* out */
+};
+
+struct shm_read_order {
+	uint64_t id;
+	uint64_t account;
+	uint32_t sym;                 /* symbol index */
+	uint8_t side;                 /* enum shm_side */
+	uint8_t tif;                  /* enum shm_tif */
+	uint8_t state;                /* SHM_BOOK_ORDER_LIVE or _DONE */
+	uint8_t done_reason;          /* enum shm_book_done_reason */
+	int64_t price;                /* limit */
+	int64_t amount;               /* open + executed + cancelled */
+	int64_t open;
+	int64_t executed;             /* sum of all fills' qty */
+	int64_t cancelled;
+	uint64_t time_ns;             /* acceptance (or last modify) */
+	uint64_t cancel_time_ns;      /* 0 when not cancelled */
+	uint32_t nfills;              /* fills the order has (may exceed max) */
+};
+
+struct shm_read_fill {
+	int64_t qty;
+	int64_t price;                /* execution price */
+	uint64_t time_ns;
+	uint64_t counterparty;        /* the other order's id */
+	uint64_t event;               /* shard event sequence of the trade */
+	bool maker;                   /* this order was the resting one */
+};
+
+struct shm_read_shard_stats {
+	uint32_t shard, nshards;
+	uint32_t cap_symbols, cap_levels, cap_orders, cap_fills;
+	uint32_t nsymbols;
+	uint32_t levels_live, orders_live, orders_used, fills_used;
+	uint64_t events, last_seq, last_time_ns;
+	uint64_t orders_created, rejects_full;
+	uint64_t book_safe_epoch;     /* last safe epoch the matcher used */
+	struct shm_readers_stats readers;
+};
+
+/* Opens shard `shard` of an exchange instance: maps book.<shard>
+ * read-only, validates its geometry, attaches readers.<shard> and
+ * registers a reader slot.  Region errors, SHMEX_EBADLAYOUT /
+ * SHMEX_ETOOSHORT (bad book header), SHMEX_ENOREADERSLOT; rd->err says
+ * which object failed. */
+int shm_read_open(struct shm_read *rd, const char *instance, unsigned shard)
+	__attribute__((warn_unused_result));
+
+/* Unregisters and unmaps.  Safe on a zeroed or failed handle. */
+void shm_read_close(struct shm_read *rd);
+
+/* Symbol index of name[0..len) (SHMEX_EBADSYMBOL for an invalid name,
+ * SHMEX_ENOSYMBOL when the book does not have it). */
+int shm_read_symbol_find(struct shm_read *rd, const char *name, size_t len,
+			 uint32_t *sym) __attribute__((warn_unused_result));
+
+/* Name of symbol `sym` into out (NUL-terminated, >= 16 bytes).
+ * SHMEX_ENOSYMBOL past the published symbols. */
+int shm_read_symbol_name(struct shm_read *rd, uint32_t sym, char out[16])
+	__attribute__((warn_unused_result));
+
+/* Number of published symbols (clamped to the capacity). */
+uint32_t shm_read_nsymbols(const struct shm_read *rd);
+
+/* Top of book of one symbol.  0, SHMEX_ENOSYMBOL, SHMEX_EBUSY,
+ * SHMEX_EBADINDEX. */
+int shm_read_top(struct shm_read *rd, uint32_t sym, struct shm_read_top *out)
+	__attribute__((warn_unused_result));
+
+/* Up to d->max levels per side of one symbol.  Errors as shm_read_top. */
+int shm_read_depth(struct shm_read *rd, uint32_t sym, struct shm_read_depth *d)
+	__attribute__((warn_unused_result));
+
+/* Status of order `id` and up to max_fills of its fills (oldest first;
+ * fills may be NULL when max_fills is 0; *nfills gets how many were
+ * copied, o->nfills how many there are).  0, SHMEX_ENOORDER (never issued
+ * by this shard, or its record was recycled), SHMEX_EWRONGSHARD (the id
+ * belongs to another shard), SHMEX_EBUSY, SHMEX_EBADINDEX. */
+int shm_read_order(struct shm_read *rd, uint64_t id, struct shm_read_order *o,
+		   struct shm_read_fill *fills, size_t max_fills, size_t *nfills)
+	__attribute__((warn_unused_result));
+
+/* Shard statistics (relaxed counters; informative, never indexes). */
+void shm_read_stats(struct shm_read *rd, struct shm_read_shard_stats *st);
+
+#endif

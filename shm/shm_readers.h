@@ -1,0 +1,314 @@
+/*
+ * shm_readers: the cross-process RCU reader table of one shard.
+ *
+ * liburcu's reader registry lives in each process's private memory, so its
+ * synchronize_rcu cannot see readers in other processes.  Each shard
+ * therefore has a small shared region /shmex.<instance>.readers.<k> (kind
+ * SHM_KIND_READERS) that readers map read-write while the book region stays
+ * read-only for them.  It holds the shard's global epoch, written only by
+ * the shard's matcher, and one cache-line slot per registered reader: owner
+ * (pid + process start time), the epoch it is reading, nesting.
+ *
+ * Epoch-based reclamation (full argument in docs/concurrency.md, "Reader
+ * protocol"):
+ *
+ *   reader  enter: e = gp [RD1]; slot epoch 0 -> e by a full-barrier CAS
+ *           [RD2]; read the book; leave: slot epoch e -> 0 by a
+ *           full-barrier CAS [RD7].
+ *   writer  unlink nodes (release); retire them tagged E =
+ *           shm_readers_epoch(); shm_readers_advance() stores gp = E + 1
+ *           [RD3]; shm_readers_safe_epoch() runs a full fence [RD4], scans
+ *           the slots and returns S = min(active epochs, gp); a node retired
+ *           with tag E may be reused when E < S.
+ *
+ * The writer never waits: safe_epoch is a poll.  A stalled reader only
+ * delays reuse.  Slots whose owner died (pid gone, start time changed, or
+ * zombie) are reaped by the writer's poll (rate-limited: /proc is read only
+ * for slots stuck since the previous reap pass, at most once per reap
+ * interval), by shm_readers_clear_stale (shmex-query readers --clear-stale)
+ * and by a register call that finds the table full.  A reader whose slot was
+ * taken from it while it was alive (evicted by an operator, or judged dead
+ * by a /proc that hides it) is never harmed silently: its next enter or
+ * leave returns SHMEX_ESLOTLOST, meaning "what you read in this section may
+ * be inconsistent; unregister, register again and retry".
+ *
+ * Concurrency: one writer handle per shard (the matcher; SHMEX_EINUSE for a
+ * second live one).  Any number of processes attach as readers; a struct
+ * shm_reader is one registration and belongs to one thread (a process that
+ * reads with several threads registers once per thread; a process that
+ * reads several shards registers in each shard's table).  List, stats and
+ * clear_stale may run in any process at any time.
+ *
+ * Limits: pid < 2^22 (Linux PID_MAX_LIMIT) and start time < 2^42 ticks, so
+ * that the owner fits one CAS-able word; readers in another pid namespace
+ * than the writer cannot be checked for liveness (they would be judged dead
+ * and get SHMEX_ESLOTLOST).
+ */
+#ifndef SHMEX_SHM_READERS_H
+#define SHMEX_SHM_READERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shm/shm_atomic.h"
+#include "shm/shm_region.h"
+
+#define SHM_READERS_DEFAULT_SLOTS 64u
+#define SHM_READERS_MAX_SLOTS 4096u
+/* Default interval between the writer's liveness passes (/proc reads). */
+#define SHM_READERS_REAP_INTERVAL_NS 100000000ull
+/* Region header capacities. */
+#define SHM_READERS_CAP_SLOTS 0 /* capacity[0]: number of slots */
+#define SHM_READERS_CAP_SHARD 1 /* capacity[1]: shard index */
+
+/* Owner word: (start ticks << 22) | pid; 0 = free slot. */
+#define SHM_READERS_PID_BITS 22
+#define SHM_READERS_START_BITS 42
+
+/* First cache line of the body. */
+struct shm_readers_hdr_sh {
+	/* Global epoch: starts at 1, only grows, 0 is never valid.
+	 * W: matcher (shm_readers_advance), release [RD3];
+	 * R: readers at outermost enter, acquire [RD1].  The writer keeps a
+	 * private copy and never reads this field back (readers could
+	 * corrupt it). */
+	uint64_t epoch;
+	/* Immutable after publish (creator, before R0). */
+	uint32_t nslots;
+	uint32_t shard;
+	/* Owner word of the live writer handle, 0 when none.
+	 * W: writer at attach/detach, acq_rel CAS [RD12] (advisory: a second
+	 * writer is refused while the first is alive); R: writer attach,
+	 * acquire [RD12]; tools. */
+	uint64_t writer;
+	/* Slots reaped so far.  W: any reaper, relaxed fetch_add (a
+	 * statistic, orders nothing); R: tools. */
+	uint64_t reaped;
+	uint64_t pad[4];
+} shm_aligned;
+
+/* Section word of a slot: (claim generation mod 2^12) << 52 | epoch.
+ * Epoch 0 means "not in a read-side section".  The generation bits make
+ * the word differ between two owners of one slot even when both read the
+ * same epoch, so a CAS by a reader that lost its slot cannot succeed on
+ * the new owner's word (no ABA short of 4096 reclaims of one slot during
+ * one section). */
+#define SHM_READERS_GEN_SHIFT 52
+#define SHM_READERS_EPOCH_MASK ((UINT64_C(1) << SHM_READERS_GEN_SHIFT) - 1)
+/* Largest epoch: 2^52 - 1 advances, 28 years at 5 million per second. */
+#define SHM_READERS_EPOCH_MAX SHM_READERS_EPOCH_MASK
+
+static inline uint64_t shm_readers_section_epoch(uint64_t section)
+{
+	return section & SHM_READERS_EPOCH_MASK;
+}
+
+static inline uint64_t shm_readers_section_idle(uint32_t gen)
+{
+	return (uint64_t)(gen & 0xfffu) << SHM_READERS_GEN_SHIFT;
+}
+
+/* One reader slot: one cache line, written by its owner on every section. */
+struct shm_reader_slot_sh {
+	/* Owner identity, 0 = free.
+	 * W: claimer CAS 0 -> id, acq_rel [RD5]; owner CAS id -> 0 at
+	 * unregister, acq_rel [RD9]; reaper CAS id -> 0, acq_rel [RD11].
+	 * R: writer scan, acquire [RD8a]; owner's check, acquire [RD6]. */
+	uint64_t owner;
+	/* Section word (see above): the epoch of the owner's current
+	 * read-side section, 0 outside one, tagged with the generation.
+	 * W: owner CAS idle -> idle|e at enter [RD2] and back at leave [RD7]
+	 * (liburcu uatomic_cmpxchg: full barrier both sides); claimer xchg
+	 * -> idle of its generation after claiming [RD5b].
+	 * R: writer scan, acquire [RD8]. */
+	uint64_t section;
+	/* Claim generation.  W: reaper fetch_add before freeing the owner
+	 * [RD10] (published by RD11's release); R: claimer after RD5, owner
+	 * at enter/leave after RD6 (relaxed, ordered by that acquire). */
+	uint32_t gen;
+	/* Nesting depth, display only.  W: owner, relaxed; R: tools. */
+	uint32_t nesting;
+	uint64_t pad[5];
+} shm_aligned;
+
+_Static_assert(sizeof(struct shm_readers_hdr_sh) == SHM_CACHE_LINE,
+	       "reader table header is one cache line");
+_Static_assert(sizeof(struct shm_reader_slot_sh) == SHM_CACHE_LINE,
+	       "reader slot is one cache line");
+_Static_assert(offsetof(struct shm_reader_slot_sh, section) == 8,
+	       "slot section offset is part of the layout");
+_Static_assert(offsetof(struct shm_reader_slot_sh, gen) == 16,
+	       "slot gen offset is part of the layout");
+
+/* Body size for n slots. */
+static inline size_t shm_readers_body_size(uint32_t nslots)
+{
+	return sizeof(struct shm_readers_hdr_sh) +
+	       (size_t)nslots * sizeof(struct shm_reader_slot_sh);
+}
+
+enum shm_readers_role {
+	SHM_READERS_OBSERVER = 0, /* read-only mapping: list and stats */
+	SHM_READERS_READER = 1,   /* read-write: register, clear_stale */
+	SHM_READERS_WRITER = 2,   /* the shard's matcher */
+};
+
+/* Per-process handle of one shard's reader table (never in shared memory). */
+struct shm_readers {
+	struct shm_region region;
+	struct shm_readers_hdr_sh *hdr;
+	struct shm_reader_slot_sh *slots;
+	uint32_t nslots;              /* validated at attach, never re-read */
+	uint32_t shard;
+	enum shm_readers_role role;
+	/* Writer only. */
+	uint64_t ident;               /* our owner word in hdr->writer */
+	uint64_t epoch;               /* private copy of the global epoch */
+	uint64_t safe;                /* last safe epoch computed */
+	uint64_t reap_interval_ns;
+	uint64_t next_reap_ns;
+	uint32_t idle_cursor;         /* round-robin liveness check of idle slots */
+	uint64_t reaped;              /* slots this handle reaped */
+	uint64_t bad_epochs;          /* out-of-range slot epochs seen */
+	struct shm_readers_seen *seen; /* per slot, last reap pass */
+};
+
+/* One registration: a claimed slot, used by one thread. */
+struct shm_reader {
+	struct shm_reader_slot_sh *slot;
+	const uint64_t *gp;           /* &hdr->epoch */
+	uint64_t ident;               /* our owner word */
+	uint64_t idle;                /* our section word outside a section */
+	uint64_t epoch;               /* epoch of the current section */
+	uint32_t gen;                 /* slot generation when claimed */
+	uint32_t nesting;             /* authoritative nesting depth */
+	uint32_t index;               /* slot index */
+	bool lost;                    /* the slot was taken from us */
+};
+
+/* One claimed slot, for shmex-query readers. */
+struct shm_reader_info {
+	uint32_t slot;
+	int32_t pid;
+	uint64_t start;               /* process start time (clock ticks) */
+	uint64_t epoch;               /* 0: not in a read-side section */
+	uint64_t lag;                 /* global epoch - epoch, in a section */
+	uint32_t nesting;
+	uint32_t gen;
+	bool in_section;
+	bool alive;                   /* (pid, start) is a live process */
+};
+
+struct shm_readers_stats {
+	uint64_t epoch;               /* global epoch (writer: private copy) */
+	uint64_t safe_epoch;          /* writer: last computed; else computed now */
+	uint32_t nslots;
+	uint32_t registered;          /* claimed slots */
+	uint32_t active;              /* slots inside a read-side section */
+	uint64_t max_lag;             /* largest lag of an active slot */
+	uint64_t reaped;              /* slots reaped (all processes) */
+	uint64_t bad_epochs;          /* writer: out-of-range epochs seen */
+};
+
+/* Region name "readers.<shard>" into out (>= 24 bytes). */
+int shm_readers_region_name(char *out, size_t len, unsigned shard)
+	__attribute__((warn_unused_result));
+
+/* Creates the shard's table (nslots in 1..SHM_READERS_MAX_SLOTS, 0 means
+ * the default), epoch 1, all slots free, and publishes it.  The handle is
+ * the writer handle; a supervisor that only creates detaches it, and the
+ * matcher then attaches as SHM_READERS_WRITER. */
+int shm_readers_create(struct shm_readers *t, const char *instance,
+		       unsigned shard, uint32_t nslots, mode_t mode)
+	__attribute__((warn_unused_result));
+
+/* Attaches an existing table.  Observers map it read-only.  A writer
+ * continues from the epoch stored in the region (SHMEX_EBADINDEX when that
+ * is out of range) and gets SHMEX_EINUSE while another writer is alive. */
+int shm_readers_attach(struct shm_readers *t, const char *instance,
+		       unsigned shard, enum shm_readers_role role)
+	__attribute__((warn_unused_result));
+
+/* Unmaps (a writer first gives up hdr->writer).  Registrations made through
+ * the handle must be unregistered before.  Safe on a zeroed handle. */
+void shm_readers_detach(struct shm_readers *t);
+
+/* Removes the name (like shm_region_unlink): 0 or -ENOENT. */
+int shm_readers_unlink(const char *instance, unsigned shard);
+
+/* --- reader side ------------------------------------------------------ */
+
+/* Claims a free slot for the calling thread.  When none is free, reaps the
+ * slots of dead owners and tries once more: SHMEX_ENOREADERSLOT when the
+ * table is still full (no other reader is affected).  -EPERM for an
+ * observer handle; -EOVERFLOW when pid or start time do not fit. */
+int shm_readers_register(struct shm_readers *t, struct shm_reader *r)
+	__attribute__((warn_unused_result));
+
+/* Begins a read-side section; sections nest.  0, or SHMEX_ESLOTLOST when
+ * the slot was taken from this reader: the section is then NOT entered
+ * (do not read, do not call leave), and every later enter fails the same
+ * way until the reader unregisters and registers again.
+ * The inline fast path is shm_readers_enter_inline (shm_readers_inline.h). */
+int shm_readers_enter(struct shm_reader *r) __attribute__((warn_unused_result));
+
+/* Ends a read-side section.  0; SHMEX_ESLOTLOST when the slot was taken
+ * during the section (what was read may be inconsistent: unregister,
+ * register again, retry); -EINVAL when no section is open. */
+int shm_readers_leave(struct shm_reader *r) __attribute__((warn_unused_result));
+
+/* Leaves any open section and frees the slot.  0, or SHMEX_ESLOTLOST when
+ * the slot had been taken and this is the first time it is reported. */
+int shm_readers_unregister(struct shm_reader *r) __attribute__((warn_unused_result));
+
+/* --- writer side (the shard's matcher) -------------------------------- */
+
+/* Current epoch: the tag of nodes retired now. */
+static inline uint64_t shm_readers_epoch(const struct shm_readers *t)
+{
+	return t->epoch;
+}
+
+/* Publishes epoch + 1 [RD3] and returns it.  Call after unlinking and
+ * retiring a batch of nodes (at most once per matcher loop iteration that
+ * retired something), before shm_readers_safe_epoch.  Saturates at
+ * SHM_READERS_EPOCH_MAX (reuse then stops: a bounded-memory error, never an
+ * unsafe reuse). */
+uint64_t shm_readers_advance(struct shm_readers *t);
+
+/* Poll, never waits: full fence [RD4], then the oldest epoch still read
+ * (min over active slots, or the current epoch if none).  Nodes retired
+ * with a tag < the result may be reused.  Reaps dead owners at most once
+ * per reap interval.  Corrupt slot contents never crash it: an epoch
+ * greater than the current one counts as the oldest possible (reuse is
+ * delayed, never made unsafe) until its owner is reaped. */
+uint64_t shm_readers_safe_epoch(struct shm_readers *t);
+
+/* Interval between liveness passes of safe_epoch (0: every poll). */
+void shm_readers_set_reap_interval(struct shm_readers *t, uint64_t ns);
+
+/* --- administration (any role but observer unless stated) ------------- */
+
+/* Frees every slot whose owner is dead; *cleared gets the count (may be
+ * NULL).  -EPERM for an observer. */
+int shm_readers_clear_stale(struct shm_readers *t, unsigned *cleared)
+	__attribute__((warn_unused_result));
+
+/* Frees one slot even though its owner may be alive (operator override for
+ * a stuck reader); that reader gets SHMEX_ESLOTLOST.  -ENOENT when the slot
+ * is free, SHMEX_EBADINDEX when out of range, -EAGAIN on a concurrent
+ * change. */
+int shm_readers_evict(struct shm_readers *t, uint32_t slot)
+	__attribute__((warn_unused_result));
+
+/* Claimed slots into out[0..max) (any role); *n gets how many were found
+ * (may exceed max).  Reads /proc for each to fill `alive`. */
+int shm_readers_list(const struct shm_readers *t, struct shm_reader_info *out,
+		     size_t max, size_t *n) __attribute__((warn_unused_result));
+
+/* Counters (any role). */
+void shm_readers_stats(const struct shm_readers *t, struct shm_readers_stats *st);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * shm_readers_inline: the read-side fast path of shm_readers, inline for
+ * callers that enter and leave on every query (gateways, the read API).
+ * Same contract as shm_readers_enter / shm_readers_leave in shm_readers.h,
+ * which are out-of-line copies of these (liburcu splits urcu/x.h and
+ * urcu/static/x.h the same way).
+ *
+ * Cost: enter is one acquire load of the global epoch (a plain load on
+ * x86-64), one CAS on the reader's own cache line and two loads of that
+ * line; leave is one CAS and two loads.  The CASes are liburcu's
+ * uatomic_cmpxchg, documented to imply a full memory barrier before and
+ * after, which is exactly the store-then-full-fence the protocol needs
+ * (on x86-64 a lock cmpxchg, no separate mfence).  A CAS instead of a plain
+ * store lets a reader whose slot was taken from it notice instead of
+ * overwriting a slot that may already belong to someone else.
+ */
+#ifndef SHMEX_SHM_READERS_INLINE_H
+#define SHMEX_SHM_READERS_INLINE_H
+
+#include <errno.h>
+
+#include <urcu/compiler.h>
+#include <urcu/uatomic.h>
+
+#include "shm/shm_error.h"
+#include "shm/shm_readers.h"
+
+/* True while the slot is still ours: owner and generation unchanged. */
+static inline bool shm_readers_slot_ours_(const struct shm_reader *r)
+{
+	/* RD6: acquire load of the owner; pairs with RD11 (reaper's release
+	 * CAS, preceded by its generation bump RD10) so that a slot freed
+	 * and re-claimed with the same owner word (a sibling thread) still
+	 * shows the bumped generation below. */
+	if (load_acquire(&r->slot->owner) != r->ident)
+		return false;
+	/* Relaxed: ordered after RD6. */
+	return load_relaxed(&r->slot->gen) == r->gen;
+}
+
+static inline __attribute__((warn_unused_result)) int
+shm_readers_enter_inline(struct shm_reader *r)
+{
+	if (r->nesting > 0) {
+		r->nesting++;
+		/* Relaxed: display only. */
+		store_relaxed(&r->slot->nesting, r->nesting);
+		return 0;
+	}
+	if (caa_unlikely(r->lost))
+		return SHMEX_ESLOTLOST;
+	/* RD1: acquire load of the global epoch; pairs with RD3.  Reading
+	 * epoch E + 1 makes every unlink the writer did before advancing
+	 * visible, so this section cannot reach nodes retired with tag E. */
+	uint64_t e = load_acquire(r->gp);
+	/* A corrupted epoch (0 would read as "idle", too large would not fit
+	 * the section word): claim the oldest epoch instead, which only
+	 * delays reuse. */
+	if (caa_unlikely(e - 1 >= SHM_READERS_EPOCH_MAX))
+		e = 1;
+	uint64_t busy = r->idle | e;
+	/* RD2: section word idle -> busy, full barrier before and after
+	 * (liburcu); pairs with RD4: either the writer's scan sees e, or
+	 * this section's loads see the writer's unlinks. */
+	if (caa_unlikely(uatomic_cmpxchg(&r->slot->section, r->idle, busy) != r->idle))
+		goto lost;
+	if (caa_unlikely(!shm_readers_slot_ours_(r))) {
+		/* Taken from us, not yet re-claimed: undo our mark. */
+		(void)uatomic_cmpxchg(&r->slot->section, busy, r->idle);
+		goto lost;
+	}
+	r->epoch = e;
+	r->nesting = 1;
+	store_relaxed(&r->slot->nesting, 1u); /* display only */
+	return 0;
+lost:
+	r->lost = true;
+	return SHMEX_ESLOTLOST;
+}
+
+static inline __attribute__((warn_unused_result)) int
+shm_readers_leave_inline(struct shm_reader *r)
+{
+	if (r->nesting > 1) {
+		r->nesting--;
+		store_relaxed(&r->slot->nesting, r->nesting); /* display only */
+		return 0;
+	}
+	if (caa_unlikely(r->nesting == 0))
+		return -EINVAL;
+	r->nesting = 0;
+	store_relaxed(&r->slot->nesting, 0u); /* display only */
+	uint64_t busy = r->idle | r->epoch;
+	/* RD7: section word busy -> idle, full barrier (liburcu): every load
+	 * of the section is ordered before it; pairs with RD8 (writer's
+	 * acquire load of the section word).  It fails when the slot was
+	 * re-claimed: the new owner's word carries another generation. */
+	bool ok = uatomic_cmpxchg(&r->slot->section, busy, r->idle) == busy;
+	if (caa_unlikely(!ok || !shm_readers_slot_ours_(r))) {
+		r->lost = true;
+		return SHMEX_ESLOTLOST;
+	}
+	return 0;
+}
+
+#endif

@@ -1,0 +1,814 @@
+/*
+ * shm_readers_suite: the cross-process RCU reader table.
+ *
+ * Reader processes are real (fork, then attach by name like any other
+ * process would); parent and children synchronise over pipes, never over
+ * sleeps.  The sixteen_reader_processes case runs a miniature RCU structure
+ * in a test region (publish, retire, reclaim with poisoning) under sixteen
+ * reading processes and checks that no reader ever sees a reclaimed node.
+ */
+#include "tests/shmex_test.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shm/shm_error.h"
+#include "shm/shm_proc.h"
+#include "shm/shm_readers.h"
+#include "shm/shm_readers_inline.h"
+#include "shm/shm_region.h"
+
+static char inst[64];
+
+static void setup(void)
+{
+	test_instance(inst, sizeof(inst));
+}
+
+static void teardown(void)
+{
+	test_cleanup_instance(inst);
+}
+
+static void make_table(struct shm_readers *w, unsigned shard, uint32_t nslots)
+{
+	int rc = shm_readers_create(w, inst, shard, nslots, 0600);
+	ck_assert_msg(rc == 0, "create: %s (%s)", shmex_strerror(rc), w->region.err);
+	ck_assert_uint_eq(shm_readers_epoch(w), 1);
+}
+
+/* --- child processes ------------------------------------------------------ */
+
+struct child {
+	pid_t pid;
+	int to_child;   /* parent writes commands */
+	int from_child; /* parent reads reports */
+};
+
+static void put_u64(int fd, uint64_t v)
+{
+	if (write(fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+		_exit(90);
+}
+
+static uint64_t get_u64(int fd)
+{
+	uint64_t v = 0;
+	ssize_t n = read(fd, &v, sizeof(v));
+	return n == (ssize_t)sizeof(v) ? v : UINT64_MAX;
+}
+
+/* Forks a child running fn(in, out) and exiting with its result. */
+static struct child spawn(int (*fn)(int in, int out, void *arg), void *arg)
+{
+	int down[2], up[2];
+	ck_assert_int_eq(pipe(down), 0);
+	ck_assert_int_eq(pipe(up), 0);
+	struct child c;
+	c.pid = fork();
+	ck_assert_int_ge(c.pid, 0);
+	if (c.pid == 0) {
+		close(down[1]);
+		close(up[0]);
+		_exit(fn(down[0], up[1], arg));
+	}
+	close(down[0]);
+	close(up[1]);
+	c.to_child = down[1];
+	c.from_child = up[0];
+	return c;
+}
+
+static int finish(struct child *c, int timeout_ms)
+{
+	close(c->to_child);
+	close(c->from_child);
+	int st = test_wait_pid(c->pid, timeout_ms);
+	return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Child: attach, register, enter; report the epoch; wait for a command;
+ * leave, unregister.  Exit 0 when every step worked. */
+static int pinned_reader(int in, int out, void *arg)
+{
+	struct shm_readers t;
+	struct shm_reader r;
+	if (shm_readers_attach(&t, inst, 0, SHM_READERS_READER))
+		return 10;
+	if (shm_readers_register(&t, &r))
+		return 11;
+	if (shm_readers_enter(&r))
+		return 12;
+	put_u64(out, r.epoch);
+	if (get_u64(in) == UINT64_MAX)
+		return 13;
+	if (shm_readers_leave(&r))
+		return 14;
+	put_u64(out, 0);
+	if (shm_readers_unregister(&r))
+		return 15;
+	shm_readers_detach(&t);
+	return 0;
+}
+
+/* --- single process ------------------------------------------------------- */
+
+START_TEST(register_enter_leave_nesting)
+{
+	struct shm_readers w, rd;
+	struct shm_reader r;
+	make_table(&w, 0, 8);
+	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
+	ck_assert_uint_eq(rd.nslots, 8);
+	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
+	ck_assert_uint_lt(r.index, 8);
+	ck_assert_uint_ne(w.slots[r.index].owner, 0);
+
+	ck_assert_uint_eq(shm_readers_advance(&w), 2);
+	ck_assert_int_eq(shm_readers_enter(&r), 0);
+	ck_assert_uint_eq(shm_readers_section_epoch(w.slots[r.index].section), 2);
+	ck_assert_int_eq(shm_readers_enter_inline(&r), 0);
+	ck_assert_uint_eq(w.slots[r.index].nesting, 2);
+	ck_assert_uint_eq(shm_readers_advance(&w), 3);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 2);
+	ck_assert_int_eq(shm_readers_leave_inline(&r), 0);
+	/* Still inside the outer section. */
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 2);
+	ck_assert_uint_eq(shm_readers_section_epoch(w.slots[r.index].section), 2);
+	ck_assert_int_eq(shm_readers_leave(&r), 0);
+	ck_assert_uint_eq(shm_readers_section_epoch(w.slots[r.index].section), 0);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 3);
+	ck_assert_int_eq(shm_readers_leave(&r), -EINVAL);
+
+	/* A new section reads the new epoch. */
+	ck_assert_int_eq(shm_readers_enter(&r), 0);
+	ck_assert_uint_eq(r.epoch, 3);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 3);
+	ck_assert_uint_eq(shm_readers_advance(&w), 4);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 3);
+
+	struct shm_reader_info info[4];
+	size_t n = 0;
+	ck_assert_int_eq(shm_readers_list(&w, info, 4, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(info[0].pid, getpid());
+	ck_assert_uint_eq(info[0].start, shm_proc_self_start());
+	ck_assert(info[0].alive);
+	ck_assert(info[0].in_section);
+	ck_assert_uint_eq(info[0].epoch, 3);
+	ck_assert_uint_eq(info[0].lag, 1);
+	struct shm_readers_stats st;
+	shm_readers_stats(&rd, &st);
+	ck_assert_uint_eq(st.registered, 1);
+	ck_assert_uint_eq(st.active, 1);
+	ck_assert_uint_eq(st.epoch, 4);
+	ck_assert_uint_eq(st.safe_epoch, 3);
+
+	/* Unregister inside a section leaves it and frees the slot. */
+	ck_assert_int_eq(shm_readers_unregister(&r), 0);
+	ck_assert_int_eq(shm_readers_list(&w, info, 4, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 4);
+	shm_readers_detach(&rd);
+	shm_readers_detach(&w);
+	ck_assert_int_eq(shm_readers_unlink(inst, 0), 0);
+}
+END_TEST
+
+START_TEST(observer_is_read_only)
+{
+	struct shm_readers w, obs;
+	struct shm_reader r;
+	unsigned cleared;
+	make_table(&w, 2, 4);
+	ck_assert_int_eq(shm_readers_attach(&obs, inst, 2, SHM_READERS_OBSERVER), 0);
+	ck_assert(!obs.region.writable);
+	ck_assert_int_eq(shm_readers_register(&obs, &r), -EPERM);
+	ck_assert_int_eq(shm_readers_clear_stale(&obs, &cleared), -EPERM);
+	ck_assert_int_eq(shm_readers_evict(&obs, 0), -EPERM);
+	size_t n = 99;
+	ck_assert_int_eq(shm_readers_list(&obs, NULL, 0, &n), 0);
+	ck_assert_uint_eq(n, 0);
+	shm_readers_detach(&obs);
+	shm_readers_detach(&w);
+}
+END_TEST
+
+START_TEST(attach_errors)
+{
+	struct shm_readers t, w;
+	ck_assert_int_eq(shm_readers_attach(&t, inst, 0, SHM_READERS_READER), -ENOENT);
+	ck_assert_int_eq(shm_readers_attach(&t, inst, 0, (enum shm_readers_role)7), -EINVAL);
+	ck_assert_int_eq(shm_readers_create(&w, inst, 0, SHM_READERS_MAX_SLOTS + 1, 0600), -EINVAL);
+	/* A region of another kind under the readers name. */
+	struct shm_region other;
+	ck_assert_int_eq(shm_region_create(&other, inst, "readers.3", SHM_KIND_TEST,
+					   4096, NULL, 0, 0600), 0);
+	shm_region_publish(&other);
+	ck_assert_int_eq(shm_readers_attach(&t, inst, 3, SHM_READERS_READER), SHMEX_EBADKIND);
+	shm_region_detach(&other);
+	/* A capacity the body cannot hold, or of the wrong shard. */
+	make_table(&w, 1, 4);
+	struct shm_region_hdr_sh *h = shm_region_hdr(&w.region);
+	h->capacity[SHM_READERS_CAP_SLOTS] = 5;
+	ck_assert_int_eq(shm_readers_attach(&t, inst, 1, SHM_READERS_READER), SHMEX_EBADINDEX);
+	h->capacity[SHM_READERS_CAP_SLOTS] = UINT64_MAX;
+	ck_assert_int_eq(shm_readers_attach(&t, inst, 1, SHM_READERS_READER), SHMEX_EBADINDEX);
+	h->capacity[SHM_READERS_CAP_SLOTS] = 4;
+	h->capacity[SHM_READERS_CAP_SHARD] = 2;
+	ck_assert_int_eq(shm_readers_attach(&t, inst, 1, SHM_READERS_OBSERVER), SHMEX_EBADINDEX);
+	h->capacity[SHM_READERS_CAP_SHARD] = 1;
+	ck_assert_int_eq(shm_readers_attach(&t, inst, 1, SHM_READERS_OBSERVER), 0);
+	shm_readers_detach(&t);
+	shm_readers_detach(&w);
+}
+END_TEST
+
+static int second_writer(int in, int out, void *arg)
+{
+	struct shm_readers t;
+	int rc = shm_readers_attach(&t, inst, 0, SHM_READERS_WRITER);
+	put_u64(out, (uint64_t)(int64_t)rc);
+	if (rc == 0) {
+		put_u64(out, shm_readers_epoch(&t));
+		put_u64(out, shm_readers_advance(&t));
+		shm_readers_detach(&t);
+	}
+	return 0;
+}
+
+START_TEST(one_writer_at_a_time)
+{
+	struct shm_readers w;
+	make_table(&w, 0, 4);
+	(void)shm_readers_advance(&w);
+	(void)shm_readers_advance(&w);
+	struct child c = spawn(second_writer, NULL);
+	ck_assert_int_eq((int)(int64_t)get_u64(c.from_child), SHMEX_EINUSE);
+	ck_assert_int_eq(finish(&c, 10000), 0);
+	/* The first writer leaves: a restarted matcher continues its epoch. */
+	shm_readers_detach(&w);
+	c = spawn(second_writer, NULL);
+	ck_assert_int_eq((int)(int64_t)get_u64(c.from_child), 0);
+	ck_assert_uint_eq(get_u64(c.from_child), 3);
+	ck_assert_uint_eq(get_u64(c.from_child), 4);
+	ck_assert_int_eq(finish(&c, 10000), 0);
+	/* A writer that died without detaching does not block the next. */
+	struct shm_readers w2;
+	ck_assert_int_eq(shm_readers_attach(&w2, inst, 0, SHM_READERS_WRITER), 0);
+	ck_assert_uint_eq(shm_readers_epoch(&w2), 4);
+	w2.hdr->writer = UINT64_C(0x7fffffff) << SHM_READERS_PID_BITS | 1;
+	free(w2.seen);
+	shm_region_detach(&w2.region);
+	ck_assert_int_eq(shm_readers_attach(&w2, inst, 0, SHM_READERS_WRITER), 0);
+	shm_readers_detach(&w2);
+}
+END_TEST
+
+START_TEST(reader_of_several_shards)
+{
+	struct shm_readers w0, w1, r0, r1;
+	struct shm_reader a, b;
+	make_table(&w0, 0, 4);
+	make_table(&w1, 1, 4);
+	(void)shm_readers_advance(&w1);
+	ck_assert_int_eq(shm_readers_attach(&r0, inst, 0, SHM_READERS_READER), 0);
+	ck_assert_int_eq(shm_readers_attach(&r1, inst, 1, SHM_READERS_READER), 0);
+	ck_assert_int_eq(shm_readers_register(&r0, &a), 0);
+	ck_assert_int_eq(shm_readers_register(&r1, &b), 0);
+	ck_assert_int_eq(shm_readers_enter(&a), 0);
+	ck_assert_int_eq(shm_readers_enter(&b), 0);
+	(void)shm_readers_advance(&w0);
+	(void)shm_readers_advance(&w1);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w0), 1);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w1), 2);
+	ck_assert_int_eq(shm_readers_leave(&a), 0);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w0), 2);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w1), 2);
+	ck_assert_int_eq(shm_readers_leave(&b), 0);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w1), 3);
+	ck_assert_int_eq(shm_readers_unregister(&a), 0);
+	ck_assert_int_eq(shm_readers_unregister(&b), 0);
+	shm_readers_detach(&r0);
+	shm_readers_detach(&r1);
+	shm_readers_detach(&w0);
+	shm_readers_detach(&w1);
+}
+END_TEST
+
+/* --- other processes ------------------------------------------------------- */
+
+START_TEST(pinned_reader_holds_safe_epoch)
+{
+	struct shm_readers w;
+	make_table(&w, 0, 8);
+	(void)shm_readers_advance(&w); /* 2 */
+	struct child c = spawn(pinned_reader, NULL);
+	uint64_t e = get_u64(c.from_child);
+	ck_assert_uint_eq(e, 2);
+	for (int i = 0; i < 50; i++) {
+		(void)shm_readers_advance(&w);
+		/* Nodes retired with tag >= e stay unusable. */
+		ck_assert_uint_eq(shm_readers_safe_epoch(&w), e);
+	}
+	put_u64(c.to_child, 1);
+	ck_assert_uint_eq(get_u64(c.from_child), 0); /* it has left */
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), shm_readers_epoch(&w));
+	ck_assert_int_eq(finish(&c, 10000), 0);
+	shm_readers_detach(&w);
+}
+END_TEST
+
+static int pinned_forever(int in, int out, void *arg)
+{
+	struct shm_readers t;
+	struct shm_reader r;
+	bool enter = arg != NULL;
+	if (shm_readers_attach(&t, inst, 0, SHM_READERS_READER))
+		return 10;
+	if (shm_readers_register(&t, &r))
+		return 11;
+	if (enter && shm_readers_enter(&r))
+		return 12;
+	put_u64(out, r.epoch);
+	/* Until killed, or until the parent closes the pipe: then leave
+	 * properly and check that the slot was ours throughout. */
+	(void)get_u64(in);
+	if (enter && shm_readers_leave(&r))
+		return 14;
+	if (shm_readers_unregister(&r))
+		return 15;
+	return 0;
+}
+
+START_TEST(killed_reader_is_reaped)
+{
+	struct shm_readers w;
+	make_table(&w, 0, 8);
+	shm_readers_set_reap_interval(&w, 0);
+	(void)shm_readers_advance(&w);
+	struct child c = spawn(pinned_forever, (void *)1);
+	uint64_t e = get_u64(c.from_child);
+	ck_assert_uint_eq(e, 2);
+	for (int i = 0; i < 5; i++) {
+		(void)shm_readers_advance(&w);
+		ck_assert_uint_eq(shm_readers_safe_epoch(&w), e);
+	}
+	kill(c.pid, SIGKILL);
+	ck_assert_int_eq(finish(&c, 10000), -1); /* killed, reaped by waitpid */
+	/* The first pass notes the slot stuck in one section, the next finds
+	 * its owner gone.  The writer only polls: never waits. */
+	uint64_t safe = 0;
+	int polls = 0;
+	while (polls < 3 && (safe = shm_readers_safe_epoch(&w)) != shm_readers_epoch(&w))
+		polls++;
+	ck_assert_uint_eq(safe, shm_readers_epoch(&w));
+	ck_assert_uint_eq(w.reaped, 1);
+	struct shm_readers_stats st;
+	shm_readers_stats(&w, &st);
+	ck_assert_uint_eq(st.reaped, 1);
+	ck_assert_uint_eq(st.registered, 0);
+	/* Reclamation continues with new epochs. */
+	uint64_t next = shm_readers_advance(&w);
+	ck_assert_uint_eq(next, 8);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), next);
+	shm_readers_detach(&w);
+}
+END_TEST
+
+START_TEST(zombie_reader_is_reaped)
+{
+	struct shm_readers w;
+	make_table(&w, 0, 8);
+	shm_readers_set_reap_interval(&w, 0);
+	struct child c = spawn(pinned_forever, (void *)1);
+	ck_assert_uint_eq(get_u64(c.from_child), 1);
+	(void)shm_readers_advance(&w);
+	kill(c.pid, SIGKILL);
+	/* Wait until it is a zombie, without reaping it. */
+	siginfo_t si;
+	ck_assert_int_eq(waitid(P_PID, (id_t)c.pid, &si, WEXITED | WNOWAIT), 0);
+	uint64_t start;
+	ck_assert_int_eq(shm_proc_start_time(c.pid, &start), 0); /* still in /proc */
+	for (int i = 0; i < 3; i++)
+		(void)shm_readers_safe_epoch(&w);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 2);
+	ck_assert_uint_eq(w.reaped, 1);
+	ck_assert_int_eq(finish(&c, 10000), -1);
+	shm_readers_detach(&w);
+}
+END_TEST
+
+START_TEST(clear_stale_frees_only_dead_slots)
+{
+	struct shm_readers w, tool;
+	make_table(&w, 0, 8);
+	struct child live = spawn(pinned_forever, (void *)1);
+	struct child dead_in = spawn(pinned_forever, (void *)1);
+	struct child dead_idle = spawn(pinned_forever, NULL);
+	(void)get_u64(live.from_child);
+	(void)get_u64(dead_in.from_child);
+	(void)get_u64(dead_idle.from_child);
+	kill(dead_in.pid, SIGKILL);
+	kill(dead_idle.pid, SIGKILL);
+	ck_assert_int_eq(finish(&dead_in, 10000), -1);
+	ck_assert_int_eq(finish(&dead_idle, 10000), -1);
+	ck_assert_int_eq(shm_readers_attach(&tool, inst, 0, SHM_READERS_READER), 0);
+	struct shm_reader_info info[8];
+	size_t n;
+	ck_assert_int_eq(shm_readers_list(&tool, info, 8, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	int alive = 0;
+	for (size_t i = 0; i < n; i++)
+		alive += info[i].alive;
+	ck_assert_int_eq(alive, 1);
+	unsigned cleared = 0;
+	ck_assert_int_eq(shm_readers_clear_stale(&tool, &cleared), 0);
+	ck_assert_uint_eq(cleared, 2);
+	ck_assert_int_eq(shm_readers_list(&tool, info, 8, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(info[0].pid, live.pid);
+	ck_assert(info[0].in_section);
+	ck_assert_int_eq(shm_readers_clear_stale(&tool, &cleared), 0);
+	ck_assert_uint_eq(cleared, 0);
+	/* The live reader was not disturbed: its leave succeeds. */
+	ck_assert_int_eq(finish(&live, 10000), 0);
+	shm_readers_detach(&tool);
+	shm_readers_detach(&w);
+}
+END_TEST
+
+/* Child holding a slot: reports, then on command runs sections. */
+static int slot_holder(int in, int out, void *arg)
+{
+	struct shm_readers t;
+	struct shm_reader r;
+	if (shm_readers_attach(&t, inst, 0, SHM_READERS_READER))
+		return 10;
+	if (shm_readers_register(&t, &r))
+		return 11;
+	put_u64(out, r.index);
+	if (get_u64(in) == UINT64_MAX)
+		return 12;
+	for (int i = 0; i < 1000; i++) {
+		if (shm_readers_enter(&r))
+			return 13;
+		if (shm_readers_leave(&r))
+			return 14;
+	}
+	if (shm_readers_unregister(&r))
+		return 15;
+	return 0;
+}
+
+START_TEST(slots_exhausted)
+{
+	struct shm_readers w, rd;
+	struct shm_reader r;
+	struct child c[4];
+	make_table(&w, 0, 4);
+	for (int i = 0; i < 4; i++)
+		c[i] = spawn(slot_holder, NULL);
+	for (int i = 0; i < 4; i++)
+		ck_assert_uint_lt(get_u64(c[i].from_child), 4);
+	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
+	ck_assert_int_eq(shm_readers_register(&rd, &r), SHMEX_ENOREADERSLOT);
+	ck_assert_int_eq(shm_readers_register(&rd, &r), SHMEX_ENOREADERSLOT);
+	/* The others are unaffected. */
+	for (int i = 1; i < 4; i++) {
+		put_u64(c[i].to_child, 1);
+		ck_assert_int_eq(finish(&c[i], 20000), 0);
+	}
+	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
+	ck_assert_int_eq(shm_readers_unregister(&r), 0);
+	/* A full table whose one dead owner is reaped by register itself. */
+	for (int i = 1; i < 4; i++)
+		c[i] = spawn(slot_holder, NULL);
+	for (int i = 1; i < 4; i++)
+		(void)get_u64(c[i].from_child);
+	kill(c[0].pid, SIGKILL);
+	ck_assert_int_eq(finish(&c[0], 10000), -1);
+	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
+	ck_assert_int_eq(shm_readers_enter(&r), 0);
+	ck_assert_int_eq(shm_readers_leave(&r), 0);
+	for (int i = 1; i < 4; i++) {
+		put_u64(c[i].to_child, 1);
+		ck_assert_int_eq(finish(&c[i], 20000), 0);
+	}
+	ck_assert_int_eq(shm_readers_unregister(&r), 0);
+	shm_readers_detach(&rd);
+	shm_readers_detach(&w);
+}
+END_TEST
+
+START_TEST(evicted_reader_gets_slot_lost)
+{
+	struct shm_readers w, rd;
+	struct shm_reader a, b;
+	make_table(&w, 0, 1);
+	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
+	ck_assert_int_eq(shm_readers_register(&rd, &a), 0);
+	ck_assert_int_eq(shm_readers_enter(&a), 0);
+	(void)shm_readers_advance(&w);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
+	ck_assert_int_eq(shm_readers_evict(&w, 1), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_readers_evict(&w, 0), 0);
+	ck_assert_int_eq(shm_readers_evict(&w, 0), -ENOENT);
+	/* The writer no longer waits for it... */
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 2);
+	/* ...and the reader is told, not harmed silently. */
+	ck_assert_int_eq(shm_readers_leave(&a), SHMEX_ESLOTLOST);
+	ck_assert_int_eq(shm_readers_enter(&a), SHMEX_ESLOTLOST);
+	ck_assert_int_eq(shm_readers_unregister(&a), 0);
+	ck_assert_int_eq(shm_readers_register(&rd, &a), 0);
+	ck_assert_int_eq(shm_readers_enter(&a), 0);
+	ck_assert_int_eq(shm_readers_leave(&a), 0);
+
+	/* Evicted while idle: the next enter fails and touches nothing. */
+	ck_assert_int_eq(shm_readers_evict(&w, 0), 0);
+	ck_assert_int_eq(shm_readers_enter(&a), SHMEX_ESLOTLOST);
+	ck_assert_uint_eq(shm_readers_section_epoch(w.slots[0].section), 0);
+	ck_assert_int_eq(shm_readers_unregister(&a), 0);
+
+	/* Evicted inside a section and the slot re-claimed by another
+	 * registration with the same owner word (a sibling thread): the
+	 * evicted one is told at leave, the new one keeps its section. */
+	ck_assert_int_eq(shm_readers_register(&rd, &a), 0);
+	ck_assert_int_eq(shm_readers_enter(&a), 0);
+	ck_assert_int_eq(shm_readers_evict(&w, 0), 0);
+	ck_assert_int_eq(shm_readers_register(&rd, &b), 0);
+	ck_assert_uint_eq(b.index, 0);
+	ck_assert_int_eq(shm_readers_enter(&b), 0);
+	(void)shm_readers_advance(&w);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), b.epoch);
+	ck_assert_int_eq(shm_readers_leave(&a), SHMEX_ESLOTLOST);
+	ck_assert_uint_eq(shm_readers_section_epoch(w.slots[0].section), b.epoch);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), b.epoch);
+	ck_assert_int_eq(shm_readers_leave(&b), 0);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), shm_readers_epoch(&w));
+	ck_assert_int_eq(shm_readers_unregister(&a), 0);
+	ck_assert_int_eq(shm_readers_unregister(&b), 0);
+	/* An unreported loss is reported by unregister. */
+	ck_assert_int_eq(shm_readers_register(&rd, &a), 0);
+	ck_assert_int_eq(shm_readers_evict(&w, 0), 0);
+	ck_assert_int_eq(shm_readers_unregister(&a), SHMEX_ESLOTLOST);
+	shm_readers_detach(&rd);
+	shm_readers_detach(&w);
+}
+END_TEST
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static uint64_t rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+START_TEST(garbage_slots_do_not_crash_writer)
+{
+	struct shm_readers w, rd;
+	struct shm_reader r;
+	make_table(&w, 0, 32);
+	shm_readers_set_reap_interval(&w, 0);
+	for (int i = 0; i < 10; i++)
+		(void)shm_readers_advance(&w);
+	uint64_t gp = shm_readers_epoch(&w);
+	/* Random bytes in every slot; slot 5 looks like a live owner (this
+	 * process) reading a future epoch. */
+	uint64_t *words = (uint64_t *)w.slots;
+	for (size_t i = 0; i < 32 * 8; i++)
+		words[i] = rng();
+	w.slots[3].owner = 0;
+	w.slots[5].owner = ((uint64_t)shm_proc_self_start() << SHM_READERS_PID_BITS) |
+			   (uint64_t)getpid();
+	w.slots[5].section = SHM_READERS_EPOCH_MAX - 3;
+	for (int i = 0; i < 5; i++) {
+		uint64_t s = shm_readers_safe_epoch(&w);
+		ck_assert_uint_ge(s, 1);
+		ck_assert_uint_le(s, gp);
+	}
+	/* Garbage owners are dead processes: reaped.  The live one with the
+	 * impossible epoch only holds reuse back (counts as the oldest). */
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
+	ck_assert_uint_gt(w.bad_epochs, 0);
+	struct shm_reader_info info[40];
+	size_t n;
+	ck_assert_int_eq(shm_readers_list(&w, info, 40, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(info[0].slot, 5);
+	struct shm_readers_stats st;
+	shm_readers_stats(&w, &st);
+	ck_assert_uint_eq(st.registered, 1);
+	ck_assert_uint_eq(st.reaped, 31 - 1);
+	ck_assert_int_eq(shm_readers_evict(&w, 5), 0);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), gp);
+
+	/* A corrupted global epoch (readers can write the region). */
+	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
+	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
+	w.hdr->epoch = 0;
+	ck_assert_int_eq(shm_readers_enter(&r), 0);
+	ck_assert_uint_eq(r.epoch, 1);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
+	ck_assert_int_eq(shm_readers_leave(&r), 0);
+	w.hdr->epoch = UINT64_MAX;
+	ck_assert_int_eq(shm_readers_enter(&r), 0);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
+	ck_assert_int_eq(shm_readers_leave(&r), 0);
+	ck_assert_uint_eq(shm_readers_safe_epoch(&w), gp);
+	/* The writer's next advance repairs it. */
+	ck_assert_uint_eq(shm_readers_advance(&w), gp + 1);
+	ck_assert_uint_eq(w.hdr->epoch, gp + 1);
+	ck_assert_int_eq(shm_readers_unregister(&r), 0);
+	shm_readers_detach(&rd);
+	/* A writer refuses to continue from a corrupt epoch. */
+	w.hdr->epoch = 0;
+	shm_readers_detach(&w);
+	ck_assert_int_eq(shm_readers_attach(&w, inst, 0, SHM_READERS_WRITER), SHMEX_EBADINDEX);
+}
+END_TEST
+
+/*
+ * A miniature RCU structure in a test region: `head` names the published
+ * node; every field of a live node holds its version; a reclaimed node is
+ * poisoned before reuse.  The parent publishes, retires and reclaims as
+ * fast as it can; sixteen reader processes check every node they reach.
+ */
+#define NODES 256
+#define FIELDS 7
+#define POISON UINT64_C(0xdeaddeaddeaddead)
+
+struct node_sh {
+	uint64_t v[FIELDS];
+	uint64_t pad;
+};
+
+struct mini_sh {
+	uint64_t head;  /* W: parent, release; R: readers, acquire */
+	uint64_t stop;  /* W: parent, release; R: readers, acquire */
+	uint64_t pad[6];
+	struct node_sh node[NODES];
+};
+
+static int rcu_reader(int in, int out, void *arg)
+{
+	struct shm_region m;
+	struct shm_readers t;
+	struct shm_reader r;
+	uint64_t sections = 0, bad = 0;
+	if (shm_region_attach(&m, inst, "mini", SHM_KIND_TEST, SHM_RDONLY))
+		return 10;
+	if (shm_readers_attach(&t, inst, 0, SHM_READERS_READER))
+		return 11;
+	if (shm_readers_register(&t, &r))
+		return 12;
+	const struct mini_sh *mini = shm_region_body(&m);
+	put_u64(out, 0);
+	while (!load_acquire(&mini->stop)) {
+		if (shm_readers_enter_inline(&r))
+			return 13;
+		uint64_t h = load_acquire(&mini->head);
+		if (h >= NODES)
+			return 14;
+		const struct node_sh *nd = &mini->node[h];
+		uint64_t v0 = load_relaxed(&nd->v[0]);
+		for (int k = 0; k < 20; k++)
+			cpu_relax();
+		for (int f = 0; f < FIELDS; f++)
+			if (load_relaxed(&nd->v[f]) != v0 || v0 == POISON)
+				bad++;
+		if (shm_readers_leave_inline(&r))
+			return 15;
+		sections++;
+	}
+	put_u64(out, sections);
+	put_u64(out, bad);
+	if (shm_readers_unregister(&r))
+		return 16;
+	return 0;
+}
+
+START_TEST(sixteen_reader_processes)
+{
+	enum { NREADERS = 16 };
+	struct shm_readers w;
+	struct shm_region m;
+	struct child c[NREADERS];
+	make_table(&w, 0, NREADERS);
+	shm_readers_set_reap_interval(&w, 0);
+	ck_assert_int_eq(shm_region_create(&m, inst, "mini", SHM_KIND_TEST,
+					   sizeof(struct mini_sh), NULL, 0, 0600), 0);
+	struct mini_sh *mini = shm_region_body(&m);
+	/* Private writer state: free list and retired list with tags. */
+	static uint32_t free_list[NODES];
+	static uint32_t retired[NODES];
+	static uint64_t tag[NODES];
+	uint32_t nfree = 0, nretired = 0;
+	for (uint32_t i = 1; i < NODES; i++)
+		free_list[nfree++] = i;
+	for (int f = 0; f < FIELDS; f++)
+		mini->node[0].v[f] = 1;
+	mini->head = 0;
+	shm_region_publish(&m);
+	for (int i = 0; i < NREADERS; i++)
+		c[i] = spawn(rcu_reader, NULL);
+	for (int i = 0; i < NREADERS; i++)
+		ck_assert_uint_eq(get_u64(c[i].from_child), 0);
+
+	uint64_t version = 1, reclaimed = 0, published = 0;
+	/* At least 0.5 s, and until every node was reused several times
+	 * (slow builds, busy machines), but never more than 10 s. */
+	unsigned long long t0 = test_now_ns();
+	uint32_t cur = 0;
+	for (;;) {
+		unsigned long long t = test_now_ns() - t0;
+		if (t > 10000000000ull ||
+		    (t > 500000000ull && reclaimed >= 8 * NODES))
+			break;
+		for (int batch = 0; batch < 16 && nfree > 0; batch++) {
+			uint32_t n = free_list[--nfree];
+			version++;
+			for (int f = 0; f < FIELDS; f++)
+				store_relaxed(&mini->node[n].v[f], version);
+			store_release(&mini->head, (uint64_t)n); /* publish */
+			retired[nretired] = cur;
+			tag[nretired++] = shm_readers_epoch(&w);
+			cur = n;
+			published++;
+		}
+		(void)shm_readers_advance(&w);
+		uint64_t safe = shm_readers_safe_epoch(&w);
+		uint32_t keep = 0;
+		for (uint32_t i = 0; i < nretired; i++) {
+			if (tag[i] < safe) {
+				for (int f = 0; f < FIELDS; f++)
+					store_relaxed(&mini->node[retired[i]].v[f], POISON);
+				free_list[nfree++] = retired[i];
+				reclaimed++;
+			} else {
+				retired[keep] = retired[i];
+				tag[keep++] = tag[i];
+			}
+		}
+		nretired = keep;
+	}
+	store_release(&mini->stop, 1);
+	uint64_t sections = 0, bad = 0;
+	for (int i = 0; i < NREADERS; i++) {
+		uint64_t s = get_u64(c[i].from_child);
+		uint64_t b = get_u64(c[i].from_child);
+		ck_assert_int_eq(finish(&c[i], 20000), 0);
+		ck_assert_uint_gt(s, 0);
+		sections += s;
+		bad += b;
+	}
+	fprintf(stderr, "sixteen_reader_processes: %llu published, %llu reclaimed, "
+		"%llu read sections, %llu bad\n", (unsigned long long)published,
+		(unsigned long long)reclaimed, (unsigned long long)sections,
+		(unsigned long long)bad);
+	ck_assert_uint_eq(bad, 0);
+	/* The test means something only if nodes were reused under readers. */
+	ck_assert_uint_ge(reclaimed, 8 * NODES);
+	struct shm_readers_stats st;
+	shm_readers_stats(&w, &st);
+	ck_assert_uint_eq(st.registered, 0);
+	shm_region_detach(&m);
+	shm_readers_detach(&w);
+}
+END_TEST
+
+static Suite *shm_readers_suite(void)
+{
+	Suite *s = suite_create("shm_readers");
+	TCase *tc = tcase_create("single_process");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, register_enter_leave_nesting);
+	tcase_add_test(tc, observer_is_read_only);
+	tcase_add_test(tc, attach_errors);
+	tcase_add_test(tc, reader_of_several_shards);
+	tcase_add_test(tc, evicted_reader_gets_slot_lost);
+	tcase_add_test(tc, garbage_slots_do_not_crash_writer);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("processes");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, one_writer_at_a_time);
+	tcase_add_test(tc, pinned_reader_holds_safe_epoch);
+	tcase_add_test(tc, killed_reader_is_reaped);
+	tcase_add_test(tc, zombie_reader_is_reaped);
+	tcase_add_test(tc, clear_stale_frees_only_dead_slots);
+	tcase_add_test(tc, slots_exhausted);
+	tcase_add_test(tc, sixteen_reader_processes);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+SHMEX_TEST_MAIN(shm_readers_suite)

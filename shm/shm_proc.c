@@ -10,7 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-int shm_proc_start_time(pid_t pid, uint64_t *start)
+/* Reads /proc/PID/stat: the start time (field 22) and the state letter
+ * (field 3).  The command name (field 2) may hold spaces and parentheses,
+ * so fields are counted from the last ')'. */
+static int read_stat(pid_t pid, uint64_t *start, char *state)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -23,11 +26,10 @@ int shm_proc_start_time(pid_t pid, uint64_t *start)
 	if (n <= 0)
 		return n < 0 ? -saved : -ESRCH;
 	buf[n] = '\0';
-	/* The command name (field 2) may hold spaces and parentheses: skip
-	 * to the last ')' and count fields from there (field 3 follows). */
 	char *p = strrchr(buf, ')');
-	if (!p)
+	if (!p || p[1] != ' ' || p[2] == '\0')
 		return -EINVAL;
+	*state = p[2];
 	p++;
 	for (int field = 3; field < 22; field++) {
 		p = strchr(p + 1, ' ');
@@ -41,6 +43,12 @@ int shm_proc_start_time(pid_t pid, uint64_t *start)
 		return -EINVAL;
 	*start = v;
 	return 0;
+}
+
+int shm_proc_start_time(pid_t pid, uint64_t *start)
+{
+	char state;
+	return read_stat(pid, start, &state);
 }
 
 uint64_t shm_proc_self_start(void)
@@ -63,7 +71,9 @@ bool shm_proc_alive(pid_t pid, uint64_t start)
 	if (pid <= 0)
 		return false;
 	uint64_t now;
-	if (shm_proc_start_time(pid, &now) != 0)
+	char state;
+	if (read_stat(pid, &now, &state) != 0)
 		return false;
-	return now == start;
+	/* A zombie (Z) or dying (X) process holds nothing any more. */
+	return now == start && state != 'Z' && state != 'X';
 }

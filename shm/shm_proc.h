@@ -19,7 +19,7 @@
 int shm_proc_start_time(pid_t pid, uint64_t *start) __attribute__((warn_unused_result));
 /* Start time of the calling process (cached after the first call). */
 uint64_t shm_proc_self_start(void);
-/* True when (pid, start) still names a live process. */
+/* True when (pid, start) still names a live process (a zombie is dead). */
 bool shm_proc_alive(pid_t pid, uint64_t start);
 
 #endif

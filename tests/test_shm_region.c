@@ -264,6 +264,33 @@ START_TEST(proc_identity)
 }
 END_TEST
 
+START_TEST(zombie_is_not_alive)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(0);
+	uint64_t start = 0;
+	/* Wait until the child has exited but is not reaped: a zombie. */
+	for (int i = 0; i < 2000; i++) {
+		char path[64], buf[256];
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		FILE *f = fopen(path, "r");
+		ck_assert_ptr_nonnull(f);
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = 0;
+		char *p = strrchr(buf, ')');
+		if (p && p[2] == 'Z')
+			break;
+		usleep(1000);
+	}
+	ck_assert_int_eq(shm_proc_start_time(pid, &start), 0);
+	ck_assert(!shm_proc_alive(pid, start));
+	ck_assert_int_eq(test_wait_pid(pid, 5000), 0);
+}
+END_TEST
+
 START_TEST(error_table)
 {
 	ck_assert_str_eq(shmex_strerror(SHMEX_ENOFUNDS), "Insufficient funds");
@@ -292,6 +319,7 @@ static Suite *shm_region_suite(void)
 	tcase_add_test(tc, two_instances_side_by_side);
 	tcase_add_test(tc, stale_region_detected_and_removed);
 	tcase_add_test(tc, proc_identity);
+	tcase_add_test(tc, zombie_is_not_alive);
 	tcase_add_test(tc, error_table);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,932 @@
+/*
+ * gw_route: request execution for one gateway (see gw_route.h).
+ *
+ * Shape.  One job per connection slot (a connection executes one request at
+ * a time), reused from request to request so that the parsed request and
+ * the reply buffer keep their storage.  A job runs its items in document
+ * order until one needs a matcher; it then waits in the send queue of that
+ * shard (W_SEND), then for the reply (W_REPLY), and resumes.  The loop turn
+ * (gw_route_poll) drains every reply ring, then flushes every send queue in
+ * batches (one ring publication and at most one doorbell per batch).
+ *
+ * Request ids: req_id = (counter << 16) | slot.  The counter starts at the
+ * monotonic clock in ns when the gateway starts and grows by one per
+ * message, so a restarted gateway (same rings) never takes a reply meant
+ * for its predecessor as its own; a reply is accepted only when its req_id
+ * and req_type equal the job's outstanding message, so a reply for a
+ * closed connection, or a forged one, is counted and dropped.
+ *
+ * Queries read the order's record and fills from the shard's book region
+ * through the read-side API (shm_read.h: one reader slot per shard, a
+ * read-side section of the shard's reader table and a seqcount snapshot of
+ * the order's symbol, every index bounds-checked).  A snapshot that keeps
+ * changing is answered "Exchange busy, try again".
+ *
+ * Waking (GW2 labels, docs/concurrency.md): the helper thread sleeps on the
+ * gateway's doorbell only while `armed` [GW2-1/GW2-2]; when a reply ring
+ * becomes readable it disarms and writes the eventfd, which the loop
+ * watches.  The helper's readiness test reads each reply ring's head and
+ * tail from shared memory (acquire) and never touches the loop thread's
+ * ring handles.  Lost wake-ups are impossible: the loop re-arms after it
+ * drained, and the helper always re-reads the rings (through the
+ * doorbell's Dekker protocol) before it sleeps.
+ *
+ * Limits: max_conns jobs; a status with at most the book's fill capacity
+ * fills; RX_BATCH replies per dequeue (RX_ROUNDS per shard per turn),
+ * SEND_BATCH messages per enqueue.
+ */
+#include "gateway/gw_route.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/gw_reply.h"
+#include "shm/shm_accounts.h"
+#include "shm/shm_atomic.h"
+#include "shm/shm_book.h"
+#include "shm/shm_error.h"
+#include "shm/shm_instance.h"
+#include "shm/shm_msg.h"
+#include "shm/shm_read.h"
+#include "shm/shm_region.h"
+#include "shm/shm_ring.h"
+
+#define RX_BATCH 64
+#define SEND_BATCH 64
+#define RX_ROUNDS 8         /* dequeues per shard per loop turn */
+#define Q_NIL UINT32_MAX
+
+/* What a parked job waits for: room in its shard's ring (W_SEND), the
+ * matcher's reply (W_REPLY), or the next loop turn to retry a book read
+ * whose snapshot kept changing (W_RETRY). */
+enum job_wait { W_NONE = 0, W_SEND, W_REPLY, W_RETRY };
+
+/* What a query (or a cancel's reply) shows of an order. */
+struct status {
+	uint64_t account;
+	int64_t open;
+	int64_t cancelled;
+	uint64_t cancel_time_ns;
+	uint32_t nfills;
+};
+
+struct job {
+	bool active;
+	bool acct_ok;        /* transactions: the account exists */
+	bool busy_fail;      /* a ring item was answered busy: later ones too */
+	bool cancel_done;    /* the current CANCEL succeeded; its <canceled>
+			      * waits for a status read of the order */
+	int64_t cancel_qty;  /* that cancel's reply: shares and time */
+	uint64_t cancel_time_ns;
+	uint64_t retry_since;/* first busy read of the current item, 0: none */
+	uint8_t wait;        /* enum job_wait */
+	struct gw_conn_ref conn;
+	uint32_t next;       /* next item to execute */
+	uint32_t shard;      /* shard of the outstanding message */
+	uint32_t qnext;      /* send-queue link */
+	uint64_t since_ns;   /* entered the send queue at */
+	struct shm_msg msg;  /* the outstanding message */
+	struct gw_xml_req req;
+	struct gw_reply reply;
+};
+
+struct sendq {
+	uint32_t head, tail, n;
+};
+
+struct gw_route {
+	struct gw_route_cfg cfg;
+	char instance[SHM_INSTANCE_MAX + 1];
+	struct gw_server *srv;
+	struct gw_xml_parser *xp;
+	struct gw_xml_limits xml;
+	struct shm_instance inst;
+	bool inst_ok;
+	uint32_t nshards;
+	struct shm_ring *req_ring;    /* [nshards]: this gateway -> shard */
+	struct shm_ring *rep_ring;    /* [nshards]: shard -> this gateway */
+	struct shm_doorbell_sh *db;   /* this gateway's doorbell */
+	struct shm_accounts accts;
+	bool accts_ok;
+	struct shm_read *rd;          /* [nshards]: book readers */
+	uint8_t *rd_ok;               /* [nshards] */
+	struct job *jobs;             /* [max_conns] */
+	struct sendq *q;              /* [nshards] */
+	struct sendq retryq;          /* jobs in W_RETRY */
+	uint8_t *ring_bad;            /* [nshards]: corruption logged (bit 0
+				       * request ring, bit 1 reply ring) */
+	uint32_t nactive;
+	uint32_t nwaiting;            /* jobs in W_REPLY */
+	uint64_t next_id;
+	struct shm_read_fill *fills;  /* scratch for status reads */
+	size_t fills_cap;
+	int efd;
+	pthread_t helper;
+	bool helper_started;
+	/* Helper handshake (private memory, two threads of this process).
+	 * armed: W: loop 0 -> 1, release [GW2-1] + futex wake; helper
+	 * 1 -> 0, relaxed, before it writes the eventfd.  R: helper,
+	 * acquire [GW2-2] (pairs with GW2-1) before watching the rings.
+	 * The loop reads armed relaxed before re-arming: a stale 1 can only
+	 * be a helper that is about to write the eventfd, which makes the
+	 * loop poll (and re-arm) once more, so no wake-up is lost.
+	 * stop: W: loop, release [GW2-3]; R: helper, acquire [GW2-4]. */
+	uint32_t armed;
+	uint32_t stop;
+	struct gw_route_stats st;
+	struct shm_msg rx[RX_BATCH];
+	struct shm_msg tx[SEND_BATCH];
+	uint32_t txjob[SEND_BATCH];
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static long futex_private(uint32_t *uaddr, int op, uint32_t val,
+			  const struct timespec *ts)
+{
+	return syscall(SYS_futex, uaddr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
+}
+
+/* ---- the helper thread ---- */
+
+/* Doorbell predicate: some reply ring holds unconsumed replies, or the
+ * helper must stop.  Reads only shared ring indexes. */
+static bool replies_ready(void *arg)
+{
+	struct gw_route *r = arg;
+	/* GW2-4: acquire; pairs with GW2-3 in gw_route_close. */
+	if (load_acquire(&r->stop))
+		return true;
+	for (uint32_t s = 0; s < r->nshards; s++) {
+		const struct shm_ring_sh *sh = r->rep_ring[s].sh;
+		/* GW2-5: acquire loads of head (pairs with the matcher's
+		 * RNG1) and tail (the loop thread's RNG3).  Only compared,
+		 * never used to read slots: the loop thread dequeues.  The
+		 * doorbell's DB2 fence orders them after the announcement
+		 * of sleep. */
+		if (load_acquire(&sh->prod.head) != load_acquire(&sh->cons.tail))
+			return true;
+	}
+	return false;
+}
+
+static void *helper_main(void *arg)
+{
+	struct gw_route *r = arg;
+	uint32_t spin_ns = r->cfg.spin_us * 1000u;
+	for (;;) {
+		/* GW2-2: acquire; pairs with the loop's GW2-1. */
+		while (!load_acquire(&r->armed) &&
+		       !load_acquire(&r->stop) /* GW2-4 */) {
+			struct timespec ts = {1, 0};
+			futex_private(&r->armed, FUTEX_WAIT, 0, &ts);
+		}
+		if (load_acquire(&r->stop))
+			break;
+		int rc = shm_doorbell_wait(r->db, replies_ready, r, spin_ns, 1000);
+		if (load_acquire(&r->stop))
+			break;
+		if (rc == 0) {
+			/* Relaxed: the eventfd write is the signal; a stale
+			 * 1 seen by the loop only skips one re-arm, and the
+			 * loop re-arms after its next drain. */
+			store_relaxed(&r->armed, 0u);
+			uint64_t one = 1;
+			(void)!write(r->efd, &one, sizeof(one));
+		}
+	}
+	return NULL;
+}
+
+static void helper_arm(struct gw_route *r)
+{
+	/* Relaxed: see the comment on `armed`. */
+	if (load_relaxed(&r->armed))
+		return;
+	/* GW2-1: release; pairs with the helper's GW2-2. */
+	store_release(&r->armed, 1u);
+	futex_private(&r->armed, FUTEX_WAKE, 1, NULL);
+}
+
+/* ---- order status from the book ---- */
+
+/*
+ * Reads order `id` of shard s through the read-side API (shm_read: a
+ * read-side section of the shard's reader table and a seqcount snapshot of
+ * the order's symbol; every index bounds-checked): owner, open and
+ * cancelled shares, and every fill (into r->fills).  Returns 0,
+ * SHMEX_ENOORDER, SHMEX_EBUSY (the snapshot kept changing), or
+ * SHMEX_EBADINDEX / -ENOMEM.
+ */
+static int read_status(struct gw_route *r, uint32_t s, uint64_t id,
+		       struct status *out)
+{
+	struct shm_read_order o;
+	size_t got = 0;
+	r->st.queries++;
+	for (int round = 0; round < 4; round++) {
+		int rc = shm_read_order(&r->rd[s], id, &o, r->fills, r->fills_cap, &got);
+		if (rc)
+			return rc;
+		if (got >= o.nfills)
+			break;
+		/* More fills than room: grow (bounded by the fill pool) and
+		 * read again. */
+		uint32_t want = o.nfills;
+		if (want > r->rd[s].view.cap_fills)
+			return SHMEX_EBADINDEX;
+		struct shm_read_fill *nf = realloc(r->fills, (size_t)want * sizeof(*nf));
+		if (!nf)
+			return -ENOMEM;
+		r->fills = nf;
+		r->fills_cap = want;
+	}
+	if (got < o.nfills)
+		return SHMEX_EBUSY;
+	out->account = o.account;
+	out->open = o.open;
+	out->cancelled = o.cancelled;
+	out->cancel_time_ns = o.cancel_time_ns;
+	out->nfills = (uint32_t)got;
+	return 0;
+}
+
+/* ---- jobs ---- */
+
+static uint64_t secs(uint64_t ns)
+{
+	return ns / 1000000000u;
+}
+
+static void q_push(struct gw_route *r, struct sendq *q, uint32_t slot)
+{
+	r->jobs[slot].qnext = Q_NIL;
+	if (q->n == 0)
+		q->head = slot;
+	else
+		r->jobs[q->tail].qnext = slot;
+	q->tail = slot;
+	q->n++;
+}
+
+static uint32_t q_pop(struct gw_route *r, struct sendq *q)
+{
+	uint32_t slot = q->head;
+	q->head = r->jobs[slot].qnext;
+	q->n--;
+	return slot;
+}
+
+static void q_remove(struct gw_route *r, struct sendq *q, uint32_t slot)
+{
+	uint32_t prev = Q_NIL;
+	for (uint32_t i = q->head, k = 0; k < q->n; prev = i, i = r->jobs[i].qnext, k++) {
+		if (i != slot)
+			continue;
+		if (prev == Q_NIL)
+			q->head = r->jobs[i].qnext;
+		else
+			r->jobs[prev].qnext = r->jobs[i].qnext;
+		if (q->tail == i)
+			q->tail = prev;
+		q->n--;
+		return;
+	}
+}
+
+/* Queues the job's message for shard s. */
+static void job_send(struct gw_route *r, uint32_t slot, uint32_t s)
+{
+	struct job *j = &r->jobs[slot];
+	j->msg.req_id = (r->next_id++ << 16) | slot;
+	j->shard = s;
+	j->wait = W_SEND;
+	j->since_ns = now_ns();
+	q_push(r, &r->q[s], slot);
+}
+
+static void job_finish(struct gw_route *r, uint32_t slot)
+{
+	struct job *j = &r->jobs[slot];
+	const char *out;
+	size_t len;
+	int rc = gw_reply_finish(&j->reply, &out, &len);
+	if (rc)
+		gw_reply_error_doc(&j->reply, rc, NULL, &out, &len);
+	j->active = false;
+	r->nactive--;
+	(void)gw_server_reply(r->srv, j->conn, out, len);
+}
+
+static void reply_status(struct gw_route *r, struct gw_reply *rep,
+			 const struct status *st, bool with_open)
+{
+	if (with_open && st->open > 0)
+		gw_reply_open(rep, st->open);
+	else if (st->cancelled > 0)
+		gw_reply_canceled_part(rep, st->cancelled, secs(st->cancel_time_ns));
+	for (uint32_t i = 0; i < st->nfills; i++)
+		gw_reply_executed(rep, r->fills[i].qty, r->fills[i].price,
+				  secs(r->fills[i].time_ns));
+}
+
+/*
+ * A book read said SHMEX_EBUSY (the order's symbol kept changing under a
+ * busy matcher).  The reader never waits for the writer, so instead of
+ * spinning, the job is parked and retried on the next loop turns, for up
+ * to busy_ms since the item's first attempt.  Returns true when parked,
+ * false when the time is up (the item is then answered "busy").
+ */
+static bool park_retry(struct gw_route *r, uint32_t slot)
+{
+	struct job *j = &r->jobs[slot];
+	uint64_t now = now_ns();
+	if (!j->retry_since)
+		j->retry_since = now;
+	if (now - j->retry_since >= (uint64_t)r->cfg.busy_ms * 1000000u)
+		return false;
+	j->wait = W_RETRY;
+	q_push(r, &r->retryq, slot);
+	r->st.retries++;
+	return true;
+}
+
+static int reply_err(int rc)
+{
+	if (rc == SHMEX_EBADINDEX || rc == -ENOMEM || rc == SHMEX_EWRONGSHARD)
+		return SHMEX_EINTERNAL;
+	return rc;
+}
+
+/* Answers a <query>; false when parked for a retry. */
+static bool do_query(struct gw_route *r, uint32_t slot, const struct gw_item *it)
+{
+	struct job *j = &r->jobs[slot];
+	uint32_t s = shm_shard_of_order(it->order_id, r->nshards);
+	struct status st;
+	int rc = read_status(r, s, it->order_id, &st);
+	if (rc == SHMEX_EBUSY && park_retry(r, slot))
+		return false;
+	if (rc == 0 && st.account != j->req.account)
+		rc = SHMEX_ENOTOWNER;
+	if (rc) {
+		gw_reply_item_error(&j->reply, &j->req, it, reply_err(rc), NULL);
+		return true;
+	}
+	gw_reply_status_begin(&j->reply, gw_xml_text(&j->req, it->id));
+	reply_status(r, &j->reply, &st, true);
+	gw_reply_status_end(&j->reply);
+	return true;
+}
+
+/* Answers a <cancel> the matcher accepted: <canceled id> with the cancelled
+ * part and the executed parts, read from the book (the matcher replies
+ * only once the cancel is published).  False when parked for a retry.
+ * Should the record be unreadable (recycled already, or busy for too
+ * long), the reply's own figures still say what was cancelled. */
+static bool finish_cancel(struct gw_route *r, uint32_t slot, const struct gw_item *it)
+{
+	struct job *j = &r->jobs[slot];
+	struct status st;
+	int rc = read_status(r, j->shard, it->order_id, &st);
+	if (rc == SHMEX_EBUSY && park_retry(r, slot))
+		return false;
+	if (rc != 0) {
+		memset(&st, 0, sizeof(st));
+		st.cancelled = j->cancel_qty;
+		st.cancel_time_ns = j->cancel_time_ns;
+	}
+	gw_reply_cancel_begin(&j->reply, gw_xml_text(&j->req, it->id));
+	reply_status(r, &j->reply, &st, false);
+	gw_reply_cancel_end(&j->reply);
+	j->cancel_done = false;
+	return true;
+}
+
+/* Builds the ring message of a ring item; returns its shard. */
+static uint32_t item_msg(struct gw_route *r, const struct gw_xml_req *req,
+			 const struct gw_item *it, struct shm_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	struct gw_str sym = gw_xml_text(req, it->sym_val);
+	switch (it->kind) {
+	case GW_ITEM_ACCOUNT:
+		m->type = SHM_MSG_CREATE_ACCOUNT;
+		m->account = it->account;
+		m->price = it->balance;
+		return shm_shard_of_account(it->account, r->nshards);
+	case GW_ITEM_SYMBOL:
+		m->type = SHM_MSG_ADD_SHARES;
+		m->account = it->account;
+		m->qty = it->qty;
+		(void)shm_symbol_pack(m->u.symbol, sym.p, sym.len);
+		return shm_shard_of_symbol(sym.p, sym.len, r->nshards);
+	case GW_ITEM_ORDER:
+		m->type = SHM_MSG_ORDER;
+		m->account = req->account;
+		m->side = it->side;
+		m->tif = SHM_TIF_GTC;
+		m->price = it->limit;
+		m->qty = it->qty;
+		(void)shm_symbol_pack(m->u.symbol, sym.p, sym.len);
+		return shm_shard_of_symbol(sym.p, sym.len, r->nshards);
+	default: /* GW_ITEM_CANCEL */
+		m->type = SHM_MSG_CANCEL;
+		m->account = req->account;
+		m->order_id = it->order_id;
+		return shm_shard_of_order(it->order_id, r->nshards);
+	}
+}
+
+/* Runs items until one waits (for a matcher, or to retry a busy read) or
+ * the request is done. */
+static void job_run(struct gw_route *r, uint32_t slot)
+{
+	struct job *j = &r->jobs[slot];
+	while (j->next < j->req.nitems) {
+		const struct gw_item *it = &j->req.items[j->next];
+		if (j->cancel_done) {
+			if (!finish_cancel(r, slot, it))
+				return;
+			goto next;
+		}
+		if (it->err) {
+			gw_reply_item_error(&j->reply, &j->req, it, 0, NULL);
+			goto next;
+		}
+		bool tx = j->req.root == GW_ROOT_TRANSACTIONS;
+		if (tx && !j->acct_ok) {
+			gw_reply_item_error(&j->reply, &j->req, it,
+					    SHMEX_ENOACCOUNT, NULL);
+			goto next;
+		}
+		switch (it->kind) {
+		case GW_ITEM_QUERY:
+			if (!do_query(r, slot, it))
+				return;
+			goto next;
+		case GW_ITEM_ACCOUNT:
+		case GW_ITEM_SYMBOL:
+		case GW_ITEM_ORDER:
+		case GW_ITEM_CANCEL:
+			if (j->busy_fail) {
+				r->st.busy++;
+				gw_reply_item_error(&j->reply, &j->req, it,
+						    SHMEX_EBUSY, NULL);
+				goto next;
+			}
+			job_send(r, slot, item_msg(r, &j->req, it, &j->msg));
+			return;
+		default:
+			gw_reply_item_error(&j->reply, &j->req, it,
+					    SHMEX_EUNKNOWNELEM, NULL);
+			goto next;
+		}
+next:
+		r->st.items++;
+		j->retry_since = 0;
+		j->next++;
+	}
+	job_finish(r, slot);
+}
+
+/* The matcher answered the job's outstanding item. */
+static void job_reply(struct gw_route *r, uint32_t slot, const struct shm_msg *m,
+		      int status)
+{
+	struct job *j = &r->jobs[slot];
+	const struct gw_item *it = &j->req.items[j->next];
+	if (status == 0 && it->kind == GW_ITEM_CANCEL) {
+		/* job_run builds the <canceled> from the book. */
+		j->cancel_done = true;
+		j->cancel_qty = m->qty;
+		j->cancel_time_ns = m->u.r.time_ns;
+		job_run(r, slot);
+		return;
+	}
+	if (status) {
+		gw_reply_item_error(&j->reply, &j->req, it, status, NULL);
+	} else {
+		switch (it->kind) {
+		case GW_ITEM_ACCOUNT:
+		case GW_ITEM_SYMBOL:
+			gw_reply_item_created(&j->reply, &j->req, it);
+			break;
+		case GW_ITEM_ORDER:
+			gw_reply_item_opened(&j->reply, &j->req, it, m->order_id);
+			break;
+		default:
+			gw_reply_item_error(&j->reply, &j->req, it,
+					    SHMEX_EINTERNAL, NULL);
+			break;
+		}
+	}
+	r->st.items++;
+	j->next++;
+	job_run(r, slot);
+}
+
+void gw_route_request(void *route, struct gw_conn_ref c, const char *xml, size_t len)
+{
+	struct gw_route *r = route;
+	r->st.requests++;
+	if (c.slot >= r->cfg.max_conns) {
+		const char *out;
+		size_t olen;
+		struct gw_reply tmp;
+		gw_reply_init(&tmp, 0, false);
+		gw_reply_error_doc(&tmp, SHMEX_EINTERNAL, NULL, &out, &olen);
+		(void)gw_server_reply(r->srv, c, out, olen);
+		gw_reply_free(&tmp);
+		return;
+	}
+	struct job *j = &r->jobs[c.slot];
+	j->active = true;
+	r->nactive++;
+	j->conn = c;
+	j->next = 0;
+	j->wait = W_NONE;
+	j->busy_fail = false;
+	j->acct_ok = false;
+	j->cancel_done = false;
+	j->retry_since = 0;
+	gw_reply_begin(&j->reply);
+	int rc = gw_xml_parse(r->xp, xml, len, &j->req);
+	if (rc) {
+		const char *out;
+		size_t olen;
+		gw_reply_error_doc(&j->reply, rc, j->req.detail[0] ? j->req.detail : NULL,
+				   &out, &olen);
+		j->active = false;
+		r->nactive--;
+		(void)gw_server_reply(r->srv, c, out, olen);
+		return;
+	}
+	if (j->req.root == GW_ROOT_TRANSACTIONS && j->req.account_err == 0) {
+		uint32_t idx;
+		j->acct_ok = r->accts_ok &&
+			     shm_accounts_find(&r->accts, j->req.account, &idx) == 0;
+	}
+	job_run(r, c.slot);
+}
+
+void gw_route_abort(void *route, struct gw_conn_ref c)
+{
+	struct gw_route *r = route;
+	if (c.slot >= r->cfg.max_conns)
+		return;
+	struct job *j = &r->jobs[c.slot];
+	if (!j->active || j->conn.gen != c.gen)
+		return;
+	if (j->wait == W_SEND)
+		q_remove(r, &r->q[j->shard], c.slot);
+	else if (j->wait == W_RETRY)
+		q_remove(r, &r->retryq, c.slot);
+	else if (j->wait == W_REPLY)
+		r->nwaiting--;
+	/* A reply still on its way is dropped as stale. */
+	j->wait = W_NONE;
+	j->active = false;
+	r->nactive--;
+}
+
+static void handle_reply(struct gw_route *r, uint32_t s, const struct shm_msg *m)
+{
+	int status = shm_msg_validate_reply(m) ? SHMEX_EINTERNAL : m->status;
+	uint32_t slot = (uint32_t)(m->req_id & 0xffff);
+	if (slot >= r->cfg.max_conns) {
+		r->st.stale++;
+		return;
+	}
+	struct job *j = &r->jobs[slot];
+	if (!j->active || j->wait != W_REPLY || j->msg.req_id != m->req_id ||
+	    j->shard != s) {
+		r->st.stale++;
+		return;
+	}
+	if (status == SHMEX_EINTERNAL || m->req_type != j->msg.type) {
+		r->st.bad_replies++;
+		status = SHMEX_EINTERNAL;
+	}
+	j->wait = W_NONE;
+	r->nwaiting--;
+	r->st.replies++;
+	job_reply(r, slot, m, status);
+}
+
+static void drain_replies(struct gw_route *r)
+{
+	for (uint32_t s = 0; s < r->nshards; s++) {
+		for (int round = 0; round < RX_ROUNDS; round++) {
+			unsigned got = 0;
+			int rc = shm_ring_dequeue_batch(&r->rep_ring[s], r->rx,
+							RX_BATCH, &got);
+			if (rc) {
+				/* Nothing is consumed from a corrupt ring; its
+				 * requests end up answered "busy" or drained
+				 * on stop.  Logged once. */
+				if (!(r->ring_bad[s] & 2))
+					fprintf(stderr, "shmex-gateway %u: reply ring "
+						"of shard %u: %s\n", r->cfg.gateway, s,
+						shmex_strerror(rc));
+				r->ring_bad[s] |= 2;
+				break;
+			}
+			for (unsigned i = 0; i < got; i++)
+				handle_reply(r, s, &r->rx[i]);
+			if (got < RX_BATCH)
+				break;
+		}
+	}
+}
+
+/* Sends queued messages; answers "busy" for those that waited too long.
+ * Returns true when something is still queued. */
+static bool flush_sends(struct gw_route *r)
+{
+	bool left = false;
+	uint64_t now = now_ns();
+	uint64_t busy_ns = (uint64_t)r->cfg.busy_ms * 1000000u;
+	for (uint32_t s = 0; s < r->nshards; s++) {
+		struct sendq *q = &r->q[s];
+		while (q->n > 0) {
+			unsigned n = 0;
+			for (uint32_t i = q->head; n < q->n && n < SEND_BATCH;
+			     i = r->jobs[i].qnext) {
+				r->tx[n] = r->jobs[i].msg;
+				r->txjob[n++] = i;
+			}
+			unsigned done = 0;
+			int rc = shm_ring_enqueue_batch(&r->req_ring[s], r->tx, n, &done);
+			if (rc) {
+				/* Treated as full: the items wait, then get
+				 * "busy".  Logged once. */
+				if (!(r->ring_bad[s] & 1))
+					fprintf(stderr, "shmex-gateway %u: request ring "
+						"of shard %u: %s\n", r->cfg.gateway, s,
+						shmex_strerror(rc));
+				r->ring_bad[s] |= 1;
+				done = 0;
+			}
+			for (unsigned k = 0; k < done; k++) {
+				uint32_t slot = q_pop(r, q);
+				r->jobs[slot].wait = W_REPLY;
+				r->nwaiting++;
+				r->st.sent++;
+			}
+			if (done < n)
+				break;
+		}
+		/* The queue is in arrival order: expired jobs are a prefix. */
+		while (q->n > 0 && now - r->jobs[q->head].since_ns >= busy_ns) {
+			uint32_t slot = q_pop(r, q);
+			struct job *j = &r->jobs[slot];
+			j->wait = W_NONE;
+			j->busy_fail = true;
+			r->st.busy++;
+			gw_reply_item_error(&j->reply, &j->req, &j->req.items[j->next],
+					    SHMEX_EBUSY, NULL);
+			r->st.items++;
+			j->next++;
+			job_run(r, slot);
+		}
+		if (q->n > 0)
+			left = true;
+	}
+	return left;
+}
+
+/* Resumes the jobs parked for a busy book read (those parked again go to
+ * the back and wait for the next turn). */
+static void run_retries(struct gw_route *r)
+{
+	for (uint32_t k = r->retryq.n; k > 0; k--) {
+		uint32_t slot = q_pop(r, &r->retryq);
+		r->jobs[slot].wait = W_NONE;
+		job_run(r, slot);
+	}
+}
+
+int gw_route_poll(void *route)
+{
+	struct gw_route *r = route;
+	if (r->nwaiting)
+		drain_replies(r);
+	if (r->retryq.n)
+		run_retries(r);
+	bool left = flush_sends(r) || r->retryq.n > 0;
+	/* Replies may have come in while we sent: the helper re-checks the
+	 * rings before sleeping, so arming after the drain loses nothing. */
+	if (r->nwaiting)
+		helper_arm(r);
+	return left ? 1 : -1;
+}
+
+void gw_route_wake(void *route)
+{
+	struct gw_route *r = route;
+	uint64_t v;
+	(void)!read(r->efd, &v, sizeof(v));
+	r->st.wakes++;
+}
+
+int gw_route_wake_fd(const struct gw_route *r)
+{
+	return r->efd;
+}
+
+void gw_route_bind(struct gw_route *r, struct gw_server *srv)
+{
+	r->srv = srv;
+}
+
+uint32_t gw_route_active(const struct gw_route *r)
+{
+	return r->nactive;
+}
+
+void gw_route_get_stats(const struct gw_route *r, struct gw_route_stats *st)
+{
+	*st = r->st;
+}
+
+/* ---- open / close ---- */
+
+static int open_shard(struct gw_route *r, uint32_t s, char *err, size_t errlen)
+{
+	int rc = shm_instance_request_ring(&r->inst, r->cfg.gateway, s, &r->req_ring[s]);
+	if (!rc)
+		rc = shm_instance_reply_ring(&r->inst, s, r->cfg.gateway, &r->rep_ring[s]);
+	if (rc) {
+		snprintf(err, errlen, "rings of shard %u: %s", s, shmex_strerror(rc));
+		return rc;
+	}
+	rc = shm_read_open(&r->rd[s], r->instance, s);
+	if (rc) {
+		snprintf(err, errlen, "book of shard %u: %s", s,
+			 r->rd[s].err[0] ? r->rd[s].err : shmex_strerror(rc));
+		return rc;
+	}
+	r->rd_ok[s] = 1;
+	if (r->rd[s].view.nshards != r->nshards) {
+		snprintf(err, errlen, "book of shard %u: made for %u shards, not %u",
+			 s, r->rd[s].view.nshards, r->nshards);
+		return SHMEX_EBADLAYOUT;
+	}
+	return 0;
+}
+
+int gw_route_open(struct gw_route **out, const struct gw_route_cfg *cfg,
+		  char *err, size_t errlen)
+{
+	char dummy[8];
+	if (!err) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = 0;
+	if (!cfg->instance || strlen(cfg->instance) > SHM_INSTANCE_MAX) {
+		snprintf(err, errlen, "bad instance name");
+		return -EINVAL;
+	}
+	struct gw_route *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->cfg = *cfg;
+	snprintf(r->instance, sizeof(r->instance), "%s", cfg->instance);
+	r->cfg.instance = r->instance;
+	if (!r->cfg.max_conns)
+		r->cfg.max_conns = GW_SERVER_MAX_CONNS_DEFAULT;
+	if (r->cfg.max_conns > GW_SERVER_MAX_CONNS_LIMIT)
+		r->cfg.max_conns = GW_SERVER_MAX_CONNS_LIMIT;
+	if (!r->cfg.busy_ms)
+		r->cfg.busy_ms = GW_ROUTE_BUSY_MS_DEFAULT;
+	if (cfg->xml)
+		r->xml = *cfg->xml;
+	else
+		gw_xml_limits_default(&r->xml);
+	r->cfg.xml = NULL;
+	r->efd = -1;
+	r->next_id = now_ns() & ((UINT64_C(1) << 48) - 1);
+	int rc = gw_xml_parser_create(&r->xp, &r->xml);
+	if (rc) {
+		snprintf(err, errlen, "xml parser: %s", shmex_strerror(rc));
+		goto out_close;
+	}
+	rc = shm_instance_attach(r->instance, SHM_ROLE_GATEWAY, cfg->gateway, &r->inst);
+	if (rc) {
+		snprintf(err, errlen, "attach instance %s as gateway %u: %s",
+			 r->instance, cfg->gateway,
+			 r->inst.err[0] ? r->inst.err : shmex_strerror(rc));
+		goto out_close;
+	}
+	r->inst_ok = true;
+	r->nshards = r->inst.nshards;
+	r->db = shm_instance_gateway_doorbell(&r->inst, cfg->gateway);
+	rc = shm_accounts_attach(&r->accts, r->instance, SHM_RDONLY);
+	if (rc) {
+		snprintf(err, errlen, "accounts: %s", shmex_strerror(rc));
+		goto out_close;
+	}
+	r->accts_ok = true;
+	uint32_t n = r->nshards;
+	r->req_ring = calloc(n, sizeof(*r->req_ring));
+	r->rep_ring = calloc(n, sizeof(*r->rep_ring));
+	r->rd = calloc(n, sizeof(*r->rd));
+	r->rd_ok = calloc(n, 1);
+	r->q = calloc(n, sizeof(*r->q));
+	r->ring_bad = calloc(n, 1);
+	r->jobs = calloc(r->cfg.max_conns, sizeof(*r->jobs));
+	if (!r->req_ring || !r->rep_ring || !r->rd || !r->rd_ok || !r->q ||
+	    !r->jobs || !r->db || !r->ring_bad) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out_close;
+	}
+	for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
+		gw_xml_req_init(&r->jobs[i].req);
+		gw_reply_init(&r->jobs[i].reply, cfg->max_reply, false);
+	}
+	for (uint32_t s = 0; s < n; s++) {
+		rc = open_shard(r, s, err, errlen);
+		if (rc)
+			goto out_close;
+	}
+	r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->efd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		goto out_close;
+	}
+	/* The helper must not take the process's signals (the loop reads
+	 * them from a signalfd): block everything while creating it. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = -pthread_create(&r->helper, NULL, helper_main, r);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		snprintf(err, errlen, "helper thread: %s", strerror(-rc));
+		goto out_close;
+	}
+	r->helper_started = true;
+	*out = r;
+	return 0;
+out_close:
+	gw_route_close(r);
+	return rc;
+}
+
+void gw_route_close(struct gw_route *r)
+{
+	if (!r)
+		return;
+	if (r->helper_started) {
+		/* GW2-3: release; pairs with the helper's GW2-4. */
+		store_release(&r->stop, 1u);
+		futex_private(&r->armed, FUTEX_WAKE, 1, NULL);
+		if (r->db)
+			shm_doorbell_ring(r->db);
+		pthread_join(r->helper, NULL);
+	}
+	if (r->efd >= 0)
+		close(r->efd);
+	for (uint32_t s = 0; s < r->nshards && r->rd_ok; s++)
+		if (r->rd_ok[s])
+			shm_read_close(&r->rd[s]);
+	if (r->jobs) {
+		for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
+			gw_xml_req_free(&r->jobs[i].req);
+			gw_reply_free(&r->jobs[i].reply);
+		}
+	}
+	if (r->accts_ok)
+		shm_accounts_detach(&r->accts);
+	if (r->inst_ok)
+		shm_instance_detach(&r->inst);
+	gw_xml_parser_destroy(r->xp);
+	free(r->req_ring);
+	free(r->rep_ring);
+	free(r->rd);
+	free(r->rd_ok);
+	free(r->q);
+	free(r->ring_bad);
+	free(r->jobs);
+	free(r->fills);
+	free(r);
+}

@@ -1,0 +1,787 @@
+/*
+ * gw_server: the gateway's epoll loop (see gw_server.h for the contract and
+ * the limits).
+ *
+ * Shape.  Level-triggered epoll; each connection's interest set is derived
+ * from its state after every change (conn_update_events), so the loop never
+ * spins on a descriptor it does not want to service:
+ *   - EPOLLIN while the connection is idle (no request executing), its
+ *     peer has not half-closed, and its unsent output is below wbuf_high;
+ *   - EPOLLOUT while output is pending.
+ * A connection executes one request at a time ("busy").  Bytes of the next
+ * requests a client pipelined stay in its read buffer (bounded, RBUF_SIZE)
+ * and are parsed when the reply of the current one has been queued; such
+ * connections sit on the ready queue, which the loop drains every turn.
+ *
+ * Connection states:
+ *   OPEN     normal service;
+ *   CLOSING  no more input is processed; close once the output is flushed
+ *            (after an error: shut the write side and LINGER);
+ *   LINGER   output flushed and write side shut; input is read and thrown
+ *            away until the peer closes or a short timer fires, so the
+ *            kernel does not reset the connection (and destroy our error
+ *            reply) because unread request bytes were left behind.
+ *
+ * Timers.  Each connection has at most a read deadline (a started request
+ * must complete; or the linger timer) and a write deadline (pending output
+ * must progress).  The loop keeps the earliest armed deadline and sleeps
+ * exactly until it (or until an event), scanning all connections only when
+ * a deadline is due: an idle gateway makes no wake-ups at all.
+ *
+ * Invariants: a FREE slot has fd -1 and no buffers; busy implies OPEN or
+ * CLOSING-by-drain (never LINGER); the ready queue holds each slot at most
+ * once (the `queued` flag belongs to the slot, not the connection, and a
+ * popped FREE slot is skipped).
+ *
+ * Limits: RBUF_SIZE bytes read per connection at a time (bodies larger
+ * than that are assembled by gw_frame up to max_request); at most
+ * GW_SERVER_MAX_CONNS_LIMIT connections; ACCEPT_BATCH accepts per turn so
+ * several gateway processes sharing the listening socket take turns.
+ */
+#include "gateway/gw_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "gateway/gw_frame.h"
+#include "shm/shm_error.h"
+
+#define RBUF_SIZE 16384u
+#define WBUF_KEEP (64u << 10)
+#define ACCEPT_BATCH 16
+#define MAX_WATCH 8
+#define LINGER_MS 1000u
+#define ACCEPT_PAUSE_MS 100u
+#define TAG_LISTEN UINT64_MAX
+#define TAG_WATCH0 (UINT64_MAX - 16)
+
+enum conn_state { C_FREE = 0, C_OPEN, C_CLOSING, C_LINGER };
+
+struct conn {
+	int fd;
+	uint32_t gen;
+	uint8_t state;      /* enum conn_state */
+	bool busy;          /* a request is executing */
+	bool eof;           /* the peer half-closed */
+	bool queued;        /* slot is on the ready queue */
+	bool fatal;         /* CLOSING after an error: shut write, linger */
+	uint32_t events;    /* epoll interest registered now */
+	struct gw_frame frame;
+	char *rbuf;
+	size_t rpos, rlen;
+	char *wbuf;
+	size_t wpos, wlen, wcap;
+	uint64_t rdeadline; /* ns; 0 = none */
+	uint64_t wdeadline; /* ns; 0 = none */
+};
+
+struct watch {
+	int fd;
+	void (*cb)(void *arg);
+	void *arg;
+};
+
+struct gw_server {
+	struct gw_server_cfg cfg;
+	struct gw_server_ops ops;
+	int ep;
+	bool listening;       /* listening socket in the epoll set */
+	bool stopping;
+	uint64_t drain_deadline;
+	uint64_t accept_resume; /* ns; 0 = not paused */
+	uint64_t next_deadline; /* earliest armed connection deadline */
+	int poll_hint;          /* last ops.poll() answer */
+	uint32_t in_process;    /* slot inside conn_process, or UINT32_MAX */
+	struct conn *conns;
+	uint32_t *free_stack;
+	uint32_t nfree;
+	uint32_t *readyq;       /* ring of max_conns slots */
+	uint32_t rq_head, rq_n;
+	struct watch watches[MAX_WATCH];
+	int nwatch;
+	struct gw_server_stats st;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t ms_ns(uint32_t ms)
+{
+	return (uint64_t)ms * 1000000u;
+}
+
+static uint64_t conn_tag(uint32_t slot, uint32_t gen)
+{
+	return ((uint64_t)gen << 16) | slot;
+}
+
+static size_t conn_pending(const struct conn *c)
+{
+	return c->wlen - c->wpos;
+}
+
+static void arm_deadline(struct gw_server *s, uint64_t *field, uint64_t when)
+{
+	*field = when;
+	if (s->next_deadline == 0 || when < s->next_deadline)
+		s->next_deadline = when;
+}
+
+static void ready_push(struct gw_server *s, uint32_t slot)
+{
+	struct conn *c = &s->conns[slot];
+	if (c->queued)
+		return;
+	c->queued = true;
+	s->readyq[(s->rq_head + s->rq_n) % s->cfg.max_conns] = slot;
+	s->rq_n++;
+}
+
+static void conn_update_events(struct gw_server *s, struct conn *c, uint32_t slot)
+{
+	uint32_t ev = 0;
+	if (c->state == C_OPEN && !c->busy && !c->eof && !s->stopping &&
+	    conn_pending(c) <= s->cfg.wbuf_high && c->rlen < RBUF_SIZE)
+		ev |= EPOLLIN;
+	if (c->state == C_LINGER)
+		ev |= EPOLLIN;
+	if (conn_pending(c) > 0 && c->state != C_LINGER)
+		ev |= EPOLLOUT;
+	if (ev == c->events)
+		return;
+	struct epoll_event e = {.events = ev, .data.u64 = conn_tag(slot, c->gen)};
+	if (epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &e) == 0)
+		c->events = ev;
+}
+
+static void conn_close(struct gw_server *s, uint32_t slot)
+{
+	struct conn *c = &s->conns[slot];
+	if (c->state == C_FREE)
+		return;
+	if (c->busy) {
+		c->busy = false;
+		s->st.aborted++;
+		if (s->ops.abort)
+			s->ops.abort(s->ops.ctx, (struct gw_conn_ref){slot, c->gen});
+	}
+	epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	gw_frame_free(&c->frame);
+	free(c->rbuf);
+	free(c->wbuf);
+	bool queued = c->queued;
+	uint32_t gen = c->gen + 1;
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	c->gen = gen;
+	c->queued = queued; /* the queue entry stays; a FREE slot is skipped */
+	s->free_stack[s->nfree++] = slot;
+	s->st.closed++;
+	s->st.open--;
+}
+
+/* Appends bytes to the output buffer (never beyond what one reply adds
+ * above wbuf_high: callers only start requests below it). */
+static int conn_append(struct conn *c, const char *data, size_t len)
+{
+	if (c->wpos == c->wlen)
+		c->wpos = c->wlen = 0;
+	if (c->wcap - c->wlen < len) {
+		if (c->wpos > 0) {
+			memmove(c->wbuf, c->wbuf + c->wpos, c->wlen - c->wpos);
+			c->wlen -= c->wpos;
+			c->wpos = 0;
+		}
+		size_t need = c->wlen + len;
+		if (need > c->wcap) {
+			size_t ncap = c->wcap ? c->wcap : 4096;
+			while (ncap < need)
+				ncap *= 2;
+			char *nb = realloc(c->wbuf, ncap);
+			if (!nb)
+				return -ENOMEM;
+			c->wbuf = nb;
+			c->wcap = ncap;
+		}
+	}
+	memcpy(c->wbuf + c->wlen, data, len);
+	c->wlen += len;
+	return 0;
+}
+
+static int conn_append_reply(struct gw_server *s, struct conn *c,
+			     const char *data, size_t len)
+{
+	if (s->cfg.frame_replies) {
+		char head[24];
+		int h = snprintf(head, sizeof(head), "%zu\n", len);
+		int rc = conn_append(c, head, (size_t)h);
+		if (rc)
+			return rc;
+	}
+	return conn_append(c, data, len);
+}
+
+/* Writes what it can.  May close the connection (returns false then). */
+static bool conn_flush(struct gw_server *s, uint32_t slot)
+{
+	struct conn *c = &s->conns[slot];
+	while (c->wpos < c->wlen) {
+		ssize_t n = send(c->fd, c->wbuf + c->wpos, c->wlen - c->wpos,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			c->wpos += (size_t)n;
+			c->wdeadline = 0;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		conn_close(s, slot);
+		return false;
+	}
+	if (c->wpos < c->wlen) {
+		if (c->wdeadline == 0)
+			arm_deadline(s, &c->wdeadline,
+				     now_ns() + ms_ns(s->cfg.deadline_ms));
+	} else {
+		c->wpos = c->wlen = 0;
+		c->wdeadline = 0;
+		if (c->wcap > WBUF_KEEP) {
+			free(c->wbuf);
+			c->wbuf = NULL;
+			c->wcap = 0;
+		}
+		if (c->state == C_CLOSING) {
+			if (!c->fatal) {
+				conn_close(s, slot);
+				return false;
+			}
+			shutdown(c->fd, SHUT_WR);
+			c->state = C_LINGER;
+			c->rpos = c->rlen = 0;
+			arm_deadline(s, &c->rdeadline, now_ns() + ms_ns(LINGER_MS));
+		}
+	}
+	if (c->state == C_OPEN && !c->busy && c->rpos < c->rlen &&
+	    conn_pending(c) <= s->cfg.wbuf_high && slot != s->in_process)
+		ready_push(s, slot); /* buffered requests may go on now */
+	conn_update_events(s, c, slot);
+	return true;
+}
+
+/* A framing error or a deadline: one error reply, then close. */
+static void conn_fail(struct gw_server *s, uint32_t slot, const char *msg)
+{
+	struct conn *c = &s->conns[slot];
+	char doc[256];
+	int n = snprintf(doc, sizeof(doc),
+			 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+			 "<results><error>%s</error></results>\n", msg);
+	if (conn_append_reply(s, c, doc, (size_t)n) != 0) {
+		conn_close(s, slot);
+		return;
+	}
+	c->state = C_CLOSING;
+	c->fatal = true;
+	c->rdeadline = 0;
+	conn_flush(s, slot);
+}
+
+static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen);
+
+/* Parses and starts buffered requests while the connection may take one. */
+static void conn_process(struct gw_server *s, uint32_t slot)
+{
+	struct conn *c = &s->conns[slot];
+	uint32_t gen = c->gen;
+	uint32_t outer = s->in_process;
+	s->in_process = slot;
+	conn_process_loop(s, slot, gen);
+	s->in_process = outer;
+}
+
+static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
+{
+	struct conn *c = &s->conns[slot];
+	while (c->state == C_OPEN && !c->busy && !s->stopping &&
+	       conn_pending(c) <= s->cfg.wbuf_high && c->rpos < c->rlen) {
+		size_t used = 0, rl = 0;
+		const char *req = NULL;
+		int rc = gw_frame_feed(&c->frame, c->rbuf + c->rpos,
+				       c->rlen - c->rpos, &used, &req, &rl);
+		c->rpos += used;
+		if (rc == 1) {
+			c->rdeadline = 0;
+			c->busy = true;
+			s->st.requests++;
+			s->ops.request(s->ops.ctx, (struct gw_conn_ref){slot, gen},
+				       req, rl);
+			if (c->state == C_FREE || c->gen != gen)
+				return;
+			continue;
+		}
+		if (rc < 0) {
+			s->st.frame_errors++;
+			conn_fail(s, slot, shmex_strerror(rc));
+			return;
+		}
+		break;
+	}
+	if (c->state != C_OPEN)
+		return;
+	if (c->rpos == c->rlen)
+		c->rpos = c->rlen = 0;
+	if (!c->busy) {
+		bool partial = gw_frame_in_request(&c->frame);
+		if (partial && c->rdeadline == 0)
+			arm_deadline(s, &c->rdeadline,
+				     now_ns() + ms_ns(s->cfg.deadline_ms));
+		if (!partial)
+			c->rdeadline = 0;
+		if (s->stopping || (c->eof && c->rpos == c->rlen)) {
+			/* Idle and draining, or the peer is done sending (a
+			 * partial request can never complete now). */
+			c->state = C_CLOSING;
+			if (!conn_flush(s, slot))
+				return;
+		}
+	}
+	conn_update_events(s, c, slot);
+}
+
+static void conn_readable(struct gw_server *s, uint32_t slot)
+{
+	struct conn *c = &s->conns[slot];
+	if (c->state == C_LINGER) {
+		char tmp[4096];
+		ssize_t n = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			conn_close(s, slot);
+		return;
+	}
+	if (c->state != C_OPEN || c->busy || c->eof)
+		return;
+	if (c->rpos > 0) {
+		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+		c->rlen -= c->rpos;
+		c->rpos = 0;
+	}
+	if (c->rlen >= RBUF_SIZE)
+		return;
+	ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen,
+			 MSG_DONTWAIT);
+	if (n > 0) {
+		c->rlen += (size_t)n;
+	} else if (n == 0) {
+		c->eof = true;
+	} else {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		conn_close(s, slot);
+		return;
+	}
+	conn_process(s, slot);
+}
+
+static void refuse(struct gw_server *s, int fd)
+{
+	static const char busy[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+				   "<results><error>Exchange busy, try again"
+				   "</error></results>\n";
+	char head[24];
+	int h = snprintf(head, sizeof(head), "%zu\n", sizeof(busy) - 1);
+	if (s->cfg.frame_replies)
+		(void)!send(fd, head, (size_t)h, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+	s->st.refused++;
+}
+
+static void listen_set(struct gw_server *s, bool on)
+{
+	if (on == s->listening)
+		return;
+	if (on) {
+		struct epoll_event e = {.events = EPOLLIN, .data.u64 = TAG_LISTEN};
+		if (s->cfg.exclusive)
+			e.events |= EPOLLEXCLUSIVE;
+		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->cfg.listen_fd, &e) == 0)
+			s->listening = true;
+	} else {
+		epoll_ctl(s->ep, EPOLL_CTL_DEL, s->cfg.listen_fd, NULL);
+		s->listening = false;
+	}
+}
+
+static void do_accept(struct gw_server *s)
+{
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(s->cfg.listen_fd, NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors: the socket would stay
+				 * readable and spin the loop; look again in
+				 * a moment. */
+				listen_set(s, false);
+				s->accept_resume = now_ns() + ms_ns(ACCEPT_PAUSE_MS);
+			}
+			/* EAGAIN: someone else took it; ECONNABORTED etc.:
+			 * that client gave up.  Either way, stop here. */
+			return;
+		}
+		if (s->nfree == 0) {
+			refuse(s, fd);
+			continue;
+		}
+		uint32_t slot = s->free_stack[s->nfree - 1];
+		struct conn *c = &s->conns[slot];
+		c->rbuf = malloc(RBUF_SIZE);
+		if (!c->rbuf || gw_frame_init(&c->frame, s->cfg.max_request) != 0) {
+			free(c->rbuf);
+			c->rbuf = NULL;
+			refuse(s, fd);
+			continue;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		struct epoll_event e = {.events = EPOLLIN,
+					.data.u64 = conn_tag(slot, c->gen)};
+		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &e) != 0) {
+			gw_frame_free(&c->frame);
+			free(c->rbuf);
+			c->rbuf = NULL;
+			refuse(s, fd);
+			continue;
+		}
+		s->nfree--;
+		c->fd = fd;
+		c->state = C_OPEN;
+		c->events = EPOLLIN;
+		s->st.accepted++;
+		s->st.open++;
+	}
+}
+
+/* Fires due deadlines and recomputes the earliest one. */
+static void sweep(struct gw_server *s, uint64_t now)
+{
+	uint64_t next = 0;
+	for (uint32_t i = 0; i < s->cfg.max_conns; i++) {
+		struct conn *c = &s->conns[i];
+		if (c->state == C_FREE)
+			continue;
+		if (c->wdeadline && now >= c->wdeadline) {
+			/* The peer does not read its replies: reset the
+			 * connection, so the kernel drops the unsent bytes
+			 * too instead of trickling them into a zero
+			 * window. */
+			struct linger lg = {.l_onoff = 1, .l_linger = 0};
+			setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			s->st.deadlines++;
+			conn_close(s, i);
+			continue;
+		}
+		if (c->rdeadline && now >= c->rdeadline) {
+			if (c->state == C_LINGER) {
+				conn_close(s, i);
+				continue;
+			}
+			c->rdeadline = 0;
+			if (c->state == C_OPEN && !c->busy &&
+			    gw_frame_in_request(&c->frame)) {
+				s->st.deadlines++;
+				conn_fail(s, i, "Request not completed in time");
+				if (c->state == C_FREE)
+					continue;
+			}
+		}
+		if (c->rdeadline && (!next || c->rdeadline < next))
+			next = c->rdeadline;
+		if (c->wdeadline && (!next || c->wdeadline < next))
+			next = c->wdeadline;
+	}
+	s->next_deadline = next;
+}
+
+int gw_server_create(struct gw_server **out, const struct gw_server_cfg *cfg,
+		     const struct gw_server_ops *ops)
+{
+	if (!ops || !ops->request || cfg->listen_fd < 0)
+		return -EINVAL;
+	struct gw_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *cfg;
+	s->ops = *ops;
+	if (!s->cfg.max_conns)
+		s->cfg.max_conns = GW_SERVER_MAX_CONNS_DEFAULT;
+	if (s->cfg.max_conns > GW_SERVER_MAX_CONNS_LIMIT)
+		s->cfg.max_conns = GW_SERVER_MAX_CONNS_LIMIT;
+	if (!s->cfg.max_request)
+		s->cfg.max_request = GW_FRAME_MAX_DEFAULT;
+	if (!s->cfg.deadline_ms)
+		s->cfg.deadline_ms = GW_SERVER_DEADLINE_MS_DEFAULT;
+	if (!s->cfg.wbuf_high)
+		s->cfg.wbuf_high = GW_SERVER_WBUF_HIGH_DEFAULT;
+	if (!s->cfg.drain_ms)
+		s->cfg.drain_ms = GW_SERVER_DRAIN_MS_DEFAULT;
+	int rc = -ENOMEM;
+	uint32_t n = s->cfg.max_conns;
+	s->conns = calloc(n, sizeof(*s->conns));
+	s->free_stack = calloc(n, sizeof(*s->free_stack));
+	s->readyq = calloc(n, sizeof(*s->readyq));
+	if (!s->conns || !s->free_stack || !s->readyq)
+		goto out_free;
+	for (uint32_t i = 0; i < n; i++) {
+		s->conns[i].fd = -1;
+		s->free_stack[i] = n - 1 - i; /* slot 0 is handed out first */
+	}
+	s->nfree = n;
+	s->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (s->ep < 0) {
+		rc = -errno;
+		goto out_free;
+	}
+	int fl = fcntl(cfg->listen_fd, F_GETFL);
+	if (fl < 0 || fcntl(cfg->listen_fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+		rc = -errno;
+		goto out_epoll;
+	}
+	listen_set(s, true);
+	if (!s->listening) {
+		rc = -errno;
+		goto out_epoll;
+	}
+	s->poll_hint = -1;
+	s->in_process = UINT32_MAX;
+	*out = s;
+	return 0;
+out_epoll:
+	close(s->ep);
+out_free:
+	free(s->conns);
+	free(s->free_stack);
+	free(s->readyq);
+	free(s);
+	return rc;
+}
+
+int gw_server_watch(struct gw_server *s, int fd, void (*cb)(void *arg), void *arg)
+{
+	if (s->nwatch == MAX_WATCH || fd < 0 || !cb)
+		return -EINVAL;
+	struct epoll_event e = {.events = EPOLLIN,
+				.data.u64 = TAG_WATCH0 + (uint64_t)s->nwatch};
+	if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &e) != 0)
+		return -errno;
+	s->watches[s->nwatch++] = (struct watch){fd, cb, arg};
+	return 0;
+}
+
+void gw_server_stop(struct gw_server *s)
+{
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	s->drain_deadline = now_ns() + ms_ns(s->cfg.drain_ms);
+	listen_set(s, false);
+	s->accept_resume = 0;
+	for (uint32_t i = 0; i < s->cfg.max_conns; i++)
+		if (s->conns[i].state == C_OPEN)
+			ready_push(s, i);
+}
+
+int gw_server_reply(struct gw_server *s, struct gw_conn_ref ref,
+		    const char *data, size_t len)
+{
+	if (ref.slot >= s->cfg.max_conns)
+		return -ENOENT;
+	struct conn *c = &s->conns[ref.slot];
+	if (c->state == C_FREE || c->gen != ref.gen)
+		return -ENOENT;
+	if (!c->busy)
+		return -EINVAL;
+	c->busy = false;
+	int rc = conn_append_reply(s, c, data, len);
+	if (rc) {
+		conn_close(s, ref.slot);
+		return rc;
+	}
+	if (!conn_flush(s, ref.slot))
+		return 0;
+	/* Pipelined input, a half-close or a drain waits for this (unless
+	 * we are inside conn_process for this slot, which goes on anyway). */
+	if (ref.slot != s->in_process)
+		ready_push(s, ref.slot);
+	return 0;
+}
+
+void gw_server_get_stats(const struct gw_server *s, struct gw_server_stats *st)
+{
+	*st = s->st;
+}
+
+static int loop_timeout(struct gw_server *s, uint64_t now)
+{
+	if (s->rq_n > 0)
+		return 0;
+	long long t = s->poll_hint; /* -1: no limit from the handler */
+	uint64_t wake = s->next_deadline;
+	if (s->accept_resume && (!wake || s->accept_resume < wake))
+		wake = s->accept_resume;
+	if (s->stopping && (!wake || s->drain_deadline < wake))
+		wake = s->drain_deadline;
+	if (wake) {
+		long long ms = wake > now ? (long long)((wake - now + 999999) / 1000000) : 0;
+		if (t < 0 || ms < t)
+			t = ms;
+	}
+	return t > 60000 ? 60000 : (int)t;
+}
+
+int gw_server_run(struct gw_server *s)
+{
+	struct epoll_event evs[64];
+	for (;;) {
+		uint64_t now = now_ns();
+		if (s->stopping) {
+			if (s->st.open == 0)
+				return 0;
+			if (now >= s->drain_deadline) {
+				for (uint32_t i = 0; i < s->cfg.max_conns; i++)
+					conn_close(s, i);
+				return 0;
+			}
+		}
+		int n = epoll_wait(s->ep, evs, 64, loop_timeout(s, now));
+		if (n < 0) {
+			if (errno != EINTR)
+				return -errno;
+			n = 0;
+		}
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64;
+			if (tag == TAG_LISTEN) {
+				if (s->listening)
+					do_accept(s);
+				continue;
+			}
+			if (tag >= TAG_WATCH0) {
+				struct watch *w = &s->watches[tag - TAG_WATCH0];
+				w->cb(w->arg);
+				continue;
+			}
+			uint32_t slot = (uint32_t)(tag & 0xffff);
+			uint32_t gen = (uint32_t)(tag >> 16);
+			if (slot >= s->cfg.max_conns)
+				continue;
+			struct conn *c = &s->conns[slot];
+			if (c->state == C_FREE || c->gen != gen)
+				continue;
+			uint32_t ev = evs[i].events;
+			if (ev & EPOLLERR) {
+				/* Reset or similar: nothing can reach the
+				 * client any more. */
+				conn_close(s, slot);
+				continue;
+			}
+			if ((ev & EPOLLHUP) && c->busy) {
+				conn_close(s, slot);
+				continue;
+			}
+			if (ev & (EPOLLOUT | EPOLLHUP)) {
+				if (!conn_flush(s, slot))
+					continue;
+			}
+			if (ev & (EPOLLIN | EPOLLHUP))
+				conn_readable(s, slot);
+		}
+		/* Connections whose reply went out and that have more to do. */
+		for (uint32_t k = s->rq_n; k > 0; k--) {
+			uint32_t slot = s->readyq[s->rq_head];
+			s->rq_head = (s->rq_head + 1) % s->cfg.max_conns;
+			s->rq_n--;
+			s->conns[slot].queued = false;
+			if (s->conns[slot].state == C_OPEN)
+				conn_process(s, slot);
+		}
+		if (s->ops.poll)
+			s->poll_hint = s->ops.poll(s->ops.ctx);
+		now = now_ns();
+		if (s->next_deadline && now >= s->next_deadline)
+			sweep(s, now);
+		if (s->accept_resume && now >= s->accept_resume && !s->stopping) {
+			s->accept_resume = 0;
+			listen_set(s, true);
+		}
+	}
+}
+
+void gw_server_destroy(struct gw_server *s)
+{
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < s->cfg.max_conns; i++)
+		conn_close(s, i);
+	listen_set(s, false);
+	close(s->ep);
+	free(s->conns);
+	free(s->free_stack);
+	free(s->readyq);
+	free(s);
+}
+
+int gw_server_listen(const char *bind_addr, int port, bool reuseport,
+		     int backlog, int *fd, int *bound_port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port)};
+	if (!bind_addr || !strcmp(bind_addr, "localhost"))
+		bind_addr = "127.0.0.1";
+	if (port < 0 || port > 65535 ||
+	    inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1)
+		return -EINVAL;
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	int one = 1;
+	int rc = 0;
+	if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (reuseport &&
+	     setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+	    bind(s, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(s, backlog > 0 ? backlog : 1024) != 0) {
+		rc = -errno;
+		goto out_close;
+	}
+	socklen_t sl = sizeof(sa);
+	if (getsockname(s, (struct sockaddr *)&sa, &sl) != 0) {
+		rc = -errno;
+		goto out_close;
+	}
+	*fd = s;
+	*bound_port = ntohs(sa.sin_port);
+	return 0;
+out_close:
+	close(s);
+	return rc;
+}

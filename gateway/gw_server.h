@@ -1,0 +1,142 @@
+/*
+ * gw_server: the gateway's event loop.  One thread, one epoll set holding a
+ * listening socket, every client connection, and a few extra descriptors
+ * (the reply-ring eventfd, a signalfd).  Per connection: non-blocking
+ * socket, the length-line frame parser (gw_frame), a read buffer, a write
+ * buffer with back-pressure, and two deadlines.
+ *
+ * The server knows framing, not XML: each complete request is handed to the
+ * handler (ops.request), which must answer it exactly once through
+ * gw_server_reply(), either at once or later (when the matchers' replies
+ * arrive).  A connection executes one request at a time; requests that a
+ * client pipelines wait, in order, in its read buffer.
+ *
+ * Limits (struct gw_server_cfg, defaults in parentheses):
+ *  - max_conns (1024): a connection beyond it gets an "Exchange busy"
+ *    reply if the socket takes it at once, and is closed.
+ *  - max_request (1 MiB): a length line above it is refused before any
+ *    body byte is stored (gw_frame): error reply, then close.
+ *  - deadline_ms (10 s): a request whose first byte arrived must be complete
+ *    within it; likewise pending output must make progress within it.  A
+ *    slow client gets an error reply where possible and is closed, so it
+ *    cannot pin a connection slot or buffers.
+ *  - wbuf_high (1 MiB): while more than this many reply bytes are unsent,
+ *    the connection is not read and no new request of it is started.
+ *  - drain_ms (5 s): after gw_server_stop, time granted to requests that
+ *    are executing before the loop gives up on them.
+ * Each violation affects only the offending connection.
+ *
+ * Concurrency: everything runs in the thread that calls gw_server_run; the
+ * handler's callbacks and gw_server_reply run in that thread too.
+ */
+#ifndef SHMEX_GW_SERVER_H
+#define SHMEX_GW_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_SERVER_MAX_CONNS_DEFAULT 1024u
+#define GW_SERVER_MAX_CONNS_LIMIT 65535u
+#define GW_SERVER_DEADLINE_MS_DEFAULT 10000u
+#define GW_SERVER_WBUF_HIGH_DEFAULT ((size_t)1 << 20)
+#define GW_SERVER_DRAIN_MS_DEFAULT 5000u
+
+struct gw_server;
+
+/* Names one connection for the life of that connection: a reply to a
+ * reference whose connection has closed (and whose slot may serve another
+ * client by now) is dropped. */
+struct gw_conn_ref {
+	uint32_t slot;
+	uint32_t gen;
+};
+
+struct gw_server_cfg {
+	int listen_fd;        /* bound, listening socket (made non-blocking) */
+	uint32_t max_conns;   /* 0: default */
+	size_t max_request;   /* 0: default (GW_FRAME_MAX_DEFAULT) */
+	uint32_t deadline_ms; /* 0: default */
+	size_t wbuf_high;     /* 0: default */
+	uint32_t drain_ms;    /* 0: default */
+	bool frame_replies;   /* put a length line in front of every reply */
+	bool exclusive;       /* EPOLLEXCLUSIVE on the listening socket (it is
+			       * shared with other gateway processes) */
+};
+
+struct gw_server_ops {
+	void *ctx;
+	/* A complete request of connection c (xml valid during the call).
+	 * The handler answers with gw_server_reply(c), now or later. */
+	void (*request)(void *ctx, struct gw_conn_ref c, const char *xml,
+			size_t len);
+	/* Connection c closed while its request was executing; the handler
+	 * forgets it (a reply would be dropped anyway). */
+	void (*abort)(void *ctx, struct gw_conn_ref c);
+	/* Once per loop turn, after I/O: the handler drains its inputs and
+	 * sends what it queued.  Returns how long the loop may sleep in ms
+	 * (-1: until an event), e.g. 0 while it has unsent messages. */
+	int (*poll)(void *ctx);
+};
+
+struct gw_server_stats {
+	uint64_t accepted;     /* connections accepted and served */
+	uint64_t refused;      /* closed at once: max_conns reached */
+	uint64_t closed;       /* connections closed, for any reason */
+	uint64_t requests;     /* complete requests handed to the handler */
+	uint64_t frame_errors; /* bad/huge length lines */
+	uint64_t deadlines;    /* connections closed by a deadline */
+	uint64_t aborted;      /* closed while a request was executing */
+	uint32_t open;         /* connections open now */
+};
+
+/* Creates the loop over cfg->listen_fd (which stays the caller's to close
+ * after gw_server_destroy).  Returns 0 or -errno. */
+int gw_server_create(struct gw_server **out, const struct gw_server_cfg *cfg,
+		     const struct gw_server_ops *ops)
+	__attribute__((warn_unused_result));
+
+/* Adds a descriptor whose readability calls cb(arg) from the loop
+ * (level-triggered: cb must consume what made it readable). */
+int gw_server_watch(struct gw_server *s, int fd, void (*cb)(void *arg),
+		    void *arg) __attribute__((warn_unused_result));
+
+/* Runs until gw_server_stop was called and every connection is closed (or
+ * the drain time is over).  Returns 0, or -errno when epoll fails. */
+int gw_server_run(struct gw_server *s) __attribute__((warn_unused_result));
+
+/*
+ * Starts the drain: stops accepting (the listening socket leaves the epoll
+ * set), starts no new request, lets executing requests finish and their
+ * replies flush, closes each connection when it is idle.  Callable from a
+ * loop callback.
+ */
+void gw_server_stop(struct gw_server *s);
+
+/*
+ * Answers the executing request of c with a complete reply document (the
+ * server adds the length line when frame_replies is set).  Returns 0,
+ * -ENOENT when c is gone (the reply is dropped), -EINVAL when c has no
+ * request executing, -ENOMEM.
+ */
+int gw_server_reply(struct gw_server *s, struct gw_conn_ref c,
+		    const char *data, size_t len);
+
+void gw_server_get_stats(const struct gw_server *s, struct gw_server_stats *st);
+
+/*
+ * Opens a listening TCP socket on bind_addr (IPv4 dotted quad or
+ * "localhost"; NULL means 127.0.0.1) and port (0: the kernel picks one),
+ * with SO_REUSEADDR, and SO_REUSEPORT when reuseport is set (several
+ * gateway processes that each bind the same port).  *fd gets the socket
+ * (close-on-exec, blocking), *bound_port the port it got.  Returns 0 or
+ * -errno (-EINVAL for an unparsable address).
+ */
+int gw_server_listen(const char *bind_addr, int port, bool reuseport,
+		     int backlog, int *fd, int *bound_port)
+	__attribute__((warn_unused_result));
+
+/* Closes every connection and frees the loop. */
+void gw_server_destroy(struct gw_server *s);
+
+#endif

@@ -1,0 +1,897 @@
+/*
+ * shmex: the command a user runs.  Starts and supervises one complete
+ * exchange: creates the shared memory, starts one shmex-matcher per shard
+ * and G shmex-gateway processes that share one listening socket, prints
+ * one line saying where it listens, restarts gateways that die, stops
+ * everything when a matcher dies, and on SIGINT/SIGTERM drains and stops
+ * the children and unlinks every shared-memory object of the instance.
+ *
+ * Why it is shaped so:
+ *  - The listening socket is opened here and inherited by every gateway
+ *    (--listen-fd).  A port conflict fails before anything else starts;
+ *    --port 0 works (the line says which port); and while a gateway
+ *    restarts, connections wait in the shared accept queue for the others
+ *    instead of being refused.
+ *  - The supervisor is single-threaded and waits for signals with
+ *    sigtimedwait (SIGCHLD included), so child exits, stop requests and
+ *    restart timers are handled in one place, never in a signal handler.
+ *  - Children get PR_SET_PDEATHSIG(SIGTERM) between fork and exec, so no
+ *    process outlives a supervisor that is killed; the next start of the
+ *    same instance then finds the leftovers (creator dead) and removes them.
+ *
+ * Startup order: stale check -> listening socket -> control + rings
+ * (shm_instance_create) and accounts regions -> all matchers, then each
+ * awaited: ready when its book.<k>, readers.<k> and positions.<k> regions
+ * attach and its member slot in the control region names it -> all
+ * gateways, each ready when its member slot names it -> the line on
+ * stdout.
+ *
+ * Limits: at most SHM_INSTANCE_SHARDS_MAX shards and
+ * SHM_INSTANCE_GATEWAYS_MAX gateways; a gateway that keeps dying is
+ * restarted forever, with a backoff from 100 ms doubling to 5 s (reset once
+ * it has run for 10 s).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/gw_frame.h"
+#include "gateway/gw_opt.h"
+#include "gateway/gw_route.h"
+#include "gateway/gw_server.h"
+#include "shm/shm_accounts.h"
+#include "shm/shm_error.h"
+#include "shm/shm_instance.h"
+#include "shm/shm_readers.h"
+#include "shm/shm_region.h"
+
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 5000u
+#define STABLE_RUN_MS 10000u
+#define MATCHER_STOP_MS 10000u
+
+/* limits[] entries the supervisor records beyond the named ones of
+ * shm_instance.h (documented in docs/gateway.md). */
+#define LIMIT_FILLS_PER_SHARD 5
+#define LIMIT_POSITIONS_PER_SHARD 6
+#define LIMIT_SYMBOLS_PER_SHARD 7
+
+enum child_kind { K_MATCHER = 0, K_GATEWAY = 1 };
+
+struct child {
+	pid_t pid;                 /* 0: not running */
+	uint32_t idx;
+	uint64_t started_ns;
+	uint64_t restart_at_ns;    /* gateway waiting for its restart; 0: none */
+	uint32_t backoff_ms;
+	unsigned restarts;
+};
+
+struct opts {
+	const char *instance;
+	const char *bind;
+	const char *stp;        /* self-trade prevention mode, NULL: default */
+	uint32_t shards, gateways, port;
+	uint32_t ring_capacity;
+	uint64_t orders, levels, fills, symbols, accounts, positions;
+	uint32_t readers;
+	uint32_t max_conns, deadline_ms, busy_ms, drain_ms, spin_us;
+	uint64_t max_request;
+	uint32_t max_elements;
+	uint32_t start_timeout_ms;
+	bool frame_replies;
+	bool quiet;
+};
+
+struct sup {
+	struct opts o;
+	char dir[PATH_MAX];
+	int listen_fd;
+	int port;
+	struct shm_instance inst;
+	bool inst_ok;
+	struct shm_accounts accts;
+	bool accts_ok;
+	struct child matchers[SHM_INSTANCE_SHARDS_MAX];
+	struct child gateways[SHM_INSTANCE_GATEWAYS_MAX];
+	sigset_t sigs;
+	bool owns;            /* we created control + rings: the name is ours */
+	bool stopping;
+	int exit_code;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void logf_(const struct sup *s, bool always, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void logf_(const struct sup *s, bool always, const char *fmt, ...)
+{
+	if (s->o.quiet && !always)
+		return;
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "shmex: %s\n", buf);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: shmex [options]\n"
+		"Starts an exchange: matchers, gateways and their shared memory, in the\n"
+		"foreground.  Stop it with Ctrl-C or SIGTERM.\n"
+		"\n"
+		"  --instance NAME       instance name, [A-Za-z0-9_-]{1,40} (default: default)\n"
+		"  --shards N            matcher processes / symbol shards (default 2)\n"
+		"  --gateways N          gateway processes (default 2)\n"
+		"  --port P              TCP port, 0 = any free one (default 12345)\n"
+		"  --bind ADDR           IPv4 address to listen on (default 127.0.0.1)\n"
+		"  --ring-capacity N     messages per ring, a power of two (default 1024)\n"
+		"  --orders N            order records per shard (default 262144)\n"
+		"  --levels N            price levels per shard (default 65536)\n"
+		"  --fills N             fill records per shard (default 524288)\n"
+		"  --symbols N           symbols per shard (default 4096)\n"
+		"  --accounts N          accounts (default 262144)\n"
+		"  --positions N         positions per shard (default 524288)\n"
+		"  --readers N           reader slots per shard (default 64)\n"
+		"  --stp MODE            self-trade prevention: none (default),\n"
+		"                        cancel-newest, cancel-oldest, cancel-both\n"
+		"  --max-conns N         connections per gateway (default %u)\n"
+		"  --max-request BYTES   largest request (default %zu)\n"
+		"  --max-elements N      elements per request (default %u)\n"
+		"  --deadline-ms MS      slow-client deadline (default %u)\n"
+		"  --busy-ms MS          full-ring wait before \"Exchange busy\" (default %u)\n"
+		"  --drain-ms MS         time for executing requests on stop (default %u)\n"
+		"  --frame-replies       length line in front of every reply\n"
+		"  --spin-us US          gateways spin this long before sleeping on replies\n"
+		"  --start-timeout-ms MS time for each child to get ready (default 15000)\n"
+		"  --quiet               only errors on stderr\n"
+		"  --help, --version\n",
+		GW_SERVER_MAX_CONNS_DEFAULT, (size_t)GW_FRAME_MAX_DEFAULT,
+		10000u, GW_SERVER_DEADLINE_MS_DEFAULT, GW_ROUTE_BUSY_MS_DEFAULT,
+		GW_SERVER_DRAIN_MS_DEFAULT);
+}
+
+/* ---- leftovers and unlinking ---- */
+
+/* Calls fn(s, region) for every /dev/shm object of the instance; stops at
+ * the first non-zero return, which it returns. */
+static int for_each_object(struct sup *s, int (*fn)(struct sup *, const char *))
+{
+	char prefix[SHM_NAME_MAX];
+	snprintf(prefix, sizeof(prefix), "shmex.%s.", s->o.instance);
+	size_t plen = strlen(prefix);
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return 0;
+	int rc = 0;
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, plen) == 0 && e->d_name[plen])
+			rc = fn(s, e->d_name + plen);
+	}
+	closedir(d);
+	return rc;
+}
+
+/* True when pid is a zombie: it has exited and only waits to be reaped
+ * (children of a killed supervisor are reparented to a reaper that may be
+ * slow).  shm_proc_alive still calls such a process alive. */
+static bool is_zombie(int pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *rp = strrchr(buf, ')');
+	return rp && rp[1] == ' ' && rp[2] == 'Z';
+}
+
+static int remove_stale_one(struct sup *s, const char *region)
+{
+	struct shm_region_info info;
+	int rc = shm_region_remove_stale(s->o.instance, region);
+	if (rc == SHMEX_EINUSE) {
+		int pid = 0;
+		if (shm_region_inspect(s->o.instance, region, &info) == 0)
+			pid = info.creator_pid;
+		if (pid > 0 && is_zombie(pid)) {
+			rc = shm_region_unlink(s->o.instance, region);
+			if (rc == 0 || rc == -ENOENT) {
+				logf_(s, false, "removed %s, left over by exited "
+					       "process %d", region, pid);
+				return 0;
+			}
+		}
+		logf_(s, true, "instance %s is in use by a running exchange "
+			       "(region %s, pid %d); choose another --instance",
+		      s->o.instance, region, pid);
+		return rc;
+	}
+	if (rc) {
+		logf_(s, true, "cannot remove leftover region %s of instance %s: %s",
+		      region, s->o.instance, shmex_strerror(rc));
+		return rc;
+	}
+	logf_(s, false, "removed %s, left over by a crashed run of instance %s",
+	      region, s->o.instance);
+	return 0;
+}
+
+static int unlink_one(struct sup *s, const char *region)
+{
+	int rc = shm_region_unlink(s->o.instance, region);
+	if (rc && rc != -ENOENT)
+		logf_(s, true, "unlink %s: %s", region, shmex_strerror(rc));
+	return 0;
+}
+
+static void unlink_all(struct sup *s)
+{
+	(void)!shm_instance_unlink(s->o.instance);
+	(void)!shm_accounts_unlink(s->o.instance);
+	for_each_object(s, unlink_one);
+}
+
+/* ---- children ---- */
+
+static const char *kind_name(enum child_kind k)
+{
+	return k == K_MATCHER ? "matcher" : "gateway";
+}
+
+static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
+{
+	char path[PATH_MAX + 32], idbuf[16], fdbuf[16];
+	char n_conns[16], n_req[24], n_dl[16], n_busy[16], n_drain[16], n_spin[16],
+		n_elems[16];
+	const char *argv[40];
+	int n = 0;
+	snprintf(path, sizeof(path), "%s/%s", s->dir,
+		 k == K_MATCHER ? "shmex-matcher" : "shmex-gateway");
+	snprintf(idbuf, sizeof(idbuf), "%u", idx);
+	argv[n++] = path;
+	argv[n++] = "--instance";
+	argv[n++] = s->o.instance;
+	if (k == K_MATCHER) {
+		argv[n++] = "--shard";
+		argv[n++] = idbuf;
+		if (s->o.stp) {
+			argv[n++] = "--stp";
+			argv[n++] = s->o.stp;
+		}
+		if (s->o.quiet)
+			argv[n++] = "--quiet";
+	} else {
+		snprintf(fdbuf, sizeof(fdbuf), "%d", s->listen_fd);
+		snprintf(n_conns, sizeof(n_conns), "%u", s->o.max_conns);
+		snprintf(n_req, sizeof(n_req), "%llu",
+			 (unsigned long long)s->o.max_request);
+		snprintf(n_dl, sizeof(n_dl), "%u", s->o.deadline_ms);
+		snprintf(n_busy, sizeof(n_busy), "%u", s->o.busy_ms);
+		snprintf(n_drain, sizeof(n_drain), "%u", s->o.drain_ms);
+		snprintf(n_spin, sizeof(n_spin), "%u", s->o.spin_us);
+		snprintf(n_elems, sizeof(n_elems), "%u", s->o.max_elements);
+		argv[n++] = "--id";
+		argv[n++] = idbuf;
+		argv[n++] = "--listen-fd";
+		argv[n++] = fdbuf;
+		argv[n++] = "--max-conns";
+		argv[n++] = n_conns;
+		argv[n++] = "--max-request";
+		argv[n++] = n_req;
+		argv[n++] = "--deadline-ms";
+		argv[n++] = n_dl;
+		argv[n++] = "--busy-ms";
+		argv[n++] = n_busy;
+		argv[n++] = "--drain-ms";
+		argv[n++] = n_drain;
+		argv[n++] = "--max-elements";
+		argv[n++] = n_elems;
+		if (s->o.spin_us) {
+			argv[n++] = "--spin-us";
+			argv[n++] = n_spin;
+		}
+		if (s->o.frame_replies)
+			argv[n++] = "--frame-replies";
+		if (s->o.quiet)
+			argv[n++] = "--quiet";
+	}
+	argv[n] = NULL;
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		logf_(s, true, "fork %s %u: %s", kind_name(k), idx, strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		/* No orphans: the child gets SIGTERM when we die, and checks
+		 * that we did not die before the request took effect. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		/* stdout is the supervisor's one line; children log to stderr. */
+		dup2(2, 1);
+		if (k == K_GATEWAY) {
+			int fl = fcntl(s->listen_fd, F_GETFD);
+			fcntl(s->listen_fd, F_SETFD, fl & ~FD_CLOEXEC);
+		}
+		execv(path, (char *const *)argv);
+		fprintf(stderr, "shmex: exec %s: %s\n", path, strerror(errno));
+		_exit(127);
+	}
+	struct child *c = k == K_MATCHER ? &s->matchers[idx] : &s->gateways[idx];
+	c->pid = pid;
+	c->idx = idx;
+	c->started_ns = now_ns();
+	c->restart_at_ns = 0;
+	return pid;
+}
+
+static void describe_status(char *buf, size_t len, int status)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, len, "stopped (status 0x%x)", status);
+}
+
+static struct child *find_child(struct sup *s, pid_t pid, enum child_kind *k)
+{
+	for (uint32_t i = 0; i < s->o.shards; i++)
+		if (s->matchers[i].pid == pid) {
+			*k = K_MATCHER;
+			return &s->matchers[i];
+		}
+	for (uint32_t i = 0; i < s->o.gateways; i++)
+		if (s->gateways[i].pid == pid) {
+			*k = K_GATEWAY;
+			return &s->gateways[i];
+		}
+	return NULL;
+}
+
+/* Reaps every exited child and reacts. */
+static void reap(struct sup *s)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		enum child_kind k;
+		struct child *c = find_child(s, pid, &k);
+		if (!c)
+			continue;
+		c->pid = 0;
+		char how[96];
+		describe_status(how, sizeof(how), status);
+		if (s->stopping) {
+			if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+				logf_(s, true, "%s %u (pid %d) %s while stopping",
+				      kind_name(k), c->idx, (int)pid, how);
+			continue;
+		}
+		if (k == K_MATCHER) {
+			logf_(s, true, "matcher of shard %u (pid %d) %s; the book of "
+				       "that shard is gone, stopping the exchange",
+			      c->idx, (int)pid, how);
+			s->stopping = true;
+			s->exit_code = 1;
+			continue;
+		}
+		uint64_t ran_ms = (now_ns() - c->started_ns) / 1000000u;
+		if (ran_ms >= STABLE_RUN_MS || c->backoff_ms == 0)
+			c->backoff_ms = BACKOFF_MIN_MS;
+		else if (c->backoff_ms < BACKOFF_MAX_MS)
+			c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS
+						? BACKOFF_MAX_MS : c->backoff_ms * 2;
+		c->restart_at_ns = now_ns() + (uint64_t)c->backoff_ms * 1000000u;
+		logf_(s, true, "gateway %u (pid %d) %s; restarting it in %u ms",
+		      c->idx, (int)pid, how, c->backoff_ms);
+	}
+}
+
+/* Handles pending signals without waiting; returns false to stop. */
+static void take_signals(struct sup *s, int timeout_ms)
+{
+	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+	siginfo_t si;
+	int sig = sigtimedwait(&s->sigs, &si, &ts);
+	while (sig > 0) {
+		if (sig == SIGCHLD) {
+			reap(s);
+		} else if (sig == SIGINT || sig == SIGTERM) {
+			if (!s->stopping)
+				logf_(s, false, "%s: stopping instance %s",
+				      strsignal(sig), s->o.instance);
+			s->stopping = true;
+		}
+		struct timespec zero = {0, 0};
+		sig = sigtimedwait(&s->sigs, &si, &zero);
+	}
+}
+
+static bool region_ready(struct sup *s, const char *region, uint32_t kind)
+{
+	struct shm_region r;
+	if (shm_region_attach(&r, s->o.instance, region, kind, SHM_RDONLY) != 0)
+		return false;
+	shm_region_detach(&r);
+	return true;
+}
+
+static bool matcher_ready(struct sup *s, uint32_t k)
+{
+	int32_t pid;
+	uint64_t start;
+	/* SV1: acquire of the member pid (INS4 inside); pairs with the
+	 * matcher's INS3.  The regions are then validated by A0. */
+	shm_instance_member(&s->inst, SHM_ROLE_MATCHER, k, &pid, &start);
+	if (pid != s->matchers[k].pid)
+		return false;
+	char name[32];
+	snprintf(name, sizeof(name), "readers.%u", k);
+	if (!region_ready(s, name, SHM_KIND_READERS))
+		return false;
+	snprintf(name, sizeof(name), "positions.%u", k);
+	if (!region_ready(s, name, SHM_KIND_POSITIONS))
+		return false;
+	snprintf(name, sizeof(name), "book.%u", k);
+	return region_ready(s, name, SHM_KIND_BOOK);
+}
+
+static bool gateway_ready(struct sup *s, uint32_t g)
+{
+	int32_t pid;
+	uint64_t start;
+	/* SV1: as in matcher_ready. */
+	shm_instance_member(&s->inst, SHM_ROLE_GATEWAY, g, &pid, &start);
+	return pid == s->gateways[g].pid;
+}
+
+/* Waits until child idx of kind k is ready; false when it died, the time
+ * ran out, or a stop was requested. */
+static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
+{
+	uint64_t deadline = now_ns() + (uint64_t)s->o.start_timeout_ms * 1000000u;
+	struct child *c = k == K_MATCHER ? &s->matchers[idx] : &s->gateways[idx];
+	for (;;) {
+		if (k == K_MATCHER ? matcher_ready(s, idx) : gateway_ready(s, idx))
+			return true;
+		take_signals(s, 2);
+		if (s->stopping)
+			return false;
+		if (c->pid == 0) {
+			/* reap() logged a gateway's death; a matcher's stops
+			 * everything. */
+			logf_(s, true, "%s %u died during startup", kind_name(k), idx);
+			s->stopping = true;
+			s->exit_code = 1;
+			return false;
+		}
+		if (now_ns() > deadline) {
+			logf_(s, true, "%s %u (pid %d) did not get ready within %u ms",
+			      kind_name(k), idx, (int)c->pid, s->o.start_timeout_ms);
+			s->stopping = true;
+			s->exit_code = 1;
+			return false;
+		}
+	}
+}
+
+/* Sends sig to every running child of kind k and waits up to ms for them;
+ * SIGKILLs what is left. */
+static void stop_kind(struct sup *s, enum child_kind k, int sig, uint32_t ms)
+{
+	struct child *cs = k == K_MATCHER ? s->matchers : s->gateways;
+	uint32_t n = k == K_MATCHER ? s->o.shards : s->o.gateways;
+	for (uint32_t i = 0; i < n; i++) {
+		cs[i].restart_at_ns = 0;
+		if (cs[i].pid > 0)
+			kill(cs[i].pid, sig);
+	}
+	uint64_t deadline = now_ns() + (uint64_t)ms * 1000000u;
+	for (;;) {
+		bool any = false;
+		for (uint32_t i = 0; i < n; i++)
+			any |= cs[i].pid > 0;
+		if (!any)
+			return;
+		if (now_ns() > deadline)
+			break;
+		take_signals(s, 5);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (cs[i].pid > 0) {
+			logf_(s, true, "%s %u (pid %d) did not stop in time; killing it",
+			      kind_name(k), i, (int)cs[i].pid);
+			kill(cs[i].pid, SIGKILL);
+			waitpid(cs[i].pid, NULL, 0);
+			cs[i].pid = 0;
+		}
+	}
+}
+
+static void shutdown_all(struct sup *s)
+{
+	s->stopping = true;
+	if (s->listen_fd >= 0) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+	}
+	stop_kind(s, K_GATEWAY, SIGTERM, s->o.drain_ms + 2000);
+	/* SV2: release (INS1 inside) after every gateway has exited, so the
+	 * matchers that see it (INS2) find the gateways' last messages in
+	 * their rings and drain them. */
+	if (s->inst_ok)
+		shm_instance_set_stopping(&s->inst);
+	stop_kind(s, K_MATCHER, SIGTERM, MATCHER_STOP_MS);
+	if (s->accts_ok)
+		shm_accounts_detach(&s->accts);
+	s->accts_ok = false;
+	if (s->inst_ok)
+		shm_instance_detach(&s->inst);
+	s->inst_ok = false;
+	/* Never unlink another exchange's objects: only once our exclusive
+	 * creation made the name ours. */
+	if (s->owns)
+		unlink_all(s);
+}
+
+/* ---- options ---- */
+
+enum {
+	O_INSTANCE = 256, O_SHARDS, O_GATEWAYS, O_PORT, O_BIND, O_RING, O_ORDERS,
+	O_LEVELS, O_FILLS, O_SYMBOLS, O_ACCOUNTS, O_POSITIONS, O_READERS,
+	O_MAX_CONNS, O_MAX_REQUEST, O_MAX_ELEMS, O_DEADLINE, O_BUSY, O_DRAIN,
+	O_FRAME, O_SPIN, O_START_TIMEOUT, O_QUIET, O_HELP, O_VERSION, O_STP,
+};
+
+static const struct option longopts[] = {
+	{"instance", required_argument, NULL, O_INSTANCE},
+	{"shards", required_argument, NULL, O_SHARDS},
+	{"gateways", required_argument, NULL, O_GATEWAYS},
+	{"port", required_argument, NULL, O_PORT},
+	{"bind", required_argument, NULL, O_BIND},
+	{"ring-capacity", required_argument, NULL, O_RING},
+	{"orders", required_argument, NULL, O_ORDERS},
+	{"levels", required_argument, NULL, O_LEVELS},
+	{"fills", required_argument, NULL, O_FILLS},
+	{"symbols", required_argument, NULL, O_SYMBOLS},
+	{"accounts", required_argument, NULL, O_ACCOUNTS},
+	{"positions", required_argument, NULL, O_POSITIONS},
+	{"readers", required_argument, NULL, O_READERS},
+	{"stp", required_argument, NULL, O_STP},
+	{"max-conns", required_argument, NULL, O_MAX_CONNS},
+	{"max-request", required_argument, NULL, O_MAX_REQUEST},
+	{"max-elements", required_argument, NULL, O_MAX_ELEMS},
+	{"deadline-ms", required_argument, NULL, O_DEADLINE},
+	{"busy-ms", required_argument, NULL, O_BUSY},
+	{"drain-ms", required_argument, NULL, O_DRAIN},
+	{"frame-replies", no_argument, NULL, O_FRAME},
+	{"spin-us", required_argument, NULL, O_SPIN},
+	{"start-timeout-ms", required_argument, NULL, O_START_TIMEOUT},
+	{"quiet", no_argument, NULL, O_QUIET},
+	{"help", no_argument, NULL, O_HELP},
+	{"version", no_argument, NULL, O_VERSION},
+	{NULL, 0, NULL, 0},
+};
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	*o = (struct opts){
+		.instance = "default", .bind = "127.0.0.1", .shards = 2,
+		.gateways = 2, .port = 12345,
+		.ring_capacity = SHM_INSTANCE_RING_CAPACITY_DEFAULT,
+		.orders = 262144, .levels = 65536, .fills = 524288,
+		.symbols = 4096, .accounts = 262144, .positions = 524288,
+		.readers = SHM_READERS_DEFAULT_SLOTS,
+		.max_conns = GW_SERVER_MAX_CONNS_DEFAULT,
+		.deadline_ms = GW_SERVER_DEADLINE_MS_DEFAULT,
+		.busy_ms = GW_ROUTE_BUSY_MS_DEFAULT,
+		.drain_ms = GW_SERVER_DRAIN_MS_DEFAULT,
+		.max_request = GW_FRAME_MAX_DEFAULT, .max_elements = 10000,
+		.start_timeout_ms = 15000,
+	};
+	const uint64_t cap_max = UINT64_C(1) << 30;
+	int c, bad = 0;
+	const char *badopt = NULL;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_INSTANCE: o->instance = optarg; break;
+		case O_BIND: o->bind = optarg; break;
+		case O_SHARDS:
+			bad = gw_opt_u32(optarg, 1, SHM_INSTANCE_SHARDS_MAX, &o->shards);
+			badopt = "shards";
+			break;
+		case O_GATEWAYS:
+			bad = gw_opt_u32(optarg, 1, SHM_INSTANCE_GATEWAYS_MAX, &o->gateways);
+			badopt = "gateways";
+			break;
+		case O_PORT:
+			bad = gw_opt_u32(optarg, 0, 65535, &o->port);
+			badopt = "port";
+			break;
+		case O_RING:
+			bad = gw_opt_u32(optarg, SHM_RING_CAPACITY_MIN,
+					 SHM_RING_CAPACITY_MAX, &o->ring_capacity);
+			if (!bad && (o->ring_capacity & (o->ring_capacity - 1)))
+				bad = -EINVAL;
+			badopt = "ring-capacity";
+			break;
+		case O_ORDERS:
+			bad = gw_opt_u64(optarg, 1, cap_max, &o->orders);
+			badopt = "orders";
+			break;
+		case O_LEVELS:
+			bad = gw_opt_u64(optarg, 1, cap_max, &o->levels);
+			badopt = "levels";
+			break;
+		case O_FILLS:
+			bad = gw_opt_u64(optarg, 1, cap_max, &o->fills);
+			badopt = "fills";
+			break;
+		case O_SYMBOLS:
+			bad = gw_opt_u64(optarg, 1, cap_max, &o->symbols);
+			badopt = "symbols";
+			break;
+		case O_ACCOUNTS:
+			bad = gw_opt_u64(optarg, 1, cap_max, &o->accounts);
+			badopt = "accounts";
+			break;
+		case O_POSITIONS:
+			bad = gw_opt_u64(optarg, 1, cap_max, &o->positions);
+			badopt = "positions";
+			break;
+		case O_READERS:
+			bad = gw_opt_u32(optarg, 1, SHM_READERS_MAX_SLOTS, &o->readers);
+			badopt = "readers";
+			break;
+		case O_MAX_CONNS:
+			bad = gw_opt_u32(optarg, 1, GW_SERVER_MAX_CONNS_LIMIT, &o->max_conns);
+			badopt = "max-conns";
+			break;
+		case O_MAX_REQUEST:
+			bad = gw_opt_u64(optarg, 1, GW_FRAME_MAX_LIMIT, &o->max_request);
+			badopt = "max-request";
+			break;
+		case O_MAX_ELEMS:
+			bad = gw_opt_u32(optarg, 2, 100000000, &o->max_elements);
+			badopt = "max-elements";
+			break;
+		case O_DEADLINE:
+			bad = gw_opt_u32(optarg, 1, 3600000, &o->deadline_ms);
+			badopt = "deadline-ms";
+			break;
+		case O_BUSY:
+			bad = gw_opt_u32(optarg, 1, 3600000, &o->busy_ms);
+			badopt = "busy-ms";
+			break;
+		case O_DRAIN:
+			bad = gw_opt_u32(optarg, 1, 3600000, &o->drain_ms);
+			badopt = "drain-ms";
+			break;
+		case O_SPIN:
+			bad = gw_opt_u32(optarg, 0, 1000000, &o->spin_us);
+			badopt = "spin-us";
+			break;
+		case O_START_TIMEOUT:
+			bad = gw_opt_u32(optarg, 1, 3600000, &o->start_timeout_ms);
+			badopt = "start-timeout-ms";
+			break;
+		case O_STP:
+			o->stp = optarg;
+			bad = strcmp(optarg, "none") && strcmp(optarg, "cancel-newest") &&
+			      strcmp(optarg, "cancel-oldest") &&
+			      strcmp(optarg, "cancel-both") ? -EINVAL : 0;
+			badopt = "stp";
+			break;
+		case O_FRAME: o->frame_replies = true; break;
+		case O_QUIET: o->quiet = true; break;
+		case O_HELP:
+			usage(stdout);
+			return 1;
+		case O_VERSION:
+			printf("shmex %s, shared-memory layout %u (signature %016llx)\n",
+			       SHMEX_VERSION, SHM_LAYOUT_VERSION,
+			       (unsigned long long)shm_layout_signature());
+			return 1;
+		default:
+			usage(stderr);
+			return 2;
+		}
+		if (bad) {
+			fprintf(stderr, "shmex: invalid value '%s' for --%s\n", optarg,
+				badopt);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "shmex: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	char name[SHM_NAME_MAX];
+	if (shm_name_format(name, sizeof(name), o->instance, "control") != 0) {
+		fprintf(stderr, "shmex: invalid instance name '%s' "
+				"(1..40 of A-Z a-z 0-9 _ -)\n", o->instance);
+		return 2;
+	}
+	return 0;
+}
+
+/* ---- main ---- */
+
+static int start(struct sup *s)
+{
+	ssize_t n = readlink("/proc/self/exe", s->dir, sizeof(s->dir) - 1);
+	if (n <= 0) {
+		logf_(s, true, "cannot find my own program: %s", strerror(errno));
+		return -1;
+	}
+	s->dir[n] = 0;
+	char *slash = strrchr(s->dir, '/');
+	if (slash)
+		*slash = 0;
+	for (int k = 0; k < 2; k++) {
+		char p[PATH_MAX + 32];
+		snprintf(p, sizeof(p), "%s/%s", s->dir,
+			 k ? "shmex-gateway" : "shmex-matcher");
+		if (access(p, X_OK) != 0) {
+			logf_(s, true, "%s: %s (it must sit next to shmex)", p,
+			      strerror(errno));
+			return -1;
+		}
+	}
+	if (for_each_object(s, remove_stale_one) != 0)
+		return -1;
+	int rc = gw_server_listen(s->o.bind, (int)s->o.port, false, 4096,
+				  &s->listen_fd, &s->port);
+	if (rc) {
+		logf_(s, true, "cannot listen on %s:%u: %s", s->o.bind, s->o.port,
+		      strerror(-rc));
+		return -1;
+	}
+	struct shm_instance_cfg icfg = {
+		.nshards = s->o.shards,
+		.ngateways = s->o.gateways,
+		.ring_capacity = s->o.ring_capacity,
+		.mode = 0660,
+	};
+	icfg.limits[SHM_LIMIT_ORDERS_PER_SHARD] = s->o.orders;
+	icfg.limits[SHM_LIMIT_LEVELS_PER_SHARD] = s->o.levels;
+	icfg.limits[SHM_LIMIT_ACCOUNTS] = s->o.accounts;
+	icfg.limits[SHM_LIMIT_SYMBOLS] = s->o.symbols;
+	icfg.limits[SHM_LIMIT_READER_SLOTS] = s->o.readers;
+	icfg.limits[LIMIT_FILLS_PER_SHARD] = s->o.fills;
+	icfg.limits[LIMIT_POSITIONS_PER_SHARD] = s->o.positions;
+	icfg.limits[LIMIT_SYMBOLS_PER_SHARD] = s->o.symbols;
+	rc = shm_instance_create(s->o.instance, &icfg, &s->inst);
+	if (rc) {
+		logf_(s, true, "create instance %s: %s", s->o.instance,
+		      s->inst.err[0] ? s->inst.err : shmex_strerror(rc));
+		return -1;
+	}
+	s->inst_ok = true;
+	/* control and rings were created O_EXCL: from now on the name is
+	 * ours (a concurrent start of the same instance failed here). */
+	s->owns = true;
+	rc = shm_accounts_create(&s->accts, s->o.instance, s->o.accounts, 0660);
+	if (rc) {
+		logf_(s, true, "create accounts of %s: %s", s->o.instance,
+		      shmex_strerror(rc));
+		return -1;
+	}
+	s->accts_ok = true;
+	/* All matchers start at once (each pre-faults its regions), then
+	 * each is awaited; gateways only once every book exists. */
+	for (uint32_t k = 0; k < s->o.shards; k++)
+		if (spawn(s, K_MATCHER, k) < 0)
+			return -1;
+	for (uint32_t k = 0; k < s->o.shards; k++)
+		if (!wait_ready(s, K_MATCHER, k))
+			return -1;
+	for (uint32_t g = 0; g < s->o.gateways; g++)
+		if (spawn(s, K_GATEWAY, g) < 0)
+			return -1;
+	for (uint32_t g = 0; g < s->o.gateways; g++)
+		if (!wait_ready(s, K_GATEWAY, g))
+			return -1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct sup s;
+	memset(&s, 0, sizeof(s));
+	s.listen_fd = -1;
+	int rc = parse_opts(argc, argv, &s.o);
+	if (rc)
+		return rc == 1 ? 0 : rc;
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&s.sigs);
+	sigaddset(&s.sigs, SIGCHLD);
+	sigaddset(&s.sigs, SIGINT);
+	sigaddset(&s.sigs, SIGTERM);
+	sigprocmask(SIG_BLOCK, &s.sigs, NULL);
+
+	if (start(&s) != 0) {
+		/* A stop requested during startup (SIGINT/SIGTERM) is a clean
+		 * stop; anything else is a failure. */
+		bool asked = s.stopping && s.exit_code == 0;
+		if (!asked)
+			s.exit_code = 1;
+		shutdown_all(&s);
+		if (asked)
+			logf_(&s, false, "instance %s stopped during startup",
+			      s.o.instance);
+		else
+			logf_(&s, true, "instance %s did not start", s.o.instance);
+		return s.exit_code;
+	}
+	printf("shmex: instance %s listening on %s:%d (%u shard%s, %u gateway%s)\n",
+	       s.o.instance, s.o.bind, s.port, s.o.shards,
+	       s.o.shards == 1 ? "" : "s", s.o.gateways,
+	       s.o.gateways == 1 ? "" : "s");
+	fflush(stdout);
+
+	while (!s.stopping) {
+		uint64_t now = now_ns(), next = 0;
+		for (uint32_t g = 0; g < s.o.gateways; g++) {
+			struct child *c = &s.gateways[g];
+			if (c->pid == 0 && c->restart_at_ns) {
+				if (now >= c->restart_at_ns) {
+					c->restarts++;
+					if (spawn(&s, K_GATEWAY, g) > 0)
+						logf_(&s, false, "gateway %u restarted "
+							"(pid %d, restart %u)", g,
+						      (int)c->pid, c->restarts);
+					else
+						c->restart_at_ns = now + 1000000000u;
+				}
+				if (c->restart_at_ns && (!next || c->restart_at_ns < next))
+					next = c->restart_at_ns;
+			}
+		}
+		int wait_ms = 1000;
+		if (next) {
+			uint64_t left = next > now ? (next - now) / 1000000u + 1 : 0;
+			if (left < (uint64_t)wait_ms)
+				wait_ms = (int)left;
+		}
+		take_signals(&s, wait_ms);
+	}
+	shutdown_all(&s);
+	logf_(&s, s.exit_code != 0, "instance %s stopped%s", s.o.instance,
+	      s.exit_code ? " after a failure" : "; shared memory removed");
+	return s.exit_code;
+}

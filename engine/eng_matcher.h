@@ -1,0 +1,146 @@
+/*
+ * eng_matcher: the matcher process of one symbol shard, as a library.
+ *
+ * It owns the shard's regions (book.<k>, positions.<k>, readers.<k>),
+ * attaches the instance's control, rings and accounts regions, and runs
+ * the loop: drain every gateway's request ring in batches, copy each
+ * message out once, validate it, apply it (matching core + account and
+ * position rules), answer on the (shard, gateway) reply ring, advance the
+ * reader epoch once per batch and poll reclamation, sleep on the shard's
+ * doorbell when there is nothing to do.  docs/matcher.md has the loop,
+ * the apply rules, the reservation arithmetic and the startup protocol.
+ *
+ * Startup (eng_matcher_open), in this order, so that the supervisor's
+ * readiness test (member slot names us AND the three regions attach) can
+ * only pass once everything is usable:
+ *   1. attach the instance read-only to learn nshards/ngateways/limits;
+ *   2. remove stale leftovers of book.<k>, positions.<k>, readers.<k>
+ *      (SHMEX_EINUSE when a live process created them: another matcher);
+ *   3. attach accounts (RDWR), recover abandoned account creations of
+ *      this home shard;
+ *   4. create positions.<k> and readers.<k> (published), create book.<k>
+ *      (mode 0640) and lay the book out in it;
+ *   5. attach the instance as SHM_ROLE_MATCHER (member slot = our pid),
+ *      attach every request and reply ring;
+ *   6. publish book.<k> [R0]: the last step, the "ready" signal.
+ *
+ * Concurrency: one thread calls everything but eng_matcher_stop, which is
+ * async-signal-safe (a relaxed store of a flag the loop polls; the doorbell
+ * sleep returns on EINTR and on its idle tick, so a stop is seen within one
+ * tick).  Other processes (gateways, readers, other shards' matchers) run
+ * concurrently through the shared regions; none of them can block this
+ * loop: a full reply ring parks that gateway's replies privately (and stops
+ * reading that gateway's requests) instead of waiting.
+ */
+#ifndef SHMEX_ENGINE_ENG_MATCHER_H
+#define SHMEX_ENGINE_ENG_MATCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/shm_msg.h"
+
+/* limits[] entries of the control region that the supervisor records
+ * beyond the named ones of shm_instance.h (gateway/main_shmex.c writes the
+ * same numbers; docs/gateway.md). */
+#define ENG_MATCHER_LIMIT_FILLS 5
+#define ENG_MATCHER_LIMIT_POSITIONS 6
+#define ENG_MATCHER_LIMIT_SYMBOLS_PER_SHARD 7
+
+/* Defaults when neither the configuration nor the control region says. */
+#define ENG_MATCHER_ORDERS_DEFAULT 65536u
+#define ENG_MATCHER_LEVELS_DEFAULT 16384u
+#define ENG_MATCHER_FILLS_DEFAULT 131072u
+#define ENG_MATCHER_SYMBOLS_DEFAULT 1024u
+#define ENG_MATCHER_POSITIONS_DEFAULT 65536u
+#define ENG_MATCHER_BATCH_DEFAULT 64u
+#define ENG_MATCHER_BATCH_MAX 1024u
+#define ENG_MATCHER_IDLE_MS_DEFAULT 200u
+#define ENG_MATCHER_DRAIN_MS_DEFAULT 2000u
+
+struct eng_matcher;
+
+struct eng_matcher_cfg {
+	const char *instance;
+	uint32_t shard;
+	/* Capacities of this shard; 0 takes the control region's limits[]
+	 * entry, and 0 there takes the default above. */
+	uint32_t orders, levels, fills, symbols, positions, readers;
+	uint32_t stp_mode;   /* enum shm_book_stp; 0 = self-trades allowed */
+	uint32_t batch;      /* messages taken per ring per round; 0: default */
+	uint32_t spin_ns;    /* spin before sleeping; 0: doorbell default */
+	uint32_t idle_ms;    /* idle tick of the sleep; 0: default */
+	uint32_t drain_ms;   /* on stop: time to deliver parked replies */
+	bool verbose;        /* log every reject to stderr */
+};
+
+struct eng_matcher_stats {
+	uint64_t requests;        /* messages taken from request rings */
+	uint64_t rejects;         /* answered with a non-zero status */
+	uint64_t invalid;         /* of those: failed shm_msg validation */
+	uint64_t orders, cancels, modifies, accounts, add_shares; /* applied */
+	uint64_t fills;           /* trades settled */
+	uint64_t rounds;          /* loop rounds that took messages */
+	uint64_t sleeps;          /* doorbell waits that went to sleep */
+	uint64_t replies_parked;  /* replies that found their ring full */
+	uint64_t replies_dropped; /* undeliverable at stop (gateway gone) */
+	uint64_t ring_errors;     /* corrupt ring indexes seen */
+	uint64_t internal;        /* account steps that failed mid-request */
+	uint64_t epoch;           /* current reader epoch */
+	uint64_t safe_epoch;      /* last safe epoch given to the book */
+	uint64_t levels_reclaimed;
+};
+
+/*
+ * Startup, steps 1-6 above.  On failure nothing this call created is left
+ * behind (its regions are unlinked again), and err (may be NULL) gets one
+ * line naming the object and the reason, e.g.
+ * "shm_open /shmex.x.control: No such file or directory".
+ * Errors: -EINVAL (bad configuration), SHMEX_EBADINDEX (shard out of
+ * range), SHMEX_EINUSE (another live matcher owns the shard), region and
+ * capacity errors.
+ */
+int eng_matcher_open(struct eng_matcher **out, const struct eng_matcher_cfg *cfg,
+		     char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * The loop.  Returns 0 after a stop (eng_matcher_stop, or the instance's
+ * `stopping` flag) once every request ring was drained and every reply
+ * delivered (replies for a gateway whose ring stays full past drain_ms are
+ * dropped and counted).  Returns a negative error only when sleeping on
+ * the doorbell fails unexpectedly.
+ */
+int eng_matcher_run(struct eng_matcher *m) __attribute__((warn_unused_result));
+
+/* Asks the loop to drain and return.  Async-signal-safe. */
+void eng_matcher_stop(struct eng_matcher *m);
+
+/*
+ * Applies one request (a private copy, validated here) and fills *rep.
+ * The loop calls it for every message; exposed for benchmarks.  Time is
+ * CLOCK_REALTIME, the sequence number the next of this shard.
+ *
+ * Reply fields: type SHM_MSG_REPLY, req_type = the request's type byte,
+ * req_id and account echoed, status 0 or a shmex error; u.r.time_ns = the
+ * request's time (CLOCK_REALTIME, also the time of its fills and cancel),
+ * u.r.seq = the shard's event sequence after the request (every fill
+ * record of this request has an `event` number in (the shard's sequence
+ * before it, u.r.seq]).  ORDER: order_id = the new id, qty = shares it
+ * executed in this request, price = its limit; CANCEL: order_id, qty =
+ * shares cancelled, price = limit, side; MODIFY: order_id, qty = open
+ * quantity after its trades, price = the order's limit now (the old one
+ * for a modify to 0, which cancels), side; ADD_SHARES: qty echoed;
+ * CREATE_ACCOUNT: price = balance echoed.  A reject changes nothing in
+ * shared memory.
+ */
+void eng_matcher_apply(struct eng_matcher *m, const struct shm_msg *req,
+		       struct shm_msg *rep);
+
+void eng_matcher_get_stats(const struct eng_matcher *m, struct eng_matcher_stats *st);
+
+/* Detaches everything (regions stay: the supervisor unlinks them) and
+ * frees the handle.  The member slot is cleared.  Safe on NULL. */
+void eng_matcher_close(struct eng_matcher *m);
+
+#endif

@@ -711,13 +711,13 @@ static int read_config(struct eng_matcher *m, char *err, size_t errlen)
 				   ENG_MATCHER_ORDERS_DEFAULT);
 	m->bcfg.caps.levels = pick(c->levels, lim[SHM_LIMIT_LEVELS_PER_SHARD],
 				   ENG_MATCHER_LEVELS_DEFAULT);
-	m->bcfg.caps.fills = pick(c->fills, lim[ENG_MATCHER_LIMIT_FILLS],
+	m->bcfg.caps.fills = pick(c->fills, lim[SHM_LIMIT_FILLS_PER_SHARD],
 				  ENG_MATCHER_FILLS_DEFAULT);
-	uint64_t syms = lim[ENG_MATCHER_LIMIT_SYMBOLS_PER_SHARD];
+	uint64_t syms = lim[SHM_LIMIT_SYMBOLS_PER_SHARD];
 	if (!syms)
 		syms = lim[SHM_LIMIT_SYMBOLS];
 	m->bcfg.caps.symbols = pick(c->symbols, syms, ENG_MATCHER_SYMBOLS_DEFAULT);
-	m->cfg.positions = pick(c->positions, lim[ENG_MATCHER_LIMIT_POSITIONS],
+	m->cfg.positions = pick(c->positions, lim[SHM_LIMIT_POSITIONS_PER_SHARD],
 				ENG_MATCHER_POSITIONS_DEFAULT);
 	m->nreaders = pick(c->readers, lim[SHM_LIMIT_READER_SLOTS],
 			   SHM_READERS_DEFAULT_SLOTS);

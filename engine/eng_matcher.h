@@ -41,12 +41,6 @@
 
 #include "shm/shm_msg.h"
 
-/* limits[] entries of the control region that the supervisor records
- * beyond the named ones of shm_instance.h (gateway/main_shmex.c writes the
- * same numbers; docs/gateway.md). */
-#define ENG_MATCHER_LIMIT_FILLS 5
-#define ENG_MATCHER_LIMIT_POSITIONS 6
-#define ENG_MATCHER_LIMIT_SYMBOLS_PER_SHARD 7
 
 /* Defaults when neither the configuration nor the control region says. */
 #define ENG_MATCHER_ORDERS_DEFAULT 65536u

@@ -61,11 +61,6 @@
 #define STABLE_RUN_MS 10000u
 #define MATCHER_STOP_MS 10000u
 
-/* limits[] entries the supervisor records beyond the named ones of
- * shm_instance.h (documented in docs/gateway.md). */
-#define LIMIT_FILLS_PER_SHARD 5
-#define LIMIT_POSITIONS_PER_SHARD 6
-#define LIMIT_SYMBOLS_PER_SHARD 7
 
 enum child_kind { K_MATCHER = 0, K_GATEWAY = 1 };
 
@@ -792,9 +787,9 @@ static int start(struct sup *s)
 	icfg.limits[SHM_LIMIT_ACCOUNTS] = s->o.accounts;
 	icfg.limits[SHM_LIMIT_SYMBOLS] = s->o.symbols;
 	icfg.limits[SHM_LIMIT_READER_SLOTS] = s->o.readers;
-	icfg.limits[LIMIT_FILLS_PER_SHARD] = s->o.fills;
-	icfg.limits[LIMIT_POSITIONS_PER_SHARD] = s->o.positions;
-	icfg.limits[LIMIT_SYMBOLS_PER_SHARD] = s->o.symbols;
+	icfg.limits[SHM_LIMIT_FILLS_PER_SHARD] = s->o.fills;
+	icfg.limits[SHM_LIMIT_POSITIONS_PER_SHARD] = s->o.positions;
+	icfg.limits[SHM_LIMIT_SYMBOLS_PER_SHARD] = s->o.symbols;
 	rc = shm_instance_create(s->o.instance, &icfg, &s->inst);
 	if (rc) {
 		logf_(s, true, "create instance %s: %s", s->o.instance,

@@ -64,6 +64,9 @@ enum shm_instance_limit {
 	SHM_LIMIT_ACCOUNTS = 2,
 	SHM_LIMIT_SYMBOLS = 3,
 	SHM_LIMIT_READER_SLOTS = 4,
+	SHM_LIMIT_FILLS_PER_SHARD = 5,
+	SHM_LIMIT_POSITIONS_PER_SHARD = 6,
+	SHM_LIMIT_SYMBOLS_PER_SHARD = 7,
 };
 
 /* What the creator asks for (private, never in shared memory). */

@@ -8,6 +8,7 @@
 #include "shm/shm_layout_list.h"
 
 #include <stddef.h>
+#include <string.h>
 
 static uint64_t mix(uint64_t h, uint64_t v)
 {
@@ -30,6 +31,15 @@ uint64_t shm_layout_signature(void)
 #define SHM_LAYOUT_ENTRY_(value) h = mix(h, (uint64_t)(value));
 	SHM_LAYOUT_LIST(SHM_LAYOUT_ENTRY_)
 #undef SHM_LAYOUT_ENTRY_
+	/* Routing is part of the contract too: processes that disagree on
+	 * which shard owns a symbol, an order or an account must not share
+	 * an exchange.  Probe the maps with fixed inputs. */
+	static const char *const probes[] = {"SPY", "AAPL", "MSFT", "X", "BTC9"};
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+		h = mix(h, shm_shard_of_symbol(probes[i], strlen(probes[i]), 65521));
+	h = mix(h, shm_shard_of_order(UINT64_C(123456789), 7));
+	h = mix(h, shm_order_slot(UINT64_C(123456789), 7, 1000));
+	h = mix(h, shm_shard_of_account(UINT64_C(987654321), 13));
 	sig = h;
 	return sig;
 }

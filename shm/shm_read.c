@@ -2,7 +2,7 @@
  * shm_read: consistent, bounds-checked reads of a shard's book from another
  * process (contract in shm_read.h).
  *
- * Shape.  Every public read is one call of run(): enter a read-side section
+ * Shape.  Every public read is one call of shm_read_section(): enter a read-side section
  * of the shard's reader table (RCU: nothing reachable is reused while we
  * are inside), then try a snapshot function up to max_retries times.  A
  * snapshot function reads the symbol's seqcount with acquire [BK5], loads
@@ -37,9 +37,7 @@
 #include "shm/shm_readers_inline.h"
 
 /* A snapshot function's "the seqcount moved, try again". */
-#define SNAP_RETRY 1
-
-typedef int (*snap_fn)(struct shm_read *rd, void *arg);
+#define SNAP_RETRY SHM_READ_RETRY
 
 /* --- open / close ----------------------------------------------------------- */
 
@@ -129,7 +127,7 @@ static int section_enter(struct shm_read *rd)
 	return rc ? SHMEX_EBUSY : 0;
 }
 
-static int run(struct shm_read *rd, snap_fn fn, void *arg)
+int shm_read_section(struct shm_read *rd, shm_read_snap_fn fn, void *arg)
 {
 	unsigned tries = rd->max_retries ? rd->max_retries : 1;
 	rd->reads++;
@@ -315,7 +313,7 @@ int shm_read_top(struct shm_read *rd, uint32_t sym, struct shm_read_top *out)
 	struct top_arg a = {sym, symbol(rd, sym), out};
 	if (!a.s)
 		return SHMEX_ENOSYMBOL;
-	return run(rd, top_snap, &a);
+	return shm_read_section(rd, top_snap, &a);
 }
 
 /* --- depth -------------------------------------------------------------------------- */
@@ -388,7 +386,7 @@ int shm_read_depth(struct shm_read *rd, uint32_t sym, struct shm_read_depth *d)
 		return SHMEX_ENOSYMBOL;
 	if (d->max > 0 && (!d->bids || !d->asks))
 		return -EINVAL;
-	return run(rd, depth_snap, &a);
+	return shm_read_section(rd, depth_snap, &a);
 }
 
 /* --- order status --------------------------------------------------------------------- */
@@ -518,7 +516,7 @@ int shm_read_order(struct shm_read *rd, uint64_t id, struct shm_read_order *o,
 			      max_fills, nfills};
 	if (!a.o)
 		return SHMEX_EBADINDEX;
-	return run(rd, order_snap, &a);
+	return shm_read_section(rd, order_snap, &a);
 }
 
 /* --- statistics ------------------------------------------------------------------------- */

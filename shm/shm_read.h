@@ -167,6 +167,21 @@ int shm_read_order(struct shm_read *rd, uint64_t id, struct shm_read_order *o,
 		   struct shm_read_fill *fills, size_t max_fills, size_t *nfills)
 	__attribute__((warn_unused_result));
 
+
+/*
+ * Runs fn inside one read-side section with the same bounded seqcount
+ * retries as the functions above, for readers that take snapshots of
+ * their own (shmex-query's whole-book walk).  fn returns
+ * SHM_READ_RETRY when the seqcount moved (it is called again), or its
+ * result.  Returns fn's result, or SHMEX_EBUSY after the retries or when
+ * no reader slot can be had.  A slot lost during the section makes the
+ * whole read run again on a new slot.
+ */
+#define SHM_READ_RETRY 1
+typedef int (*shm_read_snap_fn)(struct shm_read *rd, void *arg);
+int shm_read_section(struct shm_read *rd, shm_read_snap_fn fn, void *arg)
+	__attribute__((warn_unused_result));
+
 /* Shard statistics (relaxed counters; informative, never indexes). */
 void shm_read_stats(struct shm_read *rd, struct shm_read_shard_stats *st);
 

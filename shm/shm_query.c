@@ -1,0 +1,1349 @@
+/*
+ * shm_query: read-only inspection of a running exchange (contract in
+ * shm_query.h), the library of `shmex-query`.
+ *
+ * Shape.  The handle attaches the control region as an observer and opens
+ * a shm_read handle per shard on first use.  Commands gather what they show
+ * into private structs first and print afterwards, so no output is ever
+ * produced from inside a read-side section and a failed read prints
+ * nothing.  Text and JSON share the gathering code; JSON is one line per
+ * result (decimals as strings in the shortest exact form, ids and counters
+ * as numbers), written by a few helpers here rather than a library so that
+ * shm/ keeps no dependency beyond libc and liburcu.
+ *
+ * The full-book snapshot.  shm_read offers top of book and depth, each its
+ * own snapshot; `book` needs the symbol's counters and its levels (and, for
+ * --orders and the invariant checker, every order of every level) from ONE
+ * state.  snap_try() therefore walks the symbol itself, with the same
+ * protocol as shm_read.c: inside a read-side section of the shard's reader
+ * table (nothing reachable is reused under it) it loads the symbol's
+ * seqcount with acquire [QY1] (pairs with the matcher's closing release
+ * [BK4]; odd means a change is in progress), loads every link with acquire
+ * [BK2] and every other field relaxed, then issues an acquire fence [QY2]
+ * (pairs with the matcher's opening fence [BK3]) and re-reads the
+ * seqcount: unchanged means nothing it read belongs to another state.
+ * Walks are bounded by the pools' capacities and every index is checked
+ * against them, so a torn or corrupted list ends the walk instead of
+ * looping or leaving the mapping.  Semantic invariants are judged only on
+ * stable snapshots (shm_query_snap_check), where a violation is real.
+ *
+ * Limits.  A very deep book walked under heavy churn may stay unstable for
+ * every try and answer SHMEX_EBUSY (the watch loop then shows the previous
+ * frame's state as busy and tries again).  Positions are found by scanning
+ * every position slot of every shard (no index by account): linear in the
+ * positions capacity, fine for an operator's tool.
+ */
+#include "shm/shm_query.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shm/shm_accounts.h"
+#include "shm/shm_dec.h"
+#include "shm/shm_error.h"
+#include "shm/shm_msg.h"
+#include "shm/shm_positions.h"
+#include "shm/shm_proc.h"
+#include "shm/shm_ring.h"
+
+#define NIL SHM_BOOK_NIL
+/* A snapshot attempt's "the seqcount moved, try again". */
+#define SNAP_RETRY SHM_READ_RETRY
+
+/* --- small formatting helpers --------------------------------------------- */
+
+struct num {
+	char s[40];
+};
+
+static struct num dec(int64_t v, int digits)
+{
+	struct num n;
+	if (shm_dec_format(n.s, sizeof(n.s), v, digits) < 0)
+		snprintf(n.s, sizeof(n.s), "?");
+	return n;
+}
+
+#define PX(v) (dec((v), SHM_PRICE_DIGITS).s)
+#define QTY(v) (dec((v), SHM_QTY_DIGITS).s)
+#define CASH(v) (dec((v), SHM_CASH_DIGITS).s)
+#define PLURAL(n) ((n) == 1 ? "" : "s")
+
+/* UTC time with nanoseconds, "-" for 0. */
+static struct num utc(uint64_t ns)
+{
+	struct num n;
+	struct tm tm;
+	time_t t = (time_t)(ns / 1000000000u);
+	if (ns == 0 || !gmtime_r(&t, &tm)) {
+		snprintf(n.s, sizeof(n.s), "-");
+		return n;
+	}
+	size_t k = strftime(n.s, sizeof(n.s), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(n.s + k, sizeof(n.s) - k, ".%09" PRIu64 "Z", ns % 1000000000u);
+	return n;
+}
+
+/* A JSON string (names and messages; control bytes escaped). */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static const char *side_name(unsigned side)
+{
+	return side == SHM_SIDE_BUY    ? "buy"
+	       : side == SHM_SIDE_SELL ? "sell"
+				       : "?";
+}
+
+static const char *tif_name(unsigned tif)
+{
+	static const char *const n[] = {"GTC", "IOC", "FOK"};
+	return tif < 3 ? n[tif] : "?";
+}
+
+/* What an order's state means to a user. */
+static const char *status_name(unsigned state, unsigned reason)
+{
+	static const char *const done[] = {
+	    "done", /* NONE: impossible for DONE */
+	    "filled",
+	    "cancelled",
+	    "cancelled (IOC remainder)",
+	    "killed (FOK)",
+	    "cancelled (self-trade prevention)",
+	    "cancelled (modified to zero)",
+	};
+	if (state == SHM_BOOK_ORDER_LIVE)
+		return "open";
+	if (state == SHM_BOOK_ORDER_DONE &&
+	    reason < sizeof(done) / sizeof(done[0]))
+		return done[reason];
+	return "?";
+}
+
+/* --- handle --------------------------------------------------------------- */
+
+int shm_query_open(struct shm_query *q, const char *instance)
+{
+	memset(q, 0, sizeof(*q));
+	snprintf(q->instance, sizeof(q->instance), "%s", instance);
+	int rc = shm_instance_attach(instance, SHM_ROLE_OBSERVER, 0, &q->inst);
+	if (rc) {
+		const char *why =
+		    q->inst.err[0] ? q->inst.err : shmex_strerror(rc);
+		if (rc == -ENOENT)
+			snprintf(q->err, sizeof(q->err),
+				 "instance '%s' is not running: %s", instance,
+				 why);
+		else if (rc == SHMEX_EBADNAME)
+			snprintf(q->err, sizeof(q->err),
+				 "invalid instance name '%s' (1-%d of A-Z a-z "
+				 "0-9 _ -)",
+				 instance, SHM_INSTANCE_MAX);
+		else
+			snprintf(q->err, sizeof(q->err), "instance '%s': %s",
+				 instance, why);
+		return rc;
+	}
+	q->nshards = q->inst.nshards;
+	q->ngateways = q->inst.ngateways;
+	q->rd = calloc(q->nshards, sizeof(*q->rd));
+	q->rd_open = calloc(q->nshards, sizeof(*q->rd_open));
+	if (!q->rd || !q->rd_open) {
+		shm_query_close(q);
+		snprintf(q->err, sizeof(q->err), "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void shm_query_close(struct shm_query *q)
+{
+	for (uint32_t k = 0; q->rd_open && k < q->nshards; k++)
+		if (q->rd_open[k])
+			shm_read_close(&q->rd[k]);
+	free(q->rd);
+	free(q->rd_open);
+	q->rd = NULL;
+	q->rd_open = NULL;
+	shm_instance_detach(&q->inst);
+}
+
+int shm_query_shard(struct shm_query *q, uint32_t k, struct shm_read **rd)
+{
+	if (k >= q->nshards) {
+		snprintf(q->err, sizeof(q->err),
+			 "shard %u out of range (%u shards)", k, q->nshards);
+		return SHMEX_EBADINDEX;
+	}
+	if (!q->rd_open[k]) {
+		int rc = shm_read_open(&q->rd[k], q->instance, k);
+		if (rc) {
+			/* rd.err names the object (book.<k>, readers.<k>). */
+			if (q->rd[k].err[0])
+				snprintf(q->err, sizeof(q->err), "%s",
+					 q->rd[k].err);
+			else
+				snprintf(q->err, sizeof(q->err), "shard %u: %s",
+					 k, shmex_strerror(rc));
+			return rc;
+		}
+		q->rd_open[k] = true;
+	}
+	*rd = &q->rd[k];
+	return 0;
+}
+
+/* --- full-book snapshot --------------------------------------------------- */
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 64;
+	while (n < need)
+		n *= 2;
+	void *p = realloc(*arr, n * elem);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = n;
+	return 0;
+}
+
+struct walk {
+	struct shm_read *rd;
+	const struct shm_book_sym_sh *ss;
+	struct shm_query_snap *s;
+	size_t max_levels;
+	bool orders;
+	unsigned attempts; /* calls of snap_attempt */
+};
+
+/* One attempt: 0 (stable, in bounds), SNAP_RETRY, SHMEX_EBADINDEX (stable
+ * but out of bounds), -ENOMEM. */
+static int snap_try(struct walk *w)
+{
+	const struct shm_book_view *v = &w->rd->view;
+	const struct shm_book_sym_sh *ss = w->ss;
+	struct shm_query_snap *s = w->s;
+	int err = 0;
+	uint32_t walked_lev = 0, walked_ord = 0;
+
+	/* QY1: acquire; pairs with the matcher's BK4 (a window closed before
+	 * this load is entirely visible to the loads below). */
+	uint64_t s1 = load_acquire(&ss->seq);
+	if (s1 & 1)
+		return SNAP_RETRY;
+	s->nlev = s->nord = 0;
+	for (unsigned side = 0; side < 2 && !err; side++) {
+		s->side_first[side] = s->nlev;
+		s->side_n[side] = 0;
+		s->more[side] = false;
+		/* BK2: acquire; pairs with BK1 (the level is initialised). */
+		uint32_t li = load_acquire(&ss->head[side]);
+		while (li != NIL) {
+			if (w->max_levels && s->side_n[side] == w->max_levels) {
+				s->more[side] = true;
+				break;
+			}
+			const struct shm_book_level_sh *l =
+			    shm_book_level_at(v, li);
+			if (!l || walked_lev++ >= v->cap_levels) {
+				err = SHMEX_EBADINDEX;
+				break;
+			}
+			if (grow((void **)&s->levels, &s->cap_lev, s->nlev + 1,
+				 sizeof(*s->levels))) {
+				err = -ENOMEM;
+				break;
+			}
+			struct shm_query_level *L = &s->levels[s->nlev++];
+			s->side_n[side]++;
+			/* Relaxed: covered by the seqcount (QY1/QY2). */
+			L->price = load_relaxed(&l->price);
+			L->qty = load_relaxed(&l->qty);
+			L->count = load_relaxed(&l->count);
+			L->sym = load_relaxed(&l->sym);
+			L->side = load_relaxed(&l->side);
+			L->state = load_relaxed(&l->state);
+			L->index = li;
+			L->first = (uint32_t)s->nord;
+			L->n = 0;
+			/* BK2 */
+			uint32_t oi = w->orders ? load_acquire(&l->head) : NIL;
+			while (oi != NIL) {
+				const struct shm_book_order_sh *o =
+				    shm_book_order_at(v, oi);
+				if (!o || walked_ord++ >= v->cap_orders) {
+					err = SHMEX_EBADINDEX;
+					break;
+				}
+				if (grow((void **)&s->ords, &s->cap_ord,
+					 s->nord + 1, sizeof(*s->ords))) {
+					err = -ENOMEM;
+					break;
+				}
+				struct shm_query_order *O = &s->ords[s->nord++];
+				L->n++;
+				/* Relaxed: covered by the seqcount. */
+				O->id = load_relaxed(&o->id);
+				O->account = load_relaxed(&o->account);
+				O->price = load_relaxed(&o->price);
+				O->amount = load_relaxed(&o->amount);
+				O->open = load_relaxed(&o->open);
+				O->executed = load_relaxed(&o->executed);
+				O->cancelled = load_relaxed(&o->cancelled);
+				O->time_ns = load_relaxed(&o->time_ns);
+				O->sym = load_relaxed(&o->sym);
+				O->side = load_relaxed(&o->side);
+				O->tif = load_relaxed(&o->tif);
+				O->state = load_relaxed(&o->state);
+				O->level = load_relaxed(&o->level);
+				O->index = oi;
+				oi = load_acquire(&o->next); /* BK2 */
+			}
+			if (err)
+				break;
+			li = load_acquire(&l->next); /* BK2 */
+		}
+	}
+	for (unsigned side = 0; side < 2; side++) {
+		s->nlevels[side] = load_relaxed(&ss->nlevels[side]);
+		s->norders[side] = load_relaxed(&ss->norders[side]);
+		s->open_qty[side] = load_relaxed(&ss->open_qty[side]);
+	}
+	s->last_price = load_relaxed(&ss->last_price);
+	s->last_qty = load_relaxed(&ss->last_qty);
+	s->last_time_ns = load_relaxed(&ss->last_time_ns);
+	s->trades = load_relaxed(&ss->trades);
+	s->volume = load_relaxed(&ss->volume);
+	/* QY2: acquire fence; pairs with the matcher's BK3 (a window opened
+	 * after any of our loads shows as a changed seqcount). */
+	fence_acquire();
+	if (load_relaxed(&ss->seq) != s1)
+		return SNAP_RETRY;
+	if (err)
+		return err;
+	s->seq = s1;
+	return 0;
+}
+
+/* shm_read_section's snapshot function: one attempt of snap_try. */
+static int snap_attempt(struct shm_read *rd, void *arg)
+{
+	struct walk *w = arg;
+	(void)rd;
+	w->attempts++;
+	return snap_try(w);
+}
+
+int shm_query_snapshot(struct shm_read *rd, uint32_t sym, size_t max_levels,
+		       bool orders, struct shm_query_snap *s)
+{
+	uint32_t nsym = shm_read_nsymbols(rd);
+	const struct shm_book_sym_sh *ss =
+	    sym < nsym ? shm_book_sym_at(&rd->view, sym) : NULL;
+	if (!ss)
+		return SHMEX_ENOSYMBOL;
+	/* Immutable after publication [BK7], which nsymbols' BK8 made visible.
+	 */
+	memcpy(s->name, ss->name, sizeof(s->name));
+	s->name[15] = '\0';
+	s->sym = sym;
+	s->shard = rd->view.shard;
+	s->orders = orders;
+	s->retries = 0;
+	struct walk w = {rd, ss, s, max_levels, orders, 0};
+	int rc = shm_read_section(rd, snap_attempt, &w);
+	s->retries = w.attempts ? w.attempts - 1 : 0;
+	return rc;
+}
+
+void shm_query_snap_free(struct shm_query_snap *s)
+{
+	free(s->levels);
+	free(s->ords);
+	memset(s, 0, sizeof(*s));
+}
+
+/* a + b + c == want, all >= 0, without overflow. */
+static bool sums_to(int64_t a, int64_t b, int64_t c, int64_t want)
+{
+	int64_t ab, abc;
+	if (a < 0 || b < 0 || c < 0)
+		return false;
+	if (__builtin_add_overflow(a, b, &ab) ||
+	    __builtin_add_overflow(ab, c, &abc))
+		return false;
+	return abc == want;
+}
+
+#define VIOLATION(...)                                                         \
+	do {                                                                   \
+		snprintf(why, len, __VA_ARGS__);                               \
+		return SHMEX_EINTERNAL;                                        \
+	} while (0)
+
+static int check_order(const struct shm_query_snap *s,
+		       const struct shm_book_view *v,
+		       const struct shm_query_level *L,
+		       const struct shm_query_order *O, char *why, size_t len)
+{
+	const char *sd = side_name(L->side);
+	if (O->state != SHM_BOOK_ORDER_LIVE)
+		VIOLATION("%s %s level %s: order %" PRIu64
+			  " (record %u) is not live (state %u)",
+			  s->name, sd, PX(L->price), O->id, O->index, O->state);
+	if (O->id == 0 || shm_shard_of_order(O->id, v->nshards) != v->shard ||
+	    shm_order_slot(O->id, v->nshards, v->cap_orders) != O->index)
+		VIOLATION("%s: record %u holds id %" PRIu64
+			  ", which names another record",
+			  s->name, O->index, O->id);
+	if (O->sym != s->sym || O->side != L->side || O->price != L->price ||
+	    O->level != L->index)
+		VIOLATION("%s %s level %s: order %" PRIu64 " belongs elsewhere "
+			  "(sym %u side %u price %s level %u)",
+			  s->name, sd, PX(L->price), O->id, O->sym, O->side,
+			  PX(O->price), O->level);
+	if (O->open <= 0 || O->amount <= 0 ||
+	    !sums_to(O->open, O->executed, O->cancelled, O->amount))
+		VIOLATION("%s: order %" PRIu64
+			  ": open %s + executed %s + cancelled %s "
+			  "!= amount %s",
+			  s->name, O->id, QTY(O->open), QTY(O->executed),
+			  QTY(O->cancelled), QTY(O->amount));
+	return 0;
+}
+
+int shm_query_snap_check(const struct shm_query_snap *s,
+			 const struct shm_book_view *v, char *why, size_t len)
+{
+	for (unsigned side = 0; side < 2; side++) {
+		const char *sd = side == SHM_SIDE_BUY ? "bid" : "ask";
+		uint32_t sum_count = 0;
+		int64_t sum_qty = 0;
+		for (size_t k = 0; k < s->side_n[side]; k++) {
+			const struct shm_query_level *L =
+			    &s->levels[s->side_first[side] + k];
+			if (L->state != SHM_BOOK_LEVEL_LIVE ||
+			    L->sym != s->sym || L->side != side)
+				VIOLATION(
+				    "%s %s level %u (price %s) is not a live "
+				    "level "
+				    "of this side (state %u sym %u side %u)",
+				    s->name, sd, L->index, PX(L->price),
+				    L->state, L->sym, L->side);
+			if (L->price <= 0 || L->qty <= 0 || L->count == 0)
+				VIOLATION("%s %s level %s: empty or negative "
+					  "(qty %s, %u orders)",
+					  s->name, sd, PX(L->price),
+					  QTY(L->qty), L->count);
+			if (k > 0) {
+				int64_t prev =
+				    s->levels[s->side_first[side] + k - 1]
+					.price;
+				if (side == SHM_SIDE_BUY ? L->price >= prev
+							 : L->price <= prev)
+					VIOLATION("%s %ss not strictly "
+						  "ordered: %s after %s",
+						  s->name, sd, PX(L->price),
+						  PX(prev));
+			}
+			if (__builtin_add_overflow(sum_qty, L->qty, &sum_qty))
+				VIOLATION("%s %s side: quantity overflows",
+					  s->name, sd);
+			sum_count += L->count;
+			if (!s->orders)
+				continue;
+			int64_t open = 0;
+			for (uint32_t j = 0; j < L->n; j++) {
+				const struct shm_query_order *O =
+				    &s->ords[L->first + j];
+				int rc = check_order(s, v, L, O, why, len);
+				if (rc)
+					return rc;
+				if (__builtin_add_overflow(open, O->open,
+							   &open))
+					VIOLATION("%s %s level %s: open "
+						  "quantity overflows",
+						  s->name, sd, PX(L->price));
+			}
+			if (L->n != L->count)
+				VIOLATION("%s %s level %s: count %u but %u "
+					  "orders queued",
+					  s->name, sd, PX(L->price), L->count,
+					  L->n);
+			if (open != L->qty)
+				VIOLATION("%s %s level %s: qty %s but its "
+					  "orders hold %s",
+					  s->name, sd, PX(L->price),
+					  QTY(L->qty), QTY(open));
+		}
+		if (s->more[side])
+			continue;
+		if (s->nlevels[side] != s->side_n[side] ||
+		    s->norders[side] != sum_count ||
+		    s->open_qty[side] != sum_qty)
+			VIOLATION("%s %s side: counters say %u levels, %u "
+				  "orders, %s shares; "
+				  "the list has %zu, %u, %s",
+				  s->name, sd, s->nlevels[side],
+				  s->norders[side], QTY(s->open_qty[side]),
+				  s->side_n[side], sum_count, QTY(sum_qty));
+	}
+	if (s->side_n[0] && s->side_n[1]) {
+		int64_t bid = s->levels[s->side_first[0]].price;
+		int64_t ask = s->levels[s->side_first[1]].price;
+		if (bid >= ask)
+			VIOLATION("%s is crossed: best bid %s >= best ask %s",
+				  s->name, PX(bid), PX(ask));
+	}
+	return 0;
+}
+
+/* --- book ----------------------------------------------------------------- */
+
+/* Finds the symbol's shard and index; messages in q->err. */
+static int symbol_lookup(struct shm_query *q, const char *symbol,
+			 struct shm_read **rd, uint32_t *sym)
+{
+	size_t len = strlen(symbol);
+	if (!shm_symbol_valid(symbol, len)) {
+		snprintf(q->err, sizeof(q->err),
+			 "invalid symbol '%s' (1-%d letters and digits)",
+			 symbol, SHM_SYMBOL_MAX);
+		return SHMEX_EBADSYMBOL;
+	}
+	uint32_t k = shm_shard_of_symbol(symbol, len, q->nshards);
+	int rc = shm_query_shard(q, k, rd);
+	if (rc)
+		return rc;
+	rc = shm_read_symbol_find(*rd, symbol, len, sym);
+	if (rc == SHMEX_ENOSYMBOL)
+		snprintf(q->err, sizeof(q->err),
+			 "symbol '%s' does not exist (shard %u)", symbol, k);
+	else if (rc)
+		snprintf(q->err, sizeof(q->err), "symbol '%s': %s", symbol,
+			 shmex_strerror(rc));
+	return rc;
+}
+
+static int snap_error(struct shm_query *q, const char *what, int rc)
+{
+	if (rc == SHMEX_EBUSY)
+		snprintf(q->err, sizeof(q->err),
+			 "%s: the book kept changing; try again", what);
+	else
+		snprintf(q->err, sizeof(q->err), "%s: %s", what,
+			 shmex_strerror(rc));
+	return rc;
+}
+
+static void level_text(FILE *f, const struct shm_query_snap *s,
+		       const struct shm_query_level *L, unsigned side)
+{
+	fprintf(f, "  %s %14s %14s %7u\n", side == SHM_SIDE_BUY ? "bid" : "ask",
+		PX(L->price), QTY(L->qty), L->count);
+	for (uint32_t j = 0; s->orders && j < L->n; j++) {
+		const struct shm_query_order *O = &s->ords[L->first + j];
+		fprintf(f,
+			"        order %" PRIu64 ", account %" PRIu64
+			": %s of %s\n",
+			O->id, O->account, QTY(O->open), QTY(O->amount));
+	}
+}
+
+static void book_text(FILE *f, const struct shm_query_snap *s)
+{
+	fprintf(f, "%s (shard %u)\n", s->name, s->shard);
+	fprintf(f, "  %-4s %14s %14s %7s\n", "side", "price", "qty", "orders");
+	if (s->more[1])
+		fprintf(f, "  ask  ...\n");
+	for (size_t k = s->side_n[1]; k-- > 0;)
+		level_text(f, s, &s->levels[s->side_first[1] + k],
+			   SHM_SIDE_SELL);
+	if (s->side_n[1] == 0)
+		fprintf(f, "  (no asks)\n");
+	fprintf(f, "  ----\n");
+	for (size_t k = 0; k < s->side_n[0]; k++)
+		level_text(f, s, &s->levels[s->side_first[0] + k],
+			   SHM_SIDE_BUY);
+	if (s->side_n[0] == 0)
+		fprintf(f, "  (no bids)\n");
+	if (s->more[0])
+		fprintf(f, "  bid  ...\n");
+	for (unsigned side = 0; side < 2; side++)
+		fprintf(f, "%s: %u level%s, %u order%s, %s shares%s",
+			side == SHM_SIDE_BUY ? "bids" : "asks",
+			s->nlevels[side], PLURAL(s->nlevels[side]),
+			s->norders[side], PLURAL(s->norders[side]),
+			QTY(s->open_qty[side]),
+			side == SHM_SIDE_BUY ? "; " : "\n");
+	if (s->trades)
+		fprintf(f,
+			"last trade: %s @ %s; %" PRIu64 " trade%s, volume %s\n",
+			QTY(s->last_qty), PX(s->last_price), s->trades,
+			PLURAL(s->trades), QTY(s->volume));
+	else
+		fprintf(f, "no trades\n");
+}
+
+static void levels_json(FILE *f, const struct shm_query_snap *s, unsigned side)
+{
+	fputc('[', f);
+	for (size_t k = 0; k < s->side_n[side]; k++) {
+		const struct shm_query_level *L =
+		    &s->levels[s->side_first[side] + k];
+		fprintf(f, "%s{\"price\":\"%s\",\"qty\":\"%s\",\"orders\":%u",
+			k ? "," : "", PX(L->price), QTY(L->qty), L->count);
+		if (s->orders) {
+			fprintf(f, ",\"queue\":[");
+			for (uint32_t j = 0; j < L->n; j++) {
+				const struct shm_query_order *O =
+				    &s->ords[L->first + j];
+				fprintf(
+				    f,
+				    "%s{\"id\":%" PRIu64 ",\"account\":%" PRIu64
+				    ",\"open\":\"%s\",\"amount\":\"%s\",\"time_"
+				    "ns\":%" PRIu64 "}",
+				    j ? "," : "", O->id, O->account,
+				    QTY(O->open), QTY(O->amount), O->time_ns);
+			}
+			fputc(']', f);
+		}
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
+static void book_json(FILE *f, const struct shm_query_snap *s)
+{
+	fprintf(f, "{\"symbol\":");
+	json_str(f, s->name);
+	fprintf(f, ",\"shard\":%u,\"bids\":", s->shard);
+	levels_json(f, s, SHM_SIDE_BUY);
+	fprintf(f, ",\"asks\":");
+	levels_json(f, s, SHM_SIDE_SELL);
+	fprintf(f, ",\"more_bids\":%s,\"more_asks\":%s",
+		s->more[0] ? "true" : "false", s->more[1] ? "true" : "false");
+	fprintf(f, ",\"bid_levels\":%u,\"bid_orders\":%u,\"bid_qty\":\"%s\"",
+		s->nlevels[0], s->norders[0], QTY(s->open_qty[0]));
+	fprintf(f, ",\"ask_levels\":%u,\"ask_orders\":%u,\"ask_qty\":\"%s\"",
+		s->nlevels[1], s->norders[1], QTY(s->open_qty[1]));
+	fprintf(f, ",\"trades\":%" PRIu64 ",\"volume\":\"%s\"", s->trades,
+		QTY(s->volume));
+	if (s->trades)
+		fprintf(f, ",\"last\":{\"price\":\"%s\",\"qty\":\"%s\"}",
+			PX(s->last_price), QTY(s->last_qty));
+	else
+		fprintf(f, ",\"last\":null");
+	fprintf(f, "}\n");
+}
+
+int shm_query_book(struct shm_query *q, FILE *out, unsigned flags,
+		   const char *symbol, size_t depth)
+{
+	struct shm_read *rd;
+	uint32_t sym;
+	int rc = symbol_lookup(q, symbol, &rd, &sym);
+	if (rc)
+		return rc;
+	struct shm_query_snap s;
+	memset(&s, 0, sizeof(s));
+	rc = shm_query_snapshot(rd, sym, depth, (flags & SHM_QUERY_ORDERS) != 0,
+				&s);
+	if (rc == 0) {
+		if (flags & SHM_QUERY_JSON)
+			book_json(out, &s);
+		else
+			book_text(out, &s);
+	} else {
+		snap_error(q, symbol, rc);
+	}
+	shm_query_snap_free(&s);
+	return rc;
+}
+
+/* --- order ---------------------------------------------------------------- */
+
+int shm_query_order(struct shm_query *q, FILE *out, unsigned flags, uint64_t id)
+{
+	if (id == 0) {
+		snprintf(q->err, sizeof(q->err), "order 0 does not exist");
+		return SHMEX_ENOORDER;
+	}
+	uint32_t k = shm_shard_of_order(id, q->nshards);
+	struct shm_read *rd;
+	int rc = shm_query_shard(q, k, &rd);
+	if (rc)
+		return rc;
+	struct shm_read_order o;
+	struct shm_read_fill *fills = NULL;
+	size_t max = 16, nf = 0;
+	for (;;) {
+		struct shm_read_fill *p = realloc(fills, max * sizeof(*fills));
+		if (!p) {
+			rc = -ENOMEM;
+			break;
+		}
+		fills = p;
+		rc = shm_read_order(rd, id, &o, fills, max, &nf);
+		/* More fills than room: read again with room for all. */
+		if (rc || o.nfills <= max)
+			break;
+		max = o.nfills;
+	}
+	if (rc) {
+		if (rc == SHMEX_ENOORDER)
+			snprintf(q->err, sizeof(q->err),
+				 "order %" PRIu64 " does not exist", id);
+		else
+			snap_error(q, "order", rc);
+		free(fills);
+		return rc;
+	}
+	char name[16];
+	if (shm_read_symbol_name(rd, o.sym, name) != 0)
+		snprintf(name, sizeof(name), "?");
+	const char *st = status_name(o.state, o.done_reason);
+	if (flags & SHM_QUERY_JSON) {
+		fprintf(out,
+			"{\"id\":%" PRIu64 ",\"shard\":%u,\"account\":%" PRIu64
+			",\"symbol\":",
+			o.id, k, o.account);
+		json_str(out, name);
+		fprintf(out,
+			",\"side\":\"%s\",\"tif\":\"%s\",\"price\":\"%s\","
+			"\"amount\":\"%s\""
+			",\"status\":",
+			side_name(o.side), tif_name(o.tif), PX(o.price),
+			QTY(o.amount));
+		json_str(out, st);
+		fprintf(
+		    out,
+		    ",\"open\":\"%s\",\"executed\":\"%s\",\"cancelled\":\"%s\""
+		    ",\"time_ns\":%" PRIu64 ",\"cancel_time_ns\":%" PRIu64
+		    ",\"fills\":[",
+		    QTY(o.open), QTY(o.executed), QTY(o.cancelled), o.time_ns,
+		    o.cancel_time_ns);
+		for (size_t i = 0; i < nf; i++)
+			fprintf(out,
+				"%s{\"qty\":\"%s\",\"price\":\"%s\",\"time_"
+				"ns\":%" PRIu64 ",\"counterparty\":%" PRIu64
+				",\"event\":%" PRIu64 ",\"maker\":%s}",
+				i ? "," : "", QTY(fills[i].qty),
+				PX(fills[i].price), fills[i].time_ns,
+				fills[i].counterparty, fills[i].event,
+				fills[i].maker ? "true" : "false");
+		fprintf(out, "]}\n");
+	} else {
+		fprintf(out,
+			"order %" PRIu64 ": %s %s %s @ %s %s, account %" PRIu64
+			", shard %u\n",
+			o.id, side_name(o.side), QTY(o.amount), name,
+			PX(o.price), tif_name(o.tif), o.account, k);
+		fprintf(out, "  status     %s\n", st);
+		fprintf(out, "  open       %s\n", QTY(o.open));
+		fprintf(out, "  executed   %s\n", QTY(o.executed));
+		fprintf(out, "  cancelled  %s\n", QTY(o.cancelled));
+		fprintf(out, "  accepted   %s\n", utc(o.time_ns).s);
+		if (o.cancel_time_ns)
+			fprintf(out, "  cancel at  %s\n",
+				utc(o.cancel_time_ns).s);
+		fprintf(out, "  fills      %zu\n", nf);
+		for (size_t i = 0; i < nf; i++)
+			fprintf(out,
+				"    %s @ %s  %s  %s, counterparty %" PRIu64
+				"\n",
+				QTY(fills[i].qty), PX(fills[i].price),
+				utc(fills[i].time_ns).s,
+				fills[i].maker ? "maker" : "taker",
+				fills[i].counterparty);
+	}
+	free(fills);
+	return 0;
+}
+
+/* --- account -------------------------------------------------------------- */
+
+struct pos {
+	char sym[16];
+	uint32_t shard;
+	int64_t amount, reserved;
+};
+
+static int pos_cmp(const void *a, const void *b)
+{
+	const struct pos *x = a, *y = b;
+	int c = strcmp(x->sym, y->sym);
+	return c ? c : (x->shard > y->shard) - (x->shard < y->shard);
+}
+
+/* Every position of `id` in shard k, appended to *v. */
+static int positions_of(struct shm_query *q, uint32_t k, uint64_t id,
+			struct pos **v, size_t *n, size_t *cap)
+{
+	struct shm_positions p;
+	int rc = shm_positions_attach(&p, q->instance, k, SHM_RDONLY);
+	if (rc) {
+		snprintf(q->err, sizeof(q->err), "positions of shard %u: %s", k,
+			 p.region.err[0] ? p.region.err : shmex_strerror(rc));
+		return rc;
+	}
+	for (uint32_t i = 0; i < p.pos_slots; i++) {
+		struct shm_position_view pv;
+		if (shm_positions_read_slot(&p, i, &pv) != 0 ||
+		    pv.account != id)
+			continue;
+		if (grow((void **)v, cap, *n + 1, sizeof(**v))) {
+			rc = -ENOMEM;
+			snprintf(q->err, sizeof(q->err), "out of memory");
+			break;
+		}
+		struct pos *x = &(*v)[(*n)++];
+		size_t len = shm_symbol_unpack_len(pv.symbol);
+		memcpy(x->sym, pv.symbol, 16);
+		x->sym[len < 16 ? len : 15] = '\0';
+		x->shard = k;
+		x->amount = pv.amount;
+		x->reserved = pv.reserved;
+	}
+	shm_positions_detach(&p);
+	return rc;
+}
+
+int shm_query_account(struct shm_query *q, FILE *out, unsigned flags,
+		      uint64_t id)
+{
+	struct shm_accounts a;
+	struct shm_account_view av;
+	int rc = shm_accounts_attach(&a, q->instance, SHM_RDONLY);
+	if (rc) {
+		snprintf(q->err, sizeof(q->err), "accounts: %s",
+			 a.region.err[0] ? a.region.err : shmex_strerror(rc));
+		return rc;
+	}
+	rc = shm_accounts_read(&a, id, &av);
+	shm_accounts_detach(&a);
+	if (rc) {
+		if (rc == SHMEX_ENOACCOUNT)
+			snprintf(q->err, sizeof(q->err),
+				 "account %" PRIu64 " does not exist", id);
+		else
+			snprintf(q->err, sizeof(q->err),
+				 "account %" PRIu64 ": %s", id,
+				 shmex_strerror(rc));
+		return rc;
+	}
+	struct pos *v = NULL;
+	size_t n = 0, cap = 0;
+	for (uint32_t k = 0; k < q->nshards && rc == 0; k++)
+		rc = positions_of(q, k, id, &v, &n, &cap);
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	if (n > 1)
+		qsort(v, n, sizeof(*v), pos_cmp);
+	if (flags & SHM_QUERY_JSON) {
+		fprintf(out,
+			"{\"account\":%" PRIu64
+			",\"balance\":\"%s\",\"reserved\":\"%s\""
+			",\"deposited\":\"%s\",\"positions\":[",
+			av.id, CASH(av.balance), CASH(av.reserved),
+			CASH(av.deposited));
+		for (size_t i = 0; i < n; i++) {
+			fprintf(out, "%s{\"symbol\":", i ? "," : "");
+			json_str(out, v[i].sym);
+			fprintf(out,
+				",\"shard\":%u,\"amount\":\"%s\",\"reserved\":"
+				"\"%s\"}",
+				v[i].shard, QTY(v[i].amount),
+				QTY(v[i].reserved));
+		}
+		fprintf(out, "]}\n");
+	} else {
+		fprintf(out, "account %" PRIu64 "\n", av.id);
+		fprintf(out, "  balance    %s\n", CASH(av.balance));
+		fprintf(out, "  reserved   %s\n", CASH(av.reserved));
+		fprintf(out, "  deposited  %s\n", CASH(av.deposited));
+		if (n == 0)
+			fprintf(out, "  no positions\n");
+		else
+			fprintf(out, "  symbol           shard         amount  "
+				     "     reserved\n");
+		for (size_t i = 0; i < n; i++)
+			fprintf(out, "  %-15s %6u %14s %14s\n", v[i].sym,
+				v[i].shard, QTY(v[i].amount),
+				QTY(v[i].reserved));
+	}
+	free(v);
+	return 0;
+}
+
+/* --- readers -------------------------------------------------------------- */
+
+struct readers_shard {
+	struct shm_readers_stats st;
+	struct shm_reader_info *info;
+	size_t n;
+	unsigned cleared;
+	bool cleaned;
+};
+
+static int readers_gather(struct shm_query *q, uint32_t k, bool clear,
+			  struct readers_shard *r)
+{
+	struct shm_readers t;
+	int rc = shm_readers_attach(&t, q->instance, k,
+				    clear ? SHM_READERS_READER
+					  : SHM_READERS_OBSERVER);
+	if (rc) {
+		snprintf(q->err, sizeof(q->err), "reader table of shard %u: %s",
+			 k,
+			 t.region.err[0] ? t.region.err : shmex_strerror(rc));
+		return rc;
+	}
+	if (clear) {
+		rc = shm_readers_clear_stale(&t, &r->cleared);
+		if (rc) {
+			snprintf(q->err, sizeof(q->err),
+				 "reader table of shard %u: clearing stale "
+				 "slots: %s",
+				 k, shmex_strerror(rc));
+			goto out_detach;
+		}
+		r->cleaned = true;
+	}
+	shm_readers_stats(&t, &r->st);
+	r->info = calloc(t.nslots ? t.nslots : 1, sizeof(*r->info));
+	if (!r->info) {
+		rc = -ENOMEM;
+		snprintf(q->err, sizeof(q->err), "out of memory");
+		goto out_detach;
+	}
+	rc = shm_readers_list(&t, r->info, t.nslots, &r->n);
+	if (r->n > t.nslots)
+		r->n = t.nslots;
+	if (rc)
+		snprintf(q->err, sizeof(q->err), "reader table of shard %u: %s",
+			 k, shmex_strerror(rc));
+out_detach:
+	shm_readers_detach(&t);
+	return rc;
+}
+
+static void readers_print(FILE *f, unsigned flags, uint32_t k,
+			  const struct readers_shard *r, bool first)
+{
+	const struct shm_readers_stats *st = &r->st;
+	if (flags & SHM_QUERY_JSON) {
+		fprintf(f,
+			"%s{\"shard\":%u,\"epoch\":%" PRIu64
+			",\"safe_epoch\":%" PRIu64
+			",\"slots\":%u,\"registered\":%u,\"active\":%u,\"max_"
+			"lag\":%" PRIu64 ",\"reaped\":%" PRIu64,
+			first ? "" : ",", k, st->epoch, st->safe_epoch,
+			st->nslots, st->registered, st->active, st->max_lag,
+			st->reaped);
+		if (r->cleaned)
+			fprintf(f, ",\"cleared\":%u", r->cleared);
+		fprintf(f, ",\"readers\":[");
+		for (size_t i = 0; i < r->n; i++) {
+			const struct shm_reader_info *x = &r->info[i];
+			fprintf(f,
+				"%s{\"slot\":%u,\"pid\":%d,\"alive\":%s,\"in_"
+				"section\":%s"
+				",\"epoch\":%" PRIu64 ",\"lag\":%" PRIu64
+				",\"nesting\":%u}",
+				i ? "," : "", x->slot, x->pid,
+				x->alive ? "true" : "false",
+				x->in_section ? "true" : "false", x->epoch,
+				x->lag, x->nesting);
+		}
+		fprintf(f, "]}");
+		return;
+	}
+	if (r->cleaned)
+		fprintf(f, "shard %u: cleared %u stale slot%s\n", k, r->cleared,
+			r->cleared == 1 ? "" : "s");
+	fprintf(
+	    f,
+	    "shard %u: epoch %" PRIu64 ", safe epoch %" PRIu64
+	    ", %u of %u slots registered, %u in a section, oldest lag %" PRIu64
+	    ", %" PRIu64 " reaped\n",
+	    k, st->epoch, st->safe_epoch, st->registered, st->nslots,
+	    st->active, st->max_lag, st->reaped);
+	if (r->n == 0)
+		return;
+	fprintf(
+	    f,
+	    "   slot      pid  alive            epoch        lag  nesting\n");
+	for (size_t i = 0; i < r->n; i++) {
+		const struct shm_reader_info *x = &r->info[i];
+		char ep[24] = "-", lag[24] = "-";
+		if (x->in_section) {
+			snprintf(ep, sizeof(ep), "%" PRIu64, x->epoch);
+			snprintf(lag, sizeof(lag), "%" PRIu64, x->lag);
+		}
+		fprintf(f, "  %5u %8d  %-5s %16s %10s %8u\n", x->slot, x->pid,
+			x->alive ? "yes" : "no", ep, lag, x->nesting);
+	}
+}
+
+int shm_query_readers(struct shm_query *q, FILE *out, unsigned flags)
+{
+	struct readers_shard *r = calloc(q->nshards, sizeof(*r));
+	int rc = 0;
+	if (!r) {
+		snprintf(q->err, sizeof(q->err), "out of memory");
+		return -ENOMEM;
+	}
+	for (uint32_t k = 0; k < q->nshards && rc == 0; k++)
+		rc = readers_gather(q, k, (flags & SHM_QUERY_CLEAR_STALE) != 0,
+				    &r[k]);
+	if (rc == 0) {
+		if (flags & SHM_QUERY_JSON)
+			fprintf(out, "{\"instance\":\"%s\",\"shards\":[",
+				q->instance);
+		for (uint32_t k = 0; k < q->nshards; k++)
+			readers_print(out, flags, k, &r[k], k == 0);
+		if (flags & SHM_QUERY_JSON)
+			fprintf(out, "]}\n");
+	}
+	for (uint32_t k = 0; k < q->nshards; k++)
+		free(r[k].info);
+	free(r);
+	return rc;
+}
+
+/* --- stats ---------------------------------------------------------------- */
+
+struct ring_depth {
+	uint32_t depth;
+	bool ok;
+};
+
+static struct ring_depth ring_depth(struct shm_query *q, bool request,
+				    uint32_t g, uint32_t k)
+{
+	struct shm_ring r;
+	struct shm_ring_stats st;
+	struct ring_depth d = {0, false};
+	int rc = request ? shm_instance_request_ring(&q->inst, g, k, &r)
+			 : shm_instance_reply_ring(&q->inst, k, g, &r);
+	if (rc)
+		return d;
+	shm_ring_stats(&r, &st);
+	d.depth = st.depth;
+	d.ok = !st.corrupt_now;
+	return d;
+}
+
+static void rings_print(FILE *f, unsigned flags, struct shm_query *q,
+			uint32_t k, bool request)
+{
+	for (uint32_t g = 0; g < q->ngateways; g++) {
+		struct ring_depth d = ring_depth(q, request, g, k);
+		if (flags & SHM_QUERY_JSON) {
+			fprintf(f, "%s{\"gateway\":%u,", g ? "," : "", g);
+			if (d.ok)
+				fprintf(f, "\"depth\":%u}", d.depth);
+			else
+				fprintf(f, "\"depth\":null}");
+		} else if (d.ok) {
+			fprintf(f, "%s g%u %u", g ? "," : "", g, d.depth);
+		} else {
+			fprintf(f, "%s g%u corrupt", g ? "," : "", g);
+		}
+	}
+}
+
+int shm_query_stats(struct shm_query *q, FILE *out, unsigned flags)
+{
+	struct shm_read_shard_stats *st = calloc(q->nshards, sizeof(*st));
+	if (!st) {
+		snprintf(q->err, sizeof(q->err), "out of memory");
+		return -ENOMEM;
+	}
+	for (uint32_t k = 0; k < q->nshards; k++) {
+		struct shm_read *rd;
+		int rc = shm_query_shard(q, k, &rd);
+		if (rc) {
+			free(st);
+			return rc;
+		}
+		shm_read_stats(rd, &st[k]);
+	}
+	bool json = flags & SHM_QUERY_JSON;
+	if (json)
+		fprintf(out,
+			"{\"instance\":\"%s\",\"nshards\":%u,\"ngateways\":%u"
+			",\"ring_capacity\":%u,\"shards\":[",
+			q->instance, q->nshards, q->ngateways,
+			q->inst.ring_capacity);
+	else
+		fprintf(out,
+			"instance %s: %u shard%s, %u gateway%s, rings of %u "
+			"messages\n",
+			q->instance, q->nshards, PLURAL(q->nshards),
+			q->ngateways, PLURAL(q->ngateways),
+			q->inst.ring_capacity);
+	for (uint32_t k = 0; k < q->nshards; k++) {
+		const struct shm_read_shard_stats *s = &st[k];
+		int32_t pid;
+		uint64_t start;
+		shm_instance_member(&q->inst, SHM_ROLE_MATCHER, k, &pid,
+				    &start);
+		bool alive = pid > 0 && shm_proc_alive(pid, start);
+		if (json) {
+			fprintf(
+			    out,
+			    "%s{\"shard\":%u,\"matcher_pid\":%d,\"matcher_"
+			    "alive\":%s"
+			    ",\"symbols\":%u,\"cap_symbols\":%u,\"orders_"
+			    "live\":%u"
+			    ",\"orders_used\":%u,\"cap_orders\":%u,\"orders_"
+			    "created\":%" PRIu64 ",\"rejects_full\":%" PRIu64
+			    ",\"levels_live\":%u,\"cap_levels\":%u"
+			    ",\"fills_used\":%u,\"cap_fills\":%u,\"events\":"
+			    "%" PRIu64 ",\"last_seq\":%" PRIu64
+			    ",\"epoch\":%" PRIu64 ",\"safe_epoch\":%" PRIu64
+			    ",\"reader_slots\":%u,\"readers_registered\":%u,"
+			    "\"readers_active\":%u"
+			    ",\"max_lag\":%" PRIu64 ",\"reaped\":%" PRIu64
+			    ",\"rings_in\":[",
+			    k ? "," : "", k, pid, alive ? "true" : "false",
+			    s->nsymbols, s->cap_symbols, s->orders_live,
+			    s->orders_used, s->cap_orders, s->orders_created,
+			    s->rejects_full, s->levels_live, s->cap_levels,
+			    s->fills_used, s->cap_fills, s->events, s->last_seq,
+			    s->readers.epoch, s->book_safe_epoch,
+			    s->readers.nslots, s->readers.registered,
+			    s->readers.active, s->readers.max_lag,
+			    s->readers.reaped);
+			rings_print(out, flags, q, k, true);
+			fprintf(out, "],\"rings_out\":[");
+			rings_print(out, flags, q, k, false);
+			fprintf(out, "]}");
+			continue;
+		}
+		if (pid > 0)
+			fprintf(out, "shard %u: matcher pid %d (%s)\n", k, pid,
+				alive ? "alive" : "dead");
+		else
+			fprintf(out, "shard %u: no matcher attached\n", k);
+		fprintf(out, "  symbols   %u of %u\n", s->nsymbols,
+			s->cap_symbols);
+		fprintf(out,
+			"  orders    %u live, %u records used of %u, %" PRIu64
+			" accepted, %" PRIu64 " rejected (book full)\n",
+			s->orders_live, s->orders_used, s->cap_orders,
+			s->orders_created, s->rejects_full);
+		fprintf(out, "  levels    %u live of %u\n", s->levels_live,
+			s->cap_levels);
+		fprintf(out, "  fills     %u of %u\n", s->fills_used,
+			s->cap_fills);
+		fprintf(out,
+			"  events    %" PRIu64 ", last request %" PRIu64 "\n",
+			s->events, s->last_seq);
+		fprintf(out,
+			"  readers   %u of %u slots, %u in a section, oldest "
+			"lag %" PRIu64 ", %" PRIu64 " reaped; epoch %" PRIu64
+			", safe epoch %" PRIu64 "\n",
+			s->readers.registered, s->readers.nslots,
+			s->readers.active, s->readers.max_lag,
+			s->readers.reaped, s->readers.epoch,
+			s->book_safe_epoch);
+		fprintf(out, "  rings in ");
+		rings_print(out, flags, q, k, true);
+		fprintf(out, "; out");
+		rings_print(out, flags, q, k, false);
+		fprintf(out, "\n");
+	}
+	if (json)
+		fprintf(out, "]}\n");
+	free(st);
+	return 0;
+}
+
+/* --- check ---------------------------------------------------------------- */
+
+int shm_query_check(struct shm_query *q, FILE *out, unsigned flags,
+		    const char *symbol)
+{
+	struct shm_query_snap s;
+	unsigned violations = 0, busy = 0, checked = 0;
+	bool json = flags & SHM_QUERY_JSON;
+	bool first = true;
+	int rc = 0;
+	memset(&s, 0, sizeof(s));
+	if (json)
+		fprintf(out, "{\"symbols\":[");
+	for (uint32_t k = 0; k < q->nshards && rc == 0; k++) {
+		struct shm_read *rd;
+		uint32_t lo = 0, hi;
+		if (symbol) {
+			rc = symbol_lookup(q, symbol, &rd, &lo);
+			if (rc)
+				break;
+			if (rd->view.shard != k)
+				continue;
+			hi = lo + 1;
+		} else {
+			rc = shm_query_shard(q, k, &rd);
+			if (rc)
+				break;
+			hi = shm_read_nsymbols(rd);
+		}
+		for (uint32_t i = lo; i < hi; i++) {
+			char why[256] = "";
+			int r = shm_query_snapshot(rd, i, 0, true, &s);
+			if (r == 0 && shm_query_snap_check(&s, &rd->view, why,
+							   sizeof(why)))
+				r = SHMEX_EINTERNAL;
+			else if (r && r != SHMEX_EBUSY)
+				snprintf(why, sizeof(why), "%s",
+					 shmex_strerror(r));
+			if (r == -ENOMEM) {
+				rc = r;
+				snprintf(q->err, sizeof(q->err),
+					 "out of memory");
+				break;
+			}
+			checked++;
+			busy += r == SHMEX_EBUSY;
+			violations += r != 0 && r != SHMEX_EBUSY;
+			const char *res = r == 0	     ? "ok"
+					  : r == SHMEX_EBUSY ? "busy"
+							     : "VIOLATION";
+			if (json) {
+				fprintf(out,
+					"%s{\"symbol\":", first ? "" : ",");
+				json_str(out, s.name);
+				fprintf(out, ",\"shard\":%u,\"result\":\"%s\"",
+					k,
+					r == 0		   ? "ok"
+					: r == SHMEX_EBUSY ? "busy"
+							   : "violation");
+				if (r == 0)
+					fprintf(
+					    out,
+					    ",\"levels\":%zu,\"orders\":%zu",
+					    s.nlev, s.nord);
+				else if (r != SHMEX_EBUSY) {
+					fprintf(out, ",\"why\":");
+					json_str(out, why);
+				}
+				fputc('}', out);
+			} else if (r == 0) {
+				fprintf(out,
+					"%s (shard %u): ok, %zu levels, %zu "
+					"orders\n",
+					s.name, k, s.nlev, s.nord);
+			} else {
+				fprintf(out, "%s (shard %u): %s%s%s\n", s.name,
+					k, res, why[0] ? ": " : "", why);
+			}
+			first = false;
+		}
+		if (symbol)
+			break;
+	}
+	shm_query_snap_free(&s);
+	if (rc)
+		return rc;
+	if (json)
+		fprintf(out,
+			"],\"checked\":%u,\"violations\":%u,\"busy\":%u}\n",
+			checked, violations, busy);
+	else
+		fprintf(out, "%u symbols checked, %u violations, %u busy\n",
+			checked, violations, busy);
+	if (violations) {
+		snprintf(q->err, sizeof(q->err), "%u invariant violation%s",
+			 violations, violations == 1 ? "" : "s");
+		return SHMEX_EINTERNAL;
+	}
+	if (busy) {
+		snprintf(q->err, sizeof(q->err),
+			 "%u symbol%s kept changing; try again", busy,
+			 busy == 1 ? "" : "s");
+		return SHMEX_EBUSY;
+	}
+	return 0;
+}
+
+/* --- watch ---------------------------------------------------------------- */
+
+int shm_query_watch(struct shm_query *q, FILE *out, unsigned flags,
+		    const char *symbol, size_t depth, unsigned long count,
+		    unsigned interval_ms, const volatile sig_atomic_t *stop)
+{
+	struct shm_read *rd;
+	uint32_t sym;
+	int rc = symbol_lookup(q, symbol, &rd, &sym);
+	if (rc)
+		return rc;
+	struct shm_query_snap s;
+	memset(&s, 0, sizeof(s));
+	for (unsigned long frame = 1; !*stop; frame++) {
+		int r = shm_query_snapshot(rd, sym, depth,
+					   (flags & SHM_QUERY_ORDERS) != 0, &s);
+		if (r && r != SHMEX_EBUSY) {
+			rc = snap_error(q, symbol, r);
+			break;
+		}
+		if (flags & SHM_QUERY_JSON) {
+			if (r == 0)
+				book_json(out, &s);
+			else
+				fprintf(out,
+					"{\"symbol\":\"%s\",\"busy\":true}\n",
+					symbol);
+		} else {
+			struct timespec now;
+			struct tm tm;
+			char hms[16] = "";
+			clock_gettime(CLOCK_REALTIME, &now);
+			if (localtime_r(&now.tv_sec, &tm))
+				strftime(hms, sizeof(hms), "%H:%M:%S", &tm);
+			if (flags & SHM_QUERY_ANSI)
+				fputs("\033[H\033[2J", out);
+			fprintf(out,
+				"shmex-query watch %s  instance %s  %s  frame "
+				"%lu\n\n",
+				symbol, q->instance, hms, frame);
+			if (r == 0)
+				book_text(out, &s);
+			else
+				fprintf(out,
+					"(the book kept changing; retrying)\n");
+		}
+		fflush(out);
+		if (count && frame >= count)
+			break;
+		struct timespec ts = {interval_ms / 1000,
+				      (long)(interval_ms % 1000) * 1000000L};
+		/* Interrupted by a signal: the loop re-checks *stop. */
+		(void)nanosleep(&ts, NULL);
+	}
+	shm_query_snap_free(&s);
+	return rc;
+}

@@ -14,16 +14,23 @@
  *    touch is a[n-1], a sweep pops from the end, and inserting or removing
  *    a level near the touch moves only a few entries (QuantCup-style
  *    integer arrays; a search looks at the last few entries first, then
- *    bisects); free stacks and retirement FIFOs (with the retire epochs) of
- *    the pools; the first fill indexes of every order slot; a hash of
- *    symbol names.
+ *    bisects); a hash (symbol, side, price) -> LIVE level, so resting an
+ *    order at an existing level never searches the array; free stacks
+ *    and retirement FIFOs (with the retire epochs) of the pools; the first
+ *    fill indexes of every order slot; a hash of symbol names.
  *
  * Memory behaviour.  Order records are recycled oldest-DONE-first, so in
  * steady state every new order takes the coldest record of the pool; the
- * record two steps ahead in the done FIFO is prefetched, and its fills are
+ * record PREFETCH_AHEAD steps ahead in the done FIFO (both lines, and its
+ * private fill indexes) is prefetched into all cache levels (not NTA: an
+ * NTA line evicted from L1 before use goes back to memory).  Its fills are
  * freed from the private index array instead of by walking its cold fill
- * list.  Events are built field by field (a zeroing initializer of the
- * 144-byte event compiles to `rep stos`, measurably slower).
+ * list, and prefetched as they are pushed: the fill free stack is LIFO, so
+ * they are the next fills written, and they are as cold as the order.
+ * Order id -> slot uses shifts and masks when nshards and cap_orders are
+ * powers of two (three 64-bit divisions otherwise).  Events are built
+ * field by field (a zeroing initializer of the 136-byte event compiles to
+ * `rep stos`, measurably slower).
  *
  * Keys: bids use key = price, asks key = -price, so for both sides
  * "ascending key" means "worse to better" and one code path serves both.
@@ -105,6 +112,18 @@ struct eng_ring {
 };
 
 #define ORDER_FILLS 4
+/* How far ahead in the done FIFO order_recycle prefetches the record to
+ * recycle (about 2 x as many requests ahead; 2, 4, 8 and 16 measured
+ * alike within noise, 8 slightly best). */
+#define PREFETCH_AHEAD 8
+
+/* One entry of the private price -> level hash (open addressing, linear
+ * probing, backward-shift deletion).  tag = sym * 2 + side + 1, 0 = empty. */
+struct eng_lvl_slot {
+	int64_t price;
+	uint32_t tag;
+	uint32_t lvl;
+};
 
 struct eng_book {
 	struct shm_book_view v;
@@ -116,6 +135,19 @@ struct eng_book {
 	struct eng_sym *syms;
 	uint32_t *sym_hash; /* symbol index + 1, 0 = empty */
 	uint32_t sym_hash_mask;
+
+	/* LIVE levels by (symbol, side, price); MAP_NORESERVE, >= 2 x
+	 * cap_levels entries so probes stay short. */
+	struct eng_lvl_slot *lvl_hash;
+	size_t lvl_hash_len; /* bytes mapped */
+	uint32_t lvl_hash_mask;
+	uint32_t lvl_hash_shift; /* 64 - log2(entries) */
+
+	/* Order id -> slot without 64-bit divisions when nshards and
+	 * cap_orders are powers of two (ns_shift/cap_mask valid then). */
+	bool ns_pow2, cap_pow2;
+	uint32_t ns_shift;
+	uint64_t cap_mask;
 
 	uint32_t *lvl_free;
 	uint32_t lvl_nfree;
@@ -208,18 +240,68 @@ static uint32_t side_lower_bound(const struct eng_side *s, int64_t key)
 	return lo;
 }
 
-/* Level index at (side, price) of a symbol, or NIL; *pos gets the
- * position (or the insertion point). */
-static uint32_t level_find(const struct eng_sym *p, unsigned side, int64_t price,
-			   uint32_t *pos)
+/* Private price -> level hash of the LIVE levels. */
+static inline uint32_t lvl_tag(uint32_t symi, unsigned side)
 {
-	const struct eng_side *s = &p->side[side];
-	int64_t key = side_key(side, price);
-	uint32_t i = side_lower_bound(s, key);
-	*pos = i;
-	if (i < s->n && s->a[i].key == key)
-		return s->a[i].lvl;
-	return NIL;
+	return symi * 2 + side + 1;
+}
+
+static inline uint32_t lvl_hash_home(const struct eng_book *b, uint32_t tag,
+				     int64_t price)
+{
+	uint64_t x = ((uint64_t)price ^ ((uint64_t)tag << 40)) *
+		     UINT64_C(0x9e3779b97f4a7c15);
+	return (uint32_t)(x >> b->lvl_hash_shift);
+}
+
+/* Level index of the LIVE level (tag, price), or NIL. */
+static inline uint32_t lvl_hash_get(const struct eng_book *b, uint32_t tag,
+				    int64_t price)
+{
+	uint32_t i = lvl_hash_home(b, tag, price);
+	for (;;) {
+		const struct eng_lvl_slot *e = &b->lvl_hash[i];
+		if (e->tag == tag && e->price == price)
+			return e->lvl;
+		if (e->tag == 0)
+			return NIL;
+		i = (i + 1) & b->lvl_hash_mask;
+	}
+}
+
+/* Adds (tag, price) -> lvl; the key is not in the table. */
+static void lvl_hash_put(struct eng_book *b, uint32_t tag, int64_t price, uint32_t lvl)
+{
+	uint32_t i = lvl_hash_home(b, tag, price);
+	while (b->lvl_hash[i].tag != 0)
+		i = (i + 1) & b->lvl_hash_mask;
+	b->lvl_hash[i].price = price;
+	b->lvl_hash[i].lvl = lvl;
+	b->lvl_hash[i].tag = tag;
+}
+
+/* Removes (tag, price), which is in the table (backward-shift deletion:
+ * no tombstones, so a miss stops at the first empty entry). */
+static void lvl_hash_del(struct eng_book *b, uint32_t tag, int64_t price)
+{
+	uint32_t m = b->lvl_hash_mask;
+	uint32_t i = lvl_hash_home(b, tag, price);
+	while (b->lvl_hash[i].tag != tag || b->lvl_hash[i].price != price)
+		i = (i + 1) & m;
+	for (uint32_t j = i;;) {
+		j = (j + 1) & m;
+		const struct eng_lvl_slot *e = &b->lvl_hash[j];
+		if (e->tag == 0)
+			break;
+		/* e may move to the hole at i unless its home lies
+		 * cyclically in (i, j]. */
+		uint32_t k = lvl_hash_home(b, e->tag, e->price);
+		if (((j - k) & m) >= ((j - i) & m)) {
+			b->lvl_hash[i] = *e;
+			i = j;
+		}
+	}
+	b->lvl_hash[i].tag = 0;
 }
 
 /* Seqcount window of a symbol. */
@@ -367,18 +449,23 @@ static uint32_t order_recycle(struct eng_book *b)
 	/* The done FIFO walks the whole order pool, coldest record first:
 	 * prefetch the record after next (and its private fill indexes), so
 	 * it is in cache when its turn comes. */
-	if (b->ord_done.count > 1) {
-		uint32_t n2 = ring_at(&b->ord_done, 1);
-		__builtin_prefetch(&b->v.orders[n2], 1, 0);
-		__builtin_prefetch((char *)&b->v.orders[n2] + 64, 1, 0);
-		__builtin_prefetch(&b->ofills[n2], 1, 0);
+	if (b->ord_done.count > PREFETCH_AHEAD) {
+		uint32_t na = ring_at(&b->ord_done, PREFETCH_AHEAD);
+		__builtin_prefetch(&b->v.orders[na], 1, 3);
+		__builtin_prefetch((char *)&b->v.orders[na] + 64, 1, 3);
+		__builtin_prefetch(&b->ofills[na], 1, 3);
 	}
 	struct shm_book_order_sh *o = &b->v.orders[oi];
 	struct shm_book_sym_sh *s = &b->v.symbols[o->sym];
 	seq_begin(s);
 	uint32_t n = o->nfills;
-	for (uint32_t k = 0; k < n && k < ORDER_FILLS; k++)
-		b->fill_free[b->fill_nfree++] = b->ofills[oi][k];
+	for (uint32_t k = 0; k < n && k < ORDER_FILLS; k++) {
+		uint32_t fi = b->ofills[oi][k];
+		/* The free stack is LIFO: these are the next fills written,
+		 * and they are as cold as the order. */
+		__builtin_prefetch(&b->v.fills[fi], 1, 3);
+		b->fill_free[b->fill_nfree++] = fi;
+	}
 	if (n > ORDER_FILLS) {
 		/* Rare: walk the rest of the list from the last known one. */
 		uint32_t fi = b->v.fills[b->ofills[oi][ORDER_FILLS - 1]].next;
@@ -485,6 +572,7 @@ static uint32_t level_insert(struct eng_book *b, uint32_t symi,
 	sd->a[pos].lvl = li;
 	sd->n++;
 	SET(s->nlevels[side], sd->n);
+	lvl_hash_put(b, lvl_tag(symi, side), price, li);
 	b->levels_live++;
 	return li;
 }
@@ -504,6 +592,7 @@ static void level_unlink(struct eng_book *b, struct shm_book_sym_sh *s,
 	memmove(&sd->a[pos], &sd->a[pos + 1], (size_t)(sd->n - pos - 1) * sizeof(sd->a[0]));
 	sd->n--;
 	SET(s->nlevels[side], sd->n);
+	lvl_hash_del(b, lvl_tag(l->sym, side), l->price);
 	SET(l->state, SHM_BOOK_LEVEL_RETIRED);
 	SET(l->retire_epoch, b->req->epoch);
 	ring_push(&b->lvl_retired, li, b->req->epoch);
@@ -560,8 +649,9 @@ static void order_unrest(struct eng_book *b, struct shm_book_sym_sh *s,
 	struct shm_book_level_sh *l = &b->v.levels[o->level];
 	queue_remove(b, s, o);
 	if (l->count == 0) {
-		uint32_t pos;
-		(void)level_find(p, o->side, l->price, &pos); /* it is there */
+		/* It is there: the position of its key. */
+		uint32_t pos = side_lower_bound(&p->side[o->side],
+						side_key(o->side, l->price));
 		level_unlink(b, s, p, o->side, pos);
 	}
 }
@@ -570,10 +660,12 @@ static void order_unrest(struct eng_book *b, struct shm_book_sym_sh *s,
 static void order_rest(struct eng_book *b, uint32_t symi, struct shm_book_sym_sh *s,
 		       struct eng_sym *p, struct shm_book_order_sh *o, uint32_t oi)
 {
-	uint32_t pos;
-	uint32_t li = level_find(p, o->side, o->price, &pos);
-	if (li == NIL)
+	uint32_t li = lvl_hash_get(b, lvl_tag(symi, o->side), o->price);
+	if (li == NIL) {
+		uint32_t pos = side_lower_bound(&p->side[o->side],
+						side_key(o->side, o->price));
 		li = level_insert(b, symi, s, p, o->side, o->price, pos);
+	}
 	queue_append(b, s, li, o, oi);
 }
 
@@ -686,8 +778,7 @@ static int taker_precheck(struct eng_book *b, const struct shm_book_sym_sh *s,
 			return rc;
 	}
 	if (may_rest && !level_available(b)) {
-		uint32_t pos;
-		if (level_find(p, side, limit, &pos) == NIL &&
+		if (lvl_hash_get(b, lvl_tag((uint32_t)(p - b->syms), side), limit) == NIL &&
 		    !fills_completely(b, p, side, limit, qty, account))
 			return SHMEX_EBOOKFULL;
 	}
@@ -901,13 +992,34 @@ int eng_book_submit(struct eng_book *b, const struct eng_req *r, uint64_t *id)
 	return 0;
 }
 
+/* The slot an id of this shard names (shm_order_slot), false when the id
+ * is 0 or another shard's.  Shifts and masks instead of the three 64-bit
+ * divisions when nshards and cap_orders are powers of two. */
+static inline bool id_slot(const struct eng_book *b, uint64_t id, uint32_t *slot)
+{
+	if (id == 0)
+		return false;
+	uint64_t x = id - 1, q;
+	if (b->ns_pow2) {
+		if ((x & (b->v.nshards - 1)) != b->v.shard)
+			return false;
+		q = x >> b->ns_shift;
+	} else {
+		if (x % b->v.nshards != b->v.shard)
+			return false;
+		q = x / b->v.nshards;
+	}
+	*slot = (uint32_t)(b->cap_pow2 ? q & b->cap_mask : q % b->v.cap_orders);
+	return true;
+}
+
 /* Finds a live order of `account` by id. */
 static int order_lookup(const struct eng_book *b, uint64_t id, uint64_t account,
 			uint32_t *slot)
 {
-	if (id == 0 || shm_shard_of_order(id, b->v.nshards) != b->v.shard)
+	uint32_t oi;
+	if (!id_slot(b, id, &oi))
 		return SHMEX_ENOORDER;
-	uint32_t oi = (uint32_t)shm_order_slot(id, b->v.nshards, b->v.cap_orders);
 	const struct shm_book_order_sh *o = &b->v.orders[oi];
 	if (o->id != id || o->state == SHM_BOOK_ORDER_FREE)
 		return SHMEX_ENOORDER;
@@ -1170,6 +1282,24 @@ int eng_book_init(struct eng_book **out, void *mem, size_t len,
 	}
 	b->lvl_retired.cap = cfg->caps.levels;
 	b->ord_done.cap = cfg->caps.orders;
+	/* >= 2 entries per level: load factor <= 1/2. */
+	uint32_t bits = 4;
+	while ((UINT64_C(1) << bits) < 2 * (uint64_t)cfg->caps.levels)
+		bits++;
+	b->lvl_hash_len = (sizeof(struct eng_lvl_slot)) << bits;
+	b->lvl_hash = mmap(NULL, b->lvl_hash_len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (b->lvl_hash == MAP_FAILED) {
+		b->lvl_hash = NULL;
+		eng_book_destroy(b);
+		return -ENOMEM;
+	}
+	b->lvl_hash_mask = (uint32_t)((UINT64_C(1) << bits) - 1);
+	b->lvl_hash_shift = 64 - bits;
+	b->ns_pow2 = (cfg->nshards & (cfg->nshards - 1)) == 0;
+	b->ns_shift = (uint32_t)__builtin_ctz(cfg->nshards);
+	b->cap_pow2 = (cfg->caps.orders & (cfg->caps.orders - 1)) == 0;
+	b->cap_mask = (uint64_t)cfg->caps.orders - 1;
 	*out = b;
 	return 0;
 
@@ -1189,6 +1319,8 @@ void eng_book_destroy(struct eng_book *b)
 	}
 	free(b->syms);
 	free(b->sym_hash);
+	if (b->lvl_hash)
+		munmap(b->lvl_hash, b->lvl_hash_len);
 	free(b->lvl_free);
 	free(b->lvl_retired.v);
 	free(b->lvl_retired.epoch);
@@ -1233,9 +1365,9 @@ size_t eng_book_depth(const struct eng_book *b, uint32_t sym, unsigned side,
 
 const struct shm_book_order_sh *eng_book_order(const struct eng_book *b, uint64_t id)
 {
-	if (id == 0 || shm_shard_of_order(id, b->v.nshards) != b->v.shard)
+	uint32_t oi;
+	if (!id_slot(b, id, &oi))
 		return NULL;
-	uint32_t oi = (uint32_t)shm_order_slot(id, b->v.nshards, b->v.cap_orders);
 	const struct shm_book_order_sh *o = &b->v.orders[oi];
 	if (o->id != id || o->state == SHM_BOOK_ORDER_FREE)
 		return NULL;
@@ -1284,6 +1416,8 @@ static int check_side(const struct eng_book *b, uint32_t si, unsigned side,
 		CHECK(l->sym == si && l->side == side, "level %u sym/side", li);
 		CHECK(side_key(side, l->price) == sd->a[i].key, "level %u key", li);
 		CHECK(l->next == (i ? sd->a[i - 1].lvl : NIL), "level %u next", li);
+		CHECK(lvl_hash_get(b, lvl_tag(si, side), l->price) == li,
+		      "level %u not in the price hash", li);
 		CHECK(l->count > 0, "level %u empty", li);
 		int64_t q = 0;
 		uint32_t c = 0, prev = NIL;
@@ -1365,5 +1499,10 @@ int eng_book_check(const struct eng_book *b, char *why, size_t len)
 	CHECK(fills == (uint64_t)(b->fill_unused - b->fill_nfree), "fill accounting");
 	CHECK(b->levels_live + b->lvl_retired.count + b->lvl_nfree == b->lvl_unused,
 	      "level accounting");
+	uint32_t hashed = 0;
+	for (uint32_t i = 0; i <= b->lvl_hash_mask; i++)
+		hashed += b->lvl_hash[i].tag != 0;
+	CHECK(hashed == b->levels_live, "price hash holds %u entries, %u live levels",
+	      hashed, b->levels_live);
 	return 0;
 }

@@ -66,6 +66,7 @@
 #include "shm/shm_ring.h"
 
 #define NO_SIDX UINT32_MAX
+#define SPIN_STEP_NS 1000u  /* growth step of the adaptive spin budget */
 
 /* What the event callback needs to know about the request being applied. */
 struct cur {
@@ -613,9 +614,29 @@ static void drain(struct eng_matcher *m)
 	}
 }
 
+/*
+ * Adaptive spin budget (policy, no memory ordering involved): a wait that
+ * ended within (or shortly after) the budget says traffic is flowing and
+ * doubles it, up to cfg.spin_ns; a wait that had to sleep long halves it.
+ * So a busy shard polls (yielding the CPU between polls, shm_doorbell.c)
+ * and a shard that sees sporadic requests goes to sleep almost at once
+ * instead of burning cfg.spin_ns after each one.
+ */
+static uint32_t spin_adapt(const struct eng_matcher *m, uint32_t cur,
+			   uint64_t waited_ns, int rc)
+{
+	uint32_t max = m->cfg.spin_ns;
+	if (rc == 0 && waited_ns <= 4 * (uint64_t)max) {
+		uint64_t next = (uint64_t)cur * 2 + SPIN_STEP_NS;
+		return next > max ? max : (uint32_t)next;
+	}
+	return cur / 2;
+}
+
 int eng_matcher_run(struct eng_matcher *m)
 {
 	uint32_t park_ms = 1;
+	uint32_t spin = m->cfg.spin_ns;
 	for (;;) {
 		unsigned n = round_once(m);
 		if (n) {
@@ -633,7 +654,9 @@ int eng_matcher_run(struct eng_matcher *m)
 		/* MT6: Dekker sleep [DB1/DB2]: `ready` re-reads every ring's
 		 * head [RNG2] and the stop flags after the announcement, and
 		 * every producer rings after publishing [RNG1, DB4]. */
-		int rc = shm_doorbell_wait(m->db, ready, m, m->cfg.spin_ns, timeout);
+		uint64_t t0 = mono_ns();
+		int rc = shm_doorbell_wait(m->db, ready, m, spin, timeout);
+		spin = spin_adapt(m, spin, mono_ns() - t0, rc);
 		/* Relaxed: our own counter (the consumer is its only writer). */
 		if (load_relaxed(&m->db->sleeps) != sleeps0)
 			m->st.sleeps++;

@@ -29,7 +29,12 @@
  * tail from shared memory (acquire) and never touches the loop thread's
  * ring handles.  Lost wake-ups are impossible: the loop re-arms after it
  * drained, and the helper always re-reads the rings (through the
- * doorbell's Dekker protocol) before it sleeps.
+ * doorbell's Dekker protocol) before it sleeps.  Under load the helper is
+ * bypassed: while replies are awaited and the loop made progress within
+ * spin_ns, gw_route_poll yields the CPU and asks the loop not to block, so
+ * replies are found by polling instead of a futex -> helper -> eventfd
+ * chain (see gw_route_poll); the helper is armed only after spin_ns
+ * without progress.
  *
  * Limits: max_conns jobs; a status with at most the book's fill capacity
  * fills; RX_BATCH replies per dequeue (RX_ROUNDS per shard per turn),
@@ -41,6 +46,7 @@
 #include <inttypes.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +149,8 @@ struct gw_route {
 	 * stop: W: loop, release [GW2-3]; R: helper, acquire [GW2-4]. */
 	uint32_t armed;
 	uint32_t stop;
+	uint64_t spin_ns;             /* loop's poll-and-yield budget */
+	uint64_t spin_until;          /* ns; polling goes on until then */
 	struct gw_route_stats st;
 	struct shm_msg rx[RX_BATCH];
 	struct shm_msg tx[SEND_BATCH];
@@ -188,7 +196,6 @@ static bool replies_ready(void *arg)
 static void *helper_main(void *arg)
 {
 	struct gw_route *r = arg;
-	uint32_t spin_ns = r->cfg.spin_us * 1000u;
 	for (;;) {
 		/* GW2-2: acquire; pairs with the loop's GW2-1. */
 		while (!load_acquire(&r->armed) &&
@@ -198,7 +205,9 @@ static void *helper_main(void *arg)
 		}
 		if (load_acquire(&r->stop))
 			break;
-		int rc = shm_doorbell_wait(r->db, replies_ready, r, spin_ns, 1000);
+		/* No spinning here: the loop thread already polled for
+		 * spin_ns before it armed us. */
+		int rc = shm_doorbell_wait(r->db, replies_ready, r, 0, 1000);
 		if (load_acquire(&r->stop))
 			break;
 		if (rc == 0) {
@@ -629,8 +638,10 @@ static void handle_reply(struct gw_route *r, uint32_t s, const struct shm_msg *m
 	job_reply(r, slot, m, status);
 }
 
-static void drain_replies(struct gw_route *r)
+/* Takes every reply waiting in the reply rings; returns how many. */
+static unsigned drain_replies(struct gw_route *r)
 {
+	unsigned total = 0;
 	for (uint32_t s = 0; s < r->nshards; s++) {
 		for (int round = 0; round < RX_ROUNDS; round++) {
 			unsigned got = 0;
@@ -649,10 +660,12 @@ static void drain_replies(struct gw_route *r)
 			}
 			for (unsigned i = 0; i < got; i++)
 				handle_reply(r, s, &r->rx[i]);
+			total += got;
 			if (got < RX_BATCH)
 				break;
 		}
 	}
+	return total;
 }
 
 /* Sends queued messages; answers "busy" for those that waited too long.
@@ -722,14 +735,36 @@ static void run_retries(struct gw_route *r)
 	}
 }
 
+/*
+ * Once per loop turn.  While replies are awaited and the gateway made
+ * progress within the last spin_ns, the loop does not block: it yields the
+ * CPU (sched_yield, so a matcher or a client that shares this CPU runs at
+ * once instead of being woken through futex -> helper -> eventfd later)
+ * and polls again; sched_yield returns at once when nobody else wants the
+ * CPU.  Only after spin_ns without progress is the helper armed and the
+ * loop allowed to sleep in epoll_wait.  An idle gateway (nothing awaited)
+ * never spins.
+ */
 int gw_route_poll(void *route)
 {
 	struct gw_route *r = route;
+	bool progress = false;
 	if (r->nwaiting)
-		drain_replies(r);
+		progress = drain_replies(r) > 0;
 	if (r->retryq.n)
 		run_retries(r);
+	uint64_t sent0 = r->st.sent;
 	bool left = flush_sends(r) || r->retryq.n > 0;
+	progress = progress || r->st.sent != sent0;
+	if (r->nwaiting && r->spin_ns) {
+		uint64_t now = now_ns();
+		if (progress)
+			r->spin_until = now + r->spin_ns;
+		if (now < r->spin_until) {
+			sched_yield();
+			return 0;
+		}
+	}
 	/* Replies may have come in while we sent: the helper re-checks the
 	 * rings before sleeping, so arming after the drain loses nothing. */
 	if (r->nwaiting)
@@ -822,6 +857,7 @@ int gw_route_open(struct gw_route **out, const struct gw_route_cfg *cfg,
 		gw_xml_limits_default(&r->xml);
 	r->cfg.xml = NULL;
 	r->efd = -1;
+	r->spin_ns = (uint64_t)r->cfg.spin_us * 1000u;
 	r->next_id = now_ns() & ((UINT64_C(1) << 48) - 1);
 	int rc = gw_xml_parser_create(&r->xp, &r->xml);
 	if (rc) {

@@ -7,7 +7,13 @@
  * spins on a descriptor it does not want to service:
  *   - EPOLLIN while the connection is idle (no request executing), its
  *     peer has not half-closed, and its unsent output is below wbuf_high;
+ *     dropped lazily: it stays registered while a request executes and is
+ *     removed only when an unwanted EPOLLIN event really arrives, so the
+ *     ordinary request/reply cycle makes no epoll_ctl call;
  *   - EPOLLOUT while output is pending.
+ * Several gateway processes may share the listening socket (EPOLLEXCLUSIVE);
+ * each then accepts one connection per turn and re-registers the socket so
+ * that the next connection wakes another gateway (listen_rotate).
  * A connection executes one request at a time ("busy").  Bytes of the next
  * requests a client pipelined stay in its read buffer (bounded, RBUF_SIZE)
  * and are parsed when the reply of the current one has been queued; such
@@ -44,6 +50,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +66,7 @@
 #define RBUF_SIZE 16384u
 #define WBUF_KEEP (64u << 10)
 #define ACCEPT_BATCH 16
+#define ACCEPT_SHARED 1   /* per turn when the socket is shared */
 #define MAX_WATCH 8
 #define LINGER_MS 1000u
 #define ACCEPT_PAUSE_MS 100u
@@ -151,13 +159,25 @@ static void ready_push(struct gw_server *s, uint32_t slot)
 	s->rq_n++;
 }
 
-static void conn_update_events(struct gw_server *s, struct conn *c, uint32_t slot)
+/*
+ * Brings the registered interest set in line with the connection's state.
+ * EPOLLIN is dropped lazily: a connection that stops wanting input (a
+ * request starts executing) keeps EPOLLIN registered (strict = false), so
+ * the common request/reply cycle costs no epoll_ctl at all.  Only when an
+ * unwanted EPOLLIN event actually arrives (a client that pipelines, a
+ * half-close, a full buffer) is the set made exact (strict = true), which
+ * keeps the level-triggered loop from spinning on it.
+ */
+static void conn_update_events(struct gw_server *s, struct conn *c, uint32_t slot,
+			       bool strict)
 {
 	uint32_t ev = 0;
 	if (c->state == C_OPEN && !c->busy && !c->eof && !s->stopping &&
 	    conn_pending(c) <= s->cfg.wbuf_high && c->rlen < RBUF_SIZE)
 		ev |= EPOLLIN;
 	if (c->state == C_LINGER)
+		ev |= EPOLLIN;
+	if (!strict && c->state == C_OPEN && (c->events & EPOLLIN))
 		ev |= EPOLLIN;
 	if (conn_pending(c) > 0 && c->state != C_LINGER)
 		ev |= EPOLLOUT;
@@ -282,7 +302,7 @@ static bool conn_flush(struct gw_server *s, uint32_t slot)
 	if (c->state == C_OPEN && !c->busy && c->rpos < c->rlen &&
 	    conn_pending(c) <= s->cfg.wbuf_high && slot != s->in_process)
 		ready_push(s, slot); /* buffered requests may go on now */
-	conn_update_events(s, c, slot);
+	conn_update_events(s, c, slot, false);
 	return true;
 }
 
@@ -363,7 +383,7 @@ static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 				return;
 		}
 	}
-	conn_update_events(s, c, slot);
+	conn_update_events(s, c, slot, false);
 }
 
 static void conn_readable(struct gw_server *s, uint32_t slot)
@@ -376,15 +396,21 @@ static void conn_readable(struct gw_server *s, uint32_t slot)
 			conn_close(s, slot);
 		return;
 	}
-	if (c->state != C_OPEN || c->busy || c->eof)
+	if (c->state != C_OPEN || c->busy || c->eof || s->stopping ||
+	    conn_pending(c) > s->cfg.wbuf_high) {
+		/* Input we do not want now: stop hearing about it. */
+		conn_update_events(s, c, slot, true);
 		return;
+	}
 	if (c->rpos > 0) {
 		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
 		c->rlen -= c->rpos;
 		c->rpos = 0;
 	}
-	if (c->rlen >= RBUF_SIZE)
+	if (c->rlen >= RBUF_SIZE) {
+		conn_update_events(s, c, slot, true);
 		return;
+	}
 	ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen,
 			 MSG_DONTWAIT);
 	if (n > 0) {
@@ -430,9 +456,35 @@ static void listen_set(struct gw_server *s, bool on)
 	}
 }
 
+/*
+ * Spreading connections over the gateways that share the listening socket.
+ * With EPOLLEXCLUSIVE the kernel wakes the first exclusive waiter queued on
+ * the socket that is blocked in epoll_wait, which is nearly always the same
+ * gateway, and a gateway that is already running takes a whole burst of
+ * queued connections before the others are even scheduled: measured, one
+ * gateway served all 32 connections of the e2e benchmark while the other
+ * idled.  So a shared gateway accepts ACCEPT_SHARED connection per turn,
+ * then re-registers the socket (which moves its wait entry to the back of
+ * the queue: the next connection wakes another gateway) and yields the
+ * CPU (a gateway woken for the same burst on this CPU takes the next one;
+ * sched_yield returns at once when nobody else is runnable).
+ */
+static void listen_rotate(struct gw_server *s)
+{
+	if (!s->cfg.exclusive || !s->listening)
+		return;
+	listen_set(s, false);
+	listen_set(s, true);
+	if (!s->listening) /* could not re-register: try again shortly */
+		s->accept_resume = now_ns() + ms_ns(ACCEPT_PAUSE_MS);
+	sched_yield();
+}
+
 static void do_accept(struct gw_server *s)
 {
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
+	int batch = s->cfg.exclusive ? ACCEPT_SHARED : ACCEPT_BATCH;
+	int taken = 0;
+	for (int i = 0; i < batch; i++) {
 		int fd = accept4(s->cfg.listen_fd, NULL, NULL,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -446,8 +498,9 @@ static void do_accept(struct gw_server *s)
 			}
 			/* EAGAIN: someone else took it; ECONNABORTED etc.:
 			 * that client gave up.  Either way, stop here. */
-			return;
+			break;
 		}
+		taken++;
 		if (s->nfree == 0) {
 			refuse(s, fd);
 			continue;
@@ -479,6 +532,8 @@ static void do_accept(struct gw_server *s)
 		s->st.accepted++;
 		s->st.open++;
 	}
+	if (taken)
+		listen_rotate(s);
 }
 
 /* Fires due deadlines and recomputes the earliest one. */
@@ -730,8 +785,8 @@ int gw_server_run(struct gw_server *s)
 		if (s->next_deadline && now >= s->next_deadline)
 			sweep(s, now);
 		if (s->accept_resume && now >= s->accept_resume && !s->stopping) {
-			s->accept_resume = 0;
 			listen_set(s, true);
+			s->accept_resume = s->listening ? 0 : now + ms_ns(ACCEPT_PAUSE_MS);
 		}
 	}
 }

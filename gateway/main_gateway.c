@@ -33,6 +33,11 @@
 #include "shm/shm_instance.h"
 #include "shm/shm_region.h"
 
+/* Default poll-and-yield time of the loop while replies are awaited
+ * (gw_route_poll): long enough to cover a matcher's turnaround under load,
+ * short enough that a quiet gateway goes to sleep almost at once. */
+#define GW_SPIN_US_DEFAULT 50u
+
 struct gw_main {
 	struct gw_server *srv;
 	int sfd;
@@ -62,12 +67,16 @@ static void usage(FILE *f)
 		"                       (default %u)\n"
 		"  --max-elements N     elements per request (default %u)\n"
 		"  --frame-replies      put a length line in front of every reply\n"
-		"  --spin-us US         spin this long before sleeping on replies\n"
+		"  --spin-us US         while replies are awaited, poll the reply rings\n"
+		"                       (yielding the CPU between polls) for this long\n"
+		"                       after the last progress before sleeping\n"
+		"                       (default %u; 0: sleep at once)\n"
 		"  --quiet              no log lines on start and stop\n"
 		"  --help, --version\n",
 		GW_SERVER_MAX_CONNS_DEFAULT, (size_t)GW_FRAME_MAX_DEFAULT,
 		GW_SERVER_DEADLINE_MS_DEFAULT, GW_ROUTE_BUSY_MS_DEFAULT,
-		GW_SERVER_DRAIN_MS_DEFAULT, GW_XML_MAX_ELEMS_DEFAULT);
+		GW_SERVER_DRAIN_MS_DEFAULT, GW_XML_MAX_ELEMS_DEFAULT,
+		GW_SPIN_US_DEFAULT);
 }
 
 static void on_signal(void *arg)
@@ -118,7 +127,7 @@ static int bad_value(const char *opt, const char *val)
 int main(int argc, char **argv)
 {
 	const char *instance = NULL, *bind_addr = NULL;
-	uint32_t id = UINT32_MAX, port = UINT32_MAX, spin_us = 0;
+	uint32_t id = UINT32_MAX, port = UINT32_MAX, spin_us = GW_SPIN_US_DEFAULT;
 	int listen_fd = -1;
 	bool quiet = false;
 	struct gw_server_cfg scfg = {0};

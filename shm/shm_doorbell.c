@@ -32,21 +32,33 @@
  * from DB2 until the waiter returns from FUTEX_WAIT (a stale 1 costs one
  * spurious wake, never a lost one).
  *
- * Limits: the spin phase reads the clock every 16 polls, so spin_ns is
- * honoured to within a microsecond or so; a signal interrupts the sleep and
- * the wait returns -EINTR so the caller can look at its flags.
+ * Spinning on a machine with fewer CPUs than busy processes steals the CPU
+ * from the very producer we wait for, so the spin phase is a short pure
+ * spin (SPIN_PURE_POLLS) followed by polls separated by sched_yield(): a
+ * runnable producer on this CPU gets it at once, and with nobody else
+ * runnable the yield returns immediately.
+ *
+ * Limits: the pure spin reads the clock every 16 polls and the yielding
+ * spin at every poll, so spin_ns is honoured to within a microsecond or
+ * so; a signal interrupts the sleep and the wait returns -EINTR so the
+ * caller can look at its flags.
  */
 #include "shm/shm_doorbell.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shm/shm_error.h"
+
+/* Polls of the spin phase that only pause (cpu_relax) before each poll
+ * starts with a sched_yield: about a microsecond of pure spinning. */
+#define SPIN_PURE_POLLS 64u
 
 static uint64_t now_ns(void)
 {
@@ -144,11 +156,19 @@ int shm_doorbell_wait(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
 	if (spin_end > deadline)
 		spin_end = deadline;
 
-	for (unsigned i = 1;; i++) {
-		cpu_relax();
+	for (unsigned i = 1; spin_ns > 0; i++) {
+		/* The first polls are pure spins (the producer is likely
+		 * running on another CPU right now); after that each poll
+		 * yields, so a producer waiting for this CPU runs at once
+		 * (sched_yield returns immediately when nobody else wants
+		 * the CPU, and then this is an ordinary spin). */
+		if (i <= SPIN_PURE_POLLS)
+			cpu_relax();
+		else
+			sched_yield();
 		if (ready(arg))
 			return 0;
-		if ((i & 15) == 0 && now_ns() >= spin_end)
+		if ((i > SPIN_PURE_POLLS || (i & 15) == 0) && now_ns() >= spin_end)
 			break;
 	}
 	for (;;) {

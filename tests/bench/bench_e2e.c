@@ -3,9 +3,12 @@
  *
  * Starts real exchanges with the `shmex` supervisor next to shmex-bench
  * (unique instance, port chosen by the kernel) and drives them with a C
- * load generator: one thread, N persistent non-blocking connections in a
- * poll loop, closed loop (each connection sends its next request as soon
- * as the previous reply is complete).  Each request is one framed
+ * load generator: one thread, N persistent non-blocking connections in one
+ * epoll set registered once (no per-turn descriptor scan), one recv per
+ * readable connection and one send per request, closed loop (each
+ * connection sends its next request as soon as the previous reply is
+ * complete).  The generator shares the 2 CPUs with the exchange, so it is
+ * kept lean and its own CPU use is measured and reported.  Each request is one framed
  * <transactions> of the connection's own account: an order on one of 16
  * symbols around a common price (buys and sells, so a part of them trade),
  * and, some of the time, a cancel of the connection's oldest known order
@@ -22,9 +25,18 @@
  * competes with the exchange for the CPUs, so the ratio says how well the
  * design uses the machine, not how it scales on a large one.
  *
+ * CPU accounting: around the persistent phase, utime + stime of this
+ * process and of every child of the supervisor (/proc/<pid>/stat) give
+ * each process's share of a CPU and the CPU time per request, which,
+ * unlike requests/s, hardly depends on what else the machine runs.
+ *
+ * --only base|defaults runs one configuration (quick experiments).
+ *
  * Last line: RESULT e2e req_per_s=<defaults, persistent> p50_us p99_us
  * p999_us (defaults, persistent) scale_ratio=<x> base_req_per_s=<n>
- * conn_req_per_s=<defaults, one connection per request>.
+ * conn_req_per_s=<defaults, one connection per request>
+ * gen_cpu_pct=<load generator, % of one CPU> cpu_us_per_req=<exchange CPU
+ * per request, defaults> base_cpu_us_per_req=<same, baseline>.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,6 +59,11 @@ int bench_e2e(int argc, char **argv);
 #define MAX_SAMPLES (4u << 20)
 #define IDS_KEPT 64
 
+/* Receive buffer of one persistent connection (replies are < 1 KiB). */
+#define RBUF 16384
+/* Per-process CPU figures kept for the report. */
+#define MAX_PROCS 32
+
 struct econn {
 	struct client c;
 	int account;
@@ -53,6 +71,9 @@ struct econn {
 	uint64_t sent_ns;
 	uint64_t ids[IDS_KEPT]; /* known order ids, oldest first */
 	int nids;
+	char *rbuf;             /* persistent phase: bytes not yet a reply */
+	size_t rlen;
+	size_t scanned;         /* bytes of rbuf already searched for an end */
 };
 
 struct load {
@@ -79,28 +100,35 @@ static void sample(struct load *l, uint64_t ns)
 	l->requests++;
 }
 
-/* One request of account `acct`; uses and updates the connection's ids. */
-static void make_request(struct econn *e, unsigned *seed, char *xml, size_t cap)
+/*
+ * One framed request ("<len>\n<transactions ...>") of the connection's
+ * account into buf; returns its length.  Uses and updates the connection's
+ * ids.
+ */
+static int make_request(struct econn *e, unsigned *seed, char *buf, size_t cap)
 {
+	char xml[1024];
+	size_t xc = sizeof(xml);
 	unsigned r = rnd(seed);
 	int sym = (int)(r % NSYM);
 	int sell = (r >> 4) & 1;
 	int amt = 1 + (int)((r >> 5) % 100);
 	int lim = 95 + (int)((r >> 12) % 11);
-	int n = snprintf(xml, cap, "<transactions id=\"%d\"><order sym=\"S%d\" "
+	int n = snprintf(xml, xc, "<transactions id=\"%d\"><order sym=\"S%d\" "
 			 "amount=\"%s%d\" limit=\"%d\"/>", e->account, sym,
 			 sell ? "-" : "", amt, lim);
 	unsigned q = rnd(seed) % 10;
 	if (e->nids > 0 && q < 3) {
-		n += snprintf(xml + n, cap - (size_t)n, "<cancel id=\"%llu\"/>",
+		n += snprintf(xml + n, xc - (size_t)n, "<cancel id=\"%llu\"/>",
 			      (unsigned long long)e->ids[0]);
 		memmove(e->ids, e->ids + 1, (size_t)(e->nids - 1) * sizeof(e->ids[0]));
 		e->nids--;
 	}
 	if (e->nids > 0 && q >= 7)
-		n += snprintf(xml + n, cap - (size_t)n, "<query id=\"%llu\"/>",
+		n += snprintf(xml + n, xc - (size_t)n, "<query id=\"%llu\"/>",
 			      (unsigned long long)e->ids[e->nids - 1]);
-	snprintf(xml + n, cap - (size_t)n, "</transactions>");
+	n += snprintf(xml + n, xc - (size_t)n, "</transactions>");
+	return snprintf(buf, cap, "%d\n%s", n, xml);
 }
 
 /* Remembers the id of an <opened> in the reply. */
@@ -130,75 +158,240 @@ static int try_reply(struct econn *e, const char **rep)
 	return rc == -ETIMEDOUT ? 0 : rc;
 }
 
+/* Writes a whole request on a non-blocking socket (one send() in practice:
+ * requests are a few hundred bytes and the socket is idle). */
+static int send_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN)
+			return -errno;
+		struct pollfd pf = {.fd = fd, .events = POLLOUT};
+		if (poll(&pf, 1, 5000) <= 0)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* End of the first complete reply in e->rbuf (after its trailing newline),
+ * or 0.  Replies end at the first "</results>" or "<results/>". */
+static size_t reply_end(struct econn *e)
+{
+	size_t from = e->scanned > 10 ? e->scanned - 10 : 0;
+	e->rbuf[e->rlen] = 0;
+	const char *a = strstr(e->rbuf + from, "</results>");
+	const char *b = strstr(e->rbuf + from, "<results/>");
+	const char *end = a && (!b || a < b) ? a : b;
+	if (!end) {
+		e->scanned = e->rlen;
+		return 0;
+	}
+	size_t off = (size_t)(end - e->rbuf) + 10;
+	if (off < e->rlen && e->rbuf[off] == '\n')
+		off++;
+	return off;
+}
+
+/* Starts the connection's next request. */
+static int start_request(struct load *l, struct econn *e)
+{
+	char buf[1100];
+	int n = make_request(e, &l->seed, buf, sizeof(buf));
+	e->sent_ns = bench_now_ns();
+	e->waiting = true;
+	return send_all(e->c.fd, buf, (size_t)n);
+}
+
+/*
+ * Closed loop over persistent connections: one epoll set registered once
+ * (no per-turn descriptor scan), one recv per readable connection per
+ * turn and one send per request.
+ */
 static int run_persistent(struct load *l)
 {
+	int rc = -1;
 	struct econn *ec = calloc((size_t)l->nconn, sizeof(*ec));
-	struct pollfd *pf = calloc((size_t)l->nconn, sizeof(*pf));
-	if (!ec || !pf)
-		return -1;
+	struct epoll_event *evs = calloc((size_t)l->nconn, sizeof(*evs));
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	if (!ec || !evs || ep < 0)
+		goto out_free;
 	for (int i = 0; i < l->nconn; i++) {
+		ec[i].c.fd = -1;
 		ec[i].account = 1 + i;
-		if (client_connect(&ec[i].c, "127.0.0.1", l->port, 5000) != 0) {
+		ec[i].rbuf = malloc(RBUF + 1);
+		if (!ec[i].rbuf ||
+		    client_connect(&ec[i].c, "127.0.0.1", l->port, 5000) != 0) {
 			fprintf(stderr, "bench e2e: connect failed\n");
-			return -1;
+			goto out_close;
 		}
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, ec[i].c.fd, &ev) != 0)
+			goto out_close;
 	}
-	char xml[1024];
 	uint64_t end = bench_now_ns() + l->seconds_ns;
-	for (int i = 0; i < l->nconn; i++) {
-		make_request(&ec[i], &l->seed, xml, sizeof(xml));
-		ec[i].sent_ns = bench_now_ns();
-		if (client_send(&ec[i].c, xml, 5000) != 0)
-			return -1;
-		ec[i].waiting = true;
-	}
+	for (int i = 0; i < l->nconn; i++)
+		if (start_request(l, &ec[i]) != 0)
+			goto out_close;
 	int inflight = l->nconn;
 	while (inflight > 0) {
-		for (int i = 0; i < l->nconn; i++) {
-			pf[i].fd = ec[i].c.fd;
-			pf[i].events = ec[i].waiting ? POLLIN : 0;
-			pf[i].revents = 0;
-		}
-		if (poll(pf, (nfds_t)l->nconn, 5000) <= 0) {
+		int n = epoll_wait(ep, evs, l->nconn, 5000);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
 			fprintf(stderr, "bench e2e: no reply for 5 s\n");
-			return -1;
+			goto out_close;
 		}
 		uint64_t now = bench_now_ns();
-		for (int i = 0; i < l->nconn; i++) {
-			if (!(pf[i].revents & (POLLIN | POLLERR | POLLHUP)))
+		for (int k = 0; k < n; k++) {
+			struct econn *e = &ec[evs[k].data.u32];
+			ssize_t got = recv(e->c.fd, e->rbuf + e->rlen, RBUF - e->rlen,
+					   MSG_DONTWAIT);
+			if (got < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
-			const char *rep;
-			int rc = try_reply(&ec[i], &rep);
-			if (rc == 0)
-				continue;
-			if (rc < 0) {
+			if (got <= 0 || !e->waiting) {
 				fprintf(stderr, "bench e2e: connection lost\n");
-				return -1;
+				goto out_close;
 			}
-			sample(l, now - ec[i].sent_ns);
-			const char *er = strstr(rep, "<error");
-			if (er) {
-				if (l->errors++ < 3 && getenv("SHMEX_BENCH_VERBOSE"))
-					fprintf(stderr, "bench e2e:   error reply: %.200s\n", er);
+			e->rlen += (size_t)got;
+			size_t rend = reply_end(e);
+			if (rend == 0) {
+				if (e->rlen == RBUF) {
+					fprintf(stderr, "bench e2e: reply too long\n");
+					goto out_close;
+				}
+				continue;
 			}
-			note_ids(&ec[i], rep);
-			ec[i].waiting = false;
+			char save = e->rbuf[rend];
+			e->rbuf[rend] = 0;
+			sample(l, now - e->sent_ns);
+			const char *er = strstr(e->rbuf, "<error");
+			if (er && l->errors++ < 3 && getenv("SHMEX_BENCH_VERBOSE"))
+				fprintf(stderr, "bench e2e:   error reply: %.200s\n", er);
+			note_ids(e, e->rbuf);
+			e->rbuf[rend] = save;
+			memmove(e->rbuf, e->rbuf + rend, e->rlen - rend);
+			e->rlen -= rend;
+			e->scanned = 0;
+			e->waiting = false;
 			inflight--;
+			if (e->rlen) {
+				fprintf(stderr, "bench e2e: unexpected bytes after a reply\n");
+				goto out_close;
+			}
 			if (now < end) {
-				make_request(&ec[i], &l->seed, xml, sizeof(xml));
-				ec[i].sent_ns = bench_now_ns();
-				if (client_send(&ec[i].c, xml, 5000) != 0)
-					return -1;
-				ec[i].waiting = true;
+				if (start_request(l, e) != 0)
+					goto out_close;
 				inflight++;
 			}
 		}
 	}
-	for (int i = 0; i < l->nconn; i++)
-		client_close(&ec[i].c);
+	rc = 0;
+out_close:
+	for (int i = 0; i < l->nconn; i++) {
+		if (ec[i].c.fd >= 0)
+			client_close(&ec[i].c);
+		free(ec[i].rbuf);
+	}
+out_free:
+	if (ep >= 0)
+		close(ep);
 	free(ec);
-	free(pf);
-	return 0;
+	free(evs);
+	return rc;
+}
+
+/* ---- CPU accounting: who used the two CPUs during a phase ---- */
+
+struct cpu_proc {
+	pid_t pid;
+	char name[32];
+	uint64_t ticks0, ticks1;
+};
+
+struct cpu_snap {
+	int n;
+	struct cpu_proc p[MAX_PROCS];
+	uint64_t t0, t1;        /* ns */
+};
+
+/* utime + stime of a process in clock ticks (0 when it is gone). */
+static uint64_t proc_ticks(pid_t pid, char *name, size_t namelen)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
+	if (!lp || !rp)
+		return 0;
+	if (name) {
+		size_t l = (size_t)(rp - lp - 1);
+		if (l >= namelen)
+			l = namelen - 1;
+		memcpy(name, lp + 1, l);
+		name[l] = 0;
+	}
+	unsigned long long ut = 0, st = 0;
+	/* Fields after the name: state(3) ... utime(14) stime(15). */
+	if (sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+		   &ut, &st) != 2)
+		return 0;
+	return ut + st;
+}
+
+static void cpu_begin(struct cpu_snap *s, const struct exchange *ex)
+{
+	pid_t pids[MAX_PROCS - 1];
+	int n = exchange_children(ex, pids, MAX_PROCS - 1);
+	s->n = 0;
+	s->p[s->n].pid = getpid();
+	s->p[s->n].ticks0 = proc_ticks(getpid(), NULL, 0);
+	snprintf(s->p[s->n].name, sizeof(s->p[0].name), "load generator");
+	s->n++;
+	for (int i = 0; i < n; i++) {
+		struct cpu_proc *p = &s->p[s->n++];
+		p->pid = pids[i];
+		p->ticks0 = proc_ticks(pids[i], p->name, sizeof(p->name));
+	}
+	s->t0 = bench_now_ns();
+}
+
+/* Prints each process's share of one CPU; returns the load generator's
+ * and sets *exch_ns to the CPU time the exchange's processes used. */
+static double cpu_end(struct cpu_snap *s, double *exch_ns)
+{
+	s->t1 = bench_now_ns();
+	double hz = (double)sysconf(_SC_CLK_TCK);
+	double wall = (double)(s->t1 - s->t0) / 1e9;
+	double total = 0, self = 0;
+	*exch_ns = 0;
+	fprintf(stderr, "bench e2e:   CPU (%% of one CPU):");
+	for (int i = 0; i < s->n; i++) {
+		struct cpu_proc *p = &s->p[i];
+		p->ticks1 = proc_ticks(p->pid, NULL, 0);
+		double pct = p->ticks1 >= p->ticks0 && wall > 0
+			     ? 100.0 * (double)(p->ticks1 - p->ticks0) / hz / wall : 0;
+		total += pct;
+		if (i == 0)
+			self = pct;
+		else
+			*exch_ns += pct / 100 * wall * 1e9;
+		fprintf(stderr, " %s %.0f%%%s", p->name, pct, i + 1 < s->n ? "," : "");
+	}
+	fprintf(stderr, "; total %.0f%% of %ld%%\n", total,
+		100 * sysconf(_SC_NPROCESSORS_ONLN));
+	return self;
 }
 
 /* One connection per request: `clients` of them in flight at a time
@@ -209,7 +402,7 @@ static int run_per_request(struct load *l, int clients)
 	struct pollfd *pf = calloc((size_t)clients, sizeof(*pf));
 	if (!ec || !pf)
 		return -1;
-	char xml[1024];
+	char xml[1100];
 	uint64_t end = bench_now_ns() + l->seconds_ns;
 	for (int i = 0; i < clients; i++)
 		ec[i].account = 1 + i;
@@ -224,8 +417,8 @@ static int run_per_request(struct load *l, int clients)
 				l->errors++;
 				continue;
 			}
-			make_request(&ec[i], &l->seed, xml, sizeof(xml));
-			if (client_send(&ec[i].c, xml, 5000) != 0) {
+			int len = make_request(&ec[i], &l->seed, xml, sizeof(xml));
+			if (client_send_raw(&ec[i].c, xml, (size_t)len, 5000) != 0) {
 				client_close(&ec[i].c);
 				l->errors++;
 				continue;
@@ -303,6 +496,9 @@ struct figures {
 	double conn_req_per_s;
 	uint64_t conn_p50;
 	double err_share;
+	double gen_cpu;            /* load generator, % of one CPU */
+	double cpu_us;             /* exchange CPU time per request */
+	double gen_cpu_us;         /* load generator CPU time per request */
 };
 
 static int run_config(const char *bin, const char *tag, const char *shards,
@@ -333,15 +529,26 @@ static int run_config(const char *bin, const char *tag, const char *shards,
 		return -1;
 	}
 	l.seconds_ns = (uint64_t)(seconds * 1e9);
+	struct cpu_snap cs;
+	cpu_begin(&cs, &ex);
 	uint64_t t0 = bench_now_ns();
 	rc = run_persistent(&l);
 	uint64_t t1 = bench_now_ns();
+	double exch_ns;
+	f->gen_cpu = cpu_end(&cs, &exch_ns);
 	if (rc == 0) {
 		f->req_per_s = (double)l.requests * 1e9 / (double)(t1 - t0);
 		f->err_share = l.requests ? (double)l.errors / (double)l.requests : 0;
 		f->p50 = bench_percentile(l.lat, l.nlat, 50);
 		f->p99 = bench_percentile(l.lat, l.nlat, 99);
 		f->p999 = bench_percentile(l.lat, l.nlat, 99.9);
+		/* CPU per request: unlike req/s, it does not depend on how
+		 * much of the machine other processes took meanwhile. */
+		f->cpu_us = l.requests ? exch_ns / 1e3 / (double)l.requests : 0;
+		f->gen_cpu_us = l.requests ? f->gen_cpu / 100 * (double)(t1 - t0) /
+			1e3 / (double)l.requests : 0;
+		fprintf(stderr, "bench e2e:   CPU per request: exchange %.1f us, "
+			"load generator %.1f us\n", f->cpu_us, f->gen_cpu_us);
 		fprintf(stderr, "bench e2e:   %d persistent connections: %.0f req/s, "
 			"p50 %.1f us, p99 %.1f us, p99.9 %.1f us (%.1f%% of replies "
 			"carry an error)\n", nconn, f->req_per_s, f->p50 / 1e3,
@@ -371,20 +578,29 @@ int bench_e2e(int argc, char **argv)
 {
 	double seconds = 4;
 	int nconn = 32;
+	bool run_base = true, run_def = true;
 	static const struct option o[] = {
 		{"seconds", required_argument, NULL, 's'},
 		{"conns", required_argument, NULL, 'c'},
+		{"only", required_argument, NULL, 'o'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
-		if (c == 's')
+		if (c == 's') {
 			seconds = atof(optarg);
-		else if (c == 'c')
+		} else if (c == 'c') {
 			nconn = atoi(optarg);
-		else
+		} else if (c == 'o' && !strcmp(optarg, "base")) {
+			run_def = false;
+		} else if (c == 'o' && !strcmp(optarg, "defaults")) {
+			run_base = false;
+		} else {
+			fprintf(stderr, "usage: shmex-bench e2e [--seconds S] [--conns N] "
+				"[--only base|defaults]\n");
 			return 2;
+		}
 	}
 	if (seconds <= 0 || seconds > 600 || nconn < 1 || nconn > 4000) {
 		fprintf(stderr, "bench e2e: --seconds in (0, 600], --conns in [1, 4000]\n");
@@ -398,16 +614,19 @@ int bench_e2e(int argc, char **argv)
 	char *slash = strrchr(bin, '/');
 	strcpy(slash ? slash + 1 : bin, "shmex");
 	struct figures base = {0}, def = {0};
-	if (run_config(bin, "a", "1", "1", nconn, seconds, &base) != 0 ||
-	    run_config(bin, "b", "2", "2", nconn, seconds, &def) != 0) {
+	if ((run_base && run_config(bin, "a", "1", "1", nconn, seconds, &base) != 0) ||
+	    (run_def && run_config(bin, "b", "2", "2", nconn, seconds, &def) != 0)) {
 		printf("RESULT e2e req_per_s=nan p50_us=nan p99_us=nan p999_us=nan "
 		       "scale_ratio=nan\n");
 		return 1;
 	}
+	const struct figures *f = run_def ? &def : &base;
 	printf("RESULT e2e req_per_s=%.0f p50_us=%.1f p99_us=%.1f p999_us=%.1f "
-	       "scale_ratio=%.2f base_req_per_s=%.0f conn_req_per_s=%.0f\n",
-	       def.req_per_s, def.p50 / 1e3, def.p99 / 1e3, def.p999 / 1e3,
-	       base.req_per_s > 0 ? def.req_per_s / base.req_per_s : 0,
-	       base.req_per_s, def.conn_req_per_s);
+	       "scale_ratio=%.2f base_req_per_s=%.0f conn_req_per_s=%.0f "
+	       "gen_cpu_pct=%.0f cpu_us_per_req=%.1f base_cpu_us_per_req=%.1f\n",
+	       f->req_per_s, f->p50 / 1e3, f->p99 / 1e3, f->p999 / 1e3,
+	       base.req_per_s > 0 && run_def ? def.req_per_s / base.req_per_s : 0,
+	       base.req_per_s, f->conn_req_per_s, f->gen_cpu, f->cpu_us,
+	       base.cpu_us);
 	return 0;
 }

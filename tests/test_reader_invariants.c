@@ -523,10 +523,23 @@ static void pin_check(struct shm_read *rd, struct ri_pin *p)
 	for (uint32_t i = 0; i < p->nlev; i++) {
 		const struct shm_book_level_sh *l =
 		    shm_book_level_at(v, p->lev[i]);
-		/* Relaxed: these fields change only when the record is reused,
-		 * which the protocol forbids while we are pinned. */
+		const struct shm_book_sym_sh *ss =
+		    shm_book_sym_at(v, p->lev_sym[i]);
+		/* state and retire_epoch are two stores of one retirement:
+		 * read them in a seqcount snapshot of the level's symbol (BK5
+		 * pairs with BK4, BK6 with BK3), else a reader can see RETIRED
+		 * with the epoch of before and mistake the real epoch, seen
+		 * later, for a reuse.  Price, symbol and side change only when
+		 * the record is reused, which the protocol forbids while we
+		 * are pinned. */
+		uint64_t s1 = load_acquire(&ss->seq); /* BK5 */
+		if (s1 & 1)
+			continue;
 		uint8_t state = load_relaxed(&l->state);
 		uint64_t re = load_relaxed(&l->retire_epoch);
+		fence_acquire(); /* BK6 */
+		if (load_relaxed(&ss->seq) != s1)
+			continue; /* torn: check this level on the next pass */
 		if (load_relaxed(&l->price) != p->lev_price[i] ||
 		    load_relaxed(&l->sym) != p->lev_sym[i] ||
 		    load_relaxed(&l->side) != p->lev_side[i] ||

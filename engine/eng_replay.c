@@ -19,6 +19,13 @@
  * batteries sort trades first).  Numbers are rendered by hand: the 2M
  * message workload produces ~2.2M lines.
  *
+ * Checking a battery case is split from executing it: eng_replay_case_drive
+ * owns the loop (messages, due states, report/hash/state verdict and the
+ * reason) and calls a runner for the book, so the in-process book here and
+ * shmex-replay --through-shm (a matcher process, book read via shm_read)
+ * share one loop and one state comparison (eng_replay_levels_check over
+ * plain [price, qty] arrays) and cannot drift apart.
+ *
  * Limits: the line buffer grows without bound within one message (a sweep
  * of the whole book); everything else is sized at open.
  */
@@ -466,59 +473,31 @@ struct eng_book *eng_replay_book(struct eng_replay *r)
 /* ------------------------------------------------------------------ */
 /* Book state                                                          */
 
-static int64_t depth_at(struct eng_replay *r, unsigned side, int64_t price)
-{
-	const struct shm_book_view *v = eng_book_view(r->book);
-	size_t n = v->cap_levels;
-	struct eng_book_level_info *all = malloc(n * sizeof(*all));
-	int64_t q = 0;
-	if (!all)
-		return -1;
-	size_t k = eng_book_depth(r->book, r->sym, side, all, n);
-	for (size_t i = 0; i < k; i++)
-		if (all[i].price == price)
-			q = all[i].qty;
-	free(all);
-	return q;
-}
-
-static int side_check(struct eng_replay *r, unsigned side, size_t nwant,
+static int side_check(const char *name, size_t n, int64_t (*got)[2], size_t nwant,
 		      int64_t (*want)[2], char *why, size_t len)
 {
-	const struct shm_book_view *v = eng_book_view(r->book);
-	struct eng_book_level_info *got = malloc(v->cap_levels * sizeof(*got));
-	if (!got) {
-		snprintf(why, len, "out of memory");
+	if (n != nwant) {
+		snprintf(why, len, "%s: %zu levels, expected %zu", name, n, nwant);
 		return -1;
 	}
-	size_t n = eng_book_depth(r->book, r->sym, side, got, v->cap_levels);
-	int rc = 0;
-	if (n != nwant) {
-		snprintf(why, len, "%s: %zu levels, expected %zu", side ? "asks" : "bids",
-			 n, nwant);
-		rc = -1;
-	}
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		if (got[i].price != want[i][0] || got[i].qty != want[i][1]) {
+	for (size_t i = 0; i < n; i++) {
+		if (got[i][0] != want[i][0] || got[i][1] != want[i][1]) {
 			snprintf(why, len, "%s[%zu] = [%lld, %lld], expected [%lld, %lld]",
-				 side ? "asks" : "bids", i, (long long)got[i].price,
-				 (long long)got[i].qty, (long long)want[i][0],
-				 (long long)want[i][1]);
-			rc = -1;
+				 name, i, (long long)got[i][0], (long long)got[i][1],
+				 (long long)want[i][0], (long long)want[i][1]);
+			return -1;
 		}
 	}
-	free(got);
-	return rc;
+	return 0;
 }
 
-int eng_replay_state_check(struct eng_replay *r, const struct eng_replay_state *want,
-			   char *why, size_t len)
+int eng_replay_levels_check(const struct eng_replay_levels *got,
+			    const struct eng_replay_state *want, char *why, size_t len)
 {
-	struct eng_book_level_info top;
-	bool has_bid = eng_book_depth(r->book, r->sym, 0, &top, 1) == 1;
-	int64_t bid = has_bid ? top.price : 0;
-	bool has_ask = eng_book_depth(r->book, r->sym, 1, &top, 1) == 1;
-	int64_t ask = has_ask ? top.price : 0;
+	bool has_bid = got->nbids > 0;
+	int64_t bid = has_bid ? got->bids[0][0] : 0;
+	bool has_ask = got->nasks > 0;
+	int64_t ask = has_ask ? got->asks[0][0] : 0;
 	if (has_bid != want->has_best_bid || (has_bid && bid != want->best_bid)) {
 		snprintf(why, len, "best_bid %s%lld, expected %s%lld", has_bid ? "" : "null/",
 			 (long long)bid, want->has_best_bid ? "" : "null/",
@@ -531,12 +510,17 @@ int eng_replay_state_check(struct eng_replay *r, const struct eng_replay_state *
 			 (long long)want->best_ask);
 		return -1;
 	}
-	if (side_check(r, 0, want->nbids, want->bids, why, len) ||
-	    side_check(r, 1, want->nasks, want->asks, why, len))
+	if (side_check("bids", got->nbids, got->bids, want->nbids, want->bids, why, len) ||
+	    side_check("asks", got->nasks, got->asks, want->nasks, want->asks, why, len))
 		return -1;
 	if (want->has_probe) {
-		unsigned side = want->probe[1] == 1;
-		int64_t d = depth_at(r, side, want->probe[0]);
+		bool ask_side = want->probe[1] == 1;
+		int64_t (*lv)[2] = ask_side ? got->asks : got->bids;
+		size_t n = ask_side ? got->nasks : got->nbids;
+		int64_t d = 0;
+		for (size_t i = 0; i < n; i++)
+			if (lv[i][0] == want->probe[0])
+				d = lv[i][1];
 		if (d != want->probe[2]) {
 			snprintf(why, len, "probe [%lld, %lld]: depth %lld, expected %lld",
 				 (long long)want->probe[0], (long long)want->probe[1],
@@ -547,12 +531,46 @@ int eng_replay_state_check(struct eng_replay *r, const struct eng_replay_state *
 	return 0;
 }
 
+/* One side of the in-process book as [price, qty] pairs; returns how many. */
+static size_t book_side(struct eng_replay *r, unsigned side,
+			struct eng_book_level_info *tmp, size_t cap, int64_t (*out)[2])
+{
+	size_t n = eng_book_depth(r->book, r->sym, side, tmp, cap);
+	for (size_t i = 0; i < n; i++) {
+		out[i][0] = tmp[i].price;
+		out[i][1] = tmp[i].qty;
+	}
+	return n;
+}
+
+int eng_replay_state_check(struct eng_replay *r, const struct eng_replay_state *want,
+			   char *why, size_t len)
+{
+	size_t cap = eng_book_view(r->book)->cap_levels;
+	struct eng_book_level_info *tmp = malloc(cap * sizeof(*tmp));
+	int64_t (*lv)[2] = malloc(2 * cap * sizeof(*lv));
+	int rc = -1;
+	if (!tmp || !lv) {
+		snprintf(why, len, "out of memory");
+		goto out_free;
+	}
+	struct eng_replay_levels got = {.bids = lv, .asks = lv + cap};
+	got.nbids = book_side(r, 0, tmp, cap, got.bids);
+	got.nasks = book_side(r, 1, tmp, cap, got.asks);
+	rc = eng_replay_levels_check(&got, want, why, len);
+out_free:
+	free(tmp);
+	free(lv);
+	return rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* Running a case                                                      */
 
 struct case_sink {
 	const struct eng_replay_case *c;
-	const struct eng_replay_cfg *user;
+	eng_replay_line_fn line;  /* the caller's sink, may be NULL */
+	void *line_ctx;
 	size_t n;
 	bool mismatch;
 	char *why;
@@ -575,32 +593,26 @@ static void case_line(void *ctx, const char *s, size_t len)
 		}
 	}
 	k->n++;
-	if (k->user->line)
-		k->user->line(k->user->ctx, s, len);
+	if (k->line)
+		k->line(k->line_ctx, s, len);
 }
 
-int eng_replay_case_run(const struct eng_replay_case *c,
-			const struct eng_replay_cfg *cfg,
-			struct eng_replay_result *res)
+int eng_replay_case_drive(const struct eng_replay_case *c,
+			  const struct eng_replay_runner *run, eng_replay_line_fn line,
+			  void *line_ctx, struct eng_replay_result *res)
 {
 	memset(res, 0, sizeof(*res));
-	struct case_sink k = {.c = c, .user = cfg, .why = res->why,
-			      .why_len = sizeof(res->why)};
-	struct eng_replay_cfg rc = *cfg;
-	rc.format = true;
-	rc.sha256 = true;
-	rc.line = case_line;
-	rc.ctx = &k;
-	struct eng_replay *r;
-	int err = eng_replay_open(&r, &rc);
+	struct case_sink k = {.c = c, .line = line, .line_ctx = line_ctx,
+			      .why = res->why, .why_len = sizeof(res->why)};
+	int err = run->begin(run->ctx, case_line, &k);
 	if (err)
 		return err;
 	res->states_ok = true;
 	char why[256];
 	for (size_t i = 0; i < c->nmsgs; i++) {
-		err = eng_replay_apply(r, &c->msgs[i]);
+		err = run->apply(run->ctx, &c->msgs[i]);
 		if (err)
-			goto out;
+			return err;
 		for (size_t j = 0; j < c->nstates; j++) {
 			const struct eng_replay_state *st = &c->states[j];
 			bool due = st->has_after_seq ? st->after_seq == c->msgs[i].seq
@@ -608,7 +620,12 @@ int eng_replay_case_run(const struct eng_replay_case *c,
 			if (!due)
 				continue;
 			res->nstates_checked++;
-			if (res->states_ok && eng_replay_state_check(r, st, why, sizeof(why))) {
+			if (!res->states_ok)
+				continue;
+			err = run->state(run->ctx, st, why, sizeof(why));
+			if (err < 0)
+				return err;
+			if (err) {
 				res->states_ok = false;
 				if (!k.mismatch)
 					snprintf(res->why, sizeof(res->why),
@@ -617,12 +634,15 @@ int eng_replay_case_run(const struct eng_replay_case *c,
 			}
 		}
 	}
+	/* Every line is out only once finish returns. */
+	err = run->finish(run->ctx, res->sha256);
+	if (err)
+		return err;
 	res->nlines = k.n;
 	res->reports_ok = !k.mismatch && k.n == c->nreports;
 	if (!k.mismatch && k.n != c->nreports)
 		snprintf(res->why, sizeof(res->why), "%zu lines, expected %zu", k.n,
 			 c->nreports);
-	eng_replay_sha256_hex(r, res->sha256);
 	res->sha_ok = c->sha256[0] == '\0' || strcmp(res->sha256, c->sha256) == 0;
 	if (res->reports_ok && res->states_ok && !res->sha_ok)
 		snprintf(res->why, sizeof(res->why), "sha256 %s, expected %s",
@@ -633,8 +653,56 @@ int eng_replay_case_run(const struct eng_replay_case *c,
 			 c->nstates - res->nstates_checked, c->nstates);
 	}
 	res->pass = res->reports_ok && res->sha_ok && res->states_ok;
-out:
-	eng_replay_close(r);
+	return 0;
+}
+
+/* The in-process runner: a fresh eng_replay per case. */
+struct book_runner {
+	struct eng_replay_cfg cfg;
+	struct eng_replay *r;
+};
+
+static int book_begin(void *ctx, eng_replay_line_fn line, void *line_ctx)
+{
+	struct book_runner *b = ctx;
+	b->cfg.format = true;
+	b->cfg.sha256 = true;
+	b->cfg.line = line;
+	b->cfg.ctx = line_ctx;
+	return eng_replay_open(&b->r, &b->cfg);
+}
+
+static int book_apply(void *ctx, const struct eng_replay_msg *m)
+{
+	struct book_runner *b = ctx;
+	return eng_replay_apply(b->r, m);
+}
+
+static int book_state(void *ctx, const struct eng_replay_state *want, char *why,
+		      size_t len)
+{
+	struct book_runner *b = ctx;
+	return eng_replay_state_check(b->r, want, why, len) ? 1 : 0;
+}
+
+static int book_finish(void *ctx, char hex[65])
+{
+	struct book_runner *b = ctx;
+	eng_replay_sha256_hex(b->r, hex);
+	return 0;
+}
+
+int eng_replay_case_run(const struct eng_replay_case *c,
+			const struct eng_replay_cfg *cfg,
+			struct eng_replay_result *res)
+{
+	struct book_runner b = {.cfg = *cfg};
+	const struct eng_replay_runner run = {
+		.ctx = &b, .begin = book_begin, .apply = book_apply,
+		.state = book_state, .finish = book_finish,
+	};
+	int err = eng_replay_case_drive(c, &run, cfg->line, cfg->ctx, res);
+	eng_replay_close(b.r);
 	return err;
 }
 

@@ -123,7 +123,23 @@ int eng_replay_battery_load(const char *path, struct eng_replay_battery **out,
 			    char *err, size_t errlen) __attribute__((warn_unused_result));
 void eng_replay_battery_free(struct eng_replay_battery *b);
 
-/* Compares the book with an expected state; 0 or -1 with why[]. */
+/* A book's levels as the expected states give them: [price, aggregate
+ * qty], best first, every level of each side. */
+struct eng_replay_levels {
+	size_t nbids, nasks;
+	int64_t (*bids)[2];
+	int64_t (*asks)[2];
+};
+
+/* THE expected-state comparison (best bid/ask, every level, the probe),
+ * whoever read the levels: the in-process book (eng_replay_state_check)
+ * or the book region through shm_read (shmex-replay --through-shm).
+ * 0, or -1 with the first difference in why[]. */
+int eng_replay_levels_check(const struct eng_replay_levels *got,
+			    const struct eng_replay_state *want, char *why, size_t len);
+
+/* Compares the in-process book with an expected state; 0 or -1 with why[]
+ * (also "out of memory"). */
 int eng_replay_state_check(struct eng_replay *r, const struct eng_replay_state *want,
 			   char *why, size_t len);
 
@@ -141,6 +157,37 @@ struct eng_replay_result {
 int eng_replay_case_run(const struct eng_replay_case *c,
 			const struct eng_replay_cfg *cfg,
 			struct eng_replay_result *res) __attribute__((warn_unused_result));
+
+/* Whatever executes a case's messages: the in-process book
+ * (eng_replay_case_run) or a matcher process (shmex-replay --through-shm).
+ * eng_replay_case_drive calls begin once, apply for each message in order,
+ * state whenever an expected state is due (at most until one fails), and
+ * finish last; a negative return from any of them ends the case with that
+ * error.  Each runs on the caller's thread. */
+struct eng_replay_runner {
+	void *ctx;
+	/* Starts on a fresh empty book; every report line goes to
+	 * line(line_ctx), in canonical order. */
+	int (*begin)(void *ctx, eng_replay_line_fn line, void *line_ctx);
+	/* Sends one message; its lines may come out later, but before the
+	 * next state or finish returns. */
+	int (*apply)(void *ctx, const struct eng_replay_msg *m);
+	/* The book exactly after every message applied so far against want
+	 * (eng_replay_levels_check): 0 same, 1 different or unreadable (why[]
+	 * says which), or a negative error. */
+	int (*state)(void *ctx, const struct eng_replay_state *want, char *why,
+		     size_t len);
+	/* Every line out; hex gets the SHA-256 of them joined by '\n'. */
+	int (*finish)(void *ctx, char hex[65]);
+};
+
+/* Runs case c through run, passing each line on to line(line_ctx) when
+ * line is set, and checks it (reports, hash, states) as
+ * eng_replay_case_run does.  0 with *res, or the runner's error. */
+int eng_replay_case_drive(const struct eng_replay_case *c,
+			  const struct eng_replay_runner *run, eng_replay_line_fn line,
+			  void *line_ctx, struct eng_replay_result *res)
+	__attribute__((warn_unused_result));
 
 /* ---- MEBW_001 workloads ---- */
 

@@ -15,7 +15,6 @@
  * answer everything, exit 0.  Exit 1 when startup fails (the message names
  * the object and the reason), 2 on a usage error.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -26,6 +25,7 @@
 #include "engine/eng_matcher.h"
 #include "shm/shm_book.h"
 #include "shm/shm_error.h"
+#include "shm/shm_opt.h"
 #include "shm/shm_region.h"
 
 #include "shm/shm_atomic.h"
@@ -81,15 +81,11 @@ static void usage(FILE *f)
 static bool parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max,
 		      uint32_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+	if (shm_opt_u32(s, min, max, out) != 0) {
 		fprintf(stderr, "shmex-matcher: --%s: expected a number in %u..%u, got \"%s\"\n",
 			opt, min, max, s);
 		return false;
 	}
-	*out = (uint32_t)v;
 	return true;
 }
 
@@ -194,8 +190,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case O_VERSION:
-			printf("shmex-matcher (shmex) layout %u signature %016" PRIx64 "\n",
-			       SHM_LAYOUT_VERSION, shm_layout_signature());
+			shm_opt_version(stdout, "shmex-matcher (shmex)");
 			return 0;
 		default:
 			usage(stderr);

@@ -48,6 +48,7 @@
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
 #include "shm/shm_msg.h"
+#include "shm/shm_opt.h"
 #include "shm/shm_positions.h"
 #include "shm/shm_read.h"
 #include "shm/shm_readers.h"
@@ -100,55 +101,29 @@ static bool ends_with(const char *s, const char *suffix)
 	return n >= k && !strcmp(s + n - k, suffix);
 }
 
-static int run_battery(const char *path, const struct opts *o)
+/* What a workload run prints after its last message (--sha256, --counts,
+ * --expect); 1 when --expect does not match, else 0. */
+static int workload_report(const char *path, const struct opts *o, uint64_t k,
+			   const char hex[65], const uint64_t c[6], uint64_t rejected)
 {
-	char err[512];
-	struct eng_replay_battery *bat;
-	if (eng_replay_battery_load(path, &bat, err, sizeof(err)) != 0) {
-		fprintf(stderr, "shmex-replay: %s\n", err);
-		return 1;
-	}
-	int rc = 0;
-	size_t pass = 0, ran = 0;
-	for (size_t i = 0; i < bat->ncases; i++) {
-		const struct eng_replay_case *c = &bat->cases[i];
-		if (o->only_case && strcmp(o->only_case, c->name))
-			continue;
-		ran++;
-		struct eng_replay_cfg cfg;
-		eng_replay_cfg_default(&cfg, true);
-		bool print = !o->sha256 && !o->check;
-		if (print) {
-			printf("== %s\n", c->name);
-			cfg.line = print_line;
-			cfg.ctx = stdout;
+	if (o->sha256)
+		printf("%s\n", hex);
+	if (o->counts)
+		printf("messages %llu accept %llu trade %llu cancel %llu modify %llu "
+		       "cancel_reject %llu modify_reject %llu rejected_new %llu\n",
+		       (unsigned long long)k, (unsigned long long)c[0],
+		       (unsigned long long)c[1], (unsigned long long)c[2],
+		       (unsigned long long)c[3], (unsigned long long)c[4],
+		       (unsigned long long)c[5], (unsigned long long)rejected);
+	if (o->expect) {
+		bool ok = !strcmp(hex, o->expect);
+		printf("%s %s\n", ok ? "PASS" : "FAIL", path);
+		if (!ok) {
+			fprintf(stderr, "shmex-replay: sha256 %s, expected %s\n", hex, o->expect);
+			return 1;
 		}
-		struct eng_replay_result res;
-		if (eng_replay_case_run(c, &cfg, &res) != 0) {
-			fprintf(stderr, "shmex-replay: %s: out of memory\n", c->name);
-			rc = 1;
-			break;
-		}
-		if (o->sha256)
-			printf("%s  %s\n", res.sha256, c->name);
-		if (o->check) {
-			printf("%s %s", res.pass ? "PASS" : "FAIL", c->name);
-			if (!res.pass)
-				printf(": %s", res.why);
-			printf("\n");
-		}
-		pass += res.pass;
-		if (o->check && !res.pass)
-			rc = 1;
 	}
-	if (o->only_case && ran == 0) {
-		fprintf(stderr, "shmex-replay: %s: no case named %s\n", path, o->only_case);
-		rc = 1;
-	}
-	if (o->check)
-		printf("%s: %zu/%zu passed\n", path, pass, ran);
-	eng_replay_battery_free(bat);
-	return rc;
+	return 0;
 }
 
 static int run_workload(const char *path, const struct opts *o)
@@ -190,27 +165,9 @@ static int run_workload(const char *path, const struct opts *o)
 	}
 	char hex[65];
 	eng_replay_sha256_hex(r, hex);
-	if (o->sha256)
-		printf("%s\n", hex);
-	if (o->counts) {
-		uint64_t c[6];
-		eng_replay_counts(r, c);
-		printf("messages %llu accept %llu trade %llu cancel %llu modify %llu "
-		       "cancel_reject %llu modify_reject %llu rejected_new %llu\n",
-		       (unsigned long long)k, (unsigned long long)c[0],
-		       (unsigned long long)c[1], (unsigned long long)c[2],
-		       (unsigned long long)c[3], (unsigned long long)c[4],
-		       (unsigned long long)c[5],
-		       (unsigned long long)eng_replay_rejected(r));
-	}
-	if (o->expect) {
-		bool ok = !strcmp(hex, o->expect);
-		printf("%s %s\n", ok ? "PASS" : "FAIL", path);
-		if (!ok) {
-			fprintf(stderr, "shmex-replay: sha256 %s, expected %s\n", hex, o->expect);
-			rc = 1;
-		}
-	}
+	uint64_t c[6];
+	eng_replay_counts(r, c);
+	rc |= workload_report(path, o, k, hex, c, eng_replay_rejected(r));
 	eng_replay_close(r);
 	eng_replay_wl_close(w);
 	return rc;
@@ -287,6 +244,7 @@ struct sr {
 	struct shm_read_fill *fills;
 	size_t fills_cap;
 	struct shm_read_level *bids, *asks;
+	int64_t (*lv)[2];         /* both sides as [price, qty]: 2 x levels */
 	struct sr_report rep_lines;
 	/* Messages in flight, oldest at pend_head, and replies read ahead. */
 	struct sr_pend pend[SR_WINDOW];
@@ -523,6 +481,7 @@ static void sr_stop(struct sr *s)
 	free(s->fills);
 	free(s->bids);
 	free(s->asks);
+	free(s->lv);
 	free(s->rep_lines.buf);
 	free(s->rep_lines.lines);
 }
@@ -628,7 +587,9 @@ static int sr_start(struct sr *s, const struct shm_book_caps *caps,
 	s->cid_of_slot = calloc(caps->orders, sizeof(uint64_t));
 	s->bids = calloc(caps->levels, sizeof(*s->bids));
 	s->asks = calloc(caps->levels, sizeof(*s->asks));
-	if (!s->cid_of_slot || !s->bids || !s->asks || sr_map_init(s, 1u << 12)) {
+	s->lv = calloc(2 * (size_t)caps->levels, sizeof(*s->lv));
+	if (!s->cid_of_slot || !s->bids || !s->asks || !s->lv ||
+	    sr_map_init(s, 1u << 12)) {
 		sr_fail("out of memory", rc);
 		goto out_stop;
 	}
@@ -921,161 +882,85 @@ static int sr_submit(struct sr *s, const struct eng_replay_msg *m)
 	return 0;
 }
 
-/* The book of the current symbol against an expected state. */
-static int sr_state_check(struct sr *s, const struct eng_replay_state *want,
-			  char *why, size_t len)
+/* ---- the runner of a battery case (eng_replay_case_drive) ---- */
+
+static int sr_begin(void *ctx, eng_replay_line_fn line, void *line_ctx)
 {
-	struct shm_read_depth d = {.bids = s->bids, .asks = s->asks,
-				   .max = s->caps.levels};
-	int rc = shm_read_depth(&s->rd, s->symi, &d);
-	if (rc) {
-		snprintf(why, len, "reading the depth: %s", shmex_strerror(rc));
-		return -1;
-	}
-	bool hb = d.nbids > 0, ha = d.nasks > 0;
-	if (hb != want->has_best_bid || (hb && d.bids[0].price != want->best_bid)) {
-		snprintf(why, len, "best_bid %s%lld, expected %s%lld", hb ? "" : "null/",
-			 hb ? (long long)d.bids[0].price : 0LL,
-			 want->has_best_bid ? "" : "null/", (long long)want->best_bid);
-		return -1;
-	}
-	if (ha != want->has_best_ask || (ha && d.asks[0].price != want->best_ask)) {
-		snprintf(why, len, "best_ask %s%lld, expected %s%lld", ha ? "" : "null/",
-			 ha ? (long long)d.asks[0].price : 0LL,
-			 want->has_best_ask ? "" : "null/", (long long)want->best_ask);
-		return -1;
-	}
-	for (int side = 0; side < 2; side++) {
-		const struct shm_read_level *got = side ? d.asks : d.bids;
-		size_t n = side ? d.nasks : d.nbids;
-		size_t nw = side ? want->nasks : want->nbids;
-		int64_t(*w)[2] = side ? want->asks : want->bids;
-		if (n != nw) {
-			snprintf(why, len, "%s: %zu levels, expected %zu",
-				 side ? "asks" : "bids", n, nw);
-			return -1;
-		}
-		for (size_t i = 0; i < n; i++) {
-			if (got[i].price != w[i][0] || got[i].qty != w[i][1]) {
-				snprintf(why, len, "%s[%zu] = [%lld, %lld], expected "
-					 "[%lld, %lld]", side ? "asks" : "bids", i,
-					 (long long)got[i].price, (long long)got[i].qty,
-					 (long long)w[i][0], (long long)w[i][1]);
-				return -1;
-			}
-		}
-	}
-	if (want->has_probe) {
-		bool ask = want->probe[1] == 1;
-		const struct shm_read_level *got = ask ? d.asks : d.bids;
-		size_t n = ask ? d.nasks : d.nbids;
-		int64_t q = 0;
-		for (size_t i = 0; i < n; i++)
-			if (got[i].price == want->probe[0])
-				q = got[i].qty;
-		if (q != want->probe[2]) {
-			snprintf(why, len, "probe [%lld, %lld]: depth %lld, expected %lld",
-				 (long long)want->probe[0], (long long)want->probe[1],
-				 (long long)q, (long long)want->probe[2]);
-			return -1;
-		}
-	}
-	return 0;
+	struct sr *s = ctx;
+	sr_report_reset(&s->rep_lines, line, line_ctx);
+	return sr_new_symbol(s);
 }
 
-/* Compares lines with a case's expected reports as they go out. */
-struct sr_case_sink {
-	const struct eng_replay_case *c;
-	size_t n;
-	bool mismatch;
-	char why[512];
-	bool print;
-};
-
-static void sr_case_line(void *ctx, const char *p, size_t len)
+static int sr_apply(void *ctx, const struct eng_replay_msg *m)
 {
-	struct sr_case_sink *k = ctx;
-	if (!k->mismatch) {
-		if (k->n >= k->c->nreports) {
-			snprintf(k->why, sizeof(k->why), "extra line %zu: %.*s", k->n,
-				 (int)len, p);
-			k->mismatch = true;
-		} else if (strlen(k->c->reports[k->n]) != len ||
-			   memcmp(k->c->reports[k->n], p, len) != 0) {
-			snprintf(k->why, sizeof(k->why), "line %zu: got %.*s, expected %s",
-				 k->n, (int)len, p, k->c->reports[k->n]);
-			k->mismatch = true;
-		}
-	}
-	k->n++;
-	if (k->print)
-		print_line(stdout, p, len);
+	return sr_submit(ctx, m);
 }
 
-static int sr_case(struct sr *s, const struct eng_replay_case *c,
-		   const struct opts *o, bool *pass)
+/* The book of the current symbol, read through shm_read, against an
+ * expected state. */
+static int sr_state(void *ctx, const struct eng_replay_state *want, char *why,
+		    size_t len)
 {
-	struct sr_case_sink k = {.c = c, .print = !o->sha256 && !o->check};
-	sr_report_reset(&s->rep_lines, sr_case_line, &k);
-	int rc = sr_new_symbol(s);
+	struct sr *s = ctx;
+	/* The book exactly after the last message sent: nothing later sent. */
+	int rc = sr_sync(s);
 	if (rc)
 		return rc;
-	bool states_ok = true;
-	size_t checked = 0;
-	char why[256], swhy[512] = "";
-	for (size_t i = 0; i < c->nmsgs; i++) {
-		rc = sr_submit(s, &c->msgs[i]);
-		if (rc)
-			return rc;
-		for (size_t j = 0; j < c->nstates; j++) {
-			const struct eng_replay_state *st = &c->states[j];
-			bool due = st->has_after_seq ? st->after_seq == c->msgs[i].seq
-						     : i + 1 == c->nmsgs;
-			if (!due)
-				continue;
-			/* The book exactly after message i: nothing later sent. */
-			if ((rc = sr_sync(s)) != 0)
-				return rc;
-			checked++;
-			if (states_ok && sr_state_check(s, st, why, sizeof(why))) {
-				states_ok = false;
-				snprintf(swhy, sizeof(swhy), "state after seq %llu: %s",
-					 (unsigned long long)c->msgs[i].seq, why);
-			}
-		}
+	struct shm_read_depth d = {.bids = s->bids, .asks = s->asks,
+				   .max = s->caps.levels};
+	rc = shm_read_depth(&s->rd, s->symi, &d);
+	if (rc) {
+		snprintf(why, len, "reading the depth: %s", shmex_strerror(rc));
+		return 1;
 	}
-	if ((rc = sr_sync(s)) != 0)
+	struct eng_replay_levels got = {.nbids = d.nbids, .nasks = d.nasks,
+					.bids = s->lv, .asks = s->lv + s->caps.levels};
+	for (size_t i = 0; i < d.nbids; i++) {
+		got.bids[i][0] = d.bids[i].price;
+		got.bids[i][1] = d.bids[i].qty;
+	}
+	for (size_t i = 0; i < d.nasks; i++) {
+		got.asks[i][0] = d.asks[i].price;
+		got.asks[i][1] = d.asks[i].qty;
+	}
+	return eng_replay_levels_check(&got, want, why, len) ? 1 : 0;
+}
+
+static int sr_finish(void *ctx, char hex[65])
+{
+	struct sr *s = ctx;
+	int rc = sr_sync(s);
+	if (rc)
 		return rc;
-	char hex[65];
 	sr_report_hex(&s->rep_lines, hex);
-	bool reports_ok = !k.mismatch && k.n == c->nreports;
-	bool sha_ok = c->sha256[0] == '\0' || strcmp(hex, c->sha256) == 0;
-	if (checked != c->nstates && states_ok) {
-		states_ok = false;
-		snprintf(swhy, sizeof(swhy), "%zu of %zu states not reached",
-			 c->nstates - checked, c->nstates);
-	}
-	*pass = reports_ok && sha_ok && states_ok;
-	if (o->sha256)
-		printf("%s  %s\n", hex, c->name);
-	if (o->check) {
-		printf("%s %s", *pass ? "PASS" : "FAIL", c->name);
-		if (!*pass) {
-			if (k.mismatch)
-				printf(": %s", k.why);
-			else if (!reports_ok)
-				printf(": %zu lines, expected %zu", k.n, c->nreports);
-			else if (!states_ok)
-				printf(": %s", swhy);
-			else
-				printf(": sha256 %s, expected %s", hex, c->sha256);
-		}
-		printf("\n");
-	}
 	return 0;
 }
 
-static int run_battery_shm(struct sr *s, const char *path, const struct opts *o)
+/* ---- batteries and workloads through the matcher ---- */
+
+/* One battery case through the in-process book, or through the matcher
+ * when s is set; the lines go to stdout when print. */
+static int run_case(struct sr *s, const struct eng_replay_case *c, bool print,
+		    struct eng_replay_result *res)
+{
+	eng_replay_line_fn line = print ? print_line : NULL;
+	if (s) {
+		const struct eng_replay_runner run = {
+			.ctx = s, .begin = sr_begin, .apply = sr_apply,
+			.state = sr_state, .finish = sr_finish,
+		};
+		return eng_replay_case_drive(c, &run, line, stdout, res);
+	}
+	struct eng_replay_cfg cfg;
+	eng_replay_cfg_default(&cfg, true);
+	cfg.line = line;
+	cfg.ctx = stdout;
+	return eng_replay_case_run(c, &cfg, res);
+}
+
+/* Every case of a battery (or the one --case names), each on a fresh
+ * book: in process, or through the matcher when s is set. */
+static int run_battery(struct sr *s, const char *path, const struct opts *o)
 {
 	char err[512];
 	struct eng_replay_battery *bat;
@@ -1090,17 +975,29 @@ static int run_battery_shm(struct sr *s, const char *path, const struct opts *o)
 		if (o->only_case && strcmp(o->only_case, c->name))
 			continue;
 		ran++;
-		if (!o->sha256 && !o->check)
+		bool print = !o->sha256 && !o->check;
+		if (print)
 			printf("== %s\n", c->name);
-		bool ok = false;
-		if (sr_case(s, c, o, &ok) != 0) {
-			fprintf(stderr, "shmex-replay: %s: case %s failed to run\n", path,
-				c->name);
+		struct eng_replay_result res;
+		if (run_case(s, c, print, &res) != 0) {
+			if (s)
+				fprintf(stderr, "shmex-replay: %s: case %s failed to run\n",
+					path, c->name);
+			else
+				fprintf(stderr, "shmex-replay: %s: out of memory\n", c->name);
 			rc = 1;
 			break;
 		}
-		pass += ok;
-		if (o->check && !ok)
+		if (o->sha256)
+			printf("%s  %s\n", res.sha256, c->name);
+		if (o->check) {
+			printf("%s %s", res.pass ? "PASS" : "FAIL", c->name);
+			if (!res.pass)
+				printf(": %s", res.why);
+			printf("\n");
+		}
+		pass += res.pass;
+		if (o->check && !res.pass)
 			rc = 1;
 	}
 	if (o->only_case && ran == 0) {
@@ -1144,25 +1041,8 @@ static int run_workload_shm(struct sr *s, const char *path, const struct opts *o
 		rc = 1;
 	char hex[65];
 	sr_report_hex(&s->rep_lines, hex);
-	const uint64_t *c = s->rep_lines.counts;
-	if (o->sha256)
-		printf("%s\n", hex);
-	if (o->counts)
-		printf("messages %llu accept %llu trade %llu cancel %llu modify %llu "
-		       "cancel_reject %llu modify_reject %llu rejected_new %llu\n",
-		       (unsigned long long)k, (unsigned long long)c[0],
-		       (unsigned long long)c[1], (unsigned long long)c[2],
-		       (unsigned long long)c[3], (unsigned long long)c[4],
-		       (unsigned long long)c[5],
-		       (unsigned long long)s->rep_lines.rejected);
-	if (o->expect) {
-		bool ok = !strcmp(hex, o->expect);
-		printf("%s %s\n", ok ? "PASS" : "FAIL", path);
-		if (!ok) {
-			fprintf(stderr, "shmex-replay: sha256 %s, expected %s\n", hex, o->expect);
-			rc = 1;
-		}
-	}
+	rc |= workload_report(path, o, k, hex, s->rep_lines.counts,
+			      s->rep_lines.rejected);
 	eng_replay_wl_close(w);
 	return rc;
 }
@@ -1183,7 +1063,7 @@ static int run_through_shm(int argc, char **argv, int first, const struct opts *
 	for (int i = first; i < argc && !load_relaxed(&sr_signalled); i++) {
 		const char *f = argv[i];
 		if (ends_with(f, ".json"))
-			rc |= run_battery_shm(&s, f, o);
+			rc |= run_battery(&s, f, o);
 		else
 			rc |= run_workload_shm(&s, f, o);
 		fflush(stdout);
@@ -1233,23 +1113,18 @@ int main(int argc, char **argv)
 		case 'm':
 			o.matcher = optarg;
 			break;
-		case 'l': {
-			char *end;
-			errno = 0;
-			unsigned long long v = strtoull(optarg, &end, 10);
-			if (errno || end == optarg || *end || optarg[0] == '-' || v == 0) {
+		case 'l':
+			if (shm_opt_u64(optarg, 1, UINT64_MAX, &o.limit) != 0) {
 				fprintf(stderr, "shmex-replay: --limit: expected a positive "
 						"number, got \"%s\"\n", optarg);
 				return 2;
 			}
-			o.limit = v;
 			break;
-		}
 		case 'h':
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("shmex-replay (shmex) layout %u\n", SHM_LAYOUT_VERSION);
+			shm_opt_version(stdout, "shmex-replay (shmex)");
 			return 0;
 		default:
 			usage(stderr);
@@ -1274,7 +1149,7 @@ int main(int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		const char *f = argv[i];
 		if (ends_with(f, ".json"))
-			rc |= run_battery(f, &o);
+			rc |= run_battery(NULL, f, &o);
 		else
 			rc |= run_workload(f, &o);
 	}

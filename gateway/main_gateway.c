@@ -25,12 +25,12 @@
 #include <unistd.h>
 
 #include "gateway/gw_frame.h"
-#include "gateway/gw_opt.h"
 #include "gateway/gw_route.h"
 #include "gateway/gw_server.h"
 #include "gateway/gw_xml.h"
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
+#include "shm/shm_opt.h"
 #include "shm/shm_region.h"
 
 /* Default poll-and-yield time of the loop while replies are awaited
@@ -143,51 +143,51 @@ int main(int argc, char **argv)
 			instance = optarg;
 			break;
 		case OPT_ID:
-			if (gw_opt_u32(optarg, 0, SHM_INSTANCE_GATEWAYS_MAX - 1, &id))
+			if (shm_opt_u32(optarg, 0, SHM_INSTANCE_GATEWAYS_MAX - 1, &id))
 				return bad_value("id", optarg);
 			break;
 		case OPT_LISTEN_FD:
-			if (gw_opt_u32(optarg, 0, 1 << 20, &v))
+			if (shm_opt_u32(optarg, 0, 1 << 20, &v))
 				return bad_value("listen-fd", optarg);
 			listen_fd = (int)v;
 			break;
 		case OPT_PORT:
-			if (gw_opt_u32(optarg, 0, 65535, &port))
+			if (shm_opt_u32(optarg, 0, 65535, &port))
 				return bad_value("port", optarg);
 			break;
 		case OPT_BIND:
 			bind_addr = optarg;
 			break;
 		case OPT_MAX_CONNS:
-			if (gw_opt_u32(optarg, 1, GW_SERVER_MAX_CONNS_LIMIT, &scfg.max_conns))
+			if (shm_opt_u32(optarg, 1, GW_SERVER_MAX_CONNS_LIMIT, &scfg.max_conns))
 				return bad_value("max-conns", optarg);
 			break;
 		case OPT_MAX_REQUEST:
-			if (gw_opt_u64(optarg, 1, GW_FRAME_MAX_LIMIT, &v64))
+			if (shm_opt_u64(optarg, 1, GW_FRAME_MAX_LIMIT, &v64))
 				return bad_value("max-request", optarg);
 			scfg.max_request = (size_t)v64;
 			break;
 		case OPT_DEADLINE:
-			if (gw_opt_u32(optarg, 1, 3600000, &scfg.deadline_ms))
+			if (shm_opt_u32(optarg, 1, 3600000, &scfg.deadline_ms))
 				return bad_value("deadline-ms", optarg);
 			break;
 		case OPT_BUSY:
-			if (gw_opt_u32(optarg, 1, 3600000, &rcfg.busy_ms))
+			if (shm_opt_u32(optarg, 1, 3600000, &rcfg.busy_ms))
 				return bad_value("busy-ms", optarg);
 			break;
 		case OPT_DRAIN:
-			if (gw_opt_u32(optarg, 1, 3600000, &scfg.drain_ms))
+			if (shm_opt_u32(optarg, 1, 3600000, &scfg.drain_ms))
 				return bad_value("drain-ms", optarg);
 			break;
 		case OPT_MAX_ELEMS:
-			if (gw_opt_u32(optarg, 2, 100000000, &xml.max_elems))
+			if (shm_opt_u32(optarg, 2, 100000000, &xml.max_elems))
 				return bad_value("max-elements", optarg);
 			break;
 		case OPT_FRAME:
 			scfg.frame_replies = true;
 			break;
 		case OPT_SPIN:
-			if (gw_opt_u32(optarg, 0, 1000000, &spin_us))
+			if (shm_opt_u32(optarg, 0, 1000000, &spin_us))
 				return bad_value("spin-us", optarg);
 			break;
 		case OPT_QUIET:
@@ -197,10 +197,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case OPT_VERSION:
-			printf("shmex-gateway (shmex) %s, shared-memory layout %u "
-			       "(signature %016llx)\n", SHMEX_VERSION,
-			       SHM_LAYOUT_VERSION,
-			       (unsigned long long)shm_layout_signature());
+			shm_opt_version(stdout, "shmex-gateway (shmex)");
 			return 0;
 		default:
 			usage(stderr);

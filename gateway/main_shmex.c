@@ -47,12 +47,12 @@
 #include <unistd.h>
 
 #include "gateway/gw_frame.h"
-#include "gateway/gw_opt.h"
 #include "gateway/gw_route.h"
 #include "gateway/gw_server.h"
 #include "shm/shm_accounts.h"
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
+#include "shm/shm_opt.h"
 #include "shm/shm_readers.h"
 #include "shm/shm_region.h"
 
@@ -624,82 +624,82 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_INSTANCE: o->instance = optarg; break;
 		case O_BIND: o->bind = optarg; break;
 		case O_SHARDS:
-			bad = gw_opt_u32(optarg, 1, SHM_INSTANCE_SHARDS_MAX, &o->shards);
+			bad = shm_opt_u32(optarg, 1, SHM_INSTANCE_SHARDS_MAX, &o->shards);
 			badopt = "shards";
 			break;
 		case O_GATEWAYS:
-			bad = gw_opt_u32(optarg, 1, SHM_INSTANCE_GATEWAYS_MAX, &o->gateways);
+			bad = shm_opt_u32(optarg, 1, SHM_INSTANCE_GATEWAYS_MAX, &o->gateways);
 			badopt = "gateways";
 			break;
 		case O_PORT:
-			bad = gw_opt_u32(optarg, 0, 65535, &o->port);
+			bad = shm_opt_u32(optarg, 0, 65535, &o->port);
 			badopt = "port";
 			break;
 		case O_RING:
-			bad = gw_opt_u32(optarg, SHM_RING_CAPACITY_MIN,
+			bad = shm_opt_u32(optarg, SHM_RING_CAPACITY_MIN,
 					 SHM_RING_CAPACITY_MAX, &o->ring_capacity);
 			if (!bad && (o->ring_capacity & (o->ring_capacity - 1)))
 				bad = -EINVAL;
 			badopt = "ring-capacity";
 			break;
 		case O_ORDERS:
-			bad = gw_opt_u64(optarg, 1, cap_max, &o->orders);
+			bad = shm_opt_u64(optarg, 1, cap_max, &o->orders);
 			badopt = "orders";
 			break;
 		case O_LEVELS:
-			bad = gw_opt_u64(optarg, 1, cap_max, &o->levels);
+			bad = shm_opt_u64(optarg, 1, cap_max, &o->levels);
 			badopt = "levels";
 			break;
 		case O_FILLS:
-			bad = gw_opt_u64(optarg, 1, cap_max, &o->fills);
+			bad = shm_opt_u64(optarg, 1, cap_max, &o->fills);
 			badopt = "fills";
 			break;
 		case O_SYMBOLS:
-			bad = gw_opt_u64(optarg, 1, cap_max, &o->symbols);
+			bad = shm_opt_u64(optarg, 1, cap_max, &o->symbols);
 			badopt = "symbols";
 			break;
 		case O_ACCOUNTS:
-			bad = gw_opt_u64(optarg, 1, cap_max, &o->accounts);
+			bad = shm_opt_u64(optarg, 1, cap_max, &o->accounts);
 			badopt = "accounts";
 			break;
 		case O_POSITIONS:
-			bad = gw_opt_u64(optarg, 1, cap_max, &o->positions);
+			bad = shm_opt_u64(optarg, 1, cap_max, &o->positions);
 			badopt = "positions";
 			break;
 		case O_READERS:
-			bad = gw_opt_u32(optarg, 1, SHM_READERS_MAX_SLOTS, &o->readers);
+			bad = shm_opt_u32(optarg, 1, SHM_READERS_MAX_SLOTS, &o->readers);
 			badopt = "readers";
 			break;
 		case O_MAX_CONNS:
-			bad = gw_opt_u32(optarg, 1, GW_SERVER_MAX_CONNS_LIMIT, &o->max_conns);
+			bad = shm_opt_u32(optarg, 1, GW_SERVER_MAX_CONNS_LIMIT, &o->max_conns);
 			badopt = "max-conns";
 			break;
 		case O_MAX_REQUEST:
-			bad = gw_opt_u64(optarg, 1, GW_FRAME_MAX_LIMIT, &o->max_request);
+			bad = shm_opt_u64(optarg, 1, GW_FRAME_MAX_LIMIT, &o->max_request);
 			badopt = "max-request";
 			break;
 		case O_MAX_ELEMS:
-			bad = gw_opt_u32(optarg, 2, 100000000, &o->max_elements);
+			bad = shm_opt_u32(optarg, 2, 100000000, &o->max_elements);
 			badopt = "max-elements";
 			break;
 		case O_DEADLINE:
-			bad = gw_opt_u32(optarg, 1, 3600000, &o->deadline_ms);
+			bad = shm_opt_u32(optarg, 1, 3600000, &o->deadline_ms);
 			badopt = "deadline-ms";
 			break;
 		case O_BUSY:
-			bad = gw_opt_u32(optarg, 1, 3600000, &o->busy_ms);
+			bad = shm_opt_u32(optarg, 1, 3600000, &o->busy_ms);
 			badopt = "busy-ms";
 			break;
 		case O_DRAIN:
-			bad = gw_opt_u32(optarg, 1, 3600000, &o->drain_ms);
+			bad = shm_opt_u32(optarg, 1, 3600000, &o->drain_ms);
 			badopt = "drain-ms";
 			break;
 		case O_SPIN:
-			bad = gw_opt_u32(optarg, 0, 1000000, &o->spin_us);
+			bad = shm_opt_u32(optarg, 0, 1000000, &o->spin_us);
 			badopt = "spin-us";
 			break;
 		case O_START_TIMEOUT:
-			bad = gw_opt_u32(optarg, 1, 3600000, &o->start_timeout_ms);
+			bad = shm_opt_u32(optarg, 1, 3600000, &o->start_timeout_ms);
 			badopt = "start-timeout-ms";
 			break;
 		case O_STP:
@@ -715,9 +715,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			usage(stdout);
 			return 1;
 		case O_VERSION:
-			printf("shmex %s, shared-memory layout %u (signature %016llx)\n",
-			       SHMEX_VERSION, SHM_LAYOUT_VERSION,
-			       (unsigned long long)shm_layout_signature());
+			shm_opt_version(stdout, "shmex");
 			return 1;
 		default:
 			usage(stderr);

@@ -16,7 +16,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 
 #include "shm/shm_accounts.h"
 #include "shm/shm_msg.h"
+#include "shm/shm_opt.h"
 #include "shm/shm_query.h"
 #include "shm/shm_region.h"
 
@@ -92,20 +92,6 @@ static int usage_error(const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
 	return 2;
-}
-
-/* Unsigned decimal with end-pointer and range checks. */
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-	char *end;
-	if (!s || !*s || *s == '-' || *s == '+')
-		return -EINVAL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
 }
 
 enum {
@@ -187,7 +173,7 @@ static int run(const struct opts *o, const char *cmd, char **args)
 	if (strcmp(cmd, "order") == 0 || strcmp(cmd, "account") == 0) {
 		uint64_t max =
 		    strcmp(cmd, "order") == 0 ? UINT64_MAX : SHM_ACCOUNT_ID_MAX;
-		if (parse_u64(args[0], max, &id) || (id == 0 && cmd[0] == 'o'))
+		if (shm_opt_u64(args[0], 0, max, &id) || (id == 0 && cmd[0] == 'o'))
 			return usage_error("invalid id '%s'", args[0]);
 	}
 	if ((strcmp(cmd, "book") == 0 || strcmp(cmd, "watch") == 0 ||
@@ -258,7 +244,7 @@ int main(int argc, char **argv)
 			o.flags |= SHM_QUERY_JSON;
 			break;
 		case O_DEPTH:
-			if (parse_u64(optarg, UINT32_MAX, &o.depth))
+			if (shm_opt_u64(optarg, 0, UINT32_MAX, &o.depth))
 				return usage_error("invalid --depth '%s'",
 						   optarg);
 			o.depth_set = true;
@@ -272,15 +258,13 @@ int main(int argc, char **argv)
 			o.clear = true;
 			break;
 		case O_COUNT:
-			if (parse_u64(optarg, UINT32_MAX, &o.count) ||
-			    o.count == 0)
+			if (shm_opt_u64(optarg, 1, UINT32_MAX, &o.count))
 				return usage_error(
 				    "invalid --count '%s' (1 or more)", optarg);
 			o.count_set = true;
 			break;
 		case O_INTERVAL:
-			if (parse_u64(optarg, 3600000, &o.interval) ||
-			    o.interval == 0)
+			if (shm_opt_u64(optarg, 1, 3600000, &o.interval))
 				return usage_error(
 				    "invalid --interval-ms '%s' (1..3600000)",
 				    optarg);
@@ -290,10 +274,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case O_VERSION:
-			printf(PROG " %s, shared-memory layout %u (signature "
-				    "%016" PRIx64 ")\n",
-			       SHM_QUERY_VERSION, SHM_LAYOUT_VERSION,
-			       shm_layout_signature());
+			shm_opt_version(stdout, PROG);
 			return 0;
 		default:
 			return usage_error("unknown or incomplete option '%s'",

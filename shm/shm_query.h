@@ -32,7 +32,6 @@
 #include "shm/shm_instance.h"
 #include "shm/shm_read.h"
 
-#define SHM_QUERY_VERSION "0.1.0"
 #define SHM_QUERY_DEPTH_DEFAULT 10u
 #define SHM_QUERY_WATCH_INTERVAL_MS 200u
 

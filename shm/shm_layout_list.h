@@ -43,6 +43,7 @@
 	X(sizeof(struct shm_book_fill_sh))                                     \
 	X(offsetof(struct shm_book_fill_sh, next))                             \
 	X(sizeof(struct shm_readers_hdr_sh))                                   \
+	X(offsetof(struct shm_readers_hdr_sh, mode))                           \
 	X(sizeof(struct shm_reader_slot_sh))                                   \
 	X(offsetof(struct shm_reader_slot_sh, section))                          \
 	X(sizeof(struct shm_accounts_sh))                                      \

@@ -7,38 +7,61 @@
  * its own, because readers must write their slot while the book region is
  * read-only for them.  The owner (pid and start time packed into one word)
  * is claimed and freed with CAS, so claiming needs no lock that a dying
- * process could leave held.  The section word (generation | epoch) changes
- * only by CAS from a value the changer expects, so a reader that lost its
- * slot cannot overwrite the section of the slot's new owner, even one that
- * read the same epoch; liburcu's uatomic_cmpxchg provides the full barrier
- * the Dekker-style handshake needs in the same instruction.
+ * process could leave held.  Two fence protocols share the layout:
+ *  - fence mode: the section word (generation | epoch) changes only by CAS
+ *    from a value the changer expects, so a reader that lost its slot
+ *    cannot overwrite the section of the slot's new owner, even one that
+ *    read the same epoch; liburcu's uatomic_cmpxchg provides the full
+ *    barrier the Dekker-style handshake needs in the same instruction;
+ *  - asymmetric mode: readers store their section word with plain release
+ *    stores and a compiler barrier; the writer supplies the other half of
+ *    the Dekker handshake for every reader at once with
+ *    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), rate-limited to one call
+ *    per barrier interval, and remembers up to which epoch the last call
+ *    covers (t->covered).  Nodes retired after it wait for the next call,
+ *    so the syscall is amortised over every advance of the interval.
+ * The creator picks the mode and records it in the header; readers and a
+ * restarted writer follow it.  A fence-path reader is correct in either
+ * table (its own full barriers pair with the writer's RD4 fence).
  *
  * Invariants.
  *  - The global epoch only grows; the writer keeps its own copy and never
  *    reads the shared one back after attach.
  *  - A slot with owner 0 is ignored by the scan; a claimed slot whose
  *    section epoch is 0 is idle; one with epoch e > 0 holds back reuse of
- *    every node retired with a tag >= e.
+ *    every node retired with a tag >= e; one whose section word carries
+ *    another generation than the slot holds back everything.
+ *  - Asymmetric mode: covered <= epoch; every node with tag < covered was
+ *    unlinked before a membarrier that followed a scan in which the
+ *    readers then holding slots were registered for membarrier (or before
+ *    a fenced scan that found no claimed slot at all).
  *  - Only the writer handle scans and advances; reaping may happen in any
- *    read-write process, always gen++ then CAS owner -> 0.
+ *    read-write process.  A claim ends (unregister or reap) with exactly
+ *    one gen CAS g -> g + 1, then CAS owner -> 0, so the generation names
+ *    one claim.
  *  - Everything read from the region is a number whose range is checked or
- *    is harmless: the slot count is validated once at attach and kept in the
- *    handle; epochs out of range count as the oldest; owners are only
- *    compared and passed to /proc lookups.
+ *    is harmless: the slot count and the mode are validated once at attach
+ *    and kept in the handle; epochs out of range count as the oldest;
+ *    owners are only compared and passed to /proc lookups.
  *
  * Limits.  Liveness comes from /proc: a reader in another pid namespace, or
  * hidden by hidepid, looks dead and loses its slot (it is told so by
  * SHMEX_ESLOTLOST).  The writer's liveness pass reads /proc only for slots
- * that stayed in the same section since the previous pass, plus one idle
- * slot per pass (round robin), so its cost is bounded per interval.
+ * that stayed in the same section since the previous pass, slots holding a
+ * word of another generation, plus one idle slot per pass (round robin), so
+ * its cost is bounded per interval.  A membarrier call interrupts every CPU
+ * that runs a registered reader (0.2-2 us, more on a busy virtual machine);
+ * at the default 1 ms interval that is at most 0.2% of the writer's time.
  */
 #include "shm/shm_readers.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,10 +69,16 @@
 #include "shm/shm_proc.h"
 #include "shm/shm_readers_inline.h"
 
+/* Bounds of the barrier rate limit: (burst - 1) * interval + now stays
+ * far below 2^64. */
+#define BARRIER_MAX_NS (UINT64_C(1) << 42) /* 73 minutes */
+#define BARRIER_MAX_BURST 1024u
+
 /* What the writer saw of a slot at the previous liveness pass. */
 struct shm_readers_seen {
 	uint64_t owner;
-	uint64_t epoch;
+	uint64_t word;
+	uint32_t gen;
 };
 
 static uint64_t ident_pack(pid_t pid, uint64_t start)
@@ -109,6 +138,48 @@ static uint64_t now_coarse_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* --- membarrier --------------------------------------------------------- */
+
+static long sys_membarrier(int cmd)
+{
+	return syscall(__NR_membarrier, cmd, 0u, 0);
+}
+
+bool shm_readers_asym_supported(void)
+{
+	/* 0: not asked yet, 1: supported, -1: not.  Relaxed: every thread
+	 * that races here computes the same answer. */
+	static int cached;
+	int c = load_relaxed(&cached);
+	if (c == 0) {
+		const long need = MEMBARRIER_CMD_GLOBAL_EXPEDITED |
+				  MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED;
+		long q = sys_membarrier(MEMBARRIER_CMD_QUERY);
+		c = q >= 0 && (q & need) == need ? 1 : -1;
+		store_relaxed(&cached, c);
+	}
+	return c > 0;
+}
+
+/* SHMEX_READERS_FENCE set to anything but "" or "0". */
+static bool env_wants_fence(void)
+{
+	const char *v = getenv(SHM_READERS_FENCE_ENV);
+	return v && *v && strcmp(v, "0") != 0;
+}
+
+static bool word_gen_matches(uint64_t word, uint32_t gen)
+{
+	return (word >> SHM_READERS_GEN_SHIFT) == (gen & 0xfffu);
+}
+
 int shm_readers_region_name(char *out, size_t len, unsigned shard)
 {
 	int n = snprintf(out, len, "readers.%u", shard);
@@ -150,6 +221,13 @@ static int writer_init(struct shm_readers *t)
 {
 	t->reap_interval_ns = SHM_READERS_REAP_INTERVAL_NS;
 	t->next_reap_ns = 0;
+	t->barrier_interval_ns = SHM_READERS_BARRIER_INTERVAL_NS;
+	t->barrier_urgent_ns = SHM_READERS_BARRIER_URGENT_NS;
+	t->barrier_burst = SHM_READERS_BARRIER_BURST;
+	t->barrier_tat_ns = 0;
+	t->last_barrier_ns = 0;
+	/* Nothing covered yet: tags start at 1. */
+	t->covered = 1;
 	t->seen = calloc(t->nslots, sizeof(*t->seen));
 	if (!t->seen)
 		return -ENOMEM;
@@ -159,11 +237,26 @@ static int writer_init(struct shm_readers *t)
 int shm_readers_create(struct shm_readers *t, const char *instance,
 		       unsigned shard, uint32_t nslots, mode_t mode)
 {
+	return shm_readers_create_mode(t, instance, shard, nslots, mode,
+				       SHM_READERS_MODE_AUTO);
+}
+
+int shm_readers_create_mode(struct shm_readers *t, const char *instance,
+			    unsigned shard, uint32_t nslots, mode_t perm,
+			    enum shm_readers_mode mode)
+{
 	char name[32];
 	memset(t, 0, sizeof(*t));
 	if (nslots == 0)
 		nslots = SHM_READERS_DEFAULT_SLOTS;
 	if (nslots > SHM_READERS_MAX_SLOTS)
+		return -EINVAL;
+	if (mode == SHM_READERS_MODE_AUTO)
+		mode = !env_wants_fence() && shm_readers_asym_supported()
+			       ? SHM_READERS_MODE_ASYM : SHM_READERS_MODE_FENCE;
+	else if (mode == SHM_READERS_MODE_ASYM && !shm_readers_asym_supported())
+		return -ENOSYS;
+	else if (mode != SHM_READERS_MODE_FENCE && mode != SHM_READERS_MODE_ASYM)
 		return -EINVAL;
 	int rc = shm_readers_region_name(name, sizeof(name), shard);
 	if (rc)
@@ -172,7 +265,7 @@ int shm_readers_create(struct shm_readers *t, const char *instance,
 	caps[SHM_READERS_CAP_SLOTS] = nslots;
 	caps[SHM_READERS_CAP_SHARD] = shard;
 	rc = shm_region_create(&t->region, instance, name, SHM_KIND_READERS,
-			       shm_readers_body_size(nslots), caps, 2, mode);
+			       shm_readers_body_size(nslots), caps, 2, perm);
 	if (rc)
 		return rc;
 	t->hdr = shm_region_body(&t->region);
@@ -186,6 +279,8 @@ int shm_readers_create(struct shm_readers *t, const char *instance,
 	t->hdr->epoch = 1;
 	t->hdr->nslots = nslots;
 	t->hdr->shard = shard;
+	t->hdr->mode = (uint32_t)mode;
+	t->mode = mode;
 	rc = writer_init(t);
 	if (rc)
 		goto out_unlink;
@@ -224,11 +319,23 @@ int shm_readers_attach(struct shm_readers *t, const char *instance,
 	    h->capacity[SHM_READERS_CAP_SHARD] != shard)
 		goto out_detach;
 	t->hdr = shm_region_body(&t->region);
+	/* Relaxed: immutable after R0, acquired by A0; validated once and
+	 * kept in the handle. */
+	uint32_t m = load_relaxed(&t->hdr->mode);
+	if (m != SHM_READERS_MODE_FENCE && m != SHM_READERS_MODE_ASYM)
+		goto out_detach;
+	t->mode = (enum shm_readers_mode)m;
 	t->slots = (struct shm_reader_slot_sh *)(t->hdr + 1);
 	t->nslots = (uint32_t)n;
 	t->shard = shard;
 	t->role = role;
 	if (role == SHM_READERS_WRITER) {
+		/* The readers store plainly: this writer must be able to
+		 * issue the barrier they rely on. */
+		rc = -ENOSYS;
+		if (t->mode == SHM_READERS_MODE_ASYM && !shm_readers_asym_supported())
+			goto out_detach;
+		rc = SHMEX_EBADINDEX;
 		/* Relaxed: the region was published at R0/A0 and only this
 		 * (single) writer stores the epoch. */
 		uint64_t e = load_relaxed(&t->hdr->epoch);
@@ -274,16 +381,27 @@ int shm_readers_unlink(const char *instance, unsigned shard)
 /* Frees slot i if its owner is still `owner`.  The generation is bumped
  * first so that the old owner, should it be alive after all, sees the
  * change at its next enter or leave even if a sibling thread (same owner
- * word) re-claims the slot. */
+ * word) re-claims the slot.  Every claim ends with exactly one bump (by
+ * its owner's unregister or by one reaper), each a CAS from the
+ * generation read before the owner was seen: a reaper that read the
+ * generation of an earlier claim, or lost the race to another reaper or to
+ * the owner's unregister, fails its CAS and touches nothing, so a bump
+ * never lands on a claim it was not meant for. */
 static bool reap_slot(struct shm_readers *t, uint32_t i, uint64_t owner)
 {
 	struct shm_reader_slot_sh *s = &t->slots[i];
+	/* RD10: acquire load of gen, before the owner (so that a gen
+	 * unchanged at the CAS below belongs to the claim seen now). */
+	uint32_t g = load_acquire(&s->gen);
 	if (load_acquire(&s->owner) != owner) /* RD8a */
 		return false;
-	/* RD10: relaxed increment, published by RD11's release. */
-	fetch_add_relaxed(&s->gen, 1u);
+	/* RD10: CAS gen g -> g + 1 (acq_rel), published to the next claimer
+	 * and to the old owner by RD11's release. */
+	if (!cas_acq_rel(&s->gen, &g, g + 1))
+		return false;
 	/* RD11: acq_rel CAS owner -> 0; pairs with RD5 (next claimer) and
-	 * RD6 (old owner's check). */
+	 * RD6 (old owner's check).  It cannot fail short of corruption: the
+	 * claim can only end through a bump, and ours won. */
 	if (!cas_acq_rel(&s->owner, &owner, 0))
 		return false;
 	fetch_add_relaxed(&t->hdr->reaped, 1u); /* statistic */
@@ -302,9 +420,10 @@ static int claim_slot(struct shm_readers *t, struct shm_reader *r,
 	if (load_relaxed(&s->owner) != 0)
 		return -EBUSY;
 	/* RD5: acq_rel CAS owner 0 -> me; pairs with RD9/RD11 (the previous
-	 * owner or reaper freeing the slot).  The full barrier of the first
-	 * enter (RD2) orders this store before any read of the book, which
-	 * is what the scan's RD8a needs. */
+	 * owner or reaper freeing the slot) and with the writer's RD8a: a
+	 * scan that sees the claim also sees RD16 (our membarrier
+	 * registration) done.  The full barrier of RD5b orders this store
+	 * before any read of the book, which is what the scan's RD8a needs. */
 	if (!cas_acq_rel(&s->owner, &expected, me))
 		return -EBUSY;
 	memset(r, 0, sizeof(*r));
@@ -329,13 +448,24 @@ int shm_readers_register(struct shm_readers *t, struct shm_reader *r)
 	uint64_t me = self_ident();
 	if (!me)
 		return -EOVERFLOW;
+	/* RD16: in an asymmetric table, register the process for global
+	 * expedited membarrier before claiming (RD5), so that a writer whose
+	 * scan sees the claim issues its next membarrier after the
+	 * registration and interrupts this thread.  Idempotent and cheap
+	 * once done; not inherited across exec.  If it fails, this
+	 * registration uses the fence path, which needs no membarrier. */
+	bool asym = t->mode == SHM_READERS_MODE_ASYM && !env_wants_fence() &&
+		    shm_readers_asym_supported() &&
+		    sys_membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
 	/* Start at a pid-dependent slot so processes spread over the table. */
 	uint32_t start = (uint32_t)ident_pid(me) % t->nslots;
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t k = 0; k < t->nslots; k++) {
 			uint32_t i = (start + k) % t->nslots;
-			if (claim_slot(t, r, me, i) == 0)
+			if (claim_slot(t, r, me, i) == 0) {
+				r->asym = asym;
 				return 0;
+			}
 		}
 		if (pass == 0) {
 			unsigned cleared = 0;
@@ -370,9 +500,12 @@ int shm_readers_unregister(struct shm_reader *r)
 	}
 	if (!r->lost) {
 		uint64_t expected = r->ident;
-		/* RD9: acq_rel CAS owner -> 0; pairs with RD5 of the next
-		 * claimer (our epoch reset at RD7 is visible to it). */
-		if (load_relaxed(&r->slot->gen) != r->gen ||
+		uint32_t g = r->gen;
+		/* RD9: CAS gen g -> g + 1 (the claim ends; fails if a reaper
+		 * ended it first), then acq_rel CAS owner -> 0; pairs with
+		 * RD5 of the next claimer (our epoch reset at RD7/RD14 is
+		 * visible to it) and the writer's RD8a. */
+		if (!cas_acq_rel(&r->slot->gen, &g, g + 1) ||
 		    !cas_acq_rel(&r->slot->owner, &expected, 0))
 			rc = SHMEX_ESLOTLOST;
 	}
@@ -398,25 +531,149 @@ void shm_readers_set_reap_interval(struct shm_readers *t, uint64_t ns)
 	t->next_reap_ns = 0;
 }
 
-/* Liveness check of an active slot during a reap pass: only a slot that
- * stayed in the same section since the previous pass costs a /proc read.
- * True when slot i was reaped. */
-static bool stuck_and_dead(struct shm_readers *t, uint32_t i, uint64_t owner,
-			   uint64_t e)
+void shm_readers_set_barrier_interval(struct shm_readers *t, uint64_t interval_ns,
+				      uint64_t urgent_ns)
 {
-	struct shm_readers_seen *sn = &t->seen[i];
-	bool same = sn->owner == owner && sn->epoch == e;
-	sn->owner = owner;
-	sn->epoch = e;
-	if (!same || owner_alive(owner))
-		return false;
-	return reap_slot(t, i, owner);
+	/* Clamped so that the bucket arithmetic cannot overflow. */
+	t->barrier_interval_ns = interval_ns < BARRIER_MAX_NS ? interval_ns : BARRIER_MAX_NS;
+	t->barrier_urgent_ns = urgent_ns < BARRIER_MAX_NS ? urgent_ns : BARRIER_MAX_NS;
+	t->barrier_tat_ns = 0;
 }
 
-uint64_t shm_readers_safe_epoch(struct shm_readers *t)
+void shm_readers_set_barrier_burst(struct shm_readers *t, uint32_t burst)
+{
+	t->barrier_burst = burst == 0 ? 1 : burst < BARRIER_MAX_BURST ? burst
+								       : BARRIER_MAX_BURST;
+	t->barrier_tat_ns = 0;
+}
+
+/* Records what slot i holds for the next reap pass; true when it is
+ * exactly what the previous pass saw (same claim, same word). */
+static bool seen_again(struct shm_readers *t, uint32_t i, uint64_t owner,
+		       uint64_t word, uint32_t gen)
+{
+	struct shm_readers_seen *sn = &t->seen[i];
+	bool same = sn->owner == owner && sn->word == word && sn->gen == gen;
+	sn->owner = owner;
+	sn->word = word;
+	sn->gen = gen;
+	return same;
+}
+
+/* Result of one pass over the slots. */
+struct scan_result {
+	uint64_t min;     /* oldest epoch held (UINT64_MAX: none) */
+	uint32_t claimed; /* claimed slots left after reaping */
+};
+
+/* One pass over the slots, after RD4 (or RD15).  With reap, also the
+ * rate-limited liveness pass: /proc is read only for slots stuck in one
+ * section since the previous pass, slots holding a word of another
+ * generation, and one idle slot in round robin. */
+static struct scan_result scan(struct shm_readers *t, uint64_t gp, bool reap)
+{
+	struct scan_result res = {UINT64_MAX, 0};
+	for (uint32_t i = 0; i < t->nslots; i++) {
+		struct shm_reader_slot_sh *s = &t->slots[i];
+		/* RD8a: acquire load of the owner; pairs with RD5, RD9 and
+		 * RD11.  A free slot holds nobody back. */
+		uint64_t owner = load_acquire(&s->owner);
+		if (owner == 0)
+			continue;
+		/* RD8: acquire load of the section word; pairs with RD7 and
+		 * RD14 (a reader's section ended before we reuse its nodes)
+		 * and RD13/RD5b (a word of a later section or claim). */
+		uint64_t word = load_acquire(&s->section);
+		/* Relaxed: after RD8.  Read after the word, so a word written
+		 * after a re-claim is never taken for the old claim's. */
+		uint32_t gen = load_relaxed(&s->gen);
+		uint64_t e = shm_readers_section_epoch(word);
+		/* Liveness pass: is the slot exactly as the previous pass saw
+		 * it (same claim, same word)? */
+		bool same = reap && seen_again(t, i, owner, word, gen);
+		if (!word_gen_matches(word, gen)) {
+			/* Another claim's word (a reader that lost the slot
+			 * stored late, or a claimer between RD5 and RD5b), or
+			 * garbage: it may hide the owner's section, so hold
+			 * everything.  The owner's next store repairs it; a
+			 * word that stays for a whole reap interval, or a
+			 * dead owner, frees the slot (a live owner is told
+			 * SHMEX_ESLOTLOST and registers again). */
+			t->held++;
+			if (reap && (same || !owner_alive(owner)) &&
+			    reap_slot(t, i, owner)) {
+				if (same)
+					t->repaired++;
+				continue;
+			}
+			e = 1;
+		} else if (e == 0) {
+			if (reap && i == t->idle_cursor % t->nslots &&
+			    !owner_alive(owner) && reap_slot(t, i, owner))
+				continue;
+			res.claimed++;
+			continue;
+		} else {
+			if (same && !owner_alive(owner) && reap_slot(t, i, owner))
+				continue;
+			if (e > gp) {
+				/* Corrupt (readers never see a future epoch):
+				 * the oldest possible, so nothing is reused
+				 * early. */
+				t->bad_epochs++;
+				e = 1;
+			}
+		}
+		res.claimed++;
+		if (e < res.min)
+			res.min = e;
+	}
+	return res;
+}
+
+/* Asymmetric mode: may a membarrier call be issued now?  A token bucket
+ * (generic cell rate algorithm): one call per interval on average, up to
+ * `burst` calls back to back after a quiet period, so a writer that
+ * advances rarely (an idle exchange, a test) reclaims at once as in fence
+ * mode, and a busy one pays at most one call per interval.  An urgent poll
+ * only waits for the urgent gap since the previous call. */
+static bool barrier_due(struct shm_readers *t, bool urgent)
+{
+	uint64_t now = now_ns();
+	uint64_t iv = t->barrier_interval_ns;
+	bool ok;
+	if (urgent)
+		ok = t->last_barrier_ns == 0 ||
+		     now - t->last_barrier_ns >= t->barrier_urgent_ns;
+	else
+		ok = t->barrier_tat_ns <= now + (uint64_t)(t->barrier_burst - 1) * iv;
+	if (ok)
+		t->barrier_tat_ns = (t->barrier_tat_ns > now ? t->barrier_tat_ns : now) + iv;
+	return ok;
+}
+
+/* RD15: membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED): a full barrier on
+ * every CPU running a thread of a registered process, and in the caller.
+ * True when it was done. */
+static bool issue_barrier(struct shm_readers *t)
+{
+	uint64_t t0 = now_ns();
+	long rc = sys_membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+	uint64_t t1 = now_ns();
+	t->last_barrier_ns = t1 ? t1 : 1;
+	if (rc != 0) {
+		t->barrier_errors++;
+		return false;
+	}
+	t->barriers++;
+	t->barrier_ns += t1 - t0;
+	fetch_add_relaxed(&t->hdr->barriers, 1u); /* statistic */
+	return true;
+}
+
+static uint64_t poll(struct shm_readers *t, bool urgent)
 {
 	const uint64_t gp = t->epoch;
-	uint64_t safe = gp;
 	bool reap = false;
 	if (t->role != SHM_READERS_WRITER)
 		return 1;
@@ -429,41 +686,46 @@ uint64_t shm_readers_safe_epoch(struct shm_readers *t)
 			t->next_reap_ns = now + t->reap_interval_ns;
 		}
 	}
-	/* RD4: full fence; pairs with RD2.  Orders the writer's unlinks and
-	 * RD3 before the slot loads below (store-buffering pair: a reader
-	 * not seen in its slot sees the unlinks). */
+	/* RD4: full fence; pairs with RD2 and RD5b.  Orders the writer's
+	 * unlinks and RD3 before the slot loads below (store-buffering pair:
+	 * a reader not seen in its slot, or a claimer whose claim is not
+	 * seen, sees the unlinks). */
 	fence_full();
-	for (uint32_t i = 0; i < t->nslots; i++) {
-		struct shm_reader_slot_sh *s = &t->slots[i];
-		/* RD8a: acquire load of the owner; pairs with RD5, RD9 and
-		 * RD11.  A free slot holds nobody back. */
-		uint64_t owner = load_acquire(&s->owner);
-		if (owner == 0)
-			continue;
-		/* RD8: acquire load of the section word; pairs with RD7 (a
-		 * reader's section ended before we reuse its nodes). */
-		uint64_t e = shm_readers_section_epoch(load_acquire(&s->section));
-		if (e == 0) {
-			if (reap && i == t->idle_cursor % t->nslots &&
-			    !owner_alive(owner))
-				(void)reap_slot(t, i, owner);
-			continue;
-		}
-		if (reap && stuck_and_dead(t, i, owner, e))
-			continue;
-		if (e > gp) {
-			/* Corrupt (readers never see a future epoch): the
-			 * oldest possible, so nothing is reused early. */
-			t->bad_epochs++;
-			e = 1;
-		}
-		if (e < safe)
-			safe = e;
-	}
+	struct scan_result res = scan(t, gp, reap);
 	if (reap)
 		t->idle_cursor++;
+	uint64_t bound = gp;
+	if (t->mode == SHM_READERS_MODE_ASYM) {
+		if (t->covered < gp) {
+			if (res.claimed == 0) {
+				/* No slot claimed after RD4: every later
+				 * claimer's RD5b full barrier orders its
+				 * reads after our unlinks. */
+				t->covered = gp;
+			} else if (barrier_due(t, urgent) && issue_barrier(t)) {
+				/* The scan above saw every claim whose
+				 * owner may read old links; their
+				 * registrations (RD16) precede RD15.  Scan
+				 * again after it. */
+				t->covered = gp;
+				res = scan(t, gp, false);
+			}
+		}
+		bound = t->covered;
+	}
+	uint64_t safe = res.min < bound ? res.min : bound;
 	t->safe = safe;
 	return safe;
+}
+
+uint64_t shm_readers_safe_epoch(struct shm_readers *t)
+{
+	return poll(t, false);
+}
+
+uint64_t shm_readers_safe_epoch_urgent(struct shm_readers *t)
+{
+	return poll(t, true);
 }
 
 /* --- administration -------------------------------------------------------- */
@@ -536,6 +798,14 @@ void shm_readers_stats(const struct shm_readers *t, struct shm_readers_stats *st
 	st->nslots = t->nslots;
 	st->reaped = load_relaxed(&t->hdr->reaped);
 	st->bad_epochs = t->bad_epochs;
+	st->mode = t->mode;
+	st->covered_epoch = writer && t->mode == SHM_READERS_MODE_ASYM ? t->covered
+								  : st->epoch;
+	st->barriers = load_relaxed(&t->hdr->barriers); /* statistic */
+	st->barrier_ns = t->barrier_ns;
+	st->barrier_errors = t->barrier_errors;
+	st->held = t->held;
+	st->repaired = t->repaired;
 	uint64_t safe = st->epoch;
 	for (uint32_t i = 0; i < t->nslots; i++) {
 		const struct shm_reader_slot_sh *s = &t->slots[i];

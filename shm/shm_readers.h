@@ -10,8 +10,10 @@
  * (pid + process start time), the epoch it is reading, nesting.
  *
  * Epoch-based reclamation (full argument in docs/concurrency.md, "Reader
- * protocol"):
+ * protocol"), in one of two modes chosen by the table's creator and recorded
+ * in the table header (every process follows it):
  *
+ *   fence mode
  *   reader  enter: e = gp [RD1]; slot epoch 0 -> e by a full-barrier CAS
  *           [RD2]; read the book; leave: slot epoch e -> 0 by a
  *           full-barrier CAS [RD7].
@@ -21,10 +23,24 @@
  *           the slots and returns S = min(active epochs, gp); a node retired
  *           with tag E may be reused when E < S.
  *
- * The writer never waits: safe_epoch is a poll.  A stalled reader only
- * delays reuse.  Slots whose owner died (pid gone, start time changed, or
- * zombie) are reaped by the writer's poll (rate-limited: /proc is read only
- * for slots stuck since the previous reap pass, at most once per reap
+ *   asymmetric mode (membarrier; the default where the kernel has it)
+ *   reader  enter: e = gp [RD1]; release store of the slot epoch e, then a
+ *           compiler barrier only [RD13]; leave: check the slot is still
+ *           ours, release store of 0 [RD14].  No locked instruction.
+ *   writer  as above, but the reader's missing full barrier is supplied by
+ *           membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) [RD15], issued from
+ *           safe_epoch at most once per barrier interval (default 1 ms) on
+ *           average, in bursts of up to 16 after a quiet period, or sooner
+ *           when the caller's pools are low
+ *           (shm_readers_safe_epoch_urgent).  S = min(active epochs, C)
+ *           where C, the covered epoch, is the epoch at the last membarrier:
+ *           nodes retired after it wait for the next one.
+ *
+ * The writer never waits for a reader: safe_epoch is a poll, and the
+ * membarrier call costs a bounded, amortised system call.  A stalled reader
+ * only delays reuse.  Slots whose owner died (pid gone, start time changed,
+ * or zombie) are reaped by the writer's poll (rate-limited: /proc is read
+ * only for slots stuck since the previous reap pass, at most once per reap
  * interval), by shm_readers_clear_stale (shmex-query readers --clear-stale)
  * and by a register call that finds the table full.  A reader whose slot was
  * taken from it while it was alive (evicted by an operator, or judged dead
@@ -42,7 +58,10 @@
  * Limits: pid < 2^22 (Linux PID_MAX_LIMIT) and start time < 2^42 ticks, so
  * that the owner fits one CAS-able word; readers in another pid namespace
  * than the writer cannot be checked for liveness (they would be judged dead
- * and get SHMEX_ESLOTLOST).
+ * and get SHMEX_ESLOTLOST).  Asymmetric mode needs Linux >= 4.16
+ * (MEMBARRIER_CMD_GLOBAL_EXPEDITED); without it, or with
+ * SHMEX_READERS_FENCE=1 in the creator's environment, tables are created in
+ * fence mode.
  */
 #ifndef SHMEX_SHM_READERS_H
 #define SHMEX_SHM_READERS_H
@@ -60,12 +79,29 @@
 /* Default interval between the writer's liveness passes (/proc reads). */
 #define SHM_READERS_REAP_INTERVAL_NS 100000000ull
 /* Region header capacities. */
+/* Asymmetric mode: the writer's membarrier calls are limited to one per
+ * interval on average, with bursts of up to BURST calls after a quiet
+ * period; an urgent poll waits only URGENT since the previous call. */
+#define SHM_READERS_BARRIER_INTERVAL_NS 1000000ull
+#define SHM_READERS_BARRIER_BURST 16u
+#define SHM_READERS_BARRIER_URGENT_NS 50000ull
+/* Environment variable: set (and not "0") to create tables in fence mode
+ * and to make this process's readers use the fence path. */
+#define SHM_READERS_FENCE_ENV "SHMEX_READERS_FENCE"
 #define SHM_READERS_CAP_SLOTS 0 /* capacity[0]: number of slots */
 #define SHM_READERS_CAP_SHARD 1 /* capacity[1]: shard index */
 
 /* Owner word: (start ticks << 22) | pid; 0 = free slot. */
 #define SHM_READERS_PID_BITS 22
 #define SHM_READERS_START_BITS 42
+
+/* Fence protocol of a table (hdr.mode). */
+enum shm_readers_mode {
+	SHM_READERS_MODE_FENCE = 0, /* readers: full-barrier CAS */
+	SHM_READERS_MODE_ASYM = 1,  /* readers: plain stores; writer: membarrier */
+	SHM_READERS_MODE_AUTO = 2,  /* shm_readers_create_mode only: ASYM unless
+				     * unsupported or SHMEX_READERS_FENCE is set */
+};
 
 /* First cache line of the body. */
 struct shm_readers_hdr_sh {
@@ -86,7 +122,15 @@ struct shm_readers_hdr_sh {
 	/* Slots reaped so far.  W: any reaper, relaxed fetch_add (a
 	 * statistic, orders nothing); R: tools. */
 	uint64_t reaped;
-	uint64_t pad[4];
+	/* enum shm_readers_mode: FENCE or ASYM (never AUTO).  Immutable:
+	 * W: creator before publish (R0); R: every attach after A0 (relaxed),
+	 * validated; readers and a restarted writer follow it. */
+	uint32_t mode;
+	uint32_t pad32;
+	/* membarrier calls issued by writers of this table.  W: writer,
+	 * relaxed (a statistic); R: tools. */
+	uint64_t barriers;
+	uint64_t pad[2];
 } shm_aligned;
 
 /* Section word of a slot: (claim generation mod 2^12) << 52 | epoch.
@@ -119,14 +163,19 @@ struct shm_reader_slot_sh {
 	uint64_t owner;
 	/* Section word (see above): the epoch of the owner's current
 	 * read-side section, 0 outside one, tagged with the generation.
-	 * W: owner CAS idle -> idle|e at enter [RD2] and back at leave [RD7]
-	 * (liburcu uatomic_cmpxchg: full barrier both sides); claimer xchg
-	 * -> idle of its generation after claiming [RD5b].
-	 * R: writer scan, acquire [RD8]. */
+	 * W: fence mode: owner CAS idle -> idle|e at enter [RD2] and back at
+	 * leave [RD7] (liburcu uatomic_cmpxchg: full barrier both sides);
+	 * asymmetric mode: owner release store at enter [RD13] and leave
+	 * [RD14]; claimer xchg -> idle of its generation after claiming
+	 * [RD5b].  R: writer scan, acquire [RD8]; a word whose generation is
+	 * not the slot's holds reuse back (it may hide another section). */
 	uint64_t section;
-	/* Claim generation.  W: reaper fetch_add before freeing the owner
-	 * [RD10] (published by RD11's release); R: claimer after RD5, owner
-	 * at enter/leave after RD6 (relaxed, ordered by that acquire). */
+	/* Claim generation, bumped once when a claim ends.  W: reaper CAS
+	 * g -> g + 1 before freeing the owner [RD10] (published by RD11's
+	 * release), owner CAS g -> g + 1 at unregister [RD9]; R: claimer
+	 * after RD5, owner at enter/leave after RD6, writer scan after RD8
+	 * (relaxed, ordered by those acquires), reaper before RD8a
+	 * (acquire). */
 	uint32_t gen;
 	/* Nesting depth, display only.  W: owner, relaxed; R: tools. */
 	uint32_t nesting;
@@ -137,6 +186,8 @@ _Static_assert(sizeof(struct shm_readers_hdr_sh) == SHM_CACHE_LINE,
 	       "reader table header is one cache line");
 _Static_assert(sizeof(struct shm_reader_slot_sh) == SHM_CACHE_LINE,
 	       "reader slot is one cache line");
+_Static_assert(offsetof(struct shm_readers_hdr_sh, mode) == 32,
+	       "table mode offset is part of the layout");
 _Static_assert(offsetof(struct shm_reader_slot_sh, section) == 8,
 	       "slot section offset is part of the layout");
 _Static_assert(offsetof(struct shm_reader_slot_sh, gen) == 16,
@@ -173,6 +224,20 @@ struct shm_readers {
 	uint64_t reaped;              /* slots this handle reaped */
 	uint64_t bad_epochs;          /* out-of-range slot epochs seen */
 	struct shm_readers_seen *seen; /* per slot, last reap pass */
+	/* Mode (all roles, from hdr.mode at attach) and, for the writer in
+	 * asymmetric mode, the membarrier bookkeeping. */
+	enum shm_readers_mode mode;
+	uint64_t covered;             /* tags below it: membarrier done */
+	uint64_t barrier_interval_ns;
+	uint64_t barrier_urgent_ns;
+	uint32_t barrier_burst;
+	uint64_t barrier_tat_ns;      /* token bucket: theoretical arrival */
+	uint64_t last_barrier_ns;
+	uint64_t barriers;            /* membarrier calls by this handle */
+	uint64_t barrier_ns;          /* time spent in them */
+	uint64_t barrier_errors;      /* failed calls (nothing covered) */
+	uint64_t held;                /* scans that found a foreign word */
+	uint64_t repaired;            /* slots freed because of one */
 };
 
 /* One registration: a claimed slot, used by one thread. */
@@ -186,6 +251,7 @@ struct shm_reader {
 	uint32_t nesting;             /* authoritative nesting depth */
 	uint32_t index;               /* slot index */
 	bool lost;                    /* the slot was taken from us */
+	bool asym;                    /* asymmetric fast path (see register) */
 };
 
 /* One claimed slot, for shmex-query readers. */
@@ -210,6 +276,14 @@ struct shm_readers_stats {
 	uint64_t max_lag;             /* largest lag of an active slot */
 	uint64_t reaped;              /* slots reaped (all processes) */
 	uint64_t bad_epochs;          /* writer: out-of-range epochs seen */
+	enum shm_readers_mode mode;   /* the table's mode */
+	uint64_t covered_epoch;       /* writer, asymmetric: epoch at the last
+				       * membarrier (or reader-free scan) */
+	uint64_t barriers;            /* membarrier calls (all writers) */
+	uint64_t barrier_ns;          /* writer: time in its own calls */
+	uint64_t barrier_errors;      /* writer: failed calls */
+	uint64_t held;                /* writer: scans that met a foreign word */
+	uint64_t repaired;            /* writer: slots freed for one */
 };
 
 /* Region name "readers.<shard>" into out (>= 24 bytes). */
@@ -219,14 +293,35 @@ int shm_readers_region_name(char *out, size_t len, unsigned shard)
 /* Creates the shard's table (nslots in 1..SHM_READERS_MAX_SLOTS, 0 means
  * the default), epoch 1, all slots free, and publishes it.  The handle is
  * the writer handle; a supervisor that only creates detaches it, and the
- * matcher then attaches as SHM_READERS_WRITER. */
+ * matcher then attaches as SHM_READERS_WRITER.  Same as
+ * shm_readers_create_mode(..., SHM_READERS_MODE_AUTO). */
 int shm_readers_create(struct shm_readers *t, const char *instance,
 		       unsigned shard, uint32_t nslots, mode_t mode)
 	__attribute__((warn_unused_result));
 
+/* As shm_readers_create, with the fence protocol chosen explicitly: FENCE,
+ * ASYM (-ENOSYS when the kernel lacks MEMBARRIER_CMD_GLOBAL_EXPEDITED), or
+ * AUTO (ASYM when supported and SHMEX_READERS_FENCE is unset or "0"). */
+int shm_readers_create_mode(struct shm_readers *t, const char *instance,
+			    unsigned shard, uint32_t nslots, mode_t perm,
+			    enum shm_readers_mode mode)
+	__attribute__((warn_unused_result));
+
+/* True when this kernel supports the asymmetric mode (cached). */
+bool shm_readers_asym_supported(void);
+
+/* The table's mode (FENCE or ASYM), as recorded in its header. */
+static inline enum shm_readers_mode shm_readers_table_mode(const struct shm_readers *t)
+{
+	return t->mode;
+}
+
 /* Attaches an existing table.  Observers map it read-only.  A writer
  * continues from the epoch stored in the region (SHMEX_EBADINDEX when that
- * is out of range) and gets SHMEX_EINUSE while another writer is alive. */
+ * is out of range) and gets SHMEX_EINUSE while another writer is alive.
+ * The mode comes from the header: SHMEX_EBADINDEX when it is not a known
+ * one; -ENOSYS for a writer of an asymmetric table on a kernel without
+ * membarrier. */
 int shm_readers_attach(struct shm_readers *t, const char *instance,
 		       unsigned shard, enum shm_readers_role role)
 	__attribute__((warn_unused_result));
@@ -243,7 +338,12 @@ int shm_readers_unlink(const char *instance, unsigned shard);
 /* Claims a free slot for the calling thread.  When none is free, reaps the
  * slots of dead owners and tries once more: SHMEX_ENOREADERSLOT when the
  * table is still full (no other reader is affected).  -EPERM for an
- * observer handle; -EOVERFLOW when pid or start time do not fit. */
+ * observer handle; -EOVERFLOW when pid or start time do not fit.
+ * In an asymmetric table the process registers for membarrier first
+ * (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, [RD16]) and the registration
+ * uses the asymmetric fast path (r->asym); if that registration fails, or
+ * SHMEX_READERS_FENCE is set, it uses the fence path, which is correct in
+ * either kind of table. */
 int shm_readers_register(struct shm_readers *t, struct shm_reader *r)
 	__attribute__((warn_unused_result));
 
@@ -283,11 +383,34 @@ uint64_t shm_readers_advance(struct shm_readers *t);
  * with a tag < the result may be reused.  Reaps dead owners at most once
  * per reap interval.  Corrupt slot contents never crash it: an epoch
  * greater than the current one counts as the oldest possible (reuse is
- * delayed, never made unsafe) until its owner is reaped. */
+ * delayed, never made unsafe) until its owner is reaped; a section word of
+ * another claim generation holds reuse back until its owner writes it
+ * again, and a slot that keeps one for a whole reap interval is freed.
+ * Asymmetric mode: the result is also at most the covered epoch, which a
+ * membarrier call [RD15] moves to the current epoch, rate-limited by the
+ * barrier interval and burst (and at once while no slot is claimed). */
 uint64_t shm_readers_safe_epoch(struct shm_readers *t);
+
+/* As shm_readers_safe_epoch, for a caller whose free pools are low: in
+ * asymmetric mode the membarrier is issued now if an epoch is uncovered,
+ * subject only to the urgent interval (default 50 us). */
+uint64_t shm_readers_safe_epoch_urgent(struct shm_readers *t);
 
 /* Interval between liveness passes of safe_epoch (0: every poll). */
 void shm_readers_set_reap_interval(struct shm_readers *t, uint64_t ns);
+
+/* Asymmetric mode: safe_epoch issues at most one membarrier call per
+ * interval_ns on average (default 1 ms; bursts: see below), and
+ * safe_epoch_urgent waits at least urgent_ns (default 50 us) since the
+ * previous call; 0 means "whenever an epoch is uncovered".  Values are
+ * capped at 2^42 ns (73 minutes).  Resets the bucket. */
+void shm_readers_set_barrier_interval(struct shm_readers *t, uint64_t interval_ns,
+				      uint64_t urgent_ns);
+
+/* Asymmetric mode: calls safe_epoch may issue back to back after a quiet
+ * period (default 16, at most 1024; 1 gives a strict minimum gap of one
+ * interval).  At most burst + T / interval calls in any time T. */
+void shm_readers_set_barrier_burst(struct shm_readers *t, uint32_t burst);
 
 /* --- administration (any role but observer unless stated) ------------- */
 

@@ -3,19 +3,24 @@
  * writer.
  *
  * Part (a), read side: enter+leave of shmex's cross-process reader table
- * (shm_readers_inline.h) against, in the same run, liburcu's own memb
- * flavour (threads of one process, inline read lock) and a process-shared
- * pthread rwlock (rdlock+unlock).  Also measured, to document the design
- * choices in docs/concurrency.md: the bare Dekker "store, full fence,
- * release store" the protocol minimally needs; each primitive with two
- * reading processes (or threads) at once; the reader table while a writer
- * process advances the epoch and scans; and the asymmetric alternative
- * (readers with a compiler barrier only, writer paying
- * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) per grace period).
+ * (shm_readers_inline.h) in the mode a table gets by default (asymmetric,
+ * with membarrier, where the kernel has it) and, on a separate line, in
+ * fence mode; against, in the same run, liburcu's own memb flavour
+ * (threads of one process, inline read lock) and a process-shared pthread
+ * rwlock (rdlock+unlock).  Also measured, to document the design choices
+ * in docs/concurrency.md: the bare "store, full fence, release store" and
+ * "store, compiler barrier, store" sequences the two modes reduce to; each
+ * primitive with two reading processes (or threads) at once; the reader
+ * table while a writer process advances the epoch and polls as fast as it
+ * can, in fence mode, in asymmetric mode with the default rate limit, and
+ * in asymmetric mode with a membarrier on every poll (the raw cost of one
+ * barrier while a reader runs on the other CPU).
  *
  * Part (b), write side: matcher throughput with no reader, with one reader
  * process reading the book continuously, and with the same reader behind a
- * rwlock, as ratios (bench_rcu_writer below).
+ * rwlock, as ratios (bench_rcu_writer below), for a table in the default
+ * mode and for a fence-mode table; and how many membarrier calls the
+ * matcher made and what share of its time they took.
  *
  * Each figure is the median of several runs; the ratios compare figures
  * measured in this same run.
@@ -24,7 +29,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <linux/membarrier.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,7 +55,8 @@ int bench_rcu(int argc, char **argv);
 
 struct rcu_opts {
 	uint64_t iters;   /* enter+leave pairs per run */
-	char inst[40];
+	char inst[40];    /* tables in the default mode */
+	char inst_f[40];  /* tables in fence mode */
 };
 
 /* Shared between the parent and its measuring children. */
@@ -62,7 +66,7 @@ struct rcu_shared {
 	uint64_t go;       /* W: parent, release; R: children, acquire */
 	uint64_t stop;     /* W: parent, release; R: children, acquire */
 	uint64_t ready;    /* W: children, fetch_add; R: parent */
-	uint64_t ns[4];    /* W: child i; R: parent after waitpid */
+	uint64_t ns[6];    /* W: child i; R: parent after waitpid */
 	uint64_t sink;
 };
 
@@ -122,7 +126,7 @@ static double loop_fence(uint64_t *slot, const uint64_t *gp, uint64_t n)
 	return (double)(bench_now_ns() - t0) / (double)n;
 }
 
-/* The asymmetric variant's read side: the writer's membarrier replaces the
+/* The asymmetric mode's minimum: the writer's membarrier replaces the
  * reader's fence, so a compiler barrier is all that is left. */
 static double loop_asym(uint64_t *slot, const uint64_t *gp, uint64_t n)
 {
@@ -301,83 +305,81 @@ static double measure_two(const struct rcu_opts *o, struct rcu_shared *s,
 	return (double)(s->ns[0] + s->ns[1]) / 2000.0;
 }
 
-/* --- the reader table while a writer advances and scans ---------------------- */
+/* --- the reader table while a writer advances and polls ---------------------- */
 
-static long membarrier_call(int cmd)
-{
-	return syscall(__NR_membarrier, cmd, 0, 0);
-}
+/* How the writer child polls. */
+enum wpoll {
+	WP_DEFAULT,      /* the table's mode with its default rate limit */
+	WP_EVERY_POLL,   /* asymmetric: a membarrier on every poll */
+};
 
-/* Child: the writer role (advance + scan as fast as possible, or advance +
- * membarrier when asym).  Reports ns per grace period in ns[2]. */
-static void writer_child(const struct rcu_opts *o, struct rcu_shared *s,
-			 bool asym)
+/* Child: the writer role, advance + safe_epoch as fast as possible.
+ * Reports ns per advance+poll in ns[2] and membarrier calls in ns[4]. */
+static void writer_child(const char *inst, struct rcu_shared *s, enum wpoll wp)
 {
 	struct shm_readers w;
 	uint64_t n = 0;
-	if (shm_readers_attach(&w, o->inst, 0, SHM_READERS_WRITER) != 0)
+	if (shm_readers_attach(&w, inst, 0, SHM_READERS_WRITER) != 0)
 		_exit(1);
+	if (wp == WP_EVERY_POLL)
+		shm_readers_set_barrier_interval(&w, 0, 0);
 	fetch_add_acq_rel(&s->ready, 1);
 	while (!load_acquire(&s->go))
 		cpu_relax();
 	uint64_t t0 = bench_now_ns();
 	while (!load_acquire(&s->stop)) {
 		(void)shm_readers_advance(&w);
-		if (asym) {
-			if (membarrier_call(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0)
-				_exit(2);
-		} else {
-			s->sink += shm_readers_safe_epoch(&w);
-		}
+		s->sink += shm_readers_safe_epoch(&w);
 		n++;
 	}
 	s->ns[2] = n ? (bench_now_ns() - t0) / n : 0;
+	s->ns[4] = w.barriers;
+	int bad = w.barrier_errors != 0;
 	shm_readers_detach(&w);
-	_exit(0);
+	_exit(bad ? 2 : 0);
 }
 
-/* Reader table (or the asymmetric variant) with a writer process running
- * concurrently: *read = ns per enter+leave, *grace = writer ns per
- * advance+scan (or advance+membarrier). */
+/* Reader table with a writer process running concurrently: *read = ns per
+ * enter+leave, *poll = writer ns per advance+poll, *barriers = membarrier
+ * calls per second. */
 static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
-			       struct shm_readers *creator, struct shm_readers *rd,
-			       bool asym, double *read, double *grace)
+			       const char *inst, struct shm_readers *creator,
+			       struct shm_readers *rd, enum wpoll wp, double *read,
+			       double *poll, double *barriers)
 {
-	*read = *grace = NAN;
-	if (asym && membarrier_call(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0) {
-		fprintf(stderr, "rcu: membarrier global expedited unavailable: %s\n",
-			strerror(errno));
-		return 0;
-	}
+	*read = *poll = *barriers = NAN;
 	/* Hand the writer role to the child for the duration. */
 	uint64_t me = creator->ident;
 	store_relaxed(&creator->hdr->writer, 0);
 	s->go = s->stop = s->ready = 0;
+	s->ns[2] = s->ns[4] = 0;
 	pid_t pid = fork();
 	if (pid < 0)
 		return -errno;
 	if (pid == 0)
-		writer_child(o, s, asym);
+		writer_child(inst, s, wp);
 	uint64_t deadline = bench_now_ns() + 10000000000ull;
 	while (load_acquire(&s->ready) < 1 && bench_now_ns() < deadline)
 		usleep(100);
 	struct shm_reader r;
 	int rc = shm_readers_register(rd, &r);
+	uint64_t t0 = bench_now_ns();
 	store_release(&s->go, 1);
 	if (rc == 0) {
-		static uint64_t slot[8] shm_aligned;
 		double v[RUNS];
 		for (int i = 0; i < RUNS; i++)
-			v[i] = asym ? loop_asym(&slot[0], &rd->hdr->epoch, o->iters)
-				    : loop_shmex(&r, o->iters);
+			v[i] = loop_shmex(&r, o->iters / 2);
 		*read = median(v, RUNS);
 		rc = shm_readers_unregister(&r);
 	}
 	store_release(&s->stop, 1);
 	int st;
 	waitpid(pid, &st, 0);
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		*grace = (double)s->ns[2];
+	uint64_t dt = bench_now_ns() - t0;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+		*poll = (double)s->ns[2];
+		*barriers = (double)s->ns[4] * 1e9 / (double)dt;
+	}
 	store_relaxed(&creator->hdr->writer, me);
 	/* The child advanced the shared epoch: continue from it. */
 	creator->epoch = load_relaxed(&creator->hdr->epoch);
@@ -391,23 +393,26 @@ static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
  * book region, driven by a synthetic flow (limit orders of one size at 21
  * prices around a mid on both sides, so about half of them trade, and
  * cancels that keep some 200 orders resting), with a grace period (advance,
- * poll, reclaim) every 8 requests as the matcher does.  Three configurations,
+ * poll, reclaim) every 8 requests as the matcher does.  Five configurations,
  * each run RUNS_B times, interleaved:
- *   none    no reader;
+ *   none    no reader (book and table in the default mode);
  *   rcu     one reader process reading depth, top of book and an order's
  *           status in a loop through shm_read (reader table + seqcounts);
  *   rwlock  the same reader and writer, but the writer holds a
  *           process-shared rwlock (writer-preferring, so it is not starved)
  *           around each request and the reader around each read: the
- *           classic "locked book" design.
- * ratio = requests/s with the reader / requests/s without.
+ *           classic "locked book" design;
+ *   none-f, rcu-f   the same as none and rcu with a second book and a
+ *           fence-mode table (the other instance).
+ * ratio = requests/s with the reader / requests/s without, each against
+ * the no-reader run of its own book.
  */
 #define RUNS_B 3
 #define B_QTY 10
 #define B_MID 100000
 #define B_LIVE 200
 
-enum b_mode { B_NONE, B_RCU, B_RWLOCK };
+enum b_mode { B_NONE, B_RCU, B_RWLOCK, B_NONE_F, B_RCU_F, B_NMODES };
 
 struct bwriter {
 	struct shm_region reg;
@@ -455,7 +460,7 @@ static void bwriter_free(struct bwriter *bw, const char *inst)
 	eng_book_destroy(bw->b);
 	shm_region_detach(&bw->reg);
 	if (shm_region_unlink(inst, "book.0"))
-		fprintf(stderr, "rcu: unlink book.0 failed\n");
+		fprintf(stderr, "rcu: unlink %s book.0 failed\n", inst);
 }
 
 static void bwriter_step(struct bwriter *bw)
@@ -531,16 +536,17 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock)
 }
 
 /* Requests per second of the writer for dur_ns in one mode; *reads gets
- * the reader's reads per second. */
+ * the reader's reads per second, *elapsed the run's duration. */
 static double bwriter_run(struct bwriter *bw, struct rcu_shared *s,
 			  const char *inst, enum b_mode mode, uint64_t dur_ns,
-			  double *reads)
+			  double *reads, uint64_t *elapsed)
 {
 	pid_t pid = -1;
 	s->ready = s->stop = 0;
 	s->ns[3] = 0;
 	*reads = 0;
-	if (mode != B_NONE) {
+	*elapsed = 0;
+	if (mode != B_NONE && mode != B_NONE_F) {
 		pid = fork();
 		if (pid < 0)
 			return NAN;
@@ -573,38 +579,78 @@ static double bwriter_run(struct bwriter *bw, struct rcu_shared *s,
 		}
 		*reads = (double)s->ns[3] * 1e9 / (double)t;
 	}
+	*elapsed = t;
 	return (double)n * 1e9 / (double)t;
 }
 
+/* What part (b) found. */
+struct bres {
+	double ratio_rcu, ratio_rwlock, ratio_rcu_f;
+	double barriers_per_s;  /* matcher's membarrier calls, rcu runs */
+	double barrier_ns;      /* mean cost of one */
+	double barrier_share;   /* fraction of the matcher's time in them */
+};
+
 static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
-			     struct shm_readers *w, double *ratio_rcu,
-			     double *ratio_rwlock)
+			     struct shm_readers *w, struct shm_readers *wf,
+			     struct bres *res)
 {
-	struct bwriter bw;
-	double tput[3][RUNS_B], rd[3][RUNS_B];
-	const char *names[3] = {"no reader", "rcu reader", "rwlock reader"};
+	struct bwriter bw, bwf;
+	double tput[B_NMODES][RUNS_B], rd[B_NMODES][RUNS_B];
+	const char *names[B_NMODES] = {"no reader", "rcu reader", "rwlock reader",
+				       "no reader (f)", "rcu reader (f)"};
 	uint64_t dur = o->iters >= 10000000 ? 700000000ull : 200000000ull;
-	*ratio_rcu = *ratio_rwlock = NAN;
+	uint64_t rcu_ns = 0, b0, bns0;
+	res->ratio_rcu = res->ratio_rwlock = res->ratio_rcu_f = NAN;
+	res->barriers_per_s = res->barrier_ns = res->barrier_share = NAN;
 	if (bwriter_init(&bw, o->inst, w) != 0) {
 		fprintf(stderr, "rcu: cannot create the bench book\n");
 		return;
 	}
-	/* Warm the book up to its steady state. */
-	for (int i = 0; i < 200000; i++)
+	if (bwriter_init(&bwf, o->inst_f, wf) != 0) {
+		fprintf(stderr, "rcu: cannot create the fence-mode bench book\n");
+		bwriter_free(&bw, o->inst);
+		return;
+	}
+	/* Warm the books up to their steady state. */
+	for (int i = 0; i < 200000; i++) {
 		bwriter_step(&bw);
+		bwriter_step(&bwf);
+	}
+	b0 = w->barriers;
+	bns0 = w->barrier_ns;
 	for (int r = 0; r < RUNS_B; r++)
-		for (int m = 0; m < 3; m++)
-			tput[m][r] = bwriter_run(&bw, s, o->inst, (enum b_mode)m, dur,
-						 &rd[m][r]);
-	double med[3];
-	for (int m = 0; m < 3; m++) {
+		for (int m = 0; m < B_NMODES; m++) {
+			bool f = m == B_NONE_F || m == B_RCU_F;
+			uint64_t el;
+			uint64_t nb = w->barriers, nbns = w->barrier_ns;
+			tput[m][r] = bwriter_run(f ? &bwf : &bw, s, f ? o->inst_f : o->inst,
+						 (enum b_mode)m, dur, &rd[m][r], &el);
+			if (m == B_RCU)
+				rcu_ns += el;
+			else {
+				/* Count the calls of the rcu runs only. */
+				b0 += w->barriers - nb;
+				bns0 += w->barrier_ns - nbns;
+			}
+		}
+	double med[B_NMODES];
+	for (int m = 0; m < B_NMODES; m++) {
 		double reads = median(rd[m], RUNS_B);
 		med[m] = median(tput[m], RUNS_B);
-		fprintf(stderr, "rcu: matcher with %-13s %9.0f requests/s, reader "
+		fprintf(stderr, "rcu: matcher with %-14s %9.0f requests/s, reader "
 			"%9.0f reads/s\n", names[m], med[m], reads);
 	}
-	*ratio_rcu = med[B_RCU] / med[B_NONE];
-	*ratio_rwlock = med[B_RWLOCK] / med[B_NONE];
+	res->ratio_rcu = med[B_RCU] / med[B_NONE];
+	res->ratio_rwlock = med[B_RWLOCK] / med[B_NONE];
+	res->ratio_rcu_f = med[B_RCU_F] / med[B_NONE_F];
+	uint64_t nb = w->barriers - b0, nbns = w->barrier_ns - bns0;
+	if (rcu_ns) {
+		res->barriers_per_s = (double)nb * 1e9 / (double)rcu_ns;
+		res->barrier_ns = nb ? (double)nbns / (double)nb : 0;
+		res->barrier_share = (double)nbns / (double)rcu_ns;
+	}
+	bwriter_free(&bwf, o->inst_f);
 	bwriter_free(&bw, o->inst);
 }
 
@@ -613,8 +659,16 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: shmex-bench rcu [--iters N] [--quick]\n"
-		   "  read-side enter+leave: shmex reader table vs liburcu memb vs\n"
-		   "  process-shared rwlock; writer-side cost of readers.\n");
+		   "  read-side enter+leave: shmex reader table (default mode and\n"
+		   "  fence mode) vs liburcu memb vs process-shared rwlock;\n"
+		   "  writer-side cost of readers and of the membarrier calls.\n"
+		   "  SHMEX_READERS_FENCE=1 makes the default mode the fence mode.\n");
+}
+
+static const char *mode_name(const struct shm_readers *t)
+{
+	return shm_readers_table_mode(t) == SHM_READERS_MODE_ASYM ? "asymmetric"
+								  : "fence";
 }
 
 int bench_rcu(int argc, char **argv)
@@ -651,33 +705,49 @@ int bench_rcu(int argc, char **argv)
 		}
 	}
 	snprintf(o.inst, sizeof(o.inst), "bench-rcu-%d", (int)getpid());
+	snprintf(o.inst_f, sizeof(o.inst_f), "bench-rcuf-%d", (int)getpid());
 	struct rcu_shared *s = shared_map();
 	if (!s)
 		return 1;
-	struct shm_readers w, rd;
+	struct shm_readers w, rd, wf, rdf;
+	memset(&wf, 0, sizeof(wf));
+	memset(&rdf, 0, sizeof(rdf));
 	int rc = shm_readers_create(&w, o.inst, 0, 8, 0600);
 	if (rc) {
 		fprintf(stderr, "rcu: %s\n", w.region.err);
+		munmap(s, sizeof(*s));
 		return 1;
 	}
 	rc = shm_readers_attach(&rd, o.inst, 0, SHM_READERS_READER);
 	if (rc)
 		goto out_unlink;
-
-	double shmex_ns, fence_ns, asym_ns, urcu_ns, rwlock_ns;
-	fprintf(stderr, "rcu: %llu enter+leave per run, median of %d runs\n",
-		(unsigned long long)o.iters, RUNS);
-	rc = measure_shmex(&o, &rd, &shmex_ns);
+	rc = shm_readers_create_mode(&wf, o.inst_f, 0, 8, 0600, SHM_READERS_MODE_FENCE);
 	if (rc)
 		goto out_detach;
-	fprintf(stderr, "rcu: shmex reader table          %6.2f ns\n", shmex_ns);
+	rc = shm_readers_attach(&rdf, o.inst_f, 0, SHM_READERS_READER);
+	if (rc)
+		goto out_unlink_f;
+
+	double shmex_ns, shmexf_ns, fence_ns, asym_ns, urcu_ns, rwlock_ns;
+	fprintf(stderr, "rcu: %llu enter+leave per run, median of %d runs; default "
+		"table mode: %s\n", (unsigned long long)o.iters, RUNS, mode_name(&w));
+	rc = measure_shmex(&o, &rd, &shmex_ns);
+	if (rc)
+		goto out_detach_f;
+	fprintf(stderr, "rcu: shmex reader table, default mode: %-10s %6.2f ns\n",
+		mode_name(&w), shmex_ns);
+	rc = measure_shmex(&o, &rdf, &shmexf_ns);
+	if (rc)
+		goto out_detach_f;
+	fprintf(stderr, "rcu: shmex reader table, fence mode              %6.2f ns\n",
+		shmexf_ns);
 	measure_fence(&o, &w, &fence_ns, &asym_ns);
-	fprintf(stderr, "rcu: bare store+fence+store      %6.2f ns\n", fence_ns);
-	fprintf(stderr, "rcu: store+compiler barrier only %6.2f ns\n", asym_ns);
+	fprintf(stderr, "rcu: bare store+fence+store                      %6.2f ns\n", fence_ns);
+	fprintf(stderr, "rcu: bare store+compiler barrier                 %6.2f ns\n", asym_ns);
 	urcu_ns = measure_urcu(&o);
-	fprintf(stderr, "rcu: liburcu memb read lock      %6.2f ns\n", urcu_ns);
+	fprintf(stderr, "rcu: liburcu memb read lock                      %6.2f ns\n", urcu_ns);
 	rwlock_ns = measure_rwlock(&o, s);
-	fprintf(stderr, "rcu: pshared rwlock rdlock       %6.2f ns\n", rwlock_ns);
+	fprintf(stderr, "rcu: pshared rwlock rdlock                       %6.2f ns\n", rwlock_ns);
 
 	double two_shmex = measure_two(&o, s, K_SHMEX);
 	double two_urcu = measure_two(&o, s, K_URCU);
@@ -685,34 +755,65 @@ int bench_rcu(int argc, char **argv)
 	fprintf(stderr, "rcu: two readers at once: shmex %.2f ns, liburcu %.2f ns, "
 		"rwlock %.2f ns\n", two_shmex, two_urcu, two_rwlock);
 
-	double busy_ns, scan_ns, asym_read_ns, membarrier_ns;
-	rc = measure_with_writer(&o, s, &w, &rd, false, &busy_ns, &scan_ns);
+	/* With a writer process polling as fast as it can. */
+	double busy_ns, poll_ns, bps, busyf_ns, pollf_ns, bpsf;
+	double busye_ns = NAN, polle_ns = NAN, bpse = NAN;
+	rc = measure_with_writer(&o, s, o.inst, &w, &rd, WP_DEFAULT, &busy_ns,
+				 &poll_ns, &bps);
 	if (rc)
-		goto out_detach;
-	rc = measure_with_writer(&o, s, &w, &rd, true, &asym_read_ns, &membarrier_ns);
+		goto out_detach_f;
+	rc = measure_with_writer(&o, s, o.inst_f, &wf, &rdf, WP_DEFAULT, &busyf_ns,
+				 &pollf_ns, &bpsf);
 	if (rc)
-		goto out_detach;
-	fprintf(stderr, "rcu: with a writer process: shmex read %.2f ns, writer "
-		"advance+scan %.0f ns\n", busy_ns, scan_ns);
-	fprintf(stderr, "rcu: asymmetric variant: read %.2f ns, writer "
-		"advance+membarrier %.0f ns\n", asym_read_ns, membarrier_ns);
+		goto out_detach_f;
+	if (shm_readers_table_mode(&w) == SHM_READERS_MODE_ASYM) {
+		rc = measure_with_writer(&o, s, o.inst, &w, &rd, WP_EVERY_POLL,
+					 &busye_ns, &polle_ns, &bpse);
+		if (rc)
+			goto out_detach_f;
+	}
+	fprintf(stderr, "rcu: with a writer process polling flat out:\n"
+		"rcu:   %-10s read %6.2f ns, writer advance+poll %6.0f ns, "
+		"%.0f membarrier/s\n"
+		"rcu:   fence      read %6.2f ns, writer advance+poll %6.0f ns\n"
+		"rcu:   asymmetric, membarrier on every poll: read %.2f ns, writer "
+		"advance+poll+membarrier %.0f ns\n", mode_name(&w), busy_ns, poll_ns,
+		bps, busyf_ns, pollf_ns, busye_ns, polle_ns);
 
-	double ratio_rcu, ratio_rwlock;
-	bench_rcu_writer(&o, s, &w, &ratio_rcu, &ratio_rwlock);
+	struct bres b;
+	bench_rcu_writer(&o, s, &w, &wf, &b);
+	fprintf(stderr, "rcu: matcher membarrier calls (%s table, rcu runs): %.0f/s, "
+		"%.0f ns each, %.3f%% of its time\n", mode_name(&w), b.barriers_per_s,
+		b.barrier_ns, b.barrier_share * 100.0);
 
-	printf("rcu: read_ns/urcu_read_ns=%.2f rwlock_read_ns/read_ns=%.2f "
-	       "two-reader rwlock/shmex=%.2f\n", shmex_ns / urcu_ns,
+	printf("rcu: table mode %s: read_ns/urcu_read_ns=%.2f rwlock_read_ns/read_ns=%.2f "
+	       "two-reader rwlock/shmex=%.2f\n", mode_name(&w), shmex_ns / urcu_ns,
 	       rwlock_ns / shmex_ns, two_rwlock / two_shmex);
+	printf("rcu: fence mode for comparison: fence_mode_read_ns=%.2f "
+	       "fence_mode_writer_ratio_rcu=%.3f read_ns/fence_mode_read_ns=%.3f\n",
+	       shmexf_ns, b.ratio_rcu_f, shmex_ns / shmexf_ns);
 	printf("RESULT rcu read_ns=%.2f urcu_read_ns=%.2f rwlock_read_ns=%.2f "
 	       "writer_ratio_rcu=%.3f writer_ratio_rwlock=%.3f "
 	       "fence_read_ns=%.2f read2_ns=%.2f urcu_read2_ns=%.2f "
 	       "rwlock_read2_ns=%.2f read_busy_ns=%.2f writer_scan_ns=%.0f "
-	       "asym_read_ns=%.2f writer_membarrier_ns=%.0f\n",
-	       shmex_ns, urcu_ns, rwlock_ns, ratio_rcu, ratio_rwlock, fence_ns,
-	       two_shmex, two_urcu, two_rwlock, busy_ns, scan_ns, asym_read_ns,
-	       membarrier_ns);
+	       "asym_read_ns=%.2f writer_membarrier_ns=%.0f "
+	       "fence_mode_read_ns=%.2f fence_mode_writer_ratio_rcu=%.3f "
+	       "fence_mode_read_busy_ns=%.2f fence_mode_writer_scan_ns=%.0f "
+	       "asym_mode=%d writer_barriers_per_s=%.0f writer_barrier_ns=%.0f "
+	       "writer_barrier_share=%.5f\n",
+	       shmex_ns, urcu_ns, rwlock_ns, b.ratio_rcu, b.ratio_rwlock, fence_ns,
+	       two_shmex, two_urcu, two_rwlock, busy_ns, poll_ns, asym_ns, polle_ns,
+	       shmexf_ns, b.ratio_rcu_f, busyf_ns, pollf_ns,
+	       shm_readers_table_mode(&w) == SHM_READERS_MODE_ASYM, b.barriers_per_s,
+	       b.barrier_ns, b.barrier_share);
 	rc = 0;
 
+out_detach_f:
+	shm_readers_detach(&rdf);
+out_unlink_f:
+	shm_readers_detach(&wf);
+	if (shm_readers_unlink(o.inst_f, 0) && !rc)
+		rc = 1;
 out_detach:
 	shm_readers_detach(&rd);
 out_unlink:

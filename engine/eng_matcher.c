@@ -82,6 +82,7 @@ struct eng_matcher {
 	uint32_t shard, nshards, ngateways;
 	struct eng_book_cfg bcfg;
 	uint32_t nreaders;
+	uint64_t full_seen; /* book's rejects_full at the last reclaim */
 
 	struct shm_instance inst;
 	bool inst_ok;
@@ -573,9 +574,16 @@ static void reclaim(struct eng_matcher *m, bool advance)
 	 * publish epoch E + 1 [RD3]; nodes of this round carry tag E. */
 	if (advance)
 		(void)shm_readers_advance(&m->readers);
-	/* MT3: poll, never wait: full fence and scan [RD4]; only nodes
-	 * retired before the oldest active reader's epoch are reused. */
-	uint64_t safe = shm_readers_safe_epoch(&m->readers);
+	/* MT3: poll, never wait: full fence and scan [RD4] (or the
+	 * rate-limited membarrier [RD15] in asymmetric mode); only nodes
+	 * retired before the oldest active reader's epoch are reused.  A
+	 * round that rejected requests for lack of free records asks for the
+	 * urgent poll, so reuse is not held back by the rate limit. */
+	uint64_t full = load_relaxed(&eng_book_view(m->book)->hdr->rejects_full);
+	bool pressed = full != m->full_seen;
+	m->full_seen = full;
+	uint64_t safe = pressed ? shm_readers_safe_epoch_urgent(&m->readers)
+				: shm_readers_safe_epoch(&m->readers);
 	m->st.levels_reclaimed += eng_book_reclaim(m->book, safe);
 	m->st.safe_epoch = safe;
 	m->st.epoch = shm_readers_epoch(&m->readers);

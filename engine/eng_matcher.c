@@ -64,6 +64,7 @@
 #include "shm/shm_readers.h"
 #include "shm/shm_region.h"
 #include "shm/shm_ring.h"
+#include "shm/shm_clock.h"
 
 #define NO_SIDX UINT32_MAX
 #define SPIN_STEP_NS 1000u  /* growth step of the adaptive spin budget */
@@ -140,20 +141,6 @@ static void set_err(char *err, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, len, fmt, ap);
 	va_end(ap);
-}
-
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static bool stop_requested(const struct eng_matcher *m)
@@ -435,7 +422,7 @@ void eng_matcher_apply(struct eng_matcher *m, const struct shm_msg *req,
 	rep->side = req->side;
 	rep->tif = req->tif;
 	m->seq++;
-	rep->u.r.time_ns = realtime_ns();
+	rep->u.r.time_ns = shm_clock_ns(CLOCK_REALTIME);
 	m->st.requests++;
 	int rc = shm_msg_validate_request(req, m->shard, m->nshards);
 	if (rc) {
@@ -593,18 +580,18 @@ static void reclaim(struct eng_matcher *m, bool advance)
  * giving up on parked replies after drain_ms. */
 static void drain(struct eng_matcher *m)
 {
-	uint64_t deadline = mono_ns() + (uint64_t)m->cfg.drain_ms * 1000000u;
+	uint64_t deadline = shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)m->cfg.drain_ms * 1000000u;
 	for (;;) {
 		unsigned n = round_once(m);
 		if (n) {
 			m->st.rounds++;
 			reclaim(m, true);
-			if (mono_ns() < deadline)
+			if (shm_clock_ns(CLOCK_MONOTONIC) < deadline)
 				continue;
 		}
 		if (!any_parked(m) && n == 0)
 			break;
-		if (mono_ns() >= deadline) {
+		if (shm_clock_ns(CLOCK_MONOTONIC) >= deadline) {
 			uint64_t dropped = 0;
 			for (uint32_t g = 0; g < m->ngateways; g++) {
 				dropped += m->out_n[g];
@@ -662,9 +649,9 @@ int eng_matcher_run(struct eng_matcher *m)
 		/* MT6: Dekker sleep [DB1/DB2]: `ready` re-reads every ring's
 		 * head [RNG2] and the stop flags after the announcement, and
 		 * every producer rings after publishing [RNG1, DB4]. */
-		uint64_t t0 = mono_ns();
+		uint64_t t0 = shm_clock_ns(CLOCK_MONOTONIC);
 		int rc = shm_doorbell_wait(m->db, ready, m, spin, timeout);
-		spin = spin_adapt(m, spin, mono_ns() - t0, rc);
+		spin = spin_adapt(m, spin, shm_clock_ns(CLOCK_MONOTONIC) - t0, rc);
 		/* Relaxed: our own counter (the consumer is its only writer). */
 		if (load_relaxed(&m->db->sleeps) != sleeps0)
 			m->st.sleeps++;

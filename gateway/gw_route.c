@@ -66,6 +66,7 @@
 #include "shm/shm_read.h"
 #include "shm/shm_region.h"
 #include "shm/shm_ring.h"
+#include "shm/shm_clock.h"
 
 #define RX_BATCH 64
 #define SEND_BATCH 64
@@ -156,13 +157,6 @@ struct gw_route {
 	struct shm_msg tx[SEND_BATCH];
 	uint32_t txjob[SEND_BATCH];
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static long futex_private(uint32_t *uaddr, int op, uint32_t val,
 			  const struct timespec *ts)
@@ -325,7 +319,7 @@ static void job_send(struct gw_route *r, uint32_t slot, uint32_t s)
 	j->msg.req_id = (r->next_id++ << 16) | slot;
 	j->shard = s;
 	j->wait = W_SEND;
-	j->since_ns = now_ns();
+	j->since_ns = shm_clock_ns(CLOCK_MONOTONIC);
 	q_push(r, &r->q[s], slot);
 }
 
@@ -364,7 +358,7 @@ static void reply_status(struct gw_route *r, struct gw_reply *rep,
 static bool park_retry(struct gw_route *r, uint32_t slot)
 {
 	struct job *j = &r->jobs[slot];
-	uint64_t now = now_ns();
+	uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
 	if (!j->retry_since)
 		j->retry_since = now;
 	if (now - j->retry_since >= (uint64_t)r->cfg.busy_ms * 1000000u)
@@ -673,7 +667,7 @@ static unsigned drain_replies(struct gw_route *r)
 static bool flush_sends(struct gw_route *r)
 {
 	bool left = false;
-	uint64_t now = now_ns();
+	uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
 	uint64_t busy_ns = (uint64_t)r->cfg.busy_ms * 1000000u;
 	for (uint32_t s = 0; s < r->nshards; s++) {
 		struct sendq *q = &r->q[s];
@@ -757,7 +751,7 @@ int gw_route_poll(void *route)
 	bool left = flush_sends(r) || r->retryq.n > 0;
 	progress = progress || r->st.sent != sent0;
 	if (r->nwaiting && r->spin_ns) {
-		uint64_t now = now_ns();
+		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
 		if (progress)
 			r->spin_until = now + r->spin_ns;
 		if (now < r->spin_until) {
@@ -858,7 +852,7 @@ int gw_route_open(struct gw_route **out, const struct gw_route_cfg *cfg,
 	r->cfg.xml = NULL;
 	r->efd = -1;
 	r->spin_ns = (uint64_t)r->cfg.spin_us * 1000u;
-	r->next_id = now_ns() & ((UINT64_C(1) << 48) - 1);
+	r->next_id = shm_clock_ns(CLOCK_MONOTONIC) & ((UINT64_C(1) << 48) - 1);
 	int rc = gw_xml_parser_create(&r->xp, &r->xml);
 	if (rc) {
 		snprintf(err, errlen, "xml parser: %s", shmex_strerror(rc));

@@ -62,6 +62,7 @@
 
 #include "gateway/gw_frame.h"
 #include "shm/shm_error.h"
+#include "shm/shm_clock.h"
 
 #define RBUF_SIZE 16384u
 #define WBUF_KEEP (64u << 10)
@@ -119,13 +120,6 @@ struct gw_server {
 	int nwatch;
 	struct gw_server_stats st;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t ms_ns(uint32_t ms)
 {
@@ -279,7 +273,7 @@ static bool conn_flush(struct gw_server *s, uint32_t slot)
 	if (c->wpos < c->wlen) {
 		if (c->wdeadline == 0)
 			arm_deadline(s, &c->wdeadline,
-				     now_ns() + ms_ns(s->cfg.deadline_ms));
+				     shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(s->cfg.deadline_ms));
 	} else {
 		c->wpos = c->wlen = 0;
 		c->wdeadline = 0;
@@ -296,7 +290,7 @@ static bool conn_flush(struct gw_server *s, uint32_t slot)
 			shutdown(c->fd, SHUT_WR);
 			c->state = C_LINGER;
 			c->rpos = c->rlen = 0;
-			arm_deadline(s, &c->rdeadline, now_ns() + ms_ns(LINGER_MS));
+			arm_deadline(s, &c->rdeadline, shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(LINGER_MS));
 		}
 	}
 	if (c->state == C_OPEN && !c->busy && c->rpos < c->rlen &&
@@ -372,7 +366,7 @@ static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 		bool partial = gw_frame_in_request(&c->frame);
 		if (partial && c->rdeadline == 0)
 			arm_deadline(s, &c->rdeadline,
-				     now_ns() + ms_ns(s->cfg.deadline_ms));
+				     shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(s->cfg.deadline_ms));
 		if (!partial)
 			c->rdeadline = 0;
 		if (s->stopping || (c->eof && c->rpos == c->rlen)) {
@@ -476,7 +470,7 @@ static void listen_rotate(struct gw_server *s)
 	listen_set(s, false);
 	listen_set(s, true);
 	if (!s->listening) /* could not re-register: try again shortly */
-		s->accept_resume = now_ns() + ms_ns(ACCEPT_PAUSE_MS);
+		s->accept_resume = shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(ACCEPT_PAUSE_MS);
 	sched_yield();
 }
 
@@ -494,7 +488,7 @@ static void do_accept(struct gw_server *s)
 				 * readable and spin the loop; look again in
 				 * a moment. */
 				listen_set(s, false);
-				s->accept_resume = now_ns() + ms_ns(ACCEPT_PAUSE_MS);
+				s->accept_resume = shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(ACCEPT_PAUSE_MS);
 			}
 			/* EAGAIN: someone else took it; ECONNABORTED etc.:
 			 * that client gave up.  Either way, stop here. */
@@ -657,7 +651,7 @@ void gw_server_stop(struct gw_server *s)
 	if (s->stopping)
 		return;
 	s->stopping = true;
-	s->drain_deadline = now_ns() + ms_ns(s->cfg.drain_ms);
+	s->drain_deadline = shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(s->cfg.drain_ms);
 	listen_set(s, false);
 	s->accept_resume = 0;
 	for (uint32_t i = 0; i < s->cfg.max_conns; i++)
@@ -717,7 +711,7 @@ int gw_server_run(struct gw_server *s)
 {
 	struct epoll_event evs[64];
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
 		if (s->stopping) {
 			if (s->st.open == 0)
 				return 0;
@@ -781,7 +775,7 @@ int gw_server_run(struct gw_server *s)
 		}
 		if (s->ops.poll)
 			s->poll_hint = s->ops.poll(s->ops.ctx);
-		now = now_ns();
+		now = shm_clock_ns(CLOCK_MONOTONIC);
 		if (s->next_deadline && now >= s->next_deadline)
 			sweep(s, now);
 		if (s->accept_resume && now >= s->accept_resume && !s->stopping) {

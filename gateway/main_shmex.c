@@ -55,6 +55,7 @@
 #include "shm/shm_opt.h"
 #include "shm/shm_readers.h"
 #include "shm/shm_region.h"
+#include "shm/shm_clock.h"
 
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
@@ -105,13 +106,6 @@ struct sup {
 	bool stopping;
 	int exit_code;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void logf_(const struct sup *s, bool always, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -344,7 +338,7 @@ static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 	struct child *c = k == K_MATCHER ? &s->matchers[idx] : &s->gateways[idx];
 	c->pid = pid;
 	c->idx = idx;
-	c->started_ns = now_ns();
+	c->started_ns = shm_clock_ns(CLOCK_MONOTONIC);
 	c->restart_at_ns = 0;
 	return pid;
 }
@@ -402,13 +396,13 @@ static void reap(struct sup *s)
 			s->exit_code = 1;
 			continue;
 		}
-		uint64_t ran_ms = (now_ns() - c->started_ns) / 1000000u;
+		uint64_t ran_ms = (shm_clock_ns(CLOCK_MONOTONIC) - c->started_ns) / 1000000u;
 		if (ran_ms >= STABLE_RUN_MS || c->backoff_ms == 0)
 			c->backoff_ms = BACKOFF_MIN_MS;
 		else if (c->backoff_ms < BACKOFF_MAX_MS)
 			c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS
 						? BACKOFF_MAX_MS : c->backoff_ms * 2;
-		c->restart_at_ns = now_ns() + (uint64_t)c->backoff_ms * 1000000u;
+		c->restart_at_ns = shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)c->backoff_ms * 1000000u;
 		logf_(s, true, "gateway %u (pid %d) %s; restarting it in %u ms",
 		      c->idx, (int)pid, how, c->backoff_ms);
 	}
@@ -476,7 +470,7 @@ static bool gateway_ready(struct sup *s, uint32_t g)
  * ran out, or a stop was requested. */
 static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
 {
-	uint64_t deadline = now_ns() + (uint64_t)s->o.start_timeout_ms * 1000000u;
+	uint64_t deadline = shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)s->o.start_timeout_ms * 1000000u;
 	struct child *c = k == K_MATCHER ? &s->matchers[idx] : &s->gateways[idx];
 	for (;;) {
 		if (k == K_MATCHER ? matcher_ready(s, idx) : gateway_ready(s, idx))
@@ -492,7 +486,7 @@ static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
 			s->exit_code = 1;
 			return false;
 		}
-		if (now_ns() > deadline) {
+		if (shm_clock_ns(CLOCK_MONOTONIC) > deadline) {
 			logf_(s, true, "%s %u (pid %d) did not get ready within %u ms",
 			      kind_name(k), idx, (int)c->pid, s->o.start_timeout_ms);
 			s->stopping = true;
@@ -513,14 +507,14 @@ static void stop_kind(struct sup *s, enum child_kind k, int sig, uint32_t ms)
 		if (cs[i].pid > 0)
 			kill(cs[i].pid, sig);
 	}
-	uint64_t deadline = now_ns() + (uint64_t)ms * 1000000u;
+	uint64_t deadline = shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)ms * 1000000u;
 	for (;;) {
 		bool any = false;
 		for (uint32_t i = 0; i < n; i++)
 			any |= cs[i].pid > 0;
 		if (!any)
 			return;
-		if (now_ns() > deadline)
+		if (shm_clock_ns(CLOCK_MONOTONIC) > deadline)
 			break;
 		take_signals(s, 5);
 	}
@@ -858,7 +852,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	while (!s.stopping) {
-		uint64_t now = now_ns(), next = 0;
+		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC), next = 0;
 		for (uint32_t g = 0; g < s.o.gateways; g++) {
 			struct child *c = &s.gateways[g];
 			if (c->pid == 0 && c->restart_at_ns) {

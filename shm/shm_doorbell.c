@@ -55,17 +55,11 @@
 #include <unistd.h>
 
 #include "shm/shm_error.h"
+#include "shm/shm_clock.h"
 
 /* Polls of the spin phase that only pause (cpu_relax) before each poll
  * starts with a sched_yield: about a microsecond of pure spinning. */
 #define SPIN_PURE_POLLS 64u
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Shared (not private) futex operations: the word lives in a MAP_SHARED
  * mapping used by several processes. */
@@ -119,7 +113,7 @@ static int sleep_once(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
 	}
 	struct timespec rel, *relp = NULL;
 	if (!forever) {
-		uint64_t t = now_ns();
+		uint64_t t = shm_clock_ns(CLOCK_MONOTONIC);
 		if (t >= deadline) {
 			store_relaxed(&db->sleeping, 0u);
 			return SHMEX_ETIMEDOUT;
@@ -149,7 +143,7 @@ int shm_doorbell_wait(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
 	if (timeout_ms == 0)
 		return SHMEX_ETIMEDOUT;
 	bool forever = timeout_ms < 0;
-	uint64_t start = now_ns();
+	uint64_t start = shm_clock_ns(CLOCK_MONOTONIC);
 	uint64_t deadline =
 	    forever ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000u;
 	uint64_t spin_end = start + spin_ns;
@@ -168,14 +162,14 @@ int shm_doorbell_wait(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
 			sched_yield();
 		if (ready(arg))
 			return 0;
-		if ((i > SPIN_PURE_POLLS || (i & 15) == 0) && now_ns() >= spin_end)
+		if ((i > SPIN_PURE_POLLS || (i & 15) == 0) && shm_clock_ns(CLOCK_MONOTONIC) >= spin_end)
 			break;
 	}
 	for (;;) {
 		int rc = sleep_once(db, ready, arg, deadline, forever);
 		if (rc <= 0)
 			return rc;
-		if (!forever && now_ns() >= deadline)
+		if (!forever && shm_clock_ns(CLOCK_MONOTONIC) >= deadline)
 			return SHMEX_ETIMEDOUT;
 	}
 }

@@ -68,6 +68,7 @@
 #include "shm/shm_error.h"
 #include "shm/shm_proc.h"
 #include "shm/shm_readers_inline.h"
+#include "shm/shm_clock.h"
 
 /* Bounds of the barrier rate limit: (burst - 1) * interval + now stays
  * far below 2^64. */
@@ -129,20 +130,6 @@ static bool owner_alive(uint64_t ident)
 	if (!shm_proc_alive(pid, ident_start(ident)))
 		return false;
 	return !proc_is_zombie(pid);
-}
-
-static uint64_t now_coarse_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* --- membarrier --------------------------------------------------------- */
@@ -639,7 +626,7 @@ static struct scan_result scan(struct shm_readers *t, uint64_t gp, bool reap)
  * only waits for the urgent gap since the previous call. */
 static bool barrier_due(struct shm_readers *t, bool urgent)
 {
-	uint64_t now = now_ns();
+	uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
 	uint64_t iv = t->barrier_interval_ns;
 	bool ok;
 	if (urgent)
@@ -657,9 +644,9 @@ static bool barrier_due(struct shm_readers *t, bool urgent)
  * True when it was done. */
 static bool issue_barrier(struct shm_readers *t)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = shm_clock_ns(CLOCK_MONOTONIC);
 	long rc = sys_membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
-	uint64_t t1 = now_ns();
+	uint64_t t1 = shm_clock_ns(CLOCK_MONOTONIC);
 	t->last_barrier_ns = t1 ? t1 : 1;
 	if (rc != 0) {
 		t->barrier_errors++;
@@ -680,7 +667,7 @@ static uint64_t poll(struct shm_readers *t, bool urgent)
 	if (t->reap_interval_ns == 0) {
 		reap = true;
 	} else {
-		uint64_t now = now_coarse_ns();
+		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC_COARSE);
 		if (now >= t->next_reap_ns) {
 			reap = true;
 			t->next_reap_ns = now + t->reap_interval_ns;

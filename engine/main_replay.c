@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@
 #include "shm/shm_accounts.h"
 #include "shm/shm_atomic.h"
 #include "shm/shm_book.h"
+#include "shm/shm_clock.h"
 #include "shm/shm_dec.h"
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
@@ -634,12 +636,26 @@ static int sr_new_symbol(struct sr *s)
 	return sr_map_init(s, 1u << 12);
 }
 
-/* Status and every fill of order id, through the book region. */
+/* Status and every fill of order id, through the book region.  A busy
+ * read (the matcher kept changing the symbol through all of shm_read's
+ * snapshot attempts, which happens on a loaded or sanitized build) is tried
+ * again, for up to SR_BUSY_MS: the replay needs the answer, not speed. */
+#define SR_BUSY_MS 10000u
 static int sr_read_order(struct sr *s, uint64_t id, struct shm_read_order *o,
 			 size_t *nf)
 {
+	uint64_t give_up = 0;
 	for (;;) {
 		int rc = shm_read_order(&s->rd, id, o, s->fills, s->fills_cap, nf);
+		if (rc == SHMEX_EBUSY) {
+			uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
+			if (!give_up)
+				give_up = now + SR_BUSY_MS * UINT64_C(1000000);
+			if (now < give_up) {
+				sched_yield();
+				continue;
+			}
+		}
 		if (rc)
 			return rc;
 		if (o->nfills <= s->fills_cap)

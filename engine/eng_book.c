@@ -321,7 +321,7 @@ static inline void seq_end(struct shm_book_sym_sh *s)
 }
 
 /* Every field of an event, assigned one by one: a zeroing initializer of
- * this 144-byte struct compiles to `rep stos`, measurably slow here. */
+ * this 136-byte struct compiles to `rep stos`, measurably slow here. */
 static inline void ev_init(struct eng_event *ev, uint8_t type)
 {
 	ev->type = type;
@@ -447,8 +447,8 @@ static uint32_t order_recycle(struct eng_book *b)
 {
 	uint32_t oi = ring_pop(&b->ord_done);
 	/* The done FIFO walks the whole order pool, coldest record first:
-	 * prefetch the record after next (and its private fill indexes), so
-	 * it is in cache when its turn comes. */
+	 * prefetch the record PREFETCH_AHEAD places behind this one (and its
+	 * private fill indexes), so it is in cache when its turn comes. */
 	if (b->ord_done.count > PREFETCH_AHEAD) {
 		uint32_t na = ring_at(&b->ord_done, PREFETCH_AHEAD);
 		__builtin_prefetch(&b->v.orders[na], 1, 3);

@@ -566,6 +566,8 @@ static void reclaim(struct eng_matcher *m, bool advance)
 	 * retired before the oldest active reader's epoch are reused.  A
 	 * round that rejected requests for lack of free records asks for the
 	 * urgent poll, so reuse is not held back by the rate limit. */
+	/* Relaxed: a statistic of our own book (stats_publish in
+	 * eng_book.c, this thread); nothing is published with it. */
 	uint64_t full = load_relaxed(&eng_book_view(m->book)->hdr->rejects_full);
 	bool pressed = full != m->full_seen;
 	m->full_seen = full;

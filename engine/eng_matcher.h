@@ -125,8 +125,9 @@ void eng_matcher_stop(struct eng_matcher *m);
  * shares cancelled, price = limit, side; MODIFY: order_id, qty = open
  * quantity after its trades, price = the order's limit now (the old one
  * for a modify to 0, which cancels), side; ADD_SHARES: qty echoed;
- * CREATE_ACCOUNT: price = balance echoed.  A reject changes nothing in
- * shared memory.
+ * CREATE_ACCOUNT: price = balance echoed.  A reject changes no balance,
+ * reservation, position or live order; the exceptions (an empty symbol
+ * or position entry, recycled DONE records) are in docs/matcher.md.
  */
 void eng_matcher_apply(struct eng_matcher *m, const struct shm_msg *req,
 		       struct shm_msg *rep);

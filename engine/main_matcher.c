@@ -24,8 +24,10 @@
 
 #include "engine/eng_matcher.h"
 #include "shm/shm_book.h"
+#include "shm/shm_doorbell.h"
 #include "shm/shm_error.h"
 #include "shm/shm_opt.h"
+#include "shm/shm_readers.h"
 #include "shm/shm_region.h"
 
 #include "shm/shm_atomic.h"
@@ -72,8 +74,9 @@ static void usage(FILE *f)
 		"  --version         program and layout versions\n",
 		ENG_MATCHER_ORDERS_DEFAULT, ENG_MATCHER_LEVELS_DEFAULT,
 		ENG_MATCHER_FILLS_DEFAULT, ENG_MATCHER_SYMBOLS_DEFAULT,
-		ENG_MATCHER_POSITIONS_DEFAULT, 64u, ENG_MATCHER_BATCH_DEFAULT,
-		ENG_MATCHER_BATCH_MAX, 30u, ENG_MATCHER_IDLE_MS_DEFAULT,
+		ENG_MATCHER_POSITIONS_DEFAULT, SHM_READERS_DEFAULT_SLOTS,
+		ENG_MATCHER_BATCH_DEFAULT, ENG_MATCHER_BATCH_MAX,
+		SHM_DOORBELL_SPIN_NS_DEFAULT / 1000u, ENG_MATCHER_IDLE_MS_DEFAULT,
 		ENG_MATCHER_DRAIN_MS_DEFAULT);
 }
 
@@ -162,7 +165,7 @@ int main(int argc, char **argv)
 			ok = parse_u32("positions", optarg, 1, 1u << 30, &cfg.positions);
 			break;
 		case O_READERS:
-			ok = parse_u32("readers", optarg, 1, 4096, &cfg.readers);
+			ok = parse_u32("readers", optarg, 1, SHM_READERS_MAX_SLOTS, &cfg.readers);
 			break;
 		case O_STP:
 			ok = parse_stp(optarg, &cfg.stp_mode);

@@ -137,8 +137,9 @@ enum shm_book_stp {
 /*
  * Body header, at body offset 0.  Lines 0-1 (the geometry) are immutable
  * after the region is published (shm_region_publish, [R0]/[A0] in
- * shm_region.h): readers read it after attach and must validate it (shm_book_view_init) before using any
- * offset or capacity.  Line 2 holds the statistics (relaxed, see top).
+ * shm_region.h): readers read it after attach and must validate it
+ * (shm_book_view_init) before using any offset or capacity.  Lines 2-3 hold
+ * nsymbols [BK7]/[BK8] and the statistics (relaxed, see top).
  */
 struct shm_book_hdr_sh {
 	/* --- lines 0-1: geometry; W: creator before R0; R: anyone after A0 --- */
@@ -158,7 +159,7 @@ struct shm_book_hdr_sh {
 	uint32_t pad0;
 	uint64_t reserved0[6];  /* zero */
 
-	/* --- line 2: W: matcher, relaxed; R: anyone, relaxed (statistics
+	/* --- lines 2-3: W: matcher, relaxed; R: anyone, relaxed (statistics
 	 * only, never used as an index) except nsymbols --- */
 	/* W: matcher, release after the entry is written [BK7];
 	 * R: readers, acquire [BK8]; only grows, <= cap_symbols. */
@@ -234,7 +235,11 @@ struct shm_book_level_sh {
 	uint32_t tail;
 	uint32_t sym;            /* symbol index; immutable while LIVE */
 	uint8_t side;            /* enum shm_side; immutable while LIVE */
-	uint8_t state;           /* enum shm_book_level_state, relaxed */
+	/* enum shm_book_level_state.  W: matcher, relaxed: LIVE/RETIRED in
+	 * the seq window, FREE by reclamation outside any window (only after
+	 * the grace period, so no reader stands on it); R: relaxed, a sanity
+	 * check inside a seq snapshot. */
+	uint8_t state;
 	uint16_t pad0;
 	/* Reader epoch at which the level was unlinked (RETIRED); relaxed,
 	 * informative for readers. */
@@ -284,7 +289,13 @@ _Static_assert(sizeof(struct shm_book_order_sh) == 128, "order is two cache line
 _Static_assert(offsetof(struct shm_book_order_sh, sym) == 88, "order layout");
 _Static_assert(offsetof(struct shm_book_order_sh, fill_head) == 108, "order layout");
 
-/* One execution of one order (each trade writes one on each side). */
+/*
+ * One execution of one order (each trade writes one on each side).
+ * Everything but `next` is W: matcher, relaxed inside the seq window of the
+ * owner's symbol, before the fill is linked [BK1]; immutable while the
+ * owner holds it; R: readers in a seq snapshot, after the acquire load of
+ * the link that named it [BK2], checking order_id.
+ */
 struct shm_book_fill_sh {
 	int64_t qty;             /* shares executed, > 0 */
 	int64_t price;           /* execution price (the maker's limit) */
@@ -312,7 +323,7 @@ struct shm_book_caps {
 
 /*
  * Computes the body layout for the given capacities: fills the geometry
- * (line 0) of *hdr with magic, caps, offsets and body_size; everything
+ * (lines 0-1) of *hdr with magic, caps, offsets and body_size; everything
  * else zero.  shard/nshards/stp_mode are copied.  Returns 0, or -EINVAL for
  * a capacity of 0 or above SHM_BOOK_CAP_MAX, shard >= nshards or nshards 0.
  */

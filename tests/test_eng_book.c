@@ -517,7 +517,16 @@ START_TEST(bad_requests_change_nothing)
 {
 	struct fx f;
 	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
-	order(&f, SHM_SIDE_SELL, 100, 10, SHM_TIF_GTC);
+	uint64_t sell = order(&f, SHM_SIDE_SELL, 100, 10, SHM_TIF_GTC);
+	/* Every pool (everything after the header's statistics), byte for
+	 * byte, before the rejections. */
+	struct shm_book_caps caps = {4, 64, 64, 256};
+	size_t bytes = shm_book_body_bytes(&caps);
+	size_t hdr = sizeof(struct shm_book_hdr_sh);
+	ck_assert_uint_gt(bytes, hdr);
+	char *before = malloc(bytes - hdr);
+	ck_assert_ptr_nonnull(before);
+	memcpy(before, (char *)f.mem + hdr, bytes - hdr);
 	uint64_t id = 99;
 	struct eng_req r = req(&f);
 	r.side = SHM_SIDE_BUY;
@@ -543,8 +552,20 @@ START_TEST(bad_requests_change_nothing)
 	r.price = 200;
 	r.qty = INT64_MAX - 5;
 	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EOVERFLOW);
-	ck_assert_uint_eq(count_type(&f, 0, ENG_EV_REJECT), 6);
+	/* Cancel and modify of someone else's order, modify to a bad price. */
+	r = req(&f);
+	r.order_id = sell;
+	r.account = 2;
+	ck_assert_int_eq(eng_book_cancel(f.b, &r), SHMEX_ENOTOWNER);
+	r.account = 1;
+	r.price = 0;
+	r.qty = 1;
+	ck_assert_int_eq(eng_book_modify(f.b, &r), SHMEX_EBADPRICE);
+	ck_assert_uint_eq(count_type(&f, 0, ENG_EV_REJECT), 8);
 	ck_assert_uint_eq(count_type(&f, 0, ENG_EV_ACCEPT), 1);
+	ck_assert_msg(memcmp(before, (char *)f.mem + hdr, bytes - hdr) == 0,
+		      "a rejected request changed the book's pools");
+	free(before);
 	struct eng_book_level_info lv[2];
 	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 2), 1);
 	ck_assert_int_eq(lv[0].qty, 10);

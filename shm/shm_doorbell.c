@@ -162,7 +162,8 @@ int shm_doorbell_wait(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
 			sched_yield();
 		if (ready(arg))
 			return 0;
-		if ((i > SPIN_PURE_POLLS || (i & 15) == 0) && shm_clock_ns(CLOCK_MONOTONIC) >= spin_end)
+		if ((i > SPIN_PURE_POLLS || (i & 15) == 0) &&
+		    shm_clock_ns(CLOCK_MONOTONIC) >= spin_end)
 			break;
 	}
 	for (;;) {

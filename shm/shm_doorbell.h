@@ -76,7 +76,8 @@ typedef bool (*shm_doorbell_ready_fn)(void *arg);
 
 /*
  * Consumer side: returns 0 as soon as ready(arg) is true.  Spins for up to
- * spin_ns (cpu_relax between checks), then sleeps on the futex; wakes on a
+ * spin_ns (cpu_relax between the first 64 checks, sched_yield between the
+ * later ones), then sleeps on the futex; wakes on a
  * producer's ring, a signal, or the timeout.  timeout_ms < 0 waits forever;
  * 0 checks once without sleeping.  Returns SHMEX_ETIMEDOUT when the time is
  * up and ready() is still false (the normal idle tick of a consumer loop),

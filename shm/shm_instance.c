@@ -228,7 +228,9 @@ void shm_instance_detach(struct shm_instance *h)
 {
 	struct shm_instance_member_sh *m = member(h, h->role, h->index);
 	/* INS3 (detach): only the slot's own process clears it.  A
-	 * read-only observer never gets here (member() is NULL for it). */
+	 * read-only observer never gets here (member() is NULL for it).
+	 * Relaxed load: it compares against our own earlier INS3 store; a
+	 * later attacher's pid differs from ours whatever we read. */
 	if (m && h->control.writable &&
 	    load_relaxed(&m->pid) == (int32_t)getpid())
 		store_release(&m->pid, 0);
@@ -294,7 +296,8 @@ void shm_instance_set_stopping(struct shm_instance *h)
 		return;
 	/* INS1: pairs with INS2 in every process's loop. */
 	store_release(&h->ctl->stopping, 1u);
-	/* Each ring's DB4 fence orders INS1 before the `sleeping` load. */
+	/* The DB4 fence inside each shm_doorbell_ring orders INS1 before
+	 * that doorbell's `sleeping` load (Dekker with the waiter's DB2). */
 	for (uint32_t s = 0; s < h->nshards; s++)
 		shm_doorbell_ring(&h->ctl->shard_db[s].db);
 	for (uint32_t g = 0; g < h->ngateways; g++)

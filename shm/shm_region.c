@@ -137,25 +137,32 @@ void shm_region_publish(struct shm_region *r)
 	store_release(&h->state, (uint32_t)SHM_STATE_READY);
 }
 
-static int validate(struct shm_region *r, uint32_t kind)
+/* Validates the header of a fresh mapping and returns its size in *size.
+ * Every field is read once, from a private copy taken after A0: an
+ * attacher with a writable mapping could change the header under us, and
+ * the size we validated must be the size we keep. */
+static int validate(struct shm_region *r, uint32_t kind, size_t *size)
 {
-	const struct shm_region_hdr_sh *h = shm_region_hdr(r);
+	struct shm_region_hdr_sh *hs = shm_region_hdr(r);
 	/* A0: pairs with R0; everything the creator wrote before publishing
 	 * is visible after this load. */
-	uint32_t state = load_acquire(&h->state);
-	if (h->magic != SHM_REGION_MAGIC)
+	uint32_t state = load_acquire(&hs->state);
+	struct shm_region_hdr_sh h;
+	memcpy(&h, hs, sizeof(h));
+	if (h.magic != SHM_REGION_MAGIC)
 		return SHMEX_EBADMAGIC;
-	if (h->version != SHM_LAYOUT_VERSION)
+	if (h.version != SHM_LAYOUT_VERSION)
 		return SHMEX_EBADVERSION;
 	if (state != SHM_STATE_READY)
 		return SHMEX_ENOTREADY;
-	if (h->signature != shm_layout_signature() ||
-	    h->cache_line != SHM_CACHE_LINE)
+	if (h.signature != shm_layout_signature() ||
+	    h.cache_line != SHM_CACHE_LINE)
 		return SHMEX_EBADLAYOUT;
-	if (kind != SHM_KIND_ANY && h->kind != kind)
+	if (kind != SHM_KIND_ANY && h.kind != kind)
 		return SHMEX_EBADKIND;
-	if (h->size > r->size || h->size < SHM_REGION_HDR_SIZE)
+	if (h.size > r->size || h.size < SHM_REGION_HDR_SIZE)
 		return SHMEX_ETOOSHORT;
+	*size = (size_t)h.size;
 	return 0;
 }
 
@@ -191,15 +198,18 @@ int shm_region_attach(struct shm_region *r, const char *instance,
 	r->size = (size_t)st.st_size;
 	r->map_size = r->size;
 	r->writable = rw;
-	rc = validate(r, kind);
+	size_t size;
+	rc = validate(r, kind, &size);
 	if (rc) {
-		munmap(base, r->size);
+		munmap(base, r->map_size);
 		r->base = NULL;
 		r->size = 0;
+		r->map_size = 0;
 		return fail(r, rc, "attach");
 	}
-	/* Map no more than the header claims, as seen by later readers. */
-	r->size = shm_region_hdr(r)->size;
+	/* Use no more than the header claims (the validated copy, never a
+	 * re-read), as seen by later readers. */
+	r->size = size;
 	return 0;
 }
 

@@ -216,8 +216,9 @@ bool shm_ring_readable(const struct shm_ring *r);
 int shm_ring_wait(struct shm_ring *r, int timeout_ms)
 	__attribute__((warn_unused_result));
 
-/* Relaxed snapshot of indexes and counters (any side, or a read-only
- * observer). */
+/* Snapshot of the indexes (a consistent pair, acquired as at attach:
+ * RNG2/RNG4) and of the counters (relaxed), from any side or a read-only
+ * observer. */
 void shm_ring_stats(const struct shm_ring *r, struct shm_ring_stats *st);
 
 #endif

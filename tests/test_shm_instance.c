@@ -199,7 +199,8 @@ START_TEST(ring_mapping)
 		for (unsigned j = 0; j < i; j++)
 			ck_assert_ptr_ne(seen[i], seen[j]);
 	}
-	/* Another process's view (the supervisor's mapping) agrees. */
+	/* Another mapping's view (the supervisor's handle, mapped
+	 * separately at create) agrees. */
 	for (uint32_t g = 0; g < G; g++) {
 		for (uint32_t s = 0; s < S; s++) {
 			struct shm_ring req, rep;

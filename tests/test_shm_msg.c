@@ -81,6 +81,19 @@ START_TEST(cancel_and_account_routing)
 	m.order_id = 0;
 	ck_assert_int_eq(shm_msg_validate_request(&m, 1, 2), SHMEX_ENOORDER);
 
+	/* MODIFY: a positive price, a new open quantity >= 0. */
+	m.type = SHM_MSG_MODIFY;
+	m.order_id = shm_order_id_make(1, 2, 17, 3, 1000);
+	m.price = 1250000;
+	m.qty = 0;
+	ck_assert_int_eq(shm_msg_validate_request(&m, 1, 2), 0);
+	ck_assert_int_eq(shm_msg_validate_request(&m, 0, 2), SHMEX_EWRONGSHARD);
+	m.qty = -1;
+	ck_assert_int_eq(shm_msg_validate_request(&m, 1, 2), SHMEX_EBADAMOUNT);
+	m.qty = 10000;
+	m.price = 0;
+	ck_assert_int_eq(shm_msg_validate_request(&m, 1, 2), SHMEX_EBADPRICE);
+
 	memset(&m, 0, sizeof(m));
 	m.type = SHM_MSG_CREATE_ACCOUNT;
 	m.account = 123457;

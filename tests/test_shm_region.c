@@ -63,7 +63,10 @@ END_TEST
 START_TEST(create_is_exclusive_with_mode)
 {
 	struct shm_region w, w2;
+	/* A umask that would narrow 0640 to 0600 without the fchmod. */
+	mode_t old_mask = umask(077);
 	make_ready(&w, "t", 64);
+	umask(old_mask);
 	ck_assert_int_eq(shm_region_create(&w2, inst, "t", SHM_KIND_TEST, 64, NULL, 0, 0600), -EEXIST);
 	ck_assert_ptr_nonnull(strstr(w2.err, "shm_open /shmex."));
 	ck_assert_ptr_nonnull(strstr(w2.err, "File exists"));

@@ -437,6 +437,21 @@ START_TEST(corrupt_tail_detected)
 	ck_assert_int_eq(shm_ring_enqueue_batch(&r, &one, 1, &done),
 			 SHMEX_ERINGCORRUPT);
 	ck_assert_uint_eq(sh->prod.head, 12);
+	/* Backwards but within capacity of head: only the "went backwards"
+	 * check can catch it.  Tail 6 (cached), head 13, then tail 5:
+	 * head - tail = 8 <= capacity, yet slots 5.. were already freed. */
+	sh->cons.tail = 6;
+	ck_assert_int_eq(shm_ring_enqueue_batch(&r, &one, 1, &done), 0);
+	ck_assert_uint_eq(done, 1);
+	ck_assert_uint_eq(sh->prod.head, 13);
+	sh->cons.tail = 5;
+	struct shm_msg four[4];
+	for (unsigned i = 0; i < 4; i++)
+		msg_fill(&four[i], 1, 20 + i);
+	ck_assert_int_eq(shm_ring_enqueue_batch(&r, four, 4, &done),
+			 SHMEX_ERINGCORRUPT);
+	ck_assert_uint_eq(done, 0);
+	ck_assert_uint_eq(sh->prod.head, 13);
 	shm_region_detach(&reg);
 }
 END_TEST

@@ -25,6 +25,7 @@
 #include "shm/shm_instance.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -177,6 +178,41 @@ member(struct shm_instance *h, enum shm_instance_role role, uint32_t index)
 	return NULL;
 }
 
+#define OWNER_PID_BITS 22
+
+static uint64_t owner_word(pid_t pid, uint64_t start)
+{
+	return (start << OWNER_PID_BITS) | (uint64_t)pid;
+}
+
+static bool owner_alive(uint64_t w)
+{
+	pid_t pid = (pid_t)(w & ((UINT64_C(1) << OWNER_PID_BITS) - 1));
+	return shm_proc_alive(pid, w >> OWNER_PID_BITS);
+}
+
+/* Takes the member slot for this process: from free, from a dead owner
+ * (killed without detaching), or from ourselves; a live other owner keeps
+ * it (SHMEX_EINUSE).  INS5: acq_rel CAS; pairs with the CAS of the
+ * previous owner's claim or release. */
+static int claim(struct shm_instance *h, struct shm_instance_member_sh *m,
+		 enum shm_instance_role role, uint32_t index)
+{
+	uint64_t me = owner_word(getpid(), shm_proc_self_start());
+	uint64_t cur = load_acquire(&m->owner); /* INS5 */
+	for (;;) {
+		if (cur != 0 && cur != me && owner_alive(cur)) {
+			char what[48];
+			snprintf(what, sizeof(what), "%s %u",
+				 role == SHM_ROLE_GATEWAY ? "gateway" : "matcher",
+				 index);
+			return fail(h, SHMEX_EINUSE, what);
+		}
+		if (cas_acq_rel(&m->owner, &cur, me)) /* INS5 */
+			return 0;
+	}
+}
+
 int shm_instance_attach(const char *instance, enum shm_instance_role role,
 			uint32_t index, struct shm_instance *h)
 {
@@ -209,6 +245,9 @@ int shm_instance_attach(const char *instance, enum shm_instance_role role,
 			rc = fail(h, SHMEX_EBADINDEX, "instance role index");
 			goto out_detach_rings;
 		}
+		rc = claim(h, m, role, index);
+		if (rc)
+			goto out_detach_rings;
 		/* Relaxed: published by INS3 below. */
 		store_relaxed(&m->start, shm_proc_self_start());
 		/* INS3: the pid says "start is valid"; pairs with INS4. */
@@ -234,6 +273,11 @@ void shm_instance_detach(struct shm_instance *h)
 	if (m && h->control.writable &&
 	    load_relaxed(&m->pid) == (int32_t)getpid())
 		store_release(&m->pid, 0);
+	if (m && h->control.writable) {
+		/* INS5: free the slot only if it is still ours. */
+		uint64_t me = owner_word(getpid(), shm_proc_self_start());
+		(void)cas_acq_rel(&m->owner, &me, 0);
+	}
 	h->ctl = NULL;
 	shm_region_detach(&h->rings);
 	shm_region_detach(&h->control);

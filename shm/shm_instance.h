@@ -89,7 +89,13 @@ struct shm_instance_member_sh {
 	 * INS3; R: after INS4.  A reader that races a re-attach may see a
 	 * mismatched pair, which reads as "dead": check twice. */
 	uint64_t start;
-	uint64_t reserved[6];
+	/* Who holds the slot, as one word: (start << 22) | pid, 0 = free.
+	 * Claimed with a CAS [INS5] from 0 or from a dead owner, so at most
+	 * one live process is gateway g (or matcher k) and the rings keep
+	 * one producer and one consumer; freed with a CAS at detach.
+	 * W: members, CAS acq_rel [INS5]; R: members, acquire in the CAS. */
+	uint64_t owner;
+	uint64_t reserved[5];
 } shm_aligned;
 
 /* A doorbell in its own 128-byte pair of lines. */

@@ -28,6 +28,7 @@
 	X(offsetof(struct shm_ring_sh, slots))                                 \
 	X(sizeof(struct shm_control_sh))                                       \
 	X(offsetof(struct shm_control_sh, stopping))                           \
+	X(offsetof(struct shm_instance_member_sh, owner))                       \
 	X(offsetof(struct shm_control_sh, shards))                             \
 	X(offsetof(struct shm_control_sh, shard_db))                           \
 	X(offsetof(struct shm_control_sh, gateway_db))                         \

@@ -40,6 +40,70 @@ static void create(struct shm_instance *h, uint32_t ns, uint32_t ng,
 	ck_assert_msg(rc == 0, "create: %s", h->err);
 }
 
+/* One process per member slot: a second live gateway or matcher on the
+ * same index would break the single-producer rule of its rings. */
+START_TEST(member_slot_is_exclusive)
+{
+	struct shm_instance sup, gw, gw2;
+	create(&sup, 1, 2, 64);
+	int ready[2], go[2];
+	ck_assert_int_eq(pipe(ready), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shm_instance h;
+		char c = 'x';
+		if (shm_instance_attach(inst, SHM_ROLE_GATEWAY, 1, &h) != 0)
+			_exit(3);
+		if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(4);
+		shm_instance_detach(&h);
+		_exit(0);
+	}
+	char c;
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	/* The child holds gateway 1: a second attach is refused ... */
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 1, &gw2),
+			 SHMEX_EINUSE);
+	ck_assert_ptr_nonnull(strstr(gw2.err, "gateway 1"));
+	/* ... other slots are free ... */
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 0, &gw), 0);
+	shm_instance_detach(&gw);
+	/* ... and after a clean detach the slot can be taken. */
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(test_wait_pid(pid, 5000), 0);
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 1, &gw), 0);
+	shm_instance_detach(&gw);
+
+	/* A holder killed with SIGKILL (no detach) leaves a dead owner: its
+	 * slot is taken over. */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shm_instance h;
+		if (shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &h) != 0)
+			_exit(3);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(4);
+		pause();
+		_exit(0);
+	}
+	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &gw),
+			 SHMEX_EINUSE);
+	kill(pid, SIGKILL);
+	ck_assert_int_ne(test_wait_pid(pid, 5000), -1);
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &gw), 0);
+	shm_instance_detach(&gw);
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	close(go[1]);
+	shm_instance_detach(&sup);
+}
+END_TEST
+
 START_TEST(create_attach_unlink)
 {
 	struct shm_instance sup, obs, gw;
@@ -494,6 +558,7 @@ static Suite *shm_instance_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, create_attach_unlink);
+	tcase_add_test(tc, member_slot_is_exclusive);
 	tcase_add_test(tc, bad_configuration_rejected);
 	tcase_add_test(tc, inconsistent_control_rejected);
 	tcase_add_test(tc, ring_mapping);

@@ -500,10 +500,16 @@ int shm_accounts_recover(struct shm_accounts *a, uint32_t shard,
 		uint64_t k = load_acquire(&s->key); /* AC5 */
 		if (k == 0 || shm_shard_of_account(k - 1, nshards) != shard)
 			continue;
-		if (load_acquire(&s->state) != SHM_ACCOUNT_PENDING) /* AC2 */
+		/* AC7: CAS PENDING -> ABANDONED (acq_rel), not a plain store:
+		 * a creator that publishes READY [AC1] between a load and a
+		 * store would have its live account hidden and then taken
+		 * over.  A failed CAS (READY or ABANDONED already) changes
+		 * nothing.  Pairs with the CAS that takes the slot over in
+		 * add. */
+		uint32_t st = SHM_ACCOUNT_PENDING;
+		if (!cas_acq_rel(&s->state, &st,
+				 (uint32_t)SHM_ACCOUNT_ABANDONED))
 			continue;
-		/* AC7: pairs with the CAS that takes the slot over in add. */
-		store_release(&s->state, (uint32_t)SHM_ACCOUNT_ABANDONED);
 		(*n)++;
 	}
 	return 0;

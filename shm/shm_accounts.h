@@ -98,7 +98,8 @@ struct shm_account_sh {
 	 * [AC0] and never changed after.  R: everyone, acquire [AC5]. */
 	uint64_t key;
 	/* enum shm_account_state.  W: the claiming creator, release READY
-	 * [AC1] after the cash fields; recover, release ABANDONED [AC7];
+	 * [AC1] after the cash fields; recover, CAS PENDING -> ABANDONED
+	 * [AC7];
 	 * a creator of the same id, CAS ABANDONED -> PENDING [AC7].
 	 * R: everyone, acquire [AC2] before reading the cash fields. */
 	uint32_t state;

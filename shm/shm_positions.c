@@ -373,8 +373,11 @@ static int writer_pos(struct shm_positions *p, uint32_t pidx, int64_t q,
 /*
  * The four moves.  Loads are relaxed (the writer reads back its own
  * stores).  Stores are release [PS3], pairing with the readers' acquire
- * loads [PS4]; the decrement is stored first, so a reader that sees the
- * increment also sees the decrement (readers load reserved, then amount).
+ * loads [PS4]; the decrement is stored first.  Readers load reserved,
+ * then amount, so a reader that sees a reservation's increment of reserved
+ * also sees its decrement of amount; a release (reserved down, then amount
+ * up) may be seen half done, over-counted by the quantity in flight
+ * (docs/accounts.md, "What a concurrent reader may observe").
  */
 int shm_positions_reserve(struct shm_positions *p, uint32_t pidx, int64_t q)
 {

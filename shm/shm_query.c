@@ -1193,18 +1193,22 @@ int shm_query_check(struct shm_query *q, FILE *out, unsigned flags,
 	bool json = flags & SHM_QUERY_JSON;
 	bool first = true;
 	int rc = 0;
+	struct shm_read *sym_rd = NULL;
+	uint32_t sym_idx = 0;
 	memset(&s, 0, sizeof(s));
 	if (json)
 		fprintf(out, "{\"symbols\":[");
+	/* One symbol: look it up once; the loop below visits its shard. */
+	if (symbol)
+		rc = symbol_lookup(q, symbol, &sym_rd, &sym_idx);
 	for (uint32_t k = 0; k < q->nshards && rc == 0; k++) {
 		struct shm_read *rd;
 		uint32_t lo = 0, hi;
 		if (symbol) {
-			rc = symbol_lookup(q, symbol, &rd, &lo);
-			if (rc)
-				break;
-			if (rd->view.shard != k)
+			if (sym_rd->view.shard != k)
 				continue;
+			rd = sym_rd;
+			lo = sym_idx;
 			hi = lo + 1;
 		} else {
 			rc = shm_query_shard(q, k, &rd);

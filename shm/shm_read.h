@@ -6,10 +6,11 @@
  * guarantees the reader cannot corrupt it), attaches the shard's reader
  * table and registers one reader slot (shm_readers.h).  Every read runs
  * inside one read-side section, so no node it reaches is reused under it
- * (RCU, [RD1]-[RD7]), and inside a seqcount snapshot of the symbol
- * concerned ([BK5]/[BK6], shm_book.h), so what it returns is one state of
- * the book: a depth snapshot never mixes two states of a level, an order's
- * open + executed + cancelled equals its amount.  A snapshot that keeps
+ * (RCU, [RD1]-[RD7], or [RD13]/[RD14] on the asymmetric path), and inside
+ * a seqcount snapshot of the symbol concerned ([BK5]/[BK6], shm_book.h),
+ * so what it returns is one state of the book: a depth snapshot never
+ * mixes two states of a level, an order's open + executed + cancelled
+ * equals its amount.  A snapshot that keeps
  * changing is retried a bounded number of times, then SHMEX_EBUSY.
  *
  * Everything read from the region is checked before use: every index

@@ -496,6 +496,19 @@ START_TEST(book_text_and_json)
 	    strstr(r.out, fmt("X (shard %u): ok, 5 levels, 6 orders\n", k.sx)),
 	    "%s", r.out);
 	ck_assert(strstr(r.out, "2 symbols checked, 0 violations, 0 busy\n"));
+	/* One symbol: only its own shard is visited. */
+	QRUN(&r, "--instance", inst, "check", "X");
+	ok(&r);
+	ck_assert_str_eq(r.out,
+			 fmt("X (shard %u): ok, 5 levels, 6 orders\n"
+			     "1 symbols checked, 0 violations, 0 busy\n",
+			     k.sx));
+	QRUN(&r, "--instance", inst, "check", k.y);
+	ok(&r);
+	ck_assert_str_eq(r.out,
+			 fmt("%s (shard %u): ok, 0 levels, 0 orders\n"
+			     "1 symbols checked, 0 violations, 0 busy\n",
+			     k.y, k.sy));
 
 	/* Errors: one line, exit 1, nothing on stdout. */
 	QRUN(&r, "--instance", inst, "book", "NOPE");
@@ -691,7 +704,7 @@ START_TEST(cannot_write_the_book)
 		_exit(127);
 	}
 	close(p[1]);
-	char buf[4096];
+	char buf[4096] = "";
 	size_t got = 0;
 	while (got < sizeof(buf) - 1 && !strstr(buf, "last trade")) {
 		ssize_t n = read(p[0], buf + got, sizeof(buf) - 1 - got);

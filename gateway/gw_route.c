@@ -197,12 +197,12 @@ static void *helper_main(void *arg)
 			struct timespec ts = {1, 0};
 			futex_private(&r->armed, FUTEX_WAIT, 0, &ts);
 		}
-		if (load_acquire(&r->stop))
+		if (load_acquire(&r->stop)) /* GW2-4 */
 			break;
 		/* No spinning here: the loop thread already polled for
 		 * spin_ns before it armed us. */
 		int rc = shm_doorbell_wait(r->db, replies_ready, r, 0, 1000);
-		if (load_acquire(&r->stop))
+		if (load_acquire(&r->stop)) /* GW2-4 */
 			break;
 		if (rc == 0) {
 			/* Relaxed: the eventfd write is the signal; a stale
@@ -608,9 +608,12 @@ void gw_route_abort(void *route, struct gw_conn_ref c)
 	r->nactive--;
 }
 
+/* m is the loop's private copy (r->rx), so every field read here and in
+ * job_reply is the value that was validated. */
 static void handle_reply(struct gw_route *r, uint32_t s, const struct shm_msg *m)
 {
-	int status = shm_msg_validate_reply(m) ? SHMEX_EINTERNAL : m->status;
+	bool bad = shm_msg_validate_reply(m) != 0;
+	int status = bad ? SHMEX_EINTERNAL : m->status;
 	uint32_t slot = (uint32_t)(m->req_id & 0xffff);
 	if (slot >= r->cfg.max_conns) {
 		r->st.stale++;
@@ -622,7 +625,17 @@ static void handle_reply(struct gw_route *r, uint32_t s, const struct shm_msg *m
 		r->st.stale++;
 		return;
 	}
-	if (status == SHMEX_EINTERNAL || m->req_type != j->msg.type) {
+	if (!bad && m->req_type != j->msg.type)
+		bad = true;
+	/* A successful ORDER names the new id, which must exist and belong
+	 * to the shard that answered; a cancel's share count is not
+	 * negative.  Both are echoed or shown to the client. */
+	if (!bad && status == 0 && m->req_type == SHM_MSG_ORDER &&
+	    (m->order_id == 0 || shm_shard_of_order(m->order_id, r->nshards) != s))
+		bad = true;
+	if (!bad && status == 0 && m->req_type == SHM_MSG_CANCEL && m->qty < 0)
+		bad = true;
+	if (bad) {
 		r->st.bad_replies++;
 		status = SHMEX_EINTERNAL;
 	}

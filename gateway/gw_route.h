@@ -34,8 +34,9 @@
  * that is in the epoll set (gw_route_wake_fd).  Idle: both threads sleep.
  *
  * Concurrency: every function but the helper thread's runs in the loop
- * thread.  The helper thread only reads ring indexes and the doorbell and
- * writes the eventfd.
+ * thread.  The helper thread only reads ring indexes and the doorbell,
+ * clears `armed` (private, GW2 labels in gw_route.c) and writes the
+ * eventfd.
  */
 #ifndef SHMEX_GW_ROUTE_H
 #define SHMEX_GW_ROUTE_H

@@ -308,6 +308,13 @@ static void conn_fail(struct gw_server *s, uint32_t slot, const char *msg)
 	int n = snprintf(doc, sizeof(doc),
 			 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 			 "<results><error>%s</error></results>\n", msg);
+	/* msg is one of our own short messages; should one ever not fit,
+	 * send the (well-formed) generic document rather than a truncated
+	 * one or bytes past doc. */
+	if (n < 0 || (size_t)n >= sizeof(doc))
+		n = snprintf(doc, sizeof(doc),
+			     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+			     "<results><error>Internal error</error></results>\n");
 	if (conn_append_reply(s, c, doc, (size_t)n) != 0) {
 		conn_close(s, slot);
 		return;

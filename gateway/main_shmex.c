@@ -87,6 +87,7 @@ struct opts {
 	uint32_t max_elements;
 	uint32_t start_timeout_ms;
 	bool frame_replies;
+	bool spin_set;          /* --spin-us given (0 included) */
 	bool quiet;
 };
 
@@ -150,7 +151,8 @@ static void usage(FILE *f)
 		"  --busy-ms MS          full-ring wait before \"Exchange busy\" (default %u)\n"
 		"  --drain-ms MS         time for executing requests on stop (default %u)\n"
 		"  --frame-replies       length line in front of every reply\n"
-		"  --spin-us US          gateways spin this long before sleeping on replies\n"
+		"  --spin-us US          gateways poll for replies this long before sleeping\n"
+		"                        (default: shmex-gateway's, 50; 0: sleep at once)\n"
 		"  --start-timeout-ms MS time for each child to get ready (default 15000)\n"
 		"  --quiet               only errors on stderr\n"
 		"  --help, --version\n",
@@ -299,7 +301,9 @@ static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 		argv[n++] = n_drain;
 		argv[n++] = "--max-elements";
 		argv[n++] = n_elems;
-		if (s->o.spin_us) {
+		/* Only when given: the gateway's own default applies
+		 * otherwise, and an explicit 0 must reach it. */
+		if (s->o.spin_set) {
 			argv[n++] = "--spin-us";
 			argv[n++] = n_spin;
 		}
@@ -408,7 +412,8 @@ static void reap(struct sup *s)
 	}
 }
 
-/* Handles pending signals without waiting; returns false to stop. */
+/* Waits up to timeout_ms for a signal, then handles every pending one
+ * (SIGCHLD reaps; SIGINT/SIGTERM set `stopping`). */
 static void take_signals(struct sup *s, int timeout_ms)
 {
 	struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
@@ -690,6 +695,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_SPIN:
 			bad = shm_opt_u32(optarg, 0, 1000000, &o->spin_us);
+			o->spin_set = true;
 			badopt = "spin-us";
 			break;
 		case O_START_TIMEOUT:

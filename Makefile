@@ -109,7 +109,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call obj,$(TEST_SUPPORT)) $(TEST_LIBS
 
 # Tests find programs and the conformance data through the environment.
 TEST_ENV = SHMEX_BIN_DIR=$(abspath $(BUILD)/bin) \
-	SHMEX_CONFORMANCE_DIR=$(abspath ../shared/conformance)
+	SHMEX_CONFORMANCE_DIR=$(abspath tests/data/conformance)
 
 check: all
 	@$(TEST_ENV) sh tests/run-tests.sh $(TEST_PROGS)

@@ -5,8 +5,11 @@
 passed=0
 failed=0
 bad_progs=""
-# Objects that existed before this run are someone else's (another run).
-before=$(ls /dev/shm 2>/dev/null | grep '^shmex\.test' || true)
+# Every instance a test creates is named test<tag>-..., so objects of other
+# runs (another checkout testing at the same time) are never counted here.
+SHMEX_TEST_TAG=${SHMEX_TEST_TAG:-$$}
+export SHMEX_TEST_TAG
+mine="^shmex\.test${SHMEX_TEST_TAG}-"
 for prog in "$@"; do
 	name=$(basename "$prog")
 	start=$(date +%s)
@@ -29,8 +32,7 @@ for prog in "$@"; do
 	fi
 	printf '%-28s %s (%ss)\n' "$name" "${line:-no check summary (exit $rc)}" "$secs"
 done
-leftover=$(ls /dev/shm 2>/dev/null | grep '^shmex\.test' |
-	grep -vxF "$before" || true)
+leftover=$(ls /dev/shm 2>/dev/null | grep "$mine" || true)
 if [ -n "$leftover" ]; then
 	echo "run-tests: shared-memory objects left behind in /dev/shm:" $leftover
 	failed=$((failed + 1))

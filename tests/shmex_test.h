@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <sys/types.h>
 
-/* Writes a fresh instance name "test-<pid>-<n>" into buf (>= 40 bytes). */
+/* Writes a fresh instance name "test<tag>-<pid>-<n>" into buf (>= 40 bytes);
+ * <tag> is $SHMEX_TEST_TAG (tests/run-tests.sh sets it to its pid). */
 void test_instance(char *buf, size_t len);
 /* Removes every /dev/shm object of the instance; returns how many. */
 int test_cleanup_instance(const char *instance);

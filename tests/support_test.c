@@ -12,10 +12,32 @@
 #include <time.h>
 #include <unistd.h>
 
+/* SHMEX_TEST_TAG (set by tests/run-tests.sh to its own pid) keeps the
+ * objects of concurrent test runs apart, so each run's leftover check sees
+ * only its own.  Only up to 8 alphanumeric characters of it are used. */
+static const char *test_tag(void)
+{
+	static char tag[9];
+	static int done;
+	if (!done) {
+		const char *t = getenv("SHMEX_TEST_TAG");
+		size_t n = 0;
+		while (t && t[n] && n < 8 &&
+		       ((t[n] >= '0' && t[n] <= '9') || (t[n] >= 'a' && t[n] <= 'z') ||
+			(t[n] >= 'A' && t[n] <= 'Z'))) {
+			tag[n] = t[n];
+			n++;
+		}
+		tag[n] = 0;
+		done = 1;
+	}
+	return tag;
+}
+
 void test_instance(char *buf, size_t len)
 {
 	static unsigned counter;
-	snprintf(buf, len, "test-%d-%u", (int)getpid(), counter++);
+	snprintf(buf, len, "test%s-%d-%u", test_tag(), (int)getpid(), counter++);
 }
 
 static int walk_instance(const char *instance, int do_unlink)
@@ -68,7 +90,7 @@ const char *test_conformance(const char *relpath)
 	static int next;
 	const char *dir = getenv("SHMEX_CONFORMANCE_DIR");
 	char *p = path[next++ % 8];
-	snprintf(p, sizeof(path[0]), "%s/%s", dir ? dir : "../shared/conformance",
+	snprintf(p, sizeof(path[0]), "%s/%s", dir ? dir : "tests/data/conformance",
 		 relpath);
 	return p;
 }

@@ -13,7 +13,7 @@
  *    reference book (tests/support_refbook.c) and through the core: the
  *    ratio of their rates is ratio_vs_naive (same requests, same run).
  * 3. The orders_normal_s23 workload (from $SHMEX_CONFORMANCE_DIR or
- *    ../shared/conformance), decoded into memory and translated to core
+ *    tests/data/conformance), decoded into memory and translated to core
  *    requests before timing; only the core is timed.
  *
  * Progress goes to stderr; the last stdout line is
@@ -442,7 +442,7 @@ int bench_match(int argc, char **argv)
 	if (!wl) {
 		const char *dir = getenv("SHMEX_CONFORMANCE_DIR");
 		snprintf(path, sizeof(path), "%s/flash1-workloads/orders_normal_s23_n1000000.bin.xz",
-			 dir ? dir : "../shared/conformance");
+			 dir ? dir : "tests/data/conformance");
 		wl = path;
 	}
 	double wrate = -1;

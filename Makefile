@@ -6,27 +6,40 @@
 #   make bench           benchmarks (figures, never pass/fail)
 #   make run             start an exchange with the embedded defaults
 #   make install         install programs under $(DESTDIR)$(PREFIX)
+#   make format-check    the sources as clang-format (.clang-format) writes them
 #   make SANITIZER=address|undefined|thread ...
 #
-# Sources are found by convention, so adding a module never edits this file:
-#   shm/*.c, engine/*.c, gateway/*.c   one library per folder
-#   <folder>/main_<prog>.c             program $(BUILD)/bin/shmex-<prog>
-#                                      (main_shmex.c gives $(BUILD)/bin/shmex)
-#   tests/test_*.c                     one check suite each -> $(BUILD)/tests/
-#   tests/bench/*.c                    $(BUILD)/bin/shmex-bench
-# engine/ and gateway/ link shm/ only; they never link each other.
+# Folders are the process diagram (docs/architecture.md).  Each folder below
+# is one library (its *.c except main_*.c) and its programs
+# (main_<prog>.c -> $(BUILD)/bin/shmex-<prog>; main_shmex.c -> shmex).
+# A folder links only what its `uses_` line names, compiles with only the
+# packages of its own `pkgs_` line and of what it uses, and includes only
+# the headers of those folders (tests/layout-check.sh enforces that):
+#
+#   module      folder               uses            process
+#   shm         shm/                 -               the contract, in every process
+#   query       shm/query/           shm             shmex-query
+#   engine      engine/              shm             shmex-matcher
+#   replay      engine/replay/       engine shm      shmex-replay
+#   gateway     gateway/             shm             shmex-gateway
+#   supervisor  gateway/supervisor/  gw_listen shm   shmex
+#
+# Adding a source file to a folder never edits this file.
+# tests/test_*.c are check suites -> $(BUILD)/tests/, tests/support_*.c
+# their helpers, tests/bench/*.c make $(BUILD)/bin/shmex-bench.
 
 BUILD ?= build
 PREFIX ?= /usr/local
 CC ?= cc
 CFLAGS ?= -O2 -g
 SANITIZER ?=
+CLANG_FORMAT ?= clang-format
 
 WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	-Wmissing-prototypes -Wformat=2 -Wundef -Wvla -Wno-unused-parameter
-ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -MMD -MP -I. -D_GNU_SOURCE \
-	$(PKG_CFLAGS) $(SAN_FLAGS)
+BASE_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -MMD -MP -I. -D_GNU_SOURCE $(SAN_FLAGS)
 ALL_LDFLAGS = $(LDFLAGS) $(SAN_FLAGS)
+SYS_LIBS := -lrt -lpthread -lm
 
 ifneq ($(SANITIZER),)
 SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
@@ -35,27 +48,78 @@ SAN_FLAGS += -fno-sanitize-recover=all
 endif
 endif
 
-# pkg-config runs once, lazily, after the deps step has had its chance.
-PKGS := liburcu liburcu-memb liburcu-qsbr check expat liblzma jansson
-PKG_CFLAGS = $(eval PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
-PKG_LIBS = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
-LIBS = $(PKG_LIBS) -lrt -lpthread -lm
+.DEFAULT_GOAL := all
+
+MODULES := shm query engine replay gateway supervisor
+dir_shm := shm
+dir_query := shm/query
+dir_engine := engine
+dir_replay := engine/replay
+dir_gateway := gateway
+dir_supervisor := gateway/supervisor
+
+uses_shm :=
+uses_query := shm
+uses_engine := shm
+uses_replay := engine shm
+uses_gateway := shm
+uses_supervisor := shm
+
+pkgs_shm := liburcu
+pkgs_query :=
+pkgs_engine :=
+pkgs_replay := jansson liblzma
+pkgs_gateway := expat
+pkgs_supervisor :=
+
+# Single objects a module links from another folder (not its library).
+extra_supervisor := gateway/gw_listen.c
+
+# Tests and benchmarks see everything.
+TEST_PKGS := check liburcu-memb liburcu-qsbr
 
 DEPS_STAMP := $(BUILD)/.deps-ok
 
-lib_srcs = $(filter-out $(1)/main_%.c,$(wildcard $(1)/*.c))
-SHM_SRCS := $(call lib_srcs,shm)
-ENGINE_SRCS := $(call lib_srcs,engine)
-GATEWAY_SRCS := $(call lib_srcs,gateway)
-SHM_LIB := $(BUILD)/lib/libshmex-shm.a
-ENGINE_LIB := $(BUILD)/lib/libshmex-engine.a
-GATEWAY_LIB := $(BUILD)/lib/libshmex-gateway.a
+# pkg-config runs once per module, lazily, after the deps step.
+define pkg_query
+$(if $(strip $(1)),$(shell pkg-config --$(2) $(1)))
+endef
+# Memoised per module: $(call mod_cflags,m) / $(call mod_libs,m).
+closure = $(sort $(1) $(foreach u,$(1),$(uses_$(u))))
+mod_pkgs = $(sort $(foreach u,$(call closure,$(1)),$(pkgs_$(u))))
+define memo
+$(eval $(1) := $(2))$($(1))
+endef
+mod_cflags = $(if $(filter undefined,$(origin PKGC_$(1))),$(call memo,PKGC_$(1),$(call pkg_query,$(call mod_pkgs,$(1)),cflags)),$(PKGC_$(1)))
+mod_libs = $(if $(filter undefined,$(origin PKGL_$(1))),$(call memo,PKGL_$(1),$(call pkg_query,$(call mod_pkgs,$(1)),libs)),$(PKGL_$(1)))
+ALL_PKGS = $(sort $(foreach m,$(MODULES),$(pkgs_$(m))) $(TEST_PKGS))
+TEST_CFLAGS = $(if $(filter undefined,$(origin PKGC_tests)),$(call memo,PKGC_tests,$(call pkg_query,$(ALL_PKGS),cflags)),$(PKGC_tests))
+TEST_LDLIBS = $(if $(filter undefined,$(origin PKGL_tests)),$(call memo,PKGL_tests,$(call pkg_query,$(ALL_PKGS),libs)),$(PKGL_tests))
 
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+lib_srcs = $(filter-out $(1)/main_%.c,$(wildcard $(1)/*.c))
+lib_file = $(BUILD)/lib/libshmex-$(1).a
 prog_name = $(if $(filter shmex,$(1)),shmex,shmex-$(1))
 mains = $(patsubst $(1)/main_%.c,%,$(wildcard $(1)/main_*.c))
-SHM_PROGS := $(foreach p,$(call mains,shm),$(BUILD)/bin/$(call prog_name,$(p)))
-ENGINE_PROGS := $(foreach p,$(call mains,engine),$(BUILD)/bin/$(call prog_name,$(p)))
-GATEWAY_PROGS := $(foreach p,$(call mains,gateway),$(BUILD)/bin/$(call prog_name,$(p)))
+
+# Which module an object belongs to (for its compile flags).
+$(foreach m,$(MODULES),$(foreach s,$(wildcard $(dir_$(m))/*.c),$(eval mod_of_$(s) := $(m))))
+
+LIBS_BUILT := $(foreach m,$(MODULES),$(if $(call lib_srcs,$(dir_$(m))),$(call lib_file,$(m))))
+link_libs = $(foreach u,$(1) $(uses_$(1)),$(if $(call lib_srcs,$(dir_$(u))),$(call lib_file,$(u))))
+
+define module_rules
+$(call lib_file,$(1)): $(call obj,$(call lib_srcs,$(dir_$(1))))
+$(foreach p,$(call mains,$(dir_$(1))),
+$(BUILD)/bin/$(call prog_name,$(p)): $(call obj,$(dir_$(1))/main_$(p).c $(extra_$(1))) $(call link_libs,$(1))
+	@mkdir -p $$(@D)
+	$$(CC) $$(BASE_CFLAGS) -o $$@ $$(filter %.o,$$^) $(call link_libs,$(1)) $$(ALL_LDFLAGS) $$(call mod_libs,$(1)) $$(SYS_LIBS)
+PROGS += $(BUILD)/bin/$(call prog_name,$(p))
+)
+endef
+PROGS :=
+$(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
+
 BENCH_SRCS := $(wildcard tests/bench/*.c)
 BENCH_PROG := $(if $(BENCH_SRCS),$(BUILD)/bin/shmex-bench)
 TEST_SUPPORT := $(wildcard tests/support_*.c)
@@ -63,13 +127,16 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 STRESS_SRCS := $(wildcard tests/stress_*.c)
 STRESS_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(STRESS_SRCS))
+# Tests link every library; order: users before what they use.
+TEST_LIBS := $(foreach m,supervisor gateway replay engine query shm,$(filter $(call lib_file,$(m)),$(LIBS_BUILT)))
 
-PROGS := $(SHM_PROGS) $(ENGINE_PROGS) $(GATEWAY_PROGS) $(BENCH_PROG)
+.PHONY: all check stress bench run install uninstall clean deps check-loop \
+	format-check layout-check
+# Objects are never intermediate: an interrupted make keeps what it built.
+.SECONDARY:
+.DELETE_ON_ERROR:
 
-obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-
-.PHONY: all check stress bench run install uninstall clean deps check-loop
-all: $(PROGS) $(TEST_PROGS) $(STRESS_PROGS)
+all: $(PROGS) $(BENCH_PROG) $(TEST_PROGS) $(STRESS_PROGS)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): .ci/deps
@@ -77,42 +144,34 @@ $(DEPS_STAMP): .ci/deps
 	sh .ci/deps
 	@touch $@
 
+# Module sources compile with their module's packages only; tests with all.
 $(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(BASE_CFLAGS) $(if $(mod_of_$<),$(call mod_cflags,$(mod_of_$<)),$(TEST_CFLAGS)) -c -o $@ $<
 
-$(SHM_LIB): $(call obj,$(SHM_SRCS))
-$(ENGINE_LIB): $(call obj,$(ENGINE_SRCS))
-$(GATEWAY_LIB): $(call obj,$(GATEWAY_SRCS))
 $(BUILD)/lib/%.a:
 	@mkdir -p $(@D)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-define prog_rule
-$(BUILD)/bin/$(call prog_name,$(2)): $(call obj,$(1)/main_$(2).c) $(3)
-	@mkdir -p $$(@D)
-	$$(CC) $$(ALL_CFLAGS) -o $$@ $$(filter %.o,$$^) $(3) $$(ALL_LDFLAGS) $$(LIBS)
-endef
-$(foreach p,$(call mains,shm),$(eval $(call prog_rule,shm,$(p),$(SHM_LIB))))
-$(foreach p,$(call mains,engine),$(eval $(call prog_rule,engine,$(p),$(ENGINE_LIB) $(SHM_LIB))))
-$(foreach p,$(call mains,gateway),$(eval $(call prog_rule,gateway,$(p),$(GATEWAY_LIB) $(SHM_LIB))))
-
-TEST_LIBS := $(GATEWAY_LIB) $(ENGINE_LIB) $(SHM_LIB)
 $(BENCH_PROG): $(call obj,$(BENCH_SRCS) $(TEST_SUPPORT)) $(TEST_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(LIBS)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call obj,$(TEST_SUPPORT)) $(TEST_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(LIBS)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
 
-# Tests find programs and the conformance data through the environment.
-TEST_ENV = SHMEX_BIN_DIR=$(abspath $(BUILD)/bin) \
+# Tests find programs, the sources and the conformance data through the
+# environment.
+TEST_ENV = SHMEX_BIN_DIR=$(abspath $(BUILD)/bin) SHMEX_SRC_DIR=$(abspath .) \
 	SHMEX_CONFORMANCE_DIR=$(abspath tests/data/conformance)
 
-check: all
+check: all layout-check
 	@$(TEST_ENV) sh tests/run-tests.sh $(TEST_PROGS)
+
+layout-check:
+	@sh tests/layout-check.sh
 
 check-loop: all
 	@n=0; while $(TEST_ENV) sh tests/run-tests.sh $(TEST_PROGS) >/dev/null; \
@@ -127,9 +186,16 @@ bench: all
 run: all
 	$(BUILD)/bin/shmex
 
+FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null | grep -v '/third_party/')
+format-check:
+	@command -v $(CLANG_FORMAT) >/dev/null || { echo "format-check: $(CLANG_FORMAT) not found"; exit 1; }
+	@bad=0; for f in $(FORMAT_SRCS); do \
+		$(CLANG_FORMAT) --style=file "$$f" | cmp -s - "$$f" || { echo "format-check: $$f"; bad=1; }; \
+	done; exit $$bad
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(filter-out $(BENCH_PROG),$(PROGS)) $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin
 
 uninstall:
 	rm -f $(foreach p,$(PROGS),$(DESTDIR)$(PREFIX)/bin/$(notdir $(p)))

@@ -13,7 +13,7 @@
  * more than one batch per gateway, and a stuck or dead gateway never
  * blocks the other gateways or the loop.  After a round that took
  * messages the reader epoch advances once and reclamation is polled
- * (shm_readers_safe_epoch -> eng_book_reclaim); the writer never waits for
+ * (shm_rcu_safe_epoch -> eng_core_reclaim); the writer never waits for
  * a reader.  With nothing to do the loop spins briefly and then sleeps on
  * the shard's doorbell (a futex in the control region; shm_doorbell.h),
  * waking on a gateway's ring, a signal, the supervisor's stop, or the idle
@@ -53,7 +53,7 @@
 #include <time.h>
 
 #include "engine/eng_acct.h"
-#include "engine/eng_book.h"
+#include "engine/eng_core.h"
 #include "shm/shm_accounts.h"
 #include "shm/shm_atomic.h"
 #include "shm/shm_book.h"
@@ -61,7 +61,7 @@
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
 #include "shm/shm_positions.h"
-#include "shm/shm_readers.h"
+#include "shm/shm_rcu.h"
 #include "shm/shm_region.h"
 #include "shm/shm_ring.h"
 #include "shm/shm_clock.h"
@@ -78,10 +78,12 @@ struct cur {
 };
 
 struct eng_matcher {
-	struct eng_matcher_cfg cfg;
+	struct shm_settings set;     /* the instance's, validated copy */
+	uint32_t batch, spin_ns, idle_ms, drain_ms, positions; /* from set */
+	bool verbose;
 	char instance[SHM_INSTANCE_MAX + 1];
 	uint32_t shard, nshards, ngateways;
-	struct eng_book_cfg bcfg;
+	struct eng_core_cfg bcfg;
 	uint32_t nreaders;
 	uint64_t full_seen; /* book's rejects_full at the last reclaim */
 
@@ -89,13 +91,13 @@ struct eng_matcher {
 	bool inst_ok;
 	struct shm_accounts accounts;
 	bool accounts_ok;
-	struct shm_positions positions;
+	struct shm_positions positions_reg;
 	bool positions_ok;
-	struct shm_readers readers;
+	struct shm_rcu readers;
 	bool readers_ok;
 	struct shm_region book_region;
 	bool book_ok;
-	struct eng_book *book;
+	struct eng_core *book;
 	struct eng_acct_ctx acct;
 
 	struct shm_doorbell_sh *db;  /* this shard's doorbell */
@@ -129,18 +131,6 @@ static void logm(const struct eng_matcher *m, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "shmex-matcher[%u]: %s\n", m->shard, buf);
-}
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-	if (!err || !len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
 }
 
 static bool stop_requested(const struct eng_matcher *m)
@@ -244,7 +234,7 @@ static void req_init(struct eng_matcher *m, struct eng_req *q,
 	memset(q, 0, sizeof(*q));
 	q->seq = m->seq;
 	q->time_ns = rep->u.r.time_ns;
-	q->epoch = shm_readers_epoch(&m->readers);
+	q->epoch = shm_rcu_epoch(&m->readers);
 	q->account = req->account;
 	q->order_id = req->order_id;
 	q->price = req->price;
@@ -275,7 +265,7 @@ static int apply_add_shares(struct eng_matcher *m, const struct shm_msg *req,
 	size_t len = shm_symbol_unpack_len(req->u.symbol);
 	/* Finds the symbol or creates it empty; a later failure below leaves
 	 * at most an empty symbol entry (docs/matcher.md). */
-	rc = eng_book_symbol_add(m->book, req->u.symbol, len, &bsym);
+	rc = eng_core_symbol_add(m->book, req->u.symbol, len, &bsym);
 	if (rc)
 		return rc == -ENOMEM ? SHMEX_EINTERNAL : rc;
 	if (bsym >= m->bcfg.caps.symbols)
@@ -298,7 +288,7 @@ static int apply_order(struct eng_matcher *m, const struct shm_msg *req,
 	if (rc)
 		return rc;
 	size_t len = shm_symbol_unpack_len(req->u.symbol);
-	rc = eng_book_symbol_find(m->book, req->u.symbol, len, &bsym);
+	rc = eng_core_symbol_find(m->book, req->u.symbol, len, &bsym);
 	if (rc)
 		return rc;
 	uint32_t sidx = sidx_of_sym(m, bsym);
@@ -312,7 +302,7 @@ static int apply_order(struct eng_matcher *m, const struct shm_msg *req,
 	req_init(m, &q, req, rep);
 	q.sym = bsym;
 	uint64_t id;
-	rc = eng_book_submit(m->book, &q, &id);
+	rc = eng_core_submit(m->book, &q, &id);
 	if (rc) {
 		/* Nothing happened in the book: the placement goes back. */
 		int r2 = eng_acct_unhold(&m->acct, req->account, sidx, req->side,
@@ -335,11 +325,11 @@ static int apply_cancel(struct eng_matcher *m, const struct shm_msg *req,
 	req_init(m, &q, req, rep);
 	m->cur.target = req->order_id;
 	rep->order_id = req->order_id;
-	int rc = eng_book_cancel(m->book, &q);
+	int rc = eng_core_cancel(m->book, &q);
 	if (rc)
 		return rc;
 	m->st.cancels++;
-	const struct shm_book_order_sh *o = eng_book_order(m->book, req->order_id);
+	const struct shm_book_order_sh *o = eng_core_order(m->book, req->order_id);
 	rep->qty = m->cur.cancelled;
 	if (o) {
 		rep->price = o->price;
@@ -356,7 +346,7 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 	req_init(m, &q, req, rep);
 	m->cur.target = req->order_id;
 	rep->order_id = req->order_id;
-	const struct shm_book_order_sh *o = eng_book_order(m->book, req->order_id);
+	const struct shm_book_order_sh *o = eng_core_order(m->book, req->order_id);
 	uint32_t sidx = NO_SIDX;
 	int64_t old_open = 0, old_price = 0;
 	uint8_t side = 0;
@@ -387,7 +377,7 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 			m->cur.prereserved = true;
 		}
 	}
-	rc = eng_book_modify(m->book, &q);
+	rc = eng_core_modify(m->book, &q);
 	if (rc) {
 		if (m->cur.prereserved) {
 			int r2 = eng_acct_modify(&m->acct, req->account, sidx, side,
@@ -400,7 +390,7 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 		return rc;
 	}
 	m->st.modifies++;
-	o = eng_book_order(m->book, req->order_id);
+	o = eng_core_order(m->book, req->order_id);
 	rep->price = req->price;
 	if (o) {
 		rep->qty = o->open;
@@ -453,7 +443,7 @@ void eng_matcher_apply(struct eng_matcher *m, const struct shm_msg *req,
 	rep->u.r.seq = m->events;
 	if (rc) {
 		m->st.rejects++;
-		if (m->cfg.verbose)
+		if (m->verbose)
 			logm(m, "request %llu (type %u, account %llu) rejected: %s",
 			     (unsigned long long)req->req_id, req->type,
 			     (unsigned long long)req->account, shmex_strerror(rc));
@@ -470,7 +460,7 @@ static bool flush_replies(struct eng_matcher *m, uint32_t g)
 	if (n == 0)
 		return true;
 	unsigned done = 0;
-	struct shm_msg *base = m->out + (size_t)g * m->cfg.batch + m->out_off[g];
+	struct shm_msg *base = m->out + (size_t)g * m->batch + m->out_off[g];
 	/* MT4: one publication of the batch's replies [RNG1], then one
 	 * doorbell ring of gateway g [DB4] (inside shm_ring_enqueue_batch).
 	 * The replies describe state we wrote before: the gateway that
@@ -509,7 +499,7 @@ static unsigned round_once(struct eng_matcher *m)
 		 * release of tail]; only the private copies are validated
 		 * and used, so the producer cannot change a message under
 		 * us. */
-		int rc = shm_ring_dequeue_batch(&m->req[g], m->in, m->cfg.batch, &got);
+		int rc = shm_ring_dequeue_batch(&m->req[g], m->in, m->batch, &got);
 		if (rc) {
 			if (!m->ring_bad[g])
 				logm(m, "request ring of gateway %u: %s; ignoring it "
@@ -520,7 +510,7 @@ static unsigned round_once(struct eng_matcher *m)
 			continue;
 		}
 		m->ring_bad[g] = false;
-		struct shm_msg *out = m->out + (size_t)g * m->cfg.batch;
+		struct shm_msg *out = m->out + (size_t)g * m->batch;
 		for (unsigned i = 0; i < got; i++)
 			eng_matcher_apply(m, &m->in[i], &out[i]);
 		m->out_off[g] = 0;
@@ -560,29 +550,29 @@ static void reclaim(struct eng_matcher *m, bool advance)
 	/* MT2: after the round's unlinks (the core's release stores [BK1]),
 	 * publish epoch E + 1 [RD3]; nodes of this round carry tag E. */
 	if (advance)
-		(void)shm_readers_advance(&m->readers);
+		(void)shm_rcu_advance(&m->readers);
 	/* MT3: poll, never wait: full fence and scan [RD4] (or the
 	 * rate-limited membarrier [RD15] in asymmetric mode); only nodes
 	 * retired before the oldest active reader's epoch are reused.  A
 	 * round that rejected requests for lack of free records asks for the
 	 * urgent poll, so reuse is not held back by the rate limit. */
 	/* Relaxed: a statistic of our own book (stats_publish in
-	 * eng_book.c, this thread); nothing is published with it. */
-	uint64_t full = load_relaxed(&eng_book_view(m->book)->hdr->rejects_full);
+	 * eng_core.c, this thread); nothing is published with it. */
+	uint64_t full = load_relaxed(&eng_core_view(m->book)->hdr->rejects_full);
 	bool pressed = full != m->full_seen;
 	m->full_seen = full;
-	uint64_t safe = pressed ? shm_readers_safe_epoch_urgent(&m->readers)
-				: shm_readers_safe_epoch(&m->readers);
-	m->st.levels_reclaimed += eng_book_reclaim(m->book, safe);
+	uint64_t safe = pressed ? shm_rcu_safe_epoch_urgent(&m->readers)
+				: shm_rcu_safe_epoch(&m->readers);
+	m->st.levels_reclaimed += eng_core_reclaim(m->book, safe);
 	m->st.safe_epoch = safe;
-	m->st.epoch = shm_readers_epoch(&m->readers);
+	m->st.epoch = shm_rcu_epoch(&m->readers);
 }
 
 /* After a stop: takes what is still in the rings and delivers every reply,
  * giving up on parked replies after drain_ms. */
 static void drain(struct eng_matcher *m)
 {
-	uint64_t deadline = shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)m->cfg.drain_ms * 1000000u;
+	uint64_t deadline = shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)m->drain_ms * 1000000u;
 	for (;;) {
 		unsigned n = round_once(m);
 		if (n) {
@@ -614,15 +604,15 @@ static void drain(struct eng_matcher *m)
 /*
  * Adaptive spin budget (policy, no memory ordering involved): a wait that
  * ended within (or shortly after) the budget says traffic is flowing and
- * doubles it, up to cfg.spin_ns; a wait that had to sleep long halves it.
+ * doubles it, up to spin_ns; a wait that had to sleep long halves it.
  * So a busy shard polls (yielding the CPU between polls, shm_doorbell.c)
  * and a shard that sees sporadic requests goes to sleep almost at once
- * instead of burning cfg.spin_ns after each one.
+ * instead of burning spin_ns after each one.
  */
 static uint32_t spin_adapt(const struct eng_matcher *m, uint32_t cur,
 			   uint64_t waited_ns, int rc)
 {
-	uint32_t max = m->cfg.spin_ns;
+	uint32_t max = m->spin_ns;
 	if (rc == 0 && waited_ns <= 4 * (uint64_t)max) {
 		uint64_t next = (uint64_t)cur * 2 + SPIN_STEP_NS;
 		return next > max ? max : (uint32_t)next;
@@ -633,7 +623,7 @@ static uint32_t spin_adapt(const struct eng_matcher *m, uint32_t cur,
 int eng_matcher_run(struct eng_matcher *m)
 {
 	uint32_t park_ms = 1;
-	uint32_t spin = m->cfg.spin_ns;
+	uint32_t spin = m->spin_ns;
 	for (;;) {
 		unsigned n = round_once(m);
 		if (n) {
@@ -645,7 +635,7 @@ int eng_matcher_run(struct eng_matcher *m)
 		if (stop_requested(m))
 			break;
 		bool parked = any_parked(m);
-		int timeout = (int)(parked ? park_ms : m->cfg.idle_ms);
+		int timeout = (int)(parked ? park_ms : m->idle_ms);
 		/* Relaxed: a statistic of which we are the only writer. */
 		uint64_t sleeps0 = load_relaxed(&m->db->sleeps);
 		/* MT6: Dekker sleep [DB1/DB2]: `ready` re-reads every ring's
@@ -662,7 +652,7 @@ int eng_matcher_run(struct eng_matcher *m)
 			 * look at rings that were corrupt again. */
 			reclaim(m, false);
 			m->retry_bad = true;
-			if (parked && park_ms < m->cfg.idle_ms)
+			if (parked && park_ms < m->idle_ms)
 				park_ms *= 2;
 		} else if (rc && rc != -EINTR) {
 			logm(m, "waiting on the shard doorbell: %s", shmex_strerror(rc));
@@ -682,112 +672,87 @@ void eng_matcher_stop(struct eng_matcher *m)
 void eng_matcher_get_stats(const struct eng_matcher *m, struct eng_matcher_stats *st)
 {
 	*st = m->st;
-	st->epoch = shm_readers_epoch(&m->readers);
+	st->epoch = shm_rcu_epoch(&m->readers);
 }
 
 /* ------------------------------------------------------------------ */
 /* Startup and shutdown                                                */
 
-static uint32_t pick(uint32_t want, uint64_t limit, uint32_t def)
-{
-	if (want)
-		return want;
-	if (limit)
-		return limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit;
-	return def;
-}
-
-static void region_names(const struct eng_matcher *m, char book[32],
-			 char pos[32], char rd[32])
-{
-	snprintf(book, 32, "book.%u", m->shard);
-	snprintf(pos, 32, "positions.%u", m->shard);
-	snprintf(rd, 32, "readers.%u", m->shard);
-}
-
-/* Step 1: the instance's shape and limits. */
-static int read_config(struct eng_matcher *m, char *err, size_t errlen)
+/* Step 1: the instance's shape and settings. */
+static int read_config(struct eng_matcher *m, struct shmex_error *err)
 {
 	struct shm_instance obs;
 	int rc = shm_instance_attach(m->instance, SHM_ROLE_OBSERVER, 0, &obs);
 	if (rc) {
-		set_err(err, errlen, "%s", obs.err[0] ? obs.err : shmex_strerror(rc));
+		if (err)
+			*err = obs.err;
 		return rc;
 	}
 	m->nshards = obs.nshards;
 	m->ngateways = obs.ngateways;
-	uint64_t lim[SHM_INSTANCE_LIMITS];
-	for (int i = 0; i < SHM_INSTANCE_LIMITS; i++)
-		/* Relaxed: immutable after the region was published (A0). */
-		lim[i] = load_relaxed(&obs.ctl->limits[i]);
+	m->set = obs.settings;
 	shm_instance_detach(&obs);
-	if (m->shard >= m->nshards) {
-		set_err(err, errlen, "shard %u is out of range: instance %s has %u shard%s",
-			m->shard, m->instance, m->nshards, m->nshards == 1 ? "" : "s");
-		return SHMEX_EBADINDEX;
-	}
-	const struct eng_matcher_cfg *c = &m->cfg;
-	m->bcfg.caps.orders = pick(c->orders, lim[SHM_LIMIT_ORDERS_PER_SHARD],
-				   ENG_MATCHER_ORDERS_DEFAULT);
-	m->bcfg.caps.levels = pick(c->levels, lim[SHM_LIMIT_LEVELS_PER_SHARD],
-				   ENG_MATCHER_LEVELS_DEFAULT);
-	m->bcfg.caps.fills = pick(c->fills, lim[SHM_LIMIT_FILLS_PER_SHARD],
-				  ENG_MATCHER_FILLS_DEFAULT);
-	uint64_t syms = lim[SHM_LIMIT_SYMBOLS_PER_SHARD];
-	if (!syms)
-		syms = lim[SHM_LIMIT_SYMBOLS];
-	m->bcfg.caps.symbols = pick(c->symbols, syms, ENG_MATCHER_SYMBOLS_DEFAULT);
-	m->cfg.positions = pick(c->positions, lim[SHM_LIMIT_POSITIONS_PER_SHARD],
-				ENG_MATCHER_POSITIONS_DEFAULT);
-	m->nreaders = pick(c->readers, lim[SHM_LIMIT_READER_SLOTS],
-			   SHM_READERS_DEFAULT_SLOTS);
+	if (m->shard >= m->nshards)
+		return shmex_error_set(err, SHMEX_EBADINDEX,
+				       "shard %u is out of range: instance %s has %u shard%s",
+				       m->shard, m->instance, m->nshards,
+				       m->nshards == 1 ? "" : "s");
+	/* In range: shm_settings_load validated every row. */
+	const struct shm_settings *st = &m->set;
+	m->bcfg.caps.orders = (uint32_t)st->orders;
+	m->bcfg.caps.levels = (uint32_t)st->levels;
+	m->bcfg.caps.fills = (uint32_t)st->fills;
+	m->bcfg.caps.symbols = (uint32_t)st->symbols;
+	m->positions = (uint32_t)st->positions;
+	m->nreaders = (uint32_t)st->readers;
+	m->batch = (uint32_t)st->batch;
+	m->spin_ns = (uint32_t)st->matcher_spin_us * 1000u;
+	m->idle_ms = (uint32_t)st->idle_ms;
+	m->drain_ms = (uint32_t)st->drain_ms;
+	m->verbose = st->verbose != 0;
 	m->bcfg.shard = m->shard;
 	m->bcfg.nshards = m->nshards;
-	m->bcfg.stp_mode = c->stp_mode;
-	if (eng_book_bytes(&m->bcfg) == 0) {
-		set_err(err, errlen, "invalid book capacities: orders %u, levels %u, "
-			"fills %u, symbols %u (each 1..%u)", m->bcfg.caps.orders,
-			m->bcfg.caps.levels, m->bcfg.caps.fills, m->bcfg.caps.symbols,
-			(unsigned)SHM_BOOK_CAP_MAX);
-		return -EINVAL;
-	}
-	if (m->nreaders > SHM_READERS_MAX_SLOTS) {
-		set_err(err, errlen, "invalid reader slots %u (1..%u)", m->nreaders,
-			SHM_READERS_MAX_SLOTS);
-		return -EINVAL;
-	}
+	m->bcfg.stp_mode = (uint32_t)st->stp;
+	if (eng_core_bytes(&m->bcfg) == 0)
+		return shmex_error_set(err, -EINVAL, "invalid book capacities: orders "
+				       "%u, levels %u, fills %u, symbols %u",
+				       m->bcfg.caps.orders, m->bcfg.caps.levels,
+				       m->bcfg.caps.fills, m->bcfg.caps.symbols);
 	return 0;
 }
 
+/* The shard's own regions, in the order they are published. */
+static const enum shm_region_kind shard_kinds[3] = {
+	SHM_KIND_POSITIONS, SHM_KIND_READERS, SHM_KIND_BOOK,
+};
+
 /* Step 2. */
-static int remove_stale(struct eng_matcher *m, char *err, size_t errlen)
+static int remove_stale(struct eng_matcher *m, struct shmex_error *err)
 {
-	char names[3][32];
-	region_names(m, names[0], names[1], names[2]);
 	for (int i = 0; i < 3; i++) {
-		int rc = shm_region_remove_stale(m->instance, names[i]);
+		char name[SHM_REGION_NAME_MAX];
+		int rc = shm_region_name(name, shard_kinds[i], m->shard);
+		if (!rc)
+			rc = shm_region_remove_stale(m->instance, name);
 		if (rc == SHMEX_EINUSE) {
 			struct shm_region_info info;
 			int pid = 0;
-			if (shm_region_inspect(m->instance, names[i], &info) == 0)
+			if (shm_region_inspect(m->instance, name, &info) == 0)
 				pid = info.creator_pid;
-			set_err(err, errlen, "/shmex.%s.%s is in use by live process %d "
-				"(another matcher of shard %u?)", m->instance,
-				names[i], pid, m->shard);
-			return rc;
+			return shmex_error_set(err, rc, "/shmex.%s.%s is in use by live "
+					       "process %d (another matcher of shard %u?)",
+					       m->instance, name, pid, m->shard);
 		}
-		if (rc) {
-			set_err(err, errlen, "removing stale /shmex.%s.%s: %s",
-				m->instance, names[i], shmex_strerror(rc));
-			return rc;
-		}
+		if (rc)
+			return shmex_error_set(err, rc, "removing stale /shmex.%s.%s: %s",
+					       m->instance, name, shmex_strerror(rc));
 	}
 	return 0;
 }
 
 static int alloc_private(struct eng_matcher *m)
 {
-	uint32_t g = m->ngateways, b = m->cfg.batch;
+	uint32_t g = m->ngateways, b = m->batch;
 	m->req = calloc(g, sizeof(*m->req));
 	m->rep = calloc(g, sizeof(*m->rep));
 	m->ring_bad = calloc(g, sizeof(bool));
@@ -819,89 +784,71 @@ static void free_private(struct eng_matcher *m)
 }
 
 /* Steps 3-6. */
-static int create_regions(struct eng_matcher *m, char *err, size_t errlen)
+static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 {
-	char book[32], pos[32], rd[32];
-	region_names(m, book, pos, rd);
 	int rc = shm_accounts_attach(&m->accounts, m->instance, SHM_RDWR);
 	if (rc) {
-		set_err(err, errlen, "%s", m->accounts.region.err[0] ?
-			m->accounts.region.err : shmex_strerror(rc));
+		if (err)
+			*err = m->accounts.region.err;
 		return rc;
 	}
 	m->accounts_ok = true;
 	uint64_t abandoned = 0;
 	rc = shm_accounts_recover(&m->accounts, m->shard, m->nshards, &abandoned);
-	if (rc) {
-		set_err(err, errlen, "recovering accounts of shard %u: %s", m->shard,
-			shmex_strerror(rc));
-		return rc;
-	}
+	if (rc)
+		return shmex_error_set(err, rc, "recovering accounts of shard %u: %s",
+				       m->shard, shmex_strerror(rc));
 	if (abandoned)
 		logm(m, "%llu account creations of a previous matcher were abandoned",
 		     (unsigned long long)abandoned);
 	m->acct.accounts = &m->accounts;
 
-	rc = shm_positions_create(&m->positions, m->instance, m->shard,
-				  m->bcfg.caps.symbols, m->cfg.positions, 0660);
+	rc = shm_positions_create(&m->positions_reg, m->instance, m->shard,
+				  m->bcfg.caps.symbols, m->positions, 0660);
 	if (rc) {
-		set_err(err, errlen, "creating /shmex.%s.%s: %s", m->instance, pos,
-			m->positions.region.err[0] ? m->positions.region.err
-						   : shmex_strerror(rc));
-		return rc;
+		if (err)
+			*err = m->positions_reg.region.err;
+		return shmex_error_wrap(err, rc, "positions of shard %u", m->shard);
 	}
 	m->positions_ok = true;
-	m->acct.positions = &m->positions;
+	m->acct.positions = &m->positions_reg;
 
-	rc = shm_readers_create(&m->readers, m->instance, m->shard, m->nreaders,
-				0660);
+	rc = shm_rcu_create(&m->readers, m->instance, m->shard, m->nreaders,
+			    0660);
 	if (rc) {
-		set_err(err, errlen, "creating /shmex.%s.%s: %s", m->instance, rd,
-			m->readers.region.err[0] ? m->readers.region.err
-						 : shmex_strerror(rc));
-		return rc;
+		if (err)
+			*err = m->readers.region.err;
+		return shmex_error_wrap(err, rc, "reader table of shard %u", m->shard);
 	}
 	m->readers_ok = true;
 
-	size_t bytes = eng_book_bytes(&m->bcfg);
-	uint64_t caps[6];
-	caps[SHM_BOOK_CAP_SYMBOLS] = m->bcfg.caps.symbols;
-	caps[SHM_BOOK_CAP_LEVELS] = m->bcfg.caps.levels;
-	caps[SHM_BOOK_CAP_ORDERS] = m->bcfg.caps.orders;
-	caps[SHM_BOOK_CAP_FILLS] = m->bcfg.caps.fills;
-	caps[SHM_BOOK_CAP_SHARD] = m->shard;
-	caps[SHM_BOOK_CAP_NSHARDS] = m->nshards;
-	/* 0640: the exchange's group may map it read-only; only we write. */
-	rc = shm_region_create(&m->book_region, m->instance, book, SHM_KIND_BOOK,
-			       bytes, caps, 6, 0640);
+	rc = shm_book_region_create(&m->book_region, m->instance, &m->bcfg.caps,
+				    m->shard, m->nshards, 0);
 	if (rc) {
-		set_err(err, errlen, "%s", m->book_region.err[0] ?
-			m->book_region.err : shmex_strerror(rc));
+		if (err)
+			*err = m->book_region.err;
 		return rc;
 	}
 	m->book_ok = true;
-	rc = eng_book_init(&m->book, shm_region_body(&m->book_region),
+	rc = eng_core_init(&m->book, shm_region_body(&m->book_region),
 			   shm_region_body_size(&m->book_region), &m->bcfg, on_event, m);
-	if (rc) {
-		set_err(err, errlen, "laying out the book in /shmex.%s.%s: %s",
-			m->instance, book, shmex_strerror(rc));
-		return rc;
-	}
+	if (rc)
+		return shmex_error_set(err, rc, "laying out the book in %s: %s",
+				       m->book_region.name, shmex_strerror(rc));
 	/* Nothing retired yet; start the core's safe epoch at the table's. */
-	(void)eng_book_reclaim(m->book, shm_readers_safe_epoch(&m->readers));
+	(void)eng_core_reclaim(m->book, shm_rcu_safe_epoch(&m->readers));
 
 	rc = shm_instance_attach(m->instance, SHM_ROLE_MATCHER, m->shard, &m->inst);
 	if (rc) {
-		set_err(err, errlen, "%s", m->inst.err[0] ? m->inst.err
-							 : shmex_strerror(rc));
+		if (err)
+			*err = m->inst.err;
 		return rc;
 	}
 	m->inst_ok = true;
-	if (m->inst.nshards != m->nshards || m->inst.ngateways != m->ngateways) {
-		set_err(err, errlen, "instance %s changed shape while starting",
-			m->instance);
-		return SHMEX_EBADLAYOUT;
-	}
+	if (m->inst.nshards != m->nshards || m->inst.ngateways != m->ngateways)
+		return shmex_error_set(err, SHMEX_EBADLAYOUT,
+				       "instance %s changed shape while starting",
+				       m->instance);
 	m->db = shm_instance_shard_doorbell(&m->inst, m->shard);
 	if (!m->db)
 		return SHMEX_EBADINDEX;
@@ -909,11 +856,10 @@ static int create_regions(struct eng_matcher *m, char *err, size_t errlen)
 		rc = shm_instance_request_ring(&m->inst, g, m->shard, &m->req[g]);
 		if (!rc)
 			rc = shm_instance_reply_ring(&m->inst, m->shard, g, &m->rep[g]);
-		if (rc) {
-			set_err(err, errlen, "rings of gateway %u in /shmex.%s.rings: %s",
-				g, m->instance, shmex_strerror(rc));
-			return rc;
-		}
+		if (rc)
+			return shmex_error_set(err, rc, "rings of gateway %u in "
+					       "/shmex.%s.rings: %s", g, m->instance,
+					       shmex_strerror(rc));
 	}
 	/* MT1: release store of the book region's state [R0], the last
 	 * step of startup and the readiness signal: the supervisor's attach
@@ -930,64 +876,47 @@ static void detach_all(struct eng_matcher *m)
 		shm_instance_detach(&m->inst);
 	m->inst_ok = false;
 	if (m->book)
-		eng_book_destroy(m->book);
+		eng_core_destroy(m->book);
 	m->book = NULL;
 	if (m->book_ok)
 		shm_region_detach(&m->book_region);
 	if (m->readers_ok)
-		shm_readers_detach(&m->readers);
+		shm_rcu_detach(&m->readers);
 	if (m->positions_ok)
-		shm_positions_detach(&m->positions);
+		shm_positions_detach(&m->positions_reg);
 	if (m->accounts_ok)
 		shm_accounts_detach(&m->accounts);
 }
 
-int eng_matcher_open(struct eng_matcher **out, const struct eng_matcher_cfg *cfg,
-		     char *err, size_t errlen)
+int eng_matcher_open(struct eng_matcher **out, const char *instance,
+		     uint32_t shard, struct shmex_error *err)
 {
 	*out = NULL;
-	set_err(err, errlen, "%s", "");
-	char probe[SHM_NAME_MAX];
-	if (!cfg->instance ||
-	    shm_name_format(probe, sizeof(probe), cfg->instance, "control") != 0) {
-		set_err(err, errlen, "invalid instance name \"%s\"",
-			cfg->instance ? cfg->instance : "");
-		return -EINVAL;
-	}
-	if (cfg->shard >= SHM_INSTANCE_SHARDS_MAX || cfg->batch > ENG_MATCHER_BATCH_MAX ||
-	    cfg->stp_mode > SHM_BOOK_STP_CANCEL_BOTH) {
-		set_err(err, errlen, "invalid configuration (shard %u, batch %u, stp %u)",
-			cfg->shard, cfg->batch, cfg->stp_mode);
-		return -EINVAL;
-	}
+	shmex_error_clear(err);
+	if (!shm_instance_name_valid(instance))
+		return shmex_error_set(err, SHMEX_EBADNAME, "invalid instance name \"%s\"",
+				       instance ? instance : "");
+	if (shard >= SHM_INSTANCE_SHARDS_MAX)
+		return shmex_error_set(err, SHMEX_EBADINDEX, "shard %u is out of range "
+				       "(0..%u)", shard, SHM_INSTANCE_SHARDS_MAX - 1);
 	struct eng_matcher *m = calloc(1, sizeof(*m));
 	if (!m)
-		return -ENOMEM;
-	m->cfg = *cfg;
-	snprintf(m->instance, sizeof(m->instance), "%s", cfg->instance);
-	m->cfg.instance = m->instance;
-	m->shard = cfg->shard;
-	if (!m->cfg.batch)
-		m->cfg.batch = ENG_MATCHER_BATCH_DEFAULT;
-	if (!m->cfg.spin_ns)
-		m->cfg.spin_ns = SHM_DOORBELL_SPIN_NS_DEFAULT;
-	if (!m->cfg.idle_ms)
-		m->cfg.idle_ms = ENG_MATCHER_IDLE_MS_DEFAULT;
-	if (!m->cfg.drain_ms)
-		m->cfg.drain_ms = ENG_MATCHER_DRAIN_MS_DEFAULT;
+		return shmex_error_set(err, -ENOMEM, "out of memory");
+	snprintf(m->instance, sizeof(m->instance), "%s", instance);
+	m->shard = shard;
 
-	int rc = read_config(m, err, errlen);
+	int rc = read_config(m, err);
 	if (rc)
 		goto out_free;
-	rc = remove_stale(m, err, errlen);
+	rc = remove_stale(m, err);
 	if (rc)
 		goto out_free;
 	rc = alloc_private(m);
 	if (rc) {
-		set_err(err, errlen, "out of memory");
+		shmex_error_set(err, rc, "out of memory");
 		goto out_private;
 	}
-	rc = create_regions(m, err, errlen);
+	rc = create_regions(m, err);
 	if (rc)
 		goto out_unlink;
 	*out = m;
@@ -995,22 +924,24 @@ int eng_matcher_open(struct eng_matcher **out, const struct eng_matcher_cfg *cfg
 
 out_unlink:
 	{
-		bool pos = m->positions_ok, rd = m->readers_ok, bk = m->book_ok;
-		char book[32], posn[32], rdn[32];
-		region_names(m, book, posn, rdn);
+		bool made[3] = {m->positions_ok, m->readers_ok, m->book_ok};
 		detach_all(m);
-		if (bk)
-			(void)shm_region_unlink(m->instance, book);
-		if (rd)
-			(void)shm_readers_unlink(m->instance, m->shard);
-		if (pos)
-			(void)shm_positions_unlink(m->instance, m->shard);
+		for (int i = 0; i < 3; i++) {
+			char name[SHM_REGION_NAME_MAX];
+			if (made[i] && shm_region_name(name, shard_kinds[i], m->shard) == 0)
+				(void)shm_region_unlink(m->instance, name);
+		}
 	}
 out_private:
 	free_private(m);
 out_free:
 	free(m);
 	return rc;
+}
+
+const struct shm_settings *eng_matcher_settings(const struct eng_matcher *m)
+{
+	return &m->set;
 }
 
 void eng_matcher_close(struct eng_matcher *m)

@@ -10,10 +10,15 @@
  * doorbell when there is nothing to do.  docs/matcher.md has the loop,
  * the apply rules, the reservation arithmetic and the startup protocol.
  *
- * Startup (eng_matcher_open), in this order, so that the supervisor's
- * readiness test (member slot names us AND the three regions attach) can
- * only pass once everything is usable:
- *   1. attach the instance read-only to learn nshards/ngateways/limits;
+ * Everything but the instance and the shard comes from the instance's
+ * settings (shm/shm_settings.h), recorded by its creator in the control
+ * region: capacities, self-trade mode, batch, spin, idle tick, drain time,
+ * logging.
+ *
+ * Startup (eng_matcher_open), in this order, so that the readiness test
+ * (shm_instance_matcher_ready: member slot names us AND the three regions
+ * attach) can only pass once everything is usable:
+ *   1. attach the instance read-only to learn its settings;
  *   2. remove stale leftovers of book.<k>, positions.<k>, readers.<k>
  *      (SHMEX_EINUSE when a live process created them: another matcher);
  *   3. attach accounts (RDWR), recover abandoned account creations of
@@ -39,35 +44,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shm/shm_error.h"
 #include "shm/shm_msg.h"
 
-
-/* Defaults when neither the configuration nor the control region says. */
-#define ENG_MATCHER_ORDERS_DEFAULT 65536u
-#define ENG_MATCHER_LEVELS_DEFAULT 16384u
-#define ENG_MATCHER_FILLS_DEFAULT 131072u
-#define ENG_MATCHER_SYMBOLS_DEFAULT 1024u
-#define ENG_MATCHER_POSITIONS_DEFAULT 65536u
-#define ENG_MATCHER_BATCH_DEFAULT 64u
-#define ENG_MATCHER_BATCH_MAX 1024u
-#define ENG_MATCHER_IDLE_MS_DEFAULT 200u
-#define ENG_MATCHER_DRAIN_MS_DEFAULT 2000u
-
 struct eng_matcher;
-
-struct eng_matcher_cfg {
-	const char *instance;
-	uint32_t shard;
-	/* Capacities of this shard; 0 takes the control region's limits[]
-	 * entry, and 0 there takes the default above. */
-	uint32_t orders, levels, fills, symbols, positions, readers;
-	uint32_t stp_mode;   /* enum shm_book_stp; 0 = self-trades allowed */
-	uint32_t batch;      /* messages taken per ring per round; 0: default */
-	uint32_t spin_ns;    /* spin before sleeping; 0: doorbell default */
-	uint32_t idle_ms;    /* idle tick of the sleep; 0: default */
-	uint32_t drain_ms;   /* on stop: time to deliver parked replies */
-	bool verbose;        /* log every reject to stderr */
-};
 
 struct eng_matcher_stats {
 	uint64_t requests;        /* messages taken from request rings */
@@ -87,16 +67,20 @@ struct eng_matcher_stats {
 };
 
 /*
- * Startup, steps 1-6 above.  On failure nothing this call created is left
- * behind (its regions are unlinked again), and err (may be NULL) gets one
- * line naming the object and the reason, e.g.
- * "shm_open /shmex.x.control: No such file or directory".
- * Errors: -EINVAL (bad configuration), SHMEX_EBADINDEX (shard out of
+ * Startup of shard `shard` of `instance`, steps 1-6 above.  On failure
+ * nothing this call created is left behind (its regions are unlinked
+ * again), and err (may be NULL) gets one line naming the object and the
+ * reason, e.g. "shm_open /shmex.x.control: No such file or directory".
+ * Errors: SHMEX_EBADNAME (instance name), SHMEX_EBADINDEX (shard out of
  * range), SHMEX_EINUSE (another live matcher owns the shard), region and
  * capacity errors.
  */
-int eng_matcher_open(struct eng_matcher **out, const struct eng_matcher_cfg *cfg,
-		     char *err, size_t errlen) __attribute__((warn_unused_result));
+int eng_matcher_open(struct eng_matcher **out, const char *instance,
+		     uint32_t shard, struct shmex_error *err)
+	__attribute__((warn_unused_result));
+
+/* The settings this matcher runs with (a validated copy). */
+const struct shm_settings *eng_matcher_settings(const struct eng_matcher *m);
 
 /*
  * The loop.  Returns 0 after a stop (eng_matcher_stop, or the instance's

@@ -15,12 +15,14 @@
 #ifndef SHMEX_GW_FRAME_H
 #define SHMEX_GW_FRAME_H
 
+#include "shm/shm_settings.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_FRAME_MAX_DEFAULT ((size_t)1 << 20) /* 1 MiB of XML */
-#define GW_FRAME_MAX_LIMIT ((size_t)1 << 30)   /* largest max_len accepted */
+#define GW_FRAME_MAX_DEFAULT ((size_t)SHM_DEFAULT_MAX_REQUEST)  /* 1 MiB */
+#define GW_FRAME_MAX_LIMIT ((size_t)SHM_SETTINGS_REQUEST_MAX)  /* largest max_len */
 #define GW_FRAME_MAX_DIGITS 10 /* digits in a length line, leading 0s too */
 /* A body buffer above this size is released once its request is consumed,
  * so an idle connection does not keep a large allocation. */

@@ -32,15 +32,19 @@
 #ifndef SHMEX_GW_SERVER_H
 #define SHMEX_GW_SERVER_H
 
+#include "shm/shm_settings.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_SERVER_MAX_CONNS_DEFAULT 1024u
-#define GW_SERVER_MAX_CONNS_LIMIT 65535u
-#define GW_SERVER_DEADLINE_MS_DEFAULT 10000u
+/* The exchange's settings (shm_settings.h) state these; a loop created
+ * without them (tests) uses the same values. */
+#define GW_SERVER_MAX_CONNS_DEFAULT SHM_DEFAULT_MAX_CONNS
+#define GW_SERVER_MAX_CONNS_LIMIT SHM_SETTINGS_CONNS_MAX
+#define GW_SERVER_DEADLINE_MS_DEFAULT SHM_DEFAULT_DEADLINE_MS
 #define GW_SERVER_WBUF_HIGH_DEFAULT ((size_t)1 << 20)
-#define GW_SERVER_DRAIN_MS_DEFAULT 5000u
+#define GW_SERVER_DRAIN_MS_DEFAULT SHM_DEFAULT_DRAIN_MS
 
 struct gw_server;
 
@@ -123,18 +127,6 @@ int gw_server_reply(struct gw_server *s, struct gw_conn_ref c,
 		    const char *data, size_t len);
 
 void gw_server_get_stats(const struct gw_server *s, struct gw_server_stats *st);
-
-/*
- * Opens a listening TCP socket on bind_addr (IPv4 dotted quad or
- * "localhost"; NULL means 127.0.0.1) and port (0: the kernel picks one),
- * with SO_REUSEADDR, and SO_REUSEPORT when reuseport is set (several
- * gateway processes that each bind the same port).  *fd gets the socket
- * (close-on-exec, blocking), *bound_port the port it got.  Returns 0 or
- * -errno (-EINVAL for an unparsable address).
- */
-int gw_server_listen(const char *bind_addr, int port, bool reuseport,
-		     int backlog, int *fd, int *bound_port)
-	__attribute__((warn_unused_result));
 
 /* Closes every connection and frees the loop. */
 void gw_server_destroy(struct gw_server *s);

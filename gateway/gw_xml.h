@@ -20,11 +20,13 @@
 #ifndef SHMEX_GW_XML_H
 #define SHMEX_GW_XML_H
 
+#include "shm/shm_settings.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_XML_MAX_ELEMS_DEFAULT 10000
+#define GW_XML_MAX_ELEMS_DEFAULT SHM_DEFAULT_MAX_ELEMENTS
 #define GW_XML_MAX_DEPTH_DEFAULT 8
 #define GW_XML_MAX_TEXT_DEFAULT 256
 #define GW_XML_MAX_DEPTH_LIMIT 64

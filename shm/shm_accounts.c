@@ -129,7 +129,7 @@ int shm_accounts_create(struct shm_accounts *a, const char *instance,
 	uint64_t caps[2];
 	caps[SHM_ACCOUNTS_CAP_ACCOUNTS] = capacity;
 	caps[SHM_ACCOUNTS_CAP_SLOTS] = nslots;
-	int rc = shm_region_create(&a->region, instance, SHM_ACCOUNTS_REGION,
+	int rc = shm_region_create(&a->region, instance, SHM_REGION_ACCOUNTS,
 				   SHM_KIND_ACCOUNTS, body_bytes(nslots), caps,
 				   2, mode);
 	if (rc)
@@ -143,7 +143,7 @@ int shm_accounts_create(struct shm_accounts *a, const char *instance,
 
 out_unlink:
 	shm_region_detach(&a->region);
-	(void)shm_region_unlink(instance, SHM_ACCOUNTS_REGION);
+	(void)shm_region_unlink(instance, SHM_REGION_ACCOUNTS);
 	return rc;
 }
 
@@ -151,7 +151,7 @@ int shm_accounts_attach(struct shm_accounts *a, const char *instance,
 			enum shm_attach_mode mode)
 {
 	memset(a, 0, sizeof(*a));
-	int rc = shm_region_attach(&a->region, instance, SHM_ACCOUNTS_REGION,
+	int rc = shm_region_attach(&a->region, instance, SHM_REGION_ACCOUNTS,
 				   SHM_KIND_ACCOUNTS, mode);
 	if (rc)
 		return rc;
@@ -179,7 +179,7 @@ void shm_accounts_detach(struct shm_accounts *a)
 
 int shm_accounts_unlink(const char *instance)
 {
-	return shm_region_unlink(instance, SHM_ACCOUNTS_REGION);
+	return shm_region_unlink(instance, SHM_REGION_ACCOUNTS);
 }
 
 /*

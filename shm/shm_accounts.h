@@ -53,7 +53,6 @@
 #include "shm/shm_atomic.h"
 #include "shm/shm_region.h"
 
-#define SHM_ACCOUNTS_REGION "accounts"
 /* Largest configurable capacity (accounts); the table has at least twice
  * as many slots, a power of two, so probes stay short. */
 #define SHM_ACCOUNTS_MAX_CAP (UINT64_C(1) << 30)

@@ -139,3 +139,28 @@ int shm_book_view_init(struct shm_book_view *v, const void *body, size_t body_le
 	v->fills = (struct shm_book_fill_sh *)(v->body + g.off_fills);
 	return 0;
 }
+
+int shm_book_region_create(struct shm_region *r, const char *instance,
+			   const struct shm_book_caps *caps, uint32_t shard,
+			   uint32_t nshards, mode_t mode)
+{
+	char name[SHM_REGION_NAME_MAX];
+	size_t bytes = shm_book_body_bytes(caps);
+	memset(r, 0, sizeof(*r));
+	if (bytes == 0 || nshards == 0 || shard >= nshards)
+		return shmex_error_set(&r->err, -EINVAL, "book of shard %u of %u: "
+				       "invalid capacities or shard", shard, nshards);
+	int rc = shm_region_name(name, SHM_KIND_BOOK, shard);
+	if (rc)
+		return shmex_error_set(&r->err, rc, "book of shard %u: %s", shard,
+				       shmex_strerror(rc));
+	uint64_t cap[6];
+	cap[SHM_BOOK_CAP_SYMBOLS] = caps->symbols;
+	cap[SHM_BOOK_CAP_LEVELS] = caps->levels;
+	cap[SHM_BOOK_CAP_ORDERS] = caps->orders;
+	cap[SHM_BOOK_CAP_FILLS] = caps->fills;
+	cap[SHM_BOOK_CAP_SHARD] = shard;
+	cap[SHM_BOOK_CAP_NSHARDS] = nshards;
+	return shm_region_create(r, instance, name, SHM_KIND_BOOK, bytes, cap, 6,
+				 mode ? mode : SHM_BOOK_REGION_MODE);
+}

@@ -15,7 +15,7 @@
  * index it loads (shm_book_*_at() below return NULL for a bad one) and
  * bound every walk (a list is never longer than its pool's capacity).
  *
- * Writer: the shard's matcher, and only it (engine/eng_book.c).  Readers:
+ * Writer: the shard's matcher, and only it (engine/eng_core.c).  Readers:
  * gateways, query tools, stress checkers, in other processes, mapping the
  * region PROT_READ.  Readers never block the writer; the writer never waits
  * for readers.  Two mechanisms make concurrent reads safe:
@@ -27,7 +27,7 @@
  *    before reading the node it names.  An unlinked node keeps its own
  *    `next` intact, so a reader standing on it can still walk on; it is
  *    RETIRED (tagged with the writer's current reader epoch) and reused only
- *    once the reader table (shm_readers) says every reader that could have
+ *    once the reader table (shm_rcu) says every reader that could have
  *    seen it has left its read-side section.
  *
  * 2. A per-symbol seqcount `seq` [BK3]/[BK4].  The writer makes it odd
@@ -87,6 +87,7 @@
 #include <stdint.h>
 
 #include "shm/shm_atomic.h"
+#include "shm/shm_region.h"
 
 #define SHM_BOOK_MAGIC UINT64_C(0x4b4f4f42584d4853) /* "SHMXBOOK" */
 #define SHM_BOOK_NIL UINT32_MAX
@@ -361,6 +362,27 @@ struct shm_book_view {
 	uint32_t shard, nshards;
 	uint32_t cap_symbols, cap_levels, cap_orders, cap_fills;
 };
+
+/*
+ * Mode of a book region: the exchange's group may map it read-only (query
+ * tools, gateways of another user in the group); only the matcher that
+ * created it maps it writable.
+ */
+#define SHM_BOOK_REGION_MODE 0640
+
+/*
+ * Creates the region book.<shard> of an instance for the given capacities
+ * (shm_region_create: O_EXCL, mode; mode 0 means SHM_BOOK_REGION_MODE),
+ * with the capacities, shard and nshards in its header's capacity[]
+ * (enum shm_book_cap_slot).  The body is zero and the region is NOT
+ * published: the creator lays the book out (eng_core_init) and then calls
+ * shm_region_publish [R0].  Errors: -EINVAL for invalid capacities or
+ * shard, region errors (r->err names the object).
+ */
+int shm_book_region_create(struct shm_region *r, const char *instance,
+			   const struct shm_book_caps *caps, uint32_t shard,
+			   uint32_t nshards, mode_t mode)
+	__attribute__((warn_unused_result));
 
 /* Validates (shm_book_validate) and fills *v.  Returns 0 or its error. */
 int shm_book_view_init(struct shm_book_view *v, const void *body, size_t body_len)

@@ -3,6 +3,8 @@
  */
 #include "shm/shm_error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const err_msgs[] = {
@@ -44,4 +46,64 @@ const char *shmex_errname(int err)
 		return n ? n : "E?";
 	}
 	return "E?";
+}
+
+int shmex_error_set(struct shmex_error *e, int code, const char *fmt, ...)
+{
+	if (!e)
+		return code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	e->code = code;
+	return code;
+}
+
+int shmex_error_wrap(struct shmex_error *e, int code, const char *fmt, ...)
+{
+	if (!e)
+		return code;
+	char old[SHMEX_ERROR_MAX];
+	const char *prev = e->msg[0] ? e->msg : shmex_strerror(code);
+	size_t olen = strlen(prev);
+	if (olen >= sizeof(old))
+		olen = sizeof(old) - 1;
+	memcpy(old, prev, olen);
+	old[olen] = 0;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	size_t at = n < 0 ? 0 : (size_t)n;
+	if (at > sizeof(e->msg) - 1)
+		at = sizeof(e->msg) - 1;
+	/* "<context>: <old>", cut at the buffer's end. */
+	const char *parts[2] = {": ", old};
+	for (int i = 0; i < 2; i++) {
+		size_t len = strlen(parts[i]);
+		size_t room = sizeof(e->msg) - 1 - at;
+		if (len > room)
+			len = room;
+		memcpy(e->msg + at, parts[i], len);
+		at += len;
+	}
+	e->msg[at] = 0;
+	e->code = code;
+	return code;
+}
+
+const char *shmex_error_msg(const struct shmex_error *e, int code)
+{
+	if (e && e->msg[0])
+		return e->msg;
+	return shmex_strerror(code ? code : (e ? e->code : 0));
+}
+
+void shmex_error_clear(struct shmex_error *e)
+{
+	if (e) {
+		e->code = 0;
+		e->msg[0] = 0;
+	}
 }

@@ -9,6 +9,17 @@
  * errors from this table, so both sides agree on their meaning.
  *
  * "Ring full" and "ring empty" are results, not errors (see shm_ring.h).
+ *
+ * The messages are for operators and logs.  What a client is told is the
+ * gateway's choice (gateway/gw_reply.c maps each code to its wire text).
+ *
+ * Error context: a function that can say more than its code (which object,
+ * which value, which system call) fills a struct shmex_error, the one
+ * context type of the project (Aeron's AERON_SET_ERR / AERON_APPEND_ERR):
+ * the function that fails first sets the message, every caller on the way
+ * up may put its own context in front ("shard 0: creating
+ * /shmex.x.book.0: shm_open /shmex.x.book.0: File exists"), and the program
+ * prints shmex_error_msg() as one line.
  */
 #ifndef SHMEX_SHM_ERROR_H
 #define SHMEX_SHM_ERROR_H
@@ -90,5 +101,39 @@ const char *shmex_strerror(int err);
 const char *shmex_errname(int err);
 /* True when err is one of shmex's own codes (validates reply-ring fields). */
 bool shmex_err_is_valid(int err);
+
+/* Number of shmex's own codes; shmex_err_at(i) is the i-th (i < count). */
+#define SHMEX_ERR_COUNT ((int)SHMEX_ERRIDX_COUNT_)
+static inline int shmex_err_at(int i)
+{
+	return SHMEX_ERR_BASE - i;
+}
+
+#define SHMEX_ERROR_MAX 384
+
+/* What failed and why, for one line of output.  Zero-initialise it, or
+ * shmex_error_clear() it. */
+struct shmex_error {
+	int code;                   /* the last code set, 0: none */
+	char msg[SHMEX_ERROR_MAX];  /* "" when only the code is known */
+};
+
+/* Sets the message (printf format) and the code; returns code, so that
+ * `return shmex_error_set(e, rc, "...", ...);` reads naturally.  e may be
+ * NULL (then only code is returned). */
+int shmex_error_set(struct shmex_error *e, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Puts context in front of what is there: "<context>: <message>", where
+ * <message> is the message set so far or, when none was set, the text of
+ * code.  Returns code; e may be NULL. */
+int shmex_error_wrap(struct shmex_error *e, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The line to print for a failure with code: the message, or the code's
+ * text when no message was set.  Never NULL. */
+const char *shmex_error_msg(const struct shmex_error *e, int code);
+
+void shmex_error_clear(struct shmex_error *e);
 
 #endif

@@ -14,7 +14,7 @@
  * region last, so an attacher that finds a ready control region also finds
  * ready rings.  Any failure unlinks what was created.
  *
- * Invariants: the configuration never changes after creation; ring i
+ * Invariants: the settings never change after creation; ring i
  * starts at body + i * ring_bytes, 128-byte aligned; shard_db[s] serves
  * the request rings (*, s); gateway_db[g] serves the reply rings (*, g).
  *
@@ -35,14 +35,13 @@
 
 static int fail(struct shm_instance *h, int err, const char *what)
 {
-	snprintf(h->err, sizeof(h->err), "%s: %s", what, shmex_strerror(err));
-	return err;
+	return shmex_error_set(&h->err, err, "%s: %s", what, shmex_strerror(err));
 }
 
 static int fail_region(struct shm_instance *h, int err,
 		       const struct shm_region *r)
 {
-	snprintf(h->err, sizeof(h->err), "%s", r->err);
+	h->err = r->err;
 	return err;
 }
 
@@ -70,27 +69,32 @@ int shm_instance_create(const char *instance,
 			struct shm_instance *h)
 {
 	memset(h, 0, sizeof(*h));
-	uint32_t cap = cfg->ring_capacity ? cfg->ring_capacity
-					  : SHM_INSTANCE_RING_CAPACITY_DEFAULT;
+	if (!shm_instance_name_valid(instance))
+		return fail(h, SHMEX_EBADNAME, "instance name");
+	snprintf(h->name, sizeof(h->name), "%s", instance);
+	int rc = shm_settings_validate(&cfg->s, &h->err);
+	if (rc)
+		return rc;
+	uint32_t ns = (uint32_t)cfg->s.shards, ng = (uint32_t)cfg->s.gateways;
+	uint32_t cap = (uint32_t)cfg->s.ring_capacity;
 	size_t ring_bytes = shm_ring_bytes(cap);
-	if (!counts_ok(cfg->nshards, cfg->ngateways) || ring_bytes == 0)
+	if (!counts_ok(ns, ng) || ring_bytes == 0)
 		return fail(h, -EINVAL, "instance configuration");
-	uint64_t body =
-	    rings_body_bytes(cfg->nshards, cfg->ngateways, ring_bytes);
+	uint64_t body = rings_body_bytes(ns, ng, ring_bytes);
 	if (body == 0)
 		return fail(h, -EINVAL,
 			    "instance configuration (rings too big)");
 	mode_t mode = cfg->mode ? cfg->mode : 0660;
-	uint64_t nrings = 2ull * cfg->nshards * cfg->ngateways;
-	uint64_t caps[4] = {cfg->nshards, cfg->ngateways, cap, nrings};
+	uint64_t nrings = 2ull * ns * ng;
+	uint64_t caps[4] = {ns, ng, cap, nrings};
 
-	int rc =
-	    shm_region_create(&h->rings, instance, SHM_INSTANCE_REGION_RINGS,
-			      SHM_KIND_RINGS, (size_t)body, caps, 4, mode);
+	rc = shm_region_create(&h->rings, instance, SHM_REGION_RINGS,
+			       SHM_KIND_RINGS, (size_t)body, caps, 4, mode);
 	if (rc)
 		return fail_region(h, rc, &h->rings);
-	h->nshards = cfg->nshards;
-	h->ngateways = cfg->ngateways;
+	h->settings = cfg->s;
+	h->nshards = ns;
+	h->ngateways = ng;
 	h->ring_capacity = cap;
 	h->ring_bytes = ring_bytes;
 	for (uint64_t i = 0; i < nrings; i++) {
@@ -103,7 +107,7 @@ int shm_instance_create(const char *instance,
 	shm_region_publish(&h->rings);
 
 	rc = shm_region_create(&h->control, instance,
-			       SHM_INSTANCE_REGION_CONTROL, SHM_KIND_CONTROL,
+			       SHM_REGION_CONTROL, SHM_KIND_CONTROL,
 			       sizeof(struct shm_control_sh), caps, 3, mode);
 	if (rc) {
 		fail_region(h, rc, &h->control);
@@ -112,11 +116,8 @@ int shm_instance_create(const char *instance,
 	struct shm_control_sh *ctl = shm_region_body(&h->control);
 	/* The body is zero-filled: member slots empty, stopping 0,
 	 * doorbells idle.  Only the configuration needs writing. */
-	ctl->nshards = cfg->nshards;
-	ctl->ngateways = cfg->ngateways;
-	ctl->ring_capacity = cap;
+	shm_settings_store(&ctl->settings, &cfg->s);
 	ctl->ring_bytes = ring_bytes;
-	memcpy(ctl->limits, cfg->limits, sizeof(ctl->limits));
 	for (uint32_t i = 0; i < SHM_INSTANCE_SHARDS_MAX; i++)
 		shm_doorbell_init(&ctl->shard_db[i].db);
 	for (uint32_t i = 0; i < SHM_INSTANCE_GATEWAYS_MAX; i++)
@@ -129,7 +130,7 @@ int shm_instance_create(const char *instance,
 out_unlink_rings:
 	shm_region_detach(&h->rings);
 	/* The name was ours a moment ago; nothing to do if it is gone. */
-	(void)shm_region_unlink(instance, SHM_INSTANCE_REGION_RINGS);
+	(void)shm_region_unlink(instance, SHM_REGION_RINGS);
 	h->ctl = NULL;
 	return rc;
 }
@@ -142,12 +143,18 @@ static int validate(struct shm_instance *h)
 	const struct shm_control_sh *ctl = shm_region_body(&h->control);
 	const struct shm_region_hdr_sh *ch = shm_region_hdr(&h->control);
 	const struct shm_region_hdr_sh *rh = shm_region_hdr(&h->rings);
-	/* Plain loads: immutable after the regions' R0, acquired by A0. */
-	uint32_t ns = ctl->nshards, ng = ctl->ngateways;
-	uint32_t cap = ctl->ring_capacity;
+	/* Copied once, validated row by row (immutable after the regions'
+	 * R0, acquired by A0); only the copy is used from here on. */
+	int rc = shm_settings_load(&ctl->settings, &h->settings, &h->err);
+	if (rc)
+		return shmex_error_wrap(&h->err, rc, "control region of %s", h->name);
+	uint32_t ns = (uint32_t)h->settings.shards;
+	uint32_t ng = (uint32_t)h->settings.gateways;
+	uint32_t cap = (uint32_t)h->settings.ring_capacity;
 	size_t ring_bytes = shm_ring_bytes(cap);
+	/* Relaxed: immutable, as above. */
 	if (!counts_ok(ns, ng) || ring_bytes == 0 ||
-	    ctl->ring_bytes != ring_bytes)
+	    load_relaxed(&ctl->ring_bytes) != ring_bytes)
 		return fail(h, SHMEX_EBADLAYOUT, "control configuration");
 	uint64_t body = rings_body_bytes(ns, ng, ring_bytes);
 	uint64_t nrings = 2ull * ns * ng;
@@ -178,19 +185,6 @@ member(struct shm_instance *h, enum shm_instance_role role, uint32_t index)
 	return NULL;
 }
 
-#define OWNER_PID_BITS 22
-
-static uint64_t owner_word(pid_t pid, uint64_t start)
-{
-	return (start << OWNER_PID_BITS) | (uint64_t)pid;
-}
-
-static bool owner_alive(uint64_t w)
-{
-	pid_t pid = (pid_t)(w & ((UINT64_C(1) << OWNER_PID_BITS) - 1));
-	return shm_proc_alive(pid, w >> OWNER_PID_BITS);
-}
-
 /* Takes the member slot for this process: from free, from a dead owner
  * (killed without detaching), or from ourselves; a live other owner keeps
  * it (SHMEX_EINUSE).  INS5: acq_rel CAS; pairs with the CAS of the
@@ -198,10 +192,10 @@ static bool owner_alive(uint64_t w)
 static int claim(struct shm_instance *h, struct shm_instance_member_sh *m,
 		 enum shm_instance_role role, uint32_t index)
 {
-	uint64_t me = owner_word(getpid(), shm_proc_self_start());
+	uint64_t me = shm_proc_self_ident();
 	uint64_t cur = load_acquire(&m->owner); /* INS5 */
 	for (;;) {
-		if (cur != 0 && cur != me && owner_alive(cur)) {
+		if (cur != 0 && cur != me && shm_proc_ident_alive(cur)) {
 			char what[48];
 			snprintf(what, sizeof(what), "%s %u",
 				 role == SHM_ROLE_GATEWAY ? "gateway" : "matcher",
@@ -217,17 +211,20 @@ int shm_instance_attach(const char *instance, enum shm_instance_role role,
 			uint32_t index, struct shm_instance *h)
 {
 	memset(h, 0, sizeof(*h));
+	if (!shm_instance_name_valid(instance))
+		return fail(h, SHMEX_EBADNAME, "instance name");
+	snprintf(h->name, sizeof(h->name), "%s", instance);
 	if (role != SHM_ROLE_SUPERVISOR && role != SHM_ROLE_GATEWAY &&
 	    role != SHM_ROLE_MATCHER && role != SHM_ROLE_OBSERVER)
 		return fail(h, -EINVAL, "instance role");
 	enum shm_attach_mode mode =
 	    role == SHM_ROLE_OBSERVER ? SHM_RDONLY : SHM_RDWR;
 	int rc = shm_region_attach(&h->control, instance,
-				   SHM_INSTANCE_REGION_CONTROL,
+				   SHM_REGION_CONTROL,
 				   SHM_KIND_CONTROL, mode);
 	if (rc)
 		return fail_region(h, rc, &h->control);
-	rc = shm_region_attach(&h->rings, instance, SHM_INSTANCE_REGION_RINGS,
+	rc = shm_region_attach(&h->rings, instance, SHM_REGION_RINGS,
 			       SHM_KIND_RINGS, mode);
 	if (rc) {
 		fail_region(h, rc, &h->rings);
@@ -275,7 +272,7 @@ void shm_instance_detach(struct shm_instance *h)
 		store_release(&m->pid, 0);
 	if (m && h->control.writable) {
 		/* INS5: free the slot only if it is still ours. */
-		uint64_t me = owner_word(getpid(), shm_proc_self_start());
+		uint64_t me = shm_proc_self_ident();
 		(void)cas_acq_rel(&m->owner, &me, 0);
 	}
 	h->ctl = NULL;
@@ -285,8 +282,8 @@ void shm_instance_detach(struct shm_instance *h)
 
 int shm_instance_unlink(const char *instance)
 {
-	int rc1 = shm_region_unlink(instance, SHM_INSTANCE_REGION_CONTROL);
-	int rc2 = shm_region_unlink(instance, SHM_INSTANCE_REGION_RINGS);
+	int rc1 = shm_region_unlink(instance, SHM_REGION_CONTROL);
+	int rc2 = shm_region_unlink(instance, SHM_REGION_RINGS);
 	if (rc1 == 0 || rc2 == 0) {
 		if (rc1 && rc1 != -ENOENT)
 			return rc1;
@@ -368,4 +365,55 @@ void shm_instance_member(const struct shm_instance *h,
 	*pid = load_acquire(&m->pid);
 	/* Relaxed: ordered after INS4. */
 	*start = load_relaxed(&m->start);
+}
+
+bool shm_instance_name_valid(const char *name)
+{
+	char probe[SHM_NAME_MAX];
+	return name && shm_name_format(probe, sizeof(probe), name,
+				       SHM_REGION_CONTROL) == 0;
+}
+
+/* True when the region of kind for shard k attaches (read-only). */
+static bool region_attaches(const struct shm_instance *h, enum shm_region_kind kind,
+			    uint32_t k)
+{
+	char name[SHM_REGION_NAME_MAX];
+	struct shm_region r;
+	if (shm_region_name(name, kind, k) != 0 ||
+	    shm_region_attach(&r, h->name, name, kind, SHM_RDONLY) != 0)
+		return false;
+	shm_region_detach(&r);
+	return true;
+}
+
+static bool member_is(const struct shm_instance *h, enum shm_instance_role role,
+		      uint32_t idx, int32_t want)
+{
+	int32_t pid;
+	uint64_t start;
+	/* SV1: acquire of the member pid (INS4 inside; pairs with INS3). */
+	shm_instance_member(h, role, idx, &pid, &start);
+	if (pid <= 0)
+		return false;
+	if (want > 0)
+		return pid == want;
+	return shm_proc_alive(pid, start);
+}
+
+bool shm_instance_gateway_ready(const struct shm_instance *h, uint32_t g,
+				int32_t pid)
+{
+	return member_is(h, SHM_ROLE_GATEWAY, g, pid);
+}
+
+bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k,
+				int32_t pid)
+{
+	/* The matcher publishes book.<k> last [MT1], after positions.<k>
+	 * and readers.<k>; check it last too. */
+	return member_is(h, SHM_ROLE_MATCHER, k, pid) &&
+	       region_attaches(h, SHM_KIND_READERS, k) &&
+	       region_attaches(h, SHM_KIND_POSITIONS, k) &&
+	       region_attaches(h, SHM_KIND_BOOK, k);
 }

@@ -24,10 +24,18 @@
  * writable, so this isolates crashes, not malice; against a hostile writer
  * the consumers still validate every index and every message.)
  *
- * The configuration is immutable after creation.  It carries spare room
- * (limits[], cfg_reserved[], run_reserved[], the member slots' reserved
- * words) so that the supervisor can record more without a layout change
- * of the fields below.
+ * The settings (shm_settings.h: shape, capacities, rules, gateway limits)
+ * are written by the creator and immutable after creation; every attacher
+ * copies and validates them once.  This is how a child learns everything
+ * but its own identity: matchers and gateways are started with only the
+ * instance name and their index.  Spare room (the settings' unused slots,
+ * run_reserved[], the member slots' reserved words) lets later versions
+ * record more.
+ *
+ * Readiness, as every process judges it (shm_instance_matcher_ready,
+ * shm_instance_gateway_ready): a gateway is ready when its member slot
+ * names it; a matcher when its member slot names it and its book, positions
+ * and reader-table regions attach (it publishes the book last).
  *
  * Concurrency: create and unlink from the supervisor; attach/detach from any
  * process at any time after create; accessors are process-local.  The only
@@ -46,36 +54,15 @@
 #include "shm/shm_doorbell.h"
 #include "shm/shm_region.h"
 #include "shm/shm_ring.h"
+#include "shm/shm_settings.h"
 
-#define SHM_INSTANCE_SHARDS_MAX 64u
-#define SHM_INSTANCE_GATEWAYS_MAX 64u
-#define SHM_INSTANCE_RING_CAPACITY_DEFAULT 1024u
 /* Upper bound on the rings region (G*S*2 rings), a sanity limit. */
 #define SHM_INSTANCE_RINGS_BYTES_MAX (UINT64_C(1) << 32)
-#define SHM_INSTANCE_LIMITS 16
-#define SHM_INSTANCE_REGION_CONTROL "control"
-#define SHM_INSTANCE_REGION_RINGS "rings"
-
-/* Names of limits[] entries; the supervisor fills what it chose, 0 means
- * "not set", the rest are free for later use. */
-enum shm_instance_limit {
-	SHM_LIMIT_ORDERS_PER_SHARD = 0,
-	SHM_LIMIT_LEVELS_PER_SHARD = 1,
-	SHM_LIMIT_ACCOUNTS = 2,
-	SHM_LIMIT_SYMBOLS = 3,
-	SHM_LIMIT_READER_SLOTS = 4,
-	SHM_LIMIT_FILLS_PER_SHARD = 5,
-	SHM_LIMIT_POSITIONS_PER_SHARD = 6,
-	SHM_LIMIT_SYMBOLS_PER_SHARD = 7,
-};
 
 /* What the creator asks for (private, never in shared memory). */
 struct shm_instance_cfg {
-	uint32_t nshards;       /* 1..SHM_INSTANCE_SHARDS_MAX */
-	uint32_t ngateways;     /* 1..SHM_INSTANCE_GATEWAYS_MAX */
-	uint32_t ring_capacity; /* power of two; 0: the default */
+	struct shm_settings s;  /* shm_settings_default(), then changes */
 	mode_t mode;            /* 0: 0660 */
-	uint64_t limits[SHM_INSTANCE_LIMITS];
 };
 
 /* One process attached in a role (one cache line). */
@@ -89,7 +76,7 @@ struct shm_instance_member_sh {
 	 * INS3; R: after INS4.  A reader that races a re-attach may see a
 	 * mismatched pair, which reads as "dead": check twice. */
 	uint64_t start;
-	/* Who holds the slot, as one word: (start << 22) | pid, 0 = free.
+	/* Who holds the slot, as one word (shm_proc_ident), 0 = free.
 	 * Claimed with a CAS [INS5] from 0 or from a dead owner, so at most
 	 * one live process is gateway g (or matcher k) and the rings keep
 	 * one producer and one consumer; freed with a CAS at detach.
@@ -106,23 +93,21 @@ struct shm_instance_db_sh {
 
 /* Body of the control region. */
 struct shm_control_sh {
-	/* Lines 0-3: configuration.  W: creator, before region R0; R:
-	 * attachers after region A0, validated once.  Immutable. */
-	uint32_t nshards;
-	uint32_t ngateways;
-	uint32_t ring_capacity;
-	uint32_t flags;         /* 0; reserved */
+	/* Lines 0-7: the settings.  W: creator, before region R0; R:
+	 * attachers after region A0, copied and validated once
+	 * (shm_settings_load).  Immutable. */
+	struct shm_settings_sh settings;
+	/* Line 8: geometry derived from the settings; as above. */
 	uint64_t ring_bytes;    /* shm_ring_bytes(ring_capacity) */
-	uint64_t limits[SHM_INSTANCE_LIMITS];
-	uint64_t cfg_reserved[13];
-	/* Line 4: run state. */
+	uint64_t geo_reserved[7];
+	/* Line 9: run state. */
 	/* 1 once the supervisor began a clean shutdown.  W: supervisor,
 	 * release [INS1]; R: every process, acquire [INS2].  0 -> 1 only. */
 	uint32_t stopping;
 	uint32_t pad0;
 	uint64_t run_reserved[7];
 	uint8_t pad1[SHM_CACHE_LINE];
-	/* Lines 6...: who is attached. */
+	/* Lines 11...: who is attached. */
 	struct shm_instance_member_sh gateways[SHM_INSTANCE_GATEWAYS_MAX];
 	struct shm_instance_member_sh shards[SHM_INSTANCE_SHARDS_MAX];
 	/* Doorbells: shard s's matcher sleeps on shard_db[s]; gateway g on
@@ -130,14 +115,15 @@ struct shm_control_sh {
 	struct shm_instance_db_sh shard_db[SHM_INSTANCE_SHARDS_MAX];
 	struct shm_instance_db_sh gateway_db[SHM_INSTANCE_GATEWAYS_MAX];
 };
-_Static_assert(offsetof(struct shm_control_sh, limits) == 24, "control layout");
-_Static_assert(offsetof(struct shm_control_sh, stopping) == 256,
+_Static_assert(offsetof(struct shm_control_sh, ring_bytes) == 512,
 	       "control layout");
-_Static_assert(offsetof(struct shm_control_sh, gateways) == 384,
+_Static_assert(offsetof(struct shm_control_sh, stopping) == 576,
 	       "control layout");
-_Static_assert(offsetof(struct shm_control_sh, shard_db) == 8576,
+_Static_assert(offsetof(struct shm_control_sh, gateways) == 704,
 	       "control layout");
-_Static_assert(sizeof(struct shm_control_sh) == 8576 + 2 * 64 * 128,
+_Static_assert(offsetof(struct shm_control_sh, shard_db) == 8960,
+	       "control layout");
+_Static_assert(sizeof(struct shm_control_sh) == 8960 + 2 * 64 * 128,
 	       "control layout");
 
 enum shm_instance_role {
@@ -152,14 +138,16 @@ struct shm_instance {
 	struct shm_region control;
 	struct shm_region rings;
 	struct shm_control_sh *ctl;
-	/* Validated copies of the configuration. */
+	char name[SHM_INSTANCE_MAX + 1]; /* the instance */
+	/* Validated copy of the settings, and what follows from them. */
+	struct shm_settings settings;
 	uint32_t nshards;
 	uint32_t ngateways;
 	uint32_t ring_capacity;
 	size_t ring_bytes;
 	enum shm_instance_role role;
 	uint32_t index;
-	char err[256]; /* after a failure: what failed and why */
+	struct shmex_error err; /* after a failure: what failed and why */
 };
 
 /*
@@ -222,5 +210,20 @@ bool shm_instance_stopping(const struct shm_instance *h);
 void shm_instance_member(const struct shm_instance *h,
 			 enum shm_instance_role role, uint32_t index,
 			 int32_t *pid, uint64_t *start);
+
+/*
+ * Readiness (see the top).  pid > 0 asks for that process exactly (the
+ * supervisor after starting it); pid 0 accepts any live member.  [SV1]:
+ * the member pid is loaded with acquire (INS4, pairs with the member's
+ * INS3); the matcher's regions are then validated by A0 (pairs with its
+ * R0, book.<k> last [MT1]).
+ */
+bool shm_instance_gateway_ready(const struct shm_instance *h, uint32_t g,
+				int32_t pid);
+bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k,
+				int32_t pid);
+
+/* True for a valid instance name: 1..SHM_INSTANCE_MAX of [A-Za-z0-9_-]. */
+bool shm_instance_name_valid(const char *name);
 
 #endif

@@ -31,6 +31,17 @@ uint64_t shm_layout_signature(void)
 #define SHM_LAYOUT_ENTRY_(value) h = mix(h, (uint64_t)(value));
 	SHM_LAYOUT_LIST(SHM_LAYOUT_ENTRY_)
 #undef SHM_LAYOUT_ENTRY_
+	/* The settings table: every row's position, name and range, so a
+	 * build that reads slot i as another setting refuses to attach. */
+	for (size_t i = 0; i < SHM_SETTINGS_COUNT; i++) {
+		const struct shm_setting_desc *d = &shm_settings_desc[i];
+		for (const char *c = d->option; *c; c++)
+			h = mix(h, (uint64_t)(unsigned char)*c);
+		h = mix(h, i);
+		h = mix(h, d->min);
+		h = mix(h, d->max);
+		h = mix(h, d->kind);
+	}
 	/* Routing is part of the contract too: processes that disagree on
 	 * which shard owns a symbol, an order or an account must not share
 	 * an exchange.  Probe the maps with fixed inputs. */

@@ -14,7 +14,7 @@
 #include "shm/shm_ring.h"
 #include "shm/shm_instance.h"
 #include "shm/shm_book.h"
-#include "shm/shm_readers.h"
+#include "shm/shm_rcu.h"
 
 #define SHM_LAYOUT_LIST(X)                                                     \
 	X(sizeof(struct shm_region_hdr_sh))                                    \
@@ -27,7 +27,10 @@
 	X(offsetof(struct shm_ring_sh, cons.tail))                             \
 	X(offsetof(struct shm_ring_sh, slots))                                 \
 	X(sizeof(struct shm_control_sh))                                       \
+	X(offsetof(struct shm_control_sh, ring_bytes))                         \
 	X(offsetof(struct shm_control_sh, stopping))                           \
+	X(sizeof(struct shm_settings_sh))                                      \
+	X(SHM_SETTINGS_COUNT)                                                  \
 	X(offsetof(struct shm_instance_member_sh, owner))                       \
 	X(offsetof(struct shm_control_sh, shards))                             \
 	X(offsetof(struct shm_control_sh, shard_db))                           \
@@ -43,10 +46,10 @@
 	X(offsetof(struct shm_book_order_sh, fill_head))                       \
 	X(sizeof(struct shm_book_fill_sh))                                     \
 	X(offsetof(struct shm_book_fill_sh, next))                             \
-	X(sizeof(struct shm_readers_hdr_sh))                                   \
-	X(offsetof(struct shm_readers_hdr_sh, mode))                           \
-	X(sizeof(struct shm_reader_slot_sh))                                   \
-	X(offsetof(struct shm_reader_slot_sh, section))                          \
+	X(sizeof(struct shm_rcu_hdr_sh))                                   \
+	X(offsetof(struct shm_rcu_hdr_sh, mode))                           \
+	X(sizeof(struct shm_rcu_slot_sh))                                   \
+	X(offsetof(struct shm_rcu_slot_sh, section))                          \
 	X(sizeof(struct shm_accounts_sh))                                      \
 	X(sizeof(struct shm_account_sh))                                       \
 	X(offsetof(struct shm_account_sh, balance))                            \

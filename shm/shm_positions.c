@@ -66,11 +66,6 @@ static size_t body_bytes(uint64_t sym_slots, uint64_t pos_slots)
 	       pos_slots * sizeof(struct shm_position_sh);
 }
 
-static void region_name(char *buf, size_t len, uint32_t shard)
-{
-	snprintf(buf, len, "positions.%u", shard);
-}
-
 static bool pow2_ok(uint64_t slots, uint64_t cap, uint64_t max)
 {
 	return cap >= 1 && cap <= max && slots > cap && slots <= 2 * max &&
@@ -118,8 +113,8 @@ int shm_positions_create(struct shm_positions *p, const char *instance,
 	caps[SHM_POSITIONS_CAP_SYM_SLOTS] = pow2_slots(max_symbols);
 	caps[SHM_POSITIONS_CAP_POSITIONS] = max_positions;
 	caps[SHM_POSITIONS_CAP_POS_SLOTS] = pow2_slots(max_positions);
-	char name[32];
-	region_name(name, sizeof(name), shard);
+	char name[SHM_REGION_NAME_MAX];
+	(void)!shm_region_name(name, SHM_KIND_POSITIONS, shard);
 	size_t body = body_bytes(caps[SHM_POSITIONS_CAP_SYM_SLOTS],
 				 caps[SHM_POSITIONS_CAP_POS_SLOTS]);
 	int rc = shm_region_create(&p->region, instance, name,
@@ -143,8 +138,8 @@ int shm_positions_attach(struct shm_positions *p, const char *instance,
 			 uint32_t shard, enum shm_attach_mode mode)
 {
 	memset(p, 0, sizeof(*p));
-	char name[32];
-	region_name(name, sizeof(name), shard);
+	char name[SHM_REGION_NAME_MAX];
+	(void)!shm_region_name(name, SHM_KIND_POSITIONS, shard);
 	int rc = shm_region_attach(&p->region, instance, name,
 				   SHM_KIND_POSITIONS, mode);
 	if (rc)
@@ -171,8 +166,8 @@ void shm_positions_detach(struct shm_positions *p)
 
 int shm_positions_unlink(const char *instance, uint32_t shard)
 {
-	char name[32];
-	region_name(name, sizeof(name), shard);
+	char name[SHM_REGION_NAME_MAX];
+	(void)!shm_region_name(name, SHM_KIND_POSITIONS, shard);
 	return shm_region_unlink(instance, name);
 }
 

@@ -66,6 +66,17 @@ uint64_t shm_proc_self_start(void)
 	return cached_start;
 }
 
+uint64_t shm_proc_self_ident(void)
+{
+	return shm_proc_ident(getpid(), shm_proc_self_start());
+}
+
+bool shm_proc_ident_alive(uint64_t ident)
+{
+	return ident != 0 &&
+	       shm_proc_alive(shm_proc_ident_pid(ident), shm_proc_ident_start(ident));
+}
+
 bool shm_proc_alive(pid_t pid, uint64_t start)
 {
 	if (pid <= 0)

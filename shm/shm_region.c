@@ -22,9 +22,8 @@
 
 static int fail(struct shm_region *r, int err, const char *what)
 {
-	snprintf(r->err, sizeof(r->err), "%s %s: %s", what, r->name,
-		 shmex_strerror(err));
-	return err;
+	return shmex_error_set(&r->err, err, "%s %s: %s", what, r->name,
+			       shmex_strerror(err));
 }
 
 static bool name_ok(const char *s, bool region)
@@ -44,6 +43,31 @@ static bool name_ok(const char *s, bool region)
 			return false;
 	}
 	return true;
+}
+
+bool shm_region_kind_per_shard(enum shm_region_kind kind)
+{
+	return kind == SHM_KIND_BOOK || kind == SHM_KIND_READERS ||
+	       kind == SHM_KIND_POSITIONS;
+}
+
+int shm_region_name(char out[SHM_REGION_NAME_MAX], enum shm_region_kind kind,
+		    unsigned shard)
+{
+	static const char *const names[] = {
+		[SHM_KIND_RINGS] = SHM_REGION_RINGS,
+		[SHM_KIND_CONTROL] = SHM_REGION_CONTROL,
+		[SHM_KIND_BOOK] = "book",
+		[SHM_KIND_ACCOUNTS] = SHM_REGION_ACCOUNTS,
+		[SHM_KIND_READERS] = "readers",
+		[SHM_KIND_POSITIONS] = "positions",
+	};
+	if ((unsigned)kind >= sizeof(names) / sizeof(names[0]) || !names[kind])
+		return SHMEX_EBADNAME;
+	int n = shm_region_kind_per_shard(kind)
+			? snprintf(out, SHM_REGION_NAME_MAX, "%s.%u", names[kind], shard)
+			: snprintf(out, SHM_REGION_NAME_MAX, "%s", names[kind]);
+	return n > 0 && n < SHM_REGION_NAME_MAX ? 0 : SHMEX_EBADNAME;
 }
 
 int shm_name_format(char *out, size_t len, const char *instance,

@@ -31,9 +31,10 @@
 #include <sys/types.h>
 
 #include "shm/shm_atomic.h"
+#include "shm/shm_error.h"
 
 #define SHM_REGION_MAGIC UINT64_C(0x31474552584d4853) /* "SHMXREG1" */
-#define SHM_LAYOUT_VERSION 1u
+#define SHM_LAYOUT_VERSION 2u
 #define SHM_REGION_HDR_SIZE 128u
 #define SHM_NAME_MAX 96
 #define SHM_INSTANCE_MAX 40
@@ -86,10 +87,30 @@ struct shm_region {
 	size_t map_size;         /* bytes mapped (munmap length) */
 	bool writable;           /* mapped PROT_WRITE */
 	char name[SHM_NAME_MAX]; /* "/shmex.<instance>.<region>" */
-	char err[192];           /* after a failure: what failed and why */
+	struct shmex_error err;  /* after a failure: what failed and why */
 };
 
 enum shm_attach_mode { SHM_RDONLY = 0, SHM_RDWR = 1 };
+
+/*
+ * The name of the region of a kind: the one place where region names are
+ * composed.  Instance-wide kinds ignore shard; per-shard kinds append it:
+ *
+ *   SHM_KIND_CONTROL   "control"         SHM_KIND_BOOK       "book.<k>"
+ *   SHM_KIND_RINGS     "rings"           SHM_KIND_READERS    "readers.<k>"
+ *   SHM_KIND_ACCOUNTS  "accounts"        SHM_KIND_POSITIONS  "positions.<k>"
+ *
+ * Returns 0, or SHMEX_EBADNAME for a kind without a region name.
+ */
+#define SHM_REGION_NAME_MAX 32
+#define SHM_REGION_CONTROL "control"
+#define SHM_REGION_RINGS "rings"
+#define SHM_REGION_ACCOUNTS "accounts"
+int shm_region_name(char out[SHM_REGION_NAME_MAX], enum shm_region_kind kind,
+		    unsigned shard) __attribute__((warn_unused_result));
+
+/* True for the kinds that exist once per shard. */
+bool shm_region_kind_per_shard(enum shm_region_kind kind);
 
 /* "/shmex.<instance>.<region>".  Instance: 1..40 of [A-Za-z0-9_-];
  * region: 1..40 of [a-z0-9._-].  Returns 0 or SHMEX_EBADNAME. */

@@ -11,12 +11,21 @@
 #define SHMEX_TESTS_SHMEX_TEST_H
 
 #include <check.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/types.h>
 
 /* Writes a fresh instance name "test<tag>-<pid>-<n>" into buf (>= 40 bytes);
  * <tag> is $SHMEX_TEST_TAG (tests/run-tests.sh sets it to its pid). */
 void test_instance(char *buf, size_t len);
+/* An instance configuration for tests: the default settings with nshards
+ * shards, ngw gateways, rings of ring_cap messages (0: default), mode
+ * 0600, and capacities small enough for many short-lived instances
+ * (orders 65536, levels 16384, fills 131072, symbols 1024, accounts 4096,
+ * positions 65536).  Tests change single settings on top. */
+struct shm_instance_cfg;
+void test_instance_cfg(struct shm_instance_cfg *cfg, uint32_t nshards,
+		       uint32_t ngw, uint32_t ring_cap);
 /* Removes every /dev/shm object of the instance; returns how many. */
 int test_cleanup_instance(const char *instance);
 /* Count of /dev/shm objects of the instance. */

@@ -62,10 +62,10 @@ START_TEST(churn_with_kill9)
 	finish_readers(pids, n, (uint64_t)n);
 	/* Every killed reader's slot is reaped by the writer's poll. */
 	unsigned long long deadline = test_now_ns() + 10000000000ull;
-	struct shm_readers_stats rs;
+	struct shm_rcu_stats rs;
 	for (;;) {
 		writer_batch(&W, RI_BATCH);
-		shm_readers_stats(&W.w, &rs);
+		shm_rcu_stats(&W.w, &rs);
 		if (rs.registered == 0)
 			break;
 		ck_assert_msg(test_now_ns() < deadline, "%u slots never reaped",

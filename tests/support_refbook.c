@@ -404,7 +404,7 @@ int refbook_modify(struct refbook *rb, const struct eng_req *r)
 }
 
 size_t refbook_depth(const struct refbook *rb, uint32_t sym, unsigned side,
-		     struct eng_book_level_info *out, size_t max)
+		     struct eng_core_level_info *out, size_t max)
 {
 	size_t k = 0;
 	int64_t last = 0;

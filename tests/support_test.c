@@ -3,6 +3,8 @@
  */
 #include "tests/shmex_test.h"
 
+#include "shm/shm_instance.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -119,4 +121,22 @@ int test_wait_pid(pid_t pid, int timeout_ms)
 		}
 		usleep(1000);
 	}
+}
+
+void test_instance_cfg(struct shm_instance_cfg *cfg, uint32_t nshards,
+		       uint32_t ngw, uint32_t ring_cap)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	shm_settings_default(&cfg->s);
+	cfg->s.shards = nshards;
+	cfg->s.gateways = ngw;
+	if (ring_cap)
+		cfg->s.ring_capacity = ring_cap;
+	cfg->s.orders = 65536;
+	cfg->s.levels = 16384;
+	cfg->s.fills = 131072;
+	cfg->s.symbols = 1024;
+	cfg->s.accounts = 4096;
+	cfg->s.positions = 65536;
+	cfg->mode = 0600;
 }

@@ -1,6 +1,6 @@
 /*
  * conformance_suite: the external batteries through the real matching core
- * (engine/eng_replay.c adapter, engine/eng_book.c core):
+ * (engine/replay/rpl.c adapter, engine/eng_core.c core):
  *
  *  - all 34 flash1 edge cases and all 16 Liquibook IOC/FOK cases: every
  *    report line, the report hash, and the book state after every message
@@ -20,8 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/eng_replay.h"
-#include "engine/eng_sha256.h"
+#include "engine/replay/rpl.h"
+#include "engine/replay/rpl_sha256.h"
 #include "tests/shmex_test.h"
 
 #define WORKLOAD "flash1-workloads/orders_normal_s23_n1000000.bin.xz"
@@ -29,12 +29,12 @@
 
 static void sha_hex(const void *data, size_t len, char out[65])
 {
-	struct eng_sha256 c;
+	struct rpl_sha256 c;
 	uint8_t d[32];
-	eng_sha256_init(&c);
-	eng_sha256_update(&c, data, len);
-	eng_sha256_final(&c, d);
-	eng_sha256_hex(d, out);
+	rpl_sha256_init(&c);
+	rpl_sha256_update(&c, data, len);
+	rpl_sha256_final(&c, d);
+	rpl_sha256_hex(d, out);
 }
 
 START_TEST(sha256_fips_vectors)
@@ -48,38 +48,38 @@ START_TEST(sha256_fips_vectors)
 	sha_hex(m, strlen(m), hex);
 	ck_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 	/* One million 'a', fed in odd-sized pieces across block borders. */
-	struct eng_sha256 c;
+	struct rpl_sha256 c;
 	uint8_t d[32];
 	char buf[997];
 	memset(buf, 'a', sizeof(buf));
-	eng_sha256_init(&c);
+	rpl_sha256_init(&c);
 	size_t left = 1000000;
 	while (left) {
 		size_t n = left < sizeof(buf) ? left : sizeof(buf);
-		eng_sha256_update(&c, buf, n);
+		rpl_sha256_update(&c, buf, n);
 		left -= n;
 	}
-	eng_sha256_final(&c, d);
-	eng_sha256_hex(d, hex);
+	rpl_sha256_final(&c, d);
+	rpl_sha256_hex(d, hex);
 	ck_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 END_TEST
 
 /* The expected hash must be the hash of the expected lines (checks both
  * the data and our SHA-256 before anything is blamed on the engine). */
-static void expected_hash_consistent(const struct eng_replay_case *c)
+static void expected_hash_consistent(const struct rpl_case *c)
 {
-	struct eng_sha256 s;
+	struct rpl_sha256 s;
 	uint8_t d[32];
 	char hex[65];
-	eng_sha256_init(&s);
+	rpl_sha256_init(&s);
 	for (size_t i = 0; i < c->nreports; i++) {
 		if (i)
-			eng_sha256_update(&s, "\n", 1);
-		eng_sha256_update(&s, c->reports[i], strlen(c->reports[i]));
+			rpl_sha256_update(&s, "\n", 1);
+		rpl_sha256_update(&s, c->reports[i], strlen(c->reports[i]));
 	}
-	eng_sha256_final(&s, d);
-	eng_sha256_hex(d, hex);
+	rpl_sha256_final(&s, d);
+	rpl_sha256_hex(d, hex);
 	ck_assert_msg(!strcmp(hex, c->sha256), "%s: expected_sha256 is not the hash of "
 		      "expected_reports", c->name);
 }
@@ -87,18 +87,18 @@ static void expected_hash_consistent(const struct eng_replay_case *c)
 static void run_battery(const char *rel, size_t want_cases, size_t min_states)
 {
 	char err[512];
-	struct eng_replay_battery *b;
-	int rc = eng_replay_battery_load(test_conformance(rel), &b, err, sizeof(err));
+	struct rpl_battery *b;
+	int rc = rpl_battery_load(test_conformance(rel), &b, err, sizeof(err));
 	ck_assert_msg(rc == 0, "%s", err);
 	ck_assert_uint_eq(b->ncases, want_cases);
 	size_t states = 0;
 	for (size_t i = 0; i < b->ncases; i++) {
-		const struct eng_replay_case *c = &b->cases[i];
+		const struct rpl_case *c = &b->cases[i];
 		expected_hash_consistent(c);
-		struct eng_replay_cfg cfg;
-		eng_replay_cfg_default(&cfg, true);
-		struct eng_replay_result res;
-		ck_assert_int_eq(eng_replay_case_run(c, &cfg, &res), 0);
+		struct rpl_cfg cfg;
+		rpl_cfg_default(&cfg, true);
+		struct rpl_result res;
+		ck_assert_int_eq(rpl_case_run(c, &cfg, &res), 0);
 		ck_assert_msg(res.pass, "%s: %s", c->name, res.why);
 		ck_assert_uint_eq(res.nlines, c->nreports);
 		ck_assert_str_eq(res.sha256, c->sha256);
@@ -106,7 +106,7 @@ static void run_battery(const char *rel, size_t want_cases, size_t min_states)
 		states += res.nstates_checked;
 	}
 	ck_assert_uint_ge(states, min_states);
-	eng_replay_battery_free(b);
+	rpl_battery_free(b);
 }
 
 START_TEST(flash1_edge_cases)
@@ -143,7 +143,7 @@ static void put_le(uint8_t *p, uint64_t v, int n)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static char *write_bin(const struct eng_replay_case *c, size_t truncate_to,
+static char *write_bin(const struct rpl_case *c, size_t truncate_to,
 		       uint64_t magic)
 {
 	static char path[64];
@@ -156,7 +156,7 @@ static char *write_bin(const struct eng_replay_case *c, size_t truncate_to,
 	put_le(hdr + 12, c->nmsgs, 4);
 	fwrite(hdr, 1, 16, f);
 	for (size_t i = 0; i < c->nmsgs && i < truncate_to; i++) {
-		const struct eng_replay_msg *m = &c->msgs[i];
+		const struct rpl_msg *m = &c->msgs[i];
 		uint8_t rec[40] = {0};
 		rec[0] = m->type;
 		rec[1] = m->side;
@@ -174,34 +174,34 @@ static char *write_bin(const struct eng_replay_case *c, size_t truncate_to,
 START_TEST(bin_workload_matches_json_case)
 {
 	char err[512];
-	struct eng_replay_battery *b;
-	ck_assert_int_eq(eng_replay_battery_load(test_conformance("flash1-edge-cases/cases.json"),
+	struct rpl_battery *b;
+	ck_assert_int_eq(rpl_battery_load(test_conformance("flash1-edge-cases/cases.json"),
 						 &b, err, sizeof(err)), 0);
-	const struct eng_replay_case *c = NULL;
+	const struct rpl_case *c = NULL;
 	for (size_t i = 0; i < b->ncases; i++)
 		if (!strcmp(b->cases[i].name, "deep_fifo_scattered_cancel"))
 			c = &b->cases[i];
 	ck_assert_ptr_nonnull(c);
-	const char *path = write_bin(c, SIZE_MAX, ENG_REPLAY_WL_MAGIC);
-	struct eng_replay_wl *w;
-	ck_assert_int_eq(eng_replay_wl_open(&w, path, err, sizeof(err)), 0);
-	ck_assert_uint_eq(eng_replay_wl_count(w), c->nmsgs);
+	const char *path = write_bin(c, SIZE_MAX, RPL_WL_MAGIC);
+	struct rpl_wl *w;
+	ck_assert_int_eq(rpl_wl_open(&w, path, err, sizeof(err)), 0);
+	ck_assert_uint_eq(rpl_wl_count(w), c->nmsgs);
 	struct lines got = {0};
-	struct eng_replay_cfg cfg;
-	eng_replay_cfg_default(&cfg, true);
+	struct rpl_cfg cfg;
+	rpl_cfg_default(&cfg, true);
 	cfg.line = keep_line;
 	cfg.ctx = &got;
-	struct eng_replay *r;
-	ck_assert_int_eq(eng_replay_open(&r, &cfg), 0);
-	struct eng_replay_msg m;
+	struct rpl *r;
+	ck_assert_int_eq(rpl_open(&r, &cfg), 0);
+	struct rpl_msg m;
 	int rc;
-	while ((rc = eng_replay_wl_next(w, &m)) == 1)
-		ck_assert_int_eq(eng_replay_apply(r, &m), 0);
+	while ((rc = rpl_wl_next(w, &m)) == 1)
+		ck_assert_int_eq(rpl_apply(r, &m), 0);
 	ck_assert_int_eq(rc, 0);
-	eng_replay_wl_close(w);
+	rpl_wl_close(w);
 	char hex[65];
-	eng_replay_sha256_hex(r, hex);
-	eng_replay_close(r);
+	rpl_report_hex(r, hex);
+	rpl_close(r);
 	ck_assert_uint_eq(got.n, c->nreports);
 	for (size_t i = 0; i < got.n; i++) {
 		ck_assert_str_eq(got.v[i], c->reports[i]);
@@ -211,58 +211,58 @@ START_TEST(bin_workload_matches_json_case)
 	ck_assert_str_eq(hex, c->sha256);
 
 	/* Truncated: fewer records than announced is an error. */
-	path = write_bin(c, c->nmsgs - 1, ENG_REPLAY_WL_MAGIC);
-	ck_assert_int_eq(eng_replay_wl_open(&w, path, err, sizeof(err)), 0);
-	while ((rc = eng_replay_wl_next(w, &m)) == 1)
+	path = write_bin(c, c->nmsgs - 1, RPL_WL_MAGIC);
+	ck_assert_int_eq(rpl_wl_open(&w, path, err, sizeof(err)), 0);
+	while ((rc = rpl_wl_next(w, &m)) == 1)
 		;
 	ck_assert_int_eq(rc, -EIO);
-	eng_replay_wl_close(w);
+	rpl_wl_close(w);
 	/* Wrong magic. */
-	path = write_bin(c, SIZE_MAX, ENG_REPLAY_WL_MAGIC + 1);
-	ck_assert_int_eq(eng_replay_wl_open(&w, path, err, sizeof(err)), -EINVAL);
+	path = write_bin(c, SIZE_MAX, RPL_WL_MAGIC + 1);
+	ck_assert_int_eq(rpl_wl_open(&w, path, err, sizeof(err)), -EINVAL);
 	/* Missing file. */
-	ck_assert_int_eq(eng_replay_wl_open(&w, "/nonexistent/x.bin", err, sizeof(err)),
+	ck_assert_int_eq(rpl_wl_open(&w, "/nonexistent/x.bin", err, sizeof(err)),
 			 -ENOENT);
 	unlink(path);
-	eng_replay_battery_free(b);
+	rpl_battery_free(b);
 }
 END_TEST
 
 START_TEST(workload_orders_normal_s23)
 {
 	char err[512];
-	struct eng_replay_wl *w;
-	int rc = eng_replay_wl_open(&w, test_conformance(WORKLOAD), err, sizeof(err));
+	struct rpl_wl *w;
+	int rc = rpl_wl_open(&w, test_conformance(WORKLOAD), err, sizeof(err));
 	ck_assert_msg(rc == 0, "%s", err);
-	ck_assert_uint_eq(eng_replay_wl_count(w), 1996097);
-	struct eng_replay_cfg cfg;
-	eng_replay_cfg_default(&cfg, false);
-	struct eng_replay *r;
-	ck_assert_int_eq(eng_replay_open(&r, &cfg), 0);
-	struct eng_replay_msg m;
+	ck_assert_uint_eq(rpl_wl_count(w), 1996097);
+	struct rpl_cfg cfg;
+	rpl_cfg_default(&cfg, false);
+	struct rpl *r;
+	ck_assert_int_eq(rpl_open(&r, &cfg), 0);
+	struct rpl_msg m;
 	size_t n = 0;
-	while ((rc = eng_replay_wl_next(w, &m)) == 1) {
-		ck_assert_int_eq(eng_replay_apply(r, &m), 0);
+	while ((rc = rpl_wl_next(w, &m)) == 1) {
+		ck_assert_int_eq(rpl_apply(r, &m), 0);
 		n++;
 	}
 	ck_assert_int_eq(rc, 0);
 	ck_assert_uint_eq(n, 1996097);
-	eng_replay_wl_close(w);
+	rpl_wl_close(w);
 	uint64_t c[6];
-	eng_replay_counts(r, c);
+	rpl_counts(r, c);
 	ck_assert_uint_eq(c[0], 1000000);
 	ck_assert_uint_eq(c[1], 62474);
 	ck_assert_uint_eq(c[2], 931363);
 	ck_assert_uint_eq(c[3], 164857);
 	ck_assert_uint_eq(c[4], 38131);
 	ck_assert_uint_eq(c[5], 7818);
-	ck_assert_uint_eq(eng_replay_rejected(r), 0);
+	ck_assert_uint_eq(rpl_rejected(r), 0);
 	char why[256];
-	ck_assert_msg(eng_book_check(eng_replay_book(r), why, sizeof(why)) == 0, "%s", why);
+	ck_assert_msg(eng_core_check(rpl_book(r), why, sizeof(why)) == 0, "%s", why);
 	char hex[65];
-	eng_replay_sha256_hex(r, hex);
+	rpl_report_hex(r, hex);
 	ck_assert_str_eq(hex, WORKLOAD_SHA);
-	eng_replay_close(r);
+	rpl_close(r);
 }
 END_TEST
 

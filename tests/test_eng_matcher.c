@@ -6,7 +6,7 @@
  * shmex-matcher processes (test_bin), waits until they are ready the way
  * the supervisor does (member slot + book region published), then talks
  * to them over the real rings and reads the results back through the
- * shared regions (shm_read for the books, shm_accounts / shm_positions
+ * shared regions (shm_snap for the books, shm_accounts / shm_positions
  * for money and shares).  Nothing here links the matcher's code.
  *
  * Units: Q() shares (QTY scale), P() prices (PRICE scale), C() cash.
@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/eng_sha256.h"
+#include "engine/replay/rpl_sha256.h"
 #include "shm/shm_accounts.h"
 #include "shm/shm_book.h"
 #include "shm/shm_dec.h"
@@ -33,7 +33,7 @@
 #include "shm/shm_instance.h"
 #include "shm/shm_msg.h"
 #include "shm/shm_positions.h"
-#include "shm/shm_read.h"
+#include "shm/shm_snap.h"
 #include "shm/shm_region.h"
 #include "shm/shm_ring.h"
 
@@ -57,7 +57,7 @@ struct fx {
 	pid_t pid[MAXS];
 	struct shm_ring req[MAXG][MAXS]; /* gateway g -> shard s */
 	struct shm_ring rep[MAXS][MAXG]; /* shard s -> gateway g */
-	struct shm_read rd[MAXS];
+	struct shm_snap rd[MAXS];
 	bool rd_ok[MAXS];
 	struct shm_positions pos[MAXS];
 	bool pos_ok[MAXS];
@@ -76,7 +76,7 @@ static void fx_detach(struct fx *f)
 {
 	for (uint32_t s = 0; s < MAXS; s++) {
 		if (f->rd_ok[s])
-			shm_read_close(&f->rd[s]);
+			shm_snap_close(&f->rd[s]);
 		f->rd_ok[s] = false;
 		if (f->pos_ok[s])
 			shm_positions_detach(&f->pos[s]);
@@ -163,7 +163,9 @@ static int run_prog(const char *const *argv, const char *out, const char *err,
 
 /* ---- the fixture: instance, accounts, matchers ---- */
 
-static void fx_spawn(struct fx *f, uint32_t k, const char *const *extra)
+static uint64_t fx_orders = 65536, fx_stp;
+
+static void fx_spawn(struct fx *f, uint32_t k)
 {
 	char shard[16];
 	snprintf(shard, sizeof(shard), "%u", k);
@@ -174,34 +176,16 @@ static void fx_spawn(struct fx *f, uint32_t k, const char *const *extra)
 	argv[n++] = f->inst;
 	argv[n++] = "--shard";
 	argv[n++] = shard;
-	argv[n++] = "--quiet";
-	for (int i = 0; extra && extra[i] && n < 38; i++)
-		argv[n++] = extra[i];
 	argv[n] = NULL;
 	f->pid[k] = spawn(argv, NULL, NULL);
 }
 
-static bool book_published(const char *inst, uint32_t k)
-{
-	char name[32];
-	snprintf(name, sizeof(name), "book.%u", k);
-	struct shm_region r;
-	if (shm_region_attach(&r, inst, name, SHM_KIND_BOOK, SHM_RDONLY) != 0)
-		return false;
-	shm_region_detach(&r);
-	return true;
-}
-
-/* Ready exactly as the supervisor judges it: the member slot names the
- * process and its book region is published (the last step). */
+/* Ready exactly as the supervisor judges it (shm_instance_matcher_ready). */
 static void fx_wait_ready(struct fx *f, uint32_t k)
 {
 	unsigned long long deadline = test_now_ns() + 10000000000ull;
 	for (;;) {
-		int32_t pid;
-		uint64_t start;
-		shm_instance_member(&f->si, SHM_ROLE_MATCHER, k, &pid, &start);
-		if (pid == f->pid[k] && book_published(f->inst, k))
+		if (shm_instance_matcher_ready(&f->si, k, f->pid[k]))
 			break;
 		int st;
 		ck_assert_msg(waitpid(f->pid[k], &st, WNOHANG) == 0,
@@ -209,8 +193,8 @@ static void fx_wait_ready(struct fx *f, uint32_t k)
 		ck_assert_msg(test_now_ns() < deadline, "matcher %u not ready", k);
 		usleep(1000);
 	}
-	int rc = shm_read_open(&f->rd[k], f->inst, k);
-	ck_assert_msg(rc == 0, "shm_read_open: %s", f->rd[k].err);
+	int rc = shm_snap_open(&f->rd[k], f->inst, k);
+	ck_assert_msg(rc == 0, "shm_snap_open: %s", f->rd[k].err.msg);
 	f->rd_ok[k] = true;
 	ck_assert_int_eq(shm_positions_attach(&f->pos[k], f->inst, k, SHM_RDONLY), 0);
 	f->pos_ok[k] = true;
@@ -222,11 +206,14 @@ static void fx_create(struct fx *f, uint32_t nshards, uint32_t ngw)
 {
 	f->nshards = nshards;
 	f->ngw = ngw;
-	struct shm_instance_cfg cfg = {.nshards = nshards, .ngateways = ngw,
-				       .ring_capacity = ring_capacity};
-	cfg.limits[SHM_LIMIT_ACCOUNTS] = 256;
+	struct shm_instance_cfg cfg;
+	test_instance_cfg(&cfg, nshards, ngw, ring_capacity);
+	cfg.s.accounts = 256;
+	cfg.s.orders = fx_orders;
+	cfg.s.stp = fx_stp;
+	cfg.s.quiet = 1;
 	int rc = shm_instance_create(f->inst, &cfg, &f->si);
-	ck_assert_msg(rc == 0, "instance: %s", f->si.err);
+	ck_assert_msg(rc == 0, "instance: %s", f->si.err.msg);
 	f->si_ok = true;
 	ck_assert_int_eq(shm_accounts_create(&f->acc, f->inst, 256, 0600), 0);
 	f->acc_ok = true;
@@ -239,12 +226,16 @@ static void fx_create(struct fx *f, uint32_t nshards, uint32_t ngw)
 		}
 }
 
+/* orders: order records per shard, 0 for the test default; stp: the
+ * self-trade prevention mode.  Both go into the instance's settings. */
 static void fx_start(struct fx *f, uint32_t nshards, uint32_t ngw,
-		     const char *const *extra)
+		     uint64_t orders, uint64_t stp)
 {
+	fx_orders = orders ? orders : 65536;
+	fx_stp = stp;
 	fx_create(f, nshards, ngw);
 	for (uint32_t k = 0; k < nshards; k++)
-		fx_spawn(f, k, extra);
+		fx_spawn(f, k);
 	for (uint32_t k = 0; k < nshards; k++)
 		fx_wait_ready(f, k);
 }
@@ -422,13 +413,13 @@ static struct shm_position_view pos(struct fx *f, uint64_t id, const char *sym)
 	return v;
 }
 
-static struct shm_read_fill fills_buf[64];
+static struct shm_snap_fill fills_buf[64];
 
-static struct shm_read_order order(struct fx *f, uint64_t id, size_t *nf)
+static struct shm_snap_order order(struct fx *f, uint64_t id, size_t *nf)
 {
-	struct shm_read_order o;
+	struct shm_snap_order o;
 	size_t n = 0;
-	int rc = shm_read_order(&f->rd[shm_shard_of_order(id, f->nshards)], id, &o,
+	int rc = shm_snap_order(&f->rd[shm_shard_of_order(id, f->nshards)], id, &o,
 				fills_buf, 64, &n);
 	ck_assert_msg(rc == 0, "read order %llu: %s", (unsigned long long)id,
 		      shmex_errname(rc));
@@ -437,11 +428,11 @@ static struct shm_read_order order(struct fx *f, uint64_t id, size_t *nf)
 	return o;
 }
 
-static void hash_region(struct eng_sha256 *h, const struct shm_region *r, size_t skip)
+static void hash_region(struct rpl_sha256 *h, const struct shm_region *r, size_t skip)
 {
 	size_t n = shm_region_body_size(r);
 	ck_assert_uint_le(skip, n);
-	eng_sha256_update(h, (const char *)shm_region_body(r) + skip, n - skip);
+	rpl_sha256_update(h, (const char *)shm_region_body(r) + skip, n - skip);
 }
 
 /* Digest of everything a request may change: the accounts region, every
@@ -450,18 +441,18 @@ static void hash_region(struct eng_sha256 *h, const struct shm_region *r, size_t
  * the number of symbols is kept). */
 static void digest(struct fx *f, char out[65])
 {
-	struct eng_sha256 h;
-	eng_sha256_init(&h);
+	struct rpl_sha256 h;
+	rpl_sha256_init(&h);
 	hash_region(&h, &f->acc.region, 0);
 	for (uint32_t s = 0; s < f->nshards; s++) {
 		hash_region(&h, &f->pos[s].region, 0);
 		hash_region(&h, &f->rd[s].book, sizeof(struct shm_book_hdr_sh));
-		uint32_t nsym = shm_read_nsymbols(&f->rd[s]);
-		eng_sha256_update(&h, &nsym, sizeof(nsym));
+		uint32_t nsym = shm_snap_nsymbols(&f->rd[s]);
+		rpl_sha256_update(&h, &nsym, sizeof(nsym));
 	}
 	uint8_t d[32];
-	eng_sha256_final(&h, d);
-	eng_sha256_hex(d, out);
+	rpl_sha256_final(&h, d);
+	rpl_sha256_hex(d, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -470,7 +461,7 @@ static void digest(struct fx *f, char out[65])
  * shared memory: fills, statuses, depth, cash and positions. */
 START_TEST(handout_example_through_rings)
 {
-	fx_start(&F, 1, 1, NULL);
+	fx_start(&F, 1, 1, 0, SHM_BOOK_STP_NONE);
 	ST(&F, m_account(100, C(1000000)), 0);
 	ST(&F, m_account(200, 0), 0);
 	ST(&F, m_account(300, 0), 0);
@@ -489,7 +480,7 @@ START_TEST(handout_example_through_rings)
 	ck_assert(o1 != o2 && o2 != o3 && o3 != o4 && o4 != o5 && o5 != o6 && o6 != o7);
 
 	size_t nf;
-	struct shm_read_order o = order(&F, o7, &nf);
+	struct shm_snap_order o = order(&F, o7, &nf);
 	ck_assert_uint_eq(o.state, SHM_BOOK_ORDER_DONE);
 	ck_assert_uint_eq(o.done_reason, SHM_BOOK_DONE_FILLED);
 	ck_assert_int_eq(o.open, 0);
@@ -518,11 +509,11 @@ START_TEST(handout_example_through_rings)
 	ck_assert_int_eq(o.open, Q(400));
 	ck_assert_int_eq(o.executed, 0);
 
-	struct shm_read_level bids[8], asks[8];
-	struct shm_read_depth d = {.bids = bids, .asks = asks, .max = 8};
+	struct shm_snap_level bids[8], asks[8];
+	struct shm_snap_depth d = {.bids = bids, .asks = asks, .max = 8};
 	uint32_t sym;
-	ck_assert_int_eq(shm_read_symbol_find(&F.rd[0], "X", 1, &sym), 0);
-	ck_assert_int_eq(shm_read_depth(&F.rd[0], sym, &d), 0);
+	ck_assert_int_eq(shm_snap_symbol_find(&F.rd[0], "X", 1, &sym), 0);
+	ck_assert_int_eq(shm_snap_depth(&F.rd[0], sym, &d), 0);
 	ck_assert_uint_eq(d.nbids, 1);
 	ck_assert_int_eq(bids[0].price, P(125));
 	ck_assert_int_eq(bids[0].qty, Q(500));
@@ -554,7 +545,7 @@ END_TEST
  * the whole state digest unchanged. */
 START_TEST(rejections_change_nothing)
 {
-	fx_start(&F, 1, 1, NULL);
+	fx_start(&F, 1, 1, 0, SHM_BOOK_STP_NONE);
 	ST(&F, m_account(100, C(1000)), 0);
 	ST(&F, m_account(200, 0), 0);
 	ST(&F, m_shares(200, "X", Q(50)), 0);
@@ -593,8 +584,7 @@ END_TEST
  * the reservation back: nothing changes. */
 START_TEST(book_full_releases_reservation)
 {
-	const char *const extra[] = {"--orders", "2", NULL};
-	fx_start(&F, 1, 1, extra);
+	fx_start(&F, 1, 1, 2, SHM_BOOK_STP_NONE); /* two order records */
 	ST(&F, m_account(100, C(1000)), 0);
 	ST(&F, m_account(200, 0), 0);
 	ST(&F, m_shares(200, "X", Q(50)), 0);
@@ -616,7 +606,7 @@ END_TEST
 /* A buy that executes below its limit gets the difference back. */
 START_TEST(price_improvement_refund)
 {
-	fx_start(&F, 1, 1, NULL);
+	fx_start(&F, 1, 1, 0, SHM_BOOK_STP_NONE);
 	ST(&F, m_account(1, C(10000)), 0);
 	ST(&F, m_account(2, 0), 0);
 	ST(&F, m_shares(2, "X", Q(10)), 0);
@@ -644,7 +634,7 @@ END_TEST
 /* A cancel gives back exactly what the open part holds, once. */
 START_TEST(cancel_refunds_open_part)
 {
-	fx_start(&F, 1, 1, NULL);
+	fx_start(&F, 1, 1, 0, SHM_BOOK_STP_NONE);
 	ST(&F, m_account(1, C(10000)), 0);
 	ST(&F, m_account(2, 0), 0);
 	ST(&F, m_shares(2, "X", Q(100)), 0);
@@ -659,7 +649,7 @@ START_TEST(cancel_refunds_open_part)
 	ck_assert_int_eq(a.price, P(50));
 	ck_assert_int_eq(acct_of(&F, 1).reserved, 0);
 	ck_assert_int_eq(acct_of(&F, 1).balance, C(10000 - 1500));
-	struct shm_read_order o = order(&F, buy, NULL);
+	struct shm_snap_order o = order(&F, buy, NULL);
 	ck_assert_int_eq(o.cancelled, Q(70));
 	ck_assert_int_eq(o.executed, Q(30));
 	ck_assert_int_eq(o.open, 0);
@@ -683,7 +673,7 @@ END_TEST
  * at the maker's price when it crosses, and cancels at zero. */
 START_TEST(modify_adjusts_reservation)
 {
-	fx_start(&F, 1, 1, NULL);
+	fx_start(&F, 1, 1, 0, SHM_BOOK_STP_NONE);
 	ST(&F, m_account(1, C(10000)), 0);
 	ST(&F, m_account(2, 0), 0);
 	ST(&F, m_shares(2, "X", Q(100)), 0);
@@ -730,7 +720,7 @@ END_TEST
  * prevention give their holds back like any cancel. */
 START_TEST(self_trade_modes_settle)
 {
-	fx_start(&F, 1, 1, NULL);
+	fx_start(&F, 1, 1, 0, SHM_BOOK_STP_NONE);
 	ST(&F, m_account(1, C(1000)), 0);
 	ST(&F, m_shares(1, "X", Q(10)), 0);
 	order_ok(&F, m_order(1, "X", SELL, Q(10), P(50), SHM_TIF_GTC));
@@ -743,8 +733,7 @@ START_TEST(self_trade_modes_settle)
 	fx_stop(&F);
 
 	test_instance(F.inst, sizeof(F.inst));
-	const char *const stp[] = {"--stp", "cancel-oldest", NULL};
-	fx_start(&F, 1, 1, stp);
+	fx_start(&F, 1, 1, 0, SHM_BOOK_STP_CANCEL_OLDEST);
 	ST(&F, m_account(1, C(1000)), 0);
 	ST(&F, m_shares(1, "X", Q(10)), 0);
 	uint64_t old = order_ok(&F, m_order(1, "X", SELL, Q(10), P(50), SHM_TIF_GTC));
@@ -763,7 +752,7 @@ END_TEST
 /* Hostile ring messages: each gets its reject, none changes anything. */
 START_TEST(hostile_messages_rejected_without_change)
 {
-	fx_start(&F, 2, 1, NULL);
+	fx_start(&F, 2, 1, 0, SHM_BOOK_STP_NONE);
 	char s0[16], s1[16];
 	pick_sym(s0, 0, 2, 0);
 	pick_sym(s1, 1, 2, 0);
@@ -972,7 +961,7 @@ static void check_holds(struct fx *f)
 
 START_TEST(conservation_two_producers)
 {
-	fx_start(&F, 2, 2, NULL);
+	fx_start(&F, 2, 2, 0, SHM_BOOK_STP_NONE);
 	for (int k = 0; k < NSYM; k++)
 		pick_sym(syms[k], (uint32_t)k % 2, 2, k / 2);
 	for (uint64_t a = 1; a <= NACCT; a++) {
@@ -1008,11 +997,11 @@ START_TEST(conservation_two_producers)
 		ck_assert_int_eq(shm_positions_totals(&F.pos[s], sidx, &pt), 0);
 		ck_assert_int_eq(pt.created, Q(1000) * NACCT);
 		ck_assert_int_eq(pt.amount + pt.reserved, pt.created);
-		struct shm_read_top top;
+		struct shm_snap_top top;
 		uint32_t bsym;
-		ck_assert_int_eq(shm_read_symbol_find(&F.rd[s], syms[k], strlen(syms[k]),
+		ck_assert_int_eq(shm_snap_symbol_find(&F.rd[s], syms[k], strlen(syms[k]),
 						      &bsym), 0);
-		ck_assert_int_eq(shm_read_top(&F.rd[s], bsym, &top), 0);
+		ck_assert_int_eq(shm_snap_top(&F.rd[s], bsym, &top), 0);
 		traded += (int64_t)top.trades;
 	}
 	ck_assert_int_gt(traded, 100); /* the flow really traded */
@@ -1076,7 +1065,7 @@ static int buyer(const char *inst, uint32_t g, const char *sym, int n, int wfd)
 
 START_TEST(shared_account_never_overdrawn)
 {
-	fx_start(&F, 2, 2, NULL);
+	fx_start(&F, 2, 2, 0, SHM_BOOK_STP_NONE);
 	char s0[16], s1[16];
 	pick_sym(s0, 0, 2, 0);
 	pick_sym(s1, 1, 2, 0);
@@ -1139,7 +1128,7 @@ static unsigned long long cpu_ticks(pid_t pid)
 /* An idle matcher sleeps on the futex: almost no CPU. */
 START_TEST(idle_matcher_sleeps)
 {
-	fx_start(&F, 1, 1, NULL);
+	fx_start(&F, 1, 1, 0, SHM_BOOK_STP_NONE);
 	ST(&F, m_account(1, C(10)), 0);
 	/* It announces its sleep on the shard's doorbell (it wakes briefly
 	 * on every idle tick, so look a few times). */
@@ -1169,7 +1158,7 @@ END_TEST
 /* SIGTERM with a full batch queued: every request is answered, exit 0. */
 START_TEST(sigterm_drains_and_exits_zero)
 {
-	fx_start(&F, 1, 1, NULL);
+	fx_start(&F, 1, 1, 0, SHM_BOOK_STP_NONE);
 	ST(&F, m_account(1, C(1000000)), 0);
 	ST(&F, m_account(2, 0), 0);
 	ST(&F, m_shares(2, "X", Q(100000)), 0);
@@ -1221,7 +1210,7 @@ END_TEST
 START_TEST(full_reply_ring_parks_replies)
 {
 	ring_capacity = 16;
-	fx_start(&F, 1, 2, NULL);
+	fx_start(&F, 1, 2, 0, SHM_BOOK_STP_NONE);
 	ST(&F, m_account(1, C(1000000)), 0);
 	enum { N = 48 };
 	struct shm_msg q[16];
@@ -1292,7 +1281,7 @@ START_TEST(startup_protocol)
 	int st = test_wait_pid(k, 5000);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	ck_assert_int_eq(test_count_objects(F.inst), 4);
-	fx_spawn(&F, 0, NULL);
+	fx_spawn(&F, 0);
 	fx_wait_ready(&F, 0);
 	ck_assert_int_eq(test_count_objects(F.inst), 6); /* + positions, readers */
 
@@ -1328,7 +1317,9 @@ START_TEST(command_line)
 	ck_assert_ptr_nonnull(strstr(slurp(out), "usage: shmex-matcher"));
 	const char *ver[] = {test_bin("shmex-matcher"), "--version", NULL};
 	ck_assert_int_eq(run_prog(ver, out, err, 5000), 0);
-	ck_assert_ptr_nonnull(strstr(slurp(out), "layout 1"));
+	char lay[32];
+	snprintf(lay, sizeof(lay), "layout %u ", SHM_LAYOUT_VERSION);
+	ck_assert_ptr_nonnull(strstr(slurp(out), lay));
 	const char *bogus[] = {test_bin("shmex-matcher"), "--bogus", NULL};
 	ck_assert_int_eq(run_prog(bogus, out, err, 5000), 2);
 	const char *none[] = {test_bin("shmex-matcher"), NULL};

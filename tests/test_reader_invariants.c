@@ -3,7 +3,7 @@
  * every snapshot while a writer churns through random requests, and the
  * reclamation promises hold against pinned, killed and surplus readers.
  *
- * The writer is the matching core (engine/eng_book) run in the test
+ * The writer is the matching core (engine/eng_core) run in the test
  * process over a real book region (/shmex.<inst>.book.0), with a real
  * reader table (readers.0) and a control region (so `shmex-query` can
  * attach), doing exactly what the matcher's loop does after each batch:
@@ -15,12 +15,12 @@
  * Readers are forked before they attach and drop every inherited mapping,
  * so they read through their own read-only mapping of the book, the same
  * path as any reader process.  Each one loops: for every symbol a full-book
- * snapshot (every level, every order: shm_query_snapshot) checked by
- * shm_query_snap_check (levels strictly ordered, not crossed, level qty =
+ * snapshot (every level, every order: qry_snapshot) checked by
+ * qry_snap_check (levels strictly ordered, not crossed, level qty =
  * sum of its orders' open quantity, count = number of orders, each order
  * open + executed + cancelled == amount, the symbol's counters = the
  * sums), plus top of book, depth and the status of recently accepted
- * orders (shm_read validates those: a crossed or unsorted stable snapshot,
+ * orders (shm_snap validates those: a crossed or unsorted stable snapshot,
  * or a status that does not add up, is SHMEX_EBADINDEX).  A snapshot that
  * kept changing (SHMEX_EBUSY) is counted, never judged.
  *
@@ -41,16 +41,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/eng_book.h"
+#include "engine/eng_core.h"
 #include "shm/shm_accounts.h"
 #include "shm/shm_book.h"
 #include "shm/shm_dec.h"
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
 #include "shm/shm_msg.h"
-#include "shm/shm_query.h"
-#include "shm/shm_read.h"
-#include "shm/shm_readers.h"
+#include "shm/query/qry.h"
+#include "shm/shm_snap.h"
+#include "shm/shm_rcu.h"
 #include "shm/shm_region.h"
 #include "shm/shm_ring.h"
 
@@ -171,8 +171,8 @@ static uint64_t rnd(uint64_t *s)
 struct ri_writer {
 	struct shm_instance h; /* control + rings, for shmex-query */
 	struct shm_region reg; /* book.0, writable */
-	struct eng_book *b;
-	struct shm_readers w; /* readers.0, writer role */
+	struct eng_core *b;
+	struct shm_rcu w; /* readers.0, writer role */
 	uint32_t nsyms;
 	uint32_t sym[RI_MAX_SYMS];
 	uint64_t seq;
@@ -188,24 +188,21 @@ struct ri_writer {
 static void writer_open(struct ri_writer *W, uint32_t levels, uint32_t orders,
 			uint32_t fills, uint32_t nslots, uint32_t nsyms)
 {
-	struct shm_instance_cfg cfg = {
-	    .nshards = 1, .ngateways = 1, .mode = 0600};
-	struct eng_book_cfg bc = {.caps = {RI_MAX_SYMS, levels, orders, fills},
+	struct shm_instance_cfg cfg;
+	test_instance_cfg(&cfg, 1, 1, 0);
+	struct eng_core_cfg bc = {.caps = {RI_MAX_SYMS, levels, orders, fills},
 				  .shard = 0,
 				  .nshards = 1};
-	uint64_t caps[6] = {RI_MAX_SYMS, levels, orders, fills, 0, 1};
 	memset(W, 0, sizeof(*W));
 	W->rng = UINT64_C(0x9e3779b97f4a7c15) ^ ((uint64_t)getpid() << 16) ^
 		 ++ri_round;
 	W->target_live = orders / 4;
 	ck_assert_int_eq(shm_instance_create(inst, &cfg, &W->h), 0);
-	ck_assert_int_eq(shm_readers_create(&W->w, inst, 0, nslots, 0600), 0);
-	size_t bytes = eng_book_bytes(&bc);
-	ck_assert_uint_gt(bytes, 0);
-	ck_assert_int_eq(shm_region_create(&W->reg, inst, "book.0",
-					   SHM_KIND_BOOK, bytes, caps, 6, 0640),
+	ck_assert_int_eq(shm_rcu_create(&W->w, inst, 0, nslots, 0600), 0);
+	ck_assert_uint_gt(eng_core_bytes(&bc), 0);
+	ck_assert_int_eq(shm_book_region_create(&W->reg, inst, &bc.caps, 0, 1, 0),
 			 0);
-	ck_assert_int_eq(eng_book_init(&W->b, shm_region_body(&W->reg),
+	ck_assert_int_eq(eng_core_init(&W->b, shm_region_body(&W->reg),
 				       shm_region_body_size(&W->reg), &bc, NULL,
 				       NULL),
 			 0);
@@ -214,7 +211,7 @@ static void writer_open(struct ri_writer *W, uint32_t levels, uint32_t orders,
 		char name[8];
 		int n = snprintf(name, sizeof(name), "S%u", i);
 		ck_assert_int_eq(
-		    eng_book_symbol_add(W->b, name, (size_t)n, &W->sym[i]), 0);
+		    eng_core_symbol_add(W->b, name, (size_t)n, &W->sym[i]), 0);
 	}
 	W->nsyms = nsyms;
 	ctl->nsyms = nsyms;
@@ -223,8 +220,8 @@ static void writer_open(struct ri_writer *W, uint32_t levels, uint32_t orders,
 
 static void writer_close(struct ri_writer *W)
 {
-	eng_book_destroy(W->b);
-	shm_readers_detach(&W->w);
+	eng_core_destroy(W->b);
+	shm_rcu_detach(&W->w);
 	shm_region_detach(&W->reg);
 	shm_instance_detach(&W->h);
 	test_cleanup_instance(inst);
@@ -237,7 +234,7 @@ static struct eng_req writer_req(struct ri_writer *W)
 	memset(&r, 0, sizeof(r));
 	r.seq = ++W->seq;
 	r.time_ns = UINT64_C(1700000000000000000) + W->seq * 1000;
-	r.epoch = shm_readers_epoch(&W->w);
+	r.epoch = shm_rcu_epoch(&W->w);
 	return r;
 }
 
@@ -263,7 +260,7 @@ static void writer_one(struct ri_writer *W)
 {
 	struct eng_req r = writer_req(W);
 	uint64_t x = rnd(&W->rng);
-	uint32_t live = load_relaxed(&eng_book_view(W->b)->hdr->orders_live);
+	uint32_t live = load_relaxed(&eng_core_view(W->b)->hdr->orders_live);
 	unsigned cancel_pct = live > W->target_live ? 45 : 20;
 	unsigned p = (unsigned)(x % 100);
 	x >>= 8;
@@ -274,9 +271,9 @@ static void writer_one(struct ri_writer *W)
 		if (p >= 100 - 10) {
 			r.price = 990 + (int64_t)((x >> 24) % 21);
 			r.qty = (int64_t)((x >> 40) % 60);
-			writer_result(W, eng_book_modify(W->b, &r));
+			writer_result(W, eng_core_modify(W->b, &r));
 		} else {
-			writer_result(W, eng_book_cancel(W->b, &r));
+			writer_result(W, eng_core_cancel(W->b, &r));
 		}
 		return;
 	}
@@ -290,7 +287,7 @@ static void writer_one(struct ri_writer *W)
 	r.price = r.side == SHM_SIDE_BUY ? 994 + off : 991 + off;
 	r.qty = 1 + (int64_t)((x >> 32) % 50);
 	uint64_t id = 0;
-	int rc = eng_book_submit(W->b, &r, &id);
+	int rc = eng_core_submit(W->b, &r, &id);
 	writer_result(W, rc);
 	if (rc == 0) {
 		W->accepted++;
@@ -309,12 +306,12 @@ static void writer_batch(struct ri_writer *W, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
 		writer_one(W);
-	(void)shm_readers_advance(&W->w);
-	(void)eng_book_reclaim(W->b, shm_readers_safe_epoch(&W->w));
+	(void)shm_rcu_advance(&W->w);
+	(void)eng_core_reclaim(W->b, shm_rcu_safe_epoch(&W->w));
 	W->batches++;
 	if (W->batches % 512 == 0) {
 		char why[256];
-		int rc = eng_book_check(W->b, why, sizeof(why));
+		int rc = eng_core_check(W->b, why, sizeof(why));
 		ck_assert_msg(rc == 0, "writer-side check: %s", why);
 	}
 }
@@ -356,17 +353,17 @@ static void child_drop(struct ri_writer *W)
 	munmap(W->h.rings.base, W->h.rings.map_size);
 }
 
-static void check_statuses(struct shm_read *rd, struct ri_stat *st,
+static void check_statuses(struct shm_snap *rd, struct ri_stat *st,
 			   uint64_t *rng)
 {
-	struct shm_read_order o;
-	struct shm_read_fill fills[8];
+	struct shm_snap_order o;
+	struct shm_snap_fill fills[8];
 	size_t nf;
 	uint64_t n = load_relaxed(&ctl->nrecent);
 	for (int i = 0; i < 8 && n; i++) {
 		uint64_t k = rnd(rng) % (n < RI_RECENT ? n : RI_RECENT);
 		uint64_t id = load_relaxed(&ctl->recent[k]);
-		int rc = shm_read_order(rd, id, &o, fills, 8, &nf);
+		int rc = shm_snap_order(rd, id, &o, fills, 8, &nf);
 		if (rc == SHMEX_ENOORDER || rc == SHMEX_EBUSY) {
 			st->busy += rc == SHMEX_EBUSY;
 			continue;
@@ -384,17 +381,17 @@ static void check_statuses(struct shm_read *rd, struct ri_stat *st,
 	}
 }
 
-static void check_top_depth(struct shm_read *rd, uint32_t sym,
+static void check_top_depth(struct shm_snap *rd, uint32_t sym,
 			    struct ri_stat *st)
 {
-	struct shm_read_top t;
-	struct shm_read_level bids[8], asks[8];
-	struct shm_read_depth d = {.bids = bids, .asks = asks, .max = 8};
-	int rc = shm_read_top(rd, sym, &t);
+	struct shm_snap_top t;
+	struct shm_snap_level bids[8], asks[8];
+	struct shm_snap_depth d = {.bids = bids, .asks = asks, .max = 8};
+	int rc = shm_snap_top(rd, sym, &t);
 	if (rc == 0 && t.has_bid && t.has_ask && t.bid_price >= t.ask_price)
 		rc = SHMEX_EINTERNAL;
 	if (rc == 0)
-		rc = shm_read_depth(rd, sym, &d);
+		rc = shm_snap_depth(rd, sym, &d);
 	if (rc == SHMEX_EBUSY) {
 		st->busy++;
 		return;
@@ -410,29 +407,29 @@ static void check_top_depth(struct shm_read *rd, uint32_t sym,
 static void reader_main(struct ri_writer *W, int idx)
 {
 	struct ri_stat *st = &ctl->r[idx];
-	struct shm_read rd;
-	struct shm_query_snap s;
+	struct shm_snap rd;
+	struct qry_snap s;
 	char why[256];
 	uint64_t rng = UINT64_C(0x2545f4914f6cdd1d) + (uint64_t)idx * 7919u;
 	child_drop(W);
 	memset(&s, 0, sizeof(s));
-	int rc = shm_read_open(&rd, inst, 0);
+	int rc = shm_snap_open(&rd, inst, 0);
 	if (rc) {
 		violation(st->first, sizeof(st->first), &st->violations,
-			  "open: %s", rd.err);
+			  "open: %s", rd.err.msg);
 		_exit(2);
 	}
 	store_release(&st->ready,
 		      1u); /* [QY3] test handshake; pairs with QY4 */
 	while (!load_acquire(&ctl->stop)) { /* [QY4] pairs with QY3 (stop) */
 		for (uint32_t sym = 0; sym < ctl->nsyms; sym++) {
-			rc = shm_query_snapshot(&rd, sym, 0, true, &s);
+			rc = qry_snapshot(&rd, sym, 0, true, &s);
 			if (rc == SHMEX_EBUSY) {
 				st->busy++;
 				continue;
 			}
 			if (rc == 0)
-				rc = shm_query_snap_check(&s, &rd.view, why,
+				rc = qry_snap_check(&s, &rd.view, why,
 							  sizeof(why));
 			else
 				snprintf(why, sizeof(why), "snapshot: %s",
@@ -450,8 +447,8 @@ static void reader_main(struct ri_writer *W, int idx)
 		check_statuses(&rd, st, &rng);
 	}
 	st->lost = rd.lost;
-	shm_query_snap_free(&s);
-	shm_read_close(&rd);
+	qry_snap_free(&s);
+	shm_snap_close(&rd);
 	_exit(0);
 }
 
@@ -517,7 +514,7 @@ static void finish_readers(const pid_t *pids, int n, uint64_t min_snaps)
 
 /* --- pinned reader -------------------------------------------------------- */
 
-static void pin_check(struct shm_read *rd, struct ri_pin *p)
+static void pin_check(struct shm_snap *rd, struct ri_pin *p)
 {
 	const struct shm_book_view *v = &rd->view;
 	for (uint32_t i = 0; i < p->nlev; i++) {
@@ -586,17 +583,17 @@ static void pin_check(struct shm_read *rd, struct ri_pin *p)
 static void pinned_main(struct ri_writer *W)
 {
 	struct ri_pin *p = &ctl->pin;
-	struct shm_read rd;
-	struct shm_query_snap s;
+	struct shm_snap rd;
+	struct qry_snap s;
 	child_drop(W);
 	memset(&s, 0, sizeof(s));
-	if (shm_read_open(&rd, inst, 0) != 0 ||
-	    shm_readers_enter(&rd.reader) != 0)
+	if (shm_snap_open(&rd, inst, 0) != 0 ||
+	    shm_rcu_enter(&rd.reader) != 0)
 		_exit(2);
 	p->epoch = rd.reader.epoch;
 	for (uint32_t sym = 0; sym < ctl->nsyms; sym++) {
 		/* Nested in our section: the snapshot does not leave it. */
-		int rc = shm_query_snapshot(&rd, sym, 0, true, &s);
+		int rc = qry_snapshot(&rd, sym, 0, true, &s);
 		if (rc)
 			_exit(3);
 		for (size_t i = 0; i < s.nlev && p->nlev < RI_PIN_LEVELS; i++) {
@@ -615,13 +612,13 @@ static void pinned_main(struct ri_writer *W)
 	while (load_acquire(&p->phase) < 2) /* [QY4] pairs with QY3 */
 		pin_check(&rd, p);
 	pin_check(&rd, p);
-	if (shm_readers_leave(&rd.reader) != 0)
+	if (shm_rcu_leave(&rd.reader) != 0)
 		_exit(4);
 	store_release(&p->state, 2u);	    /* left; [QY3] */
 	while (load_acquire(&p->phase) < 3) /* [QY4] */
 		usleep(1000);
-	shm_query_snap_free(&s);
-	shm_read_close(&rd);
+	qry_snap_free(&s);
+	shm_snap_close(&rd);
 	_exit(0);
 }
 
@@ -645,7 +642,7 @@ static pid_t spawn_pinned(struct ri_writer *W)
 static void pin_reuse(struct ri_writer *W, uint32_t *lev_reused,
 		      uint32_t *ord_reused)
 {
-	const struct shm_book_view *v = eng_book_view(W->b);
+	const struct shm_book_view *v = eng_core_view(W->b);
 	const struct ri_pin *p = &ctl->pin;
 	*lev_reused = *ord_reused = 0;
 	for (uint32_t i = 0; i < p->nlev; i++) {
@@ -665,7 +662,7 @@ static void pin_reuse(struct ri_writer *W, uint32_t *lev_reused,
 /* Fills the book to about target_live resting orders. */
 static void warm_up(struct ri_writer *W)
 {
-	const struct shm_book_hdr_sh *h = eng_book_view(W->b)->hdr;
+	const struct shm_book_hdr_sh *h = eng_core_view(W->b)->hdr;
 	for (int i = 0;
 	     i < 4000 && load_relaxed(&h->orders_live) < W->target_live; i++)
 		writer_batch(W, RI_BATCH);
@@ -690,16 +687,16 @@ RI_SCENARIO void scenario_churn(int nreaders, uint64_t requests, uint32_t nsyms)
 	wait_ready(&W, nreaders);
 	writer_run(&W, requests);
 	finish_readers(pids, nreaders, (uint64_t)nreaders * 10);
-	struct eng_book_stats bs;
-	eng_book_stats(W.b, &bs);
+	struct eng_core_stats bs;
+	eng_core_stats(W.b, &bs);
 	fprintf(stderr,
 		"  writer: %" PRIu64 " requests, %" PRIu64 " accepted, %" PRIu64
 		" book full, %" PRIu64 " epochs (safe %" PRIu64
 		"), levels %u live %u retired"
 		" %u free, orders %u live %u done %u free %u unused, fills %u "
 		"used\n",
-		W.requests, W.accepted, W.full, shm_readers_epoch(&W.w),
-		shm_readers_safe_epoch(&W.w), bs.levels_live, bs.levels_retired,
+		W.requests, W.accepted, W.full, shm_rcu_epoch(&W.w),
+		shm_rcu_safe_epoch(&W.w), bs.levels_live, bs.levels_retired,
 		bs.levels_free, bs.orders_live, bs.orders_done, bs.orders_free,
 		bs.orders_unused, bs.fills_used);
 	ck_assert_uint_gt(W.accepted, requests / 4);
@@ -728,7 +725,7 @@ RI_SCENARIO void scenario_pinned(uint64_t pinned_requests)
 	writer_run(&W, pinned_requests);
 	ck_assert_uint_ge(W.requests - req0, pinned_requests);
 	ck_assert_msg(W.full > full0, "no pressure: the pin withheld nothing");
-	ck_assert_uint_le(shm_readers_safe_epoch(&W.w), p->epoch);
+	ck_assert_uint_le(shm_rcu_safe_epoch(&W.w), p->epoch);
 	pin_reuse(&W, &lev_reused, &ord_reused);
 	ck_assert_uint_eq(lev_reused, 0);
 	ck_assert_uint_eq(ord_reused, 0);
@@ -752,7 +749,7 @@ RI_SCENARIO void scenario_pinned(uint64_t pinned_requests)
 	/* Left: reuse resumes. */
 	uint64_t acc0 = W.accepted;
 	writer_run(&W, 20000);
-	ck_assert_uint_gt(shm_readers_safe_epoch(&W.w), p->epoch);
+	ck_assert_uint_gt(shm_rcu_safe_epoch(&W.w), p->epoch);
 	ck_assert_uint_gt(W.accepted, acc0);
 	pin_reuse(&W, &lev_reused, &ord_reused);
 	ck_assert_msg(lev_reused > 0 && ord_reused > 0,
@@ -770,7 +767,7 @@ RI_SCENARIO void scenario_killed(bool reap_zombie)
 {
 	struct ri_writer W;
 	struct ri_pin *p = &ctl->pin;
-	struct shm_readers_stats rs;
+	struct shm_rcu_stats rs;
 	uint32_t lev_reused, ord_reused;
 	new_instance();
 	writer_open(&W, 64, 256, 4096, 4, 2);
@@ -789,13 +786,13 @@ RI_SCENARIO void scenario_killed(bool reap_zombie)
 	 * freed and the safe epoch passes the dead reader's. */
 	unsigned long long deadline = test_now_ns() + 10000000000ull;
 	uint64_t batches = 0;
-	while (shm_readers_safe_epoch(&W.w) <= p->epoch) {
+	while (shm_rcu_safe_epoch(&W.w) <= p->epoch) {
 		ck_assert_msg(test_now_ns() < deadline,
 			      "dead reader never reaped");
 		writer_batch(&W, RI_BATCH);
 		batches++;
 	}
-	shm_readers_stats(&W.w, &rs);
+	shm_rcu_stats(&W.w, &rs);
 	ck_assert_uint_ge(rs.reaped, 1);
 	ck_assert_uint_eq(rs.registered, 0);
 	uint64_t acc0 = W.accepted;
@@ -828,10 +825,10 @@ RI_SCENARIO void scenario_full_table(uint64_t requests)
 		pids[i] = spawn_reader(&W, i);
 	wait_ready(&W, 16);
 
-	struct shm_read rd;
-	int rc = shm_read_open(&rd, inst, 0);
+	struct shm_snap rd;
+	int rc = shm_snap_open(&rd, inst, 0);
 	ck_assert_int_eq(rc, SHMEX_ENOREADERSLOT);
-	ck_assert_str_eq(rd.err, "reader table of shard 0: reader table full");
+	ck_assert_str_eq(rd.err.msg, "reader table of shard 0: reader table full");
 
 	int fe = memfd_create("qerr", MFD_CLOEXEC);
 	ck_assert_int_ge(fe, 0);
@@ -996,19 +993,19 @@ static void gw_random(struct ri_gw *G, uint32_t nsyms)
 
 static void gw_start(struct ri_gw *G, uint32_t nsyms)
 {
-	struct shm_instance_cfg cfg = {
-	    .nshards = 1, .ngateways = 1, .ring_capacity = 1024, .mode = 0600};
+	struct shm_instance_cfg cfg;
+	test_instance_cfg(&cfg, 1, 1, 1024);
 	memset(G, 0, sizeof(*G));
 	G->rng = UINT64_C(0x853c49e6748fea9b) ^ ((uint64_t)getpid() << 16) ^
 		 ++ri_round;
-	cfg.limits[SHM_LIMIT_ORDERS_PER_SHARD] = 4096;
-	cfg.limits[SHM_LIMIT_LEVELS_PER_SHARD] = 1024;
-	cfg.limits[SHM_LIMIT_ACCOUNTS] = 64;
-	cfg.limits[SHM_LIMIT_SYMBOLS] = 16;
-	cfg.limits[SHM_LIMIT_READER_SLOTS] = 32;
-	cfg.limits[5] = 65536; /* fills per shard (docs/gateway.md) */
-	cfg.limits[6] = 1024;  /* positions per shard */
-	cfg.limits[7] = 16;    /* symbols per shard */
+	cfg.s.orders = 4096;
+	cfg.s.levels = 1024;
+	cfg.s.accounts = 64;
+	cfg.s.readers = 32;
+	cfg.s.fills = 65536;
+	cfg.s.positions = 1024;
+	cfg.s.symbols = 16;
+	cfg.s.quiet = 1;
 	ck_assert_int_eq(shm_instance_create(inst, &cfg, &G->h), 0);
 	ck_assert_int_eq(shm_accounts_create(&G->acc, inst, 64, 0600), 0);
 	G->matcher = fork();
@@ -1016,13 +1013,14 @@ static void gw_start(struct ri_gw *G, uint32_t nsyms)
 	if (G->matcher == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execl(test_bin("shmex-matcher"), "shmex-matcher", "--instance",
-		      inst, "--shard", "0", "--quiet", (char *)NULL);
+		      inst, "--shard", "0", (char *)NULL);
 		_exit(127);
 	}
-	/* Ready when book.0 is published (the matcher's last step). */
+	/* Ready exactly as the supervisor judges it. */
 	unsigned long long deadline = test_now_ns() + 20000000000ull;
 	for (;;) {
-		if (shm_region_attach(&G->book, inst, "book.0", SHM_KIND_BOOK,
+		if (shm_instance_matcher_ready(&G->h, 0, G->matcher) &&
+		    shm_region_attach(&G->book, inst, "book.0", SHM_KIND_BOOK,
 				      SHM_RDONLY) == 0)
 			break;
 		ck_assert_msg(test_now_ns() < deadline,

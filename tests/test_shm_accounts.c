@@ -47,7 +47,7 @@ static void make(struct shm_accounts *a, uint64_t cap)
 {
 	int rc = shm_accounts_create(a, inst, cap, 0600);
 	ck_assert_msg(rc == 0, "create: %s (%s)", shmex_strerror(rc),
-		      a->region.err);
+		      a->region.err.msg);
 }
 
 static struct shm_account_view get(const struct shm_accounts *a, uint64_t id)
@@ -316,7 +316,7 @@ START_TEST(corrupted_header_rejected)
 	/* Wrong kind of region under the accounts name. */
 	ck_assert_int_eq(shm_accounts_unlink(inst), 0);
 	struct shm_region w;
-	ck_assert_int_eq(shm_region_create(&w, inst, SHM_ACCOUNTS_REGION,
+	ck_assert_int_eq(shm_region_create(&w, inst, SHM_REGION_ACCOUNTS,
 					   SHM_KIND_TEST, 64, NULL, 0, 0600), 0);
 	shm_region_publish(&w);
 	ck_assert_int_eq(shm_accounts_attach(&r, inst, SHM_RDONLY), SHMEX_EBADKIND);

@@ -33,11 +33,11 @@ static void teardown(void)
 static void create(struct shm_instance *h, uint32_t ns, uint32_t ng,
 		   uint32_t cap)
 {
-	struct shm_instance_cfg cfg = {
-	    .nshards = ns, .ngateways = ng, .ring_capacity = cap};
-	cfg.limits[SHM_LIMIT_ACCOUNTS] = 1000;
+	struct shm_instance_cfg cfg;
+	test_instance_cfg(&cfg, ns, ng, cap);
+	cfg.s.accounts = 1000;
 	int rc = shm_instance_create(inst, &cfg, h);
-	ck_assert_msg(rc == 0, "create: %s", h->err);
+	ck_assert_msg(rc == 0, "create: %s", h->err.msg);
 }
 
 /* One process per member slot: a second live gateway or matcher on the
@@ -66,7 +66,7 @@ START_TEST(member_slot_is_exclusive)
 	/* The child holds gateway 1: a second attach is refused ... */
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 1, &gw2),
 			 SHMEX_EINUSE);
-	ck_assert_ptr_nonnull(strstr(gw2.err, "gateway 1"));
+	ck_assert_ptr_nonnull(strstr(gw2.err.msg, "gateway 1"));
 	/* ... other slots are free ... */
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 0, &gw), 0);
 	shm_instance_detach(&gw);
@@ -115,7 +115,10 @@ START_TEST(create_attach_unlink)
 	ck_assert_uint_eq(obs.nshards, 2);
 	ck_assert_uint_eq(obs.ngateways, 3);
 	ck_assert_uint_eq(obs.ring_capacity, 64);
-	ck_assert_uint_eq(obs.ctl->limits[SHM_LIMIT_ACCOUNTS], 1000);
+	/* Every setting reaches the attacher, validated. */
+	ck_assert_uint_eq(obs.settings.accounts, 1000);
+	ck_assert_uint_eq(obs.settings.shards, 2);
+	ck_assert_uint_eq(obs.settings.orders, 65536);
 	ck_assert(!obs.control.writable && !obs.rings.writable);
 
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 2, &gw),
@@ -144,7 +147,7 @@ START_TEST(create_attach_unlink)
 	ck_assert_int_eq(shm_instance_unlink(inst), -ENOENT);
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &obs),
 			 -ENOENT);
-	ck_assert_ptr_nonnull(strstr(obs.err, ".control"));
+	ck_assert_ptr_nonnull(strstr(obs.err.msg, ".control"));
 	shm_instance_detach(&obs); /* safe on a failed handle */
 }
 END_TEST
@@ -152,31 +155,35 @@ END_TEST
 START_TEST(bad_configuration_rejected)
 {
 	struct shm_instance h;
-	struct shm_instance_cfg bad[] = {
-	    {.nshards = 0, .ngateways = 1},
-	    {.nshards = 1, .ngateways = 0},
-	    {.nshards = SHM_INSTANCE_SHARDS_MAX + 1, .ngateways = 1},
-	    {.nshards = 1, .ngateways = SHM_INSTANCE_GATEWAYS_MAX + 1},
-	    {.nshards = 1, .ngateways = 1, .ring_capacity = 3},
-	    {.nshards = 1, .ngateways = 1, .ring_capacity = 1},
-	    {.nshards = 64,
-	     .ngateways = 64,
-	     .ring_capacity = SHM_RING_CAPACITY_MAX},
+	static const struct {
+		uint32_t ns, ng, cap;
+		uint64_t orders;
+	} bad[] = {
+	    {0, 1, 0, 1}, {1, 0, 0, 1},
+	    {SHM_INSTANCE_SHARDS_MAX + 1, 1, 0, 1},
+	    {1, SHM_INSTANCE_GATEWAYS_MAX + 1, 0, 1},
+	    {1, 1, 3, 1}, {1, 1, 1, 1},
+	    {64, 64, SHM_RING_CAPACITY_MAX, 1},
+	    {1, 1, 0, 0}, /* a capacity of 0 */
 	};
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		ck_assert_int_eq(shm_instance_create(inst, &bad[i], &h),
-				 -EINVAL);
+		struct shm_instance_cfg cfg;
+		test_instance_cfg(&cfg, bad[i].ns, bad[i].ng, bad[i].cap);
+		cfg.s.orders = bad[i].orders;
+		ck_assert_int_eq(shm_instance_create(inst, &cfg, &h), -EINVAL);
 		ck_assert_int_eq(test_count_objects(inst), 0);
 	}
-	struct shm_instance_cfg bad_name = {.nshards = 1, .ngateways = 1};
+	struct shm_instance_cfg bad_name;
+	test_instance_cfg(&bad_name, 1, 1, 0);
 	ck_assert_int_eq(shm_instance_create("no/slash", &bad_name, &h),
 			 SHMEX_EBADNAME);
 
 	/* A second create of the same name fails and harms nothing. */
 	struct shm_instance a, b;
 	create(&a, 1, 1, 0);
-	ck_assert_uint_eq(a.ring_capacity, SHM_INSTANCE_RING_CAPACITY_DEFAULT);
-	struct shm_instance_cfg cfg = {.nshards = 1, .ngateways = 1};
+	ck_assert_uint_eq(a.ring_capacity, SHM_DEFAULT_RING_CAPACITY);
+	struct shm_instance_cfg cfg;
+	test_instance_cfg(&cfg, 1, 1, 0);
 	ck_assert_int_eq(shm_instance_create(inst, &cfg, &b), -EEXIST);
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &b), 0);
 	shm_instance_detach(&b);
@@ -200,18 +207,28 @@ START_TEST(inconsistent_control_rejected)
 	struct shm_instance sup, h;
 	create(&sup, 2, 2, 16);
 	struct shm_control_sh *ctl = sup.ctl;
-	uint32_t save = ctl->nshards;
-	ctl->nshards = 0;
+	uint64_t *nshards = &ctl->settings.slot[SHM_SETTING_IDX_shards];
+	uint64_t *ringcap = &ctl->settings.slot[SHM_SETTING_IDX_ring_capacity];
+	uint64_t *orders = &ctl->settings.slot[SHM_SETTING_IDX_orders];
+	uint64_t save = *nshards;
+	*nshards = 0;
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &h),
 			 SHMEX_EBADLAYOUT);
-	ctl->nshards = 3; /* in range, but not what the rings were made for */
+	ck_assert_ptr_nonnull(strstr(h.err.msg, "shards = 0 is out of range"));
+	*nshards = 3; /* in range, but not what the rings were made for */
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &h),
 			 SHMEX_EBADLAYOUT);
-	ctl->nshards = save;
-	ctl->ring_capacity = 32;
+	*nshards = save;
+	*ringcap = 32;
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &h),
 			 SHMEX_EBADLAYOUT);
-	ctl->ring_capacity = 16;
+	*ringcap = 16;
+	/* A capacity out of its range (another build, or a stray write). */
+	uint64_t so = *orders;
+	*orders = UINT64_C(1) << 40;
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_OBSERVER, 0, &h),
+			 SHMEX_EBADLAYOUT);
+	*orders = so;
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &h), 0);
 	shm_instance_detach(&h);
 	shm_instance_detach(&sup);

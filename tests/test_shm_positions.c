@@ -47,7 +47,7 @@ static void make(struct shm_positions *p, uint32_t shard, uint64_t nsym,
 {
 	int rc = shm_positions_create(p, inst, shard, nsym, npos, 0600);
 	ck_assert_msg(rc == 0, "create: %s (%s)", shmex_strerror(rc),
-		      p->region.err);
+		      p->region.err.msg);
 }
 
 static const char *sym(const char *s)

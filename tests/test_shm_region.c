@@ -34,7 +34,7 @@ static void make_ready(struct shm_region *r, const char *region, size_t body)
 	uint64_t caps[2] = {7, 9};
 	int rc = shm_region_create(r, inst, region, SHM_KIND_TEST, body, caps, 2,
 				   0640);
-	ck_assert_msg(rc == 0, "create: %s", r->err);
+	ck_assert_msg(rc == 0, "create: %s", r->err.msg);
 	memset(shm_region_body(r), 0xab, body);
 	shm_region_publish(r);
 }
@@ -68,8 +68,8 @@ START_TEST(create_is_exclusive_with_mode)
 	make_ready(&w, "t", 64);
 	umask(old_mask);
 	ck_assert_int_eq(shm_region_create(&w2, inst, "t", SHM_KIND_TEST, 64, NULL, 0, 0600), -EEXIST);
-	ck_assert_ptr_nonnull(strstr(w2.err, "shm_open /shmex."));
-	ck_assert_ptr_nonnull(strstr(w2.err, "File exists"));
+	ck_assert_ptr_nonnull(strstr(w2.err.msg, "shm_open /shmex."));
+	ck_assert_ptr_nonnull(strstr(w2.err.msg, "File exists"));
 	/* fchmod after umask: the mode is exactly what was asked for. */
 	char path[256];
 	snprintf(path, sizeof(path), "/dev/shm%s", w.name);
@@ -94,7 +94,7 @@ START_TEST(missing_region_names_object)
 {
 	struct shm_region r;
 	ck_assert_int_eq(shm_region_attach(&r, inst, "nothere", 0, SHM_RDONLY), -ENOENT);
-	ck_assert_ptr_nonnull(strstr(r.err, "nothere: No such file or directory"));
+	ck_assert_ptr_nonnull(strstr(r.err.msg, "nothere: No such file or directory"));
 }
 END_TEST
 

@@ -82,7 +82,7 @@ static void *make_ring(struct shm_region *reg, const char *name, uint32_t cap)
 	ck_assert_uint_gt(bytes, 0);
 	int rc = shm_region_create(reg, inst, name, SHM_KIND_TEST, bytes, NULL,
 				   0, 0600);
-	ck_assert_msg(rc == 0, "create: %s", reg->err);
+	ck_assert_msg(rc == 0, "create: %s", reg->err.msg);
 	ck_assert_int_eq(shm_ring_init(shm_region_body(reg), bytes, cap), 0);
 	shm_region_publish(reg);
 	return shm_region_body(reg);

@@ -34,8 +34,9 @@
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
 #include "shm/shm_msg.h"
-#include "shm/shm_read.h"
-#include "shm/shm_readers.h"
+#include "shm/shm_opt.h"
+#include "shm/shm_snap.h"
+#include "shm/shm_rcu.h"
 #include "tests/client.h"
 
 #define T_MS 10000
@@ -760,13 +761,13 @@ START_TEST(cannot_write_the_book)
 	pid_t c = fork();
 	ck_assert_int_ge(c, 0);
 	if (c == 0) {
-		struct shm_read rd;
+		struct shm_snap rd;
 		struct sigaction sa;
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = segv_exit;
 		sigaction(SIGSEGV, &sa, NULL);
 		sigaction(SIGBUS, &sa, NULL);
-		if (shm_read_open(&rd, inst, k.sx) != 0)
+		if (shm_snap_open(&rd, inst, k.sx) != 0)
 			_exit(3);
 		store_relaxed(&rd.view.hdr->pad1, 1u);
 		_exit(0);
@@ -814,7 +815,7 @@ START_TEST(help_version_usage)
 	    r.out,
 	    fmt("shmex-query %s, shared-memory layout %u (signature %016" PRIx64
 		")\n",
-		"0.1.0", SHM_LAYOUT_VERSION, shm_layout_signature()));
+		SHMEX_VERSION, SHM_LAYOUT_VERSION, shm_layout_signature()));
 
 	/* Usage errors: exit 2, nothing on stdout, a hint on stderr. */
 	static const char *const bad[][6] = {
@@ -865,12 +866,12 @@ static pid_t pinned_reader(int *ready_fd)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		struct shm_readers t;
+		struct shm_rcu t;
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		struct shm_reader me;
+		struct shm_rcu_reader me;
 		close(p[0]);
-		if (shm_readers_attach(&t, inst, 0, SHM_READERS_READER) ||
-		    shm_readers_register(&t, &me) || shm_readers_enter(&me))
+		if (shm_rcu_attach(&t, inst, 0, SHM_RCU_READER) ||
+		    shm_rcu_register(&t, &me) || shm_rcu_enter(&me))
 			_exit(3);
 		if (write(p[1], "r", 1) != 1)
 			_exit(4);
@@ -906,19 +907,19 @@ static json_t *reader_of(json_t *sh, pid_t pid)
 START_TEST(readers_clear_stale)
 {
 	struct shm_instance h;
-	struct shm_readers w;
-	struct shm_instance_cfg cfg = {
-	    .nshards = 1, .ngateways = 1, .mode = 0600};
+	struct shm_rcu w;
+	struct shm_instance_cfg cfg;
+	test_instance_cfg(&cfg, 1, 1, 0);
 	struct qres r;
 	int fd_dead, fd_live;
 	new_instance();
 	ck_assert_int_eq(shm_instance_create(inst, &cfg, &h), 0);
-	ck_assert_int_eq(shm_readers_create(&w, inst, 0, 4, 0600), 0);
+	ck_assert_int_eq(shm_rcu_create(&w, inst, 0, 4, 0600), 0);
 
 	pid_t dead = pinned_reader(&fd_dead);
 	pid_t live = pinned_reader(&fd_live);
 	for (int i = 0; i < 3; i++)
-		(void)shm_readers_advance(&w);
+		(void)shm_rcu_advance(&w);
 	kill(dead, SIGKILL);
 	ck_assert_int_ne(test_wait_pid(dead, 10000), -1);
 	close(fd_dead);
@@ -978,12 +979,12 @@ START_TEST(readers_clear_stale)
 	ok(&r);
 	ck_assert(strstr(r.out, "\"cleared\":0"));
 	/* The writer sees the live reader's epoch as the oldest. */
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 1);
 
 	kill(live, SIGKILL);
 	ck_assert_int_ne(test_wait_pid(live, 10000), -1);
 	close(fd_live);
-	shm_readers_detach(&w);
+	shm_rcu_detach(&w);
 	shm_instance_detach(&h);
 	test_cleanup_instance(inst);
 	ck_assert_int_eq(test_count_objects(inst), 0);

@@ -1,5 +1,5 @@
 /*
- * bench_match: the pure matching core (engine/eng_book) in one process.
+ * bench_match: the pure matching core (engine/eng_core) in one process.
  *
  *   shmex-bench match [--ops N] [--naive-ops N] [--seed S] [--workload PATH]
  *
@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/eng_book.h"
-#include "engine/eng_replay.h"
+#include "engine/eng_core.h"
+#include "engine/replay/rpl.h"
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"
 #include "tests/bench/bench.h"
@@ -45,7 +45,7 @@ struct op {
 
 struct core {
 	void *mem;
-	struct eng_book *b;
+	struct eng_core *b;
 	uint32_t sym;
 };
 
@@ -59,42 +59,42 @@ static void count_event(void *ctx, const struct eng_event *ev)
 
 static int core_open(struct core *c, const struct shm_book_caps *caps)
 {
-	struct eng_book_cfg cfg = {.caps = *caps, .shard = 0, .nshards = 1};
-	size_t bytes = eng_book_bytes(&cfg);
+	struct eng_core_cfg cfg = {.caps = *caps, .shard = 0, .nshards = 1};
+	size_t bytes = eng_core_bytes(&cfg);
 	c->mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 	if (!c->mem)
 		return -ENOMEM;
-	int rc = eng_book_init(&c->b, c->mem, bytes, &cfg, count_event, NULL);
+	int rc = eng_core_init(&c->b, c->mem, bytes, &cfg, count_event, NULL);
 	if (rc) {
 		free(c->mem);
 		return rc;
 	}
-	rc = eng_book_symbol_add(c->b, "X", 1, &c->sym);
+	rc = eng_core_symbol_add(c->b, "X", 1, &c->sym);
 	if (rc) {
-		eng_book_destroy(c->b);
+		eng_core_destroy(c->b);
 		free(c->mem);
 		return rc;
 	}
-	eng_book_reclaim(c->b, UINT64_MAX);
+	eng_core_reclaim(c->b, UINT64_MAX);
 	return 0;
 }
 
 static void core_close(struct core *c)
 {
-	eng_book_destroy(c->b);
+	eng_core_destroy(c->b);
 	free(c->mem);
 }
 
-static inline int core_apply(struct eng_book *b, const struct op *o)
+static inline int core_apply(struct eng_core *b, const struct op *o)
 {
 	uint64_t id;
 	switch (o->kind) {
 	case OP_NEW:
-		return eng_book_submit(b, &o->r, &id);
+		return eng_core_submit(b, &o->r, &id);
 	case OP_CANCEL:
-		return eng_book_cancel(b, &o->r);
+		return eng_core_cancel(b, &o->r);
 	default:
-		return eng_book_modify(b, &o->r);
+		return eng_core_modify(b, &o->r);
 	}
 }
 
@@ -138,7 +138,7 @@ static int gen_flow(struct op *ops, size_t n, uint64_t seed, const struct shm_bo
 		/* Drop dead ids from the live list as they are met. */
 		while (nlive) {
 			size_t k = rnd(&g) % nlive;
-			const struct shm_book_order_sh *rec = eng_book_order(c.b, live[k]);
+			const struct shm_book_order_sh *rec = eng_core_order(c.b, live[k]);
 			if (rec && rec->state == SHM_BOOK_ORDER_LIVE) {
 				o->r.order_id = live[k];
 				o->r.account = rec->account;
@@ -161,7 +161,7 @@ static int gen_flow(struct op *ops, size_t n, uint64_t seed, const struct shm_bo
 			o->kind = OP_CANCEL;
 		} else if (what < 55 + cxl) {
 			o->kind = OP_MODIFY;
-			const struct shm_book_order_sh *rec = eng_book_order(c.b, o->r.order_id);
+			const struct shm_book_order_sh *rec = eng_core_order(c.b, o->r.order_id);
 			int64_t off = 1 + (int64_t)(rnd(&g) % 6);
 			o->r.price = rec->side == SHM_SIDE_BUY ? mid - off : mid + off;
 			o->r.qty = 1 + (int64_t)(rnd(&g) % 100);
@@ -175,13 +175,13 @@ static int gen_flow(struct op *ops, size_t n, uint64_t seed, const struct shm_bo
 			o->r.tif = rnd(&g) % 3 ? SHM_TIF_IOC : SHM_TIF_GTC;
 		}
 		if (o->kind == OP_NEW) {
-			rc = eng_book_submit(c.b, &o->r, &o->id);
+			rc = eng_core_submit(c.b, &o->r, &o->id);
 			if (rc) {
 				fprintf(stderr, "bench match: generator rejected: %s\n",
 					shmex_strerror(rc));
 				break;
 			}
-			const struct shm_book_order_sh *rec = eng_book_order(c.b, o->id);
+			const struct shm_book_order_sh *rec = eng_core_order(c.b, o->id);
 			if (rec->state == SHM_BOOK_ORDER_LIVE) {
 				if (nlive == live_cap) {
 					live_cap *= 2;
@@ -248,7 +248,7 @@ static double time_core(const struct op *ops, size_t n, const struct shm_book_ca
 	if (cpu_rate)
 		*cpu_rate = (double)n * 1e9 / (double)(c1 - c0);
 	char why[256];
-	if (eng_book_check(c.b, why, sizeof(why)) != 0)
+	if (eng_core_check(c.b, why, sizeof(why)) != 0)
 		fprintf(stderr, "bench match: book invariant broken: %s\n", why);
 	core_close(&c);
 	if (nlat)
@@ -283,9 +283,9 @@ static int load_workload(const char *path, struct op **out, size_t *nout,
 			 const struct shm_book_caps *caps)
 {
 	char err[512];
-	struct eng_replay_msg *msgs;
+	struct rpl_msg *msgs;
 	size_t n;
-	int rc = eng_replay_wl_load(path, &msgs, &n, err, sizeof(err));
+	int rc = rpl_wl_load(path, &msgs, &n, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "bench match: %s\n", err);
 		return rc;
@@ -303,7 +303,7 @@ static int load_workload(const char *path, struct op **out, size_t *nout,
 	}
 	size_t used = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		const struct eng_replay_msg *m = &msgs[i];
+		const struct rpl_msg *m = &msgs[i];
 		struct op *o = &ops[i];
 		o->r.seq = m->seq;
 		o->r.time_ns = m->seq;
@@ -316,9 +316,9 @@ static int load_workload(const char *path, struct op **out, size_t *nout,
 		size_t h = (size_t)(m->order_id * UINT64_C(0x9e3779b97f4a7c15) >> 20) & (mcap - 1);
 		while (mval[h] && mkey[h] != m->order_id)
 			h = (h + 1) & (mcap - 1);
-		if (m->type == ENG_REPLAY_NEW) {
+		if (m->type == RPL_NEW) {
 			o->kind = OP_NEW;
-			if (eng_book_submit(c.b, &o->r, &o->id) == 0) {
+			if (eng_core_submit(c.b, &o->r, &o->id) == 0) {
 				used += mval[h] == 0;
 				if (2 * used > mcap) {
 					rc = -ENOMEM;
@@ -328,7 +328,7 @@ static int load_workload(const char *path, struct op **out, size_t *nout,
 				mval[h] = o->id;
 			}
 		} else {
-			o->kind = m->type == ENG_REPLAY_CANCEL ? OP_CANCEL : OP_MODIFY;
+			o->kind = m->type == RPL_CANCEL ? OP_CANCEL : OP_MODIFY;
 			o->r.order_id = mval[h]; /* 0 when never seen: rejected */
 			(void)!core_apply(c.b, o);
 		}

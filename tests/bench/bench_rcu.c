@@ -3,7 +3,7 @@
  * writer.
  *
  * Part (a), read side: enter+leave of shmex's cross-process reader table
- * (shm_readers_inline.h) in the mode a table gets by default (asymmetric,
+ * (shm_rcu_inline.h) in the mode a table gets by default (asymmetric,
  * with membarrier, where the kernel has it) and, on a separate line, in
  * fence mode; against, in the same run, liburcu's own memb flavour
  * (threads of one process, inline read lock) and a process-shared pthread
@@ -41,12 +41,12 @@
 
 #include <urcu/urcu-memb.h>
 
-#include "engine/eng_book.h"
+#include "engine/eng_core.h"
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"
-#include "shm/shm_read.h"
-#include "shm/shm_readers.h"
-#include "shm/shm_readers_inline.h"
+#include "shm/shm_snap.h"
+#include "shm/shm_rcu.h"
+#include "shm/shm_rcu_inline.h"
 #include "tests/bench/bench.h"
 
 int bench_rcu(int argc, char **argv);
@@ -100,14 +100,14 @@ static double median(double *v, int n)
 
 /* --- the measured loops (ns per enter+leave) ------------------------------ */
 
-static double loop_shmex(struct shm_reader *r, uint64_t n)
+static double loop_shmex(struct shm_rcu_reader *r, uint64_t n)
 {
 	uint64_t t0 = bench_now_ns();
 	for (uint64_t i = 0; i < n; i++) {
-		if (shm_readers_enter_inline(r))
+		if (shm_rcu_enter_inline(r))
 			return NAN;
 		fence_compiler();
-		if (shm_readers_leave_inline(r))
+		if (shm_rcu_leave_inline(r))
 			return NAN;
 	}
 	return (double)(bench_now_ns() - t0) / (double)n;
@@ -165,11 +165,11 @@ static double loop_rwlock(pthread_rwlock_t *l, uint64_t n)
 
 /* --- single reader ---------------------------------------------------------- */
 
-static int measure_shmex(const struct rcu_opts *o, struct shm_readers *rd,
+static int measure_shmex(const struct rcu_opts *o, struct shm_rcu *rd,
 			 double *out)
 {
-	struct shm_reader r;
-	int rc = shm_readers_register(rd, &r);
+	struct shm_rcu_reader r;
+	int rc = shm_rcu_register(rd, &r);
 	if (rc) {
 		fprintf(stderr, "rcu: register: %s\n", shmex_strerror(rc));
 		return rc;
@@ -179,10 +179,10 @@ static int measure_shmex(const struct rcu_opts *o, struct shm_readers *rd,
 	for (int i = 0; i < RUNS; i++)
 		v[i] = loop_shmex(&r, o->iters);
 	*out = median(v, RUNS);
-	return shm_readers_unregister(&r);
+	return shm_rcu_unregister(&r);
 }
 
-static void measure_fence(const struct rcu_opts *o, struct shm_readers *w,
+static void measure_fence(const struct rcu_opts *o, struct shm_rcu *w,
 			  double *fence, double *asym)
 {
 	double v[RUNS], a[RUNS];
@@ -240,16 +240,16 @@ static void *two_body(void *p)
 	struct two_arg *a = p;
 	double ns = NAN;
 	if (a->k == K_SHMEX) {
-		struct shm_readers t;
-		struct shm_reader r;
-		if (shm_readers_attach(&t, a->o->inst, 0, SHM_READERS_READER) == 0) {
-			if (shm_readers_register(&t, &r) == 0) {
+		struct shm_rcu t;
+		struct shm_rcu_reader r;
+		if (shm_rcu_attach(&t, a->o->inst, 0, SHM_RCU_READER) == 0) {
+			if (shm_rcu_register(&t, &r) == 0) {
 				wait_go(a->s);
 				ns = loop_shmex(&r, a->o->iters);
-				if (shm_readers_unregister(&r))
+				if (shm_rcu_unregister(&r))
 					ns = NAN;
 			}
-			shm_readers_detach(&t);
+			shm_rcu_detach(&t);
 		}
 	} else if (a->k == K_RWLOCK) {
 		wait_go(a->s);
@@ -317,25 +317,25 @@ enum wpoll {
  * Reports ns per advance+poll in ns[2] and membarrier calls in ns[4]. */
 static void writer_child(const char *inst, struct rcu_shared *s, enum wpoll wp)
 {
-	struct shm_readers w;
+	struct shm_rcu w;
 	uint64_t n = 0;
-	if (shm_readers_attach(&w, inst, 0, SHM_READERS_WRITER) != 0)
+	if (shm_rcu_attach(&w, inst, 0, SHM_RCU_WRITER) != 0)
 		_exit(1);
 	if (wp == WP_EVERY_POLL)
-		shm_readers_set_barrier_interval(&w, 0, 0);
+		shm_rcu_set_barrier_interval(&w, 0, 0);
 	fetch_add_acq_rel(&s->ready, 1);
 	while (!load_acquire(&s->go))
 		cpu_relax();
 	uint64_t t0 = bench_now_ns();
 	while (!load_acquire(&s->stop)) {
-		(void)shm_readers_advance(&w);
-		s->sink += shm_readers_safe_epoch(&w);
+		(void)shm_rcu_advance(&w);
+		s->sink += shm_rcu_safe_epoch(&w);
 		n++;
 	}
 	s->ns[2] = n ? (bench_now_ns() - t0) / n : 0;
 	s->ns[4] = w.barriers;
 	int bad = w.barrier_errors != 0;
-	shm_readers_detach(&w);
+	shm_rcu_detach(&w);
 	_exit(bad ? 2 : 0);
 }
 
@@ -343,8 +343,8 @@ static void writer_child(const char *inst, struct rcu_shared *s, enum wpoll wp)
  * enter+leave, *poll = writer ns per advance+poll, *barriers = membarrier
  * calls per second. */
 static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
-			       const char *inst, struct shm_readers *creator,
-			       struct shm_readers *rd, enum wpoll wp, double *read,
+			       const char *inst, struct shm_rcu *creator,
+			       struct shm_rcu *rd, enum wpoll wp, double *read,
 			       double *poll, double *barriers)
 {
 	*read = *poll = *barriers = NAN;
@@ -361,8 +361,8 @@ static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
 	uint64_t deadline = bench_now_ns() + 10000000000ull;
 	while (load_acquire(&s->ready) < 1 && bench_now_ns() < deadline)
 		usleep(100);
-	struct shm_reader r;
-	int rc = shm_readers_register(rd, &r);
+	struct shm_rcu_reader r;
+	int rc = shm_rcu_register(rd, &r);
 	uint64_t t0 = bench_now_ns();
 	store_release(&s->go, 1);
 	if (rc == 0) {
@@ -370,7 +370,7 @@ static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
 		for (int i = 0; i < RUNS; i++)
 			v[i] = loop_shmex(&r, o->iters / 2);
 		*read = median(v, RUNS);
-		rc = shm_readers_unregister(&r);
+		rc = shm_rcu_unregister(&r);
 	}
 	store_release(&s->stop, 1);
 	int st;
@@ -389,7 +389,7 @@ static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
 /* --- part (b): matcher throughput with readers ------------------------------- */
 
 /*
- * The writer is the matching core (engine/eng_book) on a book in a real
+ * The writer is the matching core (engine/eng_core) on a book in a real
  * book region, driven by a synthetic flow (limit orders of one size at 21
  * prices around a mid on both sides, so about half of them trade, and
  * cancels that keep some 200 orders resting), with a grace period (advance,
@@ -397,7 +397,7 @@ static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
  * each run RUNS_B times, interleaved:
  *   none    no reader (book and table in the default mode);
  *   rcu     one reader process reading depth, top of book and an order's
- *           status in a loop through shm_read (reader table + seqcounts);
+ *           status in a loop through shm_snap (reader table + seqcounts);
  *   rwlock  the same reader and writer, but the writer holds a
  *           process-shared rwlock (writer-preferring, so it is not starved)
  *           around each request and the reader around each read: the
@@ -416,39 +416,36 @@ enum b_mode { B_NONE, B_RCU, B_RWLOCK, B_NONE_F, B_RCU_F, B_NMODES };
 
 struct bwriter {
 	struct shm_region reg;
-	struct eng_book *b;
-	struct shm_readers *w;
+	struct eng_core *b;
+	struct shm_rcu *w;
 	uint32_t sym;
 	uint64_t x, seq;
 	uint64_t live[B_LIVE + 1], owner[B_LIVE + 1];
 	size_t nlive;
 };
 
-static int bwriter_init(struct bwriter *bw, const char *inst, struct shm_readers *w)
+static int bwriter_init(struct bwriter *bw, const char *inst, struct shm_rcu *w)
 {
-	struct eng_book_cfg cfg = {.caps = {4, 1024, 16384, 1u << 16},
+	struct eng_core_cfg cfg = {.caps = {4, 1024, 16384, 1u << 16},
 				   .shard = 0, .nshards = 1};
-	uint64_t caps[6] = {4, 1024, 16384, 1u << 16, 0, 1};
-	size_t bytes = eng_book_bytes(&cfg);
 	memset(bw, 0, sizeof(*bw));
 	bw->w = w;
 	bw->x = 42;
-	int rc = shm_region_create(&bw->reg, inst, "book.0", SHM_KIND_BOOK, bytes,
-				   caps, 6, 0600);
+	int rc = shm_book_region_create(&bw->reg, inst, &cfg.caps, 0, 1, 0600);
 	if (rc)
 		return rc;
-	rc = eng_book_init(&bw->b, shm_region_body(&bw->reg),
+	rc = eng_core_init(&bw->b, shm_region_body(&bw->reg),
 			   shm_region_body_size(&bw->reg), &cfg, NULL, NULL);
 	if (rc)
 		goto out_region;
-	rc = eng_book_symbol_add(bw->b, "BENCH", 5, &bw->sym);
+	rc = eng_core_symbol_add(bw->b, "BENCH", 5, &bw->sym);
 	if (rc)
 		goto out_book;
 	shm_region_publish(&bw->reg);
 	return 0;
 
 out_book:
-	eng_book_destroy(bw->b);
+	eng_core_destroy(bw->b);
 out_region:
 	shm_region_detach(&bw->reg);
 	(void)shm_region_unlink(inst, "book.0");
@@ -457,7 +454,7 @@ out_region:
 
 static void bwriter_free(struct bwriter *bw, const char *inst)
 {
-	eng_book_destroy(bw->b);
+	eng_core_destroy(bw->b);
 	shm_region_detach(&bw->reg);
 	if (shm_region_unlink(inst, "book.0"))
 		fprintf(stderr, "rcu: unlink %s book.0 failed\n", inst);
@@ -471,13 +468,13 @@ static void bwriter_step(struct bwriter *bw)
 	memset(&q, 0, sizeof(q));
 	q.seq = ++bw->seq;
 	q.time_ns = bw->seq;
-	q.epoch = shm_readers_epoch(bw->w);
+	q.epoch = shm_rcu_epoch(bw->w);
 	q.sym = bw->sym;
 	if (bw->nlive > 0 && ((r >> 20) % 4 == 0 || bw->nlive >= B_LIVE)) {
 		size_t k = (r >> 2) % bw->nlive;
 		q.account = bw->owner[k];
 		q.order_id = bw->live[k];
-		(void)!eng_book_cancel(bw->b, &q); /* filled or open: both fine */
+		(void)!eng_core_cancel(bw->b, &q); /* filled or open: both fine */
 		bw->live[k] = bw->live[--bw->nlive];
 		bw->owner[k] = bw->owner[bw->nlive];
 	} else {
@@ -487,40 +484,40 @@ static void bwriter_step(struct bwriter *bw)
 		q.tif = SHM_TIF_GTC;
 		q.price = B_MID + (int64_t)((r >> 4) % 21) - 10;
 		q.qty = B_QTY;
-		if (eng_book_submit(bw->b, &q, &id) == 0) {
+		if (eng_core_submit(bw->b, &q, &id) == 0) {
 			bw->owner[bw->nlive] = q.account;
 			bw->live[bw->nlive++] = id;
 		}
 	}
 	if (bw->seq % 8 == 0) {
-		(void)shm_readers_advance(bw->w);
-		eng_book_reclaim(bw->b, shm_readers_safe_epoch(bw->w));
+		(void)shm_rcu_advance(bw->w);
+		eng_core_reclaim(bw->b, shm_rcu_safe_epoch(bw->w));
 	}
 }
 
 /* The reader process: reads until told to stop; reports reads in ns[3]. */
 static void breader(const char *inst, struct rcu_shared *s, bool lock)
 {
-	struct shm_read rd;
-	struct shm_read_level bids[10], asks[10];
-	struct shm_read_depth d = {.bids = bids, .asks = asks, .max = 10};
-	struct shm_read_top t;
-	struct shm_read_order o;
-	struct shm_read_fill f[4];
+	struct shm_snap rd;
+	struct shm_snap_level bids[10], asks[10];
+	struct shm_snap_depth d = {.bids = bids, .asks = asks, .max = 10};
+	struct shm_snap_top t;
+	struct shm_snap_order o;
+	struct shm_snap_fill f[4];
 	size_t nf;
 	uint64_t n = 0, bad = 0, x = 7;
-	if (shm_read_open(&rd, inst, 0) != 0)
+	if (shm_snap_open(&rd, inst, 0) != 0)
 		_exit(1);
 	fetch_add_acq_rel(&s->ready, 1);
 	while (!load_acquire(&s->stop)) {
 		x = x * 6364136223846793005ull + 1442695040888963407ull;
 		if (lock && pthread_rwlock_rdlock(&s->wlock))
 			_exit(2);
-		int rc = shm_read_depth(&rd, 0, &d);
+		int rc = shm_snap_depth(&rd, 0, &d);
 		if (rc == 0)
-			rc = shm_read_top(&rd, 0, &t);
+			rc = shm_snap_top(&rd, 0, &t);
 		if (rc == 0) {
-			rc = shm_read_order(&rd, (x >> 40) % 20000 + 1, &o, f, 4, &nf);
+			rc = shm_snap_order(&rd, (x >> 40) % 20000 + 1, &o, f, 4, &nf);
 			if (rc == SHMEX_ENOORDER)
 				rc = 0;
 		}
@@ -531,7 +528,7 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock)
 		n++;
 	}
 	s->ns[3] = n;
-	shm_read_close(&rd);
+	shm_snap_close(&rd);
 	_exit(bad ? 3 : 0);
 }
 
@@ -592,7 +589,7 @@ struct bres {
 };
 
 static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
-			     struct shm_readers *w, struct shm_readers *wf,
+			     struct shm_rcu *w, struct shm_rcu *wf,
 			     struct bres *res)
 {
 	struct bwriter bw, bwf;
@@ -665,9 +662,9 @@ static void usage(FILE *f)
 		   "  SHMEX_READERS_FENCE=1 makes the default mode the fence mode.\n");
 }
 
-static const char *mode_name(const struct shm_readers *t)
+static const char *mode_name(const struct shm_rcu *t)
 {
-	return shm_readers_table_mode(t) == SHM_READERS_MODE_ASYM ? "asymmetric"
+	return shm_rcu_table_mode(t) == SHM_RCU_MODE_ASYM ? "asymmetric"
 								  : "fence";
 }
 
@@ -709,22 +706,22 @@ int bench_rcu(int argc, char **argv)
 	struct rcu_shared *s = shared_map();
 	if (!s)
 		return 1;
-	struct shm_readers w, rd, wf, rdf;
+	struct shm_rcu w, rd, wf, rdf;
 	memset(&wf, 0, sizeof(wf));
 	memset(&rdf, 0, sizeof(rdf));
-	int rc = shm_readers_create(&w, o.inst, 0, 8, 0600);
+	int rc = shm_rcu_create(&w, o.inst, 0, 8, 0600);
 	if (rc) {
 		fprintf(stderr, "rcu: %s\n", w.region.err);
 		munmap(s, sizeof(*s));
 		return 1;
 	}
-	rc = shm_readers_attach(&rd, o.inst, 0, SHM_READERS_READER);
+	rc = shm_rcu_attach(&rd, o.inst, 0, SHM_RCU_READER);
 	if (rc)
 		goto out_unlink;
-	rc = shm_readers_create_mode(&wf, o.inst_f, 0, 8, 0600, SHM_READERS_MODE_FENCE);
+	rc = shm_rcu_create_mode(&wf, o.inst_f, 0, 8, 0600, SHM_RCU_MODE_FENCE);
 	if (rc)
 		goto out_detach;
-	rc = shm_readers_attach(&rdf, o.inst_f, 0, SHM_READERS_READER);
+	rc = shm_rcu_attach(&rdf, o.inst_f, 0, SHM_RCU_READER);
 	if (rc)
 		goto out_unlink_f;
 
@@ -766,7 +763,7 @@ int bench_rcu(int argc, char **argv)
 				 &pollf_ns, &bpsf);
 	if (rc)
 		goto out_detach_f;
-	if (shm_readers_table_mode(&w) == SHM_READERS_MODE_ASYM) {
+	if (shm_rcu_table_mode(&w) == SHM_RCU_MODE_ASYM) {
 		rc = measure_with_writer(&o, s, o.inst, &w, &rd, WP_EVERY_POLL,
 					 &busye_ns, &polle_ns, &bpse);
 		if (rc)
@@ -804,21 +801,21 @@ int bench_rcu(int argc, char **argv)
 	       shmex_ns, urcu_ns, rwlock_ns, b.ratio_rcu, b.ratio_rwlock, fence_ns,
 	       two_shmex, two_urcu, two_rwlock, busy_ns, poll_ns, asym_ns, polle_ns,
 	       shmexf_ns, b.ratio_rcu_f, busyf_ns, pollf_ns,
-	       shm_readers_table_mode(&w) == SHM_READERS_MODE_ASYM, b.barriers_per_s,
+	       shm_rcu_table_mode(&w) == SHM_RCU_MODE_ASYM, b.barriers_per_s,
 	       b.barrier_ns, b.barrier_share);
 	rc = 0;
 
 out_detach_f:
-	shm_readers_detach(&rdf);
+	shm_rcu_detach(&rdf);
 out_unlink_f:
-	shm_readers_detach(&wf);
-	if (shm_readers_unlink(o.inst_f, 0) && !rc)
+	shm_rcu_detach(&wf);
+	if (shm_rcu_unlink(o.inst_f, 0) && !rc)
 		rc = 1;
 out_detach:
-	shm_readers_detach(&rd);
+	shm_rcu_detach(&rd);
 out_unlink:
-	shm_readers_detach(&w);
-	if (shm_readers_unlink(o.inst, 0) && !rc)
+	shm_rcu_detach(&w);
+	if (shm_rcu_unlink(o.inst, 0) && !rc)
 		rc = 1;
 	munmap(s, sizeof(*s));
 	return rc ? 1 : 0;

@@ -1,5 +1,5 @@
 /*
- * shm_readers_suite: the cross-process RCU reader table.
+ * shm_rcu_suite: the cross-process RCU reader table.
  *
  * Reader processes are real (fork, then attach by name like any other
  * process would); parent and children synchronise over pipes, never over
@@ -25,20 +25,20 @@
 
 #include "shm/shm_error.h"
 #include "shm/shm_proc.h"
-#include "shm/shm_readers.h"
-#include "shm/shm_readers_inline.h"
+#include "shm/shm_rcu.h"
+#include "shm/shm_rcu_inline.h"
 #include "shm/shm_region.h"
 
 static char inst[64];
 
 /* Variant of the current loop test (see the top comment). */
-static enum shm_readers_mode cur_mode;
+static enum shm_rcu_mode cur_mode;
 static bool cur_rate_limited;
 
 static void setup(void)
 {
 	test_instance(inst, sizeof(inst));
-	unsetenv(SHM_READERS_FENCE_ENV);
+	unsetenv(SHM_RCU_FENCE_ENV);
 }
 
 static void teardown(void)
@@ -48,23 +48,23 @@ static void teardown(void)
 
 static void use_mode(int i)
 {
-	cur_mode = i == 0 ? SHM_READERS_MODE_FENCE : SHM_READERS_MODE_ASYM;
+	cur_mode = i == 0 ? SHM_RCU_MODE_FENCE : SHM_RCU_MODE_ASYM;
 	cur_rate_limited = i == 2;
-	if (cur_mode == SHM_READERS_MODE_ASYM && !shm_readers_asym_supported()) {
+	if (cur_mode == SHM_RCU_MODE_ASYM && !shm_rcu_asym_supported()) {
 		fprintf(stderr, "no membarrier here: asymmetric variant runs in fence mode\n");
-		cur_mode = SHM_READERS_MODE_FENCE;
+		cur_mode = SHM_RCU_MODE_FENCE;
 	}
 }
 
-static void make_table(struct shm_readers *w, unsigned shard, uint32_t nslots)
+static void make_table(struct shm_rcu *w, unsigned shard, uint32_t nslots)
 {
-	int rc = shm_readers_create_mode(w, inst, shard, nslots, 0600, cur_mode);
-	ck_assert_msg(rc == 0, "create: %s (%s)", shmex_strerror(rc), w->region.err);
-	ck_assert_uint_eq(shm_readers_epoch(w), 1);
-	ck_assert_int_eq(shm_readers_table_mode(w), cur_mode);
+	int rc = shm_rcu_create_mode(w, inst, shard, nslots, 0600, cur_mode);
+	ck_assert_msg(rc == 0, "create: %s (%s)", shmex_strerror(rc), w->region.err.msg);
+	ck_assert_uint_eq(shm_rcu_epoch(w), 1);
+	ck_assert_int_eq(shm_rcu_table_mode(w), cur_mode);
 	ck_assert_uint_eq(w->hdr->mode, (uint32_t)cur_mode);
 	if (!cur_rate_limited)
-		shm_readers_set_barrier_interval(w, 0, 0);
+		shm_rcu_set_barrier_interval(w, 0, 0);
 }
 
 /* --- child processes ------------------------------------------------------ */
@@ -121,25 +121,25 @@ static int finish(struct child *c, int timeout_ms)
  * leave, unregister.  Exit 0 when every step worked. */
 static int pinned_reader(int in, int out, void *arg)
 {
-	struct shm_readers t;
-	struct shm_reader r;
-	if (shm_readers_attach(&t, inst, 0, SHM_READERS_READER))
+	struct shm_rcu t;
+	struct shm_rcu_reader r;
+	if (shm_rcu_attach(&t, inst, 0, SHM_RCU_READER))
 		return 10;
-	if (shm_readers_register(&t, &r))
+	if (shm_rcu_register(&t, &r))
 		return 11;
-	if (r.asym != (t.mode == SHM_READERS_MODE_ASYM))
+	if (r.asym != (t.mode == SHM_RCU_MODE_ASYM))
 		return 17;
-	if (shm_readers_enter(&r))
+	if (shm_rcu_enter(&r))
 		return 12;
 	put_u64(out, r.epoch);
 	if (get_u64(in) == UINT64_MAX)
 		return 13;
-	if (shm_readers_leave(&r))
+	if (shm_rcu_leave(&r))
 		return 14;
 	put_u64(out, 0);
-	if (shm_readers_unregister(&r))
+	if (shm_rcu_unregister(&r))
 		return 15;
-	shm_readers_detach(&t);
+	shm_rcu_detach(&t);
 	return 0;
 }
 
@@ -148,41 +148,41 @@ static int pinned_reader(int in, int out, void *arg)
 START_TEST(register_enter_leave_nesting)
 {
 	use_mode(_i);
-	struct shm_readers w, rd;
-	struct shm_reader r;
+	struct shm_rcu w, rd;
+	struct shm_rcu_reader r;
 	make_table(&w, 0, 8);
-	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
+	ck_assert_int_eq(shm_rcu_attach(&rd, inst, 0, SHM_RCU_READER), 0);
 	ck_assert_uint_eq(rd.nslots, 8);
-	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &r), 0);
 	ck_assert_uint_lt(r.index, 8);
 	ck_assert_uint_ne(w.slots[r.index].owner, 0);
 
-	ck_assert_uint_eq(shm_readers_advance(&w), 2);
-	ck_assert_int_eq(shm_readers_enter(&r), 0);
-	ck_assert_uint_eq(shm_readers_section_epoch(w.slots[r.index].section), 2);
-	ck_assert_int_eq(shm_readers_enter_inline(&r), 0);
+	ck_assert_uint_eq(shm_rcu_advance(&w), 2);
+	ck_assert_int_eq(shm_rcu_enter(&r), 0);
+	ck_assert_uint_eq(shm_rcu_section_epoch(w.slots[r.index].section), 2);
+	ck_assert_int_eq(shm_rcu_enter_inline(&r), 0);
 	ck_assert_uint_eq(w.slots[r.index].nesting, 2);
-	ck_assert_uint_eq(shm_readers_advance(&w), 3);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 2);
-	ck_assert_int_eq(shm_readers_leave_inline(&r), 0);
+	ck_assert_uint_eq(shm_rcu_advance(&w), 3);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 2);
+	ck_assert_int_eq(shm_rcu_leave_inline(&r), 0);
 	/* Still inside the outer section. */
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 2);
-	ck_assert_uint_eq(shm_readers_section_epoch(w.slots[r.index].section), 2);
-	ck_assert_int_eq(shm_readers_leave(&r), 0);
-	ck_assert_uint_eq(shm_readers_section_epoch(w.slots[r.index].section), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 3);
-	ck_assert_int_eq(shm_readers_leave(&r), -EINVAL);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 2);
+	ck_assert_uint_eq(shm_rcu_section_epoch(w.slots[r.index].section), 2);
+	ck_assert_int_eq(shm_rcu_leave(&r), 0);
+	ck_assert_uint_eq(shm_rcu_section_epoch(w.slots[r.index].section), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 3);
+	ck_assert_int_eq(shm_rcu_leave(&r), -EINVAL);
 
 	/* A new section reads the new epoch. */
-	ck_assert_int_eq(shm_readers_enter(&r), 0);
+	ck_assert_int_eq(shm_rcu_enter(&r), 0);
 	ck_assert_uint_eq(r.epoch, 3);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 3);
-	ck_assert_uint_eq(shm_readers_advance(&w), 4);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 3);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 3);
+	ck_assert_uint_eq(shm_rcu_advance(&w), 4);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 3);
 
-	struct shm_reader_info info[4];
+	struct shm_rcu_reader_info info[4];
 	size_t n = 0;
-	ck_assert_int_eq(shm_readers_list(&w, info, 4, &n), 0);
+	ck_assert_int_eq(shm_rcu_list(&w, info, 4, &n), 0);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_int_eq(info[0].pid, getpid());
 	ck_assert_uint_eq(info[0].start, shm_proc_self_start());
@@ -190,8 +190,8 @@ START_TEST(register_enter_leave_nesting)
 	ck_assert(info[0].in_section);
 	ck_assert_uint_eq(info[0].epoch, 3);
 	ck_assert_uint_eq(info[0].lag, 1);
-	struct shm_readers_stats st;
-	shm_readers_stats(&rd, &st);
+	struct shm_rcu_stats st;
+	shm_rcu_stats(&rd, &st);
 	ck_assert_uint_eq(st.registered, 1);
 	ck_assert_uint_eq(st.active, 1);
 	ck_assert_uint_eq(st.epoch, 4);
@@ -201,86 +201,86 @@ START_TEST(register_enter_leave_nesting)
 	 * ends with one generation bump, so the next claim's words differ. */
 	uint32_t idx = r.index, gen = r.gen;
 	ck_assert_uint_eq(w.slots[idx].gen, gen);
-	ck_assert_int_eq(shm_readers_unregister(&r), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&r), 0);
 	ck_assert_uint_eq(w.slots[idx].gen, gen + 1);
 	ck_assert_uint_eq(w.slots[idx].owner, 0);
-	ck_assert_int_eq(shm_readers_list(&w, info, 4, &n), 0);
+	ck_assert_int_eq(shm_rcu_list(&w, info, 4, &n), 0);
 	ck_assert_uint_eq(n, 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 4);
-	shm_readers_detach(&rd);
-	shm_readers_detach(&w);
-	ck_assert_int_eq(shm_readers_unlink(inst, 0), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 4);
+	shm_rcu_detach(&rd);
+	shm_rcu_detach(&w);
+	ck_assert_int_eq(shm_rcu_unlink(inst, 0), 0);
 }
 END_TEST
 
 START_TEST(observer_is_read_only)
 {
 	use_mode(_i);
-	struct shm_readers w, obs;
-	struct shm_reader r;
+	struct shm_rcu w, obs;
+	struct shm_rcu_reader r;
 	unsigned cleared;
 	make_table(&w, 2, 4);
-	ck_assert_int_eq(shm_readers_attach(&obs, inst, 2, SHM_READERS_OBSERVER), 0);
+	ck_assert_int_eq(shm_rcu_attach(&obs, inst, 2, SHM_RCU_OBSERVER), 0);
 	ck_assert(!obs.region.writable);
-	ck_assert_int_eq(shm_readers_register(&obs, &r), -EPERM);
-	ck_assert_int_eq(shm_readers_clear_stale(&obs, &cleared), -EPERM);
-	ck_assert_int_eq(shm_readers_evict(&obs, 0), -EPERM);
+	ck_assert_int_eq(shm_rcu_register(&obs, &r), -EPERM);
+	ck_assert_int_eq(shm_rcu_clear_stale(&obs, &cleared), -EPERM);
+	ck_assert_int_eq(shm_rcu_evict(&obs, 0), -EPERM);
 	size_t n = 99;
-	ck_assert_int_eq(shm_readers_list(&obs, NULL, 0, &n), 0);
+	ck_assert_int_eq(shm_rcu_list(&obs, NULL, 0, &n), 0);
 	ck_assert_uint_eq(n, 0);
-	shm_readers_detach(&obs);
-	shm_readers_detach(&w);
+	shm_rcu_detach(&obs);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
 START_TEST(attach_errors)
 {
 	use_mode(_i);
-	struct shm_readers t, w;
-	ck_assert_int_eq(shm_readers_attach(&t, inst, 0, SHM_READERS_READER), -ENOENT);
-	ck_assert_int_eq(shm_readers_attach(&t, inst, 0, (enum shm_readers_role)7), -EINVAL);
-	ck_assert_int_eq(shm_readers_create(&w, inst, 0, SHM_READERS_MAX_SLOTS + 1, 0600), -EINVAL);
+	struct shm_rcu t, w;
+	ck_assert_int_eq(shm_rcu_attach(&t, inst, 0, SHM_RCU_READER), -ENOENT);
+	ck_assert_int_eq(shm_rcu_attach(&t, inst, 0, (enum shm_rcu_role)7), -EINVAL);
+	ck_assert_int_eq(shm_rcu_create(&w, inst, 0, SHM_RCU_MAX_SLOTS + 1, 0600), -EINVAL);
 	/* A region of another kind under the readers name. */
 	struct shm_region other;
 	ck_assert_int_eq(shm_region_create(&other, inst, "readers.3", SHM_KIND_TEST,
 					   4096, NULL, 0, 0600), 0);
 	shm_region_publish(&other);
-	ck_assert_int_eq(shm_readers_attach(&t, inst, 3, SHM_READERS_READER), SHMEX_EBADKIND);
+	ck_assert_int_eq(shm_rcu_attach(&t, inst, 3, SHM_RCU_READER), SHMEX_EBADKIND);
 	shm_region_detach(&other);
 	/* A capacity the body cannot hold, or of the wrong shard. */
 	make_table(&w, 1, 4);
 	struct shm_region_hdr_sh *h = shm_region_hdr(&w.region);
-	h->capacity[SHM_READERS_CAP_SLOTS] = 5;
-	ck_assert_int_eq(shm_readers_attach(&t, inst, 1, SHM_READERS_READER), SHMEX_EBADINDEX);
-	h->capacity[SHM_READERS_CAP_SLOTS] = UINT64_MAX;
-	ck_assert_int_eq(shm_readers_attach(&t, inst, 1, SHM_READERS_READER), SHMEX_EBADINDEX);
-	h->capacity[SHM_READERS_CAP_SLOTS] = 4;
-	h->capacity[SHM_READERS_CAP_SHARD] = 2;
-	ck_assert_int_eq(shm_readers_attach(&t, inst, 1, SHM_READERS_OBSERVER), SHMEX_EBADINDEX);
-	h->capacity[SHM_READERS_CAP_SHARD] = 1;
-	ck_assert_int_eq(shm_readers_attach(&t, inst, 1, SHM_READERS_OBSERVER), 0);
-	ck_assert_int_eq(shm_readers_table_mode(&t), cur_mode);
-	shm_readers_detach(&t);
+	h->capacity[SHM_RCU_CAP_SLOTS] = 5;
+	ck_assert_int_eq(shm_rcu_attach(&t, inst, 1, SHM_RCU_READER), SHMEX_EBADINDEX);
+	h->capacity[SHM_RCU_CAP_SLOTS] = UINT64_MAX;
+	ck_assert_int_eq(shm_rcu_attach(&t, inst, 1, SHM_RCU_READER), SHMEX_EBADINDEX);
+	h->capacity[SHM_RCU_CAP_SLOTS] = 4;
+	h->capacity[SHM_RCU_CAP_SHARD] = 2;
+	ck_assert_int_eq(shm_rcu_attach(&t, inst, 1, SHM_RCU_OBSERVER), SHMEX_EBADINDEX);
+	h->capacity[SHM_RCU_CAP_SHARD] = 1;
+	ck_assert_int_eq(shm_rcu_attach(&t, inst, 1, SHM_RCU_OBSERVER), 0);
+	ck_assert_int_eq(shm_rcu_table_mode(&t), cur_mode);
+	shm_rcu_detach(&t);
 	/* An unknown fence protocol in the table header. */
 	w.hdr->mode = 9;
-	ck_assert_int_eq(shm_readers_attach(&t, inst, 1, SHM_READERS_READER), SHMEX_EBADINDEX);
-	ck_assert_int_eq(shm_readers_attach(&t, inst, 1, SHM_READERS_OBSERVER), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_rcu_attach(&t, inst, 1, SHM_RCU_READER), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_rcu_attach(&t, inst, 1, SHM_RCU_OBSERVER), SHMEX_EBADINDEX);
 	w.hdr->mode = (uint32_t)cur_mode;
-	ck_assert_int_eq(shm_readers_create_mode(&t, inst, 4, 4, 0600,
-						 (enum shm_readers_mode)7), -EINVAL);
-	shm_readers_detach(&w);
+	ck_assert_int_eq(shm_rcu_create_mode(&t, inst, 4, 4, 0600,
+						 (enum shm_rcu_mode)7), -EINVAL);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
 static int second_writer(int in, int out, void *arg)
 {
-	struct shm_readers t;
-	int rc = shm_readers_attach(&t, inst, 0, SHM_READERS_WRITER);
+	struct shm_rcu t;
+	int rc = shm_rcu_attach(&t, inst, 0, SHM_RCU_WRITER);
 	put_u64(out, (uint64_t)(int64_t)rc);
 	if (rc == 0) {
-		put_u64(out, shm_readers_epoch(&t));
-		put_u64(out, shm_readers_advance(&t));
-		shm_readers_detach(&t);
+		put_u64(out, shm_rcu_epoch(&t));
+		put_u64(out, shm_rcu_advance(&t));
+		shm_rcu_detach(&t);
 	}
 	return 0;
 }
@@ -288,61 +288,61 @@ static int second_writer(int in, int out, void *arg)
 START_TEST(one_writer_at_a_time)
 {
 	use_mode(_i);
-	struct shm_readers w;
+	struct shm_rcu w;
 	make_table(&w, 0, 4);
-	(void)shm_readers_advance(&w);
-	(void)shm_readers_advance(&w);
+	(void)shm_rcu_advance(&w);
+	(void)shm_rcu_advance(&w);
 	struct child c = spawn(second_writer, NULL);
 	ck_assert_int_eq((int)(int64_t)get_u64(c.from_child), SHMEX_EINUSE);
 	ck_assert_int_eq(finish(&c, 10000), 0);
 	/* The first writer leaves: a restarted matcher continues its epoch. */
-	shm_readers_detach(&w);
+	shm_rcu_detach(&w);
 	c = spawn(second_writer, NULL);
 	ck_assert_int_eq((int)(int64_t)get_u64(c.from_child), 0);
 	ck_assert_uint_eq(get_u64(c.from_child), 3);
 	ck_assert_uint_eq(get_u64(c.from_child), 4);
 	ck_assert_int_eq(finish(&c, 10000), 0);
 	/* A writer that died without detaching does not block the next. */
-	struct shm_readers w2;
-	ck_assert_int_eq(shm_readers_attach(&w2, inst, 0, SHM_READERS_WRITER), 0);
-	ck_assert_uint_eq(shm_readers_epoch(&w2), 4);
-	w2.hdr->writer = UINT64_C(0x7fffffff) << SHM_READERS_PID_BITS | 1;
+	struct shm_rcu w2;
+	ck_assert_int_eq(shm_rcu_attach(&w2, inst, 0, SHM_RCU_WRITER), 0);
+	ck_assert_uint_eq(shm_rcu_epoch(&w2), 4);
+	w2.hdr->writer = UINT64_C(0x7fffffff) << SHM_PROC_PID_BITS | 1;
 	free(w2.seen);
 	shm_region_detach(&w2.region);
-	ck_assert_int_eq(shm_readers_attach(&w2, inst, 0, SHM_READERS_WRITER), 0);
-	shm_readers_detach(&w2);
+	ck_assert_int_eq(shm_rcu_attach(&w2, inst, 0, SHM_RCU_WRITER), 0);
+	shm_rcu_detach(&w2);
 }
 END_TEST
 
 START_TEST(reader_of_several_shards)
 {
 	use_mode(_i);
-	struct shm_readers w0, w1, r0, r1;
-	struct shm_reader a, b;
+	struct shm_rcu w0, w1, r0, r1;
+	struct shm_rcu_reader a, b;
 	make_table(&w0, 0, 4);
 	make_table(&w1, 1, 4);
-	(void)shm_readers_advance(&w1);
-	ck_assert_int_eq(shm_readers_attach(&r0, inst, 0, SHM_READERS_READER), 0);
-	ck_assert_int_eq(shm_readers_attach(&r1, inst, 1, SHM_READERS_READER), 0);
-	ck_assert_int_eq(shm_readers_register(&r0, &a), 0);
-	ck_assert_int_eq(shm_readers_register(&r1, &b), 0);
-	ck_assert_int_eq(shm_readers_enter(&a), 0);
-	ck_assert_int_eq(shm_readers_enter(&b), 0);
-	(void)shm_readers_advance(&w0);
-	(void)shm_readers_advance(&w1);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w0), 1);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w1), 2);
-	ck_assert_int_eq(shm_readers_leave(&a), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w0), 2);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w1), 2);
-	ck_assert_int_eq(shm_readers_leave(&b), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w1), 3);
-	ck_assert_int_eq(shm_readers_unregister(&a), 0);
-	ck_assert_int_eq(shm_readers_unregister(&b), 0);
-	shm_readers_detach(&r0);
-	shm_readers_detach(&r1);
-	shm_readers_detach(&w0);
-	shm_readers_detach(&w1);
+	(void)shm_rcu_advance(&w1);
+	ck_assert_int_eq(shm_rcu_attach(&r0, inst, 0, SHM_RCU_READER), 0);
+	ck_assert_int_eq(shm_rcu_attach(&r1, inst, 1, SHM_RCU_READER), 0);
+	ck_assert_int_eq(shm_rcu_register(&r0, &a), 0);
+	ck_assert_int_eq(shm_rcu_register(&r1, &b), 0);
+	ck_assert_int_eq(shm_rcu_enter(&a), 0);
+	ck_assert_int_eq(shm_rcu_enter(&b), 0);
+	(void)shm_rcu_advance(&w0);
+	(void)shm_rcu_advance(&w1);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w0), 1);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w1), 2);
+	ck_assert_int_eq(shm_rcu_leave(&a), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w0), 2);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w1), 2);
+	ck_assert_int_eq(shm_rcu_leave(&b), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w1), 3);
+	ck_assert_int_eq(shm_rcu_unregister(&a), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&b), 0);
+	shm_rcu_detach(&r0);
+	shm_rcu_detach(&r1);
+	shm_rcu_detach(&w0);
+	shm_rcu_detach(&w1);
 }
 END_TEST
 
@@ -351,43 +351,43 @@ END_TEST
 START_TEST(pinned_reader_holds_safe_epoch)
 {
 	use_mode(_i);
-	struct shm_readers w;
+	struct shm_rcu w;
 	make_table(&w, 0, 8);
-	(void)shm_readers_advance(&w); /* 2 */
+	(void)shm_rcu_advance(&w); /* 2 */
 	struct child c = spawn(pinned_reader, NULL);
 	uint64_t e = get_u64(c.from_child);
 	ck_assert_uint_eq(e, 2);
 	for (int i = 0; i < 50; i++) {
-		(void)shm_readers_advance(&w);
+		(void)shm_rcu_advance(&w);
 		/* Nodes retired with tag >= e stay unusable. */
-		ck_assert_uint_eq(shm_readers_safe_epoch(&w), e);
+		ck_assert_uint_eq(shm_rcu_safe_epoch(&w), e);
 	}
 	put_u64(c.to_child, 1);
 	ck_assert_uint_eq(get_u64(c.from_child), 0); /* it has left */
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), shm_readers_epoch(&w));
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), shm_rcu_epoch(&w));
 	ck_assert_int_eq(finish(&c, 10000), 0);
-	shm_readers_detach(&w);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
 static int pinned_forever(int in, int out, void *arg)
 {
-	struct shm_readers t;
-	struct shm_reader r;
+	struct shm_rcu t;
+	struct shm_rcu_reader r;
 	bool enter = arg != NULL;
-	if (shm_readers_attach(&t, inst, 0, SHM_READERS_READER))
+	if (shm_rcu_attach(&t, inst, 0, SHM_RCU_READER))
 		return 10;
-	if (shm_readers_register(&t, &r))
+	if (shm_rcu_register(&t, &r))
 		return 11;
-	if (enter && shm_readers_enter(&r))
+	if (enter && shm_rcu_enter(&r))
 		return 12;
 	put_u64(out, r.epoch);
 	/* Until killed, or until the parent closes the pipe: then leave
 	 * properly and check that the slot was ours throughout. */
 	(void)get_u64(in);
-	if (enter && shm_readers_leave(&r))
+	if (enter && shm_rcu_leave(&r))
 		return 14;
-	if (shm_readers_unregister(&r))
+	if (shm_rcu_unregister(&r))
 		return 15;
 	return 0;
 }
@@ -395,16 +395,16 @@ static int pinned_forever(int in, int out, void *arg)
 START_TEST(killed_reader_is_reaped)
 {
 	use_mode(_i);
-	struct shm_readers w;
+	struct shm_rcu w;
 	make_table(&w, 0, 8);
-	shm_readers_set_reap_interval(&w, 0);
-	(void)shm_readers_advance(&w);
+	shm_rcu_set_reap_interval(&w, 0);
+	(void)shm_rcu_advance(&w);
 	struct child c = spawn(pinned_forever, (void *)1);
 	uint64_t e = get_u64(c.from_child);
 	ck_assert_uint_eq(e, 2);
 	for (int i = 0; i < 5; i++) {
-		(void)shm_readers_advance(&w);
-		ck_assert_uint_eq(shm_readers_safe_epoch(&w), e);
+		(void)shm_rcu_advance(&w);
+		ck_assert_uint_eq(shm_rcu_safe_epoch(&w), e);
 	}
 	kill(c.pid, SIGKILL);
 	ck_assert_int_eq(finish(&c, 10000), -1); /* killed, reaped by waitpid */
@@ -412,31 +412,31 @@ START_TEST(killed_reader_is_reaped)
 	 * its owner gone.  The writer only polls: never waits. */
 	uint64_t safe = 0;
 	int polls = 0;
-	while (polls < 3 && (safe = shm_readers_safe_epoch(&w)) != shm_readers_epoch(&w))
+	while (polls < 3 && (safe = shm_rcu_safe_epoch(&w)) != shm_rcu_epoch(&w))
 		polls++;
-	ck_assert_uint_eq(safe, shm_readers_epoch(&w));
+	ck_assert_uint_eq(safe, shm_rcu_epoch(&w));
 	ck_assert_uint_eq(w.reaped, 1);
-	struct shm_readers_stats st;
-	shm_readers_stats(&w, &st);
+	struct shm_rcu_stats st;
+	shm_rcu_stats(&w, &st);
 	ck_assert_uint_eq(st.reaped, 1);
 	ck_assert_uint_eq(st.registered, 0);
 	/* Reclamation continues with new epochs. */
-	uint64_t next = shm_readers_advance(&w);
+	uint64_t next = shm_rcu_advance(&w);
 	ck_assert_uint_eq(next, 8);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), next);
-	shm_readers_detach(&w);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), next);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
 START_TEST(zombie_reader_is_reaped)
 {
 	use_mode(_i);
-	struct shm_readers w;
+	struct shm_rcu w;
 	make_table(&w, 0, 8);
-	shm_readers_set_reap_interval(&w, 0);
+	shm_rcu_set_reap_interval(&w, 0);
 	struct child c = spawn(pinned_forever, (void *)1);
 	ck_assert_uint_eq(get_u64(c.from_child), 1);
-	(void)shm_readers_advance(&w);
+	(void)shm_rcu_advance(&w);
 	kill(c.pid, SIGKILL);
 	/* Wait until it is a zombie, without reaping it. */
 	siginfo_t si;
@@ -444,18 +444,18 @@ START_TEST(zombie_reader_is_reaped)
 	uint64_t start;
 	ck_assert_int_eq(shm_proc_start_time(c.pid, &start), 0); /* still in /proc */
 	for (int i = 0; i < 3; i++)
-		(void)shm_readers_safe_epoch(&w);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 2);
+		(void)shm_rcu_safe_epoch(&w);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 2);
 	ck_assert_uint_eq(w.reaped, 1);
 	ck_assert_int_eq(finish(&c, 10000), -1);
-	shm_readers_detach(&w);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
 START_TEST(clear_stale_frees_only_dead_slots)
 {
 	use_mode(_i);
-	struct shm_readers w, tool;
+	struct shm_rcu w, tool;
 	make_table(&w, 0, 8);
 	struct child live = spawn(pinned_forever, (void *)1);
 	struct child dead_in = spawn(pinned_forever, (void *)1);
@@ -467,50 +467,50 @@ START_TEST(clear_stale_frees_only_dead_slots)
 	kill(dead_idle.pid, SIGKILL);
 	ck_assert_int_eq(finish(&dead_in, 10000), -1);
 	ck_assert_int_eq(finish(&dead_idle, 10000), -1);
-	ck_assert_int_eq(shm_readers_attach(&tool, inst, 0, SHM_READERS_READER), 0);
-	struct shm_reader_info info[8];
+	ck_assert_int_eq(shm_rcu_attach(&tool, inst, 0, SHM_RCU_READER), 0);
+	struct shm_rcu_reader_info info[8];
 	size_t n;
-	ck_assert_int_eq(shm_readers_list(&tool, info, 8, &n), 0);
+	ck_assert_int_eq(shm_rcu_list(&tool, info, 8, &n), 0);
 	ck_assert_uint_eq(n, 3);
 	int alive = 0;
 	for (size_t i = 0; i < n; i++)
 		alive += info[i].alive;
 	ck_assert_int_eq(alive, 1);
 	unsigned cleared = 0;
-	ck_assert_int_eq(shm_readers_clear_stale(&tool, &cleared), 0);
+	ck_assert_int_eq(shm_rcu_clear_stale(&tool, &cleared), 0);
 	ck_assert_uint_eq(cleared, 2);
-	ck_assert_int_eq(shm_readers_list(&tool, info, 8, &n), 0);
+	ck_assert_int_eq(shm_rcu_list(&tool, info, 8, &n), 0);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_int_eq(info[0].pid, live.pid);
 	ck_assert(info[0].in_section);
-	ck_assert_int_eq(shm_readers_clear_stale(&tool, &cleared), 0);
+	ck_assert_int_eq(shm_rcu_clear_stale(&tool, &cleared), 0);
 	ck_assert_uint_eq(cleared, 0);
 	/* The live reader was not disturbed: its leave succeeds. */
 	ck_assert_int_eq(finish(&live, 10000), 0);
-	shm_readers_detach(&tool);
-	shm_readers_detach(&w);
+	shm_rcu_detach(&tool);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
 /* Child holding a slot: reports, then on command runs sections. */
 static int slot_holder(int in, int out, void *arg)
 {
-	struct shm_readers t;
-	struct shm_reader r;
-	if (shm_readers_attach(&t, inst, 0, SHM_READERS_READER))
+	struct shm_rcu t;
+	struct shm_rcu_reader r;
+	if (shm_rcu_attach(&t, inst, 0, SHM_RCU_READER))
 		return 10;
-	if (shm_readers_register(&t, &r))
+	if (shm_rcu_register(&t, &r))
 		return 11;
 	put_u64(out, r.index);
 	if (get_u64(in) == UINT64_MAX)
 		return 12;
 	for (int i = 0; i < 1000; i++) {
-		if (shm_readers_enter(&r))
+		if (shm_rcu_enter(&r))
 			return 13;
-		if (shm_readers_leave(&r))
+		if (shm_rcu_leave(&r))
 			return 14;
 	}
-	if (shm_readers_unregister(&r))
+	if (shm_rcu_unregister(&r))
 		return 15;
 	return 0;
 }
@@ -518,24 +518,24 @@ static int slot_holder(int in, int out, void *arg)
 START_TEST(slots_exhausted)
 {
 	use_mode(_i);
-	struct shm_readers w, rd;
-	struct shm_reader r;
+	struct shm_rcu w, rd;
+	struct shm_rcu_reader r;
 	struct child c[4];
 	make_table(&w, 0, 4);
 	for (int i = 0; i < 4; i++)
 		c[i] = spawn(slot_holder, NULL);
 	for (int i = 0; i < 4; i++)
 		ck_assert_uint_lt(get_u64(c[i].from_child), 4);
-	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
-	ck_assert_int_eq(shm_readers_register(&rd, &r), SHMEX_ENOREADERSLOT);
-	ck_assert_int_eq(shm_readers_register(&rd, &r), SHMEX_ENOREADERSLOT);
+	ck_assert_int_eq(shm_rcu_attach(&rd, inst, 0, SHM_RCU_READER), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &r), SHMEX_ENOREADERSLOT);
+	ck_assert_int_eq(shm_rcu_register(&rd, &r), SHMEX_ENOREADERSLOT);
 	/* The others are unaffected. */
 	for (int i = 1; i < 4; i++) {
 		put_u64(c[i].to_child, 1);
 		ck_assert_int_eq(finish(&c[i], 20000), 0);
 	}
-	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
-	ck_assert_int_eq(shm_readers_unregister(&r), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &r), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&r), 0);
 	/* A full table whose one dead owner is reaped by register itself. */
 	for (int i = 1; i < 4; i++)
 		c[i] = spawn(slot_holder, NULL);
@@ -543,73 +543,73 @@ START_TEST(slots_exhausted)
 		(void)get_u64(c[i].from_child);
 	kill(c[0].pid, SIGKILL);
 	ck_assert_int_eq(finish(&c[0], 10000), -1);
-	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
-	ck_assert_int_eq(shm_readers_enter(&r), 0);
-	ck_assert_int_eq(shm_readers_leave(&r), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &r), 0);
+	ck_assert_int_eq(shm_rcu_enter(&r), 0);
+	ck_assert_int_eq(shm_rcu_leave(&r), 0);
 	for (int i = 1; i < 4; i++) {
 		put_u64(c[i].to_child, 1);
 		ck_assert_int_eq(finish(&c[i], 20000), 0);
 	}
-	ck_assert_int_eq(shm_readers_unregister(&r), 0);
-	shm_readers_detach(&rd);
-	shm_readers_detach(&w);
+	ck_assert_int_eq(shm_rcu_unregister(&r), 0);
+	shm_rcu_detach(&rd);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
 START_TEST(evicted_reader_gets_slot_lost)
 {
 	use_mode(_i);
-	struct shm_readers w, rd;
-	struct shm_reader a, b;
+	struct shm_rcu w, rd;
+	struct shm_rcu_reader a, b;
 	make_table(&w, 0, 1);
-	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
-	ck_assert_int_eq(shm_readers_register(&rd, &a), 0);
-	ck_assert_int_eq(shm_readers_enter(&a), 0);
-	(void)shm_readers_advance(&w);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
-	ck_assert_int_eq(shm_readers_evict(&w, 1), SHMEX_EBADINDEX);
-	ck_assert_int_eq(shm_readers_evict(&w, 0), 0);
-	ck_assert_int_eq(shm_readers_evict(&w, 0), -ENOENT);
+	ck_assert_int_eq(shm_rcu_attach(&rd, inst, 0, SHM_RCU_READER), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &a), 0);
+	ck_assert_int_eq(shm_rcu_enter(&a), 0);
+	(void)shm_rcu_advance(&w);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 1);
+	ck_assert_int_eq(shm_rcu_evict(&w, 1), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_rcu_evict(&w, 0), 0);
+	ck_assert_int_eq(shm_rcu_evict(&w, 0), -ENOENT);
 	/* The writer no longer waits for it... */
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 2);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 2);
 	/* ...and the reader is told, not harmed silently. */
-	ck_assert_int_eq(shm_readers_leave(&a), SHMEX_ESLOTLOST);
-	ck_assert_int_eq(shm_readers_enter(&a), SHMEX_ESLOTLOST);
-	ck_assert_int_eq(shm_readers_unregister(&a), 0);
-	ck_assert_int_eq(shm_readers_register(&rd, &a), 0);
-	ck_assert_int_eq(shm_readers_enter(&a), 0);
-	ck_assert_int_eq(shm_readers_leave(&a), 0);
+	ck_assert_int_eq(shm_rcu_leave(&a), SHMEX_ESLOTLOST);
+	ck_assert_int_eq(shm_rcu_enter(&a), SHMEX_ESLOTLOST);
+	ck_assert_int_eq(shm_rcu_unregister(&a), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &a), 0);
+	ck_assert_int_eq(shm_rcu_enter(&a), 0);
+	ck_assert_int_eq(shm_rcu_leave(&a), 0);
 
 	/* Evicted while idle: the next enter fails and touches nothing. */
-	ck_assert_int_eq(shm_readers_evict(&w, 0), 0);
-	ck_assert_int_eq(shm_readers_enter(&a), SHMEX_ESLOTLOST);
-	ck_assert_uint_eq(shm_readers_section_epoch(w.slots[0].section), 0);
-	ck_assert_int_eq(shm_readers_unregister(&a), 0);
+	ck_assert_int_eq(shm_rcu_evict(&w, 0), 0);
+	ck_assert_int_eq(shm_rcu_enter(&a), SHMEX_ESLOTLOST);
+	ck_assert_uint_eq(shm_rcu_section_epoch(w.slots[0].section), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&a), 0);
 
 	/* Evicted inside a section and the slot re-claimed by another
 	 * registration with the same owner word (a sibling thread): the
 	 * evicted one is told at leave, the new one keeps its section. */
-	ck_assert_int_eq(shm_readers_register(&rd, &a), 0);
-	ck_assert_int_eq(shm_readers_enter(&a), 0);
-	ck_assert_int_eq(shm_readers_evict(&w, 0), 0);
-	ck_assert_int_eq(shm_readers_register(&rd, &b), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &a), 0);
+	ck_assert_int_eq(shm_rcu_enter(&a), 0);
+	ck_assert_int_eq(shm_rcu_evict(&w, 0), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &b), 0);
 	ck_assert_uint_eq(b.index, 0);
-	ck_assert_int_eq(shm_readers_enter(&b), 0);
-	(void)shm_readers_advance(&w);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), b.epoch);
-	ck_assert_int_eq(shm_readers_leave(&a), SHMEX_ESLOTLOST);
-	ck_assert_uint_eq(shm_readers_section_epoch(w.slots[0].section), b.epoch);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), b.epoch);
-	ck_assert_int_eq(shm_readers_leave(&b), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), shm_readers_epoch(&w));
-	ck_assert_int_eq(shm_readers_unregister(&a), 0);
-	ck_assert_int_eq(shm_readers_unregister(&b), 0);
+	ck_assert_int_eq(shm_rcu_enter(&b), 0);
+	(void)shm_rcu_advance(&w);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), b.epoch);
+	ck_assert_int_eq(shm_rcu_leave(&a), SHMEX_ESLOTLOST);
+	ck_assert_uint_eq(shm_rcu_section_epoch(w.slots[0].section), b.epoch);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), b.epoch);
+	ck_assert_int_eq(shm_rcu_leave(&b), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), shm_rcu_epoch(&w));
+	ck_assert_int_eq(shm_rcu_unregister(&a), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&b), 0);
 	/* An unreported loss is reported by unregister. */
-	ck_assert_int_eq(shm_readers_register(&rd, &a), 0);
-	ck_assert_int_eq(shm_readers_evict(&w, 0), 0);
-	ck_assert_int_eq(shm_readers_unregister(&a), SHMEX_ESLOTLOST);
-	shm_readers_detach(&rd);
-	shm_readers_detach(&w);
+	ck_assert_int_eq(shm_rcu_register(&rd, &a), 0);
+	ck_assert_int_eq(shm_rcu_evict(&w, 0), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&a), SHMEX_ESLOTLOST);
+	shm_rcu_detach(&rd);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
@@ -626,66 +626,66 @@ static uint64_t rng(void)
 START_TEST(garbage_slots_do_not_crash_writer)
 {
 	use_mode(_i);
-	struct shm_readers w, rd;
-	struct shm_reader r;
+	struct shm_rcu w, rd;
+	struct shm_rcu_reader r;
 	make_table(&w, 0, 32);
-	shm_readers_set_reap_interval(&w, 0);
+	shm_rcu_set_reap_interval(&w, 0);
 	for (int i = 0; i < 10; i++)
-		(void)shm_readers_advance(&w);
-	uint64_t gp = shm_readers_epoch(&w);
+		(void)shm_rcu_advance(&w);
+	uint64_t gp = shm_rcu_epoch(&w);
 	/* Random bytes in every slot; slot 5 looks like a live owner (this
 	 * process) reading a future epoch. */
 	uint64_t *words = (uint64_t *)w.slots;
 	for (size_t i = 0; i < 32 * 8; i++)
 		words[i] = rng();
 	w.slots[3].owner = 0;
-	w.slots[5].owner = ((uint64_t)shm_proc_self_start() << SHM_READERS_PID_BITS) |
+	w.slots[5].owner = ((uint64_t)shm_proc_self_start() << SHM_PROC_PID_BITS) |
 			   (uint64_t)getpid();
-	w.slots[5].section = SHM_READERS_EPOCH_MAX - 3; /* generation 0 */
+	w.slots[5].section = SHM_RCU_EPOCH_MAX - 3; /* generation 0 */
 	w.slots[5].gen = 4096;
 	for (int i = 0; i < 5; i++) {
-		uint64_t s = shm_readers_safe_epoch(&w);
+		uint64_t s = shm_rcu_safe_epoch(&w);
 		ck_assert_uint_ge(s, 1);
 		ck_assert_uint_le(s, gp);
 	}
 	/* Garbage owners are dead processes: reaped.  The live one with the
 	 * impossible epoch only holds reuse back (counts as the oldest). */
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 1);
 	ck_assert_uint_gt(w.bad_epochs, 0);
-	struct shm_reader_info info[40];
+	struct shm_rcu_reader_info info[40];
 	size_t n;
-	ck_assert_int_eq(shm_readers_list(&w, info, 40, &n), 0);
+	ck_assert_int_eq(shm_rcu_list(&w, info, 40, &n), 0);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_uint_eq(info[0].slot, 5);
-	struct shm_readers_stats st;
-	shm_readers_stats(&w, &st);
+	struct shm_rcu_stats st;
+	shm_rcu_stats(&w, &st);
 	ck_assert_uint_eq(st.registered, 1);
 	ck_assert_uint_eq(st.reaped, 31 - 1);
-	ck_assert_int_eq(shm_readers_evict(&w, 5), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), gp);
+	ck_assert_int_eq(shm_rcu_evict(&w, 5), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), gp);
 
 	/* A corrupted global epoch (readers can write the region). */
-	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
-	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
+	ck_assert_int_eq(shm_rcu_attach(&rd, inst, 0, SHM_RCU_READER), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &r), 0);
 	w.hdr->epoch = 0;
-	ck_assert_int_eq(shm_readers_enter(&r), 0);
+	ck_assert_int_eq(shm_rcu_enter(&r), 0);
 	ck_assert_uint_eq(r.epoch, 1);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
-	ck_assert_int_eq(shm_readers_leave(&r), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 1);
+	ck_assert_int_eq(shm_rcu_leave(&r), 0);
 	w.hdr->epoch = UINT64_MAX;
-	ck_assert_int_eq(shm_readers_enter(&r), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
-	ck_assert_int_eq(shm_readers_leave(&r), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), gp);
+	ck_assert_int_eq(shm_rcu_enter(&r), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 1);
+	ck_assert_int_eq(shm_rcu_leave(&r), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), gp);
 	/* The writer's next advance repairs it. */
-	ck_assert_uint_eq(shm_readers_advance(&w), gp + 1);
+	ck_assert_uint_eq(shm_rcu_advance(&w), gp + 1);
 	ck_assert_uint_eq(w.hdr->epoch, gp + 1);
-	ck_assert_int_eq(shm_readers_unregister(&r), 0);
-	shm_readers_detach(&rd);
+	ck_assert_int_eq(shm_rcu_unregister(&r), 0);
+	shm_rcu_detach(&rd);
 	/* A writer refuses to continue from a corrupt epoch. */
 	w.hdr->epoch = 0;
-	shm_readers_detach(&w);
-	ck_assert_int_eq(shm_readers_attach(&w, inst, 0, SHM_READERS_WRITER), SHMEX_EBADINDEX);
+	shm_rcu_detach(&w);
+	ck_assert_int_eq(shm_rcu_attach(&w, inst, 0, SHM_RCU_WRITER), SHMEX_EBADINDEX);
 }
 END_TEST
 
@@ -693,62 +693,62 @@ END_TEST
  * reader may always take the fence path (SHMEX_READERS_FENCE=1). */
 START_TEST(mode_recorded_and_followed)
 {
-	struct shm_readers w, f, rd;
-	struct shm_reader a, b;
-	bool asym = shm_readers_asym_supported();
-	ck_assert_int_eq(shm_readers_create(&w, inst, 0, 4, 0600), 0);
-	ck_assert_int_eq(shm_readers_table_mode(&w),
-			 asym ? SHM_READERS_MODE_ASYM : SHM_READERS_MODE_FENCE);
-	ck_assert_uint_eq(w.hdr->mode, (uint32_t)shm_readers_table_mode(&w));
-	shm_readers_set_barrier_interval(&w, 0, 0);
-	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
+	struct shm_rcu w, f, rd;
+	struct shm_rcu_reader a, b;
+	bool asym = shm_rcu_asym_supported();
+	ck_assert_int_eq(shm_rcu_create(&w, inst, 0, 4, 0600), 0);
+	ck_assert_int_eq(shm_rcu_table_mode(&w),
+			 asym ? SHM_RCU_MODE_ASYM : SHM_RCU_MODE_FENCE);
+	ck_assert_uint_eq(w.hdr->mode, (uint32_t)shm_rcu_table_mode(&w));
+	shm_rcu_set_barrier_interval(&w, 0, 0);
+	ck_assert_int_eq(shm_rcu_attach(&rd, inst, 0, SHM_RCU_READER), 0);
 	ck_assert_int_eq(rd.mode, w.mode);
-	ck_assert_int_eq(shm_readers_register(&rd, &a), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &a), 0);
 	ck_assert(a.asym == asym);
 	/* A fence-path reader in the same table, both in sections. */
-	ck_assert_int_eq(setenv(SHM_READERS_FENCE_ENV, "1", 1), 0);
-	ck_assert_int_eq(shm_readers_register(&rd, &b), 0);
+	ck_assert_int_eq(setenv(SHM_RCU_FENCE_ENV, "1", 1), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &b), 0);
 	ck_assert(!b.asym);
-	(void)shm_readers_advance(&w);
-	ck_assert_int_eq(shm_readers_enter(&b), 0);
-	(void)shm_readers_advance(&w);
-	ck_assert_int_eq(shm_readers_enter(&a), 0);
-	(void)shm_readers_advance(&w);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), b.epoch);
-	ck_assert_int_eq(shm_readers_leave(&b), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), a.epoch);
-	ck_assert_int_eq(shm_readers_leave(&a), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), shm_readers_epoch(&w));
+	(void)shm_rcu_advance(&w);
+	ck_assert_int_eq(shm_rcu_enter(&b), 0);
+	(void)shm_rcu_advance(&w);
+	ck_assert_int_eq(shm_rcu_enter(&a), 0);
+	(void)shm_rcu_advance(&w);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), b.epoch);
+	ck_assert_int_eq(shm_rcu_leave(&b), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), a.epoch);
+	ck_assert_int_eq(shm_rcu_leave(&a), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), shm_rcu_epoch(&w));
 	/* The variable also makes new tables fence tables. */
-	ck_assert_int_eq(shm_readers_create(&f, inst, 1, 4, 0600), 0);
-	ck_assert_int_eq(shm_readers_table_mode(&f), SHM_READERS_MODE_FENCE);
-	ck_assert_int_eq(setenv(SHM_READERS_FENCE_ENV, "0", 1), 0);
-	shm_readers_detach(&f);
-	ck_assert_int_eq(shm_readers_unlink(inst, 1), 0);
-	ck_assert_int_eq(shm_readers_create(&f, inst, 1, 4, 0600), 0);
-	ck_assert_int_eq(shm_readers_table_mode(&f), shm_readers_table_mode(&w));
-	shm_readers_detach(&f);
-	unsetenv(SHM_READERS_FENCE_ENV);
+	ck_assert_int_eq(shm_rcu_create(&f, inst, 1, 4, 0600), 0);
+	ck_assert_int_eq(shm_rcu_table_mode(&f), SHM_RCU_MODE_FENCE);
+	ck_assert_int_eq(setenv(SHM_RCU_FENCE_ENV, "0", 1), 0);
+	shm_rcu_detach(&f);
+	ck_assert_int_eq(shm_rcu_unlink(inst, 1), 0);
+	ck_assert_int_eq(shm_rcu_create(&f, inst, 1, 4, 0600), 0);
+	ck_assert_int_eq(shm_rcu_table_mode(&f), shm_rcu_table_mode(&w));
+	shm_rcu_detach(&f);
+	unsetenv(SHM_RCU_FENCE_ENV);
 	/* An explicit fence table: readers take the fence path. */
-	ck_assert_int_eq(shm_readers_unlink(inst, 1), 0);
-	ck_assert_int_eq(shm_readers_create_mode(&f, inst, 1, 4, 0600,
-						 SHM_READERS_MODE_FENCE), 0);
-	struct shm_readers fr;
-	struct shm_reader c;
-	ck_assert_int_eq(shm_readers_attach(&fr, inst, 1, SHM_READERS_READER), 0);
-	ck_assert_int_eq(shm_readers_register(&fr, &c), 0);
+	ck_assert_int_eq(shm_rcu_unlink(inst, 1), 0);
+	ck_assert_int_eq(shm_rcu_create_mode(&f, inst, 1, 4, 0600,
+						 SHM_RCU_MODE_FENCE), 0);
+	struct shm_rcu fr;
+	struct shm_rcu_reader c;
+	ck_assert_int_eq(shm_rcu_attach(&fr, inst, 1, SHM_RCU_READER), 0);
+	ck_assert_int_eq(shm_rcu_register(&fr, &c), 0);
 	ck_assert(!c.asym);
-	ck_assert_int_eq(shm_readers_unregister(&c), 0);
-	shm_readers_detach(&fr);
-	shm_readers_detach(&f);
-	struct shm_readers_stats st;
-	shm_readers_stats(&w, &st);
+	ck_assert_int_eq(shm_rcu_unregister(&c), 0);
+	shm_rcu_detach(&fr);
+	shm_rcu_detach(&f);
+	struct shm_rcu_stats st;
+	shm_rcu_stats(&w, &st);
 	ck_assert_int_eq(st.mode, w.mode);
 	ck_assert_uint_eq(st.barriers, w.barriers);
-	ck_assert_int_eq(shm_readers_unregister(&a), 0);
-	ck_assert_int_eq(shm_readers_unregister(&b), 0);
-	shm_readers_detach(&rd);
-	shm_readers_detach(&w);
+	ck_assert_int_eq(shm_rcu_unregister(&a), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&b), 0);
+	shm_rcu_detach(&rd);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
@@ -758,98 +758,98 @@ END_TEST
 START_TEST(barrier_rate_limited)
 {
 	const uint64_t hour = 3600ull * 1000000000ull;
-	struct shm_readers w, rd;
-	struct shm_reader r;
-	if (!shm_readers_asym_supported())
+	struct shm_rcu w, rd;
+	struct shm_rcu_reader r;
+	if (!shm_rcu_asym_supported())
 		return;
-	ck_assert_int_eq(shm_readers_create_mode(&w, inst, 0, 4, 0600,
-						 SHM_READERS_MODE_ASYM), 0);
-	shm_readers_set_barrier_interval(&w, hour, hour);
-	shm_readers_set_barrier_burst(&w, 1);
+	ck_assert_int_eq(shm_rcu_create_mode(&w, inst, 0, 4, 0600,
+						 SHM_RCU_MODE_ASYM), 0);
+	shm_rcu_set_barrier_interval(&w, hour, hour);
+	shm_rcu_set_barrier_burst(&w, 1);
 	/* No reader registered: the fenced scan alone covers. */
 	for (int i = 0; i < 3; i++)
-		(void)shm_readers_advance(&w);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 4);
+		(void)shm_rcu_advance(&w);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 4);
 	ck_assert_uint_eq(w.barriers, 0);
-	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
-	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
+	ck_assert_int_eq(shm_rcu_attach(&rd, inst, 0, SHM_RCU_READER), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &r), 0);
 	ck_assert(r.asym);
 	/* The first barrier is due at once... */
-	ck_assert_uint_eq(shm_readers_advance(&w), 5);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 5);
+	ck_assert_uint_eq(shm_rcu_advance(&w), 5);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 5);
 	ck_assert_uint_eq(w.barriers, 1);
 	/* ...the next only after the interval: epoch 5's nodes wait. */
-	ck_assert_uint_eq(shm_readers_advance(&w), 6);
+	ck_assert_uint_eq(shm_rcu_advance(&w), 6);
 	for (int i = 0; i < 100; i++)
-		ck_assert_uint_eq(shm_readers_safe_epoch(&w), 5);
-	ck_assert_uint_eq(shm_readers_safe_epoch_urgent(&w), 5);
+		ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 5);
+	ck_assert_uint_eq(shm_rcu_safe_epoch_urgent(&w), 5);
 	ck_assert_uint_eq(w.barriers, 1);
 	/* Pools low: urgent polls may issue one sooner. */
-	shm_readers_set_barrier_interval(&w, hour, 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch_urgent(&w), 6);
+	shm_rcu_set_barrier_interval(&w, hour, 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch_urgent(&w), 6);
 	ck_assert_uint_eq(w.barriers, 2);
 	/* Nothing uncovered: no barrier even when urgent. */
-	ck_assert_uint_eq(shm_readers_safe_epoch_urgent(&w), 6);
+	ck_assert_uint_eq(shm_rcu_safe_epoch_urgent(&w), 6);
 	ck_assert_uint_eq(w.barriers, 2);
 	/* A reader inside a section holds its epoch as in fence mode. */
-	ck_assert_int_eq(shm_readers_enter(&r), 0);
+	ck_assert_int_eq(shm_rcu_enter(&r), 0);
 	ck_assert_uint_eq(r.epoch, 6);
-	ck_assert_uint_eq(shm_readers_advance(&w), 7);
-	ck_assert_uint_eq(shm_readers_safe_epoch_urgent(&w), 6);
+	ck_assert_uint_eq(shm_rcu_advance(&w), 7);
+	ck_assert_uint_eq(shm_rcu_safe_epoch_urgent(&w), 6);
 	ck_assert_uint_eq(w.barriers, 3);
-	ck_assert_int_eq(shm_readers_leave(&r), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 7);
-	ck_assert_uint_eq(shm_readers_advance(&w), 8);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 7);
+	ck_assert_int_eq(shm_rcu_leave(&r), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 7);
+	ck_assert_uint_eq(shm_rcu_advance(&w), 8);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 7);
 	/* The last reader leaves the table: covered without a barrier. */
-	ck_assert_int_eq(shm_readers_unregister(&r), 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 8);
+	ck_assert_int_eq(shm_rcu_unregister(&r), 0);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 8);
 	ck_assert_uint_eq(w.barriers, 3);
-	struct shm_readers_stats st;
-	shm_readers_stats(&w, &st);
-	ck_assert_int_eq(st.mode, SHM_READERS_MODE_ASYM);
+	struct shm_rcu_stats st;
+	shm_rcu_stats(&w, &st);
+	ck_assert_int_eq(st.mode, SHM_RCU_MODE_ASYM);
 	ck_assert_uint_eq(st.barriers, 3);
 	ck_assert_uint_eq(st.covered_epoch, 8);
 	ck_assert_uint_eq(st.barrier_errors, 0);
 	ck_assert_uint_gt(st.barrier_ns, 0);
 	uint64_t b0;
 	/* After a quiet period, up to `burst` calls back to back. */
-	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
-	shm_readers_set_barrier_interval(&w, hour, hour);
-	shm_readers_set_barrier_burst(&w, 4);
+	ck_assert_int_eq(shm_rcu_register(&rd, &r), 0);
+	shm_rcu_set_barrier_interval(&w, hour, hour);
+	shm_rcu_set_barrier_burst(&w, 4);
 	b0 = w.barriers;
 	for (int i = 0; i < 4; i++) {
-		uint64_t e = shm_readers_advance(&w);
-		ck_assert_uint_eq(shm_readers_safe_epoch(&w), e);
+		uint64_t e = shm_rcu_advance(&w);
+		ck_assert_uint_eq(shm_rcu_safe_epoch(&w), e);
 	}
 	ck_assert_uint_eq(w.barriers - b0, 4);
-	uint64_t e5 = shm_readers_advance(&w);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), e5 - 1);
+	uint64_t e5 = shm_rcu_advance(&w);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), e5 - 1);
 	ck_assert_uint_eq(w.barriers - b0, 4);
-	ck_assert_int_eq(shm_readers_unregister(&r), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&r), 0);
 	/* With a real interval, time alone moves the covered epoch, and the
 	 * calls never exceed one per interval (burst 1). */
 	const uint64_t interval = 2000000;
-	shm_readers_set_barrier_interval(&w, interval, interval);
-	shm_readers_set_barrier_burst(&w, 1);
-	ck_assert_int_eq(shm_readers_register(&rd, &r), 0);
+	shm_rcu_set_barrier_interval(&w, interval, interval);
+	shm_rcu_set_barrier_burst(&w, 1);
+	ck_assert_int_eq(shm_rcu_register(&rd, &r), 0);
 	b0 = w.barriers;
 	unsigned long long t0 = test_now_ns(), deadline = t0 + 5000000000ull;
 	unsigned advanced = 0;
 	while (advanced < 5 && test_now_ns() < deadline) {
-		uint64_t e = shm_readers_advance(&w);
-		while (shm_readers_safe_epoch(&w) != e && test_now_ns() < deadline)
+		uint64_t e = shm_rcu_advance(&w);
+		while (shm_rcu_safe_epoch(&w) != e && test_now_ns() < deadline)
 			usleep(50);
 		advanced++;
 	}
 	unsigned long long elapsed = test_now_ns() - t0;
 	ck_assert_uint_eq(advanced, 5);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), shm_readers_epoch(&w));
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), shm_rcu_epoch(&w));
 	ck_assert_uint_ge(w.barriers - b0, 4);
 	ck_assert_uint_le(w.barriers - b0, elapsed / interval + 1);
-	ck_assert_int_eq(shm_readers_unregister(&r), 0);
-	shm_readers_detach(&rd);
-	shm_readers_detach(&w);
+	ck_assert_int_eq(shm_rcu_unregister(&r), 0);
+	shm_rcu_detach(&rd);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
@@ -860,33 +860,33 @@ END_TEST
 START_TEST(foreign_word_holds_then_repairs)
 {
 	use_mode(_i);
-	struct shm_readers w, rd;
-	struct shm_reader a, b;
+	struct shm_rcu w, rd;
+	struct shm_rcu_reader a, b;
 	make_table(&w, 0, 1);
-	shm_readers_set_reap_interval(&w, 0);
-	ck_assert_int_eq(shm_readers_attach(&rd, inst, 0, SHM_READERS_READER), 0);
-	ck_assert_int_eq(shm_readers_register(&rd, &a), 0);
-	(void)shm_readers_advance(&w);
-	ck_assert_int_eq(shm_readers_enter(&a), 0);
-	ck_assert_int_eq(shm_readers_evict(&w, 0), 0);
-	ck_assert_int_eq(shm_readers_register(&rd, &b), 0);
+	shm_rcu_set_reap_interval(&w, 0);
+	ck_assert_int_eq(shm_rcu_attach(&rd, inst, 0, SHM_RCU_READER), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &a), 0);
+	(void)shm_rcu_advance(&w);
+	ck_assert_int_eq(shm_rcu_enter(&a), 0);
+	ck_assert_int_eq(shm_rcu_evict(&w, 0), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &b), 0);
 	ck_assert_uint_eq(b.gen, a.gen + 1);
 	/* a's section word lands after b's claim. */
-	const uint64_t late = shm_readers_section_idle(a.gen) | a.epoch;
+	const uint64_t late = shm_rcu_section_idle(a.gen) | a.epoch;
 	w.slots[0].section = late;
 	for (int i = 0; i < 3; i++)
-		(void)shm_readers_advance(&w);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
+		(void)shm_rcu_advance(&w);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 1);
 	ck_assert_uint_gt(w.held, 0);
 	if (b.asym) {
 		/* b's own store repairs it. */
-		ck_assert_int_eq(shm_readers_enter(&b), 0);
-		ck_assert_uint_eq(shm_readers_safe_epoch(&w), b.epoch);
-		ck_assert_int_eq(shm_readers_leave(&b), 0);
-		ck_assert_uint_eq(shm_readers_safe_epoch(&w), shm_readers_epoch(&w));
+		ck_assert_int_eq(shm_rcu_enter(&b), 0);
+		ck_assert_uint_eq(shm_rcu_safe_epoch(&w), b.epoch);
+		ck_assert_int_eq(shm_rcu_leave(&b), 0);
+		ck_assert_uint_eq(shm_rcu_safe_epoch(&w), shm_rcu_epoch(&w));
 		/* a learns of the loss at leave and does not touch the word. */
-		ck_assert_int_eq(shm_readers_leave(&a), SHMEX_ESLOTLOST);
-		ck_assert_uint_eq(w.slots[0].section, shm_readers_section_idle(b.gen));
+		ck_assert_int_eq(shm_rcu_leave(&a), SHMEX_ESLOTLOST);
+		ck_assert_uint_eq(w.slots[0].section, shm_rcu_section_idle(b.gen));
 		/* The same late word, and b idle for two reap passes: the
 		 * slot is freed and b told. */
 		w.slots[0].section = late;
@@ -894,24 +894,24 @@ START_TEST(foreign_word_holds_then_repairs)
 		/* Fence path: b's CAS from its idle word fails on the foreign
 		 * word (b is told, nothing is overwritten); a's leave CAS
 		 * matches its own word, then its check reports the loss. */
-		ck_assert_int_eq(shm_readers_enter(&b), SHMEX_ESLOTLOST);
+		ck_assert_int_eq(shm_rcu_enter(&b), SHMEX_ESLOTLOST);
 		ck_assert_uint_eq(w.slots[0].section, late);
-		ck_assert_int_eq(shm_readers_leave(&a), SHMEX_ESLOTLOST);
-		ck_assert_uint_eq(w.slots[0].section, shm_readers_section_idle(a.gen));
+		ck_assert_int_eq(shm_rcu_leave(&a), SHMEX_ESLOTLOST);
+		ck_assert_uint_eq(w.slots[0].section, shm_rcu_section_idle(a.gen));
 	}
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), 1);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 1);
 	ck_assert_uint_eq(w.repaired, 0);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), shm_readers_epoch(&w));
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), shm_rcu_epoch(&w));
 	ck_assert_uint_eq(w.repaired, 1);
-	ck_assert_int_eq(shm_readers_enter(&b), SHMEX_ESLOTLOST);
-	ck_assert_int_eq(shm_readers_unregister(&a), 0);
-	ck_assert_int_eq(shm_readers_unregister(&b), 0);
-	ck_assert_int_eq(shm_readers_register(&rd, &b), 0);
-	ck_assert_int_eq(shm_readers_enter(&b), 0);
-	ck_assert_int_eq(shm_readers_leave(&b), 0);
-	ck_assert_int_eq(shm_readers_unregister(&b), 0);
-	shm_readers_detach(&rd);
-	shm_readers_detach(&w);
+	ck_assert_int_eq(shm_rcu_enter(&b), SHMEX_ESLOTLOST);
+	ck_assert_int_eq(shm_rcu_unregister(&a), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&b), 0);
+	ck_assert_int_eq(shm_rcu_register(&rd, &b), 0);
+	ck_assert_int_eq(shm_rcu_enter(&b), 0);
+	ck_assert_int_eq(shm_rcu_leave(&b), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&b), 0);
+	shm_rcu_detach(&rd);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
@@ -921,30 +921,30 @@ END_TEST
 START_TEST(pinned_reader_rate_limited)
 {
 	use_mode(_i);
-	struct shm_readers w;
+	struct shm_rcu w;
 	make_table(&w, 0, 8);
-	ck_assert_uint_eq(w.barrier_interval_ns, SHM_READERS_BARRIER_INTERVAL_NS);
-	(void)shm_readers_advance(&w); /* 2 */
+	ck_assert_uint_eq(w.barrier_interval_ns, SHM_RCU_BARRIER_INTERVAL_NS);
+	(void)shm_rcu_advance(&w); /* 2 */
 	struct child c = spawn(pinned_reader, NULL);
 	uint64_t e = get_u64(c.from_child);
 	ck_assert_uint_eq(e, 2);
 	unsigned long long t0 = test_now_ns();
 	while (test_now_ns() - t0 < 20000000ull) { /* 20 barrier intervals */
-		(void)shm_readers_advance(&w);
-		ck_assert_uint_eq(shm_readers_safe_epoch(&w), e);
+		(void)shm_rcu_advance(&w);
+		ck_assert_uint_eq(shm_rcu_safe_epoch(&w), e);
 		usleep(100);
 	}
-	if (w.mode == SHM_READERS_MODE_ASYM)
+	if (w.mode == SHM_RCU_MODE_ASYM)
 		ck_assert_uint_ge(w.barriers, 2);
 	put_u64(c.to_child, 1);
 	ck_assert_uint_eq(get_u64(c.from_child), 0); /* it has left */
 	unsigned long long deadline = test_now_ns() + 5000000000ull;
-	while (shm_readers_safe_epoch(&w) != shm_readers_epoch(&w) &&
+	while (shm_rcu_safe_epoch(&w) != shm_rcu_epoch(&w) &&
 	       test_now_ns() < deadline)
 		usleep(100);
-	ck_assert_uint_eq(shm_readers_safe_epoch(&w), shm_readers_epoch(&w));
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), shm_rcu_epoch(&w));
 	ck_assert_int_eq(finish(&c, 10000), 0);
-	shm_readers_detach(&w);
+	shm_rcu_detach(&w);
 }
 END_TEST
 
@@ -973,19 +973,19 @@ struct mini_sh {
 static int rcu_reader(int in, int out, void *arg)
 {
 	struct shm_region m;
-	struct shm_readers t;
-	struct shm_reader r;
+	struct shm_rcu t;
+	struct shm_rcu_reader r;
 	uint64_t sections = 0, bad = 0;
 	if (shm_region_attach(&m, inst, "mini", SHM_KIND_TEST, SHM_RDONLY))
 		return 10;
-	if (shm_readers_attach(&t, inst, 0, SHM_READERS_READER))
+	if (shm_rcu_attach(&t, inst, 0, SHM_RCU_READER))
 		return 11;
-	if (shm_readers_register(&t, &r))
+	if (shm_rcu_register(&t, &r))
 		return 12;
 	const struct mini_sh *mini = shm_region_body(&m);
 	put_u64(out, 0);
 	while (!load_acquire(&mini->stop)) {
-		if (shm_readers_enter_inline(&r))
+		if (shm_rcu_enter_inline(&r))
 			return 13;
 		uint64_t h = load_acquire(&mini->head);
 		if (h >= NODES)
@@ -997,13 +997,13 @@ static int rcu_reader(int in, int out, void *arg)
 		for (int f = 0; f < FIELDS; f++)
 			if (load_relaxed(&nd->v[f]) != v0 || v0 == POISON)
 				bad++;
-		if (shm_readers_leave_inline(&r))
+		if (shm_rcu_leave_inline(&r))
 			return 15;
 		sections++;
 	}
 	put_u64(out, sections);
 	put_u64(out, bad);
-	if (shm_readers_unregister(&r))
+	if (shm_rcu_unregister(&r))
 		return 16;
 	return 0;
 }
@@ -1015,13 +1015,13 @@ static int rcu_reader(int in, int out, void *arg)
 static void rcu_torture(const char *name, int nreaders, int batch, bool reap,
 			unsigned long long min_ns)
 {
-	struct shm_readers w;
+	struct shm_rcu w;
 	struct shm_region m;
 	struct child c[16];
 	ck_assert(nreaders > 0 && nreaders <= 16);
 	make_table(&w, 0, 16);
 	if (reap)
-		shm_readers_set_reap_interval(&w, 0);
+		shm_rcu_set_reap_interval(&w, 0);
 	ck_assert_int_eq(shm_region_create(&m, inst, "mini", SHM_KIND_TEST,
 					   sizeof(struct mini_sh), NULL, 0, 0600), 0);
 	struct mini_sh *mini = shm_region_body(&m);
@@ -1057,12 +1057,12 @@ static void rcu_torture(const char *name, int nreaders, int batch, bool reap,
 				store_relaxed(&mini->node[n].v[f], version);
 			store_release(&mini->head, (uint64_t)n); /* publish */
 			retired[nretired] = cur;
-			tag[nretired++] = shm_readers_epoch(&w);
+			tag[nretired++] = shm_rcu_epoch(&w);
 			cur = n;
 			published++;
 		}
-		(void)shm_readers_advance(&w);
-		uint64_t safe = shm_readers_safe_epoch(&w);
+		(void)shm_rcu_advance(&w);
+		uint64_t safe = shm_rcu_safe_epoch(&w);
 		uint32_t keep = 0;
 		for (uint32_t i = 0; i < nretired; i++) {
 			if (tag[i] < safe) {
@@ -1089,8 +1089,8 @@ static void rcu_torture(const char *name, int nreaders, int batch, bool reap,
 	}
 	fprintf(stderr, "%s (%s%s): %llu published, %llu reclaimed, %llu read sections, "
 		"%llu bad, %llu membarrier calls\n", name,
-		w.mode == SHM_READERS_MODE_ASYM ? "asymmetric" : "fence",
-		w.mode == SHM_READERS_MODE_ASYM ? (cur_rate_limited ? ", rate-limited"
+		w.mode == SHM_RCU_MODE_ASYM ? "asymmetric" : "fence",
+		w.mode == SHM_RCU_MODE_ASYM ? (cur_rate_limited ? ", rate-limited"
 								    : ", every poll") : "",
 		(unsigned long long)published, (unsigned long long)reclaimed,
 		(unsigned long long)sections, (unsigned long long)bad,
@@ -1098,11 +1098,11 @@ static void rcu_torture(const char *name, int nreaders, int batch, bool reap,
 	ck_assert_uint_eq(bad, 0);
 	/* The test means something only if nodes were reused under readers. */
 	ck_assert_uint_ge(reclaimed, 8 * NODES);
-	struct shm_readers_stats st;
-	shm_readers_stats(&w, &st);
+	struct shm_rcu_stats st;
+	shm_rcu_stats(&w, &st);
 	ck_assert_uint_eq(st.registered, 0);
 	shm_region_detach(&m);
-	shm_readers_detach(&w);
+	shm_rcu_detach(&w);
 }
 
 START_TEST(sixteen_reader_processes)
@@ -1124,9 +1124,9 @@ START_TEST(one_reader_tight_writer)
 }
 END_TEST
 
-static Suite *shm_readers_suite(void)
+static Suite *shm_rcu_suite(void)
 {
-	Suite *s = suite_create("shm_readers");
+	Suite *s = suite_create("shm_rcu");
 	TCase *tc = tcase_create("single_process");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, register_enter_leave_nesting, 0, 2);
@@ -1155,4 +1155,4 @@ static Suite *shm_readers_suite(void)
 	return s;
 }
 
-SHMEX_TEST_MAIN(shm_readers_suite)
+SHMEX_TEST_MAIN(shm_rcu_suite)

@@ -1,11 +1,11 @@
 /*
- * eng_sha256: SHA-256 after FIPS 180-4 section 6.2, written for clarity
+ * rpl_sha256: SHA-256 after FIPS 180-4 section 6.2, written for clarity
  * first and speed second (one 64-byte block at a time, message schedule
  * computed in place).  Only used off the matching path: replay and tests
  * hash the canonical report lines.  Tested against the FIPS examples in
  * tests/test_conformance.c.
  */
-#include "engine/eng_sha256.h"
+#include "engine/replay/rpl_sha256.h"
 
 #include <string.h>
 
@@ -67,7 +67,7 @@ static void block(uint32_t h[8], const uint8_t *p)
 	h[7] += k;
 }
 
-void eng_sha256_init(struct eng_sha256 *c)
+void rpl_sha256_init(struct rpl_sha256 *c)
 {
 	static const uint32_t iv[8] = {
 		0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
@@ -78,7 +78,7 @@ void eng_sha256_init(struct eng_sha256 *c)
 	c->nbuf = 0;
 }
 
-void eng_sha256_update(struct eng_sha256 *c, const void *data, size_t len)
+void rpl_sha256_update(struct rpl_sha256 *c, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 	c->bytes += len;
@@ -104,18 +104,18 @@ void eng_sha256_update(struct eng_sha256 *c, const void *data, size_t len)
 	c->nbuf = (uint32_t)len;
 }
 
-void eng_sha256_final(struct eng_sha256 *c, uint8_t out[32])
+void rpl_sha256_final(struct rpl_sha256 *c, uint8_t out[32])
 {
 	uint64_t bits = c->bytes * 8;
 	uint8_t pad = 0x80;
 	uint8_t zero[64] = {0};
-	eng_sha256_update(c, &pad, 1);
+	rpl_sha256_update(c, &pad, 1);
 	size_t z = (c->nbuf <= 56) ? 56 - c->nbuf : 120 - c->nbuf;
-	eng_sha256_update(c, zero, z);
+	rpl_sha256_update(c, zero, z);
 	uint8_t len[8];
 	for (int i = 0; i < 8; i++)
 		len[i] = (uint8_t)(bits >> (56 - 8 * i));
-	eng_sha256_update(c, len, 8);
+	rpl_sha256_update(c, len, 8);
 	for (int i = 0; i < 8; i++) {
 		out[4 * i] = (uint8_t)(c->h[i] >> 24);
 		out[4 * i + 1] = (uint8_t)(c->h[i] >> 16);
@@ -124,7 +124,7 @@ void eng_sha256_final(struct eng_sha256 *c, uint8_t out[32])
 	}
 }
 
-void eng_sha256_hex(const uint8_t d[32], char out[65])
+void rpl_sha256_hex(const uint8_t d[32], char out[65])
 {
 	static const char hex[] = "0123456789abcdef";
 	for (int i = 0; i < 32; i++) {

@@ -1,27 +1,27 @@
 /*
- * shm_query: read-only inspection of a running exchange, the library behind
- * `shmex-query` (shm/main_query.c).  It depends on shm/ only.
+ * qry: read-only inspection of a running exchange, the library behind
+ * `shmex-query` (shm/query/main_query.c).  It depends on shm/ only.
  *
  * A handle attaches the instance's control region as an observer (mapped
  * PROT_READ) and opens, on first use, one read handle per shard
- * (shm_read.h: book.<k> mapped PROT_READ, one slot in readers.<k>, the only
+ * (shm_snap.h: book.<k> mapped PROT_READ, one slot in readers.<k>, the only
  * region a query maps writable).  Accounts and positions are mapped
  * PROT_READ.  Every command prints to a caller's FILE, as text or as one
  * line of JSON, so the formatting is testable without a process.
  *
- * The full-book snapshot (shm_query_snapshot) is also the invariant checker
+ * The full-book snapshot (qry_snapshot) is also the invariant checker
  * of the reader tests: it walks every level of one symbol and, optionally,
  * every order of every level, inside one read-side section and one
  * seqcount snapshot of the symbol ([QY1]/[QY2], pairs with the matcher's
  * [BK4]/[BK3]), so what it returns is one state of the book.
- * shm_query_snap_check then verifies the book's invariants on it.
+ * qry_snap_check then verifies the book's invariants on it.
  *
  * Concurrency: a handle belongs to one thread.  Any number of query
  * processes run while the matchers write; none of them blocks a matcher
  * (reads retry a bounded number of times, then SHMEX_EBUSY).
  */
-#ifndef SHMEX_SHM_QUERY_H
-#define SHMEX_SHM_QUERY_H
+#ifndef SHMEX_SHM_QUERY_QRY_H
+#define SHMEX_SHM_QUERY_QRY_H
 
 #include <signal.h>
 #include <stdbool.h>
@@ -30,44 +30,44 @@
 #include <stdio.h>
 
 #include "shm/shm_instance.h"
-#include "shm/shm_read.h"
+#include "shm/shm_snap.h"
 
-#define SHM_QUERY_DEPTH_DEFAULT 10u
-#define SHM_QUERY_WATCH_INTERVAL_MS 200u
+#define QRY_DEPTH_DEFAULT 10u
+#define QRY_WATCH_INTERVAL_MS 200u
 
 /* Output flags of the commands. */
 enum {
-	SHM_QUERY_JSON = 1u << 0,        /* one line of JSON instead of text */
-	SHM_QUERY_ORDERS = 1u << 1,      /* book: every order of every level */
-	SHM_QUERY_CLEAR_STALE = 1u << 2, /* readers: free dead owners' slots */
-	SHM_QUERY_ANSI = 1u << 3,        /* watch: clear the screen per frame */
+	QRY_JSON = 1u << 0,        /* one line of JSON instead of text */
+	QRY_ORDERS = 1u << 1,      /* book: every order of every level */
+	QRY_CLEAR_STALE = 1u << 2, /* readers: free dead owners' slots */
+	QRY_ANSI = 1u << 3,        /* watch: clear the screen per frame */
 };
 
 /* Per-process handle of one instance. */
-struct shm_query {
+struct qry {
 	char instance[SHM_INSTANCE_MAX + 1];
 	struct shm_instance inst;  /* SHM_ROLE_OBSERVER: read-only mapping */
 	uint32_t nshards, ngateways;
-	struct shm_read *rd;       /* [nshards], opened on first use */
+	struct shm_snap *rd;       /* [nshards], opened on first use */
 	bool *rd_open;
-	char err[512];             /* after a failed call: one line, what and why */
+	struct shmex_error err;    /* after a failed call: one line, what and why */
 };
 
 /* Attaches the instance read-only.  On failure q->err says e.g.
  * "instance 'x' is not running: shm_open /shmex.x.control: No such file
  * or directory". */
-int shm_query_open(struct shm_query *q, const char *instance)
+int qry_open(struct qry *q, const char *instance)
 	__attribute__((warn_unused_result));
 /* Closes every shard handle (freeing their reader slots) and detaches.
  * Safe on a zeroed or failed handle. */
-void shm_query_close(struct shm_query *q);
+void qry_close(struct qry *q);
 /* The read handle of shard k, opened on first use. */
-int shm_query_shard(struct shm_query *q, uint32_t k, struct shm_read **rd)
+int qry_shard(struct qry *q, uint32_t k, struct shm_snap **rd)
 	__attribute__((warn_unused_result));
 
 /* --- full-book snapshot ------------------------------------------------ */
 
-struct shm_query_order {
+struct qry_order {
 	uint64_t id;
 	uint64_t account;
 	int64_t price;
@@ -79,7 +79,7 @@ struct shm_query_order {
 	uint8_t side, tif, state, pad;
 };
 
-struct shm_query_level {
+struct qry_level {
 	int64_t price;
 	int64_t qty;
 	uint32_t count;
@@ -87,12 +87,12 @@ struct shm_query_level {
 	uint32_t sym;
 	uint8_t side, state, pad[2];
 	uint32_t first;   /* its orders: orders[first .. first + n) */
-	uint32_t n;       /* orders walked (only with SHM_QUERY_ORDERS) */
+	uint32_t n;       /* orders walked (only with QRY_ORDERS) */
 };
 
 /* One state of one symbol's book.  Arrays are owned by the struct and
  * reused across calls; zero-initialise it before the first call. */
-struct shm_query_snap {
+struct qry_snap {
 	uint32_t sym;
 	uint32_t shard;
 	char name[16];
@@ -105,11 +105,11 @@ struct shm_query_snap {
 	uint64_t last_time_ns, trades;
 	int64_t volume;
 	/* levels[side_first[s] .. + side_n[s]) best first, per side. */
-	struct shm_query_level *levels;
+	struct qry_level *levels;
 	size_t nlev, cap_lev;
 	size_t side_first[2], side_n[2];
 	bool more[2];                  /* the side has more than max_levels */
-	struct shm_query_order *ords;
+	struct qry_order *ords;
 	size_t nord, cap_ord;
 	/* Statistics of the last call. */
 	uint32_t retries;
@@ -119,15 +119,15 @@ struct shm_query_snap {
  * Reads up to max_levels levels per side (0: all) of symbol `sym` and,
  * when `orders`, every order of those levels, in one snapshot.  Returns 0
  * for a stable snapshot whose indexes were all in bounds (its contents are
- * then for shm_query_snap_check to judge); SHMEX_ENOSYMBOL, SHMEX_EBUSY
+ * then for qry_snap_check to judge); SHMEX_ENOSYMBOL, SHMEX_EBUSY
  * (changing for rd->max_retries tries), SHMEX_EBADINDEX (a stable
  * snapshot with an index out of bounds or a list longer than its pool),
  * -ENOMEM.
  */
-int shm_query_snapshot(struct shm_read *rd, uint32_t sym, size_t max_levels,
-		       bool orders, struct shm_query_snap *s)
+int qry_snapshot(struct shm_snap *rd, uint32_t sym, size_t max_levels,
+		       bool orders, struct qry_snap *s)
 	__attribute__((warn_unused_result));
-void shm_query_snap_free(struct shm_query_snap *s);
+void qry_snap_free(struct qry_snap *s);
 
 /*
  * The invariants of a book state: levels live, of this symbol and side,
@@ -139,36 +139,36 @@ void shm_query_snap_free(struct shm_query_snap *s);
  * record; the symbol's counters equal the sums.  Returns 0, or
  * SHMEX_EINTERNAL with the first violation in why[].
  */
-int shm_query_snap_check(const struct shm_query_snap *s,
+int qry_snap_check(const struct qry_snap *s,
 			 const struct shm_book_view *v, char *why, size_t len)
 	__attribute__((warn_unused_result));
 
 /* --- commands ------------------------------------------------------------ */
 
 /* book SYMBOL: depth levels per side (0: all). */
-int shm_query_book(struct shm_query *q, FILE *out, unsigned flags,
+int qry_book(struct qry *q, FILE *out, unsigned flags,
 		   const char *symbol, size_t depth)
 	__attribute__((warn_unused_result));
 /* order ID: status and fills. */
-int shm_query_order(struct shm_query *q, FILE *out, unsigned flags, uint64_t id)
+int qry_order(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 	__attribute__((warn_unused_result));
 /* account ID: cash and the positions in every shard. */
-int shm_query_account(struct shm_query *q, FILE *out, unsigned flags,
+int qry_account(struct qry *q, FILE *out, unsigned flags,
 		      uint64_t id) __attribute__((warn_unused_result));
-/* readers: every claimed slot of every shard (SHM_QUERY_CLEAR_STALE
+/* readers: every claimed slot of every shard (QRY_CLEAR_STALE
  * first frees dead owners' slots). */
-int shm_query_readers(struct shm_query *q, FILE *out, unsigned flags)
+int qry_readers(struct qry *q, FILE *out, unsigned flags)
 	__attribute__((warn_unused_result));
 /* stats: per shard pools, counters, reader lag, ring depths. */
-int shm_query_stats(struct shm_query *q, FILE *out, unsigned flags)
+int qry_stats(struct qry *q, FILE *out, unsigned flags)
 	__attribute__((warn_unused_result));
 /* check [SYMBOL]: full-book invariants of one symbol or of every symbol
  * of every shard; SHMEX_EINTERNAL when a violation was found. */
-int shm_query_check(struct shm_query *q, FILE *out, unsigned flags,
+int qry_check(struct qry *q, FILE *out, unsigned flags,
 		    const char *symbol) __attribute__((warn_unused_result));
 /* watch SYMBOL: a frame every interval_ms until *stop becomes non-zero or
  * `count` frames were drawn (0: no limit). */
-int shm_query_watch(struct shm_query *q, FILE *out, unsigned flags,
+int qry_watch(struct qry *q, FILE *out, unsigned flags,
 		    const char *symbol, size_t depth, unsigned long count,
 		    unsigned interval_ms, const volatile sig_atomic_t *stop)
 	__attribute__((warn_unused_result));

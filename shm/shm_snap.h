@@ -1,10 +1,10 @@
 /*
- * shm_read: the read-side API over a shard's book, for processes other than
+ * shm_snap: the read-side API over a shard's book, for processes other than
  * the matcher (gateways, shmex-query, stress checkers).
  *
  * A handle maps the shard's book region read-only (the kernel then
  * guarantees the reader cannot corrupt it), attaches the shard's reader
- * table and registers one reader slot (shm_readers.h).  Every read runs
+ * table and registers one reader slot (shm_rcu.h).  Every read runs
  * inside one read-side section, so no node it reaches is reused under it
  * (RCU, [RD1]-[RD7], or [RD13]/[RD14] on the asymmetric path), and inside
  * a seqcount snapshot of the symbol concerned ([BK5]/[BK6], shm_book.h),
@@ -24,26 +24,26 @@
  * number of processes read while the matcher writes; none of them ever
  * blocks the matcher.
  */
-#ifndef SHMEX_SHM_READ_H
-#define SHMEX_SHM_READ_H
+#ifndef SHMEX_SHM_SNAP_H
+#define SHMEX_SHM_SNAP_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "shm/shm_book.h"
-#include "shm/shm_readers.h"
+#include "shm/shm_rcu.h"
 #include "shm/shm_region.h"
 
 /* Snapshot attempts per read before SHMEX_EBUSY (a writer preempted inside
  * its window keeps the seqcount odd; the reader yields between tries). */
-#define SHM_READ_RETRIES_DEFAULT 256u
+#define SHM_SNAP_RETRIES_DEFAULT 256u
 
-struct shm_read {
+struct shm_snap {
 	struct shm_region book;       /* book.<shard>, PROT_READ */
 	struct shm_book_view view;    /* validated geometry */
-	struct shm_readers table;     /* readers.<shard>, reader role */
-	struct shm_reader reader;     /* our slot */
+	struct shm_rcu table;     /* readers.<shard>, reader role */
+	struct shm_rcu_reader reader;     /* our slot */
 	bool registered;
 	unsigned shard;
 	unsigned max_retries;         /* settable; >= 1 */
@@ -52,11 +52,11 @@ struct shm_read {
 	uint64_t retries;             /* snapshots that changed and were redone */
 	uint64_t busy;                /* reads answered SHMEX_EBUSY */
 	uint64_t lost;                /* reader slots lost and re-registered */
-	char err[192];                /* after a failed open: what and why */
+	struct shmex_error err;       /* after a failed open: what and why */
 };
 
 /* Best level of each side and the symbol's trade statistics. */
-struct shm_read_top {
+struct shm_snap_top {
 	bool has_bid, has_ask;
 	int64_t bid_price, bid_qty;   /* best bid level: price, open qty */
 	uint32_t bid_orders;          /* orders in it */
@@ -72,23 +72,23 @@ struct shm_read_top {
 	uint64_t seq;                 /* the symbol's seqcount of the snapshot */
 };
 
-struct shm_read_level {
+struct shm_snap_level {
 	int64_t price;
 	int64_t qty;                  /* open quantity at this price */
 	uint32_t count;               /* orders at this price */
 };
 
 /* Depth of both sides of one symbol, best first, from one snapshot. */
-struct shm_read_depth {
-	struct shm_read_level *bids;  /* caller's arrays of max entries each */
-	struct shm_read_level *asks;
+struct shm_snap_depth {
+	struct shm_snap_level *bids;  /* caller's arrays of max entries each */
+	struct shm_snap_level *asks;
 	size_t max;
 	size_t nbids, nasks;          /* out: levels returned */
 	bool more_bids, more_asks;    /* out: the book has more levels */
 	uint64_t seq;                 /* out */
 };
 
-struct shm_read_order {
+struct shm_snap_order {
 	uint64_t id;
 	uint64_t account;
 	uint32_t sym;                 /* symbol index */
@@ -106,7 +106,7 @@ struct shm_read_order {
 	uint32_t nfills;              /* fills the order has (may exceed max) */
 };
 
-struct shm_read_fill {
+struct shm_snap_fill {
 	int64_t qty;
 	int64_t price;                /* execution price */
 	uint64_t time_ns;
@@ -115,7 +115,7 @@ struct shm_read_fill {
 	bool maker;                   /* this order was the resting one */
 };
 
-struct shm_read_shard_stats {
+struct shm_snap_shard_stats {
 	uint32_t shard, nshards;
 	uint32_t cap_symbols, cap_levels, cap_orders, cap_fills;
 	uint32_t nsymbols;
@@ -123,7 +123,7 @@ struct shm_read_shard_stats {
 	uint64_t events, last_seq, last_time_ns;
 	uint64_t orders_created, rejects_full;
 	uint64_t book_safe_epoch;     /* last safe epoch the matcher used */
-	struct shm_readers_stats readers;
+	struct shm_rcu_stats readers;
 };
 
 /* Opens shard `shard` of an exchange instance: maps book.<shard>
@@ -131,32 +131,32 @@ struct shm_read_shard_stats {
  * registers a reader slot.  Region errors, SHMEX_EBADLAYOUT /
  * SHMEX_ETOOSHORT (bad book header), SHMEX_ENOREADERSLOT; rd->err says
  * which object failed. */
-int shm_read_open(struct shm_read *rd, const char *instance, unsigned shard)
+int shm_snap_open(struct shm_snap *rd, const char *instance, unsigned shard)
 	__attribute__((warn_unused_result));
 
 /* Unregisters and unmaps.  Safe on a zeroed or failed handle. */
-void shm_read_close(struct shm_read *rd);
+void shm_snap_close(struct shm_snap *rd);
 
 /* Symbol index of name[0..len) (SHMEX_EBADSYMBOL for an invalid name,
  * SHMEX_ENOSYMBOL when the book does not have it). */
-int shm_read_symbol_find(struct shm_read *rd, const char *name, size_t len,
+int shm_snap_symbol_find(struct shm_snap *rd, const char *name, size_t len,
 			 uint32_t *sym) __attribute__((warn_unused_result));
 
 /* Name of symbol `sym` into out (NUL-terminated, >= 16 bytes).
  * SHMEX_ENOSYMBOL past the published symbols. */
-int shm_read_symbol_name(struct shm_read *rd, uint32_t sym, char out[16])
+int shm_snap_symbol_name(struct shm_snap *rd, uint32_t sym, char out[16])
 	__attribute__((warn_unused_result));
 
 /* Number of published symbols (clamped to the capacity). */
-uint32_t shm_read_nsymbols(const struct shm_read *rd);
+uint32_t shm_snap_nsymbols(const struct shm_snap *rd);
 
 /* Top of book of one symbol.  0, SHMEX_ENOSYMBOL, SHMEX_EBUSY,
  * SHMEX_EBADINDEX. */
-int shm_read_top(struct shm_read *rd, uint32_t sym, struct shm_read_top *out)
+int shm_snap_top(struct shm_snap *rd, uint32_t sym, struct shm_snap_top *out)
 	__attribute__((warn_unused_result));
 
-/* Up to d->max levels per side of one symbol.  Errors as shm_read_top. */
-int shm_read_depth(struct shm_read *rd, uint32_t sym, struct shm_read_depth *d)
+/* Up to d->max levels per side of one symbol.  Errors as shm_snap_top. */
+int shm_snap_depth(struct shm_snap *rd, uint32_t sym, struct shm_snap_depth *d)
 	__attribute__((warn_unused_result));
 
 /* Status of order `id` and up to max_fills of its fills (oldest first;
@@ -164,8 +164,8 @@ int shm_read_depth(struct shm_read *rd, uint32_t sym, struct shm_read_depth *d)
  * copied, o->nfills how many there are).  0, SHMEX_ENOORDER (never issued
  * by this shard, or its record was recycled), SHMEX_EWRONGSHARD (the id
  * belongs to another shard), SHMEX_EBUSY, SHMEX_EBADINDEX. */
-int shm_read_order(struct shm_read *rd, uint64_t id, struct shm_read_order *o,
-		   struct shm_read_fill *fills, size_t max_fills, size_t *nfills)
+int shm_snap_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
+		   struct shm_snap_fill *fills, size_t max_fills, size_t *nfills)
 	__attribute__((warn_unused_result));
 
 
@@ -173,17 +173,17 @@ int shm_read_order(struct shm_read *rd, uint64_t id, struct shm_read_order *o,
  * Runs fn inside one read-side section with the same bounded seqcount
  * retries as the functions above, for readers that take snapshots of
  * their own (shmex-query's whole-book walk).  fn returns
- * SHM_READ_RETRY when the seqcount moved (it is called again), or its
+ * SHM_SNAP_RETRY when the seqcount moved (it is called again), or its
  * result.  Returns fn's result, or SHMEX_EBUSY after the retries or when
  * no reader slot can be had.  A slot lost during the section makes the
  * whole read run again on a new slot.
  */
-#define SHM_READ_RETRY 1
-typedef int (*shm_read_snap_fn)(struct shm_read *rd, void *arg);
-int shm_read_section(struct shm_read *rd, shm_read_snap_fn fn, void *arg)
+#define SHM_SNAP_RETRY 1
+typedef int (*shm_snap_snap_fn)(struct shm_snap *rd, void *arg);
+int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 	__attribute__((warn_unused_result));
 
 /* Shard statistics (relaxed counters; informative, never indexes). */
-void shm_read_stats(struct shm_read *rd, struct shm_read_shard_stats *st);
+void shm_snap_stats(struct shm_snap *rd, struct shm_snap_shard_stats *st);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * shm_readers: the cross-process RCU reader table (contract in
- * shm_readers.h; protocol and proof sketch in docs/concurrency.md, "Reader
+ * shm_rcu: the cross-process RCU reader table (contract in
+ * shm_rcu.h; protocol and proof sketch in docs/concurrency.md, "Reader
  * protocol").
  *
  * Why this shape.  An LMDB-style table of cache-line slots in a region of
@@ -53,7 +53,7 @@
  * that runs a registered reader (0.2-2 us, more on a busy virtual machine);
  * at the default 1 ms interval that is at most 0.2% of the writer's time.
  */
-#include "shm/shm_readers.h"
+#include "shm/shm_rcu.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -67,7 +67,7 @@
 
 #include "shm/shm_error.h"
 #include "shm/shm_proc.h"
-#include "shm/shm_readers_inline.h"
+#include "shm/shm_rcu_inline.h"
 #include "shm/shm_clock.h"
 
 /* Bounds of the barrier rate limit: (burst - 1) * interval + now stays
@@ -76,60 +76,18 @@
 #define BARRIER_MAX_BURST 1024u
 
 /* What the writer saw of a slot at the previous liveness pass. */
-struct shm_readers_seen {
+struct shm_rcu_seen {
 	uint64_t owner;
 	uint64_t word;
 	uint32_t gen;
 };
 
-static uint64_t ident_pack(pid_t pid, uint64_t start)
-{
-	if (pid <= 0 || (uint64_t)pid >= (UINT64_C(1) << SHM_READERS_PID_BITS) ||
-	    start >= (UINT64_C(1) << SHM_READERS_START_BITS))
-		return 0;
-	return (start << SHM_READERS_PID_BITS) | (uint64_t)pid;
-}
-
-static pid_t ident_pid(uint64_t ident)
-{
-	return (pid_t)(ident & ((UINT64_C(1) << SHM_READERS_PID_BITS) - 1));
-}
-
-static uint64_t ident_start(uint64_t ident)
-{
-	return ident >> SHM_READERS_PID_BITS;
-}
-
-static uint64_t self_ident(void)
-{
-	return ident_pack(getpid(), shm_proc_self_start());
-}
-
-/* A zombie still has its /proc entry and start time but will never leave
- * a read-side section. */
-static bool proc_is_zombie(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
-}
-
-/* True when the owner word names a live (non-zombie) process. */
+/* A reader slot's or the writer's owner word (shm_proc_ident); a zombie
+ * is dead (shm_proc_alive), so a process that died inside a read-side
+ * section and was not reaped yet does not pin reclamation. */
 static bool owner_alive(uint64_t ident)
 {
-	pid_t pid = ident_pid(ident);
-	if (!shm_proc_alive(pid, ident_start(ident)))
-		return false;
-	return !proc_is_zombie(pid);
+	return shm_proc_ident_alive(ident);
 }
 
 /* --- membarrier --------------------------------------------------------- */
@@ -139,7 +97,7 @@ static long sys_membarrier(int cmd)
 	return syscall(__NR_membarrier, cmd, 0u, 0);
 }
 
-bool shm_readers_asym_supported(void)
+bool shm_rcu_asym_supported(void)
 {
 	/* 0: not asked yet, 1: supported, -1: not.  Relaxed: every thread
 	 * that races here computes the same answer. */
@@ -158,28 +116,20 @@ bool shm_readers_asym_supported(void)
 /* SHMEX_READERS_FENCE set to anything but "" or "0". */
 static bool env_wants_fence(void)
 {
-	const char *v = getenv(SHM_READERS_FENCE_ENV);
+	const char *v = getenv(SHM_RCU_FENCE_ENV);
 	return v && *v && strcmp(v, "0") != 0;
 }
 
 static bool word_gen_matches(uint64_t word, uint32_t gen)
 {
-	return (word >> SHM_READERS_GEN_SHIFT) == (gen & 0xfffu);
-}
-
-int shm_readers_region_name(char *out, size_t len, unsigned shard)
-{
-	int n = snprintf(out, len, "readers.%u", shard);
-	if (n < 0 || (size_t)n >= len)
-		return SHMEX_EBADNAME;
-	return 0;
+	return (word >> SHM_RCU_GEN_SHIFT) == (gen & 0xfffu);
 }
 
 /* Takes hdr->writer for this process: SHMEX_EINUSE while another live
  * process holds it. */
-static int writer_claim(struct shm_readers *t)
+static int writer_claim(struct shm_rcu *t)
 {
-	uint64_t me = self_ident();
+	uint64_t me = shm_proc_self_ident();
 	if (!me)
 		return -EOVERFLOW;
 	/* RD12: acq_rel CAS on the advisory writer word; pairs with the
@@ -197,20 +147,20 @@ static int writer_claim(struct shm_readers *t)
 	return SHMEX_EINUSE;
 }
 
-static void writer_release(struct shm_readers *t)
+static void writer_release(struct shm_rcu *t)
 {
 	uint64_t me = t->ident;
-	if (t->role == SHM_READERS_WRITER && me && t->region.writable)
+	if (t->role == SHM_RCU_WRITER && me && t->region.writable)
 		(void)cas_acq_rel(&t->hdr->writer, &me, 0); /* RD12 */
 }
 
-static int writer_init(struct shm_readers *t)
+static int writer_init(struct shm_rcu *t)
 {
-	t->reap_interval_ns = SHM_READERS_REAP_INTERVAL_NS;
+	t->reap_interval_ns = SHM_RCU_REAP_INTERVAL_NS;
 	t->next_reap_ns = 0;
-	t->barrier_interval_ns = SHM_READERS_BARRIER_INTERVAL_NS;
-	t->barrier_urgent_ns = SHM_READERS_BARRIER_URGENT_NS;
-	t->barrier_burst = SHM_READERS_BARRIER_BURST;
+	t->barrier_interval_ns = SHM_RCU_BARRIER_INTERVAL_NS;
+	t->barrier_urgent_ns = SHM_RCU_BARRIER_URGENT_NS;
+	t->barrier_burst = SHM_RCU_BARRIER_BURST;
 	t->barrier_tat_ns = 0;
 	t->last_barrier_ns = 0;
 	/* Nothing covered yet: tags start at 1. */
@@ -221,45 +171,45 @@ static int writer_init(struct shm_readers *t)
 	return writer_claim(t);
 }
 
-int shm_readers_create(struct shm_readers *t, const char *instance,
+int shm_rcu_create(struct shm_rcu *t, const char *instance,
 		       unsigned shard, uint32_t nslots, mode_t mode)
 {
-	return shm_readers_create_mode(t, instance, shard, nslots, mode,
-				       SHM_READERS_MODE_AUTO);
+	return shm_rcu_create_mode(t, instance, shard, nslots, mode,
+				       SHM_RCU_MODE_AUTO);
 }
 
-int shm_readers_create_mode(struct shm_readers *t, const char *instance,
+int shm_rcu_create_mode(struct shm_rcu *t, const char *instance,
 			    unsigned shard, uint32_t nslots, mode_t perm,
-			    enum shm_readers_mode mode)
+			    enum shm_rcu_mode mode)
 {
-	char name[32];
+	char name[SHM_REGION_NAME_MAX];
 	memset(t, 0, sizeof(*t));
 	if (nslots == 0)
-		nslots = SHM_READERS_DEFAULT_SLOTS;
-	if (nslots > SHM_READERS_MAX_SLOTS)
+		nslots = SHM_RCU_DEFAULT_SLOTS;
+	if (nslots > SHM_RCU_MAX_SLOTS)
 		return -EINVAL;
-	if (mode == SHM_READERS_MODE_AUTO)
-		mode = !env_wants_fence() && shm_readers_asym_supported()
-			       ? SHM_READERS_MODE_ASYM : SHM_READERS_MODE_FENCE;
-	else if (mode == SHM_READERS_MODE_ASYM && !shm_readers_asym_supported())
+	if (mode == SHM_RCU_MODE_AUTO)
+		mode = !env_wants_fence() && shm_rcu_asym_supported()
+			       ? SHM_RCU_MODE_ASYM : SHM_RCU_MODE_FENCE;
+	else if (mode == SHM_RCU_MODE_ASYM && !shm_rcu_asym_supported())
 		return -ENOSYS;
-	else if (mode != SHM_READERS_MODE_FENCE && mode != SHM_READERS_MODE_ASYM)
+	else if (mode != SHM_RCU_MODE_FENCE && mode != SHM_RCU_MODE_ASYM)
 		return -EINVAL;
-	int rc = shm_readers_region_name(name, sizeof(name), shard);
+	int rc = shm_region_name(name, SHM_KIND_READERS, shard);
 	if (rc)
 		return rc;
 	uint64_t caps[2];
-	caps[SHM_READERS_CAP_SLOTS] = nslots;
-	caps[SHM_READERS_CAP_SHARD] = shard;
+	caps[SHM_RCU_CAP_SLOTS] = nslots;
+	caps[SHM_RCU_CAP_SHARD] = shard;
 	rc = shm_region_create(&t->region, instance, name, SHM_KIND_READERS,
-			       shm_readers_body_size(nslots), caps, 2, perm);
+			       shm_rcu_body_size(nslots), caps, 2, perm);
 	if (rc)
 		return rc;
 	t->hdr = shm_region_body(&t->region);
-	t->slots = (struct shm_reader_slot_sh *)(t->hdr + 1);
+	t->slots = (struct shm_rcu_slot_sh *)(t->hdr + 1);
 	t->nslots = nslots;
 	t->shard = shard;
-	t->role = SHM_READERS_WRITER;
+	t->role = SHM_RCU_WRITER;
 	t->epoch = 1;
 	t->safe = 1;
 	/* Private until R0 (shm_region_publish): plain stores suffice. */
@@ -282,51 +232,51 @@ out_unlink:
 	return rc;
 }
 
-int shm_readers_attach(struct shm_readers *t, const char *instance,
-		       unsigned shard, enum shm_readers_role role)
+int shm_rcu_attach(struct shm_rcu *t, const char *instance,
+		       unsigned shard, enum shm_rcu_role role)
 {
-	char name[32];
+	char name[SHM_REGION_NAME_MAX];
 	memset(t, 0, sizeof(*t));
-	if (role != SHM_READERS_OBSERVER && role != SHM_READERS_READER &&
-	    role != SHM_READERS_WRITER)
+	if (role != SHM_RCU_OBSERVER && role != SHM_RCU_READER &&
+	    role != SHM_RCU_WRITER)
 		return -EINVAL;
-	int rc = shm_readers_region_name(name, sizeof(name), shard);
+	int rc = shm_region_name(name, SHM_KIND_READERS, shard);
 	if (rc)
 		return rc;
 	rc = shm_region_attach(&t->region, instance, name, SHM_KIND_READERS,
-			       role == SHM_READERS_OBSERVER ? SHM_RDONLY : SHM_RDWR);
+			       role == SHM_RCU_OBSERVER ? SHM_RDONLY : SHM_RDWR);
 	if (rc)
 		return rc;
 	/* The header was validated at A0; its capacities are immutable. */
 	const struct shm_region_hdr_sh *h = shm_region_hdr(&t->region);
-	uint64_t n = h->capacity[SHM_READERS_CAP_SLOTS];
+	uint64_t n = h->capacity[SHM_RCU_CAP_SLOTS];
 	rc = SHMEX_EBADINDEX;
-	if (n == 0 || n > SHM_READERS_MAX_SLOTS ||
-	    shm_region_body_size(&t->region) < shm_readers_body_size((uint32_t)n) ||
-	    h->capacity[SHM_READERS_CAP_SHARD] != shard)
+	if (n == 0 || n > SHM_RCU_MAX_SLOTS ||
+	    shm_region_body_size(&t->region) < shm_rcu_body_size((uint32_t)n) ||
+	    h->capacity[SHM_RCU_CAP_SHARD] != shard)
 		goto out_detach;
 	t->hdr = shm_region_body(&t->region);
 	/* Relaxed: immutable after R0, acquired by A0; validated once and
 	 * kept in the handle. */
 	uint32_t m = load_relaxed(&t->hdr->mode);
-	if (m != SHM_READERS_MODE_FENCE && m != SHM_READERS_MODE_ASYM)
+	if (m != SHM_RCU_MODE_FENCE && m != SHM_RCU_MODE_ASYM)
 		goto out_detach;
-	t->mode = (enum shm_readers_mode)m;
-	t->slots = (struct shm_reader_slot_sh *)(t->hdr + 1);
+	t->mode = (enum shm_rcu_mode)m;
+	t->slots = (struct shm_rcu_slot_sh *)(t->hdr + 1);
 	t->nslots = (uint32_t)n;
 	t->shard = shard;
 	t->role = role;
-	if (role == SHM_READERS_WRITER) {
+	if (role == SHM_RCU_WRITER) {
 		/* The readers store plainly: this writer must be able to
 		 * issue the barrier they rely on. */
 		rc = -ENOSYS;
-		if (t->mode == SHM_READERS_MODE_ASYM && !shm_readers_asym_supported())
+		if (t->mode == SHM_RCU_MODE_ASYM && !shm_rcu_asym_supported())
 			goto out_detach;
 		rc = SHMEX_EBADINDEX;
 		/* Relaxed: the region was published at R0/A0 and only this
 		 * (single) writer stores the epoch. */
 		uint64_t e = load_relaxed(&t->hdr->epoch);
-		if (e == 0 || e > SHM_READERS_EPOCH_MAX)
+		if (e == 0 || e > SHM_RCU_EPOCH_MAX)
 			goto out_detach;
 		t->epoch = e;
 		t->safe = 1;
@@ -345,7 +295,7 @@ out_detach:
 	return rc;
 }
 
-void shm_readers_detach(struct shm_readers *t)
+void shm_rcu_detach(struct shm_rcu *t)
 {
 	if (t->hdr)
 		writer_release(t);
@@ -354,10 +304,10 @@ void shm_readers_detach(struct shm_readers *t)
 	memset(t, 0, sizeof(*t));
 }
 
-int shm_readers_unlink(const char *instance, unsigned shard)
+int shm_rcu_unlink(const char *instance, unsigned shard)
 {
-	char name[32];
-	int rc = shm_readers_region_name(name, sizeof(name), shard);
+	char name[SHM_REGION_NAME_MAX];
+	int rc = shm_region_name(name, SHM_KIND_READERS, shard);
 	if (rc)
 		return rc;
 	return shm_region_unlink(instance, name);
@@ -374,9 +324,9 @@ int shm_readers_unlink(const char *instance, unsigned shard)
  * generation of an earlier claim, or lost the race to another reaper or to
  * the owner's unregister, fails its CAS and touches nothing, so a bump
  * never lands on a claim it was not meant for. */
-static bool reap_slot(struct shm_readers *t, uint32_t i, uint64_t owner)
+static bool reap_slot(struct shm_rcu *t, uint32_t i, uint64_t owner)
 {
-	struct shm_reader_slot_sh *s = &t->slots[i];
+	struct shm_rcu_slot_sh *s = &t->slots[i];
 	/* RD10: acquire load of gen, before the owner (so that a gen
 	 * unchanged at the CAS below belongs to the claim seen now). */
 	uint32_t g = load_acquire(&s->gen);
@@ -398,10 +348,10 @@ static bool reap_slot(struct shm_readers *t, uint32_t i, uint64_t owner)
 
 /* --- reader side ---------------------------------------------------------- */
 
-static int claim_slot(struct shm_readers *t, struct shm_reader *r,
+static int claim_slot(struct shm_rcu *t, struct shm_rcu_reader *r,
 		      uint64_t me, uint32_t i)
 {
-	struct shm_reader_slot_sh *s = &t->slots[i];
+	struct shm_rcu_slot_sh *s = &t->slots[i];
 	uint64_t expected = 0;
 	/* Relaxed pre-check: avoids a CAS on every busy slot. */
 	if (load_relaxed(&s->owner) != 0)
@@ -418,7 +368,7 @@ static int claim_slot(struct shm_readers *t, struct shm_reader *r,
 	r->gp = &t->hdr->epoch;
 	r->ident = me;
 	r->gen = load_relaxed(&s->gen); /* ordered after RD5's acquire */
-	r->idle = shm_readers_section_idle(r->gen);
+	r->idle = shm_rcu_section_idle(r->gen);
 	r->index = i;
 	/* RD5b: replace what a dead or evicted owner left in the section
 	 * word by our idle word (full barrier, liburcu xchg).  An evicted
@@ -428,11 +378,11 @@ static int claim_slot(struct shm_readers *t, struct shm_reader *r,
 	return 0;
 }
 
-int shm_readers_register(struct shm_readers *t, struct shm_reader *r)
+int shm_rcu_register(struct shm_rcu *t, struct shm_rcu_reader *r)
 {
-	if (t->role == SHM_READERS_OBSERVER || !t->region.writable)
+	if (t->role == SHM_RCU_OBSERVER || !t->region.writable)
 		return -EPERM;
-	uint64_t me = self_ident();
+	uint64_t me = shm_proc_self_ident();
 	if (!me)
 		return -EOVERFLOW;
 	/* RD16: in an asymmetric table, register the process for global
@@ -441,11 +391,11 @@ int shm_readers_register(struct shm_readers *t, struct shm_reader *r)
 	 * registration and interrupts this thread.  Idempotent and cheap
 	 * once done; not inherited across exec.  If it fails, this
 	 * registration uses the fence path, which needs no membarrier. */
-	bool asym = t->mode == SHM_READERS_MODE_ASYM && !env_wants_fence() &&
-		    shm_readers_asym_supported() &&
+	bool asym = t->mode == SHM_RCU_MODE_ASYM && !env_wants_fence() &&
+		    shm_rcu_asym_supported() &&
 		    sys_membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
 	/* Start at a pid-dependent slot so processes spread over the table. */
-	uint32_t start = (uint32_t)ident_pid(me) % t->nslots;
+	uint32_t start = (uint32_t)shm_proc_ident_pid(me) % t->nslots;
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t k = 0; k < t->nslots; k++) {
 			uint32_t i = (start + k) % t->nslots;
@@ -456,7 +406,7 @@ int shm_readers_register(struct shm_readers *t, struct shm_reader *r)
 		}
 		if (pass == 0) {
 			unsigned cleared = 0;
-			int rc = shm_readers_clear_stale(t, &cleared);
+			int rc = shm_rcu_clear_stale(t, &cleared);
 			if (rc)
 				return rc;
 			if (cleared == 0)
@@ -466,24 +416,24 @@ int shm_readers_register(struct shm_readers *t, struct shm_reader *r)
 	return SHMEX_ENOREADERSLOT;
 }
 
-int shm_readers_enter(struct shm_reader *r)
+int shm_rcu_enter(struct shm_rcu_reader *r)
 {
-	return shm_readers_enter_inline(r);
+	return shm_rcu_enter_inline(r);
 }
 
-int shm_readers_leave(struct shm_reader *r)
+int shm_rcu_leave(struct shm_rcu_reader *r)
 {
-	return shm_readers_leave_inline(r);
+	return shm_rcu_leave_inline(r);
 }
 
-int shm_readers_unregister(struct shm_reader *r)
+int shm_rcu_unregister(struct shm_rcu_reader *r)
 {
 	int rc = 0;
 	if (!r->slot)
 		return 0;
 	if (r->nesting > 0) {
 		r->nesting = 1;
-		rc = shm_readers_leave_inline(r);
+		rc = shm_rcu_leave_inline(r);
 	}
 	if (!r->lost) {
 		uint64_t expected = r->ident;
@@ -502,9 +452,9 @@ int shm_readers_unregister(struct shm_reader *r)
 
 /* --- writer side ---------------------------------------------------------- */
 
-uint64_t shm_readers_advance(struct shm_readers *t)
+uint64_t shm_rcu_advance(struct shm_rcu *t)
 {
-	if (t->epoch < SHM_READERS_EPOCH_MAX)
+	if (t->epoch < SHM_RCU_EPOCH_MAX)
 		t->epoch++;
 	/* RD3: release store of the new epoch; pairs with RD1.  Every unlink
 	 * the writer did before is visible to a reader that reads it. */
@@ -512,13 +462,13 @@ uint64_t shm_readers_advance(struct shm_readers *t)
 	return t->epoch;
 }
 
-void shm_readers_set_reap_interval(struct shm_readers *t, uint64_t ns)
+void shm_rcu_set_reap_interval(struct shm_rcu *t, uint64_t ns)
 {
 	t->reap_interval_ns = ns;
 	t->next_reap_ns = 0;
 }
 
-void shm_readers_set_barrier_interval(struct shm_readers *t, uint64_t interval_ns,
+void shm_rcu_set_barrier_interval(struct shm_rcu *t, uint64_t interval_ns,
 				      uint64_t urgent_ns)
 {
 	/* Clamped so that the bucket arithmetic cannot overflow. */
@@ -527,7 +477,7 @@ void shm_readers_set_barrier_interval(struct shm_readers *t, uint64_t interval_n
 	t->barrier_tat_ns = 0;
 }
 
-void shm_readers_set_barrier_burst(struct shm_readers *t, uint32_t burst)
+void shm_rcu_set_barrier_burst(struct shm_rcu *t, uint32_t burst)
 {
 	t->barrier_burst = burst == 0 ? 1 : burst < BARRIER_MAX_BURST ? burst
 								       : BARRIER_MAX_BURST;
@@ -536,10 +486,10 @@ void shm_readers_set_barrier_burst(struct shm_readers *t, uint32_t burst)
 
 /* Records what slot i holds for the next reap pass; true when it is
  * exactly what the previous pass saw (same claim, same word). */
-static bool seen_again(struct shm_readers *t, uint32_t i, uint64_t owner,
+static bool seen_again(struct shm_rcu *t, uint32_t i, uint64_t owner,
 		       uint64_t word, uint32_t gen)
 {
-	struct shm_readers_seen *sn = &t->seen[i];
+	struct shm_rcu_seen *sn = &t->seen[i];
 	bool same = sn->owner == owner && sn->word == word && sn->gen == gen;
 	sn->owner = owner;
 	sn->word = word;
@@ -557,11 +507,11 @@ struct scan_result {
  * rate-limited liveness pass: /proc is read only for slots stuck in one
  * section since the previous pass, slots holding a word of another
  * generation, and one idle slot in round robin. */
-static struct scan_result scan(struct shm_readers *t, uint64_t gp, bool reap)
+static struct scan_result scan(struct shm_rcu *t, uint64_t gp, bool reap)
 {
 	struct scan_result res = {UINT64_MAX, 0};
 	for (uint32_t i = 0; i < t->nslots; i++) {
-		struct shm_reader_slot_sh *s = &t->slots[i];
+		struct shm_rcu_slot_sh *s = &t->slots[i];
 		/* RD8a: acquire load of the owner; pairs with RD5, RD9 and
 		 * RD11.  A free slot holds nobody back. */
 		uint64_t owner = load_acquire(&s->owner);
@@ -574,7 +524,7 @@ static struct scan_result scan(struct shm_readers *t, uint64_t gp, bool reap)
 		/* Relaxed: after RD8.  Read after the word, so a word written
 		 * after a re-claim is never taken for the old claim's. */
 		uint32_t gen = load_relaxed(&s->gen);
-		uint64_t e = shm_readers_section_epoch(word);
+		uint64_t e = shm_rcu_section_epoch(word);
 		/* Liveness pass: is the slot exactly as the previous pass saw
 		 * it (same claim, same word)? */
 		bool same = reap && seen_again(t, i, owner, word, gen);
@@ -624,7 +574,7 @@ static struct scan_result scan(struct shm_readers *t, uint64_t gp, bool reap)
  * advances rarely (an idle exchange, a test) reclaims at once as in fence
  * mode, and a busy one pays at most one call per interval.  An urgent poll
  * only waits for the urgent gap since the previous call. */
-static bool barrier_due(struct shm_readers *t, bool urgent)
+static bool barrier_due(struct shm_rcu *t, bool urgent)
 {
 	uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
 	uint64_t iv = t->barrier_interval_ns;
@@ -642,7 +592,7 @@ static bool barrier_due(struct shm_readers *t, bool urgent)
 /* RD15: membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED): a full barrier on
  * every CPU running a thread of a registered process, and in the caller.
  * True when it was done. */
-static bool issue_barrier(struct shm_readers *t)
+static bool issue_barrier(struct shm_rcu *t)
 {
 	uint64_t t0 = shm_clock_ns(CLOCK_MONOTONIC);
 	long rc = sys_membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
@@ -658,11 +608,11 @@ static bool issue_barrier(struct shm_readers *t)
 	return true;
 }
 
-static uint64_t poll(struct shm_readers *t, bool urgent)
+static uint64_t poll(struct shm_rcu *t, bool urgent)
 {
 	const uint64_t gp = t->epoch;
 	bool reap = false;
-	if (t->role != SHM_READERS_WRITER)
+	if (t->role != SHM_RCU_WRITER)
 		return 1;
 	if (t->reap_interval_ns == 0) {
 		reap = true;
@@ -682,7 +632,7 @@ static uint64_t poll(struct shm_readers *t, bool urgent)
 	if (reap)
 		t->idle_cursor++;
 	uint64_t bound = gp;
-	if (t->mode == SHM_READERS_MODE_ASYM) {
+	if (t->mode == SHM_RCU_MODE_ASYM) {
 		if (t->covered < gp) {
 			if (res.claimed == 0) {
 				/* No slot claimed after RD4: every later
@@ -705,22 +655,22 @@ static uint64_t poll(struct shm_readers *t, bool urgent)
 	return safe;
 }
 
-uint64_t shm_readers_safe_epoch(struct shm_readers *t)
+uint64_t shm_rcu_safe_epoch(struct shm_rcu *t)
 {
 	return poll(t, false);
 }
 
-uint64_t shm_readers_safe_epoch_urgent(struct shm_readers *t)
+uint64_t shm_rcu_safe_epoch_urgent(struct shm_rcu *t)
 {
 	return poll(t, true);
 }
 
 /* --- administration -------------------------------------------------------- */
 
-int shm_readers_clear_stale(struct shm_readers *t, unsigned *cleared)
+int shm_rcu_clear_stale(struct shm_rcu *t, unsigned *cleared)
 {
 	unsigned n = 0;
-	if (t->role == SHM_READERS_OBSERVER || !t->region.writable)
+	if (t->role == SHM_RCU_OBSERVER || !t->region.writable)
 		return -EPERM;
 	for (uint32_t i = 0; i < t->nslots; i++) {
 		uint64_t owner = load_acquire(&t->slots[i].owner); /* RD8a */
@@ -732,9 +682,9 @@ int shm_readers_clear_stale(struct shm_readers *t, unsigned *cleared)
 	return 0;
 }
 
-int shm_readers_evict(struct shm_readers *t, uint32_t slot)
+int shm_rcu_evict(struct shm_rcu *t, uint32_t slot)
 {
-	if (t->role == SHM_READERS_OBSERVER || !t->region.writable)
+	if (t->role == SHM_RCU_OBSERVER || !t->region.writable)
 		return -EPERM;
 	if (slot >= t->nslots)
 		return SHMEX_EBADINDEX;
@@ -744,25 +694,25 @@ int shm_readers_evict(struct shm_readers *t, uint32_t slot)
 	return reap_slot(t, slot, owner) ? 0 : -EAGAIN;
 }
 
-int shm_readers_list(const struct shm_readers *t, struct shm_reader_info *out,
+int shm_rcu_list(const struct shm_rcu *t, struct shm_rcu_reader_info *out,
 		     size_t max, size_t *n)
 {
 	size_t k = 0;
 	/* Relaxed: a display snapshot; each field is read once. */
-	uint64_t gp = t->role == SHM_READERS_WRITER ? t->epoch
+	uint64_t gp = t->role == SHM_RCU_WRITER ? t->epoch
 						    : load_relaxed(&t->hdr->epoch);
 	for (uint32_t i = 0; i < t->nslots; i++) {
-		const struct shm_reader_slot_sh *s = &t->slots[i];
+		const struct shm_rcu_slot_sh *s = &t->slots[i];
 		uint64_t owner = load_acquire(&s->owner); /* RD8a */
 		if (owner == 0)
 			continue;
 		if (k < max) {
-			struct shm_reader_info *o = &out[k];
+			struct shm_rcu_reader_info *o = &out[k];
 			memset(o, 0, sizeof(*o));
 			o->slot = i;
-			o->pid = ident_pid(owner);
-			o->start = ident_start(owner);
-			o->epoch = shm_readers_section_epoch(
+			o->pid = shm_proc_ident_pid(owner);
+			o->start = shm_proc_ident_start(owner);
+			o->epoch = shm_rcu_section_epoch(
 				load_acquire(&s->section)); /* RD8 */
 			o->in_section = o->epoch != 0;
 			o->lag = o->in_section && gp > o->epoch ? gp - o->epoch : 0;
@@ -776,17 +726,17 @@ int shm_readers_list(const struct shm_readers *t, struct shm_reader_info *out,
 	return 0;
 }
 
-void shm_readers_stats(const struct shm_readers *t, struct shm_readers_stats *st)
+void shm_rcu_stats(const struct shm_rcu *t, struct shm_rcu_stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	bool writer = t->role == SHM_READERS_WRITER;
+	bool writer = t->role == SHM_RCU_WRITER;
 	/* Relaxed: display snapshot. */
 	st->epoch = writer ? t->epoch : load_relaxed(&t->hdr->epoch);
 	st->nslots = t->nslots;
 	st->reaped = load_relaxed(&t->hdr->reaped);
 	st->bad_epochs = t->bad_epochs;
 	st->mode = t->mode;
-	st->covered_epoch = writer && t->mode == SHM_READERS_MODE_ASYM ? t->covered
+	st->covered_epoch = writer && t->mode == SHM_RCU_MODE_ASYM ? t->covered
 								  : st->epoch;
 	st->barriers = load_relaxed(&t->hdr->barriers); /* statistic */
 	st->barrier_ns = t->barrier_ns;
@@ -795,11 +745,11 @@ void shm_readers_stats(const struct shm_readers *t, struct shm_readers_stats *st
 	st->repaired = t->repaired;
 	uint64_t safe = st->epoch;
 	for (uint32_t i = 0; i < t->nslots; i++) {
-		const struct shm_reader_slot_sh *s = &t->slots[i];
+		const struct shm_rcu_slot_sh *s = &t->slots[i];
 		if (load_acquire(&s->owner) == 0) /* RD8a */
 			continue;
 		st->registered++;
-		uint64_t e = shm_readers_section_epoch(
+		uint64_t e = shm_rcu_section_epoch(
 			load_acquire(&s->section)); /* RD8 */
 		if (e == 0)
 			continue;

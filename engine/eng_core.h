@@ -1,12 +1,12 @@
 /*
- * eng_book: the pure matching core of one shard.
+ * eng_core: the pure matching core of one shard.
  *
  * Book + request in, events out.  No I/O, no clock reads, no allocation
- * after eng_book_init and eng_book_symbol_add: time, the request sequence
+ * after eng_core_init and eng_core_symbol_add: time, the request sequence
  * number and the reader epoch are fields of the request, so a recorded flow
  * replays to byte-identical events.
  *
- * The book lives in a caller-provided memory area of eng_book_bytes(cfg)
+ * The book lives in a caller-provided memory area of eng_core_bytes(cfg)
  * bytes laid out as shm/shm_book.h: the body of a SHM_KIND_BOOK region (the
  * matcher; readers in other processes walk it concurrently) or plain memory
  * (shmex-replay, tests, benchmarks).  The writer's private acceleration
@@ -31,8 +31,8 @@
  * visible changes (a rejection may still recycle old DONE order records to
  * make room, which only shortens how long they stay queryable).
  */
-#ifndef SHMEX_ENGINE_ENG_BOOK_H
-#define SHMEX_ENGINE_ENG_BOOK_H
+#ifndef SHMEX_ENGINE_ENG_CORE_H
+#define SHMEX_ENGINE_ENG_CORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -40,9 +40,9 @@
 
 #include "shm/shm_book.h"
 
-struct eng_book;
+struct eng_core;
 
-struct eng_book_cfg {
+struct eng_core_cfg {
 	struct shm_book_caps caps; /* symbols, levels, orders, fills */
 	uint32_t shard;            /* this shard (order id scheme) */
 	uint32_t nshards;          /* >= 1 */
@@ -130,35 +130,35 @@ struct eng_req {
 };
 
 /* Bytes of memory the book needs (0 when cfg is invalid). */
-size_t eng_book_bytes(const struct eng_book_cfg *cfg);
+size_t eng_core_bytes(const struct eng_core_cfg *cfg);
 
 /*
- * Lays the book out in mem (len >= eng_book_bytes, 64-byte aligned; it is
+ * Lays the book out in mem (len >= eng_core_bytes, 64-byte aligned; it is
  * zeroed here) and allocates the private structures.  fn may be NULL.
  * Returns 0, -EINVAL (bad cfg, short or misaligned memory) or -ENOMEM.
  */
-int eng_book_init(struct eng_book **out, void *mem, size_t len,
-		  const struct eng_book_cfg *cfg, eng_event_fn fn, void *ctx)
+int eng_core_init(struct eng_core **out, void *mem, size_t len,
+		  const struct eng_core_cfg *cfg, eng_event_fn fn, void *ctx)
 	__attribute__((warn_unused_result));
 
 /* Frees the private structures; the memory area is left as it is. */
-void eng_book_destroy(struct eng_book *b);
+void eng_core_destroy(struct eng_core *b);
 
 /* Replaces the event callback. */
-void eng_book_set_callback(struct eng_book *b, eng_event_fn fn, void *ctx);
+void eng_core_set_callback(struct eng_core *b, eng_event_fn fn, void *ctx);
 
 /* The shared view (geometry and pools) of the book. */
-const struct shm_book_view *eng_book_view(const struct eng_book *b);
+const struct shm_book_view *eng_core_view(const struct eng_core *b);
 
 /*
  * Adds a symbol (or finds it when it exists) and returns its index.
  * SHMEX_EBADSYMBOL for an invalid name, SHMEX_ESYMBOLSFULL, -ENOMEM.
  * Allocates the symbol's private price arrays: call it off the hot path.
  */
-int eng_book_symbol_add(struct eng_book *b, const char *name, size_t len,
+int eng_core_symbol_add(struct eng_core *b, const char *name, size_t len,
 			uint32_t *idx) __attribute__((warn_unused_result));
 /* SHMEX_ENOSYMBOL when the symbol does not exist. */
-int eng_book_symbol_find(const struct eng_book *b, const char *name, size_t len,
+int eng_core_symbol_find(const struct eng_core *b, const char *name, size_t len,
 			 uint32_t *idx) __attribute__((warn_unused_result));
 
 /*
@@ -169,7 +169,7 @@ int eng_book_symbol_find(const struct eng_book *b, const char *name, size_t len,
  * (price <= 0), SHMEX_EOVERFLOW (the side's open total would overflow),
  * SHMEX_EBOOKFULL (no order record, fill records or level available).
  */
-int eng_book_submit(struct eng_book *b, const struct eng_req *r, uint64_t *id)
+int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 	__attribute__((warn_unused_result));
 
 /*
@@ -177,54 +177,54 @@ int eng_book_submit(struct eng_book *b, const struct eng_req *r, uint64_t *id)
  * never issued, other shard, or its record was recycled), SHMEX_ENOTOWNER
  * (r->account is not the owner), SHMEX_ENOTOPEN (filled or cancelled).
  */
-int eng_book_cancel(struct eng_book *b, const struct eng_req *r)
+int eng_core_cancel(struct eng_core *b, const struct eng_req *r)
 	__attribute__((warn_unused_result));
 
 /*
  * Modifies r->order_id to limit r->price and open quantity r->qty.
- * Errors as eng_book_cancel, plus SHMEX_EBADPRICE, SHMEX_EBADAMOUNT
+ * Errors as eng_core_cancel, plus SHMEX_EBADPRICE, SHMEX_EBADAMOUNT
  * (qty < 0), SHMEX_EOVERFLOW, SHMEX_EBOOKFULL.
  */
-int eng_book_modify(struct eng_book *b, const struct eng_req *r)
+int eng_core_modify(struct eng_core *b, const struct eng_req *r)
 	__attribute__((warn_unused_result));
 
 /*
  * Tells the book the oldest epoch any reader may still be reading
- * (shm_readers_safe_epoch, or UINT64_MAX without readers): retired levels
+ * (shm_rcu_safe_epoch, or UINT64_MAX without readers): retired levels
  * with retire epoch < safe_epoch return to the free pool now; DONE order
  * records whose retire epoch < safe_epoch become recyclable (lazily, when
  * a new order needs a slot).  Returns the number of levels freed.
  */
-uint32_t eng_book_reclaim(struct eng_book *b, uint64_t safe_epoch);
+uint32_t eng_core_reclaim(struct eng_core *b, uint64_t safe_epoch);
 
 /* Writer-side inspection (tests, replay; not for other processes). */
-struct eng_book_level_info {
+struct eng_core_level_info {
 	int64_t price;
 	int64_t qty;
 	uint32_t count;
 };
 /* Up to max levels of one side, best first; returns how many. */
-size_t eng_book_depth(const struct eng_book *b, uint32_t sym, unsigned side,
-		      struct eng_book_level_info *out, size_t max);
+size_t eng_core_depth(const struct eng_core *b, uint32_t sym, unsigned side,
+		      struct eng_core_level_info *out, size_t max);
 /* The order record of id, or NULL when the id is not (or no longer) in
  * the book. */
-const struct shm_book_order_sh *eng_book_order(const struct eng_book *b,
+const struct shm_book_order_sh *eng_core_order(const struct eng_core *b,
 					       uint64_t id);
 
-struct eng_book_stats {
+struct eng_core_stats {
 	uint32_t levels_live, levels_retired, levels_free;
 	uint32_t orders_live, orders_done, orders_free, orders_unused;
 	uint32_t fills_used, fills_free;
 	uint64_t events;
 };
-void eng_book_stats(const struct eng_book *b, struct eng_book_stats *st);
+void eng_core_stats(const struct eng_core *b, struct eng_core_stats *st);
 
 /*
  * Checks every invariant of the book (list order, aggregates, counts,
  * open + executed + cancelled == amount, pool accounting).  Slow: tests
  * only.  Returns 0 or SHMEX_EINTERNAL, with what failed in why[].
  */
-int eng_book_check(const struct eng_book *b, char *why, size_t len)
+int eng_core_check(const struct eng_core *b, char *why, size_t len)
 	__attribute__((warn_unused_result));
 
 #endif

@@ -1,11 +1,11 @@
 /*
- * shm_readers_inline: the read-side fast path of shm_readers, inline for
+ * shm_rcu_inline: the read-side fast path of shm_rcu, inline for
  * callers that enter and leave on every query (gateways, the read API).
- * Same contract as shm_readers_enter / shm_readers_leave in shm_readers.h,
+ * Same contract as shm_rcu_enter / shm_rcu_leave in shm_rcu.h,
  * which are out-of-line copies of these (liburcu splits urcu/x.h and
  * urcu/static/x.h the same way).
  *
- * Two paths, chosen per registration at shm_readers_register (r->asym):
+ * Two paths, chosen per registration at shm_rcu_register (r->asym):
  *
  * Fence path (fence-mode tables; any reader may use it).  Enter is one
  * acquire load of the global epoch (a plain load on x86-64), one CAS on
@@ -32,8 +32,8 @@
  * carries its own, older generation and the writer's scan treats a word of
  * another generation as "hold everything" until the owner rewrites it.
  */
-#ifndef SHMEX_SHM_READERS_INLINE_H
-#define SHMEX_SHM_READERS_INLINE_H
+#ifndef SHMEX_SHM_RCU_INLINE_H
+#define SHMEX_SHM_RCU_INLINE_H
 
 #include <errno.h>
 
@@ -41,10 +41,10 @@
 #include <urcu/uatomic.h>
 
 #include "shm/shm_error.h"
-#include "shm/shm_readers.h"
+#include "shm/shm_rcu.h"
 
 /* True while the slot is still ours: owner and generation unchanged. */
-static inline bool shm_readers_slot_ours_(const struct shm_reader *r)
+static inline bool shm_rcu_slot_ours_(const struct shm_rcu_reader *r)
 {
 	/* RD6: acquire load of the owner; pairs with RD11 (reaper's release
 	 * CAS, preceded by its generation bump RD10) so that a slot freed
@@ -57,7 +57,7 @@ static inline bool shm_readers_slot_ours_(const struct shm_reader *r)
 }
 
 /* Reads the global epoch for a new outermost section. */
-static inline uint64_t shm_readers_read_epoch_(const struct shm_reader *r)
+static inline uint64_t shm_rcu_read_epoch_(const struct shm_rcu_reader *r)
 {
 	/* RD1: acquire load of the global epoch; pairs with RD3.  Reading
 	 * epoch E + 1 makes every unlink the writer did before advancing
@@ -66,13 +66,13 @@ static inline uint64_t shm_readers_read_epoch_(const struct shm_reader *r)
 	/* A corrupted epoch (0 would read as "idle", too large would not fit
 	 * the section word): claim the oldest epoch instead, which only
 	 * delays reuse. */
-	if (caa_unlikely(e - 1 >= SHM_READERS_EPOCH_MAX))
+	if (caa_unlikely(e - 1 >= SHM_RCU_EPOCH_MAX))
 		e = 1;
 	return e;
 }
 
 static inline __attribute__((warn_unused_result)) int
-shm_readers_enter_inline(struct shm_reader *r)
+shm_rcu_enter_inline(struct shm_rcu_reader *r)
 {
 	if (r->nesting > 0) {
 		r->nesting++;
@@ -84,9 +84,9 @@ shm_readers_enter_inline(struct shm_reader *r)
 		return SHMEX_ESLOTLOST;
 	if (caa_likely(r->asym)) {
 		/* Never write a slot that is no longer ours (RD6). */
-		if (caa_unlikely(!shm_readers_slot_ours_(r)))
+		if (caa_unlikely(!shm_rcu_slot_ours_(r)))
 			goto lost;
-		uint64_t e = shm_readers_read_epoch_(r);
+		uint64_t e = shm_rcu_read_epoch_(r);
 		/* RD13: release store of the section word, then a compiler
 		 * barrier only; pairs with RD15 (the writer's membarrier
 		 * puts a full barrier between this store and this section's
@@ -100,14 +100,14 @@ shm_readers_enter_inline(struct shm_reader *r)
 		store_relaxed(&r->slot->nesting, 1u); /* display only */
 		return 0;
 	}
-	uint64_t e = shm_readers_read_epoch_(r);
+	uint64_t e = shm_rcu_read_epoch_(r);
 	uint64_t busy = r->idle | e;
 	/* RD2: section word idle -> busy, full barrier before and after
 	 * (liburcu); pairs with RD4: either the writer's scan sees e, or
 	 * this section's loads see the writer's unlinks. */
 	if (caa_unlikely(uatomic_cmpxchg(&r->slot->section, r->idle, busy) != r->idle))
 		goto lost;
-	if (caa_unlikely(!shm_readers_slot_ours_(r))) {
+	if (caa_unlikely(!shm_rcu_slot_ours_(r))) {
 		/* Taken from us, not yet re-claimed: undo our mark. */
 		(void)uatomic_cmpxchg(&r->slot->section, busy, r->idle);
 		goto lost;
@@ -122,7 +122,7 @@ lost:
 }
 
 static inline __attribute__((warn_unused_result)) int
-shm_readers_leave_inline(struct shm_reader *r)
+shm_rcu_leave_inline(struct shm_rcu_reader *r)
 {
 	if (r->nesting > 1) {
 		r->nesting--;
@@ -143,7 +143,7 @@ shm_readers_leave_inline(struct shm_reader *r)
 		 * a scan that reads idle sees all of this section's loads
 		 * done.  A lost reader does not touch the word. */
 		fence_acquire();
-		if (caa_unlikely(!shm_readers_slot_ours_(r))) {
+		if (caa_unlikely(!shm_rcu_slot_ours_(r))) {
 			r->lost = true;
 			return SHMEX_ESLOTLOST;
 		}
@@ -158,7 +158,7 @@ shm_readers_leave_inline(struct shm_reader *r)
 	 * acquire load of the section word).  It fails when the slot was
 	 * re-claimed: the new owner's word carries another generation. */
 	bool ok = uatomic_cmpxchg(&r->slot->section, busy, r->idle) == busy;
-	if (caa_unlikely(!ok || !shm_readers_slot_ours_(r))) {
+	if (caa_unlikely(!ok || !shm_rcu_slot_ours_(r))) {
 		r->lost = true;
 		return SHMEX_ESLOTLOST;
 	}

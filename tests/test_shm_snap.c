@@ -1,6 +1,6 @@
 /*
- * shm_read_suite: the read-side API over a book built by the matching core
- * (engine/eng_book) in a real book region, with a real reader table.
+ * shm_snap_suite: the read-side API over a book built by the matching core
+ * (engine/eng_core) in a real book region, with a real reader table.
  *
  * The concurrent case runs the core in this process as the writer (epochs
  * advanced and nodes reclaimed as the matcher does) while reader processes
@@ -17,12 +17,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/eng_book.h"
+#include "engine/eng_core.h"
 #include "shm/shm_book.h"
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"
-#include "shm/shm_read.h"
-#include "shm/shm_readers.h"
+#include "shm/shm_snap.h"
+#include "shm/shm_rcu.h"
 #include "shm/shm_region.h"
 
 static char inst[64];
@@ -30,8 +30,8 @@ static char inst[64];
 /* The writer side of one shard: book region + core + reader table. */
 struct fx {
 	struct shm_region reg;
-	struct eng_book *b;
-	struct shm_readers w;
+	struct eng_core *b;
+	struct shm_rcu w;
 	uint32_t sym, sym2;
 	uint64_t seq;
 };
@@ -51,31 +51,22 @@ static void teardown(void)
 
 static void book_make(uint32_t levels, uint32_t orders, uint32_t fills)
 {
-	struct eng_book_cfg cfg = {.caps = {8, levels, orders, fills},
+	struct eng_core_cfg cfg = {.caps = {8, levels, orders, fills},
 				   .shard = 0, .nshards = 2};
-	size_t bytes = eng_book_bytes(&cfg);
-	ck_assert_uint_gt(bytes, 0);
-	uint64_t caps[6];
-	caps[SHM_BOOK_CAP_SYMBOLS] = 8;
-	caps[SHM_BOOK_CAP_LEVELS] = levels;
-	caps[SHM_BOOK_CAP_ORDERS] = orders;
-	caps[SHM_BOOK_CAP_FILLS] = fills;
-	caps[SHM_BOOK_CAP_SHARD] = 0;
-	caps[SHM_BOOK_CAP_NSHARDS] = 2;
-	ck_assert_int_eq(shm_region_create(&fx.reg, inst, "book.0", SHM_KIND_BOOK,
-					   bytes, caps, 6, 0640), 0);
-	ck_assert_int_eq(eng_book_init(&fx.b, shm_region_body(&fx.reg),
+	ck_assert_uint_gt(eng_core_bytes(&cfg), 0);
+	ck_assert_int_eq(shm_book_region_create(&fx.reg, inst, &cfg.caps, 0, 2, 0), 0);
+	ck_assert_int_eq(eng_core_init(&fx.b, shm_region_body(&fx.reg),
 				       shm_region_body_size(&fx.reg), &cfg, NULL, NULL), 0);
-	ck_assert_int_eq(eng_book_symbol_add(fx.b, "ABC", 3, &fx.sym), 0);
-	ck_assert_int_eq(eng_book_symbol_add(fx.b, "XYZ", 3, &fx.sym2), 0);
+	ck_assert_int_eq(eng_core_symbol_add(fx.b, "ABC", 3, &fx.sym), 0);
+	ck_assert_int_eq(eng_core_symbol_add(fx.b, "XYZ", 3, &fx.sym2), 0);
 	shm_region_publish(&fx.reg);
-	ck_assert_int_eq(shm_readers_create(&fx.w, inst, 0, 32, 0600), 0);
+	ck_assert_int_eq(shm_rcu_create(&fx.w, inst, 0, 32, 0600), 0);
 }
 
 static void book_free(void)
 {
-	eng_book_destroy(fx.b);
-	shm_readers_detach(&fx.w);
+	eng_core_destroy(fx.b);
+	shm_rcu_detach(&fx.w);
 	shm_region_detach(&fx.reg);
 }
 
@@ -85,7 +76,7 @@ static struct eng_req req(uint64_t account)
 	memset(&r, 0, sizeof(r));
 	r.seq = ++fx.seq;
 	r.time_ns = fx.seq * 1000000000ull;
-	r.epoch = shm_readers_epoch(&fx.w);
+	r.epoch = shm_rcu_epoch(&fx.w);
 	r.account = account;
 	r.sym = fx.sym;
 	return r;
@@ -99,26 +90,26 @@ static uint64_t place(uint64_t account, unsigned side, int64_t price, int64_t qt
 	r.price = price;
 	r.qty = qty;
 	uint64_t id = 0;
-	ck_assert_int_eq(eng_book_submit(fx.b, &r, &id), 0);
+	ck_assert_int_eq(eng_core_submit(fx.b, &r, &id), 0);
 	return id;
 }
 
 /* What the matcher does after a batch: advance, poll, reclaim. */
 static void grace(void)
 {
-	(void)shm_readers_advance(&fx.w);
-	eng_book_reclaim(fx.b, shm_readers_safe_epoch(&fx.w));
+	(void)shm_rcu_advance(&fx.w);
+	eng_core_reclaim(fx.b, shm_rcu_safe_epoch(&fx.w));
 }
 
-static void open_reader(struct shm_read *rd)
+static void open_reader(struct shm_snap *rd)
 {
-	int rc = shm_read_open(rd, inst, 0);
-	ck_assert_msg(rc == 0, "open: %s: %s", shmex_strerror(rc), rd->err);
+	int rc = shm_snap_open(rd, inst, 0);
+	ck_assert_msg(rc == 0, "open: %s: %s", shmex_strerror(rc), rd->err.msg);
 }
 
 START_TEST(top_and_depth)
 {
-	struct shm_read rd;
+	struct shm_snap rd;
 	book_make(64, 64, 256);
 	(void)place(1, SHM_SIDE_BUY, 100, 10);
 	(void)place(2, SHM_SIDE_BUY, 100, 5);
@@ -128,8 +119,8 @@ START_TEST(top_and_depth)
 	(void)place(3, SHM_SIDE_SELL, 103, 4);
 	open_reader(&rd);
 
-	struct shm_read_top t;
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym, &t), 0);
+	struct shm_snap_top t;
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), 0);
 	ck_assert(t.has_bid && t.has_ask);
 	ck_assert_int_eq(t.bid_price, 100);
 	ck_assert_int_eq(t.bid_qty, 15);
@@ -142,9 +133,9 @@ START_TEST(top_and_depth)
 	ck_assert_int_eq(t.open_qty[SHM_SIDE_BUY], 23);
 	ck_assert_uint_eq(t.trades, 0);
 
-	struct shm_read_level bids[2], asks[2];
-	struct shm_read_depth d = {.bids = bids, .asks = asks, .max = 2};
-	ck_assert_int_eq(shm_read_depth(&rd, fx.sym, &d), 0);
+	struct shm_snap_level bids[2], asks[2];
+	struct shm_snap_depth d = {.bids = bids, .asks = asks, .max = 2};
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), 0);
 	ck_assert_uint_eq(d.nbids, 2);
 	ck_assert(d.more_bids);
 	ck_assert_int_eq(bids[0].price, 100);
@@ -158,11 +149,11 @@ START_TEST(top_and_depth)
 	ck_assert_int_eq(asks[1].qty, 4);
 
 	/* The same as the writer's own view. */
-	struct shm_read_level all_b[8], all_a[8];
-	struct shm_read_depth full = {.bids = all_b, .asks = all_a, .max = 8};
-	ck_assert_int_eq(shm_read_depth(&rd, fx.sym, &full), 0);
-	struct eng_book_level_info w[8];
-	size_t n = eng_book_depth(fx.b, fx.sym, SHM_SIDE_BUY, w, 8);
+	struct shm_snap_level all_b[8], all_a[8];
+	struct shm_snap_depth full = {.bids = all_b, .asks = all_a, .max = 8};
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &full), 0);
+	struct eng_core_level_info w[8];
+	size_t n = eng_core_depth(fx.b, fx.sym, SHM_SIDE_BUY, w, 8);
 	ck_assert_uint_eq(n, full.nbids);
 	for (size_t i = 0; i < n; i++) {
 		ck_assert_int_eq(w[i].price, all_b[i].price);
@@ -171,13 +162,13 @@ START_TEST(top_and_depth)
 	}
 
 	/* An empty symbol; a trade moves the top. */
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym2, &t), 0);
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym2, &t), 0);
 	ck_assert(!t.has_bid && !t.has_ask);
 	d.max = 0;
-	ck_assert_int_eq(shm_read_depth(&rd, fx.sym2, &d), 0);
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym2, &d), 0);
 	ck_assert_uint_eq(d.nbids + d.nasks, 0);
 	(void)place(4, SHM_SIDE_SELL, 100, 12);
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym, &t), 0);
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), 0);
 	ck_assert_int_eq(t.bid_price, 100);
 	ck_assert_int_eq(t.bid_qty, 3);
 	ck_assert_uint_eq(t.bid_orders, 1);
@@ -185,23 +176,23 @@ START_TEST(top_and_depth)
 	ck_assert_int_eq(t.volume, 12);
 	ck_assert_int_eq(t.last_price, 100);
 	ck_assert_int_eq(t.last_qty, 2);
-	shm_read_close(&rd);
+	shm_snap_close(&rd);
 	book_free();
 }
 END_TEST
 
 START_TEST(order_status_and_fills)
 {
-	struct shm_read rd;
-	struct shm_read_order o;
-	struct shm_read_fill f[4];
+	struct shm_snap rd;
+	struct shm_snap_order o;
+	struct shm_snap_fill f[4];
 	size_t nf;
 	book_make(64, 64, 256);
 	uint64_t buy = place(1, SHM_SIDE_BUY, 100, 10);
 	uint64_t sell = place(2, SHM_SIDE_SELL, 99, 4);
 	open_reader(&rd);
 
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 4, &nf), 0);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 4, &nf), 0);
 	ck_assert_uint_eq(o.id, buy);
 	ck_assert_uint_eq(o.account, 1);
 	ck_assert_uint_eq(o.state, SHM_BOOK_ORDER_LIVE);
@@ -217,7 +208,7 @@ START_TEST(order_status_and_fills)
 	ck_assert(f[0].maker);
 	ck_assert_uint_eq(f[0].counterparty, sell);
 
-	ck_assert_int_eq(shm_read_order(&rd, sell, &o, f, 4, &nf), 0);
+	ck_assert_int_eq(shm_snap_order(&rd, sell, &o, f, 4, &nf), 0);
 	ck_assert_uint_eq(o.state, SHM_BOOK_ORDER_DONE);
 	ck_assert_uint_eq(o.done_reason, SHM_BOOK_DONE_FILLED);
 	ck_assert_int_eq(o.open, 0);
@@ -228,8 +219,8 @@ START_TEST(order_status_and_fills)
 
 	struct eng_req c = req(1);
 	c.order_id = buy;
-	ck_assert_int_eq(eng_book_cancel(fx.b, &c), 0);
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, NULL, 0, &nf), 0);
+	ck_assert_int_eq(eng_core_cancel(fx.b, &c), 0);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, NULL, 0, &nf), 0);
 	ck_assert_uint_eq(nf, 0);
 	ck_assert_uint_eq(o.nfills, 1);
 	ck_assert_uint_eq(o.state, SHM_BOOK_ORDER_DONE);
@@ -241,27 +232,27 @@ START_TEST(order_status_and_fills)
 	ck_assert_int_eq(o.open + o.executed + o.cancelled, o.amount);
 
 	/* Ids that are not orders of this shard. */
-	ck_assert_int_eq(shm_read_order(&rd, 0, &o, NULL, 0, &nf), SHMEX_ENOORDER);
-	ck_assert_int_eq(shm_read_order(&rd, buy + 1, &o, NULL, 0, &nf), SHMEX_EWRONGSHARD);
-	ck_assert_int_eq(shm_read_order(&rd, sell + 2 * 10, &o, NULL, 0, &nf), SHMEX_ENOORDER);
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, NULL, 1, &nf), -EINVAL);
-	shm_read_close(&rd);
+	ck_assert_int_eq(shm_snap_order(&rd, 0, &o, NULL, 0, &nf), SHMEX_ENOORDER);
+	ck_assert_int_eq(shm_snap_order(&rd, buy + 1, &o, NULL, 0, &nf), SHMEX_EWRONGSHARD);
+	ck_assert_int_eq(shm_snap_order(&rd, sell + 2 * 10, &o, NULL, 0, &nf), SHMEX_ENOORDER);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, NULL, 1, &nf), -EINVAL);
+	shm_snap_close(&rd);
 	book_free();
 }
 END_TEST
 
 START_TEST(recycled_order_is_gone)
 {
-	struct shm_read rd;
-	struct shm_read_order o;
+	struct shm_snap rd;
+	struct shm_snap_order o;
 	size_t nf;
 	book_make(16, 4, 64);
 	open_reader(&rd);
 	uint64_t first = place(1, SHM_SIDE_BUY, 100, 1);
 	struct eng_req c = req(1);
 	c.order_id = first;
-	ck_assert_int_eq(eng_book_cancel(fx.b, &c), 0);
-	ck_assert_int_eq(shm_read_order(&rd, first, &o, NULL, 0, &nf), 0);
+	ck_assert_int_eq(eng_core_cancel(fx.b, &c), 0);
+	ck_assert_int_eq(shm_snap_order(&rd, first, &o, NULL, 0, &nf), 0);
 	/* Fill the other three slots, pass a grace period, then one more
 	 * order takes the oldest done record. */
 	for (int i = 0; i < 3; i++)
@@ -269,37 +260,37 @@ START_TEST(recycled_order_is_gone)
 	grace();
 	uint64_t next = place(1, SHM_SIDE_BUY, 95, 1);
 	ck_assert_uint_eq(shm_order_slot(next, 2, 4), shm_order_slot(first, 2, 4));
-	ck_assert_int_eq(shm_read_order(&rd, first, &o, NULL, 0, &nf), SHMEX_ENOORDER);
-	ck_assert_int_eq(shm_read_order(&rd, next, &o, NULL, 0, &nf), 0);
+	ck_assert_int_eq(shm_snap_order(&rd, first, &o, NULL, 0, &nf), SHMEX_ENOORDER);
+	ck_assert_int_eq(shm_snap_order(&rd, next, &o, NULL, 0, &nf), 0);
 	ck_assert_int_eq(o.price, 95);
-	shm_read_close(&rd);
+	shm_snap_close(&rd);
 	book_free();
 }
 END_TEST
 
 START_TEST(symbols_and_stats)
 {
-	struct shm_read rd;
+	struct shm_snap rd;
 	uint32_t idx;
 	char name[16];
 	book_make(64, 64, 256);
 	(void)place(1, SHM_SIDE_BUY, 100, 10);
 	(void)place(2, SHM_SIDE_SELL, 100, 10);
 	open_reader(&rd);
-	ck_assert_uint_eq(shm_read_nsymbols(&rd), 2);
-	ck_assert_int_eq(shm_read_symbol_find(&rd, "XYZ", 3, &idx), 0);
+	ck_assert_uint_eq(shm_snap_nsymbols(&rd), 2);
+	ck_assert_int_eq(shm_snap_symbol_find(&rd, "XYZ", 3, &idx), 0);
 	ck_assert_uint_eq(idx, fx.sym2);
-	ck_assert_int_eq(shm_read_symbol_find(&rd, "QQQ", 3, &idx), SHMEX_ENOSYMBOL);
-	ck_assert_int_eq(shm_read_symbol_find(&rd, "A B", 3, &idx), SHMEX_EBADSYMBOL);
-	ck_assert_int_eq(shm_read_symbol_name(&rd, fx.sym, name), 0);
+	ck_assert_int_eq(shm_snap_symbol_find(&rd, "QQQ", 3, &idx), SHMEX_ENOSYMBOL);
+	ck_assert_int_eq(shm_snap_symbol_find(&rd, "A B", 3, &idx), SHMEX_EBADSYMBOL);
+	ck_assert_int_eq(shm_snap_symbol_name(&rd, fx.sym, name), 0);
 	ck_assert_str_eq(name, "ABC");
-	ck_assert_int_eq(shm_read_symbol_name(&rd, 2, name), SHMEX_ENOSYMBOL);
-	struct shm_read_top t;
-	ck_assert_int_eq(shm_read_top(&rd, 2, &t), SHMEX_ENOSYMBOL);
-	ck_assert_int_eq(shm_read_top(&rd, UINT32_MAX, &t), SHMEX_ENOSYMBOL);
+	ck_assert_int_eq(shm_snap_symbol_name(&rd, 2, name), SHMEX_ENOSYMBOL);
+	struct shm_snap_top t;
+	ck_assert_int_eq(shm_snap_top(&rd, 2, &t), SHMEX_ENOSYMBOL);
+	ck_assert_int_eq(shm_snap_top(&rd, UINT32_MAX, &t), SHMEX_ENOSYMBOL);
 
-	struct shm_read_shard_stats st;
-	shm_read_stats(&rd, &st);
+	struct shm_snap_shard_stats st;
+	shm_snap_stats(&rd, &st);
 	ck_assert_uint_eq(st.shard, 0);
 	ck_assert_uint_eq(st.nshards, 2);
 	ck_assert_uint_eq(st.cap_orders, 64);
@@ -308,29 +299,29 @@ START_TEST(symbols_and_stats)
 	ck_assert_uint_eq(st.orders_live, 0);
 	ck_assert_uint_eq(st.readers.registered, 1);
 	ck_assert_uint_eq(st.readers.nslots, 32);
-	shm_read_close(&rd);
+	shm_snap_close(&rd);
 	book_free();
 }
 END_TEST
 
 START_TEST(evicted_reader_registers_again)
 {
-	struct shm_read rd;
-	struct shm_read_top t;
+	struct shm_snap rd;
+	struct shm_snap_top t;
 	book_make(64, 64, 256);
 	(void)place(1, SHM_SIDE_BUY, 100, 10);
 	open_reader(&rd);
 	/* An operator evicts the reader's slot: the next read notices at
 	 * enter, takes a new slot and answers normally. */
-	ck_assert_int_eq(shm_readers_evict(&fx.w, rd.reader.index), 0);
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym, &t), 0);
+	ck_assert_int_eq(shm_rcu_evict(&fx.w, rd.reader.index), 0);
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), 0);
 	ck_assert_int_eq(t.bid_price, 100);
 	ck_assert_uint_eq(rd.lost, 1);
-	struct shm_readers_stats st;
-	shm_readers_stats(&fx.w, &st);
+	struct shm_rcu_stats st;
+	shm_rcu_stats(&fx.w, &st);
 	ck_assert_uint_eq(st.registered, 1);
-	shm_read_close(&rd);
-	shm_readers_stats(&fx.w, &st);
+	shm_snap_close(&rd);
+	shm_rcu_stats(&fx.w, &st);
 	ck_assert_uint_eq(st.registered, 0);
 	book_free();
 }
@@ -338,27 +329,27 @@ END_TEST
 
 START_TEST(open_errors)
 {
-	struct shm_read rd, a;
-	ck_assert_int_eq(shm_read_open(&rd, inst, 0), -ENOENT);
-	ck_assert_ptr_nonnull(strstr(rd.err, "book.0"));
-	shm_read_close(&rd);
+	struct shm_snap rd, a;
+	ck_assert_int_eq(shm_snap_open(&rd, inst, 0), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(rd.err.msg, "book.0"));
+	shm_snap_close(&rd);
 	book_make(64, 64, 256);
-	ck_assert_int_eq(shm_read_open(&rd, inst, 1), -ENOENT);
-	shm_read_close(&rd);
+	ck_assert_int_eq(shm_snap_open(&rd, inst, 1), -ENOENT);
+	shm_snap_close(&rd);
 	/* No reader table for shard 0. */
-	shm_readers_detach(&fx.w);
-	ck_assert_int_eq(shm_readers_unlink(inst, 0), 0);
-	ck_assert_int_eq(shm_read_open(&rd, inst, 0), -ENOENT);
-	ck_assert_ptr_nonnull(strstr(rd.err, "readers.0"));
-	shm_read_close(&rd);
+	shm_rcu_detach(&fx.w);
+	ck_assert_int_eq(shm_rcu_unlink(inst, 0), 0);
+	ck_assert_int_eq(shm_snap_open(&rd, inst, 0), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(rd.err.msg, "readers.0"));
+	shm_snap_close(&rd);
 	/* A full table. */
-	ck_assert_int_eq(shm_readers_create(&fx.w, inst, 0, 1, 0600), 0);
+	ck_assert_int_eq(shm_rcu_create(&fx.w, inst, 0, 1, 0600), 0);
 	open_reader(&a);
-	ck_assert_int_eq(shm_read_open(&rd, inst, 0), SHMEX_ENOREADERSLOT);
-	shm_read_close(&rd);
-	shm_read_close(&a);
+	ck_assert_int_eq(shm_snap_open(&rd, inst, 0), SHMEX_ENOREADERSLOT);
+	shm_snap_close(&rd);
+	shm_snap_close(&a);
 	open_reader(&rd);
-	shm_read_close(&rd);
+	shm_snap_close(&rd);
 	book_free();
 }
 END_TEST
@@ -367,12 +358,12 @@ END_TEST
 
 START_TEST(corrupted_region_gives_errors)
 {
-	struct shm_read rd;
-	struct shm_read_top t;
-	struct shm_read_level b[8], a[8];
-	struct shm_read_depth d = {.bids = b, .asks = a, .max = 8};
-	struct shm_read_order o;
-	struct shm_read_fill f[8];
+	struct shm_snap rd;
+	struct shm_snap_top t;
+	struct shm_snap_level b[8], a[8];
+	struct shm_snap_depth d = {.bids = b, .asks = a, .max = 8};
+	struct shm_snap_order o;
+	struct shm_snap_fill f[8];
 	size_t nf;
 	book_make(64, 64, 256);
 	uint64_t buy = place(1, SHM_SIDE_BUY, 100, 10);
@@ -382,7 +373,7 @@ START_TEST(corrupted_region_gives_errors)
 	(void)place(2, SHM_SIDE_SELL, 105, 4);
 	open_reader(&rd);
 	rd.max_retries = 8;
-	const struct shm_book_view *v = eng_book_view(fx.b);
+	const struct shm_book_view *v = eng_core_view(fx.b);
 	struct shm_book_sym_sh *s = &v->symbols[fx.sym];
 	uint32_t h0 = s->head[SHM_SIDE_BUY];
 	struct shm_book_level_sh *l0 = &v->levels[h0];
@@ -390,96 +381,96 @@ START_TEST(corrupted_region_gives_errors)
 
 	/* A head beyond the pool. */
 	s->head[SHM_SIDE_BUY] = 12345678;
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
-	ck_assert_int_eq(shm_read_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
 	s->head[SHM_SIDE_BUY] = h0;
-	ck_assert_int_eq(shm_read_depth(&rd, fx.sym, &d), 0);
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), 0);
 	ck_assert_uint_eq(d.nbids, 3);
 	/* A cycle in the level list; a level pointing past the pool. */
 	l0->next = h0;
-	ck_assert_int_eq(shm_read_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
 	l0->next = UINT32_MAX - 1;
-	ck_assert_int_eq(shm_read_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
 	l0->next = l0next;
 	/* Unsorted, freed, foreign, empty levels; a crossed book. */
 	int64_t p = l0->price;
 	l0->price = 97;
-	ck_assert_int_eq(shm_read_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
 	l0->price = 200;
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
 	l0->price = p;
 	l0->state = SHM_BOOK_LEVEL_FREE;
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
 	l0->state = SHM_BOOK_LEVEL_LIVE;
 	l0->sym = fx.sym2;
-	ck_assert_int_eq(shm_read_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
 	l0->sym = fx.sym;
 	l0->count = 0;
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
 	l0->count = 1;
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym, &t), 0);
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), 0);
 
 	/* Order records. */
 	uint32_t oi = (uint32_t)shm_order_slot(buy, 2, 64);
 	struct shm_book_order_sh *ord = &v->orders[oi];
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 8, &nf), 0);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), 0);
 	ck_assert_uint_eq(nf, 1);
 	uint32_t fh = ord->fill_head;
 	ord->fill_head = 99999;
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
 	ord->fill_head = fh;
 	v->fills[fh].next = fh; /* a cycle */
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
 	v->fills[fh].next = SHM_BOOK_NIL;
 	v->fills[fh].order_id = buy + 2; /* someone else's fill */
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
 	v->fills[fh].order_id = buy;
 	ord->amount++;
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
 	ord->amount--;
 	ord->executed = INT64_MAX;
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
 	ord->executed = 4;
 	ord->side = 7;
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
 	ord->side = SHM_SIDE_BUY;
 	ord->sym = 5000;
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBADINDEX);
 	ord->sym = fx.sym;
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 8, &nf), 0);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), 0);
 	ck_assert_int_eq(o.open + o.executed + o.cancelled, o.amount);
 
 	/* A seqcount stuck odd (writer died inside its window): busy. */
 	s->seq |= 1;
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym, &t), SHMEX_EBUSY);
-	ck_assert_int_eq(shm_read_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBUSY);
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBUSY);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBUSY);
 	s->seq++;
-	ck_assert_int_eq(shm_read_top(&rd, fx.sym, &t), 0);
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), 0);
 	ck_assert_uint_gt(rd.busy, 0);
 
 	/* Symbol table: a count beyond the capacity, a garbage name. */
 	v->hdr->nsymbols = 1000000;
-	ck_assert_uint_eq(shm_read_nsymbols(&rd), 8);
+	ck_assert_uint_eq(shm_snap_nsymbols(&rd), 8);
 	char name[16];
-	ck_assert_int_eq(shm_read_symbol_name(&rd, 7, name), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_symbol_name(&rd, 7, name), SHMEX_EBADINDEX);
 	memset(v->symbols[7].name, 0xff, 16);
-	ck_assert_int_eq(shm_read_symbol_name(&rd, 7, name), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_symbol_name(&rd, 7, name), SHMEX_EBADINDEX);
 	/* A never-published entry (zeroed: heads name level 0). */
-	ck_assert_int_eq(shm_read_top(&rd, 7, &t), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_top(&rd, 7, &t), SHMEX_EBADINDEX);
 	v->symbols[7].head[0] = SHM_BOOK_NIL;
 	v->symbols[7].head[1] = SHM_BOOK_NIL;
-	ck_assert_int_eq(shm_read_top(&rd, 7, &t), 0);
+	ck_assert_int_eq(shm_snap_top(&rd, 7, &t), 0);
 	ck_assert(!t.has_bid && !t.has_ask);
 	v->symbols[7].head[0] = 3;
-	ck_assert_int_eq(shm_read_top(&rd, 7, &t), SHMEX_EBADINDEX);
-	shm_read_close(&rd);
+	ck_assert_int_eq(shm_snap_top(&rd, 7, &t), SHMEX_EBADINDEX);
+	shm_snap_close(&rd);
 
 	/* A corrupted geometry refuses to open. */
 	v->hdr->cap_levels = 1u << 29;
-	ck_assert_int_eq(shm_read_open(&rd, inst, 0), SHMEX_EBADLAYOUT);
+	ck_assert_int_eq(shm_snap_open(&rd, inst, 0), SHMEX_EBADLAYOUT);
 	v->hdr->cap_levels = 64;
 	v->hdr->off_orders += 64;
-	ck_assert_int_eq(shm_read_open(&rd, inst, 0), SHMEX_EBADLAYOUT);
+	ck_assert_int_eq(shm_snap_open(&rd, inst, 0), SHMEX_EBADLAYOUT);
 	book_free();
 }
 END_TEST
@@ -491,22 +482,22 @@ END_TEST
 
 static int reader_proc(unsigned long long until)
 {
-	struct shm_read rd;
-	if (shm_read_open(&rd, inst, 0) != 0)
+	struct shm_snap rd;
+	if (shm_snap_open(&rd, inst, 0) != 0)
 		return 10;
-	struct shm_read_level b[64], a[64];
-	struct shm_read_depth d = {.bids = b, .asks = a, .max = 64};
-	struct shm_read_top t;
-	struct shm_read_order o;
-	struct shm_read_fill f[16];
+	struct shm_snap_level b[64], a[64];
+	struct shm_snap_depth d = {.bids = b, .asks = a, .max = 64};
+	struct shm_snap_top t;
+	struct shm_snap_order o;
+	struct shm_snap_fill f[16];
 	size_t nf;
 	unsigned long ok = 0, busy = 0, orders = 0;
 	uint32_t sym = 0;
-	if (shm_read_symbol_find(&rd, "ABC", 3, &sym) != 0)
+	if (shm_snap_symbol_find(&rd, "ABC", 3, &sym) != 0)
 		return 11;
 	uint64_t x = 12345;
 	while (test_now_ns() < until) {
-		int rc = shm_read_depth(&rd, sym, &d);
+		int rc = shm_snap_depth(&rd, sym, &d);
 		if (rc == SHMEX_EBUSY) {
 			busy++;
 			continue;
@@ -519,7 +510,7 @@ static int reader_proc(unsigned long long until)
 		for (size_t i = 0; i < d.nasks; i++)
 			if (a[i].qty != QTY * (int64_t)a[i].count)
 				return 13;
-		rc = shm_read_top(&rd, sym, &t);
+		rc = shm_snap_top(&rd, sym, &t);
 		if (rc == 0 && ((t.has_bid && t.bid_qty != QTY * (int64_t)t.bid_orders) ||
 				(t.has_ask && t.ask_qty != QTY * (int64_t)t.ask_orders)))
 			return 14;
@@ -528,7 +519,7 @@ static int reader_proc(unsigned long long until)
 		/* Some order id this shard may have issued (odd ids). */
 		x = x * 6364136223846793005ull + 1442695040888963407ull;
 		uint64_t id = 2 * ((x >> 33) % 4096) + 1;
-		rc = shm_read_order(&rd, id, &o, f, 16, &nf);
+		rc = shm_snap_order(&rd, id, &o, f, 16, &nf);
 		if (rc == 0) {
 			orders++;
 			if (o.amount != QTY || o.open + o.executed + o.cancelled != QTY)
@@ -546,7 +537,7 @@ static int reader_proc(unsigned long long until)
 	fprintf(stderr, "reader %d: %lu snapshots, %lu orders read, %lu busy, "
 		"%llu retries, %llu lost\n", (int)getpid(), ok, orders, busy,
 		(unsigned long long)rd.retries, (unsigned long long)rd.lost);
-	shm_read_close(&rd);
+	shm_snap_close(&rd);
 	return ok > 100 ? 0 : 19;
 }
 
@@ -554,7 +545,7 @@ START_TEST(concurrent_writer_and_reader_processes)
 {
 	enum { NREADERS = 2 };
 	book_make(128, 1024, 4096);
-	shm_readers_set_reap_interval(&fx.w, 0);
+	shm_rcu_set_reap_interval(&fx.w, 0);
 	unsigned long long until = test_now_ns() + 1500000000ull;
 	pid_t pid[NREADERS];
 	for (int i = 0; i < NREADERS; i++) {
@@ -575,7 +566,7 @@ START_TEST(concurrent_writer_and_reader_processes)
 			struct eng_req c = req(owner[k]);
 			c.order_id = live[k];
 			/* Open or already filled: both are fine. */
-			(void)!eng_book_cancel(fx.b, &c);
+			(void)!eng_core_cancel(fx.b, &c);
 			live[k] = live[--nlive];
 			owner[k] = owner[nlive];
 		} else {
@@ -585,7 +576,7 @@ START_TEST(concurrent_writer_and_reader_processes)
 			q.price = PRICE_MID + (int64_t)((r >> 4) % 21) - 10;
 			q.qty = QTY;
 			uint64_t id;
-			int rc = eng_book_submit(fx.b, &q, &id);
+			int rc = eng_core_submit(fx.b, &q, &id);
 			if (rc == 0 && nlive < 512) {
 				owner[nlive] = q.account;
 				live[nlive++] = id;
@@ -603,23 +594,23 @@ START_TEST(concurrent_writer_and_reader_processes)
 			      WEXITSTATUS(st) : -1);
 	}
 	char why[256];
-	ck_assert_msg(eng_book_check(fx.b, why, sizeof(why)) == 0, "%s", why);
-	struct eng_book_stats bs;
-	eng_book_stats(fx.b, &bs);
+	ck_assert_msg(eng_core_check(fx.b, why, sizeof(why)) == 0, "%s", why);
+	struct eng_core_stats bs;
+	eng_core_stats(fx.b, &bs);
 	fprintf(stderr, "writer: %llu requests, %llu book-full; orders live %u "
 		"done %u free %u unused %u; fills used %u free %u; epoch %llu safe %llu\n",
 		(unsigned long long)n, (unsigned long long)full, bs.orders_live,
 		bs.orders_done, bs.orders_free, bs.orders_unused, bs.fills_used,
-		bs.fills_free, (unsigned long long)shm_readers_epoch(&fx.w),
+		bs.fills_free, (unsigned long long)shm_rcu_epoch(&fx.w),
 		(unsigned long long)fx.w.safe);
 	ck_assert_uint_gt(n, 1000);
 	book_free();
 }
 END_TEST
 
-static Suite *shm_read_suite(void)
+static Suite *shm_snap_suite(void)
 {
-	Suite *s = suite_create("shm_read");
+	Suite *s = suite_create("shm_snap");
 	TCase *tc = tcase_create("reads");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, top_and_depth);
@@ -638,4 +629,4 @@ static Suite *shm_read_suite(void)
 	return s;
 }
 
-SHMEX_TEST_MAIN(shm_read_suite)
+SHMEX_TEST_MAIN(shm_snap_suite)

@@ -1,9 +1,9 @@
 /*
- * shm_query: read-only inspection of a running exchange (contract in
- * shm_query.h), the library of `shmex-query`.
+ * qry: read-only inspection of a running exchange (contract in
+ * qry.h), the library of `shmex-query`.
  *
  * Shape.  The handle attaches the control region as an observer and opens
- * a shm_read handle per shard on first use.  Commands gather what they show
+ * a shm_snap handle per shard on first use.  Commands gather what they show
  * into private structs first and print afterwards, so no output is ever
  * produced from inside a read-side section and a failed read prints
  * nothing.  Text and JSON share the gathering code; JSON is one line per
@@ -11,11 +11,11 @@
  * as numbers), written by a few helpers here rather than a library so that
  * shm/ keeps no dependency beyond libc and liburcu.
  *
- * The full-book snapshot.  shm_read offers top of book and depth, each its
+ * The full-book snapshot.  shm_snap offers top of book and depth, each its
  * own snapshot; `book` needs the symbol's counters and its levels (and, for
  * --orders and the invariant checker, every order of every level) from ONE
  * state.  snap_try() therefore walks the symbol itself, with the same
- * protocol as shm_read.c: inside a read-side section of the shard's reader
+ * protocol as shm_snap.c: inside a read-side section of the shard's reader
  * table (nothing reachable is reused under it) it loads the symbol's
  * seqcount with acquire [QY1] (pairs with the matcher's closing release
  * [BK4]; odd means a change is in progress), loads every link with acquire
@@ -25,7 +25,7 @@
  * Walks are bounded by the pools' capacities and every index is checked
  * against them, so a torn or corrupted list ends the walk instead of
  * looping or leaving the mapping.  Semantic invariants are judged only on
- * stable snapshots (shm_query_snap_check), where a violation is real.
+ * stable snapshots (qry_snap_check), where a violation is real.
  *
  * Limits.  A very deep book walked under heavy churn may stay unstable for
  * every try and answer SHMEX_EBUSY (the watch loop then shows the previous
@@ -33,7 +33,7 @@
  * every position slot of every shard (no index by account): linear in the
  * positions capacity, fine for an operator's tool.
  */
-#include "shm/shm_query.h"
+#include "shm/query/qry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -51,7 +51,7 @@
 
 #define NIL SHM_BOOK_NIL
 /* A snapshot attempt's "the seqcount moved, try again". */
-#define SNAP_RETRY SHM_READ_RETRY
+#define SNAP_RETRY SHM_SNAP_RETRY
 
 /* --- small formatting helpers --------------------------------------------- */
 
@@ -138,25 +138,23 @@ static const char *status_name(unsigned state, unsigned reason)
 
 /* --- handle --------------------------------------------------------------- */
 
-int shm_query_open(struct shm_query *q, const char *instance)
+int qry_open(struct qry *q, const char *instance)
 {
 	memset(q, 0, sizeof(*q));
 	snprintf(q->instance, sizeof(q->instance), "%s", instance);
 	int rc = shm_instance_attach(instance, SHM_ROLE_OBSERVER, 0, &q->inst);
 	if (rc) {
 		const char *why =
-		    q->inst.err[0] ? q->inst.err : shmex_strerror(rc);
+		    shmex_error_msg(&q->inst.err, rc);
 		if (rc == -ENOENT)
-			snprintf(q->err, sizeof(q->err),
-				 "instance '%s' is not running: %s", instance,
+			shmex_error_set(&q->err, 0, "instance '%s' is not running: %s", instance,
 				 why);
 		else if (rc == SHMEX_EBADNAME)
-			snprintf(q->err, sizeof(q->err),
-				 "invalid instance name '%s' (1-%d of A-Z a-z "
+			shmex_error_set(&q->err, 0, "invalid instance name '%s' (1-%d of A-Z a-z "
 				 "0-9 _ -)",
 				 instance, SHM_INSTANCE_MAX);
 		else
-			snprintf(q->err, sizeof(q->err), "instance '%s': %s",
+			shmex_error_set(&q->err, 0, "instance '%s': %s",
 				 instance, why);
 		return rc;
 	}
@@ -165,18 +163,18 @@ int shm_query_open(struct shm_query *q, const char *instance)
 	q->rd = calloc(q->nshards, sizeof(*q->rd));
 	q->rd_open = calloc(q->nshards, sizeof(*q->rd_open));
 	if (!q->rd || !q->rd_open) {
-		shm_query_close(q);
-		snprintf(q->err, sizeof(q->err), "out of memory");
+		qry_close(q);
+		shmex_error_set(&q->err, 0, "out of memory");
 		return -ENOMEM;
 	}
 	return 0;
 }
 
-void shm_query_close(struct shm_query *q)
+void qry_close(struct qry *q)
 {
 	for (uint32_t k = 0; q->rd_open && k < q->nshards; k++)
 		if (q->rd_open[k])
-			shm_read_close(&q->rd[k]);
+			shm_snap_close(&q->rd[k]);
 	free(q->rd);
 	free(q->rd_open);
 	q->rd = NULL;
@@ -184,22 +182,20 @@ void shm_query_close(struct shm_query *q)
 	shm_instance_detach(&q->inst);
 }
 
-int shm_query_shard(struct shm_query *q, uint32_t k, struct shm_read **rd)
+int qry_shard(struct qry *q, uint32_t k, struct shm_snap **rd)
 {
 	if (k >= q->nshards) {
-		snprintf(q->err, sizeof(q->err),
-			 "shard %u out of range (%u shards)", k, q->nshards);
+		shmex_error_set(&q->err, 0, "shard %u out of range (%u shards)", k, q->nshards);
 		return SHMEX_EBADINDEX;
 	}
 	if (!q->rd_open[k]) {
-		int rc = shm_read_open(&q->rd[k], q->instance, k);
+		int rc = shm_snap_open(&q->rd[k], q->instance, k);
 		if (rc) {
 			/* rd.err names the object (book.<k>, readers.<k>). */
-			if (q->rd[k].err[0])
-				snprintf(q->err, sizeof(q->err), "%s",
-					 q->rd[k].err);
+			if (q->rd[k].err.msg[0])
+				q->err = q->rd[k].err;
 			else
-				snprintf(q->err, sizeof(q->err), "shard %u: %s",
+				shmex_error_set(&q->err, 0, "shard %u: %s",
 					 k, shmex_strerror(rc));
 			return rc;
 		}
@@ -227,9 +223,9 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 }
 
 struct walk {
-	struct shm_read *rd;
+	struct shm_snap *rd;
 	const struct shm_book_sym_sh *ss;
-	struct shm_query_snap *s;
+	struct qry_snap *s;
 	size_t max_levels;
 	bool orders;
 	unsigned attempts; /* calls of snap_attempt */
@@ -241,7 +237,7 @@ static int snap_try(struct walk *w)
 {
 	const struct shm_book_view *v = &w->rd->view;
 	const struct shm_book_sym_sh *ss = w->ss;
-	struct shm_query_snap *s = w->s;
+	struct qry_snap *s = w->s;
 	int err = 0;
 	uint32_t walked_lev = 0, walked_ord = 0;
 
@@ -273,7 +269,7 @@ static int snap_try(struct walk *w)
 				err = -ENOMEM;
 				break;
 			}
-			struct shm_query_level *L = &s->levels[s->nlev++];
+			struct qry_level *L = &s->levels[s->nlev++];
 			s->side_n[side]++;
 			/* Relaxed: covered by the seqcount (QY1/QY2). */
 			L->price = load_relaxed(&l->price);
@@ -299,7 +295,7 @@ static int snap_try(struct walk *w)
 					err = -ENOMEM;
 					break;
 				}
-				struct shm_query_order *O = &s->ords[s->nord++];
+				struct qry_order *O = &s->ords[s->nord++];
 				L->n++;
 				/* Relaxed: covered by the seqcount. */
 				O->id = load_relaxed(&o->id);
@@ -344,8 +340,8 @@ static int snap_try(struct walk *w)
 	return 0;
 }
 
-/* shm_read_section's snapshot function: one attempt of snap_try. */
-static int snap_attempt(struct shm_read *rd, void *arg)
+/* shm_snap_section's snapshot function: one attempt of snap_try. */
+static int snap_attempt(struct shm_snap *rd, void *arg)
 {
 	struct walk *w = arg;
 	(void)rd;
@@ -353,10 +349,10 @@ static int snap_attempt(struct shm_read *rd, void *arg)
 	return snap_try(w);
 }
 
-int shm_query_snapshot(struct shm_read *rd, uint32_t sym, size_t max_levels,
-		       bool orders, struct shm_query_snap *s)
+int qry_snapshot(struct shm_snap *rd, uint32_t sym, size_t max_levels,
+		       bool orders, struct qry_snap *s)
 {
-	uint32_t nsym = shm_read_nsymbols(rd);
+	uint32_t nsym = shm_snap_nsymbols(rd);
 	const struct shm_book_sym_sh *ss =
 	    sym < nsym ? shm_book_sym_at(&rd->view, sym) : NULL;
 	if (!ss)
@@ -370,12 +366,12 @@ int shm_query_snapshot(struct shm_read *rd, uint32_t sym, size_t max_levels,
 	s->orders = orders;
 	s->retries = 0;
 	struct walk w = {rd, ss, s, max_levels, orders, 0};
-	int rc = shm_read_section(rd, snap_attempt, &w);
+	int rc = shm_snap_section(rd, snap_attempt, &w);
 	s->retries = w.attempts ? w.attempts - 1 : 0;
 	return rc;
 }
 
-void shm_query_snap_free(struct shm_query_snap *s)
+void qry_snap_free(struct qry_snap *s)
 {
 	free(s->levels);
 	free(s->ords);
@@ -400,10 +396,10 @@ static bool sums_to(int64_t a, int64_t b, int64_t c, int64_t want)
 		return SHMEX_EINTERNAL;                                        \
 	} while (0)
 
-static int check_order(const struct shm_query_snap *s,
+static int check_order(const struct qry_snap *s,
 		       const struct shm_book_view *v,
-		       const struct shm_query_level *L,
-		       const struct shm_query_order *O, char *why, size_t len)
+		       const struct qry_level *L,
+		       const struct qry_order *O, char *why, size_t len)
 {
 	const char *sd = side_name(L->side);
 	if (O->state != SHM_BOOK_ORDER_LIVE)
@@ -431,7 +427,7 @@ static int check_order(const struct shm_query_snap *s,
 	return 0;
 }
 
-int shm_query_snap_check(const struct shm_query_snap *s,
+int qry_snap_check(const struct qry_snap *s,
 			 const struct shm_book_view *v, char *why, size_t len)
 {
 	for (unsigned side = 0; side < 2; side++) {
@@ -439,7 +435,7 @@ int shm_query_snap_check(const struct shm_query_snap *s,
 		uint32_t sum_count = 0;
 		int64_t sum_qty = 0;
 		for (size_t k = 0; k < s->side_n[side]; k++) {
-			const struct shm_query_level *L =
+			const struct qry_level *L =
 			    &s->levels[s->side_first[side] + k];
 			if (L->state != SHM_BOOK_LEVEL_LIVE ||
 			    L->sym != s->sym || L->side != side)
@@ -473,7 +469,7 @@ int shm_query_snap_check(const struct shm_query_snap *s,
 				continue;
 			int64_t open = 0;
 			for (uint32_t j = 0; j < L->n; j++) {
-				const struct shm_query_order *O =
+				const struct qry_order *O =
 				    &s->ords[L->first + j];
 				int rc = check_order(s, v, L, O, why, len);
 				if (rc)
@@ -520,48 +516,45 @@ int shm_query_snap_check(const struct shm_query_snap *s,
 /* --- book ----------------------------------------------------------------- */
 
 /* Finds the symbol's shard and index; messages in q->err. */
-static int symbol_lookup(struct shm_query *q, const char *symbol,
-			 struct shm_read **rd, uint32_t *sym)
+static int symbol_lookup(struct qry *q, const char *symbol,
+			 struct shm_snap **rd, uint32_t *sym)
 {
 	size_t len = strlen(symbol);
 	if (!shm_symbol_valid(symbol, len)) {
-		snprintf(q->err, sizeof(q->err),
-			 "invalid symbol '%s' (1-%d letters and digits)",
+		shmex_error_set(&q->err, 0, "invalid symbol '%s' (1-%d letters and digits)",
 			 symbol, SHM_SYMBOL_MAX);
 		return SHMEX_EBADSYMBOL;
 	}
 	uint32_t k = shm_shard_of_symbol(symbol, len, q->nshards);
-	int rc = shm_query_shard(q, k, rd);
+	int rc = qry_shard(q, k, rd);
 	if (rc)
 		return rc;
-	rc = shm_read_symbol_find(*rd, symbol, len, sym);
+	rc = shm_snap_symbol_find(*rd, symbol, len, sym);
 	if (rc == SHMEX_ENOSYMBOL)
-		snprintf(q->err, sizeof(q->err),
-			 "symbol '%s' does not exist (shard %u)", symbol, k);
+		shmex_error_set(&q->err, 0, "symbol '%s' does not exist (shard %u)", symbol, k);
 	else if (rc)
-		snprintf(q->err, sizeof(q->err), "symbol '%s': %s", symbol,
+		shmex_error_set(&q->err, 0, "symbol '%s': %s", symbol,
 			 shmex_strerror(rc));
 	return rc;
 }
 
-static int snap_error(struct shm_query *q, const char *what, int rc)
+static int snap_error(struct qry *q, const char *what, int rc)
 {
 	if (rc == SHMEX_EBUSY)
-		snprintf(q->err, sizeof(q->err),
-			 "%s: the book kept changing; try again", what);
+		shmex_error_set(&q->err, 0, "%s: the book kept changing; try again", what);
 	else
-		snprintf(q->err, sizeof(q->err), "%s: %s", what,
+		shmex_error_set(&q->err, 0, "%s: %s", what,
 			 shmex_strerror(rc));
 	return rc;
 }
 
-static void level_text(FILE *f, const struct shm_query_snap *s,
-		       const struct shm_query_level *L, unsigned side)
+static void level_text(FILE *f, const struct qry_snap *s,
+		       const struct qry_level *L, unsigned side)
 {
 	fprintf(f, "  %s %14s %14s %7u\n", side == SHM_SIDE_BUY ? "bid" : "ask",
 		PX(L->price), QTY(L->qty), L->count);
 	for (uint32_t j = 0; s->orders && j < L->n; j++) {
-		const struct shm_query_order *O = &s->ords[L->first + j];
+		const struct qry_order *O = &s->ords[L->first + j];
 		fprintf(f,
 			"        order %" PRIu64 ", account %" PRIu64
 			": %s of %s\n",
@@ -569,7 +562,7 @@ static void level_text(FILE *f, const struct shm_query_snap *s,
 	}
 }
 
-static void book_text(FILE *f, const struct shm_query_snap *s)
+static void book_text(FILE *f, const struct qry_snap *s)
 {
 	fprintf(f, "%s (shard %u)\n", s->name, s->shard);
 	fprintf(f, "  %-4s %14s %14s %7s\n", "side", "price", "qty", "orders");
@@ -604,18 +597,18 @@ static void book_text(FILE *f, const struct shm_query_snap *s)
 		fprintf(f, "no trades\n");
 }
 
-static void levels_json(FILE *f, const struct shm_query_snap *s, unsigned side)
+static void levels_json(FILE *f, const struct qry_snap *s, unsigned side)
 {
 	fputc('[', f);
 	for (size_t k = 0; k < s->side_n[side]; k++) {
-		const struct shm_query_level *L =
+		const struct qry_level *L =
 		    &s->levels[s->side_first[side] + k];
 		fprintf(f, "%s{\"price\":\"%s\",\"qty\":\"%s\",\"orders\":%u",
 			k ? "," : "", PX(L->price), QTY(L->qty), L->count);
 		if (s->orders) {
 			fprintf(f, ",\"queue\":[");
 			for (uint32_t j = 0; j < L->n; j++) {
-				const struct shm_query_order *O =
+				const struct qry_order *O =
 				    &s->ords[L->first + j];
 				fprintf(
 				    f,
@@ -632,7 +625,7 @@ static void levels_json(FILE *f, const struct shm_query_snap *s, unsigned side)
 	fputc(']', f);
 }
 
-static void book_json(FILE *f, const struct shm_query_snap *s)
+static void book_json(FILE *f, const struct qry_snap *s)
 {
 	fprintf(f, "{\"symbol\":");
 	json_str(f, s->name);
@@ -656,54 +649,54 @@ static void book_json(FILE *f, const struct shm_query_snap *s)
 	fprintf(f, "}\n");
 }
 
-int shm_query_book(struct shm_query *q, FILE *out, unsigned flags,
+int qry_book(struct qry *q, FILE *out, unsigned flags,
 		   const char *symbol, size_t depth)
 {
-	struct shm_read *rd;
+	struct shm_snap *rd;
 	uint32_t sym;
 	int rc = symbol_lookup(q, symbol, &rd, &sym);
 	if (rc)
 		return rc;
-	struct shm_query_snap s;
+	struct qry_snap s;
 	memset(&s, 0, sizeof(s));
-	rc = shm_query_snapshot(rd, sym, depth, (flags & SHM_QUERY_ORDERS) != 0,
+	rc = qry_snapshot(rd, sym, depth, (flags & QRY_ORDERS) != 0,
 				&s);
 	if (rc == 0) {
-		if (flags & SHM_QUERY_JSON)
+		if (flags & QRY_JSON)
 			book_json(out, &s);
 		else
 			book_text(out, &s);
 	} else {
 		snap_error(q, symbol, rc);
 	}
-	shm_query_snap_free(&s);
+	qry_snap_free(&s);
 	return rc;
 }
 
 /* --- order ---------------------------------------------------------------- */
 
-int shm_query_order(struct shm_query *q, FILE *out, unsigned flags, uint64_t id)
+int qry_order(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 {
 	if (id == 0) {
-		snprintf(q->err, sizeof(q->err), "order 0 does not exist");
+		shmex_error_set(&q->err, 0, "order 0 does not exist");
 		return SHMEX_ENOORDER;
 	}
 	uint32_t k = shm_shard_of_order(id, q->nshards);
-	struct shm_read *rd;
-	int rc = shm_query_shard(q, k, &rd);
+	struct shm_snap *rd;
+	int rc = qry_shard(q, k, &rd);
 	if (rc)
 		return rc;
-	struct shm_read_order o;
-	struct shm_read_fill *fills = NULL;
+	struct shm_snap_order o;
+	struct shm_snap_fill *fills = NULL;
 	size_t max = 16, nf = 0;
 	for (;;) {
-		struct shm_read_fill *p = realloc(fills, max * sizeof(*fills));
+		struct shm_snap_fill *p = realloc(fills, max * sizeof(*fills));
 		if (!p) {
 			rc = -ENOMEM;
 			break;
 		}
 		fills = p;
-		rc = shm_read_order(rd, id, &o, fills, max, &nf);
+		rc = shm_snap_order(rd, id, &o, fills, max, &nf);
 		/* More fills than room: read again with room for all. */
 		if (rc || o.nfills <= max)
 			break;
@@ -711,18 +704,17 @@ int shm_query_order(struct shm_query *q, FILE *out, unsigned flags, uint64_t id)
 	}
 	if (rc) {
 		if (rc == SHMEX_ENOORDER)
-			snprintf(q->err, sizeof(q->err),
-				 "order %" PRIu64 " does not exist", id);
+			shmex_error_set(&q->err, 0, "order %" PRIu64 " does not exist", id);
 		else
 			snap_error(q, "order", rc);
 		free(fills);
 		return rc;
 	}
 	char name[16];
-	if (shm_read_symbol_name(rd, o.sym, name) != 0)
+	if (shm_snap_symbol_name(rd, o.sym, name) != 0)
 		snprintf(name, sizeof(name), "?");
 	const char *st = status_name(o.state, o.done_reason);
-	if (flags & SHM_QUERY_JSON) {
+	if (flags & QRY_JSON) {
 		fprintf(out,
 			"{\"id\":%" PRIu64 ",\"shard\":%u,\"account\":%" PRIu64
 			",\"symbol\":",
@@ -796,14 +788,14 @@ static int pos_cmp(const void *a, const void *b)
 }
 
 /* Every position of `id` in shard k, appended to *v. */
-static int positions_of(struct shm_query *q, uint32_t k, uint64_t id,
+static int positions_of(struct qry *q, uint32_t k, uint64_t id,
 			struct pos **v, size_t *n, size_t *cap)
 {
 	struct shm_positions p;
 	int rc = shm_positions_attach(&p, q->instance, k, SHM_RDONLY);
 	if (rc) {
-		snprintf(q->err, sizeof(q->err), "positions of shard %u: %s", k,
-			 p.region.err[0] ? p.region.err : shmex_strerror(rc));
+		shmex_error_set(&q->err, 0, "positions of shard %u: %s", k,
+			 shmex_error_msg(&p.region.err, rc));
 		return rc;
 	}
 	for (uint32_t i = 0; i < p.pos_slots; i++) {
@@ -813,7 +805,7 @@ static int positions_of(struct shm_query *q, uint32_t k, uint64_t id,
 			continue;
 		if (grow((void **)v, cap, *n + 1, sizeof(**v))) {
 			rc = -ENOMEM;
-			snprintf(q->err, sizeof(q->err), "out of memory");
+			shmex_error_set(&q->err, 0, "out of memory");
 			break;
 		}
 		struct pos *x = &(*v)[(*n)++];
@@ -828,26 +820,24 @@ static int positions_of(struct shm_query *q, uint32_t k, uint64_t id,
 	return rc;
 }
 
-int shm_query_account(struct shm_query *q, FILE *out, unsigned flags,
+int qry_account(struct qry *q, FILE *out, unsigned flags,
 		      uint64_t id)
 {
 	struct shm_accounts a;
 	struct shm_account_view av;
 	int rc = shm_accounts_attach(&a, q->instance, SHM_RDONLY);
 	if (rc) {
-		snprintf(q->err, sizeof(q->err), "accounts: %s",
-			 a.region.err[0] ? a.region.err : shmex_strerror(rc));
+		shmex_error_set(&q->err, 0, "accounts: %s",
+			 shmex_error_msg(&a.region.err, rc));
 		return rc;
 	}
 	rc = shm_accounts_read(&a, id, &av);
 	shm_accounts_detach(&a);
 	if (rc) {
 		if (rc == SHMEX_ENOACCOUNT)
-			snprintf(q->err, sizeof(q->err),
-				 "account %" PRIu64 " does not exist", id);
+			shmex_error_set(&q->err, 0, "account %" PRIu64 " does not exist", id);
 		else
-			snprintf(q->err, sizeof(q->err),
-				 "account %" PRIu64 ": %s", id,
+			shmex_error_set(&q->err, 0, "account %" PRIu64 ": %s", id,
 				 shmex_strerror(rc));
 		return rc;
 	}
@@ -861,7 +851,7 @@ int shm_query_account(struct shm_query *q, FILE *out, unsigned flags,
 	}
 	if (n > 1)
 		qsort(v, n, sizeof(*v), pos_cmp);
-	if (flags & SHM_QUERY_JSON) {
+	if (flags & QRY_JSON) {
 		fprintf(out,
 			"{\"account\":%" PRIu64
 			",\"balance\":\"%s\",\"reserved\":\"%s\""
@@ -900,60 +890,59 @@ int shm_query_account(struct shm_query *q, FILE *out, unsigned flags,
 /* --- readers -------------------------------------------------------------- */
 
 struct readers_shard {
-	struct shm_readers_stats st;
-	struct shm_reader_info *info;
+	struct shm_rcu_stats st;
+	struct shm_rcu_reader_info *info;
 	size_t n;
 	unsigned cleared;
 	bool cleaned;
 };
 
-static int readers_gather(struct shm_query *q, uint32_t k, bool clear,
+static int readers_gather(struct qry *q, uint32_t k, bool clear,
 			  struct readers_shard *r)
 {
-	struct shm_readers t;
-	int rc = shm_readers_attach(&t, q->instance, k,
-				    clear ? SHM_READERS_READER
-					  : SHM_READERS_OBSERVER);
+	struct shm_rcu t;
+	int rc = shm_rcu_attach(&t, q->instance, k,
+				    clear ? SHM_RCU_READER
+					  : SHM_RCU_OBSERVER);
 	if (rc) {
-		snprintf(q->err, sizeof(q->err), "reader table of shard %u: %s",
+		shmex_error_set(&q->err, 0, "reader table of shard %u: %s",
 			 k,
-			 t.region.err[0] ? t.region.err : shmex_strerror(rc));
+			 shmex_error_msg(&t.region.err, rc));
 		return rc;
 	}
 	if (clear) {
-		rc = shm_readers_clear_stale(&t, &r->cleared);
+		rc = shm_rcu_clear_stale(&t, &r->cleared);
 		if (rc) {
-			snprintf(q->err, sizeof(q->err),
-				 "reader table of shard %u: clearing stale "
+			shmex_error_set(&q->err, 0, "reader table of shard %u: clearing stale "
 				 "slots: %s",
 				 k, shmex_strerror(rc));
 			goto out_detach;
 		}
 		r->cleaned = true;
 	}
-	shm_readers_stats(&t, &r->st);
+	shm_rcu_stats(&t, &r->st);
 	r->info = calloc(t.nslots ? t.nslots : 1, sizeof(*r->info));
 	if (!r->info) {
 		rc = -ENOMEM;
-		snprintf(q->err, sizeof(q->err), "out of memory");
+		shmex_error_set(&q->err, 0, "out of memory");
 		goto out_detach;
 	}
-	rc = shm_readers_list(&t, r->info, t.nslots, &r->n);
+	rc = shm_rcu_list(&t, r->info, t.nslots, &r->n);
 	if (r->n > t.nslots)
 		r->n = t.nslots;
 	if (rc)
-		snprintf(q->err, sizeof(q->err), "reader table of shard %u: %s",
+		shmex_error_set(&q->err, 0, "reader table of shard %u: %s",
 			 k, shmex_strerror(rc));
 out_detach:
-	shm_readers_detach(&t);
+	shm_rcu_detach(&t);
 	return rc;
 }
 
 static void readers_print(FILE *f, unsigned flags, uint32_t k,
 			  const struct readers_shard *r, bool first)
 {
-	const struct shm_readers_stats *st = &r->st;
-	if (flags & SHM_QUERY_JSON) {
+	const struct shm_rcu_stats *st = &r->st;
+	if (flags & QRY_JSON) {
 		fprintf(f,
 			"%s{\"shard\":%u,\"epoch\":%" PRIu64
 			",\"safe_epoch\":%" PRIu64
@@ -966,7 +955,7 @@ static void readers_print(FILE *f, unsigned flags, uint32_t k,
 			fprintf(f, ",\"cleared\":%u", r->cleared);
 		fprintf(f, ",\"readers\":[");
 		for (size_t i = 0; i < r->n; i++) {
-			const struct shm_reader_info *x = &r->info[i];
+			const struct shm_rcu_reader_info *x = &r->info[i];
 			fprintf(f,
 				"%s{\"slot\":%u,\"pid\":%d,\"alive\":%s,\"in_"
 				"section\":%s"
@@ -996,7 +985,7 @@ static void readers_print(FILE *f, unsigned flags, uint32_t k,
 	    f,
 	    "   slot      pid  alive            epoch        lag  nesting\n");
 	for (size_t i = 0; i < r->n; i++) {
-		const struct shm_reader_info *x = &r->info[i];
+		const struct shm_rcu_reader_info *x = &r->info[i];
 		char ep[24] = "-", lag[24] = "-";
 		if (x->in_section) {
 			snprintf(ep, sizeof(ep), "%" PRIu64, x->epoch);
@@ -1007,24 +996,24 @@ static void readers_print(FILE *f, unsigned flags, uint32_t k,
 	}
 }
 
-int shm_query_readers(struct shm_query *q, FILE *out, unsigned flags)
+int qry_readers(struct qry *q, FILE *out, unsigned flags)
 {
 	struct readers_shard *r = calloc(q->nshards, sizeof(*r));
 	int rc = 0;
 	if (!r) {
-		snprintf(q->err, sizeof(q->err), "out of memory");
+		shmex_error_set(&q->err, 0, "out of memory");
 		return -ENOMEM;
 	}
 	for (uint32_t k = 0; k < q->nshards && rc == 0; k++)
-		rc = readers_gather(q, k, (flags & SHM_QUERY_CLEAR_STALE) != 0,
+		rc = readers_gather(q, k, (flags & QRY_CLEAR_STALE) != 0,
 				    &r[k]);
 	if (rc == 0) {
-		if (flags & SHM_QUERY_JSON)
+		if (flags & QRY_JSON)
 			fprintf(out, "{\"instance\":\"%s\",\"shards\":[",
 				q->instance);
 		for (uint32_t k = 0; k < q->nshards; k++)
 			readers_print(out, flags, k, &r[k], k == 0);
-		if (flags & SHM_QUERY_JSON)
+		if (flags & QRY_JSON)
 			fprintf(out, "]}\n");
 	}
 	for (uint32_t k = 0; k < q->nshards; k++)
@@ -1040,7 +1029,7 @@ struct ring_depth {
 	bool ok;
 };
 
-static struct ring_depth ring_depth(struct shm_query *q, bool request,
+static struct ring_depth ring_depth(struct qry *q, bool request,
 				    uint32_t g, uint32_t k)
 {
 	struct shm_ring r;
@@ -1056,12 +1045,12 @@ static struct ring_depth ring_depth(struct shm_query *q, bool request,
 	return d;
 }
 
-static void rings_print(FILE *f, unsigned flags, struct shm_query *q,
+static void rings_print(FILE *f, unsigned flags, struct qry *q,
 			uint32_t k, bool request)
 {
 	for (uint32_t g = 0; g < q->ngateways; g++) {
 		struct ring_depth d = ring_depth(q, request, g, k);
-		if (flags & SHM_QUERY_JSON) {
+		if (flags & QRY_JSON) {
 			fprintf(f, "%s{\"gateway\":%u,", g ? "," : "", g);
 			if (d.ok)
 				fprintf(f, "\"depth\":%u}", d.depth);
@@ -1075,23 +1064,23 @@ static void rings_print(FILE *f, unsigned flags, struct shm_query *q,
 	}
 }
 
-int shm_query_stats(struct shm_query *q, FILE *out, unsigned flags)
+int qry_stats(struct qry *q, FILE *out, unsigned flags)
 {
-	struct shm_read_shard_stats *st = calloc(q->nshards, sizeof(*st));
+	struct shm_snap_shard_stats *st = calloc(q->nshards, sizeof(*st));
 	if (!st) {
-		snprintf(q->err, sizeof(q->err), "out of memory");
+		shmex_error_set(&q->err, 0, "out of memory");
 		return -ENOMEM;
 	}
 	for (uint32_t k = 0; k < q->nshards; k++) {
-		struct shm_read *rd;
-		int rc = shm_query_shard(q, k, &rd);
+		struct shm_snap *rd;
+		int rc = qry_shard(q, k, &rd);
 		if (rc) {
 			free(st);
 			return rc;
 		}
-		shm_read_stats(rd, &st[k]);
+		shm_snap_stats(rd, &st[k]);
 	}
-	bool json = flags & SHM_QUERY_JSON;
+	bool json = flags & QRY_JSON;
 	if (json)
 		fprintf(out,
 			"{\"instance\":\"%s\",\"nshards\":%u,\"ngateways\":%u"
@@ -1106,7 +1095,7 @@ int shm_query_stats(struct shm_query *q, FILE *out, unsigned flags)
 			q->ngateways, PLURAL(q->ngateways),
 			q->inst.ring_capacity);
 	for (uint32_t k = 0; k < q->nshards; k++) {
-		const struct shm_read_shard_stats *s = &st[k];
+		const struct shm_snap_shard_stats *s = &st[k];
 		int32_t pid;
 		uint64_t start;
 		shm_instance_member(&q->inst, SHM_ROLE_MATCHER, k, &pid,
@@ -1185,15 +1174,15 @@ int shm_query_stats(struct shm_query *q, FILE *out, unsigned flags)
 
 /* --- check ---------------------------------------------------------------- */
 
-int shm_query_check(struct shm_query *q, FILE *out, unsigned flags,
+int qry_check(struct qry *q, FILE *out, unsigned flags,
 		    const char *symbol)
 {
-	struct shm_query_snap s;
+	struct qry_snap s;
 	unsigned violations = 0, busy = 0, checked = 0;
-	bool json = flags & SHM_QUERY_JSON;
+	bool json = flags & QRY_JSON;
 	bool first = true;
 	int rc = 0;
-	struct shm_read *sym_rd = NULL;
+	struct shm_snap *sym_rd = NULL;
 	uint32_t sym_idx = 0;
 	memset(&s, 0, sizeof(s));
 	if (json)
@@ -1202,7 +1191,7 @@ int shm_query_check(struct shm_query *q, FILE *out, unsigned flags,
 	if (symbol)
 		rc = symbol_lookup(q, symbol, &sym_rd, &sym_idx);
 	for (uint32_t k = 0; k < q->nshards && rc == 0; k++) {
-		struct shm_read *rd;
+		struct shm_snap *rd;
 		uint32_t lo = 0, hi;
 		if (symbol) {
 			if (sym_rd->view.shard != k)
@@ -1211,15 +1200,15 @@ int shm_query_check(struct shm_query *q, FILE *out, unsigned flags,
 			lo = sym_idx;
 			hi = lo + 1;
 		} else {
-			rc = shm_query_shard(q, k, &rd);
+			rc = qry_shard(q, k, &rd);
 			if (rc)
 				break;
-			hi = shm_read_nsymbols(rd);
+			hi = shm_snap_nsymbols(rd);
 		}
 		for (uint32_t i = lo; i < hi; i++) {
 			char why[256] = "";
-			int r = shm_query_snapshot(rd, i, 0, true, &s);
-			if (r == 0 && shm_query_snap_check(&s, &rd->view, why,
+			int r = qry_snapshot(rd, i, 0, true, &s);
+			if (r == 0 && qry_snap_check(&s, &rd->view, why,
 							   sizeof(why)))
 				r = SHMEX_EINTERNAL;
 			else if (r && r != SHMEX_EBUSY)
@@ -1227,8 +1216,7 @@ int shm_query_check(struct shm_query *q, FILE *out, unsigned flags,
 					 shmex_strerror(r));
 			if (r == -ENOMEM) {
 				rc = r;
-				snprintf(q->err, sizeof(q->err),
-					 "out of memory");
+				shmex_error_set(&q->err, 0, "out of memory");
 				break;
 			}
 			checked++;
@@ -1270,7 +1258,7 @@ int shm_query_check(struct shm_query *q, FILE *out, unsigned flags,
 		if (symbol)
 			break;
 	}
-	shm_query_snap_free(&s);
+	qry_snap_free(&s);
 	if (rc)
 		return rc;
 	if (json)
@@ -1281,13 +1269,12 @@ int shm_query_check(struct shm_query *q, FILE *out, unsigned flags,
 		fprintf(out, "%u symbols checked, %u violations, %u busy\n",
 			checked, violations, busy);
 	if (violations) {
-		snprintf(q->err, sizeof(q->err), "%u invariant violation%s",
+		shmex_error_set(&q->err, 0, "%u invariant violation%s",
 			 violations, violations == 1 ? "" : "s");
 		return SHMEX_EINTERNAL;
 	}
 	if (busy) {
-		snprintf(q->err, sizeof(q->err),
-			 "%u symbol%s kept changing; try again", busy,
+		shmex_error_set(&q->err, 0, "%u symbol%s kept changing; try again", busy,
 			 busy == 1 ? "" : "s");
 		return SHMEX_EBUSY;
 	}
@@ -1296,25 +1283,25 @@ int shm_query_check(struct shm_query *q, FILE *out, unsigned flags,
 
 /* --- watch ---------------------------------------------------------------- */
 
-int shm_query_watch(struct shm_query *q, FILE *out, unsigned flags,
+int qry_watch(struct qry *q, FILE *out, unsigned flags,
 		    const char *symbol, size_t depth, unsigned long count,
 		    unsigned interval_ms, const volatile sig_atomic_t *stop)
 {
-	struct shm_read *rd;
+	struct shm_snap *rd;
 	uint32_t sym;
 	int rc = symbol_lookup(q, symbol, &rd, &sym);
 	if (rc)
 		return rc;
-	struct shm_query_snap s;
+	struct qry_snap s;
 	memset(&s, 0, sizeof(s));
 	for (unsigned long frame = 1; !*stop; frame++) {
-		int r = shm_query_snapshot(rd, sym, depth,
-					   (flags & SHM_QUERY_ORDERS) != 0, &s);
+		int r = qry_snapshot(rd, sym, depth,
+					   (flags & QRY_ORDERS) != 0, &s);
 		if (r && r != SHMEX_EBUSY) {
 			rc = snap_error(q, symbol, r);
 			break;
 		}
-		if (flags & SHM_QUERY_JSON) {
+		if (flags & QRY_JSON) {
 			if (r == 0)
 				book_json(out, &s);
 			else
@@ -1328,7 +1315,7 @@ int shm_query_watch(struct shm_query *q, FILE *out, unsigned flags,
 			clock_gettime(CLOCK_REALTIME, &now);
 			if (localtime_r(&now.tv_sec, &tm))
 				strftime(hms, sizeof(hms), "%H:%M:%S", &tm);
-			if (flags & SHM_QUERY_ANSI)
+			if (flags & QRY_ANSI)
 				fputs("\033[H\033[2J", out);
 			fprintf(out,
 				"shmex-query watch %s  instance %s  %s  frame "
@@ -1348,6 +1335,6 @@ int shm_query_watch(struct shm_query *q, FILE *out, unsigned flags,
 		/* Interrupted by a signal: the loop re-checks *stop. */
 		(void)nanosleep(&ts, NULL);
 	}
-	shm_query_snap_free(&s);
+	qry_snap_free(&s);
 	return rc;
 }

@@ -1,5 +1,5 @@
 /*
- * eng_book: the pure matching core of one shard (contract in eng_book.h,
+ * eng_core: the pure matching core of one shard (contract in eng_core.h,
  * shared layout and reader protocol in shm/shm_book.h, rules in
  * docs/matching.md).
  *
@@ -36,7 +36,7 @@
  * "ascending key" means "worse to better" and one code path serves both.
  * Prices are > 0, so the negation never overflows.
  *
- * Invariants (eng_book_check verifies all of them):
+ * Invariants (eng_core_check verifies all of them):
  *  - side array a[0..n) strictly ascending; level a[i].next == a[i-1]
  *    (a[0].next == NIL) and sym.head[side] == a[n-1] (NIL when n == 0);
  *  - a LIVE level holds >= 1 order, except transiently inside a request;
@@ -68,7 +68,7 @@
  * checked for overflow (the level totals are bounded by them); traded
  * volume saturates.  Capacities <= 2^30 each.
  */
-#include "engine/eng_book.h"
+#include "engine/eng_core.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -125,7 +125,7 @@ struct eng_lvl_slot {
 	uint32_t lvl;
 };
 
-struct eng_book {
+struct eng_core {
 	struct shm_book_view v;
 	struct shm_book_hdr_sh *hdr;
 	eng_event_fn fn;
@@ -246,7 +246,7 @@ static inline uint32_t lvl_tag(uint32_t symi, unsigned side)
 	return symi * 2 + side + 1;
 }
 
-static inline uint32_t lvl_hash_home(const struct eng_book *b, uint32_t tag,
+static inline uint32_t lvl_hash_home(const struct eng_core *b, uint32_t tag,
 				     int64_t price)
 {
 	uint64_t x = ((uint64_t)price ^ ((uint64_t)tag << 40)) *
@@ -255,7 +255,7 @@ static inline uint32_t lvl_hash_home(const struct eng_book *b, uint32_t tag,
 }
 
 /* Level index of the LIVE level (tag, price), or NIL. */
-static inline uint32_t lvl_hash_get(const struct eng_book *b, uint32_t tag,
+static inline uint32_t lvl_hash_get(const struct eng_core *b, uint32_t tag,
 				    int64_t price)
 {
 	uint32_t i = lvl_hash_home(b, tag, price);
@@ -270,7 +270,7 @@ static inline uint32_t lvl_hash_get(const struct eng_book *b, uint32_t tag,
 }
 
 /* Adds (tag, price) -> lvl; the key is not in the table. */
-static void lvl_hash_put(struct eng_book *b, uint32_t tag, int64_t price, uint32_t lvl)
+static void lvl_hash_put(struct eng_core *b, uint32_t tag, int64_t price, uint32_t lvl)
 {
 	uint32_t i = lvl_hash_home(b, tag, price);
 	while (b->lvl_hash[i].tag != 0)
@@ -282,7 +282,7 @@ static void lvl_hash_put(struct eng_book *b, uint32_t tag, int64_t price, uint32
 
 /* Removes (tag, price), which is in the table (backward-shift deletion:
  * no tombstones, so a miss stops at the first empty entry). */
-static void lvl_hash_del(struct eng_book *b, uint32_t tag, int64_t price)
+static void lvl_hash_del(struct eng_core *b, uint32_t tag, int64_t price)
 {
 	uint32_t m = b->lvl_hash_mask;
 	uint32_t i = lvl_hash_home(b, tag, price);
@@ -348,7 +348,7 @@ static inline void ev_init(struct eng_event *ev, uint8_t type)
 	ev->old_qty = 0;
 }
 
-static void emit(struct eng_book *b, struct eng_event *ev)
+static void emit(struct eng_core *b, struct eng_event *ev)
 {
 	ev->event = ++b->events;
 	ev->seq = b->req->seq;
@@ -358,7 +358,7 @@ static void emit(struct eng_book *b, struct eng_event *ev)
 }
 
 /* Statistics in the shared header: relaxed, informative only. */
-static void stats_publish(struct eng_book *b)
+static void stats_publish(struct eng_core *b)
 {
 	struct shm_book_hdr_sh *h = b->hdr;
 	store_relaxed(&h->events, b->events);
@@ -372,7 +372,7 @@ static void stats_publish(struct eng_book *b)
 	store_relaxed(&h->rejects_full, b->rejects_full);
 }
 
-static int reject(struct eng_book *b, enum eng_req_type what, int err)
+static int reject(struct eng_core *b, enum eng_req_type what, int err)
 {
 	const struct eng_req *r = b->req;
 	struct eng_event ev;
@@ -396,7 +396,7 @@ static int reject(struct eng_book *b, enum eng_req_type what, int err)
 /* ------------------------------------------------------------------ */
 /* Pools                                                               */
 
-static uint32_t levels_reclaim(struct eng_book *b, uint64_t safe)
+static uint32_t levels_reclaim(struct eng_core *b, uint64_t safe)
 {
 	uint32_t n = 0;
 	while (b->lvl_retired.count) {
@@ -411,7 +411,7 @@ static uint32_t levels_reclaim(struct eng_book *b, uint64_t safe)
 	return n;
 }
 
-static bool level_available(const struct eng_book *b)
+static bool level_available(const struct eng_core *b)
 {
 	if (b->lvl_nfree || b->lvl_unused < b->v.cap_levels)
 		return true;
@@ -419,7 +419,7 @@ static bool level_available(const struct eng_book *b)
 	       b->lvl_retired.epoch[b->lvl_retired.head] < b->safe_epoch;
 }
 
-static uint32_t level_alloc(struct eng_book *b)
+static uint32_t level_alloc(struct eng_core *b)
 {
 	if (!b->lvl_nfree)
 		levels_reclaim(b, b->safe_epoch);
@@ -430,12 +430,12 @@ static uint32_t level_alloc(struct eng_book *b)
 	return NIL;
 }
 
-static inline uint32_t fills_free(const struct eng_book *b)
+static inline uint32_t fills_free(const struct eng_core *b)
 {
 	return b->fill_nfree + (b->v.cap_fills - b->fill_unused);
 }
 
-static bool done_head_eligible(const struct eng_book *b)
+static bool done_head_eligible(const struct eng_core *b)
 {
 	return b->ord_done.count && b->ord_done.epoch[b->ord_done.head] < b->safe_epoch;
 }
@@ -443,7 +443,7 @@ static bool done_head_eligible(const struct eng_book *b)
 /* Takes the oldest DONE order out of the book: frees its fills, makes the
  * record FREE (id 0) inside the window of its symbol.  The caller checked
  * done_head_eligible. */
-static uint32_t order_recycle(struct eng_book *b)
+static uint32_t order_recycle(struct eng_core *b)
 {
 	uint32_t oi = ring_pop(&b->ord_done);
 	/* The done FIFO walks the whole order pool, coldest record first:
@@ -485,7 +485,7 @@ static uint32_t order_recycle(struct eng_book *b)
 
 /* Makes sure `need` fill records are free, recycling old DONE orders (into
  * the order free stack) when it must. */
-static int fills_ensure(struct eng_book *b, uint64_t need)
+static int fills_ensure(struct eng_core *b, uint64_t need)
 {
 	while (fills_free(b) < need) {
 		if (!done_head_eligible(b))
@@ -495,7 +495,7 @@ static int fills_ensure(struct eng_book *b, uint64_t need)
 	return 0;
 }
 
-static bool order_available(const struct eng_book *b)
+static bool order_available(const struct eng_core *b)
 {
 	return b->ord_nfree || b->ord_unused < b->v.cap_orders ||
 	       done_head_eligible(b);
@@ -503,7 +503,7 @@ static bool order_available(const struct eng_book *b)
 
 /* A slot for a new order (order_available said yes); *used says whether
  * the slot held an order before (gen + 1). */
-static uint32_t order_alloc(struct eng_book *b, bool *used)
+static uint32_t order_alloc(struct eng_core *b, bool *used)
 {
 	*used = true;
 	if (b->ord_nfree)
@@ -515,7 +515,7 @@ static uint32_t order_alloc(struct eng_book *b, bool *used)
 	return order_recycle(b);
 }
 
-static void fill_append(struct eng_book *b, struct shm_book_order_sh *o,
+static void fill_append(struct eng_core *b, struct shm_book_order_sh *o,
 			int64_t qty, int64_t px, uint64_t counterparty,
 			uint64_t evno, uint8_t maker)
 {
@@ -545,7 +545,7 @@ static void fill_append(struct eng_book *b, struct shm_book_order_sh *o,
 /* Levels and queues                                                   */
 
 /* Creates a level at (side, price) at insertion point pos and links it. */
-static uint32_t level_insert(struct eng_book *b, uint32_t symi,
+static uint32_t level_insert(struct eng_core *b, uint32_t symi,
 			     struct shm_book_sym_sh *s, struct eng_sym *p,
 			     unsigned side, int64_t price, uint32_t pos)
 {
@@ -578,7 +578,7 @@ static uint32_t level_insert(struct eng_book *b, uint32_t symi,
 }
 
 /* Unlinks the (empty) level at position pos and retires it. */
-static void level_unlink(struct eng_book *b, struct shm_book_sym_sh *s,
+static void level_unlink(struct eng_core *b, struct shm_book_sym_sh *s,
 			 struct eng_sym *p, unsigned side, uint32_t pos)
 {
 	struct eng_side *sd = &p->side[side];
@@ -600,7 +600,7 @@ static void level_unlink(struct eng_book *b, struct shm_book_sym_sh *s,
 }
 
 /* Appends order oi at the back of level li's queue. */
-static void queue_append(struct eng_book *b, struct shm_book_sym_sh *s,
+static void queue_append(struct eng_core *b, struct shm_book_sym_sh *s,
 			 uint32_t li, struct shm_book_order_sh *o, uint32_t oi)
 {
 	struct shm_book_level_sh *l = &b->v.levels[li];
@@ -621,7 +621,7 @@ static void queue_append(struct eng_book *b, struct shm_book_sym_sh *s,
 
 /* Removes order o from its level's queue (the level stays linked even when
  * it becomes empty; the caller decides).  o->next stays intact. */
-static void queue_remove(struct eng_book *b, struct shm_book_sym_sh *s,
+static void queue_remove(struct eng_core *b, struct shm_book_sym_sh *s,
 			 struct shm_book_order_sh *o)
 {
 	struct shm_book_level_sh *l = &b->v.levels[o->level];
@@ -643,7 +643,7 @@ static void queue_remove(struct eng_book *b, struct shm_book_sym_sh *s,
 }
 
 /* Takes a resting order off the book; retires its level if it empties. */
-static void order_unrest(struct eng_book *b, struct shm_book_sym_sh *s,
+static void order_unrest(struct eng_core *b, struct shm_book_sym_sh *s,
 			 struct eng_sym *p, struct shm_book_order_sh *o)
 {
 	struct shm_book_level_sh *l = &b->v.levels[o->level];
@@ -657,7 +657,7 @@ static void order_unrest(struct eng_book *b, struct shm_book_sym_sh *s,
 }
 
 /* Puts a live order (open > 0) at the back of its price level. */
-static void order_rest(struct eng_book *b, uint32_t symi, struct shm_book_sym_sh *s,
+static void order_rest(struct eng_core *b, uint32_t symi, struct shm_book_sym_sh *s,
 		       struct eng_sym *p, struct shm_book_order_sh *o, uint32_t oi)
 {
 	uint32_t li = lvl_hash_get(b, lvl_tag(symi, o->side), o->price);
@@ -669,7 +669,7 @@ static void order_rest(struct eng_book *b, uint32_t symi, struct shm_book_sym_sh
 	queue_append(b, s, li, o, oi);
 }
 
-static void order_done(struct eng_book *b, struct shm_book_order_sh *o,
+static void order_done(struct eng_core *b, struct shm_book_order_sh *o,
 		       uint32_t oi, uint8_t reason)
 {
 	SET(o->state, SHM_BOOK_ORDER_DONE);
@@ -681,7 +681,7 @@ static void order_done(struct eng_book *b, struct shm_book_order_sh *o,
 
 /* Cancels the open part of a live order that is not resting, or has just
  * been taken off the book, and emits the CANCEL event. */
-static void order_cancel_open(struct eng_book *b, struct shm_book_order_sh *o,
+static void order_cancel_open(struct eng_core *b, struct shm_book_order_sh *o,
 			      uint32_t oi, uint8_t reason)
 {
 	int64_t q = o->open;
@@ -709,7 +709,7 @@ static void order_cancel_open(struct eng_book *b, struct shm_book_order_sh *o,
  * True when an order (side, limit, qty, account) would surely fill
  * completely against the current opposite side, given the STP mode.
  */
-static bool fills_completely(const struct eng_book *b, const struct eng_sym *p,
+static bool fills_completely(const struct eng_core *b, const struct eng_sym *p,
 			     unsigned side, int64_t limit, int64_t qty,
 			     uint64_t account)
 {
@@ -741,7 +741,7 @@ static bool fills_completely(const struct eng_book *b, const struct eng_sym *p,
 }
 
 /* Upper bound of the resting orders a taker can touch. */
-static uint64_t makers_bound(const struct eng_book *b, const struct eng_sym *p,
+static uint64_t makers_bound(const struct eng_core *b, const struct eng_sym *p,
 			     unsigned side, int64_t limit, int64_t qty)
 {
 	const struct eng_side *os = &p->side[!side];
@@ -767,7 +767,7 @@ static uint64_t makers_bound(const struct eng_book *b, const struct eng_sym *p,
  * level if its remainder may rest at a price that has none.  May recycle
  * DONE orders to free fill records.
  */
-static int taker_precheck(struct eng_book *b, const struct shm_book_sym_sh *s,
+static int taker_precheck(struct eng_core *b, const struct shm_book_sym_sh *s,
 			  const struct eng_sym *p, unsigned side, int64_t limit,
 			  int64_t qty, uint64_t account, bool may_rest)
 {
@@ -788,7 +788,7 @@ static int taker_precheck(struct eng_book *b, const struct shm_book_sym_sh *s,
 /* ------------------------------------------------------------------ */
 /* Matching                                                            */
 
-static void trade(struct eng_book *b, struct shm_book_sym_sh *s,
+static void trade(struct eng_core *b, struct shm_book_sym_sh *s,
 		  struct shm_book_level_sh *l, struct shm_book_order_sh *t,
 		  struct shm_book_order_sh *m, int64_t x)
 {
@@ -831,7 +831,7 @@ static void trade(struct eng_book *b, struct shm_book_sym_sh *s,
  * Returns true when self-trade prevention stopped it (its remainder must
  * then be cancelled, not rested).
  */
-static bool match(struct eng_book *b, struct shm_book_sym_sh *s, struct eng_sym *p,
+static bool match(struct eng_core *b, struct shm_book_sym_sh *s, struct eng_sym *p,
 		  struct shm_book_order_sh *t)
 {
 	unsigned opp = !t->side;
@@ -872,7 +872,7 @@ static bool match(struct eng_book *b, struct shm_book_sym_sh *s, struct eng_sym 
 }
 
 /* After matching: rest, cancel or complete the taker. */
-static void taker_finish(struct eng_book *b, uint32_t symi, struct shm_book_sym_sh *s,
+static void taker_finish(struct eng_core *b, uint32_t symi, struct shm_book_sym_sh *s,
 			 struct eng_sym *p, struct shm_book_order_sh *t, uint32_t ti,
 			 bool stopped)
 {
@@ -900,7 +900,7 @@ static void taker_finish(struct eng_book *b, uint32_t symi, struct shm_book_sym_
 /* ------------------------------------------------------------------ */
 /* Requests                                                            */
 
-int eng_book_submit(struct eng_book *b, const struct eng_req *r, uint64_t *id)
+int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 {
 	*id = 0;
 	b->req = r;
@@ -995,7 +995,7 @@ int eng_book_submit(struct eng_book *b, const struct eng_req *r, uint64_t *id)
 /* The slot an id of this shard names (shm_order_slot), false when the id
  * is 0 or another shard's.  Shifts and masks instead of the three 64-bit
  * divisions when nshards and cap_orders are powers of two. */
-static inline bool id_slot(const struct eng_book *b, uint64_t id, uint32_t *slot)
+static inline bool id_slot(const struct eng_core *b, uint64_t id, uint32_t *slot)
 {
 	if (id == 0)
 		return false;
@@ -1014,7 +1014,7 @@ static inline bool id_slot(const struct eng_book *b, uint64_t id, uint32_t *slot
 }
 
 /* Finds a live order of `account` by id. */
-static int order_lookup(const struct eng_book *b, uint64_t id, uint64_t account,
+static int order_lookup(const struct eng_core *b, uint64_t id, uint64_t account,
 			uint32_t *slot)
 {
 	uint32_t oi;
@@ -1031,7 +1031,7 @@ static int order_lookup(const struct eng_book *b, uint64_t id, uint64_t account,
 	return 0;
 }
 
-int eng_book_cancel(struct eng_book *b, const struct eng_req *r)
+int eng_core_cancel(struct eng_core *b, const struct eng_req *r)
 {
 	b->req = r;
 	uint32_t oi;
@@ -1049,7 +1049,7 @@ int eng_book_cancel(struct eng_book *b, const struct eng_req *r)
 	return 0;
 }
 
-int eng_book_modify(struct eng_book *b, const struct eng_req *r)
+int eng_core_modify(struct eng_core *b, const struct eng_req *r)
 {
 	b->req = r;
 	uint32_t oi;
@@ -1140,7 +1140,7 @@ int eng_book_modify(struct eng_book *b, const struct eng_req *r)
 	return 0;
 }
 
-uint32_t eng_book_reclaim(struct eng_book *b, uint64_t safe_epoch)
+uint32_t eng_core_reclaim(struct eng_core *b, uint64_t safe_epoch)
 {
 	b->safe_epoch = safe_epoch;
 	store_relaxed(&b->hdr->safe_epoch, safe_epoch);
@@ -1161,7 +1161,7 @@ static uint32_t sym_hash(const char name[16])
 }
 
 /* Slot of the hash where the name is, or the empty slot where it goes. */
-static uint32_t sym_slot(const struct eng_book *b, const char name[16])
+static uint32_t sym_slot(const struct eng_core *b, const char name[16])
 {
 	uint32_t i = sym_hash(name) & b->sym_hash_mask;
 	for (;;) {
@@ -1172,7 +1172,7 @@ static uint32_t sym_slot(const struct eng_book *b, const char name[16])
 	}
 }
 
-int eng_book_symbol_find(const struct eng_book *b, const char *name, size_t len,
+int eng_core_symbol_find(const struct eng_core *b, const char *name, size_t len,
 			 uint32_t *idx)
 {
 	char packed[16];
@@ -1185,7 +1185,7 @@ int eng_book_symbol_find(const struct eng_book *b, const char *name, size_t len,
 	return 0;
 }
 
-int eng_book_symbol_add(struct eng_book *b, const char *name, size_t len,
+int eng_core_symbol_add(struct eng_core *b, const char *name, size_t len,
 			uint32_t *idx)
 {
 	char packed[16];
@@ -1232,7 +1232,7 @@ int eng_book_symbol_add(struct eng_book *b, const char *name, size_t len,
 /* ------------------------------------------------------------------ */
 /* Life cycle                                                          */
 
-size_t eng_book_bytes(const struct eng_book_cfg *cfg)
+size_t eng_core_bytes(const struct eng_core_cfg *cfg)
 {
 	if (cfg->nshards == 0 || cfg->shard >= cfg->nshards ||
 	    cfg->stp_mode > SHM_BOOK_STP_CANCEL_BOTH)
@@ -1240,18 +1240,18 @@ size_t eng_book_bytes(const struct eng_book_cfg *cfg)
 	return shm_book_body_bytes(&cfg->caps);
 }
 
-int eng_book_init(struct eng_book **out, void *mem, size_t len,
-		  const struct eng_book_cfg *cfg, eng_event_fn fn, void *ctx)
+int eng_core_init(struct eng_core **out, void *mem, size_t len,
+		  const struct eng_core_cfg *cfg, eng_event_fn fn, void *ctx)
 {
 	*out = NULL;
-	size_t need = eng_book_bytes(cfg);
+	size_t need = eng_core_bytes(cfg);
 	if (need == 0 || len < need || ((uintptr_t)mem % SHM_CACHE_LINE) != 0)
 		return -EINVAL;
 	memset(mem, 0, need);
 	if (shm_book_layout(mem, &cfg->caps, cfg->shard, cfg->nshards,
 			    cfg->stp_mode) != 0)
 		return -EINVAL;
-	struct eng_book *b = calloc(1, sizeof(*b));
+	struct eng_core *b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	if (shm_book_view_init(&b->v, mem, need) != 0)
@@ -1277,7 +1277,7 @@ int eng_book_init(struct eng_book **out, void *mem, size_t len,
 	if (!b->sym_hash || !b->syms || !b->lvl_free || !b->lvl_retired.v ||
 	    !b->lvl_retired.epoch || !b->ord_free || !b->ord_done.v ||
 	    !b->ord_done.epoch || !b->ofills || !b->fill_free) {
-		eng_book_destroy(b);
+		eng_core_destroy(b);
 		return -ENOMEM;
 	}
 	b->lvl_retired.cap = cfg->caps.levels;
@@ -1291,7 +1291,7 @@ int eng_book_init(struct eng_book **out, void *mem, size_t len,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (b->lvl_hash == MAP_FAILED) {
 		b->lvl_hash = NULL;
-		eng_book_destroy(b);
+		eng_core_destroy(b);
 		return -ENOMEM;
 	}
 	b->lvl_hash_mask = (uint32_t)((UINT64_C(1) << bits) - 1);
@@ -1308,7 +1308,7 @@ out_free:
 	return -EINVAL;
 }
 
-void eng_book_destroy(struct eng_book *b)
+void eng_core_destroy(struct eng_core *b)
 {
 	if (!b)
 		return;
@@ -1332,13 +1332,13 @@ void eng_book_destroy(struct eng_book *b)
 	free(b);
 }
 
-void eng_book_set_callback(struct eng_book *b, eng_event_fn fn, void *ctx)
+void eng_core_set_callback(struct eng_core *b, eng_event_fn fn, void *ctx)
 {
 	b->fn = fn;
 	b->ctx = ctx;
 }
 
-const struct shm_book_view *eng_book_view(const struct eng_book *b)
+const struct shm_book_view *eng_core_view(const struct eng_core *b)
 {
 	return &b->v;
 }
@@ -1346,8 +1346,8 @@ const struct shm_book_view *eng_book_view(const struct eng_book *b)
 /* ------------------------------------------------------------------ */
 /* Inspection                                                          */
 
-size_t eng_book_depth(const struct eng_book *b, uint32_t sym, unsigned side,
-		      struct eng_book_level_info *out, size_t max)
+size_t eng_core_depth(const struct eng_core *b, uint32_t sym, unsigned side,
+		      struct eng_core_level_info *out, size_t max)
 {
 	if (sym >= b->nsymbols || side > 1)
 		return 0;
@@ -1363,7 +1363,7 @@ size_t eng_book_depth(const struct eng_book *b, uint32_t sym, unsigned side,
 	return k;
 }
 
-const struct shm_book_order_sh *eng_book_order(const struct eng_book *b, uint64_t id)
+const struct shm_book_order_sh *eng_core_order(const struct eng_core *b, uint64_t id)
 {
 	uint32_t oi;
 	if (!id_slot(b, id, &oi))
@@ -1374,7 +1374,7 @@ const struct shm_book_order_sh *eng_book_order(const struct eng_book *b, uint64_
 	return o;
 }
 
-void eng_book_stats(const struct eng_book *b, struct eng_book_stats *st)
+void eng_core_stats(const struct eng_core *b, struct eng_core_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->levels_live = b->levels_live;
@@ -1397,7 +1397,7 @@ void eng_book_stats(const struct eng_book *b, struct eng_book_stats *st)
 		}                                                              \
 	} while (0)
 
-static int check_side(const struct eng_book *b, uint32_t si, unsigned side,
+static int check_side(const struct eng_core *b, uint32_t si, unsigned side,
 		      uint64_t *live, char *why, size_t len)
 {
 	const struct shm_book_sym_sh *s = &b->v.symbols[si];
@@ -1444,7 +1444,7 @@ static int check_side(const struct eng_book *b, uint32_t si, unsigned side,
 	return 0;
 }
 
-int eng_book_check(const struct eng_book *b, char *why, size_t len)
+int eng_core_check(const struct eng_core *b, char *why, size_t len)
 {
 	uint64_t live = 0;
 	for (uint32_t si = 0; si < b->nsymbols; si++) {

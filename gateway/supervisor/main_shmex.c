@@ -34,7 +34,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -46,16 +45,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gateway/gw_frame.h"
-#include "gateway/gw_route.h"
-#include "gateway/gw_server.h"
+#include "gateway/gw_listen.h"
 #include "shm/shm_accounts.h"
+#include "shm/shm_clock.h"
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
 #include "shm/shm_opt.h"
-#include "shm/shm_readers.h"
 #include "shm/shm_region.h"
-#include "shm/shm_clock.h"
+#include "shm/shm_settings.h"
 
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
@@ -74,20 +71,20 @@ struct child {
 	unsigned restarts;
 };
 
+#define DEFAULT_PORT 12345u
+#define DEFAULT_BIND "127.0.0.1"
+#define DEFAULT_START_TIMEOUT_MS 15000u
+
+/* The supervisor's own options; everything else is a setting of the
+ * exchange (shm_settings.h), recorded in the control region. */
 struct opts {
 	const char *instance;
 	const char *bind;
-	const char *stp;        /* self-trade prevention mode, NULL: default */
-	uint32_t shards, gateways, port;
-	uint32_t ring_capacity;
-	uint64_t orders, levels, fills, symbols, accounts, positions;
-	uint32_t readers;
-	uint32_t max_conns, deadline_ms, busy_ms, drain_ms, spin_us;
-	uint64_t max_request;
-	uint32_t max_elements;
-	uint32_t start_timeout_ms;
-	bool frame_replies;
-	bool spin_set;          /* --spin-us given (0 included) */
+	uint64_t port;
+	uint64_t start_timeout_ms;
+	struct shm_settings set;
+	/* Copies of the settings the supervisor itself uses. */
+	uint32_t shards, gateways, drain_ms;
 	bool quiet;
 };
 
@@ -122,45 +119,6 @@ static void logf_(const struct sup *s, bool always, const char *fmt, ...)
 	fprintf(stderr, "shmex: %s\n", buf);
 }
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: shmex [options]\n"
-		"Starts an exchange: matchers, gateways and their shared memory, in the\n"
-		"foreground.  Stop it with Ctrl-C or SIGTERM.\n"
-		"\n"
-		"  --instance NAME       instance name, [A-Za-z0-9_-]{1,40} (default: default)\n"
-		"  --shards N            matcher processes / symbol shards (default 2)\n"
-		"  --gateways N          gateway processes (default 2)\n"
-		"  --port P              TCP port, 0 = any free one (default 12345)\n"
-		"  --bind ADDR           IPv4 address to listen on (default 127.0.0.1)\n"
-		"  --ring-capacity N     messages per ring, a power of two (default 1024)\n"
-		"  --orders N            order records per shard (default 262144)\n"
-		"  --levels N            price levels per shard (default 65536)\n"
-		"  --fills N             fill records per shard (default 524288)\n"
-		"  --symbols N           symbols per shard (default 4096)\n"
-		"  --accounts N          accounts (default 262144)\n"
-		"  --positions N         positions per shard (default 524288)\n"
-		"  --readers N           reader slots per shard (default 64)\n"
-		"  --stp MODE            self-trade prevention: none (default),\n"
-		"                        cancel-newest, cancel-oldest, cancel-both\n"
-		"  --max-conns N         connections per gateway (default %u)\n"
-		"  --max-request BYTES   largest request (default %zu)\n"
-		"  --max-elements N      elements per request (default %u)\n"
-		"  --deadline-ms MS      slow-client deadline (default %u)\n"
-		"  --busy-ms MS          full-ring wait before \"Exchange busy\" (default %u)\n"
-		"  --drain-ms MS         time for executing requests on stop (default %u)\n"
-		"  --frame-replies       length line in front of every reply\n"
-		"  --spin-us US          gateways poll for replies this long before sleeping\n"
-		"                        (default: shmex-gateway's, 50; 0: sleep at once)\n"
-		"  --start-timeout-ms MS time for each child to get ready (default 15000)\n"
-		"  --quiet               only errors on stderr\n"
-		"  --help, --version\n",
-		GW_SERVER_MAX_CONNS_DEFAULT, (size_t)GW_FRAME_MAX_DEFAULT,
-		10000u, GW_SERVER_DEADLINE_MS_DEFAULT, GW_ROUTE_BUSY_MS_DEFAULT,
-		GW_SERVER_DRAIN_MS_DEFAULT);
-}
-
 /* ---- leftovers and unlinking ---- */
 
 /* Calls fn(s, region) for every /dev/shm object of the instance; stops at
@@ -183,39 +141,16 @@ static int for_each_object(struct sup *s, int (*fn)(struct sup *, const char *))
 	return rc;
 }
 
-/* True when pid is a zombie: it has exited and only waits to be reaped
- * (children of a killed supervisor are reparented to a reaper that may be
- * slow).  shm_proc_alive still calls such a process alive. */
-static bool is_zombie(int pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	const char *rp = strrchr(buf, ')');
-	return rp && rp[1] == ' ' && rp[2] == 'Z';
-}
-
 static int remove_stale_one(struct sup *s, const char *region)
 {
 	struct shm_region_info info;
+	/* A creator that exited but was not reaped yet (a zombie, e.g. a
+	 * child of a killed supervisor) counts as dead (shm_proc_alive). */
 	int rc = shm_region_remove_stale(s->o.instance, region);
 	if (rc == SHMEX_EINUSE) {
 		int pid = 0;
 		if (shm_region_inspect(s->o.instance, region, &info) == 0)
 			pid = info.creator_pid;
-		if (pid > 0 && is_zombie(pid)) {
-			rc = shm_region_unlink(s->o.instance, region);
-			if (rc == 0 || rc == -ENOENT) {
-				logf_(s, false, "removed %s, left over by exited "
-					       "process %d", region, pid);
-				return 0;
-			}
-		}
 		logf_(s, true, "instance %s is in use by a running exchange "
 			       "(region %s, pid %d); choose another --instance",
 		      s->o.instance, region, pid);
@@ -253,12 +188,12 @@ static const char *kind_name(enum child_kind k)
 	return k == K_MATCHER ? "matcher" : "gateway";
 }
 
+/* Children get only the instance and their index (and a gateway the
+ * inherited listening socket): the rest is in the control region. */
 static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 {
 	char path[PATH_MAX + 32], idbuf[16], fdbuf[16];
-	char n_conns[16], n_req[24], n_dl[16], n_busy[16], n_drain[16], n_spin[16],
-		n_elems[16];
-	const char *argv[40];
+	const char *argv[10];
 	int n = 0;
 	snprintf(path, sizeof(path), "%s/%s", s->dir,
 		 k == K_MATCHER ? "shmex-matcher" : "shmex-gateway");
@@ -269,48 +204,12 @@ static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 	if (k == K_MATCHER) {
 		argv[n++] = "--shard";
 		argv[n++] = idbuf;
-		if (s->o.stp) {
-			argv[n++] = "--stp";
-			argv[n++] = s->o.stp;
-		}
-		if (s->o.quiet)
-			argv[n++] = "--quiet";
 	} else {
 		snprintf(fdbuf, sizeof(fdbuf), "%d", s->listen_fd);
-		snprintf(n_conns, sizeof(n_conns), "%u", s->o.max_conns);
-		snprintf(n_req, sizeof(n_req), "%llu",
-			 (unsigned long long)s->o.max_request);
-		snprintf(n_dl, sizeof(n_dl), "%u", s->o.deadline_ms);
-		snprintf(n_busy, sizeof(n_busy), "%u", s->o.busy_ms);
-		snprintf(n_drain, sizeof(n_drain), "%u", s->o.drain_ms);
-		snprintf(n_spin, sizeof(n_spin), "%u", s->o.spin_us);
-		snprintf(n_elems, sizeof(n_elems), "%u", s->o.max_elements);
 		argv[n++] = "--id";
 		argv[n++] = idbuf;
 		argv[n++] = "--listen-fd";
 		argv[n++] = fdbuf;
-		argv[n++] = "--max-conns";
-		argv[n++] = n_conns;
-		argv[n++] = "--max-request";
-		argv[n++] = n_req;
-		argv[n++] = "--deadline-ms";
-		argv[n++] = n_dl;
-		argv[n++] = "--busy-ms";
-		argv[n++] = n_busy;
-		argv[n++] = "--drain-ms";
-		argv[n++] = n_drain;
-		argv[n++] = "--max-elements";
-		argv[n++] = n_elems;
-		/* Only when given: the gateway's own default applies
-		 * otherwise, and an explicit 0 must reach it. */
-		if (s->o.spin_set) {
-			argv[n++] = "--spin-us";
-			argv[n++] = n_spin;
-		}
-		if (s->o.frame_replies)
-			argv[n++] = "--frame-replies";
-		if (s->o.quiet)
-			argv[n++] = "--quiet";
 	}
 	argv[n] = NULL;
 	pid_t parent = getpid();
@@ -433,44 +332,6 @@ static void take_signals(struct sup *s, int timeout_ms)
 	}
 }
 
-static bool region_ready(struct sup *s, const char *region, uint32_t kind)
-{
-	struct shm_region r;
-	if (shm_region_attach(&r, s->o.instance, region, kind, SHM_RDONLY) != 0)
-		return false;
-	shm_region_detach(&r);
-	return true;
-}
-
-static bool matcher_ready(struct sup *s, uint32_t k)
-{
-	int32_t pid;
-	uint64_t start;
-	/* SV1: acquire of the member pid (INS4 inside); pairs with the
-	 * matcher's INS3.  The regions are then validated by A0. */
-	shm_instance_member(&s->inst, SHM_ROLE_MATCHER, k, &pid, &start);
-	if (pid != s->matchers[k].pid)
-		return false;
-	char name[32];
-	snprintf(name, sizeof(name), "readers.%u", k);
-	if (!region_ready(s, name, SHM_KIND_READERS))
-		return false;
-	snprintf(name, sizeof(name), "positions.%u", k);
-	if (!region_ready(s, name, SHM_KIND_POSITIONS))
-		return false;
-	snprintf(name, sizeof(name), "book.%u", k);
-	return region_ready(s, name, SHM_KIND_BOOK);
-}
-
-static bool gateway_ready(struct sup *s, uint32_t g)
-{
-	int32_t pid;
-	uint64_t start;
-	/* SV1: as in matcher_ready. */
-	shm_instance_member(&s->inst, SHM_ROLE_GATEWAY, g, &pid, &start);
-	return pid == s->gateways[g].pid;
-}
-
 /* Waits until child idx of kind k is ready; false when it died, the time
  * ran out, or a stop was requested. */
 static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
@@ -478,7 +339,10 @@ static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
 	uint64_t deadline = shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)s->o.start_timeout_ms * 1000000u;
 	struct child *c = k == K_MATCHER ? &s->matchers[idx] : &s->gateways[idx];
 	for (;;) {
-		if (k == K_MATCHER ? matcher_ready(s, idx) : gateway_ready(s, idx))
+		/* SV1 (inside): the member slot names the child we started,
+		 * and a matcher's regions attach (shm_instance.h). */
+		if (k == K_MATCHER ? shm_instance_matcher_ready(&s->inst, idx, c->pid)
+				   : shm_instance_gateway_ready(&s->inst, idx, c->pid))
 			return true;
 		take_signals(s, 2);
 		if (s->stopping)
@@ -493,7 +357,7 @@ static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
 		}
 		if (shm_clock_ns(CLOCK_MONOTONIC) > deadline) {
 			logf_(s, true, "%s %u (pid %d) did not get ready within %u ms",
-			      kind_name(k), idx, (int)c->pid, s->o.start_timeout_ms);
+			      kind_name(k), idx, (int)c->pid, (unsigned)s->o.start_timeout_ms);
 			s->stopping = true;
 			s->exit_code = 1;
 			return false;
@@ -562,184 +426,48 @@ static void shutdown_all(struct sup *s)
 
 /* ---- options ---- */
 
-enum {
-	O_INSTANCE = 256, O_SHARDS, O_GATEWAYS, O_PORT, O_BIND, O_RING, O_ORDERS,
-	O_LEVELS, O_FILLS, O_SYMBOLS, O_ACCOUNTS, O_POSITIONS, O_READERS,
-	O_MAX_CONNS, O_MAX_REQUEST, O_MAX_ELEMS, O_DEADLINE, O_BUSY, O_DRAIN,
-	O_FRAME, O_SPIN, O_START_TIMEOUT, O_QUIET, O_HELP, O_VERSION, O_STP,
-};
-
-static const struct option longopts[] = {
-	{"instance", required_argument, NULL, O_INSTANCE},
-	{"shards", required_argument, NULL, O_SHARDS},
-	{"gateways", required_argument, NULL, O_GATEWAYS},
-	{"port", required_argument, NULL, O_PORT},
-	{"bind", required_argument, NULL, O_BIND},
-	{"ring-capacity", required_argument, NULL, O_RING},
-	{"orders", required_argument, NULL, O_ORDERS},
-	{"levels", required_argument, NULL, O_LEVELS},
-	{"fills", required_argument, NULL, O_FILLS},
-	{"symbols", required_argument, NULL, O_SYMBOLS},
-	{"accounts", required_argument, NULL, O_ACCOUNTS},
-	{"positions", required_argument, NULL, O_POSITIONS},
-	{"readers", required_argument, NULL, O_READERS},
-	{"stp", required_argument, NULL, O_STP},
-	{"max-conns", required_argument, NULL, O_MAX_CONNS},
-	{"max-request", required_argument, NULL, O_MAX_REQUEST},
-	{"max-elements", required_argument, NULL, O_MAX_ELEMS},
-	{"deadline-ms", required_argument, NULL, O_DEADLINE},
-	{"busy-ms", required_argument, NULL, O_BUSY},
-	{"drain-ms", required_argument, NULL, O_DRAIN},
-	{"frame-replies", no_argument, NULL, O_FRAME},
-	{"spin-us", required_argument, NULL, O_SPIN},
-	{"start-timeout-ms", required_argument, NULL, O_START_TIMEOUT},
-	{"quiet", no_argument, NULL, O_QUIET},
-	{"help", no_argument, NULL, O_HELP},
-	{"version", no_argument, NULL, O_VERSION},
-	{NULL, 0, NULL, 0},
-};
-
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	*o = (struct opts){
-		.instance = "default", .bind = "127.0.0.1", .shards = 2,
-		.gateways = 2, .port = 12345,
-		.ring_capacity = SHM_INSTANCE_RING_CAPACITY_DEFAULT,
-		.orders = 262144, .levels = 65536, .fills = 524288,
-		.symbols = 4096, .accounts = 262144, .positions = 524288,
-		.readers = SHM_READERS_DEFAULT_SLOTS,
-		.max_conns = GW_SERVER_MAX_CONNS_DEFAULT,
-		.deadline_ms = GW_SERVER_DEADLINE_MS_DEFAULT,
-		.busy_ms = GW_ROUTE_BUSY_MS_DEFAULT,
-		.drain_ms = GW_SERVER_DRAIN_MS_DEFAULT,
-		.max_request = GW_FRAME_MAX_DEFAULT, .max_elements = 10000,
-		.start_timeout_ms = 15000,
+		.instance = "default", .bind = DEFAULT_BIND, .port = DEFAULT_PORT,
+		.start_timeout_ms = DEFAULT_START_TIMEOUT_MS,
 	};
-	const uint64_t cap_max = UINT64_C(1) << 30;
-	int c, bad = 0;
-	const char *badopt = NULL;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (c) {
-		case O_INSTANCE: o->instance = optarg; break;
-		case O_BIND: o->bind = optarg; break;
-		case O_SHARDS:
-			bad = shm_opt_u32(optarg, 1, SHM_INSTANCE_SHARDS_MAX, &o->shards);
-			badopt = "shards";
-			break;
-		case O_GATEWAYS:
-			bad = shm_opt_u32(optarg, 1, SHM_INSTANCE_GATEWAYS_MAX, &o->gateways);
-			badopt = "gateways";
-			break;
-		case O_PORT:
-			bad = shm_opt_u32(optarg, 0, 65535, &o->port);
-			badopt = "port";
-			break;
-		case O_RING:
-			bad = shm_opt_u32(optarg, SHM_RING_CAPACITY_MIN,
-					 SHM_RING_CAPACITY_MAX, &o->ring_capacity);
-			if (!bad && (o->ring_capacity & (o->ring_capacity - 1)))
-				bad = -EINVAL;
-			badopt = "ring-capacity";
-			break;
-		case O_ORDERS:
-			bad = shm_opt_u64(optarg, 1, cap_max, &o->orders);
-			badopt = "orders";
-			break;
-		case O_LEVELS:
-			bad = shm_opt_u64(optarg, 1, cap_max, &o->levels);
-			badopt = "levels";
-			break;
-		case O_FILLS:
-			bad = shm_opt_u64(optarg, 1, cap_max, &o->fills);
-			badopt = "fills";
-			break;
-		case O_SYMBOLS:
-			bad = shm_opt_u64(optarg, 1, cap_max, &o->symbols);
-			badopt = "symbols";
-			break;
-		case O_ACCOUNTS:
-			bad = shm_opt_u64(optarg, 1, cap_max, &o->accounts);
-			badopt = "accounts";
-			break;
-		case O_POSITIONS:
-			bad = shm_opt_u64(optarg, 1, cap_max, &o->positions);
-			badopt = "positions";
-			break;
-		case O_READERS:
-			bad = shm_opt_u32(optarg, 1, SHM_READERS_MAX_SLOTS, &o->readers);
-			badopt = "readers";
-			break;
-		case O_MAX_CONNS:
-			bad = shm_opt_u32(optarg, 1, GW_SERVER_MAX_CONNS_LIMIT, &o->max_conns);
-			badopt = "max-conns";
-			break;
-		case O_MAX_REQUEST:
-			bad = shm_opt_u64(optarg, 1, GW_FRAME_MAX_LIMIT, &o->max_request);
-			badopt = "max-request";
-			break;
-		case O_MAX_ELEMS:
-			bad = shm_opt_u32(optarg, 2, 100000000, &o->max_elements);
-			badopt = "max-elements";
-			break;
-		case O_DEADLINE:
-			bad = shm_opt_u32(optarg, 1, 3600000, &o->deadline_ms);
-			badopt = "deadline-ms";
-			break;
-		case O_BUSY:
-			bad = shm_opt_u32(optarg, 1, 3600000, &o->busy_ms);
-			badopt = "busy-ms";
-			break;
-		case O_DRAIN:
-			bad = shm_opt_u32(optarg, 1, 3600000, &o->drain_ms);
-			badopt = "drain-ms";
-			break;
-		case O_SPIN:
-			bad = shm_opt_u32(optarg, 0, 1000000, &o->spin_us);
-			o->spin_set = true;
-			badopt = "spin-us";
-			break;
-		case O_START_TIMEOUT:
-			bad = shm_opt_u32(optarg, 1, 3600000, &o->start_timeout_ms);
-			badopt = "start-timeout-ms";
-			break;
-		case O_STP:
-			o->stp = optarg;
-			bad = strcmp(optarg, "none") && strcmp(optarg, "cancel-newest") &&
-			      strcmp(optarg, "cancel-oldest") &&
-			      strcmp(optarg, "cancel-both") ? -EINVAL : 0;
-			badopt = "stp";
-			break;
-		case O_FRAME: o->frame_replies = true; break;
-		case O_QUIET: o->quiet = true; break;
-		case O_HELP:
-			usage(stdout);
-			return 1;
-		case O_VERSION:
-			shm_opt_version(stdout, "shmex");
-			return 1;
-		default:
-			usage(stderr);
-			return 2;
-		}
-		if (bad) {
-			fprintf(stderr, "shmex: invalid value '%s' for --%s\n", optarg,
-				badopt);
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "shmex: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
-		return 2;
-	}
-	char name[SHM_NAME_MAX];
-	if (shm_name_format(name, sizeof(name), o->instance, "control") != 0) {
-		fprintf(stderr, "shmex: invalid instance name '%s' "
-				"(1..40 of A-Z a-z 0-9 _ -)\n", o->instance);
-		return 2;
-	}
-	return 0;
+	shm_settings_default(&o->set);
+	struct shm_opt opts[4 + SHM_SETTINGS_COUNT] = {
+		{.name = "instance", .type = SHM_OPT_STR, .arg = "NAME", .dst = &o->instance,
+		 .show_default = true,
+		 .help = "instance name, 1..40 of A-Z a-z 0-9 _ - (names the "
+			 "shared-memory objects /shmex.NAME.*)"},
+		{.name = "port", .type = SHM_OPT_NUM, .arg = "P", .dst = &o->port,
+		 .max = 65535, .show_default = true,
+		 .help = "TCP port of the XML protocol, 0 = any free one"},
+		{.name = "bind", .type = SHM_OPT_STR, .arg = "ADDR", .dst = &o->bind,
+		 .show_default = true, .help = "IPv4 address to listen on"},
+		{.name = "start-timeout-ms", .type = SHM_OPT_NUM, .arg = "MS",
+		 .dst = &o->start_timeout_ms, .min = 1, .max = SHM_SETTINGS_MS_MAX,
+		 .show_default = true, .help = "time for each child to get ready"},
+	};
+	shm_opt_settings(opts + 4, &o->set);
+	const struct shm_opt_prog prog = {
+		.name = "shmex",
+		.synopsis = "[options]",
+		.about = "Starts an exchange: matchers, gateways and their shared memory, in the\n"
+			 "foreground.  Stop it with Ctrl-C or SIGTERM.",
+		.opts = opts,
+		.nopts = sizeof(opts) / sizeof(opts[0]),
+	};
+	enum shm_opt_result r = shm_opt_parse(&prog, argc, argv, NULL);
+	if (r != SHM_OPT_RUN)
+		return r;
+	if (!shm_instance_name_valid(o->instance))
+		return shm_opt_usage_error(&prog, "--instance: invalid name '%s' (1..%u "
+					   "of A-Z a-z 0-9 _ -)", o->instance,
+					   SHM_INSTANCE_MAX);
+	o->shards = (uint32_t)o->set.shards;
+	o->gateways = (uint32_t)o->set.gateways;
+	o->drain_ms = (uint32_t)o->set.drain_ms;
+	o->quiet = o->set.quiet != 0;
+	return SHM_OPT_RUN;
 }
 
 /* ---- main ---- */
@@ -767,38 +495,25 @@ static int start(struct sup *s)
 	}
 	if (for_each_object(s, remove_stale_one) != 0)
 		return -1;
-	int rc = gw_server_listen(s->o.bind, (int)s->o.port, false, 4096,
+	int rc = gw_listen_open(s->o.bind, (int)s->o.port, false, 4096,
 				  &s->listen_fd, &s->port);
 	if (rc) {
-		logf_(s, true, "cannot listen on %s:%u: %s", s->o.bind, s->o.port,
+		logf_(s, true, "cannot listen on %s:%u: %s", s->o.bind, (unsigned)s->o.port,
 		      strerror(-rc));
 		return -1;
 	}
-	struct shm_instance_cfg icfg = {
-		.nshards = s->o.shards,
-		.ngateways = s->o.gateways,
-		.ring_capacity = s->o.ring_capacity,
-		.mode = 0660,
-	};
-	icfg.limits[SHM_LIMIT_ORDERS_PER_SHARD] = s->o.orders;
-	icfg.limits[SHM_LIMIT_LEVELS_PER_SHARD] = s->o.levels;
-	icfg.limits[SHM_LIMIT_ACCOUNTS] = s->o.accounts;
-	icfg.limits[SHM_LIMIT_SYMBOLS] = s->o.symbols;
-	icfg.limits[SHM_LIMIT_READER_SLOTS] = s->o.readers;
-	icfg.limits[SHM_LIMIT_FILLS_PER_SHARD] = s->o.fills;
-	icfg.limits[SHM_LIMIT_POSITIONS_PER_SHARD] = s->o.positions;
-	icfg.limits[SHM_LIMIT_SYMBOLS_PER_SHARD] = s->o.symbols;
+	struct shm_instance_cfg icfg = {.s = s->o.set, .mode = 0660};
 	rc = shm_instance_create(s->o.instance, &icfg, &s->inst);
 	if (rc) {
 		logf_(s, true, "create instance %s: %s", s->o.instance,
-		      s->inst.err[0] ? s->inst.err : shmex_strerror(rc));
+		      shmex_error_msg(&s->inst.err, rc));
 		return -1;
 	}
 	s->inst_ok = true;
 	/* control and rings were created O_EXCL: from now on the name is
 	 * ours (a concurrent start of the same instance failed here). */
 	s->owns = true;
-	rc = shm_accounts_create(&s->accts, s->o.instance, s->o.accounts, 0660);
+	rc = shm_accounts_create(&s->accts, s->o.instance, s->o.set.accounts, 0660);
 	if (rc) {
 		logf_(s, true, "create accounts of %s: %s", s->o.instance,
 		      shmex_strerror(rc));
@@ -828,8 +543,8 @@ int main(int argc, char **argv)
 	memset(&s, 0, sizeof(s));
 	s.listen_fd = -1;
 	int rc = parse_opts(argc, argv, &s.o);
-	if (rc)
-		return rc == 1 ? 0 : rc;
+	if (rc != SHM_OPT_RUN)
+		return rc == SHM_OPT_EXIT ? 0 : 2;
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&s.sigs);
 	sigaddset(&s.sigs, SIGCHLD);

@@ -1,5 +1,5 @@
 /*
- * gw_route: executes parsed ECE 568 requests for one gateway process.
+ * gw_exec: executes parsed ECE 568 requests for one gateway process.
  *
  * It is the handler behind gw_server: each complete request is parsed
  * (gw_xml), its items are executed strictly in DOCUMENT ORDER, and the
@@ -31,15 +31,15 @@
  * region) after writing replies.  An epoll loop cannot wait on a futex, so a
  * helper thread does: while requests are outstanding it sleeps on the
  * doorbell and, when a reply ring becomes readable, writes to an eventfd
- * that is in the epoll set (gw_route_wake_fd).  Idle: both threads sleep.
+ * that is in the epoll set (gw_exec_wake_fd).  Idle: both threads sleep.
  *
  * Concurrency: every function but the helper thread's runs in the loop
  * thread.  The helper thread only reads ring indexes and the doorbell,
- * clears `armed` (private, GW2 labels in gw_route.c) and writes the
+ * clears `armed` (private, GW2 labels in gw_exec.c) and writes the
  * eventfd.
  */
-#ifndef SHMEX_GW_ROUTE_H
-#define SHMEX_GW_ROUTE_H
+#ifndef SHMEX_GW_EXEC_H
+#define SHMEX_GW_EXEC_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,22 +47,12 @@
 
 #include "gateway/gw_server.h"
 #include "gateway/gw_xml.h"
+#include "shm/shm_error.h"
+#include "shm/shm_settings.h"
 
-#define GW_ROUTE_BUSY_MS_DEFAULT 2000u
+struct gw_exec;
 
-struct gw_route;
-
-struct gw_route_cfg {
-	const char *instance;
-	uint32_t gateway;          /* this gateway's index */
-	uint32_t max_conns;        /* as gw_server_cfg.max_conns (0: default) */
-	uint32_t busy_ms;          /* 0: GW_ROUTE_BUSY_MS_DEFAULT */
-	uint32_t spin_us;          /* helper's spin before sleeping (0: none) */
-	size_t max_reply;          /* 0: GW_REPLY_MAX_DEFAULT */
-	const struct gw_xml_limits *xml; /* NULL: defaults */
-};
-
-struct gw_route_stats {
+struct gw_exec_stats {
 	uint64_t requests;         /* documents handled */
 	uint64_t items;            /* items answered */
 	uint64_t sent;             /* ring messages sent */
@@ -76,33 +66,38 @@ struct gw_route_stats {
 	uint64_t wakes;            /* eventfd wake-ups from the helper */
 };
 
-/* Attaches to the instance as gateway cfg->gateway: control and rings
+/* Attaches to the instance as gateway `gateway`: control and rings
  * regions, reply and request rings, accounts (read-only), each shard's book
  * (read-only) and reader table (one registration per shard), and starts the
- * helper thread.  err (may be NULL) gets a one-line reason on failure. */
-int gw_route_open(struct gw_route **out, const struct gw_route_cfg *cfg,
-		  char *err, size_t errlen) __attribute__((warn_unused_result));
+ * helper thread.  Its limits (connections, busy time, spin, XML elements)
+ * are the instance's settings.  err (may be NULL) gets a one-line reason
+ * on failure. */
+int gw_exec_open(struct gw_exec **out, const char *instance, uint32_t gateway,
+		 struct shmex_error *err) __attribute__((warn_unused_result));
+
+/* The instance's settings (validated copy), for the caller's loop. */
+const struct shm_settings *gw_exec_settings(const struct gw_exec *r);
 
 /* Tells the route which server to answer through (before serving). */
-void gw_route_bind(struct gw_route *r, struct gw_server *srv);
+void gw_exec_bind(struct gw_exec *r, struct gw_server *srv);
 
 /* The eventfd the helper thread writes when replies arrive; watch it with
- * gw_server_watch(srv, fd, gw_route_wake, r). */
-int gw_route_wake_fd(const struct gw_route *r);
-void gw_route_wake(void *route);
+ * gw_server_watch(srv, fd, gw_exec_wake, r). */
+int gw_exec_wake_fd(const struct gw_exec *r);
+void gw_exec_wake(void *route);
 
 /* gw_server_ops callbacks (ctx = the route). */
-void gw_route_request(void *route, struct gw_conn_ref c, const char *xml,
+void gw_exec_request(void *route, struct gw_conn_ref c, const char *xml,
 		      size_t len);
-void gw_route_abort(void *route, struct gw_conn_ref c);
-int gw_route_poll(void *route);
+void gw_exec_abort(void *route, struct gw_conn_ref c);
+int gw_exec_poll(void *route);
 
 /* Requests being executed right now. */
-uint32_t gw_route_active(const struct gw_route *r);
+uint32_t gw_exec_active(const struct gw_exec *r);
 
-void gw_route_get_stats(const struct gw_route *r, struct gw_route_stats *st);
+void gw_exec_get_stats(const struct gw_exec *r, struct gw_exec_stats *st);
 
 /* Stops the helper thread, unregisters from the reader tables, detaches. */
-void gw_route_close(struct gw_route *r);
+void gw_exec_close(struct gw_exec *r);
 
 #endif

@@ -25,7 +25,7 @@
 #include "shm/shm_accounts.h"
 #include "shm/shm_msg.h"
 #include "shm/shm_opt.h"
-#include "shm/shm_query.h"
+#include "shm/query/qry.h"
 #include "shm/shm_region.h"
 
 #define PROG "shmex-query"
@@ -77,7 +77,7 @@ static void usage(FILE *f)
 	    "  --version           program and shared-memory layout versions\n"
 	    "\n"
 	    "Exit status: 0 ok, 1 query failed, 2 usage error.\n",
-	    SHM_QUERY_DEPTH_DEFAULT, SHM_QUERY_WATCH_INTERVAL_MS);
+	    QRY_DEPTH_DEFAULT, QRY_WATCH_INTERVAL_MS);
 }
 
 static int usage_error(const char *fmt, ...)
@@ -168,7 +168,7 @@ static int operands(const char *cmd, int *min, int *max)
 
 static int run(const struct opts *o, const char *cmd, char **args)
 {
-	struct shm_query q;
+	struct qry q;
 	uint64_t id = 0;
 	if (strcmp(cmd, "order") == 0 || strcmp(cmd, "account") == 0) {
 		uint64_t max =
@@ -182,24 +182,24 @@ static int run(const struct opts *o, const char *cmd, char **args)
 		return usage_error(
 		    "invalid symbol '%s' (1-15 letters and digits)", args[0]);
 
-	if (shm_query_open(&q, o->instance)) {
-		fprintf(stderr, PROG ": %s\n", q.err);
+	int rc = qry_open(&q, o->instance);
+	if (rc) {
+		fprintf(stderr, PROG ": %s\n", shmex_error_msg(&q.err, rc));
 		return 1;
 	}
-	int rc;
 	unsigned flags = o->flags;
 	if (strcmp(cmd, "book") == 0) {
-		rc = shm_query_book(&q, stdout, flags, args[0], o->depth);
+		rc = qry_book(&q, stdout, flags, args[0], o->depth);
 	} else if (strcmp(cmd, "order") == 0) {
-		rc = shm_query_order(&q, stdout, flags, id);
+		rc = qry_order(&q, stdout, flags, id);
 	} else if (strcmp(cmd, "account") == 0) {
-		rc = shm_query_account(&q, stdout, flags, id);
+		rc = qry_account(&q, stdout, flags, id);
 	} else if (strcmp(cmd, "readers") == 0) {
-		rc = shm_query_readers(&q, stdout, flags);
+		rc = qry_readers(&q, stdout, flags);
 	} else if (strcmp(cmd, "stats") == 0) {
-		rc = shm_query_stats(&q, stdout, flags);
+		rc = qry_stats(&q, stdout, flags);
 	} else if (strcmp(cmd, "check") == 0) {
-		rc = shm_query_check(&q, stdout, flags, args[0]);
+		rc = qry_check(&q, stdout, flags, args[0]);
 	} else {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof(sa));
@@ -208,15 +208,15 @@ static int run(const struct opts *o, const char *cmd, char **args)
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGHUP, &sa, NULL);
-		if (!(flags & SHM_QUERY_JSON))
-			flags |= SHM_QUERY_ANSI;
-		rc = shm_query_watch(&q, stdout, flags, args[0], o->depth,
+		if (!(flags & QRY_JSON))
+			flags |= QRY_ANSI;
+		rc = qry_watch(&q, stdout, flags, args[0], o->depth,
 				     o->count, (unsigned)o->interval,
 				     &stop_flag);
 	}
 	if (rc)
-		fprintf(stderr, PROG ": %s\n", q.err);
-	shm_query_close(&q);
+		fprintf(stderr, PROG ": %s\n", shmex_error_msg(&q.err, rc));
+	qry_close(&q);
 	if (fflush(stdout) != 0 && rc == 0) {
 		fprintf(stderr, PROG ": writing output: %s\n", strerror(errno));
 		return 1;
@@ -228,8 +228,8 @@ int main(int argc, char **argv)
 {
 	struct opts o = {
 	    .instance = getenv("SHMEX_INSTANCE"),
-	    .depth = SHM_QUERY_DEPTH_DEFAULT,
-	    .interval = SHM_QUERY_WATCH_INTERVAL_MS,
+	    .depth = QRY_DEPTH_DEFAULT,
+	    .interval = QRY_WATCH_INTERVAL_MS,
 	};
 	if (!o.instance || !*o.instance)
 		o.instance = "default";
@@ -241,7 +241,7 @@ int main(int argc, char **argv)
 			o.instance = optarg;
 			break;
 		case O_JSON:
-			o.flags |= SHM_QUERY_JSON;
+			o.flags |= QRY_JSON;
 			break;
 		case O_DEPTH:
 			if (shm_opt_u64(optarg, 0, UINT32_MAX, &o.depth))
@@ -250,11 +250,11 @@ int main(int argc, char **argv)
 			o.depth_set = true;
 			break;
 		case O_ORDERS:
-			o.flags |= SHM_QUERY_ORDERS;
+			o.flags |= QRY_ORDERS;
 			o.orders = true;
 			break;
 		case O_CLEAR_STALE:
-			o.flags |= SHM_QUERY_CLEAR_STALE;
+			o.flags |= QRY_CLEAR_STALE;
 			o.clear = true;
 			break;
 		case O_COUNT:

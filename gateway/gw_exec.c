@@ -1,12 +1,12 @@
 /*
- * gw_route: request execution for one gateway (see gw_route.h).
+ * gw_exec: request execution for one gateway (see gw_exec.h).
  *
  * Shape.  One job per connection slot (a connection executes one request at
  * a time), reused from request to request so that the parsed request and
  * the reply buffer keep their storage.  A job runs its items in document
  * order until one needs a matcher; it then waits in the send queue of that
  * shard (W_SEND), then for the reply (W_REPLY), and resumes.  The loop turn
- * (gw_route_poll) drains every reply ring, then flushes every send queue in
+ * (gw_exec_poll) drains every reply ring, then flushes every send queue in
  * batches (one ring publication and at most one doorbell per batch).
  *
  * Request ids: req_id = (counter << 16) | slot.  The counter starts at the
@@ -17,7 +17,7 @@
  * closed connection, or a forged one, is counted and dropped.
  *
  * Queries read the order's record and fills from the shard's book region
- * through the read-side API (shm_read.h: one reader slot per shard, a
+ * through the read-side API (shm_snap.h: one reader slot per shard, a
  * read-side section of the shard's reader table and a seqcount snapshot of
  * the order's symbol, every index bounds-checked).  A snapshot that keeps
  * changing is answered "Exchange busy, try again".
@@ -31,16 +31,16 @@
  * drained, and the helper always re-reads the rings (through the
  * doorbell's Dekker protocol) before it sleeps.  Under load the helper is
  * bypassed: while replies are awaited and the loop made progress within
- * spin_ns, gw_route_poll yields the CPU and asks the loop not to block, so
+ * spin_ns, gw_exec_poll yields the CPU and asks the loop not to block, so
  * replies are found by polling instead of a futex -> helper -> eventfd
- * chain (see gw_route_poll); the helper is armed only after spin_ns
+ * chain (see gw_exec_poll); the helper is armed only after spin_ns
  * without progress.
  *
  * Limits: max_conns jobs; a status with at most the book's fill capacity
  * fills; RX_BATCH replies per dequeue (RX_ROUNDS per shard per turn),
  * SEND_BATCH messages per enqueue.
  */
-#include "gateway/gw_route.h"
+#include "gateway/gw_exec.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -63,7 +63,7 @@
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
 #include "shm/shm_msg.h"
-#include "shm/shm_read.h"
+#include "shm/shm_snap.h"
 #include "shm/shm_region.h"
 #include "shm/shm_ring.h"
 #include "shm/shm_clock.h"
@@ -111,8 +111,10 @@ struct sendq {
 	uint32_t head, tail, n;
 };
 
-struct gw_route {
-	struct gw_route_cfg cfg;
+struct gw_exec {
+	uint32_t gateway;             /* this gateway's index */
+	uint32_t max_conns;           /* from the settings */
+	uint32_t busy_ms;
 	char instance[SHM_INSTANCE_MAX + 1];
 	struct gw_server *srv;
 	struct gw_xml_parser *xp;
@@ -125,7 +127,7 @@ struct gw_route {
 	struct shm_doorbell_sh *db;   /* this gateway's doorbell */
 	struct shm_accounts accts;
 	bool accts_ok;
-	struct shm_read *rd;          /* [nshards]: book readers */
+	struct shm_snap *rd;          /* [nshards]: book readers */
 	uint8_t *rd_ok;               /* [nshards] */
 	struct job *jobs;             /* [max_conns] */
 	struct sendq *q;              /* [nshards] */
@@ -135,7 +137,7 @@ struct gw_route {
 	uint32_t nactive;
 	uint32_t nwaiting;            /* jobs in W_REPLY */
 	uint64_t next_id;
-	struct shm_read_fill *fills;  /* scratch for status reads */
+	struct shm_snap_fill *fills;  /* scratch for status reads */
 	size_t fills_cap;
 	int efd;
 	pthread_t helper;
@@ -152,7 +154,7 @@ struct gw_route {
 	uint32_t stop;
 	uint64_t spin_ns;             /* loop's poll-and-yield budget */
 	uint64_t spin_until;          /* ns; polling goes on until then */
-	struct gw_route_stats st;
+	struct gw_exec_stats st;
 	struct shm_msg rx[RX_BATCH];
 	struct shm_msg tx[SEND_BATCH];
 	uint32_t txjob[SEND_BATCH];
@@ -170,8 +172,8 @@ static long futex_private(uint32_t *uaddr, int op, uint32_t val,
  * helper must stop.  Reads only shared ring indexes. */
 static bool replies_ready(void *arg)
 {
-	struct gw_route *r = arg;
-	/* GW2-4: acquire; pairs with GW2-3 in gw_route_close. */
+	struct gw_exec *r = arg;
+	/* GW2-4: acquire; pairs with GW2-3 in gw_exec_close. */
 	if (load_acquire(&r->stop))
 		return true;
 	for (uint32_t s = 0; s < r->nshards; s++) {
@@ -189,7 +191,7 @@ static bool replies_ready(void *arg)
 
 static void *helper_main(void *arg)
 {
-	struct gw_route *r = arg;
+	struct gw_exec *r = arg;
 	for (;;) {
 		/* GW2-2: acquire; pairs with the loop's GW2-1. */
 		while (!load_acquire(&r->armed) &&
@@ -216,7 +218,7 @@ static void *helper_main(void *arg)
 	return NULL;
 }
 
-static void helper_arm(struct gw_route *r)
+static void helper_arm(struct gw_exec *r)
 {
 	/* Relaxed: see the comment on `armed`. */
 	if (load_relaxed(&r->armed))
@@ -229,21 +231,21 @@ static void helper_arm(struct gw_route *r)
 /* ---- order status from the book ---- */
 
 /*
- * Reads order `id` of shard s through the read-side API (shm_read: a
+ * Reads order `id` of shard s through the read-side API (shm_snap: a
  * read-side section of the shard's reader table and a seqcount snapshot of
  * the order's symbol; every index bounds-checked): owner, open and
  * cancelled shares, and every fill (into r->fills).  Returns 0,
  * SHMEX_ENOORDER, SHMEX_EBUSY (the snapshot kept changing), or
  * SHMEX_EBADINDEX / -ENOMEM.
  */
-static int read_status(struct gw_route *r, uint32_t s, uint64_t id,
+static int read_status(struct gw_exec *r, uint32_t s, uint64_t id,
 		       struct status *out)
 {
-	struct shm_read_order o;
+	struct shm_snap_order o;
 	size_t got = 0;
 	r->st.queries++;
 	for (int round = 0; round < 4; round++) {
-		int rc = shm_read_order(&r->rd[s], id, &o, r->fills, r->fills_cap, &got);
+		int rc = shm_snap_order(&r->rd[s], id, &o, r->fills, r->fills_cap, &got);
 		if (rc)
 			return rc;
 		if (got >= o.nfills)
@@ -253,7 +255,7 @@ static int read_status(struct gw_route *r, uint32_t s, uint64_t id,
 		uint32_t want = o.nfills;
 		if (want > r->rd[s].view.cap_fills)
 			return SHMEX_EBADINDEX;
-		struct shm_read_fill *nf = realloc(r->fills, (size_t)want * sizeof(*nf));
+		struct shm_snap_fill *nf = realloc(r->fills, (size_t)want * sizeof(*nf));
 		if (!nf)
 			return -ENOMEM;
 		r->fills = nf;
@@ -276,7 +278,7 @@ static uint64_t secs(uint64_t ns)
 	return ns / 1000000000u;
 }
 
-static void q_push(struct gw_route *r, struct sendq *q, uint32_t slot)
+static void q_push(struct gw_exec *r, struct sendq *q, uint32_t slot)
 {
 	r->jobs[slot].qnext = Q_NIL;
 	if (q->n == 0)
@@ -287,7 +289,7 @@ static void q_push(struct gw_route *r, struct sendq *q, uint32_t slot)
 	q->n++;
 }
 
-static uint32_t q_pop(struct gw_route *r, struct sendq *q)
+static uint32_t q_pop(struct gw_exec *r, struct sendq *q)
 {
 	uint32_t slot = q->head;
 	q->head = r->jobs[slot].qnext;
@@ -295,7 +297,7 @@ static uint32_t q_pop(struct gw_route *r, struct sendq *q)
 	return slot;
 }
 
-static void q_remove(struct gw_route *r, struct sendq *q, uint32_t slot)
+static void q_remove(struct gw_exec *r, struct sendq *q, uint32_t slot)
 {
 	uint32_t prev = Q_NIL;
 	for (uint32_t i = q->head, k = 0; k < q->n; prev = i, i = r->jobs[i].qnext, k++) {
@@ -313,7 +315,7 @@ static void q_remove(struct gw_route *r, struct sendq *q, uint32_t slot)
 }
 
 /* Queues the job's message for shard s. */
-static void job_send(struct gw_route *r, uint32_t slot, uint32_t s)
+static void job_send(struct gw_exec *r, uint32_t slot, uint32_t s)
 {
 	struct job *j = &r->jobs[slot];
 	j->msg.req_id = (r->next_id++ << 16) | slot;
@@ -323,7 +325,7 @@ static void job_send(struct gw_route *r, uint32_t slot, uint32_t s)
 	q_push(r, &r->q[s], slot);
 }
 
-static void job_finish(struct gw_route *r, uint32_t slot)
+static void job_finish(struct gw_exec *r, uint32_t slot)
 {
 	struct job *j = &r->jobs[slot];
 	const char *out;
@@ -336,7 +338,7 @@ static void job_finish(struct gw_route *r, uint32_t slot)
 	(void)gw_server_reply(r->srv, j->conn, out, len);
 }
 
-static void reply_status(struct gw_route *r, struct gw_reply *rep,
+static void reply_status(struct gw_exec *r, struct gw_reply *rep,
 			 const struct status *st, bool with_open)
 {
 	if (with_open && st->open > 0)
@@ -355,13 +357,13 @@ static void reply_status(struct gw_route *r, struct gw_reply *rep,
  * to busy_ms since the item's first attempt.  Returns true when parked,
  * false when the time is up (the item is then answered "busy").
  */
-static bool park_retry(struct gw_route *r, uint32_t slot)
+static bool park_retry(struct gw_exec *r, uint32_t slot)
 {
 	struct job *j = &r->jobs[slot];
 	uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
 	if (!j->retry_since)
 		j->retry_since = now;
-	if (now - j->retry_since >= (uint64_t)r->cfg.busy_ms * 1000000u)
+	if (now - j->retry_since >= (uint64_t)r->busy_ms * 1000000u)
 		return false;
 	j->wait = W_RETRY;
 	q_push(r, &r->retryq, slot);
@@ -377,7 +379,7 @@ static int reply_err(int rc)
 }
 
 /* Answers a <query>; false when parked for a retry. */
-static bool do_query(struct gw_route *r, uint32_t slot, const struct gw_item *it)
+static bool do_query(struct gw_exec *r, uint32_t slot, const struct gw_item *it)
 {
 	struct job *j = &r->jobs[slot];
 	uint32_t s = shm_shard_of_order(it->order_id, r->nshards);
@@ -402,7 +404,7 @@ static bool do_query(struct gw_route *r, uint32_t slot, const struct gw_item *it
  * only once the cancel is published).  False when parked for a retry.
  * Should the record be unreadable (recycled already, or busy for too
  * long), the reply's own figures still say what was cancelled. */
-static bool finish_cancel(struct gw_route *r, uint32_t slot, const struct gw_item *it)
+static bool finish_cancel(struct gw_exec *r, uint32_t slot, const struct gw_item *it)
 {
 	struct job *j = &r->jobs[slot];
 	struct status st;
@@ -422,7 +424,7 @@ static bool finish_cancel(struct gw_route *r, uint32_t slot, const struct gw_ite
 }
 
 /* Builds the ring message of a ring item; returns its shard. */
-static uint32_t item_msg(struct gw_route *r, const struct gw_xml_req *req,
+static uint32_t item_msg(struct gw_exec *r, const struct gw_xml_req *req,
 			 const struct gw_item *it, struct shm_msg *m)
 {
 	memset(m, 0, sizeof(*m));
@@ -458,7 +460,7 @@ static uint32_t item_msg(struct gw_route *r, const struct gw_xml_req *req,
 
 /* Runs items until one waits (for a matcher, or to retry a busy read) or
  * the request is done. */
-static void job_run(struct gw_route *r, uint32_t slot)
+static void job_run(struct gw_exec *r, uint32_t slot)
 {
 	struct job *j = &r->jobs[slot];
 	while (j->next < j->req.nitems) {
@@ -509,7 +511,7 @@ next:
 }
 
 /* The matcher answered the job's outstanding item. */
-static void job_reply(struct gw_route *r, uint32_t slot, const struct shm_msg *m,
+static void job_reply(struct gw_exec *r, uint32_t slot, const struct shm_msg *m,
 		      int status)
 {
 	struct job *j = &r->jobs[slot];
@@ -544,11 +546,11 @@ static void job_reply(struct gw_route *r, uint32_t slot, const struct shm_msg *m
 	job_run(r, slot);
 }
 
-void gw_route_request(void *route, struct gw_conn_ref c, const char *xml, size_t len)
+void gw_exec_request(void *route, struct gw_conn_ref c, const char *xml, size_t len)
 {
-	struct gw_route *r = route;
+	struct gw_exec *r = route;
 	r->st.requests++;
-	if (c.slot >= r->cfg.max_conns) {
+	if (c.slot >= r->max_conns) {
 		const char *out;
 		size_t olen;
 		struct gw_reply tmp;
@@ -588,10 +590,10 @@ void gw_route_request(void *route, struct gw_conn_ref c, const char *xml, size_t
 	job_run(r, c.slot);
 }
 
-void gw_route_abort(void *route, struct gw_conn_ref c)
+void gw_exec_abort(void *route, struct gw_conn_ref c)
 {
-	struct gw_route *r = route;
-	if (c.slot >= r->cfg.max_conns)
+	struct gw_exec *r = route;
+	if (c.slot >= r->max_conns)
 		return;
 	struct job *j = &r->jobs[c.slot];
 	if (!j->active || j->conn.gen != c.gen)
@@ -610,12 +612,12 @@ void gw_route_abort(void *route, struct gw_conn_ref c)
 
 /* m is the loop's private copy (r->rx), so every field read here and in
  * job_reply is the value that was validated. */
-static void handle_reply(struct gw_route *r, uint32_t s, const struct shm_msg *m)
+static void handle_reply(struct gw_exec *r, uint32_t s, const struct shm_msg *m)
 {
 	bool bad = shm_msg_validate_reply(m) != 0;
 	int status = bad ? SHMEX_EINTERNAL : m->status;
 	uint32_t slot = (uint32_t)(m->req_id & 0xffff);
-	if (slot >= r->cfg.max_conns) {
+	if (slot >= r->max_conns) {
 		r->st.stale++;
 		return;
 	}
@@ -646,7 +648,7 @@ static void handle_reply(struct gw_route *r, uint32_t s, const struct shm_msg *m
 }
 
 /* Takes every reply waiting in the reply rings; returns how many. */
-static unsigned drain_replies(struct gw_route *r)
+static unsigned drain_replies(struct gw_exec *r)
 {
 	unsigned total = 0;
 	for (uint32_t s = 0; s < r->nshards; s++) {
@@ -660,7 +662,7 @@ static unsigned drain_replies(struct gw_route *r)
 				 * on stop.  Logged once. */
 				if (!(r->ring_bad[s] & 2))
 					fprintf(stderr, "shmex-gateway %u: reply ring "
-						"of shard %u: %s\n", r->cfg.gateway, s,
+						"of shard %u: %s\n", r->gateway, s,
 						shmex_strerror(rc));
 				r->ring_bad[s] |= 2;
 				break;
@@ -677,11 +679,11 @@ static unsigned drain_replies(struct gw_route *r)
 
 /* Sends queued messages; answers "busy" for those that waited too long.
  * Returns true when something is still queued. */
-static bool flush_sends(struct gw_route *r)
+static bool flush_sends(struct gw_exec *r)
 {
 	bool left = false;
 	uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
-	uint64_t busy_ns = (uint64_t)r->cfg.busy_ms * 1000000u;
+	uint64_t busy_ns = (uint64_t)r->busy_ms * 1000000u;
 	for (uint32_t s = 0; s < r->nshards; s++) {
 		struct sendq *q = &r->q[s];
 		while (q->n > 0) {
@@ -698,7 +700,7 @@ static bool flush_sends(struct gw_route *r)
 				 * "busy".  Logged once. */
 				if (!(r->ring_bad[s] & 1))
 					fprintf(stderr, "shmex-gateway %u: request ring "
-						"of shard %u: %s\n", r->cfg.gateway, s,
+						"of shard %u: %s\n", r->gateway, s,
 						shmex_strerror(rc));
 				r->ring_bad[s] |= 1;
 				done = 0;
@@ -733,7 +735,7 @@ static bool flush_sends(struct gw_route *r)
 
 /* Resumes the jobs parked for a busy book read (those parked again go to
  * the back and wait for the next turn). */
-static void run_retries(struct gw_route *r)
+static void run_retries(struct gw_exec *r)
 {
 	for (uint32_t k = r->retryq.n; k > 0; k--) {
 		uint32_t slot = q_pop(r, &r->retryq);
@@ -752,9 +754,9 @@ static void run_retries(struct gw_route *r)
  * loop allowed to sleep in epoll_wait.  An idle gateway (nothing awaited)
  * never spins.
  */
-int gw_route_poll(void *route)
+int gw_exec_poll(void *route)
 {
-	struct gw_route *r = route;
+	struct gw_exec *r = route;
 	bool progress = false;
 	if (r->nwaiting)
 		progress = drain_replies(r) > 0;
@@ -779,111 +781,100 @@ int gw_route_poll(void *route)
 	return left ? 1 : -1;
 }
 
-void gw_route_wake(void *route)
+void gw_exec_wake(void *route)
 {
-	struct gw_route *r = route;
+	struct gw_exec *r = route;
 	uint64_t v;
 	(void)!read(r->efd, &v, sizeof(v));
 	r->st.wakes++;
 }
 
-int gw_route_wake_fd(const struct gw_route *r)
+int gw_exec_wake_fd(const struct gw_exec *r)
 {
 	return r->efd;
 }
 
-void gw_route_bind(struct gw_route *r, struct gw_server *srv)
+void gw_exec_bind(struct gw_exec *r, struct gw_server *srv)
 {
 	r->srv = srv;
 }
 
-uint32_t gw_route_active(const struct gw_route *r)
+uint32_t gw_exec_active(const struct gw_exec *r)
 {
 	return r->nactive;
 }
 
-void gw_route_get_stats(const struct gw_route *r, struct gw_route_stats *st)
+void gw_exec_get_stats(const struct gw_exec *r, struct gw_exec_stats *st)
 {
 	*st = r->st;
 }
 
 /* ---- open / close ---- */
 
-static int open_shard(struct gw_route *r, uint32_t s, char *err, size_t errlen)
+static int open_shard(struct gw_exec *r, uint32_t s, struct shmex_error *err)
 {
-	int rc = shm_instance_request_ring(&r->inst, r->cfg.gateway, s, &r->req_ring[s]);
+	int rc = shm_instance_request_ring(&r->inst, r->gateway, s, &r->req_ring[s]);
 	if (!rc)
-		rc = shm_instance_reply_ring(&r->inst, s, r->cfg.gateway, &r->rep_ring[s]);
+		rc = shm_instance_reply_ring(&r->inst, s, r->gateway, &r->rep_ring[s]);
+	if (rc)
+		return shmex_error_set(err, rc, "rings of shard %u: %s", s,
+				       shmex_strerror(rc));
+	rc = shm_snap_open(&r->rd[s], r->instance, s);
 	if (rc) {
-		snprintf(err, errlen, "rings of shard %u: %s", s, shmex_strerror(rc));
-		return rc;
-	}
-	rc = shm_read_open(&r->rd[s], r->instance, s);
-	if (rc) {
-		snprintf(err, errlen, "book of shard %u: %s", s,
-			 r->rd[s].err[0] ? r->rd[s].err : shmex_strerror(rc));
-		return rc;
+		if (err)
+			*err = r->rd[s].err;
+		return shmex_error_wrap(err, rc, "book of shard %u", s);
 	}
 	r->rd_ok[s] = 1;
-	if (r->rd[s].view.nshards != r->nshards) {
-		snprintf(err, errlen, "book of shard %u: made for %u shards, not %u",
-			 s, r->rd[s].view.nshards, r->nshards);
-		return SHMEX_EBADLAYOUT;
-	}
+	if (r->rd[s].view.nshards != r->nshards)
+		return shmex_error_set(err, SHMEX_EBADLAYOUT, "book of shard %u: made "
+				       "for %u shards, not %u", s,
+				       r->rd[s].view.nshards, r->nshards);
 	return 0;
 }
 
-int gw_route_open(struct gw_route **out, const struct gw_route_cfg *cfg,
-		  char *err, size_t errlen)
+int gw_exec_open(struct gw_exec **out, const char *instance, uint32_t gateway,
+		 struct shmex_error *err)
 {
-	char dummy[8];
-	if (!err) {
-		err = dummy;
-		errlen = sizeof(dummy);
-	}
-	err[0] = 0;
-	if (!cfg->instance || strlen(cfg->instance) > SHM_INSTANCE_MAX) {
-		snprintf(err, errlen, "bad instance name");
-		return -EINVAL;
-	}
-	struct gw_route *r = calloc(1, sizeof(*r));
+	*out = NULL;
+	shmex_error_clear(err);
+	if (!shm_instance_name_valid(instance))
+		return shmex_error_set(err, SHMEX_EBADNAME, "invalid instance name "
+				       "\"%s\"", instance ? instance : "");
+	struct gw_exec *r = calloc(1, sizeof(*r));
 	if (!r)
-		return -ENOMEM;
-	r->cfg = *cfg;
-	snprintf(r->instance, sizeof(r->instance), "%s", cfg->instance);
-	r->cfg.instance = r->instance;
-	if (!r->cfg.max_conns)
-		r->cfg.max_conns = GW_SERVER_MAX_CONNS_DEFAULT;
-	if (r->cfg.max_conns > GW_SERVER_MAX_CONNS_LIMIT)
-		r->cfg.max_conns = GW_SERVER_MAX_CONNS_LIMIT;
-	if (!r->cfg.busy_ms)
-		r->cfg.busy_ms = GW_ROUTE_BUSY_MS_DEFAULT;
-	if (cfg->xml)
-		r->xml = *cfg->xml;
-	else
-		gw_xml_limits_default(&r->xml);
-	r->cfg.xml = NULL;
+		return shmex_error_set(err, -ENOMEM, "out of memory");
+	snprintf(r->instance, sizeof(r->instance), "%s", instance);
+	r->gateway = gateway;
 	r->efd = -1;
-	r->spin_ns = (uint64_t)r->cfg.spin_us * 1000u;
 	r->next_id = shm_clock_ns(CLOCK_MONOTONIC) & ((UINT64_C(1) << 48) - 1);
-	int rc = gw_xml_parser_create(&r->xp, &r->xml);
+	int rc = shm_instance_attach(r->instance, SHM_ROLE_GATEWAY, gateway, &r->inst);
 	if (rc) {
-		snprintf(err, errlen, "xml parser: %s", shmex_strerror(rc));
-		goto out_close;
-	}
-	rc = shm_instance_attach(r->instance, SHM_ROLE_GATEWAY, cfg->gateway, &r->inst);
-	if (rc) {
-		snprintf(err, errlen, "attach instance %s as gateway %u: %s",
-			 r->instance, cfg->gateway,
-			 r->inst.err[0] ? r->inst.err : shmex_strerror(rc));
+		if (err)
+			*err = r->inst.err;
+		shmex_error_wrap(err, rc, "attach instance %s as gateway %u",
+				 r->instance, gateway);
 		goto out_close;
 	}
 	r->inst_ok = true;
+	/* Validated, in range (shm_settings_load). */
+	const struct shm_settings *st = &r->inst.settings;
+	r->max_conns = (uint32_t)st->max_conns;
+	r->busy_ms = (uint32_t)st->busy_ms;
+	r->spin_ns = st->spin_us * 1000u;
+	gw_xml_limits_default(&r->xml);
+	r->xml.max_elems = (uint32_t)st->max_elements;
+	rc = gw_xml_parser_create(&r->xp, &r->xml);
+	if (rc) {
+		shmex_error_set(err, rc, "xml parser: %s", shmex_strerror(rc));
+		goto out_close;
+	}
 	r->nshards = r->inst.nshards;
-	r->db = shm_instance_gateway_doorbell(&r->inst, cfg->gateway);
+	r->db = shm_instance_gateway_doorbell(&r->inst, gateway);
 	rc = shm_accounts_attach(&r->accts, r->instance, SHM_RDONLY);
 	if (rc) {
-		snprintf(err, errlen, "accounts: %s", shmex_strerror(rc));
+		if (err)
+			*err = r->accts.region.err;
 		goto out_close;
 	}
 	r->accts_ok = true;
@@ -894,26 +885,24 @@ int gw_route_open(struct gw_route **out, const struct gw_route_cfg *cfg,
 	r->rd_ok = calloc(n, 1);
 	r->q = calloc(n, sizeof(*r->q));
 	r->ring_bad = calloc(n, 1);
-	r->jobs = calloc(r->cfg.max_conns, sizeof(*r->jobs));
+	r->jobs = calloc(r->max_conns, sizeof(*r->jobs));
 	if (!r->req_ring || !r->rep_ring || !r->rd || !r->rd_ok || !r->q ||
 	    !r->jobs || !r->db || !r->ring_bad) {
-		rc = -ENOMEM;
-		snprintf(err, errlen, "out of memory");
+		rc = shmex_error_set(err, -ENOMEM, "out of memory");
 		goto out_close;
 	}
-	for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
+	for (uint32_t i = 0; i < r->max_conns; i++) {
 		gw_xml_req_init(&r->jobs[i].req);
-		gw_reply_init(&r->jobs[i].reply, cfg->max_reply, false);
+		gw_reply_init(&r->jobs[i].reply, 0, false);
 	}
 	for (uint32_t s = 0; s < n; s++) {
-		rc = open_shard(r, s, err, errlen);
+		rc = open_shard(r, s, err);
 		if (rc)
 			goto out_close;
 	}
 	r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (r->efd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		rc = shmex_error_set(err, -errno, "eventfd: %s", strerror(errno));
 		goto out_close;
 	}
 	/* The helper must not take the process's signals (the loop reads
@@ -924,18 +913,23 @@ int gw_route_open(struct gw_route **out, const struct gw_route_cfg *cfg,
 	rc = -pthread_create(&r->helper, NULL, helper_main, r);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
-		snprintf(err, errlen, "helper thread: %s", strerror(-rc));
+		shmex_error_set(err, rc, "helper thread: %s", strerror(-rc));
 		goto out_close;
 	}
 	r->helper_started = true;
 	*out = r;
 	return 0;
 out_close:
-	gw_route_close(r);
+	gw_exec_close(r);
 	return rc;
 }
 
-void gw_route_close(struct gw_route *r)
+const struct shm_settings *gw_exec_settings(const struct gw_exec *r)
+{
+	return &r->inst.settings;
+}
+
+void gw_exec_close(struct gw_exec *r)
 {
 	if (!r)
 		return;
@@ -951,9 +945,9 @@ void gw_route_close(struct gw_route *r)
 		close(r->efd);
 	for (uint32_t s = 0; s < r->nshards && r->rd_ok; s++)
 		if (r->rd_ok[s])
-			shm_read_close(&r->rd[s]);
+			shm_snap_close(&r->rd[s]);
 	if (r->jobs) {
-		for (uint32_t i = 0; i < r->cfg.max_conns; i++) {
+		for (uint32_t i = 0; i < r->max_conns; i++) {
 			gw_xml_req_free(&r->jobs[i].req);
 			gw_reply_free(&r->jobs[i].reply);
 		}

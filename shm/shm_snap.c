@@ -1,8 +1,8 @@
 /*
- * shm_read: consistent, bounds-checked reads of a shard's book from another
- * process (contract in shm_read.h).
+ * shm_snap: consistent, bounds-checked reads of a shard's book from another
+ * process (contract in shm_snap.h).
  *
- * Shape.  Every public read is one call of shm_read_section(): enter a read-side section
+ * Shape.  Every public read is one call of shm_snap_section(): enter a read-side section
  * of the shard's reader table (RCU: nothing reachable is reused while we
  * are inside), then try a snapshot function up to max_retries times.  A
  * snapshot function reads the symbol's seqcount with acquire [BK5], loads
@@ -25,7 +25,7 @@
  * reads of that symbol SHMEX_EBUSY until it moves on (the reader yields
  * every 16 tries).  The handle holds one reader slot for its lifetime.
  */
-#include "shm/shm_read.h"
+#include "shm/shm_snap.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -34,24 +34,25 @@
 
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"
-#include "shm/shm_readers_inline.h"
+#include "shm/shm_rcu_inline.h"
 
 /* A snapshot function's "the seqcount moved, try again". */
-#define SNAP_RETRY SHM_READ_RETRY
+#define SNAP_RETRY SHM_SNAP_RETRY
 
 /* --- open / close ----------------------------------------------------------- */
 
-int shm_read_open(struct shm_read *rd, const char *instance, unsigned shard)
+int shm_snap_open(struct shm_snap *rd, const char *instance, unsigned shard)
 {
-	char name[32];
+	char name[SHM_REGION_NAME_MAX];
 	memset(rd, 0, sizeof(*rd));
 	rd->shard = shard;
-	rd->max_retries = SHM_READ_RETRIES_DEFAULT;
-	snprintf(name, sizeof(name), "book.%u", shard);
-	int rc = shm_region_attach(&rd->book, instance, name, SHM_KIND_BOOK,
-				   SHM_RDONLY);
+	rd->max_retries = SHM_SNAP_RETRIES_DEFAULT;
+	int rc = shm_region_name(name, SHM_KIND_BOOK, shard);
+	if (!rc)
+		rc = shm_region_attach(&rd->book, instance, name, SHM_KIND_BOOK,
+				       SHM_RDONLY);
 	if (rc) {
-		snprintf(rd->err, sizeof(rd->err), "%s", rd->book.err);
+		rd->err = rd->book.err;
 		return rc;
 	}
 	rc = shm_book_view_init(&rd->view, shm_region_body(&rd->book),
@@ -59,42 +60,42 @@ int shm_read_open(struct shm_read *rd, const char *instance, unsigned shard)
 	if (rc == 0 && rd->view.shard != shard)
 		rc = SHMEX_EBADLAYOUT;
 	if (rc) {
-		snprintf(rd->err, sizeof(rd->err), "book %s: %s", rd->book.name,
-			 shmex_strerror(rc));
+		shmex_error_set(&rd->err, rc, "book %s: %s", rd->book.name,
+				shmex_strerror(rc));
 		goto out_book;
 	}
-	rc = shm_readers_attach(&rd->table, instance, shard, SHM_READERS_READER);
+	rc = shm_rcu_attach(&rd->table, instance, shard, SHM_RCU_READER);
 	if (rc) {
 		/* The region error names the object; else say which. */
-		if (rd->table.region.err[0])
-			memcpy(rd->err, rd->table.region.err, sizeof(rd->err));
+		if (rd->table.region.err.msg[0])
+			rd->err = rd->table.region.err;
 		else
-			snprintf(rd->err, sizeof(rd->err), "reader table of shard %u: %s",
-				 shard, shmex_strerror(rc));
+			shmex_error_set(&rd->err, rc, "reader table of shard %u: %s",
+					shard, shmex_strerror(rc));
 		goto out_book;
 	}
-	rc = shm_readers_register(&rd->table, &rd->reader);
+	rc = shm_rcu_register(&rd->table, &rd->reader);
 	if (rc) {
-		snprintf(rd->err, sizeof(rd->err), "reader table of shard %u: %s",
-			 shard, shmex_strerror(rc));
+		shmex_error_set(&rd->err, rc, "reader table of shard %u: %s", shard,
+				shmex_strerror(rc));
 		goto out_table;
 	}
 	rd->registered = true;
 	return 0;
 
 out_table:
-	shm_readers_detach(&rd->table);
+	shm_rcu_detach(&rd->table);
 out_book:
 	shm_region_detach(&rd->book);
 	return rc;
 }
 
-void shm_read_close(struct shm_read *rd)
+void shm_snap_close(struct shm_snap *rd)
 {
 	if (rd->registered)
-		(void)!shm_readers_unregister(&rd->reader);
+		(void)!shm_rcu_unregister(&rd->reader);
 	rd->registered = false;
-	shm_readers_detach(&rd->table);
+	shm_rcu_detach(&rd->table);
 	shm_region_detach(&rd->book);
 	memset(&rd->view, 0, sizeof(rd->view));
 }
@@ -102,32 +103,32 @@ void shm_read_close(struct shm_read *rd)
 /* --- the section and retry loop ---------------------------------------------- */
 
 /* Takes a new slot after ours was taken from us. */
-static int reregister(struct shm_read *rd)
+static int reregister(struct shm_snap *rd)
 {
 	rd->lost++;
 	if (rd->registered)
-		(void)!shm_readers_unregister(&rd->reader);
+		(void)!shm_rcu_unregister(&rd->reader);
 	rd->registered = false;
-	int rc = shm_readers_register(&rd->table, &rd->reader);
+	int rc = shm_rcu_register(&rd->table, &rd->reader);
 	if (rc == 0)
 		rd->registered = true;
 	return rc;
 }
 
-static int section_enter(struct shm_read *rd)
+static int section_enter(struct shm_snap *rd)
 {
 	if (!rd->registered && reregister(rd) != 0)
 		return SHMEX_EBUSY;
-	int rc = shm_readers_enter_inline(&rd->reader);
+	int rc = shm_rcu_enter_inline(&rd->reader);
 	if (rc == SHMEX_ESLOTLOST) {
 		if (reregister(rd) != 0)
 			return SHMEX_EBUSY;
-		rc = shm_readers_enter_inline(&rd->reader);
+		rc = shm_rcu_enter_inline(&rd->reader);
 	}
 	return rc ? SHMEX_EBUSY : 0;
 }
 
-int shm_read_section(struct shm_read *rd, shm_read_snap_fn fn, void *arg)
+int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 {
 	unsigned tries = rd->max_retries ? rd->max_retries : 1;
 	rd->reads++;
@@ -145,7 +146,7 @@ int shm_read_section(struct shm_read *rd, shm_read_snap_fn fn, void *arg)
 			}
 			res = fn(rd, arg);
 		}
-		if (shm_readers_leave_inline(&rd->reader) == 0) {
+		if (shm_rcu_leave_inline(&rd->reader) == 0) {
 			if (res == SNAP_RETRY) {
 				rd->busy++;
 				return SHMEX_EBUSY;
@@ -185,23 +186,23 @@ static int bad(const struct shm_book_sym_sh *s, uint64_t s1)
 	return snap_stable(s, s1) ? SHMEX_EBADINDEX : SNAP_RETRY;
 }
 
-uint32_t shm_read_nsymbols(const struct shm_read *rd)
+uint32_t shm_snap_nsymbols(const struct shm_snap *rd)
 {
 	/* BK8: acquire; pairs with BK7 (entries below it are written). */
 	uint32_t n = load_acquire(&rd->view.hdr->nsymbols);
 	return n < rd->view.cap_symbols ? n : rd->view.cap_symbols;
 }
 
-static const struct shm_book_sym_sh *symbol(const struct shm_read *rd, uint32_t sym)
+static const struct shm_book_sym_sh *symbol(const struct shm_snap *rd, uint32_t sym)
 {
-	return sym < shm_read_nsymbols(rd) ? shm_book_sym_at(&rd->view, sym) : NULL;
+	return sym < shm_snap_nsymbols(rd) ? shm_book_sym_at(&rd->view, sym) : NULL;
 }
 
 /* One level of a side list, read relaxed (its price is immutable while it
  * is live; qty and count are covered by the seqcount).  False when the
  * record is impossible for (sym, side). */
 static bool level_read(const struct shm_book_level_sh *l, uint32_t sym,
-		       unsigned side, struct shm_read_level *out)
+		       unsigned side, struct shm_snap_level *out)
 {
 	out->price = load_relaxed(&l->price);
 	out->qty = load_relaxed(&l->qty);
@@ -213,13 +214,13 @@ static bool level_read(const struct shm_book_level_sh *l, uint32_t sym,
 
 /* --- symbols ------------------------------------------------------------------- */
 
-int shm_read_symbol_find(struct shm_read *rd, const char *name, size_t len,
+int shm_snap_symbol_find(struct shm_snap *rd, const char *name, size_t len,
 			 uint32_t *sym)
 {
 	char packed[16];
 	if (!shm_symbol_pack(packed, name, len))
 		return SHMEX_EBADSYMBOL;
-	uint32_t n = shm_read_nsymbols(rd);
+	uint32_t n = shm_snap_nsymbols(rd);
 	for (uint32_t i = 0; i < n; i++) {
 		/* Immutable after BK7, which BK8 made visible. */
 		if (memcmp(rd->view.symbols[i].name, packed, sizeof(packed)) == 0) {
@@ -230,7 +231,7 @@ int shm_read_symbol_find(struct shm_read *rd, const char *name, size_t len,
 	return SHMEX_ENOSYMBOL;
 }
 
-int shm_read_symbol_name(struct shm_read *rd, uint32_t sym, char out[16])
+int shm_snap_symbol_name(struct shm_snap *rd, uint32_t sym, char out[16])
 {
 	const struct shm_book_sym_sh *s = symbol(rd, sym);
 	if (!s)
@@ -250,15 +251,15 @@ int shm_read_symbol_name(struct shm_read *rd, uint32_t sym, char out[16])
 struct top_arg {
 	uint32_t sym;
 	const struct shm_book_sym_sh *s;
-	struct shm_read_top *out;
+	struct shm_snap_top *out;
 };
 
-static int top_snap(struct shm_read *rd, void *p)
+static int top_snap(struct shm_snap *rd, void *p)
 {
 	struct top_arg *a = p;
 	const struct shm_book_sym_sh *s = a->s;
-	struct shm_read_top t;
-	struct shm_read_level best[2];
+	struct shm_snap_top t;
+	struct shm_snap_level best[2];
 	bool has[2], ok = true;
 	uint64_t s1;
 	if (!snap_begin(s, &s1))
@@ -308,12 +309,12 @@ static int top_snap(struct shm_read *rd, void *p)
 	return 0;
 }
 
-int shm_read_top(struct shm_read *rd, uint32_t sym, struct shm_read_top *out)
+int shm_snap_top(struct shm_snap *rd, uint32_t sym, struct shm_snap_top *out)
 {
 	struct top_arg a = {sym, symbol(rd, sym), out};
 	if (!a.s)
 		return SHMEX_ENOSYMBOL;
-	return shm_read_section(rd, top_snap, &a);
+	return shm_snap_section(rd, top_snap, &a);
 }
 
 /* --- depth -------------------------------------------------------------------------- */
@@ -321,12 +322,12 @@ int shm_read_top(struct shm_read *rd, uint32_t sym, struct shm_read_top *out)
 struct depth_arg {
 	uint32_t sym;
 	const struct shm_book_sym_sh *s;
-	struct shm_read_depth *d;
+	struct shm_snap_depth *d;
 };
 
 /* Walks one side into out[0..max); returns false on an impossible list. */
-static bool side_walk(const struct shm_read *rd, const struct shm_book_sym_sh *s,
-		      uint32_t sym, unsigned side, struct shm_read_level *out,
+static bool side_walk(const struct shm_snap *rd, const struct shm_book_sym_sh *s,
+		      uint32_t sym, unsigned side, struct shm_snap_level *out,
 		      size_t max, size_t *n, bool *more)
 {
 	/* BK2: acquire; pairs with BK1. */
@@ -353,10 +354,10 @@ static bool side_walk(const struct shm_read *rd, const struct shm_book_sym_sh *s
 	return true;
 }
 
-static int depth_snap(struct shm_read *rd, void *p)
+static int depth_snap(struct shm_snap *rd, void *p)
 {
 	struct depth_arg *a = p;
-	struct shm_read_depth *d = a->d;
+	struct shm_snap_depth *d = a->d;
 	uint64_t s1;
 	if (!snap_begin(a->s, &s1))
 		return SNAP_RETRY;
@@ -377,7 +378,7 @@ static int depth_snap(struct shm_read *rd, void *p)
 	return 0;
 }
 
-int shm_read_depth(struct shm_read *rd, uint32_t sym, struct shm_read_depth *d)
+int shm_snap_depth(struct shm_snap *rd, uint32_t sym, struct shm_snap_depth *d)
 {
 	struct depth_arg a = {sym, symbol(rd, sym), d};
 	d->nbids = d->nasks = 0;
@@ -386,7 +387,7 @@ int shm_read_depth(struct shm_read *rd, uint32_t sym, struct shm_read_depth *d)
 		return SHMEX_ENOSYMBOL;
 	if (d->max > 0 && (!d->bids || !d->asks))
 		return -EINVAL;
-	return shm_read_section(rd, depth_snap, &a);
+	return shm_snap_section(rd, depth_snap, &a);
 }
 
 /* --- order status --------------------------------------------------------------------- */
@@ -394,8 +395,8 @@ int shm_read_depth(struct shm_read *rd, uint32_t sym, struct shm_read_depth *d)
 struct order_arg {
 	uint64_t id;
 	const struct shm_book_order_sh *o;
-	struct shm_read_order *out;
-	struct shm_read_fill *fills;
+	struct shm_snap_order *out;
+	struct shm_snap_fill *fills;
 	size_t max_fills;
 	size_t *nfills;
 };
@@ -411,11 +412,11 @@ static bool sums_to(int64_t a, int64_t b, int64_t c, int64_t want)
 	return abc == want;
 }
 
-static int order_snap(struct shm_read *rd, void *p)
+static int order_snap(struct shm_snap *rd, void *p)
 {
 	struct order_arg *a = p;
 	const struct shm_book_order_sh *o = a->o;
-	struct shm_read_order r;
+	struct shm_snap_order r;
 	/* Relaxed: which seqcount covers the record; re-checked below. */
 	uint32_t symi = load_relaxed(&o->sym);
 	const struct shm_book_sym_sh *s = symbol(rd, symi);
@@ -469,7 +470,7 @@ static int order_snap(struct shm_read *rd, void *p)
 				break;
 			}
 			if (copied < a->max_fills) {
-				struct shm_read_fill *x = &a->fills[copied++];
+				struct shm_snap_fill *x = &a->fills[copied++];
 				x->qty = q;
 				x->price = load_relaxed(&fl->price);
 				x->time_ns = load_relaxed(&fl->time_ns);
@@ -500,8 +501,8 @@ static int order_snap(struct shm_read *rd, void *p)
 	return 0;
 }
 
-int shm_read_order(struct shm_read *rd, uint64_t id, struct shm_read_order *o,
-		   struct shm_read_fill *fills, size_t max_fills, size_t *nfills)
+int shm_snap_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
+		   struct shm_snap_fill *fills, size_t max_fills, size_t *nfills)
 {
 	const struct shm_book_view *v = &rd->view;
 	*nfills = 0;
@@ -516,12 +517,12 @@ int shm_read_order(struct shm_read *rd, uint64_t id, struct shm_read_order *o,
 			      max_fills, nfills};
 	if (!a.o)
 		return SHMEX_EBADINDEX;
-	return shm_read_section(rd, order_snap, &a);
+	return shm_snap_section(rd, order_snap, &a);
 }
 
 /* --- statistics ------------------------------------------------------------------------- */
 
-void shm_read_stats(struct shm_read *rd, struct shm_read_shard_stats *st)
+void shm_snap_stats(struct shm_snap *rd, struct shm_snap_shard_stats *st)
 {
 	const struct shm_book_view *v = &rd->view;
 	const struct shm_book_hdr_sh *h = v->hdr;
@@ -532,7 +533,7 @@ void shm_read_stats(struct shm_read *rd, struct shm_read_shard_stats *st)
 	st->cap_levels = v->cap_levels;
 	st->cap_orders = v->cap_orders;
 	st->cap_fills = v->cap_fills;
-	st->nsymbols = shm_read_nsymbols(rd);
+	st->nsymbols = shm_snap_nsymbols(rd);
 	/* Relaxed: statistics (shm_book.h), informative only. */
 	st->levels_live = load_relaxed(&h->levels_live);
 	st->orders_live = load_relaxed(&h->orders_live);
@@ -544,5 +545,5 @@ void shm_read_stats(struct shm_read *rd, struct shm_read_shard_stats *st)
 	st->orders_created = load_relaxed(&h->orders_created);
 	st->rejects_full = load_relaxed(&h->rejects_full);
 	st->book_safe_epoch = load_relaxed(&h->safe_epoch);
-	shm_readers_stats(&rd->table, &st->readers);
+	shm_rcu_stats(&rd->table, &st->readers);
 }

@@ -1,6 +1,6 @@
 /*
- * eng_replay: the conformance adapter around the matching core (contract
- * in eng_replay.h; the rule differences it bridges in docs/matching.md).
+ * rpl: the conformance adapter around the matching core (contract
+ * in rpl.h; the rule differences it bridges in docs/matching.md).
  *
  * Translation.  The batteries name orders with client ids that may be
  * reused once the order is dead; shmex issues its own ids.  The adapter
@@ -19,17 +19,17 @@
  * batteries sort trades first).  Numbers are rendered by hand: the 2M
  * message workload produces ~2.2M lines.
  *
- * Checking a battery case is split from executing it: eng_replay_case_drive
+ * Checking a battery case is split from executing it: rpl_case_drive
  * owns the loop (messages, due states, report/hash/state verdict and the
  * reason) and calls a runner for the book, so the in-process book here and
- * shmex-replay --through-shm (a matcher process, book read via shm_read)
- * share one loop and one state comparison (eng_replay_levels_check over
+ * shmex-replay --through-shm (a matcher process, book read via shm_snap)
+ * share one loop and one state comparison (rpl_levels_check over
  * plain [price, qty] arrays) and cannot drift apart.
  *
  * Limits: the line buffer grows without bound within one message (a sweep
  * of the whole book); everything else is sized at open.
  */
-#include "engine/eng_replay.h"
+#include "engine/replay/rpl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,47 +40,25 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/eng_sha256.h"
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"
 
 #define REPLAY_ACCOUNT 1
 
-struct line_ref {
-	uint32_t off;
-	uint32_t len;
-	uint8_t type;
-};
-
-struct eng_replay {
-	struct eng_replay_cfg cfg;
+struct rpl {
+	struct rpl_cfg cfg;
 	void *mem;
-	struct eng_book *book;
+	struct eng_core *book;
 	uint32_t sym;
 	uint32_t nshards, cap_orders;
 
-	/* client id -> shmex id; key slot empty when val == 0 */
-	uint64_t *map_key;
-	uint64_t *map_val;
-	size_t map_mask;
-	size_t map_used;
-	uint64_t *cid_of_slot;
-
-	/* current message */
-	const struct eng_replay_msg *msg;
-	char *buf;
-	size_t buf_len, buf_cap;
-	struct line_ref *lines;
-	size_t nlines, lines_cap;
-	bool oom;
-
-	bool any_line;
-	uint64_t counts[6];
-	uint64_t rejected;
-	struct eng_sha256 sha;
+	struct rpl_idmap ids;      /* client id -> shmex id */
+	uint64_t *cid_of_slot;     /* order record slot -> client id */
+	const struct rpl_msg *msg; /* the message being applied */
+	struct rpl_report rep;
 };
 
-void eng_replay_cfg_default(struct eng_replay_cfg *cfg, bool small)
+void rpl_cfg_default(struct rpl_cfg *cfg, bool small)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->caps.symbols = 1;
@@ -98,190 +76,20 @@ void eng_replay_cfg_default(struct eng_replay_cfg *cfg, bool small)
 	cfg->sha256 = true;
 }
 
-/* ------------------------------------------------------------------ */
-/* Client id map                                                       */
-
-static inline size_t map_hash(uint64_t k)
+static void line_add(struct rpl *r, unsigned type, int n, const int64_t *f)
 {
-	k ^= k >> 33;
-	k *= UINT64_C(0xff51afd7ed558ccd);
-	k ^= k >> 33;
-	return (size_t)k;
+	rpl_report_line(&r->rep, type, n, f);
 }
 
-static int map_alloc(struct eng_replay *r, size_t cap)
-{
-	r->map_key = calloc(cap, sizeof(uint64_t));
-	r->map_val = calloc(cap, sizeof(uint64_t));
-	if (!r->map_key || !r->map_val)
-		return -ENOMEM;
-	r->map_mask = cap - 1;
-	r->map_used = 0;
-	return 0;
-}
-
-static uint64_t map_get(const struct eng_replay *r, uint64_t k)
-{
-	size_t i = map_hash(k) & r->map_mask;
-	while (r->map_val[i]) {
-		if (r->map_key[i] == k)
-			return r->map_val[i];
-		i = (i + 1) & r->map_mask;
-	}
-	return 0;
-}
-
-static void map_put_nogrow(struct eng_replay *r, uint64_t k, uint64_t v)
-{
-	size_t i = map_hash(k) & r->map_mask;
-	while (r->map_val[i]) {
-		if (r->map_key[i] == k) {
-			r->map_val[i] = v;
-			return;
-		}
-		i = (i + 1) & r->map_mask;
-	}
-	r->map_key[i] = k;
-	r->map_val[i] = v;
-	r->map_used++;
-}
-
-static int map_put(struct eng_replay *r, uint64_t k, uint64_t v)
-{
-	if (2 * (r->map_used + 1) > r->map_mask + 1) {
-		uint64_t *ok = r->map_key, *ov = r->map_val;
-		size_t ocap = r->map_mask + 1;
-		if (map_alloc(r, 2 * ocap) != 0) {
-			free(r->map_key);
-			free(r->map_val);
-			r->map_key = ok;
-			r->map_val = ov;
-			r->map_mask = ocap - 1;
-			return -ENOMEM;
-		}
-		for (size_t i = 0; i < ocap; i++)
-			if (ov[i])
-				map_put_nogrow(r, ok[i], ov[i]);
-		free(ok);
-		free(ov);
-	}
-	map_put_nogrow(r, k, v);
-	return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Lines                                                               */
-
-static char *fmt_u64(char *p, uint64_t v)
-{
-	char tmp[24];
-	int n = 0;
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		*p++ = tmp[--n];
-	return p;
-}
-
-static char *fmt_i64(char *p, int64_t v)
-{
-	if (v < 0) {
-		*p++ = '-';
-		return fmt_u64(p, (uint64_t)0 - (uint64_t)v);
-	}
-	return fmt_u64(p, (uint64_t)v);
-}
-
-/* Room for one more line of up to 160 bytes. */
-static char *line_begin(struct eng_replay *r)
-{
-	if (r->buf_len + 160 > r->buf_cap) {
-		size_t cap = r->buf_cap ? 2 * r->buf_cap : 4096;
-		char *nb = realloc(r->buf, cap);
-		if (!nb) {
-			r->oom = true;
-			return NULL;
-		}
-		r->buf = nb;
-		r->buf_cap = cap;
-	}
-	if (r->nlines == r->lines_cap) {
-		size_t cap = r->lines_cap ? 2 * r->lines_cap : 64;
-		struct line_ref *nl = realloc(r->lines, cap * sizeof(*nl));
-		if (!nl) {
-			r->oom = true;
-			return NULL;
-		}
-		r->lines = nl;
-		r->lines_cap = cap;
-	}
-	return r->buf + r->buf_len;
-}
-
-static void line_end(struct eng_replay *r, unsigned type, char *end)
-{
-	char *start = r->buf + r->buf_len;
-	struct line_ref *l = &r->lines[r->nlines++];
-	l->off = (uint32_t)r->buf_len;
-	l->len = (uint32_t)(end - start);
-	l->type = (uint8_t)type;
-	r->buf_len += l->len;
-}
-
-/* Emits one line: counts it, and when formatting: renders it with the
- * given fields (comma separated, first the type). */
-static void line_add(struct eng_replay *r, unsigned type, int n, const int64_t *f)
-{
-	r->counts[type]++;
-	if (!r->cfg.format)
-		return;
-	char *p = line_begin(r);
-	if (!p)
-		return;
-	*p++ = (char)('0' + type);
-	for (int i = 0; i < n; i++) {
-		*p++ = ',';
-		p = fmt_i64(p, f[i]);
-	}
-	line_end(r, type, p);
-}
-
-/* Sends the message's lines out in canonical (type) order. */
-static void lines_flush(struct eng_replay *r)
-{
-	if (!r->nlines)
-		return;
-	for (unsigned t = 0; t < 6; t++) {
-		for (size_t i = 0; i < r->nlines; i++) {
-			const struct line_ref *l = &r->lines[i];
-			if (l->type != t)
-				continue;
-			const char *s = r->buf + l->off;
-			if (r->cfg.sha256) {
-				if (r->any_line)
-					eng_sha256_update(&r->sha, "\n", 1);
-				eng_sha256_update(&r->sha, s, l->len);
-			}
-			r->any_line = true;
-			if (r->cfg.line)
-				r->cfg.line(r->cfg.ctx, s, l->len);
-		}
-	}
-	r->nlines = 0;
-	r->buf_len = 0;
-}
-
-static uint64_t cid_of(const struct eng_replay *r, uint64_t id)
+static uint64_t cid_of(const struct rpl *r, uint64_t id)
 {
 	return r->cid_of_slot[shm_order_slot(id, r->nshards, r->cap_orders)];
 }
 
 static void on_event(void *ctx, const struct eng_event *ev)
 {
-	struct eng_replay *r = ctx;
-	const struct eng_replay_msg *m = r->msg;
+	struct rpl *r = ctx;
+	const struct rpl_msg *m = r->msg;
 	int64_t f[5];
 	switch (ev->type) {
 	case ENG_EV_ACCEPT:
@@ -325,7 +133,7 @@ static void on_event(void *ctx, const struct eng_event *ev)
 		else if (ev->reason == ENG_REQ_MODIFY)
 			line_add(r, 5, 2, f);
 		else
-			r->rejected++;
+			r->rep.rejected++;
 		break;
 	default:
 		break;
@@ -335,18 +143,17 @@ static void on_event(void *ctx, const struct eng_event *ev)
 /* ------------------------------------------------------------------ */
 /* Adapter                                                             */
 
-int eng_replay_open(struct eng_replay **out, const struct eng_replay_cfg *cfg)
+int rpl_open(struct rpl **out, const struct rpl_cfg *cfg)
 {
 	*out = NULL;
-	struct eng_replay *r = calloc(1, sizeof(*r));
+	struct rpl *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->cfg = *cfg;
-	if (!r->cfg.format)
-		r->cfg.sha256 = false, r->cfg.line = NULL;
-	struct eng_book_cfg bc = {.caps = cfg->caps, .shard = 0, .nshards = 1,
+	rpl_report_reset(&r->rep, cfg->format, cfg->sha256, cfg->line, cfg->ctx);
+	struct eng_core_cfg bc = {.caps = cfg->caps, .shard = 0, .nshards = 1,
 				  .stp_mode = cfg->stp_mode};
-	size_t bytes = eng_book_bytes(&bc);
+	size_t bytes = eng_core_bytes(&bc);
 	int rc = -EINVAL;
 	if (!bytes)
 		goto out_free;
@@ -355,31 +162,28 @@ int eng_replay_open(struct eng_replay **out, const struct eng_replay_cfg *cfg)
 	r->mem = aligned_alloc(SHM_CACHE_LINE, bytes);
 	if (!r->mem)
 		goto out_free;
-	rc = eng_book_init(&r->book, r->mem, bytes, &bc, on_event, r);
+	rc = eng_core_init(&r->book, r->mem, bytes, &bc, on_event, r);
 	if (rc)
 		goto out_mem;
-	rc = eng_book_symbol_add(r->book, "X", 1, &r->sym);
+	rc = eng_core_symbol_add(r->book, "X", 1, &r->sym);
 	if (rc)
 		goto out_book;
-	eng_book_reclaim(r->book, UINT64_MAX);
+	eng_core_reclaim(r->book, UINT64_MAX);
 	r->nshards = 1;
 	r->cap_orders = cfg->caps.orders;
 	rc = -ENOMEM;
 	r->cid_of_slot = calloc(cfg->caps.orders, sizeof(uint64_t));
 	if (!r->cid_of_slot)
 		goto out_book;
-	if (map_alloc(r, 1u << 12) != 0)
+	if (rpl_idmap_init(&r->ids, 1u << 12) != 0)
 		goto out_map;
-	eng_sha256_init(&r->sha);
 	*out = r;
 	return 0;
 
 out_map:
-	free(r->map_key);
-	free(r->map_val);
 	free(r->cid_of_slot);
 out_book:
-	eng_book_destroy(r->book);
+	eng_core_destroy(r->book);
 out_mem:
 	free(r->mem);
 out_free:
@@ -387,21 +191,19 @@ out_free:
 	return rc;
 }
 
-void eng_replay_close(struct eng_replay *r)
+void rpl_close(struct rpl *r)
 {
 	if (!r)
 		return;
-	eng_book_destroy(r->book);
+	eng_core_destroy(r->book);
 	free(r->mem);
-	free(r->map_key);
-	free(r->map_val);
+	rpl_idmap_free(&r->ids);
 	free(r->cid_of_slot);
-	free(r->buf);
-	free(r->lines);
+	rpl_report_free(&r->rep);
 	free(r);
 }
 
-int eng_replay_apply(struct eng_replay *r, const struct eng_replay_msg *m)
+int rpl_apply(struct rpl *r, const struct rpl_msg *m)
 {
 	struct eng_req q;
 	memset(&q, 0, sizeof(q));
@@ -419,53 +221,51 @@ int eng_replay_apply(struct eng_replay *r, const struct eng_replay_msg *m)
 	uint64_t id;
 	int64_t f[2] = {(int64_t)m->seq, (int64_t)m->order_id};
 	switch (m->type) {
-	case ENG_REPLAY_NEW:
-		if (eng_book_submit(r->book, &q, &id) == 0)
-			rc = map_put(r, m->order_id, id);
+	case RPL_NEW:
+		if (eng_core_submit(r->book, &q, &id) == 0)
+			rc = rpl_idmap_put(&r->ids, m->order_id, id);
 		break;
-	case ENG_REPLAY_CANCEL:
-	case ENG_REPLAY_MODIFY:
-		q.order_id = map_get(r, m->order_id);
+	case RPL_CANCEL:
+	case RPL_MODIFY:
+		q.order_id = rpl_idmap_get(&r->ids, m->order_id);
 		if (q.order_id == 0) {
 			/* Never seen: the batteries' "not resting". */
-			line_add(r, m->type == ENG_REPLAY_CANCEL ? 4 : 5, 2, f);
+			line_add(r, m->type == RPL_CANCEL ? 4 : 5, 2, f);
 			break;
 		}
 		/* The core's REJECT event renders the 4/5 line. */
-		if (m->type == ENG_REPLAY_CANCEL)
-			(void)!eng_book_cancel(r->book, &q);
+		if (m->type == RPL_CANCEL)
+			(void)!eng_core_cancel(r->book, &q);
 		else
-			(void)!eng_book_modify(r->book, &q);
+			(void)!eng_core_modify(r->book, &q);
 		break;
 	default:
-		r->rejected++;
+		r->rep.rejected++;
 		break;
 	}
-	lines_flush(r);
+	rpl_report_flush(&r->rep);
 	r->msg = NULL;
-	if (r->oom)
+	if (r->rep.oom)
 		return -ENOMEM;
 	return rc;
 }
 
-void eng_replay_counts(const struct eng_replay *r, uint64_t counts[6])
+void rpl_counts(const struct rpl *r, uint64_t counts[6])
 {
-	memcpy(counts, r->counts, sizeof(r->counts));
+	memcpy(counts, r->rep.counts, sizeof(r->rep.counts));
 }
 
-uint64_t eng_replay_rejected(const struct eng_replay *r)
+uint64_t rpl_rejected(const struct rpl *r)
 {
-	return r->rejected;
+	return r->rep.rejected;
 }
 
-void eng_replay_sha256_hex(struct eng_replay *r, char out[65])
+void rpl_report_hex(struct rpl *r, char out[65])
 {
-	uint8_t d[32];
-	eng_sha256_final(&r->sha, d);
-	eng_sha256_hex(d, out);
+	rpl_report_sha256_hex(&r->rep, out);
 }
 
-struct eng_book *eng_replay_book(struct eng_replay *r)
+struct eng_core *rpl_book(struct rpl *r)
 {
 	return r->book;
 }
@@ -491,8 +291,8 @@ static int side_check(const char *name, size_t n, int64_t (*got)[2], size_t nwan
 	return 0;
 }
 
-int eng_replay_levels_check(const struct eng_replay_levels *got,
-			    const struct eng_replay_state *want, char *why, size_t len)
+int rpl_levels_check(const struct rpl_levels *got,
+			    const struct rpl_state *want, char *why, size_t len)
 {
 	bool has_bid = got->nbids > 0;
 	int64_t bid = has_bid ? got->bids[0][0] : 0;
@@ -532,10 +332,10 @@ int eng_replay_levels_check(const struct eng_replay_levels *got,
 }
 
 /* One side of the in-process book as [price, qty] pairs; returns how many. */
-static size_t book_side(struct eng_replay *r, unsigned side,
-			struct eng_book_level_info *tmp, size_t cap, int64_t (*out)[2])
+static size_t book_side(struct rpl *r, unsigned side,
+			struct eng_core_level_info *tmp, size_t cap, int64_t (*out)[2])
 {
-	size_t n = eng_book_depth(r->book, r->sym, side, tmp, cap);
+	size_t n = eng_core_depth(r->book, r->sym, side, tmp, cap);
 	for (size_t i = 0; i < n; i++) {
 		out[i][0] = tmp[i].price;
 		out[i][1] = tmp[i].qty;
@@ -543,21 +343,21 @@ static size_t book_side(struct eng_replay *r, unsigned side,
 	return n;
 }
 
-int eng_replay_state_check(struct eng_replay *r, const struct eng_replay_state *want,
+int rpl_state_check(struct rpl *r, const struct rpl_state *want,
 			   char *why, size_t len)
 {
-	size_t cap = eng_book_view(r->book)->cap_levels;
-	struct eng_book_level_info *tmp = malloc(cap * sizeof(*tmp));
+	size_t cap = eng_core_view(r->book)->cap_levels;
+	struct eng_core_level_info *tmp = malloc(cap * sizeof(*tmp));
 	int64_t (*lv)[2] = malloc(2 * cap * sizeof(*lv));
 	int rc = -1;
 	if (!tmp || !lv) {
 		snprintf(why, len, "out of memory");
 		goto out_free;
 	}
-	struct eng_replay_levels got = {.bids = lv, .asks = lv + cap};
+	struct rpl_levels got = {.bids = lv, .asks = lv + cap};
 	got.nbids = book_side(r, 0, tmp, cap, got.bids);
 	got.nasks = book_side(r, 1, tmp, cap, got.asks);
-	rc = eng_replay_levels_check(&got, want, why, len);
+	rc = rpl_levels_check(&got, want, why, len);
 out_free:
 	free(tmp);
 	free(lv);
@@ -568,8 +368,8 @@ out_free:
 /* Running a case                                                      */
 
 struct case_sink {
-	const struct eng_replay_case *c;
-	eng_replay_line_fn line;  /* the caller's sink, may be NULL */
+	const struct rpl_case *c;
+	rpl_line_fn line;  /* the caller's sink, may be NULL */
 	void *line_ctx;
 	size_t n;
 	bool mismatch;
@@ -597,9 +397,9 @@ static void case_line(void *ctx, const char *s, size_t len)
 		k->line(k->line_ctx, s, len);
 }
 
-int eng_replay_case_drive(const struct eng_replay_case *c,
-			  const struct eng_replay_runner *run, eng_replay_line_fn line,
-			  void *line_ctx, struct eng_replay_result *res)
+int rpl_case_drive(const struct rpl_case *c,
+			  const struct rpl_runner *run, rpl_line_fn line,
+			  void *line_ctx, struct rpl_result *res)
 {
 	memset(res, 0, sizeof(*res));
 	struct case_sink k = {.c = c, .line = line, .line_ctx = line_ctx,
@@ -614,7 +414,7 @@ int eng_replay_case_drive(const struct eng_replay_case *c,
 		if (err)
 			return err;
 		for (size_t j = 0; j < c->nstates; j++) {
-			const struct eng_replay_state *st = &c->states[j];
+			const struct rpl_state *st = &c->states[j];
 			bool due = st->has_after_seq ? st->after_seq == c->msgs[i].seq
 						     : i + 1 == c->nmsgs;
 			if (!due)
@@ -656,53 +456,53 @@ int eng_replay_case_drive(const struct eng_replay_case *c,
 	return 0;
 }
 
-/* The in-process runner: a fresh eng_replay per case. */
+/* The in-process runner: a fresh rpl per case. */
 struct book_runner {
-	struct eng_replay_cfg cfg;
-	struct eng_replay *r;
+	struct rpl_cfg cfg;
+	struct rpl *r;
 };
 
-static int book_begin(void *ctx, eng_replay_line_fn line, void *line_ctx)
+static int book_begin(void *ctx, rpl_line_fn line, void *line_ctx)
 {
 	struct book_runner *b = ctx;
 	b->cfg.format = true;
 	b->cfg.sha256 = true;
 	b->cfg.line = line;
 	b->cfg.ctx = line_ctx;
-	return eng_replay_open(&b->r, &b->cfg);
+	return rpl_open(&b->r, &b->cfg);
 }
 
-static int book_apply(void *ctx, const struct eng_replay_msg *m)
+static int book_apply(void *ctx, const struct rpl_msg *m)
 {
 	struct book_runner *b = ctx;
-	return eng_replay_apply(b->r, m);
+	return rpl_apply(b->r, m);
 }
 
-static int book_state(void *ctx, const struct eng_replay_state *want, char *why,
+static int book_state(void *ctx, const struct rpl_state *want, char *why,
 		      size_t len)
 {
 	struct book_runner *b = ctx;
-	return eng_replay_state_check(b->r, want, why, len) ? 1 : 0;
+	return rpl_state_check(b->r, want, why, len) ? 1 : 0;
 }
 
 static int book_finish(void *ctx, char hex[65])
 {
 	struct book_runner *b = ctx;
-	eng_replay_sha256_hex(b->r, hex);
+	rpl_report_hex(b->r, hex);
 	return 0;
 }
 
-int eng_replay_case_run(const struct eng_replay_case *c,
-			const struct eng_replay_cfg *cfg,
-			struct eng_replay_result *res)
+int rpl_case_run(const struct rpl_case *c,
+			const struct rpl_cfg *cfg,
+			struct rpl_result *res)
 {
 	struct book_runner b = {.cfg = *cfg};
-	const struct eng_replay_runner run = {
+	const struct rpl_runner run = {
 		.ctx = &b, .begin = book_begin, .apply = book_apply,
 		.state = book_state, .finish = book_finish,
 	};
-	int err = eng_replay_case_drive(c, &run, cfg->line, cfg->ctx, res);
-	eng_replay_close(b.r);
+	int err = rpl_case_drive(c, &run, cfg->line, cfg->ctx, res);
+	rpl_close(b.r);
 	return err;
 }
 
@@ -718,7 +518,7 @@ static bool js_int(const json_t *o, const char *key, int64_t *v)
 	return true;
 }
 
-static int load_msg(const json_t *j, struct eng_replay_msg *m)
+static int load_msg(const json_t *j, struct rpl_msg *m)
 {
 	int64_t seq, type, id, side, qty, px, ioc = 0;
 	if (!json_is_object(j) || !js_int(j, "seq", &seq) || !js_int(j, "type", &type) ||
@@ -779,7 +579,7 @@ static int load_levels(const json_t *a, size_t *n, int64_t (**out)[2])
 	return 0;
 }
 
-static int load_state(const json_t *j, struct eng_replay_state *s)
+static int load_state(const json_t *j, struct rpl_state *s)
 {
 	memset(s, 0, sizeof(*s));
 	if (!json_is_object(j))
@@ -820,7 +620,7 @@ static int load_state(const json_t *j, struct eng_replay_state *s)
 	return 0;
 }
 
-static void case_free(struct eng_replay_case *c)
+static void case_free(struct rpl_case *c)
 {
 	free(c->name);
 	free(c->msgs);
@@ -834,7 +634,7 @@ static void case_free(struct eng_replay_case *c)
 	free(c->states);
 }
 
-void eng_replay_battery_free(struct eng_replay_battery *b)
+void rpl_battery_free(struct rpl_battery *b)
 {
 	if (!b)
 		return;
@@ -845,7 +645,7 @@ void eng_replay_battery_free(struct eng_replay_battery *b)
 	free(b);
 }
 
-static int load_case(const json_t *j, struct eng_replay_case *c, char *err, size_t len)
+static int load_case(const json_t *j, struct rpl_case *c, char *err, size_t len)
 {
 	const char *name = json_string_value(json_object_get(j, "name"));
 	const json_t *msgs = json_object_get(j, "messages");
@@ -911,7 +711,7 @@ static int load_case(const json_t *j, struct eng_replay_case *c, char *err, size
 	return 0;
 }
 
-int eng_replay_battery_load(const char *path, struct eng_replay_battery **out,
+int rpl_battery_load(const char *path, struct rpl_battery **out,
 			    char *err, size_t errlen)
 {
 	*out = NULL;
@@ -922,7 +722,7 @@ int eng_replay_battery_load(const char *path, struct eng_replay_battery **out,
 		return -EINVAL;
 	}
 	int rc = -EINVAL;
-	struct eng_replay_battery *b = calloc(1, sizeof(*b));
+	struct rpl_battery *b = calloc(1, sizeof(*b));
 	const json_t *cases = json_object_get(root, "cases");
 	if (!b) {
 		snprintf(err, errlen, "out of memory");
@@ -950,7 +750,7 @@ int eng_replay_battery_load(const char *path, struct eng_replay_battery **out,
 	return 0;
 
 out_battery:
-	eng_replay_battery_free(b);
+	rpl_battery_free(b);
 out_root:
 	json_decref(root);
 	return rc;
@@ -964,7 +764,7 @@ out_root:
 #define WL_IN 65536
 #define WL_OUT (WL_REC * 4096)
 
-struct eng_replay_wl {
+struct rpl_wl {
 	int fd;
 	bool xz;
 	bool in_eof;
@@ -977,7 +777,7 @@ struct eng_replay_wl {
 
 /* Refills out[] so that at least `want` unread bytes are there, unless
  * the input ends.  Returns 0 or -EIO (read error, corrupt stream). */
-static int wl_fill(struct eng_replay_wl *w, size_t want)
+static int wl_fill(struct rpl_wl *w, size_t want)
 {
 	if (w->out_len - w->out_pos >= want)
 		return 0;
@@ -1034,11 +834,11 @@ static uint32_t le32(const uint8_t *p)
 	       (uint32_t)p[3] << 24;
 }
 
-int eng_replay_wl_open(struct eng_replay_wl **out, const char *path, char *err,
+int rpl_wl_open(struct rpl_wl **out, const char *path, char *err,
 		       size_t errlen)
 {
 	*out = NULL;
-	struct eng_replay_wl *w = calloc(1, sizeof(*w));
+	struct rpl_wl *w = calloc(1, sizeof(*w));
 	if (!w) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -1068,7 +868,7 @@ int eng_replay_wl_open(struct eng_replay_wl **out, const char *path, char *err,
 			 w->xz ? " (corrupt .xz?)" : "");
 		goto out_lzma;
 	}
-	if (le64(w->out) != ENG_REPLAY_WL_MAGIC || le32(w->out + 8) != 1) {
+	if (le64(w->out) != RPL_WL_MAGIC || le32(w->out + 8) != 1) {
 		rc = -EINVAL;
 		snprintf(err, errlen, "%s: not a MEBW_001 version 1 workload", path);
 		goto out_lzma;
@@ -1088,12 +888,12 @@ out_free:
 	return rc;
 }
 
-uint32_t eng_replay_wl_count(const struct eng_replay_wl *w)
+uint32_t rpl_wl_count(const struct rpl_wl *w)
 {
 	return w->count;
 }
 
-int eng_replay_wl_next(struct eng_replay_wl *w, struct eng_replay_msg *m)
+int rpl_wl_next(struct rpl_wl *w, struct rpl_msg *m)
 {
 	if (w->done == w->count)
 		return 0;
@@ -1118,7 +918,7 @@ int eng_replay_wl_next(struct eng_replay_wl *w, struct eng_replay_msg *m)
 	return 1;
 }
 
-void eng_replay_wl_close(struct eng_replay_wl *w)
+void rpl_wl_close(struct rpl_wl *w)
 {
 	if (!w)
 		return;
@@ -1128,25 +928,25 @@ void eng_replay_wl_close(struct eng_replay_wl *w)
 	free(w);
 }
 
-int eng_replay_wl_load(const char *path, struct eng_replay_msg **msgs, size_t *n,
+int rpl_wl_load(const char *path, struct rpl_msg **msgs, size_t *n,
 		       char *err, size_t errlen)
 {
 	*msgs = NULL;
 	*n = 0;
-	struct eng_replay_wl *w;
-	int rc = eng_replay_wl_open(&w, path, err, errlen);
+	struct rpl_wl *w;
+	int rc = rpl_wl_open(&w, path, err, errlen);
 	if (rc)
 		return rc;
-	struct eng_replay_msg *v = malloc(((size_t)w->count + 1) * sizeof(*v));
+	struct rpl_msg *v = malloc(((size_t)w->count + 1) * sizeof(*v));
 	if (!v) {
-		eng_replay_wl_close(w);
+		rpl_wl_close(w);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	size_t k = 0;
-	while ((rc = eng_replay_wl_next(w, &v[k])) == 1)
+	while ((rc = rpl_wl_next(w, &v[k])) == 1)
 		k++;
-	eng_replay_wl_close(w);
+	rpl_wl_close(w);
 	if (rc < 0) {
 		free(v);
 		snprintf(err, errlen, "%s: bad or truncated record %zu", path, k);

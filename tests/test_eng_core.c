@@ -1,5 +1,5 @@
 /*
- * eng_book_suite: the pure matching core.
+ * eng_core_suite: the pure matching core.
  *
  * Rules (the ECE 568 handout example, price-time priority, partial fills,
  * cancels, IOC, FOK boundaries, modify priority, self-trade prevention),
@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/eng_book.h"
+#include "engine/eng_core.h"
 #include "shm/shm_book.h"
 #include "shm/shm_dec.h"
 #include "shm/shm_error.h"
@@ -49,7 +49,7 @@ static void log_event(void *ctx, const struct eng_event *ev)
 
 struct fx {
 	void *mem;
-	struct eng_book *b;
+	struct eng_core *b;
 	struct evlog log;
 	uint32_t sym;
 	uint64_t seq;
@@ -60,27 +60,27 @@ static void fx_open(struct fx *f, uint32_t levels, uint32_t orders, uint32_t fil
 		    uint32_t stp)
 {
 	memset(f, 0, sizeof(*f));
-	struct eng_book_cfg cfg = {
+	struct eng_core_cfg cfg = {
 		.caps = {.symbols = 4, .levels = levels, .orders = orders, .fills = fills},
 		.shard = 0,
 		.nshards = 1,
 		.stp_mode = stp,
 	};
-	size_t bytes = eng_book_bytes(&cfg);
+	size_t bytes = eng_core_bytes(&cfg);
 	ck_assert_uint_gt(bytes, 0);
 	f->mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 	ck_assert_ptr_nonnull(f->mem);
-	ck_assert_int_eq(eng_book_init(&f->b, f->mem, bytes, &cfg, log_event, &f->log), 0);
-	ck_assert_int_eq(eng_book_symbol_add(f->b, "X", 1, &f->sym), 0);
-	eng_book_reclaim(f->b, UINT64_MAX);
+	ck_assert_int_eq(eng_core_init(&f->b, f->mem, bytes, &cfg, log_event, &f->log), 0);
+	ck_assert_int_eq(eng_core_symbol_add(f->b, "X", 1, &f->sym), 0);
+	eng_core_reclaim(f->b, UINT64_MAX);
 }
 
 static void fx_close(struct fx *f)
 {
 	char why[256];
-	int rc = eng_book_check(f->b, why, sizeof(why));
+	int rc = eng_core_check(f->b, why, sizeof(why));
 	ck_assert_msg(rc == 0, "book invariant: %s", why);
-	eng_book_destroy(f->b);
+	eng_core_destroy(f->b);
 	free(f->mem);
 	free(f->log.ev);
 }
@@ -88,7 +88,7 @@ static void fx_close(struct fx *f)
 static void fx_check(struct fx *f)
 {
 	char why[256];
-	int rc = eng_book_check(f->b, why, sizeof(why));
+	int rc = eng_core_check(f->b, why, sizeof(why));
 	ck_assert_msg(rc == 0, "book invariant: %s", why);
 }
 
@@ -113,7 +113,7 @@ static int submit_acct(struct fx *f, uint64_t account, unsigned side, int64_t px
 	r.price = px;
 	r.qty = qty;
 	r.tif = (uint8_t)tif;
-	return eng_book_submit(f->b, &r, id);
+	return eng_core_submit(f->b, &r, id);
 }
 
 static uint64_t order(struct fx *f, unsigned side, int64_t px, int64_t qty, unsigned tif)
@@ -128,7 +128,7 @@ static int cancel(struct fx *f, uint64_t id)
 {
 	struct eng_req r = req(f);
 	r.order_id = id;
-	return eng_book_cancel(f->b, &r);
+	return eng_core_cancel(f->b, &r);
 }
 
 static int modify(struct fx *f, uint64_t id, int64_t px, int64_t qty)
@@ -137,7 +137,7 @@ static int modify(struct fx *f, uint64_t id, int64_t px, int64_t qty)
 	r.order_id = id;
 	r.price = px;
 	r.qty = qty;
-	return eng_book_modify(f->b, &r);
+	return eng_core_modify(f->b, &r);
 }
 
 /* Events of one type from index `from` on. */
@@ -161,22 +161,22 @@ static const struct eng_event *nth_type(const struct fx *f, size_t from, unsigne
 
 static const struct shm_book_order_sh *rec(const struct fx *f, uint64_t id)
 {
-	const struct shm_book_order_sh *o = eng_book_order(f->b, id);
+	const struct shm_book_order_sh *o = eng_core_order(f->b, id);
 	ck_assert_ptr_nonnull(o);
 	ck_assert_int_eq(o->open + o->executed + o->cancelled, o->amount);
 	return o;
 }
 
-static size_t depth(const struct fx *f, unsigned side, struct eng_book_level_info *out,
+static size_t depth(const struct fx *f, unsigned side, struct eng_core_level_info *out,
 		    size_t max)
 {
-	return eng_book_depth(f->b, f->sym, side, out, max);
+	return eng_core_depth(f->b, f->sym, side, out, max);
 }
 
 /* The i-th fill record of an order. */
 static const struct shm_book_fill_sh *fill_of(const struct fx *f, uint64_t id, uint32_t k)
 {
-	const struct shm_book_view *v = eng_book_view(f->b);
+	const struct shm_book_view *v = eng_core_view(f->b);
 	const struct shm_book_order_sh *o = rec(f, id);
 	uint32_t fi = o->fill_head;
 	while (k--) {
@@ -247,7 +247,7 @@ START_TEST(price_time_priority)
 	uint64_t s2 = order(&f, SHM_SIDE_SELL, 101, 5, SHM_TIF_GTC);
 	uint64_t s3 = order(&f, SHM_SIDE_SELL, 101, 5, SHM_TIF_GTC);
 	uint64_t s4 = order(&f, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC);
-	struct eng_book_level_info lv[8];
+	struct eng_core_level_info lv[8];
 	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 8), 3);
 	ck_assert_int_eq(lv[0].price, 100);
 	ck_assert_int_eq(lv[1].price, 101);
@@ -329,7 +329,7 @@ START_TEST(cancel_after_partial_fill)
 	ck_assert_int_eq(r->open, 0);
 	ck_assert_uint_eq(r->cancel_time_ns, 1000 * f.seq);
 	ck_assert_uint_eq(r->done_reason, SHM_BOOK_DONE_CANCEL);
-	struct eng_book_level_info lv[2];
+	struct eng_core_level_info lv[2];
 	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 2), 0);
 	/* The refund is never applied twice. */
 	mark = f.log.n;
@@ -343,7 +343,7 @@ START_TEST(cancel_after_partial_fill)
 	struct eng_req r2 = req(&f);
 	r2.order_id = b;
 	r2.account = 2;
-	ck_assert_int_eq(eng_book_cancel(f.b, &r2), SHMEX_ENOTOWNER);
+	ck_assert_int_eq(eng_core_cancel(f.b, &r2), SHMEX_ENOTOWNER);
 	ck_assert_int_eq(rec(&f, b)->open, 10);
 	fx_close(&f);
 }
@@ -362,7 +362,7 @@ START_TEST(ioc_remainder_never_rests)
 	ck_assert_uint_eq(c->order_id, t);
 	ck_assert_int_eq(c->qty, 5);
 	ck_assert_uint_eq(c->reason, SHM_BOOK_DONE_IOC);
-	struct eng_book_level_info lv[2];
+	struct eng_core_level_info lv[2];
 	ck_assert_uint_eq(depth(&f, SHM_SIDE_BUY, lv, 2), 0);
 	/* Fully filled IOC: no cancel event. */
 	order(&f, SHM_SIDE_SELL, 100, 10, SHM_TIF_GTC);
@@ -389,7 +389,7 @@ START_TEST(fok_exact_boundary)
 	ck_assert_uint_eq(f.log.ev[mark + 1].reason, SHM_BOOK_DONE_FOK);
 	ck_assert_int_eq(f.log.ev[mark + 1].qty, 21);
 	ck_assert_int_eq(rec(&f, k)->cancelled, 21);
-	struct eng_book_level_info lv[4];
+	struct eng_core_level_info lv[4];
 	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 4), 3);
 	ck_assert_int_eq(lv[0].qty + lv[1].qty + lv[2].qty, 30);
 	/* Exactly enough across two levels: fills completely. */
@@ -449,7 +449,7 @@ START_TEST(modify_priority_rules)
 	ck_assert_int_eq(ra->open, 4);
 	ck_assert_int_eq(ra->executed, 5);
 	ck_assert_int_eq(ra->price, 110);
-	struct eng_book_level_info lv[4];
+	struct eng_core_level_info lv[4];
 	ck_assert_uint_eq(depth(&f, SHM_SIDE_BUY, lv, 4), 2);
 	ck_assert_int_eq(lv[0].price, 110);
 	ck_assert_int_eq(lv[0].qty, 4);
@@ -532,41 +532,41 @@ START_TEST(bad_requests_change_nothing)
 	r.side = SHM_SIDE_BUY;
 	r.price = 100;
 	r.qty = 0;
-	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EBADAMOUNT);
+	ck_assert_int_eq(eng_core_submit(f.b, &r, &id), SHMEX_EBADAMOUNT);
 	ck_assert_uint_eq(id, 0);
 	r.qty = 1;
 	r.price = 0;
-	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EBADPRICE);
+	ck_assert_int_eq(eng_core_submit(f.b, &r, &id), SHMEX_EBADPRICE);
 	r.price = 100;
 	r.tif = 3;
-	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EBADTIF);
+	ck_assert_int_eq(eng_core_submit(f.b, &r, &id), SHMEX_EBADTIF);
 	r.tif = 0;
 	r.side = 2;
-	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EBADREQUEST);
+	ck_assert_int_eq(eng_core_submit(f.b, &r, &id), SHMEX_EBADREQUEST);
 	r.side = 0;
 	r.sym = 3;
-	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_ENOSYMBOL);
+	ck_assert_int_eq(eng_core_submit(f.b, &r, &id), SHMEX_ENOSYMBOL);
 	/* Overflow of the side's open total. */
 	r.sym = f.sym;
 	r.side = SHM_SIDE_SELL;
 	r.price = 200;
 	r.qty = INT64_MAX - 5;
-	ck_assert_int_eq(eng_book_submit(f.b, &r, &id), SHMEX_EOVERFLOW);
+	ck_assert_int_eq(eng_core_submit(f.b, &r, &id), SHMEX_EOVERFLOW);
 	/* Cancel and modify of someone else's order, modify to a bad price. */
 	r = req(&f);
 	r.order_id = sell;
 	r.account = 2;
-	ck_assert_int_eq(eng_book_cancel(f.b, &r), SHMEX_ENOTOWNER);
+	ck_assert_int_eq(eng_core_cancel(f.b, &r), SHMEX_ENOTOWNER);
 	r.account = 1;
 	r.price = 0;
 	r.qty = 1;
-	ck_assert_int_eq(eng_book_modify(f.b, &r), SHMEX_EBADPRICE);
+	ck_assert_int_eq(eng_core_modify(f.b, &r), SHMEX_EBADPRICE);
 	ck_assert_uint_eq(count_type(&f, 0, ENG_EV_REJECT), 8);
 	ck_assert_uint_eq(count_type(&f, 0, ENG_EV_ACCEPT), 1);
 	ck_assert_msg(memcmp(before, (char *)f.mem + hdr, bytes - hdr) == 0,
 		      "a rejected request changed the book's pools");
 	free(before);
-	struct eng_book_level_info lv[2];
+	struct eng_core_level_info lv[2];
 	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 2), 1);
 	ck_assert_int_eq(lv[0].qty, 10);
 	/* Event numbers run from 1 without gaps, rejects included. */
@@ -580,22 +580,22 @@ START_TEST(symbols_and_ids)
 {
 	struct fx f;
 	memset(&f, 0, sizeof(f));
-	struct eng_book_cfg cfg = {.caps = {2, 16, 8, 32}, .shard = 2, .nshards = 3};
-	size_t bytes = eng_book_bytes(&cfg);
+	struct eng_core_cfg cfg = {.caps = {2, 16, 8, 32}, .shard = 2, .nshards = 3};
+	size_t bytes = eng_core_bytes(&cfg);
 	f.mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-	ck_assert_int_eq(eng_book_init(&f.b, f.mem, bytes, &cfg, log_event, &f.log), 0);
-	eng_book_reclaim(f.b, UINT64_MAX);
+	ck_assert_int_eq(eng_core_init(&f.b, f.mem, bytes, &cfg, log_event, &f.log), 0);
+	eng_core_reclaim(f.b, UINT64_MAX);
 	uint32_t a, b, c;
-	ck_assert_int_eq(eng_book_symbol_add(f.b, "SPY", 3, &a), 0);
-	ck_assert_int_eq(eng_book_symbol_add(f.b, "BTC", 3, &b), 0);
-	ck_assert_int_eq(eng_book_symbol_add(f.b, "SPY", 3, &c), 0);
+	ck_assert_int_eq(eng_core_symbol_add(f.b, "SPY", 3, &a), 0);
+	ck_assert_int_eq(eng_core_symbol_add(f.b, "BTC", 3, &b), 0);
+	ck_assert_int_eq(eng_core_symbol_add(f.b, "SPY", 3, &c), 0);
 	ck_assert_uint_eq(c, a);
-	ck_assert_int_eq(eng_book_symbol_add(f.b, "ETH", 3, &c), SHMEX_ESYMBOLSFULL);
-	ck_assert_int_eq(eng_book_symbol_add(f.b, "A-B", 3, &c), SHMEX_EBADSYMBOL);
-	ck_assert_int_eq(eng_book_symbol_find(f.b, "BTC", 3, &c), 0);
+	ck_assert_int_eq(eng_core_symbol_add(f.b, "ETH", 3, &c), SHMEX_ESYMBOLSFULL);
+	ck_assert_int_eq(eng_core_symbol_add(f.b, "A-B", 3, &c), SHMEX_EBADSYMBOL);
+	ck_assert_int_eq(eng_core_symbol_find(f.b, "BTC", 3, &c), 0);
 	ck_assert_uint_eq(c, b);
-	ck_assert_int_eq(eng_book_symbol_find(f.b, "ETH", 3, &c), SHMEX_ENOSYMBOL);
-	const struct shm_book_view *v = eng_book_view(f.b);
+	ck_assert_int_eq(eng_core_symbol_find(f.b, "ETH", 3, &c), SHMEX_ENOSYMBOL);
+	const struct shm_book_view *v = eng_core_view(f.b);
 	ck_assert_uint_eq(load_acquire(&v->hdr->nsymbols), 2);
 	ck_assert_mem_eq(shm_book_sym_at(v, b)->name, "BTC\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
 	/* Symbols are separate books. */
@@ -620,7 +620,7 @@ START_TEST(order_pool_full_then_recycled_after_reclaim)
 {
 	struct fx f;
 	fx_open(&f, 16, 4, 64, SHM_BOOK_STP_NONE);
-	eng_book_reclaim(f.b, 0); /* readers everywhere: nothing reclaimable */
+	eng_core_reclaim(f.b, 0); /* readers everywhere: nothing reclaimable */
 	f.epoch = 5;
 	uint64_t id[4];
 	for (int i = 0; i < 4; i++)
@@ -630,29 +630,29 @@ START_TEST(order_pool_full_then_recycled_after_reclaim)
 	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 90, 1, SHM_TIF_GTC, &x),
 			 SHMEX_EBOOKFULL);
 	ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_REJECT, 0)->err, SHMEX_EBOOKFULL);
-	ck_assert_uint_eq(load_relaxed(&eng_book_view(f.b)->hdr->rejects_full), 1);
+	ck_assert_uint_eq(load_relaxed(&eng_core_view(f.b)->hdr->rejects_full), 1);
 	/* Done but not past the grace period: still full, and still
 	 * queryable. */
 	ck_assert_int_eq(cancel(&f, id[0]), 0);
 	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 90, 1, SHM_TIF_GTC, &x),
 			 SHMEX_EBOOKFULL);
-	eng_book_reclaim(f.b, 5); /* epoch 5 is still being read */
+	eng_core_reclaim(f.b, 5); /* epoch 5 is still being read */
 	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 90, 1, SHM_TIF_GTC, &x),
 			 SHMEX_EBOOKFULL);
 	ck_assert_int_eq(rec(&f, id[0])->cancelled, 1);
-	eng_book_reclaim(f.b, 6);
+	eng_core_reclaim(f.b, 6);
 	uint64_t y = order(&f, SHM_SIDE_BUY, 90, 1, SHM_TIF_GTC);
 	/* The slot of id[0] was reused with a new generation: new id, the
 	 * old one is gone. */
 	ck_assert_uint_eq(y, shm_order_id_make(0, 1, 0, 1, 4));
-	ck_assert_ptr_null(eng_book_order(f.b, id[0]));
+	ck_assert_ptr_null(eng_core_order(f.b, id[0]));
 	ck_assert_int_eq(cancel(&f, id[0]), SHMEX_ENOORDER);
 	/* The oldest done order goes first. */
 	ck_assert_int_eq(cancel(&f, id[2]), 0);
 	ck_assert_int_eq(cancel(&f, id[1]), 0);
 	order(&f, SHM_SIDE_BUY, 91, 1, SHM_TIF_GTC);
-	ck_assert_ptr_null(eng_book_order(f.b, id[2]));
-	ck_assert_ptr_nonnull(eng_book_order(f.b, id[1]));
+	ck_assert_ptr_null(eng_core_order(f.b, id[2]));
+	ck_assert_ptr_nonnull(eng_core_order(f.b, id[1]));
 	fx_close(&f);
 }
 END_TEST
@@ -661,7 +661,7 @@ START_TEST(level_pool_full_then_recovered)
 {
 	struct fx f;
 	fx_open(&f, 3, 64, 256, SHM_BOOK_STP_NONE);
-	eng_book_reclaim(f.b, 0);
+	eng_core_reclaim(f.b, 0);
 	f.epoch = 10;
 	uint64_t a = order(&f, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC);
 	order(&f, SHM_SIDE_SELL, 101, 5, SHM_TIF_GTC);
@@ -677,17 +677,17 @@ START_TEST(level_pool_full_then_recovered)
 	order(&f, SHM_SIDE_BUY, 95, 5, SHM_TIF_IOC);
 	/* Emptying a level retires it; it is reusable only after the
 	 * grace period of its retire epoch. */
-	const struct shm_book_view *v = eng_book_view(f.b);
+	const struct shm_book_view *v = eng_core_view(f.b);
 	uint32_t li = rec(&f, a)->level;
 	ck_assert_int_eq(cancel(&f, a), 0);
 	ck_assert_uint_eq(v->levels[li].state, SHM_BOOK_LEVEL_RETIRED);
 	ck_assert_uint_eq(v->levels[li].retire_epoch, 10);
 	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 91, 5, SHM_TIF_GTC, &x),
 			 SHMEX_EBOOKFULL);
-	ck_assert_uint_eq(eng_book_reclaim(f.b, 10), 0);
+	ck_assert_uint_eq(eng_core_reclaim(f.b, 10), 0);
 	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 91, 5, SHM_TIF_GTC, &x),
 			 SHMEX_EBOOKFULL);
-	ck_assert_uint_eq(eng_book_reclaim(f.b, 11), 1);
+	ck_assert_uint_eq(eng_core_reclaim(f.b, 11), 1);
 	ck_assert_uint_eq(v->levels[li].state, SHM_BOOK_LEVEL_FREE);
 	x = order(&f, SHM_SIDE_BUY, 91, 5, SHM_TIF_GTC);
 	ck_assert_uint_eq(rec(&f, x)->level, li);
@@ -699,8 +699,8 @@ START_TEST(retired_level_not_reused_before_reclaim)
 {
 	struct fx f;
 	fx_open(&f, 8, 64, 256, SHM_BOOK_STP_NONE);
-	eng_book_reclaim(f.b, 0);
-	const struct shm_book_view *v = eng_book_view(f.b);
+	eng_core_reclaim(f.b, 0);
+	const struct shm_book_view *v = eng_core_view(f.b);
 	f.epoch = 3;
 	uint64_t a = order(&f, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC);
 	uint64_t b = order(&f, SHM_SIDE_SELL, 101, 5, SHM_TIF_GTC);
@@ -718,7 +718,7 @@ START_TEST(retired_level_not_reused_before_reclaim)
 	}
 	ck_assert_uint_eq(v->levels[la].state, SHM_BOOK_LEVEL_RETIRED);
 	ck_assert_uint_eq(v->levels[la].price, 100);
-	eng_book_reclaim(f.b, 4);
+	eng_core_reclaim(f.b, 4);
 	uint64_t y = order(&f, SHM_SIDE_BUY, 40, 1, SHM_TIF_GTC);
 	ck_assert_uint_eq(rec(&f, y)->level, la);
 	fx_close(&f);
@@ -730,7 +730,7 @@ START_TEST(fill_pool_checked_before_matching)
 	struct fx f;
 	/* 8 fill records: a taker may touch at most 4 makers. */
 	fx_open(&f, 16, 64, 8, SHM_BOOK_STP_NONE);
-	eng_book_reclaim(f.b, 0);
+	eng_core_reclaim(f.b, 0);
 	for (int i = 0; i < 6; i++)
 		order(&f, SHM_SIDE_SELL, 100 + i, 1, SHM_TIF_GTC);
 	uint64_t x;
@@ -738,7 +738,7 @@ START_TEST(fill_pool_checked_before_matching)
 	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 200, 5, SHM_TIF_GTC, &x),
 			 SHMEX_EBOOKFULL);
 	ck_assert_uint_eq(count_type(&f, mark, ENG_EV_FILL), 0);
-	struct eng_book_level_info lv[8];
+	struct eng_core_level_info lv[8];
 	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 8), 6);
 	/* Touching 4 makers fits exactly. */
 	order(&f, SHM_SIDE_BUY, 200, 4, SHM_TIF_GTC);
@@ -747,7 +747,7 @@ START_TEST(fill_pool_checked_before_matching)
 	 * their grace period is over. */
 	ck_assert_int_eq(submit_acct(&f, 1, SHM_SIDE_BUY, 200, 1, SHM_TIF_GTC, &x),
 			 SHMEX_EBOOKFULL);
-	eng_book_reclaim(f.b, 1);
+	eng_core_reclaim(f.b, 1);
 	order(&f, SHM_SIDE_BUY, 200, 2, SHM_TIF_GTC);
 	ck_assert_uint_eq(depth(&f, SHM_SIDE_SELL, lv, 8), 0);
 	fx_close(&f);
@@ -797,7 +797,7 @@ static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
 	struct fx f;
 	fx_open(&f, cap_levels, cap_orders, cap_fills, stp);
 	uint32_t sym2;
-	ck_assert_int_eq(eng_book_symbol_add(f.b, "Y", 1, &sym2), 0);
+	ck_assert_int_eq(eng_core_symbol_add(f.b, "Y", 1, &sym2), 0);
 	struct evlog ref = {0};
 	struct refbook *rb = refbook_new(2, stp, log_event, &ref);
 	struct rng g = {seed};
@@ -820,7 +820,7 @@ static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
 			if (below(&g, 200) == 0)
 				r.qty = 0; /* a bad one now and then */
 			uint64_t id;
-			rc = eng_book_submit(f.b, &r, &id);
+			rc = eng_core_submit(f.b, &r, &id);
 			if (rc == SHMEX_EBOOKFULL) {
 				f.log.n = core_from; /* not the reference's business */
 				dropped++;
@@ -834,7 +834,7 @@ static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
 			r.order_id = nids ? ids[below(&g, nids)] : 1;
 			for (int t = 0; t < 6 && nids; t++) {
 				const struct shm_book_order_sh *o =
-					eng_book_order(f.b, r.order_id);
+					eng_core_order(f.b, r.order_id);
 				if (o && o->state == SHM_BOOK_ORDER_LIVE)
 					break;
 				r.order_id = ids[below(&g, nids)];
@@ -843,18 +843,18 @@ static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
 				r.order_id = rnd(&g) | 1;
 			/* A record recycled by the core is gone there but merely
 			 * done in the reference: not comparable. */
-			if (eng_book_order(f.b, r.order_id) == NULL &&
+			if (eng_core_order(f.b, r.order_id) == NULL &&
 			    refbook_has(rb, r.order_id)) {
 				skipped++;
 				continue;
 			}
 			if (what < 78) {
-				rc = eng_book_cancel(f.b, &r);
+				rc = eng_core_cancel(f.b, &r);
 				rr = refbook_cancel(rb, &r);
 			} else {
 				r.price = mid + (int64_t)below(&g, 24) - 12;
 				r.qty = (int64_t)below(&g, 50);
-				rc = eng_book_modify(f.b, &r);
+				rc = eng_core_modify(f.b, &r);
 				if (rc == SHMEX_EBOOKFULL) {
 					f.log.n = core_from;
 					dropped++;
@@ -877,9 +877,9 @@ static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
 			fx_check(&f);
 			for (uint32_t s = 0; s < 2; s++) {
 				for (unsigned side = 0; side < 2; side++) {
-					struct eng_book_level_info a[64], b[64];
+					struct eng_core_level_info a[64], b[64];
 					uint32_t si = s ? sym2 : f.sym;
-					size_t na = eng_book_depth(f.b, si, side, a, 64);
+					size_t na = eng_core_depth(f.b, si, side, a, 64);
 					size_t nb = refbook_depth(rb, si, side, b, 64);
 					ck_assert_uint_eq(na, nb);
 					for (size_t k = 0; k < na; k++) {
@@ -895,8 +895,8 @@ static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
 	 * recycling. */
 	ck_assert_uint_gt(trades, nreq / 50);
 	if (cap_orders < nreq / 4) {
-		struct eng_book_stats st;
-		eng_book_stats(f.b, &st);
+		struct eng_core_stats st;
+		eng_core_stats(f.b, &st);
 		ck_assert_uint_eq(st.orders_unused, 0);
 	}
 	fprintf(stderr, "differential stp %u: %u requests, %zu trades, %zu resting at the "
@@ -1065,19 +1065,15 @@ START_TEST(reader_process_sees_consistent_snapshots)
 {
 	char inst[48];
 	test_instance(inst, sizeof(inst));
-	struct eng_book_cfg cfg = {.caps = {1, 256, 2048, 1u << 14}, .shard = 0, .nshards = 1};
-	size_t bytes = eng_book_bytes(&cfg);
-	uint64_t caps[6] = {1, 256, 2048, 1u << 14, 0, 1};
+	struct eng_core_cfg cfg = {.caps = {1, 256, 2048, 1u << 14}, .shard = 0, .nshards = 1};
 	struct shm_region reg;
-	memset(&reg, 0, sizeof(reg));
-	ck_assert_int_eq(shm_region_create(&reg, inst, "book.0", SHM_KIND_BOOK, bytes, caps, 6,
-					   0600), 0);
-	struct eng_book *b;
-	ck_assert_int_eq(eng_book_init(&b, shm_region_body(&reg), shm_region_body_size(&reg),
+	ck_assert_int_eq(shm_book_region_create(&reg, inst, &cfg.caps, 0, 1, 0600), 0);
+	struct eng_core *b;
+	ck_assert_int_eq(eng_core_init(&b, shm_region_body(&reg), shm_region_body_size(&reg),
 				       &cfg, NULL, NULL), 0);
 	uint32_t sym;
-	ck_assert_int_eq(eng_book_symbol_add(b, "X", 1, &sym), 0);
-	eng_book_reclaim(b, UINT64_MAX); /* harshest: immediate reuse */
+	ck_assert_int_eq(eng_core_symbol_add(b, "X", 1, &sym), 0);
+	eng_core_reclaim(b, UINT64_MAX); /* harshest: immediate reuse */
 	shm_region_publish(&reg);
 	unsigned long long until = test_now_ns() + 1500000000ull;
 	pid_t pid = fork();
@@ -1102,20 +1098,20 @@ START_TEST(reader_process_sees_consistent_snapshots)
 		uint64_t id;
 		if (what < 5 || !nids) {
 			r.tif = below(&g, 5) ? SHM_TIF_GTC : SHM_TIF_IOC;
-			if (eng_book_submit(b, &r, &id) == 0)
+			if (eng_core_submit(b, &r, &id) == 0)
 				ids[nids++ % 4096] = id;
 		} else if (what < 8) {
 			r.order_id = ids[below(&g, nids < 4096 ? nids : 4096)];
-			(void)!eng_book_cancel(b, &r);
+			(void)!eng_core_cancel(b, &r);
 		} else {
 			r.order_id = ids[below(&g, nids < 4096 ? nids : 4096)];
-			(void)!eng_book_modify(b, &r);
+			(void)!eng_core_modify(b, &r);
 		}
 	}
 	int st = test_wait_pid(pid, 10000);
 	char why[256];
-	int chk = eng_book_check(b, why, sizeof(why));
-	eng_book_destroy(b);
+	int chk = eng_core_check(b, why, sizeof(why));
+	eng_core_destroy(b);
 	shm_region_detach(&reg);
 	ck_assert_int_eq(shm_region_unlink(inst, "book.0"), 0);
 	test_cleanup_instance(inst);
@@ -1130,7 +1126,7 @@ START_TEST(seqcount_even_between_requests)
 {
 	struct fx f;
 	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
-	const struct shm_book_sym_sh *s = shm_book_sym_at(eng_book_view(f.b), f.sym);
+	const struct shm_book_sym_sh *s = shm_book_sym_at(eng_core_view(f.b), f.sym);
 	uint64_t s0 = s->seq;
 	ck_assert_uint_eq(s0 & 1, 0);
 	uint64_t a = order(&f, SHM_SIDE_BUY, 100, 1, SHM_TIF_GTC);
@@ -1176,9 +1172,9 @@ START_TEST(layout_validation)
 }
 END_TEST
 
-static Suite *eng_book_suite(void)
+static Suite *eng_core_suite(void)
 {
-	Suite *s = suite_create("eng_book");
+	Suite *s = suite_create("eng_core");
 	TCase *tc = tcase_create("rules");
 	tcase_add_test(tc, handout_example);
 	tcase_add_test(tc, price_time_priority);
@@ -1215,4 +1211,4 @@ static Suite *eng_book_suite(void)
 	return s;
 }
 
-SHMEX_TEST_MAIN(eng_book_suite)
+SHMEX_TEST_MAIN(eng_core_suite)

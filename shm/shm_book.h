@@ -314,6 +314,31 @@ struct shm_book_fill_sh {
 _Static_assert(sizeof(struct shm_book_fill_sh) == 64, "fill is one cache line");
 _Static_assert(offsetof(struct shm_book_fill_sh, next) == 48, "fill layout");
 
+/*
+ * The reader half of the per-symbol seqcount (the writer half, BK3/BK4,
+ * is in engine/eng_core.c).  A snapshot is
+ *
+ *     uint64_t s1;
+ *     if (!shm_book_seq_begin(sym, &s1)) retry;      (a window is open)
+ *     ... relaxed or acquire loads, bounds-checked ...
+ *     if (!shm_book_seq_stable(sym, s1)) retry;      (the symbol changed)
+ */
+static inline bool shm_book_seq_begin(const struct shm_book_sym_sh *s, uint64_t *s1)
+{
+	/* BK5: acquire; pairs with the matcher's BK4 (a window closed before
+	 * this load is entirely visible to the loads after it). */
+	*s1 = load_acquire(&s->seq);
+	return (*s1 & 1) == 0;
+}
+
+static inline bool shm_book_seq_stable(const struct shm_book_sym_sh *s, uint64_t s1)
+{
+	/* BK6: acquire fence; pairs with the matcher's BK3 (a window opened
+	 * after any of our loads shows as a changed seqcount). */
+	fence_acquire();
+	return load_relaxed(&s->seq) == s1;
+}
+
 /* Capacities of a book (all >= 1 and <= SHM_BOOK_CAP_MAX). */
 struct shm_book_caps {
 	uint32_t symbols;

@@ -292,8 +292,8 @@ void shm_opt_usage(const struct shm_opt_prog *p, FILE *f)
 		}
 		wrap(f, text, HELP_COL, HELP_COL);
 	}
-	fprintf(f, "  -h, --help              this help\n"
-		   "      --version           program and shared-memory layout versions\n");
+	fprintf(f, "%-*s%s\n%-*s%s\n", HELP_COL, "  -h, --help", "this help", HELP_COL,
+		"      --version", "program and shared-memory layout versions");
 	if (p->operands)
 		fprintf(f, "\n%s\n", p->operands);
 }

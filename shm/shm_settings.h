@@ -85,7 +85,7 @@ enum shm_setting_kind {
 	  SHM_DEFAULT_GATEWAYS, "N", "gateway processes")                      \
 	X(ring_capacity, "ring-capacity", SHM_SET_POW2, SHM_SETTINGS_RING_MIN, \
 	  SHM_SETTINGS_RING_MAX, SHM_DEFAULT_RING_CAPACITY, "N",               \
-	  "messages per ring, a power of two")                                 \
+	  "messages per ring")                                 \
 	X(orders, "orders", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,              \
 	  SHM_DEFAULT_ORDERS, "N", "order records per shard")                  \
 	X(levels, "levels", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,              \

@@ -28,10 +28,13 @@
 #include "shm/shm_snap.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "shm/shm_dec.h"
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"
 #include "shm/shm_rcu_inline.h"
@@ -164,26 +167,11 @@ int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 
 /* --- snapshot helpers ---------------------------------------------------------- */
 
-static bool snap_begin(const struct shm_book_sym_sh *s, uint64_t *s1)
-{
-	/* BK5: acquire; pairs with the matcher's BK4 (window closed). */
-	*s1 = load_acquire(&s->seq);
-	return (*s1 & 1) == 0;
-}
-
-static bool snap_stable(const struct shm_book_sym_sh *s, uint64_t s1)
-{
-	/* BK6: acquire fence; pairs with the matcher's BK3 (a window
-	 * opened after our loads is seen as a changed seq). */
-	fence_acquire();
-	return load_relaxed(&s->seq) == s1;
-}
-
 /* What to answer when something impossible was seen: a torn read if the
  * snapshot moved, corruption if it did not. */
 static int bad(const struct shm_book_sym_sh *s, uint64_t s1)
 {
-	return snap_stable(s, s1) ? SHMEX_EBADINDEX : SNAP_RETRY;
+	return shm_book_seq_stable(s, s1) ? SHMEX_EBADINDEX : SNAP_RETRY;
 }
 
 uint32_t shm_snap_nsymbols(const struct shm_snap *rd)
@@ -262,7 +250,7 @@ static int top_snap(struct shm_snap *rd, void *p)
 	struct shm_snap_level best[2];
 	bool has[2], ok = true;
 	uint64_t s1;
-	if (!snap_begin(s, &s1))
+	if (!shm_book_seq_begin(s, &s1))
 		return SNAP_RETRY;
 	memset(&t, 0, sizeof(t));
 	for (unsigned side = 0; side < 2; side++) {
@@ -287,7 +275,7 @@ static int top_snap(struct shm_snap *rd, void *p)
 	t.volume = load_relaxed(&s->volume);
 	if (!ok)
 		return bad(s, s1);
-	if (!snap_stable(s, s1))
+	if (!shm_book_seq_stable(s, s1))
 		return SNAP_RETRY;
 	/* Stable: an impossible state now means corruption. */
 	if (has[0] && has[1] && best[0].price >= best[1].price)
@@ -359,14 +347,14 @@ static int depth_snap(struct shm_snap *rd, void *p)
 	struct depth_arg *a = p;
 	struct shm_snap_depth *d = a->d;
 	uint64_t s1;
-	if (!snap_begin(a->s, &s1))
+	if (!shm_book_seq_begin(a->s, &s1))
 		return SNAP_RETRY;
 	size_t nb = 0, na = 0;
 	bool mb = false, ma = false;
 	if (!side_walk(rd, a->s, a->sym, SHM_SIDE_BUY, d->bids, d->max, &nb, &mb) ||
 	    !side_walk(rd, a->s, a->sym, SHM_SIDE_SELL, d->asks, d->max, &na, &ma))
 		return bad(a->s, s1);
-	if (!snap_stable(a->s, s1))
+	if (!shm_book_seq_stable(a->s, s1))
 		return SNAP_RETRY;
 	if (nb > 0 && na > 0 && d->bids[0].price >= d->asks[0].price)
 		return SHMEX_EBADINDEX; /* crossed book */
@@ -431,7 +419,7 @@ static int order_snap(struct shm_snap *rd, void *p)
 		return symi < rd->view.cap_symbols ? SNAP_RETRY : SHMEX_EBADINDEX;
 	}
 	uint64_t s1;
-	if (!snap_begin(s, &s1))
+	if (!shm_book_seq_begin(s, &s1))
 		return SNAP_RETRY;
 	memset(&r, 0, sizeof(r));
 	r.id = load_relaxed(&o->id);
@@ -484,7 +472,7 @@ static int order_snap(struct shm_snap *rd, void *p)
 	}
 	if (!ok)
 		return bad(s, s1);
-	if (!snap_stable(s, s1) || load_relaxed(&o->sym) != symi)
+	if (!shm_book_seq_stable(s, s1) || load_relaxed(&o->sym) != symi)
 		return SNAP_RETRY;
 	if (!mine)
 		return SHMEX_ENOORDER;
@@ -546,4 +534,316 @@ void shm_snap_stats(struct shm_snap *rd, struct shm_snap_shard_stats *st)
 	st->rejects_full = load_relaxed(&h->rejects_full);
 	st->book_safe_epoch = load_relaxed(&h->safe_epoch);
 	shm_rcu_stats(&rd->table, &st->readers);
+}
+
+/* Decimal text of a fixed-point value, for violation messages. */
+struct snap_num {
+	char s[48];
+};
+
+static struct snap_num snap_dec(int64_t v, int digits)
+{
+	struct snap_num n;
+	if (shm_dec_format(n.s, sizeof(n.s), v, digits) < 0)
+		snprintf(n.s, sizeof(n.s), "?");
+	return n;
+}
+
+#define PX(v) (snap_dec((v), SHM_PRICE_DIGITS).s)
+#define QTY(v) (snap_dec((v), SHM_QTY_DIGITS).s)
+
+static const char *side_name(unsigned side)
+{
+	return side == SHM_SIDE_BUY ? "buy" : side == SHM_SIDE_SELL ? "sell" : "?";
+}
+
+/* --- full-book snapshot ------------------------------------------------------ */
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 64;
+	while (n < need)
+		n *= 2;
+	void *p = realloc(*arr, n * elem);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = n;
+	return 0;
+}
+
+struct walk {
+	struct shm_snap *rd;
+	const struct shm_book_sym_sh *ss;
+	struct shm_snap_book *s;
+	size_t max_levels;
+	bool orders;
+	unsigned attempts; /* calls of snap_attempt */
+};
+
+/* One attempt: 0 (stable, in bounds), SNAP_RETRY, SHMEX_EBADINDEX (stable
+ * but out of bounds), -ENOMEM. */
+static int snap_try(struct walk *w)
+{
+	const struct shm_book_view *v = &w->rd->view;
+	const struct shm_book_sym_sh *ss = w->ss;
+	struct shm_snap_book *s = w->s;
+	int err = 0;
+	uint32_t walked_lev = 0, walked_ord = 0;
+
+	uint64_t s1;
+	if (!shm_book_seq_begin(ss, &s1)) /* BK5 */
+		return SNAP_RETRY;
+	s->nlev = s->nord = 0;
+	for (unsigned side = 0; side < 2 && !err; side++) {
+		s->side_first[side] = s->nlev;
+		s->side_n[side] = 0;
+		s->more[side] = false;
+		/* BK2: acquire; pairs with BK1 (the level is initialised). */
+		uint32_t li = load_acquire(&ss->head[side]);
+		while (li != SHM_BOOK_NIL) {
+			if (w->max_levels && s->side_n[side] == w->max_levels) {
+				s->more[side] = true;
+				break;
+			}
+			const struct shm_book_level_sh *l =
+			    shm_book_level_at(v, li);
+			if (!l || walked_lev++ >= v->cap_levels) {
+				err = SHMEX_EBADINDEX;
+				break;
+			}
+			if (grow((void **)&s->levels, &s->cap_lev, s->nlev + 1,
+				 sizeof(*s->levels))) {
+				err = -ENOMEM;
+				break;
+			}
+			struct shm_snap_book_level *L = &s->levels[s->nlev++];
+			s->side_n[side]++;
+			/* Relaxed: covered by the seqcount (BK5/BK6). */
+			L->price = load_relaxed(&l->price);
+			L->qty = load_relaxed(&l->qty);
+			L->count = load_relaxed(&l->count);
+			L->sym = load_relaxed(&l->sym);
+			L->side = load_relaxed(&l->side);
+			L->state = load_relaxed(&l->state);
+			L->index = li;
+			L->first = (uint32_t)s->nord;
+			L->n = 0;
+			/* BK2 */
+			uint32_t oi = w->orders ? load_acquire(&l->head) : SHM_BOOK_NIL;
+			while (oi != SHM_BOOK_NIL) {
+				const struct shm_book_order_sh *o =
+				    shm_book_order_at(v, oi);
+				if (!o || walked_ord++ >= v->cap_orders) {
+					err = SHMEX_EBADINDEX;
+					break;
+				}
+				if (grow((void **)&s->ords, &s->cap_ord,
+					 s->nord + 1, sizeof(*s->ords))) {
+					err = -ENOMEM;
+					break;
+				}
+				struct shm_snap_book_order *O = &s->ords[s->nord++];
+				L->n++;
+				/* Relaxed: covered by the seqcount. */
+				O->id = load_relaxed(&o->id);
+				O->account = load_relaxed(&o->account);
+				O->price = load_relaxed(&o->price);
+				O->amount = load_relaxed(&o->amount);
+				O->open = load_relaxed(&o->open);
+				O->executed = load_relaxed(&o->executed);
+				O->cancelled = load_relaxed(&o->cancelled);
+				O->time_ns = load_relaxed(&o->time_ns);
+				O->sym = load_relaxed(&o->sym);
+				O->side = load_relaxed(&o->side);
+				O->tif = load_relaxed(&o->tif);
+				O->state = load_relaxed(&o->state);
+				O->level = load_relaxed(&o->level);
+				O->index = oi;
+				oi = load_acquire(&o->next); /* BK2 */
+			}
+			if (err)
+				break;
+			li = load_acquire(&l->next); /* BK2 */
+		}
+	}
+	for (unsigned side = 0; side < 2; side++) {
+		s->nlevels[side] = load_relaxed(&ss->nlevels[side]);
+		s->norders[side] = load_relaxed(&ss->norders[side]);
+		s->open_qty[side] = load_relaxed(&ss->open_qty[side]);
+	}
+	s->last_price = load_relaxed(&ss->last_price);
+	s->last_qty = load_relaxed(&ss->last_qty);
+	s->last_time_ns = load_relaxed(&ss->last_time_ns);
+	s->trades = load_relaxed(&ss->trades);
+	s->volume = load_relaxed(&ss->volume);
+	if (!shm_book_seq_stable(ss, s1)) /* BK6 */
+		return SNAP_RETRY;
+	if (err)
+		return err;
+	s->seq = s1;
+	return 0;
+}
+
+/* shm_snap_section's snapshot function: one attempt of snap_try. */
+static int snap_attempt(struct shm_snap *rd, void *arg)
+{
+	struct walk *w = arg;
+	(void)rd;
+	w->attempts++;
+	return snap_try(w);
+}
+
+int shm_snap_book_read(struct shm_snap *rd, uint32_t sym, size_t max_levels,
+		       bool orders, struct shm_snap_book *s)
+{
+	uint32_t nsym = shm_snap_nsymbols(rd);
+	const struct shm_book_sym_sh *ss =
+	    sym < nsym ? shm_book_sym_at(&rd->view, sym) : NULL;
+	if (!ss)
+		return SHMEX_ENOSYMBOL;
+	/* Immutable after publication [BK7], which nsymbols' BK8 made visible.
+	 */
+	memcpy(s->name, ss->name, sizeof(s->name));
+	s->name[15] = '\0';
+	s->sym = sym;
+	s->shard = rd->view.shard;
+	s->orders = orders;
+	s->retries = 0;
+	struct walk w = {rd, ss, s, max_levels, orders, 0};
+	int rc = shm_snap_section(rd, snap_attempt, &w);
+	s->retries = w.attempts ? w.attempts - 1 : 0;
+	return rc;
+}
+
+void shm_snap_book_free(struct shm_snap_book *s)
+{
+	free(s->levels);
+	free(s->ords);
+	memset(s, 0, sizeof(*s));
+}
+
+#define VIOLATION(...)                                                         \
+	do {                                                                   \
+		snprintf(why, len, __VA_ARGS__);                               \
+		return SHMEX_EINTERNAL;                                        \
+	} while (0)
+
+static int check_order(const struct shm_snap_book *s,
+		       const struct shm_book_view *v,
+		       const struct shm_snap_book_level *L,
+		       const struct shm_snap_book_order *O, char *why, size_t len)
+{
+	const char *sd = side_name(L->side);
+	if (O->state != SHM_BOOK_ORDER_LIVE)
+		VIOLATION("%s %s level %s: order %" PRIu64
+			  " (record %u) is not live (state %u)",
+			  s->name, sd, PX(L->price), O->id, O->index, O->state);
+	if (O->id == 0 || shm_shard_of_order(O->id, v->nshards) != v->shard ||
+	    shm_order_slot(O->id, v->nshards, v->cap_orders) != O->index)
+		VIOLATION("%s: record %u holds id %" PRIu64
+			  ", which names another record",
+			  s->name, O->index, O->id);
+	if (O->sym != s->sym || O->side != L->side || O->price != L->price ||
+	    O->level != L->index)
+		VIOLATION("%s %s level %s: order %" PRIu64 " belongs elsewhere "
+			  "(sym %u side %u price %s level %u)",
+			  s->name, sd, PX(L->price), O->id, O->sym, O->side,
+			  PX(O->price), O->level);
+	if (O->open <= 0 || O->amount <= 0 ||
+	    !sums_to(O->open, O->executed, O->cancelled, O->amount))
+		VIOLATION("%s: order %" PRIu64
+			  ": open %s + executed %s + cancelled %s "
+			  "!= amount %s",
+			  s->name, O->id, QTY(O->open), QTY(O->executed),
+			  QTY(O->cancelled), QTY(O->amount));
+	return 0;
+}
+
+int shm_snap_book_check(const struct shm_snap_book *s,
+			 const struct shm_book_view *v, char *why, size_t len)
+{
+	for (unsigned side = 0; side < 2; side++) {
+		const char *sd = side == SHM_SIDE_BUY ? "bid" : "ask";
+		uint32_t sum_count = 0;
+		int64_t sum_qty = 0;
+		for (size_t k = 0; k < s->side_n[side]; k++) {
+			const struct shm_snap_book_level *L =
+			    &s->levels[s->side_first[side] + k];
+			if (L->state != SHM_BOOK_LEVEL_LIVE ||
+			    L->sym != s->sym || L->side != side)
+				VIOLATION(
+				    "%s %s level %u (price %s) is not a live "
+				    "level "
+				    "of this side (state %u sym %u side %u)",
+				    s->name, sd, L->index, PX(L->price),
+				    L->state, L->sym, L->side);
+			if (L->price <= 0 || L->qty <= 0 || L->count == 0)
+				VIOLATION("%s %s level %s: empty or negative "
+					  "(qty %s, %u orders)",
+					  s->name, sd, PX(L->price),
+					  QTY(L->qty), L->count);
+			if (k > 0) {
+				int64_t prev =
+				    s->levels[s->side_first[side] + k - 1]
+					.price;
+				if (side == SHM_SIDE_BUY ? L->price >= prev
+							 : L->price <= prev)
+					VIOLATION("%s %ss not strictly "
+						  "ordered: %s after %s",
+						  s->name, sd, PX(L->price),
+						  PX(prev));
+			}
+			if (__builtin_add_overflow(sum_qty, L->qty, &sum_qty))
+				VIOLATION("%s %s side: quantity overflows",
+					  s->name, sd);
+			sum_count += L->count;
+			if (!s->orders)
+				continue;
+			int64_t open = 0;
+			for (uint32_t j = 0; j < L->n; j++) {
+				const struct shm_snap_book_order *O =
+				    &s->ords[L->first + j];
+				int rc = check_order(s, v, L, O, why, len);
+				if (rc)
+					return rc;
+				if (__builtin_add_overflow(open, O->open,
+							   &open))
+					VIOLATION("%s %s level %s: open "
+						  "quantity overflows",
+						  s->name, sd, PX(L->price));
+			}
+			if (L->n != L->count)
+				VIOLATION("%s %s level %s: count %u but %u "
+					  "orders queued",
+					  s->name, sd, PX(L->price), L->count,
+					  L->n);
+			if (open != L->qty)
+				VIOLATION("%s %s level %s: qty %s but its "
+					  "orders hold %s",
+					  s->name, sd, PX(L->price),
+					  QTY(L->qty), QTY(open));
+		}
+		if (s->more[side])
+			continue;
+		if (s->nlevels[side] != s->side_n[side] ||
+		    s->norders[side] != sum_count ||
+		    s->open_qty[side] != sum_qty)
+			VIOLATION("%s %s side: counters say %u levels, %u "
+				  "orders, %s shares; "
+				  "the list has %zu, %u, %s",
+				  s->name, sd, s->nlevels[side],
+				  s->norders[side], QTY(s->open_qty[side]),
+				  s->side_n[side], sum_count, QTY(sum_qty));
+	}
+	if (s->side_n[0] && s->side_n[1]) {
+		int64_t bid = s->levels[s->side_first[0]].price;
+		int64_t ask = s->levels[s->side_first[1]].price;
+		if (bid >= ask)
+			VIOLATION("%s is crossed: best bid %s >= best ask %s",
+				  s->name, PX(bid), PX(ask));
+	}
+	return 0;
 }

@@ -186,4 +186,82 @@ int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 /* Shard statistics (relaxed counters; informative, never indexes). */
 void shm_snap_stats(struct shm_snap *rd, struct shm_snap_shard_stats *st);
 
+/* --- full-book snapshot ------------------------------------------------ */
+
+struct shm_snap_book_order {
+	uint64_t id;
+	uint64_t account;
+	int64_t price;
+	int64_t amount, open, executed, cancelled;
+	uint64_t time_ns;
+	uint32_t index;   /* order record index */
+	uint32_t level;   /* the record's level field */
+	uint32_t sym;
+	uint8_t side, tif, state, pad;
+};
+
+struct shm_snap_book_level {
+	int64_t price;
+	int64_t qty;
+	uint32_t count;
+	uint32_t index;   /* level record index */
+	uint32_t sym;
+	uint8_t side, state, pad[2];
+	uint32_t first;   /* its orders: orders[first .. first + n) */
+	uint32_t n;       /* orders walked (only when orders are walked) */
+};
+
+/* One state of one symbol's book.  Arrays are owned by the struct and
+ * reused across calls; zero-initialise it before the first call. */
+struct shm_snap_book {
+	uint32_t sym;
+	uint32_t shard;
+	char name[16];
+	uint64_t seq;                  /* the symbol's seqcount */
+	bool orders;                   /* orders were walked */
+	/* The symbol's own counters. */
+	uint32_t nlevels[2], norders[2];
+	int64_t open_qty[2];
+	int64_t last_price, last_qty;
+	uint64_t last_time_ns, trades;
+	int64_t volume;
+	/* levels[side_first[s] .. + side_n[s]) best first, per side. */
+	struct shm_snap_book_level *levels;
+	size_t nlev, cap_lev;
+	size_t side_first[2], side_n[2];
+	bool more[2];                  /* the side has more than max_levels */
+	struct shm_snap_book_order *ords;
+	size_t nord, cap_ord;
+	/* Statistics of the last call. */
+	uint32_t retries;
+};
+
+/*
+ * Reads up to max_levels levels per side (0: all) of symbol `sym` and,
+ * when `orders`, every order of those levels, in one snapshot.  Returns 0
+ * for a stable snapshot whose indexes were all in bounds (its contents are
+ * then for qry_snap_check to judge); SHMEX_ENOSYMBOL, SHMEX_EBUSY
+ * (changing for rd->max_retries tries), SHMEX_EBADINDEX (a stable
+ * snapshot with an index out of bounds or a list longer than its pool),
+ * -ENOMEM.
+ */
+int shm_snap_book_read(struct shm_snap *rd, uint32_t sym, size_t max_levels,
+		       bool orders, struct shm_snap_book *s)
+	__attribute__((warn_unused_result));
+void shm_snap_book_free(struct shm_snap_book *s);
+
+/*
+ * The invariants of a book state: levels live, of this symbol and side,
+ * strictly ordered (bids descending, asks ascending), the book not
+ * crossed, every level non-empty; with orders walked and all levels read:
+ * each level's qty = sum of its orders' open quantity and count = number
+ * of its orders, each order live, resting in that level at its price,
+ * open > 0 and open + executed + cancelled == amount, its id naming its
+ * record; the symbol's counters equal the sums.  Returns 0, or
+ * SHMEX_EINTERNAL with the first violation in why[].
+ */
+int shm_snap_book_check(const struct shm_snap_book *s,
+			 const struct shm_book_view *v, char *why, size_t len)
+	__attribute__((warn_unused_result));
+
 #endif

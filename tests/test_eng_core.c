@@ -938,8 +938,8 @@ static int reader_snapshot(const struct shm_book_view *v, uint32_t sym, char *wh
 			   size_t len)
 {
 	const struct shm_book_sym_sh *s = shm_book_sym_at(v, sym);
-	uint64_t s1 = load_acquire(&s->seq); /* [BK5] */
-	if (s1 & 1)
+	uint64_t s1;
+	if (!shm_book_seq_begin(s, &s1)) /* [BK5] */
 		return 0;
 	int verdict = 1;
 	int64_t best[2] = {0, 0};
@@ -1028,8 +1028,7 @@ static int reader_snapshot(const struct shm_book_view *v, uint32_t sym, char *wh
 				 (long long)fsum, (long long)ex);
 		}
 	}
-	fence_acquire(); /* [BK6] */
-	if (load_relaxed(&s->seq) != s1)
+	if (!shm_book_seq_stable(s, s1)) /* [BK6] */
 		return 0;
 	return verdict;
 }

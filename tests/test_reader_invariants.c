@@ -15,8 +15,8 @@
  * Readers are forked before they attach and drop every inherited mapping,
  * so they read through their own read-only mapping of the book, the same
  * path as any reader process.  Each one loops: for every symbol a full-book
- * snapshot (every level, every order: qry_snapshot) checked by
- * qry_snap_check (levels strictly ordered, not crossed, level qty =
+ * snapshot (every level, every order: shm_snap_book_read) checked by
+ * shm_snap_book_check (levels strictly ordered, not crossed, level qty =
  * sum of its orders' open quantity, count = number of orders, each order
  * open + executed + cancelled == amount, the symbol's counters = the
  * sums), plus top of book, depth and the status of recently accepted
@@ -408,7 +408,7 @@ static void reader_main(struct ri_writer *W, int idx)
 {
 	struct ri_stat *st = &ctl->r[idx];
 	struct shm_snap rd;
-	struct qry_snap s;
+	struct shm_snap_book s;
 	char why[256];
 	uint64_t rng = UINT64_C(0x2545f4914f6cdd1d) + (uint64_t)idx * 7919u;
 	child_drop(W);
@@ -423,13 +423,13 @@ static void reader_main(struct ri_writer *W, int idx)
 		      1u); /* [QY3] test handshake; pairs with QY4 */
 	while (!load_acquire(&ctl->stop)) { /* [QY4] pairs with QY3 (stop) */
 		for (uint32_t sym = 0; sym < ctl->nsyms; sym++) {
-			rc = qry_snapshot(&rd, sym, 0, true, &s);
+			rc = shm_snap_book_read(&rd, sym, 0, true, &s);
 			if (rc == SHMEX_EBUSY) {
 				st->busy++;
 				continue;
 			}
 			if (rc == 0)
-				rc = qry_snap_check(&s, &rd.view, why,
+				rc = shm_snap_book_check(&s, &rd.view, why,
 							  sizeof(why));
 			else
 				snprintf(why, sizeof(why), "snapshot: %s",
@@ -447,7 +447,7 @@ static void reader_main(struct ri_writer *W, int idx)
 		check_statuses(&rd, st, &rng);
 	}
 	st->lost = rd.lost;
-	qry_snap_free(&s);
+	shm_snap_book_free(&s);
 	shm_snap_close(&rd);
 	_exit(0);
 }
@@ -529,13 +529,12 @@ static void pin_check(struct shm_snap *rd, struct ri_pin *p)
 		 * later, for a reuse.  Price, symbol and side change only when
 		 * the record is reused, which the protocol forbids while we
 		 * are pinned. */
-		uint64_t s1 = load_acquire(&ss->seq); /* BK5 */
-		if (s1 & 1)
+		uint64_t s1;
+		if (!shm_book_seq_begin(ss, &s1)) /* BK5 */
 			continue;
 		uint8_t state = load_relaxed(&l->state);
 		uint64_t re = load_relaxed(&l->retire_epoch);
-		fence_acquire(); /* BK6 */
-		if (load_relaxed(&ss->seq) != s1)
+		if (!shm_book_seq_stable(ss, s1)) /* BK6 */
 			continue; /* torn: check this level on the next pass */
 		if (load_relaxed(&l->price) != p->lev_price[i] ||
 		    load_relaxed(&l->sym) != p->lev_sym[i] ||
@@ -584,7 +583,7 @@ static void pinned_main(struct ri_writer *W)
 {
 	struct ri_pin *p = &ctl->pin;
 	struct shm_snap rd;
-	struct qry_snap s;
+	struct shm_snap_book s;
 	child_drop(W);
 	memset(&s, 0, sizeof(s));
 	if (shm_snap_open(&rd, inst, 0) != 0 ||
@@ -593,7 +592,7 @@ static void pinned_main(struct ri_writer *W)
 	p->epoch = rd.reader.epoch;
 	for (uint32_t sym = 0; sym < ctl->nsyms; sym++) {
 		/* Nested in our section: the snapshot does not leave it. */
-		int rc = qry_snapshot(&rd, sym, 0, true, &s);
+		int rc = shm_snap_book_read(&rd, sym, 0, true, &s);
 		if (rc)
 			_exit(3);
 		for (size_t i = 0; i < s.nlev && p->nlev < RI_PIN_LEVELS; i++) {
@@ -617,7 +616,7 @@ static void pinned_main(struct ri_writer *W)
 	store_release(&p->state, 2u);	    /* left; [QY3] */
 	while (load_acquire(&p->phase) < 3) /* [QY4] */
 		usleep(1000);
-	qry_snap_free(&s);
+	shm_snap_book_free(&s);
 	shm_snap_close(&rd);
 	_exit(0);
 }

@@ -806,7 +806,7 @@ START_TEST(help_version_usage)
 	QRUN(&r, "--help");
 	ok(&r);
 	ck_assert(!strncmp(
-	    r.out, "Usage: shmex-query [--instance NAME] [--json] COMMAND",
+	    r.out, "usage: shmex-query [--instance NAME] [--json] COMMAND",
 	    53));
 	ck_assert(strstr(r.out, "watch SYMBOL"));
 	QRUN(&r, "--version");

@@ -15,7 +15,6 @@
  * usage error.  Errors are one line on stderr, "shmex-query: ...".
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,109 +37,30 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
-static void usage(FILE *f)
-{
-	fprintf(
-	    f,
-	    "Usage: " PROG " [--instance NAME] [--json] COMMAND [ARGS]\n"
-	    "Read-only inspection of a running shmex exchange.\n"
-	    "\n"
-	    "Commands:\n"
-	    "  book SYMBOL [--depth N] [--orders]\n"
-	    "                      price levels of both sides, best first "
-	    "(depth %u;\n"
-	    "                      0 = all); --orders lists every order of "
-	    "each level\n"
-	    "  order ID            status and fills of an order\n"
-	    "  account ID          cash balance, reserved cash and positions "
-	    "in every shard\n"
-	    "  readers [--clear-stale]\n"
-	    "                      reader slots of every shard (slot, pid, "
-	    "alive, epoch,\n"
-	    "                      lag); --clear-stale first frees slots of "
-	    "dead readers\n"
-	    "  stats               per shard: orders, levels, fills, events, "
-	    "reader lag,\n"
-	    "                      ring depths\n"
-	    "  check [SYMBOL]      verify the book invariants of one or every "
-	    "symbol\n"
-	    "  watch SYMBOL [--depth N] [--orders] [--count N] [--interval-ms "
-	    "MS]\n"
-	    "                      redraw the book every %u ms until Ctrl-C "
-	    "(or N frames)\n"
-	    "\n"
-	    "Options:\n"
-	    "  --instance NAME     exchange instance (default $SHMEX_INSTANCE, "
-	    "else 'default')\n"
-	    "  --json              one line of JSON per result\n"
-	    "  --help              this text\n"
-	    "  --version           program and shared-memory layout versions\n"
-	    "\n"
-	    "Exit status: 0 ok, 1 query failed, 2 usage error.\n",
-	    QRY_DEPTH_DEFAULT, QRY_WATCH_INTERVAL_MS);
-}
-
-static int usage_error(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, PROG ": ");
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
-	return 2;
-}
-
-enum {
-	O_INSTANCE = 256,
-	O_JSON,
-	O_DEPTH,
-	O_ORDERS,
-	O_CLEAR_STALE,
-	O_COUNT,
-	O_INTERVAL,
-	O_HELP,
-	O_VERSION,
-};
-
-static const struct option longopts[] = {
-    {"instance", required_argument, NULL, O_INSTANCE},
-    {"json", no_argument, NULL, O_JSON},
-    {"depth", required_argument, NULL, O_DEPTH},
-    {"orders", no_argument, NULL, O_ORDERS},
-    {"clear-stale", no_argument, NULL, O_CLEAR_STALE},
-    {"count", required_argument, NULL, O_COUNT},
-    {"interval-ms", required_argument, NULL, O_INTERVAL},
-    {"help", no_argument, NULL, O_HELP},
-    {"version", no_argument, NULL, O_VERSION},
-    {NULL, 0, NULL, 0},
-};
-
 struct opts {
 	const char *instance;
 	unsigned flags;
 	uint64_t depth;
 	uint64_t count;
 	uint64_t interval;
-	bool depth_set, orders, clear, count_set, interval_set;
+	bool json, depth_set, orders, clear, count_set, interval_set;
 };
+
+static const struct shm_opt_prog *the_prog;
 
 /* Which command takes which option. */
 static int check_opts(const char *cmd, const struct opts *o)
 {
 	bool book = strcmp(cmd, "book") == 0, watch = strcmp(cmd, "watch") == 0;
 	if ((o->depth_set || o->orders) && !book && !watch)
-		return usage_error(
+		return shm_opt_usage_error(the_prog, 
 		    "--depth and --orders go with book or watch, not '%s'",
 		    cmd);
 	if ((o->count_set || o->interval_set) && !watch)
-		return usage_error(
+		return shm_opt_usage_error(the_prog, 
 		    "--count and --interval-ms go with watch, not '%s'", cmd);
 	if (o->clear && strcmp(cmd, "readers") != 0)
-		return usage_error("--clear-stale goes with readers, not '%s'",
+		return shm_opt_usage_error(the_prog, "--clear-stale goes with readers, not '%s'",
 				   cmd);
 	return 0;
 }
@@ -174,12 +94,12 @@ static int run(const struct opts *o, const char *cmd, char **args)
 		uint64_t max =
 		    strcmp(cmd, "order") == 0 ? UINT64_MAX : SHM_ACCOUNT_ID_MAX;
 		if (shm_opt_u64(args[0], 0, max, &id) || (id == 0 && cmd[0] == 'o'))
-			return usage_error("invalid id '%s'", args[0]);
+			return shm_opt_usage_error(the_prog, "invalid id '%s'", args[0]);
 	}
 	if ((strcmp(cmd, "book") == 0 || strcmp(cmd, "watch") == 0 ||
 	     (strcmp(cmd, "check") == 0 && args[0])) &&
 	    !shm_symbol_valid(args[0], strlen(args[0])))
-		return usage_error(
+		return shm_opt_usage_error(the_prog, 
 		    "invalid symbol '%s' (1-15 letters and digits)", args[0]);
 
 	int rc = qry_open(&q, o->instance);
@@ -233,67 +153,71 @@ int main(int argc, char **argv)
 	};
 	if (!o.instance || !*o.instance)
 		o.instance = "default";
-	opterr = 0;
-	int c;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (c) {
-		case O_INSTANCE:
-			o.instance = optarg;
-			break;
-		case O_JSON:
-			o.flags |= QRY_JSON;
-			break;
-		case O_DEPTH:
-			if (shm_opt_u64(optarg, 0, UINT32_MAX, &o.depth))
-				return usage_error("invalid --depth '%s'",
-						   optarg);
-			o.depth_set = true;
-			break;
-		case O_ORDERS:
-			o.flags |= QRY_ORDERS;
-			o.orders = true;
-			break;
-		case O_CLEAR_STALE:
-			o.flags |= QRY_CLEAR_STALE;
-			o.clear = true;
-			break;
-		case O_COUNT:
-			if (shm_opt_u64(optarg, 1, UINT32_MAX, &o.count))
-				return usage_error(
-				    "invalid --count '%s' (1 or more)", optarg);
-			o.count_set = true;
-			break;
-		case O_INTERVAL:
-			if (shm_opt_u64(optarg, 1, 3600000, &o.interval))
-				return usage_error(
-				    "invalid --interval-ms '%s' (1..3600000)",
-				    optarg);
-			o.interval_set = true;
-			break;
-		case O_HELP:
-			usage(stdout);
-			return 0;
-		case O_VERSION:
-			shm_opt_version(stdout, PROG);
-			return 0;
-		default:
-			return usage_error("unknown or incomplete option '%s'",
-					   argv[optind - 1]);
-		}
-	}
-	if (optind >= argc)
-		return usage_error("%s", "missing COMMAND");
-	const char *cmd = argv[optind];
+	const struct shm_opt opts[] = {
+		{.name = "instance", .type = SHM_OPT_STR, .arg = "NAME", .dst = &o.instance,
+		 .show_default = true,
+		 .help = "exchange instance; $SHMEX_INSTANCE when set"},
+		{.name = "json", .type = SHM_OPT_FLAG, .dst = &o.json,
+		 .help = "one line of JSON per result"},
+		{.name = "depth", .type = SHM_OPT_NUM, .arg = "N", .dst = &o.depth,
+		 .max = UINT32_MAX, .given = &o.depth_set, .show_default = true,
+		 .help = "book, watch: levels per side, 0 = all"},
+		{.name = "orders", .type = SHM_OPT_FLAG, .dst = &o.orders,
+		 .help = "book, watch: list every order of each level"},
+		{.name = "clear-stale", .type = SHM_OPT_FLAG, .dst = &o.clear,
+		 .help = "readers: first free the slots of dead readers"},
+		{.name = "count", .type = SHM_OPT_NUM, .arg = "N", .dst = &o.count,
+		 .min = 1, .max = UINT32_MAX, .given = &o.count_set,
+		 .help = "watch: stop after N frames"},
+		{.name = "interval-ms", .type = SHM_OPT_NUM, .arg = "MS", .dst = &o.interval,
+		 .min = 1, .max = SHM_SETTINGS_MS_MAX, .given = &o.interval_set,
+		 .show_default = true, .help = "watch: time between frames"},
+	};
+	const struct shm_opt_prog prog = {
+		.name = PROG,
+		.synopsis = "[--instance NAME] [--json] COMMAND [ARGS]",
+		.about = "Read-only inspection of a running shmex exchange.",
+		.opts = opts,
+		.nopts = sizeof(opts) / sizeof(opts[0]),
+		.min_args = 0,
+		.max_args = -1,
+		.operands =
+		    "Commands:\n"
+		    "  book SYMBOL         price levels of both sides, best first\n"
+		    "  order ID            status and fills of an order\n"
+		    "  account ID          cash balance, reserved cash and positions in every shard\n"
+		    "  readers             reader slots of every shard (slot, pid, alive, epoch, lag)\n"
+		    "  stats               per shard: orders, levels, fills, events, reader lag,\n"
+		    "                      ring depths\n"
+		    "  check [SYMBOL]      verify the book invariants of one or every symbol\n"
+		    "  watch SYMBOL        redraw the book until Ctrl-C (or --count frames)\n"
+		    "\n"
+		    "Exit status: 0 ok, 1 query failed, 2 usage error.",
+	};
+	the_prog = &prog;
+	int first;
+	enum shm_opt_result pr = shm_opt_parse(&prog, argc, argv, &first);
+	if (pr != SHM_OPT_RUN)
+		return pr == SHM_OPT_EXIT ? 0 : 2;
+	if (o.json)
+		o.flags |= QRY_JSON;
+	if (o.orders)
+		o.flags |= QRY_ORDERS;
+	if (o.clear)
+		o.flags |= QRY_CLEAR_STALE;
+	if (first >= argc)
+		return shm_opt_usage_error(&prog, "%s", "missing COMMAND");
+	const char *cmd = argv[first];
 	int min, max;
 	if (operands(cmd, &min, &max) != 0)
-		return usage_error("unknown command '%s'", cmd);
-	int n = argc - optind - 1;
+		return shm_opt_usage_error(&prog, "unknown command '%s'", cmd);
+	int n = argc - first - 1;
 	if (n < min)
-		return usage_error("'%s' needs an argument", cmd);
+		return shm_opt_usage_error(&prog, "'%s' needs an argument", cmd);
 	if (n > max)
-		return usage_error("too many arguments for '%s'", cmd);
+		return shm_opt_usage_error(&prog, "too many arguments for '%s'", cmd);
 	int rc = check_opts(cmd, &o);
 	if (rc)
 		return rc;
-	return run(&o, cmd, argv + optind + 1);
+	return run(&o, cmd, argv + first + 1);
 }

@@ -205,314 +205,6 @@ int qry_shard(struct qry *q, uint32_t k, struct shm_snap **rd)
 	return 0;
 }
 
-/* --- full-book snapshot --------------------------------------------------- */
-
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-	if (need <= *cap)
-		return 0;
-	size_t n = *cap ? *cap : 64;
-	while (n < need)
-		n *= 2;
-	void *p = realloc(*arr, n * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = n;
-	return 0;
-}
-
-struct walk {
-	struct shm_snap *rd;
-	const struct shm_book_sym_sh *ss;
-	struct qry_snap *s;
-	size_t max_levels;
-	bool orders;
-	unsigned attempts; /* calls of snap_attempt */
-};
-
-/* One attempt: 0 (stable, in bounds), SNAP_RETRY, SHMEX_EBADINDEX (stable
- * but out of bounds), -ENOMEM. */
-static int snap_try(struct walk *w)
-{
-	const struct shm_book_view *v = &w->rd->view;
-	const struct shm_book_sym_sh *ss = w->ss;
-	struct qry_snap *s = w->s;
-	int err = 0;
-	uint32_t walked_lev = 0, walked_ord = 0;
-
-	/* QY1: acquire; pairs with the matcher's BK4 (a window closed before
-	 * this load is entirely visible to the loads below). */
-	uint64_t s1 = load_acquire(&ss->seq);
-	if (s1 & 1)
-		return SNAP_RETRY;
-	s->nlev = s->nord = 0;
-	for (unsigned side = 0; side < 2 && !err; side++) {
-		s->side_first[side] = s->nlev;
-		s->side_n[side] = 0;
-		s->more[side] = false;
-		/* BK2: acquire; pairs with BK1 (the level is initialised). */
-		uint32_t li = load_acquire(&ss->head[side]);
-		while (li != NIL) {
-			if (w->max_levels && s->side_n[side] == w->max_levels) {
-				s->more[side] = true;
-				break;
-			}
-			const struct shm_book_level_sh *l =
-			    shm_book_level_at(v, li);
-			if (!l || walked_lev++ >= v->cap_levels) {
-				err = SHMEX_EBADINDEX;
-				break;
-			}
-			if (grow((void **)&s->levels, &s->cap_lev, s->nlev + 1,
-				 sizeof(*s->levels))) {
-				err = -ENOMEM;
-				break;
-			}
-			struct qry_level *L = &s->levels[s->nlev++];
-			s->side_n[side]++;
-			/* Relaxed: covered by the seqcount (QY1/QY2). */
-			L->price = load_relaxed(&l->price);
-			L->qty = load_relaxed(&l->qty);
-			L->count = load_relaxed(&l->count);
-			L->sym = load_relaxed(&l->sym);
-			L->side = load_relaxed(&l->side);
-			L->state = load_relaxed(&l->state);
-			L->index = li;
-			L->first = (uint32_t)s->nord;
-			L->n = 0;
-			/* BK2 */
-			uint32_t oi = w->orders ? load_acquire(&l->head) : NIL;
-			while (oi != NIL) {
-				const struct shm_book_order_sh *o =
-				    shm_book_order_at(v, oi);
-				if (!o || walked_ord++ >= v->cap_orders) {
-					err = SHMEX_EBADINDEX;
-					break;
-				}
-				if (grow((void **)&s->ords, &s->cap_ord,
-					 s->nord + 1, sizeof(*s->ords))) {
-					err = -ENOMEM;
-					break;
-				}
-				struct qry_order *O = &s->ords[s->nord++];
-				L->n++;
-				/* Relaxed: covered by the seqcount. */
-				O->id = load_relaxed(&o->id);
-				O->account = load_relaxed(&o->account);
-				O->price = load_relaxed(&o->price);
-				O->amount = load_relaxed(&o->amount);
-				O->open = load_relaxed(&o->open);
-				O->executed = load_relaxed(&o->executed);
-				O->cancelled = load_relaxed(&o->cancelled);
-				O->time_ns = load_relaxed(&o->time_ns);
-				O->sym = load_relaxed(&o->sym);
-				O->side = load_relaxed(&o->side);
-				O->tif = load_relaxed(&o->tif);
-				O->state = load_relaxed(&o->state);
-				O->level = load_relaxed(&o->level);
-				O->index = oi;
-				oi = load_acquire(&o->next); /* BK2 */
-			}
-			if (err)
-				break;
-			li = load_acquire(&l->next); /* BK2 */
-		}
-	}
-	for (unsigned side = 0; side < 2; side++) {
-		s->nlevels[side] = load_relaxed(&ss->nlevels[side]);
-		s->norders[side] = load_relaxed(&ss->norders[side]);
-		s->open_qty[side] = load_relaxed(&ss->open_qty[side]);
-	}
-	s->last_price = load_relaxed(&ss->last_price);
-	s->last_qty = load_relaxed(&ss->last_qty);
-	s->last_time_ns = load_relaxed(&ss->last_time_ns);
-	s->trades = load_relaxed(&ss->trades);
-	s->volume = load_relaxed(&ss->volume);
-	/* QY2: acquire fence; pairs with the matcher's BK3 (a window opened
-	 * after any of our loads shows as a changed seqcount). */
-	fence_acquire();
-	if (load_relaxed(&ss->seq) != s1)
-		return SNAP_RETRY;
-	if (err)
-		return err;
-	s->seq = s1;
-	return 0;
-}
-
-/* shm_snap_section's snapshot function: one attempt of snap_try. */
-static int snap_attempt(struct shm_snap *rd, void *arg)
-{
-	struct walk *w = arg;
-	(void)rd;
-	w->attempts++;
-	return snap_try(w);
-}
-
-int qry_snapshot(struct shm_snap *rd, uint32_t sym, size_t max_levels,
-		       bool orders, struct qry_snap *s)
-{
-	uint32_t nsym = shm_snap_nsymbols(rd);
-	const struct shm_book_sym_sh *ss =
-	    sym < nsym ? shm_book_sym_at(&rd->view, sym) : NULL;
-	if (!ss)
-		return SHMEX_ENOSYMBOL;
-	/* Immutable after publication [BK7], which nsymbols' BK8 made visible.
-	 */
-	memcpy(s->name, ss->name, sizeof(s->name));
-	s->name[15] = '\0';
-	s->sym = sym;
-	s->shard = rd->view.shard;
-	s->orders = orders;
-	s->retries = 0;
-	struct walk w = {rd, ss, s, max_levels, orders, 0};
-	int rc = shm_snap_section(rd, snap_attempt, &w);
-	s->retries = w.attempts ? w.attempts - 1 : 0;
-	return rc;
-}
-
-void qry_snap_free(struct qry_snap *s)
-{
-	free(s->levels);
-	free(s->ords);
-	memset(s, 0, sizeof(*s));
-}
-
-/* a + b + c == want, all >= 0, without overflow. */
-static bool sums_to(int64_t a, int64_t b, int64_t c, int64_t want)
-{
-	int64_t ab, abc;
-	if (a < 0 || b < 0 || c < 0)
-		return false;
-	if (__builtin_add_overflow(a, b, &ab) ||
-	    __builtin_add_overflow(ab, c, &abc))
-		return false;
-	return abc == want;
-}
-
-#define VIOLATION(...)                                                         \
-	do {                                                                   \
-		snprintf(why, len, __VA_ARGS__);                               \
-		return SHMEX_EINTERNAL;                                        \
-	} while (0)
-
-static int check_order(const struct qry_snap *s,
-		       const struct shm_book_view *v,
-		       const struct qry_level *L,
-		       const struct qry_order *O, char *why, size_t len)
-{
-	const char *sd = side_name(L->side);
-	if (O->state != SHM_BOOK_ORDER_LIVE)
-		VIOLATION("%s %s level %s: order %" PRIu64
-			  " (record %u) is not live (state %u)",
-			  s->name, sd, PX(L->price), O->id, O->index, O->state);
-	if (O->id == 0 || shm_shard_of_order(O->id, v->nshards) != v->shard ||
-	    shm_order_slot(O->id, v->nshards, v->cap_orders) != O->index)
-		VIOLATION("%s: record %u holds id %" PRIu64
-			  ", which names another record",
-			  s->name, O->index, O->id);
-	if (O->sym != s->sym || O->side != L->side || O->price != L->price ||
-	    O->level != L->index)
-		VIOLATION("%s %s level %s: order %" PRIu64 " belongs elsewhere "
-			  "(sym %u side %u price %s level %u)",
-			  s->name, sd, PX(L->price), O->id, O->sym, O->side,
-			  PX(O->price), O->level);
-	if (O->open <= 0 || O->amount <= 0 ||
-	    !sums_to(O->open, O->executed, O->cancelled, O->amount))
-		VIOLATION("%s: order %" PRIu64
-			  ": open %s + executed %s + cancelled %s "
-			  "!= amount %s",
-			  s->name, O->id, QTY(O->open), QTY(O->executed),
-			  QTY(O->cancelled), QTY(O->amount));
-	return 0;
-}
-
-int qry_snap_check(const struct qry_snap *s,
-			 const struct shm_book_view *v, char *why, size_t len)
-{
-	for (unsigned side = 0; side < 2; side++) {
-		const char *sd = side == SHM_SIDE_BUY ? "bid" : "ask";
-		uint32_t sum_count = 0;
-		int64_t sum_qty = 0;
-		for (size_t k = 0; k < s->side_n[side]; k++) {
-			const struct qry_level *L =
-			    &s->levels[s->side_first[side] + k];
-			if (L->state != SHM_BOOK_LEVEL_LIVE ||
-			    L->sym != s->sym || L->side != side)
-				VIOLATION(
-				    "%s %s level %u (price %s) is not a live "
-				    "level "
-				    "of this side (state %u sym %u side %u)",
-				    s->name, sd, L->index, PX(L->price),
-				    L->state, L->sym, L->side);
-			if (L->price <= 0 || L->qty <= 0 || L->count == 0)
-				VIOLATION("%s %s level %s: empty or negative "
-					  "(qty %s, %u orders)",
-					  s->name, sd, PX(L->price),
-					  QTY(L->qty), L->count);
-			if (k > 0) {
-				int64_t prev =
-				    s->levels[s->side_first[side] + k - 1]
-					.price;
-				if (side == SHM_SIDE_BUY ? L->price >= prev
-							 : L->price <= prev)
-					VIOLATION("%s %ss not strictly "
-						  "ordered: %s after %s",
-						  s->name, sd, PX(L->price),
-						  PX(prev));
-			}
-			if (__builtin_add_overflow(sum_qty, L->qty, &sum_qty))
-				VIOLATION("%s %s side: quantity overflows",
-					  s->name, sd);
-			sum_count += L->count;
-			if (!s->orders)
-				continue;
-			int64_t open = 0;
-			for (uint32_t j = 0; j < L->n; j++) {
-				const struct qry_order *O =
-				    &s->ords[L->first + j];
-				int rc = check_order(s, v, L, O, why, len);
-				if (rc)
-					return rc;
-				if (__builtin_add_overflow(open, O->open,
-							   &open))
-					VIOLATION("%s %s level %s: open "
-						  "quantity overflows",
-						  s->name, sd, PX(L->price));
-			}
-			if (L->n != L->count)
-				VIOLATION("%s %s level %s: count %u but %u "
-					  "orders queued",
-					  s->name, sd, PX(L->price), L->count,
-					  L->n);
-			if (open != L->qty)
-				VIOLATION("%s %s level %s: qty %s but its "
-					  "orders hold %s",
-					  s->name, sd, PX(L->price),
-					  QTY(L->qty), QTY(open));
-		}
-		if (s->more[side])
-			continue;
-		if (s->nlevels[side] != s->side_n[side] ||
-		    s->norders[side] != sum_count ||
-		    s->open_qty[side] != sum_qty)
-			VIOLATION("%s %s side: counters say %u levels, %u "
-				  "orders, %s shares; "
-				  "the list has %zu, %u, %s",
-				  s->name, sd, s->nlevels[side],
-				  s->norders[side], QTY(s->open_qty[side]),
-				  s->side_n[side], sum_count, QTY(sum_qty));
-	}
-	if (s->side_n[0] && s->side_n[1]) {
-		int64_t bid = s->levels[s->side_first[0]].price;
-		int64_t ask = s->levels[s->side_first[1]].price;
-		if (bid >= ask)
-			VIOLATION("%s is crossed: best bid %s >= best ask %s",
-				  s->name, PX(bid), PX(ask));
-	}
-	return 0;
-}
-
 /* --- book ----------------------------------------------------------------- */
 
 /* Finds the symbol's shard and index; messages in q->err. */
@@ -548,13 +240,13 @@ static int snap_error(struct qry *q, const char *what, int rc)
 	return rc;
 }
 
-static void level_text(FILE *f, const struct qry_snap *s,
-		       const struct qry_level *L, unsigned side)
+static void level_text(FILE *f, const struct shm_snap_book *s,
+		       const struct shm_snap_book_level *L, unsigned side)
 {
 	fprintf(f, "  %s %14s %14s %7u\n", side == SHM_SIDE_BUY ? "bid" : "ask",
 		PX(L->price), QTY(L->qty), L->count);
 	for (uint32_t j = 0; s->orders && j < L->n; j++) {
-		const struct qry_order *O = &s->ords[L->first + j];
+		const struct shm_snap_book_order *O = &s->ords[L->first + j];
 		fprintf(f,
 			"        order %" PRIu64 ", account %" PRIu64
 			": %s of %s\n",
@@ -562,7 +254,7 @@ static void level_text(FILE *f, const struct qry_snap *s,
 	}
 }
 
-static void book_text(FILE *f, const struct qry_snap *s)
+static void book_text(FILE *f, const struct shm_snap_book *s)
 {
 	fprintf(f, "%s (shard %u)\n", s->name, s->shard);
 	fprintf(f, "  %-4s %14s %14s %7s\n", "side", "price", "qty", "orders");
@@ -597,18 +289,18 @@ static void book_text(FILE *f, const struct qry_snap *s)
 		fprintf(f, "no trades\n");
 }
 
-static void levels_json(FILE *f, const struct qry_snap *s, unsigned side)
+static void levels_json(FILE *f, const struct shm_snap_book *s, unsigned side)
 {
 	fputc('[', f);
 	for (size_t k = 0; k < s->side_n[side]; k++) {
-		const struct qry_level *L =
+		const struct shm_snap_book_level *L =
 		    &s->levels[s->side_first[side] + k];
 		fprintf(f, "%s{\"price\":\"%s\",\"qty\":\"%s\",\"orders\":%u",
 			k ? "," : "", PX(L->price), QTY(L->qty), L->count);
 		if (s->orders) {
 			fprintf(f, ",\"queue\":[");
 			for (uint32_t j = 0; j < L->n; j++) {
-				const struct qry_order *O =
+				const struct shm_snap_book_order *O =
 				    &s->ords[L->first + j];
 				fprintf(
 				    f,
@@ -625,7 +317,7 @@ static void levels_json(FILE *f, const struct qry_snap *s, unsigned side)
 	fputc(']', f);
 }
 
-static void book_json(FILE *f, const struct qry_snap *s)
+static void book_json(FILE *f, const struct shm_snap_book *s)
 {
 	fprintf(f, "{\"symbol\":");
 	json_str(f, s->name);
@@ -657,9 +349,9 @@ int qry_book(struct qry *q, FILE *out, unsigned flags,
 	int rc = symbol_lookup(q, symbol, &rd, &sym);
 	if (rc)
 		return rc;
-	struct qry_snap s;
+	struct shm_snap_book s;
 	memset(&s, 0, sizeof(s));
-	rc = qry_snapshot(rd, sym, depth, (flags & QRY_ORDERS) != 0,
+	rc = shm_snap_book_read(rd, sym, depth, (flags & QRY_ORDERS) != 0,
 				&s);
 	if (rc == 0) {
 		if (flags & QRY_JSON)
@@ -669,7 +361,7 @@ int qry_book(struct qry *q, FILE *out, unsigned flags,
 	} else {
 		snap_error(q, symbol, rc);
 	}
-	qry_snap_free(&s);
+	shm_snap_book_free(&s);
 	return rc;
 }
 
@@ -803,10 +495,16 @@ static int positions_of(struct qry *q, uint32_t k, uint64_t id,
 		if (shm_positions_read_slot(&p, i, &pv) != 0 ||
 		    pv.account != id)
 			continue;
-		if (grow((void **)v, cap, *n + 1, sizeof(**v))) {
-			rc = -ENOMEM;
-			shmex_error_set(&q->err, 0, "out of memory");
-			break;
+		if (*n == *cap) {
+			size_t ncap = *cap ? 2 * *cap : 16;
+			struct pos *nv = realloc(*v, ncap * sizeof(**v));
+			if (!nv) {
+				rc = -ENOMEM;
+				shmex_error_set(&q->err, rc, "out of memory");
+				break;
+			}
+			*v = nv;
+			*cap = ncap;
 		}
 		struct pos *x = &(*v)[(*n)++];
 		size_t len = shm_symbol_unpack_len(pv.symbol);
@@ -1177,7 +875,7 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 int qry_check(struct qry *q, FILE *out, unsigned flags,
 		    const char *symbol)
 {
-	struct qry_snap s;
+	struct shm_snap_book s;
 	unsigned violations = 0, busy = 0, checked = 0;
 	bool json = flags & QRY_JSON;
 	bool first = true;
@@ -1207,8 +905,8 @@ int qry_check(struct qry *q, FILE *out, unsigned flags,
 		}
 		for (uint32_t i = lo; i < hi; i++) {
 			char why[256] = "";
-			int r = qry_snapshot(rd, i, 0, true, &s);
-			if (r == 0 && qry_snap_check(&s, &rd->view, why,
+			int r = shm_snap_book_read(rd, i, 0, true, &s);
+			if (r == 0 && shm_snap_book_check(&s, &rd->view, why,
 							   sizeof(why)))
 				r = SHMEX_EINTERNAL;
 			else if (r && r != SHMEX_EBUSY)
@@ -1258,7 +956,7 @@ int qry_check(struct qry *q, FILE *out, unsigned flags,
 		if (symbol)
 			break;
 	}
-	qry_snap_free(&s);
+	shm_snap_book_free(&s);
 	if (rc)
 		return rc;
 	if (json)
@@ -1292,10 +990,10 @@ int qry_watch(struct qry *q, FILE *out, unsigned flags,
 	int rc = symbol_lookup(q, symbol, &rd, &sym);
 	if (rc)
 		return rc;
-	struct qry_snap s;
+	struct shm_snap_book s;
 	memset(&s, 0, sizeof(s));
 	for (unsigned long frame = 1; !*stop; frame++) {
-		int r = qry_snapshot(rd, sym, depth,
+		int r = shm_snap_book_read(rd, sym, depth,
 					   (flags & QRY_ORDERS) != 0, &s);
 		if (r && r != SHMEX_EBUSY) {
 			rc = snap_error(q, symbol, r);
@@ -1335,6 +1033,6 @@ int qry_watch(struct qry *q, FILE *out, unsigned flags,
 		/* Interrupted by a signal: the loop re-checks *stop. */
 		(void)nanosleep(&ts, NULL);
 	}
-	qry_snap_free(&s);
+	shm_snap_book_free(&s);
 	return rc;
 }

@@ -711,7 +711,7 @@ int bench_rcu(int argc, char **argv)
 	memset(&rdf, 0, sizeof(rdf));
 	int rc = shm_rcu_create(&w, o.inst, 0, 8, 0600);
 	if (rc) {
-		fprintf(stderr, "rcu: %s\n", w.region.err);
+		fprintf(stderr, "rcu: %s\n", w.region.err.msg);
 		munmap(s, sizeof(*s));
 		return 1;
 	}

@@ -171,7 +171,8 @@ enum shm_opt_result shm_opt_parse(const struct shm_opt_prog *p, int argc,
 		}
 		if (c == CODE_VERSION) {
 			char name[128];
-			snprintf(name, sizeof(name), "%s (shmex)", p->name);
+			snprintf(name, sizeof(name), strcmp(p->name, "shmex") ? "%s (shmex)" : "%s",
+				 p->name);
 			shm_opt_version(stdout, name);
 			return SHM_OPT_EXIT;
 		}

@@ -813,7 +813,7 @@ START_TEST(help_version_usage)
 	ok(&r);
 	ck_assert_str_eq(
 	    r.out,
-	    fmt("shmex-query %s, shared-memory layout %u (signature %016" PRIx64
+	    fmt("shmex-query (shmex) %s, shared-memory layout %u (signature %016" PRIx64
 		")\n",
 		SHMEX_VERSION, SHM_LAYOUT_VERSION, shm_layout_signature()));
 

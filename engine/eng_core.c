@@ -156,6 +156,8 @@ struct eng_core {
 
 	uint32_t *ord_free;
 	uint32_t ord_nfree;
+	uint64_t gen_max;        /* shm_order_gen_max of this book */
+	uint64_t slots_retired;  /* slots never reused again (gen_max) */
 	uint32_t ord_unused;
 	struct eng_ring ord_done;
 
@@ -933,13 +935,22 @@ int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 		if (err)
 			return reject(b, ENG_REQ_NEW, err);
 	}
-	if (!order_available(b))
-		return reject(b, ENG_REQ_NEW, SHMEX_EBOOKFULL);
-
-	bool used;
-	uint32_t oi = order_alloc(b, &used);
-	struct shm_book_order_sh *o = &b->v.orders[oi];
-	uint64_t gen = used ? o->gen + 1 : 0;
+	/* A slot whose next id would not fit 64 bits (shm_order_gen_max:
+	 * 2^28 reuses at the largest capacities) is never used again. */
+	uint32_t oi;
+	struct shm_book_order_sh *o;
+	uint64_t gen;
+	for (;;) {
+		if (!order_available(b))
+			return reject(b, ENG_REQ_NEW, SHMEX_EBOOKFULL);
+		bool used;
+		oi = order_alloc(b, &used);
+		o = &b->v.orders[oi];
+		gen = used ? o->gen + 1 : 0;
+		if (gen <= b->gen_max)
+			break;
+		b->slots_retired++;
+	}
 	uint64_t oid = shm_order_id_make(b->v.shard, b->v.nshards, oi, gen,
 					 b->v.cap_orders);
 
@@ -1257,6 +1268,7 @@ int eng_core_init(struct eng_core **out, void *mem, size_t len,
 	if (shm_book_view_init(&b->v, mem, need) != 0)
 		goto out_free;
 	b->hdr = b->v.hdr;
+	b->gen_max = shm_order_gen_max(b->v.cap_orders, b->v.nshards);
 	b->fn = fn;
 	b->ctx = ctx;
 	b->stp = cfg->stp_mode;

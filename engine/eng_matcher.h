@@ -95,23 +95,10 @@ int eng_matcher_run(struct eng_matcher *m) __attribute__((warn_unused_result));
 void eng_matcher_stop(struct eng_matcher *m);
 
 /*
- * Applies one request (a private copy, validated here) and fills *rep.
- * The loop calls it for every message; exposed for benchmarks.  Time is
- * CLOCK_REALTIME, the sequence number the next of this shard.
- *
- * Reply fields: type SHM_MSG_REPLY, req_type = the request's type byte,
- * req_id and account echoed, status 0 or a shmex error; u.r.time_ns = the
- * request's time (CLOCK_REALTIME, also the time of its fills and cancel),
- * u.r.seq = the shard's event sequence after the request (every fill
- * record of this request has an `event` number in (the shard's sequence
- * before it, u.r.seq]).  ORDER: order_id = the new id, qty = shares it
- * executed in this request, price = its limit; CANCEL: order_id, qty =
- * shares cancelled, price = limit, side; MODIFY: order_id, qty = open
- * quantity after its trades, price = the order's limit now (the old one
- * for a modify to 0, which cancels), side; ADD_SHARES: qty echoed;
- * CREATE_ACCOUNT: price = balance echoed.  A reject changes no balance,
- * reservation, position or live order; the exceptions (an empty symbol
- * or position entry, recycled DONE records) are in docs/matcher.md.
+ * Applies one request (a private copy, validated here) and fills *rep as
+ * the reply contract in shm/shm_msg.h says.  The loop calls it for every
+ * message; exposed for benchmarks.  Time is CLOCK_REALTIME, the sequence
+ * number the next of this shard.
  */
 void eng_matcher_apply(struct eng_matcher *m, const struct shm_msg *req,
 		       struct shm_msg *rep);

@@ -177,13 +177,9 @@ static bool replies_ready(void *arg)
 	if (load_acquire(&r->stop))
 		return true;
 	for (uint32_t s = 0; s < r->nshards; s++) {
-		const struct shm_ring_sh *sh = r->rep_ring[s].sh;
-		/* GW2-5: acquire loads of head (pairs with the matcher's
-		 * RNG1) and tail (the loop thread's RNG3).  Only compared,
-		 * never used to read slots: the loop thread dequeues.  The
-		 * doorbell's DB2 fence orders them after the announcement
-		 * of sleep. */
-		if (load_acquire(&sh->prod.head) != load_acquire(&sh->cons.tail))
+		/* GW2-5: shared head and tail only (shm_ring_pending): the
+		 * loop thread owns the handle's cursors and dequeues. */
+		if (shm_ring_pending(&r->rep_ring[s]))
 			return true;
 	}
 	return false;

@@ -1,5 +1,5 @@
 /*
- * shm_msg: routing maps and validation of ring messages (see shm_msg.h).
+ * shm_msg: validation of ring messages (see shm_msg.h).
  *
  * Validation works on a private copy of the message: the producer may
  * still be scribbling on the slot, so nothing is read from the ring twice.
@@ -46,24 +46,6 @@ size_t shm_symbol_unpack_len(const char src[16])
 		if (src[i] != '\0')
 			return 0;
 	return shm_symbol_valid(src, n) ? n : 0;
-}
-
-uint32_t shm_shard_of_symbol(const char *sym, size_t len, uint32_t nshards)
-{
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)sym[i];
-		h *= 16777619u;
-	}
-	/* FNV-1a's low bits depend only on the low bits of the characters
-	 * (mod 2 it is the parity of their XOR), so finish with murmur3's
-	 * fmix32 before taking the remainder. */
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return nshards ? h % nshards : 0;
 }
 
 int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard,

@@ -1,7 +1,8 @@
 /*
- * shm_msg: the fixed-size message that travels on every ring, and the maps
- * every process uses to route (symbol -> shard, order id -> shard,
- * account id -> home shard).
+ * shm_msg: the fixed-size message that travels on every ring: what a
+ * gateway asks of a matcher, and what every field of the matcher's reply
+ * means (the reply contract, below).  Which shard a message goes to is
+ * shm_shard.h.
  *
  * One message is one cache line.  Gateways write requests on their
  * (gateway, shard) ring; the shard's matcher answers on the (shard, gateway)
@@ -17,6 +18,7 @@
 #include <stdint.h>
 
 #include "shm/shm_atomic.h"
+#include "shm/shm_shard.h"
 
 #define SHM_SYMBOL_MAX 15 /* characters; [A-Za-z0-9]+ */
 
@@ -67,44 +69,43 @@ bool shm_symbol_pack(char dst[16], const char *sym, size_t len);
  * NUL-padded symbol (validation of ring/shm contents). */
 size_t shm_symbol_unpack_len(const char src[16]);
 
-/* Shard that owns a symbol: FNV-1a of its bytes, mixed (murmur3 fmix32),
- * mod nshards. */
-uint32_t shm_shard_of_symbol(const char *sym, size_t len, uint32_t nshards);
-/* Home shard of an account (where CREATE_ACCOUNT is applied). */
-static inline uint32_t shm_shard_of_account(uint64_t account, uint32_t nshards)
-{
-	return (uint32_t)(account % nshards);
-}
-
-/*
- * Order ids are unique across all shards and say which shard owns them and
- * where the record lives:  id = (gen * cap + slot) * nshards + shard + 1,
- * with cap the shard's order-record capacity and gen how many times the
- * slot was reused.  So the first orders of shard 0 of 2 are 1, 3, 5, ...
- * Ids never repeat while gen fits (2^40 reuses of a slot).
- */
-static inline uint32_t shm_shard_of_order(uint64_t id, uint32_t nshards)
-{
-	return (uint32_t)((id - 1) % nshards);
-}
-static inline uint64_t shm_order_id_make(uint32_t shard, uint32_t nshards,
-					 uint64_t slot, uint64_t gen,
-					 uint64_t cap)
-{
-	return (gen * cap + slot) * nshards + shard + 1;
-}
-static inline uint64_t shm_order_slot(uint64_t id, uint32_t nshards,
-				      uint64_t cap)
-{
-	return ((id - 1) / nshards) % cap;
-}
-
 /* Validates a request copied out of a ring: type, side, tif, ranges,
  * symbol; `shard`/`nshards` check that the symbol (or order id, or account
  * for CREATE_ACCOUNT) belongs to this shard.  Returns 0 or the shmex error to
  * put in the reject reply. */
 int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard,
 			     uint32_t nshards) __attribute__((warn_unused_result));
+
+/*
+ * The reply contract: every request gets exactly one reply on the (shard,
+ * gateway) ring of its gateway, after every effect of the request is
+ * published (the reply's release store [RNG1] follows every write of the
+ * request), so a gateway that reads the book after the reply sees them.
+ *
+ *   type       SHM_MSG_REPLY
+ *   req_type   the request's type byte (also when invalid: such a reply
+ *              then fails shm_msg_validate_reply on purpose)
+ *   req_id, account   copied from the request
+ *   status     0, or the shmex error (shm_error.h) that rejected it; a
+ *              rejected request changed no balance, reservation, position
+ *              or live order (docs/matcher.md lists what it may touch)
+ *   order_id   ORDER: the new order's id; CANCEL, MODIFY: the target
+ *   qty        ORDER: shares it executed in this request; CANCEL: shares
+ *              cancelled; MODIFY: open quantity after its trades;
+ *              ADD_SHARES: echoed
+ *   price      ORDER: its limit; CANCEL: the order's limit; MODIFY: the
+ *              order's limit now (the old one for a modify to 0, which
+ *              cancels); CREATE_ACCOUNT: the balance, echoed
+ *   side, tif  the order's
+ *   u.r.time_ns  the request's time (CLOCK_REALTIME ns; also the time of
+ *              its fills and of its cancel)
+ *   u.r.seq    the shard's event sequence after the request: every fill
+ *              this request created has an `event` number in (the
+ *              sequence before the request, u.r.seq]
+ *
+ * A FOK order that cannot fill completely is accepted and killed: status
+ * 0, qty 0, and its record says SHM_BOOK_DONE_FOK.
+ */
 
 /* Validates a reply copied out of a reply ring (type, req_type, status). */
 int shm_msg_validate_reply(const struct shm_msg *m) __attribute__((warn_unused_result));

@@ -284,6 +284,15 @@ bool shm_ring_readable(const struct shm_ring *r)
 	       load_acquire(&r->sh->prod.head) != r->cons_tail;
 }
 
+bool shm_ring_pending(const struct shm_ring *r)
+{
+	/* RNG2/RNG4 (watcher): acquire loads of both shared indexes; only
+	 * compared, never used to read a slot, so a stale pair costs one
+	 * extra wake-up or one extra look, never a wrong message.  Called
+	 * inside a doorbell predicate, after the doorbell's DB2 fence. */
+	return load_acquire(&r->sh->prod.head) != load_acquire(&r->sh->cons.tail);
+}
+
 static bool ring_ready(void *arg)
 {
 	return shm_ring_readable(arg);

@@ -208,6 +208,13 @@ int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out,
  * afresh; usable as a doorbell predicate. */
 bool shm_ring_readable(const struct shm_ring *r);
 
+/* Any thread or process, without touching the handle's private cursors
+ * (e.g. a helper thread watching the ring for the consumer thread): true
+ * when head differs from tail in shared memory, i.e. published messages
+ * wait to be consumed.  Only a hint: it never makes slots readable (the
+ * consumer's dequeue acquires head itself). */
+bool shm_ring_pending(const struct shm_ring *r);
+
 /*
  * Consumer with a single input ring: waits until it is readable, spinning
  * r->spin_ns first and then sleeping on r->db (see shm_doorbell_wait for

@@ -76,7 +76,7 @@ static int mem_create(struct bench_mem *m, uint32_t cap)
 	int rc = shm_region_create(&m->reg, m->inst, "ring", SHM_KIND_TEST,
 				   body, NULL, 0, 0600);
 	if (rc) {
-		fprintf(stderr, "bench ring: %s\n", m->reg.err);
+		fprintf(stderr, "bench ring: %s\n", m->reg.err.msg);
 		return rc;
 	}
 	char *b = shm_region_body(&m->reg);

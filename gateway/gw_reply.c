@@ -199,6 +199,60 @@ int gw_reply_finish(struct gw_reply *r, const char **out, size_t *len)
 	return 0;
 }
 
+/*
+ * What a client reads for each code: the protocol's wire text, chosen here
+ * and not in shm/'s operator table, so that a message written for an
+ * operator ("ring indexes are corrupted") never reaches a client and the
+ * wire text of a code can be kept stable for the clients that match it.
+ * Codes without a client meaning read "Internal error".
+ */
+static const struct {
+	int code;
+	const char *text;
+} wire_text[] = {
+	{SHMEX_EBUSY, "Exchange busy, try again"},
+	{SHMEX_ENOREADERSLOT, "Too many concurrent readers of the book, try again"},
+	{SHMEX_ENOACCOUNT, "Account does not exist"},
+	{SHMEX_EACCOUNTEXISTS, "Account already exists"},
+	{SHMEX_EACCOUNTSFULL, "Account table full"},
+	{SHMEX_EBADACCOUNT, "Invalid account id"},
+	{SHMEX_ENOSYMBOL, "Symbol does not exist"},
+	{SHMEX_EBADSYMBOL, "Invalid symbol"},
+	{SHMEX_ESYMBOLSFULL, "Symbol table full"},
+	{SHMEX_EBADAMOUNT, "Invalid amount"},
+	{SHMEX_EBADPRICE, "Invalid limit price"},
+	{SHMEX_EBADBALANCE, "Invalid balance"},
+	{SHMEX_EOVERFLOW, "Numeric overflow"},
+	{SHMEX_ENOFUNDS, "Insufficient funds"},
+	{SHMEX_ENOSHARES, "Insufficient shares"},
+	{SHMEX_EBOOKFULL, "Book full"},
+	{SHMEX_ENOORDER, "Order does not exist"},
+	{SHMEX_ENOTOWNER, "Order belongs to another account"},
+	{SHMEX_ENOTOPEN, "Order has nothing open"},
+	{SHMEX_EBADTIF, "Invalid time in force"},
+	{SHMEX_EBADREQUEST, "Malformed request"},
+	{SHMEX_ETOOBIG, "Request too large"},
+	{SHMEX_EUNKNOWNELEM, "Unknown element"},
+	{SHMEX_EBADLENGTH, "Invalid request length line"},
+	{SHMEX_ELENGTHDIGITS, "Request length has too many digits"},
+	{SHMEX_EBADXML, "Malformed XML"},
+	{SHMEX_ENODTD, "DTDs and entity declarations are not allowed"},
+	{SHMEX_ETOODEEP, "Request nested too deeply"},
+	{SHMEX_ETOOMANY, "Too many elements in request"},
+	{SHMEX_ETOOLONG, "Attribute or text too long"},
+	{SHMEX_EBADORDERID, "Invalid order id"},
+	{SHMEX_EPOSITIONSFULL, "Position table full"},
+	{SHMEX_ETIMEDOUT, "Timed out"},
+};
+
+const char *gw_reply_text(int err)
+{
+	for (size_t i = 0; i < sizeof(wire_text) / sizeof(wire_text[0]); i++)
+		if (wire_text[i].code == err)
+			return wire_text[i].text;
+	return "Internal error";
+}
+
 static void reply_error(struct gw_reply *r, const char *const *names,
 			const struct gw_str *values, size_t n, int err,
 			const char *detail, struct gw_str elem)
@@ -207,7 +261,7 @@ static void reply_error(struct gw_reply *r, const char *const *names,
 	for (size_t i = 0; i < n; i++)
 		put_attr(r, names[i], values[i]);
 	put(r, ">", 1);
-	const char *msg = shmex_strerror(err);
+	const char *msg = gw_reply_text(err);
 	put_esc(r, msg, strlen(msg), false);
 	if (detail) {
 		puts_(r, ": ");

@@ -58,8 +58,12 @@ int gw_reply_finish(struct gw_reply *r, const char **out, size_t *len)
 
 /* A whole reply that is one error, for whole-request failures and for a
  * failed gw_reply_finish: <results><error>reason</error></results>,
- * reason = shmex_strerror(err) [": " detail].  Uses a small fixed document
+ * reason = gw_reply_text(err) [": " detail].  Uses a small fixed document
  * if even that cannot be built, so it always yields bytes to send. */
+/* The wire text a client reads for a shmex error code ("Insufficient
+ * funds"); "Internal error" for codes that mean nothing to a client. */
+const char *gw_reply_text(int err);
+
 void gw_reply_error_doc(struct gw_reply *r, int err, const char *detail,
 			const char **out, size_t *len);
 
@@ -75,7 +79,7 @@ void gw_reply_opened(struct gw_reply *r, struct gw_str sym,
 		     struct gw_str amount, struct gw_str limit,
 		     uint64_t order_id);
 /* <error NAME="VALUE"...>REASON</error>: names[i]/values[i] for i < n, an
- * absent value (p == NULL) is left out; reason = shmex_strerror(err) and,
+ * absent value (p == NULL) is left out; reason = gw_reply_text(err) and,
  * when detail is not NULL, ": " detail. */
 void gw_reply_error(struct gw_reply *r, const char *const *names,
 		    const struct gw_str *values, size_t n, int err,

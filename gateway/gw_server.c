@@ -61,6 +61,7 @@
 #include <unistd.h>
 
 #include "gateway/gw_frame.h"
+#include "gateway/gw_reply.h"
 #include "shm/shm_error.h"
 #include "shm/shm_clock.h"
 
@@ -360,7 +361,7 @@ static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 		}
 		if (rc < 0) {
 			s->st.frame_errors++;
-			conn_fail(s, slot, shmex_strerror(rc));
+			conn_fail(s, slot, gw_reply_text(rc));
 			return;
 		}
 		break;

@@ -28,7 +28,8 @@
 
 #define SHMEX_ERR_BASE (-10000)
 
-/* X(NAME, message): messages are what a client or an operator reads. */
+/* X(NAME, message): the message is for operators and logs; clients read
+ * the gateway's wire text for the code (gateway/gw_reply.c). */
 #define SHMEX_ERRNO_MAP(X)                                                     \
 	X(EBADMAGIC, "wrong magic number: not a shmex region")                 \
 	X(EBADVERSION, "layout version mismatch")                              \
@@ -37,7 +38,6 @@
 	X(ENOTREADY, "region is not ready (creator still initialising, or died)") \
 	X(EBADKIND, "region is of another kind")                               \
 	X(EBADNAME, "invalid instance or region name")                         \
-	X(ESTALE, "left over from a crashed run (creator is gone)")            \
 	X(EINUSE, "in use by a running exchange")                              \
 	X(ERINGCORRUPT, "ring indexes are corrupted")                          \
 	X(EBADMSG, "malformed message")                                        \
@@ -65,8 +65,6 @@
 	X(ENOTOWNER, "Order belongs to another account")                       \
 	X(ENOTOPEN, "Order has nothing open")                                  \
 	X(EBADTIF, "Invalid time in force")                                    \
-	X(EFOKKILLED, "Fill-or-kill order could not be filled")                \
-	X(ESELFTRADE, "Self-trade prevented")                                  \
 	X(EBADREQUEST, "Malformed request")                                    \
 	X(ETOOBIG, "Request too large")                                        \
 	X(EUNKNOWNELEM, "Unknown element")                                     \

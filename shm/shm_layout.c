@@ -4,6 +4,7 @@
  * on) to the list below; two builds that disagree on any of these refuse to
  * attach to each other's regions (SHMEX_EBADLAYOUT).
  */
+#include "shm/shm_error.h"
 #include "shm/shm_region.h"
 #include "shm/shm_layout_list.h"
 
@@ -42,6 +43,10 @@ uint64_t shm_layout_signature(void)
 		h = mix(h, d->max);
 		h = mix(h, d->kind);
 	}
+	/* The error table: a reply's status means the same to both ends. */
+	for (int i = 0; i < SHMEX_ERR_COUNT; i++)
+		for (const char *c = shmex_errname(shmex_err_at(i)); *c; c++)
+			h = mix(h, (uint64_t)(unsigned char)*c);
 	/* Routing is part of the contract too: processes that disagree on
 	 * which shard owns a symbol, an order or an account must not share
 	 * an exchange.  Probe the maps with fixed inputs. */

@@ -118,17 +118,20 @@ static int reregister(struct shm_snap *rd)
 	return rc;
 }
 
+/* 0, or why no section could be entered: SHMEX_ENOREADERSLOT when the
+ * reader table is full (said as such, not as a busy book). */
 static int section_enter(struct shm_snap *rd)
 {
-	if (!rd->registered && reregister(rd) != 0)
-		return SHMEX_EBUSY;
-	int rc = shm_rcu_enter_inline(&rd->reader);
+	int rc;
+	if (!rd->registered && (rc = reregister(rd)) != 0)
+		return rc;
+	rc = shm_rcu_enter_inline(&rd->reader);
 	if (rc == SHMEX_ESLOTLOST) {
-		if (reregister(rd) != 0)
-			return SHMEX_EBUSY;
+		if ((rc = reregister(rd)) != 0)
+			return rc;
 		rc = shm_rcu_enter_inline(&rd->reader);
 	}
-	return rc ? SHMEX_EBUSY : 0;
+	return rc;
 }
 
 int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
@@ -136,7 +139,10 @@ int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 	unsigned tries = rd->max_retries ? rd->max_retries : 1;
 	rd->reads++;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (section_enter(rd) != 0)
+		int rc = section_enter(rd);
+		if (rc == SHMEX_ENOREADERSLOT)
+			return rc;
+		if (rc)
 			break;
 		int res = SNAP_RETRY;
 		for (unsigned t = 0; t < tries && res == SNAP_RETRY; t++) {
@@ -158,7 +164,10 @@ int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 		}
 		/* The slot was taken during the section: what we read may
 		 * be inconsistent.  Read again with a new slot. */
-		if (reregister(rd) != 0)
+		rc = reregister(rd);
+		if (rc == SHMEX_ENOREADERSLOT)
+			return rc;
+		if (rc)
 			break;
 	}
 	rd->busy++;

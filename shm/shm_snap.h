@@ -172,11 +172,12 @@ int shm_snap_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
 /*
  * Runs fn inside one read-side section with the same bounded seqcount
  * retries as the functions above, for readers that take snapshots of
- * their own (shmex-query's whole-book walk).  fn returns
- * SHM_SNAP_RETRY when the seqcount moved (it is called again), or its
- * result.  Returns fn's result, or SHMEX_EBUSY after the retries or when
- * no reader slot can be had.  A slot lost during the section makes the
- * whole read run again on a new slot.
+ * their own (shm_snap_book_read).  fn returns SHM_SNAP_RETRY when the
+ * seqcount moved (it is called again), or its result.  Returns fn's
+ * result, SHMEX_EBUSY after the retries, or SHMEX_ENOREADERSLOT when the
+ * reader table is full (every read function below can return it too).
+ * A slot lost during the section makes the whole read run again on a new
+ * slot.
  */
 #define SHM_SNAP_RETRY 1
 typedef int (*shm_snap_snap_fn)(struct shm_snap *rd, void *arg);
@@ -240,7 +241,7 @@ struct shm_snap_book {
  * Reads up to max_levels levels per side (0: all) of symbol `sym` and,
  * when `orders`, every order of those levels, in one snapshot.  Returns 0
  * for a stable snapshot whose indexes were all in bounds (its contents are
- * then for qry_snap_check to judge); SHMEX_ENOSYMBOL, SHMEX_EBUSY
+ * then for shm_snap_book_check to judge); SHMEX_ENOSYMBOL, SHMEX_EBUSY
  * (changing for rd->max_retries tries), SHMEX_EBADINDEX (a stable
  * snapshot with an index out of bounds or a list longer than its pool),
  * -ENOMEM.

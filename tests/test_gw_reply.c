@@ -110,14 +110,41 @@ START_TEST(errors_with_attributes_and_reasons)
 	struct gw_str v[3] = {S("SPY"), S("0"), {NULL, 0}};
 	gw_reply_error(&R, names, v, 3, SHMEX_EBADAMOUNT, "zero amount");
 	gw_reply_error(&R, names, v, 1, SHMEX_ENOFUNDS, NULL);
+	/* A system error or an operator-only code means nothing to a
+	 * client: it reads "Internal error", never "ring indexes are
+	 * corrupted" or an errno text. */
 	gw_reply_error(&R, NULL, NULL, 0, -ENOENT, NULL);
+	gw_reply_error(&R, NULL, NULL, 0, SHMEX_ERINGCORRUPT, NULL);
+	gw_reply_error(&R, NULL, NULL, 0, SHMEX_ENOREADERSLOT, NULL);
 	finish_is(
 	    DECL "<results>\n"
 		 "  <error sym=\"SPY\" amount=\"0\">Invalid amount: zero amount"
 		 "</error>\n"
 		 "  <error sym=\"SPY\">Insufficient funds</error>\n"
-		 "  <error>No such file or directory</error>\n"
+		 "  <error>Internal error</error>\n"
+		 "  <error>Internal error</error>\n"
+		 "  <error>Too many concurrent readers of the book, try again</error>\n"
 		 "</results>\n");
+}
+END_TEST
+
+/* Every code has a wire text; the ones a client can cause or act on have
+ * their own, and the operator's table never leaks into a reply. */
+START_TEST(every_code_has_a_wire_text)
+{
+	int own = 0;
+	for (int i = 0; i < SHMEX_ERR_COUNT; i++) {
+		int code = shmex_err_at(i);
+		const char *t = gw_reply_text(code);
+		ck_assert_ptr_nonnull(t);
+		ck_assert_uint_gt(strlen(t), 3);
+		own += strcmp(t, "Internal error") != 0;
+	}
+	ck_assert_int_gt(own, 25);
+	ck_assert_str_eq(gw_reply_text(SHMEX_EBADMAGIC), "Internal error");
+	ck_assert_str_eq(gw_reply_text(SHMEX_ENOFUNDS), "Insufficient funds");
+	ck_assert_str_eq(gw_reply_text(SHMEX_EBUSY), "Exchange busy, try again");
+	ck_assert_str_eq(gw_reply_text(0), "Internal error");
 }
 END_TEST
 
@@ -347,6 +374,7 @@ static Suite *gw_reply_suite(void)
 	tcase_add_test(tc, created_and_opened);
 	tcase_add_test(tc, status_and_canceled_with_shortest_numbers);
 	tcase_add_test(tc, errors_with_attributes_and_reasons);
+	tcase_add_test(tc, every_code_has_a_wire_text);
 	tcase_add_test(tc, escaping_of_echoed_values);
 	tcase_add_test(tc, escaped_reply_round_trips_through_expat);
 	tcase_add_test(tc, items_from_a_parsed_request);

@@ -79,112 +79,15 @@
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"
 
+#include "engine/eng_core_impl.h"
+
 #define NIL SHM_BOOK_NIL
 
 /* Inside a seqcount window: relaxed, ordered for readers by BK3/BK4. */
-#define SET(lv, v) store_relaxed(&(lv), (v))
-
-struct eng_px {
-	int64_t key;  /* bids: price; asks: -price; ascending = better */
-	uint32_t lvl; /* level index */
-	uint32_t pad;
-};
-
-struct eng_side {
-	struct eng_px *a; /* a[0] worst ... a[n-1] best */
-	uint32_t n;
-};
-
-struct eng_sym {
-	struct eng_side side[2];
-	void *map; /* both sides' arrays, MAP_NORESERVE */
-	size_t map_len;
-};
-
-/* FIFO ring of indexes in retirement order, with each one's retire epoch
- * (a private copy: checking the oldest entry touches no shared memory). */
-struct eng_ring {
-	uint32_t *v;
-	uint64_t *epoch;
-	uint32_t head;
-	uint32_t count;
-	uint32_t cap;
-};
-
-#define ORDER_FILLS 4
-/* How far ahead in the done FIFO order_recycle prefetches the record to
- * recycle (about 2 x as many requests ahead; 2, 4, 8 and 16 measured
- * alike within noise, 8 slightly best). */
-#define PREFETCH_AHEAD 8
-
-/* One entry of the private price -> level hash (open addressing, linear
- * probing, backward-shift deletion).  tag = sym * 2 + side + 1, 0 = empty. */
-struct eng_lvl_slot {
-	int64_t price;
-	uint32_t tag;
-	uint32_t lvl;
-};
-
-struct eng_core {
-	struct shm_book_view v;
-	struct shm_book_hdr_sh *hdr;
-	eng_event_fn fn;
-	void *ctx;
-	uint32_t stp;
-	uint32_t nsymbols;
-	struct eng_sym *syms;
-	uint32_t *sym_hash; /* symbol index + 1, 0 = empty */
-	uint32_t sym_hash_mask;
-
-	/* LIVE levels by (symbol, side, price); MAP_NORESERVE, >= 2 x
-	 * cap_levels entries so probes stay short. */
-	struct eng_lvl_slot *lvl_hash;
-	size_t lvl_hash_len; /* bytes mapped */
-	uint32_t lvl_hash_mask;
-	uint32_t lvl_hash_shift; /* 64 - log2(entries) */
-
-	/* Order id -> slot without 64-bit divisions when nshards and
-	 * cap_orders are powers of two (ns_shift/cap_mask valid then). */
-	bool ns_pow2, cap_pow2;
-	uint32_t ns_shift;
-	uint64_t cap_mask;
-
-	uint32_t *lvl_free;
-	uint32_t lvl_nfree;
-	uint32_t lvl_unused; /* never-used watermark */
-	struct eng_ring lvl_retired;
-
-	uint32_t *ord_free;
-	uint32_t ord_nfree;
-	uint64_t gen_max;        /* shm_order_gen_max of this book */
-	uint64_t slots_retired;  /* slots never reused again (gen_max) */
-	uint32_t ord_unused;
-	struct eng_ring ord_done;
-
-	uint32_t *fill_free;     /* stack of free fill records */
-	uint32_t fill_nfree;
-	uint32_t fill_unused;
-	/* The first ORDER_FILLS fill indexes of each order slot: recycling an
-	 * order frees them without walking its (cold) fill list. */
-	uint32_t (*ofills)[ORDER_FILLS];
-
-	uint32_t levels_live;
-	uint32_t orders_live;
-	uint64_t safe_epoch;
-	uint64_t events;
-	uint64_t orders_created;
-	uint64_t rejects_full;
-
-	const struct eng_req *req; /* the request being applied */
-};
+#define window_store(lv, v) store_relaxed(&(lv), (v))
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
-
-static inline int64_t side_key(unsigned side, int64_t price)
-{
-	return side == SHM_SIDE_BUY ? price : -price;
-}
 
 /* True when a resting price px on the opposite side trades with a taker of
  * side `side` and limit `limit`. */
@@ -240,35 +143,6 @@ static uint32_t side_lower_bound(const struct eng_side *s, int64_t key)
 			hi = mid;
 	}
 	return lo;
-}
-
-/* Private price -> level hash of the LIVE levels. */
-static inline uint32_t lvl_tag(uint32_t symi, unsigned side)
-{
-	return symi * 2 + side + 1;
-}
-
-static inline uint32_t lvl_hash_home(const struct eng_core *b, uint32_t tag,
-				     int64_t price)
-{
-	uint64_t x = ((uint64_t)price ^ ((uint64_t)tag << 40)) *
-		     UINT64_C(0x9e3779b97f4a7c15);
-	return (uint32_t)(x >> b->lvl_hash_shift);
-}
-
-/* Level index of the LIVE level (tag, price), or NIL. */
-static inline uint32_t lvl_hash_get(const struct eng_core *b, uint32_t tag,
-				    int64_t price)
-{
-	uint32_t i = lvl_hash_home(b, tag, price);
-	for (;;) {
-		const struct eng_lvl_slot *e = &b->lvl_hash[i];
-		if (e->tag == tag && e->price == price)
-			return e->lvl;
-		if (e->tag == 0)
-			return NIL;
-		i = (i + 1) & b->lvl_hash_mask;
-	}
 }
 
 /* Adds (tag, price) -> lvl; the key is not in the table. */
@@ -406,7 +280,7 @@ static uint32_t levels_reclaim(struct eng_core *b, uint64_t safe)
 			break;
 		uint32_t li = ring_pop(&b->lvl_retired);
 		struct shm_book_level_sh *l = &b->v.levels[li];
-		SET(l->state, SHM_BOOK_LEVEL_FREE);
+		window_store(l->state, SHM_BOOK_LEVEL_FREE);
 		b->lvl_free[b->lvl_nfree++] = li;
 		n++;
 	}
@@ -476,10 +350,10 @@ static uint32_t order_recycle(struct eng_core *b)
 			fi = b->v.fills[fi].next;
 		}
 	}
-	SET(o->state, SHM_BOOK_ORDER_FREE);
-	SET(o->id, 0);
-	SET(o->nfills, 0);
-	SET(o->fill_tail, NIL);
+	window_store(o->state, SHM_BOOK_ORDER_FREE);
+	window_store(o->id, 0);
+	window_store(o->nfills, 0);
+	window_store(o->fill_tail, NIL);
 	store_release(&o->fill_head, NIL); /* [BK1] */
 	seq_end(s);
 	return oi;
@@ -523,14 +397,14 @@ static void fill_append(struct eng_core *b, struct shm_book_order_sh *o,
 {
 	uint32_t fi = b->fill_nfree ? b->fill_free[--b->fill_nfree] : b->fill_unused++;
 	struct shm_book_fill_sh *f = &b->v.fills[fi];
-	SET(f->qty, qty);
-	SET(f->price, px);
-	SET(f->time_ns, b->req->time_ns);
-	SET(f->counterparty, counterparty);
-	SET(f->event, evno);
-	SET(f->order_id, o->id);
-	SET(f->maker, maker);
-	SET(f->next, NIL);
+	window_store(f->qty, qty);
+	window_store(f->price, px);
+	window_store(f->time_ns, b->req->time_ns);
+	window_store(f->counterparty, counterparty);
+	window_store(f->event, evno);
+	window_store(f->order_id, o->id);
+	window_store(f->maker, maker);
+	window_store(f->next, NIL);
 	/* [BK1] the fill is complete before it is linked. */
 	if (o->fill_tail == NIL)
 		store_release(&o->fill_head, fi);
@@ -539,8 +413,8 @@ static void fill_append(struct eng_core *b, struct shm_book_order_sh *o,
 	uint32_t n = o->nfills;
 	if (n < ORDER_FILLS)
 		b->ofills[o - b->v.orders][n] = fi;
-	SET(o->fill_tail, fi);
-	SET(o->nfills, n + 1);
+	window_store(o->fill_tail, fi);
+	window_store(o->nfills, n + 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -554,16 +428,16 @@ static uint32_t level_insert(struct eng_core *b, uint32_t symi,
 	struct eng_side *sd = &p->side[side];
 	uint32_t li = level_alloc(b); /* checked available by the caller */
 	struct shm_book_level_sh *l = &b->v.levels[li];
-	SET(l->price, price);
-	SET(l->qty, 0);
-	SET(l->count, 0);
-	SET(l->head, NIL);
-	SET(l->tail, NIL);
-	SET(l->sym, symi);
-	SET(l->side, (uint8_t)side);
-	SET(l->state, SHM_BOOK_LEVEL_LIVE);
-	SET(l->retire_epoch, 0);
-	SET(l->next, pos > 0 ? sd->a[pos - 1].lvl : NIL);
+	window_store(l->price, price);
+	window_store(l->qty, 0);
+	window_store(l->count, 0);
+	window_store(l->head, NIL);
+	window_store(l->tail, NIL);
+	window_store(l->sym, symi);
+	window_store(l->side, (uint8_t)side);
+	window_store(l->state, SHM_BOOK_LEVEL_LIVE);
+	window_store(l->retire_epoch, 0);
+	window_store(l->next, pos > 0 ? sd->a[pos - 1].lvl : NIL);
 	/* [BK1] link after the level is complete. */
 	if (pos < sd->n)
 		store_release(&b->v.levels[sd->a[pos].lvl].next, li);
@@ -573,7 +447,7 @@ static uint32_t level_insert(struct eng_core *b, uint32_t symi,
 	sd->a[pos].key = side_key(side, price);
 	sd->a[pos].lvl = li;
 	sd->n++;
-	SET(s->nlevels[side], sd->n);
+	window_store(s->nlevels[side], sd->n);
 	lvl_hash_put(b, lvl_tag(symi, side), price, li);
 	b->levels_live++;
 	return li;
@@ -593,10 +467,10 @@ static void level_unlink(struct eng_core *b, struct shm_book_sym_sh *s,
 		store_release(&s->head[side], l->next);
 	memmove(&sd->a[pos], &sd->a[pos + 1], (size_t)(sd->n - pos - 1) * sizeof(sd->a[0]));
 	sd->n--;
-	SET(s->nlevels[side], sd->n);
+	window_store(s->nlevels[side], sd->n);
 	lvl_hash_del(b, lvl_tag(l->sym, side), l->price);
-	SET(l->state, SHM_BOOK_LEVEL_RETIRED);
-	SET(l->retire_epoch, b->req->epoch);
+	window_store(l->state, SHM_BOOK_LEVEL_RETIRED);
+	window_store(l->retire_epoch, b->req->epoch);
 	ring_push(&b->lvl_retired, li, b->req->epoch);
 	b->levels_live--;
 }
@@ -606,19 +480,19 @@ static void queue_append(struct eng_core *b, struct shm_book_sym_sh *s,
 			 uint32_t li, struct shm_book_order_sh *o, uint32_t oi)
 {
 	struct shm_book_level_sh *l = &b->v.levels[li];
-	SET(o->level, li);
-	SET(o->next, NIL);
-	SET(o->prev, l->tail);
+	window_store(o->level, li);
+	window_store(o->next, NIL);
+	window_store(o->prev, l->tail);
 	/* [BK1] the order record is complete before it is linked. */
 	if (l->tail == NIL)
 		store_release(&l->head, oi);
 	else
 		store_release(&b->v.orders[l->tail].next, oi);
-	SET(l->tail, oi);
-	SET(l->count, l->count + 1);
-	SET(l->qty, l->qty + o->open);
-	SET(s->norders[o->side], s->norders[o->side] + 1);
-	SET(s->open_qty[o->side], s->open_qty[o->side] + o->open);
+	window_store(l->tail, oi);
+	window_store(l->count, l->count + 1);
+	window_store(l->qty, l->qty + o->open);
+	window_store(s->norders[o->side], s->norders[o->side] + 1);
+	window_store(s->open_qty[o->side], s->open_qty[o->side] + o->open);
 }
 
 /* Removes order o from its level's queue (the level stays linked even when
@@ -633,15 +507,15 @@ static void queue_remove(struct eng_core *b, struct shm_book_sym_sh *s,
 	else
 		store_release(&b->v.orders[o->prev].next, o->next);
 	if (o->next == NIL)
-		SET(l->tail, o->prev);
+		window_store(l->tail, o->prev);
 	else
-		SET(b->v.orders[o->next].prev, o->prev);
-	SET(l->count, l->count - 1);
-	SET(l->qty, l->qty - o->open);
-	SET(s->norders[o->side], s->norders[o->side] - 1);
-	SET(s->open_qty[o->side], s->open_qty[o->side] - o->open);
-	SET(o->level, NIL);
-	SET(o->prev, NIL);
+		window_store(b->v.orders[o->next].prev, o->prev);
+	window_store(l->count, l->count - 1);
+	window_store(l->qty, l->qty - o->open);
+	window_store(s->norders[o->side], s->norders[o->side] - 1);
+	window_store(s->open_qty[o->side], s->open_qty[o->side] - o->open);
+	window_store(o->level, NIL);
+	window_store(o->prev, NIL);
 }
 
 /* Takes a resting order off the book; retires its level if it empties. */
@@ -674,9 +548,9 @@ static void order_rest(struct eng_core *b, uint32_t symi, struct shm_book_sym_sh
 static void order_done(struct eng_core *b, struct shm_book_order_sh *o,
 		       uint32_t oi, uint8_t reason)
 {
-	SET(o->state, SHM_BOOK_ORDER_DONE);
-	SET(o->done_reason, reason);
-	SET(o->retire_epoch, b->req->epoch);
+	window_store(o->state, SHM_BOOK_ORDER_DONE);
+	window_store(o->done_reason, reason);
+	window_store(o->retire_epoch, b->req->epoch);
 	ring_push(&b->ord_done, oi, b->req->epoch);
 	b->orders_live--;
 }
@@ -687,9 +561,9 @@ static void order_cancel_open(struct eng_core *b, struct shm_book_order_sh *o,
 			      uint32_t oi, uint8_t reason)
 {
 	int64_t q = o->open;
-	SET(o->cancelled, o->cancelled + q);
-	SET(o->open, 0);
-	SET(o->cancel_time_ns, b->req->time_ns);
+	window_store(o->cancelled, o->cancelled + q);
+	window_store(o->open, 0);
+	window_store(o->cancel_time_ns, b->req->time_ns);
 	order_done(b, o, oi, reason);
 	struct eng_event ev;
 	ev_init(&ev, ENG_EV_CANCEL);
@@ -796,17 +670,17 @@ static void trade(struct eng_core *b, struct shm_book_sym_sh *s,
 {
 	int64_t px = l->price;
 	uint64_t evno = b->events + 1;
-	SET(m->open, m->open - x);
-	SET(m->executed, m->executed + x);
-	SET(t->open, t->open - x);
-	SET(t->executed, t->executed + x);
-	SET(l->qty, l->qty - x);
-	SET(s->open_qty[m->side], s->open_qty[m->side] - x);
-	SET(s->last_price, px);
-	SET(s->last_qty, x);
-	SET(s->last_time_ns, b->req->time_ns);
-	SET(s->trades, s->trades + 1);
-	SET(s->volume, s->volume > INT64_MAX - x ? INT64_MAX : s->volume + x);
+	window_store(m->open, m->open - x);
+	window_store(m->executed, m->executed + x);
+	window_store(t->open, t->open - x);
+	window_store(t->executed, t->executed + x);
+	window_store(l->qty, l->qty - x);
+	window_store(s->open_qty[m->side], s->open_qty[m->side] - x);
+	window_store(s->last_price, px);
+	window_store(s->last_qty, x);
+	window_store(s->last_time_ns, b->req->time_ns);
+	window_store(s->trades, s->trades + 1);
+	window_store(s->volume, s->volume > INT64_MAX - x ? INT64_MAX : s->volume + x);
 	fill_append(b, m, x, px, t->id, evno, 1);
 	fill_append(b, t, x, px, m->id, evno, 0);
 
@@ -955,27 +829,27 @@ int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 					 b->v.cap_orders);
 
 	seq_begin(s);
-	SET(o->id, oid);
-	SET(o->account, r->account);
-	SET(o->price, r->price);
-	SET(o->amount, r->qty);
-	SET(o->open, r->qty);
-	SET(o->executed, 0);
-	SET(o->cancelled, 0);
-	SET(o->time_ns, r->time_ns);
-	SET(o->cancel_time_ns, 0);
-	SET(o->gen, gen);
-	SET(o->retire_epoch, 0);
-	SET(o->sym, symi);
-	SET(o->side, (uint8_t)side);
-	SET(o->tif, r->tif);
-	SET(o->state, SHM_BOOK_ORDER_LIVE);
-	SET(o->done_reason, SHM_BOOK_DONE_NONE);
-	SET(o->level, NIL);
-	SET(o->next, NIL);
-	SET(o->prev, NIL);
-	SET(o->fill_tail, NIL);
-	SET(o->nfills, 0);
+	window_store(o->id, oid);
+	window_store(o->account, r->account);
+	window_store(o->price, r->price);
+	window_store(o->amount, r->qty);
+	window_store(o->open, r->qty);
+	window_store(o->executed, 0);
+	window_store(o->cancelled, 0);
+	window_store(o->time_ns, r->time_ns);
+	window_store(o->cancel_time_ns, 0);
+	window_store(o->gen, gen);
+	window_store(o->retire_epoch, 0);
+	window_store(o->sym, symi);
+	window_store(o->side, (uint8_t)side);
+	window_store(o->tif, r->tif);
+	window_store(o->state, SHM_BOOK_ORDER_LIVE);
+	window_store(o->done_reason, SHM_BOOK_DONE_NONE);
+	window_store(o->level, NIL);
+	window_store(o->next, NIL);
+	window_store(o->prev, NIL);
+	window_store(o->fill_tail, NIL);
+	window_store(o->nfills, 0);
 	store_release(&o->fill_head, NIL); /* [BK1] (empty list) */
 	b->orders_live++;
 	b->orders_created++;
@@ -1120,28 +994,28 @@ int eng_core_modify(struct eng_core *b, const struct eng_req *r)
 		/* Pure size reduction (or no change): keeps its place. */
 		int64_t d = o->open - r->qty;
 		struct shm_book_level_sh *l = &b->v.levels[o->level];
-		SET(o->open, r->qty);
-		SET(o->amount, o->amount - d);
-		SET(l->qty, l->qty - d);
-		SET(s->open_qty[side], s->open_qty[side] - d);
+		window_store(o->open, r->qty);
+		window_store(o->amount, o->amount - d);
+		window_store(l->qty, l->qty - d);
+		window_store(s->open_qty[side], s->open_qty[side] - d);
 		emit(b, &ev);
 	} else if (same_px) {
 		/* Size increase: back of the same level; it cannot cross (it
 		 * rested at this price), and the level stays linked. */
 		uint32_t li = o->level;
 		queue_remove(b, s, o);
-		SET(o->open, r->qty);
-		SET(o->amount, o->executed + o->cancelled + r->qty);
-		SET(o->time_ns, r->time_ns);
+		window_store(o->open, r->qty);
+		window_store(o->amount, o->executed + o->cancelled + r->qty);
+		window_store(o->time_ns, r->time_ns);
 		queue_append(b, s, li, o, oi);
 		emit(b, &ev);
 	} else {
 		/* New price: leaves the book, then comes back as a taker. */
 		order_unrest(b, s, p, o);
-		SET(o->price, r->price);
-		SET(o->open, r->qty);
-		SET(o->amount, o->executed + o->cancelled + r->qty);
-		SET(o->time_ns, r->time_ns);
+		window_store(o->price, r->price);
+		window_store(o->open, r->qty);
+		window_store(o->amount, o->executed + o->cancelled + r->qty);
+		window_store(o->time_ns, r->time_ns);
 		emit(b, &ev);
 		bool stopped = match(b, s, p, o);
 		taker_finish(b, symi, s, p, o, oi, stopped);
@@ -1226,11 +1100,11 @@ int eng_core_symbol_add(struct eng_core *b, const char *name, size_t len,
 	struct shm_book_sym_sh *s = &b->v.symbols[n];
 	/* Not yet visible (index >= nsymbols): plain initialisation, then
 	 * published by BK7. */
-	SET(s->seq, 0);
+	window_store(s->seq, 0);
 	memcpy(s->name, packed, 16);
-	SET(s->head[0], NIL);
-	SET(s->head[1], NIL);
-	SET(s->index, n);
+	window_store(s->head[0], NIL);
+	window_store(s->head[1], NIL);
+	window_store(s->index, n);
 	b->sym_hash[slot] = n + 1;
 	b->nsymbols = n + 1;
 	/* [BK7] the entry is complete before readers may index it; pairs
@@ -1399,122 +1273,4 @@ void eng_core_stats(const struct eng_core *b, struct eng_core_stats *st)
 	st->fills_used = b->fill_unused - b->fill_nfree;
 	st->fills_free = fills_free(b);
 	st->events = b->events;
-}
-
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			snprintf(why, len, __VA_ARGS__);                       \
-			return SHMEX_EINTERNAL;                                \
-		}                                                              \
-	} while (0)
-
-static int check_side(const struct eng_core *b, uint32_t si, unsigned side,
-		      uint64_t *live, char *why, size_t len)
-{
-	const struct shm_book_sym_sh *s = &b->v.symbols[si];
-	const struct eng_side *sd = &b->syms[si].side[side];
-	int64_t total = 0;
-	uint32_t norders = 0;
-	CHECK(s->nlevels[side] == sd->n, "sym %u side %u: nlevels", si, side);
-	CHECK(s->head[side] == (sd->n ? sd->a[sd->n - 1].lvl : NIL),
-	      "sym %u side %u: head", si, side);
-	for (uint32_t i = 0; i < sd->n; i++) {
-		uint32_t li = sd->a[i].lvl;
-		CHECK(li < b->v.cap_levels, "level index");
-		const struct shm_book_level_sh *l = &b->v.levels[li];
-		CHECK(i == 0 || sd->a[i - 1].key < sd->a[i].key, "sym %u side %u: order", si, side);
-		CHECK(l->state == SHM_BOOK_LEVEL_LIVE, "level %u not live", li);
-		CHECK(l->sym == si && l->side == side, "level %u sym/side", li);
-		CHECK(side_key(side, l->price) == sd->a[i].key, "level %u key", li);
-		CHECK(l->next == (i ? sd->a[i - 1].lvl : NIL), "level %u next", li);
-		CHECK(lvl_hash_get(b, lvl_tag(si, side), l->price) == li,
-		      "level %u not in the price hash", li);
-		CHECK(l->count > 0, "level %u empty", li);
-		int64_t q = 0;
-		uint32_t c = 0, prev = NIL;
-		for (uint32_t oi = l->head; oi != NIL; oi = b->v.orders[oi].next) {
-			CHECK(oi < b->v.cap_orders && c <= b->v.cap_orders, "queue index");
-			const struct shm_book_order_sh *o = &b->v.orders[oi];
-			CHECK(o->state == SHM_BOOK_ORDER_LIVE, "order %u not live", oi);
-			CHECK(o->level == li && o->prev == prev, "order %u links", oi);
-			CHECK(o->price == l->price && o->side == side && o->sym == si,
-			      "order %u price/side", oi);
-			CHECK(o->open > 0, "order %u open", oi);
-			q += o->open;
-			c++;
-			prev = oi;
-		}
-		CHECK(l->tail == prev, "level %u tail", li);
-		CHECK(l->qty == q && l->count == c, "level %u aggregates", li);
-		total += q;
-		norders += c;
-	}
-	CHECK(s->open_qty[side] == total, "sym %u side %u open_qty", si, side);
-	CHECK(s->norders[side] == norders, "sym %u side %u norders", si, side);
-	*live += norders;
-	return 0;
-}
-
-int eng_core_check(const struct eng_core *b, char *why, size_t len)
-{
-	uint64_t live = 0;
-	for (uint32_t si = 0; si < b->nsymbols; si++) {
-		for (unsigned side = 0; side < 2; side++) {
-			int rc = check_side(b, si, side, &live, why, len);
-			if (rc)
-				return rc;
-		}
-		const struct eng_side *bid = &b->syms[si].side[0];
-		const struct eng_side *ask = &b->syms[si].side[1];
-		if (bid->n && ask->n)
-			CHECK(-ask->a[ask->n - 1].key > bid->a[bid->n - 1].key,
-			      "sym %u crossed", si);
-	}
-	CHECK(live == b->orders_live, "orders_live %u vs %llu resting",
-	      b->orders_live, (unsigned long long)live);
-	uint32_t nlive = 0, ndone = 0, nfree = 0;
-	uint64_t fills = 0;
-	for (uint32_t oi = 0; oi < b->ord_unused; oi++) {
-		const struct shm_book_order_sh *o = &b->v.orders[oi];
-		if (o->state == SHM_BOOK_ORDER_FREE) {
-			nfree++;
-			continue;
-		}
-		nlive += o->state == SHM_BOOK_ORDER_LIVE;
-		ndone += o->state == SHM_BOOK_ORDER_DONE;
-		CHECK(o->open + o->executed + o->cancelled == o->amount,
-		      "order %u quantities", oi);
-		CHECK(o->open >= 0 && o->executed >= 0 && o->cancelled >= 0,
-		      "order %u negative", oi);
-		CHECK((o->state == SHM_BOOK_ORDER_LIVE) == (o->open > 0),
-		      "order %u state vs open", oi);
-		int64_t ex = 0;
-		uint32_t k = 0, fi = o->fill_head, last = NIL;
-		for (; fi != NIL && k <= o->nfills; k++) {
-			CHECK(fi < b->v.cap_fills, "fill index");
-			const struct shm_book_fill_sh *f = &b->v.fills[fi];
-			CHECK(f->order_id == o->id && f->qty > 0, "fill %u owner", fi);
-			CHECK(k >= ORDER_FILLS || b->ofills[oi][k] == fi, "order %u ofills", oi);
-			ex += f->qty;
-			last = fi;
-			fi = f->next;
-		}
-		CHECK(k == o->nfills && fi == NIL && last == o->fill_tail,
-		      "order %u fill list", oi);
-		CHECK(ex == o->executed, "order %u executed vs fills", oi);
-		fills += k;
-	}
-	CHECK(nlive == b->orders_live, "live count");
-	CHECK(ndone == b->ord_done.count, "done count %u vs %u", ndone, b->ord_done.count);
-	CHECK(nfree == b->ord_nfree, "free order count");
-	CHECK(fills == (uint64_t)(b->fill_unused - b->fill_nfree), "fill accounting");
-	CHECK(b->levels_live + b->lvl_retired.count + b->lvl_nfree == b->lvl_unused,
-	      "level accounting");
-	uint32_t hashed = 0;
-	for (uint32_t i = 0; i <= b->lvl_hash_mask; i++)
-		hashed += b->lvl_hash[i].tag != 0;
-	CHECK(hashed == b->levels_live, "price hash holds %u entries, %u live levels",
-	      hashed, b->levels_live);
-	return 0;
 }

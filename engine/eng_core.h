@@ -219,12 +219,5 @@ struct eng_core_stats {
 };
 void eng_core_stats(const struct eng_core *b, struct eng_core_stats *st);
 
-/*
- * Checks every invariant of the book (list order, aggregates, counts,
- * open + executed + cancelled == amount, pool accounting).  Slow: tests
- * only.  Returns 0 or SHMEX_EINTERNAL, with what failed in why[].
- */
-int eng_core_check(const struct eng_core *b, char *why, size_t len)
-	__attribute__((warn_unused_result));
 
 #endif

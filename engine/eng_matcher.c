@@ -70,7 +70,7 @@
 #define SPIN_STEP_NS 1000u  /* growth step of the adaptive spin budget */
 
 /* What the event callback needs to know about the request being applied. */
-struct cur {
+struct apply_state {
 	uint64_t target;     /* the request's own order (0 until accepted) */
 	int64_t executed;    /* shares the target traded in this request */
 	int64_t cancelled;   /* shares of the target cancelled */
@@ -114,7 +114,7 @@ struct eng_matcher {
 	uint64_t events;             /* last core event number seen */
 	int stop;                    /* eng_matcher_stop; relaxed */
 	bool retry_bad;              /* this round also retries bad rings */
-	struct cur cur;
+	struct apply_state applying;
 	struct eng_matcher_stats st;
 };
 
@@ -147,7 +147,7 @@ static uint32_t sidx_of_sym(const struct eng_matcher *m, uint32_t sym)
 	return sym < m->bcfg.caps.symbols ? m->sidx_of[sym] : NO_SIDX;
 }
 
-static void internal(struct eng_matcher *m, const char *what, int rc,
+static void internal_error(struct eng_matcher *m, const char *what, int rc,
 		     uint64_t id)
 {
 	m->st.internal++;
@@ -166,7 +166,7 @@ static void on_event(void *ctx, const struct eng_event *ev)
 	m->events = ev->event;
 	switch (ev->type) {
 	case ENG_EV_ACCEPT:
-		m->cur.target = ev->order_id;
+		m->applying.target = ev->order_id;
 		break;
 	case ENG_EV_FILL: {
 		struct eng_acct_fill f = {
@@ -179,35 +179,35 @@ static void on_event(void *ctx, const struct eng_event *ev)
 			.taker_side = ev->side,
 		};
 		m->st.fills++;
-		if (ev->order_id == m->cur.target)
-			m->cur.executed += ev->qty;
+		if (ev->order_id == m->applying.target)
+			m->applying.executed += ev->qty;
 		rc = sidx == NO_SIDX ? SHMEX_EINTERNAL
 				     : eng_acct_settle(&m->acct, sidx, &f);
 		if (rc)
-			internal(m, "settling a fill", rc, ev->order_id);
+			internal_error(m, "settling a fill", rc, ev->order_id);
 		break;
 	}
 	case ENG_EV_CANCEL:
-		if (ev->order_id == m->cur.target)
-			m->cur.cancelled += ev->qty;
+		if (ev->order_id == m->applying.target)
+			m->applying.cancelled += ev->qty;
 		rc = sidx == NO_SIDX ? SHMEX_EINTERNAL
 				     : eng_acct_unhold(&m->acct, ev->account, sidx,
 						       ev->side, ev->qty, ev->price);
 		if (rc)
-			internal(m, "giving back a cancelled hold", rc, ev->order_id);
+			internal_error(m, "giving back a cancelled hold", rc, ev->order_id);
 		break;
 	case ENG_EV_MODIFY: {
 		struct eng_acct_hold d;
 		rc = eng_acct_modify_delta(ev->side, ev->old_qty, ev->old_price,
 					   ev->qty, ev->price, &d);
 		if (rc) {
-			internal(m, "modify delta", rc, ev->order_id);
+			internal_error(m, "modify delta", rc, ev->order_id);
 			break;
 		}
 		if (d.cash > 0 || d.shares > 0) {
 			/* Reserved by apply_modify before the core ran. */
-			if (!m->cur.prereserved)
-				internal(m, "modify grew without a reservation",
+			if (!m->applying.prereserved)
+				internal_error(m, "modify grew without a reservation",
 					 SHMEX_EINTERNAL, ev->order_id);
 			break;
 		}
@@ -217,7 +217,7 @@ static void on_event(void *ctx, const struct eng_event *ev)
 						       ev->old_price, ev->qty,
 						       ev->price);
 		if (rc)
-			internal(m, "giving back a modify's hold", rc, ev->order_id);
+			internal_error(m, "giving back a modify's hold", rc, ev->order_id);
 		break;
 	}
 	default: /* ENG_EV_REJECT: nothing changed; the caller answers. */
@@ -241,7 +241,7 @@ static void req_init(struct eng_matcher *m, struct eng_req *q,
 	q->qty = req->qty;
 	q->side = req->side;
 	q->tif = req->tif;
-	memset(&m->cur, 0, sizeof(m->cur));
+	memset(&m->applying, 0, sizeof(m->applying));
 }
 
 static int apply_create_account(struct eng_matcher *m, const struct shm_msg *req,
@@ -308,12 +308,12 @@ static int apply_order(struct eng_matcher *m, const struct shm_msg *req,
 		int r2 = eng_acct_unhold(&m->acct, req->account, sidx, req->side,
 					 req->qty, req->price);
 		if (r2)
-			internal(m, "giving back a rejected order's hold", r2, 0);
+			internal_error(m, "giving back a rejected order's hold", r2, 0);
 		return rc;
 	}
 	m->st.orders++;
 	rep->order_id = id;
-	rep->qty = m->cur.executed;
+	rep->qty = m->applying.executed;
 	rep->price = req->price;
 	return 0;
 }
@@ -323,14 +323,14 @@ static int apply_cancel(struct eng_matcher *m, const struct shm_msg *req,
 {
 	struct eng_req q;
 	req_init(m, &q, req, rep);
-	m->cur.target = req->order_id;
+	m->applying.target = req->order_id;
 	rep->order_id = req->order_id;
 	int rc = eng_core_cancel(m->book, &q);
 	if (rc)
 		return rc;
 	m->st.cancels++;
 	const struct shm_book_order_sh *o = eng_core_order(m->book, req->order_id);
-	rep->qty = m->cur.cancelled;
+	rep->qty = m->applying.cancelled;
 	if (o) {
 		rep->price = o->price;
 		rep->side = o->side;
@@ -344,7 +344,7 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 {
 	struct eng_req q;
 	req_init(m, &q, req, rep);
-	m->cur.target = req->order_id;
+	m->applying.target = req->order_id;
 	rep->order_id = req->order_id;
 	const struct shm_book_order_sh *o = eng_core_order(m->book, req->order_id);
 	uint32_t sidx = NO_SIDX;
@@ -374,17 +374,17 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 					     req->price);
 			if (rc)
 				return rc;
-			m->cur.prereserved = true;
+			m->applying.prereserved = true;
 		}
 	}
 	rc = eng_core_modify(m->book, &q);
 	if (rc) {
-		if (m->cur.prereserved) {
+		if (m->applying.prereserved) {
 			int r2 = eng_acct_modify(&m->acct, req->account, sidx, side,
 						 req->qty, req->price, old_open,
 						 old_price);
 			if (r2)
-				internal(m, "giving back a rejected modify's hold",
+				internal_error(m, "giving back a rejected modify's hold",
 					 r2, req->order_id);
 		}
 		return rc;

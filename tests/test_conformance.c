@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "engine/replay/rpl.h"
+#include "tests/core_check.h"
 #include "engine/replay/rpl_sha256.h"
 #include "tests/shmex_test.h"
 

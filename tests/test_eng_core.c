@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "engine/eng_core.h"
+#include "tests/core_check.h"
 #include "shm/shm_book.h"
 #include "shm/shm_dec.h"
 #include "shm/shm_error.h"

@@ -1,0 +1,132 @@
+/*
+ * The matching core's invariant checker (declared in tests/core_check.h):
+ * list order, aggregates, counts, open + executed + cancelled == amount,
+ * pool accounting, the private price hash against the live levels.  Slow;
+ * test code only, so it is not in the shipped engine library.
+ */
+#include "tests/core_check.h"
+
+#include <stdio.h>
+
+#include "engine/eng_core_impl.h"
+#include "shm/shm_error.h"
+
+#define NIL SHM_BOOK_NIL
+
+#define CHECK(cond, ...)                                                       \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			snprintf(why, len, __VA_ARGS__);                       \
+			return SHMEX_EINTERNAL;                                \
+		}                                                              \
+	} while (0)
+
+static int check_side(const struct eng_core *b, uint32_t si, unsigned side,
+		      uint64_t *live, char *why, size_t len)
+{
+	const struct shm_book_sym_sh *s = &b->v.symbols[si];
+	const struct eng_side *sd = &b->syms[si].side[side];
+	int64_t total = 0;
+	uint32_t norders = 0;
+	CHECK(s->nlevels[side] == sd->n, "sym %u side %u: nlevels", si, side);
+	CHECK(s->head[side] == (sd->n ? sd->a[sd->n - 1].lvl : NIL),
+	      "sym %u side %u: head", si, side);
+	for (uint32_t i = 0; i < sd->n; i++) {
+		uint32_t li = sd->a[i].lvl;
+		CHECK(li < b->v.cap_levels, "level index");
+		const struct shm_book_level_sh *l = &b->v.levels[li];
+		CHECK(i == 0 || sd->a[i - 1].key < sd->a[i].key, "sym %u side %u: order", si, side);
+		CHECK(l->state == SHM_BOOK_LEVEL_LIVE, "level %u not live", li);
+		CHECK(l->sym == si && l->side == side, "level %u sym/side", li);
+		CHECK(side_key(side, l->price) == sd->a[i].key, "level %u key", li);
+		CHECK(l->next == (i ? sd->a[i - 1].lvl : NIL), "level %u next", li);
+		CHECK(lvl_hash_get(b, lvl_tag(si, side), l->price) == li,
+		      "level %u not in the price hash", li);
+		CHECK(l->count > 0, "level %u empty", li);
+		int64_t q = 0;
+		uint32_t c = 0, prev = NIL;
+		for (uint32_t oi = l->head; oi != NIL; oi = b->v.orders[oi].next) {
+			CHECK(oi < b->v.cap_orders && c <= b->v.cap_orders, "queue index");
+			const struct shm_book_order_sh *o = &b->v.orders[oi];
+			CHECK(o->state == SHM_BOOK_ORDER_LIVE, "order %u not live", oi);
+			CHECK(o->level == li && o->prev == prev, "order %u links", oi);
+			CHECK(o->price == l->price && o->side == side && o->sym == si,
+			      "order %u price/side", oi);
+			CHECK(o->open > 0, "order %u open", oi);
+			q += o->open;
+			c++;
+			prev = oi;
+		}
+		CHECK(l->tail == prev, "level %u tail", li);
+		CHECK(l->qty == q && l->count == c, "level %u aggregates", li);
+		total += q;
+		norders += c;
+	}
+	CHECK(s->open_qty[side] == total, "sym %u side %u open_qty", si, side);
+	CHECK(s->norders[side] == norders, "sym %u side %u norders", si, side);
+	*live += norders;
+	return 0;
+}
+
+int eng_core_check(const struct eng_core *b, char *why, size_t len)
+{
+	uint64_t live = 0;
+	for (uint32_t si = 0; si < b->nsymbols; si++) {
+		for (unsigned side = 0; side < 2; side++) {
+			int rc = check_side(b, si, side, &live, why, len);
+			if (rc)
+				return rc;
+		}
+		const struct eng_side *bid = &b->syms[si].side[0];
+		const struct eng_side *ask = &b->syms[si].side[1];
+		if (bid->n && ask->n)
+			CHECK(-ask->a[ask->n - 1].key > bid->a[bid->n - 1].key,
+			      "sym %u crossed", si);
+	}
+	CHECK(live == b->orders_live, "orders_live %u vs %llu resting",
+	      b->orders_live, (unsigned long long)live);
+	uint32_t nlive = 0, ndone = 0, nfree = 0;
+	uint64_t fills = 0;
+	for (uint32_t oi = 0; oi < b->ord_unused; oi++) {
+		const struct shm_book_order_sh *o = &b->v.orders[oi];
+		if (o->state == SHM_BOOK_ORDER_FREE) {
+			nfree++;
+			continue;
+		}
+		nlive += o->state == SHM_BOOK_ORDER_LIVE;
+		ndone += o->state == SHM_BOOK_ORDER_DONE;
+		CHECK(o->open + o->executed + o->cancelled == o->amount,
+		      "order %u quantities", oi);
+		CHECK(o->open >= 0 && o->executed >= 0 && o->cancelled >= 0,
+		      "order %u negative", oi);
+		CHECK((o->state == SHM_BOOK_ORDER_LIVE) == (o->open > 0),
+		      "order %u state vs open", oi);
+		int64_t ex = 0;
+		uint32_t k = 0, fi = o->fill_head, last = NIL;
+		for (; fi != NIL && k <= o->nfills; k++) {
+			CHECK(fi < b->v.cap_fills, "fill index");
+			const struct shm_book_fill_sh *f = &b->v.fills[fi];
+			CHECK(f->order_id == o->id && f->qty > 0, "fill %u owner", fi);
+			CHECK(k >= ORDER_FILLS || b->ofills[oi][k] == fi, "order %u ofills", oi);
+			ex += f->qty;
+			last = fi;
+			fi = f->next;
+		}
+		CHECK(k == o->nfills && fi == NIL && last == o->fill_tail,
+		      "order %u fill list", oi);
+		CHECK(ex == o->executed, "order %u executed vs fills", oi);
+		fills += k;
+	}
+	CHECK(nlive == b->orders_live, "live count");
+	CHECK(ndone == b->ord_done.count, "done count %u vs %u", ndone, b->ord_done.count);
+	CHECK(nfree == b->ord_nfree, "free order count");
+	CHECK(fills == (uint64_t)(b->fill_unused - b->fill_nfree), "fill accounting");
+	CHECK(b->levels_live + b->lvl_retired.count + b->lvl_nfree == b->lvl_unused,
+	      "level accounting");
+	uint32_t hashed = 0;
+	for (uint32_t i = 0; i <= b->lvl_hash_mask; i++)
+		hashed += b->lvl_hash[i].tag != 0;
+	CHECK(hashed == b->levels_live, "price hash holds %u entries, %u live levels",
+	      hashed, b->levels_live);
+	return 0;
+}

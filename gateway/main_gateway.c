@@ -182,11 +182,13 @@ int main(int argc, char **argv)
 	if (!quiet)
 		fprintf(stderr, "shmex-gateway %u: stopped: %llu connections, %llu "
 				"requests, %llu ring messages, %llu book reads (%llu "
-				"retried), %llu busy, %llu stale replies\n", m.id,
+				"retried), %llu busy, %llu stale replies, %llu bad "
+				"replies\n", m.id,
 			(unsigned long long)ss.accepted,
 			(unsigned long long)rs.requests, (unsigned long long)rs.sent,
 			(unsigned long long)rs.queries, (unsigned long long)rs.retries,
-			(unsigned long long)rs.busy, (unsigned long long)rs.stale);
+			(unsigned long long)rs.busy, (unsigned long long)rs.stale,
+			(unsigned long long)rs.bad_replies);
 	if (rc) {
 		fprintf(stderr, "shmex-gateway %u: event loop failed: %s\n", m.id,
 			strerror(-rc));

@@ -30,8 +30,7 @@
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"
 
-int eng_acct_hold_for(uint8_t side, int64_t qty, int64_t limit,
-		      struct eng_acct_hold *h)
+int eng_acct_hold_for(uint8_t side, int64_t qty, int64_t limit, struct eng_acct_hold *h)
 {
 	if (side != SHM_SIDE_BUY && side != SHM_SIDE_SELL)
 		return SHMEX_EBADMSG;
@@ -48,8 +47,7 @@ int eng_acct_hold_for(uint8_t side, int64_t qty, int64_t limit,
 	return shm_dec_cash(qty, limit, &h->cash);
 }
 
-int eng_acct_settle_for(const struct eng_acct_fill *f,
-			struct eng_acct_settlement *s)
+int eng_acct_settle_for(const struct eng_acct_fill *f, struct eng_acct_settlement *s)
 {
 	if (f->taker_side != SHM_SIDE_BUY && f->taker_side != SHM_SIDE_SELL)
 		return SHMEX_EBADMSG;
@@ -97,8 +95,7 @@ int eng_acct_modify_delta(uint8_t side, int64_t old_open, int64_t old_limit,
 	return 0;
 }
 
-int eng_acct_create_account(const struct eng_acct_ctx *c, uint64_t id,
-			    int64_t balance)
+int eng_acct_create_account(const struct eng_acct_ctx *c, uint64_t id, int64_t balance)
 {
 	return shm_accounts_add(c->accounts, id, balance, NULL);
 }
@@ -110,8 +107,7 @@ int eng_acct_add_shares(const struct eng_acct_ctx *c, uint64_t account,
 	int rc = shm_accounts_find(c->accounts, account, &aidx);
 	if (rc)
 		return rc;
-	return shm_positions_add_shares(c->positions, account, sym, qty, sidx,
-					NULL);
+	return shm_positions_add_shares(c->positions, account, sym, qty, sidx, NULL);
 }
 
 /* Reserves `h` for account: cash (and the buyer's position), or shares. */
@@ -135,15 +131,14 @@ static int hold(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
 	}
 	/* A buyer's position must exist before any fill can credit it. */
 	rc = shm_positions_ensure(c->positions, account, sidx, &pidx);
-	if (rc && h->cash > 0 &&
-	    shm_accounts_release(c->accounts, aidx, h->cash) != 0)
+	if (rc && h->cash > 0 && shm_accounts_release(c->accounts, aidx, h->cash) != 0)
 		return SHMEX_EINTERNAL;
 	return rc;
 }
 
 /* Gives back `h` (cash or shares, >= 0). */
-static int unhold(const struct eng_acct_ctx *c, uint64_t account,
-		  uint32_t sidx, const struct eng_acct_hold *h)
+static int unhold(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
+		  const struct eng_acct_hold *h)
 {
 	uint32_t aidx, pidx;
 	if (h->shares > 0) {
@@ -161,8 +156,8 @@ static int unhold(const struct eng_acct_ctx *c, uint64_t account,
 	return 0;
 }
 
-int eng_acct_place(const struct eng_acct_ctx *c, uint64_t account,
-		   uint32_t sidx, uint8_t side, int64_t qty, int64_t limit)
+int eng_acct_place(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
+		   uint8_t side, int64_t qty, int64_t limit)
 {
 	if (qty <= 0)
 		return SHMEX_EBADAMOUNT;
@@ -173,8 +168,8 @@ int eng_acct_place(const struct eng_acct_ctx *c, uint64_t account,
 	return hold(c, account, sidx, &h);
 }
 
-int eng_acct_unhold(const struct eng_acct_ctx *c, uint64_t account,
-		    uint32_t sidx, uint8_t side, int64_t open, int64_t limit)
+int eng_acct_unhold(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
+		    uint8_t side, int64_t open, int64_t limit)
 {
 	struct eng_acct_hold h;
 	int rc = eng_acct_hold_for(side, open, limit, &h);
@@ -183,13 +178,13 @@ int eng_acct_unhold(const struct eng_acct_ctx *c, uint64_t account,
 	return unhold(c, account, sidx, &h);
 }
 
-int eng_acct_modify(const struct eng_acct_ctx *c, uint64_t account,
-		    uint32_t sidx, uint8_t side, int64_t old_open,
-		    int64_t old_limit, int64_t new_open, int64_t new_limit)
+int eng_acct_modify(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
+		    uint8_t side, int64_t old_open, int64_t old_limit, int64_t new_open,
+		    int64_t new_limit)
 {
 	struct eng_acct_hold d;
-	int rc = eng_acct_modify_delta(side, old_open, old_limit, new_open,
-				       new_limit, &d);
+	int rc =
+		eng_acct_modify_delta(side, old_open, old_limit, new_open, new_limit, &d);
 	if (rc)
 		return rc;
 	struct eng_acct_hold more = {
@@ -240,8 +235,7 @@ int eng_acct_settle(const struct eng_acct_ctx *c, uint32_t sidx,
 
 	/* From here on no step fails on a consistent region; the first one
 	 * changes nothing if it does. */
-	rc = shm_accounts_settle_buy(c->accounts, buyer, s.buyer_release,
-				     s.buyer_refund);
+	rc = shm_accounts_settle_buy(c->accounts, buyer, s.buyer_release, s.buyer_refund);
 	if (rc)
 		return rc;
 	if (shm_accounts_credit(c->accounts, seller, s.seller_credit) != 0 ||

@@ -71,15 +71,13 @@ struct eng_acct_settlement {
 /* Hold of `qty` (>= 0) open shares at `limit` (> 0): a buy holds
  * qty x limit cash, a sell holds qty shares.  SHMEX_EBADMSG (side),
  * SHMEX_EBADAMOUNT (qty < 0), SHMEX_EBADPRICE, SHMEX_EOVERFLOW. */
-int eng_acct_hold_for(uint8_t side, int64_t qty, int64_t limit,
-		      struct eng_acct_hold *h)
+int eng_acct_hold_for(uint8_t side, int64_t qty, int64_t limit, struct eng_acct_hold *h)
 	__attribute__((warn_unused_result));
 
 /* Settlement of a fill.  SHMEX_EBADMSG (side), SHMEX_EBADAMOUNT (qty <= 0),
  * SHMEX_EBADPRICE (price <= 0, above the buyer's limit or below the
  * seller's), SHMEX_EOVERFLOW. */
-int eng_acct_settle_for(const struct eng_acct_fill *f,
-			struct eng_acct_settlement *s)
+int eng_acct_settle_for(const struct eng_acct_fill *f, struct eng_acct_settlement *s)
 	__attribute__((warn_unused_result));
 
 /* Change of hold when an order's open part goes from old_open at old_limit
@@ -98,8 +96,7 @@ struct eng_acct_ctx {
 };
 
 /* CREATE_ACCOUNT (run by the account's home shard). */
-int eng_acct_create_account(const struct eng_acct_ctx *c, uint64_t id,
-			    int64_t balance)
+int eng_acct_create_account(const struct eng_acct_ctx *c, uint64_t id, int64_t balance)
 	__attribute__((warn_unused_result));
 
 /* ADD_SHARES: the account must exist (SHMEX_ENOACCOUNT); creates the
@@ -116,14 +113,14 @@ int eng_acct_add_shares(const struct eng_acct_ctx *c, uint64_t account,
  * SHMEX_ENOSHARES (also when there is no position), SHMEX_EPOSITIONSFULL,
  * SHMEX_EBADAMOUNT, SHMEX_EBADPRICE, SHMEX_EOVERFLOW.  Nothing is held on
  * error. */
-int eng_acct_place(const struct eng_acct_ctx *c, uint64_t account,
-		   uint32_t sidx, uint8_t side, int64_t qty, int64_t limit)
+int eng_acct_place(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
+		   uint8_t side, int64_t qty, int64_t limit)
 	__attribute__((warn_unused_result));
 
 /* Gives back what `open` (>= 0) shares of an order at `limit` hold:
  * cancel, IOC remainder, FOK kill, rejection after placement. */
-int eng_acct_unhold(const struct eng_acct_ctx *c, uint64_t account,
-		    uint32_t sidx, uint8_t side, int64_t open, int64_t limit)
+int eng_acct_unhold(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
+		    uint8_t side, int64_t open, int64_t limit)
 	__attribute__((warn_unused_result));
 
 /* Settles one fill on symbol sidx: buyer reserved -= qty x buyer_limit,
@@ -132,14 +129,12 @@ int eng_acct_unhold(const struct eng_acct_ctx *c, uint64_t account,
  * check is made before the first change; after it, only a corrupted
  * region can make a step fail (SHMEX_EINTERNAL, partly applied). */
 int eng_acct_settle(const struct eng_acct_ctx *c, uint32_t sidx,
-		    const struct eng_acct_fill *f)
-	__attribute__((warn_unused_result));
+		    const struct eng_acct_fill *f) __attribute__((warn_unused_result));
 
 /* Modify of an open order: reserves the extra hold (SHMEX_ENOFUNDS /
  * SHMEX_ENOSHARES, nothing changed) or gives back the difference. */
-int eng_acct_modify(const struct eng_acct_ctx *c, uint64_t account,
-		    uint32_t sidx, uint8_t side, int64_t old_open,
-		    int64_t old_limit, int64_t new_open, int64_t new_limit)
-	__attribute__((warn_unused_result));
+int eng_acct_modify(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
+		    uint8_t side, int64_t old_open, int64_t old_limit, int64_t new_open,
+		    int64_t new_limit) __attribute__((warn_unused_result));
 
 #endif

@@ -373,8 +373,7 @@ static int fills_ensure(struct eng_core *b, uint64_t need)
 
 static bool order_available(const struct eng_core *b)
 {
-	return b->ord_nfree || b->ord_unused < b->v.cap_orders ||
-	       done_head_eligible(b);
+	return b->ord_nfree || b->ord_unused < b->v.cap_orders || done_head_eligible(b);
 }
 
 /* A slot for a new order (order_available said yes); *used says whether
@@ -391,9 +390,8 @@ static uint32_t order_alloc(struct eng_core *b, bool *used)
 	return order_recycle(b);
 }
 
-static void fill_append(struct eng_core *b, struct shm_book_order_sh *o,
-			int64_t qty, int64_t px, uint64_t counterparty,
-			uint64_t evno, uint8_t maker)
+static void fill_append(struct eng_core *b, struct shm_book_order_sh *o, int64_t qty,
+			int64_t px, uint64_t counterparty, uint64_t evno, uint8_t maker)
 {
 	uint32_t fi = b->fill_nfree ? b->fill_free[--b->fill_nfree] : b->fill_unused++;
 	struct shm_book_fill_sh *f = &b->v.fills[fi];
@@ -421,9 +419,9 @@ static void fill_append(struct eng_core *b, struct shm_book_order_sh *o,
 /* Levels and queues                                                   */
 
 /* Creates a level at (side, price) at insertion point pos and links it. */
-static uint32_t level_insert(struct eng_core *b, uint32_t symi,
-			     struct shm_book_sym_sh *s, struct eng_sym *p,
-			     unsigned side, int64_t price, uint32_t pos)
+static uint32_t level_insert(struct eng_core *b, uint32_t symi, struct shm_book_sym_sh *s,
+			     struct eng_sym *p, unsigned side, int64_t price,
+			     uint32_t pos)
 {
 	struct eng_side *sd = &p->side[side];
 	uint32_t li = level_alloc(b); /* checked available by the caller */
@@ -454,8 +452,8 @@ static uint32_t level_insert(struct eng_core *b, uint32_t symi,
 }
 
 /* Unlinks the (empty) level at position pos and retires it. */
-static void level_unlink(struct eng_core *b, struct shm_book_sym_sh *s,
-			 struct eng_sym *p, unsigned side, uint32_t pos)
+static void level_unlink(struct eng_core *b, struct shm_book_sym_sh *s, struct eng_sym *p,
+			 unsigned side, uint32_t pos)
 {
 	struct eng_side *sd = &p->side[side];
 	uint32_t li = sd->a[pos].lvl;
@@ -465,7 +463,8 @@ static void level_unlink(struct eng_core *b, struct shm_book_sym_sh *s,
 		store_release(&b->v.levels[sd->a[pos + 1].lvl].next, l->next);
 	else
 		store_release(&s->head[side], l->next);
-	memmove(&sd->a[pos], &sd->a[pos + 1], (size_t)(sd->n - pos - 1) * sizeof(sd->a[0]));
+	memmove(&sd->a[pos], &sd->a[pos + 1],
+		(size_t)(sd->n - pos - 1) * sizeof(sd->a[0]));
 	sd->n--;
 	window_store(s->nlevels[side], sd->n);
 	lvl_hash_del(b, lvl_tag(l->sym, side), l->price);
@@ -476,8 +475,8 @@ static void level_unlink(struct eng_core *b, struct shm_book_sym_sh *s,
 }
 
 /* Appends order oi at the back of level li's queue. */
-static void queue_append(struct eng_core *b, struct shm_book_sym_sh *s,
-			 uint32_t li, struct shm_book_order_sh *o, uint32_t oi)
+static void queue_append(struct eng_core *b, struct shm_book_sym_sh *s, uint32_t li,
+			 struct shm_book_order_sh *o, uint32_t oi)
 {
 	struct shm_book_level_sh *l = &b->v.levels[li];
 	window_store(o->level, li);
@@ -519,15 +518,15 @@ static void queue_remove(struct eng_core *b, struct shm_book_sym_sh *s,
 }
 
 /* Takes a resting order off the book; retires its level if it empties. */
-static void order_unrest(struct eng_core *b, struct shm_book_sym_sh *s,
-			 struct eng_sym *p, struct shm_book_order_sh *o)
+static void order_unrest(struct eng_core *b, struct shm_book_sym_sh *s, struct eng_sym *p,
+			 struct shm_book_order_sh *o)
 {
 	struct shm_book_level_sh *l = &b->v.levels[o->level];
 	queue_remove(b, s, o);
 	if (l->count == 0) {
 		/* It is there: the position of its key. */
-		uint32_t pos = side_lower_bound(&p->side[o->side],
-						side_key(o->side, l->price));
+		uint32_t pos =
+			side_lower_bound(&p->side[o->side], side_key(o->side, l->price));
 		level_unlink(b, s, p, o->side, pos);
 	}
 }
@@ -538,15 +537,15 @@ static void order_rest(struct eng_core *b, uint32_t symi, struct shm_book_sym_sh
 {
 	uint32_t li = lvl_hash_get(b, lvl_tag(symi, o->side), o->price);
 	if (li == NIL) {
-		uint32_t pos = side_lower_bound(&p->side[o->side],
-						side_key(o->side, o->price));
+		uint32_t pos =
+			side_lower_bound(&p->side[o->side], side_key(o->side, o->price));
 		li = level_insert(b, symi, s, p, o->side, o->price, pos);
 	}
 	queue_append(b, s, li, o, oi);
 }
 
-static void order_done(struct eng_core *b, struct shm_book_order_sh *o,
-		       uint32_t oi, uint8_t reason)
+static void order_done(struct eng_core *b, struct shm_book_order_sh *o, uint32_t oi,
+		       uint8_t reason)
 {
 	window_store(o->state, SHM_BOOK_ORDER_DONE);
 	window_store(o->done_reason, reason);
@@ -586,8 +585,7 @@ static void order_cancel_open(struct eng_core *b, struct shm_book_order_sh *o,
  * completely against the current opposite side, given the STP mode.
  */
 static bool fills_completely(const struct eng_core *b, const struct eng_sym *p,
-			     unsigned side, int64_t limit, int64_t qty,
-			     uint64_t account)
+			     unsigned side, int64_t limit, int64_t qty, uint64_t account)
 {
 	const struct eng_side *os = &p->side[!side];
 	int64_t need = qty;
@@ -606,7 +604,7 @@ static bool fills_completely(const struct eng_core *b, const struct eng_sym *p,
 			if (m->account == account) {
 				if (b->stp == SHM_BOOK_STP_CANCEL_OLDEST)
 					continue; /* cancelled, not traded */
-				return false; /* the taker would be cancelled */
+				return false;     /* the taker would be cancelled */
 			}
 			if (m->open >= need)
 				return true;
@@ -654,7 +652,8 @@ static int taker_precheck(struct eng_core *b, const struct shm_book_sym_sh *s,
 			return rc;
 	}
 	if (may_rest && !level_available(b)) {
-		if (lvl_hash_get(b, lvl_tag((uint32_t)(p - b->syms), side), limit) == NIL &&
+		if (lvl_hash_get(b, lvl_tag((uint32_t)(p - b->syms), side), limit) ==
+			    NIL &&
 		    !fills_completely(b, p, side, limit, qty, account))
 			return SHMEX_EBOOKFULL;
 	}
@@ -825,8 +824,8 @@ int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 			break;
 		b->slots_retired++;
 	}
-	uint64_t oid = shm_order_id_make(b->v.shard, b->v.nshards, oi, gen,
-					 b->v.cap_orders);
+	uint64_t oid =
+		shm_order_id_make(b->v.shard, b->v.nshards, oi, gen, b->v.cap_orders);
 
 	seq_begin(s);
 	window_store(o->id, oid);
@@ -970,8 +969,8 @@ int eng_core_modify(struct eng_core *b, const struct eng_req *r)
 		    o->executed > INT64_MAX - r->qty)
 			return reject(b, ENG_REQ_MODIFY, SHMEX_EOVERFLOW);
 		if (!same_px) {
-			err = taker_precheck(b, s, p, side, r->price, r->qty,
-					     o->account, true);
+			err = taker_precheck(b, s, p, side, r->price, r->qty, o->account,
+					     true);
 			if (err)
 				return reject(b, ENG_REQ_MODIFY, err);
 		}
@@ -1070,8 +1069,7 @@ int eng_core_symbol_find(const struct eng_core *b, const char *name, size_t len,
 	return 0;
 }
 
-int eng_core_symbol_add(struct eng_core *b, const char *name, size_t len,
-			uint32_t *idx)
+int eng_core_symbol_add(struct eng_core *b, const char *name, size_t len, uint32_t *idx)
 {
 	char packed[16];
 	if (!shm_symbol_pack(packed, name, len))
@@ -1133,8 +1131,8 @@ int eng_core_init(struct eng_core **out, void *mem, size_t len,
 	if (need == 0 || len < need || ((uintptr_t)mem % SHM_CACHE_LINE) != 0)
 		return -EINVAL;
 	memset(mem, 0, need);
-	if (shm_book_layout(mem, &cfg->caps, cfg->shard, cfg->nshards,
-			    cfg->stp_mode) != 0)
+	if (shm_book_layout(mem, &cfg->caps, cfg->shard, cfg->nshards, cfg->stp_mode) !=
+	    0)
 		return -EINVAL;
 	struct eng_core *b = calloc(1, sizeof(*b));
 	if (!b)

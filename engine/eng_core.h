@@ -84,16 +84,16 @@ enum eng_req_type {
  * buy); a MODIFY re-reserves old_qty x old_price -> qty x price.
  */
 struct eng_event {
-	uint8_t type;          /* enum eng_ev_type */
-	uint8_t side;          /* enum shm_side of order_id */
-	uint8_t tif;           /* enum shm_tif of order_id */
-	uint8_t reason;        /* see above */
-	int32_t err;           /* REJECT: shmex error */
-	uint32_t sym;          /* symbol index */
+	uint8_t type;   /* enum eng_ev_type */
+	uint8_t side;   /* enum shm_side of order_id */
+	uint8_t tif;    /* enum shm_tif of order_id */
+	uint8_t reason; /* see above */
+	int32_t err;    /* REJECT: shmex error */
+	uint32_t sym;   /* symbol index */
 	uint32_t pad0;
-	uint64_t event;        /* per-shard event sequence number, from 1 */
-	uint64_t seq;          /* the request's seq */
-	uint64_t time_ns;      /* the request's time */
+	uint64_t event;   /* per-shard event sequence number, from 1 */
+	uint64_t seq;     /* the request's seq */
+	uint64_t time_ns; /* the request's time */
 	uint64_t order_id;
 	uint64_t account;
 	int64_t price;
@@ -101,10 +101,10 @@ struct eng_event {
 	/* FILL */
 	uint64_t maker_id;
 	uint64_t maker_account;
-	int64_t maker_price;   /* maker's limit */
-	int64_t taker_price;   /* taker's limit */
-	int64_t maker_open;    /* maker's open quantity after the fill */
-	int64_t taker_open;    /* taker's open quantity after the fill */
+	int64_t maker_price; /* maker's limit */
+	int64_t taker_price; /* taker's limit */
+	int64_t maker_open;  /* maker's open quantity after the fill */
+	int64_t taker_open;  /* taker's open quantity after the fill */
 	/* MODIFY */
 	int64_t old_price;
 	int64_t old_qty;
@@ -116,16 +116,16 @@ typedef void (*eng_event_fn)(void *ctx, const struct eng_event *ev);
 
 /* One request.  Inputs only: the core reads no clock. */
 struct eng_req {
-	uint64_t seq;        /* request sequence number (echoed in events) */
-	uint64_t time_ns;    /* request time (stored in records and events) */
-	uint64_t epoch;      /* current reader epoch: the retire tag */
-	uint64_t account;    /* the requester (owner check on cancel/modify) */
-	uint64_t order_id;   /* CANCEL, MODIFY: the target */
-	int64_t price;       /* NEW, MODIFY: limit, > 0 */
-	int64_t qty;         /* NEW: amount > 0; MODIFY: new open qty >= 0 */
-	uint32_t sym;        /* NEW: symbol index */
-	uint8_t side;        /* NEW: enum shm_side */
-	uint8_t tif;         /* NEW: enum shm_tif */
+	uint64_t seq;      /* request sequence number (echoed in events) */
+	uint64_t time_ns;  /* request time (stored in records and events) */
+	uint64_t epoch;    /* current reader epoch: the retire tag */
+	uint64_t account;  /* the requester (owner check on cancel/modify) */
+	uint64_t order_id; /* CANCEL, MODIFY: the target */
+	int64_t price;     /* NEW, MODIFY: limit, > 0 */
+	int64_t qty;       /* NEW: amount > 0; MODIFY: new open qty >= 0 */
+	uint32_t sym;      /* NEW: symbol index */
+	uint8_t side;      /* NEW: enum shm_side */
+	uint8_t tif;       /* NEW: enum shm_tif */
 	uint8_t pad[2];
 };
 
@@ -155,8 +155,8 @@ const struct shm_book_view *eng_core_view(const struct eng_core *b);
  * SHMEX_EBADSYMBOL for an invalid name, SHMEX_ESYMBOLSFULL, -ENOMEM.
  * Allocates the symbol's private price arrays: call it off the hot path.
  */
-int eng_core_symbol_add(struct eng_core *b, const char *name, size_t len,
-			uint32_t *idx) __attribute__((warn_unused_result));
+int eng_core_symbol_add(struct eng_core *b, const char *name, size_t len, uint32_t *idx)
+	__attribute__((warn_unused_result));
 /* SHMEX_ENOSYMBOL when the symbol does not exist. */
 int eng_core_symbol_find(const struct eng_core *b, const char *name, size_t len,
 			 uint32_t *idx) __attribute__((warn_unused_result));
@@ -208,8 +208,7 @@ size_t eng_core_depth(const struct eng_core *b, uint32_t sym, unsigned side,
 		      struct eng_core_level_info *out, size_t max);
 /* The order record of id, or NULL when the id is not (or no longer) in
  * the book. */
-const struct shm_book_order_sh *eng_core_order(const struct eng_core *b,
-					       uint64_t id);
+const struct shm_book_order_sh *eng_core_order(const struct eng_core *b, uint64_t id);
 
 struct eng_core_stats {
 	uint32_t levels_live, levels_retired, levels_free;
@@ -218,6 +217,5 @@ struct eng_core_stats {
 	uint64_t events;
 };
 void eng_core_stats(const struct eng_core *b, struct eng_core_stats *st);
-
 
 #endif

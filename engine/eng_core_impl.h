@@ -87,12 +87,12 @@ struct eng_core {
 
 	uint32_t *ord_free;
 	uint32_t ord_nfree;
-	uint64_t gen_max;        /* shm_order_gen_max of this book */
-	uint64_t slots_retired;  /* slots never reused again (gen_max) */
+	uint64_t gen_max;       /* shm_order_gen_max of this book */
+	uint64_t slots_retired; /* slots never reused again (gen_max) */
 	uint32_t ord_unused;
 	struct eng_ring ord_done;
 
-	uint32_t *fill_free;     /* stack of free fill records */
+	uint32_t *fill_free; /* stack of free fill records */
 	uint32_t fill_nfree;
 	uint32_t fill_unused;
 	/* The first ORDER_FILLS fill indexes of each order slot: recycling an
@@ -126,14 +126,13 @@ static inline uint32_t lvl_tag(uint32_t symi, unsigned side)
 static inline uint32_t lvl_hash_home(const struct eng_core *b, uint32_t tag,
 				     int64_t price)
 {
-	uint64_t x = ((uint64_t)price ^ ((uint64_t)tag << 40)) *
-		     UINT64_C(0x9e3779b97f4a7c15);
+	uint64_t x =
+		((uint64_t)price ^ ((uint64_t)tag << 40)) * UINT64_C(0x9e3779b97f4a7c15);
 	return (uint32_t)(x >> b->lvl_hash_shift);
 }
 
 /* Level index of the LIVE level (tag, price), or SHM_BOOK_NIL. */
-static inline uint32_t lvl_hash_get(const struct eng_core *b, uint32_t tag,
-				    int64_t price)
+static inline uint32_t lvl_hash_get(const struct eng_core *b, uint32_t tag, int64_t price)
 {
 	uint32_t i = lvl_hash_home(b, tag, price);
 	for (;;) {

@@ -67,18 +67,18 @@
 #include "shm/shm_clock.h"
 
 #define NO_SIDX UINT32_MAX
-#define SPIN_STEP_NS 1000u  /* growth step of the adaptive spin budget */
+#define SPIN_STEP_NS 1000u /* growth step of the adaptive spin budget */
 
 /* What the event callback needs to know about the request being applied. */
 struct apply_state {
-	uint64_t target;     /* the request's own order (0 until accepted) */
-	int64_t executed;    /* shares the target traded in this request */
-	int64_t cancelled;   /* shares of the target cancelled */
-	bool prereserved;    /* MODIFY: the larger hold is already reserved */
+	uint64_t target;   /* the request's own order (0 until accepted) */
+	int64_t executed;  /* shares the target traded in this request */
+	int64_t cancelled; /* shares of the target cancelled */
+	bool prereserved;  /* MODIFY: the larger hold is already reserved */
 };
 
 struct eng_matcher {
-	struct shm_settings set;     /* the instance's, validated copy */
+	struct shm_settings set; /* the instance's, validated copy */
 	uint32_t batch, spin_ns, idle_ms, drain_ms, positions; /* from set */
 	bool verbose;
 	char instance[SHM_INSTANCE_MAX + 1];
@@ -100,20 +100,20 @@ struct eng_matcher {
 	struct eng_core *book;
 	struct eng_acct_ctx acct;
 
-	struct shm_doorbell_sh *db;  /* this shard's doorbell */
-	struct shm_ring *req;        /* [ngateways] request rings (consumer) */
-	struct shm_ring *rep;        /* [ngateways] reply rings (producer) */
-	bool *ring_bad;              /* [ngateways] request ring corrupt */
-	bool *rep_bad;               /* [ngateways] reply ring corrupt */
-	struct shm_msg *in;          /* [batch] copies of one ring's batch */
-	struct shm_msg *out;         /* [ngateways * batch] replies */
-	uint32_t *out_off, *out_n;   /* [ngateways] parked replies */
-	uint32_t *sidx_of;           /* book symbol -> positions symbol */
+	struct shm_doorbell_sh *db; /* this shard's doorbell */
+	struct shm_ring *req;       /* [ngateways] request rings (consumer) */
+	struct shm_ring *rep;       /* [ngateways] reply rings (producer) */
+	bool *ring_bad;             /* [ngateways] request ring corrupt */
+	bool *rep_bad;              /* [ngateways] reply ring corrupt */
+	struct shm_msg *in;         /* [batch] copies of one ring's batch */
+	struct shm_msg *out;        /* [ngateways * batch] replies */
+	uint32_t *out_off, *out_n;  /* [ngateways] parked replies */
+	uint32_t *sidx_of;          /* book symbol -> positions symbol */
 
-	uint64_t seq;                /* last request sequence number */
-	uint64_t events;             /* last core event number seen */
-	int stop;                    /* eng_matcher_stop; relaxed */
-	bool retry_bad;              /* this round also retries bad rings */
+	uint64_t seq;    /* last request sequence number */
+	uint64_t events; /* last core event number seen */
+	int stop;        /* eng_matcher_stop; relaxed */
+	bool retry_bad;  /* this round also retries bad rings */
 	struct apply_state applying;
 	struct eng_matcher_stats st;
 };
@@ -147,12 +147,11 @@ static uint32_t sidx_of_sym(const struct eng_matcher *m, uint32_t sym)
 	return sym < m->bcfg.caps.symbols ? m->sidx_of[sym] : NO_SIDX;
 }
 
-static void internal_error(struct eng_matcher *m, const char *what, int rc,
-		     uint64_t id)
+static void internal_error(struct eng_matcher *m, const char *what, int rc, uint64_t id)
 {
 	m->st.internal++;
-	logm(m, "internal error: %s (order %llu): %s", what,
-	     (unsigned long long)id, shmex_strerror(rc));
+	logm(m, "internal error: %s (order %llu): %s", what, (unsigned long long)id,
+	     shmex_strerror(rc));
 }
 
 /* ------------------------------------------------------------------ */
@@ -194,12 +193,13 @@ static void on_event(void *ctx, const struct eng_event *ev)
 				     : eng_acct_unhold(&m->acct, ev->account, sidx,
 						       ev->side, ev->qty, ev->price);
 		if (rc)
-			internal_error(m, "giving back a cancelled hold", rc, ev->order_id);
+			internal_error(m, "giving back a cancelled hold", rc,
+				       ev->order_id);
 		break;
 	case ENG_EV_MODIFY: {
 		struct eng_acct_hold d;
-		rc = eng_acct_modify_delta(ev->side, ev->old_qty, ev->old_price,
-					   ev->qty, ev->price, &d);
+		rc = eng_acct_modify_delta(ev->side, ev->old_qty, ev->old_price, ev->qty,
+					   ev->price, &d);
 		if (rc) {
 			internal_error(m, "modify delta", rc, ev->order_id);
 			break;
@@ -208,16 +208,16 @@ static void on_event(void *ctx, const struct eng_event *ev)
 			/* Reserved by apply_modify before the core ran. */
 			if (!m->applying.prereserved)
 				internal_error(m, "modify grew without a reservation",
-					 SHMEX_EINTERNAL, ev->order_id);
+					       SHMEX_EINTERNAL, ev->order_id);
 			break;
 		}
 		rc = sidx == NO_SIDX ? SHMEX_EINTERNAL
 				     : eng_acct_modify(&m->acct, ev->account, sidx,
 						       ev->side, ev->old_qty,
-						       ev->old_price, ev->qty,
-						       ev->price);
+						       ev->old_price, ev->qty, ev->price);
 		if (rc)
-			internal_error(m, "giving back a modify's hold", rc, ev->order_id);
+			internal_error(m, "giving back a modify's hold", rc,
+				       ev->order_id);
 		break;
 	}
 	default: /* ENG_EV_REJECT: nothing changed; the caller answers. */
@@ -228,8 +228,8 @@ static void on_event(void *ctx, const struct eng_event *ev)
 /* ------------------------------------------------------------------ */
 /* Requests                                                            */
 
-static void req_init(struct eng_matcher *m, struct eng_req *q,
-		     const struct shm_msg *req, const struct shm_msg *rep)
+static void req_init(struct eng_matcher *m, struct eng_req *q, const struct shm_msg *req,
+		     const struct shm_msg *rep)
 {
 	memset(q, 0, sizeof(*q));
 	q->seq = m->seq;
@@ -270,8 +270,7 @@ static int apply_add_shares(struct eng_matcher *m, const struct shm_msg *req,
 		return rc == -ENOMEM ? SHMEX_EINTERNAL : rc;
 	if (bsym >= m->bcfg.caps.symbols)
 		return SHMEX_EINTERNAL;
-	rc = eng_acct_add_shares(&m->acct, req->account, req->u.symbol, req->qty,
-				 &sidx);
+	rc = eng_acct_add_shares(&m->acct, req->account, req->u.symbol, req->qty, &sidx);
 	if (rc)
 		return rc;
 	m->sidx_of[bsym] = sidx;
@@ -369,9 +368,8 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 		if (d.cash > 0 || d.shares > 0) {
 			if (sidx == NO_SIDX)
 				return SHMEX_EINTERNAL;
-			rc = eng_acct_modify(&m->acct, req->account, sidx, side,
-					     old_open, old_price, req->qty,
-					     req->price);
+			rc = eng_acct_modify(&m->acct, req->account, sidx, side, old_open,
+					     old_price, req->qty, req->price);
 			if (rc)
 				return rc;
 			m->applying.prereserved = true;
@@ -385,7 +383,7 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 						 old_price);
 			if (r2)
 				internal_error(m, "giving back a rejected modify's hold",
-					 r2, req->order_id);
+					       r2, req->order_id);
 		}
 		return rc;
 	}
@@ -502,9 +500,10 @@ static unsigned round_once(struct eng_matcher *m)
 		int rc = shm_ring_dequeue_batch(&m->req[g], m->in, m->batch, &got);
 		if (rc) {
 			if (!m->ring_bad[g])
-				logm(m, "request ring of gateway %u: %s; ignoring it "
-					"until it is consistent again", g,
-				     shmex_strerror(rc));
+				logm(m,
+				     "request ring of gateway %u: %s; ignoring it "
+				     "until it is consistent again",
+				     g, shmex_strerror(rc));
 			m->ring_bad[g] = true;
 			m->st.ring_errors++;
 			continue;
@@ -572,7 +571,8 @@ static void reclaim(struct eng_matcher *m, bool advance)
  * giving up on parked replies after drain_ms. */
 static void drain(struct eng_matcher *m)
 {
-	uint64_t deadline = shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)m->drain_ms * 1000000u;
+	uint64_t deadline =
+		shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)m->drain_ms * 1000000u;
 	for (;;) {
 		unsigned n = round_once(m);
 		if (n) {
@@ -591,8 +591,9 @@ static void drain(struct eng_matcher *m)
 			}
 			m->st.replies_dropped += dropped;
 			if (dropped)
-				logm(m, "stop: %llu replies could not be delivered "
-					"(their gateways do not read) and were dropped",
+				logm(m,
+				     "stop: %llu replies could not be delivered "
+				     "(their gateways do not read) and were dropped",
 				     (unsigned long long)dropped);
 			break;
 		}
@@ -609,8 +610,8 @@ static void drain(struct eng_matcher *m)
  * and a shard that sees sporadic requests goes to sleep almost at once
  * instead of burning spin_ns after each one.
  */
-static uint32_t spin_adapt(const struct eng_matcher *m, uint32_t cur,
-			   uint64_t waited_ns, int rc)
+static uint32_t spin_adapt(const struct eng_matcher *m, uint32_t cur, uint64_t waited_ns,
+			   int rc)
 {
 	uint32_t max = m->spin_ns;
 	if (rc == 0 && waited_ns <= 4 * (uint64_t)max) {
@@ -693,10 +694,10 @@ static int read_config(struct eng_matcher *m, struct shmex_error *err)
 	m->set = obs.settings;
 	shm_instance_detach(&obs);
 	if (m->shard >= m->nshards)
-		return shmex_error_set(err, SHMEX_EBADINDEX,
-				       "shard %u is out of range: instance %s has %u shard%s",
-				       m->shard, m->instance, m->nshards,
-				       m->nshards == 1 ? "" : "s");
+		return shmex_error_set(
+			err, SHMEX_EBADINDEX,
+			"shard %u is out of range: instance %s has %u shard%s", m->shard,
+			m->instance, m->nshards, m->nshards == 1 ? "" : "s");
 	/* In range: shm_settings_load validated every row. */
 	const struct shm_settings *st = &m->set;
 	m->bcfg.caps.orders = (uint32_t)st->orders;
@@ -714,7 +715,8 @@ static int read_config(struct eng_matcher *m, struct shmex_error *err)
 	m->bcfg.nshards = m->nshards;
 	m->bcfg.stp_mode = (uint32_t)st->stp;
 	if (eng_core_bytes(&m->bcfg) == 0)
-		return shmex_error_set(err, -EINVAL, "invalid book capacities: orders "
+		return shmex_error_set(err, -EINVAL,
+				       "invalid book capacities: orders "
 				       "%u, levels %u, fills %u, symbols %u",
 				       m->bcfg.caps.orders, m->bcfg.caps.levels,
 				       m->bcfg.caps.fills, m->bcfg.caps.symbols);
@@ -723,7 +725,9 @@ static int read_config(struct eng_matcher *m, struct shmex_error *err)
 
 /* The shard's own regions, in the order they are published. */
 static const enum shm_region_kind shard_kinds[3] = {
-	SHM_KIND_POSITIONS, SHM_KIND_READERS, SHM_KIND_BOOK,
+	SHM_KIND_POSITIONS,
+	SHM_KIND_READERS,
+	SHM_KIND_BOOK,
 };
 
 /* Step 2. */
@@ -739,9 +743,11 @@ static int remove_stale(struct eng_matcher *m, struct shmex_error *err)
 			int pid = 0;
 			if (shm_region_inspect(m->instance, name, &info) == 0)
 				pid = info.creator_pid;
-			return shmex_error_set(err, rc, "/shmex.%s.%s is in use by live "
-					       "process %d (another matcher of shard %u?)",
-					       m->instance, name, pid, m->shard);
+			return shmex_error_set(
+				err, rc,
+				"/shmex.%s.%s is in use by live "
+				"process %d (another matcher of shard %u?)",
+				m->instance, name, pid, m->shard);
 		}
 		if (rc)
 			return shmex_error_set(err, rc, "removing stale /shmex.%s.%s: %s",
@@ -762,8 +768,8 @@ static int alloc_private(struct eng_matcher *m)
 	m->out_off = calloc(g, sizeof(uint32_t));
 	m->out_n = calloc(g, sizeof(uint32_t));
 	m->sidx_of = malloc((size_t)m->bcfg.caps.symbols * sizeof(uint32_t));
-	if (!m->req || !m->rep || !m->ring_bad || !m->rep_bad || !m->in ||
-	    !m->out || !m->out_off || !m->out_n || !m->sidx_of)
+	if (!m->req || !m->rep || !m->ring_bad || !m->rep_bad || !m->in || !m->out ||
+	    !m->out_off || !m->out_n || !m->sidx_of)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < m->bcfg.caps.symbols; i++)
 		m->sidx_of[i] = NO_SIDX;
@@ -813,8 +819,7 @@ static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 	m->positions_ok = true;
 	m->acct.positions = &m->positions_reg;
 
-	rc = shm_rcu_create(&m->readers, m->instance, m->shard, m->nreaders,
-			    0660);
+	rc = shm_rcu_create(&m->readers, m->instance, m->shard, m->nreaders, 0660);
 	if (rc) {
 		if (err)
 			*err = m->readers.region.err;
@@ -822,8 +827,8 @@ static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 	}
 	m->readers_ok = true;
 
-	rc = shm_book_region_create(&m->book_region, m->instance, &m->bcfg.caps,
-				    m->shard, m->nshards, 0);
+	rc = shm_book_region_create(&m->book_region, m->instance, &m->bcfg.caps, m->shard,
+				    m->nshards, 0);
 	if (rc) {
 		if (err)
 			*err = m->book_region.err;
@@ -857,9 +862,10 @@ static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 		if (!rc)
 			rc = shm_instance_reply_ring(&m->inst, m->shard, g, &m->rep[g]);
 		if (rc)
-			return shmex_error_set(err, rc, "rings of gateway %u in "
-					       "/shmex.%s.rings: %s", g, m->instance,
-					       shmex_strerror(rc));
+			return shmex_error_set(err, rc,
+					       "rings of gateway %u in "
+					       "/shmex.%s.rings: %s",
+					       g, m->instance, shmex_strerror(rc));
 	}
 	/* MT1: release store of the book region's state [R0], the last
 	 * step of startup and the readiness signal: the supervisor's attach
@@ -888,17 +894,20 @@ static void detach_all(struct eng_matcher *m)
 		shm_accounts_detach(&m->accounts);
 }
 
-int eng_matcher_open(struct eng_matcher **out, const char *instance,
-		     uint32_t shard, struct shmex_error *err)
+int eng_matcher_open(struct eng_matcher **out, const char *instance, uint32_t shard,
+		     struct shmex_error *err)
 {
 	*out = NULL;
 	shmex_error_clear(err);
 	if (!shm_instance_name_valid(instance))
-		return shmex_error_set(err, SHMEX_EBADNAME, "invalid instance name \"%s\"",
+		return shmex_error_set(err, SHMEX_EBADNAME,
+				       "invalid instance name \"%s\"",
 				       instance ? instance : "");
 	if (shard >= SHM_INSTANCE_SHARDS_MAX)
-		return shmex_error_set(err, SHMEX_EBADINDEX, "shard %u is out of range "
-				       "(0..%u)", shard, SHM_INSTANCE_SHARDS_MAX - 1);
+		return shmex_error_set(err, SHMEX_EBADINDEX,
+				       "shard %u is out of range "
+				       "(0..%u)",
+				       shard, SHM_INSTANCE_SHARDS_MAX - 1);
 	struct eng_matcher *m = calloc(1, sizeof(*m));
 	if (!m)
 		return shmex_error_set(err, -ENOMEM, "out of memory");
@@ -922,16 +931,15 @@ int eng_matcher_open(struct eng_matcher **out, const char *instance,
 	*out = m;
 	return 0;
 
-out_unlink:
-	{
-		bool made[3] = {m->positions_ok, m->readers_ok, m->book_ok};
-		detach_all(m);
-		for (int i = 0; i < 3; i++) {
-			char name[SHM_REGION_NAME_MAX];
-			if (made[i] && shm_region_name(name, shard_kinds[i], m->shard) == 0)
-				(void)shm_region_unlink(m->instance, name);
-		}
+out_unlink : {
+	bool made[3] = {m->positions_ok, m->readers_ok, m->book_ok};
+	detach_all(m);
+	for (int i = 0; i < 3; i++) {
+		char name[SHM_REGION_NAME_MAX];
+		if (made[i] && shm_region_name(name, shard_kinds[i], m->shard) == 0)
+			(void)shm_region_unlink(m->instance, name);
 	}
+}
 out_private:
 	free_private(m);
 out_free:

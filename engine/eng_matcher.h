@@ -50,11 +50,11 @@
 struct eng_matcher;
 
 struct eng_matcher_stats {
-	uint64_t requests;        /* messages taken from request rings */
-	uint64_t rejects;         /* answered with a non-zero status */
-	uint64_t invalid;         /* of those: failed shm_msg validation */
+	uint64_t requests; /* messages taken from request rings */
+	uint64_t rejects;  /* answered with a non-zero status */
+	uint64_t invalid;  /* of those: failed shm_msg validation */
 	uint64_t orders, cancels, modifies, accounts, add_shares; /* applied */
-	uint64_t fills;           /* trades settled */
+	uint64_t fills;                                           /* trades settled */
 	uint64_t rounds;          /* loop rounds that took messages */
 	uint64_t sleeps;          /* doorbell waits that went to sleep */
 	uint64_t replies_parked;  /* replies that found their ring full */
@@ -75,9 +75,8 @@ struct eng_matcher_stats {
  * range), SHMEX_EINUSE (another live matcher owns the shard), region and
  * capacity errors.
  */
-int eng_matcher_open(struct eng_matcher **out, const char *instance,
-		     uint32_t shard, struct shmex_error *err)
-	__attribute__((warn_unused_result));
+int eng_matcher_open(struct eng_matcher **out, const char *instance, uint32_t shard,
+		     struct shmex_error *err) __attribute__((warn_unused_result));
 
 /* The settings this matcher runs with (a validated copy). */
 const struct shm_settings *eng_matcher_settings(const struct eng_matcher *m);

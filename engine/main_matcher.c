@@ -44,21 +44,29 @@ int main(int argc, char **argv)
 	const char *instance = NULL;
 	uint64_t shard = 0;
 	const struct shm_opt opts[] = {
-		{.name = "instance", .type = SHM_OPT_STR, .arg = "NAME", .dst = &instance,
+		{.name = "instance",
+		 .type = SHM_OPT_STR,
+		 .arg = "NAME",
+		 .dst = &instance,
 		 .required = true,
 		 .help = "instance whose control, rings and accounts regions exist"},
-		{.name = "shard", .type = SHM_OPT_NUM, .arg = "K", .dst = &shard,
-		 .max = SHM_INSTANCE_SHARDS_MAX - 1, .required = true,
+		{.name = "shard",
+		 .type = SHM_OPT_NUM,
+		 .arg = "K",
+		 .dst = &shard,
+		 .max = SHM_INSTANCE_SHARDS_MAX - 1,
+		 .required = true,
 		 .help = "this matcher's shard"},
 	};
 	const struct shm_opt_prog prog = {
 		.name = "shmex-matcher",
 		.synopsis = "--instance NAME --shard K",
-		.about = "Runs the matcher of shard K of a running shmex instance: creates the\n"
-			 "shard's book, positions and reader-table regions, then matches the\n"
-			 "orders the gateways put on its rings until SIGTERM.  Everything else\n"
-			 "(capacities, self-trade mode, loop tuning, logging) comes from the\n"
-			 "instance's settings, which its creator recorded (shmex --help).",
+		.about =
+			"Runs the matcher of shard K of a running shmex instance: creates the\n"
+			"shard's book, positions and reader-table regions, then matches the\n"
+			"orders the gateways put on its rings until SIGTERM.  Everything else\n"
+			"(capacities, self-trade mode, loop tuning, logging) comes from the\n"
+			"instance's settings, which its creator recorded (shmex --help).",
 		.opts = opts,
 		.nopts = sizeof(opts) / sizeof(opts[0]),
 	};
@@ -99,11 +107,13 @@ int main(int argc, char **argv)
 	struct eng_matcher_stats st;
 	eng_matcher_get_stats(m, &st);
 	if (!quiet)
-		fprintf(stderr, "shmex-matcher[%u]: stopped: %" PRIu64 " requests, %" PRIu64
+		fprintf(stderr,
+			"shmex-matcher[%u]: stopped: %" PRIu64 " requests, %" PRIu64
 			" rejected, %" PRIu64 " orders, %" PRIu64 " fills, %" PRIu64
-			" sleeps, %" PRIu64 " replies dropped, %" PRIu64 " internal errors\n",
-			(unsigned)shard, st.requests, st.rejects, st.orders, st.fills, st.sleeps,
-			st.replies_dropped, st.internal);
+			" sleeps, %" PRIu64 " replies dropped, %" PRIu64
+			" internal errors\n",
+			(unsigned)shard, st.requests, st.rejects, st.orders, st.fills,
+			st.sleeps, st.replies_dropped, st.internal);
 	sigprocmask(SIG_BLOCK, &block, NULL);
 	the_matcher = NULL;
 	eng_matcher_close(m);

@@ -70,7 +70,7 @@
 
 #define RX_BATCH 64
 #define SEND_BATCH 64
-#define RX_ROUNDS 8         /* dequeues per shard per loop turn */
+#define RX_ROUNDS 8 /* dequeues per shard per loop turn */
 #define Q_NIL UINT32_MAX
 
 /* What a parked job waits for: room in its shard's ring (W_SEND), the
@@ -89,20 +89,20 @@ struct status {
 
 struct job {
 	bool active;
-	bool acct_ok;        /* transactions: the account exists */
-	bool busy_fail;      /* a ring item was answered busy: later ones too */
-	bool cancel_done;    /* the current CANCEL succeeded; its <canceled>
+	bool acct_ok;       /* transactions: the account exists */
+	bool busy_fail;     /* a ring item was answered busy: later ones too */
+	bool cancel_done;   /* the current CANCEL succeeded; its <canceled>
 			      * waits for a status read of the order */
-	int64_t cancel_qty;  /* that cancel's reply: shares and time */
+	int64_t cancel_qty; /* that cancel's reply: shares and time */
 	uint64_t cancel_time_ns;
-	uint64_t retry_since;/* first busy read of the current item, 0: none */
-	uint8_t wait;        /* enum job_wait */
+	uint64_t retry_since; /* first busy read of the current item, 0: none */
+	uint8_t wait;         /* enum job_wait */
 	struct gw_conn_ref conn;
-	uint32_t next;       /* next item to execute */
-	uint32_t shard;      /* shard of the outstanding message */
-	uint32_t qnext;      /* send-queue link */
-	uint64_t since_ns;   /* entered the send queue at */
-	struct shm_msg msg;  /* the outstanding message */
+	uint32_t next;      /* next item to execute */
+	uint32_t shard;     /* shard of the outstanding message */
+	uint32_t qnext;     /* send-queue link */
+	uint64_t since_ns;  /* entered the send queue at */
+	struct shm_msg msg; /* the outstanding message */
 	struct gw_xml_req req;
 	struct gw_reply reply;
 };
@@ -112,8 +112,8 @@ struct sendq {
 };
 
 struct gw_exec {
-	uint32_t gateway;             /* this gateway's index */
-	uint32_t max_conns;           /* from the settings */
+	uint32_t gateway;   /* this gateway's index */
+	uint32_t max_conns; /* from the settings */
 	uint32_t busy_ms;
 	char instance[SHM_INSTANCE_MAX + 1];
 	struct gw_server *srv;
@@ -122,22 +122,22 @@ struct gw_exec {
 	struct shm_instance inst;
 	bool inst_ok;
 	uint32_t nshards;
-	struct shm_ring *req_ring;    /* [nshards]: this gateway -> shard */
-	struct shm_ring *rep_ring;    /* [nshards]: shard -> this gateway */
-	struct shm_doorbell_sh *db;   /* this gateway's doorbell */
+	struct shm_ring *req_ring;  /* [nshards]: this gateway -> shard */
+	struct shm_ring *rep_ring;  /* [nshards]: shard -> this gateway */
+	struct shm_doorbell_sh *db; /* this gateway's doorbell */
 	struct shm_accounts accts;
 	bool accts_ok;
-	struct shm_snap *rd;          /* [nshards]: book readers */
-	uint8_t *rd_ok;               /* [nshards] */
-	struct job *jobs;             /* [max_conns] */
-	struct sendq *q;              /* [nshards] */
-	struct sendq retryq;          /* jobs in W_RETRY */
-	uint8_t *ring_bad;            /* [nshards]: corruption logged (bit 0
+	struct shm_snap *rd; /* [nshards]: book readers */
+	uint8_t *rd_ok;      /* [nshards] */
+	struct job *jobs;    /* [max_conns] */
+	struct sendq *q;     /* [nshards] */
+	struct sendq retryq; /* jobs in W_RETRY */
+	uint8_t *ring_bad;   /* [nshards]: corruption logged (bit 0
 				       * request ring, bit 1 reply ring) */
 	uint32_t nactive;
-	uint32_t nwaiting;            /* jobs in W_REPLY */
+	uint32_t nwaiting; /* jobs in W_REPLY */
 	uint64_t next_id;
-	struct shm_snap_fill *fills;  /* scratch for status reads */
+	struct shm_snap_fill *fills; /* scratch for status reads */
 	size_t fills_cap;
 	int efd;
 	pthread_t helper;
@@ -152,8 +152,8 @@ struct gw_exec {
 	 * stop: W: loop, release [GW2-3]; R: helper, acquire [GW2-4]. */
 	uint32_t armed;
 	uint32_t stop;
-	uint64_t spin_ns;             /* loop's poll-and-yield budget */
-	uint64_t spin_until;          /* ns; polling goes on until then */
+	uint64_t spin_ns;    /* loop's poll-and-yield budget */
+	uint64_t spin_until; /* ns; polling goes on until then */
 	struct gw_exec_stats st;
 	struct shm_msg rx[RX_BATCH];
 	struct shm_msg tx[SEND_BATCH];
@@ -190,8 +190,7 @@ static void *helper_main(void *arg)
 	struct gw_exec *r = arg;
 	for (;;) {
 		/* GW2-2: acquire; pairs with the loop's GW2-1. */
-		while (!load_acquire(&r->armed) &&
-		       !load_acquire(&r->stop) /* GW2-4 */) {
+		while (!load_acquire(&r->armed) && !load_acquire(&r->stop) /* GW2-4 */) {
 			struct timespec ts = {1, 0};
 			futex_private(&r->armed, FUTEX_WAIT, 0, &ts);
 		}
@@ -234,8 +233,7 @@ static void helper_arm(struct gw_exec *r)
  * SHMEX_ENOORDER, SHMEX_EBUSY (the snapshot kept changing), or
  * SHMEX_EBADINDEX / -ENOMEM.
  */
-static int read_status(struct gw_exec *r, uint32_t s, uint64_t id,
-		       struct status *out)
+static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status *out)
 {
 	struct shm_snap_order o;
 	size_t got = 0;
@@ -334,8 +332,8 @@ static void job_finish(struct gw_exec *r, uint32_t slot)
 	(void)gw_server_reply(r->srv, j->conn, out, len);
 }
 
-static void reply_status(struct gw_exec *r, struct gw_reply *rep,
-			 const struct status *st, bool with_open)
+static void reply_status(struct gw_exec *r, struct gw_reply *rep, const struct status *st,
+			 bool with_open)
 {
 	if (with_open && st->open > 0)
 		gw_reply_open(rep, st->open);
@@ -472,8 +470,8 @@ static void job_run(struct gw_exec *r, uint32_t slot)
 		}
 		bool tx = j->req.root == GW_ROOT_TRANSACTIONS;
 		if (tx && !j->acct_ok) {
-			gw_reply_item_error(&j->reply, &j->req, it,
-					    SHMEX_ENOACCOUNT, NULL);
+			gw_reply_item_error(&j->reply, &j->req, it, SHMEX_ENOACCOUNT,
+					    NULL);
 			goto next;
 		}
 		switch (it->kind) {
@@ -487,18 +485,18 @@ static void job_run(struct gw_exec *r, uint32_t slot)
 		case GW_ITEM_CANCEL:
 			if (j->busy_fail) {
 				r->st.busy++;
-				gw_reply_item_error(&j->reply, &j->req, it,
-						    SHMEX_EBUSY, NULL);
+				gw_reply_item_error(&j->reply, &j->req, it, SHMEX_EBUSY,
+						    NULL);
 				goto next;
 			}
 			job_send(r, slot, item_msg(r, &j->req, it, &j->msg));
 			return;
 		default:
-			gw_reply_item_error(&j->reply, &j->req, it,
-					    SHMEX_EUNKNOWNELEM, NULL);
+			gw_reply_item_error(&j->reply, &j->req, it, SHMEX_EUNKNOWNELEM,
+					    NULL);
 			goto next;
 		}
-next:
+	next:
 		r->st.items++;
 		j->retry_since = 0;
 		j->next++;
@@ -532,8 +530,8 @@ static void job_reply(struct gw_exec *r, uint32_t slot, const struct shm_msg *m,
 			gw_reply_item_opened(&j->reply, &j->req, it, m->order_id);
 			break;
 		default:
-			gw_reply_item_error(&j->reply, &j->req, it,
-					    SHMEX_EINTERNAL, NULL);
+			gw_reply_item_error(&j->reply, &j->req, it, SHMEX_EINTERNAL,
+					    NULL);
 			break;
 		}
 	}
@@ -650,16 +648,17 @@ static unsigned drain_replies(struct gw_exec *r)
 	for (uint32_t s = 0; s < r->nshards; s++) {
 		for (int round = 0; round < RX_ROUNDS; round++) {
 			unsigned got = 0;
-			int rc = shm_ring_dequeue_batch(&r->rep_ring[s], r->rx,
-							RX_BATCH, &got);
+			int rc = shm_ring_dequeue_batch(&r->rep_ring[s], r->rx, RX_BATCH,
+							&got);
 			if (rc) {
 				/* Nothing is consumed from a corrupt ring; its
 				 * requests end up answered "busy" or drained
 				 * on stop.  Logged once. */
 				if (!(r->ring_bad[s] & 2))
-					fprintf(stderr, "shmex-gateway %u: reply ring "
-						"of shard %u: %s\n", r->gateway, s,
-						shmex_strerror(rc));
+					fprintf(stderr,
+						"shmex-gateway %u: reply ring "
+						"of shard %u: %s\n",
+						r->gateway, s, shmex_strerror(rc));
 				r->ring_bad[s] |= 2;
 				break;
 			}
@@ -695,9 +694,10 @@ static bool flush_sends(struct gw_exec *r)
 				/* Treated as full: the items wait, then get
 				 * "busy".  Logged once. */
 				if (!(r->ring_bad[s] & 1))
-					fprintf(stderr, "shmex-gateway %u: request ring "
-						"of shard %u: %s\n", r->gateway, s,
-						shmex_strerror(rc));
+					fprintf(stderr,
+						"shmex-gateway %u: request ring "
+						"of shard %u: %s\n",
+						r->gateway, s, shmex_strerror(rc));
 				r->ring_bad[s] |= 1;
 				done = 0;
 			}
@@ -823,9 +823,10 @@ static int open_shard(struct gw_exec *r, uint32_t s, struct shmex_error *err)
 	}
 	r->rd_ok[s] = 1;
 	if (r->rd[s].view.nshards != r->nshards)
-		return shmex_error_set(err, SHMEX_EBADLAYOUT, "book of shard %u: made "
-				       "for %u shards, not %u", s,
-				       r->rd[s].view.nshards, r->nshards);
+		return shmex_error_set(err, SHMEX_EBADLAYOUT,
+				       "book of shard %u: made "
+				       "for %u shards, not %u",
+				       s, r->rd[s].view.nshards, r->nshards);
 	return 0;
 }
 
@@ -835,8 +836,10 @@ int gw_exec_open(struct gw_exec **out, const char *instance, uint32_t gateway,
 	*out = NULL;
 	shmex_error_clear(err);
 	if (!shm_instance_name_valid(instance))
-		return shmex_error_set(err, SHMEX_EBADNAME, "invalid instance name "
-				       "\"%s\"", instance ? instance : "");
+		return shmex_error_set(err, SHMEX_EBADNAME,
+				       "invalid instance name "
+				       "\"%s\"",
+				       instance ? instance : "");
 	struct gw_exec *r = calloc(1, sizeof(*r));
 	if (!r)
 		return shmex_error_set(err, -ENOMEM, "out of memory");
@@ -848,8 +851,8 @@ int gw_exec_open(struct gw_exec **out, const char *instance, uint32_t gateway,
 	if (rc) {
 		if (err)
 			*err = r->inst.err;
-		shmex_error_wrap(err, rc, "attach instance %s as gateway %u",
-				 r->instance, gateway);
+		shmex_error_wrap(err, rc, "attach instance %s as gateway %u", r->instance,
+				 gateway);
 		goto out_close;
 	}
 	r->inst_ok = true;
@@ -882,8 +885,8 @@ int gw_exec_open(struct gw_exec **out, const char *instance, uint32_t gateway,
 	r->q = calloc(n, sizeof(*r->q));
 	r->ring_bad = calloc(n, 1);
 	r->jobs = calloc(r->max_conns, sizeof(*r->jobs));
-	if (!r->req_ring || !r->rep_ring || !r->rd || !r->rd_ok || !r->q ||
-	    !r->jobs || !r->db || !r->ring_bad) {
+	if (!r->req_ring || !r->rep_ring || !r->rd || !r->rd_ok || !r->q || !r->jobs ||
+	    !r->db || !r->ring_bad) {
 		rc = shmex_error_set(err, -ENOMEM, "out of memory");
 		goto out_close;
 	}

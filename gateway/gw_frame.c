@@ -111,8 +111,7 @@ static void frame_release_big(struct gw_frame *f)
 
 /* Consumes length-line bytes; returns 1 when the line is complete (state
  * becomes BODY), 0 when input ran out, or an error. */
-static int frame_line(struct gw_frame *f, const char *data, size_t len,
-		      size_t *pos)
+static int frame_line(struct gw_frame *f, const char *data, size_t len, size_t *pos)
 {
 	while (*pos < len) {
 		char c = data[*pos];
@@ -157,8 +156,8 @@ static int frame_line(struct gw_frame *f, const char *data, size_t len,
 	return 0;
 }
 
-int gw_frame_feed(struct gw_frame *f, const char *data, size_t len,
-		  size_t *used, const char **req, size_t *req_len)
+int gw_frame_feed(struct gw_frame *f, const char *data, size_t len, size_t *used,
+		  const char **req, size_t *req_len)
 {
 	size_t pos = 0;
 	int rc;

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_FRAME_MAX_DEFAULT ((size_t)SHM_DEFAULT_MAX_REQUEST)  /* 1 MiB */
+#define GW_FRAME_MAX_DEFAULT ((size_t)SHM_DEFAULT_MAX_REQUEST) /* 1 MiB */
 #define GW_FRAME_MAX_LIMIT ((size_t)SHM_SETTINGS_REQUEST_MAX)  /* largest max_len */
 #define GW_FRAME_MAX_DIGITS 10 /* digits in a length line, leading 0s too */
 /* A body buffer above this size is released once its request is consumed,
@@ -30,29 +30,28 @@
 
 enum gw_frame_state {
 	GW_FRAME_LINE = 0, /* between requests, or inside a length line */
-	GW_FRAME_BODY,	   /* length known, collecting the body */
+	GW_FRAME_BODY,     /* length known, collecting the body */
 	GW_FRAME_FAILED,   /* a framing error: the connection must close */
 };
 
 struct gw_frame {
-	size_t max_len;	   /* largest accepted body */
-	uint8_t state;	   /* enum gw_frame_state */
+	size_t max_len;    /* largest accepted body */
+	uint8_t state;     /* enum gw_frame_state */
 	bool line_started; /* a digit of the current length line was seen */
-	bool line_done;	   /* digits over: only blanks, '\r', '\n' may follow */
-	bool line_cr;	   /* a '\r' ended the digits: only '\n' may follow */
+	bool line_done;    /* digits over: only blanks, '\r', '\n' may follow */
+	bool line_cr;      /* a '\r' ended the digits: only '\n' may follow */
 	uint8_t ndigits;   /* digits seen in the current length line */
-	int err;	   /* sticky error once FAILED */
-	size_t want;	   /* declared body length */
-	size_t have;	   /* body bytes stored in buf */
-	char *buf;	   /* body buffer for split bodies (lazy) */
-	size_t cap;	   /* allocated size of buf */
+	int err;           /* sticky error once FAILED */
+	size_t want;       /* declared body length */
+	size_t have;       /* body bytes stored in buf */
+	char *buf;         /* body buffer for split bodies (lazy) */
+	size_t cap;        /* allocated size of buf */
 	uint64_t requests; /* complete requests returned so far */
 };
 
 /* Prepares a frame; max_len 0 means GW_FRAME_MAX_DEFAULT.  Returns -EINVAL
  * when max_len is above GW_FRAME_MAX_LIMIT.  Allocates nothing. */
-int gw_frame_init(struct gw_frame *f, size_t max_len)
-    __attribute__((warn_unused_result));
+int gw_frame_init(struct gw_frame *f, size_t max_len) __attribute__((warn_unused_result));
 /* Releases the body buffer; the frame may be initialised again. */
 void gw_frame_free(struct gw_frame *f);
 
@@ -76,9 +75,8 @@ void gw_frame_free(struct gw_frame *f);
  * the digits, blanks and an optional '\r' may precede the '\n'.  A length of
  * 0 yields an empty request (which the XML layer rejects).
  */
-int gw_frame_feed(struct gw_frame *f, const char *data, size_t len,
-		  size_t *used, const char **req, size_t *req_len)
-    __attribute__((warn_unused_result));
+int gw_frame_feed(struct gw_frame *f, const char *data, size_t len, size_t *used,
+		  const char **req, size_t *req_len) __attribute__((warn_unused_result));
 
 /* True while a request has started (a digit of its length line arrived) and
  * is not complete: the caller arms its slow-client deadline on this. */

@@ -10,15 +10,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int gw_listen_open(const char *bind_addr, int port, bool reuseport,
-		     int backlog, int *fd, int *bound_port)
+int gw_listen_open(const char *bind_addr, int port, bool reuseport, int backlog, int *fd,
+		   int *bound_port)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 				 .sin_port = htons((uint16_t)port)};
 	if (!bind_addr || !strcmp(bind_addr, "localhost"))
 		bind_addr = "127.0.0.1";
-	if (port < 0 || port > 65535 ||
-	    inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1)
+	if (port < 0 || port > 65535 || inet_pton(AF_INET, bind_addr, &sa.sin_addr) != 1)
 		return -EINVAL;
 	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0)

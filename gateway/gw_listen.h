@@ -22,8 +22,7 @@
  * (close-on-exec, blocking), *bound_port the port it got.  Returns 0 or
  * -errno (-EINVAL for an unparsable address).
  */
-int gw_listen_open(const char *bind_addr, int port, bool reuseport,
-		     int backlog, int *fd, int *bound_port)
-	__attribute__((warn_unused_result));
+int gw_listen_open(const char *bind_addr, int port, bool reuseport, int backlog, int *fd,
+		   int *bound_port) __attribute__((warn_unused_result));
 
 #endif

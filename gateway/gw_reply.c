@@ -129,8 +129,7 @@ static void put_attr(struct gw_reply *r, const char *name, struct gw_str v)
 	put(r, "\"", 1);
 }
 
-static void put_attr_dec(struct gw_reply *r, const char *name, int64_t v,
-			 int digits)
+static void put_attr_dec(struct gw_reply *r, const char *name, int64_t v, int digits)
 {
 	char num[32];
 	int n = shm_dec_format(num, sizeof(num), v, digits);
@@ -276,15 +275,14 @@ static void reply_error(struct gw_reply *r, const char *const *names,
 }
 
 void gw_reply_error(struct gw_reply *r, const char *const *names,
-		    const struct gw_str *values, size_t n, int err,
-		    const char *detail)
+		    const struct gw_str *values, size_t n, int err, const char *detail)
 {
 	struct gw_str none = {NULL, 0};
 	reply_error(r, names, values, n, err, detail, none);
 }
 
-void gw_reply_error_doc(struct gw_reply *r, int err, const char *detail,
-			const char **out, size_t *len)
+void gw_reply_error_doc(struct gw_reply *r, int err, const char *detail, const char **out,
+			size_t *len)
 {
 	gw_reply_begin(r);
 	gw_reply_error(r, NULL, NULL, 0, err, detail);
@@ -292,11 +290,11 @@ void gw_reply_error_doc(struct gw_reply *r, int err, const char *detail,
 		return;
 	/* Even the short document failed (out of memory): a constant one. */
 	static const char plain[] =
-	    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-	    "<results>\n  <error>Internal error</error>\n</results>\n";
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		"<results>\n  <error>Internal error</error>\n</results>\n";
 	static const char framed[] =
-	    "92\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-	    "<results>\n  <error>Internal error</error>\n</results>\n";
+		"92\n<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+		"<results>\n  <error>Internal error</error>\n</results>\n";
 	_Static_assert(sizeof(plain) - 1 == 92, "framed fallback length");
 	*out = r->framed ? framed : plain;
 	*len = r->framed ? sizeof(framed) - 1 : sizeof(plain) - 1;
@@ -309,8 +307,7 @@ void gw_reply_created(struct gw_reply *r, struct gw_str id)
 	puts_(r, "/>\n");
 }
 
-void gw_reply_created_sym(struct gw_reply *r, struct gw_str sym,
-			  struct gw_str id)
+void gw_reply_created_sym(struct gw_reply *r, struct gw_str sym, struct gw_str id)
 {
 	child(r, "created");
 	put_attr(r, "sym", sym);
@@ -318,9 +315,8 @@ void gw_reply_created_sym(struct gw_reply *r, struct gw_str sym,
 	puts_(r, "/>\n");
 }
 
-void gw_reply_opened(struct gw_reply *r, struct gw_str sym,
-		     struct gw_str amount, struct gw_str limit,
-		     uint64_t order_id)
+void gw_reply_opened(struct gw_reply *r, struct gw_str sym, struct gw_str amount,
+		     struct gw_str limit, uint64_t order_id)
 {
 	child(r, "opened");
 	put_attr(r, "sym", sym);
@@ -385,8 +381,7 @@ void gw_reply_canceled_part(struct gw_reply *r, int64_t shares, uint64_t time)
 	puts_(r, "/>\n");
 }
 
-void gw_reply_executed(struct gw_reply *r, int64_t shares, int64_t price,
-		       uint64_t time)
+void gw_reply_executed(struct gw_reply *r, int64_t shares, int64_t price, uint64_t time)
 {
 	child(r, "executed");
 	put_attr_dec(r, "shares", shares, SHM_QTY_DIGITS);
@@ -429,8 +424,7 @@ void gw_reply_item_error(struct gw_reply *r, const struct gw_xml_req *req,
 		reply_error(r, n_order, v, 3, err, why, none);
 		break;
 	default:
-		reply_error(r, NULL, NULL, 0, err, why,
-			    gw_xml_text(req, it->name));
+		reply_error(r, NULL, NULL, 0, err, why, gw_xml_text(req, it->name));
 		break;
 	}
 }
@@ -448,7 +442,6 @@ void gw_reply_item_created(struct gw_reply *r, const struct gw_xml_req *req,
 void gw_reply_item_opened(struct gw_reply *r, const struct gw_xml_req *req,
 			  const struct gw_item *it, uint64_t order_id)
 {
-	gw_reply_opened(r, gw_xml_text(req, it->sym),
-			gw_xml_text(req, it->amount),
+	gw_reply_opened(r, gw_xml_text(req, it->sym), gw_xml_text(req, it->amount),
 			gw_xml_text(req, it->limit_t), order_id);
 }

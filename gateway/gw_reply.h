@@ -54,7 +54,7 @@ void gw_reply_begin(struct gw_reply *r);
  * -ENOMEM, or SHMEX_EINTERNAL (a <status>/<canceled> left open).
  */
 int gw_reply_finish(struct gw_reply *r, const char **out, size_t *len)
-    __attribute__((warn_unused_result));
+	__attribute__((warn_unused_result));
 
 /* A whole reply that is one error, for whole-request failures and for a
  * failed gw_reply_finish: <results><error>reason</error></results>,
@@ -64,26 +64,23 @@ int gw_reply_finish(struct gw_reply *r, const char **out, size_t *len)
  * funds"); "Internal error" for codes that mean nothing to a client. */
 const char *gw_reply_text(int err);
 
-void gw_reply_error_doc(struct gw_reply *r, int err, const char *detail,
-			const char **out, size_t *len);
+void gw_reply_error_doc(struct gw_reply *r, int err, const char *detail, const char **out,
+			size_t *len);
 
 /* ---- children, from raw values -------------------------------------- */
 
 /* <created id="ID"/> */
 void gw_reply_created(struct gw_reply *r, struct gw_str id);
 /* <created sym="SYM" id="ID"/> */
-void gw_reply_created_sym(struct gw_reply *r, struct gw_str sym,
-			  struct gw_str id);
+void gw_reply_created_sym(struct gw_reply *r, struct gw_str sym, struct gw_str id);
 /* <opened sym="SYM" amount="AMT" limit="LMT" id="ORDER_ID"/> */
-void gw_reply_opened(struct gw_reply *r, struct gw_str sym,
-		     struct gw_str amount, struct gw_str limit,
-		     uint64_t order_id);
+void gw_reply_opened(struct gw_reply *r, struct gw_str sym, struct gw_str amount,
+		     struct gw_str limit, uint64_t order_id);
 /* <error NAME="VALUE"...>REASON</error>: names[i]/values[i] for i < n, an
  * absent value (p == NULL) is left out; reason = gw_reply_text(err) and,
  * when detail is not NULL, ": " detail. */
 void gw_reply_error(struct gw_reply *r, const char *const *names,
-		    const struct gw_str *values, size_t n, int err,
-		    const char *detail);
+		    const struct gw_str *values, size_t n, int err, const char *detail);
 
 /* <status id="ID"> ... </status> and <canceled id="ID"> ... </canceled>:
  * between begin and end, gw_reply_open / gw_reply_canceled_part /
@@ -97,8 +94,7 @@ void gw_reply_open(struct gw_reply *r, int64_t shares);
 /* <canceled shares="N" time="T"/> (QTY scale, seconds) */
 void gw_reply_canceled_part(struct gw_reply *r, int64_t shares, uint64_t time);
 /* <executed shares="N" price="P" time="T"/> (QTY, PRICE scales, seconds) */
-void gw_reply_executed(struct gw_reply *r, int64_t shares, int64_t price,
-		       uint64_t time);
+void gw_reply_executed(struct gw_reply *r, int64_t shares, int64_t price, uint64_t time);
 
 /* ---- children, from parsed items ------------------------------------ */
 

@@ -68,7 +68,7 @@
 #define RBUF_SIZE 16384u
 #define WBUF_KEEP (64u << 10)
 #define ACCEPT_BATCH 16
-#define ACCEPT_SHARED 1   /* per turn when the socket is shared */
+#define ACCEPT_SHARED 1 /* per turn when the socket is shared */
 #define MAX_WATCH 8
 #define LINGER_MS 1000u
 #define ACCEPT_PAUSE_MS 100u
@@ -80,12 +80,12 @@ enum conn_state { C_FREE = 0, C_OPEN, C_CLOSING, C_LINGER };
 struct conn {
 	int fd;
 	uint32_t gen;
-	uint8_t state;      /* enum conn_state */
-	bool busy;          /* a request is executing */
-	bool eof;           /* the peer half-closed */
-	bool queued;        /* slot is on the ready queue */
-	bool fatal;         /* CLOSING after an error: shut write, linger */
-	uint32_t events;    /* epoll interest registered now */
+	uint8_t state;   /* enum conn_state */
+	bool busy;       /* a request is executing */
+	bool eof;        /* the peer half-closed */
+	bool queued;     /* slot is on the ready queue */
+	bool fatal;      /* CLOSING after an error: shut write, linger */
+	uint32_t events; /* epoll interest registered now */
 	struct gw_frame frame;
 	char *rbuf;
 	size_t rpos, rlen;
@@ -105,7 +105,7 @@ struct gw_server {
 	struct gw_server_cfg cfg;
 	struct gw_server_ops ops;
 	int ep;
-	bool listening;       /* listening socket in the epoll set */
+	bool listening; /* listening socket in the epoll set */
 	bool stopping;
 	uint64_t drain_deadline;
 	uint64_t accept_resume; /* ns; 0 = not paused */
@@ -115,7 +115,7 @@ struct gw_server {
 	struct conn *conns;
 	uint32_t *free_stack;
 	uint32_t nfree;
-	uint32_t *readyq;       /* ring of max_conns slots */
+	uint32_t *readyq; /* ring of max_conns slots */
 	uint32_t rq_head, rq_n;
 	struct watch watches[MAX_WATCH];
 	int nwatch;
@@ -239,8 +239,8 @@ static int conn_append(struct conn *c, const char *data, size_t len)
 	return 0;
 }
 
-static int conn_append_reply(struct gw_server *s, struct conn *c,
-			     const char *data, size_t len)
+static int conn_append_reply(struct gw_server *s, struct conn *c, const char *data,
+			     size_t len)
 {
 	if (s->cfg.frame_replies) {
 		char head[24];
@@ -274,7 +274,8 @@ static bool conn_flush(struct gw_server *s, uint32_t slot)
 	if (c->wpos < c->wlen) {
 		if (c->wdeadline == 0)
 			arm_deadline(s, &c->wdeadline,
-				     shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(s->cfg.deadline_ms));
+				     shm_clock_ns(CLOCK_MONOTONIC) +
+					     ms_ns(s->cfg.deadline_ms));
 	} else {
 		c->wpos = c->wlen = 0;
 		c->wdeadline = 0;
@@ -291,7 +292,8 @@ static bool conn_flush(struct gw_server *s, uint32_t slot)
 			shutdown(c->fd, SHUT_WR);
 			c->state = C_LINGER;
 			c->rpos = c->rlen = 0;
-			arm_deadline(s, &c->rdeadline, shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(LINGER_MS));
+			arm_deadline(s, &c->rdeadline,
+				     shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(LINGER_MS));
 		}
 	}
 	if (c->state == C_OPEN && !c->busy && c->rpos < c->rlen &&
@@ -308,7 +310,8 @@ static void conn_fail(struct gw_server *s, uint32_t slot, const char *msg)
 	char doc[256];
 	int n = snprintf(doc, sizeof(doc),
 			 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-			 "<results><error>%s</error></results>\n", msg);
+			 "<results><error>%s</error></results>\n",
+			 msg);
 	/* msg is one of our own short messages; should one ever not fit,
 	 * send the (well-formed) generic document rather than a truncated
 	 * one or bytes past doc. */
@@ -346,15 +349,15 @@ static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 	       conn_pending(c) <= s->cfg.wbuf_high && c->rpos < c->rlen) {
 		size_t used = 0, rl = 0;
 		const char *req = NULL;
-		int rc = gw_frame_feed(&c->frame, c->rbuf + c->rpos,
-				       c->rlen - c->rpos, &used, &req, &rl);
+		int rc = gw_frame_feed(&c->frame, c->rbuf + c->rpos, c->rlen - c->rpos,
+				       &used, &req, &rl);
 		c->rpos += used;
 		if (rc == 1) {
 			c->rdeadline = 0;
 			c->busy = true;
 			s->st.requests++;
-			s->ops.request(s->ops.ctx, (struct gw_conn_ref){slot, gen},
-				       req, rl);
+			s->ops.request(s->ops.ctx, (struct gw_conn_ref){slot, gen}, req,
+				       rl);
 			if (c->state == C_FREE || c->gen != gen)
 				return;
 			continue;
@@ -374,7 +377,8 @@ static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 		bool partial = gw_frame_in_request(&c->frame);
 		if (partial && c->rdeadline == 0)
 			arm_deadline(s, &c->rdeadline,
-				     shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(s->cfg.deadline_ms));
+				     shm_clock_ns(CLOCK_MONOTONIC) +
+					     ms_ns(s->cfg.deadline_ms));
 		if (!partial)
 			c->rdeadline = 0;
 		if (s->stopping || (c->eof && c->rpos == c->rlen)) {
@@ -413,8 +417,7 @@ static void conn_readable(struct gw_server *s, uint32_t slot)
 		conn_update_events(s, c, slot, true);
 		return;
 	}
-	ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen,
-			 MSG_DONTWAIT);
+	ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen, MSG_DONTWAIT);
 	if (n > 0) {
 		c->rlen += (size_t)n;
 	} else if (n == 0) {
@@ -490,13 +493,14 @@ static void do_accept(struct gw_server *s)
 		int fd = accept4(s->cfg.listen_fd, NULL, NULL,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
 				/* Out of descriptors: the socket would stay
 				 * readable and spin the loop; look again in
 				 * a moment. */
 				listen_set(s, false);
-				s->accept_resume = shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(ACCEPT_PAUSE_MS);
+				s->accept_resume = shm_clock_ns(CLOCK_MONOTONIC) +
+						   ms_ns(ACCEPT_PAUSE_MS);
 			}
 			/* EAGAIN: someone else took it; ECONNABORTED etc.:
 			 * that client gave up.  Either way, stop here. */
@@ -667,8 +671,8 @@ void gw_server_stop(struct gw_server *s)
 			ready_push(s, i);
 }
 
-int gw_server_reply(struct gw_server *s, struct gw_conn_ref ref,
-		    const char *data, size_t len)
+int gw_server_reply(struct gw_server *s, struct gw_conn_ref ref, const char *data,
+		    size_t len)
 {
 	if (ref.slot >= s->cfg.max_conns)
 		return -ENOENT;
@@ -708,7 +712,8 @@ static int loop_timeout(struct gw_server *s, uint64_t now)
 	if (s->stopping && (!wake || s->drain_deadline < wake))
 		wake = s->drain_deadline;
 	if (wake) {
-		long long ms = wake > now ? (long long)((wake - now + 999999) / 1000000) : 0;
+		long long ms =
+			wake > now ? (long long)((wake - now + 999999) / 1000000) : 0;
 		if (t < 0 || ms < t)
 			t = ms;
 	}
@@ -788,7 +793,8 @@ int gw_server_run(struct gw_server *s)
 			sweep(s, now);
 		if (s->accept_resume && now >= s->accept_resume && !s->stopping) {
 			listen_set(s, true);
-			s->accept_resume = s->listening ? 0 : now + ms_ns(ACCEPT_PAUSE_MS);
+			s->accept_resume =
+				s->listening ? 0 : now + ms_ns(ACCEPT_PAUSE_MS);
 		}
 	}
 }

@@ -72,8 +72,7 @@ struct gw_server_ops {
 	void *ctx;
 	/* A complete request of connection c (xml valid during the call).
 	 * The handler answers with gw_server_reply(c), now or later. */
-	void (*request)(void *ctx, struct gw_conn_ref c, const char *xml,
-			size_t len);
+	void (*request)(void *ctx, struct gw_conn_ref c, const char *xml, size_t len);
 	/* Connection c closed while its request was executing; the handler
 	 * forgets it (a reply would be dropped anyway). */
 	void (*abort)(void *ctx, struct gw_conn_ref c);
@@ -97,13 +96,12 @@ struct gw_server_stats {
 /* Creates the loop over cfg->listen_fd (which stays the caller's to close
  * after gw_server_destroy).  Returns 0 or -errno. */
 int gw_server_create(struct gw_server **out, const struct gw_server_cfg *cfg,
-		     const struct gw_server_ops *ops)
-	__attribute__((warn_unused_result));
+		     const struct gw_server_ops *ops) __attribute__((warn_unused_result));
 
 /* Adds a descriptor whose readability calls cb(arg) from the loop
  * (level-triggered: cb must consume what made it readable). */
-int gw_server_watch(struct gw_server *s, int fd, void (*cb)(void *arg),
-		    void *arg) __attribute__((warn_unused_result));
+int gw_server_watch(struct gw_server *s, int fd, void (*cb)(void *arg), void *arg)
+	__attribute__((warn_unused_result));
 
 /* Runs until gw_server_stop was called and every connection is closed (or
  * the drain time is over).  Returns 0, or -errno when epoll fails. */
@@ -123,8 +121,8 @@ void gw_server_stop(struct gw_server *s);
  * -ENOENT when c is gone (the reply is dropped), -EINVAL when c has no
  * request executing, -ENOMEM.
  */
-int gw_server_reply(struct gw_server *s, struct gw_conn_ref c,
-		    const char *data, size_t len);
+int gw_server_reply(struct gw_server *s, struct gw_conn_ref c, const char *data,
+		    size_t len);
 
 void gw_server_get_stats(const struct gw_server *s, struct gw_server_stats *st);
 

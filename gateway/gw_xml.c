@@ -51,7 +51,7 @@
 
 enum frame_kind {
 	F_CREATE,      /* <create> root */
-	F_TX,	       /* <transactions> root */
+	F_TX,          /* <transactions> root */
 	F_ACCOUNT,     /* <create><account/> (leaf item) */
 	F_SYMBOL,      /* <create><symbol> */
 	F_SYM_ACCOUNT, /* <symbol><account>NUM</account> (leaf item) */
@@ -70,7 +70,7 @@ struct gw_xml_parser {
 	bool failed;
 	uint32_t depth;
 	uint32_t nelems;
-	uint8_t *stack;	      /* frame kind per open element */
+	uint8_t *stack;       /* frame kind per open element */
 	uint32_t *stack_item; /* item index of leaf frames */
 	/* the open <symbol> */
 	struct gw_text sym_t, sym_val;
@@ -100,17 +100,15 @@ void gw_xml_req_free(struct gw_xml_req *req)
 	gw_xml_req_init(req);
 }
 
-int gw_xml_parser_create(struct gw_xml_parser **out,
-			 const struct gw_xml_limits *lim)
+int gw_xml_parser_create(struct gw_xml_parser **out, const struct gw_xml_limits *lim)
 {
 	struct gw_xml_limits l;
 	if (lim)
 		l = *lim;
 	else
 		gw_xml_limits_default(&l);
-	if (l.max_elems < 1 || l.max_depth < 2 ||
-	    l.max_depth > GW_XML_MAX_DEPTH_LIMIT || l.max_text < 1 ||
-	    l.max_text > (1u << 20))
+	if (l.max_elems < 1 || l.max_depth < 2 || l.max_depth > GW_XML_MAX_DEPTH_LIMIT ||
+	    l.max_text < 1 || l.max_text > (1u << 20))
 		return -EINVAL;
 
 	struct gw_xml_parser *p = calloc(1, sizeof(*p));
@@ -157,7 +155,7 @@ void gw_xml_parser_destroy(struct gw_xml_parser *p)
 /* ---- failure and storage ------------------------------------------------ */
 
 static void xml_fail(struct gw_xml_parser *p, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+	__attribute__((format(printf, 3, 4)));
 
 static void xml_fail(struct gw_xml_parser *p, int err, const char *fmt, ...)
 {
@@ -235,8 +233,7 @@ static long item_new(struct gw_xml_parser *p, enum gw_item_kind kind)
 	struct gw_item *it = &req->items[req->nitems];
 	memset(it, 0, sizeof(*it));
 	it->kind = (uint8_t)kind;
-	it->id = it->sym = it->amount = it->limit_t = it->balance_t =
-	    text_absent;
+	it->id = it->sym = it->amount = it->limit_t = it->balance_t = text_absent;
 	it->name = it->sym_val = text_absent;
 	return (long)req->nitems++;
 }
@@ -268,8 +265,8 @@ static void trim(const char **s, size_t *len)
 
 /* An unsigned decimal of 1..maxdigits digits (leading zeros count).
  * 0 or -EINVAL/-ERANGE/-E2BIG with a reason in *why. */
-static int parse_uint(const char *s, size_t len, unsigned maxdigits,
-		      uint64_t *out, const char **why)
+static int parse_uint(const char *s, size_t len, unsigned maxdigits, uint64_t *out,
+		      const char **why)
 {
 	trim(&s, &len);
 	if (len == 0) {
@@ -319,9 +316,8 @@ static int parse_dec(const char *s, size_t len, int digits, int64_t *out,
 	int64_t tmp;
 	int wide = shm_dec_parse(s, len, 18, &tmp);
 	if (wide == 0 || wide == SHMEX_EOVERFLOW)
-		*why = digits == SHM_CASH_DIGITS
-			   ? "more than 8 fractional digits"
-			   : "more than 4 fractional digits";
+		*why = digits == SHM_CASH_DIGITS ? "more than 8 fractional digits"
+						 : "more than 4 fractional digits";
 	else
 		*why = "not a decimal number";
 	return rc;
@@ -336,8 +332,7 @@ static const char *attr_get(const XML_Char **atts, const char *name)
 }
 
 /* Copies an attribute's text into the arena (absent stays absent). */
-static bool attr_keep(struct gw_xml_parser *p, const char *v,
-		      struct gw_text *out)
+static bool attr_keep(struct gw_xml_parser *p, const char *v, struct gw_text *out)
 {
 	if (v == NULL) {
 		*out = text_absent;
@@ -353,15 +348,14 @@ static void check_account(struct gw_item *it, const char *v)
 		item_error(it, SHMEX_EBADACCOUNT, "missing id");
 		return;
 	}
-	if (parse_uint(v, strlen(v), GW_XML_ACCOUNT_DIGITS, &it->account,
-		       &why) != 0)
+	if (parse_uint(v, strlen(v), GW_XML_ACCOUNT_DIGITS, &it->account, &why) != 0)
 		item_error(it, SHMEX_EBADACCOUNT, why);
 }
 
 /* ---- elements ----------------------------------------------------------- */
 
-static void start_root(struct gw_xml_parser *p, const char *name,
-		       const XML_Char **atts, uint8_t *kind)
+static void start_root(struct gw_xml_parser *p, const char *name, const XML_Char **atts,
+		       uint8_t *kind)
 {
 	struct gw_xml_req *req = p->req;
 	if (strcmp(name, "create") == 0) {
@@ -388,16 +382,14 @@ static void start_root(struct gw_xml_parser *p, const char *name,
 		req->account_why = "missing id";
 		return;
 	}
-	if (parse_uint(v, strlen(v), GW_XML_ACCOUNT_DIGITS, &req->account,
-		       &why) != 0) {
+	if (parse_uint(v, strlen(v), GW_XML_ACCOUNT_DIGITS, &req->account, &why) != 0) {
 		req->account_err = SHMEX_EBADACCOUNT;
 		req->account_why = why;
 		return;
 	}
 	uint64_t other;
 	if (id && alias &&
-	    (parse_uint(alias, strlen(alias), GW_XML_ACCOUNT_DIGITS, &other,
-			&why) != 0 ||
+	    (parse_uint(alias, strlen(alias), GW_XML_ACCOUNT_DIGITS, &other, &why) != 0 ||
 	     other != req->account)) {
 		req->account_err = SHMEX_EBADACCOUNT;
 		req->account_why = "id and account differ";
@@ -418,8 +410,7 @@ static long start_unknown(struct gw_xml_parser *p, const char *name)
 	return idx;
 }
 
-static void start_create_account(struct gw_xml_parser *p, const XML_Char **atts,
-				 long idx)
+static void start_create_account(struct gw_xml_parser *p, const XML_Char **atts, long idx)
 {
 	struct gw_xml_req *req = p->req;
 	const char *id = attr_get(atts, "id");
@@ -434,8 +425,7 @@ static void start_create_account(struct gw_xml_parser *p, const XML_Char **atts,
 	const char *why = NULL;
 	if (bal == NULL)
 		item_error(it, SHMEX_EBADBALANCE, "missing balance");
-	else if (parse_dec(bal, strlen(bal), SHM_CASH_DIGITS, &it->balance,
-			   &why) != 0)
+	else if (parse_dec(bal, strlen(bal), SHM_CASH_DIGITS, &it->balance, &why) != 0)
 		item_error(it, SHMEX_EBADBALANCE, why);
 	else if (it->balance < 0)
 		item_error(it, SHMEX_EBADBALANCE, "negative");
@@ -460,17 +450,15 @@ static void start_symbol(struct gw_xml_parser *p, const XML_Char **atts)
 	trim(&s, &len);
 	if (!shm_symbol_valid(s, len)) {
 		p->sym_err = SHMEX_EBADSYMBOL;
-		p->sym_why = len > SHM_SYMBOL_MAX
-				 ? "longer than 15 characters"
-				 : "not 1-15 letters or digits";
+		p->sym_why = len > SHM_SYMBOL_MAX ? "longer than 15 characters"
+						  : "not 1-15 letters or digits";
 		return;
 	}
 	p->sym_val.off = p->sym_t.off + (uint32_t)(s - sym);
 	p->sym_val.len = (uint32_t)len;
 }
 
-static void start_sym_account(struct gw_xml_parser *p, const XML_Char **atts,
-			      long idx)
+static void start_sym_account(struct gw_xml_parser *p, const XML_Char **atts, long idx)
 {
 	struct gw_xml_req *req = p->req;
 	const char *id = attr_get(atts, "id");
@@ -503,8 +491,7 @@ static void end_sym_account(struct gw_xml_parser *p, uint32_t idx)
 		item_error(it, SHMEX_EBADAMOUNT, "shares must be positive");
 }
 
-static void start_order(struct gw_xml_parser *p, const XML_Char **atts,
-			long idx)
+static void start_order(struct gw_xml_parser *p, const XML_Char **atts, long idx)
 {
 	struct gw_xml_req *req = p->req;
 	const char *sym = attr_get(atts, "sym");
@@ -528,9 +515,8 @@ static void start_order(struct gw_xml_parser *p, const XML_Char **atts,
 		trim(&s, &len);
 		if (!shm_symbol_valid(s, len)) {
 			item_error(it, SHMEX_EBADSYMBOL,
-				   len > SHM_SYMBOL_MAX
-				       ? "longer than 15 characters"
-				       : "not 1-15 letters or digits");
+				   len > SHM_SYMBOL_MAX ? "longer than 15 characters"
+							: "not 1-15 letters or digits");
 		} else {
 			it->sym_val.off = t_sym.off + (uint32_t)(s - sym);
 			it->sym_val.len = (uint32_t)len;
@@ -549,8 +535,7 @@ static void start_order(struct gw_xml_parser *p, const XML_Char **atts,
 
 	if (lim == NULL)
 		item_error(it, SHMEX_EBADPRICE, "missing limit");
-	else if (parse_dec(lim, strlen(lim), SHM_PRICE_DIGITS, &it->limit,
-			   &why))
+	else if (parse_dec(lim, strlen(lim), SHM_PRICE_DIGITS, &it->limit, &why))
 		item_error(it, SHMEX_EBADPRICE, why);
 	else if (it->limit <= 0)
 		item_error(it, SHMEX_EBADPRICE, "limit must be positive");
@@ -564,8 +549,7 @@ static void start_order(struct gw_xml_parser *p, const XML_Char **atts,
 		item_error(it, SHMEX_EOVERFLOW, "amount x limit out of range");
 }
 
-static void start_order_ref(struct gw_xml_parser *p, const XML_Char **atts,
-			    long idx)
+static void start_order_ref(struct gw_xml_parser *p, const XML_Char **atts, long idx)
 {
 	const char *id = attr_get(atts, "id");
 	struct gw_text t_id;
@@ -576,8 +560,8 @@ static void start_order_ref(struct gw_xml_parser *p, const XML_Char **atts,
 	const char *why = NULL;
 	if (id == NULL)
 		item_error(it, SHMEX_EBADORDERID, "missing id");
-	else if (parse_uint(id, strlen(id), GW_XML_ORDER_DIGITS, &it->order_id,
-			    &why) != 0)
+	else if (parse_uint(id, strlen(id), GW_XML_ORDER_DIGITS, &it->order_id, &why) !=
+		 0)
 		item_error(it, SHMEX_EBADORDERID, why);
 	else if (it->order_id == 0)
 		item_error(it, SHMEX_EBADORDERID, "zero");
@@ -589,15 +573,13 @@ static bool is_leaf(uint8_t kind)
 	       kind == F_QUERY || kind == F_CANCEL;
 }
 
-static void XMLCALL on_start(void *ud, const XML_Char *name,
-			     const XML_Char **atts)
+static void XMLCALL on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 {
 	struct gw_xml_parser *p = ud;
 	if (p->failed)
 		return;
 	if (++p->nelems > p->lim.max_elems) {
-		xml_fail(p, SHMEX_ETOOMANY, "more than %u elements",
-			 p->lim.max_elems);
+		xml_fail(p, SHMEX_ETOOMANY, "more than %u elements", p->lim.max_elems);
 		return;
 	}
 	if (p->depth >= p->lim.max_depth) {
@@ -614,8 +596,8 @@ static void XMLCALL on_start(void *ud, const XML_Char *name,
 		if (strlen(atts[i]) > p->lim.max_text ||
 		    strlen(atts[i + 1]) > p->lim.max_text) {
 			xml_fail(p, SHMEX_ETOOLONG,
-				 "attribute of <%.40s> longer than %u bytes",
-				 name, p->lim.max_text);
+				 "attribute of <%.40s> longer than %u bytes", name,
+				 p->lim.max_text);
 			return;
 		}
 	}
@@ -657,11 +639,10 @@ static void XMLCALL on_start(void *ud, const XML_Char *name,
 			idx = item_new(p, GW_ITEM_ORDER);
 			if (idx >= 0)
 				start_order(p, atts, idx);
-		} else if (strcmp(name, "query") == 0 ||
-			   strcmp(name, "cancel") == 0) {
+		} else if (strcmp(name, "query") == 0 || strcmp(name, "cancel") == 0) {
 			kind = name[0] == 'q' ? F_QUERY : F_CANCEL;
-			idx = item_new(p, name[0] == 'q' ? GW_ITEM_QUERY
-							 : GW_ITEM_CANCEL);
+			idx = item_new(p,
+				       name[0] == 'q' ? GW_ITEM_QUERY : GW_ITEM_CANCEL);
 			if (idx >= 0)
 				start_order_ref(p, atts, idx);
 		} else {
@@ -671,8 +652,7 @@ static void XMLCALL on_start(void *ud, const XML_Char *name,
 	default:
 		if (is_leaf(parent))
 			item_error(&p->req->items[p->stack_item[p->depth - 1]],
-				   SHMEX_EBADREQUEST,
-				   "unexpected child element");
+				   SHMEX_EBADREQUEST, "unexpected child element");
 		break;
 	}
 
@@ -714,8 +694,7 @@ static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
 	if (p->stack[p->depth - 1] != F_SYM_ACCOUNT)
 		return; /* stray text is ignored */
 	if ((size_t)p->text_len + (size_t)len > p->lim.max_text) {
-		xml_fail(p, SHMEX_ETOOLONG,
-			 "<account> text longer than %u bytes",
+		xml_fail(p, SHMEX_ETOOLONG, "<account> text longer than %u bytes",
 			 p->lim.max_text);
 		return;
 	}
@@ -727,19 +706,17 @@ static void XMLCALL on_text(void *ud, const XML_Char *s, int len)
 	p->text_len += (uint32_t)len;
 }
 
-static void XMLCALL on_doctype(void *ud, const XML_Char *name,
-			       const XML_Char *sysid, const XML_Char *pubid,
-			       int has_internal_subset)
+static void XMLCALL on_doctype(void *ud, const XML_Char *name, const XML_Char *sysid,
+			       const XML_Char *pubid, int has_internal_subset)
 {
 	struct gw_xml_parser *p = ud;
 	xml_fail(p, SHMEX_ENODTD, "DOCTYPE is not allowed");
 }
 
 static void XMLCALL on_entity_decl(void *ud, const XML_Char *name,
-				   int is_parameter_entity,
-				   const XML_Char *value, int value_length,
-				   const XML_Char *base, const XML_Char *sysid,
-				   const XML_Char *pubid,
+				   int is_parameter_entity, const XML_Char *value,
+				   int value_length, const XML_Char *base,
+				   const XML_Char *sysid, const XML_Char *pubid,
 				   const XML_Char *notation)
 {
 	struct gw_xml_parser *p = ud;
@@ -789,8 +766,7 @@ int gw_xml_parse(struct gw_xml_parser *p, const char *doc, size_t len,
 	}
 	if (XML_ParserReset(p->xp, NULL) != XML_TRUE) {
 		req->err = SHMEX_EINTERNAL;
-		snprintf(req->detail, sizeof(req->detail),
-			 "parser reset failed");
+		snprintf(req->detail, sizeof(req->detail), "parser reset failed");
 		return req->err;
 	}
 	XML_SetHashSalt(p->xp, p->salt);
@@ -806,8 +782,8 @@ int gw_xml_parse(struct gw_xml_parser *p, const char *doc, size_t len,
 		enum XML_Error code = XML_GetErrorCode(p->xp);
 		p->failed = true;
 		req->err = SHMEX_EBADXML;
-		snprintf(req->detail, sizeof(req->detail),
-			 "%s at line %lu, column %lu", XML_ErrorString(code),
+		snprintf(req->detail, sizeof(req->detail), "%s at line %lu, column %lu",
+			 XML_ErrorString(code),
 			 (unsigned long)XML_GetCurrentLineNumber(p->xp),
 			 (unsigned long)XML_GetCurrentColumnNumber(p->xp) + 1);
 	}

@@ -31,7 +31,7 @@
 #define GW_XML_MAX_TEXT_DEFAULT 256
 #define GW_XML_MAX_DEPTH_LIMIT 64
 #define GW_XML_ACCOUNT_DIGITS 19 /* account ids: 1..19 decimal digits */
-#define GW_XML_ORDER_DIGITS 20	 /* order ids: 1..20 digits, 1..2^64-1 */
+#define GW_XML_ORDER_DIGITS 20   /* order ids: 1..20 digits, 1..2^64-1 */
 
 struct gw_xml_limits {
 	uint32_t max_elems; /* elements per document, root included */
@@ -51,12 +51,12 @@ enum gw_xml_root {
 
 enum gw_item_kind {
 	GW_ITEM_ACCOUNT = 1, /* <create><account id balance/> */
-	GW_ITEM_SYMBOL,	     /* one <account id>NUM</account> of a
+	GW_ITEM_SYMBOL,      /* one <account id>NUM</account> of a
 			      * <create><symbol sym>; a <symbol> without
 			      * any gives one item with an error */
-	GW_ITEM_ORDER,	     /* <transactions><order sym amount limit/> */
-	GW_ITEM_QUERY,	     /* <transactions><query id/> */
-	GW_ITEM_CANCEL,	     /* <transactions><cancel id/> */
+	GW_ITEM_ORDER,       /* <transactions><order sym amount limit/> */
+	GW_ITEM_QUERY,       /* <transactions><query id/> */
+	GW_ITEM_CANCEL,      /* <transactions><cancel id/> */
 	GW_ITEM_UNKNOWN,     /* any other element in an item position:
 			      * err = SHMEX_EUNKNOWNELEM, name = its name */
 };
@@ -75,30 +75,30 @@ struct gw_str {
 };
 
 struct gw_item {
-	uint8_t kind;	   /* enum gw_item_kind */
-	uint8_t side;	   /* ORDER: enum shm_side (amount < 0 sells) */
-	int32_t err;	   /* 0, or the shmex error the reply must carry */
+	uint8_t kind;      /* enum gw_item_kind */
+	uint8_t side;      /* ORDER: enum shm_side (amount < 0 sells) */
+	int32_t err;       /* 0, or the shmex error the reply must carry */
 	const char *why;   /* static detail for err ("zero amount"), or NULL */
 	uint64_t account;  /* ACCOUNT, SYMBOL: account id */
 	uint64_t order_id; /* QUERY, CANCEL */
-	int64_t qty;	 /* ORDER: |amount|; SYMBOL: shares (QTY scale, > 0) */
-	int64_t limit;	 /* ORDER: limit (PRICE scale, > 0) */
-	int64_t balance; /* ACCOUNT: initial balance (CASH scale, >= 0) */
+	int64_t qty;       /* ORDER: |amount|; SYMBOL: shares (QTY scale, > 0) */
+	int64_t limit;     /* ORDER: limit (PRICE scale, > 0) */
+	int64_t balance;   /* ACCOUNT: initial balance (CASH scale, >= 0) */
 	/* Text as written (after XML decoding), echoed in replies. */
-	struct gw_text id;	  /* ACCOUNT, SYMBOL, QUERY, CANCEL */
-	struct gw_text sym;	  /* SYMBOL, ORDER */
-	struct gw_text amount;	  /* ORDER */
-	struct gw_text limit_t;	  /* ORDER */
+	struct gw_text id;        /* ACCOUNT, SYMBOL, QUERY, CANCEL */
+	struct gw_text sym;       /* SYMBOL, ORDER */
+	struct gw_text amount;    /* ORDER */
+	struct gw_text limit_t;   /* ORDER */
 	struct gw_text balance_t; /* ACCOUNT */
-	struct gw_text name;	  /* UNKNOWN: the element's name */
+	struct gw_text name;      /* UNKNOWN: the element's name */
 	/* Validated symbol (the sym text without surrounding blanks); only
 	 * meaningful when err == 0 for SYMBOL and ORDER. */
 	struct gw_text sym_val;
 };
 
 struct gw_xml_req {
-	uint8_t root;	  /* enum gw_xml_root */
-	int err;	  /* whole-request error (0 when root != NONE) */
+	uint8_t root;     /* enum gw_xml_root */
+	int err;          /* whole-request error (0 when root != NONE) */
 	char detail[160]; /* whole-request error detail, NUL-terminated */
 	/* TRANSACTIONS: the account (id= or its alias account=). */
 	uint64_t account;
@@ -114,8 +114,7 @@ struct gw_xml_req {
 	size_t arena_len, arena_cap;
 };
 
-static inline struct gw_str gw_xml_text(const struct gw_xml_req *req,
-					struct gw_text t)
+static inline struct gw_str gw_xml_text(const struct gw_xml_req *req, struct gw_text t)
 {
 	struct gw_str s = {NULL, 0};
 	if (t.off != GW_TEXT_ABSENT) {
@@ -129,9 +128,8 @@ struct gw_xml_parser;
 
 /* Creates a parser; lim NULL means defaults.  -EINVAL on absurd limits,
  * -ENOMEM. */
-int gw_xml_parser_create(struct gw_xml_parser **out,
-			 const struct gw_xml_limits *lim)
-    __attribute__((warn_unused_result));
+int gw_xml_parser_create(struct gw_xml_parser **out, const struct gw_xml_limits *lim)
+	__attribute__((warn_unused_result));
 void gw_xml_parser_destroy(struct gw_xml_parser *p);
 
 void gw_xml_req_init(struct gw_xml_req *req);

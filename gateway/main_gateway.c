@@ -61,25 +61,46 @@ int main(int argc, char **argv)
 	uint64_t id = 0, port = 0, listen_fd = 0;
 	bool have_fd = false, have_port = false;
 	const struct shm_opt opts[] = {
-		{.name = "instance", .type = SHM_OPT_STR, .arg = "NAME", .dst = &instance,
-		 .required = true, .help = "exchange instance to attach to"},
-		{.name = "id", .type = SHM_OPT_NUM, .arg = "G", .dst = &id,
-		 .max = SHM_INSTANCE_GATEWAYS_MAX - 1, .required = true,
+		{.name = "instance",
+		 .type = SHM_OPT_STR,
+		 .arg = "NAME",
+		 .dst = &instance,
+		 .required = true,
+		 .help = "exchange instance to attach to"},
+		{.name = "id",
+		 .type = SHM_OPT_NUM,
+		 .arg = "G",
+		 .dst = &id,
+		 .max = SHM_INSTANCE_GATEWAYS_MAX - 1,
+		 .required = true,
 		 .help = "this gateway's number"},
-		{.name = "listen-fd", .type = SHM_OPT_NUM, .arg = "FD", .dst = &listen_fd,
-		 .max = 1 << 20, .given = &have_fd,
+		{.name = "listen-fd",
+		 .type = SHM_OPT_NUM,
+		 .arg = "FD",
+		 .dst = &listen_fd,
+		 .max = 1 << 20,
+		 .given = &have_fd,
 		 .help = "serve this inherited listening socket"},
-		{.name = "port", .type = SHM_OPT_NUM, .arg = "P", .dst = &port,
-		 .max = 65535, .given = &have_port,
+		{.name = "port",
+		 .type = SHM_OPT_NUM,
+		 .arg = "P",
+		 .dst = &port,
+		 .max = 65535,
+		 .given = &have_port,
 		 .help = "or bind port P itself (SO_REUSEPORT)"},
-		{.name = "bind", .type = SHM_OPT_STR, .arg = "ADDR", .dst = &bind_addr,
-		 .show_default = true, .help = "address for --port"},
+		{.name = "bind",
+		 .type = SHM_OPT_STR,
+		 .arg = "ADDR",
+		 .dst = &bind_addr,
+		 .show_default = true,
+		 .help = "address for --port"},
 	};
 	const struct shm_opt_prog prog = {
 		.name = "shmex-gateway",
 		.synopsis = "--instance NAME --id G (--listen-fd FD | --port P)",
-		.about = "One gateway of a running shmex exchange (normally started by\n"
-			 "shmex).  Its limits are the instance's settings (shmex --help).",
+		.about =
+			"One gateway of a running shmex exchange (normally started by\n"
+			"shmex).  Its limits are the instance's settings (shmex --help).",
 		.opts = opts,
 		.nopts = sizeof(opts) / sizeof(opts[0]),
 	};
@@ -88,7 +109,7 @@ int main(int argc, char **argv)
 		return pr == SHM_OPT_EXIT ? 0 : 2;
 	if (have_fd == have_port)
 		return shm_opt_usage_error(&prog, "give exactly one of --listen-fd "
-					   "and --port");
+						  "and --port");
 
 	struct shmex_error err = {0};
 	struct gw_exec *route;
@@ -126,10 +147,11 @@ int main(int argc, char **argv)
 	if (have_fd) {
 		int acc = 0;
 		socklen_t al = sizeof(acc);
-		if (getsockopt(lfd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) != 0 ||
-		    !acc) {
-			fprintf(stderr, "shmex-gateway %u: fd %d is not a listening "
-					"socket\n", (unsigned)id, lfd);
+		if (getsockopt(lfd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) != 0 || !acc) {
+			fprintf(stderr,
+				"shmex-gateway %u: fd %d is not a listening "
+				"socket\n",
+				(unsigned)id, lfd);
 			gw_exec_close(route);
 			return 1;
 		}
@@ -155,7 +177,8 @@ int main(int argc, char **argv)
 	};
 	rc = gw_server_create(&m.srv, &scfg, &ops);
 	if (rc) {
-		fprintf(stderr, "shmex-gateway %u: event loop: %s\n", m.id, strerror(-rc));
+		fprintf(stderr, "shmex-gateway %u: event loop: %s\n", m.id,
+			strerror(-rc));
 		gw_exec_close(route);
 		return 1;
 	}
@@ -168,8 +191,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!quiet)
-		fprintf(stderr, "shmex-gateway %u: serving instance %s (pid %d)\n",
-			m.id, instance, (int)getpid());
+		fprintf(stderr, "shmex-gateway %u: serving instance %s (pid %d)\n", m.id,
+			instance, (int)getpid());
 	rc = gw_server_run(m.srv);
 	struct gw_server_stats ss;
 	struct gw_exec_stats rs;
@@ -180,11 +203,12 @@ int main(int argc, char **argv)
 	close(lfd);
 	close(m.sfd);
 	if (!quiet)
-		fprintf(stderr, "shmex-gateway %u: stopped: %llu connections, %llu "
-				"requests, %llu ring messages, %llu book reads (%llu "
-				"retried), %llu busy, %llu stale replies, %llu bad "
-				"replies\n", m.id,
-			(unsigned long long)ss.accepted,
+		fprintf(stderr,
+			"shmex-gateway %u: stopped: %llu connections, %llu "
+			"requests, %llu ring messages, %llu book reads (%llu "
+			"retried), %llu busy, %llu stale replies, %llu bad "
+			"replies\n",
+			m.id, (unsigned long long)ss.accepted,
 			(unsigned long long)rs.requests, (unsigned long long)rs.sent,
 			(unsigned long long)rs.queries, (unsigned long long)rs.retries,
 			(unsigned long long)rs.busy, (unsigned long long)rs.stale,

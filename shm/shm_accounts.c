@@ -106,8 +106,7 @@ static int check_layout(struct shm_accounts *a)
 	uint64_t cap = h->capacity[SHM_ACCOUNTS_CAP_ACCOUNTS];
 	uint64_t nslots = h->capacity[SHM_ACCOUNTS_CAP_SLOTS];
 	if (cap == 0 || cap > SHM_ACCOUNTS_MAX_CAP || nslots < 2 ||
-	    nslots > (UINT64_C(1) << 31) || (nslots & (nslots - 1)) != 0 ||
-	    nslots <= cap)
+	    nslots > (UINT64_C(1) << 31) || (nslots & (nslots - 1)) != 0 || nslots <= cap)
 		return SHMEX_EBADLAYOUT;
 	if (shm_region_body_size(&a->region) < body_bytes((uint32_t)nslots))
 		return SHMEX_ETOOSHORT;
@@ -119,8 +118,8 @@ static int check_layout(struct shm_accounts *a)
 	return 0;
 }
 
-int shm_accounts_create(struct shm_accounts *a, const char *instance,
-			uint64_t capacity, mode_t mode)
+int shm_accounts_create(struct shm_accounts *a, const char *instance, uint64_t capacity,
+			mode_t mode)
 {
 	memset(a, 0, sizeof(*a));
 	if (capacity == 0 || capacity > SHM_ACCOUNTS_MAX_CAP)
@@ -130,8 +129,7 @@ int shm_accounts_create(struct shm_accounts *a, const char *instance,
 	caps[SHM_ACCOUNTS_CAP_ACCOUNTS] = capacity;
 	caps[SHM_ACCOUNTS_CAP_SLOTS] = nslots;
 	int rc = shm_region_create(&a->region, instance, SHM_REGION_ACCOUNTS,
-				   SHM_KIND_ACCOUNTS, body_bytes(nslots), caps,
-				   2, mode);
+				   SHM_KIND_ACCOUNTS, body_bytes(nslots), caps, 2, mode);
 	if (rc)
 		return rc;
 	rc = check_layout(a);
@@ -215,16 +213,14 @@ static bool is_ready(const struct shm_account_sh *s)
 int shm_accounts_find(const struct shm_accounts *a, uint64_t id, uint32_t *idx)
 {
 	uint32_t at;
-	if (id > SHM_ACCOUNT_ID_MAX || !probe(a, id + 1, &at) ||
-	    !is_ready(&a->slot[at]))
+	if (id > SHM_ACCOUNT_ID_MAX || !probe(a, id + 1, &at) || !is_ready(&a->slot[at]))
 		return SHMEX_ENOACCOUNT;
 	*idx = at;
 	return 0;
 }
 
 /* Initialises a slot this process has just claimed and publishes it. */
-static void publish(struct shm_accounts *a, struct shm_account_sh *s,
-		    int64_t balance)
+static void publish(struct shm_accounts *a, struct shm_account_sh *s, int64_t balance)
 {
 	/* Relaxed: the slot is ours alone until AC1 publishes it; nobody
 	 * reads these fields before acquiring READY. */
@@ -244,8 +240,7 @@ static void uncount(struct shm_accounts *a)
 	__atomic_fetch_sub(&a->sh->claimed, 1, __ATOMIC_RELAXED);
 }
 
-int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance,
-		     uint32_t *idx)
+int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance, uint32_t *idx)
 {
 	if (!a->slot || !a->region.writable)
 		return -EROFS;
@@ -293,8 +288,7 @@ int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance,
 		 * died before publishing may be taken over, by one creator. */
 		uint32_t st = SHM_ACCOUNT_ABANDONED;
 		/* AC7: pairs with the release of ABANDONED in recover. */
-		if (cas_acq_rel(&s->state, &st,
-				(uint32_t)SHM_ACCOUNT_PENDING)) {
+		if (cas_acq_rel(&s->state, &st, (uint32_t)SHM_ACCOUNT_PENDING)) {
 			if (counted)
 				uncount(a);
 			counted = false;
@@ -367,8 +361,8 @@ int shm_accounts_release(struct shm_accounts *a, uint32_t idx, int64_t x)
 	return rc;
 }
 
-int shm_accounts_settle_buy(struct shm_accounts *a, uint32_t idx,
-			    int64_t release, int64_t refund)
+int shm_accounts_settle_buy(struct shm_accounts *a, uint32_t idx, int64_t release,
+			    int64_t refund)
 {
 	struct shm_account_sh *s;
 	int rc = writable_slot(a, idx, release, &s);
@@ -454,8 +448,7 @@ int shm_accounts_read_slot(const struct shm_accounts *a, uint32_t idx,
 	return 0;
 }
 
-int shm_accounts_totals(const struct shm_accounts *a,
-			struct shm_accounts_totals *t)
+int shm_accounts_totals(const struct shm_accounts *a, struct shm_accounts_totals *t)
 {
 	memset(t, 0, sizeof(*t));
 	if (!a->slot)
@@ -472,8 +465,8 @@ int shm_accounts_totals(const struct shm_accounts *a,
 	}
 	/* Relaxed: an audit figure, exact only at quiescent points. */
 	t->total_deposited = load_relaxed(&a->sh->total_deposited);
-	if (bal > INT64_MAX || res > INT64_MAX || dep > INT64_MAX ||
-	    bal < INT64_MIN || res < INT64_MIN || dep < INT64_MIN)
+	if (bal > INT64_MAX || res > INT64_MAX || dep > INT64_MAX || bal < INT64_MIN ||
+	    res < INT64_MIN || dep < INT64_MIN)
 		return SHMEX_EOVERFLOW;
 	t->balance = (int64_t)bal;
 	t->reserved = (int64_t)res;
@@ -487,8 +480,8 @@ uint64_t shm_accounts_count(const struct shm_accounts *a)
 	return a->sh ? load_relaxed(&a->sh->naccounts) : 0;
 }
 
-int shm_accounts_recover(struct shm_accounts *a, uint32_t shard,
-			 uint32_t nshards, uint64_t *n)
+int shm_accounts_recover(struct shm_accounts *a, uint32_t shard, uint32_t nshards,
+			 uint64_t *n)
 {
 	*n = 0;
 	if (!a->slot || !a->region.writable)
@@ -507,8 +500,7 @@ int shm_accounts_recover(struct shm_accounts *a, uint32_t shard,
 		 * nothing.  Pairs with the CAS that takes the slot over in
 		 * add. */
 		uint32_t st = SHM_ACCOUNT_PENDING;
-		if (!cas_acq_rel(&s->state, &st,
-				 (uint32_t)SHM_ACCOUNT_ABANDONED))
+		if (!cas_acq_rel(&s->state, &st, (uint32_t)SHM_ACCOUNT_ABANDONED))
 			continue;
 		(*n)++;
 	}

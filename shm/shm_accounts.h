@@ -123,11 +123,11 @@ _Static_assert(offsetof(struct shm_account_sh, deposited) == 32, "layout");
 /* Per-process handle (never in shared memory). */
 struct shm_accounts {
 	struct shm_region region;
-	struct shm_accounts_sh *sh;   /* body header */
-	struct shm_account_sh *slot;  /* nslots slots after the header */
-	uint64_t capacity;            /* accounts that may be created */
-	uint32_t nslots;              /* power of two, > capacity */
-	uint32_t mask;                /* nslots - 1 */
+	struct shm_accounts_sh *sh;  /* body header */
+	struct shm_account_sh *slot; /* nslots slots after the header */
+	uint64_t capacity;           /* accounts that may be created */
+	uint32_t nslots;             /* power of two, > capacity */
+	uint32_t mask;               /* nslots - 1 */
 };
 
 /* What a reader sees of one account. */
@@ -149,14 +149,12 @@ struct shm_accounts_totals {
 
 /* Creates, initialises and publishes the region for `capacity` accounts
  * (1..SHM_ACCOUNTS_MAX_CAP); the handle is writable. */
-int shm_accounts_create(struct shm_accounts *a, const char *instance,
-			uint64_t capacity, mode_t mode)
-	__attribute__((warn_unused_result));
+int shm_accounts_create(struct shm_accounts *a, const char *instance, uint64_t capacity,
+			mode_t mode) __attribute__((warn_unused_result));
 /* Attaches to an existing region and validates its capacities against
  * its size (a corrupted header gives SHMEX_EBADLAYOUT / SHMEX_ETOOSHORT). */
 int shm_accounts_attach(struct shm_accounts *a, const char *instance,
-			enum shm_attach_mode mode)
-	__attribute__((warn_unused_result));
+			enum shm_attach_mode mode) __attribute__((warn_unused_result));
 /* Unmaps; safe on a zeroed or detached handle. */
 void shm_accounts_detach(struct shm_accounts *a);
 /* Removes the region's name (-ENOENT when absent). */
@@ -168,12 +166,12 @@ int shm_accounts_unlink(const char *instance);
  * SHMEX_EACCOUNTSFULL, SHMEX_EBADACCOUNT (id > SHM_ACCOUNT_ID_MAX),
  * SHMEX_EBADBALANCE (negative), SHMEX_EOVERFLOW (the sum of all deposits
  * would pass INT64_MAX) or -EROFS; on error nothing is changed. */
-int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance,
-		     uint32_t *idx) __attribute__((warn_unused_result));
+int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance, uint32_t *idx)
+	__attribute__((warn_unused_result));
 
 /* Slot index of a published account, or SHMEX_ENOACCOUNT. */
-int shm_accounts_find(const struct shm_accounts *a, uint64_t id,
-		      uint32_t *idx) __attribute__((warn_unused_result));
+int shm_accounts_find(const struct shm_accounts *a, uint64_t id, uint32_t *idx)
+	__attribute__((warn_unused_result));
 
 /*
  * Cash operations on a published account by slot index (from add or find).
@@ -193,9 +191,8 @@ int shm_accounts_release(struct shm_accounts *a, uint32_t idx, int64_t x)
  * ((limit - price) x qty); 0 <= refund <= release.  The difference leaves
  * the account (it is the seller's credit).  SHMEX_EINTERNAL when less than
  * `release` is reserved. */
-int shm_accounts_settle_buy(struct shm_accounts *a, uint32_t idx,
-			    int64_t release, int64_t refund)
-	__attribute__((warn_unused_result));
+int shm_accounts_settle_buy(struct shm_accounts *a, uint32_t idx, int64_t release,
+			    int64_t refund) __attribute__((warn_unused_result));
 /* Sell fill: balance += x (price x qty).  SHMEX_EOVERFLOW. */
 int shm_accounts_credit(struct shm_accounts *a, uint32_t idx, int64_t x)
 	__attribute__((warn_unused_result));
@@ -207,8 +204,7 @@ int shm_accounts_deposit(struct shm_accounts *a, uint32_t idx, int64_t x)
 /* Reader: the account `id` (acquire loads, bounds-checked probes).
  * SHMEX_ENOACCOUNT when it does not exist (or is not yet published). */
 int shm_accounts_read(const struct shm_accounts *a, uint64_t id,
-		      struct shm_account_view *v)
-	__attribute__((warn_unused_result));
+		      struct shm_account_view *v) __attribute__((warn_unused_result));
 /* Reader: slot `idx` (iteration over 0..nslots-1).  SHMEX_ENOACCOUNT for
  * an empty or unpublished slot, SHMEX_EBADINDEX past the end. */
 int shm_accounts_read_slot(const struct shm_accounts *a, uint32_t idx,
@@ -216,8 +212,7 @@ int shm_accounts_read_slot(const struct shm_accounts *a, uint32_t idx,
 	__attribute__((warn_unused_result));
 /* Audit: sums over all published accounts.  SHMEX_EOVERFLOW when a sum
  * does not fit (never at a quiescent point of a consistent region). */
-int shm_accounts_totals(const struct shm_accounts *a,
-			struct shm_accounts_totals *t)
+int shm_accounts_totals(const struct shm_accounts *a, struct shm_accounts_totals *t)
 	__attribute__((warn_unused_result));
 /* Published accounts (a statistic). */
 uint64_t shm_accounts_count(const struct shm_accounts *a);
@@ -227,8 +222,7 @@ uint64_t shm_accounts_count(const struct shm_accounts *a);
  * shard, died between claim and publish), so the id can be created again.
  * Precondition: nobody else creates accounts of this shard meanwhile.
  * *n gets the number of slots abandoned. */
-int shm_accounts_recover(struct shm_accounts *a, uint32_t shard,
-			 uint32_t nshards, uint64_t *n)
-	__attribute__((warn_unused_result));
+int shm_accounts_recover(struct shm_accounts *a, uint32_t shard, uint32_t nshards,
+			 uint64_t *n) __attribute__((warn_unused_result));
 
 #endif

@@ -33,9 +33,9 @@
 #define exchange_acq_rel(p, v) __atomic_exchange_n((p), (v), __ATOMIC_ACQ_REL)
 
 /* Strong compare-and-swap; on failure *expected gets the current value. */
-#define cas_acq_rel(p, expected, desired)                                      \
-	__atomic_compare_exchange_n((p), (expected), (desired), false,         \
-				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+#define cas_acq_rel(p, expected, desired)                                                \
+	__atomic_compare_exchange_n((p), (expected), (desired), false, __ATOMIC_ACQ_REL, \
+				    __ATOMIC_ACQUIRE)
 
 /* Full barrier (liburcu): orders earlier loads and stores before later ones. */
 #define fence_full() cmm_smp_mb()

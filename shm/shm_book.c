@@ -148,8 +148,10 @@ int shm_book_region_create(struct shm_region *r, const char *instance,
 	size_t bytes = shm_book_body_bytes(caps);
 	memset(r, 0, sizeof(*r));
 	if (bytes == 0 || nshards == 0 || shard >= nshards)
-		return shmex_error_set(&r->err, -EINVAL, "book of shard %u of %u: "
-				       "invalid capacities or shard", shard, nshards);
+		return shmex_error_set(&r->err, -EINVAL,
+				       "book of shard %u of %u: "
+				       "invalid capacities or shard",
+				       shard, nshards);
 	int rc = shm_region_name(name, SHM_KIND_BOOK, shard);
 	if (rc)
 		return shmex_error_set(&r->err, rc, "book of shard %u: %s", shard,

@@ -111,20 +111,20 @@ enum shm_book_level_state {
 };
 
 enum shm_book_order_state {
-	SHM_BOOK_ORDER_FREE = 0,    /* never used, or recycled and unused */
-	SHM_BOOK_ORDER_LIVE = 1,    /* open quantity > 0 (resting or matching) */
-	SHM_BOOK_ORDER_DONE = 2,    /* filled or cancelled; still queryable */
+	SHM_BOOK_ORDER_FREE = 0, /* never used, or recycled and unused */
+	SHM_BOOK_ORDER_LIVE = 1, /* open quantity > 0 (resting or matching) */
+	SHM_BOOK_ORDER_DONE = 2, /* filled or cancelled; still queryable */
 };
 
 /* Why a DONE order ended (shm_book_order_sh.done_reason). */
 enum shm_book_done_reason {
-	SHM_BOOK_DONE_NONE = 0,     /* not done */
-	SHM_BOOK_DONE_FILLED = 1,   /* fully executed */
-	SHM_BOOK_DONE_CANCEL = 2,   /* cancelled by request */
-	SHM_BOOK_DONE_IOC = 3,      /* IOC remainder cancelled */
-	SHM_BOOK_DONE_FOK = 4,      /* FOK killed (no trade) */
-	SHM_BOOK_DONE_STP = 5,      /* cancelled by self-trade prevention */
-	SHM_BOOK_DONE_MODIFY = 6,   /* modified to a zero open quantity */
+	SHM_BOOK_DONE_NONE = 0,   /* not done */
+	SHM_BOOK_DONE_FILLED = 1, /* fully executed */
+	SHM_BOOK_DONE_CANCEL = 2, /* cancelled by request */
+	SHM_BOOK_DONE_IOC = 3,    /* IOC remainder cancelled */
+	SHM_BOOK_DONE_FOK = 4,    /* FOK killed (no trade) */
+	SHM_BOOK_DONE_STP = 5,    /* cancelled by self-trade prevention */
+	SHM_BOOK_DONE_MODIFY = 6, /* modified to a zero open quantity */
 };
 
 /* Self-trade prevention mode (shm_book_hdr_sh.stp_mode). */
@@ -144,31 +144,31 @@ enum shm_book_stp {
  */
 struct shm_book_hdr_sh {
 	/* --- lines 0-1: geometry; W: creator before R0; R: anyone after A0 --- */
-	uint64_t magic;         /* SHM_BOOK_MAGIC */
-	uint32_t shard;         /* this shard, < nshards */
-	uint32_t nshards;       /* shards of the exchange (order id scheme) */
-	uint32_t cap_symbols;   /* entries in the symbol table */
-	uint32_t cap_levels;    /* price-level records */
-	uint32_t cap_orders;    /* order records (id scheme's cap) */
-	uint32_t cap_fills;     /* fill records */
-	uint64_t off_symbols;   /* byte offsets from the body start */
+	uint64_t magic;       /* SHM_BOOK_MAGIC */
+	uint32_t shard;       /* this shard, < nshards */
+	uint32_t nshards;     /* shards of the exchange (order id scheme) */
+	uint32_t cap_symbols; /* entries in the symbol table */
+	uint32_t cap_levels;  /* price-level records */
+	uint32_t cap_orders;  /* order records (id scheme's cap) */
+	uint32_t cap_fills;   /* fill records */
+	uint64_t off_symbols; /* byte offsets from the body start */
 	uint64_t off_levels;
 	uint64_t off_orders;
 	uint64_t off_fills;
-	uint64_t body_size;     /* bytes of the body this layout needs */
-	uint32_t stp_mode;      /* enum shm_book_stp */
+	uint64_t body_size; /* bytes of the body this layout needs */
+	uint32_t stp_mode;  /* enum shm_book_stp */
 	uint32_t pad0;
-	uint64_t reserved0[6];  /* zero */
+	uint64_t reserved0[6]; /* zero */
 
 	/* --- lines 2-3: W: matcher, relaxed; R: anyone, relaxed (statistics
 	 * only, never used as an index) except nsymbols --- */
 	/* W: matcher, release after the entry is written [BK7];
 	 * R: readers, acquire [BK8]; only grows, <= cap_symbols. */
 	uint32_t nsymbols;
-	uint32_t levels_live;    /* levels linked in some side list */
-	uint32_t orders_live;    /* orders with open quantity */
-	uint32_t orders_used;    /* never-used watermark: slots ever taken */
-	uint32_t fills_used;     /* fill records owned by some order */
+	uint32_t levels_live; /* levels linked in some side list */
+	uint32_t orders_live; /* orders with open quantity */
+	uint32_t orders_used; /* never-used watermark: slots ever taken */
+	uint32_t fills_used;  /* fill records owned by some order */
 	uint32_t pad1;
 	uint64_t events;         /* events emitted (per-shard event sequence) */
 	uint64_t last_seq;       /* seq of the last request applied */
@@ -177,7 +177,7 @@ struct shm_book_hdr_sh {
 	uint64_t rejects_full;   /* requests rejected with SHMEX_EBOOKFULL */
 	uint64_t safe_epoch;     /* last safe epoch given to reclaim */
 
-	uint64_t reserved[7];    /* zero */
+	uint64_t reserved[7]; /* zero */
 };
 _Static_assert(sizeof(struct shm_book_hdr_sh) == 256, "book header is 256 bytes");
 _Static_assert(offsetof(struct shm_book_hdr_sh, nsymbols) == 128,
@@ -199,15 +199,15 @@ struct shm_book_sym_sh {
 	uint32_t head[2];
 	/* Everything below: W: matcher, relaxed inside the seq window;
 	 * R: readers, relaxed inside a seq snapshot. */
-	uint32_t nlevels[2];     /* live levels per side */
-	uint32_t norders[2];     /* live (resting) orders per side */
-	int64_t open_qty[2];     /* sum of resting open qty per side (saturates) */
-	int64_t last_price;      /* last trade price, 0 before the first */
-	int64_t last_qty;        /* last trade quantity */
-	uint64_t last_time_ns;   /* last trade time */
-	uint64_t trades;         /* trades so far */
-	int64_t volume;          /* traded quantity so far (saturates) */
-	uint32_t index;          /* own index in the table */
+	uint32_t nlevels[2];   /* live levels per side */
+	uint32_t norders[2];   /* live (resting) orders per side */
+	int64_t open_qty[2];   /* sum of resting open qty per side (saturates) */
+	int64_t last_price;    /* last trade price, 0 before the first */
+	int64_t last_qty;      /* last trade quantity */
+	uint64_t last_time_ns; /* last trade time */
+	uint64_t trades;       /* trades so far */
+	int64_t volume;        /* traded quantity so far (saturates) */
+	uint32_t index;        /* own index in the table */
 	uint32_t pad0;
 	uint64_t reserved[2];
 };
@@ -234,8 +234,8 @@ struct shm_book_level_sh {
 	 * bookkeeping, readers may read it relaxed but must not walk from it. */
 	uint32_t head;
 	uint32_t tail;
-	uint32_t sym;            /* symbol index; immutable while LIVE */
-	uint8_t side;            /* enum shm_side; immutable while LIVE */
+	uint32_t sym; /* symbol index; immutable while LIVE */
+	uint8_t side; /* enum shm_side; immutable while LIVE */
 	/* enum shm_book_level_state.  W: matcher, relaxed: LIVE/RETIRED in
 	 * the seq window, FREE by reclamation outside any window (only after
 	 * the grace period, so no reader stands on it); R: relaxed, a sanity
@@ -279,11 +279,11 @@ struct shm_book_order_sh {
 	/* Next (younger) order in the level queue; W: matcher, release [BK1];
 	 * R: acquire [BK2]; kept intact after the order leaves the queue. */
 	uint32_t next;
-	uint32_t prev;           /* writer-only: older order in the queue */
+	uint32_t prev; /* writer-only: older order in the queue */
 	/* Oldest fill; W: matcher, release [BK1]; R: acquire [BK2]. */
 	uint32_t fill_head;
-	uint32_t fill_tail;      /* writer bookkeeping: newest fill */
-	uint32_t nfills;         /* fills in the list */
+	uint32_t fill_tail; /* writer bookkeeping: newest fill */
+	uint32_t nfills;    /* fills in the list */
 	uint64_t reserved[1];
 };
 _Static_assert(sizeof(struct shm_book_order_sh) == 128, "order is two cache lines");
@@ -298,16 +298,16 @@ _Static_assert(offsetof(struct shm_book_order_sh, fill_head) == 108, "order layo
  * the link that named it [BK2], checking order_id.
  */
 struct shm_book_fill_sh {
-	int64_t qty;             /* shares executed, > 0 */
-	int64_t price;           /* execution price (the maker's limit) */
-	uint64_t time_ns;        /* time of the trade */
-	uint64_t counterparty;   /* the other order's id */
-	uint64_t event;          /* shard event sequence of the trade */
-	uint64_t order_id;       /* owning order's id (validation) */
+	int64_t qty;           /* shares executed, > 0 */
+	int64_t price;         /* execution price (the maker's limit) */
+	uint64_t time_ns;      /* time of the trade */
+	uint64_t counterparty; /* the other order's id */
+	uint64_t event;        /* shard event sequence of the trade */
+	uint64_t order_id;     /* owning order's id (validation) */
 	/* Next (younger) fill of the same order; W: matcher, release [BK1];
 	 * R: acquire [BK2]. */
 	uint32_t next;
-	uint8_t maker;           /* 1 when the owner was the resting order */
+	uint8_t maker; /* 1 when the owner was the resting order */
 	uint8_t pad0[3];
 	uint64_t reserved[1];
 };

@@ -103,8 +103,7 @@ int shm_dec_parse(const char *s, size_t len, int digits, int64_t *out)
 		if (!mag_push(&mag, (unsigned)(s[k] - '0')))
 			return SHMEX_EOVERFLOW;
 	for (size_t k = 0; k < (size_t)digits; k++) {
-		unsigned d =
-		    k < frac_used ? (unsigned)(s[frac_start + k] - '0') : 0;
+		unsigned d = k < frac_used ? (unsigned)(s[frac_start + k] - '0') : 0;
 		if (!mag_push(&mag, d))
 			return SHMEX_EOVERFLOW;
 	}
@@ -114,8 +113,7 @@ int shm_dec_parse(const char *s, size_t len, int digits, int64_t *out)
 			return SHMEX_EOVERFLOW;
 		/* Two's complement negation of the magnitude, defined for 2^63.
 		 */
-		*out =
-		    mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+		*out = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
 	} else {
 		if (mag > (uint64_t)INT64_MAX)
 			return SHMEX_EOVERFLOW;

@@ -95,8 +95,8 @@ void shm_doorbell_ring(struct shm_doorbell_sh *db)
 	futex_wake_shared(&db->seq);
 }
 
-static int sleep_once(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
-		      void *arg, uint64_t deadline, bool forever)
+static int sleep_once(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready, void *arg,
+		      uint64_t deadline, bool forever)
 {
 	/* DB1: the value FUTEX_WAIT compares against; read before the
 	 * announcement so that any DB3 that follows a producer's sight of
@@ -135,8 +135,8 @@ static int sleep_once(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
 	return ready(arg) ? 0 : 1; /* 1: go round again */
 }
 
-int shm_doorbell_wait(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
-		      void *arg, uint32_t spin_ns, int timeout_ms)
+int shm_doorbell_wait(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready, void *arg,
+		      uint32_t spin_ns, int timeout_ms)
 {
 	if (ready(arg))
 		return 0;
@@ -145,7 +145,7 @@ int shm_doorbell_wait(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
 	bool forever = timeout_ms < 0;
 	uint64_t start = shm_clock_ns(CLOCK_MONOTONIC);
 	uint64_t deadline =
-	    forever ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000u;
+		forever ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000u;
 	uint64_t spin_end = start + spin_ns;
 	if (spin_end > deadline)
 		spin_end = deadline;
@@ -175,8 +175,7 @@ int shm_doorbell_wait(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
 	}
 }
 
-void shm_doorbell_stats(const struct shm_doorbell_sh *db,
-			struct shm_doorbell_stats *st)
+void shm_doorbell_stats(const struct shm_doorbell_sh *db, struct shm_doorbell_stats *st)
 {
 	/* Relaxed: a snapshot for humans and tests; no ordering promised. */
 	st->sleeps = load_relaxed(&db->sleeps);

@@ -54,9 +54,9 @@ _Static_assert(sizeof(struct shm_doorbell_sh) == SHM_CACHE_LINE,
 	       "a doorbell is one cache line");
 
 struct shm_doorbell_stats {
-	uint64_t sleeps;  /* times the consumer entered FUTEX_WAIT */
-	uint64_t wakes;   /* FUTEX_WAKE calls made by producers */
-	bool sleeping;    /* consumer announced sleep (snapshot) */
+	uint64_t sleeps; /* times the consumer entered FUTEX_WAIT */
+	uint64_t wakes;  /* FUTEX_WAKE calls made by producers */
+	bool sleeping;   /* consumer announced sleep (snapshot) */
 };
 
 /* Resets a doorbell in memory nobody else uses yet. */
@@ -85,12 +85,11 @@ typedef bool (*shm_doorbell_ready_fn)(void *arg);
  * flags), or another negative errno when the futex call fails unexpectedly
  * (-EFAULT, -ENOSYS).  Only one waiter per doorbell.
  */
-int shm_doorbell_wait(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready,
-		      void *arg, uint32_t spin_ns, int timeout_ms)
+int shm_doorbell_wait(struct shm_doorbell_sh *db, shm_doorbell_ready_fn ready, void *arg,
+		      uint32_t spin_ns, int timeout_ms)
 	__attribute__((warn_unused_result));
 
 /* Snapshot of the counters (relaxed loads; for stats tools and tests). */
-void shm_doorbell_stats(const struct shm_doorbell_sh *db,
-			struct shm_doorbell_stats *st);
+void shm_doorbell_stats(const struct shm_doorbell_sh *db, struct shm_doorbell_stats *st);
 
 #endif

@@ -30,67 +30,67 @@
 
 /* X(NAME, message): the message is for operators and logs; clients read
  * the gateway's wire text for the code (gateway/gw_reply.c). */
-#define SHMEX_ERRNO_MAP(X)                                                     \
-	X(EBADMAGIC, "wrong magic number: not a shmex region")                 \
-	X(EBADVERSION, "layout version mismatch")                              \
+#define SHMEX_ERRNO_MAP(X)                                                         \
+	X(EBADMAGIC, "wrong magic number: not a shmex region")                     \
+	X(EBADVERSION, "layout version mismatch")                                  \
 	X(EBADLAYOUT, "layout signature mismatch (built with other struct sizes)") \
-	X(ETOOSHORT, "region is shorter than its header requires")             \
-	X(ENOTREADY, "region is not ready (creator still initialising, or died)") \
-	X(EBADKIND, "region is of another kind")                               \
-	X(EBADNAME, "invalid instance or region name")                         \
-	X(EINUSE, "in use by a running exchange")                              \
-	X(ERINGCORRUPT, "ring indexes are corrupted")                          \
-	X(EBADMSG, "malformed message")                                        \
-	X(EBADINDEX, "index out of range in shared memory")                    \
-	X(EBUSY, "Exchange busy, try again")                                   \
-	X(ETIMEDOUT, "timed out")                                              \
-	X(ENOREADERSLOT, "reader table full")                                  \
-	X(ESLOTLOST, "reader slot was reclaimed; re-register and retry")      \
-	X(ENOACCOUNT, "Account does not exist")                                \
-	X(EACCOUNTEXISTS, "Account already exists")                            \
-	X(EACCOUNTSFULL, "Account table full")                                 \
-	X(EBADACCOUNT, "Invalid account id")                                   \
-	X(ENOSYMBOL, "Symbol does not exist")                                  \
-	X(EBADSYMBOL, "Invalid symbol")                                        \
-	X(ESYMBOLSFULL, "Symbol table full")                                   \
-	X(EWRONGSHARD, "Symbol does not belong to this shard")                 \
-	X(EBADAMOUNT, "Invalid amount")                                        \
-	X(EBADPRICE, "Invalid limit price")                                    \
-	X(EBADBALANCE, "Invalid balance")                                      \
-	X(EOVERFLOW, "Numeric overflow")                                       \
-	X(ENOFUNDS, "Insufficient funds")                                      \
-	X(ENOSHARES, "Insufficient shares")                                    \
-	X(EBOOKFULL, "Book full")                                              \
-	X(ENOORDER, "Order does not exist")                                    \
-	X(ENOTOWNER, "Order belongs to another account")                       \
-	X(ENOTOPEN, "Order has nothing open")                                  \
-	X(EBADTIF, "Invalid time in force")                                    \
-	X(EBADREQUEST, "Malformed request")                                    \
-	X(ETOOBIG, "Request too large")                                        \
-	X(EUNKNOWNELEM, "Unknown element")                                     \
-	X(EINTERNAL, "Internal error")                                         \
-	X(EBADLENGTH, "Invalid request length line")                           \
-	X(ELENGTHDIGITS, "Request length has too many digits")                 \
-	X(EBADXML, "Malformed XML")                                            \
-	X(ENODTD, "DTDs and entity declarations are not allowed")              \
-	X(ETOODEEP, "Request nested too deeply")                               \
-	X(ETOOMANY, "Too many elements in request")                            \
-	X(ETOOLONG, "Attribute or text too long")                              \
-	X(EBADORDERID, "Invalid order id")                                     \
+	X(ETOOSHORT, "region is shorter than its header requires")                 \
+	X(ENOTREADY, "region is not ready (creator still initialising, or died)")  \
+	X(EBADKIND, "region is of another kind")                                   \
+	X(EBADNAME, "invalid instance or region name")                             \
+	X(EINUSE, "in use by a running exchange")                                  \
+	X(ERINGCORRUPT, "ring indexes are corrupted")                              \
+	X(EBADMSG, "malformed message")                                            \
+	X(EBADINDEX, "index out of range in shared memory")                        \
+	X(EBUSY, "Exchange busy, try again")                                       \
+	X(ETIMEDOUT, "timed out")                                                  \
+	X(ENOREADERSLOT, "reader table full")                                      \
+	X(ESLOTLOST, "reader slot was reclaimed; re-register and retry")           \
+	X(ENOACCOUNT, "Account does not exist")                                    \
+	X(EACCOUNTEXISTS, "Account already exists")                                \
+	X(EACCOUNTSFULL, "Account table full")                                     \
+	X(EBADACCOUNT, "Invalid account id")                                       \
+	X(ENOSYMBOL, "Symbol does not exist")                                      \
+	X(EBADSYMBOL, "Invalid symbol")                                            \
+	X(ESYMBOLSFULL, "Symbol table full")                                       \
+	X(EWRONGSHARD, "Symbol does not belong to this shard")                     \
+	X(EBADAMOUNT, "Invalid amount")                                            \
+	X(EBADPRICE, "Invalid limit price")                                        \
+	X(EBADBALANCE, "Invalid balance")                                          \
+	X(EOVERFLOW, "Numeric overflow")                                           \
+	X(ENOFUNDS, "Insufficient funds")                                          \
+	X(ENOSHARES, "Insufficient shares")                                        \
+	X(EBOOKFULL, "Book full")                                                  \
+	X(ENOORDER, "Order does not exist")                                        \
+	X(ENOTOWNER, "Order belongs to another account")                           \
+	X(ENOTOPEN, "Order has nothing open")                                      \
+	X(EBADTIF, "Invalid time in force")                                        \
+	X(EBADREQUEST, "Malformed request")                                        \
+	X(ETOOBIG, "Request too large")                                            \
+	X(EUNKNOWNELEM, "Unknown element")                                         \
+	X(EINTERNAL, "Internal error")                                             \
+	X(EBADLENGTH, "Invalid request length line")                               \
+	X(ELENGTHDIGITS, "Request length has too many digits")                     \
+	X(EBADXML, "Malformed XML")                                                \
+	X(ENODTD, "DTDs and entity declarations are not allowed")                  \
+	X(ETOODEEP, "Request nested too deeply")                                   \
+	X(ETOOMANY, "Too many elements in request")                                \
+	X(ETOOLONG, "Attribute or text too long")                                  \
+	X(EBADORDERID, "Invalid order id")                                         \
 	X(EPOSITIONSFULL, "Position table full")
 
 enum shmex_err_index {
 #define SHMEX_ERR_INDEX_(name, msg) SHMEX_ERRIDX_##name,
 	SHMEX_ERRNO_MAP(SHMEX_ERR_INDEX_)
 #undef SHMEX_ERR_INDEX_
-	SHMEX_ERRIDX_COUNT_
+		SHMEX_ERRIDX_COUNT_
 };
 
 enum shmex_err {
 #define SHMEX_ERR_ENUM_(name, msg) SHMEX_##name = SHMEX_ERR_BASE - SHMEX_ERRIDX_##name,
 	SHMEX_ERRNO_MAP(SHMEX_ERR_ENUM_)
 #undef SHMEX_ERR_ENUM_
-	SHMEX_ERR_LAST_ = SHMEX_ERR_BASE - SHMEX_ERRIDX_COUNT_ + 1
+		SHMEX_ERR_LAST_ = SHMEX_ERR_BASE - SHMEX_ERRIDX_COUNT_ + 1
 };
 
 /* Message for any error this project returns (shmex's own or -errno). */
@@ -112,8 +112,8 @@ static inline int shmex_err_at(int i)
 /* What failed and why, for one line of output.  Zero-initialise it, or
  * shmex_error_clear() it. */
 struct shmex_error {
-	int code;                   /* the last code set, 0: none */
-	char msg[SHMEX_ERROR_MAX];  /* "" when only the code is known */
+	int code;                  /* the last code set, 0: none */
+	char msg[SHMEX_ERROR_MAX]; /* "" when only the code is known */
 };
 
 /* Sets the message (printf format) and the code; returns code, so that

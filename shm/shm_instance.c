@@ -38,16 +38,14 @@ static int fail(struct shm_instance *h, int err, const char *what)
 	return shmex_error_set(&h->err, err, "%s: %s", what, shmex_strerror(err));
 }
 
-static int fail_region(struct shm_instance *h, int err,
-		       const struct shm_region *r)
+static int fail_region(struct shm_instance *h, int err, const struct shm_region *r)
 {
 	h->err = r->err;
 	return err;
 }
 
 /* Bytes of the rings region's body, or 0 when out of limits. */
-static uint64_t rings_body_bytes(uint32_t nshards, uint32_t ngateways,
-				 size_t ring_bytes)
+static uint64_t rings_body_bytes(uint32_t nshards, uint32_t ngateways, size_t ring_bytes)
 {
 	uint64_t n = 2ull * nshards * ngateways * ring_bytes;
 	return n > SHM_INSTANCE_RINGS_BYTES_MAX ? 0 : n;
@@ -55,8 +53,8 @@ static uint64_t rings_body_bytes(uint32_t nshards, uint32_t ngateways,
 
 static bool counts_ok(uint32_t nshards, uint32_t ngateways)
 {
-	return nshards >= 1 && nshards <= SHM_INSTANCE_SHARDS_MAX &&
-	       ngateways >= 1 && ngateways <= SHM_INSTANCE_GATEWAYS_MAX;
+	return nshards >= 1 && nshards <= SHM_INSTANCE_SHARDS_MAX && ngateways >= 1 &&
+	       ngateways <= SHM_INSTANCE_GATEWAYS_MAX;
 }
 
 static void *ring_mem(const struct shm_instance *h, uint64_t idx)
@@ -64,8 +62,7 @@ static void *ring_mem(const struct shm_instance *h, uint64_t idx)
 	return (char *)shm_region_body(&h->rings) + idx * h->ring_bytes;
 }
 
-int shm_instance_create(const char *instance,
-			const struct shm_instance_cfg *cfg,
+int shm_instance_create(const char *instance, const struct shm_instance_cfg *cfg,
 			struct shm_instance *h)
 {
 	memset(h, 0, sizeof(*h));
@@ -82,14 +79,13 @@ int shm_instance_create(const char *instance,
 		return fail(h, -EINVAL, "instance configuration");
 	uint64_t body = rings_body_bytes(ns, ng, ring_bytes);
 	if (body == 0)
-		return fail(h, -EINVAL,
-			    "instance configuration (rings too big)");
+		return fail(h, -EINVAL, "instance configuration (rings too big)");
 	mode_t mode = cfg->mode ? cfg->mode : 0660;
 	uint64_t nrings = 2ull * ns * ng;
 	uint64_t caps[4] = {ns, ng, cap, nrings};
 
-	rc = shm_region_create(&h->rings, instance, SHM_REGION_RINGS,
-			       SHM_KIND_RINGS, (size_t)body, caps, 4, mode);
+	rc = shm_region_create(&h->rings, instance, SHM_REGION_RINGS, SHM_KIND_RINGS,
+			       (size_t)body, caps, 4, mode);
 	if (rc)
 		return fail_region(h, rc, &h->rings);
 	h->settings = cfg->s;
@@ -106,9 +102,9 @@ int shm_instance_create(const char *instance,
 	}
 	shm_region_publish(&h->rings);
 
-	rc = shm_region_create(&h->control, instance,
-			       SHM_REGION_CONTROL, SHM_KIND_CONTROL,
-			       sizeof(struct shm_control_sh), caps, 3, mode);
+	rc = shm_region_create(&h->control, instance, SHM_REGION_CONTROL,
+			       SHM_KIND_CONTROL, sizeof(struct shm_control_sh), caps, 3,
+			       mode);
 	if (rc) {
 		fail_region(h, rc, &h->control);
 		goto out_unlink_rings;
@@ -159,11 +155,9 @@ static int validate(struct shm_instance *h)
 	uint64_t body = rings_body_bytes(ns, ng, ring_bytes);
 	uint64_t nrings = 2ull * ns * ng;
 	if (body == 0 || ch->capacity[0] != ns || ch->capacity[1] != ng ||
-	    ch->capacity[2] != cap || rh->capacity[0] != ns ||
-	    rh->capacity[1] != ng || rh->capacity[2] != cap ||
-	    rh->capacity[3] != nrings)
-		return fail(h, SHMEX_EBADLAYOUT,
-			    "control and rings regions disagree");
+	    ch->capacity[2] != cap || rh->capacity[0] != ns || rh->capacity[1] != ng ||
+	    rh->capacity[2] != cap || rh->capacity[3] != nrings)
+		return fail(h, SHMEX_EBADLAYOUT, "control and rings regions disagree");
 	if (shm_region_body_size(&h->rings) < body)
 		return fail(h, SHMEX_ETOOSHORT, "rings region");
 	h->nshards = ns;
@@ -173,8 +167,8 @@ static int validate(struct shm_instance *h)
 	return 0;
 }
 
-static struct shm_instance_member_sh *
-member(struct shm_instance *h, enum shm_instance_role role, uint32_t index)
+static struct shm_instance_member_sh *member(struct shm_instance *h,
+					     enum shm_instance_role role, uint32_t index)
 {
 	if (!h->ctl)
 		return NULL;
@@ -198,8 +192,7 @@ static int claim(struct shm_instance *h, struct shm_instance_member_sh *m,
 		if (cur != 0 && cur != me && shm_proc_ident_alive(cur)) {
 			char what[48];
 			snprintf(what, sizeof(what), "%s %u",
-				 role == SHM_ROLE_GATEWAY ? "gateway" : "matcher",
-				 index);
+				 role == SHM_ROLE_GATEWAY ? "gateway" : "matcher", index);
 			return fail(h, SHMEX_EINUSE, what);
 		}
 		if (cas_acq_rel(&m->owner, &cur, me)) /* INS5 */
@@ -207,8 +200,8 @@ static int claim(struct shm_instance *h, struct shm_instance_member_sh *m,
 	}
 }
 
-int shm_instance_attach(const char *instance, enum shm_instance_role role,
-			uint32_t index, struct shm_instance *h)
+int shm_instance_attach(const char *instance, enum shm_instance_role role, uint32_t index,
+			struct shm_instance *h)
 {
 	memset(h, 0, sizeof(*h));
 	if (!shm_instance_name_valid(instance))
@@ -217,15 +210,13 @@ int shm_instance_attach(const char *instance, enum shm_instance_role role,
 	if (role != SHM_ROLE_SUPERVISOR && role != SHM_ROLE_GATEWAY &&
 	    role != SHM_ROLE_MATCHER && role != SHM_ROLE_OBSERVER)
 		return fail(h, -EINVAL, "instance role");
-	enum shm_attach_mode mode =
-	    role == SHM_ROLE_OBSERVER ? SHM_RDONLY : SHM_RDWR;
-	int rc = shm_region_attach(&h->control, instance,
-				   SHM_REGION_CONTROL,
+	enum shm_attach_mode mode = role == SHM_ROLE_OBSERVER ? SHM_RDONLY : SHM_RDWR;
+	int rc = shm_region_attach(&h->control, instance, SHM_REGION_CONTROL,
 				   SHM_KIND_CONTROL, mode);
 	if (rc)
 		return fail_region(h, rc, &h->control);
-	rc = shm_region_attach(&h->rings, instance, SHM_REGION_RINGS,
-			       SHM_KIND_RINGS, mode);
+	rc = shm_region_attach(&h->rings, instance, SHM_REGION_RINGS, SHM_KIND_RINGS,
+			       mode);
 	if (rc) {
 		fail_region(h, rc, &h->rings);
 		goto out_detach_control;
@@ -267,8 +258,7 @@ void shm_instance_detach(struct shm_instance *h)
 	 * read-only observer never gets here (member() is NULL for it).
 	 * Relaxed load: it compares against our own earlier INS3 store; a
 	 * later attacher's pid differs from ours whatever we read. */
-	if (m && h->control.writable &&
-	    load_relaxed(&m->pid) == (int32_t)getpid())
+	if (m && h->control.writable && load_relaxed(&m->pid) == (int32_t)getpid())
 		store_release(&m->pid, 0);
 	if (m && h->control.writable) {
 		/* INS5: free the slot only if it is still ours. */
@@ -309,22 +299,20 @@ int shm_instance_reply_ring(struct shm_instance *h, uint32_t s, uint32_t g,
 {
 	if (!h->ctl || g >= h->ngateways || s >= h->nshards)
 		return SHMEX_EBADINDEX;
-	uint64_t idx = (uint64_t)h->ngateways * h->nshards +
-		       (uint64_t)s * h->ngateways + g;
+	uint64_t idx =
+		(uint64_t)h->ngateways * h->nshards + (uint64_t)s * h->ngateways + g;
 	return shm_ring_attach(out, ring_mem(h, idx), h->ring_bytes,
 			       &h->ctl->gateway_db[g].db);
 }
 
-struct shm_doorbell_sh *shm_instance_shard_doorbell(struct shm_instance *h,
-						    uint32_t s)
+struct shm_doorbell_sh *shm_instance_shard_doorbell(struct shm_instance *h, uint32_t s)
 {
 	if (!h->ctl || s >= h->nshards)
 		return NULL;
 	return &h->ctl->shard_db[s].db;
 }
 
-struct shm_doorbell_sh *shm_instance_gateway_doorbell(struct shm_instance *h,
-						      uint32_t g)
+struct shm_doorbell_sh *shm_instance_gateway_doorbell(struct shm_instance *h, uint32_t g)
 {
 	if (!h->ctl || g >= h->ngateways)
 		return NULL;
@@ -351,14 +339,13 @@ bool shm_instance_stopping(const struct shm_instance *h)
 	return h->ctl && load_acquire(&h->ctl->stopping) != 0;
 }
 
-void shm_instance_member(const struct shm_instance *h,
-			 enum shm_instance_role role, uint32_t index,
-			 int32_t *pid, uint64_t *start)
+void shm_instance_member(const struct shm_instance *h, enum shm_instance_role role,
+			 uint32_t index, int32_t *pid, uint64_t *start)
 {
 	*pid = 0;
 	*start = 0;
 	const struct shm_instance_member_sh *m =
-	    member((struct shm_instance *)h, role, index);
+		member((struct shm_instance *)h, role, index);
 	if (!m)
 		return;
 	/* INS4: pairs with INS3; start is at least as new as pid. */
@@ -370,8 +357,8 @@ void shm_instance_member(const struct shm_instance *h,
 bool shm_instance_name_valid(const char *name)
 {
 	char probe[SHM_NAME_MAX];
-	return name && shm_name_format(probe, sizeof(probe), name,
-				       SHM_REGION_CONTROL) == 0;
+	return name &&
+	       shm_name_format(probe, sizeof(probe), name, SHM_REGION_CONTROL) == 0;
 }
 
 /* True when the region of kind for shard k attaches (read-only). */
@@ -401,14 +388,12 @@ static bool member_is(const struct shm_instance *h, enum shm_instance_role role,
 	return shm_proc_alive(pid, start);
 }
 
-bool shm_instance_gateway_ready(const struct shm_instance *h, uint32_t g,
-				int32_t pid)
+bool shm_instance_gateway_ready(const struct shm_instance *h, uint32_t g, int32_t pid)
 {
 	return member_is(h, SHM_ROLE_GATEWAY, g, pid);
 }
 
-bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k,
-				int32_t pid)
+bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k, int32_t pid)
 {
 	/* The matcher publishes book.<k> last [MT1], after positions.<k>
 	 * and readers.<k>; check it last too. */

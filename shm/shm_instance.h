@@ -61,8 +61,8 @@
 
 /* What the creator asks for (private, never in shared memory). */
 struct shm_instance_cfg {
-	struct shm_settings s;  /* shm_settings_default(), then changes */
-	mode_t mode;            /* 0: 0660 */
+	struct shm_settings s; /* shm_settings_default(), then changes */
+	mode_t mode;           /* 0: 0660 */
 };
 
 /* One process attached in a role (one cache line). */
@@ -98,7 +98,7 @@ struct shm_control_sh {
 	 * (shm_settings_load).  Immutable. */
 	struct shm_settings_sh settings;
 	/* Line 8: geometry derived from the settings; as above. */
-	uint64_t ring_bytes;    /* shm_ring_bytes(ring_capacity) */
+	uint64_t ring_bytes; /* shm_ring_bytes(ring_capacity) */
 	uint64_t geo_reserved[7];
 	/* Line 9: run state. */
 	/* 1 once the supervisor began a clean shutdown.  W: supervisor,
@@ -115,16 +115,11 @@ struct shm_control_sh {
 	struct shm_instance_db_sh shard_db[SHM_INSTANCE_SHARDS_MAX];
 	struct shm_instance_db_sh gateway_db[SHM_INSTANCE_GATEWAYS_MAX];
 };
-_Static_assert(offsetof(struct shm_control_sh, ring_bytes) == 512,
-	       "control layout");
-_Static_assert(offsetof(struct shm_control_sh, stopping) == 576,
-	       "control layout");
-_Static_assert(offsetof(struct shm_control_sh, gateways) == 704,
-	       "control layout");
-_Static_assert(offsetof(struct shm_control_sh, shard_db) == 8960,
-	       "control layout");
-_Static_assert(sizeof(struct shm_control_sh) == 8960 + 2 * 64 * 128,
-	       "control layout");
+_Static_assert(offsetof(struct shm_control_sh, ring_bytes) == 512, "control layout");
+_Static_assert(offsetof(struct shm_control_sh, stopping) == 576, "control layout");
+_Static_assert(offsetof(struct shm_control_sh, gateways) == 704, "control layout");
+_Static_assert(offsetof(struct shm_control_sh, shard_db) == 8960, "control layout");
+_Static_assert(sizeof(struct shm_control_sh) == 8960 + 2 * 64 * 128, "control layout");
 
 enum shm_instance_role {
 	SHM_ROLE_SUPERVISOR = 0, /* read-write; the creator's role */
@@ -157,10 +152,8 @@ struct shm_instance {
  * instance of that name exists: see shm_region_remove_stale), -ENOSPC and
  * other region errors; on failure nothing is left in /dev/shm.
  */
-int shm_instance_create(const char *instance,
-			const struct shm_instance_cfg *cfg,
-			struct shm_instance *h)
-	__attribute__((warn_unused_result));
+int shm_instance_create(const char *instance, const struct shm_instance_cfg *cfg,
+			struct shm_instance *h) __attribute__((warn_unused_result));
 
 /*
  * Attaches to a running instance in a role.  index is the gateway or shard
@@ -170,9 +163,8 @@ int shm_instance_create(const char *instance,
  * Errors: region errors (-ENOENT, SHMEX_EBADMAGIC, ...), SHMEX_EBADLAYOUT
  * when the configuration is inconsistent with the regions.
  */
-int shm_instance_attach(const char *instance, enum shm_instance_role role,
-			uint32_t index, struct shm_instance *h)
-	__attribute__((warn_unused_result));
+int shm_instance_attach(const char *instance, enum shm_instance_role role, uint32_t index,
+			struct shm_instance *h) __attribute__((warn_unused_result));
 
 /* Clears the member slot if it is still ours, then unmaps.  Safe on a
  * zeroed or failed handle. */
@@ -185,20 +177,16 @@ int shm_instance_unlink(const char *instance);
 /* Attaches out to request ring gateway g -> shard s, bound to shard s's
  * doorbell.  SHMEX_EBADINDEX when g or s is out of range; ring errors. */
 int shm_instance_request_ring(struct shm_instance *h, uint32_t g, uint32_t s,
-			      struct shm_ring *out)
-	__attribute__((warn_unused_result));
+			      struct shm_ring *out) __attribute__((warn_unused_result));
 
 /* Attaches out to reply ring shard s -> gateway g, bound to gateway g's
  * doorbell. */
 int shm_instance_reply_ring(struct shm_instance *h, uint32_t s, uint32_t g,
-			    struct shm_ring *out)
-	__attribute__((warn_unused_result));
+			    struct shm_ring *out) __attribute__((warn_unused_result));
 
 /* Doorbells (NULL when out of range). */
-struct shm_doorbell_sh *shm_instance_shard_doorbell(struct shm_instance *h,
-						    uint32_t s);
-struct shm_doorbell_sh *shm_instance_gateway_doorbell(struct shm_instance *h,
-						      uint32_t g);
+struct shm_doorbell_sh *shm_instance_shard_doorbell(struct shm_instance *h, uint32_t s);
+struct shm_doorbell_sh *shm_instance_gateway_doorbell(struct shm_instance *h, uint32_t g);
 
 /* Supervisor: marks the instance stopping [INS1] and rings every doorbell,
  * so consumers whose wait predicate includes shm_instance_stopping wake. */
@@ -207,9 +195,8 @@ void shm_instance_set_stopping(struct shm_instance *h);
 bool shm_instance_stopping(const struct shm_instance *h);
 
 /* Snapshot of a member slot: pid 0 when nobody is attached. */
-void shm_instance_member(const struct shm_instance *h,
-			 enum shm_instance_role role, uint32_t index,
-			 int32_t *pid, uint64_t *start);
+void shm_instance_member(const struct shm_instance *h, enum shm_instance_role role,
+			 uint32_t index, int32_t *pid, uint64_t *start);
 
 /*
  * Readiness (see the top).  pid > 0 asks for that process exactly (the
@@ -218,10 +205,8 @@ void shm_instance_member(const struct shm_instance *h,
  * INS3); the matcher's regions are then validated by A0 (pairs with its
  * R0, book.<k> last [MT1]).
  */
-bool shm_instance_gateway_ready(const struct shm_instance *h, uint32_t g,
-				int32_t pid);
-bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k,
-				int32_t pid);
+bool shm_instance_gateway_ready(const struct shm_instance *h, uint32_t g, int32_t pid);
+bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k, int32_t pid);
 
 /* True for a valid instance name: 1..SHM_INSTANCE_MAX of [A-Za-z0-9_-]. */
 bool shm_instance_name_valid(const char *name);

@@ -12,8 +12,7 @@
 
 static bool sym_char(char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-	       (c >= '0' && c <= '9');
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 
 bool shm_symbol_valid(const char *sym, size_t len)
@@ -48,8 +47,7 @@ size_t shm_symbol_unpack_len(const char src[16])
 	return shm_symbol_valid(src, n) ? n : 0;
 }
 
-int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard,
-			     uint32_t nshards)
+int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard, uint32_t nshards)
 {
 	if (nshards == 0 || shard >= nshards)
 		return SHMEX_EINTERNAL;
@@ -101,8 +99,7 @@ int shm_msg_validate_reply(const struct shm_msg *m)
 {
 	if (m->type != SHM_MSG_REPLY)
 		return SHMEX_EBADMSG;
-	if (m->req_type < SHM_MSG_CREATE_ACCOUNT ||
-	    m->req_type > SHM_MSG_REQUEST_LAST_)
+	if (m->req_type < SHM_MSG_CREATE_ACCOUNT || m->req_type > SHM_MSG_REQUEST_LAST_)
 		return SHMEX_EBADMSG;
 	if (m->status != 0 && !shmex_err_is_valid(m->status))
 		return SHMEX_EBADMSG;

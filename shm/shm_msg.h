@@ -40,18 +40,18 @@ enum shm_side { SHM_SIDE_BUY = 0, SHM_SIDE_SELL = 1 };
 enum shm_tif { SHM_TIF_GTC = 0, SHM_TIF_IOC = 1, SHM_TIF_FOK = 2 };
 
 struct shm_msg {
-	uint8_t type;     /* enum shm_msg_type */
-	uint8_t side;     /* enum shm_side (ORDER) */
-	uint8_t tif;      /* enum shm_tif (ORDER) */
-	uint8_t req_type; /* REPLY: the request's type */
-	int32_t status;   /* REPLY: 0 or a shmex error */
-	uint64_t req_id;  /* chosen by the gateway, echoed in the reply */
-	uint64_t account; /* account id */
-	uint64_t order_id;/* CANCEL/MODIFY; REPLY to ORDER: the new id */
-	int64_t price;    /* limit (PRICE scale); CREATE_ACCOUNT: balance (CASH) */
-	int64_t qty;      /* amount > 0 (QTY scale); REPLY: shares affected */
+	uint8_t type;      /* enum shm_msg_type */
+	uint8_t side;      /* enum shm_side (ORDER) */
+	uint8_t tif;       /* enum shm_tif (ORDER) */
+	uint8_t req_type;  /* REPLY: the request's type */
+	int32_t status;    /* REPLY: 0 or a shmex error */
+	uint64_t req_id;   /* chosen by the gateway, echoed in the reply */
+	uint64_t account;  /* account id */
+	uint64_t order_id; /* CANCEL/MODIFY; REPLY to ORDER: the new id */
+	int64_t price;     /* limit (PRICE scale); CREATE_ACCOUNT: balance (CASH) */
+	int64_t qty;       /* amount > 0 (QTY scale); REPLY: shares affected */
 	union {
-		char symbol[16];  /* requests: NUL-padded, SHM_SYMBOL_MAX */
+		char symbol[16]; /* requests: NUL-padded, SHM_SYMBOL_MAX */
 		struct {
 			uint64_t time_ns; /* REPLY: event time */
 			uint64_t seq;     /* REPLY: shard event sequence */
@@ -73,8 +73,8 @@ size_t shm_symbol_unpack_len(const char src[16]);
  * symbol; `shard`/`nshards` check that the symbol (or order id, or account
  * for CREATE_ACCOUNT) belongs to this shard.  Returns 0 or the shmex error to
  * put in the reject reply. */
-int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard,
-			     uint32_t nshards) __attribute__((warn_unused_result));
+int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard, uint32_t nshards)
+	__attribute__((warn_unused_result));
 
 /*
  * The reply contract: every request gets exactly one reply on the (shard,

@@ -30,8 +30,8 @@
 
 void shm_opt_version(FILE *f, const char *name)
 {
-	fprintf(f, "%s %s, shared-memory layout %u (signature %016" PRIx64 ")\n",
-		name, SHMEX_VERSION, SHM_LAYOUT_VERSION, shm_layout_signature());
+	fprintf(f, "%s %s, shared-memory layout %u (signature %016" PRIx64 ")\n", name,
+		SHMEX_VERSION, SHM_LAYOUT_VERSION, shm_layout_signature());
 }
 
 int shm_opt_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -58,8 +58,8 @@ int shm_opt_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 	return rc;
 }
 
-enum shm_opt_result shm_opt_usage_error(const struct shm_opt_prog *p,
-					const char *fmt, ...)
+enum shm_opt_result shm_opt_usage_error(const struct shm_opt_prog *p, const char *fmt,
+					...)
 {
 	va_list ap;
 	fprintf(stderr, "%s: ", p->name);
@@ -85,8 +85,8 @@ static void choice_list(const char *const *c, char *buf, size_t len)
 }
 
 /* Parses one value into its destination; a usage error names why. */
-static enum shm_opt_result take(const struct shm_opt_prog *p,
-				const struct shm_opt *o, const char *val)
+static enum shm_opt_result take(const struct shm_opt_prog *p, const struct shm_opt *o,
+				const char *val)
 {
 	uint64_t v = 0;
 	switch (o->type) {
@@ -116,15 +116,19 @@ static enum shm_opt_result take(const struct shm_opt_prog *p,
 	case SHM_OPT_POW2: {
 		int rc = shm_opt_u64(val, o->min, o->max, &v);
 		if (rc == -EINVAL)
-			return shm_opt_usage_error(p, "--%s: '%s' is not a decimal number "
+			return shm_opt_usage_error(p,
+						   "--%s: '%s' is not a decimal number "
 						   "(valid: %" PRIu64 "..%" PRIu64 ")",
 						   o->name, val, o->min, o->max);
 		if (rc)
-			return shm_opt_usage_error(p, "--%s: %s is out of range (valid: %"
-						   PRIu64 "..%" PRIu64 ")", o->name, val,
-						   o->min, o->max);
+			return shm_opt_usage_error(
+				p,
+				"--%s: %s is out of range (valid: %" PRIu64 "..%" PRIu64
+				")",
+				o->name, val, o->min, o->max);
 		if (o->type == SHM_OPT_POW2 && (v & (v - 1)))
-			return shm_opt_usage_error(p, "--%s: %s is not a power of two "
+			return shm_opt_usage_error(p,
+						   "--%s: %s is not a power of two "
 						   "(valid: %" PRIu64 "..%" PRIu64 ")",
 						   o->name, val, o->min, o->max);
 		*(uint64_t *)o->dst = v;
@@ -137,8 +141,8 @@ given:
 	return SHM_OPT_RUN;
 }
 
-enum shm_opt_result shm_opt_parse(const struct shm_opt_prog *p, int argc,
-				  char **argv, int *first)
+enum shm_opt_result shm_opt_parse(const struct shm_opt_prog *p, int argc, char **argv,
+				  int *first)
 {
 	struct option lo[OPT_MAX + 3];
 	char shorts[2 * OPT_MAX + 4];
@@ -149,8 +153,9 @@ enum shm_opt_result shm_opt_parse(const struct shm_opt_prog *p, int argc,
 	for (size_t i = 0; i < n; i++) {
 		const struct shm_opt *o = &p->opts[i];
 		bool has_arg = o->type != SHM_OPT_FLAG && o->type != SHM_OPT_UFLAG;
-		lo[i] = (struct option){o->name, has_arg ? required_argument : no_argument,
-					NULL, 256 + (int)i};
+		lo[i] = (struct option){o->name,
+					has_arg ? required_argument : no_argument, NULL,
+					256 + (int)i};
 		if (o->key) {
 			shorts[ns++] = o->key;
 			if (has_arg)
@@ -171,16 +176,18 @@ enum shm_opt_result shm_opt_parse(const struct shm_opt_prog *p, int argc,
 		}
 		if (c == CODE_VERSION) {
 			char name[128];
-			snprintf(name, sizeof(name), strcmp(p->name, "shmex") ? "%s (shmex)" : "%s",
-				 p->name);
+			snprintf(name, sizeof(name),
+				 strcmp(p->name, "shmex") ? "%s (shmex)" : "%s", p->name);
 			shm_opt_version(stdout, name);
 			return SHM_OPT_EXIT;
 		}
 		if (c == ':')
-			return shm_opt_usage_error(p, "%s needs a value", argv[optind - 1]);
+			return shm_opt_usage_error(p, "%s needs a value",
+						   argv[optind - 1]);
 		if (c == '?') {
 			if (optopt)
-				return shm_opt_usage_error(p, "unknown option '-%c'", optopt);
+				return shm_opt_usage_error(p, "unknown option '-%c'",
+							   optopt);
 			return shm_opt_usage_error(p, "unknown option '%s'",
 						   argv[optind - 1]);
 		}
@@ -201,7 +208,8 @@ enum shm_opt_result shm_opt_parse(const struct shm_opt_prog *p, int argc,
 	}
 	for (size_t i = 0; i < n; i++)
 		if (p->opts[i].required && !seen[i])
-			return shm_opt_usage_error(p, "--%s is required", p->opts[i].name);
+			return shm_opt_usage_error(p, "--%s is required",
+						   p->opts[i].name);
 	int nargs = argc - optind;
 	if (nargs < p->min_args)
 		return shm_opt_usage_error(p, "missing operand%s",
@@ -249,7 +257,8 @@ void shm_opt_usage(const struct shm_opt_prog *p, FILE *f)
 	for (size_t i = 0; i < p->nopts; i++) {
 		const struct shm_opt *o = &p->opts[i];
 		char head[96], tail[320], list[256];
-		int n = o->key ? snprintf(head, sizeof(head), "  -%c, --%s", o->key, o->name)
+		int n = o->key ? snprintf(head, sizeof(head), "  -%c, --%s", o->key,
+					  o->name)
 			       : snprintf(head, sizeof(head), "      --%s", o->name);
 		if (o->arg && n > 0 && (size_t)n < sizeof(head))
 			snprintf(head + n, sizeof(head) - (size_t)n, " %s", o->arg);
@@ -258,13 +267,16 @@ void shm_opt_usage(const struct shm_opt_prog *p, FILE *f)
 		case SHM_OPT_NUM:
 		case SHM_OPT_POW2:
 			if (o->show_default)
-				snprintf(tail, sizeof(tail), " (%" PRIu64 "..%" PRIu64
-					 "%s; default %" PRIu64 ")", o->min, o->max,
-					 o->type == SHM_OPT_POW2 ? ", a power of two" : "",
+				snprintf(tail, sizeof(tail),
+					 " (%" PRIu64 "..%" PRIu64 "%s; default %" PRIu64
+					 ")",
+					 o->min, o->max,
+					 o->type == SHM_OPT_POW2 ? ", a power of two"
+								 : "",
 					 *(const uint64_t *)o->dst);
 			else
-				snprintf(tail, sizeof(tail), " (%" PRIu64 "..%" PRIu64 ")",
-					 o->min, o->max);
+				snprintf(tail, sizeof(tail),
+					 " (%" PRIu64 "..%" PRIu64 ")", o->min, o->max);
 			break;
 		case SHM_OPT_CHOICE:
 			choice_list(o->choices, list, sizeof(list));

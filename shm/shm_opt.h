@@ -39,27 +39,27 @@ enum shm_opt_type {
 };
 
 struct shm_opt {
-	const char *name;           /* long name, without "--" */
-	char key;                   /* short option, 0 for none */
+	const char *name; /* long name, without "--" */
+	char key;         /* short option, 0 for none */
 	enum shm_opt_type type;
 	const char *arg;            /* metavariable in --help ("N", "MS") */
 	const char *help;           /* one sentence, no default or range */
 	uint64_t min, max;          /* NUM, POW2 */
 	const char *const *choices; /* CHOICE: NULL-terminated */
 	void *dst;
-	bool *given;                /* optional: set when the option is seen */
-	bool required;              /* a usage error when absent */
-	bool show_default;          /* print "default X" from dst in --help */
+	bool *given;       /* optional: set when the option is seen */
+	bool required;     /* a usage error when absent */
+	bool show_default; /* print "default X" from dst in --help */
 };
 
 struct shm_opt_prog {
-	const char *name;           /* "shmex-matcher" */
-	const char *synopsis;       /* after the name: "--instance NAME ..." */
-	const char *about;          /* what the program does (lines) */
+	const char *name;     /* "shmex-matcher" */
+	const char *synopsis; /* after the name: "--instance NAME ..." */
+	const char *about;    /* what the program does (lines) */
 	const struct shm_opt *opts;
 	size_t nopts;
-	int min_args, max_args;     /* operands allowed (max < 0: any) */
-	const char *operands;       /* extra --help text about operands */
+	int min_args, max_args; /* operands allowed (max < 0: any) */
+	const char *operands;   /* extra --help text about operands */
 };
 
 enum shm_opt_result {
@@ -70,17 +70,15 @@ enum shm_opt_result {
 
 /* Parses argv.  *first gets the index of the first operand (operands are
  * argv[*first .. argc-1]; getopt permutes them to the end). */
-enum shm_opt_result shm_opt_parse(const struct shm_opt_prog *p, int argc,
-				  char **argv, int *first)
-	__attribute__((warn_unused_result));
+enum shm_opt_result shm_opt_parse(const struct shm_opt_prog *p, int argc, char **argv,
+				  int *first) __attribute__((warn_unused_result));
 
 /* --help text on f. */
 void shm_opt_usage(const struct shm_opt_prog *p, FILE *f);
 
 /* A usage error in the standard form (for checks across options). */
-enum shm_opt_result shm_opt_usage_error(const struct shm_opt_prog *p,
-					const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+enum shm_opt_result shm_opt_usage_error(const struct shm_opt_prog *p, const char *fmt,
+					...) __attribute__((format(printf, 2, 3)));
 
 /* Fills out[0 .. SHM_SETTINGS_COUNT-1] with one option per setting,
  * writing into s (which holds the defaults shown by --help). */

@@ -77,14 +77,13 @@ static int check_layout(struct shm_positions *p, uint32_t shard)
 	const struct shm_region_hdr_sh *h = shm_region_hdr(&p->region);
 	const uint64_t *c = h->capacity;
 	if (c[SHM_POSITIONS_CAP_SHARD] != shard ||
-	    !pow2_ok(c[SHM_POSITIONS_CAP_SYM_SLOTS],
-		     c[SHM_POSITIONS_CAP_SYMBOLS], SHM_POSITIONS_MAX_SYMBOLS) ||
-	    !pow2_ok(c[SHM_POSITIONS_CAP_POS_SLOTS],
-		     c[SHM_POSITIONS_CAP_POSITIONS], SHM_POSITIONS_MAX_CAP))
+	    !pow2_ok(c[SHM_POSITIONS_CAP_SYM_SLOTS], c[SHM_POSITIONS_CAP_SYMBOLS],
+		     SHM_POSITIONS_MAX_SYMBOLS) ||
+	    !pow2_ok(c[SHM_POSITIONS_CAP_POS_SLOTS], c[SHM_POSITIONS_CAP_POSITIONS],
+		     SHM_POSITIONS_MAX_CAP))
 		return SHMEX_EBADLAYOUT;
 	if (shm_region_body_size(&p->region) <
-	    body_bytes(c[SHM_POSITIONS_CAP_SYM_SLOTS],
-		       c[SHM_POSITIONS_CAP_POS_SLOTS]))
+	    body_bytes(c[SHM_POSITIONS_CAP_SYM_SLOTS], c[SHM_POSITIONS_CAP_POS_SLOTS]))
 		return SHMEX_ETOOSHORT;
 	p->shard = shard;
 	p->sym_cap = (uint32_t)c[SHM_POSITIONS_CAP_SYMBOLS];
@@ -99,9 +98,8 @@ static int check_layout(struct shm_positions *p, uint32_t shard)
 	return 0;
 }
 
-int shm_positions_create(struct shm_positions *p, const char *instance,
-			 uint32_t shard, uint64_t max_symbols,
-			 uint64_t max_positions, mode_t mode)
+int shm_positions_create(struct shm_positions *p, const char *instance, uint32_t shard,
+			 uint64_t max_symbols, uint64_t max_positions, mode_t mode)
 {
 	memset(p, 0, sizeof(*p));
 	if (max_symbols == 0 || max_symbols > SHM_POSITIONS_MAX_SYMBOLS ||
@@ -117,8 +115,8 @@ int shm_positions_create(struct shm_positions *p, const char *instance,
 	(void)!shm_region_name(name, SHM_KIND_POSITIONS, shard);
 	size_t body = body_bytes(caps[SHM_POSITIONS_CAP_SYM_SLOTS],
 				 caps[SHM_POSITIONS_CAP_POS_SLOTS]);
-	int rc = shm_region_create(&p->region, instance, name,
-				   SHM_KIND_POSITIONS, body, caps, 5, mode);
+	int rc = shm_region_create(&p->region, instance, name, SHM_KIND_POSITIONS, body,
+				   caps, 5, mode);
 	if (rc)
 		return rc;
 	rc = check_layout(p, shard);
@@ -134,14 +132,13 @@ out_unlink:
 	return rc;
 }
 
-int shm_positions_attach(struct shm_positions *p, const char *instance,
-			 uint32_t shard, enum shm_attach_mode mode)
+int shm_positions_attach(struct shm_positions *p, const char *instance, uint32_t shard,
+			 enum shm_attach_mode mode)
 {
 	memset(p, 0, sizeof(*p));
 	char name[SHM_REGION_NAME_MAX];
 	(void)!shm_region_name(name, SHM_KIND_POSITIONS, shard);
-	int rc = shm_region_attach(&p->region, instance, name,
-				   SHM_KIND_POSITIONS, mode);
+	int rc = shm_region_attach(&p->region, instance, name, SHM_KIND_POSITIONS, mode);
 	if (rc)
 		return rc;
 	rc = check_layout(p, shard);
@@ -184,8 +181,7 @@ static bool slot_ready(const uint32_t *state)
  * writer is still filling looks empty to a reader: its key is not in the
  * table yet.
  */
-static bool sym_probe(const struct shm_positions *p, const char name[16],
-		      uint32_t *at)
+static bool sym_probe(const struct shm_positions *p, const char name[16], uint32_t *at)
 {
 	*at = UINT32_MAX;
 	if (!p->sym)
@@ -205,8 +201,8 @@ static bool sym_probe(const struct shm_positions *p, const char name[16],
 	return false;
 }
 
-static bool pos_probe(const struct shm_positions *p, uint64_t account,
-		      uint32_t sidx, uint32_t *at)
+static bool pos_probe(const struct shm_positions *p, uint64_t account, uint32_t sidx,
+		      uint32_t *at)
 {
 	*at = UINT32_MAX;
 	if (!p->pos)
@@ -232,8 +228,7 @@ static bool writer_ok(const struct shm_positions *p)
 }
 
 /* Fills and publishes a new symbol slot (the writer has checked room). */
-static void sym_insert(struct shm_positions *p, uint32_t at,
-		       const char name[16])
+static void sym_insert(struct shm_positions *p, uint32_t at, const char name[16])
 {
 	struct shm_possym_sh *s = &p->sym[at];
 	memcpy(s->name, name, 16);
@@ -245,8 +240,8 @@ static void sym_insert(struct shm_positions *p, uint32_t at,
 	store_relaxed(&p->sh->nsymbols, load_relaxed(&p->sh->nsymbols) + 1);
 }
 
-static void pos_insert(struct shm_positions *p, uint32_t at,
-		       uint64_t account, uint32_t sidx)
+static void pos_insert(struct shm_positions *p, uint32_t at, uint64_t account,
+		       uint32_t sidx)
 {
 	struct shm_position_sh *s = &p->pos[at];
 	/* Relaxed: unpublished until PS1. */
@@ -265,8 +260,7 @@ static uint64_t count_of(const uint64_t *c)
 	return load_relaxed(c); /* PS5: the writer's own count */
 }
 
-int shm_positions_symbol_add(struct shm_positions *p, const char name[16],
-			     uint32_t *sidx)
+int shm_positions_symbol_add(struct shm_positions *p, const char name[16], uint32_t *sidx)
 {
 	if (!writer_ok(p))
 		return -EROFS;
@@ -274,8 +268,7 @@ int shm_positions_symbol_add(struct shm_positions *p, const char name[16],
 		return SHMEX_EBADSYMBOL;
 	uint32_t at;
 	if (!sym_probe(p, name, &at)) {
-		if (at == UINT32_MAX ||
-		    count_of(&p->sh->nsymbols) >= p->sym_cap)
+		if (at == UINT32_MAX || count_of(&p->sh->nsymbols) >= p->sym_cap)
 			return SHMEX_ESYMBOLSFULL;
 		sym_insert(p, at, name);
 	}
@@ -333,8 +326,8 @@ int shm_positions_add_shares(struct shm_positions *p, uint64_t account,
 	return 0;
 }
 
-int shm_positions_ensure(struct shm_positions *p, uint64_t account,
-			 uint32_t sidx, uint32_t *pidx)
+int shm_positions_ensure(struct shm_positions *p, uint64_t account, uint32_t sidx,
+			 uint32_t *pidx)
 {
 	if (!writer_ok(p))
 		return -EROFS;
@@ -342,8 +335,7 @@ int shm_positions_ensure(struct shm_positions *p, uint64_t account,
 		return SHMEX_EBADINDEX;
 	uint32_t at;
 	if (!pos_probe(p, account, sidx, &at)) {
-		if (at == UINT32_MAX ||
-		    count_of(&p->sh->npositions) >= p->pos_cap)
+		if (at == UINT32_MAX || count_of(&p->sh->npositions) >= p->pos_cap)
 			return SHMEX_EPOSITIONSFULL;
 		pos_insert(p, at, account, sidx);
 	}
@@ -387,8 +379,8 @@ int shm_positions_reserve(struct shm_positions *p, uint32_t pidx, int64_t q)
 		return SHMEX_ENOSHARES;
 	if (__builtin_add_overflow(reserved, q, &nr))
 		return SHMEX_EOVERFLOW;
-	store_release(&s->amount, amount - q);  /* PS3 */
-	store_release(&s->reserved, nr);        /* PS3 */
+	store_release(&s->amount, amount - q); /* PS3 */
+	store_release(&s->reserved, nr);       /* PS3 */
 	return 0;
 }
 
@@ -410,8 +402,7 @@ int shm_positions_release(struct shm_positions *p, uint32_t pidx, int64_t q)
 	return 0;
 }
 
-int shm_positions_settle_sell(struct shm_positions *p, uint32_t pidx,
-			      int64_t q)
+int shm_positions_settle_sell(struct shm_positions *p, uint32_t pidx, int64_t q)
 {
 	struct shm_position_sh *s;
 	int rc = writer_pos(p, pidx, q, &s);
@@ -437,8 +428,8 @@ int shm_positions_credit(struct shm_positions *p, uint32_t pidx, int64_t q)
 	return 0;
 }
 
-int shm_positions_symbol_find(const struct shm_positions *p,
-			      const char name[16], uint32_t *sidx)
+int shm_positions_symbol_find(const struct shm_positions *p, const char name[16],
+			      uint32_t *sidx)
 {
 	if (shm_symbol_unpack_len(name) == 0)
 		return SHMEX_EBADSYMBOL;
@@ -449,8 +440,8 @@ int shm_positions_symbol_find(const struct shm_positions *p,
 	return 0;
 }
 
-int shm_positions_find(const struct shm_positions *p, uint64_t account,
-		       uint32_t sidx, uint32_t *pidx)
+int shm_positions_find(const struct shm_positions *p, uint64_t account, uint32_t sidx,
+		       uint32_t *pidx)
 {
 	uint32_t at;
 	if (!pos_probe(p, account, sidx, &at))

@@ -110,8 +110,8 @@ _Static_assert(offsetof(struct shm_position_sh, amount) == 16, "layout");
 struct shm_positions {
 	struct shm_region region;
 	struct shm_positions_sh *sh;
-	struct shm_possym_sh *sym;      /* sym_slots symbol slots */
-	struct shm_position_sh *pos;    /* pos_slots position slots */
+	struct shm_possym_sh *sym;   /* sym_slots symbol slots */
+	struct shm_position_sh *pos; /* pos_slots position slots */
 	uint32_t shard;
 	uint32_t sym_cap, sym_slots, sym_mask;
 	uint32_t pos_cap, pos_slots, pos_mask;
@@ -120,8 +120,8 @@ struct shm_positions {
 /* What a reader sees of one position. */
 struct shm_position_view {
 	uint64_t account;
-	uint32_t sym;        /* symbol slot index */
-	char symbol[16];     /* its packed name */
+	uint32_t sym;    /* symbol slot index */
+	char symbol[16]; /* its packed name */
 	int64_t amount;
 	int64_t reserved;
 };
@@ -136,14 +136,12 @@ struct shm_positions_totals {
 
 /* Creates, initialises and publishes the region of `shard` for up to
  * `max_symbols` symbols and `max_positions` positions; handle writable. */
-int shm_positions_create(struct shm_positions *p, const char *instance,
-			 uint32_t shard, uint64_t max_symbols,
-			 uint64_t max_positions, mode_t mode)
+int shm_positions_create(struct shm_positions *p, const char *instance, uint32_t shard,
+			 uint64_t max_symbols, uint64_t max_positions, mode_t mode)
 	__attribute__((warn_unused_result));
 /* Attaches and validates capacities against the size. */
-int shm_positions_attach(struct shm_positions *p, const char *instance,
-			 uint32_t shard, enum shm_attach_mode mode)
-	__attribute__((warn_unused_result));
+int shm_positions_attach(struct shm_positions *p, const char *instance, uint32_t shard,
+			 enum shm_attach_mode mode) __attribute__((warn_unused_result));
 void shm_positions_detach(struct shm_positions *p);
 int shm_positions_unlink(const char *instance, uint32_t shard);
 
@@ -151,8 +149,7 @@ int shm_positions_unlink(const char *instance, uint32_t shard);
 
 /* Index of the symbol `name` (16 bytes, NUL-padded), created with nothing
  * in it when new.  SHMEX_EBADSYMBOL, SHMEX_ESYMBOLSFULL. */
-int shm_positions_symbol_add(struct shm_positions *p, const char name[16],
-			     uint32_t *sidx)
+int shm_positions_symbol_add(struct shm_positions *p, const char name[16], uint32_t *sidx)
 	__attribute__((warn_unused_result));
 /* Creates qty (> 0) shares of symbol `name` in `account`'s position,
  * creating the symbol and the position if new: amount += qty,
@@ -161,13 +158,11 @@ int shm_positions_symbol_add(struct shm_positions *p, const char name[16],
  * SHMEX_EPOSITIONSFULL, SHMEX_EOVERFLOW.  sidx/pidx may be NULL. */
 int shm_positions_add_shares(struct shm_positions *p, uint64_t account,
 			     const char name[16], int64_t qty, uint32_t *sidx,
-			     uint32_t *pidx)
-	__attribute__((warn_unused_result));
+			     uint32_t *pidx) __attribute__((warn_unused_result));
 /* Index of (account, sidx), created empty if new, so that crediting a
  * buyer later cannot fail.  SHMEX_EBADINDEX, SHMEX_EPOSITIONSFULL. */
-int shm_positions_ensure(struct shm_positions *p, uint64_t account,
-			 uint32_t sidx, uint32_t *pidx)
-	__attribute__((warn_unused_result));
+int shm_positions_ensure(struct shm_positions *p, uint64_t account, uint32_t sidx,
+			 uint32_t *pidx) __attribute__((warn_unused_result));
 /* Open sell: amount -= q, reserved += q; SHMEX_ENOSHARES when short. */
 int shm_positions_reserve(struct shm_positions *p, uint32_t pidx, int64_t q)
 	__attribute__((warn_unused_result));
@@ -176,8 +171,8 @@ int shm_positions_reserve(struct shm_positions *p, uint32_t pidx, int64_t q)
 int shm_positions_release(struct shm_positions *p, uint32_t pidx, int64_t q)
 	__attribute__((warn_unused_result));
 /* Sell fill: reserved -= q (the shares leave).  SHMEX_EINTERNAL. */
-int shm_positions_settle_sell(struct shm_positions *p, uint32_t pidx,
-			      int64_t q) __attribute__((warn_unused_result));
+int shm_positions_settle_sell(struct shm_positions *p, uint32_t pidx, int64_t q)
+	__attribute__((warn_unused_result));
 /* Buy fill: amount += q.  SHMEX_EOVERFLOW. */
 int shm_positions_credit(struct shm_positions *p, uint32_t pidx, int64_t q)
 	__attribute__((warn_unused_result));
@@ -186,13 +181,11 @@ int shm_positions_credit(struct shm_positions *p, uint32_t pidx, int64_t q)
 
 /* Symbol index of `name`, or SHMEX_ENOSYMBOL (SHMEX_EBADSYMBOL when the
  * name is not a valid packed symbol). */
-int shm_positions_symbol_find(const struct shm_positions *p,
-			      const char name[16], uint32_t *sidx)
-	__attribute__((warn_unused_result));
+int shm_positions_symbol_find(const struct shm_positions *p, const char name[16],
+			      uint32_t *sidx) __attribute__((warn_unused_result));
 /* Position index of (account, sidx), or SHMEX_ENOSHARES (no position). */
-int shm_positions_find(const struct shm_positions *p, uint64_t account,
-		       uint32_t sidx, uint32_t *pidx)
-	__attribute__((warn_unused_result));
+int shm_positions_find(const struct shm_positions *p, uint64_t account, uint32_t sidx,
+		       uint32_t *pidx) __attribute__((warn_unused_result));
 /* The position of `account` in symbol `name`: SHMEX_ENOSYMBOL,
  * SHMEX_ENOSHARES when there is none. */
 int shm_positions_read(const struct shm_positions *p, uint64_t account,

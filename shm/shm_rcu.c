@@ -171,16 +171,14 @@ static int writer_init(struct shm_rcu *t)
 	return writer_claim(t);
 }
 
-int shm_rcu_create(struct shm_rcu *t, const char *instance,
-		       unsigned shard, uint32_t nslots, mode_t mode)
+int shm_rcu_create(struct shm_rcu *t, const char *instance, unsigned shard,
+		   uint32_t nslots, mode_t mode)
 {
-	return shm_rcu_create_mode(t, instance, shard, nslots, mode,
-				       SHM_RCU_MODE_AUTO);
+	return shm_rcu_create_mode(t, instance, shard, nslots, mode, SHM_RCU_MODE_AUTO);
 }
 
-int shm_rcu_create_mode(struct shm_rcu *t, const char *instance,
-			    unsigned shard, uint32_t nslots, mode_t perm,
-			    enum shm_rcu_mode mode)
+int shm_rcu_create_mode(struct shm_rcu *t, const char *instance, unsigned shard,
+			uint32_t nslots, mode_t perm, enum shm_rcu_mode mode)
 {
 	char name[SHM_REGION_NAME_MAX];
 	memset(t, 0, sizeof(*t));
@@ -190,7 +188,8 @@ int shm_rcu_create_mode(struct shm_rcu *t, const char *instance,
 		return -EINVAL;
 	if (mode == SHM_RCU_MODE_AUTO)
 		mode = !env_wants_fence() && shm_rcu_asym_supported()
-			       ? SHM_RCU_MODE_ASYM : SHM_RCU_MODE_FENCE;
+			       ? SHM_RCU_MODE_ASYM
+			       : SHM_RCU_MODE_FENCE;
 	else if (mode == SHM_RCU_MODE_ASYM && !shm_rcu_asym_supported())
 		return -ENOSYS;
 	else if (mode != SHM_RCU_MODE_FENCE && mode != SHM_RCU_MODE_ASYM)
@@ -232,13 +231,12 @@ out_unlink:
 	return rc;
 }
 
-int shm_rcu_attach(struct shm_rcu *t, const char *instance,
-		       unsigned shard, enum shm_rcu_role role)
+int shm_rcu_attach(struct shm_rcu *t, const char *instance, unsigned shard,
+		   enum shm_rcu_role role)
 {
 	char name[SHM_REGION_NAME_MAX];
 	memset(t, 0, sizeof(*t));
-	if (role != SHM_RCU_OBSERVER && role != SHM_RCU_READER &&
-	    role != SHM_RCU_WRITER)
+	if (role != SHM_RCU_OBSERVER && role != SHM_RCU_READER && role != SHM_RCU_WRITER)
 		return -EINVAL;
 	int rc = shm_region_name(name, SHM_KIND_READERS, shard);
 	if (rc)
@@ -348,8 +346,8 @@ static bool reap_slot(struct shm_rcu *t, uint32_t i, uint64_t owner)
 
 /* --- reader side ---------------------------------------------------------- */
 
-static int claim_slot(struct shm_rcu *t, struct shm_rcu_reader *r,
-		      uint64_t me, uint32_t i)
+static int claim_slot(struct shm_rcu *t, struct shm_rcu_reader *r, uint64_t me,
+		      uint32_t i)
 {
 	struct shm_rcu_slot_sh *s = &t->slots[i];
 	uint64_t expected = 0;
@@ -469,25 +467,27 @@ void shm_rcu_set_reap_interval(struct shm_rcu *t, uint64_t ns)
 }
 
 void shm_rcu_set_barrier_interval(struct shm_rcu *t, uint64_t interval_ns,
-				      uint64_t urgent_ns)
+				  uint64_t urgent_ns)
 {
 	/* Clamped so that the bucket arithmetic cannot overflow. */
-	t->barrier_interval_ns = interval_ns < BARRIER_MAX_NS ? interval_ns : BARRIER_MAX_NS;
+	t->barrier_interval_ns =
+		interval_ns < BARRIER_MAX_NS ? interval_ns : BARRIER_MAX_NS;
 	t->barrier_urgent_ns = urgent_ns < BARRIER_MAX_NS ? urgent_ns : BARRIER_MAX_NS;
 	t->barrier_tat_ns = 0;
 }
 
 void shm_rcu_set_barrier_burst(struct shm_rcu *t, uint32_t burst)
 {
-	t->barrier_burst = burst == 0 ? 1 : burst < BARRIER_MAX_BURST ? burst
-								       : BARRIER_MAX_BURST;
+	t->barrier_burst = burst == 0                  ? 1
+			   : burst < BARRIER_MAX_BURST ? burst
+						       : BARRIER_MAX_BURST;
 	t->barrier_tat_ns = 0;
 }
 
 /* Records what slot i holds for the next reap pass; true when it is
  * exactly what the previous pass saw (same claim, same word). */
-static bool seen_again(struct shm_rcu *t, uint32_t i, uint64_t owner,
-		       uint64_t word, uint32_t gen)
+static bool seen_again(struct shm_rcu *t, uint32_t i, uint64_t owner, uint64_t word,
+		       uint32_t gen)
 {
 	struct shm_rcu_seen *sn = &t->seen[i];
 	bool same = sn->owner == owner && sn->word == word && sn->gen == gen;
@@ -585,7 +585,8 @@ static bool barrier_due(struct shm_rcu *t, bool urgent)
 	else
 		ok = t->barrier_tat_ns <= now + (uint64_t)(t->barrier_burst - 1) * iv;
 	if (ok)
-		t->barrier_tat_ns = (t->barrier_tat_ns > now ? t->barrier_tat_ns : now) + iv;
+		t->barrier_tat_ns =
+			(t->barrier_tat_ns > now ? t->barrier_tat_ns : now) + iv;
 	return ok;
 }
 
@@ -694,13 +695,12 @@ int shm_rcu_evict(struct shm_rcu *t, uint32_t slot)
 	return reap_slot(t, slot, owner) ? 0 : -EAGAIN;
 }
 
-int shm_rcu_list(const struct shm_rcu *t, struct shm_rcu_reader_info *out,
-		     size_t max, size_t *n)
+int shm_rcu_list(const struct shm_rcu *t, struct shm_rcu_reader_info *out, size_t max,
+		 size_t *n)
 {
 	size_t k = 0;
 	/* Relaxed: a display snapshot; each field is read once. */
-	uint64_t gp = t->role == SHM_RCU_WRITER ? t->epoch
-						    : load_relaxed(&t->hdr->epoch);
+	uint64_t gp = t->role == SHM_RCU_WRITER ? t->epoch : load_relaxed(&t->hdr->epoch);
 	for (uint32_t i = 0; i < t->nslots; i++) {
 		const struct shm_rcu_slot_sh *s = &t->slots[i];
 		uint64_t owner = load_acquire(&s->owner); /* RD8a */
@@ -736,8 +736,8 @@ void shm_rcu_stats(const struct shm_rcu *t, struct shm_rcu_stats *st)
 	st->reaped = load_relaxed(&t->hdr->reaped);
 	st->bad_epochs = t->bad_epochs;
 	st->mode = t->mode;
-	st->covered_epoch = writer && t->mode == SHM_RCU_MODE_ASYM ? t->covered
-								  : st->epoch;
+	st->covered_epoch =
+		writer && t->mode == SHM_RCU_MODE_ASYM ? t->covered : st->epoch;
 	st->barriers = load_relaxed(&t->hdr->barriers); /* statistic */
 	st->barrier_ns = t->barrier_ns;
 	st->barrier_errors = t->barrier_errors;
@@ -749,8 +749,7 @@ void shm_rcu_stats(const struct shm_rcu *t, struct shm_rcu_stats *st)
 		if (load_acquire(&s->owner) == 0) /* RD8a */
 			continue;
 		st->registered++;
-		uint64_t e = shm_rcu_section_epoch(
-			load_acquire(&s->section)); /* RD8 */
+		uint64_t e = shm_rcu_section_epoch(load_acquire(&s->section)); /* RD8 */
 		if (e == 0)
 			continue;
 		st->active++;

@@ -210,79 +210,79 @@ struct shm_rcu {
 	struct shm_region region;
 	struct shm_rcu_hdr_sh *hdr;
 	struct shm_rcu_slot_sh *slots;
-	uint32_t nslots;              /* validated at attach, never re-read */
+	uint32_t nslots; /* validated at attach, never re-read */
 	uint32_t shard;
 	enum shm_rcu_role role;
 	/* Writer only. */
-	uint64_t ident;               /* our owner word in hdr->writer */
-	uint64_t epoch;               /* private copy of the global epoch */
-	uint64_t safe;                /* last safe epoch computed */
+	uint64_t ident; /* our owner word in hdr->writer */
+	uint64_t epoch; /* private copy of the global epoch */
+	uint64_t safe;  /* last safe epoch computed */
 	uint64_t reap_interval_ns;
 	uint64_t next_reap_ns;
-	uint32_t idle_cursor;         /* round-robin liveness check of idle slots */
-	uint64_t reaped;              /* slots this handle reaped */
-	uint64_t bad_epochs;          /* out-of-range slot epochs seen */
+	uint32_t idle_cursor;      /* round-robin liveness check of idle slots */
+	uint64_t reaped;           /* slots this handle reaped */
+	uint64_t bad_epochs;       /* out-of-range slot epochs seen */
 	struct shm_rcu_seen *seen; /* per slot, last reap pass */
 	/* Mode (all roles, from hdr.mode at attach) and, for the writer in
 	 * asymmetric mode, the membarrier bookkeeping. */
 	enum shm_rcu_mode mode;
-	uint64_t covered;             /* tags below it: membarrier done */
+	uint64_t covered; /* tags below it: membarrier done */
 	uint64_t barrier_interval_ns;
 	uint64_t barrier_urgent_ns;
 	uint32_t barrier_burst;
-	uint64_t barrier_tat_ns;      /* token bucket: theoretical arrival */
+	uint64_t barrier_tat_ns; /* token bucket: theoretical arrival */
 	uint64_t last_barrier_ns;
-	uint64_t barriers;            /* membarrier calls by this handle */
-	uint64_t barrier_ns;          /* time spent in them */
-	uint64_t barrier_errors;      /* failed calls (nothing covered) */
-	uint64_t held;                /* scans that found a foreign word */
-	uint64_t repaired;            /* slots freed because of one */
+	uint64_t barriers;       /* membarrier calls by this handle */
+	uint64_t barrier_ns;     /* time spent in them */
+	uint64_t barrier_errors; /* failed calls (nothing covered) */
+	uint64_t held;           /* scans that found a foreign word */
+	uint64_t repaired;       /* slots freed because of one */
 };
 
 /* One registration: a claimed slot, used by one thread. */
 struct shm_rcu_reader {
 	struct shm_rcu_slot_sh *slot;
-	const uint64_t *gp;           /* &hdr->epoch */
-	uint64_t ident;               /* our owner word */
-	uint64_t idle;                /* our section word outside a section */
-	uint64_t epoch;               /* epoch of the current section */
-	uint32_t gen;                 /* slot generation when claimed */
-	uint32_t nesting;             /* authoritative nesting depth */
-	uint32_t index;               /* slot index */
-	bool lost;                    /* the slot was taken from us */
-	bool asym;                    /* asymmetric fast path (see register) */
+	const uint64_t *gp; /* &hdr->epoch */
+	uint64_t ident;     /* our owner word */
+	uint64_t idle;      /* our section word outside a section */
+	uint64_t epoch;     /* epoch of the current section */
+	uint32_t gen;       /* slot generation when claimed */
+	uint32_t nesting;   /* authoritative nesting depth */
+	uint32_t index;     /* slot index */
+	bool lost;          /* the slot was taken from us */
+	bool asym;          /* asymmetric fast path (see register) */
 };
 
 /* One claimed slot, for shmex-query readers. */
 struct shm_rcu_reader_info {
 	uint32_t slot;
 	int32_t pid;
-	uint64_t start;               /* process start time (clock ticks) */
-	uint64_t epoch;               /* 0: not in a read-side section */
-	uint64_t lag;                 /* global epoch - epoch, in a section */
+	uint64_t start; /* process start time (clock ticks) */
+	uint64_t epoch; /* 0: not in a read-side section */
+	uint64_t lag;   /* global epoch - epoch, in a section */
 	uint32_t nesting;
 	uint32_t gen;
 	bool in_section;
-	bool alive;                   /* (pid, start) is a live process */
+	bool alive; /* (pid, start) is a live process */
 };
 
 struct shm_rcu_stats {
-	uint64_t epoch;               /* global epoch (writer: private copy) */
-	uint64_t safe_epoch;          /* writer: last computed; else computed now */
+	uint64_t epoch;      /* global epoch (writer: private copy) */
+	uint64_t safe_epoch; /* writer: last computed; else computed now */
 	uint32_t nslots;
-	uint32_t registered;          /* claimed slots */
-	uint32_t active;              /* slots inside a read-side section */
-	uint64_t max_lag;             /* largest lag of an active slot */
-	uint64_t reaped;              /* slots reaped (all processes) */
-	uint64_t bad_epochs;          /* writer: out-of-range epochs seen */
-	enum shm_rcu_mode mode;   /* the table's mode */
-	uint64_t covered_epoch;       /* writer, asymmetric: epoch at the last
+	uint32_t registered;     /* claimed slots */
+	uint32_t active;         /* slots inside a read-side section */
+	uint64_t max_lag;        /* largest lag of an active slot */
+	uint64_t reaped;         /* slots reaped (all processes) */
+	uint64_t bad_epochs;     /* writer: out-of-range epochs seen */
+	enum shm_rcu_mode mode;  /* the table's mode */
+	uint64_t covered_epoch;  /* writer, asymmetric: epoch at the last
 				       * membarrier (or reader-free scan) */
-	uint64_t barriers;            /* membarrier calls (all writers) */
-	uint64_t barrier_ns;          /* writer: time in its own calls */
-	uint64_t barrier_errors;      /* writer: failed calls */
-	uint64_t held;                /* writer: scans that met a foreign word */
-	uint64_t repaired;            /* writer: slots freed for one */
+	uint64_t barriers;       /* membarrier calls (all writers) */
+	uint64_t barrier_ns;     /* writer: time in its own calls */
+	uint64_t barrier_errors; /* writer: failed calls */
+	uint64_t held;           /* writer: scans that met a foreign word */
+	uint64_t repaired;       /* writer: slots freed for one */
 };
 
 /* Creates the shard's table (nslots in 1..SHM_RCU_MAX_SLOTS, 0 means
@@ -290,16 +290,14 @@ struct shm_rcu_stats {
  * the writer handle; a supervisor that only creates detaches it, and the
  * matcher then attaches as SHM_RCU_WRITER.  Same as
  * shm_rcu_create_mode(..., SHM_RCU_MODE_AUTO). */
-int shm_rcu_create(struct shm_rcu *t, const char *instance,
-		       unsigned shard, uint32_t nslots, mode_t mode)
-	__attribute__((warn_unused_result));
+int shm_rcu_create(struct shm_rcu *t, const char *instance, unsigned shard,
+		   uint32_t nslots, mode_t mode) __attribute__((warn_unused_result));
 
 /* As shm_rcu_create, with the fence protocol chosen explicitly: FENCE,
  * ASYM (-ENOSYS when the kernel lacks MEMBARRIER_CMD_GLOBAL_EXPEDITED), or
  * AUTO (ASYM when supported and SHMEX_READERS_FENCE is unset or "0"). */
-int shm_rcu_create_mode(struct shm_rcu *t, const char *instance,
-			    unsigned shard, uint32_t nslots, mode_t perm,
-			    enum shm_rcu_mode mode)
+int shm_rcu_create_mode(struct shm_rcu *t, const char *instance, unsigned shard,
+			uint32_t nslots, mode_t perm, enum shm_rcu_mode mode)
 	__attribute__((warn_unused_result));
 
 /* True when this kernel supports the asymmetric mode (cached). */
@@ -317,9 +315,8 @@ static inline enum shm_rcu_mode shm_rcu_table_mode(const struct shm_rcu *t)
  * The mode comes from the header: SHMEX_EBADINDEX when it is not a known
  * one; -ENOSYS for a writer of an asymmetric table on a kernel without
  * membarrier. */
-int shm_rcu_attach(struct shm_rcu *t, const char *instance,
-		       unsigned shard, enum shm_rcu_role role)
-	__attribute__((warn_unused_result));
+int shm_rcu_attach(struct shm_rcu *t, const char *instance, unsigned shard,
+		   enum shm_rcu_role role) __attribute__((warn_unused_result));
 
 /* Unmaps (a writer first gives up hdr->writer).  Registrations made through
  * the handle must be unregistered before.  Safe on a zeroed handle. */
@@ -400,7 +397,7 @@ void shm_rcu_set_reap_interval(struct shm_rcu *t, uint64_t ns);
  * previous call; 0 means "whenever an epoch is uncovered".  Values are
  * capped at 2^42 ns (73 minutes).  Resets the bucket. */
 void shm_rcu_set_barrier_interval(struct shm_rcu *t, uint64_t interval_ns,
-				      uint64_t urgent_ns);
+				  uint64_t urgent_ns);
 
 /* Asymmetric mode: calls safe_epoch may issue back to back after a quiet
  * period (default 16, at most 1024; 1 gives a strict minimum gap of one
@@ -418,13 +415,12 @@ int shm_rcu_clear_stale(struct shm_rcu *t, unsigned *cleared)
  * a stuck reader); that reader gets SHMEX_ESLOTLOST.  -ENOENT when the slot
  * is free, SHMEX_EBADINDEX when out of range, -EAGAIN on a concurrent
  * change. */
-int shm_rcu_evict(struct shm_rcu *t, uint32_t slot)
-	__attribute__((warn_unused_result));
+int shm_rcu_evict(struct shm_rcu *t, uint32_t slot) __attribute__((warn_unused_result));
 
 /* Claimed slots into out[0..max) (any role); *n gets how many were found
  * (may exceed max).  Reads /proc for each to fill `alive`. */
-int shm_rcu_list(const struct shm_rcu *t, struct shm_rcu_reader_info *out,
-		     size_t max, size_t *n) __attribute__((warn_unused_result));
+int shm_rcu_list(const struct shm_rcu *t, struct shm_rcu_reader_info *out, size_t max,
+		 size_t *n) __attribute__((warn_unused_result));
 
 /* Counters (any role). */
 void shm_rcu_stats(const struct shm_rcu *t, struct shm_rcu_stats *st);

@@ -71,8 +71,8 @@ static inline uint64_t shm_rcu_read_epoch_(const struct shm_rcu_reader *r)
 	return e;
 }
 
-static inline __attribute__((warn_unused_result)) int
-shm_rcu_enter_inline(struct shm_rcu_reader *r)
+static inline __attribute__((warn_unused_result)) int shm_rcu_enter_inline(
+	struct shm_rcu_reader *r)
 {
 	if (r->nesting > 0) {
 		r->nesting++;
@@ -121,8 +121,8 @@ lost:
 	return SHMEX_ESLOTLOST;
 }
 
-static inline __attribute__((warn_unused_result)) int
-shm_rcu_leave_inline(struct shm_rcu_reader *r)
+static inline __attribute__((warn_unused_result)) int shm_rcu_leave_inline(
+	struct shm_rcu_reader *r)
 {
 	if (r->nesting > 1) {
 		r->nesting--;

@@ -33,8 +33,8 @@ static bool name_ok(const char *s, bool region)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			  c == '_' || c == '-';
+		bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+			  c == '-';
 		if (!region)
 			ok = ok || (c >= 'A' && c <= 'Z');
 		else
@@ -70,11 +70,9 @@ int shm_region_name(char out[SHM_REGION_NAME_MAX], enum shm_region_kind kind,
 	return n > 0 && n < SHM_REGION_NAME_MAX ? 0 : SHMEX_EBADNAME;
 }
 
-int shm_name_format(char *out, size_t len, const char *instance,
-		    const char *region)
+int shm_name_format(char *out, size_t len, const char *instance, const char *region)
 {
-	if (!instance || !region || !name_ok(instance, false) ||
-	    !name_ok(region, true))
+	if (!instance || !region || !name_ok(instance, false) || !name_ok(region, true))
 		return SHMEX_EBADNAME;
 	int n = snprintf(out, len, "/shmex.%s.%s", instance, region);
 	if (n < 0 || (size_t)n >= len)
@@ -82,8 +80,7 @@ int shm_name_format(char *out, size_t len, const char *instance,
 	return 0;
 }
 
-static int set_name(struct shm_region *r, const char *instance,
-		    const char *region)
+static int set_name(struct shm_region *r, const char *instance, const char *region)
 {
 	memset(r, 0, sizeof(*r));
 	int rc = shm_name_format(r->name, sizeof(r->name), instance, region);
@@ -95,9 +92,9 @@ static int set_name(struct shm_region *r, const char *instance,
 	return 0;
 }
 
-int shm_region_create(struct shm_region *r, const char *instance,
-		      const char *region, uint32_t kind, size_t body_size,
-		      const uint64_t *caps, size_t ncaps, mode_t mode)
+int shm_region_create(struct shm_region *r, const char *instance, const char *region,
+		      uint32_t kind, size_t body_size, const uint64_t *caps, size_t ncaps,
+		      mode_t mode)
 {
 	int rc = set_name(r, instance, region);
 	if (rc)
@@ -121,8 +118,8 @@ int shm_region_create(struct shm_region *r, const char *instance,
 		rc = fail(r, -rc, "posix_fallocate");
 		goto out_unlink;
 	}
-	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE,
-			  MAP_SHARED | MAP_POPULATE, fd, 0);
+	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+			  fd, 0);
 	if (base == MAP_FAILED) {
 		rc = fail(r, -errno, "mmap");
 		goto out_unlink;
@@ -179,8 +176,7 @@ static int validate(struct shm_region *r, uint32_t kind, size_t *size)
 		return SHMEX_EBADVERSION;
 	if (state != SHM_STATE_READY)
 		return SHMEX_ENOTREADY;
-	if (h.signature != shm_layout_signature() ||
-	    h.cache_line != SHM_CACHE_LINE)
+	if (h.signature != shm_layout_signature() || h.cache_line != SHM_CACHE_LINE)
 		return SHMEX_EBADLAYOUT;
 	if (kind != SHM_KIND_ANY && h.kind != kind)
 		return SHMEX_EBADKIND;
@@ -190,9 +186,8 @@ static int validate(struct shm_region *r, uint32_t kind, size_t *size)
 	return 0;
 }
 
-int shm_region_attach(struct shm_region *r, const char *instance,
-		      const char *region, uint32_t kind,
-		      enum shm_attach_mode mode)
+int shm_region_attach(struct shm_region *r, const char *instance, const char *region,
+		      uint32_t kind, enum shm_attach_mode mode)
 {
 	int rc = set_name(r, instance, region);
 	if (rc)
@@ -212,8 +207,7 @@ int shm_region_attach(struct shm_region *r, const char *instance,
 		return fail(r, SHMEX_ETOOSHORT, "attach");
 	}
 	void *base = mmap(NULL, (size_t)st.st_size,
-			  rw ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED,
-			  fd, 0);
+			  rw ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
 	rc = -errno;
 	close(fd);
 	if (base == MAP_FAILED)

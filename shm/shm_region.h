@@ -52,23 +52,23 @@ enum shm_region_kind {
 };
 
 enum shm_region_state {
-	SHM_STATE_CREATING = 0,          /* zero-filled object: not ready */
-	SHM_STATE_READY = 0x59444552u,   /* "REDY" */
-	SHM_STATE_CLOSED = 0x534f4c43u,  /* "CLOS": exchange shut down */
+	SHM_STATE_CREATING = 0,         /* zero-filled object: not ready */
+	SHM_STATE_READY = 0x59444552u,  /* "REDY" */
+	SHM_STATE_CLOSED = 0x534f4c43u, /* "CLOS": exchange shut down */
 };
 
 /* Region header.  All fields but `state` are written by the creator before
  * R0 and never change after; readers read them after A0. */
 struct shm_region_hdr_sh {
-	uint64_t magic;          /* SHM_REGION_MAGIC */
-	uint32_t version;        /* SHM_LAYOUT_VERSION */
-	uint32_t kind;           /* enum shm_region_kind */
-	uint64_t signature;      /* shm_layout_signature() of the creator */
-	uint64_t size;           /* bytes of the whole object, header included */
-	uint64_t capacity[6];    /* kind-specific capacities (see each kind) */
-	int32_t creator_pid;     /* process that created the region */
-	uint32_t cache_line;     /* SHM_CACHE_LINE of the creator */
-	uint64_t creator_start;  /* its start time (shm_proc.h) */
+	uint64_t magic;         /* SHM_REGION_MAGIC */
+	uint32_t version;       /* SHM_LAYOUT_VERSION */
+	uint32_t kind;          /* enum shm_region_kind */
+	uint64_t signature;     /* shm_layout_signature() of the creator */
+	uint64_t size;          /* bytes of the whole object, header included */
+	uint64_t capacity[6];   /* kind-specific capacities (see each kind) */
+	int32_t creator_pid;    /* process that created the region */
+	uint32_t cache_line;    /* SHM_CACHE_LINE of the creator */
+	uint64_t creator_start; /* its start time (shm_proc.h) */
 	/* W: creator (publish) / supervisor (close), release [R0];
 	 * R: attachers, acquire [A0] before reading anything else. */
 	uint32_t state;
@@ -114,24 +114,22 @@ bool shm_region_kind_per_shard(enum shm_region_kind kind);
 
 /* "/shmex.<instance>.<region>".  Instance: 1..40 of [A-Za-z0-9_-];
  * region: 1..40 of [a-z0-9._-].  Returns 0 or SHMEX_EBADNAME. */
-int shm_name_format(char *out, size_t len, const char *instance,
-		    const char *region) __attribute__((warn_unused_result));
+int shm_name_format(char *out, size_t len, const char *instance, const char *region)
+	__attribute__((warn_unused_result));
 
 /* Creates and maps the region read-write, body zero-filled, state
  * CREATING.  caps may be NULL.  mode is applied with fchmod (umask does not
  * narrow it).  Fails with -EEXIST when the object exists. */
-int shm_region_create(struct shm_region *r, const char *instance,
-		      const char *region, uint32_t kind, size_t body_size,
-		      const uint64_t *caps, size_t ncaps, mode_t mode)
-	__attribute__((warn_unused_result));
+int shm_region_create(struct shm_region *r, const char *instance, const char *region,
+		      uint32_t kind, size_t body_size, const uint64_t *caps, size_t ncaps,
+		      mode_t mode) __attribute__((warn_unused_result));
 
 /* Marks a created region ready [R0]. */
 void shm_region_publish(struct shm_region *r);
 
 /* Maps an existing region and validates its header. */
-int shm_region_attach(struct shm_region *r, const char *instance,
-		      const char *region, uint32_t kind,
-		      enum shm_attach_mode mode)
+int shm_region_attach(struct shm_region *r, const char *instance, const char *region,
+		      uint32_t kind, enum shm_attach_mode mode)
 	__attribute__((warn_unused_result));
 
 /* Unmaps; the handle may be reused.  Safe on a zeroed handle. */
@@ -151,8 +149,7 @@ struct shm_region_info {
 	size_t size;
 };
 int shm_region_inspect(const char *instance, const char *region,
-		       struct shm_region_info *info)
-	__attribute__((warn_unused_result));
+		       struct shm_region_info *info) __attribute__((warn_unused_result));
 
 /* Unlinks a region left over by a crashed run: 0 when removed (or absent),
  * SHMEX_EINUSE when its creator is alive. */

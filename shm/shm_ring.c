@@ -47,15 +47,13 @@ size_t shm_ring_bytes(uint32_t capacity)
 	if (!capacity_ok(capacity))
 		return 0;
 	/* 384 + 64 * capacity, capacity >= 2: a multiple of 128. */
-	return sizeof(struct shm_ring_sh) +
-	       (size_t)capacity * sizeof(struct shm_msg);
+	return sizeof(struct shm_ring_sh) + (size_t)capacity * sizeof(struct shm_msg);
 }
 
 int shm_ring_init(void *mem, size_t bytes, uint32_t capacity)
 {
 	size_t need = shm_ring_bytes(capacity);
-	if (!mem || need == 0 || bytes < need ||
-	    ((uintptr_t)mem & (SHM_CACHE_LINE - 1)))
+	if (!mem || need == 0 || bytes < need || ((uintptr_t)mem & (SHM_CACHE_LINE - 1)))
 		return -EINVAL;
 	struct shm_ring_sh *sh = mem;
 	memset(sh, 0, sizeof(*sh));
@@ -78,8 +76,8 @@ int shm_ring_init(void *mem, size_t bytes, uint32_t capacity)
  * within [tail, tail + capacity] for a well-behaved pair.  False when the
  * pair is inconsistent (or tail kept moving for every try).
  */
-static bool read_indexes(const struct shm_ring_sh *sh, uint32_t capacity,
-			 uint64_t *head, uint64_t *tail)
+static bool read_indexes(const struct shm_ring_sh *sh, uint32_t capacity, uint64_t *head,
+			 uint64_t *tail)
 {
 	for (int i = 0; i < 100; i++) {
 		/* RNG4/RNG2 (attach): acquire both indexes so that the
@@ -153,8 +151,7 @@ static int64_t prod_free(struct shm_ring *r, unsigned want)
 	/* RNG4: the consumer copied slots [old tail, t) out before its
 	 * release (RNG3); after this acquire we may overwrite them. */
 	uint64_t t = load_acquire(&r->sh->cons.tail);
-	if (r->prod_head - t > r->capacity ||
-	    (int64_t)(t - r->prod_tail_cache) < 0) {
+	if (r->prod_head - t > r->capacity || (int64_t)(t - r->prod_tail_cache) < 0) {
 		stat_inc(&r->sh->prod.corrupt);
 		return SHMEX_ERINGCORRUPT;
 	}
@@ -173,8 +170,8 @@ static void prod_publish(struct shm_ring *r, unsigned k)
 	shm_doorbell_ring(r->db);
 }
 
-int shm_ring_enqueue_batch(struct shm_ring *r, const struct shm_msg *msgs,
-			   unsigned n, unsigned *done)
+int shm_ring_enqueue_batch(struct shm_ring *r, const struct shm_msg *msgs, unsigned n,
+			   unsigned *done)
 {
 	*done = 0;
 	if (r->claimed)
@@ -195,15 +192,13 @@ int shm_ring_enqueue_batch(struct shm_ring *r, const struct shm_msg *msgs,
 		first = k;
 	memcpy(&r->slots[idx], msgs, (size_t)first * sizeof(*msgs));
 	if (k > first)
-		memcpy(&r->slots[0], msgs + first,
-		       (size_t)(k - first) * sizeof(*msgs));
+		memcpy(&r->slots[0], msgs + first, (size_t)(k - first) * sizeof(*msgs));
 	prod_publish(r, k);
 	*done = k;
 	return 0;
 }
 
-int shm_ring_claim(struct shm_ring *r, unsigned n, struct shm_msg **slots,
-		   unsigned *got)
+int shm_ring_claim(struct shm_ring *r, unsigned n, struct shm_msg **slots, unsigned *got)
 {
 	*got = 0;
 	*slots = NULL;
@@ -237,8 +232,8 @@ void shm_ring_publish(struct shm_ring *r, unsigned count)
 		prod_publish(r, count);
 }
 
-int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out,
-			   unsigned max, unsigned *got)
+int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out, unsigned max,
+			   unsigned *got)
 {
 	*got = 0;
 	if (max == 0)
@@ -265,8 +260,7 @@ int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out,
 		first = k;
 	memcpy(out, &r->slots[idx], (size_t)first * sizeof(*out));
 	if (k > first)
-		memcpy(out + first, &r->slots[0],
-		       (size_t)(k - first) * sizeof(*out));
+		memcpy(out + first, &r->slots[0], (size_t)(k - first) * sizeof(*out));
 	r->cons_tail += k;
 	/* RNG3: our copies of the k slots are complete before the producer
 	 * can see them free; pairs with RNG4. */
@@ -315,7 +309,6 @@ void shm_ring_stats(const struct shm_ring *r, struct shm_ring_stats *st)
 	st->full = load_relaxed(&sh->prod.full);
 	st->enq_batches = load_relaxed(&sh->prod.batches);
 	st->deq_batches = load_relaxed(&sh->cons.batches);
-	st->corrupt =
-	    load_relaxed(&sh->prod.corrupt) + load_relaxed(&sh->cons.corrupt);
+	st->corrupt = load_relaxed(&sh->prod.corrupt) + load_relaxed(&sh->cons.corrupt);
 	shm_doorbell_stats(r->db, &st->db);
 }

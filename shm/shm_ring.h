@@ -102,7 +102,7 @@ struct shm_ring_sh {
 	uint8_t pad_db[SHM_CACHE_LINE];
 	struct shm_ring_cons_sh cons; /* 256 */
 	uint8_t pad_cons[SHM_CACHE_LINE];
-	struct shm_msg slots[];       /* 384 */
+	struct shm_msg slots[]; /* 384 */
 } shm_aligned;
 _Static_assert(offsetof(struct shm_ring_sh, prod) == 64, "ring layout");
 _Static_assert(offsetof(struct shm_ring_sh, db) == 128, "ring layout");
@@ -119,8 +119,8 @@ struct shm_ring {
 				     * the consumer */
 	uint32_t capacity;          /* validated copy of hdr.capacity */
 	uint32_t mask;
-	uint32_t spin_ns;           /* shm_ring_wait spin phase */
-	uint32_t claimed;           /* producer: slots claimed, unpublished */
+	uint32_t spin_ns; /* shm_ring_wait spin phase */
+	uint32_t claimed; /* producer: slots claimed, unpublished */
 	/* Producer: next message number to publish, and the last tail it
 	 * read (free space is at least capacity - (head - tail_cache)). */
 	uint64_t prod_head;
@@ -132,14 +132,14 @@ struct shm_ring {
 };
 
 struct shm_ring_stats {
-	uint64_t head, tail;   /* a consistent snapshot (see corrupt_now) */
+	uint64_t head, tail; /* a consistent snapshot (see corrupt_now) */
 	uint32_t capacity;
-	uint32_t depth;        /* head - tail, clamped to capacity */
-	bool corrupt_now;      /* head/tail inconsistent (or never stable) */
-	uint64_t full;         /* producer's enqueue calls that hit "full" */
+	uint32_t depth;   /* head - tail, clamped to capacity */
+	bool corrupt_now; /* head/tail inconsistent (or never stable) */
+	uint64_t full;    /* producer's enqueue calls that hit "full" */
 	uint64_t enq_batches;
 	uint64_t deq_batches;
-	uint64_t corrupt;      /* corruption detections, both sides */
+	uint64_t corrupt; /* corruption detections, both sides */
 	struct shm_doorbell_stats db;
 };
 
@@ -163,8 +163,7 @@ int shm_ring_init(void *mem, size_t bytes, uint32_t capacity)
  * slot offset inconsistent), SHMEX_ERINGCORRUPT (head/tail inconsistent).
  */
 int shm_ring_attach(struct shm_ring *r, void *mem, size_t bytes,
-		    struct shm_doorbell_sh *db)
-	__attribute__((warn_unused_result));
+		    struct shm_doorbell_sh *db) __attribute__((warn_unused_result));
 
 /*
  * Producer: copies up to n messages into the ring, publishes them with one
@@ -174,9 +173,8 @@ int shm_ring_attach(struct shm_ring *r, void *mem, size_t bytes,
  * consumer's tail is inconsistent (nothing written), or -EINVAL while a
  * claim is outstanding.
  */
-int shm_ring_enqueue_batch(struct shm_ring *r, const struct shm_msg *msgs,
-			   unsigned n, unsigned *done)
-	__attribute__((warn_unused_result));
+int shm_ring_enqueue_batch(struct shm_ring *r, const struct shm_msg *msgs, unsigned n,
+			   unsigned *done) __attribute__((warn_unused_result));
 
 /*
  * Producer, zero-copy: claims up to n free slots that are contiguous in
@@ -184,8 +182,8 @@ int shm_ring_enqueue_batch(struct shm_ring *r, const struct shm_msg *msgs,
  * full) and points *slots at the first.  The caller fills them and calls
  * shm_ring_publish.  Only one claim at a time.  Errors as enqueue.
  */
-int shm_ring_claim(struct shm_ring *r, unsigned n, struct shm_msg **slots,
-		   unsigned *got) __attribute__((warn_unused_result));
+int shm_ring_claim(struct shm_ring *r, unsigned n, struct shm_msg **slots, unsigned *got)
+	__attribute__((warn_unused_result));
 
 /* Producer: publishes the first `count` claimed slots (count <= *got of
  * the claim; the rest are released unpublished) and rings the doorbell
@@ -199,9 +197,8 @@ void shm_ring_publish(struct shm_ring *r, unsigned count);
  * consumer's tail or went backwards (nothing consumed; the bad head is
  * never followed).  The copies are what the caller validates.
  */
-int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out,
-			   unsigned max, unsigned *got)
-	__attribute__((warn_unused_result));
+int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out, unsigned max,
+			   unsigned *got) __attribute__((warn_unused_result));
 
 /* Consumer: true when the producer published messages not consumed yet
  * (or head is corrupt, which the next dequeue reports).  Reads head
@@ -220,8 +217,7 @@ bool shm_ring_pending(const struct shm_ring *r);
  * r->spin_ns first and then sleeping on r->db (see shm_doorbell_wait for
  * timeout_ms and results: 0, SHMEX_ETIMEDOUT, -EINTR).
  */
-int shm_ring_wait(struct shm_ring *r, int timeout_ms)
-	__attribute__((warn_unused_result));
+int shm_ring_wait(struct shm_ring *r, int timeout_ms) __attribute__((warn_unused_result));
 
 /* Snapshot of the indexes (a consistent pair, acquired as at attach:
  * RNG2/RNG4) and of the counters (relaxed), from any side or a read-only

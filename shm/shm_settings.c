@@ -30,9 +30,16 @@ const char *const shm_stp_names[5] = {
 };
 
 const struct shm_setting_desc shm_settings_desc[SHM_SETTINGS_COUNT] = {
-#define SHM_SETTINGS_DESC_(f, opt, k, lo, hi, d, a, h)                         \
-	{.field = #f, .option = opt, .kind = k, .min = lo, .max = hi,          \
-	 .def = d, .arg = a, .help = h, .offset = offsetof(struct shm_settings, f)},
+#define SHM_SETTINGS_DESC_(f, opt, k, lo, hi, d, a, h) \
+	{.field = #f,                                  \
+	 .option = opt,                                \
+	 .kind = k,                                    \
+	 .min = lo,                                    \
+	 .max = hi,                                    \
+	 .def = d,                                     \
+	 .arg = a,                                     \
+	 .help = h,                                    \
+	 .offset = offsetof(struct shm_settings, f)},
 	SHM_SETTINGS(SHM_SETTINGS_DESC_)
 #undef SHM_SETTINGS_DESC_
 };

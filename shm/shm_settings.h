@@ -33,10 +33,10 @@
 /* Ranges that other modules also enforce. */
 #define SHM_INSTANCE_SHARDS_MAX 64u
 #define SHM_INSTANCE_GATEWAYS_MAX 64u
-#define SHM_SETTINGS_CAP_MAX (UINT64_C(1) << 30)  /* = SHM_BOOK_CAP_MAX */
-#define SHM_SETTINGS_RING_MIN 2u                   /* = SHM_RING_CAPACITY_MIN */
-#define SHM_SETTINGS_RING_MAX (1u << 20)           /* = SHM_RING_CAPACITY_MAX */
-#define SHM_SETTINGS_READERS_MAX 4096u             /* = SHM_RCU_MAX_SLOTS */
+#define SHM_SETTINGS_CAP_MAX (UINT64_C(1) << 30) /* = SHM_BOOK_CAP_MAX */
+#define SHM_SETTINGS_RING_MIN 2u                 /* = SHM_RING_CAPACITY_MIN */
+#define SHM_SETTINGS_RING_MAX (1u << 20)         /* = SHM_RING_CAPACITY_MAX */
+#define SHM_SETTINGS_READERS_MAX 4096u           /* = SHM_RCU_MAX_SLOTS */
 #define SHM_SETTINGS_BATCH_MAX 1024u
 #define SHM_SETTINGS_CONNS_MAX 65535u
 #define SHM_SETTINGS_REQUEST_MAX (UINT64_C(1) << 30)
@@ -53,7 +53,7 @@
 #define SHM_DEFAULT_ACCOUNTS 262144u
 #define SHM_DEFAULT_POSITIONS 524288u
 #define SHM_DEFAULT_READERS 64u
-#define SHM_DEFAULT_STP 0u            /* self-trades allowed */
+#define SHM_DEFAULT_STP 0u /* self-trades allowed */
 #define SHM_DEFAULT_BATCH 64u
 #define SHM_DEFAULT_MATCHER_SPIN_US 30u
 #define SHM_DEFAULT_IDLE_MS 200u
@@ -67,10 +67,10 @@
 
 /* How a row's value is read and shown. */
 enum shm_setting_kind {
-	SHM_SET_NUM = 0,   /* decimal in [min, max] */
-	SHM_SET_POW2 = 1,  /* decimal in [min, max], a power of two */
-	SHM_SET_FLAG = 2,  /* an option without argument: 0 or 1 */
-	SHM_SET_STP = 3,   /* a self-trade prevention mode name */
+	SHM_SET_NUM = 0,  /* decimal in [min, max] */
+	SHM_SET_POW2 = 1, /* decimal in [min, max], a power of two */
+	SHM_SET_FLAG = 2, /* an option without argument: 0 or 1 */
+	SHM_SET_STP = 3,  /* a self-trade prevention mode name */
 };
 
 /*
@@ -78,60 +78,58 @@ enum shm_setting_kind {
  * supervisor's --help lists them.  Adding a row changes the layout
  * signature (a new field of the control region).
  */
-#define SHM_SETTINGS(X)                                                        \
-	X(shards, "shards", SHM_SET_NUM, 1, SHM_INSTANCE_SHARDS_MAX,           \
-	  SHM_DEFAULT_SHARDS, "N", "matcher processes, one per symbol shard")  \
-	X(gateways, "gateways", SHM_SET_NUM, 1, SHM_INSTANCE_GATEWAYS_MAX,     \
-	  SHM_DEFAULT_GATEWAYS, "N", "gateway processes")                      \
-	X(ring_capacity, "ring-capacity", SHM_SET_POW2, SHM_SETTINGS_RING_MIN, \
-	  SHM_SETTINGS_RING_MAX, SHM_DEFAULT_RING_CAPACITY, "N",               \
-	  "messages per ring")                                 \
-	X(orders, "orders", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,              \
-	  SHM_DEFAULT_ORDERS, "N", "order records per shard")                  \
-	X(levels, "levels", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,              \
-	  SHM_DEFAULT_LEVELS, "N", "price levels per shard")                   \
-	X(fills, "fills", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,                \
-	  SHM_DEFAULT_FILLS, "N", "fill records per shard")                    \
-	X(symbols, "symbols", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,            \
-	  SHM_DEFAULT_SYMBOLS, "N", "symbols per shard")                       \
-	X(accounts, "accounts", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,          \
-	  SHM_DEFAULT_ACCOUNTS, "N", "accounts of the exchange")               \
-	X(positions, "positions", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,        \
-	  SHM_DEFAULT_POSITIONS, "N", "account positions per shard")           \
-	X(readers, "readers", SHM_SET_NUM, 1, SHM_SETTINGS_READERS_MAX,        \
-	  SHM_DEFAULT_READERS, "N", "reader slots per shard")                  \
-	X(stp, "stp", SHM_SET_STP, 0, 3, SHM_DEFAULT_STP, "MODE",              \
-	  "self-trade prevention for orders meeting their own account's"      \
-	  " resting orders")                                                   \
-	X(batch, "batch", SHM_SET_NUM, 1, SHM_SETTINGS_BATCH_MAX,              \
-	  SHM_DEFAULT_BATCH, "N", "messages a matcher takes per ring per round") \
-	X(matcher_spin_us, "matcher-spin-us", SHM_SET_NUM, 0, 1000000,         \
-	  SHM_DEFAULT_MATCHER_SPIN_US, "US",                                   \
-	  "matchers poll their rings this long before sleeping (0: never)")    \
-	X(idle_ms, "idle-ms", SHM_SET_NUM, 1, 60000, SHM_DEFAULT_IDLE_MS, "MS", \
-	  "matchers' idle tick (reclamation while nothing arrives)")           \
-	X(max_conns, "max-conns", SHM_SET_NUM, 1, SHM_SETTINGS_CONNS_MAX,      \
-	  SHM_DEFAULT_MAX_CONNS, "N", "connections per gateway")               \
-	X(max_request, "max-request", SHM_SET_NUM, 1, SHM_SETTINGS_REQUEST_MAX, \
-	  SHM_DEFAULT_MAX_REQUEST, "BYTES", "largest request")                 \
-	X(max_elements, "max-elements", SHM_SET_NUM, 2, 100000000,             \
-	  SHM_DEFAULT_MAX_ELEMENTS, "N", "XML elements per request")           \
-	X(deadline_ms, "deadline-ms", SHM_SET_NUM, 1, SHM_SETTINGS_MS_MAX,     \
-	  SHM_DEFAULT_DEADLINE_MS, "MS",                                       \
-	  "time for a started request to arrive and for replies to drain")     \
-	X(busy_ms, "busy-ms", SHM_SET_NUM, 1, SHM_SETTINGS_MS_MAX,             \
-	  SHM_DEFAULT_BUSY_MS, "MS",                                           \
-	  "full-ring wait before an item is answered \"Exchange busy\"")       \
-	X(drain_ms, "drain-ms", SHM_SET_NUM, 1, SHM_SETTINGS_MS_MAX,           \
-	  SHM_DEFAULT_DRAIN_MS, "MS",                                          \
-	  "on stop, time granted to requests being executed")                  \
-	X(spin_us, "spin-us", SHM_SET_NUM, 0, 1000000, SHM_DEFAULT_SPIN_US,    \
-	  "US", "gateways poll for replies this long before sleeping (0: never)") \
-	X(frame_replies, "frame-replies", SHM_SET_FLAG, 0, 1, 0, NULL,         \
-	  "put a length line in front of every reply")                         \
-	X(quiet, "quiet", SHM_SET_FLAG, 0, 1, 0, NULL,                         \
-	  "only errors on stderr, from every process")                         \
-	X(verbose, "verbose", SHM_SET_FLAG, 0, 1, 0, NULL,                     \
+#define SHM_SETTINGS(X)                                                                  \
+	X(shards, "shards", SHM_SET_NUM, 1, SHM_INSTANCE_SHARDS_MAX, SHM_DEFAULT_SHARDS, \
+	  "N", "matcher processes, one per symbol shard")                                \
+	X(gateways, "gateways", SHM_SET_NUM, 1, SHM_INSTANCE_GATEWAYS_MAX,               \
+	  SHM_DEFAULT_GATEWAYS, "N", "gateway processes")                                \
+	X(ring_capacity, "ring-capacity", SHM_SET_POW2, SHM_SETTINGS_RING_MIN,           \
+	  SHM_SETTINGS_RING_MAX, SHM_DEFAULT_RING_CAPACITY, "N", "messages per ring")    \
+	X(orders, "orders", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX, SHM_DEFAULT_ORDERS,    \
+	  "N", "order records per shard")                                                \
+	X(levels, "levels", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX, SHM_DEFAULT_LEVELS,    \
+	  "N", "price levels per shard")                                                 \
+	X(fills, "fills", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX, SHM_DEFAULT_FILLS, "N",  \
+	  "fill records per shard")                                                      \
+	X(symbols, "symbols", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX, SHM_DEFAULT_SYMBOLS, \
+	  "N", "symbols per shard")                                                      \
+	X(accounts, "accounts", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,                    \
+	  SHM_DEFAULT_ACCOUNTS, "N", "accounts of the exchange")                         \
+	X(positions, "positions", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,                  \
+	  SHM_DEFAULT_POSITIONS, "N", "account positions per shard")                     \
+	X(readers, "readers", SHM_SET_NUM, 1, SHM_SETTINGS_READERS_MAX,                  \
+	  SHM_DEFAULT_READERS, "N", "reader slots per shard")                            \
+	X(stp, "stp", SHM_SET_STP, 0, 3, SHM_DEFAULT_STP, "MODE",                        \
+	  "self-trade prevention for orders meeting their own account's"                 \
+	  " resting orders")                                                             \
+	X(batch, "batch", SHM_SET_NUM, 1, SHM_SETTINGS_BATCH_MAX, SHM_DEFAULT_BATCH,     \
+	  "N", "messages a matcher takes per ring per round")                            \
+	X(matcher_spin_us, "matcher-spin-us", SHM_SET_NUM, 0, 1000000,                   \
+	  SHM_DEFAULT_MATCHER_SPIN_US, "US",                                             \
+	  "matchers poll their rings this long before sleeping (0: never)")              \
+	X(idle_ms, "idle-ms", SHM_SET_NUM, 1, 60000, SHM_DEFAULT_IDLE_MS, "MS",          \
+	  "matchers' idle tick (reclamation while nothing arrives)")                     \
+	X(max_conns, "max-conns", SHM_SET_NUM, 1, SHM_SETTINGS_CONNS_MAX,                \
+	  SHM_DEFAULT_MAX_CONNS, "N", "connections per gateway")                         \
+	X(max_request, "max-request", SHM_SET_NUM, 1, SHM_SETTINGS_REQUEST_MAX,          \
+	  SHM_DEFAULT_MAX_REQUEST, "BYTES", "largest request")                           \
+	X(max_elements, "max-elements", SHM_SET_NUM, 2, 100000000,                       \
+	  SHM_DEFAULT_MAX_ELEMENTS, "N", "XML elements per request")                     \
+	X(deadline_ms, "deadline-ms", SHM_SET_NUM, 1, SHM_SETTINGS_MS_MAX,               \
+	  SHM_DEFAULT_DEADLINE_MS, "MS",                                                 \
+	  "time for a started request to arrive and for replies to drain")               \
+	X(busy_ms, "busy-ms", SHM_SET_NUM, 1, SHM_SETTINGS_MS_MAX, SHM_DEFAULT_BUSY_MS,  \
+	  "MS", "full-ring wait before an item is answered \"Exchange busy\"")           \
+	X(drain_ms, "drain-ms", SHM_SET_NUM, 1, SHM_SETTINGS_MS_MAX,                     \
+	  SHM_DEFAULT_DRAIN_MS, "MS",                                                    \
+	  "on stop, time granted to requests being executed")                            \
+	X(spin_us, "spin-us", SHM_SET_NUM, 0, 1000000, SHM_DEFAULT_SPIN_US, "US",        \
+	  "gateways poll for replies this long before sleeping (0: never)")              \
+	X(frame_replies, "frame-replies", SHM_SET_FLAG, 0, 1, 0, NULL,                   \
+	  "put a length line in front of every reply")                                   \
+	X(quiet, "quiet", SHM_SET_FLAG, 0, 1, 0, NULL,                                   \
+	  "only errors on stderr, from every process")                                   \
+	X(verbose, "verbose", SHM_SET_FLAG, 0, 1, 0, NULL,                               \
 	  "matchers log every rejected request")
 
 /* The private copy.  Every value is a uint64_t in its row's range. */
@@ -145,7 +143,7 @@ enum {
 #define SHM_SETTINGS_COUNT_(f, ...) SHM_SETTING_IDX_##f,
 	SHM_SETTINGS(SHM_SETTINGS_COUNT_)
 #undef SHM_SETTINGS_COUNT_
-	SHM_SETTINGS_COUNT
+		SHM_SETTINGS_COUNT
 };
 
 /* Slots of the shared copy; rows beyond SHM_SETTINGS_COUNT are zero. */
@@ -162,13 +160,13 @@ _Static_assert(sizeof(struct shm_settings_sh) == 512, "settings are 8 lines");
 
 /* One row of the table, for code that walks it (options, printing). */
 struct shm_setting_desc {
-	const char *field;   /* "ring_capacity" */
-	const char *option;  /* "ring-capacity" */
+	const char *field;  /* "ring_capacity" */
+	const char *option; /* "ring-capacity" */
 	enum shm_setting_kind kind;
 	uint64_t min, max, def;
-	const char *arg;     /* metavariable in --help; NULL for flags */
+	const char *arg; /* metavariable in --help; NULL for flags */
 	const char *help;
-	size_t offset;       /* of the field in struct shm_settings */
+	size_t offset; /* of the field in struct shm_settings */
 };
 extern const struct shm_setting_desc shm_settings_desc[SHM_SETTINGS_COUNT];
 

@@ -43,15 +43,13 @@ static inline uint32_t shm_shard_of_order(uint64_t id, uint32_t nshards)
 	return (uint32_t)((id - 1) % nshards);
 }
 
-static inline uint64_t shm_order_id_make(uint32_t shard, uint32_t nshards,
-					 uint64_t slot, uint64_t gen,
-					 uint64_t cap)
+static inline uint64_t shm_order_id_make(uint32_t shard, uint32_t nshards, uint64_t slot,
+					 uint64_t gen, uint64_t cap)
 {
 	return (gen * cap + slot) * nshards + shard + 1;
 }
 
-static inline uint64_t shm_order_slot(uint64_t id, uint32_t nshards,
-				      uint64_t cap)
+static inline uint64_t shm_order_slot(uint64_t id, uint32_t nshards, uint64_t cap)
 {
 	return ((id - 1) / nshards) % cap;
 }

@@ -198,8 +198,8 @@ static const struct shm_book_sym_sh *symbol(const struct shm_snap *rd, uint32_t 
 /* One level of a side list, read relaxed (its price is immutable while it
  * is live; qty and count are covered by the seqcount).  False when the
  * record is impossible for (sym, side). */
-static bool level_read(const struct shm_book_level_sh *l, uint32_t sym,
-		       unsigned side, struct shm_snap_level *out)
+static bool level_read(const struct shm_book_level_sh *l, uint32_t sym, unsigned side,
+		       struct shm_snap_level *out)
 {
 	out->price = load_relaxed(&l->price);
 	out->qty = load_relaxed(&l->qty);
@@ -211,8 +211,7 @@ static bool level_read(const struct shm_book_level_sh *l, uint32_t sym,
 
 /* --- symbols ------------------------------------------------------------------- */
 
-int shm_snap_symbol_find(struct shm_snap *rd, const char *name, size_t len,
-			 uint32_t *sym)
+int shm_snap_symbol_find(struct shm_snap *rd, const char *name, size_t len, uint32_t *sym)
 {
 	char packed[16];
 	if (!shm_symbol_pack(packed, name, len))
@@ -324,8 +323,8 @@ struct depth_arg {
 
 /* Walks one side into out[0..max); returns false on an impossible list. */
 static bool side_walk(const struct shm_snap *rd, const struct shm_book_sym_sh *s,
-		      uint32_t sym, unsigned side, struct shm_snap_level *out,
-		      size_t max, size_t *n, bool *more)
+		      uint32_t sym, unsigned side, struct shm_snap_level *out, size_t max,
+		      size_t *n, bool *more)
 {
 	/* BK2: acquire; pairs with BK1. */
 	uint32_t i = load_acquire(&s->head[side]);
@@ -337,8 +336,7 @@ static bool side_walk(const struct shm_snap *rd, const struct shm_book_sym_sh *s
 			break;
 		}
 		const struct shm_book_level_sh *l = shm_book_level_at(&rd->view, i);
-		if (!l || k >= rd->view.cap_levels ||
-		    !level_read(l, sym, side, &out[k]))
+		if (!l || k >= rd->view.cap_levels || !level_read(l, sym, side, &out[k]))
 			return false;
 		/* Strictly worse than the previous level: sorted, no cycle. */
 		if (k > 0 && (side == SHM_SIDE_BUY ? out[k].price >= out[k - 1].price
@@ -455,7 +453,8 @@ static int order_snap(struct shm_snap *rd, void *p)
 		/* BK2: acquire of each link; pairs with BK1. */
 		uint32_t f = load_acquire(&o->fill_head);
 		while (f != SHM_BOOK_NIL) {
-			const struct shm_book_fill_sh *fl = shm_book_fill_at(&rd->view, f);
+			const struct shm_book_fill_sh *fl =
+				shm_book_fill_at(&rd->view, f);
 			if (!fl || walked >= rd->view.cap_fills) {
 				ok = false;
 				break;
@@ -488,10 +487,9 @@ static int order_snap(struct shm_snap *rd, void *p)
 	/* Stable: check what a status promises. */
 	if ((r.state != SHM_BOOK_ORDER_LIVE && r.state != SHM_BOOK_ORDER_DONE) ||
 	    r.side > SHM_SIDE_SELL || r.tif > SHM_TIF_FOK ||
-	    r.done_reason > SHM_BOOK_DONE_MODIFY || r.amount <= 0 ||
-	    r.price <= 0 || !sums_to(r.open, r.executed, r.cancelled, r.amount) ||
-	    sum != r.executed || walked != r.nfills ||
-	    (r.state == SHM_BOOK_ORDER_LIVE) != (r.open > 0))
+	    r.done_reason > SHM_BOOK_DONE_MODIFY || r.amount <= 0 || r.price <= 0 ||
+	    !sums_to(r.open, r.executed, r.cancelled, r.amount) || sum != r.executed ||
+	    walked != r.nfills || (r.state == SHM_BOOK_ORDER_LIVE) != (r.open > 0))
 		return SHMEX_EBADINDEX;
 	*a->out = r;
 	*a->nfills = copied;
@@ -510,8 +508,8 @@ int shm_snap_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
 	if (shm_shard_of_order(id, v->nshards) != v->shard)
 		return SHMEX_EWRONGSHARD;
 	uint64_t slot = shm_order_slot(id, v->nshards, v->cap_orders);
-	struct order_arg a = {id, shm_book_order_at(v, (uint32_t)slot), o, fills,
-			      max_fills, nfills};
+	struct order_arg a = {
+		id, shm_book_order_at(v, (uint32_t)slot), o, fills, max_fills, nfills};
 	if (!a.o)
 		return SHMEX_EBADINDEX;
 	return shm_snap_section(rd, order_snap, &a);
@@ -617,8 +615,7 @@ static int snap_try(struct walk *w)
 				s->more[side] = true;
 				break;
 			}
-			const struct shm_book_level_sh *l =
-			    shm_book_level_at(v, li);
+			const struct shm_book_level_sh *l = shm_book_level_at(v, li);
 			if (!l || walked_lev++ >= v->cap_levels) {
 				err = SHMEX_EBADINDEX;
 				break;
@@ -644,13 +641,13 @@ static int snap_try(struct walk *w)
 			uint32_t oi = w->orders ? load_acquire(&l->head) : SHM_BOOK_NIL;
 			while (oi != SHM_BOOK_NIL) {
 				const struct shm_book_order_sh *o =
-				    shm_book_order_at(v, oi);
+					shm_book_order_at(v, oi);
 				if (!o || walked_ord++ >= v->cap_orders) {
 					err = SHMEX_EBADINDEX;
 					break;
 				}
-				if (grow((void **)&s->ords, &s->cap_ord,
-					 s->nord + 1, sizeof(*s->ords))) {
+				if (grow((void **)&s->ords, &s->cap_ord, s->nord + 1,
+					 sizeof(*s->ords))) {
 					err = -ENOMEM;
 					break;
 				}
@@ -705,12 +702,12 @@ static int snap_attempt(struct shm_snap *rd, void *arg)
 	return snap_try(w);
 }
 
-int shm_snap_book_read(struct shm_snap *rd, uint32_t sym, size_t max_levels,
-		       bool orders, struct shm_snap_book *s)
+int shm_snap_book_read(struct shm_snap *rd, uint32_t sym, size_t max_levels, bool orders,
+		       struct shm_snap_book *s)
 {
 	uint32_t nsym = shm_snap_nsymbols(rd);
 	const struct shm_book_sym_sh *ss =
-	    sym < nsym ? shm_book_sym_at(&rd->view, sym) : NULL;
+		sym < nsym ? shm_book_sym_at(&rd->view, sym) : NULL;
 	if (!ss)
 		return SHMEX_ENOSYMBOL;
 	/* Immutable after publication [BK7], which nsymbols' BK8 made visible.
@@ -734,14 +731,13 @@ void shm_snap_book_free(struct shm_snap_book *s)
 	memset(s, 0, sizeof(*s));
 }
 
-#define VIOLATION(...)                                                         \
-	do {                                                                   \
-		snprintf(why, len, __VA_ARGS__);                               \
-		return SHMEX_EINTERNAL;                                        \
+#define VIOLATION(...)                           \
+	do {                                     \
+		snprintf(why, len, __VA_ARGS__); \
+		return SHMEX_EINTERNAL;          \
 	} while (0)
 
-static int check_order(const struct shm_snap_book *s,
-		       const struct shm_book_view *v,
+static int check_order(const struct shm_snap_book *s, const struct shm_book_view *v,
 		       const struct shm_snap_book_level *L,
 		       const struct shm_snap_book_order *O, char *why, size_t len)
 {
@@ -759,20 +755,19 @@ static int check_order(const struct shm_snap_book *s,
 	    O->level != L->index)
 		VIOLATION("%s %s level %s: order %" PRIu64 " belongs elsewhere "
 			  "(sym %u side %u price %s level %u)",
-			  s->name, sd, PX(L->price), O->id, O->sym, O->side,
-			  PX(O->price), O->level);
+			  s->name, sd, PX(L->price), O->id, O->sym, O->side, PX(O->price),
+			  O->level);
 	if (O->open <= 0 || O->amount <= 0 ||
 	    !sums_to(O->open, O->executed, O->cancelled, O->amount))
-		VIOLATION("%s: order %" PRIu64
-			  ": open %s + executed %s + cancelled %s "
+		VIOLATION("%s: order %" PRIu64 ": open %s + executed %s + cancelled %s "
 			  "!= amount %s",
 			  s->name, O->id, QTY(O->open), QTY(O->executed),
 			  QTY(O->cancelled), QTY(O->amount));
 	return 0;
 }
 
-int shm_snap_book_check(const struct shm_snap_book *s,
-			 const struct shm_book_view *v, char *why, size_t len)
+int shm_snap_book_check(const struct shm_snap_book *s, const struct shm_book_view *v,
+			char *why, size_t len)
 {
 	for (unsigned side = 0; side < 2; side++) {
 		const char *sd = side == SHM_SIDE_BUY ? "bid" : "ask";
@@ -780,46 +775,41 @@ int shm_snap_book_check(const struct shm_snap_book *s,
 		int64_t sum_qty = 0;
 		for (size_t k = 0; k < s->side_n[side]; k++) {
 			const struct shm_snap_book_level *L =
-			    &s->levels[s->side_first[side] + k];
-			if (L->state != SHM_BOOK_LEVEL_LIVE ||
-			    L->sym != s->sym || L->side != side)
-				VIOLATION(
-				    "%s %s level %u (price %s) is not a live "
-				    "level "
-				    "of this side (state %u sym %u side %u)",
-				    s->name, sd, L->index, PX(L->price),
-				    L->state, L->sym, L->side);
+				&s->levels[s->side_first[side] + k];
+			if (L->state != SHM_BOOK_LEVEL_LIVE || L->sym != s->sym ||
+			    L->side != side)
+				VIOLATION("%s %s level %u (price %s) is not a live "
+					  "level "
+					  "of this side (state %u sym %u side %u)",
+					  s->name, sd, L->index, PX(L->price), L->state,
+					  L->sym, L->side);
 			if (L->price <= 0 || L->qty <= 0 || L->count == 0)
 				VIOLATION("%s %s level %s: empty or negative "
 					  "(qty %s, %u orders)",
-					  s->name, sd, PX(L->price),
-					  QTY(L->qty), L->count);
+					  s->name, sd, PX(L->price), QTY(L->qty),
+					  L->count);
 			if (k > 0) {
 				int64_t prev =
-				    s->levels[s->side_first[side] + k - 1]
-					.price;
+					s->levels[s->side_first[side] + k - 1].price;
 				if (side == SHM_SIDE_BUY ? L->price >= prev
 							 : L->price <= prev)
 					VIOLATION("%s %ss not strictly "
 						  "ordered: %s after %s",
-						  s->name, sd, PX(L->price),
-						  PX(prev));
+						  s->name, sd, PX(L->price), PX(prev));
 			}
 			if (__builtin_add_overflow(sum_qty, L->qty, &sum_qty))
-				VIOLATION("%s %s side: quantity overflows",
-					  s->name, sd);
+				VIOLATION("%s %s side: quantity overflows", s->name, sd);
 			sum_count += L->count;
 			if (!s->orders)
 				continue;
 			int64_t open = 0;
 			for (uint32_t j = 0; j < L->n; j++) {
 				const struct shm_snap_book_order *O =
-				    &s->ords[L->first + j];
+					&s->ords[L->first + j];
 				int rc = check_order(s, v, L, O, why, len);
 				if (rc)
 					return rc;
-				if (__builtin_add_overflow(open, O->open,
-							   &open))
+				if (__builtin_add_overflow(open, O->open, &open))
 					VIOLATION("%s %s level %s: open "
 						  "quantity overflows",
 						  s->name, sd, PX(L->price));
@@ -827,32 +817,30 @@ int shm_snap_book_check(const struct shm_snap_book *s,
 			if (L->n != L->count)
 				VIOLATION("%s %s level %s: count %u but %u "
 					  "orders queued",
-					  s->name, sd, PX(L->price), L->count,
-					  L->n);
+					  s->name, sd, PX(L->price), L->count, L->n);
 			if (open != L->qty)
 				VIOLATION("%s %s level %s: qty %s but its "
 					  "orders hold %s",
-					  s->name, sd, PX(L->price),
-					  QTY(L->qty), QTY(open));
+					  s->name, sd, PX(L->price), QTY(L->qty),
+					  QTY(open));
 		}
 		if (s->more[side])
 			continue;
 		if (s->nlevels[side] != s->side_n[side] ||
-		    s->norders[side] != sum_count ||
-		    s->open_qty[side] != sum_qty)
+		    s->norders[side] != sum_count || s->open_qty[side] != sum_qty)
 			VIOLATION("%s %s side: counters say %u levels, %u "
 				  "orders, %s shares; "
 				  "the list has %zu, %u, %s",
-				  s->name, sd, s->nlevels[side],
-				  s->norders[side], QTY(s->open_qty[side]),
-				  s->side_n[side], sum_count, QTY(sum_qty));
+				  s->name, sd, s->nlevels[side], s->norders[side],
+				  QTY(s->open_qty[side]), s->side_n[side], sum_count,
+				  QTY(sum_qty));
 	}
 	if (s->side_n[0] && s->side_n[1]) {
 		int64_t bid = s->levels[s->side_first[0]].price;
 		int64_t ask = s->levels[s->side_first[1]].price;
 		if (bid >= ask)
-			VIOLATION("%s is crossed: best bid %s >= best ask %s",
-				  s->name, PX(bid), PX(ask));
+			VIOLATION("%s is crossed: best bid %s >= best ask %s", s->name,
+				  PX(bid), PX(ask));
 	}
 	return 0;
 }

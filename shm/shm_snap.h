@@ -42,24 +42,24 @@
 struct shm_snap {
 	struct shm_region book;       /* book.<shard>, PROT_READ */
 	struct shm_book_view view;    /* validated geometry */
-	struct shm_rcu table;     /* readers.<shard>, reader role */
-	struct shm_rcu_reader reader;     /* our slot */
+	struct shm_rcu table;         /* readers.<shard>, reader role */
+	struct shm_rcu_reader reader; /* our slot */
 	bool registered;
 	unsigned shard;
-	unsigned max_retries;         /* settable; >= 1 */
+	unsigned max_retries; /* settable; >= 1 */
 	/* Counters of this handle. */
-	uint64_t reads;               /* reads attempted */
-	uint64_t retries;             /* snapshots that changed and were redone */
-	uint64_t busy;                /* reads answered SHMEX_EBUSY */
-	uint64_t lost;                /* reader slots lost and re-registered */
-	struct shmex_error err;       /* after a failed open: what and why */
+	uint64_t reads;         /* reads attempted */
+	uint64_t retries;       /* snapshots that changed and were redone */
+	uint64_t busy;          /* reads answered SHMEX_EBUSY */
+	uint64_t lost;          /* reader slots lost and re-registered */
+	struct shmex_error err; /* after a failed open: what and why */
 };
 
 /* Best level of each side and the symbol's trade statistics. */
 struct shm_snap_top {
 	bool has_bid, has_ask;
-	int64_t bid_price, bid_qty;   /* best bid level: price, open qty */
-	uint32_t bid_orders;          /* orders in it */
+	int64_t bid_price, bid_qty; /* best bid level: price, open qty */
+	uint32_t bid_orders;        /* orders in it */
 	int64_t ask_price, ask_qty;
 	uint32_t ask_orders;
 	uint32_t nlevels[2];          /* live levels per side (shm_side) */
@@ -69,50 +69,50 @@ struct shm_snap_top {
 	uint64_t last_time_ns;
 	uint64_t trades;
 	int64_t volume;
-	uint64_t seq;                 /* the symbol's seqcount of the snapshot */
+	uint64_t seq; /* the symbol's seqcount of the snapshot */
 };
 
 struct shm_snap_level {
 	int64_t price;
-	int64_t qty;                  /* open quantity at this price */
-	uint32_t count;               /* orders at this price */
+	int64_t qty;    /* open quantity at this price */
+	uint32_t count; /* orders at this price */
 };
 
 /* Depth of both sides of one symbol, best first, from one snapshot. */
 struct shm_snap_depth {
-	struct shm_snap_level *bids;  /* caller's arrays of max entries each */
+	struct shm_snap_level *bids; /* caller's arrays of max entries each */
 	struct shm_snap_level *asks;
 	size_t max;
-	size_t nbids, nasks;          /* out: levels returned */
-	bool more_bids, more_asks;    /* out: the book has more levels */
-	uint64_t seq;                 /* out */
+	size_t nbids, nasks;       /* out: levels returned */
+	bool more_bids, more_asks; /* out: the book has more levels */
+	uint64_t seq;              /* out */
 };
 
 struct shm_snap_order {
 	uint64_t id;
 	uint64_t account;
-	uint32_t sym;                 /* symbol index */
-	uint8_t side;                 /* enum shm_side */
-	uint8_t tif;                  /* enum shm_tif */
-	uint8_t state;                /* SHM_BOOK_ORDER_LIVE or _DONE */
-	uint8_t done_reason;          /* enum shm_book_done_reason */
-	int64_t price;                /* limit */
-	int64_t amount;               /* open + executed + cancelled */
+	uint32_t sym;        /* symbol index */
+	uint8_t side;        /* enum shm_side */
+	uint8_t tif;         /* enum shm_tif */
+	uint8_t state;       /* SHM_BOOK_ORDER_LIVE or _DONE */
+	uint8_t done_reason; /* enum shm_book_done_reason */
+	int64_t price;       /* limit */
+	int64_t amount;      /* open + executed + cancelled */
 	int64_t open;
-	int64_t executed;             /* sum of all fills' qty */
+	int64_t executed; /* sum of all fills' qty */
 	int64_t cancelled;
-	uint64_t time_ns;             /* acceptance (or last modify) */
-	uint64_t cancel_time_ns;      /* 0 when not cancelled */
-	uint32_t nfills;              /* fills the order has (may exceed max) */
+	uint64_t time_ns;        /* acceptance (or last modify) */
+	uint64_t cancel_time_ns; /* 0 when not cancelled */
+	uint32_t nfills;         /* fills the order has (may exceed max) */
 };
 
 struct shm_snap_fill {
 	int64_t qty;
-	int64_t price;                /* execution price */
+	int64_t price; /* execution price */
 	uint64_t time_ns;
-	uint64_t counterparty;        /* the other order's id */
-	uint64_t event;               /* shard event sequence of the trade */
-	bool maker;                   /* this order was the resting one */
+	uint64_t counterparty; /* the other order's id */
+	uint64_t event;        /* shard event sequence of the trade */
+	bool maker;            /* this order was the resting one */
 };
 
 struct shm_snap_shard_stats {
@@ -122,7 +122,7 @@ struct shm_snap_shard_stats {
 	uint32_t levels_live, orders_live, orders_used, fills_used;
 	uint64_t events, last_seq, last_time_ns;
 	uint64_t orders_created, rejects_full;
-	uint64_t book_safe_epoch;     /* last safe epoch the matcher used */
+	uint64_t book_safe_epoch; /* last safe epoch the matcher used */
 	struct shm_rcu_stats readers;
 };
 
@@ -139,8 +139,8 @@ void shm_snap_close(struct shm_snap *rd);
 
 /* Symbol index of name[0..len) (SHMEX_EBADSYMBOL for an invalid name,
  * SHMEX_ENOSYMBOL when the book does not have it). */
-int shm_snap_symbol_find(struct shm_snap *rd, const char *name, size_t len,
-			 uint32_t *sym) __attribute__((warn_unused_result));
+int shm_snap_symbol_find(struct shm_snap *rd, const char *name, size_t len, uint32_t *sym)
+	__attribute__((warn_unused_result));
 
 /* Name of symbol `sym` into out (NUL-terminated, >= 16 bytes).
  * SHMEX_ENOSYMBOL past the published symbols. */
@@ -168,7 +168,6 @@ int shm_snap_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
 		   struct shm_snap_fill *fills, size_t max_fills, size_t *nfills)
 	__attribute__((warn_unused_result));
 
-
 /*
  * Runs fn inside one read-side section with the same bounded seqcount
  * retries as the functions above, for readers that take snapshots of
@@ -195,8 +194,8 @@ struct shm_snap_book_order {
 	int64_t price;
 	int64_t amount, open, executed, cancelled;
 	uint64_t time_ns;
-	uint32_t index;   /* order record index */
-	uint32_t level;   /* the record's level field */
+	uint32_t index; /* order record index */
+	uint32_t level; /* the record's level field */
 	uint32_t sym;
 	uint8_t side, tif, state, pad;
 };
@@ -205,11 +204,11 @@ struct shm_snap_book_level {
 	int64_t price;
 	int64_t qty;
 	uint32_t count;
-	uint32_t index;   /* level record index */
+	uint32_t index; /* level record index */
 	uint32_t sym;
 	uint8_t side, state, pad[2];
-	uint32_t first;   /* its orders: orders[first .. first + n) */
-	uint32_t n;       /* orders walked (only when orders are walked) */
+	uint32_t first; /* its orders: orders[first .. first + n) */
+	uint32_t n;     /* orders walked (only when orders are walked) */
 };
 
 /* One state of one symbol's book.  Arrays are owned by the struct and
@@ -218,8 +217,8 @@ struct shm_snap_book {
 	uint32_t sym;
 	uint32_t shard;
 	char name[16];
-	uint64_t seq;                  /* the symbol's seqcount */
-	bool orders;                   /* orders were walked */
+	uint64_t seq; /* the symbol's seqcount */
+	bool orders;  /* orders were walked */
 	/* The symbol's own counters. */
 	uint32_t nlevels[2], norders[2];
 	int64_t open_qty[2];
@@ -230,7 +229,7 @@ struct shm_snap_book {
 	struct shm_snap_book_level *levels;
 	size_t nlev, cap_lev;
 	size_t side_first[2], side_n[2];
-	bool more[2];                  /* the side has more than max_levels */
+	bool more[2]; /* the side has more than max_levels */
 	struct shm_snap_book_order *ords;
 	size_t nord, cap_ord;
 	/* Statistics of the last call. */
@@ -246,9 +245,8 @@ struct shm_snap_book {
  * snapshot with an index out of bounds or a list longer than its pool),
  * -ENOMEM.
  */
-int shm_snap_book_read(struct shm_snap *rd, uint32_t sym, size_t max_levels,
-		       bool orders, struct shm_snap_book *s)
-	__attribute__((warn_unused_result));
+int shm_snap_book_read(struct shm_snap *rd, uint32_t sym, size_t max_levels, bool orders,
+		       struct shm_snap_book *s) __attribute__((warn_unused_result));
 void shm_snap_book_free(struct shm_snap_book *s);
 
 /*
@@ -261,8 +259,7 @@ void shm_snap_book_free(struct shm_snap_book *s);
  * record; the symbol's counters equal the sums.  Returns 0, or
  * SHMEX_EINTERNAL with the first violation in why[].
  */
-int shm_snap_book_check(const struct shm_snap_book *s,
-			 const struct shm_book_view *v, char *why, size_t len)
-	__attribute__((warn_unused_result));
+int shm_snap_book_check(const struct shm_snap_book *s, const struct shm_book_view *v,
+			char *why, size_t len) __attribute__((warn_unused_result));
 
 #endif

@@ -20,11 +20,11 @@
 
 struct client {
 	int fd;
-	bool framed;    /* replies carry a length line */
-	char *buf;      /* received bytes not yet returned */
-	size_t len;     /* bytes in buf */
-	size_t cap;     /* allocated size of buf */
-	char *rep;      /* the reply last returned by client_recv */
+	bool framed; /* replies carry a length line */
+	char *buf;   /* received bytes not yet returned */
+	size_t len;  /* bytes in buf */
+	size_t cap;  /* allocated size of buf */
+	char *rep;   /* the reply last returned by client_recv */
 	size_t rep_cap;
 };
 
@@ -42,8 +42,8 @@ int client_send(struct client *c, const char *xml, int timeout_ms);
  * (bad reply framing), or -errno. */
 int client_recv(struct client *c, const char **reply, size_t *len, int timeout_ms);
 /* client_send + client_recv. */
-int client_request(struct client *c, const char *xml, const char **reply,
-		   size_t *len, int timeout_ms);
+int client_request(struct client *c, const char *xml, const char **reply, size_t *len,
+		   int timeout_ms);
 /* Waits until the peer closes the connection (EOF or reset), discarding
  * whatever arrives; 0 when closed, -ETIMEDOUT otherwise. */
 int client_wait_closed(struct client *c, int timeout_ms);
@@ -52,9 +52,9 @@ int client_wait_closed(struct client *c, int timeout_ms);
 struct exchange {
 	pid_t pid;
 	int port;
-	int out_fd;        /* read end of its stdout */
+	int out_fd; /* read end of its stdout */
 	char instance[64];
-	char line[256];    /* the "listening on" line it printed */
+	char line[256]; /* the "listening on" line it printed */
 };
 
 /*
@@ -78,12 +78,12 @@ pid_t exchange_child(const struct exchange *x, const char *prog, int id);
 #define XNODE_ATTRS 8
 struct xnode {
 	int depth;
-	int parent;         /* index of the parent, -1 for the root */
+	int parent; /* index of the parent, -1 for the root */
 	char name[32];
 	int nattr;
 	char key[XNODE_ATTRS][24];
 	char val[XNODE_ATTRS][96];
-	char text[160];     /* concatenated text, whitespace-trimmed */
+	char text[160]; /* concatenated text, whitespace-trimmed */
 };
 struct xdoc {
 	int n;

@@ -24,8 +24,8 @@ void test_instance(char *buf, size_t len);
  * (orders 65536, levels 16384, fills 131072, symbols 1024, accounts 4096,
  * positions 65536).  Tests change single settings on top. */
 struct shm_instance_cfg;
-void test_instance_cfg(struct shm_instance_cfg *cfg, uint32_t nshards,
-		       uint32_t ngw, uint32_t ring_cap);
+void test_instance_cfg(struct shm_instance_cfg *cfg, uint32_t nshards, uint32_t ngw,
+		       uint32_t ring_cap);
 /* Removes every /dev/shm object of the instance; returns how many. */
 int test_cleanup_instance(const char *instance);
 /* Count of /dev/shm objects of the instance. */
@@ -40,14 +40,14 @@ int test_wait_pid(pid_t pid, int timeout_ms);
 /* Monotonic time in nanoseconds. */
 unsigned long long test_now_ns(void);
 
-#define SHMEX_TEST_MAIN(suite_fn)                                              \
-	int main(void)                                                         \
-	{                                                                      \
-		SRunner *sr = srunner_create(suite_fn());                      \
-		srunner_run_all(sr, CK_NORMAL);                                \
-		int failed = srunner_ntests_failed(sr);                        \
-		srunner_free(sr);                                              \
-		return failed ? EXIT_FAILURE : EXIT_SUCCESS;                   \
+#define SHMEX_TEST_MAIN(suite_fn)                            \
+	int main(void)                                       \
+	{                                                    \
+		SRunner *sr = srunner_create(suite_fn());    \
+		srunner_run_all(sr, CK_NORMAL);              \
+		int failed = srunner_ntests_failed(sr);      \
+		srunner_free(sr);                            \
+		return failed ? EXIT_FAILURE : EXIT_SUCCESS; \
 	}
 
 #endif

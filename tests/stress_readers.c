@@ -49,9 +49,8 @@ START_TEST(churn_with_kill9)
 		kill(pids[i], SIGKILL);
 		ck_assert_int_ne(test_wait_pid(pids[i], 10000), -1);
 		const struct ri_stat *r = &ctl->r[i];
-		ck_assert_msg(r->violations == 0,
-			      "reader %d: %" PRIu64 " violations: %s", i,
-			      r->violations, r->first);
+		ck_assert_msg(r->violations == 0, "reader %d: %" PRIu64 " violations: %s",
+			      i, r->violations, r->first);
 		snaps += r->snaps;
 		orders += r->orders;
 		statuses += r->statuses;
@@ -78,8 +77,7 @@ START_TEST(churn_with_kill9)
 		" book full), %" PRIu64
 		" readers killed with SIGKILL and reaped (%" PRIu64
 		" slots reaped); the killed ones had checked %" PRIu64
-		" snapshots (%" PRIu64 " orders), %" PRIu64
-		" statuses, 0 violations\n",
+		" snapshots (%" PRIu64 " orders), %" PRIu64 " statuses, 0 violations\n",
 		W.requests, W.accepted, W.full, kills, rs.reaped, snaps, orders,
 		statuses);
 	writer_close(&W);

@@ -46,7 +46,8 @@ int client_connect(struct client *c, const char *host, int port, int timeout_ms)
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port)};
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		return -EINVAL;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -239,8 +240,8 @@ int client_recv(struct client *c, const char **reply, size_t *len, int timeout_m
 	}
 }
 
-int client_request(struct client *c, const char *xml, const char **reply,
-		   size_t *len, int timeout_ms)
+int client_request(struct client *c, const char *xml, const char **reply, size_t *len,
+		   int timeout_ms)
 {
 	int rc = client_send(c, xml, timeout_ms);
 	if (rc)
@@ -601,8 +602,9 @@ static void canon_node(const struct xdoc *d, int i, struct sbuf *b, unsigned fla
 		for (int k = 0; k < x->nattr; k++)
 			order[k] = k;
 		for (int a = 1; a < x->nattr; a++)
-			for (int k = a; k > 0 && strcmp(x->key[order[k - 1]],
-							 x->key[order[k]]) > 0; k--) {
+			for (int k = a;
+			     k > 0 && strcmp(x->key[order[k - 1]], x->key[order[k]]) > 0;
+			     k--) {
 				int t = order[k];
 				order[k] = order[k - 1];
 				order[k - 1] = t;

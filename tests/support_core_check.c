@@ -13,12 +13,12 @@
 
 #define NIL SHM_BOOK_NIL
 
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			snprintf(why, len, __VA_ARGS__);                       \
-			return SHMEX_EINTERNAL;                                \
-		}                                                              \
+#define CHECK(cond, ...)                                 \
+	do {                                             \
+		if (!(cond)) {                           \
+			snprintf(why, len, __VA_ARGS__); \
+			return SHMEX_EINTERNAL;          \
+		}                                        \
 	} while (0)
 
 static int check_side(const struct eng_core *b, uint32_t si, unsigned side,
@@ -35,7 +35,8 @@ static int check_side(const struct eng_core *b, uint32_t si, unsigned side,
 		uint32_t li = sd->a[i].lvl;
 		CHECK(li < b->v.cap_levels, "level index");
 		const struct shm_book_level_sh *l = &b->v.levels[li];
-		CHECK(i == 0 || sd->a[i - 1].key < sd->a[i].key, "sym %u side %u: order", si, side);
+		CHECK(i == 0 || sd->a[i - 1].key < sd->a[i].key, "sym %u side %u: order",
+		      si, side);
 		CHECK(l->state == SHM_BOOK_LEVEL_LIVE, "level %u not live", li);
 		CHECK(l->sym == si && l->side == side, "level %u sym/side", li);
 		CHECK(side_key(side, l->price) == sd->a[i].key, "level %u key", li);
@@ -46,7 +47,8 @@ static int check_side(const struct eng_core *b, uint32_t si, unsigned side,
 		int64_t q = 0;
 		uint32_t c = 0, prev = NIL;
 		for (uint32_t oi = l->head; oi != NIL; oi = b->v.orders[oi].next) {
-			CHECK(oi < b->v.cap_orders && c <= b->v.cap_orders, "queue index");
+			CHECK(oi < b->v.cap_orders && c <= b->v.cap_orders,
+			      "queue index");
 			const struct shm_book_order_sh *o = &b->v.orders[oi];
 			CHECK(o->state == SHM_BOOK_ORDER_LIVE, "order %u not live", oi);
 			CHECK(o->level == li && o->prev == prev, "order %u links", oi);
@@ -83,8 +85,8 @@ int eng_core_check(const struct eng_core *b, char *why, size_t len)
 			CHECK(-ask->a[ask->n - 1].key > bid->a[bid->n - 1].key,
 			      "sym %u crossed", si);
 	}
-	CHECK(live == b->orders_live, "orders_live %u vs %llu resting",
-	      b->orders_live, (unsigned long long)live);
+	CHECK(live == b->orders_live, "orders_live %u vs %llu resting", b->orders_live,
+	      (unsigned long long)live);
 	uint32_t nlive = 0, ndone = 0, nfree = 0;
 	uint64_t fills = 0;
 	for (uint32_t oi = 0; oi < b->ord_unused; oi++) {
@@ -107,7 +109,8 @@ int eng_core_check(const struct eng_core *b, char *why, size_t len)
 			CHECK(fi < b->v.cap_fills, "fill index");
 			const struct shm_book_fill_sh *f = &b->v.fills[fi];
 			CHECK(f->order_id == o->id && f->qty > 0, "fill %u owner", fi);
-			CHECK(k >= ORDER_FILLS || b->ofills[oi][k] == fi, "order %u ofills", oi);
+			CHECK(k >= ORDER_FILLS || b->ofills[oi][k] == fi,
+			      "order %u ofills", oi);
 			ex += f->qty;
 			last = fi;
 			fi = f->next;
@@ -118,7 +121,8 @@ int eng_core_check(const struct eng_core *b, char *why, size_t len)
 		fills += k;
 	}
 	CHECK(nlive == b->orders_live, "live count");
-	CHECK(ndone == b->ord_done.count, "done count %u vs %u", ndone, b->ord_done.count);
+	CHECK(ndone == b->ord_done.count, "done count %u vs %u", ndone,
+	      b->ord_done.count);
 	CHECK(nfree == b->ord_nfree, "free order count");
 	CHECK(fills == (uint64_t)(b->fill_unused - b->fill_nfree), "fill accounting");
 	CHECK(b->levels_live + b->lvl_retired.count + b->lvl_nfree == b->lvl_unused,

@@ -294,8 +294,9 @@ static void finish(struct refbook *rb, struct ref_order *t, bool stopped)
 	} else if (t->tif == SHM_TIF_GTC) {
 		rest(rb, t);
 	} else {
-		cancel_open(rb, t, t->tif == SHM_TIF_IOC ? SHM_BOOK_DONE_IOC
-							 : SHM_BOOK_DONE_FOK);
+		cancel_open(rb, t,
+			    t->tif == SHM_TIF_IOC ? SHM_BOOK_DONE_IOC
+						  : SHM_BOOK_DONE_FOK);
 	}
 }
 

@@ -123,8 +123,8 @@ int test_wait_pid(pid_t pid, int timeout_ms)
 	}
 }
 
-void test_instance_cfg(struct shm_instance_cfg *cfg, uint32_t nshards,
-		       uint32_t ngw, uint32_t ring_cap)
+void test_instance_cfg(struct shm_instance_cfg *cfg, uint32_t nshards, uint32_t ngw,
+		       uint32_t ring_cap)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	shm_settings_default(&cfg->s);

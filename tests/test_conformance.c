@@ -42,12 +42,15 @@ START_TEST(sha256_fips_vectors)
 {
 	char hex[65];
 	sha_hex("abc", 3, hex);
-	ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	ck_assert_str_eq(
+		hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	sha_hex("", 0, hex);
-	ck_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	ck_assert_str_eq(
+		hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
 	sha_hex(m, strlen(m), hex);
-	ck_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	ck_assert_str_eq(
+		hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 	/* One million 'a', fed in odd-sized pieces across block borders. */
 	struct rpl_sha256 c;
 	uint8_t d[32];
@@ -62,7 +65,8 @@ START_TEST(sha256_fips_vectors)
 	}
 	rpl_sha256_final(&c, d);
 	rpl_sha256_hex(d, hex);
-	ck_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+	ck_assert_str_eq(
+		hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 END_TEST
 
@@ -81,8 +85,10 @@ static void expected_hash_consistent(const struct rpl_case *c)
 	}
 	rpl_sha256_final(&s, d);
 	rpl_sha256_hex(d, hex);
-	ck_assert_msg(!strcmp(hex, c->sha256), "%s: expected_sha256 is not the hash of "
-		      "expected_reports", c->name);
+	ck_assert_msg(!strcmp(hex, c->sha256),
+		      "%s: expected_sha256 is not the hash of "
+		      "expected_reports",
+		      c->name);
 }
 
 static void run_battery(const char *rel, size_t want_cases, size_t min_states)
@@ -144,8 +150,7 @@ static void put_le(uint8_t *p, uint64_t v, int n)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static char *write_bin(const struct rpl_case *c, size_t truncate_to,
-		       uint64_t magic)
+static char *write_bin(const struct rpl_case *c, size_t truncate_to, uint64_t magic)
 {
 	static char path[64];
 	snprintf(path, sizeof(path), "/tmp/shmex-test-%d.bin", (int)getpid());
@@ -176,8 +181,10 @@ START_TEST(bin_workload_matches_json_case)
 {
 	char err[512];
 	struct rpl_battery *b;
-	ck_assert_int_eq(rpl_battery_load(test_conformance("flash1-edge-cases/cases.json"),
-						 &b, err, sizeof(err)), 0);
+	ck_assert_int_eq(
+		rpl_battery_load(test_conformance("flash1-edge-cases/cases.json"), &b,
+				 err, sizeof(err)),
+		0);
 	const struct rpl_case *c = NULL;
 	for (size_t i = 0; i < b->ncases; i++)
 		if (!strcmp(b->cases[i].name, "deep_fifo_scattered_cancel"))
@@ -272,7 +279,8 @@ static int run_replay(const char *a1, const char *a2, const char *a3)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+		if (!freopen("/dev/null", "w", stdout) ||
+		    !freopen("/dev/null", "w", stderr))
 			_exit(99);
 		const char *bin = test_bin("shmex-replay");
 		execl(bin, bin, a1, a2, a3, (char *)NULL);

@@ -24,9 +24,9 @@ static struct shm_accounts acc;
 static struct shm_positions pos;
 static struct eng_acct_ctx ctx;
 
-#define CASH(x) ((int64_t)(x) * SHM_CASH_ONE)
-#define QTY(x) ((int64_t)(x) * SHM_QTY_ONE)
-#define PX(x) ((int64_t)(x) * SHM_PRICE_ONE)
+#define CASH(x) ((int64_t)(x)*SHM_CASH_ONE)
+#define QTY(x) ((int64_t)(x)*SHM_QTY_ONE)
+#define PX(x) ((int64_t)(x)*SHM_PRICE_ONE)
 
 /* Named once per test case in check's parent process (unchecked fixture),
  * so that the parent removes what a failed test left behind. */
@@ -106,12 +106,14 @@ START_TEST(hold_for_buy_and_sell)
 	ck_assert_int_eq(h.cash, 0);
 
 	ck_assert_int_eq(eng_acct_hold_for(2, QTY(1), PX(1), &h), SHMEX_EBADMSG);
-	ck_assert_int_eq(eng_acct_hold_for(SHM_SIDE_BUY, -1, PX(1), &h), SHMEX_EBADAMOUNT);
+	ck_assert_int_eq(eng_acct_hold_for(SHM_SIDE_BUY, -1, PX(1), &h),
+			 SHMEX_EBADAMOUNT);
 	ck_assert_int_eq(eng_acct_hold_for(SHM_SIDE_BUY, 1, 0, &h), SHMEX_EBADPRICE);
 	ck_assert_int_eq(eng_acct_hold_for(SHM_SIDE_SELL, 1, -5, &h), SHMEX_EBADPRICE);
 	/* 10^9 shares at 10^7: 10^16 cash does not fit in CASH scale. */
-	ck_assert_int_eq(eng_acct_hold_for(SHM_SIDE_BUY, QTY(1000000000),
-					   PX(10000000), &h), SHMEX_EOVERFLOW);
+	ck_assert_int_eq(
+		eng_acct_hold_for(SHM_SIDE_BUY, QTY(1000000000), PX(10000000), &h),
+		SHMEX_EOVERFLOW);
 }
 END_TEST
 
@@ -120,9 +122,13 @@ START_TEST(settlement_refunds_price_improvement)
 	/* A buy limited at 130 executes at 127 against a resting sell:
 	 * 3 x q comes back to the buyer. */
 	struct eng_acct_fill f = {
-		.maker_account = 2, .taker_account = 1,
-		.maker_limit = PX(127), .taker_limit = PX(130),
-		.price = PX(127), .qty = QTY(7), .taker_side = SHM_SIDE_BUY,
+		.maker_account = 2,
+		.taker_account = 1,
+		.maker_limit = PX(127),
+		.taker_limit = PX(130),
+		.price = PX(127),
+		.qty = QTY(7),
+		.taker_side = SHM_SIDE_BUY,
 	};
 	struct eng_acct_settlement s;
 	ck_assert_int_eq(eng_acct_settle_for(&f, &s), 0);
@@ -138,9 +144,13 @@ START_TEST(settlement_refunds_price_improvement)
 	/* The buyer resting at 130, an incoming sell at 120: execution at the
 	 * resting price, nothing to refund. */
 	struct eng_acct_fill g = {
-		.maker_account = 1, .taker_account = 2,
-		.maker_limit = PX(130), .taker_limit = PX(120),
-		.price = PX(130), .qty = QTY(2), .taker_side = SHM_SIDE_SELL,
+		.maker_account = 1,
+		.taker_account = 2,
+		.maker_limit = PX(130),
+		.taker_limit = PX(120),
+		.price = PX(130),
+		.qty = QTY(2),
+		.taker_side = SHM_SIDE_SELL,
 	};
 	ck_assert_int_eq(eng_acct_settle_for(&g, &s), 0);
 	ck_assert_uint_eq(s.buyer, 1);
@@ -150,9 +160,13 @@ START_TEST(settlement_refunds_price_improvement)
 
 	/* Fractions: 0.0003 shares, limit 1.0005, price 1.0001. */
 	struct eng_acct_fill h = {
-		.maker_account = 2, .taker_account = 1,
-		.maker_limit = 10001, .taker_limit = 10005, .price = 10001,
-		.qty = 3, .taker_side = SHM_SIDE_BUY,
+		.maker_account = 2,
+		.taker_account = 1,
+		.maker_limit = 10001,
+		.taker_limit = 10005,
+		.price = 10001,
+		.qty = 3,
+		.taker_side = SHM_SIDE_BUY,
 	};
 	ck_assert_int_eq(eng_acct_settle_for(&h, &s), 0);
 	ck_assert_int_eq(s.buyer_release, 30015);
@@ -164,9 +178,13 @@ END_TEST
 START_TEST(settlement_rejects_impossible_fills)
 {
 	struct eng_acct_fill f = {
-		.maker_account = 2, .taker_account = 1,
-		.maker_limit = PX(127), .taker_limit = PX(130),
-		.price = PX(131), .qty = QTY(1), .taker_side = SHM_SIDE_BUY,
+		.maker_account = 2,
+		.taker_account = 1,
+		.maker_limit = PX(127),
+		.taker_limit = PX(130),
+		.price = PX(131),
+		.qty = QTY(1),
+		.taker_side = SHM_SIDE_BUY,
 	};
 	struct eng_acct_settlement s;
 	ck_assert_int_eq(eng_acct_settle_for(&f, &s), SHMEX_EBADPRICE); /* > buy limit */
@@ -190,18 +208,27 @@ START_TEST(modify_delta)
 {
 	struct eng_acct_hold d;
 	/* Buy 10 @ 5 -> 4 @ 5: 30 back.  -> 10 @ 6: 10 more. */
-	ck_assert_int_eq(eng_acct_modify_delta(SHM_SIDE_BUY, QTY(10), PX(5), QTY(4), PX(5), &d), 0);
+	ck_assert_int_eq(
+		eng_acct_modify_delta(SHM_SIDE_BUY, QTY(10), PX(5), QTY(4), PX(5), &d),
+		0);
 	ck_assert_int_eq(d.cash, -CASH(30));
-	ck_assert_int_eq(eng_acct_modify_delta(SHM_SIDE_BUY, QTY(10), PX(5), QTY(10), PX(6), &d), 0);
+	ck_assert_int_eq(
+		eng_acct_modify_delta(SHM_SIDE_BUY, QTY(10), PX(5), QTY(10), PX(6), &d),
+		0);
 	ck_assert_int_eq(d.cash, CASH(10));
 	/* To zero: everything back. */
-	ck_assert_int_eq(eng_acct_modify_delta(SHM_SIDE_BUY, QTY(10), PX(5), 0, PX(5), &d), 0);
+	ck_assert_int_eq(
+		eng_acct_modify_delta(SHM_SIDE_BUY, QTY(10), PX(5), 0, PX(5), &d), 0);
 	ck_assert_int_eq(d.cash, -CASH(50));
 	/* Sells move shares only; the price does not matter. */
-	ck_assert_int_eq(eng_acct_modify_delta(SHM_SIDE_SELL, QTY(10), PX(5), QTY(12), PX(1), &d), 0);
+	ck_assert_int_eq(
+		eng_acct_modify_delta(SHM_SIDE_SELL, QTY(10), PX(5), QTY(12), PX(1), &d),
+		0);
 	ck_assert_int_eq(d.shares, QTY(2));
 	ck_assert_int_eq(d.cash, 0);
-	ck_assert_int_eq(eng_acct_modify_delta(SHM_SIDE_SELL, QTY(10), PX(5), -1, PX(1), &d), SHMEX_EBADAMOUNT);
+	ck_assert_int_eq(
+		eng_acct_modify_delta(SHM_SIDE_SELL, QTY(10), PX(5), -1, PX(1), &d),
+		SHMEX_EBADAMOUNT);
 }
 END_TEST
 
@@ -216,7 +243,8 @@ START_TEST(order_life_refunds_exactly)
 	ck_assert_int_eq(eng_acct_add_shares(&ctx, 2, sym("SPY"), QTY(100), &spy), 0);
 
 	/* Seller rests 100 @ 127; buyer comes in for 60 @ 130. */
-	ck_assert_int_eq(eng_acct_place(&ctx, 2, spy, SHM_SIDE_SELL, QTY(100), PX(127)), 0);
+	ck_assert_int_eq(eng_acct_place(&ctx, 2, spy, SHM_SIDE_SELL, QTY(100), PX(127)),
+			 0);
 	ck_assert_int_eq(shares(2, "SPY").amount, 0);
 	ck_assert_int_eq(shares(2, "SPY").reserved, QTY(100));
 	ck_assert_int_eq(eng_acct_place(&ctx, 1, spy, SHM_SIDE_BUY, QTY(60), PX(130)), 0);
@@ -225,9 +253,13 @@ START_TEST(order_life_refunds_exactly)
 
 	/* 40 trade at the resting price, 127. */
 	struct eng_acct_fill f = {
-		.maker_account = 2, .taker_account = 1,
-		.maker_limit = PX(127), .taker_limit = PX(130),
-		.price = PX(127), .qty = QTY(40), .taker_side = SHM_SIDE_BUY,
+		.maker_account = 2,
+		.taker_account = 1,
+		.maker_limit = PX(127),
+		.taker_limit = PX(130),
+		.price = PX(127),
+		.qty = QTY(40),
+		.taker_side = SHM_SIDE_BUY,
 	};
 	ck_assert_int_eq(eng_acct_settle(&ctx, spy, &f), 0);
 	ck_assert_int_eq(cash(1).reserved, CASH(20 * 130));
@@ -237,15 +269,18 @@ START_TEST(order_life_refunds_exactly)
 	ck_assert_int_eq(shares(2, "SPY").reserved, QTY(60));
 
 	/* Cancel the buyer's open 20: exactly 20 x 130 comes back. */
-	ck_assert_int_eq(eng_acct_unhold(&ctx, 1, spy, SHM_SIDE_BUY, QTY(20), PX(130)), 0);
+	ck_assert_int_eq(eng_acct_unhold(&ctx, 1, spy, SHM_SIDE_BUY, QTY(20), PX(130)),
+			 0);
 	ck_assert_int_eq(cash(1).reserved, 0);
 	ck_assert_int_eq(cash(1).balance, CASH(10000 - 40 * 127));
 	/* Cancel the seller's open 60. */
-	ck_assert_int_eq(eng_acct_unhold(&ctx, 2, spy, SHM_SIDE_SELL, QTY(60), PX(127)), 0);
+	ck_assert_int_eq(eng_acct_unhold(&ctx, 2, spy, SHM_SIDE_SELL, QTY(60), PX(127)),
+			 0);
 	ck_assert_int_eq(shares(2, "SPY").amount, QTY(60));
 	ck_assert_int_eq(shares(2, "SPY").reserved, 0);
 	/* The refund is never applied twice. */
-	ck_assert_int_eq(eng_acct_unhold(&ctx, 1, spy, SHM_SIDE_BUY, QTY(20), PX(130)), SHMEX_EINTERNAL);
+	ck_assert_int_eq(eng_acct_unhold(&ctx, 1, spy, SHM_SIDE_BUY, QTY(20), PX(130)),
+			 SHMEX_EINTERNAL);
 	ck_assert_int_eq(cash(1).balance, CASH(10000 - 40 * 127));
 
 	struct shm_accounts_totals t;
@@ -266,25 +301,36 @@ START_TEST(self_trade_and_modify)
 	ck_assert_int_eq(eng_acct_place(&ctx, 5, x, SHM_SIDE_BUY, QTY(10), PX(12)), 0);
 	/* Modify the buy: 10 @ 12 -> 5 @ 12 gives 60 back; -> 5 @ 300
 	 * needs 1440 more than the 60 held: refused, nothing changes. */
-	ck_assert_int_eq(eng_acct_modify(&ctx, 5, x, SHM_SIDE_BUY, QTY(10), PX(12), QTY(5), PX(12)), 0);
+	ck_assert_int_eq(eng_acct_modify(&ctx, 5, x, SHM_SIDE_BUY, QTY(10), PX(12),
+					 QTY(5), PX(12)),
+			 0);
 	ck_assert_int_eq(cash(5).reserved, CASH(60));
-	ck_assert_int_eq(eng_acct_modify(&ctx, 5, x, SHM_SIDE_BUY, QTY(5), PX(12), QTY(5), PX(300)), SHMEX_ENOFUNDS);
+	ck_assert_int_eq(eng_acct_modify(&ctx, 5, x, SHM_SIDE_BUY, QTY(5), PX(12), QTY(5),
+					 PX(300)),
+			 SHMEX_ENOFUNDS);
 	ck_assert_int_eq(cash(5).reserved, CASH(60));
 	ck_assert_int_eq(cash(5).balance, CASH(940));
 	/* Modify the sell up beyond the position: refused. */
-	ck_assert_int_eq(eng_acct_modify(&ctx, 5, x, SHM_SIDE_SELL, QTY(10), PX(10), QTY(11), PX(10)), SHMEX_ENOSHARES);
+	ck_assert_int_eq(eng_acct_modify(&ctx, 5, x, SHM_SIDE_SELL, QTY(10), PX(10),
+					 QTY(11), PX(10)),
+			 SHMEX_ENOSHARES);
 	/* The account trades with itself: 5 at 10. */
 	struct eng_acct_fill f = {
-		.maker_account = 5, .taker_account = 5,
-		.maker_limit = PX(10), .taker_limit = PX(12),
-		.price = PX(10), .qty = QTY(5), .taker_side = SHM_SIDE_BUY,
+		.maker_account = 5,
+		.taker_account = 5,
+		.maker_limit = PX(10),
+		.taker_limit = PX(12),
+		.price = PX(10),
+		.qty = QTY(5),
+		.taker_side = SHM_SIDE_BUY,
 	};
 	ck_assert_int_eq(eng_acct_settle(&ctx, x, &f), 0);
 	ck_assert_int_eq(cash(5).reserved, 0);
 	ck_assert_int_eq(cash(5).balance, CASH(1000));
 	ck_assert_int_eq(shares(5, "X").amount, QTY(5));
 	ck_assert_int_eq(shares(5, "X").reserved, QTY(5));
-	ck_assert_int_eq(eng_acct_modify(&ctx, 5, x, SHM_SIDE_SELL, QTY(5), PX(10), 0, PX(10)), 0);
+	ck_assert_int_eq(
+		eng_acct_modify(&ctx, 5, x, SHM_SIDE_SELL, QTY(5), PX(10), 0, PX(10)), 0);
 	ck_assert_int_eq(shares(5, "X").amount, QTY(10));
 }
 END_TEST
@@ -294,17 +340,26 @@ START_TEST(rejections_change_nothing)
 	uint32_t spy, none;
 	ck_assert_int_eq(eng_acct_create_account(&ctx, 1, CASH(100)), 0);
 	ck_assert_int_eq(eng_acct_create_account(&ctx, 2, CASH(100)), 0);
-	ck_assert_int_eq(eng_acct_add_shares(&ctx, 9, sym("SPY"), QTY(1), &none), SHMEX_ENOACCOUNT);
-	ck_assert_int_eq(shm_positions_symbol_find(&pos, sym("SPY"), &none), SHMEX_ENOSYMBOL);
+	ck_assert_int_eq(eng_acct_add_shares(&ctx, 9, sym("SPY"), QTY(1), &none),
+			 SHMEX_ENOACCOUNT);
+	ck_assert_int_eq(shm_positions_symbol_find(&pos, sym("SPY"), &none),
+			 SHMEX_ENOSYMBOL);
 	ck_assert_int_eq(eng_acct_add_shares(&ctx, 1, sym("SPY"), QTY(10), &spy), 0);
 
-	ck_assert_int_eq(eng_acct_place(&ctx, 9, spy, SHM_SIDE_BUY, QTY(1), PX(1)), SHMEX_ENOACCOUNT);
-	ck_assert_int_eq(eng_acct_place(&ctx, 9, spy, SHM_SIDE_SELL, QTY(1), PX(1)), SHMEX_ENOACCOUNT);
-	ck_assert_int_eq(eng_acct_place(&ctx, 2, spy, SHM_SIDE_BUY, QTY(11), PX(10)), SHMEX_ENOFUNDS);
-	ck_assert_int_eq(eng_acct_place(&ctx, 2, spy, SHM_SIDE_SELL, QTY(1), PX(10)), SHMEX_ENOSHARES);
-	ck_assert_int_eq(eng_acct_place(&ctx, 1, spy, SHM_SIDE_SELL, QTY(11), PX(10)), SHMEX_ENOSHARES);
-	ck_assert_int_eq(eng_acct_place(&ctx, 1, spy, SHM_SIDE_SELL, 0, PX(10)), SHMEX_EBADAMOUNT);
-	ck_assert_int_eq(eng_acct_place(&ctx, 1, spy, SHM_SIDE_BUY, QTY(1), 0), SHMEX_EBADPRICE);
+	ck_assert_int_eq(eng_acct_place(&ctx, 9, spy, SHM_SIDE_BUY, QTY(1), PX(1)),
+			 SHMEX_ENOACCOUNT);
+	ck_assert_int_eq(eng_acct_place(&ctx, 9, spy, SHM_SIDE_SELL, QTY(1), PX(1)),
+			 SHMEX_ENOACCOUNT);
+	ck_assert_int_eq(eng_acct_place(&ctx, 2, spy, SHM_SIDE_BUY, QTY(11), PX(10)),
+			 SHMEX_ENOFUNDS);
+	ck_assert_int_eq(eng_acct_place(&ctx, 2, spy, SHM_SIDE_SELL, QTY(1), PX(10)),
+			 SHMEX_ENOSHARES);
+	ck_assert_int_eq(eng_acct_place(&ctx, 1, spy, SHM_SIDE_SELL, QTY(11), PX(10)),
+			 SHMEX_ENOSHARES);
+	ck_assert_int_eq(eng_acct_place(&ctx, 1, spy, SHM_SIDE_SELL, 0, PX(10)),
+			 SHMEX_EBADAMOUNT);
+	ck_assert_int_eq(eng_acct_place(&ctx, 1, spy, SHM_SIDE_BUY, QTY(1), 0),
+			 SHMEX_EBADPRICE);
 	ck_assert_int_eq(eng_acct_place(&ctx, 1, spy, 7, QTY(1), PX(1)), SHMEX_EBADMSG);
 	ck_assert_int_eq(cash(1).balance, CASH(100));
 	ck_assert_int_eq(cash(2).balance, CASH(100));
@@ -327,7 +382,8 @@ START_TEST(positions_full_buy_refused_cash_untouched)
 	ck_assert_int_eq(eng_acct_create_account(&ctx, 1, CASH(100)), 0);
 	ck_assert_int_eq(eng_acct_create_account(&ctx, 2, CASH(100)), 0);
 	ck_assert_int_eq(eng_acct_add_shares(&ctx, 1, sym("S"), QTY(1), &s), 0);
-	ck_assert_int_eq(eng_acct_place(&ctx, 2, s, SHM_SIDE_BUY, QTY(1), PX(5)), SHMEX_EPOSITIONSFULL);
+	ck_assert_int_eq(eng_acct_place(&ctx, 2, s, SHM_SIDE_BUY, QTY(1), PX(5)),
+			 SHMEX_EPOSITIONSFULL);
 	ck_assert_int_eq(cash(2).balance, CASH(100));
 	ck_assert_int_eq(cash(2).reserved, 0);
 	/* The holder of the one position may buy more. */
@@ -345,10 +401,10 @@ END_TEST
 
 struct model_order {
 	uint64_t account;
-	uint32_t s;     /* index into the test's symbols */
+	uint32_t s; /* index into the test's symbols */
 	uint8_t side;
-	int64_t open;   /* QTY */
-	int64_t limit;  /* PRICE */
+	int64_t open;  /* QTY */
+	int64_t limit; /* PRICE */
 };
 
 struct model {
@@ -416,8 +472,7 @@ static const char *model_check(const struct model *m)
 	}
 	/* Conservation, from the regions' own audits. */
 	struct shm_accounts_totals t;
-	if (shm_accounts_totals(&acc, &t) != 0 ||
-	    t.balance + t.reserved != t.deposited ||
+	if (shm_accounts_totals(&acc, &t) != 0 || t.balance + t.reserved != t.deposited ||
 	    t.deposited != t.total_deposited || t.deposited != m->deposited)
 		return "cash not conserved";
 	for (uint32_t s = 0; s < NSYM; s++) {
@@ -425,8 +480,7 @@ static const char *model_check(const struct model *m)
 		if (!m->has_sym[s])
 			continue;
 		if (shm_positions_totals(&pos, m->sidx[s], &pt) != 0 ||
-		    pt.amount + pt.reserved != pt.created ||
-		    pt.created != m->created[s])
+		    pt.amount + pt.reserved != pt.created || pt.created != m->created[s])
 			return "shares not conserved";
 	}
 	return NULL;
@@ -485,19 +539,21 @@ START_TEST(random_sequence_conserves)
 		} else if (op < 45 && m->nord < MAXORD) {
 			/* Place: prices around 100, fractional amounts. */
 			struct model_order o = {
-				.account = acct_id(a), .s = s,
+				.account = acct_id(a),
+				.s = s,
 				.side = (uint8_t)(r >> 8 & 1),
 				.open = (int64_t)(rng(&seed) % (uint64_t)QTY(300)) + 1,
-				.limit = PX(90) + (int64_t)(rng(&seed) % (uint64_t)PX(20)) + 1,
+				.limit = PX(90) +
+					 (int64_t)(rng(&seed) % (uint64_t)PX(20)) + 1,
 			};
-			rc = eng_acct_place(&ctx, o.account, m->sidx[s], o.side,
-					    o.open, o.limit);
+			rc = eng_acct_place(&ctx, o.account, m->sidx[s], o.side, o.open,
+					    o.limit);
 			__int128 need = o.side == SHM_SIDE_BUY
 						? (__int128)o.open * o.limit
 						: o.open;
-			__int128 have = o.side == SHM_SIDE_BUY ? m->balance[a]
-							       : m->amount[a][s];
-			int expect = need <= have ? 0
+			__int128 have =
+				o.side == SHM_SIDE_BUY ? m->balance[a] : m->amount[a][s];
+			int expect = need <= have             ? 0
 				     : o.side == SHM_SIDE_BUY ? SHMEX_ENOFUNDS
 							      : SHMEX_ENOSHARES;
 			if (rc != expect) {
@@ -570,8 +626,8 @@ START_TEST(random_sequence_conserves)
 			/* Cancel (or IOC/FOK kill) of an open part. */
 			uint32_t i = (uint32_t)(rng(&seed) % m->nord);
 			struct model_order *o = &m->ord[i];
-			rc = eng_acct_unhold(&ctx, o->account, m->sidx[o->s],
-					     o->side, o->open, o->limit);
+			rc = eng_acct_unhold(&ctx, o->account, m->sidx[o->s], o->side,
+					     o->open, o->limit);
 			if (rc != 0) {
 				bad = "unhold failed";
 				break;
@@ -592,19 +648,19 @@ START_TEST(random_sequence_conserves)
 			uint32_t i = (uint32_t)(rng(&seed) % m->nord);
 			struct model_order *o = &m->ord[i];
 			uint32_t oa = (uint32_t)(o->account - 1000);
-			int64_t nopen = (int64_t)(rng(&seed) % (uint64_t)(2 * o->open + 1));
-			int64_t nlimit = PX(90) + (int64_t)(rng(&seed) % (uint64_t)PX(20)) + 1;
-			rc = eng_acct_modify(&ctx, o->account, m->sidx[o->s],
-					     o->side, o->open, o->limit, nopen,
-					     nlimit);
+			int64_t nopen =
+				(int64_t)(rng(&seed) % (uint64_t)(2 * o->open + 1));
+			int64_t nlimit =
+				PX(90) + (int64_t)(rng(&seed) % (uint64_t)PX(20)) + 1;
+			rc = eng_acct_modify(&ctx, o->account, m->sidx[o->s], o->side,
+					     o->open, o->limit, nopen, nlimit);
 			__int128 d = o->side == SHM_SIDE_BUY
 					     ? (__int128)nopen * nlimit -
 						       (__int128)o->open * o->limit
 					     : nopen - o->open;
-			__int128 have = o->side == SHM_SIDE_BUY
-						? m->balance[oa]
-						: m->amount[oa][o->s];
-			int expect = d <= have ? 0
+			__int128 have = o->side == SHM_SIDE_BUY ? m->balance[oa]
+								: m->amount[oa][o->s];
+			int expect = d <= have                 ? 0
 				     : o->side == SHM_SIDE_BUY ? SHMEX_ENOFUNDS
 							       : SHMEX_ENOSHARES;
 			if (rc != expect) {
@@ -632,7 +688,8 @@ START_TEST(random_sequence_conserves)
 		bad_step = step;
 	}
 	ck_assert_msg(bad == NULL, "step %u: %s", bad_step, bad);
-	fprintf(stderr, "random: %llu add_shares, %llu deposits, %llu placed, "
+	fprintf(stderr,
+		"random: %llu add_shares, %llu deposits, %llu placed, "
 		"%llu refused, %llu fills, %llu cancels, %llu modifies\n",
 		(unsigned long long)counts[0], (unsigned long long)counts[1],
 		(unsigned long long)counts[2], (unsigned long long)counts[3],
@@ -644,8 +701,9 @@ START_TEST(random_sequence_conserves)
 	/* Cancel everything still open: nothing stays reserved. */
 	while (m->nord > 0) {
 		struct model_order *o = &m->ord[m->nord - 1];
-		ck_assert_int_eq(eng_acct_unhold(&ctx, o->account, m->sidx[o->s],
-						 o->side, o->open, o->limit), 0);
+		ck_assert_int_eq(eng_acct_unhold(&ctx, o->account, m->sidx[o->s], o->side,
+						 o->open, o->limit),
+				 0);
 		m->nord--;
 	}
 	struct shm_accounts_totals t;

@@ -62,7 +62,10 @@ static void fx_open(struct fx *f, uint32_t levels, uint32_t orders, uint32_t fil
 {
 	memset(f, 0, sizeof(*f));
 	struct eng_core_cfg cfg = {
-		.caps = {.symbols = 4, .levels = levels, .orders = orders, .fills = fills},
+		.caps = {.symbols = 4,
+			 .levels = levels,
+			 .orders = orders,
+			 .fills = fills},
 		.shard = 0,
 		.nshards = 1,
 		.stp_mode = stp,
@@ -71,7 +74,8 @@ static void fx_open(struct fx *f, uint32_t levels, uint32_t orders, uint32_t fil
 	ck_assert_uint_gt(bytes, 0);
 	f->mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 	ck_assert_ptr_nonnull(f->mem);
-	ck_assert_int_eq(eng_core_init(&f->b, f->mem, bytes, &cfg, log_event, &f->log), 0);
+	ck_assert_int_eq(eng_core_init(&f->b, f->mem, bytes, &cfg, log_event, &f->log),
+			 0);
 	ck_assert_int_eq(eng_core_symbol_add(f->b, "X", 1, &f->sym), 0);
 	eng_core_reclaim(f->b, UINT64_MAX);
 }
@@ -189,8 +193,8 @@ static const struct shm_book_fill_sh *fill_of(const struct fx *f, uint64_t id, u
 	return fl;
 }
 
-#define P(x) ((int64_t)(x) * SHM_PRICE_ONE)
-#define Q(x) ((int64_t)(x) * SHM_QTY_ONE)
+#define P(x) ((int64_t)(x)*SHM_PRICE_ONE)
+#define Q(x) ((int64_t)(x)*SHM_QTY_ONE)
 
 /* ------------------------------------------------------------------ */
 /* Rules                                                               */
@@ -480,14 +484,19 @@ START_TEST(self_trade_prevention)
 		struct fx f;
 		fx_open(&f, 64, 64, 256, modes[i]);
 		uint64_t own, other, t;
-		ck_assert_int_eq(submit_acct(&f, 7, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC, &own), 0);
-		ck_assert_int_eq(submit_acct(&f, 8, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC, &other), 0);
+		ck_assert_int_eq(
+			submit_acct(&f, 7, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC, &own), 0);
+		ck_assert_int_eq(
+			submit_acct(&f, 8, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC, &other),
+			0);
 		size_t mark = f.log.n;
-		ck_assert_int_eq(submit_acct(&f, 7, SHM_SIDE_BUY, 100, 8, SHM_TIF_GTC, &t), 0);
+		ck_assert_int_eq(
+			submit_acct(&f, 7, SHM_SIDE_BUY, 100, 8, SHM_TIF_GTC, &t), 0);
 		const struct shm_book_order_sh *ro = rec(&f, own), *rt = rec(&f, t);
 		switch (modes[i]) {
 		case SHM_BOOK_STP_NONE: /* self-trade allowed */
-			ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id, own);
+			ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id,
+					  own);
 			ck_assert_int_eq(rt->executed, 8);
 			break;
 		case SHM_BOOK_STP_CANCEL_NEWEST:
@@ -498,7 +507,8 @@ START_TEST(self_trade_prevention)
 			break;
 		case SHM_BOOK_STP_CANCEL_OLDEST:
 			ck_assert_int_eq(ro->cancelled, 5);
-			ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id, other);
+			ck_assert_uint_eq(nth_type(&f, mark, ENG_EV_FILL, 0)->maker_id,
+					  other);
 			ck_assert_int_eq(rt->executed, 5);
 			ck_assert_int_eq(rt->open, 3); /* rests */
 			break;
@@ -598,7 +608,8 @@ START_TEST(symbols_and_ids)
 	ck_assert_int_eq(eng_core_symbol_find(f.b, "ETH", 3, &c), SHMEX_ENOSYMBOL);
 	const struct shm_book_view *v = eng_core_view(f.b);
 	ck_assert_uint_eq(load_acquire(&v->hdr->nsymbols), 2);
-	ck_assert_mem_eq(shm_book_sym_at(v, b)->name, "BTC\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+	ck_assert_mem_eq(shm_book_sym_at(v, b)->name, "BTC\0\0\0\0\0\0\0\0\0\0\0\0\0",
+			 16);
 	/* Symbols are separate books. */
 	f.sym = a;
 	uint64_t x = order(&f, SHM_SIDE_SELL, 100, 5, SHM_TIF_GTC);
@@ -781,15 +792,15 @@ static void ev_compare(const struct eng_event *a, const struct eng_event *b, uin
 	x.event = y.event = 0; /* numbering differs after dropped requests */
 	if (memcmp(&x, &y, sizeof(x)) == 0)
 		return;
-	ck_abort_msg("request %llu: core event type %u id %llu px %lld qty %lld maker %llu "
-		     "reason %u err %d / ref type %u id %llu px %lld qty %lld maker %llu "
-		     "reason %u err %d",
-		     (unsigned long long)n, a->type, (unsigned long long)a->order_id,
-		     (long long)a->price, (long long)a->qty,
-		     (unsigned long long)a->maker_id, a->reason, a->err, b->type,
-		     (unsigned long long)b->order_id, (long long)b->price,
-		     (long long)b->qty, (unsigned long long)b->maker_id, b->reason,
-		     b->err);
+	ck_abort_msg(
+		"request %llu: core event type %u id %llu px %lld qty %lld maker %llu "
+		"reason %u err %d / ref type %u id %llu px %lld qty %lld maker %llu "
+		"reason %u err %d",
+		(unsigned long long)n, a->type, (unsigned long long)a->order_id,
+		(long long)a->price, (long long)a->qty, (unsigned long long)a->maker_id,
+		a->reason, a->err, b->type, (unsigned long long)b->order_id,
+		(long long)b->price, (long long)b->qty, (unsigned long long)b->maker_id,
+		b->reason, b->err);
 }
 
 static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
@@ -817,7 +828,9 @@ static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
 		size_t core_from = f.log.n, ref_from = ref.n;
 		int rc, rr;
 		if (what < 42) {
-			r.tif = what < 30 ? SHM_TIF_GTC : what < 38 ? SHM_TIF_IOC : SHM_TIF_FOK;
+			r.tif = what < 30   ? SHM_TIF_GTC
+				: what < 38 ? SHM_TIF_IOC
+					    : SHM_TIF_FOK;
 			if (below(&g, 200) == 0)
 				r.qty = 0; /* a bad one now and then */
 			uint64_t id;
@@ -900,9 +913,10 @@ static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
 		eng_core_stats(f.b, &st);
 		ck_assert_uint_eq(st.orders_unused, 0);
 	}
-	fprintf(stderr, "differential stp %u: %u requests, %zu trades, %zu resting at the "
-		"end, %zu dropped (book full), %zu skipped (recycled)\n", stp, nreq, trades,
-		refbook_live(rb), dropped, skipped);
+	fprintf(stderr,
+		"differential stp %u: %u requests, %zu trades, %zu resting at the "
+		"end, %zu dropped (book full), %zu skipped (recycled)\n",
+		stp, nreq, trades, refbook_live(rb), dropped, skipped);
 	refbook_free(rb);
 	free(ref.ev);
 	free(ids);
@@ -911,7 +925,8 @@ static void differential(uint32_t stp, uint32_t nreq, uint32_t cap_orders,
 
 START_TEST(differential_vs_reference)
 {
-	differential(SHM_BOOK_STP_NONE, 120000, 1u << 18, 1u << 19, 1u << 12, 0x9e3779b97f4a7c15ull);
+	differential(SHM_BOOK_STP_NONE, 120000, 1u << 18, 1u << 19, 1u << 12,
+		     0x9e3779b97f4a7c15ull);
 }
 END_TEST
 
@@ -968,7 +983,8 @@ static int reader_snapshot(const struct shm_book_view *v, uint32_t sym, char *wh
 			int64_t sum = 0;
 			uint32_t n = 0;
 			for (uint32_t oi = load_acquire(&l->head); oi != SHM_BOOK_NIL;) {
-				const struct shm_book_order_sh *o = shm_book_order_at(v, oi);
+				const struct shm_book_order_sh *o =
+					shm_book_order_at(v, oi);
 				if (!o || ++n > v->cap_orders) {
 					verdict = -1;
 					snprintf(why, len, "bad order index");
@@ -983,8 +999,8 @@ static int reader_snapshot(const struct shm_book_view *v, uint32_t sym, char *wh
 			}
 			if (verdict == 1 && (sum != q || n != cnt || cnt == 0)) {
 				verdict = -1;
-				snprintf(why, len, "level %u: qty %lld/%lld count %u/%u", li,
-					 (long long)sum, (long long)q, n, cnt);
+				snprintf(why, len, "level %u: qty %lld/%lld count %u/%u",
+					 li, (long long)sum, (long long)q, n, cnt);
 			}
 			li = load_acquire(&l->next);
 		}
@@ -997,8 +1013,10 @@ static int reader_snapshot(const struct shm_book_view *v, uint32_t sym, char *wh
 	/* An order status: open + executed + cancelled == amount, and the
 	 * fills add up to executed. */
 	for (uint32_t oi = 0; oi < 4 && verdict == 1; oi++) {
-		const struct shm_book_order_sh *o = shm_book_order_at(v, (uint32_t)(s1 / 2 + oi * 97) % v->cap_orders);
-		if (load_relaxed(&o->sym) != sym || load_relaxed(&o->state) == SHM_BOOK_ORDER_FREE)
+		const struct shm_book_order_sh *o = shm_book_order_at(
+			v, (uint32_t)(s1 / 2 + oi * 97) % v->cap_orders);
+		if (load_relaxed(&o->sym) != sym ||
+		    load_relaxed(&o->state) == SHM_BOOK_ORDER_FREE)
 			continue;
 		uint64_t id = load_relaxed(&o->id);
 		int64_t am = load_relaxed(&o->amount), op = load_relaxed(&o->open);
@@ -1009,7 +1027,8 @@ static int reader_snapshot(const struct shm_book_view *v, uint32_t sym, char *wh
 		}
 		int64_t fsum = 0;
 		uint32_t k = 0, nf = load_relaxed(&o->nfills);
-		for (uint32_t fi = load_acquire(&o->fill_head); fi != SHM_BOOK_NIL && k <= nf; k++) {
+		for (uint32_t fi = load_acquire(&o->fill_head);
+		     fi != SHM_BOOK_NIL && k <= nf; k++) {
 			const struct shm_book_fill_sh *fl = shm_book_fill_at(v, fi);
 			if (!fl) {
 				verdict = -1;
@@ -1065,12 +1084,14 @@ START_TEST(reader_process_sees_consistent_snapshots)
 {
 	char inst[48];
 	test_instance(inst, sizeof(inst));
-	struct eng_core_cfg cfg = {.caps = {1, 256, 2048, 1u << 14}, .shard = 0, .nshards = 1};
+	struct eng_core_cfg cfg = {
+		.caps = {1, 256, 2048, 1u << 14}, .shard = 0, .nshards = 1};
 	struct shm_region reg;
 	ck_assert_int_eq(shm_book_region_create(&reg, inst, &cfg.caps, 0, 1, 0600), 0);
 	struct eng_core *b;
-	ck_assert_int_eq(eng_core_init(&b, shm_region_body(&reg), shm_region_body_size(&reg),
-				       &cfg, NULL, NULL), 0);
+	ck_assert_int_eq(eng_core_init(&b, shm_region_body(&reg),
+				       shm_region_body_size(&reg), &cfg, NULL, NULL),
+			 0);
 	uint32_t sym;
 	ck_assert_int_eq(eng_core_symbol_add(b, "X", 1, &sym), 0);
 	eng_core_reclaim(b, UINT64_MAX); /* harshest: immediate reuse */
@@ -1092,7 +1113,8 @@ START_TEST(reader_process_sees_consistent_snapshots)
 		r.account = 1;
 		r.sym = sym;
 		r.side = (uint8_t)below(&g, 2);
-		r.price = 1000 + (r.side ? 1 : -1) * (int64_t)below(&g, 20) - (r.side ? 3 : -3);
+		r.price = 1000 + (r.side ? 1 : -1) * (int64_t)below(&g, 20) -
+			  (r.side ? 3 : -3);
 		r.qty = 1 + (int64_t)below(&g, 20);
 		unsigned what = (unsigned)below(&g, 10);
 		uint64_t id;

@@ -37,9 +37,9 @@
 #include "shm/shm_region.h"
 #include "shm/shm_ring.h"
 
-#define Q(x) ((int64_t)(x) * SHM_QTY_ONE)
-#define P(x) ((int64_t)(x) * SHM_PRICE_ONE)
-#define C(x) ((int64_t)(x) * SHM_CASH_ONE)
+#define Q(x) ((int64_t)(x)*SHM_QTY_ONE)
+#define P(x) ((int64_t)(x)*SHM_PRICE_ONE)
+#define C(x) ((int64_t)(x)*SHM_CASH_ONE)
 
 #define MAXS 2
 #define MAXG 2
@@ -219,17 +219,18 @@ static void fx_create(struct fx *f, uint32_t nshards, uint32_t ngw)
 	f->acc_ok = true;
 	for (uint32_t g = 0; g < ngw; g++)
 		for (uint32_t s = 0; s < nshards; s++) {
-			ck_assert_int_eq(shm_instance_request_ring(&f->si, g, s,
-								   &f->req[g][s]), 0);
-			ck_assert_int_eq(shm_instance_reply_ring(&f->si, s, g,
-								 &f->rep[s][g]), 0);
+			ck_assert_int_eq(
+				shm_instance_request_ring(&f->si, g, s, &f->req[g][s]),
+				0);
+			ck_assert_int_eq(
+				shm_instance_reply_ring(&f->si, s, g, &f->rep[s][g]), 0);
 		}
 }
 
 /* orders: order records per shard, 0 for the test default; stp: the
  * self-trade prevention mode.  Both go into the instance's settings. */
-static void fx_start(struct fx *f, uint32_t nshards, uint32_t ngw,
-		     uint64_t orders, uint64_t stp)
+static void fx_start(struct fx *f, uint32_t nshards, uint32_t ngw, uint64_t orders,
+		     uint64_t stp)
 {
 	fx_orders = orders ? orders : 65536;
 	fx_stp = stp;
@@ -378,11 +379,11 @@ static struct shm_msg call(struct fx *f, struct shm_msg m)
 }
 
 /* Status of a request, with a readable failure message. */
-#define ST(f, msg, want)                                                       \
-	do {                                                                   \
-		struct shm_msg a_ = call((f), (msg));                          \
-		ck_assert_msg(a_.status == (want), "status %s, expected %s",   \
-			      shmex_errname(a_.status), shmex_errname(want));  \
+#define ST(f, msg, want)                                                      \
+	do {                                                                  \
+		struct shm_msg a_ = call((f), (msg));                         \
+		ck_assert_msg(a_.status == (want), "status %s, expected %s",  \
+			      shmex_errname(a_.status), shmex_errname(want)); \
 	} while (0)
 
 static uint64_t order_ok(struct fx *f, struct shm_msg m)
@@ -473,7 +474,8 @@ START_TEST(handout_example_through_rings)
 	uint64_t o4 = order_ok(&F, m_order(200, "X", SELL, Q(500), P(128), SHM_TIF_GTC));
 	uint64_t o5 = order_ok(&F, m_order(200, "X", SELL, Q(200), P(140), SHM_TIF_GTC));
 	uint64_t o6 = order_ok(&F, m_order(100, "X", BUY, Q(400), P(125), SHM_TIF_GTC));
-	struct shm_msg a7 = call(&F, m_order(300, "X", SELL, Q(400), P(124), SHM_TIF_GTC));
+	struct shm_msg a7 =
+		call(&F, m_order(300, "X", SELL, Q(400), P(124), SHM_TIF_GTC));
 	ck_assert_int_eq(a7.status, 0);
 	ck_assert_int_eq(a7.qty, Q(400)); /* executed at once */
 	uint64_t o7 = a7.order_id;
@@ -786,10 +788,14 @@ START_TEST(hostile_messages_rejected_without_change)
 	bad[n] = m_order(a0, s0, BUY, Q(1), 0, SHM_TIF_GTC), want[n++] = SHMEX_EBADPRICE;
 	bad[n] = m_order(a0, s0, BUY, Q(10), INT64_MAX, SHM_TIF_GTC),
 	want[n++] = SHMEX_EOVERFLOW;
-	bad[n] = m_order(a0, s0, BUY, -1, P(25), SHM_TIF_GTC), want[n++] = SHMEX_EBADAMOUNT;
-	bad[n] = m_order(a0, s0, SELL, 0, P(25), SHM_TIF_GTC), want[n++] = SHMEX_EBADAMOUNT;
-	bad[n] = m_order(a0, s1, BUY, Q(1), P(25), SHM_TIF_GTC), want[n++] = SHMEX_EWRONGSHARD;
-	bad[n] = m_order(77, s0, BUY, Q(1), P(25), SHM_TIF_GTC), want[n++] = SHMEX_ENOACCOUNT;
+	bad[n] = m_order(a0, s0, BUY, -1, P(25), SHM_TIF_GTC),
+	want[n++] = SHMEX_EBADAMOUNT;
+	bad[n] = m_order(a0, s0, SELL, 0, P(25), SHM_TIF_GTC),
+	want[n++] = SHMEX_EBADAMOUNT;
+	bad[n] = m_order(a0, s1, BUY, Q(1), P(25), SHM_TIF_GTC),
+	want[n++] = SHMEX_EWRONGSHARD;
+	bad[n] = m_order(77, s0, BUY, Q(1), P(25), SHM_TIF_GTC),
+	want[n++] = SHMEX_ENOACCOUNT;
 	m = m_order(a0, s0, BUY, Q(1), P(25), SHM_TIF_GTC);
 	memcpy(m.u.symbol, "AB$%", 4);
 	bad[n] = m, want[n++] = SHMEX_EBADSYMBOL;
@@ -812,7 +818,8 @@ START_TEST(hostile_messages_rejected_without_change)
 		bad[i].req_id = 1000 + (uint64_t)i;
 	/* All at once, in one batch, on shard 0's ring. */
 	unsigned done = 0;
-	ck_assert_int_eq(shm_ring_enqueue_batch(&F.req[0][0], bad, (unsigned)n, &done), 0);
+	ck_assert_int_eq(shm_ring_enqueue_batch(&F.req[0][0], bad, (unsigned)n, &done),
+			 0);
 	ck_assert_uint_eq(done, (unsigned)n);
 	for (int i = 0; i < n; i++) {
 		struct shm_msg a;
@@ -873,22 +880,26 @@ static int producer(const char *inst, uint32_t g, uint32_t nshards)
 		int64_t qty = Q(1 + (int64_t)(rnd(&seed) % 50));
 		int64_t px = P(90 + (int64_t)(rnd(&seed) % 21));
 		if (r < 60 || nids == 0) {
-			int tif = rnd(&seed) % 10 == 0 ? SHM_TIF_IOC :
-				  rnd(&seed) % 10 == 0 ? SHM_TIF_FOK : SHM_TIF_GTC;
+			int tif = rnd(&seed) % 10 == 0   ? SHM_TIF_IOC
+				  : rnd(&seed) % 10 == 0 ? SHM_TIF_FOK
+							 : SHM_TIF_GTC;
 			m = m_order(a, sym, (int)(rnd(&seed) % 2), qty, px, tif);
 		} else {
 			int k = (int)(rnd(&seed) % (uint64_t)nids);
 			uint64_t who = rnd(&seed) % 8 == 0 ? a : owner[k];
-			m = r < 85 ? m_cancel(who, ids[k]) : m_modify(who, ids[k], px, qty);
+			m = r < 85 ? m_cancel(who, ids[k])
+				   : m_modify(who, ids[k], px, qty);
 		}
-		uint32_t s = m.type == SHM_MSG_ORDER ? sym_shard(m.u.symbol, nshards)
-						     : shm_shard_of_order(m.order_id, nshards);
+		uint32_t s = m.type == SHM_MSG_ORDER
+				     ? sym_shard(m.u.symbol, nshards)
+				     : shm_shard_of_order(m.order_id, nshards);
 		m.req_id = (uint64_t)i + 1;
 		unsigned done = 0;
 		if (shm_ring_enqueue_batch(&req[s], &m, 1, &done) || done != 1)
 			return 12;
 		struct shm_msg rp;
-		unsigned long long deadline = test_now_ns() + REPLY_TIMEOUT_MS * 1000000ull;
+		unsigned long long deadline =
+			test_now_ns() + REPLY_TIMEOUT_MS * 1000000ull;
 		for (;;) {
 			unsigned got = 0;
 			if (shm_ring_dequeue_batch(&rep[s], &rp, 1, &got))
@@ -946,7 +957,8 @@ static void check_holds(struct fx *f)
 			}
 			int k;
 			for (k = 0; k < NSYM; k++)
-				if (!memcmp(v->symbols[o->sym].name, syms[k], strlen(syms[k]) + 1))
+				if (!memcmp(v->symbols[o->sym].name, syms[k],
+					    strlen(syms[k]) + 1))
 					break;
 			ck_assert_int_lt(k, NSYM);
 			shares[o->account][k] += o->open;
@@ -999,8 +1011,9 @@ START_TEST(conservation_two_producers)
 		ck_assert_int_eq(pt.amount + pt.reserved, pt.created);
 		struct shm_snap_top top;
 		uint32_t bsym;
-		ck_assert_int_eq(shm_snap_symbol_find(&F.rd[s], syms[k], strlen(syms[k]),
-						      &bsym), 0);
+		ck_assert_int_eq(
+			shm_snap_symbol_find(&F.rd[s], syms[k], strlen(syms[k]), &bsym),
+			0);
 		ck_assert_int_eq(shm_snap_top(&F.rd[s], bsym, &top), 0);
 		traded += (int64_t)top.trades;
 	}
@@ -1034,7 +1047,8 @@ static int buyer(const char *inst, uint32_t g, const char *sym, int n, int wfd)
 			  done != (unsigned)k))
 			return 11;
 		int want = sent - got_n;
-		unsigned long long deadline = test_now_ns() + REPLY_TIMEOUT_MS * 1000000ull;
+		unsigned long long deadline =
+			test_now_ns() + REPLY_TIMEOUT_MS * 1000000ull;
 		while (want > 0) {
 			unsigned got = 0;
 			if (shm_ring_dequeue_batch(&rep, rp, 64, &got))
@@ -1175,7 +1189,8 @@ START_TEST(sigterm_drains_and_exits_zero)
 	kill(F.pid[0], SIGTERM);
 	int st = test_wait_pid(F.pid[0], 10000);
 	F.pid[0] = 0;
-	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x",
+		      st);
 	/* The member slot is cleared on the way out. */
 	int32_t pid;
 	uint64_t start;
@@ -1226,10 +1241,12 @@ START_TEST(full_reply_ring_parks_replies)
 			k++;
 		}
 		unsigned done = 0;
-		ck_assert_int_eq(shm_ring_enqueue_batch(&F.req[0][0], q, (unsigned)k, &done), 0);
+		ck_assert_int_eq(
+			shm_ring_enqueue_batch(&F.req[0][0], q, (unsigned)k, &done), 0);
 		sent += (int)done;
 		if (done < (unsigned)k) {
-			ck_assert_msg(test_now_ns() < deadline, "matcher took only %d", sent);
+			ck_assert_msg(test_now_ns() < deadline, "matcher took only %d",
+				      sent);
 			usleep(1000);
 		}
 	}
@@ -1275,8 +1292,10 @@ START_TEST(startup_protocol)
 	ck_assert_int_ge(k, 0);
 	if (k == 0) {
 		struct shm_region r;
-		_exit(shm_region_create(&r, F.inst, "book.0", SHM_KIND_BOOK, 4096,
-					NULL, 0, 0600) ? 1 : 0);
+		_exit(shm_region_create(&r, F.inst, "book.0", SHM_KIND_BOOK, 4096, NULL,
+					0, 0600)
+			      ? 1
+			      : 0);
 	}
 	int st = test_wait_pid(k, 5000);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -1287,8 +1306,8 @@ START_TEST(startup_protocol)
 
 	char err[256];
 	tmp_path(err, sizeof(err), "err");
-	const char *twin[] = {test_bin("shmex-matcher"), "--instance", F.inst, "--shard",
-			      "0", NULL};
+	const char *twin[] = {
+		test_bin("shmex-matcher"), "--instance", F.inst, "--shard", "0", NULL};
 	ck_assert_int_eq(run_prog(twin, NULL, err, 10000), 1);
 	ck_assert_ptr_nonnull(strstr(slurp(err), "in use by live process"));
 	/* The live matcher was not disturbed. */
@@ -1298,8 +1317,8 @@ START_TEST(startup_protocol)
 	ck_assert_int_eq(pid, F.pid[0]);
 	ST(&F, m_account(1, C(1)), 0);
 
-	const char *range[] = {test_bin("shmex-matcher"), "--instance", F.inst,
-			       "--shard", "3", NULL};
+	const char *range[] = {
+		test_bin("shmex-matcher"), "--instance", F.inst, "--shard", "3", NULL};
 	ck_assert_int_eq(run_prog(range, NULL, err, 10000), 1);
 	ck_assert_ptr_nonnull(strstr(slurp(err), "out of range"));
 	unlink(err);
@@ -1324,17 +1343,22 @@ START_TEST(command_line)
 	ck_assert_int_eq(run_prog(bogus, out, err, 5000), 2);
 	const char *none[] = {test_bin("shmex-matcher"), NULL};
 	ck_assert_int_eq(run_prog(none, out, err, 5000), 2);
-	const char *badnum[] = {test_bin("shmex-matcher"), "--instance", "x", "--shard",
-				"1x", NULL};
+	const char *badnum[] = {
+		test_bin("shmex-matcher"), "--instance", "x", "--shard", "1x", NULL};
 	ck_assert_int_eq(run_prog(badnum, out, err, 5000), 2);
-	const char *extra[] = {test_bin("shmex-matcher"), "--instance", "x", "--shard",
-			       "0", "junk", NULL};
+	const char *extra[] = {test_bin("shmex-matcher"),
+			       "--instance",
+			       "x",
+			       "--shard",
+			       "0",
+			       "junk",
+			       NULL};
 	ck_assert_int_eq(run_prog(extra, out, err, 5000), 2);
-	const char *missing[] = {test_bin("shmex-matcher"), "--instance", F.inst,
-				 "--shard", "0", NULL};
+	const char *missing[] = {
+		test_bin("shmex-matcher"), "--instance", F.inst, "--shard", "0", NULL};
 	ck_assert_int_eq(run_prog(missing, out, err, 5000), 1);
-	snprintf(want, sizeof(want), "shm_open /shmex.%s.control: No such file or directory",
-		 F.inst);
+	snprintf(want, sizeof(want),
+		 "shm_open /shmex.%s.control: No such file or directory", F.inst);
 	ck_assert_msg(strstr(slurp(err), want), "stderr: %s", slurp(err));
 	ck_assert_int_eq(test_count_objects(F.inst), 0);
 	unlink(out);
@@ -1389,8 +1413,8 @@ START_TEST(replay_through_shm_matches_batteries)
 		replay_same(a, b);
 		/* And every case passes its expected reports, hash and book
 		 * states, read from the shared book. */
-		const char *c[] = {test_bin("shmex-replay"), "--through-shm", "--check", f,
-				   NULL};
+		const char *c[] = {test_bin("shmex-replay"), "--through-shm", "--check",
+				   f, NULL};
 		ck_assert_int_eq(run_prog(c, "/dev/null", "/dev/null", 60000), 0);
 	}
 	ck_assert_int_eq(replay_objects_left(), before);
@@ -1399,22 +1423,38 @@ END_TEST
 
 START_TEST(replay_through_shm_matches_workload)
 {
-	const char *f = test_conformance("flash1-workloads/orders_normal_s23_n1000000.bin.xz");
+	const char *f =
+		test_conformance("flash1-workloads/orders_normal_s23_n1000000.bin.xz");
 	/* A prefix by default (seconds); the whole 2M messages with
 	 * SHMEX_TEST_FULL=1. */
 	const char *limit = getenv("SHMEX_TEST_FULL") ? "0" : "300000";
 	if (!strcmp(limit, "0")) {
-		const char *b[] = {test_bin("shmex-replay"), "--through-shm", "--counts",
-				   "--expect",
-				   "e9b2e3926854410b01a035aeb25dd05f1e597c233be8263de9eb49b6713d367e",
-				   f, NULL};
+		const char *b[] = {
+			test_bin("shmex-replay"),
+			"--through-shm",
+			"--counts",
+			"--expect",
+			"e9b2e3926854410b01a035aeb25dd05f1e597c233be8263de9eb49b6713d367e",
+			f,
+			NULL};
 		ck_assert_int_eq(run_prog(b, "/dev/null", "/dev/null", 120000), 0);
 		return;
 	}
-	const char *a[] = {test_bin("shmex-replay"), "--sha256", "--counts", "--limit",
-			   limit, f, NULL};
-	const char *b[] = {test_bin("shmex-replay"), "--through-shm", "--sha256", "--counts",
-			   "--limit", limit, f, NULL};
+	const char *a[] = {test_bin("shmex-replay"),
+			   "--sha256",
+			   "--counts",
+			   "--limit",
+			   limit,
+			   f,
+			   NULL};
+	const char *b[] = {test_bin("shmex-replay"),
+			   "--through-shm",
+			   "--sha256",
+			   "--counts",
+			   "--limit",
+			   limit,
+			   f,
+			   NULL};
 	replay_same(a, b);
 }
 END_TEST

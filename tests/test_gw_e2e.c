@@ -38,8 +38,9 @@ static pid_t kids[64];
 static int nkids;
 
 /* Small capacities: every test starts its own exchange. */
-#define SMALL_CAPS "--orders", "8192", "--levels", "1024", "--fills", "32768", \
-	"--symbols", "64", "--accounts", "4096", "--positions", "16384", "--quiet"
+#define SMALL_CAPS                                                                     \
+	"--orders", "8192", "--levels", "1024", "--fills", "32768", "--symbols", "64", \
+		"--accounts", "4096", "--positions", "16384", "--quiet"
 
 /*
  * A failing check assertion ends the test process at once: no teardown
@@ -191,15 +192,16 @@ static uint64_t order(struct client *c, const char *account, const char *sym,
 	char xml[512];
 	snprintf(xml, sizeof(xml),
 		 "<transactions id=\"%s\"><order sym=\"%s\" amount=\"%s\" "
-		 "limit=\"%s\"/></transactions>", account, sym, amount, limit);
+		 "limit=\"%s\"/></transactions>",
+		 account, sym, amount, limit);
 	const char *rep;
 	size_t len;
 	ck_assert_int_eq(client_request(c, xml, &rep, &len, T_MS), 0);
 	struct xdoc d;
 	ck_assert_int_eq(xdoc_parse(&d, rep, len), 0);
 	int k = xdoc_child(&d, 0, 0);
-	ck_assert_msg(k > 0 && !strcmp(d.nodes[k].name, "opened"),
-		      "order not opened: %s", rep);
+	ck_assert_msg(k > 0 && !strcmp(d.nodes[k].name, "opened"), "order not opened: %s",
+		      rep);
 	ck_assert_str_eq(xnode_attr(&d.nodes[k], "sym"), sym);
 	ck_assert_str_eq(xnode_attr(&d.nodes[k], "amount"), amount);
 	ck_assert_str_eq(xnode_attr(&d.nodes[k], "limit"), limit);
@@ -251,14 +253,13 @@ static void position_is(uint64_t id, const char *sym, const char *amount,
 
 /* ---- the handout ---- */
 
-static const char handout_create[] =
-	"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-	"<create>\n"
-	"  <account id=\"123456\" balance=\"1000\"/>\n"
-	"  <symbol sym=\"SPY\">\n"
-	"    <account id=\"123456\">100000</account>\n"
-	"  </symbol>\n"
-	"</create>\n";
+static const char handout_create[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+				     "<create>\n"
+				     "  <account id=\"123456\" balance=\"1000\"/>\n"
+				     "  <symbol sym=\"SPY\">\n"
+				     "    <account id=\"123456\">100000</account>\n"
+				     "  </symbol>\n"
+				     "</create>\n";
 
 START_TEST(handout_create_example)
 {
@@ -284,10 +285,11 @@ START_TEST(handout_worked_example)
 	start_default();
 	struct client c;
 	conn(&c);
-	expect(&c, "<create><account id=\"1\" balance=\"1000000\"/>"
-		   "<account id=\"2\" balance=\"1000\"/>"
-		   "<symbol sym=\"X\"><account id=\"2\">10000</account></symbol>"
-		   "</create>",
+	expect(&c,
+	       "<create><account id=\"1\" balance=\"1000000\"/>"
+	       "<account id=\"2\" balance=\"1000\"/>"
+	       "<symbol sym=\"X\"><account id=\"2\">10000</account></symbol>"
+	       "</create>",
 	       "results(created[id=1] created[id=2] created[id=2 sym=X])");
 	uint64_t id[8];
 	id[1] = order(&c, "1", "X", "300", "125");
@@ -298,8 +300,10 @@ START_TEST(handout_worked_example)
 	id[6] = order(&c, "1", "X", "400", "125");
 	/* Nothing has traded yet: best bid 127 < best ask 128. */
 	char xml[512], want[512];
-	snprintf(xml, sizeof(xml), "<transactions id=\"1\"><query id=\"%llu\"/>"
-		 "</transactions>", (unsigned long long)id[3]);
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><query id=\"%llu\"/>"
+		 "</transactions>",
+		 (unsigned long long)id[3]);
 	snprintf(want, sizeof(want), "results(status[id=%llu](open[shares=200]))",
 		 (unsigned long long)id[3]);
 	expect(&c, xml, want);
@@ -309,14 +313,18 @@ START_TEST(handout_worked_example)
 			ck_assert_uint_ne(id[i], id[k]);
 	/* Order 7: 200 @127 against order 3, then 200 @125 against order 1
 	 * (order 1 came before order 6 at the same price). */
-	snprintf(xml, sizeof(xml), "<transactions id=\"2\"><query id=\"%llu\"/>"
-		 "</transactions>", (unsigned long long)id[7]);
-	snprintf(want, sizeof(want), "results(status[id=%llu](executed[price=127 "
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"2\"><query id=\"%llu\"/>"
+		 "</transactions>",
+		 (unsigned long long)id[7]);
+	snprintf(want, sizeof(want),
+		 "results(status[id=%llu](executed[price=127 "
 		 "shares=200 time=T] executed[price=125 shares=200 time=T]))",
 		 (unsigned long long)id[7]);
 	expect(&c, xml, want);
 	/* Order 1 keeps 100 open; 3 is done; 6 untouched. */
-	snprintf(xml, sizeof(xml), "<transactions id=\"1\"><query id=\"%llu\"/>"
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><query id=\"%llu\"/>"
 		 "<query id=\"%llu\"/><query id=\"%llu\"/></transactions>",
 		 (unsigned long long)id[1], (unsigned long long)id[3],
 		 (unsigned long long)id[6]);
@@ -329,14 +337,16 @@ START_TEST(handout_worked_example)
 	expect(&c, xml, want);
 	/* Order 1 still has time priority over order 6 for its remainder. */
 	uint64_t id8 = order(&c, "2", "X", "-150", "125");
-	snprintf(xml, sizeof(xml), "<transactions id=\"1\"><query id=\"%llu\"/>"
-		 "<query id=\"%llu\"/></transactions>", (unsigned long long)id[1],
-		 (unsigned long long)id[6]);
-	snprintf(want, sizeof(want),
-		 "results(status[id=%llu](executed[price=125 shares=200 time=T] "
-		 "executed[price=125 shares=100 time=T]) status[id=%llu](open[shares=350] "
-		 "executed[price=125 shares=50 time=T]))",
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><query id=\"%llu\"/>"
+		 "<query id=\"%llu\"/></transactions>",
 		 (unsigned long long)id[1], (unsigned long long)id[6]);
+	snprintf(
+		want, sizeof(want),
+		"results(status[id=%llu](executed[price=125 shares=200 time=T] "
+		"executed[price=125 shares=100 time=T]) status[id=%llu](open[shares=350] "
+		"executed[price=125 shares=50 time=T]))",
+		(unsigned long long)id[1], (unsigned long long)id[6]);
 	expect(&c, xml, want);
 	(void)id8;
 	/* Cash: account 1 paid 300@125 + 200@127 + 50@125 and holds 350@125
@@ -358,20 +368,23 @@ START_TEST(create_replies_and_errors)
 	struct client c;
 	conn(&c);
 	expect(&c, "<create></create>", "results");
-	ck_assert_str_eq(ask(&c, "<create><account id=\"7\" balance=\"12.5\"/>"
-				 "<account id=\"7\" balance=\"1\"/>"
-				 "<account id=\"8\" balance=\"-1\"/>"
-				 "<account id=\"x9\" balance=\"1\"/>"
-				 "<account id=\"10\" balance=\"1.000000001\"/>"
-				 "<symbol sym=\"AB1\"><account id=\"7\">5</account>"
-				 "<account id=\"99\">5</account>"
-				 "<account id=\"7\">0.5</account></symbol>"
-				 "<symbol sym=\"B-D\"><account id=\"7\">1</account></symbol>"
-				 "<symbol sym=\"AB1\"><account id=\"7\">0</account></symbol>"
-				 "</create>", CANON_NO_TEXT),
-			 "results(created[id=7] error[id=7] error[id=8] error[id=x9] "
-			 "error[id=10] created[id=7 sym=AB1] error[id=99 sym=AB1] "
-			 "created[id=7 sym=AB1] error[id=7 sym=B-D] error[id=7 sym=AB1])");
+	ck_assert_str_eq(
+		ask(&c,
+		    "<create><account id=\"7\" balance=\"12.5\"/>"
+		    "<account id=\"7\" balance=\"1\"/>"
+		    "<account id=\"8\" balance=\"-1\"/>"
+		    "<account id=\"x9\" balance=\"1\"/>"
+		    "<account id=\"10\" balance=\"1.000000001\"/>"
+		    "<symbol sym=\"AB1\"><account id=\"7\">5</account>"
+		    "<account id=\"99\">5</account>"
+		    "<account id=\"7\">0.5</account></symbol>"
+		    "<symbol sym=\"B-D\"><account id=\"7\">1</account></symbol>"
+		    "<symbol sym=\"AB1\"><account id=\"7\">0</account></symbol>"
+		    "</create>",
+		    CANON_NO_TEXT),
+		"results(created[id=7] error[id=7] error[id=8] error[id=x9] "
+		"error[id=10] created[id=7 sym=AB1] error[id=99 sym=AB1] "
+		"created[id=7 sym=AB1] error[id=7 sym=B-D] error[id=7 sym=AB1])");
 	ck_assert_str_eq(text_of(1), "Account already exists");
 	text_starts(2, "Invalid balance");
 	text_starts(3, "Invalid account id");
@@ -386,9 +399,11 @@ START_TEST(create_replies_and_errors)
 	 * written. */
 	expect(&c, "<create><account id=\"007\" balance=\"3\"/></create>",
 	       "results(error[id=007]\"Account already exists\")");
-	ck_assert_str_eq(ask(&c, "<create><account id=\"8\" balance=\"3\"/>"
-				 "<symbol sym=\"a&amp;b\"><account id=\"8\">1</account>"
-				 "</symbol></create>", CANON_NO_TEXT),
+	ck_assert_str_eq(ask(&c,
+			     "<create><account id=\"8\" balance=\"3\"/>"
+			     "<symbol sym=\"a&amp;b\"><account id=\"8\">1</account>"
+			     "</symbol></create>",
+			     CANON_NO_TEXT),
 			 "results(created[id=8] error[id=8 sym=a&b])");
 	text_starts(1, "Invalid symbol");
 	client_close(&c);
@@ -401,25 +416,28 @@ START_TEST(transaction_replies_and_errors)
 	start_default();
 	struct client c;
 	conn(&c);
-	expect(&c, "<create><account id=\"1\" balance=\"1000\"/>"
-		   "<account id=\"2\" balance=\"1000\"/>"
-		   "<symbol sym=\"S\"><account id=\"1\">10</account></symbol></create>",
+	expect(&c,
+	       "<create><account id=\"1\" balance=\"1000\"/>"
+	       "<account id=\"2\" balance=\"1000\"/>"
+	       "<symbol sym=\"S\"><account id=\"1\">10</account></symbol></create>",
 	       "results(created[id=1] created[id=2] created[id=1 sym=S])");
 	/* Empty transactions. */
 	expect(&c, "<transactions id=\"1\"></transactions>", "results");
 	/* Funds, shares, symbols, amounts, limits. */
-	ck_assert_str_eq(ask(&c, "<transactions id=\"1\">"
-				 "<order sym=\"S\" amount=\"11\" limit=\"100\"/>"
-				 "<order sym=\"S\" amount=\"-11\" limit=\"1\"/>"
-				 "<order sym=\"NOPE\" amount=\"1\" limit=\"1\"/>"
-				 "<order sym=\"S\" amount=\"0\" limit=\"1\"/>"
-				 "<order sym=\"S\" amount=\"1\" limit=\"0\"/>"
-				 "<order sym=\"S\" amount=\"1\" limit=\"-5\"/>"
-				 "<order sym=\"S\" amount=\"1.00001\" limit=\"1\"/>"
-				 "<query id=\"424242\"/>"
-				 "<cancel id=\"424242\"/>"
-				 "<query id=\"abc\"/>"
-				 "</transactions>", CANON_NO_TEXT),
+	ck_assert_str_eq(ask(&c,
+			     "<transactions id=\"1\">"
+			     "<order sym=\"S\" amount=\"11\" limit=\"100\"/>"
+			     "<order sym=\"S\" amount=\"-11\" limit=\"1\"/>"
+			     "<order sym=\"NOPE\" amount=\"1\" limit=\"1\"/>"
+			     "<order sym=\"S\" amount=\"0\" limit=\"1\"/>"
+			     "<order sym=\"S\" amount=\"1\" limit=\"0\"/>"
+			     "<order sym=\"S\" amount=\"1\" limit=\"-5\"/>"
+			     "<order sym=\"S\" amount=\"1.00001\" limit=\"1\"/>"
+			     "<query id=\"424242\"/>"
+			     "<cancel id=\"424242\"/>"
+			     "<query id=\"abc\"/>"
+			     "</transactions>",
+			     CANON_NO_TEXT),
 			 "results(error[amount=11 limit=100 sym=S] "
 			 "error[amount=-11 limit=1 sym=S] "
 			 "error[amount=1 limit=1 sym=NOPE] "
@@ -444,9 +462,10 @@ START_TEST(transaction_replies_and_errors)
 	uint64_t id = order(&c, "1", "S", "-4", "2.5");
 	position_is(1, "S", "6", "4");
 	char xml[512], want[512];
-	snprintf(xml, sizeof(xml), "<transactions account=\"2\"><query id=\"%llu\"/>"
-		 "<cancel id=\"%llu\"/></transactions>", (unsigned long long)id,
-		 (unsigned long long)id);
+	snprintf(xml, sizeof(xml),
+		 "<transactions account=\"2\"><query id=\"%llu\"/>"
+		 "<cancel id=\"%llu\"/></transactions>",
+		 (unsigned long long)id, (unsigned long long)id);
 	snprintf(want, sizeof(want), "results(error[id=%llu] error[id=%llu])",
 		 (unsigned long long)id, (unsigned long long)id);
 	ck_assert_str_eq(ask(&c, xml, CANON_NO_TEXT), want);
@@ -458,35 +477,43 @@ START_TEST(transaction_replies_and_errors)
 	/* Reserved 3 x 3, executed at the resting 2.5: 1.5 refunded. */
 	account_is(2, "992.5", "0");
 	position_is(1, "S", "6", "1");
-	snprintf(xml, sizeof(xml), "<transactions id=\"1\"><query id=\"%llu\"/>"
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><query id=\"%llu\"/>"
 		 "<cancel id=\"%llu\"/><query id=\"%llu\"/><cancel id=\"%llu\"/>"
-		 "</transactions>", (unsigned long long)id, (unsigned long long)id,
-		 (unsigned long long)id, (unsigned long long)id);
+		 "</transactions>",
+		 (unsigned long long)id, (unsigned long long)id, (unsigned long long)id,
+		 (unsigned long long)id);
 	snprintf(want, sizeof(want),
 		 "results(status[id=%llu](open[shares=1] executed[price=2.5 shares=3 "
 		 "time=T]) canceled[id=%llu](canceled[shares=1 time=T] "
 		 "executed[price=2.5 shares=3 time=T]) status[id=%llu](canceled[shares=1 "
 		 "time=T] executed[price=2.5 shares=3 time=T]) error[id=%llu])",
-		 (unsigned long long)id, (unsigned long long)id,
-		 (unsigned long long)id, (unsigned long long)id);
+		 (unsigned long long)id, (unsigned long long)id, (unsigned long long)id,
+		 (unsigned long long)id);
 	ck_assert_str_eq(ask(&c, xml, CANON_NO_TEXT), want);
 	position_is(1, "S", "7", "0");
 	account_is(1, "1007.5", "0");
 	/* The executed buy: status has no open part, cancel is refused. */
-	snprintf(xml, sizeof(xml), "<transactions id=\"2\"><cancel id=\"%llu\"/>"
-		 "<query id=\"%llu\"/></transactions>", (unsigned long long)buy,
-		 (unsigned long long)buy);
-	snprintf(want, sizeof(want), "results(error[id=%llu] status[id=%llu]("
-		 "executed[price=2.5 shares=3 time=T]))", (unsigned long long)buy,
-		 (unsigned long long)buy);
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"2\"><cancel id=\"%llu\"/>"
+		 "<query id=\"%llu\"/></transactions>",
+		 (unsigned long long)buy, (unsigned long long)buy);
+	snprintf(want, sizeof(want),
+		 "results(error[id=%llu] status[id=%llu]("
+		 "executed[price=2.5 shares=3 time=T]))",
+		 (unsigned long long)buy, (unsigned long long)buy);
 	ck_assert_str_eq(ask(&c, xml, CANON_NO_TEXT), want);
 	/* Cancel of an open buy refunds amount x limit. */
 	uint64_t b2 = order(&c, "2", "S", "10", "1.5");
 	account_is(2, "977.5", "15");
-	snprintf(xml, sizeof(xml), "<transactions id=\"2\"><cancel id=\"%llu\"/>"
-		 "</transactions>", (unsigned long long)b2);
-	snprintf(want, sizeof(want), "results(canceled[id=%llu](canceled[shares=10 "
-		 "time=T]))", (unsigned long long)b2);
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"2\"><cancel id=\"%llu\"/>"
+		 "</transactions>",
+		 (unsigned long long)b2);
+	snprintf(want, sizeof(want),
+		 "results(canceled[id=%llu](canceled[shares=10 "
+		 "time=T]))",
+		 (unsigned long long)b2);
 	expect(&c, xml, want);
 	account_is(2, "992.5", "0");
 	position_is(2, "S", "3", "0");
@@ -500,17 +527,22 @@ START_TEST(invalid_account_answers_every_child)
 	start_default();
 	struct client c;
 	conn(&c);
-	ck_assert_str_eq(ask(&c, "<transactions id=\"55\">"
-				 "<order sym=\"S\" amount=\"1\" limit=\"1\"/>"
-				 "<query id=\"3\"/><cancel id=\"4\"/>"
-				 "<order sym=\"T\" amount=\"-2\" limit=\"9.5\"/>"
-				 "</transactions>", 0),
-			 "results(error[amount=1 limit=1 sym=S]\"Account does not exist\" "
-			 "error[id=3]\"Account does not exist\" "
-			 "error[id=4]\"Account does not exist\" "
-			 "error[amount=-2 limit=9.5 sym=T]\"Account does not exist\")");
-	ck_assert_str_eq(ask(&c, "<transactions id=\"x\"><query id=\"3\"/>"
-				 "<cancel id=\"4\"/></transactions>", CANON_NO_TEXT),
+	ck_assert_str_eq(
+		ask(&c,
+		    "<transactions id=\"55\">"
+		    "<order sym=\"S\" amount=\"1\" limit=\"1\"/>"
+		    "<query id=\"3\"/><cancel id=\"4\"/>"
+		    "<order sym=\"T\" amount=\"-2\" limit=\"9.5\"/>"
+		    "</transactions>",
+		    0),
+		"results(error[amount=1 limit=1 sym=S]\"Account does not exist\" "
+		"error[id=3]\"Account does not exist\" "
+		"error[id=4]\"Account does not exist\" "
+		"error[amount=-2 limit=9.5 sym=T]\"Account does not exist\")");
+	ck_assert_str_eq(ask(&c,
+			     "<transactions id=\"x\"><query id=\"3\"/>"
+			     "<cancel id=\"4\"/></transactions>",
+			     CANON_NO_TEXT),
 			 "results(error[id=3] error[id=4])");
 	text_starts(0, "Invalid account id");
 	client_close(&c);
@@ -525,16 +557,19 @@ START_TEST(unknown_elements_answered_in_position)
 	conn(&c);
 	expect(&c, "<create><account id=\"1\" balance=\"10\"/></create>",
 	       "results(created[id=1])");
-	ck_assert_str_eq(ask(&c, "<transactions id=\"1\">stray text<bogus a=\"1\"/>"
-				 "<query id=\"9\"/> more <frob><x/></frob></transactions>",
+	ck_assert_str_eq(ask(&c,
+			     "<transactions id=\"1\">stray text<bogus a=\"1\"/>"
+			     "<query id=\"9\"/> more <frob><x/></frob></transactions>",
 			     CANON_NO_TEXT),
 			 "results(error error[id=9] error)");
 	text_starts(0, "Unknown element");
 	ck_assert_ptr_nonnull(strstr(text_of(0), "bogus"));
 	ck_assert_str_eq(text_of(1), "Order does not exist");
 	ck_assert_ptr_nonnull(strstr(text_of(2), "frob"));
-	ck_assert_str_eq(ask(&c, "<create><account id=\"2\" balance=\"1\"/><what/>"
-				 "</create>", CANON_NO_TEXT),
+	ck_assert_str_eq(ask(&c,
+			     "<create><account id=\"2\" balance=\"1\"/><what/>"
+			     "</create>",
+			     CANON_NO_TEXT),
 			 "results(created[id=2] error)");
 	ck_assert_str_eq(ask(&c, "<hello/>", CANON_NO_TEXT), "results(error)");
 	client_close(&c);
@@ -548,18 +583,21 @@ START_TEST(order_then_query_in_one_request)
 	start_with(extra);
 	struct client c;
 	conn(&c);
-	expect(&c, "<create><account id=\"1\" balance=\"100\"/>"
-		   "<symbol sym=\"Q\"><account id=\"1\">100</account></symbol></create>",
+	expect(&c,
+	       "<create><account id=\"1\" balance=\"100\"/>"
+	       "<symbol sym=\"Q\"><account id=\"1\">100</account></symbol></create>",
 	       "results(created[id=1] created[id=1 sym=Q])");
 	uint64_t first = order(&c, "1", "Q", "-1", "50");
 	/* One shard: the next order takes the next record, id + 1. */
 	char xml[512], want[512];
-	snprintf(xml, sizeof(xml), "<transactions id=\"1\">"
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\">"
 		 "<order sym=\"Q\" amount=\"-2\" limit=\"60\"/><query id=\"%llu\"/>"
 		 "<cancel id=\"%llu\"/><query id=\"%llu\"/></transactions>",
 		 (unsigned long long)first + 1, (unsigned long long)first + 1,
 		 (unsigned long long)first + 1);
-	snprintf(want, sizeof(want), "results(opened[amount=-2 id=%llu limit=60 sym=Q] "
+	snprintf(want, sizeof(want),
+		 "results(opened[amount=-2 id=%llu limit=60 sym=Q] "
 		 "status[id=%llu](open[shares=2]) canceled[id=%llu](canceled[shares=2 "
 		 "time=T]) status[id=%llu](canceled[shares=2 time=T]))",
 		 (unsigned long long)first + 1, (unsigned long long)first + 1,
@@ -580,8 +618,9 @@ START_TEST(malformed_xml_keeps_connection)
 	ck_assert_str_eq(ask(&c, "<create><account id=\"1\"", CANON_NO_TEXT),
 			 "results(error)");
 	text_starts(0, "Malformed XML");
-	ck_assert_str_eq(ask(&c, "<!DOCTYPE x [<!ENTITY a \"aaaa\">]><create/>",
-			     CANON_NO_TEXT), "results(error)");
+	ck_assert_str_eq(
+		ask(&c, "<!DOCTYPE x [<!ENTITY a \"aaaa\">]><create/>", CANON_NO_TEXT),
+		"results(error)");
 	ck_assert_str_eq(ask(&c, "", CANON_NO_TEXT), "results(error)");
 	/* Same connection, still usable. */
 	expect(&c, "<create><account id=\"1\" balance=\"1\"/></create>",
@@ -623,8 +662,7 @@ START_TEST(bad_and_huge_length_lines_close)
 	conn(&c);
 	const char *doc = "<create><account id=\"5\" balance=\"1\"/></create>";
 	char two[256];
-	snprintf(two, sizeof(two), "%zu\r\n%s17\n<create></create>\n",
-		 strlen(doc), doc);
+	snprintf(two, sizeof(two), "%zu\r\n%s17\n<create></create>\n", strlen(doc), doc);
 	ck_assert_int_eq(client_send_raw(&c, two, strlen(two), T_MS), 0);
 	ck_assert_int_eq(client_recv(&c, &rep, &len, T_MS), 0);
 	xml_canon(rep, len, canon, sizeof(canon), 0);
@@ -730,11 +768,12 @@ START_TEST(concurrent_connections_conserve)
 			n += snprintf(xml + n, sizeof(xml) - (size_t)n,
 				      "<account id=\"%d\" balance=\"1000\"/>", 1000 + k);
 		for (int s = 0; s < 4; s++) {
-			n += snprintf(xml + n, sizeof(xml) - (size_t)n, "<symbol sym=\"%s\">",
-				      syms[s]);
+			n += snprintf(xml + n, sizeof(xml) - (size_t)n,
+				      "<symbol sym=\"%s\">", syms[s]);
 			for (int k = i; k < i + 50; k++)
 				n += snprintf(xml + n, sizeof(xml) - (size_t)n,
-					      "<account id=\"%d\">100</account>", 1000 + k);
+					      "<account id=\"%d\">100</account>",
+					      1000 + k);
 			n += snprintf(xml + n, sizeof(xml) - (size_t)n, "</symbol>");
 		}
 		snprintf(xml + n, sizeof(xml) - (size_t)n, "</create>");
@@ -755,8 +794,9 @@ START_TEST(concurrent_connections_conserve)
 			char xml[512];
 			int n = snprintf(xml, sizeof(xml),
 					 "<transactions id=\"%d\"><order sym=\"%s\" "
-					 "amount=\"%s%d\" limit=\"%d\"/>", 1000 + i,
-					 syms[(seed >> 4) & 3], side ? "-" : "", amt, lim);
+					 "amount=\"%s%d\" limit=\"%d\"/>",
+					 1000 + i, syms[(seed >> 4) & 3], side ? "-" : "",
+					 amt, lim);
 			if (nids[i])
 				n += snprintf(xml + n, sizeof(xml) - (size_t)n,
 					      "<query id=\"%llu\"/>",
@@ -773,13 +813,14 @@ START_TEST(concurrent_connections_conserve)
 			ck_assert_int_eq(xdoc_nchildren(&d, 0), nids[i] ? 2 : 1);
 			int k = xdoc_child(&d, 0, 0);
 			if (!strcmp(d.nodes[k].name, "opened"))
-				ids[i][nids[i]++] = strtoull(xnode_attr(&d.nodes[k], "id"),
-							     NULL, 10);
+				ids[i][nids[i]++] =
+					strtoull(xnode_attr(&d.nodes[k], "id"), NULL, 10);
 			else
 				ck_assert_str_eq(d.nodes[k].name, "error");
 			if (xdoc_nchildren(&d, 0) == 2)
 				ck_assert_msg(!strcmp(d.nodes[xdoc_child(&d, 0, 1)].name,
-						      "status"), "query answered: %s", rep);
+						      "status"),
+					      "query answered: %s", rep);
 			xdoc_free(&d);
 		}
 	}
@@ -798,7 +839,8 @@ START_TEST(concurrent_connections_conserve)
 		char xml[4096];
 		int n = snprintf(xml, sizeof(xml), "<transactions id=\"%d\">", 1000 + i);
 		for (int k = 0; k < nids[i]; k++)
-			n += snprintf(xml + n, sizeof(xml) - (size_t)n, "<cancel id=\"%llu\"/>",
+			n += snprintf(xml + n, sizeof(xml) - (size_t)n,
+				      "<cancel id=\"%llu\"/>",
 				      (unsigned long long)ids[i][k]);
 		snprintf(xml + n, sizeof(xml) - (size_t)n, "</transactions>");
 		ck_assert_int_eq(client_send(&cl[i], xml, T_MS), 0);
@@ -824,7 +866,8 @@ START_TEST(concurrent_connections_conserve)
 		struct shm_positions p;
 		ck_assert_int_eq(shm_positions_attach(&p, inst,
 						      shm_shard_of_symbol(syms[s], 2, 2),
-						      SHM_RDONLY), 0);
+						      SHM_RDONLY),
+				 0);
 		uint32_t sidx;
 		ck_assert_int_eq(shm_positions_symbol_find(&p, name, &sidx), 0);
 		struct shm_positions_totals pt;
@@ -855,7 +898,8 @@ static pid_t conn_owner(const struct client *c, const pid_t *gws, int ngw)
 	while (fgets(line, sizeof(line), f)) {
 		unsigned lport, rport;
 		unsigned long ino;
-		if (sscanf(line, " %*d: %*8x:%x %*8x:%x %*x %*x:%*x %*x:%*x %*x %*d %*d %lu",
+		if (sscanf(line,
+			   " %*d: %*8x:%x %*8x:%x %*x %*x:%*x %*x:%*x %*x %*d %*d %lu",
 			   &lport, &rport, &ino) != 3)
 			continue;
 		if ((int)lport == ex.port && rport == cport) {
@@ -926,8 +970,9 @@ START_TEST(killed_gateway_is_restarted)
 			ck_assert_int_eq(client_wait_closed(&cl[i], T_MS), 0);
 		} else {
 			/* The other gateway's clients notice nothing. */
-			expect(&cl[i], "<transactions id=\"1\"><query id=\"2\"/>"
-				       "</transactions>",
+			expect(&cl[i],
+			       "<transactions id=\"1\"><query id=\"2\"/>"
+			       "</transactions>",
 			       "results(error[id=2]\"Order does not exist\")");
 		}
 		client_close(&cl[i]);
@@ -968,9 +1013,9 @@ END_TEST
 
 START_TEST(full_ring_answers_busy_and_loses_nothing)
 {
-	static const char *const extra[] = {SMALL_CAPS, "--shards", "1",
-					    "--gateways", "1", "--ring-capacity", "2",
-					    "--busy-ms", "300", NULL};
+	static const char *const extra[] = {
+		SMALL_CAPS,        "--shards", "1",         "--gateways", "1",
+		"--ring-capacity", "2",        "--busy-ms", "300",        NULL};
 	start_with(extra);
 	pid_t m = exchange_child(&ex, "shmex-matcher", 0);
 	ck_assert_int_gt(m, 0);
@@ -981,15 +1026,23 @@ START_TEST(full_ring_answers_busy_and_loses_nothing)
 	 * waits in the gateway, then is answered "busy" (and so is the
 	 * rest of its request), never sent. */
 	ck_assert_int_eq(kill(m, SIGSTOP), 0);
-	ck_assert_int_eq(client_send(&c[0], "<create><account id=\"1\" balance=\"1\"/>"
-				     "</create>", T_MS), 0);
+	ck_assert_int_eq(client_send(&c[0],
+				     "<create><account id=\"1\" balance=\"1\"/>"
+				     "</create>",
+				     T_MS),
+			 0);
 	usleep(50000);
-	ck_assert_int_eq(client_send(&c[1], "<create><account id=\"2\" balance=\"1\"/>"
-				     "</create>", T_MS), 0);
+	ck_assert_int_eq(client_send(&c[1],
+				     "<create><account id=\"2\" balance=\"1\"/>"
+				     "</create>",
+				     T_MS),
+			 0);
 	usleep(50000);
 	unsigned long long t0 = test_now_ns();
-	ck_assert_str_eq(ask(&c[2], "<create><account id=\"3\" balance=\"1\"/>"
-				 "<account id=\"4\" balance=\"1\"/></create>", 0),
+	ck_assert_str_eq(ask(&c[2],
+			     "<create><account id=\"3\" balance=\"1\"/>"
+			     "<account id=\"4\" balance=\"1\"/></create>",
+			     0),
 			 "results(error[id=3]\"Exchange busy, try again\" "
 			 "error[id=4]\"Exchange busy, try again\")");
 	ck_assert_uint_ge(test_now_ns() - t0, 250000000ull);
@@ -1005,9 +1058,10 @@ START_TEST(full_ring_answers_busy_and_loses_nothing)
 		ck_assert_str_eq(canon, want);
 	}
 	/* Exactly once: 1 and 2 exist, 3 and 4 were never created. */
-	expect(&c[2], "<create><account id=\"1\" balance=\"1\"/>"
-		      "<account id=\"3\" balance=\"1\"/><account id=\"4\" "
-		      "balance=\"1\"/></create>",
+	expect(&c[2],
+	       "<create><account id=\"1\" balance=\"1\"/>"
+	       "<account id=\"3\" balance=\"1\"/><account id=\"4\" "
+	       "balance=\"1\"/></create>",
 	       "results(error[id=1]\"Account already exists\" created[id=3] "
 	       "created[id=4])");
 	for (int i = 0; i < 3; i++)
@@ -1163,11 +1217,16 @@ START_TEST(command_lines)
 		const char *arg;
 		int code;
 	} cases[] = {
-		{"shmex", "--help", 0},         {"shmex", "--version", 0},
-		{"shmex", "--bogus", 2},        {"shmex", "--shards=0", 2},
-		{"shmex", "--port=70000", 2},   {"shmex", "--ring-capacity=1000", 2},
-		{"shmex", "--instance=a/b", 2}, {"shmex-gateway", "--help", 0},
-		{"shmex-gateway", "--version", 0}, {"shmex-gateway", "--id=1", 2},
+		{"shmex", "--help", 0},
+		{"shmex", "--version", 0},
+		{"shmex", "--bogus", 2},
+		{"shmex", "--shards=0", 2},
+		{"shmex", "--port=70000", 2},
+		{"shmex", "--ring-capacity=1000", 2},
+		{"shmex", "--instance=a/b", 2},
+		{"shmex-gateway", "--help", 0},
+		{"shmex-gateway", "--version", 0},
+		{"shmex-gateway", "--id=1", 2},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int p[2];

@@ -56,15 +56,18 @@ static void setup(void)
 		struct shm_rcu t;
 		struct shm_positions p;
 		struct shm_region b;
-		struct eng_core_cfg bc = {.caps = {8, 64, 64, 256}, .shard = k, .nshards = 2};
+		struct eng_core_cfg bc = {
+			.caps = {8, 64, 64, 256}, .shard = k, .nshards = 2};
 		ck_assert_int_eq(shm_rcu_create(k ? &t : &rcu, inst, k, 8, 0600), 0);
-		ck_assert_int_eq(shm_positions_create(k ? &p : &pos, inst, k, 8, 64, 0600), 0);
-		ck_assert_int_eq(shm_book_region_create(k ? &b : &book, inst, &bc.caps, k, 2, 0600),
+		ck_assert_int_eq(
+			shm_positions_create(k ? &p : &pos, inst, k, 8, 64, 0600), 0);
+		ck_assert_int_eq(shm_book_region_create(k ? &b : &book, inst, &bc.caps, k,
+							2, 0600),
 				 0);
 		struct eng_core *c;
 		struct shm_region *br = k ? &b : &book;
-		ck_assert_int_eq(eng_core_init(&c, shm_region_body(br), shm_region_body_size(br),
-					       &bc, NULL, NULL),
+		ck_assert_int_eq(eng_core_init(&c, shm_region_body(br),
+					       shm_region_body_size(br), &bc, NULL, NULL),
 				 0);
 		shm_region_publish(br);
 		if (k == 0) {
@@ -81,7 +84,8 @@ static void setup(void)
 
 	int lfd;
 	ck_assert_int_eq(gw_listen_open("127.0.0.1", 0, false, 16, &lfd, &port), 0);
-	snprintf(errpath, sizeof(errpath), "/tmp/shmex-test-gwexec-%d.err", (int)getpid());
+	snprintf(errpath, sizeof(errpath), "/tmp/shmex-test-gwexec-%d.err",
+		 (int)getpid());
 	gw = fork();
 	ck_assert_int_ge(gw, 0);
 	if (gw == 0) {
@@ -91,8 +95,8 @@ static void setup(void)
 		char fdbuf[16];
 		snprintf(fdbuf, sizeof(fdbuf), "%d", lfd);
 		fcntl(lfd, F_SETFD, 0); /* inherited across exec */
-		execl(test_bin("shmex-gateway"), "shmex-gateway", "--instance", inst, "--id",
-		      "0", "--listen-fd", fdbuf, (char *)NULL);
+		execl(test_bin("shmex-gateway"), "shmex-gateway", "--instance", inst,
+		      "--id", "0", "--listen-fd", fdbuf, (char *)NULL);
 		_exit(127);
 	}
 	close(lfd);
@@ -190,8 +194,10 @@ START_TEST(stale_reply_is_dropped)
 {
 	struct client c;
 	ck_assert_int_eq(client_connect(&c, "127.0.0.1", port, 5000), 0);
-	ck_assert_int_eq(client_send(&c, "<create><account id=\"2\" balance=\"10\"/></create>",
-				     5000), 0);
+	ck_assert_int_eq(
+		client_send(&c, "<create><account id=\"2\" balance=\"10\"/></create>",
+			    5000),
+		0);
 	struct shm_msg q = take_request();
 	ck_assert_uint_eq(q.type, SHM_MSG_CREATE_ACCOUNT);
 	ck_assert_uint_eq(q.account, 2);
@@ -225,8 +231,10 @@ START_TEST(forged_replies_become_internal_errors)
 	ck_assert_int_eq(shm_accounts_add(&acc, 8, 100000000000LL, &aidx), 0);
 
 	/* 1. The reply claims to answer another request type. */
-	ck_assert_int_eq(client_send(&c, "<create><account id=\"4\" balance=\"1\"/></create>",
-				     5000), 0);
+	ck_assert_int_eq(client_send(&c,
+				     "<create><account id=\"4\" balance=\"1\"/></create>",
+				     5000),
+			 0);
 	struct shm_msg q = take_request();
 	struct shm_msg a = reply_to(&q, 0);
 	a.req_type = SHM_MSG_CANCEL;
@@ -241,8 +249,10 @@ START_TEST(forged_replies_become_internal_errors)
 		if (shm_shard_of_symbol(sym, (size_t)n, 2) == 0)
 			break;
 	}
-	snprintf(xml, sizeof(xml), "<transactions id=\"8\"><order sym=\"%s\" "
-		 "amount=\"1\" limit=\"1\"/></transactions>", sym);
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"8\"><order sym=\"%s\" "
+		 "amount=\"1\" limit=\"1\"/></transactions>",
+		 sym);
 	ck_assert_int_eq(client_send(&c, xml, 5000), 0);
 	q = take_request();
 	ck_assert_uint_eq(q.type, SHM_MSG_ORDER);
@@ -253,8 +263,10 @@ START_TEST(forged_replies_become_internal_errors)
 	ck_assert_msg(strstr(r, "Internal error") && !strstr(r, "<opened"), "%s", r);
 
 	/* 3. A status outside the error table. */
-	ck_assert_int_eq(client_send(&c, "<create><account id=\"6\" balance=\"1\"/></create>",
-				     5000), 0);
+	ck_assert_int_eq(client_send(&c,
+				     "<create><account id=\"6\" balance=\"1\"/></create>",
+				     5000),
+			 0);
 	q = take_request();
 	a = reply_to(&q, 0);
 	a.status = -77777;
@@ -263,8 +275,11 @@ START_TEST(forged_replies_become_internal_errors)
 	ck_assert_msg(strstr(r, "<error id=\"6\">Internal error</error>"), "%s", r);
 
 	/* 4. A cancel that "cancelled" a negative number of shares. */
-	ck_assert_int_eq(client_send(&c, "<transactions id=\"8\"><cancel id=\"1\"/>"
-					 "</transactions>", 5000), 0);
+	ck_assert_int_eq(client_send(&c,
+				     "<transactions id=\"8\"><cancel id=\"1\"/>"
+				     "</transactions>",
+				     5000),
+			 0);
 	q = take_request();
 	ck_assert_uint_eq(q.type, SHM_MSG_CANCEL);
 	a = reply_to(&q, 0);

@@ -31,8 +31,8 @@ struct got {
 
 /* Feeds data in pieces of `step` bytes (0: all at once), collecting every
  * request; stops at the first error. */
-static void feed_all(struct gw_frame *f, const char *data, size_t len,
-		     size_t step, struct got *g)
+static void feed_all(struct gw_frame *f, const char *data, size_t len, size_t step,
+		     struct got *g)
 {
 	memset(g, 0, sizeof(*g));
 	size_t off = 0;
@@ -45,8 +45,8 @@ static void feed_all(struct gw_frame *f, const char *data, size_t len,
 			size_t used = 99999;
 			const char *req = NULL;
 			size_t req_len = 0;
-			int rc = gw_frame_feed(f, data + off + pos, piece - pos,
-					       &used, &req, &req_len);
+			int rc = gw_frame_feed(f, data + off + pos, piece - pos, &used,
+					       &req, &req_len);
 			ck_assert_uint_le(used, piece - pos);
 			pos += used;
 			if (rc < 0) {
@@ -101,8 +101,7 @@ START_TEST(one_byte_feeds)
 {
 	char buf[2048];
 	size_t n = frame(buf, sizeof(buf), handout, "\n");
-	n +=
-	    frame(buf + n, sizeof(buf) - n, "<transactions id=\"1\"/>", "\r\n");
+	n += frame(buf + n, sizeof(buf) - n, "<transactions id=\"1\"/>", "\r\n");
 	n += frame(buf + n, sizeof(buf) - n, handout, "\n");
 
 	struct gw_frame f;
@@ -136,9 +135,8 @@ START_TEST(back_to_back_in_one_buffer)
 		size_t used;
 		const char *req;
 		size_t req_len;
-		ck_assert_int_eq(gw_frame_feed(&f, buf + pos, n - pos, &used,
-					       &req, &req_len),
-				 1);
+		ck_assert_int_eq(
+			gw_frame_feed(&f, buf + pos, n - pos, &used, &req, &req_len), 1);
 		pos += used;
 		ck_assert_uint_eq(req_len, strlen(bodies[i]));
 		ck_assert(memcmp(req, bodies[i], req_len) == 0);
@@ -147,8 +145,7 @@ START_TEST(back_to_back_in_one_buffer)
 	size_t used;
 	const char *req;
 	size_t req_len;
-	ck_assert_int_eq(gw_frame_feed(&f, buf + n, 0, &used, &req, &req_len),
-			 0);
+	ck_assert_int_eq(gw_frame_feed(&f, buf + n, 0, &used, &req, &req_len), 0);
 	ck_assert_uint_eq(used, 0);
 	ck_assert_ptr_null(f.buf);
 	gw_frame_free(&f);
@@ -225,16 +222,16 @@ static int first_error(const char *s, size_t max, size_t step)
 START_TEST(length_not_a_number)
 {
 	static const char *const bad[] = {
-	    "<?xml version=\"1.0\"?>\n",
-	    "12a\n",
-	    "-5\n",
-	    "+5\n",
-	    "1 2\n",
-	    "12\r3\n",
-	    "0x10\n",
-	    "1e3\n",
-	    "12\r\r\n",
-	    "abc",
+		"<?xml version=\"1.0\"?>\n",
+		"12a\n",
+		"-5\n",
+		"+5\n",
+		"1 2\n",
+		"12\r3\n",
+		"0x10\n",
+		"1e3\n",
+		"12\r\r\n",
+		"abc",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ck_assert_int_eq(first_error(bad[i], 0, 0), SHMEX_EBADLENGTH);
@@ -254,10 +251,8 @@ END_TEST
 
 START_TEST(length_too_many_digits)
 {
-	ck_assert_int_eq(first_error("00000000001\n", 0, 0),
-			 SHMEX_ELENGTHDIGITS);
-	ck_assert_int_eq(first_error("00000000001\n", 0, 1),
-			 SHMEX_ELENGTHDIGITS);
+	ck_assert_int_eq(first_error("00000000001\n", 0, 0), SHMEX_ELENGTHDIGITS);
+	ck_assert_int_eq(first_error("00000000001\n", 0, 1), SHMEX_ELENGTHDIGITS);
 	/* ten digits are fine */
 	struct gw_frame f;
 	struct got g;
@@ -274,8 +269,7 @@ START_TEST(length_above_max_rejected_before_body)
 {
 	ck_assert_int_eq(first_error("1001\n", 1000, 0), SHMEX_ETOOBIG);
 	ck_assert_int_eq(first_error("1048577\n", 0, 0), SHMEX_ETOOBIG);
-	ck_assert_int_eq(first_error("99999999999999999999999\n", 0, 0),
-			 SHMEX_ETOOBIG);
+	ck_assert_int_eq(first_error("99999999999999999999999\n", 0, 0), SHMEX_ETOOBIG);
 
 	/* detected as soon as the digits exceed the maximum: no newline, no
 	 * body byte needed */
@@ -286,8 +280,7 @@ START_TEST(length_above_max_rejected_before_body)
 	ck_assert_int_eq(gw_frame_init(&f, 1000), 0);
 	ck_assert_int_eq(gw_frame_feed(&f, "100", 3, &used, &req, &req_len), 0);
 	ck_assert(gw_frame_in_request(&f));
-	ck_assert_int_eq(gw_frame_feed(&f, "1", 1, &used, &req, &req_len),
-			 SHMEX_ETOOBIG);
+	ck_assert_int_eq(gw_frame_feed(&f, "1", 1, &used, &req, &req_len), SHMEX_ETOOBIG);
 	ck_assert_ptr_null(f.buf);
 	gw_frame_free(&f);
 
@@ -313,9 +306,8 @@ START_TEST(errors_are_sticky)
 	const char *req;
 	size_t req_len;
 	ck_assert_int_eq(gw_frame_init(&f, 0), 0);
-	ck_assert_int_eq(
-	    gw_frame_feed(&f, "x\n3\nabc", 7, &used, &req, &req_len),
-	    SHMEX_EBADLENGTH);
+	ck_assert_int_eq(gw_frame_feed(&f, "x\n3\nabc", 7, &used, &req, &req_len),
+			 SHMEX_EBADLENGTH);
 	ck_assert_uint_eq(used, 0);
 	ck_assert_int_eq(gw_frame_feed(&f, "3\nabc", 5, &used, &req, &req_len),
 			 SHMEX_EBADLENGTH);
@@ -333,16 +325,13 @@ START_TEST(in_request_tracks_partial_requests)
 	size_t req_len;
 	ck_assert_int_eq(gw_frame_init(&f, 0), 0);
 	ck_assert(!gw_frame_in_request(&f));
-	ck_assert_int_eq(gw_frame_feed(&f, "\r\n\n ", 4, &used, &req, &req_len),
-			 0);
+	ck_assert_int_eq(gw_frame_feed(&f, "\r\n\n ", 4, &used, &req, &req_len), 0);
 	ck_assert(!gw_frame_in_request(&f)); /* blanks start nothing */
 	ck_assert_int_eq(gw_frame_feed(&f, "1", 1, &used, &req, &req_len), 0);
 	ck_assert(gw_frame_in_request(&f));
-	ck_assert_int_eq(gw_frame_feed(&f, "0\nabc", 5, &used, &req, &req_len),
-			 0);
+	ck_assert_int_eq(gw_frame_feed(&f, "0\nabc", 5, &used, &req, &req_len), 0);
 	ck_assert(gw_frame_in_request(&f));
-	ck_assert_int_eq(gw_frame_feed(&f, "defghij", 7, &used, &req, &req_len),
-			 1);
+	ck_assert_int_eq(gw_frame_feed(&f, "defghij", 7, &used, &req, &req_len), 1);
 	ck_assert_uint_eq(req_len, 10);
 	ck_assert(memcmp(req, "abcdefghij", 10) == 0);
 	ck_assert(!gw_frame_in_request(&f));
@@ -366,8 +355,7 @@ START_TEST(large_split_body_is_buffered_then_released)
 	while (pos < total) {
 		size_t used;
 		size_t piece = total - pos < 1000 ? total - pos : 1000;
-		rc =
-		    gw_frame_feed(&f, data + pos, piece, &used, &req, &req_len);
+		rc = gw_frame_feed(&f, data + pos, piece, &used, &req, &req_len);
 		ck_assert_int_ge(rc, 0);
 		pos += used;
 		/* the buffer grows with the bytes that arrived */

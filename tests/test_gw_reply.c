@@ -85,22 +85,21 @@ START_TEST(status_and_canceled_with_shortest_numbers)
 	gw_reply_cancel_end(&R);
 	gw_reply_status_begin(&R, S("9"));
 	gw_reply_status_end(&R);
-	finish_is(
-	    DECL
-	    "<results>\n"
-	    "  <status id=\"7\">\n"
-	    "    <open shares=\"125.5\"/>\n"
-	    "    <executed shares=\"200\" price=\"127\" time=\"1700000000\"/>\n"
-	    "    <executed shares=\"0.0001\" price=\"125.0001\" "
-	    "time=\"1700000001\"/>\n"
-	    "  </status>\n"
-	    "  <canceled id=\"1\">\n"
-	    "    <canceled shares=\"100\" time=\"1700000002\"/>\n"
-	    "    <executed shares=\"200\" price=\"125\" time=\"1700000000\"/>\n"
-	    "  </canceled>\n"
-	    "  <status id=\"9\">\n"
-	    "  </status>\n"
-	    "</results>\n");
+	finish_is(DECL
+		  "<results>\n"
+		  "  <status id=\"7\">\n"
+		  "    <open shares=\"125.5\"/>\n"
+		  "    <executed shares=\"200\" price=\"127\" time=\"1700000000\"/>\n"
+		  "    <executed shares=\"0.0001\" price=\"125.0001\" "
+		  "time=\"1700000001\"/>\n"
+		  "  </status>\n"
+		  "  <canceled id=\"1\">\n"
+		  "    <canceled shares=\"100\" time=\"1700000002\"/>\n"
+		  "    <executed shares=\"200\" price=\"125\" time=\"1700000000\"/>\n"
+		  "  </canceled>\n"
+		  "  <status id=\"9\">\n"
+		  "  </status>\n"
+		  "</results>\n");
 }
 END_TEST
 
@@ -116,15 +115,15 @@ START_TEST(errors_with_attributes_and_reasons)
 	gw_reply_error(&R, NULL, NULL, 0, -ENOENT, NULL);
 	gw_reply_error(&R, NULL, NULL, 0, SHMEX_ERINGCORRUPT, NULL);
 	gw_reply_error(&R, NULL, NULL, 0, SHMEX_ENOREADERSLOT, NULL);
-	finish_is(
-	    DECL "<results>\n"
-		 "  <error sym=\"SPY\" amount=\"0\">Invalid amount: zero amount"
-		 "</error>\n"
-		 "  <error sym=\"SPY\">Insufficient funds</error>\n"
-		 "  <error>Internal error</error>\n"
-		 "  <error>Internal error</error>\n"
-		 "  <error>Too many concurrent readers of the book, try again</error>\n"
-		 "</results>\n");
+	finish_is(DECL
+		  "<results>\n"
+		  "  <error sym=\"SPY\" amount=\"0\">Invalid amount: zero amount"
+		  "</error>\n"
+		  "  <error sym=\"SPY\">Insufficient funds</error>\n"
+		  "  <error>Internal error</error>\n"
+		  "  <error>Internal error</error>\n"
+		  "  <error>Too many concurrent readers of the book, try again</error>\n"
+		  "</results>\n");
 }
 END_TEST
 
@@ -170,8 +169,7 @@ struct rt {
 	int elems;
 };
 
-static void XMLCALL rt_start(void *ud, const XML_Char *name,
-			     const XML_Char **atts)
+static void XMLCALL rt_start(void *ud, const XML_Char *name, const XML_Char **atts)
 {
 	struct rt *rt = ud;
 	rt->elems++;
@@ -218,23 +216,21 @@ START_TEST(items_from_a_parsed_request)
 	gw_reply_item_error(&R, &req, &req.items[2], 0, NULL);
 	gw_reply_item_error(&R, &req, &req.items[3], SHMEX_ENOTOWNER, NULL);
 	gw_reply_item_error(&R, &req, &req.items[4], 0, NULL);
-	finish_is(
-	    DECL
-	    "<results>\n"
-	    "  <error sym=\"SPY\" amount=\"0\" limit=\"1&amp;2\">"
-	    "Invalid amount: zero amount</error>\n"
-	    "  <opened sym=\"SPY\" amount=\"100\" limit=\"145.67\" id=\"3\"/>\n"
-	    "  <error id=\"x\">Invalid order id: not a decimal number</error>\n"
-	    "  <error id=\"5\">Order belongs to another account</error>\n"
-	    "  <error>Unknown element: &lt;weird&gt;</error>\n"
-	    "</results>\n");
+	finish_is(DECL
+		  "<results>\n"
+		  "  <error sym=\"SPY\" amount=\"0\" limit=\"1&amp;2\">"
+		  "Invalid amount: zero amount</error>\n"
+		  "  <opened sym=\"SPY\" amount=\"100\" limit=\"145.67\" id=\"3\"/>\n"
+		  "  <error id=\"x\">Invalid order id: not a decimal number</error>\n"
+		  "  <error id=\"5\">Order belongs to another account</error>\n"
+		  "  <error>Unknown element: &lt;weird&gt;</error>\n"
+		  "</results>\n");
 
-	const char *cdoc =
-	    "<create><account id=\"007\" balance=\"1\"/>"
-	    "<symbol sym=\"T5asdf\"><account id=\"8\">1</account>"
-	    "</symbol><account balance=\"1\"/>"
-	    "<symbol sym=\"BAD!\"><account id=\"8\">1</account>"
-	    "</symbol></create>";
+	const char *cdoc = "<create><account id=\"007\" balance=\"1\"/>"
+			   "<symbol sym=\"T5asdf\"><account id=\"8\">1</account>"
+			   "</symbol><account balance=\"1\"/>"
+			   "<symbol sym=\"BAD!\"><account id=\"8\">1</account>"
+			   "</symbol></create>";
 	ck_assert_int_eq(gw_xml_parse(p, cdoc, strlen(cdoc), &req), 0);
 	ck_assert_uint_eq(req.nitems, 4);
 	gw_reply_begin(&R);
@@ -258,12 +254,11 @@ START_TEST(whole_request_error_document)
 {
 	const char *out;
 	size_t len;
-	gw_reply_error_doc(&R, SHMEX_EBADXML, "mismatched tag at line 2", &out,
-			   &len);
+	gw_reply_error_doc(&R, SHMEX_EBADXML, "mismatched tag at line 2", &out, &len);
 	const char *want =
-	    DECL "<results>\n"
-		 "  <error>Malformed XML: mismatched tag at line 2</error>\n"
-		 "</results>\n";
+		DECL "<results>\n"
+		     "  <error>Malformed XML: mismatched tag at line 2</error>\n"
+		     "</results>\n";
 	ck_assert_uint_eq(len, strlen(want));
 	ck_assert(memcmp(out, want, len) == 0);
 }
@@ -305,8 +300,7 @@ START_TEST(document_above_max_fails)
 	ck_assert_int_eq(gw_reply_finish(&r, &out, &len), SHMEX_ETOOBIG);
 	/* the error document fits, and replaces it */
 	gw_reply_error_doc(&r, SHMEX_ETOOBIG, "reply", &out, &len);
-	ck_assert(strstr(out, "<error>Request too large: reply</error>") !=
-		  NULL);
+	ck_assert(strstr(out, "<error>Request too large: reply</error>") != NULL);
 	ck_assert_uint_le(len, 200);
 	/* exactly at the maximum is fine */
 	gw_reply_begin(&r);

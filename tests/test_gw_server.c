@@ -52,15 +52,14 @@ static void stub_request(void *ctx, struct gw_conn_ref c, const char *xml, size_
 	} else if (len == 5 && !memcmp(xml, "stats", 5)) {
 		struct gw_server_stats s;
 		gw_server_get_stats(st->srv, &s);
-		int n = snprintf(out, sizeof(out),
-				 "<results><stats requests=\"%llu\" refused=\"%llu\""
-				 " deadlines=\"%llu\" aborted=\"%llu\" open=\"%u\""
-				 " frame_errors=\"%llu\"/></results>",
-				 (unsigned long long)s.requests,
-				 (unsigned long long)s.refused,
-				 (unsigned long long)s.deadlines,
-				 (unsigned long long)s.aborted, s.open,
-				 (unsigned long long)s.frame_errors);
+		int n = snprintf(
+			out, sizeof(out),
+			"<results><stats requests=\"%llu\" refused=\"%llu\""
+			" deadlines=\"%llu\" aborted=\"%llu\" open=\"%u\""
+			" frame_errors=\"%llu\"/></results>",
+			(unsigned long long)s.requests, (unsigned long long)s.refused,
+			(unsigned long long)s.deadlines, (unsigned long long)s.aborted,
+			s.open, (unsigned long long)s.frame_errors);
 		ck_assert_int_eq(gw_server_reply(st->srv, c, out, (size_t)n), 0);
 	} else if (len == 4 && !memcmp(xml, "stop", 4)) {
 		int n = snprintf(out, sizeof(out), "<results><stopping/></results>");
@@ -93,7 +92,8 @@ static int stub_poll(void *ctx)
 		if (now >= st->due[i]) {
 			static const char r[] = "<results><async/></results>";
 			ck_assert_int_eq(gw_server_reply(st->srv, st->pending[i], r,
-							 sizeof(r) - 1), 0);
+							 sizeof(r) - 1),
+					 0);
 			st->pending[i] = st->pending[--st->npending];
 			st->due[i] = st->due[st->npending];
 		} else {
@@ -135,8 +135,10 @@ static void start_server(struct gw_server_cfg cfg)
 		memcpy(st.big, "<results>", 9);
 		memcpy(st.big + BIG_REPLY - 10, "</results>", 10);
 		cfg.listen_fd = lfd;
-		struct gw_server_ops ops = {.ctx = &st, .request = stub_request,
-					    .abort = stub_abort, .poll = stub_poll};
+		struct gw_server_ops ops = {.ctx = &st,
+					    .request = stub_request,
+					    .abort = stub_abort,
+					    .poll = stub_poll};
 		if (gw_server_create(&st.srv, &cfg, &ops) != 0)
 			_exit(3);
 		(void)!write(p[1], "k", 1);

@@ -55,13 +55,12 @@ static void parse_ok(const char *doc)
 static void parse_fails(const char *doc, int err)
 {
 	int rc = parse(doc);
-	ck_assert_msg(rc == err, "%.80s: got %s, want %s (%s)", doc,
-		      shmex_errname(rc), shmex_errname(err), R.detail);
+	ck_assert_msg(rc == err, "%.80s: got %s, want %s (%s)", doc, shmex_errname(rc),
+		      shmex_errname(err), R.detail);
 	ck_assert_int_eq(R.err, err);
 	ck_assert_int_eq(R.root, GW_ROOT_NONE);
 	ck_assert_uint_eq(R.nitems, 0);
-	ck_assert_msg(R.detail[0] != '\0', "no detail for %s",
-		      shmex_errname(err));
+	ck_assert_msg(R.detail[0] != '\0', "no detail for %s", shmex_errname(err));
 }
 
 static void text_is(struct gw_text t, const char *want)
@@ -81,8 +80,7 @@ static void item_err(uint32_t i, int err, const char *why)
 	ck_assert_uint_lt(i, R.nitems);
 	const struct gw_item *it = &R.items[i];
 	ck_assert_msg(it->err == err, "item %u: got %s, want %s (%s)", i,
-		      shmex_errname(it->err), shmex_errname(err),
-		      it->why ? it->why : "");
+		      shmex_errname(it->err), shmex_errname(err), it->why ? it->why : "");
 	if (why) {
 		ck_assert_ptr_nonnull(it->why);
 		ck_assert_str_eq(it->why, why);
@@ -158,8 +156,7 @@ END_TEST
 
 START_TEST(account_alias)
 {
-	parse_ok(
-	    "<transactions account=\"77\"><query id=\"5\"/></transactions>");
+	parse_ok("<transactions account=\"77\"><query id=\"5\"/></transactions>");
 	ck_assert_uint_eq(R.account, 77);
 	ck_assert_int_eq(R.account_err, 0);
 	ck_assert_int_eq(R.items[0].err, 0);
@@ -173,17 +170,17 @@ END_TEST
 START_TEST(bad_transactions_account_spoils_every_item)
 {
 	const char *docs[] = {
-	    "<transactions><order sym=\"A\" amount=\"1\" limit=\"1\"/>"
-	    "<query id=\"1\"/><x/><cancel id=\"1\"/></transactions>",
-	    "<transactions id=\"12a\"><order sym=\"A\" amount=\"1\" "
-	    "limit=\"1\"/><query id=\"1\"/><x/><cancel id=\"1\"/>"
-	    "</transactions>",
-	    "<transactions id=\"1\" account=\"2\"><order sym=\"A\" "
-	    "amount=\"1\" limit=\"1\"/><query id=\"1\"/><x/>"
-	    "<cancel id=\"1\"/></transactions>",
-	    "<transactions id=\"12345678901234567890\"><order sym=\"A\" "
-	    "amount=\"1\" limit=\"1\"/><query id=\"1\"/><x/>"
-	    "<cancel id=\"1\"/></transactions>",
+		"<transactions><order sym=\"A\" amount=\"1\" limit=\"1\"/>"
+		"<query id=\"1\"/><x/><cancel id=\"1\"/></transactions>",
+		"<transactions id=\"12a\"><order sym=\"A\" amount=\"1\" "
+		"limit=\"1\"/><query id=\"1\"/><x/><cancel id=\"1\"/>"
+		"</transactions>",
+		"<transactions id=\"1\" account=\"2\"><order sym=\"A\" "
+		"amount=\"1\" limit=\"1\"/><query id=\"1\"/><x/>"
+		"<cancel id=\"1\"/></transactions>",
+		"<transactions id=\"12345678901234567890\"><order sym=\"A\" "
+		"amount=\"1\" limit=\"1\"/><query id=\"1\"/><x/>"
+		"<cancel id=\"1\"/></transactions>",
 	};
 	const char *whys[] = {"missing id", "not a decimal number",
 			      "id and account differ", "too many digits"};
@@ -211,9 +208,8 @@ START_TEST(unknown_elements_in_position)
 		 "<cancel id=\"3\"/>"
 		 "</transactions>");
 	ck_assert_uint_eq(R.nitems, 6);
-	static const int kinds[] = {GW_ITEM_ORDER,   GW_ITEM_UNKNOWN,
-				    GW_ITEM_QUERY,   GW_ITEM_UNKNOWN,
-				    GW_ITEM_UNKNOWN, GW_ITEM_CANCEL};
+	static const int kinds[] = {GW_ITEM_ORDER,   GW_ITEM_UNKNOWN, GW_ITEM_QUERY,
+				    GW_ITEM_UNKNOWN, GW_ITEM_UNKNOWN, GW_ITEM_CANCEL};
 	for (uint32_t i = 0; i < 6; i++)
 		ck_assert_int_eq(R.items[i].kind, kinds[i]);
 	item_err(0, 0, NULL);
@@ -223,10 +219,9 @@ START_TEST(unknown_elements_in_position)
 	text_is(R.items[4].name, "Order"); /* names are case-sensitive */
 	ck_assert_uint_eq(R.items[5].order_id, 3);
 
-	parse_ok(
-	    "<create><account id=\"1\" balance=\"1\"/><transactions/>"
-	    "<symbol sym=\"S\"><account id=\"1\">5</account><acct id=\"2\">"
-	    "5</acct><account id=\"3\">6</account></symbol></create>");
+	parse_ok("<create><account id=\"1\" balance=\"1\"/><transactions/>"
+		 "<symbol sym=\"S\"><account id=\"1\">5</account><acct id=\"2\">"
+		 "5</acct><account id=\"3\">6</account></symbol></create>");
 	ck_assert_uint_eq(R.nitems, 5);
 	ck_assert_int_eq(R.items[0].kind, GW_ITEM_ACCOUNT);
 	ck_assert_int_eq(R.items[1].kind, GW_ITEM_UNKNOWN);
@@ -291,43 +286,42 @@ START_TEST(order_validation_errors)
 		int err;
 		const char *why;
 	} cases[] = {
-	    {"amount=\"1\" limit=\"1\"", SHMEX_EBADSYMBOL, "missing sym"},
-	    {"sym=\"\" amount=\"1\" limit=\"1\"", SHMEX_EBADSYMBOL,
-	     "not 1-15 letters or digits"},
-	    {"sym=\"S-P\" amount=\"1\" limit=\"1\"", SHMEX_EBADSYMBOL,
-	     "not 1-15 letters or digits"},
-	    {"sym=\"ABCDEFGHIJKLMNOP\" amount=\"1\" limit=\"1\"",
-	     SHMEX_EBADSYMBOL, "longer than 15 characters"},
-	    {"sym=\"A\" limit=\"1\"", SHMEX_EBADAMOUNT, "missing amount"},
-	    {"sym=\"A\" amount=\"\" limit=\"1\"", SHMEX_EBADAMOUNT, "empty"},
-	    {"sym=\"A\" amount=\"abc\" limit=\"1\"", SHMEX_EBADAMOUNT,
-	     "not a decimal number"},
-	    {"sym=\"A\" amount=\"1e5\" limit=\"1\"", SHMEX_EBADAMOUNT,
-	     "not a decimal number"},
-	    {"sym=\"A\" amount=\"1.00001\" limit=\"1\"", SHMEX_EBADAMOUNT,
-	     "more than 4 fractional digits"},
-	    {"sym=\"A\" amount=\"0\" limit=\"1\"", SHMEX_EBADAMOUNT,
-	     "zero amount"},
-	    {"sym=\"A\" amount=\"-0.0000\" limit=\"1\"", SHMEX_EBADAMOUNT,
-	     "zero amount"},
-	    {"sym=\"A\" amount=\"99999999999999999999\" limit=\"1\"",
-	     SHMEX_EBADAMOUNT, "out of range"},
-	    {"sym=\"A\" amount=\"-922337203685477.5808\" limit=\"1\"",
-	     SHMEX_EBADAMOUNT, "out of range"},
-	    {"sym=\"A\" amount=\"1\"", SHMEX_EBADPRICE, "missing limit"},
-	    {"sym=\"A\" amount=\"1\" limit=\"0\"", SHMEX_EBADPRICE,
-	     "limit must be positive"},
-	    {"sym=\"A\" amount=\"1\" limit=\"-5\"", SHMEX_EBADPRICE,
-	     "limit must be positive"},
-	    {"sym=\"A\" amount=\"1\" limit=\"nan\"", SHMEX_EBADPRICE,
-	     "not a decimal number"},
-	    {"sym=\"A\" amount=\"1\" limit=\"0.00001\"", SHMEX_EBADPRICE,
-	     "more than 4 fractional digits"},
-	    {"sym=\"A\" amount=\"1000000000\" limit=\"1000000\"",
-	     SHMEX_EOVERFLOW, "amount x limit out of range"},
-	    /* the first problem wins */
-	    {"sym=\"!\" amount=\"0\" limit=\"0\"", SHMEX_EBADSYMBOL, NULL},
-	    {"sym=\"A\" amount=\"0\" limit=\"0\"", SHMEX_EBADAMOUNT, NULL},
+		{"amount=\"1\" limit=\"1\"", SHMEX_EBADSYMBOL, "missing sym"},
+		{"sym=\"\" amount=\"1\" limit=\"1\"", SHMEX_EBADSYMBOL,
+		 "not 1-15 letters or digits"},
+		{"sym=\"S-P\" amount=\"1\" limit=\"1\"", SHMEX_EBADSYMBOL,
+		 "not 1-15 letters or digits"},
+		{"sym=\"ABCDEFGHIJKLMNOP\" amount=\"1\" limit=\"1\"", SHMEX_EBADSYMBOL,
+		 "longer than 15 characters"},
+		{"sym=\"A\" limit=\"1\"", SHMEX_EBADAMOUNT, "missing amount"},
+		{"sym=\"A\" amount=\"\" limit=\"1\"", SHMEX_EBADAMOUNT, "empty"},
+		{"sym=\"A\" amount=\"abc\" limit=\"1\"", SHMEX_EBADAMOUNT,
+		 "not a decimal number"},
+		{"sym=\"A\" amount=\"1e5\" limit=\"1\"", SHMEX_EBADAMOUNT,
+		 "not a decimal number"},
+		{"sym=\"A\" amount=\"1.00001\" limit=\"1\"", SHMEX_EBADAMOUNT,
+		 "more than 4 fractional digits"},
+		{"sym=\"A\" amount=\"0\" limit=\"1\"", SHMEX_EBADAMOUNT, "zero amount"},
+		{"sym=\"A\" amount=\"-0.0000\" limit=\"1\"", SHMEX_EBADAMOUNT,
+		 "zero amount"},
+		{"sym=\"A\" amount=\"99999999999999999999\" limit=\"1\"",
+		 SHMEX_EBADAMOUNT, "out of range"},
+		{"sym=\"A\" amount=\"-922337203685477.5808\" limit=\"1\"",
+		 SHMEX_EBADAMOUNT, "out of range"},
+		{"sym=\"A\" amount=\"1\"", SHMEX_EBADPRICE, "missing limit"},
+		{"sym=\"A\" amount=\"1\" limit=\"0\"", SHMEX_EBADPRICE,
+		 "limit must be positive"},
+		{"sym=\"A\" amount=\"1\" limit=\"-5\"", SHMEX_EBADPRICE,
+		 "limit must be positive"},
+		{"sym=\"A\" amount=\"1\" limit=\"nan\"", SHMEX_EBADPRICE,
+		 "not a decimal number"},
+		{"sym=\"A\" amount=\"1\" limit=\"0.00001\"", SHMEX_EBADPRICE,
+		 "more than 4 fractional digits"},
+		{"sym=\"A\" amount=\"1000000000\" limit=\"1000000\"", SHMEX_EOVERFLOW,
+		 "amount x limit out of range"},
+		/* the first problem wins */
+		{"sym=\"!\" amount=\"0\" limit=\"0\"", SHMEX_EBADSYMBOL, NULL},
+		{"sym=\"A\" amount=\"0\" limit=\"0\"", SHMEX_EBADAMOUNT, NULL},
 	};
 	char doc[512];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -372,32 +366,28 @@ START_TEST(order_id_validation_errors)
 		const char *why;
 		uint64_t want;
 	} cases[] = {
-	    {"", SHMEX_EBADORDERID, "missing id", 0},
-	    {"id=\"\"", SHMEX_EBADORDERID, "empty", 0},
-	    {"id=\"abc\"", SHMEX_EBADORDERID, "not a decimal number", 0},
-	    {"id=\"-1\"", SHMEX_EBADORDERID, "not a decimal number", 0},
-	    {"id=\"1.5\"", SHMEX_EBADORDERID, "not a decimal number", 0},
-	    {"id=\"0\"", SHMEX_EBADORDERID, "zero", 0},
-	    {"id=\"18446744073709551616\"", SHMEX_EBADORDERID, "out of range",
-	     0},
-	    {"id=\"000000000000000000001\"", SHMEX_EBADORDERID,
-	     "too many digits", 0},
-	    {"id=\"18446744073709551615\"", 0, NULL, UINT64_MAX},
-	    {"id=\" 42 \"", 0, NULL, 42},
-	    {"id=\"0042\"", 0, NULL, 42},
+		{"", SHMEX_EBADORDERID, "missing id", 0},
+		{"id=\"\"", SHMEX_EBADORDERID, "empty", 0},
+		{"id=\"abc\"", SHMEX_EBADORDERID, "not a decimal number", 0},
+		{"id=\"-1\"", SHMEX_EBADORDERID, "not a decimal number", 0},
+		{"id=\"1.5\"", SHMEX_EBADORDERID, "not a decimal number", 0},
+		{"id=\"0\"", SHMEX_EBADORDERID, "zero", 0},
+		{"id=\"18446744073709551616\"", SHMEX_EBADORDERID, "out of range", 0},
+		{"id=\"000000000000000000001\"", SHMEX_EBADORDERID, "too many digits", 0},
+		{"id=\"18446744073709551615\"", 0, NULL, UINT64_MAX},
+		{"id=\" 42 \"", 0, NULL, 42},
+		{"id=\"0042\"", 0, NULL, 42},
 	};
 	char doc[256];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		for (int k = 0; k < 2; k++) {
-			snprintf(
-			    doc, sizeof(doc),
-			    "<transactions id=\"1\"><%s %s/></transactions>",
-			    k ? "cancel" : "query", cases[i].attr);
+			snprintf(doc, sizeof(doc),
+				 "<transactions id=\"1\"><%s %s/></transactions>",
+				 k ? "cancel" : "query", cases[i].attr);
 			parse_ok(doc);
 			item_err(0, cases[i].err, cases[i].why);
 			if (cases[i].err == 0)
-				ck_assert_uint_eq(R.items[0].order_id,
-						  cases[i].want);
+				ck_assert_uint_eq(R.items[0].order_id, cases[i].want);
 		}
 	}
 }
@@ -410,21 +400,17 @@ START_TEST(create_account_validation_errors)
 		int err;
 		const char *why;
 	} cases[] = {
-	    {"balance=\"1\"", SHMEX_EBADACCOUNT, "missing id"},
-	    {"id=\"12a\" balance=\"1\"", SHMEX_EBADACCOUNT,
-	     "not a decimal number"},
-	    {"id=\"-1\" balance=\"1\"", SHMEX_EBADACCOUNT,
-	     "not a decimal number"},
-	    {"id=\"12345678901234567890\" balance=\"1\"", SHMEX_EBADACCOUNT,
-	     "too many digits"},
-	    {"id=\"1\"", SHMEX_EBADBALANCE, "missing balance"},
-	    {"id=\"1\" balance=\"-1\"", SHMEX_EBADBALANCE, "negative"},
-	    {"id=\"1\" balance=\"1.123456789\"", SHMEX_EBADBALANCE,
-	     "more than 8 fractional digits"},
-	    {"id=\"1\" balance=\"92233720369\"", SHMEX_EBADBALANCE,
-	     "out of range"},
-	    {"id=\"1\" balance=\"lots\"", SHMEX_EBADBALANCE,
-	     "not a decimal number"},
+		{"balance=\"1\"", SHMEX_EBADACCOUNT, "missing id"},
+		{"id=\"12a\" balance=\"1\"", SHMEX_EBADACCOUNT, "not a decimal number"},
+		{"id=\"-1\" balance=\"1\"", SHMEX_EBADACCOUNT, "not a decimal number"},
+		{"id=\"12345678901234567890\" balance=\"1\"", SHMEX_EBADACCOUNT,
+		 "too many digits"},
+		{"id=\"1\"", SHMEX_EBADBALANCE, "missing balance"},
+		{"id=\"1\" balance=\"-1\"", SHMEX_EBADBALANCE, "negative"},
+		{"id=\"1\" balance=\"1.123456789\"", SHMEX_EBADBALANCE,
+		 "more than 8 fractional digits"},
+		{"id=\"1\" balance=\"92233720369\"", SHMEX_EBADBALANCE, "out of range"},
+		{"id=\"1\" balance=\"lots\"", SHMEX_EBADBALANCE, "not a decimal number"},
 	};
 	char doc[256];
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -517,20 +503,20 @@ END_TEST
 START_TEST(malformed_xml_is_a_whole_request_error)
 {
 	static const char *const docs[] = {
-	    "",
-	    "   ",
-	    "not xml at all",
-	    "<create>",
-	    "<create></transactions>",
-	    "<create><account id=\"1\" id=\"2\"/></create>",
-	    "<create/><create/>",
-	    "<create/>junk",
-	    "<transactions id=1/>",
-	    "<transactions id=\"1\"><order sym=\"A&\"/></transactions>",
-	    "<create>&undefined;</create>",
-	    "<create>&#0;</create>",
-	    "<?xml version=\"1.0\" encoding=\"NOPE-99\"?><create/>",
-	    "<create><account id=\"1\"></create>",
+		"",
+		"   ",
+		"not xml at all",
+		"<create>",
+		"<create></transactions>",
+		"<create><account id=\"1\" id=\"2\"/></create>",
+		"<create/><create/>",
+		"<create/>junk",
+		"<transactions id=1/>",
+		"<transactions id=\"1\"><order sym=\"A&\"/></transactions>",
+		"<create>&undefined;</create>",
+		"<create>&#0;</create>",
+		"<?xml version=\"1.0\" encoding=\"NOPE-99\"?><create/>",
+		"<create><account id=\"1\"></create>",
 	};
 	for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++)
 		parse_fails(docs[i], SHMEX_EBADXML);
@@ -550,24 +536,22 @@ START_TEST(wrong_root_is_a_whole_request_error)
 {
 	parse_fails("<results/>", SHMEX_EBADREQUEST);
 	parse_fails("<Create/>", SHMEX_EBADREQUEST);
-	parse_fails("<order sym=\"A\" amount=\"1\" limit=\"1\"/>",
-		    SHMEX_EBADREQUEST);
+	parse_fails("<order sym=\"A\" amount=\"1\" limit=\"1\"/>", SHMEX_EBADREQUEST);
 }
 END_TEST
 
 START_TEST(entity_attacks_are_rejected)
 {
 	/* billion laughs */
-	parse_fails(
-	    "<?xml version=\"1.0\"?>\n"
-	    "<!DOCTYPE lolz [\n"
-	    " <!ENTITY lol \"lol\">\n"
-	    " <!ENTITY lol1 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">\n"
-	    " <!ENTITY lol2 \"&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;\">\n"
-	    " <!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">\n"
-	    "]>\n"
-	    "<create><account id=\"1\" balance=\"&lol3;\"/></create>",
-	    SHMEX_ENODTD);
+	parse_fails("<?xml version=\"1.0\"?>\n"
+		    "<!DOCTYPE lolz [\n"
+		    " <!ENTITY lol \"lol\">\n"
+		    " <!ENTITY lol1 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">\n"
+		    " <!ENTITY lol2 \"&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;\">\n"
+		    " <!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">\n"
+		    "]>\n"
+		    "<create><account id=\"1\" balance=\"&lol3;\"/></create>",
+		    SHMEX_ENODTD);
 	/* external entity (XXE) */
 	parse_fails("<!DOCTYPE create SYSTEM \"file:///etc/passwd\">"
 		    "<create/>",
@@ -639,8 +623,7 @@ START_TEST(default_limit_of_elements)
 		if (n == 9999) {
 			ck_assert_int_eq(rc, 0);
 			ck_assert_uint_eq(R.nitems, 9999);
-			ck_assert_uint_eq(R.items[9998].order_id,
-					  9998 % 10 + 1);
+			ck_assert_uint_eq(R.items[9998].order_id, 9998 % 10 + 1);
 		} else {
 			ck_assert_int_eq(rc, SHMEX_ETOOMANY);
 		}
@@ -677,9 +660,8 @@ START_TEST(too_long_text)
 	parse_fails("<transactions id=\"1\"><query id=\"1\" "
 		    "junk=\"aaaaaaaaaaaaaaaaa\"/></transactions>",
 		    SHMEX_ETOOLONG);
-	parse_fails(
-	    "<transactions id=\"1\"><abcdefghijklmnopq/></transactions>",
-	    SHMEX_ETOOLONG);
+	parse_fails("<transactions id=\"1\"><abcdefghijklmnopq/></transactions>",
+		    SHMEX_ETOOLONG);
 	parse_fails("<transactions id=\"1\"><query abcdefghijklmnopq=\"1\"/>"
 		    "</transactions>",
 		    SHMEX_ETOOLONG);
@@ -722,8 +704,7 @@ START_TEST(parser_and_request_are_reusable)
 		ck_assert_uint_eq(R.nitems, 2);
 		text_is(R.items[1].sym, "SPY");
 		parse_fails("<create>", SHMEX_EBADXML);
-		parse_ok(
-		    "<transactions id=\"5\"><query id=\"3\"/></transactions>");
+		parse_ok("<transactions id=\"5\"><query id=\"3\"/></transactions>");
 		ck_assert_uint_eq(R.account, 5);
 		ck_assert_uint_eq(R.items[0].order_id, 3);
 	}
@@ -749,8 +730,7 @@ START_TEST(latin1_and_utf16_documents)
 	item_err(0, SHMEX_EBADSYMBOL, NULL);
 	text_is(R.items[0].sym, "\xc3\xa9");
 	/* UTF-16LE with a byte order mark */
-	const char *ascii =
-	    "<create><account id=\"3\" balance=\"2\"/></create>";
+	const char *ascii = "<create><account id=\"3\" balance=\"2\"/></create>";
 	char doc[256];
 	size_t n = 0;
 	doc[n++] = (char)0xff;

@@ -57,7 +57,7 @@
 
 #define RI_MAX_READERS 24
 #define RI_RECENT 4096u /* recently accepted ids readers query */
-#define RI_IDS 8192u	/* ids the writer may cancel or modify */
+#define RI_IDS 8192u    /* ids the writer may cancel or modify */
 #define RI_MAX_SYMS 16
 #define RI_PIN_LEVELS 512
 #define RI_PIN_ORDERS 2048
@@ -74,13 +74,13 @@
 struct ri_stat {
 	uint32_t ready; /* registered and reading (release) */
 	uint32_t pad;
-	uint64_t snaps;	   /* stable full-book snapshots checked */
+	uint64_t snaps;    /* stable full-book snapshots checked */
 	uint64_t levels;   /* levels checked in them */
 	uint64_t orders;   /* orders checked in them */
 	uint64_t statuses; /* order statuses checked */
-	uint64_t tops;	   /* tops and depths checked */
-	uint64_t busy;	   /* snapshots that kept changing */
-	uint64_t lost;	   /* reader slots lost (re-registered) */
+	uint64_t tops;     /* tops and depths checked */
+	uint64_t busy;     /* snapshots that kept changing */
+	uint64_t lost;     /* reader slots lost (re-registered) */
 	uint64_t violations;
 	char first[320]; /* the first violation */
 };
@@ -125,8 +125,8 @@ static uint64_t ri_round; /* varies the writers' random flows */
 
 static void ctl_setup(void)
 {
-	ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE,
-		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		   -1, 0);
 	ck_assert(ctl != MAP_FAILED);
 	memset(ctl, 0, sizeof(*ctl));
 }
@@ -154,8 +154,7 @@ static void new_instance(void)
 {
 	test_instance(inst, sizeof(inst));
 	if (ctl->ninst < 8)
-		snprintf(ctl->inst[ctl->ninst++], sizeof(ctl->inst[0]), "%s",
-			 inst);
+		snprintf(ctl->inst[ctl->ninst++], sizeof(ctl->inst[0]), "%s", inst);
 }
 
 static uint64_t rnd(uint64_t *s)
@@ -191,28 +190,24 @@ static void writer_open(struct ri_writer *W, uint32_t levels, uint32_t orders,
 {
 	struct shm_instance_cfg cfg;
 	test_instance_cfg(&cfg, 1, 1, 0);
-	struct eng_core_cfg bc = {.caps = {RI_MAX_SYMS, levels, orders, fills},
-				  .shard = 0,
-				  .nshards = 1};
+	struct eng_core_cfg bc = {
+		.caps = {RI_MAX_SYMS, levels, orders, fills}, .shard = 0, .nshards = 1};
 	memset(W, 0, sizeof(*W));
-	W->rng = UINT64_C(0x9e3779b97f4a7c15) ^ ((uint64_t)getpid() << 16) ^
-		 ++ri_round;
+	W->rng = UINT64_C(0x9e3779b97f4a7c15) ^ ((uint64_t)getpid() << 16) ^ ++ri_round;
 	W->target_live = orders / 4;
 	ck_assert_int_eq(shm_instance_create(inst, &cfg, &W->h), 0);
 	ck_assert_int_eq(shm_rcu_create(&W->w, inst, 0, nslots, 0600), 0);
 	ck_assert_uint_gt(eng_core_bytes(&bc), 0);
-	ck_assert_int_eq(shm_book_region_create(&W->reg, inst, &bc.caps, 0, 1, 0),
-			 0);
+	ck_assert_int_eq(shm_book_region_create(&W->reg, inst, &bc.caps, 0, 1, 0), 0);
 	ck_assert_int_eq(eng_core_init(&W->b, shm_region_body(&W->reg),
-				       shm_region_body_size(&W->reg), &bc, NULL,
-				       NULL),
+				       shm_region_body_size(&W->reg), &bc, NULL, NULL),
 			 0);
 	ck_assert(nsyms <= RI_MAX_SYMS);
 	for (uint32_t i = 0; i < nsyms; i++) {
 		char name[8];
 		int n = snprintf(name, sizeof(name), "S%u", i);
-		ck_assert_int_eq(
-		    eng_core_symbol_add(W->b, name, (size_t)n, &W->sym[i]), 0);
+		ck_assert_int_eq(eng_core_symbol_add(W->b, name, (size_t)n, &W->sym[i]),
+				 0);
 	}
 	W->nsyms = nsyms;
 	ctl->nsyms = nsyms;
@@ -251,8 +246,7 @@ static void writer_result(struct ri_writer *W, int rc)
 		W->other_rejects++;
 		return;
 	}
-	ck_assert_msg(rc == 0, "request %" PRIu64 ": %s", W->seq,
-		      shmex_strerror(rc));
+	ck_assert_msg(rc == 0, "request %" PRIu64 ": %s", W->seq, shmex_strerror(rc));
 }
 
 /* One random request: new orders around a mid price that crosses often,
@@ -327,11 +321,10 @@ static void writer_run(struct ri_writer *W, uint64_t requests)
 
 /* --- reader processes ----------------------------------------------------- */
 
-static void violation(char *first, size_t len, uint64_t *count, const char *f,
-		      ...) __attribute__((format(printf, 4, 5)));
+static void violation(char *first, size_t len, uint64_t *count, const char *f, ...)
+	__attribute__((format(printf, 4, 5)));
 
-static void violation(char *first, size_t len, uint64_t *count, const char *f,
-		      ...)
+static void violation(char *first, size_t len, uint64_t *count, const char *f, ...)
 {
 	if ((*count)++ == 0) {
 		va_list ap;
@@ -354,8 +347,7 @@ static void child_drop(struct ri_writer *W)
 	munmap(W->h.rings.base, W->h.rings.map_size);
 }
 
-static void check_statuses(struct shm_snap *rd, struct ri_stat *st,
-			   uint64_t *rng)
+static void check_statuses(struct shm_snap *rd, struct ri_stat *st, uint64_t *rng)
 {
 	struct shm_snap_order o;
 	struct shm_snap_fill fills[8];
@@ -369,21 +361,19 @@ static void check_statuses(struct shm_snap *rd, struct ri_stat *st,
 			st->busy += rc == SHMEX_EBUSY;
 			continue;
 		}
-		if (rc || o.id != id ||
-		    o.open + o.executed + o.cancelled != o.amount)
+		if (rc || o.id != id || o.open + o.executed + o.cancelled != o.amount)
 			violation(st->first, sizeof(st->first), &st->violations,
 				  "order %" PRIu64 ": %s (open %" PRId64
 				  " executed %" PRId64 " cancelled %" PRId64
 				  " amount %" PRId64 ")",
-				  id, rc ? shmex_strerror(rc) : "inconsistent",
-				  o.open, o.executed, o.cancelled, o.amount);
+				  id, rc ? shmex_strerror(rc) : "inconsistent", o.open,
+				  o.executed, o.cancelled, o.amount);
 		else
 			st->statuses++;
 	}
 }
 
-static void check_top_depth(struct shm_snap *rd, uint32_t sym,
-			    struct ri_stat *st)
+static void check_top_depth(struct shm_snap *rd, uint32_t sym, struct ri_stat *st)
 {
 	struct shm_snap_top t;
 	struct shm_snap_level bids[8], asks[8];
@@ -416,12 +406,11 @@ static void reader_main(struct ri_writer *W, int idx)
 	memset(&s, 0, sizeof(s));
 	int rc = shm_snap_open(&rd, inst, 0);
 	if (rc) {
-		violation(st->first, sizeof(st->first), &st->violations,
-			  "open: %s", rd.err.msg);
+		violation(st->first, sizeof(st->first), &st->violations, "open: %s",
+			  rd.err.msg);
 		_exit(2);
 	}
-	store_release(&st->ready,
-		      1u); /* [QY3] test handshake; pairs with QY4 */
+	store_release(&st->ready, 1u);      /* [QY3] test handshake; pairs with QY4 */
 	while (!load_acquire(&ctl->stop)) { /* [QY4] pairs with QY3 (stop) */
 		for (uint32_t sym = 0; sym < ctl->nsyms; sym++) {
 			rc = shm_snap_book_read(&rd, sym, 0, true, &s);
@@ -430,14 +419,13 @@ static void reader_main(struct ri_writer *W, int idx)
 				continue;
 			}
 			if (rc == 0)
-				rc = shm_snap_book_check(&s, &rd.view, why,
-							  sizeof(why));
+				rc = shm_snap_book_check(&s, &rd.view, why, sizeof(why));
 			else
 				snprintf(why, sizeof(why), "snapshot: %s",
 					 shmex_strerror(rc));
 			if (rc) {
-				violation(st->first, sizeof(st->first),
-					  &st->violations, "%s", why);
+				violation(st->first, sizeof(st->first), &st->violations,
+					  "%s", why);
 				continue;
 			}
 			st->snaps++;
@@ -470,8 +458,7 @@ static void wait_ready(struct ri_writer *W, int n)
 	for (int i = 0; i < n; i++) {
 		while (!load_acquire(&ctl->r[i].ready)) { /* [QY4] */
 			ck_assert_msg(test_now_ns() < deadline,
-				      "reader %d never started: %s", i,
-				      ctl->r[i].first);
+				      "reader %d never started: %s", i, ctl->r[i].first);
 			if (W)
 				writer_batch(W, RI_BATCH);
 			else
@@ -488,8 +475,7 @@ static void finish_readers(const pid_t *pids, int n, uint64_t min_snaps)
 	for (int i = 0; i < n; i++) {
 		int st = test_wait_pid(pids[i], 30000);
 		ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-			      "reader %d status 0x%x: %s", i, st,
-			      ctl->r[i].first);
+			      "reader %d status 0x%x: %s", i, st, ctl->r[i].first);
 	}
 	for (int i = 0; i < n; i++) {
 		const struct ri_stat *r = &ctl->r[i];
@@ -503,12 +489,11 @@ static void finish_readers(const pid_t *pids, int n, uint64_t min_snaps)
 		tops += r->tops;
 	}
 	fprintf(stderr,
-		"  %d readers: %" PRIu64 " book snapshots (%" PRIu64
-		" orders), %" PRIu64 " tops+depths, %" PRIu64
-		" statuses checked, %" PRIu64 " busy, 0 violations\n",
+		"  %d readers: %" PRIu64 " book snapshots (%" PRIu64 " orders), %" PRIu64
+		" tops+depths, %" PRIu64 " statuses checked, %" PRIu64
+		" busy, 0 violations\n",
 		n, snaps, orders, tops, statuses, busy);
-	ck_assert_msg(snaps >= min_snaps, "only %" PRIu64 " snapshots checked",
-		      snaps);
+	ck_assert_msg(snaps >= min_snaps, "only %" PRIu64 " snapshots checked", snaps);
 	ck_assert_uint_gt(orders, 0);
 	ck_assert_uint_gt(statuses, 0);
 }
@@ -519,10 +504,8 @@ static void pin_check(struct shm_snap *rd, struct ri_pin *p)
 {
 	const struct shm_book_view *v = &rd->view;
 	for (uint32_t i = 0; i < p->nlev; i++) {
-		const struct shm_book_level_sh *l =
-		    shm_book_level_at(v, p->lev[i]);
-		const struct shm_book_sym_sh *ss =
-		    shm_book_sym_at(v, p->lev_sym[i]);
+		const struct shm_book_level_sh *l = shm_book_level_at(v, p->lev[i]);
+		const struct shm_book_sym_sh *ss = shm_book_sym_at(v, p->lev_sym[i]);
 		/* state and retire_epoch are two stores of one retirement:
 		 * read them in a seqcount snapshot of the level's symbol (BK5
 		 * pairs with BK4, BK6 with BK3), else a reader can see RETIRED
@@ -540,10 +523,9 @@ static void pin_check(struct shm_snap *rd, struct ri_pin *p)
 		if (load_relaxed(&l->price) != p->lev_price[i] ||
 		    load_relaxed(&l->sym) != p->lev_sym[i] ||
 		    load_relaxed(&l->side) != p->lev_side[i] ||
-		    (state != SHM_BOOK_LEVEL_LIVE &&
-		     state != SHM_BOOK_LEVEL_RETIRED) ||
-		    (p->lev_retired[i] && (state != SHM_BOOK_LEVEL_RETIRED ||
-					   re != p->lev_retire_epoch[i]))) {
+		    (state != SHM_BOOK_LEVEL_LIVE && state != SHM_BOOK_LEVEL_RETIRED) ||
+		    (p->lev_retired[i] &&
+		     (state != SHM_BOOK_LEVEL_RETIRED || re != p->lev_retire_epoch[i]))) {
 			violation(p->first, sizeof(p->first), &p->violations,
 				  "level %u reused while pinned: state %u "
 				  "price %" PRId64 " (was %" PRId64 ")",
@@ -558,19 +540,16 @@ static void pin_check(struct shm_snap *rd, struct ri_pin *p)
 		}
 	}
 	for (uint32_t i = 0; i < p->nord; i++) {
-		const struct shm_book_order_sh *o =
-		    shm_book_order_at(v, p->ord[i]);
+		const struct shm_book_order_sh *o = shm_book_order_at(v, p->ord[i]);
 		uint64_t id = load_relaxed(&o->id);
 		if (id != p->ord_id[i]) {
-			violation(
-			    p->first, sizeof(p->first), &p->violations,
-			    "order record %u reused while pinned: id %" PRIu64
-			    " (was %" PRIu64 ")",
-			    p->ord[i], id, p->ord_id[i]);
+			violation(p->first, sizeof(p->first), &p->violations,
+				  "order record %u reused while pinned: id %" PRIu64
+				  " (was %" PRIu64 ")",
+				  p->ord[i], id, p->ord_id[i]);
 			continue;
 		}
-		if (!p->ord_done[i] &&
-		    load_relaxed(&o->state) == SHM_BOOK_ORDER_DONE) {
+		if (!p->ord_done[i] && load_relaxed(&o->state) == SHM_BOOK_ORDER_DONE) {
 			p->ord_done[i] = 1;
 			p->saw_done++;
 		}
@@ -587,8 +566,7 @@ static void pinned_main(struct ri_writer *W)
 	struct shm_snap_book s;
 	child_drop(W);
 	memset(&s, 0, sizeof(s));
-	if (shm_snap_open(&rd, inst, 0) != 0 ||
-	    shm_rcu_enter(&rd.reader) != 0)
+	if (shm_snap_open(&rd, inst, 0) != 0 || shm_rcu_enter(&rd.reader) != 0)
 		_exit(2);
 	p->epoch = rd.reader.epoch;
 	for (uint32_t sym = 0; sym < ctl->nsyms; sym++) {
@@ -608,13 +586,13 @@ static void pinned_main(struct ri_writer *W)
 			p->ord_id[p->nord++] = s.ords[i].id;
 		}
 	}
-	store_release(&p->state, 1u);	    /* [QY3] recorded; pairs with QY4 */
+	store_release(&p->state, 1u);       /* [QY3] recorded; pairs with QY4 */
 	while (load_acquire(&p->phase) < 2) /* [QY4] pairs with QY3 */
 		pin_check(&rd, p);
 	pin_check(&rd, p);
 	if (shm_rcu_leave(&rd.reader) != 0)
 		_exit(4);
-	store_release(&p->state, 2u);	    /* left; [QY3] */
+	store_release(&p->state, 2u);       /* left; [QY3] */
 	while (load_acquire(&p->phase) < 3) /* [QY4] */
 		usleep(1000);
 	shm_snap_book_free(&s);
@@ -631,24 +609,21 @@ static pid_t spawn_pinned(struct ri_writer *W)
 		pinned_main(W);
 	unsigned long long deadline = test_now_ns() + 10000000000ull;
 	while (load_acquire(&ctl->pin.state) < 1) { /* [QY4] */
-		ck_assert_msg(test_now_ns() < deadline,
-			      "pinned reader did not start");
+		ck_assert_msg(test_now_ns() < deadline, "pinned reader did not start");
 		usleep(1000);
 	}
 	return pid;
 }
 
 /* Recorded levels and orders the writer has reused by now. */
-static void pin_reuse(struct ri_writer *W, uint32_t *lev_reused,
-		      uint32_t *ord_reused)
+static void pin_reuse(struct ri_writer *W, uint32_t *lev_reused, uint32_t *ord_reused)
 {
 	const struct shm_book_view *v = eng_core_view(W->b);
 	const struct ri_pin *p = &ctl->pin;
 	*lev_reused = *ord_reused = 0;
 	for (uint32_t i = 0; i < p->nlev; i++) {
 		const struct shm_book_level_sh *l = &v->levels[p->lev[i]];
-		bool same = l->price == p->lev_price[i] &&
-			    l->sym == p->lev_sym[i] &&
+		bool same = l->price == p->lev_price[i] && l->sym == p->lev_sym[i] &&
 			    l->side == p->lev_side[i];
 		if (l->state == SHM_BOOK_LEVEL_FREE || !same ||
 		    (p->lev_retired[i] && l->state == SHM_BOOK_LEVEL_LIVE))
@@ -663,8 +638,7 @@ static void pin_reuse(struct ri_writer *W, uint32_t *lev_reused,
 static void warm_up(struct ri_writer *W)
 {
 	const struct shm_book_hdr_sh *h = eng_core_view(W->b)->hdr;
-	for (int i = 0;
-	     i < 4000 && load_relaxed(&h->orders_live) < W->target_live; i++)
+	for (int i = 0; i < 4000 && load_relaxed(&h->orders_live) < W->target_live; i++)
 		writer_batch(W, RI_BATCH);
 }
 
@@ -730,18 +704,17 @@ RI_SCENARIO void scenario_pinned(uint64_t pinned_requests)
 	ck_assert_uint_eq(lev_reused, 0);
 	ck_assert_uint_eq(ord_reused, 0);
 
-	store_release(&p->phase, 2u);	    /* [QY3] */
+	store_release(&p->phase, 2u);       /* [QY3] */
 	while (load_acquire(&p->state) < 2) /* [QY4] */
 		usleep(1000);
 	fprintf(stderr,
-		"  pinned at epoch %" PRIu64
-		": %u levels, %u orders recorded, %" PRIu64 " checks, %" PRIu64
-		" seen retired, %" PRIu64 " seen done, %" PRIu64
+		"  pinned at epoch %" PRIu64 ": %u levels, %u orders recorded, %" PRIu64
+		" checks, %" PRIu64 " seen retired, %" PRIu64 " seen done, %" PRIu64
 		" book-full rejects meanwhile\n",
-		p->epoch, p->nlev, p->nord, p->checks, p->saw_retired,
-		p->saw_done, W.full - full0);
-	ck_assert_msg(p->violations == 0, "%" PRIu64 " violations: %s",
-		      p->violations, p->first);
+		p->epoch, p->nlev, p->nord, p->checks, p->saw_retired, p->saw_done,
+		W.full - full0);
+	ck_assert_msg(p->violations == 0, "%" PRIu64 " violations: %s", p->violations,
+		      p->first);
 	ck_assert_uint_gt(p->checks, 0);
 	ck_assert_uint_gt(p->saw_retired, 0);
 	ck_assert_uint_gt(p->saw_done, 0);
@@ -752,12 +725,12 @@ RI_SCENARIO void scenario_pinned(uint64_t pinned_requests)
 	ck_assert_uint_gt(shm_rcu_safe_epoch(&W.w), p->epoch);
 	ck_assert_uint_gt(W.accepted, acc0);
 	pin_reuse(&W, &lev_reused, &ord_reused);
-	ck_assert_msg(lev_reused > 0 && ord_reused > 0,
-		      "reused %u levels, %u orders", lev_reused, ord_reused);
+	ck_assert_msg(lev_reused > 0 && ord_reused > 0, "reused %u levels, %u orders",
+		      lev_reused, ord_reused);
 	store_release(&p->phase, 3u); /* [QY3] */
 	int st = test_wait_pid(pid, 10000);
-	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-		      "status 0x%x", st);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x",
+		      st);
 	writer_close(&W);
 }
 
@@ -787,8 +760,7 @@ RI_SCENARIO void scenario_killed(bool reap_zombie)
 	unsigned long long deadline = test_now_ns() + 10000000000ull;
 	uint64_t batches = 0;
 	while (shm_rcu_safe_epoch(&W.w) <= p->epoch) {
-		ck_assert_msg(test_now_ns() < deadline,
-			      "dead reader never reaped");
+		ck_assert_msg(test_now_ns() < deadline, "dead reader never reaped");
 		writer_batch(&W, RI_BATCH);
 		batches++;
 	}
@@ -799,14 +771,12 @@ RI_SCENARIO void scenario_killed(bool reap_zombie)
 	writer_run(&W, 20000);
 	ck_assert_uint_gt(W.accepted, acc0);
 	pin_reuse(&W, &lev_reused, &ord_reused);
-	ck_assert_msg(lev_reused > 0 && ord_reused > 0,
-		      "reused %u levels, %u orders", lev_reused, ord_reused);
+	ck_assert_msg(lev_reused > 0 && ord_reused > 0, "reused %u levels, %u orders",
+		      lev_reused, ord_reused);
 	fprintf(stderr,
-		"  killed reader (%s) reaped after %" PRIu64
-		" more batches; %u levels, "
+		"  killed reader (%s) reaped after %" PRIu64 " more batches; %u levels, "
 		"%u orders it pinned reused since\n",
-		reap_zombie ? "zombie" : "reaped pid", batches, lev_reused,
-		ord_reused);
+		reap_zombie ? "zombie" : "reaped pid", batches, lev_reused, ord_reused);
 	if (reap_zombie)
 		ck_assert_int_ne(test_wait_pid(pid, 10000), -1);
 	writer_close(&W);
@@ -839,27 +809,26 @@ RI_SCENARIO void scenario_full_table(uint64_t requests)
 		dup2(fe, 2);
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 1);
-		execl(test_bin("shmex-query"), "shmex-query", "--instance",
-		      inst, "book", "S0", (char *)NULL);
+		execl(test_bin("shmex-query"), "shmex-query", "--instance", inst, "book",
+		      "S0", (char *)NULL);
 		_exit(127);
 	}
 	/* The writer keeps going while the 17th tries. */
 	while (waitpid(q, &rc, WNOHANG) == 0)
 		writer_batch(&W, RI_BATCH);
-	ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 1,
-		      "shmex-query status 0x%x", rc);
+	ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "shmex-query status 0x%x",
+		      rc);
 	char err[512];
 	ssize_t n = pread(fe, err, sizeof(err) - 1, 0);
 	err[n > 0 ? n : 0] = '\0';
 	close(fe);
-	ck_assert_str_eq(
-	    err, "shmex-query: reader table of shard 0: reader table full\n");
+	ck_assert_str_eq(err,
+			 "shmex-query: reader table of shard 0: reader table full\n");
 
 	writer_run(&W, requests);
 	finish_readers(pids, 16, 16);
 	for (int i = 0; i < 16; i++) {
-		ck_assert_msg(ctl->r[i].snaps > 0, "reader %d checked nothing",
-			      i);
+		ck_assert_msg(ctl->r[i].snaps > 0, "reader %d checked nothing", i);
 		ck_assert_uint_eq(ctl->r[i].lost, 0);
 	}
 	writer_close(&W);
@@ -893,8 +862,7 @@ static void gw_drain(struct ri_gw *G)
 	struct shm_msg out[64];
 	unsigned got;
 	do {
-		ck_assert_int_eq(shm_ring_dequeue_batch(&G->rep, out, 64, &got),
-				 0);
+		ck_assert_int_eq(shm_ring_dequeue_batch(&G->rep, out, 64, &got), 0);
 		for (unsigned i = 0; i < got; i++) {
 			const struct shm_msg *m = &out[i];
 			ck_assert_int_eq(shm_msg_validate_reply(m), 0);
@@ -903,14 +871,13 @@ static void gw_drain(struct ri_gw *G)
 			if (m->status) {
 				/* Cancels of orders that already ended; orders
 				 * while readers hold back reuse (book full). */
-				ck_assert_msg(
-				    (m->req_type == SHM_MSG_CANCEL &&
-				     (m->status == SHMEX_ENOTOPEN ||
-				      m->status == SHMEX_ENOORDER)) ||
-					(m->req_type == SHM_MSG_ORDER &&
-					 m->status == SHMEX_EBOOKFULL),
-				    "request type %u rejected: %s", m->req_type,
-				    shmex_strerror(m->status));
+				ck_assert_msg((m->req_type == SHM_MSG_CANCEL &&
+					       (m->status == SHMEX_ENOTOPEN ||
+						m->status == SHMEX_ENOORDER)) ||
+						      (m->req_type == SHM_MSG_ORDER &&
+						       m->status == SHMEX_EBOOKFULL),
+					      "request type %u rejected: %s", m->req_type,
+					      shmex_strerror(m->status));
 				G->rejects++;
 				G->full += m->status == SHMEX_EBOOKFULL;
 				continue;
@@ -920,8 +887,7 @@ static void gw_drain(struct ri_gw *G)
 				G->owner[G->nids % RI_IDS] = m->account;
 				G->nids++;
 				uint64_t n = load_relaxed(&ctl->nrecent);
-				store_relaxed(&ctl->recent[n % RI_RECENT],
-					      m->order_id);
+				store_relaxed(&ctl->recent[n % RI_RECENT], m->order_id);
 				store_relaxed(&ctl->nrecent, n + 1);
 			}
 		}
@@ -935,8 +901,7 @@ static void gw_send(struct ri_gw *G, struct shm_msg *m)
 	while (G->outstanding >= G->req.capacity / 2)
 		gw_drain(G);
 	for (;;) {
-		ck_assert_int_eq(shm_ring_enqueue_batch(&G->req, m, 1, &done),
-				 0);
+		ck_assert_int_eq(shm_ring_enqueue_batch(&G->req, m, 1, &done), 0);
 		if (done)
 			break;
 		gw_drain(G);
@@ -949,8 +914,8 @@ static void gw_wait_all(struct ri_gw *G)
 {
 	unsigned long long deadline = test_now_ns() + 30000000000ull;
 	while (G->outstanding) {
-		ck_assert_msg(test_now_ns() < deadline,
-			      "%" PRIu64 " replies missing", G->outstanding);
+		ck_assert_msg(test_now_ns() < deadline, "%" PRIu64 " replies missing",
+			      G->outstanding);
 		gw_drain(G);
 		if (G->outstanding)
 			usleep(100);
@@ -983,8 +948,8 @@ static void gw_random(struct ri_gw *G, uint32_t nsyms)
 		m.side = (uint8_t)((x >> 12) & 1);
 		m.tif = (x >> 13) % 40 == 0 ? SHM_TIF_IOC : SHM_TIF_GTC;
 		int64_t off = (int64_t)((x >> 20) % 16);
-		m.price = (m.side == SHM_SIDE_BUY ? 994 + off : 991 + off) *
-			  SHM_PRICE_ONE;
+		m.price =
+			(m.side == SHM_SIDE_BUY ? 994 + off : 991 + off) * SHM_PRICE_ONE;
 		m.qty = (1 + (int64_t)((x >> 32) % 50)) * SHM_QTY_ONE;
 		gw_symbol(&m, (uint32_t)((x >> 4) % nsyms));
 	}
@@ -996,8 +961,7 @@ static void gw_start(struct ri_gw *G, uint32_t nsyms)
 	struct shm_instance_cfg cfg;
 	test_instance_cfg(&cfg, 1, 1, 1024);
 	memset(G, 0, sizeof(*G));
-	G->rng = UINT64_C(0x853c49e6748fea9b) ^ ((uint64_t)getpid() << 16) ^
-		 ++ri_round;
+	G->rng = UINT64_C(0x853c49e6748fea9b) ^ ((uint64_t)getpid() << 16) ^ ++ri_round;
 	cfg.s.orders = 4096;
 	cfg.s.levels = 1024;
 	cfg.s.accounts = 64;
@@ -1012,8 +976,8 @@ static void gw_start(struct ri_gw *G, uint32_t nsyms)
 	ck_assert_int_ge(G->matcher, 0);
 	if (G->matcher == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(test_bin("shmex-matcher"), "shmex-matcher", "--instance",
-		      inst, "--shard", "0", (char *)NULL);
+		execl(test_bin("shmex-matcher"), "shmex-matcher", "--instance", inst,
+		      "--shard", "0", (char *)NULL);
 		_exit(127);
 	}
 	/* Ready exactly as the supervisor judges it. */
@@ -1032,8 +996,7 @@ static void gw_start(struct ri_gw *G, uint32_t nsyms)
 					    shm_region_body_size(&G->book)),
 			 0);
 	shm_instance_detach(&G->h);
-	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 0, &G->h),
-			 0);
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 0, &G->h), 0);
 	ck_assert_int_eq(shm_instance_request_ring(&G->h, 0, 0, &G->req), 0);
 	ck_assert_int_eq(shm_instance_reply_ring(&G->h, 0, 0, &G->rep), 0);
 

@@ -41,13 +41,12 @@ static void teardown(void)
 	test_cleanup_instance(inst);
 }
 
-#define CASH(x) ((int64_t)(x) * SHM_CASH_ONE)
+#define CASH(x) ((int64_t)(x)*SHM_CASH_ONE)
 
 static void make(struct shm_accounts *a, uint64_t cap)
 {
 	int rc = shm_accounts_create(a, inst, cap, 0600);
-	ck_assert_msg(rc == 0, "create: %s (%s)", shmex_strerror(rc),
-		      a->region.err.msg);
+	ck_assert_msg(rc == 0, "create: %s (%s)", shmex_strerror(rc), a->region.err.msg);
 }
 
 static struct shm_account_view get(const struct shm_accounts *a, uint64_t id)
@@ -316,8 +315,9 @@ START_TEST(corrupted_header_rejected)
 	/* Wrong kind of region under the accounts name. */
 	ck_assert_int_eq(shm_accounts_unlink(inst), 0);
 	struct shm_region w;
-	ck_assert_int_eq(shm_region_create(&w, inst, SHM_REGION_ACCOUNTS,
-					   SHM_KIND_TEST, 64, NULL, 0, 0600), 0);
+	ck_assert_int_eq(shm_region_create(&w, inst, SHM_REGION_ACCOUNTS, SHM_KIND_TEST,
+					   64, NULL, 0, 0600),
+			 0);
 	shm_region_publish(&w);
 	ck_assert_int_eq(shm_accounts_attach(&r, inst, SHM_RDONLY), SHMEX_EBADKIND);
 	shm_region_detach(&w);
@@ -368,14 +368,14 @@ END_TEST
 
 struct race_sh {
 	uint32_t go;
-	uint32_t bad;         /* unexpected results in children */
+	uint32_t bad; /* unexpected results in children */
 	uint32_t winner[NIDS];
 };
 
 static void *shared_anon(size_t n)
 {
-	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	void *p =
+		mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert(p != MAP_FAILED);
 	memset(p, 0, n);
 	return p;
@@ -405,9 +405,8 @@ static void creator_child(struct race_sh *rs, uint32_t me)
 		int rc = shm_accounts_add(&a, id, race_balance(me, id), NULL);
 		if (rc == 0) {
 			uint32_t none = 0;
-			if (!__atomic_compare_exchange_n(&rs->winner[id], &none,
-							 me, false,
-							 __ATOMIC_ACQ_REL,
+			if (!__atomic_compare_exchange_n(&rs->winner[id], &none, me,
+							 false, __ATOMIC_ACQ_REL,
 							 __ATOMIC_ACQUIRE))
 				__atomic_fetch_add(&rs->bad, 1, __ATOMIC_RELAXED);
 		} else if (rc != SHMEX_EACCOUNTEXISTS) {
@@ -479,8 +478,8 @@ END_TEST
 struct move_sh {
 	uint32_t go;
 	uint32_t stop;
-	uint64_t bad;      /* a negative or impossible value was seen */
-	uint64_t nofunds;  /* reservations refused (not an error) */
+	uint64_t bad;     /* a negative or impossible value was seen */
+	uint64_t nofunds; /* reservations refused (not an error) */
 	uint64_t reads;
 };
 
@@ -546,11 +545,9 @@ static void watcher_child(struct move_sh *ms)
 	while (!__atomic_load_n(&ms->stop, __ATOMIC_ACQUIRE)) {
 		for (uint64_t id = 1; id <= 2; id++) {
 			struct shm_account_view v;
-			if (shm_accounts_read(&r, id, &v) != 0 ||
-			    v.balance < 0 || v.reserved < 0 ||
-			    v.balance > 2 * START_CASH ||
-			    v.reserved > 2 * START_CASH ||
-			    v.deposited != START_CASH)
+			if (shm_accounts_read(&r, id, &v) != 0 || v.balance < 0 ||
+			    v.reserved < 0 || v.balance > 2 * START_CASH ||
+			    v.reserved > 2 * START_CASH || v.deposited != START_CASH)
 				bad++;
 			reads++;
 		}
@@ -589,10 +586,11 @@ START_TEST(concurrent_moves_conserve_cash)
 	__atomic_store_n(&ms->stop, 1, __ATOMIC_RELEASE);
 	int st = test_wait_pid(watcher, 10000);
 	ck_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	fprintf(stderr, "moves: %d x %d iterations in %.3f s, %llu refused "
-		"(ENOFUNDS), %llu concurrent reads\n", MOVERS, MOVE_ITERS,
-		(double)(t1 - t0) / 1e9, (unsigned long long)ms->nofunds,
-		(unsigned long long)ms->reads);
+	fprintf(stderr,
+		"moves: %d x %d iterations in %.3f s, %llu refused "
+		"(ENOFUNDS), %llu concurrent reads\n",
+		MOVERS, MOVE_ITERS, (double)(t1 - t0) / 1e9,
+		(unsigned long long)ms->nofunds, (unsigned long long)ms->reads);
 	ck_assert_uint_eq(ms->bad, 0);
 	/* Quiescent: every reservation was released or settled. */
 	struct shm_account_view v1 = get(&a, 1), v2 = get(&a, 2);

@@ -28,8 +28,8 @@ static void bad(const char *s, int digits, int want_rc)
 {
 	int64_t v = 777;
 	int rc = parse(s, digits, &v);
-	ck_assert_msg(rc == want_rc, "\"%s\": got %s, want %s", s,
-		      shmex_errname(rc), shmex_errname(want_rc));
+	ck_assert_msg(rc == want_rc, "\"%s\": got %s, want %s", s, shmex_errname(rc),
+		      shmex_errname(want_rc));
 	ck_assert_msg(v == 777, "\"%s\": output written on error", s);
 }
 
@@ -84,9 +84,9 @@ END_TEST
 START_TEST(rejected_forms)
 {
 	static const char *const forms[] = {
-	    "",	   "+",	  "-",	 ".",	"+.",  "-.",   "1e5",  "1E5",  " 1",
-	    "1 ",  "1 0", "nan", "NaN", "inf", "-inf", "0x10", "1..2", "1.2.3",
-	    "--1", "+-1", "1-",	 "1,5", "١",   "12a",  "\t1",  "1\n",  "0b1",
+		"",    "+",   "-",   ".",   "+.",  "-.",   "1e5",  "1E5",  " 1",
+		"1 ",  "1 0", "nan", "NaN", "inf", "-inf", "0x10", "1..2", "1.2.3",
+		"--1", "+-1", "1-",  "1,5", "١",   "12a",  "\t1",  "1\n",  "0b1",
 	};
 	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
 		bad(forms[i], 4, -EINVAL);
@@ -197,17 +197,15 @@ END_TEST
 
 START_TEST(parse_format_roundtrip_edges)
 {
-	const int64_t vals[] = {
-	    INT64_MIN, INT64_MIN + 1, -10001,	     -1,       0, 1, 9999,
-	    10000,     10001,	      INT64_MAX - 1, INT64_MAX};
+	const int64_t vals[] = {INT64_MIN, INT64_MIN + 1, -10001,   -1, 0, 1, 9999, 10000,
+				10001,     INT64_MAX - 1, INT64_MAX};
 	for (int d = 0; d <= 18; d++)
 		for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
 			char buf[32];
 			int n = shm_dec_format(buf, sizeof(buf), vals[i], d);
 			ck_assert_int_gt(n, 0);
 			int64_t back;
-			ck_assert_int_eq(
-			    shm_dec_parse(buf, (size_t)n, d, &back), 0);
+			ck_assert_int_eq(shm_dec_parse(buf, (size_t)n, d, &back), 0);
 			ck_assert_int_eq(back, vals[i]);
 		}
 }
@@ -222,8 +220,7 @@ START_TEST(cash_product_exact)
 	/* 0.0001 x 0.0001 = 0.00000001, the smallest cash unit */
 	ck_assert_int_eq(shm_dec_cash(1, 1, &c), 0);
 	ck_assert_int_eq(c, 1);
-	ck_assert_int_eq(shm_dec_cash(-3 * SHM_QTY_ONE, 2 * SHM_PRICE_ONE, &c),
-			 0);
+	ck_assert_int_eq(shm_dec_cash(-3 * SHM_QTY_ONE, 2 * SHM_PRICE_ONE, &c), 0);
 	ck_assert_int_eq(c, -6 * SHM_CASH_ONE);
 }
 END_TEST
@@ -236,8 +233,7 @@ START_TEST(cash_overflow)
 				      INT64_C(1000000) * SHM_PRICE_ONE, &c),
 			 SHMEX_EOVERFLOW);
 	ck_assert_int_eq(c, 99);
-	ck_assert_int_eq(shm_dec_cash(INT64_MAX, INT64_MAX, &c),
-			 SHMEX_EOVERFLOW);
+	ck_assert_int_eq(shm_dec_cash(INT64_MAX, INT64_MAX, &c), SHMEX_EOVERFLOW);
 	ck_assert_int_eq(shm_dec_cash(INT64_MIN, -1, &c), SHMEX_EOVERFLOW);
 	ck_assert_int_eq(shm_dec_cash(INT64_MIN, 1, &c), 0);
 	ck_assert_int_eq(c, INT64_MIN);
@@ -245,11 +241,10 @@ START_TEST(cash_overflow)
 	ck_assert_int_eq(c, INT64_MAX);
 	/* just at the edge: 92233720368 x 1 fits; x 2 does not */
 	ck_assert_int_eq(
-	    shm_dec_cash(INT64_C(92233720368) * SHM_QTY_ONE, SHM_PRICE_ONE, &c),
-	    0);
-	ck_assert_int_eq(shm_dec_cash(INT64_C(92233720368) * SHM_QTY_ONE,
-				      2 * SHM_PRICE_ONE, &c),
-			 SHMEX_EOVERFLOW);
+		shm_dec_cash(INT64_C(92233720368) * SHM_QTY_ONE, SHM_PRICE_ONE, &c), 0);
+	ck_assert_int_eq(
+		shm_dec_cash(INT64_C(92233720368) * SHM_QTY_ONE, 2 * SHM_PRICE_ONE, &c),
+		SHMEX_EOVERFLOW);
 }
 END_TEST
 

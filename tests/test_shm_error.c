@@ -21,7 +21,8 @@ START_TEST(every_code_has_a_name_and_a_message)
 		int code = shmex_err_at(i);
 		ck_assert(shmex_err_is_valid(code));
 		const char *name = shmex_errname(code), *msg = shmex_strerror(code);
-		ck_assert_msg(!strncmp(name, "SHMEX_E", 7), "code %d: name %s", code, name);
+		ck_assert_msg(!strncmp(name, "SHMEX_E", 7), "code %d: name %s", code,
+			      name);
 		ck_assert_msg(msg && strlen(msg) > 3, "%s: no message", name);
 		ck_assert_str_ne(msg, "Unknown error");
 		for (int j = 0; j < i; j++)
@@ -100,7 +101,8 @@ START_TEST(every_code_has_a_producer)
 			 * of a lookup table ({SHMEX_..., "text"}) produces it:
 			 * a return, an assignment, an argument. */
 			const char *q = p;
-			while (q > buf && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\n'))
+			while (q > buf &&
+			       (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\n'))
 				q--;
 			bool compared = (q - buf >= 2 && (!strncmp(q - 2, "==", 2) ||
 							  !strncmp(q - 2, "!=", 2))) ||
@@ -110,8 +112,10 @@ START_TEST(every_code_has_a_producer)
 			if (produced)
 				break;
 		}
-		ck_assert_msg(produced, "%s: nothing in shm/, engine/ or gateway/ returns "
-			      "or sets it", name);
+		ck_assert_msg(produced,
+			      "%s: nothing in shm/, engine/ or gateway/ returns "
+			      "or sets it",
+			      name);
 	}
 	free(buf);
 }
@@ -120,9 +124,11 @@ END_TEST
 START_TEST(context_is_set_then_wrapped)
 {
 	struct shmex_error e = {0};
-	ck_assert_str_eq(shmex_error_msg(&e, SHMEX_ENOFUNDS), shmex_strerror(SHMEX_ENOFUNDS));
-	ck_assert_int_eq(shmex_error_set(&e, -ENOENT, "shm_open %s: %s", "/shmex.x.book.0",
-					 strerror(ENOENT)), -ENOENT);
+	ck_assert_str_eq(shmex_error_msg(&e, SHMEX_ENOFUNDS),
+			 shmex_strerror(SHMEX_ENOFUNDS));
+	ck_assert_int_eq(shmex_error_set(&e, -ENOENT, "shm_open %s: %s",
+					 "/shmex.x.book.0", strerror(ENOENT)),
+			 -ENOENT);
 	ck_assert_int_eq(shmex_error_wrap(&e, -ENOENT, "shard %u", 0), -ENOENT);
 	ck_assert_str_eq(shmex_error_msg(&e, -ENOENT),
 			 "shard 0: shm_open /shmex.x.book.0: No such file or directory");

@@ -30,8 +30,7 @@ static void teardown(void)
 	test_cleanup_instance(inst);
 }
 
-static void create(struct shm_instance *h, uint32_t ns, uint32_t ng,
-		   uint32_t cap)
+static void create(struct shm_instance *h, uint32_t ns, uint32_t ng, uint32_t cap)
 {
 	struct shm_instance_cfg cfg;
 	test_instance_cfg(&cfg, ns, ng, cap);
@@ -110,8 +109,7 @@ START_TEST(create_attach_unlink)
 	create(&sup, 2, 3, 64);
 	ck_assert_int_eq(test_count_objects(inst), 2);
 
-	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_OBSERVER, 0, &obs),
-			 0);
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_OBSERVER, 0, &obs), 0);
 	ck_assert_uint_eq(obs.nshards, 2);
 	ck_assert_uint_eq(obs.ngateways, 3);
 	ck_assert_uint_eq(obs.ring_capacity, 64);
@@ -121,8 +119,7 @@ START_TEST(create_attach_unlink)
 	ck_assert_uint_eq(obs.settings.orders, 65536);
 	ck_assert(!obs.control.writable && !obs.rings.writable);
 
-	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 2, &gw),
-			 0);
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 2, &gw), 0);
 	int32_t pid;
 	uint64_t start;
 	shm_instance_member(&obs, SHM_ROLE_GATEWAY, 2, &pid, &start);
@@ -145,8 +142,7 @@ START_TEST(create_attach_unlink)
 	ck_assert_int_eq(shm_instance_unlink(inst), 0);
 	ck_assert_int_eq(test_count_objects(inst), 0);
 	ck_assert_int_eq(shm_instance_unlink(inst), -ENOENT);
-	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &obs),
-			 -ENOENT);
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_MATCHER, 0, &obs), -ENOENT);
 	ck_assert_ptr_nonnull(strstr(obs.err.msg, ".control"));
 	shm_instance_detach(&obs); /* safe on a failed handle */
 }
@@ -159,12 +155,14 @@ START_TEST(bad_configuration_rejected)
 		uint32_t ns, ng, cap;
 		uint64_t orders;
 	} bad[] = {
-	    {0, 1, 0, 1}, {1, 0, 0, 1},
-	    {SHM_INSTANCE_SHARDS_MAX + 1, 1, 0, 1},
-	    {1, SHM_INSTANCE_GATEWAYS_MAX + 1, 0, 1},
-	    {1, 1, 3, 1}, {1, 1, 1, 1},
-	    {64, 64, SHM_RING_CAPACITY_MAX, 1},
-	    {1, 1, 0, 0}, /* a capacity of 0 */
+		{0, 1, 0, 1},
+		{1, 0, 0, 1},
+		{SHM_INSTANCE_SHARDS_MAX + 1, 1, 0, 1},
+		{1, SHM_INSTANCE_GATEWAYS_MAX + 1, 0, 1},
+		{1, 1, 3, 1},
+		{1, 1, 1, 1},
+		{64, 64, SHM_RING_CAPACITY_MAX, 1},
+		{1, 1, 0, 0}, /* a capacity of 0 */
 	};
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct shm_instance_cfg cfg;
@@ -175,8 +173,7 @@ START_TEST(bad_configuration_rejected)
 	}
 	struct shm_instance_cfg bad_name;
 	test_instance_cfg(&bad_name, 1, 1, 0);
-	ck_assert_int_eq(shm_instance_create("no/slash", &bad_name, &h),
-			 SHMEX_EBADNAME);
+	ck_assert_int_eq(shm_instance_create("no/slash", &bad_name, &h), SHMEX_EBADNAME);
 
 	/* A second create of the same name fails and harms nothing. */
 	struct shm_instance a, b;
@@ -192,9 +189,8 @@ START_TEST(bad_configuration_rejected)
 			 SHMEX_EBADINDEX);
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_GATEWAY, 7, &b),
 			 SHMEX_EBADINDEX);
-	ck_assert_int_eq(
-	    shm_instance_attach(inst, (enum shm_instance_role)9, 0, &b),
-	    -EINVAL);
+	ck_assert_int_eq(shm_instance_attach(inst, (enum shm_instance_role)9, 0, &b),
+			 -EINVAL);
 	shm_instance_detach(&a);
 	ck_assert_int_eq(shm_instance_unlink(inst), 0);
 }
@@ -242,8 +238,7 @@ START_TEST(ring_mapping)
 	enum { S = 3, G = 2 };
 	struct shm_instance sup, h;
 	create(&sup, S, G, 8);
-	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_SUPERVISOR, 0, &h),
-			 0);
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_SUPERVISOR, 0, &h), 0);
 	char *lo = shm_region_body(&h.rings);
 	char *hi = lo + shm_region_body_size(&h.rings);
 	void *seen[2 * S * G];
@@ -251,26 +246,19 @@ START_TEST(ring_mapping)
 	for (uint32_t g = 0; g < G; g++) {
 		for (uint32_t s = 0; s < S; s++) {
 			struct shm_ring req, rep;
-			ck_assert_int_eq(
-			    shm_instance_request_ring(&h, g, s, &req), 0);
-			ck_assert_int_eq(
-			    shm_instance_reply_ring(&h, s, g, &rep), 0);
-			ck_assert_ptr_eq(req.db,
-					 shm_instance_shard_doorbell(&h, s));
-			ck_assert_ptr_eq(rep.db,
-					 shm_instance_gateway_doorbell(&h, g));
+			ck_assert_int_eq(shm_instance_request_ring(&h, g, s, &req), 0);
+			ck_assert_int_eq(shm_instance_reply_ring(&h, s, g, &rep), 0);
+			ck_assert_ptr_eq(req.db, shm_instance_shard_doorbell(&h, s));
+			ck_assert_ptr_eq(rep.db, shm_instance_gateway_doorbell(&h, g));
 			seen[nseen++] = req.sh;
 			seen[nseen++] = rep.sh;
-			struct shm_msg m = {.type = SHM_MSG_ORDER,
-					    .req_id = g * 100 + s};
+			struct shm_msg m = {.type = SHM_MSG_ORDER, .req_id = g * 100 + s};
 			unsigned done;
-			ck_assert_int_eq(
-			    shm_ring_enqueue_batch(&req, &m, 1, &done), 0);
+			ck_assert_int_eq(shm_ring_enqueue_batch(&req, &m, 1, &done), 0);
 			ck_assert_uint_eq(done, 1);
 			m.type = SHM_MSG_REPLY;
 			m.req_id = 1000 + s * 100 + g;
-			ck_assert_int_eq(
-			    shm_ring_enqueue_batch(&rep, &m, 1, &done), 0);
+			ck_assert_int_eq(shm_ring_enqueue_batch(&rep, &m, 1, &done), 0);
 		}
 	}
 	for (unsigned i = 0; i < nseen; i++) {
@@ -287,28 +275,20 @@ START_TEST(ring_mapping)
 			struct shm_ring req, rep;
 			struct shm_msg m;
 			unsigned got;
-			ck_assert_int_eq(
-			    shm_instance_request_ring(&sup, g, s, &req), 0);
-			ck_assert_int_eq(
-			    shm_ring_dequeue_batch(&req, &m, 1, &got), 0);
+			ck_assert_int_eq(shm_instance_request_ring(&sup, g, s, &req), 0);
+			ck_assert_int_eq(shm_ring_dequeue_batch(&req, &m, 1, &got), 0);
 			ck_assert_uint_eq(got, 1);
 			ck_assert_uint_eq(m.req_id, g * 100 + s);
-			ck_assert_int_eq(
-			    shm_instance_reply_ring(&sup, s, g, &rep), 0);
-			ck_assert_int_eq(
-			    shm_ring_dequeue_batch(&rep, &m, 1, &got), 0);
+			ck_assert_int_eq(shm_instance_reply_ring(&sup, s, g, &rep), 0);
+			ck_assert_int_eq(shm_ring_dequeue_batch(&rep, &m, 1, &got), 0);
 			ck_assert_uint_eq(m.req_id, 1000 + s * 100 + g);
 		}
 	}
 	struct shm_ring r;
-	ck_assert_int_eq(shm_instance_request_ring(&h, G, 0, &r),
-			 SHMEX_EBADINDEX);
-	ck_assert_int_eq(shm_instance_request_ring(&h, 0, S, &r),
-			 SHMEX_EBADINDEX);
-	ck_assert_int_eq(shm_instance_reply_ring(&h, S, 0, &r),
-			 SHMEX_EBADINDEX);
-	ck_assert_int_eq(shm_instance_reply_ring(&h, 0, G, &r),
-			 SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_instance_request_ring(&h, G, 0, &r), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_instance_request_ring(&h, 0, S, &r), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_instance_reply_ring(&h, S, 0, &r), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_instance_reply_ring(&h, 0, G, &r), SHMEX_EBADINDEX);
 	ck_assert_ptr_null(shm_instance_shard_doorbell(&h, S));
 	ck_assert_ptr_null(shm_instance_gateway_doorbell(&h, G));
 	shm_instance_detach(&h);
@@ -335,7 +315,7 @@ START_TEST(observer_is_read_only)
 		if (st.capacity != 8 || st.depth != 0)
 			_exit(11);
 		signal(SIGSEGV, SIG_DFL); /* no sanitizer report, just die */
-		r.sh->prod.head = 5;	  /* must fault */
+		r.sh->prod.head = 5;      /* must fault */
 		_exit(12);
 	}
 	int st = test_wait_pid(c, 10000);
@@ -352,7 +332,7 @@ END_TEST
 
 enum { RT_SHARDS = 2, RT_GATEWAYS = 2, RT_GW = 1, RT_N = 2000 };
 static const char *const rt_symbols[] = {"AAPL", "MSFT", "GOOG", "IBM",
-					 "NVDA", "META", "BA",	 "JPM"};
+					 "NVDA", "META", "BA",   "JPM"};
 
 struct matcher_ctx {
 	struct shm_instance *h;
@@ -395,13 +375,12 @@ static int run_matcher(uint32_t s)
 				return 13;
 			any |= got > 0;
 			for (unsigned i = 0; i < got; i++) {
-				size_t len =
-				    shm_symbol_unpack_len(req[i].u.symbol);
+				size_t len = shm_symbol_unpack_len(req[i].u.symbol);
 				struct shm_msg rep = {
-				    .type = SHM_MSG_REPLY,
-				    .req_type = req[i].type,
-				    .req_id = req[i].req_id,
-				    .qty = s,
+					.type = SHM_MSG_REPLY,
+					.req_type = req[i].type,
+					.req_id = req[i].req_id,
+					.qty = s,
 				};
 				if (req[i].type != SHM_MSG_ORDER || len == 0 ||
 				    shm_shard_of_symbol(req[i].u.symbol, len,
@@ -409,8 +388,8 @@ static int run_matcher(uint32_t s)
 					rep.status = SHMEX_EWRONGSHARD;
 				unsigned done = 0;
 				while (done == 0) {
-					if (shm_ring_enqueue_batch(
-						&out[g], &rep, 1, &done))
+					if (shm_ring_enqueue_batch(&out[g], &rep, 1,
+								   &done))
 						return 14;
 				}
 			}
@@ -453,22 +432,19 @@ static int run_gateway(void)
 	while (answered < RT_N) {
 		if (sent < RT_N) {
 			const char *sym = rt_symbols[sent % 8];
-			struct shm_msg m = {.type = SHM_MSG_ORDER,
-					    .req_id = sent + 1,
-					    .qty = 1};
+			struct shm_msg m = {
+				.type = SHM_MSG_ORDER, .req_id = sent + 1, .qty = 1};
 			if (!shm_symbol_pack(m.u.symbol, sym, strlen(sym)))
 				return 22;
-			uint32_t s =
-			    shm_shard_of_symbol(sym, strlen(sym), RT_SHARDS);
+			uint32_t s = shm_shard_of_symbol(sym, strlen(sym), RT_SHARDS);
 			want[sent] = s;
 			unsigned done;
 			if (shm_ring_enqueue_batch(&req[s], &m, 1, &done))
 				return 23;
 			sent += done;
 		}
-		int rc = shm_doorbell_wait(
-		    shm_instance_gateway_doorbell(&h, RT_GW), gw_ready, &c,
-		    1000, sent < RT_N ? 0 : 20000);
+		int rc = shm_doorbell_wait(shm_instance_gateway_doorbell(&h, RT_GW),
+					   gw_ready, &c, 1000, sent < RT_N ? 0 : 20000);
 		if (rc == SHMEX_ETIMEDOUT && sent == RT_N)
 			return 24;
 		for (uint32_t s = 0; s < RT_SHARDS; s++) {
@@ -481,8 +457,7 @@ static int run_gateway(void)
 				if (shm_msg_validate_reply(&rep[i]) || id < 1 ||
 				    id > sent)
 					return 26;
-				if (rep[i].status != 0 ||
-				    rep[i].qty != (int64_t)s ||
+				if (rep[i].status != 0 || rep[i].qty != (int64_t)s ||
 				    want[id - 1] != s)
 					return 27;
 				answered++;
@@ -500,8 +475,8 @@ START_TEST(gateway_to_matcher_and_back)
 	/* The symbols must cover both shards for the test to mean much. */
 	unsigned per_shard[RT_SHARDS] = {0};
 	for (unsigned i = 0; i < 8; i++)
-		per_shard[shm_shard_of_symbol(
-		    rt_symbols[i], strlen(rt_symbols[i]), RT_SHARDS)]++;
+		per_shard[shm_shard_of_symbol(rt_symbols[i], strlen(rt_symbols[i]),
+					      RT_SHARDS)]++;
 	ck_assert_uint_gt(per_shard[0], 0);
 	ck_assert_uint_gt(per_shard[1], 0);
 
@@ -518,13 +493,10 @@ START_TEST(gateway_to_matcher_and_back)
 		struct shm_doorbell_stats st = {0};
 		int32_t pid = 0;
 		uint64_t start;
-		for (int i = 0; i < 5000 && !(st.sleeping && pid == mpid[s]);
-		     i++) {
+		for (int i = 0; i < 5000 && !(st.sleeping && pid == mpid[s]); i++) {
 			usleep(1000);
-			shm_doorbell_stats(shm_instance_shard_doorbell(&sup, s),
-					   &st);
-			shm_instance_member(&sup, SHM_ROLE_MATCHER, s, &pid,
-					    &start);
+			shm_doorbell_stats(shm_instance_shard_doorbell(&sup, s), &st);
+			shm_instance_member(&sup, SHM_ROLE_MATCHER, s, &pid, &start);
 		}
 		ck_assert_int_eq(pid, mpid[s]);
 		ck_assert(st.sleeping);
@@ -534,8 +506,7 @@ START_TEST(gateway_to_matcher_and_back)
 	if (gpid == 0)
 		_exit(run_gateway());
 	int st = test_wait_pid(gpid, 30000);
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-		      "gateway status %d", st);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "gateway status %d", st);
 	/* Both shards were woken from sleep at least once. */
 	for (uint32_t s = 0; s < RT_SHARDS; s++) {
 		struct shm_doorbell_stats dst;

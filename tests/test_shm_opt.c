@@ -18,8 +18,8 @@ static void ok64(const char *s, uint64_t min, uint64_t max, uint64_t want)
 	int rc = shm_opt_u64(s, min, max, &v);
 	ck_assert_msg(rc == 0, "\"%s\" in [%llu, %llu] rejected: %d", s,
 		      (unsigned long long)min, (unsigned long long)max, rc);
-	ck_assert_msg(v == want, "\"%s\" -> %llu, want %llu", s,
-		      (unsigned long long)v, (unsigned long long)want);
+	ck_assert_msg(v == want, "\"%s\" -> %llu, want %llu", s, (unsigned long long)v,
+		      (unsigned long long)want);
 }
 
 static void bad64(const char *s, uint64_t min, uint64_t max, int want_rc)
@@ -27,8 +27,8 @@ static void bad64(const char *s, uint64_t min, uint64_t max, int want_rc)
 	uint64_t v = 777;
 	int rc = shm_opt_u64(s, min, max, &v);
 	ck_assert_msg(rc == want_rc, "\"%s\" in [%llu, %llu]: got %d, want %d",
-		      s ? s : "(null)", (unsigned long long)min,
-		      (unsigned long long)max, rc, want_rc);
+		      s ? s : "(null)", (unsigned long long)min, (unsigned long long)max,
+		      rc, want_rc);
 	ck_assert_msg(v == 777, "\"%s\": output written on error", s ? s : "(null)");
 }
 
@@ -36,8 +36,8 @@ static void bad32(const char *s, uint32_t min, uint32_t max, int want_rc)
 {
 	uint32_t v = 777;
 	int rc = shm_opt_u32(s, min, max, &v);
-	ck_assert_msg(rc == want_rc, "\"%s\" in [%u, %u]: got %d, want %d", s, min,
-		      max, rc, want_rc);
+	ck_assert_msg(rc == want_rc, "\"%s\" in [%u, %u]: got %d, want %d", s, min, max,
+		      rc, want_rc);
 	ck_assert_msg(v == 777, "\"%s\": output written on error", s);
 }
 
@@ -66,11 +66,12 @@ END_TEST
 
 START_TEST(syntax_errors_are_einval)
 {
-	static const char *const forms[] = {
-		"", "12x", "x12", "-1", "+1", " 1", "1 ", "\t1", "0x10", "1e3",
-		"1.0", "1,0", "--1", "-0", "1\n",
-		"\xd9\xa1", /* ARABIC-INDIC DIGIT ONE: not an ASCII digit */
-	};
+	static const char *const forms[] =
+		{
+			"",    "12x", "x12",  "-1",       "+1",  " 1",
+			"1 ",  "\t1", "0x10", "1e3",      "1.0", "1,0",
+			"--1", "-0",  "1\n",  "\xd9\xa1", /* ARABIC-INDIC DIGIT ONE: not an ASCII digit */
+		};
 	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
 		bad64(forms[i], 0, UINT64_MAX, -EINVAL);
 	bad64(NULL, 0, UINT64_MAX, -EINVAL);

@@ -40,14 +40,12 @@ static void teardown(void)
 	test_cleanup_instance(inst);
 }
 
-#define QTY(x) ((int64_t)(x) * SHM_QTY_ONE)
+#define QTY(x) ((int64_t)(x)*SHM_QTY_ONE)
 
-static void make(struct shm_positions *p, uint32_t shard, uint64_t nsym,
-		 uint64_t npos)
+static void make(struct shm_positions *p, uint32_t shard, uint64_t nsym, uint64_t npos)
 {
 	int rc = shm_positions_create(p, inst, shard, nsym, npos, 0600);
-	ck_assert_msg(rc == 0, "create: %s (%s)", shmex_strerror(rc),
-		      p->region.err.msg);
+	ck_assert_msg(rc == 0, "create: %s (%s)", shmex_strerror(rc), p->region.err.msg);
 }
 
 static const char *sym(const char *s)
@@ -59,13 +57,13 @@ static const char *sym(const char *s)
 	return b;
 }
 
-static struct shm_position_view get(const struct shm_positions *p,
-				    uint64_t account, const char *s)
+static struct shm_position_view get(const struct shm_positions *p, uint64_t account,
+				    const char *s)
 {
 	struct shm_position_view v;
 	int rc = shm_positions_read(p, account, sym(s), &v);
-	ck_assert_msg(rc == 0, "read %llu %s: %s", (unsigned long long)account,
-		      s, shmex_errname(rc));
+	ck_assert_msg(rc == 0, "read %llu %s: %s", (unsigned long long)account, s,
+		      shmex_errname(rc));
 	ck_assert_uint_eq(v.account, account);
 	ck_assert_str_eq(v.symbol, s);
 	return v;
@@ -88,16 +86,16 @@ START_TEST(add_shares_creates_symbol_and_position)
 	struct shm_positions p, r;
 	make(&p, 3, 8, 64);
 	uint32_t sidx, pidx, s2, p2;
-	ck_assert_int_eq(shm_positions_add_shares(&p, 123456, sym("SPY"),
-						  QTY(100000), &sidx, &pidx), 0);
-	ck_assert_int_eq(shm_positions_add_shares(&p, 123456, sym("SPY"),
-						  QTY(5), &s2, &p2), 0);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 123456, sym("SPY"), QTY(100000),
+						  &sidx, &pidx),
+			 0);
+	ck_assert_int_eq(
+		shm_positions_add_shares(&p, 123456, sym("SPY"), QTY(5), &s2, &p2), 0);
 	ck_assert_uint_eq(sidx, s2);
 	ck_assert_uint_eq(pidx, p2);
-	ck_assert_int_eq(shm_positions_add_shares(&p, 7, sym("SPY"), 1, NULL,
-						  NULL), 0);
-	ck_assert_int_eq(shm_positions_add_shares(&p, 7, sym("T5asdf"), QTY(2),
-						  NULL, NULL), 0);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 7, sym("SPY"), 1, NULL, NULL), 0);
+	ck_assert_int_eq(
+		shm_positions_add_shares(&p, 7, sym("T5asdf"), QTY(2), NULL, NULL), 0);
 	ck_assert_uint_eq(p.sh->nsymbols, 2);
 	ck_assert_uint_eq(p.sh->npositions, 3);
 
@@ -137,9 +135,12 @@ START_TEST(bad_requests_change_nothing)
 	struct shm_positions p;
 	make(&p, 0, 4, 16);
 	char bad[16] = "A-B";
-	ck_assert_int_eq(shm_positions_add_shares(&p, 1, bad, 1, NULL, NULL), SHMEX_EBADSYMBOL);
-	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("X"), 0, NULL, NULL), SHMEX_EBADAMOUNT);
-	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("X"), -5, NULL, NULL), SHMEX_EBADAMOUNT);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 1, bad, 1, NULL, NULL),
+			 SHMEX_EBADSYMBOL);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("X"), 0, NULL, NULL),
+			 SHMEX_EBADAMOUNT);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("X"), -5, NULL, NULL),
+			 SHMEX_EBADAMOUNT);
 	uint32_t sidx;
 	ck_assert_int_eq(shm_positions_symbol_add(&p, bad, &sidx), SHMEX_EBADSYMBOL);
 	ck_assert_int_eq(shm_positions_symbol_find(&p, bad, &sidx), SHMEX_EBADSYMBOL);
@@ -147,9 +148,12 @@ START_TEST(bad_requests_change_nothing)
 	ck_assert_uint_eq(p.sh->npositions, 0);
 
 	/* Overflow of a position and of a symbol's created total. */
-	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("X"), INT64_MAX - 1, NULL, NULL), 0);
-	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("X"), 2, NULL, NULL), SHMEX_EOVERFLOW);
-	ck_assert_int_eq(shm_positions_add_shares(&p, 2, sym("X"), 2, NULL, NULL), SHMEX_EOVERFLOW);
+	ck_assert_int_eq(
+		shm_positions_add_shares(&p, 1, sym("X"), INT64_MAX - 1, NULL, NULL), 0);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("X"), 2, NULL, NULL),
+			 SHMEX_EOVERFLOW);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 2, sym("X"), 2, NULL, NULL),
+			 SHMEX_EOVERFLOW);
 	ck_assert_uint_eq(p.sh->npositions, 1);
 	ck_assert_int_eq(get(&p, 1, "X").amount, INT64_MAX - 1);
 	struct shm_position_view v;
@@ -164,7 +168,8 @@ START_TEST(reserve_short_or_missing_changes_nothing)
 	struct shm_positions p;
 	make(&p, 0, 4, 16);
 	uint32_t sidx, pidx, none;
-	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("SPY"), QTY(10), &sidx, &pidx), 0);
+	ck_assert_int_eq(
+		shm_positions_add_shares(&p, 1, sym("SPY"), QTY(10), &sidx, &pidx), 0);
 	/* No position at all: "insufficient shares". */
 	ck_assert_int_eq(shm_positions_find(&p, 2, sidx, &none), SHMEX_ENOSHARES);
 	ck_assert_int_eq(shm_positions_reserve(&p, pidx, QTY(10) + 1), SHMEX_ENOSHARES);
@@ -193,7 +198,8 @@ START_TEST(sell_fill_moves_shares_to_buyer)
 	struct shm_positions p;
 	make(&p, 0, 4, 16);
 	uint32_t sidx, seller, buyer;
-	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("SPY"), QTY(10), &sidx, &seller), 0);
+	ck_assert_int_eq(
+		shm_positions_add_shares(&p, 1, sym("SPY"), QTY(10), &sidx, &seller), 0);
 	ck_assert_int_eq(shm_positions_ensure(&p, 2, sidx, &buyer), 0);
 	uint32_t again;
 	ck_assert_int_eq(shm_positions_ensure(&p, 2, sidx, &again), 0);
@@ -214,7 +220,8 @@ START_TEST(sell_fill_moves_shares_to_buyer)
 	/* A credit that would wrap. */
 	ck_assert_int_eq(shm_positions_credit(&p, buyer, INT64_MAX), SHMEX_EOVERFLOW);
 	ck_assert_int_eq(get(&p, 2, "SPY").amount, QTY(3));
-	ck_assert_int_eq(shm_positions_ensure(&p, 2, p.sym_slots, &again), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_positions_ensure(&p, 2, p.sym_slots, &again),
+			 SHMEX_EBADINDEX);
 	ck_assert_int_eq(shm_positions_credit(&p, p.pos_slots, 1), SHMEX_EBADINDEX);
 	shm_positions_detach(&p);
 }
@@ -227,12 +234,15 @@ START_TEST(capacities)
 	uint32_t sidx, pidx;
 	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("A"), 1, NULL, NULL), 0);
 	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("B"), 1, &sidx, NULL), 0);
-	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("C"), 1, NULL, NULL), SHMEX_ESYMBOLSFULL);
-	ck_assert_int_eq(shm_positions_symbol_add(&p, sym("C"), &pidx), SHMEX_ESYMBOLSFULL);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("C"), 1, NULL, NULL),
+			 SHMEX_ESYMBOLSFULL);
+	ck_assert_int_eq(shm_positions_symbol_add(&p, sym("C"), &pidx),
+			 SHMEX_ESYMBOLSFULL);
 	ck_assert_int_eq(shm_positions_add_shares(&p, 2, sym("A"), 1, NULL, NULL), 0);
 	/* Three positions: a fourth is refused, by add_shares and ensure,
 	 * and nothing is left behind. */
-	ck_assert_int_eq(shm_positions_add_shares(&p, 3, sym("A"), 1, NULL, NULL), SHMEX_EPOSITIONSFULL);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 3, sym("A"), 1, NULL, NULL),
+			 SHMEX_EPOSITIONSFULL);
 	ck_assert_int_eq(shm_positions_ensure(&p, 3, sidx, &pidx), SHMEX_EPOSITIONSFULL);
 	ck_assert_uint_eq(p.sh->npositions, 3);
 	ck_assert_uint_eq(p.sh->nsymbols, 2);
@@ -256,7 +266,8 @@ START_TEST(readonly_and_corrupted)
 	ck_assert_int_eq(shm_positions_add_shares(&p, 9, sym("SPY"), 5, &sidx, &pidx), 0);
 
 	ck_assert_int_eq(shm_positions_attach(&r, inst, 1, SHM_RDONLY), 0);
-	ck_assert_int_eq(shm_positions_add_shares(&r, 9, sym("SPY"), 5, NULL, NULL), -EROFS);
+	ck_assert_int_eq(shm_positions_add_shares(&r, 9, sym("SPY"), 5, NULL, NULL),
+			 -EROFS);
 	ck_assert_int_eq(shm_positions_reserve(&r, pidx, 1), -EROFS);
 	ck_assert_int_eq(shm_positions_symbol_add(&r, sym("Q"), &sidx), -EROFS);
 
@@ -314,8 +325,7 @@ static void watcher_child(struct watch_sh *ws)
 	/* The symbol and its shares appear while we watch; wait for them. */
 	struct shm_positions_totals t;
 	while (shm_positions_symbol_find(&r, sym("SPY"), &sidx) != 0 ||
-	       shm_positions_totals(&r, sidx, &t) != 0 ||
-	       t.created != WATCH_SHARES)
+	       shm_positions_totals(&r, sidx, &t) != 0 || t.created != WATCH_SHARES)
 		if (__atomic_load_n(&ws->stop, __ATOMIC_ACQUIRE))
 			_exit(4);
 	while (!__atomic_load_n(&ws->stop, __ATOMIC_ACQUIRE)) {
@@ -325,14 +335,12 @@ static void watcher_child(struct watch_sh *ws)
 			if (rc == SHMEX_ENOSHARES)
 				continue; /* not created yet */
 			if (rc != 0 || v.amount < 0 || v.reserved < 0 ||
-			    v.amount > WATCH_SHARES ||
-			    v.reserved > WATCH_SHARES)
+			    v.amount > WATCH_SHARES || v.reserved > WATCH_SHARES)
 				bad++;
 			reads++;
 		}
-		if (reads % 64 == 0 &&
-		    (shm_positions_totals(&r, sidx, &t) != 0 ||
-		     t.created != WATCH_SHARES || t.positions > 2))
+		if (reads % 64 == 0 && (shm_positions_totals(&r, sidx, &t) != 0 ||
+					t.created != WATCH_SHARES || t.positions > 2))
 			bad++;
 	}
 	__atomic_store_n(&ws->bad, bad, __ATOMIC_RELAXED);
@@ -359,7 +367,9 @@ START_TEST(reader_process_sees_valid_values)
 	/* The single writer: shares move between two accounts through
 	 * reserve / settle / credit / release, as sells and fills do. */
 	uint32_t sidx, pa[2];
-	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("SPY"), WATCH_SHARES, &sidx, &pa[0]), 0);
+	ck_assert_int_eq(
+		shm_positions_add_shares(&p, 1, sym("SPY"), WATCH_SHARES, &sidx, &pa[0]),
+		0);
 	ck_assert_int_eq(shm_positions_ensure(&p, 2, sidx, &pa[1]), 0);
 	uint64_t seed = 88172645463325252ull, wbad = 0;
 	for (uint32_t n = 0; n < WATCH_ITERS; n++) {
@@ -390,7 +400,8 @@ START_TEST(reader_process_sees_valid_values)
 	ck_assert_uint_eq(ws->bad, 0);
 	assert_conserved(&p, "SPY", WATCH_SHARES);
 	ck_assert_int_eq(get(&p, 1, "SPY").reserved, 0);
-	ck_assert_int_eq(get(&p, 1, "SPY").amount + get(&p, 2, "SPY").amount, WATCH_SHARES);
+	ck_assert_int_eq(get(&p, 1, "SPY").amount + get(&p, 2, "SPY").amount,
+			 WATCH_SHARES);
 	munmap(ws, sizeof(*ws));
 	shm_positions_detach(&p);
 }

@@ -51,7 +51,8 @@ static void use_mode(int i)
 	cur_mode = i == 0 ? SHM_RCU_MODE_FENCE : SHM_RCU_MODE_ASYM;
 	cur_rate_limited = i == 2;
 	if (cur_mode == SHM_RCU_MODE_ASYM && !shm_rcu_asym_supported()) {
-		fprintf(stderr, "no membarrier here: asymmetric variant runs in fence mode\n");
+		fprintf(stderr,
+			"no membarrier here: asymmetric variant runs in fence mode\n");
 		cur_mode = SHM_RCU_MODE_FENCE;
 	}
 }
@@ -239,11 +240,13 @@ START_TEST(attach_errors)
 	struct shm_rcu t, w;
 	ck_assert_int_eq(shm_rcu_attach(&t, inst, 0, SHM_RCU_READER), -ENOENT);
 	ck_assert_int_eq(shm_rcu_attach(&t, inst, 0, (enum shm_rcu_role)7), -EINVAL);
-	ck_assert_int_eq(shm_rcu_create(&w, inst, 0, SHM_RCU_MAX_SLOTS + 1, 0600), -EINVAL);
+	ck_assert_int_eq(shm_rcu_create(&w, inst, 0, SHM_RCU_MAX_SLOTS + 1, 0600),
+			 -EINVAL);
 	/* A region of another kind under the readers name. */
 	struct shm_region other;
-	ck_assert_int_eq(shm_region_create(&other, inst, "readers.3", SHM_KIND_TEST,
-					   4096, NULL, 0, 0600), 0);
+	ck_assert_int_eq(shm_region_create(&other, inst, "readers.3", SHM_KIND_TEST, 4096,
+					   NULL, 0, 0600),
+			 0);
 	shm_region_publish(&other);
 	ck_assert_int_eq(shm_rcu_attach(&t, inst, 3, SHM_RCU_READER), SHMEX_EBADKIND);
 	shm_region_detach(&other);
@@ -266,8 +269,8 @@ START_TEST(attach_errors)
 	ck_assert_int_eq(shm_rcu_attach(&t, inst, 1, SHM_RCU_READER), SHMEX_EBADINDEX);
 	ck_assert_int_eq(shm_rcu_attach(&t, inst, 1, SHM_RCU_OBSERVER), SHMEX_EBADINDEX);
 	w.hdr->mode = (uint32_t)cur_mode;
-	ck_assert_int_eq(shm_rcu_create_mode(&t, inst, 4, 4, 0600,
-						 (enum shm_rcu_mode)7), -EINVAL);
+	ck_assert_int_eq(shm_rcu_create_mode(&t, inst, 4, 4, 0600, (enum shm_rcu_mode)7),
+			 -EINVAL);
 	shm_rcu_detach(&w);
 }
 END_TEST
@@ -731,8 +734,8 @@ START_TEST(mode_recorded_and_followed)
 	unsetenv(SHM_RCU_FENCE_ENV);
 	/* An explicit fence table: readers take the fence path. */
 	ck_assert_int_eq(shm_rcu_unlink(inst, 1), 0);
-	ck_assert_int_eq(shm_rcu_create_mode(&f, inst, 1, 4, 0600,
-						 SHM_RCU_MODE_FENCE), 0);
+	ck_assert_int_eq(shm_rcu_create_mode(&f, inst, 1, 4, 0600, SHM_RCU_MODE_FENCE),
+			 0);
 	struct shm_rcu fr;
 	struct shm_rcu_reader c;
 	ck_assert_int_eq(shm_rcu_attach(&fr, inst, 1, SHM_RCU_READER), 0);
@@ -762,8 +765,7 @@ START_TEST(barrier_rate_limited)
 	struct shm_rcu_reader r;
 	if (!shm_rcu_asym_supported())
 		return;
-	ck_assert_int_eq(shm_rcu_create_mode(&w, inst, 0, 4, 0600,
-						 SHM_RCU_MODE_ASYM), 0);
+	ck_assert_int_eq(shm_rcu_create_mode(&w, inst, 0, 4, 0600, SHM_RCU_MODE_ASYM), 0);
 	shm_rcu_set_barrier_interval(&w, hour, hour);
 	shm_rcu_set_barrier_burst(&w, 1);
 	/* No reader registered: the fenced scan alone covers. */
@@ -939,8 +941,7 @@ START_TEST(pinned_reader_rate_limited)
 	put_u64(c.to_child, 1);
 	ck_assert_uint_eq(get_u64(c.from_child), 0); /* it has left */
 	unsigned long long deadline = test_now_ns() + 5000000000ull;
-	while (shm_rcu_safe_epoch(&w) != shm_rcu_epoch(&w) &&
-	       test_now_ns() < deadline)
+	while (shm_rcu_safe_epoch(&w) != shm_rcu_epoch(&w) && test_now_ns() < deadline)
 		usleep(100);
 	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), shm_rcu_epoch(&w));
 	ck_assert_int_eq(finish(&c, 10000), 0);
@@ -964,8 +965,8 @@ struct node_sh {
 };
 
 struct mini_sh {
-	uint64_t head;  /* W: parent, release; R: readers, acquire */
-	uint64_t stop;  /* W: parent, release; R: readers, acquire */
+	uint64_t head; /* W: parent, release; R: readers, acquire */
+	uint64_t stop; /* W: parent, release; R: readers, acquire */
 	uint64_t pad[6];
 	struct node_sh node[NODES];
 };
@@ -1023,7 +1024,8 @@ static void rcu_torture(const char *name, int nreaders, int batch, bool reap,
 	if (reap)
 		shm_rcu_set_reap_interval(&w, 0);
 	ck_assert_int_eq(shm_region_create(&m, inst, "mini", SHM_KIND_TEST,
-					   sizeof(struct mini_sh), NULL, 0, 0600), 0);
+					   sizeof(struct mini_sh), NULL, 0, 0600),
+			 0);
 	struct mini_sh *mini = shm_region_body(&m);
 	/* Private writer state: free list and retired list with tags. */
 	static uint32_t free_list[NODES];
@@ -1067,7 +1069,8 @@ static void rcu_torture(const char *name, int nreaders, int batch, bool reap,
 		for (uint32_t i = 0; i < nretired; i++) {
 			if (tag[i] < safe) {
 				for (int f = 0; f < FIELDS; f++)
-					store_relaxed(&mini->node[retired[i]].v[f], POISON);
+					store_relaxed(&mini->node[retired[i]].v[f],
+						      POISON);
 				free_list[nfree++] = retired[i];
 				reclaimed++;
 			} else {
@@ -1087,11 +1090,13 @@ static void rcu_torture(const char *name, int nreaders, int batch, bool reap,
 		sections += sc;
 		bad += bd;
 	}
-	fprintf(stderr, "%s (%s%s): %llu published, %llu reclaimed, %llu read sections, "
-		"%llu bad, %llu membarrier calls\n", name,
-		w.mode == SHM_RCU_MODE_ASYM ? "asymmetric" : "fence",
-		w.mode == SHM_RCU_MODE_ASYM ? (cur_rate_limited ? ", rate-limited"
-								    : ", every poll") : "",
+	fprintf(stderr,
+		"%s (%s%s): %llu published, %llu reclaimed, %llu read sections, "
+		"%llu bad, %llu membarrier calls\n",
+		name, w.mode == SHM_RCU_MODE_ASYM ? "asymmetric" : "fence",
+		w.mode == SHM_RCU_MODE_ASYM
+			? (cur_rate_limited ? ", rate-limited" : ", every poll")
+			: "",
 		(unsigned long long)published, (unsigned long long)reclaimed,
 		(unsigned long long)sections, (unsigned long long)bad,
 		(unsigned long long)w.barriers);

@@ -32,8 +32,7 @@ static void teardown(void)
 static void make_ready(struct shm_region *r, const char *region, size_t body)
 {
 	uint64_t caps[2] = {7, 9};
-	int rc = shm_region_create(r, inst, region, SHM_KIND_TEST, body, caps, 2,
-				   0640);
+	int rc = shm_region_create(r, inst, region, SHM_KIND_TEST, body, caps, 2, 0640);
 	ck_assert_msg(rc == 0, "create: %s", r->err.msg);
 	memset(shm_region_body(r), 0xab, body);
 	shm_region_publish(r);
@@ -67,7 +66,9 @@ START_TEST(create_is_exclusive_with_mode)
 	mode_t old_mask = umask(077);
 	make_ready(&w, "t", 64);
 	umask(old_mask);
-	ck_assert_int_eq(shm_region_create(&w2, inst, "t", SHM_KIND_TEST, 64, NULL, 0, 0600), -EEXIST);
+	ck_assert_int_eq(
+		shm_region_create(&w2, inst, "t", SHM_KIND_TEST, 64, NULL, 0, 0600),
+		-EEXIST);
 	ck_assert_ptr_nonnull(strstr(w2.err.msg, "shm_open /shmex."));
 	ck_assert_ptr_nonnull(strstr(w2.err.msg, "File exists"));
 	/* fchmod after umask: the mode is exactly what was asked for. */
@@ -83,10 +84,13 @@ END_TEST
 START_TEST(bad_names_rejected)
 {
 	struct shm_region r;
-	ck_assert_int_eq(shm_region_attach(&r, "bad/name", "t", 0, SHM_RDONLY), SHMEX_EBADNAME);
+	ck_assert_int_eq(shm_region_attach(&r, "bad/name", "t", 0, SHM_RDONLY),
+			 SHMEX_EBADNAME);
 	ck_assert_int_eq(shm_region_attach(&r, "", "t", 0, SHM_RDONLY), SHMEX_EBADNAME);
-	ck_assert_int_eq(shm_region_attach(&r, inst, "UPPER", 0, SHM_RDONLY), SHMEX_EBADNAME);
-	ck_assert_int_eq(shm_region_create(&r, "a b", "t", 0, 64, NULL, 0, 0600), SHMEX_EBADNAME);
+	ck_assert_int_eq(shm_region_attach(&r, inst, "UPPER", 0, SHM_RDONLY),
+			 SHMEX_EBADNAME);
+	ck_assert_int_eq(shm_region_create(&r, "a b", "t", 0, 64, NULL, 0, 0600),
+			 SHMEX_EBADNAME);
 }
 END_TEST
 
@@ -111,12 +115,30 @@ static int attach_after(void (*poke)(struct shm_region_hdr_sh *))
 	return rc;
 }
 
-static void poke_magic(struct shm_region_hdr_sh *h) { h->magic ^= 1; }
-static void poke_version(struct shm_region_hdr_sh *h) { h->version++; }
-static void poke_sig(struct shm_region_hdr_sh *h) { h->signature ^= 0x10; }
-static void poke_state(struct shm_region_hdr_sh *h) { h->state = SHM_STATE_CREATING; }
-static void poke_kind(struct shm_region_hdr_sh *h) { h->kind = SHM_KIND_BOOK; }
-static void poke_size(struct shm_region_hdr_sh *h) { h->size += 4096; }
+static void poke_magic(struct shm_region_hdr_sh *h)
+{
+	h->magic ^= 1;
+}
+static void poke_version(struct shm_region_hdr_sh *h)
+{
+	h->version++;
+}
+static void poke_sig(struct shm_region_hdr_sh *h)
+{
+	h->signature ^= 0x10;
+}
+static void poke_state(struct shm_region_hdr_sh *h)
+{
+	h->state = SHM_STATE_CREATING;
+}
+static void poke_kind(struct shm_region_hdr_sh *h)
+{
+	h->kind = SHM_KIND_BOOK;
+}
+static void poke_size(struct shm_region_hdr_sh *h)
+{
+	h->size += 4096;
+}
 
 START_TEST(header_errors_are_distinct)
 {
@@ -143,12 +165,14 @@ START_TEST(truncated_object)
 	ck_assert_int_eq(ftruncate(fd, 17), 0);
 	close(fd);
 	struct shm_region r;
-	ck_assert_int_eq(shm_region_attach(&r, inst, "t", 0, SHM_RDONLY), SHMEX_ETOOSHORT);
+	ck_assert_int_eq(shm_region_attach(&r, inst, "t", 0, SHM_RDONLY),
+			 SHMEX_ETOOSHORT);
 	/* An empty object (a creator that died before ftruncate) too. */
 	fd = shm_open(name, O_RDWR | O_TRUNC, 0600);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	ck_assert_int_eq(shm_region_attach(&r, inst, "t", 0, SHM_RDONLY), SHMEX_ETOOSHORT);
+	ck_assert_int_eq(shm_region_attach(&r, inst, "t", 0, SHM_RDONLY),
+			 SHMEX_ETOOSHORT);
 }
 END_TEST
 
@@ -201,7 +225,8 @@ START_TEST(two_instances_side_by_side)
 	test_instance(other, sizeof(other));
 	struct shm_region a, b, ra, rb;
 	make_ready(&a, "t", 64);
-	ck_assert_int_eq(shm_region_create(&b, other, "t", SHM_KIND_TEST, 64, NULL, 0, 0600), 0);
+	ck_assert_int_eq(
+		shm_region_create(&b, other, "t", SHM_KIND_TEST, 64, NULL, 0, 0600), 0);
 	((char *)shm_region_body(&b))[0] = 5;
 	shm_region_publish(&b);
 	ck_assert_int_eq(shm_region_attach(&ra, inst, "t", 0, SHM_RDONLY), 0);

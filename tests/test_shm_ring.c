@@ -80,8 +80,7 @@ static void *make_ring(struct shm_region *reg, const char *name, uint32_t cap)
 {
 	size_t bytes = shm_ring_bytes(cap);
 	ck_assert_uint_gt(bytes, 0);
-	int rc = shm_region_create(reg, inst, name, SHM_KIND_TEST, bytes, NULL,
-				   0, 0600);
+	int rc = shm_region_create(reg, inst, name, SHM_KIND_TEST, bytes, NULL, 0, 0600);
 	ck_assert_msg(rc == 0, "create: %s", reg->err.msg);
 	ck_assert_int_eq(shm_ring_init(shm_region_body(reg), bytes, cap), 0);
 	shm_region_publish(reg);
@@ -89,25 +88,23 @@ static void *make_ring(struct shm_region *reg, const char *name, uint32_t cap)
 }
 
 /* In a forked child: attach the region by name (another mapping). */
-static int child_attach(struct shm_region *reg, const char *name,
-			struct shm_ring *r, struct shm_doorbell_sh *db)
+static int child_attach(struct shm_region *reg, const char *name, struct shm_ring *r,
+			struct shm_doorbell_sh *db)
 {
 	int rc = shm_region_attach(reg, inst, name, SHM_KIND_TEST, SHM_RDWR);
 	if (rc)
 		return rc;
-	return shm_ring_attach(r, shm_region_body(reg),
-			       shm_region_body_size(reg), db);
+	return shm_ring_attach(r, shm_region_body(reg), shm_region_body_size(reg), db);
 }
 
 static void attach_local(struct shm_ring *r, struct shm_region *reg)
 {
-	int rc = shm_ring_attach(r, shm_region_body(reg),
-				 shm_region_body_size(reg), NULL);
+	int rc =
+		shm_ring_attach(r, shm_region_body(reg), shm_region_body_size(reg), NULL);
 	ck_assert_int_eq(rc, 0);
 }
 
-static unsigned enq_seq(struct shm_ring *r, uint64_t producer, uint64_t first,
-			unsigned n)
+static unsigned enq_seq(struct shm_ring *r, uint64_t producer, uint64_t first, unsigned n)
 {
 	struct shm_msg m[64];
 	ck_assert_uint_le(n, 64);
@@ -329,41 +326,33 @@ START_TEST(init_and_attach_validate)
 	ck_assert_int_eq(shm_ring_init(sh, bytes - 1, 8), -EINVAL);
 	ck_assert_int_eq(shm_ring_init((char *)sh + 8, bytes, 8), -EINVAL);
 	ck_assert_int_eq(shm_ring_init(sh, bytes, 6), -EINVAL);
-	ck_assert_int_eq(shm_ring_attach(&r, (char *)sh + 8, bytes, NULL),
-			 -EINVAL);
+	ck_assert_int_eq(shm_ring_attach(&r, (char *)sh + 8, bytes, NULL), -EINVAL);
 	ck_assert_int_eq(shm_ring_attach(&r, sh, 100, NULL), SHMEX_ETOOSHORT);
-	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes - 64, NULL),
-			 SHMEX_ETOOSHORT);
+	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes - 64, NULL), SHMEX_ETOOSHORT);
 
 	sh->hdr.magic ^= 1;
 	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL), SHMEX_EBADMAGIC);
 	sh->hdr.magic ^= 1;
 	sh->hdr.mask = 15;
-	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL),
-			 SHMEX_EBADLAYOUT);
+	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL), SHMEX_EBADLAYOUT);
 	sh->hdr.mask = 7;
 	sh->hdr.capacity = 16; /* claims more slots than the memory has */
 	sh->hdr.mask = 15;
-	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL),
-			 SHMEX_EBADLAYOUT);
+	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL), SHMEX_EBADLAYOUT);
 	sh->hdr.bytes = shm_ring_bytes(16);
 	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL), SHMEX_ETOOSHORT);
 	sh->hdr.capacity = 6;
 	sh->hdr.mask = 5;
-	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL),
-			 SHMEX_EBADLAYOUT);
+	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL), SHMEX_EBADLAYOUT);
 	ck_assert_int_eq(shm_ring_init(sh, bytes, 8), 0);
 	sh->hdr.msg_size = 128;
-	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL),
-			 SHMEX_EBADLAYOUT);
+	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL), SHMEX_EBADLAYOUT);
 	ck_assert_int_eq(shm_ring_init(sh, bytes, 8), 0);
 	sh->prod.head = 9; /* 9 messages in 8 slots */
-	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL),
-			 SHMEX_ERINGCORRUPT);
+	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL), SHMEX_ERINGCORRUPT);
 	sh->prod.head = 0;
 	sh->cons.tail = 1; /* consumed more than was produced */
-	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL),
-			 SHMEX_ERINGCORRUPT);
+	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL), SHMEX_ERINGCORRUPT);
 	sh->cons.tail = 0;
 	ck_assert_int_eq(shm_ring_attach(&r, sh, bytes, NULL), 0);
 	shm_region_detach(&reg);
@@ -434,8 +423,7 @@ START_TEST(corrupt_tail_detected)
 	ck_assert_uint_eq(done, 1);
 	ck_assert_uint_eq(enq_seq(&r, 1, 9, 8), 3); /* fills to 12 = 4 + 8 */
 	sh->cons.tail = 2;
-	ck_assert_int_eq(shm_ring_enqueue_batch(&r, &one, 1, &done),
-			 SHMEX_ERINGCORRUPT);
+	ck_assert_int_eq(shm_ring_enqueue_batch(&r, &one, 1, &done), SHMEX_ERINGCORRUPT);
 	ck_assert_uint_eq(sh->prod.head, 12);
 	/* Backwards but within capacity of head: only the "went backwards"
 	 * check can catch it.  Tail 6 (cached), head 13, then tail 5:
@@ -448,8 +436,7 @@ START_TEST(corrupt_tail_detected)
 	struct shm_msg four[4];
 	for (unsigned i = 0; i < 4; i++)
 		msg_fill(&four[i], 1, 20 + i);
-	ck_assert_int_eq(shm_ring_enqueue_batch(&r, four, 4, &done),
-			 SHMEX_ERINGCORRUPT);
+	ck_assert_int_eq(shm_ring_enqueue_batch(&r, four, 4, &done), SHMEX_ERINGCORRUPT);
 	ck_assert_uint_eq(done, 0);
 	ck_assert_uint_eq(sh->prod.head, 13);
 	shm_region_detach(&reg);
@@ -524,8 +511,8 @@ static void check_peer(pid_t peer)
 }
 
 /* Producer side: batches of varying size; waits (yields) when full. */
-static void produce_seq(struct shm_ring *r, uint64_t count,
-			unsigned pause_every, pid_t peer)
+static void produce_seq(struct shm_ring *r, uint64_t count, unsigned pause_every,
+			pid_t peer)
 {
 	unsigned fulls = 0;
 	struct shm_msg buf[64];
@@ -540,9 +527,8 @@ static void produce_seq(struct shm_ring *r, uint64_t count,
 		unsigned off = 0;
 		while (off < n) {
 			unsigned done;
-			ck_assert_int_eq(shm_ring_enqueue_batch(r, buf + off,
-								n - off, &done),
-					 0);
+			ck_assert_int_eq(
+				shm_ring_enqueue_batch(r, buf + off, n - off, &done), 0);
 			off += done;
 			if (off < n) {
 				if (++fulls % 4096 == 0)
@@ -564,8 +550,7 @@ START_TEST(ten_million_across_processes)
 	pid_t c = fork();
 	ck_assert_int_ge(c, 0);
 	if (c == 0)
-		_exit(consume_seq("r", TEN_MILLION,
-				  SHM_DOORBELL_SPIN_NS_DEFAULT));
+		_exit(consume_seq("r", TEN_MILLION, SHM_DOORBELL_SPIN_NS_DEFAULT));
 	/* The producer attaches through its own handle on the creator's
 	 * mapping; the consumer mapped the region anew. */
 	attach_local(&r, &reg);
@@ -616,9 +601,8 @@ static int proc_state(pid_t pid, char *state, unsigned long *ticks)
 	buf[n] = 0;
 	char *p = strrchr(buf, ')');
 	unsigned long ut, st;
-	if (!p ||
-	    sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-		   state, &ut, &st) != 3)
+	if (!p || sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+			 state, &ut, &st) != 3)
 		return -1;
 	*ticks = ut + st;
 	return 0;
@@ -651,8 +635,7 @@ static unsigned long wait_asleep(struct shm_ring *r, pid_t c)
 	unsigned long ticks = 0;
 	for (int i = 0; i < 5000; i++) {
 		shm_ring_stats(r, &st);
-		if (st.db.sleeping && proc_state(c, &state, &ticks) == 0 &&
-		    state == 'S')
+		if (st.db.sleeping && proc_state(c, &state, &ticks) == 0 && state == 'S')
 			return ticks;
 		usleep(1000);
 	}
@@ -731,20 +714,19 @@ START_TEST(shared_doorbell_serves_two_rings)
 	struct shm_region rd, ra, rb;
 	struct shm_ring a, b;
 	ck_assert_int_eq(shm_region_create(&rd, inst, "db", SHM_KIND_TEST,
-					   sizeof(struct shm_doorbell_sh), NULL,
-					   0, 0600),
+					   sizeof(struct shm_doorbell_sh), NULL, 0, 0600),
 			 0);
 	struct shm_doorbell_sh *db = shm_region_body(&rd);
 	shm_doorbell_init(db);
 	shm_region_publish(&rd);
 	make_ring(&ra, "a", 8);
 	make_ring(&rb, "b", 8);
-	ck_assert_int_eq(shm_ring_attach(&a, shm_region_body(&ra),
-					 shm_region_body_size(&ra), db),
-			 0);
-	ck_assert_int_eq(shm_ring_attach(&b, shm_region_body(&rb),
-					 shm_region_body_size(&rb), db),
-			 0);
+	ck_assert_int_eq(
+		shm_ring_attach(&a, shm_region_body(&ra), shm_region_body_size(&ra), db),
+		0);
+	ck_assert_int_eq(
+		shm_ring_attach(&b, shm_region_body(&rb), shm_region_body_size(&rb), db),
+		0);
 	pid_t c = fork();
 	ck_assert_int_ge(c, 0);
 	if (c == 0)
@@ -811,8 +793,7 @@ static int produce_slowly(const char *name, uint64_t tag, uint64_t count)
 }
 
 /* Consumer check: every message whole, per-producer sequence contiguous. */
-static void check_msgs(const struct shm_msg *m, unsigned n, uint64_t tag,
-		       uint64_t *next)
+static void check_msgs(const struct shm_msg *m, unsigned n, uint64_t tag, uint64_t *next)
 {
 	for (unsigned i = 0; i < n; i++) {
 		ck_assert_msg(msg_ok(&m[i]), "torn message at seq %llu",
@@ -939,8 +920,7 @@ START_TEST(observer_attaches_busy_ring)
 		struct shm_ring r;
 		struct shm_ring_stats rs;
 		ck_assert_int_eq(shm_ring_attach(&r, shm_region_body(&reg),
-						 shm_region_body_size(&reg),
-						 NULL),
+						 shm_region_body_size(&reg), NULL),
 				 0);
 		shm_ring_stats(&r, &rs);
 		ck_assert(!rs.corrupt_now);

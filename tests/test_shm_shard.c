@@ -27,14 +27,15 @@ START_TEST(symbols_spread_over_shards)
 {
 	/* Real tickers must not all land on one shard (FNV-1a mod 2 alone
 	 * sends AAPL, MSFT, GOOG, IBM, ... to the same one). */
-	const char *syms[] = {"AAPL", "MSFT", "GOOG", "IBM", "TSLA", "XOM",
-			      "GE", "F", "SPY", "AMZN", "BTC", "ETH"};
+	const char *syms[] = {"AAPL", "MSFT", "GOOG", "IBM",  "TSLA", "XOM",
+			      "GE",   "F",    "SPY",  "AMZN", "BTC",  "ETH"};
 	for (uint32_t n = 2; n <= 4; n++) {
 		int count[4] = {0};
 		for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++)
 			count[shm_shard_of_symbol(syms[i], strlen(syms[i]), n)]++;
 		for (uint32_t s = 0; s < n; s++)
-			ck_assert_msg(count[s] > 0, "shard %u of %u gets no symbol", s, n);
+			ck_assert_msg(count[s] > 0, "shard %u of %u gets no symbol", s,
+				      n);
 	}
 	/* Over many generated symbols, two shards are within 10% of even. */
 	int c2[2] = {0};
@@ -62,20 +63,24 @@ START_TEST(ids_never_overflow)
 			uint32_t ns = shards[j];
 			uint64_t g = shm_order_gen_max(cap, ns);
 			unsigned __int128 top =
-			    ((unsigned __int128)g * cap + (cap - 1)) * ns + ns;
-			ck_assert_msg(top <= UINT64_MAX, "cap %llu shards %u: gen_max %llu overflows",
+				((unsigned __int128)g * cap + (cap - 1)) * ns + ns;
+			ck_assert_msg(top <= UINT64_MAX,
+				      "cap %llu shards %u: gen_max %llu overflows",
 				      (unsigned long long)cap, ns, (unsigned long long)g);
 			unsigned __int128 next =
-			    ((unsigned __int128)(g + 1) * cap + (cap - 1)) * ns + ns;
-			ck_assert_msg(next > UINT64_MAX, "cap %llu shards %u: gen_max %llu is not the largest",
-				      (unsigned long long)cap, ns, (unsigned long long)g);
+				((unsigned __int128)(g + 1) * cap + (cap - 1)) * ns + ns;
+			ck_assert_msg(
+				next > UINT64_MAX,
+				"cap %llu shards %u: gen_max %llu is not the largest",
+				(unsigned long long)cap, ns, (unsigned long long)g);
 			/* The id of the last slot maps back to it and its shard. */
 			uint64_t id = shm_order_id_make(ns - 1, ns, cap - 1, g, cap);
 			ck_assert_uint_eq(shm_shard_of_order(id, ns), ns - 1);
 			ck_assert_uint_eq(shm_order_slot(id, ns, cap), cap - 1);
 		}
 	}
-	ck_assert_uint_eq(shm_order_gen_max(SHM_SETTINGS_CAP_MAX, 64), (UINT64_C(1) << 28) - 2);
+	ck_assert_uint_eq(shm_order_gen_max(SHM_SETTINGS_CAP_MAX, 64),
+			  (UINT64_C(1) << 28) - 2);
 }
 END_TEST
 

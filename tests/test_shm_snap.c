@@ -52,12 +52,13 @@ static void teardown(void)
 
 static void book_make(uint32_t levels, uint32_t orders, uint32_t fills)
 {
-	struct eng_core_cfg cfg = {.caps = {8, levels, orders, fills},
-				   .shard = 0, .nshards = 2};
+	struct eng_core_cfg cfg = {
+		.caps = {8, levels, orders, fills}, .shard = 0, .nshards = 2};
 	ck_assert_uint_gt(eng_core_bytes(&cfg), 0);
 	ck_assert_int_eq(shm_book_region_create(&fx.reg, inst, &cfg.caps, 0, 2, 0), 0);
 	ck_assert_int_eq(eng_core_init(&fx.b, shm_region_body(&fx.reg),
-				       shm_region_body_size(&fx.reg), &cfg, NULL, NULL), 0);
+				       shm_region_body_size(&fx.reg), &cfg, NULL, NULL),
+			 0);
 	ck_assert_int_eq(eng_core_symbol_add(fx.b, "ABC", 3, &fx.sym), 0);
 	ck_assert_int_eq(eng_core_symbol_add(fx.b, "XYZ", 3, &fx.sym2), 0);
 	shm_region_publish(&fx.reg);
@@ -234,8 +235,10 @@ START_TEST(order_status_and_fills)
 
 	/* Ids that are not orders of this shard. */
 	ck_assert_int_eq(shm_snap_order(&rd, 0, &o, NULL, 0, &nf), SHMEX_ENOORDER);
-	ck_assert_int_eq(shm_snap_order(&rd, buy + 1, &o, NULL, 0, &nf), SHMEX_EWRONGSHARD);
-	ck_assert_int_eq(shm_snap_order(&rd, sell + 2 * 10, &o, NULL, 0, &nf), SHMEX_ENOORDER);
+	ck_assert_int_eq(shm_snap_order(&rd, buy + 1, &o, NULL, 0, &nf),
+			 SHMEX_EWRONGSHARD);
+	ck_assert_int_eq(shm_snap_order(&rd, sell + 2 * 10, &o, NULL, 0, &nf),
+			 SHMEX_ENOORDER);
 	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, NULL, 1, &nf), -EINVAL);
 	shm_snap_close(&rd);
 	book_free();
@@ -535,9 +538,11 @@ static int reader_proc(unsigned long long until)
 		}
 		ok++;
 	}
-	fprintf(stderr, "reader %d: %lu snapshots, %lu orders read, %lu busy, "
-		"%llu retries, %llu lost\n", (int)getpid(), ok, orders, busy,
-		(unsigned long long)rd.retries, (unsigned long long)rd.lost);
+	fprintf(stderr,
+		"reader %d: %lu snapshots, %lu orders read, %lu busy, "
+		"%llu retries, %llu lost\n",
+		(int)getpid(), ok, orders, busy, (unsigned long long)rd.retries,
+		(unsigned long long)rd.lost);
 	shm_snap_close(&rd);
 	return ok > 100 ? 0 : 19;
 }
@@ -591,14 +596,15 @@ START_TEST(concurrent_writer_and_reader_processes)
 	for (int i = 0; i < NREADERS; i++) {
 		int st = test_wait_pid(pid[i], 20000);
 		ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-			      "reader exit status %d", st >= 0 && WIFEXITED(st) ?
-			      WEXITSTATUS(st) : -1);
+			      "reader exit status %d",
+			      st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 	}
 	char why[256];
 	ck_assert_msg(eng_core_check(fx.b, why, sizeof(why)) == 0, "%s", why);
 	struct eng_core_stats bs;
 	eng_core_stats(fx.b, &bs);
-	fprintf(stderr, "writer: %llu requests, %llu book-full; orders live %u "
+	fprintf(stderr,
+		"writer: %llu requests, %llu book-full; orders live %u "
 		"done %u free %u unused %u; fills used %u free %u; epoch %llu safe %llu\n",
 		(unsigned long long)n, (unsigned long long)full, bs.orders_live,
 		bs.orders_done, bs.orders_free, bs.orders_unused, bs.fills_used,

@@ -88,10 +88,10 @@ static void qrun_v(struct qres *r, const char *const *args)
 	read_all(fe, r->err, sizeof(r->err));
 }
 
-#define QRUN(r, ...)                                                           \
-	do {                                                                   \
-		const char *const a_[] = {__VA_ARGS__, NULL};                  \
-		qrun_v((r), a_);                                               \
+#define QRUN(r, ...)                                          \
+	do {                                                  \
+		const char *const a_[] = {__VA_ARGS__, NULL}; \
+		qrun_v((r), a_);                              \
 	} while (0)
 
 /* Exit 0, nothing on stderr. */
@@ -112,8 +112,8 @@ static const char *mask(const char *in)
 		struct tm tm;
 		memset(&tm, 0, sizeof(tm));
 		const char *e = strptime(p, "%Y-%m-%dT%H:%M:%S", &tm);
-		if (e && p[4] == '-' && *e == '.' &&
-		    strspn(e + 1, "0123456789") == 9 && e[10] == 'Z') {
+		if (e && p[4] == '-' && *e == '.' && strspn(e + 1, "0123456789") == 9 &&
+		    e[10] == 'Z') {
 			time_t t = timegm(&tm);
 			out[o++] = 'T';
 			if (t < now - 86400 || t > now + 86400)
@@ -121,22 +121,19 @@ static const char *mask(const char *in)
 			p = e + 11;
 			continue;
 		}
-		if (!strncmp(p, "time_ns\":", 9) && p[9] >= '1' &&
-		    p[9] <= '9') {
+		if (!strncmp(p, "time_ns\":", 9) && p[9] >= '1' && p[9] <= '9') {
 			char *end;
 			unsigned long long v = strtoull(p + 9, &end, 10);
 			memcpy(out + o, p, 9);
 			o += 9;
 			out[o++] = 'T';
-			if (v / 1000000000ull <
-				(unsigned long long)now - 86400 ||
+			if (v / 1000000000ull < (unsigned long long)now - 86400 ||
 			    v / 1000000000ull > (unsigned long long)now + 86400)
 				o += (size_t)snprintf(out + o, 8, "BAD");
 			p = end;
 			continue;
 		}
-		if (!strncmp(p, "\"event\":", 8) && p[8] >= '1' &&
-		    p[8] <= '9') {
+		if (!strncmp(p, "\"event\":", 8) && p[8] >= '1' && p[8] <= '9') {
 			char *end;
 			(void)strtoull(p + 8, &end, 10);
 			memcpy(out + o, "\"event\":E", 9);
@@ -202,11 +199,9 @@ static void noted_setup(void)
 static void noted_teardown(void)
 {
 	for (int i = 0; i < noted->n; i++) {
-		if (noted->pid[i] > 0 &&
-		    runs_instance(noted->pid[i], noted->inst[i])) {
+		if (noted->pid[i] > 0 && runs_instance(noted->pid[i], noted->inst[i])) {
 			kill(noted->pid[i], SIGKILL);
-			usleep(
-			    200000); /* its children get SIGTERM (PDEATHSIG) */
+			usleep(200000); /* its children get SIGTERM (PDEATHSIG) */
 		}
 		test_cleanup_instance(noted->inst[i]);
 	}
@@ -224,11 +219,11 @@ static void new_instance(void)
 
 static void start_exchange(void)
 {
-	static const char *const extra[] = {
-	    "--shards",	 "2",	      "--gateways", "1",       "--orders",
-	    "1024",	 "--levels",  "256",	    "--fills", "4096",
-	    "--symbols", "16",	      "--accounts", "1024",    "--positions",
-	    "1024",	 "--readers", "8",	    "--quiet", NULL};
+	static const char *const extra[] = {"--shards",   "2",    "--gateways",  "1",
+					    "--orders",   "1024", "--levels",    "256",
+					    "--fills",    "4096", "--symbols",   "16",
+					    "--accounts", "1024", "--positions", "1024",
+					    "--readers",  "8",    "--quiet",     NULL};
 	new_instance();
 	int rc = exchange_start(&ex, test_bin("shmex"), inst, extra, 20000);
 	ck_assert_msg(rc == 0, "shmex did not start");
@@ -284,13 +279,12 @@ static const char *request(struct client *c, const char *xml)
 	size_t len;
 	int rc = client_request(c, xml, &rep, &len, T_MS);
 	ck_assert_msg(rc == 0, "request failed: %s", strerror(-rc));
-	ck_assert_msg(!strstr(rep, "<error"), "request %s failed: %s", xml,
-		      rep);
+	ck_assert_msg(!strstr(rep, "<error"), "request %s failed: %s", xml, rep);
 	return rep;
 }
 
-static uint64_t order(struct client *c, int account, const char *sym,
-		      const char *amount, const char *limit)
+static uint64_t order(struct client *c, int account, const char *sym, const char *amount,
+		      const char *limit)
 {
 	char xml[512];
 	snprintf(xml, sizeof(xml),
@@ -301,8 +295,7 @@ static uint64_t order(struct client *c, int account, const char *sym,
 	struct xdoc d;
 	ck_assert_int_eq(xdoc_parse(&d, rep, strlen(rep)), 0);
 	int k = xdoc_child(&d, 0, 0);
-	ck_assert_msg(k > 0 && !strcmp(d.nodes[k].name, "opened"),
-		      "not opened: %s", rep);
+	ck_assert_msg(k > 0 && !strcmp(d.nodes[k].name, "opened"), "not opened: %s", rep);
 	uint64_t id = strtoull(xnode_attr(&d.nodes[k], "id"), NULL, 10);
 	xdoc_free(&d);
 	return id;
@@ -311,8 +304,7 @@ static uint64_t order(struct client *c, int account, const char *sym,
 /* A symbol of the other shard than X's. */
 static const char *other_symbol(uint32_t sx, uint32_t *sy)
 {
-	static const char *const cand[] = {"Y",	 "Z",  "AB", "CD",
-					   "EF", "GH", "IJ", "KL"};
+	static const char *const cand[] = {"Y", "Z", "AB", "CD", "EF", "GH", "IJ", "KL"};
 	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
 		*sy = shm_shard_of_symbol(cand[i], strlen(cand[i]), 2);
 		if (*sy != sx)
@@ -359,16 +351,14 @@ static void known_flow(struct known *k)
 	k->o[8] = order(&c, 2, "X", "-0.5", "141.25");
 	k->o[9] = order(&c, 1, "X", "10", "100");
 	snprintf(xml, sizeof(xml),
-		 "<transactions id=\"1\"><cancel id=\"%" PRIu64
-		 "\"/></transactions>",
+		 "<transactions id=\"1\"><cancel id=\"%" PRIu64 "\"/></transactions>",
 		 k->o[9]);
 	(void)request(&c, xml);
 	client_close(&c);
 }
 
 /* One level line of the text book: columns of 14, 14 and 7. */
-static const char *row(const char *side, const char *price, const char *qty,
-		       unsigned n)
+static const char *row(const char *side, const char *price, const char *qty, unsigned n)
 {
 	static char buf[8][128];
 	static int i;
@@ -377,8 +367,7 @@ static const char *row(const char *side, const char *price, const char *qty,
 	return b;
 }
 
-static const char *fmt(const char *f, ...)
-	__attribute__((format(printf, 1, 2)));
+static const char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 static const char *fmt(const char *f, ...)
 {
 	static char buf[4][8192];
@@ -392,9 +381,9 @@ static const char *fmt(const char *f, ...)
 }
 
 #define HEADER "  side          price            qty  orders\n"
-#define SUMMARY                                                                \
-	"bids: 1 level, 2 orders, 500 shares; asks: 4 levels, 4 orders, "      \
-	"800.5 shares\n"                                                       \
+#define SUMMARY                                                           \
+	"bids: 1 level, 2 orders, 500 shares; asks: 4 levels, 4 orders, " \
+	"800.5 shares\n"                                                  \
 	"last trade: 200 @ 125; 2 trades, volume 400\n"
 
 START_TEST(book_text_and_json)
@@ -406,37 +395,35 @@ START_TEST(book_text_and_json)
 
 	QRUN(&r, "--instance", inst, "book", "X");
 	ok(&r);
-	ck_assert_str_eq(
-	    r.out,
-	    fmt("X (shard %u)\n" HEADER "%s%s%s%s  ----\n%s" SUMMARY, k.sx,
-		row("ask", "141.25", "0.5", 1), row("ask", "140", "200", 1),
-		row("ask", "130", "100", 1), row("ask", "128", "500", 1),
-		row("bid", "125", "500", 2)));
+	ck_assert_str_eq(r.out,
+			 fmt("X (shard %u)\n" HEADER "%s%s%s%s  ----\n%s" SUMMARY, k.sx,
+			     row("ask", "141.25", "0.5", 1), row("ask", "140", "200", 1),
+			     row("ask", "130", "100", 1), row("ask", "128", "500", 1),
+			     row("bid", "125", "500", 2)));
 
 	QRUN(&r, "--instance", inst, "book", "X", "--depth", "1");
 	ok(&r);
-	ck_assert_str_eq(r.out, fmt("X (shard %u)\n" HEADER
-				    "  ask  ...\n%s  ----\n%s" SUMMARY,
-				    k.sx, row("ask", "128", "500", 1),
-				    row("bid", "125", "500", 2)));
+	ck_assert_str_eq(r.out,
+			 fmt("X (shard %u)\n" HEADER "  ask  ...\n%s  ----\n%s" SUMMARY,
+			     k.sx, row("ask", "128", "500", 1),
+			     row("bid", "125", "500", 2)));
 
 	QRUN(&r, "book", "--orders", "X", "--instance", inst);
 	ok(&r);
-	ck_assert_str_eq(
-	    r.out,
-	    fmt("X (shard %u)\n" HEADER "%s        order %" PRIu64
-		", account 2: 0.5 of 0.5\n"
-		"%s        order %" PRIu64 ", account 2: 200 of 200\n"
-		"%s        order %" PRIu64 ", account 2: 100 of 100\n"
-		"%s        order %" PRIu64 ", account 2: 500 of 500\n"
-		"  ----\n"
-		"%s        order %" PRIu64 ", account 1: 100 of 300\n"
-		"        order %" PRIu64 ", account 1: 400 of 400\n" SUMMARY,
-		k.sx, row("ask", "141.25", "0.5", 1), k.o[8],
-		row("ask", "140", "200", 1), k.o[5],
-		row("ask", "130", "100", 1), k.o[2],
-		row("ask", "128", "500", 1), k.o[4],
-		row("bid", "125", "500", 2), k.o[1], k.o[6]));
+	ck_assert_str_eq(r.out,
+			 fmt("X (shard %u)\n" HEADER "%s        order %" PRIu64
+			     ", account 2: 0.5 of 0.5\n"
+			     "%s        order %" PRIu64 ", account 2: 200 of 200\n"
+			     "%s        order %" PRIu64 ", account 2: 100 of 100\n"
+			     "%s        order %" PRIu64 ", account 2: 500 of 500\n"
+			     "  ----\n"
+			     "%s        order %" PRIu64 ", account 1: 100 of 300\n"
+			     "        order %" PRIu64 ", account 1: 400 of 400\n" SUMMARY,
+			     k.sx, row("ask", "141.25", "0.5", 1), k.o[8],
+			     row("ask", "140", "200", 1), k.o[5],
+			     row("ask", "130", "100", 1), k.o[2],
+			     row("ask", "128", "500", 1), k.o[4],
+			     row("bid", "125", "500", 2), k.o[1], k.o[6]));
 
 	QRUN(&r, "--instance", inst, "--json", "book", "X");
 	ok(&r);
@@ -457,67 +444,61 @@ START_TEST(book_text_and_json)
 				    "{\"price\":\"125\",\"qty\":\"200\"}}\n",
 				    k.sx));
 
-	QRUN(&r, "--instance", inst, "--json", "book", "X", "--orders",
-	     "--depth", "1");
+	QRUN(&r, "--instance", inst, "--json", "book", "X", "--orders", "--depth", "1");
 	ok(&r);
 	ck_assert_str_eq(
-	    mask(r.out),
-	    fmt("{\"symbol\":\"X\",\"shard\":%u,\"bids\":[{\"price\":\"125\","
-		"\"qty\":\"500\","
-		"\"orders\":2,\"queue\":[{\"id\":%" PRIu64
-		",\"account\":1,\"open\":\"100\","
-		"\"amount\":\"300\",\"time_ns\":T},{\"id\":%" PRIu64
-		",\"account\":1,"
-		"\"open\":\"400\",\"amount\":\"400\",\"time_ns\":T}]}],"
-		"\"asks\":[{\"price\":"
-		"\"128\",\"qty\":\"500\",\"orders\":1,\"queue\":[{\"id\":"
-		"%" PRIu64 ",\"account\":2,\"open\":\"500\",\"amount\":\"500\","
-			   "\"time_ns\":T}]}],"
-		"\"more_bids\":false,\"more_asks\":true,\"bid_levels\":1,\"bid_"
-		"orders\":2,"
-		"\"bid_qty\":\"500\",\"ask_levels\":4,\"ask_orders\":4,\"ask_"
-		"qty\":\"800.5\","
-		"\"trades\":2,\"volume\":\"400\",\"last\":{\"price\":\"125\","
-		"\"qty\":\"200\"}}\n",
-		k.sx, k.o[1], k.o[6], k.o[4]));
+		mask(r.out),
+		fmt("{\"symbol\":\"X\",\"shard\":%u,\"bids\":[{\"price\":\"125\","
+		    "\"qty\":\"500\","
+		    "\"orders\":2,\"queue\":[{\"id\":%" PRIu64
+		    ",\"account\":1,\"open\":\"100\","
+		    "\"amount\":\"300\",\"time_ns\":T},{\"id\":%" PRIu64 ",\"account\":1,"
+		    "\"open\":\"400\",\"amount\":\"400\",\"time_ns\":T}]}],"
+		    "\"asks\":[{\"price\":"
+		    "\"128\",\"qty\":\"500\",\"orders\":1,\"queue\":[{\"id\":"
+		    "%" PRIu64 ",\"account\":2,\"open\":\"500\",\"amount\":\"500\","
+		    "\"time_ns\":T}]}],"
+		    "\"more_bids\":false,\"more_asks\":true,\"bid_levels\":1,\"bid_"
+		    "orders\":2,"
+		    "\"bid_qty\":\"500\",\"ask_levels\":4,\"ask_orders\":4,\"ask_"
+		    "qty\":\"800.5\","
+		    "\"trades\":2,\"volume\":\"400\",\"last\":{\"price\":\"125\","
+		    "\"qty\":\"200\"}}\n",
+		    k.sx, k.o[1], k.o[6], k.o[4]));
 
 	/* A symbol with shares but no orders. */
 	QRUN(&r, "--instance", inst, "book", k.y);
 	ok(&r);
-	ck_assert_str_eq(r.out,
-			 fmt("%s (shard %u)\n" HEADER "  (no asks)\n  ----\n"
-			     "  (no bids)\nbids: 0 levels, 0 orders, 0 shares; "
-			     "asks: 0 levels, 0 orders, 0 shares\nno trades\n",
-			     k.y, k.sy));
+	ck_assert_str_eq(r.out, fmt("%s (shard %u)\n" HEADER "  (no asks)\n  ----\n"
+				    "  (no bids)\nbids: 0 levels, 0 orders, 0 shares; "
+				    "asks: 0 levels, 0 orders, 0 shares\nno trades\n",
+				    k.y, k.sy));
 
 	/* The books are consistent. */
 	QRUN(&r, "--instance", inst, "check");
 	ok(&r);
-	ck_assert_msg(
-	    strstr(r.out, fmt("X (shard %u): ok, 5 levels, 6 orders\n", k.sx)),
-	    "%s", r.out);
+	ck_assert_msg(strstr(r.out, fmt("X (shard %u): ok, 5 levels, 6 orders\n", k.sx)),
+		      "%s", r.out);
 	ck_assert(strstr(r.out, "2 symbols checked, 0 violations, 0 busy\n"));
 	/* One symbol: only its own shard is visited. */
 	QRUN(&r, "--instance", inst, "check", "X");
 	ok(&r);
-	ck_assert_str_eq(r.out,
-			 fmt("X (shard %u): ok, 5 levels, 6 orders\n"
-			     "1 symbols checked, 0 violations, 0 busy\n",
-			     k.sx));
+	ck_assert_str_eq(r.out, fmt("X (shard %u): ok, 5 levels, 6 orders\n"
+				    "1 symbols checked, 0 violations, 0 busy\n",
+				    k.sx));
 	QRUN(&r, "--instance", inst, "check", k.y);
 	ok(&r);
-	ck_assert_str_eq(r.out,
-			 fmt("%s (shard %u): ok, 0 levels, 0 orders\n"
-			     "1 symbols checked, 0 violations, 0 busy\n",
-			     k.y, k.sy));
+	ck_assert_str_eq(r.out, fmt("%s (shard %u): ok, 0 levels, 0 orders\n"
+				    "1 symbols checked, 0 violations, 0 busy\n",
+				    k.y, k.sy));
 
 	/* Errors: one line, exit 1, nothing on stdout. */
 	QRUN(&r, "--instance", inst, "book", "NOPE");
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_str_eq(r.out, "");
-	ck_assert_str_eq(
-	    r.err, fmt("shmex-query: symbol 'NOPE' does not exist (shard %u)\n",
-		       shm_shard_of_symbol("NOPE", 4, 2)));
+	ck_assert_str_eq(r.err,
+			 fmt("shmex-query: symbol 'NOPE' does not exist (shard %u)\n",
+			     shm_shard_of_symbol("NOPE", 4, 2)));
 	stop_exchange();
 }
 END_TEST
@@ -531,51 +512,47 @@ START_TEST(order_and_account)
 
 	QRUN(&r, "--instance", inst, "order", fmt("%" PRIu64, k.o[7]));
 	ok(&r);
-	ck_assert_str_eq(
-	    mask(r.out),
-	    fmt("order %" PRIu64 ": sell 400 X @ 124 GTC, account 2, shard %u\n"
-		"  status     filled\n"
-		"  open       0\n"
-		"  executed   400\n"
-		"  cancelled  0\n"
-		"  accepted   T\n"
-		"  fills      2\n"
-		"    200 @ 127  T  taker, counterparty %" PRIu64 "\n"
-		"    200 @ 125  T  taker, counterparty %" PRIu64 "\n",
-		k.o[7], k.sx, k.o[3], k.o[1]));
+	ck_assert_str_eq(mask(r.out),
+			 fmt("order %" PRIu64
+			     ": sell 400 X @ 124 GTC, account 2, shard %u\n"
+			     "  status     filled\n"
+			     "  open       0\n"
+			     "  executed   400\n"
+			     "  cancelled  0\n"
+			     "  accepted   T\n"
+			     "  fills      2\n"
+			     "    200 @ 127  T  taker, counterparty %" PRIu64 "\n"
+			     "    200 @ 125  T  taker, counterparty %" PRIu64 "\n",
+			     k.o[7], k.sx, k.o[3], k.o[1]));
 
 	QRUN(&r, "--instance", inst, "order", fmt("%" PRIu64, k.o[9]));
 	ok(&r);
-	ck_assert_str_eq(mask(r.out),
-			 fmt("order %" PRIu64
-			     ": buy 10 X @ 100 GTC, account 1, shard %u\n"
-			     "  status     cancelled\n"
-			     "  open       0\n"
-			     "  executed   0\n"
-			     "  cancelled  10\n"
-			     "  accepted   T\n"
-			     "  cancel at  T\n"
-			     "  fills      0\n",
-			     k.o[9], k.sx));
+	ck_assert_str_eq(mask(r.out), fmt("order %" PRIu64
+					  ": buy 10 X @ 100 GTC, account 1, shard %u\n"
+					  "  status     cancelled\n"
+					  "  open       0\n"
+					  "  executed   0\n"
+					  "  cancelled  10\n"
+					  "  accepted   T\n"
+					  "  cancel at  T\n"
+					  "  fills      0\n",
+					  k.o[9], k.sx));
 
-	QRUN(&r, "--json", "--instance", inst, "order",
-	     fmt("%" PRIu64, k.o[1]));
+	QRUN(&r, "--json", "--instance", inst, "order", fmt("%" PRIu64, k.o[1]));
 	ok(&r);
 	ck_assert_str_eq(
-	    mask(r.out),
-	    fmt("{\"id\":%" PRIu64
-		",\"shard\":%u,\"account\":1,\"symbol\":\"X\","
-		"\"side\":\"buy\",\"tif\":\"GTC\",\"price\":\"125\",\"amount\":"
-		"\"300\","
-		"\"status\":\"open\",\"open\":\"100\",\"executed\":\"200\","
-		"\"cancelled\":\"0\",\"time_ns\":T,\"cancel_time_ns\":0,"
-		"\"fills\":"
-		"[{\"qty\":\"200\",\"price\":\"125\",\"time_ns\":T,"
-		"\"counterparty\":%" PRIu64 ",\"event\":E,\"maker\":true}]}\n",
-		k.o[1], k.sx, k.o[7]));
+		mask(r.out),
+		fmt("{\"id\":%" PRIu64 ",\"shard\":%u,\"account\":1,\"symbol\":\"X\","
+		    "\"side\":\"buy\",\"tif\":\"GTC\",\"price\":\"125\",\"amount\":"
+		    "\"300\","
+		    "\"status\":\"open\",\"open\":\"100\",\"executed\":\"200\","
+		    "\"cancelled\":\"0\",\"time_ns\":T,\"cancel_time_ns\":0,"
+		    "\"fills\":"
+		    "[{\"qty\":\"200\",\"price\":\"125\",\"time_ns\":T,"
+		    "\"counterparty\":%" PRIu64 ",\"event\":E,\"maker\":true}]}\n",
+		    k.o[1], k.sx, k.o[7]));
 
-	QRUN(&r, "--json", "--instance", inst, "order",
-	     fmt("%" PRIu64, k.o[8]));
+	QRUN(&r, "--json", "--instance", inst, "order", fmt("%" PRIu64, k.o[8]));
 	ok(&r);
 	ck_assert_str_eq(mask(r.out),
 			 fmt("{\"id\":%" PRIu64
@@ -598,24 +575,23 @@ START_TEST(order_and_account)
 	snprintf(lxs, sizeof(lxs), "%s", lx);
 	const char *ly = fmt("  %-15s %6u %14s %14s\n", k.y, k.sy, "50", "0");
 	ck_assert_str_eq(
-	    r.out,
-	    fmt("account 1\n"
-		"  balance    87100\n"
-		"  reserved   62500\n"
-		"  deposited  200000\n"
-		"  symbol           shard         amount       reserved\n%s%s",
-		y_first ? ly : lxs, y_first ? lxs : ly));
+		r.out, fmt("account 1\n"
+			   "  balance    87100\n"
+			   "  reserved   62500\n"
+			   "  deposited  200000\n"
+			   "  symbol           shard         amount       reserved\n%s%s",
+			   y_first ? ly : lxs, y_first ? lxs : ly));
 
 	/* Account 2: 1000 + 200 x 127 + 200 x 125 = 51400; X: 2000 created,
 	 * 1200.5 offered, 400 sold: 799.5 free, 800.5 reserved. */
 	QRUN(&r, "--instance", inst, "--json", "account", "2");
 	ok(&r);
 	ck_assert_str_eq(
-	    r.out,
-	    fmt("{\"account\":2,\"balance\":\"51400\",\"reserved\":\"0\","
-		"\"deposited\":\"1000\",\"positions\":[{\"symbol\":\"X\","
-		"\"shard\":%u,\"amount\":\"799.5\",\"reserved\":\"800.5\"}]}\n",
-		k.sx));
+		r.out,
+		fmt("{\"account\":2,\"balance\":\"51400\",\"reserved\":\"0\","
+		    "\"deposited\":\"1000\",\"positions\":[{\"symbol\":\"X\","
+		    "\"shard\":%u,\"amount\":\"799.5\",\"reserved\":\"800.5\"}]}\n",
+		    k.sx));
 
 	/* Not found: exit 1, one line. */
 	QRUN(&r, "--instance", inst, "order", "999999");
@@ -636,21 +612,15 @@ START_TEST(order_and_account)
 	json_t *shx = json_array_get(json_object_get(j, "shards"), k.sx);
 	ck_assert_ptr_nonnull(shx);
 	ck_assert(json_is_true(json_object_get(shx, "matcher_alive")));
-	ck_assert_int_eq(
-	    json_integer_value(json_object_get(shx, "orders_live")), 6);
-	ck_assert_int_eq(
-	    json_integer_value(json_object_get(shx, "orders_created")), 9);
-	ck_assert_int_eq(
-	    json_integer_value(json_object_get(shx, "levels_live")), 5);
-	ck_assert_int_eq(json_integer_value(json_object_get(shx, "symbols")),
-			 1);
-	ck_assert_int_eq(json_integer_value(json_object_get(shx, "cap_orders")),
-			 1024);
+	ck_assert_int_eq(json_integer_value(json_object_get(shx, "orders_live")), 6);
+	ck_assert_int_eq(json_integer_value(json_object_get(shx, "orders_created")), 9);
+	ck_assert_int_eq(json_integer_value(json_object_get(shx, "levels_live")), 5);
+	ck_assert_int_eq(json_integer_value(json_object_get(shx, "symbols")), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(shx, "cap_orders")), 1024);
 	json_t *rin = json_object_get(shx, "rings_in");
 	ck_assert_uint_eq(json_array_size(rin), 1);
-	ck_assert_int_eq(json_integer_value(
-			     json_object_get(json_array_get(rin, 0), "depth")),
-			 0);
+	ck_assert_int_eq(
+		json_integer_value(json_object_get(json_array_get(rin, 0), "depth")), 0);
 	json_decref(j);
 	stop_exchange();
 }
@@ -700,8 +670,8 @@ START_TEST(cannot_write_the_book)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(p[1], 1);
 		close(p[0]);
-		execl(test_bin("shmex-query"), "shmex-query", "--instance",
-		      inst, "watch", "X", "--interval-ms", "50", (char *)NULL);
+		execl(test_bin("shmex-query"), "shmex-query", "--instance", inst, "watch",
+		      "X", "--interval-ms", "50", (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -713,21 +683,19 @@ START_TEST(cannot_write_the_book)
 		got += (size_t)n;
 		buf[got] = '\0';
 	}
-	ck_assert_msg(!strncmp(buf, "\033[H\033[2J", 7), "no ANSI clear: %s",
-		      buf);
+	ck_assert_msg(!strncmp(buf, "\033[H\033[2J", 7), "no ANSI clear: %s", buf);
 	ck_assert(strstr(buf, row("bid", "125", "500", 2)));
 
 	snprintf(name, sizeof(name), "/shmex.%s.book.%u", inst, k.sx);
 	ck_assert_int_eq(maps_of(w, name, perms, 8), 1);
-	ck_assert_msg(!strchr(perms[0], 'w') && perms[0][0] == 'r',
-		      "book mapped %s", perms[0]);
+	ck_assert_msg(!strchr(perms[0], 'w') && perms[0][0] == 'r', "book mapped %s",
+		      perms[0]);
 	snprintf(name, sizeof(name), "/shmex.%s.control", inst);
 	ck_assert_int_eq(maps_of(w, name, perms, 8), 1);
 	ck_assert_msg(!strchr(perms[0], 'w'), "control mapped %s", perms[0]);
 	snprintf(name, sizeof(name), "/shmex.%s.readers.%u", inst, k.sx);
 	ck_assert_int_eq(maps_of(w, name, perms, 8), 1);
-	ck_assert_msg(strchr(perms[0], 'w'), "reader table mapped %s",
-		      perms[0]);
+	ck_assert_msg(strchr(perms[0], 'w'), "reader table mapped %s", perms[0]);
 	/* The matcher itself maps its book writable: the check can fail. */
 	pid_t m = exchange_child(&ex, "shmex-matcher", (int)k.sx);
 	ck_assert_int_gt(m, 0);
@@ -751,8 +719,7 @@ START_TEST(cannot_write_the_book)
 	ck_assert_msg(!strstr(r.out, fmt(" %8d  ", (int)w)), "%s", r.out);
 
 	/* --count stops by itself. */
-	QRUN(&r, "--instance", inst, "watch", "X", "--count", "3",
-	     "--interval-ms", "10");
+	QRUN(&r, "--instance", inst, "watch", "X", "--count", "3", "--interval-ms", "10");
 	ok(&r);
 	ck_assert(strstr(r.out, "frame 3\n"));
 	ck_assert(!strstr(r.out, "frame 4\n"));
@@ -773,9 +740,8 @@ START_TEST(cannot_write_the_book)
 		_exit(0);
 	}
 	st = test_wait_pid(c, 10000);
-	ck_assert_msg(
-	    st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42,
-	    "a write through the read-only mapping did not fault (0x%x)", st);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 42,
+		      "a write through the read-only mapping did not fault (0x%x)", st);
 	stop_exchange();
 }
 END_TEST
@@ -789,10 +755,9 @@ START_TEST(missing_instance)
 	QRUN(&r, "--instance", inst, "book", "X");
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_str_eq(r.out, "");
-	ck_assert_str_eq(
-	    r.err, fmt("shmex-query: instance '%s' is not running: shm_open "
-		       "/shmex.%s.control: No such file or directory\n",
-		       inst, inst));
+	ck_assert_str_eq(r.err, fmt("shmex-query: instance '%s' is not running: shm_open "
+				    "/shmex.%s.control: No such file or directory\n",
+				    inst, inst));
 	QRUN(&r, "--instance", inst, "--json", "stats");
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_str_eq(r.out, "");
@@ -805,35 +770,34 @@ START_TEST(help_version_usage)
 	struct qres r;
 	QRUN(&r, "--help");
 	ok(&r);
-	ck_assert(!strncmp(
-	    r.out, "usage: shmex-query [--instance NAME] [--json] COMMAND",
-	    53));
+	ck_assert(!strncmp(r.out, "usage: shmex-query [--instance NAME] [--json] COMMAND",
+			   53));
 	ck_assert(strstr(r.out, "watch SYMBOL"));
 	QRUN(&r, "--version");
 	ok(&r);
 	ck_assert_str_eq(
-	    r.out,
-	    fmt("shmex-query (shmex) %s, shared-memory layout %u (signature %016" PRIx64
-		")\n",
-		SHMEX_VERSION, SHM_LAYOUT_VERSION, shm_layout_signature()));
+		r.out,
+		fmt("shmex-query (shmex) %s, shared-memory layout %u (signature %016" PRIx64
+		    ")\n",
+		    SHMEX_VERSION, SHM_LAYOUT_VERSION, shm_layout_signature()));
 
 	/* Usage errors: exit 2, nothing on stdout, a hint on stderr. */
 	static const char *const bad[][6] = {
-	    {NULL},
-	    {"frobnicate", NULL},
-	    {"book", NULL},
-	    {"book", "X", "Y", NULL},
-	    {"book", "X-1", NULL},
-	    {"book", "X", "--depth", "ten", NULL},
-	    {"book", "X", "--depth", NULL},
-	    {"order", "abc", NULL},
-	    {"order", "0", NULL},
-	    {"order", "-5", NULL},
-	    {"account", "99999999999999999999999", NULL},
-	    {"stats", "--count", "3", NULL},
-	    {"book", "X", "--clear-stale", NULL},
-	    {"watch", "X", "--count", "0", NULL},
-	    {"--bogus", "stats", NULL},
+		{NULL},
+		{"frobnicate", NULL},
+		{"book", NULL},
+		{"book", "X", "Y", NULL},
+		{"book", "X-1", NULL},
+		{"book", "X", "--depth", "ten", NULL},
+		{"book", "X", "--depth", NULL},
+		{"order", "abc", NULL},
+		{"order", "0", NULL},
+		{"order", "-5", NULL},
+		{"account", "99999999999999999999999", NULL},
+		{"stats", "--count", "3", NULL},
+		{"book", "X", "--clear-stale", NULL},
+		{"watch", "X", "--count", "0", NULL},
+		{"--bogus", "stats", NULL},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *a[8] = {"--instance", "nosuch-q"};
@@ -845,13 +809,11 @@ START_TEST(help_version_usage)
 		ck_assert_msg(r.status == 2, "case %zu (%s): exit %d, %s", i,
 			      bad[i][0] ? bad[i][0] : "-", r.status, r.err);
 		ck_assert_str_eq(r.out, "");
-		ck_assert_msg(strstr(r.err, "Try 'shmex-query --help'"), "%s",
-			      r.err);
+		ck_assert_msg(strstr(r.err, "Try 'shmex-query --help'"), "%s", r.err);
 		int lines = 0;
 		for (const char *q = r.err; *q; q++)
 			lines += *q == '\n';
-		ck_assert_msg(lines == 2, "%s",
-			      r.err); /* the error, the hint */
+		ck_assert_msg(lines == 2, "%s", r.err); /* the error, the hint */
 	}
 }
 END_TEST
@@ -932,8 +894,7 @@ START_TEST(readers_clear_stale)
 	json_t *sh = shard0_readers(j);
 	ck_assert_int_eq(json_integer_value(json_object_get(sh, "epoch")), 4);
 	ck_assert_int_eq(json_integer_value(json_object_get(sh, "slots")), 4);
-	ck_assert_int_eq(json_integer_value(json_object_get(sh, "registered")),
-			 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(sh, "registered")), 2);
 	ck_assert_int_eq(json_integer_value(json_object_get(sh, "active")), 2);
 	ck_assert_int_eq(json_integer_value(json_object_get(sh, "max_lag")), 3);
 	json_t *xd = reader_of(sh, dead), *xl = reader_of(sh, live);
@@ -952,25 +913,25 @@ START_TEST(readers_clear_stale)
 	/* The text form of the same table. */
 	QRUN(&r, "--instance", inst, "readers");
 	ok(&r);
-	const char *ld = fmt("  %5d %8d  %-5s %16s %10s %8u\n", slot_d,
-			     (int)dead, "no", "1", "3", 1u);
+	const char *ld = fmt("  %5d %8d  %-5s %16s %10s %8u\n", slot_d, (int)dead, "no",
+			     "1", "3", 1u);
 	char lds[128];
 	snprintf(lds, sizeof(lds), "%s", ld);
-	const char *ll = fmt("  %5d %8d  %-5s %16s %10s %8u\n", slot_l,
-			     (int)live, "yes", "1", "3", 1u);
+	const char *ll = fmt("  %5d %8d  %-5s %16s %10s %8u\n", slot_l, (int)live, "yes",
+			     "1", "3", 1u);
 	ck_assert_str_eq(
-	    r.out,
-	    fmt("shard 0: epoch 4, safe epoch 1, 2 of 4 slots registered, "
-		"2 in a section, oldest lag 3, 0 reaped\n"
-		"   slot      pid  alive            epoch        lag  nesting\n"
-		"%s%s",
-		slot_d < slot_l ? lds : ll, slot_d < slot_l ? ll : lds));
+		r.out,
+		fmt("shard 0: epoch 4, safe epoch 1, 2 of 4 slots registered, "
+		    "2 in a section, oldest lag 3, 0 reaped\n"
+		    "   slot      pid  alive            epoch        lag  nesting\n"
+		    "%s%s",
+		    slot_d < slot_l ? lds : ll, slot_d < slot_l ? ll : lds));
 
 	/* --clear-stale frees exactly the dead one. */
 	QRUN(&r, "--instance", inst, "readers", "--clear-stale");
 	ok(&r);
-	ck_assert_msg(!strncmp(r.out, "shard 0: cleared 1 stale slot\n", 30),
-		      "%s", r.out);
+	ck_assert_msg(!strncmp(r.out, "shard 0: cleared 1 stale slot\n", 30), "%s",
+		      r.out);
 	ck_assert(strstr(r.out, "1 of 4 slots registered, 1 in a section, "
 				"oldest lag 3, 1 reaped\n"));
 	ck_assert(!strstr(r.out, fmt(" %8d  ", (int)dead)));

@@ -43,8 +43,8 @@ struct opts {
 	bool through_shm;
 	const char *only_case;
 	const char *expect;
-	const char *matcher;     /* --matcher PATH */
-	uint64_t limit;          /* --limit N: workload prefix; 0 = all */
+	const char *matcher; /* --matcher PATH */
+	uint64_t limit;      /* --limit N: workload prefix; 0 = all */
 };
 
 static void print_line(void *ctx, const char *s, size_t len)
@@ -77,7 +77,8 @@ static int workload_report(const char *path, const struct opts *o, uint64_t k,
 		bool ok = !strcmp(hex, o->expect);
 		printf("%s %s\n", ok ? "PASS" : "FAIL", path);
 		if (!ok) {
-			fprintf(stderr, "shmex-replay: sha256 %s, expected %s\n", hex, o->expect);
+			fprintf(stderr, "shmex-replay: sha256 %s, expected %s\n", hex,
+				o->expect);
 			return 1;
 		}
 	}
@@ -176,10 +177,12 @@ static int run_battery(struct rpl_shm *s, const char *path, const struct opts *o
 		struct rpl_result res;
 		if (run_case(s, c, print, &res) != 0) {
 			if (s)
-				fprintf(stderr, "shmex-replay: %s: case %s failed to run\n",
-					path, c->name);
+				fprintf(stderr,
+					"shmex-replay: %s: case %s failed to run\n", path,
+					c->name);
 			else
-				fprintf(stderr, "shmex-replay: %s: out of memory\n", c->name);
+				fprintf(stderr, "shmex-replay: %s: out of memory\n",
+					c->name);
 			rc = 1;
 			break;
 		}
@@ -196,7 +199,8 @@ static int run_battery(struct rpl_shm *s, const char *path, const struct opts *o
 			rc = 1;
 	}
 	if (o->only_case && ran == 0) {
-		fprintf(stderr, "shmex-replay: %s: no case named %s\n", path, o->only_case);
+		fprintf(stderr, "shmex-replay: %s: no case named %s\n", path,
+			o->only_case);
 		rc = 1;
 	}
 	if (o->check)
@@ -205,8 +209,7 @@ static int run_battery(struct rpl_shm *s, const char *path, const struct opts *o
 	return rc;
 }
 
-static int run_workload_shm(struct rpl_shm *s, const char *path,
-			    const struct opts *o)
+static int run_workload_shm(struct rpl_shm *s, const char *path, const struct opts *o)
 {
 	char err[512];
 	struct rpl_wl *w;
@@ -271,24 +274,45 @@ int main(int argc, char **argv)
 	struct opts o;
 	memset(&o, 0, sizeof(o));
 	const struct shm_opt opts[] = {
-		{.name = "sha256", .type = SHM_OPT_FLAG, .dst = &o.sha256,
+		{.name = "sha256",
+		 .type = SHM_OPT_FLAG,
+		 .dst = &o.sha256,
 		 .help = "print only the SHA-256 of each report stream"},
-		{.name = "check", .type = SHM_OPT_FLAG, .dst = &o.check,
+		{.name = "check",
+		 .type = SHM_OPT_FLAG,
+		 .dst = &o.check,
 		 .help = "batteries: compare every case with its expected reports, "
 			 "hash and book states; print PASS/FAIL"},
-		{.name = "case", .type = SHM_OPT_STR, .arg = "NAME", .dst = &o.only_case,
+		{.name = "case",
+		 .type = SHM_OPT_STR,
+		 .arg = "NAME",
+		 .dst = &o.only_case,
 		 .help = "only the battery case NAME"},
-		{.name = "counts", .type = SHM_OPT_FLAG, .dst = &o.counts,
+		{.name = "counts",
+		 .type = SHM_OPT_FLAG,
+		 .dst = &o.counts,
 		 .help = "workloads: print the report counts per type"},
-		{.name = "expect", .type = SHM_OPT_STR, .arg = "HEX", .dst = &o.expect,
+		{.name = "expect",
+		 .type = SHM_OPT_STR,
+		 .arg = "HEX",
+		 .dst = &o.expect,
 		 .help = "workloads: exit 1 unless the SHA-256 is HEX"},
-		{.name = "limit", .type = SHM_OPT_NUM, .arg = "N", .dst = &o.limit,
-		 .min = 1, .max = UINT64_MAX,
+		{.name = "limit",
+		 .type = SHM_OPT_NUM,
+		 .arg = "N",
+		 .dst = &o.limit,
+		 .min = 1,
+		 .max = UINT64_MAX,
 		 .help = "workloads: only the first N messages"},
-		{.name = "through-shm", .type = SHM_OPT_FLAG, .dst = &o.through_shm,
+		{.name = "through-shm",
+		 .type = SHM_OPT_FLAG,
+		 .dst = &o.through_shm,
 		 .help = "drive the flow through a real shmex-matcher process over "
 			 "shared-memory rings (same report)"},
-		{.name = "matcher", .type = SHM_OPT_STR, .arg = "PATH", .dst = &o.matcher,
+		{.name = "matcher",
+		 .type = SHM_OPT_STR,
+		 .arg = "PATH",
+		 .dst = &o.matcher,
 		 .help = "the shmex-matcher program for --through-shm (default: next "
 			 "to this program)"},
 	};
@@ -302,8 +326,9 @@ int main(int argc, char **argv)
 		.nopts = sizeof(opts) / sizeof(opts[0]),
 		.min_args = 1,
 		.max_args = -1,
-		.operands = "Exit status: 0 success, 1 a check failed or a file could not "
-			    "be read, 2 usage error.",
+		.operands =
+			"Exit status: 0 success, 1 a check failed or a file could not "
+			"be read, 2 usage error.",
 	};
 	int first;
 	enum shm_opt_result pr = shm_opt_parse(&prog, argc, argv, &first);
@@ -313,8 +338,10 @@ int main(int argc, char **argv)
 		const char *f = argv[i];
 		if (!ends_with(f, ".json") && !ends_with(f, ".bin") &&
 		    !ends_with(f, ".bin.xz"))
-			return shm_opt_usage_error(&prog, "%s: expected *.json, *.bin or "
-						   "*.bin.xz", f);
+			return shm_opt_usage_error(&prog,
+						   "%s: expected *.json, *.bin or "
+						   "*.bin.xz",
+						   f);
 	}
 	if (o.through_shm)
 		return run_through_shm(argc, argv, first, &o);

@@ -93,8 +93,8 @@ static void on_event(void *ctx, const struct eng_event *ev)
 	int64_t f[5];
 	switch (ev->type) {
 	case ENG_EV_ACCEPT:
-		r->cid_of_slot[shm_order_slot(ev->order_id, r->nshards,
-					      r->cap_orders)] = m->order_id;
+		r->cid_of_slot[shm_order_slot(ev->order_id, r->nshards, r->cap_orders)] =
+			m->order_id;
 		f[0] = (int64_t)m->seq;
 		f[1] = ev->side;
 		f[2] = (int64_t)m->order_id;
@@ -151,8 +151,8 @@ int rpl_open(struct rpl **out, const struct rpl_cfg *cfg)
 		return -ENOMEM;
 	r->cfg = *cfg;
 	rpl_report_reset(&r->rep, cfg->format, cfg->sha256, cfg->line, cfg->ctx);
-	struct eng_core_cfg bc = {.caps = cfg->caps, .shard = 0, .nshards = 1,
-				  .stp_mode = cfg->stp_mode};
+	struct eng_core_cfg bc = {
+		.caps = cfg->caps, .shard = 0, .nshards = 1, .stp_mode = cfg->stp_mode};
 	size_t bytes = eng_core_bytes(&bc);
 	int rc = -EINVAL;
 	if (!bytes)
@@ -282,8 +282,9 @@ static int side_check(const char *name, size_t n, int64_t (*got)[2], size_t nwan
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (got[i][0] != want[i][0] || got[i][1] != want[i][1]) {
-			snprintf(why, len, "%s[%zu] = [%lld, %lld], expected [%lld, %lld]",
-				 name, i, (long long)got[i][0], (long long)got[i][1],
+			snprintf(why, len,
+				 "%s[%zu] = [%lld, %lld], expected [%lld, %lld]", name, i,
+				 (long long)got[i][0], (long long)got[i][1],
 				 (long long)want[i][0], (long long)want[i][1]);
 			return -1;
 		}
@@ -291,38 +292,40 @@ static int side_check(const char *name, size_t n, int64_t (*got)[2], size_t nwan
 	return 0;
 }
 
-int rpl_levels_check(const struct rpl_levels *got,
-			    const struct rpl_state *want, char *why, size_t len)
+int rpl_levels_check(const struct rpl_levels *got, const struct rpl_state *want,
+		     char *why, size_t len)
 {
 	bool has_bid = got->nbids > 0;
 	int64_t bid = has_bid ? got->bids[0][0] : 0;
 	bool has_ask = got->nasks > 0;
 	int64_t ask = has_ask ? got->asks[0][0] : 0;
 	if (has_bid != want->has_best_bid || (has_bid && bid != want->best_bid)) {
-		snprintf(why, len, "best_bid %s%lld, expected %s%lld", has_bid ? "" : "null/",
-			 (long long)bid, want->has_best_bid ? "" : "null/",
-			 (long long)want->best_bid);
+		snprintf(why, len, "best_bid %s%lld, expected %s%lld",
+			 has_bid ? "" : "null/", (long long)bid,
+			 want->has_best_bid ? "" : "null/", (long long)want->best_bid);
 		return -1;
 	}
 	if (has_ask != want->has_best_ask || (has_ask && ask != want->best_ask)) {
-		snprintf(why, len, "best_ask %s%lld, expected %s%lld", has_ask ? "" : "null/",
-			 (long long)ask, want->has_best_ask ? "" : "null/",
-			 (long long)want->best_ask);
+		snprintf(why, len, "best_ask %s%lld, expected %s%lld",
+			 has_ask ? "" : "null/", (long long)ask,
+			 want->has_best_ask ? "" : "null/", (long long)want->best_ask);
 		return -1;
 	}
-	if (side_check("bids", got->nbids, got->bids, want->nbids, want->bids, why, len) ||
+	if (side_check("bids", got->nbids, got->bids, want->nbids, want->bids, why,
+		       len) ||
 	    side_check("asks", got->nasks, got->asks, want->nasks, want->asks, why, len))
 		return -1;
 	if (want->has_probe) {
 		bool ask_side = want->probe[1] == 1;
-		int64_t (*lv)[2] = ask_side ? got->asks : got->bids;
+		int64_t(*lv)[2] = ask_side ? got->asks : got->bids;
 		size_t n = ask_side ? got->nasks : got->nbids;
 		int64_t d = 0;
 		for (size_t i = 0; i < n; i++)
 			if (lv[i][0] == want->probe[0])
 				d = lv[i][1];
 		if (d != want->probe[2]) {
-			snprintf(why, len, "probe [%lld, %lld]: depth %lld, expected %lld",
+			snprintf(why, len,
+				 "probe [%lld, %lld]: depth %lld, expected %lld",
 				 (long long)want->probe[0], (long long)want->probe[1],
 				 (long long)d, (long long)want->probe[2]);
 			return -1;
@@ -332,8 +335,8 @@ int rpl_levels_check(const struct rpl_levels *got,
 }
 
 /* One side of the in-process book as [price, qty] pairs; returns how many. */
-static size_t book_side(struct rpl *r, unsigned side,
-			struct eng_core_level_info *tmp, size_t cap, int64_t (*out)[2])
+static size_t book_side(struct rpl *r, unsigned side, struct eng_core_level_info *tmp,
+			size_t cap, int64_t (*out)[2])
 {
 	size_t n = eng_core_depth(r->book, r->sym, side, tmp, cap);
 	for (size_t i = 0; i < n; i++) {
@@ -343,12 +346,11 @@ static size_t book_side(struct rpl *r, unsigned side,
 	return n;
 }
 
-int rpl_state_check(struct rpl *r, const struct rpl_state *want,
-			   char *why, size_t len)
+int rpl_state_check(struct rpl *r, const struct rpl_state *want, char *why, size_t len)
 {
 	size_t cap = eng_core_view(r->book)->cap_levels;
 	struct eng_core_level_info *tmp = malloc(cap * sizeof(*tmp));
-	int64_t (*lv)[2] = malloc(2 * cap * sizeof(*lv));
+	int64_t(*lv)[2] = malloc(2 * cap * sizeof(*lv));
 	int rc = -1;
 	if (!tmp || !lv) {
 		snprintf(why, len, "out of memory");
@@ -369,7 +371,7 @@ out_free:
 
 struct case_sink {
 	const struct rpl_case *c;
-	rpl_line_fn line;  /* the caller's sink, may be NULL */
+	rpl_line_fn line; /* the caller's sink, may be NULL */
 	void *line_ctx;
 	size_t n;
 	bool mismatch;
@@ -397,13 +399,15 @@ static void case_line(void *ctx, const char *s, size_t len)
 		k->line(k->line_ctx, s, len);
 }
 
-int rpl_case_drive(const struct rpl_case *c,
-			  const struct rpl_runner *run, rpl_line_fn line,
-			  void *line_ctx, struct rpl_result *res)
+int rpl_case_drive(const struct rpl_case *c, const struct rpl_runner *run,
+		   rpl_line_fn line, void *line_ctx, struct rpl_result *res)
 {
 	memset(res, 0, sizeof(*res));
-	struct case_sink k = {.c = c, .line = line, .line_ctx = line_ctx,
-			      .why = res->why, .why_len = sizeof(res->why)};
+	struct case_sink k = {.c = c,
+			      .line = line,
+			      .line_ctx = line_ctx,
+			      .why = res->why,
+			      .why_len = sizeof(res->why)};
 	int err = run->begin(run->ctx, case_line, &k);
 	if (err)
 		return err;
@@ -478,8 +482,7 @@ static int book_apply(void *ctx, const struct rpl_msg *m)
 	return rpl_apply(b->r, m);
 }
 
-static int book_state(void *ctx, const struct rpl_state *want, char *why,
-		      size_t len)
+static int book_state(void *ctx, const struct rpl_state *want, char *why, size_t len)
 {
 	struct book_runner *b = ctx;
 	return rpl_state_check(b->r, want, why, len) ? 1 : 0;
@@ -492,14 +495,16 @@ static int book_finish(void *ctx, char hex[65])
 	return 0;
 }
 
-int rpl_case_run(const struct rpl_case *c,
-			const struct rpl_cfg *cfg,
-			struct rpl_result *res)
+int rpl_case_run(const struct rpl_case *c, const struct rpl_cfg *cfg,
+		 struct rpl_result *res)
 {
 	struct book_runner b = {.cfg = *cfg};
 	const struct rpl_runner run = {
-		.ctx = &b, .begin = book_begin, .apply = book_apply,
-		.state = book_state, .finish = book_finish,
+		.ctx = &b,
+		.begin = book_begin,
+		.apply = book_apply,
+		.state = book_state,
+		.finish = book_finish,
 	};
 	int err = rpl_case_drive(c, &run, cfg->line, cfg->ctx, res);
 	rpl_close(b.r);
@@ -711,8 +716,7 @@ static int load_case(const json_t *j, struct rpl_case *c, char *err, size_t len)
 	return 0;
 }
 
-int rpl_battery_load(const char *path, struct rpl_battery **out,
-			    char *err, size_t errlen)
+int rpl_battery_load(const char *path, struct rpl_battery **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	json_error_t je;
@@ -771,7 +775,7 @@ struct rpl_wl {
 	lzma_stream lz;
 	uint8_t in[WL_IN];
 	uint8_t out[WL_OUT];
-	size_t out_pos, out_len;  /* unread bytes are out[out_pos, out_len) */
+	size_t out_pos, out_len; /* unread bytes are out[out_pos, out_len) */
 	uint32_t count, done;
 };
 
@@ -834,8 +838,7 @@ static uint32_t le32(const uint8_t *p)
 	       (uint32_t)p[3] << 24;
 }
 
-int rpl_wl_open(struct rpl_wl **out, const char *path, char *err,
-		       size_t errlen)
+int rpl_wl_open(struct rpl_wl **out, const char *path, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct rpl_wl *w = calloc(1, sizeof(*w));
@@ -928,8 +931,8 @@ void rpl_wl_close(struct rpl_wl *w)
 	free(w);
 }
 
-int rpl_wl_load(const char *path, struct rpl_msg **msgs, size_t *n,
-		       char *err, size_t errlen)
+int rpl_wl_load(const char *path, struct rpl_msg **msgs, size_t *n, char *err,
+		size_t errlen)
 {
 	*msgs = NULL;
 	*n = 0;

@@ -53,8 +53,8 @@ struct rpl_msg {
 struct rpl_cfg {
 	struct shm_book_caps caps;
 	uint32_t stp_mode;
-	bool format;             /* render lines (else only count them) */
-	bool sha256;             /* hash the lines joined by '\n' */
+	bool format;      /* render lines (else only count them) */
+	bool sha256;      /* hash the lines joined by '\n' */
 	rpl_line_fn line; /* may be NULL */
 	void *ctx;
 };
@@ -73,8 +73,7 @@ void rpl_close(struct rpl *r);
  * when the line buffer cannot grow.  A NEW that the core rejects (book
  * full, bad quantity or price) has no line in the batteries' contract: it
  * is counted (rpl_rejected) and otherwise ignored. */
-int rpl_apply(struct rpl *r, const struct rpl_msg *m)
-	__attribute__((warn_unused_result));
+int rpl_apply(struct rpl *r, const struct rpl_msg *m) __attribute__((warn_unused_result));
 
 /* Report lines so far per type 0..5. */
 void rpl_counts(const struct rpl *r, uint64_t counts[6]);
@@ -88,15 +87,15 @@ struct eng_core *rpl_book(struct rpl *r);
 
 /* Expected book state after one message (or after the last one). */
 struct rpl_state {
-	bool has_after_seq;      /* else: after the case's last message */
+	bool has_after_seq; /* else: after the case's last message */
 	uint64_t after_seq;
 	bool has_best_bid, has_best_ask; /* null -> false */
 	int64_t best_bid, best_ask;
 	size_t nbids, nasks;
-	int64_t (*bids)[2];      /* [price, aggregate qty], best first */
+	int64_t (*bids)[2]; /* [price, aggregate qty], best first */
 	int64_t (*asks)[2];
 	bool has_probe;
-	int64_t probe[3];        /* price, side, depth at that price */
+	int64_t probe[3]; /* price, side, depth at that price */
 };
 
 struct rpl_case {
@@ -105,7 +104,7 @@ struct rpl_case {
 	struct rpl_msg *msgs;
 	size_t nreports;
 	char **reports;
-	char sha256[65];         /* expected, "" when absent */
+	char sha256[65]; /* expected, "" when absent */
 	size_t nstates;
 	struct rpl_state *states;
 };
@@ -117,8 +116,8 @@ struct rpl_battery {
 };
 
 /* Loads and validates a battery file; err gets the reason on failure. */
-int rpl_battery_load(const char *path, struct rpl_battery **out,
-			    char *err, size_t errlen) __attribute__((warn_unused_result));
+int rpl_battery_load(const char *path, struct rpl_battery **out, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 void rpl_battery_free(struct rpl_battery *b);
 
 /* A book's levels as the expected states give them: [price, aggregate
@@ -133,28 +132,26 @@ struct rpl_levels {
  * whoever read the levels: the in-process book (rpl_state_check)
  * or the book region through shm_snap (shmex-replay --through-shm).
  * 0, or -1 with the first difference in why[]. */
-int rpl_levels_check(const struct rpl_levels *got,
-			    const struct rpl_state *want, char *why, size_t len);
+int rpl_levels_check(const struct rpl_levels *got, const struct rpl_state *want,
+		     char *why, size_t len);
 
 /* Compares the in-process book with an expected state; 0 or -1 with why[]
  * (also "out of memory"). */
-int rpl_state_check(struct rpl *r, const struct rpl_state *want,
-			   char *why, size_t len);
+int rpl_state_check(struct rpl *r, const struct rpl_state *want, char *why, size_t len);
 
 struct rpl_result {
-	bool pass;               /* reports, hash and every state match */
+	bool pass; /* reports, hash and every state match */
 	bool reports_ok, sha_ok, states_ok;
-	size_t nlines;           /* lines produced */
+	size_t nlines; /* lines produced */
 	size_t nstates_checked;
-	char sha256[65];         /* of the produced lines */
-	char why[512];           /* first difference */
+	char sha256[65]; /* of the produced lines */
+	char why[512];   /* first difference */
 };
 
 /* Runs one case on a fresh book (cfg: caps, stp_mode; its sink is also
  * called when set) and checks it against everything it expects. */
-int rpl_case_run(const struct rpl_case *c,
-			const struct rpl_cfg *cfg,
-			struct rpl_result *res) __attribute__((warn_unused_result));
+int rpl_case_run(const struct rpl_case *c, const struct rpl_cfg *cfg,
+		 struct rpl_result *res) __attribute__((warn_unused_result));
 
 /* Whatever executes a case's messages: the in-process book
  * (rpl_case_run) or a matcher process (shmex-replay --through-shm).
@@ -173,8 +170,7 @@ struct rpl_runner {
 	/* The book exactly after every message applied so far against want
 	 * (rpl_levels_check): 0 same, 1 different or unreadable (why[]
 	 * says which), or a negative error. */
-	int (*state)(void *ctx, const struct rpl_state *want, char *why,
-		     size_t len);
+	int (*state)(void *ctx, const struct rpl_state *want, char *why, size_t len);
 	/* Every line out; hex gets the SHA-256 of them joined by '\n'. */
 	int (*finish)(void *ctx, char hex[65]);
 };
@@ -182,9 +178,8 @@ struct rpl_runner {
 /* Runs case c through run, passing each line on to line(line_ctx) when
  * line is set, and checks it (reports, hash, states) as
  * rpl_case_run does.  0 with *res, or the runner's error. */
-int rpl_case_drive(const struct rpl_case *c,
-			  const struct rpl_runner *run, rpl_line_fn line,
-			  void *line_ctx, struct rpl_result *res)
+int rpl_case_drive(const struct rpl_case *c, const struct rpl_runner *run,
+		   rpl_line_fn line, void *line_ctx, struct rpl_result *res)
 	__attribute__((warn_unused_result));
 
 /* ---- MEBW_001 workloads ---- */
@@ -194,18 +189,17 @@ int rpl_case_drive(const struct rpl_case *c,
 struct rpl_wl;
 
 /* Opens a workload (.xz decompressed on the fly); checks the header. */
-int rpl_wl_open(struct rpl_wl **out, const char *path,
-		       char *err, size_t errlen) __attribute__((warn_unused_result));
+int rpl_wl_open(struct rpl_wl **out, const char *path, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 /* Record count announced by the header. */
 uint32_t rpl_wl_count(const struct rpl_wl *w);
 /* Next message: 1, 0 at the end, or a negative error (truncated file,
  * corrupt stream, bad record: type/side/ioc out of range). */
-int rpl_wl_next(struct rpl_wl *w, struct rpl_msg *m)
-	__attribute__((warn_unused_result));
+int rpl_wl_next(struct rpl_wl *w, struct rpl_msg *m) __attribute__((warn_unused_result));
 void rpl_wl_close(struct rpl_wl *w);
 
 /* Reads a whole workload into memory (*msgs malloc'd). */
-int rpl_wl_load(const char *path, struct rpl_msg **msgs, size_t *n,
-		       char *err, size_t errlen) __attribute__((warn_unused_result));
+int rpl_wl_load(const char *path, struct rpl_msg **msgs, size_t *n, char *err,
+		size_t errlen) __attribute__((warn_unused_result));
 
 #endif

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void rpl_report_reset(struct rpl_report *r, bool format, bool sha256,
-		      rpl_line_fn sink, void *ctx)
+void rpl_report_reset(struct rpl_report *r, bool format, bool sha256, rpl_line_fn sink,
+		      void *ctx)
 {
 	r->format = format;
 	r->sha256 = format && sha256;

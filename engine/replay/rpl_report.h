@@ -31,13 +31,13 @@ struct rpl_line_ref {
 };
 
 struct rpl_report {
-	bool format;            /* render lines (else only count them) */
-	bool sha256;            /* hash the rendered lines */
-	rpl_line_fn sink;       /* may be NULL */
+	bool format;      /* render lines (else only count them) */
+	bool sha256;      /* hash the rendered lines */
+	rpl_line_fn sink; /* may be NULL */
 	void *ctx;
-	uint64_t counts[6];     /* lines per type so far */
-	uint64_t rejected;      /* NEW messages the core refused (no line) */
-	bool oom;               /* a line could not be stored */
+	uint64_t counts[6]; /* lines per type so far */
+	uint64_t rejected;  /* NEW messages the core refused (no line) */
+	bool oom;           /* a line could not be stored */
 	/* private */
 	char *buf;
 	size_t len, cap;
@@ -48,8 +48,8 @@ struct rpl_report {
 };
 
 /* Starts a report (keeps buffers of a previous one). */
-void rpl_report_reset(struct rpl_report *r, bool format, bool sha256,
-		      rpl_line_fn sink, void *ctx);
+void rpl_report_reset(struct rpl_report *r, bool format, bool sha256, rpl_line_fn sink,
+		      void *ctx);
 /* One line of the current message: type then the fields, comma separated. */
 void rpl_report_line(struct rpl_report *r, unsigned type, int n, const int64_t *f);
 /* The current message is complete: its lines go out in canonical order. */

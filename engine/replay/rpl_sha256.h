@@ -11,9 +11,9 @@
 
 struct rpl_sha256 {
 	uint32_t h[8];
-	uint64_t bytes;     /* message length so far */
+	uint64_t bytes; /* message length so far */
 	uint8_t buf[64];
-	uint32_t nbuf;      /* bytes waiting in buf */
+	uint32_t nbuf; /* bytes waiting in buf */
 };
 
 void rpl_sha256_init(struct rpl_sha256 *c);

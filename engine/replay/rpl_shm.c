@@ -49,8 +49,8 @@ static void sr_on_signal(int sig)
 struct sr_pend {
 	struct rpl_msg m;
 	uint64_t req_id;
-	uint64_t id;              /* CANCEL/MODIFY: the target's shmex id */
-	bool local;               /* unknown client id: 4/5 line, no ring trip */
+	uint64_t id; /* CANCEL/MODIFY: the target's shmex id */
+	bool local;  /* unknown client id: 4/5 line, no ring trip */
 };
 
 struct rpl_shm {
@@ -65,22 +65,22 @@ struct rpl_shm {
 	bool rd_ok;
 	uint64_t next_req;
 	struct shm_book_caps caps;
-	uint32_t nsyms;           /* symbols created */
-	char sym[16];             /* the current symbol, packed */
-	uint32_t symi;            /* its book index */
-	struct rpl_idmap ids;     /* client id -> shmex id */
-	uint64_t *cid_of_slot;    /* record slot -> client id */
+	uint32_t nsyms;        /* symbols created */
+	char sym[16];          /* the current symbol, packed */
+	uint32_t symi;         /* its book index */
+	struct rpl_idmap ids;  /* client id -> shmex id */
+	uint64_t *cid_of_slot; /* record slot -> client id */
 	struct shm_snap_fill *fills;
 	size_t fills_cap;
 	struct shm_snap_level *bids, *asks;
-	int64_t (*lv)[2];         /* both sides as [price, qty]: 2 x levels */
+	int64_t (*lv)[2]; /* both sides as [price, qty]: 2 x levels */
 	struct rpl_report rep_lines;
 	/* Messages in flight, oldest at pend_head, and replies read ahead. */
 	struct sr_pend pend[SR_WINDOW];
 	uint32_t pend_head, pend_n;
 	struct shm_msg rx[SR_WINDOW];
 	uint32_t rx_next, rx_n, rx_waits;
-	uint64_t last_event;      /* u.r.seq of the last reply processed */
+	uint64_t last_event; /* u.r.seq of the last reply processed */
 };
 
 static int sr_fail(const char *what, int rc)
@@ -126,7 +126,8 @@ static int sr_call(struct rpl_shm *s, struct shm_msg *q, struct shm_msg *a)
 				return sr_fail("the matcher died", SHMEX_EINTERNAL);
 			}
 			if (waited_ms >= SR_REPLY_TIMEOUT_MS)
-				return sr_fail("no reply from the matcher", SHMEX_ETIMEDOUT);
+				return sr_fail("no reply from the matcher",
+					       SHMEX_ETIMEDOUT);
 		} else if (rc && rc != -EINTR) {
 			return sr_fail("waiting for a reply", rc);
 		}
@@ -149,8 +150,10 @@ static void sr_stop(struct rpl_shm *s)
 		while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR)
 			;
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-			fprintf(stderr, "shmex-replay: the matcher did not exit cleanly "
-					"(status 0x%x)\n", st);
+			fprintf(stderr,
+				"shmex-replay: the matcher did not exit cleanly "
+				"(status 0x%x)\n",
+				st);
 		s->pid = 0;
 	}
 	if (s->acc_ok)
@@ -274,8 +277,7 @@ static int sr_start(struct rpl_shm *s, const struct shm_book_caps *caps,
 	s->bids = calloc(caps->levels, sizeof(*s->bids));
 	s->asks = calloc(caps->levels, sizeof(*s->asks));
 	s->lv = calloc(2 * (size_t)caps->levels, sizeof(*s->lv));
-	if (!s->cid_of_slot || !s->bids || !s->asks || !s->lv ||
-	    ids_reset(s)) {
+	if (!s->cid_of_slot || !s->bids || !s->asks || !s->lv || ids_reset(s)) {
 		sr_fail("out of memory", rc);
 		goto out_stop;
 	}
@@ -415,7 +417,8 @@ static int sr_process_one(struct rpl_shm *s)
 				return sr_fail("the matcher died", SHMEX_EINTERNAL);
 			}
 			if (++s->rx_waits >= SR_REPLY_TIMEOUT_MS / 100)
-				return sr_fail("no reply from the matcher", SHMEX_ETIMEDOUT);
+				return sr_fail("no reply from the matcher",
+					       SHMEX_ETIMEDOUT);
 		} else if (rc && rc != -EINTR) {
 			return sr_fail("waiting for a reply", rc);
 		}
@@ -598,23 +601,24 @@ static int sr_apply(void *ctx, const struct rpl_msg *m)
 
 /* The book of the current symbol, read through shm_snap, against an
  * expected state. */
-static int sr_state(void *ctx, const struct rpl_state *want, char *why,
-		    size_t len)
+static int sr_state(void *ctx, const struct rpl_state *want, char *why, size_t len)
 {
 	struct rpl_shm *s = ctx;
 	/* The book exactly after the last message sent: nothing later sent. */
 	int rc = sr_sync(s);
 	if (rc)
 		return rc;
-	struct shm_snap_depth d = {.bids = s->bids, .asks = s->asks,
-				   .max = s->caps.levels};
+	struct shm_snap_depth d = {
+		.bids = s->bids, .asks = s->asks, .max = s->caps.levels};
 	rc = shm_snap_depth(&s->rd, s->symi, &d);
 	if (rc) {
 		snprintf(why, len, "reading the depth: %s", shmex_strerror(rc));
 		return 1;
 	}
-	struct rpl_levels got = {.nbids = d.nbids, .nasks = d.nasks,
-					.bids = s->lv, .asks = s->lv + s->caps.levels};
+	struct rpl_levels got = {.nbids = d.nbids,
+				 .nasks = d.nasks,
+				 .bids = s->lv,
+				 .asks = s->lv + s->caps.levels};
 	for (size_t i = 0; i < d.nbids; i++) {
 		got.bids[i][0] = d.bids[i].price;
 		got.bids[i][1] = d.bids[i].qty;
@@ -635,7 +639,6 @@ static int sr_finish(void *ctx, char hex[65])
 	rpl_report_sha256_hex(&s->rep_lines, hex);
 	return 0;
 }
-
 
 static int ids_reset_impl(struct rpl_shm *s)
 {
@@ -669,8 +672,11 @@ void rpl_shm_stop(struct rpl_shm *s)
 
 struct rpl_runner rpl_shm_runner(struct rpl_shm *s)
 {
-	return (struct rpl_runner){.ctx = s, .begin = sr_begin, .apply = sr_apply,
-				   .state = sr_state, .finish = sr_finish};
+	return (struct rpl_runner){.ctx = s,
+				   .begin = sr_begin,
+				   .apply = sr_apply,
+				   .state = sr_state,
+				   .finish = sr_finish};
 }
 
 int rpl_shm_begin(struct rpl_shm *s, rpl_line_fn line, void *ctx)

@@ -59,14 +59,13 @@
 #define STABLE_RUN_MS 10000u
 #define MATCHER_STOP_MS 10000u
 
-
 enum child_kind { K_MATCHER = 0, K_GATEWAY = 1 };
 
 struct child {
-	pid_t pid;                 /* 0: not running */
+	pid_t pid; /* 0: not running */
 	uint32_t idx;
 	uint64_t started_ns;
-	uint64_t restart_at_ns;    /* gateway waiting for its restart; 0: none */
+	uint64_t restart_at_ns; /* gateway waiting for its restart; 0: none */
 	uint32_t backoff_ms;
 	unsigned restarts;
 };
@@ -100,7 +99,7 @@ struct sup {
 	struct child matchers[SHM_INSTANCE_SHARDS_MAX];
 	struct child gateways[SHM_INSTANCE_GATEWAYS_MAX];
 	sigset_t sigs;
-	bool owns;            /* we created control + rings: the name is ours */
+	bool owns; /* we created control + rings: the name is ours */
 	bool stopping;
 	int exit_code;
 };
@@ -151,8 +150,9 @@ static int remove_stale_one(struct sup *s, const char *region)
 		int pid = 0;
 		if (shm_region_inspect(s->o.instance, region, &info) == 0)
 			pid = info.creator_pid;
-		logf_(s, true, "instance %s is in use by a running exchange "
-			       "(region %s, pid %d); choose another --instance",
+		logf_(s, true,
+		      "instance %s is in use by a running exchange "
+		      "(region %s, pid %d); choose another --instance",
 		      s->o.instance, region, pid);
 		return rc;
 	}
@@ -161,8 +161,8 @@ static int remove_stale_one(struct sup *s, const char *region)
 		      region, s->o.instance, shmex_strerror(rc));
 		return rc;
 	}
-	logf_(s, false, "removed %s, left over by a crashed run of instance %s",
-	      region, s->o.instance);
+	logf_(s, false, "removed %s, left over by a crashed run of instance %s", region,
+	      s->o.instance);
 	return 0;
 }
 
@@ -292,22 +292,26 @@ static void reap(struct sup *s)
 			continue;
 		}
 		if (k == K_MATCHER) {
-			logf_(s, true, "matcher of shard %u (pid %d) %s; the book of "
-				       "that shard is gone, stopping the exchange",
+			logf_(s, true,
+			      "matcher of shard %u (pid %d) %s; the book of "
+			      "that shard is gone, stopping the exchange",
 			      c->idx, (int)pid, how);
 			s->stopping = true;
 			s->exit_code = 1;
 			continue;
 		}
-		uint64_t ran_ms = (shm_clock_ns(CLOCK_MONOTONIC) - c->started_ns) / 1000000u;
+		uint64_t ran_ms =
+			(shm_clock_ns(CLOCK_MONOTONIC) - c->started_ns) / 1000000u;
 		if (ran_ms >= STABLE_RUN_MS || c->backoff_ms == 0)
 			c->backoff_ms = BACKOFF_MIN_MS;
 		else if (c->backoff_ms < BACKOFF_MAX_MS)
 			c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS
-						? BACKOFF_MAX_MS : c->backoff_ms * 2;
-		c->restart_at_ns = shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)c->backoff_ms * 1000000u;
-		logf_(s, true, "gateway %u (pid %d) %s; restarting it in %u ms",
-		      c->idx, (int)pid, how, c->backoff_ms);
+						? BACKOFF_MAX_MS
+						: c->backoff_ms * 2;
+		c->restart_at_ns = shm_clock_ns(CLOCK_MONOTONIC) +
+				   (uint64_t)c->backoff_ms * 1000000u;
+		logf_(s, true, "gateway %u (pid %d) %s; restarting it in %u ms", c->idx,
+		      (int)pid, how, c->backoff_ms);
 	}
 }
 
@@ -336,7 +340,8 @@ static void take_signals(struct sup *s, int timeout_ms)
  * ran out, or a stop was requested. */
 static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
 {
-	uint64_t deadline = shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)s->o.start_timeout_ms * 1000000u;
+	uint64_t deadline = shm_clock_ns(CLOCK_MONOTONIC) +
+			    (uint64_t)s->o.start_timeout_ms * 1000000u;
 	struct child *c = k == K_MATCHER ? &s->matchers[idx] : &s->gateways[idx];
 	for (;;) {
 		/* SV1 (inside): the member slot names the child we started,
@@ -357,7 +362,8 @@ static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
 		}
 		if (shm_clock_ns(CLOCK_MONOTONIC) > deadline) {
 			logf_(s, true, "%s %u (pid %d) did not get ready within %u ms",
-			      kind_name(k), idx, (int)c->pid, (unsigned)s->o.start_timeout_ms);
+			      kind_name(k), idx, (int)c->pid,
+			      (unsigned)s->o.start_timeout_ms);
 			s->stopping = true;
 			s->exit_code = 1;
 			return false;
@@ -429,30 +435,49 @@ static void shutdown_all(struct sup *s)
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
 	*o = (struct opts){
-		.instance = "default", .bind = DEFAULT_BIND, .port = DEFAULT_PORT,
+		.instance = "default",
+		.bind = DEFAULT_BIND,
+		.port = DEFAULT_PORT,
 		.start_timeout_ms = DEFAULT_START_TIMEOUT_MS,
 	};
 	shm_settings_default(&o->set);
 	struct shm_opt opts[4 + SHM_SETTINGS_COUNT] = {
-		{.name = "instance", .type = SHM_OPT_STR, .arg = "NAME", .dst = &o->instance,
+		{.name = "instance",
+		 .type = SHM_OPT_STR,
+		 .arg = "NAME",
+		 .dst = &o->instance,
 		 .show_default = true,
 		 .help = "instance name, 1..40 of A-Z a-z 0-9 _ - (names the "
 			 "shared-memory objects /shmex.NAME.*)"},
-		{.name = "port", .type = SHM_OPT_NUM, .arg = "P", .dst = &o->port,
-		 .max = 65535, .show_default = true,
+		{.name = "port",
+		 .type = SHM_OPT_NUM,
+		 .arg = "P",
+		 .dst = &o->port,
+		 .max = 65535,
+		 .show_default = true,
 		 .help = "TCP port of the XML protocol, 0 = any free one"},
-		{.name = "bind", .type = SHM_OPT_STR, .arg = "ADDR", .dst = &o->bind,
-		 .show_default = true, .help = "IPv4 address to listen on"},
-		{.name = "start-timeout-ms", .type = SHM_OPT_NUM, .arg = "MS",
-		 .dst = &o->start_timeout_ms, .min = 1, .max = SHM_SETTINGS_MS_MAX,
-		 .show_default = true, .help = "time for each child to get ready"},
+		{.name = "bind",
+		 .type = SHM_OPT_STR,
+		 .arg = "ADDR",
+		 .dst = &o->bind,
+		 .show_default = true,
+		 .help = "IPv4 address to listen on"},
+		{.name = "start-timeout-ms",
+		 .type = SHM_OPT_NUM,
+		 .arg = "MS",
+		 .dst = &o->start_timeout_ms,
+		 .min = 1,
+		 .max = SHM_SETTINGS_MS_MAX,
+		 .show_default = true,
+		 .help = "time for each child to get ready"},
 	};
 	shm_opt_settings(opts + 4, &o->set);
 	const struct shm_opt_prog prog = {
 		.name = "shmex",
 		.synopsis = "[options]",
-		.about = "Starts an exchange: matchers, gateways and their shared memory, in the\n"
-			 "foreground.  Stop it with Ctrl-C or SIGTERM.",
+		.about =
+			"Starts an exchange: matchers, gateways and their shared memory, in the\n"
+			"foreground.  Stop it with Ctrl-C or SIGTERM.",
 		.opts = opts,
 		.nopts = sizeof(opts) / sizeof(opts[0]),
 	};
@@ -460,9 +485,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	if (r != SHM_OPT_RUN)
 		return r;
 	if (!shm_instance_name_valid(o->instance))
-		return shm_opt_usage_error(&prog, "--instance: invalid name '%s' (1..%u "
-					   "of A-Z a-z 0-9 _ -)", o->instance,
-					   SHM_INSTANCE_MAX);
+		return shm_opt_usage_error(&prog,
+					   "--instance: invalid name '%s' (1..%u "
+					   "of A-Z a-z 0-9 _ -)",
+					   o->instance, SHM_INSTANCE_MAX);
 	o->shards = (uint32_t)o->set.shards;
 	o->gateways = (uint32_t)o->set.gateways;
 	o->drain_ms = (uint32_t)o->set.drain_ms;
@@ -495,11 +521,11 @@ static int start(struct sup *s)
 	}
 	if (for_each_object(s, remove_stale_one) != 0)
 		return -1;
-	int rc = gw_listen_open(s->o.bind, (int)s->o.port, false, 4096,
-				  &s->listen_fd, &s->port);
+	int rc = gw_listen_open(s->o.bind, (int)s->o.port, false, 4096, &s->listen_fd,
+				&s->port);
 	if (rc) {
-		logf_(s, true, "cannot listen on %s:%u: %s", s->o.bind, (unsigned)s->o.port,
-		      strerror(-rc));
+		logf_(s, true, "cannot listen on %s:%u: %s", s->o.bind,
+		      (unsigned)s->o.port, strerror(-rc));
 		return -1;
 	}
 	struct shm_instance_cfg icfg = {.s = s->o.set, .mode = 0660};
@@ -567,9 +593,8 @@ int main(int argc, char **argv)
 		return s.exit_code;
 	}
 	printf("shmex: instance %s listening on %s:%d (%u shard%s, %u gateway%s)\n",
-	       s.o.instance, s.o.bind, s.port, s.o.shards,
-	       s.o.shards == 1 ? "" : "s", s.o.gateways,
-	       s.o.gateways == 1 ? "" : "s");
+	       s.o.instance, s.o.bind, s.port, s.o.shards, s.o.shards == 1 ? "" : "s",
+	       s.o.gateways, s.o.gateways == 1 ? "" : "s");
 	fflush(stdout);
 
 	while (!s.stopping) {
@@ -580,13 +605,15 @@ int main(int argc, char **argv)
 				if (now >= c->restart_at_ns) {
 					c->restarts++;
 					if (spawn(&s, K_GATEWAY, g) > 0)
-						logf_(&s, false, "gateway %u restarted "
-							"(pid %d, restart %u)", g,
-						      (int)c->pid, c->restarts);
+						logf_(&s, false,
+						      "gateway %u restarted "
+						      "(pid %d, restart %u)",
+						      g, (int)c->pid, c->restarts);
 					else
 						c->restart_at_ns = now + 1000000000u;
 				}
-				if (c->restart_at_ns && (!next || c->restart_at_ns < next))
+				if (c->restart_at_ns &&
+				    (!next || c->restart_at_ns < next))
 					next = c->restart_at_ns;
 			}
 		}

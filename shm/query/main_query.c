@@ -53,15 +53,16 @@ static int check_opts(const char *cmd, const struct opts *o)
 {
 	bool book = strcmp(cmd, "book") == 0, watch = strcmp(cmd, "watch") == 0;
 	if ((o->depth_set || o->orders) && !book && !watch)
-		return shm_opt_usage_error(the_prog, 
-		    "--depth and --orders go with book or watch, not '%s'",
-		    cmd);
+		return shm_opt_usage_error(
+			the_prog, "--depth and --orders go with book or watch, not '%s'",
+			cmd);
 	if ((o->count_set || o->interval_set) && !watch)
-		return shm_opt_usage_error(the_prog, 
-		    "--count and --interval-ms go with watch, not '%s'", cmd);
+		return shm_opt_usage_error(
+			the_prog, "--count and --interval-ms go with watch, not '%s'",
+			cmd);
 	if (o->clear && strcmp(cmd, "readers") != 0)
-		return shm_opt_usage_error(the_prog, "--clear-stale goes with readers, not '%s'",
-				   cmd);
+		return shm_opt_usage_error(
+			the_prog, "--clear-stale goes with readers, not '%s'", cmd);
 	return 0;
 }
 
@@ -72,9 +73,8 @@ static int operands(const char *cmd, int *min, int *max)
 		const char *name;
 		int min, max;
 	} t[] = {
-	    {"book", 1, 1},    {"order", 1, 1}, {"account", 1, 1},
-	    {"readers", 0, 0}, {"stats", 0, 0}, {"check", 0, 1},
-	    {"watch", 1, 1},
+		{"book", 1, 1},  {"order", 1, 1}, {"account", 1, 1}, {"readers", 0, 0},
+		{"stats", 0, 0}, {"check", 0, 1}, {"watch", 1, 1},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		if (strcmp(cmd, t[i].name) == 0) {
@@ -92,15 +92,16 @@ static int run(const struct opts *o, const char *cmd, char **args)
 	uint64_t id = 0;
 	if (strcmp(cmd, "order") == 0 || strcmp(cmd, "account") == 0) {
 		uint64_t max =
-		    strcmp(cmd, "order") == 0 ? UINT64_MAX : SHM_ACCOUNT_ID_MAX;
+			strcmp(cmd, "order") == 0 ? UINT64_MAX : SHM_ACCOUNT_ID_MAX;
 		if (shm_opt_u64(args[0], 0, max, &id) || (id == 0 && cmd[0] == 'o'))
 			return shm_opt_usage_error(the_prog, "invalid id '%s'", args[0]);
 	}
 	if ((strcmp(cmd, "book") == 0 || strcmp(cmd, "watch") == 0 ||
 	     (strcmp(cmd, "check") == 0 && args[0])) &&
 	    !shm_symbol_valid(args[0], strlen(args[0])))
-		return shm_opt_usage_error(the_prog, 
-		    "invalid symbol '%s' (1-15 letters and digits)", args[0]);
+		return shm_opt_usage_error(
+			the_prog, "invalid symbol '%s' (1-15 letters and digits)",
+			args[0]);
 
 	int rc = qry_open(&q, o->instance);
 	if (rc) {
@@ -130,9 +131,8 @@ static int run(const struct opts *o, const char *cmd, char **args)
 		sigaction(SIGHUP, &sa, NULL);
 		if (!(flags & QRY_JSON))
 			flags |= QRY_ANSI;
-		rc = qry_watch(&q, stdout, flags, args[0], o->depth,
-				     o->count, (unsigned)o->interval,
-				     &stop_flag);
+		rc = qry_watch(&q, stdout, flags, args[0], o->depth, o->count,
+			       (unsigned)o->interval, &stop_flag);
 	}
 	if (rc)
 		fprintf(stderr, PROG ": %s\n", shmex_error_msg(&q.err, rc));
@@ -147,31 +147,56 @@ static int run(const struct opts *o, const char *cmd, char **args)
 int main(int argc, char **argv)
 {
 	struct opts o = {
-	    .instance = getenv("SHMEX_INSTANCE"),
-	    .depth = QRY_DEPTH_DEFAULT,
-	    .interval = QRY_WATCH_INTERVAL_MS,
+		.instance = getenv("SHMEX_INSTANCE"),
+		.depth = QRY_DEPTH_DEFAULT,
+		.interval = QRY_WATCH_INTERVAL_MS,
 	};
 	if (!o.instance || !*o.instance)
 		o.instance = "default";
 	const struct shm_opt opts[] = {
-		{.name = "instance", .type = SHM_OPT_STR, .arg = "NAME", .dst = &o.instance,
+		{.name = "instance",
+		 .type = SHM_OPT_STR,
+		 .arg = "NAME",
+		 .dst = &o.instance,
 		 .show_default = true,
 		 .help = "exchange instance; $SHMEX_INSTANCE when set"},
-		{.name = "json", .type = SHM_OPT_FLAG, .dst = &o.json,
+		{.name = "json",
+		 .type = SHM_OPT_FLAG,
+		 .dst = &o.json,
 		 .help = "one line of JSON per result"},
-		{.name = "depth", .type = SHM_OPT_NUM, .arg = "N", .dst = &o.depth,
-		 .max = UINT32_MAX, .given = &o.depth_set, .show_default = true,
+		{.name = "depth",
+		 .type = SHM_OPT_NUM,
+		 .arg = "N",
+		 .dst = &o.depth,
+		 .max = UINT32_MAX,
+		 .given = &o.depth_set,
+		 .show_default = true,
 		 .help = "book, watch: levels per side, 0 = all"},
-		{.name = "orders", .type = SHM_OPT_FLAG, .dst = &o.orders,
+		{.name = "orders",
+		 .type = SHM_OPT_FLAG,
+		 .dst = &o.orders,
 		 .help = "book, watch: list every order of each level"},
-		{.name = "clear-stale", .type = SHM_OPT_FLAG, .dst = &o.clear,
+		{.name = "clear-stale",
+		 .type = SHM_OPT_FLAG,
+		 .dst = &o.clear,
 		 .help = "readers: first free the slots of dead readers"},
-		{.name = "count", .type = SHM_OPT_NUM, .arg = "N", .dst = &o.count,
-		 .min = 1, .max = UINT32_MAX, .given = &o.count_set,
+		{.name = "count",
+		 .type = SHM_OPT_NUM,
+		 .arg = "N",
+		 .dst = &o.count,
+		 .min = 1,
+		 .max = UINT32_MAX,
+		 .given = &o.count_set,
 		 .help = "watch: stop after N frames"},
-		{.name = "interval-ms", .type = SHM_OPT_NUM, .arg = "MS", .dst = &o.interval,
-		 .min = 1, .max = SHM_SETTINGS_MS_MAX, .given = &o.interval_set,
-		 .show_default = true, .help = "watch: time between frames"},
+		{.name = "interval-ms",
+		 .type = SHM_OPT_NUM,
+		 .arg = "MS",
+		 .dst = &o.interval,
+		 .min = 1,
+		 .max = SHM_SETTINGS_MS_MAX,
+		 .given = &o.interval_set,
+		 .show_default = true,
+		 .help = "watch: time between frames"},
 	};
 	const struct shm_opt_prog prog = {
 		.name = PROG,
@@ -182,17 +207,17 @@ int main(int argc, char **argv)
 		.min_args = 0,
 		.max_args = -1,
 		.operands =
-		    "Commands:\n"
-		    "  book SYMBOL         price levels of both sides, best first\n"
-		    "  order ID            status and fills of an order\n"
-		    "  account ID          cash balance, reserved cash and positions in every shard\n"
-		    "  readers             reader slots of every shard (slot, pid, alive, epoch, lag)\n"
-		    "  stats               per shard: orders, levels, fills, events, reader lag,\n"
-		    "                      ring depths\n"
-		    "  check [SYMBOL]      verify the book invariants of one or every symbol\n"
-		    "  watch SYMBOL        redraw the book until Ctrl-C (or --count frames)\n"
-		    "\n"
-		    "Exit status: 0 ok, 1 query failed, 2 usage error.",
+			"Commands:\n"
+			"  book SYMBOL         price levels of both sides, best first\n"
+			"  order ID            status and fills of an order\n"
+			"  account ID          cash balance, reserved cash and positions in every shard\n"
+			"  readers             reader slots of every shard (slot, pid, alive, epoch, lag)\n"
+			"  stats               per shard: orders, levels, fills, events, reader lag,\n"
+			"                      ring depths\n"
+			"  check [SYMBOL]      verify the book invariants of one or every symbol\n"
+			"  watch SYMBOL        redraw the book until Ctrl-C (or --count frames)\n"
+			"\n"
+			"Exit status: 0 ok, 1 query failed, 2 usage error.",
 	};
 	the_prog = &prog;
 	int first;

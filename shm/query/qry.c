@@ -105,9 +105,7 @@ static void json_str(FILE *f, const char *s)
 
 static const char *side_name(unsigned side)
 {
-	return side == SHM_SIDE_BUY    ? "buy"
-	       : side == SHM_SIDE_SELL ? "sell"
-				       : "?";
+	return side == SHM_SIDE_BUY ? "buy" : side == SHM_SIDE_SELL ? "sell" : "?";
 }
 
 static const char *tif_name(unsigned tif)
@@ -120,18 +118,17 @@ static const char *tif_name(unsigned tif)
 static const char *status_name(unsigned state, unsigned reason)
 {
 	static const char *const done[] = {
-	    "done", /* NONE: impossible for DONE */
-	    "filled",
-	    "cancelled",
-	    "cancelled (IOC remainder)",
-	    "killed (FOK)",
-	    "cancelled (self-trade prevention)",
-	    "cancelled (modified to zero)",
+		"done", /* NONE: impossible for DONE */
+		"filled",
+		"cancelled",
+		"cancelled (IOC remainder)",
+		"killed (FOK)",
+		"cancelled (self-trade prevention)",
+		"cancelled (modified to zero)",
 	};
 	if (state == SHM_BOOK_ORDER_LIVE)
 		return "open";
-	if (state == SHM_BOOK_ORDER_DONE &&
-	    reason < sizeof(done) / sizeof(done[0]))
+	if (state == SHM_BOOK_ORDER_DONE && reason < sizeof(done) / sizeof(done[0]))
 		return done[reason];
 	return "?";
 }
@@ -144,18 +141,17 @@ int qry_open(struct qry *q, const char *instance)
 	snprintf(q->instance, sizeof(q->instance), "%s", instance);
 	int rc = shm_instance_attach(instance, SHM_ROLE_OBSERVER, 0, &q->inst);
 	if (rc) {
-		const char *why =
-		    shmex_error_msg(&q->inst.err, rc);
+		const char *why = shmex_error_msg(&q->inst.err, rc);
 		if (rc == -ENOENT)
-			shmex_error_set(&q->err, 0, "instance '%s' is not running: %s", instance,
-				 why);
+			shmex_error_set(&q->err, 0, "instance '%s' is not running: %s",
+					instance, why);
 		else if (rc == SHMEX_EBADNAME)
-			shmex_error_set(&q->err, 0, "invalid instance name '%s' (1-%d of A-Z a-z "
-				 "0-9 _ -)",
-				 instance, SHM_INSTANCE_MAX);
+			shmex_error_set(&q->err, 0,
+					"invalid instance name '%s' (1-%d of A-Z a-z "
+					"0-9 _ -)",
+					instance, SHM_INSTANCE_MAX);
 		else
-			shmex_error_set(&q->err, 0, "instance '%s': %s",
-				 instance, why);
+			shmex_error_set(&q->err, 0, "instance '%s': %s", instance, why);
 		return rc;
 	}
 	q->nshards = q->inst.nshards;
@@ -185,7 +181,8 @@ void qry_close(struct qry *q)
 int qry_shard(struct qry *q, uint32_t k, struct shm_snap **rd)
 {
 	if (k >= q->nshards) {
-		shmex_error_set(&q->err, 0, "shard %u out of range (%u shards)", k, q->nshards);
+		shmex_error_set(&q->err, 0, "shard %u out of range (%u shards)", k,
+				q->nshards);
 		return SHMEX_EBADINDEX;
 	}
 	if (!q->rd_open[k]) {
@@ -195,8 +192,8 @@ int qry_shard(struct qry *q, uint32_t k, struct shm_snap **rd)
 			if (q->rd[k].err.msg[0])
 				q->err = q->rd[k].err;
 			else
-				shmex_error_set(&q->err, 0, "shard %u: %s",
-					 k, shmex_strerror(rc));
+				shmex_error_set(&q->err, 0, "shard %u: %s", k,
+						shmex_strerror(rc));
 			return rc;
 		}
 		q->rd_open[k] = true;
@@ -208,13 +205,14 @@ int qry_shard(struct qry *q, uint32_t k, struct shm_snap **rd)
 /* --- book ----------------------------------------------------------------- */
 
 /* Finds the symbol's shard and index; messages in q->err. */
-static int symbol_lookup(struct qry *q, const char *symbol,
-			 struct shm_snap **rd, uint32_t *sym)
+static int symbol_lookup(struct qry *q, const char *symbol, struct shm_snap **rd,
+			 uint32_t *sym)
 {
 	size_t len = strlen(symbol);
 	if (!shm_symbol_valid(symbol, len)) {
-		shmex_error_set(&q->err, 0, "invalid symbol '%s' (1-%d letters and digits)",
-			 symbol, SHM_SYMBOL_MAX);
+		shmex_error_set(&q->err, 0,
+				"invalid symbol '%s' (1-%d letters and digits)", symbol,
+				SHM_SYMBOL_MAX);
 		return SHMEX_EBADSYMBOL;
 	}
 	uint32_t k = shm_shard_of_symbol(symbol, len, q->nshards);
@@ -223,20 +221,21 @@ static int symbol_lookup(struct qry *q, const char *symbol,
 		return rc;
 	rc = shm_snap_symbol_find(*rd, symbol, len, sym);
 	if (rc == SHMEX_ENOSYMBOL)
-		shmex_error_set(&q->err, 0, "symbol '%s' does not exist (shard %u)", symbol, k);
+		shmex_error_set(&q->err, 0, "symbol '%s' does not exist (shard %u)",
+				symbol, k);
 	else if (rc)
 		shmex_error_set(&q->err, 0, "symbol '%s': %s", symbol,
-			 shmex_strerror(rc));
+				shmex_strerror(rc));
 	return rc;
 }
 
 static int snap_error(struct qry *q, const char *what, int rc)
 {
 	if (rc == SHMEX_EBUSY)
-		shmex_error_set(&q->err, 0, "%s: the book kept changing; try again", what);
+		shmex_error_set(&q->err, 0, "%s: the book kept changing; try again",
+				what);
 	else
-		shmex_error_set(&q->err, 0, "%s: %s", what,
-			 shmex_strerror(rc));
+		shmex_error_set(&q->err, 0, "%s: %s", what, shmex_strerror(rc));
 	return rc;
 }
 
@@ -247,9 +246,7 @@ static void level_text(FILE *f, const struct shm_snap_book *s,
 		PX(L->price), QTY(L->qty), L->count);
 	for (uint32_t j = 0; s->orders && j < L->n; j++) {
 		const struct shm_snap_book_order *O = &s->ords[L->first + j];
-		fprintf(f,
-			"        order %" PRIu64 ", account %" PRIu64
-			": %s of %s\n",
+		fprintf(f, "        order %" PRIu64 ", account %" PRIu64 ": %s of %s\n",
 			O->id, O->account, QTY(O->open), QTY(O->amount));
 	}
 }
@@ -261,30 +258,26 @@ static void book_text(FILE *f, const struct shm_snap_book *s)
 	if (s->more[1])
 		fprintf(f, "  ask  ...\n");
 	for (size_t k = s->side_n[1]; k-- > 0;)
-		level_text(f, s, &s->levels[s->side_first[1] + k],
-			   SHM_SIDE_SELL);
+		level_text(f, s, &s->levels[s->side_first[1] + k], SHM_SIDE_SELL);
 	if (s->side_n[1] == 0)
 		fprintf(f, "  (no asks)\n");
 	fprintf(f, "  ----\n");
 	for (size_t k = 0; k < s->side_n[0]; k++)
-		level_text(f, s, &s->levels[s->side_first[0] + k],
-			   SHM_SIDE_BUY);
+		level_text(f, s, &s->levels[s->side_first[0] + k], SHM_SIDE_BUY);
 	if (s->side_n[0] == 0)
 		fprintf(f, "  (no bids)\n");
 	if (s->more[0])
 		fprintf(f, "  bid  ...\n");
 	for (unsigned side = 0; side < 2; side++)
 		fprintf(f, "%s: %u level%s, %u order%s, %s shares%s",
-			side == SHM_SIDE_BUY ? "bids" : "asks",
-			s->nlevels[side], PLURAL(s->nlevels[side]),
-			s->norders[side], PLURAL(s->norders[side]),
-			QTY(s->open_qty[side]),
+			side == SHM_SIDE_BUY ? "bids" : "asks", s->nlevels[side],
+			PLURAL(s->nlevels[side]), s->norders[side],
+			PLURAL(s->norders[side]), QTY(s->open_qty[side]),
 			side == SHM_SIDE_BUY ? "; " : "\n");
 	if (s->trades)
-		fprintf(f,
-			"last trade: %s @ %s; %" PRIu64 " trade%s, volume %s\n",
-			QTY(s->last_qty), PX(s->last_price), s->trades,
-			PLURAL(s->trades), QTY(s->volume));
+		fprintf(f, "last trade: %s @ %s; %" PRIu64 " trade%s, volume %s\n",
+			QTY(s->last_qty), PX(s->last_price), s->trades, PLURAL(s->trades),
+			QTY(s->volume));
 	else
 		fprintf(f, "no trades\n");
 }
@@ -293,22 +286,20 @@ static void levels_json(FILE *f, const struct shm_snap_book *s, unsigned side)
 {
 	fputc('[', f);
 	for (size_t k = 0; k < s->side_n[side]; k++) {
-		const struct shm_snap_book_level *L =
-		    &s->levels[s->side_first[side] + k];
+		const struct shm_snap_book_level *L = &s->levels[s->side_first[side] + k];
 		fprintf(f, "%s{\"price\":\"%s\",\"qty\":\"%s\",\"orders\":%u",
 			k ? "," : "", PX(L->price), QTY(L->qty), L->count);
 		if (s->orders) {
 			fprintf(f, ",\"queue\":[");
 			for (uint32_t j = 0; j < L->n; j++) {
 				const struct shm_snap_book_order *O =
-				    &s->ords[L->first + j];
-				fprintf(
-				    f,
-				    "%s{\"id\":%" PRIu64 ",\"account\":%" PRIu64
-				    ",\"open\":\"%s\",\"amount\":\"%s\",\"time_"
-				    "ns\":%" PRIu64 "}",
-				    j ? "," : "", O->id, O->account,
-				    QTY(O->open), QTY(O->amount), O->time_ns);
+					&s->ords[L->first + j];
+				fprintf(f,
+					"%s{\"id\":%" PRIu64 ",\"account\":%" PRIu64
+					",\"open\":\"%s\",\"amount\":\"%s\",\"time_"
+					"ns\":%" PRIu64 "}",
+					j ? "," : "", O->id, O->account, QTY(O->open),
+					QTY(O->amount), O->time_ns);
 			}
 			fputc(']', f);
 		}
@@ -325,8 +316,8 @@ static void book_json(FILE *f, const struct shm_snap_book *s)
 	levels_json(f, s, SHM_SIDE_BUY);
 	fprintf(f, ",\"asks\":");
 	levels_json(f, s, SHM_SIDE_SELL);
-	fprintf(f, ",\"more_bids\":%s,\"more_asks\":%s",
-		s->more[0] ? "true" : "false", s->more[1] ? "true" : "false");
+	fprintf(f, ",\"more_bids\":%s,\"more_asks\":%s", s->more[0] ? "true" : "false",
+		s->more[1] ? "true" : "false");
 	fprintf(f, ",\"bid_levels\":%u,\"bid_orders\":%u,\"bid_qty\":\"%s\"",
 		s->nlevels[0], s->norders[0], QTY(s->open_qty[0]));
 	fprintf(f, ",\"ask_levels\":%u,\"ask_orders\":%u,\"ask_qty\":\"%s\"",
@@ -341,8 +332,7 @@ static void book_json(FILE *f, const struct shm_snap_book *s)
 	fprintf(f, "}\n");
 }
 
-int qry_book(struct qry *q, FILE *out, unsigned flags,
-		   const char *symbol, size_t depth)
+int qry_book(struct qry *q, FILE *out, unsigned flags, const char *symbol, size_t depth)
 {
 	struct shm_snap *rd;
 	uint32_t sym;
@@ -351,8 +341,7 @@ int qry_book(struct qry *q, FILE *out, unsigned flags,
 		return rc;
 	struct shm_snap_book s;
 	memset(&s, 0, sizeof(s));
-	rc = shm_snap_book_read(rd, sym, depth, (flags & QRY_ORDERS) != 0,
-				&s);
+	rc = shm_snap_book_read(rd, sym, depth, (flags & QRY_ORDERS) != 0, &s);
 	if (rc == 0) {
 		if (flags & QRY_JSON)
 			book_json(out, &s);
@@ -396,7 +385,8 @@ int qry_order(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 	}
 	if (rc) {
 		if (rc == SHMEX_ENOORDER)
-			shmex_error_set(&q->err, 0, "order %" PRIu64 " does not exist", id);
+			shmex_error_set(&q->err, 0, "order %" PRIu64 " does not exist",
+					id);
 		else
 			snap_error(q, "order", rc);
 		free(fills);
@@ -416,45 +406,39 @@ int qry_order(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 			",\"side\":\"%s\",\"tif\":\"%s\",\"price\":\"%s\","
 			"\"amount\":\"%s\""
 			",\"status\":",
-			side_name(o.side), tif_name(o.tif), PX(o.price),
-			QTY(o.amount));
+			side_name(o.side), tif_name(o.tif), PX(o.price), QTY(o.amount));
 		json_str(out, st);
-		fprintf(
-		    out,
-		    ",\"open\":\"%s\",\"executed\":\"%s\",\"cancelled\":\"%s\""
-		    ",\"time_ns\":%" PRIu64 ",\"cancel_time_ns\":%" PRIu64
-		    ",\"fills\":[",
-		    QTY(o.open), QTY(o.executed), QTY(o.cancelled), o.time_ns,
-		    o.cancel_time_ns);
+		fprintf(out,
+			",\"open\":\"%s\",\"executed\":\"%s\",\"cancelled\":\"%s\""
+			",\"time_ns\":%" PRIu64 ",\"cancel_time_ns\":%" PRIu64
+			",\"fills\":[",
+			QTY(o.open), QTY(o.executed), QTY(o.cancelled), o.time_ns,
+			o.cancel_time_ns);
 		for (size_t i = 0; i < nf; i++)
 			fprintf(out,
 				"%s{\"qty\":\"%s\",\"price\":\"%s\",\"time_"
 				"ns\":%" PRIu64 ",\"counterparty\":%" PRIu64
 				",\"event\":%" PRIu64 ",\"maker\":%s}",
-				i ? "," : "", QTY(fills[i].qty),
-				PX(fills[i].price), fills[i].time_ns,
-				fills[i].counterparty, fills[i].event,
+				i ? "," : "", QTY(fills[i].qty), PX(fills[i].price),
+				fills[i].time_ns, fills[i].counterparty, fills[i].event,
 				fills[i].maker ? "true" : "false");
 		fprintf(out, "]}\n");
 	} else {
 		fprintf(out,
 			"order %" PRIu64 ": %s %s %s @ %s %s, account %" PRIu64
 			", shard %u\n",
-			o.id, side_name(o.side), QTY(o.amount), name,
-			PX(o.price), tif_name(o.tif), o.account, k);
+			o.id, side_name(o.side), QTY(o.amount), name, PX(o.price),
+			tif_name(o.tif), o.account, k);
 		fprintf(out, "  status     %s\n", st);
 		fprintf(out, "  open       %s\n", QTY(o.open));
 		fprintf(out, "  executed   %s\n", QTY(o.executed));
 		fprintf(out, "  cancelled  %s\n", QTY(o.cancelled));
 		fprintf(out, "  accepted   %s\n", utc(o.time_ns).s);
 		if (o.cancel_time_ns)
-			fprintf(out, "  cancel at  %s\n",
-				utc(o.cancel_time_ns).s);
+			fprintf(out, "  cancel at  %s\n", utc(o.cancel_time_ns).s);
 		fprintf(out, "  fills      %zu\n", nf);
 		for (size_t i = 0; i < nf; i++)
-			fprintf(out,
-				"    %s @ %s  %s  %s, counterparty %" PRIu64
-				"\n",
+			fprintf(out, "    %s @ %s  %s  %s, counterparty %" PRIu64 "\n",
 				QTY(fills[i].qty), PX(fills[i].price),
 				utc(fills[i].time_ns).s,
 				fills[i].maker ? "maker" : "taker",
@@ -480,20 +464,19 @@ static int pos_cmp(const void *a, const void *b)
 }
 
 /* Every position of `id` in shard k, appended to *v. */
-static int positions_of(struct qry *q, uint32_t k, uint64_t id,
-			struct pos **v, size_t *n, size_t *cap)
+static int positions_of(struct qry *q, uint32_t k, uint64_t id, struct pos **v, size_t *n,
+			size_t *cap)
 {
 	struct shm_positions p;
 	int rc = shm_positions_attach(&p, q->instance, k, SHM_RDONLY);
 	if (rc) {
 		shmex_error_set(&q->err, 0, "positions of shard %u: %s", k,
-			 shmex_error_msg(&p.region.err, rc));
+				shmex_error_msg(&p.region.err, rc));
 		return rc;
 	}
 	for (uint32_t i = 0; i < p.pos_slots; i++) {
 		struct shm_position_view pv;
-		if (shm_positions_read_slot(&p, i, &pv) != 0 ||
-		    pv.account != id)
+		if (shm_positions_read_slot(&p, i, &pv) != 0 || pv.account != id)
 			continue;
 		if (*n == *cap) {
 			size_t ncap = *cap ? 2 * *cap : 16;
@@ -518,25 +501,25 @@ static int positions_of(struct qry *q, uint32_t k, uint64_t id,
 	return rc;
 }
 
-int qry_account(struct qry *q, FILE *out, unsigned flags,
-		      uint64_t id)
+int qry_account(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 {
 	struct shm_accounts a;
 	struct shm_account_view av;
 	int rc = shm_accounts_attach(&a, q->instance, SHM_RDONLY);
 	if (rc) {
 		shmex_error_set(&q->err, 0, "accounts: %s",
-			 shmex_error_msg(&a.region.err, rc));
+				shmex_error_msg(&a.region.err, rc));
 		return rc;
 	}
 	rc = shm_accounts_read(&a, id, &av);
 	shm_accounts_detach(&a);
 	if (rc) {
 		if (rc == SHMEX_ENOACCOUNT)
-			shmex_error_set(&q->err, 0, "account %" PRIu64 " does not exist", id);
+			shmex_error_set(&q->err, 0, "account %" PRIu64 " does not exist",
+					id);
 		else
 			shmex_error_set(&q->err, 0, "account %" PRIu64 ": %s", id,
-				 shmex_strerror(rc));
+					shmex_strerror(rc));
 		return rc;
 	}
 	struct pos *v = NULL;
@@ -551,19 +534,16 @@ int qry_account(struct qry *q, FILE *out, unsigned flags,
 		qsort(v, n, sizeof(*v), pos_cmp);
 	if (flags & QRY_JSON) {
 		fprintf(out,
-			"{\"account\":%" PRIu64
-			",\"balance\":\"%s\",\"reserved\":\"%s\""
+			"{\"account\":%" PRIu64 ",\"balance\":\"%s\",\"reserved\":\"%s\""
 			",\"deposited\":\"%s\",\"positions\":[",
-			av.id, CASH(av.balance), CASH(av.reserved),
-			CASH(av.deposited));
+			av.id, CASH(av.balance), CASH(av.reserved), CASH(av.deposited));
 		for (size_t i = 0; i < n; i++) {
 			fprintf(out, "%s{\"symbol\":", i ? "," : "");
 			json_str(out, v[i].sym);
 			fprintf(out,
 				",\"shard\":%u,\"amount\":\"%s\",\"reserved\":"
 				"\"%s\"}",
-				v[i].shard, QTY(v[i].amount),
-				QTY(v[i].reserved));
+				v[i].shard, QTY(v[i].amount), QTY(v[i].reserved));
 		}
 		fprintf(out, "]}\n");
 	} else {
@@ -577,9 +557,8 @@ int qry_account(struct qry *q, FILE *out, unsigned flags,
 			fprintf(out, "  symbol           shard         amount  "
 				     "     reserved\n");
 		for (size_t i = 0; i < n; i++)
-			fprintf(out, "  %-15s %6u %14s %14s\n", v[i].sym,
-				v[i].shard, QTY(v[i].amount),
-				QTY(v[i].reserved));
+			fprintf(out, "  %-15s %6u %14s %14s\n", v[i].sym, v[i].shard,
+				QTY(v[i].amount), QTY(v[i].reserved));
 	}
 	free(v);
 	return 0;
@@ -595,25 +574,23 @@ struct readers_shard {
 	bool cleaned;
 };
 
-static int readers_gather(struct qry *q, uint32_t k, bool clear,
-			  struct readers_shard *r)
+static int readers_gather(struct qry *q, uint32_t k, bool clear, struct readers_shard *r)
 {
 	struct shm_rcu t;
 	int rc = shm_rcu_attach(&t, q->instance, k,
-				    clear ? SHM_RCU_READER
-					  : SHM_RCU_OBSERVER);
+				clear ? SHM_RCU_READER : SHM_RCU_OBSERVER);
 	if (rc) {
-		shmex_error_set(&q->err, 0, "reader table of shard %u: %s",
-			 k,
-			 shmex_error_msg(&t.region.err, rc));
+		shmex_error_set(&q->err, 0, "reader table of shard %u: %s", k,
+				shmex_error_msg(&t.region.err, rc));
 		return rc;
 	}
 	if (clear) {
 		rc = shm_rcu_clear_stale(&t, &r->cleared);
 		if (rc) {
-			shmex_error_set(&q->err, 0, "reader table of shard %u: clearing stale "
-				 "slots: %s",
-				 k, shmex_strerror(rc));
+			shmex_error_set(&q->err, 0,
+					"reader table of shard %u: clearing stale "
+					"slots: %s",
+					k, shmex_strerror(rc));
 			goto out_detach;
 		}
 		r->cleaned = true;
@@ -629,8 +606,8 @@ static int readers_gather(struct qry *q, uint32_t k, bool clear,
 	if (r->n > t.nslots)
 		r->n = t.nslots;
 	if (rc)
-		shmex_error_set(&q->err, 0, "reader table of shard %u: %s",
-			 k, shmex_strerror(rc));
+		shmex_error_set(&q->err, 0, "reader table of shard %u: %s", k,
+				shmex_strerror(rc));
 out_detach:
 	shm_rcu_detach(&t);
 	return rc;
@@ -642,13 +619,11 @@ static void readers_print(FILE *f, unsigned flags, uint32_t k,
 	const struct shm_rcu_stats *st = &r->st;
 	if (flags & QRY_JSON) {
 		fprintf(f,
-			"%s{\"shard\":%u,\"epoch\":%" PRIu64
-			",\"safe_epoch\":%" PRIu64
+			"%s{\"shard\":%u,\"epoch\":%" PRIu64 ",\"safe_epoch\":%" PRIu64
 			",\"slots\":%u,\"registered\":%u,\"active\":%u,\"max_"
 			"lag\":%" PRIu64 ",\"reaped\":%" PRIu64,
-			first ? "" : ",", k, st->epoch, st->safe_epoch,
-			st->nslots, st->registered, st->active, st->max_lag,
-			st->reaped);
+			first ? "" : ",", k, st->epoch, st->safe_epoch, st->nslots,
+			st->registered, st->active, st->max_lag, st->reaped);
 		if (r->cleaned)
 			fprintf(f, ",\"cleared\":%u", r->cleared);
 		fprintf(f, ",\"readers\":[");
@@ -661,8 +636,8 @@ static void readers_print(FILE *f, unsigned flags, uint32_t k,
 				",\"nesting\":%u}",
 				i ? "," : "", x->slot, x->pid,
 				x->alive ? "true" : "false",
-				x->in_section ? "true" : "false", x->epoch,
-				x->lag, x->nesting);
+				x->in_section ? "true" : "false", x->epoch, x->lag,
+				x->nesting);
 		}
 		fprintf(f, "]}");
 		return;
@@ -670,18 +645,15 @@ static void readers_print(FILE *f, unsigned flags, uint32_t k,
 	if (r->cleaned)
 		fprintf(f, "shard %u: cleared %u stale slot%s\n", k, r->cleared,
 			r->cleared == 1 ? "" : "s");
-	fprintf(
-	    f,
-	    "shard %u: epoch %" PRIu64 ", safe epoch %" PRIu64
-	    ", %u of %u slots registered, %u in a section, oldest lag %" PRIu64
-	    ", %" PRIu64 " reaped\n",
-	    k, st->epoch, st->safe_epoch, st->registered, st->nslots,
-	    st->active, st->max_lag, st->reaped);
+	fprintf(f,
+		"shard %u: epoch %" PRIu64 ", safe epoch %" PRIu64
+		", %u of %u slots registered, %u in a section, oldest lag %" PRIu64
+		", %" PRIu64 " reaped\n",
+		k, st->epoch, st->safe_epoch, st->registered, st->nslots, st->active,
+		st->max_lag, st->reaped);
 	if (r->n == 0)
 		return;
-	fprintf(
-	    f,
-	    "   slot      pid  alive            epoch        lag  nesting\n");
+	fprintf(f, "   slot      pid  alive            epoch        lag  nesting\n");
 	for (size_t i = 0; i < r->n; i++) {
 		const struct shm_rcu_reader_info *x = &r->info[i];
 		char ep[24] = "-", lag[24] = "-";
@@ -703,12 +675,10 @@ int qry_readers(struct qry *q, FILE *out, unsigned flags)
 		return -ENOMEM;
 	}
 	for (uint32_t k = 0; k < q->nshards && rc == 0; k++)
-		rc = readers_gather(q, k, (flags & QRY_CLEAR_STALE) != 0,
-				    &r[k]);
+		rc = readers_gather(q, k, (flags & QRY_CLEAR_STALE) != 0, &r[k]);
 	if (rc == 0) {
 		if (flags & QRY_JSON)
-			fprintf(out, "{\"instance\":\"%s\",\"shards\":[",
-				q->instance);
+			fprintf(out, "{\"instance\":\"%s\",\"shards\":[", q->instance);
 		for (uint32_t k = 0; k < q->nshards; k++)
 			readers_print(out, flags, k, &r[k], k == 0);
 		if (flags & QRY_JSON)
@@ -727,8 +697,7 @@ struct ring_depth {
 	bool ok;
 };
 
-static struct ring_depth ring_depth(struct qry *q, bool request,
-				    uint32_t g, uint32_t k)
+static struct ring_depth ring_depth(struct qry *q, bool request, uint32_t g, uint32_t k)
 {
 	struct shm_ring r;
 	struct shm_ring_stats st;
@@ -743,8 +712,7 @@ static struct ring_depth ring_depth(struct qry *q, bool request,
 	return d;
 }
 
-static void rings_print(FILE *f, unsigned flags, struct qry *q,
-			uint32_t k, bool request)
+static void rings_print(FILE *f, unsigned flags, struct qry *q, uint32_t k, bool request)
 {
 	for (uint32_t g = 0; g < q->ngateways; g++) {
 		struct ring_depth d = ring_depth(q, request, g, k);
@@ -783,48 +751,43 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 		fprintf(out,
 			"{\"instance\":\"%s\",\"nshards\":%u,\"ngateways\":%u"
 			",\"ring_capacity\":%u,\"shards\":[",
-			q->instance, q->nshards, q->ngateways,
-			q->inst.ring_capacity);
+			q->instance, q->nshards, q->ngateways, q->inst.ring_capacity);
 	else
 		fprintf(out,
 			"instance %s: %u shard%s, %u gateway%s, rings of %u "
 			"messages\n",
-			q->instance, q->nshards, PLURAL(q->nshards),
-			q->ngateways, PLURAL(q->ngateways),
-			q->inst.ring_capacity);
+			q->instance, q->nshards, PLURAL(q->nshards), q->ngateways,
+			PLURAL(q->ngateways), q->inst.ring_capacity);
 	for (uint32_t k = 0; k < q->nshards; k++) {
 		const struct shm_snap_shard_stats *s = &st[k];
 		int32_t pid;
 		uint64_t start;
-		shm_instance_member(&q->inst, SHM_ROLE_MATCHER, k, &pid,
-				    &start);
+		shm_instance_member(&q->inst, SHM_ROLE_MATCHER, k, &pid, &start);
 		bool alive = pid > 0 && shm_proc_alive(pid, start);
 		if (json) {
-			fprintf(
-			    out,
-			    "%s{\"shard\":%u,\"matcher_pid\":%d,\"matcher_"
-			    "alive\":%s"
-			    ",\"symbols\":%u,\"cap_symbols\":%u,\"orders_"
-			    "live\":%u"
-			    ",\"orders_used\":%u,\"cap_orders\":%u,\"orders_"
-			    "created\":%" PRIu64 ",\"rejects_full\":%" PRIu64
-			    ",\"levels_live\":%u,\"cap_levels\":%u"
-			    ",\"fills_used\":%u,\"cap_fills\":%u,\"events\":"
-			    "%" PRIu64 ",\"last_seq\":%" PRIu64
-			    ",\"epoch\":%" PRIu64 ",\"safe_epoch\":%" PRIu64
-			    ",\"reader_slots\":%u,\"readers_registered\":%u,"
-			    "\"readers_active\":%u"
-			    ",\"max_lag\":%" PRIu64 ",\"reaped\":%" PRIu64
-			    ",\"rings_in\":[",
-			    k ? "," : "", k, pid, alive ? "true" : "false",
-			    s->nsymbols, s->cap_symbols, s->orders_live,
-			    s->orders_used, s->cap_orders, s->orders_created,
-			    s->rejects_full, s->levels_live, s->cap_levels,
-			    s->fills_used, s->cap_fills, s->events, s->last_seq,
-			    s->readers.epoch, s->book_safe_epoch,
-			    s->readers.nslots, s->readers.registered,
-			    s->readers.active, s->readers.max_lag,
-			    s->readers.reaped);
+			fprintf(out,
+				"%s{\"shard\":%u,\"matcher_pid\":%d,\"matcher_"
+				"alive\":%s"
+				",\"symbols\":%u,\"cap_symbols\":%u,\"orders_"
+				"live\":%u"
+				",\"orders_used\":%u,\"cap_orders\":%u,\"orders_"
+				"created\":%" PRIu64 ",\"rejects_full\":%" PRIu64
+				",\"levels_live\":%u,\"cap_levels\":%u"
+				",\"fills_used\":%u,\"cap_fills\":%u,\"events\":"
+				"%" PRIu64 ",\"last_seq\":%" PRIu64 ",\"epoch\":%" PRIu64
+				",\"safe_epoch\":%" PRIu64
+				",\"reader_slots\":%u,\"readers_registered\":%u,"
+				"\"readers_active\":%u"
+				",\"max_lag\":%" PRIu64 ",\"reaped\":%" PRIu64
+				",\"rings_in\":[",
+				k ? "," : "", k, pid, alive ? "true" : "false",
+				s->nsymbols, s->cap_symbols, s->orders_live,
+				s->orders_used, s->cap_orders, s->orders_created,
+				s->rejects_full, s->levels_live, s->cap_levels,
+				s->fills_used, s->cap_fills, s->events, s->last_seq,
+				s->readers.epoch, s->book_safe_epoch, s->readers.nslots,
+				s->readers.registered, s->readers.active,
+				s->readers.max_lag, s->readers.reaped);
 			rings_print(out, flags, q, k, true);
 			fprintf(out, "],\"rings_out\":[");
 			rings_print(out, flags, q, k, false);
@@ -836,27 +799,23 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 				alive ? "alive" : "dead");
 		else
 			fprintf(out, "shard %u: no matcher attached\n", k);
-		fprintf(out, "  symbols   %u of %u\n", s->nsymbols,
-			s->cap_symbols);
+		fprintf(out, "  symbols   %u of %u\n", s->nsymbols, s->cap_symbols);
 		fprintf(out,
 			"  orders    %u live, %u records used of %u, %" PRIu64
 			" accepted, %" PRIu64 " rejected (book full)\n",
-			s->orders_live, s->orders_used, s->cap_orders,
-			s->orders_created, s->rejects_full);
+			s->orders_live, s->orders_used, s->cap_orders, s->orders_created,
+			s->rejects_full);
 		fprintf(out, "  levels    %u live of %u\n", s->levels_live,
 			s->cap_levels);
-		fprintf(out, "  fills     %u of %u\n", s->fills_used,
-			s->cap_fills);
-		fprintf(out,
-			"  events    %" PRIu64 ", last request %" PRIu64 "\n",
+		fprintf(out, "  fills     %u of %u\n", s->fills_used, s->cap_fills);
+		fprintf(out, "  events    %" PRIu64 ", last request %" PRIu64 "\n",
 			s->events, s->last_seq);
 		fprintf(out,
 			"  readers   %u of %u slots, %u in a section, oldest "
 			"lag %" PRIu64 ", %" PRIu64 " reaped; epoch %" PRIu64
 			", safe epoch %" PRIu64 "\n",
-			s->readers.registered, s->readers.nslots,
-			s->readers.active, s->readers.max_lag,
-			s->readers.reaped, s->readers.epoch,
+			s->readers.registered, s->readers.nslots, s->readers.active,
+			s->readers.max_lag, s->readers.reaped, s->readers.epoch,
 			s->book_safe_epoch);
 		fprintf(out, "  rings in ");
 		rings_print(out, flags, q, k, true);
@@ -872,8 +831,7 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 
 /* --- check ---------------------------------------------------------------- */
 
-int qry_check(struct qry *q, FILE *out, unsigned flags,
-		    const char *symbol)
+int qry_check(struct qry *q, FILE *out, unsigned flags, const char *symbol)
 {
 	struct shm_snap_book s;
 	unsigned violations = 0, busy = 0, checked = 0;
@@ -906,12 +864,11 @@ int qry_check(struct qry *q, FILE *out, unsigned flags,
 		for (uint32_t i = lo; i < hi; i++) {
 			char why[256] = "";
 			int r = shm_snap_book_read(rd, i, 0, true, &s);
-			if (r == 0 && shm_snap_book_check(&s, &rd->view, why,
-							   sizeof(why)))
+			if (r == 0 &&
+			    shm_snap_book_check(&s, &rd->view, why, sizeof(why)))
 				r = SHMEX_EINTERNAL;
 			else if (r && r != SHMEX_EBUSY)
-				snprintf(why, sizeof(why), "%s",
-					 shmex_strerror(r));
+				snprintf(why, sizeof(why), "%s", shmex_strerror(r));
 			if (r == -ENOMEM) {
 				rc = r;
 				shmex_error_set(&q->err, 0, "out of memory");
@@ -920,23 +877,19 @@ int qry_check(struct qry *q, FILE *out, unsigned flags,
 			checked++;
 			busy += r == SHMEX_EBUSY;
 			violations += r != 0 && r != SHMEX_EBUSY;
-			const char *res = r == 0	     ? "ok"
+			const char *res = r == 0             ? "ok"
 					  : r == SHMEX_EBUSY ? "busy"
 							     : "VIOLATION";
 			if (json) {
-				fprintf(out,
-					"%s{\"symbol\":", first ? "" : ",");
+				fprintf(out, "%s{\"symbol\":", first ? "" : ",");
 				json_str(out, s.name);
-				fprintf(out, ",\"shard\":%u,\"result\":\"%s\"",
-					k,
-					r == 0		   ? "ok"
+				fprintf(out, ",\"shard\":%u,\"result\":\"%s\"", k,
+					r == 0             ? "ok"
 					: r == SHMEX_EBUSY ? "busy"
 							   : "violation");
 				if (r == 0)
-					fprintf(
-					    out,
-					    ",\"levels\":%zu,\"orders\":%zu",
-					    s.nlev, s.nord);
+					fprintf(out, ",\"levels\":%zu,\"orders\":%zu",
+						s.nlev, s.nord);
 				else if (r != SHMEX_EBUSY) {
 					fprintf(out, ",\"why\":");
 					json_str(out, why);
@@ -948,8 +901,8 @@ int qry_check(struct qry *q, FILE *out, unsigned flags,
 					"orders\n",
 					s.name, k, s.nlev, s.nord);
 			} else {
-				fprintf(out, "%s (shard %u): %s%s%s\n", s.name,
-					k, res, why[0] ? ": " : "", why);
+				fprintf(out, "%s (shard %u): %s%s%s\n", s.name, k, res,
+					why[0] ? ": " : "", why);
 			}
 			first = false;
 		}
@@ -960,20 +913,19 @@ int qry_check(struct qry *q, FILE *out, unsigned flags,
 	if (rc)
 		return rc;
 	if (json)
-		fprintf(out,
-			"],\"checked\":%u,\"violations\":%u,\"busy\":%u}\n",
-			checked, violations, busy);
+		fprintf(out, "],\"checked\":%u,\"violations\":%u,\"busy\":%u}\n", checked,
+			violations, busy);
 	else
-		fprintf(out, "%u symbols checked, %u violations, %u busy\n",
-			checked, violations, busy);
+		fprintf(out, "%u symbols checked, %u violations, %u busy\n", checked,
+			violations, busy);
 	if (violations) {
-		shmex_error_set(&q->err, 0, "%u invariant violation%s",
-			 violations, violations == 1 ? "" : "s");
+		shmex_error_set(&q->err, 0, "%u invariant violation%s", violations,
+				violations == 1 ? "" : "s");
 		return SHMEX_EINTERNAL;
 	}
 	if (busy) {
 		shmex_error_set(&q->err, 0, "%u symbol%s kept changing; try again", busy,
-			 busy == 1 ? "" : "s");
+				busy == 1 ? "" : "s");
 		return SHMEX_EBUSY;
 	}
 	return 0;
@@ -981,9 +933,9 @@ int qry_check(struct qry *q, FILE *out, unsigned flags,
 
 /* --- watch ---------------------------------------------------------------- */
 
-int qry_watch(struct qry *q, FILE *out, unsigned flags,
-		    const char *symbol, size_t depth, unsigned long count,
-		    unsigned interval_ms, const volatile sig_atomic_t *stop)
+int qry_watch(struct qry *q, FILE *out, unsigned flags, const char *symbol, size_t depth,
+	      unsigned long count, unsigned interval_ms,
+	      const volatile sig_atomic_t *stop)
 {
 	struct shm_snap *rd;
 	uint32_t sym;
@@ -993,8 +945,7 @@ int qry_watch(struct qry *q, FILE *out, unsigned flags,
 	struct shm_snap_book s;
 	memset(&s, 0, sizeof(s));
 	for (unsigned long frame = 1; !*stop; frame++) {
-		int r = shm_snap_book_read(rd, sym, depth,
-					   (flags & QRY_ORDERS) != 0, &s);
+		int r = shm_snap_book_read(rd, sym, depth, (flags & QRY_ORDERS) != 0, &s);
 		if (r && r != SHMEX_EBUSY) {
 			rc = snap_error(q, symbol, r);
 			break;
@@ -1003,8 +954,7 @@ int qry_watch(struct qry *q, FILE *out, unsigned flags,
 			if (r == 0)
 				book_json(out, &s);
 			else
-				fprintf(out,
-					"{\"symbol\":\"%s\",\"busy\":true}\n",
+				fprintf(out, "{\"symbol\":\"%s\",\"busy\":true}\n",
 					symbol);
 		} else {
 			struct timespec now;
@@ -1022,8 +972,7 @@ int qry_watch(struct qry *q, FILE *out, unsigned flags,
 			if (r == 0)
 				book_text(out, &s);
 			else
-				fprintf(out,
-					"(the book kept changing; retrying)\n");
+				fprintf(out, "(the book kept changing; retrying)\n");
 		}
 		fflush(out);
 		if (count && frame >= count)

@@ -46,18 +46,17 @@ enum {
 /* Per-process handle of one instance. */
 struct qry {
 	char instance[SHM_INSTANCE_MAX + 1];
-	struct shm_instance inst;  /* SHM_ROLE_OBSERVER: read-only mapping */
+	struct shm_instance inst; /* SHM_ROLE_OBSERVER: read-only mapping */
 	uint32_t nshards, ngateways;
-	struct shm_snap *rd;       /* [nshards], opened on first use */
+	struct shm_snap *rd; /* [nshards], opened on first use */
 	bool *rd_open;
-	struct shmex_error err;    /* after a failed call: one line, what and why */
+	struct shmex_error err; /* after a failed call: one line, what and why */
 };
 
 /* Attaches the instance read-only.  On failure q->err says e.g.
  * "instance 'x' is not running: shm_open /shmex.x.control: No such file
  * or directory". */
-int qry_open(struct qry *q, const char *instance)
-	__attribute__((warn_unused_result));
+int qry_open(struct qry *q, const char *instance) __attribute__((warn_unused_result));
 /* Closes every shard handle (freeing their reader slots) and detaches.
  * Safe on a zeroed or failed handle. */
 void qry_close(struct qry *q);
@@ -68,15 +67,14 @@ int qry_shard(struct qry *q, uint32_t k, struct shm_snap **rd)
 /* --- commands ------------------------------------------------------------ */
 
 /* book SYMBOL: depth levels per side (0: all). */
-int qry_book(struct qry *q, FILE *out, unsigned flags,
-		   const char *symbol, size_t depth)
+int qry_book(struct qry *q, FILE *out, unsigned flags, const char *symbol, size_t depth)
 	__attribute__((warn_unused_result));
 /* order ID: status and fills. */
 int qry_order(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 	__attribute__((warn_unused_result));
 /* account ID: cash and the positions in every shard. */
-int qry_account(struct qry *q, FILE *out, unsigned flags,
-		      uint64_t id) __attribute__((warn_unused_result));
+int qry_account(struct qry *q, FILE *out, unsigned flags, uint64_t id)
+	__attribute__((warn_unused_result));
 /* readers: every claimed slot of every shard (QRY_CLEAR_STALE
  * first frees dead owners' slots). */
 int qry_readers(struct qry *q, FILE *out, unsigned flags)
@@ -86,13 +84,12 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 	__attribute__((warn_unused_result));
 /* check [SYMBOL]: full-book invariants of one symbol or of every symbol
  * of every shard; SHMEX_EINTERNAL when a violation was found. */
-int qry_check(struct qry *q, FILE *out, unsigned flags,
-		    const char *symbol) __attribute__((warn_unused_result));
+int qry_check(struct qry *q, FILE *out, unsigned flags, const char *symbol)
+	__attribute__((warn_unused_result));
 /* watch SYMBOL: a frame every interval_ms until *stop becomes non-zero or
  * `count` frames were drawn (0: no limit). */
-int qry_watch(struct qry *q, FILE *out, unsigned flags,
-		    const char *symbol, size_t depth, unsigned long count,
-		    unsigned interval_ms, const volatile sig_atomic_t *stop)
-	__attribute__((warn_unused_result));
+int qry_watch(struct qry *q, FILE *out, unsigned flags, const char *symbol, size_t depth,
+	      unsigned long count, unsigned interval_ms,
+	      const volatile sig_atomic_t *stop) __attribute__((warn_unused_result));
 
 #endif

@@ -67,13 +67,13 @@ int bench_e2e(int argc, char **argv);
 struct econn {
 	struct client c;
 	int account;
-	bool waiting;           /* a request is in flight */
+	bool waiting; /* a request is in flight */
 	uint64_t sent_ns;
 	uint64_t ids[IDS_KEPT]; /* known order ids, oldest first */
 	int nids;
-	char *rbuf;             /* persistent phase: bytes not yet a reply */
+	char *rbuf; /* persistent phase: bytes not yet a reply */
 	size_t rlen;
-	size_t scanned;         /* bytes of rbuf already searched for an end */
+	size_t scanned; /* bytes of rbuf already searched for an end */
 };
 
 struct load {
@@ -81,10 +81,10 @@ struct load {
 	int nconn;
 	uint64_t seconds_ns;
 	unsigned seed;
-	uint64_t *lat;          /* samples (ns) */
+	uint64_t *lat; /* samples (ns) */
 	size_t nlat;
 	uint64_t requests;
-	uint64_t errors;        /* failed connections or requests */
+	uint64_t errors; /* failed connections or requests */
 };
 
 static unsigned rnd(unsigned *s)
@@ -114,9 +114,10 @@ static int make_request(struct econn *e, unsigned *seed, char *buf, size_t cap)
 	int sell = (r >> 4) & 1;
 	int amt = 1 + (int)((r >> 5) % 100);
 	int lim = 95 + (int)((r >> 12) % 11);
-	int n = snprintf(xml, xc, "<transactions id=\"%d\"><order sym=\"S%d\" "
-			 "amount=\"%s%d\" limit=\"%d\"/>", e->account, sym,
-			 sell ? "-" : "", amt, lim);
+	int n = snprintf(xml, xc,
+			 "<transactions id=\"%d\"><order sym=\"S%d\" "
+			 "amount=\"%s%d\" limit=\"%d\"/>",
+			 e->account, sym, sell ? "-" : "", amt, lim);
 	unsigned q = rnd(seed) % 10;
 	if (e->nids > 0 && q < 3) {
 		n += snprintf(xml + n, xc - (size_t)n, "<cancel id=\"%llu\"/>",
@@ -282,7 +283,8 @@ static int run_persistent(struct load *l)
 			e->waiting = false;
 			inflight--;
 			if (e->rlen) {
-				fprintf(stderr, "bench e2e: unexpected bytes after a reply\n");
+				fprintf(stderr,
+					"bench e2e: unexpected bytes after a reply\n");
 				goto out_close;
 			}
 			if (now < end) {
@@ -318,7 +320,7 @@ struct cpu_proc {
 struct cpu_snap {
 	int n;
 	struct cpu_proc p[MAX_PROCS];
-	uint64_t t0, t1;        /* ns */
+	uint64_t t0, t1; /* ns */
 };
 
 /* utime + stime of a process in clock ticks (0 when it is gone). */
@@ -344,8 +346,8 @@ static uint64_t proc_ticks(pid_t pid, char *name, size_t namelen)
 	}
 	unsigned long long ut = 0, st = 0;
 	/* Fields after the name: state(3) ... utime(14) stime(15). */
-	if (sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-		   &ut, &st) != 2)
+	if (sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+		   &st) != 2)
 		return 0;
 	return ut + st;
 }
@@ -381,7 +383,8 @@ static double cpu_end(struct cpu_snap *s, double *exch_ns)
 		struct cpu_proc *p = &s->p[i];
 		p->ticks1 = proc_ticks(p->pid, NULL, 0);
 		double pct = p->ticks1 >= p->ticks0 && wall > 0
-			     ? 100.0 * (double)(p->ticks1 - p->ticks0) / hz / wall : 0;
+				     ? 100.0 * (double)(p->ticks1 - p->ticks0) / hz / wall
+				     : 0;
 		total += pct;
 		if (i == 0)
 			self = pct;
@@ -437,7 +440,8 @@ static int run_per_request(struct load *l, int clients)
 			return -1;
 		now = bench_now_ns();
 		for (int i = 0; i < clients; i++) {
-			if (!ec[i].waiting || !(pf[i].revents & (POLLIN | POLLERR | POLLHUP)))
+			if (!ec[i].waiting ||
+			    !(pf[i].revents & (POLLIN | POLLERR | POLLHUP)))
 				continue;
 			const char *rep;
 			int rc = try_reply(&ec[i], &rep);
@@ -492,33 +496,47 @@ static int setup_accounts(int port, int naccounts)
 
 struct figures {
 	double req_per_s;
-	uint64_t p50, p99, p999;   /* ns */
+	uint64_t p50, p99, p999; /* ns */
 	double conn_req_per_s;
 	uint64_t conn_p50;
 	double err_share;
-	double gen_cpu;            /* load generator, % of one CPU */
-	double cpu_us;             /* exchange CPU time per request */
-	double gen_cpu_us;         /* load generator CPU time per request */
+	double gen_cpu;    /* load generator, % of one CPU */
+	double cpu_us;     /* exchange CPU time per request */
+	double gen_cpu_us; /* load generator CPU time per request */
 };
 
 static int run_config(const char *bin, const char *tag, const char *shards,
-		      const char *gateways, int nconn, double seconds,
-		      struct figures *f)
+		      const char *gateways, int nconn, double seconds, struct figures *f)
 {
 	char inst[64];
 	snprintf(inst, sizeof(inst), "bench-%d-%s", (int)getpid(), tag);
-	const char *extra[] = {"--shards", shards, "--gateways", gateways,
-			       "--orders", "262144", "--fills", "1048576",
-			       "--levels", "65536", "--symbols", "64",
-			       "--accounts", "4096", "--positions", "65536",
-			       "--max-conns", "4096", "--quiet",
+	const char *extra[] = {"--shards",
+			       shards,
+			       "--gateways",
+			       gateways,
+			       "--orders",
+			       "262144",
+			       "--fills",
+			       "1048576",
+			       "--levels",
+			       "65536",
+			       "--symbols",
+			       "64",
+			       "--accounts",
+			       "4096",
+			       "--positions",
+			       "65536",
+			       "--max-conns",
+			       "4096",
+			       "--quiet",
 			       getenv("SHMEX_BENCH_SPIN_US") ? "--spin-us" : NULL,
-			       getenv("SHMEX_BENCH_SPIN_US"), NULL};
+			       getenv("SHMEX_BENCH_SPIN_US"),
+			       NULL};
 	struct exchange ex;
 	if (exchange_start(&ex, bin, inst, extra, 30000) != 0)
 		return -1;
-	fprintf(stderr, "bench e2e: %s gateway(s) x %s shard(s) on port %d\n",
-		gateways, shards, ex.port);
+	fprintf(stderr, "bench e2e: %s gateway(s) x %s shard(s) on port %d\n", gateways,
+		shards, ex.port);
 	int rc = setup_accounts(ex.port, nconn);
 	struct load l = {.port = ex.port, .nconn = nconn, .seed = 42};
 	l.lat = malloc(MAX_SAMPLES * sizeof(uint64_t));
@@ -545,14 +563,19 @@ static int run_config(const char *bin, const char *tag, const char *shards,
 		/* CPU per request: unlike req/s, it does not depend on how
 		 * much of the machine other processes took meanwhile. */
 		f->cpu_us = l.requests ? exch_ns / 1e3 / (double)l.requests : 0;
-		f->gen_cpu_us = l.requests ? f->gen_cpu / 100 * (double)(t1 - t0) /
-			1e3 / (double)l.requests : 0;
-		fprintf(stderr, "bench e2e:   CPU per request: exchange %.1f us, "
-			"load generator %.1f us\n", f->cpu_us, f->gen_cpu_us);
-		fprintf(stderr, "bench e2e:   %d persistent connections: %.0f req/s, "
+		f->gen_cpu_us = l.requests ? f->gen_cpu / 100 * (double)(t1 - t0) / 1e3 /
+						     (double)l.requests
+					   : 0;
+		fprintf(stderr,
+			"bench e2e:   CPU per request: exchange %.1f us, "
+			"load generator %.1f us\n",
+			f->cpu_us, f->gen_cpu_us);
+		fprintf(stderr,
+			"bench e2e:   %d persistent connections: %.0f req/s, "
 			"p50 %.1f us, p99 %.1f us, p99.9 %.1f us (%.1f%% of replies "
-			"carry an error)\n", nconn, f->req_per_s, f->p50 / 1e3,
-			f->p99 / 1e3, f->p999 / 1e3, 100 * f->err_share);
+			"carry an error)\n",
+			nconn, f->req_per_s, f->p50 / 1e3, f->p99 / 1e3, f->p999 / 1e3,
+			100 * f->err_share);
 		struct load pr = {.port = ex.port, .nconn = 8, .seed = 7, .lat = l.lat};
 		pr.seconds_ns = l.seconds_ns / 2;
 		t0 = bench_now_ns();
@@ -561,7 +584,8 @@ static int run_config(const char *bin, const char *tag, const char *shards,
 		if (rc == 0) {
 			f->conn_req_per_s = (double)pr.requests * 1e9 / (double)(t1 - t0);
 			f->conn_p50 = bench_percentile(pr.lat, pr.nlat, 50);
-			fprintf(stderr, "bench e2e:   one connection per request (8 "
+			fprintf(stderr,
+				"bench e2e:   one connection per request (8 "
 				"clients): %.0f req/s, p50 %.1f us, %llu errors\n",
 				f->conn_req_per_s, f->conn_p50 / 1e3,
 				(unsigned long long)pr.errors);
@@ -597,13 +621,15 @@ int bench_e2e(int argc, char **argv)
 		} else if (c == 'o' && !strcmp(optarg, "defaults")) {
 			run_base = false;
 		} else {
-			fprintf(stderr, "usage: shmex-bench e2e [--seconds S] [--conns N] "
+			fprintf(stderr,
+				"usage: shmex-bench e2e [--seconds S] [--conns N] "
 				"[--only base|defaults]\n");
 			return 2;
 		}
 	}
 	if (seconds <= 0 || seconds > 600 || nconn < 1 || nconn > 4000) {
-		fprintf(stderr, "bench e2e: --seconds in (0, 600], --conns in [1, 4000]\n");
+		fprintf(stderr,
+			"bench e2e: --seconds in (0, 600], --conns in [1, 4000]\n");
 		return 2;
 	}
 	char bin[PATH_MAX];
@@ -626,7 +652,6 @@ int bench_e2e(int argc, char **argv)
 	       "gen_cpu_pct=%.0f cpu_us_per_req=%.1f base_cpu_us_per_req=%.1f\n",
 	       f->req_per_s, f->p50 / 1e3, f->p99 / 1e3, f->p999 / 1e3,
 	       base.req_per_s > 0 && run_def ? def.req_per_s / base.req_per_s : 0,
-	       base.req_per_s, f->conn_req_per_s, f->gen_cpu, f->cpu_us,
-	       base.cpu_us);
+	       base.req_per_s, f->conn_req_per_s, f->gen_cpu, f->cpu_us, base.cpu_us);
 	return 0;
 }

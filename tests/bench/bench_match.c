@@ -112,7 +112,8 @@ static inline uint64_t rnd(struct rng *g)
 }
 
 /* Generates n requests by running them through a core. */
-static int gen_flow(struct op *ops, size_t n, uint64_t seed, const struct shm_book_caps *caps)
+static int gen_flow(struct op *ops, size_t n, uint64_t seed,
+		    const struct shm_book_caps *caps)
 {
 	struct core c;
 	int rc = core_open(&c, caps);
@@ -139,7 +140,8 @@ static int gen_flow(struct op *ops, size_t n, uint64_t seed, const struct shm_bo
 		/* Drop dead ids from the live list as they are met. */
 		while (nlive) {
 			size_t k = rnd(&g) % nlive;
-			const struct shm_book_order_sh *rec = eng_core_order(c.b, live[k]);
+			const struct shm_book_order_sh *rec =
+				eng_core_order(c.b, live[k]);
 			if (rec && rec->state == SHM_BOOK_ORDER_LIVE) {
 				o->r.order_id = live[k];
 				o->r.account = rec->account;
@@ -154,7 +156,9 @@ static int gen_flow(struct op *ops, size_t n, uint64_t seed, const struct shm_bo
 			/* Passive add near the touch. */
 			o->kind = OP_NEW;
 			o->r.side = (uint8_t)(rnd(&g) & 1);
-			int64_t off = 1 + (int64_t)(rnd(&g) % 8) + (int64_t)(rnd(&g) % 8 == 0) * (int64_t)(rnd(&g) % 64);
+			int64_t off =
+				1 + (int64_t)(rnd(&g) % 8) +
+				(int64_t)(rnd(&g) % 8 == 0) * (int64_t)(rnd(&g) % 64);
 			o->r.price = o->r.side == SHM_SIDE_BUY ? mid - off : mid + off;
 			o->r.qty = 1 + (int64_t)(rnd(&g) % 100);
 			o->r.tif = SHM_TIF_GTC;
@@ -162,7 +166,8 @@ static int gen_flow(struct op *ops, size_t n, uint64_t seed, const struct shm_bo
 			o->kind = OP_CANCEL;
 		} else if (what < 55 + cxl) {
 			o->kind = OP_MODIFY;
-			const struct shm_book_order_sh *rec = eng_core_order(c.b, o->r.order_id);
+			const struct shm_book_order_sh *rec =
+				eng_core_order(c.b, o->r.order_id);
 			int64_t off = 1 + (int64_t)(rnd(&g) % 6);
 			o->r.price = rec->side == SHM_SIDE_BUY ? mid - off : mid + off;
 			o->r.qty = 1 + (int64_t)(rnd(&g) % 100);
@@ -186,7 +191,8 @@ static int gen_flow(struct op *ops, size_t n, uint64_t seed, const struct shm_bo
 			if (rec->state == SHM_BOOK_ORDER_LIVE) {
 				if (nlive == live_cap) {
 					live_cap *= 2;
-					uint64_t *nl = realloc(live, live_cap * sizeof(uint64_t));
+					uint64_t *nl = realloc(
+						live, live_cap * sizeof(uint64_t));
 					if (!nl) {
 						rc = -ENOMEM;
 						break;
@@ -273,7 +279,8 @@ static double time_naive(const struct op *ops, size_t n, double *cpu_rate)
 	}
 	uint64_t t1 = bench_now_ns();
 	*cpu_rate = (double)n * 1e9 / (double)(cpu_now_ns() - c0);
-	fprintf(stderr, "bench match: naive book: %zu resting at the end\n", refbook_live(rb));
+	fprintf(stderr, "bench match: naive book: %zu resting at the end\n",
+		refbook_live(rb));
 	refbook_free(rb);
 	return (double)n * 1e9 / (double)(t1 - t0);
 }
@@ -293,7 +300,8 @@ static int load_workload(const char *path, struct op **out, size_t *nout,
 	}
 	struct op *ops = calloc(n + 1, sizeof(*ops));
 	size_t mcap = 1u << 22;
-	uint64_t *mkey = calloc(mcap, sizeof(uint64_t)), *mval = calloc(mcap, sizeof(uint64_t));
+	uint64_t *mkey = calloc(mcap, sizeof(uint64_t)),
+		 *mval = calloc(mcap, sizeof(uint64_t));
 	struct core c;
 	if (!ops || !mkey || !mval || core_open(&c, caps) != 0) {
 		free(ops);
@@ -314,7 +322,8 @@ static int load_workload(const char *path, struct op **out, size_t *nout,
 		o->r.tif = m->tif;
 		o->r.price = m->price;
 		o->r.qty = m->qty;
-		size_t h = (size_t)(m->order_id * UINT64_C(0x9e3779b97f4a7c15) >> 20) & (mcap - 1);
+		size_t h = (size_t)(m->order_id * UINT64_C(0x9e3779b97f4a7c15) >> 20) &
+			   (mcap - 1);
 		while (mval[h] && mkey[h] != m->order_id)
 			h = (h + 1) & (mcap - 1);
 		if (m->type == RPL_NEW) {
@@ -383,15 +392,16 @@ int bench_match(int argc, char **argv)
 			wl = optarg;
 			break;
 		default:
-			fprintf(stderr, "usage: shmex-bench match [--ops N] [--naive-ops N] "
-					"[--seed S] [--workload PATH]\n");
+			fprintf(stderr,
+				"usage: shmex-bench match [--ops N] [--naive-ops N] "
+				"[--seed S] [--workload PATH]\n");
 			return 2;
 		}
 	}
 	if (nnaive > nops)
 		nnaive = nops;
-	struct shm_book_caps caps = {.symbols = 1, .levels = 1u << 16, .orders = 1u << 16,
-				     .fills = 1u << 16};
+	struct shm_book_caps caps = {
+		.symbols = 1, .levels = 1u << 16, .orders = 1u << 16, .fills = 1u << 16};
 	struct op *ops = malloc(nops * sizeof(*ops));
 	if (!ops)
 		return 1;
@@ -414,49 +424,57 @@ int bench_match(int argc, char **argv)
 	for (int rep = 0; rep < 3; rep++) {
 		double cr, r = time_core(ops, nops, &caps, rep == 2 ? lat : NULL,
 					 rep == 2 ? &nlat : NULL, &cr);
-		fprintf(stderr, "bench match: synthetic run %d: %.0f ops/s wall, %.0f ops/s "
-				"cpu\n", rep + 1, r, cr);
+		fprintf(stderr,
+			"bench match: synthetic run %d: %.0f ops/s wall, %.0f ops/s "
+			"cpu\n",
+			rep + 1, r, cr);
 		rate = r > rate ? r : rate;
 		cpu_rate = cr > cpu_rate ? cr : cpu_rate;
 	}
 	qsort(lat, nlat, sizeof(uint64_t), cmp_u64);
 	uint64_t p50 = lat[nlat / 2], p99 = lat[(size_t)((double)nlat * 0.99)];
 	uint64_t p999 = lat[(size_t)((double)nlat * 0.999)];
-	fprintf(stderr, "bench match: core: best %.0f ops/s wall (%.0f cpu), per op p50 "
-			"%llu ns, p99 %llu ns, p99.9 %llu ns (every 16th op timed)\n", rate,
-		cpu_rate, (unsigned long long)p50, (unsigned long long)p99,
+	fprintf(stderr,
+		"bench match: core: best %.0f ops/s wall (%.0f cpu), per op p50 "
+		"%llu ns, p99 %llu ns, p99.9 %llu ns (every 16th op timed)\n",
+		rate, cpu_rate, (unsigned long long)p50, (unsigned long long)p99,
 		(unsigned long long)p999);
 
 	double core_cpu, naive_cpu;
 	double core_prefix = time_core(ops, nnaive, &caps, NULL, NULL, &core_cpu);
-	fprintf(stderr, "bench match: naive reference book on the first %zu requests...\n",
+	fprintf(stderr,
+		"bench match: naive reference book on the first %zu requests...\n",
 		nnaive);
 	double naive = time_naive(ops, nnaive, &naive_cpu);
 	double ratio = core_prefix / naive;
-	fprintf(stderr, "bench match: first %zu requests: core %.0f ops/s, naive %.0f ops/s "
-			"(wall), ratio %.1f; cpu ratio %.1f\n", nnaive, core_prefix, naive,
-		ratio, core_cpu / naive_cpu);
+	fprintf(stderr,
+		"bench match: first %zu requests: core %.0f ops/s, naive %.0f ops/s "
+		"(wall), ratio %.1f; cpu ratio %.1f\n",
+		nnaive, core_prefix, naive, ratio, core_cpu / naive_cpu);
 	free(lat);
 	free(ops);
 
 	char path[512];
 	if (!wl) {
 		const char *dir = getenv("SHMEX_CONFORMANCE_DIR");
-		snprintf(path, sizeof(path), "%s/flash1-workloads/orders_normal_s23_n1000000.bin.xz",
+		snprintf(path, sizeof(path),
+			 "%s/flash1-workloads/orders_normal_s23_n1000000.bin.xz",
 			 dir ? dir : "tests/data/conformance");
 		wl = path;
 	}
 	double wrate = -1;
 	struct op *wops;
 	size_t nw;
-	struct shm_book_caps wcaps = {.symbols = 1, .levels = 1u << 16, .orders = 1u << 18,
-				      .fills = 1u << 18};
+	struct shm_book_caps wcaps = {
+		.symbols = 1, .levels = 1u << 16, .orders = 1u << 18, .fills = 1u << 18};
 	fprintf(stderr, "bench match: decoding %s\n", wl);
 	if (load_workload(wl, &wops, &nw, &wcaps) == 0) {
 		for (int rep = 0; rep < 3; rep++) {
 			double cr, r = time_core(wops, nw, &wcaps, NULL, NULL, &cr);
-			fprintf(stderr, "bench match: workload run %d: %zu messages, %.0f "
-					"ops/s wall, %.0f ops/s cpu\n", rep + 1, nw, r, cr);
+			fprintf(stderr,
+				"bench match: workload run %d: %zu messages, %.0f "
+				"ops/s wall, %.0f ops/s cpu\n",
+				rep + 1, nw, r, cr);
 			wrate = r > wrate ? r : wrate;
 		}
 		free(wops);

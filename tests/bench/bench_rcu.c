@@ -54,19 +54,19 @@ int bench_rcu(int argc, char **argv);
 #define RUNS 5
 
 struct rcu_opts {
-	uint64_t iters;   /* enter+leave pairs per run */
-	char inst[40];    /* tables in the default mode */
-	char inst_f[40];  /* tables in fence mode */
+	uint64_t iters;  /* enter+leave pairs per run */
+	char inst[40];   /* tables in the default mode */
+	char inst_f[40]; /* tables in fence mode */
 };
 
 /* Shared between the parent and its measuring children. */
 struct rcu_shared {
 	pthread_rwlock_t lock;  /* part (a): default kind */
 	pthread_rwlock_t wlock; /* part (b): writer-preferring */
-	uint64_t go;       /* W: parent, release; R: children, acquire */
-	uint64_t stop;     /* W: parent, release; R: children, acquire */
-	uint64_t ready;    /* W: children, fetch_add; R: parent */
-	uint64_t ns[6];    /* W: child i; R: parent after waitpid */
+	uint64_t go;            /* W: parent, release; R: children, acquire */
+	uint64_t stop;          /* W: parent, release; R: children, acquire */
+	uint64_t ready;         /* W: children, fetch_add; R: parent */
+	uint64_t ns[6];         /* W: child i; R: parent after waitpid */
 	uint64_t sink;
 };
 
@@ -165,8 +165,7 @@ static double loop_rwlock(pthread_rwlock_t *l, uint64_t n)
 
 /* --- single reader ---------------------------------------------------------- */
 
-static int measure_shmex(const struct rcu_opts *o, struct shm_rcu *rd,
-			 double *out)
+static int measure_shmex(const struct rcu_opts *o, struct shm_rcu *rd, double *out)
 {
 	struct shm_rcu_reader r;
 	int rc = shm_rcu_register(rd, &r);
@@ -182,8 +181,8 @@ static int measure_shmex(const struct rcu_opts *o, struct shm_rcu *rd,
 	return shm_rcu_unregister(&r);
 }
 
-static void measure_fence(const struct rcu_opts *o, struct shm_rcu *w,
-			  double *fence, double *asym)
+static void measure_fence(const struct rcu_opts *o, struct shm_rcu *w, double *fence,
+			  double *asym)
 {
 	double v[RUNS], a[RUNS];
 	/* A slot-like word on its own cache line. */
@@ -266,8 +265,7 @@ static void *two_body(void *p)
 
 /* Two readers at once (processes, or threads for liburcu); returns the
  * mean ns per enter+leave of one reader. */
-static double measure_two(const struct rcu_opts *o, struct rcu_shared *s,
-			  enum kind k)
+static double measure_two(const struct rcu_opts *o, struct rcu_shared *s, enum kind k)
 {
 	struct two_arg args[2];
 	pid_t pid[2] = {-1, -1};
@@ -309,8 +307,8 @@ static double measure_two(const struct rcu_opts *o, struct rcu_shared *s,
 
 /* How the writer child polls. */
 enum wpoll {
-	WP_DEFAULT,      /* the table's mode with its default rate limit */
-	WP_EVERY_POLL,   /* asymmetric: a membarrier on every poll */
+	WP_DEFAULT,    /* the table's mode with its default rate limit */
+	WP_EVERY_POLL, /* asymmetric: a membarrier on every poll */
 };
 
 /* Child: the writer role, advance + safe_epoch as fast as possible.
@@ -426,8 +424,8 @@ struct bwriter {
 
 static int bwriter_init(struct bwriter *bw, const char *inst, struct shm_rcu *w)
 {
-	struct eng_core_cfg cfg = {.caps = {4, 1024, 16384, 1u << 16},
-				   .shard = 0, .nshards = 1};
+	struct eng_core_cfg cfg = {
+		.caps = {4, 1024, 16384, 1u << 16}, .shard = 0, .nshards = 1};
 	memset(bw, 0, sizeof(*bw));
 	bw->w = w;
 	bw->x = 42;
@@ -534,9 +532,9 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock)
 
 /* Requests per second of the writer for dur_ns in one mode; *reads gets
  * the reader's reads per second, *elapsed the run's duration. */
-static double bwriter_run(struct bwriter *bw, struct rcu_shared *s,
-			  const char *inst, enum b_mode mode, uint64_t dur_ns,
-			  double *reads, uint64_t *elapsed)
+static double bwriter_run(struct bwriter *bw, struct rcu_shared *s, const char *inst,
+			  enum b_mode mode, uint64_t dur_ns, double *reads,
+			  uint64_t *elapsed)
 {
 	pid_t pid = -1;
 	s->ready = s->stop = 0;
@@ -583,14 +581,13 @@ static double bwriter_run(struct bwriter *bw, struct rcu_shared *s,
 /* What part (b) found. */
 struct bres {
 	double ratio_rcu, ratio_rwlock, ratio_rcu_f;
-	double barriers_per_s;  /* matcher's membarrier calls, rcu runs */
-	double barrier_ns;      /* mean cost of one */
-	double barrier_share;   /* fraction of the matcher's time in them */
+	double barriers_per_s; /* matcher's membarrier calls, rcu runs */
+	double barrier_ns;     /* mean cost of one */
+	double barrier_share;  /* fraction of the matcher's time in them */
 };
 
 static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
-			     struct shm_rcu *w, struct shm_rcu *wf,
-			     struct bres *res)
+			     struct shm_rcu *w, struct shm_rcu *wf, struct bres *res)
 {
 	struct bwriter bw, bwf;
 	double tput[B_NMODES][RUNS_B], rd[B_NMODES][RUNS_B];
@@ -621,8 +618,9 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 			bool f = m == B_NONE_F || m == B_RCU_F;
 			uint64_t el;
 			uint64_t nb = w->barriers, nbns = w->barrier_ns;
-			tput[m][r] = bwriter_run(f ? &bwf : &bw, s, f ? o->inst_f : o->inst,
-						 (enum b_mode)m, dur, &rd[m][r], &el);
+			tput[m][r] =
+				bwriter_run(f ? &bwf : &bw, s, f ? o->inst_f : o->inst,
+					    (enum b_mode)m, dur, &rd[m][r], &el);
 			if (m == B_RCU)
 				rcu_ns += el;
 			else {
@@ -635,8 +633,10 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 	for (int m = 0; m < B_NMODES; m++) {
 		double reads = median(rd[m], RUNS_B);
 		med[m] = median(tput[m], RUNS_B);
-		fprintf(stderr, "rcu: matcher with %-14s %9.0f requests/s, reader "
-			"%9.0f reads/s\n", names[m], med[m], reads);
+		fprintf(stderr,
+			"rcu: matcher with %-14s %9.0f requests/s, reader "
+			"%9.0f reads/s\n",
+			names[m], med[m], reads);
 	}
 	res->ratio_rcu = med[B_RCU] / med[B_NONE];
 	res->ratio_rwlock = med[B_RWLOCK] / med[B_NONE];
@@ -664,8 +664,7 @@ static void usage(FILE *f)
 
 static const char *mode_name(const struct shm_rcu *t)
 {
-	return shm_rcu_table_mode(t) == SHM_RCU_MODE_ASYM ? "asymmetric"
-								  : "fence";
+	return shm_rcu_table_mode(t) == SHM_RCU_MODE_ASYM ? "asymmetric" : "fence";
 }
 
 int bench_rcu(int argc, char **argv)
@@ -726,8 +725,10 @@ int bench_rcu(int argc, char **argv)
 		goto out_unlink_f;
 
 	double shmex_ns, shmexf_ns, fence_ns, asym_ns, urcu_ns, rwlock_ns;
-	fprintf(stderr, "rcu: %llu enter+leave per run, median of %d runs; default "
-		"table mode: %s\n", (unsigned long long)o.iters, RUNS, mode_name(&w));
+	fprintf(stderr,
+		"rcu: %llu enter+leave per run, median of %d runs; default "
+		"table mode: %s\n",
+		(unsigned long long)o.iters, RUNS, mode_name(&w));
 	rc = measure_shmex(&o, &rd, &shmex_ns);
 	if (rc)
 		goto out_detach_f;
@@ -739,24 +740,30 @@ int bench_rcu(int argc, char **argv)
 	fprintf(stderr, "rcu: shmex reader table, fence mode              %6.2f ns\n",
 		shmexf_ns);
 	measure_fence(&o, &w, &fence_ns, &asym_ns);
-	fprintf(stderr, "rcu: bare store+fence+store                      %6.2f ns\n", fence_ns);
-	fprintf(stderr, "rcu: bare store+compiler barrier                 %6.2f ns\n", asym_ns);
+	fprintf(stderr, "rcu: bare store+fence+store                      %6.2f ns\n",
+		fence_ns);
+	fprintf(stderr, "rcu: bare store+compiler barrier                 %6.2f ns\n",
+		asym_ns);
 	urcu_ns = measure_urcu(&o);
-	fprintf(stderr, "rcu: liburcu memb read lock                      %6.2f ns\n", urcu_ns);
+	fprintf(stderr, "rcu: liburcu memb read lock                      %6.2f ns\n",
+		urcu_ns);
 	rwlock_ns = measure_rwlock(&o, s);
-	fprintf(stderr, "rcu: pshared rwlock rdlock                       %6.2f ns\n", rwlock_ns);
+	fprintf(stderr, "rcu: pshared rwlock rdlock                       %6.2f ns\n",
+		rwlock_ns);
 
 	double two_shmex = measure_two(&o, s, K_SHMEX);
 	double two_urcu = measure_two(&o, s, K_URCU);
 	double two_rwlock = measure_two(&o, s, K_RWLOCK);
-	fprintf(stderr, "rcu: two readers at once: shmex %.2f ns, liburcu %.2f ns, "
-		"rwlock %.2f ns\n", two_shmex, two_urcu, two_rwlock);
+	fprintf(stderr,
+		"rcu: two readers at once: shmex %.2f ns, liburcu %.2f ns, "
+		"rwlock %.2f ns\n",
+		two_shmex, two_urcu, two_rwlock);
 
 	/* With a writer process polling as fast as it can. */
 	double busy_ns, poll_ns, bps, busyf_ns, pollf_ns, bpsf;
 	double busye_ns = NAN, polle_ns = NAN, bpse = NAN;
-	rc = measure_with_writer(&o, s, o.inst, &w, &rd, WP_DEFAULT, &busy_ns,
-				 &poll_ns, &bps);
+	rc = measure_with_writer(&o, s, o.inst, &w, &rd, WP_DEFAULT, &busy_ns, &poll_ns,
+				 &bps);
 	if (rc)
 		goto out_detach_f;
 	rc = measure_with_writer(&o, s, o.inst_f, &wf, &rdf, WP_DEFAULT, &busyf_ns,
@@ -764,28 +771,32 @@ int bench_rcu(int argc, char **argv)
 	if (rc)
 		goto out_detach_f;
 	if (shm_rcu_table_mode(&w) == SHM_RCU_MODE_ASYM) {
-		rc = measure_with_writer(&o, s, o.inst, &w, &rd, WP_EVERY_POLL,
-					 &busye_ns, &polle_ns, &bpse);
+		rc = measure_with_writer(&o, s, o.inst, &w, &rd, WP_EVERY_POLL, &busye_ns,
+					 &polle_ns, &bpse);
 		if (rc)
 			goto out_detach_f;
 	}
-	fprintf(stderr, "rcu: with a writer process polling flat out:\n"
+	fprintf(stderr,
+		"rcu: with a writer process polling flat out:\n"
 		"rcu:   %-10s read %6.2f ns, writer advance+poll %6.0f ns, "
 		"%.0f membarrier/s\n"
 		"rcu:   fence      read %6.2f ns, writer advance+poll %6.0f ns\n"
 		"rcu:   asymmetric, membarrier on every poll: read %.2f ns, writer "
-		"advance+poll+membarrier %.0f ns\n", mode_name(&w), busy_ns, poll_ns,
-		bps, busyf_ns, pollf_ns, busye_ns, polle_ns);
+		"advance+poll+membarrier %.0f ns\n",
+		mode_name(&w), busy_ns, poll_ns, bps, busyf_ns, pollf_ns, busye_ns,
+		polle_ns);
 
 	struct bres b;
 	bench_rcu_writer(&o, s, &w, &wf, &b);
-	fprintf(stderr, "rcu: matcher membarrier calls (%s table, rcu runs): %.0f/s, "
-		"%.0f ns each, %.3f%% of its time\n", mode_name(&w), b.barriers_per_s,
-		b.barrier_ns, b.barrier_share * 100.0);
+	fprintf(stderr,
+		"rcu: matcher membarrier calls (%s table, rcu runs): %.0f/s, "
+		"%.0f ns each, %.3f%% of its time\n",
+		mode_name(&w), b.barriers_per_s, b.barrier_ns, b.barrier_share * 100.0);
 
 	printf("rcu: table mode %s: read_ns/urcu_read_ns=%.2f rwlock_read_ns/read_ns=%.2f "
-	       "two-reader rwlock/shmex=%.2f\n", mode_name(&w), shmex_ns / urcu_ns,
-	       rwlock_ns / shmex_ns, two_rwlock / two_shmex);
+	       "two-reader rwlock/shmex=%.2f\n",
+	       mode_name(&w), shmex_ns / urcu_ns, rwlock_ns / shmex_ns,
+	       two_rwlock / two_shmex);
 	printf("rcu: fence mode for comparison: fence_mode_read_ns=%.2f "
 	       "fence_mode_writer_ratio_rcu=%.3f read_ns/fence_mode_read_ns=%.3f\n",
 	       shmexf_ns, b.ratio_rcu_f, shmex_ns / shmexf_ns);

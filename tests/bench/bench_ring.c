@@ -33,18 +33,18 @@ int bench_ring(int argc, char **argv);
 
 /* Results a child hands back, in the region's first line. */
 struct bench_result_sh {
-	uint64_t count;	 /* messages received in sequence */
+	uint64_t count;  /* messages received in sequence */
 	uint64_t end_ns; /* when the stop marker arrived */
-	uint32_t ok;	 /* 1: every sequence number matched */
-	uint32_t done;	 /* W: child, release; R: parent, acquire */
+	uint32_t ok;     /* 1: every sequence number matched */
+	uint32_t done;   /* W: child, release; R: parent, acquire */
 } shm_aligned;
 
 #define STOP_ID UINT64_MAX
 
 struct opts {
-	double seconds;	    /* throughput phases */
+	double seconds;     /* throughput phases */
 	double rtt_seconds; /* round-trip phase */
-	unsigned batch;	    /* producer batch */
+	unsigned batch;     /* producer batch */
 	unsigned deq_max;   /* consumer batch */
 	uint32_t capacity;
 };
@@ -73,8 +73,8 @@ static int mem_create(struct bench_mem *m, uint32_t cap)
 	if (!m->ring_bytes)
 		return -EINVAL;
 	size_t body = sizeof(struct bench_result_sh) + 2 * m->ring_bytes;
-	int rc = shm_region_create(&m->reg, m->inst, "ring", SHM_KIND_TEST,
-				   body, NULL, 0, 0600);
+	int rc = shm_region_create(&m->reg, m->inst, "ring", SHM_KIND_TEST, body, NULL, 0,
+				   0600);
 	if (rc) {
 		fprintf(stderr, "bench ring: %s\n", m->reg.err.msg);
 		return rc;
@@ -178,8 +178,7 @@ static int ring_consumer(const struct bench_mem *m, const struct opts *o)
 	}
 }
 
-static int ring_throughput(struct bench_mem *m, const struct opts *o,
-			   double *msgs_per_s)
+static int ring_throughput(struct bench_mem *m, const struct opts *o, double *msgs_per_s)
 {
 	mem_reset(m, o->capacity);
 	pid_t c = fork();
@@ -205,8 +204,7 @@ static int ring_throughput(struct bench_mem *m, const struct opts *o,
 		unsigned off = 0;
 		while (off < o->batch) {
 			unsigned done;
-			if (shm_ring_enqueue_batch(&r, buf + off,
-						   o->batch - off, &done))
+			if (shm_ring_enqueue_batch(&r, buf + off, o->batch - off, &done))
 				return -1;
 			off += done;
 			if (!done)
@@ -227,12 +225,10 @@ static int ring_throughput(struct bench_mem *m, const struct opts *o,
 	if (wait_child(c))
 		return -1;
 	/* Pairs with the child's release in child_report. */
-	if (!load_acquire(&m->res->done) || !m->res->ok ||
-	    m->res->count != seq) {
-		fprintf(stderr,
-			"bench ring: consumer saw %llu of %llu, ok=%u\n",
-			(unsigned long long)m->res->count,
-			(unsigned long long)seq, m->res->ok);
+	if (!load_acquire(&m->res->done) || !m->res->ok || m->res->count != seq) {
+		fprintf(stderr, "bench ring: consumer saw %llu of %llu, ok=%u\n",
+			(unsigned long long)m->res->count, (unsigned long long)seq,
+			m->res->ok);
 		return -1;
 	}
 	*msgs_per_s = (double)seq / ((double)(m->res->end_ns - start) / 1e9);
@@ -352,8 +348,7 @@ static int pipe_reader(int fd, const struct bench_mem *m)
 	}
 }
 
-static int pipe_throughput(struct bench_mem *m, const struct opts *o,
-			   double *msgs_per_s)
+static int pipe_throughput(struct bench_mem *m, const struct opts *o, double *msgs_per_s)
 {
 	mem_reset(m, o->capacity);
 	int fds[2];
@@ -403,13 +398,13 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, struct opts *o)
 {
 	static const struct option lo[] = {
-	    {"seconds", required_argument, NULL, 's'},
-	    {"rtt-seconds", required_argument, NULL, 'r'},
-	    {"batch", required_argument, NULL, 'b'},
-	    {"dequeue", required_argument, NULL, 'd'},
-	    {"capacity", required_argument, NULL, 'c'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+		{"seconds", required_argument, NULL, 's'},
+		{"rtt-seconds", required_argument, NULL, 'r'},
+		{"batch", required_argument, NULL, 'b'},
+		{"dequeue", required_argument, NULL, 'd'},
+		{"capacity", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	optind = 1;
 	int ch;
@@ -446,8 +441,7 @@ static int parse(int argc, char **argv, struct opts *o)
 			return 2;
 		}
 	}
-	if (optind != argc || !shm_ring_bytes(o->capacity) ||
-	    o->batch > o->capacity)
+	if (optind != argc || !shm_ring_bytes(o->capacity) || o->batch > o->capacity)
 		return 2;
 	return 0;
 }
@@ -475,26 +469,21 @@ int bench_ring(int argc, char **argv)
 	double ring_tp = 0, pipe_tp = 0;
 	uint64_t pct[3] = {0};
 
-	fprintf(
-	    stderr,
-	    "bench ring: throughput, ring (capacity %u, batch %u/%u, %.1f s)\n",
-	    o.capacity, o.batch, o.deq_max, o.seconds);
+	fprintf(stderr,
+		"bench ring: throughput, ring (capacity %u, batch %u/%u, %.1f s)\n",
+		o.capacity, o.batch, o.deq_max, o.seconds);
 	if (ring_throughput(&m, &o, &ring_tp))
 		goto out_unlink;
 	fprintf(stderr, "bench ring:   %.0f msgs/s\n", ring_tp);
-	fprintf(stderr,
-		"bench ring: round trip, two rings, busy polling (%.1f s)\n",
+	fprintf(stderr, "bench ring: round trip, two rings, busy polling (%.1f s)\n",
 		o.rtt_seconds);
 	if (ring_rtt(&m, &o, pct))
 		goto out_unlink;
-	fprintf(stderr,
-		"bench ring:   p50 %llu ns, p99 %llu ns, p99.9 %llu ns\n",
+	fprintf(stderr, "bench ring:   p50 %llu ns, p99 %llu ns, p99.9 %llu ns\n",
 		(unsigned long long)pct[0], (unsigned long long)pct[1],
 		(unsigned long long)pct[2]);
-	fprintf(
-	    stderr,
-	    "bench ring: baseline, pipe, one write() per message (%.1f s)\n",
-	    o.seconds);
+	fprintf(stderr, "bench ring: baseline, pipe, one write() per message (%.1f s)\n",
+		o.seconds);
 	if (pipe_throughput(&m, &o, &pipe_tp))
 		goto out_unlink;
 	fprintf(stderr, "bench ring:   %.0f msgs/s\n", pipe_tp);

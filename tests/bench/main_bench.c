@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "shm/shm_opt.h"
 #include "tests/bench/bench.h"
 
 /* Weak: a benchmark whose file is not built yet reports so. */
@@ -59,6 +60,10 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(argv[1], "--version")) {
+		shm_opt_version(stdout, "shmex-bench (shmex)");
+		return 0;
+	}
 	if (!strcmp(argv[1], "all")) {
 		int rc = 0;
 		for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++) {
@@ -75,7 +80,8 @@ int main(int argc, char **argv)
 	}
 	int (*fn)(int, char **) = lookup(argv[1]);
 	if (!fn) {
-		fprintf(stderr, "shmex-bench: unknown or unbuilt benchmark '%s'\n", argv[1]);
+		fprintf(stderr, "shmex-bench: unknown or unbuilt benchmark '%s'\n",
+			argv[1]);
 		usage(stderr);
 		return 2;
 	}

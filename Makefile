@@ -167,7 +167,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call obj,$(TEST_SUPPORT)) $(TEST_LIBS
 TEST_ENV = SHMEX_BIN_DIR=$(abspath $(BUILD)/bin) SHMEX_SRC_DIR=$(abspath .) \
 	SHMEX_CONFORMANCE_DIR=$(abspath tests/data/conformance)
 
-check: all layout-check
+check: all layout-check format-check
 	@$(TEST_ENV) sh tests/run-tests.sh $(TEST_PROGS)
 
 layout-check:

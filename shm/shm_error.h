@@ -77,11 +77,11 @@
 	X(ETOOMANY, "Too many elements in request")                                \
 	X(ETOOLONG, "Attribute or text too long")                                  \
 	X(EBADORDERID, "Invalid order id")                                         \
-	X(EPOSITIONSFULL, "Position table full")                               \
-	X(EJTORN, "journal ends in a torn record (a write cut short)")         \
-	X(EJCORRUPT, "journal or snapshot is corrupted")                       \
-	X(EJOURNAL, "the journal cannot be written; no order is accepted")    \
-	X(ENOTEXEC, "not executed: the shard's matcher restarted before it")  \
+	X(EPOSITIONSFULL, "Position table full")                                   \
+	X(EJTORN, "journal ends in a torn record (a write cut short)")             \
+	X(EJCORRUPT, "journal or snapshot is corrupted")                           \
+	X(EJOURNAL, "the journal cannot be written; no order is accepted")         \
+	X(ENOTEXEC, "not executed: the shard's matcher restarted before it")       \
 	X(ERECOVERY, "recovery failed")
 
 enum shmex_err_index {

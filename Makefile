@@ -131,7 +131,7 @@ STRESS_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(STRESS_SRCS))
 TEST_LIBS := $(foreach m,supervisor gateway replay engine query shm,$(filter $(call lib_file,$(m)),$(LIBS_BUILT)))
 
 .PHONY: all check stress bench run install uninstall clean deps check-loop \
-	format-check layout-check
+	format format-check layout-check
 # Objects are never intermediate: an interrupted make keeps what it built.
 .SECONDARY:
 .DELETE_ON_ERROR:
@@ -187,6 +187,9 @@ run: all
 	$(BUILD)/bin/shmex
 
 FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null | grep -v '/third_party/')
+format:
+	@for f in $(FORMAT_SRCS); do $(CLANG_FORMAT) -i --style=file "$$f"; done
+
 format-check:
 	@command -v $(CLANG_FORMAT) >/dev/null || { echo "format-check: $(CLANG_FORMAT) not found"; exit 1; }
 	@bad=0; for f in $(FORMAT_SRCS); do \

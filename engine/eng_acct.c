@@ -4,7 +4,7 @@
  * Why this shape.  The arithmetic of reservations and settlements is where
  * money is created or destroyed by mistake, so it lives in three small pure
  * functions that tests can drive through millions of random cases; the
- * apply functions only look accounts up and call shm_accounts /
+ * apply functions only look accounts up and call eng_cash /
  * shm_positions with the numbers those functions computed.
  *
  * Exactness.  QTY (10^4) x PRICE (10^4) is CASH (10^8) with no rounding
@@ -19,8 +19,9 @@
  * before its first change.  The one multi-party operation, settle, then
  * performs steps that cannot fail on a consistent region; if one does
  * (corruption), it stops and reports SHMEX_EINTERNAL.  A matcher killed in
- * the middle of a settlement leaves that fill half-applied in shared
- * memory; the journal, not this module, restores a consistent state.
+ * the middle of a settlement leaves at most the positions half-changed,
+ * which its successor rebuilds from the journal; its cash moves are only
+ * queued (eng_cash), so none of them is half-applied.
  */
 #include "engine/eng_acct.h"
 
@@ -97,14 +98,14 @@ int eng_acct_modify_delta(uint8_t side, int64_t old_open, int64_t old_limit,
 
 int eng_acct_create_account(const struct eng_acct_ctx *c, uint64_t id, int64_t balance)
 {
-	return shm_accounts_add(c->accounts, id, balance, NULL);
+	return eng_cash_create(c->cash, id, balance);
 }
 
 int eng_acct_add_shares(const struct eng_acct_ctx *c, uint64_t account,
 			const char sym[16], int64_t qty, uint32_t *sidx)
 {
-	uint32_t aidx;
-	int rc = shm_accounts_find(c->accounts, account, &aidx);
+	struct eng_cash_acct a;
+	int rc = eng_cash_find(c->cash, account, &a);
 	if (rc)
 		return rc;
 	return shm_positions_add_shares(c->positions, account, sym, qty, sidx, NULL);
@@ -114,8 +115,9 @@ int eng_acct_add_shares(const struct eng_acct_ctx *c, uint64_t account,
 static int hold(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
 		const struct eng_acct_hold *h)
 {
-	uint32_t aidx, pidx;
-	int rc = shm_accounts_find(c->accounts, account, &aidx);
+	struct eng_cash_acct a;
+	uint32_t pidx;
+	int rc = eng_cash_find(c->cash, account, &a);
 	if (rc)
 		return rc;
 	if (h->shares > 0) {
@@ -125,22 +127,23 @@ static int hold(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
 		return shm_positions_reserve(c->positions, pidx, h->shares);
 	}
 	if (h->cash > 0) {
-		rc = shm_accounts_reserve(c->accounts, aidx, h->cash);
+		rc = eng_cash_reserve(c->cash, &a, h->cash);
 		if (rc)
 			return rc;
 	}
 	/* A buyer's position must exist before any fill can credit it. */
 	rc = shm_positions_ensure(c->positions, account, sidx, &pidx);
-	if (rc && h->cash > 0 && shm_accounts_release(c->accounts, aidx, h->cash) != 0)
-		return SHMEX_EINTERNAL;
+	if (rc && h->cash > 0)
+		eng_cash_unreserve_now(c->cash, &a, h->cash);
 	return rc;
 }
 
-/* Gives back `h` (cash or shares, >= 0). */
+/* Gives back `h` (cash or shares, >= 0): queued (a credit) or, with now,
+ * at once (undoing this request's own reservation). */
 static int unhold(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
-		  const struct eng_acct_hold *h)
+		  const struct eng_acct_hold *h, bool now)
 {
-	uint32_t aidx, pidx;
+	uint32_t pidx;
 	if (h->shares > 0) {
 		int rc = shm_positions_find(c->positions, account, sidx, &pidx);
 		if (rc)
@@ -148,10 +151,14 @@ static int unhold(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
 		return shm_positions_release(c->positions, pidx, h->shares);
 	}
 	if (h->cash > 0) {
-		int rc = shm_accounts_find(c->accounts, account, &aidx);
+		struct eng_cash_acct a;
+		int rc = eng_cash_find(c->cash, account, &a);
 		if (rc)
 			return rc;
-		return shm_accounts_release(c->accounts, aidx, h->cash);
+		if (now)
+			eng_cash_unreserve_now(c->cash, &a, h->cash);
+		else
+			return eng_cash_release(c->cash, &a, h->cash);
 	}
 	return 0;
 }
@@ -175,12 +182,22 @@ int eng_acct_unhold(const struct eng_acct_ctx *c, uint64_t account, uint32_t sid
 	int rc = eng_acct_hold_for(side, open, limit, &h);
 	if (rc)
 		return rc;
-	return unhold(c, account, sidx, &h);
+	return unhold(c, account, sidx, &h, false);
+}
+
+int eng_acct_unplace(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
+		     uint8_t side, int64_t qty, int64_t limit)
+{
+	struct eng_acct_hold h;
+	int rc = eng_acct_hold_for(side, qty, limit, &h);
+	if (rc)
+		return rc;
+	return unhold(c, account, sidx, &h, true);
 }
 
 int eng_acct_modify(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
 		    uint8_t side, int64_t old_open, int64_t old_limit, int64_t new_open,
-		    int64_t new_limit)
+		    int64_t new_limit, bool now)
 {
 	struct eng_acct_hold d;
 	int rc =
@@ -197,7 +214,7 @@ int eng_acct_modify(const struct eng_acct_ctx *c, uint64_t account, uint32_t sid
 	};
 	if (more.cash > 0 || more.shares > 0)
 		return hold(c, account, sidx, &more);
-	return unhold(c, account, sidx, &less);
+	return unhold(c, account, sidx, &less, now);
 }
 
 int eng_acct_settle(const struct eng_acct_ctx *c, uint32_t sidx,
@@ -209,11 +226,12 @@ int eng_acct_settle(const struct eng_acct_ctx *c, uint32_t sidx,
 		return rc;
 
 	/* Look everything up and check it before the first change. */
-	uint32_t buyer, seller, bpos, spos;
-	rc = shm_accounts_find(c->accounts, s.buyer, &buyer);
+	struct eng_cash_acct buyer, seller;
+	uint32_t bpos, spos;
+	rc = eng_cash_find(c->cash, s.buyer, &buyer);
 	if (rc)
 		return rc;
-	rc = shm_accounts_find(c->accounts, s.seller, &seller);
+	rc = eng_cash_find(c->cash, s.seller, &seller);
 	if (rc)
 		return rc;
 	rc = shm_positions_find(c->positions, s.seller, sidx, &spos);
@@ -233,13 +251,13 @@ int eng_acct_settle(const struct eng_acct_ctx *c, uint32_t sidx,
 	if (bv.amount > INT64_MAX - s.shares)
 		return SHMEX_EOVERFLOW;
 
-	/* From here on no step fails on a consistent region; the first one
-	 * changes nothing if it does. */
-	rc = shm_accounts_settle_buy(c->accounts, buyer, s.buyer_release, s.buyer_refund);
-	if (rc)
-		return rc;
-	if (shm_accounts_credit(c->accounts, seller, s.seller_credit) != 0 ||
-	    shm_positions_settle_sell(c->positions, spos, s.shares) != 0 ||
+	/* Both cash moves are credits (the buyer's reserved cash leaves,
+	 * its refund and the seller's proceeds arrive): queued until the
+	 * fill's record is durable.  The shares move now (the positions are
+	 * this shard's alone). */
+	eng_cash_settle_buy(c->cash, &buyer, s.buyer_release, s.buyer_refund);
+	eng_cash_credit(c->cash, &seller, s.seller_credit);
+	if (shm_positions_settle_sell(c->positions, spos, s.shares) != 0 ||
 	    shm_positions_credit(c->positions, bpos, s.shares) != 0)
 		return SHMEX_EINTERNAL;
 	return 0;

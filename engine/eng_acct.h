@@ -8,8 +8,9 @@
  * memory, no clock, exact fixed point (shm_dec_cash, 128-bit intermediates),
  * every overflow reported.  The apply functions (eng_acct_place, _settle,
  * _unhold, _modify, _create_account, _add_shares) carry those numbers out on
- * the shared accounts (shm_accounts.h) and the shard's positions
- * (shm_positions.h).  Nothing here knows the core's internal API: a fill is
+ * the cash accounts through eng_cash (debits at once, credits once their
+ * journal record is durable, everything in the shard's ledger) and on the
+ * shard's positions (shm_positions.h).  Nothing here knows the core's internal API: a fill is
  * described by struct eng_acct_fill, which the matcher fills from the core's
  * fill event.
  *
@@ -31,7 +32,7 @@
 
 #include <stdint.h>
 
-#include "shm/shm_accounts.h"
+#include "engine/eng_cash.h"
 #include "shm/shm_positions.h"
 
 /* What an order holds while open: cash (CASH scale) for a buy, shares (QTY
@@ -91,7 +92,7 @@ int eng_acct_modify_delta(uint8_t side, int64_t old_open, int64_t old_limit,
 /* ---- Applying them to shared memory. */
 
 struct eng_acct_ctx {
-	struct shm_accounts *accounts;   /* global cash (RDWR) */
+	struct eng_cash *cash;           /* the shard's side of the cash */
 	struct shm_positions *positions; /* this shard's positions (RDWR) */
 };
 
@@ -118,9 +119,15 @@ int eng_acct_place(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx
 	__attribute__((warn_unused_result));
 
 /* Gives back what `open` (>= 0) shares of an order at `limit` hold:
- * cancel, IOC remainder, FOK kill, rejection after placement. */
+ * cancel, IOC remainder, FOK kill (a credit: applied once durable). */
 int eng_acct_unhold(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
 		    uint8_t side, int64_t open, int64_t limit)
+	__attribute__((warn_unused_result));
+
+/* Undoes the placement of a request that is then rejected (it is never
+ * journaled): at once. */
+int eng_acct_unplace(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
+		     uint8_t side, int64_t qty, int64_t limit)
 	__attribute__((warn_unused_result));
 
 /* Settles one fill on symbol sidx: buyer reserved -= qty x buyer_limit,
@@ -132,9 +139,11 @@ int eng_acct_settle(const struct eng_acct_ctx *c, uint32_t sidx,
 		    const struct eng_acct_fill *f) __attribute__((warn_unused_result));
 
 /* Modify of an open order: reserves the extra hold (SHMEX_ENOFUNDS /
- * SHMEX_ENOSHARES, nothing changed) or gives back the difference. */
+ * SHMEX_ENOSHARES, nothing changed) or gives back the difference.  With
+ * `now` a smaller hold is given back at once (undoing the growth of a
+ * modify the core then rejected). */
 int eng_acct_modify(const struct eng_acct_ctx *c, uint64_t account, uint32_t sidx,
 		    uint8_t side, int64_t old_open, int64_t old_limit, int64_t new_open,
-		    int64_t new_limit) __attribute__((warn_unused_result));
+		    int64_t new_limit, bool now) __attribute__((warn_unused_result));
 
 #endif

@@ -226,7 +226,9 @@ static inline void ev_init(struct eng_event *ev, uint8_t type)
 
 static void emit(struct eng_core *b, struct eng_event *ev)
 {
-	ev->event = ++b->events;
+	/* Only what changes the book is numbered: a rejection is not an
+	 * event of the shard's history (and is not journaled). */
+	ev->event = ev->type == ENG_EV_REJECT ? 0 : ++b->events;
 	ev->seq = b->req->seq;
 	ev->time_ns = b->req->time_ns;
 	if (b->fn)
@@ -321,6 +323,7 @@ static bool done_head_eligible(const struct eng_core *b)
  * done_head_eligible. */
 static uint32_t order_recycle(struct eng_core *b)
 {
+	b->ord_recycled++;
 	uint32_t oi = ring_pop(&b->ord_done);
 	/* The done FIFO walks the whole order pool, coldest record first:
 	 * prefetch the record PREFETCH_AHEAD places behind this one (and its
@@ -353,6 +356,7 @@ static uint32_t order_recycle(struct eng_core *b)
 	window_store(o->state, SHM_BOOK_ORDER_FREE);
 	window_store(o->id, 0);
 	window_store(o->nfills, 0);
+	window_store(o->mod_event, 0);
 	window_store(o->fill_tail, NIL);
 	store_release(&o->fill_head, NIL); /* [BK1] */
 	seq_end(s);
@@ -563,6 +567,7 @@ static void order_cancel_open(struct eng_core *b, struct shm_book_order_sh *o,
 	window_store(o->cancelled, o->cancelled + q);
 	window_store(o->open, 0);
 	window_store(o->cancel_time_ns, b->req->time_ns);
+	window_store(o->mod_event, b->events + 1); /* the CANCEL below */
 	order_done(b, o, oi, reason);
 	struct eng_event ev;
 	ev_init(&ev, ENG_EV_CANCEL);
@@ -671,8 +676,10 @@ static void trade(struct eng_core *b, struct shm_book_sym_sh *s,
 	uint64_t evno = b->events + 1;
 	window_store(m->open, m->open - x);
 	window_store(m->executed, m->executed + x);
+	window_store(m->mod_event, evno);
 	window_store(t->open, t->open - x);
 	window_store(t->executed, t->executed + x);
+	window_store(t->mod_event, evno);
 	window_store(l->qty, l->qty - x);
 	window_store(s->open_qty[m->side], s->open_qty[m->side] - x);
 	window_store(s->last_price, px);
@@ -849,7 +856,8 @@ int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 	window_store(o->prev, NIL);
 	window_store(o->fill_tail, NIL);
 	window_store(o->nfills, 0);
-	store_release(&o->fill_head, NIL); /* [BK1] (empty list) */
+	window_store(o->mod_event, b->events + 1); /* the ACCEPT below */
+	store_release(&o->fill_head, NIL);         /* [BK1] (empty list) */
 	b->orders_live++;
 	b->orders_created++;
 
@@ -989,6 +997,7 @@ int eng_core_modify(struct eng_core *b, const struct eng_req *r)
 	ev.old_qty = o->open;
 
 	seq_begin(s);
+	window_store(o->mod_event, b->events + 1); /* the MODIFY emitted below */
 	if (keep) {
 		/* Pure size reduction (or no change): keeps its place. */
 		int64_t d = o->open - r->qty;
@@ -1271,4 +1280,25 @@ void eng_core_stats(const struct eng_core *b, struct eng_core_stats *st)
 	st->fills_used = b->fill_unused - b->fill_nfree;
 	st->fills_free = fills_free(b);
 	st->events = b->events;
+	st->orders_recycled = b->ord_recycled;
+}
+
+uint64_t eng_core_recycled(const struct eng_core *b)
+{
+	return b->ord_recycled;
+}
+
+uint32_t eng_core_recycle(struct eng_core *b, uint64_t n)
+{
+	uint32_t done = 0;
+	for (uint64_t i = 0; i < n && done_head_eligible(b); i++) {
+		b->ord_free[b->ord_nfree++] = order_recycle(b);
+		done++;
+	}
+	return done;
+}
+
+uint64_t eng_core_events(const struct eng_core *b)
+{
+	return b->events;
 }

@@ -214,8 +214,24 @@ struct eng_core_stats {
 	uint32_t levels_live, levels_retired, levels_free;
 	uint32_t orders_live, orders_done, orders_free, orders_unused;
 	uint32_t fills_used, fills_free;
+	uint64_t orders_recycled; /* finished records given to new orders */
 	uint64_t events;
 };
 void eng_core_stats(const struct eng_core *b, struct eng_core_stats *st);
+
+/* Finished order records recycled so far (every path: a new order's slot,
+ * making room for fills). */
+uint64_t eng_core_recycled(const struct eng_core *b);
+
+/*
+ * Replay of a rejected request's side effect: recycles the n oldest
+ * finished order records into the free list, exactly as a request that
+ * made room for fills and was then rejected did (the journal's RECYCLE
+ * record).  Returns how many could be recycled (n on a faithful replay).
+ */
+uint32_t eng_core_recycle(struct eng_core *b, uint64_t n);
+
+/* The core's event count (the number of the last event emitted). */
+uint64_t eng_core_events(const struct eng_core *b);
 
 #endif

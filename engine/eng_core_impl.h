@@ -90,6 +90,7 @@ struct eng_core {
 	uint64_t gen_max;       /* shm_order_gen_max of this book */
 	uint64_t slots_retired; /* slots never reused again (gen_max) */
 	uint32_t ord_unused;
+	uint64_t ord_recycled; /* order_recycle calls */
 	struct eng_ring ord_done;
 
 	uint32_t *fill_free; /* stack of free fill records */

@@ -1,43 +1,56 @@
 /*
  * eng_matcher: the matcher process of one shard (contract in eng_matcher.h,
- * the whole story in docs/matcher.md).
+ * the whole story in docs/matcher.md and docs/durability.md).
  *
- * Shape.  One thread, one loop, no locks.  A round visits every gateway's
- * request ring: it first tries to deliver replies parked for that gateway,
- * and only when none are parked copies up to `batch` messages out of the
- * ring (one acquire of head, one release of tail: shm_ring.h), applies
- * each copy and enqueues the replies on the (shard, gateway) ring in one
- * batch (one release of head, one doorbell ring).  Replies that do not fit
- * stay parked in this process and the gateway's requests wait in its ring:
- * each request has exactly one reply, so the private buffer never needs
- * more than one batch per gateway, and a stuck or dead gateway never
- * blocks the other gateways or the loop.  After a round that took
- * messages the reader epoch advances once and reclamation is polled
- * (shm_rcu_safe_epoch -> eng_core_reclaim); the writer never waits for
- * a reader.  With nothing to do the loop spins briefly and then sleeps on
- * the shard's doorbell (a futex in the control region; shm_doorbell.h),
- * waking on a gateway's ring, a signal, the supervisor's stop, or the idle
- * tick.
+ * Shape.  One thread, one loop, no locks, plus the journal's writer thread
+ * (eng_journal).  A round visits every gateway's request ring, copies up to
+ * `batch` messages out of it (one acquire of head, one release of tail:
+ * shm_ring.h), applies each copy, and queues its reply, tagged with the
+ * journal sequence of the last record the request wrote.  After the round
+ * the batch of records is sealed and handed to the writer; the loop then
+ * commits what the writer has made durable: the queued credits of those
+ * records are applied to the cash accounts (eng_cash), the book's
+ * durable_event moves on [BK9], and the replies up to that tag go out on
+ * their rings (one release of head and one doorbell per ring).  So a reply
+ * never leaves before the record that justifies it is on disk, yet the
+ * matcher keeps applying the next round while the previous one is synced.
+ * Replies that do not fit a ring wait in this process, and a gateway with
+ * too many waiting replies is not read until they drain: a stuck gateway
+ * stalls only its own rings.  After a round the reader epoch advances and
+ * reclamation is polled (the writer never waits for a reader).  With
+ * nothing to do the loop spins briefly and sleeps on the shard's doorbell,
+ * which the gateways ring for requests and the journal writer for
+ * durability.
  *
  * Applying a request.  The message is a private copy; shm_msg_validate_
  * request checks its type, enums, ranges and shard ownership, and the
- * apply function checks everything else (account exists, symbol exists,
- * funds or shares suffice) BEFORE anything changes, so a reject changes
- * nothing.  An order reserves its hold (eng_acct_place) before the core
- * sees it; the core's events then move money and shares from inside its
- * callback (on_event): every FILL settles both parties, every CANCEL (a
- * cancel, an IOC/FOK remainder, a self-trade cancel, a modify to zero)
- * gives back exactly the open part's hold, a MODIFY gives back a smaller
- * hold (a larger one was reserved before the core was called).  A core
- * rejection (book full, overflow) gives the whole placement back.  Because
- * the holds are q x limit, exact, the fills and the final give-back add up
- * to exactly what was reserved.
+ * apply functions check everything else BEFORE anything changes, so a
+ * reject changes nothing that matters (the exceptions are journaled as
+ * side effects: a symbol entry, an empty position, recycled records).  An
+ * order reserves its hold before the core sees it; the core's events then
+ * move money and shares from inside its callback (on_event), and each
+ * event is journaled first: the ORDER (the acceptance, with its id and
+ * hold), every FILL, a DONE for a cancelled open part, a MODIFIED.
+ *
+ * Recovery (eng_matcher_open, with a data directory).  The shard's journal
+ * is replayed through the same apply path into fresh regions: each request
+ * group is applied only when it is complete, and the records the replay
+ * produces must equal the journal's byte for byte (the core is pure and
+ * deterministic), else recovery stops naming the record.  Cash goes to a
+ * private part (eng_cash in replay mode) that eng_recover then puts into
+ * the shared accounts.  A restarted matcher also answers again, on every
+ * reply ring, the requests its predecessor journaled but may not have
+ * answered, then tells each gateway where its predecessor stopped taking
+ * requests (SHM_MSG_RESTART), so the gateway can say "not executed" of
+ * the rest, truthfully.
  *
  * Invariants between requests (checked by tests/test_eng_matcher.c):
  *  - per account: reserved cash == sum over its open buys of open x limit;
  *  - per position: reserved shares == sum over its open sells of open;
  *  - sum of balances + reserved == sum of deposits; per symbol sum of
- *    amounts + reserved == shares created.
+ *    amounts + reserved == shares created (both at quiescent points: no
+ *    credit queued);
+ *  - accounts == deposits + the ledgers of every shard (shm_ledger.h).
  *
  * Limits: at most SHM_INSTANCE_GATEWAYS_MAX rings; `batch` messages per
  * ring per round; the account steps inside the callback can fail only on a
@@ -46,28 +59,39 @@
 #include "engine/eng_matcher.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/eng_acct.h"
+#include "engine/eng_cash.h"
 #include "engine/eng_core.h"
+#include "engine/eng_journal.h"
+#include "engine/eng_recover.h"
 #include "shm/shm_accounts.h"
 #include "shm/shm_atomic.h"
 #include "shm/shm_book.h"
+#include "shm/shm_clock.h"
 #include "shm/shm_doorbell.h"
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
+#include "shm/shm_journal.h"
+#include "shm/shm_ledger.h"
 #include "shm/shm_positions.h"
 #include "shm/shm_rcu.h"
 #include "shm/shm_region.h"
 #include "shm/shm_ring.h"
-#include "shm/shm_clock.h"
 
 #define NO_SIDX UINT32_MAX
 #define SPIN_STEP_NS 1000u /* growth step of the adaptive spin budget */
+#define RECOVER_TIMEOUT_MS 30000u
+#define PROGRESS_NS 1000000000ull
+#define REFUSE_RETRY_MS 1000u
 
 /* What the event callback needs to know about the request being applied. */
 struct apply_state {
@@ -75,12 +99,44 @@ struct apply_state {
 	int64_t executed;  /* shares the target traded in this request */
 	int64_t cancelled; /* shares of the target cancelled */
 	bool prereserved;  /* MODIFY: the larger hold is already reserved */
+	/* The request's own record (CANCEL, MODIFY), written before the
+	 * first event it causes; has_req false once written (or for none). */
+	bool has_req;
+	struct shm_jrec req;
+	/* ORDER: what the acceptance record says. */
+	const struct shm_msg *msg;
+	struct shm_jrec_origin origin;
+	int64_t hold;
+};
+
+/* A reply waiting until its tag is durable and its ring has room. */
+struct pend {
+	struct shm_msg m;
+	uint64_t tag;
+};
+
+struct outq {
+	struct pend *v;
+	uint32_t head, n, cap;
+};
+
+/* Where a sealed batch ends: the journal sequence and the core's event. */
+struct evmark {
+	uint64_t seq, event;
+};
+
+/* Replay of one request group: its records, the next to compare. */
+struct group {
+	struct shm_jrec *r;
+	size_t n, cap, next;
+	char start_path[SHM_JOURNAL_PATH_MAX];
+	off_t start_off;
 };
 
 struct eng_matcher {
 	struct shm_settings set; /* the instance's, validated copy */
 	uint32_t batch, spin_ns, idle_ms, drain_ms, positions; /* from set */
-	bool verbose;
+	bool verbose, quiet;
 	char instance[SHM_INSTANCE_MAX + 1];
 	uint32_t shard, nshards, ngateways;
 	struct eng_core_cfg bcfg;
@@ -91,6 +147,8 @@ struct eng_matcher {
 	bool inst_ok;
 	struct shm_accounts accounts;
 	bool accounts_ok;
+	struct shm_ledger ledger;
+	bool ledger_ok;
 	struct shm_positions positions_reg;
 	bool positions_ok;
 	struct shm_rcu readers;
@@ -98,7 +156,32 @@ struct eng_matcher {
 	struct shm_region book_region;
 	bool book_ok;
 	struct eng_core *book;
+	struct eng_cash *cash; /* live (or, while replaying, the replay's) */
 	struct eng_acct_ctx acct;
+
+	/* Journal. */
+	bool journaling;                      /* a data directory is set */
+	char shard_dir[SHM_JOURNAL_PATH_MAX]; /* DIR/shard-<k> */
+	struct eng_journal *journal;          /* NULL: none, or refusing */
+	bool refusing;                        /* journal cannot be written */
+	uint64_t refuse_retry_ns;
+	struct shmex_error jerr; /* why it cannot */
+	uint64_t jlast;          /* last sequence appended */
+	uint64_t now_ns;         /* time of this request */
+	uint64_t last_time_ns;   /* records' times never go back */
+	uint64_t incarnation;
+	struct evmark *marks;
+	uint32_t mhead, mn, mcap;
+	uint64_t durable_seq, durable_event; /* last committed */
+	/* Replay. */
+	bool replaying;
+	struct shm_jreader rd;
+	struct group grp;
+	struct shmex_error replay_err;
+	int replay_rc;
+	uint64_t resend_after[SHM_INSTANCE_GATEWAYS_MAX]; /* predecessor's LG7 */
+	bool restarted;
+	uint64_t consumed_at_start[SHM_INSTANCE_GATEWAYS_MAX];
 
 	struct shm_doorbell_sh *db; /* this shard's doorbell */
 	struct shm_ring *req;       /* [ngateways] request rings (consumer) */
@@ -106,8 +189,7 @@ struct eng_matcher {
 	bool *ring_bad;             /* [ngateways] request ring corrupt */
 	bool *rep_bad;              /* [ngateways] reply ring corrupt */
 	struct shm_msg *in;         /* [batch] copies of one ring's batch */
-	struct shm_msg *out;        /* [ngateways * batch] replies */
-	uint32_t *out_off, *out_n;  /* [ngateways] parked replies */
+	struct outq *outq;          /* [ngateways] replies waiting */
 	uint32_t *sidx_of;          /* book symbol -> positions symbol */
 
 	uint64_t seq;    /* last request sequence number */
@@ -125,7 +207,7 @@ static void logm(const struct eng_matcher *m, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void logm(const struct eng_matcher *m, const char *fmt, ...)
 {
-	char buf[512];
+	char buf[768];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -155,17 +237,124 @@ static void internal_error(struct eng_matcher *m, const char *what, int rc, uint
 }
 
 /* ------------------------------------------------------------------ */
+/* Records                                                             */
+
+static void rec_init(struct shm_jrec *r, uint16_t type)
+{
+	memset(r, 0, sizeof(*r));
+	r->h.type = type;
+}
+
+/* Replay: the next record of the group, or an error. */
+static const struct shm_jrec *expected(struct eng_matcher *m)
+{
+	struct group *g = &m->grp;
+	if (g->next < g->n)
+		return &g->r[g->next++];
+	return NULL;
+}
+
+static void replay_fail(struct eng_matcher *m, const struct shm_jrec *got,
+			const struct shm_jrec *want)
+{
+	if (m->replay_rc)
+		return;
+	m->replay_rc = SHMEX_ERECOVERY;
+	if (!want)
+		shmex_error_set(&m->replay_err, SHMEX_ERECOVERY,
+				"replay of record %" PRIu64
+				" produced a %s record that the journal does not have",
+				m->grp.n ? m->grp.r[0].h.seq : 0,
+				shm_jrec_type_name(got->h.type));
+	else
+		shmex_error_set(&m->replay_err, SHMEX_ERECOVERY,
+				"record %" PRIu64
+				" (%s) differs from what the replay produced (%s): the "
+				"journal and this build's matching disagree",
+				want->h.seq, shm_jrec_type_name(want->h.type),
+				shm_jrec_type_name(got->h.type));
+}
+
+/* Writes a record (live), or checks it against the journal (replay).
+ * Returns its sequence. */
+static uint64_t jput(struct eng_matcher *m, struct shm_jrec *r)
+{
+	r->h.time_ns = m->now_ns;
+	if (m->replaying) {
+		const struct shm_jrec *want = expected(m);
+		if (!want) {
+			replay_fail(m, r, NULL);
+			return 0;
+		}
+		r->h.seq = want->h.seq;
+		r->h.shard = (uint16_t)m->shard;
+		r->h.flags = want->h.flags & SHM_JREC_END;
+		size_t len = shm_jrec_seal(r);
+		if (len != want->h.len || memcmp(r, want, len) != 0)
+			replay_fail(m, r, want);
+		m->jlast = want->h.seq;
+		return want->h.seq;
+	}
+	if (!m->journal)
+		return 0;
+	m->jlast = eng_journal_append(m->journal, r);
+	return m->jlast;
+}
+
+/* The request's own record, written before the first event it causes. */
+static void put_request_record(struct eng_matcher *m)
+{
+	if (!m->applying.has_req)
+		return;
+	m->applying.has_req = false;
+	jput(m, &m->applying.req);
+}
+
+static void origin_of(struct shm_jrec_origin *o, uint32_t g, const struct shm_msg *req,
+		      uint64_t pos)
+{
+	memset(o, 0, sizeof(*o));
+	o->gateway = g;
+	o->req_id = req->req_id;
+	o->ring_pos = pos;
+}
+
+/* ------------------------------------------------------------------ */
 /* Events of the core: money and shares follow the book                */
+
+static void journal_accept(struct eng_matcher *m, const struct eng_event *ev)
+{
+	const struct shm_msg *q = m->applying.msg;
+	struct shm_jrec r;
+	rec_init(&r, SHM_JREC_ORDER);
+	r.u.order.o = m->applying.origin;
+	r.u.order.order_id = ev->order_id;
+	r.u.order.account = ev->account;
+	r.u.order.price = ev->price;
+	r.u.order.qty = ev->qty;
+	if (q)
+		memcpy(r.u.order.symbol, q->u.symbol, 16);
+	r.u.order.side = ev->side;
+	r.u.order.tif = ev->tif;
+	r.u.order.hold = m->applying.hold;
+	r.u.order.event = ev->event;
+	jput(m, &r);
+}
 
 static void on_event(void *ctx, const struct eng_event *ev)
 {
 	struct eng_matcher *m = ctx;
 	uint32_t sidx = sidx_of_sym(m, ev->sym);
 	int rc;
-	m->events = ev->event;
+	if (ev->event)
+		m->events = ev->event; /* rejects carry no number */
+	if (ev->type != ENG_EV_REJECT)
+		put_request_record(m);
+	struct shm_jrec r;
 	switch (ev->type) {
 	case ENG_EV_ACCEPT:
 		m->applying.target = ev->order_id;
+		journal_accept(m, ev);
 		break;
 	case ENG_EV_FILL: {
 		struct eng_acct_fill f = {
@@ -177,16 +366,43 @@ static void on_event(void *ctx, const struct eng_event *ev)
 			.qty = ev->qty,
 			.taker_side = ev->side,
 		};
+		struct eng_acct_settlement s;
+		memset(&s, 0, sizeof(s));
+		rc = eng_acct_settle_for(&f, &s);
+		rec_init(&r, SHM_JREC_FILL);
+		r.u.fill.taker_id = ev->order_id;
+		r.u.fill.maker_id = ev->maker_id;
+		r.u.fill.taker_account = ev->account;
+		r.u.fill.maker_account = ev->maker_account;
+		r.u.fill.price = ev->price;
+		r.u.fill.qty = ev->qty;
+		r.u.fill.taker_limit = ev->taker_price;
+		r.u.fill.maker_limit = ev->maker_price;
+		r.u.fill.buyer_refund = s.buyer_refund;
+		r.u.fill.seller_credit = s.seller_credit;
+		r.u.fill.event = ev->event;
+		r.u.fill.taker_side = ev->side;
+		eng_cash_set_tag(m->cash, jput(m, &r));
 		m->st.fills++;
 		if (ev->order_id == m->applying.target)
 			m->applying.executed += ev->qty;
-		rc = sidx == NO_SIDX ? SHMEX_EINTERNAL
-				     : eng_acct_settle(&m->acct, sidx, &f);
+		if (!rc)
+			rc = sidx == NO_SIDX ? SHMEX_EINTERNAL
+					     : eng_acct_settle(&m->acct, sidx, &f);
 		if (rc)
 			internal_error(m, "settling a fill", rc, ev->order_id);
 		break;
 	}
 	case ENG_EV_CANCEL:
+		rec_init(&r, SHM_JREC_DONE);
+		r.u.done.order_id = ev->order_id;
+		r.u.done.account = ev->account;
+		r.u.done.qty = ev->qty;
+		r.u.done.price = ev->price;
+		r.u.done.event = ev->event;
+		r.u.done.reason = ev->reason;
+		r.u.done.side = ev->side;
+		eng_cash_set_tag(m->cash, jput(m, &r));
 		if (ev->order_id == m->applying.target)
 			m->applying.cancelled += ev->qty;
 		rc = sidx == NO_SIDX ? SHMEX_EINTERNAL
@@ -197,6 +413,16 @@ static void on_event(void *ctx, const struct eng_event *ev)
 				       ev->order_id);
 		break;
 	case ENG_EV_MODIFY: {
+		rec_init(&r, SHM_JREC_MODIFIED);
+		r.u.modified.order_id = ev->order_id;
+		r.u.modified.account = ev->account;
+		r.u.modified.old_price = ev->old_price;
+		r.u.modified.old_qty = ev->old_qty;
+		r.u.modified.new_price = ev->price;
+		r.u.modified.new_qty = ev->qty;
+		r.u.modified.event = ev->event;
+		r.u.modified.side = ev->side;
+		eng_cash_set_tag(m->cash, jput(m, &r));
 		struct eng_acct_hold d;
 		rc = eng_acct_modify_delta(ev->side, ev->old_qty, ev->old_price, ev->qty,
 					   ev->price, &d);
@@ -211,10 +437,11 @@ static void on_event(void *ctx, const struct eng_event *ev)
 					       SHMEX_EINTERNAL, ev->order_id);
 			break;
 		}
-		rc = sidx == NO_SIDX ? SHMEX_EINTERNAL
-				     : eng_acct_modify(&m->acct, ev->account, sidx,
-						       ev->side, ev->old_qty,
-						       ev->old_price, ev->qty, ev->price);
+		rc = sidx == NO_SIDX
+			     ? SHMEX_EINTERNAL
+			     : eng_acct_modify(&m->acct, ev->account, sidx, ev->side,
+					       ev->old_qty, ev->old_price, ev->qty,
+					       ev->price, false);
 		if (rc)
 			internal_error(m, "giving back a modify's hold", rc,
 				       ev->order_id);
@@ -228,28 +455,56 @@ static void on_event(void *ctx, const struct eng_event *ev)
 /* ------------------------------------------------------------------ */
 /* Requests                                                            */
 
-static void req_init(struct eng_matcher *m, struct eng_req *q, const struct shm_msg *req,
-		     const struct shm_msg *rep)
+static void req_init(struct eng_matcher *m, struct eng_req *q, const struct shm_msg *req)
 {
 	memset(q, 0, sizeof(*q));
 	q->seq = m->seq;
-	q->time_ns = rep->u.r.time_ns;
-	q->epoch = shm_rcu_epoch(&m->readers);
+	q->time_ns = m->now_ns;
+	q->epoch = m->replaying ? 0 : shm_rcu_epoch(&m->readers);
 	q->account = req->account;
 	q->order_id = req->order_id;
 	q->price = req->price;
 	q->qty = req->qty;
 	q->side = req->side;
 	q->tif = req->tif;
-	memset(&m->applying, 0, sizeof(m->applying));
+}
+
+/* Side effects of a request that was otherwise rejected (journaled so the
+ * replay repeats them; each is its own group). */
+static void side_effect(struct eng_matcher *m, struct shm_jrec *r)
+{
+	jput(m, r);
+	if (m->journal && !m->replaying)
+		eng_journal_mark_end(m->journal);
+}
+
+static void journal_recycled(struct eng_matcher *m, uint64_t before)
+{
+	uint64_t n = eng_core_recycled(m->book) - before;
+	if (!n)
+		return;
+	struct shm_jrec r;
+	rec_init(&r, SHM_JREC_RECYCLE);
+	r.u.recycle.count = n;
+	side_effect(m, &r);
 }
 
 static int apply_create_account(struct eng_matcher *m, const struct shm_msg *req,
 				struct shm_msg *rep)
 {
+	struct shm_jrec r;
+	rec_init(&r, SHM_JREC_ACCOUNT);
+	r.u.account.o = m->applying.origin;
+	r.u.account.account = req->account;
+	r.u.account.balance = req->price;
+	/* The tag of the publication is the record's own sequence. */
+	uint64_t next =
+		m->replaying || !m->journal ? 0 : eng_journal_last(m->journal) + 1;
+	eng_cash_set_tag(m->cash, next);
 	int rc = eng_acct_create_account(&m->acct, req->account, req->price);
 	if (rc)
 		return rc;
+	jput(m, &r);
 	m->st.accounts++;
 	rep->price = req->price;
 	return 0;
@@ -258,21 +513,36 @@ static int apply_create_account(struct eng_matcher *m, const struct shm_msg *req
 static int apply_add_shares(struct eng_matcher *m, const struct shm_msg *req,
 			    struct shm_msg *rep)
 {
-	uint32_t aidx, bsym, sidx;
-	int rc = shm_accounts_find(&m->accounts, req->account, &aidx);
+	struct eng_cash_acct a;
+	uint32_t bsym, sidx;
+	int rc = eng_cash_find(m->cash, req->account, &a);
 	if (rc)
 		return rc;
 	size_t len = shm_symbol_unpack_len(req->u.symbol);
+	bool existed = eng_core_symbol_find(m->book, req->u.symbol, len, &bsym) == 0;
 	/* Finds the symbol or creates it empty; a later failure below leaves
-	 * at most an empty symbol entry (docs/matcher.md). */
+	 * the empty symbol entry, journaled as a side effect. */
 	rc = eng_core_symbol_add(m->book, req->u.symbol, len, &bsym);
 	if (rc)
 		return rc == -ENOMEM ? SHMEX_EINTERNAL : rc;
 	if (bsym >= m->bcfg.caps.symbols)
 		return SHMEX_EINTERNAL;
 	rc = eng_acct_add_shares(&m->acct, req->account, req->u.symbol, req->qty, &sidx);
-	if (rc)
+	struct shm_jrec r;
+	if (rc) {
+		if (!existed) {
+			rec_init(&r, SHM_JREC_SYMBOL);
+			memcpy(r.u.symbol.symbol, req->u.symbol, 16);
+			side_effect(m, &r);
+		}
 		return rc;
+	}
+	rec_init(&r, SHM_JREC_SHARES);
+	r.u.shares.o = m->applying.origin;
+	r.u.shares.account = req->account;
+	r.u.shares.qty = req->qty;
+	memcpy(r.u.shares.symbol, req->u.symbol, 16);
+	jput(m, &r);
 	m->sidx_of[bsym] = sidx;
 	m->st.add_shares++;
 	rep->qty = req->qty;
@@ -282,8 +552,9 @@ static int apply_add_shares(struct eng_matcher *m, const struct shm_msg *req,
 static int apply_order(struct eng_matcher *m, const struct shm_msg *req,
 		       struct shm_msg *rep)
 {
-	uint32_t aidx, bsym;
-	int rc = shm_accounts_find(&m->accounts, req->account, &aidx);
+	struct eng_cash_acct a;
+	uint32_t bsym, pidx;
+	int rc = eng_cash_find(m->cash, req->account, &a);
 	if (rc)
 		return rc;
 	size_t len = shm_symbol_unpack_len(req->u.symbol);
@@ -293,21 +564,40 @@ static int apply_order(struct eng_matcher *m, const struct shm_msg *req,
 	uint32_t sidx = sidx_of_sym(m, bsym);
 	if (sidx == NO_SIDX)
 		return SHMEX_ENOSYMBOL; /* in the book, never given shares */
+	struct eng_acct_hold h;
+	rc = eng_acct_hold_for(req->side, req->qty, req->price, &h);
+	if (rc)
+		return rc;
+	bool had_pos =
+		shm_positions_find(&m->positions_reg, req->account, sidx, &pidx) == 0;
 	rc = eng_acct_place(&m->acct, req->account, sidx, req->side, req->qty,
 			    req->price);
 	if (rc)
 		return rc;
 	struct eng_req q;
-	req_init(m, &q, req, rep);
+	req_init(m, &q, req);
 	q.sym = bsym;
+	m->applying.msg = req;
+	m->applying.hold = req->side == SHM_SIDE_BUY ? h.cash : h.shares;
+	uint64_t recycled = eng_core_recycled(m->book);
 	uint64_t id;
 	rc = eng_core_submit(m->book, &q, &id);
 	if (rc) {
-		/* Nothing happened in the book: the placement goes back. */
-		int r2 = eng_acct_unhold(&m->acct, req->account, sidx, req->side,
-					 req->qty, req->price);
+		/* Nothing happened in the book: the placement goes back at
+		 * once (it was this request's, and never journaled). */
+		int r2 = eng_acct_unplace(&m->acct, req->account, sidx, req->side,
+					  req->qty, req->price);
 		if (r2)
 			internal_error(m, "giving back a rejected order's hold", r2, 0);
+		journal_recycled(m, recycled);
+		if (!had_pos && shm_positions_find(&m->positions_reg, req->account, sidx,
+						   &pidx) == 0) {
+			struct shm_jrec r;
+			rec_init(&r, SHM_JREC_POSITION);
+			r.u.position.account = req->account;
+			memcpy(r.u.position.symbol, req->u.symbol, 16);
+			side_effect(m, &r);
+		}
 		return rc;
 	}
 	m->st.orders++;
@@ -321,10 +611,16 @@ static int apply_cancel(struct eng_matcher *m, const struct shm_msg *req,
 			struct shm_msg *rep)
 {
 	struct eng_req q;
-	req_init(m, &q, req, rep);
+	req_init(m, &q, req);
 	m->applying.target = req->order_id;
+	rec_init(&m->applying.req, SHM_JREC_CANCEL);
+	m->applying.req.u.cancel.o = m->applying.origin;
+	m->applying.req.u.cancel.order_id = req->order_id;
+	m->applying.req.u.cancel.account = req->account;
+	m->applying.has_req = true;
 	rep->order_id = req->order_id;
 	int rc = eng_core_cancel(m->book, &q);
+	m->applying.has_req = false;
 	if (rc)
 		return rc;
 	m->st.cancels++;
@@ -342,7 +638,7 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 			struct shm_msg *rep)
 {
 	struct eng_req q;
-	req_init(m, &q, req, rep);
+	req_init(m, &q, req);
 	m->applying.target = req->order_id;
 	rep->order_id = req->order_id;
 	const struct shm_book_order_sh *o = eng_core_order(m->book, req->order_id);
@@ -369,22 +665,32 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 			if (sidx == NO_SIDX)
 				return SHMEX_EINTERNAL;
 			rc = eng_acct_modify(&m->acct, req->account, sidx, side, old_open,
-					     old_price, req->qty, req->price);
+					     old_price, req->qty, req->price, false);
 			if (rc)
 				return rc;
 			m->applying.prereserved = true;
 		}
 	}
+	rec_init(&m->applying.req, SHM_JREC_MODIFY);
+	m->applying.req.u.modify.o = m->applying.origin;
+	m->applying.req.u.modify.order_id = req->order_id;
+	m->applying.req.u.modify.account = req->account;
+	m->applying.req.u.modify.price = req->price;
+	m->applying.req.u.modify.qty = req->qty;
+	m->applying.has_req = true;
+	uint64_t recycled = eng_core_recycled(m->book);
 	rc = eng_core_modify(m->book, &q);
+	m->applying.has_req = false;
 	if (rc) {
 		if (m->applying.prereserved) {
 			int r2 = eng_acct_modify(&m->acct, req->account, sidx, side,
 						 req->qty, req->price, old_open,
-						 old_price);
+						 old_price, true);
 			if (r2)
 				internal_error(m, "giving back a rejected modify's hold",
 					       r2, req->order_id);
 		}
+		journal_recycled(m, recycled);
 		return rc;
 	}
 	m->st.modifies++;
@@ -399,8 +705,25 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 	return 0;
 }
 
-void eng_matcher_apply(struct eng_matcher *m, const struct shm_msg *req,
-		       struct shm_msg *rep)
+static bool commit(struct eng_matcher *m);
+
+/* A request for an account this shard created a moment ago, whose
+ * creation is not yet durable (a producer that pipelines on the ring; a
+ * gateway waits for each reply): makes everything so far durable and
+ * commits it, so the account exists.  Rare, so it may cost a flush. */
+static void settle_creations(struct eng_matcher *m)
+{
+	if (m->journal) {
+		struct shmex_error e = {0};
+		if (eng_journal_flush(m->journal, &e) != 0)
+			return; /* the loop finds the error and stops */
+	}
+	(void)commit(m);
+}
+
+/* Applies one request that came from gateway g at ring position pos. */
+static void apply(struct eng_matcher *m, const struct shm_msg *req, struct shm_msg *rep,
+		  uint32_t g, uint64_t pos)
 {
 	memset(rep, 0, sizeof(*rep));
 	rep->type = SHM_MSG_REPLY;
@@ -410,12 +733,28 @@ void eng_matcher_apply(struct eng_matcher *m, const struct shm_msg *req,
 	rep->side = req->side;
 	rep->tif = req->tif;
 	m->seq++;
-	rep->u.r.time_ns = shm_clock_ns(CLOCK_REALTIME);
+	if (!m->replaying) {
+		/* Records' times never go back (the audit merge needs it),
+		 * whatever the realtime clock does. */
+		uint64_t now = shm_clock_ns(CLOCK_REALTIME);
+		m->now_ns = now > m->last_time_ns ? now : m->last_time_ns;
+		m->last_time_ns = m->now_ns;
+	}
+	rep->u.r.time_ns = m->now_ns;
 	m->st.requests++;
+	memset(&m->applying, 0, sizeof(m->applying));
+	origin_of(&m->applying.origin, g, req, pos);
+	uint64_t before = m->jlast;
 	int rc = shm_msg_validate_request(req, m->shard, m->nshards);
 	if (rc) {
 		m->st.invalid++;
+	} else if (m->refusing) {
+		/* The journal cannot be written: nothing is acknowledged. */
+		rc = SHMEX_EJOURNAL;
 	} else {
+		if (req->type != SHM_MSG_CREATE_ACCOUNT &&
+		    eng_cash_creating(m->cash, req->account))
+			settle_creations(m);
 		switch (req->type) {
 		case SHM_MSG_CREATE_ACCOUNT:
 			rc = apply_create_account(m, req, rep);
@@ -437,6 +776,9 @@ void eng_matcher_apply(struct eng_matcher *m, const struct shm_msg *req,
 			break;
 		}
 	}
+	/* The group of records this request wrote ends here. */
+	if (m->jlast != before && m->journal && !m->replaying)
+		eng_journal_mark_end(m->journal);
 	rep->status = rc;
 	rep->u.r.seq = m->events;
 	if (rc) {
@@ -448,39 +790,168 @@ void eng_matcher_apply(struct eng_matcher *m, const struct shm_msg *req,
 	}
 }
 
+void eng_matcher_apply(struct eng_matcher *m, const struct shm_msg *req,
+		       struct shm_msg *rep)
+{
+	apply(m, req, rep, 0, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Replies and durability                                              */
+
+static int outq_push(struct outq *q, const struct shm_msg *msg, uint64_t tag)
+{
+	if (q->head + q->n == q->cap) {
+		if (q->head > 0) {
+			memmove(q->v, q->v + q->head, q->n * sizeof(*q->v));
+			q->head = 0;
+		} else {
+			uint32_t cap = q->cap ? 2 * q->cap : 256;
+			struct pend *nv = realloc(q->v, cap * sizeof(*nv));
+			if (!nv)
+				return -ENOMEM;
+			q->v = nv;
+			q->cap = cap;
+		}
+	}
+	q->v[q->head + q->n].m = *msg;
+	q->v[q->head + q->n].tag = tag;
+	q->n++;
+	return 0;
+}
+
+/* Sends gateway g's replies whose tag is <= upto, in order, as far as its
+ * ring has room.  Returns true when none of those is left. */
+static bool publish_replies(struct eng_matcher *m, uint32_t g, uint64_t upto)
+{
+	struct outq *q = &m->outq[g];
+	uint32_t n = 0;
+	while (n < q->n && q->v[q->head + n].tag <= upto)
+		n++;
+	if (n == 0)
+		return true;
+	struct shm_msg buf[64];
+	uint32_t sent = 0;
+	while (sent < n) {
+		uint32_t k = n - sent < 64 ? n - sent : 64;
+		for (uint32_t i = 0; i < k; i++)
+			buf[i] = q->v[q->head + sent + i].m;
+		unsigned done = 0;
+		/* MT4: one publication of the batch's replies [RNG1], then
+		 * one doorbell ring of gateway g [DB4] (inside
+		 * shm_ring_enqueue_batch).  The replies describe state that
+		 * is durable and published: the gateway that acquires them
+		 * [RNG2] and then reads the book sees it. */
+		int rc = shm_ring_enqueue_batch(&m->rep[g], buf, k, &done);
+		if (rc) {
+			if (!m->rep_bad[g])
+				logm(m, "reply ring to gateway %u: %s; its replies wait",
+				     g, shmex_strerror(rc));
+			m->rep_bad[g] = true;
+			m->st.ring_errors++;
+			break;
+		}
+		m->rep_bad[g] = false;
+		sent += done;
+		if (done < k) {
+			m->st.replies_parked++;
+			break;
+		}
+	}
+	if (sent) {
+		uint64_t tag = q->v[q->head + sent - 1].tag;
+		q->head += sent;
+		q->n -= sent;
+		if (q->n == 0)
+			q->head = 0;
+		/* LG7: release, after the ring's release [RNG1]: a successor
+		 * that reads it answers again only what comes after. */
+		if (m->ledger_ok && tag > load_relaxed(&m->ledger.hdr->replied[g]))
+			store_release(&m->ledger.hdr->replied[g], tag);
+	}
+	return sent == n;
+}
+
+/* The records handed to the writer so far end here. */
+static void mark_batch(struct eng_matcher *m)
+{
+	if (!m->journal || m->jlast == 0)
+		return;
+	if (m->mn && m->marks[(m->mhead + m->mn - 1) % m->mcap].seq == m->jlast)
+		return;
+	if (m->mn == m->mcap) {
+		uint32_t cap = m->mcap ? 2 * m->mcap : 64;
+		struct evmark *nm = malloc(cap * sizeof(*nm));
+		if (!nm)
+			return; /* durable_event then lags; replies do not */
+		for (uint32_t i = 0; i < m->mn; i++)
+			nm[i] = m->marks[(m->mhead + i) % m->mcap];
+		free(m->marks);
+		m->marks = nm;
+		m->mhead = 0;
+		m->mcap = cap;
+	}
+	m->marks[(m->mhead + m->mn) % m->mcap] = (struct evmark){m->jlast, m->events};
+	m->mn++;
+}
+
+/* What the journal has made durable takes effect: queued credits, the
+ * book's durable_event, and the replies.  Returns true when replies are
+ * still waiting (for durability or for room). */
+static bool commit(struct eng_matcher *m)
+{
+	uint64_t durable = m->journal ? eng_journal_durable(m->journal) : m->jlast;
+	if (!m->journal) {
+		m->durable_event = m->events;
+	} else {
+		while (m->mn && m->marks[m->mhead].seq <= durable) {
+			m->durable_event = m->marks[m->mhead].event;
+			m->mhead = (m->mhead + 1) % m->mcap;
+			m->mn--;
+		}
+	}
+	m->durable_seq = durable;
+	eng_cash_commit(m->cash, durable);
+	/* BK9: release; pairs with the gateways' BK10: an order whose last
+	 * change is at or below it may be shown to a client. */
+	store_release(&eng_core_view(m->book)->hdr->durable_event, m->durable_event);
+	bool waiting = false;
+	for (uint32_t g = 0; g < m->ngateways; g++)
+		if (!publish_replies(m, g, durable) || m->outq[g].n)
+			waiting = true;
+	return waiting;
+}
+
+/* The journal failed: what it did not make durable is answered "not
+ * accepted" (a successor will not have it), and this matcher stops. */
+static void journal_failed(struct eng_matcher *m)
+{
+	uint64_t durable = eng_journal_durable(m->journal);
+	logm(m, "%s; answering %s to what it did not write, and stopping",
+	     shmex_error_msg(&m->jerr, SHMEX_EJOURNAL), shmex_strerror(SHMEX_EJOURNAL));
+	for (uint32_t g = 0; g < m->ngateways; g++) {
+		struct outq *q = &m->outq[g];
+		for (uint32_t i = 0; i < q->n; i++) {
+			struct pend *p = &q->v[q->head + i];
+			if (p->tag <= durable)
+				continue;
+			p->m.status = SHMEX_EJOURNAL;
+			p->m.order_id =
+				p->m.req_type == SHM_MSG_ORDER ? 0 : p->m.order_id;
+			p->tag = 0;
+		}
+	}
+	store_relaxed(&m->stop, 1);
+}
+
 /* ------------------------------------------------------------------ */
 /* The loop                                                            */
 
-/* Delivers what is parked for gateway g; true when nothing is left. */
-static bool flush_replies(struct eng_matcher *m, uint32_t g)
+/* A gateway with this many replies waiting is not read until they drain:
+ * memory stays bounded and a stuck gateway stalls only itself. */
+static uint32_t outq_limit(const struct eng_matcher *m)
 {
-	uint32_t n = m->out_n[g];
-	if (n == 0)
-		return true;
-	unsigned done = 0;
-	struct shm_msg *base = m->out + (size_t)g * m->batch + m->out_off[g];
-	/* MT4: one publication of the batch's replies [RNG1], then one
-	 * doorbell ring of gateway g [DB4] (inside shm_ring_enqueue_batch).
-	 * The replies describe state we wrote before: the gateway that
-	 * acquires them [RNG2] and then reads the book sees it. */
-	int rc = shm_ring_enqueue_batch(&m->rep[g], base, n, &done);
-	if (rc) {
-		if (!m->rep_bad[g])
-			logm(m, "reply ring to gateway %u: %s; its replies wait", g,
-			     shmex_strerror(rc));
-		m->rep_bad[g] = true;
-		m->st.ring_errors++;
-		return false;
-	}
-	m->rep_bad[g] = false;
-	m->out_off[g] += done;
-	m->out_n[g] -= done;
-	if (m->out_n[g] == 0) {
-		m->out_off[g] = 0;
-		return true;
-	}
-	m->st.replies_parked++;
-	return false;
+	return 4 * m->batch;
 }
 
 /* One visit of every gateway's ring; returns the messages taken. */
@@ -488,11 +959,12 @@ static unsigned round_once(struct eng_matcher *m)
 {
 	unsigned total = 0;
 	for (uint32_t g = 0; g < m->ngateways; g++) {
-		if (!flush_replies(m, g))
-			continue; /* its requests wait until the replies fit */
+		if (m->outq[g].n >= outq_limit(m))
+			continue; /* its requests wait until its replies drain */
 		if (m->ring_bad[g] && !m->retry_bad)
 			continue;
 		unsigned got = 0;
+		uint64_t pos = shm_ring_consumed(&m->req[g]);
 		/* MT5: copy the batch out once [RNG2 acquire of head, RNG3
 		 * release of tail]; only the private copies are validated
 		 * and used, so the producer cannot change a message under
@@ -509,34 +981,37 @@ static unsigned round_once(struct eng_matcher *m)
 			continue;
 		}
 		m->ring_bad[g] = false;
-		struct shm_msg *out = m->out + (size_t)g * m->batch;
-		for (unsigned i = 0; i < got; i++)
-			eng_matcher_apply(m, &m->in[i], &out[i]);
-		m->out_off[g] = 0;
-		m->out_n[g] = got;
-		(void)flush_replies(m, g);
+		for (unsigned i = 0; i < got; i++) {
+			struct shm_msg rep;
+			apply(m, &m->in[i], &rep, g, pos + i);
+			if (outq_push(&m->outq[g], &rep, m->jlast) != 0)
+				internal_error(m, "queueing a reply", -ENOMEM, 0);
+		}
 		total += got;
 	}
 	m->retry_bad = false;
+	if (total && m->journal) {
+		mark_batch(m);
+		eng_journal_seal(m->journal);
+	}
 	return total;
 }
 
-static bool any_parked(const struct eng_matcher *m)
-{
-	for (uint32_t g = 0; g < m->ngateways; g++)
-		if (m->out_n[g])
-			return true;
-	return false;
-}
-
-/* Doorbell predicate: work we would take now, or a stop. */
+/* Doorbell predicate: work we would take now, durability to commit, a
+ * freeze to join, or a stop. */
 static bool ready(void *arg)
 {
 	struct eng_matcher *m = arg;
 	if (stop_requested(m))
 		return true;
+	if (m->journal && eng_journal_durable(m->journal) != m->durable_seq)
+		return true;
+	/* FZ3 (predicate): a freeze of another shard wants our ack. */
+	uint32_t owner = load_acquire(&m->inst.ctl->freeze_owner);
+	if (owner && owner != m->shard + 1)
+		return true;
 	for (uint32_t g = 0; g < m->ngateways; g++) {
-		if (m->out_n[g] || m->ring_bad[g])
+		if (m->outq[g].n >= outq_limit(m) || m->ring_bad[g])
 			continue;
 		if (shm_ring_readable(&m->req[g]))
 			return true;
@@ -567,27 +1042,45 @@ static void reclaim(struct eng_matcher *m, bool advance)
 	m->st.epoch = shm_rcu_epoch(&m->readers);
 }
 
-/* After a stop: takes what is still in the rings and delivers every reply,
- * giving up on parked replies after drain_ms. */
+/* Journal trouble: a failed writer stops the matcher; a refusing one
+ * (the journal could not be opened) tries again now and then. */
+static void journal_health(struct eng_matcher *m);
+
+/* After a stop: takes what is still in the rings, makes it durable and
+ * delivers every reply, giving up on replies after drain_ms. */
 static void drain(struct eng_matcher *m)
 {
 	uint64_t deadline =
 		shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)m->drain_ms * 1000000u;
 	for (;;) {
-		unsigned n = round_once(m);
+		unsigned n = m->journal && eng_journal_error(m->journal, NULL)
+				     ? 0
+				     : round_once(m);
 		if (n) {
 			m->st.rounds++;
 			reclaim(m, true);
-			if (shm_clock_ns(CLOCK_MONOTONIC) < deadline)
-				continue;
 		}
-		if (!any_parked(m) && n == 0)
+		if (m->journal && eng_journal_error(m->journal, &m->jerr) &&
+		    load_relaxed(&m->stop) == 0)
+			journal_failed(m);
+		if (m->journal && !eng_journal_error(m->journal, NULL)) {
+			struct shmex_error e = {0};
+			if (eng_journal_flush(m->journal, &e) != 0) {
+				m->jerr = e;
+				journal_failed(m);
+			}
+		}
+		bool waiting = commit(m);
+		if (n && shm_clock_ns(CLOCK_MONOTONIC) < deadline)
+			continue;
+		if (!waiting && n == 0)
 			break;
 		if (shm_clock_ns(CLOCK_MONOTONIC) >= deadline) {
 			uint64_t dropped = 0;
 			for (uint32_t g = 0; g < m->ngateways; g++) {
-				dropped += m->out_n[g];
-				m->out_n[g] = 0;
+				dropped += m->outq[g].n;
+				m->outq[g].n = 0;
+				m->outq[g].head = 0;
 			}
 			m->st.replies_dropped += dropped;
 			if (dropped)
@@ -626,22 +1119,34 @@ int eng_matcher_run(struct eng_matcher *m)
 	uint32_t park_ms = 1;
 	uint32_t spin = m->spin_ns;
 	for (;;) {
+		/* A clean point: every cash step applied and in the ledger. */
+		if (eng_recover_freeze_point(&m->inst, &m->ledger, m->shard, &m->stop))
+			m->st.freezes++;
+		journal_health(m);
+		if (stop_requested(m))
+			break;
 		unsigned n = round_once(m);
+		bool waiting = commit(m);
 		if (n) {
 			m->st.rounds++;
 			reclaim(m, true);
 			park_ms = 1;
 			continue;
 		}
-		if (stop_requested(m))
-			break;
-		bool parked = any_parked(m);
-		int timeout = (int)(parked ? park_ms : m->idle_ms);
+		/* Replies that wait for the journal: the writer rings our
+		 * doorbell when they are durable.  Replies that wait for
+		 * room: a short timeout (gateways do not ring us). */
+		bool for_room = waiting && m->durable_seq >= m->jlast;
+		int timeout = (int)(for_room ? park_ms : waiting ? 5 : m->idle_ms);
+		if (m->refusing && timeout > (int)REFUSE_RETRY_MS)
+			timeout = REFUSE_RETRY_MS;
 		/* Relaxed: a statistic of which we are the only writer. */
 		uint64_t sleeps0 = load_relaxed(&m->db->sleeps);
 		/* MT6: Dekker sleep [DB1/DB2]: `ready` re-reads every ring's
-		 * head [RNG2] and the stop flags after the announcement, and
-		 * every producer rings after publishing [RNG1, DB4]. */
+		 * head [RNG2], the journal's durable sequence [JR2], the
+		 * freeze [FZ3] and the stop flags after the announcement,
+		 * and every producer (and the journal writer) rings after
+		 * publishing [RNG1, DB4]. */
 		uint64_t t0 = shm_clock_ns(CLOCK_MONOTONIC);
 		int rc = shm_doorbell_wait(m->db, ready, m, spin, timeout);
 		spin = spin_adapt(m, spin, shm_clock_ns(CLOCK_MONOTONIC) - t0, rc);
@@ -653,7 +1158,7 @@ int eng_matcher_run(struct eng_matcher *m)
 			 * look at rings that were corrupt again. */
 			reclaim(m, false);
 			m->retry_bad = true;
-			if (parked && park_ms < m->idle_ms)
+			if (for_room && park_ms < m->idle_ms)
 				park_ms *= 2;
 		} else if (rc && rc != -EINTR) {
 			logm(m, "waiting on the shard doorbell: %s", shmex_strerror(rc));
@@ -661,7 +1166,7 @@ int eng_matcher_run(struct eng_matcher *m)
 		}
 	}
 	drain(m);
-	return 0;
+	return m->st.journal_failed ? SHMEX_EJOURNAL : 0;
 }
 
 void eng_matcher_stop(struct eng_matcher *m)
@@ -674,6 +1179,365 @@ void eng_matcher_get_stats(const struct eng_matcher *m, struct eng_matcher_stats
 {
 	*st = m->st;
 	st->epoch = shm_rcu_epoch(&m->readers);
+	st->internal += eng_cash_internal_errors(m->cash);
+}
+
+/* ------------------------------------------------------------------ */
+/* The journal                                                         */
+
+/* Opens the writer at the next sequence and writes the START record.
+ * On failure the matcher refuses orders (and tries again later). */
+static int journal_start(struct eng_matcher *m)
+{
+	struct eng_journal_cfg jc = {
+		.shard_dir = m->shard_dir,
+		.shard = m->shard,
+		.nshards = m->nshards,
+		.sync = m->set.sync == 0,
+		.segment_bytes = m->set.segment_mb << 20,
+		.next_seq = m->jlast + 1,
+		.wake = m->db,
+	};
+	struct shmex_error e = {0};
+	int rc = eng_journal_open(&m->journal, &jc, &e);
+	if (!rc) {
+		struct shm_jrec r;
+		rec_init(&r, SHM_JREC_START);
+		r.u.start.incarnation = m->incarnation + 1;
+		r.u.start.pid = (int32_t)getpid();
+		r.u.start.nshards = m->nshards;
+		r.u.start.recovered = m->jlast;
+		uint64_t now = shm_clock_ns(CLOCK_REALTIME);
+		m->now_ns = now > m->last_time_ns ? now : m->last_time_ns;
+		m->last_time_ns = m->now_ns;
+		jput(m, &r);
+		eng_journal_mark_end(m->journal);
+		rc = eng_journal_flush(m->journal, &e);
+		if (rc) {
+			eng_journal_close(m->journal);
+			m->journal = NULL;
+		}
+	}
+	if (rc) {
+		if (!m->refusing)
+			logm(m,
+			     "the journal cannot be written (%s): no order is accepted "
+			     "until it can",
+			     shmex_error_msg(&e, rc));
+		m->jerr = e;
+		m->refusing = true;
+		m->refuse_retry_ns = shm_clock_ns(CLOCK_MONOTONIC) +
+				     (uint64_t)REFUSE_RETRY_MS * 1000000u;
+		return rc;
+	}
+	if (m->refusing)
+		logm(m, "the journal can be written again: accepting orders");
+	m->refusing = false;
+	m->durable_seq = m->jlast;
+	return 0;
+}
+
+static void journal_health(struct eng_matcher *m)
+{
+	if (m->journal && !m->st.journal_failed &&
+	    eng_journal_error(m->journal, &m->jerr) != 0) {
+		m->st.journal_failed = 1;
+		journal_failed(m);
+		return;
+	}
+	if (m->refusing && shm_clock_ns(CLOCK_MONOTONIC) >= m->refuse_retry_ns)
+		(void)journal_start(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* Replay                                                              */
+
+/* Truncates `path` at `off` (a torn tail, or a cut asked for), syncing. */
+static int cut_file(struct eng_matcher *m, const char *path, off_t off,
+		    struct shmex_error *e)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, off) != 0 || fdatasync(fd) != 0) {
+		int rc = -errno;
+		if (fd >= 0)
+			close(fd);
+		return shmex_error_set(e, rc, "truncating %s: %s", path, strerror(-rc));
+	}
+	close(fd);
+	return 0;
+}
+
+/* Removes the segments after `path` (they follow a cut). */
+static int drop_after(struct eng_matcher *m, const char *path, struct shmex_error *e)
+{
+	const struct shm_jdir *d = &m->rd.dir;
+	bool after = false;
+	for (uint32_t i = 0; i < d->nseg; i++) {
+		if (after) {
+			logm(m, "removing %s (after the cut)", d->seg[i]);
+			if (unlink(d->seg[i]) != 0)
+				return shmex_error_set(e, -errno, "unlink %s: %s",
+						       d->seg[i], strerror(errno));
+		}
+		if (strcmp(d->seg[i], path) == 0)
+			after = true;
+	}
+	return 0;
+}
+
+/* Replays the side-effect records (no request behind them). */
+static int replay_side_effect(struct eng_matcher *m, const struct shm_jrec *r)
+{
+	switch (r->h.type) {
+	case SHM_JREC_START:
+		m->incarnation = r->u.start.incarnation;
+		return 0;
+	case SHM_JREC_SYMBOL: {
+		uint32_t bsym;
+		size_t len = shm_symbol_unpack_len(r->u.symbol.symbol);
+		if (!len ||
+		    eng_core_symbol_add(m->book, r->u.symbol.symbol, len, &bsym) != 0)
+			return SHMEX_ERECOVERY;
+		return 0;
+	}
+	case SHM_JREC_POSITION: {
+		uint32_t bsym, sidx, pidx;
+		size_t len = shm_symbol_unpack_len(r->u.position.symbol);
+		if (!len ||
+		    eng_core_symbol_find(m->book, r->u.position.symbol, len, &bsym) ||
+		    (sidx = sidx_of_sym(m, bsym)) == NO_SIDX ||
+		    shm_positions_ensure(&m->positions_reg, r->u.position.account, sidx,
+					 &pidx) != 0)
+			return SHMEX_ERECOVERY;
+		return 0;
+	}
+	case SHM_JREC_RECYCLE:
+		return eng_core_recycle(m->book, r->u.recycle.count) == r->u.recycle.count
+			       ? 0
+			       : SHMEX_ERECOVERY;
+	default:
+		return SHMEX_ERECOVERY;
+	}
+}
+
+/* The request a request record stands for. */
+static bool request_of(const struct shm_jrec *r, struct shm_msg *q, uint32_t *g,
+		       uint64_t *pos)
+{
+	memset(q, 0, sizeof(*q));
+	const struct shm_jrec_origin *o;
+	switch (r->h.type) {
+	case SHM_JREC_ACCOUNT:
+		q->type = SHM_MSG_CREATE_ACCOUNT;
+		q->account = r->u.account.account;
+		q->price = r->u.account.balance;
+		o = &r->u.account.o;
+		break;
+	case SHM_JREC_SHARES:
+		q->type = SHM_MSG_ADD_SHARES;
+		q->account = r->u.shares.account;
+		q->qty = r->u.shares.qty;
+		memcpy(q->u.symbol, r->u.shares.symbol, 16);
+		o = &r->u.shares.o;
+		break;
+	case SHM_JREC_ORDER:
+		q->type = SHM_MSG_ORDER;
+		q->account = r->u.order.account;
+		q->price = r->u.order.price;
+		q->qty = r->u.order.qty;
+		q->side = r->u.order.side;
+		q->tif = r->u.order.tif;
+		memcpy(q->u.symbol, r->u.order.symbol, 16);
+		o = &r->u.order.o;
+		break;
+	case SHM_JREC_CANCEL:
+		q->type = SHM_MSG_CANCEL;
+		q->account = r->u.cancel.account;
+		q->order_id = r->u.cancel.order_id;
+		o = &r->u.cancel.o;
+		break;
+	case SHM_JREC_MODIFY:
+		q->type = SHM_MSG_MODIFY;
+		q->account = r->u.modify.account;
+		q->order_id = r->u.modify.order_id;
+		q->price = r->u.modify.price;
+		q->qty = r->u.modify.qty;
+		o = &r->u.modify.o;
+		break;
+	default:
+		return false;
+	}
+	q->req_id = o->req_id;
+	*g = o->gateway;
+	*pos = o->ring_pos;
+	return true;
+}
+
+static int group_push(struct group *g, const struct shm_jrec *r)
+{
+	if (g->n == g->cap) {
+		size_t cap = g->cap ? 2 * g->cap : 64;
+		struct shm_jrec *nr = realloc(g->r, cap * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		g->r = nr;
+		g->cap = cap;
+	}
+	g->r[g->n++] = *r;
+	return 0;
+}
+
+/* Applies one complete group (a request and what it did, or a side
+ * effect); the replies of requests the predecessor may not have answered
+ * are queued for sending again. */
+static int replay_group(struct eng_matcher *m)
+{
+	struct group *gp = &m->grp;
+	const struct shm_jrec *first = &gp->r[0];
+	m->now_ns = first->h.time_ns;
+	m->last_time_ns = first->h.time_ns;
+	struct shm_msg q;
+	uint32_t g;
+	uint64_t pos;
+	if (!request_of(first, &q, &g, &pos)) {
+		if (gp->n != 1)
+			return shmex_error_set(
+				&m->replay_err, SHMEX_ERECOVERY,
+				"record %" PRIu64 " (%s) starts a group of %zu records",
+				first->h.seq, shm_jrec_type_name(first->h.type), gp->n);
+		int rc = replay_side_effect(m, first);
+		m->jlast = first->h.seq;
+		if (rc)
+			return shmex_error_set(&m->replay_err, rc,
+					       "record %" PRIu64 " (%s) "
+					       "cannot be replayed",
+					       first->h.seq,
+					       shm_jrec_type_name(first->h.type));
+		return 0;
+	}
+	gp->next = 0;
+	m->replay_rc = 0;
+	struct shm_msg rep;
+	apply(m, &q, &rep, g, pos);
+	/* Everything is reusable at once: no reader sees this book yet. */
+	eng_core_reclaim(m->book, UINT64_MAX);
+	if (m->replay_rc)
+		return m->replay_rc;
+	if (rep.status != 0)
+		return shmex_error_set(&m->replay_err, SHMEX_ERECOVERY,
+				       "record %" PRIu64 " (%s)"
+				       " was rejected on replay: %s",
+				       first->h.seq, shm_jrec_type_name(first->h.type),
+				       shmex_strerror(rep.status));
+	if (gp->next != gp->n)
+		return shmex_error_set(&m->replay_err, SHMEX_ERECOVERY,
+				       "record %" PRIu64 " (%s):"
+				       " the journal has %zu records for it, the replay "
+				       "produced %zu",
+				       first->h.seq, shm_jrec_type_name(first->h.type),
+				       gp->n, gp->next);
+	if (m->restarted && g < m->ngateways && m->jlast > m->resend_after[g] &&
+	    outq_push(&m->outq[g], &rep, 0) != 0)
+		return shmex_error_set(&m->replay_err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+/* Replays the shard's journal into the fresh book, positions and part. */
+static int replay(struct eng_matcher *m, struct shmex_error *e)
+{
+	struct shmex_error le = {0};
+	int rc = shm_journal_mkdirs(m->shard_dir, &le);
+	if (rc) {
+		if (e)
+			*e = le;
+		return rc;
+	}
+	rc = shm_jreader_open(&m->rd, m->shard_dir, m->shard, m->nshards, 0, &le);
+	if (rc) {
+		if (e)
+			*e = le;
+		return rc;
+	}
+	m->replaying = true;
+	uint64_t t0 = shm_clock_ns(CLOCK_MONOTONIC), next_progress = t0 + PROGRESS_NS;
+	uint64_t records = 0, groups = 0;
+	struct shm_jrec r;
+	struct group *gp = &m->grp;
+	gp->n = 0;
+	for (;;) {
+		if (gp->n == 0) {
+			snprintf(gp->start_path, sizeof(gp->start_path), "%s",
+				 m->rd.good_path);
+			gp->start_off = m->rd.good_end;
+		}
+		rc = shm_jreader_next(&m->rd, &r, &le);
+		if (rc != 1)
+			break;
+		records++;
+		if (group_push(gp, &r) != 0) {
+			rc = shmex_error_set(&le, -ENOMEM, "out of memory");
+			break;
+		}
+		if (!(r.h.flags & SHM_JREC_END))
+			continue;
+		rc = replay_group(m);
+		if (rc) {
+			le = m->replay_err;
+			break;
+		}
+		gp->n = 0;
+		groups++;
+		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
+		if (now >= next_progress && !m->quiet) {
+			logm(m, "recovering: %" PRIu64 " records replayed (%.1f M/s)",
+			     records, (double)records * 1e3 / (double)(now - t0));
+			next_progress = now + PROGRESS_NS;
+		}
+	}
+	bool cut = false;
+	if (rc == 0 && gp->n) {
+		/* The journal ends inside a group: its writer died writing
+		 * it.  Nothing of it was acknowledged. */
+		logm(m,
+		     "%s: the last request's records are incomplete (a torn write): "
+		     "cutting the journal at byte %jd",
+		     gp->start_path, (intmax_t)gp->start_off);
+		cut = true;
+	} else if (rc == SHMEX_EJTORN) {
+		logm(m, "%s; cutting it off at byte %jd", le.msg,
+		     (intmax_t)(gp->n ? gp->start_off : m->rd.good_end));
+		cut = true;
+		rc = 0;
+	} else if (rc == SHMEX_EJCORRUPT && m->set.truncate_corrupt) {
+		logm(m,
+		     "%s; --truncate-corrupt: starting from the last good record "
+		     "before it",
+		     le.msg);
+		cut = true;
+		rc = 0;
+	}
+	if (cut) {
+		const char *path = gp->n ? gp->start_path : m->rd.good_path;
+		off_t off = gp->n ? gp->start_off : m->rd.good_end;
+		rc = cut_file(m, path, off, &le);
+		if (!rc)
+			rc = drop_after(m, path, &le);
+	}
+	m->replaying = false;
+	shm_jreader_close(&m->rd);
+	if (rc) {
+		if (e)
+			*e = le;
+		return shmex_error_wrap(e, rc, "recovering shard %u from %s", m->shard,
+					m->shard_dir);
+	}
+	m->st.recovered_records = records;
+	uint64_t ns = shm_clock_ns(CLOCK_MONOTONIC) - t0;
+	m->st.recovery_ns = ns;
+	if (records && !m->quiet)
+		logm(m, "recovered %" PRIu64 " records (%" PRIu64 " requests) in %.3f s",
+		     records, groups, (double)ns / 1e9);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -692,12 +1556,19 @@ static int read_config(struct eng_matcher *m, struct shmex_error *err)
 	m->nshards = obs.nshards;
 	m->ngateways = obs.ngateways;
 	m->set = obs.settings;
+	char dir[SHM_DATA_DIR_MAX];
+	memcpy(dir, obs.data_dir, sizeof(dir));
 	shm_instance_detach(&obs);
 	if (m->shard >= m->nshards)
 		return shmex_error_set(
 			err, SHMEX_EBADINDEX,
 			"shard %u is out of range: instance %s has %u shard%s", m->shard,
 			m->instance, m->nshards, m->nshards == 1 ? "" : "s");
+	m->journaling = dir[0] != 0 && m->set.no_journal == 0;
+	if (m->journaling &&
+	    shm_journal_shard_dir(m->shard_dir, sizeof(m->shard_dir), dir, m->shard) != 0)
+		return shmex_error_set(err, -ENAMETOOLONG, "data directory %s: too long",
+				       dir);
 	/* In range: shm_settings_load validated every row. */
 	const struct shm_settings *st = &m->set;
 	m->bcfg.caps.orders = (uint32_t)st->orders;
@@ -711,6 +1582,7 @@ static int read_config(struct eng_matcher *m, struct shmex_error *err)
 	m->idle_ms = (uint32_t)st->idle_ms;
 	m->drain_ms = (uint32_t)st->drain_ms;
 	m->verbose = st->verbose != 0;
+	m->quiet = st->quiet != 0;
 	m->bcfg.shard = m->shard;
 	m->bcfg.nshards = m->nshards;
 	m->bcfg.stp_mode = (uint32_t)st->stp;
@@ -764,12 +1636,10 @@ static int alloc_private(struct eng_matcher *m)
 	m->ring_bad = calloc(g, sizeof(bool));
 	m->rep_bad = calloc(g, sizeof(bool));
 	m->in = calloc(b, sizeof(*m->in));
-	m->out = calloc((size_t)g * b, sizeof(*m->out));
-	m->out_off = calloc(g, sizeof(uint32_t));
-	m->out_n = calloc(g, sizeof(uint32_t));
+	m->outq = calloc(g, sizeof(*m->outq));
 	m->sidx_of = malloc((size_t)m->bcfg.caps.symbols * sizeof(uint32_t));
-	if (!m->req || !m->rep || !m->ring_bad || !m->rep_bad || !m->in || !m->out ||
-	    !m->out_off || !m->out_n || !m->sidx_of)
+	if (!m->req || !m->rep || !m->ring_bad || !m->rep_bad || !m->in || !m->outq ||
+	    !m->sidx_of)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < m->bcfg.caps.symbols; i++)
 		m->sidx_of[i] = NO_SIDX;
@@ -783,13 +1653,16 @@ static void free_private(struct eng_matcher *m)
 	free(m->ring_bad);
 	free(m->rep_bad);
 	free(m->in);
-	free(m->out);
-	free(m->out_off);
-	free(m->out_n);
+	if (m->outq)
+		for (uint32_t g = 0; g < m->ngateways; g++)
+			free(m->outq[g].v);
+	free(m->outq);
 	free(m->sidx_of);
+	free(m->marks);
+	free(m->grp.r);
 }
 
-/* Steps 3-6. */
+/* Steps 3-5: the regions (the book laid out, not yet published). */
 static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 {
 	int rc = shm_accounts_attach(&m->accounts, m->instance, SHM_RDWR);
@@ -799,15 +1672,13 @@ static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 		return rc;
 	}
 	m->accounts_ok = true;
-	uint64_t abandoned = 0;
-	rc = shm_accounts_recover(&m->accounts, m->shard, m->nshards, &abandoned);
-	if (rc)
-		return shmex_error_set(err, rc, "recovering accounts of shard %u: %s",
-				       m->shard, shmex_strerror(rc));
-	if (abandoned)
-		logm(m, "%llu account creations of a previous matcher were abandoned",
-		     (unsigned long long)abandoned);
-	m->acct.accounts = &m->accounts;
+	rc = shm_ledger_attach(&m->ledger, m->instance, m->shard, SHM_RDWR);
+	if (rc) {
+		if (err)
+			*err = m->ledger.region.err;
+		return rc;
+	}
+	m->ledger_ok = true;
 
 	rc = shm_positions_create(&m->positions_reg, m->instance, m->shard,
 				  m->bcfg.caps.symbols, m->positions, 0660);
@@ -840,8 +1711,6 @@ static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 	if (rc)
 		return shmex_error_set(err, rc, "laying out the book in %s: %s",
 				       m->book_region.name, shmex_strerror(rc));
-	/* Nothing retired yet; start the core's safe epoch at the table's. */
-	(void)eng_core_reclaim(m->book, shm_rcu_safe_epoch(&m->readers));
 
 	rc = shm_instance_attach(m->instance, SHM_ROLE_MATCHER, m->shard, &m->inst);
 	if (rc) {
@@ -867,29 +1736,106 @@ static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 					       "/shmex.%s.rings: %s",
 					       g, m->instance, shmex_strerror(rc));
 	}
-	/* MT1: release store of the book region's state [R0], the last
-	 * step of startup and the readiness signal: the supervisor's attach
-	 * [A0] then sees the laid-out book, and (program order) the
-	 * positions and readers regions published before it and our member
-	 * slot [INS3]. */
-	shm_region_publish(&m->book_region);
 	return 0;
+}
+
+/* Step 6: the shard's state from its journal, and its cash back. */
+static int recover(struct eng_matcher *m, struct shmex_error *err)
+{
+	/* LG4: acquire; pairs with a predecessor's LG3. */
+	uint64_t prev = load_acquire(&m->ledger.hdr->incarnation);
+	m->restarted = prev > 0;
+	if (m->restarted && !m->journaling)
+		return shmex_error_set(err, SHMEX_ERECOVERY,
+				       "shard %u restarts, but the exchange runs "
+				       "without a journal: its state is lost",
+				       m->shard);
+	for (uint32_t g = 0; g < m->ngateways; g++) {
+		/* LG8: acquire; pairs with the predecessor's LG7. */
+		m->resend_after[g] = load_acquire(&m->ledger.hdr->replied[g]);
+		m->consumed_at_start[g] = shm_ring_consumed(&m->req[g]);
+	}
+	int rc = eng_cash_open(&m->cash, NULL, NULL);
+	if (rc)
+		return shmex_error_set(err, rc, "out of memory");
+	m->acct.cash = m->cash;
+	if (m->journaling) {
+		rc = replay(m, err);
+		if (rc)
+			return rc;
+	}
+	struct eng_recover_in in = {
+		.inst = &m->inst,
+		.accounts = &m->accounts,
+		.ledger = &m->ledger,
+		.parts = m->cash,
+		.shard = m->shard,
+		.nshards = m->nshards,
+		.timeout_ms = RECOVER_TIMEOUT_MS,
+	};
+	struct eng_recover_stats rs;
+	rc = m->restarted ? eng_recover_restart(&in, &rs, err)
+			  : eng_recover_full(&in, &rs, err);
+	if (rc)
+		return rc;
+	if (m->restarted && !m->quiet)
+		logm(m,
+		     "cash of shard %u back: %" PRIu64 " accounts corrected, %" PRIu64
+		     " creations abandoned, others paused %.3f ms",
+		     m->shard, rs.corrected, rs.abandoned, (double)rs.freeze_ns / 1e6);
+	/* From now on cash is live. */
+	eng_cash_close(m->cash);
+	m->cash = NULL;
+	rc = eng_cash_open(&m->cash, &m->accounts, &m->ledger);
+	if (rc)
+		return shmex_error_set(err, rc, "out of memory");
+	m->acct.cash = m->cash;
+	if (m->journaling)
+		(void)journal_start(m); /* refusing, when it cannot */
+	m->durable_seq = m->jlast;
+	m->durable_event = m->events;
+	return 0;
+}
+
+/* After publication: a restarted matcher answers again what its
+ * predecessor journaled, then says where it stopped taking requests. */
+static void restart_markers(struct eng_matcher *m)
+{
+	if (!m->restarted)
+		return;
+	for (uint32_t g = 0; g < m->ngateways; g++) {
+		struct shm_msg mk;
+		memset(&mk, 0, sizeof(mk));
+		mk.type = SHM_MSG_RESTART;
+		mk.req_type = SHM_MSG_RESTART;
+		mk.req_id = m->incarnation;
+		mk.order_id = m->consumed_at_start[g];
+		if (outq_push(&m->outq[g], &mk, 0) != 0)
+			internal_error(m, "queueing a restart notice", -ENOMEM, 0);
+	}
 }
 
 static void detach_all(struct eng_matcher *m)
 {
+	if (m->journal)
+		eng_journal_close(m->journal);
+	m->journal = NULL;
 	if (m->inst_ok)
 		shm_instance_detach(&m->inst);
 	m->inst_ok = false;
 	if (m->book)
 		eng_core_destroy(m->book);
 	m->book = NULL;
+	eng_cash_close(m->cash);
+	m->cash = NULL;
 	if (m->book_ok)
 		shm_region_detach(&m->book_region);
 	if (m->readers_ok)
 		shm_rcu_detach(&m->readers);
 	if (m->positions_ok)
 		shm_positions_detach(&m->positions_reg);
+	if (m->ledger_ok)
+		shm_ledger_detach(&m->ledger);
 	if (m->accounts_ok)
 		shm_accounts_detach(&m->accounts);
 }
@@ -926,8 +1872,23 @@ int eng_matcher_open(struct eng_matcher **out, const char *instance, uint32_t sh
 		goto out_private;
 	}
 	rc = create_regions(m, err);
+	if (!rc)
+		rc = recover(m, err);
 	if (rc)
 		goto out_unlink;
+	/* Nothing retired yet; start the core's safe epoch at the table's. */
+	(void)eng_core_reclaim(m->book, shm_rcu_safe_epoch(&m->readers));
+	store_release(&eng_core_view(m->book)->hdr->durable_event, m->events); /* BK9 */
+	/* MT1: release store of the book region's state [R0], the last step
+	 * of startup and the readiness signal: the supervisor's attach [A0]
+	 * then sees the laid-out (recovered) book, and (program order) the
+	 * positions and readers regions published before it and our member
+	 * slot [INS3]. */
+	shm_region_publish(&m->book_region);
+	/* LG3: release; pairs with LG4 of a successor. */
+	store_release(&m->ledger.hdr->incarnation,
+		      load_relaxed(&m->ledger.hdr->incarnation) + 1);
+	restart_markers(m);
 	*out = m;
 	return 0;
 

@@ -64,6 +64,10 @@ struct eng_matcher_stats {
 	uint64_t epoch;           /* current reader epoch */
 	uint64_t safe_epoch;      /* last safe epoch given to the book */
 	uint64_t levels_reclaimed;
+	uint64_t freezes;           /* pauses for another shard's restart */
+	uint64_t journal_failed;    /* 1 once the journal could not be written */
+	uint64_t recovered_records; /* journal records replayed at start */
+	uint64_t recovery_ns;       /* time the replay took */
 };
 
 /*

@@ -11,7 +11,11 @@
  *
  * SIGTERM or SIGINT (or the instance's stopping flag): drain the rings,
  * answer everything, exit 0.  Exit 1 when startup fails (the message names
- * the object and the reason), 2 on a usage error.
+ * the object and the reason), 2 on a usage error, 3 when recovery of the
+ * shard is impossible in this instance (SHMEX_ERECOVERY: the supervisor
+ * starts the whole exchange over from the journals), 4 when the journal
+ * cannot be written (SHMEX_EJOURNAL: nothing after the failure was
+ * acknowledged; docs/durability.md).
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -24,6 +28,15 @@
 #include "shm/shm_opt.h"
 
 #include "shm/shm_atomic.h"
+
+static int exit_code(int rc)
+{
+	if (rc == SHMEX_ERECOVERY)
+		return 3;
+	if (rc == SHMEX_EJOURNAL)
+		return 4;
+	return 1;
+}
 
 static struct eng_matcher *the_matcher;
 /* Set by a signal that came before the_matcher existed.  Relaxed: both
@@ -90,7 +103,7 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "shmex-matcher: shard %u of %s: %s\n", (unsigned)shard,
 			instance, shmex_error_msg(&err, rc));
-		return 1;
+		return exit_code(rc);
 	}
 	bool quiet = eng_matcher_settings(m)->quiet != 0;
 	sigset_t block, old;
@@ -120,7 +133,7 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "shmex-matcher: shard %u of %s: %s\n", (unsigned)shard,
 			instance, shmex_strerror(rc));
-		return 1;
+		return exit_code(rc);
 	}
 	return 0;
 }

@@ -34,26 +34,8 @@
 #include <string.h>
 
 #include "shm/shm_error.h"
+#include "shm/shm_hash.h"
 #include "shm/shm_msg.h"
-
-static uint32_t hash_id(uint64_t key)
-{
-	/* splitmix64 finaliser: sequential ids spread over the table. */
-	key ^= key >> 30;
-	key *= UINT64_C(0xbf58476d1ce4e5b9);
-	key ^= key >> 27;
-	key *= UINT64_C(0x94d049bb133111eb);
-	key ^= key >> 31;
-	return (uint32_t)key;
-}
-
-static uint32_t slots_for(uint64_t capacity)
-{
-	uint64_t n = 2;
-	while (n < 2 * capacity)
-		n <<= 1;
-	return (uint32_t)n;
-}
 
 static size_t body_bytes(uint32_t nslots)
 {
@@ -124,7 +106,7 @@ int shm_accounts_create(struct shm_accounts *a, const char *instance, uint64_t c
 	memset(a, 0, sizeof(*a));
 	if (capacity == 0 || capacity > SHM_ACCOUNTS_MAX_CAP)
 		return -EINVAL;
-	uint32_t nslots = slots_for(capacity);
+	uint32_t nslots = shm_hash_slots(capacity);
 	uint64_t caps[2];
 	caps[SHM_ACCOUNTS_CAP_ACCOUNTS] = capacity;
 	caps[SHM_ACCOUNTS_CAP_SLOTS] = nslots;
@@ -189,7 +171,7 @@ static bool probe(const struct shm_accounts *a, uint64_t key, uint32_t *at)
 {
 	if (!a->slot)
 		return false;
-	uint32_t i = hash_id(key) & a->mask;
+	uint32_t i = shm_hash_u64(key) & a->mask;
 	for (uint32_t n = 0; n < a->nslots; n++, i = (i + 1) & a->mask) {
 		/* AC5: pairs with the claiming CAS AC0. */
 		uint64_t k = load_acquire(&a->slot[i].key);
@@ -219,14 +201,18 @@ int shm_accounts_find(const struct shm_accounts *a, uint64_t id, uint32_t *idx)
 	return 0;
 }
 
-/* Initialises a slot this process has just claimed and publishes it. */
-static void publish(struct shm_accounts *a, struct shm_account_sh *s, int64_t balance)
+/* Initialises a slot this process has just claimed (still PENDING). */
+static void init_claimed(struct shm_account_sh *s, int64_t balance)
 {
 	/* Relaxed: the slot is ours alone until AC1 publishes it; nobody
 	 * reads these fields before acquiring READY. */
 	store_relaxed(&s->balance, balance);
 	store_relaxed(&s->reserved, (int64_t)0);
 	store_relaxed(&s->deposited, balance);
+}
+
+static void publish_slot(struct shm_accounts *a, struct shm_account_sh *s)
+{
 	/* AC1: publishes the cash fields; pairs with AC2. */
 	store_release(&s->state, (uint32_t)SHM_ACCOUNT_READY);
 	/* AC6, relaxed: a statistic, not used for synchronisation. */
@@ -242,6 +228,33 @@ static void uncount(struct shm_accounts *a)
 
 int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance, uint32_t *idx)
 {
+	uint32_t at;
+	int rc = shm_accounts_claim(a, id, balance, &at);
+	if (rc)
+		return rc;
+	publish_slot(a, &a->slot[at]);
+	if (idx)
+		*idx = at;
+	return 0;
+}
+
+int shm_accounts_publish(struct shm_accounts *a, uint32_t idx)
+{
+	if (!a->slot || !a->region.writable)
+		return -EROFS;
+	if (idx >= a->nslots)
+		return SHMEX_EBADINDEX;
+	struct shm_account_sh *s = &a->slot[idx];
+	/* Only a PENDING slot is published (acquire: the claim's fields). */
+	if (load_acquire(&s->state) != SHM_ACCOUNT_PENDING || load_acquire(&s->key) == 0)
+		return SHMEX_ENOACCOUNT;
+	publish_slot(a, s);
+	return 0;
+}
+
+int shm_accounts_claim(struct shm_accounts *a, uint64_t id, int64_t balance,
+		       uint32_t *idx)
+{
 	if (!a->slot || !a->region.writable)
 		return -EROFS;
 	if (id > SHM_ACCOUNT_ID_MAX)
@@ -256,7 +269,7 @@ int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance, uint3
 		return rc;
 
 	bool counted = false;
-	uint32_t i = hash_id(key) & a->mask;
+	uint32_t i = shm_hash_u64(key) & a->mask;
 	for (uint32_t n = 0; n < a->nslots; n++, i = (i + 1) & a->mask) {
 		struct shm_account_sh *s = &a->slot[i];
 		uint64_t k = load_acquire(&s->key); /* AC5 */
@@ -277,7 +290,7 @@ int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance, uint3
 			 * from 0; a loser gets the winner's key in k. */
 			uint64_t expected = 0;
 			if (cas_acq_rel(&s->key, &expected, key)) {
-				publish(a, s, balance);
+				init_claimed(s, balance);
 				goto out_ok;
 			}
 			k = expected;
@@ -292,7 +305,7 @@ int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance, uint3
 			if (counted)
 				uncount(a);
 			counted = false;
-			publish(a, s, balance);
+			init_claimed(s, balance);
 			goto out_ok;
 		}
 		rc = SHMEX_EACCOUNTEXISTS;
@@ -309,8 +322,7 @@ out_undo_deposit:
 	return rc;
 
 out_ok:
-	if (idx)
-		*idx = i;
+	*idx = i;
 	return 0;
 }
 
@@ -333,13 +345,25 @@ static int writable_slot(struct shm_accounts *a, uint32_t idx, int64_t x,
 
 int shm_accounts_reserve(struct shm_accounts *a, uint32_t idx, int64_t x)
 {
+	return shm_accounts_reserve_allow(a, idx, x, 0);
+}
+
+int shm_accounts_reserve_allow(struct shm_accounts *a, uint32_t idx, int64_t x,
+			       int64_t allowance)
+{
 	struct shm_account_sh *s;
 	int rc = writable_slot(a, idx, x, &s);
 	if (rc)
 		return rc;
-	rc = sub_floor(&s->balance, x, SHMEX_ENOFUNDS);
-	if (rc)
-		return rc;
+	if (allowance < 0)
+		return -EINVAL;
+	/* balance - x >= -allowance, i.e. balance + allowance >= x. */
+	int64_t v = load_relaxed(&s->balance); /* relaxed: re-validated by the CAS */
+	do {
+		__int128 room = (__int128)v + allowance;
+		if (room < x)
+			return SHMEX_ENOFUNDS;
+	} while (!cas_acq_rel(&s->balance, &v, v - x)); /* AC3 */
 	rc = add_capped(&s->reserved, x);
 	if (rc)
 		give_back(&s->balance, x);
@@ -474,6 +498,23 @@ int shm_accounts_totals(const struct shm_accounts *a, struct shm_accounts_totals
 	return 0;
 }
 
+int shm_accounts_add_delta(struct shm_accounts *a, uint32_t idx, int64_t balance,
+			   int64_t reserved)
+{
+	if (!a->slot || !a->region.writable)
+		return -EROFS;
+	if (idx >= a->nslots)
+		return SHMEX_EBADINDEX;
+	struct shm_account_sh *s = &a->slot[idx];
+	if (!is_ready(s)) /* AC2 */
+		return SHMEX_ENOACCOUNT;
+	if (balance)
+		fetch_add_acq_rel(&s->balance, balance); /* AC3 */
+	if (reserved)
+		fetch_add_acq_rel(&s->reserved, reserved); /* AC3 */
+	return 0;
+}
+
 uint64_t shm_accounts_count(const struct shm_accounts *a)
 {
 	/* Relaxed: a statistic [AC6]. */
@@ -481,7 +522,7 @@ uint64_t shm_accounts_count(const struct shm_accounts *a)
 }
 
 int shm_accounts_recover(struct shm_accounts *a, uint32_t shard, uint32_t nshards,
-			 uint64_t *n)
+			 bool (*keep)(void *ctx, uint64_t id), void *ctx, uint64_t *n)
 {
 	*n = 0;
 	if (!a->slot || !a->region.writable)
@@ -499,9 +540,18 @@ int shm_accounts_recover(struct shm_accounts *a, uint32_t shard, uint32_t nshard
 		 * over.  A failed CAS (READY or ABANDONED already) changes
 		 * nothing.  Pairs with the CAS that takes the slot over in
 		 * add. */
+		if (load_acquire(&s->state) != SHM_ACCOUNT_PENDING)
+			continue;
+		/* A creation whose journal record survived is finished. */
+		if (keep && keep(ctx, k - 1)) {
+			publish_slot(a, s);
+			continue;
+		}
 		uint32_t st = SHM_ACCOUNT_PENDING;
 		if (!cas_acq_rel(&s->state, &st, (uint32_t)SHM_ACCOUNT_ABANDONED))
 			continue;
+		/* Its deposit never became cash: take it out of the total. */
+		give_back(&a->sh->total_deposited, -load_relaxed(&s->deposited));
 		(*n)++;
 	}
 	return 0;

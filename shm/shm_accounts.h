@@ -46,6 +46,7 @@
 #ifndef SHMEX_SHM_ACCOUNTS_H
 #define SHMEX_SHM_ACCOUNTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -169,6 +170,16 @@ int shm_accounts_unlink(const char *instance);
 int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance, uint32_t *idx)
 	__attribute__((warn_unused_result));
 
+/* The two halves of shm_accounts_add, for a creator that may publish only
+ * later (a matcher, once the creation is in its journal on disk): claim
+ * takes the slot and writes its cash, still PENDING (nobody can find or
+ * use the account); publish makes it READY [AC1].  A creator that dies in
+ * between leaves a PENDING slot for shm_accounts_recover. */
+int shm_accounts_claim(struct shm_accounts *a, uint64_t id, int64_t balance,
+		       uint32_t *idx) __attribute__((warn_unused_result));
+int shm_accounts_publish(struct shm_accounts *a, uint32_t idx)
+	__attribute__((warn_unused_result));
+
 /* Slot index of a published account, or SHMEX_ENOACCOUNT. */
 int shm_accounts_find(const struct shm_accounts *a, uint64_t id, uint32_t *idx)
 	__attribute__((warn_unused_result));
@@ -183,6 +194,12 @@ int shm_accounts_find(const struct shm_accounts *a, uint64_t id, uint32_t *idx)
 /* Open buy: balance -= x, reserved += x; SHMEX_ENOFUNDS when balance < x. */
 int shm_accounts_reserve(struct shm_accounts *a, uint32_t idx, int64_t x)
 	__attribute__((warn_unused_result));
+/* The same, counting `allowance` (>= 0) of cash that is on its way to
+ * this account from the caller's own shard (credited once its journal
+ * record is on disk): the balance may dip to -allowance meanwhile, and
+ * is >= 0 again once the caller applies its credits. */
+int shm_accounts_reserve_allow(struct shm_accounts *a, uint32_t idx, int64_t x,
+			       int64_t allowance) __attribute__((warn_unused_result));
 /* Cancel / kill of an open buy: reserved -= x, balance += x.
  * SHMEX_EINTERNAL when less than x is reserved (a caller bug). */
 int shm_accounts_release(struct shm_accounts *a, uint32_t idx, int64_t x)
@@ -201,6 +218,13 @@ int shm_accounts_credit(struct shm_accounts *a, uint32_t idx, int64_t x)
 int shm_accounts_deposit(struct shm_accounts *a, uint32_t idx, int64_t x)
 	__attribute__((warn_unused_result));
 
+/* balance += dbal, reserved += dres, unconditionally (atomic adds): for a
+ * matcher applying cash moves its journal already decided (credits whose
+ * record is durable, recovery's corrections), whose results are valid by
+ * construction.  SHMEX_ENOACCOUNT for an unpublished slot. */
+int shm_accounts_add_delta(struct shm_accounts *a, uint32_t idx, int64_t dbal,
+			   int64_t dres) __attribute__((warn_unused_result));
+
 /* Reader: the account `id` (acquire loads, bounds-checked probes).
  * SHMEX_ENOACCOUNT when it does not exist (or is not yet published). */
 int shm_accounts_read(const struct shm_accounts *a, uint64_t id,
@@ -217,12 +241,15 @@ int shm_accounts_totals(const struct shm_accounts *a, struct shm_accounts_totals
 /* Published accounts (a statistic). */
 uint64_t shm_accounts_count(const struct shm_accounts *a);
 
-/* Start of the home-shard matcher: marks every PENDING slot whose id has
- * home shard `shard` ABANDONED (its creator, a previous matcher of this
- * shard, died between claim and publish), so the id can be created again.
- * Precondition: nobody else creates accounts of this shard meanwhile.
- * *n gets the number of slots abandoned. */
+/* Start of the home-shard matcher: every PENDING slot whose id has home
+ * shard `shard` was left by a previous matcher of this shard that died
+ * between claim and publish.  When keep(ctx, id) says its creation is in
+ * the journal, the slot is published; otherwise it is marked ABANDONED
+ * (the id can be created again) and its deposit leaves the total.  keep
+ * may be NULL (abandon all).  Precondition: nobody else creates accounts
+ * of this shard meanwhile.  *n gets the number of slots abandoned. */
 int shm_accounts_recover(struct shm_accounts *a, uint32_t shard, uint32_t nshards,
-			 uint64_t *n) __attribute__((warn_unused_result));
+			 bool (*keep)(void *ctx, uint64_t id), void *ctx, uint64_t *n)
+	__attribute__((warn_unused_result));
 
 #endif

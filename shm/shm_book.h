@@ -176,8 +176,13 @@ struct shm_book_hdr_sh {
 	uint64_t orders_created; /* orders ever accepted */
 	uint64_t rejects_full;   /* requests rejected with SHMEX_EBOOKFULL */
 	uint64_t safe_epoch;     /* last safe epoch given to reclaim */
+	/* Every event numbered up to this one is in the journal on disk
+	 * (all events when the exchange runs without a journal).
+	 * W: matcher, release [BK9] after its journal said so; R: gateways
+	 * before they tell a client an order's status, acquire [BK10]. */
+	uint64_t durable_event;
 
-	uint64_t reserved[7]; /* zero */
+	uint64_t reserved[6]; /* zero */
 };
 _Static_assert(sizeof(struct shm_book_hdr_sh) == 256, "book header is 256 bytes");
 _Static_assert(offsetof(struct shm_book_hdr_sh, nsymbols) == 128,
@@ -284,7 +289,11 @@ struct shm_book_order_sh {
 	uint32_t fill_head;
 	uint32_t fill_tail; /* writer bookkeeping: newest fill */
 	uint32_t nfills;    /* fills in the list */
-	uint64_t reserved[1];
+	/* The core's number of the last event that changed this record
+	 * (its acceptance, a fill, its cancel, a modify).  A reader that
+	 * must tell a client only what is durable compares it with the
+	 * header's durable_event (BK9/BK10) and waits while it is above. */
+	uint64_t mod_event;
 };
 _Static_assert(sizeof(struct shm_book_order_sh) == 128, "order is two cache lines");
 _Static_assert(offsetof(struct shm_book_order_sh, sym) == 88, "order layout");

@@ -10,9 +10,11 @@
  * rings sit in one region so that a gateway or matcher maps them with one
  * mmap; rings are addressed by index, never by pointer.
  *
- * Creation order: rings region first (laid out and published), control
- * region last, so an attacher that finds a ready control region also finds
- * ready rings.  Any failure unlinks what was created.
+ * Creation order: rings region first (laid out and published), then one
+ * ledger per shard (shm_ledger.h: they outlive matchers, so they belong
+ * to the instance), control region last, so an attacher that finds a
+ * ready control region also finds ready rings and ledgers.  Any failure
+ * unlinks what was created.
  *
  * Invariants: the settings never change after creation; ring i
  * starts at body + i * ring_bytes, 128-byte aligned; shard_db[s] serves
@@ -23,6 +25,7 @@
  * exceed SHM_INSTANCE_RINGS_BYTES_MAX.
  */
 #include "shm/shm_instance.h"
+#include "shm/shm_ledger.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -62,6 +65,13 @@ static void *ring_mem(const struct shm_instance *h, uint64_t idx)
 	return (char *)shm_region_body(&h->rings) + idx * h->ring_bytes;
 }
 
+static int unlink_ledger(const char *instance, uint32_t k)
+{
+	char name[SHM_REGION_NAME_MAX];
+	int rc = shm_region_name(name, SHM_KIND_LEDGER, k);
+	return rc ? rc : shm_region_unlink(instance, name);
+}
+
 int shm_instance_create(const char *instance, const struct shm_instance_cfg *cfg,
 			struct shm_instance *h)
 {
@@ -72,6 +82,8 @@ int shm_instance_create(const char *instance, const struct shm_instance_cfg *cfg
 	int rc = shm_settings_validate(&cfg->s, &h->err);
 	if (rc)
 		return rc;
+	if (cfg->data_dir && strlen(cfg->data_dir) >= SHM_DATA_DIR_MAX)
+		return fail(h, -ENAMETOOLONG, "data directory");
 	uint32_t ns = (uint32_t)cfg->s.shards, ng = (uint32_t)cfg->s.gateways;
 	uint32_t cap = (uint32_t)cfg->s.ring_capacity;
 	size_t ring_bytes = shm_ring_bytes(cap);
@@ -102,18 +114,34 @@ int shm_instance_create(const char *instance, const struct shm_instance_cfg *cfg
 	}
 	shm_region_publish(&h->rings);
 
+	/* The ledgers outlive matchers (a restarted one reads its
+	 * predecessor's), so they belong to the instance. */
+	uint32_t nledgers = 0;
+	for (; nledgers < ns; nledgers++) {
+		struct shm_ledger l;
+		rc = shm_ledger_create(&l, instance, nledgers, cfg->s.accounts, mode);
+		if (rc) {
+			fail_region(h, rc, &l.region);
+			goto out_unlink_ledgers;
+		}
+		shm_ledger_detach(&l);
+	}
+
 	rc = shm_region_create(&h->control, instance, SHM_REGION_CONTROL,
 			       SHM_KIND_CONTROL, sizeof(struct shm_control_sh), caps, 3,
 			       mode);
 	if (rc) {
 		fail_region(h, rc, &h->control);
-		goto out_unlink_rings;
+		goto out_unlink_ledgers;
 	}
 	struct shm_control_sh *ctl = shm_region_body(&h->control);
 	/* The body is zero-filled: member slots empty, stopping 0,
 	 * doorbells idle.  Only the configuration needs writing. */
 	shm_settings_store(&ctl->settings, &cfg->s);
 	ctl->ring_bytes = ring_bytes;
+	if (cfg->data_dir)
+		snprintf(ctl->data_dir, sizeof(ctl->data_dir), "%s", cfg->data_dir);
+	memcpy(h->data_dir, ctl->data_dir, sizeof(h->data_dir));
 	for (uint32_t i = 0; i < SHM_INSTANCE_SHARDS_MAX; i++)
 		shm_doorbell_init(&ctl->shard_db[i].db);
 	for (uint32_t i = 0; i < SHM_INSTANCE_GATEWAYS_MAX; i++)
@@ -123,6 +151,9 @@ int shm_instance_create(const char *instance, const struct shm_instance_cfg *cfg
 	h->role = SHM_ROLE_SUPERVISOR;
 	return 0;
 
+out_unlink_ledgers:
+	for (uint32_t k = 0; k < nledgers; k++)
+		(void)unlink_ledger(instance, k);
 out_unlink_rings:
 	shm_region_detach(&h->rings);
 	/* The name was ours a moment ago; nothing to do if it is gone. */
@@ -144,6 +175,10 @@ static int validate(struct shm_instance *h)
 	int rc = shm_settings_load(&ctl->settings, &h->settings, &h->err);
 	if (rc)
 		return shmex_error_wrap(&h->err, rc, "control region of %s", h->name);
+	/* The path: NUL-terminated within its field, else refused. */
+	memcpy(h->data_dir, ctl->data_dir, sizeof(h->data_dir));
+	if (memchr(h->data_dir, 0, sizeof(h->data_dir)) == NULL)
+		return fail(h, SHMEX_EBADLAYOUT, "control region's data directory");
 	uint32_t ns = (uint32_t)h->settings.shards;
 	uint32_t ng = (uint32_t)h->settings.gateways;
 	uint32_t cap = (uint32_t)h->settings.ring_capacity;
@@ -274,6 +309,8 @@ int shm_instance_unlink(const char *instance)
 {
 	int rc1 = shm_region_unlink(instance, SHM_REGION_CONTROL);
 	int rc2 = shm_region_unlink(instance, SHM_REGION_RINGS);
+	for (uint32_t k = 0; k < SHM_INSTANCE_SHARDS_MAX; k++)
+		(void)unlink_ledger(instance, k);
 	if (rc1 == 0 || rc2 == 0) {
 		if (rc1 && rc1 != -ENOENT)
 			return rc1;

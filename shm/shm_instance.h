@@ -56,6 +56,8 @@
 #include "shm/shm_ring.h"
 #include "shm/shm_settings.h"
 
+/* Longest data directory path kept in the control region. */
+#define SHM_DATA_DIR_MAX 1024
 /* Upper bound on the rings region (G*S*2 rings), a sanity limit. */
 #define SHM_INSTANCE_RINGS_BYTES_MAX (UINT64_C(1) << 32)
 
@@ -63,6 +65,7 @@
 struct shm_instance_cfg {
 	struct shm_settings s; /* shm_settings_default(), then changes */
 	mode_t mode;           /* 0: 0660 */
+	const char *data_dir;  /* NULL or "": no journal */
 };
 
 /* One process attached in a role (one cache line). */
@@ -104,8 +107,17 @@ struct shm_control_sh {
 	/* 1 once the supervisor began a clean shutdown.  W: supervisor,
 	 * release [INS1]; R: every process, acquire [INS2].  0 -> 1 only. */
 	uint32_t stopping;
+	/* The cash freeze of a matcher restart (docs/durability.md): shard
+	 * + 1 of the matcher that holds it, 0 when none.  W: matchers, CAS
+	 * 0 -> k + 1 [FZ1], release 0 [FZ2]; R: every matcher at the start
+	 * of its rounds, acquire [FZ3]. */
+	uint32_t freeze_owner;
+	/* Generation of the current freeze, bumped by its owner before it
+	 * waits for the acks (shm_ledger_hdr_sh.freeze_ack).  W: the owner,
+	 * release [FZ4]; R: matchers, acquire [FZ5]. */
+	uint32_t freeze_gen;
 	uint32_t pad0;
-	uint64_t run_reserved[7];
+	uint64_t run_reserved[6];
 	uint8_t pad1[SHM_CACHE_LINE];
 	/* Lines 11...: who is attached. */
 	struct shm_instance_member_sh gateways[SHM_INSTANCE_GATEWAYS_MAX];
@@ -114,12 +126,16 @@ struct shm_control_sh {
 	 * gateway_db[g] (shm_doorbell.h has the protocol). */
 	struct shm_instance_db_sh shard_db[SHM_INSTANCE_SHARDS_MAX];
 	struct shm_instance_db_sh gateway_db[SHM_INSTANCE_GATEWAYS_MAX];
+	/* The data directory (journals, snapshots, audit log), NUL-padded;
+	 * empty with --no-journal.  W: creator before R0; immutable. */
+	char data_dir[SHM_DATA_DIR_MAX];
 };
 _Static_assert(offsetof(struct shm_control_sh, ring_bytes) == 512, "control layout");
 _Static_assert(offsetof(struct shm_control_sh, stopping) == 576, "control layout");
 _Static_assert(offsetof(struct shm_control_sh, gateways) == 704, "control layout");
 _Static_assert(offsetof(struct shm_control_sh, shard_db) == 8960, "control layout");
-_Static_assert(sizeof(struct shm_control_sh) == 8960 + 2 * 64 * 128, "control layout");
+_Static_assert(sizeof(struct shm_control_sh) == 8960 + 2 * 64 * 128 + SHM_DATA_DIR_MAX,
+	       "control layout");
 
 enum shm_instance_role {
 	SHM_ROLE_SUPERVISOR = 0, /* read-write; the creator's role */
@@ -136,6 +152,7 @@ struct shm_instance {
 	char name[SHM_INSTANCE_MAX + 1]; /* the instance */
 	/* Validated copy of the settings, and what follows from them. */
 	struct shm_settings settings;
+	char data_dir[SHM_DATA_DIR_MAX]; /* "" without a journal */
 	uint32_t nshards;
 	uint32_t ngateways;
 	uint32_t ring_capacity;

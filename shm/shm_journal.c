@@ -136,7 +136,7 @@ size_t shm_jrec_seal(struct shm_jrec *r)
 	 * bytes (replay compares them, merge copies them). */
 	memset(r->u.raw + pl, 0, len - SHM_JREC_HDR - pl);
 	r->h.len = (uint32_t)len;
-	r->h.flags = 0;
+	r->h.flags &= SHM_JREC_END;
 	r->h.crc = shm_crc32c(0, (const uint8_t *)r + 8, len - 8);
 	return len;
 }
@@ -148,7 +148,8 @@ int shm_jrec_check(const void *p, size_t avail, size_t *len)
 	struct shm_jrec_hdr h;
 	memcpy(&h, p, sizeof(h));
 	if (h.len < SHM_JREC_HDR || h.len > SHM_JREC_MAX || (h.len & 7) || h.type < 1 ||
-	    h.type > SHM_JREC_TYPE_LAST_ || h.len != rec_len(h.type) || h.flags != 0)
+	    h.type > SHM_JREC_TYPE_LAST_ || h.len != rec_len(h.type) ||
+	    (h.flags & ~SHM_JREC_END) != 0)
 		return SHMEX_EJCORRUPT;
 	if (avail < h.len)
 		return SHMEX_EJTORN;

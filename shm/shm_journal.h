@@ -87,8 +87,13 @@ struct shm_jrec_hdr {
 	uint64_t time_ns; /* CLOCK_REALTIME of the request, non-decreasing */
 	uint16_t type;    /* enum shm_jrec_type */
 	uint16_t shard;   /* the shard that wrote it */
-	uint32_t flags;   /* 0 */
+	uint32_t flags;   /* SHM_JREC_END on a request's last record */
 };
+
+/* flags: the last record of the records one request (or one side effect,
+ * or a START) wrote.  Recovery applies a request only when its whole
+ * group is there: a group cut short is the torn tail. */
+#define SHM_JREC_END 1u
 _Static_assert(sizeof(struct shm_jrec_hdr) == SHM_JREC_HDR, "record header");
 
 /* Where a request came from, so that a restarted matcher can answer it
@@ -217,8 +222,8 @@ size_t shm_jrec_payload_len(uint16_t type);
 /* Name of a type ("ORDER"), "?" for an unknown one. */
 const char *shm_jrec_type_name(uint16_t type);
 
-/* Fills h.len and h.crc of r (type, seq, time, shard and the payload set)
- * and returns the record's length. */
+/* Fills h.len and h.crc of r (type, seq, time, shard, flags and the
+ * payload set) and returns the record's length. */
 size_t shm_jrec_seal(struct shm_jrec *r);
 
 /*

@@ -34,6 +34,12 @@ enum shm_msg_type {
 	/* Reply (matcher -> gateway): type = SHM_MSG_REPLY, req_type says to
 	 * what; status 0 or a shmex error (shm_error.h). */
 	SHM_MSG_REPLY = 16,
+	/* Matcher -> gateway, once after a matcher restarted: every request
+	 * of this gateway's ring before position order_id was taken by the
+	 * previous matcher, and those not answered by now were not executed
+	 * (the journal did not keep them).  req_id = the new matcher's
+	 * incarnation; type and req_type are SHM_MSG_RESTART. */
+	SHM_MSG_RESTART = 17,
 };
 
 enum shm_side { SHM_SIDE_BUY = 0, SHM_SIDE_SELL = 1 };

@@ -339,6 +339,10 @@ void shm_opt_settings(struct shm_opt *out, struct shm_settings *s)
 			o->type = SHM_OPT_CHOICE;
 			o->choices = shm_stp_names;
 			break;
+		case SHM_SET_SYNC:
+			o->type = SHM_OPT_CHOICE;
+			o->choices = shm_sync_names;
+			break;
 		}
 	}
 }

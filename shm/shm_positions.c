@@ -28,15 +28,8 @@
 #include <string.h>
 
 #include "shm/shm_error.h"
+#include "shm/shm_hash.h"
 #include "shm/shm_msg.h"
-
-static uint32_t pow2_slots(uint64_t cap)
-{
-	uint64_t n = 2;
-	while (n < 2 * cap)
-		n <<= 1;
-	return (uint32_t)n;
-}
 
 static uint32_t hash_name(const char name[16])
 {
@@ -108,9 +101,9 @@ int shm_positions_create(struct shm_positions *p, const char *instance, uint32_t
 	uint64_t caps[5];
 	caps[SHM_POSITIONS_CAP_SHARD] = shard;
 	caps[SHM_POSITIONS_CAP_SYMBOLS] = max_symbols;
-	caps[SHM_POSITIONS_CAP_SYM_SLOTS] = pow2_slots(max_symbols);
+	caps[SHM_POSITIONS_CAP_SYM_SLOTS] = shm_hash_slots(max_symbols);
 	caps[SHM_POSITIONS_CAP_POSITIONS] = max_positions;
-	caps[SHM_POSITIONS_CAP_POS_SLOTS] = pow2_slots(max_positions);
+	caps[SHM_POSITIONS_CAP_POS_SLOTS] = shm_hash_slots(max_positions);
 	char name[SHM_REGION_NAME_MAX];
 	(void)!shm_region_name(name, SHM_KIND_POSITIONS, shard);
 	size_t body = body_bytes(caps[SHM_POSITIONS_CAP_SYM_SLOTS],

@@ -48,7 +48,7 @@ static bool name_ok(const char *s, bool region)
 bool shm_region_kind_per_shard(enum shm_region_kind kind)
 {
 	return kind == SHM_KIND_BOOK || kind == SHM_KIND_READERS ||
-	       kind == SHM_KIND_POSITIONS;
+	       kind == SHM_KIND_POSITIONS || kind == SHM_KIND_LEDGER;
 }
 
 int shm_region_name(char out[SHM_REGION_NAME_MAX], enum shm_region_kind kind,
@@ -61,6 +61,7 @@ int shm_region_name(char out[SHM_REGION_NAME_MAX], enum shm_region_kind kind,
 		[SHM_KIND_ACCOUNTS] = SHM_REGION_ACCOUNTS,
 		[SHM_KIND_READERS] = "readers",
 		[SHM_KIND_POSITIONS] = "positions",
+		[SHM_KIND_LEDGER] = "ledger",
 	};
 	if ((unsigned)kind >= sizeof(names) / sizeof(names[0]) || !names[kind])
 		return SHMEX_EBADNAME;

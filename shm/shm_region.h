@@ -49,6 +49,7 @@ enum shm_region_kind {
 	SHM_KIND_ACCOUNTS = 5,
 	SHM_KIND_READERS = 6,
 	SHM_KIND_POSITIONS = 7,
+	SHM_KIND_LEDGER = 8,
 };
 
 enum shm_region_state {
@@ -99,6 +100,7 @@ enum shm_attach_mode { SHM_RDONLY = 0, SHM_RDWR = 1 };
  *   SHM_KIND_CONTROL   "control"         SHM_KIND_BOOK       "book.<k>"
  *   SHM_KIND_RINGS     "rings"           SHM_KIND_READERS    "readers.<k>"
  *   SHM_KIND_ACCOUNTS  "accounts"        SHM_KIND_POSITIONS  "positions.<k>"
+ *                                        SHM_KIND_LEDGER     "ledger.<k>"
  *
  * Returns 0, or SHMEX_EBADNAME for a kind without a region name.
  */

@@ -205,6 +205,21 @@ int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out, unsigned max
  * afresh; usable as a doorbell predicate. */
 bool shm_ring_readable(const struct shm_ring *r);
 
+/* Producer: messages enqueued through this handle's ring so far (the
+ * position the next message will have).  Consumer: messages consumed so
+ * far (the position of the next one).  Positions name a message for the
+ * life of the ring: a restarted matcher tells a gateway "everything before
+ * position T was taken by my predecessor" (docs/durability.md). */
+static inline uint64_t shm_ring_produced(const struct shm_ring *r)
+{
+	return r->prod_head;
+}
+
+static inline uint64_t shm_ring_consumed(const struct shm_ring *r)
+{
+	return r->cons_tail;
+}
+
 /* Any thread or process, without touching the handle's private cursors
  * (e.g. a helper thread watching the ring for the consumer thread): true
  * when head differs from tail in shared memory, i.e. published messages

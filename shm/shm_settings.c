@@ -29,6 +29,8 @@ const char *const shm_stp_names[5] = {
 	NULL,
 };
 
+const char *const shm_sync_names[3] = {"fsync", "none", NULL};
+
 const struct shm_setting_desc shm_settings_desc[SHM_SETTINGS_COUNT] = {
 #define SHM_SETTINGS_DESC_(f, opt, k, lo, hi, d, a, h) \
 	{.field = #f,                                  \

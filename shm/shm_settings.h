@@ -64,6 +64,9 @@
 #define SHM_DEFAULT_BUSY_MS 2000u
 #define SHM_DEFAULT_DRAIN_MS 5000u
 #define SHM_DEFAULT_SPIN_US 50u
+#define SHM_DEFAULT_SYNC 0u /* fsync */
+#define SHM_DEFAULT_SNAPSHOT_MB 256u
+#define SHM_DEFAULT_SEGMENT_MB 64u
 
 /* How a row's value is read and shown. */
 enum shm_setting_kind {
@@ -71,6 +74,7 @@ enum shm_setting_kind {
 	SHM_SET_POW2 = 1, /* decimal in [min, max], a power of two */
 	SHM_SET_FLAG = 2, /* an option without argument: 0 or 1 */
 	SHM_SET_STP = 3,  /* a self-trade prevention mode name */
+	SHM_SET_SYNC = 4, /* a journal sync mode name */
 };
 
 /*
@@ -127,6 +131,19 @@ enum shm_setting_kind {
 	  "gateways poll for replies this long before sleeping (0: never)")              \
 	X(frame_replies, "frame-replies", SHM_SET_FLAG, 0, 1, 0, NULL,                   \
 	  "put a length line in front of every reply")                                   \
+	X(no_journal, "no-journal", SHM_SET_FLAG, 0, 1, 0, NULL,                         \
+	  "run without a journal: a crash or a stop loses every account, "               \
+	  "order and fill")                                                              \
+	X(sync, "sync", SHM_SET_SYNC, 0, 1, SHM_DEFAULT_SYNC, "MODE",                    \
+	  "fsync: a reply leaves once its journal record is on disk; none: "             \
+	  "once written (survives process crashes, not power loss)")                     \
+	X(truncate_corrupt, "truncate-corrupt", SHM_SET_FLAG, 0, 1, 0, NULL,             \
+	  "recovery: cut a journal at its first corrupted record instead of "            \
+	  "refusing to start")                                                           \
+	X(snapshot_mb, "snapshot-mb", SHM_SET_NUM, 0, 1000000, SHM_DEFAULT_SNAPSHOT_MB,  \
+	  "MB", "journal written between snapshots of a shard (0: at stop only)")        \
+	X(segment_mb, "segment-mb", SHM_SET_NUM, 1, 65536, SHM_DEFAULT_SEGMENT_MB, "MB", \
+	  "size of a journal segment file")                                              \
 	X(quiet, "quiet", SHM_SET_FLAG, 0, 1, 0, NULL,                                   \
 	  "only errors on stderr, from every process")                                   \
 	X(verbose, "verbose", SHM_SET_FLAG, 0, 1, 0, NULL,                               \
@@ -172,6 +189,8 @@ extern const struct shm_setting_desc shm_settings_desc[SHM_SETTINGS_COUNT];
 
 /* Names of the self-trade prevention modes, in enum shm_book_stp order. */
 extern const char *const shm_stp_names[5]; /* NULL-terminated */
+/* Names of the journal sync modes: 0 fsync, 1 none. */
+extern const char *const shm_sync_names[3]; /* NULL-terminated */
 
 /* Every row at its default. */
 void shm_settings_default(struct shm_settings *s);

@@ -450,6 +450,7 @@ static int order_snap(struct shm_snap *rd, void *p)
 		r.time_ns = load_relaxed(&o->time_ns);
 		r.cancel_time_ns = load_relaxed(&o->cancel_time_ns);
 		r.nfills = load_relaxed(&o->nfills);
+		r.mod_event = load_relaxed(&o->mod_event);
 		/* BK2: acquire of each link; pairs with BK1. */
 		uint32_t f = load_acquire(&o->fill_head);
 		while (f != SHM_BOOK_NIL) {

@@ -104,6 +104,7 @@ struct shm_snap_order {
 	uint64_t time_ns;        /* acceptance (or last modify) */
 	uint64_t cancel_time_ns; /* 0 when not cancelled */
 	uint32_t nfills;         /* fills the order has (may exceed max) */
+	uint64_t mod_event;      /* last event that changed it (BK9/BK10) */
 };
 
 struct shm_snap_fill {
@@ -164,6 +165,14 @@ int shm_snap_depth(struct shm_snap *rd, uint32_t sym, struct shm_snap_depth *d)
  * copied, o->nfills how many there are).  0, SHMEX_ENOORDER (never issued
  * by this shard, or its record was recycled), SHMEX_EWRONGSHARD (the id
  * belongs to another shard), SHMEX_EBUSY, SHMEX_EBADINDEX. */
+/* Every event up to this number is durable (the book header's
+ * durable_event, acquire [BK10]): a reader that tells a client about an
+ * order shows it only when its mod_event is at or below. */
+static inline uint64_t shm_snap_durable_event(const struct shm_snap *rd)
+{
+	return load_acquire(&rd->view.hdr->durable_event);
+}
+
 int shm_snap_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
 		   struct shm_snap_fill *fills, size_t max_fills, size_t *nfills)
 	__attribute__((warn_unused_result));

@@ -272,7 +272,7 @@ START_TEST(bad_index_and_readonly)
 	ck_assert_int_eq(shm_accounts_reserve(&r, i, 1), -EROFS);
 	ck_assert_int_eq(shm_accounts_credit(&r, i, 1), -EROFS);
 	uint64_t n;
-	ck_assert_int_eq(shm_accounts_recover(&r, 0, 1, &n), -EROFS);
+	ck_assert_int_eq(shm_accounts_recover(&r, 0, 1, NULL, NULL, &n), -EROFS);
 	ck_assert_int_eq(get(&r, 5).balance, CASH(1));
 
 	/* A zeroed (never attached) handle is refused, not dereferenced. */
@@ -343,9 +343,9 @@ START_TEST(abandoned_creation_recovered)
 	ck_assert_int_eq(shm_accounts_add(&a, 77, CASH(3), NULL), SHMEX_EACCOUNTEXISTS);
 	uint64_t n;
 	/* 77 % 4 == 1: shard 0's matcher does not touch it. */
-	ck_assert_int_eq(shm_accounts_recover(&a, 0, 4, &n), 0);
+	ck_assert_int_eq(shm_accounts_recover(&a, 0, 4, NULL, NULL, &n), 0);
 	ck_assert_uint_eq(n, 0);
-	ck_assert_int_eq(shm_accounts_recover(&a, 1, 4, &n), 0);
+	ck_assert_int_eq(shm_accounts_recover(&a, 1, 4, NULL, NULL, &n), 0);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_int_eq(shm_accounts_find(&a, 77, &idx), SHMEX_ENOACCOUNT);
 	ck_assert_int_eq(shm_accounts_add(&a, 77, CASH(3), &idx), 0);
@@ -353,9 +353,9 @@ START_TEST(abandoned_creation_recovered)
 	ck_assert_int_eq(get(&a, 77).balance, CASH(3));
 	ck_assert_uint_eq(a.sh->claimed, 1);
 	ck_assert_int_eq(shm_accounts_add(&a, 77, CASH(3), NULL), SHMEX_EACCOUNTEXISTS);
-	ck_assert_int_eq(shm_accounts_recover(&a, 1, 4, &n), 0);
+	ck_assert_int_eq(shm_accounts_recover(&a, 1, 4, NULL, NULL, &n), 0);
 	ck_assert_uint_eq(n, 0); /* published accounts are never abandoned */
-	ck_assert_int_eq(shm_accounts_recover(&a, 4, 4, &n), -EINVAL);
+	ck_assert_int_eq(shm_accounts_recover(&a, 4, 4, NULL, NULL, &n), -EINVAL);
 	assert_conserved(&a);
 	shm_accounts_detach(&a);
 }

@@ -107,7 +107,8 @@ START_TEST(create_attach_unlink)
 {
 	struct shm_instance sup, obs, gw;
 	create(&sup, 2, 3, 64);
-	ck_assert_int_eq(test_count_objects(inst), 2);
+	/* control, rings and one ledger per shard */
+	ck_assert_int_eq(test_count_objects(inst), 4);
 
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_OBSERVER, 0, &obs), 0);
 	ck_assert_uint_eq(obs.nshards, 2);

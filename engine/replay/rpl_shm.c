@@ -162,7 +162,7 @@ static void sr_stop(struct rpl_shm *s)
 	if (s->si_ok)
 		shm_instance_detach(&s->si);
 	s->si_ok = false;
-	for (enum shm_region_kind k = SHM_KIND_RINGS; k <= SHM_KIND_POSITIONS; k++) {
+	for (enum shm_region_kind k = SHM_KIND_RINGS; k <= SHM_KIND_LEDGER; k++) {
 		char name[SHM_REGION_NAME_MAX];
 		if (shm_region_name(name, k, 0) == 0)
 			(void)!shm_region_unlink(s->inst, name);

@@ -102,6 +102,7 @@ struct job {
 	uint32_t shard;     /* shard of the outstanding message */
 	uint32_t qnext;     /* send-queue link */
 	uint64_t since_ns;  /* entered the send queue at */
+	uint64_t ring_pos;  /* the outstanding message's request-ring position */
 	struct shm_msg msg; /* the outstanding message */
 	struct gw_xml_req req;
 	struct gw_reply reply;
@@ -233,11 +234,30 @@ static void helper_arm(struct gw_exec *r)
  * SHMEX_ENOORDER, SHMEX_EBUSY (the snapshot kept changing), or
  * SHMEX_EBADINDEX / -ENOMEM.
  */
+/* Maps shard s's current book (after its matcher restarted); a failure
+ * leaves it unmapped, and reads answer "busy" until a later one works. */
+static void reopen_book(struct gw_exec *r, uint32_t s)
+{
+	if (r->rd_ok[s])
+		shm_snap_close(&r->rd[s]);
+	r->rd_ok[s] = 0;
+	if (shm_snap_open(&r->rd[s], r->instance, s) == 0)
+		r->rd_ok[s] = 1;
+	else
+		fprintf(stderr, "shmex-gateway %u: book of shard %u: %s\n", r->gateway, s,
+			r->rd[s].err.msg);
+}
+
 static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status *out)
 {
 	struct shm_snap_order o;
 	size_t got = 0;
 	r->st.queries++;
+	if (!r->rd_ok[s]) {
+		reopen_book(r, s);
+		if (!r->rd_ok[s])
+			return SHMEX_EBUSY;
+	}
 	for (int round = 0; round < 4; round++) {
 		int rc = shm_snap_order(&r->rd[s], id, &o, r->fills, r->fills_cap, &got);
 		if (rc)
@@ -256,6 +276,10 @@ static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status
 		r->fills_cap = want;
 	}
 	if (got < o.nfills)
+		return SHMEX_EBUSY;
+	/* Not yet durable: a crash could still take it back, so it waits
+	 * (parked and read again, like a snapshot that kept changing). */
+	if (o.mod_event > shm_snap_durable_event(&r->rd[s]))
 		return SHMEX_EBUSY;
 	out->account = o.account;
 	out->open = o.open;
@@ -604,10 +628,39 @@ void gw_exec_abort(void *route, struct gw_conn_ref c)
 	r->nactive--;
 }
 
+/* Shard s's matcher restarted, and every message of ours before ring
+ * position `taken` went to its predecessor.  The successor re-sent the
+ * answers its journal kept (before this notice, on the same ring), so a
+ * job still waiting for one of those messages was never executed: it
+ * is answered so, truthfully (docs/durability.md). */
+static void restart_notice(struct gw_exec *r, uint32_t s, uint64_t taken)
+{
+	r->st.restarts++;
+	/* The new matcher made a new book and reader table: read those. */
+	reopen_book(r, s);
+	for (uint32_t slot = 0; slot < r->max_conns; slot++) {
+		struct job *j = &r->jobs[slot];
+		if (!j->active || j->wait != W_REPLY || j->shard != s ||
+		    j->ring_pos >= taken)
+			continue;
+		j->wait = W_NONE;
+		r->nwaiting--;
+		r->st.not_executed++;
+		job_reply(r, slot, &j->msg, SHMEX_ENOTEXEC);
+	}
+}
+
 /* m is the loop's private copy (r->rx), so every field read here and in
  * job_reply is the value that was validated. */
 static void handle_reply(struct gw_exec *r, uint32_t s, const struct shm_msg *m)
 {
+	if (m->type == SHM_MSG_RESTART) {
+		if (shm_msg_validate_reply(m) == 0)
+			restart_notice(r, s, m->order_id);
+		else
+			r->st.bad_replies++;
+		return;
+	}
 	bool bad = shm_msg_validate_reply(m) != 0;
 	int status = bad ? SHMEX_EINTERNAL : m->status;
 	uint32_t slot = (uint32_t)(m->req_id & 0xffff);
@@ -689,6 +742,7 @@ static bool flush_sends(struct gw_exec *r)
 				r->txjob[n++] = i;
 			}
 			unsigned done = 0;
+			uint64_t base = shm_ring_produced(&r->req_ring[s]);
 			int rc = shm_ring_enqueue_batch(&r->req_ring[s], r->tx, n, &done);
 			if (rc) {
 				/* Treated as full: the items wait, then get
@@ -704,6 +758,7 @@ static bool flush_sends(struct gw_exec *r)
 			for (unsigned k = 0; k < done; k++) {
 				uint32_t slot = q_pop(r, q);
 				r->jobs[slot].wait = W_REPLY;
+				r->jobs[slot].ring_pos = base + k;
 				r->nwaiting++;
 				r->st.sent++;
 			}

@@ -53,17 +53,19 @@
 struct gw_exec;
 
 struct gw_exec_stats {
-	uint64_t requests;    /* documents handled */
-	uint64_t items;       /* items answered */
-	uint64_t sent;        /* ring messages sent */
-	uint64_t replies;     /* ring replies matched to a request */
-	uint64_t stale;       /* replies for nobody (closed connection,
+	uint64_t requests;     /* documents handled */
+	uint64_t items;        /* items answered */
+	uint64_t sent;         /* ring messages sent */
+	uint64_t replies;      /* ring replies matched to a request */
+	uint64_t stale;        /* replies for nobody (closed connection,
 				    * a predecessor gateway) dropped */
-	uint64_t bad_replies; /* replies that failed validation */
-	uint64_t busy;        /* items answered "Exchange busy" */
-	uint64_t queries;     /* status reads from the books */
-	uint64_t retries;     /* busy status reads parked for a retry */
-	uint64_t wakes;       /* eventfd wake-ups from the helper */
+	uint64_t bad_replies;  /* replies that failed validation */
+	uint64_t busy;         /* items answered "Exchange busy" */
+	uint64_t queries;      /* status reads from the books */
+	uint64_t retries;      /* busy status reads parked for a retry */
+	uint64_t wakes;        /* eventfd wake-ups from the helper */
+	uint64_t restarts;     /* restart notices from a shard's new matcher */
+	uint64_t not_executed; /* items answered "not executed" after one */
 };
 
 /* Attaches to the instance as gateway `gateway`: control and rings

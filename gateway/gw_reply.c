@@ -242,6 +242,8 @@ static const struct {
 	{SHMEX_EBADORDERID, "Invalid order id"},
 	{SHMEX_EPOSITIONSFULL, "Position table full"},
 	{SHMEX_ETIMEDOUT, "Timed out"},
+	{SHMEX_EJOURNAL, "Not executed: the exchange cannot write its journal"},
+	{SHMEX_ENOTEXEC, "Not executed: the matcher restarted; send it again"},
 };
 
 const char *gw_reply_text(int err)

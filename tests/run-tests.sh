@@ -10,6 +10,10 @@ bad_progs=""
 SHMEX_TEST_TAG=${SHMEX_TEST_TAG:-$$}
 export SHMEX_TEST_TAG
 mine="^shmex\.test${SHMEX_TEST_TAG}-"
+# Data directories of the exchanges the tests start (exchange_start).
+SHMEX_TEST_DATA=$(mktemp -d "${TMPDIR:-/tmp}/shmex-test-data.XXXXXX")
+export SHMEX_TEST_DATA
+trap 'rm -rf "$SHMEX_TEST_DATA"' EXIT
 for prog in "$@"; do
 	name=$(basename "$prog")
 	start=$(date +%s)

@@ -12,10 +12,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,8 +293,22 @@ int exchange_start(struct exchange *x, const char *bin, const char *inst,
 	argv[n++] = "0";
 	argv[n++] = "--bind";
 	argv[n++] = "127.0.0.1";
-	for (int i = 0; extra && extra[i] && n < 63; i++)
+	bool own_dir = false;
+	for (int i = 0; extra && extra[i] && n < 61; i++) {
 		argv[n++] = extra[i];
+		if (strncmp(extra[i], "--data-dir", 10) == 0 ||
+		    strcmp(extra[i], "--no-journal") == 0)
+			own_dir = true;
+	}
+	/* run-tests.sh gives every run a scratch root for data directories,
+	 * so no test writes shmex-data/ into the working directory. */
+	char dd[PATH_MAX];
+	const char *root = getenv("SHMEX_TEST_DATA");
+	if (!own_dir && root && *root) {
+		snprintf(dd, sizeof(dd), "%s/%s", root, inst);
+		argv[n++] = "--data-dir";
+		argv[n++] = dd;
+	}
 	argv[n] = NULL;
 	pid_t pid = fork();
 	if (pid < 0) {

@@ -2,9 +2,12 @@
  * shmex: the command a user runs.  Starts and supervises one complete
  * exchange: creates the shared memory, starts one shmex-matcher per shard
  * and G shmex-gateway processes that share one listening socket, prints
- * one line saying where it listens, restarts gateways that die, stops
- * everything when a matcher dies, and on SIGINT/SIGTERM drains and stops
- * the children and unlinks every shared-memory object of the instance.
+ * one line saying where it listens, restarts gateways that die, restarts
+ * a matcher that dies from its journal while the other shards keep
+ * trading (without a journal, a matcher's death stops the exchange), and
+ * on SIGINT/SIGTERM drains and stops the children and unlinks every
+ * shared-memory object of the instance.  The data directory (journals,
+ * lock, exchange.conf) stays: the next start recovers from it.
  *
  * Why it is shaped so:
  *  - The listening socket is opened here and inherited by every gateway
@@ -19,17 +22,29 @@
  *    process outlives a supervisor that is killed; the next start of the
  *    same instance then finds the leftovers (creator dead) and removes them.
  *
- * Startup order: stale check -> listening socket -> control + rings
- * (shm_instance_create) and accounts regions -> all matchers, then each
+ * Startup order: stale check -> listening socket -> data directory
+ * (created, locked, exchange.conf checked) -> control + rings + ledgers
+ * (shm_instance_create) and accounts regions -> all matchers (each
+ * recovers its shard from its journal, together), then each
  * awaited: ready when its book.<k>, readers.<k> and positions.<k> regions
  * attach and its member slot in the control region names it -> all
  * gateways, each ready when its member slot names it -> the line on
  * stdout.
  *
+ * Matcher deaths (docs/durability.md): one dead matcher is restarted at
+ * once (then with the gateways' backoff), and the new one recovers its
+ * shard from its journal and the shard ledgers while the others trade.
+ * When that is impossible (a second matcher died before the first was
+ * back, or a matcher exits with status 3, "recovery impossible in this
+ * instance"), the whole exchange starts over: gateways and matchers are
+ * stopped, the shared memory is removed and everything is recovered from
+ * the journals, on the same listening socket (connections wait in its
+ * queue meanwhile).
+ *
  * Limits: at most SHM_INSTANCE_SHARDS_MAX shards and
- * SHM_INSTANCE_GATEWAYS_MAX gateways; a gateway that keeps dying is
- * restarted forever, with a backoff from 100 ms doubling to 5 s (reset once
- * it has run for 10 s).
+ * SHM_INSTANCE_GATEWAYS_MAX gateways; a gateway or matcher that keeps
+ * dying is restarted forever, with a backoff from 100 ms doubling to 5 s
+ * (reset once it has run for 10 s).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -41,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +66,7 @@
 #include "shm/shm_clock.h"
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
+#include "shm/shm_journal.h"
 #include "shm/shm_opt.h"
 #include "shm/shm_region.h"
 #include "shm/shm_settings.h"
@@ -58,6 +75,8 @@
 #define BACKOFF_MAX_MS 5000u
 #define STABLE_RUN_MS 10000u
 #define MATCHER_STOP_MS 10000u
+#define MATCHER_RESTART_MS 10u     /* first restart of a dead matcher */
+#define EXIT_RECOVERY_IMPOSSIBLE 3 /* shmex-matcher: SHMEX_ERECOVERY */
 
 enum child_kind { K_MATCHER = 0, K_GATEWAY = 1 };
 
@@ -65,7 +84,7 @@ struct child {
 	pid_t pid; /* 0: not running */
 	uint32_t idx;
 	uint64_t started_ns;
-	uint64_t restart_at_ns; /* gateway waiting for its restart; 0: none */
+	uint64_t restart_at_ns; /* waiting for its restart; 0: none */
 	uint32_t backoff_ms;
 	unsigned restarts;
 };
@@ -79,6 +98,7 @@ struct child {
 struct opts {
 	const char *instance;
 	const char *bind;
+	const char *data_dir; /* NULL: shmex-data/<instance> */
 	uint64_t port;
 	uint64_t start_timeout_ms;
 	struct shm_settings set;
@@ -101,7 +121,12 @@ struct sup {
 	sigset_t sigs;
 	bool owns; /* we created control + rings: the name is ours */
 	bool stopping;
+	bool start_over; /* a full restart from the journals is due */
+	bool quiescing;  /* stopping every child for that restart */
 	int exit_code;
+	/* The data directory (absolute), "" without a journal. */
+	char data[SHM_DATA_DIR_MAX];
+	int lock_fd; /* its lock, -1: not held */
 };
 
 static void logf_(const struct sup *s, bool always, const char *fmt, ...)
@@ -272,6 +297,20 @@ static struct child *find_child(struct sup *s, pid_t pid, enum child_kind *k)
 	return NULL;
 }
 
+/* A dead matcher that cannot simply be restarted: it said recovery is
+ * impossible in this instance, or another matcher is down too (a
+ * restarting matcher needs every other shard live to pause them). */
+static bool matcher_needs_full_restart(const struct sup *s, const struct child *dead,
+				       int status)
+{
+	if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_RECOVERY_IMPOSSIBLE)
+		return true;
+	for (uint32_t i = 0; i < s->o.shards; i++)
+		if (&s->matchers[i] != dead && s->matchers[i].pid == 0)
+			return true;
+	return false;
+}
+
 /* Reaps every exited child and reacts. */
 static void reap(struct sup *s)
 {
@@ -285,19 +324,28 @@ static void reap(struct sup *s)
 		c->pid = 0;
 		char how[96];
 		describe_status(how, sizeof(how), status);
-		if (s->stopping) {
+		if (s->stopping || s->quiescing) {
 			if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
 				logf_(s, true, "%s %u (pid %d) %s while stopping",
 				      kind_name(k), c->idx, (int)pid, how);
 			continue;
 		}
-		if (k == K_MATCHER) {
+		if (k == K_MATCHER && !s->data[0]) {
 			logf_(s, true,
-			      "matcher of shard %u (pid %d) %s; the book of "
-			      "that shard is gone, stopping the exchange",
+			      "matcher of shard %u (pid %d) %s; without a journal "
+			      "(--no-journal) the book of that shard is gone, "
+			      "stopping the exchange",
 			      c->idx, (int)pid, how);
 			s->stopping = true;
 			s->exit_code = 1;
+			continue;
+		}
+		if (k == K_MATCHER && matcher_needs_full_restart(s, c, status)) {
+			logf_(s, true,
+			      "matcher of shard %u (pid %d) %s; recovering the "
+			      "whole exchange from its journals",
+			      c->idx, (int)pid, how);
+			s->start_over = true;
 			continue;
 		}
 		uint64_t ran_ms =
@@ -308,10 +356,20 @@ static void reap(struct sup *s)
 			c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS
 						? BACKOFF_MAX_MS
 						: c->backoff_ms * 2;
-		c->restart_at_ns = shm_clock_ns(CLOCK_MONOTONIC) +
-				   (uint64_t)c->backoff_ms * 1000000u;
-		logf_(s, true, "gateway %u (pid %d) %s; restarting it in %u ms", c->idx,
-		      (int)pid, how, c->backoff_ms);
+		/* A matcher's first restart is at once: its shard is down. */
+		uint32_t wait_ms = k == K_MATCHER && c->backoff_ms == BACKOFF_MIN_MS
+					   ? MATCHER_RESTART_MS
+					   : c->backoff_ms;
+		c->restart_at_ns =
+			shm_clock_ns(CLOCK_MONOTONIC) + (uint64_t)wait_ms * 1000000u;
+		if (k == K_MATCHER)
+			logf_(s, true,
+			      "matcher of shard %u (pid %d) %s; restarting it in %u "
+			      "ms, it recovers the shard from its journal",
+			      c->idx, (int)pid, how, wait_ms);
+		else
+			logf_(s, true, "gateway %u (pid %d) %s; restarting it in %u ms",
+			      c->idx, (int)pid, how, wait_ms);
 	}
 }
 
@@ -404,13 +462,10 @@ static void stop_kind(struct sup *s, enum child_kind k, int sig, uint32_t ms)
 	}
 }
 
-static void shutdown_all(struct sup *s)
+/* Stops every child and removes the instance's shared memory; the
+ * listening socket and the data directory stay. */
+static void stop_children(struct sup *s)
 {
-	s->stopping = true;
-	if (s->listen_fd >= 0) {
-		close(s->listen_fd);
-		s->listen_fd = -1;
-	}
 	stop_kind(s, K_GATEWAY, SIGTERM, s->o.drain_ms + 2000);
 	/* SV2: release (INS1 inside) after every gateway has exited, so the
 	 * matchers that see it (INS2) find the gateways' last messages in
@@ -428,6 +483,20 @@ static void shutdown_all(struct sup *s)
 	 * creation made the name ours. */
 	if (s->owns)
 		unlink_all(s);
+	s->owns = false;
+}
+
+static void shutdown_all(struct sup *s)
+{
+	s->stopping = true;
+	if (s->listen_fd >= 0) {
+		close(s->listen_fd);
+		s->listen_fd = -1;
+	}
+	stop_children(s);
+	if (s->lock_fd >= 0)
+		shm_journal_unlock(s->data, s->lock_fd);
+	s->lock_fd = -1;
 }
 
 /* ---- options ---- */
@@ -441,7 +510,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		.start_timeout_ms = DEFAULT_START_TIMEOUT_MS,
 	};
 	shm_settings_default(&o->set);
-	struct shm_opt opts[4 + SHM_SETTINGS_COUNT] = {
+	struct shm_opt opts[5 + SHM_SETTINGS_COUNT] = {
 		{.name = "instance",
 		 .type = SHM_OPT_STR,
 		 .arg = "NAME",
@@ -470,8 +539,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		 .max = SHM_SETTINGS_MS_MAX,
 		 .show_default = true,
 		 .help = "time for each child to get ready"},
+		{.name = "data-dir",
+		 .type = SHM_OPT_STR,
+		 .arg = "DIR",
+		 .dst = &o->data_dir,
+		 .help = "journals and lock of the exchange (created if missing; "
+			 "default shmex-data/INSTANCE under the working directory); "
+			 "a start with journals in it recovers them"},
 	};
-	shm_opt_settings(opts + 4, &o->set);
+	shm_opt_settings(opts + 5, &o->set);
 	const struct shm_opt_prog prog = {
 		.name = "shmex",
 		.synopsis = "[options]",
@@ -494,6 +570,128 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->drain_ms = (uint32_t)o->set.drain_ms;
 	o->quiet = o->set.quiet != 0;
 	return SHM_OPT_RUN;
+}
+
+/* ---- the data directory ---- */
+
+static int launch(struct sup *s);
+
+/* DIR/exchange.conf records what the journals depend on (the shard
+ * count routes symbols to shards); a start with another count is
+ * refused rather than replaying journals into the wrong shards. */
+static int check_conf(struct sup *s)
+{
+	char path[SHM_DATA_DIR_MAX + 32], tmp[SHM_DATA_DIR_MAX + 40];
+	snprintf(path, sizeof(path), "%s/exchange.conf", s->data);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		char line[128];
+		unsigned long shards = 0;
+		bool seen = false;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "shards %lu", &shards) == 1)
+				seen = true;
+		fclose(f);
+		if (!seen) {
+			logf_(s, true, "%s: no \"shards N\" line; the file is damaged",
+			      path);
+			return -1;
+		}
+		if (shards != s->o.shards) {
+			logf_(s, true,
+			      "data directory %s holds an exchange of %lu shard%s; start "
+			      "it with --shards %lu, or use another --data-dir",
+			      s->data, shards, shards == 1 ? "" : "s", shards);
+			return -1;
+		}
+		return 0;
+	}
+	if (errno != ENOENT) {
+		logf_(s, true, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	bool ok = f && fprintf(f,
+			       "# shmex data directory: the journals depend on these\n"
+			       "shards %u\n",
+			       s->o.shards) > 0;
+	ok = ok && fflush(f) == 0 && fdatasync(fileno(f)) == 0;
+	if (f && fclose(f) != 0)
+		ok = false;
+	ok = ok && rename(tmp, path) == 0 && shm_journal_sync_dir(s->data) == 0;
+	if (!ok) {
+		logf_(s, true, "writing %s: %s", path, strerror(errno));
+		(void)unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+/* Creates and locks the data directory (refused while another live
+ * exchange holds it), or notes that there is none (--no-journal). */
+static int open_data_dir(struct sup *s)
+{
+	s->data[0] = 0;
+	if (s->o.set.no_journal) {
+		logf_(s, false,
+		      "running without a journal (--no-journal): a crash of any "
+		      "matcher loses every order and balance");
+		return 0;
+	}
+	char want[PATH_MAX];
+	if (s->o.data_dir)
+		snprintf(want, sizeof(want), "%s", s->o.data_dir);
+	else
+		snprintf(want, sizeof(want), "shmex-data/%s", s->o.instance);
+	struct shmex_error e = {0};
+	int rc = shm_journal_mkdirs(want, &e);
+	if (rc) {
+		logf_(s, true, "data directory %s: %s", want, shmex_error_msg(&e, rc));
+		return -1;
+	}
+	char *abs = realpath(want, NULL);
+	if (!abs || strlen(abs) >= sizeof(s->data)) {
+		logf_(s, true, "data directory %s: %s", want,
+		      abs ? "path too long" : strerror(errno));
+		free(abs);
+		return -1;
+	}
+	snprintf(s->data, sizeof(s->data), "%s", abs);
+	free(abs);
+	rc = shm_journal_lock(s->data, &s->lock_fd, &e);
+	if (rc) {
+		s->lock_fd = -1;
+		logf_(s, true, "data directory %s: %s", s->data, shmex_error_msg(&e, rc));
+		s->data[0] = 0;
+		return -1;
+	}
+	if (check_conf(s) != 0)
+		return -1;
+	logf_(s, false, "data directory %s (journal, --sync %s)", s->data,
+	      s->o.set.sync ? "none" : "fsync");
+	return 0;
+}
+
+/* Every matcher of a new instance recovers at once, from the journals:
+ * used when one matcher cannot be restarted alone. */
+static int start_over(struct sup *s)
+{
+	s->start_over = false;
+	s->quiescing = true;
+	stop_children(s);
+	s->quiescing = false;
+	for (uint32_t k = 0; k < s->o.shards; k++)
+		s->matchers[k].restart_at_ns = 0;
+	for (uint32_t g = 0; g < s->o.gateways; g++)
+		s->gateways[g].restart_at_ns = 0;
+	if (s->stopping)
+		return 0;
+	if (launch(s) != 0)
+		return -1;
+	logf_(s, true, "instance %s recovered from %s and running again", s->o.instance,
+	      s->data);
+	return 0;
 }
 
 /* ---- main ---- */
@@ -528,7 +726,19 @@ static int start(struct sup *s)
 		      (unsigned)s->o.port, strerror(-rc));
 		return -1;
 	}
-	struct shm_instance_cfg icfg = {.s = s->o.set, .mode = 0660};
+	if (open_data_dir(s) != 0)
+		return -1;
+	return launch(s);
+}
+
+/* Creates the shared memory and starts every child (each matcher
+ * recovering its shard from the journal); the listening socket and the
+ * data directory are open. */
+static int launch(struct sup *s)
+{
+	struct shm_instance_cfg icfg = {
+		.s = s->o.set, .mode = 0660, .data_dir = s->data[0] ? s->data : NULL};
+	int rc;
 	rc = shm_instance_create(s->o.instance, &icfg, &s->inst);
 	if (rc) {
 		logf_(s, true, "create instance %s: %s", s->o.instance,
@@ -568,6 +778,7 @@ int main(int argc, char **argv)
 	struct sup s;
 	memset(&s, 0, sizeof(s));
 	s.listen_fd = -1;
+	s.lock_fd = -1;
 	int rc = parse_opts(argc, argv, &s.o);
 	if (rc != SHM_OPT_RUN)
 		return rc == SHM_OPT_EXIT ? 0 : 2;
@@ -598,17 +809,25 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	while (!s.stopping) {
+		if (s.start_over && start_over(&s) != 0) {
+			s.exit_code = 1;
+			break;
+		}
 		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC), next = 0;
-		for (uint32_t g = 0; g < s.o.gateways; g++) {
-			struct child *c = &s.gateways[g];
+		for (uint32_t i = 0; i < s.o.shards + s.o.gateways; i++) {
+			enum child_kind k = i < s.o.shards ? K_MATCHER : K_GATEWAY;
+			uint32_t idx = k == K_MATCHER ? i : i - s.o.shards;
+			struct child *c =
+				k == K_MATCHER ? &s.matchers[idx] : &s.gateways[idx];
 			if (c->pid == 0 && c->restart_at_ns) {
 				if (now >= c->restart_at_ns) {
 					c->restarts++;
-					if (spawn(&s, K_GATEWAY, g) > 0)
+					if (spawn(&s, k, idx) > 0)
 						logf_(&s, false,
-						      "gateway %u restarted "
+						      "%s %u restarted "
 						      "(pid %d, restart %u)",
-						      g, (int)c->pid, c->restarts);
+						      kind_name(k), idx, (int)c->pid,
+						      c->restarts);
 					else
 						c->restart_at_ns = now + 1000000000u;
 				}
@@ -627,6 +846,7 @@ int main(int argc, char **argv)
 	}
 	shutdown_all(&s);
 	logf_(&s, s.exit_code != 0, "instance %s stopped%s", s.o.instance,
-	      s.exit_code ? " after a failure" : "; shared memory removed");
+	      s.exit_code ? " after a failure"
+			  : "; shared memory removed, journals kept");
 	return s.exit_code;
 }

@@ -138,7 +138,8 @@ static struct shm_ledger_part *part_of(struct eng_cash *c, uint64_t id, bool mak
 			if (!nm)
 				return NULL;
 			for (uint64_t p = 0; p < c->nparts; p++) {
-				uint32_t j = shm_hash_u64(c->parts[p].account + 1) & nmask;
+				uint32_t j =
+					shm_hash_u64(c->parts[p].account + 1) & nmask;
 				while (nm[j])
 					j = (j + 1) & nmask;
 				nm[j] = (uint32_t)p + 1;
@@ -156,7 +157,8 @@ static struct shm_ledger_part *part_of(struct eng_cash *c, uint64_t id, bool mak
 	}
 }
 
-static void part_add(struct eng_cash *c, uint64_t id, int64_t dep, int64_t bal, int64_t res)
+static void part_add(struct eng_cash *c, uint64_t id, int64_t dep, int64_t bal,
+		     int64_t res)
 {
 	struct shm_ledger_part *p = part_of(c, id, true);
 	if (!p) {
@@ -176,8 +178,8 @@ uint64_t eng_cash_parts(const struct eng_cash *c, const struct shm_ledger_part *
 
 void eng_cash_part(const struct eng_cash *c, uint64_t id, struct shm_ledger_part *p)
 {
-	const struct shm_ledger_part *x = c->replay ? part_of((struct eng_cash *)c, id, false)
-						    : NULL;
+	const struct shm_ledger_part *x =
+		c->replay ? part_of((struct eng_cash *)c, id, false) : NULL;
 	if (x) {
 		*p = *x;
 	} else {
@@ -334,8 +336,8 @@ int eng_cash_create(struct eng_cash *c, uint64_t id, int64_t deposit)
 	int rc = shm_accounts_claim(c->acc, id, deposit, &idx);
 	if (rc)
 		return rc;
-	struct item it = {.tag = c->tag, .id = id, .dres = deposit, .idx = idx,
-			  .kind = IT_PUBLISH};
+	struct item it = {
+		.tag = c->tag, .id = id, .dres = deposit, .idx = idx, .kind = IT_PUBLISH};
 	enqueue(c, &it);
 	c->npublish++;
 	return 0;
@@ -373,8 +375,12 @@ static void queue_credit(struct eng_cash *c, const struct eng_cash_acct *a, int6
 		part_add(c, a->id, 0, dbal, dres);
 		return;
 	}
-	struct item it = {.tag = c->tag, .id = a->id, .dbal = dbal, .dres = dres,
-			  .idx = a->idx, .kind = IT_CREDIT};
+	struct item it = {.tag = c->tag,
+			  .id = a->id,
+			  .dbal = dbal,
+			  .dres = dres,
+			  .idx = a->idx,
+			  .kind = IT_CREDIT};
 	enqueue(c, &it);
 	allow_add(c, a->idx, dbal, dres);
 }
@@ -419,7 +425,8 @@ unsigned eng_cash_commit(struct eng_cash *c, uint64_t durable)
 			else
 				ledger_add(c, it->id, it->dres, 0, 0);
 		} else {
-			if (shm_accounts_add_delta(c->acc, it->idx, it->dbal, it->dres) != 0) {
+			if (shm_accounts_add_delta(c->acc, it->idx, it->dbal, it->dres) !=
+			    0) {
 				c->internal++;
 			} else {
 				ledger_add(c, it->id, 0, it->dbal, it->dres);

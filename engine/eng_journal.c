@@ -55,8 +55,8 @@ struct eng_journal {
 	uint64_t records;
 	/* Shared by the two threads under `mu`. */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;     /* writer: work or stop */
-	pthread_cond_t done;   /* matcher: a batch became durable */
+	pthread_cond_t cv;   /* writer: work or stop */
+	pthread_cond_t done; /* matcher: a batch became durable */
 	struct batch *queue, **queue_tail;
 	struct batch *spare;
 	bool stop;
@@ -68,6 +68,10 @@ struct eng_journal {
 	/* Writer thread only. */
 	int fd;
 	uint64_t seg_bytes;
+	/* Fault injection for tests (SHMEX_FAULT_HOLD=1): while DIR/hold
+	 * exists the writer writes nothing, so records stay non-durable for
+	 * as long as a test needs (docs/durability.md). */
+	char hold[SHM_JOURNAL_PATH_MAX + 8];
 	pthread_t thread;
 	bool started;
 };
@@ -104,7 +108,8 @@ static int segment_open(struct eng_journal *j, uint64_t first)
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		int rc = -errno;
-		return shmex_error_set(&j->errmsg, rc, "open %s: %s", path, strerror(-rc));
+		return shmex_error_set(&j->errmsg, rc, "open %s: %s", path,
+				       strerror(-rc));
 	}
 	struct shm_jseg_hdr h;
 	shm_jseg_hdr_init(&h, j->cfg.shard, j->cfg.nshards, first,
@@ -115,12 +120,14 @@ static int segment_open(struct eng_journal *j, uint64_t first)
 		close(fd);
 		/* Leave no header-less segment behind when we can help it. */
 		unlink(path);
-		return shmex_error_set(&j->errmsg, rc, "writing %s: %s", path, strerror(-rc));
+		return shmex_error_set(&j->errmsg, rc, "writing %s: %s", path,
+				       strerror(-rc));
 	}
 	int rc = j->cfg.sync ? shm_journal_sync_dir(j->dir) : 0;
 	if (rc) {
 		close(fd);
-		return shmex_error_set(&j->errmsg, rc, "fsync %s: %s", j->dir, strerror(-rc));
+		return shmex_error_set(&j->errmsg, rc, "fsync %s: %s", j->dir,
+				       strerror(-rc));
 	}
 	if (j->fd >= 0)
 		close(j->fd);
@@ -173,8 +180,9 @@ static int write_batches(struct eng_journal *j, struct batch *b)
 				continue;
 			if (w <= 0) {
 				int rc = w < 0 ? -errno : -EIO;
-				return shmex_error_set(&j->errmsg, rc, "write %s/journal: %s",
-						       j->dir, strerror(-rc));
+				return shmex_error_set(&j->errmsg, rc,
+						       "write %s/journal: %s", j->dir,
+						       strerror(-rc));
 			}
 			done += (size_t)w;
 		}
@@ -206,12 +214,16 @@ static void *writer_main(void *arg)
 			last = x->last;
 			nb++;
 		}
+		while (j->hold[0] && access(j->hold, F_OK) == 0 &&
+		       !load_relaxed(&j->stop))
+			usleep(1000);
 		int rc = failed ? failed : write_batches(j, b);
 		uint64_t t0 = shm_clock_ns(CLOCK_MONOTONIC), t1 = t0;
 		if (!rc && j->cfg.sync) {
 			if (fdatasync(j->fd) != 0) {
 				rc = -errno;
-				shmex_error_set(&j->errmsg, rc, "fdatasync %s/journal: %s", j->dir,
+				shmex_error_set(&j->errmsg, rc,
+						"fdatasync %s/journal: %s", j->dir,
 						strerror(-rc));
 			}
 			t1 = shm_clock_ns(CLOCK_MONOTONIC);
@@ -259,6 +271,9 @@ int eng_journal_open(struct eng_journal **out, const struct eng_journal_cfg *cfg
 		j->cfg.segment_bytes = ENG_JOURNAL_SEGMENT_DEFAULT;
 	snprintf(j->dir, sizeof(j->dir), "%s", cfg->shard_dir);
 	j->cfg.shard_dir = j->dir;
+	const char *fault = getenv("SHMEX_FAULT_HOLD");
+	if (fault && strcmp(fault, "1") == 0)
+		snprintf(j->hold, sizeof(j->hold), "%s/hold", j->dir);
 	j->next_seq = cfg->next_seq ? cfg->next_seq : 1;
 	j->last_appended = j->next_seq - 1;
 	j->durable = j->last_appended;

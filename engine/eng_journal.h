@@ -42,11 +42,11 @@
 struct eng_journal;
 
 struct eng_journal_cfg {
-	const char *shard_dir;      /* DIR/shard-<k>, existing */
+	const char *shard_dir; /* DIR/shard-<k>, existing */
 	uint32_t shard, nshards;
-	bool sync;                  /* fdatasync every batch */
-	uint64_t segment_bytes;     /* 0: ENG_JOURNAL_SEGMENT_DEFAULT */
-	uint64_t next_seq;          /* sequence of the first record appended */
+	bool sync;                    /* fdatasync every batch */
+	uint64_t segment_bytes;       /* 0: ENG_JOURNAL_SEGMENT_DEFAULT */
+	uint64_t next_seq;            /* sequence of the first record appended */
 	struct shm_doorbell_sh *wake; /* rung after each durable batch */
 };
 

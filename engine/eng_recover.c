@@ -75,8 +75,8 @@ static int write_ledger(const struct eng_recover_in *in, struct shmex_error *e)
 	const struct shm_ledger_part *p;
 	uint64_t n = eng_cash_parts(in->parts, &p);
 	for (uint64_t i = 0; i < n; i++) {
-		int rc = shm_ledger_add(in->ledger, p[i].account, p[i].deposit, p[i].balance,
-					p[i].reserved);
+		int rc = shm_ledger_add(in->ledger, p[i].account, p[i].deposit,
+					p[i].balance, p[i].reserved);
 		if (rc)
 			return shmex_error_set(e, rc, "ledger of shard %u: %s", in->shard,
 					       shmex_strerror(rc));
@@ -97,14 +97,16 @@ int eng_recover_full(const struct eng_recover_in *in, struct eng_recover_stats *
 			continue;
 		uint32_t home = shm_shard_of_account(p[i].account, in->nshards);
 		if (home != in->shard)
-			return shmex_error_set(e, SHMEX_ERECOVERY, "account %" PRIu64 " has "
+			return shmex_error_set(e, SHMEX_ERECOVERY,
+					       "account %" PRIu64 " has "
 					       "a deposit in shard %u's journal, but "
 					       "its home is shard %u",
 					       p[i].account, in->shard, home);
 		uint32_t idx;
 		int rc = shm_accounts_add(in->accounts, p[i].account, p[i].deposit, &idx);
 		if (rc)
-			return shmex_error_set(e, rc, "recreating account %" PRIu64 ": %s",
+			return shmex_error_set(e, rc,
+					       "recreating account %" PRIu64 ": %s",
 					       p[i].account, shmex_strerror(rc));
 		st->accounts_created++;
 	}
@@ -127,14 +129,17 @@ int eng_recover_full(const struct eng_recover_in *in, struct eng_recover_stats *
 		/* LG6: acquire; pairs with shard j's LG5: its accounts exist. */
 		while (load_acquire(&others[j].hdr->phase) < SHM_LEDGER_PHASE_ACCOUNTS) {
 			if (shm_instance_stopping(in->inst)) {
-				rc = shmex_error_set(e, -EINTR, "stopped while waiting for "
-							       "shard %u", j);
+				rc = shmex_error_set(e, -EINTR,
+						     "stopped while waiting for "
+						     "shard %u",
+						     j);
 				break;
 			}
 			if (shm_clock_ns(CLOCK_MONOTONIC) > deadline) {
-				rc = shmex_error_set(e, SHMEX_ETIMEDOUT, "shard %u did not "
-									 "recover its accounts "
-									 "within %u ms",
+				rc = shmex_error_set(e, SHMEX_ETIMEDOUT,
+						     "shard %u did not "
+						     "recover its accounts "
+						     "within %u ms",
 						     j, in->timeout_ms);
 				break;
 			}
@@ -152,21 +157,24 @@ int eng_recover_full(const struct eng_recover_in *in, struct eng_recover_stats *
 		uint32_t idx;
 		rc = shm_accounts_find(in->accounts, p[i].account, &idx);
 		if (rc)
-			return shmex_error_set(e, SHMEX_ERECOVERY, "account %" PRIu64 " has cash "
-					       "moves in shard %u's journal but its home "
-					       "shard %u did not recreate it",
-					       p[i].account, in->shard,
-					       shm_shard_of_account(p[i].account,
-								    in->nshards));
-		rc = shm_accounts_add_delta(in->accounts, idx, p[i].balance, p[i].reserved);
+			return shmex_error_set(
+				e, SHMEX_ERECOVERY,
+				"account %" PRIu64 " has cash "
+				"moves in shard %u's journal but its home "
+				"shard %u did not recreate it",
+				p[i].account, in->shard,
+				shm_shard_of_account(p[i].account, in->nshards));
+		rc = shm_accounts_add_delta(in->accounts, idx, p[i].balance,
+					    p[i].reserved);
 		if (rc)
-			return shmex_error_set(e, rc, "account %" PRIu64 ": %s", p[i].account,
-					       shmex_strerror(rc));
+			return shmex_error_set(e, rc, "account %" PRIu64 ": %s",
+					       p[i].account, shmex_strerror(rc));
 	}
 	rc = write_ledger(in, e);
 	if (rc)
 		return rc;
-	store_release(&in->ledger->hdr->phase, (uint32_t)SHM_LEDGER_PHASE_READY); /* LG5 */
+	store_release(&in->ledger->hdr->phase,
+		      (uint32_t)SHM_LEDGER_PHASE_READY); /* LG5 */
 	return 0;
 }
 
@@ -203,12 +211,14 @@ int eng_recover_restart(const struct eng_recover_in *in, struct eng_recover_stat
 	/* FZ1: take the freeze (one restart at a time). */
 	for (;;) {
 		uint32_t none = 0;
-		if (__atomic_compare_exchange_n(&ctl->freeze_owner, &none, in->shard + 1, false,
-						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		if (__atomic_compare_exchange_n(&ctl->freeze_owner, &none, in->shard + 1,
+						false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
 			break;
 		if (shm_clock_ns(CLOCK_MONOTONIC) > deadline) {
-			rc = shmex_error_set(e, SHMEX_ERECOVERY, "the cash freeze is held by "
-								 "shard %u",
+			rc = shmex_error_set(e, SHMEX_ERECOVERY,
+					     "the cash freeze is held by "
+					     "shard %u",
 					     none - 1);
 			goto out;
 		}
@@ -229,17 +239,19 @@ int eng_recover_restart(const struct eng_recover_in *in, struct eng_recover_stat
 		 * made is applied and in its ledger, and it makes no more. */
 		while (load_acquire(&others[j].hdr->freeze_ack) != gen) {
 			if (!member_alive(in->inst, j)) {
-				rc = shmex_error_set(e, SHMEX_ERECOVERY, "the matcher of shard %u "
-									 "is not running: only a "
-									 "restart of the whole "
-									 "exchange recovers exactly",
+				rc = shmex_error_set(e, SHMEX_ERECOVERY,
+						     "the matcher of shard %u "
+						     "is not running: only a "
+						     "restart of the whole "
+						     "exchange recovers exactly",
 						     j);
 				goto out_release;
 			}
 			if (shm_clock_ns(CLOCK_MONOTONIC) > deadline) {
-				rc = shmex_error_set(e, SHMEX_ERECOVERY, "the matcher of shard %u "
-									 "did not pause within %u "
-									 "ms",
+				rc = shmex_error_set(e, SHMEX_ERECOVERY,
+						     "the matcher of shard %u "
+						     "did not pause within %u "
+						     "ms",
 						     j, in->timeout_ms);
 				goto out_release;
 			}
@@ -266,9 +278,11 @@ int eng_recover_restart(const struct eng_recover_in *in, struct eng_recover_stat
 		__int128 cb = (__int128)d.balance - ab, cr = (__int128)d.reserved - ar;
 		if (cb == 0 && cr == 0)
 			continue;
-		if (cb > INT64_MAX || cb < INT64_MIN || cr > INT64_MAX || cr < INT64_MIN) {
-			rc = shmex_error_set(e, SHMEX_ERECOVERY, "account %" PRIu64 ": its "
-								 "correction does not fit",
+		if (cb > INT64_MAX || cb < INT64_MIN || cr > INT64_MAX ||
+		    cr < INT64_MIN) {
+			rc = shmex_error_set(e, SHMEX_ERECOVERY,
+					     "account %" PRIu64 ": its "
+					     "correction does not fit",
 					     v.id);
 			goto out_release;
 		}

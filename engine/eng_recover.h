@@ -44,7 +44,7 @@ struct eng_recover_in {
 	struct shm_ledger *ledger;     /* this shard's, RDWR */
 	const struct eng_cash *parts;  /* the replayed durable part */
 	uint32_t shard, nshards;
-	uint32_t timeout_ms;           /* for the barrier or the freeze */
+	uint32_t timeout_ms; /* for the barrier or the freeze */
 };
 
 struct eng_recover_stats {

@@ -48,8 +48,8 @@ int shm_ledger_create(struct shm_ledger *l, const char *instance, uint32_t shard
 	caps[SHM_LEDGER_CAP_SHARD] = shard;
 	caps[SHM_LEDGER_CAP_SLOTS] = shm_hash_slots(accounts);
 	rc = shm_region_create(&l->region, instance, name, SHM_KIND_LEDGER,
-			       HDR_BYTES + caps[1] * sizeof(struct shm_ledger_ent_sh), caps,
-			       2, mode);
+			       HDR_BYTES + caps[1] * sizeof(struct shm_ledger_ent_sh),
+			       caps, 2, mode);
 	if (rc)
 		return rc;
 	rc = check_layout(l, shard);

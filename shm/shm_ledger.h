@@ -87,10 +87,10 @@ struct shm_ledger_hdr_sh {
 _Static_assert(sizeof(struct shm_ledger_hdr_sh) == 9 * 64, "ledger header");
 
 struct shm_ledger_ent_sh {
-	uint64_t key;      /* account id + 1; 0 = empty.  Set once. */
-	int64_t deposit;   /* deposits made here (home shard), CASH */
-	int64_t balance;   /* net change applied to balance, CASH */
-	int64_t reserved;  /* net change applied to reserved, CASH */
+	uint64_t key;     /* account id + 1; 0 = empty.  Set once. */
+	int64_t deposit;  /* deposits made here (home shard), CASH */
+	int64_t balance;  /* net change applied to balance, CASH */
+	int64_t reserved; /* net change applied to reserved, CASH */
 };
 _Static_assert(sizeof(struct shm_ledger_ent_sh) == 32, "ledger entry");
 

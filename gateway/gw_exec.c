@@ -809,7 +809,9 @@ int gw_exec_poll(void *route)
 {
 	struct gw_exec *r = route;
 	bool progress = false;
-	if (r->nwaiting)
+	/* Parked reads too: a restart notice (which maps the new book)
+	 * may be what they wait for. */
+	if (r->nwaiting || r->retryq.n)
 		progress = drain_replies(r) > 0;
 	if (r->retryq.n)
 		run_retries(r);

@@ -1,0 +1,772 @@
+/*
+ * durability_suite: what a crash may not take away (docs/durability.md).
+ * Each test starts the real `shmex` supervisor with its own data
+ * directory, trades over TCP, kills processes with SIGKILL (one matcher,
+ * or every process of the exchange at once), and checks that what clients
+ * were told is still true afterwards: order statuses byte for byte (times
+ * included), balances, reservations and positions, order ids never handed
+ * out twice, cash and shares conserved.  The cross-shard test holds one
+ * shard's journal back (SHMEX_FAULT_HOLD) to crash exactly between a
+ * credit on one shard and a debit that would rely on it on the other.
+ */
+#include "tests/shmex_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shm/shm_accounts.h"
+#include "shm/shm_dec.h"
+#include "shm/shm_msg.h"
+#include "shm/shm_positions.h"
+#include "shm/shm_shard.h"
+#include "shm/shm_snap.h"
+#include "tests/client.h"
+
+#define T_MS 15000
+#define CAPS                                                                           \
+	"--orders", "8192", "--levels", "1024", "--fills", "32768", "--symbols", "64", \
+		"--accounts", "4096", "--positions", "16384", "--quiet"
+
+static char inst[64];
+static char ddir[PATH_MAX];
+static struct exchange ex;
+
+/* As in gw_e2e: a failed assertion skips the checked teardown, so the
+ * runner removes the instances its tests noted. */
+static void note_instance(const char *name)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/shmex-durability.%d", (int)getppid());
+	FILE *f = fopen(path, "a");
+	if (f) {
+		fprintf(f, "%s\n", name);
+		fclose(f);
+	}
+}
+
+static void cleanup_noted(void)
+{
+	char path[64], line[128];
+	snprintf(path, sizeof(path), "/tmp/shmex-durability.%d", (int)getpid());
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (line[0])
+			test_cleanup_instance(line);
+	}
+	fclose(f);
+	unlink(path);
+}
+
+static bool pid_gone(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return true;
+	char buf[512];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *rp = strrchr(buf, ')');
+	return rp && rp[1] == ' ' && rp[2] == 'Z';
+}
+
+static void wait_gone(pid_t pid)
+{
+	for (int t = 0; t < 1000 && !pid_gone(pid); t++)
+		usleep(10000);
+	ck_assert_msg(pid_gone(pid), "process %d did not die", (int)pid);
+}
+
+/* A fresh instance name and data directory. */
+static void fresh(void)
+{
+	test_instance(inst, sizeof(inst));
+	note_instance(inst);
+	const char *root = getenv("SHMEX_TEST_DATA");
+	snprintf(ddir, sizeof(ddir), "%s/%s", root && *root ? root : "/tmp", inst);
+}
+
+/* Starts shmex on the current instance and data directory. */
+static void start(const char *const *more)
+{
+	char dd[PATH_MAX + 16];
+	snprintf(dd, sizeof(dd), "--data-dir=%s", ddir);
+	const char *argv[40] = {CAPS, dd};
+	int n = 0;
+	while (argv[n])
+		n++;
+	for (int i = 0; more && more[i] && n < 38; i++)
+		argv[n++] = more[i];
+	argv[n] = NULL;
+	int rc = exchange_start(&ex, test_bin("shmex"), inst, argv, 30000);
+	ck_assert_msg(rc == 0, "shmex did not start");
+}
+
+/* SIGTERM, exit 0, no child left, nothing in /dev/shm. */
+static void stop_clean(void)
+{
+	pid_t all[64];
+	int n = exchange_children(&ex, all, 64);
+	int st = exchange_stop(&ex, 30000);
+	ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "shmex exit status 0x%x", st);
+	for (int i = 0; i < n; i++)
+		wait_gone(all[i]);
+	ck_assert_int_eq(test_count_objects(inst), 0);
+}
+
+/* SIGKILL of the supervisor and every child at the same moment. */
+static void kill_everything(void)
+{
+	pid_t all[64];
+	int n = exchange_children(&ex, all, 64);
+	ck_assert_int_gt(n, 0);
+	for (int i = 0; i < n; i++)
+		kill(all[i], SIGKILL);
+	kill(ex.pid, SIGKILL);
+	waitpid(ex.pid, NULL, 0);
+	ex.pid = 0;
+	close(ex.out_fd);
+	ex.out_fd = -1;
+	for (int i = 0; i < n; i++)
+		wait_gone(all[i]);
+}
+
+static void teardown(void)
+{
+	unsetenv("SHMEX_FAULT_HOLD");
+	if (ex.pid > 0) {
+		pid_t all[64];
+		int n = exchange_children(&ex, all, 64);
+		kill(ex.pid, SIGKILL);
+		waitpid(ex.pid, NULL, 0);
+		for (int i = 0; i < n; i++)
+			kill(all[i], SIGKILL);
+		ex.pid = 0;
+	}
+	if (ex.out_fd >= 0)
+		close(ex.out_fd);
+	ex.out_fd = -1;
+	usleep(50000);
+	test_cleanup_instance(inst);
+}
+
+static void conn(struct client *c)
+{
+	ck_assert_int_eq(client_connect(c, "127.0.0.1", ex.port, T_MS), 0);
+}
+
+/* The reply to xml in canonical form, times included (a recovered
+ * order must answer exactly as before).  Owned by the caller. */
+static char *ask(struct client *c, const char *xml)
+{
+	const char *rep;
+	size_t len;
+	int rc = client_request(c, xml, &rep, &len, T_MS);
+	ck_assert_msg(rc == 0, "request failed: %s", strerror(-rc));
+	char *out = malloc(65536);
+	ck_assert_ptr_nonnull(out);
+	ck_assert_int_eq(xml_canon(rep, len, out, 65536, 0), 0);
+	return out;
+}
+
+/* Sends xml and checks that every child of the reply is <created>. */
+static void create(struct client *c, const char *xml, int nchildren)
+{
+	char *got = ask(c, xml);
+	ck_assert_msg(strstr(got, "error") == NULL, "%s", got);
+	int n = 0;
+	for (const char *p = got; (p = strstr(p, "created[")) != NULL; p++)
+		n++;
+	ck_assert_msg(n == nchildren, "%s", got);
+	free(got);
+}
+
+/* A symbol of shard k of 2. */
+static const char *sym_on(uint32_t k)
+{
+	static char names[2][8];
+	for (int i = 0; i < 1000; i++) {
+		char s[8];
+		snprintf(s, sizeof(s), "S%d", i);
+		if (shm_shard_of_symbol(s, strlen(s), 2) == k) {
+			snprintf(names[k], sizeof(names[k]), "%s", s);
+			return names[k];
+		}
+	}
+	ck_abort_msg("no symbol of shard %u", k);
+	return NULL;
+}
+
+/* Places one order; its id (0 when the reply is not <opened>, with the
+ * reply in *why when why is not NULL). */
+static uint64_t order(struct client *c, int account, const char *sym, const char *amount,
+		      const char *limit, char **why)
+{
+	char xml[512];
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"%d\"><order sym=\"%s\" amount=\"%s\" "
+		 "limit=\"%s\"/></transactions>",
+		 account, sym, amount, limit);
+	const char *rep;
+	size_t len;
+	ck_assert_int_eq(client_request(c, xml, &rep, &len, T_MS), 0);
+	struct xdoc d;
+	ck_assert_int_eq(xdoc_parse(&d, rep, len), 0);
+	int k = xdoc_child(&d, 0, 0);
+	uint64_t id = 0;
+	if (k > 0 && !strcmp(d.nodes[k].name, "opened"))
+		id = strtoull(xnode_attr(&d.nodes[k], "id"), NULL, 10);
+	if (why)
+		*why = id ? NULL : strndup(rep, len);
+	else
+		ck_assert_msg(id > 0, "order not opened: %.*s", (int)len, rep);
+	xdoc_free(&d);
+	return id;
+}
+
+/* The status of an order as its owner's <query> shows it. */
+static char *status(struct client *c, int account, uint64_t id)
+{
+	char xml[256];
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"%d\"><query id=\"%llu\"/></transactions>", account,
+		 (unsigned long long)id);
+	return ask(c, xml);
+}
+
+static struct shm_account_view account(uint64_t id)
+{
+	struct shm_accounts a;
+	ck_assert_int_eq(shm_accounts_attach(&a, inst, SHM_RDONLY), 0);
+	struct shm_account_view v;
+	ck_assert_int_eq(shm_accounts_read(&a, id, &v), 0);
+	shm_accounts_detach(&a);
+	return v;
+}
+
+static struct shm_position_view position(uint64_t id, const char *sym)
+{
+	char name[16];
+	ck_assert(shm_symbol_pack(name, sym, strlen(sym)));
+	struct shm_positions p;
+	uint32_t shard = shm_shard_of_symbol(sym, strlen(sym), 2);
+	ck_assert_int_eq(shm_positions_attach(&p, inst, shard, SHM_RDONLY), 0);
+	struct shm_position_view v;
+	int rc = shm_positions_read(&p, id, name, &v);
+	if (rc == SHMEX_ENOSHARES)
+		memset(&v, 0, sizeof(v));
+	else
+		ck_assert_int_eq(rc, 0);
+	shm_positions_detach(&p);
+	return v;
+}
+
+static int64_t C(int64_t dollars)
+{
+	return dollars * SHM_CASH_ONE;
+}
+
+static int64_t Q(int64_t shares)
+{
+	return shares * SHM_QTY_ONE;
+}
+
+/* ---- one shard's matcher dies ---- */
+
+/* Two traders on both shards: orders resting, filled, partly filled. */
+struct scene {
+	const char *a, *b; /* symbols of shard 0 and shard 1 */
+	uint64_t id[4];
+	int owner[4];
+};
+
+static void set_scene(struct client *c, struct scene *sc)
+{
+	sc->a = sym_on(0);
+	sc->b = sym_on(1);
+	char xml[512];
+	snprintf(xml, sizeof(xml),
+		 "<create><account id=\"1\" balance=\"100000\"/>"
+		 "<account id=\"2\" balance=\"1000\"/>"
+		 "<symbol sym=\"%s\"><account id=\"2\">500</account></symbol>"
+		 "<symbol sym=\"%s\"><account id=\"2\">500</account></symbol></create>",
+		 sc->a, sc->b);
+	create(c, xml, 4);
+	sc->id[0] = order(c, 2, sc->b, "-100", "10", NULL); /* rests */
+	sc->id[1] = order(c, 1, sc->b, "60", "11", NULL);   /* 60 @ 10 */
+	sc->id[2] = order(c, 1, sc->b, "20", "9", NULL);    /* rests */
+	sc->id[3] = order(c, 2, sc->a, "-50", "20", NULL);  /* rests */
+	sc->owner[0] = 2;
+	sc->owner[1] = 1;
+	sc->owner[2] = 1;
+	sc->owner[3] = 2;
+}
+
+START_TEST(dead_matcher_comes_back_while_others_trade)
+{
+	fresh();
+	start(NULL);
+	struct client c;
+	conn(&c);
+	struct scene sc;
+	set_scene(&c, &sc);
+	char *before[4];
+	for (int i = 0; i < 4; i++)
+		before[i] = status(&c, sc.owner[i], sc.id[i]);
+
+	pid_t m1 = exchange_child(&ex, "shmex-matcher", 1);
+	ck_assert_int_gt(m1, 0);
+	kill(m1, SIGKILL);
+	wait_gone(m1);
+	/* Shard 0 trades meanwhile (10 of the 50 @ 20). */
+	uint64_t o5 = order(&c, 1, sc.a, "10", "20", NULL);
+	/* An order for shard 1 waits in its ring until the shard is back. */
+	uint64_t o6 = order(&c, 1, sc.b, "1", "5", NULL);
+	pid_t m1b = exchange_child(&ex, "shmex-matcher", 1);
+	ck_assert(m1b > 0 && m1b != m1);
+	ck_assert_int_eq(kill(ex.pid, 0), 0); /* the exchange never stopped */
+
+	/* Everything acknowledged on shard 1 before the crash answers as
+	 * before (the shard 0 sell has since sold 10 to o5). */
+	for (int i = 0; i < 4; i++) {
+		char *now = status(&c, sc.owner[i], sc.id[i]);
+		if (i < 3)
+			ck_assert_str_eq(now, before[i]);
+		else
+			ck_assert_msg(strstr(now, "open[shares=40] executed[price=20 "
+						  "shares=10"),
+				      "%s", now);
+		free(now);
+		free(before[i]);
+		ck_assert_uint_ne(o6, sc.id[i]); /* ids are never reused */
+	}
+	ck_assert_uint_ne(o5, o6);
+	/* Cash: 1 paid 600 + 200, holds 180 + 5; 2 got 800. */
+	struct shm_account_view v1 = account(1), v2 = account(2);
+	ck_assert_int_eq(v1.balance, C(100000 - 600 - 200 - 180 - 5));
+	ck_assert_int_eq(v1.reserved, C(180 + 5));
+	ck_assert_int_eq(v2.balance, C(1000 + 600 + 200));
+	ck_assert_int_eq(v2.reserved, 0);
+	struct shm_position_view pb = position(2, sc.b), pa = position(2, sc.a);
+	ck_assert_int_eq(pb.amount, Q(400));
+	ck_assert_int_eq(pb.reserved, Q(40));
+	ck_assert_int_eq(pa.amount, Q(450));
+	ck_assert_int_eq(pa.reserved, Q(40));
+	ck_assert_int_eq(position(1, sc.b).amount, Q(60));
+	ck_assert_int_eq(position(1, sc.a).amount, Q(10));
+	/* And it trades on: 5 more of the 40 left @ 10. */
+	order(&c, 1, sc.b, "5", "10", NULL);
+	ck_assert_int_eq(account(2).balance, C(1000 + 600 + 200 + 50));
+	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
+/* ---- the whole exchange dies ---- */
+
+START_TEST(everything_killed_recovers_exact_state)
+{
+	fresh();
+	start(NULL);
+	struct client c;
+	conn(&c);
+	struct scene sc;
+	set_scene(&c, &sc);
+	char *before[4];
+	for (int i = 0; i < 4; i++)
+		before[i] = status(&c, sc.owner[i], sc.id[i]);
+	struct shm_account_view a1 = account(1), a2 = account(2);
+	client_close(&c);
+
+	/* Killed, then stopped cleanly: both starts recover the same. */
+	for (int round = 0; round < 2; round++) {
+		if (round == 0)
+			kill_everything();
+		else
+			stop_clean();
+		start(NULL);
+		conn(&c);
+		for (int i = 0; i < 4; i++) {
+			char *now = status(&c, sc.owner[i], sc.id[i]);
+			ck_assert_str_eq(now, before[i]);
+			free(now);
+		}
+		struct shm_account_view b1 = account(1), b2 = account(2);
+		ck_assert_int_eq(b1.balance, a1.balance);
+		ck_assert_int_eq(b1.reserved, a1.reserved);
+		ck_assert_int_eq(b2.balance, a2.balance);
+		ck_assert_int_eq(b2.reserved, a2.reserved);
+		ck_assert_int_eq(b1.deposited, a1.deposited);
+		ck_assert_int_eq(position(2, sc.b).reserved, Q(40));
+		/* The book kept time priority: the resting sell still fills
+		 * first, at its price. */
+		client_close(&c);
+	}
+	conn(&c);
+	uint64_t o = order(&c, 1, sc.b, "1", "12", NULL);
+	for (int i = 0; i < 4; i++)
+		ck_assert_uint_ne(o, sc.id[i]);
+	char *st = status(&c, 1, o);
+	char want[128];
+	snprintf(want, sizeof(want), "results(status[id=%llu](executed[price=10 shares=1 ",
+		 (unsigned long long)o);
+	ck_assert_msg(strncmp(st, want, strlen(want)) == 0, "%s", st);
+	free(st);
+	for (int i = 0; i < 4; i++)
+		free(before[i]);
+	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
+/* ---- a crash between two shards' records ---- */
+
+static void touch(const char *path)
+{
+	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+}
+
+/*
+ * Seller 3 has shares of b (shard 1) and no cash.  Its sale to buyer 1 on
+ * shard 1 credits it 500, but shard 1's journal is held back, so that
+ * credit is not durable.  Seller 3's buy on shard 0 that needs the credit
+ * must be refused; then shard 1's matcher dies before its record reached
+ * the disk.  Afterwards the sale never happened, the seller has what it
+ * had, nothing is overdrawn, and the seller's client heard "not
+ * executed".
+ */
+START_TEST(credit_on_one_shard_is_not_spendable_before_it_is_durable)
+{
+	fresh();
+	setenv("SHMEX_FAULT_HOLD", "1", 1);
+	start(NULL);
+	const char *a = sym_on(0), *b = sym_on(1);
+	struct client c, cs;
+	conn(&c);
+	conn(&cs);
+	char xml[512];
+	snprintf(xml, sizeof(xml),
+		 "<create><account id=\"1\" balance=\"10000\"/>"
+		 "<account id=\"2\" balance=\"0\"/><account id=\"3\" balance=\"0\"/>"
+		 "<symbol sym=\"%s\"><account id=\"3\">100</account></symbol>"
+		 "<symbol sym=\"%s\"><account id=\"2\">100</account></symbol></create>",
+		 b, a);
+	create(&c, xml, 5);
+	uint64_t bid = order(&c, 1, b, "10", "50", NULL); /* reserves 500 */
+	order(&c, 2, a, "-1", "100", NULL);              /* an ask for 3 to take */
+
+	char hold[PATH_MAX + 32];
+	snprintf(hold, sizeof(hold), "%s/shard-1/hold", ddir);
+	touch(hold);
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"3\"><order sym=\"%s\" amount=\"-10\" "
+		 "limit=\"50\"/></transactions>",
+		 b);
+	ck_assert_int_eq(client_send(&cs, xml, T_MS), 0);
+	/* The sale is matched (the book, read directly, shows the bid
+	 * filled), but its credit waits for shard 1's journal. */
+	struct shm_snap rd;
+	ck_assert_int_eq(shm_snap_open(&rd, inst, 1), 0);
+	struct shm_snap_order so = {0};
+	for (int t = 0; t < 1000; t++) {
+		size_t nf;
+		if (shm_snap_order(&rd, bid, &so, NULL, 0, &nf) == 0 && so.open == 0)
+			break;
+		usleep(5000);
+	}
+	shm_snap_close(&rd);
+	ck_assert_int_eq(so.open, 0);
+	ck_assert_int_eq(account(3).balance, 0);
+	char *why = NULL;
+	ck_assert_uint_eq(order(&c, 3, a, "1", "100", &why), 0);
+	ck_assert_msg(why && strstr(why, "Insufficient funds"), "%s", why);
+	free(why);
+
+	pid_t m1 = exchange_child(&ex, "shmex-matcher", 1);
+	kill(m1, SIGKILL);
+	wait_gone(m1);
+	unlink(hold);
+	const char *rep;
+	size_t len;
+	ck_assert_int_eq(client_recv(&cs, &rep, &len, T_MS), 0);
+	ck_assert_msg(strstr(rep, "Not executed: the matcher restarted"), "%.*s", (int)len,
+		      rep);
+
+	/* The sale never happened: the bid rests whole again. */
+	char *st = status(&c, 1, bid);
+	char want[128];
+	snprintf(want, sizeof(want), "results(status[id=%llu](open[shares=10]))",
+		 (unsigned long long)bid);
+	ck_assert_str_eq(st, want);
+	free(st);
+	struct shm_account_view v1 = account(1), v3 = account(3);
+	ck_assert_int_eq(v1.balance, C(10000 - 500));
+	ck_assert_int_eq(v1.reserved, C(500));
+	ck_assert_int_eq(v3.balance, 0);
+	ck_assert_int_eq(v3.reserved, 0);
+	ck_assert_int_eq(position(3, b).amount, Q(100));
+	ck_assert_int_eq(position(3, b).reserved, 0);
+	/* Once durable, the same credit can be spent on the other shard. */
+	order(&c, 3, b, "-10", "50", NULL);
+	order(&c, 3, a, "1", "100", NULL);
+	ck_assert_int_eq(account(3).balance, C(500 - 100));
+	client_close(&c);
+	client_close(&cs);
+	stop_clean();
+}
+END_TEST
+
+
+/* ---- kills under load ---- */
+
+#define LOAD_ACCOUNTS 6
+#define LOAD_CLIENTS 3
+
+/* One load client: random orders and cancels of accounts 1..6 on both
+ * symbols until the deadline, reconnecting when its gateway dies.  Writes
+ * "id account" for every order it was told is open to `out`. */
+static void load_client(int port, const char *a, const char *b, int seed, FILE *out,
+			unsigned long long until)
+{
+	struct client c;
+	bool up = false;
+	uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(seed + 1);
+	for (int sent = 0; sent < 4000 && test_now_ns() < until; sent++) {
+		if (!up) {
+			up = client_connect(&c, "127.0.0.1", port, 2000) == 0;
+			if (!up) {
+				usleep(10000);
+				continue;
+			}
+		}
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		int acct = 1 + (int)(x % LOAD_ACCOUNTS);
+		int amt = 1 + (int)((x >> 8) % 5);
+		int px = 95 + (int)((x >> 16) % 11);
+		bool sell = (x >> 24) & 1;
+		char xml[256];
+		snprintf(xml, sizeof(xml),
+			 "<transactions id=\"%d\"><order sym=\"%s\" amount=\"%s%d\" "
+			 "limit=\"%d\"/></transactions>",
+			 acct, (x >> 32) & 1 ? a : b, sell ? "-" : "", amt, px);
+		const char *rep;
+		size_t len;
+		if (client_request(&c, xml, &rep, &len, 5000) != 0) {
+			client_close(&c);
+			up = false;
+			continue;
+		}
+		const char *p = strstr(rep, "<opened ");
+		const char *q = p ? strstr(p, " id=\"") : NULL;
+		if (q)
+			fprintf(out, "%llu %d\n", strtoull(q + 5, NULL, 10), acct);
+	}
+	if (up)
+		client_close(&c);
+	fflush(out);
+}
+
+START_TEST(kills_under_load_lose_nothing_acknowledged)
+{
+	fresh();
+	/* Room for every order of the run: a finished order's record is
+	 * only reused once the pool is exhausted (then it is forgotten,
+	 * which is another matter than a crash). */
+	static const char *const big[] = {"--orders", "65536", "--fills", "262144", NULL};
+	start(big);
+	const char *a = sym_on(0), *b = sym_on(1);
+	struct client c;
+	conn(&c);
+	char xml[2048];
+	int n = snprintf(xml, sizeof(xml), "<create>");
+	for (int i = 1; i <= LOAD_ACCOUNTS; i++)
+		n += snprintf(xml + n, sizeof(xml) - (size_t)n,
+			      "<account id=\"%d\" balance=\"100000\"/>", i);
+	for (int k = 0; k < 2; k++) {
+		n += snprintf(xml + n, sizeof(xml) - (size_t)n, "<symbol sym=\"%s\">",
+			      k ? b : a);
+		for (int i = 1; i <= LOAD_ACCOUNTS; i++)
+			n += snprintf(xml + n, sizeof(xml) - (size_t)n,
+				      "<account id=\"%d\">1000</account>", i);
+		n += snprintf(xml + n, sizeof(xml) - (size_t)n, "</symbol>");
+	}
+	snprintf(xml + n, sizeof(xml) - (size_t)n, "</create>");
+	create(&c, xml, 3 * LOAD_ACCOUNTS);
+	client_close(&c);
+
+	char path[LOAD_CLIENTS][PATH_MAX + 16];
+	pid_t kid[LOAD_CLIENTS];
+	unsigned long long until = test_now_ns() + 2500000000ull;
+	for (int i = 0; i < LOAD_CLIENTS; i++) {
+		snprintf(path[i], sizeof(path[i]), "%s.acked.%d", ddir, i);
+		kid[i] = fork();
+		ck_assert_int_ge(kid[i], 0);
+		if (kid[i] == 0) {
+			FILE *out = fopen(path[i], "w");
+			if (!out)
+				_exit(1);
+			load_client(ex.port, a, b, i, out, until);
+			fclose(out);
+			_exit(0);
+		}
+	}
+	/* One matcher, the other, a gateway, then everything at once. */
+	static const struct {
+		int at_ms;
+		const char *prog;
+		int id;
+	} chaos[] = {
+		{500, "shmex-matcher", 1},
+		{1100, "shmex-matcher", 0},
+		{1700, "shmex-gateway", 0},
+	};
+	unsigned long long t0 = test_now_ns();
+	for (size_t k = 0; k < sizeof(chaos) / sizeof(chaos[0]); k++) {
+		while (test_now_ns() < t0 + (unsigned long long)chaos[k].at_ms * 1000000ull)
+			usleep(1000);
+		pid_t v = exchange_child(&ex, chaos[k].prog, chaos[k].id);
+		ck_assert_int_gt(v, 0);
+		kill(v, SIGKILL);
+	}
+	for (int i = 0; i < LOAD_CLIENTS; i++) {
+		int st = test_wait_pid(kid[i], 20000);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	kill_everything();
+	start(big);
+
+	/* Every order a client was told is open still has its status. */
+	conn(&c);
+	int checked = 0, lost = 0;
+	for (int i = 0; i < LOAD_CLIENTS; i++) {
+		FILE *f = fopen(path[i], "r");
+		ck_assert_ptr_nonnull(f);
+		unsigned long long id;
+		int acct;
+		while (fscanf(f, "%llu %d", &id, &acct) == 2) {
+			char *st = status(&c, acct, id);
+			if (strncmp(st, "results(status[", 15) != 0 && lost++ < 10)
+				fprintf(stderr, "acknowledged order %llu (shard %u) of account %d: %s\n",
+					id, shm_shard_of_order(id, 2), acct, st);
+			free(st);
+			checked++;
+		}
+		fclose(f);
+		unlink(path[i]);
+	}
+	ck_assert_msg(lost == 0, "%d of %d acknowledged orders lost", lost, checked);
+	ck_assert_int_gt(checked, 50);
+	/* Cash and shares are conserved exactly. */
+	int64_t cash = 0, sa = 0, sb = 0;
+	for (int i = 1; i <= LOAD_ACCOUNTS; i++) {
+		struct shm_account_view v = account((uint64_t)i);
+		cash += v.balance + v.reserved;
+		struct shm_position_view pa = position((uint64_t)i, a);
+		struct shm_position_view pb = position((uint64_t)i, b);
+		sa += pa.amount + pa.reserved;
+		sb += pb.amount + pb.reserved;
+	}
+	ck_assert_int_eq(cash, C(100000) * LOAD_ACCOUNTS);
+	ck_assert_int_eq(sa, Q(1000) * LOAD_ACCOUNTS);
+	ck_assert_int_eq(sb, Q(1000) * LOAD_ACCOUNTS);
+	fprintf(stderr, "kills under load: %d acknowledged orders checked\n", checked);
+	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
+/* ---- the data directory ---- */
+
+/* Runs shmex with args and returns its exit status and stderr. */
+static int run_shmex(const char *const *args, char *err, size_t cap)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		const char *argv[40] = {"shmex"};
+		int n = 1;
+		for (int i = 0; args[i] && n < 39; i++)
+			argv[n++] = args[i];
+		argv[n] = NULL;
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		execv(test_bin("shmex"), (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	size_t got = 0;
+	ssize_t r;
+	while (got + 1 < cap && (r = read(p[0], err + got, cap - 1 - got)) > 0)
+		got += (size_t)r;
+	err[got] = 0;
+	close(p[0]);
+	return test_wait_pid(pid, T_MS);
+}
+
+START_TEST(data_dir_of_a_live_exchange_and_other_shards_refused)
+{
+	fresh();
+	start(NULL);
+	char dd[PATH_MAX + 16], other[80], err[4096];
+	snprintf(dd, sizeof(dd), "--data-dir=%s", ddir);
+	snprintf(other, sizeof(other), "%sx", inst);
+	note_instance(other);
+	const char *second[] = {"--instance", other, "--port", "0", dd, "--quiet", NULL};
+	int st = run_shmex(second, err, sizeof(err));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(strstr(err, ddir) && strstr(err, "in use"), "%s", err);
+	ck_assert_int_eq(test_count_objects(other), 0);
+	stop_clean();
+
+	/* The journals route symbols to 2 shards: 1 is refused, nothing
+	 * is created, and the right count still starts. */
+	const char *one[] = {"--instance", inst, "--port", "0", dd, "--shards", "1",
+			     "--quiet", NULL};
+	st = run_shmex(one, err, sizeof(err));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(strstr(err, "holds an exchange of 2 shards"), "%s", err);
+	ck_assert_int_eq(test_count_objects(inst), 0);
+	start(NULL);
+	stop_clean();
+}
+END_TEST
+
+static Suite *durability_suite(void)
+{
+	Suite *s = suite_create("durability");
+	TCase *tc = tcase_create("crashes");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_unchecked_fixture(tc, NULL, cleanup_noted);
+	tcase_set_timeout(tc, 90);
+	tcase_add_test(tc, dead_matcher_comes_back_while_others_trade);
+	tcase_add_test(tc, everything_killed_recovers_exact_state);
+	tcase_add_test(tc, credit_on_one_shard_is_not_spendable_before_it_is_durable);
+	tcase_add_test(tc, kills_under_load_lose_nothing_acknowledged);
+	tcase_add_test(tc, data_dir_of_a_live_exchange_and_other_shards_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+SHMEX_TEST_MAIN(durability_suite)

@@ -422,7 +422,8 @@ START_TEST(everything_killed_recovers_exact_state)
 		ck_assert_uint_ne(o, sc.id[i]);
 	char *st = status(&c, 1, o);
 	char want[128];
-	snprintf(want, sizeof(want), "results(status[id=%llu](executed[price=10 shares=1 ",
+	snprintf(want, sizeof(want),
+		 "results(status[id=%llu](executed[price=10 shares=1 ",
 		 (unsigned long long)o);
 	ck_assert_msg(strncmp(st, want, strlen(want)) == 0, "%s", st);
 	free(st);
@@ -469,7 +470,7 @@ START_TEST(credit_on_one_shard_is_not_spendable_before_it_is_durable)
 		 b, a);
 	create(&c, xml, 5);
 	uint64_t bid = order(&c, 1, b, "10", "50", NULL); /* reserves 500 */
-	order(&c, 2, a, "-1", "100", NULL);              /* an ask for 3 to take */
+	order(&c, 2, a, "-1", "100", NULL);               /* an ask for 3 to take */
 
 	char hold[PATH_MAX + 32];
 	snprintf(hold, sizeof(hold), "%s/shard-1/hold", ddir);
@@ -505,8 +506,8 @@ START_TEST(credit_on_one_shard_is_not_spendable_before_it_is_durable)
 	const char *rep;
 	size_t len;
 	ck_assert_int_eq(client_recv(&cs, &rep, &len, T_MS), 0);
-	ck_assert_msg(strstr(rep, "Not executed: the matcher restarted"), "%.*s", (int)len,
-		      rep);
+	ck_assert_msg(strstr(rep, "Not executed: the matcher restarted"), "%.*s",
+		      (int)len, rep);
 
 	/* The sale never happened: the bid rests whole again. */
 	char *st = status(&c, 1, bid);
@@ -531,7 +532,6 @@ START_TEST(credit_on_one_shard_is_not_spendable_before_it_is_durable)
 	stop_clean();
 }
 END_TEST
-
 
 /* ---- kills under load ---- */
 
@@ -640,7 +640,8 @@ START_TEST(kills_under_load_lose_nothing_acknowledged)
 	};
 	unsigned long long t0 = test_now_ns();
 	for (size_t k = 0; k < sizeof(chaos) / sizeof(chaos[0]); k++) {
-		while (test_now_ns() < t0 + (unsigned long long)chaos[k].at_ms * 1000000ull)
+		while (test_now_ns() <
+		       t0 + (unsigned long long)chaos[k].at_ms * 1000000ull)
 			usleep(1000);
 		pid_t v = exchange_child(&ex, chaos[k].prog, chaos[k].id);
 		ck_assert_int_gt(v, 0);
@@ -664,7 +665,8 @@ START_TEST(kills_under_load_lose_nothing_acknowledged)
 		while (fscanf(f, "%llu %d", &id, &acct) == 2) {
 			char *st = status(&c, acct, id);
 			if (strncmp(st, "results(status[", 15) != 0 && lost++ < 10)
-				fprintf(stderr, "acknowledged order %llu (shard %u) of account %d: %s\n",
+				fprintf(stderr,
+					"acknowledged order %llu (shard %u) of account %d: %s\n",
 					id, shm_shard_of_order(id, 2), acct, st);
 			free(st);
 			checked++;
@@ -742,8 +744,8 @@ START_TEST(data_dir_of_a_live_exchange_and_other_shards_refused)
 
 	/* The journals route symbols to 2 shards: 1 is refused, nothing
 	 * is created, and the right count still starts. */
-	const char *one[] = {"--instance", inst, "--port", "0", dd, "--shards", "1",
-			     "--quiet", NULL};
+	const char *one[] = {"--instance", inst, "--port",  "0", dd,
+			     "--shards",   "1",  "--quiet", NULL};
 	st = run_shmex(one, err, sizeof(err));
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
 	ck_assert_msg(strstr(err, "holds an exchange of 2 shards"), "%s", err);

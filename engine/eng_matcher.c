@@ -927,8 +927,10 @@ static bool commit(struct eng_matcher *m)
 static void journal_failed(struct eng_matcher *m)
 {
 	uint64_t durable = eng_journal_durable(m->journal);
-	logm(m, "%s; answering %s to what it did not write, and stopping",
-	     shmex_error_msg(&m->jerr, SHMEX_EJOURNAL), shmex_strerror(SHMEX_EJOURNAL));
+	logm(m,
+	     "%s; the requests it did not write are answered \"not executed\", "
+	     "and this matcher stops",
+	     shmex_error_msg(&m->jerr, SHMEX_EJOURNAL));
 	for (uint32_t g = 0; g < m->ngateways; g++) {
 		struct outq *q = &m->outq[g];
 		for (uint32_t i = 0; i < q->n; i++) {

@@ -96,6 +96,9 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* Past a file-size limit, write() fails with EFBIG and the journal
+	 * reports it, instead of the signal killing us. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	struct shmex_error err = {0};
 	struct eng_matcher *m;

@@ -11,6 +11,7 @@
  */
 #include "tests/shmex_test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,12 +19,14 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "shm/shm_accounts.h"
 #include "shm/shm_dec.h"
+#include "shm/shm_journal.h"
 #include "shm/shm_msg.h"
 #include "shm/shm_positions.h"
 #include "shm/shm_shard.h"
@@ -145,6 +148,8 @@ static void kill_everything(void)
 		wait_gone(all[i]);
 }
 
+static bool mounted; /* ddir is a tmpfs of the full-disk test */
+
 static void teardown(void)
 {
 	unsetenv("SHMEX_FAULT_HOLD");
@@ -162,6 +167,9 @@ static void teardown(void)
 	ex.out_fd = -1;
 	usleep(50000);
 	test_cleanup_instance(inst);
+	if (mounted)
+		(void)umount2(ddir, MNT_DETACH);
+	mounted = false;
 }
 
 static void conn(struct client *c)
@@ -755,6 +763,333 @@ START_TEST(data_dir_of_a_live_exchange_and_other_shards_refused)
 }
 END_TEST
 
+/* ---- what can be wrong on disk ---- */
+
+/* The newest journal segment of shard k (its path in out). */
+static void newest_segment(uint32_t k, char *out, size_t cap)
+{
+	char dir[PATH_MAX + 16];
+	snprintf(dir, sizeof(dir), "%s/shard-%u", ddir, k);
+	DIR *d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	char best[256] = "";
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (!strncmp(e->d_name, "journal-", 8) && strcmp(e->d_name, best) > 0)
+			snprintf(best, sizeof(best), "%s", e->d_name);
+	closedir(d);
+	ck_assert_msg(best[0], "no segment in %s", dir);
+	snprintf(out, cap, "%s/%s", dir, best);
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	return st.st_size;
+}
+
+/* Everything the exchange's processes write to stderr goes to path
+ * until stderr_back (the supervisor and its children inherit it). */
+static int stderr_to(const char *path)
+{
+	fflush(stderr);
+	int saved = dup(2);
+	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	dup2(fd, 2);
+	close(fd);
+	return saved;
+}
+
+static void stderr_back(int saved)
+{
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	char *buf = malloc(1 << 20);
+	ck_assert_ptr_nonnull(buf);
+	size_t n = fread(buf, 1, (1 << 20) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	if (len)
+		*len = n;
+	return buf;
+}
+
+/* Trades a little on both shards and stops cleanly; the orders' ids and
+ * statuses in sc and before[]. */
+static void trade_and_stop(struct scene *sc, char *before[4])
+{
+	struct client c;
+	conn(&c);
+	set_scene(&c, sc);
+	for (int i = 0; i < 4; i++)
+		before[i] = status(&c, sc->owner[i], sc->id[i]);
+	client_close(&c);
+	stop_clean();
+}
+
+static void statuses_are(const struct scene *sc, char *before[4])
+{
+	struct client c;
+	conn(&c);
+	for (int i = 0; i < 4; i++) {
+		char *now = status(&c, sc->owner[i], sc->id[i]);
+		ck_assert_str_eq(now, before[i]);
+		free(now);
+	}
+	client_close(&c);
+}
+
+START_TEST(torn_tail_is_cut_off_with_a_message)
+{
+	fresh();
+	start(NULL);
+	struct scene sc;
+	char *before[4];
+	trade_and_stop(&sc, before);
+	char seg[PATH_MAX + 64];
+	newest_segment(1, seg, sizeof(seg));
+	off_t good = file_size(seg);
+	/* Half a record: what a crash in the middle of a write leaves. */
+	FILE *f = fopen(seg, "a");
+	ck_assert_ptr_nonnull(f);
+	static const unsigned char half[20] = {64, 0, 0, 0, 1, 2, 3};
+	ck_assert_uint_eq(fwrite(half, 1, sizeof(half), f), sizeof(half));
+	fclose(f);
+	char log[PATH_MAX + 16];
+	snprintf(log, sizeof(log), "%s.stderr", ddir);
+	int saved = stderr_to(log);
+	start(NULL);
+	stderr_back(saved);
+	char *msg = slurp(log, NULL);
+	ck_assert_msg(strstr(msg, seg) && strstr(msg, "torn") && strstr(msg, "cutting"),
+		      "%s", msg);
+	free(msg);
+	unlink(log);
+	ck_assert_int_eq(file_size(seg), good);
+	statuses_are(&sc, before);
+	for (int i = 0; i < 4; i++)
+		free(before[i]);
+	stop_clean();
+}
+END_TEST
+
+/* Offset of the first record of `type` in a segment. */
+static off_t record_of_type(const char *seg, uint16_t type)
+{
+	size_t size;
+	char *buf = slurp(seg, &size);
+	size_t off = 64;
+	for (;;) {
+		uint32_t l;
+		uint16_t t;
+		ck_assert_msg(off + 32 <= size, "no record of type %u in %s", type, seg);
+		memcpy(&l, buf + off, 4);
+		memcpy(&t, buf + off + 24, 2);
+		ck_assert(l >= 32 && off + l <= size);
+		if (t == type)
+			break;
+		off += l;
+	}
+	free(buf);
+	return (off_t)off;
+}
+
+START_TEST(corrupt_record_stops_start_until_truncate_corrupt)
+{
+	fresh();
+	start(NULL);
+	struct scene sc;
+	char *before[4];
+	trade_and_stop(&sc, before);
+	char seg[PATH_MAX + 64];
+	newest_segment(1, seg, sizeof(seg));
+	/* Shard 1's first order record gets one wrong bit in its time:
+	 * the records after it are intact. */
+	off_t at = record_of_type(seg, SHM_JREC_ORDER);
+	int fd = open(seg, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	unsigned char byte;
+	ck_assert_int_eq(pread(fd, &byte, 1, at + 17), 1);
+	byte ^= 0x10;
+	ck_assert_int_eq(pwrite(fd, &byte, 1, at + 17), 1);
+	close(fd);
+	size_t size0;
+	char *content = slurp(seg, &size0);
+
+	char dd[PATH_MAX + 16], err[8192];
+	snprintf(dd, sizeof(dd), "--data-dir=%s", ddir);
+	const char *args[] = {"--instance", inst, "--port", "0", dd, "--quiet", NULL};
+	int st = run_shmex(args, err, sizeof(err));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	char where[PATH_MAX + 96];
+	snprintf(where, sizeof(where), "%s: byte %jd", seg, (intmax_t)at);
+	ck_assert_msg(strstr(err, where), "wanted '%s' in: %s", where, err);
+	ck_assert_int_eq(test_count_objects(inst), 0);
+	/* Nothing on disk changed. */
+	size_t size1;
+	char *after = slurp(seg, &size1);
+	ck_assert(size1 == size0 && memcmp(after, content, size0) == 0);
+	free(after);
+	free(content);
+
+	/* --truncate-corrupt: shard 1 starts from the records before it;
+	 * shard 0 is untouched. */
+	static const char *const trunc[] = {"--truncate-corrupt", NULL};
+	start(trunc);
+	ck_assert_int_eq(file_size(seg), at);
+	struct client c;
+	conn(&c);
+	char *now = status(&c, sc.owner[3], sc.id[3]);
+	ck_assert_str_eq(now, before[3]);
+	free(now);
+	now = status(&c, sc.owner[0], sc.id[0]);
+	ck_assert_msg(strstr(now, "Order does not exist"), "%s", now);
+	free(now);
+	/* Shard 1's cash and shares are back to before its lost orders. */
+	ck_assert_int_eq(account(2).balance, C(1000));
+	ck_assert_int_eq(position(2, sc.b).amount, Q(500));
+	ck_assert_int_eq(position(2, sc.b).reserved, 0);
+	client_close(&c);
+	for (int i = 0; i < 4; i++)
+		free(before[i]);
+	stop_clean();
+}
+END_TEST
+
+START_TEST(empty_segment_and_missing_directory)
+{
+	fresh();
+	/* A data directory three levels down that does not exist yet. */
+	ck_assert(strlen(ddir) + 5 < sizeof(ddir));
+	strcat(ddir, "/a/b");
+	start(NULL);
+	struct scene sc;
+	char *before[4];
+	trade_and_stop(&sc, before);
+	/* A crash right after a new segment was created: an empty file
+	 * after the last one. */
+	char seg[PATH_MAX + 64], empty[PATH_MAX + 64];
+	newest_segment(0, seg, sizeof(seg));
+	snprintf(empty, sizeof(empty), "%s/shard-0/journal-7fffffffffffffff.log", ddir);
+	touch(empty);
+	start(NULL);
+	statuses_are(&sc, before);
+	for (int i = 0; i < 4; i++)
+		free(before[i]);
+	stop_clean();
+}
+END_TEST
+
+START_TEST(unwritable_data_directory_is_a_clear_error)
+{
+	fresh();
+	ck_assert_int_eq(mkdir(ddir, 0755), 0);
+	char dd[PATH_MAX + 16], err[8192];
+	snprintf(dd, sizeof(dd), "--data-dir=%s/sub", ddir);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* root writes anywhere: try as nobody instead. */
+		if (geteuid() == 0 && setuid(65534) != 0)
+			_exit(99);
+		if (geteuid() != 0)
+			(void)chmod(ddir, 0555);
+		const char *args[] = {"--instance", inst,      "--port", "0",
+				      dd,           "--quiet", NULL};
+		int st = run_shmex(args, err, sizeof(err));
+		bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(err, "sub") &&
+			  strstr(err, "Permission denied");
+		if (!ok)
+			fprintf(stderr, "status 0x%x: %s\n", st, err);
+		_exit(ok ? 0 : 1);
+	}
+	int st = test_wait_pid(pid, T_MS);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_int_eq(test_count_objects(inst), 0);
+	chmod(ddir, 0755);
+}
+END_TEST
+
+/* A full disk (the data directory on a 512 KB tmpfs): the exchange
+ * refuses orders with a clear error instead of acknowledging what it
+ * could not write, and everything it did acknowledge is there after a
+ * crash and a restart with room again. */
+START_TEST(full_disk_refuses_orders_and_keeps_what_it_acknowledged)
+{
+	fresh();
+	ck_assert_int_eq(mkdir(ddir, 0755), 0);
+	if (mount("tmpfs", ddir, "tmpfs", 0, "size=512k") != 0) {
+		/* Only root (CAP_SYS_ADMIN) mounts; CI runs as root. */
+		ck_assert_msg(errno == EPERM, "mount tmpfs on %s: %s", ddir,
+			      strerror(errno));
+		fprintf(stderr, "full_disk: skipped, mounting a tmpfs needs root\n");
+		return;
+	}
+	mounted = true;
+	const char *a = sym_on(0);
+	start(NULL);
+	struct client c;
+	conn(&c);
+	char xml[256];
+	snprintf(xml, sizeof(xml),
+		 "<create><account id=\"1\" balance=\"1000000\"/><symbol sym=\"%s\">"
+		 "<account id=\"1\">1</account></symbol></create>",
+		 a);
+	create(&c, xml, 2);
+	static uint64_t acked[40000];
+	int nacked = 0, refused = 0;
+	for (int i = 0; i < 40000 && refused < 20; i++) {
+		char *why = NULL;
+		uint64_t id = order(&c, 1, a, "1", "1", &why);
+		if (id) {
+			ck_assert_int_eq(refused,
+					 0); /* nothing after the first refusal */
+			acked[nacked++] = id;
+			continue;
+		}
+		ck_assert_msg(
+			strstr(why,
+			       "Not executed: the exchange cannot write its journal"),
+			"%s", why);
+		free(why);
+		refused++;
+	}
+	ck_assert_int_gt(nacked, 100);
+	ck_assert_int_eq(refused, 20);
+	client_close(&c);
+	kill_everything();
+
+	/* Room again (an operator freed space), and a restart. */
+	ck_assert_int_eq(mount("tmpfs", ddir, "tmpfs", MS_REMOUNT, "size=8m"), 0);
+	start(NULL);
+	conn(&c);
+	for (int i = 0; i < nacked; i++) {
+		char *st = status(&c, 1, acked[i]);
+		ck_assert_msg(strncmp(st, "results(status[", 15) == 0, "order %llu: %s",
+			      (unsigned long long)acked[i], st);
+		free(st);
+	}
+	/* Exactly the acknowledged orders hold cash. */
+	struct shm_account_view v = account(1);
+	ck_assert_int_eq(v.reserved, C(1) * nacked);
+	ck_assert_int_eq(v.balance + v.reserved, C(1000000));
+	order(&c, 1, a, "1", "1", NULL);
+	client_close(&c);
+	stop_clean();
+	ck_assert_int_eq(umount(ddir), 0);
+	mounted = false;
+}
+END_TEST
+
 static Suite *durability_suite(void)
 {
 	Suite *s = suite_create("durability");
@@ -768,6 +1103,16 @@ static Suite *durability_suite(void)
 	tcase_add_test(tc, kills_under_load_lose_nothing_acknowledged);
 	tcase_add_test(tc, data_dir_of_a_live_exchange_and_other_shards_refused);
 	suite_add_tcase(s, tc);
+	TCase *td = tcase_create("disk");
+	tcase_add_checked_fixture(td, NULL, teardown);
+	tcase_add_unchecked_fixture(td, NULL, cleanup_noted);
+	tcase_set_timeout(td, 60);
+	tcase_add_test(td, torn_tail_is_cut_off_with_a_message);
+	tcase_add_test(td, corrupt_record_stops_start_until_truncate_corrupt);
+	tcase_add_test(td, empty_segment_and_missing_directory);
+	tcase_add_test(td, unwritable_data_directory_is_a_clear_error);
+	tcase_add_test(td, full_disk_refuses_orders_and_keeps_what_it_acknowledged);
+	suite_add_tcase(s, td);
 	return s;
 }
 

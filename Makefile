@@ -19,6 +19,7 @@
 #   module      folder               uses            process
 #   shm         shm/                 -               the contract, in every process
 #   query       shm/query/           shm             shmex-query
+#   journal     shm/journal/         shm             shmex-journal, shmex-audit
 #   engine      engine/              shm             shmex-matcher
 #   replay      engine/replay/       engine shm      shmex-replay
 #   gateway     gateway/             shm             shmex-gateway
@@ -50,9 +51,10 @@ endif
 
 .DEFAULT_GOAL := all
 
-MODULES := shm query engine replay gateway supervisor
+MODULES := shm query journal engine replay gateway supervisor
 dir_shm := shm
 dir_query := shm/query
+dir_journal := shm/journal
 dir_engine := engine
 dir_replay := engine/replay
 dir_gateway := gateway
@@ -60,6 +62,7 @@ dir_supervisor := gateway/supervisor
 
 uses_shm :=
 uses_query := shm
+uses_journal := shm
 uses_engine := shm
 uses_replay := engine shm
 uses_gateway := shm
@@ -67,6 +70,7 @@ uses_supervisor := shm
 
 pkgs_shm := liburcu
 pkgs_query :=
+pkgs_journal :=
 pkgs_engine :=
 pkgs_replay := jansson liblzma
 pkgs_gateway := expat
@@ -128,7 +132,7 @@ TEST_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 STRESS_SRCS := $(wildcard tests/stress_*.c)
 STRESS_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(STRESS_SRCS))
 # Tests link every library; order: users before what they use.
-TEST_LIBS := $(foreach m,supervisor gateway replay engine query shm,$(filter $(call lib_file,$(m)),$(LIBS_BUILT)))
+TEST_LIBS := $(foreach m,supervisor gateway replay engine journal query shm,$(filter $(call lib_file,$(m)),$(LIBS_BUILT)))
 
 .PHONY: all check stress bench run install uninstall clean deps check-loop \
 	format format-check layout-check

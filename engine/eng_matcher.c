@@ -123,6 +123,7 @@ struct outq {
 /* Where a sealed batch ends: the journal sequence and the core's event. */
 struct evmark {
 	uint64_t seq, event;
+	uint64_t time_ns; /* every later record has a time at or above it */
 };
 
 /* Replay of one request group: its records, the next to compare. */
@@ -173,6 +174,7 @@ struct eng_matcher {
 	struct evmark *marks;
 	uint32_t mhead, mn, mcap;
 	uint64_t durable_seq, durable_event; /* last committed */
+	uint64_t durable_time_ns;            /* the audit watermark [BK11] */
 	/* Replay. */
 	bool replaying;
 	struct shm_jreader rd;
@@ -891,7 +893,8 @@ static void mark_batch(struct eng_matcher *m)
 		m->mhead = 0;
 		m->mcap = cap;
 	}
-	m->marks[(m->mhead + m->mn) % m->mcap] = (struct evmark){m->jlast, m->events};
+	m->marks[(m->mhead + m->mn) % m->mcap] =
+		(struct evmark){m->jlast, m->events, m->last_time_ns};
 	m->mn++;
 }
 
@@ -906,20 +909,44 @@ static bool commit(struct eng_matcher *m)
 	} else {
 		while (m->mn && m->marks[m->mhead].seq <= durable) {
 			m->durable_event = m->marks[m->mhead].event;
+			m->durable_time_ns = m->marks[m->mhead].time_ns;
 			m->mhead = (m->mhead + 1) % m->mcap;
 			m->mn--;
 		}
 	}
+	/* Everything appended is durable: every later record is stamped at
+	 * or after the last request's time. */
+	if (durable >= m->jlast)
+		m->durable_time_ns = m->last_time_ns;
 	m->durable_seq = durable;
 	eng_cash_commit(m->cash, durable);
 	/* BK9: release; pairs with the gateways' BK10: an order whose last
 	 * change is at or below it may be shown to a client. */
 	store_release(&eng_core_view(m->book)->hdr->durable_event, m->durable_event);
+	/* BK11: release; pairs with the audit's BK12: records below it are
+	 * on disk (JR2 acquired them above) and no later one goes below. */
+	store_release(&eng_core_view(m->book)->hdr->durable_time_ns, m->durable_time_ns);
 	bool waiting = false;
 	for (uint32_t g = 0; g < m->ngateways; g++)
 		if (!publish_replies(m, g, durable) || m->outq[g].n)
 			waiting = true;
 	return waiting;
+}
+
+/* Between requests, with nothing waiting for the journal: the audit
+ * watermark moves to the clock, so that the merge of every shard's
+ * journal never waits for a shard that has nothing to say.  Later
+ * records are stamped at or after it (last_time_ns only grows). */
+static void publish_idle_time(struct eng_matcher *m)
+{
+	if (m->replaying || m->durable_seq < m->jlast)
+		return;
+	uint64_t now = shm_clock_ns(CLOCK_REALTIME);
+	if (now > m->last_time_ns)
+		m->last_time_ns = now;
+	m->durable_time_ns = m->last_time_ns;
+	/* BK11, as in commit. */
+	store_release(&eng_core_view(m->book)->hdr->durable_time_ns, m->durable_time_ns);
 }
 
 /* The journal failed: what it did not make durable is answered "not
@@ -1075,8 +1102,10 @@ static void drain(struct eng_matcher *m)
 		bool waiting = commit(m);
 		if (n && shm_clock_ns(CLOCK_MONOTONIC) < deadline)
 			continue;
-		if (!waiting && n == 0)
+		if (!waiting && n == 0) {
+			publish_idle_time(m);
 			break;
+		}
 		if (shm_clock_ns(CLOCK_MONOTONIC) >= deadline) {
 			uint64_t dropped = 0;
 			for (uint32_t g = 0; g < m->ngateways; g++) {
@@ -1135,6 +1164,7 @@ int eng_matcher_run(struct eng_matcher *m)
 			park_ms = 1;
 			continue;
 		}
+		publish_idle_time(m);
 		/* Replies that wait for the journal: the writer rings our
 		 * doorbell when they are durable.  Replies that wait for
 		 * room: a short timeout (gateways do not ring us). */
@@ -1796,6 +1826,7 @@ static int recover(struct eng_matcher *m, struct shmex_error *err)
 		(void)journal_start(m); /* refusing, when it cannot */
 	m->durable_seq = m->jlast;
 	m->durable_event = m->events;
+	m->durable_time_ns = m->last_time_ns;
 	return 0;
 }
 
@@ -1881,6 +1912,8 @@ int eng_matcher_open(struct eng_matcher **out, const char *instance, uint32_t sh
 	/* Nothing retired yet; start the core's safe epoch at the table's. */
 	(void)eng_core_reclaim(m->book, shm_rcu_safe_epoch(&m->readers));
 	store_release(&eng_core_view(m->book)->hdr->durable_event, m->events); /* BK9 */
+	store_release(&eng_core_view(m->book)->hdr->durable_time_ns,
+		      m->durable_time_ns); /* BK11 */
 	/* MT1: release store of the book region's state [R0], the last step
 	 * of startup and the readiness signal: the supervisor's attach [A0]
 	 * then sees the laid-out (recovered) book, and (program order) the

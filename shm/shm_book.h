@@ -181,8 +181,15 @@ struct shm_book_hdr_sh {
 	 * W: matcher, release [BK9] after its journal said so; R: gateways
 	 * before they tell a client an order's status, acquire [BK10]. */
 	uint64_t durable_event;
+	/* The audit watermark: every record of this shard whose time_ns is
+	 * below it is durable, and no later record will have a time below
+	 * it (an idle matcher moves it to the clock; docs/durability.md,
+	 * "Audit log").  Non-decreasing within one matcher's life.
+	 * W: matcher, release [BK11] after its journal said so; R: the audit
+	 * process before it merges records below it, acquire [BK12]. */
+	uint64_t durable_time_ns;
 
-	uint64_t reserved[6]; /* zero */
+	uint64_t reserved[5]; /* zero */
 };
 _Static_assert(sizeof(struct shm_book_hdr_sh) == 256, "book header is 256 bytes");
 _Static_assert(offsetof(struct shm_book_hdr_sh, nsymbols) == 128,

@@ -75,10 +75,11 @@
 #define BACKOFF_MAX_MS 5000u
 #define STABLE_RUN_MS 10000u
 #define MATCHER_STOP_MS 10000u
-#define MATCHER_RESTART_MS 10u     /* first restart of a dead matcher */
+#define MATCHER_RESTART_MS 10u /* first restart of a dead matcher */
+#define AUDIT_STOP_MS 5000u
 #define EXIT_RECOVERY_IMPOSSIBLE 3 /* shmex-matcher: SHMEX_ERECOVERY */
 
-enum child_kind { K_MATCHER = 0, K_GATEWAY = 1 };
+enum child_kind { K_MATCHER = 0, K_GATEWAY = 1, K_AUDIT = 2 };
 
 struct child {
 	pid_t pid; /* 0: not running */
@@ -118,6 +119,7 @@ struct sup {
 	bool accts_ok;
 	struct child matchers[SHM_INSTANCE_SHARDS_MAX];
 	struct child gateways[SHM_INSTANCE_GATEWAYS_MAX];
+	struct child audit; /* shmex-audit, with a data directory only */
 	sigset_t sigs;
 	bool owns; /* we created control + rings: the name is ours */
 	bool stopping;
@@ -210,7 +212,21 @@ static void unlink_all(struct sup *s)
 
 static const char *kind_name(enum child_kind k)
 {
-	return k == K_MATCHER ? "matcher" : "gateway";
+	return k == K_MATCHER ? "matcher" : k == K_GATEWAY ? "gateway" : "audit";
+}
+
+static const char *kind_prog(enum child_kind k)
+{
+	return k == K_MATCHER   ? "shmex-matcher"
+	       : k == K_GATEWAY ? "shmex-gateway"
+				: "shmex-audit";
+}
+
+static struct child *child_of(struct sup *s, enum child_kind k, uint32_t idx)
+{
+	return k == K_MATCHER   ? &s->matchers[idx]
+	       : k == K_GATEWAY ? &s->gateways[idx]
+				: &s->audit;
 }
 
 /* Children get only the instance and their index (and a gateway the
@@ -220,8 +236,7 @@ static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 	char path[PATH_MAX + 32], idbuf[16], fdbuf[16];
 	const char *argv[10];
 	int n = 0;
-	snprintf(path, sizeof(path), "%s/%s", s->dir,
-		 k == K_MATCHER ? "shmex-matcher" : "shmex-gateway");
+	snprintf(path, sizeof(path), "%s/%s", s->dir, kind_prog(k));
 	snprintf(idbuf, sizeof(idbuf), "%u", idx);
 	argv[n++] = path;
 	argv[n++] = "--instance";
@@ -229,7 +244,7 @@ static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 	if (k == K_MATCHER) {
 		argv[n++] = "--shard";
 		argv[n++] = idbuf;
-	} else {
+	} else if (k == K_GATEWAY) {
 		snprintf(fdbuf, sizeof(fdbuf), "%d", s->listen_fd);
 		argv[n++] = "--id";
 		argv[n++] = idbuf;
@@ -263,7 +278,7 @@ static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 		fprintf(stderr, "shmex: exec %s: %s\n", path, strerror(errno));
 		_exit(127);
 	}
-	struct child *c = k == K_MATCHER ? &s->matchers[idx] : &s->gateways[idx];
+	struct child *c = child_of(s, k, idx);
 	c->pid = pid;
 	c->idx = idx;
 	c->started_ns = shm_clock_ns(CLOCK_MONOTONIC);
@@ -294,6 +309,10 @@ static struct child *find_child(struct sup *s, pid_t pid, enum child_kind *k)
 			*k = K_GATEWAY;
 			return &s->gateways[i];
 		}
+	if (s->audit.pid == pid) {
+		*k = K_AUDIT;
+		return &s->audit;
+	}
 	return NULL;
 }
 
@@ -367,9 +386,14 @@ static void reap(struct sup *s)
 			      "matcher of shard %u (pid %d) %s; restarting it in %u "
 			      "ms, it recovers the shard from its journal",
 			      c->idx, (int)pid, how, wait_ms);
-		else
+		else if (k == K_GATEWAY)
 			logf_(s, true, "gateway %u (pid %d) %s; restarting it in %u ms",
 			      c->idx, (int)pid, how, wait_ms);
+		else
+			logf_(s, true,
+			      "audit writer (pid %d) %s; restarting it in %u ms, it "
+			      "resumes where audit.log ends",
+			      (int)pid, how, wait_ms);
 	}
 }
 
@@ -433,8 +457,8 @@ static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
  * SIGKILLs what is left. */
 static void stop_kind(struct sup *s, enum child_kind k, int sig, uint32_t ms)
 {
-	struct child *cs = k == K_MATCHER ? s->matchers : s->gateways;
-	uint32_t n = k == K_MATCHER ? s->o.shards : s->o.gateways;
+	struct child *cs = child_of(s, k, 0);
+	uint32_t n = k == K_MATCHER ? s->o.shards : k == K_GATEWAY ? s->o.gateways : 1;
 	for (uint32_t i = 0; i < n; i++) {
 		cs[i].restart_at_ns = 0;
 		if (cs[i].pid > 0)
@@ -473,6 +497,8 @@ static void stop_children(struct sup *s)
 	if (s->inst_ok)
 		shm_instance_set_stopping(&s->inst);
 	stop_kind(s, K_MATCHER, SIGTERM, MATCHER_STOP_MS);
+	/* Last: the audit writer merges what the matchers made durable. */
+	stop_kind(s, K_AUDIT, SIGTERM, AUDIT_STOP_MS);
 	if (s->accts_ok)
 		shm_accounts_detach(&s->accts);
 	s->accts_ok = false;
@@ -685,6 +711,7 @@ static int start_over(struct sup *s)
 		s->matchers[k].restart_at_ns = 0;
 	for (uint32_t g = 0; g < s->o.gateways; g++)
 		s->gateways[g].restart_at_ns = 0;
+	s->audit.restart_at_ns = 0;
 	if (s->stopping)
 		return 0;
 	if (launch(s) != 0)
@@ -707,10 +734,9 @@ static int start(struct sup *s)
 	char *slash = strrchr(s->dir, '/');
 	if (slash)
 		*slash = 0;
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < 3; k++) {
 		char p[PATH_MAX + 32];
-		snprintf(p, sizeof(p), "%s/%s", s->dir,
-			 k ? "shmex-gateway" : "shmex-matcher");
+		snprintf(p, sizeof(p), "%s/%s", s->dir, kind_prog((enum child_kind)k));
 		if (access(p, X_OK) != 0) {
 			logf_(s, true, "%s: %s (it must sit next to shmex)", p,
 			      strerror(errno));
@@ -764,6 +790,9 @@ static int launch(struct sup *s)
 	for (uint32_t k = 0; k < s->o.shards; k++)
 		if (!wait_ready(s, K_MATCHER, k))
 			return -1;
+	/* The audit writer follows the journals (docs/durability.md). */
+	if (s->data[0] && spawn(s, K_AUDIT, 0) < 0)
+		return -1;
 	for (uint32_t g = 0; g < s->o.gateways; g++)
 		if (spawn(s, K_GATEWAY, g) < 0)
 			return -1;
@@ -814,11 +843,14 @@ int main(int argc, char **argv)
 			break;
 		}
 		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC), next = 0;
-		for (uint32_t i = 0; i < s.o.shards + s.o.gateways; i++) {
-			enum child_kind k = i < s.o.shards ? K_MATCHER : K_GATEWAY;
-			uint32_t idx = k == K_MATCHER ? i : i - s.o.shards;
-			struct child *c =
-				k == K_MATCHER ? &s.matchers[idx] : &s.gateways[idx];
+		for (uint32_t i = 0; i < s.o.shards + s.o.gateways + 1; i++) {
+			enum child_kind k = i < s.o.shards                  ? K_MATCHER
+					    : i < s.o.shards + s.o.gateways ? K_GATEWAY
+									    : K_AUDIT;
+			uint32_t idx = k == K_MATCHER   ? i
+				       : k == K_GATEWAY ? i - s.o.shards
+							: 0;
+			struct child *c = child_of(&s, k, idx);
 			if (c->pid == 0 && c->restart_at_ns) {
 				if (now >= c->restart_at_ns) {
 					c->restarts++;

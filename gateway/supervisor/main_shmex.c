@@ -4,7 +4,9 @@
  * and G shmex-gateway processes that share one listening socket, prints
  * one line saying where it listens, restarts gateways that die, restarts
  * a matcher that dies from its journal while the other shards keep
- * trading (without a journal, a matcher's death stops the exchange), and
+ * trading (without a journal, a matcher's death stops the exchange),
+ * runs (and restarts) shmex-audit, which merges the shards' journals into
+ * DIR/audit.log, when there is a data directory, and
  * on SIGINT/SIGTERM drains and stops the children and unlinks every
  * shared-memory object of the instance.  The data directory (journals,
  * lock, exchange.conf) stays: the next start recovers from it.
@@ -27,9 +29,11 @@
  * (shm_instance_create) and accounts regions -> all matchers (each
  * recovers its shard from its journal, together), then each
  * awaited: ready when its book.<k>, readers.<k> and positions.<k> regions
- * attach and its member slot in the control region names it -> all
+ * attach and its member slot in the control region names it -> the audit
+ * writer (not awaited: it follows the matchers on its own) -> all
  * gateways, each ready when its member slot names it -> the line on
- * stdout.
+ * stdout.  Stopping goes the other way: gateways, matchers, then the
+ * audit writer, so that it merges what the matchers made durable last.
  *
  * Matcher deaths (docs/durability.md): one dead matcher is restarted at
  * once (then with the gateways' backoff), and the new one recovers its

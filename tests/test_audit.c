@@ -1,0 +1,543 @@
+/*
+ * audit_suite: the audit log and shmex-journal (docs/durability.md,
+ * "Audit log").  Real processes: the `shmex` supervisor with its own
+ * data directory, load from forked clients over TCP, SIGKILL of
+ * shmex-audit (twice) and of a matcher in the middle of the load.  The
+ * audit log must then be sorted by (time, shard, seq), hold every record
+ * of every shard's journal exactly once, and be byte-identical to
+ * `shmex-journal merge` of the journals; a torn tail left by a crash is
+ * cut on the next start; `shmex-journal verify` names the file and byte
+ * of a corrupted record; `dump --json` is JSON.
+ */
+#include "tests/shmex_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shm/journal/jnl.h"
+#include "shm/shm_journal.h"
+#include "shm/shm_shard.h"
+#include "tests/client.h"
+
+#define T_MS 15000
+#define NSHARDS 2
+#define ACCOUNTS 6
+#define CLIENTS 2
+
+static char inst[64];
+static char ddir[PATH_MAX];
+static struct exchange ex;
+
+/* As in test_durability: a failed assertion skips the checked teardown,
+ * so the runner removes the instances its tests noted. */
+static void note_instance(const char *name)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/shmex-audit.%d", (int)getppid());
+	FILE *f = fopen(path, "a");
+	if (f) {
+		fprintf(f, "%s\n", name);
+		fclose(f);
+	}
+}
+
+static void cleanup_noted(void)
+{
+	char path[64], line[128];
+	snprintf(path, sizeof(path), "/tmp/shmex-audit.%d", (int)getpid());
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (line[0])
+			test_cleanup_instance(line);
+	}
+	fclose(f);
+	unlink(path);
+}
+
+static void fresh(void)
+{
+	test_instance(inst, sizeof(inst));
+	note_instance(inst);
+	const char *root = getenv("SHMEX_TEST_DATA");
+	snprintf(ddir, sizeof(ddir), "%s/%s", root && *root ? root : "/tmp", inst);
+}
+
+static void start(void)
+{
+	char dd[PATH_MAX + 16];
+	snprintf(dd, sizeof(dd), "--data-dir=%s", ddir);
+	const char *argv[] = {"--orders",    "65536", "--fills",    "262144",
+			      "--symbols",   "64",    "--accounts", "4096",
+			      "--positions", "16384", "--idle-ms",  "20",
+			      "--quiet",     dd,      NULL};
+	ck_assert_msg(exchange_start(&ex, test_bin("shmex"), inst, argv, 30000) == 0,
+		      "shmex did not start");
+}
+
+static void stop_clean(void)
+{
+	int st = exchange_stop(&ex, 30000);
+	ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "shmex exit status 0x%x", st);
+	ex.pid = 0;
+	ck_assert_int_eq(test_count_objects(inst), 0);
+}
+
+static void teardown(void)
+{
+	if (ex.pid > 0) {
+		pid_t all[64];
+		int n = exchange_children(&ex, all, 64);
+		kill(ex.pid, SIGKILL);
+		waitpid(ex.pid, NULL, 0);
+		for (int i = 0; i < n; i++)
+			kill(all[i], SIGKILL);
+		ex.pid = 0;
+	}
+	if (ex.out_fd >= 0)
+		close(ex.out_fd);
+	ex.out_fd = -1;
+	usleep(50000);
+	test_cleanup_instance(inst);
+}
+
+/* The supervisor's shmex-audit child, or -1. */
+static pid_t audit_pid(void)
+{
+	pid_t pids[64];
+	int n = exchange_children(&ex, pids, 64);
+	for (int i = 0; i < n; i++) {
+		char path[64], buf[512];
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pids[i]);
+		FILE *f = fopen(path, "re");
+		if (!f)
+			continue;
+		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = 0;
+		size_t l = strlen(buf);
+		if (l >= 11 && strcmp(buf + l - 11, "shmex-audit") == 0)
+			return pids[i];
+	}
+	return -1;
+}
+
+/* Runs a program with argv (argv[0] a program name in the build),
+ * stdout and stderr into files (NULL: /dev/null); its exit status. */
+static int run(const char *const *argv, const char *out, const char *err)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int o = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int e = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (o < 0 || e < 0)
+			_exit(127);
+		dup2(o, 1);
+		dup2(e, 2);
+		execv(test_bin(argv[0]), (char *const *)argv);
+		_exit(127);
+	}
+	int st = test_wait_pid(pid, 20000);
+	ck_assert_msg(st >= 0, "%s did not finish", argv[0]);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = malloc((size_t)n + 1);
+	ck_assert_ptr_nonnull(b);
+	size_t got = fread(b, 1, (size_t)n, f);
+	fclose(f);
+	b[got] = 0;
+	*len = got;
+	return b;
+}
+
+/* Is audit.log byte-identical to `shmex-journal merge` of the journals? */
+static bool same_as_merge(void)
+{
+	char audit[PATH_MAX + 16], merged[PATH_MAX + 16];
+	snprintf(audit, sizeof(audit), "%s/audit.log", ddir);
+	snprintf(merged, sizeof(merged), "%s.merged", ddir);
+	const char *argv[] = {"shmex-journal", "--output", merged, "merge", ddir, NULL};
+	ck_assert_int_eq(run(argv, NULL, NULL), 0);
+	size_t la = 0, lm = 0;
+	char *a = slurp(audit, &la), *m = slurp(merged, &lm);
+	bool same = a && m && la == lm && memcmp(a, m, la) == 0;
+	free(a);
+	free(m);
+	return same;
+}
+
+static void wait_same_as_merge(void)
+{
+	for (int i = 0; i < 200; i++) {
+		if (same_as_merge())
+			return;
+		usleep(50000);
+	}
+	ck_abort_msg("audit.log never became identical to shmex-journal merge");
+}
+
+/* Sorted, and every record of every shard's journal exactly once. */
+static uint64_t check_sorted_and_complete(void)
+{
+	uint64_t last[NSHARDS] = {0};
+	for (uint32_t k = 0; k < NSHARDS; k++) {
+		char dir[PATH_MAX];
+		ck_assert_int_eq(shm_journal_shard_dir(dir, sizeof(dir), ddir, k), 0);
+		struct shm_jreader rd;
+		struct shmex_error e = {0};
+		ck_assert_int_eq(shm_jreader_open(&rd, dir, k, NSHARDS, 0, &e), 0);
+		struct shm_jrec r;
+		int rc;
+		while ((rc = shm_jreader_next(&rd, &r, &e)) == 1)
+			last[k] = r.h.seq;
+		ck_assert_msg(rc == 0, "%s", shmex_error_msg(&e, rc));
+		shm_jreader_close(&rd);
+	}
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/audit.log", ddir);
+	size_t len = 0;
+	uint8_t *b = (uint8_t *)slurp(path, &len);
+	ck_assert_ptr_nonnull(b);
+	struct jnl_audit_hdr h;
+	ck_assert_uint_ge(len, sizeof(h));
+	memcpy(&h, b, sizeof(h));
+	ck_assert_int_eq(jnl_audit_hdr_check(&h, NULL), 0);
+	ck_assert_uint_eq(h.nshards, NSHARDS);
+	uint64_t seen[NSHARDS] = {0}, n = 0;
+	struct shm_jrec_hdr prev;
+	size_t off = sizeof(h);
+	while (off < len) {
+		size_t rl;
+		ck_assert_msg(shm_jrec_check(b + off, len - off, &rl) == 0,
+			      "bad record at byte %zu", off);
+		struct shm_jrec_hdr rh;
+		memcpy(&rh, b + off, sizeof(rh));
+		ck_assert_uint_lt(rh.shard, NSHARDS);
+		if (n)
+			ck_assert_msg(jnl_key_cmp(&prev, &rh) < 0,
+				      "byte %zu: not after the previous record", off);
+		ck_assert_msg(rh.seq == seen[rh.shard] + 1,
+			      "shard %u: seq %llu after %llu (gap or duplicate)",
+			      rh.shard, (unsigned long long)rh.seq,
+			      (unsigned long long)seen[rh.shard]);
+		seen[rh.shard] = rh.seq;
+		prev = rh;
+		n++;
+		off += rl;
+	}
+	free(b);
+	for (uint32_t k = 0; k < NSHARDS; k++)
+		ck_assert_msg(seen[k] == last[k], "shard %u: %llu of %llu records merged",
+			      k, (unsigned long long)seen[k],
+			      (unsigned long long)last[k]);
+	return n;
+}
+
+/* A symbol of shard k. */
+static const char *sym_on(uint32_t k)
+{
+	static char names[NSHARDS][8];
+	for (int i = 0; i < 1000; i++) {
+		char s[8];
+		snprintf(s, sizeof(s), "S%d", i);
+		if (shm_shard_of_symbol(s, strlen(s), NSHARDS) == k) {
+			snprintf(names[k], sizeof(names[k]), "%s", s);
+			return names[k];
+		}
+	}
+	ck_abort_msg("no symbol of shard %u", k);
+	return NULL;
+}
+
+static void setup_accounts(void)
+{
+	struct client c;
+	ck_assert_int_eq(client_connect(&c, "127.0.0.1", ex.port, T_MS), 0);
+	char xml[2048];
+	int n = snprintf(xml, sizeof(xml), "<create>");
+	for (int i = 1; i <= ACCOUNTS; i++)
+		n += snprintf(xml + n, sizeof(xml) - (size_t)n,
+			      "<account id=\"%d\" balance=\"100000\"/>", i);
+	for (uint32_t k = 0; k < NSHARDS; k++) {
+		n += snprintf(xml + n, sizeof(xml) - (size_t)n, "<symbol sym=\"%s\">",
+			      sym_on(k));
+		for (int i = 1; i <= ACCOUNTS; i++)
+			n += snprintf(xml + n, sizeof(xml) - (size_t)n,
+				      "<account id=\"%d\">1000</account>", i);
+		n += snprintf(xml + n, sizeof(xml) - (size_t)n, "</symbol>");
+	}
+	snprintf(xml + n, sizeof(xml) - (size_t)n, "</create>");
+	const char *rep;
+	size_t len;
+	ck_assert_int_eq(client_request(&c, xml, &rep, &len, T_MS), 0);
+	ck_assert_msg(strstr(rep, "error") == NULL, "%.*s", (int)len, rep);
+	client_close(&c);
+}
+
+/* Orders on both shards until `until` (or `max` requests); replies are
+ * not judged here (a killed matcher's are "not executed"). */
+static void load(int seed, int max, unsigned long long until)
+{
+	struct client c;
+	bool up = false;
+	uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(seed + 1);
+	for (int sent = 0; sent < max && test_now_ns() < until; sent++) {
+		if (!up) {
+			up = client_connect(&c, "127.0.0.1", ex.port, 2000) == 0;
+			if (!up) {
+				usleep(10000);
+				continue;
+			}
+		}
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		char xml[256];
+		snprintf(xml, sizeof(xml),
+			 "<transactions id=\"%d\"><order sym=\"%s\" amount=\"%s%d\" "
+			 "limit=\"%d\"/></transactions>",
+			 1 + (int)(x % ACCOUNTS), sym_on((uint32_t)(x >> 32) & 1),
+			 (x >> 24) & 1 ? "-" : "", 1 + (int)((x >> 8) % 5),
+			 95 + (int)((x >> 16) % 11));
+		const char *rep;
+		size_t len;
+		if (client_request(&c, xml, &rep, &len, 5000) != 0) {
+			client_close(&c);
+			up = false;
+		}
+	}
+	if (up)
+		client_close(&c);
+}
+
+START_TEST(sorted_complete_and_identical_across_kills)
+{
+	fresh();
+	start();
+	setup_accounts();
+	pid_t kid[CLIENTS];
+	unsigned long long t0 = test_now_ns(), until = t0 + 1500000000ull;
+	for (int i = 0; i < CLIENTS; i++) {
+		kid[i] = fork();
+		ck_assert_int_ge(kid[i], 0);
+		if (kid[i] == 0) {
+			load(i, 3000, until);
+			_exit(0);
+		}
+	}
+	/* The audit writer, a matcher, the audit writer again. */
+	static const struct {
+		int at_ms;
+		bool audit;
+	} chaos[] = {{300, true}, {650, false}, {1000, true}};
+	for (size_t k = 0; k < sizeof(chaos) / sizeof(chaos[0]); k++) {
+		while (test_now_ns() <
+		       t0 + (unsigned long long)chaos[k].at_ms * 1000000ull)
+			usleep(1000);
+		pid_t v = -1;
+		/* A restarted audit writer may still be on its way (backoff). */
+		for (int t = 0; t < 300 && v <= 0; t++) {
+			v = chaos[k].audit ? audit_pid()
+					   : exchange_child(&ex, "shmex-matcher", 1);
+			if (v <= 0)
+				usleep(10000);
+		}
+		ck_assert_int_gt(v, 0);
+		kill(v, SIGKILL);
+	}
+	for (int i = 0; i < CLIENTS; i++) {
+		int st = test_wait_pid(kid[i], 20000);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	/* Live: the audit log catches up with every durable record. */
+	wait_same_as_merge();
+	uint64_t n = check_sorted_and_complete();
+	ck_assert_uint_gt(n, 200);
+	/* And after a clean stop. */
+	stop_clean();
+	ck_assert(same_as_merge());
+	check_sorted_and_complete();
+	const char *verify[] = {"shmex-journal", "verify", ddir, NULL};
+	ck_assert_int_eq(run(verify, NULL, NULL), 0);
+	fprintf(stderr, "audit: %llu records merged across 2 audit and 1 matcher kills\n",
+		(unsigned long long)n);
+}
+END_TEST
+
+START_TEST(torn_tail_is_cut_and_merge_resumes)
+{
+	fresh();
+	start();
+	setup_accounts();
+	load(7, 40, test_now_ns() + 5000000000ull);
+	wait_same_as_merge();
+	stop_clean();
+	/* A crash in the middle of a write: half of a record at the end. */
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/audit.log", ddir);
+	size_t len = 0;
+	char *b = slurp(path, &len);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_uint_gt(len, 64 + 40);
+	int fd = open(path, O_WRONLY | O_APPEND);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, b + 64, 40), 40);
+	close(fd);
+	free(b);
+	start();
+	load(8, 40, test_now_ns() + 5000000000ull);
+	wait_same_as_merge();
+	check_sorted_and_complete();
+	stop_clean();
+}
+END_TEST
+
+/* The JSON lines of `shmex-journal --json dump path`: each parses; the
+ * (file, offset) of the record with sequence `seq` of shard `shard`. */
+static void dump_json(const char *path, uint32_t shard, uint64_t seq, char *file,
+		      size_t cap, long long *offset, int *lines)
+{
+	char out[PATH_MAX + 16];
+	snprintf(out, sizeof(out), "%s.json", ddir);
+	const char *argv[] = {"shmex-journal", "--json", "dump", path, NULL};
+	ck_assert_int_eq(run(argv, out, NULL), 0);
+	FILE *f = fopen(out, "r");
+	ck_assert_ptr_nonnull(f);
+	char line[4096];
+	*lines = 0;
+	*offset = -1;
+	while (fgets(line, sizeof(line), f)) {
+		json_error_t je;
+		json_t *j = json_loads(line, 0, &je);
+		ck_assert_msg(j != NULL, "not JSON: %s (%s)", line, je.text);
+		ck_assert(json_is_integer(json_object_get(j, "seq")));
+		ck_assert(json_is_integer(json_object_get(j, "time_ns")));
+		ck_assert(json_is_string(json_object_get(j, "type")));
+		if (json_integer_value(json_object_get(j, "shard")) == shard &&
+		    (uint64_t)json_integer_value(json_object_get(j, "seq")) == seq) {
+			snprintf(file, cap, "%s",
+				 json_string_value(json_object_get(j, "file")));
+			*offset = json_integer_value(json_object_get(j, "offset"));
+		}
+		json_decref(j);
+		(*lines)++;
+	}
+	fclose(f);
+	unlink(out);
+}
+
+static void flip(const char *file, long long at)
+{
+	int fd = open(file, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	unsigned char c;
+	ck_assert_int_eq(pread(fd, &c, 1, at), 1);
+	c ^= 0x40;
+	ck_assert_int_eq(pwrite(fd, &c, 1, at), 1);
+	close(fd);
+}
+
+/* verify exits 1 and its message names file and byte. */
+static void verify_names(const char *path, const char *file, long long offset)
+{
+	char err[PATH_MAX + 16], want[PATH_MAX + 64];
+	snprintf(err, sizeof(err), "%s.err", ddir);
+	const char *argv[] = {"shmex-journal", "verify", path, NULL};
+	ck_assert_int_eq(run(argv, NULL, err), 1);
+	size_t len;
+	char *msg = slurp(err, &len);
+	ck_assert_ptr_nonnull(msg);
+	snprintf(want, sizeof(want), "%s: byte %lld:", file, offset);
+	ck_assert_msg(strstr(msg, want) != NULL, "verify said \"%s\", not \"%s\"", msg,
+		      want);
+	free(msg);
+	unlink(err);
+}
+
+START_TEST(verify_names_file_and_byte_of_a_corrupted_record)
+{
+	fresh();
+	start();
+	setup_accounts();
+	load(3, 30, test_now_ns() + 5000000000ull);
+	wait_same_as_merge();
+	stop_clean();
+	const char *ok[] = {"shmex-journal", "verify", ddir, NULL};
+	ck_assert_int_eq(run(ok, NULL, NULL), 0);
+
+	/* dump --json of a shard and of the audit log parse, line by line. */
+	char shard0[PATH_MAX + 16], audit[PATH_MAX + 16], file[PATH_MAX];
+	snprintf(shard0, sizeof(shard0), "%s/shard-0", ddir);
+	snprintf(audit, sizeof(audit), "%s/audit.log", ddir);
+	long long off;
+	int lines;
+	dump_json(audit, 1, 2, file, sizeof(file), &off, &lines);
+	ck_assert_int_gt(lines, 10);
+	ck_assert_int_gt(off, 64);
+	/* A flipped bit in the audit log's record of shard 1, seq 2. */
+	flip(audit, off + 9);
+	verify_names(audit, audit, off);
+	flip(audit, off + 9);
+
+	dump_json(shard0, 0, 3, file, sizeof(file), &off, &lines);
+	ck_assert_int_gt(lines, 3);
+	ck_assert_int_gt(off, 64);
+	/* A flipped bit in the time of shard 0's third record. */
+	flip(file, off + 17);
+	verify_names(ddir, file, off);
+	verify_names(shard0, file, off);
+
+	/* Usage and path errors. */
+	const char *bad[] = {"shmex-journal", "frobnicate", ddir, NULL};
+	ck_assert_int_eq(run(bad, NULL, NULL), 2);
+	const char *none[] = {"shmex-journal", "verify", "/nonexistent/shmex", NULL};
+	ck_assert_int_eq(run(none, NULL, NULL), 1);
+	const char *stats[] = {"shmex-journal", "stats", audit, NULL};
+	ck_assert_int_eq(run(stats, NULL, NULL), 0);
+}
+END_TEST
+
+static Suite *audit_suite(void)
+{
+	Suite *s = suite_create("audit");
+	TCase *tc = tcase_create("audit");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, sorted_complete_and_identical_across_kills);
+	tcase_add_test(tc, torn_tail_is_cut_and_merge_resumes);
+	tcase_add_test(tc, verify_names_file_and_byte_of_a_corrupted_record);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(audit_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	cleanup_noted();
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -26,6 +26,7 @@
 #include "shm/journal/jnl.h"
 #include "shm/shm_journal.h"
 #include "shm/shm_shard.h"
+#include "shm/shm_snap.h"
 #include "tests/client.h"
 
 #define T_MS 15000
@@ -97,6 +98,7 @@ static void stop_clean(void)
 
 static void teardown(void)
 {
+	unsetenv("SHMEX_FAULT_HOLD");
 	if (ex.pid > 0) {
 		pid_t all[64];
 		int n = exchange_children(&ex, all, 64);
@@ -414,6 +416,88 @@ START_TEST(torn_tail_is_cut_and_merge_resumes)
 }
 END_TEST
 
+static off_t file_size(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/*
+ * The merge rule itself: while shard 1 holds a request whose record is
+ * not durable (its journal held back by fault injection), shard 1 has
+ * not advanced past that request's time, so nothing later may be
+ * merged: shard 0's records that follow are durable in shard 0's
+ * journal and still absent from the audit log.  Once shard 1's record
+ * is durable, everything is merged.
+ */
+START_TEST(nothing_is_merged_past_a_shard_that_has_not_advanced)
+{
+	fresh();
+	setenv("SHMEX_FAULT_HOLD", "1", 1);
+	start();
+	setup_accounts();
+	wait_same_as_merge();
+	char audit[PATH_MAX + 16], seg0[PATH_MAX + 64], hold[PATH_MAX + 16];
+	snprintf(audit, sizeof(audit), "%s/audit.log", ddir);
+	snprintf(seg0, sizeof(seg0), "%s/shard-0/journal-0000000000000001.log", ddir);
+	snprintf(hold, sizeof(hold), "%s/shard-1/hold", ddir);
+	off_t merged = file_size(audit), journal0 = file_size(seg0);
+	ck_assert_int_gt(merged, 64);
+
+	struct shm_snap rd;
+	ck_assert_int_eq(shm_snap_open(&rd, inst, 1), 0);
+	struct shm_snap_shard_stats st;
+	shm_snap_stats(&rd, &st);
+	uint64_t created = st.orders_created;
+	int fd = open(hold, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	struct client held, c;
+	ck_assert_int_eq(client_connect(&held, "127.0.0.1", ex.port, T_MS), 0);
+	char xml[256];
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><order sym=\"%s\" amount=\"1\" "
+		 "limit=\"50\"/></transactions>",
+		 sym_on(1));
+	ck_assert_int_eq(client_send(&held, xml, T_MS), 0);
+	/* Matcher 1 took it (its record waits for the journal). */
+	for (int t = 0; t < 1000 && st.orders_created == created; t++) {
+		usleep(2000);
+		shm_snap_stats(&rd, &st);
+	}
+	shm_snap_close(&rd);
+	ck_assert_uint_gt(st.orders_created, created);
+
+	ck_assert_int_eq(client_connect(&c, "127.0.0.1", ex.port, T_MS), 0);
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"2\"><order sym=\"%s\" amount=\"1\" "
+		 "limit=\"50\"/></transactions>",
+		 sym_on(0));
+	for (int i = 0; i < 5; i++) {
+		const char *rep;
+		size_t len;
+		ck_assert_int_eq(client_request(&c, xml, &rep, &len, T_MS), 0);
+		ck_assert_msg(strstr(rep, "<opened"), "%.*s", (int)len, rep);
+	}
+	client_close(&c);
+	/* Many idle ticks (20 ms) of shard 0 and polls of the audit writer. */
+	usleep(300000);
+	ck_assert_int_gt(file_size(seg0), journal0); /* durable on shard 0 */
+	ck_assert_int_eq(file_size(audit), merged);  /* and not merged */
+
+	unlink(hold);
+	const char *rep;
+	size_t len;
+	ck_assert_int_eq(client_recv(&held, &rep, &len, T_MS), 0);
+	ck_assert_msg(strstr(rep, "<opened"), "%.*s", (int)len, rep);
+	client_close(&held);
+	wait_same_as_merge();
+	ck_assert_int_gt(file_size(audit), merged);
+	check_sorted_and_complete();
+	stop_clean();
+}
+END_TEST
+
 /* The JSON lines of `shmex-journal --json dump path`: each parses; the
  * (file, offset) of the record with sequence `seq` of shard `shard`. */
 static void dump_json(const char *path, uint32_t shard, uint64_t seq, char *file,
@@ -527,6 +611,7 @@ static Suite *audit_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, sorted_complete_and_identical_across_kills);
 	tcase_add_test(tc, torn_tail_is_cut_and_merge_resumes);
+	tcase_add_test(tc, nothing_is_merged_past_a_shard_that_has_not_advanced);
 	tcase_add_test(tc, verify_names_file_and_byte_of_a_corrupted_record);
 	suite_add_tcase(s, tc);
 	return s;

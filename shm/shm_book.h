@@ -194,6 +194,8 @@ struct shm_book_hdr_sh {
 _Static_assert(sizeof(struct shm_book_hdr_sh) == 256, "book header is 256 bytes");
 _Static_assert(offsetof(struct shm_book_hdr_sh, nsymbols) == 128,
 	       "statistics start on line 2");
+_Static_assert(offsetof(struct shm_book_hdr_sh, durable_time_ns) == 208,
+	       "audit watermark (docs/shm-layout-book.md)");
 
 /*
  * One symbol: its name, seqcount, and the heads of its two level lists.

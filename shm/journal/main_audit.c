@@ -102,6 +102,10 @@ struct audit {
 	bool has_cursor;
 	struct shm_jrec_hdr cursor;
 	uint64_t merged, out_of_order;
+	/* The bound of the last step that took everything below it: while
+	 * the bound stays there, nothing new can be merged. */
+	uint64_t done_below;
+	bool reopened; /* a source was reopened since */
 };
 
 static void logm(const struct audit *a, bool always, const char *fmt, ...)
@@ -247,9 +251,11 @@ static int track(struct audit *a, uint32_t k, uint64_t now)
 		rc = jnl_src_open(&a->src[k], a->dir, k, a->n, true,
 				  a->has_cursor ? &a->cursor : NULL, &e);
 		a->src_ok[k] = rc == 0;
+		a->reopened = true;
 	} else if (s->ever && !same) {
 		/* A new matcher: read again after the last record taken. */
 		rc = jnl_src_reopen(&a->src[k], &e);
+		a->reopened = true;
 		logm(a, false, "shard %u: following its new matcher (pid %d)", k,
 		     (int)s->creator_pid);
 	}
@@ -287,10 +293,12 @@ static uint64_t bound(struct audit *a)
 static int64_t step(struct audit *a)
 {
 	uint64_t m = bound(a);
-	if (m == 0)
+	if (m == 0 || (m == a->done_below && !a->reopened))
 		return 0;
+	a->reopened = false;
 	struct shmex_error e = {0};
 	int64_t n = jnl_merge_step(a->src, a->n, m, STEP_MAX, put, a, &e);
+	a->done_below = n >= 0 && (uint64_t)n < STEP_MAX ? m : 0;
 	if (n < 0) {
 		if (a->out.err)
 			logm(a, true, "writing %s: %s", a->path, strerror((int)-n));

@@ -603,6 +603,123 @@ START_TEST(verify_names_file_and_byte_of_a_corrupted_record)
 }
 END_TEST
 
+/* ---- finding the end of an audit log (no processes) ---- */
+
+static char tail_path[PATH_MAX];
+
+/* An audit log of nshards with n RECYCLE records (40 bytes each) of
+ * alternating shards, then `junk` bytes of `fill` (0: none). */
+static int tail_log(uint32_t nshards, int n, size_t junk, int fill)
+{
+	const char *root = getenv("SHMEX_TEST_DATA");
+	snprintf(tail_path, sizeof(tail_path), "%s/tail-%d.log",
+		 root && *root ? root : "/tmp", (int)getpid());
+	int fd = open(tail_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	struct jnl_audit_hdr h;
+	jnl_audit_hdr_init(&h, nshards);
+	ck_assert_int_eq(write(fd, &h, sizeof(h)), (ssize_t)sizeof(h));
+	for (int i = 0; i < n; i++) {
+		struct shm_jrec r;
+		memset(&r, 0, sizeof(r));
+		r.h.type = SHM_JREC_RECYCLE;
+		r.h.shard = (uint16_t)(i % 2);
+		r.h.seq = (uint64_t)(i / 2 + 1);
+		r.h.time_ns = 1000u + (uint64_t)i;
+		r.h.flags = SHM_JREC_END;
+		r.u.recycle.count = (uint64_t)i;
+		size_t len = shm_jrec_seal(&r);
+		ck_assert_int_eq(write(fd, &r, len), (ssize_t)len);
+	}
+	char *j = malloc(junk + 1);
+	ck_assert_ptr_nonnull(j);
+	memset(j, fill, junk);
+	if (junk)
+		ck_assert_int_eq(write(fd, j, junk), (ssize_t)junk);
+	free(j);
+	return fd;
+}
+
+static void expect_tail(int fd, off_t want_end, int want_last_index)
+{
+	off_t end = -1;
+	bool has = false;
+	struct shm_jrec_hdr last;
+	struct shmex_error e = {0};
+	int rc = jnl_audit_tail(fd, tail_path, 2, &end, &has, &last, &e);
+	ck_assert_msg(rc == 0, "%s", shmex_error_msg(&e, rc));
+	ck_assert_int_eq(end, want_end);
+	ck_assert(has == (want_last_index >= 0));
+	if (has) {
+		ck_assert_uint_eq(last.time_ns, 1000u + (uint64_t)want_last_index);
+		ck_assert_uint_eq(last.shard, (unsigned)(want_last_index % 2));
+	}
+	close(fd);
+	unlink(tail_path);
+}
+
+START_TEST(tail_of_a_clean_log)
+{
+	expect_tail(tail_log(2, 300, 0, 0), 64 + 300 * 40, 299);
+	expect_tail(tail_log(2, 0, 0, 0), 64, -1);
+	expect_tail(tail_log(2, 3, 0, 0), 64 + 3 * 40, 2);
+}
+END_TEST
+
+START_TEST(tail_cut_after_a_torn_or_damaged_end)
+{
+	/* Half a record (its first 20 bytes are a real record's). */
+	int fd = tail_log(2, 300, 0, 0);
+	struct shm_jrec r;
+	ck_assert_int_eq(pread(fd, &r, 40, 64), 40);
+	ck_assert_int_eq(write(fd, &r, 20), 20);
+	expect_tail(fd, 64 + 300 * 40, 299);
+	/* Garbage shorter than the window, and longer (no record boundary
+	 * in the last 4 KiB: the whole log is scanned). */
+	expect_tail(tail_log(2, 300, 1000, 0xa5), 64 + 300 * 40, 299);
+	expect_tail(tail_log(2, 300, 6000, 0xa5), 64 + 300 * 40, 299);
+	expect_tail(tail_log(2, 5, 6000, 0), 64 + 5 * 40, 4);
+	/* A record with one flipped bit ends the good part there. */
+	fd = tail_log(2, 300, 0, 0);
+	unsigned char c;
+	off_t at = 64 + 290 * 40 + 12;
+	ck_assert_int_eq(pread(fd, &c, 1, at), 1);
+	c ^= 1;
+	ck_assert_int_eq(pwrite(fd, &c, 1, at), 1);
+	expect_tail(fd, 64 + 290 * 40, 289);
+}
+END_TEST
+
+START_TEST(tail_refuses_a_foreign_log)
+{
+	off_t end;
+	bool has;
+	struct shm_jrec_hdr last;
+	struct shmex_error e = {0};
+	int fd = tail_log(3, 10, 0, 0);
+	ck_assert_int_eq(jnl_audit_tail(fd, tail_path, 2, &end, &has, &last, &e),
+			 SHMEX_EJCORRUPT);
+	ck_assert_msg(strstr(e.msg, "merges 3 shards, this exchange has 2"), "%s", e.msg);
+	close(fd);
+	/* Not an audit log at all. */
+	fd = open(tail_path, O_RDWR | O_TRUNC);
+	ck_assert_int_ge(fd, 0);
+	char junk[100];
+	memset(junk, 'x', sizeof(junk));
+	ck_assert_int_eq(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	ck_assert_int_eq(jnl_audit_tail(fd, tail_path, 2, &end, &has, &last, &e),
+			 SHMEX_EJCORRUPT);
+	ck_assert_msg(strstr(e.msg, "not a shmex audit log"), "%s", e.msg);
+	/* A header cut short: a new log. */
+	ck_assert_int_eq(ftruncate(fd, 30), 0);
+	ck_assert_int_eq(jnl_audit_tail(fd, tail_path, 2, &end, &has, &last, &e), 0);
+	ck_assert_int_eq(end, 0);
+	ck_assert(!has);
+	close(fd);
+	unlink(tail_path);
+}
+END_TEST
+
 static Suite *audit_suite(void)
 {
 	Suite *s = suite_create("audit");
@@ -614,6 +731,11 @@ static Suite *audit_suite(void)
 	tcase_add_test(tc, nothing_is_merged_past_a_shard_that_has_not_advanced);
 	tcase_add_test(tc, verify_names_file_and_byte_of_a_corrupted_record);
 	suite_add_tcase(s, tc);
+	TCase *tt = tcase_create("tail");
+	tcase_add_test(tt, tail_of_a_clean_log);
+	tcase_add_test(tt, tail_cut_after_a_torn_or_damaged_end);
+	tcase_add_test(tt, tail_refuses_a_foreign_log);
+	suite_add_tcase(s, tt);
 	return s;
 }
 

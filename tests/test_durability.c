@@ -592,15 +592,9 @@ static void load_client(int port, const char *a, const char *b, int seed, FILE *
 	fflush(out);
 }
 
-START_TEST(kills_under_load_lose_nothing_acknowledged)
+/* Accounts 1..LOAD_ACCOUNTS with 100000 cash and 1000 shares of a and b. */
+static void create_load_accounts(const char *a, const char *b)
 {
-	fresh();
-	/* Room for every order of the run: a finished order's record is
-	 * only reused once the pool is exhausted (then it is forgotten,
-	 * which is another matter than a crash). */
-	static const char *const big[] = {"--orders", "65536", "--fills", "262144", NULL};
-	start(big);
-	const char *a = sym_on(0), *b = sym_on(1);
 	struct client c;
 	conn(&c);
 	char xml[2048];
@@ -619,6 +613,19 @@ START_TEST(kills_under_load_lose_nothing_acknowledged)
 	snprintf(xml + n, sizeof(xml) - (size_t)n, "</create>");
 	create(&c, xml, 3 * LOAD_ACCOUNTS);
 	client_close(&c);
+}
+
+START_TEST(kills_under_load_lose_nothing_acknowledged)
+{
+	fresh();
+	/* Room for every order of the run: a finished order's record is
+	 * only reused once the pool is exhausted (then it is forgotten,
+	 * which is another matter than a crash). */
+	static const char *const big[] = {"--orders", "65536", "--fills", "262144", NULL};
+	start(big);
+	const char *a = sym_on(0), *b = sym_on(1);
+	struct client c;
+	create_load_accounts(a, b);
 
 	char path[LOAD_CLIENTS][PATH_MAX + 16];
 	pid_t kid[LOAD_CLIENTS];
@@ -699,6 +706,96 @@ START_TEST(kills_under_load_lose_nothing_acknowledged)
 	ck_assert_int_eq(sb, Q(1000) * LOAD_ACCOUNTS);
 	fprintf(stderr, "kills under load: %d acknowledged orders checked\n", checked);
 	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
+/* ---- determinism ---- */
+
+/* `shmex-query --json stats` (with --state-hash when `hash`) of the
+ * current instance into out; its exit status. */
+static int query_stats(char *out, size_t cap, bool hash)
+{
+	char cmd[PATH_MAX + 128];
+	snprintf(cmd, sizeof(cmd), "'%s' --instance %s --json stats%s 2>&1",
+		 test_bin("shmex-query"), inst, hash ? " --state-hash" : "");
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(out, 1, cap - 1, f);
+	out[n] = 0;
+	return pclose(f);
+}
+
+/* The state hash of the current instance (out: the whole output). */
+static uint64_t state_hash(char *out, size_t cap)
+{
+	int st = query_stats(out, cap, true);
+	ck_assert_msg(st == 0, "shmex-query status 0x%x: %s", st, out);
+	const char *h = strstr(out, "\"state_hash\":\"");
+	ck_assert_msg(h, "no state_hash in %s", out);
+	return strtoull(h + 14, NULL, 16);
+}
+
+/* Waits until shard k's matcher is a live process other than `old`
+ * (shmex-query's matcher_pid and matcher_alive say so). */
+static void wait_new_matcher(uint32_t k, int old)
+{
+	char out[16384], key[32];
+	snprintf(key, sizeof(key), "{\"shard\":%u,\"matcher_pid\":", k);
+	for (int t = 0; t < 500; t++) {
+		/* While it recovers, stats still shows the shard's matcher. */
+		int st = query_stats(out, sizeof(out), false);
+		ck_assert_msg(st == 0, "shmex-query status 0x%x: %s", st, out);
+		const char *p = strstr(out, key);
+		ck_assert_ptr_nonnull(p);
+		int pid = atoi(p + strlen(key));
+		if (pid > 0 && pid != old &&
+		    strncmp(strchr(p + strlen(key), ','), ",\"matcher_alive\":true",
+			    21) == 0)
+			return;
+		usleep(10000);
+	}
+	ck_abort_msg("shard %u: no new live matcher in shmex-query stats: %s", k, out);
+}
+
+/*
+ * The state after recovery is the state before, to the byte: the state
+ * hash (every book, order with its fills, position and account) is the
+ * same after a kill of everything, after a clean stop, and after one
+ * matcher's restart; and it is not blind: one more order changes it.
+ */
+START_TEST(recovered_state_hashes_the_same)
+{
+	fresh();
+	static const char *const big[] = {"--orders", "65536", "--fills", "262144", NULL};
+	start(big);
+	const char *a = sym_on(0), *b = sym_on(1);
+	create_load_accounts(a, b);
+	FILE *devnull = fopen("/dev/null", "w");
+	ck_assert_ptr_nonnull(devnull);
+	load_client(ex.port, a, b, 7, devnull, test_now_ns() + 700000000ull);
+	fclose(devnull);
+	char out[16384];
+	uint64_t h0 = state_hash(out, sizeof(out));
+
+	kill_everything();
+	start(big);
+	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+	stop_clean();
+	start(big);
+	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+
+	pid_t m1 = exchange_child(&ex, "shmex-matcher", 1);
+	ck_assert_int_gt(m1, 0);
+	kill(m1, SIGKILL);
+	wait_new_matcher(1, (int)m1);
+	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+
+	struct client c;
+	conn(&c);
+	order(&c, 1, b, "1", "50", NULL);
+	client_close(&c);
+	ck_assert_uint_ne(state_hash(out, sizeof(out)), h0);
 	stop_clean();
 }
 END_TEST
@@ -1101,6 +1198,7 @@ static Suite *durability_suite(void)
 	tcase_add_test(tc, everything_killed_recovers_exact_state);
 	tcase_add_test(tc, credit_on_one_shard_is_not_spendable_before_it_is_durable);
 	tcase_add_test(tc, kills_under_load_lose_nothing_acknowledged);
+	tcase_add_test(tc, recovered_state_hashes_the_same);
 	tcase_add_test(tc, data_dir_of_a_live_exchange_and_other_shards_refused);
 	suite_add_tcase(s, tc);
 	TCase *td = tcase_create("disk");

@@ -1158,6 +1158,12 @@ static void collect(struct eng_matcher *m)
 	unsigned removed = 0;
 	if (d.nsnap >= 2) {
 		uint64_t keep = d.snap_last[d.nsnap - 2];
+		/* Nor what the audit log has not merged yet (shmex-audit
+		 * publishes its progress in DIR/audit.pos). */
+		uint64_t audited;
+		if (shm_jaudit_pos_read(m->shard_dir, m->shard, &audited) == 0 &&
+		    audited < keep)
+			keep = audited;
 		for (uint32_t i = 0; i + 2 < d.nsnap; i++)
 			removed += unlink(d.snap[i]) == 0;
 		for (uint32_t i = 0; i + 1 < d.nseg && d.seg_first[i + 1] <= keep + 1;

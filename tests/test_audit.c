@@ -75,16 +75,27 @@ static void fresh(void)
 	snprintf(ddir, sizeof(ddir), "%s/%s", root && *root ? root : "/tmp", inst);
 }
 
-static void start(void)
+static void start_with(const char *const *more)
 {
 	char dd[PATH_MAX + 16];
 	snprintf(dd, sizeof(dd), "--data-dir=%s", ddir);
-	const char *argv[] = {"--orders",    "65536", "--fills",    "262144",
-			      "--symbols",   "64",    "--accounts", "4096",
-			      "--positions", "16384", "--idle-ms",  "20",
-			      "--quiet",     dd,      NULL};
+	const char *argv[32] = {"--orders",    "65536", "--fills",    "262144",
+				"--symbols",   "64",    "--accounts", "4096",
+				"--positions", "16384", "--idle-ms",  "20",
+				"--quiet",     dd};
+	int n = 0;
+	while (argv[n])
+		n++;
+	for (int i = 0; more && more[i] && n < 31; i++)
+		argv[n++] = more[i];
+	argv[n] = NULL;
 	ck_assert_msg(exchange_start(&ex, test_bin("shmex"), inst, argv, 30000) == 0,
 		      "shmex did not start");
+}
+
+static void start(void)
+{
+	start_with(NULL);
 }
 
 static void stop_clean(void)
@@ -498,6 +509,91 @@ START_TEST(nothing_is_merged_past_a_shard_that_has_not_advanced)
 }
 END_TEST
 
+/* Journal segments and snapshots of shard k. */
+static void shard_files(uint32_t k, struct shm_jdir *d)
+{
+	char dir[PATH_MAX];
+	ck_assert_int_eq(shm_journal_shard_dir(dir, sizeof(dir), ddir, k), 0);
+	struct shmex_error e = {0};
+	ck_assert_int_eq(shm_jdir_list(d, dir, &e), 0);
+}
+
+/* 9000 SHARES records (88 bytes each, ~0.8 MB of journal) on shard k. */
+static void big_request(struct client *c, uint32_t k)
+{
+	size_t cap = 9000 * 40 + 256, n = 0;
+	char *xml = malloc(cap);
+	ck_assert_ptr_nonnull(xml);
+	n += (size_t)snprintf(xml + n, cap - n, "<create><symbol sym=\"%s\">", sym_on(k));
+	for (int i = 0; i < 9000; i++)
+		n += (size_t)snprintf(xml + n, cap - n, "<account id=\"%d\">1</account>",
+				      1 + i % ACCOUNTS);
+	snprintf(xml + n, cap - n, "</symbol></create>");
+	const char *rep;
+	size_t len;
+	ck_assert_int_eq(client_request(c, xml, &rep, &len, T_MS), 0);
+	ck_assert_msg(strstr(rep, "error") == NULL, "%.200s", rep);
+	free(xml);
+}
+
+/* Would snapshots let shard k's first segment go (the older of the two
+ * newest covers it)?  *present: is it still there? */
+static bool first_segment_covered(uint32_t k, bool *present)
+{
+	struct shm_jdir d;
+	shard_files(k, &d);
+	*present = d.nseg >= 1 && d.seg_first[0] == 1;
+	bool covered = d.nsnap >= 2 &&
+		       (!*present ||
+			(d.nseg >= 2 && d.snap_last[d.nsnap - 2] + 1 >= d.seg_first[1]));
+	shm_jdir_free(&d);
+	return covered;
+}
+
+/*
+ * Snapshots remove journal segments they cover, but never one the audit
+ * log has not merged: with shmex-audit stopped (SIGSTOP), segments
+ * covered by two snapshots stay; once it has caught up (DIR/audit.pos),
+ * the next snapshot removes them.
+ */
+START_TEST(segments_wait_for_the_audit_log)
+{
+	fresh();
+	static const char *const small[] = {
+		"--segment-mb", "1", "--snapshot-mb", "1", "--sync", "none", NULL};
+	start_with(small);
+	setup_accounts();
+	wait_same_as_merge();
+	pid_t ap = audit_pid();
+	ck_assert_int_gt(ap, 0);
+	ck_assert_int_eq(kill(ap, SIGSTOP), 0);
+	struct client c;
+	ck_assert_int_eq(client_connect(&c, "127.0.0.1", ex.port, T_MS), 0);
+	bool present = false, covered = false;
+	for (int r = 0; r < 40 && !covered; r++) {
+		big_request(&c, 0);
+		covered = first_segment_covered(0, &present);
+	}
+	ck_assert_msg(covered, "no two snapshots past shard 0's first segment");
+	ck_assert_msg(present, "shard 0's first segment was removed before the audit "
+			       "log merged it");
+	ck_assert_int_eq(kill(ap, SIGCONT), 0);
+	wait_same_as_merge();
+	check_sorted_and_complete();
+	/* Merged now: the next snapshots may remove it. */
+	for (int r = 0; r < 40 && present; r++) {
+		usleep(150000); /* audit.pos is rewritten every 100 ms */
+		big_request(&c, 0);
+		first_segment_covered(0, &present);
+	}
+	ck_assert_msg(!present, "shard 0's first segment stays after being merged");
+	client_close(&c);
+	const char *verify[] = {"shmex-journal", "verify", ddir, NULL};
+	ck_assert_int_eq(run(verify, NULL, NULL), 0);
+	stop_clean();
+}
+END_TEST
+
 /* The JSON lines of `shmex-journal --json dump path`: each parses; the
  * (file, offset) of the record with sequence `seq` of shard `shard`. */
 static void dump_json(const char *path, uint32_t shard, uint64_t seq, char *file,
@@ -729,6 +825,7 @@ static Suite *audit_suite(void)
 	tcase_add_test(tc, sorted_complete_and_identical_across_kills);
 	tcase_add_test(tc, torn_tail_is_cut_and_merge_resumes);
 	tcase_add_test(tc, nothing_is_merged_past_a_shard_that_has_not_advanced);
+	tcase_add_test(tc, segments_wait_for_the_audit_log);
 	tcase_add_test(tc, verify_names_file_and_byte_of_a_corrupted_record);
 	suite_add_tcase(s, tc);
 	TCase *tt = tcase_create("tail");

@@ -137,9 +137,12 @@ static void kill_everything(void)
 	pid_t all[64];
 	int n = exchange_children(&ex, all, 64);
 	ck_assert_int_gt(n, 0);
+	/* The supervisor first: killed after its children, it could still
+	 * react to their deaths (a restart, or a start from the journals)
+	 * in between, and leave a new child behind. */
+	kill(ex.pid, SIGKILL);
 	for (int i = 0; i < n; i++)
 		kill(all[i], SIGKILL);
-	kill(ex.pid, SIGKILL);
 	waitpid(ex.pid, NULL, 0);
 	ex.pid = 0;
 	close(ex.out_fd);

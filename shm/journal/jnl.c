@@ -253,8 +253,10 @@ static int src_peek(struct jnl_src *s, struct shmex_error *e)
 		if (rc == 1) {
 			if (s->head.h.seq > s->limit_seq)
 				break;
-			if (s->has_cursor && jnl_key_cmp(&s->head.h, &s->cursor) <= 0)
+			if (s->has_cursor && jnl_key_cmp(&s->head.h, &s->cursor) <= 0) {
+				s->last_seq = s->head.h.seq; /* merged before */
 				continue;
+			}
 			s->has_head = true;
 			return 1;
 		}

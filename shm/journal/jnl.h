@@ -73,7 +73,7 @@ struct jnl_src {
 	uint64_t limit_seq;   /* records after it are not merged */
 	bool has_cursor;      /* records at or before it are merged already */
 	struct shm_jrec_hdr cursor;
-	uint64_t last_seq; /* last record taken from it (0: none) */
+	uint64_t last_seq; /* last record taken or skipped as merged (0: none) */
 	uint64_t taken;    /* records taken */
 	bool torn;         /* offline: the journal ends in a torn tail */
 	char torn_msg[SHMEX_ERROR_MAX];

@@ -66,6 +66,7 @@
 #define POLL_NS 2000000u    /* sleep when nothing could be merged */
 #define CHECK_NS 20000000u  /* how often a quiet shard's matcher is checked */
 #define ATTACH_NS 10000000u /* retry interval of an absent book */
+#define POS_NS 100000000u   /* audit.pos rewritten at most this often */
 
 static volatile sig_atomic_t stop_flag;
 
@@ -106,6 +107,11 @@ struct audit {
 	 * the bound stays there, nothing new can be merged. */
 	uint64_t done_below;
 	bool reopened; /* a source was reopened since */
+	/* DIR/audit.pos: what the log holds of each shard, for the
+	 * matchers' segment removal; rewritten at most every POS_NS. */
+	struct shm_jaudit_pos pos;
+	bool pos_dirty;
+	uint64_t pos_next_ns;
 };
 
 static void logm(const struct audit *a, bool always, const char *fmt, ...)
@@ -195,6 +201,46 @@ static int put(void *arg, const struct shm_jrec *r)
 	return jnl_out_put(&a->out, r);
 }
 
+/* ---- telling the matchers what is merged ----------------------------------- */
+
+/* Starts from the previous run's audit.pos (every value in it is merged:
+ * it was written after the records were durable here), so that a shard
+ * this run has not read yet is still protected. */
+static void pos_load(struct audit *a)
+{
+	memset(&a->pos, 0, sizeof(a->pos));
+	a->pos.nshards = a->n;
+	for (uint32_t k = 0; k < a->n && k < SHM_JAUDIT_POS_SHARDS; k++) {
+		char sd[SHM_JOURNAL_PATH_MAX];
+		uint64_t v = 0;
+		if (shm_journal_shard_dir(sd, sizeof(sd), a->dir, k) == 0 &&
+		    shm_jaudit_pos_read(sd, k, &v) == 0)
+			a->pos.merged[k] = v;
+	}
+	a->pos_dirty = true;
+}
+
+/* After a durable step: each shard's last merged record; the file is
+ * rewritten when it changed and POS_NS has passed (or at the end). */
+static void pos_update(struct audit *a, bool now_or_never)
+{
+	for (uint32_t k = 0; k < a->n && k < SHM_JAUDIT_POS_SHARDS; k++)
+		if (a->src_ok[k] && a->src[k].last_seq > a->pos.merged[k]) {
+			a->pos.merged[k] = a->src[k].last_seq;
+			a->pos_dirty = true;
+		}
+	uint64_t t = shm_clock_ns(CLOCK_MONOTONIC);
+	if (!a->pos_dirty || (!now_or_never && t < a->pos_next_ns))
+		return;
+	int rc = shm_jaudit_pos_write(a->dir, &a->pos);
+	if (rc)
+		logm(a, true,
+		     "writing %s/audit.pos: %s (matchers then keep more journal)", a->dir,
+		     strerror(-rc));
+	a->pos_dirty = rc != 0;
+	a->pos_next_ns = t + POS_NS;
+}
+
 /* ---- the shards' watermarks ---------------------------------------------- */
 
 static void detach_book(struct shard *s)
@@ -252,6 +298,15 @@ static int track(struct audit *a, uint32_t k, uint64_t now)
 				  a->has_cursor ? &a->cursor : NULL, &e);
 		a->src_ok[k] = rc == 0;
 		a->reopened = true;
+		const struct shm_jdir *d = rc == 0 ? &a->src[k].rd.dir : NULL;
+		if (d && d->nseg && d->seg_first[0] > a->pos.merged[k] + 1 &&
+		    (a->has_cursor || a->pos.merged[k] == 0))
+			logm(a, true,
+			     "shard %u: its journal starts at sequence %" PRIu64
+			     " and the audit log holds it up to %" PRIu64
+			     " at most: the records between were removed before they "
+			     "were merged",
+			     k, d->seg_first[0], a->pos.merged[k]);
 	} else if (s->ever && !same) {
 		/* A new matcher: read again after the last record taken. */
 		rc = jnl_src_reopen(&a->src[k], &e);
@@ -314,6 +369,7 @@ static int64_t step(struct audit *a)
 		return -1;
 	}
 	a->merged += (uint64_t)n;
+	pos_update(a, false);
 	return n;
 }
 
@@ -330,11 +386,14 @@ static int run(struct audit *a)
 			return 1;
 		if (stopping)
 			break;
+		if (n == 0 && a->pos_dirty)
+			pos_update(a, false);
 		if (n == 0) {
 			struct timespec ts = {0, POLL_NS};
 			nanosleep(&ts, NULL);
 		}
 	}
+	pos_update(a, true);
 	logm(a, false, "stopping: %" PRIu64 " records merged into %s", a->merged,
 	     a->path);
 	return 0;
@@ -398,6 +457,7 @@ int main(int argc, char **argv)
 		shm_instance_detach(&a.inst);
 		return 1;
 	}
+	pos_load(&a);
 	rc = open_log(&a) == 0 ? run(&a) : 1;
 	for (uint32_t k = 0; k < a.n; k++) {
 		detach_book(&a.sh[k]);

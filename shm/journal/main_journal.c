@@ -311,20 +311,17 @@ static int walk_shard(const char *shard_dir, uint32_t shard, uint32_t nshards,
 	struct shm_jreader rd;
 	struct shmex_error e = {0};
 	*last_end_seq = *last_seq = 0;
-	int rc = shm_jreader_open(&rd, shard_dir, shard, nshards, 0, &e);
+	/* From the first segment there is (older ones may have been removed
+	 * after a snapshot covered them). */
+	struct shm_jdir d;
+	int rc = shm_jdir_list(&d, shard_dir, &e);
 	if (rc == -ENOENT)
 		return 0; /* a shard that never wrote */
-	if (rc == 0 && rd.dir.nseg && rd.dir.seg_first[0] > 1) {
-		/* Older segments were removed after a snapshot. */
-		shm_jreader_close(&rd);
-		struct shm_jdir d;
-		rc = shm_jdir_list(&d, shard_dir, &e);
-		uint64_t from = rc == 0 && d.nseg ? d.seg_first[0] : 0;
-		if (rc == 0)
-			shm_jdir_free(&d);
-		if (rc == 0)
-			rc = shm_jreader_open(&rd, shard_dir, shard, nshards, from, &e);
-	}
+	if (rc)
+		return fail("%s", shmex_error_msg(&e, rc));
+	uint64_t from = d.nseg ? d.seg_first[0] : 0;
+	shm_jdir_free(&d);
+	rc = shm_jreader_open(&rd, shard_dir, shard, nshards, from, &e);
 	if (rc)
 		return fail("%s", shmex_error_msg(&e, rc));
 	struct shm_jrec r;
@@ -488,17 +485,32 @@ static int verify_audit(const char *path, uint32_t nshards)
 	return 0;
 }
 
+static int first_of(void *arg, const struct shm_jrec *r, const char *file, off_t off)
+{
+	(void)file;
+	(void)off;
+	uint64_t *first = arg;
+	if (*first == 0)
+		*first = r->h.seq;
+	return 0;
+}
+
 static int verify_shard(const char *dir, uint32_t shard, uint32_t nshards)
 {
-	uint64_t end, last;
-	if (walk_shard(dir, shard, nshards, NULL, NULL, &end, &last))
+	uint64_t end, last, first = 0;
+	if (walk_shard(dir, shard, nshards, first_of, &first, &end, &last))
 		return 1;
 	if (last != end)
 		return fail("%s: records %" PRIu64 "..%" PRIu64
 			    " are an incomplete request (no end mark; "
 			    "the next start cuts them)",
 			    dir, end + 1, last);
-	printf("%s: records 1..%" PRIu64 " good\n", dir, last);
+	if (first > 1)
+		printf("%s: records %" PRIu64 "..%" PRIu64
+		       " good (the ones before were removed after a snapshot)\n",
+		       dir, first, last);
+	else
+		printf("%s: records 1..%" PRIu64 " good\n", dir, last);
 	return 0;
 }
 

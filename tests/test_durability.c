@@ -137,12 +137,15 @@ static void kill_everything(void)
 	pid_t all[64];
 	int n = exchange_children(&ex, all, 64);
 	ck_assert_int_gt(n, 0);
-	/* The supervisor first: killed after its children, it could still
-	 * react to their deaths (a restart, or a start from the journals)
-	 * in between, and leave a new child behind. */
-	kill(ex.pid, SIGKILL);
+	/* The supervisor is stopped first: otherwise it could react to its
+	 * children's deaths (a restart, or a start from the journals) before
+	 * its own SIGKILL, and leave a new child behind.  (Killing it first
+	 * would send the children SIGTERM, its death signal, before their
+	 * SIGKILL: a clean stop begun, not a crash.) */
+	kill(ex.pid, SIGSTOP);
 	for (int i = 0; i < n; i++)
 		kill(all[i], SIGKILL);
+	kill(ex.pid, SIGKILL);
 	waitpid(ex.pid, NULL, 0);
 	ex.pid = 0;
 	close(ex.out_fd);

@@ -4,6 +4,7 @@
 #   make check           run the check unit and integration tests
 #   make stress          multi-process torture tests (bounded in time)
 #   make bench           benchmarks (figures, never pass/fail)
+#   make bench-report    measure and plot docs/img/*.png (needs gnuplot)
 #   make run             start an exchange with the embedded defaults
 #   make install         install programs under $(DESTDIR)$(PREFIX)
 #   make format-check    the sources as clang-format (.clang-format) writes them
@@ -133,7 +134,7 @@ STRESS_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(STRESS_SRCS))
 # Tests link every library; order: users before what they use.
 TEST_LIBS := $(foreach m,supervisor gateway replay engine query shm,$(filter $(call lib_file,$(m)),$(LIBS_BUILT)))
 
-.PHONY: all check stress bench run install uninstall clean deps check-loop \
+.PHONY: all check stress bench bench-report run install uninstall clean deps check-loop \
 	format format-check layout-check
 # Objects are never intermediate: an interrupted make keeps what it built.
 .SECONDARY:
@@ -193,6 +194,11 @@ stress: all
 
 bench: all
 	$(BENCH_PROG) all
+
+# Measures on this machine and draws docs/img/*.png (gnuplot; see
+# docs/performance.md).  REPS, OPS, E2E_SECONDS tune it.
+bench-report: all
+	sh tests/bench/report.sh $(abspath $(BUILD)/bin) docs/img
 
 run: all
 	$(BUILD)/bin/shmex

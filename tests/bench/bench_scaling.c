@@ -39,7 +39,11 @@
  * reclamation.
  *
  * Each point runs --reps times (default 3); the table has mean and
- * standard error.  --csv appends "design,n,rep,ops_per_s" rows.
+ * standard error, and the CPU the design used while timed (utime + stime
+ * of the matchers, or of this process for the threads, over the wall
+ * time: 2.0 = two CPUs busy throughout) and orders per CPU-second, which
+ * depends far less than orders/s on what else the machine runs.  --csv
+ * appends "design,n,rep,ops_per_s,cpus" rows.
  * Last line:
  *   RESULT scaling shards2_vs_1=<x> vs_mutex_book=<x> shmex_ops_per_s=<n>
  *          mutex_ops_per_s=<n> cpus=<n>
@@ -178,6 +182,31 @@ static int shares_msgs(struct shm_msg *out, const struct stream *s)
 		}
 	return c;
 }
+
+/* CPU seconds (user + system) of a process so far, from /proc. */
+static double proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')');
+	unsigned long long ut = 0, stt = 0;
+	/* After ") ": state ppid pgrp session tty tpgid flags minflt
+	 * cminflt majflt cmajflt utime stime. */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			 &ut, &stt) != 2)
+		return 0;
+	return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU used by the design under test during the last timed run, in
+ * CPUs (1.0 = one CPU busy the whole time). */
+static double last_cpus;
 
 /* ---- shmex: N matcher processes fed from their rings ---- */
 
@@ -331,6 +360,9 @@ static double run_shmex(int n, struct stream *st)
 		}
 		want[k] = st[k].n;
 	}
+	double cpu0 = 0;
+	for (int k = 0; k < n; k++)
+		cpu0 += proc_cpu_s(pids[k]);
 	uint64_t t0 = bench_now_ns();
 	for (int k = 0; k < n; k++) {
 		kill(pids[k], SIGCONT);
@@ -368,6 +400,10 @@ static double run_shmex(int n, struct stream *st)
 	}
 	uint64_t t1 = bench_now_ns();
 	rate = (double)O.ops * n / ((double)(t1 - t0) / 1e9);
+	double cpu1 = 0;
+	for (int k = 0; k < n; k++)
+		cpu1 += proc_cpu_s(pids[k]);
+	last_cpus = (cpu1 - cpu0) / ((double)(t1 - t0) / 1e9);
 	if (bad)
 		fprintf(stderr, "scaling: %llu orders refused (the workload is wrong)\n",
 			(unsigned long long)bad);
@@ -460,12 +496,14 @@ static double run_mutex(int n, struct stream *st)
 		th[k].k = k;
 		pthread_create(&th[k].tid, NULL, mtx_main, &th[k]);
 	}
+	double cpu0 = proc_cpu_s(getpid());
 	uint64_t t0 = bench_now_ns();
 	pthread_barrier_wait(&run.go);
 	for (int k = 0; k < n; k++)
 		pthread_join(th[k].tid, NULL);
 	uint64_t t1 = bench_now_ns();
 	rate = (double)O.ops * n / ((double)(t1 - t0) / 1e9);
+	last_cpus = (proc_cpu_s(getpid()) - cpu0) / ((double)(t1 - t0) / 1e9);
 	pthread_barrier_destroy(&run.go);
 	pthread_mutex_destroy(&run.lock);
 out_m:
@@ -611,7 +649,8 @@ int bench_scaling(int argc, char **argv)
 	for (int i = 0; i < O.ncpus; i++)
 		fprintf(stderr, " %d", O.cpus[i]);
 	fprintf(stderr, "\n");
-	printf("%-12s %6s %14s %12s\n", "design", "n", "orders/s", "stderr");
+	printf("%-12s %6s %14s %12s %6s %14s\n", "design", "n", "orders/s", "stderr",
+	       "CPUs", "orders/CPU-s");
 	double shmex_mean[16] = {0}, mutex_mean[16] = {0};
 	int rc = 0;
 	for (int p = 0; p < O.nshards; p++) {
@@ -620,9 +659,11 @@ int bench_scaling(int argc, char **argv)
 		for (int k = 0; k < n; k++)
 			gen_stream(&st[k], k, n, O.ops);
 		for (int d = 0; d < 2; d++) {
-			double v[MAX_REPS];
+			double v[MAX_REPS], cpus = 0;
 			for (int r = 0; r < O.reps; r++) {
+				last_cpus = 0;
 				v[r] = d == 0 ? run_shmex(n, st) : run_mutex(n, st);
+				cpus += last_cpus / O.reps;
 				if (v[r] < 0) {
 					fprintf(stderr, "scaling: %s n=%d failed\n",
 						d ? "mutex" : "shmex", n);
@@ -635,8 +676,9 @@ int bench_scaling(int argc, char **argv)
 			}
 			double mean, se;
 			stats(v, O.reps, &mean, &se);
-			printf("%-12s %6d %14.0f %12.0f\n", d ? "mutex-book" : "shmex", n,
-			       mean, se);
+			printf("%-12s %6d %14.0f %12.0f %6.2f %14.0f\n",
+			       d ? "mutex-book" : "shmex", n, mean, se, cpus,
+			       cpus > 0 ? mean / cpus : 0);
 			fflush(stdout);
 			(d ? mutex_mean : shmex_mean)[p] = mean;
 		}

@@ -31,6 +31,9 @@
  * unlike requests/s, hardly depends on what else the machine runs.
  *
  * --only base|defaults runs one configuration (quick experiments).
+ * --cdf-out PREFIX writes the latency distribution of each configuration's
+ * persistent phase to PREFIX-<1x1|2x2>.dat: 1000 lines "microseconds
+ * fraction" (quantiles 0.001 .. 1), for the CDF plot of make bench-report.
  *
  * Last line: RESULT e2e req_per_s=<defaults, persistent> p50_us p99_us
  * p999_us (defaults, persistent) scale_ratio=<x> base_req_per_s=<n>
@@ -502,6 +505,28 @@ static int setup_accounts(int port, int naccounts)
 	return rc;
 }
 
+static const char *cdf_out; /* --cdf-out PREFIX, or NULL */
+
+/* The sorted samples as 1000 quantiles (see the header). */
+static void write_cdf(const char *tag, const uint64_t *lat, size_t n)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s-%s.dat", cdf_out, tag);
+	FILE *f = fopen(path, "w");
+	if (!f || !n) {
+		fprintf(stderr, "bench e2e: --cdf-out %s: %s\n", path,
+			f ? "no samples" : strerror(errno));
+		if (f)
+			fclose(f);
+		return;
+	}
+	for (int q = 1; q <= 1000; q++) {
+		size_t i = (size_t)((double)q / 1000 * (double)(n - 1));
+		fprintf(f, "%.2f %.3f\n", (double)lat[i] / 1e3, (double)q / 1000);
+	}
+	fclose(f);
+}
+
 struct figures {
 	double req_per_s;
 	uint64_t p50, p99, p999; /* ns */
@@ -587,6 +612,8 @@ static int run_config(const char *bin, const char *tag, const char *shards,
 		f->p50 = bench_percentile(l.lat, l.nlat, 50);
 		f->p99 = bench_percentile(l.lat, l.nlat, 99);
 		f->p999 = bench_percentile(l.lat, l.nlat, 99.9);
+		if (cdf_out) /* the samples are sorted now */
+			write_cdf(strcmp(shards, "1") ? "2x2" : "1x1", l.lat, l.nlat);
 		/* CPU per request: unlike req/s, it does not depend on how
 		 * much of the machine other processes took meanwhile. */
 		f->cpu_us = l.requests ? exch_ns / 1e3 / (double)l.requests : 0;
@@ -636,6 +663,7 @@ int bench_e2e(int argc, char **argv)
 		{"seconds", required_argument, NULL, 's'},
 		{"conns", required_argument, NULL, 'c'},
 		{"only", required_argument, NULL, 'o'},
+		{"cdf-out", required_argument, NULL, 'C'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -649,10 +677,12 @@ int bench_e2e(int argc, char **argv)
 			run_def = false;
 		} else if (c == 'o' && !strcmp(optarg, "defaults")) {
 			run_base = false;
+		} else if (c == 'C') {
+			cdf_out = optarg;
 		} else {
 			fprintf(stderr,
 				"usage: shmex-bench e2e [--seconds S] [--conns N] "
-				"[--only base|defaults]\n");
+				"[--only base|defaults] [--cdf-out PREFIX]\n");
 			return 2;
 		}
 	}

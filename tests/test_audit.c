@@ -681,6 +681,40 @@ START_TEST(verify_names_file_and_byte_of_a_corrupted_record)
 	verify_names(audit, audit, off);
 	flip(audit, off + 9);
 
+	/* Records that are all valid, sorted and without gaps, but are not
+	 * the journals' merge: shard 1's first two alone. */
+	size_t alen = 0, slen = 0;
+	char *orig = slurp(audit, &alen);
+	char seg1[PATH_MAX + 64];
+	snprintf(seg1, sizeof(seg1), "%s/shard-1/journal-0000000000000001.log", ddir);
+	char *seg = slurp(seg1, &slen);
+	ck_assert_ptr_nonnull(orig);
+	ck_assert_ptr_nonnull(seg);
+	struct shm_jrec_hdr r1, r2;
+	memcpy(&r1, seg + 64, sizeof(r1));
+	memcpy(&r2, seg + 64 + r1.len, sizeof(r2));
+	FILE *f = fopen(audit, "wb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(orig, 1, 64, f), 64);
+	ck_assert_uint_eq(fwrite(seg + 64, 1, r1.len + r2.len, f), r1.len + r2.len);
+	fclose(f);
+	char err[PATH_MAX + 16];
+	snprintf(err, sizeof(err), "%s.err", ddir);
+	ck_assert_int_eq(run(ok, NULL, err), 1);
+	size_t elen;
+	char *msg = slurp(err, &elen);
+	ck_assert_ptr_nonnull(msg);
+	ck_assert_msg(strstr(msg, "audit.log: byte 64: not the journals' merge"), "%s",
+		      msg);
+	free(msg);
+	f = fopen(audit, "wb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(orig, 1, alen, f), alen);
+	fclose(f);
+	free(orig);
+	free(seg);
+	ck_assert_int_eq(run(ok, NULL, NULL), 0);
+
 	dump_json(shard0, 0, 3, file, sizeof(file), &off, &lines);
 	ck_assert_int_gt(lines, 3);
 	ck_assert_int_gt(off, 64);

@@ -164,6 +164,9 @@ static int open_log(struct audit *a)
 		return -1;
 	}
 	if (fresh) {
+		/* A new log holds nothing yet, whatever an old audit.pos says. */
+		memset(a->pos.merged, 0, sizeof(a->pos.merged));
+		a->pos_dirty = true;
 		struct jnl_audit_hdr h;
 		jnl_audit_hdr_init(&h, a->n);
 		if (jnl_out_raw(&a->out, &h, sizeof(h)) != 0 ||

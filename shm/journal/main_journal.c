@@ -514,6 +514,95 @@ static int verify_shard(const char *dir, uint32_t shard, uint32_t nshards)
 	return 0;
 }
 
+/* The audit log against the journals: record for record, it must be the
+ * beginning of their merge (it may lag a live exchange). */
+struct amatch {
+	FILE *f;
+	const char *path;
+	off_t off;
+	uint64_t same;
+	bool ended; /* the log ended before the merge */
+	int bad;
+};
+
+static int match_one(void *arg, const struct shm_jrec *r)
+{
+	struct amatch *m = arg;
+	uint8_t buf[SHM_JREC_MAX];
+	size_t n = fread(buf, 1, r->h.len, m->f);
+	if (n == 0 && feof(m->f)) {
+		m->ended = true;
+		return -ECANCELED; /* stops the merge: the rest is not merged yet */
+	}
+	if (n != r->h.len || memcmp(buf, r, r->h.len) != 0) {
+		m->bad = fail("%s: byte %jd: not the journals' merge (expected shard %u "
+			      "sequence %" PRIu64 " here)",
+			      m->path, (intmax_t)m->off, r->h.shard, r->h.seq);
+		return -ECANCELED;
+	}
+	m->off += (off_t)n;
+	m->same++;
+	return 0;
+}
+
+static int match_journals(const char *dir, const char *audit, uint32_t nshards)
+{
+	struct jnl_src *src = calloc(nshards, sizeof(*src));
+	if (!src)
+		return fail("out of memory");
+	struct shmex_error e = {0};
+	int rc = 0, out = 0;
+	bool trimmed = false;
+	for (uint32_t k = 0; k < nshards && !rc; k++) {
+		rc = jnl_src_open(&src[k], dir, k, nshards, false, NULL, &e);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue;
+		}
+		if (!rc)
+			rc = jnl_src_find_limit(&src[k], &e);
+		if (!rc && src[k].rd.dir.nseg && src[k].rd.dir.seg_first[0] > 1)
+			trimmed = true;
+	}
+	if (rc) {
+		out = fail("%s", shmex_error_msg(&e, rc));
+	} else if (trimmed) {
+		printf("%s: not compared with the journals (their first segments were "
+		       "removed after snapshots)\n",
+		       audit);
+	} else {
+		struct amatch m = {.path = audit, .off = sizeof(struct jnl_audit_hdr)};
+		m.f = fopen(audit, "rb");
+		if (!m.f) {
+			out = fail("%s: %s", audit, strerror(errno));
+		} else {
+			fseeko(m.f, m.off, SEEK_SET);
+			int64_t n = jnl_merge_step(src, nshards, UINT64_MAX, UINT64_MAX,
+						   match_one, &m, &e);
+			if (m.bad) {
+				out = 1;
+			} else if (n < 0 && !m.ended) {
+				out = fail("%s", shmex_error_msg(&e, (int)n));
+			} else if (!m.ended && fgetc(m.f) != EOF) {
+				out = fail(
+					"%s: byte %jd: records the journals do not have",
+					audit, (intmax_t)m.off);
+			} else {
+				printf("%s: the journals' merge, record for record (%" PRIu64
+				       " records%s)\n",
+				       audit, m.same,
+				       m.ended ? "; the journals have more, not merged yet"
+					       : "");
+			}
+			fclose(m.f);
+		}
+	}
+	for (uint32_t k = 0; k < nshards; k++)
+		jnl_src_close(&src[k]);
+	free(src);
+	return out;
+}
+
 static int cmd_verify(const struct target *t)
 {
 	if (t->kind == P_AUDIT)
@@ -533,7 +622,8 @@ static int cmd_verify(const struct target *t)
 	char audit[SHM_JOURNAL_PATH_MAX + 16];
 	snprintf(audit, sizeof(audit), "%s/" JNL_AUDIT_NAME, t->path);
 	if (access(audit, F_OK) == 0)
-		return verify_audit(audit, t->nshards);
+		return verify_audit(audit, t->nshards) ||
+		       match_journals(t->path, audit, t->nshards);
 	return 0;
 }
 

@@ -682,13 +682,17 @@ START_TEST(verify_names_file_and_byte_of_a_corrupted_record)
 	flip(audit, off + 9);
 
 	/* Records that are all valid, sorted and without gaps, but are not
-	 * the journals' merge: shard 1's first two alone. */
+	 * the journals' merge: the first two of the shard whose first record
+	 * does not come first in the merge. */
 	size_t alen = 0, slen = 0;
 	char *orig = slurp(audit, &alen);
-	char seg1[PATH_MAX + 64];
-	snprintf(seg1, sizeof(seg1), "%s/shard-1/journal-0000000000000001.log", ddir);
-	char *seg = slurp(seg1, &slen);
 	ck_assert_ptr_nonnull(orig);
+	struct shm_jrec_hdr first;
+	memcpy(&first, orig + 64, sizeof(first));
+	char seg1[PATH_MAX + 64];
+	snprintf(seg1, sizeof(seg1), "%s/shard-%u/journal-0000000000000001.log", ddir,
+		 1u - first.shard);
+	char *seg = slurp(seg1, &slen);
 	ck_assert_ptr_nonnull(seg);
 	struct shm_jrec_hdr r1, r2;
 	memcpy(&r1, seg + 64, sizeof(r1));

@@ -765,6 +765,19 @@ static void wait_new_matcher(uint32_t k, int old)
 	ck_abort_msg("shard %u: no new live matcher in shmex-query stats: %s", k, out);
 }
 
+/* kill -9 of everything, a start, a clean stop and a start: each start
+ * recovers the state hash h0. */
+static void crash_stop_and_hash(const char *const *args, uint64_t h0)
+{
+	char out[16384];
+	kill_everything();
+	start(args);
+	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+	stop_clean();
+	start(args);
+	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+}
+
 /*
  * The state after recovery is the state before, to the byte: the state
  * hash (every book, order with its fills, position and account) is the
@@ -784,13 +797,7 @@ START_TEST(recovered_state_hashes_the_same)
 	fclose(devnull);
 	char out[16384];
 	uint64_t h0 = state_hash(out, sizeof(out));
-
-	kill_everything();
-	start(big);
-	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
-	stop_clean();
-	start(big);
-	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+	crash_stop_and_hash(big, h0);
 
 	pid_t m1 = exchange_child(&ex, "shmex-matcher", 1);
 	ck_assert_int_gt(m1, 0);
@@ -1271,15 +1278,9 @@ START_TEST(snapshots_under_load_recover_the_same_state)
 	}
 	fclose(devnull);
 	char out[16384];
-	uint64_t h0 = state_hash(out, sizeof(out));
-	kill_everything();
-	start(snap);
-	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
-	stop_clean();
-	/* The stop wrote a snapshot of everything: the journal after it
+	/* The stop writes a snapshot of everything: the journal after it
 	 * holds only the next start's record. */
-	start(snap);
-	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+	crash_stop_and_hash(snap, state_hash(out, sizeof(out)));
 	for (uint32_t k = 0; k < 2; k++)
 		ck_assert_int_le(shard_files(k, "snapshot-", names, 64), 2);
 	stop_clean();

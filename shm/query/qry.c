@@ -451,6 +451,7 @@ int qry_order(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 /* --- account -------------------------------------------------------------- */
 
 struct pos {
+	uint64_t account;
 	char sym[16];
 	uint32_t shard;
 	int64_t amount, reserved;
@@ -463,9 +464,10 @@ static int pos_cmp(const void *a, const void *b)
 	return c ? c : (x->shard > y->shard) - (x->shard < y->shard);
 }
 
-/* Every position of `id` in shard k, appended to *v. */
-static int positions_of(struct qry *q, uint32_t k, uint64_t id, struct pos **v, size_t *n,
-			size_t *cap)
+/* Every position of account *id (of every account when id is NULL) in
+ * shard k, appended to *v. */
+static int positions_of(struct qry *q, uint32_t k, const uint64_t *id, struct pos **v,
+			size_t *n, size_t *cap)
 {
 	struct shm_positions p;
 	int rc = shm_positions_attach(&p, q->instance, k, SHM_RDONLY);
@@ -476,7 +478,7 @@ static int positions_of(struct qry *q, uint32_t k, uint64_t id, struct pos **v, 
 	}
 	for (uint32_t i = 0; i < p.pos_slots; i++) {
 		struct shm_position_view pv;
-		if (shm_positions_read_slot(&p, i, &pv) != 0 || pv.account != id)
+		if (shm_positions_read_slot(&p, i, &pv) != 0 || (id && pv.account != *id))
 			continue;
 		if (*n == *cap) {
 			size_t ncap = *cap ? 2 * *cap : 16;
@@ -490,6 +492,7 @@ static int positions_of(struct qry *q, uint32_t k, uint64_t id, struct pos **v, 
 			*cap = ncap;
 		}
 		struct pos *x = &(*v)[(*n)++];
+		x->account = pv.account;
 		size_t len = shm_symbol_unpack_len(pv.symbol);
 		memcpy(x->sym, pv.symbol, 16);
 		x->sym[len < 16 ? len : 15] = '\0';
@@ -525,7 +528,7 @@ int qry_account(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 	struct pos *v = NULL;
 	size_t n = 0, cap = 0;
 	for (uint32_t k = 0; k < q->nshards && rc == 0; k++)
-		rc = positions_of(q, k, id, &v, &n, &cap);
+		rc = positions_of(q, k, &id, &v, &n, &cap);
 	if (rc) {
 		free(v);
 		return rc;
@@ -871,18 +874,12 @@ static int hash_shard(struct qry *q, uint32_t k, uint64_t *h)
 	return 0;
 }
 
-struct hpos {
-	uint64_t account;
-	char sym[16];
-	int64_t amount, reserved;
-};
-
-static int hpos_cmp(const void *a, const void *b)
+static int pos_by_account(const void *a, const void *b)
 {
-	const struct hpos *x = a, *y = b;
+	const struct pos *x = a, *y = b;
 	if (x->account != y->account)
 		return x->account < y->account ? -1 : 1;
-	return memcmp(x->sym, y->sym, sizeof(x->sym));
+	return pos_cmp(a, b);
 }
 
 static int acct_cmp(const void *a, const void *b)
@@ -891,45 +888,22 @@ static int acct_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Every position of every shard into *v (sorted), *n of them. */
-static int all_positions(struct qry *q, struct hpos **v, size_t *n)
+/* Every position of every shard into *v, sorted by account, symbol. */
+static int all_positions(struct qry *q, struct pos **v, size_t *n)
 {
 	size_t cap = 0;
 	*v = NULL;
 	*n = 0;
 	for (uint32_t k = 0; k < q->nshards; k++) {
-		struct shm_positions p;
-		int rc = shm_positions_attach(&p, q->instance, k, SHM_RDONLY);
+		int rc = positions_of(q, k, NULL, v, n, &cap);
 		if (rc) {
-			shmex_error_set(&q->err, 0, "positions of shard %u: %s", k,
-					shmex_error_msg(&p.region.err, rc));
+			free(*v);
+			*v = NULL;
 			return rc;
 		}
-		for (uint32_t i = 0; i < p.pos_slots; i++) {
-			struct shm_position_view pv;
-			if (shm_positions_read_slot(&p, i, &pv) != 0)
-				continue;
-			if (*n == cap) {
-				cap = cap ? 2 * cap : 256;
-				struct hpos *nv = realloc(*v, cap * sizeof(**v));
-				if (!nv) {
-					shm_positions_detach(&p);
-					shmex_error_set(&q->err, -ENOMEM,
-							"out of memory");
-					return -ENOMEM;
-				}
-				*v = nv;
-			}
-			struct hpos *x = &(*v)[(*n)++];
-			x->account = pv.account;
-			memcpy(x->sym, pv.symbol, sizeof(x->sym));
-			x->amount = pv.amount;
-			x->reserved = pv.reserved;
-		}
-		shm_positions_detach(&p);
 	}
 	if (*n > 1)
-		qsort(*v, *n, sizeof(**v), hpos_cmp);
+		qsort(*v, *n, sizeof(**v), pos_by_account);
 	return 0;
 }
 
@@ -968,7 +942,7 @@ int qry_state_hash(struct qry *q, uint64_t *hash)
 		if (rc)
 			return rc;
 	}
-	struct hpos *pv;
+	struct pos *pv;
 	size_t np;
 	int rc = all_positions(q, &pv, &np);
 	if (rc)

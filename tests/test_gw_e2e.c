@@ -1083,7 +1083,7 @@ START_TEST(instance_in_use_is_refused_and_leftovers_removed)
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 1);
 		execl(test_bin("shmex"), "shmex", "--instance", inst, "--port", port,
-		      "--quiet", (char *)NULL);
+		      "--no-fix", "--quiet", (char *)NULL);
 		_exit(127);
 	}
 	int st = test_wait_pid(pid, T_MS);

@@ -41,6 +41,13 @@
  * the journals, on the same listening socket (connections wait in its
  * queue meanwhile).
  *
+ * FIX (docs/fix.md): unless --no-fix, one shmex-fix process serves FIX 4.4
+ * on its own listening socket (opened here too, --fix-port, for the same
+ * reasons).  It is one more gateway of the instance: gateway index G
+ * after the XML gateways 0..G-1, with its own rings, so the instance is
+ * created with G + 1 gateways; it is started, awaited and restarted like
+ * them.
+ *
  * Limits: at most SHM_INSTANCE_SHARDS_MAX shards and
  * SHM_INSTANCE_GATEWAYS_MAX gateways; a gateway or matcher that keeps
  * dying is restarted forever, with a backoff from 100 ms doubling to 5 s
@@ -90,6 +97,8 @@ struct child {
 };
 
 #define DEFAULT_PORT 12345u
+#define DEFAULT_FIX_PORT 9878u
+#define DEFAULT_FIX_COMP_ID "SHMEX"
 #define DEFAULT_BIND "127.0.0.1"
 #define DEFAULT_START_TIMEOUT_MS 15000u
 
@@ -100,6 +109,10 @@ struct opts {
 	const char *bind;
 	const char *data_dir; /* NULL: shmex-data/<instance> */
 	uint64_t port;
+	uint64_t fix_port;
+	bool no_fix;
+	const char *fix_comp_id;
+	const char *fix_sessions; /* NULL: any SenderCompID */
 	uint64_t start_timeout_ms;
 	struct shm_settings set;
 	/* Copies of the settings the supervisor itself uses. */
@@ -112,12 +125,15 @@ struct sup {
 	char dir[PATH_MAX];
 	int listen_fd;
 	int port;
+	int fix_fd; /* FIX listening socket, -1: none */
+	int fix_port;
+	uint32_t ngw; /* gateway processes: XML ones + the FIX one */
 	struct shm_instance inst;
 	bool inst_ok;
 	struct shm_accounts accts;
 	bool accts_ok;
 	struct child matchers[SHM_INSTANCE_SHARDS_MAX];
-	struct child gateways[SHM_INSTANCE_GATEWAYS_MAX];
+	struct child gateways[SHM_INSTANCE_GATEWAYS_MAX + 1];
 	sigset_t sigs;
 	bool owns; /* we created control + rings: the name is ours */
 	bool stopping;
@@ -213,15 +229,24 @@ static const char *kind_name(enum child_kind k)
 	return k == K_MATCHER ? "matcher" : "gateway";
 }
 
+/* The FIX gateway is the gateway after the XML ones. */
+static bool is_fix(const struct sup *s, enum child_kind k, uint32_t idx)
+{
+	return k == K_GATEWAY && s->fix_fd >= 0 && idx == s->o.gateways;
+}
+
 /* Children get only the instance and their index (and a gateway the
  * inherited listening socket): the rest is in the control region. */
 static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 {
 	char path[PATH_MAX + 32], idbuf[16], fdbuf[16];
-	const char *argv[10];
+	const char *argv[16];
 	int n = 0;
+	bool fix = is_fix(s, k, idx);
 	snprintf(path, sizeof(path), "%s/%s", s->dir,
-		 k == K_MATCHER ? "shmex-matcher" : "shmex-gateway");
+		 k == K_MATCHER ? "shmex-matcher"
+		 : fix          ? "shmex-fix"
+				: "shmex-gateway");
 	snprintf(idbuf, sizeof(idbuf), "%u", idx);
 	argv[n++] = path;
 	argv[n++] = "--instance";
@@ -230,11 +255,19 @@ static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 		argv[n++] = "--shard";
 		argv[n++] = idbuf;
 	} else {
-		snprintf(fdbuf, sizeof(fdbuf), "%d", s->listen_fd);
+		snprintf(fdbuf, sizeof(fdbuf), "%d", fix ? s->fix_fd : s->listen_fd);
 		argv[n++] = "--id";
 		argv[n++] = idbuf;
 		argv[n++] = "--listen-fd";
 		argv[n++] = fdbuf;
+		if (fix) {
+			argv[n++] = "--comp-id";
+			argv[n++] = s->o.fix_comp_id;
+			if (s->o.fix_sessions) {
+				argv[n++] = "--sessions";
+				argv[n++] = s->o.fix_sessions;
+			}
+		}
 	}
 	argv[n] = NULL;
 	pid_t parent = getpid();
@@ -256,8 +289,9 @@ static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 		/* stdout is the supervisor's one line; children log to stderr. */
 		dup2(2, 1);
 		if (k == K_GATEWAY) {
-			int fl = fcntl(s->listen_fd, F_GETFD);
-			fcntl(s->listen_fd, F_SETFD, fl & ~FD_CLOEXEC);
+			int lfd = fix ? s->fix_fd : s->listen_fd;
+			int fl = fcntl(lfd, F_GETFD);
+			fcntl(lfd, F_SETFD, fl & ~FD_CLOEXEC);
 		}
 		execv(path, (char *const *)argv);
 		fprintf(stderr, "shmex: exec %s: %s\n", path, strerror(errno));
@@ -289,7 +323,7 @@ static struct child *find_child(struct sup *s, pid_t pid, enum child_kind *k)
 			*k = K_MATCHER;
 			return &s->matchers[i];
 		}
-	for (uint32_t i = 0; i < s->o.gateways; i++)
+	for (uint32_t i = 0; i < s->ngw; i++)
 		if (s->gateways[i].pid == pid) {
 			*k = K_GATEWAY;
 			return &s->gateways[i];
@@ -434,7 +468,7 @@ static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
 static void stop_kind(struct sup *s, enum child_kind k, int sig, uint32_t ms)
 {
 	struct child *cs = k == K_MATCHER ? s->matchers : s->gateways;
-	uint32_t n = k == K_MATCHER ? s->o.shards : s->o.gateways;
+	uint32_t n = k == K_MATCHER ? s->o.shards : s->ngw;
 	for (uint32_t i = 0; i < n; i++) {
 		cs[i].restart_at_ns = 0;
 		if (cs[i].pid > 0)
@@ -493,6 +527,10 @@ static void shutdown_all(struct sup *s)
 		close(s->listen_fd);
 		s->listen_fd = -1;
 	}
+	if (s->fix_fd >= 0) {
+		close(s->fix_fd);
+		s->fix_fd = -1;
+	}
 	stop_children(s);
 	if (s->lock_fd >= 0)
 		shm_journal_unlock(s->data, s->lock_fd);
@@ -507,10 +545,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		.instance = "default",
 		.bind = DEFAULT_BIND,
 		.port = DEFAULT_PORT,
+		.fix_port = DEFAULT_FIX_PORT,
+		.fix_comp_id = DEFAULT_FIX_COMP_ID,
 		.start_timeout_ms = DEFAULT_START_TIMEOUT_MS,
 	};
 	shm_settings_default(&o->set);
-	struct shm_opt opts[5 + SHM_SETTINGS_COUNT] = {
+	struct shm_opt opts[9 + SHM_SETTINGS_COUNT] = {
 		{.name = "instance",
 		 .type = SHM_OPT_STR,
 		 .arg = "NAME",
@@ -525,6 +565,29 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		 .max = 65535,
 		 .show_default = true,
 		 .help = "TCP port of the XML protocol, 0 = any free one"},
+		{.name = "fix-port",
+		 .type = SHM_OPT_NUM,
+		 .arg = "P",
+		 .dst = &o->fix_port,
+		 .max = 65535,
+		 .show_default = true,
+		 .help = "TCP port of FIX 4.4 order entry (shmex-fix), 0 = any free one"},
+		{.name = "no-fix",
+		 .type = SHM_OPT_FLAG,
+		 .dst = &o->no_fix,
+		 .help = "do not serve FIX"},
+		{.name = "fix-comp-id",
+		 .type = SHM_OPT_STR,
+		 .arg = "ID",
+		 .dst = &o->fix_comp_id,
+		 .show_default = true,
+		 .help = "the exchange's FIX CompID (the clients' TargetCompID)"},
+		{.name = "fix-sessions",
+		 .type = SHM_OPT_STR,
+		 .arg = "FILE",
+		 .dst = &o->fix_sessions,
+		 .help = "FIX sessions allowed: lines \"SENDERCOMPID ACCOUNT... | *\" "
+			 "(default: any SenderCompID, any account)"},
 		{.name = "bind",
 		 .type = SHM_OPT_STR,
 		 .arg = "ADDR",
@@ -547,7 +610,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			 "default shmex-data/INSTANCE under the working directory); "
 			 "a start with journals in it recovers them"},
 	};
-	shm_opt_settings(opts + 5, &o->set);
+	shm_opt_settings(opts + 9, &o->set);
 	const struct shm_opt_prog prog = {
 		.name = "shmex",
 		.synopsis = "[options]",
@@ -683,7 +746,7 @@ static int start_over(struct sup *s)
 	s->quiescing = false;
 	for (uint32_t k = 0; k < s->o.shards; k++)
 		s->matchers[k].restart_at_ns = 0;
-	for (uint32_t g = 0; g < s->o.gateways; g++)
+	for (uint32_t g = 0; g < s->ngw; g++)
 		s->gateways[g].restart_at_ns = 0;
 	if (s->stopping)
 		return 0;
@@ -707,10 +770,11 @@ static int start(struct sup *s)
 	char *slash = strrchr(s->dir, '/');
 	if (slash)
 		*slash = 0;
-	for (int k = 0; k < 2; k++) {
+	static const char *const progs[] = {"shmex-matcher", "shmex-gateway",
+					    "shmex-fix"};
+	for (int k = 0; k < (s->o.no_fix ? 2 : 3); k++) {
 		char p[PATH_MAX + 32];
-		snprintf(p, sizeof(p), "%s/%s", s->dir,
-			 k ? "shmex-gateway" : "shmex-matcher");
+		snprintf(p, sizeof(p), "%s/%s", s->dir, progs[k]);
 		if (access(p, X_OK) != 0) {
 			logf_(s, true, "%s: %s (it must sit next to shmex)", p,
 			      strerror(errno));
@@ -726,6 +790,23 @@ static int start(struct sup *s)
 		      (unsigned)s->o.port, strerror(-rc));
 		return -1;
 	}
+	if (!s->o.no_fix) {
+		rc = gw_listen_open(s->o.bind, (int)s->o.fix_port, false, 1024,
+				    &s->fix_fd, &s->fix_port);
+		if (rc) {
+			s->fix_fd = -1;
+			logf_(s, true,
+			      "cannot listen for FIX on %s:%u: %s (--fix-port, or --no-fix)",
+			      s->o.bind, (unsigned)s->o.fix_port, strerror(-rc));
+			return -1;
+		}
+		s->ngw = s->o.gateways + 1;
+	}
+	if (s->o.fix_sessions && access(s->o.fix_sessions, R_OK) != 0) {
+		logf_(s, true, "--fix-sessions %s: %s", s->o.fix_sessions,
+		      strerror(errno));
+		return -1;
+	}
 	if (open_data_dir(s) != 0)
 		return -1;
 	return launch(s);
@@ -738,6 +819,8 @@ static int launch(struct sup *s)
 {
 	struct shm_instance_cfg icfg = {
 		.s = s->o.set, .mode = 0660, .data_dir = s->data[0] ? s->data : NULL};
+	/* The FIX gateway has rings of its own: one gateway more. */
+	icfg.s.gateways = s->ngw;
 	int rc;
 	rc = shm_instance_create(s->o.instance, &icfg, &s->inst);
 	if (rc) {
@@ -764,10 +847,10 @@ static int launch(struct sup *s)
 	for (uint32_t k = 0; k < s->o.shards; k++)
 		if (!wait_ready(s, K_MATCHER, k))
 			return -1;
-	for (uint32_t g = 0; g < s->o.gateways; g++)
+	for (uint32_t g = 0; g < s->ngw; g++)
 		if (spawn(s, K_GATEWAY, g) < 0)
 			return -1;
-	for (uint32_t g = 0; g < s->o.gateways; g++)
+	for (uint32_t g = 0; g < s->ngw; g++)
 		if (!wait_ready(s, K_GATEWAY, g))
 			return -1;
 	return 0;
@@ -778,10 +861,12 @@ int main(int argc, char **argv)
 	struct sup s;
 	memset(&s, 0, sizeof(s));
 	s.listen_fd = -1;
+	s.fix_fd = -1;
 	s.lock_fd = -1;
 	int rc = parse_opts(argc, argv, &s.o);
 	if (rc != SHM_OPT_RUN)
 		return rc == SHM_OPT_EXIT ? 0 : 2;
+	s.ngw = s.o.gateways;
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&s.sigs);
 	sigaddset(&s.sigs, SIGCHLD);
@@ -803,9 +888,14 @@ int main(int argc, char **argv)
 			logf_(&s, true, "instance %s did not start", s.o.instance);
 		return s.exit_code;
 	}
-	printf("shmex: instance %s listening on %s:%d (%u shard%s, %u gateway%s)\n",
+	/* The XML port stays the last ":N" of the line (scripts take it). */
+	char fixinfo[96] = "";
+	if (s.fix_fd >= 0)
+		snprintf(fixinfo, sizeof(fixinfo), ", FIX port %d as %s", s.fix_port,
+			 s.o.fix_comp_id);
+	printf("shmex: instance %s listening on %s:%d (%u shard%s, %u gateway%s%s)\n",
 	       s.o.instance, s.o.bind, s.port, s.o.shards, s.o.shards == 1 ? "" : "s",
-	       s.o.gateways, s.o.gateways == 1 ? "" : "s");
+	       s.o.gateways, s.o.gateways == 1 ? "" : "s", fixinfo);
 	fflush(stdout);
 
 	while (!s.stopping) {
@@ -814,7 +904,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC), next = 0;
-		for (uint32_t i = 0; i < s.o.shards + s.o.gateways; i++) {
+		for (uint32_t i = 0; i < s.o.shards + s.ngw; i++) {
 			enum child_kind k = i < s.o.shards ? K_MATCHER : K_GATEWAY;
 			uint32_t idx = k == K_MATCHER ? i : i - s.o.shards;
 			struct child *c =

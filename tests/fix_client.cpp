@@ -311,14 +311,14 @@ static void scenario_orders()
 	expect(B, W{{35, "9"}, {11, x3}, {102, "0"}}, "cancel of a cancelled order");
 	/* Rejects that change nothing. */
 	std::string c2 = order(B, uid("c"), '1', "1", "100", '1', "999999");
-	FIX::Message rj =
-		expect(B, W{{11, c2}, {150, "8"}, {39, "8"}}, "unknown account");
+	FIX::Message rj = expect(B, W{{11, c2}, {150, "8"}, {39, "8"}, {103, "15"}},
+				 "unknown account");
 	if (field(rj, 58).find("Account") == std::string::npos)
 		fail("unknown account: Text is " + field(rj, 58), B);
 	order(B, c1, '1', "1", "100");
-	rj = expect(B, W{{11, c1}, {150, "8"}}, "duplicate ClOrdID");
+	rj = expect(B, W{{11, c1}, {150, "8"}, {103, "6"}}, "duplicate ClOrdID");
 	std::string c3 = order(B, uid("c"), '1', "0", "100");
-	expect(B, W{{11, c3}, {150, "8"}}, "zero quantity");
+	expect(B, W{{11, c3}, {150, "8"}, {103, "13"}}, "zero quantity");
 	std::string c4 = order(B, uid("c"), '1', "1", "100.00001");
 	expect(B, W{{11, c4}, {150, "8"}}, "price with 5 decimals");
 	std::string c5 = order(B, uid("c"), '1', "1", "100", '1', "-");
@@ -420,6 +420,18 @@ static void scenario_restart(pid_t victim)
 	 * gateway's FileStore resumes the numbers (a reset would make this
 	 * client log out: MsgSeqNum too low). */
 	wait_on(B, true, 20000);
+	wait_on("SELLER", true, 20000);
+	/* The order placed before the kill is still ours: its fill reaches
+	 * BUYER (the restarted gateway read its order log). */
+	std::string s1 = order("SELLER", uid("s"), '2', "1", "30");
+	expect("SELLER", W{{11, s1}, {150, "F"}, {39, "2"}},
+	       "aggressor after the restart");
+	expect(B, W{{11, c1}, {150, "F"}, {39, "2"}, {32, "1"}, {31, "30"}, {14, "1"}},
+	       "fill of an order placed before the restart");
+	/* ClOrdIDs used before the restart stay refused. */
+	order(B, c1, '1', "1", "30");
+	expect(B, W{{11, c1}, {150, "8"}, {103, "6"}},
+	       "duplicate ClOrdID across a restart");
 	std::string c2 = order(B, uid("c"), '1', "1", "31");
 	expect(B, W{{11, c2}, {150, "0"}}, "New after the restart");
 	std::string x = uid("x");

@@ -128,6 +128,36 @@ std::string avg_px(__int128 notional, int64_t cum)
 	return dec((int64_t)q, SHM_PRICE_DIGITS + 4);
 }
 
+/* Order-log fields: no spaces or line ends inside. */
+std::string esc(const std::string &s)
+{
+	std::string o;
+	for (char c : s) {
+		if (c == '%' || c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+			char b[4];
+			snprintf(b, sizeof(b), "%%%02X", (unsigned char)c);
+			o += b;
+		} else {
+			o += c;
+		}
+	}
+	return o;
+}
+
+std::string unesc(const std::string &s)
+{
+	std::string o;
+	for (size_t i = 0; i < s.size(); i++) {
+		if (s[i] == '%' && i + 2 < s.size()) {
+			o += (char)strtol(s.substr(i + 1, 2).c_str(), nullptr, 16);
+			i += 2;
+		} else {
+			o += s[i];
+		}
+	}
+	return o;
+}
+
 class App;
 
 struct Conn : public FIX::Responder {
@@ -166,8 +196,21 @@ struct Ord {
 	uint32_t shard = 0;
 	int inflight = 0; /* cancel/replace requests outstanding */
 	bool done = false;
-	bool rescan = false; /* last read was busy */
+	bool rescan = false;  /* last read was busy */
+	bool rebuild = false; /* loaded from the order log: cum and notional
+			       * are recomputed from the first `reported`
+			       * fills at the next read */
 };
+
+/* "O id sender clordid account side ordtype tif qty price symbol shard" */
+std::string order_line(const Ord &o)
+{
+	return "O " + std::to_string(o.id) + " " + esc(o.sender) + " " + esc(o.clordid) +
+	       " " + std::to_string(o.account) + " " + std::to_string(o.side) + " " +
+	       std::string(1, o.ordtype) + " " + std::string(1, o.fix_tif) + " " +
+	       std::to_string(o.qty) + " " + std::to_string(o.price) + " " +
+	       esc(o.symbol) + " " + std::to_string(o.shard);
+}
 
 enum pend_kind { P_NEW, P_CANCEL, P_REPLACE };
 
@@ -204,6 +247,17 @@ class App : public FIX::Application
 	std::vector<uint64_t> shard_events;
 	uint64_t next_req = 0;
 	std::vector<fx_fill> fills;
+	FILE *olog = nullptr; /* <data-dir>/fix/orders.log, NULL: none */
+
+	void log(const std::string &line)
+	{
+		if (!olog)
+			return;
+		fputs(line.c_str(), olog);
+		fputc('\n', olog);
+		fflush(olog);
+	}
+	int load_log(const std::string &path);
 
 	void onCreate(const FIX::SessionID &) override
 	{
@@ -250,7 +304,8 @@ class App : public FIX::Application
 	bool may_trade(const std::string &sender, uint64_t account) const;
 	void send_er(const std::string &sender, const Ord &o, char exec_type,
 		     char ord_status, const std::string &exec_id, int64_t leaves,
-		     const std::string &text = "", const fx_fill *f = nullptr);
+		     const std::string &text = "", const fx_fill *f = nullptr,
+		     int rej_reason = -1);
 	void reject_order(const std::string &sender, const Ord &o, int reason,
 			  const std::string &text, uint64_t req_id);
 	void cancel_reject(const std::string &sender, const std::string &clordid,
@@ -357,7 +412,7 @@ bool App::may_trade(const std::string &sender, uint64_t account) const
 
 void App::send_er(const std::string &sender, const Ord &o, char exec_type,
 		  char ord_status, const std::string &exec_id, int64_t leaves,
-		  const std::string &text, const fx_fill *f)
+		  const std::string &text, const fx_fill *f, int rej_reason)
 {
 	FIX44::ExecutionReport er;
 	er.setField(FIX::FIELD::OrderID,
@@ -392,6 +447,8 @@ void App::send_er(const std::string &sender, const Ord &o, char exec_type,
 	er.setField(FIX::TransactTime(FIX::UtcTimeStamp(), 3));
 	if (!text.empty())
 		er.setField(FIX::FIELD::Text, text);
+	if (rej_reason >= 0)
+		er.setField(FIX::OrdRejReason(rej_reason));
 	FIX::Session *s = session_for(sender);
 	FIX::Message &m = er;
 	m.getHeader().setField(FIX::SenderCompID(comp_id));
@@ -423,12 +480,11 @@ int ord_rej_reason(int rc)
 void App::reject_order(const std::string &sender, const Ord &o, int reason,
 		       const std::string &text, uint64_t req)
 {
-	FIX44::ExecutionReport er;
 	Ord r = o;
 	r.id = 0;
 	send_er(sender, r, FIX::ExecType_REJECTED, FIX::OrdStatus_REJECTED,
-		"J" + std::to_string(req) + "." + std::to_string(now_ms()), 0, text);
-	(void)reason;
+		"J" + std::to_string(req) + "." + std::to_string(now_ms()), 0, text,
+		nullptr, reason);
 }
 
 void App::cancel_reject(const std::string &sender, const std::string &clordid,
@@ -518,6 +574,7 @@ void App::new_order(const FIX::Message &m, const std::string &sender)
 		return;
 	}
 	ss.clords[o.clordid] = 0;
+	log("C " + esc(sender) + " " + esc(o.clordid));
 	if (!parse_u64(acct, o.account)) {
 		reject_order(sender, o, FIX::OrdRejReason_UNKNOWN_ACCOUNT,
 			     "Account (1) must be a shmex account id", req);
@@ -695,6 +752,7 @@ void App::cancel(const FIX::Message &m, const std::string &sender, bool replace)
 		return;
 	}
 	ss.clords[clordid] = 0;
+	log("C " + esc(sender) + " " + esc(clordid));
 	auto o = orders.find(id);
 	if (!id || o == orders.end()) {
 		cancel_reject(sender, clordid, orig, id, replace,
@@ -853,6 +911,7 @@ void App::on_reply(const fx_reply *y)
 		o = p.ord;
 		o.id = y->order_id;
 		sstate[p.sender].clords[o.clordid] = o.id;
+		log(order_line(o));
 		send_er(p.sender, o, FIX::ExecType_NEW, FIX::OrdStatus_NEW,
 			"N" + std::to_string(o.id), o.qty);
 		scan(o);
@@ -881,6 +940,9 @@ void App::on_reply(const fx_reply *y)
 		o.qty = p.ord.qty;
 		o.price = p.ord.price;
 		sstate[p.sender].clords[p.clordid] = o.id;
+		log("R " + std::to_string(o.id) + " " + esc(o.clordid) + " " +
+		    esc(o.orig_clordid) + " " + std::to_string(o.qty) + " " +
+		    std::to_string(o.price));
 		if (!o.done)
 			send_er(p.sender, o, FIX::ExecType_REPLACED,
 				o.cum > 0 ? FIX::OrdStatus_PARTIALLY_FILLED
@@ -891,6 +953,8 @@ void App::on_reply(const fx_reply *y)
 	} else {
 		o.cancel_clordid = p.clordid;
 		o.orig_clordid = p.orig_clordid;
+		log("X " + std::to_string(o.id) + " " + esc(o.cancel_clordid) + " " +
+		    esc(o.orig_clordid));
 	}
 	scan(o);
 }
@@ -911,8 +975,10 @@ void App::scan(Ord &o)
 		if (rc) {
 			/* Busy or not durable yet: next round. */
 			o.rescan = rc == SHMEX_EBUSY;
-			if (rc == SHMEX_ENOORDER)
+			if (rc == SHMEX_ENOORDER) {
 				o.done = true;
+				log("D " + std::to_string(o.id));
+			}
 			return;
 		}
 		if (n >= so.nfills)
@@ -924,6 +990,15 @@ void App::scan(Ord &o)
 		return;
 	}
 	o.rescan = false;
+	if (o.rebuild) {
+		o.cum = 0;
+		o.notional = 0;
+		for (size_t i = 0; i < o.reported && i < n; i++) {
+			o.cum += fills[i].qty;
+			o.notional += (__int128)fills[i].qty * fills[i].price;
+		}
+		o.rebuild = false;
+	}
 	for (size_t i = o.reported; i < n; i++) {
 		const fx_fill &f = fills[i];
 		o.cum += f.qty;
@@ -934,10 +1009,12 @@ void App::scan(Ord &o)
 			full ? FIX::OrdStatus_FILLED : FIX::OrdStatus_PARTIALLY_FILLED,
 			"F" + std::to_string(o.id) + "." + std::to_string(i),
 			o.qty - o.cum, "", &f);
+		log("F " + std::to_string(o.id) + " " + std::to_string(o.reported));
 	}
 	if (so.live)
 		return;
 	o.done = true;
+	log("D " + std::to_string(o.id));
 	if (so.done_reason == 1 /* SHM_BOOK_DONE_FILLED */)
 		return;
 	const char *why = "";
@@ -964,6 +1041,104 @@ void App::scan(Ord &o)
 		r.orig_clordid.clear();
 	send_er(o.sender, r, FIX::ExecType_CANCELED, FIX::OrdStatus_CANCELED,
 		"C" + std::to_string(o.id), 0, why);
+}
+
+/*
+ * The order log (<data-dir>/fix/orders.log): what this process must know
+ * after a restart to go on reporting -- which orders are ours, for which
+ * session, under which ClOrdIDs, and how many fills each session has been
+ * told of.  One line per fact, flushed (not fsynced: it protects against
+ * a crash of this process; the exchange's own journal is what protects
+ * against power loss).  Loaded at start, then rewritten with only what is
+ * still needed.
+ *
+ *   C sender clordid          a ClOrdID used (duplicates stay refused)
+ *   O id sender clordid ...   an accepted order (order_line)
+ *   R id clordid orig qty px  replaced
+ *   X id clordid orig         a cancel accepted
+ *   F id n                    n fills reported
+ *   D id                      ended: nothing more to report
+ */
+int App::load_log(const std::string &path)
+{
+	std::ifstream in(path);
+	std::string line;
+	while (in && std::getline(in, line)) {
+		std::istringstream is(line);
+		std::string k;
+		is >> k;
+		if (k == "C") {
+			std::string sd, cl;
+			if (is >> sd >> cl)
+				sstate[unesc(sd)].clords.emplace(unesc(cl), 0);
+		} else if (k == "O") {
+			Ord o;
+			std::string sd, cl, sym, ot, tf;
+			if (!(is >> o.id >> sd >> cl >> o.account >> o.side >> ot >> tf >>
+			      o.qty >> o.price >> sym >> o.shard))
+				continue;
+			o.sender = unesc(sd);
+			o.clordid = unesc(cl);
+			o.symbol = unesc(sym);
+			o.ordtype = ot[0];
+			o.fix_tif = tf[0];
+			o.rebuild = true;
+			sstate[o.sender].clords[o.clordid] = o.id;
+			orders[o.id] = o;
+		} else if (k == "F" || k == "D" || k == "R" || k == "X") {
+			uint64_t id;
+			if (!(is >> id))
+				continue;
+			auto it = orders.find(id);
+			if (it == orders.end())
+				continue;
+			Ord &o = it->second;
+			if (k == "F") {
+				is >> o.reported;
+			} else if (k == "D") {
+				orders.erase(it);
+			} else if (k == "R") {
+				std::string cl, orig;
+				if (is >> cl >> orig >> o.qty >> o.price) {
+					o.clordid = unesc(cl);
+					o.orig_clordid = unesc(orig);
+					sstate[o.sender].clords[o.clordid] = o.id;
+				}
+			} else {
+				std::string cl, orig;
+				if (is >> cl >> orig) {
+					o.cancel_clordid = unesc(cl);
+					o.orig_clordid = unesc(orig);
+				}
+			}
+		}
+	}
+	/* Rewrite: every ClOrdID, and the orders still open. */
+	std::string tmp = path + ".tmp";
+	FILE *f = fopen(tmp.c_str(), "w");
+	if (!f)
+		return -errno;
+	olog = f;
+	for (auto &ss : sstate)
+		for (auto &c : ss.second.clords)
+			if (!orders.count(c.second))
+				log("C " + esc(ss.first) + " " + esc(c.first));
+	for (auto &kv : orders) {
+		const Ord &o = kv.second;
+		log(order_line(o));
+		if (!o.orig_clordid.empty() && o.cancel_clordid.empty())
+			log("R " + std::to_string(o.id) + " " + esc(o.clordid) + " " +
+			    esc(o.orig_clordid) + " " + std::to_string(o.qty) + " " +
+			    std::to_string(o.price));
+		if (!o.cancel_clordid.empty())
+			log("X " + std::to_string(o.id) + " " + esc(o.cancel_clordid) +
+			    " " + esc(o.orig_clordid));
+		log("F " + std::to_string(o.id) + " " + std::to_string(o.reported));
+	}
+	if (fflush(f) != 0 || fdatasync(fileno(f)) != 0 ||
+	    rename(tmp.c_str(), path.c_str()) != 0)
+		return -errno;
+	return 0;
 }
 
 void App::scan_all()
@@ -1295,6 +1470,16 @@ int run(const fx_app_cfg *cfg)
 				return 1;
 			}
 			a.store.reset(new FIX::FileStoreFactory(dir));
+			std::string lp = dir + "/orders.log";
+			int lrc = a.load_log(lp);
+			if (lrc) {
+				fprintf(stderr, "shmex-fix: %s: %s\n", lp.c_str(),
+					strerror(-lrc));
+				return 1;
+			}
+			if (!a.quiet && !a.orders.empty())
+				fprintf(stderr, "shmex-fix: %zu open orders from %s\n",
+					a.orders.size(), lp.c_str());
 		} else {
 			a.store.reset(new FIX::MemoryStoreFactory());
 		}
@@ -1420,6 +1605,8 @@ int run(const fx_app_cfg *cfg)
 	while (!L.conns.empty())
 		conn_close(L, L.conns.begin()->second.get());
 	a.sessions.clear();
+	if (a.olog)
+		fclose(a.olog);
 	fx_route_close(a.route);
 	return 0;
 }

@@ -11,7 +11,8 @@
  *
  * Sessions: BUYER and SELLER (SenderCompIDs) to TargetCompID SHMEX, each
  * validating what it receives against the FIX 4.4 data dictionary, with a
- * FileStore under DIR.  Scenarios: orders, resend, restart, second_logon.
+ * FileStore under DIR.  Scenarios: orders, resend, restart, second_logon,
+ * sessions.
  */
 #include <signal.h>
 #include <string.h>
@@ -439,9 +440,10 @@ static void scenario_restart(pid_t victim)
 	expect(B, W{{11, x}, {150, "4"}}, "Canceled after the restart");
 }
 
-/* A second connection that logs on as BUYER while BUYER is logged on gets
- * a Logout with a reason; BUYER's session is not disturbed. */
-static void scenario_second_logon(int port)
+/* Connects to the FIX port (with garbage on a second connection first when
+ * asked), sends a Logon as `sender` and returns what came back until the
+ * exchange closed the connection. */
+static std::string raw_logon(int port, const std::string &sender, bool garbage)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a;
@@ -451,14 +453,17 @@ static void scenario_second_logon(int port)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
 		fail("connect", "BUYER");
-	/* Garbage first on another connection: dropped, nobody disturbed. */
-	int g = socket(AF_INET, SOCK_STREAM, 0);
-	if (connect(g, (struct sockaddr *)&a, sizeof(a)) == 0) {
-		const char junk[] = "8=FIX.4.4\0019=5\00135=A\001garbage garbage\n\n";
-		(void)!write(g, junk, sizeof(junk));
+	int g = -1;
+	if (garbage) {
+		g = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(g, (struct sockaddr *)&a, sizeof(a)) == 0) {
+			const char junk[] =
+				"8=FIX.4.4\0019=5\00135=A\001garbage garbage\n\n";
+			(void)!write(g, junk, sizeof(junk));
+		}
 	}
 	FIX44::Logon lo(FIX::EncryptMethod(0), FIX::HeartBtInt(30));
-	lo.getHeader().setField(FIX::SenderCompID("BUYER"));
+	lo.getHeader().setField(FIX::SenderCompID(sender));
 	lo.getHeader().setField(FIX::TargetCompID(target));
 	lo.getHeader().setField(FIX::MsgSeqNum(1));
 	lo.getHeader().setField(FIX::SendingTime(FIX::UtcTimeStamp(), 3));
@@ -475,12 +480,40 @@ static void scenario_second_logon(int port)
 		got.append(buf, (size_t)k);
 	}
 	close(fd);
-	close(g);
+	if (g >= 0)
+		close(g);
+	return got;
+}
+
+/* A second connection that logs on as BUYER while BUYER is logged on gets
+ * a Logout with a reason; garbage on a third is dropped; BUYER's session
+ * is not disturbed. */
+static void scenario_second_logon(int port)
+{
+	std::string got = raw_logon(port, "BUYER", true);
 	if (got.find("\00135=5\001") == std::string::npos ||
 	    got.find("already logged on") == std::string::npos)
 		fail("second logon: no Logout with a reason, got '" + got + "'", "BUYER");
 	std::string c1 = order("BUYER", uid("c"), '1', "1", "20");
 	expect("BUYER", W{{11, c1}, {150, "0"}}, "BUYER still trades");
+}
+
+/* --fix-sessions "BUYER <buyer account>" and "SELLER *": BUYER may not
+ * trade the seller's account, an unlisted SenderCompID is logged out. */
+static void scenario_sessions(int port)
+{
+	std::string c1 = order("BUYER", uid("c"), '1', "1", "20", '1', seller_acct);
+	FIX::Message r = expect("BUYER", W{{11, c1}, {150, "8"}, {103, "15"}},
+				"an account the session may not trade");
+	if (field(r, 58).find("may not trade") == std::string::npos)
+		fail("Text is " + field(r, 58), "BUYER");
+	std::string c2 = order("BUYER", uid("c"), '1', "1", "20");
+	expect("BUYER", W{{11, c2}, {150, "0"}}, "its own account");
+	std::string got = raw_logon(port, "STRANGER", false);
+	if (got.find("\00135=5\001") == std::string::npos ||
+	    got.find("not a session") == std::string::npos)
+		fail("unlisted SenderCompID: no Logout with a reason, got '" + got + "'",
+		     "BUYER");
 }
 
 int main(int argc, char **argv)
@@ -549,6 +582,8 @@ int main(int argc, char **argv)
 			scenario_restart(victim);
 		else if (scen == "second_logon")
 			scenario_second_logon(port);
+		else if (scen == "sessions")
+			scenario_sessions(port);
 		else {
 			fprintf(stderr, "unknown scenario %s\n", scen.c_str());
 			return 2;

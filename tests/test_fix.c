@@ -64,13 +64,21 @@ static void xml(const char *doc, const char *want_substr)
 	client_close(&c);
 }
 
-/* Exchange with FIX, account 1 (cash), account 2 (shares of SYM). */
-static void start(void)
+/* Exchange with FIX, account 1 (cash), account 2 (shares of SYM); more
+ * supervisor arguments in more (NULL-terminated, may be NULL). */
+static void start_with(const char *const *more)
 {
-	static const char *const extra[] = {
+	static const char *const base[] = {
 		"--fix-port",  "0",     "--orders",  "8192", "--levels",   "1024",
 		"--fills",     "32768", "--symbols", "64",   "--accounts", "4096",
 		"--positions", "16384", "--shards",  "2",    "--quiet",    NULL};
+	const char *extra[40];
+	int n = 0;
+	for (int i = 0; base[i]; i++)
+		extra[n++] = base[i];
+	for (int i = 0; more && more[i]; i++)
+		extra[n++] = more[i];
+	extra[n] = NULL;
 	test_instance(inst, sizeof(inst));
 	note_instance(inst);
 	ck_assert_int_eq(exchange_start(&ex, test_bin("shmex"), inst, extra, 20000), 0);
@@ -83,6 +91,11 @@ static void start(void)
 	snprintf(store, sizeof(store), "%s/%s-client", root && *root ? root : "/tmp",
 		 inst);
 	mkdir(store, 0700);
+}
+
+static void start(void)
+{
+	start_with(NULL);
 }
 
 static void stop(void)
@@ -157,6 +170,24 @@ START_TEST(killed_fix_gateway_resumes_sequence_numbers)
 }
 END_TEST
 
+START_TEST(sessions_file_restricts_senders_and_accounts)
+{
+	char path[300];
+	const char *root = getenv("SHMEX_TEST_DATA");
+	snprintf(path, sizeof(path), "%s/fix-sessions-%d.txt",
+		 root && *root ? root : "/tmp", (int)getpid());
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "# who may trade what\nBUYER 1\nSELLER *\n");
+	fclose(f);
+	const char *const more[] = {"--fix-sessions", path, NULL};
+	start_with(more);
+	run_client("sessions", NULL);
+	stop();
+	unlink(path);
+}
+END_TEST
+
 static Suite *fix_suite(void)
 {
 	Suite *s = suite_create("fix");
@@ -167,6 +198,7 @@ static Suite *fix_suite(void)
 	tcase_add_test(tc, fill_while_logged_out_comes_by_resend);
 	tcase_add_test(tc, second_logon_refused_garbage_ignored);
 	tcase_add_test(tc, killed_fix_gateway_resumes_sequence_numbers);
+	tcase_add_test(tc, sessions_file_restricts_senders_and_accounts);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -47,6 +47,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -1363,7 +1365,7 @@ void do_accept(Loop &L)
 			continue;
 		}
 		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		std::unique_ptr<Conn> c(new Conn);
 		c->app = &L.app;
 		c->fd = fd;
@@ -1433,6 +1435,15 @@ void route_reply(void *ctx, const fx_reply *y)
 
 int run(const fx_app_cfg *cfg)
 {
+	/* Blocked before attaching: the supervisor may stop us as soon as
+	 * our member slot says we are there; the signal then waits in the
+	 * signalfd instead of killing a process that is still loading. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigprocmask(SIG_BLOCK, &sigs, nullptr);
+	signal(SIGPIPE, SIG_IGN);
 	std::unique_ptr<Loop> Lp(new Loop);
 	Loop &L = *Lp;
 	App &a = L.app;
@@ -1487,12 +1498,6 @@ int run(const fx_app_cfg *cfg)
 		fprintf(stderr, "shmex-fix: FIX setup: %s\n", e.what());
 		return 1;
 	}
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigprocmask(SIG_BLOCK, &sigs, nullptr);
-	signal(SIGPIPE, SIG_IGN);
 	L.sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
 	L.lfd = cfg->listen_fd;
 	fcntl(L.lfd, F_SETFL, fcntl(L.lfd, F_GETFL) | O_NONBLOCK);

@@ -16,6 +16,7 @@ int bench_ring(int argc, char **argv) __attribute__((weak));
 int bench_match(int argc, char **argv) __attribute__((weak));
 int bench_rcu(int argc, char **argv) __attribute__((weak));
 int bench_e2e(int argc, char **argv) __attribute__((weak));
+int bench_fix(int argc, char **argv) __attribute__((weak));
 
 static const struct {
 	const char *name;
@@ -25,6 +26,7 @@ static const struct {
 	{"match", "pure matching core vs naive book"},
 	{"rcu", "reader table vs liburcu vs rwlock"},
 	{"e2e", "TCP clients through gateways and matchers"},
+	{"fix", "one FIX session pipelining orders, ack latency, XML baseline"},
 };
 
 static int (*lookup(const char *name))(int, char **)
@@ -37,6 +39,8 @@ static int (*lookup(const char *name))(int, char **)
 		return bench_rcu;
 	if (!strcmp(name, "e2e"))
 		return bench_e2e;
+	if (!strcmp(name, "fix"))
+		return bench_fix;
 	return NULL;
 }
 

@@ -20,9 +20,11 @@
  * disconnects.
  *
  * One thread does everything (the epoll loop, QuickFIX, the rings), so
- * nothing here locks.  While replies are awaited the loop polls the reply
- * rings without sleeping; otherwise it sleeps in epoll_wait, waking every
- * SCAN_MS while orders of ours rest on a book.
+ * nothing here locks.  While replies are awaited and keep coming within
+ * --spin-us the loop polls the reply rings (yielding between polls); then
+ * it arms fx_route's helper thread, which wakes the epoll_wait through an
+ * eventfd when a reply arrives.  Idle it sleeps in epoll_wait, waking
+ * every SCAN_MS while orders of ours rest on a book.
  *
  * Both sides hear every fill: the matcher replies only to the request's
  * gateway, so each order this process placed is re-read from the book
@@ -103,6 +105,13 @@ const int SCAN_MS = 2;           /* resting orders re-read at least this often *
 const int TIMER_MS = 200;        /* QuickFIX session timers */
 const size_t MAX_OUT = 64 << 20; /* unsent bytes before a slow peer is cut */
 const int MAX_LEVELS = 64;       /* depth a market buy may take */
+
+uint64_t now_us()
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 uint64_t now_ms()
 {
@@ -248,6 +257,7 @@ class App : public FIX::Application
 	std::unordered_map<uint64_t, Pend> pend;  /* req_id -> request */
 	std::vector<uint64_t> shard_events;
 	uint64_t next_req = 0;
+	uint64_t nsent = 0; /* requests put on the rings */
 	std::vector<fx_fill> fills;
 	FILE *olog = nullptr; /* <data-dir>/fix/orders.log, NULL: none */
 
@@ -870,6 +880,7 @@ void App::status(const FIX::Message &m, const std::string &sender)
 
 void App::on_sent(uint64_t req, uint64_t pos)
 {
+	nsent++;
 	auto it = pend.find(req);
 	if (it != pend.end())
 		it->second.ring_pos = pos;
@@ -1509,19 +1520,26 @@ int run(const fx_app_cfg *cfg)
 	epoll_ctl(L.ep, EPOLL_CTL_ADD, L.lfd, &ev);
 	ev.data.fd = L.sfd;
 	epoll_ctl(L.ep, EPOLL_CTL_ADD, L.sfd, &ev);
+	int wfd = fx_route_wake_fd(a.route);
+	ev.data.fd = wfd;
+	epoll_ctl(L.ep, EPOLL_CTL_ADD, wfd, &ev);
+	uint64_t spin_us = fx_route_spin_us(a.route);
 	if (!a.quiet)
 		fprintf(stderr, "shmex-fix: serving instance %s as %s (pid %d)\n",
 			cfg->instance, a.comp_id.c_str(), (int)getpid());
-	uint64_t last_timer = 0, last_progress = now_ms();
+	uint64_t last_timer = 0, last_progress = now_us();
 	struct epoll_event evs[64];
 	for (;;) {
-		int timeout;
-		if (!a.pend.empty())
-			timeout = now_ms() - last_progress < 50 ? 0 : 1;
-		else if (!a.orders.empty())
-			timeout = SCAN_MS;
-		else
-			timeout = TIMER_MS;
+		/* While replies are awaited and came within spin_us, poll;
+		 * then arm the helper, which makes wfd readable when one
+		 * comes (the XML gateway's scheme, gw_exec.c). */
+		int timeout = !a.orders.empty() ? SCAN_MS : TIMER_MS;
+		if (!a.pend.empty()) {
+			if (now_us() - last_progress < spin_us)
+				timeout = 0;
+			else
+				fx_route_arm(a.route);
+		}
 		if (L.stopping)
 			timeout = 10;
 		int n = epoll_wait(L.ep, evs, 64, timeout);
@@ -1529,6 +1547,8 @@ int run(const fx_app_cfg *cfg)
 			int fd = evs[i].data.fd;
 			if (fd == L.lfd) {
 				do_accept(L);
+			} else if (fd == wfd) {
+				fx_route_woken(a.route);
 			} else if (fd == L.sfd) {
 				struct signalfd_siginfo si;
 				while (read(L.sfd, &si, sizeof(si)) ==
@@ -1560,12 +1580,14 @@ int run(const fx_app_cfg *cfg)
 			}
 		}
 		/* The exchange. */
-		size_t before = a.pend.size();
-		fx_route_replies(a.route, route_reply, &a);
+		unsigned got = fx_route_replies(a.route, route_reply, &a);
+		uint64_t sent0 = a.nsent;
 		fx_route_flush(a.route, route_sent, &a);
-		if (a.pend.size() != before || a.pend.empty())
-			last_progress = now_ms();
-		if (!a.pend.empty() && timeout == 0)
+		if (got || a.nsent != sent0 || a.pend.empty())
+			last_progress = now_us();
+		/* Polling: let a matcher or client that shares our CPU run
+		 * first (sched_yield returns at once when nobody waits). */
+		if (timeout == 0 && !a.pend.empty())
 			sched_yield();
 		a.scan_all();
 		/* Session timers: heartbeats, test requests, logout timeouts. */

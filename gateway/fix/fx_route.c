@@ -15,17 +15,31 @@
  * (mod_event <= durable_event [BK10]), as the XML gateway does: a client is
  * never told of a fill that a crash could take back.
  *
+ * Waking (FX1 labels, docs/concurrency.md): as in the XML gateway
+ * (gw_exec.c, GW2), a helper thread sleeps on this gateway's doorbell only
+ * while the loop armed it [FX1-1/FX1-2], and writes an eventfd the loop's
+ * epoll watches once a reply ring is readable; the loop polls instead while
+ * it makes progress.  The helper reads only shared ring indexes.
+ *
  * Limits: the queues grow without bound (the caller bounds what it
  * submits); RX_BATCH replies and TX_BATCH requests per ring operation.
  */
 #include "gateway/fix/fx_route.h"
 
 #include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "shm/shm_accounts.h"
+#include "shm/shm_atomic.h"
+#include "shm/shm_doorbell.h"
 #include "shm/shm_error.h"
 #include "shm/shm_instance.h"
 #include "shm/shm_msg.h"
@@ -58,7 +72,80 @@ struct fx_route {
 	size_t fills_cap;
 	struct shm_snap_level *lv; /* scratch for depth reads */
 	size_t lv_cap;
+	struct shm_doorbell_sh *db; /* this gateway's */
+	int efd;
+	pthread_t helper;
+	bool helper_started;
+	/* Private to this process (loop thread and helper).  armed: W: loop
+	 * 0 -> 1, release [FX1-1] + futex wake; helper 1 -> 0, relaxed,
+	 * before it writes the eventfd; R: helper, acquire [FX1-2].  stop:
+	 * W: close, release [FX1-3]; R: helper, acquire [FX1-4]. */
+	uint32_t armed;
+	uint32_t stop;
 };
+
+static long futex_private(uint32_t *uaddr, int op, uint32_t val,
+			  const struct timespec *ts)
+{
+	return syscall(SYS_futex, uaddr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
+}
+
+/* Doorbell predicate: a reply ring holds replies, or stop. */
+static bool replies_ready(void *arg)
+{
+	struct fx_route *r = arg;
+	if (load_acquire(&r->stop)) /* FX1-4, pairs with FX1-3 */
+		return true;
+	for (uint32_t s = 0; s < r->nshards; s++)
+		if (shm_ring_pending(&r->rep[s])) /* shared head/tail only */
+			return true;
+	return false;
+}
+
+static void *helper_main(void *arg)
+{
+	struct fx_route *r = arg;
+	for (;;) {
+		/* FX1-2: acquire; pairs with the loop's FX1-1. */
+		while (!load_acquire(&r->armed) && !load_acquire(&r->stop) /* FX1-4 */) {
+			struct timespec ts = {1, 0};
+			futex_private(&r->armed, FUTEX_WAIT, 0, &ts);
+		}
+		if (load_acquire(&r->stop)) /* FX1-4 */
+			break;
+		int rc = shm_doorbell_wait(r->db, replies_ready, r, 0, 1000);
+		if (load_acquire(&r->stop)) /* FX1-4 */
+			break;
+		if (rc == 0) {
+			/* Relaxed: the eventfd write is the signal; a stale 1
+			 * seen by the loop only skips one re-arm. */
+			store_relaxed(&r->armed, 0u);
+			uint64_t one = 1;
+			(void)!write(r->efd, &one, sizeof(one));
+		}
+	}
+	return NULL;
+}
+
+void fx_route_arm(struct fx_route *r)
+{
+	if (load_relaxed(&r->armed))
+		return;
+	/* FX1-1: release; pairs with the helper's FX1-2. */
+	store_release(&r->armed, 1u);
+	futex_private(&r->armed, FUTEX_WAKE, 1, NULL);
+}
+
+int fx_route_wake_fd(const struct fx_route *r)
+{
+	return r->efd;
+}
+
+void fx_route_woken(struct fx_route *r)
+{
+	uint64_t v;
+	(void)!read(r->efd, &v, sizeof(v));
+}
 
 static int q_push(struct queue *q, const struct shm_msg *m)
 {
@@ -104,6 +191,7 @@ int fx_route_open(struct fx_route **out, const char *instance, uint32_t gateway,
 	}
 	snprintf(r->instance, sizeof(r->instance), "%s", instance);
 	r->gateway = gateway;
+	r->efd = -1;
 	int rc = shm_instance_attach(instance, SHM_ROLE_GATEWAY, gateway, &r->inst);
 	if (rc) {
 		snprintf(err, errlen, "attach instance %s as gateway %u: %s", instance,
@@ -146,6 +234,24 @@ int fx_route_open(struct fx_route **out, const char *instance, uint32_t gateway,
 		}
 		r->rd_ok[s] = 1;
 	}
+	r->db = shm_instance_gateway_doorbell(&r->inst, gateway);
+	r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!r->db || r->efd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "doorbell or eventfd: %s", strerror(errno));
+		goto out_close;
+	}
+	/* The helper takes no signals (the loop reads them from a signalfd). */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = -pthread_create(&r->helper, NULL, helper_main, r);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		snprintf(err, errlen, "helper thread: %s", strerror(-rc));
+		goto out_close;
+	}
+	r->helper_started = true;
 	*out = r;
 	return 0;
 out_close:
@@ -157,6 +263,14 @@ void fx_route_close(struct fx_route *r)
 {
 	if (!r)
 		return;
+	if (r->helper_started) {
+		store_release(&r->stop, 1u); /* FX1-3, pairs with FX1-4 */
+		futex_private(&r->armed, FUTEX_WAKE, 1, NULL);
+		shm_doorbell_ring(r->db);
+		pthread_join(r->helper, NULL);
+	}
+	if (r->efd >= 0)
+		close(r->efd);
 	for (uint32_t s = 0; r->rd_ok && s < r->nshards; s++)
 		if (r->rd_ok[s])
 			shm_snap_close(&r->rd[s]);
@@ -199,6 +313,11 @@ uint64_t fx_route_deadline_ms(const struct fx_route *r)
 uint64_t fx_route_max_conns(const struct fx_route *r)
 {
 	return r->inst.settings.max_conns;
+}
+
+uint64_t fx_route_spin_us(const struct fx_route *r)
+{
+	return r->inst.settings.spin_us;
 }
 
 bool fx_route_quiet(const struct fx_route *r)

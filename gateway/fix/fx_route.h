@@ -26,9 +26,9 @@
  * filled by someone else's order is learned by re-reading it (see
  * docs/fix.md, "Both sides hear every fill").
  *
- * Concurrency: one thread (the FIX process's loop) calls everything.
- * Nothing here blocks; waiting is the caller's (it polls while replies
- * are outstanding).
+ * Concurrency: one thread (the FIX process's loop) calls everything; a
+ * helper thread inside only watches the reply rings' shared indexes and
+ * the doorbell (see fx_route_arm).  Nothing here blocks.
  */
 #ifndef SHMEX_FX_ROUTE_H
 #define SHMEX_FX_ROUTE_H
@@ -142,6 +142,16 @@ int fx_route_levels(struct fx_route *r, const char *sym, int side, struct fx_lev
 /* Shard s's durable event number: grows whenever an event of the shard
  * became durable (a hint for re-reading orders, never an index). */
 uint64_t fx_route_events(const struct fx_route *r, uint32_t s);
+
+/* Waking: the loop polls the reply rings while it makes progress; before
+ * it blocks with requests outstanding it calls fx_route_arm, and a helper
+ * thread then makes fx_route_wake_fd readable when a reply arrives
+ * (fx_route_woken consumes that). */
+void fx_route_arm(struct fx_route *r);
+int fx_route_wake_fd(const struct fx_route *r);
+void fx_route_woken(struct fx_route *r);
+/* The instance's gateway poll budget (--spin-us), in microseconds. */
+uint64_t fx_route_spin_us(const struct fx_route *r);
 
 /* shmex_strerror. */
 const char *fx_route_strerror(int rc);

@@ -7,7 +7,8 @@
  * XML protocol and runs the scenarios.
  *
  *   shmex-fix-client --port P --dict FIX44.xml --store DIR --scenario NAME
- *                    [--buyer ACCT --seller ACCT --symbol SYM --kill PID]
+ *                    [--buyer ACCT --seller ACCT --symbol SYM --kill PID
+ *                     --xml-port P]
  *
  * Sessions: BUYER and SELLER (SenderCompIDs) to TargetCompID SHMEX, each
  * validating what it receives against the FIX 4.4 data dictionary, with a
@@ -114,6 +115,35 @@ static std::string target = "SHMEX";
 static std::string symbol = "SYM";
 static std::string buyer_acct = "1", seller_acct = "2";
 static int next_id = 0;
+static int xml_port = 0;
+
+/* One ECE 568 XML request (length line + document); returns the reply. */
+static std::string xml_request(const std::string &doc)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a;
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_port = htons((uint16_t)xml_port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	std::string got;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		std::string req = std::to_string(doc.size()) + "\n" + doc;
+		(void)!write(fd, req.data(), req.size());
+		char buf[4096];
+		struct timeval tv = {5, 0};
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		while (got.find("</results>") == std::string::npos &&
+		       got.find("<results/>") == std::string::npos) {
+			ssize_t k = read(fd, buf, sizeof(buf));
+			if (k <= 0)
+				break;
+			got.append(buf, (size_t)k);
+		}
+	}
+	close(fd);
+	return got;
+}
 
 static void fail(const std::string &why, const std::string &who)
 {
@@ -382,6 +412,23 @@ static void scenario_orders()
 	st.setField(FIX::FIELD::Symbol, symbol);
 	send(S, st);
 	expect(S, W{{11, s3}, {150, "I"}, {39, "1"}, {151, "1"}}, "OrderStatusRequest");
+	/* An XML client takes the rest of s3: the FIX maker hears of it. */
+	if (xml_port) {
+		std::string rep = xml_request(
+			"<transactions id=\"" + buyer_acct + "\"><order sym=\"" + symbol +
+			"\" amount=\"1\" limit=\"102\"/></transactions>");
+		if (rep.find("<opened") == std::string::npos)
+			fail("XML order: " + rep, S);
+		expect(S,
+		       W{{11, s3},
+			 {150, "F"},
+			 {39, "2"},
+			 {32, "1"},
+			 {31, "102"},
+			 {14, "3"},
+			 {151, "0"}},
+		       "maker's fill by an XML aggressor");
+	}
 	(void)c5;
 }
 
@@ -443,7 +490,8 @@ static void scenario_restart(pid_t victim)
 /* Connects to the FIX port (with garbage on a second connection first when
  * asked), sends a Logon as `sender` and returns what came back until the
  * exchange closed the connection. */
-static std::string raw_logon(int port, const std::string &sender, bool garbage)
+static std::string raw_logon(int port, const std::string &sender, bool garbage,
+			     const std::string &to = target)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a;
@@ -464,7 +512,7 @@ static std::string raw_logon(int port, const std::string &sender, bool garbage)
 	}
 	FIX44::Logon lo(FIX::EncryptMethod(0), FIX::HeartBtInt(30));
 	lo.getHeader().setField(FIX::SenderCompID(sender));
-	lo.getHeader().setField(FIX::TargetCompID(target));
+	lo.getHeader().setField(FIX::TargetCompID(to));
 	lo.getHeader().setField(FIX::MsgSeqNum(1));
 	lo.getHeader().setField(FIX::SendingTime(FIX::UtcTimeStamp(), 3));
 	std::string s = lo.toString();
@@ -494,6 +542,12 @@ static void scenario_second_logon(int port)
 	if (got.find("\00135=5\001") == std::string::npos ||
 	    got.find("already logged on") == std::string::npos)
 		fail("second logon: no Logout with a reason, got '" + got + "'", "BUYER");
+	/* A Logon to another TargetCompID: a Logout that says why. */
+	got = raw_logon(port, "NEWCOMER", false, "NOTUS");
+	if (got.find("\00135=5\001") == std::string::npos ||
+	    got.find("Unknown TargetCompID") == std::string::npos)
+		fail("wrong TargetCompID: no Logout with a reason, got '" + got + "'",
+		     "BUYER");
 	std::string c1 = order("BUYER", uid("c"), '1', "1", "20");
 	expect("BUYER", W{{11, c1}, {150, "0"}}, "BUYER still trades");
 }
@@ -537,6 +591,8 @@ int main(int argc, char **argv)
 			seller_acct = v;
 		else if (k == "--symbol")
 			symbol = v;
+		else if (k == "--xml-port")
+			xml_port = atoi(v.c_str());
 		else if (k == "--kill")
 			victim = (pid_t)atoi(v.c_str());
 		else {

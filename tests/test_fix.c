@@ -108,20 +108,30 @@ static void stop(void)
 
 static void run_client(const char *scenario, const char *kill_pid)
 {
-	char port[16], dict[512];
+	char port[16], xport[16], dict[512];
 	snprintf(port, sizeof(port), "%d", ex.fix_port);
+	snprintf(xport, sizeof(xport), "%d", ex.port);
 	const char *src = getenv("SHMEX_SRC_DIR");
 	snprintf(dict, sizeof(dict), "%s/gateway/fix/spec/FIX44.xml", src ? src : ".");
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		const char *argv[16] = {
-			"shmex-fix-client", "--port", port,         "--dict", dict,
-			"--store",          store,    "--scenario", scenario, NULL};
+		const char *argv[16] = {"shmex-fix-client",
+					"--port",
+					port,
+					"--dict",
+					dict,
+					"--store",
+					store,
+					"--scenario",
+					scenario,
+					"--xml-port",
+					xport,
+					NULL};
 		if (kill_pid) {
-			argv[9] = "--kill";
-			argv[10] = kill_pid;
-			argv[11] = NULL;
+			argv[11] = "--kill";
+			argv[12] = kill_pid;
+			argv[13] = NULL;
 		}
 		execv(test_bin("shmex-fix-client"), (char *const *)argv);
 		_exit(127);

@@ -1230,6 +1230,8 @@ START_TEST(command_lines)
 		{"shmex", "--port=70000", 2},
 		{"shmex", "--ring-capacity=1000", 2},
 		{"shmex", "--instance=a/b", 2},
+		{"shmex", "--gateways=64", 2},
+		{"shmex", "--fix-comp-id=a/b", 2},
 		{"shmex-gateway", "--help", 0},
 		{"shmex-gateway", "--version", 0},
 		{"shmex-gateway", "--id=1", 2},

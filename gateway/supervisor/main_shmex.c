@@ -628,6 +628,26 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   "--instance: invalid name '%s' (1..%u "
 					   "of A-Z a-z 0-9 _ -)",
 					   o->instance, SHM_INSTANCE_MAX);
+	if (!o->no_fix && o->set.gateways >= SHM_INSTANCE_GATEWAYS_MAX)
+		return shm_opt_usage_error(
+			&prog,
+			"--gateways %u leaves no gateway for FIX: at most %u "
+			"with FIX, or --no-fix",
+			(unsigned)o->set.gateways, SHM_INSTANCE_GATEWAYS_MAX - 1);
+	size_t idl = strlen(o->fix_comp_id);
+	bool id_ok = idl >= 1 && idl <= 64;
+	for (size_t i = 0; i < idl; i++) {
+		char c = o->fix_comp_id[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+			id_ok = false;
+	}
+	if (!id_ok)
+		return shm_opt_usage_error(
+			&prog,
+			"--fix-comp-id: invalid CompID '%s' (1..64 of A-Z "
+			"a-z 0-9 _ - .)",
+			o->fix_comp_id);
 	o->shards = (uint32_t)o->set.shards;
 	o->gateways = (uint32_t)o->set.gateways;
 	o->drain_ms = (uint32_t)o->set.drain_ms;

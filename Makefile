@@ -4,6 +4,7 @@
 #   make check           run the check unit and integration tests
 #   make stress          multi-process torture tests (bounded in time)
 #   make bench           benchmarks (figures, never pass/fail)
+#   make bench-report    measure and plot docs/img/*.png (needs gnuplot)
 #   make run             start an exchange with the embedded defaults
 #   make install         install programs under $(DESTDIR)$(PREFIX)
 #   make format-check    the sources as clang-format (.clang-format) writes them
@@ -30,7 +31,8 @@
 # runtime (its `libs_` line).
 # Adding a source file to a folder never edits this file.
 # tests/test_*.c are check suites -> $(BUILD)/tests/, tests/support_*.c
-# their helpers, tests/bench/*.c make $(BUILD)/bin/shmex-bench,
+# their helpers, tests/bench/*.c make $(BUILD)/bin/shmex-bench, tests/stress/*.c
+# make $(BUILD)/bin/shmex-stress (the torture harness of `make stress`),
 # tests/fix_client.cpp the QuickFIX initiator the FIX tests drive.
 
 BUILD ?= build
@@ -138,6 +140,8 @@ $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
 
 BENCH_SRCS := $(wildcard tests/bench/*.c)
 BENCH_PROG := $(if $(BENCH_SRCS),$(BUILD)/bin/shmex-bench)
+STRESS_TOOL_SRCS := $(wildcard tests/stress/*.c)
+STRESS_TOOL := $(if $(STRESS_TOOL_SRCS),$(BUILD)/bin/shmex-stress)
 TEST_SUPPORT := $(wildcard tests/support_*.c)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
@@ -146,7 +150,7 @@ STRESS_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(STRESS_SRCS))
 # Tests link every library; order: users before what they use.
 TEST_LIBS := $(foreach m,supervisor gateway replay engine query shm,$(filter $(call lib_file,$(m)),$(LIBS_BUILT)))
 
-.PHONY: all check stress bench run install uninstall clean deps check-loop \
+.PHONY: all check stress bench bench-report run install uninstall clean deps check-loop \
 	format format-check layout-check
 # Objects are never intermediate: an interrupted make keeps what it built.
 .SECONDARY:
@@ -154,7 +158,7 @@ TEST_LIBS := $(foreach m,supervisor gateway replay engine query shm,$(filter $(c
 
 FIX_CLIENT := $(BUILD)/bin/shmex-fix-client
 
-all: $(PROGS) $(BENCH_PROG) $(TEST_PROGS) $(STRESS_PROGS) $(FIX_CLIENT)
+all: $(PROGS) $(BENCH_PROG) $(STRESS_TOOL) $(TEST_PROGS) $(STRESS_PROGS) $(FIX_CLIENT)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): .ci/deps
@@ -183,6 +187,10 @@ $(BENCH_PROG): $(call obj,$(BENCH_SRCS) $(TEST_SUPPORT)) $(TEST_LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
 
+$(STRESS_TOOL): $(call obj,$(STRESS_TOOL_SRCS) $(TEST_SUPPORT)) $(TEST_LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call obj,$(TEST_SUPPORT)) $(TEST_LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
@@ -206,11 +214,20 @@ check-loop: all
 	@n=0; while $(TEST_ENV) sh tests/run-tests.sh $(TEST_PROGS) >/dev/null; \
 	do n=$$((n+1)); echo "check-loop: pass $$n"; done; echo "check-loop: failed after $$n passes"
 
+# STRESS_SECONDS: length of the shmex-stress run; STRESS_ARGS: more options
+# (--seed N reproduces a run).
+STRESS_SECONDS ?= 60
 stress: all
 	@$(TEST_ENV) sh tests/run-tests.sh $(STRESS_PROGS)
+	@$(TEST_ENV) $(STRESS_TOOL) --seconds $(STRESS_SECONDS) $(STRESS_ARGS)
 
 bench: all
 	$(BENCH_PROG) all
+
+# Measures on this machine and draws docs/img/*.png (gnuplot; see
+# docs/performance.md).  REPS, OPS, E2E_SECONDS tune it.
+bench-report: all
+	sh tests/bench/report.sh $(abspath $(BUILD)/bin) docs/img
 
 run: all
 	$(BUILD)/bin/shmex

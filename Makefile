@@ -24,23 +24,33 @@
 #   engine      engine/              shm             shmex-matcher
 #   replay      engine/replay/       engine shm      shmex-replay
 #   gateway     gateway/             shm             shmex-gateway
+#   fix         gateway/fix/         gw_listen shm   shmex-fix (C++ inside)
 #   supervisor  gateway/supervisor/  gw_listen shm   shmex
 #
+# A folder's *.cpp files compile with $(CXX) into its library (the FIX
+# gateway's QuickFIX session layer); a module with C++ inside links the C++
+# runtime (its `libs_` line).
 # Adding a source file to a folder never edits this file.
 # tests/test_*.c are check suites -> $(BUILD)/tests/, tests/support_*.c
 # their helpers, tests/bench/*.c make $(BUILD)/bin/shmex-bench, tests/stress/*.c
-# make $(BUILD)/bin/shmex-stress (the torture harness of `make stress`).
+# make $(BUILD)/bin/shmex-stress (the torture harness of `make stress`),
+# tests/fix_client.cpp the QuickFIX initiator the FIX tests drive.
 
 BUILD ?= build
 PREFIX ?= /usr/local
 CC ?= cc
+CXX ?= c++
 CFLAGS ?= -O2 -g
+CXXFLAGS ?= -O2 -g
 SANITIZER ?=
 CLANG_FORMAT ?= clang-format
 
 WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	-Wmissing-prototypes -Wformat=2 -Wundef -Wvla -Wno-unused-parameter
 BASE_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -MMD -MP -I. -D_GNU_SOURCE $(SAN_FLAGS)
+# QuickFIX 1.15's headers use dynamic exception specifications: C++11.
+BASE_CXXFLAGS = -std=gnu++11 -Wall -Wextra -Wno-unused-parameter -Wno-deprecated \
+	$(CXXFLAGS) -MMD -MP -I. -D_GNU_SOURCE $(SAN_FLAGS)
 ALL_LDFLAGS = $(LDFLAGS) $(SAN_FLAGS)
 SYS_LIBS := -lrt -lpthread -lm
 
@@ -53,13 +63,14 @@ endif
 
 .DEFAULT_GOAL := all
 
-MODULES := shm query journal engine replay gateway supervisor
+MODULES := shm query journal engine replay gateway fix supervisor
 dir_shm := shm
 dir_query := shm/query
 dir_journal := shm/journal
 dir_engine := engine
 dir_replay := engine/replay
 dir_gateway := gateway
+dir_fix := gateway/fix
 dir_supervisor := gateway/supervisor
 
 uses_shm :=
@@ -68,6 +79,7 @@ uses_journal := shm
 uses_engine := shm
 uses_replay := engine shm
 uses_gateway := shm
+uses_fix := shm
 uses_supervisor := shm
 
 pkgs_shm := liburcu
@@ -76,10 +88,14 @@ pkgs_journal :=
 pkgs_engine :=
 pkgs_replay := jansson liblzma
 pkgs_gateway := expat
+pkgs_fix := quickfix
 pkgs_supervisor :=
 
 # Single objects a module links from another folder (not its library).
 extra_supervisor := gateway/gw_listen.c
+extra_fix := gateway/gw_listen.c
+# Libraries beyond pkg-config's.
+libs_fix := -lstdc++
 
 # Tests and benchmarks see everything.
 TEST_PKGS := check liburcu-memb liburcu-qsbr
@@ -102,14 +118,14 @@ ALL_PKGS = $(sort $(foreach m,$(MODULES),$(pkgs_$(m))) $(TEST_PKGS))
 TEST_CFLAGS = $(if $(filter undefined,$(origin PKGC_tests)),$(call memo,PKGC_tests,$(call pkg_query,$(ALL_PKGS),cflags)),$(PKGC_tests))
 TEST_LDLIBS = $(if $(filter undefined,$(origin PKGL_tests)),$(call memo,PKGL_tests,$(call pkg_query,$(ALL_PKGS),libs)),$(PKGL_tests))
 
-obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-lib_srcs = $(filter-out $(1)/main_%.c,$(wildcard $(1)/*.c))
+obj = $(patsubst %.cpp,$(BUILD)/obj/%.o,$(patsubst %.c,$(BUILD)/obj/%.o,$(1)))
+lib_srcs = $(filter-out $(1)/main_%.c,$(wildcard $(1)/*.c $(1)/*.cpp))
 lib_file = $(BUILD)/lib/libshmex-$(1).a
 prog_name = $(if $(filter shmex,$(1)),shmex,shmex-$(1))
 mains = $(patsubst $(1)/main_%.c,%,$(wildcard $(1)/main_*.c))
 
 # Which module an object belongs to (for its compile flags).
-$(foreach m,$(MODULES),$(foreach s,$(wildcard $(dir_$(m))/*.c),$(eval mod_of_$(s) := $(m))))
+$(foreach m,$(MODULES),$(foreach s,$(wildcard $(dir_$(m))/*.c $(dir_$(m))/*.cpp),$(eval mod_of_$(s) := $(m))))
 
 LIBS_BUILT := $(foreach m,$(MODULES),$(if $(call lib_srcs,$(dir_$(m))),$(call lib_file,$(m))))
 link_libs = $(foreach u,$(1) $(uses_$(1)),$(if $(call lib_srcs,$(dir_$(u))),$(call lib_file,$(u))))
@@ -119,7 +135,7 @@ $(call lib_file,$(1)): $(call obj,$(call lib_srcs,$(dir_$(1))))
 $(foreach p,$(call mains,$(dir_$(1))),
 $(BUILD)/bin/$(call prog_name,$(p)): $(call obj,$(dir_$(1))/main_$(p).c $(extra_$(1))) $(call link_libs,$(1))
 	@mkdir -p $$(@D)
-	$$(CC) $$(BASE_CFLAGS) -o $$@ $$(filter %.o,$$^) $(call link_libs,$(1)) $$(ALL_LDFLAGS) $$(call mod_libs,$(1)) $$(SYS_LIBS)
+	$$(CC) $$(BASE_CFLAGS) -o $$@ $$(filter %.o,$$^) $(call link_libs,$(1)) $$(ALL_LDFLAGS) $$(call mod_libs,$(1)) $(libs_$(1)) $$(SYS_LIBS)
 PROGS += $(BUILD)/bin/$(call prog_name,$(p))
 )
 endef
@@ -144,7 +160,9 @@ TEST_LIBS := $(foreach m,supervisor gateway replay engine journal query shm,$(fi
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-all: $(PROGS) $(BENCH_PROG) $(STRESS_TOOL) $(TEST_PROGS) $(STRESS_PROGS)
+FIX_CLIENT := $(BUILD)/bin/shmex-fix-client
+
+all: $(PROGS) $(BENCH_PROG) $(STRESS_TOOL) $(TEST_PROGS) $(STRESS_PROGS) $(FIX_CLIENT)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): .ci/deps
@@ -156,6 +174,13 @@ $(DEPS_STAMP): .ci/deps
 $(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(if $(mod_of_$<),$(call mod_cflags,$(mod_of_$<)),$(TEST_CFLAGS)) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) $(BASE_CXXFLAGS) $(if $(mod_of_$<),$(call mod_cflags,$(mod_of_$<)),$(TEST_CFLAGS)) -c -o $@ $<
+
+# The FIX gateway carries its data dictionary inside (.incbin).
+$(BUILD)/obj/gateway/fix/fx_app.o: gateway/fix/spec/FIX44.xml
 
 $(BUILD)/lib/%.a:
 	@mkdir -p $(@D)
@@ -173,6 +198,10 @@ $(STRESS_TOOL): $(call obj,$(STRESS_TOOL_SRCS) $(TEST_SUPPORT)) $(TEST_LIBS)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call obj,$(TEST_SUPPORT)) $(TEST_LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
+
+$(FIX_CLIENT): $(BUILD)/obj/tests/fix_client.o
+	@mkdir -p $(@D)
+	$(CXX) $(BASE_CXXFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(call pkg_query,quickfix,libs) -lpthread
 
 # Tests find programs, the sources and the conformance data through the
 # environment.

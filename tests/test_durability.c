@@ -824,8 +824,8 @@ static int run_shmex(const char *const *args, char *err, size_t cap)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		const char *argv[40] = {"shmex"};
-		int n = 1;
+		const char *argv[40] = {"shmex", "--no-fix"};
+		int n = 2;
 		for (int i = 0; args[i] && n < 39; i++)
 			argv[n++] = args[i];
 		argv[n] = NULL;

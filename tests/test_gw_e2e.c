@@ -1083,7 +1083,7 @@ START_TEST(instance_in_use_is_refused_and_leftovers_removed)
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 1);
 		execl(test_bin("shmex"), "shmex", "--instance", inst, "--port", port,
-		      "--quiet", (char *)NULL);
+		      "--no-fix", "--quiet", (char *)NULL);
 		_exit(127);
 	}
 	int st = test_wait_pid(pid, T_MS);
@@ -1230,6 +1230,8 @@ START_TEST(command_lines)
 		{"shmex", "--port=70000", 2},
 		{"shmex", "--ring-capacity=1000", 2},
 		{"shmex", "--instance=a/b", 2},
+		{"shmex", "--gateways=64", 2},
+		{"shmex", "--fix-comp-id=a/b", 2},
 		{"shmex-gateway", "--help", 0},
 		{"shmex-gateway", "--version", 0},
 		{"shmex-gateway", "--id=1", 2},

@@ -18,6 +18,7 @@ int bench_rcu(int argc, char **argv) __attribute__((weak));
 int bench_e2e(int argc, char **argv) __attribute__((weak));
 int bench_durability(int argc, char **argv) __attribute__((weak));
 int bench_scaling(int argc, char **argv) __attribute__((weak));
+int bench_fix(int argc, char **argv) __attribute__((weak));
 
 static const struct {
 	const char *name;
@@ -29,6 +30,7 @@ static const struct {
 	{"e2e", "TCP clients through gateways and matchers"},
 	{"durability", "the e2e load with --sync fsync vs none; replay speed"},
 	{"scaling", "matcher throughput vs shards, and vs one mutex around one book"},
+	{"fix", "one FIX session pipelining orders, ack latency, XML baseline"},
 };
 
 static int (*lookup(const char *name))(int, char **)
@@ -45,6 +47,8 @@ static int (*lookup(const char *name))(int, char **)
 		return bench_durability;
 	if (!strcmp(name, "scaling"))
 		return bench_scaling;
+	if (!strcmp(name, "fix"))
+		return bench_fix;
 	return NULL;
 }
 

@@ -46,9 +46,15 @@
  * appends "design,n,rep,ops_per_s,cpus" rows.
  * Last line:
  *   RESULT scaling shards2_vs_1=<x> vs_mutex_book=<x> shmex_ops_per_s=<n>
- *          mutex_ops_per_s=<n> cpus=<n>
+ *          mutex_ops_per_s=<n> shards2_cpus=<x> shards2_per_cpu_vs_1=<x>
+ *          cpus=<n>
  * shards2_vs_1 is 2 shards over 1; vs_mutex_book compares shmex with as
  * many shards as CPUs to the mutex book with as many threads.
+ * shards2_cpus is the CPU the 2 matchers got (below 2.0 on a machine
+ * that other work shares), shards2_per_cpu_vs_1 the orders per
+ * CPU-second of 2 shards over those of 1 (1.0: a second shard costs
+ * nothing per order; the account lines both shards write are what it
+ * costs).
  */
 
 #include <errno.h>
@@ -651,7 +657,7 @@ int bench_scaling(int argc, char **argv)
 	fprintf(stderr, "\n");
 	printf("%-12s %6s %14s %12s %6s %14s\n", "design", "n", "orders/s", "stderr",
 	       "CPUs", "orders/CPU-s");
-	double shmex_mean[16] = {0}, mutex_mean[16] = {0};
+	double shmex_mean[16] = {0}, mutex_mean[16] = {0}, shmex_cpus[16] = {0};
 	int rc = 0;
 	for (int p = 0; p < O.nshards; p++) {
 		int n = O.shards[p];
@@ -671,8 +677,9 @@ int bench_scaling(int argc, char **argv)
 					v[r] = 0;
 				}
 				if (csv)
-					fprintf(csv, "%s,%d,%d,%.0f\n",
-						d ? "mutex" : "shmex", n, r, v[r]);
+					fprintf(csv, "%s,%d,%d,%.0f,%.2f\n",
+						d ? "mutex" : "shmex", n, r, v[r],
+						last_cpus);
 			}
 			double mean, se;
 			stats(v, O.reps, &mean, &se);
@@ -681,19 +688,25 @@ int bench_scaling(int argc, char **argv)
 			       cpus > 0 ? mean / cpus : 0);
 			fflush(stdout);
 			(d ? mutex_mean : shmex_mean)[p] = mean;
+			if (!d)
+				shmex_cpus[p] = cpus;
 		}
 		for (int k = 0; k < n; k++)
 			free(st[k].msgs);
 	}
 	if (csv)
 		fclose(csv);
-	double one = 0, two = 0, all_s = 0, all_m = 0;
+	double one = 0, two = 0, all_s = 0, all_m = 0, cpu1 = 0, cpu2 = 0;
 	int best = -1;
 	for (int p = 0; p < O.nshards; p++) {
-		if (O.shards[p] == 1)
+		if (O.shards[p] == 1) {
 			one = shmex_mean[p];
-		if (O.shards[p] == 2)
+			cpu1 = shmex_cpus[p];
+		}
+		if (O.shards[p] == 2) {
 			two = shmex_mean[p];
+			cpu2 = shmex_cpus[p];
+		}
 		if (O.shards[p] <= O.ncpus && (best < 0 || O.shards[p] > O.shards[best]))
 			best = p;
 	}
@@ -701,9 +714,15 @@ int bench_scaling(int argc, char **argv)
 		all_s = shmex_mean[best];
 		all_m = mutex_mean[best];
 	}
+	/* Per CPU-second, 2 shards against 1: 1.0 when a second shard costs
+	 * nothing per order (what the wall-clock ratio would show on idle
+	 * CPUs). */
+	double eff2 = one > 0 && two > 0 && cpu1 > 0 && cpu2 > 0
+			      ? (two / cpu2) / (one / cpu1)
+			      : 0;
 	printf("RESULT scaling shards2_vs_1=%.2f vs_mutex_book=%.2f shmex_ops_per_s=%.0f "
-	       "mutex_ops_per_s=%.0f cpus=%d\n",
-	       one > 0 ? two / one : 0, all_m > 0 ? all_s / all_m : 0, all_s, all_m,
-	       O.ncpus);
+	       "mutex_ops_per_s=%.0f shards2_cpus=%.2f shards2_per_cpu_vs_1=%.2f cpus=%d\n",
+	       one > 0 ? two / one : 0, all_m > 0 ? all_s / all_m : 0, all_s, all_m, cpu2,
+	       eff2, O.ncpus);
 	return rc;
 }

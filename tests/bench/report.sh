@@ -44,7 +44,7 @@ echo "bench-report: CPUs $cpus; scaling points $points; $REPS repetitions"
 # ---- 1. scaling ----
 rm -f "$out/scaling.csv"
 "$bin/shmex-bench" scaling --shards "$points" --reps "$REPS" --ops "$OPS" \
-	--cpus "$(first "$ncpu")" --csv "$out/scaling.csv" | tee "$out/scaling.txt"
+	--cpus "$(first "$ncpu")" --csv "$out/scaling.csv" 2>/dev/null | tee "$out/scaling.txt"
 
 # mean, standard error and mean CPUs used per (design, n): "n mean se cpus"
 summ() { # file design
@@ -58,18 +58,19 @@ summ "$out/scaling.csv" mutex >"$out/scaling-mutex.dat"
 
 # ---- 2. e2e over 1..N CPUs ----
 echo "cpus,rep,req_per_s,p50_us,p99_us,gen_cpu_pct" >"$out/e2e.csv"
-c=1
-while [ "$c" -le "$ncpu" ]; do
-	r=0
-	while [ "$r" -lt "$REPS" ]; do
+# Interleaved like the scaling runs: every CPU count once, then again.
+r=0
+while [ "$r" -lt "$REPS" ]; do
+	c=1
+	while [ "$c" -le "$ncpu" ]; do
 		line=$(taskset -c "$(first "$c")" "$bin/shmex-bench" e2e --only defaults \
 			--seconds "$E2E_SECONDS" 2>/dev/null | grep '^RESULT e2e') || line=""
 		v() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 		echo "$c,$r,$(v req_per_s),$(v p50_us),$(v p99_us),$(v gen_cpu_pct)" >>"$out/e2e.csv"
 		echo "bench-report: e2e on $c CPU(s), run $r: $line"
-		r=$((r + 1))
+		c=$((c + 1))
 	done
-	c=$((c + 1))
+	r=$((r + 1))
 done
 awk -F, 'NR > 1 { n[$1]++; for (i = 3; i <= 6; i++) { s[$1, i] += $i; q[$1, i] += $i * $i } }
 END { for (k in n) { printf "%d", k; for (i = 3; i <= 6; i++) { m = s[k, i] / n[k];

@@ -17,7 +17,8 @@
 # machine.  The same command on a 16-core machine draws the 16-core curves.
 #
 # Environment: REPS (default 3), OPS (orders per shard of the scaling
-# runs, default 500000), E2E_SECONDS (default 2).
+# runs, default 500000), E2E_SECONDS (default 2), PLOT_ONLY=1 (draw again
+# from the data files of the last run, measure nothing).
 set -eu
 bin=${1:?usage: report.sh BIN_DIR OUT_DIR}
 out=${2:?usage: report.sh BIN_DIR OUT_DIR}
@@ -41,6 +42,7 @@ first() { echo $cpus | tr ' ' '\n' | head -n "$1" | paste -sd, -; }
 points=$(seq -s, 1 "$ncpu"),$((2 * ncpu))
 echo "bench-report: CPUs $cpus; scaling points $points; $REPS repetitions"
 
+measure() {
 # ---- 1. scaling ----
 rm -f "$out/scaling.csv"
 "$bin/shmex-bench" scaling --shards "$points" --reps "$REPS" --ops "$OPS" \
@@ -82,6 +84,10 @@ END { for (k in n) { printf "%d", k; for (i = 3; i <= 6; i++) { m = s[k, i] / n[
 "$bin/shmex-bench" e2e --seconds "$E2E_SECONDS" --cdf-out "$out/latency" 2>/dev/null |
 	grep '^RESULT' | tee "$out/e2e-cdf.txt"
 
+}
+# PLOT_ONLY=1 redraws the plots and tables from the data of the last run.
+[ -n "${PLOT_ONLY:-}" ] || measure
+
 # ---- plots ----
 gnuplot <<EOF
 set terminal pngcairo size 900,560 font "sans,11"
@@ -112,6 +118,8 @@ set title "Latency distribution over TCP, all CPUs (32 connections)"
 set xlabel "microseconds (log)"
 set ylabel "fraction of requests"
 set logscale x
+set xtics autofreq
+set format x "%g"
 set xrange [*:*]
 set yrange [0:1]
 set key bottom right

@@ -40,9 +40,14 @@ cpus=$(taskset -pc $$ | sed 's/.*: //' | tr ',' '\n' |
 ncpu=$(echo $cpus | wc -w)
 first() { echo $cpus | tr ' ' '\n' | head -n "$1" | paste -sd, -; }
 points=$(seq -s, 1 "$ncpu"),$((2 * ncpu))
-echo "bench-report: CPUs $cpus; scaling points $points; $REPS repetitions"
 
 measure() {
+echo "bench-report: CPUs $cpus; scaling points $points; $REPS repetitions"
+{
+	echo "machine: $(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'); CPUs: $cpus"
+	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "REPS=$REPS OPS=$OPS E2E_SECONDS=$E2E_SECONDS"
+} >"$out/machine.txt"
 # ---- 1. scaling ----
 rm -f "$out/scaling.csv"
 "$bin/shmex-bench" scaling --shards "$points" --reps "$REPS" --ops "$OPS" \
@@ -86,7 +91,11 @@ END { for (k in n) { printf "%d", k; for (i = 3; i <= 6; i++) { m = s[k, i] / n[
 
 }
 # PLOT_ONLY=1 redraws the plots and tables from the data of the last run.
-[ -n "${PLOT_ONLY:-}" ] || measure
+if [ -n "${PLOT_ONLY:-}" ]; then
+	eval "$(sed -n 's/^REPS=\([0-9]*\) OPS=\([0-9]*\) E2E_SECONDS=\([0-9.]*\)$/REPS=\1 OPS=\2 E2E_SECONDS=\3/p' "$out/machine.txt")"
+else
+	measure
+fi
 
 # ---- plots ----
 gnuplot <<EOF
@@ -129,8 +138,7 @@ EOF
 
 # ---- tables ----
 {
-	echo "machine: $(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'); CPUs: $cpus"
-	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	cat "$out/machine.txt"
 	echo
 	echo "scaling (orders/s, mean +- standard error of $REPS runs, $OPS orders per shard/thread)"
 	echo "n shmex se cpus mutex se cpus"

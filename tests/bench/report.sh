@@ -34,6 +34,10 @@ command -v taskset >/dev/null || {
 	exit 1
 }
 mkdir -p "$out"
+# The e2e exchanges journal into a scratch directory, removed at the end.
+SHMEX_TEST_DATA=$(mktemp -d "${TMPDIR:-/tmp}/shmex-bench-report.XXXXXX")
+export SHMEX_TEST_DATA
+trap 'rm -rf "$SHMEX_TEST_DATA"' EXIT
 # The CPUs this process may use, as a list: "0 1 2 ...".
 cpus=$(taskset -pc $$ | sed 's/.*: //' | tr ',' '\n' |
 	awk -F- '{ if (NF == 2) for (i = $1; i <= $2; i++) print i; else print $1 }' | tr '\n' ' ')

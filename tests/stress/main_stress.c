@@ -23,7 +23,10 @@
  * violation with its evidence as it is found, and last
  *   RESULT stress events=<n> kills=<n> violations=<n> seed=<n>
  * Exit status 0 when there was no violation, 1 otherwise, 2 on a usage
- * error.  The same --seed gives the same schedule of actions and the same
+ * error.  SHMEX_STRESS_FAULT=status,deposit plants two faults in the
+ * harness's own bookkeeping (a client remembers a status reply wrong; the
+ * parent expects a wrong deposit), so that a test can see the checks
+ * fail.  The same --seed gives the same schedule of actions and the same
  * requests per client incarnation; the interleaving is the machine's.
  */
 #include <dirent.h>
@@ -435,6 +438,8 @@ static int setup_exchange(void)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n,
 			      "<account id=\"%d\" balance=\"%d\"/>", i, SETUP_BALANCE);
 		chk.setup_cash[i] = (int64_t)SETUP_BALANCE * SHM_CASH_ONE;
+		if (i == 1 && st->fault_deposit)
+			chk.setup_cash[i] += 1;
 	}
 	for (int s = 0; s < ST_NSYMS; s++) {
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "<symbol sym=\"%s\">",
@@ -764,6 +769,14 @@ int main(int argc, char **argv)
 	}
 	st = m;
 	st->seed = O.seed;
+	const char *fault = getenv("SHMEX_STRESS_FAULT");
+	if (fault) {
+		st->fault_status = strstr(fault, "status") != NULL;
+		st->fault_deposit = strstr(fault, "deposit") != NULL;
+		printf("stress: planted faults: %s%s\n",
+		       st->fault_status ? "status " : "",
+		       st->fault_deposit ? "deposit" : "");
+	}
 	snprintf(st->instance, sizeof(st->instance), "%s", O.instance);
 	for (int i = 0; i < O.clients; i++)
 		st->c[i].log = (struct st_rec *)((char *)m + sizeof(struct st_ctl)) +

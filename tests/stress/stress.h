@@ -86,6 +86,9 @@ struct st_ctl {
 	uint32_t stop;  /* W: parent, release; R: children, acquire */
 	uint32_t pause; /* W: parent, release; R: clients, acquire */
 	int port;
+	/* Planted faults (SHMEX_STRESS_FAULT, the harness's own test):
+	 * clients log a wrong status; the parent expects a wrong deposit. */
+	uint32_t fault_status, fault_deposit;
 	uint64_t seed;
 	char instance[64];
 	char syms[ST_NSYMS][16];

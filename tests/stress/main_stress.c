@@ -12,7 +12,9 @@
  * (stress_reader.c), and then runs the chaos schedule: every --chaos-ms
  * one seeded random action -- SIGKILL or SIGSTOP (+SIGCONT after 50-400
  * ms) of a reader, a client, a gateway or a matcher (the supervisor
- * restarts the exchange's processes; the parent restarts its own).  Every
+ * restarts the exchange's processes; the parent restarts its own), and
+ * rarely SIGKILL of the whole exchange at once, restarted from its
+ * journals.  Every
  * --checkpoint-s, and at the end, it makes the exchange quiescent (every
  * stopped process continued, every client paused after its reply, both
  * matchers and both gateways up and answering) and runs st_check.  At the
@@ -247,7 +249,50 @@ static void do_kill(pid_t pid)
 		kills++;
 }
 
-static unsigned long long last_matcher_kill;
+static unsigned long long last_matcher_kill, last_full_kill;
+
+/* The arguments every start of the exchange gets (main sets them). */
+static const char *const *ex_args;
+
+/*
+ * The power cut: SIGKILL of the supervisor and every one of its children
+ * at the same moment, then a new `shmex` on the same instance and data
+ * directory, which recovers everything from the journals (on a new port:
+ * the clients read st->port at each connect).
+ */
+static void kill_exchange(void)
+{
+	pid_t all[64];
+	int n = exchange_children(&ex, all, 64);
+	for (int i = 0; i < n; i++)
+		do_kill(all[i]);
+	do_kill(ex.pid);
+	waitpid(ex.pid, NULL, 0);
+	close(ex.out_fd);
+	ex.out_fd = -1;
+	/* A child the supervisor was forking as it died is not in the
+	 * list: every process that names the instance goes too (they get
+	 * SIGTERM from PR_SET_PDEATHSIG, but a recovering matcher may take
+	 * its time), or the new start would find the instance in use. */
+	for (int t = 0; t < 200; t++) {
+		pid_t left[16];
+		int nl = instance_procs(left, 16);
+		if (!nl)
+			break;
+		for (int i = 0; i < nl && i < 16; i++)
+			do_kill(left[i]);
+		usleep(20000);
+	}
+	last_full_kill = now_ns();
+	printf("stress: killed the whole exchange (supervisor and %d children); restarting it\n",
+	       n);
+	if (exchange_start(&ex, test_bin("shmex"), O.instance, ex_args, 120000) != 0) {
+		st_violation(
+			"shmex did not start again after the whole exchange was killed");
+		return;
+	}
+	store_release(&st->port, ex.port);
+}
 
 static bool matchers_up(void)
 {
@@ -291,9 +336,12 @@ static void chaos_step(void)
 		} else {
 			do_kill(exchange_child(&ex, "shmex-matcher", g));
 		}
-	} else {
+	} else if (r < 98 || now_ns() < last_full_kill + 15000000000ull ||
+		   !matchers_up()) {
 		if (matchers_up())
 			do_stop(exchange_child(&ex, "shmex-matcher", g), 200);
+	} else {
+		kill_exchange();
 	}
 }
 
@@ -794,6 +842,7 @@ int main(int argc, char **argv)
 	       "ms, seed=%" PRIu64 "\n",
 	       O.instance, O.ddir, O.seconds, O.clients, O.readers,
 	       O.chaos ? "on" : "off", O.chaos_ms, O.seed);
+	ex_args = args;
 	if (exchange_start(&ex, test_bin("shmex"), O.instance, args, 60000) != 0) {
 		fprintf(stderr, "shmex-stress: %s did not start\n", test_bin("shmex"));
 		return 1;

@@ -553,7 +553,10 @@ void st_client_main(int slot, uint64_t seed)
 		}
 		store_release(&W.me->paused, 0u);
 		if (!up) {
-			if (client_connect(&c, "127.0.0.1", st->port, 2000) != 0) {
+			/* The port changes when the whole exchange restarts
+			 * (pairs with the parent's release). */
+			if (client_connect(&c, "127.0.0.1", load_acquire(&st->port),
+					   2000) != 0) {
 				usleep(20000);
 				continue;
 			}

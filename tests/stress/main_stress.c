@@ -909,11 +909,12 @@ int main(int argc, char **argv)
 	finish(fds_at_start, slots0, fds0);
 	print_violations();
 	uint64_t nv = __atomic_load_n(&st->nviol, __ATOMIC_RELAXED);
-	uint64_t reads = 0, busy = 0, books = 0, lost = 0, errs = 0;
+	uint64_t reads = 0, busy = 0, books = 0, dips = 0, lost = 0, errs = 0;
 	for (int i = 0; i < O.readers; i++) {
 		reads += st->r[i].reads;
 		busy += st->r[i].busy;
 		books += st->r[i].books;
+		dips += st->r[i].dips;
 	}
 	for (int i = 0; i < O.clients; i++) {
 		lost += st->c[i].lost;
@@ -921,9 +922,9 @@ int main(int argc, char **argv)
 	}
 	printf("stress: %" PRIu64 " replies (%" PRIu64 " error items, %" PRIu64
 	       " requests cut off by kills), %" PRIu64 " reads (%" PRIu64
-	       " full books checked, %" PRIu64 " busy), %" PRIu64 " SIGKILLs, %" PRIu64
-	       " SIGSTOPs\n",
-	       events(), errs, lost, reads, books, busy, kills, stops);
+	       " full books checked, %" PRIu64 " busy, %" PRIu64
+	       " balances seen below zero), %" PRIu64 " SIGKILLs, %" PRIu64 " SIGSTOPs\n",
+	       events(), errs, lost, reads, books, busy, dips, kills, stops);
 	if (O.own_ddir && nv == 0)
 		nftw(O.ddir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	else if (nv)

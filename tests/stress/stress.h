@@ -80,6 +80,7 @@ struct st_reader_sh {
 	uint64_t reads; /* read-side calls (relaxed) */
 	uint64_t busy;  /* SHMEX_EBUSY answers (not violations) */
 	uint64_t books; /* full-book snapshots checked (relaxed) */
+	uint64_t dips;  /* reads of a balance below zero (relaxed) */
 };
 
 struct st_ctl {

@@ -3,6 +3,7 @@
 #   make                 build everything into $(BUILD)/ (programs in $(BUILD)/bin)
 #   make check           run the check unit and integration tests
 #   make stress          multi-process torture tests (bounded in time)
+#   make stress-loop     shmex-stress again and again until a run fails
 #   make bench           benchmarks (figures, never pass/fail)
 #   make bench-report    measure and plot docs/img/*.png (needs gnuplot)
 #   make run             start an exchange with the embedded defaults
@@ -154,7 +155,7 @@ STRESS_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(STRESS_SRCS))
 # Tests link every library; order: users before what they use.
 TEST_LIBS := $(foreach m,supervisor gateway replay engine journal query shm,$(filter $(call lib_file,$(m)),$(LIBS_BUILT)))
 
-.PHONY: all check stress bench bench-report run install uninstall clean deps check-loop \
+.PHONY: all check stress stress-loop bench bench-report run install uninstall clean deps check-loop \
 	format format-check layout-check
 # Objects are never intermediate: an interrupted make keeps what it built.
 .SECONDARY:
@@ -224,6 +225,14 @@ STRESS_SECONDS ?= 60
 stress: all
 	@$(TEST_ENV) sh tests/run-tests.sh $(STRESS_PROGS)
 	@$(TEST_ENV) $(STRESS_TOOL) --seconds $(STRESS_SECONDS) $(STRESS_ARGS)
+
+# Repeats shmex-stress until a run fails; the failing run's log stays in
+# $(BUILD)/stress-loop.log (its VIOLATION lines carry the seed).
+stress-loop: all
+	@n=0; while $(TEST_ENV) $(STRESS_TOOL) --seconds $(STRESS_SECONDS) $(STRESS_ARGS) \
+		>$(BUILD)/stress-loop.log 2>&1; do n=$$((n+1)); \
+		echo "stress-loop: pass $$n: $$(tail -n 1 $(BUILD)/stress-loop.log)"; done; \
+	echo "stress-loop: failed after $$n passes: see $(BUILD)/stress-loop.log"
 
 bench: all
 	$(BENCH_PROG) all

@@ -38,17 +38,24 @@
  * whole run, since this handle never runs the matcher loop's
  * reclamation.
  *
- * Each point runs --reps times (default 3); the table has mean and
- * standard error, and the CPU the design used while timed (utime + stime
- * of the matchers, or of this process for the threads, over the wall
- * time: 2.0 = two CPUs busy throughout) and orders per CPU-second, which
+ * Each point runs --reps times (default 3), interleaved with the other
+ * points; the table has mean, standard error and the best run, and the
+ * CPU the design used while timed (utime + stime of the matchers, or of
+ * this process for the threads, over the wall time: 2.0 = two CPUs busy
+ * throughout) and orders per CPU-second, which
  * depends far less than orders/s on what else the machine runs.  --csv
  * appends "design,n,rep,ops_per_s,cpus" rows.
  * Last line:
  *   RESULT scaling shards2_vs_1=<x> vs_mutex_book=<x> shmex_ops_per_s=<n>
- *          mutex_ops_per_s=<n> cpus=<n>
+ *          mutex_ops_per_s=<n> shards2_cpus=<x> shards2_per_cpu_vs_1=<x>
+ *          cpus=<n>
  * shards2_vs_1 is 2 shards over 1; vs_mutex_book compares shmex with as
  * many shards as CPUs to the mutex book with as many threads.
+ * shards2_cpus is the CPU the 2 matchers got (below 2.0 on a machine
+ * that other work shares), shards2_per_cpu_vs_1 the orders per
+ * CPU-second of 2 shards over those of 1 (1.0: a second shard costs
+ * nothing per order; the account lines both shards write are what it
+ * costs).
  */
 
 #include <errno.h>
@@ -649,51 +656,71 @@ int bench_scaling(int argc, char **argv)
 	for (int i = 0; i < O.ncpus; i++)
 		fprintf(stderr, " %d", O.cpus[i]);
 	fprintf(stderr, "\n");
-	printf("%-12s %6s %14s %12s %6s %14s\n", "design", "n", "orders/s", "stderr",
-	       "CPUs", "orders/CPU-s");
-	double shmex_mean[16] = {0}, mutex_mean[16] = {0};
+	printf("%-12s %6s %14s %12s %14s %6s %14s\n", "design", "n", "orders/s", "stderr",
+	       "best", "CPUs", "orders/CPU-s");
+	double shmex_mean[16] = {0}, mutex_mean[16] = {0}, shmex_cpus[16] = {0};
 	int rc = 0;
-	for (int p = 0; p < O.nshards; p++) {
-		int n = O.shards[p];
-		struct stream st[MAX_N];
-		for (int k = 0; k < n; k++)
-			gen_stream(&st[k], k, n, O.ops);
-		for (int d = 0; d < 2; d++) {
-			double v[MAX_REPS], cpus = 0;
-			for (int r = 0; r < O.reps; r++) {
+	/* Repetitions are interleaved (every point once, then again), so a
+	 * burst of other work on the machine spreads over all points
+	 * instead of spoiling one. */
+	static double v[16][2][MAX_REPS], cpu[16][2][MAX_REPS];
+	for (int r = 0; r < O.reps; r++)
+		for (int p = 0; p < O.nshards; p++) {
+			int n = O.shards[p];
+			struct stream st[MAX_N];
+			for (int k = 0; k < n; k++)
+				gen_stream(&st[k], k, n, O.ops);
+			for (int d = 0; d < 2; d++) {
 				last_cpus = 0;
-				v[r] = d == 0 ? run_shmex(n, st) : run_mutex(n, st);
-				cpus += last_cpus / O.reps;
-				if (v[r] < 0) {
+				double x = d == 0 ? run_shmex(n, st) : run_mutex(n, st);
+				if (x < 0) {
 					fprintf(stderr, "scaling: %s n=%d failed\n",
 						d ? "mutex" : "shmex", n);
 					rc = 1;
-					v[r] = 0;
+					x = 0;
 				}
+				v[p][d][r] = x;
+				cpu[p][d][r] = last_cpus;
+				fprintf(stderr,
+					"scaling: run %d: %s n=%d: %.0f orders/s on %.2f CPUs\n",
+					r, d ? "mutex" : "shmex", n, x, last_cpus);
 				if (csv)
-					fprintf(csv, "%s,%d,%d,%.0f\n",
-						d ? "mutex" : "shmex", n, r, v[r]);
+					fprintf(csv, "%s,%d,%d,%.0f,%.2f\n",
+						d ? "mutex" : "shmex", n, r, x,
+						last_cpus);
 			}
-			double mean, se;
-			stats(v, O.reps, &mean, &se);
-			printf("%-12s %6d %14.0f %12.0f %6.2f %14.0f\n",
-			       d ? "mutex-book" : "shmex", n, mean, se, cpus,
-			       cpus > 0 ? mean / cpus : 0);
-			fflush(stdout);
-			(d ? mutex_mean : shmex_mean)[p] = mean;
+			for (int k = 0; k < n; k++)
+				free(st[k].msgs);
 		}
-		for (int k = 0; k < n; k++)
-			free(st[k].msgs);
-	}
+	for (int p = 0; p < O.nshards; p++)
+		for (int d = 0; d < 2; d++) {
+			double mean, se, cpus = 0, best = 0;
+			stats(v[p][d], O.reps, &mean, &se);
+			for (int r = 0; r < O.reps; r++) {
+				cpus += cpu[p][d][r] / O.reps;
+				if (v[p][d][r] > best)
+					best = v[p][d][r];
+			}
+			printf("%-12s %6d %14.0f %12.0f %14.0f %6.2f %14.0f\n",
+			       d ? "mutex-book" : "shmex", O.shards[p], mean, se, best,
+			       cpus, cpus > 0 ? mean / cpus : 0);
+			(d ? mutex_mean : shmex_mean)[p] = mean;
+			if (!d)
+				shmex_cpus[p] = cpus;
+		}
 	if (csv)
 		fclose(csv);
-	double one = 0, two = 0, all_s = 0, all_m = 0;
+	double one = 0, two = 0, all_s = 0, all_m = 0, cpu1 = 0, cpu2 = 0;
 	int best = -1;
 	for (int p = 0; p < O.nshards; p++) {
-		if (O.shards[p] == 1)
+		if (O.shards[p] == 1) {
 			one = shmex_mean[p];
-		if (O.shards[p] == 2)
+			cpu1 = shmex_cpus[p];
+		}
+		if (O.shards[p] == 2) {
 			two = shmex_mean[p];
+			cpu2 = shmex_cpus[p];
+		}
 		if (O.shards[p] <= O.ncpus && (best < 0 || O.shards[p] > O.shards[best]))
 			best = p;
 	}
@@ -701,9 +728,15 @@ int bench_scaling(int argc, char **argv)
 		all_s = shmex_mean[best];
 		all_m = mutex_mean[best];
 	}
+	/* Per CPU-second, 2 shards against 1: 1.0 when a second shard costs
+	 * nothing per order (what the wall-clock ratio would show on idle
+	 * CPUs). */
+	double eff2 = one > 0 && two > 0 && cpu1 > 0 && cpu2 > 0
+			      ? (two / cpu2) / (one / cpu1)
+			      : 0;
 	printf("RESULT scaling shards2_vs_1=%.2f vs_mutex_book=%.2f shmex_ops_per_s=%.0f "
-	       "mutex_ops_per_s=%.0f cpus=%d\n",
-	       one > 0 ? two / one : 0, all_m > 0 ? all_s / all_m : 0, all_s, all_m,
-	       O.ncpus);
+	       "mutex_ops_per_s=%.0f shards2_cpus=%.2f shards2_per_cpu_vs_1=%.2f cpus=%d\n",
+	       one > 0 ? two / one : 0, all_m > 0 ? all_s / all_m : 0, all_s, all_m, cpu2,
+	       eff2, O.ncpus);
 	return rc;
 }

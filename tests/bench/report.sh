@@ -17,7 +17,8 @@
 # machine.  The same command on a 16-core machine draws the 16-core curves.
 #
 # Environment: REPS (default 3), OPS (orders per shard of the scaling
-# runs, default 500000), E2E_SECONDS (default 2).
+# runs, default 500000), E2E_SECONDS (default 2), PLOT_ONLY=1 (draw again
+# from the data files of the last run, measure nothing).
 set -eu
 bin=${1:?usage: report.sh BIN_DIR OUT_DIR}
 out=${2:?usage: report.sh BIN_DIR OUT_DIR}
@@ -33,18 +34,28 @@ command -v taskset >/dev/null || {
 	exit 1
 }
 mkdir -p "$out"
+# The e2e exchanges journal into a scratch directory, removed at the end.
+SHMEX_TEST_DATA=$(mktemp -d "${TMPDIR:-/tmp}/shmex-bench-report.XXXXXX")
+export SHMEX_TEST_DATA
+trap 'rm -rf "$SHMEX_TEST_DATA"' EXIT
 # The CPUs this process may use, as a list: "0 1 2 ...".
 cpus=$(taskset -pc $$ | sed 's/.*: //' | tr ',' '\n' |
 	awk -F- '{ if (NF == 2) for (i = $1; i <= $2; i++) print i; else print $1 }' | tr '\n' ' ')
 ncpu=$(echo $cpus | wc -w)
 first() { echo $cpus | tr ' ' '\n' | head -n "$1" | paste -sd, -; }
 points=$(seq -s, 1 "$ncpu"),$((2 * ncpu))
-echo "bench-report: CPUs $cpus; scaling points $points; $REPS repetitions"
 
+measure() {
+echo "bench-report: CPUs $cpus; scaling points $points; $REPS repetitions"
+{
+	echo "machine: $(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'); CPUs: $cpus"
+	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "REPS=$REPS OPS=$OPS E2E_SECONDS=$E2E_SECONDS"
+} >"$out/machine.txt"
 # ---- 1. scaling ----
 rm -f "$out/scaling.csv"
 "$bin/shmex-bench" scaling --shards "$points" --reps "$REPS" --ops "$OPS" \
-	--cpus "$(first "$ncpu")" --csv "$out/scaling.csv" | tee "$out/scaling.txt"
+	--cpus "$(first "$ncpu")" --csv "$out/scaling.csv" 2>/dev/null | tee "$out/scaling.txt"
 
 # mean, standard error and mean CPUs used per (design, n): "n mean se cpus"
 summ() { # file design
@@ -58,18 +69,19 @@ summ "$out/scaling.csv" mutex >"$out/scaling-mutex.dat"
 
 # ---- 2. e2e over 1..N CPUs ----
 echo "cpus,rep,req_per_s,p50_us,p99_us,gen_cpu_pct" >"$out/e2e.csv"
-c=1
-while [ "$c" -le "$ncpu" ]; do
-	r=0
-	while [ "$r" -lt "$REPS" ]; do
+# Interleaved like the scaling runs: every CPU count once, then again.
+r=0
+while [ "$r" -lt "$REPS" ]; do
+	c=1
+	while [ "$c" -le "$ncpu" ]; do
 		line=$(taskset -c "$(first "$c")" "$bin/shmex-bench" e2e --only defaults \
 			--seconds "$E2E_SECONDS" 2>/dev/null | grep '^RESULT e2e') || line=""
 		v() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 		echo "$c,$r,$(v req_per_s),$(v p50_us),$(v p99_us),$(v gen_cpu_pct)" >>"$out/e2e.csv"
 		echo "bench-report: e2e on $c CPU(s), run $r: $line"
-		r=$((r + 1))
+		c=$((c + 1))
 	done
-	c=$((c + 1))
+	r=$((r + 1))
 done
 awk -F, 'NR > 1 { n[$1]++; for (i = 3; i <= 6; i++) { s[$1, i] += $i; q[$1, i] += $i * $i } }
 END { for (k in n) { printf "%d", k; for (i = 3; i <= 6; i++) { m = s[k, i] / n[k];
@@ -80,6 +92,14 @@ END { for (k in n) { printf "%d", k; for (i = 3; i <= 6; i++) { m = s[k, i] / n[
 # ---- 3. latency distribution ----
 "$bin/shmex-bench" e2e --seconds "$E2E_SECONDS" --cdf-out "$out/latency" 2>/dev/null |
 	grep '^RESULT' | tee "$out/e2e-cdf.txt"
+
+}
+# PLOT_ONLY=1 redraws the plots and tables from the data of the last run.
+if [ -n "${PLOT_ONLY:-}" ]; then
+	eval "$(sed -n 's/^REPS=\([0-9]*\) OPS=\([0-9]*\) E2E_SECONDS=\([0-9.]*\)$/REPS=\1 OPS=\2 E2E_SECONDS=\3/p' "$out/machine.txt")"
+else
+	measure
+fi
 
 # ---- plots ----
 gnuplot <<EOF
@@ -111,6 +131,8 @@ set title "Latency distribution over TCP, all CPUs (32 connections)"
 set xlabel "microseconds (log)"
 set ylabel "fraction of requests"
 set logscale x
+set xtics autofreq
+set format x "%g"
 set xrange [*:*]
 set yrange [0:1]
 set key bottom right
@@ -120,8 +142,7 @@ EOF
 
 # ---- tables ----
 {
-	echo "machine: $(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'); CPUs: $cpus"
-	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	cat "$out/machine.txt"
 	echo
 	echo "scaling (orders/s, mean +- standard error of $REPS runs, $OPS orders per shard/thread)"
 	echo "n shmex se cpus mutex se cpus"

@@ -12,7 +12,9 @@
  * (stress_reader.c), and then runs the chaos schedule: every --chaos-ms
  * one seeded random action -- SIGKILL or SIGSTOP (+SIGCONT after 50-400
  * ms) of a reader, a client, a gateway or a matcher (the supervisor
- * restarts the exchange's processes; the parent restarts its own).  Every
+ * restarts the exchange's processes; the parent restarts its own), and
+ * rarely SIGKILL of the whole exchange at once, restarted from its
+ * journals.  Every
  * --checkpoint-s, and at the end, it makes the exchange quiescent (every
  * stopped process continued, every client paused after its reply, both
  * matchers and both gateways up and answering) and runs st_check.  At the
@@ -23,7 +25,10 @@
  * violation with its evidence as it is found, and last
  *   RESULT stress events=<n> kills=<n> violations=<n> seed=<n>
  * Exit status 0 when there was no violation, 1 otherwise, 2 on a usage
- * error.  The same --seed gives the same schedule of actions and the same
+ * error.  SHMEX_STRESS_FAULT=status,deposit plants two faults in the
+ * harness's own bookkeeping (a client remembers a status reply wrong; the
+ * parent expects a wrong deposit), so that a test can see the checks
+ * fail.  The same --seed gives the same schedule of actions and the same
  * requests per client incarnation; the interleaving is the machine's.
  */
 #include <dirent.h>
@@ -244,7 +249,50 @@ static void do_kill(pid_t pid)
 		kills++;
 }
 
-static unsigned long long last_matcher_kill;
+static unsigned long long last_matcher_kill, last_full_kill;
+
+/* The arguments every start of the exchange gets (main sets them). */
+static const char *const *ex_args;
+
+/*
+ * The power cut: SIGKILL of the supervisor and every one of its children
+ * at the same moment, then a new `shmex` on the same instance and data
+ * directory, which recovers everything from the journals (on a new port:
+ * the clients read st->port at each connect).
+ */
+static void kill_exchange(void)
+{
+	pid_t all[64];
+	int n = exchange_children(&ex, all, 64);
+	for (int i = 0; i < n; i++)
+		do_kill(all[i]);
+	do_kill(ex.pid);
+	waitpid(ex.pid, NULL, 0);
+	close(ex.out_fd);
+	ex.out_fd = -1;
+	/* A child the supervisor was forking as it died is not in the
+	 * list: every process that names the instance goes too (they get
+	 * SIGTERM from PR_SET_PDEATHSIG, but a recovering matcher may take
+	 * its time), or the new start would find the instance in use. */
+	for (int t = 0; t < 200; t++) {
+		pid_t left[16];
+		int nl = instance_procs(left, 16);
+		if (!nl)
+			break;
+		for (int i = 0; i < nl && i < 16; i++)
+			do_kill(left[i]);
+		usleep(20000);
+	}
+	last_full_kill = now_ns();
+	printf("stress: killed the whole exchange (supervisor and %d children); restarting it\n",
+	       n);
+	if (exchange_start(&ex, test_bin("shmex"), O.instance, ex_args, 120000) != 0) {
+		st_violation(
+			"shmex did not start again after the whole exchange was killed");
+		return;
+	}
+	store_release(&st->port, ex.port);
+}
 
 static bool matchers_up(void)
 {
@@ -288,9 +336,12 @@ static void chaos_step(void)
 		} else {
 			do_kill(exchange_child(&ex, "shmex-matcher", g));
 		}
-	} else {
+	} else if (r < 98 || now_ns() < last_full_kill + 15000000000ull ||
+		   !matchers_up()) {
 		if (matchers_up())
 			do_stop(exchange_child(&ex, "shmex-matcher", g), 200);
+	} else {
+		kill_exchange();
 	}
 }
 
@@ -435,6 +486,8 @@ static int setup_exchange(void)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n,
 			      "<account id=\"%d\" balance=\"%d\"/>", i, SETUP_BALANCE);
 		chk.setup_cash[i] = (int64_t)SETUP_BALANCE * SHM_CASH_ONE;
+		if (i == 1 && st->fault_deposit)
+			chk.setup_cash[i] += 1;
 	}
 	for (int s = 0; s < ST_NSYMS; s++) {
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "<symbol sym=\"%s\">",
@@ -764,6 +817,14 @@ int main(int argc, char **argv)
 	}
 	st = m;
 	st->seed = O.seed;
+	const char *fault = getenv("SHMEX_STRESS_FAULT");
+	if (fault) {
+		st->fault_status = strstr(fault, "status") != NULL;
+		st->fault_deposit = strstr(fault, "deposit") != NULL;
+		printf("stress: planted faults: %s%s\n",
+		       st->fault_status ? "status " : "",
+		       st->fault_deposit ? "deposit" : "");
+	}
 	snprintf(st->instance, sizeof(st->instance), "%s", O.instance);
 	for (int i = 0; i < O.clients; i++)
 		st->c[i].log = (struct st_rec *)((char *)m + sizeof(struct st_ctl)) +
@@ -781,6 +842,7 @@ int main(int argc, char **argv)
 	       "ms, seed=%" PRIu64 "\n",
 	       O.instance, O.ddir, O.seconds, O.clients, O.readers,
 	       O.chaos ? "on" : "off", O.chaos_ms, O.seed);
+	ex_args = args;
 	if (exchange_start(&ex, test_bin("shmex"), O.instance, args, 60000) != 0) {
 		fprintf(stderr, "shmex-stress: %s did not start\n", test_bin("shmex"));
 		return 1;
@@ -847,11 +909,12 @@ int main(int argc, char **argv)
 	finish(fds_at_start, slots0, fds0);
 	print_violations();
 	uint64_t nv = __atomic_load_n(&st->nviol, __ATOMIC_RELAXED);
-	uint64_t reads = 0, busy = 0, books = 0, lost = 0, errs = 0;
+	uint64_t reads = 0, busy = 0, books = 0, dips = 0, lost = 0, errs = 0;
 	for (int i = 0; i < O.readers; i++) {
 		reads += st->r[i].reads;
 		busy += st->r[i].busy;
 		books += st->r[i].books;
+		dips += st->r[i].dips;
 	}
 	for (int i = 0; i < O.clients; i++) {
 		lost += st->c[i].lost;
@@ -859,9 +922,9 @@ int main(int argc, char **argv)
 	}
 	printf("stress: %" PRIu64 " replies (%" PRIu64 " error items, %" PRIu64
 	       " requests cut off by kills), %" PRIu64 " reads (%" PRIu64
-	       " full books checked, %" PRIu64 " busy), %" PRIu64 " SIGKILLs, %" PRIu64
-	       " SIGSTOPs\n",
-	       events(), errs, lost, reads, books, busy, kills, stops);
+	       " full books checked, %" PRIu64 " busy, %" PRIu64
+	       " balances seen below zero), %" PRIu64 " SIGKILLs, %" PRIu64 " SIGSTOPs\n",
+	       events(), errs, lost, reads, books, busy, dips, kills, stops);
 	if (O.own_ddir && nv == 0)
 		nftw(O.ddir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	else if (nv)

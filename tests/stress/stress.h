@@ -80,12 +80,16 @@ struct st_reader_sh {
 	uint64_t reads; /* read-side calls (relaxed) */
 	uint64_t busy;  /* SHMEX_EBUSY answers (not violations) */
 	uint64_t books; /* full-book snapshots checked (relaxed) */
+	uint64_t dips;  /* reads of a balance below zero (relaxed) */
 };
 
 struct st_ctl {
 	uint32_t stop;  /* W: parent, release; R: children, acquire */
 	uint32_t pause; /* W: parent, release; R: clients, acquire */
 	int port;
+	/* Planted faults (SHMEX_STRESS_FAULT, the harness's own test):
+	 * clients log a wrong status; the parent expects a wrong deposit. */
+	uint32_t fault_status, fault_deposit;
 	uint64_t seed;
 	char instance[64];
 	char syms[ST_NSYMS][16];

@@ -608,6 +608,212 @@ START_TEST(order_then_query_in_one_request)
 }
 END_TEST
 
+/* ---- replies that are large ---- */
+
+/* Sends raw xml and returns the whole reply (heap, NUL-terminated), read
+ * with a scan that only looks at the new bytes, so large replies are
+ * cheap to read. */
+static char *ask_big(struct client *c, const char *xml, size_t *outlen)
+{
+	ck_assert_int_eq(client_send(c, xml, T_MS), 0);
+	size_t cap = 1 << 20, len = 0;
+	char *buf = malloc(cap);
+	ck_assert_ptr_nonnull(buf);
+	for (;;) {
+		if (cap - len < 65536) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			ck_assert_ptr_nonnull(buf);
+		}
+		struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+		ck_assert_int_eq(poll(&pf, 1, T_MS), 1);
+		ssize_t n = recv(c->fd, buf + len, cap - len - 1, 0);
+		ck_assert_int_gt(n, 0);
+		len += (size_t)n;
+		buf[len] = 0;
+		if (len >= 11 && !memcmp(buf + len - 11, "</results>\n", 11))
+			break;
+	}
+	*outlen = len;
+	return buf;
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* Account 2 sells `fills` single shares of X at 10, account 1 buys them
+ * all (plus `extra` that rest): returns the buy's id. */
+static uint64_t order_with_fills(struct client *c, int fills, int extra)
+{
+	size_t cap = (size_t)fills * 64 + 128, len;
+	char *xml = malloc(cap);
+	int n = snprintf(xml, cap, "<transactions id=\"2\">");
+	for (int i = 0; i < fills; i++)
+		n += snprintf(xml + n, cap - (size_t)n,
+			      "<order sym=\"X\" amount=\"-1\" limit=\"10\"/>");
+	snprintf(xml + n, cap - (size_t)n, "</transactions>");
+	char *rep = ask_big(c, xml, &len);
+	ck_assert_uint_eq(count_of(rep, "<opened"), (size_t)fills);
+	free(rep);
+	free(xml);
+	char amount[16];
+	snprintf(amount, sizeof(amount), "%d", fills + extra);
+	return order(c, "1", "X", amount, "10");
+}
+
+static void create_traders(struct client *c)
+{
+	expect(c,
+	       "<create><account id=\"1\" balance=\"1000000\"/>"
+	       "<account id=\"2\" balance=\"0\"/>"
+	       "<symbol sym=\"X\"><account id=\"2\">100000</account></symbol></create>",
+	       "results(created[id=1] created[id=2] created[id=2 sym=X])");
+}
+
+/* A fill listing above --max-reply costs only its own item an error that
+ * says so; the orders around it are placed and answered with their ids
+ * (before: the whole reply became "Request too large" while the orders
+ * were placed).  A cancel whose listing does not fit says it canceled.
+ * And a reply far larger than --max-reply in total streams whole. */
+START_TEST(listing_above_max_reply_answers_every_item)
+{
+	static const char *const extra[] = {SMALL_CAPS, "--max-reply", "4096", NULL};
+	start_with(extra);
+	struct client c;
+	conn(&c);
+	create_traders(&c);
+	uint64_t big = order_with_fills(&c, 100, 0);
+	char xml[512], want[512];
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><order sym=\"X\" amount=\"1\" limit=\"1\"/>"
+		 "<query id=\"%llu\"/><order sym=\"X\" amount=\"2\" limit=\"1\"/>"
+		 "</transactions>",
+		 (unsigned long long)big);
+	ask(&c, xml, 0);
+	ck_assert_int_eq(xdoc_nchildren(&last, 0), 3);
+	ck_assert_str_eq(last.nodes[xdoc_child(&last, 0, 0)].name, "opened");
+	ck_assert_str_eq(last.nodes[xdoc_child(&last, 0, 2)].name, "opened");
+	snprintf(want, sizeof(want), "error[id=%llu]", (unsigned long long)big);
+	ck_assert_str_eq(last.nodes[xdoc_child(&last, 0, 1)].name, "error");
+	ck_assert_str_eq(text_of(1),
+			 "Reply too large: this order's fills do not fit in a reply");
+	/* Both orders rest: 1 + 2 shares at 1 are reserved. */
+	account_is(1, "998997", "3");
+
+	/* A cancel of a partly filled order whose fills do not fit. */
+	uint64_t part = order_with_fills(&c, 100, 5);
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><cancel id=\"%llu\"/></transactions>",
+		 (unsigned long long)part);
+	ask(&c, xml, 0);
+	ck_assert_str_eq(text_of(0),
+			 "Reply too large: this order's fills do not fit in a "
+			 "reply: the order was canceled");
+	account_is(1, "997997", "3");
+
+	/* 30 queries of a 30-fill order: each listing fits, the reply (about
+	 * 50 KB) is far above 4096 and arrives whole. */
+	uint64_t mid = order_with_fills(&c, 30, 0);
+	size_t cap = 30 * 32 + 64, n = 0, len;
+	char *qx = malloc(cap);
+	n += (size_t)snprintf(qx + n, cap - n, "<transactions id=\"1\">");
+	for (int i = 0; i < 30; i++)
+		n += (size_t)snprintf(qx + n, cap - n, "<query id=\"%llu\"/>",
+				      (unsigned long long)mid);
+	snprintf(qx + n, cap - n, "</transactions>");
+	char *rep = ask_big(&c, qx, &len);
+	ck_assert_uint_gt(len, 4096 * 8);
+	ck_assert_uint_eq(count_of(rep, "<status"), 30);
+	ck_assert_uint_eq(count_of(rep, "<executed"), 900);
+	ck_assert_uint_eq(count_of(rep, "<?xml"), 1);
+	free(rep);
+	free(qx);
+	(void)want;
+	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
+/* Peak resident memory of a process, in KiB. */
+static long vm_hwm_kb(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	long kb = -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmHWM:", 6))
+			kb = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return kb;
+}
+
+/* A small request with a huge reply (150 queries of an order with 1,000
+ * fills: about 9 MB) for a client that does not read: the gateway holds
+ * about its unsent-output bound, not the reply (before: the whole reply,
+ * twice), and serves another client meanwhile; once read, it is whole. */
+START_TEST(huge_reply_is_streamed_with_back_pressure)
+{
+	static const char *const extra[] = {SMALL_CAPS, "--gateways", "1", NULL};
+	start_with(extra);
+	pid_t gwp = exchange_child(&ex, "shmex-gateway", 0);
+	ck_assert_int_gt(gwp, 0);
+	struct client c, other;
+	conn(&c);
+	conn(&other);
+	create_traders(&c);
+	uint64_t big = order_with_fills(&c, 1000, 0);
+	long before = vm_hwm_kb(gwp);
+	size_t cap = 150 * 32 + 64, n = 0;
+	char *qx = malloc(cap);
+	n += (size_t)snprintf(qx + n, cap - n, "<transactions id=\"1\">");
+	for (int i = 0; i < 150; i++)
+		n += (size_t)snprintf(qx + n, cap - n, "<query id=\"%llu\"/>",
+				      (unsigned long long)big);
+	snprintf(qx + n, cap - n, "</transactions>");
+	ck_assert_int_eq(client_send(&c, qx, T_MS), 0);
+	usleep(300000);
+	/* The held client does not stop the others. */
+	expect(&other, "<create><account id=\"7\" balance=\"1\"/></create>",
+	       "results(created[id=7])");
+	/* Counted in (the previous 8 bytes + this read): "<executed" is 9
+	 * bytes long, so a match is never counted twice nor missed. */
+	size_t total = 0, executed = 0, keep = 0;
+	char *buf = malloc((1 << 16) + 16);
+	for (;;) {
+		struct pollfd pf = {.fd = c.fd, .events = POLLIN};
+		ck_assert_int_eq(poll(&pf, 1, T_MS), 1);
+		ssize_t got = recv(c.fd, buf + keep, 1 << 16, 0);
+		ck_assert_int_gt(got, 0);
+		size_t have = keep + (size_t)got;
+		buf[have] = 0;
+		executed += count_of(buf, "<executed");
+		total += (size_t)got;
+		if (have >= 11 && !memcmp(buf + have - 11, "</results>\n", 11))
+			break;
+		keep = have < 8 ? have : 8;
+		memmove(buf, buf + have - keep, keep);
+	}
+	free(buf);
+	free(qx);
+	ck_assert_uint_eq(executed, 150000);
+	ck_assert_uint_gt(total, 8u << 20);
+	long after = vm_hwm_kb(gwp);
+	ck_assert_msg(after - before < 6 * 1024,
+		      "gateway peak memory grew by %ld KiB for a %zu-byte reply",
+		      after - before, total);
+	client_close(&c);
+	client_close(&other);
+	stop_clean();
+}
+END_TEST
+
 /* ---- framing and connection behaviour ---- */
 
 START_TEST(malformed_xml_keeps_connection)
@@ -1273,6 +1479,8 @@ static Suite *gw_e2e_suite(void)
 	tcase_add_test(tc, invalid_account_answers_every_child);
 	tcase_add_test(tc, unknown_elements_answered_in_position);
 	tcase_add_test(tc, order_then_query_in_one_request);
+	tcase_add_test(tc, listing_above_max_reply_answers_every_item);
+	tcase_add_test(tc, huge_reply_is_streamed_with_back_pressure);
 	tcase_add_test(tc, malformed_xml_keeps_connection);
 	tcase_add_test(tc, bad_and_huge_length_lines_close);
 	tcase_add_test(tc, one_byte_writes);

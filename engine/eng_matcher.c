@@ -1683,7 +1683,7 @@ static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 	m->ledger_ok = true;
 
 	rc = shm_positions_create(&m->positions_reg, m->instance, m->shard,
-				  m->bcfg.caps.symbols, m->positions, 0660);
+				  m->bcfg.caps.symbols, m->positions, 0640);
 	if (rc) {
 		if (err)
 			*err = m->positions_reg.region.err;

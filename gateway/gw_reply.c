@@ -299,6 +299,7 @@ static const struct {
 	{SHMEX_EUNKNOWN, "Outcome unknown: the exchange did not answer in time; "
 			 "check before sending it again"},
 	{SHMEX_ESTOPPING, "Not executed: the exchange is stopping"},
+	{SHMEX_ESHORTBODY, "Request ended before the length its length line announced"},
 	{SHMEX_ESKIPPED, "Not executed: an earlier item of this request has no answer"},
 	{SHMEX_ECONNSFULL, "Too many connections to this gateway, try again later"},
 	{SHMEX_EPEERFULL, "Too many connections from your address; close one and "

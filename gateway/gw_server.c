@@ -445,6 +445,23 @@ static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 					     ms_ns(s->cfg.deadline_ms));
 		if (!partial)
 			c->rdeadline = 0;
+		if (!s->stopping && partial && c->eof && c->rpos == c->rlen) {
+			/* The client is done sending and its last request is
+			 * shorter than its length line said: tell it so. */
+			char msg[160];
+			if (c->frame.state == GW_FRAME_BODY)
+				snprintf(msg, sizeof(msg),
+					 "%s: %zu bytes announced, %zu arrived",
+					 gw_reply_text(SHMEX_ESHORTBODY), c->frame.want,
+					 c->frame.have);
+			else
+				snprintf(msg, sizeof(msg),
+					 "%s: the length line has no newline",
+					 gw_reply_text(SHMEX_ESHORTBODY));
+			s->st.frame_errors++;
+			conn_fail(s, slot, msg);
+			return;
+		}
 		if (s->stopping || (c->eof && c->rpos == c->rlen)) {
 			/* Idle and draining, or the peer is done sending (a
 			 * partial request can never complete now). */

@@ -92,7 +92,7 @@ int shm_instance_create(const char *instance, const struct shm_instance_cfg *cfg
 	uint64_t body = rings_body_bytes(ns, ng, ring_bytes);
 	if (body == 0)
 		return fail(h, -EINVAL, "instance configuration (rings too big)");
-	mode_t mode = cfg->mode ? cfg->mode : 0660;
+	mode_t mode = cfg->mode ? cfg->mode : 0640;
 	uint64_t nrings = 2ull * ns * ng;
 	uint64_t caps[4] = {ns, ng, cap, nrings};
 

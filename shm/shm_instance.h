@@ -64,7 +64,7 @@
 /* What the creator asks for (private, never in shared memory). */
 struct shm_instance_cfg {
 	struct shm_settings s; /* shm_settings_default(), then changes */
-	mode_t mode;           /* 0: 0660 */
+	mode_t mode;           /* 0: 0640 (group may read, not write) */
 	const char *data_dir;  /* NULL or "": no journal */
 };
 

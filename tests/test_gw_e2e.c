@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <unistd.h>
@@ -814,6 +815,38 @@ START_TEST(huge_reply_is_streamed_with_back_pressure)
 }
 END_TEST
 
+/* Shared memory: the group may read every region but write only the
+ * reader tables (a group member's shmex-query registers there); before,
+ * accounts, positions, rings and control were group-writable. */
+START_TEST(shared_memory_is_group_read_only)
+{
+	start_default();
+	char prefix[96];
+	snprintf(prefix, sizeof(prefix), "shmex.%s.", inst);
+	DIR *d = opendir("/dev/shm");
+	ck_assert_ptr_nonnull(d);
+	int seen = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)))
+			continue;
+		char path[512];
+		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+		struct stat st;
+		ck_assert_int_eq(stat(path, &st), 0);
+		bool readers = !strncmp(e->d_name + strlen(prefix), "readers.", 8);
+		ck_assert_msg(!(st.st_mode & S_IWOTH), "%s is world-writable", e->d_name);
+		ck_assert_msg(readers || !(st.st_mode & S_IWGRP),
+			      "%s is group-writable (%o)", e->d_name,
+			      (unsigned)(st.st_mode & 0777));
+		seen++;
+	}
+	closedir(d);
+	ck_assert_int_ge(seen, 6);
+	stop_clean();
+}
+END_TEST
+
 /* ---- framing and connection behaviour ---- */
 
 START_TEST(malformed_xml_keeps_connection)
@@ -1481,6 +1514,7 @@ static Suite *gw_e2e_suite(void)
 	tcase_add_test(tc, order_then_query_in_one_request);
 	tcase_add_test(tc, listing_above_max_reply_answers_every_item);
 	tcase_add_test(tc, huge_reply_is_streamed_with_back_pressure);
+	tcase_add_test(tc, shared_memory_is_group_read_only);
 	tcase_add_test(tc, malformed_xml_keeps_connection);
 	tcase_add_test(tc, bad_and_huge_length_lines_close);
 	tcase_add_test(tc, one_byte_writes);

@@ -598,6 +598,22 @@ START_TEST(connections_per_address_are_capped)
 }
 END_TEST
 
+/* A client that half-closes in the middle of a body (its length line
+ * overstated the body) is told so before the close. */
+START_TEST(short_body_gets_error_before_close)
+{
+	start_server(defaults());
+	struct client c;
+	conn(&c);
+	ck_assert_int_eq(client_send_raw(&c, "100\n<partial/>", 14, T_MS), 0);
+	shutdown(c.fd, SHUT_WR);
+	expect_reply(&c, "results(error\"Request ended before the length its length "
+			 "line announced: 100 bytes announced, 10 arrived\")");
+	ck_assert_int_eq(client_wait_closed(&c, T_MS), 0);
+	client_close(&c);
+}
+END_TEST
+
 static Suite *gw_server_suite(void)
 {
 	Suite *s = suite_create("gw_server");
@@ -620,6 +636,7 @@ static Suite *gw_server_suite(void)
 	tcase_add_test(tc, streamed_replies_are_bounded_until_read);
 	tcase_add_test(tc, idle_connection_is_closed);
 	tcase_add_test(tc, connections_per_address_are_capped);
+	tcase_add_test(tc, short_body_gets_error_before_close);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -737,7 +737,7 @@ static int start(struct sup *s)
 static int launch(struct sup *s)
 {
 	struct shm_instance_cfg icfg = {
-		.s = s->o.set, .mode = 0660, .data_dir = s->data[0] ? s->data : NULL};
+		.s = s->o.set, .mode = 0640, .data_dir = s->data[0] ? s->data : NULL};
 	int rc;
 	rc = shm_instance_create(s->o.instance, &icfg, &s->inst);
 	if (rc) {
@@ -749,7 +749,7 @@ static int launch(struct sup *s)
 	/* control and rings were created O_EXCL: from now on the name is
 	 * ours (a concurrent start of the same instance failed here). */
 	s->owns = true;
-	rc = shm_accounts_create(&s->accts, s->o.instance, s->o.set.accounts, 0660);
+	rc = shm_accounts_create(&s->accts, s->o.instance, s->o.set.accounts, 0640);
 	if (rc) {
 		logf_(s, true, "create accounts of %s: %s", s->o.instance,
 		      shmex_strerror(rc));

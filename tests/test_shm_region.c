@@ -270,6 +270,30 @@ START_TEST(stale_region_detected_and_removed)
 }
 END_TEST
 
+/* An object of another user (or one we may not read) is never our
+ * leftover, whatever its header says: it is refused and left alone
+ * (before: an unreadable object was unlinked as a leftover, and a
+ * squatter's object with a live pid of its own blocked us as "in use"). */
+START_TEST(foreign_object_is_refused_not_removed)
+{
+	struct shm_region w;
+	make_ready(&w, "t", 64);
+	char path[256];
+	snprintf(path, sizeof(path), "/dev/shm/shmex.%s.t", inst);
+	if (geteuid() == 0)
+		ck_assert_int_eq(chown(path, 4242, 4242), 0);
+	else
+		ck_assert_int_eq(chmod(path, 0), 0);
+	ck_assert_int_eq(shm_region_remove_stale(inst, "t"), SHMEX_EFOREIGN);
+	ck_assert_int_eq(test_count_objects(inst), 1);
+	shm_region_detach(&w);
+	/* Detached: still refused while it is another user's. */
+	ck_assert_int_eq(shm_region_remove_stale(inst, "t"), SHMEX_EFOREIGN);
+	ck_assert_int_eq(test_count_objects(inst), 1);
+	ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
 START_TEST(proc_identity)
 {
 	uint64_t s;
@@ -348,6 +372,7 @@ static Suite *shm_region_suite(void)
 	tcase_add_test(tc, readwrite_attach_shares_memory);
 	tcase_add_test(tc, two_instances_side_by_side);
 	tcase_add_test(tc, stale_region_detected_and_removed);
+	tcase_add_test(tc, foreign_object_is_refused_not_removed);
 	tcase_add_test(tc, proc_identity);
 	tcase_add_test(tc, zombie_is_not_alive);
 	tcase_add_test(tc, error_table);

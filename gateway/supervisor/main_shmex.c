@@ -181,6 +181,26 @@ static int remove_stale_one(struct sup *s, const char *region)
 		      s->o.instance, region, pid);
 		return rc;
 	}
+	if (rc == SHMEX_EFOREIGN) {
+		bool known =
+			shm_region_inspect(s->o.instance, region, &info) != -EACCES &&
+			info.have_owner;
+		if (known)
+			logf_(s, true,
+			      "region %s of instance %s (/dev/shm/shmex.%s.%s) belongs to "
+			      "uid %u, not to us (uid %u): another user's exchange or a "
+			      "squatter; choose another --instance, or have its owner "
+			      "remove it",
+			      region, s->o.instance, s->o.instance, region,
+			      (unsigned)info.owner_uid, (unsigned)geteuid());
+		else
+			logf_(s, true,
+			      "region %s of instance %s (/dev/shm/shmex.%s.%s) cannot be "
+			      "read by us, so it is not our leftover; choose another "
+			      "--instance, or have its owner remove it",
+			      region, s->o.instance, s->o.instance, region);
+		return rc;
+	}
 	if (rc) {
 		logf_(s, true, "cannot remove leftover region %s of instance %s: %s",
 		      region, s->o.instance, shmex_strerror(rc));

@@ -74,9 +74,11 @@
 #define Q_NIL UINT32_MAX
 /* Streaming: buffered reply bytes above this go to the connection. */
 #define STREAM_CHUNK (64u << 10)
-/* A job gives the loop back after this long (checked every SLICE_ITEMS). */
+/* A job gives the loop back after SLICE_NS (checked every SLICE_ITEMS
+ * items) or SLICE_MAX items, whichever comes first. */
 #define SLICE_NS 1000000u
 #define SLICE_ITEMS 16u
+#define SLICE_MAX 1024u
 /* The answer deadline is checked this often. */
 #define ANSWER_SCAN_NS 50000000u
 #define LATE_MAX 64
@@ -591,7 +593,7 @@ static void job_run(struct gw_exec *r, uint32_t slot)
 		if (!j->cancel_done && !job_stream(r, slot))
 			return;
 		if (!j->stop && ++n % SLICE_ITEMS == 0 &&
-		    shm_clock_ns(CLOCK_MONOTONIC) - t0 >= SLICE_NS) {
+		    (n >= SLICE_MAX || shm_clock_ns(CLOCK_MONOTONIC) - t0 >= SLICE_NS)) {
 			/* Long enough: the other connections get the loop;
 			 * this job goes on next turn. */
 			j->wait = W_OUTPUT;

@@ -1369,6 +1369,49 @@ END_TEST
 
 /* Without a journal nothing can bring a shard back (restarts from the
  * journal: test_durability). */
+/* Without a journal a dead matcher stops the exchange; a client whose
+ * item that matcher had (and never answered) is told, before the close,
+ * that its outcome is unknown, and that the item behind it never ran
+ * (before: a bare close). */
+START_TEST(matcher_death_answers_waiting_clients)
+{
+	static const char *const extra[] = {SMALL_CAPS, "--no-journal", "--drain-ms",
+					    "300", NULL};
+	start_with(extra);
+	pid_t m0 = exchange_child(&ex, "shmex-matcher", 0);
+	pid_t m1 = exchange_child(&ex, "shmex-matcher", 1);
+	ck_assert_int_gt(m0, 0);
+	ck_assert_int_gt(m1, 0);
+	struct client c;
+	conn(&c);
+	kill(m0, SIGSTOP);
+	kill(m1, SIGSTOP);
+	ck_assert_int_eq(client_send(&c,
+				     "<create><account id=\"1\" balance=\"1\"/>"
+				     "<account id=\"2\" balance=\"1\"/></create>",
+				     T_MS),
+			 0);
+	usleep(200000);
+	kill(m0, SIGKILL);
+	kill(m1, SIGKILL);
+	const char *rep;
+	size_t len;
+	ck_assert_int_eq(client_recv(&c, &rep, &len, T_MS), 0);
+	ck_assert_msg(strstr(rep, "<error id=\"1\">Outcome unknown: ") &&
+			      strstr(rep, "the exchange is stopping; ref "),
+		      "%s", rep);
+	ck_assert_msg(strstr(rep, "<error id=\"2\">Not executed: the exchange is "
+				  "stopping</error>"),
+		      "%s", rep);
+	ck_assert_int_eq(client_wait_closed(&c, T_MS), 0);
+	client_close(&c);
+	int st = test_wait_pid(ex.pid, 30000);
+	ex.pid = 0;
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_int_eq(test_count_objects(inst), 0);
+}
+END_TEST
+
 START_TEST(matcher_death_without_journal_stops_exchange)
 {
 	static const char *const extra[] = {SMALL_CAPS, "--no-journal", NULL};
@@ -1525,6 +1568,7 @@ static Suite *gw_e2e_suite(void)
 	tcase_add_test(tc, killed_gateway_is_restarted);
 	tcase_add_test(tc, instance_in_use_is_refused_and_leftovers_removed);
 	tcase_add_test(tc, matcher_death_without_journal_stops_exchange);
+	tcase_add_test(tc, matcher_death_answers_waiting_clients);
 	tcase_add_test(tc, clean_shutdown_finishes_requests);
 	tcase_add_test(tc, command_lines);
 	suite_add_tcase(s, tc);

@@ -377,6 +377,42 @@ START_TEST(stop_answers_what_is_in_flight)
 }
 END_TEST
 
+/* A request of 3,000 queries (answered by the gateway alone) is executed
+ * in slices: the loop gets back between them (at most 1,024 items or
+ * 1 ms each), and the reply is whole and in order. */
+START_TEST(long_request_runs_in_slices)
+{
+	uint32_t aidx;
+	ck_assert_int_eq(shm_accounts_add(&acc, 8, 100000000000LL, &aidx), 0);
+	uint64_t id = 1;
+	while (shm_shard_of_order(id, 2) != 0)
+		id++;
+	size_t cap = 3000 * 32 + 64, n = 0;
+	char *xml = malloc(cap);
+	n += (size_t)snprintf(xml + n, cap - n, "<transactions id=\"8\">");
+	for (int i = 0; i < 3000; i++)
+		n += (size_t)snprintf(xml + n, cap - n, "<query id=\"%llu\"/>",
+				      (unsigned long long)id);
+	snprintf(xml + n, cap - n, "</transactions>");
+	struct client c;
+	ck_assert_int_eq(client_connect(&c, "127.0.0.1", port, 5000), 0);
+	ck_assert_int_eq(client_send(&c, xml, 5000), 0);
+	const char *r = recv_reply(&c, 10000);
+	size_t errors = 0;
+	for (const char *p = r; (p = strstr(p, "Order does not exist")) != NULL; p++)
+		errors++;
+	ck_assert_uint_eq(errors, 3000);
+	free(xml);
+	client_close(&c);
+	const char *log = stop_gateway();
+	const char *sl = strstr(log, " slices");
+	ck_assert_msg(sl, "%s", log);
+	while (sl > log && sl[-1] >= '0' && sl[-1] <= '9')
+		sl--;
+	ck_assert_msg(strtoul(sl, NULL, 10) >= 2, "%s", log);
+}
+END_TEST
+
 static Suite *gw_exec_suite(void)
 {
 	Suite *s = suite_create("gw_exec");
@@ -387,6 +423,7 @@ static Suite *gw_exec_suite(void)
 	tcase_add_test(tc, forged_replies_become_internal_errors);
 	tcase_add_test(tc, unanswered_item_is_outcome_unknown);
 	tcase_add_test(tc, stop_answers_what_is_in_flight);
+	tcase_add_test(tc, long_request_runs_in_slices);
 	suite_add_tcase(s, tc);
 	return s;
 }

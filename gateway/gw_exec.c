@@ -537,7 +537,7 @@ static uint32_t item_msg(struct gw_exec *r, const struct gw_xml_req *req,
 		m->type = SHM_MSG_ORDER;
 		m->account = req->account;
 		m->side = it->side;
-		m->tif = SHM_TIF_GTC;
+		m->tif = it->tif;
 		m->price = it->limit;
 		m->qty = it->qty;
 		(void)shm_symbol_pack(m->u.symbol, sym.p, sym.len);

@@ -31,6 +31,7 @@
 #include "shm/shm_error.h"
 
 #define RESERVE GW_REPLY_LINE_RESERVE
+#define GW_REPLY_ATTR_NAME_MAX 64
 
 static const char xml_decl[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
 
@@ -280,6 +281,8 @@ static const struct {
 	{SHMEX_ENOTOWNER, "Order belongs to another account"},
 	{SHMEX_ENOTOPEN, "Order has nothing open"},
 	{SHMEX_EBADTIF, "Invalid time in force"},
+	{SHMEX_EUNKNOWNATTR, "Unknown attribute"},
+	{SHMEX_EBADTYPE, "Invalid order type"},
 	{SHMEX_EBADREQUEST, "Malformed request"},
 	{SHMEX_ETOOBIG, "Request too large"},
 	{SHMEX_EUNKNOWNELEM, "Unknown element"},
@@ -467,6 +470,16 @@ void gw_reply_item_error(struct gw_reply *r, const struct gw_xml_req *req,
 	}
 	if (err == 0)
 		err = SHMEX_EINTERNAL;
+	/* An unknown attribute is named (it->name holds it for these). */
+	char attr[GW_REPLY_ATTR_NAME_MAX + 3];
+	struct gw_str an = gw_xml_text(req, it->name);
+	if (err == SHMEX_EUNKNOWNATTR && it->kind != GW_ITEM_UNKNOWN && an.p && !why) {
+		snprintf(attr, sizeof(attr), "%.*s",
+			 (int)(an.len < GW_REPLY_ATTR_NAME_MAX ? an.len
+							       : GW_REPLY_ATTR_NAME_MAX),
+			 an.p);
+		why = attr;
+	}
 	switch (it->kind) {
 	case GW_ITEM_ACCOUNT:
 	case GW_ITEM_QUERY:

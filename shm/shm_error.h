@@ -86,6 +86,8 @@
 	X(EUNKNOWN, "outcome unknown: the matcher did not answer in time")         \
 	X(ESTOPPING, "not executed: the gateway is stopping")                      \
 	X(ESKIPPED, "not executed: an earlier item of the request has no answer")  \
+	X(EUNKNOWNATTR, "unknown attribute in a request")                          \
+	X(EBADTYPE, "invalid order type")                                          \
 	X(EFOREIGN, "the object belongs to another user, or we may not read it")   \
 	X(ESHORTBODY, "the client ended a request before its announced length")    \
 	X(ECONNSFULL, "connection refused: the gateway is full")                   \

@@ -847,6 +847,43 @@ START_TEST(shared_memory_is_group_read_only)
 }
 END_TEST
 
+/* tif="IOC" reaches the matcher (before: ignored, the order rested); an
+ * unknown attribute is named in the item's error and changes nothing. */
+START_TEST(order_types_over_xml)
+{
+	static const char *const extra[] = {SMALL_CAPS, "--shards", "1", NULL};
+	start_with(extra);
+	struct client c;
+	conn(&c);
+	expect(&c,
+	       "<create><account id=\"1\" balance=\"100\"/>"
+	       "<symbol sym=\"Q\"><account id=\"1\">1</account></symbol></create>",
+	       "results(created[id=1] created[id=1 sym=Q])");
+	uint64_t id = 0;
+	ask(&c,
+	    "<transactions id=\"1\"><order sym=\"Q\" amount=\"2\" limit=\"5\" "
+	    "tif=\"IOC\"/><order sym=\"Q\" amount=\"2\" limit=\"5\" when=\"now\"/>"
+	    "</transactions>",
+	    0);
+	int k = xdoc_child(&last, 0, 0);
+	ck_assert_msg(!strcmp(last.nodes[k].name, "opened"), "IOC order: %s", text_of(0));
+	id = strtoull(xnode_attr(&last.nodes[k], "id"), NULL, 10);
+	ck_assert_str_eq(text_of(1), "Unknown attribute: when");
+	char xml[256], want[256];
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><query id=\"%llu\"/></transactions>",
+		 (unsigned long long)id);
+	snprintf(want, sizeof(want),
+		 "results(status[id=%llu](canceled[shares=2 time=T]))",
+		 (unsigned long long)id);
+	expect(&c, xml, want);
+	/* Nothing rests and nothing stays reserved. */
+	account_is(1, "100", "0");
+	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
 /* ---- framing and connection behaviour ---- */
 
 START_TEST(malformed_xml_keeps_connection)
@@ -1558,6 +1595,7 @@ static Suite *gw_e2e_suite(void)
 	tcase_add_test(tc, listing_above_max_reply_answers_every_item);
 	tcase_add_test(tc, huge_reply_is_streamed_with_back_pressure);
 	tcase_add_test(tc, shared_memory_is_group_read_only);
+	tcase_add_test(tc, order_types_over_xml);
 	tcase_add_test(tc, malformed_xml_keeps_connection);
 	tcase_add_test(tc, bad_and_huge_length_lines_close);
 	tcase_add_test(tc, one_byte_writes);

@@ -1541,17 +1541,23 @@ START_TEST(command_lines)
 		const char *prog;
 		const char *arg;
 		int code;
+		const char *more[3]; /* further arguments, NULL-terminated */
 	} cases[] = {
-		{"shmex", "--help", 0},
-		{"shmex", "--version", 0},
-		{"shmex", "--bogus", 2},
-		{"shmex", "--shards=0", 2},
-		{"shmex", "--port=70000", 2},
-		{"shmex", "--ring-capacity=1000", 2},
-		{"shmex", "--instance=a/b", 2},
-		{"shmex-gateway", "--help", 0},
-		{"shmex-gateway", "--version", 0},
-		{"shmex-gateway", "--id=1", 2},
+		{"shmex", "--help", 0, {NULL}},
+		{"shmex", "--version", 0, {NULL}},
+		{"shmex", "--bogus", 2, {NULL}},
+		{"shmex", "--shards=0", 2, {NULL}},
+		{"shmex", "--port=70000", 2, {NULL}},
+		{"shmex", "--ring-capacity=1000", 2, {NULL}},
+		{"shmex", "--instance=a/b", 2, {NULL}},
+		{"shmex-gateway", "--help", 0, {NULL}},
+		{"shmex-gateway", "--version", 0, {NULL}},
+		{"shmex-gateway", "--id=1", 2, {NULL}},
+		/* A bad instance name is a usage error (2) in every program
+		 * (before: 1 in three of them), even when all else is fine. */
+		{"shmex-gateway", "--instance=a/b", 2, {"--id=0", "--port=0"}},
+		{"shmex-matcher", "--instance=a/b", 2, {"--shard=0"}},
+		{"shmex-query", "--instance=a/b", 2, {"stats"}},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int p[2];
@@ -1561,8 +1567,10 @@ START_TEST(command_lines)
 			dup2(p[1], 1);
 			int devnull = open("/dev/null", O_WRONLY);
 			dup2(devnull, 2);
-			execl(test_bin(cases[i].prog), cases[i].prog, cases[i].arg,
-			      (char *)NULL);
+			const char *argv[6] = {cases[i].prog, cases[i].arg};
+			for (int k = 0; k < 3 && cases[i].more[k]; k++)
+				argv[2 + k] = cases[i].more[k];
+			execv(test_bin(cases[i].prog), (char *const *)argv);
 			_exit(127);
 		}
 		close(p[1]);

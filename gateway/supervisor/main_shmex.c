@@ -532,7 +532,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	shm_settings_default(&o->set);
 	struct shm_opt opts[5 + SHM_SETTINGS_COUNT] = {
 		{.name = "instance",
-		 .type = SHM_OPT_STR,
+		 .type = SHM_OPT_INSTANCE,
 		 .arg = "NAME",
 		 .dst = &o->instance,
 		 .show_default = true,

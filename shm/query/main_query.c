@@ -155,7 +155,7 @@ int main(int argc, char **argv)
 		o.instance = "default";
 	const struct shm_opt opts[] = {
 		{.name = "instance",
-		 .type = SHM_OPT_STR,
+		 .type = SHM_OPT_INSTANCE,
 		 .arg = "NAME",
 		 .dst = &o.instance,
 		 .show_default = true,

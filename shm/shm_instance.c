@@ -33,8 +33,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shm/shm_accounts.h"
+#include "shm/shm_book.h"
 #include "shm/shm_error.h"
+#include "shm/shm_positions.h"
 #include "shm/shm_proc.h"
+#include "shm/shm_rcu.h"
 
 static int fail(struct shm_instance *h, int err, const char *what)
 {
@@ -438,4 +442,29 @@ bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k, int32_
 	       region_attaches(h, SHM_KIND_READERS, k) &&
 	       region_attaches(h, SHM_KIND_POSITIONS, k) &&
 	       region_attaches(h, SHM_KIND_BOOK, k);
+}
+
+/* A region of `body` bytes as it sits in /dev/shm: header, whole pages. */
+static uint64_t region_bytes(uint64_t body)
+{
+	uint64_t n = SHM_REGION_HDR_SIZE + body;
+	return (n + 4095) & ~(uint64_t)4095;
+}
+
+void shm_instance_footprint(const struct shm_settings *s, struct shm_footprint *f)
+{
+	struct shm_book_caps caps = {.symbols = (uint32_t)s->symbols,
+				     .levels = (uint32_t)s->levels,
+				     .orders = (uint32_t)s->orders,
+				     .fills = (uint32_t)s->fills};
+	memset(f, 0, sizeof(*f));
+	f->book = region_bytes(shm_book_body_bytes(&caps));
+	f->positions = region_bytes(shm_positions_bytes(s->symbols, s->positions));
+	f->shard_rest = region_bytes(shm_rcu_body_size((uint32_t)s->readers)) +
+			region_bytes(shm_ledger_bytes(s->accounts));
+	f->accounts = region_bytes(shm_accounts_bytes(s->accounts));
+	f->rings = region_bytes(2ull * s->shards * s->gateways *
+				shm_ring_bytes((uint32_t)s->ring_capacity));
+	f->total = s->shards * (f->book + f->positions + f->shard_rest) + f->accounts +
+		   f->rings + region_bytes(sizeof(struct shm_control_sh));
 }

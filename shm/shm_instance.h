@@ -225,6 +225,23 @@ void shm_instance_member(const struct shm_instance *h, enum shm_instance_role ro
 bool shm_instance_gateway_ready(const struct shm_instance *h, uint32_t g, int32_t pid);
 bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k, int32_t pid);
 
+/*
+ * What an exchange with settings s occupies in /dev/shm, every region
+ * (header included, rounded to pages) counted, in bytes: the books, the
+ * positions and reader tables and ledgers of every shard, the accounts,
+ * the rings and the control region.  For refusing a start that cannot fit
+ * before anything is created, and saying which options shrink what.
+ */
+struct shm_footprint {
+	uint64_t book;       /* per shard: --orders, --levels, --fills, --symbols */
+	uint64_t positions;  /* per shard: --positions, --symbols */
+	uint64_t shard_rest; /* per shard: reader table (--readers), ledger */
+	uint64_t accounts;   /* --accounts */
+	uint64_t rings;      /* --shards x --gateways x 2 x --ring-capacity */
+	uint64_t total;      /* everything, all shards */
+};
+void shm_instance_footprint(const struct shm_settings *s, struct shm_footprint *f);
+
 /* True for a valid instance name: 1..SHM_INSTANCE_MAX of [A-Za-z0-9_-]. */
 bool shm_instance_name_valid(const char *name);
 

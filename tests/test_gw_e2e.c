@@ -884,6 +884,76 @@ START_TEST(order_types_over_xml)
 }
 END_TEST
 
+/* What a start needs in /dev/shm is known before anything is created: a
+ * start that cannot fit is refused with the need, the free space and the
+ * options that shrink it, and creates nothing (before: "No space left on
+ * device" from a matcher and "the book of that shard is gone"); and the
+ * figure is what a running exchange really occupies. */
+START_TEST(shm_space_is_checked_before_anything_is_created)
+{
+	test_instance(inst, sizeof(inst));
+	note_instance(inst);
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], 2);
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		execl(test_bin("shmex"), "shmex", "--instance", inst, "--port", "0",
+		      "--orders", "1000000000", "--fills", "1000000000", "--no-journal",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	char err[4096];
+	size_t n = 0;
+	ssize_t got;
+	while (n < sizeof(err) - 1 &&
+	       (got = read(p[0], err + n, sizeof(err) - 1 - n)) > 0)
+		n += (size_t)got;
+	err[n] = 0;
+	close(p[0]);
+	int st = test_wait_pid(pid, T_MS);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(strstr(err, "MiB of shared memory and /dev/shm has") &&
+			      strstr(err, "nothing was created") &&
+			      strstr(err, "--orders"),
+		      "%s", err);
+	ck_assert_ptr_null(strstr(err, "No space left"));
+	ck_assert_int_eq(test_count_objects(inst), 0);
+
+	/* The estimate of a real start matches what it occupies. */
+	start_default();
+	struct shm_instance si;
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_OBSERVER, 0, &si), 0);
+	struct shm_footprint f;
+	shm_instance_footprint(&si.settings, &f);
+	shm_instance_detach(&si);
+	char prefix[96];
+	snprintf(prefix, sizeof(prefix), "shmex.%s.", inst);
+	DIR *d = opendir("/dev/shm");
+	ck_assert_ptr_nonnull(d);
+	unsigned long long used = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)))
+			continue;
+		char path[512];
+		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+		struct stat sb;
+		ck_assert_int_eq(stat(path, &sb), 0);
+		used += ((unsigned long long)sb.st_size + 4095) & ~4095ull;
+	}
+	closedir(d);
+	ck_assert_msg(used <= f.total && used * 100 >= f.total * 95,
+		      "estimated %llu bytes, occupied %llu", (unsigned long long)f.total,
+		      used);
+	stop_clean();
+}
+END_TEST
+
 /* ---- framing and connection behaviour ---- */
 
 START_TEST(malformed_xml_keeps_connection)
@@ -1604,6 +1674,7 @@ static Suite *gw_e2e_suite(void)
 	tcase_add_test(tc, huge_reply_is_streamed_with_back_pressure);
 	tcase_add_test(tc, shared_memory_is_group_read_only);
 	tcase_add_test(tc, order_types_over_xml);
+	tcase_add_test(tc, shm_space_is_checked_before_anything_is_created);
 	tcase_add_test(tc, malformed_xml_keeps_connection);
 	tcase_add_test(tc, bad_and_huge_length_lines_close);
 	tcase_add_test(tc, one_byte_writes);

@@ -57,6 +57,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -163,6 +164,40 @@ static int for_each_object(struct sup *s, int (*fn)(struct sup *, const char *))
 	}
 	closedir(d);
 	return rc;
+}
+
+static double mib(uint64_t b)
+{
+	return (double)b / (1024.0 * 1024.0);
+}
+
+/*
+ * Refuses a start that cannot fit in /dev/shm before anything is created,
+ * saying how much it needs, how much is free and which options shrink
+ * which part (before: "No space left on device" from the middle of the
+ * start, and a misleading "book of that shard is gone").
+ */
+static int check_shm_space(struct sup *s)
+{
+	struct shm_footprint f;
+	shm_instance_footprint(&s->o.set, &f);
+	struct statvfs v;
+	if (statvfs("/dev/shm", &v) != 0)
+		return 0; /* cannot tell: the creation will say */
+	uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+	if (f.total <= avail)
+		return 0;
+	logf_(s, true,
+	      "instance %s needs %.1f MiB of shared memory and /dev/shm has %.1f MiB free; "
+	      "nothing was created.  Per shard (--shards %u): book %.1f MiB (--orders, "
+	      "--fills, --levels, --symbols), positions %.1f MiB (--positions, "
+	      "--symbols), reader table and ledger %.1f MiB (--readers, --accounts); "
+	      "accounts %.1f MiB (--accounts); rings %.1f MiB (--ring-capacity, "
+	      "--gateways).  Shrink those (shmex --help lists the defaults) or give "
+	      "/dev/shm more room (a container: --shm-size)",
+	      s->o.instance, mib(f.total), mib(avail), s->o.shards, mib(f.book),
+	      mib(f.positions), mib(f.shard_rest), mib(f.accounts), mib(f.rings));
+	return -1;
 }
 
 static int remove_stale_one(struct sup *s, const char *region)
@@ -738,6 +773,8 @@ static int start(struct sup *s)
 		}
 	}
 	if (for_each_object(s, remove_stale_one) != 0)
+		return -1;
+	if (check_shm_space(s) != 0)
 		return -1;
 	int rc = gw_listen_open(s->o.bind, (int)s->o.port, false, 4096, &s->listen_fd,
 				&s->port);

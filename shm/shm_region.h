@@ -162,8 +162,8 @@ int shm_region_inspect(const char *instance, const char *region,
 int shm_region_remove_stale(const char *instance, const char *region)
 	__attribute__((warn_unused_result));
 
-/* Layout signature: a hash over the sizes and key offsets of every shared
- * struct and the cache-line size.  Two builds agree on it exactly when they
+/* Layout signature: a hash over the size of every shared struct, the
+ * offset and size of each of its fields, and the cache-line size.  Two builds agree on it exactly when they
  * can share memory. */
 uint64_t shm_layout_signature(void);
 

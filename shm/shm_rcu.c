@@ -56,8 +56,12 @@
 #include "shm/shm_rcu.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <linux/membarrier.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +78,19 @@
  * far below 2^64. */
 #define BARRIER_MAX_NS (UINT64_C(1) << 42) /* 73 minutes */
 #define BARRIER_MAX_BURST 1024u
+
+static void guard_install(void);
+
+/* True when descriptor fd is the object mapped at base: same size as
+ * written in its header (a cheap identity check: the creator's pid and
+ * start time are in the header we compare). */
+static bool same_object(int fd, const void *base)
+{
+	struct shm_region_hdr_sh h;
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return false;
+	return memcmp(&h, base, offsetof(struct shm_region_hdr_sh, state)) == 0;
+}
 
 /* What the writer saw of a slot at the previous liveness pass. */
 struct shm_rcu_seen {
@@ -221,6 +238,19 @@ int shm_rcu_create_mode(struct shm_rcu *t, const char *instance, unsigned shard,
 	if (rc)
 		goto out_unlink;
 	shm_region_publish(&t->region);
+	/* Our own descriptor of the object, for guard_repair.  Should
+	 * someone have replaced the name in the instant since creation, the
+	 * inode differs and the descriptor is not used. */
+	char full[SHM_NAME_MAX];
+	t->fd = -1;
+	if (shm_name_format(full, sizeof(full), instance, name) == 0)
+		t->fd = shm_open(full, O_RDWR | O_CLOEXEC, 0);
+	if (t->fd >= 0 && !same_object(t->fd, t->region.base)) {
+		close(t->fd);
+		t->fd = -1;
+	}
+	memcpy(t->hdr_copy, t->region.base, sizeof(t->hdr_copy));
+	guard_install();
 	return 0;
 
 out_unlink:
@@ -236,6 +266,7 @@ int shm_rcu_attach(struct shm_rcu *t, const char *instance, unsigned shard,
 {
 	char name[SHM_REGION_NAME_MAX];
 	memset(t, 0, sizeof(*t));
+	t->fd = -1;
 	if (role != SHM_RCU_OBSERVER && role != SHM_RCU_READER && role != SHM_RCU_WRITER)
 		return -EINVAL;
 	int rc = shm_region_name(name, SHM_KIND_READERS, shard);
@@ -297,6 +328,8 @@ void shm_rcu_detach(struct shm_rcu *t)
 {
 	if (t->hdr)
 		writer_release(t);
+	if (t->role == SHM_RCU_WRITER && t->fd > 0)
+		close(t->fd);
 	free(t->seen);
 	shm_region_detach(&t->region);
 	memset(t, 0, sizeof(*t));
@@ -448,15 +481,107 @@ int shm_rcu_unregister(struct shm_rcu_reader *r)
 	return rc;
 }
 
+/* --- surviving a reader that truncates the table (writer) ----------------
+ *
+ * Readers must map the table read-write (they write their slot), so any of
+ * them can ftruncate the object, and the writer's next access past the new
+ * end faults with SIGBUS.  The writer therefore makes every access to the
+ * table under a guard: a SIGBUS whose address lies in the table, while the
+ * guard is armed in this thread, jumps back to the guarded call, which
+ * restores the object's size through the writer's own descriptor (the
+ * lost pages come back as zeros: free slots), rewrites both headers from
+ * its private copy, and carries on.  Readers whose slots were lost learn
+ * it (SHMEX_ESLOTLOST) and register again; their sections are unprotected
+ * meanwhile, which the book tolerates (memory stays mapped, every index is
+ * checked, seqcounts retry).  Any other SIGBUS gets the default action.
+ * The guard costs a sigsetjmp without signal mask (no system call): the
+ * handler runs with SA_NODEFER, so SIGBUS is never left blocked.
+ */
+static __thread sigjmp_buf *guard_jb;
+static __thread const char *guard_lo, *guard_hi;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	const char *a = si->si_addr;
+	if (guard_jb && a >= guard_lo && a < guard_hi) {
+		sigjmp_buf *jb = guard_jb;
+		guard_jb = NULL;
+		siglongjmp(*jb, 1);
+	}
+	/* Not ours: the faulting access repeats and gets the default. */
+	signal(sig, SIG_DFL);
+}
+
+static void guard_install(void)
+{
+	static int installed; /* W/R: writer threads at create, relaxed:
+			       * installing twice is harmless */
+	if (load_relaxed(&installed))
+		return;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGBUS, &sa, NULL);
+	store_relaxed(&installed, 1);
+}
+
+static void guard_arm(struct shm_rcu *t, sigjmp_buf *jb)
+{
+	guard_lo = (const char *)t->region.base;
+	guard_hi = guard_lo + t->region.map_size;
+	guard_jb = jb;
+}
+
+static void guard_disarm(void)
+{
+	guard_jb = NULL;
+}
+
+/* The table was truncated under us: make it whole again. */
+static void guard_repair(struct shm_rcu *t)
+{
+	guard_disarm();
+	if (t->fd < 0 || ftruncate(t->fd, (off_t)t->region.map_size) != 0) {
+		fprintf(stderr,
+			"shm_rcu: reader table %s was truncated by a reader and "
+			"cannot be restored (%s)\n",
+			t->region.name, t->fd < 0 ? "no descriptor" : strerror(errno));
+		abort();
+	}
+	memcpy(t->region.base, t->hdr_copy, sizeof(t->hdr_copy));
+	/* Plain stores: the header fields the copy held stale. */
+	store_release(&t->hdr->epoch, t->epoch); /* RD3 */
+	store_release(&t->hdr->writer, t->ident);
+	memset(t->seen, 0, t->nslots * sizeof(*t->seen));
+	t->truncations++;
+	fprintf(stderr,
+		"shm_rcu: reader table %s was truncated by a reader; restored "
+		"(%" PRIu64 " times), its readers register again\n",
+		t->region.name, t->truncations);
+}
+
+#define WRITER_GUARD(t)                      \
+	sigjmp_buf guard_jb_;                \
+	if ((t)->role == SHM_RCU_WRITER) {   \
+		if (sigsetjmp(guard_jb_, 0)) \
+			guard_repair(t);     \
+		guard_arm((t), &guard_jb_);  \
+	}
+
 /* --- writer side ---------------------------------------------------------- */
 
 uint64_t shm_rcu_advance(struct shm_rcu *t)
 {
 	if (t->epoch < SHM_RCU_EPOCH_MAX)
 		t->epoch++;
+	WRITER_GUARD(t);
 	/* RD3: release store of the new epoch; pairs with RD1.  Every unlink
 	 * the writer did before is visible to a reader that reads it. */
 	store_release(&t->hdr->epoch, t->epoch);
+	guard_disarm();
 	return t->epoch;
 }
 
@@ -658,12 +783,18 @@ static uint64_t poll(struct shm_rcu *t, bool urgent)
 
 uint64_t shm_rcu_safe_epoch(struct shm_rcu *t)
 {
-	return poll(t, false);
+	WRITER_GUARD(t);
+	uint64_t safe = poll(t, false);
+	guard_disarm();
+	return safe;
 }
 
 uint64_t shm_rcu_safe_epoch_urgent(struct shm_rcu *t)
 {
-	return poll(t, true);
+	WRITER_GUARD(t);
+	uint64_t safe = poll(t, true);
+	guard_disarm();
+	return safe;
 }
 
 /* --- administration -------------------------------------------------------- */
@@ -743,6 +874,7 @@ void shm_rcu_stats(const struct shm_rcu *t, struct shm_rcu_stats *st)
 	st->barrier_errors = t->barrier_errors;
 	st->held = t->held;
 	st->repaired = t->repaired;
+	st->truncations = t->truncations;
 	uint64_t safe = st->epoch;
 	for (uint32_t i = 0; i < t->nslots; i++) {
 		const struct shm_rcu_slot_sh *s = &t->slots[i];

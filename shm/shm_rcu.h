@@ -237,6 +237,12 @@ struct shm_rcu {
 	uint64_t barrier_errors; /* failed calls (nothing covered) */
 	uint64_t held;           /* scans that found a foreign word */
 	uint64_t repaired;       /* slots freed because of one */
+	/* Writer that created the table: its own descriptor of the object
+	 * (-1 otherwise), so a table a reader truncated can be restored to
+	 * its size (SIGBUS guard, shm_rcu.c), and how often that happened. */
+	int fd;
+	uint64_t truncations;
+	uint8_t hdr_copy[SHM_REGION_HDR_SIZE + sizeof(struct shm_rcu_hdr_sh)];
 };
 
 /* One registration: a claimed slot, used by one thread. */
@@ -283,6 +289,8 @@ struct shm_rcu_stats {
 	uint64_t barrier_errors; /* writer: failed calls */
 	uint64_t held;           /* writer: scans that met a foreign word */
 	uint64_t repaired;       /* writer: slots freed for one */
+	uint64_t truncations;    /* writer: times the table was found
+				  * truncated (by a reader) and restored */
 };
 
 /* Creates the shard's table (nslots in 1..SHM_RCU_MAX_SLOTS, 0 means

@@ -265,16 +265,18 @@ static void helper_arm(struct gw_exec *r)
  */
 /* Maps shard s's current book (after its matcher restarted); a failure
  * leaves it unmapped, and reads answer "busy" until a later one works. */
-static void reopen_book(struct gw_exec *r, uint32_t s)
+static int reopen_book(struct gw_exec *r, uint32_t s)
 {
 	if (r->rd_ok[s])
 		shm_snap_close(&r->rd[s]);
 	r->rd_ok[s] = 0;
-	if (shm_snap_open(&r->rd[s], r->instance, s) == 0)
+	int rc = shm_snap_open(&r->rd[s], r->instance, s);
+	if (rc == 0)
 		r->rd_ok[s] = 1;
 	else
 		fprintf(stderr, "shmex-gateway %u: book of shard %u: %s\n", r->gateway, s,
 			r->rd[s].err.msg);
+	return rc;
 }
 
 static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status *out)
@@ -283,9 +285,11 @@ static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status
 	size_t got = 0;
 	r->st.queries++;
 	if (!r->rd_ok[s]) {
-		reopen_book(r, s);
+		/* A full reader table is said as what it is; anything else
+		 * (the book being remade by a restarting matcher) is busy. */
+		int rc = reopen_book(r, s);
 		if (!r->rd_ok[s])
-			return SHMEX_EBUSY;
+			return rc == SHMEX_ENOREADERSLOT ? rc : SHMEX_EBUSY;
 	}
 	for (int round = 0; round < 4; round++) {
 		int rc = shm_snap_order(&r->rd[s], id, &o, r->fills, r->fills_cap, &got);
@@ -770,7 +774,7 @@ static void restart_notice(struct gw_exec *r, uint32_t s, uint64_t taken)
 {
 	r->st.restarts++;
 	/* The new matcher made a new book and reader table: read those. */
-	reopen_book(r, s);
+	(void)reopen_book(r, s);
 	for (uint32_t slot = 0; slot < r->max_conns; slot++) {
 		struct job *j = &r->jobs[slot];
 		if (!j->active || j->wait != W_REPLY || j->shard != s ||

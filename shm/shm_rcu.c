@@ -97,6 +97,7 @@ struct shm_rcu_seen {
 	uint64_t owner;
 	uint64_t word;
 	uint32_t gen;
+	uint64_t since_ns; /* first pass that saw exactly this */
 };
 
 /* A reader slot's or the writer's owner word (shm_proc_ident); a zombie
@@ -175,6 +176,7 @@ static int writer_init(struct shm_rcu *t)
 {
 	t->reap_interval_ns = SHM_RCU_REAP_INTERVAL_NS;
 	t->next_reap_ns = 0;
+	t->lease_ns = SHM_RCU_LEASE_NS;
 	t->barrier_interval_ns = SHM_RCU_BARRIER_INTERVAL_NS;
 	t->barrier_urgent_ns = SHM_RCU_BARRIER_URGENT_NS;
 	t->barrier_burst = SHM_RCU_BARRIER_BURST;
@@ -585,6 +587,11 @@ uint64_t shm_rcu_advance(struct shm_rcu *t)
 	return t->epoch;
 }
 
+void shm_rcu_set_lease(struct shm_rcu *t, uint64_t ns)
+{
+	t->lease_ns = ns;
+}
+
 void shm_rcu_set_reap_interval(struct shm_rcu *t, uint64_t ns)
 {
 	t->reap_interval_ns = ns;
@@ -612,13 +619,15 @@ void shm_rcu_set_barrier_burst(struct shm_rcu *t, uint32_t burst)
 /* Records what slot i holds for the next reap pass; true when it is
  * exactly what the previous pass saw (same claim, same word). */
 static bool seen_again(struct shm_rcu *t, uint32_t i, uint64_t owner, uint64_t word,
-		       uint32_t gen)
+		       uint32_t gen, uint64_t now)
 {
 	struct shm_rcu_seen *sn = &t->seen[i];
 	bool same = sn->owner == owner && sn->word == word && sn->gen == gen;
 	sn->owner = owner;
 	sn->word = word;
 	sn->gen = gen;
+	if (!same)
+		sn->since_ns = now;
 	return same;
 }
 
@@ -632,7 +641,7 @@ struct scan_result {
  * rate-limited liveness pass: /proc is read only for slots stuck in one
  * section since the previous pass, slots holding a word of another
  * generation, and one idle slot in round robin. */
-static struct scan_result scan(struct shm_rcu *t, uint64_t gp, bool reap)
+static struct scan_result scan(struct shm_rcu *t, uint64_t gp, bool reap, uint64_t now)
 {
 	struct scan_result res = {UINT64_MAX, 0};
 	for (uint32_t i = 0; i < t->nslots; i++) {
@@ -652,7 +661,7 @@ static struct scan_result scan(struct shm_rcu *t, uint64_t gp, bool reap)
 		uint64_t e = shm_rcu_section_epoch(word);
 		/* Liveness pass: is the slot exactly as the previous pass saw
 		 * it (same claim, same word)? */
-		bool same = reap && seen_again(t, i, owner, word, gen);
+		bool same = reap && seen_again(t, i, owner, word, gen, now);
 		if (!word_gen_matches(word, gen)) {
 			/* Another claim's word (a reader that lost the slot
 			 * stored late, or a claimer between RD5 and RD5b), or
@@ -678,6 +687,15 @@ static struct scan_result scan(struct shm_rcu *t, uint64_t gp, bool reap)
 		} else {
 			if (same && !owner_alive(owner) && reap_slot(t, i, owner))
 				continue;
+			/* A live reader in the same section past its lease
+			 * (stopped, stuck): revoked, so the book can reclaim
+			 * past it; it is told at leave and retries. */
+			if (same && t->lease_ns &&
+			    now - t->seen[i].since_ns >= t->lease_ns &&
+			    reap_slot(t, i, owner)) {
+				t->revoked++;
+				continue;
+			}
 			if (e > gp) {
 				/* Corrupt (readers never see a future epoch):
 				 * the oldest possible, so nothing is reused
@@ -740,10 +758,10 @@ static uint64_t poll(struct shm_rcu *t, bool urgent)
 	bool reap = false;
 	if (t->role != SHM_RCU_WRITER)
 		return 1;
+	uint64_t now = shm_clock_ns(CLOCK_MONOTONIC_COARSE);
 	if (t->reap_interval_ns == 0) {
 		reap = true;
 	} else {
-		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC_COARSE);
 		if (now >= t->next_reap_ns) {
 			reap = true;
 			t->next_reap_ns = now + t->reap_interval_ns;
@@ -754,7 +772,7 @@ static uint64_t poll(struct shm_rcu *t, bool urgent)
 	 * a reader not seen in its slot, or a claimer whose claim is not
 	 * seen, sees the unlinks). */
 	fence_full();
-	struct scan_result res = scan(t, gp, reap);
+	struct scan_result res = scan(t, gp, reap, now);
 	if (reap)
 		t->idle_cursor++;
 	uint64_t bound = gp;
@@ -771,7 +789,7 @@ static uint64_t poll(struct shm_rcu *t, bool urgent)
 				 * registrations (RD16) precede RD15.  Scan
 				 * again after it. */
 				t->covered = gp;
-				res = scan(t, gp, false);
+				res = scan(t, gp, false, now);
 			}
 		}
 		bound = t->covered;
@@ -875,6 +893,7 @@ void shm_rcu_stats(const struct shm_rcu *t, struct shm_rcu_stats *st)
 	st->held = t->held;
 	st->repaired = t->repaired;
 	st->truncations = t->truncations;
+	st->revoked = t->revoked;
 	uint64_t safe = st->epoch;
 	for (uint32_t i = 0; i < t->nslots; i++) {
 		const struct shm_rcu_slot_sh *s = &t->slots[i];

@@ -465,6 +465,41 @@ START_TEST(truncated_table_is_restored_by_writer)
 }
 END_TEST
 
+/* A live reader stopped inside a section (SIGSTOP, a debugger) holds
+ * reclamation only for its lease: then the writer revokes its slot and
+ * reclaims past it, and the reader is told at leave (before: reclamation
+ * stayed pinned until the reader died, and the shard answered "Book full"
+ * on an empty book). */
+START_TEST(stalled_reader_loses_its_lease)
+{
+	use_mode(_i);
+	struct shm_rcu w;
+	make_table(&w, 0, 8);
+	shm_rcu_set_lease(&w, 200000000ull);
+	shm_rcu_set_reap_interval(&w, 10000000ull);
+	(void)shm_rcu_advance(&w);
+	struct child c = spawn(pinned_then_leave, NULL);
+	ck_assert_uint_eq(get_u64(c.from_child), 2);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 2);
+	unsigned long long deadline = test_now_ns() + 10000000000ull;
+	for (;;) {
+		(void)shm_rcu_advance(&w);
+		if (shm_rcu_safe_epoch(&w) == shm_rcu_epoch(&w))
+			break;
+		ck_assert_msg(test_now_ns() < deadline, "the stalled reader still pins");
+		usleep(5000);
+	}
+	struct shm_rcu_stats rs;
+	shm_rcu_stats(&w, &rs);
+	ck_assert_uint_eq(rs.revoked, 1);
+	put_u64(c.to_child, 1);
+	ck_assert_uint_eq(get_u64(c.from_child), 1); /* SHMEX_ESLOTLOST */
+	put_u64(c.to_child, 1);
+	ck_assert_int_eq(finish(&c, 10000), 0);
+	shm_rcu_detach(&w);
+}
+END_TEST
+
 START_TEST(killed_reader_is_reaped)
 {
 	use_mode(_i);
@@ -1220,6 +1255,7 @@ static Suite *shm_rcu_suite(void)
 	tcase_add_loop_test(tc, one_writer_at_a_time, 0, 2);
 	tcase_add_loop_test(tc, pinned_reader_holds_safe_epoch, 0, 2);
 	tcase_add_loop_test(tc, truncated_table_is_restored_by_writer, 0, 2);
+	tcase_add_loop_test(tc, stalled_reader_loses_its_lease, 0, 2);
 	tcase_add_loop_test(tc, pinned_reader_rate_limited, 2, 3);
 	tcase_add_loop_test(tc, killed_reader_is_reaped, 0, 2);
 	tcase_add_loop_test(tc, zombie_reader_is_reaped, 0, 2);

@@ -17,6 +17,8 @@
  */
 #include "tests/shmex_test.h"
 
+#include <poll.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -746,6 +748,65 @@ START_TEST(cannot_write_the_book)
 }
 END_TEST
 
+/* A watch whose matcher dies says so and exits 1 (before: it kept drawing
+ * the dead matcher's last book forever). */
+START_TEST(watch_ends_when_its_matcher_is_gone)
+{
+	struct known k;
+	start_exchange();
+	known_flow(&k);
+	int p[2], e[2];
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(pipe(e), 0);
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(p[1], 1);
+		dup2(e[1], 2);
+		close(p[0]);
+		close(e[0]);
+		execl(test_bin("shmex-query"), "shmex-query", "--instance", inst, "watch",
+		      "X", "--interval-ms", "20", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	close(e[1]);
+	char buf[4096] = "";
+	size_t got = 0;
+	while (got < sizeof(buf) - 1 && !strstr(buf, "last trade")) {
+		ssize_t n = read(p[0], buf + got, sizeof(buf) - 1 - got);
+		ck_assert_int_gt(n, 0);
+		got += (size_t)n;
+		buf[got] = '\0';
+	}
+	pid_t m = exchange_child(&ex, "shmex-matcher", (int)k.sx);
+	ck_assert_int_gt(m, 0);
+	kill(m, SIGKILL);
+	/* Drain its stdout so it never blocks on a full pipe. */
+	int st = -1;
+	for (int i = 0; i < 1000; i++) {
+		char tmp[4096];
+		struct pollfd pf = {.fd = p[0], .events = POLLIN};
+		if (poll(&pf, 1, 10) == 1 && read(p[0], tmp, sizeof(tmp)) <= 0)
+			break;
+		if (waitpid(w, &st, WNOHANG) == w)
+			break;
+	}
+	if (st == -1)
+		st = test_wait_pid(w, 10000);
+	char err[1024] = "";
+	ssize_t n = read(e[0], err, sizeof(err) - 1);
+	err[n > 0 ? n : 0] = 0;
+	close(p[0]);
+	close(e[0]);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
+		      "watch status 0x%x: %s", st, err);
+	ck_assert_msg(strstr(err, fmt("the matcher of shard %u", k.sx)), "%s", err);
+	stop_exchange();
+}
+END_TEST
+
 /* --- without an exchange -------------------------------------------------- */
 
 START_TEST(missing_instance)
@@ -962,6 +1023,7 @@ static Suite *shmex_query_suite(void)
 	tcase_add_test(tc, book_text_and_json);
 	tcase_add_test(tc, order_and_account);
 	tcase_add_test(tc, cannot_write_the_book);
+	tcase_add_test(tc, watch_ends_when_its_matcher_is_gone);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("tool");
 	tcase_add_unchecked_fixture(tc, noted_setup, noted_teardown);

@@ -933,6 +933,45 @@ int qry_check(struct qry *q, FILE *out, unsigned flags, const char *symbol)
 
 /* --- watch ---------------------------------------------------------------- */
 
+/*
+ * Is what the watch draws still served?  The exchange (the control
+ * region's creator, the supervisor, alive and not stopping) and the
+ * matcher that made the book being read (book.<k>'s creator, the same one
+ * as when the watch began).  Returns 0, or SHMEX_ENOTREADY with q->err
+ * saying which is gone.
+ */
+static int watch_still_served(struct qry *q, uint32_t k, const struct shm_region_info *b0)
+{
+	struct shm_region_info c, b;
+	char book[SHM_REGION_NAME_MAX];
+	if (shm_region_inspect(q->instance, SHM_REGION_CONTROL, &c) != 0 ||
+	    !c.creator_alive)
+		return shmex_error_set(
+			&q->err, SHMEX_ENOTREADY,
+			"instance '%s' is gone (its supervisor exited); the "
+			"book shown last is not served any more",
+			q->instance);
+	if (shm_instance_stopping(&q->inst))
+		return shmex_error_set(&q->err, SHMEX_ENOTREADY,
+				       "instance '%s' is stopping", q->instance);
+	(void)!shm_region_name(book, SHM_KIND_BOOK, k);
+	int rc = shm_region_inspect(q->instance, book, &b);
+	if (rc != 0 || !b.creator_alive)
+		return shmex_error_set(
+			&q->err, SHMEX_ENOTREADY,
+			"the matcher of shard %u of instance '%s' is gone; "
+			"the book shown last is not served any more",
+			k, q->instance);
+	if (b.creator_pid != b0->creator_pid || b.creator_start != b0->creator_start)
+		return shmex_error_set(
+			&q->err, SHMEX_ENOTREADY,
+			"the matcher of shard %u of instance '%s' restarted "
+			"(pid %d now): the book shown last is its "
+			"predecessor's; start the watch again",
+			k, q->instance, (int)b.creator_pid);
+	return 0;
+}
+
 int qry_watch(struct qry *q, FILE *out, unsigned flags, const char *symbol, size_t depth,
 	      unsigned long count, unsigned interval_ms,
 	      const volatile sig_atomic_t *stop)
@@ -942,9 +981,17 @@ int qry_watch(struct qry *q, FILE *out, unsigned flags, const char *symbol, size
 	int rc = symbol_lookup(q, symbol, &rd, &sym);
 	if (rc)
 		return rc;
+	uint32_t k = shm_shard_of_symbol(symbol, strlen(symbol), q->nshards);
+	struct shm_region_info b0;
+	char book[SHM_REGION_NAME_MAX];
+	(void)!shm_region_name(book, SHM_KIND_BOOK, k);
+	if (shm_region_inspect(q->instance, book, &b0) != 0)
+		memset(&b0, 0, sizeof(b0));
 	struct shm_snap_book s;
 	memset(&s, 0, sizeof(s));
 	for (unsigned long frame = 1; !*stop; frame++) {
+		if ((rc = watch_still_served(q, k, &b0)) != 0)
+			break;
 		int r = shm_snap_book_read(rd, sym, depth, (flags & QRY_ORDERS) != 0, &s);
 		if (r && r != SHMEX_EBUSY) {
 			rc = snap_error(q, symbol, r);

@@ -748,6 +748,48 @@ START_TEST(cannot_write_the_book)
 }
 END_TEST
 
+/* metrics: Prometheus text (every sample line "name{labels} value", every
+ * family with HELP and TYPE); instances: the running exchange is listed. */
+START_TEST(metrics_and_instances)
+{
+	struct known k;
+	struct qres r;
+	start_exchange();
+	known_flow(&k);
+	QRUN(&r, "--instance", inst, "metrics");
+	ok(&r);
+	ck_assert_msg(
+		strstr(r.out, fmt("shmex_matcher_up{instance=\"%s\",shard=\"%u\"} 1\n",
+				  inst, k.sx)),
+		"%s", r.out);
+	ck_assert(strstr(r.out, "# TYPE shmex_orders_accepted_total counter\n"));
+	ck_assert(strstr(r.out, "# TYPE shmex_ring_depth gauge\n"));
+	int samples = 0;
+	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+		if (line[0] == '#') {
+			ck_assert_msg(!strncmp(line, "# HELP shmex_", 13) ||
+					      !strncmp(line, "# TYPE shmex_", 13),
+				      "%s", line);
+			continue;
+		}
+		char name[64], labels[256];
+		unsigned long long v;
+		ck_assert_msg(
+			sscanf(line, "%63[a-z_]{%255[^}]} %llu", name, labels, &v) == 3,
+			"not a sample: %s", line);
+		samples++;
+	}
+	ck_assert_int_ge(samples, 30);
+	QRUN(&r, "instances");
+	ok(&r);
+	ck_assert_msg(strstr(r.out,
+			     fmt("%s: running, supervisor pid %d, 2 shards, 1 gateways\n",
+				 inst, (int)ex.pid)),
+		      "%s", r.out);
+	stop_exchange();
+}
+END_TEST
+
 /* A watch whose matcher dies says so and exits 1 (before: it kept drawing
  * the dead matcher's last book forever). */
 START_TEST(watch_ends_when_its_matcher_is_gone)
@@ -1024,6 +1066,7 @@ static Suite *shmex_query_suite(void)
 	tcase_add_test(tc, order_and_account);
 	tcase_add_test(tc, cannot_write_the_book);
 	tcase_add_test(tc, watch_ends_when_its_matcher_is_gone);
+	tcase_add_test(tc, metrics_and_instances);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("tool");
 	tcase_add_unchecked_fixture(tc, noted_setup, noted_teardown);

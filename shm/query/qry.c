@@ -35,6 +35,7 @@
  */
 #include "shm/query/qry.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -802,7 +803,9 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 		fprintf(out, "  symbols   %u of %u\n", s->nsymbols, s->cap_symbols);
 		fprintf(out,
 			"  orders    %u live, %u records used of %u, %" PRIu64
-			" accepted, %" PRIu64 " rejected (book full)\n",
+			" accepted, %" PRIu64
+			" rejected because the book was full (other "
+			"reject reasons are counted by the matcher only)\n",
 			s->orders_live, s->orders_used, s->cap_orders, s->orders_created,
 			s->rejects_full);
 		fprintf(out, "  levels    %u live of %u\n", s->levels_live,
@@ -826,6 +829,163 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 	if (json)
 		fprintf(out, "]}\n");
 	free(st);
+	return 0;
+}
+
+/* --- metrics and instances ------------------------------------------------ */
+
+int qry_metrics(struct qry *q, FILE *out, unsigned flags)
+{
+	(void)flags;
+	static const struct {
+		const char *name, *type, *help;
+	} m[] = {
+		{"shmex_matcher_up", "gauge",
+		 "1 when the shard's matcher process is alive"},
+		{"shmex_symbols", "gauge", "symbols in the shard's book"},
+		{"shmex_symbols_capacity", "gauge", "symbol capacity of the shard"},
+		{"shmex_orders_live", "gauge", "orders resting in the book"},
+		{"shmex_order_records_used", "gauge", "order records in use"},
+		{"shmex_order_records_capacity", "gauge", "order record capacity"},
+		{"shmex_orders_accepted_total", "counter", "orders accepted"},
+		{"shmex_orders_rejected_book_full_total", "counter",
+		 "orders rejected because a pool of the book was full"},
+		{"shmex_levels_live", "gauge", "price levels in use"},
+		{"shmex_levels_capacity", "gauge", "price level capacity"},
+		{"shmex_fills_used", "gauge", "fill records in use"},
+		{"shmex_fills_capacity", "gauge", "fill record capacity"},
+		{"shmex_events_total", "counter", "book events published"},
+		{"shmex_reader_slots", "gauge", "reader table slots"},
+		{"shmex_readers_registered", "gauge", "registered readers"},
+		{"shmex_readers_active", "gauge", "readers inside a read-side section"},
+		{"shmex_reader_max_lag", "gauge", "epochs the oldest active reader lags"},
+		{"shmex_readers_reaped_total", "counter", "reader slots reclaimed"},
+	};
+	enum { NM = sizeof(m) / sizeof(m[0]) };
+	uint64_t *v = calloc((size_t)q->nshards * NM, sizeof(*v));
+	if (!v) {
+		shmex_error_set(&q->err, 0, "out of memory");
+		return -ENOMEM;
+	}
+	for (uint32_t k = 0; k < q->nshards; k++) {
+		struct shm_snap *rd;
+		int rc = qry_shard(q, k, &rd);
+		if (rc) {
+			free(v);
+			return rc;
+		}
+		struct shm_snap_shard_stats s;
+		shm_snap_stats(rd, &s);
+		int32_t pid;
+		uint64_t start;
+		shm_instance_member(&q->inst, SHM_ROLE_MATCHER, k, &pid, &start);
+		uint64_t row[NM] = {
+			pid > 0 && shm_proc_alive(pid, start),
+			s.nsymbols,
+			s.cap_symbols,
+			s.orders_live,
+			s.orders_used,
+			s.cap_orders,
+			s.orders_created,
+			s.rejects_full,
+			s.levels_live,
+			s.cap_levels,
+			s.fills_used,
+			s.cap_fills,
+			s.events,
+			s.readers.nslots,
+			s.readers.registered,
+			s.readers.active,
+			s.readers.max_lag,
+			s.readers.reaped,
+		};
+		memcpy(v + (size_t)k * NM, row, sizeof(row));
+	}
+	for (size_t i = 0; i < NM; i++) {
+		fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", m[i].name, m[i].help,
+			m[i].name, m[i].type);
+		for (uint32_t k = 0; k < q->nshards; k++)
+			fprintf(out, "%s{instance=\"%s\",shard=\"%u\"} %" PRIu64 "\n",
+				m[i].name, q->instance, k, v[(size_t)k * NM + i]);
+	}
+	fprintf(out, "# HELP shmex_ring_depth messages waiting in a ring\n"
+		     "# TYPE shmex_ring_depth gauge\n");
+	for (uint32_t k = 0; k < q->nshards; k++)
+		for (uint32_t g = 0; g < q->ngateways; g++)
+			for (int req = 1; req >= 0; req--) {
+				struct ring_depth d = ring_depth(q, req, g, k);
+				if (d.ok)
+					fprintf(out,
+						"shmex_ring_depth{instance=\"%s\",shard=\"%u\","
+						"gateway=\"%u\",direction=\"%s\"} %u\n",
+						q->instance, k, g,
+						req ? "request" : "reply", d.depth);
+			}
+	free(v);
+	return 0;
+}
+
+int qry_instances(FILE *out, unsigned flags)
+{
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return -errno;
+	bool json = flags & QRY_JSON, first = true;
+	if (json)
+		fprintf(out, "[");
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		const char *n = e->d_name;
+		size_t len = strlen(n);
+		static const char suffix[] = ".control";
+		if (strncmp(n, "shmex.", 6) || len < 6 + sizeof(suffix) ||
+		    strcmp(n + len - (sizeof(suffix) - 1), suffix))
+			continue;
+		char name[SHM_INSTANCE_MAX + 1];
+		size_t nl = len - 6 - (sizeof(suffix) - 1);
+		if (nl == 0 || nl > SHM_INSTANCE_MAX)
+			continue;
+		memcpy(name, n + 6, nl);
+		name[nl] = 0;
+		if (!shm_instance_name_valid(name))
+			continue;
+		struct shm_region_info info;
+		int rc = shm_region_inspect(name, SHM_REGION_CONTROL, &info);
+		const char *state = rc ? "unreadable"
+				    : info.creator_alive
+					    ? "running"
+					    : "left over (its supervisor is gone)";
+		struct shm_instance inst;
+		bool shape = info.creator_alive &&
+			     shm_instance_attach(name, SHM_ROLE_OBSERVER, 0, &inst) == 0;
+		if (json) {
+			fprintf(out, "%s{\"instance\":\"%s\",\"state\":\"%s\",\"pid\":%d",
+				first ? "" : ",", name,
+				rc                   ? "unreadable"
+				: info.creator_alive ? "running"
+						     : "leftover",
+				rc ? 0 : (int)info.creator_pid);
+			if (shape)
+				fprintf(out, ",\"shards\":%u,\"gateways\":%u",
+					inst.nshards, inst.ngateways);
+			fprintf(out, "}");
+		} else {
+			fprintf(out, "%s: %s", name, state);
+			if (!rc)
+				fprintf(out, ", supervisor pid %d",
+					(int)info.creator_pid);
+			if (shape)
+				fprintf(out, ", %u shards, %u gateways", inst.nshards,
+					inst.ngateways);
+			fprintf(out, "\n");
+		}
+		if (shape)
+			shm_instance_detach(&inst);
+		first = false;
+	}
+	closedir(d);
+	if (json)
+		fprintf(out, "]\n");
 	return 0;
 }
 

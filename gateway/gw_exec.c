@@ -82,6 +82,7 @@
 /* The answer deadline is checked this often. */
 #define ANSWER_SCAN_NS 50000000u
 #define LATE_MAX 64
+#define PUBLISH_NS 100000000u
 
 /* What a parked job waits for: room in its shard's ring (W_SEND), the
  * matcher's reply (W_REPLY), the next loop turn to retry a book read
@@ -162,6 +163,8 @@ struct gw_exec {
 	uint64_t next_scan; /* next answer-deadline scan */
 	struct late late[LATE_MAX];
 	uint32_t late_next;
+	uint64_t next_publish; /* counters to the member slot, ns */
+	struct shm_gateway_counters published;
 	uint8_t *ring_bad; /* [nshards]: corruption logged (bit 0
 				       * request ring, bit 1 reply ring) */
 	uint32_t nactive;
@@ -1062,6 +1065,32 @@ void gw_exec_drain(void *route)
 	}
 }
 
+/* At most every PUBLISH_NS: the counters tools read (shmex-query stats,
+ * metrics) go to this gateway's member slot.  Returns true while a change
+ * waits for its turn (the loop then wakes for it). */
+static bool publish_counters(struct gw_exec *r, uint64_t now)
+{
+	if (!r->srv)
+		return false;
+	struct gw_server_stats ss;
+	gw_server_get_stats(r->srv, &ss);
+	struct shm_gateway_counters c;
+	memset(&c, 0, sizeof(c));
+	c.requests = r->st.requests;
+	c.refused = ss.refused + ss.refused_peer;
+	c.unknown = r->st.unknown;
+	c.busy = r->st.busy;
+	c.open = ss.open;
+	if (!memcmp(&c, &r->published, sizeof(c)))
+		return false;
+	if (now < r->next_publish)
+		return true;
+	r->next_publish = now + PUBLISH_NS;
+	r->published = c;
+	shm_instance_gateway_publish(&r->inst, r->gateway, &c);
+	return false;
+}
+
 /*
  * Once per loop turn.  While replies are awaited and the gateway made
  * progress within the last spin_ns, the loop does not block: it yields the
@@ -1076,6 +1105,7 @@ int gw_exec_poll(void *route)
 {
 	struct gw_exec *r = route;
 	bool progress = false;
+	bool pub_pending = publish_counters(r, shm_clock_ns(CLOCK_MONOTONIC_COARSE));
 	/* Parked reads too: a restart notice (which maps the new book)
 	 * may be what they wait for. */
 	if (r->nwaiting || r->retryq.n)
@@ -1105,8 +1135,11 @@ int gw_exec_poll(void *route)
 		return 0;
 	if (left)
 		return 1;
-	/* Sleep no longer than the next answer-deadline scan. */
-	return r->nwaiting ? (int)(ANSWER_SCAN_NS / 1000000u) : -1;
+	/* Sleep no longer than the next answer-deadline scan, nor (while
+	 * connections are open) the next publication of the counters. */
+	if (r->nwaiting)
+		return (int)(ANSWER_SCAN_NS / 1000000u);
+	return pub_pending ? (int)(PUBLISH_NS / 1000000u) : -1;
 }
 
 void gw_exec_wake(void *route)

@@ -143,6 +143,7 @@ int shm_instance_create(const char *instance, const struct shm_instance_cfg *cfg
 	 * doorbells idle.  Only the configuration needs writing. */
 	shm_settings_store(&ctl->settings, &cfg->s);
 	ctl->ring_bytes = ring_bytes;
+	ctl->port = cfg->port;
 	if (cfg->data_dir)
 		snprintf(ctl->data_dir, sizeof(ctl->data_dir), "%s", cfg->data_dir);
 	memcpy(h->data_dir, ctl->data_dir, sizeof(h->data_dir));
@@ -467,4 +468,39 @@ void shm_instance_footprint(const struct shm_settings *s, struct shm_footprint *
 				shm_ring_bytes((uint32_t)s->ring_capacity));
 	f->total = s->shards * (f->book + f->positions + f->shard_rest) + f->accounts +
 		   f->rings + region_bytes(sizeof(struct shm_control_sh));
+}
+
+void shm_instance_gateway_publish(struct shm_instance *h, uint32_t g,
+				  const struct shm_gateway_counters *c)
+{
+	struct shm_instance_member_sh *m = member(h, SHM_ROLE_GATEWAY, g);
+	if (!m || !h->control.writable)
+		return;
+	/* Relaxed: statistics (see the field comments). */
+	store_relaxed(&m->gw_requests, c->requests);
+	store_relaxed(&m->gw_open, c->open);
+	store_relaxed(&m->gw_refused, c->refused);
+	store_relaxed(&m->gw_unknown, c->unknown);
+	store_relaxed(&m->gw_busy, c->busy);
+}
+
+void shm_instance_gateway_counters(const struct shm_instance *h, uint32_t g,
+				   struct shm_gateway_counters *c)
+{
+	memset(c, 0, sizeof(*c));
+	const struct shm_instance_member_sh *m =
+		member((struct shm_instance *)h, SHM_ROLE_GATEWAY, g);
+	if (!m)
+		return;
+	/* Relaxed: statistics. */
+	c->requests = load_relaxed(&m->gw_requests);
+	c->open = load_relaxed(&m->gw_open);
+	c->refused = load_relaxed(&m->gw_refused);
+	c->unknown = load_relaxed(&m->gw_unknown);
+	c->busy = load_relaxed(&m->gw_busy);
+}
+
+uint32_t shm_instance_port(const struct shm_instance *h)
+{
+	return h->ctl ? load_relaxed(&h->ctl->port) : 0; /* immutable after R0 */
 }

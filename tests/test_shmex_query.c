@@ -764,6 +764,16 @@ START_TEST(metrics_and_instances)
 		"%s", r.out);
 	ck_assert(strstr(r.out, "# TYPE shmex_orders_accepted_total counter\n"));
 	ck_assert(strstr(r.out, "# TYPE shmex_ring_depth gauge\n"));
+	ck_assert(strstr(
+		r.out, fmt("shmex_gateway_requests_total{instance=\"%s\",gateway=\"0\"} ",
+			   inst)));
+	/* stats says where the exchange listens and what each gateway did. */
+	struct qres st;
+	QRUN(&st, "--instance", inst, "stats");
+	ok(&st);
+	ck_assert_msg(strstr(st.out, fmt("listening on port %d\n", ex.port)), "%s",
+		      st.out);
+	ck_assert_msg(strstr(st.out, "gateway 0: pid "), "%s", st.out);
 	int samples = 0;
 	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
 		if (line[0] == '#') {

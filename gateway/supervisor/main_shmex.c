@@ -793,8 +793,10 @@ static int start(struct sup *s)
  * data directory are open. */
 static int launch(struct sup *s)
 {
-	struct shm_instance_cfg icfg = {
-		.s = s->o.set, .mode = 0640, .data_dir = s->data[0] ? s->data : NULL};
+	struct shm_instance_cfg icfg = {.s = s->o.set,
+					.mode = 0640,
+					.data_dir = s->data[0] ? s->data : NULL,
+					.port = (uint32_t)s->port};
 	int rc;
 	rc = shm_instance_create(s->o.instance, &icfg, &s->inst);
 	if (rc) {

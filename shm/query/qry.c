@@ -748,17 +748,50 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 		shm_snap_stats(rd, &st[k]);
 	}
 	bool json = flags & QRY_JSON;
-	if (json)
+	uint32_t port = shm_instance_port(&q->inst);
+	if (json) {
 		fprintf(out,
-			"{\"instance\":\"%s\",\"nshards\":%u,\"ngateways\":%u"
-			",\"ring_capacity\":%u,\"shards\":[",
-			q->instance, q->nshards, q->ngateways, q->inst.ring_capacity);
-	else
+			"{\"instance\":\"%s\",\"port\":%u,\"nshards\":%u,\"ngateways\":%u"
+			",\"ring_capacity\":%u,\"gateways\":[",
+			q->instance, port, q->nshards, q->ngateways,
+			q->inst.ring_capacity);
+	} else {
 		fprintf(out,
 			"instance %s: %u shard%s, %u gateway%s, rings of %u "
-			"messages\n",
+			"messages",
 			q->instance, q->nshards, PLURAL(q->nshards), q->ngateways,
 			PLURAL(q->ngateways), q->inst.ring_capacity);
+		if (port)
+			fprintf(out, ", listening on port %u", port);
+		fprintf(out, "\n");
+	}
+	for (uint32_t g = 0; g < q->ngateways; g++) {
+		int32_t pid;
+		uint64_t start;
+		struct shm_gateway_counters c;
+		shm_instance_member(&q->inst, SHM_ROLE_GATEWAY, g, &pid, &start);
+		shm_instance_gateway_counters(&q->inst, g, &c);
+		bool alive = pid > 0 && shm_proc_alive(pid, start);
+		if (json)
+			fprintf(out,
+				"%s{\"gateway\":%u,\"pid\":%d,\"alive\":%s,\"open\":%u"
+				",\"requests\":%" PRIu64 ",\"refused\":%" PRIu64
+				",\"outcome_unknown\":%" PRIu64 ",\"busy\":%" PRIu64 "}",
+				g ? "," : "", g, pid, alive ? "true" : "false", c.open,
+				c.requests, c.refused, c.unknown, c.busy);
+		else
+			fprintf(out,
+				"gateway %u: pid %d (%s), %u connections open, %" PRIu64
+				" requests, %" PRIu64 " connections refused, %" PRIu64
+				" items outcome unknown, %" PRIu64 " busy\n",
+				g, pid,
+				alive     ? "alive"
+				: pid > 0 ? "dead"
+					  : "none",
+				c.open, c.requests, c.refused, c.unknown, c.busy);
+	}
+	if (json)
+		fprintf(out, "],\"shards\":[");
 	for (uint32_t k = 0; k < q->nshards; k++) {
 		const struct shm_snap_shard_stats *s = &st[k];
 		int32_t pid;
@@ -907,6 +940,29 @@ int qry_metrics(struct qry *q, FILE *out, unsigned flags)
 		for (uint32_t k = 0; k < q->nshards; k++)
 			fprintf(out, "%s{instance=\"%s\",shard=\"%u\"} %" PRIu64 "\n",
 				m[i].name, q->instance, k, v[(size_t)k * NM + i]);
+	}
+	static const char *const gm[][3] = {
+		{"shmex_gateway_connections_open", "gauge", "connections open"},
+		{"shmex_gateway_requests_total", "counter", "requests answered"},
+		{"shmex_gateway_refused_total", "counter", "connections turned away"},
+		{"shmex_gateway_outcome_unknown_total", "counter",
+		 "items answered Outcome unknown"},
+		{"shmex_gateway_busy_total", "counter", "items answered Exchange busy"},
+	};
+	for (size_t i = 0; i < sizeof(gm) / sizeof(gm[0]); i++) {
+		fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", gm[i][0], gm[i][2], gm[i][0],
+			gm[i][1]);
+		for (uint32_t g = 0; g < q->ngateways; g++) {
+			struct shm_gateway_counters c;
+			shm_instance_gateway_counters(&q->inst, g, &c);
+			uint64_t val = i == 0   ? c.open
+				       : i == 1 ? c.requests
+				       : i == 2 ? c.refused
+				       : i == 3 ? c.unknown
+						: c.busy;
+			fprintf(out, "%s{instance=\"%s\",gateway=\"%u\"} %" PRIu64 "\n",
+				gm[i][0], q->instance, g, val);
+		}
 	}
 	fprintf(out, "# HELP shmex_ring_depth messages waiting in a ring\n"
 		     "# TYPE shmex_ring_depth gauge\n");

@@ -287,6 +287,8 @@ int shm_region_inspect(const char *instance, const char *region,
 	}
 	info->creator_pid = h->creator_pid;
 	info->creator_start = h->creator_start;
+	info->version = h->version;
+	info->signature = h->signature;
 	info->creator_alive = shm_proc_alive(h->creator_pid, h->creator_start);
 	munmap(h, SHM_REGION_HDR_SIZE);
 	return 0;

@@ -148,7 +148,9 @@ struct shm_region_info {
 	uint64_t creator_start;
 	uint32_t state;
 	bool creator_alive;
-	bool have_owner; /* the object could be opened: owner_uid is valid */
+	bool have_owner;    /* the object could be opened: owner_uid is valid */
+	uint32_t version;   /* the creator's SHM_LAYOUT_VERSION */
+	uint64_t signature; /* the creator's shm_layout_signature() */
 	uint32_t owner_uid;
 	size_t size;
 };

@@ -26,6 +26,7 @@
 #include "shm/shm_accounts.h"
 #include "shm/shm_dec.h"
 #include "shm/shm_instance.h"
+#include "shm/shm_region.h"
 #include "shm/shm_ring.h"
 #include "shm/shm_positions.h"
 #include "shm/shm_msg.h"
@@ -954,6 +955,57 @@ START_TEST(shm_space_is_checked_before_anything_is_created)
 }
 END_TEST
 
+/* Runs shmex with extra arguments and returns its exit status; its
+ * stderr goes to err. */
+static int run_shmex(const char *const *args, char *err, size_t cap)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], 2);
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		const char *argv[16] = {"shmex"};
+		for (int i = 0; args[i] && i < 14; i++)
+			argv[1 + i] = args[i];
+		execv(test_bin("shmex"), (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	size_t n = 0;
+	ssize_t got;
+	while (n < cap - 1 && (got = read(p[0], err + n, cap - 1 - n)) > 0)
+		n += (size_t)got;
+	err[n] = 0;
+	close(p[0]);
+	return test_wait_pid(pid, T_MS);
+}
+
+/* An object of the instance held by a live process of another build is
+ * refused with that reason, not just "in use". */
+START_TEST(object_of_another_build_is_named)
+{
+	test_instance(inst, sizeof(inst));
+	note_instance(inst);
+	struct shm_region r;
+	ck_assert_int_eq(
+		shm_region_create(&r, inst, "book.0", SHM_KIND_BOOK, 64, NULL, 0, 0600),
+		0);
+	shm_region_hdr(&r)->signature ^= 1; /* "another build" */
+	shm_region_publish(&r);
+	char err[4096];
+	const char *const args[] = {"--instance", inst, "--port", "0", NULL};
+	int st = run_shmex(args, err, sizeof(err));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(strstr(err, "made by another build of shmex"), "%s", err);
+	ck_assert_int_eq(test_count_objects(inst), 1); /* left alone */
+	shm_region_detach(&r);
+	test_cleanup_instance(inst);
+}
+END_TEST
+
 /* ---- framing and connection behaviour ---- */
 
 START_TEST(malformed_xml_keeps_connection)
@@ -1675,6 +1727,7 @@ static Suite *gw_e2e_suite(void)
 	tcase_add_test(tc, shared_memory_is_group_read_only);
 	tcase_add_test(tc, order_types_over_xml);
 	tcase_add_test(tc, shm_space_is_checked_before_anything_is_created);
+	tcase_add_test(tc, object_of_another_build_is_named);
 	tcase_add_test(tc, malformed_xml_keeps_connection);
 	tcase_add_test(tc, bad_and_huge_length_lines_close);
 	tcase_add_test(tc, one_byte_writes);

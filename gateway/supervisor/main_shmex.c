@@ -208,12 +208,18 @@ static int remove_stale_one(struct sup *s, const char *region)
 	int rc = shm_region_remove_stale(s->o.instance, region);
 	if (rc == SHMEX_EINUSE) {
 		int pid = 0;
-		if (shm_region_inspect(s->o.instance, region, &info) == 0)
+		const char *build = "";
+		if (shm_region_inspect(s->o.instance, region, &info) == 0) {
 			pid = info.creator_pid;
+			if (info.version != SHM_LAYOUT_VERSION ||
+			    info.signature != shm_layout_signature())
+				build = ", made by another build of shmex (layout "
+					"version or signature differs)";
+		}
 		logf_(s, true,
 		      "instance %s is in use by a running exchange "
-		      "(region %s, pid %d); choose another --instance",
-		      s->o.instance, region, pid);
+		      "(region %s, pid %d%s); choose another --instance",
+		      s->o.instance, region, pid, build);
 		return rc;
 	}
 	if (rc == SHMEX_EFOREIGN) {

@@ -116,7 +116,7 @@
 	F(shm_book_hdr_sh, rejects_full)       \
 	F(shm_book_hdr_sh, safe_epoch)         \
 	F(shm_book_hdr_sh, durable_event)      \
-	F(shm_book_hdr_sh, reserved)           \
+	F(shm_book_hdr_sh, rejects_by)         \
 	F(shm_book_sym_sh, seq)                \
 	F(shm_book_sym_sh, name)               \
 	F(shm_book_sym_sh, head)               \

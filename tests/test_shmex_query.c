@@ -756,7 +756,25 @@ START_TEST(metrics_and_instances)
 	struct qres r;
 	start_exchange();
 	known_flow(&k);
+	/* One reject for lack of cash, on X's shard. */
+	struct client c;
+	ck_assert_int_eq(client_connect(&c, "127.0.0.1", ex.port, T_MS), 0);
+	const char *rej;
+	size_t rlen;
+	ck_assert_int_eq(
+		client_request(&c,
+			       "<transactions id=\"2\"><order sym=\"X\" "
+			       "amount=\"100000\" limit=\"100\"/></transactions>",
+			       &rej, &rlen, T_MS),
+		0);
+	ck_assert_msg(strstr(rej, "Insufficient funds"), "%s", rej);
+	client_close(&c);
 	QRUN(&r, "--instance", inst, "metrics");
+	ck_assert_msg(
+		strstr(r.out, fmt("shmex_requests_rejected_total{instance=\"%s\",shard="
+				  "\"%u\",cause=\"insufficient_funds\"} 1\n",
+				  inst, k.sx)),
+		"%s", r.out);
 	ok(&r);
 	ck_assert_msg(
 		strstr(r.out, fmt("shmex_matcher_up{instance=\"%s\",shard=\"%u\"} 1\n",

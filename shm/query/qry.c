@@ -841,6 +841,11 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 			"reject reasons are counted by the matcher only)\n",
 			s->orders_live, s->orders_used, s->cap_orders, s->orders_created,
 			s->rejects_full);
+		fprintf(out, "  rejected ");
+		for (int c = 0; c < SHM_BOOK_REJECT_CAUSES; c++)
+			fprintf(out, "%s %" PRIu64 " %s", c ? "," : "", s->rejects_by[c],
+				shm_book_reject_names[c]);
+		fprintf(out, "\n");
 		fprintf(out, "  levels    %u live of %u\n", s->levels_live,
 			s->cap_levels);
 		fprintf(out, "  fills     %u of %u\n", s->fills_used, s->cap_fills);
@@ -963,6 +968,22 @@ int qry_metrics(struct qry *q, FILE *out, unsigned flags)
 			fprintf(out, "%s{instance=\"%s\",gateway=\"%u\"} %" PRIu64 "\n",
 				gm[i][0], q->instance, g, val);
 		}
+	}
+	fprintf(out,
+		"# HELP shmex_requests_rejected_total requests a matcher rejected, by "
+		"cause\n# TYPE shmex_requests_rejected_total counter\n");
+	for (uint32_t k = 0; k < q->nshards; k++) {
+		struct shm_snap *rd;
+		if (qry_shard(q, k, &rd) != 0)
+			continue;
+		struct shm_snap_shard_stats s;
+		shm_snap_stats(rd, &s);
+		for (int c = 0; c < SHM_BOOK_REJECT_CAUSES; c++)
+			fprintf(out,
+				"shmex_requests_rejected_total{instance=\"%s\",shard=\"%u\","
+				"cause=\"%s\"} %" PRIu64 "\n",
+				q->instance, k, shm_book_reject_names[c],
+				s.rejects_by[c]);
 	}
 	fprintf(out, "# HELP shmex_ring_depth messages waiting in a ring\n"
 		     "# TYPE shmex_ring_depth gauge\n");

@@ -4,6 +4,7 @@
 #   make check           run the check unit and integration tests
 #   make stress          multi-process torture tests (bounded in time)
 #   make bench           benchmarks (figures, never pass/fail)
+#   make bench-report    measure and plot docs/img/*.png (needs gnuplot)
 #   make run             start an exchange with the embedded defaults
 #   make install         install programs under $(DESTDIR)$(PREFIX)
 #   make format-check    the sources as clang-format (.clang-format) writes them
@@ -19,25 +20,37 @@
 #   module      folder               uses            process
 #   shm         shm/                 -               the contract, in every process
 #   query       shm/query/           shm             shmex-query
+#   journal     shm/journal/         shm             shmex-journal, shmex-audit
 #   engine      engine/              shm             shmex-matcher
 #   replay      engine/replay/       engine shm      shmex-replay
 #   gateway     gateway/             shm             shmex-gateway
+#   fix         gateway/fix/         gw_listen shm   shmex-fix (C++ inside)
 #   supervisor  gateway/supervisor/  gw_listen shm   shmex
 #
+# A folder's *.cpp files compile with $(CXX) into its library (the FIX
+# gateway's QuickFIX session layer); a module with C++ inside links the C++
+# runtime (its `libs_` line).
 # Adding a source file to a folder never edits this file.
 # tests/test_*.c are check suites -> $(BUILD)/tests/, tests/support_*.c
-# their helpers, tests/bench/*.c make $(BUILD)/bin/shmex-bench.
+# their helpers, tests/bench/*.c make $(BUILD)/bin/shmex-bench, tests/stress/*.c
+# make $(BUILD)/bin/shmex-stress (the torture harness of `make stress`),
+# tests/fix_client.cpp the QuickFIX initiator the FIX tests drive.
 
 BUILD ?= build
 PREFIX ?= /usr/local
 CC ?= cc
+CXX ?= c++
 CFLAGS ?= -O2 -g
+CXXFLAGS ?= -O2 -g
 SANITIZER ?=
 CLANG_FORMAT ?= clang-format
 
 WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	-Wmissing-prototypes -Wformat=2 -Wundef -Wvla -Wno-unused-parameter
 BASE_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -MMD -MP -I. -D_GNU_SOURCE $(SAN_FLAGS)
+# QuickFIX 1.15's headers use dynamic exception specifications: C++11.
+BASE_CXXFLAGS = -std=gnu++11 -Wall -Wextra -Wno-unused-parameter -Wno-deprecated \
+	$(CXXFLAGS) -MMD -MP -I. -D_GNU_SOURCE $(SAN_FLAGS)
 ALL_LDFLAGS = $(LDFLAGS) $(SAN_FLAGS)
 SYS_LIBS := -lrt -lpthread -lm
 
@@ -50,30 +63,39 @@ endif
 
 .DEFAULT_GOAL := all
 
-MODULES := shm query engine replay gateway supervisor
+MODULES := shm query journal engine replay gateway fix supervisor
 dir_shm := shm
 dir_query := shm/query
+dir_journal := shm/journal
 dir_engine := engine
 dir_replay := engine/replay
 dir_gateway := gateway
+dir_fix := gateway/fix
 dir_supervisor := gateway/supervisor
 
 uses_shm :=
 uses_query := shm
+uses_journal := shm
 uses_engine := shm
 uses_replay := engine shm
 uses_gateway := shm
+uses_fix := shm
 uses_supervisor := shm
 
 pkgs_shm := liburcu
 pkgs_query :=
+pkgs_journal :=
 pkgs_engine :=
 pkgs_replay := jansson liblzma
 pkgs_gateway := expat
+pkgs_fix := quickfix
 pkgs_supervisor :=
 
 # Single objects a module links from another folder (not its library).
 extra_supervisor := gateway/gw_listen.c
+extra_fix := gateway/gw_listen.c
+# Libraries beyond pkg-config's.
+libs_fix := -lstdc++
 
 # Tests and benchmarks see everything.
 TEST_PKGS := check liburcu-memb liburcu-qsbr
@@ -96,14 +118,14 @@ ALL_PKGS = $(sort $(foreach m,$(MODULES),$(pkgs_$(m))) $(TEST_PKGS))
 TEST_CFLAGS = $(if $(filter undefined,$(origin PKGC_tests)),$(call memo,PKGC_tests,$(call pkg_query,$(ALL_PKGS),cflags)),$(PKGC_tests))
 TEST_LDLIBS = $(if $(filter undefined,$(origin PKGL_tests)),$(call memo,PKGL_tests,$(call pkg_query,$(ALL_PKGS),libs)),$(PKGL_tests))
 
-obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-lib_srcs = $(filter-out $(1)/main_%.c,$(wildcard $(1)/*.c))
+obj = $(patsubst %.cpp,$(BUILD)/obj/%.o,$(patsubst %.c,$(BUILD)/obj/%.o,$(1)))
+lib_srcs = $(filter-out $(1)/main_%.c,$(wildcard $(1)/*.c $(1)/*.cpp))
 lib_file = $(BUILD)/lib/libshmex-$(1).a
 prog_name = $(if $(filter shmex,$(1)),shmex,shmex-$(1))
 mains = $(patsubst $(1)/main_%.c,%,$(wildcard $(1)/main_*.c))
 
 # Which module an object belongs to (for its compile flags).
-$(foreach m,$(MODULES),$(foreach s,$(wildcard $(dir_$(m))/*.c),$(eval mod_of_$(s) := $(m))))
+$(foreach m,$(MODULES),$(foreach s,$(wildcard $(dir_$(m))/*.c $(dir_$(m))/*.cpp),$(eval mod_of_$(s) := $(m))))
 
 LIBS_BUILT := $(foreach m,$(MODULES),$(if $(call lib_srcs,$(dir_$(m))),$(call lib_file,$(m))))
 link_libs = $(foreach u,$(1) $(uses_$(1)),$(if $(call lib_srcs,$(dir_$(u))),$(call lib_file,$(u))))
@@ -113,7 +135,7 @@ $(call lib_file,$(1)): $(call obj,$(call lib_srcs,$(dir_$(1))))
 $(foreach p,$(call mains,$(dir_$(1))),
 $(BUILD)/bin/$(call prog_name,$(p)): $(call obj,$(dir_$(1))/main_$(p).c $(extra_$(1))) $(call link_libs,$(1))
 	@mkdir -p $$(@D)
-	$$(CC) $$(BASE_CFLAGS) -o $$@ $$(filter %.o,$$^) $(call link_libs,$(1)) $$(ALL_LDFLAGS) $$(call mod_libs,$(1)) $$(SYS_LIBS)
+	$$(CC) $$(BASE_CFLAGS) -o $$@ $$(filter %.o,$$^) $(call link_libs,$(1)) $$(ALL_LDFLAGS) $$(call mod_libs,$(1)) $(libs_$(1)) $$(SYS_LIBS)
 PROGS += $(BUILD)/bin/$(call prog_name,$(p))
 )
 endef
@@ -122,21 +144,25 @@ $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
 
 BENCH_SRCS := $(wildcard tests/bench/*.c)
 BENCH_PROG := $(if $(BENCH_SRCS),$(BUILD)/bin/shmex-bench)
+STRESS_TOOL_SRCS := $(wildcard tests/stress/*.c)
+STRESS_TOOL := $(if $(STRESS_TOOL_SRCS),$(BUILD)/bin/shmex-stress)
 TEST_SUPPORT := $(wildcard tests/support_*.c)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 STRESS_SRCS := $(wildcard tests/stress_*.c)
 STRESS_PROGS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(STRESS_SRCS))
 # Tests link every library; order: users before what they use.
-TEST_LIBS := $(foreach m,supervisor gateway replay engine query shm,$(filter $(call lib_file,$(m)),$(LIBS_BUILT)))
+TEST_LIBS := $(foreach m,supervisor gateway replay engine journal query shm,$(filter $(call lib_file,$(m)),$(LIBS_BUILT)))
 
-.PHONY: all check stress bench run install uninstall clean deps check-loop \
+.PHONY: all check stress bench bench-report run install uninstall clean deps check-loop \
 	format format-check layout-check
 # Objects are never intermediate: an interrupted make keeps what it built.
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-all: $(PROGS) $(BENCH_PROG) $(TEST_PROGS) $(STRESS_PROGS)
+FIX_CLIENT := $(BUILD)/bin/shmex-fix-client
+
+all: $(PROGS) $(BENCH_PROG) $(STRESS_TOOL) $(TEST_PROGS) $(STRESS_PROGS) $(FIX_CLIENT)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): .ci/deps
@@ -149,6 +175,13 @@ $(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(if $(mod_of_$<),$(call mod_cflags,$(mod_of_$<)),$(TEST_CFLAGS)) -c -o $@ $<
 
+$(BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) $(BASE_CXXFLAGS) $(if $(mod_of_$<),$(call mod_cflags,$(mod_of_$<)),$(TEST_CFLAGS)) -c -o $@ $<
+
+# The FIX gateway carries its data dictionary inside (.incbin).
+$(BUILD)/obj/gateway/fix/fx_app.o: gateway/fix/spec/FIX44.xml
+
 $(BUILD)/lib/%.a:
 	@mkdir -p $(@D)
 	rm -f $@
@@ -158,9 +191,17 @@ $(BENCH_PROG): $(call obj,$(BENCH_SRCS) $(TEST_SUPPORT)) $(TEST_LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
 
+$(STRESS_TOOL): $(call obj,$(STRESS_TOOL_SRCS) $(TEST_SUPPORT)) $(TEST_LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call obj,$(TEST_SUPPORT)) $(TEST_LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
+
+$(FIX_CLIENT): $(BUILD)/obj/tests/fix_client.o
+	@mkdir -p $(@D)
+	$(CXX) $(BASE_CXXFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(call pkg_query,quickfix,libs) -lpthread
 
 # Tests find programs, the sources and the conformance data through the
 # environment.
@@ -177,11 +218,20 @@ check-loop: all
 	@n=0; while $(TEST_ENV) sh tests/run-tests.sh $(TEST_PROGS) >/dev/null; \
 	do n=$$((n+1)); echo "check-loop: pass $$n"; done; echo "check-loop: failed after $$n passes"
 
+# STRESS_SECONDS: length of the shmex-stress run; STRESS_ARGS: more options
+# (--seed N reproduces a run).
+STRESS_SECONDS ?= 60
 stress: all
 	@$(TEST_ENV) sh tests/run-tests.sh $(STRESS_PROGS)
+	@$(TEST_ENV) $(STRESS_TOOL) --seconds $(STRESS_SECONDS) $(STRESS_ARGS)
 
 bench: all
 	$(BENCH_PROG) all
+
+# Measures on this machine and draws docs/img/*.png (gnuplot; see
+# docs/performance.md).  REPS, OPS, E2E_SECONDS tune it.
+bench-report: all
+	sh tests/bench/report.sh $(abspath $(BUILD)/bin) docs/img
 
 run: all
 	$(BUILD)/bin/shmex

@@ -1078,6 +1078,23 @@ int eng_core_symbol_find(const struct eng_core *b, const char *name, size_t len,
 	return 0;
 }
 
+/* The private price arrays of a new symbol, both sides empty. */
+static int sym_map(const struct eng_core *b, struct eng_sym *p)
+{
+	size_t per = (size_t)b->v.cap_levels * sizeof(struct eng_px);
+	p->map_len = 2 * per;
+	p->map = mmap(NULL, p->map_len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->map == MAP_FAILED) {
+		p->map = NULL;
+		return -ENOMEM;
+	}
+	p->side[0].a = p->map;
+	p->side[1].a = (struct eng_px *)((char *)p->map + per);
+	p->side[0].n = p->side[1].n = 0;
+	return 0;
+}
+
 int eng_core_symbol_add(struct eng_core *b, const char *name, size_t len, uint32_t *idx)
 {
 	char packed[16];
@@ -1091,18 +1108,8 @@ int eng_core_symbol_add(struct eng_core *b, const char *name, size_t len, uint32
 	if (b->nsymbols >= b->v.cap_symbols)
 		return SHMEX_ESYMBOLSFULL;
 	uint32_t n = b->nsymbols;
-	struct eng_sym *p = &b->syms[n];
-	size_t per = (size_t)b->v.cap_levels * sizeof(struct eng_px);
-	p->map_len = 2 * per;
-	p->map = mmap(NULL, p->map_len, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p->map == MAP_FAILED) {
-		p->map = NULL;
+	if (sym_map(b, &b->syms[n]) != 0)
 		return -ENOMEM;
-	}
-	p->side[0].a = p->map;
-	p->side[1].a = (struct eng_px *)((char *)p->map + per);
-	p->side[0].n = p->side[1].n = 0;
 
 	struct shm_book_sym_sh *s = &b->v.symbols[n];
 	/* Not yet visible (index >= nsymbols): plain initialisation, then
@@ -1301,4 +1308,194 @@ uint32_t eng_core_recycle(struct eng_core *b, uint64_t n)
 uint64_t eng_core_events(const struct eng_core *b)
 {
 	return b->events;
+}
+
+/* ------------------------------------------------------------------ */
+/* Snapshots                                                           */
+
+/* The counters of a saved core (the lists and arrays follow it). */
+struct core_snap_hdr {
+	uint32_t nsymbols, lvl_nfree, lvl_unused, lvl_retired;
+	uint32_t ord_nfree, ord_unused, ord_done, fill_nfree;
+	uint32_t fill_unused, levels_live, orders_live, pad;
+	uint64_t slots_retired, ord_recycled, events, orders_created, rejects_full;
+};
+
+/* The FIFO's entries, oldest first (their epochs are not saved). */
+static int put_ring(const struct eng_ring *r, eng_core_put_fn put, void *ctx)
+{
+	uint32_t first = r->cap - r->head < r->count ? r->cap - r->head : r->count;
+	int rc = put(ctx, r->v + r->head, (size_t)first * sizeof(uint32_t));
+	if (!rc && first < r->count)
+		rc = put(ctx, r->v, (size_t)(r->count - first) * sizeof(uint32_t));
+	return rc;
+}
+
+int eng_core_save(const struct eng_core *b, eng_core_put_fn put, void *ctx)
+{
+	struct core_snap_hdr h = {
+		.nsymbols = b->nsymbols,
+		.lvl_nfree = b->lvl_nfree,
+		.lvl_unused = b->lvl_unused,
+		.lvl_retired = b->lvl_retired.count,
+		.ord_nfree = b->ord_nfree,
+		.ord_unused = b->ord_unused,
+		.ord_done = b->ord_done.count,
+		.fill_nfree = b->fill_nfree,
+		.fill_unused = b->fill_unused,
+		.levels_live = b->levels_live,
+		.orders_live = b->orders_live,
+		.slots_retired = b->slots_retired,
+		.ord_recycled = b->ord_recycled,
+		.events = b->events,
+		.orders_created = b->orders_created,
+		.rejects_full = b->rejects_full,
+	};
+	int rc = put(ctx, &h, sizeof(h));
+	for (uint32_t i = 0; i < b->nsymbols && !rc; i++) {
+		const struct eng_sym *p = &b->syms[i];
+		uint32_t n[2] = {p->side[0].n, p->side[1].n};
+		rc = put(ctx, n, sizeof(n));
+		for (int sd = 0; sd < 2 && !rc; sd++)
+			rc = put(ctx, p->side[sd].a,
+				 (size_t)n[sd] * sizeof(struct eng_px));
+	}
+	if (!rc)
+		rc = put(ctx, b->lvl_free, (size_t)b->lvl_nfree * sizeof(uint32_t));
+	if (!rc)
+		rc = put_ring(&b->lvl_retired, put, ctx);
+	if (!rc)
+		rc = put(ctx, b->ord_free, (size_t)b->ord_nfree * sizeof(uint32_t));
+	if (!rc)
+		rc = put_ring(&b->ord_done, put, ctx);
+	if (!rc)
+		rc = put(ctx, b->fill_free, (size_t)b->fill_nfree * sizeof(uint32_t));
+	if (!rc)
+		rc = put(ctx, b->ofills, (size_t)b->ord_unused * sizeof(*b->ofills));
+	return rc;
+}
+
+/* A bounds-checked cursor over a saved core. */
+struct snap_cursor {
+	const unsigned char *p;
+	size_t left;
+};
+
+static const void *take(struct snap_cursor *c, size_t n)
+{
+	if (n > c->left)
+		return NULL;
+	const void *at = c->p;
+	c->p += n;
+	c->left -= n;
+	return at;
+}
+
+/* n indexes, each below `below`. */
+static const uint32_t *take_idx(struct snap_cursor *c, uint32_t n, uint32_t below)
+{
+	const uint32_t *v = take(c, (size_t)n * sizeof(uint32_t));
+	for (uint32_t i = 0; v && i < n; i++)
+		if (v[i] >= below)
+			return NULL;
+	return v;
+}
+
+/* Checks the whole saved core against the capacities (apply: false), or
+ * loads it (apply: true, after a check passed). */
+static int core_walk(struct eng_core *b, const void *data, size_t len, bool apply)
+{
+	struct snap_cursor c = {data, len};
+	const struct shm_book_view *v = &b->v;
+	const struct core_snap_hdr *h = take(&c, sizeof(*h));
+	if (!h || h->nsymbols > v->cap_symbols ||
+	    h->nsymbols != load_relaxed(&v->hdr->nsymbols) ||
+	    h->lvl_unused > v->cap_levels || h->lvl_nfree > h->lvl_unused ||
+	    h->lvl_retired > h->lvl_unused - h->lvl_nfree ||
+	    h->ord_unused > v->cap_orders || h->ord_nfree > h->ord_unused ||
+	    h->ord_done > h->ord_unused - h->ord_nfree || h->fill_unused > v->cap_fills ||
+	    h->fill_nfree > h->fill_unused || h->levels_live > h->lvl_unused ||
+	    h->orders_live > h->ord_unused)
+		return SHMEX_EJCORRUPT;
+	if (apply) {
+		b->lvl_nfree = h->lvl_nfree;
+		b->lvl_unused = h->lvl_unused;
+		b->ord_nfree = h->ord_nfree;
+		b->ord_unused = h->ord_unused;
+		b->fill_nfree = h->fill_nfree;
+		b->fill_unused = h->fill_unused;
+		b->levels_live = h->levels_live;
+		b->orders_live = h->orders_live;
+		b->slots_retired = h->slots_retired;
+		b->ord_recycled = h->ord_recycled;
+		b->events = h->events;
+		b->orders_created = h->orders_created;
+		b->rejects_full = h->rejects_full;
+	}
+	for (uint32_t i = 0; i < h->nsymbols; i++) {
+		const uint32_t *n = take(&c, 2 * sizeof(uint32_t));
+		if (!n || n[0] > v->cap_levels || n[1] > v->cap_levels)
+			return SHMEX_EJCORRUPT;
+		if (apply) {
+			struct eng_sym *p = &b->syms[i];
+			if (sym_map(b, p) != 0)
+				return -ENOMEM;
+			b->nsymbols = i + 1;
+			b->sym_hash[sym_slot(b, v->symbols[i].name)] = i + 1;
+		}
+		for (unsigned sd = 0; sd < 2; sd++) {
+			const struct eng_px *a = take(&c, (size_t)n[sd] * sizeof(*a));
+			if (!a)
+				return SHMEX_EJCORRUPT;
+			for (uint32_t k = 0; k < n[sd]; k++)
+				if (a[k].lvl >= h->lvl_unused ||
+				    (k && a[k].key <= a[k - 1].key))
+					return SHMEX_EJCORRUPT;
+			if (!apply)
+				continue;
+			struct eng_side *s = &b->syms[i].side[sd];
+			memcpy(s->a, a, (size_t)n[sd] * sizeof(*a));
+			s->n = n[sd];
+			for (uint32_t k = 0; k < n[sd]; k++)
+				lvl_hash_put(b, i * 2 + sd + 1,
+					     sd == SHM_SIDE_BUY ? a[k].key : -a[k].key,
+					     a[k].lvl);
+		}
+	}
+	const uint32_t *lf = take_idx(&c, h->lvl_nfree, h->lvl_unused);
+	const uint32_t *lr = take_idx(&c, h->lvl_retired, h->lvl_unused);
+	const uint32_t *of = take_idx(&c, h->ord_nfree, h->ord_unused);
+	const uint32_t *od = take_idx(&c, h->ord_done, h->ord_unused);
+	const uint32_t *ff = take_idx(&c, h->fill_nfree, h->fill_unused);
+	const uint32_t(*ofl)[ORDER_FILLS] =
+		take(&c, (size_t)h->ord_unused * sizeof(*b->ofills));
+	if (!lf || !lr || !of || !od || !ff || !ofl || c.left != 0)
+		return SHMEX_EJCORRUPT;
+	for (uint32_t i = 0; i < h->ord_unused; i++)
+		for (int k = 0; k < ORDER_FILLS; k++)
+			if (ofl[i][k] >= v->cap_fills && ofl[i][k] != NIL)
+				return SHMEX_EJCORRUPT;
+	if (!apply)
+		return 0;
+	memcpy(b->lvl_free, lf, (size_t)h->lvl_nfree * sizeof(uint32_t));
+	memcpy(b->ord_free, of, (size_t)h->ord_nfree * sizeof(uint32_t));
+	memcpy(b->fill_free, ff, (size_t)h->fill_nfree * sizeof(uint32_t));
+	memcpy(b->ofills, ofl, (size_t)h->ord_unused * sizeof(*b->ofills));
+	/* Epoch 0: no reader has seen this book, every retired record may be
+	 * reused at once. */
+	b->lvl_retired.head = b->ord_done.head = 0;
+	b->lvl_retired.count = b->ord_done.count = 0;
+	for (uint32_t i = 0; i < h->lvl_retired; i++)
+		ring_push(&b->lvl_retired, lr[i], 0);
+	for (uint32_t i = 0; i < h->ord_done; i++)
+		ring_push(&b->ord_done, od[i], 0);
+	return 0; /* the published counters came with the body */
+}
+
+int eng_core_load(struct eng_core *b, const void *data, size_t len)
+{
+	if (b->nsymbols != 0)
+		return -EINVAL;
+	int rc = core_walk(b, data, len, false);
+	return rc ? rc : core_walk(b, data, len, true);
 }

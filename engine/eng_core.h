@@ -234,4 +234,22 @@ uint32_t eng_core_recycle(struct eng_core *b, uint64_t n);
 /* The core's event count (the number of the last event emitted). */
 uint64_t eng_core_events(const struct eng_core *b);
 
+/*
+ * Snapshots.  The book body is shared memory and the caller saves it as
+ * such; eng_core_save writes the rest, the core's private state (counters,
+ * free lists, retirement FIFOs, each symbol's sorted price arrays, the
+ * first fill indexes of every order record), through `put` (0 or an
+ * error, which it returns).  eng_core_load reads that back into a core
+ * freshly made by eng_core_init whose body the caller has since
+ * overwritten with the saved body: it first checks every count and index
+ * against the capacities and the body (SHMEX_EJCORRUPT, nothing changed),
+ * then loads.  Retirement epochs are not saved: a loaded book has never
+ * been seen by a reader, so every retired record may be reused at once.
+ */
+typedef int (*eng_core_put_fn)(void *ctx, const void *p, size_t n);
+int eng_core_save(const struct eng_core *b, eng_core_put_fn put, void *ctx)
+	__attribute__((warn_unused_result));
+int eng_core_load(struct eng_core *b, const void *data, size_t len)
+	__attribute__((warn_unused_result));
+
 #endif

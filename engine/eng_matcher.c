@@ -73,6 +73,7 @@
 #include "engine/eng_core.h"
 #include "engine/eng_journal.h"
 #include "engine/eng_recover.h"
+#include "engine/eng_snapshot.h"
 #include "shm/shm_accounts.h"
 #include "shm/shm_atomic.h"
 #include "shm/shm_book.h"
@@ -123,6 +124,7 @@ struct outq {
 /* Where a sealed batch ends: the journal sequence and the core's event. */
 struct evmark {
 	uint64_t seq, event;
+	uint64_t time_ns; /* every later record has a time at or above it */
 };
 
 /* Replay of one request group: its records, the next to compare. */
@@ -173,6 +175,11 @@ struct eng_matcher {
 	struct evmark *marks;
 	uint32_t mhead, mn, mcap;
 	uint64_t durable_seq, durable_event; /* last committed */
+	uint64_t durable_time_ns;            /* the audit watermark [BK11] */
+	/* Snapshots. */
+	uint64_t snap_seq;   /* last record the newest snapshot covers */
+	uint64_t snap_bytes; /* journal bytes written when it was taken */
+	uint32_t snap_tick;  /* rounds until the next look */
 	/* Replay. */
 	bool replaying;
 	struct shm_jreader rd;
@@ -897,7 +904,8 @@ static void mark_batch(struct eng_matcher *m)
 		m->mhead = 0;
 		m->mcap = cap;
 	}
-	m->marks[(m->mhead + m->mn) % m->mcap] = (struct evmark){m->jlast, m->events};
+	m->marks[(m->mhead + m->mn) % m->mcap] =
+		(struct evmark){m->jlast, m->events, m->last_time_ns};
 	m->mn++;
 }
 
@@ -912,20 +920,44 @@ static bool commit(struct eng_matcher *m)
 	} else {
 		while (m->mn && m->marks[m->mhead].seq <= durable) {
 			m->durable_event = m->marks[m->mhead].event;
+			m->durable_time_ns = m->marks[m->mhead].time_ns;
 			m->mhead = (m->mhead + 1) % m->mcap;
 			m->mn--;
 		}
 	}
+	/* Everything appended is durable: every later record is stamped at
+	 * or after the last request's time. */
+	if (durable >= m->jlast)
+		m->durable_time_ns = m->last_time_ns;
 	m->durable_seq = durable;
 	eng_cash_commit(m->cash, durable);
 	/* BK9: release; pairs with the gateways' BK10: an order whose last
 	 * change is at or below it may be shown to a client. */
 	store_release(&eng_core_view(m->book)->hdr->durable_event, m->durable_event);
+	/* BK11: release; pairs with the audit's BK12: records below it are
+	 * on disk (JR2 acquired them above) and no later one goes below. */
+	store_release(&eng_core_view(m->book)->hdr->durable_time_ns, m->durable_time_ns);
 	bool waiting = false;
 	for (uint32_t g = 0; g < m->ngateways; g++)
 		if (!publish_replies(m, g, durable) || m->outq[g].n)
 			waiting = true;
 	return waiting;
+}
+
+/* Between requests, with nothing waiting for the journal: the audit
+ * watermark moves to the clock, so that the merge of every shard's
+ * journal never waits for a shard that has nothing to say.  Later
+ * records are stamped at or after it (last_time_ns only grows). */
+static void publish_idle_time(struct eng_matcher *m)
+{
+	if (m->replaying || m->durable_seq < m->jlast)
+		return;
+	uint64_t now = shm_clock_ns(CLOCK_REALTIME);
+	if (now > m->last_time_ns)
+		m->last_time_ns = now;
+	m->durable_time_ns = m->last_time_ns;
+	/* BK11, as in commit. */
+	store_release(&eng_core_view(m->book)->hdr->durable_time_ns, m->durable_time_ns);
 }
 
 /* The journal failed: what it did not make durable is answered "not
@@ -1081,8 +1113,10 @@ static void drain(struct eng_matcher *m)
 		bool waiting = commit(m);
 		if (n && shm_clock_ns(CLOCK_MONOTONIC) < deadline)
 			continue;
-		if (!waiting && n == 0)
+		if (!waiting && n == 0) {
+			publish_idle_time(m);
 			break;
+		}
 		if (shm_clock_ns(CLOCK_MONOTONIC) >= deadline) {
 			uint64_t dropped = 0;
 			for (uint32_t g = 0; g < m->ngateways; g++) {
@@ -1102,6 +1136,115 @@ static void drain(struct eng_matcher *m)
 		nanosleep(&ts, NULL);
 	}
 }
+
+/* ------------------------------------------------------------------ */
+/* Snapshots                                                           */
+
+/* The capacities a snapshot is valid for (shm_jsnap_hdr.caps). */
+static void snapshot_caps(const struct eng_matcher *m, uint64_t caps[8])
+{
+	memset(caps, 0, 8 * sizeof(caps[0]));
+	caps[0] = m->bcfg.caps.orders;
+	caps[1] = m->bcfg.caps.levels;
+	caps[2] = m->bcfg.caps.fills;
+	caps[3] = m->bcfg.caps.symbols;
+	caps[4] = m->positions;
+	caps[5] = m->accounts.capacity;
+}
+
+/* Keeps the two newest snapshots: removes the older ones and every journal
+ * segment that the older of the two covers entirely (a bad newest
+ * snapshot still leaves a way back). */
+static void collect(struct eng_matcher *m)
+{
+	struct shm_jdir d;
+	struct shmex_error e = {0};
+	if (shm_jdir_list(&d, m->shard_dir, &e) != 0)
+		return;
+	unsigned removed = 0;
+	if (d.nsnap >= 2) {
+		uint64_t keep = d.snap_last[d.nsnap - 2];
+		/* Nor what the audit log has not merged yet (shmex-audit
+		 * publishes its progress in DIR/audit.pos). */
+		uint64_t audited;
+		if (shm_jaudit_pos_read(m->shard_dir, m->shard, &audited) == 0 &&
+		    audited < keep)
+			keep = audited;
+		for (uint32_t i = 0; i + 2 < d.nsnap; i++)
+			removed += unlink(d.snap[i]) == 0;
+		for (uint32_t i = 0; i + 1 < d.nseg && d.seg_first[i + 1] <= keep + 1;
+		     i++)
+			removed += unlink(d.seg[i]) == 0;
+	}
+	shm_jdir_free(&d);
+	if (removed && shm_journal_sync_dir(m->shard_dir) != 0)
+		logm(m, "fsync %s after removing old files: %s", m->shard_dir,
+		     strerror(errno));
+}
+
+/*
+ * Writes a snapshot when one is due (snapshot_mb of journal since the
+ * last one) or at stop, at a point where the shard's state is exactly
+ * what its journal says: everything appended durable, every credit
+ * applied, no reply waiting.  Otherwise it tries again later.  A failure
+ * is logged and costs nothing but disk: the journal still has it all.
+ */
+static void maybe_snapshot(struct eng_matcher *m, bool at_stop)
+{
+	if (!m->journal || m->refusing || m->st.journal_failed || m->jlast == m->snap_seq)
+		return;
+	struct eng_journal_stats js;
+	eng_journal_get_stats(m->journal, &js);
+	uint64_t due = m->set.snapshot_mb << 20;
+	if (!at_stop && (due == 0 || js.bytes - m->snap_bytes < due))
+		return;
+	struct shmex_error e = {0};
+	if (eng_journal_flush(m->journal, &e) != 0)
+		return; /* journal_health reports it */
+	if (commit(m) || eng_cash_pending(m->cash))
+		return;
+	uint64_t t0 = shm_clock_ns(CLOCK_MONOTONIC);
+	struct eng_snapshot_matcher ms = {
+		.last_time_ns = m->last_time_ns,
+		.incarnation = m->incarnation,
+		.seq = m->seq,
+		.events = m->events,
+		.full_seen = m->full_seen,
+		.nsidx = m->bcfg.caps.symbols,
+	};
+	struct eng_snapshot_in in = {
+		.shard = m->shard,
+		.nshards = m->nshards,
+		.last_seq = m->jlast,
+		.matcher = &ms,
+		.sidx_of = m->sidx_of,
+		.core = m->book,
+		.book = shm_region_body(&m->book_region),
+		.book_len = eng_core_bytes(&m->bcfg),
+		.positions = shm_region_body(&m->positions_reg.region),
+		.positions_len = shm_region_body_size(&m->positions_reg.region),
+		.ledger = &m->ledger,
+	};
+	snapshot_caps(m, in.caps);
+	char path[SHM_JOURNAL_PATH_MAX];
+	int rc = eng_snapshot_write(m->shard_dir, &in, path, &e);
+	m->snap_bytes = js.bytes;
+	if (rc) {
+		logm(m, "snapshot not written (the journal still has everything): %s",
+		     shmex_error_msg(&e, rc));
+		return;
+	}
+	m->snap_seq = m->jlast;
+	m->st.snapshots++;
+	m->st.snapshot_ns = shm_clock_ns(CLOCK_MONOTONIC) - t0;
+	if (m->verbose)
+		logm(m, "snapshot of records 1..%" PRIu64 " written in %.3f s: %s",
+		     m->jlast, (double)m->st.snapshot_ns / 1e9, path);
+	collect(m);
+}
+
+/* Rounds between two looks at whether a snapshot is due. */
+#define SNAP_TICK 256u
 
 /*
  * Adaptive spin budget (policy, no memory ordering involved): a wait that
@@ -1135,12 +1278,17 @@ int eng_matcher_run(struct eng_matcher *m)
 			break;
 		unsigned n = round_once(m);
 		bool waiting = commit(m);
+		if (m->snap_tick-- == 0) {
+			m->snap_tick = SNAP_TICK;
+			maybe_snapshot(m, false);
+		}
 		if (n) {
 			m->st.rounds++;
 			reclaim(m, true);
 			park_ms = 1;
 			continue;
 		}
+		publish_idle_time(m);
 		/* Replies that wait for the journal: the writer rings our
 		 * doorbell when they are durable.  Replies that wait for
 		 * room: a short timeout (gateways do not ring us). */
@@ -1174,6 +1322,7 @@ int eng_matcher_run(struct eng_matcher *m)
 		}
 	}
 	drain(m);
+	maybe_snapshot(m, true);
 	return m->st.journal_failed ? SHMEX_EJOURNAL : 0;
 }
 
@@ -1450,6 +1599,122 @@ static int replay_group(struct eng_matcher *m)
 	return 0;
 }
 
+/* Loads the snapshot at path into the fresh book, positions and replay
+ * part, or changes nothing and says why. */
+static int load_snapshot(struct eng_matcher *m, const char *path, struct shmex_error *e)
+{
+	struct eng_snapshot s;
+	int rc = eng_snapshot_open(&s, path, e);
+	if (rc)
+		return rc;
+	const struct shm_jsnap_hdr *h = s.hdr;
+	uint64_t caps[8];
+	snapshot_caps(m, caps);
+	void *book = shm_region_body(&m->book_region);
+	size_t blen = eng_core_bytes(&m->bcfg);
+	void *pos = shm_region_body(&m->positions_reg.region);
+	size_t plen = shm_region_body_size(&m->positions_reg.region);
+	if (h->shard != m->shard || h->nshards != m->nshards)
+		rc = shmex_error_set(e, SHMEX_ERECOVERY, "%s is of shard %u of %u", path,
+				     h->shard, h->nshards);
+	else if (h->signature != shm_layout_signature())
+		rc = shmex_error_set(e, SHMEX_ERECOVERY,
+				     "%s was written by a build with another layout",
+				     path);
+	else if (memcmp(h->caps, caps, sizeof(caps)) != 0)
+		rc = shmex_error_set(
+			e, SHMEX_ERECOVERY,
+			"%s was taken with other capacities (--orders %" PRIu64
+			" --levels %" PRIu64 " --fills %" PRIu64 " --symbols %" PRIu64
+			" --positions %" PRIu64 " --accounts %" PRIu64 ")",
+			path, h->caps[0], h->caps[1], h->caps[2], h->caps[3], h->caps[4],
+			h->caps[5]);
+	else if (s.matcher->nsidx != m->bcfg.caps.symbols ||
+		 eng_snapshot_pages(&s, SHM_JSNAP_BOOK, book, blen, false) != 0 ||
+		 eng_snapshot_pages(&s, SHM_JSNAP_POSITIONS, pos, plen, false) != 0 ||
+		 s.nparts > m->accounts.capacity || h->last_seq == 0)
+		rc = shmex_error_set(e, SHMEX_EJCORRUPT,
+				     "%s: its contents do not fit this shard", path);
+	if (rc) {
+		eng_snapshot_close(&s);
+		return rc;
+	}
+	rc = eng_snapshot_pages(&s, SHM_JSNAP_BOOK, book, blen, true);
+	if (!rc)
+		rc = eng_core_load(m->book, s.sect[SHM_JSNAP_CORE],
+				   s.sect_len[SHM_JSNAP_CORE]);
+	if (rc) {
+		/* Lay the book out afresh: nothing of the snapshot stays. */
+		eng_core_destroy(m->book);
+		m->book = NULL;
+		int rc2 = eng_core_init(&m->book, book,
+					shm_region_body_size(&m->book_region), &m->bcfg,
+					on_event, m);
+		eng_snapshot_close(&s);
+		if (rc2)
+			return shmex_error_set(e, rc2, "laying out the book again: %s",
+					       shmex_strerror(rc2));
+		return shmex_error_set(e, SHMEX_EJCORRUPT,
+				       "%s: its core section does not match its book",
+				       path);
+	}
+	rc = eng_snapshot_pages(&s, SHM_JSNAP_POSITIONS, pos, plen, true);
+	for (uint64_t i = 0; i < s.nparts && !rc; i++)
+		rc = eng_cash_load_part(m->cash, &s.parts[i]);
+	if (rc) {
+		eng_snapshot_close(&s);
+		return shmex_error_set(e, rc, "loading %s: %s", path, shmex_strerror(rc));
+	}
+	const struct eng_snapshot_matcher *mt = s.matcher;
+	memcpy(m->sidx_of, s.sidx_of, (size_t)mt->nsidx * sizeof(uint32_t));
+	m->jlast = h->last_seq;
+	m->snap_seq = h->last_seq;
+	m->last_time_ns = mt->last_time_ns;
+	m->incarnation = mt->incarnation;
+	m->seq = mt->seq;
+	m->events = mt->events;
+	m->full_seen = mt->full_seen;
+	m->st.snapshot_seq = h->last_seq;
+	eng_snapshot_close(&s);
+	return 0;
+}
+
+/*
+ * The newest snapshot that loads; *from = the first journal record after
+ * it (1 when there is none).  A snapshot that does not load is said and
+ * skipped for an older one (or the whole journal); only running out of
+ * memory, or a book that cannot be laid out again, is an error.
+ */
+static int start_from_snapshot(struct eng_matcher *m, uint64_t *from,
+			       struct shmex_error *e)
+{
+	*from = 1;
+	struct shm_jdir d;
+	struct shmex_error le = {0};
+	int rc = shm_jdir_list(&d, m->shard_dir, &le);
+	if (rc)
+		return rc == -ENOENT ? 0 : (*e = le, rc);
+	for (uint32_t i = d.nsnap; i-- > 0;) {
+		rc = load_snapshot(m, d.snap[i], &le);
+		if (rc == 0) {
+			*from = d.snap_last[i] + 1;
+			if (!m->quiet)
+				logm(m, "recovering from %s (records 1..%" PRIu64 ")",
+				     d.snap[i], d.snap_last[i]);
+			break;
+		}
+		if (rc == -ENOMEM || !m->book) {
+			*e = le;
+			break;
+		}
+		logm(m, "%s; recovering from %s instead", le.msg,
+		     i ? "an older snapshot" : "the journal alone");
+		rc = 0;
+	}
+	shm_jdir_free(&d);
+	return rc;
+}
+
 /* Replays the shard's journal into the fresh book, positions and part. */
 static int replay(struct eng_matcher *m, struct shmex_error *e)
 {
@@ -1460,7 +1725,14 @@ static int replay(struct eng_matcher *m, struct shmex_error *e)
 			*e = le;
 		return rc;
 	}
-	rc = shm_jreader_open(&m->rd, m->shard_dir, m->shard, m->nshards, 0, &le);
+	uint64_t from;
+	rc = start_from_snapshot(m, &from, &le);
+	if (rc) {
+		if (e)
+			*e = le;
+		return rc;
+	}
+	rc = shm_jreader_open(&m->rd, m->shard_dir, m->shard, m->nshards, from, &le);
 	if (rc) {
 		if (e)
 			*e = le;
@@ -1802,6 +2074,7 @@ static int recover(struct eng_matcher *m, struct shmex_error *err)
 		(void)journal_start(m); /* refusing, when it cannot */
 	m->durable_seq = m->jlast;
 	m->durable_event = m->events;
+	m->durable_time_ns = m->last_time_ns;
 	return 0;
 }
 
@@ -1887,6 +2160,8 @@ int eng_matcher_open(struct eng_matcher **out, const char *instance, uint32_t sh
 	/* Nothing retired yet; start the core's safe epoch at the table's. */
 	(void)eng_core_reclaim(m->book, shm_rcu_safe_epoch(&m->readers));
 	store_release(&eng_core_view(m->book)->hdr->durable_event, m->events); /* BK9 */
+	store_release(&eng_core_view(m->book)->hdr->durable_time_ns,
+		      m->durable_time_ns); /* BK11 */
 	/* MT1: release store of the book region's state [R0], the last step
 	 * of startup and the readiness signal: the supervisor's attach [A0]
 	 * then sees the laid-out (recovered) book, and (program order) the

@@ -68,6 +68,9 @@ struct eng_matcher_stats {
 	uint64_t journal_failed;    /* 1 once the journal could not be written */
 	uint64_t recovered_records; /* journal records replayed at start */
 	uint64_t recovery_ns;       /* time the replay took */
+	uint64_t snapshot_seq;      /* last record of the snapshot started from */
+	uint64_t snapshots;         /* snapshots written */
+	uint64_t snapshot_ns;       /* time the last one took to write */
 };
 
 /*

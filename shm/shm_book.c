@@ -172,7 +172,6 @@ const char *const shm_book_reject_names[SHM_BOOK_REJECT_CAUSES] = {
 	[SHM_REJECT_SHARES] = "insufficient_shares",
 	[SHM_REJECT_UNKNOWN] = "unknown_or_existing",
 	[SHM_REJECT_REFUSED] = "refused",
-	[SHM_REJECT_JOURNAL] = "journal",
 	[SHM_REJECT_OTHER] = "other",
 };
 
@@ -191,8 +190,6 @@ int shm_book_reject_cause(int err)
 	case SHMEX_ENOTOWNER:
 	case SHMEX_ENOTOPEN:
 		return SHM_REJECT_REFUSED;
-	case SHMEX_EJOURNAL:
-		return SHM_REJECT_JOURNAL;
 	default:
 		return SHM_REJECT_OTHER;
 	}

@@ -148,8 +148,8 @@ enum shm_book_reject_cause {
 	SHM_REJECT_SHARES,    /* SHMEX_ENOSHARES */
 	SHM_REJECT_UNKNOWN,   /* SHMEX_ENOSYMBOL, ENOACCOUNT, ENOORDER, EACCOUNTEXISTS */
 	SHM_REJECT_REFUSED,   /* SHMEX_ENOTOWNER, ENOTOPEN, an order of FOK/IOC rules */
-	SHM_REJECT_JOURNAL,   /* SHMEX_EJOURNAL */
-	SHM_REJECT_OTHER,     /* anything else (book full is rejects_full too) */
+	SHM_REJECT_OTHER,     /* anything else, e.g. SHMEX_EJOURNAL (book full is
+			       * also counted in rejects_full) */
 	SHM_BOOK_REJECT_CAUSES
 };
 extern const char *const shm_book_reject_names[SHM_BOOK_REJECT_CAUSES];
@@ -194,6 +194,13 @@ struct shm_book_hdr_sh {
 	 * W: matcher, release [BK9] after its journal said so; R: gateways
 	 * before they tell a client an order's status, acquire [BK10]. */
 	uint64_t durable_event;
+	/* The audit watermark: every record of this shard whose time_ns is
+	 * below it is durable, and no later record will have a time below
+	 * it (an idle matcher moves it to the clock; docs/durability.md,
+	 * "Audit log").  Non-decreasing within one matcher's life.
+	 * W: matcher, release [BK11] after its journal said so; R: the audit
+	 * process before it merges records below it, acquire [BK12]. */
+	uint64_t durable_time_ns;
 
 	/* Rejected requests by cause (shm_book_reject_cause), for tools.
 	 * W: matcher, relaxed; R: anyone, relaxed (statistics). */
@@ -202,6 +209,8 @@ struct shm_book_hdr_sh {
 _Static_assert(sizeof(struct shm_book_hdr_sh) == 256, "book header is 256 bytes");
 _Static_assert(offsetof(struct shm_book_hdr_sh, nsymbols) == 128,
 	       "statistics start on line 2");
+_Static_assert(offsetof(struct shm_book_hdr_sh, durable_time_ns) == 208,
+	       "audit watermark (docs/shm-layout-book.md)");
 
 /*
  * One symbol: its name, seqcount, and the heads of its two level lists.

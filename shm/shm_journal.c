@@ -687,3 +687,47 @@ void shm_journal_unlock(const char *dir, int fd)
 	if (fd >= 0)
 		close(fd);
 }
+
+/* ---- how far the audit log has merged -------------------------------------- */
+
+int shm_jaudit_pos_read(const char *shard_dir, uint32_t shard, uint64_t *seq)
+{
+	char path[SHM_JOURNAL_PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/../audit.pos", shard_dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ENOENT : (*seq = 0, 0);
+	struct shm_jaudit_pos p;
+	ssize_t n = pread(fd, &p, sizeof(p), 0);
+	close(fd);
+	uint32_t crc = p.crc;
+	p.crc = 0;
+	*seq = 0;
+	if (n == (ssize_t)sizeof(p) && p.magic == SHM_JAUDIT_POS_MAGIC &&
+	    shm_crc32c(0, &p, sizeof(p)) == crc && shard < SHM_JAUDIT_POS_SHARDS &&
+	    shard < p.nshards)
+		*seq = p.merged[shard];
+	return 0;
+}
+
+int shm_jaudit_pos_write(const char *dir, const struct shm_jaudit_pos *p)
+{
+	char path[SHM_JOURNAL_PATH_MAX + 32], tmp[SHM_JOURNAL_PATH_MAX + 40];
+	snprintf(path, sizeof(path), "%s/audit.pos", dir);
+	snprintf(tmp, sizeof(tmp), "%s/audit.pos.tmp", dir);
+	struct shm_jaudit_pos c = *p;
+	c.magic = SHM_JAUDIT_POS_MAGIC;
+	c.crc = 0;
+	c.crc = shm_crc32c(0, &c, sizeof(c));
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	int rc = write(fd, &c, sizeof(c)) == (ssize_t)sizeof(c) ? 0 : -EIO;
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}

@@ -17,6 +17,7 @@
  *   DIR/shard-<k>/snapshot-<seq>.snap snapshots; <seq> the last record they
  *                                     cover
  *   DIR/audit.log                     all shards' records merged by time
+ *   DIR/audit.pos                     how far audit.log has merged each shard
  *
  * A segment is a 64-byte file header (struct shm_jseg_hdr) followed by
  * records.  A record is a 32-byte header (struct shm_jrec_hdr) and a
@@ -357,6 +358,38 @@ enum shm_jsnap_kind {
 
 void shm_jsnap_hdr_seal(struct shm_jsnap_hdr *h);
 int shm_jsnap_hdr_check(const struct shm_jsnap_hdr *h, struct shmex_error *e)
+	__attribute__((warn_unused_result));
+
+/* ---- how far the audit log has merged -------------------------------- */
+
+/*
+ * DIR/audit.pos: for each shard, the last sequence that DIR/audit.log
+ * holds.  Written by shmex-audit (a new file renamed over the old one,
+ * so a reader sees one or the other), read by a matcher before it
+ * removes old journal segments: a segment is removed only once the audit
+ * log has merged it.  Values only grow; a lost or stale file only makes
+ * a matcher keep more.
+ */
+#define SHM_JAUDIT_POS_MAGIC UINT64_C(0x534f5041584d4853) /* "SHMXAPOS" */
+#define SHM_JAUDIT_POS_SHARDS 64
+
+struct shm_jaudit_pos {
+	uint64_t magic; /* SHM_JAUDIT_POS_MAGIC */
+	uint32_t nshards;
+	uint32_t crc;                           /* CRC32C of the struct with crc = 0 */
+	uint64_t merged[SHM_JAUDIT_POS_SHARDS]; /* 0: nothing of that shard */
+};
+_Static_assert(sizeof(struct shm_jaudit_pos) == 16 + 8 * SHM_JAUDIT_POS_SHARDS,
+	       "audit position");
+
+/* The last sequence of shard `shard` in the audit log of the data
+ * directory that holds shard_dir (DIR/shard-<k>/../audit.pos): 0 and
+ * *seq; -ENOENT when no audit writer ever ran on it; a file that is not
+ * valid gives *seq = 0 (keep everything). */
+int shm_jaudit_pos_read(const char *shard_dir, uint32_t shard, uint64_t *seq)
+	__attribute__((warn_unused_result));
+/* Writes DIR/audit.pos (temporary file, rename). */
+int shm_jaudit_pos_write(const char *dir, const struct shm_jaudit_pos *p)
 	__attribute__((warn_unused_result));
 
 /* ---- the data directory's lock ----------------------------------------- */

@@ -116,6 +116,7 @@
 	F(shm_book_hdr_sh, rejects_full)       \
 	F(shm_book_hdr_sh, safe_epoch)         \
 	F(shm_book_hdr_sh, durable_event)      \
+	F(shm_book_hdr_sh, durable_time_ns)    \
 	F(shm_book_hdr_sh, rejects_by)         \
 	F(shm_book_sym_sh, seq)                \
 	F(shm_book_sym_sh, name)               \

@@ -171,6 +171,11 @@ static int validate(struct shm_region *r, uint32_t kind, size_t *size)
 	uint32_t state = load_acquire(&hs->state);
 	struct shm_region_hdr_sh h;
 	memcpy(&h, hs, sizeof(h));
+	/* A header still all zero is a region its creator has not written
+	 * yet (a restarting matcher lays its book out again), not a foreign
+	 * object. */
+	if (h.magic == 0 && state != SHM_STATE_READY)
+		return SHMEX_ENOTREADY;
 	if (h.magic != SHM_REGION_MAGIC)
 		return SHMEX_EBADMAGIC;
 	if (h.version != SHM_LAYOUT_VERSION)

@@ -52,7 +52,8 @@ int client_wait_closed(struct client *c, int timeout_ms);
 struct exchange {
 	pid_t pid;
 	int port;
-	int out_fd; /* read end of its stdout */
+	int fix_port; /* 0 unless started with FIX (--fix-port) */
+	int out_fd;   /* read end of its stdout */
 	char instance[64];
 	char line[256]; /* the "listening on" line it printed */
 };
@@ -60,7 +61,8 @@ struct exchange {
 /*
  * Starts `bin` (normally test_bin("shmex")) with --instance inst --port 0
  * --bind 127.0.0.1 plus the NULL-terminated extra arguments, waits for the
- * one line it prints on stdout and takes the port from it.  Returns 0, or
+ * one line it prints on stdout and takes the port from it.  Unless an
+ * extra argument starts with --fix, --no-fix is added.  Returns 0, or
  * -1 after killing the child when it fails to come up within timeout_ms.
  */
 int exchange_start(struct exchange *x, const char *bin, const char *inst,

@@ -25,6 +25,7 @@ while IFS='|' read -r dir allowed; do
 done <<'RULES'
 shm|
 shm/query|shm
+shm/journal|shm
 engine|shm
 engine/replay|engine shm
 gateway|shm

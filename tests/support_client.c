@@ -293,13 +293,19 @@ int exchange_start(struct exchange *x, const char *bin, const char *inst,
 	argv[n++] = "0";
 	argv[n++] = "--bind";
 	argv[n++] = "127.0.0.1";
-	bool own_dir = false;
-	for (int i = 0; extra && extra[i] && n < 61; i++) {
+	bool own_dir = false, fix = false;
+	for (int i = 0; extra && extra[i] && n < 60; i++) {
 		argv[n++] = extra[i];
 		if (strncmp(extra[i], "--data-dir", 10) == 0 ||
 		    strcmp(extra[i], "--no-journal") == 0)
 			own_dir = true;
+		if (strncmp(extra[i], "--fix", 5) == 0)
+			fix = true;
 	}
+	/* FIX only for tests that ask for it (--fix-port ...): its default
+	 * port is fixed, and tests run side by side. */
+	if (!fix)
+		argv[n++] = "--no-fix";
 	/* run-tests.sh gives every run a scratch root for data directories,
 	 * so no test writes shmex-data/ into the working directory. */
 	char dd[PATH_MAX];
@@ -343,6 +349,9 @@ int exchange_start(struct exchange *x, const char *bin, const char *inst,
 	const char *colon = strrchr(x->line, ':');
 	if (colon && strstr(x->line, "listening on"))
 		x->port = atoi(colon + 1);
+	const char *fixp = strstr(x->line, "FIX port ");
+	if (fixp)
+		x->fix_port = atoi(fixp + 9);
 	if (x->port <= 0) {
 		fprintf(stderr, "exchange_start: no listening line (got '%s')\n",
 			x->line);

@@ -137,6 +137,12 @@ static void kill_everything(void)
 	pid_t all[64];
 	int n = exchange_children(&ex, all, 64);
 	ck_assert_int_gt(n, 0);
+	/* The supervisor is stopped first: otherwise it could react to its
+	 * children's deaths (a restart, or a start from the journals) before
+	 * its own SIGKILL, and leave a new child behind.  (Killing it first
+	 * would send the children SIGTERM, its death signal, before their
+	 * SIGKILL: a clean stop begun, not a crash.) */
+	kill(ex.pid, SIGSTOP);
 	for (int i = 0; i < n; i++)
 		kill(all[i], SIGKILL);
 	kill(ex.pid, SIGKILL);
@@ -592,15 +598,9 @@ static void load_client(int port, const char *a, const char *b, int seed, FILE *
 	fflush(out);
 }
 
-START_TEST(kills_under_load_lose_nothing_acknowledged)
+/* Accounts 1..LOAD_ACCOUNTS with 100000 cash and 1000 shares of a and b. */
+static void create_load_accounts(const char *a, const char *b)
 {
-	fresh();
-	/* Room for every order of the run: a finished order's record is
-	 * only reused once the pool is exhausted (then it is forgotten,
-	 * which is another matter than a crash). */
-	static const char *const big[] = {"--orders", "65536", "--fills", "262144", NULL};
-	start(big);
-	const char *a = sym_on(0), *b = sym_on(1);
 	struct client c;
 	conn(&c);
 	char xml[2048];
@@ -619,6 +619,19 @@ START_TEST(kills_under_load_lose_nothing_acknowledged)
 	snprintf(xml + n, sizeof(xml) - (size_t)n, "</create>");
 	create(&c, xml, 3 * LOAD_ACCOUNTS);
 	client_close(&c);
+}
+
+START_TEST(kills_under_load_lose_nothing_acknowledged)
+{
+	fresh();
+	/* Room for every order of the run: a finished order's record is
+	 * only reused once the pool is exhausted (then it is forgotten,
+	 * which is another matter than a crash). */
+	static const char *const big[] = {"--orders", "65536", "--fills", "262144", NULL};
+	start(big);
+	const char *a = sym_on(0), *b = sym_on(1);
+	struct client c;
+	create_load_accounts(a, b);
 
 	char path[LOAD_CLIENTS][PATH_MAX + 16];
 	pid_t kid[LOAD_CLIENTS];
@@ -703,6 +716,104 @@ START_TEST(kills_under_load_lose_nothing_acknowledged)
 }
 END_TEST
 
+/* ---- determinism ---- */
+
+/* `shmex-query --json stats` (with --state-hash when `hash`) of the
+ * current instance into out; its exit status. */
+static int query_stats(char *out, size_t cap, bool hash)
+{
+	char cmd[PATH_MAX + 128];
+	snprintf(cmd, sizeof(cmd), "'%s' --instance %s --json stats%s 2>&1",
+		 test_bin("shmex-query"), inst, hash ? " --state-hash" : "");
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(out, 1, cap - 1, f);
+	out[n] = 0;
+	return pclose(f);
+}
+
+/* The state hash of the current instance (out: the whole output). */
+static uint64_t state_hash(char *out, size_t cap)
+{
+	int st = query_stats(out, cap, true);
+	ck_assert_msg(st == 0, "shmex-query status 0x%x: %s", st, out);
+	const char *h = strstr(out, "\"state_hash\":\"");
+	ck_assert_msg(h, "no state_hash in %s", out);
+	return strtoull(h + 14, NULL, 16);
+}
+
+/* Waits until shard k's matcher is a live process other than `old`
+ * and has its book laid out (shmex-query's matcher_pid, matcher_alive
+ * and available say so). */
+static void wait_new_matcher(uint32_t k, int old)
+{
+	char out[16384], key[32];
+	snprintf(key, sizeof(key), "{\"shard\":%u,\"matcher_pid\":", k);
+	for (int t = 0; t < 500; t++) {
+		/* While it recovers, stats still shows the shard's matcher. */
+		int st = query_stats(out, sizeof(out), false);
+		ck_assert_msg(st == 0, "shmex-query status 0x%x: %s", st, out);
+		const char *p = strstr(out, key);
+		ck_assert_ptr_nonnull(p);
+		int pid = atoi(p + strlen(key));
+		if (pid > 0 && pid != old &&
+		    strncmp(strchr(p + strlen(key), ','),
+			    ",\"matcher_alive\":true,\"available\":true", 38) == 0)
+			return;
+		usleep(10000);
+	}
+	ck_abort_msg("shard %u: no new live matcher in shmex-query stats: %s", k, out);
+}
+
+/* kill -9 of everything, a start, a clean stop and a start: each start
+ * recovers the state hash h0. */
+static void crash_stop_and_hash(const char *const *args, uint64_t h0)
+{
+	char out[16384];
+	kill_everything();
+	start(args);
+	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+	stop_clean();
+	start(args);
+	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+}
+
+/*
+ * The state after recovery is the state before, to the byte: the state
+ * hash (every book, order with its fills, position and account) is the
+ * same after a kill of everything, after a clean stop, and after one
+ * matcher's restart; and it is not blind: one more order changes it.
+ */
+START_TEST(recovered_state_hashes_the_same)
+{
+	fresh();
+	static const char *const big[] = {"--orders", "65536", "--fills", "262144", NULL};
+	start(big);
+	const char *a = sym_on(0), *b = sym_on(1);
+	create_load_accounts(a, b);
+	FILE *devnull = fopen("/dev/null", "w");
+	ck_assert_ptr_nonnull(devnull);
+	load_client(ex.port, a, b, 7, devnull, test_now_ns() + 700000000ull);
+	fclose(devnull);
+	char out[16384];
+	uint64_t h0 = state_hash(out, sizeof(out));
+	crash_stop_and_hash(big, h0);
+
+	pid_t m1 = exchange_child(&ex, "shmex-matcher", 1);
+	ck_assert_int_gt(m1, 0);
+	kill(m1, SIGKILL);
+	wait_new_matcher(1, (int)m1);
+	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+
+	struct client c;
+	conn(&c);
+	order(&c, 1, b, "1", "50", NULL);
+	client_close(&c);
+	ck_assert_uint_ne(state_hash(out, sizeof(out)), h0);
+	stop_clean();
+}
+END_TEST
+
 /* ---- the data directory ---- */
 
 /* Runs shmex with args and returns its exit status and stderr. */
@@ -713,8 +824,8 @@ static int run_shmex(const char *const *args, char *err, size_t cap)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		const char *argv[40] = {"shmex"};
-		int n = 1;
+		const char *argv[40] = {"shmex", "--no-fix"};
+		int n = 2;
 		for (int i = 0; args[i] && n < 39; i++)
 			argv[n++] = args[i];
 		argv[n] = NULL;
@@ -825,7 +936,9 @@ static char *slurp(const char *path, size_t *len)
 
 /* Trades a little on both shards and stops cleanly; the orders' ids and
  * statuses in sc and before[]. */
-static void trade_and_stop(struct scene *sc, char *before[4])
+/* The scene, then every process killed: no snapshot is written, so the
+ * journal alone holds the state (the tests of damaged journals). */
+static void trade_and_crash(struct scene *sc, char *before[4])
 {
 	struct client c;
 	conn(&c);
@@ -833,7 +946,7 @@ static void trade_and_stop(struct scene *sc, char *before[4])
 	for (int i = 0; i < 4; i++)
 		before[i] = status(&c, sc->owner[i], sc->id[i]);
 	client_close(&c);
-	stop_clean();
+	kill_everything();
 }
 
 static void statuses_are(const struct scene *sc, char *before[4])
@@ -854,7 +967,7 @@ START_TEST(torn_tail_is_cut_off_with_a_message)
 	start(NULL);
 	struct scene sc;
 	char *before[4];
-	trade_and_stop(&sc, before);
+	trade_and_crash(&sc, before);
 	char seg[PATH_MAX + 64];
 	newest_segment(1, seg, sizeof(seg));
 	off_t good = file_size(seg);
@@ -909,7 +1022,7 @@ START_TEST(corrupt_record_stops_start_until_truncate_corrupt)
 	start(NULL);
 	struct scene sc;
 	char *before[4];
-	trade_and_stop(&sc, before);
+	trade_and_crash(&sc, before);
 	char seg[PATH_MAX + 64];
 	newest_segment(1, seg, sizeof(seg));
 	/* Shard 1's first order record gets one wrong bit in its time:
@@ -974,7 +1087,7 @@ START_TEST(empty_segment_and_missing_directory)
 	start(NULL);
 	struct scene sc;
 	char *before[4];
-	trade_and_stop(&sc, before);
+	trade_and_crash(&sc, before);
 	/* A crash right after a new segment was created: an empty file
 	 * after the last one. */
 	char seg[PATH_MAX + 64], empty[PATH_MAX + 64];
@@ -1090,6 +1203,189 @@ START_TEST(full_disk_refuses_orders_and_keeps_what_it_acknowledged)
 }
 END_TEST
 
+/* ---- snapshots ---- */
+
+/* Names in shard k's directory that start with prefix, sorted; count. */
+#define FNAME (PATH_MAX + 320)
+static int shard_files(uint32_t k, const char *prefix, char (*names)[FNAME], int max)
+{
+	char dir[PATH_MAX + 16];
+	snprintf(dir, sizeof(dir), "%s/shard-%u", ddir, k);
+	DIR *d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n < max)
+		if (!strncmp(e->d_name, prefix, strlen(prefix)))
+			snprintf(names[n++], FNAME, "%s/%s", dir, e->d_name);
+	closedir(d);
+	qsort(names, (size_t)n, FNAME, (int (*)(const void *, const void *))strcmp);
+	return n;
+}
+
+/* Flips one byte in the middle of a file. */
+static void flip_middle(const char *path)
+{
+	off_t at = file_size(path) / 2;
+	int fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	unsigned char b;
+	ck_assert_int_eq(pread(fd, &b, 1, at), 1);
+	b ^= 0x40;
+	ck_assert_int_eq(pwrite(fd, &b, 1, at), 1);
+	close(fd);
+}
+
+/*
+ * Periodic snapshots under load (--snapshot-mb 1, 1 MB segments): the
+ * shard keeps two snapshots, the segments they cover are removed, and a
+ * crash after them recovers snapshot + journal to the same state hash,
+ * as does a clean stop (a snapshot at stop) and a start from it.
+ */
+START_TEST(snapshots_under_load_recover_the_same_state)
+{
+	fresh();
+	static const char *const snap[] = {
+		"--orders", "65536",        "--fills", "262144", "--snapshot-mb",
+		"1",        "--segment-mb", "1",       NULL};
+	start(snap);
+	const char *a = sym_on(0), *b = sym_on(1);
+	create_load_accounts(a, b);
+	FILE *devnull = fopen("/dev/null", "w");
+	ck_assert_ptr_nonnull(devnull);
+	unsigned long long until = test_now_ns() + 30000000000ull;
+	static char names[64][FNAME];
+	int nsnap = 0, nseg = 0;
+	/* Until both shards have written two snapshots and removed what they
+	 * cover (30 s at most; about 3 s on a quiet machine). */
+	for (;;) {
+		load_client(ex.port, a, b, 11, devnull, test_now_ns() + 300000000ull);
+		int done = 0;
+		for (uint32_t k = 0; k < 2; k++) {
+			nsnap = shard_files(k, "snapshot-", names, 64);
+			nseg = shard_files(k, "journal-", names, 64);
+			done += nsnap == 2 &&
+				strstr(names[0], "journal-0000000000000001") == NULL &&
+				nseg >= 1;
+		}
+		if (done == 2)
+			break;
+		ck_assert_msg(
+			test_now_ns() < until,
+			"no periodic snapshots after 30 s: %d snapshots, %d segments "
+			"from %s",
+			nsnap, nseg, names[0]);
+	}
+	fclose(devnull);
+	char out[16384];
+	/* The stop writes a snapshot of everything: the journal after it
+	 * holds only the next start's record. */
+	crash_stop_and_hash(snap, state_hash(out, sizeof(out)));
+	for (uint32_t k = 0; k < 2; k++)
+		ck_assert_int_le(shard_files(k, "snapshot-", names, 64), 2);
+	stop_clean();
+}
+END_TEST
+
+/* Two snapshots (two clean stops) with trading before each. */
+static void two_snapshots(struct scene *sc, char *before[4], uint64_t *h)
+{
+	start(NULL);
+	struct client c;
+	conn(&c);
+	set_scene(&c, sc);
+	client_close(&c);
+	stop_clean();
+	start(NULL);
+	conn(&c);
+	order(&c, 1, sc->b, "2", "10", NULL);
+	for (int i = 0; i < 4; i++)
+		before[i] = status(&c, sc->owner[i], sc->id[i]);
+	client_close(&c);
+	char out[16384];
+	*h = state_hash(out, sizeof(out));
+	stop_clean();
+}
+
+/*
+ * A damaged newest snapshot is said (file, byte, why) and the older one
+ * plus the journal after it recover the same state; with both damaged
+ * the journal no longer reaches back (its first segment was removed) and
+ * the start fails, saying which records are missing.
+ */
+START_TEST(damaged_snapshot_falls_back_to_the_older_one)
+{
+	fresh();
+	struct scene sc;
+	char *before[4];
+	uint64_t h0;
+	two_snapshots(&sc, before, &h0);
+	static char snaps[8][FNAME];
+	ck_assert_int_eq(shard_files(1, "snapshot-", snaps, 8), 2);
+	flip_middle(snaps[1]);
+	char log[PATH_MAX + 16];
+	snprintf(log, sizeof(log), "%s.stderr", ddir);
+	int saved = stderr_to(log);
+	start(NULL);
+	stderr_back(saved);
+	char *msg = slurp(log, NULL);
+	ck_assert_msg(strstr(msg, snaps[1]) && strstr(msg, "checksum") &&
+			      strstr(msg, "an older snapshot"),
+		      "%s", msg);
+	free(msg);
+	char out[16384];
+	ck_assert_uint_eq(state_hash(out, sizeof(out)), h0);
+	statuses_are(&sc, before);
+	/* That start and its stop wrote a new snapshot and removed the bad
+	 * one; damage both that remain. */
+	kill_everything();
+	ck_assert_int_eq(shard_files(1, "snapshot-", snaps, 8), 2);
+	flip_middle(snaps[0]);
+	flip_middle(snaps[1]);
+	char dd[PATH_MAX + 16], err[8192];
+	snprintf(dd, sizeof(dd), "--data-dir=%s", ddir);
+	const char *args[] = {"--instance", inst, "--port", "0", dd, "--quiet", NULL};
+	int st = run_shmex(args, err, sizeof(err));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+	ck_assert_msg(strstr(err, "the journal alone") && strstr(err, "are missing"),
+		      "%s", err);
+	for (int i = 0; i < 4; i++)
+		free(before[i]);
+}
+END_TEST
+
+/* A snapshot taken with other capacities is skipped with a message; the
+ * journal (still complete: one snapshot removes nothing) recovers. */
+START_TEST(snapshot_of_other_capacities_is_skipped)
+{
+	fresh();
+	start(NULL);
+	struct scene sc;
+	struct client c;
+	conn(&c);
+	set_scene(&c, &sc);
+	char *before[4];
+	for (int i = 0; i < 4; i++)
+		before[i] = status(&c, sc.owner[i], sc.id[i]);
+	client_close(&c);
+	stop_clean();
+	char log[PATH_MAX + 16];
+	snprintf(log, sizeof(log), "%s.stderr", ddir);
+	static const char *const more[] = {"--orders", "16384", NULL};
+	int saved = stderr_to(log);
+	start(more);
+	stderr_back(saved);
+	char *msg = slurp(log, NULL);
+	ck_assert_msg(strstr(msg, "other capacities") && strstr(msg, "the journal alone"),
+		      "%s", msg);
+	free(msg);
+	statuses_are(&sc, before);
+	for (int i = 0; i < 4; i++)
+		free(before[i]);
+	stop_clean();
+}
+END_TEST
+
 static Suite *durability_suite(void)
 {
 	Suite *s = suite_create("durability");
@@ -1101,6 +1397,7 @@ static Suite *durability_suite(void)
 	tcase_add_test(tc, everything_killed_recovers_exact_state);
 	tcase_add_test(tc, credit_on_one_shard_is_not_spendable_before_it_is_durable);
 	tcase_add_test(tc, kills_under_load_lose_nothing_acknowledged);
+	tcase_add_test(tc, recovered_state_hashes_the_same);
 	tcase_add_test(tc, data_dir_of_a_live_exchange_and_other_shards_refused);
 	suite_add_tcase(s, tc);
 	TCase *td = tcase_create("disk");
@@ -1113,6 +1410,14 @@ static Suite *durability_suite(void)
 	tcase_add_test(td, unwritable_data_directory_is_a_clear_error);
 	tcase_add_test(td, full_disk_refuses_orders_and_keeps_what_it_acknowledged);
 	suite_add_tcase(s, td);
+	TCase *ts = tcase_create("snapshots");
+	tcase_add_checked_fixture(ts, NULL, teardown);
+	tcase_add_unchecked_fixture(ts, NULL, cleanup_noted);
+	tcase_set_timeout(ts, 90);
+	tcase_add_test(ts, snapshots_under_load_recover_the_same_state);
+	tcase_add_test(ts, damaged_snapshot_falls_back_to_the_older_one);
+	tcase_add_test(ts, snapshot_of_other_capacities_is_skipped);
+	suite_add_tcase(s, ts);
 	return s;
 }
 

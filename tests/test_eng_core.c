@@ -1202,6 +1202,176 @@ START_TEST(layout_validation)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Snapshots of the core                                               */
+
+/* n random orders, cancels and modifies on X and Y; ids kept in ids. */
+static void random_flow(struct fx *f, uint32_t sym2, struct rng *g, uint32_t n,
+			uint64_t *ids, size_t *nids, size_t cap)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		struct eng_req r = req(f);
+		r.sym = below(g, 3) ? f->sym : sym2;
+		r.account = 1 + below(g, 3);
+		r.side = (uint8_t)below(g, 2);
+		r.price = 1000 + (r.side ? 1 : -1) * (int64_t)below(g, 12) -
+			  (r.side ? 4 : -4);
+		r.qty = 1 + (int64_t)below(g, 40);
+		unsigned what = (unsigned)below(g, 100);
+		/* Cancels and modifies aim at the newest orders, most of which
+		 * still rest. */
+		size_t recent = *nids < 32 ? *nids : 32;
+		if (what < 45 || *nids == 0) {
+			r.tif = what < 38 ? SHM_TIF_GTC : SHM_TIF_IOC;
+			uint64_t id;
+			if (eng_core_submit(f->b, &r, &id) == 0 && *nids < cap)
+				ids[(*nids)++] = id;
+		} else if (what < 85) {
+			r.order_id = ids[*nids - 1 - below(g, recent)];
+			int rc =
+				eng_core_cancel(f->b, &r); /* rejections are part of it */
+			(void)rc;
+		} else {
+			r.order_id = ids[*nids - 1 - below(g, recent)];
+			r.price = 1000 + (int64_t)below(g, 24) - 12;
+			r.qty = (int64_t)below(g, 50);
+			int rc = eng_core_modify(f->b, &r);
+			(void)rc;
+		}
+		eng_core_reclaim(f->b, UINT64_MAX);
+	}
+}
+
+struct sbuf {
+	unsigned char *p;
+	size_t n, cap;
+};
+
+static int sbuf_put(void *ctx, const void *p, size_t n)
+{
+	struct sbuf *b = ctx;
+	if (b->n + n > b->cap) {
+		b->cap = 2 * (b->n + n);
+		b->p = realloc(b->p, b->cap);
+		ck_assert_ptr_nonnull(b->p);
+	}
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+	return 0;
+}
+
+/* A second core on a copy of f's body, without symbols (as recovery makes
+ * it): eng_core_init, then the saved body copied over it. */
+static void fx_twin(struct fx *t, const struct fx *f, uint32_t levels, uint32_t orders,
+		    uint32_t fills)
+{
+	memset(t, 0, sizeof(*t));
+	struct eng_core_cfg cfg = {
+		.caps = {.symbols = 4,
+			 .levels = levels,
+			 .orders = orders,
+			 .fills = fills},
+		.nshards = 1,
+	};
+	size_t bytes = eng_core_bytes(&cfg);
+	t->mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	ck_assert_ptr_nonnull(t->mem);
+	ck_assert_int_eq(eng_core_init(&t->b, t->mem, bytes, &cfg, log_event, &t->log),
+			 0);
+	memcpy(t->mem, f->mem, bytes);
+	t->sym = f->sym;
+	t->seq = f->seq;
+}
+
+/*
+ * Saved and loaded into a twin, the core goes on exactly as the original:
+ * the same events for the same requests and, at the end, the same book
+ * body byte for byte (small pools, so that every free list, FIFO and
+ * recycled record is in play).
+ */
+START_TEST(snapshot_round_trip_continues_identically)
+{
+	enum { LV = 64, OR = 256, FI = 512, N1 = 6000, N2 = 6000 };
+	struct fx a, b;
+	fx_open(&a, LV, OR, FI, SHM_BOOK_STP_NONE);
+	uint32_t sym2;
+	ck_assert_int_eq(eng_core_symbol_add(a.b, "Y", 1, &sym2), 0);
+	static uint64_t ids[N1 + N2];
+	size_t nids = 0;
+	struct rng g = {42};
+	random_flow(&a, sym2, &g, N1, ids, &nids, N1 + N2);
+	struct sbuf s = {0};
+	ck_assert_int_eq(eng_core_save(a.b, sbuf_put, &s), 0);
+	fx_twin(&b, &a, LV, OR, FI);
+	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n), 0);
+	fx_check(&b);
+	struct eng_core_stats sa, sb;
+	eng_core_stats(a.b, &sa);
+	eng_core_stats(b.b, &sb);
+	ck_assert_mem_eq(&sa, &sb, sizeof(sa));
+	ck_assert_uint_eq(sa.orders_unused, 0); /* the pool has wrapped */
+	/* Every list is in play. */
+	ck_assert_uint_gt(sa.orders_done, 0);
+	ck_assert_uint_gt(sa.levels_free, 0);
+
+	a.log.n = 0;
+	struct rng ga = g, gb = g;
+	size_t na = nids, nb = nids;
+	static uint64_t idb[N1 + N2];
+	memcpy(idb, ids, sizeof(ids));
+	random_flow(&a, sym2, &ga, N2, ids, &na, N1 + N2);
+	random_flow(&b, sym2, &gb, N2, idb, &nb, N1 + N2);
+	ck_assert_uint_eq(a.log.n, b.log.n);
+	ck_assert_mem_eq(a.log.ev, b.log.ev, a.log.n * sizeof(a.log.ev[0]));
+	ck_assert_mem_eq(a.mem, b.mem,
+			 eng_core_bytes(&(struct eng_core_cfg){.caps = {4, LV, OR, FI},
+							       .nshards = 1}));
+	free(s.p);
+	fx_close(&b);
+	fx_close(&a);
+}
+END_TEST
+
+/* A cut short or inconsistent saved core is refused and changes nothing:
+ * the twin can still load the good one afterwards. */
+START_TEST(snapshot_load_refuses_bad_bytes)
+{
+	enum { LV = 64, OR = 256, FI = 512 };
+	struct fx a, b;
+	fx_open(&a, LV, OR, FI, SHM_BOOK_STP_NONE);
+	uint32_t sym2;
+	ck_assert_int_eq(eng_core_symbol_add(a.b, "Y", 1, &sym2), 0);
+	static uint64_t ids[3000];
+	size_t nids = 0;
+	struct rng g = {7};
+	random_flow(&a, sym2, &g, 3000, ids, &nids, 3000);
+	struct sbuf s = {0};
+	ck_assert_int_eq(eng_core_save(a.b, sbuf_put, &s), 0);
+	fx_twin(&b, &a, LV, OR, FI);
+	size_t cuts[] = {0, 10, s.n / 2, s.n - 1};
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++)
+		ck_assert_int_eq(eng_core_load(b.b, s.p, cuts[i]), SHMEX_EJCORRUPT);
+	unsigned char *bad = malloc(s.n + 4);
+	memcpy(bad, s.p, s.n);
+	ck_assert_int_eq(eng_core_load(b.b, bad, s.n + 4), SHMEX_EJCORRUPT);
+	/* Counters past the capacities: the first words are the symbol count
+	 * and the level free count. */
+	uint32_t huge = 1u << 30;
+	for (size_t off = 0; off < 11 * sizeof(uint32_t); off += sizeof(uint32_t)) {
+		memcpy(bad, s.p, s.n);
+		memcpy(bad + off, &huge, sizeof(huge));
+		ck_assert_msg(eng_core_load(b.b, bad, s.n) == SHMEX_EJCORRUPT,
+			      "counter at byte %zu", off);
+	}
+	free(bad);
+	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n), 0);
+	fx_check(&b);
+	free(s.p);
+	fx_close(&b);
+	fx_close(&a);
+}
+END_TEST
+
 static Suite *eng_core_suite(void)
 {
 	Suite *s = suite_create("eng_core");
@@ -1232,6 +1402,11 @@ static Suite *eng_core_suite(void)
 	tcase_add_test(tc, differential_vs_reference);
 	tcase_add_test(tc, differential_small_pools_recycling);
 	tcase_add_test(tc, differential_stp_modes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("snapshots");
+	tcase_add_test(tc, snapshot_round_trip_continues_identically);
+	tcase_add_test(tc, snapshot_load_refuses_bad_bytes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("readers");

@@ -1481,7 +1481,7 @@ START_TEST(instance_in_use_is_refused_and_leftovers_removed)
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 1);
 		execl(test_bin("shmex"), "shmex", "--instance", inst, "--port", port,
-		      "--quiet", (char *)NULL);
+		      "--no-fix", "--quiet", (char *)NULL);
 		_exit(127);
 	}
 	int st = test_wait_pid(pid, T_MS);
@@ -1497,7 +1497,7 @@ START_TEST(instance_in_use_is_refused_and_leftovers_removed)
 	 * memory stays behind... */
 	pid_t all[64];
 	int n = exchange_children(&ex, all, 64);
-	ck_assert_int_eq(n, 4);
+	ck_assert_int_eq(n, 5); /* 2 matchers, 2 gateways, shmex-audit */
 	kill(ex.pid, SIGKILL);
 	waitpid(ex.pid, NULL, 0);
 	ex.pid = 0;
@@ -1672,6 +1672,8 @@ START_TEST(command_lines)
 		{"shmex", "--port=70000", 2, {NULL}},
 		{"shmex", "--ring-capacity=1000", 2, {NULL}},
 		{"shmex", "--instance=a/b", 2, {NULL}},
+		{"shmex", "--gateways=64", 2, {NULL}},
+		{"shmex", "--fix-comp-id=a/b", 2, {NULL}},
 		{"shmex-gateway", "--help", 0, {NULL}},
 		{"shmex-gateway", "--version", 0, {NULL}},
 		{"shmex-gateway", "--id=1", 2, {NULL}},

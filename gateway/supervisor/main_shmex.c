@@ -4,7 +4,9 @@
  * and G shmex-gateway processes that share one listening socket, prints
  * one line saying where it listens, restarts gateways that die, restarts
  * a matcher that dies from its journal while the other shards keep
- * trading (without a journal, a matcher's death stops the exchange), and
+ * trading (without a journal, a matcher's death stops the exchange),
+ * runs (and restarts) shmex-audit, which merges the shards' journals into
+ * DIR/audit.log, when there is a data directory, and
  * on SIGINT/SIGTERM drains and stops the children and unlinks every
  * shared-memory object of the instance.  The data directory (journals,
  * lock, exchange.conf) stays: the next start recovers from it.
@@ -27,9 +29,11 @@
  * (shm_instance_create) and accounts regions -> all matchers (each
  * recovers its shard from its journal, together), then each
  * awaited: ready when its book.<k>, readers.<k> and positions.<k> regions
- * attach and its member slot in the control region names it -> all
+ * attach and its member slot in the control region names it -> the audit
+ * writer (not awaited: it follows the matchers on its own) -> all
  * gateways, each ready when its member slot names it -> the line on
- * stdout.
+ * stdout.  Stopping goes the other way: gateways, matchers, then the
+ * audit writer, so that it merges what the matchers made durable last.
  *
  * Matcher deaths (docs/durability.md): one dead matcher is restarted at
  * once (then with the gateways' backoff), and the new one recovers its
@@ -40,6 +44,13 @@
  * stopped, the shared memory is removed and everything is recovered from
  * the journals, on the same listening socket (connections wait in its
  * queue meanwhile).
+ *
+ * FIX (docs/fix.md): unless --no-fix, one shmex-fix process serves FIX 4.4
+ * on its own listening socket (opened here too, --fix-port, for the same
+ * reasons).  It is one more gateway of the instance: gateway index G
+ * after the XML gateways 0..G-1, with its own rings, so the instance is
+ * created with G + 1 gateways; it is started, awaited and restarted like
+ * them.
  *
  * Limits: at most SHM_INSTANCE_SHARDS_MAX shards and
  * SHM_INSTANCE_GATEWAYS_MAX gateways; a gateway or matcher that keeps
@@ -76,10 +87,11 @@
 #define BACKOFF_MAX_MS 5000u
 #define STABLE_RUN_MS 10000u
 #define MATCHER_STOP_MS 10000u
-#define MATCHER_RESTART_MS 10u     /* first restart of a dead matcher */
+#define MATCHER_RESTART_MS 10u /* first restart of a dead matcher */
+#define AUDIT_STOP_MS 5000u
 #define EXIT_RECOVERY_IMPOSSIBLE 3 /* shmex-matcher: SHMEX_ERECOVERY */
 
-enum child_kind { K_MATCHER = 0, K_GATEWAY = 1 };
+enum child_kind { K_MATCHER = 0, K_GATEWAY = 1, K_AUDIT = 2 };
 
 struct child {
 	pid_t pid; /* 0: not running */
@@ -91,6 +103,8 @@ struct child {
 };
 
 #define DEFAULT_PORT 12345u
+#define DEFAULT_FIX_PORT 9878u
+#define DEFAULT_FIX_COMP_ID "SHMEX"
 #define DEFAULT_BIND "127.0.0.1"
 #define DEFAULT_START_TIMEOUT_MS 15000u
 
@@ -101,6 +115,10 @@ struct opts {
 	const char *bind;
 	const char *data_dir; /* NULL: shmex-data/<instance> */
 	uint64_t port;
+	uint64_t fix_port;
+	bool no_fix;
+	const char *fix_comp_id;
+	const char *fix_sessions; /* NULL: any SenderCompID */
 	uint64_t start_timeout_ms;
 	struct shm_settings set;
 	/* Copies of the settings the supervisor itself uses. */
@@ -113,12 +131,16 @@ struct sup {
 	char dir[PATH_MAX];
 	int listen_fd;
 	int port;
+	int fix_fd; /* FIX listening socket, -1: none */
+	int fix_port;
+	uint32_t ngw; /* gateway processes: XML ones + the FIX one */
 	struct shm_instance inst;
 	bool inst_ok;
 	struct shm_accounts accts;
 	bool accts_ok;
 	struct child matchers[SHM_INSTANCE_SHARDS_MAX];
-	struct child gateways[SHM_INSTANCE_GATEWAYS_MAX];
+	struct child gateways[SHM_INSTANCE_GATEWAYS_MAX + 1];
+	struct child audit; /* shmex-audit, with a data directory only */
 	sigset_t sigs;
 	bool owns; /* we created control + rings: the name is ours */
 	bool stopping;
@@ -271,7 +293,27 @@ static void unlink_all(struct sup *s)
 
 static const char *kind_name(enum child_kind k)
 {
-	return k == K_MATCHER ? "matcher" : "gateway";
+	return k == K_MATCHER ? "matcher" : k == K_GATEWAY ? "gateway" : "audit";
+}
+
+static const char *kind_prog(enum child_kind k)
+{
+	return k == K_MATCHER   ? "shmex-matcher"
+	       : k == K_GATEWAY ? "shmex-gateway"
+				: "shmex-audit";
+}
+
+static struct child *child_of(struct sup *s, enum child_kind k, uint32_t idx)
+{
+	return k == K_MATCHER   ? &s->matchers[idx]
+	       : k == K_GATEWAY ? &s->gateways[idx]
+				: &s->audit;
+}
+
+/* The FIX gateway is the gateway after the XML ones. */
+static bool is_fix(const struct sup *s, enum child_kind k, uint32_t idx)
+{
+	return k == K_GATEWAY && s->fix_fd >= 0 && idx == s->o.gateways;
 }
 
 /* Children get only the instance and their index (and a gateway the
@@ -279,10 +321,10 @@ static const char *kind_name(enum child_kind k)
 static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 {
 	char path[PATH_MAX + 32], idbuf[16], fdbuf[16];
-	const char *argv[10];
+	const char *argv[16];
 	int n = 0;
-	snprintf(path, sizeof(path), "%s/%s", s->dir,
-		 k == K_MATCHER ? "shmex-matcher" : "shmex-gateway");
+	bool fix = is_fix(s, k, idx);
+	snprintf(path, sizeof(path), "%s/%s", s->dir, fix ? "shmex-fix" : kind_prog(k));
 	snprintf(idbuf, sizeof(idbuf), "%u", idx);
 	argv[n++] = path;
 	argv[n++] = "--instance";
@@ -290,12 +332,20 @@ static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 	if (k == K_MATCHER) {
 		argv[n++] = "--shard";
 		argv[n++] = idbuf;
-	} else {
-		snprintf(fdbuf, sizeof(fdbuf), "%d", s->listen_fd);
+	} else if (k == K_GATEWAY) {
+		snprintf(fdbuf, sizeof(fdbuf), "%d", fix ? s->fix_fd : s->listen_fd);
 		argv[n++] = "--id";
 		argv[n++] = idbuf;
 		argv[n++] = "--listen-fd";
 		argv[n++] = fdbuf;
+		if (fix) {
+			argv[n++] = "--comp-id";
+			argv[n++] = s->o.fix_comp_id;
+			if (s->o.fix_sessions) {
+				argv[n++] = "--sessions";
+				argv[n++] = s->o.fix_sessions;
+			}
+		}
 	}
 	argv[n] = NULL;
 	pid_t parent = getpid();
@@ -317,14 +367,15 @@ static pid_t spawn(struct sup *s, enum child_kind k, uint32_t idx)
 		/* stdout is the supervisor's one line; children log to stderr. */
 		dup2(2, 1);
 		if (k == K_GATEWAY) {
-			int fl = fcntl(s->listen_fd, F_GETFD);
-			fcntl(s->listen_fd, F_SETFD, fl & ~FD_CLOEXEC);
+			int lfd = fix ? s->fix_fd : s->listen_fd;
+			int fl = fcntl(lfd, F_GETFD);
+			fcntl(lfd, F_SETFD, fl & ~FD_CLOEXEC);
 		}
 		execv(path, (char *const *)argv);
 		fprintf(stderr, "shmex: exec %s: %s\n", path, strerror(errno));
 		_exit(127);
 	}
-	struct child *c = k == K_MATCHER ? &s->matchers[idx] : &s->gateways[idx];
+	struct child *c = child_of(s, k, idx);
 	c->pid = pid;
 	c->idx = idx;
 	c->started_ns = shm_clock_ns(CLOCK_MONOTONIC);
@@ -350,11 +401,15 @@ static struct child *find_child(struct sup *s, pid_t pid, enum child_kind *k)
 			*k = K_MATCHER;
 			return &s->matchers[i];
 		}
-	for (uint32_t i = 0; i < s->o.gateways; i++)
+	for (uint32_t i = 0; i < s->ngw; i++)
 		if (s->gateways[i].pid == pid) {
 			*k = K_GATEWAY;
 			return &s->gateways[i];
 		}
+	if (s->audit.pid == pid) {
+		*k = K_AUDIT;
+		return &s->audit;
+	}
 	return NULL;
 }
 
@@ -428,9 +483,14 @@ static void reap(struct sup *s)
 			      "matcher of shard %u (pid %d) %s; restarting it in %u "
 			      "ms, it recovers the shard from its journal",
 			      c->idx, (int)pid, how, wait_ms);
-		else
+		else if (k == K_GATEWAY)
 			logf_(s, true, "gateway %u (pid %d) %s; restarting it in %u ms",
 			      c->idx, (int)pid, how, wait_ms);
+		else
+			logf_(s, true,
+			      "audit writer (pid %d) %s; restarting it in %u ms, it "
+			      "resumes where audit.log ends",
+			      (int)pid, how, wait_ms);
 	}
 }
 
@@ -494,8 +554,8 @@ static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
  * SIGKILLs what is left. */
 static void stop_kind(struct sup *s, enum child_kind k, int sig, uint32_t ms)
 {
-	struct child *cs = k == K_MATCHER ? s->matchers : s->gateways;
-	uint32_t n = k == K_MATCHER ? s->o.shards : s->o.gateways;
+	struct child *cs = child_of(s, k, 0);
+	uint32_t n = k == K_MATCHER ? s->o.shards : k == K_GATEWAY ? s->ngw : 1;
 	for (uint32_t i = 0; i < n; i++) {
 		cs[i].restart_at_ns = 0;
 		if (cs[i].pid > 0)
@@ -534,6 +594,8 @@ static void stop_children(struct sup *s)
 	if (s->inst_ok)
 		shm_instance_set_stopping(&s->inst);
 	stop_kind(s, K_MATCHER, SIGTERM, MATCHER_STOP_MS);
+	/* Last: the audit writer merges what the matchers made durable. */
+	stop_kind(s, K_AUDIT, SIGTERM, AUDIT_STOP_MS);
 	if (s->accts_ok)
 		shm_accounts_detach(&s->accts);
 	s->accts_ok = false;
@@ -554,6 +616,10 @@ static void shutdown_all(struct sup *s)
 		close(s->listen_fd);
 		s->listen_fd = -1;
 	}
+	if (s->fix_fd >= 0) {
+		close(s->fix_fd);
+		s->fix_fd = -1;
+	}
 	stop_children(s);
 	if (s->lock_fd >= 0)
 		shm_journal_unlock(s->data, s->lock_fd);
@@ -568,10 +634,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		.instance = "default",
 		.bind = DEFAULT_BIND,
 		.port = DEFAULT_PORT,
+		.fix_port = DEFAULT_FIX_PORT,
+		.fix_comp_id = DEFAULT_FIX_COMP_ID,
 		.start_timeout_ms = DEFAULT_START_TIMEOUT_MS,
 	};
 	shm_settings_default(&o->set);
-	struct shm_opt opts[5 + SHM_SETTINGS_COUNT] = {
+	struct shm_opt opts[9 + SHM_SETTINGS_COUNT] = {
 		{.name = "instance",
 		 .type = SHM_OPT_INSTANCE,
 		 .arg = "NAME",
@@ -586,6 +654,29 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		 .max = 65535,
 		 .show_default = true,
 		 .help = "TCP port of the XML protocol, 0 = any free one"},
+		{.name = "fix-port",
+		 .type = SHM_OPT_NUM,
+		 .arg = "P",
+		 .dst = &o->fix_port,
+		 .max = 65535,
+		 .show_default = true,
+		 .help = "TCP port of FIX 4.4 order entry (shmex-fix), 0 = any free one"},
+		{.name = "no-fix",
+		 .type = SHM_OPT_FLAG,
+		 .dst = &o->no_fix,
+		 .help = "do not serve FIX"},
+		{.name = "fix-comp-id",
+		 .type = SHM_OPT_STR,
+		 .arg = "ID",
+		 .dst = &o->fix_comp_id,
+		 .show_default = true,
+		 .help = "the exchange's FIX CompID (the clients' TargetCompID)"},
+		{.name = "fix-sessions",
+		 .type = SHM_OPT_STR,
+		 .arg = "FILE",
+		 .dst = &o->fix_sessions,
+		 .help = "FIX sessions allowed: lines \"SENDERCOMPID ACCOUNT... | *\" "
+			 "(default: any SenderCompID, any account)"},
 		{.name = "bind",
 		 .type = SHM_OPT_STR,
 		 .arg = "ADDR",
@@ -608,7 +699,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			 "default shmex-data/INSTANCE under the working directory); "
 			 "a start with journals in it recovers them"},
 	};
-	shm_opt_settings(opts + 5, &o->set);
+	shm_opt_settings(opts + 9, &o->set);
 	const struct shm_opt_prog prog = {
 		.name = "shmex",
 		.synopsis = "[options]",
@@ -626,6 +717,26 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 					   "--instance: invalid name '%s' (1..%u "
 					   "of A-Z a-z 0-9 _ -)",
 					   o->instance, SHM_INSTANCE_MAX);
+	if (!o->no_fix && o->set.gateways >= SHM_INSTANCE_GATEWAYS_MAX)
+		return shm_opt_usage_error(
+			&prog,
+			"--gateways %u leaves no gateway for FIX: at most %u "
+			"with FIX, or --no-fix",
+			(unsigned)o->set.gateways, SHM_INSTANCE_GATEWAYS_MAX - 1);
+	size_t idl = strlen(o->fix_comp_id);
+	bool id_ok = idl >= 1 && idl <= 64;
+	for (size_t i = 0; i < idl; i++) {
+		char c = o->fix_comp_id[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+			id_ok = false;
+	}
+	if (!id_ok)
+		return shm_opt_usage_error(
+			&prog,
+			"--fix-comp-id: invalid CompID '%s' (1..64 of A-Z "
+			"a-z 0-9 _ - .)",
+			o->fix_comp_id);
 	o->shards = (uint32_t)o->set.shards;
 	o->gateways = (uint32_t)o->set.gateways;
 	o->drain_ms = (uint32_t)o->set.drain_ms;
@@ -744,8 +855,9 @@ static int start_over(struct sup *s)
 	s->quiescing = false;
 	for (uint32_t k = 0; k < s->o.shards; k++)
 		s->matchers[k].restart_at_ns = 0;
-	for (uint32_t g = 0; g < s->o.gateways; g++)
+	for (uint32_t g = 0; g < s->ngw; g++)
 		s->gateways[g].restart_at_ns = 0;
+	s->audit.restart_at_ns = 0;
 	if (s->stopping)
 		return 0;
 	if (launch(s) != 0)
@@ -768,10 +880,10 @@ static int start(struct sup *s)
 	char *slash = strrchr(s->dir, '/');
 	if (slash)
 		*slash = 0;
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < (s->o.no_fix ? 3 : 4); k++) {
 		char p[PATH_MAX + 32];
 		snprintf(p, sizeof(p), "%s/%s", s->dir,
-			 k ? "shmex-gateway" : "shmex-matcher");
+			 k == 3 ? "shmex-fix" : kind_prog((enum child_kind)k));
 		if (access(p, X_OK) != 0) {
 			logf_(s, true, "%s: %s (it must sit next to shmex)", p,
 			      strerror(errno));
@@ -789,6 +901,23 @@ static int start(struct sup *s)
 		      (unsigned)s->o.port, strerror(-rc));
 		return -1;
 	}
+	if (!s->o.no_fix) {
+		rc = gw_listen_open(s->o.bind, (int)s->o.fix_port, false, 1024,
+				    &s->fix_fd, &s->fix_port);
+		if (rc) {
+			s->fix_fd = -1;
+			logf_(s, true,
+			      "cannot listen for FIX on %s:%u: %s (--fix-port, or --no-fix)",
+			      s->o.bind, (unsigned)s->o.fix_port, strerror(-rc));
+			return -1;
+		}
+		s->ngw = s->o.gateways + 1;
+	}
+	if (s->o.fix_sessions && access(s->o.fix_sessions, R_OK) != 0) {
+		logf_(s, true, "--fix-sessions %s: %s", s->o.fix_sessions,
+		      strerror(errno));
+		return -1;
+	}
 	if (open_data_dir(s) != 0)
 		return -1;
 	return launch(s);
@@ -803,6 +932,8 @@ static int launch(struct sup *s)
 					.mode = 0640,
 					.data_dir = s->data[0] ? s->data : NULL,
 					.port = (uint32_t)s->port};
+	/* The FIX gateway has rings of its own: one gateway more. */
+	icfg.s.gateways = s->ngw;
 	int rc;
 	rc = shm_instance_create(s->o.instance, &icfg, &s->inst);
 	if (rc) {
@@ -829,10 +960,13 @@ static int launch(struct sup *s)
 	for (uint32_t k = 0; k < s->o.shards; k++)
 		if (!wait_ready(s, K_MATCHER, k))
 			return -1;
-	for (uint32_t g = 0; g < s->o.gateways; g++)
+	/* The audit writer follows the journals (docs/durability.md). */
+	if (s->data[0] && spawn(s, K_AUDIT, 0) < 0)
+		return -1;
+	for (uint32_t g = 0; g < s->ngw; g++)
 		if (spawn(s, K_GATEWAY, g) < 0)
 			return -1;
-	for (uint32_t g = 0; g < s->o.gateways; g++)
+	for (uint32_t g = 0; g < s->ngw; g++)
 		if (!wait_ready(s, K_GATEWAY, g))
 			return -1;
 	return 0;
@@ -843,10 +977,12 @@ int main(int argc, char **argv)
 	struct sup s;
 	memset(&s, 0, sizeof(s));
 	s.listen_fd = -1;
+	s.fix_fd = -1;
 	s.lock_fd = -1;
 	int rc = parse_opts(argc, argv, &s.o);
 	if (rc != SHM_OPT_RUN)
 		return rc == SHM_OPT_EXIT ? 0 : 2;
+	s.ngw = s.o.gateways;
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&s.sigs);
 	sigaddset(&s.sigs, SIGCHLD);
@@ -868,9 +1004,14 @@ int main(int argc, char **argv)
 			logf_(&s, true, "instance %s did not start", s.o.instance);
 		return s.exit_code;
 	}
-	printf("shmex: instance %s listening on %s:%d (%u shard%s, %u gateway%s)\n",
+	/* The XML port stays the last ":N" of the line (scripts take it). */
+	char fixinfo[96] = "";
+	if (s.fix_fd >= 0)
+		snprintf(fixinfo, sizeof(fixinfo), ", FIX port %d as %s", s.fix_port,
+			 s.o.fix_comp_id);
+	printf("shmex: instance %s listening on %s:%d (%u shard%s, %u gateway%s%s)\n",
 	       s.o.instance, s.o.bind, s.port, s.o.shards, s.o.shards == 1 ? "" : "s",
-	       s.o.gateways, s.o.gateways == 1 ? "" : "s");
+	       s.o.gateways, s.o.gateways == 1 ? "" : "s", fixinfo);
 	fflush(stdout);
 
 	while (!s.stopping) {
@@ -879,11 +1020,14 @@ int main(int argc, char **argv)
 			break;
 		}
 		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC), next = 0;
-		for (uint32_t i = 0; i < s.o.shards + s.o.gateways; i++) {
-			enum child_kind k = i < s.o.shards ? K_MATCHER : K_GATEWAY;
-			uint32_t idx = k == K_MATCHER ? i : i - s.o.shards;
-			struct child *c =
-				k == K_MATCHER ? &s.matchers[idx] : &s.gateways[idx];
+		for (uint32_t i = 0; i < s.o.shards + s.ngw + 1; i++) {
+			enum child_kind k = i < s.o.shards           ? K_MATCHER
+					    : i < s.o.shards + s.ngw ? K_GATEWAY
+								     : K_AUDIT;
+			uint32_t idx = k == K_MATCHER   ? i
+				       : k == K_GATEWAY ? i - s.o.shards
+							: 0;
+			struct child *c = child_of(&s, k, idx);
 			if (c->pid == 0 && c->restart_at_ns) {
 				if (now >= c->restart_at_ns) {
 					c->restarts++;

@@ -43,7 +43,7 @@ struct opts {
 	uint64_t depth;
 	uint64_t count;
 	uint64_t interval;
-	bool json, depth_set, orders, clear, count_set, interval_set;
+	bool json, depth_set, orders, clear, count_set, interval_set, state_hash;
 };
 
 static const struct shm_opt_prog *the_prog;
@@ -63,6 +63,9 @@ static int check_opts(const char *cmd, const struct opts *o)
 	if (o->clear && strcmp(cmd, "readers") != 0)
 		return shm_opt_usage_error(
 			the_prog, "--clear-stale goes with readers, not '%s'", cmd);
+	if (o->state_hash && strcmp(cmd, "stats") != 0)
+		return shm_opt_usage_error(the_prog,
+					   "--state-hash goes with stats, not '%s'", cmd);
 	return 0;
 }
 
@@ -185,6 +188,10 @@ int main(int argc, char **argv)
 		 .type = SHM_OPT_FLAG,
 		 .dst = &o.orders,
 		 .help = "book, watch: list every order of each level"},
+		{.name = "state-hash",
+		 .type = SHM_OPT_FLAG,
+		 .dst = &o.state_hash,
+		 .help = "stats: also a hash of the whole client-visible state"},
 		{.name = "clear-stale",
 		 .type = SHM_OPT_FLAG,
 		 .dst = &o.clear,
@@ -222,7 +229,8 @@ int main(int argc, char **argv)
 			"  account ID          cash balance, reserved cash and positions in every shard\n"
 			"  readers             reader slots of every shard (slot, pid, alive, epoch, lag)\n"
 			"  stats               per shard: orders, levels, fills, events, reader lag,\n"
-			"                      ring depths\n"
+			"                      ring depths (--state-hash: and a hash of the whole\n"
+			"                      state, equal for equal states)\n"
 			"  check [SYMBOL]      verify the book invariants of one or every symbol\n"
 			"  watch SYMBOL        redraw the book until Ctrl-C (or --count frames)\n"
 			"  metrics             the stats in the Prometheus text format\n"
@@ -241,6 +249,8 @@ int main(int argc, char **argv)
 		o.flags |= QRY_ORDERS;
 	if (o.clear)
 		o.flags |= QRY_CLEAR_STALE;
+	if (o.state_hash)
+		o.flags |= QRY_STATE_HASH;
 	if (first >= argc)
 		return shm_opt_usage_error(&prog, "%s", "missing COMMAND");
 	const char *cmd = argv[first];

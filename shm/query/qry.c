@@ -452,6 +452,7 @@ int qry_order(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 /* --- account -------------------------------------------------------------- */
 
 struct pos {
+	uint64_t account;
 	char sym[16];
 	uint32_t shard;
 	int64_t amount, reserved;
@@ -464,9 +465,10 @@ static int pos_cmp(const void *a, const void *b)
 	return c ? c : (x->shard > y->shard) - (x->shard < y->shard);
 }
 
-/* Every position of `id` in shard k, appended to *v. */
-static int positions_of(struct qry *q, uint32_t k, uint64_t id, struct pos **v, size_t *n,
-			size_t *cap)
+/* Every position of account *id (of every account when id is NULL) in
+ * shard k, appended to *v. */
+static int positions_of(struct qry *q, uint32_t k, const uint64_t *id, struct pos **v,
+			size_t *n, size_t *cap)
 {
 	struct shm_positions p;
 	int rc = shm_positions_attach(&p, q->instance, k, SHM_RDONLY);
@@ -477,7 +479,7 @@ static int positions_of(struct qry *q, uint32_t k, uint64_t id, struct pos **v, 
 	}
 	for (uint32_t i = 0; i < p.pos_slots; i++) {
 		struct shm_position_view pv;
-		if (shm_positions_read_slot(&p, i, &pv) != 0 || pv.account != id)
+		if (shm_positions_read_slot(&p, i, &pv) != 0 || (id && pv.account != *id))
 			continue;
 		if (*n == *cap) {
 			size_t ncap = *cap ? 2 * *cap : 16;
@@ -491,6 +493,7 @@ static int positions_of(struct qry *q, uint32_t k, uint64_t id, struct pos **v, 
 			*cap = ncap;
 		}
 		struct pos *x = &(*v)[(*n)++];
+		x->account = pv.account;
 		size_t len = shm_symbol_unpack_len(pv.symbol);
 		memcpy(x->sym, pv.symbol, 16);
 		x->sym[len < 16 ? len : 15] = '\0';
@@ -526,7 +529,7 @@ int qry_account(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 	struct pos *v = NULL;
 	size_t n = 0, cap = 0;
 	for (uint32_t k = 0; k < q->nshards && rc == 0; k++)
-		rc = positions_of(q, k, id, &v, &n, &cap);
+		rc = positions_of(q, k, &id, &v, &n, &cap);
 	if (rc) {
 		free(v);
 		return rc;
@@ -731,6 +734,243 @@ static void rings_print(FILE *f, unsigned flags, struct qry *q, uint32_t k, bool
 	}
 }
 
+/* --- state hash ------------------------------------------------------------ */
+
+#define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
+#define FNV_PRIME UINT64_C(0x100000001b3)
+
+static void fnv_bytes(uint64_t *h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++) {
+		*h ^= b[i];
+		*h *= FNV_PRIME;
+	}
+}
+
+/* Integers are hashed one by one (never a struct: padding is not state). */
+static void fnv_u64(uint64_t *h, uint64_t v)
+{
+	fnv_bytes(h, &v, sizeof(v));
+}
+
+static void hash_book(uint64_t *h, const struct shm_snap_book *b)
+{
+	fnv_bytes(h, b->name, sizeof(b->name));
+	for (int s = 0; s < 2; s++) {
+		fnv_u64(h, b->nlevels[s]);
+		fnv_u64(h, b->norders[s]);
+		fnv_u64(h, (uint64_t)b->open_qty[s]);
+	}
+	fnv_u64(h, (uint64_t)b->last_price);
+	fnv_u64(h, (uint64_t)b->last_qty);
+	fnv_u64(h, b->last_time_ns);
+	fnv_u64(h, b->trades);
+	fnv_u64(h, (uint64_t)b->volume);
+	for (int s = 0; s < 2; s++) {
+		for (size_t l = b->side_first[s]; l < b->side_first[s] + b->side_n[s];
+		     l++) {
+			const struct shm_snap_book_level *lv = &b->levels[l];
+			fnv_u64(h, (uint64_t)lv->price);
+			fnv_u64(h, (uint64_t)lv->qty);
+			fnv_u64(h, lv->count);
+			for (uint32_t i = lv->first; i < lv->first + lv->n; i++) {
+				const struct shm_snap_book_order *o = &b->ords[i];
+				fnv_u64(h, o->id);
+				fnv_u64(h, o->account);
+				fnv_u64(h, (uint64_t)o->price);
+				fnv_u64(h, (uint64_t)o->open);
+				fnv_u64(h, o->time_ns);
+			}
+		}
+	}
+}
+
+static void hash_order(uint64_t *h, const struct shm_snap_order *o,
+		       const struct shm_snap_fill *f, size_t nf)
+{
+	fnv_u64(h, o->id);
+	fnv_u64(h, o->account);
+	fnv_u64(h, o->sym);
+	fnv_u64(h, (uint64_t)o->side << 24 | (uint64_t)o->tif << 16 |
+			   (uint64_t)o->state << 8 | o->done_reason);
+	fnv_u64(h, (uint64_t)o->price);
+	fnv_u64(h, (uint64_t)o->amount);
+	fnv_u64(h, (uint64_t)o->open);
+	fnv_u64(h, (uint64_t)o->executed);
+	fnv_u64(h, (uint64_t)o->cancelled);
+	fnv_u64(h, o->time_ns);
+	fnv_u64(h, o->cancel_time_ns);
+	fnv_u64(h, o->nfills);
+	for (size_t i = 0; i < nf; i++) {
+		fnv_u64(h, (uint64_t)f[i].qty);
+		fnv_u64(h, (uint64_t)f[i].price);
+		fnv_u64(h, f[i].time_ns);
+		fnv_u64(h, f[i].counterparty);
+		fnv_u64(h, f[i].event);
+		fnv_u64(h, f[i].maker);
+	}
+}
+
+/* Shard k's books, order records and counters. */
+static int hash_shard(struct qry *q, uint32_t k, uint64_t *h)
+{
+	struct shm_snap *rd;
+	int rc = qry_shard(q, k, &rd);
+	if (rc)
+		return rc;
+	struct shm_snap_book b;
+	memset(&b, 0, sizeof(b));
+	uint32_t nsym = shm_snap_nsymbols(rd);
+	for (uint32_t s = 0; s < nsym && rc == 0; s++) {
+		rc = shm_snap_book_read(rd, s, 0, true, &b);
+		if (rc == 0)
+			hash_book(h, &b);
+		else
+			shmex_error_set(&q->err, 0, "shard %u, symbol %u: %s", k, s,
+					shmex_strerror(rc));
+	}
+	shm_snap_book_free(&b);
+	size_t cap = 64, nf;
+	struct shm_snap_fill *f = rc ? NULL : malloc(cap * sizeof(*f));
+	if (!rc && !f)
+		rc = -ENOMEM;
+	for (uint32_t i = 0; i < rd->view.cap_orders && rc == 0; i++) {
+		/* Relaxed: the id only names the record; shm_snap_order reads
+		 * it in a section and checks it. */
+		uint64_t id = load_relaxed(&rd->view.orders[i].id);
+		struct shm_snap_order o;
+		if (id == 0)
+			continue;
+		rc = shm_snap_order(rd, id, &o, f, cap, &nf);
+		if (rc == 0 && o.nfills > cap) {
+			struct shm_snap_fill *nfp = realloc(f, o.nfills * sizeof(*f));
+			if (!nfp) {
+				rc = -ENOMEM;
+				break;
+			}
+			f = nfp;
+			cap = o.nfills;
+			rc = shm_snap_order(rd, id, &o, f, cap, &nf);
+		}
+		if (rc == SHMEX_ENOORDER) { /* a record being reused */
+			rc = 0;
+			continue;
+		}
+		if (rc == 0)
+			hash_order(h, &o, f, nf);
+		else
+			shmex_error_set(&q->err, 0, "shard %u, order %" PRIu64 ": %s", k,
+					id, shmex_strerror(rc));
+	}
+	free(f);
+	if (rc == -ENOMEM)
+		shmex_error_set(&q->err, rc, "out of memory");
+	if (rc)
+		return rc;
+	struct shm_snap_shard_stats st;
+	shm_snap_stats(rd, &st);
+	fnv_u64(h, st.orders_created);
+	fnv_u64(h, st.events);
+	return 0;
+}
+
+static int pos_by_account(const void *a, const void *b)
+{
+	const struct pos *x = a, *y = b;
+	if (x->account != y->account)
+		return x->account < y->account ? -1 : 1;
+	return pos_cmp(a, b);
+}
+
+static int acct_cmp(const void *a, const void *b)
+{
+	const struct shm_account_view *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Every position of every shard into *v, sorted by account, symbol. */
+static int all_positions(struct qry *q, struct pos **v, size_t *n)
+{
+	size_t cap = 0;
+	*v = NULL;
+	*n = 0;
+	for (uint32_t k = 0; k < q->nshards; k++) {
+		int rc = positions_of(q, k, NULL, v, n, &cap);
+		if (rc) {
+			free(*v);
+			*v = NULL;
+			return rc;
+		}
+	}
+	if (*n > 1)
+		qsort(*v, *n, sizeof(**v), pos_by_account);
+	return 0;
+}
+
+/* Every account into *v (sorted by id), *n of them. */
+static int all_accounts(struct qry *q, struct shm_account_view **v, size_t *n)
+{
+	struct shm_accounts a;
+	int rc = shm_accounts_attach(&a, q->instance, SHM_RDONLY);
+	if (rc) {
+		shmex_error_set(&q->err, 0, "accounts: %s",
+				shmex_error_msg(&a.region.err, rc));
+		return rc;
+	}
+	*n = 0;
+	*v = malloc(((size_t)a.nslots + 1) * sizeof(**v));
+	if (!*v) {
+		shm_accounts_detach(&a);
+		shmex_error_set(&q->err, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < a.nslots; i++)
+		if (shm_accounts_read_slot(&a, i, &(*v)[*n]) == 0)
+			(*n)++;
+	shm_accounts_detach(&a);
+	if (*n > 1)
+		qsort(*v, *n, sizeof(**v), acct_cmp);
+	return 0;
+}
+
+int qry_state_hash(struct qry *q, uint64_t *hash)
+{
+	uint64_t h = FNV_OFFSET;
+	fnv_u64(&h, q->nshards);
+	for (uint32_t k = 0; k < q->nshards; k++) {
+		int rc = hash_shard(q, k, &h);
+		if (rc)
+			return rc;
+	}
+	struct pos *pv;
+	size_t np;
+	int rc = all_positions(q, &pv, &np);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < np; i++) {
+		fnv_u64(&h, pv[i].account);
+		fnv_bytes(&h, pv[i].sym, sizeof(pv[i].sym));
+		fnv_u64(&h, (uint64_t)pv[i].amount);
+		fnv_u64(&h, (uint64_t)pv[i].reserved);
+	}
+	free(pv);
+	struct shm_account_view *av;
+	size_t na;
+	rc = all_accounts(q, &av, &na);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < na; i++) {
+		fnv_u64(&h, av[i].id);
+		fnv_u64(&h, (uint64_t)av[i].balance);
+		fnv_u64(&h, (uint64_t)av[i].reserved);
+		fnv_u64(&h, (uint64_t)av[i].deposited);
+	}
+	free(av);
+	*hash = h;
+	return 0;
+}
+
 int qry_stats(struct qry *q, FILE *out, unsigned flags)
 {
 	struct shm_snap_shard_stats *st = calloc(q->nshards, sizeof(*st));
@@ -738,20 +978,44 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 		shmex_error_set(&q->err, 0, "out of memory");
 		return -ENOMEM;
 	}
+	/* A shard whose book cannot be read (its matcher is restarting and
+	 * lays the book out again) is shown with its matcher and the reason;
+	 * the other shards are shown as usual. */
+	char(*why)[SHMEX_ERROR_MAX] = calloc(q->nshards, sizeof(*why));
+	if (!why) {
+		free(st);
+		shmex_error_set(&q->err, 0, "out of memory");
+		return -ENOMEM;
+	}
 	for (uint32_t k = 0; k < q->nshards; k++) {
 		struct shm_snap *rd;
 		int rc = qry_shard(q, k, &rd);
-		if (rc) {
-			free(st);
-			return rc;
-		}
-		shm_snap_stats(rd, &st[k]);
+		if (rc)
+			snprintf(why[k], sizeof(why[k]), "%s",
+				 shmex_error_msg(&q->err, rc));
+		else
+			shm_snap_stats(rd, &st[k]);
 	}
 	bool json = flags & QRY_JSON;
+	uint64_t hash = 0;
+	if (flags & QRY_STATE_HASH) {
+		int rc = qry_state_hash(q, &hash);
+		if (rc) {
+			free(st);
+			free(why);
+			return rc;
+		}
+	}
 	uint32_t port = shm_instance_port(&q->inst);
+	if (json && (flags & QRY_STATE_HASH))
+		fprintf(out, "{\"state_hash\":\"%016" PRIx64 "\",", hash);
+	else if (json)
+		fprintf(out, "{");
+	else if (flags & QRY_STATE_HASH)
+		fprintf(out, "state hash %016" PRIx64 "\n", hash);
 	if (json) {
 		fprintf(out,
-			"{\"instance\":\"%s\",\"port\":%u,\"nshards\":%u,\"ngateways\":%u"
+			"\"instance\":\"%s\",\"port\":%u,\"nshards\":%u,\"ngateways\":%u"
 			",\"ring_capacity\":%u,\"gateways\":[",
 			q->instance, port, q->nshards, q->ngateways,
 			q->inst.ring_capacity);
@@ -798,10 +1062,26 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 		uint64_t start;
 		shm_instance_member(&q->inst, SHM_ROLE_MATCHER, k, &pid, &start);
 		bool alive = pid > 0 && shm_proc_alive(pid, start);
+		if (why[k][0] && json) {
+			fprintf(out,
+				"%s{\"shard\":%u,\"matcher_pid\":%d,\"matcher_"
+				"alive\":%s,\"available\":false,\"error\":",
+				k ? "," : "", k, pid, alive ? "true" : "false");
+			json_str(out, why[k]);
+			fprintf(out, "}");
+			continue;
+		}
+		if (why[k][0]) {
+			fprintf(out,
+				"shard %u: matcher pid %d (%s); book not available: %s\n",
+				k, pid, alive ? "alive" : "dead", why[k]);
+			continue;
+		}
 		if (json) {
 			fprintf(out,
 				"%s{\"shard\":%u,\"matcher_pid\":%d,\"matcher_"
 				"alive\":%s"
+				",\"available\":true"
 				",\"symbols\":%u,\"cap_symbols\":%u,\"orders_"
 				"live\":%u"
 				",\"orders_used\":%u,\"cap_orders\":%u,\"orders_"
@@ -867,6 +1147,7 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 	if (json)
 		fprintf(out, "]}\n");
 	free(st);
+	free(why);
 	return 0;
 }
 

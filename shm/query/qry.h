@@ -41,6 +41,7 @@ enum {
 	QRY_ORDERS = 1u << 1,      /* book: every order of every level */
 	QRY_CLEAR_STALE = 1u << 2, /* readers: free dead owners' slots */
 	QRY_ANSI = 1u << 3,        /* watch: clear the screen per frame */
+	QRY_STATE_HASH = 1u << 4,  /* stats: add the state hash */
 };
 
 /* Per-process handle of one instance. */
@@ -82,6 +83,18 @@ int qry_readers(struct qry *q, FILE *out, unsigned flags)
 /* stats: per shard pools, counters, reader lag, ring depths. */
 int qry_stats(struct qry *q, FILE *out, unsigned flags)
 	__attribute__((warn_unused_result));
+
+/*
+ * The state hash: FNV-1a (64 bits) over everything a client can learn of
+ * the exchange, in a canonical order: per shard, each symbol's counters
+ * and its book (levels best first, orders in time priority), each order
+ * record's status with all its fills, the shard's order and event counts;
+ * the positions sorted by (account, symbol) and the accounts sorted by
+ * id.  Equal states give equal hashes whatever the physical placement of
+ * accounts and positions in their tables.  Exact only while the exchange
+ * is quiescent (no request in flight).
+ */
+int qry_state_hash(struct qry *q, uint64_t *hash) __attribute__((warn_unused_result));
 /* check [SYMBOL]: full-book invariants of one symbol or of every symbol
  * of every shard; SHMEX_EINTERNAL when a violation was found. */
 int qry_check(struct qry *q, FILE *out, unsigned flags, const char *symbol)

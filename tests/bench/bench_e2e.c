@@ -31,6 +31,9 @@
  * unlike requests/s, hardly depends on what else the machine runs.
  *
  * --only base|defaults runs one configuration (quick experiments).
+ * --cdf-out PREFIX writes the latency distribution of each configuration's
+ * persistent phase to PREFIX-<1x1|2x2>.dat: 1000 lines "microseconds
+ * fraction" (quantiles 0.001 .. 1), for the CDF plot of make bench-report.
  *
  * Last line: RESULT e2e req_per_s=<defaults, persistent> p50_us p99_us
  * p999_us (defaults, persistent) scale_ratio=<x> base_req_per_s=<n>
@@ -38,6 +41,7 @@
  * gen_cpu_pct=<load generator, % of one CPU> cpu_us_per_req=<exchange CPU
  * per request, defaults> base_cpu_us_per_req=<same, baseline>.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -54,6 +58,7 @@
 #include "tests/client.h"
 
 int bench_e2e(int argc, char **argv);
+int bench_durability(int argc, char **argv);
 
 #define NSYM 16
 #define MAX_SAMPLES (4u << 20)
@@ -472,10 +477,14 @@ static int setup_accounts(int port, int naccounts)
 	char *xml = malloc(cap);
 	if (!xml)
 		return -1;
+	/* The exchange's total cash must fit its 64-bit sums (8e10 in all). */
+	long long balance = 80000000000LL / naccounts;
+	if (balance > 1000000000LL)
+		balance = 1000000000LL;
 	int n = snprintf(xml, cap, "<create>");
 	for (int a = 1; a <= naccounts; a++)
 		n += snprintf(xml + n, cap - (size_t)n,
-			      "<account id=\"%d\" balance=\"1000000000\"/>", a);
+			      "<account id=\"%d\" balance=\"%lld\"/>", a, balance);
 	for (int s = 0; s < NSYM; s++) {
 		n += snprintf(xml + n, cap - (size_t)n, "<symbol sym=\"S%d\">", s);
 		for (int a = 1; a <= naccounts; a++)
@@ -487,11 +496,36 @@ static int setup_accounts(int port, int naccounts)
 	const char *rep;
 	size_t len;
 	int rc = client_request(&c, xml, &rep, &len, 60000);
-	if (rc == 0 && strstr(rep, "<error"))
+	if (rc == 0 && strstr(rep, "<error")) {
+		fprintf(stderr, "bench e2e: creating accounts: %.300s\n",
+			strstr(rep, "<error"));
 		rc = -1;
+	}
 	free(xml);
 	client_close(&c);
 	return rc;
+}
+
+static const char *cdf_out; /* --cdf-out PREFIX, or NULL */
+
+/* The sorted samples as 1000 quantiles (see the header). */
+static void write_cdf(const char *tag, const uint64_t *lat, size_t n)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s-%s.dat", cdf_out, tag);
+	FILE *f = fopen(path, "w");
+	if (!f || !n) {
+		fprintf(stderr, "bench e2e: --cdf-out %s: %s\n", path,
+			f ? "no samples" : strerror(errno));
+		if (f)
+			fclose(f);
+		return;
+	}
+	for (int q = 1; q <= 1000; q++) {
+		size_t i = (size_t)((double)q / 1000 * (double)(n - 1));
+		fprintf(f, "%.2f %.3f\n", (double)lat[i] / 1e3, (double)q / 1000);
+	}
+	fclose(f);
 }
 
 struct figures {
@@ -505,35 +539,54 @@ struct figures {
 	double gen_cpu_us; /* load generator CPU time per request */
 };
 
+/* The capacities every configuration runs with. */
+static const char *const capacities[] = {
+	"--orders",    "262144",    "--fills",     "1048576",    "--levels",
+	"65536",       "--symbols", "64",          "--accounts", "4096",
+	"--positions", "65536",     "--max-conns", "4096",       NULL,
+};
+
+/*
+ * Starts an exchange of `shards` x `gateways` with the benchmark's
+ * capacities and then the NULL-terminated `more` (--quiet unless `loud`).
+ */
+static int start_config(struct exchange *ex, const char *bin, const char *inst,
+			const char *shards, const char *gateways, const char *const *more,
+			bool loud)
+{
+	const char *extra[48];
+	int n = 0;
+	extra[n++] = "--shards";
+	extra[n++] = shards;
+	extra[n++] = "--gateways";
+	extra[n++] = gateways;
+	for (int i = 0; capacities[i]; i++)
+		extra[n++] = capacities[i];
+	if (!loud)
+		extra[n++] = "--quiet";
+	if (getenv("SHMEX_BENCH_SPIN_US")) {
+		extra[n++] = "--spin-us";
+		extra[n++] = getenv("SHMEX_BENCH_SPIN_US");
+	}
+	for (int i = 0; more && more[i] && n < 46; i++)
+		extra[n++] = more[i];
+	extra[n] = NULL;
+	return exchange_start(ex, bin, inst, extra, 60000);
+}
+
+/*
+ * One configuration: persistent connections for `seconds`, then (when
+ * per_request) one connection per request for half as long.  `more`:
+ * further arguments of shmex (a data directory, a sync mode).
+ */
 static int run_config(const char *bin, const char *tag, const char *shards,
-		      const char *gateways, int nconn, double seconds, struct figures *f)
+		      const char *gateways, const char *const *more, bool per_request,
+		      int nconn, double seconds, struct figures *f)
 {
 	char inst[64];
 	snprintf(inst, sizeof(inst), "bench-%d-%s", (int)getpid(), tag);
-	const char *extra[] = {"--shards",
-			       shards,
-			       "--gateways",
-			       gateways,
-			       "--orders",
-			       "262144",
-			       "--fills",
-			       "1048576",
-			       "--levels",
-			       "65536",
-			       "--symbols",
-			       "64",
-			       "--accounts",
-			       "4096",
-			       "--positions",
-			       "65536",
-			       "--max-conns",
-			       "4096",
-			       "--quiet",
-			       getenv("SHMEX_BENCH_SPIN_US") ? "--spin-us" : NULL,
-			       getenv("SHMEX_BENCH_SPIN_US"),
-			       NULL};
 	struct exchange ex;
-	if (exchange_start(&ex, bin, inst, extra, 30000) != 0)
+	if (start_config(&ex, bin, inst, shards, gateways, more, false) != 0)
 		return -1;
 	fprintf(stderr, "bench e2e: %s gateway(s) x %s shard(s) on port %d\n", gateways,
 		shards, ex.port);
@@ -560,6 +613,8 @@ static int run_config(const char *bin, const char *tag, const char *shards,
 		f->p50 = bench_percentile(l.lat, l.nlat, 50);
 		f->p99 = bench_percentile(l.lat, l.nlat, 99);
 		f->p999 = bench_percentile(l.lat, l.nlat, 99.9);
+		if (cdf_out) /* the samples are sorted now */
+			write_cdf(strcmp(shards, "1") ? "2x2" : "1x1", l.lat, l.nlat);
 		/* CPU per request: unlike req/s, it does not depend on how
 		 * much of the machine other processes took meanwhile. */
 		f->cpu_us = l.requests ? exch_ns / 1e3 / (double)l.requests : 0;
@@ -576,6 +631,8 @@ static int run_config(const char *bin, const char *tag, const char *shards,
 			"carry an error)\n",
 			nconn, f->req_per_s, f->p50 / 1e3, f->p99 / 1e3, f->p999 / 1e3,
 			100 * f->err_share);
+	}
+	if (rc == 0 && per_request) {
 		struct load pr = {.port = ex.port, .nconn = 8, .seed = 7, .lat = l.lat};
 		pr.seconds_ns = l.seconds_ns / 2;
 		t0 = bench_now_ns();
@@ -607,6 +664,7 @@ int bench_e2e(int argc, char **argv)
 		{"seconds", required_argument, NULL, 's'},
 		{"conns", required_argument, NULL, 'c'},
 		{"only", required_argument, NULL, 'o'},
+		{"cdf-out", required_argument, NULL, 'C'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -620,10 +678,12 @@ int bench_e2e(int argc, char **argv)
 			run_def = false;
 		} else if (c == 'o' && !strcmp(optarg, "defaults")) {
 			run_base = false;
+		} else if (c == 'C') {
+			cdf_out = optarg;
 		} else {
 			fprintf(stderr,
 				"usage: shmex-bench e2e [--seconds S] [--conns N] "
-				"[--only base|defaults]\n");
+				"[--only base|defaults] [--cdf-out PREFIX]\n");
 			return 2;
 		}
 	}
@@ -633,15 +693,24 @@ int bench_e2e(int argc, char **argv)
 		return 2;
 	}
 	char bin[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", bin, sizeof(bin) - 16);
-	if (n <= 0)
+	if (bench_sibling(bin, sizeof(bin), "shmex") != 0)
 		return 1;
-	bin[n] = 0;
-	char *slash = strrchr(bin, '/');
-	strcpy(slash ? slash + 1 : bin, "shmex");
 	struct figures base = {0}, def = {0};
-	if ((run_base && run_config(bin, "a", "1", "1", nconn, seconds, &base) != 0) ||
-	    (run_def && run_config(bin, "b", "2", "2", nconn, seconds, &def) != 0)) {
+	/* A scratch data directory: the journal is part of every acknowledged
+	 * order, so the e2e figures include it (the default --sync fsync). */
+	char dir[PATH_MAX];
+	if (bench_scratch_dir(dir, sizeof(dir), "e2e") != 0)
+		return 1;
+	char da[PATH_MAX + 8], db[PATH_MAX + 8];
+	snprintf(da, sizeof(da), "%s/a", dir);
+	snprintf(db, sizeof(db), "%s/b", dir);
+	const char *ma[] = {"--data-dir", da, NULL}, *mb[] = {"--data-dir", db, NULL};
+	int rc = (run_base &&
+		  run_config(bin, "a", "1", "1", ma, true, nconn, seconds, &base) != 0) ||
+		 (run_def &&
+		  run_config(bin, "b", "2", "2", mb, true, nconn, seconds, &def) != 0);
+	bench_remove_dir(dir);
+	if (rc) {
 		printf("RESULT e2e req_per_s=nan p50_us=nan p99_us=nan p999_us=nan "
 		       "scale_ratio=nan\n");
 		return 1;
@@ -653,5 +722,190 @@ int bench_e2e(int argc, char **argv)
 	       f->req_per_s, f->p50 / 1e3, f->p99 / 1e3, f->p999 / 1e3,
 	       base.req_per_s > 0 && run_def ? def.req_per_s / base.req_per_s : 0,
 	       base.req_per_s, f->conn_req_per_s, f->gen_cpu, f->cpu_us, base.cpu_us);
+	return 0;
+}
+
+/* ---- durability: the journal's price, and replay speed ---- */
+
+/*
+ * Reads the matchers' "recovered N records (M requests) in S s" lines
+ * from log; *records = their sum, *secs = the slowest shard's time (the
+ * shards replay in parallel).  Returns the number of lines.
+ */
+static int parse_recovery(const char *log, uint64_t *records, double *secs)
+{
+	FILE *f = fopen(log, "r");
+	if (!f)
+		return 0;
+	char line[512];
+	int n = 0;
+	*records = 0;
+	*secs = 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, "recovered ");
+		unsigned long long recs, reqs;
+		double s;
+		if (!p || sscanf(p, "recovered %llu records (%llu requests) in %lf s",
+				 &recs, &reqs, &s) != 3)
+			continue;
+		fprintf(stderr, "bench durability:   %s", line);
+		*records += recs;
+		if (s > *secs)
+			*secs = s;
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Removes the snapshots of shards 0..nshards-1 of data directory dd. */
+static int remove_snapshots(const char *dd, uint32_t nshards)
+{
+	for (uint32_t k = 0; k < nshards; k++) {
+		char sd[PATH_MAX + 32];
+		snprintf(sd, sizeof(sd), "%s/shard-%u", dd, k);
+		DIR *d = opendir(sd);
+		if (!d) {
+			fprintf(stderr, "bench durability: %s: %s\n", sd,
+				strerror(errno));
+			return -1;
+		}
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			char p[PATH_MAX + 320];
+			if (strncmp(e->d_name, "snapshot-", 9) != 0)
+				continue;
+			snprintf(p, sizeof(p), "%s/%s", sd, e->d_name);
+			if (unlink(p) != 0)
+				fprintf(stderr, "bench durability: unlink %s: %s\n", p,
+					strerror(errno));
+		}
+		closedir(d);
+	}
+	return 0;
+}
+
+/*
+ * Starts an exchange on the data directory `dd` (which holds journals),
+ * with its stderr in a file, and measures how fast its matchers replay.
+ */
+static int measure_replay(const char *bin, const char *dd, const char *scratch,
+			  const char *shards, const char *gateways, double *eps)
+{
+	char inst[64], log[PATH_MAX + 16];
+	snprintf(inst, sizeof(inst), "bench-%d-replay", (int)getpid());
+	snprintf(log, sizeof(log), "%s/replay.log", scratch);
+	int fd = open(log, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+	int saved = dup(2);
+	if (fd < 0 || saved < 0) {
+		fprintf(stderr, "bench durability: %s: %s\n", log, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	const char *more[] = {"--data-dir", dd, NULL};
+	struct exchange ex;
+	fflush(stderr);
+	dup2(fd, 2);
+	int rc = start_config(&ex, bin, inst, shards, gateways, more, true);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	if (rc != 0) {
+		fprintf(stderr,
+			"bench durability: the recovering exchange did not "
+			"start (its log: %s)\n",
+			log);
+		return -1;
+	}
+	exchange_stop(&ex, 30000);
+	uint64_t records;
+	double secs;
+	if (parse_recovery(log, &records, &secs) == 0 || secs <= 0) {
+		fprintf(stderr, "bench durability: no recovery line in %s\n", log);
+		return -1;
+	}
+	*eps = (double)records / secs;
+	fprintf(stderr, "bench durability:   replay: %llu records, %.0f records/s\n",
+		(unsigned long long)records, *eps);
+	return 0;
+}
+
+/*
+ * bench durability: the e2e load of the defaults (2 gateways x 2 shards)
+ * with --sync fsync (group commit, fdatasync before every reply) and with
+ * --sync none (write only) in the same run; then the fsync run's journals
+ * are recovered by a new exchange to measure replay speed.
+ *
+ * Last line: RESULT durability fsync_req_per_s=<n> none_req_per_s=<n>
+ * fsync_ratio=<fsync/none> fsync_p99_us=<n> none_p99_us=<n>
+ * replay_events_per_s=<n>
+ */
+int bench_durability(int argc, char **argv)
+{
+	double seconds = 4;
+	int nconn = 32;
+	static const struct option o[] = {
+		{"seconds", required_argument, NULL, 's'},
+		{"conns", required_argument, NULL, 'c'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", o, NULL)) != -1) {
+		if (c == 's') {
+			seconds = atof(optarg);
+		} else if (c == 'c') {
+			nconn = atoi(optarg);
+		} else {
+			fprintf(stderr, "usage: shmex-bench durability [--seconds S] "
+					"[--conns N]\n");
+			return 2;
+		}
+	}
+	if (seconds <= 0 || seconds > 600 || nconn < 1 || nconn > 4000) {
+		fprintf(stderr,
+			"bench durability: --seconds in (0, 600], --conns in [1, 4000]\n");
+		return 2;
+	}
+	char bin[PATH_MAX], dir[PATH_MAX];
+	if (bench_sibling(bin, sizeof(bin), "shmex") != 0 ||
+	    bench_scratch_dir(dir, sizeof(dir), "durability") != 0)
+		return 1;
+	char df[PATH_MAX + 8], dn[PATH_MAX + 8];
+	snprintf(df, sizeof(df), "%s/fsync", dir);
+	snprintf(dn, sizeof(dn), "%s/none", dir);
+	const char *mf[] = {"--data-dir", df, "--sync", "fsync", NULL};
+	const char *mn[] = {"--data-dir", dn, "--sync", "none", NULL};
+	struct figures ff = {0}, fn = {0};
+	double eps = 0;
+	fprintf(stderr, "bench durability: --sync fsync\n");
+	int rc = run_config(bin, "f", "2", "2", mf, false, nconn, seconds, &ff);
+	if (rc == 0) {
+		fprintf(stderr, "bench durability: --sync none\n");
+		rc = run_config(bin, "n", "2", "2", mn, false, nconn, seconds, &fn);
+	}
+	if (rc == 0) {
+		/* The clean stop wrote a snapshot of everything; without it the
+		 * next start replays the whole journal (the only snapshot
+		 * removed no segment). */
+		fprintf(stderr, "bench durability: replaying the fsync run's journals\n");
+		rc = remove_snapshots(df, 2);
+		if (rc == 0)
+			rc = measure_replay(bin, df, dir, "2", "2", &eps);
+	}
+	bench_remove_dir(dir);
+	if (rc != 0) {
+		printf("RESULT durability fsync_req_per_s=nan none_req_per_s=nan "
+		       "fsync_ratio=nan fsync_p99_us=nan none_p99_us=nan "
+		       "replay_events_per_s=nan\n");
+		return 1;
+	}
+	printf("RESULT durability fsync_req_per_s=%.0f none_req_per_s=%.0f "
+	       "fsync_ratio=%.2f fsync_p99_us=%.1f none_p99_us=%.1f "
+	       "replay_events_per_s=%.0f\n",
+	       ff.req_per_s, fn.req_per_s,
+	       fn.req_per_s > 0 ? ff.req_per_s / fn.req_per_s : 0, ff.p99 / 1e3,
+	       fn.p99 / 1e3, eps);
 	return 0;
 }

@@ -16,6 +16,9 @@ int bench_ring(int argc, char **argv) __attribute__((weak));
 int bench_match(int argc, char **argv) __attribute__((weak));
 int bench_rcu(int argc, char **argv) __attribute__((weak));
 int bench_e2e(int argc, char **argv) __attribute__((weak));
+int bench_durability(int argc, char **argv) __attribute__((weak));
+int bench_scaling(int argc, char **argv) __attribute__((weak));
+int bench_fix(int argc, char **argv) __attribute__((weak));
 
 static const struct {
 	const char *name;
@@ -25,6 +28,9 @@ static const struct {
 	{"match", "pure matching core vs naive book"},
 	{"rcu", "reader table vs liburcu vs rwlock"},
 	{"e2e", "TCP clients through gateways and matchers"},
+	{"durability", "the e2e load with --sync fsync vs none; replay speed"},
+	{"scaling", "matcher throughput vs shards, and vs one mutex around one book"},
+	{"fix", "one FIX session pipelining orders, ack latency, XML baseline"},
 };
 
 static int (*lookup(const char *name))(int, char **)
@@ -37,6 +43,12 @@ static int (*lookup(const char *name))(int, char **)
 		return bench_rcu;
 	if (!strcmp(name, "e2e"))
 		return bench_e2e;
+	if (!strcmp(name, "durability"))
+		return bench_durability;
+	if (!strcmp(name, "scaling"))
+		return bench_scaling;
+	if (!strcmp(name, "fix"))
+		return bench_fix;
 	return NULL;
 }
 
@@ -47,7 +59,7 @@ static void usage(FILE *f)
 		fprintf(f, ", %s", benches[i].name);
 	fprintf(f, ")\n");
 	for (size_t i = 0; i < sizeof(benches) / sizeof(benches[0]); i++)
-		fprintf(f, "  %-6s %s\n", benches[i].name, benches[i].what);
+		fprintf(f, "  %-10s %s\n", benches[i].name, benches[i].what);
 }
 
 int main(int argc, char **argv)

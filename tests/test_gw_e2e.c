@@ -1682,6 +1682,8 @@ START_TEST(command_lines)
 		{"shmex-gateway", "--instance=a/b", 2, {"--id=0", "--port=0"}},
 		{"shmex-matcher", "--instance=a/b", 2, {"--shard=0"}},
 		{"shmex-query", "--instance=a/b", 2, {"stats"}},
+		{"shmex-audit", "--instance=a/b", 2, {NULL}},
+		{"shmex-fix", "--instance=a/b", 2, {"--id=0", "--port=0"}},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int p[2];

@@ -790,6 +790,12 @@ static void apply(struct eng_matcher *m, const struct shm_msg *req, struct shm_m
 	rep->u.r.seq = m->events;
 	if (rc) {
 		m->st.rejects++;
+		if (!m->replaying) {
+			/* Statistics for tools (relaxed, only we write). */
+			struct shm_book_hdr_sh *h = eng_core_view(m->book)->hdr;
+			uint64_t *c = &h->rejects_by[shm_book_reject_cause(rc)];
+			store_relaxed(c, load_relaxed(c) + 1);
+		}
 		if (m->verbose)
 			logm(m, "request %llu (type %u, account %llu) rejected: %s",
 			     (unsigned long long)req->req_id, req->type,
@@ -1955,7 +1961,7 @@ static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 	m->ledger_ok = true;
 
 	rc = shm_positions_create(&m->positions_reg, m->instance, m->shard,
-				  m->bcfg.caps.symbols, m->positions, 0660);
+				  m->bcfg.caps.symbols, m->positions, 0640);
 	if (rc) {
 		if (err)
 			*err = m->positions_reg.region.err;

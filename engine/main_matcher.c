@@ -58,7 +58,7 @@ int main(int argc, char **argv)
 	uint64_t shard = 0;
 	const struct shm_opt opts[] = {
 		{.name = "instance",
-		 .type = SHM_OPT_STR,
+		 .type = SHM_OPT_INSTANCE,
 		 .arg = "NAME",
 		 .dst = &instance,
 		 .required = true,

@@ -72,11 +72,31 @@
 #define SEND_BATCH 64
 #define RX_ROUNDS 8 /* dequeues per shard per loop turn */
 #define Q_NIL UINT32_MAX
+/* Streaming: buffered reply bytes above this go to the connection. */
+#define STREAM_CHUNK (64u << 10)
+/* A job gives the loop back after SLICE_NS (checked every SLICE_ITEMS
+ * items) or SLICE_MAX items, whichever comes first. */
+#define SLICE_NS 1000000u
+#define SLICE_ITEMS 16u
+#define SLICE_MAX 1024u
+/* The answer deadline is checked this often. */
+#define ANSWER_SCAN_NS 50000000u
+#define LATE_MAX 64
+#define PUBLISH_NS 100000000u
 
 /* What a parked job waits for: room in its shard's ring (W_SEND), the
- * matcher's reply (W_REPLY), or the next loop turn to retry a book read
- * whose snapshot kept changing (W_RETRY). */
-enum job_wait { W_NONE = 0, W_SEND, W_REPLY, W_RETRY };
+ * matcher's reply (W_REPLY), the next loop turn to retry a book read
+ * whose snapshot kept changing (W_RETRY), or room on its connection or
+ * the end of its time slice (W_OUTPUT). */
+enum job_wait { W_NONE = 0, W_SEND, W_REPLY, W_RETRY, W_OUTPUT };
+
+/* An item answered "outcome unknown": its reply, should it still come, is
+ * logged with the ref the client was given. */
+struct late {
+	uint64_t req_id;
+	uint64_t account;
+	uint8_t type;
+};
 
 /* What a query (or a cancel's reply) shows of an order. */
 struct status {
@@ -91,6 +111,8 @@ struct job {
 	bool active;
 	bool acct_ok;       /* transactions: the account exists */
 	bool busy_fail;     /* a ring item was answered busy: later ones too */
+	bool skip_fail;     /* a ring item has no answer: later ones skipped */
+	bool stop;          /* drain: answer every item left at once */
 	bool cancel_done;   /* the current CANCEL succeeded; its <canceled>
 			      * waits for a status read of the order */
 	int64_t cancel_qty; /* that cancel's reply: shares and time */
@@ -103,6 +125,7 @@ struct job {
 	uint32_t qnext;     /* send-queue link */
 	uint64_t since_ns;  /* entered the send queue at */
 	uint64_t ring_pos;  /* the outstanding message's request-ring position */
+	uint64_t sent_ns;   /* the outstanding message entered the ring at */
 	struct shm_msg msg; /* the outstanding message */
 	struct gw_xml_req req;
 	struct gw_reply reply;
@@ -133,7 +156,16 @@ struct gw_exec {
 	struct job *jobs;    /* [max_conns] */
 	struct sendq *q;     /* [nshards] */
 	struct sendq retryq; /* jobs in W_RETRY */
-	uint8_t *ring_bad;   /* [nshards]: corruption logged (bit 0
+	struct sendq outq;   /* jobs in W_OUTPUT */
+	bool framed;         /* replies carry a length line: no streaming */
+	size_t max_reply;
+	uint64_t answer_ns; /* answer deadline of a sent item */
+	uint64_t next_scan; /* next answer-deadline scan */
+	struct late late[LATE_MAX];
+	uint32_t late_next;
+	uint64_t next_publish; /* counters to the member slot, ns */
+	struct shm_gateway_counters published;
+	uint8_t *ring_bad; /* [nshards]: corruption logged (bit 0
 				       * request ring, bit 1 reply ring) */
 	uint32_t nactive;
 	uint32_t nwaiting; /* jobs in W_REPLY */
@@ -236,16 +268,18 @@ static void helper_arm(struct gw_exec *r)
  */
 /* Maps shard s's current book (after its matcher restarted); a failure
  * leaves it unmapped, and reads answer "busy" until a later one works. */
-static void reopen_book(struct gw_exec *r, uint32_t s)
+static int reopen_book(struct gw_exec *r, uint32_t s)
 {
 	if (r->rd_ok[s])
 		shm_snap_close(&r->rd[s]);
 	r->rd_ok[s] = 0;
-	if (shm_snap_open(&r->rd[s], r->instance, s) == 0)
+	int rc = shm_snap_open(&r->rd[s], r->instance, s);
+	if (rc == 0)
 		r->rd_ok[s] = 1;
 	else
 		fprintf(stderr, "shmex-gateway %u: book of shard %u: %s\n", r->gateway, s,
 			r->rd[s].err.msg);
+	return rc;
 }
 
 static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status *out)
@@ -254,9 +288,11 @@ static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status
 	size_t got = 0;
 	r->st.queries++;
 	if (!r->rd_ok[s]) {
-		reopen_book(r, s);
+		/* A full reader table is said as what it is; anything else
+		 * (the book being remade by a restarting matcher) is busy. */
+		int rc = reopen_book(r, s);
 		if (!r->rd_ok[s])
-			return SHMEX_EBUSY;
+			return rc == SHMEX_ENOREADERSLOT ? rc : SHMEX_EBUSY;
 	}
 	for (int round = 0; round < 4; round++) {
 		int rc = shm_snap_order(&r->rd[s], id, &o, r->fills, r->fills_cap, &got);
@@ -349,8 +385,15 @@ static void job_finish(struct gw_exec *r, uint32_t slot)
 	const char *out;
 	size_t len;
 	int rc = gw_reply_finish(&j->reply, &out, &len);
-	if (rc)
+	if (rc && gw_reply_taken(&j->reply) > 0) {
+		/* Part of the document is on its way: end it well-formed. */
+		out = j->reply.open ? "  <error>Internal error</error>\n</results>\n"
+				    : "<results>\n  <error>Internal error</error>\n"
+				      "</results>\n";
+		len = strlen(out);
+	} else if (rc) {
 		gw_reply_error_doc(&j->reply, rc, NULL, &out, &len);
+	}
 	j->active = false;
 	r->nactive--;
 	(void)gw_server_reply(r->srv, j->conn, out, len);
@@ -396,6 +439,28 @@ static int reply_err(int rc)
 	return rc;
 }
 
+/*
+ * Streaming: a listing of nfills fills is limited by what is buffered
+ * with it (gw_reply), so when the buffered reply could crowd it out, the
+ * buffered part goes to the connection first.  Small replies stay one
+ * send.  False when the connection is gone.
+ */
+static bool make_room(struct gw_exec *r, uint32_t slot, uint32_t nfills)
+{
+	struct job *j = &r->jobs[slot];
+	size_t have = gw_reply_buffered(&j->reply);
+	if (r->framed || j->stop || have == 0 ||
+	    have + (size_t)nfills * 128u + 512u <= r->max_reply)
+		return true;
+	const char *out;
+	size_t len;
+	if (gw_reply_take(&j->reply, &out, &len) != 0)
+		return true; /* the sticky failure ends the reply anyway */
+	struct gw_conn_ref c = j->conn;
+	int rc = gw_server_reply_part(r->srv, c, out, len);
+	return rc == 0 && j->active && j->conn.gen == c.gen;
+}
+
 /* Answers a <query>; false when parked for a retry. */
 static bool do_query(struct gw_exec *r, uint32_t slot, const struct gw_item *it)
 {
@@ -411,9 +476,16 @@ static bool do_query(struct gw_exec *r, uint32_t slot, const struct gw_item *it)
 		gw_reply_item_error(&j->reply, &j->req, it, reply_err(rc), NULL);
 		return true;
 	}
+	if (!make_room(r, slot, st.nfills))
+		return false;
+	gw_reply_mark(&j->reply);
 	gw_reply_status_begin(&j->reply, gw_xml_text(&j->req, it->id));
 	reply_status(r, &j->reply, &st, true);
 	gw_reply_status_end(&j->reply);
+	if (gw_reply_too_big(&j->reply)) {
+		gw_reply_rollback(&j->reply);
+		gw_reply_item_error(&j->reply, &j->req, it, SHMEX_EREPLYBIG, NULL);
+	}
 	return true;
 }
 
@@ -426,17 +498,26 @@ static bool finish_cancel(struct gw_exec *r, uint32_t slot, const struct gw_item
 {
 	struct job *j = &r->jobs[slot];
 	struct status st;
-	int rc = read_status(r, j->shard, it->order_id, &st);
-	if (rc == SHMEX_EBUSY && park_retry(r, slot))
+	int rc = j->stop ? SHMEX_EBUSY : read_status(r, j->shard, it->order_id, &st);
+	if (rc == SHMEX_EBUSY && !j->stop && park_retry(r, slot))
 		return false;
 	if (rc != 0) {
 		memset(&st, 0, sizeof(st));
 		st.cancelled = j->cancel_qty;
 		st.cancel_time_ns = j->cancel_time_ns;
 	}
+	if (!make_room(r, slot, st.nfills))
+		return false;
+	gw_reply_mark(&j->reply);
 	gw_reply_cancel_begin(&j->reply, gw_xml_text(&j->req, it->id));
 	reply_status(r, &j->reply, &st, false);
 	gw_reply_cancel_end(&j->reply);
+	if (gw_reply_too_big(&j->reply)) {
+		/* The cancel happened: the error says so. */
+		gw_reply_rollback(&j->reply);
+		gw_reply_item_error(&j->reply, &j->req, it, SHMEX_EREPLYBIG,
+				    "the order was canceled");
+	}
 	j->cancel_done = false;
 	return true;
 }
@@ -463,7 +544,7 @@ static uint32_t item_msg(struct gw_exec *r, const struct gw_xml_req *req,
 		m->type = SHM_MSG_ORDER;
 		m->account = req->account;
 		m->side = it->side;
-		m->tif = SHM_TIF_GTC;
+		m->tif = it->tif;
 		m->price = it->limit;
 		m->qty = it->qty;
 		(void)shm_symbol_pack(m->u.symbol, sym.p, sym.len);
@@ -476,13 +557,57 @@ static uint32_t item_msg(struct gw_exec *r, const struct gw_xml_req *req,
 	}
 }
 
-/* Runs items until one waits (for a matcher, or to retry a busy read) or
- * the request is done. */
+/*
+ * Streaming (unframed replies): once the buffered reply passes
+ * STREAM_CHUNK, its bytes go to the connection, so a job holds at most
+ * about one chunk plus one item.  When the connection (or the gateway in
+ * total) has too much unsent, the job parks in W_OUTPUT until the client
+ * reads.  Returns false when the job parked or its connection is gone.
+ */
+static bool job_stream(struct gw_exec *r, uint32_t slot)
+{
+	struct job *j = &r->jobs[slot];
+	if (r->framed || j->stop)
+		return true;
+	if (gw_reply_buffered(&j->reply) >= STREAM_CHUNK) {
+		const char *out;
+		size_t len;
+		if (gw_reply_take(&j->reply, &out, &len) == 0) {
+			struct gw_conn_ref c = j->conn;
+			int rc = gw_server_reply_part(r->srv, c, out, len);
+			if (rc || !j->active || j->conn.gen != c.gen)
+				return false; /* closed: aborted meanwhile */
+		}
+	}
+	if (gw_server_may_send(r->srv, j->conn))
+		return true;
+	j->wait = W_OUTPUT;
+	q_push(r, &r->outq, slot);
+	r->st.held++;
+	return false;
+}
+
+/* Runs items until one waits (for a matcher, to retry a busy read, for its
+ * client to read, or because the job used its time slice) or the request
+ * is done. */
 static void job_run(struct gw_exec *r, uint32_t slot)
 {
 	struct job *j = &r->jobs[slot];
+	uint64_t t0 = shm_clock_ns(CLOCK_MONOTONIC);
+	uint32_t n = 0;
 	while (j->next < j->req.nitems) {
 		const struct gw_item *it = &j->req.items[j->next];
+		if (!j->cancel_done && !job_stream(r, slot))
+			return;
+		if (!j->stop && ++n % SLICE_ITEMS == 0 &&
+		    (n >= SLICE_MAX || shm_clock_ns(CLOCK_MONOTONIC) - t0 >= SLICE_NS)) {
+			/* Long enough: the other connections get the loop;
+			 * this job goes on next turn. */
+			j->wait = W_OUTPUT;
+			q_push(r, &r->outq, slot);
+			r->st.slices++;
+			return;
+		}
 		if (j->cancel_done) {
 			if (!finish_cancel(r, slot, it))
 				return;
@@ -500,6 +625,11 @@ static void job_run(struct gw_exec *r, uint32_t slot)
 		}
 		switch (it->kind) {
 		case GW_ITEM_QUERY:
+			if (j->stop) {
+				gw_reply_item_error(&j->reply, &j->req, it,
+						    SHMEX_ESTOPPING, NULL);
+				goto next;
+			}
 			if (!do_query(r, slot, it))
 				return;
 			goto next;
@@ -507,6 +637,12 @@ static void job_run(struct gw_exec *r, uint32_t slot)
 		case GW_ITEM_SYMBOL:
 		case GW_ITEM_ORDER:
 		case GW_ITEM_CANCEL:
+			if (j->stop || j->skip_fail) {
+				gw_reply_item_error(
+					&j->reply, &j->req, it,
+					j->stop ? SHMEX_ESTOPPING : SHMEX_ESKIPPED, NULL);
+				goto next;
+			}
 			if (j->busy_fail) {
 				r->st.busy++;
 				gw_reply_item_error(&j->reply, &j->req, it, SHMEX_EBUSY,
@@ -585,6 +721,8 @@ void gw_exec_request(void *route, struct gw_conn_ref c, const char *xml, size_t 
 	j->next = 0;
 	j->wait = W_NONE;
 	j->busy_fail = false;
+	j->skip_fail = false;
+	j->stop = false;
 	j->acct_ok = false;
 	j->cancel_done = false;
 	j->retry_since = 0;
@@ -620,6 +758,8 @@ void gw_exec_abort(void *route, struct gw_conn_ref c)
 		q_remove(r, &r->q[j->shard], c.slot);
 	else if (j->wait == W_RETRY)
 		q_remove(r, &r->retryq, c.slot);
+	else if (j->wait == W_OUTPUT)
+		q_remove(r, &r->outq, c.slot);
 	else if (j->wait == W_REPLY)
 		r->nwaiting--;
 	/* A reply still on its way is dropped as stale. */
@@ -637,7 +777,7 @@ static void restart_notice(struct gw_exec *r, uint32_t s, uint64_t taken)
 {
 	r->st.restarts++;
 	/* The new matcher made a new book and reader table: read those. */
-	reopen_book(r, s);
+	(void)reopen_book(r, s);
 	for (uint32_t slot = 0; slot < r->max_conns; slot++) {
 		struct job *j = &r->jobs[slot];
 		if (!j->active || j->wait != W_REPLY || j->shard != s ||
@@ -647,6 +787,83 @@ static void restart_notice(struct gw_exec *r, uint32_t s, uint64_t taken)
 		r->nwaiting--;
 		r->st.not_executed++;
 		job_reply(r, slot, &j->msg, SHMEX_ENOTEXEC);
+	}
+}
+
+/* A reply for nobody: if it answers an item that was told "outcome
+ * unknown", the operator learns the outcome under the ref the client got. */
+static void late_reply(struct gw_exec *r, uint32_t s, const struct shm_msg *m, bool bad)
+{
+	for (uint32_t i = 0; i < LATE_MAX; i++) {
+		struct late *l = &r->late[i];
+		if (!l->req_id || l->req_id != m->req_id)
+			continue;
+		r->st.late++;
+		static const char *const kind[] = {
+			[SHM_MSG_ORDER] = "order",
+			[SHM_MSG_CANCEL] = "cancel",
+			[SHM_MSG_CREATE_ACCOUNT] = "create account",
+			[SHM_MSG_ADD_SHARES] = "add shares",
+		};
+		const char *what =
+			l->type < sizeof(kind) / sizeof(kind[0]) && kind[l->type]
+				? kind[l->type]
+				: "request";
+		const char *res = bad         ? "a malformed reply"
+				  : m->status ? shmex_strerror(m->status)
+					      : "done";
+		if (!bad && m->status == 0 && l->type == SHM_MSG_ORDER)
+			fprintf(stderr,
+				"shmex-gateway %u: late answer from shard %u to ref "
+				"%016" PRIx64 " (account %" PRIu64 ", %s): done, order "
+				"id %" PRIu64 "\n",
+				r->gateway, s, m->req_id, l->account, what, m->order_id);
+		else
+			fprintf(stderr,
+				"shmex-gateway %u: late answer from shard %u to ref "
+				"%016" PRIx64 " (account %" PRIu64 ", %s): %s\n",
+				r->gateway, s, m->req_id, l->account, what, res);
+		l->req_id = 0;
+		return;
+	}
+}
+
+/* The job's sent item got no answer within answer_ms (a matcher that
+ * stopped answering, a corrupt reply ring): it may or may not have been
+ * executed, and the client is told exactly that, with a ref the gateway
+ * logs the late answer under.  Later ring items of the request are not
+ * sent (they might depend on it). */
+static void answer_unknown(struct gw_exec *r, uint32_t slot, const char *why)
+{
+	struct job *j = &r->jobs[slot];
+	struct late *l = &r->late[r->late_next++ % LATE_MAX];
+	l->req_id = j->msg.req_id;
+	l->account = j->msg.account;
+	l->type = j->msg.type;
+	char detail[96];
+	snprintf(detail, sizeof(detail), "%sref %016" PRIx64, why, j->msg.req_id);
+	j->wait = W_NONE;
+	r->nwaiting--;
+	r->st.unknown++;
+	j->skip_fail = true;
+	gw_reply_item_error(&j->reply, &j->req, &j->req.items[j->next], SHMEX_EUNKNOWN,
+			    detail);
+	r->st.items++;
+	j->next++;
+}
+
+/* Items sent longer than answer_ns ago are answered "outcome unknown". */
+static void expire_answers(struct gw_exec *r, uint64_t now)
+{
+	if (now < r->next_scan)
+		return;
+	r->next_scan = now + ANSWER_SCAN_NS;
+	for (uint32_t slot = 0; slot < r->max_conns && r->nwaiting; slot++) {
+		struct job *j = &r->jobs[slot];
+		if (!j->active || j->wait != W_REPLY || now - j->sent_ns < r->answer_ns)
+			continue;
+		answer_unknown(r, slot, "");
+		job_run(r, slot);
 	}
 }
 
@@ -672,6 +889,7 @@ static void handle_reply(struct gw_exec *r, uint32_t s, const struct shm_msg *m)
 	if (!j->active || j->wait != W_REPLY || j->msg.req_id != m->req_id ||
 	    j->shard != s) {
 		r->st.stale++;
+		late_reply(r, s, m, bad);
 		return;
 	}
 	if (!bad && m->req_type != j->msg.type)
@@ -759,6 +977,7 @@ static bool flush_sends(struct gw_exec *r)
 				uint32_t slot = q_pop(r, q);
 				r->jobs[slot].wait = W_REPLY;
 				r->jobs[slot].ring_pos = base + k;
+				r->jobs[slot].sent_ns = now;
 				r->nwaiting++;
 				r->st.sent++;
 			}
@@ -795,6 +1014,83 @@ static void run_retries(struct gw_exec *r)
 	}
 }
 
+/* Resumes the jobs parked for their client or their slice whose
+ * connection may take more now.  Returns true when one of them is
+ * runnable after this turn (a job that used its slice again). */
+static bool run_output(struct gw_exec *r)
+{
+	bool runnable = false;
+	for (uint32_t k = r->outq.n; k > 0; k--) {
+		uint32_t slot = q_pop(r, &r->outq);
+		struct job *j = &r->jobs[slot];
+		if (!gw_server_may_send(r->srv, j->conn)) {
+			q_push(r, &r->outq, slot);
+			continue;
+		}
+		j->wait = W_NONE;
+		job_run(r, slot);
+	}
+	for (uint32_t i = r->outq.head, k = 0; k < r->outq.n; i = r->jobs[i].qnext, k++)
+		if (gw_server_may_send(r->srv, r->jobs[i].conn))
+			runnable = true;
+	return runnable;
+}
+
+/*
+ * The gateway's drain time is over (gw_server_stop + drain_ms): every
+ * request still executing is answered now.  Items never sent are "Not
+ * executed: the exchange is stopping"; an item sent and not answered is
+ * "Outcome unknown" (its matcher may have executed it); nothing is left
+ * without an answer.
+ */
+void gw_exec_drain(void *route)
+{
+	struct gw_exec *r = route;
+	for (uint32_t slot = 0; slot < r->max_conns; slot++) {
+		struct job *j = &r->jobs[slot];
+		if (!j->active)
+			continue;
+		r->st.drained++;
+		j->stop = true;
+		if (j->wait == W_SEND)
+			q_remove(r, &r->q[j->shard], slot);
+		else if (j->wait == W_RETRY)
+			q_remove(r, &r->retryq, slot);
+		else if (j->wait == W_OUTPUT)
+			q_remove(r, &r->outq, slot);
+		if (j->wait == W_REPLY)
+			answer_unknown(r, slot, "the exchange is stopping; ");
+		j->wait = W_NONE;
+		job_run(r, slot);
+	}
+}
+
+/* At most every PUBLISH_NS: the counters tools read (shmex-query stats,
+ * metrics) go to this gateway's member slot.  Returns true while a change
+ * waits for its turn (the loop then wakes for it). */
+static bool publish_counters(struct gw_exec *r, uint64_t now)
+{
+	if (!r->srv)
+		return false;
+	struct gw_server_stats ss;
+	gw_server_get_stats(r->srv, &ss);
+	struct shm_gateway_counters c;
+	memset(&c, 0, sizeof(c));
+	c.requests = r->st.requests;
+	c.refused = ss.refused + ss.refused_peer;
+	c.unknown = r->st.unknown;
+	c.busy = r->st.busy;
+	c.open = ss.open;
+	if (!memcmp(&c, &r->published, sizeof(c)))
+		return false;
+	if (now < r->next_publish)
+		return true;
+	r->next_publish = now + PUBLISH_NS;
+	r->published = c;
+	shm_instance_gateway_publish(&r->inst, r->gateway, &c);
+	return false;
+}
+
 /*
  * Once per loop turn.  While replies are awaited and the gateway made
  * progress within the last spin_ns, the loop does not block: it yields the
@@ -809,6 +1105,7 @@ int gw_exec_poll(void *route)
 {
 	struct gw_exec *r = route;
 	bool progress = false;
+	bool pub_pending = publish_counters(r, shm_clock_ns(CLOCK_MONOTONIC_COARSE));
 	/* Parked reads too: a restart notice (which maps the new book)
 	 * may be what they wait for. */
 	if (r->nwaiting || r->retryq.n)
@@ -816,7 +1113,10 @@ int gw_exec_poll(void *route)
 	if (r->retryq.n)
 		run_retries(r);
 	uint64_t sent0 = r->st.sent;
+	bool runnable = r->outq.n ? run_output(r) : false;
 	bool left = flush_sends(r) || r->retryq.n > 0;
+	if (r->nwaiting)
+		expire_answers(r, shm_clock_ns(CLOCK_MONOTONIC));
 	progress = progress || r->st.sent != sent0;
 	if (r->nwaiting && r->spin_ns) {
 		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
@@ -831,7 +1131,15 @@ int gw_exec_poll(void *route)
 	 * rings before sleeping, so arming after the drain loses nothing. */
 	if (r->nwaiting)
 		helper_arm(r);
-	return left ? 1 : -1;
+	if (runnable)
+		return 0;
+	if (left)
+		return 1;
+	/* Sleep no longer than the next answer-deadline scan, nor (while
+	 * connections are open) the next publication of the counters. */
+	if (r->nwaiting)
+		return (int)(ANSWER_SCAN_NS / 1000000u);
+	return pub_pending ? (int)(PUBLISH_NS / 1000000u) : -1;
 }
 
 void gw_exec_wake(void *route)
@@ -918,6 +1226,9 @@ int gw_exec_open(struct gw_exec **out, const char *instance, uint32_t gateway,
 	r->max_conns = (uint32_t)st->max_conns;
 	r->busy_ms = (uint32_t)st->busy_ms;
 	r->spin_ns = st->spin_us * 1000u;
+	r->framed = st->frame_replies != 0;
+	r->max_reply = (size_t)st->max_reply;
+	r->answer_ns = st->answer_ms * 1000000u;
 	gw_xml_limits_default(&r->xml);
 	r->xml.max_elems = (uint32_t)st->max_elements;
 	rc = gw_xml_parser_create(&r->xp, &r->xml);
@@ -949,7 +1260,7 @@ int gw_exec_open(struct gw_exec **out, const char *instance, uint32_t gateway,
 	}
 	for (uint32_t i = 0; i < r->max_conns; i++) {
 		gw_xml_req_init(&r->jobs[i].req);
-		gw_reply_init(&r->jobs[i].reply, 0, false);
+		gw_reply_init(&r->jobs[i].reply, r->max_reply, false);
 	}
 	for (uint32_t s = 0; s < n; s++) {
 		rc = open_shard(r, s, err);

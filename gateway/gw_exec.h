@@ -66,6 +66,11 @@ struct gw_exec_stats {
 	uint64_t wakes;        /* eventfd wake-ups from the helper */
 	uint64_t restarts;     /* restart notices from a shard's new matcher */
 	uint64_t not_executed; /* items answered "not executed" after one */
+	uint64_t unknown;      /* items answered "outcome unknown" */
+	uint64_t late;         /* replies that came after "outcome unknown" */
+	uint64_t slices;       /* jobs that gave the loop back mid-request */
+	uint64_t held;         /* jobs parked until their client reads */
+	uint64_t drained;      /* requests answered at once by the drain */
 };
 
 /* Attaches to the instance as gateway `gateway`: control and rings
@@ -92,6 +97,7 @@ void gw_exec_wake(void *route);
 void gw_exec_request(void *route, struct gw_conn_ref c, const char *xml, size_t len);
 void gw_exec_abort(void *route, struct gw_conn_ref c);
 int gw_exec_poll(void *route);
+void gw_exec_drain(void *route);
 
 /* Requests being executed right now. */
 uint32_t gw_exec_active(const struct gw_exec *r);

@@ -9,12 +9,15 @@
  * the document.  "<results>" is written lazily with the first child so an
  * empty reply can be "<results/>".
  *
- * Invariants: RESERVE <= len <= cap; len - RESERVE <= max unless err is
- * set; nest is 0 or 1 (inside <status> or <canceled id>).
+ * Invariants: RESERVE <= len <= cap; while nest is 1, len - RESERVE <= max
+ * unless err is set; nest is 0 or 1 (inside <status> or <canceled id>).
  *
- * Limits: a document of at most `max` bytes (default 64 MiB; a query of an
- * order with many fills is the largest reply); beyond it the reply fails
- * with SHMEX_ETOOBIG and the caller sends gw_reply_error_doc instead.
+ * Limits: the fill listing of one group may bring the buffered reply to at
+ * most `max` bytes (default 64 MiB; a query of an order with many fills is
+ * the largest child); beyond it the group fails with SHMEX_ETOOBIG, and
+ * the caller rolls it back to its mark and answers that item with an error
+ * child.  Children outside groups are bounded by the request they echo and
+ * are not limited here.
  */
 #include "gateway/gw_reply.h"
 
@@ -28,6 +31,7 @@
 #include "shm/shm_error.h"
 
 #define RESERVE GW_REPLY_LINE_RESERVE
+#define GW_REPLY_ATTR_NAME_MAX 64
 
 static const char xml_decl[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
 
@@ -51,7 +55,7 @@ static void put(struct gw_reply *r, const char *s, size_t n)
 {
 	if (r->err)
 		return;
-	if (r->len - RESERVE + n > r->max) {
+	if (r->nest && r->len - RESERVE + n > r->max) {
 		r->err = SHMEX_ETOOBIG;
 		return;
 	}
@@ -172,7 +176,55 @@ void gw_reply_begin(struct gw_reply *r)
 	r->open = false;
 	r->nest = 0;
 	r->err = 0;
+	r->taken = 0;
+	r->mark_len = r->len;
+	r->mark_open = false;
 	puts_(r, xml_decl);
+}
+
+void gw_reply_mark(struct gw_reply *r)
+{
+	r->mark_len = r->len;
+	r->mark_open = r->open;
+}
+
+void gw_reply_rollback(struct gw_reply *r)
+{
+	if (r->err && r->err != SHMEX_ETOOBIG)
+		return;
+	r->err = 0;
+	r->len = r->mark_len;
+	r->open = r->mark_open;
+	r->nest = 0;
+}
+
+bool gw_reply_too_big(const struct gw_reply *r)
+{
+	return r->err == SHMEX_ETOOBIG;
+}
+
+size_t gw_reply_buffered(const struct gw_reply *r)
+{
+	return r->len - RESERVE;
+}
+
+int gw_reply_take(struct gw_reply *r, const char **out, size_t *len)
+{
+	if (r->err)
+		return r->err;
+	if (r->framed || r->nest)
+		return SHMEX_EINTERNAL;
+	*out = r->buf ? r->buf + RESERVE : "";
+	*len = r->len - RESERVE;
+	r->taken += r->len - RESERVE;
+	r->len = RESERVE;
+	r->mark_len = RESERVE;
+	return 0;
+}
+
+size_t gw_reply_taken(const struct gw_reply *r)
+{
+	return r->taken;
 }
 
 int gw_reply_finish(struct gw_reply *r, const char **out, size_t *len)
@@ -229,6 +281,8 @@ static const struct {
 	{SHMEX_ENOTOWNER, "Order belongs to another account"},
 	{SHMEX_ENOTOPEN, "Order has nothing open"},
 	{SHMEX_EBADTIF, "Invalid time in force"},
+	{SHMEX_EUNKNOWNATTR, "Unknown attribute"},
+	{SHMEX_EBADTYPE, "Invalid order type"},
 	{SHMEX_EBADREQUEST, "Malformed request"},
 	{SHMEX_ETOOBIG, "Request too large"},
 	{SHMEX_EUNKNOWNELEM, "Unknown element"},
@@ -244,6 +298,15 @@ static const struct {
 	{SHMEX_ETIMEDOUT, "Timed out"},
 	{SHMEX_EJOURNAL, "Not executed: the exchange cannot write its journal"},
 	{SHMEX_ENOTEXEC, "Not executed: the matcher restarted; send it again"},
+	{SHMEX_EREPLYBIG, "Reply too large: this order's fills do not fit in a reply"},
+	{SHMEX_EUNKNOWN, "Outcome unknown: the exchange did not answer in time; "
+			 "check before sending it again"},
+	{SHMEX_ESTOPPING, "Not executed: the exchange is stopping"},
+	{SHMEX_ESHORTBODY, "Request ended before the length its length line announced"},
+	{SHMEX_ESKIPPED, "Not executed: an earlier item of this request has no answer"},
+	{SHMEX_ECONNSFULL, "Too many connections to this gateway, try again later"},
+	{SHMEX_EPEERFULL, "Too many connections from your address; close one and "
+			  "try again"},
 };
 
 const char *gw_reply_text(int err)
@@ -407,6 +470,16 @@ void gw_reply_item_error(struct gw_reply *r, const struct gw_xml_req *req,
 	}
 	if (err == 0)
 		err = SHMEX_EINTERNAL;
+	/* An unknown attribute is named (it->name holds it for these). */
+	char attr[GW_REPLY_ATTR_NAME_MAX + 3];
+	struct gw_str an = gw_xml_text(req, it->name);
+	if (err == SHMEX_EUNKNOWNATTR && it->kind != GW_ITEM_UNKNOWN && an.p && !why) {
+		snprintf(attr, sizeof(attr), "%.*s",
+			 (int)(an.len < GW_REPLY_ATTR_NAME_MAX ? an.len
+							       : GW_REPLY_ATTR_NAME_MAX),
+			 an.p);
+		why = attr;
+	}
 	switch (it->kind) {
 	case GW_ITEM_ACCOUNT:
 	case GW_ITEM_QUERY:

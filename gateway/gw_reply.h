@@ -5,10 +5,20 @@
  *
  * Usage: gw_reply_begin, then one call per reply child in request order,
  * then gw_reply_finish to get the bytes to send.  The writers do not return
- * errors one by one: the first failure (buffer above max, out of memory) is
- * remembered and returned by gw_reply_finish, and everything after it is
- * ignored (the pattern of stdio's ferror).  On such a failure the caller
- * sends gw_reply_error_doc instead.
+ * errors one by one: the first failure is remembered and returned by
+ * gw_reply_finish, and everything after it is ignored (the pattern of
+ * stdio's ferror).
+ *
+ * Size.  Only the listing inside a <status> or <canceled id> group (one
+ * child per fill) can grow without a bound the request sets, so only it
+ * is limited: a group whose bytes would bring the buffered reply above
+ * `max` fails with SHMEX_ETOOBIG.  The caller marks the reply before the
+ * group (gw_reply_mark) and, on that failure, rolls the group back
+ * (gw_reply_rollback) and writes a short <error> child in its place, so
+ * that every item still gets its own answer.  Every other child is bounded
+ * by the request it echoes.  A caller that streams (unframed replies)
+ * takes the bytes written so far with gw_reply_take and sends them before
+ * the document is finished; the buffer then holds only what came after.
  *
  * Echoed values are escaped (& < > " ' and tab/CR/LF in attributes);
  * computed numbers are printed with shm_dec_format (shortest exact).
@@ -33,14 +43,18 @@ struct gw_reply {
 	char *buf;  /* [0, LINE_RESERVE) is room for the length line */
 	size_t len; /* end of the document inside buf */
 	size_t cap;
-	size_t max;   /* largest document (without the length line) */
-	bool framed;  /* prefix "<length>\n" */
-	bool open;    /* "<results>" written (at least one child) */
-	uint8_t nest; /* 1 inside <status>/<canceled id> */
-	int err;      /* first failure, sticky until gw_reply_begin */
+	size_t max;      /* largest document (without the length line) */
+	bool framed;     /* prefix "<length>\n" */
+	bool open;       /* "<results>" written (at least one child) */
+	uint8_t nest;    /* 1 inside <status>/<canceled id> */
+	int err;         /* first failure, sticky until gw_reply_begin */
+	size_t mark_len; /* gw_reply_mark: where to roll back to */
+	bool mark_open;
+	size_t taken; /* bytes handed out by gw_reply_take so far */
 };
 
-/* max 0 means GW_REPLY_MAX_DEFAULT.  Allocates nothing. */
+/* max (the largest buffered reply a group may grow to) 0 means
+ * GW_REPLY_MAX_DEFAULT.  Allocates nothing. */
 void gw_reply_init(struct gw_reply *r, size_t max, bool framed);
 void gw_reply_free(struct gw_reply *r);
 
@@ -55,6 +69,24 @@ void gw_reply_begin(struct gw_reply *r);
  */
 int gw_reply_finish(struct gw_reply *r, const char **out, size_t *len)
 	__attribute__((warn_unused_result));
+
+/* Remembers the current end (between children, outside a group). */
+void gw_reply_mark(struct gw_reply *r);
+/* Forgets everything written since gw_reply_mark and clears a
+ * SHMEX_ETOOBIG failure (any other failure stays). */
+void gw_reply_rollback(struct gw_reply *r);
+/* True when a group failed because of max (roll it back). */
+bool gw_reply_too_big(const struct gw_reply *r);
+/* Bytes buffered now (since begin or the last take). */
+size_t gw_reply_buffered(const struct gw_reply *r);
+/* Streaming, unframed only, between children and without a failure: hands
+ * out the bytes written so far (valid until the next call on r) and
+ * empties the buffer; gw_reply_finish then returns only the rest.  Returns
+ * 0, or the sticky failure (nothing is handed out then). */
+int gw_reply_take(struct gw_reply *r, const char **out, size_t *len)
+	__attribute__((warn_unused_result));
+/* Bytes handed out by gw_reply_take since gw_reply_begin. */
+size_t gw_reply_taken(const struct gw_reply *r);
 
 /* A whole reply that is one error, for whole-request failures and for a
  * failed gw_reply_finish: <results><error>reason</error></results>,

@@ -55,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <fcntl.h>
@@ -93,6 +94,8 @@ struct conn {
 	size_t wpos, wlen, wcap;
 	uint64_t rdeadline; /* ns; 0 = none */
 	uint64_t wdeadline; /* ns; 0 = none */
+	uint64_t ideadline; /* ns; 0 = none: close if still idle then */
+	uint8_t peer[17];   /* client address: family byte + address */
 };
 
 struct watch {
@@ -112,6 +115,10 @@ struct gw_server {
 	uint64_t next_deadline; /* earliest armed connection deadline */
 	int poll_hint;          /* last ops.poll() answer */
 	uint32_t in_process;    /* slot inside conn_process, or UINT32_MAX */
+	bool out_blocked;       /* some connection was denied input because
+				 * the total unsent output passed max_unsent */
+	bool drained;           /* ops.drain ran; drain_deadline is the
+				 * final flush */
 	struct conn *conns;
 	uint32_t *free_stack;
 	uint32_t nfree;
@@ -135,6 +142,44 @@ static uint64_t conn_tag(uint32_t slot, uint32_t gen)
 static size_t conn_pending(const struct conn *c)
 {
 	return c->wlen - c->wpos;
+}
+
+/* The total unsent output is above its bound: read nothing, start nothing,
+ * let no streamed reply grow. */
+static bool out_full(struct gw_server *s)
+{
+	if (s->st.unsent <= s->cfg.max_unsent)
+		return false;
+	s->out_blocked = true;
+	return true;
+}
+
+/* The connection may start its next request now: its own unsent output
+ * is at most wbuf_high, and while the total is above max_unsent only a
+ * connection with nothing unsent may (so the clients that do not read
+ * stop, and the others are still served: each adds at most one reply, or
+ * one streamed chunk, to the total). */
+static bool conn_may_start(struct gw_server *s, const struct conn *c)
+{
+	return conn_pending(c) <= s->cfg.wbuf_high &&
+	       (conn_pending(c) == 0 || !out_full(s));
+}
+
+/* The connection may be read and may start its next request. */
+static bool conn_wants_input(struct gw_server *s, const struct conn *c)
+{
+	return c->state == C_OPEN && !c->busy && !c->eof && !s->stopping &&
+	       conn_may_start(s, c);
+}
+
+/* A complete error document for code (one of ours, short). */
+static int error_doc(char *doc, size_t cap, int code)
+{
+	int n = snprintf(doc, cap,
+			 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+			 "<results><error>%s</error></results>\n",
+			 gw_reply_text(code));
+	return n < 0 || (size_t)n >= cap ? -1 : n;
 }
 
 static void arm_deadline(struct gw_server *s, uint64_t *field, uint64_t when)
@@ -167,8 +212,7 @@ static void conn_update_events(struct gw_server *s, struct conn *c, uint32_t slo
 			       bool strict)
 {
 	uint32_t ev = 0;
-	if (c->state == C_OPEN && !c->busy && !c->eof && !s->stopping &&
-	    conn_pending(c) <= s->cfg.wbuf_high && c->rlen < RBUF_SIZE)
+	if (conn_wants_input(s, c) && c->rlen < RBUF_SIZE)
 		ev |= EPOLLIN;
 	if (c->state == C_LINGER)
 		ev |= EPOLLIN;
@@ -196,6 +240,7 @@ static void conn_close(struct gw_server *s, uint32_t slot)
 	}
 	epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
+	s->st.unsent -= conn_pending(c);
 	gw_frame_free(&c->frame);
 	free(c->rbuf);
 	free(c->wbuf);
@@ -210,9 +255,10 @@ static void conn_close(struct gw_server *s, uint32_t slot)
 	s->st.open--;
 }
 
-/* Appends bytes to the output buffer (never beyond what one reply adds
- * above wbuf_high: callers only start requests below it). */
-static int conn_append(struct conn *c, const char *data, size_t len)
+/* Appends bytes to the output buffer (never beyond what one reply, or one
+ * streamed part, adds above wbuf_high: callers only start requests and
+ * streamed parts below it). */
+static int conn_append(struct gw_server *s, struct conn *c, const char *data, size_t len)
 {
 	if (c->wpos == c->wlen)
 		c->wpos = c->wlen = 0;
@@ -236,6 +282,9 @@ static int conn_append(struct conn *c, const char *data, size_t len)
 	}
 	memcpy(c->wbuf + c->wlen, data, len);
 	c->wlen += len;
+	s->st.unsent += len;
+	if (s->st.unsent > s->st.unsent_peak)
+		s->st.unsent_peak = s->st.unsent;
 	return 0;
 }
 
@@ -245,11 +294,11 @@ static int conn_append_reply(struct gw_server *s, struct conn *c, const char *da
 	if (s->cfg.frame_replies) {
 		char head[24];
 		int h = snprintf(head, sizeof(head), "%zu\n", len);
-		int rc = conn_append(c, head, (size_t)h);
+		int rc = conn_append(s, c, head, (size_t)h);
 		if (rc)
 			return rc;
 	}
-	return conn_append(c, data, len);
+	return conn_append(s, c, data, len);
 }
 
 /* Writes what it can.  May close the connection (returns false then). */
@@ -261,6 +310,7 @@ static bool conn_flush(struct gw_server *s, uint32_t slot)
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			c->wpos += (size_t)n;
+			s->st.unsent -= (size_t)n;
 			c->wdeadline = 0;
 			continue;
 		}
@@ -296,8 +346,8 @@ static bool conn_flush(struct gw_server *s, uint32_t slot)
 				     shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(LINGER_MS));
 		}
 	}
-	if (c->state == C_OPEN && !c->busy && c->rpos < c->rlen &&
-	    conn_pending(c) <= s->cfg.wbuf_high && slot != s->in_process)
+	if (c->state == C_OPEN && !c->busy && c->rpos < c->rlen && conn_may_start(s, c) &&
+	    slot != s->in_process)
 		ready_push(s, slot); /* buffered requests may go on now */
 	conn_update_events(s, c, slot, false);
 	return true;
@@ -345,13 +395,27 @@ static void conn_process(struct gw_server *s, uint32_t slot)
 static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 {
 	struct conn *c = &s->conns[slot];
-	while (c->state == C_OPEN && !c->busy && !s->stopping &&
-	       conn_pending(c) <= s->cfg.wbuf_high && c->rpos < c->rlen) {
+	bool answered_stop = false;
+	while (c->state == C_OPEN && !c->busy && c->rpos < c->rlen &&
+	       (s->stopping || conn_may_start(s, c))) {
 		size_t used = 0, rl = 0;
 		const char *req = NULL;
 		int rc = gw_frame_feed(&c->frame, c->rbuf + c->rpos, c->rlen - c->rpos,
 				       &used, &req, &rl);
 		c->rpos += used;
+		if (rc == 1 && s->stopping) {
+			/* A request the client sent before the stop but that
+			 * never started: it is told so, not dropped. */
+			char doc[256];
+			int n = error_doc(doc, sizeof(doc), SHMEX_ESTOPPING);
+			if (n < 0 || conn_append_reply(s, c, doc, (size_t)n) != 0) {
+				conn_close(s, slot);
+				return;
+			}
+			s->st.stop_replies++;
+			answered_stop = true;
+			continue;
+		}
 		if (rc == 1) {
 			c->rdeadline = 0;
 			c->busy = true;
@@ -381,10 +445,36 @@ static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 					     ms_ns(s->cfg.deadline_ms));
 		if (!partial)
 			c->rdeadline = 0;
+		if (!s->stopping && partial && c->eof && c->rpos == c->rlen) {
+			/* The client is done sending and its last request is
+			 * shorter than its length line said: tell it so. */
+			char msg[160];
+			if (c->frame.state == GW_FRAME_BODY)
+				snprintf(msg, sizeof(msg),
+					 "%s: %zu bytes announced, %zu arrived",
+					 gw_reply_text(SHMEX_ESHORTBODY), c->frame.want,
+					 c->frame.have);
+			else
+				snprintf(msg, sizeof(msg),
+					 "%s: the length line has no newline",
+					 gw_reply_text(SHMEX_ESHORTBODY));
+			s->st.frame_errors++;
+			conn_fail(s, slot, msg);
+			return;
+		}
 		if (s->stopping || (c->eof && c->rpos == c->rlen)) {
 			/* Idle and draining, or the peer is done sending (a
 			 * partial request can never complete now). */
 			c->state = C_CLOSING;
+			/* Bytes the client sent that we never read would make
+			 * the kernel answer our close with a reset, which
+			 * destroys the replies still in flight: shut the
+			 * write side and linger instead. */
+			int unread = 0;
+			if (s->stopping &&
+			    (answered_stop || partial ||
+			     (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0)))
+				c->fatal = true;
 			if (!conn_flush(s, slot))
 				return;
 		}
@@ -402,8 +492,7 @@ static void conn_readable(struct gw_server *s, uint32_t slot)
 			conn_close(s, slot);
 		return;
 	}
-	if (c->state != C_OPEN || c->busy || c->eof || s->stopping ||
-	    conn_pending(c) > s->cfg.wbuf_high) {
+	if (!conn_wants_input(s, c)) {
 		/* Input we do not want now: stop hearing about it. */
 		conn_update_events(s, c, slot, true);
 		return;
@@ -431,18 +520,53 @@ static void conn_readable(struct gw_server *s, uint32_t slot)
 	conn_process(s, slot);
 }
 
-static void refuse(struct gw_server *s, int fd)
+/* Turns a new connection away with one error document saying why (if its
+ * socket takes it at once).  What the client already sent is read and
+ * dropped first, and the write side shut: closing with unread bytes would
+ * make the kernel reset the connection and destroy the reply. */
+static void refuse(struct gw_server *s, int fd, int why)
 {
-	static const char busy[] = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-				   "<results><error>Exchange busy, try again"
-				   "</error></results>\n";
-	char head[24];
-	int h = snprintf(head, sizeof(head), "%zu\n", sizeof(busy) - 1);
-	if (s->cfg.frame_replies)
-		(void)!send(fd, head, (size_t)h, MSG_NOSIGNAL | MSG_DONTWAIT);
-	(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	char doc[256], head[24];
+	int n = error_doc(doc, sizeof(doc), why);
+	if (n > 0) {
+		int h = snprintf(head, sizeof(head), "%d\n", n);
+		if (s->cfg.frame_replies)
+			(void)!send(fd, head, (size_t)h, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)!send(fd, doc, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	shutdown(fd, SHUT_WR);
+	char tmp[4096];
+	for (int i = 0; i < 16 && recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT) > 0; i++)
+		;
 	close(fd);
-	s->st.refused++;
+	if (why == SHMEX_EPEERFULL)
+		s->st.refused_peer++;
+	else
+		s->st.refused++;
+}
+
+/* The client address as a comparable key: family byte, then the address. */
+static void peer_key(const struct sockaddr_storage *sa, uint8_t key[17])
+{
+	memset(key, 0, 17);
+	if (sa->ss_family == AF_INET) {
+		key[0] = 4;
+		memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->ss_family == AF_INET6) {
+		key[0] = 6;
+		memcpy(key + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+/* Connections open from this address (a scan: accepting is rare next to
+ * requests, and max_conns is small). */
+static uint32_t peer_count(const struct gw_server *s, const uint8_t key[17])
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < s->cfg.max_conns; i++)
+		if (s->conns[i].state != C_FREE && !memcmp(s->conns[i].peer, key, 17))
+			n++;
+	return n;
 }
 
 static void listen_set(struct gw_server *s, bool on)
@@ -485,12 +609,31 @@ static void listen_rotate(struct gw_server *s)
 	sched_yield();
 }
 
+/* (Re)starts the idle deadline of c: it is closed if it is still idle then
+ * (the sweep checks; a connection busy at that moment gets a new one). */
+static void conn_arm_idle(struct gw_server *s, struct conn *c)
+{
+	if (s->cfg.idle_ms == GW_SERVER_IDLE_NEVER)
+		return;
+	arm_deadline(s, &c->ideadline,
+		     shm_clock_ns(CLOCK_MONOTONIC) + ms_ns(s->cfg.idle_ms));
+}
+
+static bool conn_idle(const struct conn *c)
+{
+	return c->state == C_OPEN && !c->busy && !gw_frame_in_request(&c->frame) &&
+	       conn_pending(c) == 0 && c->rpos == c->rlen;
+}
+
 static void do_accept(struct gw_server *s)
 {
 	int batch = s->cfg.exclusive ? ACCEPT_SHARED : ACCEPT_BATCH;
 	int taken = 0;
 	for (int i = 0; i < batch; i++) {
-		int fd = accept4(s->cfg.listen_fd, NULL, NULL,
+		struct sockaddr_storage sa;
+		socklen_t sl = sizeof(sa);
+		memset(&sa, 0, sizeof(sa));
+		int fd = accept4(s->cfg.listen_fd, (struct sockaddr *)&sa, &sl,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -508,7 +651,13 @@ static void do_accept(struct gw_server *s)
 		}
 		taken++;
 		if (s->nfree == 0) {
-			refuse(s, fd);
+			refuse(s, fd, SHMEX_ECONNSFULL);
+			continue;
+		}
+		uint8_t key[17];
+		peer_key(&sa, key);
+		if (peer_count(s, key) >= s->cfg.max_per_peer) {
+			refuse(s, fd, SHMEX_EPEERFULL);
 			continue;
 		}
 		uint32_t slot = s->free_stack[s->nfree - 1];
@@ -517,7 +666,7 @@ static void do_accept(struct gw_server *s)
 		if (!c->rbuf || gw_frame_init(&c->frame, s->cfg.max_request) != 0) {
 			free(c->rbuf);
 			c->rbuf = NULL;
-			refuse(s, fd);
+			refuse(s, fd, SHMEX_ECONNSFULL);
 			continue;
 		}
 		int one = 1;
@@ -528,13 +677,15 @@ static void do_accept(struct gw_server *s)
 			gw_frame_free(&c->frame);
 			free(c->rbuf);
 			c->rbuf = NULL;
-			refuse(s, fd);
+			refuse(s, fd, SHMEX_ECONNSFULL);
 			continue;
 		}
 		s->nfree--;
 		c->fd = fd;
 		c->state = C_OPEN;
 		c->events = EPOLLIN;
+		memcpy(c->peer, key, sizeof(key));
+		conn_arm_idle(s, c);
 		s->st.accepted++;
 		s->st.open++;
 	}
@@ -575,6 +726,18 @@ static void sweep(struct gw_server *s, uint64_t now)
 					continue;
 			}
 		}
+		if (c->ideadline && now >= c->ideadline) {
+			c->ideadline = 0;
+			if (conn_idle(c)) {
+				s->st.idle_closed++;
+				conn_close(s, i);
+				continue;
+			}
+			if (s->cfg.idle_ms != GW_SERVER_IDLE_NEVER)
+				c->ideadline = now + ms_ns(s->cfg.idle_ms);
+		}
+		if (c->ideadline && (!next || c->ideadline < next))
+			next = c->ideadline;
 		if (c->rdeadline && (!next || c->rdeadline < next))
 			next = c->rdeadline;
 		if (c->wdeadline && (!next || c->wdeadline < next))
@@ -605,6 +768,12 @@ int gw_server_create(struct gw_server **out, const struct gw_server_cfg *cfg,
 		s->cfg.wbuf_high = GW_SERVER_WBUF_HIGH_DEFAULT;
 	if (!s->cfg.drain_ms)
 		s->cfg.drain_ms = GW_SERVER_DRAIN_MS_DEFAULT;
+	if (!s->cfg.max_unsent)
+		s->cfg.max_unsent = GW_SERVER_MAX_UNSENT_DEFAULT;
+	if (!s->cfg.idle_ms)
+		s->cfg.idle_ms = GW_SERVER_IDLE_MS_DEFAULT;
+	if (!s->cfg.max_per_peer)
+		s->cfg.max_per_peer = GW_SERVER_PER_PEER_DEFAULT;
 	int rc = -ENOMEM;
 	uint32_t n = s->cfg.max_conns;
 	s->conns = calloc(n, sizeof(*s->conns));
@@ -687,6 +856,7 @@ int gw_server_reply(struct gw_server *s, struct gw_conn_ref ref, const char *dat
 		conn_close(s, ref.slot);
 		return rc;
 	}
+	conn_arm_idle(s, c);
 	if (!conn_flush(s, ref.slot))
 		return 0;
 	/* Pipelined input, a half-close or a drain waits for this (unless
@@ -694,6 +864,35 @@ int gw_server_reply(struct gw_server *s, struct gw_conn_ref ref, const char *dat
 	if (ref.slot != s->in_process)
 		ready_push(s, ref.slot);
 	return 0;
+}
+
+int gw_server_reply_part(struct gw_server *s, struct gw_conn_ref ref, const char *data,
+			 size_t len)
+{
+	if (ref.slot >= s->cfg.max_conns)
+		return -ENOENT;
+	struct conn *c = &s->conns[ref.slot];
+	if (c->state == C_FREE || c->gen != ref.gen)
+		return -ENOENT;
+	if (!c->busy || s->cfg.frame_replies)
+		return -EINVAL;
+	int rc = conn_append(s, c, data, len);
+	if (rc) {
+		conn_close(s, ref.slot);
+		return rc;
+	}
+	(void)conn_flush(s, ref.slot);
+	return 0;
+}
+
+bool gw_server_may_send(const struct gw_server *s, struct gw_conn_ref ref)
+{
+	if (ref.slot >= s->cfg.max_conns)
+		return false;
+	const struct conn *c = &s->conns[ref.slot];
+	if (c->state == C_FREE || c->gen != ref.gen)
+		return false;
+	return conn_pending(c) <= s->cfg.wbuf_high && s->st.unsent <= s->cfg.max_unsent;
 }
 
 void gw_server_get_stats(const struct gw_server *s, struct gw_server_stats *st)
@@ -720,6 +919,46 @@ static int loop_timeout(struct gw_server *s, uint64_t now)
 	return t > 60000 ? 60000 : (int)t;
 }
 
+/*
+ * The drain time is over: the handler answers every executing request at
+ * once, saying what became of each item (ops.drain); a request it did not
+ * answer is aborted.  The replies then get LINGER_MS to reach the clients
+ * before every connection is closed.
+ */
+static void drain_now(struct gw_server *s, uint64_t now)
+{
+	s->drained = true;
+	if (s->ops.drain)
+		s->ops.drain(s->ops.ctx);
+	for (uint32_t i = 0; i < s->cfg.max_conns; i++) {
+		struct conn *c = &s->conns[i];
+		if (c->state == C_FREE)
+			continue;
+		if (c->busy)
+			conn_close(s, i);
+		else if (c->state == C_OPEN)
+			ready_push(s, i);
+	}
+	s->drain_deadline = now + ms_ns(LINGER_MS);
+}
+
+/* Total output fell back under max_unsent: the connections that were
+ * denied input for it may read and start requests again. */
+static void out_unblock(struct gw_server *s)
+{
+	if (!s->out_blocked || s->st.unsent > s->cfg.max_unsent)
+		return;
+	s->out_blocked = false;
+	for (uint32_t i = 0; i < s->cfg.max_conns; i++) {
+		struct conn *c = &s->conns[i];
+		if (c->state != C_OPEN || c->busy)
+			continue;
+		conn_update_events(s, c, i, false);
+		if (c->rpos < c->rlen)
+			ready_push(s, i);
+	}
+}
+
 int gw_server_run(struct gw_server *s)
 {
 	struct epoll_event evs[64];
@@ -728,11 +967,13 @@ int gw_server_run(struct gw_server *s)
 		if (s->stopping) {
 			if (s->st.open == 0)
 				return 0;
-			if (now >= s->drain_deadline) {
+			if (now >= s->drain_deadline && s->drained) {
 				for (uint32_t i = 0; i < s->cfg.max_conns; i++)
 					conn_close(s, i);
 				return 0;
 			}
+			if (now >= s->drain_deadline)
+				drain_now(s, now);
 		}
 		int n = epoll_wait(s->ep, evs, 64, loop_timeout(s, now));
 		if (n < 0) {
@@ -777,6 +1018,7 @@ int gw_server_run(struct gw_server *s)
 			if (ev & (EPOLLIN | EPOLLHUP))
 				conn_readable(s, slot);
 		}
+		out_unblock(s);
 		/* Connections whose reply went out and that have more to do. */
 		for (uint32_t k = s->rq_n; k > 0; k--) {
 			uint32_t slot = s->readyq[s->rq_head];

@@ -21,9 +21,24 @@
  *    slow client gets an error reply where possible and is closed, so it
  *    cannot pin a connection slot or buffers.
  *  - wbuf_high (1 MiB): while more than this many reply bytes are unsent,
- *    the connection is not read and no new request of it is started.
+ *    the connection is not read and no new request of it is started; a
+ *    handler that streams a reply (gw_server_reply_part) asks
+ *    gw_server_may_send before producing more.
+ *  - max_unsent (64 MiB): the same for the sum over all connections: above
+ *    it no connection is read, no request starts and no streaming reply
+ *    grows until clients read.
+ *  - idle_ms (60 s): a connection with no partial request, no request
+ *    executing and nothing unsent for this long is closed (FIN, no reply:
+ *    an unsolicited document would be read as the answer to the client's
+ *    next request).  UINT32_MAX: never.
+ *  - max_per_peer (512): connections from one client address; the one
+ *    beyond it gets "Too many connections from your address" and is closed.
  *  - drain_ms (5 s): after gw_server_stop, time granted to requests that
- *    are executing before the loop gives up on them.
+ *    are executing; then the handler's drain answers each of them at once
+ *    (ops.drain), the replies get up to a second to flush, and every
+ *    connection is closed.  Complete requests a client pipelined behind
+ *    its executing one are answered "Not executed: the exchange is
+ *    stopping", never silently dropped.
  * Each violation affects only the offending connection.
  *
  * Concurrency: everything runs in the thread that calls gw_server_run; the
@@ -45,6 +60,10 @@
 #define GW_SERVER_DEADLINE_MS_DEFAULT SHM_DEFAULT_DEADLINE_MS
 #define GW_SERVER_WBUF_HIGH_DEFAULT ((size_t)1 << 20)
 #define GW_SERVER_DRAIN_MS_DEFAULT SHM_DEFAULT_DRAIN_MS
+#define GW_SERVER_MAX_UNSENT_DEFAULT ((size_t)SHM_DEFAULT_MAX_UNSENT)
+#define GW_SERVER_IDLE_MS_DEFAULT SHM_DEFAULT_CLIENT_IDLE_MS
+#define GW_SERVER_IDLE_NEVER UINT32_MAX
+#define GW_SERVER_PER_PEER_DEFAULT SHM_DEFAULT_MAX_CONNS_PER_PEER
 
 struct gw_server;
 
@@ -57,14 +76,17 @@ struct gw_conn_ref {
 };
 
 struct gw_server_cfg {
-	int listen_fd;        /* bound, listening socket (made non-blocking) */
-	uint32_t max_conns;   /* 0: default */
-	size_t max_request;   /* 0: default (GW_FRAME_MAX_DEFAULT) */
-	uint32_t deadline_ms; /* 0: default */
-	size_t wbuf_high;     /* 0: default */
-	uint32_t drain_ms;    /* 0: default */
-	bool frame_replies;   /* put a length line in front of every reply */
-	bool exclusive;       /* EPOLLEXCLUSIVE on the listening socket (it is
+	int listen_fd;         /* bound, listening socket (made non-blocking) */
+	uint32_t max_conns;    /* 0: default */
+	size_t max_request;    /* 0: default (GW_FRAME_MAX_DEFAULT) */
+	uint32_t deadline_ms;  /* 0: default */
+	size_t wbuf_high;      /* 0: default */
+	uint32_t drain_ms;     /* 0: default */
+	size_t max_unsent;     /* 0: default */
+	uint32_t idle_ms;      /* 0: default; GW_SERVER_IDLE_NEVER: none */
+	uint32_t max_per_peer; /* 0: default */
+	bool frame_replies;    /* put a length line in front of every reply */
+	bool exclusive;        /* EPOLLEXCLUSIVE on the listening socket (it is
 			       * shared with other gateway processes) */
 };
 
@@ -80,6 +102,10 @@ struct gw_server_ops {
 	 * sends what it queued.  Returns how long the loop may sleep in ms
 	 * (-1: until an event), e.g. 0 while it has unsent messages. */
 	int (*poll)(void *ctx);
+	/* The drain time after gw_server_stop is over: answer every
+	 * executing request now (gw_server_reply), saying truthfully what
+	 * became of its items.  May be NULL (those connections are closed). */
+	void (*drain)(void *ctx);
 };
 
 struct gw_server_stats {
@@ -90,6 +116,11 @@ struct gw_server_stats {
 	uint64_t frame_errors; /* bad/huge length lines */
 	uint64_t deadlines;    /* connections closed by a deadline */
 	uint64_t aborted;      /* closed while a request was executing */
+	uint64_t refused_peer; /* closed at once: max_per_peer reached */
+	uint64_t idle_closed;  /* closed after idle_ms without a request */
+	uint64_t stop_replies; /* pipelined requests answered "stopping" */
+	uint64_t unsent_peak;  /* most reply bytes unsent at once, in total */
+	uint64_t unsent;       /* reply bytes unsent now, in total */
 	uint32_t open;         /* connections open now */
 };
 
@@ -123,6 +154,20 @@ void gw_server_stop(struct gw_server *s);
  */
 int gw_server_reply(struct gw_server *s, struct gw_conn_ref c, const char *data,
 		    size_t len);
+
+/*
+ * Streams part of the reply of c's executing request (unframed replies
+ * only: a length line needs the whole size); the request stays executing
+ * and gw_server_reply sends the last part.  Returns as gw_server_reply.
+ */
+int gw_server_reply_part(struct gw_server *s, struct gw_conn_ref c, const char *data,
+			 size_t len);
+
+/* True while c may take more reply bytes: its unsent output is at most
+ * wbuf_high and the total at most max_unsent.  A handler that streams
+ * stops producing when this is false and asks again on a later poll (the
+ * loop turns when the client reads).  False when c is gone. */
+bool gw_server_may_send(const struct gw_server *s, struct gw_conn_ref c);
 
 void gw_server_get_stats(const struct gw_server *s, struct gw_server_stats *st);
 

@@ -21,7 +21,8 @@
  * bytes each).
  *
  * Text rules (docs/protocol.md): element and attribute names are
- * case-sensitive; unknown attributes are ignored; values are validated with
+ * case-sensitive; unknown attributes are refused by name (attributes in the
+ * xml and xmlns namespaces excepted); values are validated with
  * surrounding XML blanks (space, tab, CR, LF) removed, and echoed exactly as
  * expat decoded them; text outside <symbol><account> is ignored.
  *
@@ -38,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 
 #include "shm/shm_dec.h"
@@ -74,6 +76,7 @@ struct gw_xml_parser {
 	uint32_t *stack_item; /* item index of leaf frames */
 	/* the open <symbol> */
 	struct gw_text sym_t, sym_val;
+	struct gw_text sym_attr; /* an unknown attribute of <symbol> */
 	int sym_err;
 	const char *sym_why;
 	uint32_t sym_naccounts;
@@ -331,6 +334,40 @@ static const char *attr_get(const XML_Char **atts, const char *name)
 	return NULL;
 }
 
+/* The first attribute not in allowed[] (NULL-terminated), or NULL.  The
+ * attributes XML itself defines (xml:*, xmlns, xmlns:*) are not ours to
+ * refuse. */
+static const char *attr_unknown(const XML_Char **atts, const char *const *allowed)
+{
+	for (size_t i = 0; atts[i] != NULL; i += 2) {
+		const char *n = atts[i];
+		if (!strncmp(n, "xml:", 4) || !strncmp(n, "xmlns", 5))
+			continue;
+		bool ok = false;
+		for (size_t k = 0; allowed[k] && !ok; k++)
+			ok = strcmp(n, allowed[k]) == 0;
+		if (!ok)
+			return n;
+	}
+	return NULL;
+}
+
+/* Gives item it the error "Unknown attribute: NAME" when atts has one not
+ * in allowed[]; takes precedence over any other error of the item. */
+static void item_check_attrs(struct gw_xml_parser *p, struct gw_item *it,
+			     const XML_Char **atts, const char *const *allowed)
+{
+	const char *bad = attr_unknown(atts, allowed);
+	if (!bad)
+		return;
+	struct gw_text t;
+	if (!arena_put(p, bad, strlen(bad), &t))
+		return;
+	it->name = t;
+	it->err = SHMEX_EUNKNOWNATTR;
+	it->why = NULL;
+}
+
 /* Copies an attribute's text into the arena (absent stays absent). */
 static bool attr_keep(struct gw_xml_parser *p, const char *v, struct gw_text *out)
 {
@@ -358,14 +395,22 @@ static void start_root(struct gw_xml_parser *p, const char *name, const XML_Char
 		       uint8_t *kind)
 {
 	struct gw_xml_req *req = p->req;
-	if (strcmp(name, "create") == 0) {
-		req->root = GW_ROOT_CREATE;
-		*kind = F_CREATE;
-		return;
-	}
-	if (strcmp(name, "transactions") != 0) {
+	static const char *const no_attrs[] = {NULL};
+	static const char *const tx_attrs[] = {"id", "account", NULL};
+	bool create = strcmp(name, "create") == 0;
+	if (!create && strcmp(name, "transactions") != 0) {
 		xml_fail(p, SHMEX_EBADREQUEST,
 			 "root element must be <create> or <transactions>");
+		return;
+	}
+	const char *bad = attr_unknown(atts, create ? no_attrs : tx_attrs);
+	if (bad) {
+		xml_fail(p, SHMEX_EUNKNOWNATTR, "%.64s of <%s>", bad, name);
+		return;
+	}
+	if (create) {
+		req->root = GW_ROOT_CREATE;
+		*kind = F_CREATE;
 		return;
 	}
 	req->root = GW_ROOT_TRANSACTIONS;
@@ -421,6 +466,8 @@ static void start_create_account(struct gw_xml_parser *p, const XML_Char **atts,
 	struct gw_item *it = &req->items[idx];
 	it->id = t_id;
 	it->balance_t = t_bal;
+	static const char *const allowed[] = {"id", "balance", NULL};
+	item_check_attrs(p, it, atts, allowed);
 	check_account(it, id);
 	const char *why = NULL;
 	if (bal == NULL)
@@ -438,8 +485,16 @@ static void start_symbol(struct gw_xml_parser *p, const XML_Char **atts)
 	p->sym_err = 0;
 	p->sym_why = NULL;
 	p->sym_val = text_absent;
+	p->sym_attr = text_absent;
 	if (!attr_keep(p, sym, &p->sym_t))
 		return;
+	static const char *const allowed[] = {"sym", NULL};
+	const char *bad = attr_unknown(atts, allowed);
+	if (bad) {
+		if (arena_put(p, bad, strlen(bad), &p->sym_attr))
+			p->sym_err = SHMEX_EUNKNOWNATTR;
+		return;
+	}
 	if (sym == NULL) {
 		p->sym_err = SHMEX_EBADSYMBOL;
 		p->sym_why = "missing sym";
@@ -470,6 +525,10 @@ static void start_sym_account(struct gw_xml_parser *p, const XML_Char **atts, lo
 	it->sym = p->sym_t;
 	it->sym_val = p->sym_val;
 	p->sym_naccounts++;
+	static const char *const allowed[] = {"id", NULL};
+	item_check_attrs(p, it, atts, allowed);
+	if (p->sym_err == SHMEX_EUNKNOWNATTR && !it->err)
+		it->name = p->sym_attr;
 	if (p->sym_err)
 		item_error(it, p->sym_err, p->sym_why);
 	check_account(it, id);
@@ -505,6 +564,27 @@ static void start_order(struct gw_xml_parser *p, const XML_Char **atts, long idx
 	it->sym = t_sym;
 	it->amount = t_amt;
 	it->limit_t = t_lim;
+	static const char *const allowed[] = {"sym", "amount", "limit",
+					      "tif", "type",   NULL};
+	item_check_attrs(p, it, atts, allowed);
+
+	/* Extensions (docs/protocol.md): tif="GTC|IOC|FOK" (GTC when absent,
+	 * so course clients are unchanged) and type="limit". */
+	const char *tif = attr_get(atts, "tif");
+	const char *type = attr_get(atts, "type");
+	it->tif = SHM_TIF_GTC;
+	if (tif && !strcasecmp(tif, "IOC"))
+		it->tif = SHM_TIF_IOC;
+	else if (tif && !strcasecmp(tif, "FOK"))
+		it->tif = SHM_TIF_FOK;
+	else if (tif && strcasecmp(tif, "GTC"))
+		item_error(it, SHMEX_EBADTIF, "not GTC, IOC or FOK");
+	if (type && !strcasecmp(type, "market"))
+		item_error(it, SHMEX_EBADTYPE,
+			   "market orders are not supported; send a limit with "
+			   "tif=\"IOC\"");
+	else if (type && strcasecmp(type, "limit"))
+		item_error(it, SHMEX_EBADTYPE, "not limit");
 
 	const char *why = NULL;
 	if (sym == NULL) {
@@ -557,6 +637,8 @@ static void start_order_ref(struct gw_xml_parser *p, const XML_Char **atts, long
 		return;
 	struct gw_item *it = &p->req->items[idx];
 	it->id = t_id;
+	static const char *const allowed[] = {"id", NULL};
+	item_check_attrs(p, it, atts, allowed);
 	const char *why = NULL;
 	if (id == NULL)
 		item_error(it, SHMEX_EBADORDERID, "missing id");
@@ -681,6 +763,8 @@ static void XMLCALL on_end(void *ud, const XML_Char *name)
 		struct gw_item *it = &p->req->items[idx];
 		it->sym = p->sym_t;
 		it->sym_val = p->sym_val;
+		if (p->sym_err == SHMEX_EUNKNOWNATTR)
+			it->name = p->sym_attr;
 		item_error(it, p->sym_err ? p->sym_err : SHMEX_EBADREQUEST,
 			   p->sym_err ? p->sym_why : "symbol without account");
 	}

@@ -77,6 +77,7 @@ struct gw_str {
 struct gw_item {
 	uint8_t kind;      /* enum gw_item_kind */
 	uint8_t side;      /* ORDER: enum shm_side (amount < 0 sells) */
+	uint8_t tif;       /* ORDER: enum shm_tif (tif="GTC|IOC|FOK", GTC) */
 	int32_t err;       /* 0, or the shmex error the reply must carry */
 	const char *why;   /* static detail for err ("zero amount"), or NULL */
 	uint64_t account;  /* ACCOUNT, SYMBOL: account id */
@@ -90,7 +91,9 @@ struct gw_item {
 	struct gw_text amount;    /* ORDER */
 	struct gw_text limit_t;   /* ORDER */
 	struct gw_text balance_t; /* ACCOUNT */
-	struct gw_text name;      /* UNKNOWN: the element's name */
+	struct gw_text name;      /* UNKNOWN: the element's name; other kinds
+				   * with err SHMEX_EUNKNOWNATTR: the
+				   * attribute's name */
 	/* Validated symbol (the sym text without surrounding blanks); only
 	 * meaningful when err == 0 for SYMBOL and ORDER. */
 	struct gw_text sym_val;

@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 	bool have_fd = false, have_port = false;
 	const struct shm_opt opts[] = {
 		{.name = "instance",
-		 .type = SHM_OPT_STR,
+		 .type = SHM_OPT_INSTANCE,
 		 .arg = "NAME",
 		 .dst = &instance,
 		 .required = true,
@@ -126,6 +126,10 @@ int main(int argc, char **argv)
 		.max_request = (size_t)st->max_request,
 		.deadline_ms = (uint32_t)st->deadline_ms,
 		.drain_ms = (uint32_t)st->drain_ms,
+		.max_unsent = (size_t)st->max_unsent,
+		.idle_ms = st->client_idle_ms ? (uint32_t)st->client_idle_ms
+					      : GW_SERVER_IDLE_NEVER,
+		.max_per_peer = (uint32_t)st->max_conns_per_peer,
 		.frame_replies = st->frame_replies != 0,
 	};
 
@@ -174,6 +178,7 @@ int main(int argc, char **argv)
 		.request = gw_exec_request,
 		.abort = gw_exec_abort,
 		.poll = gw_exec_poll,
+		.drain = gw_exec_drain,
 	};
 	rc = gw_server_create(&m.srv, &scfg, &ops);
 	if (rc) {
@@ -207,12 +212,23 @@ int main(int argc, char **argv)
 			"shmex-gateway %u: stopped: %llu connections, %llu "
 			"requests, %llu ring messages, %llu book reads (%llu "
 			"retried), %llu busy, %llu stale replies, %llu bad "
-			"replies\n",
+			"replies, %llu outcome unknown (%llu late), %llu slices, "
+			"%llu held for their client, %llu drained, %llu answered "
+			"stopping, %llu idle closed, %llu refused (%llu per "
+			"address), %llu bytes unsent at most\n",
 			m.id, (unsigned long long)ss.accepted,
 			(unsigned long long)rs.requests, (unsigned long long)rs.sent,
 			(unsigned long long)rs.queries, (unsigned long long)rs.retries,
 			(unsigned long long)rs.busy, (unsigned long long)rs.stale,
-			(unsigned long long)rs.bad_replies);
+			(unsigned long long)rs.bad_replies,
+			(unsigned long long)rs.unknown, (unsigned long long)rs.late,
+			(unsigned long long)rs.slices, (unsigned long long)rs.held,
+			(unsigned long long)rs.drained,
+			(unsigned long long)ss.stop_replies,
+			(unsigned long long)ss.idle_closed,
+			(unsigned long long)(ss.refused + ss.refused_peer),
+			(unsigned long long)ss.refused_peer,
+			(unsigned long long)ss.unsent_peak);
 	if (rc) {
 		fprintf(stderr, "shmex-gateway %u: event loop failed: %s\n", m.id,
 			strerror(-rc));

@@ -100,6 +100,11 @@ static int check_layout(struct shm_accounts *a)
 	return 0;
 }
 
+size_t shm_accounts_bytes(uint64_t capacity)
+{
+	return body_bytes(shm_hash_slots(capacity));
+}
+
 int shm_accounts_create(struct shm_accounts *a, const char *instance, uint64_t capacity,
 			mode_t mode)
 {

@@ -150,6 +150,10 @@ struct shm_accounts_totals {
 
 /* Creates, initialises and publishes the region for `capacity` accounts
  * (1..SHM_ACCOUNTS_MAX_CAP); the handle is writable. */
+/* Bytes of the body of an accounts region for `capacity` accounts (for
+ * sizing /dev/shm before creating anything). */
+size_t shm_accounts_bytes(uint64_t capacity);
+
 int shm_accounts_create(struct shm_accounts *a, const char *instance, uint64_t capacity,
 			mode_t mode) __attribute__((warn_unused_result));
 /* Attaches to an existing region and validates its capacities against

@@ -166,3 +166,31 @@ int shm_book_region_create(struct shm_region *r, const char *instance,
 	return shm_region_create(r, instance, name, SHM_KIND_BOOK, bytes, cap, 6,
 				 mode ? mode : SHM_BOOK_REGION_MODE);
 }
+
+const char *const shm_book_reject_names[SHM_BOOK_REJECT_CAUSES] = {
+	[SHM_REJECT_FUNDS] = "insufficient_funds",
+	[SHM_REJECT_SHARES] = "insufficient_shares",
+	[SHM_REJECT_UNKNOWN] = "unknown_or_existing",
+	[SHM_REJECT_REFUSED] = "refused",
+	[SHM_REJECT_OTHER] = "other",
+};
+
+int shm_book_reject_cause(int err)
+{
+	switch (err) {
+	case SHMEX_ENOFUNDS:
+		return SHM_REJECT_FUNDS;
+	case SHMEX_ENOSHARES:
+		return SHM_REJECT_SHARES;
+	case SHMEX_ENOSYMBOL:
+	case SHMEX_ENOACCOUNT:
+	case SHMEX_ENOORDER:
+	case SHMEX_EACCOUNTEXISTS:
+		return SHM_REJECT_UNKNOWN;
+	case SHMEX_ENOTOWNER:
+	case SHMEX_ENOTOPEN:
+		return SHM_REJECT_REFUSED;
+	default:
+		return SHM_REJECT_OTHER;
+	}
+}

@@ -142,6 +142,19 @@ enum shm_book_stp {
  * (shm_book_view_init) before using any offset or capacity.  Lines 2-3 hold
  * nsymbols [BK7]/[BK8] and the statistics (relaxed, see top).
  */
+/* Causes a matcher counts its rejects by (shm_book_hdr_sh.rejects_by). */
+enum shm_book_reject_cause {
+	SHM_REJECT_FUNDS = 0, /* SHMEX_ENOFUNDS */
+	SHM_REJECT_SHARES,    /* SHMEX_ENOSHARES */
+	SHM_REJECT_UNKNOWN,   /* SHMEX_ENOSYMBOL, ENOACCOUNT, ENOORDER, EACCOUNTEXISTS */
+	SHM_REJECT_REFUSED,   /* SHMEX_ENOTOWNER, ENOTOPEN, an order of FOK/IOC rules */
+	SHM_REJECT_OTHER,     /* anything else, e.g. SHMEX_EJOURNAL (book full is
+			       * also counted in rejects_full) */
+	SHM_BOOK_REJECT_CAUSES
+};
+extern const char *const shm_book_reject_names[SHM_BOOK_REJECT_CAUSES];
+int shm_book_reject_cause(int err);
+
 struct shm_book_hdr_sh {
 	/* --- lines 0-1: geometry; W: creator before R0; R: anyone after A0 --- */
 	uint64_t magic;       /* SHM_BOOK_MAGIC */
@@ -189,7 +202,9 @@ struct shm_book_hdr_sh {
 	 * process before it merges records below it, acquire [BK12]. */
 	uint64_t durable_time_ns;
 
-	uint64_t reserved[5]; /* zero */
+	/* Rejected requests by cause (shm_book_reject_cause), for tools.
+	 * W: matcher, relaxed; R: anyone, relaxed (statistics). */
+	uint64_t rejects_by[SHM_BOOK_REJECT_CAUSES];
 };
 _Static_assert(sizeof(struct shm_book_hdr_sh) == 256, "book header is 256 bytes");
 _Static_assert(offsetof(struct shm_book_hdr_sh, nsymbols) == 128,

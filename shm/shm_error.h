@@ -82,6 +82,16 @@
 	X(EJCORRUPT, "journal or snapshot is corrupted")                           \
 	X(EJOURNAL, "the journal cannot be written; no order is accepted")         \
 	X(ENOTEXEC, "not executed: the shard's matcher restarted before it")       \
+	X(EREPLYBIG, "an order's fill listing passes the reply limit")             \
+	X(EUNKNOWN, "outcome unknown: the matcher did not answer in time")         \
+	X(ESTOPPING, "not executed: the gateway is stopping")                      \
+	X(ESKIPPED, "not executed: an earlier item of the request has no answer")  \
+	X(EUNKNOWNATTR, "unknown attribute in a request")                          \
+	X(EBADTYPE, "invalid order type")                                          \
+	X(EFOREIGN, "the object belongs to another user, or we may not read it")   \
+	X(ESHORTBODY, "the client ended a request before its announced length")    \
+	X(ECONNSFULL, "connection refused: the gateway is full")                   \
+	X(EPEERFULL, "connection refused: too many from that address")             \
 	X(ERECOVERY, "recovery failed")
 
 enum shmex_err_index {

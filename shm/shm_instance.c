@@ -33,8 +33,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shm/shm_accounts.h"
+#include "shm/shm_book.h"
 #include "shm/shm_error.h"
+#include "shm/shm_positions.h"
 #include "shm/shm_proc.h"
+#include "shm/shm_rcu.h"
 
 static int fail(struct shm_instance *h, int err, const char *what)
 {
@@ -92,7 +96,7 @@ int shm_instance_create(const char *instance, const struct shm_instance_cfg *cfg
 	uint64_t body = rings_body_bytes(ns, ng, ring_bytes);
 	if (body == 0)
 		return fail(h, -EINVAL, "instance configuration (rings too big)");
-	mode_t mode = cfg->mode ? cfg->mode : 0660;
+	mode_t mode = cfg->mode ? cfg->mode : 0640;
 	uint64_t nrings = 2ull * ns * ng;
 	uint64_t caps[4] = {ns, ng, cap, nrings};
 
@@ -139,6 +143,7 @@ int shm_instance_create(const char *instance, const struct shm_instance_cfg *cfg
 	 * doorbells idle.  Only the configuration needs writing. */
 	shm_settings_store(&ctl->settings, &cfg->s);
 	ctl->ring_bytes = ring_bytes;
+	ctl->port = cfg->port;
 	if (cfg->data_dir)
 		snprintf(ctl->data_dir, sizeof(ctl->data_dir), "%s", cfg->data_dir);
 	memcpy(h->data_dir, ctl->data_dir, sizeof(h->data_dir));
@@ -438,4 +443,64 @@ bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k, int32_
 	       region_attaches(h, SHM_KIND_READERS, k) &&
 	       region_attaches(h, SHM_KIND_POSITIONS, k) &&
 	       region_attaches(h, SHM_KIND_BOOK, k);
+}
+
+/* A region of `body` bytes as it sits in /dev/shm: header, whole pages. */
+static uint64_t region_bytes(uint64_t body)
+{
+	uint64_t n = SHM_REGION_HDR_SIZE + body;
+	return (n + 4095) & ~(uint64_t)4095;
+}
+
+void shm_instance_footprint(const struct shm_settings *s, struct shm_footprint *f)
+{
+	struct shm_book_caps caps = {.symbols = (uint32_t)s->symbols,
+				     .levels = (uint32_t)s->levels,
+				     .orders = (uint32_t)s->orders,
+				     .fills = (uint32_t)s->fills};
+	memset(f, 0, sizeof(*f));
+	f->book = region_bytes(shm_book_body_bytes(&caps));
+	f->positions = region_bytes(shm_positions_bytes(s->symbols, s->positions));
+	f->shard_rest = region_bytes(shm_rcu_body_size((uint32_t)s->readers)) +
+			region_bytes(shm_ledger_bytes(s->accounts));
+	f->accounts = region_bytes(shm_accounts_bytes(s->accounts));
+	f->rings = region_bytes(2ull * s->shards * s->gateways *
+				shm_ring_bytes((uint32_t)s->ring_capacity));
+	f->total = s->shards * (f->book + f->positions + f->shard_rest) + f->accounts +
+		   f->rings + region_bytes(sizeof(struct shm_control_sh));
+}
+
+void shm_instance_gateway_publish(struct shm_instance *h, uint32_t g,
+				  const struct shm_gateway_counters *c)
+{
+	struct shm_instance_member_sh *m = member(h, SHM_ROLE_GATEWAY, g);
+	if (!m || !h->control.writable)
+		return;
+	/* Relaxed: statistics (see the field comments). */
+	store_relaxed(&m->gw_requests, c->requests);
+	store_relaxed(&m->gw_open, c->open);
+	store_relaxed(&m->gw_refused, c->refused);
+	store_relaxed(&m->gw_unknown, c->unknown);
+	store_relaxed(&m->gw_busy, c->busy);
+}
+
+void shm_instance_gateway_counters(const struct shm_instance *h, uint32_t g,
+				   struct shm_gateway_counters *c)
+{
+	memset(c, 0, sizeof(*c));
+	const struct shm_instance_member_sh *m =
+		member((struct shm_instance *)h, SHM_ROLE_GATEWAY, g);
+	if (!m)
+		return;
+	/* Relaxed: statistics. */
+	c->requests = load_relaxed(&m->gw_requests);
+	c->open = load_relaxed(&m->gw_open);
+	c->refused = load_relaxed(&m->gw_refused);
+	c->unknown = load_relaxed(&m->gw_unknown);
+	c->busy = load_relaxed(&m->gw_busy);
+}
+
+uint32_t shm_instance_port(const struct shm_instance *h)
+{
+	return h->ctl ? load_relaxed(&h->ctl->port) : 0; /* immutable after R0 */
 }

@@ -64,8 +64,9 @@
 /* What the creator asks for (private, never in shared memory). */
 struct shm_instance_cfg {
 	struct shm_settings s; /* shm_settings_default(), then changes */
-	mode_t mode;           /* 0: 0660 */
+	mode_t mode;           /* 0: 0640 (group may read, not write) */
 	const char *data_dir;  /* NULL or "": no journal */
+	uint32_t port;         /* the TCP port the gateways serve (0: none) */
 };
 
 /* One process attached in a role (one cache line). */
@@ -85,8 +86,23 @@ struct shm_instance_member_sh {
 	 * one producer and one consumer; freed with a CAS at detach.
 	 * W: members, CAS acq_rel [INS5]; R: members, acquire in the CAS. */
 	uint64_t owner;
-	uint64_t reserved[5];
+	/* A gateway's counters, for tools (shmex-query stats, metrics).
+	 * W: gateway g, relaxed stores at most every 100 ms; R: tools,
+	 * relaxed (statistics: each word alone is a value the gateway had).
+	 * Zero in a matcher's slot. */
+	uint64_t gw_requests; /* requests answered */
+	uint32_t gw_open;     /* connections open now */
+	uint32_t gw_pad;
+	uint64_t gw_refused; /* connections turned away (cap, per address) */
+	uint64_t gw_unknown; /* items answered "Outcome unknown" */
+	uint64_t gw_busy;    /* items answered "Exchange busy" */
 } shm_aligned;
+
+/* What a gateway publishes in its member slot. */
+struct shm_gateway_counters {
+	uint64_t requests, refused, unknown, busy;
+	uint32_t open;
+};
 
 /* A doorbell in its own 128-byte pair of lines. */
 struct shm_instance_db_sh {
@@ -102,7 +118,9 @@ struct shm_control_sh {
 	struct shm_settings_sh settings;
 	/* Line 8: geometry derived from the settings; as above. */
 	uint64_t ring_bytes; /* shm_ring_bytes(ring_capacity) */
-	uint64_t geo_reserved[7];
+	uint32_t port;       /* TCP port the gateways serve; 0 unknown */
+	uint32_t geo_pad;
+	uint64_t geo_reserved[6];
 	/* Line 9: run state. */
 	/* 1 once the supervisor began a clean shutdown.  W: supervisor,
 	 * release [INS1]; R: every process, acquire [INS2].  0 -> 1 only. */
@@ -211,6 +229,15 @@ void shm_instance_set_stopping(struct shm_instance *h);
 /* True once stopping was set [INS2]. */
 bool shm_instance_stopping(const struct shm_instance *h);
 
+/* Gateway g: publishes its counters in its member slot (relaxed). */
+void shm_instance_gateway_publish(struct shm_instance *h, uint32_t g,
+				  const struct shm_gateway_counters *c);
+/* Tools: gateway g's last published counters. */
+void shm_instance_gateway_counters(const struct shm_instance *h, uint32_t g,
+				   struct shm_gateway_counters *c);
+/* The TCP port the supervisor listens on (0: unknown). */
+uint32_t shm_instance_port(const struct shm_instance *h);
+
 /* Snapshot of a member slot: pid 0 when nobody is attached. */
 void shm_instance_member(const struct shm_instance *h, enum shm_instance_role role,
 			 uint32_t index, int32_t *pid, uint64_t *start);
@@ -224,6 +251,23 @@ void shm_instance_member(const struct shm_instance *h, enum shm_instance_role ro
  */
 bool shm_instance_gateway_ready(const struct shm_instance *h, uint32_t g, int32_t pid);
 bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k, int32_t pid);
+
+/*
+ * What an exchange with settings s occupies in /dev/shm, every region
+ * (header included, rounded to pages) counted, in bytes: the books, the
+ * positions and reader tables and ledgers of every shard, the accounts,
+ * the rings and the control region.  For refusing a start that cannot fit
+ * before anything is created, and saying which options shrink what.
+ */
+struct shm_footprint {
+	uint64_t book;       /* per shard: --orders, --levels, --fills, --symbols */
+	uint64_t positions;  /* per shard: --positions, --symbols */
+	uint64_t shard_rest; /* per shard: reader table (--readers), ledger */
+	uint64_t accounts;   /* --accounts */
+	uint64_t rings;      /* --shards x --gateways x 2 x --ring-capacity */
+	uint64_t total;      /* everything, all shards */
+};
+void shm_instance_footprint(const struct shm_settings *s, struct shm_footprint *f);
 
 /* True for a valid instance name: 1..SHM_INSTANCE_MAX of [A-Za-z0-9_-]. */
 bool shm_instance_name_valid(const char *name);

@@ -32,6 +32,11 @@ uint64_t shm_layout_signature(void)
 #define SHM_LAYOUT_ENTRY_(value) h = mix(h, (uint64_t)(value));
 	SHM_LAYOUT_LIST(SHM_LAYOUT_ENTRY_)
 #undef SHM_LAYOUT_ENTRY_
+#define SHM_LAYOUT_FIELD_(s, f)                      \
+	h = mix(h, (uint64_t)offsetof(struct s, f)); \
+	h = mix(h, (uint64_t)sizeof(((struct s *)0)->f));
+	SHM_LAYOUT_FIELDS(SHM_LAYOUT_FIELD_)
+#undef SHM_LAYOUT_FIELD_
 	/* The settings table: every row's position, name and range, so a
 	 * build that reads slot i as another setting refuses to attach. */
 	for (size_t i = 0; i < SHM_SETTINGS_COUNT; i++) {

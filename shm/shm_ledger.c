@@ -34,6 +34,11 @@ static int check_layout(struct shm_ledger *l, uint32_t shard)
 	return 0;
 }
 
+size_t shm_ledger_bytes(uint64_t accounts)
+{
+	return HDR_BYTES + shm_hash_slots(accounts) * sizeof(struct shm_ledger_ent_sh);
+}
+
 int shm_ledger_create(struct shm_ledger *l, const char *instance, uint32_t shard,
 		      uint64_t accounts, mode_t mode)
 {

@@ -108,6 +108,9 @@ struct shm_ledger_part {
 	int64_t deposit, balance, reserved;
 };
 
+/* Bytes of the body of one ledger for `accounts` accounts. */
+size_t shm_ledger_bytes(uint64_t accounts);
+
 /* Supervisor: creates and publishes the ledger of shard k for `accounts`
  * accounts (at least twice as many slots). */
 int shm_ledger_create(struct shm_ledger *l, const char *instance, uint32_t shard,

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shm/shm_instance.h"
 #include "shm/shm_region.h"
 
 #define OPT_MAX 96
@@ -97,6 +98,16 @@ static enum shm_opt_result take(const struct shm_opt_prog *p, const struct shm_o
 		*(uint64_t *)o->dst = 1;
 		break;
 	case SHM_OPT_STR:
+		*(const char **)o->dst = val;
+		break;
+	case SHM_OPT_INSTANCE:
+		/* Every program refuses a bad name the same way: exit 2. */
+		if (!shm_instance_name_valid(val))
+			return shm_opt_usage_error(
+				p,
+				"--%s: invalid name '%s' (1..%u of A-Z "
+				"a-z 0-9 _ -)",
+				o->name, val, SHM_INSTANCE_MAX);
 		*(const char **)o->dst = val;
 		break;
 	case SHM_OPT_CHOICE:
@@ -287,6 +298,7 @@ void shm_opt_usage(const struct shm_opt_prog *p, FILE *f)
 				snprintf(tail, sizeof(tail), " (%s)", list);
 			break;
 		case SHM_OPT_STR:
+		case SHM_OPT_INSTANCE:
 			if (o->show_default && *(const char *const *)o->dst)
 				snprintf(tail, sizeof(tail), " (default %s)",
 					 *(const char *const *)o->dst);

@@ -30,12 +30,14 @@
 #define SHMEX_VERSION "0.2.0"
 
 enum shm_opt_type {
-	SHM_OPT_FLAG = 0,   /* no argument; dst: bool */
-	SHM_OPT_NUM = 1,    /* decimal in [min, max]; dst: uint64_t */
-	SHM_OPT_POW2 = 2,   /* as NUM, and a power of two */
-	SHM_OPT_STR = 3,    /* any string; dst: const char * */
-	SHM_OPT_CHOICE = 4, /* one of choices[]; dst: uint64_t, its index */
-	SHM_OPT_UFLAG = 5,  /* no argument; dst: uint64_t, set to 1 */
+	SHM_OPT_FLAG = 0,     /* no argument; dst: bool */
+	SHM_OPT_NUM = 1,      /* decimal in [min, max]; dst: uint64_t */
+	SHM_OPT_POW2 = 2,     /* as NUM, and a power of two */
+	SHM_OPT_STR = 3,      /* any string; dst: const char * */
+	SHM_OPT_CHOICE = 4,   /* one of choices[]; dst: uint64_t, its index */
+	SHM_OPT_UFLAG = 5,    /* no argument; dst: uint64_t, set to 1 */
+	SHM_OPT_INSTANCE = 6, /* an instance name (shm_instance_name_valid),
+			       * a usage error otherwise; dst: const char * */
 };
 
 struct shm_opt {

@@ -59,6 +59,11 @@ static size_t body_bytes(uint64_t sym_slots, uint64_t pos_slots)
 	       pos_slots * sizeof(struct shm_position_sh);
 }
 
+size_t shm_positions_bytes(uint64_t max_symbols, uint64_t max_positions)
+{
+	return body_bytes(shm_hash_slots(max_symbols), shm_hash_slots(max_positions));
+}
+
 static bool pow2_ok(uint64_t slots, uint64_t cap, uint64_t max)
 {
 	return cap >= 1 && cap <= max && slots > cap && slots <= 2 * max &&

@@ -136,6 +136,9 @@ struct shm_positions_totals {
 
 /* Creates, initialises and publishes the region of `shard` for up to
  * `max_symbols` symbols and `max_positions` positions; handle writable. */
+/* Bytes of the body of a positions region (for sizing /dev/shm). */
+size_t shm_positions_bytes(uint64_t max_symbols, uint64_t max_positions);
+
 int shm_positions_create(struct shm_positions *p, const char *instance, uint32_t shard,
 			 uint64_t max_symbols, uint64_t max_positions, mode_t mode)
 	__attribute__((warn_unused_result));

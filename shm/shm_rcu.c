@@ -56,8 +56,12 @@
 #include "shm/shm_rcu.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <linux/membarrier.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,11 +79,25 @@
 #define BARRIER_MAX_NS (UINT64_C(1) << 42) /* 73 minutes */
 #define BARRIER_MAX_BURST 1024u
 
+static void guard_install(void);
+
+/* True when descriptor fd is the object mapped at base: same size as
+ * written in its header (a cheap identity check: the creator's pid and
+ * start time are in the header we compare). */
+static bool same_object(int fd, const void *base)
+{
+	struct shm_region_hdr_sh h;
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		return false;
+	return memcmp(&h, base, offsetof(struct shm_region_hdr_sh, state)) == 0;
+}
+
 /* What the writer saw of a slot at the previous liveness pass. */
 struct shm_rcu_seen {
 	uint64_t owner;
 	uint64_t word;
 	uint32_t gen;
+	uint64_t since_ns; /* first pass that saw exactly this */
 };
 
 /* A reader slot's or the writer's owner word (shm_proc_ident); a zombie
@@ -158,6 +176,7 @@ static int writer_init(struct shm_rcu *t)
 {
 	t->reap_interval_ns = SHM_RCU_REAP_INTERVAL_NS;
 	t->next_reap_ns = 0;
+	t->lease_ns = SHM_RCU_LEASE_NS;
 	t->barrier_interval_ns = SHM_RCU_BARRIER_INTERVAL_NS;
 	t->barrier_urgent_ns = SHM_RCU_BARRIER_URGENT_NS;
 	t->barrier_burst = SHM_RCU_BARRIER_BURST;
@@ -221,6 +240,19 @@ int shm_rcu_create_mode(struct shm_rcu *t, const char *instance, unsigned shard,
 	if (rc)
 		goto out_unlink;
 	shm_region_publish(&t->region);
+	/* Our own descriptor of the object, for guard_repair.  Should
+	 * someone have replaced the name in the instant since creation, the
+	 * inode differs and the descriptor is not used. */
+	char full[SHM_NAME_MAX];
+	t->fd = -1;
+	if (shm_name_format(full, sizeof(full), instance, name) == 0)
+		t->fd = shm_open(full, O_RDWR | O_CLOEXEC, 0);
+	if (t->fd >= 0 && !same_object(t->fd, t->region.base)) {
+		close(t->fd);
+		t->fd = -1;
+	}
+	memcpy(t->hdr_copy, t->region.base, sizeof(t->hdr_copy));
+	guard_install();
 	return 0;
 
 out_unlink:
@@ -236,6 +268,7 @@ int shm_rcu_attach(struct shm_rcu *t, const char *instance, unsigned shard,
 {
 	char name[SHM_REGION_NAME_MAX];
 	memset(t, 0, sizeof(*t));
+	t->fd = -1;
 	if (role != SHM_RCU_OBSERVER && role != SHM_RCU_READER && role != SHM_RCU_WRITER)
 		return -EINVAL;
 	int rc = shm_region_name(name, SHM_KIND_READERS, shard);
@@ -297,6 +330,8 @@ void shm_rcu_detach(struct shm_rcu *t)
 {
 	if (t->hdr)
 		writer_release(t);
+	if (t->role == SHM_RCU_WRITER && t->fd > 0)
+		close(t->fd);
 	free(t->seen);
 	shm_region_detach(&t->region);
 	memset(t, 0, sizeof(*t));
@@ -448,16 +483,113 @@ int shm_rcu_unregister(struct shm_rcu_reader *r)
 	return rc;
 }
 
+/* --- surviving a reader that truncates the table (writer) ----------------
+ *
+ * Readers must map the table read-write (they write their slot), so any of
+ * them can ftruncate the object, and the writer's next access past the new
+ * end faults with SIGBUS.  The writer therefore makes every access to the
+ * table under a guard: a SIGBUS whose address lies in the table, while the
+ * guard is armed in this thread, jumps back to the guarded call, which
+ * restores the object's size through the writer's own descriptor (the
+ * lost pages come back as zeros: free slots), rewrites both headers from
+ * its private copy, and carries on.  Readers whose slots were lost learn
+ * it (SHMEX_ESLOTLOST) and register again; their sections are unprotected
+ * meanwhile, which the book tolerates (memory stays mapped, every index is
+ * checked, seqcounts retry).  Any other SIGBUS gets the default action.
+ * The guard costs a sigsetjmp without signal mask (no system call): the
+ * handler runs with SA_NODEFER, so SIGBUS is never left blocked.
+ */
+static __thread sigjmp_buf *guard_jb;
+static __thread const char *guard_lo, *guard_hi;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	const char *a = si->si_addr;
+	if (guard_jb && a >= guard_lo && a < guard_hi) {
+		sigjmp_buf *jb = guard_jb;
+		guard_jb = NULL;
+		siglongjmp(*jb, 1);
+	}
+	/* Not ours: the faulting access repeats and gets the default. */
+	signal(sig, SIG_DFL);
+}
+
+static void guard_install(void)
+{
+	static int installed; /* W/R: writer threads at create, relaxed:
+			       * installing twice is harmless */
+	if (load_relaxed(&installed))
+		return;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGBUS, &sa, NULL);
+	store_relaxed(&installed, 1);
+}
+
+static void guard_arm(struct shm_rcu *t, sigjmp_buf *jb)
+{
+	guard_lo = (const char *)t->region.base;
+	guard_hi = guard_lo + t->region.map_size;
+	guard_jb = jb;
+}
+
+static void guard_disarm(void)
+{
+	guard_jb = NULL;
+}
+
+/* The table was truncated under us: make it whole again. */
+static void guard_repair(struct shm_rcu *t)
+{
+	guard_disarm();
+	if (t->fd < 0 || ftruncate(t->fd, (off_t)t->region.map_size) != 0) {
+		fprintf(stderr,
+			"shm_rcu: reader table %s was truncated by a reader and "
+			"cannot be restored (%s)\n",
+			t->region.name, t->fd < 0 ? "no descriptor" : strerror(errno));
+		abort();
+	}
+	memcpy(t->region.base, t->hdr_copy, sizeof(t->hdr_copy));
+	/* Plain stores: the header fields the copy held stale. */
+	store_release(&t->hdr->epoch, t->epoch); /* RD3 */
+	store_release(&t->hdr->writer, t->ident);
+	memset(t->seen, 0, t->nslots * sizeof(*t->seen));
+	t->truncations++;
+	fprintf(stderr,
+		"shm_rcu: reader table %s was truncated by a reader; restored "
+		"(%" PRIu64 " times), its readers register again\n",
+		t->region.name, t->truncations);
+}
+
+#define WRITER_GUARD(t)                      \
+	sigjmp_buf guard_jb_;                \
+	if ((t)->role == SHM_RCU_WRITER) {   \
+		if (sigsetjmp(guard_jb_, 0)) \
+			guard_repair(t);     \
+		guard_arm((t), &guard_jb_);  \
+	}
+
 /* --- writer side ---------------------------------------------------------- */
 
 uint64_t shm_rcu_advance(struct shm_rcu *t)
 {
 	if (t->epoch < SHM_RCU_EPOCH_MAX)
 		t->epoch++;
+	WRITER_GUARD(t);
 	/* RD3: release store of the new epoch; pairs with RD1.  Every unlink
 	 * the writer did before is visible to a reader that reads it. */
 	store_release(&t->hdr->epoch, t->epoch);
+	guard_disarm();
 	return t->epoch;
+}
+
+void shm_rcu_set_lease(struct shm_rcu *t, uint64_t ns)
+{
+	t->lease_ns = ns;
 }
 
 void shm_rcu_set_reap_interval(struct shm_rcu *t, uint64_t ns)
@@ -487,13 +619,15 @@ void shm_rcu_set_barrier_burst(struct shm_rcu *t, uint32_t burst)
 /* Records what slot i holds for the next reap pass; true when it is
  * exactly what the previous pass saw (same claim, same word). */
 static bool seen_again(struct shm_rcu *t, uint32_t i, uint64_t owner, uint64_t word,
-		       uint32_t gen)
+		       uint32_t gen, uint64_t now)
 {
 	struct shm_rcu_seen *sn = &t->seen[i];
 	bool same = sn->owner == owner && sn->word == word && sn->gen == gen;
 	sn->owner = owner;
 	sn->word = word;
 	sn->gen = gen;
+	if (!same)
+		sn->since_ns = now;
 	return same;
 }
 
@@ -507,7 +641,7 @@ struct scan_result {
  * rate-limited liveness pass: /proc is read only for slots stuck in one
  * section since the previous pass, slots holding a word of another
  * generation, and one idle slot in round robin. */
-static struct scan_result scan(struct shm_rcu *t, uint64_t gp, bool reap)
+static struct scan_result scan(struct shm_rcu *t, uint64_t gp, bool reap, uint64_t now)
 {
 	struct scan_result res = {UINT64_MAX, 0};
 	for (uint32_t i = 0; i < t->nslots; i++) {
@@ -527,7 +661,7 @@ static struct scan_result scan(struct shm_rcu *t, uint64_t gp, bool reap)
 		uint64_t e = shm_rcu_section_epoch(word);
 		/* Liveness pass: is the slot exactly as the previous pass saw
 		 * it (same claim, same word)? */
-		bool same = reap && seen_again(t, i, owner, word, gen);
+		bool same = reap && seen_again(t, i, owner, word, gen, now);
 		if (!word_gen_matches(word, gen)) {
 			/* Another claim's word (a reader that lost the slot
 			 * stored late, or a claimer between RD5 and RD5b), or
@@ -553,6 +687,15 @@ static struct scan_result scan(struct shm_rcu *t, uint64_t gp, bool reap)
 		} else {
 			if (same && !owner_alive(owner) && reap_slot(t, i, owner))
 				continue;
+			/* A live reader in the same section past its lease
+			 * (stopped, stuck): revoked, so the book can reclaim
+			 * past it; it is told at leave and retries. */
+			if (same && t->lease_ns &&
+			    now - t->seen[i].since_ns >= t->lease_ns &&
+			    reap_slot(t, i, owner)) {
+				t->revoked++;
+				continue;
+			}
 			if (e > gp) {
 				/* Corrupt (readers never see a future epoch):
 				 * the oldest possible, so nothing is reused
@@ -615,10 +758,10 @@ static uint64_t poll(struct shm_rcu *t, bool urgent)
 	bool reap = false;
 	if (t->role != SHM_RCU_WRITER)
 		return 1;
+	uint64_t now = shm_clock_ns(CLOCK_MONOTONIC_COARSE);
 	if (t->reap_interval_ns == 0) {
 		reap = true;
 	} else {
-		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC_COARSE);
 		if (now >= t->next_reap_ns) {
 			reap = true;
 			t->next_reap_ns = now + t->reap_interval_ns;
@@ -629,7 +772,7 @@ static uint64_t poll(struct shm_rcu *t, bool urgent)
 	 * a reader not seen in its slot, or a claimer whose claim is not
 	 * seen, sees the unlinks). */
 	fence_full();
-	struct scan_result res = scan(t, gp, reap);
+	struct scan_result res = scan(t, gp, reap, now);
 	if (reap)
 		t->idle_cursor++;
 	uint64_t bound = gp;
@@ -646,7 +789,7 @@ static uint64_t poll(struct shm_rcu *t, bool urgent)
 				 * registrations (RD16) precede RD15.  Scan
 				 * again after it. */
 				t->covered = gp;
-				res = scan(t, gp, false);
+				res = scan(t, gp, false, now);
 			}
 		}
 		bound = t->covered;
@@ -658,12 +801,18 @@ static uint64_t poll(struct shm_rcu *t, bool urgent)
 
 uint64_t shm_rcu_safe_epoch(struct shm_rcu *t)
 {
-	return poll(t, false);
+	WRITER_GUARD(t);
+	uint64_t safe = poll(t, false);
+	guard_disarm();
+	return safe;
 }
 
 uint64_t shm_rcu_safe_epoch_urgent(struct shm_rcu *t)
 {
-	return poll(t, true);
+	WRITER_GUARD(t);
+	uint64_t safe = poll(t, true);
+	guard_disarm();
+	return safe;
 }
 
 /* --- administration -------------------------------------------------------- */
@@ -743,6 +892,8 @@ void shm_rcu_stats(const struct shm_rcu *t, struct shm_rcu_stats *st)
 	st->barrier_errors = t->barrier_errors;
 	st->held = t->held;
 	st->repaired = t->repaired;
+	st->truncations = t->truncations;
+	st->revoked = t->revoked;
 	uint64_t safe = st->epoch;
 	for (uint32_t i = 0; i < t->nslots; i++) {
 		const struct shm_rcu_slot_sh *s = &t->slots[i];

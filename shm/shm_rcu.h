@@ -79,6 +79,12 @@
 #define SHM_RCU_MAX_SLOTS 4096u
 /* Default interval between the writer's liveness passes (/proc reads). */
 #define SHM_RCU_REAP_INTERVAL_NS 100000000ull
+/* A reader's lease on one read-side section: a live reader seen in the
+ * same section for longer than this (a process stopped with SIGSTOP, a
+ * debugger, a stuck thread) loses its slot, so reclamation goes past it;
+ * it learns it at leave (SHMEX_ESLOTLOST), re-registers and retries.
+ * Sections of shmex's readers last microseconds. */
+#define SHM_RCU_LEASE_NS 1000000000ull
 /* Region header capacities. */
 /* Asymmetric mode: the writer's membarrier calls are limited to one per
  * interval on average, with bursts of up to BURST calls after a quiet
@@ -237,6 +243,14 @@ struct shm_rcu {
 	uint64_t barrier_errors; /* failed calls (nothing covered) */
 	uint64_t held;           /* scans that found a foreign word */
 	uint64_t repaired;       /* slots freed because of one */
+	uint64_t lease_ns;       /* writer: see SHM_RCU_LEASE_NS; 0 none */
+	uint64_t revoked;        /* writer: live readers whose lease ended */
+	/* Writer that created the table: its own descriptor of the object
+	 * (-1 otherwise), so a table a reader truncated can be restored to
+	 * its size (SIGBUS guard, shm_rcu.c), and how often that happened. */
+	int fd;
+	uint64_t truncations;
+	uint8_t hdr_copy[SHM_REGION_HDR_SIZE + sizeof(struct shm_rcu_hdr_sh)];
 };
 
 /* One registration: a claimed slot, used by one thread. */
@@ -283,6 +297,10 @@ struct shm_rcu_stats {
 	uint64_t barrier_errors; /* writer: failed calls */
 	uint64_t held;           /* writer: scans that met a foreign word */
 	uint64_t repaired;       /* writer: slots freed for one */
+	uint64_t revoked;        /* writer: live readers revoked for
+				  * holding one section past the lease */
+	uint64_t truncations;    /* writer: times the table was found
+				  * truncated (by a reader) and restored */
 };
 
 /* Creates the shard's table (nslots in 1..SHM_RCU_MAX_SLOTS, 0 means
@@ -390,6 +408,11 @@ uint64_t shm_rcu_safe_epoch_urgent(struct shm_rcu *t);
 
 /* Interval between liveness passes of safe_epoch (0: every poll). */
 void shm_rcu_set_reap_interval(struct shm_rcu *t, uint64_t ns);
+
+/* Writer: the lease of one read-side section (SHM_RCU_LEASE_NS by default;
+ * 0: none).  Checked at the reap pass, so a revocation happens between
+ * lease and lease + reap interval after the section began. */
+void shm_rcu_set_lease(struct shm_rcu *t, uint64_t ns);
 
 /* Asymmetric mode: safe_epoch issues at most one membarrier call per
  * interval_ns on average (default 1 ms; bursts: see below), and

@@ -262,6 +262,7 @@ int shm_region_inspect(const char *instance, const char *region,
 	int rc = set_name(&r, instance, region);
 	if (rc)
 		return rc;
+	memset(info, 0, sizeof(*info));
 	int fd = shm_open(r.name, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -271,8 +272,9 @@ int shm_region_inspect(const char *instance, const char *region,
 		close(fd);
 		return rc;
 	}
-	memset(info, 0, sizeof(*info));
 	info->size = (size_t)st.st_size;
+	info->have_owner = true;
+	info->owner_uid = (uint32_t)st.st_uid;
 	if ((size_t)st.st_size < SHM_REGION_HDR_SIZE) {
 		close(fd);
 		return SHMEX_ETOOSHORT;
@@ -290,6 +292,8 @@ int shm_region_inspect(const char *instance, const char *region,
 	}
 	info->creator_pid = h->creator_pid;
 	info->creator_start = h->creator_start;
+	info->version = h->version;
+	info->signature = h->signature;
 	info->creator_alive = shm_proc_alive(h->creator_pid, h->creator_start);
 	munmap(h, SHM_REGION_HDR_SIZE);
 	return 0;
@@ -301,6 +305,12 @@ int shm_region_remove_stale(const char *instance, const char *region)
 	int rc = shm_region_inspect(instance, region, &info);
 	if (rc == -ENOENT)
 		return 0;
+	/* Only our own objects can be our leftovers: one we may not read, or
+	 * one of another user (whatever its header claims), is refused and
+	 * left alone. */
+	if (rc == -EACCES || rc == -EPERM ||
+	    (info.have_owner && info.owner_uid != (uint32_t)geteuid()))
+		return SHMEX_EFOREIGN;
 	/* A region whose header is unreadable or foreign to us, or whose
 	 * creator is gone, is a leftover; a live creator keeps it. */
 	if (rc == 0 && info.creator_alive && info.state != SHM_STATE_CLOSED)

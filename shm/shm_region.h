@@ -148,18 +148,24 @@ struct shm_region_info {
 	uint64_t creator_start;
 	uint32_t state;
 	bool creator_alive;
+	bool have_owner;    /* the object could be opened: owner_uid is valid */
+	uint32_t version;   /* the creator's SHM_LAYOUT_VERSION */
+	uint64_t signature; /* the creator's shm_layout_signature() */
+	uint32_t owner_uid;
 	size_t size;
 };
 int shm_region_inspect(const char *instance, const char *region,
 		       struct shm_region_info *info) __attribute__((warn_unused_result));
 
 /* Unlinks a region left over by a crashed run: 0 when removed (or absent),
- * SHMEX_EINUSE when its creator is alive. */
+ * SHMEX_EINUSE when its creator is alive, SHMEX_EFOREIGN (nothing is
+ * removed) when the object belongs to another user or we may not read it:
+ * that is another user's exchange or a squatter, never our leftover. */
 int shm_region_remove_stale(const char *instance, const char *region)
 	__attribute__((warn_unused_result));
 
-/* Layout signature: a hash over the sizes and key offsets of every shared
- * struct and the cache-line size.  Two builds agree on it exactly when they
+/* Layout signature: a hash over the size of every shared struct, the
+ * offset and size of each of its fields, and the cache-line size.  Two builds agree on it exactly when they
  * can share memory. */
 uint64_t shm_layout_signature(void);
 

@@ -64,6 +64,11 @@
 #define SHM_DEFAULT_BUSY_MS 2000u
 #define SHM_DEFAULT_DRAIN_MS 5000u
 #define SHM_DEFAULT_SPIN_US 50u
+#define SHM_DEFAULT_MAX_REPLY (UINT64_C(64) << 20)
+#define SHM_DEFAULT_MAX_UNSENT (UINT64_C(64) << 20)
+#define SHM_DEFAULT_ANSWER_MS 30000u
+#define SHM_DEFAULT_CLIENT_IDLE_MS 60000u
+#define SHM_DEFAULT_MAX_CONNS_PER_PEER 512u
 #define SHM_DEFAULT_SYNC 0u /* fsync */
 #define SHM_DEFAULT_SNAPSHOT_MB 256u
 #define SHM_DEFAULT_SEGMENT_MB 64u
@@ -129,6 +134,23 @@ enum shm_setting_kind {
 	  "on stop, time granted to requests being executed")                            \
 	X(spin_us, "spin-us", SHM_SET_NUM, 0, 1000000, SHM_DEFAULT_SPIN_US, "US",        \
 	  "gateways poll for replies this long before sleeping (0: never)")              \
+	X(answer_ms, "answer-ms", SHM_SET_NUM, 1, SHM_SETTINGS_MS_MAX,                   \
+	  SHM_DEFAULT_ANSWER_MS, "MS",                                                   \
+	  "time a matcher has to answer an item sent to it before the item is "          \
+	  "answered \"Outcome unknown\"")                                                \
+	X(client_idle_ms, "client-idle-ms", SHM_SET_NUM, 0, SHM_SETTINGS_MS_MAX,         \
+	  SHM_DEFAULT_CLIENT_IDLE_MS, "MS",                                              \
+	  "a connection idle this long is closed (0: never)")                            \
+	X(max_conns_per_peer, "max-conns-per-peer", SHM_SET_NUM, 1,                      \
+	  SHM_SETTINGS_CONNS_MAX, SHM_DEFAULT_MAX_CONNS_PER_PEER, "N",                   \
+	  "connections per gateway from one client address")                             \
+	X(max_reply, "max-reply", SHM_SET_NUM, 4096, SHM_SETTINGS_REQUEST_MAX,           \
+	  SHM_DEFAULT_MAX_REPLY, "BYTES",                                                \
+	  "largest reply buffer one order's fill listing may need")                      \
+	X(max_unsent, "max-unsent", SHM_SET_NUM, 65536, UINT64_C(1) << 40,               \
+	  SHM_DEFAULT_MAX_UNSENT, "BYTES",                                               \
+	  "unsent reply bytes a gateway holds for all its clients before it "            \
+	  "stops reading")                                                               \
 	X(frame_replies, "frame-replies", SHM_SET_FLAG, 0, 1, 0, NULL,                   \
 	  "put a length line in front of every reply")                                   \
 	X(no_journal, "no-journal", SHM_SET_FLAG, 0, 1, 0, NULL,                         \

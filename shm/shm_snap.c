@@ -540,6 +540,8 @@ void shm_snap_stats(struct shm_snap *rd, struct shm_snap_shard_stats *st)
 	st->last_time_ns = load_relaxed(&h->last_time_ns);
 	st->orders_created = load_relaxed(&h->orders_created);
 	st->rejects_full = load_relaxed(&h->rejects_full);
+	for (int i = 0; i < SHM_BOOK_REJECT_CAUSES; i++)
+		st->rejects_by[i] = load_relaxed(&h->rejects_by[i]);
 	st->book_safe_epoch = load_relaxed(&h->safe_epoch);
 	shm_rcu_stats(&rd->table, &st->readers);
 }

@@ -123,6 +123,7 @@ struct shm_snap_shard_stats {
 	uint32_t levels_live, orders_live, orders_used, fills_used;
 	uint64_t events, last_seq, last_time_ns;
 	uint64_t orders_created, rejects_full;
+	uint64_t rejects_by[SHM_BOOK_REJECT_CAUSES]; /* shm_book_reject_cause */
 	uint64_t book_safe_epoch; /* last safe epoch the matcher used */
 	struct shm_rcu_stats readers;
 };

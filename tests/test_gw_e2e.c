@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "shm/shm_accounts.h"
 #include "shm/shm_dec.h"
 #include "shm/shm_instance.h"
+#include "shm/shm_region.h"
 #include "shm/shm_ring.h"
 #include "shm/shm_positions.h"
 #include "shm/shm_msg.h"
@@ -608,6 +610,402 @@ START_TEST(order_then_query_in_one_request)
 }
 END_TEST
 
+/* ---- replies that are large ---- */
+
+/* Sends raw xml and returns the whole reply (heap, NUL-terminated), read
+ * with a scan that only looks at the new bytes, so large replies are
+ * cheap to read. */
+static char *ask_big(struct client *c, const char *xml, size_t *outlen)
+{
+	ck_assert_int_eq(client_send(c, xml, T_MS), 0);
+	size_t cap = 1 << 20, len = 0;
+	char *buf = malloc(cap);
+	ck_assert_ptr_nonnull(buf);
+	for (;;) {
+		if (cap - len < 65536) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			ck_assert_ptr_nonnull(buf);
+		}
+		struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+		ck_assert_int_eq(poll(&pf, 1, T_MS), 1);
+		ssize_t n = recv(c->fd, buf + len, cap - len - 1, 0);
+		ck_assert_int_gt(n, 0);
+		len += (size_t)n;
+		buf[len] = 0;
+		if (len >= 11 && !memcmp(buf + len - 11, "</results>\n", 11))
+			break;
+	}
+	*outlen = len;
+	return buf;
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* Account 2 sells `fills` single shares of X at 10, account 1 buys them
+ * all (plus `extra` that rest): returns the buy's id. */
+static uint64_t order_with_fills(struct client *c, int fills, int extra)
+{
+	size_t cap = (size_t)fills * 64 + 128, len;
+	char *xml = malloc(cap);
+	int n = snprintf(xml, cap, "<transactions id=\"2\">");
+	for (int i = 0; i < fills; i++)
+		n += snprintf(xml + n, cap - (size_t)n,
+			      "<order sym=\"X\" amount=\"-1\" limit=\"10\"/>");
+	snprintf(xml + n, cap - (size_t)n, "</transactions>");
+	char *rep = ask_big(c, xml, &len);
+	ck_assert_uint_eq(count_of(rep, "<opened"), (size_t)fills);
+	free(rep);
+	free(xml);
+	char amount[16];
+	snprintf(amount, sizeof(amount), "%d", fills + extra);
+	return order(c, "1", "X", amount, "10");
+}
+
+static void create_traders(struct client *c)
+{
+	expect(c,
+	       "<create><account id=\"1\" balance=\"1000000\"/>"
+	       "<account id=\"2\" balance=\"0\"/>"
+	       "<symbol sym=\"X\"><account id=\"2\">100000</account></symbol></create>",
+	       "results(created[id=1] created[id=2] created[id=2 sym=X])");
+}
+
+/* A fill listing above --max-reply costs only its own item an error that
+ * says so; the orders around it are placed and answered with their ids
+ * (before: the whole reply became "Request too large" while the orders
+ * were placed).  A cancel whose listing does not fit says it canceled.
+ * And a reply far larger than --max-reply in total streams whole. */
+START_TEST(listing_above_max_reply_answers_every_item)
+{
+	static const char *const extra[] = {SMALL_CAPS, "--max-reply", "4096", NULL};
+	start_with(extra);
+	struct client c;
+	conn(&c);
+	create_traders(&c);
+	uint64_t big = order_with_fills(&c, 100, 0);
+	char xml[512], want[512];
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><order sym=\"X\" amount=\"1\" limit=\"1\"/>"
+		 "<query id=\"%llu\"/><order sym=\"X\" amount=\"2\" limit=\"1\"/>"
+		 "</transactions>",
+		 (unsigned long long)big);
+	ask(&c, xml, 0);
+	ck_assert_int_eq(xdoc_nchildren(&last, 0), 3);
+	ck_assert_str_eq(last.nodes[xdoc_child(&last, 0, 0)].name, "opened");
+	ck_assert_str_eq(last.nodes[xdoc_child(&last, 0, 2)].name, "opened");
+	snprintf(want, sizeof(want), "error[id=%llu]", (unsigned long long)big);
+	ck_assert_str_eq(last.nodes[xdoc_child(&last, 0, 1)].name, "error");
+	ck_assert_str_eq(text_of(1),
+			 "Reply too large: this order's fills do not fit in a reply");
+	/* Both orders rest: 1 + 2 shares at 1 are reserved. */
+	account_is(1, "998997", "3");
+
+	/* A cancel of a partly filled order whose fills do not fit. */
+	uint64_t part = order_with_fills(&c, 100, 5);
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><cancel id=\"%llu\"/></transactions>",
+		 (unsigned long long)part);
+	ask(&c, xml, 0);
+	ck_assert_str_eq(text_of(0),
+			 "Reply too large: this order's fills do not fit in a "
+			 "reply: the order was canceled");
+	account_is(1, "997997", "3");
+
+	/* 30 queries of a 30-fill order: each listing fits, the reply (about
+	 * 50 KB) is far above 4096 and arrives whole. */
+	uint64_t mid = order_with_fills(&c, 30, 0);
+	size_t cap = 30 * 32 + 64, n = 0, len;
+	char *qx = malloc(cap);
+	n += (size_t)snprintf(qx + n, cap - n, "<transactions id=\"1\">");
+	for (int i = 0; i < 30; i++)
+		n += (size_t)snprintf(qx + n, cap - n, "<query id=\"%llu\"/>",
+				      (unsigned long long)mid);
+	snprintf(qx + n, cap - n, "</transactions>");
+	char *rep = ask_big(&c, qx, &len);
+	ck_assert_uint_gt(len, 4096 * 8);
+	ck_assert_uint_eq(count_of(rep, "<status"), 30);
+	ck_assert_uint_eq(count_of(rep, "<executed"), 900);
+	ck_assert_uint_eq(count_of(rep, "<?xml"), 1);
+	free(rep);
+	free(qx);
+	(void)want;
+	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
+/* Peak resident memory of a process, in KiB. */
+static long vm_hwm_kb(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	long kb = -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmHWM:", 6))
+			kb = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return kb;
+}
+
+/* A small request with a huge reply (150 queries of an order with 1,000
+ * fills: about 9 MB) for a client that does not read: the gateway holds
+ * about its unsent-output bound, not the reply (before: the whole reply,
+ * twice), and serves another client meanwhile; once read, it is whole. */
+START_TEST(huge_reply_is_streamed_with_back_pressure)
+{
+	static const char *const extra[] = {SMALL_CAPS, "--gateways", "1", NULL};
+	start_with(extra);
+	pid_t gwp = exchange_child(&ex, "shmex-gateway", 0);
+	ck_assert_int_gt(gwp, 0);
+	struct client c, other;
+	conn(&c);
+	conn(&other);
+	create_traders(&c);
+	uint64_t big = order_with_fills(&c, 1000, 0);
+	long before = vm_hwm_kb(gwp);
+	size_t cap = 150 * 32 + 64, n = 0;
+	char *qx = malloc(cap);
+	n += (size_t)snprintf(qx + n, cap - n, "<transactions id=\"1\">");
+	for (int i = 0; i < 150; i++)
+		n += (size_t)snprintf(qx + n, cap - n, "<query id=\"%llu\"/>",
+				      (unsigned long long)big);
+	snprintf(qx + n, cap - n, "</transactions>");
+	ck_assert_int_eq(client_send(&c, qx, T_MS), 0);
+	usleep(300000);
+	/* The held client does not stop the others. */
+	expect(&other, "<create><account id=\"7\" balance=\"1\"/></create>",
+	       "results(created[id=7])");
+	/* Counted in (the previous 8 bytes + this read): "<executed" is 9
+	 * bytes long, so a match is never counted twice nor missed. */
+	size_t total = 0, executed = 0, keep = 0;
+	char *buf = malloc((1 << 16) + 16);
+	for (;;) {
+		struct pollfd pf = {.fd = c.fd, .events = POLLIN};
+		ck_assert_int_eq(poll(&pf, 1, T_MS), 1);
+		ssize_t got = recv(c.fd, buf + keep, 1 << 16, 0);
+		ck_assert_int_gt(got, 0);
+		size_t have = keep + (size_t)got;
+		buf[have] = 0;
+		executed += count_of(buf, "<executed");
+		total += (size_t)got;
+		if (have >= 11 && !memcmp(buf + have - 11, "</results>\n", 11))
+			break;
+		keep = have < 8 ? have : 8;
+		memmove(buf, buf + have - keep, keep);
+	}
+	free(buf);
+	free(qx);
+	ck_assert_uint_eq(executed, 150000);
+	ck_assert_uint_gt(total, 8u << 20);
+	long after = vm_hwm_kb(gwp);
+	ck_assert_msg(after - before < 6 * 1024,
+		      "gateway peak memory grew by %ld KiB for a %zu-byte reply",
+		      after - before, total);
+	client_close(&c);
+	client_close(&other);
+	stop_clean();
+}
+END_TEST
+
+/* Shared memory: the group may read every region but write only the
+ * reader tables (a group member's shmex-query registers there); before,
+ * accounts, positions, rings and control were group-writable. */
+START_TEST(shared_memory_is_group_read_only)
+{
+	start_default();
+	char prefix[96];
+	snprintf(prefix, sizeof(prefix), "shmex.%s.", inst);
+	DIR *d = opendir("/dev/shm");
+	ck_assert_ptr_nonnull(d);
+	int seen = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)))
+			continue;
+		char path[512];
+		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+		struct stat st;
+		ck_assert_int_eq(stat(path, &st), 0);
+		bool readers = !strncmp(e->d_name + strlen(prefix), "readers.", 8);
+		ck_assert_msg(!(st.st_mode & S_IWOTH), "%s is world-writable", e->d_name);
+		ck_assert_msg(readers || !(st.st_mode & S_IWGRP),
+			      "%s is group-writable (%o)", e->d_name,
+			      (unsigned)(st.st_mode & 0777));
+		seen++;
+	}
+	closedir(d);
+	ck_assert_int_ge(seen, 6);
+	stop_clean();
+}
+END_TEST
+
+/* tif="IOC" reaches the matcher (before: ignored, the order rested); an
+ * unknown attribute is named in the item's error and changes nothing. */
+START_TEST(order_types_over_xml)
+{
+	static const char *const extra[] = {SMALL_CAPS, "--shards", "1", NULL};
+	start_with(extra);
+	struct client c;
+	conn(&c);
+	expect(&c,
+	       "<create><account id=\"1\" balance=\"100\"/>"
+	       "<symbol sym=\"Q\"><account id=\"1\">1</account></symbol></create>",
+	       "results(created[id=1] created[id=1 sym=Q])");
+	uint64_t id = 0;
+	ask(&c,
+	    "<transactions id=\"1\"><order sym=\"Q\" amount=\"2\" limit=\"5\" "
+	    "tif=\"IOC\"/><order sym=\"Q\" amount=\"2\" limit=\"5\" when=\"now\"/>"
+	    "</transactions>",
+	    0);
+	int k = xdoc_child(&last, 0, 0);
+	ck_assert_msg(!strcmp(last.nodes[k].name, "opened"), "IOC order: %s", text_of(0));
+	id = strtoull(xnode_attr(&last.nodes[k], "id"), NULL, 10);
+	ck_assert_str_eq(text_of(1), "Unknown attribute: when");
+	char xml[256], want[256];
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><query id=\"%llu\"/></transactions>",
+		 (unsigned long long)id);
+	snprintf(want, sizeof(want),
+		 "results(status[id=%llu](canceled[shares=2 time=T]))",
+		 (unsigned long long)id);
+	expect(&c, xml, want);
+	/* Nothing rests and nothing stays reserved. */
+	account_is(1, "100", "0");
+	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
+/* What a start needs in /dev/shm is known before anything is created: a
+ * start that cannot fit is refused with the need, the free space and the
+ * options that shrink it, and creates nothing (before: "No space left on
+ * device" from a matcher and "the book of that shard is gone"); and the
+ * figure is what a running exchange really occupies. */
+START_TEST(shm_space_is_checked_before_anything_is_created)
+{
+	test_instance(inst, sizeof(inst));
+	note_instance(inst);
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], 2);
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		execl(test_bin("shmex"), "shmex", "--instance", inst, "--port", "0",
+		      "--orders", "1000000000", "--fills", "1000000000", "--no-journal",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	char err[4096];
+	size_t n = 0;
+	ssize_t got;
+	while (n < sizeof(err) - 1 &&
+	       (got = read(p[0], err + n, sizeof(err) - 1 - n)) > 0)
+		n += (size_t)got;
+	err[n] = 0;
+	close(p[0]);
+	int st = test_wait_pid(pid, T_MS);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(strstr(err, "MiB of shared memory and /dev/shm has") &&
+			      strstr(err, "nothing was created") &&
+			      strstr(err, "--orders"),
+		      "%s", err);
+	ck_assert_ptr_null(strstr(err, "No space left"));
+	ck_assert_int_eq(test_count_objects(inst), 0);
+
+	/* The estimate of a real start matches what it occupies. */
+	start_default();
+	struct shm_instance si;
+	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_OBSERVER, 0, &si), 0);
+	struct shm_footprint f;
+	shm_instance_footprint(&si.settings, &f);
+	shm_instance_detach(&si);
+	char prefix[96];
+	snprintf(prefix, sizeof(prefix), "shmex.%s.", inst);
+	DIR *d = opendir("/dev/shm");
+	ck_assert_ptr_nonnull(d);
+	unsigned long long used = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)))
+			continue;
+		char path[512];
+		snprintf(path, sizeof(path), "/dev/shm/%s", e->d_name);
+		struct stat sb;
+		ck_assert_int_eq(stat(path, &sb), 0);
+		used += ((unsigned long long)sb.st_size + 4095) & ~4095ull;
+	}
+	closedir(d);
+	ck_assert_msg(used <= f.total && used * 100 >= f.total * 95,
+		      "estimated %llu bytes, occupied %llu", (unsigned long long)f.total,
+		      used);
+	stop_clean();
+}
+END_TEST
+
+/* Runs shmex with extra arguments and returns its exit status; its
+ * stderr goes to err. */
+static int run_shmex(const char *const *args, char *err, size_t cap)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], 2);
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		const char *argv[16] = {"shmex"};
+		for (int i = 0; args[i] && i < 14; i++)
+			argv[1 + i] = args[i];
+		execv(test_bin("shmex"), (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	size_t n = 0;
+	ssize_t got;
+	while (n < cap - 1 && (got = read(p[0], err + n, cap - 1 - n)) > 0)
+		n += (size_t)got;
+	err[n] = 0;
+	close(p[0]);
+	return test_wait_pid(pid, T_MS);
+}
+
+/* An object of the instance held by a live process of another build is
+ * refused with that reason, not just "in use". */
+START_TEST(object_of_another_build_is_named)
+{
+	test_instance(inst, sizeof(inst));
+	note_instance(inst);
+	struct shm_region r;
+	ck_assert_int_eq(
+		shm_region_create(&r, inst, "book.0", SHM_KIND_BOOK, 64, NULL, 0, 0600),
+		0);
+	shm_region_hdr(&r)->signature ^= 1; /* "another build" */
+	shm_region_publish(&r);
+	char err[4096];
+	const char *const args[] = {"--instance", inst, "--port", "0", NULL};
+	int st = run_shmex(args, err, sizeof(err));
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_msg(strstr(err, "made by another build of shmex"), "%s", err);
+	ck_assert_int_eq(test_count_objects(inst), 1); /* left alone */
+	shm_region_detach(&r);
+	test_cleanup_instance(inst);
+}
+END_TEST
+
 /* ---- framing and connection behaviour ---- */
 
 START_TEST(malformed_xml_keeps_connection)
@@ -1130,6 +1528,49 @@ END_TEST
 
 /* Without a journal nothing can bring a shard back (restarts from the
  * journal: test_durability). */
+/* Without a journal a dead matcher stops the exchange; a client whose
+ * item that matcher had (and never answered) is told, before the close,
+ * that its outcome is unknown, and that the item behind it never ran
+ * (before: a bare close). */
+START_TEST(matcher_death_answers_waiting_clients)
+{
+	static const char *const extra[] = {SMALL_CAPS, "--no-journal", "--drain-ms",
+					    "300", NULL};
+	start_with(extra);
+	pid_t m0 = exchange_child(&ex, "shmex-matcher", 0);
+	pid_t m1 = exchange_child(&ex, "shmex-matcher", 1);
+	ck_assert_int_gt(m0, 0);
+	ck_assert_int_gt(m1, 0);
+	struct client c;
+	conn(&c);
+	kill(m0, SIGSTOP);
+	kill(m1, SIGSTOP);
+	ck_assert_int_eq(client_send(&c,
+				     "<create><account id=\"1\" balance=\"1\"/>"
+				     "<account id=\"2\" balance=\"1\"/></create>",
+				     T_MS),
+			 0);
+	usleep(200000);
+	kill(m0, SIGKILL);
+	kill(m1, SIGKILL);
+	const char *rep;
+	size_t len;
+	ck_assert_int_eq(client_recv(&c, &rep, &len, T_MS), 0);
+	ck_assert_msg(strstr(rep, "<error id=\"1\">Outcome unknown: ") &&
+			      strstr(rep, "the exchange is stopping; ref "),
+		      "%s", rep);
+	ck_assert_msg(strstr(rep, "<error id=\"2\">Not executed: the exchange is "
+				  "stopping</error>"),
+		      "%s", rep);
+	ck_assert_int_eq(client_wait_closed(&c, T_MS), 0);
+	client_close(&c);
+	int st = test_wait_pid(ex.pid, 30000);
+	ex.pid = 0;
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	ck_assert_int_eq(test_count_objects(inst), 0);
+}
+END_TEST
+
 START_TEST(matcher_death_without_journal_stops_exchange)
 {
 	static const char *const extra[] = {SMALL_CAPS, "--no-journal", NULL};
@@ -1222,19 +1663,27 @@ START_TEST(command_lines)
 		const char *prog;
 		const char *arg;
 		int code;
+		const char *more[3]; /* further arguments, NULL-terminated */
 	} cases[] = {
-		{"shmex", "--help", 0},
-		{"shmex", "--version", 0},
-		{"shmex", "--bogus", 2},
-		{"shmex", "--shards=0", 2},
-		{"shmex", "--port=70000", 2},
-		{"shmex", "--ring-capacity=1000", 2},
-		{"shmex", "--instance=a/b", 2},
-		{"shmex", "--gateways=64", 2},
-		{"shmex", "--fix-comp-id=a/b", 2},
-		{"shmex-gateway", "--help", 0},
-		{"shmex-gateway", "--version", 0},
-		{"shmex-gateway", "--id=1", 2},
+		{"shmex", "--help", 0, {NULL}},
+		{"shmex", "--version", 0, {NULL}},
+		{"shmex", "--bogus", 2, {NULL}},
+		{"shmex", "--shards=0", 2, {NULL}},
+		{"shmex", "--port=70000", 2, {NULL}},
+		{"shmex", "--ring-capacity=1000", 2, {NULL}},
+		{"shmex", "--instance=a/b", 2, {NULL}},
+		{"shmex", "--gateways=64", 2, {NULL}},
+		{"shmex", "--fix-comp-id=a/b", 2, {NULL}},
+		{"shmex-gateway", "--help", 0, {NULL}},
+		{"shmex-gateway", "--version", 0, {NULL}},
+		{"shmex-gateway", "--id=1", 2, {NULL}},
+		/* A bad instance name is a usage error (2) in every program
+		 * (before: 1 in three of them), even when all else is fine. */
+		{"shmex-gateway", "--instance=a/b", 2, {"--id=0", "--port=0"}},
+		{"shmex-matcher", "--instance=a/b", 2, {"--shard=0"}},
+		{"shmex-query", "--instance=a/b", 2, {"stats"}},
+		{"shmex-audit", "--instance=a/b", 2, {NULL}},
+		{"shmex-fix", "--instance=a/b", 2, {"--id=0", "--port=0"}},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int p[2];
@@ -1244,8 +1693,10 @@ START_TEST(command_lines)
 			dup2(p[1], 1);
 			int devnull = open("/dev/null", O_WRONLY);
 			dup2(devnull, 2);
-			execl(test_bin(cases[i].prog), cases[i].prog, cases[i].arg,
-			      (char *)NULL);
+			const char *argv[6] = {cases[i].prog, cases[i].arg};
+			for (int k = 0; k < 3 && cases[i].more[k]; k++)
+				argv[2 + k] = cases[i].more[k];
+			execv(test_bin(cases[i].prog), (char *const *)argv);
 			_exit(127);
 		}
 		close(p[1]);
@@ -1275,6 +1726,12 @@ static Suite *gw_e2e_suite(void)
 	tcase_add_test(tc, invalid_account_answers_every_child);
 	tcase_add_test(tc, unknown_elements_answered_in_position);
 	tcase_add_test(tc, order_then_query_in_one_request);
+	tcase_add_test(tc, listing_above_max_reply_answers_every_item);
+	tcase_add_test(tc, huge_reply_is_streamed_with_back_pressure);
+	tcase_add_test(tc, shared_memory_is_group_read_only);
+	tcase_add_test(tc, order_types_over_xml);
+	tcase_add_test(tc, shm_space_is_checked_before_anything_is_created);
+	tcase_add_test(tc, object_of_another_build_is_named);
 	tcase_add_test(tc, malformed_xml_keeps_connection);
 	tcase_add_test(tc, bad_and_huge_length_lines_close);
 	tcase_add_test(tc, one_byte_writes);
@@ -1285,6 +1742,7 @@ static Suite *gw_e2e_suite(void)
 	tcase_add_test(tc, killed_gateway_is_restarted);
 	tcase_add_test(tc, instance_in_use_is_refused_and_leftovers_removed);
 	tcase_add_test(tc, matcher_death_without_journal_stops_exchange);
+	tcase_add_test(tc, matcher_death_answers_waiting_clients);
 	tcase_add_test(tc, clean_shutdown_finishes_requests);
 	tcase_add_test(tc, command_lines);
 	suite_add_tcase(s, tc);

@@ -48,6 +48,8 @@ static void setup(void)
 	struct shm_instance_cfg cfg;
 	test_instance_cfg(&cfg, 2, 1, 64);
 	cfg.s.spin_us = 0;
+	cfg.s.answer_ms = 1000; /* small, so that the deadline tests are quick */
+	cfg.s.drain_ms = 400;
 	ck_assert_int_eq(shm_instance_create(inst, &cfg, &si), 0);
 	ck_assert_int_eq(shm_accounts_create(&acc, inst, 64, 0600), 0);
 	/* Both shards' books and reader tables (the gateway reads them);
@@ -294,6 +296,123 @@ START_TEST(forged_replies_become_internal_errors)
 }
 END_TEST
 
+/* A matcher that takes an item and never answers: within answer_ms the
+ * client is told "Outcome unknown" with a ref (it may have executed), the
+ * later item of the request is not sent at all and says so, and the answer
+ * that comes late is logged under that ref for the operator. */
+START_TEST(unanswered_item_is_outcome_unknown)
+{
+	struct client c;
+	ck_assert_int_eq(client_connect(&c, "127.0.0.1", port, 5000), 0);
+	ck_assert_int_eq(client_send(&c,
+				     "<create><account id=\"2\" balance=\"10\"/>"
+				     "<account id=\"3\" balance=\"10\"/></create>",
+				     5000),
+			 0);
+	struct shm_msg q = take_request();
+	ck_assert_uint_eq(q.account, 2);
+	const char *r = recv_reply(&c, 5000);
+	char ref[40];
+	snprintf(ref, sizeof(ref), "ref %016llx", (unsigned long long)q.req_id);
+	ck_assert_msg(strstr(r, "<error id=\"2\">Outcome unknown: the exchange did not "
+				"answer in time; check before sending it again: ") &&
+			      strstr(r, ref),
+		      "%s", r);
+	ck_assert_msg(strstr(r, "<error id=\"3\">Not executed: an earlier item of this "
+				"request has no answer</error>"),
+		      "%s", r);
+	/* The late answer, then a new request: account 3 was never sent. */
+	put_reply((struct shm_msg[]){reply_to(&q, 0)});
+	ck_assert_int_eq(client_send(&c,
+				     "<create><account id=\"4\" balance=\"1\"/></create>",
+				     5000),
+			 0);
+	struct shm_msg q4 = take_request();
+	ck_assert_uint_eq(q4.account, 4);
+	put_reply((struct shm_msg[]){reply_to(&q4, 0)});
+	r = recv_reply(&c, 5000);
+	ck_assert_msg(strstr(r, "<created id=\"4\"/>"), "%s", r);
+	client_close(&c);
+	const char *log = stop_gateway();
+	ck_assert_msg(strstr(log, "late answer from shard 0 to ref") &&
+			      strstr(log, ref + 4),
+		      "%s", log);
+	ck_assert_msg(strstr(log, "1 outcome unknown (1 late)"), "%s", log);
+}
+END_TEST
+
+/* A stop while an item waits for its matcher and another request is
+ * pipelined behind it: after drain_ms every client has an answer that
+ * says which is which, then the gateway exits 0. */
+START_TEST(stop_answers_what_is_in_flight)
+{
+	struct client c;
+	ck_assert_int_eq(client_connect(&c, "127.0.0.1", port, 5000), 0);
+	ck_assert_int_eq(client_send(&c,
+				     "<create><account id=\"2\" balance=\"10\"/>"
+				     "<account id=\"3\" balance=\"10\"/></create>",
+				     5000),
+			 0);
+	ck_assert_int_eq(client_send(&c,
+				     "<create><account id=\"5\" balance=\"1\"/></create>",
+				     5000),
+			 0);
+	struct shm_msg q = take_request();
+	ck_assert_uint_eq(q.account, 2);
+	kill(gw, SIGTERM);
+	const char *r = recv_reply(&c, 5000);
+	ck_assert_msg(strstr(r, "<error id=\"2\">Outcome unknown: ") &&
+			      strstr(r, "the exchange is stopping; ref "),
+		      "%s", r);
+	ck_assert_msg(strstr(r, "<error id=\"3\">Not executed: the exchange is "
+				"stopping</error>"),
+		      "%s", r);
+	r = recv_reply(&c, 5000);
+	ck_assert_msg(strstr(r, "<error>Not executed: the exchange is stopping</error>"),
+		      "%s", r);
+	ck_assert_int_eq(client_wait_closed(&c, 5000), 0);
+	client_close(&c);
+	const char *log = stop_gateway();
+	ck_assert_msg(strstr(log, "1 drained, 1 answered stopping"), "%s", log);
+}
+END_TEST
+
+/* A request of 3,000 queries (answered by the gateway alone) is executed
+ * in slices: the loop gets back between them (at most 1,024 items or
+ * 1 ms each), and the reply is whole and in order. */
+START_TEST(long_request_runs_in_slices)
+{
+	uint32_t aidx;
+	ck_assert_int_eq(shm_accounts_add(&acc, 8, 100000000000LL, &aidx), 0);
+	uint64_t id = 1;
+	while (shm_shard_of_order(id, 2) != 0)
+		id++;
+	size_t cap = 3000 * 32 + 64, n = 0;
+	char *xml = malloc(cap);
+	n += (size_t)snprintf(xml + n, cap - n, "<transactions id=\"8\">");
+	for (int i = 0; i < 3000; i++)
+		n += (size_t)snprintf(xml + n, cap - n, "<query id=\"%llu\"/>",
+				      (unsigned long long)id);
+	snprintf(xml + n, cap - n, "</transactions>");
+	struct client c;
+	ck_assert_int_eq(client_connect(&c, "127.0.0.1", port, 5000), 0);
+	ck_assert_int_eq(client_send(&c, xml, 5000), 0);
+	const char *r = recv_reply(&c, 10000);
+	size_t errors = 0;
+	for (const char *p = r; (p = strstr(p, "Order does not exist")) != NULL; p++)
+		errors++;
+	ck_assert_uint_eq(errors, 3000);
+	free(xml);
+	client_close(&c);
+	const char *log = stop_gateway();
+	const char *sl = strstr(log, " slices");
+	ck_assert_msg(sl, "%s", log);
+	while (sl > log && sl[-1] >= '0' && sl[-1] <= '9')
+		sl--;
+	ck_assert_msg(strtoul(sl, NULL, 10) >= 2, "%s", log);
+}
+END_TEST
+
 static Suite *gw_exec_suite(void)
 {
 	Suite *s = suite_create("gw_exec");
@@ -302,6 +421,9 @@ static Suite *gw_exec_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, stale_reply_is_dropped);
 	tcase_add_test(tc, forged_replies_become_internal_errors);
+	tcase_add_test(tc, unanswered_item_is_outcome_unknown);
+	tcase_add_test(tc, stop_answers_what_is_in_flight);
+	tcase_add_test(tc, long_request_runs_in_slices);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -288,41 +288,82 @@ START_TEST(framed_replies_carry_a_length_line)
 }
 END_TEST
 
-START_TEST(document_above_max_fails)
+/* Only a group's fill listing is limited: one that would pass max is rolled
+ * back to its mark and replaced, so every other child keeps its answer; the
+ * children outside groups are never refused for size. */
+START_TEST(listing_above_max_rolls_back)
 {
 	struct gw_reply r;
 	const char *out;
 	size_t len;
-	gw_reply_init(&r, 200, false);
+	gw_reply_init(&r, 300, false);
 	gw_reply_begin(&r);
 	for (int i = 0; i < 20; i++)
 		gw_reply_created(&r, S("123456"));
-	ck_assert_int_eq(gw_reply_finish(&r, &out, &len), SHMEX_ETOOBIG);
-	/* the error document fits, and replaces it */
-	gw_reply_error_doc(&r, SHMEX_ETOOBIG, "reply", &out, &len);
-	ck_assert(strstr(out, "<error>Request too large: reply</error>") != NULL);
-	ck_assert_uint_le(len, 200);
-	/* exactly at the maximum is fine */
-	gw_reply_begin(&r);
+	ck_assert_uint_gt(gw_reply_buffered(&r), 300);
+	gw_reply_mark(&r);
+	gw_reply_status_begin(&r, S("7"));
+	for (int i = 0; i < 20; i++)
+		gw_reply_executed(&r, 10000, 1000000, 1);
+	gw_reply_status_end(&r);
+	ck_assert(gw_reply_too_big(&r));
+	gw_reply_rollback(&r);
+	ck_assert(!gw_reply_too_big(&r));
+	static const char *const n[] = {"id"};
+	struct gw_str v[1] = {S("7")};
+	gw_reply_error(&r, n, v, 1, SHMEX_EREPLYBIG, NULL);
+	gw_reply_created(&r, S("8"));
 	ck_assert_int_eq(gw_reply_finish(&r, &out, &len), 0);
-	size_t base = len; /* DECL + <results/> */
-	gw_reply_free(&r);
-	gw_reply_init(&r, base, false);
+	ck_assert_ptr_null(strstr(out, "<status"));
+	ck_assert_ptr_null(strstr(out, "executed"));
+	ck_assert_ptr_nonnull(strstr(out, "<error id=\"7\">Reply too large"));
+	ck_assert_ptr_nonnull(strstr(out, "<created id=\"8\"/>\n</results>\n"));
+	/* A group that fits stays. */
 	gw_reply_begin(&r);
+	gw_reply_mark(&r);
+	gw_reply_status_begin(&r, S("7"));
+	gw_reply_open(&r, 10000);
+	gw_reply_status_end(&r);
+	ck_assert(!gw_reply_too_big(&r));
 	ck_assert_int_eq(gw_reply_finish(&r, &out, &len), 0);
-	gw_reply_begin(&r);
-	gw_reply_created(&r, S("1"));
-	ck_assert_int_eq(gw_reply_finish(&r, &out, &len), SHMEX_ETOOBIG);
-	/* too small even for the error document: the constant fallback */
-	gw_reply_error_doc(&r, SHMEX_ETOOBIG, "a long detail", &out, &len);
-	ck_assert_uint_eq(len, 92);
-	ck_assert(strstr(out, "<error>Internal error</error>") != NULL);
+	ck_assert_ptr_nonnull(strstr(out, "<status id=\"7\">"));
 	gw_reply_free(&r);
-	gw_reply_init(&r, 10, true);
-	gw_reply_error_doc(&r, SHMEX_ETOOBIG, NULL, &out, &len);
-	ck_assert_uint_eq(len, 95);
-	ck_assert(memcmp(out, "92\n<?xml", 8) == 0);
-	gw_reply_free(&r);
+}
+END_TEST
+
+/* Streaming: the bytes taken plus the finished rest are the same document
+ * as one built whole, and a group rolled back after a take loses nothing
+ * that was taken. */
+START_TEST(take_streams_the_same_document)
+{
+	struct gw_reply whole, parts;
+	const char *out;
+	size_t len;
+	char got[4096];
+	size_t glen = 0;
+	gw_reply_init(&whole, 0, false);
+	gw_reply_init(&parts, 0, false);
+	gw_reply_begin(&whole);
+	gw_reply_begin(&parts);
+	for (int i = 0; i < 6; i++) {
+		gw_reply_created(&whole, S("42"));
+		gw_reply_created(&parts, S("42"));
+		if (i % 2 == 0) {
+			ck_assert_int_eq(gw_reply_take(&parts, &out, &len), 0);
+			memcpy(got + glen, out, len);
+			glen += len;
+			ck_assert_uint_eq(gw_reply_buffered(&parts), 0);
+		}
+	}
+	ck_assert_uint_eq(gw_reply_taken(&parts), glen);
+	ck_assert_int_eq(gw_reply_finish(&parts, &out, &len), 0);
+	memcpy(got + glen, out, len);
+	glen += len;
+	ck_assert_int_eq(gw_reply_finish(&whole, &out, &len), 0);
+	ck_assert_uint_eq(glen, len);
+	ck_assert(memcmp(got, out, len) == 0);
+	gw_reply_free(&whole);
+	gw_reply_free(&parts);
 }
 END_TEST
 
@@ -377,7 +418,8 @@ static Suite *gw_reply_suite(void)
 	tc = tcase_create("limits");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, framed_replies_carry_a_length_line);
-	tcase_add_test(tc, document_above_max_fails);
+	tcase_add_test(tc, listing_above_max_rolls_back);
+	tcase_add_test(tc, take_streams_the_same_document);
 	tcase_add_test(tc, unbalanced_groups_are_internal_errors);
 	tcase_add_test(tc, large_reply_buffer_is_not_kept);
 	suite_add_tcase(s, tc);

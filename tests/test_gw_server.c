@@ -3,9 +3,10 @@
  * child process over real TCP on 127.0.0.1.
  *
  * The stub answers by the request's text: "sync" at once; "async" from the
- * next poll at least 50 ms later; "big" with a 256 KiB reply; "stats" with
- * the loop's counters; "stop" starts the drain.  Everything else is echoed
- * as <echo len="N"/>.
+ * next poll at least 50 ms later; "big" with a 256 KiB reply; "stream" with
+ * a 16 MiB reply streamed in 256 KiB parts, each only when
+ * gw_server_may_send allows it; "stats" with the loop's counters; "stop"
+ * starts the drain.  Everything else is echoed as <echo len="N"/>.
  */
 #include "tests/shmex_test.h"
 
@@ -34,12 +35,18 @@ struct stub {
 	int npending;
 	unsigned long long aborts;
 	char *big;
+	char *filler;
+	struct gw_conn_ref streams[8];
+	int left[8];
+	int nstreams;
 };
+
+#define STREAM_PARTS 64
 
 static void stub_request(void *ctx, struct gw_conn_ref c, const char *xml, size_t len)
 {
 	struct stub *st = ctx;
-	char out[512];
+	char out[1024];
 	if (len == 4 && !memcmp(xml, "sync", 4)) {
 		int n = snprintf(out, sizeof(out), "<results><sync/></results>");
 		ck_assert_int_eq(gw_server_reply(st->srv, c, out, (size_t)n), 0);
@@ -49,6 +56,11 @@ static void stub_request(void *ctx, struct gw_conn_ref c, const char *xml, size_
 		st->due[st->npending++] = test_now_ns() + 50000000ull;
 	} else if (len == 3 && !memcmp(xml, "big", 3)) {
 		ck_assert_int_eq(gw_server_reply(st->srv, c, st->big, BIG_REPLY), 0);
+	} else if (len == 6 && !memcmp(xml, "stream", 6)) {
+		ck_assert_int_lt(st->nstreams, 8);
+		ck_assert_int_eq(gw_server_reply_part(st->srv, c, "<results>", 9), 0);
+		st->streams[st->nstreams] = c;
+		st->left[st->nstreams++] = STREAM_PARTS;
 	} else if (len == 5 && !memcmp(xml, "stats", 5)) {
 		struct gw_server_stats s;
 		gw_server_get_stats(st->srv, &s);
@@ -60,6 +72,17 @@ static void stub_request(void *ctx, struct gw_conn_ref c, const char *xml, size_
 			(unsigned long long)s.requests, (unsigned long long)s.refused,
 			(unsigned long long)s.deadlines, (unsigned long long)s.aborted,
 			s.open, (unsigned long long)s.frame_errors);
+		ck_assert_int_eq(gw_server_reply(st->srv, c, out, (size_t)n), 0);
+	} else if (len == 6 && !memcmp(xml, "stats2", 6)) {
+		struct gw_server_stats s;
+		gw_server_get_stats(st->srv, &s);
+		int n = snprintf(
+			out, sizeof(out),
+			"<results><stats unsent_peak=\"%llu\" idle_closed=\"%llu\""
+			" refused_peer=\"%llu\"/></results>",
+			(unsigned long long)s.unsent_peak,
+			(unsigned long long)s.idle_closed,
+			(unsigned long long)s.refused_peer);
 		ck_assert_int_eq(gw_server_reply(st->srv, c, out, (size_t)n), 0);
 	} else if (len == 4 && !memcmp(xml, "stop", 4)) {
 		int n = snprintf(out, sizeof(out), "<results><stopping/></results>");
@@ -88,6 +111,23 @@ static int stub_poll(void *ctx)
 {
 	struct stub *st = ctx;
 	unsigned long long now = test_now_ns();
+	for (int i = 0; i < st->nstreams;) {
+		while (st->left[i] > 0 && gw_server_may_send(st->srv, st->streams[i])) {
+			ck_assert_int_eq(gw_server_reply_part(st->srv, st->streams[i],
+							      st->filler, BIG_REPLY),
+					 0);
+			st->left[i]--;
+		}
+		if (st->left[i] == 0) {
+			ck_assert_int_eq(gw_server_reply(st->srv, st->streams[i],
+							 "</results>", 10),
+					 0);
+			st->streams[i] = st->streams[--st->nstreams];
+			st->left[i] = st->left[st->nstreams];
+		} else {
+			i++;
+		}
+	}
 	for (int i = 0; i < st->npending;) {
 		if (now >= st->due[i]) {
 			static const char r[] = "<results><async/></results>";
@@ -100,7 +140,7 @@ static int stub_poll(void *ctx)
 			i++;
 		}
 	}
-	return st->npending ? 10 : -1;
+	return st->npending || st->nstreams ? 10 : -1;
 }
 
 struct srv {
@@ -134,6 +174,8 @@ static void start_server(struct gw_server_cfg cfg)
 		memset(st.big, 'x', BIG_REPLY);
 		memcpy(st.big, "<results>", 9);
 		memcpy(st.big + BIG_REPLY - 10, "</results>", 10);
+		st.filler = malloc(BIG_REPLY);
+		memset(st.filler, 'x', BIG_REPLY);
 		cfg.listen_fd = lfd;
 		struct gw_server_ops ops = {.ctx = &st,
 					    .request = stub_request,
@@ -190,7 +232,9 @@ static unsigned long long stat_of(const char *name)
 {
 	struct client c;
 	conn(&c);
-	ck_assert_int_eq(client_send(&c, "stats", T_MS), 0);
+	bool second = !strcmp(name, "unsent_peak") || !strcmp(name, "idle_closed") ||
+		      !strcmp(name, "refused_peer");
+	ck_assert_int_eq(client_send(&c, second ? "stats2" : "stats", T_MS), 0);
 	const char *rep;
 	size_t len;
 	ck_assert_int_eq(client_recv(&c, &rep, &len, T_MS), 0);
@@ -347,7 +391,9 @@ START_TEST(connections_beyond_max_are_refused)
 		request(&c[i], "sync", "results(sync)");
 	}
 	conn(&extra);
-	expect_reply(&extra, "results(error\"Exchange busy, try again\")");
+	expect_reply(
+		&extra,
+		"results(error\"Too many connections to this gateway, try again later\")");
 	ck_assert_int_eq(client_wait_closed(&extra, T_MS), 0);
 	client_close(&extra);
 	for (int i = 0; i < 4; i++)
@@ -471,6 +517,103 @@ START_TEST(stop_drains_executing_requests)
 }
 END_TEST
 
+/* Two clients whose replies are streamed and who do not read: the loop
+ * holds about wbuf_high per connection and max_unsent in total (plus one
+ * part), not their 16 MiB each; once they read, every byte arrives. */
+START_TEST(streamed_replies_are_bounded_until_read)
+{
+	struct gw_server_cfg cfg = defaults();
+	cfg.max_unsent = 1u << 20;
+	start_server(cfg);
+	struct client a, b;
+	conn(&a);
+	conn(&b);
+	ck_assert_int_eq(client_send(&a, "stream", T_MS), 0);
+	ck_assert_int_eq(client_send(&b, "stream", T_MS), 0);
+	usleep(300000);
+	unsigned long long peak = stat_of("unsent_peak");
+	ck_assert_uint_le(peak, (1u << 20) + 2 * BIG_REPLY + 64);
+	ck_assert_uint_ge(peak, BIG_REPLY);
+	struct client *cs[2] = {&a, &b};
+	for (int k = 0; k < 2; k++) {
+		const char *rep;
+		size_t len;
+		ck_assert_int_eq(client_recv(cs[k], &rep, &len, T_MS), 0);
+		ck_assert_uint_eq(len, 9 + (size_t)STREAM_PARTS * BIG_REPLY + 10);
+		request(cs[k], "sync", "results(sync)");
+	}
+	client_close(&a);
+	client_close(&b);
+}
+END_TEST
+
+/* An idle connection is closed after idle_ms; one that keeps sending
+ * requests is not. */
+START_TEST(idle_connection_is_closed)
+{
+	struct gw_server_cfg cfg = defaults();
+	cfg.idle_ms = 300;
+	start_server(cfg);
+	struct client idle, busy;
+	conn(&idle);
+	conn(&busy);
+	request(&idle, "sync", "results(sync)");
+	for (int i = 0; i < 8; i++) {
+		request(&busy, "sync", "results(sync)");
+		usleep(100000);
+	}
+	ck_assert_int_eq(client_wait_closed(&idle, T_MS), 0);
+	request(&busy, "sync", "results(sync)");
+	client_close(&idle);
+	client_close(&busy);
+	ck_assert_uint_eq(stat_of("idle_closed"), 1);
+}
+END_TEST
+
+/* One address may hold max_per_peer connections; the next is told why it
+ * is turned away, and a slot is free again once one closes. */
+START_TEST(connections_per_address_are_capped)
+{
+	struct gw_server_cfg cfg = defaults();
+	cfg.max_per_peer = 2;
+	start_server(cfg);
+	struct client c[2], extra;
+	for (int i = 0; i < 2; i++) {
+		conn(&c[i]);
+		request(&c[i], "sync", "results(sync)");
+	}
+	conn(&extra);
+	expect_reply(&extra, "results(error\"Too many connections from your address; "
+			     "close one and try again\")");
+	ck_assert_int_eq(client_wait_closed(&extra, T_MS), 0);
+	client_close(&extra);
+	client_close(&c[0]);
+	usleep(100000);
+	conn(&extra);
+	request(&extra, "sync", "results(sync)");
+	client_close(&c[1]);
+	client_close(&extra);
+	usleep(100000);
+	ck_assert_uint_eq(stat_of("refused_peer"), 1);
+}
+END_TEST
+
+/* A client that half-closes in the middle of a body (its length line
+ * overstated the body) is told so before the close. */
+START_TEST(short_body_gets_error_before_close)
+{
+	start_server(defaults());
+	struct client c;
+	conn(&c);
+	ck_assert_int_eq(client_send_raw(&c, "100\n<partial/>", 14, T_MS), 0);
+	shutdown(c.fd, SHUT_WR);
+	expect_reply(&c, "results(error\"Request ended before the length its length "
+			 "line announced: 100 bytes announced, 10 arrived\")");
+	ck_assert_int_eq(client_wait_closed(&c, T_MS), 0);
+	client_close(&c);
+}
+END_TEST
+
 static Suite *gw_server_suite(void)
 {
 	Suite *s = suite_create("gw_server");
@@ -490,6 +633,10 @@ static Suite *gw_server_suite(void)
 	tcase_add_test(tc, half_close_still_gets_reply);
 	tcase_add_test(tc, close_during_request_aborts_it);
 	tcase_add_test(tc, stop_drains_executing_requests);
+	tcase_add_test(tc, streamed_replies_are_bounded_until_read);
+	tcase_add_test(tc, idle_connection_is_closed);
+	tcase_add_test(tc, connections_per_address_are_capped);
+	tcase_add_test(tc, short_body_gets_error_before_close);
 	suite_add_tcase(s, tc);
 	return s;
 }

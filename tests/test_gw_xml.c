@@ -154,6 +154,58 @@ START_TEST(sell_is_negative_amount)
 }
 END_TEST
 
+/* Unknown attributes are refused by name (before: silently ignored, so
+ * tif="IOC" rested as GTC); the XML namespace ones are not ours. */
+START_TEST(unknown_attributes_are_refused_by_name)
+{
+	parse_ok("<create><account id=\"1\" balance=\"1\" color=\"red\"/>"
+		 "<symbol sym=\"X\" size=\"2\"><account id=\"1\">5</account></symbol>"
+		 "<symbol sym=\"Y\"><account id=\"1\" x=\"1\">5</account></symbol>"
+		 "</create>");
+	ck_assert_uint_eq(R.nitems, 3);
+	for (uint32_t i = 0; i < 3; i++)
+		item_err(i, SHMEX_EUNKNOWNATTR, NULL);
+	text_is(R.items[0].name, "color");
+	text_is(R.items[1].name, "size");
+	text_is(R.items[2].name, "x");
+	parse_ok("<transactions id=\"1\"><order sym=\"X\" amount=\"1\" limit=\"1\" "
+		 "when=\"now\"/><query id=\"3\" all=\"1\"/><cancel id=\"3\" q=\"\"/>"
+		 "<order sym=\"X\" amount=\"1\" limit=\"1\" xml:lang=\"en\"/>"
+		 "</transactions>");
+	item_err(0, SHMEX_EUNKNOWNATTR, NULL);
+	text_is(R.items[0].name, "when");
+	item_err(1, SHMEX_EUNKNOWNATTR, NULL);
+	item_err(2, SHMEX_EUNKNOWNATTR, NULL);
+	item_err(3, 0, NULL);
+	parse_fails("<transactions id=\"1\" mode=\"x\"><query id=\"3\"/></transactions>",
+		    SHMEX_EUNKNOWNATTR);
+	ck_assert_ptr_nonnull(strstr(R.detail, "mode"));
+	parse_fails("<create x=\"1\"/>", SHMEX_EUNKNOWNATTR);
+}
+END_TEST
+
+/* The order types of the engine, as extension attributes. */
+START_TEST(order_tif_and_type_extensions)
+{
+	parse_ok("<transactions id=\"1\">"
+		 "<order sym=\"X\" amount=\"1\" limit=\"1\"/>"
+		 "<order sym=\"X\" amount=\"1\" limit=\"1\" tif=\"IOC\"/>"
+		 "<order sym=\"X\" amount=\"1\" limit=\"1\" tif=\"fok\" type=\"limit\"/>"
+		 "<order sym=\"X\" amount=\"1\" limit=\"1\" tif=\"GTC\"/>"
+		 "<order sym=\"X\" amount=\"1\" limit=\"1\" tif=\"DAY\"/>"
+		 "<order sym=\"X\" amount=\"1\" limit=\"1\" type=\"market\"/>"
+		 "</transactions>");
+	ck_assert_int_eq(R.items[0].tif, SHM_TIF_GTC);
+	ck_assert_int_eq(R.items[1].tif, SHM_TIF_IOC);
+	ck_assert_int_eq(R.items[2].tif, SHM_TIF_FOK);
+	ck_assert_int_eq(R.items[3].tif, SHM_TIF_GTC);
+	for (uint32_t i = 0; i < 4; i++)
+		item_err(i, 0, NULL);
+	item_err(4, SHMEX_EBADTIF, "not GTC, IOC or FOK");
+	item_err(5, SHMEX_EBADTYPE, NULL);
+}
+END_TEST
+
 START_TEST(account_alias)
 {
 	parse_ok("<transactions account=\"77\"><query id=\"5\"/></transactions>");
@@ -755,6 +807,8 @@ static Suite *gw_xml_suite(void)
 	tcase_add_test(tc, handout_transactions);
 	tcase_add_test(tc, sell_is_negative_amount);
 	tcase_add_test(tc, account_alias);
+	tcase_add_test(tc, unknown_attributes_are_refused_by_name);
+	tcase_add_test(tc, order_tif_and_type_extensions);
 	tcase_add_test(tc, unknown_elements_in_position);
 	tcase_add_test(tc, create_document_order_and_multiple_symbols);
 	tcase_add_test(tc, empty_roots_are_requests);

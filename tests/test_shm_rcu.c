@@ -13,6 +13,9 @@
  * protocol hold; 2, where present: asymmetric with the default rate limit).
  */
 #include "tests/shmex_test.h"
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/mman.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -394,6 +397,108 @@ static int pinned_forever(int in, int out, void *arg)
 		return 15;
 	return 0;
 }
+
+/* Pinned in a section until told, then leaves: reports 0 when the leave
+ * succeeded, 1 when it said the slot was lost. */
+static int pinned_then_leave(int in, int out, void *arg)
+{
+	(void)arg;
+	struct shm_rcu t;
+	struct shm_rcu_reader r;
+	if (shm_rcu_attach(&t, inst, 0, SHM_RCU_READER))
+		return 10;
+	if (shm_rcu_register(&t, &r))
+		return 11;
+	if (shm_rcu_enter(&r))
+		return 12;
+	put_u64(out, r.epoch);
+	(void)get_u64(in);
+	int rc = shm_rcu_leave(&r);
+	put_u64(out, rc == 0 ? 0 : rc == SHMEX_ESLOTLOST ? 1 : 2);
+	(void)get_u64(in);
+	return 0;
+}
+
+/* A process with write access (any reader) truncates the table while a
+ * reader is pinned: the writer survives its next accesses (before: SIGBUS
+ * killed the matcher), restores the table's size, and reclamation is no
+ * longer held; the pinned reader learns nothing wrong happened or that its
+ * slot is lost, and new readers register. */
+START_TEST(truncated_table_is_restored_by_writer)
+{
+	use_mode(_i);
+	struct shm_rcu w;
+	make_table(&w, 0, 8);
+	(void)shm_rcu_advance(&w);
+	struct child c = spawn(pinned_then_leave, NULL);
+	ck_assert_uint_eq(get_u64(c.from_child), 2);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 2);
+	char name[128];
+	snprintf(name, sizeof(name), "/shmex.%s.readers.0", inst);
+	int fd = shm_open(name, O_RDWR, 0);
+	ck_assert_int_ge(fd, 0);
+	struct stat st0, st1;
+	ck_assert_int_eq(fstat(fd, &st0), 0);
+	ck_assert_int_eq(ftruncate(fd, 0), 0);
+	for (int i = 0; i < 5; i++) {
+		(void)shm_rcu_advance(&w);
+		ck_assert_uint_eq(shm_rcu_safe_epoch(&w), shm_rcu_epoch(&w));
+	}
+	struct shm_rcu_stats rs;
+	shm_rcu_stats(&w, &rs);
+	ck_assert_uint_ge(rs.truncations, 1);
+	ck_assert_int_eq(fstat(fd, &st1), 0);
+	ck_assert_int_eq(st1.st_size, st0.st_size);
+	close(fd);
+	put_u64(c.to_child, 1);
+	ck_assert_uint_le(get_u64(c.from_child), 1);
+	put_u64(c.to_child, 1);
+	ck_assert_int_eq(finish(&c, 10000), 0);
+	/* The table is whole again: a new reader attaches and registers. */
+	struct shm_rcu t;
+	struct shm_rcu_reader r;
+	ck_assert_int_eq(shm_rcu_attach(&t, inst, 0, SHM_RCU_READER), 0);
+	ck_assert_int_eq(shm_rcu_register(&t, &r), 0);
+	ck_assert_int_eq(shm_rcu_unregister(&r), 0);
+	shm_rcu_detach(&t);
+	shm_rcu_detach(&w);
+}
+END_TEST
+
+/* A live reader stopped inside a section (SIGSTOP, a debugger) holds
+ * reclamation only for its lease: then the writer revokes its slot and
+ * reclaims past it, and the reader is told at leave (before: reclamation
+ * stayed pinned until the reader died, and the shard answered "Book full"
+ * on an empty book). */
+START_TEST(stalled_reader_loses_its_lease)
+{
+	use_mode(_i);
+	struct shm_rcu w;
+	make_table(&w, 0, 8);
+	shm_rcu_set_lease(&w, 200000000ull);
+	shm_rcu_set_reap_interval(&w, 10000000ull);
+	(void)shm_rcu_advance(&w);
+	struct child c = spawn(pinned_then_leave, NULL);
+	ck_assert_uint_eq(get_u64(c.from_child), 2);
+	ck_assert_uint_eq(shm_rcu_safe_epoch(&w), 2);
+	unsigned long long deadline = test_now_ns() + 10000000000ull;
+	for (;;) {
+		(void)shm_rcu_advance(&w);
+		if (shm_rcu_safe_epoch(&w) == shm_rcu_epoch(&w))
+			break;
+		ck_assert_msg(test_now_ns() < deadline, "the stalled reader still pins");
+		usleep(5000);
+	}
+	struct shm_rcu_stats rs;
+	shm_rcu_stats(&w, &rs);
+	ck_assert_uint_eq(rs.revoked, 1);
+	put_u64(c.to_child, 1);
+	ck_assert_uint_eq(get_u64(c.from_child), 1); /* SHMEX_ESLOTLOST */
+	put_u64(c.to_child, 1);
+	ck_assert_int_eq(finish(&c, 10000), 0);
+	shm_rcu_detach(&w);
+}
+END_TEST
 
 START_TEST(killed_reader_is_reaped)
 {
@@ -1149,6 +1254,8 @@ static Suite *shm_rcu_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, one_writer_at_a_time, 0, 2);
 	tcase_add_loop_test(tc, pinned_reader_holds_safe_epoch, 0, 2);
+	tcase_add_loop_test(tc, truncated_table_is_restored_by_writer, 0, 2);
+	tcase_add_loop_test(tc, stalled_reader_loses_its_lease, 0, 2);
 	tcase_add_loop_test(tc, pinned_reader_rate_limited, 2, 3);
 	tcase_add_loop_test(tc, killed_reader_is_reaped, 0, 2);
 	tcase_add_loop_test(tc, zombie_reader_is_reaped, 0, 2);

@@ -3,6 +3,8 @@
  */
 #include "tests/shmex_test.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -270,6 +272,166 @@ START_TEST(stale_region_detected_and_removed)
 }
 END_TEST
 
+/* An object of another user (or one we may not read) is never our
+ * leftover, whatever its header says: it is refused and left alone
+ * (before: an unreadable object was unlinked as a leftover, and a
+ * squatter's object with a live pid of its own blocked us as "in use"). */
+START_TEST(foreign_object_is_refused_not_removed)
+{
+	struct shm_region w;
+	make_ready(&w, "t", 64);
+	char path[256];
+	snprintf(path, sizeof(path), "/dev/shm/shmex.%s.t", inst);
+	if (geteuid() == 0)
+		ck_assert_int_eq(chown(path, 4242, 4242), 0);
+	else
+		ck_assert_int_eq(chmod(path, 0), 0);
+	ck_assert_int_eq(shm_region_remove_stale(inst, "t"), SHMEX_EFOREIGN);
+	ck_assert_int_eq(test_count_objects(inst), 1);
+	shm_region_detach(&w);
+	/* Detached: still refused while it is another user's. */
+	ck_assert_int_eq(shm_region_remove_stale(inst, "t"), SHMEX_EFOREIGN);
+	ck_assert_int_eq(test_count_objects(inst), 1);
+	ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
+/* Reads a whole file (NUL-terminated, heap). */
+static char *read_all(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *buf = malloc((size_t)n + 1);
+	ck_assert_ptr_nonnull(buf);
+	size_t got = fread(buf, 1, (size_t)n, f);
+	buf[got] = 0;
+	fclose(f);
+	return buf;
+}
+
+/* Blanks out C comments in place. */
+static void strip_comments(char *s)
+{
+	for (char *p = s; *p; p++) {
+		if (p[0] == '/' && p[1] == '*') {
+			char *e = strstr(p + 2, "*"
+						"/");
+			char *end = e ? e + 2 : p + strlen(p);
+			memset(p, ' ', (size_t)(end - p));
+			p = end - 1;
+		}
+	}
+}
+
+/* Every field of every struct *_sh in the headers of shm/ is in the layout signature
+ * (shm_layout_list.h, SHM_LAYOUT_FIELDS): before, only a few offsets were,
+ * and two builds that swapped same-size fields attached to each other. */
+START_TEST(every_shared_field_is_signed)
+{
+	const char *src = getenv("SHMEX_SRC_DIR");
+	ck_assert_msg(src != NULL, "SHMEX_SRC_DIR is not set (make check sets it)");
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/shm/shm_layout_list.h", src);
+	char *list = read_all(path);
+	snprintf(path, sizeof(path), "%s/shm", src);
+	DIR *d = opendir(path);
+	ck_assert_ptr_nonnull(d);
+	int structs = 0, fields = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t nl = strlen(e->d_name);
+		if (nl < 3 || strcmp(e->d_name + nl - 2, ".h") != 0)
+			continue;
+		char hp[1200];
+		snprintf(hp, sizeof(hp), "%s/%s", path, e->d_name);
+		char *h = read_all(hp);
+		strip_comments(h);
+		for (char *p = h; (p = strstr(p, "\nstruct ")) != NULL;) {
+			p += 8;
+			char tag[64];
+			int tl = 0;
+			while ((isalnum((unsigned char)p[tl]) || p[tl] == '_') && tl < 63)
+				tag[tl] = p[tl], tl++;
+			tag[tl] = 0;
+			if (tl < 4 || strcmp(tag + tl - 3, "_sh") ||
+			    strncmp(p + tl, " {", 2))
+				continue;
+			structs++;
+			char *body = p + tl + 2;
+			char *end = strstr(body, "\n}");
+			ck_assert_ptr_nonnull(end);
+			/* Each declaration's names: the identifiers before ';' or
+			 * ',' that are not inside brackets or parentheses. */
+			for (char *q = body; q < end;) {
+				char *semi = memchr(q, ';', (size_t)(end - q));
+				if (!semi)
+					break;
+				char decl[512];
+				size_t dl = (size_t)(semi - q) < sizeof(decl) - 1
+						    ? (size_t)(semi - q)
+						    : sizeof(decl) - 1;
+				memcpy(decl, q, dl);
+				decl[dl] = 0;
+				q = semi + 1;
+				/* Cut [..] and (..) and split on commas. */
+				for (char *c = decl; *c; c++) {
+					if (*c == '[' || *c == '(') {
+						char close = *c == '[' ? ']' : ')';
+						char *x = strchr(c, close);
+						if (x)
+							memset(c, ' ',
+							       (size_t)(x - c + 1));
+					}
+				}
+				char *save = NULL;
+				bool first = true;
+				for (char *part = strtok_r(decl, ",", &save); part;
+				     part = strtok_r(NULL, ",", &save), first = false) {
+					char *t = part + strlen(part);
+					while (t > part &&
+					       !isalnum((unsigned char)t[-1]) &&
+					       t[-1] != '_')
+						t--;
+					char *b = t;
+					while (b > part &&
+					       (isalnum((unsigned char)b[-1]) ||
+						b[-1] == '_'))
+						b--;
+					if (b == t || (first && b == part))
+						continue; /* no name, or only a type word */
+					char want[160];
+					snprintf(want, sizeof(want), "F(%s, %.*s", tag,
+						 (int)(t - b), b);
+					char *hit = strstr(list, want);
+					bool ok = false;
+					for (; hit; hit = strstr(hit + 1, want)) {
+						char nx = hit[strlen(want)];
+						if (nx == ')' || nx == '[') {
+							ok = true;
+							break;
+						}
+					}
+					ck_assert_msg(
+						ok,
+						"%s: field %.*s of struct %s is not in "
+						"SHM_LAYOUT_FIELDS",
+						e->d_name, (int)(t - b), b, tag);
+					fields++;
+				}
+			}
+		}
+		free(h);
+	}
+	closedir(d);
+	free(list);
+	ck_assert_int_ge(structs, 20);
+	ck_assert_int_ge(fields, 150);
+}
+END_TEST
+
 START_TEST(proc_identity)
 {
 	uint64_t s;
@@ -348,6 +510,8 @@ static Suite *shm_region_suite(void)
 	tcase_add_test(tc, readwrite_attach_shares_memory);
 	tcase_add_test(tc, two_instances_side_by_side);
 	tcase_add_test(tc, stale_region_detected_and_removed);
+	tcase_add_test(tc, foreign_object_is_refused_not_removed);
+	tcase_add_test(tc, every_shared_field_is_signed);
 	tcase_add_test(tc, proc_identity);
 	tcase_add_test(tc, zombie_is_not_alive);
 	tcase_add_test(tc, error_table);

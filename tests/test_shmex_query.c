@@ -17,6 +17,8 @@
  */
 #include "tests/shmex_test.h"
 
+#include <poll.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -746,6 +748,135 @@ START_TEST(cannot_write_the_book)
 }
 END_TEST
 
+/* metrics: Prometheus text (every sample line "name{labels} value", every
+ * family with HELP and TYPE); instances: the running exchange is listed. */
+START_TEST(metrics_and_instances)
+{
+	struct known k;
+	struct qres r;
+	start_exchange();
+	known_flow(&k);
+	/* One reject for lack of cash, on X's shard. */
+	struct client c;
+	ck_assert_int_eq(client_connect(&c, "127.0.0.1", ex.port, T_MS), 0);
+	const char *rej;
+	size_t rlen;
+	ck_assert_int_eq(
+		client_request(&c,
+			       "<transactions id=\"2\"><order sym=\"X\" "
+			       "amount=\"100000\" limit=\"100\"/></transactions>",
+			       &rej, &rlen, T_MS),
+		0);
+	ck_assert_msg(strstr(rej, "Insufficient funds"), "%s", rej);
+	client_close(&c);
+	QRUN(&r, "--instance", inst, "metrics");
+	ck_assert_msg(
+		strstr(r.out, fmt("shmex_requests_rejected_total{instance=\"%s\",shard="
+				  "\"%u\",cause=\"insufficient_funds\"} 1\n",
+				  inst, k.sx)),
+		"%s", r.out);
+	ok(&r);
+	ck_assert_msg(
+		strstr(r.out, fmt("shmex_matcher_up{instance=\"%s\",shard=\"%u\"} 1\n",
+				  inst, k.sx)),
+		"%s", r.out);
+	ck_assert(strstr(r.out, "# TYPE shmex_orders_accepted_total counter\n"));
+	ck_assert(strstr(r.out, "# TYPE shmex_ring_depth gauge\n"));
+	ck_assert(strstr(
+		r.out, fmt("shmex_gateway_requests_total{instance=\"%s\",gateway=\"0\"} ",
+			   inst)));
+	/* stats says where the exchange listens and what each gateway did. */
+	struct qres st;
+	QRUN(&st, "--instance", inst, "stats");
+	ok(&st);
+	ck_assert_msg(strstr(st.out, fmt("listening on port %d\n", ex.port)), "%s",
+		      st.out);
+	ck_assert_msg(strstr(st.out, "gateway 0: pid "), "%s", st.out);
+	int samples = 0;
+	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+		if (line[0] == '#') {
+			ck_assert_msg(!strncmp(line, "# HELP shmex_", 13) ||
+					      !strncmp(line, "# TYPE shmex_", 13),
+				      "%s", line);
+			continue;
+		}
+		char name[64], labels[256];
+		unsigned long long v;
+		ck_assert_msg(
+			sscanf(line, "%63[a-z_]{%255[^}]} %llu", name, labels, &v) == 3,
+			"not a sample: %s", line);
+		samples++;
+	}
+	ck_assert_int_ge(samples, 30);
+	QRUN(&r, "instances");
+	ok(&r);
+	ck_assert_msg(strstr(r.out,
+			     fmt("%s: running, supervisor pid %d, 2 shards, 1 gateways\n",
+				 inst, (int)ex.pid)),
+		      "%s", r.out);
+	stop_exchange();
+}
+END_TEST
+
+/* A watch whose matcher dies says so and exits 1 (before: it kept drawing
+ * the dead matcher's last book forever). */
+START_TEST(watch_ends_when_its_matcher_is_gone)
+{
+	struct known k;
+	start_exchange();
+	known_flow(&k);
+	int p[2], e[2];
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(pipe(e), 0);
+	pid_t w = fork();
+	ck_assert_int_ge(w, 0);
+	if (w == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(p[1], 1);
+		dup2(e[1], 2);
+		close(p[0]);
+		close(e[0]);
+		execl(test_bin("shmex-query"), "shmex-query", "--instance", inst, "watch",
+		      "X", "--interval-ms", "20", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	close(e[1]);
+	char buf[4096] = "";
+	size_t got = 0;
+	while (got < sizeof(buf) - 1 && !strstr(buf, "last trade")) {
+		ssize_t n = read(p[0], buf + got, sizeof(buf) - 1 - got);
+		ck_assert_int_gt(n, 0);
+		got += (size_t)n;
+		buf[got] = '\0';
+	}
+	pid_t m = exchange_child(&ex, "shmex-matcher", (int)k.sx);
+	ck_assert_int_gt(m, 0);
+	kill(m, SIGKILL);
+	/* Drain its stdout so it never blocks on a full pipe. */
+	int st = -1;
+	for (int i = 0; i < 1000; i++) {
+		char tmp[4096];
+		struct pollfd pf = {.fd = p[0], .events = POLLIN};
+		if (poll(&pf, 1, 10) == 1 && read(p[0], tmp, sizeof(tmp)) <= 0)
+			break;
+		if (waitpid(w, &st, WNOHANG) == w)
+			break;
+	}
+	if (st == -1)
+		st = test_wait_pid(w, 10000);
+	char err[1024] = "";
+	ssize_t n = read(e[0], err, sizeof(err) - 1);
+	err[n > 0 ? n : 0] = 0;
+	close(p[0]);
+	close(e[0]);
+	ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
+		      "watch status 0x%x: %s", st, err);
+	ck_assert_msg(strstr(err, fmt("the matcher of shard %u", k.sx)), "%s", err);
+	stop_exchange();
+}
+END_TEST
+
 /* --- without an exchange -------------------------------------------------- */
 
 START_TEST(missing_instance)
@@ -962,6 +1093,8 @@ static Suite *shmex_query_suite(void)
 	tcase_add_test(tc, book_text_and_json);
 	tcase_add_test(tc, order_and_account);
 	tcase_add_test(tc, cannot_write_the_book);
+	tcase_add_test(tc, watch_ends_when_its_matcher_is_gone);
+	tcase_add_test(tc, metrics_and_instances);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("tool");
 	tcase_add_unchecked_fixture(tc, noted_setup, noted_teardown);

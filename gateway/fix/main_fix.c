@@ -22,7 +22,7 @@ int main(int argc, char **argv)
 	bool have_fd = false, have_port = false;
 	const struct shm_opt opts[] = {
 		{.name = "instance",
-		 .type = SHM_OPT_STR,
+		 .type = SHM_OPT_INSTANCE,
 		 .arg = "NAME",
 		 .dst = &instance,
 		 .required = true,

@@ -68,6 +68,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -187,6 +188,40 @@ static int for_each_object(struct sup *s, int (*fn)(struct sup *, const char *))
 	return rc;
 }
 
+static double mib(uint64_t b)
+{
+	return (double)b / (1024.0 * 1024.0);
+}
+
+/*
+ * Refuses a start that cannot fit in /dev/shm before anything is created,
+ * saying how much it needs, how much is free and which options shrink
+ * which part (before: "No space left on device" from the middle of the
+ * start, and a misleading "book of that shard is gone").
+ */
+static int check_shm_space(struct sup *s)
+{
+	struct shm_footprint f;
+	shm_instance_footprint(&s->o.set, &f);
+	struct statvfs v;
+	if (statvfs("/dev/shm", &v) != 0)
+		return 0; /* cannot tell: the creation will say */
+	uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+	if (f.total <= avail)
+		return 0;
+	logf_(s, true,
+	      "instance %s needs %.1f MiB of shared memory and /dev/shm has %.1f MiB free; "
+	      "nothing was created.  Per shard (--shards %u): book %.1f MiB (--orders, "
+	      "--fills, --levels, --symbols), positions %.1f MiB (--positions, "
+	      "--symbols), reader table and ledger %.1f MiB (--readers, --accounts); "
+	      "accounts %.1f MiB (--accounts); rings %.1f MiB (--ring-capacity, "
+	      "--gateways).  Shrink those (shmex --help lists the defaults) or give "
+	      "/dev/shm more room (a container: --shm-size)",
+	      s->o.instance, mib(f.total), mib(avail), s->o.shards, mib(f.book),
+	      mib(f.positions), mib(f.shard_rest), mib(f.accounts), mib(f.rings));
+	return -1;
+}
+
 static int remove_stale_one(struct sup *s, const char *region)
 {
 	struct shm_region_info info;
@@ -195,12 +230,38 @@ static int remove_stale_one(struct sup *s, const char *region)
 	int rc = shm_region_remove_stale(s->o.instance, region);
 	if (rc == SHMEX_EINUSE) {
 		int pid = 0;
-		if (shm_region_inspect(s->o.instance, region, &info) == 0)
+		const char *build = "";
+		if (shm_region_inspect(s->o.instance, region, &info) == 0) {
 			pid = info.creator_pid;
+			if (info.version != SHM_LAYOUT_VERSION ||
+			    info.signature != shm_layout_signature())
+				build = ", made by another build of shmex (layout "
+					"version or signature differs)";
+		}
 		logf_(s, true,
 		      "instance %s is in use by a running exchange "
-		      "(region %s, pid %d); choose another --instance",
-		      s->o.instance, region, pid);
+		      "(region %s, pid %d%s); choose another --instance",
+		      s->o.instance, region, pid, build);
+		return rc;
+	}
+	if (rc == SHMEX_EFOREIGN) {
+		bool known =
+			shm_region_inspect(s->o.instance, region, &info) != -EACCES &&
+			info.have_owner;
+		if (known)
+			logf_(s, true,
+			      "region %s of instance %s (/dev/shm/shmex.%s.%s) belongs to "
+			      "uid %u, not to us (uid %u): another user's exchange or a "
+			      "squatter; choose another --instance, or have its owner "
+			      "remove it",
+			      region, s->o.instance, s->o.instance, region,
+			      (unsigned)info.owner_uid, (unsigned)geteuid());
+		else
+			logf_(s, true,
+			      "region %s of instance %s (/dev/shm/shmex.%s.%s) cannot be "
+			      "read by us, so it is not our leftover; choose another "
+			      "--instance, or have its owner remove it",
+			      region, s->o.instance, s->o.instance, region);
 		return rc;
 	}
 	if (rc) {
@@ -580,7 +641,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	shm_settings_default(&o->set);
 	struct shm_opt opts[9 + SHM_SETTINGS_COUNT] = {
 		{.name = "instance",
-		 .type = SHM_OPT_STR,
+		 .type = SHM_OPT_INSTANCE,
 		 .arg = "NAME",
 		 .dst = &o->instance,
 		 .show_default = true,
@@ -831,6 +892,8 @@ static int start(struct sup *s)
 	}
 	if (for_each_object(s, remove_stale_one) != 0)
 		return -1;
+	if (check_shm_space(s) != 0)
+		return -1;
 	int rc = gw_listen_open(s->o.bind, (int)s->o.port, false, 4096, &s->listen_fd,
 				&s->port);
 	if (rc) {
@@ -865,8 +928,10 @@ static int start(struct sup *s)
  * data directory are open. */
 static int launch(struct sup *s)
 {
-	struct shm_instance_cfg icfg = {
-		.s = s->o.set, .mode = 0660, .data_dir = s->data[0] ? s->data : NULL};
+	struct shm_instance_cfg icfg = {.s = s->o.set,
+					.mode = 0640,
+					.data_dir = s->data[0] ? s->data : NULL,
+					.port = (uint32_t)s->port};
 	/* The FIX gateway has rings of its own: one gateway more. */
 	icfg.s.gateways = s->ngw;
 	int rc;
@@ -880,7 +945,7 @@ static int launch(struct sup *s)
 	/* control and rings were created O_EXCL: from now on the name is
 	 * ours (a concurrent start of the same instance failed here). */
 	s->owns = true;
-	rc = shm_accounts_create(&s->accts, s->o.instance, s->o.set.accounts, 0660);
+	rc = shm_accounts_create(&s->accts, s->o.instance, s->o.set.accounts, 0640);
 	if (rc) {
 		logf_(s, true, "create accounts of %s: %s", s->o.instance,
 		      shmex_strerror(rc));

@@ -409,7 +409,7 @@ int main(int argc, char **argv)
 	a.fd = -1;
 	const struct shm_opt opts[] = {
 		{.name = "instance",
-		 .type = SHM_OPT_STR,
+		 .type = SHM_OPT_INSTANCE,
 		 .arg = "NAME",
 		 .dst = &a.instance,
 		 .show_default = true,

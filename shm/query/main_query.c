@@ -76,8 +76,9 @@ static int operands(const char *cmd, int *min, int *max)
 		const char *name;
 		int min, max;
 	} t[] = {
-		{"book", 1, 1},  {"order", 1, 1}, {"account", 1, 1}, {"readers", 0, 0},
-		{"stats", 0, 0}, {"check", 0, 1}, {"watch", 1, 1},
+		{"book", 1, 1},    {"order", 1, 1},   {"account", 1, 1},
+		{"readers", 0, 0}, {"stats", 0, 0},   {"check", 0, 1},
+		{"watch", 1, 1},   {"metrics", 0, 0}, {"instances", 0, 0},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		if (strcmp(cmd, t[i].name) == 0) {
@@ -106,6 +107,12 @@ static int run(const struct opts *o, const char *cmd, char **args)
 			the_prog, "invalid symbol '%s' (1-15 letters and digits)",
 			args[0]);
 
+	if (strcmp(cmd, "instances") == 0) {
+		int irc = qry_instances(stdout, o->flags);
+		if (irc)
+			fprintf(stderr, PROG ": /dev/shm: %s\n", strerror(-irc));
+		return irc ? 1 : 0;
+	}
 	int rc = qry_open(&q, o->instance);
 	if (rc) {
 		fprintf(stderr, PROG ": %s\n", shmex_error_msg(&q.err, rc));
@@ -122,6 +129,8 @@ static int run(const struct opts *o, const char *cmd, char **args)
 		rc = qry_readers(&q, stdout, flags);
 	} else if (strcmp(cmd, "stats") == 0) {
 		rc = qry_stats(&q, stdout, flags);
+	} else if (strcmp(cmd, "metrics") == 0) {
+		rc = qry_metrics(&q, stdout, flags);
 	} else if (strcmp(cmd, "check") == 0) {
 		rc = qry_check(&q, stdout, flags, args[0]);
 	} else {
@@ -158,7 +167,7 @@ int main(int argc, char **argv)
 		o.instance = "default";
 	const struct shm_opt opts[] = {
 		{.name = "instance",
-		 .type = SHM_OPT_STR,
+		 .type = SHM_OPT_INSTANCE,
 		 .arg = "NAME",
 		 .dst = &o.instance,
 		 .show_default = true,
@@ -224,6 +233,8 @@ int main(int argc, char **argv)
 			"                      state, equal for equal states)\n"
 			"  check [SYMBOL]      verify the book invariants of one or every symbol\n"
 			"  watch SYMBOL        redraw the book until Ctrl-C (or --count frames)\n"
+			"  metrics             the stats in the Prometheus text format\n"
+			"  instances           every instance in /dev/shm and whether it runs\n"
 			"\n"
 			"Exit status: 0 ok, 1 query failed, 2 usage error.",
 	};

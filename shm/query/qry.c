@@ -35,6 +35,7 @@
  */
 #include "shm/query/qry.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -1005,23 +1006,56 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 			return rc;
 		}
 	}
+	uint32_t port = shm_instance_port(&q->inst);
 	if (json && (flags & QRY_STATE_HASH))
 		fprintf(out, "{\"state_hash\":\"%016" PRIx64 "\",", hash);
 	else if (json)
 		fprintf(out, "{");
 	else if (flags & QRY_STATE_HASH)
 		fprintf(out, "state hash %016" PRIx64 "\n", hash);
-	if (json)
+	if (json) {
 		fprintf(out,
-			"\"instance\":\"%s\",\"nshards\":%u,\"ngateways\":%u"
-			",\"ring_capacity\":%u,\"shards\":[",
-			q->instance, q->nshards, q->ngateways, q->inst.ring_capacity);
-	else
+			"\"instance\":\"%s\",\"port\":%u,\"nshards\":%u,\"ngateways\":%u"
+			",\"ring_capacity\":%u,\"gateways\":[",
+			q->instance, port, q->nshards, q->ngateways,
+			q->inst.ring_capacity);
+	} else {
 		fprintf(out,
 			"instance %s: %u shard%s, %u gateway%s, rings of %u "
-			"messages\n",
+			"messages",
 			q->instance, q->nshards, PLURAL(q->nshards), q->ngateways,
 			PLURAL(q->ngateways), q->inst.ring_capacity);
+		if (port)
+			fprintf(out, ", listening on port %u", port);
+		fprintf(out, "\n");
+	}
+	for (uint32_t g = 0; g < q->ngateways; g++) {
+		int32_t pid;
+		uint64_t start;
+		struct shm_gateway_counters c;
+		shm_instance_member(&q->inst, SHM_ROLE_GATEWAY, g, &pid, &start);
+		shm_instance_gateway_counters(&q->inst, g, &c);
+		bool alive = pid > 0 && shm_proc_alive(pid, start);
+		if (json)
+			fprintf(out,
+				"%s{\"gateway\":%u,\"pid\":%d,\"alive\":%s,\"open\":%u"
+				",\"requests\":%" PRIu64 ",\"refused\":%" PRIu64
+				",\"outcome_unknown\":%" PRIu64 ",\"busy\":%" PRIu64 "}",
+				g ? "," : "", g, pid, alive ? "true" : "false", c.open,
+				c.requests, c.refused, c.unknown, c.busy);
+		else
+			fprintf(out,
+				"gateway %u: pid %d (%s), %u connections open, %" PRIu64
+				" requests, %" PRIu64 " connections refused, %" PRIu64
+				" items outcome unknown, %" PRIu64 " busy\n",
+				g, pid,
+				alive     ? "alive"
+				: pid > 0 ? "dead"
+					  : "none",
+				c.open, c.requests, c.refused, c.unknown, c.busy);
+	}
+	if (json)
+		fprintf(out, "],\"shards\":[");
 	for (uint32_t k = 0; k < q->nshards; k++) {
 		const struct shm_snap_shard_stats *s = &st[k];
 		int32_t pid;
@@ -1082,9 +1116,16 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 		fprintf(out, "  symbols   %u of %u\n", s->nsymbols, s->cap_symbols);
 		fprintf(out,
 			"  orders    %u live, %u records used of %u, %" PRIu64
-			" accepted, %" PRIu64 " rejected (book full)\n",
+			" accepted, %" PRIu64
+			" rejected because the book was full (other "
+			"reject reasons are counted by the matcher only)\n",
 			s->orders_live, s->orders_used, s->cap_orders, s->orders_created,
 			s->rejects_full);
+		fprintf(out, "  rejected ");
+		for (int c = 0; c < SHM_BOOK_REJECT_CAUSES; c++)
+			fprintf(out, "%s %" PRIu64 " %s", c ? "," : "", s->rejects_by[c],
+				shm_book_reject_names[c]);
+		fprintf(out, "\n");
 		fprintf(out, "  levels    %u live of %u\n", s->levels_live,
 			s->cap_levels);
 		fprintf(out, "  fills     %u of %u\n", s->fills_used, s->cap_fills);
@@ -1107,6 +1148,202 @@ int qry_stats(struct qry *q, FILE *out, unsigned flags)
 		fprintf(out, "]}\n");
 	free(st);
 	free(why);
+	return 0;
+}
+
+/* --- metrics and instances ------------------------------------------------ */
+
+int qry_metrics(struct qry *q, FILE *out, unsigned flags)
+{
+	(void)flags;
+	static const struct {
+		const char *name, *type, *help;
+	} m[] = {
+		{"shmex_matcher_up", "gauge",
+		 "1 when the shard's matcher process is alive"},
+		{"shmex_symbols", "gauge", "symbols in the shard's book"},
+		{"shmex_symbols_capacity", "gauge", "symbol capacity of the shard"},
+		{"shmex_orders_live", "gauge", "orders resting in the book"},
+		{"shmex_order_records_used", "gauge", "order records in use"},
+		{"shmex_order_records_capacity", "gauge", "order record capacity"},
+		{"shmex_orders_accepted_total", "counter", "orders accepted"},
+		{"shmex_orders_rejected_book_full_total", "counter",
+		 "orders rejected because a pool of the book was full"},
+		{"shmex_levels_live", "gauge", "price levels in use"},
+		{"shmex_levels_capacity", "gauge", "price level capacity"},
+		{"shmex_fills_used", "gauge", "fill records in use"},
+		{"shmex_fills_capacity", "gauge", "fill record capacity"},
+		{"shmex_events_total", "counter", "book events published"},
+		{"shmex_reader_slots", "gauge", "reader table slots"},
+		{"shmex_readers_registered", "gauge", "registered readers"},
+		{"shmex_readers_active", "gauge", "readers inside a read-side section"},
+		{"shmex_reader_max_lag", "gauge", "epochs the oldest active reader lags"},
+		{"shmex_readers_reaped_total", "counter", "reader slots reclaimed"},
+	};
+	enum { NM = sizeof(m) / sizeof(m[0]) };
+	uint64_t *v = calloc((size_t)q->nshards * NM, sizeof(*v));
+	if (!v) {
+		shmex_error_set(&q->err, 0, "out of memory");
+		return -ENOMEM;
+	}
+	for (uint32_t k = 0; k < q->nshards; k++) {
+		struct shm_snap *rd;
+		int rc = qry_shard(q, k, &rd);
+		if (rc) {
+			free(v);
+			return rc;
+		}
+		struct shm_snap_shard_stats s;
+		shm_snap_stats(rd, &s);
+		int32_t pid;
+		uint64_t start;
+		shm_instance_member(&q->inst, SHM_ROLE_MATCHER, k, &pid, &start);
+		uint64_t row[NM] = {
+			pid > 0 && shm_proc_alive(pid, start),
+			s.nsymbols,
+			s.cap_symbols,
+			s.orders_live,
+			s.orders_used,
+			s.cap_orders,
+			s.orders_created,
+			s.rejects_full,
+			s.levels_live,
+			s.cap_levels,
+			s.fills_used,
+			s.cap_fills,
+			s.events,
+			s.readers.nslots,
+			s.readers.registered,
+			s.readers.active,
+			s.readers.max_lag,
+			s.readers.reaped,
+		};
+		memcpy(v + (size_t)k * NM, row, sizeof(row));
+	}
+	for (size_t i = 0; i < NM; i++) {
+		fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", m[i].name, m[i].help,
+			m[i].name, m[i].type);
+		for (uint32_t k = 0; k < q->nshards; k++)
+			fprintf(out, "%s{instance=\"%s\",shard=\"%u\"} %" PRIu64 "\n",
+				m[i].name, q->instance, k, v[(size_t)k * NM + i]);
+	}
+	static const char *const gm[][3] = {
+		{"shmex_gateway_connections_open", "gauge", "connections open"},
+		{"shmex_gateway_requests_total", "counter", "requests answered"},
+		{"shmex_gateway_refused_total", "counter", "connections turned away"},
+		{"shmex_gateway_outcome_unknown_total", "counter",
+		 "items answered Outcome unknown"},
+		{"shmex_gateway_busy_total", "counter", "items answered Exchange busy"},
+	};
+	for (size_t i = 0; i < sizeof(gm) / sizeof(gm[0]); i++) {
+		fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", gm[i][0], gm[i][2], gm[i][0],
+			gm[i][1]);
+		for (uint32_t g = 0; g < q->ngateways; g++) {
+			struct shm_gateway_counters c;
+			shm_instance_gateway_counters(&q->inst, g, &c);
+			uint64_t val = i == 0   ? c.open
+				       : i == 1 ? c.requests
+				       : i == 2 ? c.refused
+				       : i == 3 ? c.unknown
+						: c.busy;
+			fprintf(out, "%s{instance=\"%s\",gateway=\"%u\"} %" PRIu64 "\n",
+				gm[i][0], q->instance, g, val);
+		}
+	}
+	fprintf(out,
+		"# HELP shmex_requests_rejected_total requests a matcher rejected, by "
+		"cause\n# TYPE shmex_requests_rejected_total counter\n");
+	for (uint32_t k = 0; k < q->nshards; k++) {
+		struct shm_snap *rd;
+		if (qry_shard(q, k, &rd) != 0)
+			continue;
+		struct shm_snap_shard_stats s;
+		shm_snap_stats(rd, &s);
+		for (int c = 0; c < SHM_BOOK_REJECT_CAUSES; c++)
+			fprintf(out,
+				"shmex_requests_rejected_total{instance=\"%s\",shard=\"%u\","
+				"cause=\"%s\"} %" PRIu64 "\n",
+				q->instance, k, shm_book_reject_names[c],
+				s.rejects_by[c]);
+	}
+	fprintf(out, "# HELP shmex_ring_depth messages waiting in a ring\n"
+		     "# TYPE shmex_ring_depth gauge\n");
+	for (uint32_t k = 0; k < q->nshards; k++)
+		for (uint32_t g = 0; g < q->ngateways; g++)
+			for (int req = 1; req >= 0; req--) {
+				struct ring_depth d = ring_depth(q, req, g, k);
+				if (d.ok)
+					fprintf(out,
+						"shmex_ring_depth{instance=\"%s\",shard=\"%u\","
+						"gateway=\"%u\",direction=\"%s\"} %u\n",
+						q->instance, k, g,
+						req ? "request" : "reply", d.depth);
+			}
+	free(v);
+	return 0;
+}
+
+int qry_instances(FILE *out, unsigned flags)
+{
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return -errno;
+	bool json = flags & QRY_JSON, first = true;
+	if (json)
+		fprintf(out, "[");
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		const char *n = e->d_name;
+		size_t len = strlen(n);
+		static const char suffix[] = ".control";
+		if (strncmp(n, "shmex.", 6) || len < 6 + sizeof(suffix) ||
+		    strcmp(n + len - (sizeof(suffix) - 1), suffix))
+			continue;
+		char name[SHM_INSTANCE_MAX + 1];
+		size_t nl = len - 6 - (sizeof(suffix) - 1);
+		if (nl == 0 || nl > SHM_INSTANCE_MAX)
+			continue;
+		memcpy(name, n + 6, nl);
+		name[nl] = 0;
+		if (!shm_instance_name_valid(name))
+			continue;
+		struct shm_region_info info;
+		int rc = shm_region_inspect(name, SHM_REGION_CONTROL, &info);
+		const char *state = rc ? "unreadable"
+				    : info.creator_alive
+					    ? "running"
+					    : "left over (its supervisor is gone)";
+		struct shm_instance inst;
+		bool shape = info.creator_alive &&
+			     shm_instance_attach(name, SHM_ROLE_OBSERVER, 0, &inst) == 0;
+		if (json) {
+			fprintf(out, "%s{\"instance\":\"%s\",\"state\":\"%s\",\"pid\":%d",
+				first ? "" : ",", name,
+				rc                   ? "unreadable"
+				: info.creator_alive ? "running"
+						     : "leftover",
+				rc ? 0 : (int)info.creator_pid);
+			if (shape)
+				fprintf(out, ",\"shards\":%u,\"gateways\":%u",
+					inst.nshards, inst.ngateways);
+			fprintf(out, "}");
+		} else {
+			fprintf(out, "%s: %s", name, state);
+			if (!rc)
+				fprintf(out, ", supervisor pid %d",
+					(int)info.creator_pid);
+			if (shape)
+				fprintf(out, ", %u shards, %u gateways", inst.nshards,
+					inst.ngateways);
+			fprintf(out, "\n");
+		}
+		if (shape)
+			shm_instance_detach(&inst);
+		first = false;
+	}
+	closedir(d);
+	if (json)
+		fprintf(out, "]\n");
 	return 0;
 }
 
@@ -1214,6 +1451,45 @@ int qry_check(struct qry *q, FILE *out, unsigned flags, const char *symbol)
 
 /* --- watch ---------------------------------------------------------------- */
 
+/*
+ * Is what the watch draws still served?  The exchange (the control
+ * region's creator, the supervisor, alive and not stopping) and the
+ * matcher that made the book being read (book.<k>'s creator, the same one
+ * as when the watch began).  Returns 0, or SHMEX_ENOTREADY with q->err
+ * saying which is gone.
+ */
+static int watch_still_served(struct qry *q, uint32_t k, const struct shm_region_info *b0)
+{
+	struct shm_region_info c, b;
+	char book[SHM_REGION_NAME_MAX];
+	if (shm_region_inspect(q->instance, SHM_REGION_CONTROL, &c) != 0 ||
+	    !c.creator_alive)
+		return shmex_error_set(
+			&q->err, SHMEX_ENOTREADY,
+			"instance '%s' is gone (its supervisor exited); the "
+			"book shown last is not served any more",
+			q->instance);
+	if (shm_instance_stopping(&q->inst))
+		return shmex_error_set(&q->err, SHMEX_ENOTREADY,
+				       "instance '%s' is stopping", q->instance);
+	(void)!shm_region_name(book, SHM_KIND_BOOK, k);
+	int rc = shm_region_inspect(q->instance, book, &b);
+	if (rc != 0 || !b.creator_alive)
+		return shmex_error_set(
+			&q->err, SHMEX_ENOTREADY,
+			"the matcher of shard %u of instance '%s' is gone; "
+			"the book shown last is not served any more",
+			k, q->instance);
+	if (b.creator_pid != b0->creator_pid || b.creator_start != b0->creator_start)
+		return shmex_error_set(
+			&q->err, SHMEX_ENOTREADY,
+			"the matcher of shard %u of instance '%s' restarted "
+			"(pid %d now): the book shown last is its "
+			"predecessor's; start the watch again",
+			k, q->instance, (int)b.creator_pid);
+	return 0;
+}
+
 int qry_watch(struct qry *q, FILE *out, unsigned flags, const char *symbol, size_t depth,
 	      unsigned long count, unsigned interval_ms,
 	      const volatile sig_atomic_t *stop)
@@ -1223,9 +1499,17 @@ int qry_watch(struct qry *q, FILE *out, unsigned flags, const char *symbol, size
 	int rc = symbol_lookup(q, symbol, &rd, &sym);
 	if (rc)
 		return rc;
+	uint32_t k = shm_shard_of_symbol(symbol, strlen(symbol), q->nshards);
+	struct shm_region_info b0;
+	char book[SHM_REGION_NAME_MAX];
+	(void)!shm_region_name(book, SHM_KIND_BOOK, k);
+	if (shm_region_inspect(q->instance, book, &b0) != 0)
+		memset(&b0, 0, sizeof(b0));
 	struct shm_snap_book s;
 	memset(&s, 0, sizeof(s));
 	for (unsigned long frame = 1; !*stop; frame++) {
+		if ((rc = watch_still_served(q, k, &b0)) != 0)
+			break;
 		int r = shm_snap_book_read(rd, sym, depth, (flags & QRY_ORDERS) != 0, &s);
 		if (r && r != SHMEX_EBUSY) {
 			rc = snap_error(q, symbol, r);

@@ -99,6 +99,13 @@ int qry_state_hash(struct qry *q, uint64_t *hash) __attribute__((warn_unused_res
  * of every shard; SHMEX_EINTERNAL when a violation was found. */
 int qry_check(struct qry *q, FILE *out, unsigned flags, const char *symbol)
 	__attribute__((warn_unused_result));
+/* metrics: the stats in the Prometheus text exposition format (version
+ * 0.0.4): one gauge or counter per line, labelled instance and shard. */
+int qry_metrics(struct qry *q, FILE *out, unsigned flags)
+	__attribute__((warn_unused_result));
+/* instances: every instance with a control region in /dev/shm, whether
+ * its supervisor is alive, and its shape (no --instance needed). */
+int qry_instances(FILE *out, unsigned flags) __attribute__((warn_unused_result));
 /* watch SYMBOL: a frame every interval_ms until *stop becomes non-zero or
  * `count` frames were drawn (0: no limit). */
 int qry_watch(struct qry *q, FILE *out, unsigned flags, const char *symbol, size_t depth,

@@ -17,6 +17,7 @@ int bench_match(int argc, char **argv) __attribute__((weak));
 int bench_rcu(int argc, char **argv) __attribute__((weak));
 int bench_e2e(int argc, char **argv) __attribute__((weak));
 int bench_durability(int argc, char **argv) __attribute__((weak));
+int bench_anchors(int argc, char **argv) __attribute__((weak));
 
 static const struct {
 	const char *name;
@@ -27,6 +28,7 @@ static const struct {
 	{"rcu", "reader table vs liburcu vs rwlock"},
 	{"e2e", "TCP clients through gateways and matchers"},
 	{"durability", "the e2e load with --sync fsync vs none; replay speed"},
+	{"anchors", "the core vs QuantCup 2011 and Liquibook, same run"},
 };
 
 static int (*lookup(const char *name))(int, char **)
@@ -41,6 +43,8 @@ static int (*lookup(const char *name))(int, char **)
 		return bench_e2e;
 	if (!strcmp(name, "durability"))
 		return bench_durability;
+	if (!strcmp(name, "anchors"))
+		return bench_anchors;
 	return NULL;
 }
 

@@ -49,7 +49,14 @@ typedef void (*qc_exec_fn)(void *ctx, const t_execution *x);
 struct qc_cfg {
 	struct shm_book_caps caps; /* the core's pools */
 	uint32_t max_ids;          /* QuantCup ids per session (see qc_session) */
+	/* Finished orders kept queryable (eng_core_trim every QC_ROUND
+	 * messages, as a matcher does once per round); 0: no trimming,
+	 * records are reused oldest first when the pool is exhausted. */
+	uint32_t window;
 };
+
+/* Messages per trimming round: the matcher's default batch. */
+#define QC_ROUND 64
 
 /* A core with the given pools; 0, -EINVAL or -ENOMEM. */
 int qc_open(struct qc **out, const struct qc_cfg *cfg, qc_exec_fn fn, void *ctx)

@@ -30,6 +30,7 @@ struct qc {
 	struct eng_req req;
 	uint64_t *ids; /* QuantCup id -> shmex id (0: refused) */
 	uint32_t nids, max_ids;
+	uint32_t window, round;
 	uint64_t last_sym_key;
 	uint32_t last_sym;
 	qc_exec_fn fn;
@@ -105,6 +106,7 @@ int qc_open(struct qc **out, const struct qc_cfg *cfg, qc_exec_fn fn, void *ctx)
 	}
 	eng_core_reclaim(q->b, UINT64_MAX);
 	q->max_ids = cfg->max_ids;
+	q->window = cfg->window;
 	q->fn = fn;
 	q->ctx = ctx;
 	q->last_sym = UINT32_MAX;
@@ -140,6 +142,7 @@ int qc_reset(struct qc *q)
 	memset(&q->traders, 0, sizeof(q->traders));
 	memset(&q->symbols, 0, sizeof(q->symbols));
 	q->nids = 0;
+	q->round = 0;
 	q->last_sym_key = 0;
 	q->last_sym = UINT32_MAX;
 	return 0;
@@ -203,8 +206,18 @@ static bool symbol_index(struct qc *q, const char name[STRINGLEN], uint32_t *idx
 	return true;
 }
 
+/* A matcher's end of round: trims the finished orders to the window. */
+static inline void round_tick(struct qc *q)
+{
+	if (q->window && ++q->round == QC_ROUND) {
+		q->round = 0;
+		(void)eng_core_trim(q->b, q->window);
+	}
+}
+
 t_orderid qc_limit(struct qc *q, const t_order *o)
 {
+	round_tick(q);
 	if (q->nids >= q->max_ids)
 		return 0;
 	t_orderid qid = ++q->nids;
@@ -228,6 +241,7 @@ t_orderid qc_limit(struct qc *q, const t_order *o)
 
 void qc_cancel(struct qc *q, t_orderid qid)
 {
+	round_tick(q);
 	if (qid == 0 || qid > q->nids || q->ids[qid] == 0)
 		return;
 	const struct shm_book_order_sh *o = eng_core_order(q->b, q->ids[qid]);

@@ -92,34 +92,45 @@ static void qc_exec(void *ctx, const t_execution *x)
 	tally_add(&tally_qc, x);
 }
 
+/* The clock of one replay: this thread's CPU time, so that time spent
+ * descheduled (the machines are shared) is not counted; the figures are
+ * medians over the replays, which also drops replays that other
+ * processes' cache traffic slowed. */
+static uint64_t cpu_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* The contest's driver loop (score.c's feed()), one replay. */
 static uint64_t replay_ref(void)
 {
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = cpu_now_ns();
 	for (size_t i = 0; i < FEED_LEN; i++) {
 		if (raw_feed[i].price == 0)
 			qcref_cancel(raw_feed[i].size);
 		else
 			qcref_limit(raw_feed[i]);
 	}
-	return bench_now_ns() - t0;
+	return cpu_now_ns() - t0;
 }
 
 static uint64_t replay_qc(struct qc *q)
 {
-	uint64_t t0 = bench_now_ns();
+	uint64_t t0 = cpu_now_ns();
 	for (size_t i = 0; i < FEED_LEN; i++) {
 		if (raw_feed[i].price == 0)
 			qc_cancel(q, raw_feed[i].size);
 		else
 			qc_limit(q, &raw_feed[i]);
 	}
-	return bench_now_ns() - t0;
+	return cpu_now_ns() - t0;
 }
 
 /* The core's pools for the QuantCup runs: the contest's bound on live
  * orders, and as many again of finished ones (queryable history). */
-static const struct qc_cfg qc_pools = {
+static struct qc_cfg qc_pools = {
 	.caps = {.symbols = 16,
 		 .levels = 65536,
 		 .orders = 2 * MAX_LIVE_ORDERS,
@@ -141,6 +152,12 @@ static int check_tally(const char *what, unsigned replay)
 	return -1;
 }
 
+/* The median replay's ns per message (sorts t). */
+static double median_ns_per_msg(uint64_t *t, unsigned n)
+{
+	return (double)bench_percentile(t, n, 50) / (double)FEED_LEN;
+}
+
 struct qc_figures {
 	double ref, fresh, steady; /* best ns/msg */
 	double steady_first;       /* the first steady replays, before wrapping */
@@ -159,6 +176,7 @@ static int run_quantcup(unsigned replays, unsigned runs, struct qc_figures *f)
 	 * the same memory, so its pages are resident: what is timed is
 	 * matching on an empty book, not page faults. */
 	struct qc *steady = NULL, *fresh_q = NULL;
+	uint64_t *tr = NULL;
 	int rc = qc_open(&steady, &qc_pools, qc_exec, NULL);
 	if (!rc)
 		rc = qc_open(&fresh_q, &qc_pools, qc_exec, NULL);
@@ -186,17 +204,19 @@ static int run_quantcup(unsigned replays, unsigned runs, struct qc_figures *f)
 	f->steady_first = (double)t_first / ((double)n_first * FEED_LEN);
 
 	f->ref = f->fresh = f->steady = 1e300;
+	tr = calloc(3 * (size_t)replays, sizeof(uint64_t));
+	if (!tr)
+		goto out_close;
+	uint64_t *tf = tr + replays, *ts = tf + replays;
 	for (unsigned run = 0; run < runs; run++) {
-		uint64_t t = 0;
 		for (unsigned j = 0; j < replays; j++) {
 			qcref_init();
 			tally_ref = (struct tally){0};
-			t += replay_ref();
+			tr[j] = replay_ref();
 			qcref_destroy();
 		}
-		double ref = (double)t / ((double)replays * FEED_LEN);
+		double ref = median_ns_per_msg(tr, replays);
 
-		t = 0;
 		for (unsigned j = 0; j < replays; j++) {
 			rc = qc_reset(fresh_q);
 			if (rc) {
@@ -204,21 +224,20 @@ static int run_quantcup(unsigned replays, unsigned runs, struct qc_figures *f)
 				goto out_close;
 			}
 			tally_qc = (struct tally){0};
-			t += replay_qc(fresh_q);
+			tf[j] = replay_qc(fresh_q);
 			if (check_tally("fresh", j))
 				goto out_close;
 		}
-		double fresh = (double)t / ((double)replays * FEED_LEN);
+		double fresh = median_ns_per_msg(tf, replays);
 
-		t = 0;
 		for (unsigned j = 0; j < replays; j++) {
 			tally_qc = (struct tally){0};
-			t += replay_qc(steady);
+			ts[j] = replay_qc(steady);
 			qc_session(steady, 1);
 			if (check_tally("steady", j))
 				goto out_close;
 		}
-		double st = (double)t / ((double)replays * FEED_LEN);
+		double st = median_ns_per_msg(ts, replays);
 		fprintf(stderr,
 			"anchors: run %u: reference %.1f ns/msg, shmex fresh %.1f, "
 			"steady %.1f\n",
@@ -237,11 +256,13 @@ static int run_quantcup(unsigned replays, unsigned runs, struct qc_figures *f)
 		"%llu records recycled, %u live, %u done\n",
 		f->warm, f->steady_first, (unsigned long long)cs.orders_recycled,
 		cs.orders_live, cs.orders_done);
+	free(tr);
 	qc_close(fresh_q);
 	qc_close(steady);
 	return 0;
 
 out_close:
+	free(tr);
 	qc_close(fresh_q);
 	qc_close(steady);
 	return -1;
@@ -366,6 +387,7 @@ int bench_anchors(int argc, char **argv)
 		{"runs", required_argument, NULL, 'r'},
 		{"lb-orders", required_argument, NULL, 'l'},
 		{"cpu", required_argument, NULL, 'c'},
+		{"window", required_argument, NULL, 'w'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -386,6 +408,9 @@ int bench_anchors(int argc, char **argv)
 			cpu = strcmp(optarg, "-1") == 0
 				      ? -1
 				      : (int)parse_count("--cpu", optarg, 0);
+			break;
+		case 'w':
+			qc_pools.window = parse_count("--window", optarg, 0);
 			break;
 		case 'h':
 			printf("usage: shmex-bench anchors [--replays N] [--runs R] "

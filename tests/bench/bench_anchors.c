@@ -53,6 +53,7 @@
 
 #include "engine/eng_core.h"
 #include "shm/shm_msg.h"
+#include "shm/shm_settings.h"
 #include "tests/bench/bench.h"
 #include "tests/bench/qc_reference.h"
 #include "tests/qc.h"
@@ -136,6 +137,7 @@ static struct qc_cfg qc_pools = {
 		 .orders = 2 * MAX_LIVE_ORDERS,
 		 .fills = 4 * MAX_LIVE_ORDERS},
 	.max_ids = MAX_LIVE_ORDERS,
+	.window = SHM_DEFAULT_DONE_WINDOW,
 };
 
 static int check_tally(const char *what, unsigned replay)
@@ -158,113 +160,153 @@ static double median_ns_per_msg(uint64_t *t, unsigned n)
 	return (double)bench_percentile(t, n, 50) / (double)FEED_LEN;
 }
 
+/* What is measured: the reference engine, shmex on a fresh book, on a
+ * steady book trimmed to the done window, and on a steady book that is
+ * never trimmed (every finished order stays until the pool is exhausted,
+ * then the oldest is reused: the behaviour before the done window). */
+enum { E_REF, E_FRESH, E_STEADY, E_STEADY_ALL, E_N };
+static const char *const e_name[E_N] = {"reference", "fresh", "steady", "steady-all"};
+
 struct qc_figures {
-	double ref, fresh, steady; /* best ns/msg */
-	double steady_first;       /* the first steady replays, before wrapping */
-	unsigned warm;             /* warm-up replays of the steady book */
+	double ns[E_N];        /* best median ns/msg over the runs */
+	double warm_first[E_N]; /* steady books: the first warm-up replay */
+	double warm_last[E_N];  /* and the last */
+	unsigned warm[E_N];     /* warm-up replays */
 };
 
-static int run_quantcup(unsigned replays, unsigned runs, struct qc_figures *f)
+/* One replay per engine, each its own function so that a profiler can
+ * tell them apart (callgrind --toggle-collect=replay_steady). */
+static __attribute__((noinline)) uint64_t replay_reference(void)
+{
+	qcref_init();
+	tally_ref = (struct tally){0};
+	uint64_t t = replay_ref();
+	qcref_destroy();
+	return t;
+}
+
+static __attribute__((noinline)) uint64_t replay_fresh(struct qc *q)
+{
+	return replay_qc(q);
+}
+
+static __attribute__((noinline)) uint64_t replay_steady(struct qc *q)
+{
+	return replay_qc(q);
+}
+
+static __attribute__((noinline)) uint64_t replay_steady_all(struct qc *q)
+{
+	return replay_qc(q);
+}
+
+/* One timed replay of engine e (q: its book); -1 on a wrong tally. */
+static int64_t replay_one(int e, struct qc *q, unsigned j)
+{
+	uint64_t t;
+	tally_qc = (struct tally){0};
+	switch (e) {
+	case E_REF:
+		return (int64_t)replay_reference();
+	case E_FRESH:
+		if (qc_reset(q) != 0) {
+			fprintf(stderr, "anchors: qc_reset failed\n");
+			return -1;
+		}
+		t = replay_fresh(q);
+		break;
+	case E_STEADY:
+		t = replay_steady(q);
+		qc_session(q, 1);
+		break;
+	default:
+		t = replay_steady_all(q);
+		qc_session(q, 1);
+		break;
+	}
+	return check_tally(e_name[e], j) ? -1 : (int64_t)t;
+}
+
+static int run_quantcup(unsigned replays, unsigned runs, int only, struct qc_figures *f)
 {
 	/* The reference engine's tally of one replay (the same every time). */
-	qcref_init();
-	replay_ref();
-	qcref_destroy();
+	replay_reference();
 	struct tally want = tally_ref;
 
 	/* The fresh book is one core re-made empty before each replay over
 	 * the same memory, so its pages are resident: what is timed is
 	 * matching on an empty book, not page faults. */
-	struct qc *steady = NULL, *fresh_q = NULL;
-	uint64_t *tr = NULL;
-	int rc = qc_open(&steady, &qc_pools, qc_exec, NULL);
-	if (!rc)
-		rc = qc_open(&fresh_q, &qc_pools, qc_exec, NULL);
+	struct qc *q[E_N] = {NULL};
+	uint64_t *t = calloc(replays, sizeof(uint64_t));
+	int rc = t ? 0 : -ENOMEM;
+	for (int e = E_FRESH; e < E_N && !rc; e++) {
+		struct qc_cfg cfg = qc_pools;
+		if (e == E_STEADY_ALL)
+			cfg.window = 0;
+		rc = qc_open(&q[e], &cfg, qc_exec, NULL);
+	}
 	if (rc) {
 		fprintf(stderr, "anchors: qc_open: %s\n", strerror(-rc));
 		goto out_close;
 	}
-	/* Warm-up of the steady book until every order record was reused. */
-	uint64_t t_first = 0;
-	unsigned n_first = 0;
-	f->warm = 0;
-	while (eng_core_recycled(qc_core(steady)) < qc_pools.caps.orders) {
-		tally_qc = (struct tally){0};
-		tally_ref = want;
-		uint64_t t = replay_qc(steady);
-		if (f->warm < 10) {
-			t_first += t;
-			n_first++;
+	tally_ref = want;
+	/* Warm-up of the steady books until as many records were recycled
+	 * as the pool holds (every pool has wrapped). */
+	for (int e = E_STEADY; e < E_N; e++) {
+		if (only >= 0 && only != e)
+			continue;
+		f->warm[e] = 0;
+		while (eng_core_recycled(qc_core(q[e])) < qc_pools.caps.orders) {
+			int64_t x = replay_one(e, q[e], f->warm[e]);
+			if (x < 0)
+				goto out_close;
+			if (f->warm[e] == 0)
+				f->warm_first[e] = (double)x / FEED_LEN;
+			f->warm_last[e] = (double)x / FEED_LEN;
+			f->warm[e]++;
 		}
-		qc_session(steady, 1);
-		if (check_tally("steady warm-up", f->warm))
-			goto out_close;
-		f->warm++;
 	}
-	f->steady_first = (double)t_first / ((double)n_first * FEED_LEN);
-
-	f->ref = f->fresh = f->steady = 1e300;
-	tr = calloc(3 * (size_t)replays, sizeof(uint64_t));
-	if (!tr)
-		goto out_close;
-	uint64_t *tf = tr + replays, *ts = tf + replays;
+	for (int e = 0; e < E_N; e++)
+		f->ns[e] = 0;
 	for (unsigned run = 0; run < runs; run++) {
-		for (unsigned j = 0; j < replays; j++) {
-			qcref_init();
-			tally_ref = (struct tally){0};
-			tr[j] = replay_ref();
-			qcref_destroy();
-		}
-		double ref = median_ns_per_msg(tr, replays);
-
-		for (unsigned j = 0; j < replays; j++) {
-			rc = qc_reset(fresh_q);
-			if (rc) {
-				fprintf(stderr, "anchors: qc_reset: %s\n", strerror(-rc));
-				goto out_close;
+		fprintf(stderr, "anchors: run %u:", run + 1);
+		for (int e = 0; e < E_N; e++) {
+			if (only >= 0 && only != e)
+				continue;
+			for (unsigned j = 0; j < replays; j++) {
+				int64_t x = replay_one(e, q[e], j);
+				if (x < 0)
+					goto out_close;
+				t[j] = (uint64_t)x;
 			}
-			tally_qc = (struct tally){0};
-			tf[j] = replay_qc(fresh_q);
-			if (check_tally("fresh", j))
-				goto out_close;
+			double ns = median_ns_per_msg(t, replays);
+			fprintf(stderr, " %s %.1f", e_name[e], ns);
+			if (run == 0 || ns < f->ns[e])
+				f->ns[e] = ns;
 		}
-		double fresh = median_ns_per_msg(tf, replays);
-
-		for (unsigned j = 0; j < replays; j++) {
-			tally_qc = (struct tally){0};
-			ts[j] = replay_qc(steady);
-			qc_session(steady, 1);
-			if (check_tally("steady", j))
-				goto out_close;
-		}
-		double st = median_ns_per_msg(ts, replays);
-		fprintf(stderr,
-			"anchors: run %u: reference %.1f ns/msg, shmex fresh %.1f, "
-			"steady %.1f\n",
-			run + 1, ref, fresh, st);
-		if (ref < f->ref)
-			f->ref = ref;
-		if (fresh < f->fresh)
-			f->fresh = fresh;
-		if (st < f->steady)
-			f->steady = st;
+		fprintf(stderr, " ns/msg\n");
 	}
-	struct eng_core_stats cs;
-	eng_core_stats(qc_core(steady), &cs);
-	fprintf(stderr,
-		"anchors: steady book: %u warm-up replays (first 10: %.1f ns/msg), "
-		"%llu records recycled, %u live, %u done\n",
-		f->warm, f->steady_first, (unsigned long long)cs.orders_recycled,
-		cs.orders_live, cs.orders_done);
-	free(tr);
-	qc_close(fresh_q);
-	qc_close(steady);
+	for (int e = E_STEADY; e < E_N; e++) {
+		if (only >= 0 && only != e)
+			continue;
+		struct eng_core_stats cs;
+		eng_core_stats(qc_core(q[e]), &cs);
+		fprintf(stderr,
+			"anchors: %s book: %u warm-up replays (first %.1f ns/msg, last "
+			"%.1f), %llu records recycled, %u done, %u never used\n",
+			e_name[e], f->warm[e], f->warm_first[e], f->warm_last[e],
+			(unsigned long long)cs.orders_recycled, cs.orders_done,
+			cs.orders_unused);
+	}
+	free(t);
+	for (int e = 0; e < E_N; e++)
+		qc_close(q[e]);
 	return 0;
 
 out_close:
-	free(tr);
-	qc_close(fresh_q);
-	qc_close(steady);
+	free(t);
+	for (int e = 0; e < E_N; e++)
+		qc_close(q[e]);
 	return -1;
 }
 
@@ -309,10 +351,10 @@ static int run_lb_shmex(unsigned n, unsigned seed, unsigned runs, double *best)
 			break;
 		rc = eng_core_symbol_add(b, "LB", 2, &sym);
 		eng_core_reclaim(b, UINT64_MAX);
-		uint64_t t0 = bench_now_ns(), id;
+		uint64_t t0 = cpu_now_ns(), id;
 		for (unsigned i = 0; i < n && !rc; i++)
 			rc = eng_core_submit(b, &reqs[i], &id);
-		double rate = (double)n * 1e9 / (double)(bench_now_ns() - t0);
+		double rate = (double)n * 1e9 / (double)(cpu_now_ns() - t0);
 		struct eng_core_stats st;
 		eng_core_stats(b, &st);
 		if (r == runs - 1)
@@ -381,13 +423,14 @@ static unsigned parse_count(const char *opt, const char *s, unsigned min)
 int bench_anchors(int argc, char **argv)
 {
 	unsigned replays = 200, runs = 3, lb_orders = 1000000, seed = 3;
-	int cpu = sched_getcpu();
+	int cpu = sched_getcpu(), only = -1;
 	static const struct option opts[] = {
 		{"replays", required_argument, NULL, 'n'},
 		{"runs", required_argument, NULL, 'r'},
 		{"lb-orders", required_argument, NULL, 'l'},
 		{"cpu", required_argument, NULL, 'c'},
 		{"window", required_argument, NULL, 'w'},
+		{"only", required_argument, NULL, 'o'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -409,12 +452,22 @@ int bench_anchors(int argc, char **argv)
 				      ? -1
 				      : (int)parse_count("--cpu", optarg, 0);
 			break;
+		case 'o':
+			for (only = 0; only < E_N && strcmp(optarg, e_name[only]); only++)
+				;
+			if (only == E_N) {
+				fprintf(stderr, "anchors: --only: reference, fresh, steady or "
+						"steady-all\n");
+				return 2;
+			}
+			break;
 		case 'w':
 			qc_pools.window = parse_count("--window", optarg, 0);
 			break;
 		case 'h':
 			printf("usage: shmex-bench anchors [--replays N] [--runs R] "
-			       "[--lb-orders N] [--cpu C|-1]\n");
+			       "[--lb-orders N] [--cpu C|-1] [--window N]\n"
+			       "       [--only reference|fresh|steady|steady-all]\n");
 			return 0;
 		default:
 			return 2;
@@ -436,9 +489,14 @@ int bench_anchors(int argc, char **argv)
 	 * resident) instead of returning them to the kernel. */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
-	struct qc_figures f;
-	if (run_quantcup(replays, runs, &f) != 0)
+	fprintf(stderr, "anchors: done window %u finished orders (steady), none "
+			"(steady-all)\n",
+		qc_pools.window);
+	struct qc_figures f = {0};
+	if (run_quantcup(replays, runs, only, &f) != 0)
 		return 1;
+	if (only >= 0)
+		return 0;
 
 	double lb = 0, liquibook = 0;
 	if (run_lb_shmex(lb_orders, seed, runs, &lb) != 0)
@@ -453,7 +511,8 @@ int bench_anchors(int argc, char **argv)
 	printf("RESULT anchors qc_ns_per_msg=%.1f qc_steady_ns_per_msg=%.1f "
 	       "qc_reference_ns_per_msg=%.1f ratio_vs_reference=%.3f lb_inserts_per_s=%.0f "
 	       "liquibook_inserts_per_s=%.0f ratio_vs_liquibook=%.2f\n",
-	       f.fresh, f.steady, f.ref, f.steady / f.ref, lb, liquibook,
+	       f.ns[E_FRESH], f.ns[E_STEADY], f.ns[E_REF], f.ns[E_STEADY] / f.ns[E_REF], lb,
+	       liquibook,
 	       liquibook > 0 ? lb / liquibook : 0.0);
 	return 0;
 }

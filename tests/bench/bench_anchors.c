@@ -168,7 +168,7 @@ enum { E_REF, E_FRESH, E_STEADY, E_STEADY_ALL, E_N };
 static const char *const e_name[E_N] = {"reference", "fresh", "steady", "steady-all"};
 
 struct qc_figures {
-	double ns[E_N];        /* best median ns/msg over the runs */
+	double ns[E_N];         /* best median ns/msg over the runs */
 	double warm_first[E_N]; /* steady books: the first warm-up replay */
 	double warm_last[E_N];  /* and the last */
 	unsigned warm[E_N];     /* warm-up replays */
@@ -456,8 +456,9 @@ int bench_anchors(int argc, char **argv)
 			for (only = 0; only < E_N && strcmp(optarg, e_name[only]); only++)
 				;
 			if (only == E_N) {
-				fprintf(stderr, "anchors: --only: reference, fresh, steady or "
-						"steady-all\n");
+				fprintf(stderr,
+					"anchors: --only: reference, fresh, steady or "
+					"steady-all\n");
 				return 2;
 			}
 			break;
@@ -489,8 +490,9 @@ int bench_anchors(int argc, char **argv)
 	 * resident) instead of returning them to the kernel. */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
-	fprintf(stderr, "anchors: done window %u finished orders (steady), none "
-			"(steady-all)\n",
+	fprintf(stderr,
+		"anchors: done window %u finished orders (steady), none "
+		"(steady-all)\n",
 		qc_pools.window);
 	struct qc_figures f = {0};
 	if (run_quantcup(replays, runs, only, &f) != 0)
@@ -511,8 +513,7 @@ int bench_anchors(int argc, char **argv)
 	printf("RESULT anchors qc_ns_per_msg=%.1f qc_steady_ns_per_msg=%.1f "
 	       "qc_reference_ns_per_msg=%.1f ratio_vs_reference=%.3f lb_inserts_per_s=%.0f "
 	       "liquibook_inserts_per_s=%.0f ratio_vs_liquibook=%.2f\n",
-	       f.ns[E_FRESH], f.ns[E_STEADY], f.ns[E_REF], f.ns[E_STEADY] / f.ns[E_REF], lb,
-	       liquibook,
-	       liquibook > 0 ? lb / liquibook : 0.0);
+	       f.ns[E_FRESH], f.ns[E_STEADY], f.ns[E_REF], f.ns[E_STEADY] / f.ns[E_REF],
+	       lb, liquibook, liquibook > 0 ? lb / liquibook : 0.0);
 	return 0;
 }

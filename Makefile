@@ -144,6 +144,10 @@ PROGS :=
 $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
 
 BENCH_SRCS := $(wildcard tests/bench/*.c)
+QC_DIR := tests/bench/third_party/quantcup-2011
+QC_TEST := $(BUILD)/tests/qc-autotester
+LB_DIR := tests/bench/third_party/liquibook
+LB_PROG := $(BUILD)/bin/shmex-bench-liquibook
 BENCH_PROG := $(if $(BENCH_SRCS),$(BUILD)/bin/shmex-bench)
 STRESS_TOOL_SRCS := $(wildcard tests/stress/*.c)
 STRESS_TOOL := $(if $(STRESS_TOOL_SRCS),$(BUILD)/bin/shmex-stress)
@@ -163,7 +167,7 @@ TEST_LIBS := $(foreach m,supervisor gateway replay engine journal query shm,$(fi
 
 FIX_CLIENT := $(BUILD)/bin/shmex-fix-client
 
-all: $(PROGS) $(BENCH_PROG) $(STRESS_TOOL) $(TEST_PROGS) $(STRESS_PROGS) $(FIX_CLIENT)
+all: $(PROGS) $(BENCH_PROG) $(STRESS_TOOL) $(TEST_PROGS) $(STRESS_PROGS) $(FIX_CLIENT) $(QC_TEST) $(LB_PROG)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): .ci/deps
@@ -195,6 +199,36 @@ $(BENCH_PROG): $(call obj,$(BENCH_SRCS) $(TEST_SUPPORT)) $(TEST_LIBS)
 $(STRESS_TOOL): $(call obj,$(STRESS_TOOL_SRCS) $(TEST_SUPPORT)) $(TEST_LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
+
+# The anchors benchmark's third-party engines (tests/bench/third_party/):
+# the QuantCup reference engine compiles without warnings (its code, not
+# ours); Liquibook is C++ and builds into its own program, which
+# shmex-bench anchors skips with a message when it could not be built; the
+# contest's unmodified autotester test.c includes "engine.c", so it is
+# copied into $(BUILD)/qc/ beside a one-line engine.c that includes the
+# adapter's API (tests/qc_engine_api.h); tests/test_qc.c runs it.
+$(BUILD)/obj/tests/bench/qc_reference.o: WARN := -w
+
+$(BUILD)/qc/test.c: $(QC_DIR)/test.c
+	@mkdir -p $(@D)
+	cp $< $@
+$(BUILD)/qc/engine.c:
+	@mkdir -p $(@D)
+	printf '#include "tests/qc_engine_api.h"\n' >$@
+$(BUILD)/qc/test.o: $(BUILD)/qc/test.c $(BUILD)/qc/engine.c tests/qc_engine_api.h tests/qc.h
+	$(CC) -std=gnu11 $(CFLAGS) -w -I. -iquote $(QC_DIR) -D_GNU_SOURCE $(SAN_FLAGS) -c -o $@ $<
+$(QC_TEST): $(BUILD)/qc/test.o $(call obj,tests/support_qc.c) $(TEST_LIBS)
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(SYS_LIBS)
+
+$(LB_PROG): tests/bench/liquibook_run.cpp $(wildcard $(LB_DIR)/src/*/*)
+	@mkdir -p $(@D)
+	@if command -v $(CXX) >/dev/null 2>&1; then \
+		echo "$(CXX) ... -o $@ tests/bench/liquibook_run.cpp"; \
+		$(CXX) -std=c++11 $(CFLAGS) -w $(SAN_FLAGS) -I$(LB_DIR)/src -o $@ \
+			tests/bench/liquibook_run.cpp $(LB_DIR)/src/simple/simple_order.cpp || \
+		{ rm -f $@; echo "liquibook: not built; shmex-bench anchors will skip it"; }; \
+	else echo "liquibook: no C++ compiler ($(CXX)); shmex-bench anchors will skip it"; fi
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call obj,$(TEST_SUPPORT)) $(TEST_LIBS)
 	@mkdir -p $(@D)

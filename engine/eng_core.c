@@ -1305,6 +1305,16 @@ uint32_t eng_core_recycle(struct eng_core *b, uint64_t n)
 	return done;
 }
 
+uint32_t eng_core_trim(struct eng_core *b, uint32_t keep)
+{
+	uint32_t n = 0;
+	while (b->ord_done.count > keep && done_head_eligible(b)) {
+		b->ord_free[b->ord_nfree++] = order_recycle(b);
+		n++;
+	}
+	return n;
+}
+
 uint64_t eng_core_events(const struct eng_core *b)
 {
 	return b->events;

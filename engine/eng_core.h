@@ -231,6 +231,19 @@ uint64_t eng_core_recycled(const struct eng_core *b);
  */
 uint32_t eng_core_recycle(struct eng_core *b, uint64_t n);
 
+/*
+ * Keeps at most `keep` finished order records queryable: recycles the
+ * oldest DONE records beyond that (those whose grace period has passed,
+ * see eng_core_reclaim) onto the free stack, where the next new orders
+ * take them youngest first.  So the records in use cycle over the live
+ * orders and the last `keep` finished ones (cache-resident when that is
+ * small) instead of the whole pool.  Returns how many were recycled;
+ * that is exactly what eng_core_recycle(n) repeats (the matcher journals
+ * it as a RECYCLE record).  Not called: every record stays until a new
+ * order needs it (oldest first).
+ */
+uint32_t eng_core_trim(struct eng_core *b, uint32_t keep);
+
 /* The core's event count (the number of the last event emitted). */
 uint64_t eng_core_events(const struct eng_core *b);
 

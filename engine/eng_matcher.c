@@ -138,6 +138,7 @@ struct group {
 struct eng_matcher {
 	struct shm_settings set; /* the instance's, validated copy */
 	uint32_t batch, spin_ns, idle_ms, drain_ms, positions; /* from set */
+	uint32_t done_window; /* finished orders kept; 0: no trimming */
 	bool verbose, quiet;
 	char instance[SHM_INSTANCE_MAX + 1];
 	uint32_t shard, nshards, ngateways;
@@ -994,6 +995,25 @@ static uint32_t outq_limit(const struct eng_matcher *m)
 	return 4 * m->batch;
 }
 
+/* After a round: finished orders beyond the done window go back to the
+ * free stack (eng_core_trim), so new orders take recently used records
+ * and the records in use stay in cache.  Which records that frees
+ * depends on the readers' safe epoch, which a replay does not have: it is
+ * journaled as a RECYCLE record, which the replay repeats
+ * (replay_side_effect); a replay never trims on its own. */
+static void trim_done(struct eng_matcher *m)
+{
+	if (m->done_window == 0 || m->replaying)
+		return;
+	uint32_t n = eng_core_trim(m->book, m->done_window);
+	if (!n)
+		return;
+	struct shm_jrec r;
+	rec_init(&r, SHM_JREC_RECYCLE);
+	r.u.recycle.count = n;
+	side_effect(m, &r);
+}
+
 /* One visit of every gateway's ring; returns the messages taken. */
 static unsigned round_once(struct eng_matcher *m)
 {
@@ -1030,6 +1050,8 @@ static unsigned round_once(struct eng_matcher *m)
 		total += got;
 	}
 	m->retry_bad = false;
+	if (total)
+		trim_done(m);
 	if (total && m->journal) {
 		mark_batch(m);
 		eng_journal_seal(m->journal);
@@ -1858,6 +1880,7 @@ static int read_config(struct eng_matcher *m, struct shmex_error *err)
 	m->positions = (uint32_t)st->positions;
 	m->nreaders = (uint32_t)st->readers;
 	m->batch = (uint32_t)st->batch;
+	m->done_window = (uint32_t)st->done_window;
 	m->spin_ns = (uint32_t)st->matcher_spin_us * 1000u;
 	m->idle_ms = (uint32_t)st->idle_ms;
 	m->drain_ms = (uint32_t)st->drain_ms;

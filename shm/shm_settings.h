@@ -54,6 +54,9 @@
 #define SHM_DEFAULT_POSITIONS 524288u
 #define SHM_DEFAULT_READERS 64u
 #define SHM_DEFAULT_STP 0u /* self-trades allowed */
+/* Finished orders kept queryable per shard (docs/matching.md, "Order
+ * records"): small enough that the records in use stay in cache. */
+#define SHM_DEFAULT_DONE_WINDOW 8192u
 #define SHM_DEFAULT_BATCH 64u
 #define SHM_DEFAULT_MATCHER_SPIN_US 30u
 #define SHM_DEFAULT_IDLE_MS 200u
@@ -102,6 +105,10 @@ enum shm_setting_kind {
 	  "fill records per shard")                                                      \
 	X(symbols, "symbols", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX, SHM_DEFAULT_SYMBOLS, \
 	  "N", "symbols per shard")                                                      \
+	X(done_window, "done-window", SHM_SET_NUM, 0, SHM_SETTINGS_CAP_MAX,              \
+	  SHM_DEFAULT_DONE_WINDOW, "N",                                                  \
+	  "finished orders a shard keeps queryable at least, when the order pool "       \
+	  "allows (0: as many as it allows; more costs speed)")                          \
 	X(accounts, "accounts", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,                    \
 	  SHM_DEFAULT_ACCOUNTS, "N", "accounts of the exchange")                         \
 	X(positions, "positions", SHM_SET_NUM, 1, SHM_SETTINGS_CAP_MAX,                  \

@@ -677,6 +677,63 @@ START_TEST(order_pool_full_then_recycled_after_reclaim)
 }
 END_TEST
 
+/*
+ * eng_core_trim keeps the last `keep` finished orders queryable and
+ * frees the older ones (after their grace period) onto the free stack,
+ * where new orders take them youngest first; eng_core_recycle(n), what
+ * a replay does with the matcher's RECYCLE record, gives a second core
+ * the very same ids.
+ */
+START_TEST(trim_keeps_a_window_and_reuses_the_youngest_first)
+{
+	struct fx f, g;
+	fx_open(&f, 16, 64, 256, SHM_BOOK_STP_NONE);
+	fx_open(&g, 16, 64, 256, SHM_BOOK_STP_NONE);
+	f.epoch = g.epoch = 3;
+	uint64_t id[10];
+	for (int i = 0; i < 10; i++) {
+		id[i] = order(&f, SHM_SIDE_BUY, 100 + i, 1, SHM_TIF_GTC);
+		ck_assert_uint_eq(order(&g, SHM_SIDE_BUY, 100 + i, 1, SHM_TIF_GTC),
+				  id[i]);
+	}
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(cancel(&f, id[i]), 0);
+		ck_assert_int_eq(cancel(&g, id[i]), 0);
+	}
+	/* A reader may still be on epoch 3: nothing is trimmed. */
+	eng_core_reclaim(f.b, 3);
+	ck_assert_uint_eq(eng_core_trim(f.b, 4), 0);
+	eng_core_reclaim(f.b, 4);
+	ck_assert_uint_eq(eng_core_trim(f.b, 4), 6);
+	ck_assert_uint_eq(eng_core_trim(f.b, 4), 0);
+	for (int i = 0; i < 10; i++) {
+		if (i < 6) {
+			ck_assert_ptr_null(eng_core_order(f.b, id[i]));
+			ck_assert_int_eq(cancel(&f, id[i]), SHMEX_ENOORDER);
+		} else {
+			ck_assert_int_eq(rec(&f, id[i])->cancelled, 1);
+		}
+	}
+	struct eng_core_stats st;
+	eng_core_stats(f.b, &st);
+	ck_assert_uint_eq(st.orders_done, 4);
+	ck_assert_uint_eq(st.orders_free, 6);
+	/* The next order takes the youngest trimmed record (id[5]'s slot),
+	 * not a never-used one. */
+	uint64_t y = order(&f, SHM_SIDE_SELL, 200, 1, SHM_TIF_GTC);
+	ck_assert_uint_eq(y, shm_order_id_make(0, 1, 5, 1, 64));
+	fx_check(&f);
+	/* The replay of the same: same ids. */
+	ck_assert_uint_eq(eng_core_recycle(g.b, 6), 6);
+	ck_assert_uint_eq(order(&g, SHM_SIDE_SELL, 200, 1, SHM_TIF_GTC), y);
+	for (int i = 0; i < 8; i++)
+		ck_assert_uint_eq(order(&f, SHM_SIDE_SELL, 300 + i, 1, SHM_TIF_GTC),
+				  order(&g, SHM_SIDE_SELL, 300 + i, 1, SHM_TIF_GTC));
+	fx_close(&g);
+	fx_close(&f);
+}
+END_TEST
+
 START_TEST(level_pool_full_then_recovered)
 {
 	struct fx f;
@@ -1392,6 +1449,7 @@ static Suite *eng_core_suite(void)
 
 	tc = tcase_create("capacity");
 	tcase_add_test(tc, order_pool_full_then_recycled_after_reclaim);
+	tcase_add_test(tc, trim_keeps_a_window_and_reuses_the_youngest_first);
 	tcase_add_test(tc, level_pool_full_then_recovered);
 	tcase_add_test(tc, retired_level_not_reused_before_reclaim);
 	tcase_add_test(tc, fill_pool_checked_before_matching);

@@ -201,7 +201,8 @@ static void fx_wait_ready(struct fx *f, uint32_t k)
 }
 
 static uint32_t ring_capacity = 1024;
-static uint32_t fx_batch; /* 0: the default */
+static uint32_t fx_batch;                            /* 0: the default */
+static uint32_t fx_window = SHM_DEFAULT_DONE_WINDOW; /* --done-window */
 
 static void fx_create(struct fx *f, uint32_t nshards, uint32_t ngw)
 {
@@ -215,6 +216,7 @@ static void fx_create(struct fx *f, uint32_t nshards, uint32_t ngw)
 	cfg.s.quiet = 1;
 	if (fx_batch)
 		cfg.s.batch = fx_batch;
+	cfg.s.done_window = fx_window;
 	int rc = shm_instance_create(f->inst, &cfg, &f->si);
 	ck_assert_msg(rc == 0, "instance: %s", f->si.err.msg);
 	f->si_ok = true;
@@ -604,6 +606,40 @@ START_TEST(book_full_releases_reservation)
 	ck_assert_int_eq(acct_of(&F, 100).reserved, C(21));
 	ck_assert_int_eq(acct_of(&F, 100).balance, C(1000 - 21));
 	ck_assert_int_eq(pos(&F, 200, "X").reserved, 0);
+	fx_stop(&F);
+}
+END_TEST
+
+/*
+ * The done window: after each round the matcher frees the finished orders
+ * beyond the last --done-window ones (past their grace period), so an old
+ * finished order is forgotten while the pool still has room, and the
+ * last ones stay queryable.
+ */
+START_TEST(done_window_keeps_the_last_finished_orders)
+{
+	fx_window = 4;
+	fx_start(&F, 1, 1, 0, SHM_BOOK_STP_NONE);
+	fx_window = SHM_DEFAULT_DONE_WINDOW;
+	ST(&F, m_account(1, C(100000)), 0);
+	ST(&F, m_account(2, 0), 0);
+	ST(&F, m_shares(2, "X", Q(1)), 0); /* the symbol exists */
+	uint64_t id[16];
+	for (int i = 0; i < 16; i++) {
+		id[i] = order_ok(&F, m_order(1, "X", BUY, Q(1), P(10 + i), SHM_TIF_GTC));
+		ST(&F, m_cancel(1, id[i]), 0);
+	}
+	/* One more round, so the last cancels' round has been trimmed too. */
+	ST(&F, m_account(3, 0), 0);
+	struct shm_snap_order o;
+	size_t n;
+	ck_assert_int_eq(shm_snap_order(&F.rd[0], id[0], &o, fills_buf, 64, &n),
+			 SHMEX_ENOORDER);
+	for (int i = 12; i < 16; i++)
+		ck_assert_uint_eq(order(&F, id[i], NULL).done_reason,
+				  SHM_BOOK_DONE_CANCEL);
+	ST(&F, m_cancel(1, id[0]), SHMEX_ENOORDER);
+	ST(&F, m_cancel(1, id[15]), SHMEX_ENOTOPEN);
 	fx_stop(&F);
 }
 END_TEST
@@ -1475,6 +1511,7 @@ static Suite *eng_matcher_suite(void)
 	tcase_add_test(tc, handout_example_through_rings);
 	tcase_add_test(tc, rejections_change_nothing);
 	tcase_add_test(tc, book_full_releases_reservation);
+	tcase_add_test(tc, done_window_keeps_the_last_finished_orders);
 	tcase_add_test(tc, price_improvement_refund);
 	tcase_add_test(tc, cancel_refunds_open_part);
 	tcase_add_test(tc, modify_adjusts_reservation);

@@ -19,6 +19,7 @@ int bench_e2e(int argc, char **argv) __attribute__((weak));
 int bench_durability(int argc, char **argv) __attribute__((weak));
 int bench_scaling(int argc, char **argv) __attribute__((weak));
 int bench_fix(int argc, char **argv) __attribute__((weak));
+int bench_anchors(int argc, char **argv) __attribute__((weak));
 
 static const struct {
 	const char *name;
@@ -31,6 +32,7 @@ static const struct {
 	{"durability", "the e2e load with --sync fsync vs none; replay speed"},
 	{"scaling", "matcher throughput vs shards, and vs one mutex around one book"},
 	{"fix", "one FIX session pipelining orders, ack latency, XML baseline"},
+	{"anchors", "the core vs QuantCup 2011 and Liquibook, same run"},
 };
 
 static int (*lookup(const char *name))(int, char **)
@@ -49,6 +51,8 @@ static int (*lookup(const char *name))(int, char **)
 		return bench_scaling;
 	if (!strcmp(name, "fix"))
 		return bench_fix;
+	if (!strcmp(name, "anchors"))
+		return bench_anchors;
 	return NULL;
 }
 

@@ -282,6 +282,20 @@ static int reopen_book(struct gw_exec *r, uint32_t s)
 	return rc;
 }
 
+/* True when the book we map of shard s is the one its current matcher
+ * made.  A gateway that started while a dead matcher's successor was not
+ * yet up maps the dead one's book; the successor's restart notice may
+ * then have gone to its predecessor's ring position, so the mapping is
+ * checked before "no such order" is said. */
+static bool book_current(struct gw_exec *r, uint32_t s)
+{
+	int32_t pid;
+	uint64_t start;
+	shm_instance_member(&r->inst, SHM_ROLE_MATCHER, s, &pid, &start);
+	const struct shm_region_hdr_sh *h = shm_region_hdr(&r->rd[s].book);
+	return h->creator_pid == pid && h->creator_start == start;
+}
+
 static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status *out)
 {
 	struct shm_snap_order o;
@@ -296,6 +310,14 @@ static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status
 	}
 	for (int round = 0; round < 4; round++) {
 		int rc = shm_snap_order(&r->rd[s], id, &o, r->fills, r->fills_cap, &got);
+		if (rc == SHMEX_ENOORDER && !book_current(r, s)) {
+			/* Not current (or its matcher is restarting): read the
+			 * current one, or answer busy until there is one. */
+			if (reopen_book(r, s) != 0 || !book_current(r, s))
+				return SHMEX_EBUSY;
+			r->st.stale_books++;
+			continue;
+		}
 		if (rc)
 			return rc;
 		if (got >= o.nfills)

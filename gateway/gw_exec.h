@@ -66,6 +66,7 @@ struct gw_exec_stats {
 	uint64_t wakes;        /* eventfd wake-ups from the helper */
 	uint64_t restarts;     /* restart notices from a shard's new matcher */
 	uint64_t not_executed; /* items answered "not executed" after one */
+	uint64_t stale_books;  /* status reads that found a dead matcher's book mapped */
 	uint64_t unknown;      /* items answered "outcome unknown" */
 	uint64_t late;         /* replies that came after "outcome unknown" */
 	uint64_t slices;       /* jobs that gave the loop back mid-request */

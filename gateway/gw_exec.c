@@ -64,6 +64,7 @@
 #include "shm/shm_instance.h"
 #include "shm/shm_msg.h"
 #include "shm/shm_snap.h"
+#include "shm/shm_proc.h"
 #include "shm/shm_region.h"
 #include "shm/shm_ring.h"
 #include "shm/shm_clock.h"
@@ -282,18 +283,15 @@ static int reopen_book(struct gw_exec *r, uint32_t s)
 	return rc;
 }
 
-/* True when the book we map of shard s is the one its current matcher
- * made.  A gateway that started while a dead matcher's successor was not
- * yet up maps the dead one's book; the successor's restart notice may
- * then have gone to its predecessor's ring position, so the mapping is
- * checked before "no such order" is said. */
-static bool book_current(struct gw_exec *r, uint32_t s)
+/* False when the book we map of shard s was made by a matcher that is
+ * gone.  A gateway that started while a dead matcher's successor was not
+ * yet up maps the dead one's book, and the successor's restart notice may
+ * not reach it; so the mapping is checked before "no such order" is
+ * said. */
+static bool book_current(const struct gw_exec *r, uint32_t s)
 {
-	int32_t pid;
-	uint64_t start;
-	shm_instance_member(&r->inst, SHM_ROLE_MATCHER, s, &pid, &start);
 	const struct shm_region_hdr_sh *h = shm_region_hdr(&r->rd[s].book);
-	return h->creator_pid == pid && h->creator_start == start;
+	return shm_proc_alive(h->creator_pid, h->creator_start);
 }
 
 static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status *out)

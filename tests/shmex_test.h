@@ -28,6 +28,14 @@ void test_instance_cfg(struct shm_instance_cfg *cfg, uint32_t nshards, uint32_t 
 		       uint32_t ring_cap);
 /* Removes every /dev/shm object of the instance; returns how many. */
 int test_cleanup_instance(const char *instance);
+/*
+ * A failed assertion skips a test's checked teardown, so suites that start
+ * exchanges note each instance (from the forked test, in a file named by
+ * `suite` and the runner's pid) and their unchecked teardown, in the
+ * runner, removes what the noted instances left: test_cleanup_noted.
+ */
+void test_note_instance(const char *suite, const char *instance);
+void test_cleanup_noted(const char *suite);
 /* Count of /dev/shm objects of the instance. */
 int test_count_objects(const char *instance);
 /* Path of a built program ($SHMEX_BIN_DIR/name, default build/bin/name). */

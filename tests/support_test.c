@@ -140,3 +140,30 @@ void test_instance_cfg(struct shm_instance_cfg *cfg, uint32_t nshards, uint32_t 
 	cfg->s.positions = 65536;
 	cfg->mode = 0600;
 }
+
+void test_note_instance(const char *suite, const char *instance)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/tmp/shmex-%s.%d", suite, (int)getppid());
+	FILE *f = fopen(path, "a");
+	if (f) {
+		fprintf(f, "%s\n", instance);
+		fclose(f);
+	}
+}
+
+void test_cleanup_noted(const char *suite)
+{
+	char path[128], line[128];
+	snprintf(path, sizeof(path), "/tmp/shmex-%s.%d", suite, (int)getpid());
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (line[0])
+			test_cleanup_instance(line);
+	}
+	fclose(f);
+	unlink(path);
+}

@@ -46,29 +46,12 @@ static struct exchange ex;
  * runner removes the instances its tests noted. */
 static void note_instance(const char *name)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/tmp/shmex-durability.%d", (int)getppid());
-	FILE *f = fopen(path, "a");
-	if (f) {
-		fprintf(f, "%s\n", name);
-		fclose(f);
-	}
+	test_note_instance("durability", name);
 }
 
 static void cleanup_noted(void)
 {
-	char path[64], line[128];
-	snprintf(path, sizeof(path), "/tmp/shmex-durability.%d", (int)getpid());
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = 0;
-		if (line[0])
-			test_cleanup_instance(line);
-	}
-	fclose(f);
-	unlink(path);
+	test_cleanup_noted("durability");
 }
 
 static bool pid_gone(pid_t pid)

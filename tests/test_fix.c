@@ -27,29 +27,12 @@ static char store[256];
 /* See test_gw_e2e.c: the runner removes what a failed test left. */
 static void note_instance(const char *name)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/tmp/shmex-fix-test.%d", (int)getppid());
-	FILE *f = fopen(path, "a");
-	if (f) {
-		fprintf(f, "%s\n", name);
-		fclose(f);
-	}
+	test_note_instance("fix-test", name);
 }
 
 static void cleanup_noted(void)
 {
-	char path[64], line[128];
-	snprintf(path, sizeof(path), "/tmp/shmex-fix-test.%d", (int)getpid());
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = 0;
-		if (line[0])
-			test_cleanup_instance(line);
-	}
-	fclose(f);
-	unlink(path);
+	test_cleanup_noted("fix-test");
 }
 
 static void xml(const char *doc, const char *want_substr)

@@ -54,29 +54,12 @@ static int nkids;
  */
 static void note_instance(const char *name)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/tmp/shmex-gw-e2e.%d", (int)getppid());
-	FILE *f = fopen(path, "a");
-	if (f) {
-		fprintf(f, "%s\n", name);
-		fclose(f);
-	}
+	test_note_instance("gw-e2e", name);
 }
 
 static void cleanup_noted(void)
 {
-	char path[64], line[128];
-	snprintf(path, sizeof(path), "/tmp/shmex-gw-e2e.%d", (int)getpid());
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = 0;
-		if (line[0])
-			test_cleanup_instance(line);
-	}
-	fclose(f);
-	unlink(path);
+	test_cleanup_noted("gw-e2e");
 }
 
 static void start_with(const char *const *extra)

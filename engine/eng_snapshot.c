@@ -1,6 +1,8 @@
 /*
  * eng_snapshot: writing and reading a shard's snapshot (eng_snapshot.h).
  *
+ * Each section is padded with zeros to a multiple of 8 bytes (outside its
+ * length and CRC), so every section starts 8-aligned in the mapped file.
  * Section bytes as written:
  *   MATCHER    struct eng_snapshot_matcher, then nsidx uint32
  *   BOOK       page runs of the book region's body
@@ -29,6 +31,8 @@
 #include "shm/shm_region.h"
 
 #define SNAP_PAGE 4096u
+/* Zero bytes after a section of len bytes. */
+#define SNAP_PAD(len) ((size_t)((8u - (len) % 8u) % 8u))
 #define WBUF (1u << 20)
 
 /* ---- writing ------------------------------------------------------------ */
@@ -95,9 +99,14 @@ static void sect_begin(struct snapw *w)
 	w_raw(w, &sh, sizeof(sh));
 }
 
-/* Fills in the section header written by sect_begin. */
+/* Fills in the section header written by sect_begin, and pads the
+ * section with zeros to a multiple of 8 bytes (not counted in its length
+ * or CRC) so that every section, and every integer in it, is aligned in
+ * the mapped file. */
 static void sect_end(struct snapw *w, uint32_t kind)
 {
+	static const unsigned char zeros[8];
+	w_raw(w, zeros, SNAP_PAD(w->sect_len));
 	w_flush(w);
 	struct shm_jsnap_sect sh = {.kind = kind, .crc = w->crc, .len = w->sect_len};
 	if (w->err)
@@ -289,7 +298,8 @@ int eng_snapshot_open(struct eng_snapshot *s, const char *path, struct shmex_err
 		}
 		memcpy(&sh, b + off, sizeof(sh));
 		const unsigned char *body = b + off + sizeof(sh);
-		if (sh.len > s->len - off - sizeof(sh)) {
+		if (sh.len > s->len - off - sizeof(sh) ||
+		    SNAP_PAD(sh.len) > s->len - off - sizeof(sh) - sh.len) {
 			rc = bad(e, path, off, "a section longer than the file");
 			goto fail;
 		}
@@ -306,7 +316,7 @@ int eng_snapshot_open(struct eng_snapshot *s, const char *path, struct shmex_err
 			s->sect[sh.kind] = body;
 			s->sect_len[sh.kind] = sh.len;
 		}
-		off += sizeof(sh) + sh.len;
+		off += sizeof(sh) + sh.len + SNAP_PAD(sh.len);
 	}
 	if (off != s->len) {
 		rc = bad(e, path, off, "bytes after the END section");

@@ -228,9 +228,11 @@ static bool name_seq(const char *name, const char *prefix, const char *suffix,
 /* Sorts paths[0..n) by keys (the same permutation for both). */
 static void sort_by(char **paths, uint64_t *keys, uint32_t n)
 {
-	uint32_t *ix = malloc((n ? n : 1) * sizeof(*ix));
-	char **p2 = malloc((n ? n : 1) * sizeof(*p2));
-	uint64_t *k2 = malloc((n ? n : 1) * sizeof(*k2));
+	if (n < 2)
+		return; /* nothing to sort (and paths may be NULL) */
+	uint32_t *ix = malloc(n * sizeof(*ix));
+	char **p2 = malloc(n * sizeof(*p2));
+	uint64_t *k2 = malloc(n * sizeof(*k2));
 	if (!ix || !p2 || !k2) {
 		free(ix);
 		free(p2);

@@ -58,6 +58,7 @@
  */
 #include "engine/eng_matcher.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1657,14 +1658,29 @@ static int load_snapshot(struct eng_matcher *m, const char *path, struct shmex_e
 		 s.nparts > m->accounts.capacity || h->last_seq == 0)
 		rc = shmex_error_set(e, SHMEX_EJCORRUPT,
 				     "%s: its contents do not fit this shard", path);
+	for (uint32_t i = 0; !rc && i < s.matcher->nsidx; i++)
+		if (s.sidx_of[i] != NO_SIDX && s.sidx_of[i] >= m->positions_reg.sym_slots)
+			rc = shmex_error_set(
+				e, SHMEX_EJCORRUPT,
+				"%s: symbol %u maps to positions symbol slot %u of %u",
+				path, i, s.sidx_of[i], m->positions_reg.sym_slots);
 	if (rc) {
 		eng_snapshot_close(&s);
 		return rc;
 	}
+	/* The geometry (lines 0-1 of the body header) is the one this
+	 * matcher laid out for its capacities; readers trust it, so the saved
+	 * one must be the same byte for byte. */
+	unsigned char geo[2 * SHM_CACHE_LINE];
+	memcpy(geo, book, sizeof(geo));
 	rc = eng_snapshot_pages(&s, SHM_JSNAP_BOOK, book, blen, true);
+	if (!rc && memcmp(geo, book, sizeof(geo)) != 0)
+		rc = SHMEX_EJCORRUPT;
 	if (!rc)
 		rc = eng_core_load(m->book, s.sect[SHM_JSNAP_CORE],
 				   s.sect_len[SHM_JSNAP_CORE]);
+	if (!rc && eng_core_events(m->book) != s.matcher->events)
+		rc = SHMEX_EJCORRUPT;
 	if (rc) {
 		/* Lay the book out afresh: nothing of the snapshot stays. */
 		eng_core_destroy(m->book);
@@ -1676,9 +1692,11 @@ static int load_snapshot(struct eng_matcher *m, const char *path, struct shmex_e
 		if (rc2)
 			return shmex_error_set(e, rc2, "laying out the book again: %s",
 					       shmex_strerror(rc2));
-		return shmex_error_set(e, SHMEX_EJCORRUPT,
-				       "%s: its core section does not match its book",
-				       path);
+		return shmex_error_set(
+			e, SHMEX_EJCORRUPT,
+			"%s: its book geometry, core section or event count "
+			"does not match",
+			path);
 	}
 	rc = eng_snapshot_pages(&s, SHM_JSNAP_POSITIONS, pos, plen, true);
 	for (uint64_t i = 0; i < s.nparts && !rc; i++)
@@ -1701,6 +1719,27 @@ static int load_snapshot(struct eng_matcher *m, const char *path, struct shmex_e
 	return 0;
 }
 
+/* A snapshot-*.snap.tmp is one a matcher was killed while writing: it was
+ * never renamed, so nothing relies on it. */
+static void remove_unfinished_snapshots(struct eng_matcher *m)
+{
+	DIR *d = opendir(m->shard_dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+		if (strncmp(de->d_name, "snapshot-", 9) != 0 || n < 9 + 9 ||
+		    strcmp(de->d_name + n - 9, ".snap.tmp") != 0)
+			continue;
+		char p[SHM_JOURNAL_PATH_MAX + 256];
+		snprintf(p, sizeof(p), "%s/%s", m->shard_dir, de->d_name);
+		if (unlink(p) == 0 && !m->quiet)
+			logm(m, "removed %s (a snapshot its writer did not finish)", p);
+	}
+	closedir(d);
+}
+
 /*
  * The newest snapshot that loads; *from = the first journal record after
  * it (1 when there is none).  A snapshot that does not load is said and
@@ -1711,6 +1750,7 @@ static int start_from_snapshot(struct eng_matcher *m, uint64_t *from,
 			       struct shmex_error *e)
 {
 	*from = 1;
+	remove_unfinished_snapshots(m);
 	struct shm_jdir d;
 	struct shmex_error le = {0};
 	int rc = shm_jdir_list(&d, m->shard_dir, &le);

@@ -1376,6 +1376,71 @@ START_TEST(snapshot_of_other_capacities_is_skipped)
 }
 END_TEST
 
+/*
+ * A snapshot whose checksums are right but whose contents do not fit the
+ * shard (a symbol mapped past the positions table) is refused by name and
+ * the journal recovers the same state; a snapshot its writer never
+ * finished (a .tmp file) is removed at start.
+ */
+START_TEST(consistent_checksums_do_not_make_a_snapshot_trusted)
+{
+	fresh();
+	start(NULL);
+	struct scene sc;
+	struct client c;
+	conn(&c);
+	set_scene(&c, &sc);
+	char *before[4];
+	for (int i = 0; i < 4; i++)
+		before[i] = status(&c, sc.owner[i], sc.id[i]);
+	client_close(&c);
+	stop_clean();
+	static char snaps[8][FNAME];
+	ck_assert_int_eq(shard_files(1, "snapshot-", snaps, 8), 1);
+	/* The MATCHER section is the first: its header at 128 (kind, crc,
+	 * len), then the matcher's counters (48 bytes), then the symbol map. */
+	int fd = open(snaps[0], O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	struct shm_jsnap_sect sh;
+	ck_assert_int_eq(pread(fd, &sh, sizeof(sh), 128), (ssize_t)sizeof(sh));
+	ck_assert_uint_eq(sh.kind, SHM_JSNAP_MATCHER);
+	unsigned char *body = malloc(sh.len);
+	ck_assert_int_eq(pread(fd, body, sh.len, 128 + sizeof(sh)), (ssize_t)sh.len);
+	uint32_t bad = 1u << 30;
+	memcpy(body + 48, &bad, sizeof(bad));
+	sh.crc = shm_crc32c(0, body, sh.len);
+	ck_assert_int_eq(pwrite(fd, body, sh.len, 128 + sizeof(sh)), (ssize_t)sh.len);
+	ck_assert_int_eq(pwrite(fd, &sh, sizeof(sh), 128), (ssize_t)sizeof(sh));
+	close(fd);
+	free(body);
+	char tmp[FNAME + 8];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", snaps[0]);
+	tmp[strlen(tmp) - 9] = 0; /* snapshot-<seq>.snap.tmp of a seq after it */
+	strcat(tmp, "f.snap.tmp");
+	int t = open(tmp, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(t, 0);
+	ck_assert_int_eq(write(t, "half", 4), 4);
+	close(t);
+
+	char log[PATH_MAX + 16];
+	snprintf(log, sizeof(log), "%s.stderr", ddir);
+	int saved = stderr_to(log);
+	start(NULL);
+	stderr_back(saved);
+	char *msg = slurp(log, NULL);
+	ck_assert_msg(strstr(msg, snaps[0]) &&
+			      strstr(msg, "maps to positions symbol slot") &&
+			      strstr(msg, "the journal alone"),
+		      "%s", msg);
+	free(msg);
+	ck_assert_int_eq(access(tmp, F_OK), -1);
+	statuses_are(&sc, before);
+	for (int i = 0; i < 4; i++)
+		free(before[i]);
+	stop_clean();
+}
+END_TEST
+
 static Suite *durability_suite(void)
 {
 	Suite *s = suite_create("durability");
@@ -1407,6 +1472,7 @@ static Suite *durability_suite(void)
 	tcase_add_test(ts, snapshots_under_load_recover_the_same_state);
 	tcase_add_test(ts, damaged_snapshot_falls_back_to_the_older_one);
 	tcase_add_test(ts, snapshot_of_other_capacities_is_skipped);
+	tcase_add_test(ts, consistent_checksums_do_not_make_a_snapshot_trusted);
 	suite_add_tcase(s, ts);
 	return s;
 }

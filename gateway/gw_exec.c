@@ -290,6 +290,8 @@ static int reopen_book(struct gw_exec *r, uint32_t s)
  * said. */
 static bool book_current(const struct gw_exec *r, uint32_t s)
 {
+	/* creator_pid/creator_start are written before the region's R0 and
+	 * never change; our attach read them after A0 (shm_region.h). */
 	const struct shm_region_hdr_sh *h = shm_region_hdr(&r->rd[s].book);
 	return shm_proc_alive(h->creator_pid, h->creator_start);
 }

@@ -325,6 +325,8 @@ static uint32_t order_recycle(struct eng_core *b)
 {
 	b->ord_recycled++;
 	uint32_t oi = ring_pop(&b->ord_done);
+	if (b->recycle_fn)
+		b->recycle_fn(b->recycle_ctx, &b->v, oi);
 	/* The done FIFO walks the whole order pool, coldest record first:
 	 * prefetch the record PREFETCH_AHEAD places behind this one (and its
 	 * private fill indexes), so it is in cache when its turn comes. */
@@ -1236,6 +1238,12 @@ void eng_core_set_callback(struct eng_core *b, eng_event_fn fn, void *ctx)
 {
 	b->fn = fn;
 	b->ctx = ctx;
+}
+
+void eng_core_set_recycle_hook(struct eng_core *b, eng_recycle_fn fn, void *ctx)
+{
+	b->recycle_fn = fn;
+	b->recycle_ctx = ctx;
 }
 
 const struct shm_book_view *eng_core_view(const struct eng_core *b)

@@ -147,6 +147,15 @@ void eng_core_destroy(struct eng_core *b);
 /* Replaces the event callback. */
 void eng_core_set_callback(struct eng_core *b, eng_event_fn fn, void *ctx);
 
+/* Called with the record of a finished order just before the core
+ * recycles it (every path: the done window, a new order's slot, room for
+ * fills), while the record and its fills are still intact in the book
+ * region; the matcher keeps the order's final state on disk with it
+ * (eng_history.h).  Deterministic: a replay recycles the same records in
+ * the same order. */
+typedef void (*eng_recycle_fn)(void *ctx, const struct shm_book_view *v, uint32_t order);
+void eng_core_set_recycle_hook(struct eng_core *b, eng_recycle_fn fn, void *ctx);
+
 /* The shared view (geometry and pools) of the book. */
 const struct shm_book_view *eng_core_view(const struct eng_core *b);
 

@@ -61,6 +61,8 @@ struct eng_core {
 	struct shm_book_hdr_sh *hdr;
 	eng_event_fn fn;
 	void *ctx;
+	eng_recycle_fn recycle_fn; /* NULL: no hook */
+	void *recycle_ctx;
 	uint32_t stp;
 	uint32_t nsymbols;
 	struct eng_sym *syms;

@@ -72,6 +72,7 @@
 #include "engine/eng_acct.h"
 #include "engine/eng_cash.h"
 #include "engine/eng_core.h"
+#include "engine/eng_history.h"
 #include "engine/eng_journal.h"
 #include "engine/eng_recover.h"
 #include "engine/eng_snapshot.h"
@@ -167,7 +168,12 @@ struct eng_matcher {
 	bool journaling;                      /* a data directory is set */
 	char shard_dir[SHM_JOURNAL_PATH_MAX]; /* DIR/shard-<k> */
 	struct eng_journal *journal;          /* NULL: none, or refusing */
-	bool refusing;                        /* journal cannot be written */
+	/* Finished orders that left the book (NULL without a journal), and
+	 * the history length the loaded snapshot covers. */
+	struct eng_history *hist;
+	uint64_t hist_from;
+	bool hist_failed; /* the last flush failed (logged once) */
+	bool refusing;    /* journal cannot be written */
 	uint64_t refuse_retry_ns;
 	struct shmex_error jerr; /* why it cannot */
 	uint64_t jlast;          /* last sequence appended */
@@ -348,6 +354,29 @@ static void journal_accept(struct eng_matcher *m, const struct eng_event *ev)
 	r.u.order.hold = m->applying.hold;
 	r.u.order.event = ev->event;
 	jput(m, &r);
+}
+
+/* The core recycles a finished order: its final state goes to the
+ * history first (eng_history.h). */
+static void on_recycle(void *ctx, const struct shm_book_view *v, uint32_t oi)
+{
+	struct eng_matcher *m = ctx;
+	if (m->hist)
+		eng_history_add(m->hist, v, oi);
+}
+
+/* Writes the history buffered in this round; a failure is logged once and
+ * retried every round (readers answer those orders busy meanwhile). */
+static void history_flush(struct eng_matcher *m)
+{
+	if (!m->hist)
+		return;
+	struct shmex_error e = {0};
+	int rc = eng_history_flush(m->hist, &e);
+	if (rc && !m->hist_failed)
+		logm(m, "order history not written (retried every round): %s",
+		     shmex_error_msg(&e, rc));
+	m->hist_failed = rc != 0;
 }
 
 static void on_event(void *ctx, const struct eng_event *ev)
@@ -1051,8 +1080,10 @@ static unsigned round_once(struct eng_matcher *m)
 		total += got;
 	}
 	m->retry_bad = false;
-	if (total)
+	if (total) {
 		trim_done(m);
+		history_flush(m);
+	}
 	if (total && m->journal) {
 		mark_batch(m);
 		eng_journal_seal(m->journal);
@@ -1249,6 +1280,13 @@ static void maybe_snapshot(struct eng_matcher *m, bool at_stop)
 		.ledger = &m->ledger,
 	};
 	snapshot_caps(m, in.caps);
+	/* The history the snapshot's journal records made must be on disk
+	 * before those records may go (collect). */
+	if (m->hist && eng_history_sync(m->hist, &in.history_len, &e) != 0) {
+		logm(m, "snapshot not written (the journal still has everything): %s",
+		     e.msg);
+		return;
+	}
 	char path[SHM_JOURNAL_PATH_MAX];
 	int rc = eng_snapshot_write(m->shard_dir, &in, path, &e);
 	m->snap_bytes = js.bytes;
@@ -1688,6 +1726,8 @@ static int load_snapshot(struct eng_matcher *m, const char *path, struct shmex_e
 		int rc2 = eng_core_init(&m->book, book,
 					shm_region_body_size(&m->book_region), &m->bcfg,
 					on_event, m);
+		if (!rc2)
+			eng_core_set_recycle_hook(m->book, on_recycle, m);
 		eng_snapshot_close(&s);
 		if (rc2)
 			return shmex_error_set(e, rc2, "laying out the book again: %s",
@@ -1715,6 +1755,7 @@ static int load_snapshot(struct eng_matcher *m, const char *path, struct shmex_e
 	m->events = mt->events;
 	m->full_seen = mt->full_seen;
 	m->st.snapshot_seq = h->last_seq;
+	m->hist_from = h->history_len;
 	eng_snapshot_close(&s);
 	return 0;
 }
@@ -1777,6 +1818,23 @@ static int start_from_snapshot(struct eng_matcher *m, uint64_t *from,
 	return rc;
 }
 
+/* Opens the shard's order history and keeps what the snapshot covers;
+ * the replay appends the rest again. */
+static int history_start(struct eng_matcher *m, struct shmex_error *e)
+{
+	if (!m->hist) {
+		int rc = eng_history_open(&m->hist, m->shard_dir, m->shard, m->nshards,
+					  m->bcfg.caps.orders, e);
+		if (rc)
+			return rc;
+	}
+	struct shmex_error warn = {0};
+	int rc = eng_history_reset(m->hist, m->hist_from, &warn, e);
+	if (!rc && warn.code)
+		logm(m, "%s", warn.msg);
+	return rc;
+}
+
 /* Replays the shard's journal into the fresh book, positions and part. */
 static int replay(struct eng_matcher *m, struct shmex_error *e)
 {
@@ -1788,7 +1846,10 @@ static int replay(struct eng_matcher *m, struct shmex_error *e)
 		return rc;
 	}
 	uint64_t from;
+	m->hist_from = 0;
 	rc = start_from_snapshot(m, &from, &le);
+	if (!rc)
+		rc = history_start(m, &le);
 	if (rc) {
 		if (e)
 			*e = le;
@@ -1867,6 +1928,7 @@ static int replay(struct eng_matcher *m, struct shmex_error *e)
 	}
 	m->replaying = false;
 	shm_jreader_close(&m->rd);
+	history_flush(m);
 	if (rc) {
 		if (e)
 			*e = le;
@@ -2054,6 +2116,7 @@ static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 	if (rc)
 		return shmex_error_set(err, rc, "laying out the book in %s: %s",
 				       m->book_region.name, shmex_strerror(rc));
+	eng_core_set_recycle_hook(m->book, on_recycle, m);
 
 	rc = shm_instance_attach(m->instance, SHM_ROLE_MATCHER, m->shard, &m->inst);
 	if (rc) {
@@ -2164,6 +2227,11 @@ static void detach_all(struct eng_matcher *m)
 	if (m->journal)
 		eng_journal_close(m->journal);
 	m->journal = NULL;
+	if (m->hist) {
+		history_flush(m);
+		eng_history_close(m->hist);
+	}
+	m->hist = NULL;
 	if (m->inst_ok)
 		shm_instance_detach(&m->inst);
 	m->inst_ok = false;

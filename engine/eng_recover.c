@@ -91,11 +91,13 @@ int eng_recover_full(const struct eng_recover_in *in, struct eng_recover_stats *
 	const struct shm_ledger_part *p;
 	uint64_t n = eng_cash_parts(in->parts, &p);
 	/* Phase 1: the home accounts this shard created, with their
-	 * deposits and nothing else yet. */
+	 * deposits and nothing else yet.  Every part of a home account is
+	 * one it created (an account has no cash moves before its home
+	 * shard creates it), also one created with nothing in it. */
 	for (uint64_t i = 0; i < n; i++) {
-		if (p[i].deposit == 0)
-			continue;
 		uint32_t home = shm_shard_of_account(p[i].account, in->nshards);
+		if (p[i].deposit == 0 && home != in->shard)
+			continue;
 		if (home != in->shard)
 			return shmex_error_set(e, SHMEX_ERECOVERY,
 					       "account %" PRIu64 " has "

@@ -196,6 +196,7 @@ int eng_snapshot_write(const char *shard_dir, const struct eng_snapshot_in *in,
 		.last_seq = in->last_seq,
 		.last_time_ns = in->matcher->last_time_ns,
 		.created_ns = shm_clock_ns(CLOCK_REALTIME),
+		.history_len = in->history_len,
 	};
 	memcpy(h.caps, in->caps, sizeof(h.caps));
 	shm_jsnap_hdr_seal(&h);

@@ -54,6 +54,7 @@ struct eng_snapshot_in {
 	const void *positions;
 	size_t positions_len;
 	const struct shm_ledger *ledger;
+	uint64_t history_len; /* the synced history file's length */
 };
 
 /* Writes DIR/snapshot-<last_seq>.snap (shard_dir = DIR); its path into

@@ -61,6 +61,7 @@
 #include "shm/shm_atomic.h"
 #include "shm/shm_book.h"
 #include "shm/shm_error.h"
+#include "shm/shm_history.h"
 #include "shm/shm_instance.h"
 #include "shm/shm_msg.h"
 #include "shm/shm_snap.h"
@@ -152,13 +153,14 @@ struct gw_exec {
 	struct shm_doorbell_sh *db; /* this gateway's doorbell */
 	struct shm_accounts accts;
 	bool accts_ok;
-	struct shm_snap *rd; /* [nshards]: book readers */
-	uint8_t *rd_ok;      /* [nshards] */
-	struct job *jobs;    /* [max_conns] */
-	struct sendq *q;     /* [nshards] */
-	struct sendq retryq; /* jobs in W_RETRY */
-	struct sendq outq;   /* jobs in W_OUTPUT */
-	bool framed;         /* replies carry a length line: no streaming */
+	struct shm_snap *rd;      /* [nshards]: book readers */
+	uint8_t *rd_ok;           /* [nshards] */
+	struct shm_history *hist; /* [nshards]: finished orders on disk */
+	struct job *jobs;         /* [max_conns] */
+	struct sendq *q;          /* [nshards] */
+	struct sendq retryq;      /* jobs in W_RETRY */
+	struct sendq outq;        /* jobs in W_OUTPUT */
+	bool framed;              /* replies carry a length line: no streaming */
 	size_t max_reply;
 	uint64_t answer_ns; /* answer deadline of a sent item */
 	uint64_t next_scan; /* next answer-deadline scan */
@@ -308,8 +310,20 @@ static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status
 		if (!r->rd_ok[s])
 			return rc == SHMEX_ENOREADERSLOT ? rc : SHMEX_EBUSY;
 	}
+	bool from_history = false;
 	for (int round = 0; round < 4; round++) {
 		int rc = shm_snap_order(&r->rd[s], id, &o, r->fills, r->fills_cap, &got);
+		if (rc == SHMEX_ENOORDER && book_current(r, s)) {
+			/* Finished and recycled: its final state is on disk. */
+			struct shmex_error e = {0};
+			rc = shm_history_lookup(&r->hist[s], &r->rd[s], r->inst.data_dir,
+						id, &o, r->fills, r->fills_cap, &got, &e);
+			if (rc && rc != SHMEX_ENOORDER && rc != SHMEX_EBUSY)
+				fprintf(stderr,
+					"shmex-gateway %u: order %" PRIu64 ": %s\n",
+					r->gateway, id, shmex_error_msg(&e, rc));
+			from_history = true;
+		}
 		if (rc == SHMEX_ENOORDER && !book_current(r, s)) {
 			/* Not current (or its matcher is restarting): read the
 			 * current one, or answer busy until there is one. */
@@ -325,8 +339,10 @@ static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status
 		/* More fills than room: grow (bounded by the fill pool) and
 		 * read again. */
 		uint32_t want = o.nfills;
-		if (want > r->rd[s].view.cap_fills)
+		if (want > r->rd[s].view.cap_fills && !from_history)
 			return SHMEX_EBADINDEX;
+		if (want > SHM_HIST_FILLS_MAX)
+			return SHMEX_EJCORRUPT;
 		struct shm_snap_fill *nf = realloc(r->fills, (size_t)want * sizeof(*nf));
 		if (!nf)
 			return -ENOMEM;
@@ -1272,11 +1288,12 @@ int gw_exec_open(struct gw_exec **out, const char *instance, uint32_t gateway,
 	r->rep_ring = calloc(n, sizeof(*r->rep_ring));
 	r->rd = calloc(n, sizeof(*r->rd));
 	r->rd_ok = calloc(n, 1);
+	r->hist = calloc(n, sizeof(*r->hist));
 	r->q = calloc(n, sizeof(*r->q));
 	r->ring_bad = calloc(n, 1);
 	r->jobs = calloc(r->max_conns, sizeof(*r->jobs));
-	if (!r->req_ring || !r->rep_ring || !r->rd || !r->rd_ok || !r->q || !r->jobs ||
-	    !r->db || !r->ring_bad) {
+	if (!r->req_ring || !r->rep_ring || !r->rd || !r->rd_ok || !r->hist || !r->q ||
+	    !r->jobs || !r->db || !r->ring_bad) {
 		rc = shmex_error_set(err, -ENOMEM, "out of memory");
 		goto out_close;
 	}
@@ -1335,6 +1352,8 @@ void gw_exec_close(struct gw_exec *r)
 	for (uint32_t s = 0; s < r->nshards && r->rd_ok; s++)
 		if (r->rd_ok[s])
 			shm_snap_close(&r->rd[s]);
+	for (uint32_t s = 0; s < r->nshards && r->hist; s++)
+		shm_history_close(&r->hist[s]);
 	if (r->jobs) {
 		for (uint32_t i = 0; i < r->max_conns; i++) {
 			gw_xml_req_free(&r->jobs[i].req);
@@ -1350,6 +1369,7 @@ void gw_exec_close(struct gw_exec *r)
 	free(r->rep_ring);
 	free(r->rd);
 	free(r->rd_ok);
+	free(r->hist);
 	free(r->q);
 	free(r->ring_bad);
 	free(r->jobs);

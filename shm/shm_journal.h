@@ -336,7 +336,9 @@ struct shm_jsnap_hdr {
 	uint64_t created_ns;
 	uint64_t caps[8]; /* orders, levels, fills, symbols, positions,
 				* accounts, 0, 0 */
-	uint64_t reserved[1];
+	/* Bytes of the shard's history file (shm_history.h) at last_seq,
+	 * synced before this snapshot was written. */
+	uint64_t history_len;
 };
 _Static_assert(sizeof(struct shm_jsnap_hdr) == 128, "snapshot header");
 

@@ -178,6 +178,13 @@ int shm_snap_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
 		   struct shm_snap_fill *fills, size_t max_fills, size_t *nfills)
 	__attribute__((warn_unused_result));
 
+/* Whether order `id` (which shm_snap_order did not find) was issued by
+ * this shard and its record recycled since: its slot has moved on to a
+ * later generation, or holds the same generation freed after use.  An
+ * order for which this is true is in the shard's history
+ * (shm_history.h), or about to be. */
+bool shm_snap_order_issued(const struct shm_snap *rd, uint64_t id);
+
 /*
  * Runs fn inside one read-side section with the same bounded seqcount
  * retries as the functions above, for readers that take snapshots of

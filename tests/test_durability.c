@@ -375,6 +375,35 @@ END_TEST
 
 /* ---- the whole exchange dies ---- */
 
+/* An account created with nothing in it is still an account after a
+ * crash of everything (it used to be recreated only with a deposit). */
+START_TEST(account_created_empty_survives_kill_of_everything)
+{
+	fresh();
+	start(NULL);
+	struct client c;
+	conn(&c);
+	const char *a = sym_on(0);
+	char xml[512];
+	snprintf(
+		xml, sizeof(xml),
+		"<create><account id=\"2\" balance=\"0\"/><account id=\"4\" balance=\"0\"/>"
+		"<account id=\"1\" balance=\"1000\"/>"
+		"<symbol sym=\"%s\"><account id=\"2\">10</account></symbol></create>",
+		a);
+	create(&c, xml, 4);
+	(void)order(&c, 2, a, "-5", "10", NULL);
+	(void)order(&c, 1, a, "5", "10", NULL);
+	client_close(&c);
+	kill_everything();
+	start(NULL);
+	struct shm_account_view v2 = account(2), v4 = account(4);
+	ck_assert_int_eq(v2.balance, C(50));
+	ck_assert_int_eq(v4.balance, 0);
+	stop_clean();
+}
+END_TEST
+
 START_TEST(everything_killed_recovers_exact_state)
 {
 	fresh();
@@ -1441,6 +1470,126 @@ START_TEST(consistent_checksums_do_not_make_a_snapshot_trusted)
 }
 END_TEST
 
+/* ---- finished orders that left the book ---- */
+
+/* The status of `id` until it is not busy (a record recycled in the
+ * current round is written at its end). */
+static char *settled_status(struct client *c, int account, uint64_t id)
+{
+	for (int t = 0; t < 200; t++) {
+		char *got = status(c, account, id);
+		if (!strstr(got, "busy"))
+			return got;
+		free(got);
+		usleep(10000);
+	}
+	ck_abort_msg("order %llu stays busy", (unsigned long long)id);
+	return NULL;
+}
+
+static void same_status(struct client *c, const uint64_t *id, const int *owner,
+			char *const *want, int n, const char *when)
+{
+	for (int i = 0; i < n; i++) {
+		char *got = settled_status(c, owner[i], id[i]);
+		ck_assert_msg(!strcmp(got, want[i]), "%s: order %llu answers %s, was %s",
+			      when, (unsigned long long)id[i], got, want[i]);
+		free(got);
+	}
+}
+
+START_TEST(finished_orders_answer_from_history)
+{
+	fresh();
+	const char *win[] = {"--done-window=2", NULL};
+	start(win);
+	struct client c;
+	conn(&c);
+	const char *a = sym_on(0);
+	char xml[512];
+	snprintf(xml, sizeof(xml),
+		 "<create><account id=\"1\" balance=\"100000\"/>"
+		 "<account id=\"2\" balance=\"0\"/>"
+		 "<symbol sym=\"%s\"><account id=\"2\">10000</account></symbol></create>",
+		 a);
+	create(&c, xml, 3);
+	/* A sell filled by two buys, a cancelled buy: fills, a cancel. */
+	uint64_t id[4];
+	int owner[4] = {2, 1, 1, 1};
+	id[0] = order(&c, 2, a, "-10", "10", NULL);
+	id[1] = order(&c, 1, a, "4", "10", NULL);
+	id[2] = order(&c, 1, a, "6", "11", NULL);
+	id[3] = order(&c, 1, a, "5", "9", NULL);
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><cancel id=\"%llu\"/></transactions>",
+		 (unsigned long long)id[3]);
+	free(ask(&c, xml));
+	char *want[4];
+	for (int i = 0; i < 4; i++)
+		want[i] = settled_status(&c, owner[i], id[i]);
+	ck_assert_msg(strstr(want[0], "executed") && strstr(want[3], "canceled"), "%s %s",
+		      want[0], want[3]);
+	/* Far more finished orders than the window (and the pool reuses the
+	 * records): the four leave shared memory. */
+	for (int i = 0; i < 300; i++) {
+		(void)order(&c, 2, a, "-1", "10", NULL);
+		(void)order(&c, 1, a, "1", "10", NULL);
+	}
+	same_status(&c, id, owner, want, 4, "after leaving the book");
+	/* An id of shard 0 that was never issued still does not exist. */
+	char *never = status(&c, 1, UINT64_C(1999999999) * 2 + 1);
+	ck_assert_msg(strstr(never, "does not exist"), "%s", never);
+	free(never);
+	/* Another account may not read them. */
+	char *other = settled_status(&c, 1, id[0]);
+	ck_assert_msg(strstr(other, "another account"), "%s", other);
+	free(other);
+	client_close(&c);
+
+	/* The shard's matcher SIGKILLed and restarted. */
+	pid_t m0 = exchange_child(&ex, "shmex-matcher", 0);
+	ck_assert_int_gt(m0, 0);
+	kill(m0, SIGKILL);
+	wait_new_matcher(0, m0);
+	conn(&c);
+	same_status(&c, id, owner, want, 4, "after a matcher restart");
+	client_close(&c);
+	/* Everything killed, then a clean stop (a snapshot) and a start. */
+	kill_everything();
+	start(win);
+	conn(&c);
+	same_status(&c, id, owner, want, 4, "after kill -9 of everything");
+	client_close(&c);
+	stop_clean();
+	start(win);
+	conn(&c);
+	same_status(&c, id, owner, want, 4, "after a snapshot");
+	client_close(&c);
+	stop_clean();
+
+	/* A damaged history file: the start says so, nothing crashes, and
+	 * the orders it held are not answered with made-up states. */
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/shard-0/history", ddir);
+	int fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	unsigned char b;
+	ck_assert_int_eq(pread(fd, &b, 1, 40), 1);
+	b ^= 0x5a;
+	ck_assert_int_eq(pwrite(fd, &b, 1, 40), 1);
+	close(fd);
+	start(win);
+	conn(&c);
+	char *got = status(&c, 2, id[0]);
+	ck_assert_msg(strstr(got, "error") && strcmp(got, want[0]), "%s", got);
+	free(got);
+	client_close(&c);
+	stop_clean();
+	for (int i = 0; i < 4; i++)
+		free(want[i]);
+}
+END_TEST
+
 static Suite *durability_suite(void)
 {
 	Suite *s = suite_create("durability");
@@ -1450,6 +1599,7 @@ static Suite *durability_suite(void)
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, dead_matcher_comes_back_while_others_trade);
 	tcase_add_test(tc, everything_killed_recovers_exact_state);
+	tcase_add_test(tc, account_created_empty_survives_kill_of_everything);
 	tcase_add_test(tc, credit_on_one_shard_is_not_spendable_before_it_is_durable);
 	tcase_add_test(tc, kills_under_load_lose_nothing_acknowledged);
 	tcase_add_test(tc, recovered_state_hashes_the_same);
@@ -1474,6 +1624,12 @@ static Suite *durability_suite(void)
 	tcase_add_test(ts, snapshot_of_other_capacities_is_skipped);
 	tcase_add_test(ts, consistent_checksums_do_not_make_a_snapshot_trusted);
 	suite_add_tcase(s, ts);
+	TCase *th = tcase_create("history");
+	tcase_add_checked_fixture(th, NULL, teardown);
+	tcase_add_unchecked_fixture(th, NULL, cleanup_noted);
+	tcase_set_timeout(th, 90);
+	tcase_add_test(th, finished_orders_answer_from_history);
+	suite_add_tcase(s, th);
 	return s;
 }
 

@@ -1219,6 +1219,17 @@ static int open_shard(struct gw_exec *r, uint32_t s, struct shmex_error *err)
 		return shmex_error_set(err, rc, "rings of shard %u: %s", s,
 				       shmex_strerror(rc));
 	rc = shm_snap_open(&r->rd[s], r->instance, s);
+	if (rc == -ENOENT || rc == SHMEX_ENOTREADY || rc == SHMEX_ETOOSHORT ||
+	    rc == SHMEX_EBADMAGIC) {
+		/* A restarted matcher is laying its book out: serve the other
+		 * shards; this one's queries are busy until it is there
+		 * (read_status reopens it). */
+		fprintf(stderr,
+			"shmex-gateway %u: book of shard %u not there yet (%s); "
+			"its queries answer busy until it is\n",
+			r->gateway, s, shmex_strerror(rc));
+		return 0;
+	}
 	if (rc) {
 		if (err)
 			*err = r->rd[s].err;

@@ -1498,6 +1498,52 @@ static void same_status(struct client *c, const uint64_t *id, const int *owner,
 	}
 }
 
+/* A gateway that starts while a shard's restarted matcher is still
+ * recovering serves the other shards and waits for that one; it used to
+ * exit ("region is not ready") and crash-loop until the matcher was up. */
+START_TEST(gateway_starts_while_a_matcher_recovers)
+{
+	fresh();
+	start(NULL);
+	struct client c;
+	conn(&c);
+	struct scene sc;
+	set_scene(&c, &sc);
+	client_close(&c);
+	/* Shard 0 stopped: the successor of shard 1 cannot finish its
+	 * recovery (it pauses the other matchers) until shard 0 goes on. */
+	pid_t m0 = exchange_child(&ex, "shmex-matcher", 0);
+	pid_t m1 = exchange_child(&ex, "shmex-matcher", 1);
+	ck_assert(m0 > 0 && m1 > 0);
+	kill(m0, SIGSTOP);
+	kill(m1, SIGKILL);
+	pid_t g0 = exchange_child(&ex, "shmex-gateway", 0);
+	ck_assert_int_gt(g0, 0);
+	kill(g0, SIGKILL);
+	pid_t ng = 0;
+	for (int t = 0; t < 500 && (ng <= 0 || ng == g0); t++) {
+		usleep(10000);
+		ng = exchange_child(&ex, "shmex-gateway", 0);
+	}
+	ck_assert_msg(ng > 0 && ng != g0, "gateway 0 was not restarted");
+	/* It stays up while shard 1 is unavailable. */
+	usleep(1500000);
+	ck_assert_int_eq(exchange_child(&ex, "shmex-gateway", 0), ng);
+	ck_assert(!pid_gone(ng));
+	kill(m0, SIGCONT);
+	wait_new_matcher(1, m1);
+	/* Both shards answer through whichever gateway takes us. */
+	conn(&c);
+	for (int i = 0; i < 4; i++) {
+		char *got = settled_status(&c, sc.owner[i], sc.id[i]);
+		ck_assert_msg(strstr(got, "status"), "%s", got);
+		free(got);
+	}
+	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
 START_TEST(finished_orders_answer_from_history)
 {
 	fresh();
@@ -1629,6 +1675,7 @@ static Suite *durability_suite(void)
 	tcase_add_unchecked_fixture(th, NULL, cleanup_noted);
 	tcase_set_timeout(th, 90);
 	tcase_add_test(th, finished_orders_answer_from_history);
+	tcase_add_test(th, gateway_starts_while_a_matcher_recovers);
 	suite_add_tcase(s, th);
 	return s;
 }

@@ -263,6 +263,9 @@ static const char *const *ex_args;
 static void kill_exchange(void)
 {
 	pid_t all[64];
+	/* The supervisor is stopped first, so that it forks no successor
+	 * for a child it sees die (test_durability's kill_everything). */
+	kill(ex.pid, SIGSTOP);
 	int n = exchange_children(&ex, all, 64);
 	for (int i = 0; i < n; i++)
 		do_kill(all[i]);
@@ -274,7 +277,9 @@ static void kill_exchange(void)
 	 * list: every process that names the instance goes too (they get
 	 * SIGTERM from PR_SET_PDEATHSIG, but a recovering matcher may take
 	 * its time), or the new start would find the instance in use. */
-	for (int t = 0; t < 200; t++) {
+	/* A SIGKILLed process inside a long fdatasync on a loaded disk
+	 * lingers until the call returns: wait for it (30 s at most). */
+	for (int t = 0; t < 1500; t++) {
 		pid_t left[16];
 		int nl = instance_procs(left, 16);
 		if (!nl)

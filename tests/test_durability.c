@@ -1582,6 +1582,17 @@ START_TEST(finished_orders_answer_from_history)
 		(void)order(&c, 1, a, "1", "10", NULL);
 	}
 	same_status(&c, id, owner, want, 4, "after leaving the book");
+	/* shmex-query reads it there too. */
+	char cmd[PATH_MAX + 128], qout[4096];
+	snprintf(cmd, sizeof(cmd), "'%s' --instance %s --json order %llu 2>&1",
+		 test_bin("shmex-query"), inst, (unsigned long long)id[0]);
+	FILE *qf = popen(cmd, "r");
+	ck_assert_ptr_nonnull(qf);
+	size_t qn = fread(qout, 1, sizeof(qout) - 1, qf);
+	qout[qn] = 0;
+	ck_assert_int_eq(pclose(qf), 0);
+	ck_assert_msg(strstr(qout, "\"executed\":\"10\"") && strstr(qout, "\"fills\":[{"),
+		      "%s", qout);
 	/* An id of shard 0 that was never issued still does not exist. */
 	char *never = status(&c, 1, UINT64_C(1999999999) * 2 + 1);
 	ck_assert_msg(strstr(never, "does not exist"), "%s", never);

@@ -45,6 +45,7 @@
 #include "shm/shm_accounts.h"
 #include "shm/shm_dec.h"
 #include "shm/shm_error.h"
+#include "shm/shm_history.h"
 #include "shm/shm_msg.h"
 #include "shm/shm_positions.h"
 #include "shm/shm_proc.h"
@@ -379,9 +380,28 @@ int qry_order(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 		}
 		fills = p;
 		rc = shm_snap_order(rd, id, &o, fills, max, &nf);
+		if (rc == SHMEX_ENOORDER) {
+			/* Finished and gone from the book: the order history
+			 * (shm_history.h) has it. */
+			struct shm_history h = {0};
+			struct shmex_error he = {0};
+			rc = shm_history_lookup(&h, rd, q->inst.data_dir, id, &o, fills,
+						max, &nf, &he);
+			shm_history_close(&h);
+			if (rc && rc != SHMEX_ENOORDER) {
+				shmex_error_set(&q->err, rc, "order %" PRIu64 ": %s", id,
+						he.msg[0] ? he.msg : shmex_strerror(rc));
+				free(fills);
+				return rc;
+			}
+		}
 		/* More fills than room: read again with room for all. */
 		if (rc || o.nfills <= max)
 			break;
+		if (o.nfills > SHM_HIST_FILLS_MAX) {
+			rc = SHMEX_EBADINDEX;
+			break;
+		}
 		max = o.nfills;
 	}
 	if (rc) {

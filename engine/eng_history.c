@@ -337,3 +337,38 @@ uint64_t eng_history_lost(const struct eng_history *h)
 {
 	return h->lost;
 }
+
+int eng_history_account(const struct eng_history *h, uint64_t id, uint64_t *account)
+{
+	if (id == 0 || shm_shard_of_order(id, h->nshards) != h->shard)
+		return SHMEX_ENOORDER;
+	uint64_t slot = shm_order_slot(id, h->nshards, h->cap_orders);
+	uint64_t gen = ((id - 1) / h->nshards) / h->cap_orders;
+	/* The private table includes what is still buffered. */
+	/* Generations go strictly down along a chain: it ends. */
+	uint64_t last_gen = UINT64_MAX;
+	for (uint64_t at = h->latest[slot]; at != 0;) {
+		uint64_t off = at - 1;
+		struct shm_hist_rec r;
+		if (off >= h->len) {
+			if (off - h->len + sizeof(r) > h->nbuf)
+				return SHMEX_EJCORRUPT;
+			memcpy(&r, h->buf + (off - h->len), sizeof(r));
+		} else if (read_at(h->fd, &r, sizeof(r), off) != 0) {
+			return SHMEX_EJCORRUPT;
+		}
+		if (r.gen >= last_gen)
+			return SHMEX_EJCORRUPT;
+		last_gen = r.gen;
+		if (r.gen < gen)
+			break;
+		if (r.gen == gen) {
+			if (r.id != id)
+				return SHMEX_EJCORRUPT;
+			*account = r.account;
+			return 0;
+		}
+		at = r.prev;
+	}
+	return SHMEX_ENOORDER;
+}

@@ -62,6 +62,11 @@ int eng_history_flush(struct eng_history *h, struct shmex_error *e)
 int eng_history_sync(struct eng_history *h, uint64_t *len, struct shmex_error *e)
 	__attribute__((warn_unused_result));
 
+/* The account of recycled order `id` as its history record says,
+ * flushed or still buffered.  SHMEX_ENOORDER when there is none. */
+int eng_history_account(const struct eng_history *h, uint64_t id, uint64_t *account)
+	__attribute__((warn_unused_result));
+
 /* Records written so far, and records lost (out of memory). */
 uint64_t eng_history_records(const struct eng_history *h);
 uint64_t eng_history_lost(const struct eng_history *h);

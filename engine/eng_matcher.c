@@ -645,6 +645,22 @@ static int apply_order(struct eng_matcher *m, const struct shm_msg *req,
 	return 0;
 }
 
+/* The core does not know a finished order whose record it recycled
+ * (SHMEX_ENOORDER); the answer to a cancel or modify of it is the one it
+ * gave while it knew it: the owner is told nothing is open, anyone else
+ * that the order is another account's. */
+static int recycled_reason(struct eng_matcher *m, uint64_t id, uint64_t account, int rc)
+{
+	const struct shm_book_view *v = eng_core_view(m->book);
+	uint64_t owner;
+	if (rc != SHMEX_ENOORDER || !m->hist ||
+	    shm_shard_of_order(id, v->nshards) != v->shard ||
+	    !shm_book_order_issued(v, id) ||
+	    eng_history_account(m->hist, id, &owner) != 0)
+		return rc;
+	return owner == account ? SHMEX_ENOTOPEN : SHMEX_ENOTOWNER;
+}
+
 static int apply_cancel(struct eng_matcher *m, const struct shm_msg *req,
 			struct shm_msg *rep)
 {
@@ -660,7 +676,7 @@ static int apply_cancel(struct eng_matcher *m, const struct shm_msg *req,
 	int rc = eng_core_cancel(m->book, &q);
 	m->applying.has_req = false;
 	if (rc)
-		return rc;
+		return recycled_reason(m, req->order_id, req->account, rc);
 	m->st.cancels++;
 	const struct shm_book_order_sh *o = eng_core_order(m->book, req->order_id);
 	rep->qty = m->applying.cancelled;
@@ -729,7 +745,7 @@ static int apply_modify(struct eng_matcher *m, const struct shm_msg *req,
 					       r2, req->order_id);
 		}
 		journal_recycled(m, recycled);
-		return rc;
+		return recycled_reason(m, req->order_id, req->account, rc);
 	}
 	m->st.modifies++;
 	o = eng_core_order(m->book, req->order_id);

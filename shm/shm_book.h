@@ -472,4 +472,23 @@ static inline struct shm_book_fill_sh *shm_book_fill_at(const struct shm_book_vi
 	return i < v->cap_fills ? v->fills + i : NULL;
 }
 
+/* Whether order `id` of this shard, which is not (or no longer) in its
+ * record, was issued and its record recycled since: the slot has moved
+ * on to a later generation, or holds the same generation freed after
+ * use (a freed record keeps its acceptance time; a never-used one has
+ * 0).  Such an order is in the shard's history (shm_history.h).  Relaxed
+ * loads: generations only grow.  The caller checked the shard. */
+static inline bool shm_book_order_issued(const struct shm_book_view *v, uint64_t id)
+{
+	uint64_t x = (id - 1) / v->nshards;
+	const struct shm_book_order_sh *o =
+		shm_book_order_at(v, (uint32_t)(x % v->cap_orders));
+	if (id == 0 || !o)
+		return false;
+	uint64_t gen = x / v->cap_orders, g = load_relaxed(&o->gen);
+	if (g != gen)
+		return g > gen;
+	return load_relaxed(&o->time_ns) != 0;
+}
+
 #endif

@@ -519,19 +519,8 @@ int shm_snap_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
 bool shm_snap_order_issued(const struct shm_snap *rd, uint64_t id)
 {
 	const struct shm_book_view *v = &rd->view;
-	if (id == 0 || shm_shard_of_order(id, v->nshards) != v->shard)
-		return false;
-	uint64_t slot = shm_order_slot(id, v->nshards, v->cap_orders);
-	uint64_t gen = ((id - 1) / v->nshards) / v->cap_orders;
-	const struct shm_book_order_sh *o = shm_book_order_at(v, (uint32_t)slot);
-	if (!o)
-		return false;
-	/* Relaxed: generations only grow, and a record keeps its acceptance
-	 * time when it is freed (a never-used one has 0). */
-	uint64_t g = load_relaxed(&o->gen);
-	if (g != gen)
-		return g > gen;
-	return load_relaxed(&o->time_ns) != 0;
+	return id != 0 && shm_shard_of_order(id, v->nshards) == v->shard &&
+	       shm_book_order_issued(v, id);
 }
 
 /* --- statistics ------------------------------------------------------------------------- */

@@ -1601,6 +1601,19 @@ START_TEST(finished_orders_answer_from_history)
 	char *other = settled_status(&c, 1, id[0]);
 	ck_assert_msg(strstr(other, "another account"), "%s", other);
 	free(other);
+	/* A cancel gets the answer it got while the order was in the book. */
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><cancel id=\"%llu\"/></transactions>",
+		 (unsigned long long)id[1]);
+	char *cx = ask(&c, xml);
+	ck_assert_msg(strstr(cx, "nothing open"), "%s", cx);
+	free(cx);
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"2\"><cancel id=\"%llu\"/></transactions>",
+		 (unsigned long long)id[1]);
+	cx = ask(&c, xml);
+	ck_assert_msg(strstr(cx, "another account"), "%s", cx);
+	free(cx);
 	client_close(&c);
 
 	/* The shard's matcher SIGKILLed and restarted. */

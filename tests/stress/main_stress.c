@@ -451,6 +451,7 @@ static void checkpoint(const char *when, bool resume)
 {
 	unsigned long long t0 = now_ns();
 	chk.when = when;
+	chk.data_dir = O.ddir;
 	if (!quiesce()) {
 		st_violation("%s: the exchange did not become quiescent within 60 s",
 			     when);
@@ -839,10 +840,10 @@ int main(int argc, char **argv)
 	int fds_at_start = count_fds(getpid());
 	char dd[PATH_MAX + 16];
 	snprintf(dd, sizeof(dd), "--data-dir=%s", O.ddir);
-	const char *args[] = {dd,      "--shards",   "2",     "--gateways",
-			      "2",     "--accounts", "4096",  "--symbols",
-			      "64",    "--levels",   "16384", "--positions",
-			      "65536", "--quiet",    NULL};
+	const char *args[] = {
+		dd,      "--shards",      "2",   "--gateways", "2",     "--accounts",
+		"4096",  "--symbols",     "64",  "--levels",   "16384", "--positions",
+		"65536", "--done-window", "128", "--quiet",    NULL};
 	printf("stress: instance %s, data %s, %d s, %d clients, %d readers, chaos %s every %d "
 	       "ms, seed=%" PRIu64 "\n",
 	       O.instance, O.ddir, O.seconds, O.clients, O.readers,

@@ -128,6 +128,7 @@ struct st_check_in {
 	int64_t setup_cash[ST_MAX_ACC]; /* deposits of the setup */
 	int64_t setup_shares[ST_NSYMS]; /* shares created by the setup */
 	const char *when;               /* "checkpoint 2", "final" */
+	const char *data_dir;           /* the exchange's (order history) */
 };
 /* Every quiescent invariant; returns the violations found (printed). */
 int st_check(const struct st_check_in *in);

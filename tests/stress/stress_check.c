@@ -40,6 +40,7 @@
 #include "shm/shm_msg.h"
 #include "shm/shm_positions.h"
 #include "shm/shm_shard.h"
+#include "shm/shm_history.h"
 #include "shm/shm_snap.h"
 #include "tests/stress/stress.h"
 
@@ -315,13 +316,26 @@ static void check_shares(struct shm_positions *p, const struct st_check_in *in)
 
 static struct shm_snap_fill fills[MAX_FILLS], cfills[MAX_FILLS];
 
+/* The order history of each shard (an acknowledged order that left the
+ * book is read there, as a gateway would). */
+static struct shm_history hist[ST_NSHARDS];
+static const char *data_dir;
+
 static int read_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
 		      struct shm_snap_fill *f, size_t *nf)
 {
 	uint32_t k = shm_shard_of_order(id, ST_NSHARDS);
 	int rc = SHMEX_EBUSY;
-	for (int t = 0; t < 100 && rc == SHMEX_EBUSY; t++)
+	for (int t = 0; t < 100 && rc == SHMEX_EBUSY; t++) {
 		rc = shm_snap_order(&rd[k], id, o, f, MAX_FILLS, nf);
+		if (rc == SHMEX_ENOORDER) {
+			struct shmex_error e = {0};
+			rc = shm_history_lookup(&hist[k], &rd[k], data_dir, id, o, f,
+						MAX_FILLS, nf, &e);
+			if (rc && rc != SHMEX_ENOORDER && rc != SHMEX_EBUSY)
+				VIOL("order %llu: %s", (unsigned long long)id, e.msg);
+		}
+	}
 	return rc;
 }
 
@@ -355,8 +369,6 @@ static void check_fills(struct shm_snap *rd, const struct shm_snap_order *o, siz
 		struct shm_snap_order c;
 		size_t cn = 0;
 		int rc = read_order(rd, f->counterparty, &c, cfills, &cn);
-		if (rc == SHMEX_ENOORDER && *recycled)
-			continue;
 		if (rc != 0) {
 			VIOL("fill of order %llu (event %llu): counterparty %llu: %s",
 			     (unsigned long long)o->id, (unsigned long long)f->event,
@@ -402,9 +414,9 @@ static void check_orders(struct shm_snap *rd, bool recycled, uint64_t *norders,
 				continue;
 			struct shm_snap_order o;
 			size_t nf = 0;
+			/* Every acknowledged order answers (from the book or
+			 * from the history), recycled or not. */
 			int rc = read_order(rd, r->id, &o, fills, &nf);
-			if (rc == SHMEX_ENOORDER && recycled)
-				continue;
 			if (rc != 0) {
 				VIOL("order %llu of account %llu (client %d was told of it): %s",
 				     (unsigned long long)r->id,
@@ -486,6 +498,7 @@ static void check_orders(struct shm_snap *rd, bool recycled, uint64_t *norders,
 int st_check(const struct st_check_in *in)
 {
 	nviol = 0;
+	data_dir = in->data_dir;
 	memset(hold_cash, 0, sizeof(hold_cash));
 	memset(hold_sh, 0, sizeof(hold_sh));
 	struct shm_snap rd[ST_NSHARDS];
@@ -539,6 +552,8 @@ int st_check(const struct st_check_in *in)
 	       " resting)%s\n",
 	       norders, nreplies, live, recycled ? "; records were recycled" : "");
 out:
+	for (int k = 0; k < ST_NSHARDS; k++)
+		shm_history_close(&hist[k]);
 	if (a.sh)
 		shm_accounts_detach(&a);
 	for (int k = 0; k < opened; k++) {

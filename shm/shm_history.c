@@ -74,6 +74,9 @@ int shm_history_open(struct shm_history *h, const char *shard_dir, uint32_t shar
 	}
 	h->map = m;
 	h->map_len = want;
+	/* The mapping is all we need of it. */
+	close(h->slots_fd);
+	h->slots_fd = -1;
 	const struct shm_hist_slots_hdr *sh = h->map;
 	if (sh->magic != SHM_HIST_SLOTS_MAGIC || sh->version != SHM_HIST_VERSION ||
 	    sh->shard != shard || sh->nshards != nshards ||

@@ -26,6 +26,7 @@
 
 #include "shm/shm_accounts.h"
 #include "shm/shm_dec.h"
+#include "shm/shm_instance.h"
 #include "shm/shm_journal.h"
 #include "shm/shm_msg.h"
 #include "shm/shm_positions.h"
@@ -1544,6 +1545,67 @@ START_TEST(gateway_starts_while_a_matcher_recovers)
 }
 END_TEST
 
+/* Whether matcher pid of shard k is ready, as the supervisor judges it. */
+static bool matcher_ready(uint32_t k, pid_t pid)
+{
+	struct shm_instance h;
+	if (shm_instance_attach(inst, SHM_ROLE_OBSERVER, 0, &h) != 0)
+		return false;
+	bool ready = shm_instance_matcher_ready(&h, k, pid);
+	shm_instance_detach(&h);
+	return ready;
+}
+
+/* A matcher killed while every matcher recovers the whole exchange (the
+ * start after both died) makes the recovery start over; it used to leave
+ * the other matcher waiting for it until the start timed out and the
+ * exchange stopped. */
+START_TEST(matcher_killed_during_a_whole_recovery)
+{
+	fresh();
+	start(NULL);
+	struct client c;
+	conn(&c);
+	struct scene sc;
+	set_scene(&c, &sc);
+	char *before[4];
+	for (int i = 0; i < 4; i++)
+		before[i] = status(&c, sc.owner[i], sc.id[i]);
+	client_close(&c);
+	bool caught = false;
+	for (int attempt = 0; attempt < 20 && !caught; attempt++) {
+		pid_t m0 = exchange_child(&ex, "shmex-matcher", 0);
+		pid_t m1 = exchange_child(&ex, "shmex-matcher", 1);
+		ck_assert(m0 > 0 && m1 > 0);
+		kill(m0, SIGKILL);
+		kill(m1, SIGKILL);
+		/* The first new matcher of shard 1, as soon as it exists. */
+		pid_t n1 = 0;
+		for (int t = 0; t < 20000 && (n1 <= 0 || n1 == m1); t++) {
+			n1 = exchange_child(&ex, "shmex-matcher", 1);
+			if (n1 <= 0 || n1 == m1)
+				usleep(200);
+		}
+		ck_assert_msg(n1 > 0 && n1 != m1, "no new matcher of shard 1");
+		/* Caught before it was ready (else the attempt is repeated). */
+		caught = !matcher_ready(1, n1);
+		kill(n1, SIGKILL);
+		wait_new_matcher(0, m0);
+		wait_new_matcher(1, n1);
+	}
+	ck_assert_msg(caught, "never caught a matcher before it was ready");
+	conn(&c);
+	for (int i = 0; i < 4; i++) {
+		char *got = settled_status(&c, sc.owner[i], sc.id[i]);
+		ck_assert_msg(!strcmp(got, before[i]), "%s vs %s", got, before[i]);
+		free(got);
+		free(before[i]);
+	}
+	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
 START_TEST(finished_orders_answer_from_history)
 {
 	fresh();
@@ -1700,6 +1762,7 @@ static Suite *durability_suite(void)
 	tcase_set_timeout(th, 90);
 	tcase_add_test(th, finished_orders_answer_from_history);
 	tcase_add_test(th, gateway_starts_while_a_matcher_recovers);
+	tcase_add_test(th, matcher_killed_during_a_whole_recovery);
 	suite_add_tcase(s, th);
 	return s;
 }

@@ -43,7 +43,8 @@
  * instance"), the whole exchange starts over: gateways and matchers are
  * stopped, the shared memory is removed and everything is recovered from
  * the journals, on the same listening socket (connections wait in its
- * queue meanwhile).
+ * queue meanwhile).  A matcher killed by a signal while the matchers
+ * recover together makes that start begin again (launch_retrying).
  *
  * FIX (docs/fix.md): unless --no-fix, one shmex-fix process serves FIX 4.4
  * on its own listening socket (opened here too, --fix-port, for the same
@@ -100,6 +101,7 @@ struct child {
 	uint64_t restart_at_ns; /* waiting for its restart; 0: none */
 	uint32_t backoff_ms;
 	unsigned restarts;
+	int status; /* its last wait status, once it exited */
 };
 
 #define DEFAULT_PORT 12345u
@@ -146,6 +148,9 @@ struct sup {
 	bool stopping;
 	bool start_over; /* a full restart from the journals is due */
 	bool quiescing;  /* stopping every child for that restart */
+	/* A matcher was killed while the matchers recovered together: the
+	 * launch starts over (launch_retrying). */
+	bool relaunch;
 	int exit_code;
 	/* The data directory (absolute), "" without a journal. */
 	char data[SHM_DATA_DIR_MAX];
@@ -438,6 +443,7 @@ static void reap(struct sup *s)
 		if (!c)
 			continue;
 		c->pid = 0;
+		c->status = status;
 		char how[96];
 		describe_status(how, sizeof(how), status);
 		if (s->stopping || s->quiescing) {
@@ -531,6 +537,21 @@ static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
 		take_signals(s, 2);
 		if (s->stopping)
 			return false;
+		if (k == K_MATCHER) {
+			/* Matchers recover together (they wait for one another):
+			 * one killed by a signal meanwhile, by an operator or a
+			 * torture test, makes them all start over. */
+			for (uint32_t j = 0; j < s->o.shards; j++)
+				if (s->matchers[j].pid == 0 &&
+				    WIFSIGNALED(s->matchers[j].status)) {
+					logf_(s, true,
+					      "matcher %u was killed while the matchers "
+					      "recovered; all of them start over",
+					      j);
+					s->relaunch = true;
+					return false;
+				}
+		}
 		if (c->pid == 0) {
 			/* reap() logged a gateway's death; a matcher's stops
 			 * everything. */
@@ -845,6 +866,40 @@ static int open_data_dir(struct sup *s)
 	return 0;
 }
 
+static int launch(struct sup *s);
+
+/* How many times a launch starts over because a matcher was killed
+ * during it, before the start fails. */
+#define LAUNCH_ATTEMPTS 8
+
+/* launch(), started over (every child stopped, the shared memory
+ * removed) while a matcher is killed during the matchers' recovery. */
+static int launch_retrying(struct sup *s)
+{
+	for (unsigned attempt = 1;; attempt++) {
+		s->relaunch = false;
+		int rc = launch(s);
+		if (rc == 0 || !s->relaunch || s->stopping)
+			return rc;
+		if (attempt == LAUNCH_ATTEMPTS) {
+			logf_(s, true,
+			      "matchers killed during %u starts in a row; giving up",
+			      attempt);
+			return -1;
+		}
+		s->quiescing = true;
+		stop_children(s);
+		s->quiescing = false;
+		for (uint32_t k = 0; k < s->o.shards; k++) {
+			s->matchers[k].restart_at_ns = 0;
+			s->matchers[k].status = 0;
+		}
+		for (uint32_t g = 0; g < s->ngw; g++)
+			s->gateways[g].restart_at_ns = 0;
+		s->audit.restart_at_ns = 0;
+	}
+}
+
 /* Every matcher of a new instance recovers at once, from the journals:
  * used when one matcher cannot be restarted alone. */
 static int start_over(struct sup *s)
@@ -860,7 +915,7 @@ static int start_over(struct sup *s)
 	s->audit.restart_at_ns = 0;
 	if (s->stopping)
 		return 0;
-	if (launch(s) != 0)
+	if (launch_retrying(s) != 0)
 		return -1;
 	logf_(s, true, "instance %s recovered from %s and running again", s->o.instance,
 	      s->data);
@@ -920,7 +975,7 @@ static int start(struct sup *s)
 	}
 	if (open_data_dir(s) != 0)
 		return -1;
-	return launch(s);
+	return launch_retrying(s);
 }
 
 /* Creates the shared memory and starts every child (each matcher

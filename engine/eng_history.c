@@ -112,20 +112,6 @@ void eng_history_close(struct eng_history *h)
 	free(h);
 }
 
-static int read_at(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : SHMEX_EJCORRUPT;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 int eng_history_reset(struct eng_history *h, uint64_t len, struct shmex_error *warn,
 		      struct shmex_error *e)
 {
@@ -151,7 +137,8 @@ int eng_history_reset(struct eng_history *h, uint64_t len, struct shmex_error *w
 	while (off < len) {
 		struct shm_hist_rec r;
 		const char *why = NULL;
-		if (len - off < sizeof(r) || read_at(h->fd, &r, sizeof(r), off) != 0)
+		if (len - off < sizeof(r) ||
+		    shm_history_pread(h->fd, &r, sizeof(r), off) != 0)
 			why = "a record cut short";
 		else if (r.magic != SHM_HIST_MAGIC || r.nfills > SHM_HIST_FILLS_MAX ||
 			 (len - off - sizeof(r)) / sizeof(*fl) < r.nfills)
@@ -167,8 +154,8 @@ int eng_history_reset(struct eng_history *h, uint64_t len, struct shmex_error *w
 			flcap = r.nfills;
 		}
 		if (!why && r.nfills &&
-		    read_at(h->fd, fl, (size_t)r.nfills * sizeof(*fl), off + sizeof(r)) !=
-			    0)
+		    shm_history_pread(h->fd, fl, (size_t)r.nfills * sizeof(*fl),
+				      off + sizeof(r)) != 0)
 			why = "a record cut short";
 		if (!why && (!shm_hist_valid(&r, fl) ||
 			     shm_shard_of_order(r.id, h->nshards) != h->shard))
@@ -354,7 +341,7 @@ int eng_history_account(const struct eng_history *h, uint64_t id, uint64_t *acco
 			if (off - h->len + sizeof(r) > h->nbuf)
 				return SHMEX_EJCORRUPT;
 			memcpy(&r, h->buf + (off - h->len), sizeof(r));
-		} else if (read_at(h->fd, &r, sizeof(r), off) != 0) {
+		} else if (shm_history_pread(h->fd, &r, sizeof(r), off) != 0) {
 			return SHMEX_EJCORRUPT;
 		}
 		if (r.gen >= last_gen)

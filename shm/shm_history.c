@@ -116,7 +116,7 @@ void shm_history_close(struct shm_history *h)
 	h->fd = h->slots_fd = -1;
 }
 
-static int read_at(int fd, void *buf, size_t len, uint64_t off)
+int shm_history_pread(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t got = 0;
 	while (got < len) {
@@ -148,7 +148,7 @@ int shm_history_find(struct shm_history *h, uint64_t id, struct shm_snap_order *
 	struct shm_hist_rec r;
 	while (at != 0) {
 		uint64_t off = at - 1;
-		int rc = read_at(h->fd, &r, sizeof(r), off);
+		int rc = shm_history_pread(h->fd, &r, sizeof(r), off);
 		/* Every step goes strictly down in generation, so a chain ends
 		 * after at most gen + 1 steps even in a forged file. */
 		if (rc == 0 && (r.magic != SHM_HIST_MAGIC || r.gen >= last_gen ||
@@ -182,8 +182,8 @@ int shm_history_find(struct shm_history *h, uint64_t id, struct shm_snap_order *
 			fl = malloc((size_t)r.nfills * sizeof(*fl));
 			if (!fl)
 				return shmex_error_set(e, -ENOMEM, "out of memory");
-			rc = read_at(h->fd, fl, (size_t)r.nfills * sizeof(*fl),
-				     off + sizeof(r));
+			rc = shm_history_pread(h->fd, fl, (size_t)r.nfills * sizeof(*fl),
+					       off + sizeof(r));
 		}
 		if (rc == 0 && !shm_hist_valid(&r, fl))
 			rc = SHMEX_EJCORRUPT;

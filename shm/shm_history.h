@@ -101,6 +101,11 @@ void shm_hist_seal(struct shm_hist_rec *r, const struct shm_hist_fill *fills);
  * count, CRC.  fills may be NULL when nfills is 0. */
 bool shm_hist_valid(const struct shm_hist_rec *r, const struct shm_hist_fill *fills);
 
+/* pread of exactly len bytes at off: 0, -errno, or SHMEX_EJCORRUPT when
+ * the file ends first. */
+int shm_history_pread(int fd, void *buf, size_t len, uint64_t off)
+	__attribute__((warn_unused_result));
+
 /* A reader of one shard's history. */
 struct shm_history {
 	bool ok; /* open (a zeroed handle is closed) */

@@ -314,17 +314,24 @@ static void set_scene(struct client *c, struct scene *sc)
 	sc->owner[3] = 2;
 }
 
+/* Connects c, sets the scene and keeps each order's status as its owner
+ * sees it (before[i], owned by the caller). */
+static void scene_and_statuses(struct client *c, struct scene *sc, char *before[4])
+{
+	conn(c);
+	set_scene(c, sc);
+	for (int i = 0; i < 4; i++)
+		before[i] = status(c, sc->owner[i], sc->id[i]);
+}
+
 START_TEST(dead_matcher_comes_back_while_others_trade)
 {
 	fresh();
 	start(NULL);
 	struct client c;
-	conn(&c);
 	struct scene sc;
-	set_scene(&c, &sc);
 	char *before[4];
-	for (int i = 0; i < 4; i++)
-		before[i] = status(&c, sc.owner[i], sc.id[i]);
+	scene_and_statuses(&c, &sc, before);
 
 	pid_t m1 = exchange_child(&ex, "shmex-matcher", 1);
 	ck_assert_int_gt(m1, 0);
@@ -410,12 +417,9 @@ START_TEST(everything_killed_recovers_exact_state)
 	fresh();
 	start(NULL);
 	struct client c;
-	conn(&c);
 	struct scene sc;
-	set_scene(&c, &sc);
 	char *before[4];
-	for (int i = 0; i < 4; i++)
-		before[i] = status(&c, sc.owner[i], sc.id[i]);
+	scene_and_statuses(&c, &sc, before);
 	struct shm_account_view a1 = account(1), a2 = account(2);
 	client_close(&c);
 
@@ -1565,12 +1569,9 @@ START_TEST(matcher_killed_during_a_whole_recovery)
 	fresh();
 	start(NULL);
 	struct client c;
-	conn(&c);
 	struct scene sc;
-	set_scene(&c, &sc);
 	char *before[4];
-	for (int i = 0; i < 4; i++)
-		before[i] = status(&c, sc.owner[i], sc.id[i]);
+	scene_and_statuses(&c, &sc, before);
 	client_close(&c);
 	bool caught = false;
 	for (int attempt = 0; attempt < 20 && !caught; attempt++) {

@@ -643,7 +643,8 @@ static const struct eng_alloc_hooks gl_hooks = {
 /* Maps the instance's regions into this worker's page tables before the
  * start, as a server maps its shared memory in at startup (a forked child
  * inherits the mappings but not the page-table entries of shared ones;
- * the mutex book's process has them from MAP_POPULATE). */
+ * the mutex book's process has them from MAP_POPULATE).  Linux 5.14 and
+ * later; without it the pages fault in on first touch. */
 static void gl_populate(const char *inst)
 {
 	char want[96], line[512];

@@ -12,6 +12,7 @@
  * found through `pmap`.
  */
 #include "engine/eng_cash.h"
+#include "engine/eng_alloc.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -61,7 +62,7 @@ int eng_cash_open(struct eng_cash **out, struct shm_accounts *accounts,
 		  struct shm_ledger *ledger)
 {
 	*out = NULL;
-	struct eng_cash *c = calloc(1, sizeof(*c));
+	struct eng_cash *c = eng_alloc_calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->acc = accounts;
@@ -69,12 +70,12 @@ int eng_cash_open(struct eng_cash **out, struct shm_accounts *accounts,
 	c->replay = accounts == NULL;
 	if (c->replay) {
 		c->pmask = 1023;
-		c->pmap = calloc(c->pmask + 1, sizeof(*c->pmap));
+		c->pmap = eng_alloc_calloc(c->pmask + 1, sizeof(*c->pmap));
 		if (!c->pmap)
 			goto out_nomem;
 	} else {
 		c->amask = 255;
-		c->allow = calloc(c->amask + 1, sizeof(*c->allow));
+		c->allow = eng_alloc_calloc(c->amask + 1, sizeof(*c->allow));
 		if (!c->allow)
 			goto out_nomem;
 	}
@@ -89,11 +90,11 @@ void eng_cash_close(struct eng_cash *c)
 {
 	if (!c)
 		return;
-	free(c->q);
-	free(c->allow);
-	free(c->parts);
-	free(c->pmap);
-	free(c);
+	eng_alloc_free(c->q);
+	eng_alloc_free(c->allow);
+	eng_alloc_free(c->parts);
+	eng_alloc_free(c->pmap);
+	eng_alloc_free(c);
 }
 
 bool eng_cash_replaying(const struct eng_cash *c)
@@ -125,7 +126,8 @@ static struct shm_ledger_part *part_of(struct eng_cash *c, uint64_t id, bool mak
 			return NULL;
 		if (c->nparts == c->pcap) {
 			uint64_t cap = c->pcap ? 2 * c->pcap : 1024;
-			struct shm_ledger_part *np = realloc(c->parts, cap * sizeof(*np));
+			struct shm_ledger_part *np =
+				eng_alloc_realloc(c->parts, cap * sizeof(*np));
 			if (!np)
 				return NULL;
 			c->parts = np;
@@ -134,7 +136,7 @@ static struct shm_ledger_part *part_of(struct eng_cash *c, uint64_t id, bool mak
 		if (2 * (c->nparts + 1) > (uint64_t)c->pmask + 1) {
 			/* Grow the map and place every part again. */
 			uint32_t nmask = c->pmask * 2 + 1;
-			uint32_t *nm = calloc((size_t)nmask + 1, sizeof(*nm));
+			uint32_t *nm = eng_alloc_calloc((size_t)nmask + 1, sizeof(*nm));
 			if (!nm)
 				return NULL;
 			for (uint64_t p = 0; p < c->nparts; p++) {
@@ -144,7 +146,7 @@ static struct shm_ledger_part *part_of(struct eng_cash *c, uint64_t id, bool mak
 					j = (j + 1) & nmask;
 				nm[j] = (uint32_t)p + 1;
 			}
-			free(c->pmap);
+			eng_alloc_free(c->pmap);
 			c->pmap = nm;
 			c->pmask = nmask;
 			return part_of(c, id, make);
@@ -215,7 +217,7 @@ static struct allow_ent *allow_find(struct eng_cash *c, uint32_t idx)
 static int allow_grow(struct eng_cash *c)
 {
 	uint32_t nmask = c->amask * 2 + 1;
-	struct allow_ent *na = calloc((size_t)nmask + 1, sizeof(*na));
+	struct allow_ent *na = eng_alloc_calloc((size_t)nmask + 1, sizeof(*na));
 	if (!na)
 		return -ENOMEM;
 	for (uint32_t i = 0; i <= c->amask; i++) {
@@ -227,7 +229,7 @@ static int allow_grow(struct eng_cash *c)
 			j = (j + 1) & nmask;
 		na[j] = *e;
 	}
-	free(c->allow);
+	eng_alloc_free(c->allow);
 	c->allow = na;
 	c->amask = nmask;
 	return 0;
@@ -296,7 +298,7 @@ static void enqueue(struct eng_cash *c, const struct item *it)
 			c->qhead = 0;
 		} else {
 			size_t cap = c->qcap ? 2 * c->qcap : 1024;
-			struct item *nq = realloc(c->q, cap * sizeof(*nq));
+			struct item *nq = eng_alloc_realloc(c->q, cap * sizeof(*nq));
 			if (!nq) {
 				c->internal++;
 				return;

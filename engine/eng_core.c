@@ -74,11 +74,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"
 
+#include "engine/eng_alloc.h"
 #include "engine/eng_core_impl.h"
 
 #define NIL SHM_BOOK_NIL
@@ -1085,12 +1085,9 @@ static int sym_map(const struct eng_core *b, struct eng_sym *p)
 {
 	size_t per = (size_t)b->v.cap_levels * sizeof(struct eng_px);
 	p->map_len = 2 * per;
-	p->map = mmap(NULL, p->map_len, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p->map == MAP_FAILED) {
-		p->map = NULL;
+	p->map = eng_alloc_reserve(p->map_len);
+	if (!p->map)
 		return -ENOMEM;
-	}
 	p->side[0].a = p->map;
 	p->side[1].a = (struct eng_px *)((char *)p->map + per);
 	p->side[0].n = p->side[1].n = 0;
@@ -1152,7 +1149,7 @@ int eng_core_init(struct eng_core **out, void *mem, size_t len,
 	if (shm_book_layout(mem, &cfg->caps, cfg->shard, cfg->nshards, cfg->stp_mode) !=
 	    0)
 		return -EINVAL;
-	struct eng_core *b = calloc(1, sizeof(*b));
+	struct eng_core *b = eng_alloc_calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	if (shm_book_view_init(&b->v, mem, need) != 0)
@@ -1166,16 +1163,16 @@ int eng_core_init(struct eng_core **out, void *mem, size_t len,
 	while (hs < 2 * cfg->caps.symbols)
 		hs <<= 1;
 	b->sym_hash_mask = hs - 1;
-	b->sym_hash = calloc(hs, sizeof(uint32_t));
-	b->syms = calloc(cfg->caps.symbols, sizeof(struct eng_sym));
-	b->lvl_free = calloc(cfg->caps.levels, sizeof(uint32_t));
-	b->lvl_retired.v = calloc(cfg->caps.levels, sizeof(uint32_t));
-	b->lvl_retired.epoch = calloc(cfg->caps.levels, sizeof(uint64_t));
-	b->ord_free = calloc(cfg->caps.orders, sizeof(uint32_t));
-	b->ord_done.v = calloc(cfg->caps.orders, sizeof(uint32_t));
-	b->ord_done.epoch = calloc(cfg->caps.orders, sizeof(uint64_t));
-	b->ofills = calloc(cfg->caps.orders, sizeof(*b->ofills));
-	b->fill_free = calloc(cfg->caps.fills, sizeof(uint32_t));
+	b->sym_hash = eng_alloc_calloc(hs, sizeof(uint32_t));
+	b->syms = eng_alloc_calloc(cfg->caps.symbols, sizeof(struct eng_sym));
+	b->lvl_free = eng_alloc_calloc(cfg->caps.levels, sizeof(uint32_t));
+	b->lvl_retired.v = eng_alloc_calloc(cfg->caps.levels, sizeof(uint32_t));
+	b->lvl_retired.epoch = eng_alloc_calloc(cfg->caps.levels, sizeof(uint64_t));
+	b->ord_free = eng_alloc_calloc(cfg->caps.orders, sizeof(uint32_t));
+	b->ord_done.v = eng_alloc_calloc(cfg->caps.orders, sizeof(uint32_t));
+	b->ord_done.epoch = eng_alloc_calloc(cfg->caps.orders, sizeof(uint64_t));
+	b->ofills = eng_alloc_calloc(cfg->caps.orders, sizeof(*b->ofills));
+	b->fill_free = eng_alloc_calloc(cfg->caps.fills, sizeof(uint32_t));
 	if (!b->sym_hash || !b->syms || !b->lvl_free || !b->lvl_retired.v ||
 	    !b->lvl_retired.epoch || !b->ord_free || !b->ord_done.v ||
 	    !b->ord_done.epoch || !b->ofills || !b->fill_free) {
@@ -1189,10 +1186,8 @@ int eng_core_init(struct eng_core **out, void *mem, size_t len,
 	while ((UINT64_C(1) << bits) < 2 * (uint64_t)cfg->caps.levels)
 		bits++;
 	b->lvl_hash_len = (sizeof(struct eng_lvl_slot)) << bits;
-	b->lvl_hash = mmap(NULL, b->lvl_hash_len, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (b->lvl_hash == MAP_FAILED) {
-		b->lvl_hash = NULL;
+	b->lvl_hash = eng_alloc_reserve(b->lvl_hash_len);
+	if (!b->lvl_hash) {
 		eng_core_destroy(b);
 		return -ENOMEM;
 	}
@@ -1206,7 +1201,7 @@ int eng_core_init(struct eng_core **out, void *mem, size_t len,
 	return 0;
 
 out_free:
-	free(b);
+	eng_alloc_free(b);
 	return -EINVAL;
 }
 
@@ -1216,22 +1211,20 @@ void eng_core_destroy(struct eng_core *b)
 		return;
 	if (b->syms) {
 		for (uint32_t i = 0; i < b->nsymbols; i++)
-			if (b->syms[i].map)
-				munmap(b->syms[i].map, b->syms[i].map_len);
+			eng_alloc_unreserve(b->syms[i].map, b->syms[i].map_len);
 	}
-	free(b->syms);
-	free(b->sym_hash);
-	if (b->lvl_hash)
-		munmap(b->lvl_hash, b->lvl_hash_len);
-	free(b->lvl_free);
-	free(b->lvl_retired.v);
-	free(b->lvl_retired.epoch);
-	free(b->ord_free);
-	free(b->ord_done.v);
-	free(b->ord_done.epoch);
-	free(b->ofills);
-	free(b->fill_free);
-	free(b);
+	eng_alloc_free(b->syms);
+	eng_alloc_free(b->sym_hash);
+	eng_alloc_unreserve(b->lvl_hash, b->lvl_hash_len);
+	eng_alloc_free(b->lvl_free);
+	eng_alloc_free(b->lvl_retired.v);
+	eng_alloc_free(b->lvl_retired.epoch);
+	eng_alloc_free(b->ord_free);
+	eng_alloc_free(b->ord_done.v);
+	eng_alloc_free(b->ord_done.epoch);
+	eng_alloc_free(b->ofills);
+	eng_alloc_free(b->fill_free);
+	eng_alloc_free(b);
 }
 
 void eng_core_set_callback(struct eng_core *b, eng_event_fn fn, void *ctx)

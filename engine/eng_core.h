@@ -11,7 +11,9 @@
  * matcher; readers in other processes walk it concurrently) or plain memory
  * (shmex-replay, tests, benchmarks).  The writer's private acceleration
  * structures (a sorted price array per symbol side, free lists, the
- * retirement queues, the symbol hash) live in the handle, in this process.
+ * retirement queues, the symbol hash) live in the handle, in this process,
+ * in memory from eng_alloc.h (the heap and private mappings, unless a
+ * benchmark put them in shared memory).
  *
  * Concurrency: every function here is called by one thread, the shard's
  * single writer.  Readers in any process may run at the same time (see the

@@ -18,6 +18,7 @@
  * failed writer never writes again.
  */
 #include "engine/eng_journal.h"
+#include "engine/eng_alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -78,12 +79,12 @@ struct eng_journal {
 
 static struct batch *batch_new(void)
 {
-	struct batch *b = calloc(1, sizeof(*b));
+	struct batch *b = eng_alloc_calloc(1, sizeof(*b));
 	if (!b)
 		return NULL;
-	b->buf = malloc(BATCH_CAP0);
+	b->buf = eng_alloc_malloc(BATCH_CAP0);
 	if (!b->buf) {
-		free(b);
+		eng_alloc_free(b);
 		return NULL;
 	}
 	b->cap = BATCH_CAP0;
@@ -94,8 +95,8 @@ static void batch_free(struct batch *b)
 {
 	while (b) {
 		struct batch *n = b->next;
-		free(b->buf);
-		free(b);
+		eng_alloc_free(b->buf);
+		eng_alloc_free(b);
 		b = n;
 	}
 }
@@ -263,7 +264,7 @@ int eng_journal_open(struct eng_journal **out, const struct eng_journal_cfg *cfg
 		     struct shmex_error *e)
 {
 	*out = NULL;
-	struct eng_journal *j = calloc(1, sizeof(*j));
+	struct eng_journal *j = eng_alloc_calloc(1, sizeof(*j));
 	if (!j)
 		return shmex_error_set(e, -ENOMEM, "out of memory");
 	j->cfg = *cfg;
@@ -318,7 +319,7 @@ uint64_t eng_journal_append(struct eng_journal *j, struct shm_jrec *r)
 	size_t len = shm_jrec_seal(r);
 	if (b->len + len > b->cap) {
 		size_t cap = b->cap * 2;
-		uint8_t *nb = realloc(b->buf, cap);
+		uint8_t *nb = eng_alloc_realloc(b->buf, cap);
 		if (!nb) {
 			/* Out of memory in the matcher: treat it as a write
 			 * failure, so that nothing further is acknowledged. */
@@ -447,5 +448,5 @@ void eng_journal_close(struct eng_journal *j)
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
 	pthread_cond_destroy(&j->done);
-	free(j);
+	eng_alloc_free(j);
 }

@@ -57,6 +57,7 @@
  * corrupted region (counted in stats.internal and logged, never ignored).
  */
 #include "engine/eng_matcher.h"
+#include "engine/eng_alloc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -867,7 +868,7 @@ static int outq_push(struct outq *q, const struct shm_msg *msg, uint64_t tag)
 			q->head = 0;
 		} else {
 			uint32_t cap = q->cap ? 2 * q->cap : 256;
-			struct pend *nv = realloc(q->v, cap * sizeof(*nv));
+			struct pend *nv = eng_alloc_realloc(q->v, cap * sizeof(*nv));
 			if (!nv)
 				return -ENOMEM;
 			q->v = nv;
@@ -941,12 +942,12 @@ static void mark_batch(struct eng_matcher *m)
 		return;
 	if (m->mn == m->mcap) {
 		uint32_t cap = m->mcap ? 2 * m->mcap : 64;
-		struct evmark *nm = malloc(cap * sizeof(*nm));
+		struct evmark *nm = eng_alloc_malloc(cap * sizeof(*nm));
 		if (!nm)
 			return; /* durable_event then lags; replies do not */
 		for (uint32_t i = 0; i < m->mn; i++)
 			nm[i] = m->marks[(m->mhead + i) % m->mcap];
-		free(m->marks);
+		eng_alloc_free(m->marks);
 		m->marks = nm;
 		m->mhead = 0;
 		m->mcap = cap;
@@ -1611,7 +1612,7 @@ static int group_push(struct group *g, const struct shm_jrec *r)
 {
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? 2 * g->cap : 64;
-		struct shm_jrec *nr = realloc(g->r, cap * sizeof(*nr));
+		struct shm_jrec *nr = eng_alloc_realloc(g->r, cap * sizeof(*nr));
 		if (!nr)
 			return -ENOMEM;
 		g->r = nr;
@@ -2052,13 +2053,13 @@ static int remove_stale(struct eng_matcher *m, struct shmex_error *err)
 static int alloc_private(struct eng_matcher *m)
 {
 	uint32_t g = m->ngateways, b = m->batch;
-	m->req = calloc(g, sizeof(*m->req));
-	m->rep = calloc(g, sizeof(*m->rep));
-	m->ring_bad = calloc(g, sizeof(bool));
-	m->rep_bad = calloc(g, sizeof(bool));
-	m->in = calloc(b, sizeof(*m->in));
-	m->outq = calloc(g, sizeof(*m->outq));
-	m->sidx_of = malloc((size_t)m->bcfg.caps.symbols * sizeof(uint32_t));
+	m->req = eng_alloc_calloc(g, sizeof(*m->req));
+	m->rep = eng_alloc_calloc(g, sizeof(*m->rep));
+	m->ring_bad = eng_alloc_calloc(g, sizeof(bool));
+	m->rep_bad = eng_alloc_calloc(g, sizeof(bool));
+	m->in = eng_alloc_calloc(b, sizeof(*m->in));
+	m->outq = eng_alloc_calloc(g, sizeof(*m->outq));
+	m->sidx_of = eng_alloc_malloc((size_t)m->bcfg.caps.symbols * sizeof(uint32_t));
 	if (!m->req || !m->rep || !m->ring_bad || !m->rep_bad || !m->in || !m->outq ||
 	    !m->sidx_of)
 		return -ENOMEM;
@@ -2069,18 +2070,18 @@ static int alloc_private(struct eng_matcher *m)
 
 static void free_private(struct eng_matcher *m)
 {
-	free(m->req);
-	free(m->rep);
-	free(m->ring_bad);
-	free(m->rep_bad);
-	free(m->in);
+	eng_alloc_free(m->req);
+	eng_alloc_free(m->rep);
+	eng_alloc_free(m->ring_bad);
+	eng_alloc_free(m->rep_bad);
+	eng_alloc_free(m->in);
 	if (m->outq)
 		for (uint32_t g = 0; g < m->ngateways; g++)
-			free(m->outq[g].v);
-	free(m->outq);
-	free(m->sidx_of);
-	free(m->marks);
-	free(m->grp.r);
+			eng_alloc_free(m->outq[g].v);
+	eng_alloc_free(m->outq);
+	eng_alloc_free(m->sidx_of);
+	eng_alloc_free(m->marks);
+	eng_alloc_free(m->grp.r);
 }
 
 /* Steps 3-5: the regions (the book laid out, not yet published). */
@@ -2282,7 +2283,7 @@ int eng_matcher_open(struct eng_matcher **out, const char *instance, uint32_t sh
 				       "shard %u is out of range "
 				       "(0..%u)",
 				       shard, SHM_INSTANCE_SHARDS_MAX - 1);
-	struct eng_matcher *m = calloc(1, sizeof(*m));
+	struct eng_matcher *m = eng_alloc_calloc(1, sizeof(*m));
 	if (!m)
 		return shmex_error_set(err, -ENOMEM, "out of memory");
 	snprintf(m->instance, sizeof(m->instance), "%s", instance);
@@ -2334,7 +2335,7 @@ out_unlink : {
 out_private:
 	free_private(m);
 out_free:
-	free(m);
+	eng_alloc_free(m);
 	return rc;
 }
 
@@ -2349,5 +2350,5 @@ void eng_matcher_close(struct eng_matcher *m)
 		return;
 	detach_all(m);
 	free_private(m);
-	free(m);
+	eng_alloc_free(m);
 }

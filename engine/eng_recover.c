@@ -12,6 +12,7 @@
  * negative while it is applied.
  */
 #include "engine/eng_recover.h"
+#include "engine/eng_alloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -115,12 +116,12 @@ int eng_recover_full(const struct eng_recover_in *in, struct eng_recover_stats *
 	/* LG5: release; pairs with every other matcher's LG6 below. */
 	store_release(&in->ledger->hdr->phase, (uint32_t)SHM_LEDGER_PHASE_ACCOUNTS);
 
-	struct shm_ledger *others = calloc(in->nshards, sizeof(*others));
+	struct shm_ledger *others = eng_alloc_calloc(in->nshards, sizeof(*others));
 	if (!others)
 		return shmex_error_set(e, -ENOMEM, "out of memory");
 	int rc = attach_others(in, others, e);
 	if (rc) {
-		free(others);
+		eng_alloc_free(others);
 		return rc;
 	}
 	uint64_t deadline =
@@ -149,7 +150,7 @@ int eng_recover_full(const struct eng_recover_in *in, struct eng_recover_stats *
 		}
 	}
 	detach_others(in, others);
-	free(others);
+	eng_alloc_free(others);
 	if (rc)
 		return rc;
 	/* Phase 2: this shard's part of every account. */
@@ -199,12 +200,12 @@ int eng_recover_restart(const struct eng_recover_in *in, struct eng_recover_stat
 	if (rc)
 		return shmex_error_set(e, rc, "accounts of shard %u: %s", in->shard,
 				       shmex_strerror(rc));
-	struct shm_ledger *others = calloc(in->nshards, sizeof(*others));
+	struct shm_ledger *others = eng_alloc_calloc(in->nshards, sizeof(*others));
 	if (!others)
 		return shmex_error_set(e, -ENOMEM, "out of memory");
 	rc = attach_others(in, others, e);
 	if (rc) {
-		free(others);
+		eng_alloc_free(others);
 		return rc;
 	}
 	struct shm_control_sh *ctl = in->inst->ctl;
@@ -304,7 +305,7 @@ out_release:
 	st->freeze_ns = shm_clock_ns(CLOCK_MONOTONIC) - t0;
 out:
 	detach_others(in, others);
-	free(others);
+	eng_alloc_free(others);
 	if (!rc)
 		store_release(&in->ledger->hdr->phase, (uint32_t)SHM_LEDGER_PHASE_READY);
 	return rc;

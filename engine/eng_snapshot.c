@@ -15,6 +15,7 @@
  * run are zero.
  */
 #include "engine/eng_snapshot.h"
+#include "engine/eng_alloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,13 +181,13 @@ int eng_snapshot_write(const char *shard_dir, const struct eng_snapshot_in *in,
 		return shmex_error_set(e, -ENAMETOOLONG, "%s: name too long", shard_dir);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	struct snapw w = {.path = tmp};
-	w.buf = malloc(WBUF);
+	w.buf = eng_alloc_malloc(WBUF);
 	if (!w.buf)
 		return shmex_error_set(e, -ENOMEM, "out of memory");
 	w.fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0640);
 	if (w.fd < 0) {
 		int rc = -errno;
-		free(w.buf);
+		eng_alloc_free(w.buf);
 		return shmex_error_set(e, rc, "open %s: %s", tmp, strerror(-rc));
 	}
 	struct shm_jsnap_hdr h = {
@@ -233,7 +234,7 @@ int eng_snapshot_write(const char *shard_dir, const struct eng_snapshot_in *in,
 		rc = -errno;
 		what = "close";
 	}
-	free(w.buf);
+	eng_alloc_free(w.buf);
 	if (!rc && rename(tmp, path) != 0) {
 		rc = -errno;
 		what = "rename";

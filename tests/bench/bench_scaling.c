@@ -1,6 +1,6 @@
 /*
- * bench_scaling: matcher throughput against shards, and against the design
- * shmex replaces, on the same workload in the same run.
+ * bench_scaling: matcher throughput against shards, and against the two
+ * designs shmex replaces, on the same workload in the same run.
  *
  *   shmex-bench scaling [--shards 1,2] [--ops N] [--reps R] [--cpus LIST]
  *                       [--csv PATH]
@@ -38,19 +38,42 @@
  * whole run, since this handle never runs the matcher loop's
  * reclamation.
  *
+ * global-lock server, P processes (the Python + PostgreSQL server's
+ * design: several gateway processes sharing one book in shared memory
+ * behind one process-shared lock, done as well as that design allows):
+ * one MAP_SHARED arena is mapped before fork(), so at the same address in
+ * every process, and the engine's private allocations come from it
+ * (eng_alloc_set, engine/eng_alloc.h); then this process opens one matcher
+ * handle on a 1-shard instance like the mutex book's (book, accounts and
+ * positions are its shm regions) and applies the same setup, so the whole
+ * matcher state -- regions, core indexes, cash queue, counters -- is
+ * shared memory.  It forks P workers, each pinned like the matchers, each
+ * mapping the regions in (MADV_POPULATE_WRITE, as a server does at
+ * startup and as MAP_POPULATE did for the other two designs), and each
+ * applying its own stream (the same streams again) through
+ * eng_matcher_apply under one pthread mutex in the arena
+ * (PTHREAD_PROCESS_SHARED; the mutex book's lock type, so that the
+ * process boundary is the only difference).  Timed from the start
+ * barrier to the last worker's end; CPU is the workers' own
+ * (CLOCK_PROCESS_CPUTIME_ID over the run).  After the run the handle must
+ * have counted every worker's requests, else the run fails: it proves
+ * the workers changed one state.
+ *
  * Each point runs --reps times (default 3), interleaved with the other
  * points; the table has mean, standard error and the best run, and the
  * CPU the design used while timed (utime + stime of the matchers, or of
- * this process for the threads, over the wall time: 2.0 = two CPUs busy
- * throughout) and orders per CPU-second, which
- * depends far less than orders/s on what else the machine runs.  --csv
- * appends "design,n,rep,ops_per_s,cpus" rows.
+ * this process for the threads, of the workers for the global lock, over
+ * the wall time: 2.0 = two CPUs busy throughout) and orders per
+ * CPU-second, which depends far less than orders/s on what else the
+ * machine runs.  --csv appends "design,n,rep,ops_per_s,cpus" rows
+ * (design: shmex, mutex, global).
  * Last line:
- *   RESULT scaling shards2_vs_1=<x> vs_mutex_book=<x> shmex_ops_per_s=<n>
- *          mutex_ops_per_s=<n> shards2_cpus=<x> shards2_per_cpu_vs_1=<x>
- *          cpus=<n>
+ *   RESULT scaling shards2_vs_1=<x> vs_mutex_book=<x> vs_global_lock=<x>
+ *          shmex_ops_per_s=<n> mutex_ops_per_s=<n> global_ops_per_s=<n>
+ *          shards2_cpus=<x> shards2_per_cpu_vs_1=<x> cpus=<n>
  * shards2_vs_1 is 2 shards over 1; vs_mutex_book compares shmex with as
- * many shards as CPUs to the mutex book with as many threads.
+ * many shards as CPUs to the mutex book with as many threads,
+ * vs_global_lock to the global-lock server with as many processes.
  * shards2_cpus is the CPU the 2 matchers got (below 2.0 on a machine
  * that other work shares), shards2_per_cpu_vs_1 the orders per
  * CPU-second of 2 shards over those of 1 (1.0: a second shard costs
@@ -67,10 +90,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/eng_alloc.h"
 #include "engine/eng_matcher.h"
 #include "shm/shm_accounts.h"
 #include "shm/shm_dec.h"
@@ -523,6 +548,294 @@ out_inst:
 	return rate;
 }
 
+/* ---- the global-lock server: P processes around one book in shm ---- */
+
+/*
+ * The arena: one MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE mapping made
+ * before fork(), so that it is at the same address in every worker.  Its
+ * head holds the global lock, the start barrier and the workers' results;
+ * the rest is a bump allocator that the engine's private memory comes
+ * from while this design runs (eng_alloc_set).  So the matcher handle this
+ * process opens before the fork -- the core's indexes, the cash queue, the
+ * matcher's counters -- is one state that every worker sees and changes,
+ * and its book, accounts and positions are the instance's shm regions,
+ * mapped before the fork too.  Every worker runs the same
+ * eng_matcher_apply as the mutex book, on that one state, under the lock.
+ *
+ * Memory is never reused (free does nothing; the arena goes at the end of
+ * the run), so what the allocator hands out is zero without being touched
+ * and the core's large lazy areas stay lazy.  A realloc of the last block
+ * grows in place (the cash queue, which the bench's apply-only loop never
+ * commits, grows all run long; in the mutex book glibc grows that large
+ * block with mremap, without copying).  `top` needs no atomics: it changes only inside engine calls,
+ * which this process makes before the fork and the workers make under
+ * the lock.
+ */
+/* Written by worker k before it exits; read by this process after
+ * waitpid (the exit orders them). */
+struct gl_worker_sh {
+	uint64_t end_ns;  /* when its last request was applied */
+	uint64_t cpu_ns;  /* its CPU from the start barrier to end_ns */
+	uint64_t refused; /* replies with a non-zero status */
+};
+
+struct gl_arena_sh {
+	pthread_mutex_t lock;    /* the global lock, PTHREAD_PROCESS_SHARED */
+	pthread_barrier_t ready; /* the workers and this process: mapped in */
+	pthread_barrier_t go;    /* the same: t0 taken, start */
+	struct eng_matcher *m;   /* W: this process, before the fork */
+	uint64_t top;            /* bytes handed out; W: see above */
+	uint64_t size;           /* of the arena; W: before the fork */
+	struct gl_worker_sh w[MAX_N];
+};
+
+#define GL_ALIGN 64
+#define GL_HDR 16 /* the block's size, just before it */
+
+static struct gl_arena_sh *gl;
+
+static void *gl_malloc(size_t size)
+{
+	uint64_t at = (gl->top + GL_HDR + GL_ALIGN - 1) & ~(uint64_t)(GL_ALIGN - 1);
+	if (size > gl->size || at > gl->size - size)
+		return NULL;
+	gl->top = at + size;
+	char *p = (char *)gl + at;
+	memcpy(p - GL_HDR, &(uint64_t){size}, sizeof(uint64_t));
+	return p;
+}
+
+static void *gl_calloc(size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	return gl_malloc(n * size); /* never used before: zero */
+}
+
+static void *gl_realloc(void *p, size_t size)
+{
+	if (!p)
+		return gl_malloc(size);
+	uint64_t old;
+	memcpy(&old, (char *)p - GL_HDR, sizeof(old));
+	if (size <= old)
+		return p;
+	uint64_t at = (uint64_t)((char *)p - (char *)gl);
+	if (at + old == gl->top && size <= gl->size - at) {
+		gl->top = at + size;
+		memcpy((char *)p - GL_HDR, &(uint64_t){size}, sizeof(uint64_t));
+		return p;
+	}
+	void *n = gl_malloc(size);
+	if (n)
+		memcpy(n, p, old);
+	return n;
+}
+
+static void gl_free(void *p)
+{
+	(void)p;
+}
+
+static const struct eng_alloc_hooks gl_hooks = {
+	.malloc = gl_malloc, .calloc = gl_calloc, .realloc = gl_realloc, .free = gl_free};
+
+/* Maps the instance's regions into this worker's page tables before the
+ * start, as a server maps its shared memory in at startup (a forked child
+ * inherits the mappings but not the page-table entries of shared ones;
+ * the mutex book's process has them from MAP_POPULATE).  Linux 5.14 and
+ * later; without it the pages fault in on first touch. */
+static void gl_populate(const char *inst)
+{
+	char want[96], line[512];
+	snprintf(want, sizeof(want), "/dev/shm/shmex.%s.", inst);
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char perms[8];
+		if (!strstr(line, want) ||
+		    sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[1] != 'w')
+			continue;
+		(void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);
+	}
+	fclose(f);
+}
+
+static void gl_worker(int k, const struct stream *s, const char *inst)
+{
+	pin(0, O.cpus[k % O.ncpus]);
+	gl_populate(inst);
+	struct gl_worker_sh *w = &gl->w[k];
+	struct eng_matcher *m = gl->m;
+	struct shm_msg rep;
+	uint64_t refused = 0;
+	pthread_barrier_wait(&gl->ready);
+	pthread_barrier_wait(&gl->go);
+	struct timespec c0, c1;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+	for (uint64_t i = 0; i < s->n; i++) {
+		pthread_mutex_lock(&gl->lock);
+		eng_matcher_apply(m, &s->msgs[i], &rep);
+		pthread_mutex_unlock(&gl->lock);
+		refused += rep.status != 0;
+	}
+	w->end_ns = bench_now_ns();
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+	w->cpu_ns = (uint64_t)(c1.tv_sec - c0.tv_sec) * 1000000000u +
+		    (uint64_t)(c1.tv_nsec - c0.tv_nsec);
+	w->refused = refused;
+	_exit(0);
+}
+
+/* Bytes the arena needs for one book of n x 4 symbols and n streams:
+ * the core's price arrays (2 x levels entries per symbol) and level hash,
+ * its per-record indexes, the cash queue, with room to spare.  Virtual
+ * only: pages are backed when touched. */
+static size_t gl_arena_bytes(const struct shm_instance_cfg *cfg, int n)
+{
+	size_t levels = cfg->s.levels;
+	size_t syms = (size_t)SYMS_PER_SHARD * (size_t)n;
+	return (2 * syms + 8) * levels * 16 +
+	       64 * ((size_t)cfg->s.orders + cfg->s.fills) + 1024 * O.ops * (size_t)n +
+	       ((size_t)256 << 20);
+}
+
+static double run_global(int n, struct stream *st)
+{
+	char inst[64];
+	test_instance(inst, sizeof(inst));
+	struct shm_instance_cfg cfg;
+	caps(&cfg, 1, O.ops * (uint64_t)n);
+	struct shm_instance h;
+	struct shm_accounts acc;
+	double rate = -1;
+	pid_t pids[MAX_N] = {0};
+	size_t size = gl_arena_bytes(&cfg, n);
+	gl = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (gl == MAP_FAILED) {
+		fprintf(stderr, "scaling: global-lock arena of %zu bytes: %s\n", size,
+			strerror(errno));
+		gl = NULL;
+		return -1;
+	}
+	gl->size = size;
+	gl->top = sizeof(*gl);
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutex_init(&gl->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
+	pthread_barrierattr_t ba;
+	pthread_barrierattr_init(&ba);
+	pthread_barrierattr_setpshared(&ba, PTHREAD_PROCESS_SHARED);
+	pthread_barrier_init(&gl->ready, &ba, (unsigned)n + 1);
+	pthread_barrier_init(&gl->go, &ba, (unsigned)n + 1);
+	pthread_barrierattr_destroy(&ba);
+	if (shm_instance_create(inst, &cfg, &h) != 0)
+		goto out_arena;
+	if (shm_accounts_create(&acc, inst, cfg.s.accounts, 0600) != 0)
+		goto out_inst;
+	/* From here to the close, the engine's private memory is the arena's. */
+	eng_alloc_set(&gl_hooks);
+	struct shmex_error err;
+	if (eng_matcher_open(&gl->m, inst, 0, &err) != 0) {
+		fprintf(stderr, "scaling: matcher handle: %s\n", err.msg);
+		goto out_acc;
+	}
+	static struct shm_msg setup[NACCOUNTS * (SYMS_PER_SHARD + 1)];
+	struct shm_msg rep;
+	int c = setup_msgs(setup, 0, 1, &st[0], true);
+	uint64_t setup_n = (uint64_t)c;
+	for (int i = 0; i < c; i++)
+		eng_matcher_apply(gl->m, &setup[i], &rep);
+	for (int k = 0; k < n; k++) {
+		c = shares_msgs(setup, &st[k]);
+		setup_n += (uint64_t)c;
+		for (int i = 0; i < c; i++) {
+			eng_matcher_apply(gl->m, &setup[i], &rep);
+			if (rep.status) {
+				fprintf(stderr, "scaling: global-lock setup: %s\n",
+					shmex_strerror(rep.status));
+				goto out_m;
+			}
+		}
+	}
+	fflush(NULL); /* the workers leave with _exit */
+	for (int k = 0; k < n; k++) {
+		pids[k] = fork();
+		if (pids[k] == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			gl_worker(k, &st[k], inst);
+		}
+		if (pids[k] < 0) {
+			fprintf(stderr, "scaling: fork: %s\n", strerror(errno));
+			goto out_kill;
+		}
+	}
+	/* t0 once every worker has mapped the regions in. */
+	pthread_barrier_wait(&gl->ready);
+	uint64_t t0 = bench_now_ns();
+	pthread_barrier_wait(&gl->go);
+	bool ok = true;
+	for (int k = 0; k < n; k++) {
+		if (test_wait_pid(pids[k], 120000) != 0)
+			ok = false; /* killed after the timeout, or it failed */
+		pids[k] = 0;
+	}
+	if (!ok) {
+		fprintf(stderr, "scaling: a global-lock worker failed\n");
+		goto out_kill;
+	}
+	/* The workers changed one state: this process's handle (in the
+	 * arena) counts every request of every worker. */
+	struct eng_matcher_stats ms;
+	eng_matcher_get_stats(gl->m, &ms);
+	if (ms.requests != setup_n + O.ops * (uint64_t)n) {
+		fprintf(stderr,
+			"scaling: the global-lock handle saw %llu requests, not %llu\n",
+			(unsigned long long)ms.requests,
+			(unsigned long long)(setup_n + O.ops * (uint64_t)n));
+		goto out_m;
+	}
+	uint64_t t1 = t0, cpu_ns = 0, refused = 0;
+	for (int k = 0; k < n; k++) {
+		if (gl->w[k].end_ns > t1)
+			t1 = gl->w[k].end_ns;
+		cpu_ns += gl->w[k].cpu_ns;
+		refused += gl->w[k].refused;
+	}
+	rate = (double)O.ops * n / ((double)(t1 - t0) / 1e9);
+	last_cpus = (double)cpu_ns / (double)(t1 - t0);
+	if (refused)
+		fprintf(stderr, "scaling: %llu orders refused (the workload is wrong)\n",
+			(unsigned long long)refused);
+out_kill:
+	for (int k = 0; k < n; k++)
+		if (pids[k] > 0) {
+			kill(pids[k], SIGKILL);
+			(void)test_wait_pid(pids[k], 20000);
+			rate = -1;
+		}
+out_m:
+	eng_matcher_close(gl->m);
+out_acc:
+	eng_alloc_set(NULL);
+	shm_accounts_detach(&acc);
+out_inst:
+	shm_instance_detach(&h);
+	test_cleanup_instance(inst);
+out_arena:
+	pthread_barrier_destroy(&gl->ready);
+	pthread_barrier_destroy(&gl->go);
+	pthread_mutex_destroy(&gl->lock);
+	munmap(gl, size);
+	gl = NULL;
+	return rate;
+}
+
 /* ---- driver ---- */
 
 static int parse_list(const char *s, int *out, int max, int lo, int hi)
@@ -658,24 +971,27 @@ int bench_scaling(int argc, char **argv)
 	fprintf(stderr, "\n");
 	printf("%-12s %6s %14s %12s %14s %6s %14s\n", "design", "n", "orders/s", "stderr",
 	       "best", "CPUs", "orders/CPU-s");
-	double shmex_mean[16] = {0}, mutex_mean[16] = {0}, shmex_cpus[16] = {0};
+	static const char *const design[3] = {"shmex", "mutex", "global"};
+	double mean_of[3][16] = {{0}}, shmex_cpus[16] = {0};
 	int rc = 0;
 	/* Repetitions are interleaved (every point once, then again), so a
 	 * burst of other work on the machine spreads over all points
 	 * instead of spoiling one. */
-	static double v[16][2][MAX_REPS], cpu[16][2][MAX_REPS];
+	static double v[16][3][MAX_REPS], cpu[16][3][MAX_REPS];
 	for (int r = 0; r < O.reps; r++)
 		for (int p = 0; p < O.nshards; p++) {
 			int n = O.shards[p];
 			struct stream st[MAX_N];
 			for (int k = 0; k < n; k++)
 				gen_stream(&st[k], k, n, O.ops);
-			for (int d = 0; d < 2; d++) {
+			for (int d = 0; d < 3; d++) {
 				last_cpus = 0;
-				double x = d == 0 ? run_shmex(n, st) : run_mutex(n, st);
+				double x = d == 0   ? run_shmex(n, st)
+					   : d == 1 ? run_mutex(n, st)
+						    : run_global(n, st);
 				if (x < 0) {
 					fprintf(stderr, "scaling: %s n=%d failed\n",
-						d ? "mutex" : "shmex", n);
+						design[d], n);
 					rc = 1;
 					x = 0;
 				}
@@ -683,17 +999,17 @@ int bench_scaling(int argc, char **argv)
 				cpu[p][d][r] = last_cpus;
 				fprintf(stderr,
 					"scaling: run %d: %s n=%d: %.0f orders/s on %.2f CPUs\n",
-					r, d ? "mutex" : "shmex", n, x, last_cpus);
+					r, design[d], n, x, last_cpus);
 				if (csv)
-					fprintf(csv, "%s,%d,%d,%.0f,%.2f\n",
-						d ? "mutex" : "shmex", n, r, x,
-						last_cpus);
+					fprintf(csv, "%s,%d,%d,%.0f,%.2f\n", design[d], n,
+						r, x, last_cpus);
 			}
 			for (int k = 0; k < n; k++)
 				free(st[k].msgs);
 		}
+	static const char *const row[3] = {"shmex", "mutex-book", "global-lock"};
 	for (int p = 0; p < O.nshards; p++)
-		for (int d = 0; d < 2; d++) {
+		for (int d = 0; d < 3; d++) {
 			double mean, se, cpus = 0, best = 0;
 			stats(v[p][d], O.reps, &mean, &se);
 			for (int r = 0; r < O.reps; r++) {
@@ -701,32 +1017,33 @@ int bench_scaling(int argc, char **argv)
 				if (v[p][d][r] > best)
 					best = v[p][d][r];
 			}
-			printf("%-12s %6d %14.0f %12.0f %14.0f %6.2f %14.0f\n",
-			       d ? "mutex-book" : "shmex", O.shards[p], mean, se, best,
-			       cpus, cpus > 0 ? mean / cpus : 0);
-			(d ? mutex_mean : shmex_mean)[p] = mean;
+			printf("%-12s %6d %14.0f %12.0f %14.0f %6.2f %14.0f\n", row[d],
+			       O.shards[p], mean, se, best, cpus,
+			       cpus > 0 ? mean / cpus : 0);
+			mean_of[d][p] = mean;
 			if (!d)
 				shmex_cpus[p] = cpus;
 		}
 	if (csv)
 		fclose(csv);
-	double one = 0, two = 0, all_s = 0, all_m = 0, cpu1 = 0, cpu2 = 0;
+	double one = 0, two = 0, all_s = 0, all_m = 0, all_g = 0, cpu1 = 0, cpu2 = 0;
 	int best = -1;
 	for (int p = 0; p < O.nshards; p++) {
 		if (O.shards[p] == 1) {
-			one = shmex_mean[p];
+			one = mean_of[0][p];
 			cpu1 = shmex_cpus[p];
 		}
 		if (O.shards[p] == 2) {
-			two = shmex_mean[p];
+			two = mean_of[0][p];
 			cpu2 = shmex_cpus[p];
 		}
 		if (O.shards[p] <= O.ncpus && (best < 0 || O.shards[p] > O.shards[best]))
 			best = p;
 	}
 	if (best >= 0) {
-		all_s = shmex_mean[best];
-		all_m = mutex_mean[best];
+		all_s = mean_of[0][best];
+		all_m = mean_of[1][best];
+		all_g = mean_of[2][best];
 	}
 	/* Per CPU-second, 2 shards against 1: 1.0 when a second shard costs
 	 * nothing per order (what the wall-clock ratio would show on idle
@@ -734,9 +1051,10 @@ int bench_scaling(int argc, char **argv)
 	double eff2 = one > 0 && two > 0 && cpu1 > 0 && cpu2 > 0
 			      ? (two / cpu2) / (one / cpu1)
 			      : 0;
-	printf("RESULT scaling shards2_vs_1=%.2f vs_mutex_book=%.2f shmex_ops_per_s=%.0f "
-	       "mutex_ops_per_s=%.0f shards2_cpus=%.2f shards2_per_cpu_vs_1=%.2f cpus=%d\n",
-	       one > 0 ? two / one : 0, all_m > 0 ? all_s / all_m : 0, all_s, all_m, cpu2,
-	       eff2, O.ncpus);
+	printf("RESULT scaling shards2_vs_1=%.2f vs_mutex_book=%.2f vs_global_lock=%.2f "
+	       "shmex_ops_per_s=%.0f mutex_ops_per_s=%.0f global_ops_per_s=%.0f "
+	       "shards2_cpus=%.2f shards2_per_cpu_vs_1=%.2f cpus=%d\n",
+	       one > 0 ? two / one : 0, all_m > 0 ? all_s / all_m : 0,
+	       all_g > 0 ? all_s / all_g : 0, all_s, all_m, all_g, cpu2, eff2, O.ncpus);
 	return rc;
 }

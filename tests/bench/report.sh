@@ -6,7 +6,9 @@
 # 1. shmex-bench scaling over 1..N CPUs of this machine (N from its CPU
 #    list) plus 2N (more shards than CPUs), REPS repetitions per point:
 #    shmex matchers fed from pre-filled rings against T threads around one
-#    book behind one mutex.  -> scaling.csv, scaling.png
+#    book behind one mutex and against P processes sharing one book in
+#    shared memory behind one process-shared lock (the global-lock
+#    server).  -> scaling.csv, scaling.png
 # 2. shmex-bench e2e (TCP, load generator included) under taskset over the
 #    first 1..N CPUs, REPS repetitions: throughput, p50, p99, and the load
 #    generator's share of the CPU.  -> e2e.csv, e2e-throughput.png,
@@ -66,6 +68,7 @@ summ() { # file design
 }
 summ "$out/scaling.csv" shmex >"$out/scaling-shmex.dat"
 summ "$out/scaling.csv" mutex >"$out/scaling-mutex.dat"
+summ "$out/scaling.csv" global >"$out/scaling-global.dat"
 
 # ---- 2. e2e over 1..N CPUs ----
 echo "cpus,rep,req_per_s,p50_us,p99_us,gen_cpu_pct" >"$out/e2e.csv"
@@ -108,13 +111,14 @@ set grid
 set key top left
 set output "$out/scaling.png"
 set title "Matcher throughput, pre-filled rings ($ncpu CPUs; points beyond $ncpu oversubscribe)"
-set xlabel "shards (shmex) / threads (mutex book)"
+set xlabel "shards (shmex) / threads (mutex book) / processes (global lock)"
 set ylabel "orders per second"
 set xrange [0.5:$((2 * ncpu)) + 0.5]
 set yrange [0:*]
 set xtics 1
 plot "$out/scaling-shmex.dat" using 1:2:3 with yerrorlines lw 2 pt 7 title "shmex: one matcher process per shard", \
-     "$out/scaling-mutex.dat" using 1:2:3 with yerrorlines lw 2 pt 5 title "one book behind one mutex, T threads"
+     "$out/scaling-mutex.dat" using 1:2:3 with yerrorlines lw 2 pt 5 title "one book behind one mutex, T threads", \
+     "$out/scaling-global.dat" using 1:2:3 with yerrorlines lw 2 pt 9 title "global-lock server: one book in shm, P processes, one lock"
 set output "$out/e2e-throughput.png"
 set title "End to end over TCP (2 gateways x 2 shards, load generator on the same CPUs)"
 set xlabel "CPUs (taskset)"
@@ -145,9 +149,9 @@ EOF
 	cat "$out/machine.txt"
 	echo
 	echo "scaling (orders/s, mean +- standard error of $REPS runs, $OPS orders per shard/thread)"
-	echo "n shmex se cpus mutex se cpus"
-	paste -d' ' "$out/scaling-shmex.dat" "$out/scaling-mutex.dat" |
-		awk '{ print $1, $2, $3, $4, $6, $7, $8 }'
+	echo "n shmex se cpus mutex se cpus global se cpus"
+	paste -d' ' "$out/scaling-shmex.dat" "$out/scaling-mutex.dat" "$out/scaling-global.dat" |
+		awk '{ print $1, $2, $3, $4, $6, $7, $8, $10, $11, $12 }'
 	echo
 	echo "e2e over TCP under taskset (mean, se of $REPS runs)"
 	echo "cpus req/s se p50_us se p99_us se gen_cpu_pct se"

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/eng_alloc.h"
 #include "shm/shm_atomic.h"
 #include "shm/shm_history.h"
 #include "shm/shm_journal.h"
@@ -45,7 +46,7 @@ int eng_history_open(struct eng_history **out, const char *shard_dir, uint32_t s
 		     uint32_t nshards, uint64_t cap_orders, struct shmex_error *e)
 {
 	*out = NULL;
-	struct eng_history *h = calloc(1, sizeof(*h));
+	struct eng_history *h = eng_alloc_calloc(1, sizeof(*h));
 	if (!h)
 		return shmex_error_set(e, -ENOMEM, "out of memory");
 	h->fd = h->slots_fd = -1;
@@ -56,7 +57,7 @@ int eng_history_open(struct eng_history **out, const char *shard_dir, uint32_t s
 	snprintf(h->slots_path, sizeof(h->slots_path), "%s/%s", shard_dir,
 		 SHM_HIST_SLOTS_FILE);
 	int rc;
-	h->latest = calloc(cap_orders ? cap_orders : 1, sizeof(*h->latest));
+	h->latest = eng_alloc_calloc(cap_orders ? cap_orders : 1, sizeof(*h->latest));
 	if (!h->latest) {
 		rc = shmex_error_set(e, -ENOMEM, "out of memory");
 		goto fail;
@@ -106,10 +107,10 @@ void eng_history_close(struct eng_history *h)
 		close(h->fd);
 	if (h->slots_fd >= 0)
 		close(h->slots_fd);
-	free(h->latest);
-	free(h->buf);
-	free(h->pend);
-	free(h);
+	eng_alloc_free(h->latest);
+	eng_alloc_free(h->buf);
+	eng_alloc_free(h->pend);
+	eng_alloc_free(h);
 }
 
 int eng_history_reset(struct eng_history *h, uint64_t len, struct shmex_error *warn,
@@ -145,7 +146,7 @@ int eng_history_reset(struct eng_history *h, uint64_t len, struct shmex_error *w
 			why = "not a record";
 		if (!why && r.nfills > flcap) {
 			struct shm_hist_fill *n =
-				realloc(fl, (size_t)r.nfills * sizeof(*fl));
+				eng_alloc_realloc(fl, (size_t)r.nfills * sizeof(*fl));
 			if (!n) {
 				rc = shmex_error_set(e, -ENOMEM, "out of memory");
 				break;
@@ -172,7 +173,7 @@ int eng_history_reset(struct eng_history *h, uint64_t len, struct shmex_error *w
 		h->latest[shm_order_slot(r.id, h->nshards, h->cap_orders)] = off + 1;
 		off += sizeof(r) + (uint64_t)r.nfills * sizeof(*fl);
 	}
-	free(fl);
+	eng_alloc_free(fl);
 	if (rc)
 		return rc;
 	if (ftruncate(h->fd, (off_t)len) != 0)
@@ -198,7 +199,7 @@ static bool reserve(struct eng_history *h, size_t bytes)
 		size_t n = h->capbuf ? h->capbuf : 64 * 1024;
 		while (n < h->nbuf + bytes)
 			n *= 2;
-		unsigned char *b = realloc(h->buf, n);
+		unsigned char *b = eng_alloc_realloc(h->buf, n);
 		if (!b)
 			return false;
 		h->buf = b;
@@ -206,7 +207,7 @@ static bool reserve(struct eng_history *h, size_t bytes)
 	}
 	if (h->npend == h->cappend) {
 		size_t n = h->cappend ? 2 * h->cappend : 1024;
-		struct pending *p = realloc(h->pend, n * sizeof(*p));
+		struct pending *p = eng_alloc_realloc(h->pend, n * sizeof(*p));
 		if (!p)
 			return false;
 		h->pend = p;

@@ -525,10 +525,17 @@ START_TEST(random_traffic_matches_the_model)
 	const char *root = getenv("SHMEX_TEST_DATA");
 	char dd[PATH_MAX + 16];
 	snprintf(dd, sizeof(dd), "--data-dir=%s/%s", root && *root ? root : "/tmp", inst);
-	const char *extra[] = {dd,      "--shards",      "2",    "--orders",
-			       "4096",  "--levels",      "1024", "--fills",
-			       "16384", "--done-window", "16",   "--accounts",
-			       "1024",  "--quiet",       NULL};
+	/* Room for every order that may rest (many never cross): a full book
+	 * would be an answer the model does not make. */
+	const char *ns = getenv("SHMEX_MODEL_REQUESTS"), *ss = getenv("SHMEX_MODEL_SEED");
+	int nreq = ns ? atoi(ns) : 5000;
+	char orders[32], fills[32];
+	snprintf(orders, sizeof(orders), "--orders=%d", 4096 + 4 * nreq);
+	snprintf(fills, sizeof(fills), "--fills=%d", 16384 + 2 * nreq);
+	const char *extra[] = {dd,         "--shards",   "2",    orders,
+			       "--levels", "1024",       fills,  "--done-window",
+			       "16",       "--accounts", "1024", "--quiet",
+			       NULL};
 	struct exchange ex;
 	ck_assert_int_eq(exchange_start(&ex, test_bin("shmex"), inst, extra, 30000), 0);
 	/* Two symbols of each shard. */
@@ -548,8 +555,6 @@ START_TEST(random_traffic_matches_the_model)
 	}
 	M.ord = calloc(MAXORD, sizeof(*M.ord));
 	ck_assert_ptr_nonnull(M.ord);
-	const char *ns = getenv("SHMEX_MODEL_REQUESTS"), *ss = getenv("SHMEX_MODEL_SEED");
-	int nreq = ns ? atoi(ns) : 5000;
 	rng = ss ? strtoull(ss, NULL, 10) : (uint64_t)time(NULL);
 	printf("protocol model: %d requests, SHMEX_MODEL_SEED=%" PRIu64 "\n", nreq, rng);
 	fflush(stdout);

@@ -34,7 +34,7 @@
 #define T_MS 30000
 #define CAPS                                                                           \
 	"--orders", "8192", "--levels", "1024", "--fills", "32768", "--symbols", "64", \
-		"--accounts", "4096", "--positions", "16384", "--gateways", "1",        \
+		"--accounts", "4096", "--positions", "16384", "--gateways", "1",       \
 		"--shards", "2", "--answer-ms", "20000", "--quiet"
 
 static char inst[64];

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "shm/shm_accounts.h"
+#include "shm/shm_atomic.h"
 #include "shm/shm_dec.h"
 #include "shm/shm_instance.h"
 #include "shm/shm_msg.h"
@@ -54,13 +55,18 @@ static void cleanup_noted(void)
 	test_cleanup_noted("ring_repair");
 }
 
-static void start(void)
+static void start_with(const char *more)
 {
 	char dd[PATH_MAX + 16];
 	snprintf(dd, sizeof(dd), "--data-dir=%s", ddir);
-	const char *argv[40] = {CAPS, dd, NULL};
+	const char *argv[40] = {CAPS, dd, more, NULL};
 	int rc = exchange_start(&ex, test_bin("shmex"), inst, argv, 30000);
 	ck_assert_msg(rc == 0, "shmex did not start");
+}
+
+static void start(void)
+{
+	start_with(NULL);
 }
 
 static void teardown(void)
@@ -163,16 +169,21 @@ static struct shm_account_view account(uint64_t id)
 	return v;
 }
 
-/* Statistics of request ring gateway 0 -> shard 0, read-only. */
-static void req_ring_stats(struct shm_ring_stats *st)
+/* Statistics of request ring gateway g -> shard 0, read-only. */
+static void req_ring_stats_of(uint32_t g, struct shm_ring_stats *st)
 {
 	struct shm_instance h;
 	ck_assert_int_eq(shm_instance_attach(inst, SHM_ROLE_OBSERVER, 0, &h), 0);
 	struct shm_ring r;
-	int rc = shm_instance_request_ring(&h, 0, 0, &r);
+	int rc = shm_instance_request_ring(&h, g, 0, &r);
 	ck_assert_msg(rc == 0 || rc == SHMEX_ERINGCORRUPT, "%s", shmex_strerror(rc));
 	shm_ring_stats(&r, st);
 	shm_instance_detach(&h);
+}
+
+static void req_ring_stats(struct shm_ring_stats *st)
+{
+	req_ring_stats_of(0, st);
 }
 
 /*
@@ -413,6 +424,48 @@ START_TEST(gateway_killed_on_a_corrupt_ring_comes_back)
 }
 END_TEST
 
+/* The FIX gateway (gateway 1 here) takes part in repairs as the XML one
+ * does: a ring of its path whose head a stray moved behind tail is
+ * repaired without the supervisor having to kill it. */
+START_TEST(fix_gateway_joins_a_repair)
+{
+	fresh();
+	start_with("--fix-port=0");
+	pid_t fix = exchange_child(&ex, "shmex-fix", 1);
+	ck_assert_int_gt(fix, 0);
+	struct shm_ring_stats st0, st1;
+	req_ring_stats_of(1, &st0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct shm_instance h;
+		struct shm_ring r;
+		if (shm_instance_attach(inst, SHM_ROLE_SUPERVISOR, 0, &h) != 0 ||
+		    shm_instance_request_ring(&h, 1, 0, &r) != 0)
+			_exit(2);
+		/* Behind tail: what a producer left behind by a stray looks
+		 * like once it publishes. */
+		store_release(&r.sh->cons.tail, load_relaxed(&r.sh->cons.tail) + 5);
+		shm_instance_detach(&h);
+		_exit(0);
+	}
+	int wst = 0;
+	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+	ck_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	for (int t = 0; t < 600; t++) {
+		req_ring_stats_of(1, &st1);
+		if (st1.gen > st0.gen && !st1.quiescing)
+			break;
+		usleep(50000);
+	}
+	ck_assert_msg(st1.gen > st0.gen, "the FIX gateway's ring was not repaired");
+	ck_assert(!st1.corrupt_now);
+	ck_assert_int_eq(exchange_child(&ex, "shmex-fix", 1), fix); /* not killed */
+	int xs = exchange_stop(&ex, 30000);
+	ck_assert_msg(xs >= 0 && WIFEXITED(xs) && WEXITSTATUS(xs) == 0, "exit 0x%x", xs);
+}
+END_TEST
+
 static Suite *ring_repair_suite(void)
 {
 	Suite *s = suite_create("ring_repair");
@@ -422,6 +475,7 @@ static Suite *ring_repair_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, stray_writer_is_reported_and_repaired);
 	tcase_add_test(tc, gateway_killed_on_a_corrupt_ring_comes_back);
+	tcase_add_test(tc, fix_gateway_joins_a_repair);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -44,6 +44,18 @@
  * requests (SHM_MSG_RESTART), so the gateway can say "not executed" of
  * the rest, truthfully.
  *
+ * Damaged rings (docs/ring.md, "Corruption and repair").  A ring whose
+ * indexes are inconsistent is reported (shm_ring_report, a log line that
+ * names it, stats.ring_errors) and left alone; the supervisor repairs it
+ * with both ends.  When the instance's ring_repairs word moves, the loop
+ * looks at the repair state of its rings (repair_check): asked to quiesce,
+ * it stops taking requests from gateway g and stops publishing to it,
+ * acknowledges with its positions and keeps the replies it owes; told of a
+ * new generation, it re-reads the rings, and queues a SHM_MSG_REPAIR
+ * notice behind those replies that says up to which request position it
+ * had taken requests.  Every request taken is answered before the notice,
+ * so the gateway can say "not executed" of what is still waiting.
+ *
  * Invariants between requests (checked by tests/test_eng_matcher.c):
  *  - per account: reserved cash == sum over its open buys of open x limit;
  *  - per position: reserved shares == sum over its open sells of open;
@@ -204,6 +216,9 @@ struct eng_matcher {
 	struct shm_ring *rep;       /* [ngateways] reply rings (producer) */
 	bool *ring_bad;             /* [ngateways] request ring corrupt */
 	bool *rep_bad;              /* [ngateways] reply ring corrupt */
+	bool *paused;               /* [ngateways] its rings are being repaired */
+	uint64_t *repair_taken;     /* [ngateways] requests taken at the pause */
+	uint32_t repairs_seen;      /* the instance's ring_repairs, last look */
 	struct shm_msg *in;         /* [batch] copies of one ring's batch */
 	struct outq *outq;          /* [ngateways] replies waiting */
 	uint32_t *sidx_of;          /* book symbol -> positions symbol */
@@ -881,11 +896,27 @@ static int outq_push(struct outq *q, const struct shm_msg *msg, uint64_t tag)
 	return 0;
 }
 
+/* A ring of gateway g's path is damaged: reported for the supervisor
+ * (RNG9 inside shm_ring_report) and logged once with what was wrong. */
+static void ring_damaged(struct eng_matcher *m, uint32_t g, bool request)
+{
+	struct shm_ring *r = request ? &m->req[g] : &m->rep[g];
+	enum shm_ring_side side = request ? SHM_RING_CONSUMER : SHM_RING_PRODUCER;
+	char name[128], why[160];
+	shm_instance_ring_name(&m->inst, request, g, m->shard, name, sizeof(name));
+	shm_ring_describe(r, side, why, sizeof(why));
+	shm_ring_report(r, side);
+	logm(m, "ring %s: %s (generation %u); %s until it is repaired", name, why, r->gen,
+	     request ? "its requests are not taken" : "its replies wait");
+}
+
 /* Sends gateway g's replies whose tag is <= upto, in order, as far as its
  * ring has room.  Returns true when none of those is left. */
 static bool publish_replies(struct eng_matcher *m, uint32_t g, uint64_t upto)
 {
 	struct outq *q = &m->outq[g];
+	if (m->paused[g] || m->rep_bad[g])
+		return q->n == 0; /* they wait for the repair */
 	uint32_t n = 0;
 	while (n < q->n && q->v[q->head + n].tag <= upto)
 		n++;
@@ -906,8 +937,7 @@ static bool publish_replies(struct eng_matcher *m, uint32_t g, uint64_t upto)
 		int rc = shm_ring_enqueue_batch(&m->rep[g], buf, k, &done);
 		if (rc) {
 			if (!m->rep_bad[g])
-				logm(m, "reply ring to gateway %u: %s; its replies wait",
-				     g, shmex_strerror(rc));
+				ring_damaged(m, g, false);
 			m->rep_bad[g] = true;
 			m->st.ring_errors++;
 			break;
@@ -1068,7 +1098,7 @@ static unsigned round_once(struct eng_matcher *m)
 	for (uint32_t g = 0; g < m->ngateways; g++) {
 		if (m->outq[g].n >= outq_limit(m))
 			continue; /* its requests wait until its replies drain */
-		if (m->ring_bad[g] && !m->retry_bad)
+		if ((m->ring_bad[g] && !m->retry_bad) || m->paused[g])
 			continue;
 		unsigned got = 0;
 		uint64_t pos = shm_ring_consumed(&m->req[g]);
@@ -1079,10 +1109,7 @@ static unsigned round_once(struct eng_matcher *m)
 		int rc = shm_ring_dequeue_batch(&m->req[g], m->in, m->batch, &got);
 		if (rc) {
 			if (!m->ring_bad[g])
-				logm(m,
-				     "request ring of gateway %u: %s; ignoring it "
-				     "until it is consistent again",
-				     g, shmex_strerror(rc));
+				ring_damaged(m, g, true);
 			m->ring_bad[g] = true;
 			m->st.ring_errors++;
 			continue;
@@ -1121,8 +1148,11 @@ static bool ready(void *arg)
 	uint32_t owner = load_acquire(&m->inst.ctl->freeze_owner);
 	if (owner && owner != m->shard + 1)
 		return true;
+	/* INS7 (predicate): a ring repair wants our part. */
+	if (shm_instance_ring_repairs(&m->inst) != m->repairs_seen)
+		return true;
 	for (uint32_t g = 0; g < m->ngateways; g++) {
-		if (m->outq[g].n >= outq_limit(m) || m->ring_bad[g])
+		if (m->outq[g].n >= outq_limit(m) || m->ring_bad[g] || m->paused[g])
 			continue;
 		if (shm_ring_readable(&m->req[g]))
 			return true;
@@ -1343,6 +1373,74 @@ static uint32_t spin_adapt(const struct eng_matcher *m, uint32_t cur, uint64_t w
 	return cur / 2;
 }
 
+/* Our part in the repair of gateway g's rings (the top of the file). */
+static void repair_path(struct eng_matcher *m, uint32_t g)
+{
+	enum shm_ring_repair rq = shm_ring_repair_state(&m->req[g]);
+	enum shm_ring_repair rp = shm_ring_repair_state(&m->rep[g]);
+	if (rq == SHM_RING_QUIESCE || rp == SHM_RING_QUIESCE) {
+		if (!m->paused[g]) {
+			m->paused[g] = true;
+			m->repair_taken[g] = shm_ring_consumed(&m->req[g]);
+			if (!m->quiet)
+				logm(m,
+				     "rings of gateway %u: repair begins; %" PRIu64
+				     " requests taken, %u replies kept",
+				     g, m->repair_taken[g], m->outq[g].n);
+		}
+		/* RNG11 inside: after our last use of each ring. */
+		if (rq == SHM_RING_QUIESCE)
+			shm_ring_ack(&m->req[g], SHM_RING_CONSUMER);
+		if (rp == SHM_RING_QUIESCE)
+			shm_ring_ack(&m->rep[g], SHM_RING_PRODUCER);
+	}
+	if (rq == SHM_RING_RESET) {
+		if (shm_ring_resume(&m->req[g]) == 0)
+			m->ring_bad[g] = false;
+		else
+			ring_damaged(m, g, true);
+	}
+	if (rp == SHM_RING_RESET) {
+		if (shm_ring_resume(&m->rep[g]) == 0)
+			m->rep_bad[g] = false;
+		else
+			ring_damaged(m, g, false);
+	}
+	if (!m->paused[g] || rq == SHM_RING_QUIESCE || rp == SHM_RING_QUIESCE ||
+	    shm_ring_repair_state(&m->req[g]) == SHM_RING_QUIESCE ||
+	    shm_ring_repair_state(&m->rep[g]) == SHM_RING_QUIESCE)
+		return;
+	/* Both rings are in their new generation: the notice goes behind
+	 * every reply we owe gateway g (tag jlast: after all of them). */
+	m->paused[g] = false;
+	m->st.ring_repairs++;
+	struct shm_msg mk;
+	memset(&mk, 0, sizeof(mk));
+	mk.type = SHM_MSG_REPAIR;
+	mk.req_type = SHM_MSG_REPAIR;
+	mk.req_id = m->req[g].gen;
+	mk.order_id = m->repair_taken[g];
+	if (outq_push(&m->outq[g], &mk, m->jlast) != 0)
+		internal_error(m, "queueing a repair notice", -ENOMEM, 0);
+	if (!m->quiet)
+		logm(m,
+		     "rings of gateway %u repaired (generation %u); taking requests "
+		     "again",
+		     g, m->req[g].gen);
+}
+
+/* Once per loop turn: one acquire of ring_repairs [INS7, pairs with the
+ * supervisor's INS6]; the rings' states only when it moved. */
+static void repair_check(struct eng_matcher *m)
+{
+	uint32_t seq = shm_instance_ring_repairs(&m->inst);
+	if (seq == m->repairs_seen)
+		return;
+	m->repairs_seen = seq;
+	for (uint32_t g = 0; g < m->ngateways; g++)
+		repair_path(m, g);
+}
+
 int eng_matcher_run(struct eng_matcher *m)
 {
 	uint32_t park_ms = 1;
@@ -1354,6 +1452,7 @@ int eng_matcher_run(struct eng_matcher *m)
 		journal_health(m);
 		if (stop_requested(m))
 			break;
+		repair_check(m);
 		unsigned n = round_once(m);
 		bool waiting = commit(m);
 		if (m->snap_tick-- == 0) {
@@ -2057,11 +2156,15 @@ static int alloc_private(struct eng_matcher *m)
 	m->rep = eng_alloc_calloc(g, sizeof(*m->rep));
 	m->ring_bad = eng_alloc_calloc(g, sizeof(bool));
 	m->rep_bad = eng_alloc_calloc(g, sizeof(bool));
+	m->paused = eng_alloc_calloc(g, sizeof(bool));
+	m->repair_taken = eng_alloc_calloc(g, sizeof(uint64_t));
+	/* The first turn looks at every ring (one may be under repair). */
+	m->repairs_seen = UINT32_MAX;
 	m->in = eng_alloc_calloc(b, sizeof(*m->in));
 	m->outq = eng_alloc_calloc(g, sizeof(*m->outq));
 	m->sidx_of = eng_alloc_malloc((size_t)m->bcfg.caps.symbols * sizeof(uint32_t));
-	if (!m->req || !m->rep || !m->ring_bad || !m->rep_bad || !m->in || !m->outq ||
-	    !m->sidx_of)
+	if (!m->req || !m->rep || !m->ring_bad || !m->rep_bad || !m->paused ||
+	    !m->repair_taken || !m->in || !m->outq || !m->sidx_of)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < m->bcfg.caps.symbols; i++)
 		m->sidx_of[i] = NO_SIDX;
@@ -2074,6 +2177,8 @@ static void free_private(struct eng_matcher *m)
 	eng_alloc_free(m->rep);
 	eng_alloc_free(m->ring_bad);
 	eng_alloc_free(m->rep_bad);
+	eng_alloc_free(m->paused);
+	eng_alloc_free(m->repair_taken);
 	eng_alloc_free(m->in);
 	if (m->outq)
 		for (uint32_t g = 0; g < m->ngateways; g++)
@@ -2150,9 +2255,21 @@ static int create_regions(struct eng_matcher *m, struct shmex_error *err)
 	if (!m->db)
 		return SHMEX_EBADINDEX;
 	for (uint32_t g = 0; g < m->ngateways; g++) {
+		/* A damaged ring is attached all the same and reported: it is
+		 * repaired with us, never a reason not to start. */
 		rc = shm_instance_request_ring(&m->inst, g, m->shard, &m->req[g]);
+		if (rc == SHMEX_ERINGCORRUPT) {
+			m->ring_bad[g] = true;
+			ring_damaged(m, g, true);
+			rc = 0;
+		}
 		if (!rc)
 			rc = shm_instance_reply_ring(&m->inst, m->shard, g, &m->rep[g]);
+		if (rc == SHMEX_ERINGCORRUPT) {
+			m->rep_bad[g] = true;
+			ring_damaged(m, g, false);
+			rc = 0;
+		}
 		if (rc)
 			return shmex_error_set(err, rc,
 					       "rings of gateway %u in "

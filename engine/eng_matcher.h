@@ -60,6 +60,7 @@ struct eng_matcher_stats {
 	uint64_t replies_parked;  /* replies that found their ring full */
 	uint64_t replies_dropped; /* undeliverable at stop (gateway gone) */
 	uint64_t ring_errors;     /* corrupt ring indexes seen */
+	uint64_t ring_repairs;    /* gateway paths repaired with us */
 	uint64_t internal;        /* account steps that failed mid-request */
 	uint64_t epoch;           /* current reader epoch */
 	uint64_t safe_epoch;      /* last safe epoch given to the book */

@@ -36,6 +36,20 @@
  * chain (see gw_exec_poll); the helper is armed only after spin_ns
  * without progress.
  *
+ * Damaged rings (docs/ring.md, "Corruption and repair").  A ring of
+ * shard s found inconsistent is reported (shm_ring_report) and logged by
+ * name.  The supervisor repairs the two rings of the path with both ends;
+ * the gateway's part (repair_path), looked at when the instance's
+ * ring_repairs word moves: asked to quiesce, it stops sending to s (items
+ * wait in the send queue, and get "busy" after busy_ms as for a full
+ * ring), takes the replies the matcher published until the matcher has
+ * acknowledged too and the reply ring is empty (or damaged), acknowledges,
+ * and touches neither ring until their new generation; then it re-reads
+ * them and sends again.  The matcher's SHM_MSG_REPAIR notice comes after
+ * every reply it owed (repair_notice): an item of the old generation still
+ * waiting then was not executed, except when the reply ring lost replies
+ * and the matcher had taken the item: "Outcome unknown".
+ *
  * Limits: max_conns jobs; a status with at most the book's fill capacity
  * fills; RX_BATCH replies per dequeue (RX_ROUNDS per shard per turn),
  * SEND_BATCH messages per enqueue.
@@ -85,6 +99,14 @@
 #define ANSWER_SCAN_NS 50000000u
 #define LATE_MAX 64
 #define PUBLISH_NS 100000000u
+
+/* Where gateway-to-shard path s is in a repair (docs/ring.md). */
+enum path_repair {
+	P_IN_USE = 0,   /* normal */
+	P_DRAINING = 1, /* quiesce asked: no sends, replies still taken */
+	P_ACKED = 2,    /* acknowledged: neither ring is touched */
+	P_NOTICE = 3,   /* new generation in use; the matcher's notice due */
+};
 
 /* What a parked job waits for: room in its shard's ring (W_SEND), the
  * matcher's reply (W_REPLY), the next loop turn to retry a book read
@@ -168,8 +190,14 @@ struct gw_exec {
 	uint32_t late_next;
 	uint64_t next_publish; /* counters to the member slot, ns */
 	struct shm_gateway_counters published;
-	uint8_t *ring_bad; /* [nshards]: corruption logged (bit 0
+	uint8_t *ring_bad;     /* [nshards]: corruption logged (bit 0
 				       * request ring, bit 1 reply ring) */
+	uint8_t *path;         /* [nshards]: enum path_repair */
+	uint8_t *path_lost;    /* [nshards]: the repair lost replies */
+	uint64_t *path_base;   /* [nshards]: first position of the new generation */
+	uint32_t repairs_seen; /* the instance's ring_repairs, loop's last look */
+	/* The helper's last look at ring_repairs (helper thread only). */
+	uint32_t helper_repairs;
 	uint32_t nactive;
 	uint32_t nwaiting; /* jobs in W_REPLY */
 	uint64_t next_id;
@@ -212,6 +240,9 @@ static bool replies_ready(void *arg)
 	/* GW2-4: acquire; pairs with GW2-3 in gw_exec_close. */
 	if (load_acquire(&r->stop))
 		return true;
+	/* INS7: a ring repair wants the loop (pairs with INS6). */
+	if (shm_instance_ring_repairs(&r->inst) != r->helper_repairs)
+		return true;
 	for (uint32_t s = 0; s < r->nshards; s++) {
 		/* GW2-5: shared head and tail only (shm_ring_pending): the
 		 * loop thread owns the handle's cursors and dequeues. */
@@ -221,14 +252,27 @@ static bool replies_ready(void *arg)
 	return false;
 }
 
+/* Helper: wakes the loop when the instance's ring_repairs moved [INS7]. */
+static void helper_repairs(struct gw_exec *r)
+{
+	uint32_t v = shm_instance_ring_repairs(&r->inst);
+	if (v == r->helper_repairs)
+		return;
+	r->helper_repairs = v;
+	uint64_t one = 1;
+	(void)!write(r->efd, &one, sizeof(one));
+}
+
 static void *helper_main(void *arg)
 {
 	struct gw_exec *r = arg;
 	for (;;) {
-		/* GW2-2: acquire; pairs with the loop's GW2-1. */
+		/* GW2-2: acquire; pairs with the loop's GW2-1.  An idle
+		 * gateway learns of a ring repair within a second. */
 		while (!load_acquire(&r->armed) && !load_acquire(&r->stop) /* GW2-4 */) {
 			struct timespec ts = {1, 0};
 			futex_private(&r->armed, FUTEX_WAIT, 0, &ts);
+			helper_repairs(r);
 		}
 		if (load_acquire(&r->stop)) /* GW2-4 */
 			break;
@@ -242,6 +286,7 @@ static void *helper_main(void *arg)
 			 * 1 seen by the loop only skips one re-arm, and the
 			 * loop re-arms after its next drain. */
 			store_relaxed(&r->armed, 0u);
+			r->helper_repairs = shm_instance_ring_repairs(&r->inst);
 			uint64_t one = 1;
 			(void)!write(r->efd, &one, sizeof(one));
 		}
@@ -806,6 +851,8 @@ void gw_exec_abort(void *route, struct gw_conn_ref c)
 	r->nactive--;
 }
 
+static void answer_unknown(struct gw_exec *r, uint32_t slot, const char *why);
+
 /* Shard s's matcher restarted, and every message of ours before ring
  * position `taken` went to its predecessor.  The successor re-sent the
  * answers its journal kept (before this notice, on the same ring), so a
@@ -821,11 +868,22 @@ static void restart_notice(struct gw_exec *r, uint32_t s, uint64_t taken)
 		if (!j->active || j->wait != W_REPLY || j->shard != s ||
 		    j->ring_pos >= taken)
 			continue;
+		if (r->path[s] == P_NOTICE && r->path_lost[s] &&
+		    j->ring_pos < r->path_base[s]) {
+			/* Its reply may have been in the repaired reply ring,
+			 * which the successor does not answer again. */
+			answer_unknown(r, slot,
+				       "its reply was lost in a repaired ring; ");
+			job_run(r, slot);
+			continue;
+		}
 		j->wait = W_NONE;
 		r->nwaiting--;
 		r->st.not_executed++;
 		job_reply(r, slot, &j->msg, SHMEX_ENOTEXEC);
 	}
+	/* A successor that joined the repair still sends its repair notice,
+	 * which answers the items of the reset generation (P_NOTICE stays). */
 }
 
 /* A reply for nobody: if it answers an item that was told "outcome
@@ -905,15 +963,50 @@ static void expire_answers(struct gw_exec *r, uint64_t now)
 	}
 }
 
+/* The rings of path s were repaired, and the matcher had taken our
+ * requests before position `taken` of the old generation; every reply it
+ * owed for them came before this notice.  So an item of the old
+ * generation still waiting was not executed (the matcher never took it:
+ * the message was lost in the damaged ring), unless the reply ring lost
+ * replies and the item is one the matcher took: then its outcome is
+ * unknown (docs/ring.md). */
+static void repair_notice(struct gw_exec *r, uint32_t s, uint64_t taken)
+{
+	if (r->path[s] != P_NOTICE) {
+		r->st.stale++; /* we joined the repair with nothing waiting */
+		return;
+	}
+	r->path[s] = P_IN_USE;
+	r->st.repairs++;
+	for (uint32_t slot = 0; slot < r->max_conns; slot++) {
+		struct job *j = &r->jobs[slot];
+		if (!j->active || j->wait != W_REPLY || j->shard != s ||
+		    j->ring_pos >= r->path_base[s])
+			continue;
+		if (r->path_lost[s] && j->ring_pos < taken) {
+			answer_unknown(r, slot,
+				       "its reply was lost in a repaired ring; ");
+			job_run(r, slot);
+			continue;
+		}
+		j->wait = W_NONE;
+		r->nwaiting--;
+		r->st.not_executed++;
+		job_reply(r, slot, &j->msg, SHMEX_ENOTEXECRING);
+	}
+}
+
 /* m is the loop's private copy (r->rx), so every field read here and in
  * job_reply is the value that was validated. */
 static void handle_reply(struct gw_exec *r, uint32_t s, const struct shm_msg *m)
 {
-	if (m->type == SHM_MSG_RESTART) {
-		if (shm_msg_validate_reply(m) == 0)
+	if (m->type == SHM_MSG_RESTART || m->type == SHM_MSG_REPAIR) {
+		if (shm_msg_validate_reply(m) != 0)
+			r->st.bad_replies++;
+		else if (m->type == SHM_MSG_RESTART)
 			restart_notice(r, s, m->order_id);
 		else
-			r->st.bad_replies++;
+			repair_notice(r, s, m->order_id);
 		return;
 	}
 	bool bad = shm_msg_validate_reply(m) != 0;
@@ -950,25 +1043,113 @@ static void handle_reply(struct gw_exec *r, uint32_t s, const struct shm_msg *m)
 	job_reply(r, slot, m, status);
 }
 
+/* A ring of path s is damaged: reported for the supervisor (RNG9 inside
+ * shm_ring_report) and logged once, by name, with what was wrong. */
+static void ring_damaged(struct gw_exec *r, uint32_t s, bool request)
+{
+	uint8_t bit = request ? 1 : 2;
+	struct shm_ring *ring = request ? &r->req_ring[s] : &r->rep_ring[s];
+	enum shm_ring_side side = request ? SHM_RING_PRODUCER : SHM_RING_CONSUMER;
+	shm_ring_report(ring, side);
+	if (r->ring_bad[s] & bit)
+		return;
+	r->ring_bad[s] |= bit;
+	r->st.ring_errors++;
+	char name[128], why[160];
+	shm_instance_ring_name(&r->inst, request, r->gateway, s, name, sizeof(name));
+	shm_ring_describe(ring, side, why, sizeof(why));
+	fprintf(stderr,
+		"shmex-gateway %u: ring %s: %s (generation %u); not used until it is "
+		"repaired\n",
+		r->gateway, name, why, ring->gen);
+}
+
+/* Our part in the repair of path s (the top of the file). */
+static void repair_path(struct gw_exec *r, uint32_t s)
+{
+	enum shm_ring_repair rq = shm_ring_repair_state(&r->req_ring[s]);
+	enum shm_ring_repair rp = shm_ring_repair_state(&r->rep_ring[s]);
+	bool quiesce = rq == SHM_RING_QUIESCE || rp == SHM_RING_QUIESCE;
+	if (quiesce && r->path[s] != P_ACKED) {
+		if (r->path[s] != P_DRAINING)
+			fprintf(stderr,
+				"shmex-gateway %u: rings of shard %u: repair begins; "
+				"requests to it wait\n",
+				r->gateway, s);
+		r->path[s] = P_DRAINING;
+		/* Everything the matcher published is taken first: it has
+		 * acknowledged (it publishes no more [RNG12]) and the ring
+		 * is empty, or the ring is damaged, or no matcher runs. */
+		struct shm_ring *rr = &r->rep_ring[s];
+		bool bad = (r->ring_bad[s] & 2) != 0;
+		bool done = shm_ring_acked(rr, SHM_RING_PRODUCER) ||
+			    !shm_instance_member_alive(&r->inst, SHM_ROLE_MATCHER, s);
+		if (!bad && (!done || shm_ring_readable(rr)))
+			return;
+		r->path_lost[s] = bad;
+		/* RNG11 inside: after our last use of each ring. */
+		shm_ring_ack(&r->req_ring[s], SHM_RING_PRODUCER);
+		shm_ring_ack(rr, SHM_RING_CONSUMER);
+		r->path[s] = P_ACKED;
+		return;
+	}
+	if (quiesce || (rq != SHM_RING_RESET && rp != SHM_RING_RESET))
+		return;
+	int rc = 0;
+	if (rq == SHM_RING_RESET && shm_ring_resume(&r->req_ring[s]) != 0)
+		rc = -1;
+	if (rp == SHM_RING_RESET && shm_ring_resume(&r->rep_ring[s]) != 0)
+		rc = -2;
+	bool was_acked = r->path[s] == P_ACKED;
+	r->ring_bad[s] = 0;
+	if (rc)
+		ring_damaged(r, s, rc == -1);
+	if (!was_acked) {
+		/* Not ours to wait for (we attached during the repair, with
+		 * nothing sent): carry on. */
+		r->path[s] = P_IN_USE;
+		return;
+	}
+	r->path_base[s] = shm_ring_produced(&r->req_ring[s]);
+	r->path[s] = P_NOTICE;
+	fprintf(stderr,
+		"shmex-gateway %u: rings of shard %u repaired (generation %u); sending "
+		"again\n",
+		r->gateway, s, r->req_ring[s].gen);
+}
+
+/* Once per loop turn: one acquire of ring_repairs [INS7, pairs with the
+ * supervisor's INS6]; the rings' states when it moved, or while a path
+ * drains.  Returns true while a path drains (the loop then polls). */
+static bool repair_check(struct gw_exec *r)
+{
+	uint32_t seq = shm_instance_ring_repairs(&r->inst);
+	bool moved = seq != r->repairs_seen;
+	r->repairs_seen = seq;
+	bool draining = false;
+	for (uint32_t s = 0; s < r->nshards; s++) {
+		if (moved || r->path[s] == P_DRAINING)
+			repair_path(r, s);
+		draining |= r->path[s] == P_DRAINING;
+	}
+	return draining;
+}
+
 /* Takes every reply waiting in the reply rings; returns how many. */
 static unsigned drain_replies(struct gw_exec *r)
 {
 	unsigned total = 0;
 	for (uint32_t s = 0; s < r->nshards; s++) {
+		if ((r->ring_bad[s] & 2) || r->path[s] == P_ACKED)
+			continue; /* left alone until its repair */
 		for (int round = 0; round < RX_ROUNDS; round++) {
 			unsigned got = 0;
 			int rc = shm_ring_dequeue_batch(&r->rep_ring[s], r->rx, RX_BATCH,
 							&got);
 			if (rc) {
-				/* Nothing is consumed from a corrupt ring; its
-				 * requests end up answered "busy" or drained
-				 * on stop.  Logged once. */
-				if (!(r->ring_bad[s] & 2))
-					fprintf(stderr,
-						"shmex-gateway %u: reply ring "
-						"of shard %u: %s\n",
-						r->gateway, s, shmex_strerror(rc));
-				r->ring_bad[s] |= 2;
+				/* Nothing is consumed from a corrupt ring; it
+				 * is reported for repair.  Logged once. */
+				ring_damaged(r, s, false);
 				break;
 			}
 			for (unsigned i = 0; i < got; i++)
@@ -990,7 +1171,11 @@ static bool flush_sends(struct gw_exec *r)
 	uint64_t busy_ns = (uint64_t)r->busy_ms * 1000000u;
 	for (uint32_t s = 0; s < r->nshards; s++) {
 		struct sendq *q = &r->q[s];
-		while (q->n > 0) {
+		/* A path under repair, or a damaged request ring: the items
+		 * wait (then get "busy", as for a full ring). */
+		bool blocked = (r->ring_bad[s] & 1) || r->path[s] == P_DRAINING ||
+			       r->path[s] == P_ACKED;
+		while (q->n > 0 && !blocked) {
 			unsigned n = 0;
 			for (uint32_t i = q->head; n < q->n && n < SEND_BATCH;
 			     i = r->jobs[i].qnext) {
@@ -1002,13 +1187,8 @@ static bool flush_sends(struct gw_exec *r)
 			int rc = shm_ring_enqueue_batch(&r->req_ring[s], r->tx, n, &done);
 			if (rc) {
 				/* Treated as full: the items wait, then get
-				 * "busy".  Logged once. */
-				if (!(r->ring_bad[s] & 1))
-					fprintf(stderr,
-						"shmex-gateway %u: request ring "
-						"of shard %u: %s\n",
-						r->gateway, s, shmex_strerror(rc));
-				r->ring_bad[s] |= 1;
+				 * "busy".  Reported for repair. */
+				ring_damaged(r, s, true);
 				done = 0;
 			}
 			for (unsigned k = 0; k < done; k++) {
@@ -1144,9 +1324,10 @@ int gw_exec_poll(void *route)
 	struct gw_exec *r = route;
 	bool progress = false;
 	bool pub_pending = publish_counters(r, shm_clock_ns(CLOCK_MONOTONIC_COARSE));
+	bool draining = repair_check(r);
 	/* Parked reads too: a restart notice (which maps the new book)
 	 * may be what they wait for. */
-	if (r->nwaiting || r->retryq.n)
+	if (r->nwaiting || r->retryq.n || draining)
 		progress = drain_replies(r) > 0;
 	if (r->retryq.n)
 		run_retries(r);
@@ -1171,7 +1352,7 @@ int gw_exec_poll(void *route)
 		helper_arm(r);
 	if (runnable)
 		return 0;
-	if (left)
+	if (left || draining)
 		return 1;
 	/* Sleep no longer than the next answer-deadline scan, nor (while
 	 * connections are open) the next publication of the counters. */
@@ -1212,9 +1393,19 @@ void gw_exec_get_stats(const struct gw_exec *r, struct gw_exec_stats *st)
 
 static int open_shard(struct gw_exec *r, uint32_t s, struct shmex_error *err)
 {
+	/* A damaged ring is attached all the same and reported: it is
+	 * repaired with us, never a reason to exit (and crash-loop). */
 	int rc = shm_instance_request_ring(&r->inst, r->gateway, s, &r->req_ring[s]);
+	if (rc == SHMEX_ERINGCORRUPT) {
+		ring_damaged(r, s, true);
+		rc = 0;
+	}
 	if (!rc)
 		rc = shm_instance_reply_ring(&r->inst, s, r->gateway, &r->rep_ring[s]);
+	if (rc == SHMEX_ERINGCORRUPT) {
+		ring_damaged(r, s, false);
+		rc = 0;
+	}
 	if (rc)
 		return shmex_error_set(err, rc, "rings of shard %u: %s", s,
 				       shmex_strerror(rc));
@@ -1302,9 +1493,16 @@ int gw_exec_open(struct gw_exec **out, const char *instance, uint32_t gateway,
 	r->hist = calloc(n, sizeof(*r->hist));
 	r->q = calloc(n, sizeof(*r->q));
 	r->ring_bad = calloc(n, 1);
+	r->path = calloc(n, 1);
+	r->path_lost = calloc(n, 1);
+	r->path_base = calloc(n, sizeof(uint64_t));
+	/* The first turn looks at every ring (one may be under repair). */
+	r->repairs_seen = UINT32_MAX;
+	r->helper_repairs = UINT32_MAX;
 	r->jobs = calloc(r->max_conns, sizeof(*r->jobs));
 	if (!r->req_ring || !r->rep_ring || !r->rd || !r->rd_ok || !r->hist || !r->q ||
-	    !r->jobs || !r->db || !r->ring_bad) {
+	    !r->jobs || !r->db || !r->ring_bad || !r->path || !r->path_lost ||
+	    !r->path_base) {
 		rc = shmex_error_set(err, -ENOMEM, "out of memory");
 		goto out_close;
 	}
@@ -1383,6 +1581,9 @@ void gw_exec_close(struct gw_exec *r)
 	free(r->hist);
 	free(r->q);
 	free(r->ring_bad);
+	free(r->path);
+	free(r->path_lost);
+	free(r->path_base);
 	free(r->jobs);
 	free(r->fills);
 	free(r);

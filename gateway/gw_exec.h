@@ -72,6 +72,8 @@ struct gw_exec_stats {
 	uint64_t slices;       /* jobs that gave the loop back mid-request */
 	uint64_t held;         /* jobs parked until their client reads */
 	uint64_t drained;      /* requests answered at once by the drain */
+	uint64_t ring_errors;  /* rings found damaged (reported for repair) */
+	uint64_t repairs;      /* repair notices: a path back in use */
 };
 
 /* Attaches to the instance as gateway `gateway`: control and rings

@@ -298,6 +298,8 @@ static const struct {
 	{SHMEX_ETIMEDOUT, "Timed out"},
 	{SHMEX_EJOURNAL, "Not executed: the exchange cannot write its journal"},
 	{SHMEX_ENOTEXEC, "Not executed: the matcher restarted; send it again"},
+	{SHMEX_ENOTEXECRING, "Not executed: the exchange repaired a damaged internal "
+			     "ring; send it again"},
 	{SHMEX_EREPLYBIG, "Reply too large: this order's fills do not fit in a reply"},
 	{SHMEX_EUNKNOWN, "Outcome unknown: the exchange did not answer in time; "
 			 "check before sending it again"},

@@ -381,6 +381,36 @@ bool shm_instance_stopping(const struct shm_instance *h)
 	return h->ctl && load_acquire(&h->ctl->stopping) != 0;
 }
 
+void shm_instance_ring_repairs_bump(struct shm_instance *h, uint32_t g, uint32_t s)
+{
+	if (!h->ctl || !h->control.writable)
+		return;
+	/* INS6: release after the ring's own repair words (RNG5/RNG7);
+	 * pairs with INS7.  Only the supervisor writes it. */
+	store_release(&h->ctl->ring_repairs, load_relaxed(&h->ctl->ring_repairs) + 1);
+	/* DB4 inside: the ends re-read ring_repairs after waking. */
+	if (s < h->nshards)
+		shm_doorbell_ring(&h->ctl->shard_db[s].db);
+	if (g < h->ngateways)
+		shm_doorbell_ring(&h->ctl->gateway_db[g].db);
+}
+
+uint32_t shm_instance_ring_repairs(const struct shm_instance *h)
+{
+	/* INS7: pairs with INS6; the ring's state is then read with its own
+	 * acquires (RNG6/RNG8). */
+	return h->ctl ? load_acquire(&h->ctl->ring_repairs) : 0;
+}
+
+void shm_instance_ring_name(const struct shm_instance *h, bool request, uint32_t g,
+			    uint32_t s, char *buf, size_t len)
+{
+	if (request)
+		snprintf(buf, len, "/shmex.%s.rings req g%u->s%u", h->name, g, s);
+	else
+		snprintf(buf, len, "/shmex.%s.rings rep s%u->g%u", h->name, s, g);
+}
+
 void shm_instance_member(const struct shm_instance *h, enum shm_instance_role role,
 			 uint32_t index, int32_t *pid, uint64_t *start)
 {
@@ -428,6 +458,12 @@ static bool member_is(const struct shm_instance *h, enum shm_instance_role role,
 	if (want > 0)
 		return pid == want;
 	return shm_proc_alive(pid, start);
+}
+
+bool shm_instance_member_alive(const struct shm_instance *h, enum shm_instance_role role,
+			       uint32_t index)
+{
+	return member_is(h, role, index, 0);
 }
 
 bool shm_instance_gateway_ready(const struct shm_instance *h, uint32_t g, int32_t pid)

@@ -134,7 +134,13 @@ struct shm_control_sh {
 	 * waits for the acks (shm_ledger_hdr_sh.freeze_ack).  W: the owner,
 	 * release [FZ4]; R: matchers, acquire [FZ5]. */
 	uint32_t freeze_gen;
-	uint32_t pad0;
+	/* Ring repairs: bumped by the supervisor whenever it asks the ends
+	 * of a ring to quiesce or has reset one (shm_ring.h, docs/ring.md),
+	 * so that gateways and matchers look at their rings' repair state
+	 * only when it moved.  W: supervisor, release [INS6]; R: matchers
+	 * and gateways, acquire [INS7], once per loop turn (the line of
+	 * `stopping`, which they read anyway). */
+	uint32_t ring_repairs;
 	uint64_t run_reserved[6];
 	uint8_t pad1[SHM_CACHE_LINE];
 	/* Lines 11...: who is attached. */
@@ -229,6 +235,17 @@ void shm_instance_set_stopping(struct shm_instance *h);
 /* True once stopping was set [INS2]. */
 bool shm_instance_stopping(const struct shm_instance *h);
 
+/* Supervisor: a ring's repair state changed (quiesce asked, or reset):
+ * bumps ring_repairs [INS6] and rings shard s's and gateway g's
+ * doorbells, so both ends look. */
+void shm_instance_ring_repairs_bump(struct shm_instance *h, uint32_t g, uint32_t s);
+/* Ends: the current ring_repairs [INS7]. */
+uint32_t shm_instance_ring_repairs(const struct shm_instance *h);
+/* "/shmex.<instance>.rings req g1->s0" (request ring) or "... rep s0->g1"
+ * (reply ring), for log lines. */
+void shm_instance_ring_name(const struct shm_instance *h, bool request, uint32_t g,
+			    uint32_t s, char *buf, size_t len);
+
 /* Gateway g: publishes its counters in its member slot (relaxed). */
 void shm_instance_gateway_publish(struct shm_instance *h, uint32_t g,
 				  const struct shm_gateway_counters *c);
@@ -250,6 +267,10 @@ void shm_instance_member(const struct shm_instance *h, enum shm_instance_role ro
  * R0, book.<k> last [MT1]).
  */
 bool shm_instance_gateway_ready(const struct shm_instance *h, uint32_t g, int32_t pid);
+/* True when a live process holds the member slot (pid and start time
+ * match a running process); no region is attached to find out. */
+bool shm_instance_member_alive(const struct shm_instance *h, enum shm_instance_role role,
+			       uint32_t index);
 bool shm_instance_matcher_ready(const struct shm_instance *h, uint32_t k, int32_t pid);
 
 /*

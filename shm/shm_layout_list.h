@@ -202,7 +202,7 @@
 	F(shm_control_sh, stopping)            \
 	F(shm_control_sh, freeze_owner)        \
 	F(shm_control_sh, freeze_gen)          \
-	F(shm_control_sh, pad0)                \
+	F(shm_control_sh, ring_repairs)        \
 	F(shm_control_sh, run_reserved)        \
 	F(shm_control_sh, pad1)                \
 	F(shm_control_sh, gateways)            \
@@ -265,15 +265,23 @@
 	F(shm_ring_hdr_sh, msg_size)           \
 	F(shm_ring_hdr_sh, slots_offset)       \
 	F(shm_ring_hdr_sh, bytes)              \
+	F(shm_ring_hdr_sh, gen)                \
+	F(shm_ring_hdr_sh, quiesce)            \
 	F(shm_ring_hdr_sh, reserved)           \
 	F(shm_ring_prod_sh, head)              \
 	F(shm_ring_prod_sh, full)              \
 	F(shm_ring_prod_sh, batches)           \
 	F(shm_ring_prod_sh, corrupt)           \
+	F(shm_ring_prod_sh, bad_gen)           \
+	F(shm_ring_prod_sh, ack_gen)           \
+	F(shm_ring_prod_sh, ack_pos)           \
 	F(shm_ring_prod_sh, reserved)          \
 	F(shm_ring_cons_sh, tail)              \
 	F(shm_ring_cons_sh, batches)           \
 	F(shm_ring_cons_sh, corrupt)           \
+	F(shm_ring_cons_sh, bad_gen)           \
+	F(shm_ring_cons_sh, ack_gen)           \
+	F(shm_ring_cons_sh, ack_pos)           \
 	F(shm_ring_cons_sh, reserved)          \
 	F(shm_ring_sh, hdr)                    \
 	F(shm_ring_sh, prod)                   \

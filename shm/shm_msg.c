@@ -97,9 +97,8 @@ int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard, uint32_t n
 
 int shm_msg_validate_reply(const struct shm_msg *m)
 {
-	if (m->type == SHM_MSG_RESTART)
-		return m->req_type == SHM_MSG_RESTART && m->status == 0 ? 0
-									: SHMEX_EBADMSG;
+	if (m->type == SHM_MSG_RESTART || m->type == SHM_MSG_REPAIR)
+		return m->req_type == m->type && m->status == 0 ? 0 : SHMEX_EBADMSG;
 	if (m->type != SHM_MSG_REPLY)
 		return SHMEX_EBADMSG;
 	if (m->req_type < SHM_MSG_CREATE_ACCOUNT || m->req_type > SHM_MSG_REQUEST_LAST_)

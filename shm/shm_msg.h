@@ -40,6 +40,13 @@ enum shm_msg_type {
 	 * (the journal did not keep them).  req_id = the new matcher's
 	 * incarnation; type and req_type are SHM_MSG_RESTART. */
 	SHM_MSG_RESTART = 17,
+	/* Matcher -> gateway, once after the rings between them were
+	 * repaired (docs/ring.md): the matcher had taken this gateway's
+	 * requests up to request-ring position order_id when it stopped
+	 * using the damaged generation, and every reply it owed for them is
+	 * before this notice.  req_id = the request ring's new generation;
+	 * type and req_type are SHM_MSG_REPAIR. */
+	SHM_MSG_REPAIR = 18,
 };
 
 enum shm_side { SHM_SIDE_BUY = 0, SHM_SIDE_SELL = 1 };

@@ -22,14 +22,25 @@
  * following a bad one.  The handle's capacity and mask were validated at
  * attach and are never re-read from shared memory.
  *
+ * Repair.  A bad index is never followed, and after a report the ring is
+ * not used again in that generation; the supervisor resets it with both
+ * ends (shm_ring.h, docs/ring.md): each end acknowledges the quiesce with
+ * its private index, head and tail are set to the larger of those, and the
+ * new generation is released last [RNG5], so an end that acquires it
+ * [RNG6] reads the reset indexes.  Nothing here runs on the fast path.
+ *
  * Limits: a hostile producer can still scribble on slots the consumer is
  * copying (the copy may be torn); that is why the consumer validates every
- * field of the copy, not of the slot.  After a corruption report the ring
- * stays unusable until it is re-initialised with nobody attached.
+ * field of the copy, not of the slot.  A stray writer that advances head
+ * by fewer messages than the real producer later publishes is not
+ * detected by the indexes (the consumer takes stale slots, whose copies
+ * are validated like any message); only one that leaves the indexes
+ * inconsistent is.
  */
 #include "shm/shm_ring.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "shm/shm_error.h"
@@ -63,6 +74,7 @@ int shm_ring_init(void *mem, size_t bytes, uint32_t capacity)
 	sh->hdr.msg_size = sizeof(struct shm_msg);
 	sh->hdr.slots_offset = (uint32_t)offsetof(struct shm_ring_sh, slots);
 	sh->hdr.bytes = need;
+	sh->hdr.gen = 1;
 	shm_doorbell_init(&sh->db);
 	/* The slots need no initialisation: none is readable until head
 	 * passes it.  Publication of all of this to other processes is the
@@ -74,22 +86,24 @@ int shm_ring_init(void *mem, size_t bytes, uint32_t capacity)
  * Reads a consistent (head, tail) pair even while both peers run: tail,
  * head, tail again; when tail did not move, the head read in between was
  * within [tail, tail + capacity] for a well-behaved pair.  False when the
- * pair is inconsistent (or tail kept moving for every try).
+ * pair is inconsistent (or tail kept moving for every try); *head and
+ * *tail then hold the last values read.
  */
 static bool read_indexes(const struct shm_ring_sh *sh, uint32_t capacity, uint64_t *head,
 			 uint64_t *tail)
 {
+	*head = *tail = 0;
 	for (int i = 0; i < 100; i++) {
 		/* RNG4/RNG2 (attach): acquire both indexes so that the
 		 * slots after tail and before head are seen as their owners
 		 * left them; pair with RNG3 and RNG1. */
 		uint64_t t = load_acquire(&sh->cons.tail);
 		uint64_t h = load_acquire(&sh->prod.head);
+		*head = h;
+		*tail = t;
 		/* RNG4 again: the re-read that proves t was current. */
 		if (load_acquire(&sh->cons.tail) != t)
 			continue;
-		*head = h;
-		*tail = t;
 		return h - t <= capacity;
 	}
 	return false;
@@ -117,10 +131,13 @@ int shm_ring_attach(struct shm_ring *r, void *mem, size_t bytes,
 	if (hdr.bytes > bytes)
 		return SHMEX_ETOOSHORT;
 
+	/* RNG6: acquire the generation before the indexes it covers; pairs
+	 * with a reset's RNG5. */
+	uint32_t gen = load_acquire(&sh->hdr.gen);
 	uint64_t head, tail;
-	if (!read_indexes(sh, hdr.capacity, &head, &tail))
-		return SHMEX_ERINGCORRUPT;
+	bool ok = read_indexes(sh, hdr.capacity, &head, &tail);
 
+	r->gen = gen;
 	r->sh = sh;
 	r->slots = sh->slots;
 	r->db = db ? db : &sh->db;
@@ -131,7 +148,22 @@ int shm_ring_attach(struct shm_ring *r, void *mem, size_t bytes,
 	r->prod_tail_cache = tail;
 	r->cons_tail = tail;
 	r->cons_head_cache = head;
+	if (!ok) {
+		r->bad_kind = SHM_RING_BAD_PAIR;
+		r->bad_index = head;
+		r->bad_ref = tail;
+		return SHMEX_ERINGCORRUPT;
+	}
 	return 0;
+}
+
+/* Records a refusal in the handle (error path only). */
+static void note_bad(struct shm_ring *r, enum shm_ring_bad kind, uint64_t index,
+		     uint64_t ref)
+{
+	r->bad_kind = (uint8_t)kind;
+	r->bad_index = index;
+	r->bad_ref = ref;
 }
 
 /* Relaxed increment of a counter that only the caller's side writes. */
@@ -152,6 +184,12 @@ static int64_t prod_free(struct shm_ring *r, unsigned want)
 	 * release (RNG3); after this acquire we may overwrite them. */
 	uint64_t t = load_acquire(&r->sh->cons.tail);
 	if (r->prod_head - t > r->capacity || (int64_t)(t - r->prod_tail_cache) < 0) {
+		if ((int64_t)(t - r->prod_tail_cache) < 0)
+			note_bad(r, SHM_RING_BAD_BACK, t, r->prod_tail_cache);
+		else if ((int64_t)(r->prod_head - t) < 0)
+			note_bad(r, SHM_RING_BAD_AHEAD, t, r->prod_head);
+		else
+			note_bad(r, SHM_RING_BAD_BEHIND, t, r->prod_head);
 		stat_inc(&r->sh->prod.corrupt);
 		return SHMEX_ERINGCORRUPT;
 	}
@@ -245,6 +283,12 @@ int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out, unsigned max
 		uint64_t h = load_acquire(&r->sh->prod.head);
 		if (h - r->cons_tail > r->capacity ||
 		    (int64_t)(h - r->cons_head_cache) < 0) {
+			if ((int64_t)(h - r->cons_head_cache) < 0)
+				note_bad(r, SHM_RING_BAD_BACK, h, r->cons_head_cache);
+			else if ((int64_t)(h - r->cons_tail) < 0)
+				note_bad(r, SHM_RING_BAD_BEHIND, h, r->cons_tail);
+			else
+				note_bad(r, SHM_RING_BAD_AHEAD, h, r->cons_tail);
 			stat_inc(&r->sh->cons.corrupt);
 			return SHMEX_ERINGCORRUPT;
 		}
@@ -310,5 +354,166 @@ void shm_ring_stats(const struct shm_ring *r, struct shm_ring_stats *st)
 	st->enq_batches = load_relaxed(&sh->prod.batches);
 	st->deq_batches = load_relaxed(&sh->cons.batches);
 	st->corrupt = load_relaxed(&sh->prod.corrupt) + load_relaxed(&sh->cons.corrupt);
+	/* RNG6/RNG8/RNG10 (observer): acquire, for a consistent story in
+	 * the tools; nothing is read through them. */
+	st->gen = load_acquire(&sh->hdr.gen);
+	st->quiescing = load_acquire(&sh->hdr.quiesce) == st->gen;
+	st->reported = load_acquire(&sh->prod.bad_gen) == st->gen ||
+		       load_acquire(&sh->cons.bad_gen) == st->gen;
 	shm_doorbell_stats(r->db, &st->db);
+}
+
+/* ---- repair ---- */
+
+void shm_ring_report(struct shm_ring *r, enum shm_ring_side side)
+{
+	uint32_t *bad =
+		side == SHM_RING_PRODUCER ? &r->sh->prod.bad_gen : &r->sh->cons.bad_gen;
+	/* RNG9: release; pairs with the supervisor's RNG10.  Only the
+	 * generation is published: the supervisor re-reads what it needs. */
+	if (load_relaxed(bad) != r->gen)
+		store_release(bad, r->gen);
+}
+
+enum shm_ring_repair shm_ring_repair_state(const struct shm_ring *r)
+{
+	/* RNG6: a new generation (pairs with RNG5) comes with its reset
+	 * indexes, which shm_ring_resume reads. */
+	uint32_t gen = load_acquire(&r->sh->hdr.gen);
+	if (gen != r->gen)
+		return SHM_RING_RESET;
+	/* RNG8: pairs with RNG7. */
+	return load_acquire(&r->sh->hdr.quiesce) == gen ? SHM_RING_QUIESCE
+							: SHM_RING_IN_USE;
+}
+
+void shm_ring_ack(struct shm_ring *r, enum shm_ring_side side)
+{
+	bool prod = side == SHM_RING_PRODUCER;
+	uint64_t *pos = prod ? &r->sh->prod.ack_pos : &r->sh->cons.ack_pos;
+	uint32_t *ack = prod ? &r->sh->prod.ack_gen : &r->sh->cons.ack_gen;
+	/* Relaxed, published by the release below. */
+	store_relaxed(pos, prod ? r->prod_head : r->cons_tail);
+	/* RNG11: release after ack_pos and after every store this end made
+	 * to the ring; pairs with the supervisor's RNG12. */
+	store_release(ack, r->gen);
+}
+
+int shm_ring_resume(struct shm_ring *r)
+{
+	/* RNG6: pairs with the reset's RNG5: the indexes read below are the
+	 * reset ones (or later). */
+	uint32_t gen = load_acquire(&r->sh->hdr.gen);
+	uint64_t head, tail;
+	bool ok = read_indexes(r->sh, r->capacity, &head, &tail);
+	r->gen = gen;
+	r->claimed = 0;
+	r->prod_head = head;
+	r->prod_tail_cache = tail;
+	r->cons_tail = tail;
+	r->cons_head_cache = head;
+	if (!ok) {
+		note_bad(r, SHM_RING_BAD_PAIR, head, tail);
+		return SHMEX_ERINGCORRUPT;
+	}
+	r->bad_kind = SHM_RING_BAD_NONE;
+	return 0;
+}
+
+void shm_ring_describe(const struct shm_ring *r, enum shm_ring_side side, char *buf,
+		       size_t len)
+{
+	/* The producer checks tail against its head, the consumer head
+	 * against its tail. */
+	const char *other = side == SHM_RING_PRODUCER ? "tail" : "head";
+	const char *own = side == SHM_RING_PRODUCER ? "head" : "tail";
+	unsigned long long i = r->bad_index, ref = r->bad_ref;
+	switch (r->bad_kind) {
+	case SHM_RING_BAD_AHEAD:
+		snprintf(buf, len, "%s %llu is %llu ahead of %s %llu (capacity %u)",
+			 other, i, i - ref, own, ref, r->capacity);
+		break;
+	case SHM_RING_BAD_BEHIND:
+		snprintf(buf, len, "%s %llu is %llu behind %s %llu", other, i, ref - i,
+			 own, ref);
+		break;
+	case SHM_RING_BAD_BACK:
+		snprintf(buf, len, "%s went back from %llu to %llu", other, ref, i);
+		break;
+	case SHM_RING_BAD_PAIR: /* i = head, ref = tail */
+		if ((int64_t)(i - ref) < 0)
+			snprintf(buf, len, "head %llu is %llu behind tail %llu", i,
+				 ref - i, ref);
+		else
+			snprintf(buf, len,
+				 "head %llu is %llu ahead of tail %llu (capacity %u)", i,
+				 i - ref, ref, r->capacity);
+		break;
+	default:
+		snprintf(buf, len, "indexes inconsistent");
+		break;
+	}
+}
+
+bool shm_ring_reported(const struct shm_ring *r)
+{
+	const struct shm_ring_sh *sh = r->sh;
+	uint32_t gen = load_relaxed(&sh->hdr.gen); /* our own store */
+	uint64_t h, t;
+	/* RNG10: acquire; pairs with an end's RNG9. */
+	return load_acquire(&sh->prod.bad_gen) == gen ||
+	       load_acquire(&sh->cons.bad_gen) == gen ||
+	       !read_indexes(sh, r->capacity, &h, &t);
+}
+
+void shm_ring_request_quiesce(struct shm_ring *r)
+{
+	uint32_t gen = load_relaxed(&r->sh->hdr.gen); /* our own store */
+	/* RNG7: release; pairs with the ends' RNG8. */
+	if (load_relaxed(&r->sh->hdr.quiesce) != gen)
+		store_release(&r->sh->hdr.quiesce, gen);
+}
+
+bool shm_ring_acked(const struct shm_ring *r, enum shm_ring_side side)
+{
+	const uint32_t *ack =
+		side == SHM_RING_PRODUCER ? &r->sh->prod.ack_gen : &r->sh->cons.ack_gen;
+	/* RNG12: acquire; pairs with the end's RNG11 (ack_pos is read
+	 * after it, in shm_ring_reset). */
+	return load_acquire(ack) == load_relaxed(&r->sh->hdr.gen);
+}
+
+uint32_t shm_ring_reset(struct shm_ring *r, bool prod_acked, bool cons_acked,
+			uint64_t *base)
+{
+	struct shm_ring_sh *sh = r->sh;
+	uint64_t b = 0;
+	bool any = false;
+	/* Relaxed: ordered after RNG12 of shm_ring_acked by the caller's
+	 * acquire; ack_pos is written before the end's RNG11. */
+	if (prod_acked) {
+		b = load_relaxed(&sh->prod.ack_pos);
+		any = true;
+	}
+	if (cons_acked) {
+		uint64_t c = load_relaxed(&sh->cons.ack_pos);
+		b = !any || c > b ? c : b;
+		any = true;
+	}
+	if (!any)
+		b = load_relaxed(&sh->cons.tail);
+	/* Relaxed: published by RNG5.  Nobody uses the ring now: every live
+	 * end acknowledged the quiesce, and an end that attaches meanwhile
+	 * waits for the new generation. */
+	store_relaxed(&sh->cons.tail, b);
+	store_relaxed(&sh->prod.head, b);
+	uint32_t gen = load_relaxed(&sh->hdr.gen) + 1;
+	if (gen == 0)
+		gen = 1; /* 0 means "none" in bad_gen and ack_gen */
+	/* RNG5: release after head and tail; pairs with the ends' RNG6. */
+	store_release(&sh->hdr.gen, gen);
+	/* The shared doorbell wakes a consumer asleep on this ring. */
+	shm_doorbell_ring(r->db);
+	*base = b;
+	return gen;
 }

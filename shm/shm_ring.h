@@ -32,6 +32,17 @@
  * and dequeue how many it gave (*got == 0 means empty).  Nothing is ever
  * dropped or overwritten.
  *
+ * Corruption and repair (docs/ring.md, "Corruption and repair"): a ring
+ * has a generation.  An end that meets a bad index reports it
+ * (shm_ring_report: "generation n is corrupt") and leaves the ring alone;
+ * the supervisor then asks both ends to stop using generation n
+ * (shm_ring_request_quiesce), each live end acknowledges with its private
+ * index (shm_ring_ack), and the supervisor resets the ring (head = tail =
+ * the larger acknowledged index, generation n + 1: shm_ring_reset).  Each
+ * end then re-reads the indexes (shm_ring_resume) and carries on.  Every
+ * check of this protocol is on a slow path (after an error, or when the
+ * instance's repair sequence moved): enqueue and dequeue are unchanged.
+ *
  * Concurrency: at most one producer and one consumer per ring at a time,
  * in any processes.  Producer calls (enqueue_batch, claim, publish) may run
  * concurrently with consumer calls (dequeue_batch, readable, wait);
@@ -54,8 +65,10 @@
 #define SHM_RING_CAPACITY_MIN 2u
 #define SHM_RING_CAPACITY_MAX (1u << 20)
 
-/* Line 0.  W: shm_ring_init, before the enclosing region is published
- * (region R0); R: shm_ring_attach only, after region A0.  Immutable. */
+/* Line 0.  The first 32 bytes: W: shm_ring_init, before the enclosing
+ * region is published (region R0); R: shm_ring_attach only, after region
+ * A0; immutable.  gen and quiesce belong to the repair protocol and are
+ * written only by the supervisor (or a test), never on a fast path. */
 struct shm_ring_hdr_sh {
 	uint64_t magic;        /* SHM_RING_MAGIC */
 	uint32_t capacity;     /* slots, a power of two */
@@ -63,7 +76,15 @@ struct shm_ring_hdr_sh {
 	uint32_t msg_size;     /* sizeof(struct shm_msg) */
 	uint32_t slots_offset; /* offsetof(struct shm_ring_sh, slots) */
 	uint64_t bytes;        /* shm_ring_bytes(capacity) */
-	uint64_t reserved[4];
+	/* Generation: 1 at init, + 1 per reset.  W: the resetter, release
+	 * [RNG5] after head and tail; R: ends, acquire [RNG6] before they
+	 * re-read head and tail (shm_ring_resume, attach), tools. */
+	uint32_t gen;
+	/* The generation the supervisor asks both ends to stop using (==
+	 * gen while a repair is under way).  W: the resetter, release
+	 * [RNG7]; R: ends, acquire [RNG8] (shm_ring_repair_state). */
+	uint32_t quiesce;
+	uint64_t reserved[3];
 } shm_aligned;
 
 /* Line 1: written only by the producer. */
@@ -78,7 +99,16 @@ struct shm_ring_prod_sh {
 	uint64_t full;
 	uint64_t batches;
 	uint64_t corrupt;
-	uint64_t reserved[4];
+	/* Repair protocol, producer's side (slow paths only).  bad_gen: the
+	 * generation this producer found corrupt (0: none); W: producer,
+	 * release [RNG9]; R: supervisor, acquire [RNG10].  ack_gen: the
+	 * generation it stopped using, after ack_pos (its private head);
+	 * W: producer, ack_pos relaxed then ack_gen release [RNG11]; R:
+	 * supervisor, acquire [RNG12] then ack_pos. */
+	uint32_t bad_gen;
+	uint32_t ack_gen;
+	uint64_t ack_pos;
+	uint64_t reserved[2];
 } shm_aligned;
 
 /* Lines 4-5: written only by the consumer (its own 128-byte pair, away
@@ -92,7 +122,12 @@ struct shm_ring_cons_sh {
 	 * batches: non-empty dequeues; corrupt: bad heads seen. */
 	uint64_t batches;
 	uint64_t corrupt;
-	uint64_t reserved[5];
+	/* Repair protocol, consumer's side: as the producer's (RNG9-12),
+	 * ack_pos being the consumer's private tail. */
+	uint32_t bad_gen;
+	uint32_t ack_gen;
+	uint64_t ack_pos;
+	uint64_t reserved[3];
 } shm_aligned;
 
 struct shm_ring_sh {
@@ -109,6 +144,29 @@ _Static_assert(offsetof(struct shm_ring_sh, db) == 128, "ring layout");
 _Static_assert(offsetof(struct shm_ring_sh, cons) == 256, "ring layout");
 _Static_assert(offsetof(struct shm_ring_sh, slots) == 384, "ring layout");
 _Static_assert(sizeof(struct shm_ring_sh) == 384, "ring header size");
+_Static_assert(offsetof(struct shm_ring_sh, hdr.gen) == 32, "ring layout");
+_Static_assert(offsetof(struct shm_ring_sh, prod.bad_gen) == 96, "ring layout");
+_Static_assert(offsetof(struct shm_ring_sh, cons.bad_gen) == 280, "ring layout");
+
+/* Which end of a ring a handle is (the repair protocol's calls). */
+enum shm_ring_side { SHM_RING_PRODUCER = 0, SHM_RING_CONSUMER = 1 };
+
+/* What the repair protocol asks of an end (shm_ring_repair_state). */
+enum shm_ring_repair {
+	SHM_RING_IN_USE = 0,  /* carry on */
+	SHM_RING_QUIESCE = 1, /* stop using this generation: shm_ring_ack,
+			       * then touch nothing until RESET */
+	SHM_RING_RESET = 2,   /* a new generation: shm_ring_resume */
+};
+
+/* The last bad index a handle refused (for the caller's log line). */
+enum shm_ring_bad {
+	SHM_RING_BAD_NONE = 0,
+	SHM_RING_BAD_AHEAD = 1,  /* the other index is too far ahead of ours */
+	SHM_RING_BAD_BEHIND = 2, /* the other index is behind ours */
+	SHM_RING_BAD_BACK = 3,   /* the other index went backwards */
+	SHM_RING_BAD_PAIR = 4,   /* attach/resume: head and tail inconsistent */
+};
 
 /* Per-process handle (never in shared memory).  Producer fields are used
  * only by the producer, consumer fields only by the consumer. */
@@ -129,6 +187,13 @@ struct shm_ring {
 	 * (at least head_cache - tail messages are ready). */
 	uint64_t cons_tail;
 	uint64_t cons_head_cache;
+	/* The generation this handle works in (attach, resume). */
+	uint32_t gen;
+	/* The last refusal: what, the index read and our own (or cached)
+	 * value it was checked against.  Written only by the handle's
+	 * owner on the error path. */
+	uint8_t bad_kind; /* enum shm_ring_bad */
+	uint64_t bad_index, bad_ref;
 };
 
 struct shm_ring_stats {
@@ -140,6 +205,9 @@ struct shm_ring_stats {
 	uint64_t enq_batches;
 	uint64_t deq_batches;
 	uint64_t corrupt; /* corruption detections, both sides */
+	uint32_t gen;     /* generation: 1 + repairs */
+	bool quiescing;   /* a repair is under way */
+	bool reported;    /* an end reported this generation corrupt */
 	struct shm_doorbell_stats db;
 };
 
@@ -160,7 +228,9 @@ int shm_ring_init(void *mem, size_t bytes, uint32_t capacity)
  * mapping may be attached for shm_ring_stats.  Errors: -EINVAL (bad
  * arguments or alignment), SHMEX_EBADMAGIC, SHMEX_ETOOSHORT (bytes smaller
  * than the ring claims), SHMEX_EBADLAYOUT (capacity, mask, message size or
- * slot offset inconsistent), SHMEX_ERINGCORRUPT (head/tail inconsistent).
+ * slot offset inconsistent), SHMEX_ERINGCORRUPT (head/tail inconsistent:
+ * the handle is filled all the same, so that the caller can report the
+ * ring and take part in its repair instead of giving up on it).
  */
 int shm_ring_attach(struct shm_ring *r, void *mem, size_t bytes,
 		    struct shm_doorbell_sh *db) __attribute__((warn_unused_result));
@@ -238,5 +308,53 @@ int shm_ring_wait(struct shm_ring *r, int timeout_ms) __attribute__((warn_unused
  * RNG2/RNG4) and of the counters (relaxed), from any side or a read-only
  * observer. */
 void shm_ring_stats(const struct shm_ring *r, struct shm_ring_stats *st);
+
+/* ---- Repair (slow paths only; docs/ring.md "Corruption and repair") ---- */
+
+/* An end, after a call returned SHMEX_ERINGCORRUPT (or attach did): records
+ * that the handle's generation is corrupt, for the supervisor [RNG9].  The
+ * end then leaves the ring alone until shm_ring_repair_state says RESET. */
+void shm_ring_report(struct shm_ring *r, enum shm_ring_side side);
+
+/* An end: what the protocol asks of it now [RNG6, RNG8]. */
+enum shm_ring_repair shm_ring_repair_state(const struct shm_ring *r);
+
+/* An end asked to QUIESCE: publishes its private index and that it has
+ * stopped using the generation [RNG11].  After this it neither enqueues
+ * nor dequeues until RESET. */
+void shm_ring_ack(struct shm_ring *r, enum shm_ring_side side);
+
+/* An end told RESET: takes the new generation and re-reads head and tail
+ * as at attach.  0, or SHMEX_ERINGCORRUPT (the new generation is already
+ * inconsistent: report it again). */
+int shm_ring_resume(struct shm_ring *r) __attribute__((warn_unused_result));
+
+/* Writes one line about the handle's last refusal ("head 12345 is 70000
+ * ahead of tail 1 (capacity 1024)"), from the side's point of view. */
+void shm_ring_describe(const struct shm_ring *r, enum shm_ring_side side, char *buf,
+		       size_t len);
+
+/* Supervisor: true when an end reported the current generation corrupt
+ * [RNG10], or the indexes are inconsistent now. */
+bool shm_ring_reported(const struct shm_ring *r);
+
+/* Supervisor: asks both ends to stop using the current generation
+ * [RNG7].  Idempotent. */
+void shm_ring_request_quiesce(struct shm_ring *r);
+
+/* Supervisor: true when that end acknowledged the quiesce [RNG12]. */
+bool shm_ring_acked(const struct shm_ring *r, enum shm_ring_side side);
+
+/*
+ * Supervisor, once every live end acknowledged (an end that is not
+ * attached cannot use the ring; one that attaches during the quiesce sees
+ * it and acknowledges): head = tail = the largest acknowledged index of
+ * the ends named live (or the current tail when none), then a new
+ * generation [RNG5].  Positions stay increasing across generations, so a
+ * position names one message for the life of the ring.  Returns the new
+ * generation; *base gets where it starts.
+ */
+uint32_t shm_ring_reset(struct shm_ring *r, bool prod_acked, bool cons_acked,
+			uint64_t *base);
 
 #endif

@@ -396,6 +396,105 @@ START_TEST(corrupt_head_detected)
 }
 END_TEST
 
+/* The stray-writer case: another process publishes through a producer
+ * handle of its own, the consumer takes its messages, and the real
+ * producer's next publication moves head back.  The consumer reports the
+ * generation corrupt, the supervisor's quiesce is acknowledged by both
+ * ends with their private indexes, the reset starts the new generation at
+ * the larger of them, and both ends resume and work; a producer that
+ * attaches to the corrupt ring gets its handle filled (so it can take
+ * part) instead of a useless error alone. */
+START_TEST(stray_writer_reset_new_generation)
+{
+	struct shm_region reg;
+	struct shm_ring prod, cons, stray, sup;
+	struct shm_ring_sh *sh = make_ring(&reg, "r", 8);
+	attach_local(&prod, &reg);
+	attach_local(&cons, &reg);
+	attach_local(&sup, &reg);
+	ck_assert_uint_eq(prod.gen, 1);
+	ck_assert_uint_eq(enq_seq(&prod, 1, 0, 3), 3);
+	struct shm_msg out[8];
+	unsigned got;
+	ck_assert_int_eq(shm_ring_dequeue_batch(&cons, out, 8, &got), 0);
+	ck_assert_uint_eq(got, 3);
+	ck_assert(!shm_ring_reported(&sup));
+	ck_assert_int_eq(shm_ring_repair_state(&prod), SHM_RING_IN_USE);
+
+	/* The stray publishes 4; the consumer takes them. */
+	attach_local(&stray, &reg);
+	ck_assert_uint_eq(enq_seq(&stray, 9, 0, 4), 4);
+	ck_assert_int_eq(shm_ring_dequeue_batch(&cons, out, 8, &got), 0);
+	ck_assert_uint_eq(got, 4);
+	/* The real producer publishes at its own head: 4, behind tail 7. */
+	ck_assert_uint_eq(enq_seq(&prod, 1, 3, 1), 1);
+	ck_assert_uint_eq(sh->prod.head, 4);
+	ck_assert_int_eq(shm_ring_dequeue_batch(&cons, out, 8, &got), SHMEX_ERINGCORRUPT);
+	char why[160];
+	shm_ring_describe(&cons, SHM_RING_CONSUMER, why, sizeof(why));
+	ck_assert_str_eq(why, "head went back from 7 to 4");
+	/* A producer restarted now attaches, filled in, and is told so. */
+	struct shm_ring late;
+	ck_assert_int_eq(shm_ring_attach(&late, sh, shm_region_body_size(&reg), NULL),
+			 SHMEX_ERINGCORRUPT);
+	ck_assert_ptr_eq(late.sh, sh);
+	shm_ring_describe(&late, SHM_RING_PRODUCER, why, sizeof(why));
+	ck_assert_str_eq(why, "head 4 is 3 behind tail 7");
+
+	/* Reported (by the consumer) and inconsistent now. */
+	shm_ring_report(&cons, SHM_RING_CONSUMER);
+	ck_assert_uint_eq(sh->cons.bad_gen, 1);
+	ck_assert(shm_ring_reported(&sup));
+	struct shm_ring_stats st;
+	shm_ring_stats(&sup, &st);
+	ck_assert(st.reported && st.corrupt_now && !st.quiescing);
+
+	/* Quiesce: both ends are asked, acknowledge with their indexes. */
+	shm_ring_request_quiesce(&sup);
+	ck_assert_int_eq(shm_ring_repair_state(&prod), SHM_RING_QUIESCE);
+	ck_assert_int_eq(shm_ring_repair_state(&cons), SHM_RING_QUIESCE);
+	ck_assert(!shm_ring_acked(&sup, SHM_RING_PRODUCER));
+	shm_ring_ack(&prod, SHM_RING_PRODUCER);
+	shm_ring_ack(&cons, SHM_RING_CONSUMER);
+	ck_assert(shm_ring_acked(&sup, SHM_RING_PRODUCER));
+	ck_assert(shm_ring_acked(&sup, SHM_RING_CONSUMER));
+	ck_assert_uint_eq(sh->prod.ack_pos, 4);
+	ck_assert_uint_eq(sh->cons.ack_pos, 7);
+
+	/* Reset: both indexes at the larger position, a new generation. */
+	uint64_t base = 0;
+	ck_assert_uint_eq(shm_ring_reset(&sup, true, true, &base), 2);
+	ck_assert_uint_eq(base, 7);
+	ck_assert_uint_eq(sh->prod.head, 7);
+	ck_assert_uint_eq(sh->cons.tail, 7);
+	ck_assert(!shm_ring_reported(&sup));
+	ck_assert_int_eq(shm_ring_repair_state(&prod), SHM_RING_RESET);
+	ck_assert_int_eq(shm_ring_repair_state(&cons), SHM_RING_RESET);
+	ck_assert_int_eq(shm_ring_resume(&prod), 0);
+	ck_assert_int_eq(shm_ring_resume(&cons), 0);
+	ck_assert_int_eq(shm_ring_resume(&late), 0);
+	ck_assert_uint_eq(prod.gen, 2);
+	ck_assert_int_eq(shm_ring_repair_state(&prod), SHM_RING_IN_USE);
+	ck_assert_int_eq(shm_ring_repair_state(&cons), SHM_RING_IN_USE);
+	/* Positions keep growing: the next message is number 7. */
+	ck_assert_uint_eq(shm_ring_produced(&prod), 7);
+	ck_assert_uint_eq(enq_seq(&prod, 1, 100, 8), 8); /* the whole ring */
+	ck_assert_int_eq(shm_ring_dequeue_batch(&cons, out, 8, &got), 0);
+	ck_assert_uint_eq(got, 8);
+	ck_assert_uint_eq(out[0].req_id, 100);
+	ck_assert(msg_ok(&out[7]));
+	shm_ring_stats(&sup, &st);
+	ck_assert_uint_eq(st.gen, 2);
+	ck_assert(!st.reported && !st.corrupt_now && !st.quiescing);
+
+	/* A reset with no end acknowledged starts at the tail. */
+	shm_ring_request_quiesce(&sup);
+	ck_assert_uint_eq(shm_ring_reset(&sup, false, false, &base), 3);
+	ck_assert_uint_eq(base, 15);
+	shm_region_detach(&reg);
+}
+END_TEST
+
 /* A consumer writes nonsense into tail: the producer reports it and never
  * overwrites an unconsumed slot because of it. */
 START_TEST(corrupt_tail_detected)
@@ -969,6 +1068,7 @@ static Suite *shm_ring_suite(void)
 	tcase_add_test(tc, init_and_attach_validate);
 	tcase_add_test(tc, corrupt_head_detected);
 	tcase_add_test(tc, corrupt_tail_detected);
+	tcase_add_test(tc, stray_writer_reset_new_generation);
 	tcase_add_test(tc, wait_times_out_when_idle);
 	tcase_add_test(tc, consumer_restart_resumes);
 	suite_add_tcase(s, tc);

@@ -21,6 +21,17 @@
  * epoll watches once a reply ring is readable; the loop polls instead while
  * it makes progress.  The helper reads only shared ring indexes.
  *
+ * Damaged rings (docs/ring.md, "Corruption and repair"): as in the XML
+ * gateway (gw_exec.c), a damaged ring is reported and left alone, and the
+ * loop takes part in its repair: asked to quiesce, it stops sending to
+ * that shard, takes what the matcher published until the matcher has
+ * acknowledged, acknowledges, and resumes in the new generation.  The
+ * matcher's SHM_MSG_REPAIR notice reaches the caller as a restart notice
+ * at the position below which every waiting request was not executed:
+ * the new generation's first position, or (when the reply ring lost
+ * replies) the position the matcher had taken requests up to, so that
+ * nothing it may have executed is called "not executed".
+ *
  * Limits: the queues grow without bound (the caller bounds what it
  * submits); RX_BATCH replies and TX_BATCH requests per ring operation.
  */
@@ -82,7 +93,81 @@ struct fx_route {
 	 * W: close, release [FX1-3]; R: helper, acquire [FX1-4]. */
 	uint32_t armed;
 	uint32_t stop;
+	/* Ring repair (loop thread only): per shard, bit 0 request ring and
+	 * bit 1 reply ring damaged; the path's phase (0 in use, 1 draining,
+	 * 2 acknowledged, 3 new generation, notice due), whether replies
+	 * were lost, and the new generation's first position. */
+	uint8_t *ring_bad, *path, *lost;
+	uint64_t *base;
+	uint32_t repairs_seen;
 };
+
+enum { FXP_IN_USE = 0, FXP_DRAINING = 1, FXP_ACKED = 2, FXP_NOTICE = 3 };
+
+/* A ring of shard s is damaged: reported (RNG9) and logged once. */
+static void fx_ring_damaged(struct fx_route *r, uint32_t s, bool request)
+{
+	uint8_t bit = request ? 1 : 2;
+	struct shm_ring *ring = request ? &r->req[s] : &r->rep[s];
+	enum shm_ring_side side = request ? SHM_RING_PRODUCER : SHM_RING_CONSUMER;
+	shm_ring_report(ring, side);
+	if (r->ring_bad[s] & bit)
+		return;
+	r->ring_bad[s] |= bit;
+	char name[128], why[160];
+	shm_instance_ring_name(&r->inst, request, r->gateway, s, name, sizeof(name));
+	shm_ring_describe(ring, side, why, sizeof(why));
+	fprintf(stderr,
+		"shmex-fix: ring %s: %s (generation %u); not used until repaired\n", name,
+		why, ring->gen);
+}
+
+/* Our part in the repair of shard s's rings (as gw_exec.c repair_path). */
+static void fx_repair_path(struct fx_route *r, uint32_t s)
+{
+	enum shm_ring_repair rq = shm_ring_repair_state(&r->req[s]);
+	enum shm_ring_repair rp = shm_ring_repair_state(&r->rep[s]);
+	bool quiesce = rq == SHM_RING_QUIESCE || rp == SHM_RING_QUIESCE;
+	if (quiesce && r->path[s] != FXP_ACKED) {
+		r->path[s] = FXP_DRAINING;
+		bool bad = (r->ring_bad[s] & 2) != 0;
+		bool done = shm_ring_acked(&r->rep[s], SHM_RING_PRODUCER) ||
+			    !shm_instance_member_alive(&r->inst, SHM_ROLE_MATCHER, s);
+		if (!bad && (!done || shm_ring_readable(&r->rep[s])))
+			return;
+		r->lost[s] = bad;
+		/* RNG11 inside: after our last use of each ring. */
+		shm_ring_ack(&r->req[s], SHM_RING_PRODUCER);
+		shm_ring_ack(&r->rep[s], SHM_RING_CONSUMER);
+		r->path[s] = FXP_ACKED;
+		return;
+	}
+	if (quiesce || (rq != SHM_RING_RESET && rp != SHM_RING_RESET))
+		return;
+	int rc = 0;
+	if (rq == SHM_RING_RESET && shm_ring_resume(&r->req[s]) != 0)
+		rc = -1;
+	if (rp == SHM_RING_RESET && shm_ring_resume(&r->rep[s]) != 0)
+		rc = -2;
+	bool was_acked = r->path[s] == FXP_ACKED;
+	r->ring_bad[s] = 0;
+	if (rc)
+		fx_ring_damaged(r, s, rc == -1);
+	r->base[s] = shm_ring_produced(&r->req[s]);
+	r->path[s] = was_acked ? FXP_NOTICE : FXP_IN_USE;
+}
+
+/* Once per loop turn [INS7]; the rings' states when ring_repairs moved
+ * or while a path drains. */
+static void fx_repair_check(struct fx_route *r)
+{
+	uint32_t seq = shm_instance_ring_repairs(&r->inst);
+	bool moved = seq != r->repairs_seen;
+	r->repairs_seen = seq;
+	for (uint32_t s = 0; s < r->nshards; s++)
+		if (moved || r->path[s] == FXP_DRAINING)
+			fx_repair_path(r, s);
+}
 
 static long futex_private(uint32_t *uaddr, int op, uint32_t val,
 			  const struct timespec *ts)
@@ -212,15 +297,31 @@ int fx_route_open(struct fx_route **out, const char *instance, uint32_t gateway,
 	r->rd = calloc(n, sizeof(*r->rd));
 	r->rd_ok = calloc(n, 1);
 	r->q = calloc(n, sizeof(*r->q));
-	if (!r->req || !r->rep || !r->rd || !r->rd_ok || !r->q) {
+	r->ring_bad = calloc(n, 1);
+	r->path = calloc(n, 1);
+	r->lost = calloc(n, 1);
+	r->base = calloc(n, sizeof(uint64_t));
+	r->repairs_seen = UINT32_MAX; /* the first turn looks */
+	if (!r->req || !r->rep || !r->rd || !r->rd_ok || !r->q || !r->ring_bad ||
+	    !r->path || !r->lost || !r->base) {
 		rc = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto out_close;
 	}
 	for (uint32_t s = 0; s < n; s++) {
+		/* A damaged ring is attached all the same and reported: it
+		 * is repaired with us, never a reason to exit. */
 		rc = shm_instance_request_ring(&r->inst, gateway, s, &r->req[s]);
+		if (rc == SHMEX_ERINGCORRUPT) {
+			fx_ring_damaged(r, s, true);
+			rc = 0;
+		}
 		if (!rc)
 			rc = shm_instance_reply_ring(&r->inst, s, gateway, &r->rep[s]);
+		if (rc == SHMEX_ERINGCORRUPT) {
+			fx_ring_damaged(r, s, false);
+			rc = 0;
+		}
 		if (rc) {
 			snprintf(err, errlen, "rings of shard %u: %s", s,
 				 shmex_strerror(rc));
@@ -285,6 +386,10 @@ void fx_route_close(struct fx_route *r)
 	free(r->rd);
 	free(r->rd_ok);
 	free(r->q);
+	free(r->ring_bad);
+	free(r->path);
+	free(r->lost);
+	free(r->base);
 	free(r->fills);
 	free(r->lv);
 	free(r);
@@ -386,7 +491,9 @@ size_t fx_route_flush(struct fx_route *r, void (*sent)(void *, uint64_t, uint64_
 	size_t left = 0;
 	for (uint32_t s = 0; s < r->nshards; s++) {
 		struct queue *q = &r->q[s];
-		while (q->n > 0) {
+		bool blocked = (r->ring_bad[s] & 1) || r->path[s] == FXP_DRAINING ||
+			       r->path[s] == FXP_ACKED;
+		while (q->n > 0 && !blocked) {
 			unsigned n = 0;
 			while (n < TX_BATCH && n < q->n) {
 				r->tx[n] = q->m[(q->head + n) % q->cap];
@@ -394,8 +501,10 @@ size_t fx_route_flush(struct fx_route *r, void (*sent)(void *, uint64_t, uint64_
 			}
 			unsigned done = 0;
 			uint64_t base = shm_ring_produced(&r->req[s]);
-			if (shm_ring_enqueue_batch(&r->req[s], r->tx, n, &done) != 0)
+			if (shm_ring_enqueue_batch(&r->req[s], r->tx, n, &done) != 0) {
+				fx_ring_damaged(r, s, true);
 				done = 0; /* corrupt: treated as full */
+			}
 			for (unsigned k = 0; k < done; k++)
 				sent(ctx, r->tx[k].req_id, base + k);
 			q->head = (q->head + done) % q->cap;
@@ -412,12 +521,17 @@ unsigned fx_route_replies(struct fx_route *r, void (*fn)(void *, const struct fx
 			  void *ctx)
 {
 	unsigned total = 0;
+	fx_repair_check(r);
 	for (uint32_t s = 0; s < r->nshards; s++) {
+		if ((r->ring_bad[s] & 2) || r->path[s] == FXP_ACKED)
+			continue; /* left alone until its repair */
 		for (int round = 0; round < 8; round++) {
 			unsigned got = 0;
 			if (shm_ring_dequeue_batch(&r->rep[s], r->rx, RX_BATCH, &got) !=
-			    0)
+			    0) {
+				fx_ring_damaged(r, s, false);
 				break;
+			}
 			for (unsigned i = 0; i < got; i++) {
 				const struct shm_msg *m = &r->rx[i];
 				struct fx_reply y = {
@@ -435,6 +549,22 @@ unsigned fx_route_replies(struct fx_route *r, void (*fn)(void *, const struct fx
 				} else if (m->type == SHM_MSG_RESTART) {
 					y.kind = FX_REPLY_RESTART;
 					reopen_book(r, s);
+					/* After a repair that lost replies, the
+					 * successor cannot vouch for what waits:
+					 * nothing is called "not executed". */
+					if (r->path[s] == FXP_NOTICE && r->lost[s])
+						y.order_id = 0;
+					if (r->path[s] == FXP_NOTICE)
+						r->path[s] = FXP_IN_USE;
+				} else if (m->type == SHM_MSG_REPAIR) {
+					if (r->path[s] != FXP_NOTICE)
+						continue; /* not one we wait for */
+					/* Below this position, a waiting request
+					 * was not executed (the top of the file). */
+					y.kind = FX_REPLY_RESTART;
+					y.order_id =
+						r->lost[s] ? m->order_id : r->base[s];
+					r->path[s] = FXP_IN_USE;
 				} else if (m->status == 0 &&
 					   m->req_type == SHM_MSG_ORDER &&
 					   (m->order_id == 0 ||

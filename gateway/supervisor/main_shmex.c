@@ -46,6 +46,16 @@
  * queue meanwhile).  A matcher killed by a signal while the matchers
  * recover together makes that start begin again (launch_retrying).
  *
+ * Damaged rings (docs/ring.md, "Corruption and repair"): every
+ * RING_CHECK_MS the supervisor looks at every ring.  One that an end
+ * reported corrupt, or whose indexes are inconsistent, is logged by name
+ * and repaired with the two ends of its gateway-to-shard path: both rings
+ * of the path are asked to quiesce, each live end acknowledges, then both
+ * are reset to a new generation and the ends resume.  A gateway that does
+ * not acknowledge within RING_ACK_MS is killed (restarted like any dead
+ * gateway, it attaches to the ring under repair and acknowledges at once);
+ * a matcher is only waited for (it may be recovering).
+ *
  * FIX (docs/fix.md): unless --no-fix, one shmex-fix process serves FIX 4.4
  * on its own listening socket (opened here too, --fix-port, for the same
  * reasons).  It is one more gateway of the instance: gateway index G
@@ -82,6 +92,7 @@
 #include "shm/shm_journal.h"
 #include "shm/shm_opt.h"
 #include "shm/shm_region.h"
+#include "shm/shm_ring.h"
 #include "shm/shm_settings.h"
 
 #define BACKOFF_MIN_MS 100u
@@ -91,6 +102,8 @@
 #define MATCHER_RESTART_MS 10u /* first restart of a dead matcher */
 #define AUDIT_STOP_MS 5000u
 #define EXIT_RECOVERY_IMPOSSIBLE 3 /* shmex-matcher: SHMEX_ERECOVERY */
+#define RING_CHECK_MS 100u         /* how often every ring is looked at */
+#define RING_ACK_MS 10000u         /* a gateway's time to acknowledge a quiesce */
 
 enum child_kind { K_MATCHER = 0, K_GATEWAY = 1, K_AUDIT = 2 };
 
@@ -128,6 +141,14 @@ struct opts {
 	bool quiet;
 };
 
+/* A gateway-to-shard path under repair (private). */
+struct path_repair {
+	bool active;
+	bool fenced; /* its gateway was killed for not acknowledging */
+	bool warned; /* the matcher's slowness was logged */
+	uint64_t since_ns;
+};
+
 struct sup {
 	struct opts o;
 	char dir[PATH_MAX];
@@ -143,6 +164,11 @@ struct sup {
 	struct child matchers[SHM_INSTANCE_SHARDS_MAX];
 	struct child gateways[SHM_INSTANCE_GATEWAYS_MAX + 1];
 	struct child audit; /* shmex-audit, with a data directory only */
+	/* The rings, for their repair: [g * shards + s] (no fast path here:
+	 * shm_ring.h's repair calls only). */
+	struct shm_ring *req, *rep;
+	struct path_repair *paths;
+	uint64_t next_ring_check;
 	sigset_t sigs;
 	bool owns; /* we created control + rings: the name is ours */
 	bool stopping;
@@ -571,6 +597,167 @@ static bool wait_ready(struct sup *s, enum child_kind k, uint32_t idx)
 	}
 }
 
+/* ---- ring repair (docs/ring.md) ---- */
+
+static void rings_close(struct sup *s)
+{
+	free(s->req);
+	free(s->rep);
+	free(s->paths);
+	s->req = s->rep = NULL;
+	s->paths = NULL;
+}
+
+/* Handles on every ring (the instance was just created: all consistent). */
+static int rings_open(struct sup *s)
+{
+	uint32_t n = s->ngw * s->o.shards;
+	s->req = calloc(n, sizeof(*s->req));
+	s->rep = calloc(n, sizeof(*s->rep));
+	s->paths = calloc(n, sizeof(*s->paths));
+	if (!s->req || !s->rep || !s->paths) {
+		rings_close(s);
+		return -ENOMEM;
+	}
+	for (uint32_t g = 0; g < s->ngw; g++)
+		for (uint32_t k = 0; k < s->o.shards; k++) {
+			uint32_t i = g * s->o.shards + k;
+			int rc = shm_instance_request_ring(&s->inst, g, k, &s->req[i]);
+			if (!rc)
+				rc = shm_instance_reply_ring(&s->inst, k, g, &s->rep[i]);
+			if (rc) {
+				rings_close(s);
+				return rc;
+			}
+		}
+	return 0;
+}
+
+/* What an end said, or what is wrong now, for the log line. */
+static void ring_story(struct sup *s, bool request, uint32_t g, uint32_t k, char *buf,
+		       size_t len)
+{
+	struct shm_ring *r =
+		request ? &s->req[g * s->o.shards + k] : &s->rep[g * s->o.shards + k];
+	struct shm_ring_stats st;
+	shm_ring_stats(r, &st);
+	const char *prod = request ? "gateway" : "matcher";
+	const char *cons = request ? "matcher" : "gateway";
+	/* RNG10: acquire of the reports (pairs with the ends' RNG9). */
+	bool pb = load_acquire(&r->sh->prod.bad_gen) == st.gen;
+	bool cb = load_acquire(&r->sh->cons.bad_gen) == st.gen;
+	char how[96] = "";
+	if (st.corrupt_now && (int64_t)(st.head - st.tail) < 0)
+		snprintf(how, sizeof(how), ": head is %llu behind tail",
+			 (unsigned long long)(st.tail - st.head));
+	else if (st.corrupt_now)
+		snprintf(how, sizeof(how), ": head is %llu ahead of tail",
+			 (unsigned long long)(st.head - st.tail));
+	snprintf(buf, len, "head %llu, tail %llu (capacity %u)%s%s%s%s",
+		 (unsigned long long)st.head, (unsigned long long)st.tail, st.capacity,
+		 how, pb || cb ? ", reported corrupt by the " : "",
+		 pb   ? prod
+		 : cb ? cons
+		      : "",
+		 pb && cb ? " and the other end" : "");
+}
+
+static void repair_begin(struct sup *s, uint32_t g, uint32_t k, uint64_t now)
+{
+	uint32_t i = g * s->o.shards + k;
+	for (int q = 0; q < 2; q++) {
+		bool request = q == 0;
+		struct shm_ring *r = request ? &s->req[i] : &s->rep[i];
+		if (!shm_ring_reported(r))
+			continue;
+		char name[160], story[256];
+		shm_instance_ring_name(&s->inst, request, g, k, name, sizeof(name));
+		ring_story(s, request, g, k, story, sizeof(story));
+		logf_(s, true,
+		      "ring %s is corrupt (generation %u): %s; repairing the rings of "
+		      "gateway %u and shard %u with both ends",
+		      name, load_acquire(&r->sh->hdr.gen), story, g, k);
+	}
+	/* RNG7 inside, then INS6 and both doorbells. */
+	shm_ring_request_quiesce(&s->req[i]);
+	shm_ring_request_quiesce(&s->rep[i]);
+	shm_instance_ring_repairs_bump(&s->inst, g, k);
+	s->paths[i] = (struct path_repair){.active = true, .since_ns = now};
+}
+
+/* One look at a path under repair: reset once every live end acknowledged. */
+static void repair_step(struct sup *s, uint32_t g, uint32_t k, uint64_t now)
+{
+	uint32_t i = g * s->o.shards + k;
+	struct path_repair *p = &s->paths[i];
+	struct shm_ring *rq = &s->req[i], *rp = &s->rep[i];
+	bool gw = shm_instance_member_alive(&s->inst, SHM_ROLE_GATEWAY, g);
+	bool mt = shm_instance_member_alive(&s->inst, SHM_ROLE_MATCHER, k);
+	/* RNG12 inside each: pairs with the end's RNG11. */
+	bool gw_req = gw && shm_ring_acked(rq, SHM_RING_PRODUCER);
+	bool gw_rep = gw && shm_ring_acked(rp, SHM_RING_CONSUMER);
+	bool mt_req = mt && shm_ring_acked(rq, SHM_RING_CONSUMER);
+	bool mt_rep = mt && shm_ring_acked(rp, SHM_RING_PRODUCER);
+	bool gw_ok = !gw || (gw_req && gw_rep);
+	bool mt_ok = !mt || (mt_req && mt_rep);
+	uint64_t waited_ms = (now - p->since_ns) / 1000000u;
+	if (!gw_ok && waited_ms >= RING_ACK_MS && !p->fenced) {
+		struct child *c = &s->gateways[g];
+		logf_(s, true,
+		      "gateway %u did not stop using its rings of shard %u within %u ms "
+		      "(request ring %s, reply ring %s; the matcher %s); killing it (it "
+		      "is restarted and joins the repair)",
+		      g, k, RING_ACK_MS, gw_req ? "acknowledged" : "not acknowledged",
+		      gw_rep ? "acknowledged" : "not acknowledged",
+		      !mt     ? "is not running"
+		      : mt_ok ? "acknowledged"
+			      : "did not acknowledge");
+		if (c->pid > 0)
+			kill(c->pid, SIGKILL);
+		p->fenced = true;
+	}
+	if (!mt_ok && waited_ms >= RING_ACK_MS && !p->warned) {
+		logf_(s, true,
+		      "the matcher of shard %u has not stopped using its rings of gateway "
+		      "%u after %u ms; still waiting",
+		      k, g, RING_ACK_MS);
+		p->warned = true;
+	}
+	if (!gw_ok || !mt_ok)
+		return;
+	uint64_t base_req, base_rep;
+	uint32_t gen = shm_ring_reset(rq, gw_req, mt_req, &base_req);
+	(void)shm_ring_reset(rp, mt_rep, gw_rep, &base_rep);
+	/* INS6 after both RNG5: the ends resume both rings at once. */
+	shm_instance_ring_repairs_bump(&s->inst, g, k);
+	p->active = false;
+	logf_(s, true,
+	      "rings of gateway %u and shard %u repaired: generation %u, requests "
+	      "resume at position %llu, replies at %llu%s",
+	      g, k, gen, (unsigned long long)base_req, (unsigned long long)base_rep,
+	      gw && mt ? "" : " (one end was not running)");
+}
+
+/* Every RING_CHECK_MS: new reports, and the repairs under way. */
+static void check_rings(struct sup *s)
+{
+	if (!s->paths || !s->inst_ok)
+		return;
+	uint64_t now = shm_clock_ns(CLOCK_MONOTONIC);
+	if (now < s->next_ring_check)
+		return;
+	s->next_ring_check = now + (uint64_t)RING_CHECK_MS * 1000000u;
+	for (uint32_t g = 0; g < s->ngw; g++)
+		for (uint32_t k = 0; k < s->o.shards; k++) {
+			uint32_t i = g * s->o.shards + k;
+			if (!s->paths[i].active && (shm_ring_reported(&s->req[i]) ||
+						    shm_ring_reported(&s->rep[i])))
+				repair_begin(s, g, k, now);
+			if (s->paths[i].active)
+				repair_step(s, g, k, now);
+		}
+}
+
 /* Sends sig to every running child of kind k and waits up to ms for them;
  * SIGKILLs what is left. */
 static void stop_kind(struct sup *s, enum child_kind k, int sig, uint32_t ms)
@@ -620,6 +807,7 @@ static void stop_children(struct sup *s)
 	if (s->accts_ok)
 		shm_accounts_detach(&s->accts);
 	s->accts_ok = false;
+	rings_close(s);
 	if (s->inst_ok)
 		shm_instance_detach(&s->inst);
 	s->inst_ok = false;
@@ -1007,6 +1195,11 @@ static int launch(struct sup *s)
 		return -1;
 	}
 	s->accts_ok = true;
+	rc = rings_open(s);
+	if (rc) {
+		logf_(s, true, "rings of %s: %s", s->o.instance, shmex_strerror(rc));
+		return -1;
+	}
 	/* All matchers start at once (each pre-faults its regions), then
 	 * each is awaited; gateways only once every book exists. */
 	for (uint32_t k = 0; k < s->o.shards; k++)
@@ -1100,7 +1293,8 @@ int main(int argc, char **argv)
 					next = c->restart_at_ns;
 			}
 		}
-		int wait_ms = 1000;
+		check_rings(&s);
+		int wait_ms = RING_CHECK_MS;
 		if (next) {
 			uint64_t left = next > now ? (next - now) / 1000000u + 1 : 0;
 			if (left < (uint64_t)wait_ms)

@@ -719,23 +719,32 @@ int qry_readers(struct qry *q, FILE *out, unsigned flags)
 struct ring_depth {
 	uint32_t depth;
 	bool ok;
+	bool repairing;   /* a repair is under way (quiesce asked) */
+	uint32_t repairs; /* generations past the first */
+	uint64_t corrupt; /* bad indexes the ends refused */
 };
 
 static struct ring_depth ring_depth(struct qry *q, bool request, uint32_t g, uint32_t k)
 {
 	struct shm_ring r;
 	struct shm_ring_stats st;
-	struct ring_depth d = {0, false};
+	struct ring_depth d = {0};
 	int rc = request ? shm_instance_request_ring(&q->inst, g, k, &r)
 			 : shm_instance_reply_ring(&q->inst, k, g, &r);
-	if (rc)
+	if (rc && rc != SHMEX_ERINGCORRUPT) /* a corrupt one is filled in */
 		return d;
 	shm_ring_stats(&r, &st);
 	d.depth = st.depth;
 	d.ok = !st.corrupt_now;
+	d.repairing = st.quiescing;
+	d.repairs = st.gen > 0 ? st.gen - 1 : 0;
+	d.corrupt = st.corrupt;
 	return d;
 }
 
+/* Per ring: its depth, or "corrupt"; then, when it has a history of
+ * damage, how often it was repaired and how many bad indexes its ends
+ * refused ("g0 0 (repaired 1, 2 corrupt seen)"). */
 static void rings_print(FILE *f, unsigned flags, struct qry *q, uint32_t k, bool request)
 {
 	for (uint32_t g = 0; g < q->ngateways; g++) {
@@ -743,14 +752,23 @@ static void rings_print(FILE *f, unsigned flags, struct qry *q, uint32_t k, bool
 		if (flags & QRY_JSON) {
 			fprintf(f, "%s{\"gateway\":%u,", g ? "," : "", g);
 			if (d.ok)
-				fprintf(f, "\"depth\":%u}", d.depth);
+				fprintf(f, "\"depth\":%u", d.depth);
 			else
-				fprintf(f, "\"depth\":null}");
-		} else if (d.ok) {
-			fprintf(f, "%s g%u %u", g ? "," : "", g, d.depth);
-		} else {
-			fprintf(f, "%s g%u corrupt", g ? "," : "", g);
+				fprintf(f, "\"depth\":null");
+			fprintf(f,
+				",\"repairs\":%u,\"corrupt_seen\":%llu,\"repairing\":%s}",
+				d.repairs, (unsigned long long)d.corrupt,
+				d.repairing ? "true" : "false");
+			continue;
 		}
+		if (d.ok)
+			fprintf(f, "%s g%u %u", g ? "," : "", g, d.depth);
+		else
+			fprintf(f, "%s g%u corrupt", g ? "," : "", g);
+		if (d.repairing || d.repairs || d.corrupt)
+			fprintf(f, " (%srepaired %u, %llu corrupt seen)",
+				d.repairing ? "repair under way, " : "", d.repairs,
+				(unsigned long long)d.corrupt);
 	}
 }
 

@@ -92,7 +92,8 @@
 	X(ESHORTBODY, "the client ended a request before its announced length")    \
 	X(ECONNSFULL, "connection refused: the gateway is full")                   \
 	X(EPEERFULL, "connection refused: too many from that address")             \
-	X(ERECOVERY, "recovery failed")
+	X(ERECOVERY, "recovery failed")                                            \
+	X(EWOULDCROSS, "Post-only order would cross the book")
 
 enum shmex_err_index {
 #define SHMEX_ERR_INDEX_(name, msg) SHMEX_ERRIDX_##name,

@@ -399,7 +399,16 @@ static void scenario_orders()
 	std::string s3 = order(S, uid("s"), '2', "3", "102");
 	expect(S, W{{11, s3}, {150, "0"}}, "New of a resting sell");
 	std::string c9 = order(B, uid("c"), '1', "1", "102", '1', "", '2', "6");
-	expect(B, W{{11, c9}, {150, "8"}}, "post-only that would cross");
+	/* The matcher decides (SHMEX_EWOULDCROSS), not a read of the book
+	 * at arrival: its reason is the engine's. */
+	expect(B,
+	       W{{11, c9}, {150, "8"}, {39, "8"}, {58, "Post-only order would cross the book"}},
+	       "post-only that would cross");
+	std::string c9r = order(B, uid("c"), '1', "1", "101.5", '1', "", '2', "6");
+	expect(B, W{{11, c9r}, {150, "0"}, {39, "0"}}, "post-only inside the spread rests");
+	std::string x9 = uid("x");
+	cancel(B, x9, c9r, '1');
+	expect(B, W{{11, x9}, {41, c9r}, {150, "4"}}, "resting post-only Canceled");
 	/* Market buy: takes the ask at its price, never rests. */
 	std::string c10 = order(B, uid("c"), '1', "2", "", '0', "", '1');
 	expect(B, W{{11, c10}, {150, "0"}}, "market New");

@@ -667,7 +667,6 @@ void App::new_order(const FIX::Message &m, const std::string &sender)
 	q.account = o.account;
 	q.qty = o.qty;
 	snprintf(q.symbol, sizeof(q.symbol), "%s", o.symbol.c_str());
-	int opp = o.side == FX_BUY ? FX_SELL : FX_BUY;
 	fx_level lv[MAX_LEVELS];
 	size_t nlv = 0;
 	if (o.ordtype == FIX::OrdType_MARKET) {
@@ -708,19 +707,11 @@ void App::new_order(const FIX::Message &m, const std::string &sender)
 			}
 		}
 	} else {
+		/* Post-only: the matcher rejects it (SHMEX_EWOULDCROSS) if
+		 * it would cross when it is applied, atomically with the
+		 * match; no read of the book here could promise that. */
 		q.price = o.price;
-		if (post_only) {
-			int rc = fx_route_levels(route, q.symbol, opp, lv, 1, &nlv);
-			if (rc == 0 && nlv > 0 &&
-			    (o.side == FX_BUY ? o.price >= lv[0].price
-					      : o.price <= lv[0].price)) {
-				reject_order(
-					sender, o, FIX::OrdRejReason_OTHER,
-					"Post-only (ExecInst 6) order would cross the book",
-					req);
-				return;
-			}
-		}
+		q.post_only = post_only;
 	}
 	uint32_t shard;
 	int rc = fx_route_send(route, &q, &shard);

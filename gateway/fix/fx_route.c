@@ -354,6 +354,7 @@ int fx_route_send(struct fx_route *r, const struct fx_req *q, uint32_t *shard)
 			return SHMEX_EBADSYMBOL;
 		m.side = q->side;
 		m.tif = q->tif;
+		m.flags = q->post_only ? SHM_MSG_POST_ONLY : 0;
 		m.price = q->price;
 		m.qty = q->qty;
 		s = shm_shard_of_symbol(q->symbol, strlen(q->symbol), r->nshards);

@@ -57,6 +57,7 @@ struct fx_req {
 	uint8_t kind;    /* enum fx_req_kind */
 	uint8_t side;    /* enum fx_side (ORDER) */
 	uint8_t tif;     /* enum fx_tif (ORDER) */
+	bool post_only;  /* ORDER: rejected by the matcher if it would cross */
 	uint64_t account;
 	uint64_t order_id; /* CANCEL, MODIFY */
 	int64_t price;     /* PRICE scale (shm_dec.h) */

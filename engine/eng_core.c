@@ -799,6 +799,8 @@ int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 		err = SHMEX_EBADAMOUNT;
 	else if (r->price <= 0)
 		err = SHMEX_EBADPRICE;
+	else if (r->flags & ~ENG_REQ_POST_ONLY)
+		err = SHMEX_EBADREQUEST;
 	if (err)
 		return reject(b, ENG_REQ_NEW, err);
 
@@ -807,6 +809,14 @@ int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 	struct eng_sym *p = &b->syms[symi];
 	unsigned side = r->side;
 	bool may_rest = r->tif == SHM_TIF_GTC;
+	if (r->flags & ENG_REQ_POST_ONLY) {
+		/* Post-only: the best opposite level (a[n-1]) decides, before
+		 * anything (fills_ensure's recycling included) can change. */
+		const struct eng_side *os = &p->side[!side];
+		if (os->n > 0 &&
+		    crosses(side, r->price, b->v.levels[os->a[os->n - 1].lvl].price))
+			return reject(b, ENG_REQ_NEW, SHMEX_EWOULDCROSS);
+	}
 	if (may_rest && s->open_qty[side] > INT64_MAX - r->qty)
 		return reject(b, ENG_REQ_NEW, SHMEX_EOVERFLOW);
 	bool kill = r->tif == SHM_TIF_FOK &&

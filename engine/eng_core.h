@@ -128,8 +128,17 @@ struct eng_req {
 	uint32_t sym;      /* NEW: symbol index */
 	uint8_t side;      /* NEW: enum shm_side */
 	uint8_t tif;       /* NEW: enum shm_tif */
-	uint8_t pad[2];
+	uint8_t flags;     /* NEW: ENG_REQ_POST_ONLY; 0 otherwise */
+	uint8_t pad;
 };
+
+/* eng_req.flags.  POST_ONLY: the order may only add liquidity; it is
+ * rejected (SHMEX_EWOULDCROSS, nothing changed) when any opposite order
+ * rests at a price it would trade with at the moment it is applied.  It
+ * is an attribute of the request only: once resting the order is like
+ * any other (the order record does not keep it; a later modify that
+ * crosses trades). */
+#define ENG_REQ_POST_ONLY 1u
 
 /* Bytes of memory the book needs (0 when cfg is invalid). */
 size_t eng_core_bytes(const struct eng_core_cfg *cfg);
@@ -178,7 +187,10 @@ int eng_core_symbol_find(const struct eng_core *b, const char *name, size_t len,
  * changed, a REJECT event is emitted): SHMEX_ENOSYMBOL, SHMEX_EBADREQUEST
  * (side), SHMEX_EBADTIF, SHMEX_EBADAMOUNT (qty <= 0), SHMEX_EBADPRICE
  * (price <= 0), SHMEX_EOVERFLOW (the side's open total would overflow),
- * SHMEX_EBOOKFULL (no order record, fill records or level available).
+ * SHMEX_EBOOKFULL (no order record, fill records or level available),
+ * SHMEX_EWOULDCROSS (ENG_REQ_POST_ONLY and the order would trade: checked
+ * before anything else may change, so not even an old record is recycled),
+ * SHMEX_EBADREQUEST also for unknown flags.
  */
 int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 	__attribute__((warn_unused_result));

@@ -367,6 +367,8 @@ static void journal_accept(struct eng_matcher *m, const struct eng_event *ev)
 		memcpy(r.u.order.symbol, q->u.symbol, 16);
 	r.u.order.side = ev->side;
 	r.u.order.tif = ev->tif;
+	if (q && q->type == SHM_MSG_ORDER)
+		r.u.order.flags = (uint8_t)(q->flags & SHM_MSG_POST_ONLY);
 	r.u.order.hold = m->applying.hold;
 	r.u.order.event = ev->event;
 	jput(m, &r);
@@ -521,6 +523,9 @@ static void req_init(struct eng_matcher *m, struct eng_req *q, const struct shm_
 	q->qty = req->qty;
 	q->side = req->side;
 	q->tif = req->tif;
+	q->flags = req->type == SHM_MSG_ORDER && (req->flags & SHM_MSG_POST_ONLY)
+			   ? ENG_REQ_POST_ONLY
+			   : 0;
 }
 
 /* Side effects of a request that was otherwise rejected (journaled so the
@@ -1681,6 +1686,7 @@ static bool request_of(const struct shm_jrec *r, struct shm_msg *q, uint32_t *g,
 		q->qty = r->u.order.qty;
 		q->side = r->u.order.side;
 		q->tif = r->u.order.tif;
+		q->flags = r->u.order.flags;
 		memcpy(q->u.symbol, r->u.order.symbol, 16);
 		o = &r->u.order.o;
 		break;

@@ -628,6 +628,7 @@ static uint32_t item_msg(struct gw_exec *r, const struct gw_xml_req *req,
 		m->account = req->account;
 		m->side = it->side;
 		m->tif = it->tif;
+		m->flags = it->post_only ? SHM_MSG_POST_ONLY : 0;
 		m->price = it->limit;
 		m->qty = it->qty;
 		(void)shm_symbol_pack(m->u.symbol, sym.p, sym.len);

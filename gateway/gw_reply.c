@@ -281,6 +281,7 @@ static const struct {
 	{SHMEX_ENOTOWNER, "Order belongs to another account"},
 	{SHMEX_ENOTOPEN, "Order has nothing open"},
 	{SHMEX_EBADTIF, "Invalid time in force"},
+	{SHMEX_EWOULDCROSS, "Post-only order would cross the book"},
 	{SHMEX_EUNKNOWNATTR, "Unknown attribute"},
 	{SHMEX_EBADTYPE, "Invalid order type"},
 	{SHMEX_EBADREQUEST, "Malformed request"},

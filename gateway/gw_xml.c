@@ -564,12 +564,17 @@ static void start_order(struct gw_xml_parser *p, const XML_Char **atts, long idx
 	it->sym = t_sym;
 	it->amount = t_amt;
 	it->limit_t = t_lim;
-	static const char *const allowed[] = {"sym", "amount", "limit",
-					      "tif", "type",   NULL};
+	static const char *const allowed[] = {"sym",  "amount",   "limit", "tif",
+					      "type", "postonly", NULL};
 	item_check_attrs(p, it, atts, allowed);
 
 	/* Extensions (docs/protocol.md): tif="GTC|IOC|FOK" (GTC when absent,
-	 * so course clients are unchanged) and type="limit". */
+	 * so course clients are unchanged), type="limit" and
+	 * postonly="yes|no" (no when absent). */
+	const char *po = attr_get(atts, "postonly");
+	it->post_only = po && !strcasecmp(po, "yes");
+	if (po && !it->post_only && strcasecmp(po, "no"))
+		item_error(it, SHMEX_EBADREQUEST, "postonly is not yes or no");
 	const char *tif = attr_get(atts, "tif");
 	const char *type = attr_get(atts, "type");
 	it->tif = SHM_TIF_GTC;

@@ -78,6 +78,7 @@ struct gw_item {
 	uint8_t kind;      /* enum gw_item_kind */
 	uint8_t side;      /* ORDER: enum shm_side (amount < 0 sells) */
 	uint8_t tif;       /* ORDER: enum shm_tif (tif="GTC|IOC|FOK", GTC) */
+	uint8_t post_only; /* ORDER: postonly="yes" (SHM_MSG_POST_ONLY) */
 	int32_t err;       /* 0, or the shmex error the reply must carry */
 	const char *why;   /* static detail for err ("zero amount"), or NULL */
 	uint64_t account;  /* ACCOUNT, SYMBOL: account id */

@@ -189,6 +189,7 @@ int shm_book_reject_cause(int err)
 		return SHM_REJECT_UNKNOWN;
 	case SHMEX_ENOTOWNER:
 	case SHMEX_ENOTOPEN:
+	case SHMEX_EWOULDCROSS:
 		return SHM_REJECT_REFUSED;
 	default:
 		return SHM_REJECT_OTHER;

@@ -147,7 +147,7 @@ enum shm_book_reject_cause {
 	SHM_REJECT_FUNDS = 0, /* SHMEX_ENOFUNDS */
 	SHM_REJECT_SHARES,    /* SHMEX_ENOSHARES */
 	SHM_REJECT_UNKNOWN,   /* SHMEX_ENOSYMBOL, ENOACCOUNT, ENOORDER, EACCOUNTEXISTS */
-	SHM_REJECT_REFUSED,   /* SHMEX_ENOTOWNER, ENOTOPEN, an order of FOK/IOC rules */
+	SHM_REJECT_REFUSED,   /* SHMEX_ENOTOWNER, ENOTOPEN, EWOULDCROSS (post-only) */
 	SHM_REJECT_OTHER,     /* anything else, e.g. SHMEX_EJOURNAL (book full is
 			       * also counted in rejects_full) */
 	SHM_BOOK_REJECT_CAUSES

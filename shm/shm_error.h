@@ -30,70 +30,71 @@
 
 /* X(NAME, message): the message is for operators and logs; clients read
  * the gateway's wire text for the code (gateway/gw_reply.c). */
-#define SHMEX_ERRNO_MAP(X)                                                         \
-	X(EBADMAGIC, "wrong magic number: not a shmex region")                     \
-	X(EBADVERSION, "layout version mismatch")                                  \
-	X(EBADLAYOUT, "layout signature mismatch (built with other struct sizes)") \
-	X(ETOOSHORT, "region is shorter than its header requires")                 \
-	X(ENOTREADY, "region is not ready (creator still initialising, or died)")  \
-	X(EBADKIND, "region is of another kind")                                   \
-	X(EBADNAME, "invalid instance or region name")                             \
-	X(EINUSE, "in use by a running exchange")                                  \
-	X(ERINGCORRUPT, "ring indexes are corrupted")                              \
-	X(EBADMSG, "malformed message")                                            \
-	X(EBADINDEX, "index out of range in shared memory")                        \
-	X(EBUSY, "Exchange busy, try again")                                       \
-	X(ETIMEDOUT, "timed out")                                                  \
-	X(ENOREADERSLOT, "reader table full")                                      \
-	X(ESLOTLOST, "reader slot was reclaimed; re-register and retry")           \
-	X(ENOACCOUNT, "Account does not exist")                                    \
-	X(EACCOUNTEXISTS, "Account already exists")                                \
-	X(EACCOUNTSFULL, "Account table full")                                     \
-	X(EBADACCOUNT, "Invalid account id")                                       \
-	X(ENOSYMBOL, "Symbol does not exist")                                      \
-	X(EBADSYMBOL, "Invalid symbol")                                            \
-	X(ESYMBOLSFULL, "Symbol table full")                                       \
-	X(EWRONGSHARD, "Symbol does not belong to this shard")                     \
-	X(EBADAMOUNT, "Invalid amount")                                            \
-	X(EBADPRICE, "Invalid limit price")                                        \
-	X(EBADBALANCE, "Invalid balance")                                          \
-	X(EOVERFLOW, "Numeric overflow")                                           \
-	X(ENOFUNDS, "Insufficient funds")                                          \
-	X(ENOSHARES, "Insufficient shares")                                        \
-	X(EBOOKFULL, "Book full")                                                  \
-	X(ENOORDER, "Order does not exist")                                        \
-	X(ENOTOWNER, "Order belongs to another account")                           \
-	X(ENOTOPEN, "Order has nothing open")                                      \
-	X(EBADTIF, "Invalid time in force")                                        \
-	X(EBADREQUEST, "Malformed request")                                        \
-	X(ETOOBIG, "Request too large")                                            \
-	X(EUNKNOWNELEM, "Unknown element")                                         \
-	X(EINTERNAL, "Internal error")                                             \
-	X(EBADLENGTH, "Invalid request length line")                               \
-	X(ELENGTHDIGITS, "Request length has too many digits")                     \
-	X(EBADXML, "Malformed XML")                                                \
-	X(ENODTD, "DTDs and entity declarations are not allowed")                  \
-	X(ETOODEEP, "Request nested too deeply")                                   \
-	X(ETOOMANY, "Too many elements in request")                                \
-	X(ETOOLONG, "Attribute or text too long")                                  \
-	X(EBADORDERID, "Invalid order id")                                         \
-	X(EPOSITIONSFULL, "Position table full")                                   \
-	X(EJTORN, "journal ends in a torn record (a write cut short)")             \
-	X(EJCORRUPT, "journal or snapshot is corrupted")                           \
-	X(EJOURNAL, "the journal cannot be written; no order is accepted")         \
-	X(ENOTEXEC, "not executed: the shard's matcher restarted before it")       \
-	X(EREPLYBIG, "an order's fill listing passes the reply limit")             \
-	X(EUNKNOWN, "outcome unknown: the matcher did not answer in time")         \
-	X(ESTOPPING, "not executed: the gateway is stopping")                      \
-	X(ESKIPPED, "not executed: an earlier item of the request has no answer")  \
-	X(EUNKNOWNATTR, "unknown attribute in a request")                          \
-	X(EBADTYPE, "invalid order type")                                          \
-	X(EFOREIGN, "the object belongs to another user, or we may not read it")   \
-	X(ESHORTBODY, "the client ended a request before its announced length")    \
-	X(ECONNSFULL, "connection refused: the gateway is full")                   \
-	X(EPEERFULL, "connection refused: too many from that address")             \
-	X(ERECOVERY, "recovery failed")                                            \
-	X(ENOTEXECRING, "not executed: lost in a damaged ring, which was repaired")
+#define SHMEX_ERRNO_MAP(X)                                                          \
+	X(EBADMAGIC, "wrong magic number: not a shmex region")                      \
+	X(EBADVERSION, "layout version mismatch")                                   \
+	X(EBADLAYOUT, "layout signature mismatch (built with other struct sizes)")  \
+	X(ETOOSHORT, "region is shorter than its header requires")                  \
+	X(ENOTREADY, "region is not ready (creator still initialising, or died)")   \
+	X(EBADKIND, "region is of another kind")                                    \
+	X(EBADNAME, "invalid instance or region name")                              \
+	X(EINUSE, "in use by a running exchange")                                   \
+	X(ERINGCORRUPT, "ring indexes are corrupted")                               \
+	X(EBADMSG, "malformed message")                                             \
+	X(EBADINDEX, "index out of range in shared memory")                         \
+	X(EBUSY, "Exchange busy, try again")                                        \
+	X(ETIMEDOUT, "timed out")                                                   \
+	X(ENOREADERSLOT, "reader table full")                                       \
+	X(ESLOTLOST, "reader slot was reclaimed; re-register and retry")            \
+	X(ENOACCOUNT, "Account does not exist")                                     \
+	X(EACCOUNTEXISTS, "Account already exists")                                 \
+	X(EACCOUNTSFULL, "Account table full")                                      \
+	X(EBADACCOUNT, "Invalid account id")                                        \
+	X(ENOSYMBOL, "Symbol does not exist")                                       \
+	X(EBADSYMBOL, "Invalid symbol")                                             \
+	X(ESYMBOLSFULL, "Symbol table full")                                        \
+	X(EWRONGSHARD, "Symbol does not belong to this shard")                      \
+	X(EBADAMOUNT, "Invalid amount")                                             \
+	X(EBADPRICE, "Invalid limit price")                                         \
+	X(EBADBALANCE, "Invalid balance")                                           \
+	X(EOVERFLOW, "Numeric overflow")                                            \
+	X(ENOFUNDS, "Insufficient funds")                                           \
+	X(ENOSHARES, "Insufficient shares")                                         \
+	X(EBOOKFULL, "Book full")                                                   \
+	X(ENOORDER, "Order does not exist")                                         \
+	X(ENOTOWNER, "Order belongs to another account")                            \
+	X(ENOTOPEN, "Order has nothing open")                                       \
+	X(EBADTIF, "Invalid time in force")                                         \
+	X(EBADREQUEST, "Malformed request")                                         \
+	X(ETOOBIG, "Request too large")                                             \
+	X(EUNKNOWNELEM, "Unknown element")                                          \
+	X(EINTERNAL, "Internal error")                                              \
+	X(EBADLENGTH, "Invalid request length line")                                \
+	X(ELENGTHDIGITS, "Request length has too many digits")                      \
+	X(EBADXML, "Malformed XML")                                                 \
+	X(ENODTD, "DTDs and entity declarations are not allowed")                   \
+	X(ETOODEEP, "Request nested too deeply")                                    \
+	X(ETOOMANY, "Too many elements in request")                                 \
+	X(ETOOLONG, "Attribute or text too long")                                   \
+	X(EBADORDERID, "Invalid order id")                                          \
+	X(EPOSITIONSFULL, "Position table full")                                    \
+	X(EJTORN, "journal ends in a torn record (a write cut short)")              \
+	X(EJCORRUPT, "journal or snapshot is corrupted")                            \
+	X(EJOURNAL, "the journal cannot be written; no order is accepted")          \
+	X(ENOTEXEC, "not executed: the shard's matcher restarted before it")        \
+	X(EREPLYBIG, "an order's fill listing passes the reply limit")              \
+	X(EUNKNOWN, "outcome unknown: the matcher did not answer in time")          \
+	X(ESTOPPING, "not executed: the gateway is stopping")                       \
+	X(ESKIPPED, "not executed: an earlier item of the request has no answer")   \
+	X(EUNKNOWNATTR, "unknown attribute in a request")                           \
+	X(EBADTYPE, "invalid order type")                                           \
+	X(EFOREIGN, "the object belongs to another user, or we may not read it")    \
+	X(ESHORTBODY, "the client ended a request before its announced length")     \
+	X(ECONNSFULL, "connection refused: the gateway is full")                    \
+	X(EPEERFULL, "connection refused: too many from that address")              \
+	X(ERECOVERY, "recovery failed")                                             \
+	X(ENOTEXECRING, "not executed: lost in a damaged ring, which was repaired") \
+	X(EWOULDCROSS, "Post-only order would cross the book")
 
 enum shmex_err_index {
 #define SHMEX_ERR_INDEX_(name, msg) SHMEX_ERRIDX_##name,

@@ -135,7 +135,12 @@ struct shm_jrec_order {
 	int64_t price; /* limit, PRICE scale */
 	int64_t qty;   /* amount, QTY scale */
 	char symbol[16];
-	uint8_t side, tif, pad[6];
+	uint8_t side, tif;
+	uint8_t flags; /* the request's SHM_MSG_POST_ONLY; 0 in journals
+			* written before post-only existed (and replayed
+			* the same: a post-only order that was accepted
+			* did not cross) */
+	uint8_t pad[5];
 	int64_t hold;   /* what placement reserved: cash or shares */
 	uint64_t event; /* the core's event number of the acceptance */
 };

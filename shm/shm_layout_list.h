@@ -296,6 +296,7 @@
 	F(shm_msg, tif)                        \
 	F(shm_msg, req_type)                   \
 	F(shm_msg, status)                     \
+	F(shm_msg, flags)                      \
 	F(shm_msg, req_id)                     \
 	F(shm_msg, account)                    \
 	F(shm_msg, order_id)                   \

@@ -54,6 +54,8 @@ int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard, uint32_t n
 	size_t symlen;
 	switch (m->type) {
 	case SHM_MSG_CREATE_ACCOUNT:
+		if (m->flags != 0)
+			return SHMEX_EBADMSG;
 		if (shm_shard_of_account(m->account, nshards) != shard)
 			return SHMEX_EWRONGSHARD;
 		if (m->price < 0)
@@ -61,6 +63,8 @@ int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard, uint32_t n
 		return 0;
 	case SHM_MSG_ADD_SHARES:
 	case SHM_MSG_ORDER:
+		if (m->flags & ~(m->type == SHM_MSG_ORDER ? SHM_MSG_FLAGS_ALL : 0u))
+			return SHMEX_EBADMSG;
 		symlen = shm_symbol_unpack_len(m->u.symbol);
 		if (symlen == 0)
 			return SHMEX_EBADSYMBOL;
@@ -79,6 +83,8 @@ int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard, uint32_t n
 		return 0;
 	case SHM_MSG_CANCEL:
 	case SHM_MSG_MODIFY:
+		if (m->flags != 0)
+			return SHMEX_EBADMSG;
 		if (m->order_id == 0)
 			return SHMEX_ENOORDER;
 		if (shm_shard_of_order(m->order_id, nshards) != shard)

@@ -27,7 +27,7 @@ enum shm_msg_type {
 	/* Requests (gateway -> matcher). */
 	SHM_MSG_CREATE_ACCOUNT = 1, /* account, cash = initial balance */
 	SHM_MSG_ADD_SHARES = 2,     /* account, symbol, qty (creates symbol) */
-	SHM_MSG_ORDER = 3,          /* account, symbol, side, tif, price, qty */
+	SHM_MSG_ORDER = 3,          /* account, symbol, side, tif, flags, price, qty */
 	SHM_MSG_CANCEL = 4,         /* account, order_id */
 	SHM_MSG_MODIFY = 5,         /* account, order_id, price, qty (new open) */
 	SHM_MSG_REQUEST_LAST_ = SHM_MSG_MODIFY,
@@ -52,12 +52,22 @@ enum shm_msg_type {
 enum shm_side { SHM_SIDE_BUY = 0, SHM_SIDE_SELL = 1 };
 enum shm_tif { SHM_TIF_GTC = 0, SHM_TIF_IOC = 1, SHM_TIF_FOK = 2 };
 
+/* Request flags (ORDER only; every other request has flags 0).
+ * POST_ONLY: the order may only add liquidity: the matcher rejects it
+ * (SHMEX_EWOULDCROSS, nothing changed) when it would trade at the moment
+ * it is applied (engine/eng_core.h, ENG_REQ_POST_ONLY). */
+#define SHM_MSG_POST_ONLY 1u
+#define SHM_MSG_FLAGS_ALL SHM_MSG_POST_ONLY
+
 struct shm_msg {
-	uint8_t type;      /* enum shm_msg_type */
-	uint8_t side;      /* enum shm_side (ORDER) */
-	uint8_t tif;       /* enum shm_tif (ORDER) */
-	uint8_t req_type;  /* REPLY: the request's type */
-	int32_t status;    /* REPLY: 0 or a shmex error */
+	uint8_t type;     /* enum shm_msg_type */
+	uint8_t side;     /* enum shm_side (ORDER) */
+	uint8_t tif;      /* enum shm_tif (ORDER) */
+	uint8_t req_type; /* REPLY: the request's type */
+	union {
+		int32_t status; /* REPLY: 0 or a shmex error */
+		uint32_t flags; /* requests: SHM_MSG_POST_ONLY (ORDER), else 0 */
+	};
 	uint64_t req_id;   /* chosen by the gateway, echoed in the reply */
 	uint64_t account;  /* account id */
 	uint64_t order_id; /* CANCEL/MODIFY; REPLY to ORDER: the new id */
@@ -73,6 +83,7 @@ struct shm_msg {
 };
 _Static_assert(sizeof(struct shm_msg) == SHM_CACHE_LINE, "one message = one cache line");
 _Static_assert(offsetof(struct shm_msg, u) == 48, "message layout");
+_Static_assert(offsetof(struct shm_msg, flags) == 4, "message layout");
 
 /* Symbol validity: 1..SHM_SYMBOL_MAX of [A-Za-z0-9]. */
 bool shm_symbol_valid(const char *sym, size_t len);
@@ -82,7 +93,7 @@ bool shm_symbol_pack(char dst[16], const char *sym, size_t len);
  * NUL-padded symbol (validation of ring/shm contents). */
 size_t shm_symbol_unpack_len(const char src[16]);
 
-/* Validates a request copied out of a ring: type, side, tif, ranges,
+/* Validates a request copied out of a ring: type, side, tif, flags, ranges,
  * symbol; `shard`/`nshards` check that the symbol (or order id, or account
  * for CREATE_ACCOUNT) belongs to this shard.  Returns 0 or the shmex error to
  * put in the reject reply. */

@@ -270,6 +270,20 @@ void shm_ring_publish(struct shm_ring *r, unsigned count);
 int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out, unsigned max,
 			   unsigned *got) __attribute__((warn_unused_result));
 
+/*
+ * Consumer, in two steps, for a consumer that must not lose a message by
+ * dying after it took it (the FIX gateway: a reply is consumed only once
+ * its outcome is recorded).  shm_ring_peek_batch copies up to max
+ * messages from the tail as dequeue does [RNG2] but consumes nothing: a
+ * second peek returns the same ones, and so does a new consumer that
+ * attaches after this one died.  shm_ring_consume(r, n) then consumes the
+ * first n of them (n <= what the last peek returned) with one release of
+ * tail [RNG3].  Errors as shm_ring_dequeue_batch.
+ */
+int shm_ring_peek_batch(struct shm_ring *r, struct shm_msg *out, unsigned max,
+			unsigned *got) __attribute__((warn_unused_result));
+void shm_ring_consume(struct shm_ring *r, unsigned n);
+
 /* Consumer: true when the producer published messages not consumed yet
  * (or head is corrupt, which the next dequeue reports).  Reads head
  * afresh; usable as a doorbell predicate. */

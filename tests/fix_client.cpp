@@ -12,8 +12,8 @@
  *
  * Sessions: BUYER and SELLER (SenderCompIDs) to TargetCompID SHMEX, each
  * validating what it receives against the FIX 4.4 data dictionary, with a
- * FileStore under DIR.  Scenarios: orders, resend, restart, second_logon,
- * sessions.
+ * FileStore under DIR.  Scenarios: orders, resend, restart, inflight,
+ * second_logon, sessions.
  */
 #include <signal.h>
 #include <string.h>
@@ -28,6 +28,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -399,7 +400,16 @@ static void scenario_orders()
 	std::string s3 = order(S, uid("s"), '2', "3", "102");
 	expect(S, W{{11, s3}, {150, "0"}}, "New of a resting sell");
 	std::string c9 = order(B, uid("c"), '1', "1", "102", '1', "", '2', "6");
-	expect(B, W{{11, c9}, {150, "8"}}, "post-only that would cross");
+	/* The matcher decides (SHMEX_EWOULDCROSS), not a read of the book
+	 * at arrival: its reason is the engine's. */
+	expect(B,
+	       W{{11, c9}, {150, "8"}, {39, "8"}, {58, "Post-only order would cross the book"}},
+	       "post-only that would cross");
+	std::string c9r = order(B, uid("c"), '1', "1", "101.5", '1', "", '2', "6");
+	expect(B, W{{11, c9r}, {150, "0"}, {39, "0"}}, "post-only inside the spread rests");
+	std::string x9 = uid("x");
+	cancel(B, x9, c9r, '1');
+	expect(B, W{{11, x9}, {41, c9r}, {150, "4"}}, "resting post-only Canceled");
 	/* Market buy: takes the ask at its price, never rests. */
 	std::string c10 = order(B, uid("c"), '1', "2", "", '0', "", '1');
 	expect(B, W{{11, c10}, {150, "0"}}, "market New");
@@ -485,6 +495,183 @@ static void scenario_restart(pid_t victim)
 	std::string x = uid("x");
 	cancel(B, x, c2, '1');
 	expect(B, W{{11, x}, {150, "4"}}, "Canceled after the restart");
+}
+
+/* The answer to ClOrdID `clid`: for an order a New (150=0) or a Rejected
+ * (150=8), for a cancel its Canceled (150=4) or OrderCancelReject (35=9).
+ * Waits up to ms; "" when none came.  The message stays in the inbox. */
+static std::string answer_of(const std::string &who, const std::string &clid, bool cxl,
+			     int ms, FIX::Message *out = nullptr)
+{
+	auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+	std::unique_lock<std::mutex> g(app.mu);
+	for (;;) {
+		for (auto &m : app.inbox[who]) {
+			if (field(m, 11) != clid)
+				continue;
+			std::string t = field(m, 35), x = field(m, 150);
+			bool ok = cxl ? (t == "9" || (t == "8" && x == "4"))
+				      : (t == "8" && (x == "0" || x == "8"));
+			if (ok) {
+				if (out)
+					*out = m;
+				return t == "9" ? "9" : x;
+			}
+		}
+		if (app.cv.wait_until(g, until) == std::cv_status::timeout)
+			return "";
+	}
+}
+
+static size_t reports_of(const std::string &who)
+{
+	std::lock_guard<std::mutex> g(app.mu);
+	return app.inbox[who].size();
+}
+
+/* Reserved cash of an account, read with shmex-query (SHMEX_BIN_DIR). */
+static std::string instance_name;
+static double reserved_cash(const std::string &acct)
+{
+	const char *bin = getenv("SHMEX_BIN_DIR");
+	std::string cmd = std::string(bin ? bin : "build/bin") + "/shmex-query --instance " +
+			  instance_name + " account " + acct;
+	FILE *p = popen(cmd.c_str(), "r");
+	if (!p)
+		fail("popen " + cmd, "BUYER");
+	char line[512];
+	double r = -1;
+	while (fgets(line, sizeof(line), p))
+		if (sscanf(line, " reserved %lf", &r) == 1)
+			break;
+	pclose(p);
+	return r;
+}
+
+/*
+ * The FIX gateway SIGKILLed with requests in flight: BUYER pipelines
+ * orders and cancels of earlier orders, the gateway is killed after the
+ * first answers, the supervisor restarts it, QuickFIX reconnects.  Every
+ * ClOrdID sent gets exactly one kind of answer, and the answers agree
+ * with the exchange: each order reported New and not Canceled is open
+ * (XML query), each Canceled one is cancelled, and the account's reserved
+ * cash is exactly what the open orders hold (so no order the client was
+ * told Rejected exists).
+ */
+static void scenario_inflight(pid_t victim)
+{
+	const std::string B = "BUYER";
+	const int K = 40, N = 400;
+	std::vector<std::string> early, ids, cxl;
+	for (int i = 0; i < K; i++)
+		early.push_back(order(B, uid("e"), '1', "1", "20"));
+	std::map<std::string, std::string> oid; /* ClOrdID -> OrderID */
+	for (auto &c : early) {
+		FIX::Message m;
+		if (answer_of(B, c, false, T_MS, &m) != "0")
+			fail("New of an early order " + c, B);
+		oid[c] = field(m, 37);
+	}
+	size_t base = reports_of(B);
+	for (int i = 0; i < N; i++) {
+		ids.push_back(order(B, uid("p"), '1', "1", "20"));
+		if (i % 10 == 5 && (int)cxl.size() < K) {
+			std::string x = uid("x");
+			cancel(B, x, early[cxl.size()], '1');
+			cxl.push_back(x);
+		}
+	}
+	/* Kill once the first answers of the burst came: the rest are in
+	 * flight somewhere between the socket, the gateway and the matcher. */
+	auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(T_MS);
+	while (reports_of(B) < base + 10 && std::chrono::steady_clock::now() < until)
+		usleep(200);
+	size_t before_kill = reports_of(B) - base;
+	if (kill(victim, SIGKILL) != 0)
+		fail("cannot kill the FIX gateway", B);
+	wait_on(B, false);
+	wait_on(B, true, 20000);
+	int news = 0, rejected = 0, canceled = 0, cxl_rejected = 0;
+	std::set<std::string> gone; /* ClOrdIDs of orders cancelled */
+	for (auto &c : ids) {
+		FIX::Message m;
+		std::string a = answer_of(B, c, false, 20000, &m);
+		if (a.empty())
+			fail("no answer to the order " + c, B);
+		if (a == "0") {
+			news++;
+			oid[c] = field(m, 37);
+		} else {
+			rejected++;
+		}
+	}
+	for (size_t i = 0; i < cxl.size(); i++) {
+		std::string a = answer_of(B, cxl[i], true, 20000);
+		if (a.empty())
+			fail("no answer to the cancel " + cxl[i], B);
+		if (a == "4") {
+			canceled++;
+			gone.insert(early[i]);
+		} else {
+			cxl_rejected++;
+		}
+	}
+	usleep(300 * 1000); /* late duplicates, if any, arrive */
+	{
+		/* Never two kinds of answer to one ClOrdID (a repeat of the
+		 * same report, same ExecID, is allowed). */
+		std::lock_guard<std::mutex> g(app.mu);
+		std::map<std::string, std::string> kind;
+		for (auto &m : app.inbox[B]) {
+			std::string t = field(m, 35), x = field(m, 150);
+			if (!(t == "9" || (t == "8" && (x == "0" || x == "8" || x == "4"))))
+				continue;
+			std::string k = t == "9" ? "9" : x, &have = kind[field(m, 11)];
+			if (!have.empty() && have != k) {
+				fprintf(stderr, "FAIL: ClOrdID %s answered %s and %s\n",
+					field(m, 11).c_str(), have.c_str(), k.c_str());
+				exit(1);
+			}
+			have = k;
+		}
+	}
+	/* The exchange agrees: open orders are open, cancelled ones are not,
+	 * and the reserved cash is what the open ones hold (1 x 20 each). */
+	int open = 0;
+	for (auto &kv : oid) {
+		std::string r = xml_request("<transactions id=\"" + buyer_acct +
+					    "\"><query id=\"" + kv.second +
+					    "\"/></transactions>");
+		bool is_open = r.find("<open shares=\"1") != std::string::npos;
+		bool was_cancelled = gone.count(kv.first) != 0;
+		if (is_open == was_cancelled)
+			fail("order " + kv.first + " (" + kv.second + ") is " +
+				     (is_open ? "open" : "not open") + " over XML: " + r,
+			     B);
+		open += is_open;
+	}
+	double want = 20.0 * open, got = reserved_cash(buyer_acct);
+	if (got != want)
+		fail("reserved cash " + std::to_string(got) + ", the open orders hold " +
+			     std::to_string(want),
+		     B);
+	fprintf(stderr,
+		"inflight: %d orders + %zu cancels sent, %zu answers before the kill; "
+		"%d New, %d Rejected, %d Canceled, %d cancel rejects\n",
+		N, cxl.size(), before_kill, news, rejected, canceled, cxl_rejected);
+}
+
+/* The order log named ghost-1 as queued and never sent (test_fix.c wrote
+ * it): BUYER is told it was not executed, and may send it again. */
+static void scenario_ghost()
+{
+	FIX::Message r = expect("BUYER", W{{11, "ghost-1"}, {150, "8"}, {39, "8"}},
+				"Rejected for the request that never left");
+	if (field(r, 58).find("Not executed") == std::string::npos)
+		fail("Text is " + field(r, 58), "BUYER");
+	order("BUYER", "ghost-1", '1', "1", "20");
+	expect("BUYER", W{{11, "ghost-1"}, {150, "8"}, {103, "6"}},
+	       "its ClOrdID stays used");
 }
 
 /* Connects to the FIX port (with garbage on a second connection first when
@@ -595,6 +782,8 @@ int main(int argc, char **argv)
 			xml_port = atoi(v.c_str());
 		else if (k == "--kill")
 			victim = (pid_t)atoi(v.c_str());
+		else if (k == "--instance")
+			instance_name = v;
 		else {
 			fprintf(stderr, "shmex-fix-client: unknown option %s\n",
 				k.c_str());
@@ -636,6 +825,10 @@ int main(int argc, char **argv)
 			scenario_resend();
 		else if (scen == "restart")
 			scenario_restart(victim);
+		else if (scen == "inflight")
+			scenario_inflight(victim);
+		else if (scen == "ghost")
+			scenario_ghost();
 		else if (scen == "second_logon")
 			scenario_second_logon(port);
 		else if (scen == "sessions")

@@ -837,6 +837,49 @@ START_TEST(recovered_state_hashes_the_same)
 }
 END_TEST
 
+/*
+ * Post-only orders are journaled with their flag and replay the same: a
+ * resting one and a refused one (which leaves no record) recover to the
+ * same state hash after a kill of everything and after a clean stop, and
+ * the refused one is refused again after the recovery.
+ */
+START_TEST(post_only_orders_recover_the_same)
+{
+	fresh();
+	start(NULL);
+	const char *a = sym_on(0);
+	struct client c;
+	conn(&c);
+	char xml[1024];
+	snprintf(xml, sizeof(xml),
+		 "<create><account id=\"1\" balance=\"1000\"/>"
+		 "<account id=\"2\" balance=\"1\"/>"
+		 "<symbol sym=\"%s\"><account id=\"2\">10</account></symbol></create>",
+		 a);
+	create(&c, xml, 3);
+	order(&c, 2, a, "-2", "50", NULL);
+	static const char *const want_cross = "Post-only order would cross the book";
+	snprintf(xml, sizeof(xml),
+		 "<transactions id=\"1\"><order sym=\"%s\" amount=\"1\" limit=\"50\" "
+		 "postonly=\"yes\"/><order sym=\"%s\" amount=\"3\" limit=\"40\" "
+		 "postonly=\"yes\"/></transactions>",
+		 a, a);
+	char *got = ask(&c, xml);
+	ck_assert_msg(strstr(got, want_cross) && strstr(got, "opened["), "%s", got);
+	free(got);
+	client_close(&c);
+	char out[16384];
+	uint64_t h0 = state_hash(out, sizeof(out));
+	crash_stop_and_hash(NULL, h0);
+	conn(&c);
+	got = ask(&c, xml);
+	ck_assert_msg(strstr(got, want_cross), "%s", got);
+	free(got);
+	client_close(&c);
+	stop_clean();
+}
+END_TEST
+
 /* ---- the data directory ---- */
 
 /* Runs shmex with args and returns its exit status and stderr. */
@@ -1736,6 +1779,7 @@ static Suite *durability_suite(void)
 	tcase_add_test(tc, credit_on_one_shard_is_not_spendable_before_it_is_durable);
 	tcase_add_test(tc, kills_under_load_lose_nothing_acknowledged);
 	tcase_add_test(tc, recovered_state_hashes_the_same);
+	tcase_add_test(tc, post_only_orders_recover_the_same);
 	tcase_add_test(tc, data_dir_of_a_live_exchange_and_other_shards_refused);
 	suite_add_tcase(s, tc);
 	TCase *td = tcase_create("disk");

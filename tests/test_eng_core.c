@@ -595,6 +595,86 @@ START_TEST(bad_requests_change_nothing)
 }
 END_TEST
 
+/* A post-only order that would cross at the moment it is applied is
+ * rejected and changes nothing (no fill, no acceptance, the book's pools
+ * byte for byte); one that does not cross rests like any limit order. */
+START_TEST(post_only_rejected_when_it_would_cross)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	uint64_t sell = order(&f, SHM_SIDE_SELL, 100, 10, SHM_TIF_GTC);
+	uint64_t buy = order(&f, SHM_SIDE_BUY, 90, 5, SHM_TIF_GTC);
+	struct shm_book_caps caps = {4, 64, 64, 256};
+	size_t bytes = shm_book_body_bytes(&caps);
+	size_t hdr = sizeof(struct shm_book_hdr_sh);
+	char *before = malloc(bytes - hdr);
+	ck_assert_ptr_nonnull(before);
+	memcpy(before, (char *)f.mem + hdr, bytes - hdr);
+	size_t ev0 = f.log.n;
+	uint64_t events0 = eng_core_events(f.b);
+	/* A buy at the ask, above it, a sell at the bid, below it; IOC and
+	 * FOK too. */
+	static const struct {
+		unsigned side;
+		int64_t px;
+		unsigned tif;
+	} cross[] = {
+		{SHM_SIDE_BUY, 100, SHM_TIF_GTC}, {SHM_SIDE_BUY, 150, SHM_TIF_GTC},
+		{SHM_SIDE_SELL, 90, SHM_TIF_GTC}, {SHM_SIDE_SELL, 1, SHM_TIF_GTC},
+		{SHM_SIDE_BUY, 100, SHM_TIF_IOC}, {SHM_SIDE_SELL, 90, SHM_TIF_FOK},
+	};
+	for (size_t i = 0; i < sizeof(cross) / sizeof(cross[0]); i++) {
+		struct eng_req r = req(&f);
+		r.account = 2;
+		r.side = (uint8_t)cross[i].side;
+		r.price = cross[i].px;
+		r.qty = 3;
+		r.tif = (uint8_t)cross[i].tif;
+		r.flags = ENG_REQ_POST_ONLY;
+		uint64_t id = 99;
+		ck_assert_int_eq(eng_core_submit(f.b, &r, &id), SHMEX_EWOULDCROSS);
+		ck_assert_uint_eq(id, 0);
+	}
+	ck_assert_uint_eq(f.log.n - ev0, 6);
+	ck_assert_uint_eq(count_type(&f, ev0, ENG_EV_REJECT), 6);
+	ck_assert_int_eq(nth_type(&f, ev0, ENG_EV_REJECT, 0)->err, SHMEX_EWOULDCROSS);
+	ck_assert_uint_eq(eng_core_events(f.b), events0);
+	ck_assert_msg(memcmp(before, (char *)f.mem + hdr, bytes - hdr) == 0,
+		      "a rejected post-only order changed the book's pools");
+	free(before);
+	ck_assert_int_eq(rec(&f, sell)->open, 10);
+	ck_assert_int_eq(rec(&f, buy)->open, 5);
+	/* Inside the spread it rests, and later takers trade with it. */
+	struct eng_req r = req(&f);
+	r.account = 2;
+	r.side = SHM_SIDE_BUY;
+	r.price = 99;
+	r.qty = 4;
+	r.flags = ENG_REQ_POST_ONLY;
+	uint64_t po;
+	ck_assert_int_eq(eng_core_submit(f.b, &r, &po), 0);
+	ck_assert_uint_ne(po, 0);
+	ck_assert_int_eq(rec(&f, po)->open, 4);
+	ck_assert_uint_eq(count_type(&f, ev0, ENG_EV_FILL), 0);
+	struct eng_core_level_info lv[2];
+	ck_assert_uint_eq(depth(&f, SHM_SIDE_BUY, lv, 2), 2);
+	ck_assert_int_eq(lv[0].price, 99);
+	r = req(&f);
+	r.account = 2;
+	r.side = SHM_SIDE_SELL;
+	r.price = 101;
+	r.qty = 1;
+	r.flags = ENG_REQ_POST_ONLY;
+	ck_assert_int_eq(eng_core_submit(f.b, &r, &po), 0); /* above the best bid */
+	uint64_t taker;
+	ck_assert_int_eq(submit_acct(&f, 3, SHM_SIDE_SELL, 99, 4, SHM_TIF_GTC, &taker),
+			 0);
+	ck_assert_uint_eq(count_type(&f, ev0, ENG_EV_FILL), 1);
+	ck_assert_int_eq(nth_type(&f, ev0, ENG_EV_FILL, 0)->price, 99);
+	fx_close(&f);
+}
+END_TEST
+
 START_TEST(symbols_and_ids)
 {
 	struct fx f;
@@ -1442,6 +1522,7 @@ static Suite *eng_core_suite(void)
 	tcase_add_test(tc, modify_priority_rules);
 	tcase_add_test(tc, self_trade_prevention);
 	tcase_add_test(tc, bad_requests_change_nothing);
+	tcase_add_test(tc, post_only_rejected_when_it_would_cross);
 	tcase_add_test(tc, symbols_and_ids);
 	tcase_add_test(tc, seqcount_even_between_requests);
 	tcase_add_test(tc, layout_validation);

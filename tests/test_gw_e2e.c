@@ -832,7 +832,8 @@ START_TEST(shared_memory_is_group_read_only)
 END_TEST
 
 /* tif="IOC" reaches the matcher (before: ignored, the order rested); an
- * unknown attribute is named in the item's error and changes nothing. */
+ * unknown attribute is named in the item's error and changes nothing;
+ * postonly="yes" reaches the matcher, which refuses one that would cross. */
 START_TEST(order_types_over_xml)
 {
 	static const char *const extra[] = {SMALL_CAPS, "--shards", "1", NULL};
@@ -863,6 +864,19 @@ START_TEST(order_types_over_xml)
 	expect(&c, xml, want);
 	/* Nothing rests and nothing stays reserved. */
 	account_is(1, "100", "0");
+	/* postonly="yes": against a resting sell at 5 (the account's own:
+	 * crossing is crossing), a buy at 5 is refused by the matcher and
+	 * reserves nothing; one at 4 rests. */
+	ask(&c,
+	    "<transactions id=\"1\"><order sym=\"Q\" amount=\"-1\" limit=\"5\"/>"
+	    "<order sym=\"Q\" amount=\"1\" limit=\"5\" postonly=\"yes\"/>"
+	    "<order sym=\"Q\" amount=\"1\" limit=\"4\" postonly=\"yes\"/>"
+	    "</transactions>",
+	    0);
+	ck_assert_str_eq(last.nodes[xdoc_child(&last, 0, 0)].name, "opened");
+	ck_assert_str_eq(text_of(1), "Post-only order would cross the book");
+	ck_assert_str_eq(last.nodes[xdoc_child(&last, 0, 2)].name, "opened");
+	account_is(1, "96", "4");
 	client_close(&c);
 	stop_clean();
 }

@@ -194,6 +194,9 @@ START_TEST(order_tif_and_type_extensions)
 		 "<order sym=\"X\" amount=\"1\" limit=\"1\" tif=\"GTC\"/>"
 		 "<order sym=\"X\" amount=\"1\" limit=\"1\" tif=\"DAY\"/>"
 		 "<order sym=\"X\" amount=\"1\" limit=\"1\" type=\"market\"/>"
+		 "<order sym=\"X\" amount=\"1\" limit=\"1\" postonly=\"YES\"/>"
+		 "<order sym=\"X\" amount=\"1\" limit=\"1\" postonly=\"no\"/>"
+		 "<order sym=\"X\" amount=\"1\" limit=\"1\" postonly=\"maybe\"/>"
 		 "</transactions>");
 	ck_assert_int_eq(R.items[0].tif, SHM_TIF_GTC);
 	ck_assert_int_eq(R.items[1].tif, SHM_TIF_IOC);
@@ -203,6 +206,12 @@ START_TEST(order_tif_and_type_extensions)
 		item_err(i, 0, NULL);
 	item_err(4, SHMEX_EBADTIF, "not GTC, IOC or FOK");
 	item_err(5, SHMEX_EBADTYPE, NULL);
+	ck_assert_int_eq(R.items[0].post_only, 0);
+	ck_assert_int_eq(R.items[6].post_only, 1);
+	ck_assert_int_eq(R.items[7].post_only, 0);
+	item_err(6, 0, NULL);
+	item_err(7, 0, NULL);
+	item_err(8, SHMEX_EBADREQUEST, "postonly is not yes or no");
 }
 END_TEST
 

@@ -65,6 +65,19 @@ START_TEST(hostile_fields_rejected)
 	ck_assert_int_eq(shm_msg_validate_request(&m, k, 2), SHMEX_EBADSYMBOL);
 	m = order("SPY", 2);
 	ck_assert_int_eq(shm_msg_validate_request(&m, 5, 2), SHMEX_EINTERNAL);
+	/* Flags: post-only on an order only, no unknown bit. */
+	m = order("SPY", 2);
+	m.flags = SHM_MSG_POST_ONLY;
+	ck_assert_int_eq(shm_msg_validate_request(&m, k, 2), 0);
+	m.flags = 2;
+	ck_assert_int_eq(shm_msg_validate_request(&m, k, 2), SHMEX_EBADMSG);
+	m.type = SHM_MSG_ADD_SHARES;
+	m.flags = SHM_MSG_POST_ONLY;
+	ck_assert_int_eq(shm_msg_validate_request(&m, k, 2), SHMEX_EBADMSG);
+	m.type = SHM_MSG_CANCEL;
+	m.order_id = 1;
+	ck_assert_int_eq(shm_msg_validate_request(&m, shm_shard_of_order(1, 2), 2),
+			 SHMEX_EBADMSG);
 }
 END_TEST
 

@@ -1053,6 +1053,46 @@ START_TEST(consumer_restart_resumes)
 }
 END_TEST
 
+/* A peek consumes nothing: peeking again, or a consumer that attaches
+ * after this one died between its peek and its consume, sees the same
+ * messages; consume frees exactly what it is told (never more than the
+ * peek saw). */
+START_TEST(peek_then_consume)
+{
+	struct shm_region reg;
+	struct shm_ring r, r2, p;
+	make_ring(&reg, "r", 8);
+	attach_local(&r, &reg);
+	attach_local(&p, &reg);
+	ck_assert_uint_eq(enq_seq(&p, 1, 0, 6), 6);
+	struct shm_msg out[8];
+	unsigned got;
+	ck_assert_int_eq(shm_ring_peek_batch(&r, out, 4, &got), 0);
+	ck_assert_uint_eq(got, 4);
+	ck_assert_uint_eq(out[0].req_id, 0);
+	ck_assert_int_eq(shm_ring_peek_batch(&r, out, 8, &got), 0);
+	ck_assert_uint_eq(got, 6);
+	ck_assert_uint_eq(out[0].req_id, 0);
+	ck_assert_uint_eq(shm_ring_consumed(&r), 0);
+	/* "Dies" here: a new consumer gets all six. */
+	attach_local(&r2, &reg);
+	ck_assert_int_eq(shm_ring_peek_batch(&r2, out, 8, &got), 0);
+	ck_assert_uint_eq(got, 6);
+	shm_ring_consume(&r2, 2);
+	ck_assert_uint_eq(shm_ring_consumed(&r2), 2);
+	ck_assert_int_eq(shm_ring_peek_batch(&r2, out, 8, &got), 0);
+	ck_assert_uint_eq(got, 4);
+	ck_assert_uint_eq(out[0].req_id, 2);
+	shm_ring_consume(&r2, 100); /* clamped to what was seen */
+	ck_assert_uint_eq(shm_ring_consumed(&r2), 6);
+	ck_assert_int_eq(shm_ring_peek_batch(&r2, out, 8, &got), 0);
+	ck_assert_uint_eq(got, 0);
+	/* The producer sees the slots free again. */
+	ck_assert_uint_eq(enq_seq(&p, 1, 6, 8), 8);
+	shm_region_detach(&reg);
+}
+END_TEST
+
 static Suite *shm_ring_suite(void)
 {
 	Suite *s = suite_create("shm_ring");
@@ -1071,6 +1111,7 @@ static Suite *shm_ring_suite(void)
 	tcase_add_test(tc, stray_writer_reset_new_generation);
 	tcase_add_test(tc, wait_times_out_when_idle);
 	tcase_add_test(tc, consumer_restart_resumes);
+	tcase_add_test(tc, peek_then_consume);
 	suite_add_tcase(s, tc);
 
 	TCase *tp = tcase_create("processes");

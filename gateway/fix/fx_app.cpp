@@ -36,9 +36,17 @@
  * QuickFIX under the next sequence number and delivered by resend when
  * the session logs on again.
  *
+ * Requests in flight survive a kill of this process: each is written to
+ * the order log (a P line with its ring position) before it can reach a
+ * ring, replies are consumed from the reply rings only after their outcome
+ * is in the log, and the log lines of an incoming message are written
+ * before QuickFIX counts it as received.  A successor reads the log and
+ * answers every request its predecessor left open: from the matcher's
+ * reply when the request reached the ring (the reply waits there), "not
+ * executed" when it never did (see load_log and resolve_restored).
+ *
  * Limits: orders, ClOrdIDs and sessions are remembered for the life of
- * the process (in memory); after a restart of this process, orders placed
- * before it are no longer reported to (docs/fix.md, "Not done").
+ * the process (in memory) and in the order log (docs/fix.md, "Not done").
  */
 #include "gateway/fix/fx_app.h"
 
@@ -213,6 +221,17 @@ struct Ord {
 			       * fills at the next read */
 };
 
+/* A string field of a P line: never empty (a leading '='). */
+std::string fld(const std::string &s)
+{
+	return "=" + esc(s);
+}
+
+std::string unfld(const std::string &s)
+{
+	return s.empty() ? s : unesc(s.substr(1));
+}
+
 /* "O id sender clordid account side ordtype tif qty price symbol shard" */
 std::string order_line(const Ord &o)
 {
@@ -231,6 +250,8 @@ struct Pend {
 	uint64_t order_id = 0;
 	uint32_t shard = 0;
 	uint64_t ring_pos = UINT64_MAX; /* UINT64_MAX: not on the ring yet */
+	uint64_t log_pos = 0;           /* its position, known when queued */
+	bool restored = false;          /* from the order log of a predecessor */
 	Ord ord;                        /* P_NEW: the order to be; P_REPLACE:
 					 * the new qty/price in qty/price */
 };
@@ -259,17 +280,40 @@ class App : public FIX::Application
 	uint64_t next_req = 0;
 	uint64_t nsent = 0; /* requests put on the rings */
 	std::vector<fx_fill> fills;
-	FILE *olog = nullptr; /* <data-dir>/fix/orders.log, NULL: none */
+	int olog = -1;    /* <data-dir>/fix/orders.log, -1: none */
+	std::string obuf; /* lines not yet written */
+	std::string rings_id;
 
+	/* Lines are collected and written by log_sync, in one write: before
+	 * requests are published (their P lines), before replies are
+	 * consumed from a ring (their outcomes), and once per loop turn. */
 	void log(const std::string &line)
 	{
-		if (!olog)
+		if (olog < 0)
 			return;
-		fputs(line.c_str(), olog);
-		fputc('\n', olog);
-		fflush(olog);
+		obuf += line;
+		obuf += '\n';
 	}
+	void log_sync()
+	{
+		size_t off = 0;
+		while (off < obuf.size()) {
+			ssize_t k = write(olog, obuf.data() + off, obuf.size() - off);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0) {
+				fprintf(stderr, "shmex-fix: writing the order log: %s\n",
+					strerror(errno));
+				break;
+			}
+			off += (size_t)k;
+		}
+		obuf.clear();
+	}
+	std::string pend_line(uint64_t req, const Pend &p) const;
 	int load_log(const std::string &path);
+	void resolve_restored();
+	void not_sent(uint64_t req, const Pend &p, const std::string &why);
 
 	void onCreate(const FIX::SessionID &) override
 	{
@@ -374,6 +418,13 @@ std::string need(const FIX::FieldMap &m, int tag)
 bool parse_dec(const std::string &s, int digits, int64_t &out)
 {
 	return shm_dec_parse(s.data(), s.size(), digits, &out) == 0;
+}
+
+bool poss_dup(const FIX::Message &m)
+{
+	const FIX::Header &h = m.getHeader();
+	return h.isSetField(FIX::FIELD::PossDupFlag) &&
+	       h.getField(FIX::FIELD::PossDupFlag) == "Y";
 }
 
 bool parse_u64(const std::string &s, uint64_t &out)
@@ -531,6 +582,17 @@ void App::fromApp(const FIX::Message &m,
 {
 	std::string type = m.getHeader().getField(FIX::FIELD::MsgType);
 	std::string sender = sid.getTargetCompID().getString();
+	/* What this message made us log (its ClOrdID, its request) is
+	 * written before QuickFIX counts the message as received: a kill
+	 * after that point finds it in the order log; before it, the client
+	 * sends the message again (ResendRequest). */
+	struct Sync {
+		App *a;
+		~Sync()
+		{
+			a->log_sync();
+		}
+	} sync{this};
 	/* Only the exceptions of the throw() list may leave (QuickFIX turns
 	 * each into its Reject); anything else would abort the process. */
 	try {
@@ -580,6 +642,12 @@ void App::new_order(const FIX::Message &m, const std::string &sender)
 	o.fix_tif = tif.empty() ? FIX::TimeInForce_DAY : tif[0];
 	uint64_t req = req_id();
 	SessState &ss = sstate[sender];
+	if (ss.clords.count(o.clordid) && poss_dup(m)) {
+		/* A resend (PossDupFlag) of an order already taken: it has
+		 * been or will be answered (also across a restart of this
+		 * process: the order log keeps the request). */
+		return;
+	}
 	if (ss.clords.count(o.clordid)) {
 		reject_order(sender, o, FIX::OrdRejReason_DUPLICATE_ORDER,
 			     "Duplicate ClOrdID (11) in this session", req);
@@ -667,7 +735,6 @@ void App::new_order(const FIX::Message &m, const std::string &sender)
 	q.account = o.account;
 	q.qty = o.qty;
 	snprintf(q.symbol, sizeof(q.symbol), "%s", o.symbol.c_str());
-	int opp = o.side == FX_BUY ? FX_SELL : FX_BUY;
 	fx_level lv[MAX_LEVELS];
 	size_t nlv = 0;
 	if (o.ordtype == FIX::OrdType_MARKET) {
@@ -708,22 +775,15 @@ void App::new_order(const FIX::Message &m, const std::string &sender)
 			}
 		}
 	} else {
+		/* Post-only: the matcher rejects it (SHMEX_EWOULDCROSS) if
+		 * it would cross when it is applied, atomically with the
+		 * match; no read of the book here could promise that. */
 		q.price = o.price;
-		if (post_only) {
-			int rc = fx_route_levels(route, q.symbol, opp, lv, 1, &nlv);
-			if (rc == 0 && nlv > 0 &&
-			    (o.side == FX_BUY ? o.price >= lv[0].price
-					      : o.price <= lv[0].price)) {
-				reject_order(
-					sender, o, FIX::OrdRejReason_OTHER,
-					"Post-only (ExecInst 6) order would cross the book",
-					req);
-				return;
-			}
-		}
+		q.post_only = post_only;
 	}
 	uint32_t shard;
-	int rc = fx_route_send(route, &q, &shard);
+	uint64_t pos;
+	int rc = fx_route_send(route, &q, &shard, &pos);
 	if (rc) {
 		reject_order(sender, o, ord_rej_reason(rc), fx_route_strerror(rc), req);
 		return;
@@ -733,8 +793,12 @@ void App::new_order(const FIX::Message &m, const std::string &sender)
 	p.sender = sender;
 	p.clordid = o.clordid;
 	p.shard = shard;
+	p.log_pos = pos;
 	p.ord = o;
 	p.ord.shard = shard;
+	/* Recorded before the request can reach the ring (log_sync runs
+	 * before fx_route_flush publishes it). */
+	log(pend_line(req, p));
 	pend.emplace(req, std::move(p));
 }
 
@@ -757,6 +821,8 @@ void App::cancel(const FIX::Message &m, const std::string &sender, bool replace)
 				id = x;
 		}
 	}
+	if (ss.clords.count(clordid) && poss_dup(m))
+		return; /* a resend of one already taken (see new_order) */
 	if (ss.clords.count(clordid)) {
 		cancel_reject(sender, clordid, orig, id, replace,
 			      FIX::CxlRejReason_DUPLICATE_CLORDID_RECEIVED,
@@ -834,14 +900,17 @@ void App::cancel(const FIX::Message &m, const std::string &sender, bool replace)
 		q.kind = FX_REQ_CANCEL;
 	}
 	uint32_t shard;
-	int rc = fx_route_send(route, &q, &shard);
+	uint64_t pos;
+	int rc = fx_route_send(route, &q, &shard, &pos);
 	if (rc) {
 		cancel_reject(sender, clordid, orig, id, replace, FIX::CxlRejReason_OTHER,
 			      fx_route_strerror(rc));
 		return;
 	}
 	p.shard = shard;
+	p.log_pos = pos;
 	ord.inflight++;
+	log(pend_line(q.req_id, p));
 	pend.emplace(q.req_id, std::move(p));
 }
 
@@ -909,9 +978,20 @@ void App::on_reply(const fx_reply *y)
 	}
 	auto it = pend.find(y->req_id);
 	if (it == pend.end() || it->second.shard != y->shard)
-		return; /* stale: a predecessor's, or forged */
+		return; /* stale: answered already, or forged */
 	Pend p = std::move(it->second);
 	pend.erase(it);
+	/* "A req" after every line its outcome writes: a restart that finds
+	 * the P line without it answers the request again (the reply is
+	 * still on the ring: fx_route_replies consumes only after commit). */
+	struct Answered {
+		App *a;
+		uint64_t req;
+		~Answered()
+		{
+			a->log("A " + std::to_string(req));
+		}
+	} answered{this, y->req_id};
 	if (p.kind == P_NEW) {
 		if (y->kind != FX_REQ_ORDER)
 			return;
@@ -931,8 +1011,20 @@ void App::on_reply(const fx_reply *y)
 		return;
 	}
 	auto oi = orders.find(p.order_id);
-	if (oi == orders.end())
+	if (oi == orders.end()) {
+		/* Not ours any more (cannot happen while the cancel is in
+		 * flight, which keeps the order): still answered. */
+		if (y->status)
+			cancel_reject(p.sender, p.clordid, p.orig_clordid, p.order_id,
+				      p.kind == P_REPLACE, FIX::CxlRejReason_OTHER,
+				      fx_route_strerror(y->status));
+		else
+			fprintf(stderr, "shmex-fix: request %llu applied to order %llu, "
+					"which is not ours\n",
+				(unsigned long long)y->req_id,
+				(unsigned long long)p.order_id);
 		return;
+	}
 	Ord &o = oi->second;
 	o.inflight--;
 	bool replace = p.kind == P_REPLACE;
@@ -1071,11 +1163,34 @@ void App::scan(Ord &o)
  *   X id clordid orig         a cancel accepted
  *   F id n                    n fills reported
  *   D id                      ended: nothing more to report
+ *   I rings-id                the instance's rings the positions below
+ *                             refer to (fx_route_rings_id)
+ *   P req kind shard pos ...  a request queued for a matcher, written
+ *                             before it can reach the ring (pend_line)
+ *   A req                     that request answered
+ *
+ * A request with a P line and no A line was in flight when a predecessor
+ * died.  resolve_restored decides what it became: at or above the ring's
+ * published count it never left (answered "not executed"); below it, the
+ * matcher took or will take it and its reply is on the reply ring
+ * (replies are consumed only once their outcome is written here), so it
+ * is answered when that reply is read, as if this process had sent it.
  */
+std::string App::pend_line(uint64_t req, const Pend &p) const
+{
+	const Ord &o = p.ord;
+	return "P " + std::to_string(req) + " " + std::to_string((int)p.kind) + " " +
+	       std::to_string(p.shard) + " " + std::to_string(p.log_pos) + " " +
+	       fld(p.sender) + " " + fld(p.clordid) + " " + fld(p.orig_clordid) + " " +
+	       std::to_string(p.order_id) + " " + std::to_string(o.account) + " " +
+	       std::to_string(o.side) + " " + std::string(1, o.ordtype) + " " +
+	       std::string(1, o.fix_tif) + " " + std::to_string(o.qty) + " " +
+	       std::to_string(o.price) + " " + fld(o.symbol);
+}
 int App::load_log(const std::string &path)
 {
 	std::ifstream in(path);
-	std::string line;
+	std::string line, log_rings;
 	while (in && std::getline(in, line)) {
 		std::istringstream is(line);
 		std::string k;
@@ -1098,6 +1213,34 @@ int App::load_log(const std::string &path)
 			o.rebuild = true;
 			sstate[o.sender].clords[o.clordid] = o.id;
 			orders[o.id] = o;
+		} else if (k == "I") {
+			is >> log_rings;
+		} else if (k == "P") {
+			uint64_t req;
+			int kind;
+			Pend p;
+			std::string sd, cl, orig, sym, ot, tf;
+			if (!(is >> req >> kind >> p.shard >> p.log_pos >> sd >> cl >> orig >>
+			      p.order_id >> p.ord.account >> p.ord.side >> ot >> tf >>
+			      p.ord.qty >> p.ord.price >> sym) ||
+			    kind < P_NEW || kind > P_REPLACE || ot.empty() || tf.empty())
+				continue;
+			p.kind = (pend_kind)kind;
+			p.sender = unfld(sd);
+			p.clordid = unfld(cl);
+			p.orig_clordid = unfld(orig);
+			p.ord.sender = p.sender;
+			p.ord.clordid = p.clordid;
+			p.ord.ordtype = ot[0];
+			p.ord.fix_tif = tf[0];
+			p.ord.symbol = unfld(sym);
+			p.ord.shard = p.shard;
+			p.restored = true;
+			pend[req] = p;
+		} else if (k == "A") {
+			uint64_t req;
+			if (is >> req)
+				pend.erase(req);
 		} else if (k == "F" || k == "D" || k == "R" || k == "X") {
 			uint64_t id;
 			if (!(is >> id))
@@ -1126,12 +1269,24 @@ int App::load_log(const std::string &path)
 			}
 		}
 	}
-	/* Rewrite: every ClOrdID, and the orders still open. */
+	/* Requests in flight in another instance's rings: their positions
+	 * mean nothing here (the whole exchange restarted). */
+	if (!pend.empty() && log_rings != rings_id) {
+		fprintf(stderr,
+			"shmex-fix: %zu requests were in flight when an earlier run of "
+			"the exchange stopped; they are answered \"outcome unknown\"\n",
+			pend.size());
+		for (auto &kv : pend)
+			kv.second.log_pos = UINT64_MAX; /* see resolve_restored */
+	}
+	/* Rewrite: every ClOrdID, the orders still open, the requests in
+	 * flight. */
 	std::string tmp = path + ".tmp";
-	FILE *f = fopen(tmp.c_str(), "w");
-	if (!f)
+	int f = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0660);
+	if (f < 0)
 		return -errno;
 	olog = f;
+	log("I " + rings_id);
 	for (auto &ss : sstate)
 		for (auto &c : ss.second.clords)
 			if (!orders.count(c.second))
@@ -1148,10 +1303,75 @@ int App::load_log(const std::string &path)
 			    " " + esc(o.orig_clordid));
 		log("F " + std::to_string(o.id) + " " + std::to_string(o.reported));
 	}
-	if (fflush(f) != 0 || fdatasync(fileno(f)) != 0 ||
-	    rename(tmp.c_str(), path.c_str()) != 0)
+	for (auto &kv : pend)
+		log(pend_line(kv.first, kv.second));
+	log_sync();
+	if (fdatasync(f) != 0 || rename(tmp.c_str(), path.c_str()) != 0)
 		return -errno;
 	return 0;
+}
+
+/* A request the predecessor logged and never published: nothing happened. */
+void App::not_sent(uint64_t req, const Pend &p, const std::string &why)
+{
+	if (p.kind == P_NEW)
+		reject_order(p.sender, p.ord, FIX::OrdRejReason_OTHER, why, req);
+	else
+		cancel_reject(p.sender, p.clordid, p.orig_clordid, p.order_id,
+			      p.kind == P_REPLACE, FIX::CxlRejReason_OTHER, why);
+	log("A " + std::to_string(req));
+}
+
+/* What became of the requests in flight when the predecessor died (see
+ * the order log's comment). */
+void App::resolve_restored()
+{
+	std::vector<uint64_t> done;
+	for (auto &kv : pend) {
+		Pend &p = kv.second;
+		if (!p.restored)
+			continue;
+		if (p.log_pos == UINT64_MAX) {
+			/* Another run's rings: whether its matcher made it
+			 * durable before the whole exchange stopped is in that
+			 * shard's journal, which is not read here. */
+			std::string why = "Outcome unknown: the exchange restarted with "
+					  "this request in flight; check the order "
+					  "status before sending it again";
+			if (p.kind == P_NEW)
+				send_er(p.sender, p.ord, FIX::ExecType_ORDER_STATUS,
+					FIX::OrdStatus_PENDING_NEW,
+					"U" + std::to_string(kv.first), 0, why);
+			else
+				cancel_reject(p.sender, p.clordid, p.orig_clordid,
+					      p.order_id, p.kind == P_REPLACE,
+					      FIX::CxlRejReason_OTHER, why);
+			log("A " + std::to_string(kv.first));
+			done.push_back(kv.first);
+		} else if (p.log_pos >= fx_route_produced(route, p.shard)) {
+			not_sent(kv.first, p,
+				 "Not executed: the FIX gateway restarted before "
+				 "sending it; send it again");
+			done.push_back(kv.first);
+		} else {
+			/* On the ring: its reply comes (or waits) on the reply
+			 * ring, or a matcher's restart notice covers it. */
+			p.ring_pos = p.log_pos;
+			if (p.kind != P_NEW) {
+				auto o = orders.find(p.order_id);
+				if (o != orders.end())
+					o->second.inflight++;
+			}
+		}
+	}
+	for (uint64_t req : done)
+		pend.erase(req);
+	if (!quiet && (!pend.empty() || !done.empty()))
+		fprintf(stderr,
+			"shmex-fix: %zu requests in flight at the last stop: %zu answered "
+			"now, %zu wait for their matcher's reply\n",
+			pend.size() + done.size(), done.size(), pend.size());
+	log_sync();
 }
 
 void App::scan_all()
@@ -1444,6 +1664,11 @@ void route_reply(void *ctx, const fx_reply *y)
 	static_cast<App *>(ctx)->on_reply(y);
 }
 
+void route_commit(void *ctx)
+{
+	static_cast<App *>(ctx)->log_sync();
+}
+
 int run(const fx_app_cfg *cfg)
 {
 	/* Blocked before attaching: the supervisor may stop us as soon as
@@ -1493,6 +1718,9 @@ int run(const fx_app_cfg *cfg)
 			}
 			a.store.reset(new FIX::FileStoreFactory(dir));
 			std::string lp = dir + "/orders.log";
+			char rid[64];
+			fx_route_rings_id(a.route, rid, sizeof(rid));
+			a.rings_id = rid;
 			int lrc = a.load_log(lp);
 			if (lrc) {
 				fprintf(stderr, "shmex-fix: %s: %s\n", lp.c_str(),
@@ -1502,6 +1730,7 @@ int run(const fx_app_cfg *cfg)
 			if (!a.quiet && !a.orders.empty())
 				fprintf(stderr, "shmex-fix: %zu open orders from %s\n",
 					a.orders.size(), lp.c_str());
+			a.resolve_restored();
 		} else {
 			a.store.reset(new FIX::MemoryStoreFactory());
 		}
@@ -1580,8 +1809,9 @@ int run(const fx_app_cfg *cfg)
 			}
 		}
 		/* The exchange. */
-		unsigned got = fx_route_replies(a.route, route_reply, &a);
+		unsigned got = fx_route_replies(a.route, route_reply, route_commit, &a);
 		uint64_t sent0 = a.nsent;
+		a.log_sync(); /* the P lines before their requests leave */
 		fx_route_flush(a.route, route_sent, &a);
 		if (got || a.nsent != sent0 || a.pend.empty())
 			last_progress = now_us();
@@ -1623,6 +1853,7 @@ int run(const fx_app_cfg *cfg)
 		}
 		for (Conn *c : dead)
 			conn_close(L, c);
+		a.log_sync();
 		if (L.stopping && (L.conns.empty() || t - L.stop_at > 2000) &&
 		    a.pend.empty())
 			break;
@@ -1632,8 +1863,10 @@ int run(const fx_app_cfg *cfg)
 	while (!L.conns.empty())
 		conn_close(L, L.conns.begin()->second.get());
 	a.sessions.clear();
-	if (a.olog)
-		fclose(a.olog);
+	if (a.olog >= 0) {
+		a.log_sync();
+		close(a.olog);
+	}
 	fx_route_close(a.route);
 	return 0;
 }

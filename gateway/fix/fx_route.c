@@ -3,8 +3,13 @@
  *
  * Shape.  A FIFO of requests per shard waits for room in the shard's
  * request ring; fx_route_flush publishes as many as fit, in one batch per
- * shard (one release store and at most one doorbell per batch).  Replies
- * are copied out of the reply rings in batches, validated
+ * shard (one release store and at most one doorbell per batch).  Each
+ * request's ring position is known when it is queued (FIFO, one
+ * producer), so the caller can record it before the request can reach a
+ * matcher.  Replies are copied out of the reply rings in batches
+ * (shm_ring_peek_batch) and consumed only after the caller has handled
+ * and committed the whole batch, so a reply is never lost to a kill of
+ * this process between taking it and recording its outcome; validated
  * (shm_msg_validate_reply, plus the ORDER reply's id belonging to the
  * shard that answered), and handed over.  Matching a reply to its request
  * is the caller's (by req_id), so a reply meant for a predecessor process
@@ -445,7 +450,8 @@ uint32_t fx_route_shard_of_symbol(const struct fx_route *r, const char *sym)
 	return shm_shard_of_symbol(sym, strlen(sym), r->nshards);
 }
 
-int fx_route_send(struct fx_route *r, const struct fx_req *q, uint32_t *shard)
+int fx_route_send(struct fx_route *r, const struct fx_req *q, uint32_t *shard,
+		  uint64_t *pos)
 {
 	struct shm_msg m;
 	memset(&m, 0, sizeof(m));
@@ -459,6 +465,7 @@ int fx_route_send(struct fx_route *r, const struct fx_req *q, uint32_t *shard)
 			return SHMEX_EBADSYMBOL;
 		m.side = q->side;
 		m.tif = q->tif;
+		m.flags = q->post_only ? SHM_MSG_POST_ONLY : 0;
 		m.price = q->price;
 		m.qty = q->qty;
 		s = shm_shard_of_symbol(q->symbol, strlen(q->symbol), r->nshards);
@@ -478,11 +485,25 @@ int fx_route_send(struct fx_route *r, const struct fx_req *q, uint32_t *shard)
 	int rc = shm_msg_validate_request(&m, s, r->nshards);
 	if (rc)
 		return rc;
+	uint64_t at = shm_ring_produced(&r->req[s]) + r->q[s].n;
 	rc = q_push(&r->q[s], &m);
 	if (rc)
 		return rc;
 	*shard = s;
+	*pos = at;
 	return 0;
+}
+
+uint64_t fx_route_produced(const struct fx_route *r, uint32_t s)
+{
+	return s < r->nshards ? shm_ring_produced(&r->req[s]) : 0;
+}
+
+void fx_route_rings_id(const struct fx_route *r, char *out, size_t len)
+{
+	const struct shm_region_hdr_sh *h = r->inst.rings.base;
+	snprintf(out, len, "%d.%llu", (int)h->creator_pid,
+		 (unsigned long long)h->creator_start);
 }
 
 size_t fx_route_flush(struct fx_route *r, void (*sent)(void *, uint64_t, uint64_t),
@@ -518,7 +539,7 @@ size_t fx_route_flush(struct fx_route *r, void (*sent)(void *, uint64_t, uint64_
 }
 
 unsigned fx_route_replies(struct fx_route *r, void (*fn)(void *, const struct fx_reply *),
-			  void *ctx)
+			  void (*commit)(void *), void *ctx)
 {
 	unsigned total = 0;
 	fx_repair_check(r);
@@ -527,8 +548,7 @@ unsigned fx_route_replies(struct fx_route *r, void (*fn)(void *, const struct fx
 			continue; /* left alone until its repair */
 		for (int round = 0; round < 8; round++) {
 			unsigned got = 0;
-			if (shm_ring_dequeue_batch(&r->rep[s], r->rx, RX_BATCH, &got) !=
-			    0) {
+			if (shm_ring_peek_batch(&r->rep[s], r->rx, RX_BATCH, &got) != 0) {
 				fx_ring_damaged(r, s, false);
 				break;
 			}
@@ -574,6 +594,10 @@ unsigned fx_route_replies(struct fx_route *r, void (*fn)(void *, const struct fx
 				}
 				fn(ctx, &y);
 			}
+			/* Consumed only once their outcome is recorded. */
+			if (got && commit)
+				commit(ctx);
+			shm_ring_consume(&r->rep[s], got);
 			total += got;
 			if (got < RX_BATCH)
 				break;

@@ -57,6 +57,7 @@ struct fx_req {
 	uint8_t kind;    /* enum fx_req_kind */
 	uint8_t side;    /* enum fx_side (ORDER) */
 	uint8_t tif;     /* enum fx_tif (ORDER) */
+	bool post_only;  /* ORDER: rejected by the matcher if it would cross */
 	uint64_t account;
 	uint64_t order_id; /* CANCEL, MODIFY */
 	int64_t price;     /* PRICE scale (shm_dec.h) */
@@ -114,16 +115,31 @@ uint32_t fx_route_shard_of_order(const struct fx_route *r, uint64_t order_id);
 uint32_t fx_route_shard_of_symbol(const struct fx_route *r, const char *sym);
 
 /* Validates q (symbol syntax, side, tif, ranges) and queues it for its
- * shard; *shard gets the shard.  Returns 0 or the shmex error a matcher
- * would answer (nothing is queued then). */
-int fx_route_send(struct fx_route *r, const struct fx_req *q, uint32_t *shard);
+ * shard; *shard gets the shard and *pos the position the request will
+ * have in that shard's request ring (requests leave in FIFO order, and
+ * this process is the ring's only producer, so it is exact).  Returns 0
+ * or the shmex error a matcher would answer (nothing is queued then). */
+int fx_route_send(struct fx_route *r, const struct fx_req *q, uint32_t *shard,
+		  uint64_t *pos);
 /* Publishes queued requests; sent(ctx, req_id, ring position) for each.
  * Returns the number still queued (rings full). */
 size_t fx_route_flush(struct fx_route *r, void (*sent)(void *, uint64_t, uint64_t),
 		      void *ctx);
-/* Hands every waiting reply to fn; returns how many. */
+/* Hands every waiting reply to fn, a batch at a time, and consumes a
+ * batch from its ring only after fn saw all of it and commit(ctx)
+ * returned (the caller makes their outcome durable there): a process
+ * killed in between leaves the batch to its successor.  Returns how many. */
 unsigned fx_route_replies(struct fx_route *r, void (*fn)(void *, const struct fx_reply *),
-			  void *ctx);
+			  void (*commit)(void *), void *ctx);
+
+/* Requests ever published on shard s's request ring (by this process and
+ * its predecessors): a request whose position is below it reached the
+ * matcher's ring, one at or above it never did. */
+uint64_t fx_route_produced(const struct fx_route *r, uint32_t s);
+
+/* The identity of the instance's rings ("<creator pid>.<start time>"):
+ * ring positions mean something only within one. */
+void fx_route_rings_id(const struct fx_route *r, char *out, size_t len);
 
 /* 1 when the account exists, 0 when not. */
 int fx_route_account_exists(const struct fx_route *r, uint64_t account);

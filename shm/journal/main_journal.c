@@ -233,6 +233,8 @@ static void print_record(const struct shm_jrec *r, const char *file, off_t off)
 		kv_dec(&p, "qty", r->u.order.qty, SHM_QTY_DIGITS);
 		kv_dec(&p, "price", r->u.order.price, SHM_PRICE_DIGITS);
 		kv_u(&p, "tif", r->u.order.tif);
+		if (r->u.order.flags)
+			kv_u(&p, "flags", r->u.order.flags);
 		kv_dec(&p, "hold", r->u.order.hold,
 		       r->u.order.side == 0 ? SHM_CASH_DIGITS : SHM_QTY_DIGITS);
 		kv_u(&p, "event", r->u.order.event);

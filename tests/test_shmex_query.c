@@ -19,14 +19,17 @@
 
 #include <poll.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -750,6 +753,66 @@ END_TEST
 
 /* metrics: Prometheus text (every sample line "name{labels} value", every
  * family with HELP and TYPE); instances: the running exchange is listed. */
+/* metrics --listen-port 0: an HTTP scrape answers the same metrics, a
+ * wrong path 404, and SIGTERM ends it with status 0. */
+static void http_metrics(void)
+{
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		execl(test_bin("shmex-query"), "shmex-query", "--instance", inst,
+		      "metrics", "--listen-port", "0", (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	char line[256];
+	FILE *f = fdopen(pfd[0], "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	const char *p = strstr(line, "http://127.0.0.1:");
+	ck_assert_msg(p, "%s", line);
+	int port = atoi(p + strlen("http://127.0.0.1:"));
+	ck_assert_int_gt(port, 0);
+	for (int k = 0; k < 2; k++) {
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons((uint16_t)port)};
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		ck_assert_int_eq(connect(s, (struct sockaddr *)&a, sizeof(a)), 0);
+		const char *get = k == 0 ? "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n"
+					 : "GET /nothing HTTP/1.0\r\n\r\n";
+		ck_assert_int_eq(write(s, get, strlen(get)), (ssize_t)strlen(get));
+		static char resp[1 << 16];
+		size_t n = 0;
+		ssize_t r;
+		while (n < sizeof(resp) - 1 &&
+		       (r = read(s, resp + n, sizeof(resp) - 1 - n)) > 0)
+			n += (size_t)r;
+		resp[n] = 0;
+		close(s);
+		if (k == 0) {
+			ck_assert_msg(!strncmp(resp, "HTTP/1.0 200 OK\r\n", 17), "%s",
+				      resp);
+			ck_assert_msg(strstr(resp, "text/plain; version=0.0.4"), "%s",
+				      resp);
+			ck_assert_msg(strstr(resp, fmt("shmex_matcher_up{instance=\"%s\"",
+						       inst)),
+				      "%s", resp);
+		} else {
+			ck_assert_msg(!strncmp(resp, "HTTP/1.0 404", 12), "%s", resp);
+		}
+	}
+	kill(pid, SIGTERM);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status 0x%x", st);
+	fclose(f);
+}
+
 START_TEST(metrics_and_instances)
 {
 	struct known k;
@@ -808,6 +871,7 @@ START_TEST(metrics_and_instances)
 		samples++;
 	}
 	ck_assert_int_ge(samples, 30);
+	http_metrics();
 	QRUN(&r, "instances");
 	ok(&r);
 	ck_assert_msg(strstr(r.out,

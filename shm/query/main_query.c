@@ -14,12 +14,16 @@
  * unknown symbol, order or account, book busy, invariant violation), 2
  * usage error.  Errors are one line on stderr, "shmex-query: ...".
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "shm/shm_accounts.h"
 #include "shm/shm_msg.h"
@@ -43,7 +47,9 @@ struct opts {
 	uint64_t depth;
 	uint64_t count;
 	uint64_t interval;
+	uint64_t listen_port;
 	bool json, depth_set, orders, clear, count_set, interval_set, state_hash;
+	bool listen_set;
 };
 
 static const struct shm_opt_prog *the_prog;
@@ -66,6 +72,9 @@ static int check_opts(const char *cmd, const struct opts *o)
 	if (o->state_hash && strcmp(cmd, "stats") != 0)
 		return shm_opt_usage_error(the_prog,
 					   "--state-hash goes with stats, not '%s'", cmd);
+	if (o->listen_set && strcmp(cmd, "metrics") != 0)
+		return shm_opt_usage_error(
+			the_prog, "--listen-port goes with metrics, not '%s'", cmd);
 	return 0;
 }
 
@@ -88,6 +97,116 @@ static int operands(const char *cmd, int *min, int *max)
 		}
 	}
 	return -1;
+}
+
+static void catch_stop_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal; /* no SA_RESTART: the wait ends */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+static void send_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w <= 0)
+			return; /* the scraper went away */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+/* One HTTP/1.0 exchange: GET /metrics (or /) answers the metrics, read
+ * afresh; anything else 404 or 405. */
+static void http_one(struct qry *q, int c, unsigned flags)
+{
+	struct timeval tv = {2, 0};
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char req[4096];
+	size_t n = 0;
+	req[0] = 0;
+	while (n < sizeof(req) - 1 && !strstr(req, "\r\n\r\n")) {
+		ssize_t r = recv(c, req + n, sizeof(req) - 1 - n, 0);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		req[n] = 0;
+	}
+	req[n] = 0;
+	char *body = NULL;
+	size_t blen = 0;
+	const char *status = "200 OK";
+	FILE *m = open_memstream(&body, &blen);
+	if (!m)
+		return;
+	if (strncmp(req, "GET ", 4) != 0) {
+		status = "405 Method Not Allowed";
+		fprintf(m, "only GET\n");
+	} else if (strncmp(req + 4, "/metrics ", 9) != 0 &&
+		   strncmp(req + 4, "/ ", 2) != 0) {
+		status = "404 Not Found";
+		fprintf(m, "try /metrics\n");
+	} else {
+		int rc = qry_metrics(q, m, flags);
+		if (rc) {
+			status = "503 Service Unavailable";
+			fprintf(m, "%s\n", shmex_error_msg(&q->err, rc));
+		}
+	}
+	fclose(m);
+	char head[256];
+	int hl = snprintf(head, sizeof(head),
+			  "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4\r\n"
+			  "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+			  status, blen);
+	send_all(c, head, (size_t)hl);
+	send_all(c, body, blen);
+	free(body);
+}
+
+/* metrics --listen-port P: serves the metrics over HTTP on 127.0.0.1:P
+ * (0: a free port), one scrape at a time, until SIGINT/SIGTERM. */
+static int serve_metrics(struct qry *q, unsigned flags, uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		fprintf(stderr, PROG ": socket: %s\n", strerror(errno));
+		return 1;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t al = sizeof(a);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 16) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+		fprintf(stderr, PROG ": listen on 127.0.0.1:%u: %s\n", (unsigned)port,
+			strerror(errno));
+		close(fd);
+		return 1;
+	}
+	catch_stop_signals();
+	printf(PROG ": metrics of %s at http://127.0.0.1:%u/metrics\n", q->instance,
+	       (unsigned)ntohs(a.sin_port));
+	fflush(stdout);
+	while (!stop_flag) {
+		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			fprintf(stderr, PROG ": accept: %s\n", strerror(errno));
+			break;
+		}
+		http_one(q, c, flags);
+		close(c);
+	}
+	close(fd);
+	return stop_flag ? 0 : 1;
 }
 
 static int run(const struct opts *o, const char *cmd, char **args)
@@ -129,18 +248,16 @@ static int run(const struct opts *o, const char *cmd, char **args)
 		rc = qry_readers(&q, stdout, flags);
 	} else if (strcmp(cmd, "stats") == 0) {
 		rc = qry_stats(&q, stdout, flags);
+	} else if (strcmp(cmd, "metrics") == 0 && o->listen_set) {
+		int src = serve_metrics(&q, flags, (uint16_t)o->listen_port);
+		qry_close(&q);
+		return src;
 	} else if (strcmp(cmd, "metrics") == 0) {
 		rc = qry_metrics(&q, stdout, flags);
 	} else if (strcmp(cmd, "check") == 0) {
 		rc = qry_check(&q, stdout, flags, args[0]);
 	} else {
-		struct sigaction sa;
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = on_signal; /* no SA_RESTART: the sleep ends */
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGINT, &sa, NULL);
-		sigaction(SIGTERM, &sa, NULL);
-		sigaction(SIGHUP, &sa, NULL);
+		catch_stop_signals();
 		if (!(flags & QRY_JSON))
 			flags |= QRY_ANSI;
 		rc = qry_watch(&q, stdout, flags, args[0], o->depth, o->count,
@@ -213,6 +330,14 @@ int main(int argc, char **argv)
 		 .given = &o.interval_set,
 		 .show_default = true,
 		 .help = "watch: time between frames"},
+		{.name = "listen-port",
+		 .type = SHM_OPT_NUM,
+		 .arg = "PORT",
+		 .dst = &o.listen_port,
+		 .max = 65535,
+		 .given = &o.listen_set,
+		 .help = "metrics: serve them over HTTP on 127.0.0.1:PORT (0: a free "
+			 "port, printed) until Ctrl-C; off unless given"},
 	};
 	const struct shm_opt_prog prog = {
 		.name = PROG,
@@ -234,6 +359,7 @@ int main(int argc, char **argv)
 			"  check [SYMBOL]      verify the book invariants of one or every symbol\n"
 			"  watch SYMBOL        redraw the book until Ctrl-C (or --count frames)\n"
 			"  metrics             the stats in the Prometheus text format\n"
+			"                      (--listen-port: an HTTP endpoint for scrapers)\n"
 			"  instances           every instance in /dev/shm and whether it runs\n"
 			"\n"
 			"Exit status: 0 ok, 1 query failed, 2 usage error.",

@@ -1681,15 +1681,21 @@ START_TEST(command_lines)
 		{"shmex-query", "--instance=a/b", 2, {"stats"}},
 		{"shmex-audit", "--instance=a/b", 2, {NULL}},
 		{"shmex-fix", "--instance=a/b", 2, {"--id=0", "--port=0"}},
+		{"shmex-stress", "--bogus", 2, {NULL}},
+		{"shmex-stress", "--seconds=0", 2, {NULL}},
+		{"shmex-journal", "--bogus", 2, {NULL}},
+		{"shmex-replay", "--bogus", 2, {NULL}},
+		{"shmex-query", "--bogus", 2, {NULL}},
+		{"shmex-bench", "--version", 0, {NULL}},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int p[2];
+		int p[2], pe[2];
 		ck_assert_int_eq(pipe(p), 0);
+		ck_assert_int_eq(pipe(pe), 0);
 		pid_t pid = fork();
 		if (pid == 0) {
 			dup2(p[1], 1);
-			int devnull = open("/dev/null", O_WRONLY);
-			dup2(devnull, 2);
+			dup2(pe[1], 2);
 			const char *argv[6] = {cases[i].prog, cases[i].arg};
 			for (int k = 0; k < 3 && cases[i].more[k]; k++)
 				argv[2 + k] = cases[i].more[k];
@@ -1697,14 +1703,26 @@ START_TEST(command_lines)
 			_exit(127);
 		}
 		close(p[1]);
-		char buf[4096];
+		close(pe[1]);
+		char buf[4096], ebuf[4096];
 		ssize_t got = read(p[0], buf, sizeof(buf) - 1);
+		ssize_t egot = read(pe[0], ebuf, sizeof(ebuf) - 1);
 		close(p[0]);
+		close(pe[0]);
 		int st = test_wait_pid(pid, T_MS);
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == cases[i].code,
 			      "%s %s: status 0x%x", cases[i].prog, cases[i].arg, st);
 		if (cases[i].code == 0)
 			ck_assert_int_gt(got, 10);
+		/* A usage error is its message and where to read more: no
+		 * screenful of usage burying it. */
+		int lines = 0;
+		for (ssize_t k = 0; k < egot; k++)
+			lines += ebuf[k] == '\n';
+		if (cases[i].code == 2)
+			ck_assert_msg(egot > 0 && lines <= 2,
+				      "%s %s: %d lines on stderr: %.*s", cases[i].prog,
+				      cases[i].arg, lines, (int)egot, ebuf);
 	}
 }
 END_TEST

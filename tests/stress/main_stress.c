@@ -796,13 +796,17 @@ static int parse(int argc, char **argv)
 			shm_opt_version(stdout, "shmex-stress (shmex)");
 			exit(0);
 		default:
-			usage(stderr);
+			/* getopt said what was wrong: one line, as every tool. */
+			fprintf(stderr,
+				"Try 'shmex-stress --help' for more information.\n");
 			return 2;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "shmex-stress: unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
+		fprintf(stderr,
+			"shmex-stress: unexpected argument '%s'\n"
+			"Try 'shmex-stress --help' for more information.\n",
+			argv[optind]);
 		return 2;
 	}
 	if (!seeded)

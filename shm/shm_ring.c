@@ -270,55 +270,10 @@ void shm_ring_publish(struct shm_ring *r, unsigned count)
 		prod_publish(r, count);
 }
 
-int shm_ring_peek_batch(struct shm_ring *r, struct shm_msg *out, unsigned max,
-			unsigned *got)
-{
-	*got = 0;
-	if (max == 0)
-		return 0;
-	uint64_t avail = r->cons_head_cache - r->cons_tail;
-	if (avail < max) {
-		/* RNG2, as in shm_ring_dequeue_batch. */
-		uint64_t h = load_acquire(&r->sh->prod.head);
-		if (h - r->cons_tail > r->capacity ||
-		    (int64_t)(h - r->cons_head_cache) < 0) {
-			stat_inc(&r->sh->cons.corrupt);
-			return SHMEX_ERINGCORRUPT;
-		}
-		r->cons_head_cache = h;
-		avail = h - r->cons_tail;
-	}
-	if (avail == 0)
-		return 0;
-	unsigned k = avail < max ? (unsigned)avail : max;
-	uint32_t idx = (uint32_t)r->cons_tail & r->mask;
-	unsigned first = r->capacity - idx;
-	if (first > k)
-		first = k;
-	memcpy(out, &r->slots[idx], (size_t)first * sizeof(*out));
-	if (k > first)
-		memcpy(out + first, &r->slots[0], (size_t)(k - first) * sizeof(*out));
-	*got = k;
-	return 0;
-}
-
-void shm_ring_consume(struct shm_ring *r, unsigned n)
-{
-	if (n == 0)
-		return;
-	/* Never past what the last peek saw published. */
-	uint64_t avail = r->cons_head_cache - r->cons_tail;
-	if (n > avail)
-		n = (unsigned)avail;
-	r->cons_tail += n;
-	/* RNG3: our copies of the n slots (the peek) are complete before the
-	 * producer can see them free; pairs with RNG4. */
-	store_release(&r->sh->cons.tail, r->cons_tail);
-	stat_inc(&r->sh->cons.batches);
-}
-
-int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out, unsigned max,
-			   unsigned *got)
+/* Copies up to max published messages from the consumer's tail into
+ * out, without releasing them: the one copy both dequeue and peek use. */
+static inline int cons_copy(struct shm_ring *r, struct shm_msg *out, unsigned max,
+			    unsigned *got)
 {
 	*got = 0;
 	if (max == 0)
@@ -352,13 +307,38 @@ int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out, unsigned max
 	memcpy(out, &r->slots[idx], (size_t)first * sizeof(*out));
 	if (k > first)
 		memcpy(out + first, &r->slots[0], (size_t)(k - first) * sizeof(*out));
-	r->cons_tail += k;
-	/* RNG3: our copies of the k slots are complete before the producer
+	*got = k;
+	return 0;
+}
+
+int shm_ring_peek_batch(struct shm_ring *r, struct shm_msg *out, unsigned max,
+			unsigned *got)
+{
+	return cons_copy(r, out, max, got);
+}
+
+void shm_ring_consume(struct shm_ring *r, unsigned n)
+{
+	if (n == 0)
+		return;
+	/* Never past what the last peek saw published. */
+	uint64_t avail = r->cons_head_cache - r->cons_tail;
+	if (n > avail)
+		n = (unsigned)avail;
+	r->cons_tail += n;
+	/* RNG3: our copies of the n slots are complete before the producer
 	 * can see them free; pairs with RNG4. */
 	store_release(&r->sh->cons.tail, r->cons_tail);
 	stat_inc(&r->sh->cons.batches);
-	*got = k;
-	return 0;
+}
+
+int shm_ring_dequeue_batch(struct shm_ring *r, struct shm_msg *out, unsigned max,
+			   unsigned *got)
+{
+	int rc = cons_copy(r, out, max, got);
+	if (rc == 0 && *got)
+		shm_ring_consume(r, *got);
+	return rc;
 }
 
 bool shm_ring_readable(const struct shm_ring *r)

@@ -138,9 +138,12 @@ static int segment_open(struct eng_journal *j, uint64_t first)
 	return 0;
 }
 
-/* Writer: writes a chain of batches; 0 or the error (in errmsg). */
-static int write_batches(struct eng_journal *j, struct batch *b)
+/* Writer: writes a chain of batches, without the mutex; 0 or the error
+ * (in errmsg).  The bytes written go to *bytes, which the caller adds to
+ * the stats under the mutex. */
+static int write_batches(struct eng_journal *j, struct batch *b, uint64_t *bytes)
 {
+	*bytes = 0;
 	while (b) {
 		if (j->seg_bytes >= j->cfg.segment_bytes) {
 			int rc = segment_open(j, b->first);
@@ -188,7 +191,7 @@ static int write_batches(struct eng_journal *j, struct batch *b)
 			done += (size_t)w;
 		}
 		j->seg_bytes += total;
-		j->st.bytes += total;
+		*bytes += total;
 		b = x;
 	}
 	return 0;
@@ -218,7 +221,8 @@ static void *writer_main(void *arg)
 		while (j->hold[0] && access(j->hold, F_OK) == 0 &&
 		       !load_relaxed(&j->stop))
 			usleep(1000);
-		int rc = failed ? failed : write_batches(j, b);
+		uint64_t bytes = 0;
+		int rc = failed ? failed : write_batches(j, b, &bytes);
 		uint64_t t0 = shm_clock_ns(CLOCK_MONOTONIC), t1 = t0;
 		if (!rc && j->cfg.sync) {
 			if (fdatasync(j->fd) != 0) {
@@ -233,6 +237,8 @@ static void *writer_main(void *arg)
 		pthread_mutex_lock(&j->mu);
 		if (rc && !j->err)
 			j->err = rc;
+		/* Under the mutex: eng_journal_get_stats reads them. */
+		j->st.bytes += bytes;
 		if (!rc) {
 			j->st.batches += nb;
 			j->st.syncs += j->cfg.sync;

@@ -170,13 +170,23 @@ int shm_history_find(struct shm_history *h, uint64_t id, struct shm_snap_order *
 			at = r.prev;
 			continue;
 		}
-		if (r.id != id || r.nfills > SHM_HIST_FILLS_MAX)
-			return shmex_error_set(e, SHMEX_EJCORRUPT,
-					       "history of shard %u: record at byte %llu "
-					       "holds id %llu, not %llu",
-					       h->shard, (unsigned long long)off,
-					       (unsigned long long)r.id,
-					       (unsigned long long)id);
+		/* Nothing is allocated for a count the file or the shard
+		 * cannot hold: an order's fills all sat in its fill pool. */
+		struct stat st;
+		bool fits = fstat(h->fd, &st) == 0 &&
+			    (uint64_t)st.st_size >= off + sizeof(r) &&
+			    ((uint64_t)st.st_size - off - sizeof(r)) /
+					    sizeof(struct shm_hist_fill) >=
+				    r.nfills &&
+			    (h->cap_fills == 0 || r.nfills <= h->cap_fills);
+		if (r.id != id || r.nfills > SHM_HIST_FILLS_MAX || !fits)
+			return shmex_error_set(
+				e, SHMEX_EJCORRUPT,
+				"history of shard %u: record at byte %llu "
+				"holds id %llu (wanted %llu) or more fills than "
+				"it or the shard can hold",
+				h->shard, (unsigned long long)off,
+				(unsigned long long)r.id, (unsigned long long)id);
 		struct shm_hist_fill *fl = NULL;
 		if (r.nfills) {
 			fl = malloc((size_t)r.nfills * sizeof(*fl));
@@ -247,6 +257,7 @@ int shm_history_lookup(struct shm_history *h, const struct shm_snap *rd,
 		if (rc)
 			return rc == -ENOENT ? SHMEX_EBUSY : rc;
 	}
+	h->cap_fills = v->cap_fills;
 	int rc = shm_history_find(h, id, o, fills, max_fills, nfills, e);
 	return rc == SHMEX_ENOORDER ? SHMEX_EBUSY : rc;
 }

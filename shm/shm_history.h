@@ -82,6 +82,10 @@ struct shm_hist_fill {
 };
 _Static_assert(sizeof(struct shm_hist_fill) == 48, "history fill");
 
+/* Every field: W the matcher, plain stores in eng_history_reset before
+ * the entries are stored (HS1), rewritten only with the same values while
+ * the capacities stay; R readers once, at shm_history_open, checked
+ * against the book they map. */
 struct shm_hist_slots_hdr {
 	uint32_t magic; /* SHM_HIST_SLOTS_MAGIC */
 	uint32_t version;
@@ -116,6 +120,9 @@ struct shm_history {
 	const uint64_t *slot; /* cap_orders entries */
 	uint32_t shard, nshards;
 	uint64_t cap_orders;
+	/* Fills an order of this shard can have (its fill pool); 0: only
+	 * SHM_HIST_FILLS_MAX.  Set by shm_history_lookup. */
+	uint64_t cap_fills;
 };
 
 /* Opens DIR/shard-<k>/history{,.slots} for reading.  -ENOENT when the

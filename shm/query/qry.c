@@ -398,7 +398,7 @@ int qry_order(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 		/* More fills than room: read again with room for all. */
 		if (rc || o.nfills <= max)
 			break;
-		if (o.nfills > SHM_HIST_FILLS_MAX) {
+		if (o.nfills > rd->view.cap_fills) {
 			rc = SHMEX_EBADINDEX;
 			break;
 		}

@@ -384,10 +384,8 @@ static int read_status(struct gw_exec *r, uint32_t s, uint64_t id, struct status
 		/* More fills than room: grow (bounded by the fill pool) and
 		 * read again. */
 		uint32_t want = o.nfills;
-		if (want > r->rd[s].view.cap_fills && !from_history)
-			return SHMEX_EBADINDEX;
-		if (want > SHM_HIST_FILLS_MAX)
-			return SHMEX_EJCORRUPT;
+		if (want > r->rd[s].view.cap_fills)
+			return from_history ? SHMEX_EJCORRUPT : SHMEX_EBADINDEX;
 		struct shm_snap_fill *nf = realloc(r->fills, (size_t)want * sizeof(*nf));
 		if (!nf)
 			return -ENOMEM;
@@ -854,6 +852,24 @@ void gw_exec_abort(void *route, struct gw_conn_ref c)
 
 static void answer_unknown(struct gw_exec *r, uint32_t slot, const char *why);
 
+/* A job waiting for a reply that will not come: "outcome unknown" when
+ * its reply may have been lost with the item executed, else "not
+ * executed" with code. */
+static void settle_waiting(struct gw_exec *r, uint32_t slot, bool maybe_executed,
+			   int code)
+{
+	struct job *j = &r->jobs[slot];
+	if (maybe_executed) {
+		answer_unknown(r, slot, "its reply was lost in a repaired ring; ");
+		job_run(r, slot);
+		return;
+	}
+	j->wait = W_NONE;
+	r->nwaiting--;
+	r->st.not_executed++;
+	job_reply(r, slot, &j->msg, code);
+}
+
 /* Shard s's matcher restarted, and every message of ours before ring
  * position `taken` went to its predecessor.  The successor re-sent the
  * answers its journal kept (before this notice, on the same ring), so a
@@ -869,19 +885,12 @@ static void restart_notice(struct gw_exec *r, uint32_t s, uint64_t taken)
 		if (!j->active || j->wait != W_REPLY || j->shard != s ||
 		    j->ring_pos >= taken)
 			continue;
-		if (r->path[s] == P_NOTICE && r->path_lost[s] &&
-		    j->ring_pos < r->path_base[s]) {
-			/* Its reply may have been in the repaired reply ring,
-			 * which the successor does not answer again. */
-			answer_unknown(r, slot,
-				       "its reply was lost in a repaired ring; ");
-			job_run(r, slot);
-			continue;
-		}
-		j->wait = W_NONE;
-		r->nwaiting--;
-		r->st.not_executed++;
-		job_reply(r, slot, &j->msg, SHMEX_ENOTEXEC);
+		/* Its reply may have been in a repaired reply ring, which the
+		 * successor does not answer again. */
+		settle_waiting(r, slot,
+			       r->path[s] == P_NOTICE && r->path_lost[s] &&
+				       j->ring_pos < r->path_base[s],
+			       SHMEX_ENOTEXEC);
 	}
 	/* A successor that joined the repair still sends its repair notice,
 	 * which answers the items of the reset generation (P_NOTICE stays). */
@@ -984,16 +993,8 @@ static void repair_notice(struct gw_exec *r, uint32_t s, uint64_t taken)
 		if (!j->active || j->wait != W_REPLY || j->shard != s ||
 		    j->ring_pos >= r->path_base[s])
 			continue;
-		if (r->path_lost[s] && j->ring_pos < taken) {
-			answer_unknown(r, slot,
-				       "its reply was lost in a repaired ring; ");
-			job_run(r, slot);
-			continue;
-		}
-		j->wait = W_NONE;
-		r->nwaiting--;
-		r->st.not_executed++;
-		job_reply(r, slot, &j->msg, SHMEX_ENOTEXECRING);
+		settle_waiting(r, slot, r->path_lost[s] && j->ring_pos < taken,
+			       SHMEX_ENOTEXECRING);
 	}
 }
 

@@ -203,8 +203,15 @@ START_TEST(request_logged_but_never_sent_is_not_executed)
 	ck_assert_msg(f != NULL, "%s", path);
 	/* P req kind shard pos sender clordid orig order account side
 	 * ordtype tif qty price symbol */
+	/* Also lines that change nothing: a shard the exchange does not
+	 * have, garbage, and a line cut short (the restarted gateway reports
+	 * them and must not act on them). */
 	fprintf(f, "C BUYER ghost-1\n"
-		   "P 77 0 0 4000000000 =BUYER =ghost-1 = 0 1 0 2 1 10000 200000 =SYM\n");
+		   "P 77 0 0 4000000000 =BUYER =ghost-1 = 0 1 0 2 1 10000 200000 =SYM\n"
+		   "P 78 0 99 0 =BUYER =ghost-2 = 0 1 0 2 1 10000 200000 =SYM\n"
+		   "O 5 =BUYER =ghost-3 1 0 2 1 10000 200000 =SYM 4000000000\n"
+		   "no such line\n"
+		   "P 79 0 0\n");
 	fclose(f);
 	ck_assert_int_eq(kill(fix, SIGKILL), 0);
 	run_client("ghost", NULL);

@@ -1191,7 +1191,17 @@ int App::load_log(const std::string &path)
 {
 	std::ifstream in(path);
 	std::string line, log_rings;
+	/* A line that does not parse, or names a shard this exchange does not
+	 * have, changes nothing and is reported (the last one may have been
+	 * cut short by a kill). */
+	unsigned lineno = 0, bad = 0, first_bad = 0;
+	uint32_t ns = fx_route_nshards(route);
+	auto skip = [&]() {
+		if (!bad++)
+			first_bad = lineno;
+	};
 	while (in && std::getline(in, line)) {
+		lineno++;
 		std::istringstream is(line);
 		std::string k;
 		is >> k;
@@ -1199,12 +1209,17 @@ int App::load_log(const std::string &path)
 			std::string sd, cl;
 			if (is >> sd >> cl)
 				sstate[unesc(sd)].clords.emplace(unesc(cl), 0);
+			else
+				skip();
 		} else if (k == "O") {
 			Ord o;
 			std::string sd, cl, sym, ot, tf;
 			if (!(is >> o.id >> sd >> cl >> o.account >> o.side >> ot >> tf >>
-			      o.qty >> o.price >> sym >> o.shard))
+			      o.qty >> o.price >> sym >> o.shard) ||
+			    o.shard >= ns || ot.empty() || tf.empty()) {
+				skip();
 				continue;
+			}
 			o.sender = unesc(sd);
 			o.clordid = unesc(cl);
 			o.symbol = unesc(sym);
@@ -1223,8 +1238,11 @@ int App::load_log(const std::string &path)
 			if (!(is >> req >> kind >> p.shard >> p.log_pos >> sd >> cl >> orig >>
 			      p.order_id >> p.ord.account >> p.ord.side >> ot >> tf >>
 			      p.ord.qty >> p.ord.price >> sym) ||
-			    kind < P_NEW || kind > P_REPLACE || ot.empty() || tf.empty())
+			    kind < P_NEW || kind > P_REPLACE || ot.empty() || tf.empty() ||
+			    p.shard >= ns) {
+				skip();
 				continue;
+			}
 			p.kind = (pend_kind)kind;
 			p.sender = unfld(sd);
 			p.clordid = unfld(cl);
@@ -1241,10 +1259,14 @@ int App::load_log(const std::string &path)
 			uint64_t req;
 			if (is >> req)
 				pend.erase(req);
+			else
+				skip();
 		} else if (k == "F" || k == "D" || k == "R" || k == "X") {
 			uint64_t id;
-			if (!(is >> id))
+			if (!(is >> id)) {
+				skip();
 				continue;
+			}
 			auto it = orders.find(id);
 			if (it == orders.end())
 				continue;
@@ -1267,8 +1289,14 @@ int App::load_log(const std::string &path)
 					o.orig_clordid = unesc(orig);
 				}
 			}
+		} else if (!k.empty()) {
+			skip();
 		}
 	}
+	if (bad)
+		fprintf(stderr,
+			"shmex-fix: %s: %u unreadable line%s ignored (the first is line %u)\n",
+			path.c_str(), bad, bad == 1 ? "" : "s", first_bad);
 	/* Requests in flight in another instance's rings: their positions
 	 * mean nothing here (the whole exchange restarted). */
 	if (!pend.empty() && log_rings != rings_id) {

@@ -1264,7 +1264,10 @@ int main(int argc, char **argv)
 
 	while (!s.stopping) {
 		if (s.start_over && start_over(&s) != 0) {
-			s.exit_code = 1;
+			/* A stop asked (SIGINT/SIGTERM) while the matchers
+			 * recovered is a clean stop; anything else a failure. */
+			if (!s.stopping || s.exit_code != 0)
+				s.exit_code = 1;
 			break;
 		}
 		uint64_t now = shm_clock_ns(CLOCK_MONOTONIC), next = 0;

@@ -5,6 +5,9 @@
 passed=0
 failed=0
 bad_progs=""
+# check's lines for the failed checks, printed again at the end: a log cut
+# to its last lines (a CI summary) still says what failed and where.
+bad_lines=""
 # Every instance a test creates is named test<tag>-..., so objects of other
 # runs (another checkout testing at the same time) are never counted here.
 SHMEX_TEST_TAG=${SHMEX_TEST_TAG:-$$}
@@ -33,6 +36,9 @@ for prog in "$@"; do
 	if [ $rc -ne 0 ] || [ -z "$line" ]; then
 		bad_progs="$bad_progs $name"
 		printf '%s\n' "$out"
+		found=$(printf '%s\n' "$out" | grep -E ':[FE]:' | head -n 5 | cut -c1-400)
+		bad_lines="$bad_lines${found:-$name: exit $rc, no failed check named}
+"
 	fi
 	printf '%-28s %s (%ss)\n' "$name" "${line:-no check summary (exit $rc)}" "$secs"
 done
@@ -41,6 +47,9 @@ if [ -n "$leftover" ]; then
 	echo "run-tests: shared-memory objects left behind in /dev/shm:" $leftover
 	failed=$((failed + 1))
 fi
-[ -n "$bad_progs" ] && echo "failing:$bad_progs"
+if [ -n "$bad_progs" ]; then
+	printf 'failed checks:\n%s' "$bad_lines"
+	echo "failing:$bad_progs"
+fi
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

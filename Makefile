@@ -234,7 +234,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(call obj,$(TEST_SUPPORT)) $(TEST_LIBS
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) -o $@ $(filter %.o,$^) $(TEST_LIBS) $(ALL_LDFLAGS) $(TEST_LDLIBS) $(SYS_LIBS)
 
-$(FIX_CLIENT): $(BUILD)/obj/tests/fix_client.o
+$(FIX_CLIENT): $(BUILD)/obj/tests/fix_client.o $(BUILD)/obj/gateway/fix/fx_store.o
 	@mkdir -p $(@D)
 	$(CXX) $(BASE_CXXFLAGS) -o $@ $^ $(ALL_LDFLAGS) $(call pkg_query,quickfix,libs) -lpthread
 

@@ -46,6 +46,8 @@
 #include <quickfix/fix44/OrderCancelRequest.h>
 #include <quickfix/fix44/OrderStatusRequest.h>
 
+#include "gateway/fix/fx_store.h"
+
 static const int T_MS = 10000;
 
 struct Client : public FIX::Application {
@@ -757,11 +759,93 @@ static void scenario_sessions(int port)
 		     "BUYER");
 }
 
+/* --store-check DIR: shmex-fix's store (fx_store) and QuickFIX's own
+ * FileStore read each other's files, and fx_store serves what it has not
+ * written yet and refuses a damaged header entry.  Exit 0 when all holds. */
+static int store_fail(const std::string &what)
+{
+	fprintf(stderr, "store-check: %s\n", what.c_str());
+	return 1;
+}
+
+static int store_check(const std::string &dir)
+{
+	FIX::SessionID id("FIX.4.4", "SHMEX", "CHECK");
+	std::vector<std::string> got;
+	std::string err;
+	{
+		/* QuickFIX writes three messages and the sequence numbers. */
+		FIX::FileStore q(dir, id);
+		q.reset();
+		for (int i = 1; i <= 3; i++)
+			q.set(i, "8=FIX.4.4\0019=5\00135=0\001" + std::to_string(i));
+		q.setNextSenderMsgSeqNum(4);
+		q.setNextTargetMsgSeqNum(9);
+	}
+	{
+		fx::StoreFactory f(dir);
+		FIX::MessageStore *m = f.create(id);
+		if (m->getNextSenderMsgSeqNum() != 4 || m->getNextTargetMsgSeqNum() != 9)
+			return store_fail("sequence numbers of FileStore's files not read");
+		m->get(1, 3, got);
+		if (got.size() != 3 || got[1] != "8=FIX.4.4\0019=5\00135=0\0012")
+			return store_fail("messages of FileStore's files not read");
+		/* Not flushed yet: served from memory, nothing on disk. */
+		m->set(4, "four");
+		m->set(5, "five");
+		m->incrNextSenderMsgSeqNum();
+		m->incrNextSenderMsgSeqNum();
+		m->incrNextTargetMsgSeqNum();
+		m->get(3, 5, got);
+		if (got.size() != 3 || got[1] != "four" || got[2] != "five")
+			return store_fail("unflushed messages not served");
+		{
+			FIX::FileStore q(dir, id);
+			if (q.getNextSenderMsgSeqNum() != 4)
+				return store_fail("sequence numbers written before the flush");
+		}
+		if (!f.flush(&err))
+			return store_fail("flush: " + err);
+		f.destroy(m);
+	}
+	{
+		/* QuickFIX reads what fx_store wrote. */
+		FIX::FileStore q(dir, id);
+		if (q.getNextSenderMsgSeqNum() != 6 || q.getNextTargetMsgSeqNum() != 10)
+			return store_fail("FileStore does not read fx_store's sequence numbers");
+		q.get(1, 5, got);
+		if (got.size() != 5 || got[3] != "four" || got[4] != "five")
+			return store_fail("FileStore does not read fx_store's messages");
+	}
+	{
+		/* A header entry past the end of the body is dropped, with the
+		 * ones after it; those before it stay. */
+		FILE *h = fopen((dir + "/FIX.4.4-SHMEX-CHECK.header").c_str(), "a");
+		if (!h)
+			return store_fail("open header");
+		fprintf(h, "6,999999,4 7,0,4 ");
+		fclose(h);
+		fx::StoreFactory f(dir);
+		FIX::MessageStore *m = f.create(id);
+		m->get(1, 7, got);
+		if (got.size() != 5 || got[4] != "five")
+			return store_fail("damaged header entry not refused");
+		m->reset();
+		m->get(1, 7, got);
+		if (!got.empty() || m->getNextSenderMsgSeqNum() != 1)
+			return store_fail("reset kept messages");
+		f.destroy(m);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	std::string dict, store, scen;
 	int port = 0;
 	pid_t victim = 0;
+	if (argc == 3 && !strcmp(argv[1], "--store-check"))
+		return store_check(argv[2]);
 	for (int i = 1; i + 1 < argc; i += 2) {
 		std::string k = argv[i], v = argv[i + 1];
 		if (k == "--port")

@@ -8,6 +8,7 @@
  */
 #include "tests/shmex_test.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +126,28 @@ static void run_client(const char *scenario, const char *kill_pid)
 	ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		      "scenario %s failed (status 0x%x)", scenario, st);
 }
+
+/* shmex-fix's message store (gateway/fix/fx_store.cpp, written once per
+ * loop turn) and QuickFIX's FileStore read each other's files: a data
+ * directory of either version resumes with the other. */
+START_TEST(message_store_reads_and_writes_filestore_format)
+{
+	char dir[PATH_MAX];
+	const char *root = getenv("SHMEX_TEST_DATA");
+	snprintf(dir, sizeof(dir), "%s/store-check-%d", root && *root ? root : "/tmp",
+		 (int)getpid());
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execl(test_bin("shmex-fix-client"), "shmex-fix-client", "--store-check",
+		      dir, (char *)NULL);
+		_exit(127);
+	}
+	int st = test_wait_pid(pid, 30000);
+	ck_assert_msg(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "store check failed (status 0x%x)", st);
+}
+END_TEST
 
 START_TEST(orders_fills_cancels_rejects)
 {
@@ -244,6 +267,7 @@ static Suite *fix_suite(void)
 	TCase *tc = tcase_create("scenarios");
 	tcase_set_timeout(tc, 120);
 	tcase_add_unchecked_fixture(tc, NULL, cleanup_noted);
+	tcase_add_test(tc, message_store_reads_and_writes_filestore_format);
 	tcase_add_test(tc, orders_fills_cancels_rejects);
 	tcase_add_test(tc, fill_while_logged_out_comes_by_resend);
 	tcase_add_test(tc, second_logon_refused_garbage_ignored);

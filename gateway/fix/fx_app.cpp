@@ -6,7 +6,8 @@
  * PossDupFlag and SequenceReset-GapFill, SequenceReset, Logout, sequence
  * number checks, BodyLength/CheckSum, Reject with SessionRejectReason and
  * RefTagID) is QuickFIX's FIX::Session, its reference implementation, with
- * a FIX::FileStore in <data-dir>/fix/ (a MemoryStore without a data
+ * its messages stored in <data-dir>/fix/ in FIX::FileStore's format, but
+ * written once per loop turn (fx_store.h; a MemoryStore without a data
  * directory).  QuickFIX's own SocketAcceptor is not used: it accepts only
  * the sessions its configuration lists, binds its own port and runs its
  * own loop.  Instead this file owns the sockets: the listening socket is
@@ -79,7 +80,6 @@
 #include <quickfix/DataDictionary.h>
 #include <quickfix/DataDictionaryProvider.h>
 #include <quickfix/Exceptions.h>
-#include <quickfix/FileStore.h>
 #include <quickfix/Message.h>
 #include <quickfix/MessageStore.h>
 #include <quickfix/Parser.h>
@@ -91,6 +91,7 @@
 #include <quickfix/fix44/OrderCancelReject.h>
 
 #include "gateway/fix/fx_route.h"
+#include "gateway/fix/fx_store.h"
 extern "C" {
 #include "shm/shm_dec.h"
 #include "shm/shm_error.h"
@@ -189,7 +190,8 @@ struct Conn : public FIX::Responder {
 	uint64_t accepted_ms = 0;
 	bool closing = false;
 	bool detached = false; /* the session dropped us as its responder */
-	bool want_out = false;
+	bool want_out = false; /* out has bytes for the loop to write */
+	bool epollout = false; /* EPOLLOUT is armed */
 	bool send(const std::string &s) override;
 	void disconnect() override
 	{
@@ -271,6 +273,24 @@ class App : public FIX::Application
 	std::map<std::string, std::set<uint64_t>> allowed; /* sender -> accounts */
 	std::set<std::string> any_account;                 /* senders allowed all */
 	std::unique_ptr<FIX::MessageStoreFactory> store;
+	fx::StoreFactory *fstore = nullptr; /* store, with a data directory */
+	bool store_failed = false;	    /* said so once */
+	/* The order log's lines, then the stored messages: both before the
+	 * bytes that follow from them leave (called once per loop turn and
+	 * before a close). */
+	void store_sync()
+	{
+		log_sync();
+		std::string err;
+		if (fstore && !fstore->flush(&err) && !store_failed) {
+			store_failed = true;
+			fprintf(stderr,
+				"shmex-fix: %s; the session's messages from here on "
+				"are not sent (it resumes after a restart of shmex-fix "
+				"from what was written)\n",
+				err.c_str());
+		}
+	}
 	FIX::DataDictionaryProvider ddp;
 	std::map<std::string, std::unique_ptr<FIX::Session>> sessions;
 	std::map<std::string, SessState> sstate;
@@ -373,22 +393,15 @@ class App : public FIX::Application
 	}
 };
 
+/* Queued, never written here: the loop writes each connection's output
+ * once per turn (one send for every report of the turn, instead of one
+ * send and one trip through the loopback device for each), and a close
+ * writes what is left. */
 bool Conn::send(const std::string &s)
 {
 	if (fd < 0 || closing)
 		return false;
-	if (out.empty()) {
-		ssize_t k = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
-		if (k == (ssize_t)s.size())
-			return true;
-		if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			closing = true;
-			return false;
-		}
-		out.append(s, k < 0 ? 0 : (size_t)k, std::string::npos);
-	} else {
-		out.append(s);
-	}
+	out.append(s);
 	if (out.size() > MAX_OUT)
 		closing = true;
 	want_out = true;
@@ -1486,6 +1499,7 @@ void raw_logout(Conn *c, const std::string &us, const std::string &them,
 
 void conn_close(Loop &L, Conn *c)
 {
+	L.app.store_sync();
 	if (c->session && !c->detached) {
 		c->detached = true;
 		c->session->disconnect();
@@ -1744,7 +1758,8 @@ int run(const fx_app_cfg *cfg)
 					strerror(errno));
 				return 1;
 			}
-			a.store.reset(new FIX::FileStoreFactory(dir));
+			a.fstore = new fx::StoreFactory(dir);
+			a.store.reset(a.fstore);
 			std::string lp = dir + "/orders.log";
 			char rid[64];
 			fx_route_rings_id(a.route, rid, sizeof(rid));
@@ -1859,7 +1874,8 @@ int run(const fx_app_cfg *cfg)
 				}
 			}
 		}
-		/* Writes and closes. */
+		/* Writes and closes: what they carry is stored first. */
+		a.store_sync();
 		std::vector<Conn *> dead;
 		for (auto &kv : L.conns) {
 			Conn *c = kv.second.get();
@@ -1867,14 +1883,16 @@ int run(const fx_app_cfg *cfg)
 				c->closing = true; /* no Logon in time */
 			if (c->want_out) {
 				conn_write(c);
-				c->want_out = false;
-				struct epoll_event e2;
-				e2.events = EPOLLIN |
-					    (c->out.empty() ? 0u : (uint32_t)EPOLLOUT);
-				e2.data.fd = c->fd;
-				epoll_ctl(L.ep, EPOLL_CTL_MOD, c->fd, &e2);
-				if (!c->out.empty())
-					c->want_out = true;
+				bool more = !c->out.empty();
+				c->want_out = more;
+				if (more != c->epollout) {
+					/* Woken when the socket takes more. */
+					c->epollout = more;
+					struct epoll_event e2;
+					e2.events = EPOLLIN | (more ? (uint32_t)EPOLLOUT : 0u);
+					e2.data.fd = c->fd;
+					epoll_ctl(L.ep, EPOLL_CTL_MOD, c->fd, &e2);
+				}
 			}
 			if (c->closing)
 				dead.push_back(c);

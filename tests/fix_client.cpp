@@ -676,6 +676,17 @@ static void scenario_ghost()
 	       "its ClOrdID stays used");
 }
 
+/* The order log named lost-1 as sent to a ring of the exchange's previous
+ * run, and every process died (test_fix.c): BUYER is told the outcome is
+ * unknown, not that it was or was not executed. */
+static void scenario_lost()
+{
+	FIX::Message r = expect("BUYER", W{{11, "lost-1"}, {150, "I"}, {39, "A"}},
+				"Order status for the request in flight at the restart");
+	if (field(r, 58).find("Outcome unknown") == std::string::npos)
+		fail("Text is " + field(r, 58), "BUYER");
+}
+
 /* Connects to the FIX port (with garbage on a second connection first when
  * asked), sends a Logon as `sender` and returns what came back until the
  * exchange closed the connection. */
@@ -913,6 +924,8 @@ int main(int argc, char **argv)
 			scenario_inflight(victim);
 		else if (scen == "ghost")
 			scenario_ghost();
+		else if (scen == "lost")
+			scenario_lost();
 		else if (scen == "second_logon")
 			scenario_second_logon(port);
 		else if (scen == "sessions")

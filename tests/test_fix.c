@@ -48,25 +48,32 @@ static void xml(const char *doc, const char *want_substr)
 	client_close(&c);
 }
 
+static const char *const base_args[] = {
+	"--fix-port",  "0",     "--orders",  "8192", "--levels",   "1024",
+	"--fills",     "32768", "--symbols", "64",   "--accounts", "4096",
+	"--positions", "16384", "--shards",  "2",    "--quiet",    NULL};
+
+/* Starts shmex on the current instance (and its data directory). */
+static void launch(const char *const *args)
+{
+	ck_assert_int_eq(exchange_start(&ex, test_bin("shmex"), inst, args, 20000), 0);
+	ck_assert_msg(ex.fix_port > 0, "no FIX port in '%s'", ex.line);
+}
+
 /* Exchange with FIX, account 1 (cash), account 2 (shares of SYM); more
  * supervisor arguments in more (NULL-terminated, may be NULL). */
 static void start_with(const char *const *more)
 {
-	static const char *const base[] = {
-		"--fix-port",  "0",     "--orders",  "8192", "--levels",   "1024",
-		"--fills",     "32768", "--symbols", "64",   "--accounts", "4096",
-		"--positions", "16384", "--shards",  "2",    "--quiet",    NULL};
 	const char *extra[40];
 	int n = 0;
-	for (int i = 0; base[i]; i++)
-		extra[n++] = base[i];
+	for (int i = 0; base_args[i]; i++)
+		extra[n++] = base_args[i];
 	for (int i = 0; more && more[i]; i++)
 		extra[n++] = more[i];
 	extra[n] = NULL;
 	test_instance(inst, sizeof(inst));
 	note_instance(inst);
-	ck_assert_int_eq(exchange_start(&ex, test_bin("shmex"), inst, extra, 20000), 0);
-	ck_assert_msg(ex.fix_port > 0, "no FIX port in '%s'", ex.line);
+	launch(extra);
 	xml("<create><account id=\"1\" balance=\"1000000\"/>"
 	    "<account id=\"2\" balance=\"0\"/>"
 	    "<symbol sym=\"SYM\"><account id=\"2\">1000</account></symbol></create>",
@@ -243,6 +250,53 @@ START_TEST(request_logged_but_never_sent_is_not_executed)
 }
 END_TEST
 
+/* The order log's path, once shmex-fix has loaded (and rewritten) it. */
+static void order_log(char *path, size_t cap)
+{
+	snprintf(path, cap, "%s/%s/fix/orders.log", getenv("SHMEX_TEST_DATA"), inst);
+	struct stat st;
+	for (int i = 0; i < 2000 && stat(path, &st) != 0; i++)
+		usleep(10000);
+	ck_assert_msg(stat(path, &st) == 0, "no %s", path);
+}
+
+/* A request in flight when every process of the exchange dies (the log
+ * names it, sent to a ring of that run) is answered after the restart
+ * with "Outcome unknown" (150=I, 39=A), never as executed or not: its
+ * matcher may have journaled it. */
+START_TEST(request_in_flight_across_a_whole_restart_is_outcome_unknown)
+{
+	start();
+	pid_t fix = exchange_child(&ex, "shmex-fix", 2);
+	ck_assert_int_gt(fix, 0);
+	char path[512];
+	order_log(path, sizeof(path));
+	ck_assert_int_eq(kill(fix, SIGSTOP), 0);
+	FILE *f = fopen(path, "a");
+	ck_assert_msg(f != NULL, "%s", path);
+	/* Queued at position 0 of shard 0's ring in this run. */
+	fprintf(f, "P 81 0 0 0 =BUYER =lost-1 = 0 1 0 2 1 10000 200000 =SYM\n");
+	fclose(f);
+	/* Every process at once: the supervisor first (stopped, so it does
+	 * not react), then its children, then it. */
+	pid_t all[32];
+	int n = exchange_children(&ex, all, 32);
+	ck_assert_int_gt(n, 0);
+	kill(ex.pid, SIGSTOP);
+	for (int i = 0; i < n; i++)
+		kill(all[i], SIGKILL);
+	kill(ex.pid, SIGKILL);
+	ck_assert_int_ge(test_wait_pid(ex.pid, 10000), 0);
+	for (int i = 0; i < n; i++)
+		for (int t = 0; t < 1000 && kill(all[i], 0) == 0; t++)
+			usleep(10000);
+	/* The same instance and data directory again. */
+	launch(base_args);
+	run_client("lost", NULL);
+	stop();
+}
+END_TEST
+
 START_TEST(sessions_file_restricts_senders_and_accounts)
 {
 	char path[300];
@@ -274,6 +328,7 @@ static Suite *fix_suite(void)
 	tcase_add_test(tc, killed_fix_gateway_resumes_sequence_numbers);
 	tcase_add_test(tc, killed_fix_gateway_answers_requests_in_flight);
 	tcase_add_test(tc, request_logged_but_never_sent_is_not_executed);
+	tcase_add_test(tc, request_in_flight_across_a_whole_restart_is_outcome_unknown);
 	tcase_add_test(tc, sessions_file_restricts_senders_and_accounts);
 	suite_add_tcase(s, tc);
 	return s;

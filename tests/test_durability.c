@@ -70,9 +70,11 @@ static bool pid_gone(pid_t pid)
 	return rp && rp[1] == ' ' && rp[2] == 'Z';
 }
 
+/* Up to 30 s: a SIGKILLed matcher inside fdatasync dies only when the
+ * disk answers, which on a loaded machine can take seconds. */
 static void wait_gone(pid_t pid)
 {
-	for (int t = 0; t < 1000 && !pid_gone(pid); t++)
+	for (int t = 0; t < 3000 && !pid_gone(pid); t++)
 		usleep(10000);
 	ck_assert_msg(pid_gone(pid), "process %d did not die", (int)pid);
 }

@@ -3,7 +3,7 @@
  * child process over real TCP on 127.0.0.1.
  *
  * The stub answers by the request's text: "sync" at once; "async" from the
- * next poll at least 50 ms later; "big" with a 256 KiB reply; "stream" with
+ * next poll at least 50 ms later; "hold" the same, 3 s later; "big" with a 256 KiB reply; "stream" with
  * a 16 MiB reply streamed in 256 KiB parts, each only when
  * gw_server_may_send allows it; "stats" with the loop's counters; "stop"
  * starts the drain.  Everything else is echoed as <echo len="N"/>.
@@ -33,6 +33,7 @@ struct stub {
 	struct gw_conn_ref pending[64];
 	unsigned long long due[64];
 	int npending;
+	unsigned long long held; /* "hold" requests taken */
 	unsigned long long aborts;
 	char *big;
 	char *filler;
@@ -54,6 +55,11 @@ static void stub_request(void *ctx, struct gw_conn_ref c, const char *xml, size_
 		ck_assert_int_lt(st->npending, 64);
 		st->pending[st->npending] = c;
 		st->due[st->npending++] = test_now_ns() + 50000000ull;
+	} else if (len == 4 && !memcmp(xml, "hold", 4)) {
+		ck_assert_int_lt(st->npending, 64);
+		st->held++;
+		st->pending[st->npending] = c;
+		st->due[st->npending++] = test_now_ns() + 3000000000ull;
 	} else if (len == 3 && !memcmp(xml, "big", 3)) {
 		ck_assert_int_eq(gw_server_reply(st->srv, c, st->big, BIG_REPLY), 0);
 	} else if (len == 6 && !memcmp(xml, "stream", 6)) {
@@ -68,10 +74,10 @@ static void stub_request(void *ctx, struct gw_conn_ref c, const char *xml, size_
 			out, sizeof(out),
 			"<results><stats requests=\"%llu\" refused=\"%llu\""
 			" deadlines=\"%llu\" aborted=\"%llu\" open=\"%u\""
-			" frame_errors=\"%llu\"/></results>",
+			" frame_errors=\"%llu\" held=\"%llu\"/></results>",
 			(unsigned long long)s.requests, (unsigned long long)s.refused,
 			(unsigned long long)s.deadlines, (unsigned long long)s.aborted,
-			s.open, (unsigned long long)s.frame_errors);
+			s.open, (unsigned long long)s.frame_errors, st->held);
 		ck_assert_int_eq(gw_server_reply(st->srv, c, out, (size_t)n), 0);
 	} else if (len == 6 && !memcmp(xml, "stats2", 6)) {
 		struct gw_server_stats s;
@@ -475,14 +481,18 @@ START_TEST(close_during_request_aborts_it)
 	struct client c, other;
 	conn(&c);
 	conn(&other);
-	ck_assert_int_eq(client_send(&c, "async", T_MS), 0);
-	usleep(10000);
+	ck_assert_int_eq(client_send(&c, "hold", T_MS), 0);
+	/* Taken (answered 3 s later): only then is it executing. */
+	for (int t = 0; t < 500 && stat_of("held") == 0; t++)
+		usleep(10000);
+	ck_assert_uint_eq(stat_of("held"), 1);
 	/* A reset (not a polite close) while the request executes. */
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	client_close(&c);
-	usleep(100000);
 	request(&other, "sync", "results(sync)");
+	for (int t = 0; t < 200 && stat_of("aborted") == 0; t++)
+		usleep(10000);
 	ck_assert_uint_eq(stat_of("aborted"), 1);
 	ck_assert_uint_eq(stat_of("open"), 2); /* other + the stats client */
 	client_close(&other);

@@ -72,6 +72,18 @@ int exchange_start(struct exchange *x, const char *bin, const char *inst,
 int exchange_stop(struct exchange *x, int timeout_ms);
 /* Pids of the supervisor's children (from /proc), up to max; count. */
 int exchange_children(const struct exchange *x, pid_t *pids, int max);
+/* SIGKILL of the supervisor and every child at one moment: the supervisor
+ * is stopped first (else it could react to its children's deaths, a
+ * restart or a start from the journals, before its own SIGKILL, and leave
+ * a new child behind; killed first, it would send the children SIGTERM,
+ * its death signal, a clean stop begun rather than a crash).  Reaps the
+ * supervisor, then waits up to timeout_ms until every child is gone (dead
+ * or a zombie).  Returns the number of children killed, or -1 when one
+ * outlived the wait. */
+int exchange_kill_all(struct exchange *x, int timeout_ms);
+/* Dead, or a zombie nobody reaped yet (children of a killed supervisor
+ * are reparented; their reaper may be slow). */
+bool test_pid_gone(pid_t pid);
 /* Pid of the child whose argv[0] ends in `prog` and has `--id id` (gateway)
  * or `--shard id` (matcher), or -1. */
 pid_t exchange_child(const struct exchange *x, const char *prog, int id);

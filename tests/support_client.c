@@ -415,6 +415,42 @@ static pid_t proc_ppid(pid_t pid)
 	return state == 'Z' ? -1 : ppid;
 }
 
+bool test_pid_gone(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return true;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *rp = strrchr(buf, ')');
+	return rp && rp[1] == ' ' && rp[2] == 'Z';
+}
+
+int exchange_kill_all(struct exchange *x, int timeout_ms)
+{
+	pid_t all[64];
+	int n = exchange_children(x, all, 64);
+	kill(x->pid, SIGSTOP);
+	for (int i = 0; i < n; i++)
+		kill(all[i], SIGKILL);
+	kill(x->pid, SIGKILL);
+	waitpid(x->pid, NULL, 0);
+	x->pid = 0;
+	if (x->out_fd >= 0)
+		close(x->out_fd);
+	x->out_fd = -1;
+	for (int i = 0; i < n; i++) {
+		for (int t = 0; t < timeout_ms / 10 && !test_pid_gone(all[i]); t++)
+			usleep(10000);
+		if (!test_pid_gone(all[i]))
+			return -1;
+	}
+	return n;
+}
+
 int exchange_children(const struct exchange *x, pid_t *pids, int max)
 {
 	DIR *d = opendir("/proc");

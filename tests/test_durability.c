@@ -55,28 +55,13 @@ static void cleanup_noted(void)
 	test_cleanup_noted("durability");
 }
 
-static bool pid_gone(pid_t pid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return true;
-	char buf[512];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	const char *rp = strrchr(buf, ')');
-	return rp && rp[1] == ' ' && rp[2] == 'Z';
-}
-
 /* Up to 30 s: a SIGKILLed matcher inside fdatasync dies only when the
  * disk answers, which on a loaded machine can take seconds. */
 static void wait_gone(pid_t pid)
 {
-	for (int t = 0; t < 3000 && !pid_gone(pid); t++)
+	for (int t = 0; t < 3000 && !test_pid_gone(pid); t++)
 		usleep(10000);
-	ck_assert_msg(pid_gone(pid), "process %d did not die", (int)pid);
+	ck_assert_msg(test_pid_gone(pid), "process %d did not die", (int)pid);
 }
 
 /* A fresh instance name and data directory. */
@@ -120,24 +105,10 @@ static void stop_clean(void)
 /* SIGKILL of the supervisor and every child at the same moment. */
 static void kill_everything(void)
 {
-	pid_t all[64];
-	int n = exchange_children(&ex, all, 64);
-	ck_assert_int_gt(n, 0);
-	/* The supervisor is stopped first: otherwise it could react to its
-	 * children's deaths (a restart, or a start from the journals) before
-	 * its own SIGKILL, and leave a new child behind.  (Killing it first
-	 * would send the children SIGTERM, its death signal, before their
-	 * SIGKILL: a clean stop begun, not a crash.) */
-	kill(ex.pid, SIGSTOP);
-	for (int i = 0; i < n; i++)
-		kill(all[i], SIGKILL);
-	kill(ex.pid, SIGKILL);
-	waitpid(ex.pid, NULL, 0);
-	ex.pid = 0;
-	close(ex.out_fd);
-	ex.out_fd = -1;
-	for (int i = 0; i < n; i++)
-		wait_gone(all[i]);
+	/* Up to 30 s each (see wait_gone). */
+	int n = exchange_kill_all(&ex, 30000);
+	ck_assert_msg(n > 0, "kill of everything: %s",
+		      n < 0 ? "a process did not die" : "no children");
 }
 
 static bool mounted; /* ddir is a tmpfs of the full-disk test */
@@ -1588,7 +1559,7 @@ START_TEST(gateway_starts_while_a_matcher_recovers)
 	/* It stays up while shard 1 is unavailable. */
 	usleep(1500000);
 	ck_assert_int_eq(exchange_child(&ex, "shmex-gateway", 0), ng);
-	ck_assert(!pid_gone(ng));
+	ck_assert(!test_pid_gone(ng));
 	kill(m0, SIGCONT);
 	wait_new_matcher(1, m1);
 	/* Both shards answer through whichever gateway takes us. */

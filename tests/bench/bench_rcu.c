@@ -38,6 +38,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,6 +521,27 @@ static void bwriter_step(struct bwriter *bw)
 	}
 }
 
+/* --pin: part (b)'s writer on CPU 0, its readers on the other CPUs
+ * (reader i on CPU 1 + i % (ncpu - 1)), so that a reader's cost to the
+ * writer is cache traffic, not the writer's CPU time. */
+static bool pin_cpus;
+
+static void pin_to(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) != 0)
+		fprintf(stderr, "rcu: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
+}
+
+static void pin_reader(int idx)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (pin_cpus && n > 1)
+		pin_to(1 + idx % (int)(n - 1));
+}
+
 /* Staleness histogram of the staleness reader: 100 ns buckets. */
 #define STALE_BUCKET_NS 100
 #define STALE_BUCKETS 100000
@@ -557,6 +579,7 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
 	size_t nf;
 	uint64_t n = 0, bad = 0, x = 7 + (uint64_t)idx, last_seen = 0, ns_n = 0;
 	static uint32_t hist[STALE_BUCKETS];
+	pin_reader(idx);
 	if (shm_snap_open(&rd, inst, 0) != 0)
 		_exit(1);
 	if (pace_ns)
@@ -740,6 +763,10 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 		bwriter_free(&bw, o->inst);
 		return;
 	}
+	cpu_set_t old;
+	bool pinned = pin_cpus && sched_getaffinity(0, sizeof(old), &old) == 0;
+	if (pinned)
+		pin_to(0);
 	/* Warm the books up to their steady state. */
 	for (int i = 0; i < 200000; i++) {
 		bwriter_step(&bw);
@@ -809,6 +836,8 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 		res->barrier_ns = nb ? (double)nbns / (double)nb : 0;
 		res->barrier_share = (double)nbns / (double)rcu_ns;
 	}
+	if (pinned && sched_setaffinity(0, sizeof(old), &old) != 0)
+		fprintf(stderr, "rcu: cannot restore the CPU mask\n");
 	bwriter_free(&bwf, o->inst_f);
 	bwriter_free(&bw, o->inst);
 }
@@ -817,10 +846,11 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: shmex-bench rcu [--iters N] [--quick]\n"
+	fprintf(f, "usage: shmex-bench rcu [--iters N] [--quick] [--pin]\n"
 		   "  read-side enter+leave: shmex reader table (default mode and\n"
 		   "  fence mode) vs liburcu memb vs process-shared rwlock;\n"
 		   "  writer-side cost of readers and of the membarrier calls.\n"
+		   "  --pin: the matcher runs on CPU 0, its readers on the others.\n"
 		   "  SHMEX_READERS_FENCE=1 makes the default mode the fence mode.\n");
 }
 
@@ -835,12 +865,13 @@ int bench_rcu(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"iters", required_argument, NULL, 'n'},
 		{"quick", no_argument, NULL, 'q'},
+		{"pin", no_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "n:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:qph", longopts, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'n':
@@ -853,6 +884,9 @@ int bench_rcu(int argc, char **argv)
 			break;
 		case 'q':
 			o.iters = 1000000;
+			break;
+		case 'p':
+			pin_cpus = true;
 			break;
 		case 'h':
 			usage(stdout);

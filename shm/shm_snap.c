@@ -190,9 +190,18 @@ uint32_t shm_snap_nsymbols(const struct shm_snap *rd)
 	return n < rd->view.cap_symbols ? n : rd->view.cap_symbols;
 }
 
-static const struct shm_book_sym_sh *symbol(const struct shm_snap *rd, uint32_t sym)
+/*
+ * The symbol entry for a snapshot.  nsymbols only grows, and an entry
+ * below a value this handle has loaded with acquire [BK8] stays visible to
+ * it, so the header is read again only for an index at or above the last
+ * value seen: a snapshot of a known symbol does not touch header line 2,
+ * which the matcher writes on every request (its statistics).
+ */
+static const struct shm_book_sym_sh *symbol(struct shm_snap *rd, uint32_t sym)
 {
-	return sym < shm_snap_nsymbols(rd) ? shm_book_sym_at(&rd->view, sym) : NULL;
+	if (sym >= rd->nsym_seen)
+		rd->nsym_seen = shm_snap_nsymbols(rd);
+	return sym < rd->nsym_seen ? shm_book_sym_at(&rd->view, sym) : NULL;
 }
 
 /* One level of a side list, read relaxed (its price is immutable while it

@@ -47,6 +47,9 @@ struct shm_snap {
 	bool registered;
 	unsigned shard;
 	unsigned max_retries; /* settable; >= 1 */
+	/* hdr.nsymbols as this handle last loaded it [BK8] (clamped): the
+	 * symbols below it need no new load of the header. */
+	uint32_t nsym_seen;
 	/* Counters of this handle. */
 	uint64_t reads;         /* reads attempted */
 	uint64_t retries;       /* snapshots that changed and were redone */

@@ -19,8 +19,14 @@
  * Part (b), write side: matcher throughput with no reader, with one reader
  * process reading the book continuously, and with the same reader behind a
  * rwlock, as ratios (bench_rcu_writer below), for a table in the default
- * mode and for a fence-mode table; and how many membarrier calls the
- * matcher made and what share of its time they took.
+ * mode and for a fence-mode table; with four reader processes polling
+ * continuously, and with four paced at 100 k reads/s in total (a gateway's
+ * query rate); the writer's CPU time per request in each (its share of a
+ * CPU says how much of a loss is CPU time taken by readers on 2 cores, its
+ * CPU ns per request how much is cache traffic); the staleness a reader
+ * sees (writer's request time to the reader's first sight of it); and how
+ * many membarrier calls the matcher made and what share of its time they
+ * took.
  *
  * Each figure is the median of several runs; the ratios compare figures
  * measured in this same run.
@@ -28,14 +34,17 @@
 #define _LGPL_SOURCE /* liburcu's inline read lock, like our inline enter */
 
 #include <errno.h>
+#include <time.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +61,7 @@
 int bench_rcu(int argc, char **argv);
 
 #define RUNS 5
+#define B_MAXREADERS 4
 
 struct rcu_opts {
 	uint64_t iters;  /* enter+leave pairs per run */
@@ -61,12 +71,16 @@ struct rcu_opts {
 
 /* Shared between the parent and its measuring children. */
 struct rcu_shared {
-	pthread_rwlock_t lock;  /* part (a): default kind */
-	pthread_rwlock_t wlock; /* part (b): writer-preferring */
-	uint64_t go;            /* W: parent, release; R: children, acquire */
-	uint64_t stop;          /* W: parent, release; R: children, acquire */
-	uint64_t ready;         /* W: children, fetch_add; R: parent */
-	uint64_t ns[6];         /* W: child i; R: parent after waitpid */
+	pthread_rwlock_t lock;        /* part (a): default kind */
+	pthread_rwlock_t wlock;       /* part (b): writer-preferring */
+	uint64_t go;                  /* W: parent, release; R: children, acquire */
+	uint64_t stop;                /* W: parent, release; R: children, acquire */
+	uint64_t ready;               /* W: children, fetch_add; R: parent */
+	uint64_t ns[6];               /* W: child i; R: parent after waitpid */
+	uint64_t reads[B_MAXREADERS]; /* W: reader i; R: parent after waitpid */
+	uint64_t stale_p99_ns;        /* W: the staleness reader; R: parent, ditto */
+	uint64_t stale_p50_ns;
+	uint64_t stale_n; /* samples behind the two figures */
 	uint64_t sink;
 };
 
@@ -410,7 +424,20 @@ static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
 #define B_MID 100000
 #define B_LIVE 200
 
-enum b_mode { B_NONE, B_RCU, B_RWLOCK, B_NONE_F, B_RCU_F, B_NMODES };
+enum b_mode {
+	B_NONE,
+	B_RCU,
+	B_RWLOCK,
+	B_NONE_F,
+	B_RCU_F,
+	B_RCU4,  /* four reader processes, polling continuously */
+	B_PACED, /* four reader processes, 25 k reads/s each */
+	B_STALE, /* one reader measuring staleness; writer stamps the clock */
+	B_NMODES
+};
+
+/* Total read rate of the paced readers (a gateway's query rate). */
+#define B_PACED_READS_PER_S 100000
 
 struct bwriter {
 	struct shm_region reg;
@@ -420,6 +447,7 @@ struct bwriter {
 	uint64_t x, seq;
 	uint64_t live[B_LIVE + 1], owner[B_LIVE + 1];
 	size_t nlive;
+	bool stamp; /* request time = CLOCK_MONOTONIC now (staleness run) */
 };
 
 static int bwriter_init(struct bwriter *bw, const char *inst, struct shm_rcu *w)
@@ -465,7 +493,7 @@ static void bwriter_step(struct bwriter *bw)
 	struct eng_req q;
 	memset(&q, 0, sizeof(q));
 	q.seq = ++bw->seq;
-	q.time_ns = bw->seq;
+	q.time_ns = bw->stamp ? bench_now_ns() : bw->seq;
 	q.epoch = shm_rcu_epoch(bw->w);
 	q.sym = bw->sym;
 	if (bw->nlive > 0 && ((r >> 20) % 4 == 0 || bw->nlive >= B_LIVE)) {
@@ -493,8 +521,54 @@ static void bwriter_step(struct bwriter *bw)
 	}
 }
 
-/* The reader process: reads until told to stop; reports reads in ns[3]. */
-static void breader(const char *inst, struct rcu_shared *s, bool lock)
+/* --pin: part (b)'s writer on CPU 0, its readers on the other CPUs
+ * (reader i on CPU 1 + i % (ncpu - 1)), so that a reader's cost to the
+ * writer is cache traffic, not the writer's CPU time. */
+static bool pin_cpus;
+
+static void pin_to(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) != 0)
+		fprintf(stderr, "rcu: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
+}
+
+static void pin_reader(int idx)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (pin_cpus && n > 1)
+		pin_to(1 + idx % (int)(n - 1));
+}
+
+/* Staleness histogram of the staleness reader: 100 ns buckets. */
+#define STALE_BUCKET_NS 100
+#define STALE_BUCKETS 100000
+
+static uint64_t stale_pct(const uint32_t *h, uint64_t n, double pct)
+{
+	uint64_t want = (uint64_t)ceil((double)n * pct), acc = 0;
+	for (uint32_t i = 0; i < STALE_BUCKETS; i++) {
+		acc += h[i];
+		if (acc >= want && want)
+			return (uint64_t)(i + 1) * STALE_BUCKET_NS;
+	}
+	return (uint64_t)STALE_BUCKETS * STALE_BUCKET_NS;
+}
+
+/*
+ * A reader process: reads depth, top of book and an order's status until
+ * told to stop; reports its reads in reads[idx].  pace_ns > 0: one read
+ * every pace_ns (absolute deadlines, timer slack 1 ns; a late reader does
+ * not burst to catch up).  stale: the writer stamps each request with
+ * CLOCK_MONOTONIC, and every time the top-of-book snapshot shows a new last
+ * trade the reader records now - that trade's time: how long after the
+ * writer started applying a change the reader first saw it (a change
+ * superseded before any read is not counted).
+ */
+static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
+		    uint64_t pace_ns, bool stale)
 {
 	struct shm_snap rd;
 	struct shm_snap_level bids[10], asks[10];
@@ -503,17 +577,42 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock)
 	struct shm_snap_order o;
 	struct shm_snap_fill f[4];
 	size_t nf;
-	uint64_t n = 0, bad = 0, x = 7;
+	uint64_t n = 0, bad = 0, x = 7 + (uint64_t)idx, last_seen = 0, ns_n = 0;
+	static uint32_t hist[STALE_BUCKETS];
+	pin_reader(idx);
 	if (shm_snap_open(&rd, inst, 0) != 0)
 		_exit(1);
+	if (pace_ns)
+		(void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 	fetch_add_acq_rel(&s->ready, 1);
+	uint64_t next = bench_now_ns();
 	while (!load_acquire(&s->stop)) {
+		if (pace_ns) {
+			next += pace_ns;
+			uint64_t now = bench_now_ns();
+			if (next + pace_ns < now)
+				next = now;
+			struct timespec ts = {(time_t)(next / 1000000000u),
+					      (long)(next % 1000000000u)};
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+					       NULL) == EINTR)
+				;
+		}
 		x = x * 6364136223846793005ull + 1442695040888963407ull;
 		if (lock && pthread_rwlock_rdlock(&s->wlock))
 			_exit(2);
 		int rc = shm_snap_depth(&rd, 0, &d);
 		if (rc == 0)
 			rc = shm_snap_top(&rd, 0, &t);
+		if (rc == 0 && stale && t.last_time_ns != last_seen) {
+			uint64_t now = bench_now_ns();
+			if (last_seen && now > t.last_time_ns) {
+				uint64_t b = (now - t.last_time_ns) / STALE_BUCKET_NS;
+				hist[b < STALE_BUCKETS ? b : STALE_BUCKETS - 1]++;
+				ns_n++;
+			}
+			last_seen = t.last_time_ns;
+		}
 		if (rc == 0) {
 			rc = shm_snap_order(&rd, (x >> 40) % 20000 + 1, &o, f, 4, &nf);
 			if (rc == SHMEX_ENOORDER)
@@ -525,38 +624,77 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock)
 			bad++;
 		n++;
 	}
-	s->ns[3] = n;
+	s->reads[idx] = n;
+	if (stale) {
+		s->stale_n = ns_n;
+		s->stale_p99_ns = stale_pct(hist, ns_n, 0.99);
+		s->stale_p50_ns = stale_pct(hist, ns_n, 0.50);
+	}
 	shm_snap_close(&rd);
 	_exit(bad ? 3 : 0);
 }
 
-/* Requests per second of the writer for dur_ns in one mode; *reads gets
- * the reader's reads per second, *elapsed the run's duration. */
-static double bwriter_run(struct bwriter *bw, struct rcu_shared *s, const char *inst,
-			  enum b_mode mode, uint64_t dur_ns, double *reads,
-			  uint64_t *elapsed)
+static uint64_t cpu_now_ns(void)
 {
-	pid_t pid = -1;
-	s->ready = s->stop = 0;
-	s->ns[3] = 0;
-	*reads = 0;
-	*elapsed = 0;
-	if (mode != B_NONE && mode != B_NONE_F) {
-		pid = fork();
-		if (pid < 0)
-			return NAN;
-		if (pid == 0)
-			breader(inst, s, mode == B_RWLOCK);
-		uint64_t deadline = bench_now_ns() + 10000000000ull;
-		while (load_acquire(&s->ready) < 1 && bench_now_ns() < deadline)
-			usleep(100);
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int mode_readers(enum b_mode m)
+{
+	switch (m) {
+	case B_NONE:
+	case B_NONE_F:
+		return 0;
+	case B_RCU4:
+	case B_PACED:
+		return 4;
+	default:
+		return 1;
 	}
+}
+
+/* One run of the writer in one mode. */
+struct brun {
+	double tput;      /* requests per second of wall time */
+	double reads;     /* reads per second, all readers */
+	double cpu_ns;    /* writer CPU ns per request (its process CPU time) */
+	double cpu_share; /* writer CPU time / wall time */
+	uint64_t elapsed;
+};
+
+/* Runs the writer for dur_ns in one mode (the parent is the writer: its
+ * process CPU time is the writer's). */
+static int bwriter_run(struct bwriter *bw, struct rcu_shared *s, const char *inst,
+		       enum b_mode mode, uint64_t dur_ns, struct brun *out)
+{
+	pid_t pid[B_MAXREADERS];
+	int nr = mode_readers(mode);
+	uint64_t pace =
+		mode == B_PACED ? 1000000000ull * (uint64_t)nr / B_PACED_READS_PER_S : 0;
+	s->ready = s->stop = 0;
+	memset(s->reads, 0, sizeof(s->reads));
+	s->stale_n = s->stale_p99_ns = s->stale_p50_ns = 0;
+	memset(out, 0, sizeof(*out));
+	out->tput = NAN;
+	for (int i = 0; i < nr; i++) {
+		pid[i] = fork();
+		if (pid[i] < 0)
+			return -errno;
+		if (pid[i] == 0)
+			breader(inst, s, mode == B_RWLOCK, i, pace, mode == B_STALE);
+	}
+	uint64_t deadline = bench_now_ns() + 10000000000ull;
+	while (load_acquire(&s->ready) < (uint64_t)nr && bench_now_ns() < deadline)
+		usleep(100);
 	bool lock = mode == B_RWLOCK;
-	uint64_t n = 0, t0 = bench_now_ns(), t;
+	bw->stamp = mode == B_STALE;
+	uint64_t n = 0, t0 = bench_now_ns(), c0 = cpu_now_ns(), t;
 	do {
 		for (int i = 0; i < 256; i++) {
 			if (lock && pthread_rwlock_wrlock(&s->wlock))
-				return NAN;
+				return -EINVAL;
 			bwriter_step(bw);
 			if (lock)
 				pthread_rwlock_unlock(&s->wlock);
@@ -564,23 +702,39 @@ static double bwriter_run(struct bwriter *bw, struct rcu_shared *s, const char *
 		n += 256;
 		t = bench_now_ns() - t0;
 	} while (t < dur_ns);
+	uint64_t c = cpu_now_ns() - c0;
+	bw->stamp = false;
 	store_release(&s->stop, 1);
-	if (pid > 0) {
+	int bad = 0;
+	uint64_t reads = 0;
+	for (int i = 0; i < nr; i++) {
 		int st;
-		waitpid(pid, &st, 0);
+		waitpid(pid[i], &st, 0);
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 			fprintf(stderr, "rcu: reader process failed (status %d)\n", st);
-			return NAN;
+			bad = 1;
 		}
-		*reads = (double)s->ns[3] * 1e9 / (double)t;
+		reads += s->reads[i];
 	}
-	*elapsed = t;
-	return (double)n * 1e9 / (double)t;
+	if (bad)
+		return -EIO;
+	out->reads = (double)reads * 1e9 / (double)t;
+	out->elapsed = t;
+	out->tput = (double)n * 1e9 / (double)t;
+	out->cpu_ns = (double)c / (double)n;
+	out->cpu_share = (double)c / (double)t;
+	return 0;
 }
 
 /* What part (b) found. */
 struct bres {
 	double ratio_rcu, ratio_rwlock, ratio_rcu_f;
+	double ratio_rcu4, ratio_paced;
+	double cpu_ratio_rcu, cpu_ratio_rcu4;        /* requests per writer CPU second */
+	double cpu_share_rcu4;                       /* writer CPU / wall, 4 readers */
+	double cpu_ns_none, cpu_ns_rcu, cpu_ns_rcu4; /* writer CPU ns/request */
+	double paced_reads;                          /* reads/s the paced readers did */
+	double stale_p50_us, stale_p99_us, stale_n;
 	double barriers_per_s; /* matcher's membarrier calls, rcu runs */
 	double barrier_ns;     /* mean cost of one */
 	double barrier_share;  /* fraction of the matcher's time in them */
@@ -590,11 +744,14 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 			     struct shm_rcu *w, struct shm_rcu *wf, struct bres *res)
 {
 	struct bwriter bw, bwf;
-	double tput[B_NMODES][RUNS_B], rd[B_NMODES][RUNS_B];
-	const char *names[B_NMODES] = {"no reader", "rcu reader", "rwlock reader",
-				       "no reader (f)", "rcu reader (f)"};
+	struct brun run[B_NMODES][RUNS_B];
+	double stale99[RUNS_B], stale50[RUNS_B], stalen[RUNS_B];
+	const char *names[B_NMODES] = {
+		"no reader",      "rcu reader",    "rwlock reader",   "no reader (f)",
+		"rcu reader (f)", "4 rcu readers", "4 paced readers", "stale reader"};
 	uint64_t dur = o->iters >= 10000000 ? 700000000ull : 200000000ull;
 	uint64_t rcu_ns = 0, b0, bns0;
+	memset(res, 0, sizeof(*res));
 	res->ratio_rcu = res->ratio_rwlock = res->ratio_rcu_f = NAN;
 	res->barriers_per_s = res->barrier_ns = res->barrier_share = NAN;
 	if (bwriter_init(&bw, o->inst, w) != 0) {
@@ -606,6 +763,10 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 		bwriter_free(&bw, o->inst);
 		return;
 	}
+	cpu_set_t old;
+	bool pinned = pin_cpus && sched_getaffinity(0, sizeof(old), &old) == 0;
+	if (pinned)
+		pin_to(0);
 	/* Warm the books up to their steady state. */
 	for (int i = 0; i < 200000; i++) {
 		bwriter_step(&bw);
@@ -616,37 +777,67 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 	for (int r = 0; r < RUNS_B; r++)
 		for (int m = 0; m < B_NMODES; m++) {
 			bool f = m == B_NONE_F || m == B_RCU_F;
-			uint64_t el;
 			uint64_t nb = w->barriers, nbns = w->barrier_ns;
-			tput[m][r] =
-				bwriter_run(f ? &bwf : &bw, s, f ? o->inst_f : o->inst,
-					    (enum b_mode)m, dur, &rd[m][r], &el);
+			if (bwriter_run(f ? &bwf : &bw, s, f ? o->inst_f : o->inst,
+					(enum b_mode)m, dur, &run[m][r]) != 0)
+				run[m][r].tput = NAN;
 			if (m == B_RCU)
-				rcu_ns += el;
+				rcu_ns += run[m][r].elapsed;
 			else {
 				/* Count the calls of the rcu runs only. */
 				b0 += w->barriers - nb;
 				bns0 += w->barrier_ns - nbns;
 			}
+			if (m == B_STALE) {
+				stale99[r] = (double)s->stale_p99_ns / 1000.0;
+				stale50[r] = (double)s->stale_p50_ns / 1000.0;
+				stalen[r] = (double)s->stale_n;
+			}
 		}
-	double med[B_NMODES];
+	double med[B_NMODES], cpu[B_NMODES], share[B_NMODES], reads[B_NMODES];
 	for (int m = 0; m < B_NMODES; m++) {
-		double reads = median(rd[m], RUNS_B);
-		med[m] = median(tput[m], RUNS_B);
+		double v[RUNS_B], c[RUNS_B], sh[RUNS_B], rd[RUNS_B];
+		for (int r = 0; r < RUNS_B; r++) {
+			v[r] = run[m][r].tput;
+			c[r] = run[m][r].cpu_ns;
+			sh[r] = run[m][r].cpu_share;
+			rd[r] = run[m][r].reads;
+		}
+		med[m] = median(v, RUNS_B);
+		cpu[m] = median(c, RUNS_B);
+		share[m] = median(sh, RUNS_B);
+		reads[m] = median(rd, RUNS_B);
 		fprintf(stderr,
-			"rcu: matcher with %-14s %9.0f requests/s, reader "
-			"%9.0f reads/s\n",
-			names[m], med[m], reads);
+			"rcu: matcher with %-15s %9.0f requests/s, reader(s) "
+			"%9.0f reads/s, writer CPU %6.1f ns/request, %5.1f%% of "
+			"a CPU\n",
+			names[m], med[m], reads[m], cpu[m], share[m] * 100.0);
 	}
 	res->ratio_rcu = med[B_RCU] / med[B_NONE];
 	res->ratio_rwlock = med[B_RWLOCK] / med[B_NONE];
 	res->ratio_rcu_f = med[B_RCU_F] / med[B_NONE_F];
+	res->ratio_rcu4 = med[B_RCU4] / med[B_NONE];
+	res->ratio_paced = med[B_PACED] / med[B_NONE];
+	/* Per writer CPU second: what is left once the CPU time the readers
+	 * took from the writer is taken out, i.e. the cache traffic. */
+	res->cpu_ratio_rcu = cpu[B_NONE] / cpu[B_RCU];
+	res->cpu_ratio_rcu4 = cpu[B_NONE] / cpu[B_RCU4];
+	res->cpu_share_rcu4 = share[B_RCU4];
+	res->cpu_ns_none = cpu[B_NONE];
+	res->cpu_ns_rcu = cpu[B_RCU];
+	res->cpu_ns_rcu4 = cpu[B_RCU4];
+	res->paced_reads = reads[B_PACED];
+	res->stale_p99_us = median(stale99, RUNS_B);
+	res->stale_p50_us = median(stale50, RUNS_B);
+	res->stale_n = median(stalen, RUNS_B);
 	uint64_t nb = w->barriers - b0, nbns = w->barrier_ns - bns0;
 	if (rcu_ns) {
 		res->barriers_per_s = (double)nb * 1e9 / (double)rcu_ns;
 		res->barrier_ns = nb ? (double)nbns / (double)nb : 0;
 		res->barrier_share = (double)nbns / (double)rcu_ns;
 	}
+	if (pinned && sched_setaffinity(0, sizeof(old), &old) != 0)
+		fprintf(stderr, "rcu: cannot restore the CPU mask\n");
 	bwriter_free(&bwf, o->inst_f);
 	bwriter_free(&bw, o->inst);
 }
@@ -655,10 +846,11 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: shmex-bench rcu [--iters N] [--quick]\n"
+	fprintf(f, "usage: shmex-bench rcu [--iters N] [--quick] [--pin]\n"
 		   "  read-side enter+leave: shmex reader table (default mode and\n"
 		   "  fence mode) vs liburcu memb vs process-shared rwlock;\n"
 		   "  writer-side cost of readers and of the membarrier calls.\n"
+		   "  --pin: the matcher runs on CPU 0, its readers on the others.\n"
 		   "  SHMEX_READERS_FENCE=1 makes the default mode the fence mode.\n");
 }
 
@@ -673,12 +865,13 @@ int bench_rcu(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"iters", required_argument, NULL, 'n'},
 		{"quick", no_argument, NULL, 'q'},
+		{"pin", no_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "n:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:qph", longopts, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'n':
@@ -691,6 +884,9 @@ int bench_rcu(int argc, char **argv)
 			break;
 		case 'q':
 			o.iters = 1000000;
+			break;
+		case 'p':
+			pin_cpus = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -800,6 +996,12 @@ int bench_rcu(int argc, char **argv)
 	printf("rcu: fence mode for comparison: fence_mode_read_ns=%.2f "
 	       "fence_mode_writer_ratio_rcu=%.3f read_ns/fence_mode_read_ns=%.3f\n",
 	       shmexf_ns, b.ratio_rcu_f, shmex_ns / shmexf_ns);
+	printf("rcu: readers' cost: writer CPU ns/request none %.1f, 1 reader %.1f, "
+	       "4 readers %.1f (writer had %.0f%% of a CPU with 4 readers); "
+	       "staleness p50 %.1f us, p99 %.1f us over %.0f samples; paced "
+	       "readers did %.0f reads/s\n",
+	       b.cpu_ns_none, b.cpu_ns_rcu, b.cpu_ns_rcu4, b.cpu_share_rcu4 * 100.0,
+	       b.stale_p50_us, b.stale_p99_us, b.stale_n, b.paced_reads);
 	printf("RESULT rcu read_ns=%.2f urcu_read_ns=%.2f rwlock_read_ns=%.2f "
 	       "writer_ratio_rcu=%.3f writer_ratio_rwlock=%.3f "
 	       "fence_read_ns=%.2f read2_ns=%.2f urcu_read2_ns=%.2f "
@@ -808,12 +1010,17 @@ int bench_rcu(int argc, char **argv)
 	       "fence_mode_read_ns=%.2f fence_mode_writer_ratio_rcu=%.3f "
 	       "fence_mode_read_busy_ns=%.2f fence_mode_writer_scan_ns=%.0f "
 	       "asym_mode=%d writer_barriers_per_s=%.0f writer_barrier_ns=%.0f "
-	       "writer_barrier_share=%.5f\n",
+	       "writer_barrier_share=%.5f writer_ratio_rcu_4readers=%.3f "
+	       "writer_ratio_rcu_paced=%.3f writer_cpu_ratio_rcu=%.3f "
+	       "writer_cpu_ratio_rcu_4readers=%.3f writer_cpu_share_4readers=%.3f "
+	       "staleness_p50_us=%.1f staleness_p99_us=%.1f\n",
 	       shmex_ns, urcu_ns, rwlock_ns, b.ratio_rcu, b.ratio_rwlock, fence_ns,
 	       two_shmex, two_urcu, two_rwlock, busy_ns, poll_ns, asym_ns, polle_ns,
 	       shmexf_ns, b.ratio_rcu_f, busyf_ns, pollf_ns,
 	       shm_rcu_table_mode(&w) == SHM_RCU_MODE_ASYM, b.barriers_per_s,
-	       b.barrier_ns, b.barrier_share);
+	       b.barrier_ns, b.barrier_share, b.ratio_rcu4, b.ratio_paced,
+	       b.cpu_ratio_rcu, b.cpu_ratio_rcu4, b.cpu_share_rcu4, b.stale_p50_us,
+	       b.stale_p99_us);
 	rc = 0;
 
 out_detach_f:

@@ -107,7 +107,7 @@ static void sect_begin(struct snapw *w)
  * the mapped file. */
 static void sect_end(struct snapw *w, uint32_t kind)
 {
-	static const unsigned char zeros[8];
+	static const unsigned char zeros[16];
 	w_raw(w, zeros, SNAP_PAD(w->sect_len));
 	w_flush(w);
 	struct shm_jsnap_sect sh = {.kind = kind, .crc = w->crc, .len = w->sect_len};

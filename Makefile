@@ -48,9 +48,12 @@ CLANG_FORMAT ?= clang-format
 
 WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
 	-Wmissing-prototypes -Wformat=2 -Wundef -Wvla -Wno-unused-parameter
-BASE_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -MMD -MP -I. -D_GNU_SOURCE $(SAN_FLAGS)
+# -mcx16: 16-byte compare-and-swap inline (lock cmpxchg16b) for 128-bit cash
+# (shm/shm_atomic16.h), never a call into libatomic.
+ARCH_FLAGS := -mcx16
+BASE_CFLAGS = -std=gnu11 $(WARN) $(ARCH_FLAGS) $(CFLAGS) -MMD -MP -I. -D_GNU_SOURCE $(SAN_FLAGS)
 # QuickFIX 1.15's headers use dynamic exception specifications: C++11.
-BASE_CXXFLAGS = -std=gnu++11 -Wall -Wextra -Wno-unused-parameter -Wno-deprecated \
+BASE_CXXFLAGS = -std=gnu++11 $(ARCH_FLAGS) -Wall -Wextra -Wno-unused-parameter -Wno-deprecated \
 	$(CXXFLAGS) -MMD -MP -I. -D_GNU_SOURCE $(SAN_FLAGS)
 ALL_LDFLAGS = $(LDFLAGS) $(SAN_FLAGS)
 SYS_LIBS := -lrt -lpthread -lm

@@ -96,7 +96,7 @@ int eng_acct_modify_delta(uint8_t side, int64_t old_open, int64_t old_limit,
 	return 0;
 }
 
-int eng_acct_create_account(const struct eng_acct_ctx *c, uint64_t id, int64_t balance)
+int eng_acct_create_account(const struct eng_acct_ctx *c, uint64_t id, shm_cash_t balance)
 {
 	return eng_cash_create(c->cash, id, balance);
 }

@@ -97,7 +97,7 @@ struct eng_acct_ctx {
 };
 
 /* CREATE_ACCOUNT (run by the account's home shard). */
-int eng_acct_create_account(const struct eng_acct_ctx *c, uint64_t id, int64_t balance)
+int eng_acct_create_account(const struct eng_acct_ctx *c, uint64_t id, shm_cash_t balance)
 	__attribute__((warn_unused_result));
 
 /* ADD_SHARES: the account must exist (SHMEX_ENOACCOUNT); creates the

@@ -26,17 +26,17 @@ enum item_kind { IT_CREDIT = 0, IT_PUBLISH = 1 };
 struct item {
 	uint64_t tag;
 	uint64_t id;
-	int64_t dbal;
-	int64_t dres; /* IT_PUBLISH: the deposit */
+	shm_cash_t dbal;
+	shm_cash_t dres; /* IT_PUBLISH: the deposit */
 	uint32_t idx;
 	uint8_t kind;
 };
 
 struct allow_ent {
-	uint32_t idx1; /* slot + 1; 0 = empty */
-	uint32_t n;    /* queued credits */
-	int64_t sum;   /* their balance part */
-	int64_t rsum;  /* their reserved part (<= 0: releases) */
+	uint32_t idx1;   /* slot + 1; 0 = empty */
+	uint32_t n;      /* queued credits */
+	shm_cash_t sum;  /* their balance part */
+	shm_cash_t rsum; /* their reserved part (<= 0: releases) */
 };
 
 struct eng_cash {
@@ -159,8 +159,8 @@ static struct shm_ledger_part *part_of(struct eng_cash *c, uint64_t id, bool mak
 	}
 }
 
-static void part_add(struct eng_cash *c, uint64_t id, int64_t dep, int64_t bal,
-		     int64_t res)
+static void part_add(struct eng_cash *c, uint64_t id, shm_cash_t dep, shm_cash_t bal,
+		     shm_cash_t res)
 {
 	struct shm_ledger_part *p = part_of(c, id, true);
 	if (!p) {
@@ -235,7 +235,7 @@ static int allow_grow(struct eng_cash *c)
 	return 0;
 }
 
-static void allow_add(struct eng_cash *c, uint32_t idx, int64_t x, int64_t r)
+static void allow_add(struct eng_cash *c, uint32_t idx, shm_cash_t x, shm_cash_t r)
 {
 	struct allow_ent *e = allow_find(c, idx);
 	if (!e) {
@@ -257,7 +257,7 @@ static void allow_add(struct eng_cash *c, uint32_t idx, int64_t x, int64_t r)
 
 /* Removes one credit of x from idx's allowance (backward-shift deletion
  * when it was the last, so probes never meet a hole). */
-static void allow_sub(struct eng_cash *c, uint32_t idx, int64_t x, int64_t r)
+static void allow_sub(struct eng_cash *c, uint32_t idx, shm_cash_t x, shm_cash_t r)
 {
 	struct allow_ent *e = allow_find(c, idx);
 	if (!e) {
@@ -282,7 +282,7 @@ static void allow_sub(struct eng_cash *c, uint32_t idx, int64_t x, int64_t r)
 	c->aused--;
 }
 
-static int64_t allowance(struct eng_cash *c, uint32_t idx)
+static shm_cash_t allowance(struct eng_cash *c, uint32_t idx)
 {
 	struct allow_ent *e = allow_find(c, idx);
 	return e && e->sum > 0 ? e->sum : 0;
@@ -310,8 +310,8 @@ static void enqueue(struct eng_cash *c, const struct item *it)
 	c->q[c->qhead + c->qlen++] = *it;
 }
 
-static void ledger_add(struct eng_cash *c, uint64_t id, int64_t dep, int64_t bal,
-		       int64_t res)
+static void ledger_add(struct eng_cash *c, uint64_t id, shm_cash_t dep, shm_cash_t bal,
+		       shm_cash_t res)
 {
 	if (c->ledger && shm_ledger_add(c->ledger, id, dep, bal, res) != 0)
 		c->internal++;
@@ -328,7 +328,7 @@ int eng_cash_find(struct eng_cash *c, uint64_t id, struct eng_cash_acct *a)
 	return shm_accounts_find(c->acc, id, &a->idx);
 }
 
-int eng_cash_create(struct eng_cash *c, uint64_t id, int64_t deposit)
+int eng_cash_create(struct eng_cash *c, uint64_t id, shm_cash_t deposit)
 {
 	if (c->replay) {
 		part_add(c, id, deposit, 0, 0);
@@ -370,8 +370,8 @@ void eng_cash_unreserve_now(struct eng_cash *c, const struct eng_cash_acct *a, i
 		ledger_add(c, a->id, 0, x, -x);
 }
 
-static void queue_credit(struct eng_cash *c, const struct eng_cash_acct *a, int64_t dbal,
-			 int64_t dres)
+static void queue_credit(struct eng_cash *c, const struct eng_cash_acct *a,
+			 shm_cash_t dbal, shm_cash_t dres)
 {
 	if (c->replay) {
 		part_add(c, a->id, 0, dbal, dres);
@@ -395,7 +395,7 @@ int eng_cash_release(struct eng_cash *c, const struct eng_cash_acct *a, int64_t 
 		 * rather than found when the credit is applied. */
 		struct shm_account_view v;
 		struct allow_ent *e = allow_find(c, a->idx);
-		int64_t queued = e ? e->rsum : 0;
+		shm_cash_t queued = e ? e->rsum : 0;
 		if (shm_accounts_read_slot(c->acc, a->idx, &v) != 0 ||
 		    v.reserved + queued < x)
 			return SHMEX_EINTERNAL;

@@ -64,7 +64,7 @@ int eng_cash_find(struct eng_cash *c, uint64_t id, struct eng_cash_acct *a)
 /* A new account with its first deposit.  Live: claimed now, published at
  * commit; SHMEX_EACCOUNTEXISTS, SHMEX_EACCOUNTSFULL, ... as
  * shm_accounts_add. */
-int eng_cash_create(struct eng_cash *c, uint64_t id, int64_t deposit)
+int eng_cash_create(struct eng_cash *c, uint64_t id, shm_cash_t deposit)
 	__attribute__((warn_unused_result));
 
 /* Debit: balance -= x, reserved += x (SHMEX_ENOFUNDS, checked with this

@@ -555,17 +555,18 @@ static int apply_create_account(struct eng_matcher *m, const struct shm_msg *req
 	rec_init(&r, SHM_JREC_ACCOUNT);
 	r.u.account.o = m->applying.origin;
 	r.u.account.account = req->account;
-	r.u.account.balance = req->price;
+	shm_cash_t balance = shm_msg_balance(req);
+	shm_jrec_set_balance(&r.u.account, balance);
 	/* The tag of the publication is the record's own sequence. */
 	uint64_t next =
 		m->replaying || !m->journal ? 0 : eng_journal_last(m->journal) + 1;
 	eng_cash_set_tag(m->cash, next);
-	int rc = eng_acct_create_account(&m->acct, req->account, req->price);
+	int rc = eng_acct_create_account(&m->acct, req->account, balance);
 	if (rc)
 		return rc;
 	jput(m, &r);
 	m->st.accounts++;
-	rep->price = req->price;
+	shm_msg_set_balance(rep, balance);
 	return 0;
 }
 
@@ -1669,7 +1670,7 @@ static bool request_of(const struct shm_jrec *r, struct shm_msg *q, uint32_t *g,
 	case SHM_JREC_ACCOUNT:
 		q->type = SHM_MSG_CREATE_ACCOUNT;
 		q->account = r->u.account.account;
-		q->price = r->u.account.balance;
+		shm_msg_set_balance(q, shm_jrec_balance(&r->u.account));
 		o = &r->u.account.o;
 		break;
 	case SHM_JREC_SHARES:

@@ -267,7 +267,7 @@ int eng_recover_restart(const struct eng_recover_in *in, struct eng_recover_stat
 		struct shm_account_view v;
 		if (shm_accounts_read_slot(in->accounts, i, &v) != 0)
 			continue;
-		__int128 ab = (__int128)v.balance - v.deposited, ar = v.reserved;
+		shm_cash_t ab = v.balance - v.deposited, ar = v.reserved;
 		for (uint32_t j = 0; j < in->nshards; j++) {
 			if (j == in->shard)
 				continue;
@@ -278,18 +278,10 @@ int eng_recover_restart(const struct eng_recover_in *in, struct eng_recover_stat
 		}
 		struct shm_ledger_part d;
 		eng_cash_part(in->parts, v.id, &d);
-		__int128 cb = (__int128)d.balance - ab, cr = (__int128)d.reserved - ar;
+		shm_cash_t cb = d.balance - ab, cr = d.reserved - ar;
 		if (cb == 0 && cr == 0)
 			continue;
-		if (cb > INT64_MAX || cb < INT64_MIN || cr > INT64_MAX ||
-		    cr < INT64_MIN) {
-			rc = shmex_error_set(e, SHMEX_ERECOVERY,
-					     "account %" PRIu64 ": its "
-					     "correction does not fit",
-					     v.id);
-			goto out_release;
-		}
-		rc = shm_accounts_add_delta(in->accounts, i, (int64_t)cb, (int64_t)cr);
+		rc = shm_accounts_add_delta(in->accounts, i, cb, cr);
 		if (rc) {
 			shmex_error_set(e, rc, "account %" PRIu64 ": %s", v.id,
 					shmex_strerror(rc));

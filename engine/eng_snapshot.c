@@ -1,14 +1,15 @@
 /*
  * eng_snapshot: writing and reading a shard's snapshot (eng_snapshot.h).
  *
- * Each section is padded with zeros to a multiple of 8 bytes (outside its
- * length and CRC), so every section starts 8-aligned in the mapped file.
+ * Each section is padded with zeros to a multiple of 16 bytes (outside its
+ * length and CRC), so every section starts 16-aligned in the mapped file.
  * Section bytes as written:
  *   MATCHER    struct eng_snapshot_matcher, then nsidx uint32
  *   BOOK       page runs of the book region's body
  *   CORE       eng_core_save's bytes
  *   POSITIONS  page runs of the positions region's body
- *   LEDGER     uint64 n, then n struct shm_ledger_part
+ *   LEDGER     uint64 n, uint64 0, then n struct shm_ledger_part (its
+ *              cash 128-bit, 16-byte aligned: version 2 and later)
  * Page runs: uint64 body length, then runs {uint64 first page, uint64
  * pages, the bytes}, ascending, and a last run {UINT64_MAX, 0}; pages are
  * SNAP_PAGE bytes (the body's last one may be shorter); pages not in a
@@ -33,7 +34,7 @@
 
 #define SNAP_PAGE 4096u
 /* Zero bytes after a section of len bytes. */
-#define SNAP_PAD(len) ((size_t)((8u - (len) % 8u) % 8u))
+#define SNAP_PAD(len) ((size_t)((16u - (len) % 16u) % 16u))
 #define WBUF (1u << 20)
 
 /* ---- writing ------------------------------------------------------------ */
@@ -101,12 +102,12 @@ static void sect_begin(struct snapw *w)
 }
 
 /* Fills in the section header written by sect_begin, and pads the
- * section with zeros to a multiple of 8 bytes (not counted in its length
+ * section with zeros to a multiple of 16 bytes (not counted in its length
  * or CRC) so that every section, and every integer in it, is aligned in
  * the mapped file. */
 static void sect_end(struct snapw *w, uint32_t kind)
 {
-	static const unsigned char zeros[8];
+	static const unsigned char zeros[16];
 	w_raw(w, zeros, SNAP_PAD(w->sect_len));
 	w_flush(w);
 	struct shm_jsnap_sect sh = {.kind = kind, .crc = w->crc, .len = w->sect_len};
@@ -165,7 +166,9 @@ static void put_ledger(struct snapw *w, const struct shm_ledger *l)
 	struct shm_ledger_part p;
 	for (uint32_t i = 0; i < l->nslots; i++)
 		n += shm_ledger_slot(l, i, &p);
+	const uint64_t zero = 0;
 	w_put(w, &n, sizeof(n));
+	w_put(w, &zero, sizeof(zero));
 	for (uint32_t i = 0; i < l->nslots; i++)
 		if (shm_ledger_slot(l, i, &p))
 			w_put(w, &p, sizeof(p));
@@ -342,13 +345,14 @@ int eng_snapshot_open(struct eng_snapshot *s, const char *path, struct shmex_err
 	s->sidx_of = (const uint32_t *)(mt + 1);
 	const uint64_t *ln = s->sect[SHM_JSNAP_LEDGER];
 	uint64_t ll = s->sect_len[SHM_JSNAP_LEDGER];
-	if (ll < sizeof(uint64_t) ||
-	    (ll - sizeof(uint64_t)) != *ln * sizeof(struct shm_ledger_part)) {
+	if (ll < 2 * sizeof(uint64_t) ||
+	    (ll - 2 * sizeof(uint64_t)) / sizeof(struct shm_ledger_part) != *ln ||
+	    (ll - 2 * sizeof(uint64_t)) % sizeof(struct shm_ledger_part)) {
 		rc = bad(e, path, 0, "ledger section of the wrong size");
 		goto fail;
 	}
 	s->nparts = *ln;
-	s->parts = (const struct shm_ledger_part *)(ln + 1);
+	s->parts = (const struct shm_ledger_part *)(ln + 2);
 	return 0;
 fail:
 	eng_snapshot_close(s);

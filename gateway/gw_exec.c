@@ -613,7 +613,7 @@ static uint32_t item_msg(struct gw_exec *r, const struct gw_xml_req *req,
 	case GW_ITEM_ACCOUNT:
 		m->type = SHM_MSG_CREATE_ACCOUNT;
 		m->account = it->account;
-		m->price = it->balance;
+		shm_msg_set_balance(m, it->balance);
 		return shm_shard_of_account(it->account, r->nshards);
 	case GW_ITEM_SYMBOL:
 		m->type = SHM_MSG_ADD_SHARES;

@@ -326,6 +326,29 @@ static int parse_dec(const char *s, size_t len, int digits, int64_t *out,
 	return rc;
 }
 
+/* A balance: parse_dec's reasons, 128-bit, at most SHM_CASH_INPUT_MAX
+ * ("out of range" above it, never "Numeric overflow"). */
+static int parse_cash(const char *s, size_t len, shm_cash_t *out, const char **why)
+{
+	trim(&s, &len);
+	if (len == 0) {
+		*why = "empty";
+		return -EINVAL;
+	}
+	int rc = shm_dec_parse_cash(s, len, out);
+	if (rc == 0)
+		return 0;
+	if (rc == SHMEX_ECASHRANGE) {
+		*why = "out of range (at most 1000000000000000000)";
+		return rc;
+	}
+	int64_t tmp;
+	int wide = shm_dec_parse(s, len, 18, &tmp);
+	*why = wide == 0 || wide == SHMEX_EOVERFLOW ? "more than 8 fractional digits"
+						    : "not a decimal number";
+	return rc;
+}
+
 static const char *attr_get(const XML_Char **atts, const char *name)
 {
 	for (size_t i = 0; atts[i] != NULL; i += 2)
@@ -472,7 +495,7 @@ static void start_create_account(struct gw_xml_parser *p, const XML_Char **atts,
 	const char *why = NULL;
 	if (bal == NULL)
 		item_error(it, SHMEX_EBADBALANCE, "missing balance");
-	else if (parse_dec(bal, strlen(bal), SHM_CASH_DIGITS, &it->balance, &why) != 0)
+	else if (parse_cash(bal, strlen(bal), &it->balance, &why) != 0)
 		item_error(it, SHMEX_EBADBALANCE, why);
 	else if (it->balance < 0)
 		item_error(it, SHMEX_EBADBALANCE, "negative");

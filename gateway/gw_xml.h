@@ -20,6 +20,7 @@
 #ifndef SHMEX_GW_XML_H
 #define SHMEX_GW_XML_H
 
+#include "shm/shm_dec.h"
 #include "shm/shm_settings.h"
 
 #include <stdbool.h>
@@ -75,17 +76,18 @@ struct gw_str {
 };
 
 struct gw_item {
-	uint8_t kind;      /* enum gw_item_kind */
-	uint8_t side;      /* ORDER: enum shm_side (amount < 0 sells) */
-	uint8_t tif;       /* ORDER: enum shm_tif (tif="GTC|IOC|FOK", GTC) */
-	uint8_t post_only; /* ORDER: postonly="yes" (SHM_MSG_POST_ONLY) */
-	int32_t err;       /* 0, or the shmex error the reply must carry */
-	const char *why;   /* static detail for err ("zero amount"), or NULL */
-	uint64_t account;  /* ACCOUNT, SYMBOL: account id */
-	uint64_t order_id; /* QUERY, CANCEL */
-	int64_t qty;       /* ORDER: |amount|; SYMBOL: shares (QTY scale, > 0) */
-	int64_t limit;     /* ORDER: limit (PRICE scale, > 0) */
-	int64_t balance;   /* ACCOUNT: initial balance (CASH scale, >= 0) */
+	uint8_t kind;       /* enum gw_item_kind */
+	uint8_t side;       /* ORDER: enum shm_side (amount < 0 sells) */
+	uint8_t tif;        /* ORDER: enum shm_tif (tif="GTC|IOC|FOK", GTC) */
+	uint8_t post_only;  /* ORDER: postonly="yes" (SHM_MSG_POST_ONLY) */
+	int32_t err;        /* 0, or the shmex error the reply must carry */
+	const char *why;    /* static detail for err ("zero amount"), or NULL */
+	uint64_t account;   /* ACCOUNT, SYMBOL: account id */
+	uint64_t order_id;  /* QUERY, CANCEL */
+	int64_t qty;        /* ORDER: |amount|; SYMBOL: shares (QTY scale, > 0) */
+	int64_t limit;      /* ORDER: limit (PRICE scale, > 0) */
+	shm_cash_t balance; /* ACCOUNT: initial balance (CASH scale, >= 0,
+			     * at most SHM_CASH_INPUT_MAX) */
 	/* Text as written (after XML decoding), echoed in replies. */
 	struct gw_text id;        /* ACCOUNT, SYMBOL, QUERY, CANCEL */
 	struct gw_text sym;       /* SYMBOL, ORDER */

@@ -5,7 +5,8 @@
  * Why this shape.  Any matcher may change any account, so there is no
  * single writer to hand the account to, and a lock in shared memory could
  * be left held by a matcher killed with SIGKILL.  Every change is therefore
- * one or two compare-and-swap loops on independent 64-bit fields: each CAS
+ * one or two compare-and-swap loops on independent 128-bit fields (cas16,
+ * shm_atomic16.h): each CAS
  * either takes effect completely or not at all, and a process that dies
  * between two of them leaves each field at a value it really had.
  *
@@ -13,7 +14,7 @@
  *   balance >= 0 and reserved >= 0: every decrement is a CAS that checks
  *   the current value first (sub_floor), so no interleaving drives a field
  *   negative.
- *   sum of deposited == total_deposited <= INT64_MAX (at quiescent points);
+ *   sum of deposited == total_deposited (at quiescent points), 128 bits;
  *   since cash only moves between accounts, every balance and reserved is
  *   bounded by total_deposited, so settlements cannot overflow a consistent
  *   region.  Overflow is still checked on every addition (add_capped).
@@ -52,34 +53,43 @@ static size_t body_bytes(uint32_t nslots)
  * step of a two-step move before the second, so a reader that acquires the
  * second field [AC4] also sees the first one changed.
  */
-static int add_capped(int64_t *p, int64_t x)
+static int add_capped(shm_cash_t *p, shm_cash_t x)
 {
-	/* Relaxed: only the CAS's expected value, re-validated by the CAS. */
-	int64_t v = load_relaxed(p);
-	int64_t n;
+	/* The first load is only the CAS's expected value, re-validated. */
+	shm_cash_t v = load16_acquire(p);
+	shm_cash_t n;
 	do {
 		if (__builtin_add_overflow(v, x, &n))
 			return SHMEX_EOVERFLOW;
-	} while (!cas_acq_rel(p, &v, n)); /* AC3 / AC6 */
+	} while (!cas16(p, &v, n)); /* AC3 / AC6 */
 	return 0;
 }
 
-static int sub_floor(int64_t *p, int64_t x, int err)
+static int sub_floor(shm_cash_t *p, shm_cash_t x, int err)
 {
-	int64_t v = load_relaxed(p); /* relaxed: re-validated by the CAS */
+	shm_cash_t v = load16_acquire(p); /* re-validated by the CAS */
 	do {
 		if (v < x)
 			return err;
-	} while (!cas_acq_rel(p, &v, v - x)); /* AC3 */
+	} while (!cas16(p, &v, v - x)); /* AC3 */
 	return 0;
 }
 
 /* *p += delta, undoing a step this process has just taken: cannot fail
  * on a consistent region (the value was there a moment ago, and the total
  * of all deposits bounds it). */
-static void give_back(int64_t *p, int64_t delta)
+static void give_back(shm_cash_t *p, shm_cash_t delta)
 {
-	fetch_add_acq_rel(p, delta); /* AC3 / AC6 */
+	(void)fetch_add16(p, delta); /* AC3 / AC6 */
+}
+
+static int cpu_check(struct shm_accounts *a)
+{
+	if (shm_atomic16_check())
+		return 0;
+	return shmex_error_set(&a->region.err, SHMEX_ENOATOMIC16,
+			       "accounts: this CPU lacks CMPXCHG16B or AVX, so 128-bit "
+			       "cash cannot be changed lock-free or read atomically");
 }
 
 static int check_layout(struct shm_accounts *a)
@@ -111,12 +121,15 @@ int shm_accounts_create(struct shm_accounts *a, const char *instance, uint64_t c
 	memset(a, 0, sizeof(*a));
 	if (capacity == 0 || capacity > SHM_ACCOUNTS_MAX_CAP)
 		return -EINVAL;
+	int rc = cpu_check(a);
+	if (rc)
+		return rc;
 	uint32_t nslots = shm_hash_slots(capacity);
 	uint64_t caps[2];
 	caps[SHM_ACCOUNTS_CAP_ACCOUNTS] = capacity;
 	caps[SHM_ACCOUNTS_CAP_SLOTS] = nslots;
-	int rc = shm_region_create(&a->region, instance, SHM_REGION_ACCOUNTS,
-				   SHM_KIND_ACCOUNTS, body_bytes(nslots), caps, 2, mode);
+	rc = shm_region_create(&a->region, instance, SHM_REGION_ACCOUNTS,
+			       SHM_KIND_ACCOUNTS, body_bytes(nslots), caps, 2, mode);
 	if (rc)
 		return rc;
 	rc = check_layout(a);
@@ -136,8 +149,11 @@ int shm_accounts_attach(struct shm_accounts *a, const char *instance,
 			enum shm_attach_mode mode)
 {
 	memset(a, 0, sizeof(*a));
-	int rc = shm_region_attach(&a->region, instance, SHM_REGION_ACCOUNTS,
-				   SHM_KIND_ACCOUNTS, mode);
+	int rc = cpu_check(a);
+	if (rc)
+		return rc;
+	rc = shm_region_attach(&a->region, instance, SHM_REGION_ACCOUNTS,
+			       SHM_KIND_ACCOUNTS, mode);
 	if (rc)
 		return rc;
 	rc = check_layout(a);
@@ -207,13 +223,13 @@ int shm_accounts_find(const struct shm_accounts *a, uint64_t id, uint32_t *idx)
 }
 
 /* Initialises a slot this process has just claimed (still PENDING). */
-static void init_claimed(struct shm_account_sh *s, int64_t balance)
+static void init_claimed(struct shm_account_sh *s, shm_cash_t balance)
 {
-	/* Relaxed: the slot is ours alone until AC1 publishes it; nobody
-	 * reads these fields before acquiring READY. */
-	store_relaxed(&s->balance, balance);
-	store_relaxed(&s->reserved, (int64_t)0);
-	store_relaxed(&s->deposited, balance);
+	/* The slot is ours alone until AC1 publishes it; nobody reads these
+	 * fields before acquiring READY (store16 is a release anyway). */
+	store16_release(&s->balance, balance);
+	store16_release(&s->reserved, 0);
+	store16_release(&s->deposited, balance);
 }
 
 static void publish_slot(struct shm_accounts *a, struct shm_account_sh *s)
@@ -231,7 +247,8 @@ static void uncount(struct shm_accounts *a)
 	__atomic_fetch_sub(&a->sh->claimed, 1, __ATOMIC_RELAXED);
 }
 
-int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance, uint32_t *idx)
+int shm_accounts_add(struct shm_accounts *a, uint64_t id, shm_cash_t balance,
+		     uint32_t *idx)
 {
 	uint32_t at;
 	int rc = shm_accounts_claim(a, id, balance, &at);
@@ -257,7 +274,7 @@ int shm_accounts_publish(struct shm_accounts *a, uint32_t idx)
 	return 0;
 }
 
-int shm_accounts_claim(struct shm_accounts *a, uint64_t id, int64_t balance,
+int shm_accounts_claim(struct shm_accounts *a, uint64_t id, shm_cash_t balance,
 		       uint32_t *idx)
 {
 	if (!a->slot || !a->region.writable)
@@ -266,6 +283,8 @@ int shm_accounts_claim(struct shm_accounts *a, uint64_t id, int64_t balance,
 		return SHMEX_EBADACCOUNT;
 	if (balance < 0)
 		return SHMEX_EBADBALANCE;
+	if (balance > SHM_CASH_INPUT_MAX)
+		return SHMEX_ECASHRANGE;
 	const uint64_t key = id + 1;
 	/* Take the deposit under the global cap first: every later failure
 	 * gives it back, and no account's cash can exceed the total. */
@@ -354,7 +373,7 @@ int shm_accounts_reserve(struct shm_accounts *a, uint32_t idx, int64_t x)
 }
 
 int shm_accounts_reserve_allow(struct shm_accounts *a, uint32_t idx, int64_t x,
-			       int64_t allowance)
+			       shm_cash_t allowance)
 {
 	struct shm_account_sh *s;
 	int rc = writable_slot(a, idx, x, &s);
@@ -363,12 +382,12 @@ int shm_accounts_reserve_allow(struct shm_accounts *a, uint32_t idx, int64_t x,
 	if (allowance < 0)
 		return -EINVAL;
 	/* balance - x >= -allowance, i.e. balance + allowance >= x. */
-	int64_t v = load_relaxed(&s->balance); /* relaxed: re-validated by the CAS */
+	shm_cash_t v = load16_acquire(&s->balance); /* re-validated by the CAS */
 	do {
-		__int128 room = (__int128)v + allowance;
-		if (room < x)
+		/* No overflow: |v| stays far below 2^126 (see the top). */
+		if (v + allowance < x)
 			return SHMEX_ENOFUNDS;
-	} while (!cas_acq_rel(&s->balance, &v, v - x)); /* AC3 */
+	} while (!cas16(&s->balance, &v, v - x)); /* AC3 */
 	rc = add_capped(&s->reserved, x);
 	if (rc)
 		give_back(&s->balance, x);
@@ -417,10 +436,12 @@ int shm_accounts_credit(struct shm_accounts *a, uint32_t idx, int64_t x)
 	return add_capped(&s->balance, x);
 }
 
-int shm_accounts_deposit(struct shm_accounts *a, uint32_t idx, int64_t x)
+int shm_accounts_deposit(struct shm_accounts *a, uint32_t idx, shm_cash_t x)
 {
 	struct shm_account_sh *s;
-	int rc = writable_slot(a, idx, x, &s);
+	if (x > SHM_CASH_INPUT_MAX)
+		return SHMEX_ECASHRANGE;
+	int rc = writable_slot(a, idx, x < 0 ? -1 : 0, &s);
 	if (rc)
 		return rc;
 	rc = add_capped(&a->sh->total_deposited, x); /* AC6 */
@@ -448,9 +469,9 @@ static void view_of(const struct shm_account_sh *s, uint64_t key,
 	/* AC4: pair with the acq_rel CASes AC3.  reserved is read before
 	 * balance: a reader that sees a reservation in `reserved` also sees
 	 * its debit in `balance` (reserve debits first). */
-	v->reserved = load_acquire(&s->reserved);
-	v->balance = load_acquire(&s->balance);
-	v->deposited = load_acquire(&s->deposited);
+	v->reserved = load16_acquire(&s->reserved);
+	v->balance = load16_acquire(&s->balance);
+	v->deposited = load16_acquire(&s->deposited);
 }
 
 int shm_accounts_read(const struct shm_accounts *a, uint64_t id,
@@ -482,29 +503,27 @@ int shm_accounts_totals(const struct shm_accounts *a, struct shm_accounts_totals
 	memset(t, 0, sizeof(*t));
 	if (!a->slot)
 		return SHMEX_EBADINDEX;
-	__int128 bal = 0, res = 0, dep = 0;
+	shm_cash_t bal = 0, res = 0, dep = 0;
+	bool over = false;
 	for (uint32_t i = 0; i < a->nslots; i++) {
 		struct shm_account_view v;
 		if (shm_accounts_read_slot(a, i, &v) != 0)
 			continue;
 		t->accounts++;
-		bal += v.balance;
-		res += v.reserved;
-		dep += v.deposited;
+		over |= __builtin_add_overflow(bal, v.balance, &bal);
+		over |= __builtin_add_overflow(res, v.reserved, &res);
+		over |= __builtin_add_overflow(dep, v.deposited, &dep);
 	}
-	/* Relaxed: an audit figure, exact only at quiescent points. */
-	t->total_deposited = load_relaxed(&a->sh->total_deposited);
-	if (bal > INT64_MAX || res > INT64_MAX || dep > INT64_MAX || bal < INT64_MIN ||
-	    res < INT64_MIN || dep < INT64_MIN)
-		return SHMEX_EOVERFLOW;
-	t->balance = (int64_t)bal;
-	t->reserved = (int64_t)res;
-	t->deposited = (int64_t)dep;
-	return 0;
+	/* An audit figure, exact only at quiescent points. */
+	t->total_deposited = load16_acquire(&a->sh->total_deposited);
+	t->balance = bal;
+	t->reserved = res;
+	t->deposited = dep;
+	return over ? SHMEX_EOVERFLOW : 0;
 }
 
-int shm_accounts_add_delta(struct shm_accounts *a, uint32_t idx, int64_t balance,
-			   int64_t reserved)
+int shm_accounts_add_delta(struct shm_accounts *a, uint32_t idx, shm_cash_t balance,
+			   shm_cash_t reserved)
 {
 	if (!a->slot || !a->region.writable)
 		return -EROFS;
@@ -514,9 +533,9 @@ int shm_accounts_add_delta(struct shm_accounts *a, uint32_t idx, int64_t balance
 	if (!is_ready(s)) /* AC2 */
 		return SHMEX_ENOACCOUNT;
 	if (balance)
-		fetch_add_acq_rel(&s->balance, balance); /* AC3 */
+		(void)fetch_add16(&s->balance, balance); /* AC3 */
 	if (reserved)
-		fetch_add_acq_rel(&s->reserved, reserved); /* AC3 */
+		(void)fetch_add16(&s->reserved, reserved); /* AC3 */
 	return 0;
 }
 
@@ -556,7 +575,7 @@ int shm_accounts_recover(struct shm_accounts *a, uint32_t shard, uint32_t nshard
 		if (!cas_acq_rel(&s->state, &st, (uint32_t)SHM_ACCOUNT_ABANDONED))
 			continue;
 		/* Its deposit never became cash: take it out of the total. */
-		give_back(&a->sh->total_deposited, -load_relaxed(&s->deposited));
+		give_back(&a->sh->total_deposited, -load16_acquire(&s->deposited));
 		(*n)++;
 	}
 	return 0;

@@ -23,10 +23,14 @@
  *   balance    available cash (>= 0)
  *   reserved   cash held by open buy orders (>= 0)
  *   deposited  every deposit ever made, the initial balance included
- * and the region keeps total_deposited = the sum over all accounts, capped
- * at INT64_MAX.  Because cash only moves between accounts, every balance and
- * every reserved value is bounded by that total, so no settlement on a
+ * and the region keeps total_deposited = the sum over all accounts.  All
+ * four are shm_cash_t (128 bits, shm_dec.h), changed with 16-byte CAS
+ * (shm_atomic16.h): a deposit is at most SHM_CASH_INPUT_MAX (10^18
+ * dollars), so 10^12 of the largest still fit, and no run exhausts them.
+ * Because cash only moves between accounts, every balance and every
+ * reserved value is bounded by that total, so no settlement on a
  * consistent region can overflow; overflow is still checked everywhere.
+ * The amount of one operation (a reservation, a fill) is an int64.
  *
  * Moving cash between balance and reserved is two atomic operations, so a
  * concurrent reader may see balance + reserved off by the amount in
@@ -52,6 +56,8 @@
 #include <sys/types.h>
 
 #include "shm/shm_atomic.h"
+#include "shm/shm_atomic16.h"
+#include "shm/shm_dec.h"
 #include "shm/shm_region.h"
 
 /* Largest configurable capacity (accounts); the table has at least twice
@@ -84,11 +90,11 @@ struct shm_accounts_sh {
 	/* Accounts published (READY).  W: creators, relaxed fetch_add after
 	 * AC1 [AC6]; R: tools, relaxed (a statistic). */
 	uint64_t naccounts;
-	/* Sum of every deposit accepted (initial balances included), at most
-	 * INT64_MAX: the bound that makes per-account overflow impossible.
-	 * W: creators and depositors, CAS [AC6]; R: audits, relaxed. */
-	int64_t total_deposited;
-	uint64_t pad[5];
+	/* Sum of every deposit accepted (initial balances included): the
+	 * bound that makes per-account overflow impossible.  16-byte aligned.
+	 * W: creators and depositors, cas16 [AC6]; R: audits, load16 [AC6]. */
+	shm_cash_t total_deposited;
+	uint64_t pad[4];
 } shm_aligned;
 
 /* One account: one cache line, so that matchers of different shards
@@ -104,22 +110,23 @@ struct shm_account_sh {
 	 * R: everyone, acquire [AC2] before reading the cash fields. */
 	uint32_t state;
 	uint32_t pad0;
-	/* Available cash, CASH scale, >= 0.  W: creator before AC1, then any
-	 * matcher by CAS [AC3]; R: readers, acquire [AC4]. */
-	int64_t balance;
+	/* Available cash, CASH scale, >= 0, 16-byte aligned.  W: creator
+	 * before AC1 (store16), then any matcher by cas16 [AC3]; R: readers,
+	 * load16 (acquire) [AC4]. */
+	shm_cash_t balance;
 	/* Cash held by open buys, CASH scale, >= 0.  W/R as balance. */
-	int64_t reserved;
+	shm_cash_t reserved;
 	/* Deposits of this account, CASH scale.  W/R as balance. */
-	int64_t deposited;
-	uint64_t pad1[3];
+	shm_cash_t deposited;
 } shm_aligned;
 
 _Static_assert(sizeof(struct shm_accounts_sh) == 64, "one cache line");
 _Static_assert(sizeof(struct shm_account_sh) == 64, "one cache line");
 _Static_assert(offsetof(struct shm_account_sh, state) == 8, "layout");
 _Static_assert(offsetof(struct shm_account_sh, balance) == 16, "layout");
-_Static_assert(offsetof(struct shm_account_sh, reserved) == 24, "layout");
-_Static_assert(offsetof(struct shm_account_sh, deposited) == 32, "layout");
+_Static_assert(offsetof(struct shm_account_sh, reserved) == 32, "layout");
+_Static_assert(offsetof(struct shm_account_sh, deposited) == 48, "layout");
+_Static_assert(offsetof(struct shm_accounts_sh, total_deposited) == 16, "layout");
 
 /* Per-process handle (never in shared memory). */
 struct shm_accounts {
@@ -134,18 +141,18 @@ struct shm_accounts {
 /* What a reader sees of one account. */
 struct shm_account_view {
 	uint64_t id;
-	int64_t balance;
-	int64_t reserved;
-	int64_t deposited;
+	shm_cash_t balance;
+	shm_cash_t reserved;
+	shm_cash_t deposited;
 };
 
 /* Sums over all published accounts (an audit; exact at quiescent points). */
 struct shm_accounts_totals {
 	uint64_t accounts;
-	int64_t balance;
-	int64_t reserved;
-	int64_t deposited;       /* sum of the per-account counters */
-	int64_t total_deposited; /* the region's counter */
+	shm_cash_t balance;
+	shm_cash_t reserved;
+	shm_cash_t deposited;       /* sum of the per-account counters */
+	shm_cash_t total_deposited; /* the region's counter */
 };
 
 /* Creates, initialises and publishes the region for `capacity` accounts
@@ -156,6 +163,8 @@ size_t shm_accounts_bytes(uint64_t capacity);
 
 int shm_accounts_create(struct shm_accounts *a, const char *instance, uint64_t capacity,
 			mode_t mode) __attribute__((warn_unused_result));
+/* Both refuse a CPU without 16-byte atomics (SHMEX_ENOATOMIC16, with the
+ * reason in a->region.err): shm_atomic16.h. */
 /* Attaches to an existing region and validates its capacities against
  * its size (a corrupted header gives SHMEX_EBADLAYOUT / SHMEX_ETOOSHORT). */
 int shm_accounts_attach(struct shm_accounts *a, const char *instance,
@@ -165,21 +174,22 @@ void shm_accounts_detach(struct shm_accounts *a);
 /* Removes the region's name (-ENOENT when absent). */
 int shm_accounts_unlink(const char *instance);
 
-/* Creates account `id` with `balance` (CASH scale, >= 0).  Exactly one of
+/* Creates account `id` with `balance` (CASH scale, 0..SHM_CASH_INPUT_MAX).  Exactly one of
  * any number of concurrent creators of one id succeeds.  Returns 0 (and
  * the slot index in *idx when idx is not NULL), SHMEX_EACCOUNTEXISTS,
  * SHMEX_EACCOUNTSFULL, SHMEX_EBADACCOUNT (id > SHM_ACCOUNT_ID_MAX),
- * SHMEX_EBADBALANCE (negative), SHMEX_EOVERFLOW (the sum of all deposits
- * would pass INT64_MAX) or -EROFS; on error nothing is changed. */
-int shm_accounts_add(struct shm_accounts *a, uint64_t id, int64_t balance, uint32_t *idx)
-	__attribute__((warn_unused_result));
+ * SHMEX_EBADBALANCE (negative), SHMEX_ECASHRANGE (above
+ * SHM_CASH_INPUT_MAX), SHMEX_EOVERFLOW (the sum of all deposits would pass
+ * the 128-bit range: never in practice) or -EROFS; on error nothing is changed. */
+int shm_accounts_add(struct shm_accounts *a, uint64_t id, shm_cash_t balance,
+		     uint32_t *idx) __attribute__((warn_unused_result));
 
 /* The two halves of shm_accounts_add, for a creator that may publish only
  * later (a matcher, once the creation is in its journal on disk): claim
  * takes the slot and writes its cash, still PENDING (nobody can find or
  * use the account); publish makes it READY [AC1].  A creator that dies in
  * between leaves a PENDING slot for shm_accounts_recover. */
-int shm_accounts_claim(struct shm_accounts *a, uint64_t id, int64_t balance,
+int shm_accounts_claim(struct shm_accounts *a, uint64_t id, shm_cash_t balance,
 		       uint32_t *idx) __attribute__((warn_unused_result));
 int shm_accounts_publish(struct shm_accounts *a, uint32_t idx)
 	__attribute__((warn_unused_result));
@@ -203,7 +213,7 @@ int shm_accounts_reserve(struct shm_accounts *a, uint32_t idx, int64_t x)
  * record is on disk): the balance may dip to -allowance meanwhile, and
  * is >= 0 again once the caller applies its credits. */
 int shm_accounts_reserve_allow(struct shm_accounts *a, uint32_t idx, int64_t x,
-			       int64_t allowance) __attribute__((warn_unused_result));
+			       shm_cash_t allowance) __attribute__((warn_unused_result));
 /* Cancel / kill of an open buy: reserved -= x, balance += x.
  * SHMEX_EINTERNAL when less than x is reserved (a caller bug). */
 int shm_accounts_release(struct shm_accounts *a, uint32_t idx, int64_t x)
@@ -218,16 +228,17 @@ int shm_accounts_settle_buy(struct shm_accounts *a, uint32_t idx, int64_t releas
 int shm_accounts_credit(struct shm_accounts *a, uint32_t idx, int64_t x)
 	__attribute__((warn_unused_result));
 /* New money: balance += x, deposited += x, total_deposited += x.
- * SHMEX_EOVERFLOW when the total would pass INT64_MAX. */
-int shm_accounts_deposit(struct shm_accounts *a, uint32_t idx, int64_t x)
+ * SHMEX_ECASHRANGE above SHM_CASH_INPUT_MAX, SHMEX_EOVERFLOW when the
+ * total would pass the 128-bit range. */
+int shm_accounts_deposit(struct shm_accounts *a, uint32_t idx, shm_cash_t x)
 	__attribute__((warn_unused_result));
 
 /* balance += dbal, reserved += dres, unconditionally (atomic adds): for a
  * matcher applying cash moves its journal already decided (credits whose
  * record is durable, recovery's corrections), whose results are valid by
  * construction.  SHMEX_ENOACCOUNT for an unpublished slot. */
-int shm_accounts_add_delta(struct shm_accounts *a, uint32_t idx, int64_t dbal,
-			   int64_t dres) __attribute__((warn_unused_result));
+int shm_accounts_add_delta(struct shm_accounts *a, uint32_t idx, shm_cash_t dbal,
+			   shm_cash_t dres) __attribute__((warn_unused_result));
 
 /* Reader: the account `id` (acquire loads, bounds-checked probes).
  * SHMEX_ENOACCOUNT when it does not exist (or is not yet published). */

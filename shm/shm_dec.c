@@ -183,3 +183,93 @@ int shm_dec_add(int64_t *acc, int64_t v)
 	*acc = r;
 	return 0;
 }
+
+int shm_dec_parse_cash(const char *s, size_t len, shm_cash_t *out)
+{
+	if (s == NULL || out == NULL)
+		return -EINVAL;
+	/* The grammar of shm_dec_parse, accumulated in unsigned 128 bits
+	 * with a bound check after every digit (SHM_CASH_INPUT_MAX < 2^87,
+	 * so nothing can wrap before the check fires). */
+	size_t i = 0;
+	int neg = 0;
+	if (i < len && (s[i] == '+' || s[i] == '-')) {
+		neg = s[i] == '-';
+		i++;
+	}
+	size_t int_start = i;
+	while (i < len && is_digit(s[i]))
+		i++;
+	size_t int_end = i;
+	size_t frac_start = i, frac_end = i;
+	if (i < len && s[i] == '.') {
+		i++;
+		frac_start = i;
+		while (i < len && is_digit(s[i]))
+			i++;
+		frac_end = i;
+	}
+	if (i != len || (int_end == int_start && frac_end == frac_start))
+		return -EINVAL;
+	size_t frac_len = frac_end - frac_start, frac_used = frac_len;
+	if (frac_len > SHM_CASH_DIGITS) {
+		for (size_t k = frac_start + SHM_CASH_DIGITS; k < frac_end; k++)
+			if (s[k] != '0')
+				return -EINVAL;
+		frac_used = SHM_CASH_DIGITS;
+	}
+	const unsigned __int128 max = (unsigned __int128)SHM_CASH_INPUT_MAX;
+	unsigned __int128 mag = 0;
+	for (size_t k = int_start; k < int_end; k++) {
+		mag = mag * 10 + (unsigned)(s[k] - '0');
+		if (mag > max)
+			return SHMEX_ECASHRANGE;
+	}
+	for (size_t k = 0; k < SHM_CASH_DIGITS; k++) {
+		unsigned d = k < frac_used ? (unsigned)(s[frac_start + k] - '0') : 0;
+		mag = mag * 10 + d;
+		if (mag > max)
+			return SHMEX_ECASHRANGE;
+	}
+	*out = neg ? -(shm_cash_t)mag : (shm_cash_t)mag;
+	return 0;
+}
+
+int shm_dec_format_cash(char *buf, size_t len, shm_cash_t v)
+{
+	if (buf == NULL)
+		return -EINVAL;
+	unsigned __int128 mag = v < 0 ? (unsigned __int128)0 - (unsigned __int128)v
+				      : (unsigned __int128)v;
+	uint64_t ip_lo;
+	unsigned __int128 ip = mag / (unsigned __int128)SHM_CASH_ONE;
+	uint64_t fp = (uint64_t)(mag % (unsigned __int128)SHM_CASH_ONE);
+	/* Built backwards as in shm_dec_format: at most 1 + 31 + 1 + 8. */
+	char tmp[48];
+	size_t n = 0;
+	if (fp != 0) {
+		int fd = SHM_CASH_DIGITS;
+		while (fp % 10 == 0) {
+			fp /= 10;
+			fd--;
+		}
+		while (fd-- > 0) {
+			tmp[n++] = (char)('0' + fp % 10);
+			fp /= 10;
+		}
+		tmp[n++] = '.';
+	}
+	do {
+		ip_lo = (uint64_t)(ip % 10);
+		tmp[n++] = (char)('0' + ip_lo);
+		ip /= 10;
+	} while (ip != 0);
+	if (v < 0)
+		tmp[n++] = '-';
+	if (n + 1 > len)
+		return -ENOSPC;
+	for (size_t k = 0; k < n; k++)
+		buf[k] = tmp[n - 1 - k];
+	buf[n] = '\0';
+	return (int)n;
+}

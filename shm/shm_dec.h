@@ -6,7 +6,14 @@
  *   prices            SHM_PRICE_DIGITS = 4 fractional digits  (x 10^4)
  *   cash (balances)   SHM_CASH_DIGITS  = 8 fractional digits  (x 10^8)
  * so amount x price is exactly representable as cash (4 + 4 = 8 digits).
- * Each is an int64_t; the range of cash is therefore +-92,233,720,368.
+ * Amounts and prices are int64_t.  Cash that accumulates (balances,
+ * reservations, deposits, totals) is shm_cash_t, a signed 128-bit integer
+ * at the same scale: its range is +-1.7 x 10^30 dollars, so no sum of
+ * deposits a run can make reaches it.  The cash of one order or one fill
+ * (qty x price) is still an int64 (at most 92,233,720,368.54775807
+ * dollars): a buy reserving more is refused, and every fill's cash is
+ * bounded by the buyer's reservation.  Cash from the network (a balance)
+ * is accepted up to SHM_CASH_INPUT_MAX.
  * Text with more significant fractional digits than the scale, values out of
  * range, or anything but [+-]digits[.digits] is rejected, never rounded
  * (".5" and "5." are accepted; see shm_dec.c and docs/protocol.md).
@@ -25,6 +32,14 @@
 #define SHM_PRICE_ONE INT64_C(10000)
 #define SHM_CASH_ONE INT64_C(100000000)
 
+/* Accumulated cash, CASH scale (see above). */
+typedef __int128 shm_cash_t;
+/* Largest cash value accepted as text from outside (a balance in a
+ * create request): 10^18 dollars, i.e. 10^26 units.  A million times the
+ * 10^12 dollar balances of load clients, and 10^12 such deposits still
+ * fit in a shm_cash_t. */
+#define SHM_CASH_INPUT_MAX ((shm_cash_t)1000000000000000000 * 100000000)
+
 /* Parses len bytes of text (no terminator needed) with the given number of
  * fractional digits.  Accepts an optional sign, digits, and an optional '.'
  * followed by at most `digits` digits; at least one digit overall.  No
@@ -38,6 +53,17 @@ int shm_dec_parse(const char *s, size_t len, int digits, int64_t *out)
 /* Writes the shortest exact decimal ("125", "125.5", "-0.0001") and a NUL.
  * Returns the length, or -ENOSPC when buf is too small (32 always fits). */
 int shm_dec_format(char *buf, size_t len, int64_t v, int digits);
+
+/* Cash text: as shm_dec_parse at SHM_CASH_DIGITS, into a shm_cash_t.
+ * SHMEX_ECASHRANGE when the magnitude passes SHM_CASH_INPUT_MAX (never
+ * SHMEX_EOVERFLOW: nothing overflows, the value is beyond the limit). */
+int shm_dec_parse_cash(const char *s, size_t len, shm_cash_t *out)
+	__attribute__((warn_unused_result));
+
+/* shm_dec_format for a shm_cash_t at SHM_CASH_DIGITS.  Returns the length
+ * or -ENOSPC (SHM_DEC_CASH_BUF always fits). */
+#define SHM_DEC_CASH_BUF 48
+int shm_dec_format_cash(char *buf, size_t len, shm_cash_t v);
 
 /* cash = qty x price (QTY and PRICE scales in, CASH scale out), exact;
  * SHMEX_EOVERFLOW when the product does not fit. */

@@ -94,7 +94,9 @@
 	X(EPEERFULL, "connection refused: too many from that address")              \
 	X(ERECOVERY, "recovery failed")                                             \
 	X(ENOTEXECRING, "not executed: lost in a damaged ring, which was repaired") \
-	X(EWOULDCROSS, "Post-only order would cross the book")
+	X(EWOULDCROSS, "Post-only order would cross the book")                      \
+	X(ECASHRANGE, "Cash amount out of range")                                   \
+	X(ENOATOMIC16, "this CPU lacks the 16-byte atomics 128-bit cash needs")
 
 enum shmex_err_index {
 #define SHMEX_ERR_INDEX_(name, msg) SHMEX_ERRIDX_##name,

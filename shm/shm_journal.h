@@ -46,11 +46,14 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "shm/shm_dec.h"
 #include "shm/shm_error.h"
 
 #define SHM_JSEG_MAGIC UINT64_C(0x4c4e524a584d4853)  /* "SHMXJRNL" */
 #define SHM_JSNAP_MAGIC UINT64_C(0x50414e53584d4853) /* "SHMXSNAP" */
-#define SHM_JOURNAL_VERSION 1u
+/* 2: 128-bit cash (the account record's balance, the snapshot's ledger
+ * parts); files of version 1 are refused with their name and version. */
+#define SHM_JOURNAL_VERSION 2u
 #define SHM_JREC_HDR 32u
 #define SHM_JREC_MAX 256u /* longest record */
 #define SHM_JOURNAL_PATH_MAX 1024
@@ -118,8 +121,22 @@ struct shm_jrec_start {
 struct shm_jrec_account {
 	struct shm_jrec_origin o;
 	uint64_t account;
-	int64_t balance; /* the deposit, CASH scale */
+	/* The deposit, CASH scale, a shm_cash_t in two words (records are
+	 * only 8-aligned): shm_jrec_balance() / shm_jrec_set_balance(). */
+	uint64_t balance_lo;
+	int64_t balance_hi;
 };
+
+static inline shm_cash_t shm_jrec_balance(const struct shm_jrec_account *a)
+{
+	return (shm_cash_t)(((unsigned __int128)(uint64_t)a->balance_hi << 64) |
+			    a->balance_lo);
+}
+static inline void shm_jrec_set_balance(struct shm_jrec_account *a, shm_cash_t v)
+{
+	a->balance_lo = (uint64_t)v;
+	a->balance_hi = (int64_t)(uint64_t)((unsigned __int128)v >> 64);
+}
 
 struct shm_jrec_shares {
 	struct shm_jrec_origin o;

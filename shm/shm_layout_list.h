@@ -87,7 +87,6 @@
 	F(shm_account_sh, balance)             \
 	F(shm_account_sh, reserved)            \
 	F(shm_account_sh, deposited)           \
-	F(shm_account_sh, pad1)                \
 	F(shm_book_hdr_sh, magic)              \
 	F(shm_book_hdr_sh, shard)              \
 	F(shm_book_hdr_sh, nshards)            \
@@ -218,6 +217,7 @@
 	F(shm_ledger_hdr_sh, pad0)             \
 	F(shm_ledger_hdr_sh, replied)          \
 	F(shm_ledger_ent_sh, key)              \
+	F(shm_ledger_ent_sh, pad)              \
 	F(shm_ledger_ent_sh, deposit)          \
 	F(shm_ledger_ent_sh, balance)          \
 	F(shm_ledger_ent_sh, reserved)         \

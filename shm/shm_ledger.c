@@ -110,8 +110,8 @@ static bool probe(const struct shm_ledger *l, uint64_t key, uint32_t *at)
 	return false;
 }
 
-int shm_ledger_add(struct shm_ledger *l, uint64_t account, int64_t deposit,
-		   int64_t balance, int64_t reserved)
+int shm_ledger_add(struct shm_ledger *l, uint64_t account, shm_cash_t deposit,
+		   shm_cash_t balance, shm_cash_t reserved)
 {
 	if (!l->ent || !l->region.writable)
 		return -EROFS;
@@ -125,9 +125,9 @@ int shm_ledger_add(struct shm_ledger *l, uint64_t account, int64_t deposit,
 		store_relaxed(&e->key, key);
 		store_relaxed(&l->hdr->used, load_relaxed(&l->hdr->used) + 1);
 	}
-	store_relaxed(&e->deposit, load_relaxed(&e->deposit) + deposit);
-	store_relaxed(&e->balance, load_relaxed(&e->balance) + balance);
-	store_relaxed(&e->reserved, load_relaxed(&e->reserved) + reserved);
+	store16_release(&e->deposit, load16_acquire(&e->deposit) + deposit);
+	store16_release(&e->balance, load16_acquire(&e->balance) + balance);
+	store16_release(&e->reserved, load16_acquire(&e->reserved) + reserved);
 	return 0;
 }
 
@@ -148,9 +148,9 @@ void shm_ledger_get(const struct shm_ledger *l, uint64_t account,
 	if (!l->ent || !probe(l, account + 1, &i) || load_relaxed(&l->ent[i].key) == 0)
 		return;
 	const struct shm_ledger_ent_sh *e = &l->ent[i];
-	p->deposit = load_relaxed(&e->deposit);
-	p->balance = load_relaxed(&e->balance);
-	p->reserved = load_relaxed(&e->reserved);
+	p->deposit = load16_acquire(&e->deposit);
+	p->balance = load16_acquire(&e->balance);
+	p->reserved = load16_acquire(&e->reserved);
 }
 
 bool shm_ledger_slot(const struct shm_ledger *l, uint32_t i, struct shm_ledger_part *p)
@@ -161,9 +161,10 @@ bool shm_ledger_slot(const struct shm_ledger *l, uint32_t i, struct shm_ledger_p
 	uint64_t k = load_relaxed(&e->key);
 	if (k == 0)
 		return false;
+	memset(p, 0, sizeof(*p));
 	p->account = k - 1;
-	p->deposit = load_relaxed(&e->deposit);
-	p->balance = load_relaxed(&e->balance);
-	p->reserved = load_relaxed(&e->reserved);
+	p->deposit = load16_acquire(&e->deposit);
+	p->balance = load16_acquire(&e->balance);
+	p->reserved = load16_acquire(&e->reserved);
 	return true;
 }

@@ -21,7 +21,7 @@
  * makes it the only one), every other process reads.
  *
  *   body + 0     struct shm_ledger_hdr_sh    (9 cache lines)
- *   body + 576   struct shm_ledger_ent_sh [nslots]  (32 bytes each)
+ *   body + 576   struct shm_ledger_ent_sh [nslots]  (64 bytes each)
  *
  * Entries: open addressing by account id, insert-only while a matcher
  * runs (rewritten whole during recovery, while the other matchers are
@@ -42,6 +42,8 @@
 #include <sys/types.h>
 
 #include "shm/shm_atomic.h"
+#include "shm/shm_atomic16.h"
+#include "shm/shm_dec.h"
 #include "shm/shm_region.h"
 #include "shm/shm_settings.h"
 
@@ -86,13 +88,18 @@ struct shm_ledger_hdr_sh {
 };
 _Static_assert(sizeof(struct shm_ledger_hdr_sh) == 9 * 64, "ledger header");
 
+/* Cash fields are shm_cash_t (128 bits, 16-byte aligned), stored and
+ * loaded whole with store16/load16 (shm_atomic16.h), so a reader that
+ * races the writer sees each field at a value it had, never torn. */
 struct shm_ledger_ent_sh {
-	uint64_t key;     /* account id + 1; 0 = empty.  Set once. */
-	int64_t deposit;  /* deposits made here (home shard), CASH */
-	int64_t balance;  /* net change applied to balance, CASH */
-	int64_t reserved; /* net change applied to reserved, CASH */
+	uint64_t key; /* account id + 1; 0 = empty.  Set once. */
+	uint64_t pad;
+	shm_cash_t deposit;  /* deposits made here (home shard), CASH */
+	shm_cash_t balance;  /* net change applied to balance, CASH */
+	shm_cash_t reserved; /* net change applied to reserved, CASH */
 };
-_Static_assert(sizeof(struct shm_ledger_ent_sh) == 32, "ledger entry");
+_Static_assert(sizeof(struct shm_ledger_ent_sh) == 64, "ledger entry");
+_Static_assert(offsetof(struct shm_ledger_ent_sh, deposit) == 16, "ledger entry");
 
 struct shm_ledger {
 	struct shm_region region;
@@ -105,7 +112,8 @@ struct shm_ledger {
 /* The part of one account, as the ledger holds it. */
 struct shm_ledger_part {
 	uint64_t account;
-	int64_t deposit, balance, reserved;
+	uint64_t pad; /* zero */
+	shm_cash_t deposit, balance, reserved;
 };
 
 /* Bytes of the body of one ledger for `accounts` accounts. */
@@ -121,8 +129,9 @@ void shm_ledger_detach(struct shm_ledger *l);
 
 /* Writer: adds to the account's part (creating its entry).  SHMEX_EACCOUNTSFULL
  * when the table is full (never with as many slots as accounts), -EROFS. */
-int shm_ledger_add(struct shm_ledger *l, uint64_t account, int64_t deposit,
-		   int64_t balance, int64_t reserved) __attribute__((warn_unused_result));
+int shm_ledger_add(struct shm_ledger *l, uint64_t account, shm_cash_t deposit,
+		   shm_cash_t balance, shm_cash_t reserved)
+	__attribute__((warn_unused_result));
 /* Writer, during recovery: empties the table (all entries). */
 void shm_ledger_clear(struct shm_ledger *l);
 

@@ -58,8 +58,10 @@ int shm_msg_validate_request(const struct shm_msg *m, uint32_t shard, uint32_t n
 			return SHMEX_EBADMSG;
 		if (shm_shard_of_account(m->account, nshards) != shard)
 			return SHMEX_EWRONGSHARD;
-		if (m->price < 0)
+		if (shm_msg_balance(m) < 0)
 			return SHMEX_EBADBALANCE;
+		if (shm_msg_balance(m) > SHM_CASH_INPUT_MAX)
+			return SHMEX_ECASHRANGE;
 		return 0;
 	case SHM_MSG_ADD_SHARES:
 	case SHM_MSG_ORDER:

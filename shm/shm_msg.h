@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "shm/shm_atomic.h"
+#include "shm/shm_dec.h"
 #include "shm/shm_shard.h"
 
 #define SHM_SYMBOL_MAX 15 /* characters; [A-Za-z0-9]+ */
@@ -71,8 +72,9 @@ struct shm_msg {
 	uint64_t req_id;   /* chosen by the gateway, echoed in the reply */
 	uint64_t account;  /* account id */
 	uint64_t order_id; /* CANCEL/MODIFY; REPLY to ORDER: the new id */
-	int64_t price;     /* limit (PRICE scale); CREATE_ACCOUNT: balance (CASH) */
-	int64_t qty;       /* amount > 0 (QTY scale); REPLY: shares affected */
+	int64_t price;     /* limit (PRICE scale); CREATE_ACCOUNT: balance, low */
+	int64_t qty;       /* amount > 0 (QTY scale); REPLY: shares affected;
+			    * CREATE_ACCOUNT: balance, high 64 bits */
 	union {
 		char symbol[16]; /* requests: NUL-padded, SHM_SYMBOL_MAX */
 		struct {
@@ -84,6 +86,19 @@ struct shm_msg {
 _Static_assert(sizeof(struct shm_msg) == SHM_CACHE_LINE, "one message = one cache line");
 _Static_assert(offsetof(struct shm_msg, u) == 48, "message layout");
 _Static_assert(offsetof(struct shm_msg, flags) == 4, "message layout");
+
+/* CREATE_ACCOUNT: the balance, a shm_cash_t (CASH scale), travels as
+ * its low 64 bits in `price` and its high 64 bits in `qty`. */
+static inline shm_cash_t shm_msg_balance(const struct shm_msg *m)
+{
+	return (shm_cash_t)(((unsigned __int128)(uint64_t)m->qty << 64) |
+			    (uint64_t)m->price);
+}
+static inline void shm_msg_set_balance(struct shm_msg *m, shm_cash_t v)
+{
+	m->price = (int64_t)(uint64_t)v;
+	m->qty = (int64_t)(uint64_t)((unsigned __int128)v >> 64);
+}
 
 /* Symbol validity: 1..SHM_SYMBOL_MAX of [A-Za-z0-9]. */
 bool shm_symbol_valid(const char *sym, size_t len);

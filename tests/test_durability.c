@@ -438,6 +438,94 @@ START_TEST(everything_killed_recovers_exact_state)
 }
 END_TEST
 
+/* ---- 128-bit cash (issue 10 item 6) ---- */
+
+static shm_cash_t D(int64_t dollars)
+{
+	return (shm_cash_t)dollars * SHM_CASH_ONE;
+}
+
+/* The account's cash as text, so that a mismatch names both values. */
+static void cash_is(uint64_t id, shm_cash_t bal, shm_cash_t res)
+{
+	struct shm_account_view v = account(id);
+	char g[SHM_DEC_CASH_BUF], w[SHM_DEC_CASH_BUF];
+	ck_assert_int_gt(shm_dec_format_cash(g, sizeof(g), v.balance), 0);
+	ck_assert_int_gt(shm_dec_format_cash(w, sizeof(w), bal), 0);
+	ck_assert_msg(v.balance == bal, "account %llu balance %s, want %s",
+		      (unsigned long long)id, g, w);
+	ck_assert_int_gt(shm_dec_format_cash(g, sizeof(g), v.reserved), 0);
+	ck_assert_int_gt(shm_dec_format_cash(w, sizeof(w), res), 0);
+	ck_assert_msg(v.reserved == res, "account %llu reserved %s, want %s",
+		      (unsigned long long)id, g, w);
+}
+
+/* Ten accounts of 10^10 dollars, then 10^15 and 10^18 (the old int64
+ * total of all deposits stopped at 9.2 x 10^10: the tenth got "Numeric
+ * overflow"); trades at those balances are exact to the cent, a sell
+ * from the account at the maximum is accepted, and a kill of everything
+ * and a clean restart (journal, then snapshot) bring back the exact
+ * 128-bit balances. */
+START_TEST(balances_of_1e15_trade_and_recover_exactly)
+{
+	fresh();
+	start(NULL);
+	struct client c;
+	conn(&c);
+	const char *b = sym_on(1);
+	char xml[1024];
+	for (int i = 0; i < 10; i++) {
+		snprintf(xml, sizeof(xml),
+			 "<create><account id=\"%d\" balance=\"10000000000\"/></create>",
+			 100 + i);
+		create(&c, xml, 1);
+	}
+	snprintf(xml, sizeof(xml),
+		 "<create><account id=\"1\" balance=\"1000000000000000\"/>"
+		 "<account id=\"2\" balance=\"1000000000000000\"/>"
+		 "<account id=\"3\" balance=\"1000000000000000000\"/>"
+		 "<symbol sym=\"%s\"><account id=\"2\">1000000</account>"
+		 "<account id=\"3\">1000</account></symbol></create>",
+		 b);
+	create(&c, xml, 5);
+	/* Above the documented maximum: a clear "out of range". */
+	char *got = ask(&c, "<create><account id=\"4\" "
+			    "balance=\"1000000000000000000.00000001\"/></create>");
+	ck_assert_msg(strstr(got, "out of range") && !strstr(got, "Numeric overflow"),
+		      "%s", got);
+	free(got);
+
+	order(&c, 2, b, "-1000000", "1000", NULL); /* rests */
+	order(&c, 1, b, "500000", "1001", NULL);   /* 500000 @ 1000 */
+	order(&c, 1, b, "10", "999.99", NULL);     /* rests: 9999.9 */
+	char *why = NULL;
+	uint64_t s3 = order(&c, 3, b, "-100", "1000", &why); /* at the max */
+	ck_assert_msg(s3 > 0, "sell of the richest account refused: %s", why);
+	free(why);
+	order(&c, 1, b, "500100", "1000", NULL); /* the rest of 2, all of 3 */
+	client_close(&c);
+
+	const shm_cash_t held = D(9999) + SHM_CASH_ONE * 9 / 10;
+	const shm_cash_t b1 = D(1000000000000000) - D(500000000) - D(500100000) - held;
+	const shm_cash_t b2 = D(1000000000000000) + D(1000000000);
+	const shm_cash_t b3 = D(1000000000000000000) + D(100000);
+	for (int round = 0; round < 3; round++) {
+		cash_is(1, b1, held);
+		cash_is(2, b2, 0);
+		cash_is(3, b3, 0);
+		cash_is(109, D(10000000000), 0);
+		ck_assert_int_eq(position(1, b).amount, Q(1000100));
+		ck_assert_int_eq(position(3, b).amount, Q(900));
+		if (round == 0)
+			kill_everything();
+		else
+			stop_clean();
+		if (round < 2)
+			start(NULL);
+	}
+}
+END_TEST
+
 /* ---- a crash between two shards' records ---- */
 
 static void touch(const char *path)
@@ -1786,6 +1874,7 @@ static Suite *durability_suite(void)
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, dead_matcher_comes_back_while_others_trade);
 	tcase_add_test(tc, everything_killed_recovers_exact_state);
+	tcase_add_test(tc, balances_of_1e15_trade_and_recover_exactly);
 	tcase_add_test(tc, account_created_empty_survives_kill_of_everything);
 	tcase_add_test(tc, credit_on_one_shard_is_not_spendable_before_it_is_durable);
 	tcase_add_test(tc, kills_under_load_lose_nothing_acknowledged);

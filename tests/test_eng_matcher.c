@@ -280,13 +280,13 @@ static void pick_sym(char out[16], uint32_t s, uint32_t nshards, int n)
 	}
 }
 
-static struct shm_msg m_account(uint64_t id, int64_t balance)
+static struct shm_msg m_account(uint64_t id, shm_cash_t balance)
 {
 	struct shm_msg m;
 	memset(&m, 0, sizeof(m));
 	m.type = SHM_MSG_CREATE_ACCOUNT;
 	m.account = id;
-	m.price = balance;
+	shm_msg_set_balance(&m, balance);
 	return m;
 }
 
@@ -847,6 +847,7 @@ START_TEST(hostile_messages_rejected_without_change)
 	bad[n] = m, want[n++] = SHMEX_EBADSYMBOL;
 	bad[n] = m_account(a1 + 2, C(1)), want[n++] = SHMEX_EWRONGSHARD;
 	bad[n] = m_account(a0 + 2, -1), want[n++] = SHMEX_EBADBALANCE;
+	bad[n] = m_account(a0 + 2, SHM_CASH_INPUT_MAX + 1), want[n++] = SHMEX_ECASHRANGE;
 	bad[n] = m_cancel(a0, 0), want[n++] = SHMEX_ENOORDER;
 	bad[n] = m_cancel(a1, other), want[n++] = SHMEX_EWRONGSHARD;
 	bad[n] = m_modify(a0, rest, P(20), -1), want[n++] = SHMEX_EBADAMOUNT;

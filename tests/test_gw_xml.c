@@ -470,7 +470,8 @@ START_TEST(create_account_validation_errors)
 		{"id=\"1\" balance=\"-1\"", SHMEX_EBADBALANCE, "negative"},
 		{"id=\"1\" balance=\"1.123456789\"", SHMEX_EBADBALANCE,
 		 "more than 8 fractional digits"},
-		{"id=\"1\" balance=\"92233720369\"", SHMEX_EBADBALANCE, "out of range"},
+		{"id=\"1\" balance=\"1000000000000000000.00000001\"", SHMEX_EBADBALANCE,
+		 "out of range (at most 1000000000000000000)"},
 		{"id=\"1\" balance=\"lots\"", SHMEX_EBADBALANCE, "not a decimal number"},
 	};
 	char doc[256];
@@ -493,6 +494,17 @@ START_TEST(create_account_validation_errors)
 	ck_assert_uint_eq(R.items[0].account, UINT64_C(9999999999999999999));
 	ck_assert_int_eq(R.items[0].balance, 1);
 	item_err(1, 0, NULL);
+	/* 128-bit balances: far past the old int64 limit, exact. */
+	parse_ok("<create><account id=\"3\" balance=\"92233720369\"/>"
+		 "<account id=\"4\" balance=\"1000000000000000000\"/></create>");
+	item_err(0, 0, NULL);
+	item_err(1, 0, NULL);
+	ck_assert(R.items[0].balance == (shm_cash_t)92233720369 * SHM_CASH_ONE);
+	ck_assert(R.items[1].balance == SHM_CASH_INPUT_MAX);
+	parse_ok("<create><account id=\"9999999999999999999\" "
+		 "balance=\"0.00000001\"/>"
+		 "<account id=\"0000000000000000007\" balance=\"92233720368\"/>"
+		 "</create>");
 	ck_assert_uint_eq(R.items[1].account, 7);
 	text_is(R.items[1].id, "0000000000000000007");
 }

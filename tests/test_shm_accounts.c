@@ -198,42 +198,103 @@ START_TEST(settle_refunds_price_improvement)
 }
 END_TEST
 
+#define CASH128_MAX ((shm_cash_t)(((unsigned __int128)1 << 127) - 1))
+#define DOLLARS(n) ((shm_cash_t)(n)*SHM_CASH_ONE)
+
 START_TEST(overflow_rejected_changes_nothing)
 {
 	struct shm_accounts a;
 	make(&a, 8);
 	uint32_t i, j;
-	ck_assert_int_eq(shm_accounts_add(&a, 1, INT64_MAX - 10, &i), 0);
-	/* The sum of all deposits would pass INT64_MAX. */
-	ck_assert_int_eq(shm_accounts_add(&a, 2, 11, NULL), SHMEX_EOVERFLOW);
-	ck_assert_int_eq(shm_accounts_find(&a, 2, &j), SHMEX_ENOACCOUNT);
-	ck_assert_int_eq(shm_accounts_deposit(&a, i, 11), SHMEX_EOVERFLOW);
+	/* Balances far past the old int64 cap; a deposit above
+	 * SHM_CASH_INPUT_MAX is refused as out of range, not an overflow. */
+	ck_assert_int_eq(shm_accounts_add(&a, 1, SHM_CASH_INPUT_MAX + 1, &i),
+			 SHMEX_ECASHRANGE);
+	ck_assert_int_eq(shm_accounts_add(&a, 1, SHM_CASH_INPUT_MAX, &i), 0);
 	ck_assert_int_eq(shm_accounts_add(&a, 2, 10, &j), 0);
-	ck_assert_int_eq(a.sh->total_deposited, INT64_MAX);
-	ck_assert_int_eq(shm_accounts_deposit(&a, j, 1), SHMEX_EOVERFLOW);
-	/* A credit that would wrap the balance. */
-	ck_assert_int_eq(shm_accounts_credit(&a, i, 11), SHMEX_EOVERFLOW);
-	struct shm_account_view v = get(&a, 1);
-	ck_assert_int_eq(v.balance, INT64_MAX - 10);
-	ck_assert_int_eq(v.deposited, INT64_MAX - 10);
-	ck_assert_int_eq(get(&a, 2).balance, 10);
+	ck_assert_int_eq(shm_accounts_deposit(&a, j, SHM_CASH_INPUT_MAX + 1),
+			 SHMEX_ECASHRANGE);
+	ck_assert(a.sh->total_deposited == SHM_CASH_INPUT_MAX + 10);
 	ck_assert_uint_eq(shm_accounts_count(&a), 2);
 
-	/* Only a corrupted region can overflow `reserved`: the second step
-	 * of the reservation fails and the first is undone. */
-	a.slot[j].reserved = INT64_MAX;
+	/* Only a corrupted region reaches the 128-bit limits: the second
+	 * step of a move fails and the first is undone. */
+	a.slot[j].reserved = CASH128_MAX;
 	ck_assert_int_eq(shm_accounts_reserve(&a, j, 5), SHMEX_EOVERFLOW);
-	ck_assert_int_eq(get(&a, 2).balance, 10);
+	ck_assert(get(&a, 2).balance == 10);
 	a.slot[j].reserved = 0;
-	a.slot[j].balance = INT64_MAX;
+	a.slot[j].balance = CASH128_MAX;
 	ck_assert_int_eq(shm_accounts_reserve(&a, j, 1), 0);
-	ck_assert_int_eq(a.slot[j].reserved, 1);
-	a.slot[j].balance = INT64_MAX;
+	ck_assert(a.slot[j].reserved == 1);
+	a.slot[j].balance = CASH128_MAX;
 	ck_assert_int_eq(shm_accounts_release(&a, j, 1), SHMEX_EOVERFLOW);
-	ck_assert_int_eq(a.slot[j].reserved, 1);
+	ck_assert(a.slot[j].reserved == 1);
 	ck_assert_int_eq(shm_accounts_settle_buy(&a, j, 1, 1), SHMEX_EOVERFLOW);
-	ck_assert_int_eq(a.slot[j].reserved, 1);
+	ck_assert(a.slot[j].reserved == 1);
+	ck_assert_int_eq(shm_accounts_credit(&a, j, 1), SHMEX_EOVERFLOW);
 	shm_accounts_detach(&a);
+}
+END_TEST
+
+/* Issue 10 item 6: ten accounts of 10^12 dollars and one of 10^15 (the
+ * old int64 total stopped at 9.2 x 10^10), exact totals, exact moves and
+ * conservation; then an account at the old maximum still takes sells'
+ * credits. */
+START_TEST(large_balances_exact)
+{
+	struct shm_accounts a;
+	make(&a, 64);
+	uint32_t idx[12];
+	for (uint64_t id = 0; id < 10; id++)
+		ck_assert_int_eq(
+			shm_accounts_add(&a, id, DOLLARS(1000000000000), &idx[id]), 0);
+	ck_assert_int_eq(shm_accounts_add(&a, 10, DOLLARS(1000000000000000), &idx[10]),
+			 0);
+	ck_assert_int_eq(shm_accounts_add(&a, 11, INT64_MAX, &idx[11]), 0);
+	shm_cash_t want = DOLLARS(10000000000000) + DOLLARS(1000000000000000) + INT64_MAX;
+	ck_assert(a.sh->total_deposited == want);
+	/* Buys and sells: reserve, settle with a refund, credit a seller. */
+	ck_assert_int_eq(shm_accounts_reserve(&a, idx[10], INT64_MAX), 0);
+	ck_assert_int_eq(shm_accounts_settle_buy(&a, idx[10], INT64_MAX, 12345), 0);
+	ck_assert_int_eq(shm_accounts_credit(&a, idx[11], INT64_MAX - 12345), 0);
+	ck_assert_int_eq(shm_accounts_credit(&a, idx[11], 0), 0);
+	struct shm_account_view v = get(&a, 10);
+	ck_assert(v.balance == DOLLARS(1000000000000000) - INT64_MAX + 12345);
+	ck_assert(v.reserved == 0);
+	v = get(&a, 11);
+	ck_assert(v.balance == (shm_cash_t)INT64_MAX * 2 - 12345);
+	char b[SHM_DEC_CASH_BUF];
+	ck_assert_int_gt(shm_dec_format_cash(b, sizeof(b), get(&a, 10).balance), 0);
+	ck_assert_str_eq(b, "999907766279631.45236538");
+	struct shm_accounts_totals t;
+	ck_assert_int_eq(shm_accounts_totals(&a, &t), 0);
+	ck_assert_uint_eq(t.accounts, 12);
+	ck_assert(t.balance + t.reserved == t.deposited);
+	ck_assert(t.deposited == t.total_deposited);
+	ck_assert(t.total_deposited == want);
+	shm_accounts_detach(&a);
+}
+END_TEST
+
+/* The start check of 16-byte atomics is real: this CPU passes it (the
+ * suite could not run otherwise), the CAS is inline (no libatomic call:
+ * -mcx16), and a 128-bit CAS and load see whole values. */
+START_TEST(atomic16_lock_free)
+{
+	ck_assert(shm_atomic16_check());
+	ck_assert(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_16);
+	static shm_cash_t x __attribute__((aligned(16)));
+	shm_cash_t e = 0;
+	shm_cash_t big = ((shm_cash_t)1 << 100) + 7;
+	ck_assert(cas16(&x, &e, big));
+	ck_assert(load16_acquire(&x) == big);
+	e = 1;
+	ck_assert(!cas16(&x, &e, 0));
+	ck_assert(e == big);
+	ck_assert(fetch_add16(&x, -8) == big);
+	ck_assert(load16_acquire(&x) == ((shm_cash_t)1 << 100) - 1);
+	store16_release(&x, -1);
+	ck_assert(load16_acquire(&x) == -1);
 }
 END_TEST
 
@@ -612,6 +673,8 @@ static Suite *shm_accounts_suite(void)
 	tcase_add_unchecked_fixture(tc, name_instance, teardown);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, create_find_read);
+	tcase_add_test(tc, large_balances_exact);
+	tcase_add_test(tc, atomic16_lock_free);
 	tcase_add_test(tc, duplicate_create_fails);
 	tcase_add_test(tc, bad_id_and_balance_rejected);
 	tcase_add_test(tc, reserve_short_changes_nothing);

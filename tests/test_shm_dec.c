@@ -266,6 +266,67 @@ START_TEST(add_checks_overflow)
 }
 END_TEST
 
+static void cash_ok(const char *s, shm_cash_t want, const char *formatted)
+{
+	shm_cash_t v = 12345;
+	int rc = shm_dec_parse_cash(s, strlen(s), &v);
+	ck_assert_msg(rc == 0, "\"%s\" rejected: %s", s, shmex_errname(rc));
+	ck_assert_msg(v == want, "\"%s\" parsed to a different value", s);
+	char buf[SHM_DEC_CASH_BUF];
+	int n = shm_dec_format_cash(buf, sizeof(buf), v);
+	ck_assert_int_eq(n, (int)strlen(formatted));
+	ck_assert_str_eq(buf, formatted);
+}
+
+static void cash_bad(const char *s, int want_rc)
+{
+	shm_cash_t v = 777;
+	int rc = shm_dec_parse_cash(s, strlen(s), &v);
+	ck_assert_msg(rc == want_rc, "\"%s\": got %s, want %s", s, shmex_errname(rc),
+		      shmex_errname(want_rc));
+	ck_assert_msg(v == 777, "\"%s\": output written on error", s);
+}
+
+/* 128-bit cash: far past the int64 range, exact to the last unit, and a
+ * clear "out of range" past SHM_CASH_INPUT_MAX (10^18 dollars). */
+START_TEST(cash128_parse_format_edges)
+{
+	const shm_cash_t one = SHM_CASH_ONE;
+	cash_ok("0", 0, "0");
+	cash_ok("92233720368.54775807", INT64_MAX, "92233720368.54775807");
+	cash_ok("92233720368.54775808", (shm_cash_t)INT64_MAX + 1,
+		"92233720368.54775808");
+	cash_ok("1000000000000000", one * 1000000000000000, "1000000000000000");
+	cash_ok("1000000000000000.00000001", one * 1000000000000000 + 1,
+		"1000000000000000.00000001");
+	cash_ok("1000000000000000000", SHM_CASH_INPUT_MAX, "1000000000000000000");
+	cash_ok("1000000000000000000.000000000", SHM_CASH_INPUT_MAX,
+		"1000000000000000000");
+	cash_ok("-1000000000000000000", -SHM_CASH_INPUT_MAX, "-1000000000000000000");
+	cash_ok("-0.00000001", -1, "-0.00000001");
+	cash_ok("+123456789012345678.9", one * 123456789012345678 + one * 9 / 10,
+		"123456789012345678.9");
+	cash_ok(".5", one / 2, "0.5");
+	cash_bad("1000000000000000000.00000001", SHMEX_ECASHRANGE);
+	cash_bad("-1000000000000000000.00000001", SHMEX_ECASHRANGE);
+	cash_bad("99999999999999999999999999999999999999999", SHMEX_ECASHRANGE);
+	cash_bad("1.000000001", -EINVAL);
+	cash_bad("1e3", -EINVAL);
+	cash_bad("", -EINVAL);
+	cash_bad("-", -EINVAL);
+	cash_bad(".", -EINVAL);
+	cash_bad("1.2.3", -EINVAL);
+	/* The most negative and positive 128-bit values format exactly. */
+	shm_cash_t max = (shm_cash_t)(((unsigned __int128)1 << 127) - 1);
+	char buf[SHM_DEC_CASH_BUF];
+	ck_assert_int_gt(shm_dec_format_cash(buf, sizeof(buf), max), 0);
+	ck_assert_str_eq(buf, "1701411834604692317316873037158.84105727");
+	ck_assert_int_gt(shm_dec_format_cash(buf, sizeof(buf), -max - 1), 0);
+	ck_assert_str_eq(buf, "-1701411834604692317316873037158.84105728");
+	ck_assert_int_eq(shm_dec_format_cash(buf, 5, max), -ENOSPC);
+}
+END_TEST
+
 static Suite *shm_dec_suite(void)
 {
 	Suite *s = suite_create("shm_dec");
@@ -288,6 +349,9 @@ static Suite *shm_dec_suite(void)
 	tcase_add_test(tc, cash_product_exact);
 	tcase_add_test(tc, cash_overflow);
 	tcase_add_test(tc, add_checks_overflow);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("cash128");
+	tcase_add_test(tc, cash128_parse_format_edges);
 	suite_add_tcase(s, tc);
 	return s;
 }

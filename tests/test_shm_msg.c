@@ -110,9 +110,18 @@ START_TEST(cancel_and_account_routing)
 	memset(&m, 0, sizeof(m));
 	m.type = SHM_MSG_CREATE_ACCOUNT;
 	m.account = 123457;
-	m.price = -1;
+	/* The balance is 128 bits: price holds the low word, qty the high. */
+	shm_msg_set_balance(&m, -1);
 	ck_assert_int_eq(shm_msg_validate_request(&m, 1, 2), SHMEX_EBADBALANCE);
-	m.price = 0;
+	shm_msg_set_balance(&m, SHM_CASH_INPUT_MAX + 1);
+	ck_assert_int_eq(shm_msg_validate_request(&m, 1, 2), SHMEX_ECASHRANGE);
+	shm_msg_set_balance(&m, SHM_CASH_INPUT_MAX);
+	ck_assert_int_eq(shm_msg_validate_request(&m, 1, 2), 0);
+	ck_assert(shm_msg_balance(&m) == SHM_CASH_INPUT_MAX);
+	m.price = -1; /* a low word with its top bit set is not negative */
+	m.qty = 0;
+	ck_assert_int_eq(shm_msg_validate_request(&m, 1, 2), 0);
+	shm_msg_set_balance(&m, 0);
 	ck_assert_int_eq(shm_msg_validate_request(&m, 1, 2), 0);
 	ck_assert_int_eq(shm_msg_validate_request(&m, 0, 2), SHMEX_EWRONGSHARD);
 }

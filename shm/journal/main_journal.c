@@ -150,6 +150,31 @@ static void kv_dec(struct pr *p, const char *k, int64_t v, int digits)
 	kv_raw(p, k, b, false);
 }
 
+/* 128-bit cash: in JSON the raw units (as kv_dec), else the decimal. */
+static void kv_cash(struct pr *p, const char *k, shm_cash_t v)
+{
+	char b[SHM_DEC_CASH_BUF];
+	if (json) {
+		char t[SHM_DEC_CASH_BUF];
+		unsigned __int128 m =
+			v < 0 ? -(unsigned __int128)v : (unsigned __int128)v;
+		size_t n = 0;
+		do {
+			t[n++] = (char)('0' + (unsigned)(m % 10));
+			m /= 10;
+		} while (m);
+		size_t o = 0;
+		if (v < 0)
+			b[o++] = '-';
+		while (n)
+			b[o++] = t[--n];
+		b[o] = '\0';
+	} else if (shm_dec_format_cash(b, sizeof(b), v) < 0) {
+		snprintf(b, sizeof(b), "?");
+	}
+	kv_raw(p, k, b, false);
+}
+
 static void kv_sym(struct pr *p, const char *k, const char sym[16])
 {
 	char b[17];
@@ -216,7 +241,7 @@ static void print_record(const struct shm_jrec *r, const char *file, off_t off)
 	case SHM_JREC_ACCOUNT:
 		origin(&p, &r->u.account.o);
 		kv_u(&p, "account", r->u.account.account);
-		kv_dec(&p, "balance", r->u.account.balance, SHM_CASH_DIGITS);
+		kv_cash(&p, "balance", shm_jrec_balance(&r->u.account));
 		break;
 	case SHM_JREC_SHARES:
 		origin(&p, &r->u.shares.o);

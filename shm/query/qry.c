@@ -69,9 +69,22 @@ static struct num dec(int64_t v, int digits)
 	return n;
 }
 
+/* 128-bit cash (accounts). */
+static struct num cash(shm_cash_t v)
+{
+	struct num n;
+	_Static_assert(sizeof(n.s) >= SHM_DEC_CASH_BUF - 8, "cash text");
+	char b[SHM_DEC_CASH_BUF];
+	if (shm_dec_format_cash(b, sizeof(b), v) < 0 || strlen(b) >= sizeof(n.s))
+		snprintf(n.s, sizeof(n.s), "?");
+	else
+		memcpy(n.s, b, strlen(b) + 1);
+	return n;
+}
+
 #define PX(v) (dec((v), SHM_PRICE_DIGITS).s)
 #define QTY(v) (dec((v), SHM_QTY_DIGITS).s)
-#define CASH(v) (dec((v), SHM_CASH_DIGITS).s)
+#define CASH(v) (cash(v).s)
 #define PLURAL(n) ((n) == 1 ? "" : "s")
 
 /* UTC time with nanoseconds, "-" for 0. */
@@ -1000,6 +1013,8 @@ int qry_state_hash(struct qry *q, uint64_t *hash)
 		return rc;
 	for (size_t i = 0; i < na; i++) {
 		fnv_u64(&h, av[i].id);
+		/* The low 64 bits: the same hash as before 128-bit cash
+		 * for every balance below 2^63 units. */
 		fnv_u64(&h, (uint64_t)av[i].balance);
 		fnv_u64(&h, (uint64_t)av[i].reserved);
 		fnv_u64(&h, (uint64_t)av[i].deposited);

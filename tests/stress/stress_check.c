@@ -185,7 +185,7 @@ static void gather_creates(void)
 
 static void check_cash(struct shm_accounts *a, const struct st_check_in *in)
 {
-	int64_t sum_bal = 0, sum_res = 0, sum_dep = 0;
+	shm_cash_t sum_bal = 0, sum_res = 0, sum_dep = 0;
 	static bool seen[ST_MAX_ACC];
 	memset(seen, 0, sizeof(seen));
 	for (uint32_t i = 0; i < a->nslots; i++) {

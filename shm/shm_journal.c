@@ -402,18 +402,24 @@ int shm_jreader_open(struct shm_jreader *r, const char *shard_dir, uint32_t shar
 	r->next_seq = 0;
 	if (r->dir.nseg == 0)
 		return 0;
-	if (r->dir.seg_first[r->si] > want)
-		return shmex_error_set(e, SHMEX_EJCORRUPT,
-				       "%s: journal starts at sequence %" PRIu64
-				       ", records from %" PRIu64 " are missing",
-				       shard_dir, r->dir.seg_first[r->si], want);
-	r->next_seq = r->dir.seg_first[r->si];
-	r->skip_to = want;
-	rc = open_segment(r, e);
-	if (rc == SHMEX_EJTORN) {
-		r->at_torn_header = true;
-		return 0;
+	if (r->dir.seg_first[r->si] > want) {
+		rc = shmex_error_set(e, SHMEX_EJCORRUPT,
+				     "%s: journal starts at sequence %" PRIu64
+				     ", records from %" PRIu64 " are missing",
+				     shard_dir, r->dir.seg_first[r->si], want);
+	} else {
+		r->next_seq = r->dir.seg_first[r->si];
+		r->skip_to = want;
+		rc = open_segment(r, e);
+		if (rc == SHMEX_EJTORN) {
+			r->at_torn_header = true;
+			return 0;
+		}
 	}
+	/* A failed open leaves nothing to close (callers retry: the audit
+	 * writer follows the journals). */
+	if (rc)
+		shm_jreader_close(r);
 	return rc;
 }
 

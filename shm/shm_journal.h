@@ -324,7 +324,8 @@ struct shm_jreader {
 };
 
 /* Opens the journal of one shard; from_seq: skip records before it (after
- * a snapshot).  Errors: -ENOENT (no directory), segment header errors. */
+ * a snapshot).  Errors: -ENOENT (no directory), segment header errors;
+ * after an error there is nothing to close. */
 int shm_jreader_open(struct shm_jreader *r, const char *shard_dir, uint32_t shard,
 		     uint32_t nshards, uint64_t from_seq, struct shmex_error *e)
 	__attribute__((warn_unused_result));

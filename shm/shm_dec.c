@@ -235,20 +235,23 @@ int shm_dec_parse_cash(const char *s, size_t len, shm_cash_t *out)
 	return 0;
 }
 
-int shm_dec_format_cash(char *buf, size_t len, shm_cash_t v)
+int shm_dec_format128(char *buf, size_t len, __int128 v, int digits)
 {
-	if (buf == NULL)
+	if (buf == NULL || digits < 0 || digits > 18)
 		return -EINVAL;
+	uint64_t one = 1;
+	for (int i = 0; i < digits; i++)
+		one *= 10;
 	unsigned __int128 mag = v < 0 ? (unsigned __int128)0 - (unsigned __int128)v
 				      : (unsigned __int128)v;
 	uint64_t ip_lo;
-	unsigned __int128 ip = mag / (unsigned __int128)SHM_CASH_ONE;
-	uint64_t fp = (uint64_t)(mag % (unsigned __int128)SHM_CASH_ONE);
-	/* Built backwards as in shm_dec_format: at most 1 + 31 + 1 + 8. */
-	char tmp[48];
+	unsigned __int128 ip = mag / one;
+	uint64_t fp = (uint64_t)(mag % one);
+	/* Built backwards as in shm_dec_format: at most 1 + 39 + 1 + 18. */
+	char tmp[64];
 	size_t n = 0;
 	if (fp != 0) {
-		int fd = SHM_CASH_DIGITS;
+		int fd = digits;
 		while (fp % 10 == 0) {
 			fp /= 10;
 			fd--;
@@ -272,4 +275,9 @@ int shm_dec_format_cash(char *buf, size_t len, shm_cash_t v)
 		buf[k] = tmp[n - 1 - k];
 	buf[n] = '\0';
 	return (int)n;
+}
+
+int shm_dec_format_cash(char *buf, size_t len, shm_cash_t v)
+{
+	return shm_dec_format128(buf, len, v, SHM_CASH_DIGITS);
 }

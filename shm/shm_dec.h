@@ -65,6 +65,12 @@ int shm_dec_parse_cash(const char *s, size_t len, shm_cash_t *out)
 #define SHM_DEC_CASH_BUF 48
 int shm_dec_format_cash(char *buf, size_t len, shm_cash_t v);
 
+/* shm_dec_format for a 128-bit value (cash, share totals and positions)
+ * at `digits` (0..18) fractional digits.  Returns the length, -EINVAL or
+ * -ENOSPC (SHM_DEC_128_BUF always fits). */
+#define SHM_DEC_128_BUF 64
+int shm_dec_format128(char *buf, size_t len, __int128 v, int digits);
+
 /* cash = qty x price (QTY and PRICE scales in, CASH scale out), exact;
  * SHMEX_EOVERFLOW when the product does not fit. */
 int shm_dec_cash(int64_t qty, int64_t price, int64_t *cash)

@@ -327,6 +327,33 @@ START_TEST(cash128_parse_format_edges)
 }
 END_TEST
 
+/* 128-bit values at any scale (share positions use QTY digits); the
+ * same text as shm_dec_format below 2^63. */
+START_TEST(format128_at_qty_digits)
+{
+	char buf[SHM_DEC_128_BUF], ref[32];
+	const __int128 max = (__int128)(((unsigned __int128)1 << 127) - 1);
+	const int64_t vals[] = {0, 1, -1, 10000, 12345, INT64_MAX, INT64_MIN + 1};
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		ck_assert_int_gt(shm_dec_format128(buf, sizeof(buf), vals[i], 4), 0);
+		ck_assert_int_gt(shm_dec_format(ref, sizeof(ref), vals[i], 4), 0);
+		ck_assert_str_eq(buf, ref);
+	}
+	ck_assert_int_gt(shm_dec_format128(buf, sizeof(buf), (__int128)INT64_MAX * 2, 4),
+			 0);
+	ck_assert_str_eq(buf, "1844674407370955.1614");
+	ck_assert_int_gt(shm_dec_format128(buf, sizeof(buf), max, 4), 0);
+	ck_assert_str_eq(buf, "17014118346046923173168730371588410.5727");
+	ck_assert_int_gt(shm_dec_format128(buf, sizeof(buf), -max - 1, 0), 0);
+	ck_assert_str_eq(buf, "-170141183460469231731687303715884105728");
+	ck_assert_int_gt(shm_dec_format128(buf, sizeof(buf), -max - 1, 18), 0);
+	ck_assert_str_eq(buf, "-170141183460469231731.687303715884105728");
+	ck_assert_int_eq(shm_dec_format128(buf, sizeof(buf), 1, 19), -EINVAL);
+	ck_assert_int_eq(shm_dec_format128(buf, sizeof(buf), 1, -1), -EINVAL);
+	ck_assert_int_eq(shm_dec_format128(buf, 4, 12345, 4), -ENOSPC);
+}
+END_TEST
+
 static Suite *shm_dec_suite(void)
 {
 	Suite *s = suite_create("shm_dec");
@@ -352,6 +379,7 @@ static Suite *shm_dec_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("cash128");
 	tcase_add_test(tc, cash128_parse_format_edges);
+	tcase_add_test(tc, format128_at_qty_digits);
 	suite_add_tcase(s, tc);
 	return s;
 }

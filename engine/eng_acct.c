@@ -248,8 +248,9 @@ int eng_acct_settle(const struct eng_acct_ctx *c, uint32_t sidx,
 	    shm_positions_read_slot(c->positions, bpos, &bv) != 0 ||
 	    sv.reserved < s.shares)
 		return SHMEX_EINTERNAL;
-	if (bv.amount > INT64_MAX - s.shares)
-		return SHMEX_EOVERFLOW;
+	/* No overflow check for the buyer: its amount is at most the
+	 * symbol's created total (<= SHM_SHARES_MAX, 10^30) and s.shares an
+	 * int64, so the 128-bit credit below always fits. */
 
 	/* Both cash moves are credits (the buyer's reserved cash leaves,
 	 * its refund and the seller's proceeds arrive): queued until the

@@ -274,6 +274,8 @@ static const struct {
 	{SHMEX_EBADPRICE, "Invalid limit price"},
 	{SHMEX_EBADBALANCE, "Invalid balance"},
 	{SHMEX_EOVERFLOW, "Numeric overflow"},
+	{SHMEX_ESHARESRANGE, "Shares out of range: a symbol holds at most "
+			     "100000000000000000000000000 shares in all"},
 	{SHMEX_ENOFUNDS, "Insufficient funds"},
 	{SHMEX_ENOSHARES, "Insufficient shares"},
 	{SHMEX_EBOOKFULL, "Book full"},

@@ -96,7 +96,8 @@
 	X(ENOTEXECRING, "not executed: lost in a damaged ring, which was repaired") \
 	X(EWOULDCROSS, "Post-only order would cross the book")                      \
 	X(ECASHRANGE, "Cash amount out of range")                                   \
-	X(ENOATOMIC16, "this CPU lacks the 16-byte atomics 128-bit cash needs")
+	X(ENOATOMIC16, "this CPU lacks the 16-byte atomics 128-bit cash needs")     \
+	X(ESHARESRANGE, "Shares out of range: a symbol's total passes its limit")
 
 enum shmex_err_index {
 #define SHMEX_ERR_INDEX_(name, msg) SHMEX_ERRIDX_##name,

@@ -560,7 +560,7 @@ void shm_jreader_close(struct shm_jreader *r)
 void shm_jsnap_hdr_seal(struct shm_jsnap_hdr *h)
 {
 	h->magic = SHM_JSNAP_MAGIC;
-	h->version = SHM_JOURNAL_VERSION;
+	h->version = SHM_JSNAP_VERSION;
 	h->hdr_crc = 0;
 	h->hdr_crc = shm_crc32c(0, h, sizeof(*h));
 }
@@ -571,11 +571,11 @@ int shm_jsnap_hdr_check(const struct shm_jsnap_hdr *h, struct shmex_error *e)
 	c.hdr_crc = 0;
 	if (h->magic != SHM_JSNAP_MAGIC)
 		return shmex_error_set(e, SHMEX_EJCORRUPT, "not a shmex snapshot");
-	if (h->version != SHM_JOURNAL_VERSION)
+	if (h->version != SHM_JSNAP_VERSION)
 		return shmex_error_set(e, SHMEX_EJCORRUPT,
 				       "snapshot version %u, this build "
 				       "reads %u",
-				       h->version, SHM_JOURNAL_VERSION);
+				       h->version, SHM_JSNAP_VERSION);
 	if (shm_crc32c(0, &c, sizeof(c)) != h->hdr_crc)
 		return shmex_error_set(e, SHMEX_EJCORRUPT, "snapshot header checksum");
 	return 0;

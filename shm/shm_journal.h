@@ -54,6 +54,10 @@
 /* 2: 128-bit cash (the account record's balance, the snapshot's ledger
  * parts); files of version 1 are refused with their name and version. */
 #define SHM_JOURNAL_VERSION 2u
+/* Snapshots: 3: 128-bit share totals and positions in the POSITIONS
+ * section (a positions region body of layout 4); snapshots of version 2
+ * are refused with their name and version (segments are unchanged). */
+#define SHM_JSNAP_VERSION 3u
 #define SHM_JREC_HDR 32u
 #define SHM_JREC_MAX 256u /* longest record */
 #define SHM_JOURNAL_PATH_MAX 1024
@@ -349,7 +353,7 @@ void shm_jreader_close(struct shm_jreader *r);
  * file ends with a section of kind SHM_JSNAP_END. */
 struct shm_jsnap_hdr {
 	uint64_t magic;   /* SHM_JSNAP_MAGIC */
-	uint32_t version; /* SHM_JOURNAL_VERSION */
+	uint32_t version; /* SHM_JSNAP_VERSION */
 	uint32_t shard;
 	uint32_t nshards;
 	uint32_t hdr_crc;   /* CRC32C of this header with hdr_crc = 0 */

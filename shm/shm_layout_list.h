@@ -61,6 +61,7 @@
 	X(offsetof(struct shm_possym_sh, created))        \
 	X(sizeof(struct shm_position_sh))                 \
 	X(offsetof(struct shm_position_sh, amount))       \
+	X(offsetof(struct shm_position_sh, reserved))     \
 	X(sizeof(struct shm_ledger_hdr_sh))               \
 	X(sizeof(struct shm_ledger_ent_sh))               \
 	X(sizeof(struct shm_instance_db_sh))              \
@@ -227,6 +228,7 @@
 	F(shm_possym_sh, name)                 \
 	F(shm_possym_sh, state)                \
 	F(shm_possym_sh, pad0)                 \
+	F(shm_possym_sh, pad1)                 \
 	F(shm_possym_sh, created)              \
 	F(shm_position_sh, account)            \
 	F(shm_position_sh, sym)                \

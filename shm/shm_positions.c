@@ -14,7 +14,10 @@
  *
  * Invariants: amount >= 0 and reserved >= 0 for every position; per symbol,
  * sum of amounts + sum of reserved == created whenever the writer is
- * between operations; created <= INT64_MAX bounds every position.  Slots
+ * between operations; created <= SHM_SHARES_MAX (10^30) bounds every
+ * position, so adding any int64 quantity to one cannot overflow 128 bits.
+ * The 128-bit fields are read and written whole by 16-byte SSE moves
+ * (shm_atomic16.h); a single writer needs no cmpxchg16b.  Slots
  * are published after they are complete [PS1] and never unpublished.
  * Every writer operation checks all its failure conditions before its
  * first store, so a failed operation changes nothing.
@@ -70,6 +73,15 @@ static bool pow2_ok(uint64_t slots, uint64_t cap, uint64_t max)
 	       (slots & (slots - 1)) == 0;
 }
 
+static int cpu_check(struct shm_positions *p)
+{
+	if (shm_atomic16_check())
+		return 0;
+	return shmex_error_set(&p->region.err, SHMEX_ENOATOMIC16,
+			       "positions: this CPU lacks CMPXCHG16B or AVX, so 128-bit "
+			       "share amounts cannot be read atomically");
+}
+
 static int check_layout(struct shm_positions *p, uint32_t shard)
 {
 	const struct shm_region_hdr_sh *h = shm_region_hdr(&p->region);
@@ -109,12 +121,15 @@ int shm_positions_create(struct shm_positions *p, const char *instance, uint32_t
 	caps[SHM_POSITIONS_CAP_SYM_SLOTS] = shm_hash_slots(max_symbols);
 	caps[SHM_POSITIONS_CAP_POSITIONS] = max_positions;
 	caps[SHM_POSITIONS_CAP_POS_SLOTS] = shm_hash_slots(max_positions);
+	int rc = cpu_check(p);
+	if (rc)
+		return rc;
 	char name[SHM_REGION_NAME_MAX];
 	(void)!shm_region_name(name, SHM_KIND_POSITIONS, shard);
 	size_t body = body_bytes(caps[SHM_POSITIONS_CAP_SYM_SLOTS],
 				 caps[SHM_POSITIONS_CAP_POS_SLOTS]);
-	int rc = shm_region_create(&p->region, instance, name, SHM_KIND_POSITIONS, body,
-				   caps, 5, mode);
+	rc = shm_region_create(&p->region, instance, name, SHM_KIND_POSITIONS, body, caps,
+			       5, mode);
 	if (rc)
 		return rc;
 	rc = check_layout(p, shard);
@@ -134,9 +149,12 @@ int shm_positions_attach(struct shm_positions *p, const char *instance, uint32_t
 			 enum shm_attach_mode mode)
 {
 	memset(p, 0, sizeof(*p));
+	int rc = cpu_check(p);
+	if (rc)
+		return rc;
 	char name[SHM_REGION_NAME_MAX];
 	(void)!shm_region_name(name, SHM_KIND_POSITIONS, shard);
-	int rc = shm_region_attach(&p->region, instance, name, SHM_KIND_POSITIONS, mode);
+	rc = shm_region_attach(&p->region, instance, name, SHM_KIND_POSITIONS, mode);
 	if (rc)
 		return rc;
 	rc = check_layout(p, shard);
@@ -230,8 +248,8 @@ static void sym_insert(struct shm_positions *p, uint32_t at, const char name[16]
 {
 	struct shm_possym_sh *s = &p->sym[at];
 	memcpy(s->name, name, 16);
-	/* Relaxed: unpublished until PS1. */
-	store_relaxed(&s->created, (int64_t)0);
+	/* Unpublished until PS1 (the release is stronger than needed). */
+	store16_release(&s->created, 0);
 	/* PS1: publishes name and created; pairs with PS2. */
 	store_release(&s->state, (uint32_t)SHM_POSITION_READY);
 	/* PS5, relaxed: the writer's own count, a statistic for others. */
@@ -245,8 +263,8 @@ static void pos_insert(struct shm_positions *p, uint32_t at, uint64_t account,
 	/* Relaxed: unpublished until PS1. */
 	store_relaxed(&s->account, account);
 	store_relaxed(&s->sym, sidx);
-	store_relaxed(&s->amount, (int64_t)0);
-	store_relaxed(&s->reserved, (int64_t)0);
+	store16_release(&s->amount, 0);
+	store16_release(&s->reserved, 0);
 	/* PS1: publishes the key and zero amounts; pairs with PS2. */
 	store_release(&s->state, (uint32_t)SHM_POSITION_READY);
 	/* PS5, relaxed: see sym_insert. */
@@ -289,20 +307,23 @@ int shm_positions_add_shares(struct shm_positions *p, uint64_t account,
 	uint32_t s_at, p_at = UINT32_MAX;
 	bool sym_found = sym_probe(p, name, &s_at);
 	bool pos_found = false;
-	int64_t created = 0, amount = 0, sum;
+	shm_shares_t created = 0, amount = 0;
 	if (!sym_found &&
 	    (s_at == UINT32_MAX || count_of(&p->sh->nsymbols) >= p->sym_cap))
 		return SHMEX_ESYMBOLSFULL;
 	if (sym_found) {
-		/* Relaxed: the writer reads back its own stores. */
-		created = load_relaxed(&p->sym[s_at].created);
+		/* The writer reads back its own stores. */
+		created = load16_acquire(&p->sym[s_at].created);
 		pos_found = pos_probe(p, account, s_at, &p_at);
 		if (pos_found)
-			amount = load_relaxed(&p->pos[p_at].amount);
+			amount = load16_acquire(&p->pos[p_at].amount);
 	}
-	if (__builtin_add_overflow(created, qty, &sum) ||
-	    __builtin_add_overflow(amount, qty, &sum))
-		return SHMEX_EOVERFLOW;
+	/* created <= SHM_SHARES_MAX and qty <= INT64_MAX: no overflow here,
+	 * and amount <= created. */
+	if (created < 0 || created > SHM_SHARES_MAX - qty)
+		return SHMEX_ESHARESRANGE;
+	if (amount < 0 || amount > created)
+		return SHMEX_EINTERNAL; /* a corrupted region */
 	if (!pos_found && count_of(&p->sh->npositions) >= p->pos_cap)
 		return SHMEX_EPOSITIONSFULL;
 
@@ -315,8 +336,8 @@ int shm_positions_add_shares(struct shm_positions *p, uint64_t account,
 		pos_insert(p, p_at, account, s_at);
 	}
 	/* PS3: each pairs with the readers' PS4. */
-	store_release(&p->pos[p_at].amount, amount + qty);
-	store_release(&p->sym[s_at].created, created + qty);
+	store16_release(&p->pos[p_at].amount, amount + qty);
+	store16_release(&p->sym[s_at].created, created + qty);
 	if (sidx)
 		*sidx = s_at;
 	if (pidx)
@@ -356,8 +377,8 @@ static int writer_pos(struct shm_positions *p, uint32_t pidx, int64_t q,
 }
 
 /*
- * The four moves.  Loads are relaxed (the writer reads back its own
- * stores).  Stores are release [PS3], pairing with the readers' acquire
+ * The four moves.  The writer's loads read back its own stores.  Stores
+ * are 16-byte releases [PS3], pairing with the readers' 16-byte acquire
  * loads [PS4]; the decrement is stored first.  Readers load reserved,
  * then amount, so a reader that sees a reservation's increment of reserved
  * also sees its decrement of amount; a release (reserved down, then amount
@@ -370,15 +391,15 @@ int shm_positions_reserve(struct shm_positions *p, uint32_t pidx, int64_t q)
 	int rc = writer_pos(p, pidx, q, &s);
 	if (rc)
 		return rc;
-	int64_t amount = load_relaxed(&s->amount);
-	int64_t reserved = load_relaxed(&s->reserved);
-	int64_t nr;
+	shm_shares_t amount = load16_acquire(&s->amount);
+	shm_shares_t reserved = load16_acquire(&s->reserved);
+	shm_shares_t nr;
 	if (amount < q)
 		return SHMEX_ENOSHARES;
-	if (__builtin_add_overflow(reserved, q, &nr))
+	if (__builtin_add_overflow(reserved, (shm_shares_t)q, &nr))
 		return SHMEX_EOVERFLOW;
-	store_release(&s->amount, amount - q); /* PS3 */
-	store_release(&s->reserved, nr);       /* PS3 */
+	store16_release(&s->amount, amount - q); /* PS3 */
+	store16_release(&s->reserved, nr);       /* PS3 */
 	return 0;
 }
 
@@ -388,15 +409,15 @@ int shm_positions_release(struct shm_positions *p, uint32_t pidx, int64_t q)
 	int rc = writer_pos(p, pidx, q, &s);
 	if (rc)
 		return rc;
-	int64_t amount = load_relaxed(&s->amount);
-	int64_t reserved = load_relaxed(&s->reserved);
-	int64_t na;
+	shm_shares_t amount = load16_acquire(&s->amount);
+	shm_shares_t reserved = load16_acquire(&s->reserved);
+	shm_shares_t na;
 	if (reserved < q)
 		return SHMEX_EINTERNAL;
-	if (__builtin_add_overflow(amount, q, &na))
+	if (__builtin_add_overflow(amount, (shm_shares_t)q, &na))
 		return SHMEX_EOVERFLOW;
-	store_release(&s->reserved, reserved - q); /* PS3 */
-	store_release(&s->amount, na);             /* PS3 */
+	store16_release(&s->reserved, reserved - q); /* PS3 */
+	store16_release(&s->amount, na);             /* PS3 */
 	return 0;
 }
 
@@ -406,10 +427,10 @@ int shm_positions_settle_sell(struct shm_positions *p, uint32_t pidx, int64_t q)
 	int rc = writer_pos(p, pidx, q, &s);
 	if (rc)
 		return rc;
-	int64_t reserved = load_relaxed(&s->reserved);
+	shm_shares_t reserved = load16_acquire(&s->reserved);
 	if (reserved < q)
 		return SHMEX_EINTERNAL;
-	store_release(&s->reserved, reserved - q); /* PS3 */
+	store16_release(&s->reserved, reserved - q); /* PS3 */
 	return 0;
 }
 
@@ -419,10 +440,12 @@ int shm_positions_credit(struct shm_positions *p, uint32_t pidx, int64_t q)
 	int rc = writer_pos(p, pidx, q, &s);
 	if (rc)
 		return rc;
-	int64_t na;
-	if (__builtin_add_overflow(load_relaxed(&s->amount), q, &na))
+	/* amount <= SHM_SHARES_MAX on a consistent region, so this never
+	 * overflows; checked all the same (a corrupted region). */
+	shm_shares_t na;
+	if (__builtin_add_overflow(load16_acquire(&s->amount), (shm_shares_t)q, &na))
 		return SHMEX_EOVERFLOW;
-	store_release(&s->amount, na); /* PS3 */
+	store16_release(&s->amount, na); /* PS3 */
 	return 0;
 }
 
@@ -464,8 +487,8 @@ static int view_of(const struct shm_positions *p, uint32_t pidx,
 	v->account = s->account;
 	v->sym = sidx;
 	/* PS4: pair with PS3.  reserved first: see the four moves. */
-	v->reserved = load_acquire(&s->reserved);
-	v->amount = load_acquire(&s->amount);
+	v->reserved = load16_acquire(&s->reserved);
+	v->amount = load16_acquire(&s->amount);
 	return 0;
 }
 
@@ -498,20 +521,22 @@ int shm_positions_totals(const struct shm_positions *p, uint32_t sidx,
 		return SHMEX_EBADINDEX;
 	if (!slot_ready(&p->sym[sidx].state)) /* PS2 */
 		return SHMEX_ENOSYMBOL;
-	__int128 amount = 0, reserved = 0;
+	shm_shares_t amount = 0, reserved = 0;
+	bool over = false;
 	for (uint32_t i = 0; i < p->pos_slots; i++) {
 		struct shm_position_view v;
 		if (view_of(p, i, &v) != 0 || v.sym != sidx)
 			continue;
 		t->positions++;
-		amount += v.amount;
-		reserved += v.reserved;
+		/* Bounded by created on a consistent region; a corrupted one
+		 * may hold anything. */
+		over |= __builtin_add_overflow(amount, v.amount, &amount);
+		over |= __builtin_add_overflow(reserved, v.reserved, &reserved);
 	}
-	t->created = load_acquire(&p->sym[sidx].created); /* PS4 */
-	if (amount > INT64_MAX || reserved > INT64_MAX || amount < INT64_MIN ||
-	    reserved < INT64_MIN)
+	t->created = load16_acquire(&p->sym[sidx].created); /* PS4 */
+	if (over)
 		return SHMEX_EOVERFLOW;
-	t->amount = (int64_t)amount;
-	t->reserved = (int64_t)reserved;
+	t->amount = amount;
+	t->reserved = reserved;
 	return 0;
 }

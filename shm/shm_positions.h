@@ -17,10 +17,17 @@
  * A slot is written completely, then published by a release store of its
  * state [PS1]; a reader that acquires READY [PS2] sees the whole slot.
  *
- * Shares are QTY scale (shm_dec.h).  Conservation, per symbol, at quiescent
- * points: sum of amounts + sum of reserved == created.  created is capped at
- * INT64_MAX, which bounds every position, so settlements cannot overflow a
- * consistent region; overflow is still checked everywhere.
+ * Shares are QTY scale (shm_dec.h).  created, amount and reserved are
+ * shm_shares_t (128-bit, 16-byte aligned, shm_atomic16.h's load16_acquire
+ * and store16_release: one writer, so no CAS).  Conservation, per symbol,
+ * at quiescent points: sum of amounts + sum of reserved == created.  A
+ * grant that would take created past SHM_SHARES_MAX (10^30 units, 10^26
+ * shares) is refused with SHMEX_ESHARESRANGE; every position is therefore
+ * at most 10^30 < 2^126, and an order moves at most INT64_MAX units, so
+ * no move of a consistent region can overflow (a buyer's credit in the
+ * middle of a match cannot fail).  Overflow is still checked everywhere.
+ * Every process that maps positions needs 16-byte atomics: create and
+ * attach refuse a CPU without them (SHMEX_ENOATOMIC16).
  *
  * Concurrency contract:
  *   writer functions (symbol_add, add_shares, ensure, reserve, release,
@@ -40,7 +47,15 @@
 #include <sys/types.h>
 
 #include "shm/shm_atomic.h"
+#include "shm/shm_atomic16.h"
 #include "shm/shm_region.h"
+
+/* Share totals and positions, QTY scale: signed 128-bit. */
+typedef __int128 shm_shares_t;
+/* Most shares a symbol may have been granted in all (its created total):
+ * 10^30 units, i.e. 10^26 shares; far below 2^126, so a position plus any
+ * order's quantity (<= INT64_MAX) always fits. */
+#define SHM_SHARES_MAX ((shm_shares_t)1000000000000000 * 1000000000000000)
 
 /* Capacity limits; tables have at least twice as many slots (powers of
  * two) so probes stay short. */
@@ -69,7 +84,7 @@ struct shm_positions_sh {
 	uint64_t pad[6];
 } shm_aligned;
 
-/* One symbol of the shard, 32 bytes. */
+/* One symbol of the shard, 48 bytes. */
 struct shm_possym_sh {
 	/* NUL-padded name (shm_symbol_pack).  W: matcher before PS1, never
 	 * changed after; R: readers after PS2 (validated by unpacking). */
@@ -78,12 +93,14 @@ struct shm_possym_sh {
 	 * R: readers, acquire [PS2]. */
 	uint32_t state;
 	uint32_t pad0;
-	/* Shares created so far (add_shares), QTY scale, <= INT64_MAX.
-	 * W: matcher, release [PS3]; R: readers, acquire [PS4]. */
-	int64_t created;
+	uint64_t pad1;
+	/* Shares created so far (add_shares), QTY scale, <= SHM_SHARES_MAX.
+	 * W: matcher, store16_release [PS3]; R: readers, load16_acquire
+	 * [PS4]. */
+	shm_shares_t created;
 };
 
-/* One position, 32 bytes. */
+/* One position, 48 bytes. */
 struct shm_position_sh {
 	/* Account id.  W: matcher before PS1, never changed after. */
 	uint64_t account;
@@ -93,18 +110,25 @@ struct shm_position_sh {
 	/* enum shm_position_state.  W: matcher, release READY [PS1];
 	 * R: readers, acquire [PS2]. */
 	uint32_t state;
-	/* Shares available to sell, QTY scale, >= 0.
-	 * W: matcher, release [PS3]; R: readers, acquire [PS4]. */
-	int64_t amount;
-	/* Shares held by open sells, QTY scale, >= 0.  W/R as amount. */
-	int64_t reserved;
+	/* Shares available to sell, QTY scale, 0..SHM_SHARES_MAX.
+	 * W: matcher, store16_release [PS3]; R: readers, load16_acquire
+	 * [PS4]. */
+	shm_shares_t amount;
+	/* Shares held by open sells, QTY scale, 0..SHM_SHARES_MAX.  W/R as
+	 * amount. */
+	shm_shares_t reserved;
 };
 
+/* __int128 is 16-byte aligned (x86-64 ABI) and slots are 16-byte
+ * multiples after a 64-byte header, so every 128-bit field is 16-byte
+ * aligned in the mapping (shm_atomic16.h). */
+_Static_assert(_Alignof(shm_shares_t) == 16, "16-byte atomics");
 _Static_assert(sizeof(struct shm_positions_sh) == 64, "one cache line");
-_Static_assert(sizeof(struct shm_possym_sh) == 32, "layout");
-_Static_assert(sizeof(struct shm_position_sh) == 32, "layout");
-_Static_assert(offsetof(struct shm_possym_sh, created) == 24, "layout");
+_Static_assert(sizeof(struct shm_possym_sh) == 48, "layout");
+_Static_assert(sizeof(struct shm_position_sh) == 48, "layout");
+_Static_assert(offsetof(struct shm_possym_sh, created) == 32, "layout");
 _Static_assert(offsetof(struct shm_position_sh, amount) == 16, "layout");
+_Static_assert(offsetof(struct shm_position_sh, reserved) == 32, "layout");
 
 /* Per-process handle (never in shared memory). */
 struct shm_positions {
@@ -122,16 +146,16 @@ struct shm_position_view {
 	uint64_t account;
 	uint32_t sym;    /* symbol slot index */
 	char symbol[16]; /* its packed name */
-	int64_t amount;
-	int64_t reserved;
+	shm_shares_t amount;
+	shm_shares_t reserved;
 };
 
 /* Sums over one symbol's positions (an audit; exact at quiescent points). */
 struct shm_positions_totals {
 	uint64_t positions;
-	int64_t amount;
-	int64_t reserved;
-	int64_t created;
+	shm_shares_t amount;
+	shm_shares_t reserved;
+	shm_shares_t created;
 };
 
 /* Creates, initialises and publishes the region of `shard` for up to
@@ -142,7 +166,9 @@ size_t shm_positions_bytes(uint64_t max_symbols, uint64_t max_positions);
 int shm_positions_create(struct shm_positions *p, const char *instance, uint32_t shard,
 			 uint64_t max_symbols, uint64_t max_positions, mode_t mode)
 	__attribute__((warn_unused_result));
-/* Attaches and validates capacities against the size. */
+/* Attaches and validates capacities against the size.  Both refuse a CPU
+ * without 16-byte atomics (SHMEX_ENOATOMIC16, with the reason in the
+ * region's err). */
 int shm_positions_attach(struct shm_positions *p, const char *instance, uint32_t shard,
 			 enum shm_attach_mode mode) __attribute__((warn_unused_result));
 void shm_positions_detach(struct shm_positions *p);
@@ -158,7 +184,8 @@ int shm_positions_symbol_add(struct shm_positions *p, const char name[16], uint3
  * creating the symbol and the position if new: amount += qty,
  * created += qty.  Checks everything before changing anything:
  * SHMEX_EBADSYMBOL, SHMEX_EBADAMOUNT, SHMEX_ESYMBOLSFULL,
- * SHMEX_EPOSITIONSFULL, SHMEX_EOVERFLOW.  sidx/pidx may be NULL. */
+ * SHMEX_EPOSITIONSFULL, SHMEX_ESHARESRANGE (created would pass
+ * SHM_SHARES_MAX).  sidx/pidx may be NULL. */
 int shm_positions_add_shares(struct shm_positions *p, uint64_t account,
 			     const char name[16], int64_t qty, uint32_t *sidx,
 			     uint32_t *pidx) __attribute__((warn_unused_result));
@@ -176,7 +203,8 @@ int shm_positions_release(struct shm_positions *p, uint32_t pidx, int64_t q)
 /* Sell fill: reserved -= q (the shares leave).  SHMEX_EINTERNAL. */
 int shm_positions_settle_sell(struct shm_positions *p, uint32_t pidx, int64_t q)
 	__attribute__((warn_unused_result));
-/* Buy fill: amount += q.  SHMEX_EOVERFLOW. */
+/* Buy fill: amount += q.  Cannot fail on a consistent region (amount <=
+ * SHM_SHARES_MAX); SHMEX_EOVERFLOW only for a corrupted one. */
 int shm_positions_credit(struct shm_positions *p, uint32_t pidx, int64_t q)
 	__attribute__((warn_unused_result));
 
@@ -201,7 +229,8 @@ int shm_positions_read_slot(const struct shm_positions *p, uint32_t pidx,
 			    struct shm_position_view *v)
 	__attribute__((warn_unused_result));
 /* Audit of symbol sidx: sums over its positions and its created total.
- * SHMEX_EBADINDEX / SHMEX_ENOSYMBOL, SHMEX_EOVERFLOW. */
+ * SHMEX_EBADINDEX / SHMEX_ENOSYMBOL, SHMEX_EOVERFLOW (a corrupted
+ * region: a sum past 2^127). */
 int shm_positions_totals(const struct shm_positions *p, uint32_t sidx,
 			 struct shm_positions_totals *t)
 	__attribute__((warn_unused_result));

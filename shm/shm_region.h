@@ -34,7 +34,7 @@
 #include "shm/shm_error.h"
 
 #define SHM_REGION_MAGIC UINT64_C(0x31474552584d4853) /* "SHMXREG1" */
-#define SHM_LAYOUT_VERSION 3u
+#define SHM_LAYOUT_VERSION 4u
 #define SHM_REGION_HDR_SIZE 128u
 #define SHM_NAME_MAX 96
 #define SHM_INSTANCE_MAX 40

@@ -526,6 +526,90 @@ START_TEST(balances_of_1e15_trade_and_recover_exactly)
 }
 END_TEST
 
+/* `shmex-query --json account id` of the current instance into out. */
+static void query_account(uint64_t id, char *out, size_t cap)
+{
+	char cmd[PATH_MAX + 128];
+	snprintf(cmd, sizeof(cmd), "'%s' --instance %s --json account %llu 2>&1",
+		 test_bin("shmex-query"), inst, (unsigned long long)id);
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(out, 1, cap - 1, f);
+	out[n] = 0;
+	int st = pclose(f);
+	ck_assert_msg(st == 0, "shmex-query status 0x%x: %s", st, out);
+}
+
+static void shares_are(uint64_t id, const char *sym, shm_shares_t amount,
+		       shm_shares_t reserved)
+{
+	struct shm_position_view v = position(id, sym);
+	char g[SHM_DEC_128_BUF], w[SHM_DEC_128_BUF];
+	ck_assert_int_gt(shm_dec_format128(g, sizeof(g), v.amount, SHM_QTY_DIGITS), 0);
+	ck_assert_int_gt(shm_dec_format128(w, sizeof(w), amount, SHM_QTY_DIGITS), 0);
+	ck_assert_msg(v.amount == amount, "account %llu %s: %s shares, want %s",
+		      (unsigned long long)id, sym, g, w);
+	ck_assert_msg(v.reserved == reserved, "account %llu %s: reserved differs",
+		      (unsigned long long)id, sym);
+}
+
+/* Two accounts granted 9 x 10^14 shares each of one symbol: together past
+ * INT64_MAX units, the old cap of a symbol's total (main answered the
+ * second grant "Numeric overflow").  A sale of 10^14 shares takes the
+ * buyer past INT64_MAX units; positions are exact in shared memory and in
+ * shmex-query, and kill -9 of everything and a clean restart give them
+ * back. */
+START_TEST(positions_past_int64_trade_and_recover_exactly)
+{
+	fresh();
+	start(NULL);
+	struct client c;
+	conn(&c);
+	const char *b = sym_on(0);
+	char xml[1024];
+	snprintf(xml, sizeof(xml),
+		 "<create><account id=\"1\" balance=\"100000000000\"/>"
+		 "<account id=\"2\" balance=\"0\"/>"
+		 "<symbol sym=\"%s\"><account id=\"1\">900000000000000</account>"
+		 "<account id=\"2\">900000000000000</account></symbol></create>",
+		 b);
+	create(&c, xml, 4);
+	/* 10^14 shares at 0.0001: 10^10 dollars. */
+	char *why = NULL;
+	ck_assert_msg(order(&c, 2, b, "-100000000000000", "0.0001", &why) > 0, "%s", why);
+	free(why);
+	why = NULL;
+	ck_assert_msg(order(&c, 1, b, "100000000000000", "0.0001", &why) > 0, "%s", why);
+	free(why);
+	client_close(&c);
+
+	const shm_shares_t p1 = (shm_shares_t)1000000000000000 * SHM_QTY_ONE;
+	const shm_shares_t p2 = (shm_shares_t)800000000000000 * SHM_QTY_ONE;
+	ck_assert(p1 > INT64_MAX);
+	char out[4096];
+	for (int round = 0; round < 3; round++) {
+		shares_are(1, b, p1, 0);
+		shares_are(2, b, p2, 0);
+		cash_is(1, D(100000000000) - D(10000000000), 0);
+		cash_is(2, D(10000000000), 0);
+		query_account(1, out, sizeof(out));
+		ck_assert_msg(
+			strstr(out, "\"amount\":\"1000000000000000\",\"reserved\":\"0\""),
+			"%s", out);
+		query_account(2, out, sizeof(out));
+		ck_assert_msg(
+			strstr(out, "\"amount\":\"800000000000000\",\"reserved\":\"0\""),
+			"%s", out);
+		if (round == 0)
+			kill_everything();
+		else
+			stop_clean();
+		if (round < 2)
+			start(NULL);
+	}
+}
+END_TEST
+
 /* ---- a crash between two shards' records ---- */
 
 static void touch(const char *path)
@@ -1875,6 +1959,7 @@ static Suite *durability_suite(void)
 	tcase_add_test(tc, dead_matcher_comes_back_while_others_trade);
 	tcase_add_test(tc, everything_killed_recovers_exact_state);
 	tcase_add_test(tc, balances_of_1e15_trade_and_recover_exactly);
+	tcase_add_test(tc, positions_past_int64_trade_and_recover_exactly);
 	tcase_add_test(tc, account_created_empty_survives_kill_of_everything);
 	tcase_add_test(tc, credit_on_one_shard_is_not_spendable_before_it_is_durable);
 	tcase_add_test(tc, kills_under_load_lose_nothing_acknowledged);

@@ -144,6 +144,8 @@ START_TEST(every_code_has_a_wire_text)
 	ck_assert_str_eq(gw_reply_text(SHMEX_ENOFUNDS), "Insufficient funds");
 	ck_assert_str_eq(gw_reply_text(SHMEX_EBUSY), "Exchange busy, try again");
 	ck_assert_str_eq(gw_reply_text(0), "Internal error");
+	/* A grant past a symbol's share limit says so, not "Numeric overflow". */
+	ck_assert_ptr_nonnull(strstr(gw_reply_text(SHMEX_ESHARESRANGE), "out of range"));
 }
 END_TEST
 

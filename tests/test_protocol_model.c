@@ -501,8 +501,8 @@ static void final_state(const char *inst)
 		for (int a = 1; a <= NACC; a++) {
 			struct shm_position_view v;
 			int rc = shm_positions_read(&p, (uint64_t)a, name, &v);
-			int64_t have = rc == 0 ? v.amount : 0,
-				held = rc == 0 ? v.reserved : 0;
+			shm_shares_t have = rc == 0 ? v.amount : 0,
+				     held = rc == 0 ? v.reserved : 0;
 			int64_t open_sells = 0;
 			for (size_t i = 0; i < M.nord; i++)
 				if (M.ord[i].acct == a && M.ord[i].sym == s &&
@@ -510,8 +510,9 @@ static void final_state(const char *inst)
 					open_sells += M.ord[i].open;
 			ck_assert_msg(have == M.shares[a][s] && held == open_sells,
 				      "account %d %s: %s shares (%s held), model %s (%s)",
-				      a, sym_name[s], fmt(have, 4), fmt(held, 4),
-				      fmt(M.shares[a][s], 4), fmt(open_sells, 4));
+				      a, sym_name[s], fmt((int64_t)have, 4),
+				      fmt((int64_t)held, 4), fmt(M.shares[a][s], 4),
+				      fmt(open_sells, 4));
 		}
 		shm_positions_detach(&p);
 	}

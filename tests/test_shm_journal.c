@@ -130,6 +130,30 @@ START_TEST(records_seal_and_check)
 }
 END_TEST
 
+/* Snapshots are version 3 (128-bit positions); a version 2 one, sealed
+ * correctly otherwise, is refused naming both versions.  Segments stay at
+ * version 2. */
+START_TEST(snapshot_of_version_2_is_refused)
+{
+	struct shm_jsnap_hdr h;
+	memset(&h, 0, sizeof(h));
+	shm_jsnap_hdr_seal(&h);
+	struct shmex_error e = {0};
+	ck_assert_int_eq(shm_jsnap_hdr_check(&h, &e), 0);
+	ck_assert_uint_eq(h.version, 3);
+	h.version = 2;
+	h.hdr_crc = 0;
+	h.hdr_crc = shm_crc32c(0, &h, sizeof(h));
+	ck_assert_int_eq(shm_jsnap_hdr_check(&h, &e), SHMEX_EJCORRUPT);
+	ck_assert_msg(strstr(e.msg, "snapshot version 2") && strstr(e.msg, "reads 3"),
+		      "%s", e.msg);
+	struct shm_jseg_hdr g;
+	shm_jseg_hdr_init(&g, 0, 1, 1, 0);
+	ck_assert_uint_eq(g.version, 2);
+	ck_assert_int_eq(shm_jseg_hdr_check(&g, &e), 0);
+}
+END_TEST
+
 START_TEST(clean_journal_across_segments)
 {
 	write_segment(0, 1, 100, NULL);
@@ -283,6 +307,7 @@ static Suite *shm_journal_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, crc32c_check_value);
 	tcase_add_test(tc, records_seal_and_check);
+	tcase_add_test(tc, snapshot_of_version_2_is_refused);
 	tcase_add_test(tc, clean_journal_across_segments);
 	tcase_add_test(tc, torn_tail_is_detected_at_every_cut);
 	tcase_add_test(tc, corrupt_middle_names_file_and_offset);

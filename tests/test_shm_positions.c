@@ -69,16 +69,32 @@ static struct shm_position_view get(const struct shm_positions *p, uint64_t acco
 	return v;
 }
 
+/* A 128-bit share amount as text (QTY scale), for messages. */
+static const char *txt(shm_shares_t v)
+{
+	static char buf[4][SHM_DEC_128_BUF];
+	static int n;
+	char *b = buf[n++ % 4];
+	ck_assert_int_gt(shm_dec_format128(b, SHM_DEC_128_BUF, v, SHM_QTY_DIGITS), 0);
+	return b;
+}
+
+#define assert_shares(got, want)                                                      \
+	do {                                                                          \
+		shm_shares_t g_ = (got), w_ = (want);                                 \
+		ck_assert_msg(g_ == w_, "%s is %s, want %s", #got, txt(g_), txt(w_)); \
+	} while (0)
+
 /* Per symbol: sum of amounts + sum of reserved == created. */
 static void assert_conserved(const struct shm_positions *p, const char *s,
-			     int64_t created)
+			     shm_shares_t created)
 {
 	uint32_t sidx;
 	struct shm_positions_totals t;
 	ck_assert_int_eq(shm_positions_symbol_find(p, sym(s), &sidx), 0);
 	ck_assert_int_eq(shm_positions_totals(p, sidx, &t), 0);
-	ck_assert_int_eq(t.created, created);
-	ck_assert_int_eq(t.amount + t.reserved, t.created);
+	assert_shares(t.created, created);
+	assert_shares(t.amount + t.reserved, t.created);
 }
 
 START_TEST(add_shares_creates_symbol_and_position)
@@ -147,18 +163,15 @@ START_TEST(bad_requests_change_nothing)
 	ck_assert_uint_eq(p.sh->nsymbols, 0);
 	ck_assert_uint_eq(p.sh->npositions, 0);
 
-	/* Overflow of a position and of a symbol's created total. */
+	/* Past INT64_MAX is no longer an overflow (128-bit positions). */
 	ck_assert_int_eq(
 		shm_positions_add_shares(&p, 1, sym("X"), INT64_MAX - 1, NULL, NULL), 0);
-	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("X"), 2, NULL, NULL),
-			 SHMEX_EOVERFLOW);
-	ck_assert_int_eq(shm_positions_add_shares(&p, 2, sym("X"), 2, NULL, NULL),
-			 SHMEX_EOVERFLOW);
-	ck_assert_uint_eq(p.sh->npositions, 1);
-	ck_assert_int_eq(get(&p, 1, "X").amount, INT64_MAX - 1);
-	struct shm_position_view v;
-	ck_assert_int_eq(shm_positions_read(&p, 2, sym("X"), &v), SHMEX_ENOSHARES);
-	assert_conserved(&p, "X", INT64_MAX - 1);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("X"), 2, NULL, NULL), 0);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 2, sym("X"), 2, NULL, NULL), 0);
+	ck_assert_uint_eq(p.sh->npositions, 2);
+	assert_shares(get(&p, 1, "X").amount, (shm_shares_t)INT64_MAX + 1);
+	assert_shares(get(&p, 2, "X").amount, 2);
+	assert_conserved(&p, "X", (shm_shares_t)INT64_MAX + 3);
 	shm_positions_detach(&p);
 }
 END_TEST
@@ -217,12 +230,116 @@ START_TEST(sell_fill_moves_shares_to_buyer)
 	ck_assert_int_eq(b.reserved, 0);
 	assert_conserved(&p, "SPY", QTY(10));
 
-	/* A credit that would wrap. */
-	ck_assert_int_eq(shm_positions_credit(&p, buyer, INT64_MAX), SHMEX_EOVERFLOW);
-	ck_assert_int_eq(get(&p, 2, "SPY").amount, QTY(3));
 	ck_assert_int_eq(shm_positions_ensure(&p, 2, p.sym_slots, &again),
 			 SHMEX_EBADINDEX);
 	ck_assert_int_eq(shm_positions_credit(&p, p.pos_slots, 1), SHMEX_EBADINDEX);
+	shm_positions_detach(&p);
+}
+END_TEST
+
+/* Sixteen accounts granted the largest single grant each: the symbol's
+ * total passes INT64_MAX sixteen times over (main refused the second one
+ * with "Numeric overflow") and every sum stays exact. */
+START_TEST(grants_past_int64_are_exact)
+{
+	struct shm_positions p;
+	make(&p, 0, 4, 64);
+	for (uint64_t a = 1; a <= 16; a++)
+		ck_assert_int_eq(shm_positions_add_shares(&p, a, sym("SPY"), INT64_MAX,
+							  NULL, NULL),
+				 0);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 3, sym("SPY"), 7, NULL, NULL), 0);
+	for (uint64_t a = 1; a <= 16; a++)
+		assert_shares(get(&p, a, "SPY").amount,
+			      (shm_shares_t)INT64_MAX + (a == 3 ? 7 : 0));
+	assert_conserved(&p, "SPY", (shm_shares_t)INT64_MAX * 16 + 7);
+	uint32_t sidx;
+	struct shm_positions_totals t;
+	ck_assert_int_eq(shm_positions_symbol_find(&p, sym("SPY"), &sidx), 0);
+	ck_assert_int_eq(shm_positions_totals(&p, sidx, &t), 0);
+	ck_assert_uint_eq(t.positions, 16);
+	assert_shares(t.amount, (shm_shares_t)INT64_MAX * 16 + 7);
+	assert_shares(t.reserved, 0);
+	ck_assert_str_eq(txt(t.created), "14757395258967641.2919");
+	shm_positions_detach(&p);
+}
+END_TEST
+
+/* A grant that would take a symbol's created total past SHM_SHARES_MAX is
+ * "out of range" (not "Numeric overflow") and changes nothing.  The total
+ * is brought near the cap by writing the region directly (10^11 real
+ * grants would be needed), conservation kept. */
+START_TEST(grant_past_the_cap_is_refused)
+{
+	struct shm_positions p;
+	make(&p, 0, 4, 16);
+	uint32_t sidx, pidx;
+	ck_assert_int_eq(shm_positions_add_shares(&p, 1, sym("SPY"), 1, &sidx, &pidx), 0);
+	store16_release(&p.pos[pidx].amount, SHM_SHARES_MAX - 10);
+	store16_release(&p.sym[sidx].created, SHM_SHARES_MAX - 10);
+	ck_assert_int_eq(shm_positions_add_shares(&p, 2, sym("SPY"), 10, NULL, NULL), 0);
+	assert_conserved(&p, "SPY", SHM_SHARES_MAX);
+	ck_assert_uint_eq(p.sh->npositions, 2);
+
+	ck_assert_int_eq(shm_positions_add_shares(&p, 3, sym("SPY"), 1, NULL, NULL),
+			 SHMEX_ESHARESRANGE);
+	ck_assert_int_eq(
+		shm_positions_add_shares(&p, 1, sym("SPY"), INT64_MAX, NULL, NULL),
+		SHMEX_ESHARESRANGE);
+	ck_assert_msg(strstr(shmex_strerror(SHMEX_ESHARESRANGE), "out of range"), "%s",
+		      shmex_strerror(SHMEX_ESHARESRANGE));
+	ck_assert_uint_eq(p.sh->npositions, 2);
+	struct shm_position_view v;
+	ck_assert_int_eq(shm_positions_read(&p, 3, sym("SPY"), &v), SHMEX_ENOSHARES);
+	assert_shares(get(&p, 1, "SPY").amount, SHM_SHARES_MAX - 10);
+	assert_shares(get(&p, 2, "SPY").amount, 10);
+	assert_conserved(&p, "SPY", SHM_SHARES_MAX);
+	ck_assert_str_eq(txt(SHM_SHARES_MAX), "100000000000000000000000000");
+
+	/* Other symbols are not affected. */
+	ck_assert_int_eq(
+		shm_positions_add_shares(&p, 3, sym("QQQ"), INT64_MAX, NULL, NULL), 0);
+	shm_positions_detach(&p);
+}
+END_TEST
+
+/* A buyer near INT64_MAX credited past it by fills stays exact: the
+ * credit of a match cannot overflow.  Only a corrupted amount near 2^127
+ * makes it fail, and then nothing changes. */
+START_TEST(credit_past_int64_is_exact)
+{
+	struct shm_positions p;
+	make(&p, 0, 4, 16);
+	uint32_t sidx, buyer, seller;
+	ck_assert_int_eq(
+		shm_positions_add_shares(&p, 1, sym("SPY"), INT64_MAX - 5, &sidx, &buyer),
+		0);
+	for (int round = 0; round < 2; round++) {
+		int64_t q = round == 0 ? QTY(100) : INT64_MAX;
+		ck_assert_int_eq(
+			shm_positions_add_shares(&p, 2, sym("SPY"), q, NULL, &seller), 0);
+		ck_assert_int_eq(shm_positions_reserve(&p, seller, q), 0);
+		ck_assert_int_eq(shm_positions_settle_sell(&p, seller, q), 0);
+		ck_assert_int_eq(shm_positions_credit(&p, buyer, q), 0);
+	}
+	shm_shares_t want = (shm_shares_t)INT64_MAX - 5 + QTY(100) + INT64_MAX;
+	assert_shares(get(&p, 1, "SPY").amount, want);
+	assert_shares(get(&p, 2, "SPY").amount, 0);
+	assert_shares(get(&p, 2, "SPY").reserved, 0);
+	assert_conserved(&p, "SPY", want);
+
+	/* A sell of more than INT64_MAX units in two orders. */
+	ck_assert_int_eq(shm_positions_reserve(&p, buyer, INT64_MAX), 0);
+	ck_assert_int_eq(shm_positions_reserve(&p, buyer, QTY(50)), 0);
+	assert_shares(get(&p, 1, "SPY").reserved, (shm_shares_t)INT64_MAX + QTY(50));
+	ck_assert_int_eq(shm_positions_release(&p, buyer, INT64_MAX), 0);
+	assert_conserved(&p, "SPY", want);
+
+	/* Corrupted: an amount at the top of the 128-bit range. */
+	const shm_shares_t top = (shm_shares_t)(((unsigned __int128)1 << 127) - 1);
+	store16_release(&p.pos[seller].amount, top - 1);
+	ck_assert_int_eq(shm_positions_credit(&p, seller, 2), SHMEX_EOVERFLOW);
+	assert_shares(get(&p, 2, "SPY").amount, top - 1);
 	shm_positions_detach(&p);
 }
 END_TEST
@@ -417,6 +534,9 @@ static Suite *shm_positions_suite(void)
 	tcase_add_test(tc, bad_requests_change_nothing);
 	tcase_add_test(tc, reserve_short_or_missing_changes_nothing);
 	tcase_add_test(tc, sell_fill_moves_shares_to_buyer);
+	tcase_add_test(tc, grants_past_int64_are_exact);
+	tcase_add_test(tc, grant_past_the_cap_is_refused);
+	tcase_add_test(tc, credit_past_int64_is_exact);
 	tcase_add_test(tc, capacities);
 	tcase_add_test(tc, readonly_and_corrupted);
 	suite_add_tcase(s, tc);

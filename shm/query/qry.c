@@ -58,7 +58,7 @@
 /* --- small formatting helpers --------------------------------------------- */
 
 struct num {
-	char s[40];
+	char s[48];
 };
 
 static struct num dec(int64_t v, int digits)
@@ -82,8 +82,22 @@ static struct num cash(shm_cash_t v)
 	return n;
 }
 
+/* 128-bit share amounts (positions). */
+static struct num shares(shm_shares_t v)
+{
+	struct num n;
+	char b[SHM_DEC_128_BUF];
+	if (shm_dec_format128(b, sizeof(b), v, SHM_QTY_DIGITS) < 0 ||
+	    strlen(b) >= sizeof(n.s))
+		snprintf(n.s, sizeof(n.s), "?");
+	else
+		memcpy(n.s, b, strlen(b) + 1);
+	return n;
+}
+
 #define PX(v) (dec((v), SHM_PRICE_DIGITS).s)
 #define QTY(v) (dec((v), SHM_QTY_DIGITS).s)
+#define SHARES(v) (shares(v).s)
 #define CASH(v) (cash(v).s)
 #define PLURAL(n) ((n) == 1 ? "" : "s")
 
@@ -488,7 +502,7 @@ struct pos {
 	uint64_t account;
 	char sym[16];
 	uint32_t shard;
-	int64_t amount, reserved;
+	shm_shares_t amount, reserved;
 };
 
 static int pos_cmp(const void *a, const void *b)
@@ -580,7 +594,7 @@ int qry_account(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 			fprintf(out,
 				",\"shard\":%u,\"amount\":\"%s\",\"reserved\":"
 				"\"%s\"}",
-				v[i].shard, QTY(v[i].amount), QTY(v[i].reserved));
+				v[i].shard, SHARES(v[i].amount), SHARES(v[i].reserved));
 		}
 		fprintf(out, "]}\n");
 	} else {
@@ -595,7 +609,7 @@ int qry_account(struct qry *q, FILE *out, unsigned flags, uint64_t id)
 				     "     reserved\n");
 		for (size_t i = 0; i < n; i++)
 			fprintf(out, "  %-15s %6u %14s %14s\n", v[i].sym, v[i].shard,
-				QTY(v[i].amount), QTY(v[i].reserved));
+				SHARES(v[i].amount), SHARES(v[i].reserved));
 	}
 	free(v);
 	return 0;
@@ -1002,6 +1016,8 @@ int qry_state_hash(struct qry *q, uint64_t *hash)
 	for (size_t i = 0; i < np; i++) {
 		fnv_u64(&h, pv[i].account);
 		fnv_bytes(&h, pv[i].sym, sizeof(pv[i].sym));
+		/* The low 64 bits: the same hash as before 128-bit
+		 * positions for every position below 2^63 units. */
 		fnv_u64(&h, (uint64_t)pv[i].amount);
 		fnv_u64(&h, (uint64_t)pv[i].reserved);
 	}

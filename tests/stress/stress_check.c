@@ -261,7 +261,9 @@ static void check_cash(struct shm_accounts *a, const struct st_check_in *in)
 
 static void check_shares(struct shm_positions *p, const struct st_check_in *in)
 {
-	int64_t amount[ST_NSYMS] = {0}, reserved[ST_NSYMS] = {0};
+	/* 128-bit like the positions themselves (printed as long long: the
+	 * stress workload's totals are far below 2^63). */
+	shm_shares_t amount[ST_NSYMS] = {0}, reserved[ST_NSYMS] = {0};
 	for (int k = 0; k < ST_NSHARDS; k++) {
 		for (uint32_t i = 0; i < p[k].pos_slots; i++) {
 			struct shm_position_view v;

@@ -7,8 +7,8 @@
  * number checks, BodyLength/CheckSum, Reject with SessionRejectReason and
  * RefTagID) is QuickFIX's FIX::Session, its reference implementation, with
  * its messages stored in <data-dir>/fix/ in FIX::FileStore's format, but
- * written once per loop turn (fx_store.h; a MemoryStore without a data
- * directory).  QuickFIX's own SocketAcceptor is not used: it accepts only
+ * written in batches, before each write of the order log (fx_store.h; a
+ * MemoryStore without a data directory).  QuickFIX's own SocketAcceptor is not used: it accepts only
  * the sessions its configuration lists, binds its own port and runs its
  * own loop.  Instead this file owns the sockets: the listening socket is
  * inherited from the supervisor (so `--fix-port 0` works, a port conflict
@@ -275,12 +275,10 @@ class App : public FIX::Application
 	std::unique_ptr<FIX::MessageStoreFactory> store;
 	fx::StoreFactory *fstore = nullptr; /* store, with a data directory */
 	bool store_failed = false;	    /* said so once */
-	/* The order log's lines, then the stored messages: both before the
-	 * bytes that follow from them leave (called once per loop turn and
-	 * before a close). */
-	void store_sync()
+	/* Writes the messages the store holds (fx_store): called first by
+	 * every log_sync. */
+	void store_flush()
 	{
-		log_sync();
 		std::string err;
 		if (fstore && !fstore->flush(&err) && !store_failed) {
 			store_failed = true;
@@ -314,8 +312,16 @@ class App : public FIX::Application
 		obuf += line;
 		obuf += '\n';
 	}
+	/* The stored messages, then the order log's lines.  In that order:
+	 * a line that says a report was sent (F, A, D) is never on disk
+	 * without the report, so a kill in between at worst sends a report
+	 * again after the restart (same ExecID), never loses one.  The lines
+	 * of an incoming message are written at the end of fromApp, before
+	 * QuickFIX counts it as received (its sequence number reaches the
+	 * store at the next call). */
 	void log_sync()
 	{
+		store_flush();
 		size_t off = 0;
 		while (off < obuf.size()) {
 			ssize_t k = write(olog, obuf.data() + off, obuf.size() - off);
@@ -1499,7 +1505,7 @@ void raw_logout(Conn *c, const std::string &us, const std::string &them,
 
 void conn_close(Loop &L, Conn *c)
 {
-	L.app.store_sync();
+	L.app.log_sync();
 	if (c->session && !c->detached) {
 		c->detached = true;
 		c->session->disconnect();
@@ -1875,7 +1881,7 @@ int run(const fx_app_cfg *cfg)
 			}
 		}
 		/* Writes and closes: what they carry is stored first. */
-		a.store_sync();
+		a.log_sync();
 		std::vector<Conn *> dead;
 		for (auto &kv : L.conns) {
 			Conn *c = kv.second.get();

@@ -1,15 +1,16 @@
 /*
- * fx_store: the FIX sessions' message store, written once per loop turn.
+ * fx_store: the FIX sessions' message store, written in batches.
  *
  * The same four files as QuickFIX's FIX::FileStore, in the same format
  * (<begin>-<sender>-<target>.body, .header, .seqnums, .session; a store
  * either of them wrote, the other reads), but a message set and a sequence
- * number moved are kept in memory until fx_store_flush(), which shmex-fix
- * calls once per turn of its loop, after the order log and before any
- * connection's bytes are written.  So what a client receives is in the
- * store first, as with FileStore, at the price of two or three writes per
- * turn instead of about a dozen system calls per message (FileStore seeks,
- * stats, re-reads its buffer and flushes for each; docs/fix.md,
+ * number moved are kept in memory until StoreFactory::flush(), which
+ * shmex-fix calls before every write of its order log (so a log line that
+ * says a report was sent is never on disk before the report) and so before
+ * any connection's bytes are written: what a client receives is in the
+ * store first, as with FileStore, at the price of at most three writes per
+ * flush instead of about a dozen system calls per message (FileStore
+ * seeks, stats, re-reads its buffer and flushes for each; docs/fix.md,
  * "Performance").  Neither syncs to the disk: both survive a kill of the
  * process, not of the machine.
  */

@@ -818,6 +818,20 @@ START_TEST(tail_refuses_a_foreign_log)
 			 SHMEX_EJCORRUPT);
 	ck_assert_msg(strstr(e.msg, "merges 3 shards, this exchange has 2"), "%s", e.msg);
 	close(fd);
+	/* An audit log of an older format (its records are older journal
+	 * records): refused with both versions, not cut off as torn. */
+	fd = tail_log(2, 10, 0, 0);
+	struct jnl_audit_hdr old;
+	ck_assert_int_eq(pread(fd, &old, sizeof(old), 0), (ssize_t)sizeof(old));
+	old.version = 1;
+	old.hdr_crc = 0;
+	old.hdr_crc = shm_crc32c(0, &old, sizeof(old));
+	ck_assert_int_eq(pwrite(fd, &old, sizeof(old), 0), (ssize_t)sizeof(old));
+	ck_assert_int_eq(jnl_audit_tail(fd, tail_path, 2, &end, &has, &last, &e),
+			 SHMEX_EJCORRUPT);
+	ck_assert_msg(strstr(e.msg, "audit log version 1, this build reads 2"), "%s",
+		      e.msg);
+	close(fd);
 	/* Not an audit log at all. */
 	fd = open(tail_path, O_RDWR | O_TRUNC);
 	ck_assert_int_ge(fd, 0);

@@ -508,6 +508,43 @@ START_TEST(book_text_and_json)
 }
 END_TEST
 
+/* The state hash of an exchange with one account of `balance`. */
+static char *hash_of_balance(const char *balance)
+{
+	start_exchange();
+	struct client c;
+	ck_assert_int_eq(client_connect(&c, "127.0.0.1", ex.port, T_MS), 0);
+	char xml[256];
+	snprintf(xml, sizeof(xml), "<create><account id=\"1\" balance=\"%s\"/></create>",
+		 balance);
+	request(&c, xml);
+	client_close(&c);
+	struct qres r;
+	QRUN(&r, "--instance", inst, "--json", "stats", "--state-hash");
+	ok(&r);
+	const char *h = strstr(r.out, "\"state_hash\":\"");
+	ck_assert_msg(h, "no state_hash in %s", r.out);
+	char *out = strndup(h + 14, 16);
+	stop_exchange();
+	return out;
+}
+
+/* Balances that differ by 2^64 units (184,467,440,737.09551616 dollars)
+ * are different states: their hashes differ (the hash used to take only
+ * the low 64 bits of 128-bit cash). */
+START_TEST(state_hash_sees_the_high_word_of_cash)
+{
+	char *zero = hash_of_balance("0");
+	char *wrap = hash_of_balance("184467440737.09551616");
+	char *one = hash_of_balance("0.00000001");
+	ck_assert_str_ne(zero, wrap);
+	ck_assert_str_ne(zero, one);
+	free(zero);
+	free(wrap);
+	free(one);
+}
+END_TEST
+
 START_TEST(order_and_account)
 {
 	struct known k;
@@ -1156,6 +1193,7 @@ static Suite *shmex_query_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, book_text_and_json);
 	tcase_add_test(tc, order_and_account);
+	tcase_add_test(tc, state_hash_sees_the_high_word_of_cash);
 	tcase_add_test(tc, cannot_write_the_book);
 	tcase_add_test(tc, watch_ends_when_its_matcher_is_gone);
 	tcase_add_test(tc, metrics_and_instances);

@@ -999,6 +999,18 @@ static int all_accounts(struct qry *q, struct shm_account_view **v, size_t *n)
 	return 0;
 }
 
+/* A 128-bit value: its low 64 bits, and its high 64 bits too when it does
+ * not fit an int64.  So every state of the int64 range hashes as it did
+ * before 128-bit cash and positions, and two values that differ only in
+ * the high word (by a multiple of 2^64 units) never hash the same for
+ * that reason. */
+static void fnv_i128(uint64_t *h, __int128 v)
+{
+	fnv_u64(h, (uint64_t)v);
+	if (v < INT64_MIN || v > INT64_MAX)
+		fnv_u64(h, (uint64_t)((unsigned __int128)v >> 64));
+}
+
 int qry_state_hash(struct qry *q, uint64_t *hash)
 {
 	uint64_t h = FNV_OFFSET;
@@ -1016,10 +1028,8 @@ int qry_state_hash(struct qry *q, uint64_t *hash)
 	for (size_t i = 0; i < np; i++) {
 		fnv_u64(&h, pv[i].account);
 		fnv_bytes(&h, pv[i].sym, sizeof(pv[i].sym));
-		/* The low 64 bits: the same hash as before 128-bit
-		 * positions for every position below 2^63 units. */
-		fnv_u64(&h, (uint64_t)pv[i].amount);
-		fnv_u64(&h, (uint64_t)pv[i].reserved);
+		fnv_i128(&h, pv[i].amount);
+		fnv_i128(&h, pv[i].reserved);
 	}
 	free(pv);
 	struct shm_account_view *av;
@@ -1029,11 +1039,9 @@ int qry_state_hash(struct qry *q, uint64_t *hash)
 		return rc;
 	for (size_t i = 0; i < na; i++) {
 		fnv_u64(&h, av[i].id);
-		/* The low 64 bits: the same hash as before 128-bit cash
-		 * for every balance below 2^63 units. */
-		fnv_u64(&h, (uint64_t)av[i].balance);
-		fnv_u64(&h, (uint64_t)av[i].reserved);
-		fnv_u64(&h, (uint64_t)av[i].deposited);
+		fnv_i128(&h, av[i].balance);
+		fnv_i128(&h, av[i].reserved);
+		fnv_i128(&h, av[i].deposited);
 	}
 	free(av);
 	*hash = h;

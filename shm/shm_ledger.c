@@ -45,6 +45,8 @@ int shm_ledger_create(struct shm_ledger *l, const char *instance, uint32_t shard
 	memset(l, 0, sizeof(*l));
 	if (accounts == 0 || accounts > SHM_SETTINGS_CAP_MAX)
 		return -EINVAL;
+	if (!shm_atomic16_check())
+		return SHMEX_ENOATOMIC16; /* 128-bit cash (shm_atomic16.h) */
 	char name[SHM_REGION_NAME_MAX];
 	int rc = shm_region_name(name, SHM_KIND_LEDGER, shard);
 	if (rc)
@@ -72,6 +74,8 @@ int shm_ledger_attach(struct shm_ledger *l, const char *instance, uint32_t shard
 		      enum shm_attach_mode mode)
 {
 	memset(l, 0, sizeof(*l));
+	if (!shm_atomic16_check())
+		return SHMEX_ENOATOMIC16; /* 128-bit cash (shm_atomic16.h) */
 	char name[SHM_REGION_NAME_MAX];
 	int rc = shm_region_name(name, SHM_KIND_LEDGER, shard);
 	if (!rc)

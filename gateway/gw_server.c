@@ -67,6 +67,10 @@
 #include "shm/shm_clock.h"
 
 #define RBUF_SIZE 16384u
+/* Reads of a connection after the stop, to answer "not executed" what the
+ * client sent before it (and had not been read): bounded, so a client
+ * that keeps sending cannot hold the drain. */
+#define STOP_READS 8u
 #define WBUF_KEEP (64u << 10)
 #define ACCEPT_BATCH 16
 #define ACCEPT_SHARED 1 /* per turn when the socket is shared */
@@ -81,12 +85,13 @@ enum conn_state { C_FREE = 0, C_OPEN, C_CLOSING, C_LINGER };
 struct conn {
 	int fd;
 	uint32_t gen;
-	uint8_t state;   /* enum conn_state */
-	bool busy;       /* a request is executing */
-	bool eof;        /* the peer half-closed */
-	bool queued;     /* slot is on the ready queue */
-	bool fatal;      /* CLOSING after an error: shut write, linger */
-	uint32_t events; /* epoll interest registered now */
+	uint8_t state;      /* enum conn_state */
+	bool busy;          /* a request is executing */
+	bool eof;           /* the peer half-closed */
+	bool queued;        /* slot is on the ready queue */
+	bool fatal;         /* CLOSING after an error: shut write, linger */
+	uint8_t stop_reads; /* reads since the stop (STOP_READS at most) */
+	uint32_t events;    /* epoll interest registered now */
 	struct gw_frame frame;
 	char *rbuf;
 	size_t rpos, rlen;
@@ -396,6 +401,7 @@ static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 {
 	struct conn *c = &s->conns[slot];
 	bool answered_stop = false;
+again:
 	while (c->state == C_OPEN && !c->busy && c->rpos < c->rlen &&
 	       (s->stopping || conn_may_start(s, c))) {
 		size_t used = 0, rl = 0;
@@ -462,6 +468,25 @@ static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 			conn_fail(s, slot, msg);
 			return;
 		}
+		int unread = 0;
+		if (s->stopping && !c->eof && c->stop_reads < STOP_READS &&
+		    ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) {
+			/* Sent before the stop, never read: read it and
+			 * answer each request "not executed" (above) rather
+			 * than close with it unread. */
+			c->stop_reads++;
+			if (c->rpos > 0) {
+				memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+				c->rlen -= c->rpos;
+				c->rpos = 0;
+			}
+			ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen,
+					 MSG_DONTWAIT);
+			if (n > 0) {
+				c->rlen += (size_t)n;
+				goto again;
+			}
+		}
 		if (s->stopping || (c->eof && c->rpos == c->rlen)) {
 			/* Idle and draining, or the peer is done sending (a
 			 * partial request can never complete now). */
@@ -470,7 +495,7 @@ static void conn_process_loop(struct gw_server *s, uint32_t slot, uint32_t gen)
 			 * the kernel answer our close with a reset, which
 			 * destroys the replies still in flight: shut the
 			 * write side and linger instead. */
-			int unread = 0;
+			unread = 0;
 			if (s->stopping &&
 			    (answered_stop || partial ||
 			     (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0)))

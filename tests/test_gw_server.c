@@ -499,6 +499,36 @@ START_TEST(close_during_request_aborts_it)
 }
 END_TEST
 
+/* A request the client sent while its previous one executed (so the
+ * server had not read it yet) gets "not executed" when the stop comes,
+ * after the executing one's reply; it used to be left unread and the
+ * connection closed under it. */
+START_TEST(stop_answers_requests_not_yet_read)
+{
+	start_server(defaults());
+	struct client c, other;
+	conn(&c);
+	conn(&other);
+	ck_assert_int_eq(client_send(&c, "hold", T_MS), 0);
+	for (int t = 0; t < 500 && stat_of("held") == 0; t++)
+		usleep(10000);
+	ck_assert_uint_eq(stat_of("held"), 1);
+	/* Busy with "hold": this one waits in the socket. */
+	ck_assert_int_eq(client_send(&c, "sync", T_MS), 0);
+	usleep(50000);
+	request(&other, "stop", "results(stopping)");
+	const char *rep;
+	size_t len;
+	ck_assert_int_eq(client_recv(&c, &rep, &len, 10000), 0);
+	ck_assert_msg(strstr(rep, "<async/>"), "%.*s", (int)len, rep);
+	ck_assert_int_eq(client_recv(&c, &rep, &len, T_MS), 0);
+	ck_assert_msg(strstr(rep, "Not executed"), "%.*s", (int)len, rep);
+	ck_assert_int_eq(client_wait_closed(&c, T_MS), 0);
+	client_close(&c);
+	client_close(&other);
+}
+END_TEST
+
 START_TEST(stop_drains_executing_requests)
 {
 	start_server(defaults());
@@ -642,6 +672,7 @@ static Suite *gw_server_suite(void)
 	tcase_add_test(tc, client_that_never_reads_is_closed);
 	tcase_add_test(tc, half_close_still_gets_reply);
 	tcase_add_test(tc, close_during_request_aborts_it);
+	tcase_add_test(tc, stop_answers_requests_not_yet_read);
 	tcase_add_test(tc, stop_drains_executing_requests);
 	tcase_add_test(tc, streamed_replies_are_bounded_until_read);
 	tcase_add_test(tc, idle_connection_is_closed);

@@ -57,24 +57,29 @@ static int mag_push(uint64_t *mag, unsigned d)
 	return 1;
 }
 
-int shm_dec_parse(const char *s, size_t len, int digits, int64_t *out)
-{
-	if (s == NULL || out == NULL || digits < 0 || digits > DEC_MAX_DIGITS)
-		return -EINVAL;
+/* The text of a decimal, split: sign, integer digits, and the fractional
+ * digits that count at `digits` of scale (those beyond it must be zeros).
+ * Syntax is checked over the whole text first, so that a syntax error is
+ * always -EINVAL even when the digits before it would overflow. */
+struct dec_text {
+	int neg;
+	size_t int_start, int_end; /* integer digits */
+	size_t frac_start;         /* fractional digits */
+	size_t frac_used;          /* of them, those within the scale */
+};
 
+static int dec_scan(const char *s, size_t len, size_t digits, struct dec_text *t)
+{
 	size_t i = 0;
-	int neg = 0;
+	t->neg = 0;
 	if (i < len && (s[i] == '+' || s[i] == '-')) {
-		neg = s[i] == '-';
+		t->neg = s[i] == '-';
 		i++;
 	}
-
-	/* Syntax first, over the whole text, so that a syntax error is always
-	 * -EINVAL even when the digits before it would overflow. */
-	size_t int_start = i;
+	t->int_start = i;
 	while (i < len && is_digit(s[i]))
 		i++;
-	size_t int_end = i;
+	t->int_end = i;
 	size_t frac_start = i, frac_end = i;
 	if (i < len && s[i] == '.') {
 		i++;
@@ -83,20 +88,30 @@ int shm_dec_parse(const char *s, size_t len, int digits, int64_t *out)
 			i++;
 		frac_end = i;
 	}
-	if (i != len)
+	if (i != len || (t->int_end == t->int_start && frac_end == frac_start))
 		return -EINVAL;
-	if (int_end == int_start && frac_end == frac_start)
-		return -EINVAL;
-
-	/* Fractional digits beyond the scale must be zeros. */
-	size_t frac_len = frac_end - frac_start;
-	size_t frac_used = frac_len;
-	if (frac_len > (size_t)digits) {
-		for (size_t k = frac_start + (size_t)digits; k < frac_end; k++)
+	t->frac_start = frac_start;
+	t->frac_used = frac_end - frac_start;
+	if (t->frac_used > digits) {
+		for (size_t k = frac_start + digits; k < frac_end; k++)
 			if (s[k] != '0')
 				return -EINVAL;
-		frac_used = (size_t)digits;
+		t->frac_used = digits;
 	}
+	return 0;
+}
+
+int shm_dec_parse(const char *s, size_t len, int digits, int64_t *out)
+{
+	if (s == NULL || out == NULL || digits < 0 || digits > DEC_MAX_DIGITS)
+		return -EINVAL;
+	struct dec_text t;
+	int rc = dec_scan(s, len, (size_t)digits, &t);
+	if (rc)
+		return rc;
+	const size_t int_start = t.int_start, int_end = t.int_end,
+		     frac_start = t.frac_start, frac_used = t.frac_used;
+	const int neg = t.neg;
 
 	uint64_t mag = 0;
 	for (size_t k = int_start; k < int_end; k++)
@@ -188,36 +203,16 @@ int shm_dec_parse_cash(const char *s, size_t len, shm_cash_t *out)
 {
 	if (s == NULL || out == NULL)
 		return -EINVAL;
-	/* The grammar of shm_dec_parse, accumulated in unsigned 128 bits
-	 * with a bound check after every digit (SHM_CASH_INPUT_MAX < 2^87,
-	 * so nothing can wrap before the check fires). */
-	size_t i = 0;
-	int neg = 0;
-	if (i < len && (s[i] == '+' || s[i] == '-')) {
-		neg = s[i] == '-';
-		i++;
-	}
-	size_t int_start = i;
-	while (i < len && is_digit(s[i]))
-		i++;
-	size_t int_end = i;
-	size_t frac_start = i, frac_end = i;
-	if (i < len && s[i] == '.') {
-		i++;
-		frac_start = i;
-		while (i < len && is_digit(s[i]))
-			i++;
-		frac_end = i;
-	}
-	if (i != len || (int_end == int_start && frac_end == frac_start))
-		return -EINVAL;
-	size_t frac_len = frac_end - frac_start, frac_used = frac_len;
-	if (frac_len > SHM_CASH_DIGITS) {
-		for (size_t k = frac_start + SHM_CASH_DIGITS; k < frac_end; k++)
-			if (s[k] != '0')
-				return -EINVAL;
-		frac_used = SHM_CASH_DIGITS;
-	}
+	/* Accumulated in unsigned 128 bits with a bound check after every
+	 * digit (SHM_CASH_INPUT_MAX < 2^87, so nothing can wrap before the
+	 * check fires). */
+	struct dec_text t;
+	int rc = dec_scan(s, len, SHM_CASH_DIGITS, &t);
+	if (rc)
+		return rc;
+	const size_t int_start = t.int_start, int_end = t.int_end,
+		     frac_start = t.frac_start, frac_used = t.frac_used;
+	const int neg = t.neg;
 	const unsigned __int128 max = (unsigned __int128)SHM_CASH_INPUT_MAX;
 	unsigned __int128 mag = 0;
 	for (size_t k = int_start; k < int_end; k++) {

@@ -111,6 +111,19 @@ static void kill_everything(void)
 		      n < 0 ? "a process did not die" : "no children");
 }
 
+/* Round `round` of `rounds` that check the state a start recovers: the
+ * first ends in a kill of everything, the others in a clean stop; every
+ * round but the last starts the exchange again. */
+static void crash_or_stop(int round, int rounds)
+{
+	if (round == 0)
+		kill_everything();
+	else
+		stop_clean();
+	if (round < rounds - 1)
+		start(NULL);
+}
+
 static bool mounted; /* ddir is a tmpfs of the full-disk test */
 
 static void teardown(void)
@@ -516,12 +529,7 @@ START_TEST(balances_of_1e15_trade_and_recover_exactly)
 		cash_is(109, D(10000000000), 0);
 		ck_assert_int_eq(position(1, b).amount, Q(1000100));
 		ck_assert_int_eq(position(3, b).amount, Q(900));
-		if (round == 0)
-			kill_everything();
-		else
-			stop_clean();
-		if (round < 2)
-			start(NULL);
+		crash_or_stop(round, 3);
 	}
 }
 END_TEST
@@ -600,12 +608,7 @@ START_TEST(positions_past_int64_trade_and_recover_exactly)
 		ck_assert_msg(
 			strstr(out, "\"amount\":\"800000000000000\",\"reserved\":\"0\""),
 			"%s", out);
-		if (round == 0)
-			kill_everything();
-		else
-			stop_clean();
-		if (round < 2)
-			start(NULL);
+		crash_or_stop(round, 3);
 	}
 }
 END_TEST

@@ -475,17 +475,23 @@ START_TEST(half_close_still_gets_reply)
 }
 END_TEST
 
+/* Sends "hold" on c and waits until the server has taken it (it is
+ * answered 3 s later): only then is it executing. */
+static void send_hold(struct client *c)
+{
+	ck_assert_int_eq(client_send(c, "hold", T_MS), 0);
+	for (int t = 0; t < 500 && stat_of("held") == 0; t++)
+		usleep(10000);
+	ck_assert_uint_eq(stat_of("held"), 1);
+}
+
 START_TEST(close_during_request_aborts_it)
 {
 	start_server(defaults());
 	struct client c, other;
 	conn(&c);
 	conn(&other);
-	ck_assert_int_eq(client_send(&c, "hold", T_MS), 0);
-	/* Taken (answered 3 s later): only then is it executing. */
-	for (int t = 0; t < 500 && stat_of("held") == 0; t++)
-		usleep(10000);
-	ck_assert_uint_eq(stat_of("held"), 1);
+	send_hold(&c);
 	/* A reset (not a polite close) while the request executes. */
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -509,10 +515,7 @@ START_TEST(stop_answers_requests_not_yet_read)
 	struct client c, other;
 	conn(&c);
 	conn(&other);
-	ck_assert_int_eq(client_send(&c, "hold", T_MS), 0);
-	for (int t = 0; t < 500 && stat_of("held") == 0; t++)
-		usleep(10000);
-	ck_assert_uint_eq(stat_of("held"), 1);
+	send_hold(&c);
 	/* Busy with "hold": this one waits in the socket. */
 	ck_assert_int_eq(client_send(&c, "sync", T_MS), 0);
 	usleep(50000);

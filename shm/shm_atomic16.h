@@ -5,8 +5,9 @@
  * Why these and not the __atomic builtins: on __int128 GCC's __atomic_*
  * call libatomic, which may take a lock (not lock-free, and a lock in a
  * process-private table protects nothing across processes).  Instead:
- *   cas16    lock cmpxchg16b, through __sync_val_compare_and_swap with
- *            -mcx16 (inline, lock-free, a full barrier);
+ *   cas16    lock cmpxchg16b, written as the instruction (inline,
+ *            lock-free, a full barrier; see cas16 for why not the
+ *            __sync builtin);
  *   load16   an aligned 16-byte SSE load (movdqa), which does not write:
  *            cmpxchg16b would fault on a read-only mapping, and readers
  *            (gateways, shmex-query) map accounts read-only;
@@ -28,6 +29,7 @@
 
 #include <cpuid.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <emmintrin.h>
@@ -69,14 +71,25 @@ static inline void store16_release(shm_cash_t *p, shm_cash_t v)
 }
 
 /* CAS: when *p == *expected, *p = desired and true; otherwise *expected
- * gets the current value and false.  Full barrier either way. */
+ * gets the current value and false.  Full barrier either way.  Written as
+ * the instruction itself, not __sync_val_compare_and_swap: under
+ * ThreadSanitizer that builtin becomes a call into its runtime, which
+ * emulates 16-byte CAS under a lock of its own process, so two processes
+ * (two matchers on one account) would lose updates; the instruction is
+ * the same in every build. */
 static inline bool cas16(shm_cash_t *p, shm_cash_t *expected, shm_cash_t desired)
 {
-	shm_cash_t old = __sync_val_compare_and_swap(p, *expected, desired);
-	if (old == *expected)
-		return true;
-	*expected = old;
-	return false;
+	uint64_t lo = (uint64_t)*expected;
+	uint64_t hi = (uint64_t)((unsigned __int128)*expected >> 64);
+	bool ok;
+	__asm__ __volatile__("lock cmpxchg16b %1"
+			     : "=@ccz"(ok), "+m"(*p), "+a"(lo), "+d"(hi)
+			     : "b"((uint64_t)desired),
+			       "c"((uint64_t)((unsigned __int128)desired >> 64))
+			     : "memory");
+	if (!ok)
+		*expected = (shm_cash_t)(((unsigned __int128)hi << 64) | lo);
+	return ok;
 }
 
 /* *p += d, returning the old value (a CAS loop; full barrier). */

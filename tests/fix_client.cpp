@@ -847,6 +847,25 @@ static int store_check(const std::string &dir)
 			return store_fail("reset kept messages");
 		f.destroy(m);
 	}
+	/* Entries with a field missing, or the last one cut short (no
+	 * space after it): the index ends before them. */
+	const char *const headers[] = {"1,0,4 2,4,4 3,,4 ", "1,0,4 2,4,4 3,8", "1,0,4 2,4,4 3,8,0 "};
+	for (const char *hd : headers) {
+		FILE *b = fopen((dir + "/FIX.4.4-SHMEX-CHECK.body").c_str(), "w");
+		FILE *h = fopen((dir + "/FIX.4.4-SHMEX-CHECK.header").c_str(), "w");
+		if (!b || !h)
+			return store_fail("rewrite the files");
+		fputs("abcdefghijkl", b);
+		fputs(hd, h);
+		fclose(b);
+		fclose(h);
+		fx::StoreFactory f(dir);
+		FIX::MessageStore *m = f.create(id);
+		m->get(1, 3, got);
+		if (got.size() != 2 || got[1] != "efgh")
+			return store_fail(std::string("header '") + hd + "' not cut at its bad entry");
+		f.destroy(m);
+	}
 	return 0;
 }
 

@@ -67,6 +67,16 @@ bool pwrite_all(int fd, const char *p, size_t n, off_t at)
 	return true;
 }
 
+/* A decimal number of 1 to 18 digits at p (advanced past it). */
+bool digits(const char *&p, const char *end, unsigned long long &v)
+{
+	const char *s0 = p;
+	v = 0;
+	while (p < end && *p >= '0' && *p <= '9' && p - s0 < 18)
+		v = v * 10 + (unsigned)(*p++ - '0');
+	return p > s0 && (p == end || *p < '0' || *p > '9');
+}
+
 struct Store : public FIX::MessageStore {
 	std::string name[4]; /* body, header, seqnums, session */
 	int fd[4] = {-1, -1, -1, -1};
@@ -146,6 +156,14 @@ struct Store : public FIX::MessageStore {
 		if (sscanf(t.c_str(), "%d : %d", &snd, &tgt) == 2 && snd > 0 && tgt > 0) {
 			next_sender = snd;
 			next_target = tgt;
+		} else if (!t.empty()) {
+			/* Said, not silently taken as 1 : 1 (the counterparty
+			 * then sees sequence numbers go back and logs out). */
+			fprintf(stderr,
+				"shmex-fix: %s: not \"<sender seq> : <target seq>\"; "
+				"the session starts again at 1 (a Logon with "
+				"ResetSeqNumFlag=Y resumes it)\n",
+				name[2].c_str());
 		}
 		if (!read_all(name[3], t))
 			fail_io("read", 3);
@@ -177,14 +195,17 @@ struct Store : public FIX::MessageStore {
 				p++;
 			if (p == end)
 				break;
-			char *q;
-			long seq = strtol(p, &q, 10);
-			bool ok = q != p && *q == ',';
-			long long off = ok ? strtoll(q + 1, &q, 10) : -1;
-			ok = ok && *q == ',';
-			unsigned long long size = ok ? strtoull(q + 1, &q, 10) : 0;
-			ok = ok && (*q == ' ' || q == end) && seq > 0 && seq <= 0x7fffffff &&
-			     off >= 0 && (off_t)(off + (long long)size) <= body_disk;
+			/* Digits only (no sign, no spaces), each field present,
+			 * the entry ended by its space (a last entry without
+			 * it was cut short), a message never empty. */
+			const char *q = p;
+			unsigned long long seq = 0, off = 0, size = 0;
+			bool ok = digits(q, end, seq) && q < end && *q++ == ',' &&
+				  digits(q, end, off) && q < end && *q++ == ',' &&
+				  digits(q, end, size) && q < end && *q == ' ' && seq > 0 &&
+				  seq <= 0x7fffffff && size > 0 &&
+				  off <= (unsigned long long)body_disk &&
+				  size <= (unsigned long long)body_disk - off;
 			if (!ok) {
 				fprintf(stderr,
 					"shmex-fix: %s: byte %zu: not a message entry "

@@ -489,6 +489,12 @@ static int view_of(const struct shm_positions *p, uint32_t pidx,
 	/* PS4: pair with PS3.  reserved first: see the four moves. */
 	v->reserved = load16_acquire(&s->reserved);
 	v->amount = load16_acquire(&s->amount);
+	/* A consistent region never holds a value outside 0..SHM_SHARES_MAX
+	 * (created bounds every position): anything else is damage, reported
+	 * rather than shown as shares. */
+	if (v->amount < 0 || v->amount > SHM_SHARES_MAX || v->reserved < 0 ||
+	    v->reserved > SHM_SHARES_MAX)
+		return SHMEX_EBADINDEX;
 	return 0;
 }
 

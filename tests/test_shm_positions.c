@@ -339,7 +339,12 @@ START_TEST(credit_past_int64_is_exact)
 	const shm_shares_t top = (shm_shares_t)(((unsigned __int128)1 << 127) - 1);
 	store16_release(&p.pos[seller].amount, top - 1);
 	ck_assert_int_eq(shm_positions_credit(&p, seller, 2), SHMEX_EOVERFLOW);
-	assert_shares(get(&p, 2, "SPY").amount, top - 1);
+	assert_shares(load16_acquire(&p.pos[seller].amount), top - 1);
+	/* Readers report such a value as damage, not as shares. */
+	struct shm_position_view v;
+	ck_assert_int_eq(shm_positions_read_slot(&p, seller, &v), SHMEX_EBADINDEX);
+	store16_release(&p.pos[seller].amount, -1);
+	ck_assert_int_eq(shm_positions_read_slot(&p, seller, &v), SHMEX_EBADINDEX);
 	shm_positions_detach(&p);
 }
 END_TEST

@@ -28,8 +28,12 @@
  * many membarrier calls the matcher made and what share of its time they
  * took.
  *
- * Each figure is the median of several runs; the ratios compare figures
- * measured in this same run.
+ * Part (a) figures are the median of several runs.  Part (b) does not
+ * compare separate runs (the writer's speed on a shared VM drifts by tens
+ * of percent over seconds): each mode alternates short slices with its
+ * readers parked and reading, and its ratio is the median over adjacent
+ * pairs; a control mode with a process spinning on the reader's CPU, not
+ * reading the book, shows what sharing the machine costs by itself.
  */
 #define _LGPL_SOURCE /* liburcu's inline read lock, like our inline enter */
 
@@ -43,7 +47,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <limits.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -76,6 +83,9 @@ struct rcu_shared {
 	uint64_t go;                  /* W: parent, release; R: children, acquire */
 	uint64_t stop;                /* W: parent, release; R: children, acquire */
 	uint64_t ready;               /* W: children, fetch_add; R: parent */
+	uint32_t active;              /* futex word; W: parent; R: readers:
+				       * 0 = readers parked (asleep in the
+				       * kernel), 1 = reading */
 	uint64_t ns[6];               /* W: child i; R: parent after waitpid */
 	uint64_t reads[B_MAXREADERS]; /* W: reader i; R: parent after waitpid */
 	uint64_t stale_p99_ns;        /* W: the staleness reader; R: parent, ditto */
@@ -405,34 +415,39 @@ static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
  * book region, driven by a synthetic flow (limit orders of one size at 21
  * prices around a mid on both sides, so about half of them trade, and
  * cancels that keep some 200 orders resting), with a grace period (advance,
- * poll, reclaim) every 8 requests as the matcher does.  Five configurations,
- * each run RUNS_B times, interleaved:
- *   none    no reader (book and table in the default mode);
+ * poll, reclaim) every 8 requests as the matcher does.  Reader modes:
  *   rcu     one reader process reading depth, top of book and an order's
  *           status in a loop through shm_snap (reader table + seqcounts);
  *   rwlock  the same reader and writer, but the writer holds a
  *           process-shared rwlock (writer-preferring, so it is not starved)
  *           around each request and the reader around each read: the
  *           classic "locked book" design;
- *   none-f, rcu-f   the same as none and rcu with a second book and a
- *           fence-mode table (the other instance).
- * ratio = requests/s with the reader / requests/s without, each against
- * the no-reader run of its own book.
+ *   rcu-f   rcu with a second book and a fence-mode table;
+ *   rcu4    four reader processes reading continuously;
+ *   paced   four reader processes at 100 k reads/s in total;
+ *   stale   one reader measuring staleness (the writer stamps requests).
+ * The machine is shared and its speed drifts by tens of percent over
+ * seconds, so each mode is measured as B_PAIRS pairs of adjacent slices:
+ * the readers are forked once, then the writer runs a slice with them
+ * parked (asleep on a futex, touching nothing: the no-reader baseline),
+ * a slice with them reading, and so on, ending with a parked slice.  A
+ * mode's ratio is the median over its pairs of (requests/s of the reading
+ * slice) / (mean of the parked slices either side of it).
  */
-#define RUNS_B 3
+#define B_PAIRS 8
 #define B_QTY 10
 #define B_MID 100000
 #define B_LIVE 200
 
 enum b_mode {
-	B_NONE,
 	B_RCU,
 	B_RWLOCK,
-	B_NONE_F,
 	B_RCU_F,
 	B_RCU4,  /* four reader processes, polling continuously */
 	B_PACED, /* four reader processes, 25 k reads/s each */
 	B_STALE, /* one reader measuring staleness; writer stamps the clock */
+	B_SPIN,  /* control: a process on the reader's CPU computing in
+		  * registers, touching no memory the writer uses */
 	B_NMODES
 };
 
@@ -557,14 +572,34 @@ static uint64_t stale_pct(const uint32_t *h, uint64_t n, double pct)
 	return (uint64_t)STALE_BUCKETS * STALE_BUCKET_NS;
 }
 
+/* Parks a reader until the parent sets s->active (a shared futex: the
+ * parked reader is asleep in the kernel and touches nothing). */
+static void park(struct rcu_shared *s)
+{
+	while (!load_acquire(&s->active) && !load_acquire(&s->stop))
+		(void)syscall(SYS_futex, &s->active, FUTEX_WAIT, 0u, NULL, NULL, 0);
+}
+
+static void set_active(struct rcu_shared *s, uint32_t v)
+{
+	store_release(&s->active, v);
+	(void)syscall(SYS_futex, &s->active, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Paced readers read in small bursts: a reader that wakes owes the reads
+ * its rate gave it since it started reading, at most this many at once
+ * (a gateway answers the queries one wake-up of its event loop found). */
+#define PACE_BURST 16
+
 /*
- * A reader process: reads depth, top of book and an order's status until
- * told to stop; reports its reads in reads[idx].  pace_ns > 0: one read
- * every pace_ns (absolute deadlines, timer slack 1 ns; a late reader does
- * not burst to catch up).  stale: the writer stamps each request with
- * CLOCK_MONOTONIC, and every time the top-of-book snapshot shows a new last
- * trade the reader records now - that trade's time: how long after the
- * writer started applying a change the reader first saw it (a change
+ * A reader process: reads depth, top of book and an order's status while
+ * s->active, sleeps in park() while not, until told to stop; reports its
+ * reads in reads[idx].  pace_ns > 0: one read per pace_ns on average
+ * (absolute deadlines, timer slack 1 ns; a reader woken late does the
+ * reads it owes, up to PACE_BURST).  stale: the writer stamps each request
+ * with CLOCK_MONOTONIC, and every time the top-of-book snapshot shows a new
+ * last trade the reader records now - that trade's time: how long after
+ * the writer started applying a change the reader first saw it (a change
  * superseded before any read is not counted).
  */
 static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
@@ -578,6 +613,8 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
 	struct shm_snap_fill f[4];
 	size_t nf;
 	uint64_t n = 0, bad = 0, x = 7 + (uint64_t)idx, last_seen = 0, ns_n = 0;
+	uint64_t start = 0, done = 0; /* pacing: since the last unpark */
+	bool parked = true;
 	static uint32_t hist[STALE_BUCKETS];
 	pin_reader(idx);
 	if (shm_snap_open(&rd, inst, 0) != 0)
@@ -585,18 +622,33 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
 	if (pace_ns)
 		(void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 	fetch_add_acq_rel(&s->ready, 1);
-	uint64_t next = bench_now_ns();
 	while (!load_acquire(&s->stop)) {
+		if (!load_acquire(&s->active)) {
+			park(s);
+			parked = true;
+			continue;
+		}
+		if (parked) {
+			/* The first sight after a pause is not staleness. */
+			last_seen = 0;
+			start = bench_now_ns();
+			done = 0;
+			parked = false;
+		}
 		if (pace_ns) {
-			next += pace_ns;
 			uint64_t now = bench_now_ns();
-			if (next + pace_ns < now)
-				next = now;
-			struct timespec ts = {(time_t)(next / 1000000000u),
-					      (long)(next % 1000000000u)};
-			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
-					       NULL) == EINTR)
-				;
+			uint64_t owed = (now - start) / pace_ns;
+			if (owed <= done) {
+				uint64_t next = start + (done + 1) * pace_ns;
+				struct timespec ts = {(time_t)(next / 1000000000u),
+						      (long)(next % 1000000000u)};
+				(void)clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+						      NULL);
+				continue;
+			}
+			if (owed - done > PACE_BURST)
+				done = owed - PACE_BURST;
+			done++;
 		}
 		x = x * 6364136223846793005ull + 1442695040888963407ull;
 		if (lock && pthread_rwlock_rdlock(&s->wlock))
@@ -634,6 +686,31 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
 	_exit(bad ? 3 : 0);
 }
 
+/* The control of the reader modes: a process on the reader's CPU that
+ * computes in registers and touches no memory the writer uses (only the
+ * futex word, between slices).  What it costs the writer is what sharing
+ * the machine costs (the host's core, its caches, its frequency), not
+ * what reading the book costs. */
+static void bspinner(struct rcu_shared *s)
+{
+	uint64_t x = 1, n = 0;
+	pin_reader(0);
+	fetch_add_acq_rel(&s->ready, 1);
+	while (!load_acquire(&s->stop)) {
+		if (!load_acquire(&s->active)) {
+			park(s);
+			continue;
+		}
+		for (int i = 0; i < 4096; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			__asm__ volatile("" : "+r"(x));
+		}
+		n++;
+	}
+	s->reads[0] = n + (x & 1);
+	_exit(0);
+}
+
 static uint64_t cpu_now_ns(void)
 {
 	struct timespec ts;
@@ -643,53 +720,25 @@ static uint64_t cpu_now_ns(void)
 
 static int mode_readers(enum b_mode m)
 {
-	switch (m) {
-	case B_NONE:
-	case B_NONE_F:
-		return 0;
-	case B_RCU4:
-	case B_PACED:
-		return 4;
-	default:
-		return 1;
-	}
+	return m == B_RCU4 || m == B_PACED ? 4 : 1;
 }
 
-/* One run of the writer in one mode. */
-struct brun {
+/* One slice of writer time. */
+struct bslice {
 	double tput;      /* requests per second of wall time */
-	double reads;     /* reads per second, all readers */
 	double cpu_ns;    /* writer CPU ns per request (its process CPU time) */
 	double cpu_share; /* writer CPU time / wall time */
-	uint64_t elapsed;
+	uint64_t ns;      /* wall time */
+	uint64_t bars;    /* membarrier calls */
+	uint64_t bar_ns;  /* time in them */
 };
 
-/* Runs the writer for dur_ns in one mode (the parent is the writer: its
- * process CPU time is the writer's). */
-static int bwriter_run(struct bwriter *bw, struct rcu_shared *s, const char *inst,
-		       enum b_mode mode, uint64_t dur_ns, struct brun *out)
+/* Runs the writer for dur_ns (the parent is the writer: its process CPU
+ * time is the writer's); lock: around each request. */
+static int bwriter_slice(struct bwriter *bw, struct rcu_shared *s, bool lock,
+			 uint64_t dur_ns, struct bslice *out)
 {
-	pid_t pid[B_MAXREADERS];
-	int nr = mode_readers(mode);
-	uint64_t pace =
-		mode == B_PACED ? 1000000000ull * (uint64_t)nr / B_PACED_READS_PER_S : 0;
-	s->ready = s->stop = 0;
-	memset(s->reads, 0, sizeof(s->reads));
-	s->stale_n = s->stale_p99_ns = s->stale_p50_ns = 0;
-	memset(out, 0, sizeof(*out));
-	out->tput = NAN;
-	for (int i = 0; i < nr; i++) {
-		pid[i] = fork();
-		if (pid[i] < 0)
-			return -errno;
-		if (pid[i] == 0)
-			breader(inst, s, mode == B_RWLOCK, i, pace, mode == B_STALE);
-	}
-	uint64_t deadline = bench_now_ns() + 10000000000ull;
-	while (load_acquire(&s->ready) < (uint64_t)nr && bench_now_ns() < deadline)
-		usleep(100);
-	bool lock = mode == B_RWLOCK;
-	bw->stamp = mode == B_STALE;
+	uint64_t nb = bw->w->barriers, nbns = bw->w->barrier_ns;
 	uint64_t n = 0, t0 = bench_now_ns(), c0 = cpu_now_ns(), t;
 	do {
 		for (int i = 0; i < 256; i++) {
@@ -703,57 +752,138 @@ static int bwriter_run(struct bwriter *bw, struct rcu_shared *s, const char *ins
 		t = bench_now_ns() - t0;
 	} while (t < dur_ns);
 	uint64_t c = cpu_now_ns() - c0;
+	out->ns = t;
+	out->tput = (double)n * 1e9 / (double)t;
+	out->cpu_ns = (double)c / (double)n;
+	out->cpu_share = (double)c / (double)t;
+	out->bars = bw->w->barriers - nb;
+	out->bar_ns = bw->w->barrier_ns - nbns;
+	return 0;
+}
+
+/* What one mode found. */
+struct bmode {
+	struct bslice parked[B_PAIRS + 1], active[B_PAIRS];
+	double ratio;       /* median per pair: active / parked requests/s */
+	double cpu_ratio;   /* median per pair: parked / active CPU ns/request */
+	double tput_parked; /* medians of the slices */
+	double tput_active;
+	double cpu_parked, cpu_active, share_active;
+	double reads;        /* reads/s over the active slices, all readers */
+	double bars_per_s;   /* membarrier calls per second, active slices */
+	double bar_share;    /* share of active time in them */
+	double bar_ns;       /* mean cost of one */
+	double stale_p50_us; /* stale mode */
+	double stale_p99_us;
+	double stale_n;
+};
+
+/* Runs one mode: forks its readers, alternates parked and reading slices,
+ * collects the readers. */
+static int bwriter_mode(struct bwriter *bw, struct rcu_shared *s, const char *inst,
+			enum b_mode mode, uint64_t slice_ns, struct bmode *out)
+{
+	pid_t pid[B_MAXREADERS];
+	int nr = mode_readers(mode), rc = 0;
+	uint64_t pace =
+		mode == B_PACED ? 1000000000ull * (uint64_t)nr / B_PACED_READS_PER_S : 0;
+	bool lock = mode == B_RWLOCK;
+	uint64_t active_ns = 0, bars = 0, bar_ns = 0;
+	s->ready = s->stop = 0;
+	s->active = 0;
+	memset(s->reads, 0, sizeof(s->reads));
+	s->stale_n = s->stale_p99_ns = s->stale_p50_ns = 0;
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < nr; i++) {
+		pid[i] = fork();
+		if (pid[i] < 0) {
+			nr = i;
+			rc = -errno;
+			goto collect;
+		}
+		if (pid[i] == 0) {
+			if (mode == B_SPIN)
+				bspinner(s);
+			breader(inst, s, lock, i, pace, mode == B_STALE);
+		}
+	}
+	uint64_t deadline = bench_now_ns() + 10000000000ull;
+	while (load_acquire(&s->ready) < (uint64_t)nr && bench_now_ns() < deadline)
+		usleep(100);
+	bw->stamp = mode == B_STALE;
+	for (int p = 0; p < B_PAIRS && rc == 0; p++) {
+		rc = bwriter_slice(bw, s, false, slice_ns, &out->parked[p]);
+		set_active(s, 1);
+		if (rc == 0)
+			rc = bwriter_slice(bw, s, lock, slice_ns, &out->active[p]);
+		set_active(s, 0);
+		active_ns += out->active[p].ns;
+		bars += out->active[p].bars;
+		bar_ns += out->active[p].bar_ns;
+	}
+	if (rc == 0)
+		rc = bwriter_slice(bw, s, false, slice_ns, &out->parked[B_PAIRS]);
 	bw->stamp = false;
+collect:
 	store_release(&s->stop, 1);
-	int bad = 0;
+	set_active(s, 1);
 	uint64_t reads = 0;
 	for (int i = 0; i < nr; i++) {
 		int st;
 		waitpid(pid[i], &st, 0);
 		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 			fprintf(stderr, "rcu: reader process failed (status %d)\n", st);
-			bad = 1;
+			rc = rc ? rc : -EIO;
 		}
 		reads += s->reads[i];
 	}
-	if (bad)
-		return -EIO;
-	out->reads = (double)reads * 1e9 / (double)t;
-	out->elapsed = t;
-	out->tput = (double)n * 1e9 / (double)t;
-	out->cpu_ns = (double)c / (double)n;
-	out->cpu_share = (double)c / (double)t;
+	if (rc)
+		return rc;
+	double r[B_PAIRS], cr[B_PAIRS], tp[B_PAIRS + 1], ta[B_PAIRS];
+	double cp[B_PAIRS + 1], ca[B_PAIRS], sa[B_PAIRS];
+	for (int p = 0; p <= B_PAIRS; p++) {
+		tp[p] = out->parked[p].tput;
+		cp[p] = out->parked[p].cpu_ns;
+	}
+	for (int p = 0; p < B_PAIRS; p++) {
+		const struct bslice *a = &out->active[p], *b0 = &out->parked[p],
+				    *b1 = &out->parked[p + 1];
+		r[p] = a->tput / ((b0->tput + b1->tput) / 2.0);
+		cr[p] = ((b0->cpu_ns + b1->cpu_ns) / 2.0) / a->cpu_ns;
+		ta[p] = a->tput;
+		ca[p] = a->cpu_ns;
+		sa[p] = a->cpu_share;
+	}
+	out->ratio = median(r, B_PAIRS);
+	out->cpu_ratio = median(cr, B_PAIRS);
+	out->tput_parked = median(tp, B_PAIRS + 1);
+	out->tput_active = median(ta, B_PAIRS);
+	out->cpu_parked = median(cp, B_PAIRS + 1);
+	out->cpu_active = median(ca, B_PAIRS);
+	out->share_active = median(sa, B_PAIRS);
+	out->reads = (double)reads * 1e9 / (double)active_ns;
+	out->bars_per_s = (double)bars * 1e9 / (double)active_ns;
+	out->bar_share = (double)bar_ns / (double)active_ns;
+	out->bar_ns = bars ? (double)bar_ns / (double)bars : 0;
+	out->stale_p50_us = (double)s->stale_p50_ns / 1000.0;
+	out->stale_p99_us = (double)s->stale_p99_ns / 1000.0;
+	out->stale_n = (double)s->stale_n;
 	return 0;
 }
 
-/* What part (b) found. */
-struct bres {
-	double ratio_rcu, ratio_rwlock, ratio_rcu_f;
-	double ratio_rcu4, ratio_paced;
-	double cpu_ratio_rcu, cpu_ratio_rcu4;        /* requests per writer CPU second */
-	double cpu_share_rcu4;                       /* writer CPU / wall, 4 readers */
-	double cpu_ns_none, cpu_ns_rcu, cpu_ns_rcu4; /* writer CPU ns/request */
-	double paced_reads;                          /* reads/s the paced readers did */
-	double stale_p50_us, stale_p99_us, stale_n;
-	double barriers_per_s; /* matcher's membarrier calls, rcu runs */
-	double barrier_ns;     /* mean cost of one */
-	double barrier_share;  /* fraction of the matcher's time in them */
-};
-
 static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
-			     struct shm_rcu *w, struct shm_rcu *wf, struct bres *res)
+			     struct shm_rcu *w, struct shm_rcu *wf,
+			     struct bmode res[B_NMODES])
 {
 	struct bwriter bw, bwf;
-	struct brun run[B_NMODES][RUNS_B];
-	double stale99[RUNS_B], stale50[RUNS_B], stalen[RUNS_B];
-	const char *names[B_NMODES] = {
-		"no reader",      "rcu reader",    "rwlock reader",   "no reader (f)",
-		"rcu reader (f)", "4 rcu readers", "4 paced readers", "stale reader"};
-	uint64_t dur = o->iters >= 10000000 ? 700000000ull : 200000000ull;
-	uint64_t rcu_ns = 0, b0, bns0;
-	memset(res, 0, sizeof(*res));
-	res->ratio_rcu = res->ratio_rwlock = res->ratio_rcu_f = NAN;
-	res->barriers_per_s = res->barrier_ns = res->barrier_share = NAN;
+	static const char *const names[B_NMODES] = {
+		"rcu reader",      "rwlock reader", "rcu reader (f)", "4 rcu readers",
+		"4 paced readers", "stale reader",  "cpu spinner"};
+	uint64_t slice = o->iters >= 10000000 ? 100000000ull : 25000000ull;
+	for (int m = 0; m < B_NMODES; m++) {
+		memset(&res[m], 0, sizeof(res[m]));
+		res[m].ratio = NAN;
+	}
 	if (bwriter_init(&bw, o->inst, w) != 0) {
 		fprintf(stderr, "rcu: cannot create the bench book\n");
 		return;
@@ -772,69 +902,27 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 		bwriter_step(&bw);
 		bwriter_step(&bwf);
 	}
-	b0 = w->barriers;
-	bns0 = w->barrier_ns;
-	for (int r = 0; r < RUNS_B; r++)
-		for (int m = 0; m < B_NMODES; m++) {
-			bool f = m == B_NONE_F || m == B_RCU_F;
-			uint64_t nb = w->barriers, nbns = w->barrier_ns;
-			if (bwriter_run(f ? &bwf : &bw, s, f ? o->inst_f : o->inst,
-					(enum b_mode)m, dur, &run[m][r]) != 0)
-				run[m][r].tput = NAN;
-			if (m == B_RCU)
-				rcu_ns += run[m][r].elapsed;
-			else {
-				/* Count the calls of the rcu runs only. */
-				b0 += w->barriers - nb;
-				bns0 += w->barrier_ns - nbns;
-			}
-			if (m == B_STALE) {
-				stale99[r] = (double)s->stale_p99_ns / 1000.0;
-				stale50[r] = (double)s->stale_p50_ns / 1000.0;
-				stalen[r] = (double)s->stale_n;
-			}
-		}
-	double med[B_NMODES], cpu[B_NMODES], share[B_NMODES], reads[B_NMODES];
+	fprintf(stderr,
+		"rcu: writer with readers, %d pairs of %.0f ms slices per mode "
+		"(readers parked | reading)%s\n",
+		B_PAIRS, (double)slice / 1e6, pinned ? ", writer on CPU 0" : "");
 	for (int m = 0; m < B_NMODES; m++) {
-		double v[RUNS_B], c[RUNS_B], sh[RUNS_B], rd[RUNS_B];
-		for (int r = 0; r < RUNS_B; r++) {
-			v[r] = run[m][r].tput;
-			c[r] = run[m][r].cpu_ns;
-			sh[r] = run[m][r].cpu_share;
-			rd[r] = run[m][r].reads;
+		bool f = m == B_RCU_F;
+		struct bmode *r = &res[m];
+		if (bwriter_mode(f ? &bwf : &bw, s, f ? o->inst_f : o->inst,
+				 (enum b_mode)m, slice, r) != 0) {
+			r->ratio = NAN;
+			fprintf(stderr, "rcu: %s: run failed\n", names[m]);
+			continue;
 		}
-		med[m] = median(v, RUNS_B);
-		cpu[m] = median(c, RUNS_B);
-		share[m] = median(sh, RUNS_B);
-		reads[m] = median(rd, RUNS_B);
 		fprintf(stderr,
-			"rcu: matcher with %-15s %9.0f requests/s, reader(s) "
-			"%9.0f reads/s, writer CPU %6.1f ns/request, %5.1f%% of "
-			"a CPU\n",
-			names[m], med[m], reads[m], cpu[m], share[m] * 100.0);
-	}
-	res->ratio_rcu = med[B_RCU] / med[B_NONE];
-	res->ratio_rwlock = med[B_RWLOCK] / med[B_NONE];
-	res->ratio_rcu_f = med[B_RCU_F] / med[B_NONE_F];
-	res->ratio_rcu4 = med[B_RCU4] / med[B_NONE];
-	res->ratio_paced = med[B_PACED] / med[B_NONE];
-	/* Per writer CPU second: what is left once the CPU time the readers
-	 * took from the writer is taken out, i.e. the cache traffic. */
-	res->cpu_ratio_rcu = cpu[B_NONE] / cpu[B_RCU];
-	res->cpu_ratio_rcu4 = cpu[B_NONE] / cpu[B_RCU4];
-	res->cpu_share_rcu4 = share[B_RCU4];
-	res->cpu_ns_none = cpu[B_NONE];
-	res->cpu_ns_rcu = cpu[B_RCU];
-	res->cpu_ns_rcu4 = cpu[B_RCU4];
-	res->paced_reads = reads[B_PACED];
-	res->stale_p99_us = median(stale99, RUNS_B);
-	res->stale_p50_us = median(stale50, RUNS_B);
-	res->stale_n = median(stalen, RUNS_B);
-	uint64_t nb = w->barriers - b0, nbns = w->barrier_ns - bns0;
-	if (rcu_ns) {
-		res->barriers_per_s = (double)nb * 1e9 / (double)rcu_ns;
-		res->barrier_ns = nb ? (double)nbns / (double)nb : 0;
-		res->barrier_share = (double)nbns / (double)rcu_ns;
+			"rcu: %-15s %9.0f | %9.0f requests/s (ratio %.3f), "
+			"%8.0f reads/s, writer CPU %5.1f | %5.1f ns/request "
+			"(ratio %.3f), %5.1f%% of a CPU, %4.0f membarrier/s "
+			"(%.1f%% of its time)\n",
+			names[m], r->tput_parked, r->tput_active, r->ratio, r->reads,
+			r->cpu_parked, r->cpu_active, r->cpu_ratio,
+			r->share_active * 100.0, r->bars_per_s, r->bar_share * 100.0);
 	}
 	if (pinned && sched_setaffinity(0, sizeof(old), &old) != 0)
 		fprintf(stderr, "rcu: cannot restore the CPU mask\n");
@@ -982,12 +1070,14 @@ int bench_rcu(int argc, char **argv)
 		mode_name(&w), busy_ns, poll_ns, bps, busyf_ns, pollf_ns, busye_ns,
 		polle_ns);
 
-	struct bres b;
-	bench_rcu_writer(&o, s, &w, &wf, &b);
+	struct bmode b[B_NMODES];
+	bench_rcu_writer(&o, s, &w, &wf, b);
+	const struct bmode *b1 = &b[B_RCU], *b4 = &b[B_RCU4], *bp = &b[B_PACED],
+			   *bs = &b[B_STALE];
 	fprintf(stderr,
 		"rcu: matcher membarrier calls (%s table, rcu runs): %.0f/s, "
 		"%.0f ns each, %.3f%% of its time\n",
-		mode_name(&w), b.barriers_per_s, b.barrier_ns, b.barrier_share * 100.0);
+		mode_name(&w), b1->bars_per_s, b1->bar_ns, b1->bar_share * 100.0);
 
 	printf("rcu: table mode %s: read_ns/urcu_read_ns=%.2f rwlock_read_ns/read_ns=%.2f "
 	       "two-reader rwlock/shmex=%.2f\n",
@@ -995,13 +1085,14 @@ int bench_rcu(int argc, char **argv)
 	       two_rwlock / two_shmex);
 	printf("rcu: fence mode for comparison: fence_mode_read_ns=%.2f "
 	       "fence_mode_writer_ratio_rcu=%.3f read_ns/fence_mode_read_ns=%.3f\n",
-	       shmexf_ns, b.ratio_rcu_f, shmex_ns / shmexf_ns);
-	printf("rcu: readers' cost: writer CPU ns/request none %.1f, 1 reader %.1f, "
-	       "4 readers %.1f (writer had %.0f%% of a CPU with 4 readers); "
-	       "staleness p50 %.1f us, p99 %.1f us over %.0f samples; paced "
-	       "readers did %.0f reads/s\n",
-	       b.cpu_ns_none, b.cpu_ns_rcu, b.cpu_ns_rcu4, b.cpu_share_rcu4 * 100.0,
-	       b.stale_p50_us, b.stale_p99_us, b.stale_n, b.paced_reads);
+	       shmexf_ns, b[B_RCU_F].ratio, shmex_ns / shmexf_ns);
+	printf("rcu: readers' cost: writer CPU ns/request parked | reading: 1 reader "
+	       "%.1f | %.1f, 4 readers %.1f | %.1f (writer had %.0f%% of a CPU with "
+	       "4 readers), 4 paced %.1f | %.1f; staleness p50 %.1f us, p99 %.1f us "
+	       "over %.0f samples; paced readers did %.0f reads/s\n",
+	       b1->cpu_parked, b1->cpu_active, b4->cpu_parked, b4->cpu_active,
+	       b4->share_active * 100.0, bp->cpu_parked, bp->cpu_active, bs->stale_p50_us,
+	       bs->stale_p99_us, bs->stale_n, bp->reads);
 	printf("RESULT rcu read_ns=%.2f urcu_read_ns=%.2f rwlock_read_ns=%.2f "
 	       "writer_ratio_rcu=%.3f writer_ratio_rwlock=%.3f "
 	       "fence_read_ns=%.2f read2_ns=%.2f urcu_read2_ns=%.2f "
@@ -1013,14 +1104,16 @@ int bench_rcu(int argc, char **argv)
 	       "writer_barrier_share=%.5f writer_ratio_rcu_4readers=%.3f "
 	       "writer_ratio_rcu_paced=%.3f writer_cpu_ratio_rcu=%.3f "
 	       "writer_cpu_ratio_rcu_4readers=%.3f writer_cpu_share_4readers=%.3f "
-	       "staleness_p50_us=%.1f staleness_p99_us=%.1f\n",
-	       shmex_ns, urcu_ns, rwlock_ns, b.ratio_rcu, b.ratio_rwlock, fence_ns,
+	       "writer_cpu_ratio_rcu_paced=%.3f paced_reads_per_s=%.0f "
+	       "staleness_p50_us=%.1f staleness_p99_us=%.1f "
+	       "writer_ratio_spinner=%.3f\n",
+	       shmex_ns, urcu_ns, rwlock_ns, b1->ratio, b[B_RWLOCK].ratio, fence_ns,
 	       two_shmex, two_urcu, two_rwlock, busy_ns, poll_ns, asym_ns, polle_ns,
-	       shmexf_ns, b.ratio_rcu_f, busyf_ns, pollf_ns,
-	       shm_rcu_table_mode(&w) == SHM_RCU_MODE_ASYM, b.barriers_per_s,
-	       b.barrier_ns, b.barrier_share, b.ratio_rcu4, b.ratio_paced,
-	       b.cpu_ratio_rcu, b.cpu_ratio_rcu4, b.cpu_share_rcu4, b.stale_p50_us,
-	       b.stale_p99_us);
+	       shmexf_ns, b[B_RCU_F].ratio, busyf_ns, pollf_ns,
+	       shm_rcu_table_mode(&w) == SHM_RCU_MODE_ASYM, b1->bars_per_s, b1->bar_ns,
+	       b1->bar_share, b4->ratio, bp->ratio, b1->cpu_ratio, b4->cpu_ratio,
+	       b4->share_active, bp->cpu_ratio, bp->reads, bs->stale_p50_us,
+	       bs->stale_p99_us, b[B_SPIN].ratio);
 	rc = 0;
 
 out_detach_f:

@@ -248,6 +248,7 @@ static void stats_publish(struct eng_core *b)
 	store_relaxed(&h->fills_used, b->fill_unused - b->fill_nfree);
 	store_relaxed(&h->orders_created, b->orders_created);
 	store_relaxed(&h->rejects_full, b->rejects_full);
+	b->since_reclaim++;
 }
 
 static int reject(struct eng_core *b, enum eng_req_type what, int err)
@@ -1045,8 +1046,41 @@ int eng_core_modify(struct eng_core *b, const struct eng_req *r)
 	return 0;
 }
 
+/* Whether at least k + 1 entries of a retirement FIFO have a retire epoch
+ * below safe (epochs are pushed in non-decreasing order). */
+static bool ring_eligible(const struct eng_ring *r, uint32_t k, uint64_t safe)
+{
+	return r->count > k && r->epoch[(r->head + k) % r->cap] < safe;
+}
+
+/* A pool is low when fewer than `low` records can be had without a newer
+ * safe epoch: free, never used, or retired before the last safe epoch. */
+static bool pool_low(uint32_t nfree, uint32_t unused, uint32_t cap,
+		     const struct eng_ring *retired, uint64_t safe)
+{
+	uint32_t low = cap / 4 < 2 * ENG_RECLAIM_EVERY ? cap / 4 : 2 * ENG_RECLAIM_EVERY;
+	uint64_t now = (uint64_t)nfree + (cap - unused);
+	return now < low && !ring_eligible(retired, low - (uint32_t)now - 1, safe);
+}
+
+bool eng_core_reclaim_due(struct eng_core *b, uint64_t now_ns)
+{
+	if (b->reclaim_from_ns == 0 || now_ns < b->reclaim_from_ns)
+		b->reclaim_from_ns = now_ns;
+	return b->since_reclaim >= ENG_RECLAIM_EVERY ||
+	       now_ns - b->reclaim_from_ns >= ENG_RECLAIM_NS ||
+	       b->rejects_full != b->rejects_full_seen ||
+	       pool_low(b->lvl_nfree, b->lvl_unused, b->v.cap_levels, &b->lvl_retired,
+			b->safe_epoch) ||
+	       pool_low(b->ord_nfree, b->ord_unused, b->v.cap_orders, &b->ord_done,
+			b->safe_epoch);
+}
+
 uint32_t eng_core_reclaim(struct eng_core *b, uint64_t safe_epoch)
 {
+	b->since_reclaim = 0;
+	b->reclaim_from_ns = 0;
+	b->rejects_full_seen = b->rejects_full;
 	b->safe_epoch = safe_epoch;
 	store_relaxed(&b->hdr->safe_epoch, safe_epoch);
 	return levels_reclaim(b, safe_epoch);

@@ -220,6 +220,26 @@ int eng_core_modify(struct eng_core *b, const struct eng_req *r)
  */
 uint32_t eng_core_reclaim(struct eng_core *b, uint64_t safe_epoch);
 
+/*
+ * Reclamation pacing (docs/concurrency.md, "Reclamation pacing").  Every
+ * advance of the reader epoch writes a line each reader reads on entry,
+ * and every poll of the reader table reads lines the readers write, so a
+ * writer that did both after every few requests paid a cross-core
+ * transfer or two each time a reader was active.  A writer asks this
+ * instead, after a round of requests, and advances + polls +
+ * eng_core_reclaim only when it says yes: after ENG_RECLAIM_EVERY
+ * requests or ENG_RECLAIM_NS of its clock (now_ns, any monotonic clock:
+ * the first call after a reclaim starts the interval), when a request was rejected for lack of records since the
+ * last reclaim, or when the level or order pool is low (fewer than
+ * min(capacity / 4, 2 x ENG_RECLAIM_EVERY) records obtainable without a
+ * newer safe epoch), so a small or busy book reclaims as often as before.
+ * A retired record is reused about two polls after the last reader that
+ * could see it left (a poll publishes the epoch the next one waits for).
+ */
+#define ENG_RECLAIM_EVERY 256u
+#define ENG_RECLAIM_NS 1000000u
+bool eng_core_reclaim_due(struct eng_core *b, uint64_t now_ns);
+
 /* Writer-side inspection (tests, replay; not for other processes). */
 struct eng_core_level_info {
 	int64_t price;

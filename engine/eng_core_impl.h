@@ -109,6 +109,13 @@ struct eng_core {
 	uint64_t orders_created;
 	uint64_t rejects_full;
 
+	/* Reclamation pacing (eng_core_reclaim_due): requests applied and
+	 * book-full rejects at the last eng_core_reclaim, and the time of
+	 * the first eng_core_reclaim_due after it. */
+	uint32_t since_reclaim;
+	uint64_t reclaim_from_ns;
+	uint64_t rejects_full_seen;
+
 	const struct eng_req *req; /* the request being applied */
 };
 

@@ -1166,12 +1166,20 @@ static bool ready(void *arg)
 	return false;
 }
 
-static void reclaim(struct eng_matcher *m, bool advance)
+/* After a round (busy) or at an idle tick: advance the reader epoch, poll
+ * the reader table and let the core reuse what no reader can see.  After
+ * a round only when the core says it is due (eng_core_reclaim_due: every
+ * ENG_RECLAIM_EVERY requests or ENG_RECLAIM_NS, sooner when a pool runs
+ * low or a request found the book full): each advance and poll costs a cross-core transfer
+ * while readers are active (docs/concurrency.md, "Reclamation pacing"). */
+static void reclaim(struct eng_matcher *m, bool busy)
 {
-	/* MT2: after the round's unlinks (the core's release stores [BK1]),
-	 * publish epoch E + 1 [RD3]; nodes of this round carry tag E. */
-	if (advance)
-		(void)shm_rcu_advance(&m->readers);
+	if (busy && !eng_core_reclaim_due(m->book, shm_clock_ns(CLOCK_MONOTONIC)))
+		return;
+	/* MT2: after the rounds' unlinks (the core's release stores [BK1]),
+	 * publish epoch E + 1 [RD3]; nodes retired since the last advance
+	 * carry tag E. */
+	(void)shm_rcu_advance(&m->readers);
 	/* MT3: poll, never wait: full fence and scan [RD4] (or the
 	 * rate-limited membarrier [RD15] in asymmetric mode); only nodes
 	 * retired before the oldest active reader's epoch are reused.  A

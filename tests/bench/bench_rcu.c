@@ -60,6 +60,7 @@
 #include "engine/eng_core.h"
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"
+#include "shm/shm_settings.h"
 #include "shm/shm_snap.h"
 #include "shm/shm_rcu.h"
 #include "shm/shm_rcu_inline.h"
@@ -74,6 +75,9 @@ struct rcu_opts {
 	uint64_t iters;  /* enter+leave pairs per run */
 	char inst[40];   /* tables in the default mode */
 	char inst_f[40]; /* tables in fence mode */
+	/* --probe: reader contents to measure one by one (PROBE_* masks). */
+	unsigned probe[8];
+	int nprobe;
 };
 
 /* Shared between the parent and its measuring children. */
@@ -92,6 +96,11 @@ struct rcu_shared {
 	uint64_t stale_p50_ns;
 	uint64_t stale_n; /* samples behind the two figures */
 	uint64_t sink;
+	/* The bench writer's newest order id, every 1024 requests (the
+	 * readers ask for the status of recent orders, as clients do); on a
+	 * line of its own.  W: writer, relaxed; R: readers, relaxed. */
+	uint64_t last_id __attribute__((aligned(64)));
+	char pad_last[56];
 };
 
 static struct rcu_shared *shared_map(void)
@@ -438,6 +447,8 @@ static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
 #define B_QTY 10
 #define B_MID 100000
 #define B_LIVE 200
+#define B_ROUND 8
+#define B_RECENT 8192 /* readers ask for one of the newest B_RECENT ids */
 
 enum b_mode {
 	B_RCU,
@@ -462,13 +473,16 @@ struct bwriter {
 	uint64_t x, seq;
 	uint64_t live[B_LIVE + 1], owner[B_LIVE + 1];
 	size_t nlive;
-	bool stamp; /* request time = CLOCK_MONOTONIC now (staleness run) */
+	bool stamp;        /* request time = CLOCK_MONOTONIC now (staleness run) */
+	uint64_t *last_id; /* rcu_shared.last_id */
 };
 
 static int bwriter_init(struct bwriter *bw, const char *inst, struct shm_rcu *w)
 {
 	struct eng_core_cfg cfg = {
-		.caps = {4, 1024, 16384, 1u << 16}, .shard = 0, .nshards = 1};
+		.caps = {4, SHM_DEFAULT_LEVELS, SHM_DEFAULT_ORDERS, SHM_DEFAULT_FILLS},
+		.shard = 0,
+		.nshards = 1};
 	memset(bw, 0, sizeof(*bw));
 	bw->w = w;
 	bw->x = 42;
@@ -526,11 +540,20 @@ static void bwriter_step(struct bwriter *bw)
 		q.price = B_MID + (int64_t)((r >> 4) % 21) - 10;
 		q.qty = B_QTY;
 		if (eng_core_submit(bw->b, &q, &id) == 0) {
+			if (bw->last_id && bw->seq % 1024 == 0)
+				store_relaxed(bw->last_id, id);
 			bw->owner[bw->nlive] = q.account;
 			bw->live[bw->nlive++] = id;
 		}
 	}
-	if (bw->seq % 8 == 0) {
+	/* As the matcher after a round of B_ROUND requests (trim_done and
+	 * reclaim in eng_matcher.c): finished orders beyond the default
+	 * done window go back to the free stack, and the reader epoch is
+	 * advanced and polled when the core says it is due. */
+	if (bw->seq % B_ROUND != 0)
+		return;
+	(void)eng_core_trim(bw->b, SHM_DEFAULT_DONE_WINDOW);
+	if (eng_core_reclaim_due(bw->b, bench_now_ns())) {
 		(void)shm_rcu_advance(bw->w);
 		eng_core_reclaim(bw->b, shm_rcu_safe_epoch(bw->w));
 	}
@@ -602,6 +625,51 @@ static void set_active(struct rcu_shared *s, uint32_t v)
  * the writer started applying a change the reader first saw it (a change
  * superseded before any read is not counted).
  */
+/* What a reader reads each time round (--probe): all three by default. */
+enum { PROBE_DEPTH = 1, PROBE_TOP = 2, PROBE_ORDER = 4, PROBE_ALL = 7 };
+static unsigned probe_reads = PROBE_ALL;
+
+static const char *probe_name(unsigned m)
+{
+	static const char *const n[8] = {"none",      "depth",          "top",
+					 "depth+top", "order",          "depth+order",
+					 "top+order", "depth+top+order"};
+	return n[m & 7];
+}
+
+static int probe_parse(const char *arg, struct rcu_opts *o)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", arg);
+	o->nprobe = 0;
+	for (char *save, *t = strtok_r(buf, ",", &save); t;
+	     t = strtok_r(NULL, ",", &save)) {
+		unsigned m = 0;
+		if (strcmp(t, "none") != 0) {
+			for (char *s2, *u = strtok_r(t, "+", &s2); u;
+			     u = strtok_r(NULL, "+", &s2)) {
+				if (strcmp(u, "depth") == 0)
+					m |= PROBE_DEPTH;
+				else if (strcmp(u, "top") == 0)
+					m |= PROBE_TOP;
+				else if (strcmp(u, "order") == 0)
+					m |= PROBE_ORDER;
+				else
+					return -1;
+			}
+		}
+		if (o->nprobe == 8)
+			return -1;
+		o->probe[o->nprobe++] = m;
+	}
+	return o->nprobe > 0 ? 0 : -1;
+}
+
+static int probe_empty(struct shm_snap *rd, void *arg)
+{
+	return 0;
+}
+
 static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
 		    uint64_t pace_ns, bool stale)
 {
@@ -614,6 +682,7 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
 	size_t nf;
 	uint64_t n = 0, bad = 0, x = 7 + (uint64_t)idx, last_seen = 0, ns_n = 0;
 	uint64_t start = 0, done = 0; /* pacing: since the last unpark */
+	uint64_t hi = 0;              /* newest order id we know of */
 	bool parked = true;
 	static uint32_t hist[STALE_BUCKETS];
 	pin_reader(idx);
@@ -653,8 +722,12 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
 		x = x * 6364136223846793005ull + 1442695040888963407ull;
 		if (lock && pthread_rwlock_rdlock(&s->wlock))
 			_exit(2);
-		int rc = shm_snap_depth(&rd, 0, &d);
-		if (rc == 0)
+		int rc = 0;
+		if (probe_reads == 0)
+			rc = shm_snap_section(&rd, probe_empty, NULL);
+		if (probe_reads & PROBE_DEPTH)
+			rc = shm_snap_depth(&rd, 0, &d);
+		if (rc == 0 && (probe_reads & PROBE_TOP))
 			rc = shm_snap_top(&rd, 0, &t);
 		if (rc == 0 && stale && t.last_time_ns != last_seen) {
 			uint64_t now = bench_now_ns();
@@ -665,8 +738,12 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
 			}
 			last_seen = t.last_time_ns;
 		}
-		if (rc == 0) {
-			rc = shm_snap_order(&rd, (x >> 40) % 20000 + 1, &o, f, 4, &nf);
+		if (n % 1024 == 0)
+			hi = load_relaxed(&s->last_id);
+		if (rc == 0 && (probe_reads & PROBE_ORDER)) {
+			uint64_t back = (x >> 40) % B_RECENT;
+			rc = shm_snap_order(&rd, hi > back ? hi - back : 1, &o, f, 4,
+					    &nf);
 			if (rc == SHMEX_ENOORDER)
 				rc = 0;
 		}
@@ -898,7 +975,10 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 	if (pinned)
 		pin_to(0);
 	/* Warm the books up to their steady state. */
-	for (int i = 0; i < 200000; i++) {
+	bw.last_id = bwf.last_id = &s->last_id;
+	/* Warm the books up to their steady state: every order record used
+	 * and recycled at least once. */
+	for (int i = 0; i < 600000; i++) {
 		bwriter_step(&bw);
 		bwriter_step(&bwf);
 	}
@@ -906,7 +986,27 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 		"rcu: writer with readers, %d pairs of %.0f ms slices per mode "
 		"(readers parked | reading)%s\n",
 		B_PAIRS, (double)slice / 1e6, pinned ? ", writer on CPU 0" : "");
-	for (int m = 0; m < B_NMODES; m++) {
+	for (int k = 0; k < o->nprobe; k++) {
+		struct bmode *r = &res[k];
+		probe_reads = o->probe[k];
+		if (bwriter_mode(&bw, s, o->inst, B_RCU, slice, r) != 0) {
+			r->ratio = NAN;
+			fprintf(stderr, "rcu: probe %s: run failed\n",
+				probe_name(o->probe[k]));
+			continue;
+		}
+		fprintf(stderr,
+			"rcu: probe %-17s writer %9.0f | %9.0f requests/s (ratio %.3f), "
+			"%8.0f reads/s, writer CPU %5.1f | %5.1f ns/request, "
+			"%.0f ns of writer time per read\n",
+			probe_name(o->probe[k]), r->tput_parked, r->tput_active, r->ratio,
+			r->reads, r->cpu_parked, r->cpu_active,
+			r->reads > 0 ? (r->cpu_active - r->cpu_parked) * r->tput_active /
+					       r->reads
+				     : 0.0);
+	}
+	probe_reads = PROBE_ALL;
+	for (int m = 0; o->nprobe == 0 && m < B_NMODES; m++) {
 		bool f = m == B_RCU_F;
 		struct bmode *r = &res[m];
 		if (bwriter_mode(f ? &bwf : &bw, s, f ? o->inst_f : o->inst,
@@ -939,6 +1039,10 @@ static void usage(FILE *f)
 		   "  fence mode) vs liburcu memb vs process-shared rwlock;\n"
 		   "  writer-side cost of readers and of the membarrier calls.\n"
 		   "  --pin: the matcher runs on CPU 0, its readers on the others.\n"
+		   "  --probe=LIST: only the one-reader writer ratio, once per entry\n"
+		   "  of LIST, a comma list of what the reader reads: none (empty\n"
+		   "  read-side sections) or depth, top, order joined by + (which\n"
+		   "  structure's lines cost the writer).\n"
 		   "  SHMEX_READERS_FENCE=1 makes the default mode the fence mode.\n");
 }
 
@@ -954,12 +1058,13 @@ int bench_rcu(int argc, char **argv)
 		{"iters", required_argument, NULL, 'n'},
 		{"quick", no_argument, NULL, 'q'},
 		{"pin", no_argument, NULL, 'p'},
+		{"probe", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "n:qph", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:qpP:h", longopts, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'n':
@@ -975,6 +1080,15 @@ int bench_rcu(int argc, char **argv)
 			break;
 		case 'p':
 			pin_cpus = true;
+			break;
+		case 'P':
+			if (probe_parse(optarg, &o) != 0) {
+				fprintf(stderr,
+					"rcu: bad --probe '%s' (a comma list of none "
+					"or depth, top, order joined by +)\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -1008,6 +1122,16 @@ int bench_rcu(int argc, char **argv)
 	if (rc)
 		goto out_unlink_f;
 
+	if (o.nprobe > 0) {
+		struct bmode b[B_NMODES > 8 ? B_NMODES : 8];
+		bench_rcu_writer(&o, s, &w, &wf, b);
+		printf("RESULT rcu_probe");
+		for (int k = 0; k < o.nprobe; k++)
+			printf(" %s=%.3f", probe_name(o.probe[k]), b[k].ratio);
+		printf("\n");
+		rc = 0;
+		goto out_detach_f;
+	}
 	double shmex_ns, shmexf_ns, fence_ns, asym_ns, urcu_ns, rwlock_ns;
 	fprintf(stderr,
 		"rcu: %llu enter+leave per run, median of %d runs; default "

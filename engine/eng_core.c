@@ -196,6 +196,133 @@ static inline void seq_end(struct shm_book_sym_sh *s)
 	store_release(&s->seq, s->seq + 1);
 }
 
+/* Opens order record o's own seqcount window for the rest of the request,
+ * if it is not open yet. */
+static inline void order_open(struct eng_core *b, struct shm_book_order_sh *o)
+{
+	if (o->seq & 1)
+		return;
+	store_relaxed(&o->seq, o->seq + 1);
+	/* [BK17] orders the odd seq before the record's stores; pairs with
+	 * the status readers' fence [BK20]. */
+	fence_release();
+	b->otouched[b->notouched++] = (uint32_t)(o - b->v.orders);
+}
+
+static void orders_close(struct eng_core *b)
+{
+	for (uint32_t i = 0; i < b->notouched; i++) {
+		struct shm_book_order_sh *o = &b->v.orders[b->otouched[i]];
+		/* [BK18] publishes the record's changes with the even seq;
+		 * pairs with the status readers' acquire load [BK19]. */
+		store_release(&o->seq, o->seq + 1);
+	}
+	b->notouched = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Quotes (shm_book.h, BK13/BK14)                                      */
+
+/* A quote word is stored only when it changes: a line a reader holds is
+ * taken back only when there is something new on it.  With store false,
+ * only finds whether anything would change. */
+#define quote_word(lv, v)                                  \
+	do {                                               \
+		if ((lv) != (v)) {                         \
+			diff = true;                       \
+			if (store)                         \
+				store_relaxed(&(lv), (v)); \
+		}                                          \
+	} while (0)
+
+static bool quote_sync(struct eng_core *b, uint32_t symi, bool store)
+{
+	const struct shm_book_sym_sh *s = &b->v.symbols[symi];
+	struct shm_book_quote_sh *q = &b->v.quotes[symi];
+	const struct eng_sym *p = &b->syms[symi];
+	bool diff = false;
+	for (unsigned side = 0; side < 2; side++) {
+		const struct eng_side *e = &p->side[side];
+		uint32_t n = e->n < SHM_BOOK_QUOTE_LEVELS ? e->n : SHM_BOOK_QUOTE_LEVELS;
+		for (uint32_t k = 0; k < SHM_BOOK_QUOTE_LEVELS; k++) {
+			struct shm_book_quote_level_sh *x = &q->level[k][side];
+			if (k >= n) {
+				/* Beyond the depth: zero, so that the quote is a
+				 * function of the book alone. */
+				if (k >= q->ndepth[side])
+					break;
+				quote_word(x->price, 0);
+				quote_word(x->qty, 0);
+				quote_word(x->count, 0);
+				continue;
+			}
+			const struct shm_book_level_sh *l =
+				&b->v.levels[e->a[e->n - 1 - k].lvl];
+			quote_word(x->price, l->price);
+			quote_word(x->qty, l->qty);
+			quote_word(x->count, l->count);
+		}
+		quote_word(q->ndepth[side], n);
+		quote_word(q->nlevels[side], s->nlevels[side]);
+		quote_word(q->norders[side], s->norders[side]);
+		quote_word(q->open_qty[side], s->open_qty[side]);
+	}
+	quote_word(q->last_price, s->last_price);
+	quote_word(q->last_qty, s->last_qty);
+	quote_word(q->last_time_ns, s->last_time_ns);
+	quote_word(q->trades, s->trades);
+	quote_word(q->volume, s->volume);
+	return diff;
+}
+
+/* Publishes symbol symi's quote, if it differs from its book. */
+static void quote_publish(struct eng_core *b, uint32_t symi)
+{
+	struct shm_book_quote_sh *q = &b->v.quotes[symi];
+	if (!quote_sync(b, symi, false))
+		return;
+	store_relaxed(&q->seq, q->seq + 1);
+	/* [BK13] orders the odd seq before the quote's stores; pairs with
+	 * the readers' fence [BK16]. */
+	fence_release();
+	store_relaxed(&q->book_seq, b->v.symbols[symi].seq);
+	(void)quote_sync(b, symi, true);
+	/* [BK14] publishes the quote with the even seq; pairs with the
+	 * readers' acquire load [BK15]. */
+	store_release(&q->seq, q->seq + 1);
+}
+
+/* After a request changed symbol symi's book: its quote is published now,
+ * or at the next eng_core_publish when the writer batches. */
+static void book_changed(struct eng_core *b, uint32_t symi)
+{
+	if (!b->batched) {
+		quote_publish(b, symi);
+		return;
+	}
+	if (!b->syms[symi].dirty) {
+		b->syms[symi].dirty = true;
+		b->dirty[b->ndirty++] = symi;
+	}
+}
+
+void eng_core_publish(struct eng_core *b)
+{
+	for (uint32_t i = 0; i < b->ndirty; i++) {
+		uint32_t symi = b->dirty[i];
+		b->syms[symi].dirty = false;
+		quote_publish(b, symi);
+	}
+	b->ndirty = 0;
+}
+
+void eng_core_set_batched(struct eng_core *b, bool on)
+{
+	b->batched = on;
+	if (!on)
+		eng_core_publish(b);
+}
+
 /* Every field of an event, assigned one by one: a zeroing initializer of
  * this 136-byte struct compiles to `rep stos`, measurably slow here. */
 static inline void ev_init(struct eng_event *ev, uint8_t type)
@@ -236,8 +363,11 @@ static void emit(struct eng_core *b, struct eng_event *ev)
 }
 
 /* Statistics in the shared header: relaxed, informative only. */
-static void stats_publish(struct eng_core *b)
+/* The end of every request, applied or rejected: the order windows it
+ * opened close, the header's statistics are published. */
+static void request_end(struct eng_core *b)
 {
+	orders_close(b);
 	struct shm_book_hdr_sh *h = b->hdr;
 	store_relaxed(&h->events, b->events);
 	store_relaxed(&h->last_seq, b->req->seq);
@@ -268,7 +398,7 @@ static int reject(struct eng_core *b, enum eng_req_type what, int err)
 	if (err == SHMEX_EBOOKFULL)
 		b->rejects_full++;
 	emit(b, &ev);
-	stats_publish(b);
+	request_end(b);
 	return err;
 }
 
@@ -356,6 +486,7 @@ static uint32_t order_recycle(struct eng_core *b)
 			fi = b->v.fills[fi].next;
 		}
 	}
+	order_open(b, o);
 	window_store(o->state, SHM_BOOK_ORDER_FREE);
 	window_store(o->id, 0);
 	window_store(o->nfills, 0);
@@ -410,6 +541,7 @@ static void fill_append(struct eng_core *b, struct shm_book_order_sh *o, int64_t
 	window_store(f->order_id, o->id);
 	window_store(f->maker, maker);
 	window_store(f->next, NIL);
+	order_open(b, o);
 	/* [BK1] the fill is complete before it is linked. */
 	if (o->fill_tail == NIL)
 		store_release(&o->fill_head, fi);
@@ -554,9 +686,9 @@ static void order_rest(struct eng_core *b, uint32_t symi, struct shm_book_sym_sh
 static void order_done(struct eng_core *b, struct shm_book_order_sh *o, uint32_t oi,
 		       uint8_t reason)
 {
+	order_open(b, o);
 	window_store(o->state, SHM_BOOK_ORDER_DONE);
 	window_store(o->done_reason, reason);
-	window_store(o->retire_epoch, b->req->epoch);
 	ring_push(&b->ord_done, oi, b->req->epoch);
 	b->orders_live--;
 }
@@ -567,6 +699,7 @@ static void order_cancel_open(struct eng_core *b, struct shm_book_order_sh *o,
 			      uint32_t oi, uint8_t reason)
 {
 	int64_t q = o->open;
+	order_open(b, o);
 	window_store(o->cancelled, o->cancelled + q);
 	window_store(o->open, 0);
 	window_store(o->cancel_time_ns, b->req->time_ns);
@@ -677,6 +810,8 @@ static void trade(struct eng_core *b, struct shm_book_sym_sh *s,
 {
 	int64_t px = l->price;
 	uint64_t evno = b->events + 1;
+	order_open(b, m);
+	order_open(b, t);
 	window_store(m->open, m->open - x);
 	window_store(m->executed, m->executed + x);
 	window_store(m->mod_event, evno);
@@ -848,6 +983,7 @@ int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 		shm_order_id_make(b->v.shard, b->v.nshards, oi, gen, b->v.cap_orders);
 
 	seq_begin(s);
+	order_open(b, o);
 	window_store(o->id, oid);
 	window_store(o->account, r->account);
 	window_store(o->price, r->price);
@@ -858,7 +994,6 @@ int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 	window_store(o->time_ns, r->time_ns);
 	window_store(o->cancel_time_ns, 0);
 	window_store(o->gen, gen);
-	window_store(o->retire_epoch, 0);
 	window_store(o->sym, symi);
 	window_store(o->side, (uint8_t)side);
 	window_store(o->tif, r->tif);
@@ -892,7 +1027,8 @@ int eng_core_submit(struct eng_core *b, const struct eng_req *r, uint64_t *id)
 		taker_finish(b, symi, s, p, o, oi, stopped);
 	}
 	seq_end(s);
-	stats_publish(b);
+	book_changed(b, symi);
+	request_end(b);
 	*id = oid;
 	return 0;
 }
@@ -950,7 +1086,8 @@ int eng_core_cancel(struct eng_core *b, const struct eng_req *r)
 	order_unrest(b, s, p, o);
 	order_cancel_open(b, o, oi, SHM_BOOK_DONE_CANCEL);
 	seq_end(s);
-	stats_publish(b);
+	book_changed(b, o->sym);
+	request_end(b);
 	return 0;
 }
 
@@ -976,7 +1113,8 @@ int eng_core_modify(struct eng_core *b, const struct eng_req *r)
 		order_unrest(b, s, p, o);
 		order_cancel_open(b, o, oi, SHM_BOOK_DONE_MODIFY);
 		seq_end(s);
-		stats_publish(b);
+		book_changed(b, symi);
+		request_end(b);
 		return 0;
 	}
 
@@ -1010,6 +1148,7 @@ int eng_core_modify(struct eng_core *b, const struct eng_req *r)
 	ev.old_qty = o->open;
 
 	seq_begin(s);
+	order_open(b, o);
 	window_store(o->mod_event, b->events + 1); /* the MODIFY emitted below */
 	if (keep) {
 		/* Pure size reduction (or no change): keeps its place. */
@@ -1042,7 +1181,8 @@ int eng_core_modify(struct eng_core *b, const struct eng_req *r)
 		taker_finish(b, symi, s, p, o, oi, stopped);
 	}
 	seq_end(s);
-	stats_publish(b);
+	book_changed(b, symi);
+	request_end(b);
 	return 0;
 }
 
@@ -1217,9 +1357,12 @@ int eng_core_init(struct eng_core **out, void *mem, size_t len,
 	b->ord_done.epoch = eng_alloc_calloc(cfg->caps.orders, sizeof(uint64_t));
 	b->ofills = eng_alloc_calloc(cfg->caps.orders, sizeof(*b->ofills));
 	b->fill_free = eng_alloc_calloc(cfg->caps.fills, sizeof(uint32_t));
+	b->dirty = eng_alloc_calloc(cfg->caps.symbols, sizeof(uint32_t));
+	b->otouched = eng_alloc_calloc(cfg->caps.orders, sizeof(uint32_t));
 	if (!b->sym_hash || !b->syms || !b->lvl_free || !b->lvl_retired.v ||
 	    !b->lvl_retired.epoch || !b->ord_free || !b->ord_done.v ||
-	    !b->ord_done.epoch || !b->ofills || !b->fill_free) {
+	    !b->ord_done.epoch || !b->ofills || !b->fill_free || !b->dirty ||
+	    !b->otouched) {
 		eng_core_destroy(b);
 		return -ENOMEM;
 	}
@@ -1258,6 +1401,8 @@ void eng_core_destroy(struct eng_core *b)
 			eng_alloc_unreserve(b->syms[i].map, b->syms[i].map_len);
 	}
 	eng_alloc_free(b->syms);
+	eng_alloc_free(b->dirty);
+	eng_alloc_free(b->otouched);
 	eng_alloc_free(b->sym_hash);
 	eng_alloc_unreserve(b->lvl_hash, b->lvl_hash_len);
 	eng_alloc_free(b->lvl_free);
@@ -1347,6 +1492,7 @@ uint32_t eng_core_recycle(struct eng_core *b, uint64_t n)
 		b->ord_free[b->ord_nfree++] = order_recycle(b);
 		done++;
 	}
+	orders_close(b); /* not a request: close the records' windows now */
 	return done;
 }
 
@@ -1357,6 +1503,7 @@ uint32_t eng_core_trim(struct eng_core *b, uint32_t keep)
 		b->ord_free[b->ord_nfree++] = order_recycle(b);
 		n++;
 	}
+	orders_close(b); /* not a request: close the records' windows now */
 	return n;
 }
 
@@ -1552,5 +1699,20 @@ int eng_core_load(struct eng_core *b, const void *data, size_t len)
 	if (b->nsymbols != 0)
 		return -EINVAL;
 	int rc = core_walk(b, data, len, false);
-	return rc ? rc : core_walk(b, data, len, true);
+	if (!rc)
+		rc = core_walk(b, data, len, true);
+	if (rc)
+		return rc;
+	/* A snapshot is taken between requests, so every record's own
+	 * window is closed; one that is not (a damaged snapshot) would look
+	 * open to order_open and never close. */
+	for (uint32_t i = 0; i < b->ord_unused; i++) {
+		struct shm_book_order_sh *o = &b->v.orders[i];
+		if (o->seq & 1)
+			store_release(&o->seq, o->seq + 1);
+	}
+	/* The quotes are derived: publish every symbol's from the book. */
+	for (uint32_t i = 0; i < b->nsymbols; i++)
+		quote_publish(b, i);
+	return 0;
 }

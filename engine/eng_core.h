@@ -240,6 +240,19 @@ uint32_t eng_core_reclaim(struct eng_core *b, uint64_t safe_epoch);
 #define ENG_RECLAIM_NS 1000000u
 bool eng_core_reclaim_due(struct eng_core *b, uint64_t now_ns);
 
+/*
+ * Quotes (shm_book.h, BK13-BK16): each symbol's published copy of its best
+ * levels and totals, which readers of top of book and shallow depth read
+ * instead of the live book.  By default the core publishes a changed
+ * symbol's quote at the end of each request.  A writer that applies
+ * requests in rounds calls eng_core_set_batched(b, true) and then
+ * eng_core_publish(b) after each round, before any reply of the round
+ * leaves: each quote is then written once per round however many
+ * requests changed it.  Turning batching off publishes what is pending.
+ */
+void eng_core_set_batched(struct eng_core *b, bool on);
+void eng_core_publish(struct eng_core *b);
+
 /* Writer-side inspection (tests, replay; not for other processes). */
 struct eng_core_level_info {
 	int64_t price;

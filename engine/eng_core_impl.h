@@ -30,6 +30,7 @@ struct eng_sym {
 	struct eng_side side[2];
 	void *map; /* both sides' arrays, MAP_NORESERVE */
 	size_t map_len;
+	bool dirty; /* changed since its quote was last published */
 };
 
 /* FIFO ring of indexes in retirement order, with each one's retire epoch
@@ -115,6 +116,16 @@ struct eng_core {
 	uint32_t since_reclaim;
 	uint64_t reclaim_from_ns;
 	uint64_t rejects_full_seen;
+
+	/* Order records whose own seqcount window is open in this request
+	 * (order_open); closed at its end (request_end). */
+	uint32_t *otouched;
+	uint32_t notouched;
+
+	/* Quote publication (eng_core_publish): symbols changed since. */
+	uint32_t *dirty;
+	uint32_t ndirty;
+	bool batched; /* publish only in eng_core_publish, not per request */
 
 	const struct eng_req *req; /* the request being applied */
 };

@@ -1131,6 +1131,9 @@ static unsigned round_once(struct eng_matcher *m)
 	}
 	m->retry_bad = false;
 	if (total) {
+		/* The round's quotes (BK13/BK14), once per symbol, before any
+		 * of its replies can leave (commit, MT4). */
+		eng_core_publish(m->book);
 		trim_done(m);
 		history_flush(m);
 	}
@@ -2439,6 +2442,9 @@ int eng_matcher_open(struct eng_matcher **out, const char *instance, uint32_t sh
 		goto out_unlink;
 	/* Nothing retired yet; start the core's safe epoch at the table's. */
 	(void)eng_core_reclaim(m->book, shm_rcu_safe_epoch(&m->readers));
+	/* From now on quotes are published once per round (round_once);
+	 * recovery published them per request. */
+	eng_core_set_batched(m->book, true);
 	store_release(&eng_core_view(m->book)->hdr->durable_event, m->events); /* BK9 */
 	store_release(&eng_core_view(m->book)->hdr->durable_time_ns,
 		      m->durable_time_ns); /* BK11 */

@@ -2,8 +2,8 @@
  * shm_book: geometry and validation of a shard's book region (the layout
  * itself, and its concurrency contract, is in shm_book.h).
  *
- * The body is the 256-byte header followed by four pools, each starting on
- * a cache line: symbols, levels, orders, fills.  Offsets are recorded in
+ * The body is the 256-byte header followed by five pools, each starting on
+ * a cache line: symbols, levels, orders, fills, quotes.  Offsets are recorded in
  * the header so a reader never recomputes them; shm_book_validate checks
  * them against the size of the mapping before anyone indexes with them, so
  * a corrupted or hostile header gives an error, never an out-of-bounds
@@ -52,6 +52,8 @@ int shm_book_layout(struct shm_book_hdr_sh *hdr, const struct shm_book_caps *cap
 	off += (uint64_t)caps->orders * sizeof(struct shm_book_order_sh);
 	hdr->off_fills = off;
 	off += (uint64_t)caps->fills * sizeof(struct shm_book_fill_sh);
+	hdr->off_quotes = off;
+	off += (uint64_t)caps->symbols * sizeof(struct shm_book_quote_sh);
 	hdr->body_size = off;
 	return 0;
 }
@@ -80,6 +82,7 @@ static void geometry_load(struct shm_book_hdr_sh *g, const struct shm_book_hdr_s
 	g->off_levels = load_relaxed(&h->off_levels);
 	g->off_orders = load_relaxed(&h->off_orders);
 	g->off_fills = load_relaxed(&h->off_fills);
+	g->off_quotes = load_relaxed(&h->off_quotes);
 	g->body_size = load_relaxed(&h->body_size);
 	g->stp_mode = load_relaxed(&h->stp_mode);
 }
@@ -97,7 +100,7 @@ static int geometry_check(const struct shm_book_hdr_sh *g, size_t body_len)
 		return SHMEX_EBADLAYOUT;
 	if (g->off_symbols != want.off_symbols || g->off_levels != want.off_levels ||
 	    g->off_orders != want.off_orders || g->off_fills != want.off_fills ||
-	    g->body_size != want.body_size)
+	    g->off_quotes != want.off_quotes || g->body_size != want.body_size)
 		return SHMEX_EBADLAYOUT;
 	if (g->body_size > body_len)
 		return SHMEX_ETOOSHORT;
@@ -137,6 +140,7 @@ int shm_book_view_init(struct shm_book_view *v, const void *body, size_t body_le
 	v->levels = (struct shm_book_level_sh *)(v->body + g.off_levels);
 	v->orders = (struct shm_book_order_sh *)(v->body + g.off_orders);
 	v->fills = (struct shm_book_fill_sh *)(v->body + g.off_fills);
+	v->quotes = (struct shm_book_quote_sh *)(v->body + g.off_quotes);
 	return 0;
 }
 

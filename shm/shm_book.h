@@ -9,6 +9,7 @@
  *   body + off_levels   struct shm_book_level_sh [cap_levels]  (64 B each)
  *   body + off_orders   struct shm_book_order_sh [cap_orders]  (128 B each)
  *   body + off_fills    struct shm_book_fill_sh  [cap_fills]   (64 B each)
+ *   body + off_quotes   struct shm_book_quote_sh [cap_symbols] (640 B each)
  *
  * Every pool is addressed by uint32 index; SHM_BOOK_NIL ends every list.
  * There are no pointers in the region.  A reader must bounds-check every
@@ -52,6 +53,15 @@
  *    When the writer recycles a done order's slot it does so inside the
  *    window of the slot's OLD symbol as well, so a reader of the old order
  *    sees the change.
+ *
+ * 3. A per-symbol quote [BK13]-[BK16]: a copy of the symbol's top
+ *    SHM_BOOK_QUOTE_LEVELS levels per side and its totals, with a
+ *    seqcount of its own, which the matcher writes only when it
+ *    publishes (after a round of requests, or after each request when it
+ *    does not batch; eng_core_publish), and only the words that changed.
+ *    Readers of top of book and of shallow depth read the quote and
+ *    nothing else, so while the matcher applies a round they touch no
+ *    line it writes (docs/concurrency.md, "Readers' cost to the writer").
  *
  * Fields that are not links and not covered by a seqcount (the header's
  * statistics) are written relaxed and read relaxed; they are monotonic or
@@ -171,7 +181,8 @@ struct shm_book_hdr_sh {
 	uint64_t body_size; /* bytes of the body this layout needs */
 	uint32_t stp_mode;  /* enum shm_book_stp */
 	uint32_t pad0;
-	uint64_t reserved0[6]; /* zero */
+	uint64_t off_quotes;
+	uint64_t reserved0[5]; /* zero */
 
 	/* --- lines 2-3: W: matcher, relaxed; R: anyone, relaxed (statistics
 	 * only, never used as an index) except nsymbols --- */
@@ -282,8 +293,9 @@ _Static_assert(offsetof(struct shm_book_level_sh, next) == 20, "level layout");
 /*
  * One order record: what a status query needs, and the queue links.
  * Everything is W: matcher, relaxed inside the seq window of the symbol in
- * `sym` (and of the old symbol when the slot is recycled), R: readers in a
- * seq snapshot, except the links marked [BK1]/[BK2].
+ * `sym` (and of the old symbol when the slot is recycled) and inside the
+ * record's own window (`seq` below), R: readers in a snapshot of either,
+ * except the links marked [BK1]/[BK2].
  * Invariant outside the window: open + executed + cancelled == amount.
  */
 struct shm_book_order_sh {
@@ -297,12 +309,19 @@ struct shm_book_order_sh {
 	uint64_t time_ns;        /* acceptance time (of the last modify) */
 	uint64_t cancel_time_ns; /* time of the cancel, 0 if none */
 	uint64_t gen;            /* times this slot was reused (id scheme) */
-	uint64_t retire_epoch;   /* epoch at which it became DONE */
-	uint32_t sym;            /* symbol index */
-	uint8_t side;            /* enum shm_side */
-	uint8_t tif;             /* enum shm_tif */
-	uint8_t state;           /* enum shm_book_order_state */
-	uint8_t done_reason;     /* enum shm_book_done_reason */
+	/* The record's own seqcount [BK17]-[BK20]: W: matcher, odd + release
+	 * fence [BK17] before its first change in a request (to any field
+	 * below or above, or to its fills), release even [BK18] when the
+	 * request ends; R: status readers, acquire [BK19] + fence and
+	 * re-check [BK20] (shm_book_seqword_begin/_stable).  A status read
+	 * needs no other seqcount, so it touches only the record's lines and
+	 * its fills, which the matcher writes only when the order changes. */
+	uint64_t seq;
+	uint32_t sym;        /* symbol index */
+	uint8_t side;        /* enum shm_side */
+	uint8_t tif;         /* enum shm_tif */
+	uint8_t state;       /* enum shm_book_order_state */
+	uint8_t done_reason; /* enum shm_book_done_reason */
 	/* Level the order rests in, SHM_BOOK_NIL when not resting. */
 	uint32_t level;
 	/* Next (younger) order in the level queue; W: matcher, release [BK1];
@@ -346,6 +365,66 @@ struct shm_book_fill_sh {
 };
 _Static_assert(sizeof(struct shm_book_fill_sh) == 64, "fill is one cache line");
 _Static_assert(offsetof(struct shm_book_fill_sh, next) == 48, "fill layout");
+
+/*
+ * The published quote of one symbol (quotes[i] belongs to symbols[i]): its
+ * best SHM_BOOK_QUOTE_LEVELS levels per side and the totals of its entry,
+ * as of the last publication.  Everything is W: matcher, relaxed inside
+ * the quote's own seqcount window (odd + release fence [BK13] before the
+ * first store, release even after the last [BK14]), a word stored only
+ * when its value changes; R: readers, acquire load of seq [BK15] + loads +
+ * acquire fence and re-check [BK16] (shm_book_seqword_begin/_stable).
+ * A reader checks what it read (ndepth == min(nlevels, QUOTE_LEVELS),
+ * levels strictly sorted, positive, not crossed) before using it.
+ */
+#define SHM_BOOK_QUOTE_LEVELS 10
+
+struct shm_book_quote_level_sh {
+	int64_t price;  /* 0 beyond ndepth */
+	int64_t qty;    /* open quantity of the level */
+	uint32_t count; /* orders in its queue */
+	uint32_t pad0;
+};
+
+struct shm_book_quote_sh {
+	/* --- line 0 --- */
+	uint64_t seq;        /* the quote's seqcount (BK13-BK16) */
+	uint64_t book_seq;   /* the symbol's seq (even) the copy was taken at */
+	uint32_t nlevels[2]; /* live levels per side (all of them) */
+	uint32_t norders[2]; /* resting orders per side */
+	int64_t open_qty[2]; /* resting open quantity per side */
+	int64_t last_price;  /* last trade, 0 before the first */
+	int64_t last_qty;
+	/* --- line 1 --- */
+	uint64_t last_time_ns;
+	uint64_t trades;
+	int64_t volume;
+	uint32_t ndepth[2]; /* levels filled in level[][side] */
+	uint64_t reserved[4];
+	/* --- lines 2-9: level[k][0] is the k-th best bid, [k][1] ask --- */
+	struct shm_book_quote_level_sh level[SHM_BOOK_QUOTE_LEVELS][2];
+	uint64_t pad1[4];
+};
+_Static_assert(sizeof(struct shm_book_quote_sh) == 640, "quote is ten cache lines");
+_Static_assert(offsetof(struct shm_book_quote_sh, last_time_ns) == 64, "quote layout");
+_Static_assert(offsetof(struct shm_book_quote_sh, level) == 128, "quote layout");
+
+/* The reader half of a seqcount word (the symbol's, a quote's): BK5/BK6
+ * for a symbol, BK15/BK16 for a quote. */
+static inline bool shm_book_seqword_begin(const uint64_t *w, uint64_t *s1)
+{
+	/* Acquire; pairs with the writer's closing release store. */
+	*s1 = load_acquire(w);
+	return (*s1 & 1) == 0;
+}
+
+static inline bool shm_book_seqword_stable(const uint64_t *w, uint64_t s1)
+{
+	/* Acquire fence; pairs with the writer's release fence after the
+	 * odd store. */
+	fence_acquire();
+	return load_relaxed(w) == s1;
+}
 
 /*
  * The reader half of the per-symbol seqcount (the writer half, BK3/BK4,
@@ -417,6 +496,7 @@ struct shm_book_view {
 	struct shm_book_level_sh *levels;
 	struct shm_book_order_sh *orders;
 	struct shm_book_fill_sh *fills;
+	struct shm_book_quote_sh *quotes; /* [cap_symbols] */
 	uint32_t shard, nshards;
 	uint32_t cap_symbols, cap_levels, cap_orders, cap_fills;
 };
@@ -452,6 +532,12 @@ static inline struct shm_book_sym_sh *shm_book_sym_at(const struct shm_book_view
 						      uint32_t i)
 {
 	return i < v->cap_symbols ? v->symbols + i : NULL;
+}
+
+static inline struct shm_book_quote_sh *shm_book_quote_at(const struct shm_book_view *v,
+							  uint32_t i)
+{
+	return i < v->cap_symbols ? v->quotes + i : NULL;
 }
 
 static inline struct shm_book_level_sh *shm_book_level_at(const struct shm_book_view *v,

@@ -48,6 +48,9 @@
 	X(offsetof(struct shm_book_order_sh, fill_head))  \
 	X(sizeof(struct shm_book_fill_sh))                \
 	X(offsetof(struct shm_book_fill_sh, next))        \
+	X(sizeof(struct shm_book_quote_sh))               \
+	X(offsetof(struct shm_book_quote_sh, level))      \
+	X(SHM_BOOK_QUOTE_LEVELS)                          \
 	X(sizeof(struct shm_rcu_hdr_sh))                  \
 	X(offsetof(struct shm_rcu_hdr_sh, mode))          \
 	X(sizeof(struct shm_rcu_slot_sh))                 \
@@ -154,7 +157,7 @@
 	F(shm_book_order_sh, time_ns)          \
 	F(shm_book_order_sh, cancel_time_ns)   \
 	F(shm_book_order_sh, gen)              \
-	F(shm_book_order_sh, retire_epoch)     \
+	F(shm_book_order_sh, seq)              \
 	F(shm_book_order_sh, sym)              \
 	F(shm_book_order_sh, side)             \
 	F(shm_book_order_sh, tif)              \
@@ -167,6 +170,25 @@
 	F(shm_book_order_sh, fill_tail)        \
 	F(shm_book_order_sh, nfills)           \
 	F(shm_book_order_sh, mod_event)        \
+	F(shm_book_hdr_sh, off_quotes)         \
+	F(shm_book_quote_sh, seq)              \
+	F(shm_book_quote_sh, book_seq)         \
+	F(shm_book_quote_sh, nlevels)          \
+	F(shm_book_quote_sh, norders)          \
+	F(shm_book_quote_sh, open_qty)         \
+	F(shm_book_quote_sh, last_price)       \
+	F(shm_book_quote_sh, last_qty)         \
+	F(shm_book_quote_sh, last_time_ns)     \
+	F(shm_book_quote_sh, trades)           \
+	F(shm_book_quote_sh, volume)           \
+	F(shm_book_quote_sh, ndepth)           \
+	F(shm_book_quote_sh, reserved)         \
+	F(shm_book_quote_sh, level)            \
+	F(shm_book_quote_sh, pad1)             \
+	F(shm_book_quote_level_sh, price)      \
+	F(shm_book_quote_level_sh, qty)        \
+	F(shm_book_quote_level_sh, count)      \
+	F(shm_book_quote_level_sh, pad0)       \
 	F(shm_book_fill_sh, qty)               \
 	F(shm_book_fill_sh, price)             \
 	F(shm_book_fill_sh, time_ns)           \

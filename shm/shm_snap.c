@@ -251,75 +251,119 @@ int shm_snap_symbol_name(struct shm_snap *rd, uint32_t sym, char out[16])
 	return 0;
 }
 
-/* --- top of book ------------------------------------------------------------------ */
+/* --- quotes: top of book and shallow depth -------------------------------------- */
 
-struct top_arg {
-	uint32_t sym;
-	const struct shm_book_sym_sh *s;
-	struct shm_snap_top *out;
+/*
+ * A snapshot of a symbol's quote (shm_book.h, BK15/BK16): the published
+ * copy of its best levels and totals, which the matcher writes only when
+ * it publishes, so that reading it touches no line the matcher writes
+ * while it applies requests.  The levels are checked as the live list
+ * would be: ndepth == min(nlevels, SHM_BOOK_QUOTE_LEVELS), each level
+ * positive and strictly worse than the one before, the book not crossed.
+ */
+struct quote_copy {
+	uint64_t book_seq;
+	uint32_t nlevels[2], norders[2], ndepth[2];
+	int64_t open_qty[2];
+	int64_t last_price, last_qty, volume;
+	uint64_t last_time_ns, trades;
+	struct shm_snap_level lv[2][SHM_BOOK_QUOTE_LEVELS];
 };
 
-static int top_snap(struct shm_snap *rd, void *p)
+/* Copies the totals and the best `want` levels per side; SNAP_RETRY,
+ * SHMEX_EBADINDEX for a stable but impossible quote, or 0. */
+static int quote_read(const struct shm_book_quote_sh *q, size_t want,
+		      struct quote_copy *c)
 {
-	struct top_arg *a = p;
-	const struct shm_book_sym_sh *s = a->s;
-	struct shm_snap_top t;
-	struct shm_snap_level best[2];
-	bool has[2], ok = true;
 	uint64_t s1;
-	if (!shm_book_seq_begin(s, &s1))
+	bool ok = true;
+	if (!shm_book_seqword_begin(&q->seq, &s1)) /* BK15 */
 		return SNAP_RETRY;
-	memset(&t, 0, sizeof(t));
+	c->book_seq = load_relaxed(&q->book_seq);
 	for (unsigned side = 0; side < 2; side++) {
-		/* BK2: acquire; pairs with BK1 (the level is initialised). */
-		uint32_t h = load_acquire(&s->head[side]);
-		has[side] = h != SHM_BOOK_NIL;
-		t.nlevels[side] = load_relaxed(&s->nlevels[side]);
-		t.norders[side] = load_relaxed(&s->norders[side]);
-		t.open_qty[side] = load_relaxed(&s->open_qty[side]);
-		if (!has[side]) {
-			ok = ok && t.nlevels[side] == 0;
-			continue;
+		c->nlevels[side] = load_relaxed(&q->nlevels[side]);
+		c->norders[side] = load_relaxed(&q->norders[side]);
+		c->open_qty[side] = load_relaxed(&q->open_qty[side]);
+		uint32_t nd = load_relaxed(&q->ndepth[side]);
+		uint32_t exp = c->nlevels[side] < SHM_BOOK_QUOTE_LEVELS
+				       ? c->nlevels[side]
+				       : SHM_BOOK_QUOTE_LEVELS;
+		ok = ok && nd == exp;
+		nd = nd < want ? nd : (uint32_t)want;
+		c->ndepth[side] = nd;
+		for (uint32_t k = 0; ok && k < nd; k++) {
+			const struct shm_book_quote_level_sh *x = &q->level[k][side];
+			struct shm_snap_level *l = &c->lv[side][k];
+			l->price = load_relaxed(&x->price);
+			l->qty = load_relaxed(&x->qty);
+			l->count = load_relaxed(&x->count);
+			ok = l->price > 0 && l->qty > 0 && l->count > 0 &&
+			     (k == 0 || (side == SHM_SIDE_BUY ? l->price < l[-1].price
+							      : l->price > l[-1].price));
 		}
-		const struct shm_book_level_sh *l = shm_book_level_at(&rd->view, h);
-		ok = ok && l && level_read(l, a->sym, side, &best[side]) &&
-		     t.nlevels[side] > 0;
 	}
-	t.last_price = load_relaxed(&s->last_price);
-	t.last_qty = load_relaxed(&s->last_qty);
-	t.last_time_ns = load_relaxed(&s->last_time_ns);
-	t.trades = load_relaxed(&s->trades);
-	t.volume = load_relaxed(&s->volume);
-	if (!ok)
-		return bad(s, s1);
-	if (!shm_book_seq_stable(s, s1))
+	c->last_price = load_relaxed(&q->last_price);
+	c->last_qty = load_relaxed(&q->last_qty);
+	c->last_time_ns = load_relaxed(&q->last_time_ns);
+	c->trades = load_relaxed(&q->trades);
+	c->volume = load_relaxed(&q->volume);
+	bool stable = shm_book_seqword_stable(&q->seq, s1); /* BK16 */
+	if (!stable)
 		return SNAP_RETRY;
-	/* Stable: an impossible state now means corruption. */
-	if (has[0] && has[1] && best[0].price >= best[1].price)
-		return SHMEX_EBADINDEX; /* crossed book */
-	t.has_bid = has[0];
-	t.has_ask = has[1];
-	if (has[0]) {
-		t.bid_price = best[0].price;
-		t.bid_qty = best[0].qty;
-		t.bid_orders = best[0].count;
-	}
-	if (has[1]) {
-		t.ask_price = best[1].price;
-		t.ask_qty = best[1].qty;
-		t.ask_orders = best[1].count;
-	}
-	t.seq = s1;
-	*a->out = t;
+	if (!ok || (c->ndepth[0] > 0 && c->ndepth[1] > 0 &&
+		    c->lv[0][0].price >= c->lv[1][0].price))
+		return SHMEX_EBADINDEX; /* impossible, or crossed */
 	return 0;
+}
+
+struct quote_arg {
+	const struct shm_book_quote_sh *q;
+	size_t want;
+	struct quote_copy c;
+};
+
+static int quote_snap(struct shm_snap *rd, void *p)
+{
+	struct quote_arg *a = p;
+	return quote_read(a->q, a->want, &a->c);
 }
 
 int shm_snap_top(struct shm_snap *rd, uint32_t sym, struct shm_snap_top *out)
 {
-	struct top_arg a = {sym, symbol(rd, sym), out};
-	if (!a.s)
+	if (!symbol(rd, sym))
 		return SHMEX_ENOSYMBOL;
-	return shm_snap_section(rd, top_snap, &a);
+	struct quote_arg a = {.q = shm_book_quote_at(&rd->view, sym), .want = 1};
+	int rc = shm_snap_section(rd, quote_snap, &a);
+	if (rc)
+		return rc;
+	const struct quote_copy *c = &a.c;
+	struct shm_snap_top t;
+	memset(&t, 0, sizeof(t));
+	for (unsigned side = 0; side < 2; side++) {
+		t.nlevels[side] = c->nlevels[side];
+		t.norders[side] = c->norders[side];
+		t.open_qty[side] = c->open_qty[side];
+	}
+	t.has_bid = c->ndepth[0] > 0;
+	t.has_ask = c->ndepth[1] > 0;
+	if (t.has_bid) {
+		t.bid_price = c->lv[0][0].price;
+		t.bid_qty = c->lv[0][0].qty;
+		t.bid_orders = c->lv[0][0].count;
+	}
+	if (t.has_ask) {
+		t.ask_price = c->lv[1][0].price;
+		t.ask_qty = c->lv[1][0].qty;
+		t.ask_orders = c->lv[1][0].count;
+	}
+	t.last_price = c->last_price;
+	t.last_qty = c->last_qty;
+	t.last_time_ns = c->last_time_ns;
+	t.trades = c->trades;
+	t.volume = c->volume;
+	t.seq = c->book_seq;
+	*out = t;
+	return 0;
 }
 
 /* --- depth -------------------------------------------------------------------------- */
@@ -358,6 +402,7 @@ static bool side_walk(const struct shm_snap *rd, const struct shm_book_sym_sh *s
 	return true;
 }
 
+/* Deeper than the quote: the live lists, under the symbol's seqcount. */
 static int depth_snap(struct shm_snap *rd, void *p)
 {
 	struct depth_arg *a = p;
@@ -391,7 +436,20 @@ int shm_snap_depth(struct shm_snap *rd, uint32_t sym, struct shm_snap_depth *d)
 		return SHMEX_ENOSYMBOL;
 	if (d->max > 0 && (!d->bids || !d->asks))
 		return -EINVAL;
-	return shm_snap_section(rd, depth_snap, &a);
+	if (d->max > SHM_BOOK_QUOTE_LEVELS)
+		return shm_snap_section(rd, depth_snap, &a);
+	struct quote_arg q = {.q = shm_book_quote_at(&rd->view, sym), .want = d->max};
+	int rc = shm_snap_section(rd, quote_snap, &q);
+	if (rc)
+		return rc;
+	memcpy(d->bids, q.c.lv[0], q.c.ndepth[0] * sizeof(*d->bids));
+	memcpy(d->asks, q.c.lv[1], q.c.ndepth[1] * sizeof(*d->asks));
+	d->nbids = q.c.ndepth[0];
+	d->nasks = q.c.ndepth[1];
+	d->more_bids = q.c.nlevels[0] > q.c.ndepth[0];
+	d->more_asks = q.c.nlevels[1] > q.c.ndepth[1];
+	d->seq = q.c.book_seq;
+	return 0;
 }
 
 /* --- order status --------------------------------------------------------------------- */
@@ -416,26 +474,23 @@ static bool sums_to(int64_t a, int64_t b, int64_t c, int64_t want)
 	return abc == want;
 }
 
+/* What to answer for an impossible record: a torn read if the record
+ * moved, corruption if it did not. */
+static int order_bad(const struct shm_book_order_sh *o, uint64_t s1)
+{
+	return shm_book_seqword_stable(&o->seq, s1) ? SHMEX_EBADINDEX : SNAP_RETRY;
+}
+
+/* A snapshot of one order record under its own seqcount [BK19]/[BK20]:
+ * no symbol entry is read (the matcher writes those on every request),
+ * only the record and its fills. */
 static int order_snap(struct shm_snap *rd, void *p)
 {
 	struct order_arg *a = p;
 	const struct shm_book_order_sh *o = a->o;
 	struct shm_snap_order r;
-	/* Relaxed: which seqcount covers the record; re-checked below. */
-	uint32_t symi = load_relaxed(&o->sym);
-	const struct shm_book_sym_sh *s = symbol(rd, symi);
-	if (!s) {
-		/* A record that is not (or no longer) our order may hold
-		 * anything; ours must name a real symbol: beyond the table it
-		 * is corrupt, beyond the published count it may be a symbol
-		 * whose publication [BK7] we have not seen yet. */
-		if (load_relaxed(&o->id) != a->id ||
-		    load_relaxed(&o->state) == SHM_BOOK_ORDER_FREE)
-			return SHMEX_ENOORDER;
-		return symi < rd->view.cap_symbols ? SNAP_RETRY : SHMEX_EBADINDEX;
-	}
 	uint64_t s1;
-	if (!shm_book_seq_begin(s, &s1))
+	if (!shm_book_seqword_begin(&o->seq, &s1)) /* BK19 */
 		return SNAP_RETRY;
 	memset(&r, 0, sizeof(r));
 	r.id = load_relaxed(&o->id);
@@ -447,7 +502,7 @@ static int order_snap(struct shm_snap *rd, void *p)
 	uint32_t walked = 0;
 	if (mine) {
 		r.account = load_relaxed(&o->account);
-		r.sym = symi;
+		r.sym = load_relaxed(&o->sym);
 		r.side = load_relaxed(&o->side);
 		r.tif = load_relaxed(&o->tif);
 		r.done_reason = load_relaxed(&o->done_reason);
@@ -489,12 +544,16 @@ static int order_snap(struct shm_snap *rd, void *p)
 		}
 	}
 	if (!ok)
-		return bad(s, s1);
-	if (!shm_book_seq_stable(s, s1) || load_relaxed(&o->sym) != symi)
+		return order_bad(o, s1);
+	if (!shm_book_seqword_stable(&o->seq, s1)) /* BK20 */
 		return SNAP_RETRY;
 	if (!mine)
 		return SHMEX_ENOORDER;
-	/* Stable: check what a status promises. */
+	/* Stable: check what a status promises.  The symbol was published
+	 * before any order of it existed [BK7]; an index our handle has not
+	 * seen published yet is looked up again (symbol()). */
+	if (!symbol(rd, r.sym))
+		return SHMEX_EBADINDEX;
 	if ((r.state != SHM_BOOK_ORDER_LIVE && r.state != SHM_BOOK_ORDER_DONE) ||
 	    r.side > SHM_SIDE_SELL || r.tif > SHM_TIF_FOK ||
 	    r.done_reason > SHM_BOOK_DONE_MODIFY || r.amount <= 0 || r.price <= 0 ||

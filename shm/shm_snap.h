@@ -72,7 +72,7 @@ struct shm_snap_top {
 	uint64_t last_time_ns;
 	uint64_t trades;
 	int64_t volume;
-	uint64_t seq; /* the symbol's seqcount of the snapshot */
+	uint64_t seq; /* the symbol's seqcount the quote was taken at */
 };
 
 struct shm_snap_level {
@@ -155,12 +155,18 @@ int shm_snap_symbol_name(struct shm_snap *rd, uint32_t sym, char out[16])
 /* Number of published symbols (clamped to the capacity). */
 uint32_t shm_snap_nsymbols(const struct shm_snap *rd);
 
-/* Top of book of one symbol.  0, SHMEX_ENOSYMBOL, SHMEX_EBUSY,
- * SHMEX_EBADINDEX. */
+/* Top of book of one symbol, from its quote (shm_book.h): the book as
+ * the matcher last published it, at the end of its last round of
+ * requests (before any reply of the round left).  0, SHMEX_ENOSYMBOL,
+ * SHMEX_EBUSY, SHMEX_EBADINDEX. */
 int shm_snap_top(struct shm_snap *rd, uint32_t sym, struct shm_snap_top *out)
 	__attribute__((warn_unused_result));
 
-/* Up to d->max levels per side of one symbol.  Errors as shm_snap_top. */
+/* Up to d->max levels per side of one symbol: from its quote when d->max
+ * <= SHM_BOOK_QUOTE_LEVELS (as shm_snap_top), else from the live book
+ * under the symbol's seqcount (as of the last request applied; under a
+ * busy matcher such a walk may be retried and cost it more).  Errors as
+ * shm_snap_top. */
 int shm_snap_depth(struct shm_snap *rd, uint32_t sym, struct shm_snap_depth *d)
 	__attribute__((warn_unused_result));
 

@@ -1,7 +1,9 @@
 /*
  * The matching core's invariant checker (declared in tests/core_check.h):
  * list order, aggregates, counts, open + executed + cancelled == amount,
- * pool accounting, the private price hash against the live levels.  Slow;
+ * pool accounting, the private price hash against the live levels, every
+ * record's own seqcount closed, and each published quote (of a symbol not
+ * waiting for eng_core_publish) equal to the book.  Slow;
  * test code only, so it is not in the shipped engine library.
  */
 #include "tests/core_check.h"
@@ -70,6 +72,46 @@ static int check_side(const struct eng_core *b, uint32_t si, unsigned side,
 	return 0;
 }
 
+/* A symbol's quote against its book (called when it is not dirty). */
+static int check_quote(const struct eng_core *b, uint32_t si, char *why, size_t len)
+{
+	const struct shm_book_sym_sh *s = &b->v.symbols[si];
+	const struct shm_book_quote_sh *q = &b->v.quotes[si];
+	CHECK((q->seq & 1) == 0, "sym %u quote window open", si);
+	/* Recycling a finished order moves the symbol's seq, not its quote. */
+	CHECK((q->book_seq & 1) == 0 && q->book_seq <= s->seq,
+	      "sym %u quote taken at seq %llu, book at %llu", si,
+	      (unsigned long long)q->book_seq, (unsigned long long)s->seq);
+	for (unsigned side = 0; side < 2; side++) {
+		const struct eng_side *sd = &b->syms[si].side[side];
+		uint32_t n =
+			sd->n < SHM_BOOK_QUOTE_LEVELS ? sd->n : SHM_BOOK_QUOTE_LEVELS;
+		CHECK(q->ndepth[side] == n && q->nlevels[side] == s->nlevels[side] &&
+			      q->norders[side] == s->norders[side] &&
+			      q->open_qty[side] == s->open_qty[side],
+		      "sym %u side %u quote totals", si, side);
+		for (uint32_t k = 0; k < SHM_BOOK_QUOTE_LEVELS; k++) {
+			const struct shm_book_quote_level_sh *x = &q->level[k][side];
+			if (k >= n) {
+				CHECK(x->price == 0 && x->qty == 0 && x->count == 0,
+				      "sym %u side %u quote level %u not cleared", si,
+				      side, k);
+				continue;
+			}
+			const struct shm_book_level_sh *l =
+				&b->v.levels[sd->a[sd->n - 1 - k].lvl];
+			CHECK(x->price == l->price && x->qty == l->qty &&
+				      x->count == l->count,
+			      "sym %u side %u quote level %u", si, side, k);
+		}
+	}
+	CHECK(q->last_price == s->last_price && q->last_qty == s->last_qty &&
+		      q->last_time_ns == s->last_time_ns && q->trades == s->trades &&
+		      q->volume == s->volume,
+	      "sym %u quote trade statistics", si);
+	return 0;
+}
+
 int eng_core_check(const struct eng_core *b, char *why, size_t len)
 {
 	uint64_t live = 0;
@@ -84,13 +126,20 @@ int eng_core_check(const struct eng_core *b, char *why, size_t len)
 		if (bid->n && ask->n)
 			CHECK(-ask->a[ask->n - 1].key > bid->a[bid->n - 1].key,
 			      "sym %u crossed", si);
+		if (!b->syms[si].dirty) {
+			int rc = check_quote(b, si, why, len);
+			if (rc)
+				return rc;
+		}
 	}
+	CHECK(b->notouched == 0, "%u order windows left open", b->notouched);
 	CHECK(live == b->orders_live, "orders_live %u vs %llu resting", b->orders_live,
 	      (unsigned long long)live);
 	uint32_t nlive = 0, ndone = 0, nfree = 0;
 	uint64_t fills = 0;
 	for (uint32_t oi = 0; oi < b->ord_unused; oi++) {
 		const struct shm_book_order_sh *o = &b->v.orders[oi];
+		CHECK((o->seq & 1) == 0, "order %u window open", oi);
 		if (o->state == SHM_BOOK_ORDER_FREE) {
 			nfree++;
 			continue;

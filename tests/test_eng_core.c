@@ -1307,11 +1307,93 @@ START_TEST(seqcount_even_between_requests)
 }
 END_TEST
 
+/* Quotes: published per request by default; when the writer batches,
+ * only at eng_core_publish, once per round, and not at all when the round
+ * left the book as it was. */
+START_TEST(quotes_published_per_round_when_batched)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	const struct shm_book_view *v = eng_core_view(f.b);
+	const struct shm_book_quote_sh *q = &v->quotes[f.sym];
+	(void)order(&f, SHM_SIDE_BUY, 100, 5, SHM_TIF_GTC);
+	ck_assert_uint_eq(q->ndepth[SHM_SIDE_BUY], 1);
+	ck_assert_int_eq(q->level[0][SHM_SIDE_BUY].price, 100);
+	ck_assert_int_eq(q->level[0][SHM_SIDE_BUY].qty, 5);
+	ck_assert_uint_eq(q->book_seq, v->symbols[f.sym].seq);
+	uint64_t q0 = q->seq;
+	ck_assert_uint_eq(q0 & 1, 0);
+
+	eng_core_set_batched(f.b, true);
+	uint64_t b1 = order(&f, SHM_SIDE_BUY, 101, 3, SHM_TIF_GTC);
+	(void)order(&f, SHM_SIDE_SELL, 103, 2, SHM_TIF_GTC);
+	ck_assert_uint_eq(q->seq, q0); /* not yet */
+	ck_assert_int_eq(q->level[0][SHM_SIDE_BUY].price, 100);
+	ck_assert_uint_eq(q->ndepth[SHM_SIDE_SELL], 0);
+	fx_check(&f); /* a symbol waiting for its publication is not compared */
+	eng_core_publish(f.b);
+	ck_assert_uint_eq(q->seq, q0 + 2); /* one window for the round */
+	ck_assert_int_eq(q->level[0][SHM_SIDE_BUY].price, 101);
+	ck_assert_int_eq(q->level[1][SHM_SIDE_BUY].price, 100);
+	ck_assert_int_eq(q->level[0][SHM_SIDE_SELL].price, 103);
+	ck_assert_uint_eq(q->norders[SHM_SIDE_BUY], 2);
+	fx_check(&f);
+	/* Nothing pending, or a round that changed nothing visible. */
+	eng_core_publish(f.b);
+	ck_assert_uint_eq(q->seq, q0 + 2);
+	uint64_t t = order(&f, SHM_SIDE_BUY, 99, 1, SHM_TIF_GTC);
+	ck_assert_int_eq(cancel(&f, t), 0);
+	eng_core_publish(f.b);
+	ck_assert_uint_eq(q->seq, q0 + 2);
+	fx_check(&f);
+	/* A trade; turning batching off publishes what is pending. */
+	(void)order(&f, SHM_SIDE_SELL, 101, 3, SHM_TIF_GTC);
+	ck_assert_uint_eq(q->trades, 0);
+	eng_core_set_batched(f.b, false);
+	ck_assert_uint_eq(q->trades, 1);
+	ck_assert_int_eq(q->last_price, 101);
+	ck_assert_int_eq(q->level[0][SHM_SIDE_BUY].price, 100);
+	ck_assert_uint_eq(q->ndepth[SHM_SIDE_BUY], 1);
+	ck_assert_int_eq(q->level[1][SHM_SIDE_BUY].price, 0); /* cleared */
+	ck_assert_int_eq(rec(&f, b1)->state, SHM_BOOK_ORDER_DONE);
+	fx_check(&f);
+	fx_close(&f);
+}
+END_TEST
+
+/* Every order record's own seqcount: odd only inside a request that
+ * changes it, bumped once per such request, even after every request
+ * and after trimming. */
+START_TEST(order_seqcount_per_request)
+{
+	struct fx f;
+	fx_open(&f, 64, 64, 256, SHM_BOOK_STP_NONE);
+	uint64_t a = order(&f, SHM_SIDE_BUY, 100, 5, SHM_TIF_GTC);
+	const struct shm_book_order_sh *o = rec(&f, a);
+	uint64_t s0 = o->seq;
+	ck_assert_uint_eq(s0 & 1, 0);
+	(void)order(&f, SHM_SIDE_SELL, 100, 2, SHM_TIF_GTC); /* a fill of a */
+	ck_assert_uint_eq(o->seq, s0 + 2);
+	(void)order(&f, SHM_SIDE_SELL, 105, 2, SHM_TIF_GTC); /* not a */
+	ck_assert_uint_eq(o->seq, s0 + 2);
+	ck_assert_int_eq(modify(&f, a, 100, 1), 0);
+	ck_assert_uint_eq(o->seq, s0 + 4);
+	ck_assert_int_eq(cancel(&f, a), 0);
+	ck_assert_uint_eq(o->seq, s0 + 6);
+	ck_assert_int_eq(cancel(&f, a), SHMEX_ENOTOPEN); /* rejected: no change */
+	ck_assert_uint_eq(o->seq, s0 + 6);
+	ck_assert_uint_gt(eng_core_trim(f.b, 0), 0); /* recycles a */
+	ck_assert_uint_eq(o->seq, s0 + 8);
+	fx_check(&f);
+	fx_close(&f);
+}
+END_TEST
+
 START_TEST(layout_validation)
 {
 	struct shm_book_caps caps = {2, 8, 16, 32};
 	size_t bytes = shm_book_body_bytes(&caps);
-	ck_assert_uint_eq(bytes, 256 + 2 * 128 + 8 * 64 + 16 * 128 + 32 * 64);
+	ck_assert_uint_eq(bytes, 256 + 2 * 128 + 8 * 64 + 16 * 128 + 32 * 64 + 2 * 640);
 	char *mem = aligned_alloc(64, bytes);
 	struct shm_book_hdr_sh *h = (struct shm_book_hdr_sh *)mem;
 	memset(mem, 0, bytes);
@@ -1325,6 +1407,12 @@ START_TEST(layout_validation)
 	h->off_orders += 64;
 	ck_assert_int_eq(shm_book_validate(mem, bytes), SHMEX_EBADLAYOUT);
 	h->off_orders -= 64;
+	h->off_quotes -= 640; /* a quote pool over the fills */
+	ck_assert_int_eq(shm_book_validate(mem, bytes), SHMEX_EBADLAYOUT);
+	h->off_quotes += 640;
+	ck_assert_ptr_eq(v.quotes,
+			 (void *)(mem + 256 + 2 * 128 + 8 * 64 + 16 * 128 + 32 * 64));
+	ck_assert_ptr_null(shm_book_quote_at(&v, 2));
 	h->cap_fills = 1u << 31;
 	ck_assert_int_eq(shm_book_validate(mem, bytes), SHMEX_EBADLAYOUT);
 	h->cap_fills = 32;
@@ -1526,6 +1614,8 @@ static Suite *eng_core_suite(void)
 	tcase_add_test(tc, symbols_and_ids);
 	tcase_add_test(tc, seqcount_even_between_requests);
 	tcase_add_test(tc, layout_validation);
+	tcase_add_test(tc, quotes_published_per_round_when_batched);
+	tcase_add_test(tc, order_seqcount_per_request);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("capacity");

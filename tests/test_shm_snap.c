@@ -364,8 +364,11 @@ START_TEST(corrupted_region_gives_errors)
 {
 	struct shm_snap rd;
 	struct shm_snap_top t;
-	struct shm_snap_level b[8], a[8];
-	struct shm_snap_depth d = {.bids = b, .asks = a, .max = 8};
+	/* Deeper than the quote: depth reads walk the live lists. */
+	enum { DEEP = SHM_BOOK_QUOTE_LEVELS + 2 };
+	struct shm_snap_level b[DEEP], a[DEEP];
+	struct shm_snap_depth d = {.bids = b, .asks = a, .max = DEEP};
+	struct shm_snap_depth dq = {.bids = b, .asks = a, .max = 8}; /* quote */
 	struct shm_snap_order o;
 	struct shm_snap_fill f[8];
 	size_t nf;
@@ -379,13 +382,13 @@ START_TEST(corrupted_region_gives_errors)
 	rd.max_retries = 8;
 	const struct shm_book_view *v = eng_core_view(fx.b);
 	struct shm_book_sym_sh *s = &v->symbols[fx.sym];
+	struct shm_book_quote_sh *q = &v->quotes[fx.sym];
 	uint32_t h0 = s->head[SHM_SIDE_BUY];
 	struct shm_book_level_sh *l0 = &v->levels[h0];
 	uint32_t l0next = l0->next;
 
-	/* A head beyond the pool. */
+	/* The live lists.  A head beyond the pool. */
 	s->head[SHM_SIDE_BUY] = 12345678;
-	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
 	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
 	s->head[SHM_SIDE_BUY] = h0;
 	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), 0);
@@ -401,17 +404,46 @@ START_TEST(corrupted_region_gives_errors)
 	l0->price = 97;
 	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
 	l0->price = 200;
-	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
 	l0->price = p;
 	l0->state = SHM_BOOK_LEVEL_FREE;
-	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
 	l0->state = SHM_BOOK_LEVEL_LIVE;
 	l0->sym = fx.sym2;
 	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
 	l0->sym = fx.sym;
+	uint32_t c0 = l0->count;
 	l0->count = 0;
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBADINDEX);
+	l0->count = c0;
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), 0);
+	/* None of that was the quote's business. */
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), 0);
+	ck_assert_int_eq(t.bid_price, 100);
+
+	/* The quote: a depth that is not min(nlevels, 10), unsorted, empty
+	 * or non-positive levels, a crossed book. */
+	ck_assert_uint_eq(q->ndepth[SHM_SIDE_BUY], 3);
+	q->ndepth[SHM_SIDE_BUY] = 2;
 	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
-	l0->count = 1;
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &dq), SHMEX_EBADINDEX);
+	q->ndepth[SHM_SIDE_BUY] = 3;
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &dq), 0);
+	ck_assert_uint_eq(dq.nbids, 3);
+	int64_t p1 = q->level[1][SHM_SIDE_BUY].price;
+	q->level[1][SHM_SIDE_BUY].price = 120;
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &dq), SHMEX_EBADINDEX);
+	q->level[1][SHM_SIDE_BUY].price = p1;
+	q->level[0][SHM_SIDE_BUY].count = 0;
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
+	q->level[0][SHM_SIDE_BUY].count = 1;
+	q->level[0][SHM_SIDE_SELL].qty = -4;
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
+	q->level[0][SHM_SIDE_SELL].qty = 4;
+	int64_t pb = q->level[0][SHM_SIDE_BUY].price;
+	q->level[0][SHM_SIDE_BUY].price = 200;
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBADINDEX);
+	q->level[0][SHM_SIDE_BUY].price = pb;
 	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), 0);
 
 	/* Order records. */
@@ -444,12 +476,23 @@ START_TEST(corrupted_region_gives_errors)
 	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), 0);
 	ck_assert_int_eq(o.open + o.executed + o.cancelled, o.amount);
 
-	/* A seqcount stuck odd (writer died inside its window): busy. */
+	/* A seqcount stuck odd (writer died inside its window): busy, for
+	 * the readers of that seqcount only. */
 	s->seq |= 1;
-	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBUSY);
-	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBUSY);
-	s->seq++;
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), SHMEX_EBUSY);
 	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), 0);
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), 0);
+	s->seq++;
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &d), 0);
+	q->seq |= 1;
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), SHMEX_EBUSY);
+	ck_assert_int_eq(shm_snap_depth(&rd, fx.sym, &dq), SHMEX_EBUSY);
+	q->seq++;
+	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), 0);
+	ord->seq |= 1;
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), SHMEX_EBUSY);
+	ord->seq++;
+	ck_assert_int_eq(shm_snap_order(&rd, buy, &o, f, 8, &nf), 0);
 	ck_assert_uint_gt(rd.busy, 0);
 
 	/* Symbol table: a count beyond the capacity, a garbage name. */
@@ -459,14 +502,17 @@ START_TEST(corrupted_region_gives_errors)
 	ck_assert_int_eq(shm_snap_symbol_name(&rd, 7, name), SHMEX_EBADINDEX);
 	memset(v->symbols[7].name, 0xff, 16);
 	ck_assert_int_eq(shm_snap_symbol_name(&rd, 7, name), SHMEX_EBADINDEX);
-	/* A never-published entry (zeroed: heads name level 0). */
-	ck_assert_int_eq(shm_snap_top(&rd, 7, &t), SHMEX_EBADINDEX);
-	v->symbols[7].head[0] = SHM_BOOK_NIL;
-	v->symbols[7].head[1] = SHM_BOOK_NIL;
+	/* A never-published entry: a zero quote is an empty book; zeroed
+	 * heads name level 0, which is not one of its levels. */
 	ck_assert_int_eq(shm_snap_top(&rd, 7, &t), 0);
 	ck_assert(!t.has_bid && !t.has_ask);
+	ck_assert_int_eq(shm_snap_depth(&rd, 7, &d), SHMEX_EBADINDEX);
+	v->symbols[7].head[0] = SHM_BOOK_NIL;
+	v->symbols[7].head[1] = SHM_BOOK_NIL;
+	ck_assert_int_eq(shm_snap_depth(&rd, 7, &d), 0);
+	ck_assert_uint_eq(d.nbids + d.nasks, 0);
 	v->symbols[7].head[0] = 3;
-	ck_assert_int_eq(shm_snap_top(&rd, 7, &t), SHMEX_EBADINDEX);
+	ck_assert_int_eq(shm_snap_depth(&rd, 7, &d), SHMEX_EBADINDEX);
 	shm_snap_close(&rd);
 
 	/* A corrupted geometry refuses to open. */

@@ -447,7 +447,9 @@ static int measure_with_writer(const struct rcu_opts *o, struct rcu_shared *s,
 #define B_QTY 10
 #define B_MID 100000
 #define B_LIVE 200
-#define B_ROUND 8
+/* Requests per round: the matcher's default batch from one gateway, what
+ * it takes per round under sustained load. */
+#define B_ROUND SHM_DEFAULT_BATCH
 #define B_RECENT 8192 /* readers ask for one of the newest B_RECENT ids */
 
 enum b_mode {
@@ -496,6 +498,7 @@ static int bwriter_init(struct bwriter *bw, const char *inst, struct shm_rcu *w)
 	rc = eng_core_symbol_add(bw->b, "BENCH", 5, &bw->sym);
 	if (rc)
 		goto out_book;
+	eng_core_set_batched(bw->b, true);
 	shm_region_publish(&bw->reg);
 	return 0;
 
@@ -546,12 +549,14 @@ static void bwriter_step(struct bwriter *bw)
 			bw->live[bw->nlive++] = id;
 		}
 	}
-	/* As the matcher after a round of B_ROUND requests (trim_done and
-	 * reclaim in eng_matcher.c): finished orders beyond the default
-	 * done window go back to the free stack, and the reader epoch is
-	 * advanced and polled when the core says it is due. */
+	/* As the matcher after a round of B_ROUND requests (round_once and
+	 * reclaim in eng_matcher.c): the round's quotes are published,
+	 * finished orders beyond the default done window go back to the
+	 * free stack, and the reader epoch is advanced and polled when the
+	 * core says it is due. */
 	if (bw->seq % B_ROUND != 0)
 		return;
+	eng_core_publish(bw->b);
 	(void)eng_core_trim(bw->b, SHM_DEFAULT_DONE_WINDOW);
 	if (eng_core_reclaim_due(bw->b, bench_now_ns())) {
 		(void)shm_rcu_advance(bw->w);

@@ -105,6 +105,7 @@ int qc_open(struct qc **out, const struct qc_cfg *cfg, qc_exec_fn fn, void *ctx)
 		return rc;
 	}
 	eng_core_reclaim(q->b, UINT64_MAX);
+	eng_core_set_batched(q->b, true); /* quotes once per round, as a matcher */
 	q->max_ids = cfg->max_ids;
 	q->window = cfg->window;
 	q->fn = fn;
@@ -138,6 +139,7 @@ int qc_reset(struct qc *q)
 	if (rc)
 		return rc;
 	eng_core_reclaim(q->b, UINT64_MAX);
+	eng_core_set_batched(q->b, true);
 	memset(&q->req, 0, sizeof(q->req));
 	memset(&q->traders, 0, sizeof(q->traders));
 	memset(&q->symbols, 0, sizeof(q->symbols));
@@ -206,12 +208,15 @@ static bool symbol_index(struct qc *q, const char name[STRINGLEN], uint32_t *idx
 	return true;
 }
 
-/* A matcher's end of round: trims the finished orders to the window. */
+/* A matcher's end of round: publishes the round's quotes, trims the
+ * finished orders to the window. */
 static inline void round_tick(struct qc *q)
 {
-	if (q->window && ++q->round == QC_ROUND) {
+	if (++q->round == QC_ROUND) {
 		q->round = 0;
-		(void)eng_core_trim(q->b, q->window);
+		eng_core_publish(q->b);
+		if (q->window)
+			(void)eng_core_trim(q->b, q->window);
 	}
 }
 

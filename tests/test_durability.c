@@ -59,9 +59,12 @@ static void cleanup_noted(void)
  * disk answers, which on a loaded machine can take seconds. */
 static void wait_gone(pid_t pid)
 {
-	for (int t = 0; t < 3000 && !test_pid_gone(pid); t++)
+	bool gone = test_pid_gone(pid);
+	for (int t = 0; t < 3000 && !gone; t++) {
 		usleep(10000);
-	ck_assert_msg(test_pid_gone(pid), "process %d did not die", (int)pid);
+		gone = test_pid_gone(pid);
+	}
+	ck_assert_msg(gone, "process %d did not die", (int)pid);
 }
 
 /* A fresh instance name and data directory. */

@@ -480,10 +480,10 @@ static uint32_t order_recycle(struct eng_core *b)
 	}
 	if (n > ORDER_FILLS) {
 		/* Rare: walk the rest of the list from the last known one. */
-		uint32_t fi = b->v.fills[b->ofills[oi][ORDER_FILLS - 1]].next;
+		uint32_t fi = b->fill_next[b->ofills[oi][ORDER_FILLS - 1]];
 		for (uint32_t k = ORDER_FILLS; k < n && fi != NIL; k++) {
 			b->fill_free[b->fill_nfree++] = fi;
-			fi = b->v.fills[fi].next;
+			fi = b->fill_next[fi];
 		}
 	}
 	order_open(b, o);
@@ -541,12 +541,15 @@ static void fill_append(struct eng_core *b, struct shm_book_order_sh *o, int64_t
 	window_store(f->order_id, o->id);
 	window_store(f->maker, maker);
 	window_store(f->next, NIL);
+	b->fill_next[fi] = NIL;
 	order_open(b, o);
 	/* [BK1] the fill is complete before it is linked. */
-	if (o->fill_tail == NIL)
+	if (o->fill_tail == NIL) {
 		store_release(&o->fill_head, fi);
-	else
+	} else {
 		store_release(&b->v.fills[o->fill_tail].next, fi);
+		b->fill_next[o->fill_tail] = fi;
+	}
 	uint32_t n = o->nfills;
 	if (n < ORDER_FILLS)
 		b->ofills[o - b->v.orders][n] = fi;
@@ -1357,12 +1360,13 @@ int eng_core_init(struct eng_core **out, void *mem, size_t len,
 	b->ord_done.epoch = eng_alloc_calloc(cfg->caps.orders, sizeof(uint64_t));
 	b->ofills = eng_alloc_calloc(cfg->caps.orders, sizeof(*b->ofills));
 	b->fill_free = eng_alloc_calloc(cfg->caps.fills, sizeof(uint32_t));
+	b->fill_next = eng_alloc_calloc(cfg->caps.fills, sizeof(uint32_t));
 	b->dirty = eng_alloc_calloc(cfg->caps.symbols, sizeof(uint32_t));
 	b->otouched = eng_alloc_calloc(cfg->caps.orders, sizeof(uint32_t));
 	if (!b->sym_hash || !b->syms || !b->lvl_free || !b->lvl_retired.v ||
 	    !b->lvl_retired.epoch || !b->ord_free || !b->ord_done.v ||
-	    !b->ord_done.epoch || !b->ofills || !b->fill_free || !b->dirty ||
-	    !b->otouched) {
+	    !b->ord_done.epoch || !b->ofills || !b->fill_free || !b->fill_next ||
+	    !b->dirty || !b->otouched) {
 		eng_core_destroy(b);
 		return -ENOMEM;
 	}
@@ -1413,6 +1417,7 @@ void eng_core_destroy(struct eng_core *b)
 	eng_alloc_free(b->ord_done.epoch);
 	eng_alloc_free(b->ofills);
 	eng_alloc_free(b->fill_free);
+	eng_alloc_free(b->fill_next);
 	eng_alloc_free(b);
 }
 
@@ -1683,6 +1688,13 @@ static int core_walk(struct eng_core *b, const void *data, size_t len, bool appl
 	memcpy(b->ord_free, of, (size_t)h->ord_nfree * sizeof(uint32_t));
 	memcpy(b->fill_free, ff, (size_t)h->fill_nfree * sizeof(uint32_t));
 	memcpy(b->ofills, ofl, (size_t)h->ord_unused * sizeof(*b->ofills));
+	/* The private links from the shared ones (a link out of range ends
+	 * the list: at worst its fills are never reused, nothing is read out
+	 * of bounds). */
+	for (uint32_t fi = 0; fi < h->fill_unused; fi++) {
+		uint32_t nx = v->fills[fi].next;
+		b->fill_next[fi] = nx < v->cap_fills ? nx : NIL;
+	}
 	/* Epoch 0: no reader has seen this book, every retired record may be
 	 * reused at once. */
 	b->lvl_retired.head = b->ord_done.head = 0;

@@ -102,6 +102,10 @@ struct eng_core {
 	/* The first ORDER_FILLS fill indexes of each order slot: recycling an
 	 * order frees them without walking its (cold) fill list. */
 	uint32_t (*ofills)[ORDER_FILLS];
+	/* Private copy of every fill's `next` link: recycling an order with
+	 * more than ORDER_FILLS fills walks this dense array (16 links per
+	 * line) instead of one cold shared fill record per link. */
+	uint32_t *fill_next;
 
 	uint32_t levels_live;
 	uint32_t orders_live;

@@ -160,6 +160,7 @@ int eng_core_check(const struct eng_core *b, char *why, size_t len)
 			CHECK(f->order_id == o->id && f->qty > 0, "fill %u owner", fi);
 			CHECK(k >= ORDER_FILLS || b->ofills[oi][k] == fi,
 			      "order %u ofills", oi);
+			CHECK(b->fill_next[fi] == f->next, "fill %u private link", fi);
 			ex += f->qty;
 			last = fi;
 			fi = f->next;

@@ -48,6 +48,8 @@ struct eng_ring {
  * recycle (about 2 x as many requests ahead; 2, 4, 8 and 16 measured
  * alike within noise, 8 slightly best). */
 #define PREFETCH_AHEAD 8
+/* How many allocations ahead order_alloc prefetches the free stack. */
+#define FREE_AHEAD 16
 
 /* One entry of the private price -> level hash (open addressing, linear
  * probing, backward-shift deletion).  tag = sym * 2 + side + 1, 0 = empty. */

@@ -477,6 +477,10 @@ struct bwriter {
 	size_t nlive;
 	bool stamp;        /* request time = CLOCK_MONOTONIC now (staleness run) */
 	uint64_t *last_id; /* rcu_shared.last_id */
+	/* Most finished order records waiting for the grace period (the done
+	 * FIFO beyond the window), seen after a reclaim since the slice
+	 * began: how far reclamation fell behind the readers. */
+	uint32_t backlog_max;
 };
 
 static int bwriter_init(struct bwriter *bw, const char *inst, struct shm_rcu *w)
@@ -561,6 +565,13 @@ static void bwriter_step(struct bwriter *bw)
 	if (eng_core_reclaim_due(bw->b, bench_now_ns())) {
 		(void)shm_rcu_advance(bw->w);
 		eng_core_reclaim(bw->b, shm_rcu_safe_epoch(bw->w));
+		struct eng_core_stats st;
+		eng_core_stats(bw->b, &st);
+		uint32_t back = st.orders_done > SHM_DEFAULT_DONE_WINDOW
+					? st.orders_done - SHM_DEFAULT_DONE_WINDOW
+					: 0;
+		if (back > bw->backlog_max)
+			bw->backlog_max = back;
 	}
 }
 
@@ -630,16 +641,28 @@ static void set_active(struct rcu_shared *s, uint32_t v)
  * the writer started applying a change the reader first saw it (a change
  * superseded before any read is not counted).
  */
-/* What a reader reads each time round (--probe): all three by default. */
-enum { PROBE_DEPTH = 1, PROBE_TOP = 2, PROBE_ORDER = 4, PROBE_ALL = 7 };
+/* What a reader reads each time round (--probe): all three by default.
+ * PROBE_PRIVATE alone: no shared memory at all, only loads and stores to a
+ * private buffer of L2 size (the control for what sharing the machine
+ * costs: another hardware thread of the host's core, its caches). */
+enum {
+	PROBE_DEPTH = 1,
+	PROBE_TOP = 2,
+	PROBE_ORDER = 4,
+	PROBE_ALL = 7,
+	PROBE_PRIVATE = 8
+};
+#define PRIVATE_BYTES (256 * 1024)
 static unsigned probe_reads = PROBE_ALL;
+static int probe_nreaders = 1; /* --readers: reader processes of a probe */
+static bool in_probe;          /* bench_rcu_writer is running the probes */
 
 static const char *probe_name(unsigned m)
 {
 	static const char *const n[8] = {"none",      "depth",          "top",
 					 "depth+top", "order",          "depth+order",
 					 "top+order", "depth+top+order"};
-	return n[m & 7];
+	return m == PROBE_PRIVATE ? "private" : n[m & 7];
 }
 
 static int probe_parse(const char *arg, struct rcu_opts *o)
@@ -650,7 +673,9 @@ static int probe_parse(const char *arg, struct rcu_opts *o)
 	for (char *save, *t = strtok_r(buf, ",", &save); t;
 	     t = strtok_r(NULL, ",", &save)) {
 		unsigned m = 0;
-		if (strcmp(t, "none") != 0) {
+		if (strcmp(t, "private") == 0) {
+			m = PROBE_PRIVATE;
+		} else if (strcmp(t, "none") != 0) {
 			for (char *s2, *u = strtok_r(t, "+", &s2); u;
 			     u = strtok_r(NULL, "+", &s2)) {
 				if (strcmp(u, "depth") == 0)
@@ -673,6 +698,19 @@ static int probe_parse(const char *arg, struct rcu_opts *o)
 static int probe_empty(struct shm_snap *rd, void *arg)
 {
 	return 0;
+}
+
+/* About one read's worth of work on memory no other process touches:
+ * 64 dependent loads at random places of a private L2-sized buffer and a
+ * store to each line. */
+static void private_work(uint64_t x)
+{
+	static unsigned char buf[PRIVATE_BYTES];
+	uint32_t at = (uint32_t)(x >> 20);
+	for (int i = 0; i < 64; i++) {
+		at = (at * 2654435761u + buf[at % PRIVATE_BYTES]) % PRIVATE_BYTES;
+		buf[at]++;
+	}
 }
 
 static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
@@ -730,6 +768,8 @@ static void breader(const char *inst, struct rcu_shared *s, bool lock, int idx,
 		int rc = 0;
 		if (probe_reads == 0)
 			rc = shm_snap_section(&rd, probe_empty, NULL);
+		if (probe_reads == PROBE_PRIVATE)
+			private_work(x);
 		if (probe_reads & PROBE_DEPTH)
 			rc = shm_snap_depth(&rd, 0, &d);
 		if (rc == 0 && (probe_reads & PROBE_TOP))
@@ -813,6 +853,7 @@ struct bslice {
 	uint64_t ns;      /* wall time */
 	uint64_t bars;    /* membarrier calls */
 	uint64_t bar_ns;  /* time in them */
+	uint32_t backlog; /* bwriter.backlog_max over the slice */
 };
 
 /* Runs the writer for dur_ns (the parent is the writer: its process CPU
@@ -822,6 +863,7 @@ static int bwriter_slice(struct bwriter *bw, struct rcu_shared *s, bool lock,
 {
 	uint64_t nb = bw->w->barriers, nbns = bw->w->barrier_ns;
 	uint64_t n = 0, t0 = bench_now_ns(), c0 = cpu_now_ns(), t;
+	bw->backlog_max = 0;
 	do {
 		for (int i = 0; i < 256; i++) {
 			if (lock && pthread_rwlock_wrlock(&s->wlock))
@@ -834,6 +876,7 @@ static int bwriter_slice(struct bwriter *bw, struct rcu_shared *s, bool lock,
 		t = bench_now_ns() - t0;
 	} while (t < dur_ns);
 	uint64_t c = cpu_now_ns() - c0;
+	out->backlog = bw->backlog_max;
 	out->ns = t;
 	out->tput = (double)n * 1e9 / (double)t;
 	out->cpu_ns = (double)c / (double)n;
@@ -858,6 +901,9 @@ struct bmode {
 	double stale_p50_us; /* stale mode */
 	double stale_p99_us;
 	double stale_n;
+	/* Medians over the slices of the largest reclamation backlog
+	 * (bwriter.backlog_max), finished order records. */
+	double backlog_parked, backlog_active;
 };
 
 /* Runs one mode: forks its readers, alternates parked and reading slices,
@@ -866,7 +912,8 @@ static int bwriter_mode(struct bwriter *bw, struct rcu_shared *s, const char *in
 			enum b_mode mode, uint64_t slice_ns, struct bmode *out)
 {
 	pid_t pid[B_MAXREADERS];
-	int nr = mode_readers(mode), rc = 0;
+	int nr = in_probe ? probe_nreaders : mode_readers(mode);
+	int rc = 0;
 	uint64_t pace =
 		mode == B_PACED ? 1000000000ull * (uint64_t)nr / B_PACED_READS_PER_S : 0;
 	bool lock = mode == B_RWLOCK;
@@ -947,6 +994,12 @@ collect:
 	out->bars_per_s = (double)bars * 1e9 / (double)active_ns;
 	out->bar_share = (double)bar_ns / (double)active_ns;
 	out->bar_ns = bars ? (double)bar_ns / (double)bars : 0;
+	for (int p = 0; p <= B_PAIRS; p++)
+		cp[p] = out->parked[p].backlog;
+	for (int p = 0; p < B_PAIRS; p++)
+		ca[p] = out->active[p].backlog;
+	out->backlog_parked = median(cp, B_PAIRS + 1);
+	out->backlog_active = median(ca, B_PAIRS);
 	out->stale_p50_us = (double)s->stale_p50_ns / 1000.0;
 	out->stale_p99_us = (double)s->stale_p99_ns / 1000.0;
 	out->stale_n = (double)s->stale_n;
@@ -994,6 +1047,7 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 	for (int k = 0; k < o->nprobe; k++) {
 		struct bmode *r = &res[k];
 		probe_reads = o->probe[k];
+		in_probe = true;
 		if (bwriter_mode(&bw, s, o->inst, B_RCU, slice, r) != 0) {
 			r->ratio = NAN;
 			fprintf(stderr, "rcu: probe %s: run failed\n",
@@ -1003,14 +1057,16 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 		fprintf(stderr,
 			"rcu: probe %-17s writer %9.0f | %9.0f requests/s (ratio %.3f), "
 			"%8.0f reads/s, writer CPU %5.1f | %5.1f ns/request, "
-			"%.0f ns of writer time per read\n",
+			"%.0f ns of writer time per read, backlog %.0f | %.0f records\n",
 			probe_name(o->probe[k]), r->tput_parked, r->tput_active, r->ratio,
 			r->reads, r->cpu_parked, r->cpu_active,
 			r->reads > 0 ? (r->cpu_active - r->cpu_parked) * r->tput_active /
 					       r->reads
-				     : 0.0);
+				     : 0.0,
+			r->backlog_parked, r->backlog_active);
 	}
 	probe_reads = PROBE_ALL;
+	in_probe = false;
 	for (int m = 0; o->nprobe == 0 && m < B_NMODES; m++) {
 		bool f = m == B_RCU_F;
 		struct bmode *r = &res[m];
@@ -1024,10 +1080,11 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 			"rcu: %-15s %9.0f | %9.0f requests/s (ratio %.3f), "
 			"%8.0f reads/s, writer CPU %5.1f | %5.1f ns/request "
 			"(ratio %.3f), %5.1f%% of a CPU, %4.0f membarrier/s "
-			"(%.1f%% of its time)\n",
+			"(%.1f%% of its time), backlog %.0f | %.0f records\n",
 			names[m], r->tput_parked, r->tput_active, r->ratio, r->reads,
 			r->cpu_parked, r->cpu_active, r->cpu_ratio,
-			r->share_active * 100.0, r->bars_per_s, r->bar_share * 100.0);
+			r->share_active * 100.0, r->bars_per_s, r->bar_share * 100.0,
+			r->backlog_parked, r->backlog_active);
 	}
 	if (pinned && sched_setaffinity(0, sizeof(old), &old) != 0)
 		fprintf(stderr, "rcu: cannot restore the CPU mask\n");
@@ -1039,7 +1096,8 @@ static void bench_rcu_writer(const struct rcu_opts *o, struct rcu_shared *s,
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: shmex-bench rcu [--iters N] [--quick] [--pin]\n"
+	fprintf(f, "usage: shmex-bench rcu [--iters N] [--quick] [--pin] [--probe=LIST] "
+		   "[--readers=N]\n"
 		   "  read-side enter+leave: shmex reader table (default mode and\n"
 		   "  fence mode) vs liburcu memb vs process-shared rwlock;\n"
 		   "  writer-side cost of readers and of the membarrier calls.\n"
@@ -1047,7 +1105,9 @@ static void usage(FILE *f)
 		   "  --probe=LIST: only the one-reader writer ratio, once per entry\n"
 		   "  of LIST, a comma list of what the reader reads: none (empty\n"
 		   "  read-side sections) or depth, top, order joined by + (which\n"
-		   "  structure's lines cost the writer).\n"
+		   "  structure's lines cost the writer); private: no shared memory,\n"
+		   "  loads and stores to the reader's own buffer (the control).\n"
+		   "  --readers=N: reader processes of each probe (1 to 4).\n"
 		   "  SHMEX_READERS_FENCE=1 makes the default mode the fence mode.\n");
 }
 
@@ -1064,12 +1124,13 @@ int bench_rcu(int argc, char **argv)
 		{"quick", no_argument, NULL, 'q'},
 		{"pin", no_argument, NULL, 'p'},
 		{"probe", required_argument, NULL, 'P'},
+		{"readers", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "n:qpP:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:qpP:r:h", longopts, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'n':
@@ -1086,11 +1147,21 @@ int bench_rcu(int argc, char **argv)
 		case 'p':
 			pin_cpus = true;
 			break;
+		case 'r':
+			errno = 0;
+			probe_nreaders = (int)strtol(optarg, &end, 10);
+			if (errno || *end || probe_nreaders < 1 ||
+			    probe_nreaders > B_MAXREADERS) {
+				fprintf(stderr, "rcu: bad --readers '%s' (1 to %d)\n",
+					optarg, B_MAXREADERS);
+				return 2;
+			}
+			break;
 		case 'P':
 			if (probe_parse(optarg, &o) != 0) {
 				fprintf(stderr,
-					"rcu: bad --probe '%s' (a comma list of none "
-					"or depth, top, order joined by +)\n",
+					"rcu: bad --probe '%s' (a comma list of none, "
+					"private, or depth, top, order joined by +)\n",
 					optarg);
 				return 2;
 			}

@@ -224,23 +224,36 @@ static void orders_close(struct eng_core *b)
 /* Quotes (shm_book.h, BK13/BK14)                                      */
 
 /* A quote word is stored only when it changes: a line a reader holds is
- * taken back only when there is something new on it.  With store false,
- * only finds whether anything would change. */
-#define quote_word(lv, v)                                  \
-	do {                                               \
-		if ((lv) != (v)) {                         \
-			diff = true;                       \
-			if (store)                         \
-				store_relaxed(&(lv), (v)); \
-		}                                          \
+ * taken back only when there is something new on it.  The quote's window
+ * opens at the first word that differs (nothing before it was stored), so
+ * an unchanged quote costs one pass of loads and no store. */
+#define quote_word(lv, v)                                   \
+	do {                                                \
+		if ((lv) != (v)) {                          \
+			if (!open)                          \
+				open = quote_open(b, symi); \
+			store_relaxed(&(lv), (v));          \
+		}                                           \
 	} while (0)
 
-static bool quote_sync(struct eng_core *b, uint32_t symi, bool store)
+static bool quote_open(struct eng_core *b, uint32_t symi)
+{
+	struct shm_book_quote_sh *q = &b->v.quotes[symi];
+	store_relaxed(&q->seq, q->seq + 1);
+	/* [BK13] orders the odd seq before the quote's stores; pairs with
+	 * the readers' fence [BK16]. */
+	fence_release();
+	store_relaxed(&q->book_seq, b->v.symbols[symi].seq);
+	return true;
+}
+
+/* Publishes symbol symi's quote, if it differs from its book. */
+static void quote_publish(struct eng_core *b, uint32_t symi)
 {
 	const struct shm_book_sym_sh *s = &b->v.symbols[symi];
 	struct shm_book_quote_sh *q = &b->v.quotes[symi];
 	const struct eng_sym *p = &b->syms[symi];
-	bool diff = false;
+	bool open = false;
 	for (unsigned side = 0; side < 2; side++) {
 		const struct eng_side *e = &p->side[side];
 		uint32_t n = e->n < SHM_BOOK_QUOTE_LEVELS ? e->n : SHM_BOOK_QUOTE_LEVELS;
@@ -272,24 +285,10 @@ static bool quote_sync(struct eng_core *b, uint32_t symi, bool store)
 	quote_word(q->last_time_ns, s->last_time_ns);
 	quote_word(q->trades, s->trades);
 	quote_word(q->volume, s->volume);
-	return diff;
-}
-
-/* Publishes symbol symi's quote, if it differs from its book. */
-static void quote_publish(struct eng_core *b, uint32_t symi)
-{
-	struct shm_book_quote_sh *q = &b->v.quotes[symi];
-	if (!quote_sync(b, symi, false))
-		return;
-	store_relaxed(&q->seq, q->seq + 1);
-	/* [BK13] orders the odd seq before the quote's stores; pairs with
-	 * the readers' fence [BK16]. */
-	fence_release();
-	store_relaxed(&q->book_seq, b->v.symbols[symi].seq);
-	(void)quote_sync(b, symi, true);
-	/* [BK14] publishes the quote with the even seq; pairs with the
-	 * readers' acquire load [BK15]. */
-	store_release(&q->seq, q->seq + 1);
+	if (open)
+		/* [BK14] publishes the quote with the even seq; pairs with
+		 * the readers' acquire load [BK15]. */
+		store_release(&q->seq, q->seq + 1);
 }
 
 /* After a request changed symbol symi's book: its quote is published now,

@@ -1730,10 +1730,16 @@ int eng_core_load(struct eng_core *b, const void *data, size_t len)
 	for (uint32_t i = 0; i < b->ord_unused; i++) {
 		struct shm_book_order_sh *o = &b->v.orders[i];
 		if (o->seq & 1)
-			store_release(&o->seq, o->seq + 1);
+			store_release(&o->seq, o->seq + 1); /* [BK18] */
 	}
-	/* The quotes are derived: publish every symbol's from the book. */
-	for (uint32_t i = 0; i < b->nsymbols; i++)
+	/* The quotes are derived: publish every symbol's from the book, each
+	 * from a closed window (an odd count that came with the bytes would
+	 * otherwise be flipped by the next window, and stay odd). */
+	for (uint32_t i = 0; i < b->nsymbols; i++) {
+		struct shm_book_quote_sh *q = &b->v.quotes[i];
+		if (q->seq & 1)
+			store_release(&q->seq, q->seq + 1); /* [BK14] */
 		quote_publish(b, i);
+	}
 	return 0;
 }

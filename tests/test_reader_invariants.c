@@ -660,6 +660,14 @@ RI_SCENARIO void scenario_churn(int nreaders, uint64_t requests, uint32_t nsyms)
 		pids[i] = spawn_reader(&W, i);
 	wait_ready(&W, nreaders);
 	writer_run(&W, requests);
+	/* A reader descheduled inside a section (a loaded 2-core machine)
+	 * stalls reclamation and fills the small pools, so fewer requests are
+	 * accepted (seen at 24 %, 40-50 % when the readers run freely): run
+	 * on, up to four times as long, until the book was exercised as much
+	 * as the bound below asks, while the readers go on checking. */
+	uint64_t until = W.requests + 3 * requests;
+	while (W.accepted <= requests / 4 && W.requests < until)
+		writer_batch(&W, RI_BATCH);
 	finish_readers(pids, nreaders, (uint64_t)nreaders * 10);
 	struct eng_core_stats bs;
 	eng_core_stats(W.b, &bs);
@@ -673,10 +681,7 @@ RI_SCENARIO void scenario_churn(int nreaders, uint64_t requests, uint32_t nsyms)
 		shm_rcu_safe_epoch(&W.w), bs.levels_live, bs.levels_retired,
 		bs.levels_free, bs.orders_live, bs.orders_done, bs.orders_free,
 		bs.orders_unused, bs.fills_used);
-	/* The run exercised the book (40-50% accepted when the readers run
-	 * freely; a reader descheduled inside a section on a loaded 2-core
-	 * machine stalls reclamation and fills the small pools, seen at 24%). */
-	ck_assert_uint_gt(W.accepted, requests / 8);
+	ck_assert_uint_gt(W.accepted, requests / 4);
 	writer_close(&W);
 }
 

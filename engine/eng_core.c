@@ -106,15 +106,6 @@ static inline void ring_push(struct eng_ring *r, uint32_t x, uint64_t epoch)
 	r->count++;
 }
 
-/* The k-th oldest entry (k < count). */
-static inline uint32_t ring_at(const struct eng_ring *r, uint32_t k)
-{
-	uint32_t at = r->head + k;
-	if (at >= r->cap)
-		at -= r->cap;
-	return r->v[at];
-}
-
 static inline uint32_t ring_pop(struct eng_ring *r)
 {
 	uint32_t x = r->v[r->head];
@@ -1648,9 +1639,15 @@ static int core_walk(struct eng_core *b, const void *data, size_t len, bool appl
 		b->orders_created = h->orders_created;
 		b->rejects_full = h->rejects_full;
 	}
+	/* The price arrays hold the live levels: the hash they fill has room
+	 * for cap_levels of them, not for every array full. */
+	uint64_t listed = 0;
 	for (uint32_t i = 0; i < h->nsymbols; i++) {
 		const uint32_t *n = take(&c, 2 * sizeof(uint32_t));
 		if (!n || n[0] > v->cap_levels || n[1] > v->cap_levels)
+			return SHMEX_EJCORRUPT;
+		listed += (uint64_t)n[0] + n[1];
+		if (listed > h->levels_live)
 			return SHMEX_EJCORRUPT;
 		if (apply) {
 			struct eng_sym *p = &b->syms[i];
@@ -1685,7 +1682,8 @@ static int core_walk(struct eng_core *b, const void *data, size_t len, bool appl
 	const uint32_t *ff = take_idx(&c, h->fill_nfree, h->fill_unused);
 	const uint32_t(*ofl)[ORDER_FILLS] =
 		take(&c, (size_t)h->ord_unused * sizeof(*b->ofills));
-	if (!lf || !lr || !of || !od || !ff || !ofl || c.left != 0)
+	if (!lf || !lr || !of || !od || !ff || !ofl || c.left != 0 ||
+	    listed != h->levels_live)
 		return SHMEX_EJCORRUPT;
 	for (uint32_t i = 0; i < h->ord_unused; i++)
 		for (int k = 0; k < ORDER_FILLS; k++)
@@ -1715,8 +1713,16 @@ static int core_walk(struct eng_core *b, const void *data, size_t len, bool appl
 	return 0; /* the published counters came with the body */
 }
 
-int eng_core_load(struct eng_core *b, const void *data, size_t len)
+int eng_core_load(struct eng_core *b, const void *data, size_t len, char *why,
+		  size_t why_len)
 {
+	char scratch[1];
+	if (!why) {
+		why = scratch;
+		why_len = sizeof(scratch);
+	}
+	if (why_len)
+		why[0] = 0;
 	if (b->nsymbols != 0)
 		return -EINVAL;
 	int rc = core_walk(b, data, len, false);
@@ -1741,5 +1747,7 @@ int eng_core_load(struct eng_core *b, const void *data, size_t len)
 			store_release(&q->seq, q->seq + 1); /* [BK14] */
 		quote_publish(b, i);
 	}
-	return 0;
+	/* The counts and indexes were in range; now the structure. */
+	rc = eng_core_check(b, why, why_len);
+	return rc == SHMEX_EINTERNAL ? SHMEX_EJCORRUPT : rc;
 }

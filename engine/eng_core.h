@@ -312,13 +312,29 @@ uint64_t eng_core_events(const struct eng_core *b);
  * freshly made by eng_core_init whose body the caller has since
  * overwritten with the saved body: it first checks every count and index
  * against the capacities and the body (SHMEX_EJCORRUPT, nothing changed),
- * then loads.  Retirement epochs are not saved: a loaded book has never
- * been seen by a reader, so every retired record may be reused at once.
+ * then loads, then checks the loaded book with eng_core_check (a snapshot
+ * whose checksums are right may still not be one a core wrote: a fill
+ * with two owners would be freed twice, a cyclic queue would never end).
+ * That check failing returns SHMEX_EJCORRUPT with what failed in why[]
+ * (may be NULL), and the core is then unusable: destroy it and lay the
+ * book out again with eng_core_init.  Retirement epochs are not saved: a
+ * loaded book has never been seen by a reader, so every retired record
+ * may be reused at once.
  */
 typedef int (*eng_core_put_fn)(void *ctx, const void *p, size_t n);
 int eng_core_save(const struct eng_core *b, eng_core_put_fn put, void *ctx)
 	__attribute__((warn_unused_result));
-int eng_core_load(struct eng_core *b, const void *data, size_t len)
+int eng_core_load(struct eng_core *b, const void *data, size_t len, char *why,
+		  size_t why_len) __attribute__((warn_unused_result));
+
+/*
+ * Checks every invariant of the book (list order, aggregates, counts,
+ * open + executed + cancelled == amount, pool accounting, the price hash,
+ * the published quotes, and that every level, order and fill record has
+ * exactly one owner).  Returns 0, SHMEX_EINTERNAL with what failed in
+ * why[], or -ENOMEM.  Walks every record: for tests and for loading.
+ */
+int eng_core_check(const struct eng_core *b, char *why, size_t len)
 	__attribute__((warn_unused_result));
 
 #endif

@@ -1,8 +1,7 @@
 /*
  * eng_core_impl: the private state of the matching core, for eng_core.c
- * and for the test-only invariant checker (tests/support_core_check.c),
- * which must see the writer's private structures to check them against
- * the shared book.  Nothing else may include it: the contract is
+ * and for its invariant checker (eng_core_check.c), which must see the
+ * writer's private structures to check them against the shared book.  Nothing else may include it: the contract is
  * eng_core.h.
  */
 #ifndef SHMEX_ENGINE_ENG_CORE_IMPL_H
@@ -137,6 +136,15 @@ struct eng_core {
 };
 
 /* Helpers the checker shares with the core. */
+
+/* The k-th oldest entry of a FIFO (k < count). */
+static inline uint32_t ring_at(const struct eng_ring *r, uint32_t k)
+{
+	uint32_t at = r->head + k;
+	if (at >= r->cap)
+		at -= r->cap;
+	return r->v[at];
+}
 
 /* Sort key of a price on a side: ascending = better. */
 static inline int64_t side_key(unsigned side, int64_t price)

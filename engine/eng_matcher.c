@@ -1848,9 +1848,10 @@ static int load_snapshot(struct eng_matcher *m, const char *path, struct shmex_e
 	rc = eng_snapshot_pages(&s, SHM_JSNAP_BOOK, book, blen, true);
 	if (!rc && memcmp(geo, book, sizeof(geo)) != 0)
 		rc = SHMEX_EJCORRUPT;
+	char why[160] = "";
 	if (!rc)
 		rc = eng_core_load(m->book, s.sect[SHM_JSNAP_CORE],
-				   s.sect_len[SHM_JSNAP_CORE]);
+				   s.sect_len[SHM_JSNAP_CORE], why, sizeof(why));
 	if (!rc && eng_core_events(m->book) != s.matcher->events)
 		rc = SHMEX_EJCORRUPT;
 	if (rc) {
@@ -1866,6 +1867,10 @@ static int load_snapshot(struct eng_matcher *m, const char *path, struct shmex_e
 		if (rc2)
 			return shmex_error_set(e, rc2, "laying out the book again: %s",
 					       shmex_strerror(rc2));
+		if (why[0])
+			return shmex_error_set(e, SHMEX_EJCORRUPT,
+					       "%s: the book it holds is not whole: %s",
+					       path, why);
 		return shmex_error_set(
 			e, SHMEX_EJCORRUPT,
 			"%s: its book geometry, core section or event count "

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "engine/replay/rpl.h"
-#include "tests/core_check.h"
+#include "engine/eng_core.h"
 #include "engine/replay/rpl_sha256.h"
 #include "tests/shmex_test.h"
 

@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include "engine/eng_core.h"
-#include "tests/core_check.h"
 #include "shm/shm_book.h"
 #include "shm/shm_dec.h"
 #include "shm/shm_error.h"
@@ -80,14 +79,20 @@ static void fx_open(struct fx *f, uint32_t levels, uint32_t orders, uint32_t fil
 	eng_core_reclaim(f->b, UINT64_MAX);
 }
 
+/* Frees a fixture without checking it (a core whose load was refused). */
+static void fx_discard(struct fx *f)
+{
+	eng_core_destroy(f->b);
+	free(f->mem);
+	free(f->log.ev);
+}
+
 static void fx_close(struct fx *f)
 {
 	char why[256];
 	int rc = eng_core_check(f->b, why, sizeof(why));
 	ck_assert_msg(rc == 0, "book invariant: %s", why);
-	eng_core_destroy(f->b);
-	free(f->mem);
-	free(f->log.ev);
+	fx_discard(f);
 }
 
 static void fx_check(struct fx *f)
@@ -1539,7 +1544,7 @@ START_TEST(snapshot_with_open_windows_loads_closed)
 	q0->seq |= 1;
 	q1->seq |= 1;
 	o->seq |= 1;
-	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n), 0);
+	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n, NULL, 0), 0);
 	ck_assert_uint_eq(q0->seq & 1, 0);
 	ck_assert_uint_eq(q1->seq & 1, 0);
 	ck_assert_uint_eq(o->seq & 1, 0);
@@ -1564,7 +1569,7 @@ START_TEST(snapshot_round_trip_continues_identically)
 	struct sbuf s = {0};
 	ck_assert_int_eq(eng_core_save(a.b, sbuf_put, &s), 0);
 	fx_twin(&b, &a, LV, OR, FI);
-	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n), 0);
+	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n, NULL, 0), 0);
 	fx_check(&b);
 	struct eng_core_stats sa, sb;
 	eng_core_stats(a.b, &sa);
@@ -1611,22 +1616,147 @@ START_TEST(snapshot_load_refuses_bad_bytes)
 	fx_twin(&b, &a, LV, OR, FI);
 	size_t cuts[] = {0, 10, s.n / 2, s.n - 1};
 	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++)
-		ck_assert_int_eq(eng_core_load(b.b, s.p, cuts[i]), SHMEX_EJCORRUPT);
+		ck_assert_int_eq(eng_core_load(b.b, s.p, cuts[i], NULL, 0),
+				 SHMEX_EJCORRUPT);
 	unsigned char *bad = malloc(s.n + 4);
 	memcpy(bad, s.p, s.n);
-	ck_assert_int_eq(eng_core_load(b.b, bad, s.n + 4), SHMEX_EJCORRUPT);
+	ck_assert_int_eq(eng_core_load(b.b, bad, s.n + 4, NULL, 0), SHMEX_EJCORRUPT);
 	/* Counters past the capacities: the first words are the symbol count
 	 * and the level free count. */
 	uint32_t huge = 1u << 30;
 	for (size_t off = 0; off < 11 * sizeof(uint32_t); off += sizeof(uint32_t)) {
 		memcpy(bad, s.p, s.n);
 		memcpy(bad + off, &huge, sizeof(huge));
-		ck_assert_msg(eng_core_load(b.b, bad, s.n) == SHMEX_EJCORRUPT,
+		ck_assert_msg(eng_core_load(b.b, bad, s.n, NULL, 0) == SHMEX_EJCORRUPT,
 			      "counter at byte %zu", off);
 	}
 	free(bad);
-	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n), 0);
+	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n, NULL, 0), 0);
 	fx_check(&b);
+	free(s.p);
+	fx_close(&b);
+	fx_close(&a);
+}
+END_TEST
+
+/* The saved core's counters (the first words of eng_core_save's output,
+ * in the order of struct core_snap_hdr in eng_core.c). */
+enum { SNAP_ORD_UNUSED = 5, SNAP_ORD_DONE = 6, SNAP_FILL_NFREE = 7 };
+
+static uint32_t snap_word(const struct sbuf *s, unsigned k)
+{
+	uint32_t w;
+	memcpy(&w, s->p + k * sizeof(w), sizeof(w));
+	return w;
+}
+
+/* Loads `bytes` (a copy of the good snapshot, forged) into a fresh twin
+ * of `a` whose body is forged by `body` (NULL: none); the load must be
+ * refused with a reason. */
+static void expect_forgery_refused(const struct fx *a, const struct sbuf *good,
+				   const unsigned char *bytes,
+				   void (*body)(struct shm_book_view *v),
+				   const char *what)
+{
+	enum { LV = 64, OR = 256, FI = 512 };
+	struct fx t;
+	fx_twin(&t, a, LV, OR, FI);
+	if (body)
+		body((struct shm_book_view *)eng_core_view(t.b));
+	char why[256] = "";
+	int rc = eng_core_load(t.b, bytes, good->n, why, sizeof(why));
+	ck_assert_msg(rc == SHMEX_EJCORRUPT, "%s: loaded (%d)", what, rc);
+	ck_assert_msg(why[0] != 0, "%s: refused without a reason", what);
+	fx_discard(&t);
+}
+
+/* Order records in a queue of at least two. */
+static bool two_queued(const struct shm_book_view *v, uint32_t *first, uint32_t *second)
+{
+	for (uint32_t li = 0; li < v->cap_levels; li++) {
+		const struct shm_book_level_sh *l = &v->levels[li];
+		if (l->state == SHM_BOOK_LEVEL_LIVE && l->count >= 2) {
+			*first = l->head;
+			*second = v->orders[l->head].next;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void forge_cyclic_queue(struct shm_book_view *v)
+{
+	uint32_t x, y;
+	ck_assert(two_queued(v, &x, &y));
+	struct shm_book_level_sh *l =
+		(struct shm_book_level_sh *)&v->levels[v->orders[x].level];
+	/* The tail links back to the head: match would walk it for ever. */
+	((struct shm_book_order_sh *)&v->orders[l->tail])->next = x;
+}
+
+/* Order records with fills, one live. */
+static uint32_t order_with_fills(const struct shm_book_view *v, uint32_t below, bool live)
+{
+	for (uint32_t oi = 0; oi < below; oi++)
+		if (v->orders[oi].nfills > 0 &&
+		    (v->orders[oi].state == SHM_BOOK_ORDER_LIVE) == live)
+			return oi;
+	return SHM_BOOK_NIL;
+}
+
+/* A snapshot whose checksums are right but whose structure no core could
+ * have written is refused at load with what is wrong, and a twin loads
+ * the good one: a fill on the free stack that an order still owns (the
+ * next trade would write over it), a done-FIFO entry naming a live order
+ * (recycling would free a resting order), a queue that cycles (matching
+ * would never end). */
+START_TEST(snapshot_load_refuses_forged_structure)
+{
+	enum { LV = 64, OR = 256, FI = 512 };
+	struct fx a, b;
+	fx_open(&a, LV, OR, FI, SHM_BOOK_STP_NONE);
+	uint32_t sym2;
+	ck_assert_int_eq(eng_core_symbol_add(a.b, "Y", 1, &sym2), 0);
+	/* As in the round trip: every list is in play. */
+	static uint64_t ids[6000];
+	size_t nids = 0;
+	struct rng g = {42};
+	random_flow(&a, sym2, &g, 6000, ids, &nids, 6000);
+	struct sbuf s = {0};
+	ck_assert_int_eq(eng_core_save(a.b, sbuf_put, &s), 0);
+	const struct shm_book_view *va = eng_core_view(a.b);
+	uint32_t ord_unused = snap_word(&s, SNAP_ORD_UNUSED);
+	uint32_t ndone = snap_word(&s, SNAP_ORD_DONE);
+	uint32_t fill_nfree = snap_word(&s, SNAP_FILL_NFREE);
+	ck_assert_uint_gt(fill_nfree, 0);
+	ck_assert_uint_gt(ndone, 0);
+	/* The tail of the saved core: ... done FIFO, fill free stack, then
+	 * ORDER_FILLS indexes per used order slot. */
+	size_t ofills = (size_t)ord_unused * 4 * sizeof(uint32_t);
+	size_t fill_free_at = s.n - ofills - (size_t)fill_nfree * sizeof(uint32_t);
+	size_t done_at = fill_free_at - (size_t)ndone * sizeof(uint32_t);
+	unsigned char *bad = malloc(s.n);
+	ck_assert_ptr_nonnull(bad);
+
+	uint32_t owner = order_with_fills(va, ord_unused, false);
+	ck_assert_uint_ne(owner, SHM_BOOK_NIL);
+	uint32_t owned = va->orders[owner].fill_head;
+	memcpy(bad, s.p, s.n);
+	memcpy(bad + fill_free_at, &owned, sizeof(owned));
+	expect_forgery_refused(&a, &s, bad, NULL, "owned fill on the free stack");
+
+	uint32_t x, y;
+	ck_assert(two_queued(va, &x, &y));
+	memcpy(bad, s.p, s.n);
+	memcpy(bad + done_at, &x, sizeof(x));
+	expect_forgery_refused(&a, &s, bad, NULL, "live order in the done FIFO");
+
+	expect_forgery_refused(&a, &s, s.p, forge_cyclic_queue, "cyclic queue");
+
+	fx_twin(&b, &a, LV, OR, FI);
+	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n, NULL, 0), 0);
+	fx_check(&b);
+	free(bad);
 	free(s.p);
 	fx_close(&b);
 	fx_close(&a);
@@ -1673,6 +1803,7 @@ static Suite *eng_core_suite(void)
 	tcase_add_test(tc, snapshot_round_trip_continues_identically);
 	tcase_add_test(tc, snapshot_with_open_windows_loads_closed);
 	tcase_add_test(tc, snapshot_load_refuses_bad_bytes);
+	tcase_add_test(tc, snapshot_load_refuses_forged_structure);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("readers");

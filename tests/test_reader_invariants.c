@@ -42,7 +42,6 @@
 #include <unistd.h>
 
 #include "engine/eng_core.h"
-#include "tests/core_check.h"
 #include "shm/shm_accounts.h"
 #include "shm/shm_book.h"
 #include "shm/shm_dec.h"

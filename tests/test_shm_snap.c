@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "engine/eng_core.h"
-#include "tests/core_check.h"
 #include "shm/shm_book.h"
 #include "shm/shm_error.h"
 #include "shm/shm_msg.h"

@@ -461,10 +461,10 @@ int bench_anchors(int argc, char **argv)
 		case 'o':
 			for (only = 0; only < E_N && strcmp(optarg, e_name[only]); only++)
 				;
-			if (only == E_N) {
+			if (only == E_N && strcmp(optarg, "lb") != 0) {
 				fprintf(stderr,
-					"anchors: --only: reference, fresh, steady or "
-					"steady-all\n");
+					"anchors: --only: reference, fresh, steady, "
+					"steady-all or lb\n");
 				return 2;
 			}
 			break;
@@ -474,7 +474,7 @@ int bench_anchors(int argc, char **argv)
 		case 'h':
 			printf("usage: shmex-bench anchors [--replays N] [--runs R] "
 			       "[--lb-orders N] [--cpu C|-1] [--window N]\n"
-			       "       [--only reference|fresh|steady|steady-all]\n");
+			       "       [--only reference|fresh|steady|steady-all|lb]\n");
 			return 0;
 		default:
 			return 2;
@@ -501,12 +501,19 @@ int bench_anchors(int argc, char **argv)
 		"(steady-all)\n",
 		qc_pools.window);
 	struct qc_figures f = {0};
+	double lb = 0, liquibook = 0;
+	if (only == E_N) { /* --only lb: shmex on Liquibook's stream, for profiling */
+		if (run_lb_shmex(lb_orders, seed, runs, &lb) != 0)
+			return 1;
+		fprintf(stderr, "anchors: shmex on liquibook's stream: %.0f inserts/s\n",
+			lb);
+		return 0;
+	}
 	if (run_quantcup(replays, runs, only, &f) != 0)
 		return 1;
 	if (only >= 0)
 		return 0;
 
-	double lb = 0, liquibook = 0;
 	if (run_lb_shmex(lb_orders, seed, runs, &lb) != 0)
 		return 1;
 	int lrc = run_lb_liquibook(lb_orders, seed, runs, &liquibook);

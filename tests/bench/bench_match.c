@@ -27,7 +27,6 @@
 #include <string.h>
 
 #include "engine/eng_core.h"
-#include "tests/core_check.h"
 #include "engine/replay/rpl.h"
 #include "shm/shm_error.h"
 #include "shm/shm_settings.h"

@@ -1,14 +1,20 @@
 /*
- * The matching core's invariant checker (declared in tests/core_check.h):
+ * The matching core's invariant checker (eng_core_check in eng_core.h):
  * list order, aggregates, counts, open + executed + cancelled == amount,
  * pool accounting, the private price hash against the live levels, every
- * record's own seqcount closed, and each published quote (of a symbol not
- * waiting for eng_core_publish) equal to the book.  Slow;
- * test code only, so it is not in the shipped engine library.
+ * record's own seqcount closed, each published quote (of a symbol not
+ * waiting for eng_core_publish) equal to the book, and ownership: every
+ * level, order and fill record below its watermark is in exactly one
+ * place (a side's price array or a retirement FIFO or the free stack; a
+ * level's queue or the done FIFO or the free stack; one order's fill list
+ * or the free stack).  Tests run it after every step; eng_core_load runs
+ * it on every loaded snapshot, whose checksums prove only that the bytes
+ * are the ones written, not that they were written by a core.  Every walk
+ * is bounded by the marks, so a forged cycle ends the walk with an error.
  */
-#include "tests/core_check.h"
-
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "engine/eng_core_impl.h"
 #include "shm/shm_error.h"
@@ -23,8 +29,23 @@
 		}                                        \
 	} while (0)
 
-static int check_side(const struct eng_core *b, uint32_t si, unsigned side,
-		      uint64_t *live, char *why, size_t len)
+/* One bit per record of each pool: the record has an owner already. */
+struct marks {
+	uint64_t *lvl, *ord, *fill;
+};
+
+/* Marks record i; false when it was marked already. */
+static bool mark(uint64_t *m, uint32_t i)
+{
+	uint64_t bit = UINT64_C(1) << (i & 63);
+	if (m[i >> 6] & bit)
+		return false;
+	m[i >> 6] |= bit;
+	return true;
+}
+
+static int check_side(const struct eng_core *b, struct marks *mk, uint32_t si,
+		      unsigned side, uint64_t *live, char *why, size_t len)
 {
 	const struct shm_book_sym_sh *s = &b->v.symbols[si];
 	const struct eng_side *sd = &b->syms[si].side[side];
@@ -35,7 +56,8 @@ static int check_side(const struct eng_core *b, uint32_t si, unsigned side,
 	      "sym %u side %u: head", si, side);
 	for (uint32_t i = 0; i < sd->n; i++) {
 		uint32_t li = sd->a[i].lvl;
-		CHECK(li < b->v.cap_levels, "level index");
+		CHECK(li < b->lvl_unused, "sym %u side %u: level index %u", si, side, li);
+		CHECK(mark(mk->lvl, li), "level %u listed twice", li);
 		const struct shm_book_level_sh *l = &b->v.levels[li];
 		CHECK(i == 0 || sd->a[i - 1].key < sd->a[i].key, "sym %u side %u: order",
 		      si, side);
@@ -49,20 +71,22 @@ static int check_side(const struct eng_core *b, uint32_t si, unsigned side,
 		int64_t q = 0;
 		uint32_t c = 0, prev = NIL;
 		for (uint32_t oi = l->head; oi != NIL; oi = b->v.orders[oi].next) {
-			CHECK(oi < b->v.cap_orders && c <= b->v.cap_orders,
-			      "queue index");
+			CHECK(oi < b->ord_unused, "level %u: queue index %u", li, oi);
+			CHECK(mark(mk->ord, oi), "order %u queued twice", oi);
 			const struct shm_book_order_sh *o = &b->v.orders[oi];
 			CHECK(o->state == SHM_BOOK_ORDER_LIVE, "order %u not live", oi);
 			CHECK(o->level == li && o->prev == prev, "order %u links", oi);
 			CHECK(o->price == l->price && o->side == side && o->sym == si,
 			      "order %u price/side", oi);
-			CHECK(o->open > 0, "order %u open", oi);
+			CHECK(o->open > 0 && o->open <= INT64_MAX - q, "order %u open",
+			      oi);
 			q += o->open;
 			c++;
 			prev = oi;
 		}
 		CHECK(l->tail == prev, "level %u tail", li);
 		CHECK(l->qty == q && l->count == c, "level %u aggregates", li);
+		CHECK(q <= INT64_MAX - total, "sym %u side %u open_qty", si, side);
 		total += q;
 		norders += c;
 	}
@@ -112,12 +136,84 @@ static int check_quote(const struct eng_core *b, uint32_t si, char *why, size_t 
 	return 0;
 }
 
-int eng_core_check(const struct eng_core *b, char *why, size_t len)
+/* The free stacks and retirement FIFOs: each entry owns its record, in
+ * the state of its list. */
+static int check_lists(const struct eng_core *b, struct marks *mk, char *why, size_t len)
+{
+	for (uint32_t i = 0; i < b->lvl_nfree; i++) {
+		uint32_t li = b->lvl_free[i];
+		CHECK(li < b->lvl_unused && mark(mk->lvl, li) &&
+			      b->v.levels[li].state == SHM_BOOK_LEVEL_FREE,
+		      "free level %u: listed elsewhere or not free", li);
+	}
+	for (uint32_t i = 0; i < b->lvl_retired.count; i++) {
+		uint32_t li = ring_at(&b->lvl_retired, i);
+		CHECK(li < b->lvl_unused && mark(mk->lvl, li) &&
+			      b->v.levels[li].state == SHM_BOOK_LEVEL_RETIRED,
+		      "retired level %u: listed elsewhere or not retired", li);
+	}
+	for (uint32_t i = 0; i < b->ord_nfree; i++) {
+		uint32_t oi = b->ord_free[i];
+		CHECK(oi < b->ord_unused && mark(mk->ord, oi) &&
+			      b->v.orders[oi].state == SHM_BOOK_ORDER_FREE,
+		      "free order %u: listed elsewhere or not free", oi);
+	}
+	for (uint32_t i = 0; i < b->ord_done.count; i++) {
+		uint32_t oi = ring_at(&b->ord_done, i);
+		CHECK(oi < b->ord_unused && mark(mk->ord, oi) &&
+			      b->v.orders[oi].state == SHM_BOOK_ORDER_DONE,
+		      "done order %u: listed elsewhere or not done", oi);
+		/* Recycling it opens its symbol's window. */
+		CHECK(b->v.orders[oi].sym < b->nsymbols, "done order %u: symbol %u", oi,
+		      b->v.orders[oi].sym);
+	}
+	for (uint32_t i = 0; i < b->fill_nfree; i++) {
+		uint32_t fi = b->fill_free[i];
+		CHECK(fi < b->fill_unused && mark(mk->fill, fi),
+		      "free fill %u: out of range or listed twice", fi);
+	}
+	return 0;
+}
+
+/* Order oi's quantities and fill list (each fill owned once). */
+static int check_order(const struct eng_core *b, struct marks *mk, uint32_t oi,
+		       uint64_t *fills, char *why, size_t len)
+{
+	const struct shm_book_order_sh *o = &b->v.orders[oi];
+	CHECK(o->open >= 0 && o->executed >= 0 && o->cancelled >= 0, "order %u negative",
+	      oi);
+	CHECK(o->open <= o->amount && o->executed <= o->amount - o->open &&
+		      o->open + o->executed + o->cancelled == o->amount,
+	      "order %u quantities", oi);
+	CHECK((o->state == SHM_BOOK_ORDER_LIVE) == (o->open > 0),
+	      "order %u state vs open", oi);
+	int64_t ex = 0;
+	uint32_t k = 0, fi = o->fill_head, last = NIL;
+	for (; fi != NIL && k <= o->nfills; k++) {
+		CHECK(fi < b->fill_unused, "order %u: fill index %u", oi, fi);
+		CHECK(mark(mk->fill, fi), "fill %u has two owners", fi);
+		const struct shm_book_fill_sh *f = &b->v.fills[fi];
+		CHECK(f->order_id == o->id && f->qty > 0 && f->qty <= o->executed - ex,
+		      "fill %u owner", fi);
+		CHECK(k >= ORDER_FILLS || b->ofills[oi][k] == fi, "order %u ofills", oi);
+		CHECK(b->fill_next[fi] == f->next, "fill %u private link", fi);
+		ex += f->qty;
+		last = fi;
+		fi = f->next;
+	}
+	CHECK(k == o->nfills && fi == NIL && last == o->fill_tail, "order %u fill list",
+	      oi);
+	CHECK(ex == o->executed, "order %u executed vs fills", oi);
+	*fills += k;
+	return 0;
+}
+
+static int check_all(const struct eng_core *b, struct marks *mk, char *why, size_t len)
 {
 	uint64_t live = 0;
 	for (uint32_t si = 0; si < b->nsymbols; si++) {
 		for (unsigned side = 0; side < 2; side++) {
-			int rc = check_side(b, si, side, &live, why, len);
+			int rc = check_side(b, mk, si, side, &live, why, len);
 			if (rc)
 				return rc;
 		}
@@ -132,6 +228,9 @@ int eng_core_check(const struct eng_core *b, char *why, size_t len)
 				return rc;
 		}
 	}
+	int rc = check_lists(b, mk, why, len);
+	if (rc)
+		return rc;
 	CHECK(b->notouched == 0, "%u order windows left open", b->notouched);
 	CHECK(live == b->orders_live, "orders_live %u vs %llu resting", b->orders_live,
 	      (unsigned long long)live);
@@ -144,32 +243,16 @@ int eng_core_check(const struct eng_core *b, char *why, size_t len)
 			nfree++;
 			continue;
 		}
+		CHECK(o->state == SHM_BOOK_ORDER_LIVE || o->state == SHM_BOOK_ORDER_DONE,
+		      "order %u state %u", oi, o->state);
 		nlive += o->state == SHM_BOOK_ORDER_LIVE;
 		ndone += o->state == SHM_BOOK_ORDER_DONE;
-		CHECK(o->open + o->executed + o->cancelled == o->amount,
-		      "order %u quantities", oi);
-		CHECK(o->open >= 0 && o->executed >= 0 && o->cancelled >= 0,
-		      "order %u negative", oi);
-		CHECK((o->state == SHM_BOOK_ORDER_LIVE) == (o->open > 0),
-		      "order %u state vs open", oi);
-		int64_t ex = 0;
-		uint32_t k = 0, fi = o->fill_head, last = NIL;
-		for (; fi != NIL && k <= o->nfills; k++) {
-			CHECK(fi < b->v.cap_fills, "fill index");
-			const struct shm_book_fill_sh *f = &b->v.fills[fi];
-			CHECK(f->order_id == o->id && f->qty > 0, "fill %u owner", fi);
-			CHECK(k >= ORDER_FILLS || b->ofills[oi][k] == fi,
-			      "order %u ofills", oi);
-			CHECK(b->fill_next[fi] == f->next, "fill %u private link", fi);
-			ex += f->qty;
-			last = fi;
-			fi = f->next;
-		}
-		CHECK(k == o->nfills && fi == NIL && last == o->fill_tail,
-		      "order %u fill list", oi);
-		CHECK(ex == o->executed, "order %u executed vs fills", oi);
-		fills += k;
+		rc = check_order(b, mk, oi, &fills, why, len);
+		if (rc)
+			return rc;
 	}
+	/* With the marks, the counts say every record below its watermark
+	 * is in exactly one place. */
 	CHECK(nlive == b->orders_live, "live count");
 	CHECK(ndone == b->ord_done.count, "done count %u vs %u", ndone,
 	      b->ord_done.count);
@@ -183,4 +266,22 @@ int eng_core_check(const struct eng_core *b, char *why, size_t len)
 	CHECK(hashed == b->levels_live, "price hash holds %u entries, %u live levels",
 	      hashed, b->levels_live);
 	return 0;
+}
+
+int eng_core_check(const struct eng_core *b, char *why, size_t len)
+{
+	struct marks mk = {
+		.lvl = calloc(b->v.cap_levels / 64 + 1, sizeof(uint64_t)),
+		.ord = calloc(b->v.cap_orders / 64 + 1, sizeof(uint64_t)),
+		.fill = calloc(b->v.cap_fills / 64 + 1, sizeof(uint64_t)),
+	};
+	int rc = -ENOMEM;
+	if (mk.lvl && mk.ord && mk.fill)
+		rc = check_all(b, &mk, why, len);
+	else
+		snprintf(why, len, "out of memory for the checker's marks");
+	free(mk.lvl);
+	free(mk.ord);
+	free(mk.fill);
+	return rc;
 }

@@ -134,9 +134,48 @@ static int section_enter(struct shm_snap *rd)
 	return rc;
 }
 
-int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
+/* The bounded seqcount retries of every read: fn until it stops answering
+ * SNAP_RETRY, at most max_retries times, yielding now and then (a writer
+ * preempted inside its window keeps the count odd). */
+static int snap_attempts(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 {
 	unsigned tries = rd->max_retries ? rd->max_retries : 1;
+	int res = SNAP_RETRY;
+	for (unsigned t = 0; t < tries && res == SNAP_RETRY; t++) {
+		if (t) {
+			rd->retries++;
+			if (t % 16 == 0)
+				sched_yield();
+			else
+				cpu_relax();
+		}
+		res = fn(rd, arg);
+	}
+	return res;
+}
+
+/*
+ * A read of records that are never freed (a symbol's quote, an order
+ * record at the slot its id names) under their own seqcount alone, with
+ * no read-side section: nothing it reads is a node that leaves a
+ * structure and is reused after a grace period, so it holds no grace
+ * period either.  A reader descheduled in the middle of such a read
+ * costs the writer nothing; one descheduled inside a section keeps every
+ * record retired since from reuse for its time slice.
+ */
+static int snap_unsectioned(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
+{
+	rd->reads++;
+	int res = snap_attempts(rd, fn, arg);
+	if (res == SNAP_RETRY) {
+		rd->busy++;
+		return SHMEX_EBUSY;
+	}
+	return res;
+}
+
+int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
+{
 	rd->reads++;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		int rc = section_enter(rd);
@@ -144,17 +183,7 @@ int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 			return rc;
 		if (rc)
 			break;
-		int res = SNAP_RETRY;
-		for (unsigned t = 0; t < tries && res == SNAP_RETRY; t++) {
-			if (t) {
-				rd->retries++;
-				if (t % 16 == 0)
-					sched_yield();
-				else
-					cpu_relax();
-			}
-			res = fn(rd, arg);
-		}
+		int res = snap_attempts(rd, fn, arg);
 		if (shm_rcu_leave_inline(&rd->reader) == 0) {
 			if (res == SNAP_RETRY) {
 				rd->busy++;
@@ -333,7 +362,7 @@ int shm_snap_top(struct shm_snap *rd, uint32_t sym, struct shm_snap_top *out)
 	if (!symbol(rd, sym))
 		return SHMEX_ENOSYMBOL;
 	struct quote_arg a = {.q = shm_book_quote_at(&rd->view, sym), .want = 1};
-	int rc = shm_snap_section(rd, quote_snap, &a);
+	int rc = snap_unsectioned(rd, quote_snap, &a);
 	if (rc)
 		return rc;
 	const struct quote_copy *c = &a.c;
@@ -439,7 +468,7 @@ int shm_snap_depth(struct shm_snap *rd, uint32_t sym, struct shm_snap_depth *d)
 	if (d->max > SHM_BOOK_QUOTE_LEVELS)
 		return shm_snap_section(rd, depth_snap, &a);
 	struct quote_arg q = {.q = shm_book_quote_at(&rd->view, sym), .want = d->max};
-	int rc = shm_snap_section(rd, quote_snap, &q);
+	int rc = snap_unsectioned(rd, quote_snap, &q);
 	if (rc)
 		return rc;
 	memcpy(d->bids, q.c.lv[0], q.c.ndepth[0] * sizeof(*d->bids));
@@ -461,7 +490,12 @@ struct order_arg {
 	struct shm_snap_fill *fills;
 	size_t max_fills;
 	size_t *nfills;
+	bool sectioned; /* false: the record alone, SNAP_FILLS if it has fills */
 };
+
+/* order_snap outside a section met a record with fills: the fill records
+ * are pool nodes, so the read is done again inside one. */
+#define SNAP_FILLS 2
 
 /* a + b + c == want, without overflow, all >= 0. */
 static bool sums_to(int64_t a, int64_t b, int64_t c, int64_t want)
@@ -517,6 +551,12 @@ static int order_snap(struct shm_snap *rd, void *p)
 		r.mod_event = load_relaxed(&o->mod_event);
 		/* BK2: acquire of each link; pairs with BK1. */
 		uint32_t f = load_acquire(&o->fill_head);
+		if (!a->sectioned && (r.nfills != 0 || f != SHM_BOOK_NIL)) {
+			/* Seen stable, it has fills: walk them in a section. */
+			if (!shm_book_seqword_stable(&o->seq, s1))
+				return SNAP_RETRY;
+			return SNAP_FILLS;
+		}
 		while (f != SHM_BOOK_NIL) {
 			const struct shm_book_fill_sh *fl =
 				shm_book_fill_at(&rd->view, f);
@@ -578,9 +618,16 @@ int shm_snap_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
 		return SHMEX_EWRONGSHARD;
 	uint64_t slot = shm_order_slot(id, v->nshards, v->cap_orders);
 	struct order_arg a = {
-		id, shm_book_order_at(v, (uint32_t)slot), o, fills, max_fills, nfills};
+		id,   shm_book_order_at(v, (uint32_t)slot), o, fills, max_fills, nfills,
+		false};
 	if (!a.o)
 		return SHMEX_EBADINDEX;
+	/* The record is at a fixed slot and has a seqcount of its own: an
+	 * order without fills is read without a section. */
+	int rc = snap_unsectioned(rd, order_snap, &a);
+	if (rc != SNAP_FILLS)
+		return rc;
+	a.sectioned = true;
 	return shm_snap_section(rd, order_snap, &a);
 }
 

@@ -4,14 +4,18 @@
  *
  * A handle maps the shard's book region read-only (the kernel then
  * guarantees the reader cannot corrupt it), attaches the shard's reader
- * table and registers one reader slot (shm_rcu.h).  Every read runs
- * inside one read-side section, so no node it reaches is reused under it
- * (RCU, [RD1]-[RD7], or [RD13]/[RD14] on the asymmetric path), and inside
- * a seqcount snapshot of the symbol concerned ([BK5]/[BK6], shm_book.h),
- * so what it returns is one state of the book: a depth snapshot never
- * mixes two states of a level, an order's open + executed + cancelled
- * equals its amount.  A snapshot that keeps
- * changing is retried a bounded number of times, then SHMEX_EBUSY.
+ * table and registers one reader slot (shm_rcu.h).  A read that follows
+ * links into pools whose nodes are reused (depth deeper than the quote,
+ * an order's fills, the full book) runs inside one read-side section, so
+ * no node it reaches is reused under it (RCU, [RD1]-[RD7], or
+ * [RD13]/[RD14] on the asymmetric path); a read of records that are never
+ * freed (top of book and depth up to the quote's levels from the symbol's
+ * quote [BK15]/[BK16], an order without fills from its record [BK19]/
+ * [BK20]) takes no section and holds no grace period.  Every read is a
+ * seqcount snapshot, so what it returns is one state of the book: a depth
+ * snapshot never mixes two states of a level, an order's open + executed
+ * + cancelled equals its amount.  A snapshot that keeps changing is
+ * retried a bounded number of times, then SHMEX_EBUSY.
  *
  * Everything read from the region is checked before use: every index
  * against its pool's capacity, every walk against the pool's size, every
@@ -200,7 +204,7 @@ bool shm_snap_order_issued(const struct shm_snap *rd, uint64_t id);
  * their own (shm_snap_book_read).  fn returns SHM_SNAP_RETRY when the
  * seqcount moved (it is called again), or its result.  Returns fn's
  * result, SHMEX_EBUSY after the retries, or SHMEX_ENOREADERSLOT when the
- * reader table is full (every read function below can return it too).
+ * reader table is full (so can every read that takes a section).
  * A slot lost during the section makes the whole read run again on a new
  * slot.
  */

@@ -311,14 +311,31 @@ START_TEST(evicted_reader_registers_again)
 {
 	struct shm_snap rd;
 	struct shm_snap_top t;
+	struct shm_snap_order o;
+	struct shm_snap_fill f[4];
+	size_t nf;
 	book_make(64, 64, 256);
-	(void)place(1, SHM_SIDE_BUY, 100, 10);
+	uint64_t filled = place(1, SHM_SIDE_BUY, 100, 10);
+	(void)place(2, SHM_SIDE_SELL, 100, 4);
+	uint64_t bare = place(1, SHM_SIDE_BUY, 99, 5);
 	open_reader(&rd);
-	/* An operator evicts the reader's slot: the next read notices at
-	 * enter, takes a new slot and answers normally. */
+	/* An operator evicts the reader's slot.  Reads of records that are
+	 * never freed (the quote, an order record without fills) take no
+	 * section, so they answer without a slot. */
 	ck_assert_int_eq(shm_rcu_evict(&fx.w, rd.reader.index), 0);
 	ck_assert_int_eq(shm_snap_top(&rd, fx.sym, &t), 0);
 	ck_assert_int_eq(t.bid_price, 100);
+	ck_assert_int_eq(t.bid_qty, 6);
+	ck_assert_int_eq(shm_snap_order(&rd, bare, &o, f, 4, &nf), 0);
+	ck_assert_int_eq(o.open, 5);
+	ck_assert_uint_eq(nf, 0);
+	ck_assert_uint_eq(rd.lost, 0);
+	/* A read that walks fill records (pool nodes) enters a section:
+	 * it notices at enter, takes a new slot and answers normally. */
+	ck_assert_int_eq(shm_snap_order(&rd, filled, &o, f, 4, &nf), 0);
+	ck_assert_int_eq(o.executed, 4);
+	ck_assert_uint_eq(nf, 1);
+	ck_assert_int_eq(f[0].qty, 4);
 	ck_assert_uint_eq(rd.lost, 1);
 	struct shm_rcu_stats st;
 	shm_rcu_stats(&fx.w, &st);

@@ -523,6 +523,12 @@ static uint32_t order_alloc(struct eng_core *b, bool *used)
 	}
 	if (b->ord_unused < b->v.cap_orders) {
 		*used = false;
+		/* Never used, so never seen: a count left odd (a loaded
+		 * snapshot vouches only for the records below ord_unused)
+		 * would read as a window already open, never closed. */
+		struct shm_book_order_sh *o = &b->v.orders[b->ord_unused];
+		if (o->seq & 1)
+			store_relaxed(&o->seq, o->seq + 1);
 		return b->ord_unused++;
 	}
 	return order_recycle(b);
@@ -1299,7 +1305,10 @@ int eng_core_symbol_add(struct eng_core *b, const char *name, size_t len, uint32
 
 	struct shm_book_sym_sh *s = &b->v.symbols[n];
 	/* Not yet visible (index >= nsymbols): plain initialisation, then
-	 * published by BK7. */
+	 * published by BK7.  Every byte, entry and quote: a loaded snapshot
+	 * only vouches for the entries below its symbol count. */
+	memset(s, 0, sizeof(*s));
+	memset(&b->v.quotes[n], 0, sizeof(b->v.quotes[n]));
 	window_store(s->seq, 0);
 	memcpy(s->name, packed, 16);
 	window_store(s->head[0], NIL);
@@ -1660,9 +1669,14 @@ static int core_walk(struct eng_core *b, const void *data, size_t len, bool appl
 			const struct eng_px *a = take(&c, (size_t)n[sd] * sizeof(*a));
 			if (!a)
 				return SHMEX_EJCORRUPT;
+			/* Prices are positive: bid keys > 0, ask keys < 0 (and
+			 * never INT64_MIN, whose negation overflows). */
 			for (uint32_t k = 0; k < n[sd]; k++)
 				if (a[k].lvl >= h->lvl_unused ||
-				    (k && a[k].key <= a[k - 1].key))
+				    (k && a[k].key <= a[k - 1].key) ||
+				    (sd == SHM_SIDE_BUY
+					     ? a[k].key <= 0
+					     : a[k].key >= 0 || a[k].key == INT64_MIN))
 					return SHMEX_EJCORRUPT;
 			if (!apply)
 				continue;
@@ -1728,6 +1742,9 @@ int eng_core_load(struct eng_core *b, const void *data, size_t len, char *why,
 	int rc = core_walk(b, data, len, false);
 	if (!rc)
 		rc = core_walk(b, data, len, true);
+	if (rc == SHMEX_EJCORRUPT && why_len)
+		snprintf(why, why_len,
+			 "a count, index or price of the core section out of range");
 	if (rc)
 		return rc;
 	/* A snapshot is taken between requests, so every record's own
@@ -1742,6 +1759,9 @@ int eng_core_load(struct eng_core *b, const void *data, size_t len, char *why,
 	 * from a closed window (an odd count that came with the bytes would
 	 * otherwise be flipped by the next window, and stay odd). */
 	for (uint32_t i = 0; i < b->nsymbols; i++) {
+		struct shm_book_sym_sh *s = &b->v.symbols[i];
+		if (s->seq & 1)
+			store_release(&s->seq, s->seq + 1); /* [BK4] */
 		struct shm_book_quote_sh *q = &b->v.quotes[i];
 		if (q->seq & 1)
 			store_release(&q->seq, q->seq + 1); /* [BK14] */

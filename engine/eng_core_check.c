@@ -18,6 +18,7 @@
 
 #include "engine/eng_core_impl.h"
 #include "shm/shm_error.h"
+#include "shm/shm_shard.h"
 
 #define NIL SHM_BOOK_NIL
 
@@ -62,6 +63,7 @@ static int check_side(const struct eng_core *b, struct marks *mk, uint32_t si,
 		CHECK(i == 0 || sd->a[i - 1].key < sd->a[i].key, "sym %u side %u: order",
 		      si, side);
 		CHECK(l->state == SHM_BOOK_LEVEL_LIVE, "level %u not live", li);
+		CHECK(l->price > 0, "level %u price %lld", li, (long long)l->price);
 		CHECK(l->sym == si && l->side == side, "level %u sym/side", li);
 		CHECK(side_key(side, l->price) == sd->a[i].key, "level %u key", li);
 		CHECK(l->next == (i ? sd->a[i - 1].lvl : NIL), "level %u next", li);
@@ -136,43 +138,68 @@ static int check_quote(const struct eng_core *b, uint32_t si, char *why, size_t 
 	return 0;
 }
 
+/* A free stack (stack, n) or a FIFO (ring) of record indexes. */
+struct list {
+	const uint32_t *stack;
+	const struct eng_ring *ring;
+	uint32_t n;
+	const char *name;
+};
+
+enum pool { POOL_LEVEL, POOL_ORDER, POOL_FILL };
+
+/* Every entry of l owns its record of pool p (below the pool's watermark,
+ * listed nowhere else) and the record is in `state` (fills have none). */
+static int check_list(const struct eng_core *b, struct marks *mk, enum pool p,
+		      struct list l, unsigned state, char *why, size_t len)
+{
+	static const char *const kind[] = {"level", "order", "fill"};
+	uint64_t *m = p == POOL_LEVEL ? mk->lvl : p == POOL_ORDER ? mk->ord : mk->fill;
+	uint32_t below = p == POOL_LEVEL   ? b->lvl_unused
+			 : p == POOL_ORDER ? b->ord_unused
+					   : b->fill_unused;
+	for (uint32_t i = 0; i < l.n; i++) {
+		uint32_t x = l.ring ? ring_at(l.ring, i) : l.stack[i];
+		CHECK(x < below && mark(m, x), "%s %s %u: out of range or listed twice",
+		      l.name, kind[p], x);
+		unsigned st = p == POOL_LEVEL   ? b->v.levels[x].state
+			      : p == POOL_ORDER ? b->v.orders[x].state
+						: state;
+		CHECK(st == state, "%s %s %u: in state %u", l.name, kind[p], x, st);
+		/* Recycling a done order opens its symbol's window. */
+		CHECK(p != POOL_ORDER || state != SHM_BOOK_ORDER_DONE ||
+			      b->v.orders[x].sym < b->nsymbols,
+		      "done order %u: symbol %u", x, b->v.orders[x].sym);
+	}
+	return 0;
+}
+
 /* The free stacks and retirement FIFOs: each entry owns its record, in
  * the state of its list. */
 static int check_lists(const struct eng_core *b, struct marks *mk, char *why, size_t len)
 {
-	for (uint32_t i = 0; i < b->lvl_nfree; i++) {
-		uint32_t li = b->lvl_free[i];
-		CHECK(li < b->lvl_unused && mark(mk->lvl, li) &&
-			      b->v.levels[li].state == SHM_BOOK_LEVEL_FREE,
-		      "free level %u: listed elsewhere or not free", li);
-	}
-	for (uint32_t i = 0; i < b->lvl_retired.count; i++) {
-		uint32_t li = ring_at(&b->lvl_retired, i);
-		CHECK(li < b->lvl_unused && mark(mk->lvl, li) &&
-			      b->v.levels[li].state == SHM_BOOK_LEVEL_RETIRED,
-		      "retired level %u: listed elsewhere or not retired", li);
-	}
-	for (uint32_t i = 0; i < b->ord_nfree; i++) {
-		uint32_t oi = b->ord_free[i];
-		CHECK(oi < b->ord_unused && mark(mk->ord, oi) &&
-			      b->v.orders[oi].state == SHM_BOOK_ORDER_FREE,
-		      "free order %u: listed elsewhere or not free", oi);
-	}
-	for (uint32_t i = 0; i < b->ord_done.count; i++) {
-		uint32_t oi = ring_at(&b->ord_done, i);
-		CHECK(oi < b->ord_unused && mark(mk->ord, oi) &&
-			      b->v.orders[oi].state == SHM_BOOK_ORDER_DONE,
-		      "done order %u: listed elsewhere or not done", oi);
-		/* Recycling it opens its symbol's window. */
-		CHECK(b->v.orders[oi].sym < b->nsymbols, "done order %u: symbol %u", oi,
-		      b->v.orders[oi].sym);
-	}
-	for (uint32_t i = 0; i < b->fill_nfree; i++) {
-		uint32_t fi = b->fill_free[i];
-		CHECK(fi < b->fill_unused && mark(mk->fill, fi),
-		      "free fill %u: out of range or listed twice", fi);
-	}
-	return 0;
+	int rc = check_list(b, mk, POOL_LEVEL,
+			    (struct list){b->lvl_free, NULL, b->lvl_nfree, "free"},
+			    SHM_BOOK_LEVEL_FREE, why, len);
+	if (!rc)
+		rc = check_list(b, mk, POOL_LEVEL,
+				(struct list){NULL, &b->lvl_retired, b->lvl_retired.count,
+					      "retired"},
+				SHM_BOOK_LEVEL_RETIRED, why, len);
+	if (!rc)
+		rc = check_list(b, mk, POOL_ORDER,
+				(struct list){b->ord_free, NULL, b->ord_nfree, "free"},
+				SHM_BOOK_ORDER_FREE, why, len);
+	if (!rc)
+		rc = check_list(
+			b, mk, POOL_ORDER,
+			(struct list){NULL, &b->ord_done, b->ord_done.count, "done"},
+			SHM_BOOK_ORDER_DONE, why, len);
+	if (!rc)
+		rc = check_list(b, mk, POOL_FILL,
+				(struct list){b->fill_free, NULL, b->fill_nfree, "free"},
+				0, why, len);
+	return rc;
 }
 
 /* Order oi's quantities and fill list (each fill owned once). */
@@ -180,10 +207,22 @@ static int check_order(const struct eng_core *b, struct marks *mk, uint32_t oi,
 		       uint64_t *fills, char *why, size_t len)
 {
 	const struct shm_book_order_sh *o = &b->v.orders[oi];
+	/* What readers check of a status, and what the core relies on. */
+	CHECK(o->sym < b->nsymbols && o->side <= SHM_SIDE_SELL && o->tif <= SHM_TIF_FOK &&
+		      o->price > 0 && o->amount > 0,
+	      "order %u: symbol, side, tif, price or amount", oi);
+	CHECK(o->id == shm_order_id_make(b->v.shard, b->v.nshards, oi, o->gen,
+					 b->v.cap_orders),
+	      "order %u: its id names another slot or generation", oi);
+	CHECK(o->state == SHM_BOOK_ORDER_LIVE
+		      ? o->done_reason == SHM_BOOK_DONE_NONE && o->tif == SHM_TIF_GTC
+		      : o->done_reason != SHM_BOOK_DONE_NONE &&
+				o->done_reason <= SHM_BOOK_DONE_MODIFY,
+	      "order %u: done reason %u, tif %u", oi, o->done_reason, o->tif);
 	CHECK(o->open >= 0 && o->executed >= 0 && o->cancelled >= 0, "order %u negative",
 	      oi);
 	CHECK(o->open <= o->amount && o->executed <= o->amount - o->open &&
-		      o->open + o->executed + o->cancelled == o->amount,
+		      o->cancelled == o->amount - o->open - o->executed,
 	      "order %u quantities", oi);
 	CHECK((o->state == SHM_BOOK_ORDER_LIVE) == (o->open > 0),
 	      "order %u state vs open", oi);
@@ -212,6 +251,10 @@ static int check_all(const struct eng_core *b, struct marks *mk, char *why, size
 {
 	uint64_t live = 0;
 	for (uint32_t si = 0; si < b->nsymbols; si++) {
+		const struct shm_book_sym_sh *s = &b->v.symbols[si];
+		CHECK((s->seq & 1) == 0, "sym %u window open", si);
+		CHECK(s->volume >= 0 && s->last_price >= 0 && s->last_qty >= 0,
+		      "sym %u trade statistics", si);
 		for (unsigned side = 0; side < 2; side++) {
 			int rc = check_side(b, mk, si, side, &live, why, len);
 			if (rc)
@@ -239,6 +282,10 @@ static int check_all(const struct eng_core *b, struct marks *mk, char *why, size
 	for (uint32_t oi = 0; oi < b->ord_unused; oi++) {
 		const struct shm_book_order_sh *o = &b->v.orders[oi];
 		CHECK((o->seq & 1) == 0, "order %u window open", oi);
+		/* Past gen_max the slot's next id would not fit 64 bits (or
+		 * wrap to an id issued before). */
+		CHECK(o->gen <= b->gen_max, "order %u: generation %llu", oi,
+		      (unsigned long long)o->gen);
 		if (o->state == SHM_BOOK_ORDER_FREE) {
 			nfree++;
 			continue;
@@ -256,7 +303,8 @@ static int check_all(const struct eng_core *b, struct marks *mk, char *why, size
 	CHECK(nlive == b->orders_live, "live count");
 	CHECK(ndone == b->ord_done.count, "done count %u vs %u", ndone,
 	      b->ord_done.count);
-	CHECK(nfree == b->ord_nfree, "free order count");
+	/* A slot retired at gen_max is free and on no list. */
+	CHECK(nfree == b->ord_nfree + b->slots_retired, "free order count");
 	CHECK(fills == (uint64_t)(b->fill_unused - b->fill_nfree), "fill accounting");
 	CHECK(b->levels_live + b->lvl_retired.count + b->lvl_nfree == b->lvl_unused,
 	      "level accounting");

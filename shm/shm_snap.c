@@ -2,10 +2,14 @@
  * shm_snap: consistent, bounds-checked reads of a shard's book from another
  * process (contract in shm_snap.h).
  *
- * Shape.  Every public read is one call of shm_snap_section(): enter a read-side section
- * of the shard's reader table (RCU: nothing reachable is reused while we
- * are inside), then try a snapshot function up to max_retries times.  A
- * snapshot function reads the symbol's seqcount with acquire [BK5], loads
+ * Shape.  A public read that follows links into reused pools is one call
+ * of shm_snap_section(): enter a read-side section of the shard's reader
+ * table (RCU: nothing reachable is reused while we are inside), then try
+ * a snapshot function up to max_retries times.  A read of records that
+ * are never freed (the quote, an order record without fills) is the same
+ * loop without the section (snap_unsectioned).  A snapshot function
+ * reads its seqcount (the symbol's, the quote's or the record's) with
+ * acquire [BK5]/[BK15]/[BK19], loads
  * what it needs (links with acquire [BK2], everything else relaxed), checks
  * the seqcount again after an acquire fence [BK6] and returns SNAP_RETRY
  * when it moved.  Only a stable snapshot is validated for corruption: an
@@ -174,9 +178,9 @@ static int snap_unsectioned(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 	return res;
 }
 
-int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
+/* shm_snap_section without counting a read (the caller did). */
+static int sectioned(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 {
-	rd->reads++;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		int rc = section_enter(rd);
 		if (rc == SHMEX_ENOREADERSLOT)
@@ -201,6 +205,12 @@ int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
 	}
 	rd->busy++;
 	return SHMEX_EBUSY;
+}
+
+int shm_snap_section(struct shm_snap *rd, shm_snap_snap_fn fn, void *arg)
+{
+	rd->reads++;
+	return sectioned(rd, fn, arg);
 }
 
 /* --- snapshot helpers ---------------------------------------------------------- */
@@ -628,7 +638,7 @@ int shm_snap_order(struct shm_snap *rd, uint64_t id, struct shm_snap_order *o,
 	if (rc != SNAP_FILLS)
 		return rc;
 	a.sectioned = true;
-	return shm_snap_section(rd, order_snap, &a);
+	return sectioned(rd, order_snap, &a); /* the same read: counted once */
 }
 
 bool shm_snap_order_issued(const struct shm_snap *rd, uint64_t id)

@@ -1513,6 +1513,25 @@ static void fx_twin(struct fx *t, const struct fx *f, uint32_t levels, uint32_t 
 	t->seq = f->seq;
 }
 
+/* A book of small pools (64 levels, 256 orders, 512 fills) with two
+ * symbols after n requests of random_flow from `seed`, saved into *s;
+ * returns the second symbol's index. */
+static uint32_t fx_saved(struct fx *a, uint64_t seed, uint32_t n, struct sbuf *s)
+{
+	fx_open(a, 64, 256, 512, SHM_BOOK_STP_NONE);
+	uint32_t sym2;
+	ck_assert_int_eq(eng_core_symbol_add(a->b, "Y", 1, &sym2), 0);
+	uint64_t *ids = calloc(n, sizeof(*ids));
+	ck_assert_ptr_nonnull(ids);
+	size_t nids = 0;
+	struct rng g = {seed};
+	random_flow(a, sym2, &g, n, ids, &nids, n);
+	free(ids);
+	*s = (struct sbuf){0};
+	ck_assert_int_eq(eng_core_save(a->b, sbuf_put, s), 0);
+	return sym2;
+}
+
 /*
  * Saved and loaded into a twin, the core goes on exactly as the original:
  * the same events for the same requests and, at the end, the same book
@@ -1525,28 +1544,70 @@ static void fx_twin(struct fx *t, const struct fx *f, uint32_t levels, uint32_t 
  * would answer every reader "busy" for good. */
 START_TEST(snapshot_with_open_windows_loads_closed)
 {
-	enum { LV = 64, OR = 256, FI = 512, N1 = 2000 };
+	enum { LV = 64, OR = 256, FI = 512 };
 	struct fx a, b;
-	fx_open(&a, LV, OR, FI, SHM_BOOK_STP_NONE);
-	uint32_t sym2;
-	ck_assert_int_eq(eng_core_symbol_add(a.b, "Y", 1, &sym2), 0);
-	static uint64_t ids[N1];
-	size_t nids = 0;
-	struct rng g = {7};
-	random_flow(&a, sym2, &g, N1, ids, &nids, N1);
-	struct sbuf s = {0};
-	ck_assert_int_eq(eng_core_save(a.b, sbuf_put, &s), 0);
+	struct sbuf s;
+	uint32_t sym2 = fx_saved(&a, 7, 2000, &s);
 	fx_twin(&b, &a, LV, OR, FI);
 	const struct shm_book_view *v = eng_core_view(b.b);
 	struct shm_book_quote_sh *q0 = (struct shm_book_quote_sh *)&v->quotes[a.sym];
 	struct shm_book_quote_sh *q1 = (struct shm_book_quote_sh *)&v->quotes[sym2];
 	struct shm_book_order_sh *o = (struct shm_book_order_sh *)&v->orders[0];
+	struct shm_book_sym_sh *y = (struct shm_book_sym_sh *)&v->symbols[sym2];
 	q0->seq |= 1;
 	q1->seq |= 1;
 	o->seq |= 1;
+	y->seq |= 1;
 	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n, NULL, 0), 0);
 	ck_assert_uint_eq(q0->seq & 1, 0);
 	ck_assert_uint_eq(q1->seq & 1, 0);
+	ck_assert_uint_eq(o->seq & 1, 0);
+	ck_assert_uint_eq(y->seq & 1, 0);
+	fx_check(&b);
+	free(s.p);
+	fx_close(&b);
+	fx_close(&a);
+}
+END_TEST
+
+/* A snapshot vouches only for what is below its watermarks: the bytes of
+ * a symbol slot above its symbol count and of an order slot above its
+ * used mark (left in a forged or damaged file) are not trusted.  A symbol
+ * added there starts empty with a closed quote window; an order taken
+ * there closes its window at the end of its request. */
+START_TEST(bytes_above_the_watermarks_are_not_trusted)
+{
+	enum { LV = 64, OR = 256, FI = 512 };
+	struct fx a, b;
+	struct sbuf s;
+	(void)fx_saved(&a, 3, 40, &s);
+	struct eng_core_stats st;
+	eng_core_stats(a.b, &st);
+	ck_assert_uint_gt(st.orders_unused, 0);
+	uint32_t next_slot = OR - st.orders_unused;
+	fx_twin(&b, &a, LV, OR, FI);
+	const struct shm_book_view *v = eng_core_view(b.b);
+	struct shm_book_sym_sh *z = (struct shm_book_sym_sh *)&v->symbols[2];
+	struct shm_book_quote_sh *qz = (struct shm_book_quote_sh *)&v->quotes[2];
+	struct shm_book_order_sh *o = (struct shm_book_order_sh *)&v->orders[next_slot];
+	z->seq = 1;
+	z->open_qty[SHM_SIDE_BUY] = INT64_MAX - 5;
+	z->norders[SHM_SIDE_BUY] = 7;
+	qz->seq = 1;
+	qz->nlevels[SHM_SIDE_BUY] = 3;
+	o->seq = 41;
+	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n, NULL, 0), 0);
+	fx_check(&b);
+
+	uint32_t zi;
+	ck_assert_int_eq(eng_core_symbol_add(b.b, "Z", 1, &zi), 0);
+	ck_assert_uint_eq(zi, 2);
+	ck_assert_uint_eq(z->seq & 1, 0);
+	ck_assert_uint_eq(qz->seq & 1, 0);
+	ck_assert_int_eq(z->open_qty[SHM_SIDE_BUY], 0);
+	b.sym = zi;
+	uint64_t id = order(&b, SHM_SIDE_BUY, 100, 10, SHM_TIF_GTC);
+	ck_assert_uint_eq(shm_order_slot(id, 1, OR), next_slot);
 	ck_assert_uint_eq(o->seq & 1, 0);
 	fx_check(&b);
 	free(s.p);
@@ -1604,15 +1665,8 @@ START_TEST(snapshot_load_refuses_bad_bytes)
 {
 	enum { LV = 64, OR = 256, FI = 512 };
 	struct fx a, b;
-	fx_open(&a, LV, OR, FI, SHM_BOOK_STP_NONE);
-	uint32_t sym2;
-	ck_assert_int_eq(eng_core_symbol_add(a.b, "Y", 1, &sym2), 0);
-	static uint64_t ids[3000];
-	size_t nids = 0;
-	struct rng g = {7};
-	random_flow(&a, sym2, &g, 3000, ids, &nids, 3000);
-	struct sbuf s = {0};
-	ck_assert_int_eq(eng_core_save(a.b, sbuf_put, &s), 0);
+	struct sbuf s;
+	fx_saved(&a, 7, 3000, &s);
 	fx_twin(&b, &a, LV, OR, FI);
 	size_t cuts[] = {0, 10, s.n / 2, s.n - 1};
 	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++)
@@ -1641,7 +1695,12 @@ END_TEST
 
 /* The saved core's counters (the first words of eng_core_save's output,
  * in the order of struct core_snap_hdr in eng_core.c). */
-enum { SNAP_ORD_UNUSED = 5, SNAP_ORD_DONE = 6, SNAP_FILL_NFREE = 7 };
+enum {
+	SNAP_ORD_UNUSED = 5,
+	SNAP_ORD_DONE = 6,
+	SNAP_FILL_NFREE = 7,
+	SNAP_HDR_BYTES = 12 * 4 + 5 * 8 /* the whole struct */
+};
 
 static uint32_t snap_word(const struct sbuf *s, unsigned k)
 {
@@ -1694,6 +1753,33 @@ static void forge_cyclic_queue(struct shm_book_view *v)
 	((struct shm_book_order_sh *)&v->orders[l->tail])->next = x;
 }
 
+/* The first record below the watermark in `state`. */
+static struct shm_book_order_sh *order_in(struct shm_book_view *v, unsigned state)
+{
+	for (uint32_t oi = 0; oi < v->cap_orders; oi++)
+		if (v->orders[oi].state == state)
+			return (struct shm_book_order_sh *)&v->orders[oi];
+	ck_abort_msg("no order in state %u", state);
+	return NULL;
+}
+
+static void forge_done_tif(struct shm_book_view *v)
+{
+	order_in(v, SHM_BOOK_ORDER_DONE)->tif = 9;
+}
+
+static void forge_free_generation(struct shm_book_view *v)
+{
+	/* Its next use would wrap to generation 0: an id issued before. */
+	((struct shm_book_order_sh *)&v->orders[0])->gen = UINT64_MAX;
+}
+
+static void forge_live_id(struct shm_book_view *v)
+{
+	struct shm_book_order_sh *o = order_in(v, SHM_BOOK_ORDER_LIVE);
+	o->id += v->nshards; /* the next slot's id */
+}
+
 /* Order records with fills, one live. */
 static uint32_t order_with_fills(const struct shm_book_view *v, uint32_t below, bool live)
 {
@@ -1714,16 +1800,9 @@ START_TEST(snapshot_load_refuses_forged_structure)
 {
 	enum { LV = 64, OR = 256, FI = 512 };
 	struct fx a, b;
-	fx_open(&a, LV, OR, FI, SHM_BOOK_STP_NONE);
-	uint32_t sym2;
-	ck_assert_int_eq(eng_core_symbol_add(a.b, "Y", 1, &sym2), 0);
+	struct sbuf s;
 	/* As in the round trip: every list is in play. */
-	static uint64_t ids[6000];
-	size_t nids = 0;
-	struct rng g = {42};
-	random_flow(&a, sym2, &g, 6000, ids, &nids, 6000);
-	struct sbuf s = {0};
-	ck_assert_int_eq(eng_core_save(a.b, sbuf_put, &s), 0);
+	fx_saved(&a, 42, 6000, &s);
 	const struct shm_book_view *va = eng_core_view(a.b);
 	uint32_t ord_unused = snap_word(&s, SNAP_ORD_UNUSED);
 	uint32_t ndone = snap_word(&s, SNAP_ORD_DONE);
@@ -1752,6 +1831,23 @@ START_TEST(snapshot_load_refuses_forged_structure)
 	expect_forgery_refused(&a, &s, bad, NULL, "live order in the done FIFO");
 
 	expect_forgery_refused(&a, &s, s.p, forge_cyclic_queue, "cyclic queue");
+	expect_forgery_refused(&a, &s, s.p, forge_done_tif, "done order with tif 9");
+	expect_forgery_refused(&a, &s, s.p, forge_free_generation,
+			       "slot past the last generation");
+	expect_forgery_refused(&a, &s, s.p, forge_live_id,
+			       "order with another slot's id");
+
+	/* The first symbol's worst bid key made negative (a negative price):
+	 * its price array follows the counters and its two side counts. */
+	size_t bids_at = SNAP_HDR_BYTES + 2 * sizeof(uint32_t);
+	int64_t key;
+	memcpy(&key, s.p + bids_at, sizeof(key));
+	ck_assert_uint_gt(snap_word(&s, SNAP_HDR_BYTES / sizeof(uint32_t)), 0);
+	ck_assert_int_gt(key, 0);
+	key = -key;
+	memcpy(bad, s.p, s.n);
+	memcpy(bad + bids_at, &key, sizeof(key));
+	expect_forgery_refused(&a, &s, bad, NULL, "negative bid price");
 
 	fx_twin(&b, &a, LV, OR, FI);
 	ck_assert_int_eq(eng_core_load(b.b, s.p, s.n, NULL, 0), 0);
@@ -1804,6 +1900,7 @@ static Suite *eng_core_suite(void)
 	tcase_add_test(tc, snapshot_with_open_windows_loads_closed);
 	tcase_add_test(tc, snapshot_load_refuses_bad_bytes);
 	tcase_add_test(tc, snapshot_load_refuses_forged_structure);
+	tcase_add_test(tc, bytes_above_the_watermarks_are_not_trusted);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("readers");

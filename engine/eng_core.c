@@ -1652,6 +1652,10 @@ static int core_walk(struct eng_core *b, const void *data, size_t len, bool appl
 	 * for cap_levels of them, not for every array full. */
 	uint64_t listed = 0;
 	for (uint32_t i = 0; i < h->nsymbols; i++) {
+		const char *name = v->symbols[i].name;
+		size_t nlen = shm_symbol_unpack_len(name);
+		if (nlen == 0 || nlen > SHM_SYMBOL_MAX || !shm_symbol_valid(name, nlen))
+			return SHMEX_EJCORRUPT;
 		const uint32_t *n = take(&c, 2 * sizeof(uint32_t));
 		if (!n || n[0] > v->cap_levels || n[1] > v->cap_levels)
 			return SHMEX_EJCORRUPT;
@@ -1663,7 +1667,10 @@ static int core_walk(struct eng_core *b, const void *data, size_t len, bool appl
 			if (sym_map(b, p) != 0)
 				return -ENOMEM;
 			b->nsymbols = i + 1;
-			b->sym_hash[sym_slot(b, v->symbols[i].name)] = i + 1;
+			uint32_t slot = sym_slot(b, v->symbols[i].name);
+			if (b->sym_hash[slot])
+				return SHMEX_EJCORRUPT; /* two symbols of one name */
+			b->sym_hash[slot] = i + 1;
 		}
 		for (unsigned sd = 0; sd < 2; sd++) {
 			const struct eng_px *a = take(&c, (size_t)n[sd] * sizeof(*a));
@@ -1743,8 +1750,9 @@ int eng_core_load(struct eng_core *b, const void *data, size_t len, char *why,
 	if (!rc)
 		rc = core_walk(b, data, len, true);
 	if (rc == SHMEX_EJCORRUPT && why_len)
-		snprintf(why, why_len,
-			 "a count, index or price of the core section out of range");
+		snprintf(
+			why, why_len,
+			"a count, index, price or symbol name of the core section out of range");
 	if (rc)
 		return rc;
 	/* A snapshot is taken between requests, so every record's own

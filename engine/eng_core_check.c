@@ -224,6 +224,16 @@ static int check_order(const struct eng_core *b, struct marks *mk, uint32_t oi,
 	CHECK(o->open <= o->amount && o->executed <= o->amount - o->open &&
 		      o->cancelled == o->amount - o->open - o->executed,
 	      "order %u quantities", oi);
+	/* Only a finished order has a cancelled part, and every finish but a
+	 * fill cancels one. */
+	CHECK(o->state == SHM_BOOK_ORDER_LIVE
+		      ? o->cancelled == 0
+		      : (o->done_reason == SHM_BOOK_DONE_FILLED) == (o->cancelled == 0),
+	      "order %u: cancelled %lld with done reason %u", oi, (long long)o->cancelled,
+	      o->done_reason);
+	/* Events to come would make a gateway wait for them for ever. */
+	CHECK(o->mod_event <= b->events, "order %u: event %llu of %llu", oi,
+	      (unsigned long long)o->mod_event, (unsigned long long)b->events);
 	CHECK((o->state == SHM_BOOK_ORDER_LIVE) == (o->open > 0),
 	      "order %u state vs open", oi);
 	int64_t ex = 0;
@@ -234,6 +244,7 @@ static int check_order(const struct eng_core *b, struct marks *mk, uint32_t oi,
 		const struct shm_book_fill_sh *f = &b->v.fills[fi];
 		CHECK(f->order_id == o->id && f->qty > 0 && f->qty <= o->executed - ex,
 		      "fill %u owner", fi);
+		CHECK(f->event > 0 && f->event <= b->events, "fill %u event", fi);
 		CHECK(k >= ORDER_FILLS || b->ofills[oi][k] == fi, "order %u ofills", oi);
 		CHECK(b->fill_next[fi] == f->next, "fill %u private link", fi);
 		ex += f->qty;
@@ -277,8 +288,9 @@ static int check_all(const struct eng_core *b, struct marks *mk, char *why, size
 	CHECK(b->notouched == 0, "%u order windows left open", b->notouched);
 	CHECK(live == b->orders_live, "orders_live %u vs %llu resting", b->orders_live,
 	      (unsigned long long)live);
+	CHECK(b->events <= INT64_MAX, "event count %llu", (unsigned long long)b->events);
 	uint32_t nlive = 0, ndone = 0, nfree = 0;
-	uint64_t fills = 0;
+	uint64_t fills = 0, uses = 0;
 	for (uint32_t oi = 0; oi < b->ord_unused; oi++) {
 		const struct shm_book_order_sh *o = &b->v.orders[oi];
 		CHECK((o->seq & 1) == 0, "order %u window open", oi);
@@ -286,6 +298,7 @@ static int check_all(const struct eng_core *b, struct marks *mk, char *why, size
 		 * wrap to an id issued before). */
 		CHECK(o->gen <= b->gen_max, "order %u: generation %llu", oi,
 		      (unsigned long long)o->gen);
+		uses += o->gen + 1; /* fits: gen_max bounds every id */
 		if (o->state == SHM_BOOK_ORDER_FREE) {
 			nfree++;
 			continue;
@@ -303,6 +316,10 @@ static int check_all(const struct eng_core *b, struct marks *mk, char *why, size
 	CHECK(nlive == b->orders_live, "live count");
 	CHECK(ndone == b->ord_done.count, "done count %u vs %u", ndone,
 	      b->ord_done.count);
+	/* Slot k has held gen + 1 orders: a generation lowered would issue
+	 * an id again. */
+	CHECK(uses == b->orders_created, "%llu orders created, slots held %llu",
+	      (unsigned long long)b->orders_created, (unsigned long long)uses);
 	/* A slot retired at gen_max is free and on no list. */
 	CHECK(nfree == b->ord_nfree + b->slots_retired, "free order count");
 	CHECK(fills == (uint64_t)(b->fill_unused - b->fill_nfree), "fill accounting");

@@ -1780,6 +1780,44 @@ static void forge_live_id(struct shm_book_view *v)
 	o->id += v->nshards; /* the next slot's id */
 }
 
+static void forge_live_cancelled(struct shm_book_view *v)
+{
+	/* The sum still adds up; a live order has no cancelled part. */
+	struct shm_book_order_sh *o = order_in(v, SHM_BOOK_ORDER_LIVE);
+	o->cancelled += INT64_MAX / 4;
+	o->amount += INT64_MAX / 4;
+}
+
+static void forge_future_event(struct shm_book_view *v)
+{
+	order_in(v, SHM_BOOK_ORDER_DONE)->mod_event = UINT64_MAX / 2;
+}
+
+static void forge_lower_generation(struct shm_book_view *v)
+{
+	/* A finished order's generation taken back by one, its id and its
+	 * fills' with it: the next order there would get an id issued
+	 * before. */
+	for (uint32_t oi = 0; oi < v->cap_orders; oi++) {
+		struct shm_book_order_sh *o = (struct shm_book_order_sh *)&v->orders[oi];
+		if (o->gen == 0 || o->state != SHM_BOOK_ORDER_DONE)
+			continue;
+		o->gen--;
+		o->id = shm_order_id_make(v->shard, v->nshards, oi, o->gen,
+					  v->cap_orders);
+		for (uint32_t fi = o->fill_head; fi != SHM_BOOK_NIL;
+		     fi = v->fills[fi].next)
+			((struct shm_book_fill_sh *)&v->fills[fi])->order_id = o->id;
+		return;
+	}
+	ck_abort_msg("no slot to forge");
+}
+
+static void forge_twin_symbol(struct shm_book_view *v)
+{
+	memcpy(((struct shm_book_sym_sh *)&v->symbols[1])->name, v->symbols[0].name, 16);
+}
+
 /* Order records with fills, one live. */
 static uint32_t order_with_fills(const struct shm_book_view *v, uint32_t below, bool live)
 {
@@ -1836,6 +1874,13 @@ START_TEST(snapshot_load_refuses_forged_structure)
 			       "slot past the last generation");
 	expect_forgery_refused(&a, &s, s.p, forge_live_id,
 			       "order with another slot's id");
+	expect_forgery_refused(&a, &s, s.p, forge_live_cancelled,
+			       "live order with a cancelled part");
+	expect_forgery_refused(&a, &s, s.p, forge_future_event,
+			       "order changed by an event to come");
+	expect_forgery_refused(&a, &s, s.p, forge_lower_generation,
+			       "slot with its generation taken back");
+	expect_forgery_refused(&a, &s, s.p, forge_twin_symbol, "two symbols of one name");
 
 	/* The first symbol's worst bid key made negative (a negative price):
 	 * its price array follows the counters and its two side counts. */

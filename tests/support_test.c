@@ -36,10 +36,53 @@ static const char *test_tag(void)
 	return tag;
 }
 
+/* The runner's pid (set by test_run before the forks), 0 outside one. */
+static pid_t runner_pid;
+
+static void instances_path(char *buf, size_t len, pid_t runner)
+{
+	snprintf(buf, len, "/tmp/shmex-instances.%d", (int)runner);
+}
+
 void test_instance(char *buf, size_t len)
 {
 	static unsigned counter;
 	snprintf(buf, len, "test%s-%d-%u", test_tag(), (int)getpid(), counter++);
+	if (runner_pid) {
+		/* For test_run: a failed assertion skips the checked teardown
+		 * that would have removed the instance. */
+		char path[64];
+		instances_path(path, sizeof(path), runner_pid);
+		FILE *f = fopen(path, "a");
+		if (f) {
+			fprintf(f, "%s\n", buf);
+			fclose(f);
+		}
+	}
+}
+
+int test_run(Suite *suite)
+{
+	runner_pid = getpid();
+	SRunner *sr = srunner_create(suite);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	char path[64], line[128];
+	instances_path(path, sizeof(path), runner_pid);
+	FILE *f = fopen(path, "r");
+	/* Only after a failure: a passing test must clean up by itself, and
+	 * run-tests.sh's leftover check says when one did not. */
+	while (failed && f && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (line[0])
+			test_cleanup_instance(line);
+	}
+	if (f)
+		fclose(f);
+	unlink(path);
+	runner_pid = 0;
+	return failed;
 }
 
 static int walk_instance(const char *instance, int do_unlink)

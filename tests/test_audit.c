@@ -873,10 +873,7 @@ static Suite *audit_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(audit_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = test_run(audit_suite());
 	cleanup_noted();
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1,8 +1,8 @@
 /*
  * eng_core_impl: the private state of the matching core, for eng_core.c
  * and for its invariant checker (eng_core_check.c), which must see the
- * writer's private structures to check them against the shared book.  Nothing else may include it: the contract is
- * eng_core.h.
+ * writer's private structures to check them against the shared book.
+ * Nothing else may include it: the contract is eng_core.h.
  */
 #ifndef SHMEX_ENGINE_ENG_CORE_IMPL_H
 #define SHMEX_ENGINE_ENG_CORE_IMPL_H

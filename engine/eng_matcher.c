@@ -1867,6 +1867,9 @@ static int load_snapshot(struct eng_matcher *m, const char *path, struct shmex_e
 		if (rc2)
 			return shmex_error_set(e, rc2, "laying out the book again: %s",
 					       shmex_strerror(rc2));
+		if (rc == -ENOMEM)
+			return shmex_error_set(e, rc, "%s: checking its book: %s", path,
+					       why[0] ? why : "out of memory");
 		if (why[0])
 			return shmex_error_set(e, SHMEX_EJCORRUPT,
 					       "%s: the book it holds is not whole: %s",

@@ -315,7 +315,10 @@ struct shm_book_order_sh {
 	 * request ends; R: status readers, acquire [BK19] + fence and
 	 * re-check [BK20] (shm_book_seqword_begin/_stable).  A status read
 	 * needs no other seqcount, so it touches only the record's lines and
-	 * its fills, which the matcher writes only when the order changes. */
+	 * its fills, which the matcher writes only when the order changes.
+	 * Also, once, relaxed: order_alloc makes the count of a record never
+	 * used before even (bytes a snapshot did not vouch for); no id of
+	 * that slot has been issued, so no reader reads it as an order. */
 	uint64_t seq;
 	uint32_t sym;        /* symbol index */
 	uint8_t side;        /* enum shm_side */

@@ -1904,6 +1904,162 @@ START_TEST(snapshot_load_refuses_forged_structure)
 }
 END_TEST
 
+/* A fixture of any shape (shard of nshards, capacities, STP mode), with
+ * symbol X or, for a twin to load into, none. */
+static void fx_open_cfg(struct fx *f, const struct eng_core_cfg *cfg, bool symbol)
+{
+	memset(f, 0, sizeof(*f));
+	size_t bytes = eng_core_bytes(cfg);
+	ck_assert_uint_gt(bytes, 0);
+	f->mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+	ck_assert_ptr_nonnull(f->mem);
+	ck_assert_int_eq(eng_core_init(&f->b, f->mem, bytes, cfg, log_event, &f->log), 0);
+	if (symbol)
+		ck_assert_int_eq(eng_core_symbol_add(f->b, "X", 1, &f->sym), 0);
+}
+
+/* One request of every kind the core takes, or a trim, a recycle, a
+ * change of batching; reclamation lags the epoch at random. */
+static void any_step(struct fx *f, struct rng *g, uint32_t nsym, uint64_t *ids,
+		     size_t *nids, size_t cap, bool *batched)
+{
+	struct eng_req r = req(f);
+	r.sym = (uint32_t)below(g, nsym);
+	r.account = 1 + below(g, 3);
+	r.side = (uint8_t)below(g, 2);
+	r.price = 100 + (r.side ? 1 : -1) * (int64_t)below(g, 8) - (r.side ? 3 : -3);
+	r.qty = 1 + (int64_t)below(g, 30);
+	unsigned what = (unsigned)below(g, 100);
+	size_t recent = *nids < 40 ? *nids : 40;
+	if (what < 45 || *nids == 0) {
+		unsigned t = (unsigned)below(g, 10);
+		r.tif = t < 6 ? SHM_TIF_GTC : t < 8 ? SHM_TIF_IOC : SHM_TIF_FOK;
+		if (below(g, 8) == 0)
+			r.flags = ENG_REQ_POST_ONLY;
+		if (below(g, 80) == 0)
+			r.qty = 1000; /* sweeps, or is refused for want of records */
+		uint64_t id;
+		if (eng_core_submit(f->b, &r, &id) == 0)
+			ids[(*nids)++ % cap] = id;
+	} else if (what < 78) {
+		r.order_id = ids[(*nids - 1 - below(g, recent)) % cap];
+		(void)!eng_core_cancel(f->b, &r);
+	} else if (what < 95) {
+		r.order_id = ids[(*nids - 1 - below(g, recent)) % cap];
+		const struct shm_book_order_sh *o = eng_core_order(f->b, r.order_id);
+		int64_t px = o ? o->price : 100, open = o ? o->open : 5;
+		switch (below(g, 4)) {
+		case 0: /* to zero */
+			r.price = px;
+			r.qty = 0;
+			break;
+		case 1: /* smaller, keeps its place */
+			r.price = px;
+			r.qty = open > 1 ? 1 + (int64_t)below(g, (uint64_t)open) : 1;
+			break;
+		case 2: /* larger, to the back */
+			r.price = px;
+			r.qty = open + 1 + (int64_t)below(g, 10);
+			break;
+		default: /* another price: may trade */
+			r.price = 92 + (int64_t)below(g, 16);
+			break;
+		}
+		(void)!eng_core_modify(f->b, &r);
+	} else if (what < 97) {
+		(void)eng_core_trim(f->b, (uint32_t)below(g, 20));
+	} else if (what < 98) {
+		(void)eng_core_recycle(f->b, below(g, 5));
+	} else {
+		*batched = !*batched;
+		eng_core_set_batched(f->b, *batched);
+	}
+	if (below(g, 10) == 0)
+		f->epoch++;
+	if (below(g, 5) == 0)
+		eng_core_reclaim(f->b, f->epoch > 2 ? f->epoch - below(g, 3) : 0);
+	if (*batched && below(g, 3) == 0)
+		eng_core_publish(f->b);
+}
+
+/*
+ * The load check refuses no book a core wrote: shards of several shapes,
+ * order capacities that are not powers of two, every STP mode, every kind
+ * of request (FOK kills, IOC remainders, post-only refusals, modifies of
+ * every kind, cancels, trims, recycles, book-full refusals, batched and
+ * not, reclamation lagging), saved and loaded every 97 steps; the book is
+ * checked after every step and each loaded twin too.
+ */
+START_TEST(snapshots_of_every_shape_load)
+{
+	static const struct {
+		uint32_t nshards, shard, orders, levels, fills;
+	} shapes[] = {
+		{1, 0, 256, 64, 512},
+		{3, 2, 100, 40, 300},
+		{4, 3, 97, 33, 257},
+		{7, 6, 300, 100, 1000},
+	};
+	unsigned loads = 0;
+	for (unsigned si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+		for (uint32_t stp = SHM_BOOK_STP_NONE; stp <= SHM_BOOK_STP_CANCEL_BOTH;
+		     stp++) {
+			struct eng_core_cfg cfg = {
+				.caps = {.symbols = 4,
+					 .levels = shapes[si].levels,
+					 .orders = shapes[si].orders,
+					 .fills = shapes[si].fills},
+				.shard = shapes[si].shard,
+				.nshards = shapes[si].nshards,
+				.stp_mode = stp,
+			};
+			struct fx a;
+			fx_open_cfg(&a, &cfg, true);
+			a.epoch = 1;
+			uint32_t nsym = 1, idx;
+			static uint64_t ids[512];
+			size_t nids = 0;
+			bool batched = false;
+			struct rng g = {si * 4 + stp + 1};
+			for (unsigned k = 1; k <= 1500; k++) {
+				if (k == 500 || k == 1000) {
+					char name[2] = {(char)('A' + nsym), 0};
+					ck_assert_int_eq(
+						eng_core_symbol_add(a.b, name, 1, &idx),
+						0);
+					nsym++;
+				}
+				any_step(&a, &g, nsym, ids, &nids, 512, &batched);
+				fx_check(&a);
+				if (k % 97)
+					continue;
+				struct sbuf s = {0};
+				ck_assert_int_eq(eng_core_save(a.b, sbuf_put, &s), 0);
+				struct fx t;
+				fx_open_cfg(&t, &cfg, false);
+				memcpy(t.mem, a.mem, eng_core_bytes(&cfg));
+				char why[256] = "";
+				int rc = eng_core_load(t.b, s.p, s.n, why, sizeof(why));
+				ck_assert_msg(
+					rc == 0,
+					"shape %u stp %u step %u: a good snapshot refused (%d): %s",
+					si, stp, k, rc, why);
+				fx_check(&t);
+				loads++;
+				free(s.p);
+				fx_close(&t);
+			}
+			/* Records were recycled: every list was in play. */
+			struct eng_core_stats st;
+			eng_core_stats(a.b, &st);
+			ck_assert_uint_gt(st.orders_recycled, 0);
+			fx_close(&a);
+		}
+	}
+	ck_assert_uint_eq(loads, 4 * 4 * 15);
+}
+END_TEST
+
 static Suite *eng_core_suite(void)
 {
 	Suite *s = suite_create("eng_core");
@@ -1946,6 +2102,7 @@ static Suite *eng_core_suite(void)
 	tcase_add_test(tc, snapshot_load_refuses_bad_bytes);
 	tcase_add_test(tc, snapshot_load_refuses_forged_structure);
 	tcase_add_test(tc, bytes_above_the_watermarks_are_not_trusted);
+	tcase_add_test(tc, snapshots_of_every_shape_load);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("readers");
